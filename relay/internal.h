@@ -1,0 +1,76 @@
+/* relay/internal.h: shared internals of relay/ (loop, pool, listeners, streams); nothing outside relay/ includes it. */
+#pragma once
+
+#include "relay/relay.h"
+#include "relay/vsock-route.h"
+
+/* The kernel opcode number; liburing 2.3 predates it, so SQEs are filled by hand. */
+#define RELAY_OP_READ_MULTISHOT 49
+/* Multishot recv byte budget (sqe->optlen); newer kernels honour it, older ones reject it. */
+#define RELAY_CQE_BATCH 64
+
+struct relay_defer_node {
+        struct relay_defer_node *next;
+        void (*fn)(void *userdata);
+        void *userdata;
+};
+
+struct relay_vsock_port;
+
+struct relay {
+        struct io_uring ring;
+        struct relay_config cfg;
+        bool stop;
+        bool broken;
+
+        /* provided-buffer pool, group 0 */
+        struct io_uring_buf_ring *br;
+        size_t br_size;
+        uint8_t *bufs;
+        size_t bufs_size;
+        unsigned buf_mask;
+        unsigned pool_in_use;
+        int mshot_limit;        /* recv multishot byte budget: 1 works, 0 refused, -1 untested */
+        int read_mshot;         /* IORING_OP_READ_MULTISHOT: 1 works, 0 refused, -1 untested */
+
+        struct relay_defer_node *defer_head, **defer_tail;
+
+        struct relay_timer **heap;
+        unsigned heap_n, heap_cap;
+
+        /* streams whose receive stopped on an empty pool */
+        struct relay_stream *buf_wait_head, *buf_wait_tail;
+
+        struct relay_vsock_port *vsock_ports;
+
+        unsigned n_streams, n_listeners, n_chans;
+        uint64_t bytes_relayed;
+        unsigned capacity;
+};
+
+/* pool.c */
+int relay_pool_init(struct relay *r);
+void relay_pool_done(struct relay *r);
+static inline uint8_t *relay_pool_addr(struct relay *r, unsigned bid)
+{
+        return r->bufs + (size_t) bid * r->cfg.buf_size;
+}
+void relay_pool_put(struct relay *r, unsigned bid);
+/* Takes the buffer a completion consumed into the caller's hands. */
+static inline void relay_pool_took(struct relay *r)
+{
+        r->pool_in_use++;
+}
+
+/* stream.c: called by the loop after completions when buffers came back */
+void relay_streams_wake_buf_waiters(struct relay *r);
+
+/* timer.c */
+uint64_t relay_timers_next_deadline(struct relay *r);   /* UINT64_MAX if none */
+void relay_timers_run(struct relay *r);
+void relay_timers_done(struct relay *r);
+
+void relay_listeners_done(struct relay *r);
+
+/* Ignores the completion of a cancel issued for op. */
+int relay_cancel_op(struct relay *r, struct relay_op *op);

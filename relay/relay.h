@@ -1,0 +1,205 @@
+/* relay/relay.h: the io_uring loop; owns the ring, buffer pool, timers, listeners, channels and streams; borrows nothing. */
+#pragma once
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <liburing.h>
+
+#include "util/macro.h"
+
+/* ---- Loop ------------------------------------------------------------------------------ */
+
+struct relay;
+
+/* ring_entries: SQ size; buf_size * buf_count: the shared receive pool (<= RELAY_POOL_BYTES_MAX);
+ * stream_max_bufs: per-stream cap on pool buffers held, which is the backpressure bound. */
+struct relay_config {
+        unsigned ring_entries;
+        unsigned buf_size;
+        unsigned buf_count;
+        unsigned stream_max_bufs;
+};
+
+#define RELAY_POOL_BYTES_MAX (64u << 20)
+#define RELAY_BUF_SIZE_MIN 4096u
+#define RELAY_BUF_SIZE_MAX (1u << 20)
+#define RELAY_BUF_COUNT_MAX 32768u      /* kernel limit for one provided-buffer ring */
+#define RELAY_RING_ENTRIES_MAX 32768u
+#define RELAY_FD_HEADROOM 64u           /* fds kept back from the stream capacity */
+
+void relay_config_default(struct relay_config *c);
+
+/* Raises RLIMIT_NOFILE to the hard limit and ignores SIGPIPE (writes to a vanished pipe must
+ * fail with EPIPE, not kill the daemon). c may be NULL for the defaults. */
+int relay_new(const struct relay_config *c, struct relay **ret);
+struct relay *relay_free(struct relay *r);
+DEFINE_CLEANUP(struct relay *, relay_free);
+
+/* Runs until relay_stop(); returns 0, or -errno on a fatal ring error. */
+int relay_run(struct relay *r);
+/* One iteration: submit, wait up to timeout_ns (-1 = forever, 0 = poll), dispatch completions,
+ * expired timers and deferred calls. Returns 0 or -errno on a fatal ring error. */
+int relay_run_once(struct relay *r, int64_t timeout_ns);
+void relay_stop(struct relay *r);
+uint64_t relay_now_ns(struct relay *r);         /* CLOCK_MONOTONIC */
+/* Streams this process can hold given RLIMIT_NOFILE (about two fds each, minus headroom). */
+unsigned relay_stream_capacity(struct relay *r);
+
+/* Generic ops so other rooms (bridge, control) run their own I/O on the same ring. The op must
+ * stay allocated until its last completion (one without IORING_CQE_F_MORE) has been delivered. */
+struct relay_op;
+typedef void (*relay_op_fn)(struct relay *r, struct relay_op *op, int res, uint32_t cqe_flags);
+struct relay_op {
+        relay_op_fn fn;
+};
+/* Flushes the SQ when full; NULL only if the ring is broken. */
+struct io_uring_sqe *relay_get_sqe(struct relay *r);
+void relay_sqe_set_op(struct io_uring_sqe *sqe, struct relay_op *op);
+/* An SQE whose completion is ignored (e.g. a cancel nobody waits for). */
+void relay_sqe_set_ignore(struct io_uring_sqe *sqe);
+
+/* Deferred call on the next loop iteration: breaks re-entrancy (callbacks that free their caller). */
+int relay_defer(struct relay *r, void (*fn)(void *userdata), void *userdata);
+
+/* ---- Timers (one-shot, re-armable; free is safe while armed: no callback after free) ---- */
+
+struct relay_timer;
+typedef void (*relay_timer_fn)(struct relay_timer *t, void *userdata);
+int relay_timer_new(struct relay *r, relay_timer_fn fn, void *userdata, struct relay_timer **ret);
+int relay_timer_arm(struct relay_timer *t, uint64_t after_ns);
+void relay_timer_disarm(struct relay_timer *t);
+bool relay_timer_is_armed(const struct relay_timer *t);
+struct relay_timer *relay_timer_free(struct relay_timer *t);
+DEFINE_CLEANUP(struct relay_timer *, relay_timer_free);
+
+/* ---- Transports ------------------------------------------------------------------------ */
+
+enum relay_transport_kind {
+        RELAY_TRANSPORT_HVSOCK,         /* Firecracker / Cloud Hypervisor: <uds_path>_<port> */
+        RELAY_TRANSPORT_VSOCK,          /* AF_VSOCK, routed by the peer CID */
+        _RELAY_TRANSPORT_MAX,
+        _RELAY_TRANSPORT_INVALID = -EINVAL,
+};
+
+#define RELAY_UDS_PATH_MAX 108
+
+struct relay_transport {
+        enum relay_transport_kind kind;
+        char uds_path[RELAY_UDS_PATH_MAX];      /* HVSOCK: the VM's vsock socket base path */
+        uint32_t cid;                           /* VSOCK: the VM's CID */
+};
+
+/* Writes "<uds>_<port>"; -ENAMETOOLONG when it does not fit buf or sun_path. */
+int relay_transport_hvsock_path(const struct relay_transport *t, uint32_t port, char *buf, size_t len);
+const char *relay_transport_kind_to_string(enum relay_transport_kind k);
+
+/* ---- Listeners ------------------------------------------------------------------------- */
+
+/* The accept callback gets ownership of fd (>= 0), or fd = -errno when the listener failed
+ * (it is then done). A ONCE listener is done after its first connection. */
+struct relay_listener;
+enum relay_listen_mode {
+        RELAY_LISTEN_ONCE,
+        RELAY_LISTEN_MANY,
+        _RELAY_LISTEN_MODE_MAX,
+        _RELAY_LISTEN_MODE_INVALID = -EINVAL,
+};
+typedef void (*relay_accept_fn)(struct relay_listener *l, int fd, void *userdata);
+/* The listening socket exists when this returns 0, so the guest may be asked to dial at once.
+ * -EADDRINUSE when a live process owns the path; -ENAMETOOLONG when it exceeds sun_path. */
+int relay_listen(struct relay *r, const struct relay_transport *t, uint32_t port, enum relay_listen_mode mode,
+                 relay_accept_fn fn, void *userdata, struct relay_listener **ret);
+/* Cancels; removes the socket file; no callback after. Safe inside the accept callback. */
+struct relay_listener *relay_listener_free(struct relay_listener *l);
+DEFINE_CLEANUP(struct relay_listener *, relay_listener_free);
+uint32_t relay_listener_port(const struct relay_listener *l);
+
+/* ---- Byte channels for message protocols (bridge, ttrpc control, attach) -------------- */
+
+struct relay_chan;
+struct relay_chan_ops {
+        /* All received, not-yet-consumed bytes; return bytes consumed (0..len) or -errno to close
+         * the channel. For packet channels (SOCK_SEQPACKET) each call is exactly one packet. */
+        ssize_t (*on_data)(struct relay_chan *c, const void *data, size_t len, void *userdata);
+        /* Exactly once, when the channel ends (error 0 = peer EOF or relay_chan_close finished).
+         * The channel is freed by the relay right after this returns; don't touch it again. */
+        void (*on_close)(struct relay_chan *c, int error, void *userdata);
+};
+/* max_rx: largest unconsumed input (or packet) accepted, else the channel closes with -EMSGSIZE;
+ * max_tx: queued output bound. 0 picks RELAY_CHAN_DEFAULT_MAX. */
+struct relay_chan_limits {
+        size_t max_rx;
+        size_t max_tx;
+        bool packet;
+};
+#define RELAY_CHAN_DEFAULT_MAX (1u << 20)
+#define RELAY_CHAN_LIMIT_MAX (256u << 20)
+
+int relay_chan_new(struct relay *r, int fd, const struct relay_chan_ops *ops, const struct relay_chan_limits *lim,
+                   void *userdata, struct relay_chan **ret);     /* takes fd on success */
+int relay_chan_send(struct relay_chan *c, const void *data, size_t len); /* copies; -ENOBUFS over max_tx; -EPIPE after close */
+int relay_chan_sendv(struct relay_chan *c, const struct iovec *iov, int iovcnt); /* one frame from pieces */
+size_t relay_chan_tx_pending(struct relay_chan *c);
+void relay_chan_close(struct relay_chan *c);            /* flush tx, then close; on_close(0) follows (deferred) */
+void relay_chan_abort(struct relay_chan *c, int error); /* close now, drop tx; on_close(error) follows (deferred) */
+/* Detaches the owner: closes now, drops tx, and on_close is NOT called. Safe inside callbacks. */
+struct relay_chan *relay_chan_free(struct relay_chan *c);
+int relay_chan_fd(struct relay_chan *c);                /* for SO_PEERCRED */
+
+/* ---- Streams --------------------------------------------------------------------------- */
+
+enum relay_stream_dir {
+        RELAY_STREAM_TO_GUEST,          /* stdin: endpoint -> guest */
+        RELAY_STREAM_FROM_GUEST,        /* stdout/stderr: guest -> endpoint */
+        _RELAY_STREAM_DIR_MAX,
+        _RELAY_STREAM_DIR_INVALID = -EINVAL,
+};
+
+struct relay_stream_counters {
+        uint64_t rx_guest, tx_guest, rx_endpoint, tx_endpoint;
+};
+
+struct relay_stream;
+struct relay_stream_ops {
+        /* 0 = EOF reached and flushed; -EPIPE endpoint vanished; -ECONNRESET guest dropped ...
+         * The stream stays allocated until relay_stream_free. */
+        void (*on_done)(struct relay_stream *s, int error, void *userdata);
+        /* After relay_stream_freeze: nothing in flight, all read bytes flushed. */
+        void (*on_frozen)(struct relay_stream *s, void *userdata);
+        /* Optional copy of delivered bytes (data is only valid during the call). */
+        void (*on_tap)(struct relay_stream *s, const void *data, size_t len, void *userdata);
+};
+
+/* Takes both fds on success; endpoint_fd may be -1 = discard, keeping counters and the tap. */
+int relay_stream_new(struct relay *r, enum relay_stream_dir dir, int guest_fd, int endpoint_fd,
+                     const struct relay_stream_ops *ops, void *userdata, struct relay_stream **ret);
+void relay_stream_get_counters(const struct relay_stream *s, struct relay_stream_counters *ret);
+void relay_stream_seed_counters(struct relay_stream *s, const struct relay_stream_counters *c);
+/* Bytes and pool buffers currently held (read, not yet delivered): bounded by stream_max_bufs. */
+void relay_stream_get_held(const struct relay_stream *s, size_t *ret_bytes, unsigned *ret_bufs);
+/* Stops reading, flushes what was read, then on_frozen. -EALREADY if frozen or freezing. */
+int relay_stream_freeze(struct relay_stream *s);
+int relay_stream_resume(struct relay_stream *s);
+/* Only on a frozen or done stream. send_offset_header: first write the 8-byte little-endian
+ * count of bytes already received from (FROM_GUEST) or sent to (TO_GUEST) the guest. */
+int relay_stream_replace_guest(struct relay_stream *s, int guest_fd, bool send_offset_header);
+/* Safe any time, also inside its own callbacks; no callback after. */
+struct relay_stream *relay_stream_free(struct relay_stream *s);
+DEFINE_CLEANUP(struct relay_stream *, relay_stream_free);
+const char *relay_stream_dir_to_string(enum relay_stream_dir d);
+
+/* ---- Daemon-wide numbers for `vsockmux stats` ----------------------------------------- */
+
+struct relay_stats {
+        uint64_t bytes_relayed;
+        unsigned streams;
+        unsigned listeners;
+        unsigned chans;
+        unsigned pool_bufs_total, pool_bufs_in_use;
+        size_t pool_bytes;
+};
+void relay_get_stats(struct relay *r, struct relay_stats *ret);
