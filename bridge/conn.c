@@ -1,0 +1,1043 @@
+#include "bridge/conn.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bridge/codec.h"
+#include "util/log.h"
+
+/* A message that arrived in a resume window before its call or container was registered. */
+struct held {
+        struct held *next;
+        uint32_t type;      /* frame type: a response or BRIDGE_NOTIFY_CONTAINER */
+        uint64_t id;        /* responses */
+        char *container_id; /* notifications */
+        char *payload;
+        size_t len;
+};
+
+struct watcher {
+        struct watcher *next;
+        char *container_id;
+        bridge_notify_fn fn;
+        void *userdata;
+};
+
+struct probe {
+        struct bridge_conn *conn;
+        uint64_t target;
+};
+
+struct bridge_conn {
+        char name[BRIDGE_CONN_NAME_MAX];
+        struct bridge_conn_ops ops;
+        void *userdata;
+
+        struct bridge_calls *calls;
+        enum bridge_conn_state state;
+        bool attached;
+        bool migrating;
+        bool resume_window;
+        uint64_t generation;
+        uint64_t negotiate_id;
+
+        char *runtime_os;
+        bool stdio_resume;
+
+        struct watcher *watchers;
+        size_t n_watchers;
+
+        struct held *held_head, **held_tail;
+        size_t n_held, held_bytes;
+        uint64_t held_dropped;
+};
+
+static const char *const bridge_conn_state_names[_BRIDGE_CONN_STATE_MAX] = {
+        [BRIDGE_CONN_WAITING] = "waiting",
+        [BRIDGE_CONN_NEGOTIATING] = "negotiating",
+        [BRIDGE_CONN_CONNECTED] = "connected",
+        [BRIDGE_CONN_MIGRATING] = "migrating",
+        [BRIDGE_CONN_CLOSED] = "closed",
+};
+
+const char *bridge_conn_state_to_string(enum bridge_conn_state s)
+{
+        if (s < 0 || s >= _BRIDGE_CONN_STATE_MAX)
+                return NULL;
+        return bridge_conn_state_names[s];
+}
+
+static uint64_t conn_now(struct bridge_conn *c)
+{
+        struct timespec ts;
+
+        if (c->ops.now)
+                return c->ops.now(c, c->userdata);
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * BRIDGE_NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t deadline_after(struct bridge_conn *c, uint64_t ns)
+{
+        uint64_t now = conn_now(c);
+
+        return ns >= BRIDGE_DEADLINE_NONE - now ? BRIDGE_DEADLINE_NONE - 1 : now + ns;
+}
+
+/* Reports a change made with `c->state = ...` once the dust settled: callbacks run in between
+ * already saw the new state, and a callback that moved it on reports its own change. */
+static void state_report(struct bridge_conn *c, enum bridge_conn_state old, enum bridge_conn_state s)
+{
+        if (old == s || c->state != s)
+                return;
+        log_debug("bridge %s: %s -> %s", c->name, bridge_conn_state_to_string(old), bridge_conn_state_to_string(s));
+        if (c->ops.state_changed)
+                c->ops.state_changed(c, old, s, c->userdata);
+}
+
+static void set_state(struct bridge_conn *c, enum bridge_conn_state s)
+{
+        enum bridge_conn_state old = c->state;
+
+        c->state = s;
+        state_report(c, old, s);
+}
+
+/* ---- held messages ---- */
+
+static struct held *held_free(struct held *h)
+{
+        if (h) {
+                free(h->container_id);
+                free(h->payload);
+                free(h);
+        }
+        return NULL;
+}
+
+static void held_unlink(struct bridge_conn *c, struct held **p)
+{
+        struct held *h = *p;
+
+        *p = h->next;
+        if (c->held_tail == &h->next)
+                c->held_tail = p;
+        c->n_held--;
+        c->held_bytes -= h->len;
+}
+
+static void held_discard_all(struct bridge_conn *c, const char *why)
+{
+        size_t n = c->n_held;
+
+        while (c->held_head) {
+                struct held *h = c->held_head;
+                held_unlink(c, &c->held_head);
+                held_free(h);
+        }
+        if (n > 0)
+                log_warn("bridge %s: discarding %zu held message(s): %s", c->name, n, why);
+}
+
+/* Returns 0 when held, -ENOSPC when a cap was reached (the message is then dropped, and logged). */
+static int held_add(struct bridge_conn *c, uint32_t type, uint64_t id, const char *container_id, const char *payload,
+                    size_t len)
+{
+        struct held *h;
+
+        if (c->n_held >= BRIDGE_CONN_MAX_HELD || c->held_bytes + len > BRIDGE_CONN_MAX_HELD_BYTES) {
+                c->held_dropped++;
+                log_warn("bridge %s: resume window holds %zu message(s), %zu bytes already; dropping %s id %" PRIu64
+                         "%s%s",
+                         c->name, c->n_held, c->held_bytes, bridge_type_name(type) ?: "message", id,
+                         container_id ? " for container " : "", container_id ?: "");
+                return -ENOSPC;
+        }
+        h = calloc(1, sizeof(*h));
+        if (!h)
+                return -ENOMEM;
+        h->type = type;
+        h->id = id;
+        h->len = len;
+        h->payload = malloc(len ? len : 1);
+        if (container_id)
+                h->container_id = strdup(container_id);
+        if (!h->payload || (container_id && !h->container_id)) {
+                held_free(h);
+                return -ENOMEM;
+        }
+        memcpy(h->payload, payload, len);
+        *c->held_tail = h;
+        c->held_tail = &h->next;
+        c->n_held++;
+        c->held_bytes += len;
+        if (container_id)
+                log_debug("bridge %s: holding a notification for container %s until it is watched", c->name,
+                          container_id);
+        else
+                log_debug("bridge %s: holding response id %" PRIu64 " until its wait is pre-registered", c->name, id);
+        return 0;
+}
+
+/* Takes the first held message matching (type class, id or container); NULL when none. */
+static struct held *held_take(struct bridge_conn *c, bool notification, uint64_t id, const char *container_id)
+{
+        for (struct held **p = &c->held_head; *p; p = &(*p)->next) {
+                struct held *h = *p;
+                bool match = notification ? h->container_id && strcmp(h->container_id, container_id) == 0
+                                          : !h->container_id && h->id == id;
+                if (match) {
+                        held_unlink(c, p);
+                        return h;
+                }
+        }
+        return NULL;
+}
+
+/* ---- watchers ---- */
+
+static struct watcher *watcher_take(struct bridge_conn *c, const char *container_id)
+{
+        for (struct watcher **p = &c->watchers; *p; p = &(*p)->next)
+                if (strcmp((*p)->container_id, container_id) == 0) {
+                        struct watcher *w = *p;
+                        *p = w->next;
+                        c->n_watchers--;
+                        return w;
+                }
+        return NULL;
+}
+
+static struct watcher *watcher_free(struct watcher *w)
+{
+        if (w) {
+                free(w->container_id);
+                free(w);
+        }
+        return NULL;
+}
+
+static void deliver_notification(struct bridge_conn *c, struct watcher *w, const struct bridge_notification *n)
+{
+        if (c->ops.notification)
+                c->ops.notification(c, n, w != NULL, c->userdata);
+        if (w) {
+                bridge_notify_fn fn = w->fn;
+                void *ud = w->userdata;
+                watcher_free(w);
+                fn(n, 0, ud);
+        }
+}
+
+/* ---- results ---- */
+
+/* Turns a decoded response into the call's result; message points into buf or resp. */
+static void result_from_response(const struct bridge_call *call, const struct bridge_response *resp,
+                                 struct bridge_result *res, char *buf, size_t buf_len)
+{
+        const char *guest_msg = resp->error_message && resp->error_message[0] ? resp->error_message : NULL;
+
+        *res = (struct bridge_result) {
+                .status = BRIDGE_STATUS_OK,
+                .hresult = resp->result,
+                .message = "ok",
+                .exit_code = -1,
+                .response = resp,
+        };
+        if (resp->result == BRIDGE_HR_OK) {
+                if (call->type == BRIDGE_RPC_EXECUTE_PROCESS)
+                        res->pid = resp->exec.pid;
+                else if (call->type == BRIDGE_RPC_WAIT_FOR_PROCESS) {
+                        if (resp->wait.exit_code > INT32_MAX) {
+                                res->status = BRIDGE_STATUS_BAD_REPLY;
+                                res->error = -EPROTO;
+                                res->message = "exit code out of range";
+                                return;
+                        }
+                        res->exit_code = (int32_t)resp->wait.exit_code;
+                }
+                return;
+        }
+        if (resp->result == BRIDGE_HR_NOT_FOUND && call->type == BRIDGE_RPC_WAIT_FOR_PROCESS) {
+                /* Upstream reads this as exit code 0 (Z4); the exit is unknowable, so say so. */
+                res->status = BRIDGE_STATUS_EXIT_LOST;
+                res->error = -ECHILD;
+                res->message = "exit status lost: the guest no longer knows the process";
+                return;
+        }
+        if (resp->result == BRIDGE_HR_NOT_FOUND && call->type == BRIDGE_RPC_SIGNAL_PROCESS) {
+                res->status = BRIDGE_STATUS_ALREADY_GONE;
+                res->message = "process already gone";
+                return;
+        }
+        res->status = BRIDGE_STATUS_GUEST_ERROR;
+        res->error = -EREMOTEIO;
+        snprintf(buf, buf_len, "%s failed with HRESULT 0x%08" PRIx32 "%s%s%s%s",
+                 bridge_type_name(call->type) ?: "call", (uint32_t)resp->result,
+                 bridge_hresult_name(resp->result) ? " (" : "", bridge_hresult_name(resp->result) ?: "",
+                 bridge_hresult_name(resp->result) ? ")" : "", guest_msg ? ": " : "");
+        if (guest_msg) {
+                size_t used = strlen(buf);
+                snprintf(buf + used, buf_len - used, "%s", guest_msg);
+        }
+        res->message = buf;
+}
+
+/* Completes `call` from a payload; returns -EBADMSG (with reason) when it does not decode. */
+static int complete_from_payload(struct bridge_conn *c, struct bridge_call *call, const char *payload, size_t len,
+                                 const char **ret_reason)
+{
+        _cleanup_(bridge_response_done) struct bridge_response resp = {};
+        struct bridge_result res;
+        char msg[512];
+        int r;
+
+        r = bridge_response_decode(call->type, payload, len, &resp, ret_reason);
+        if (r < 0)
+                return r == -ENOMEM ? r : -EBADMSG;
+        result_from_response(call, &resp, &res, msg, sizeof(msg));
+        bridge_calls_complete(c->calls, call, &res, false);
+        return 0;
+}
+
+/* ---- losing the guest ---- */
+
+static void fail_internal_calls(struct bridge_conn *c)
+{
+        _cleanup_free_ uint64_t *ids = NULL;
+        size_t n = 0;
+        struct bridge_result res = {
+                .error = -ENOTCONN,
+                .status = BRIDGE_STATUS_CLOSED,
+                .message = "bridge closed",
+                .exit_code = -1,
+        };
+
+        if (bridge_calls_list(c->calls, 0, &ids, &n) < 0)
+                return;
+        for (size_t i = 0; i < n; i++) {
+                struct bridge_call *call = bridge_calls_get(c->calls, ids[i]);
+                if (call && (call->flags & BRIDGE_CALL_INTERNAL))
+                        bridge_calls_complete(c->calls, call, &res, false);
+        }
+}
+
+/* The guest connection is gone. `notify_binding` when we decided it (the binding closes it). */
+static void lose_guest(struct bridge_conn *c, int error, bool notify_binding)
+{
+        enum bridge_conn_state old;
+
+        if (!c->attached)
+                return;
+        c->attached = false;
+        c->stdio_resume = false;
+        if (notify_binding && c->ops.disconnect)
+                c->ops.disconnect(c, error, c->userdata);
+        old = c->state;
+        if (c->migrating) {
+                /* Kept calls wait for the next connection, except ours: negotiate and probes are
+                 * redone there (B6). */
+                c->state = BRIDGE_CONN_MIGRATING;
+                fail_internal_calls(c);
+                state_report(c, old, BRIDGE_CONN_MIGRATING);
+                return;
+        }
+        c->state = BRIDGE_CONN_WAITING;
+        bridge_calls_fail_all(c->calls, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed");
+        state_report(c, old, BRIDGE_CONN_WAITING);
+}
+
+/* Ends the guest connection for a protocol error: one clear log line, then a loss. */
+static int kill_guest(struct bridge_conn *c, int error, const char *fmt, ...) _printf_(3, 4);
+static int kill_guest(struct bridge_conn *c, int error, const char *fmt, ...)
+{
+        char why[512];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(why, sizeof(why), fmt, ap);
+        va_end(ap);
+        log_error("bridge %s: dropping the guest connection: %s%s", c->name, why,
+                  c->migrating ? " (migrating: calls kept)" : "; outstanding calls fail with \"bridge closed\"");
+        lose_guest(c, error, true);
+        return error;
+}
+
+/* ---- sending ---- */
+
+static int send_request(struct bridge_conn *c, const struct bridge_request *req, uint32_t flags, uint64_t timeout_ns,
+                        uint32_t pid, bridge_call_fn fn, void *userdata, uint64_t *ret_call_id)
+{
+        _cleanup_free_ uint8_t *buf = NULL;
+        struct bridge_call *call;
+        uint64_t deadline, gen = c->generation;
+        size_t len;
+        int r;
+
+        if (c->state == BRIDGE_CONN_CLOSED)
+                return -ESHUTDOWN;
+        if (!c->attached)
+                return -ENOTCONN;
+        if (c->state != BRIDGE_CONN_CONNECTED && !(flags & BRIDGE_CALL_INTERNAL))
+                return -ENOTCONN;
+        deadline = timeout_ns == BRIDGE_DEADLINE_NONE ? BRIDGE_DEADLINE_NONE : deadline_after(c, timeout_ns);
+        /* In the table before the frame is written (B1), so an instant reply finds it. */
+        r = bridge_calls_add(c->calls, req->type, flags, deadline, req->container_id, pid, fn, userdata, &call);
+        if (r < 0)
+                return r;
+        call->generation = gen;
+        r = bridge_request_frame(req, call->id, &buf, &len);
+        if (r < 0) {
+                bridge_calls_cancel(c->calls, call);
+                return r;
+        }
+        if (ret_call_id)
+                *ret_call_id = call->id;
+        r = c->ops.write(c, buf, len, c->userdata);
+        if (r < 0) {
+                uint64_t id = call->id;
+                bridge_calls_cancel(c->calls, call);
+                if (!c->migrating)
+                        kill_guest(c, r, "writing %s id %" PRIu64 " failed: %s", bridge_type_name(req->type) ?: "request",
+                                   id, strerror(-r));
+                return r;
+        }
+        return 0;
+}
+
+static void probe_done(const struct bridge_result *res, void *userdata);
+
+static int send_probe(struct bridge_conn *c, struct bridge_call *target)
+{
+        struct bridge_request req = {
+                .type = BRIDGE_RPC_WAIT_FOR_PROCESS,
+                .container_id = target->container_id,
+                .wait = { .pid = target->pid, .timeout_ms = BRIDGE_CONN_PROBE_TIMEOUT_MS },
+        };
+        struct probe *p = malloc(sizeof(*p));
+        int r;
+
+        if (!p)
+                return -ENOMEM;
+        *p = (struct probe) { .conn = c, .target = target->id };
+        r = send_request(c, &req, BRIDGE_CALL_INTERNAL | BRIDGE_CALL_PROBE, BRIDGE_CONN_PROBE_DEADLINE_NS, target->pid,
+                         probe_done, p, NULL);
+        if (r < 0)
+                free(p);
+        return r;
+}
+
+static void probe_done(const struct bridge_result *res, void *userdata)
+{
+        struct probe *p = userdata;
+        struct bridge_conn *c = p->conn;
+        struct bridge_call *target = bridge_calls_get(c->calls, p->target);
+        struct bridge_result out;
+
+        free(p);
+        if (!target)
+                return; /* its own reply came first */
+        switch (res->status) {
+        case BRIDGE_STATUS_OK:
+        case BRIDGE_STATUS_EXIT_LOST:
+                log_info("bridge %s: probe for pid %" PRIu32 " of %s (wait id %" PRIu64 "): %s", c->name, target->pid,
+                         target->container_id ?: "?", target->id,
+                         res->status == BRIDGE_STATUS_OK ? "exited while detached" : "exit status lost");
+                out = *res;
+                out.probed = true;
+                out.response = NULL;
+                /* A zombie: if the guest still answers the original wait, that late reply is swallowed. */
+                bridge_calls_complete(c->calls, target, &out, true);
+                return;
+        case BRIDGE_STATUS_GUEST_ERROR:
+                if (res->hresult == BRIDGE_HR_TIMEOUT) {
+                        log_debug("bridge %s: probe: pid %" PRIu32 " still running", c->name, target->pid);
+                        return;
+                }
+                break;
+        default:
+                break;
+        }
+        log_warn("bridge %s: probe for pid %" PRIu32 " (wait id %" PRIu64 ") gave no answer (%s); still waiting",
+                 c->name, target->pid, target->id, res->message);
+}
+
+/* After each negotiation: every wait whose request went out on an earlier connection (or was
+ * adopted) may have lost its reply with that connection; a bounded probe asks again (F2, Z2). */
+static void probe_waits(struct bridge_conn *c)
+{
+        _cleanup_free_ uint64_t *ids = NULL;
+        size_t n = 0;
+        uint64_t gen = c->generation;
+
+        if (bridge_calls_list(c->calls, BRIDGE_RPC_WAIT_FOR_PROCESS, &ids, &n) < 0)
+                return;
+        for (size_t i = 0; i < n && c->state == BRIDGE_CONN_CONNECTED && c->generation == gen; i++) {
+                struct bridge_call *call = bridge_calls_get(c->calls, ids[i]);
+                int r;
+
+                if (!call || (call->flags & BRIDGE_CALL_INTERNAL) || call->generation == gen)
+                        continue;
+                r = send_probe(c, call);
+                if (r < 0)
+                        log_warn("bridge %s: cannot probe pid %" PRIu32 ": %s", c->name, call->pid, strerror(-r));
+        }
+}
+
+static void negotiate_done(const struct bridge_result *res, void *userdata)
+{
+        struct bridge_conn *c = userdata;
+        const struct bridge_response *resp = res->response;
+
+        if (res->call_id != c->negotiate_id || !c->attached)
+                return; /* from a connection that is gone */
+        if (res->status != BRIDGE_STATUS_OK) {
+                if (res->status != BRIDGE_STATUS_CLOSED)
+                        kill_guest(c, res->error ?: -EPROTO, "NegotiateProtocol failed: %s", res->message);
+                return;
+        }
+        free(c->runtime_os);
+        c->runtime_os = strdup(resp->negotiate.runtime_os_type ?: "windows");
+        c->stdio_resume = resp->negotiate.stdio_resume;
+        log_info("bridge %s: negotiated protocol 4 with a %s guest%s (connection %" PRIu64 ")", c->name,
+                 c->runtime_os ?: "?", c->stdio_resume ? ", stdio resume agreed" : "", c->generation);
+        set_state(c, BRIDGE_CONN_CONNECTED);
+        if (c->state == BRIDGE_CONN_CONNECTED)
+                probe_waits(c);
+}
+
+/* ---- public ---- */
+
+int bridge_conn_new(const char *name, const struct bridge_conn_ops *ops, void *userdata, struct bridge_conn **ret)
+{
+        struct bridge_conn *c;
+        int r;
+
+        if (!ops || !ops->write)
+                return -EINVAL;
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        r = bridge_calls_new(&c->calls);
+        if (r < 0) {
+                free(c);
+                return r;
+        }
+        snprintf(c->name, sizeof(c->name), "%s", name ?: "?");
+        c->ops = *ops;
+        c->userdata = userdata;
+        c->state = BRIDGE_CONN_WAITING;
+        c->held_tail = &c->held_head;
+        *ret = c;
+        return 0;
+}
+
+void bridge_conn_close(struct bridge_conn *c)
+{
+        enum bridge_conn_state old;
+
+        if (c->state == BRIDGE_CONN_CLOSED)
+                return;
+        c->attached = false;
+        old = c->state;
+        c->state = BRIDGE_CONN_CLOSED;
+        state_report(c, old, BRIDGE_CONN_CLOSED);
+        bridge_calls_fail_all(c->calls, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed");
+        held_discard_all(c, "bridge closed");
+        while (c->watchers) {
+                struct watcher *w = c->watchers;
+                bridge_notify_fn fn = w->fn;
+                void *ud = w->userdata;
+
+                c->watchers = w->next;
+                c->n_watchers--;
+                watcher_free(w);
+                fn(NULL, -ENOTCONN, ud);
+        }
+}
+
+struct bridge_conn *bridge_conn_free(struct bridge_conn *c)
+{
+        if (!c)
+                return NULL;
+        bridge_conn_close(c);
+        /* Callbacks run by close may have added nothing: every entry point refuses once closed. */
+        bridge_calls_free(c->calls);
+        free(c->runtime_os);
+        free(c);
+        return NULL;
+}
+
+int bridge_conn_attach(struct bridge_conn *c)
+{
+        struct bridge_request req = {
+                .type = BRIDGE_RPC_NEGOTIATE_PROTOCOL,
+                .container_id = "",
+                .negotiate = {
+                        .min_version = BRIDGE_PROTOCOL_VERSION,
+                        .max_version = BRIDGE_PROTOCOL_VERSION,
+                        .stdio_resume = true,
+                },
+        };
+        uint64_t id;
+        int r;
+
+        if (c->state == BRIDGE_CONN_CLOSED)
+                return -ESHUTDOWN;
+        if (c->attached)
+                lose_guest(c, -ECONNRESET, false);
+        if (c->state == BRIDGE_CONN_CLOSED)
+                return -ESHUTDOWN;
+        c->attached = true;
+        c->generation++;
+        c->stdio_resume = false;
+        set_state(c, BRIDGE_CONN_NEGOTIATING);
+        if (!c->attached)
+                return -ECONNRESET;
+        r = send_request(c, &req, BRIDGE_CALL_INTERNAL, BRIDGE_CONN_NEGOTIATE_TIMEOUT_NS, 0, negotiate_done, c, &id);
+        if (r < 0) {
+                if (c->attached)
+                        kill_guest(c, r, "cannot send NegotiateProtocol: %s", strerror(-r));
+                return r;
+        }
+        c->negotiate_id = id;
+        return 0;
+}
+
+void bridge_conn_detach(struct bridge_conn *c, int error)
+{
+        if (!c->attached)
+                return;
+        if (error < 0)
+                log_warn("bridge %s: guest connection lost: %s%s", c->name, strerror(-error),
+                         c->migrating ? " (migrating: calls kept)" : "");
+        else
+                log_info("bridge %s: guest closed the bridge%s", c->name, c->migrating ? " (migrating: calls kept)" : "");
+        lose_guest(c, error, false);
+}
+
+static int handle_notification(struct bridge_conn *c, const struct bridge_frame *f)
+{
+        _cleanup_(bridge_notification_done) struct bridge_notification n = {};
+        const char *reason = "undecodable";
+        struct watcher *w;
+        int r;
+
+        if (f->header.type != BRIDGE_NOTIFY_CONTAINER)
+                return kill_guest(c, -EPROTO, "notification of unexpected type 0x%08" PRIx32, f->header.type);
+        r = bridge_notification_decode(f->payload, f->payload_len, &n, &reason);
+        if (r == -ENOMEM)
+                return kill_guest(c, r, "out of memory decoding a notification");
+        if (r < 0)
+                return kill_guest(c, -EBADMSG, "undecodable container notification: %s", reason);
+        w = watcher_take(c, n.container_id);
+        if (!w && c->resume_window) {
+                r = held_add(c, f->header.type, f->header.id, n.container_id, f->payload, f->payload_len);
+                return r == -ENOMEM ? kill_guest(c, r, "out of memory holding a notification") : 0;
+        }
+        if (!w)
+                /* Upstream kills the bridge here (C4), so a second exit notification for one container
+                 * takes every other container's calls down with it. A duplicate is harmless: log it. */
+                log_warn("bridge %s: ignoring %s notification for unwatched container %s", c->name, n.type ?: "?",
+                         n.container_id);
+        deliver_notification(c, w, &n);
+        return 0;
+}
+
+static int handle_response(struct bridge_conn *c, const struct bridge_frame *f)
+{
+        uint64_t id = f->header.id;
+        struct bridge_call *call = bridge_calls_get(c->calls, id);
+        const char *reason = "undecodable";
+        int r;
+
+        if (call) {
+                r = complete_from_payload(c, call, f->payload, f->payload_len, &reason);
+                if (r == -ENOMEM)
+                        return kill_guest(c, r, "out of memory decoding response id %" PRIu64, id);
+                if (r < 0)
+                        return kill_guest(c, r, "undecodable %s response id %" PRIu64 ": %s",
+                                          bridge_type_name(f->header.type) ?: "?", id, reason);
+                return 0;
+        }
+        if (bridge_calls_forget_zombie(c->calls, id)) {
+                log_debug("bridge %s: late reply for completed call %" PRIu64 " swallowed", c->name, id);
+                return 0;
+        }
+        /* Only the base fields can be checked before the call is known. */
+        {
+                _cleanup_(bridge_response_done) struct bridge_response resp = {};
+                r = bridge_response_decode(0, f->payload, f->payload_len, &resp, &reason);
+        }
+        if (r == -ENOMEM)
+                return kill_guest(c, r, "out of memory decoding response id %" PRIu64, id);
+        if (r < 0)
+                return kill_guest(c, -EBADMSG, "undecodable response id %" PRIu64 ": %s", id, reason);
+        if (!c->resume_window)
+                return kill_guest(c, -EPROTO, "%s response for unknown id %" PRIu64,
+                                  bridge_type_name(f->header.type) ?: "unnamed", id);
+        r = held_add(c, f->header.type, id, NULL, f->payload, f->payload_len);
+        return r == -ENOMEM ? kill_guest(c, r, "out of memory holding a response") : 0;
+}
+
+static int handle_frame(struct bridge_conn *c, const struct bridge_frame *f)
+{
+        switch (bridge_type_class(f->header.type)) {
+        case BRIDGE_CLASS_RESPONSE:
+                return handle_response(c, f);
+        case BRIDGE_CLASS_NOTIFY:
+                return handle_notification(c, f);
+        case BRIDGE_CLASS_REQUEST:
+                return kill_guest(c, -EPROTO, "the guest sent a request (%s, type 0x%08" PRIx32 ", id %" PRIu64 ")",
+                                  bridge_type_name(f->header.type) ?: "unknown", f->header.type, f->header.id);
+        default:
+                return kill_guest(c, -EPROTO, "message of invalid type 0x%08" PRIx32, f->header.type);
+        }
+}
+
+ssize_t bridge_conn_recv(struct bridge_conn *c, const void *data, size_t len)
+{
+        const uint8_t *p = data;
+        size_t consumed = 0;
+        uint64_t gen = c->generation;
+
+        if (!c->attached)
+                return -ENOTCONN;
+        while (consumed < len) {
+                struct bridge_frame f;
+                const char *reason = "bad frame";
+                int r;
+
+                r = bridge_frame_parse(p + consumed, len - consumed, &f, NULL, &reason);
+                if (r == 0)
+                        break;
+                if (r < 0)
+                        return kill_guest(c, -EMSGSIZE, "%s", reason);
+                consumed += (size_t)r;
+                r = handle_frame(c, &f);
+                if (r < 0)
+                        return r;
+                /* A callback may have replaced or lost the connection: the rest is not ours. */
+                if (!c->attached || c->generation != gen)
+                        return -ECONNRESET;
+        }
+        return (ssize_t)consumed;
+}
+
+void bridge_conn_tick(struct bridge_conn *c, uint64_t now_ns)
+{
+        if (c->state == BRIDGE_CONN_CLOSED)
+                return;
+        bridge_calls_expire(c->calls, now_ns);
+}
+
+uint64_t bridge_conn_next_deadline(const struct bridge_conn *c)
+{
+        return bridge_calls_next_deadline(c->calls);
+}
+
+void bridge_conn_set_migrating(struct bridge_conn *c, bool migrating)
+{
+        if (c->state == BRIDGE_CONN_CLOSED || c->migrating == migrating)
+                return;
+        c->migrating = migrating;
+        log_info("bridge %s: migrating %s", c->name, migrating ? "on" : "off");
+        if (migrating) {
+                bridge_conn_begin_resume_window(c);
+                return;
+        }
+        if (!c->attached && c->state == BRIDGE_CONN_MIGRATING) {
+                /* Nobody reconnected before migration ended: what we kept is lost after all. */
+                c->state = BRIDGE_CONN_WAITING;
+                bridge_calls_fail_all(c->calls, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed");
+                state_report(c, BRIDGE_CONN_MIGRATING, BRIDGE_CONN_WAITING);
+        }
+}
+
+bool bridge_conn_is_migrating(const struct bridge_conn *c)
+{
+        return c->migrating;
+}
+
+void bridge_conn_begin_resume_window(struct bridge_conn *c)
+{
+        if (c->state == BRIDGE_CONN_CLOSED || c->resume_window)
+                return;
+        c->resume_window = true;
+        log_debug("bridge %s: resume window open", c->name);
+}
+
+void bridge_conn_end_resume_window(struct bridge_conn *c)
+{
+        if (!c->resume_window)
+                return;
+        c->resume_window = false;
+        held_discard_all(c, "resume window closed before anything claimed them");
+}
+
+bool bridge_conn_in_resume_window(const struct bridge_conn *c)
+{
+        return c->resume_window;
+}
+
+size_t bridge_conn_held_count(const struct bridge_conn *c)
+{
+        return c->n_held;
+}
+
+uint64_t bridge_conn_held_dropped(const struct bridge_conn *c)
+{
+        return c->held_dropped;
+}
+
+enum bridge_conn_state bridge_conn_state(const struct bridge_conn *c)
+{
+        return c->state;
+}
+
+const char *bridge_conn_runtime_os(const struct bridge_conn *c)
+{
+        return c->runtime_os;
+}
+
+bool bridge_conn_stdio_resume(const struct bridge_conn *c)
+{
+        return c->state == BRIDGE_CONN_CONNECTED && c->stdio_resume;
+}
+
+uint64_t bridge_conn_generation(const struct bridge_conn *c)
+{
+        return c->generation;
+}
+
+uint64_t bridge_conn_next_id(const struct bridge_conn *c)
+{
+        return bridge_calls_next_id(c->calls);
+}
+
+int bridge_conn_seed_next_id(struct bridge_conn *c, uint64_t next)
+{
+        return bridge_calls_seed_next_id(c->calls, next);
+}
+
+size_t bridge_conn_outstanding(const struct bridge_conn *c)
+{
+        return bridge_calls_count(c->calls);
+}
+
+static bool container_id_ok(const char *cid)
+{
+        return cid && strlen(cid) <= BRIDGE_MAX_ID_LEN;
+}
+
+int bridge_conn_create_container(struct bridge_conn *c, const char *container_id, const char *config_json,
+                                 bridge_call_fn fn, void *userdata, uint64_t *ret_call_id)
+{
+        struct bridge_request req = {
+                .type = BRIDGE_RPC_CREATE,
+                .container_id = container_id,
+                .create.config = config_json,
+        };
+
+        if (!container_id_ok(container_id) || !fn)
+                return -EINVAL;
+        return send_request(c, &req, 0, BRIDGE_CONN_CALL_TIMEOUT_NS, 0, fn, userdata, ret_call_id);
+}
+
+int bridge_conn_exec(struct bridge_conn *c, const char *container_id, const struct bridge_process_params *params,
+                     const struct bridge_stdio_ports *ports, bridge_call_fn fn, void *userdata, uint64_t *ret_call_id)
+{
+        struct bridge_stdio_ports none = {};
+        struct bridge_request req = {
+                .type = BRIDGE_RPC_EXECUTE_PROCESS,
+                .container_id = container_id,
+        };
+
+        if (!container_id_ok(container_id) || !fn)
+                return -EINVAL;
+        if (!ports)
+                ports = &none;
+        if (params) {
+                req.exec.has_params = true;
+                req.exec.params = *params;
+                /* The guest dials exactly what these flags ask for: a port nobody listens on, or a
+                 * listener nobody dials, would stall the exit report (Z3). */
+                req.exec.params.create_stdin = ports->stdin_port != 0;
+                req.exec.params.create_stdout = ports->stdout_port != 0;
+                req.exec.params.create_stderr = ports->stderr_port != 0;
+        }
+        req.exec.stdin_port = ports->stdin_port;
+        req.exec.stdout_port = ports->stdout_port;
+        req.exec.stderr_port = ports->stderr_port;
+        return send_request(c, &req, 0, BRIDGE_CONN_CALL_TIMEOUT_NS, 0, fn, userdata, ret_call_id);
+}
+
+int bridge_conn_wait(struct bridge_conn *c, const char *container_id, uint32_t pid, uint32_t timeout_ms,
+                     bridge_call_fn fn, void *userdata, uint64_t *ret_call_id)
+{
+        struct bridge_request req = {
+                .type = BRIDGE_RPC_WAIT_FOR_PROCESS,
+                .container_id = container_id,
+                .wait = { .pid = pid, .timeout_ms = timeout_ms },
+        };
+        uint64_t timeout_ns = timeout_ms == BRIDGE_WAIT_INFINITE
+                                      ? BRIDGE_DEADLINE_NONE
+                                      : (uint64_t)timeout_ms * 1000000u + BRIDGE_CONN_CALL_TIMEOUT_NS;
+
+        if (!container_id_ok(container_id) || !fn)
+                return -EINVAL;
+        return send_request(c, &req, 0, timeout_ns, pid, fn, userdata, ret_call_id);
+}
+
+int bridge_conn_signal(struct bridge_conn *c, const char *container_id, uint32_t pid, int signal,
+                       bridge_call_fn fn, void *userdata, uint64_t *ret_call_id)
+{
+        struct bridge_request req = {
+                .type = BRIDGE_RPC_SIGNAL_PROCESS,
+                .container_id = container_id,
+                .signal = { .pid = pid, .has_options = true, .signal = signal },
+        };
+
+        if (!container_id_ok(container_id) || !fn || signal < 0 || signal > BRIDGE_MAX_SIGNAL)
+                return -EINVAL;
+        return send_request(c, &req, 0, BRIDGE_CONN_CALL_TIMEOUT_NS, pid, fn, userdata, ret_call_id);
+}
+
+int bridge_conn_resize(struct bridge_conn *c, const char *container_id, uint32_t pid, uint16_t height,
+                       uint16_t width, bridge_call_fn fn, void *userdata, uint64_t *ret_call_id)
+{
+        struct bridge_request req = {
+                .type = BRIDGE_RPC_RESIZE_CONSOLE,
+                .container_id = container_id,
+                .resize = { .pid = pid, .height = height, .width = width },
+        };
+
+        if (!container_id_ok(container_id) || !fn)
+                return -EINVAL;
+        return send_request(c, &req, 0, BRIDGE_CONN_CALL_TIMEOUT_NS, pid, fn, userdata, ret_call_id);
+}
+
+int bridge_conn_shutdown(struct bridge_conn *c, const char *container_id, enum bridge_shutdown_kind kind,
+                         bridge_call_fn fn, void *userdata, uint64_t *ret_call_id)
+{
+        struct bridge_request req = {
+                .container_id = container_id,
+        };
+
+        if (!container_id_ok(container_id) || !fn)
+                return -EINVAL;
+        switch (kind) {
+        case BRIDGE_SHUTDOWN_GRACEFUL:
+                req.type = BRIDGE_RPC_SHUTDOWN_GRACEFUL;
+                break;
+        case BRIDGE_SHUTDOWN_FORCED:
+                req.type = BRIDGE_RPC_SHUTDOWN_FORCED;
+                break;
+        default:
+                return -EINVAL;
+        }
+        return send_request(c, &req, 0, BRIDGE_CONN_CALL_TIMEOUT_NS, 0, fn, userdata, ret_call_id);
+}
+
+int bridge_conn_preregister_wait(struct bridge_conn *c, uint64_t call_id, const char *container_id, uint32_t pid,
+                                 bridge_call_fn fn, void *userdata)
+{
+        struct bridge_call *call;
+        struct held *h;
+        int r;
+
+        if (c->state == BRIDGE_CONN_CLOSED)
+                return -ESHUTDOWN;
+        if (!container_id_ok(container_id) || !fn)
+                return -EINVAL;
+        r = bridge_calls_preregister(c->calls, call_id, BRIDGE_RPC_WAIT_FOR_PROCESS, container_id, pid, fn, userdata,
+                                     &call);
+        if (r != 0)
+                return r;
+        h = held_take(c, false, call_id, NULL);
+        if (h) {
+                const char *reason = "undecodable";
+
+                log_info("bridge %s: releasing held response id %" PRIu64 " to its adopted wait", c->name, call_id);
+                r = complete_from_payload(c, call, h->payload, h->len, &reason);
+                held_free(h);
+                if (r < 0) {
+                        /* It was a valid response once; only this call can tell it does not fit. */
+                        struct bridge_result res = {
+                                .error = -EPROTO,
+                                .status = BRIDGE_STATUS_BAD_REPLY,
+                                .message = reason,
+                                .exit_code = -1,
+                        };
+                        bridge_calls_complete(c->calls, call, &res, false);
+                }
+                return 0;
+        }
+        if (c->state == BRIDGE_CONN_CONNECTED) {
+                r = send_probe(c, call);
+                if (r < 0)
+                        log_warn("bridge %s: cannot probe adopted pid %" PRIu32 ": %s", c->name, pid, strerror(-r));
+        }
+        return 0;
+}
+
+int bridge_conn_watch_container(struct bridge_conn *c, const char *container_id, bridge_notify_fn fn,
+                                void *userdata)
+{
+        struct watcher *w;
+        struct held *h;
+
+        if (c->state == BRIDGE_CONN_CLOSED)
+                return -ESHUTDOWN;
+        if (!container_id_ok(container_id) || !fn)
+                return -EINVAL;
+        for (w = c->watchers; w; w = w->next)
+                if (strcmp(w->container_id, container_id) == 0)
+                        return -EEXIST;
+        if (c->n_watchers >= BRIDGE_CONN_MAX_WATCHERS)
+                return -ENOSPC;
+        w = calloc(1, sizeof(*w));
+        if (!w)
+                return -ENOMEM;
+        w->container_id = strdup(container_id);
+        if (!w->container_id) {
+                free(w);
+                return -ENOMEM;
+        }
+        w->fn = fn;
+        w->userdata = userdata;
+
+        h = held_take(c, true, 0, container_id);
+        if (h) {
+                _cleanup_(bridge_notification_done) struct bridge_notification n = {};
+                int r = bridge_notification_decode(h->payload, h->len, &n, NULL);
+
+                held_free(h);
+                if (r == 0) {
+                        log_info("bridge %s: releasing held notification for container %s", c->name, container_id);
+                        deliver_notification(c, w, &n);
+                        return 0;
+                }
+        }
+        w->next = c->watchers;
+        c->watchers = w;
+        c->n_watchers++;
+        return 0;
+}
+
+int bridge_conn_unwatch_container(struct bridge_conn *c, const char *container_id)
+{
+        struct watcher *w;
+
+        if (!container_id)
+                return -EINVAL;
+        w = watcher_take(c, container_id);
+        if (!w)
+                return -ENOENT;
+        watcher_free(w);
+        return 0;
+}

@@ -1,0 +1,163 @@
+/* bridge/conn.h: struct bridge_conn owns one VM's host-side bridge protocol state (call table, negotiation, container watchers, held messages); sans-I/O, borrows the ops' userdata. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "bridge/calls.h"
+#include "bridge/msg.h"
+#include "util/macro.h"
+
+#define BRIDGE_NSEC_PER_SEC UINT64_C(1000000000)
+/* A synchronous call's own timeout (B4); WaitForProcess with an infinite timeout has none. */
+#define BRIDGE_CONN_CALL_TIMEOUT_NS (5 * 60 * BRIDGE_NSEC_PER_SEC)
+#define BRIDGE_CONN_NEGOTIATE_TIMEOUT_NS (60 * BRIDGE_NSEC_PER_SEC)
+/* The guest-side timeout of a reconnect probe (F2) and how long we wait for its answer. */
+#define BRIDGE_CONN_PROBE_TIMEOUT_MS 50u
+#define BRIDGE_CONN_PROBE_DEADLINE_NS (60 * BRIDGE_NSEC_PER_SEC)
+/* Messages held during a resume window until their call or container is registered (V1). */
+#define BRIDGE_CONN_MAX_HELD 4096u
+#define BRIDGE_CONN_MAX_HELD_BYTES (1u << 20)
+#define BRIDGE_CONN_MAX_WATCHERS 65536u
+#define BRIDGE_CONN_NAME_MAX 128u
+
+enum bridge_conn_state {
+        BRIDGE_CONN_WAITING,     /* no guest connection: not yet, or the last one was lost while not migrating */
+        BRIDGE_CONN_NEGOTIATING, /* a guest connected; our NegotiateProtocol is outstanding */
+        BRIDGE_CONN_CONNECTED,   /* negotiated: calls may be sent */
+        BRIDGE_CONN_MIGRATING,   /* migrating and detached: the guest connection is gone, calls are kept */
+        BRIDGE_CONN_CLOSED,      /* bridge_conn_close(): for good */
+        _BRIDGE_CONN_STATE_MAX,
+        _BRIDGE_CONN_STATE_INVALID = -EINVAL,
+};
+
+enum bridge_shutdown_kind {
+        BRIDGE_SHUTDOWN_GRACEFUL,
+        BRIDGE_SHUTDOWN_FORCED,
+        _BRIDGE_SHUTDOWN_KIND_MAX,
+        _BRIDGE_SHUTDOWN_KIND_INVALID = -EINVAL,
+};
+
+/* 0 = no such stream. The guest dials exactly the nonzero ones (the Create*Pipe flags follow them). */
+struct bridge_stdio_ports {
+        uint32_t stdin_port, stdout_port, stderr_port;
+};
+
+struct bridge_conn;
+
+struct bridge_conn_ops {
+        /* Queues one whole frame on the current guest connection: 0 or -errno. Required. */
+        int (*write)(struct bridge_conn *c, const void *frame, size_t len, void *userdata);
+        /* The connection dropped the guest connection on its own (protocol error, write failure,
+         * failed negotiation); the binding closes the transport. Not called for bridge_conn_detach(). */
+        void (*disconnect)(struct bridge_conn *c, int error, void *userdata);
+        void (*state_changed)(struct bridge_conn *c, enum bridge_conn_state old_state,
+                              enum bridge_conn_state new_state, void *userdata);
+        /* Every container notification as it is routed (held ones when released); `watched`
+         * says whether a watcher took it. Optional. */
+        void (*notification)(struct bridge_conn *c, const struct bridge_notification *n, bool watched,
+                             void *userdata);
+        /* CLOCK_MONOTONIC nanoseconds; NULL uses clock_gettime(). */
+        uint64_t (*now)(struct bridge_conn *c, void *userdata);
+};
+
+/* Exactly once per watcher: the notification (error 0), or n = NULL with -ENOTCONN when the
+ * connection is closed or freed first. */
+typedef void (*bridge_notify_fn)(const struct bridge_notification *n, int error, void *userdata);
+
+/* name (a VM name) prefixes every log line. */
+int bridge_conn_new(const char *name, const struct bridge_conn_ops *ops, void *userdata, struct bridge_conn **ret);
+/* Closes (see below), then frees. Every callback has run when it returns. Don't call it from a
+ * callback of the same connection. */
+struct bridge_conn *bridge_conn_free(struct bridge_conn *c);
+DEFINE_CLEANUP(struct bridge_conn *, bridge_conn_free);
+/* For good: every call completes with "bridge closed", every watcher with -ENOTCONN. */
+void bridge_conn_close(struct bridge_conn *c);
+
+/* A new guest connection is the transport now: NegotiateProtocol goes out at once. A guest
+ * connection still attached is detached first (as a loss). -ESHUTDOWN once closed. */
+int bridge_conn_attach(struct bridge_conn *c);
+/* The guest connection ended (EOF, error, replaced). Not migrating: every call fails with
+ * "bridge closed" and the state is WAITING. Migrating: calls are kept and the state is MIGRATING. */
+void bridge_conn_detach(struct bridge_conn *c, int error);
+/* Bytes from the guest connection. Returns how many were consumed (whole frames; keep and
+ * re-offer the rest with more), or -errno when the guest connection was dropped because of them
+ * (already logged, ops.disconnect already called). */
+ssize_t bridge_conn_recv(struct bridge_conn *c, const void *data, size_t len);
+/* Completes calls whose deadline passed. */
+void bridge_conn_tick(struct bridge_conn *c, uint64_t now_ns);
+/* Absolute CLOCK_MONOTONIC deadline of the next timeout; BRIDGE_DEADLINE_NONE for none. */
+uint64_t bridge_conn_next_deadline(const struct bridge_conn *c);
+
+/* While migrating, losing the guest connection keeps every call (B6) and a new one is
+ * renegotiated. Setting it also opens the resume window. Clearing it while detached fails
+ * the kept calls as a loss would have. */
+void bridge_conn_set_migrating(struct bridge_conn *c, bool migrating);
+bool bridge_conn_is_migrating(const struct bridge_conn *c);
+/* In a resume window, responses with unknown ids and notifications for unwatched containers
+ * are held (bounded) until their call is pre-registered or their container watched (V1). */
+void bridge_conn_begin_resume_window(struct bridge_conn *c);
+/* Closes the window; what is still held is discarded with a log line. */
+void bridge_conn_end_resume_window(struct bridge_conn *c);
+bool bridge_conn_in_resume_window(const struct bridge_conn *c);
+size_t bridge_conn_held_count(const struct bridge_conn *c);
+/* Messages discarded because the held caps were reached, since creation. */
+uint64_t bridge_conn_held_dropped(const struct bridge_conn *c);
+
+enum bridge_conn_state bridge_conn_state(const struct bridge_conn *c);
+const char *bridge_conn_state_to_string(enum bridge_conn_state s);
+/* From the last successful negotiation: lower-cased RuntimeOsType (NULL before one), and whether
+ * both sides agreed on the stdio resume extension (V4). */
+const char *bridge_conn_runtime_os(const struct bridge_conn *c);
+bool bridge_conn_stdio_resume(const struct bridge_conn *c);
+/* How many guest connections were attached so far. */
+uint64_t bridge_conn_generation(const struct bridge_conn *c);
+
+uint64_t bridge_conn_next_id(const struct bridge_conn *c);
+/* Only raises (-ERANGE for lower), so pre-registered ids stay below new ones (F3). */
+int bridge_conn_seed_next_id(struct bridge_conn *c, uint64_t next);
+size_t bridge_conn_outstanding(const struct bridge_conn *c);
+
+/*
+ * Calls. Each needs CONNECTED (-ENOTCONN otherwise). On 0, fn runs exactly once later with the
+ * result; on an error return it never runs. A write failure fails only this call while migrating,
+ * and also drops the guest connection otherwise (B5). ret_call_id may be NULL.
+ */
+int bridge_conn_create_container(struct bridge_conn *c, const char *container_id, const char *config_json,
+                                 bridge_call_fn fn, void *userdata, uint64_t *ret_call_id);
+/* params NULL sends "null"; its Create*Pipe flags are overridden from ports. res->pid on success. */
+int bridge_conn_exec(struct bridge_conn *c, const char *container_id, const struct bridge_process_params *params,
+                     const struct bridge_stdio_ports *ports, bridge_call_fn fn, void *userdata,
+                     uint64_t *ret_call_id);
+/* timeout_ms BRIDGE_WAIT_INFINITE waits for ever. res: OK with exit_code; EXIT_LOST (-ECHILD) when
+ * the guest no longer knows the pid (never exit 0, V2); GUEST_ERROR with BRIDGE_HR_TIMEOUT when a
+ * finite timeout elapsed. */
+int bridge_conn_wait(struct bridge_conn *c, const char *container_id, uint32_t pid, uint32_t timeout_ms,
+                     bridge_call_fn fn, void *userdata, uint64_t *ret_call_id);
+/* signal 0 = kill. A process that is gone already is ALREADY_GONE with error 0 (E3). */
+int bridge_conn_signal(struct bridge_conn *c, const char *container_id, uint32_t pid, int signal,
+                       bridge_call_fn fn, void *userdata, uint64_t *ret_call_id);
+int bridge_conn_resize(struct bridge_conn *c, const char *container_id, uint32_t pid, uint16_t height,
+                       uint16_t width, bridge_call_fn fn, void *userdata, uint64_t *ret_call_id);
+int bridge_conn_shutdown(struct bridge_conn *c, const char *container_id, enum bridge_shutdown_kind kind,
+                         bridge_call_fn fn, void *userdata, uint64_t *ret_call_id);
+
+/*
+ * Adopts a WaitForProcess that another daemon sent as call_id (F2): registers it without sending.
+ * Returns 0 for a new entry, 1 when call_id is already outstanding (that call keeps its own
+ * callback; fn will not run). A held response for call_id completes it at once (fn may run before
+ * this returns). Once connected, a probe WaitForProcess with TimeoutInMs 50 follows: an exit that
+ * happened while detached completes it, "not found" completes it as EXIT_LOST, "still running"
+ * keeps it waiting. Works in every state but CLOSED (-ESHUTDOWN).
+ */
+int bridge_conn_preregister_wait(struct bridge_conn *c, uint64_t call_id, const char *container_id, uint32_t pid,
+                                 bridge_call_fn fn, void *userdata);
+
+/* Watches one container's next notification. -EEXIST when the container is watched already (C4).
+ * A held notification for it is delivered at once (fn may run before this returns). */
+int bridge_conn_watch_container(struct bridge_conn *c, const char *container_id, bridge_notify_fn fn,
+                                void *userdata);
+/* Removes a watcher without calling it; -ENOENT when there is none. */
+int bridge_conn_unwatch_container(struct bridge_conn *c, const char *container_id);
