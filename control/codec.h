@@ -18,6 +18,9 @@
 /* Longest "service/method" name accepted from a peer. */
 #define CONTROL_METHOD_NAME_MAX 256u
 
+/* Longest status message a server sends or a client keeps. */
+#define CONTROL_STATUS_MESSAGE_MAX 512u
+
 /* The service name as ttrpc routes it: the proto package plus the service. */
 #define CONTROL_SERVICE "vsockmux.v1.Control"
 

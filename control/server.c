@@ -1,0 +1,695 @@
+/* control/server.c: accepts on the control socket, frames ttrpc over relay channels, dispatches calls. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include "control/server.h"
+#include "control/socket.h"
+#include "util/log.h"
+
+/* A failed accept that is not the server's end (fd exhaustion, memory) is retried after this. */
+#define CONTROL_ACCEPT_RETRY_NS (100 * 1000 * 1000ull)
+
+
+struct control_accept {
+        struct relay_op op;
+        struct control_server *server;  /* NULL once the server is gone: the op frees itself */
+        bool armed;
+};
+
+struct control_conn {
+        struct control_server *server;
+        struct relay_chan *chan;
+        struct control_conn *prev, *next;
+        struct control_call *calls;
+        unsigned n_calls;
+        uint32_t last_stream_id;
+        struct ucred peer;
+        bool in_data;           /* inside on_data: a failure is returned, not aborted */
+        int pending_error;
+        bool dead;              /* aborted; on_close is on its way */
+};
+
+struct control_call {
+        struct control_conn *conn;      /* NULL once cancelled */
+        struct control_call *prev, *next;
+        const struct control_method *method;
+        ProtobufCMessage *request;
+        uint32_t stream_id;
+        int64_t timeout_ns;
+        struct ucred peer;
+        struct relay_timer *deadline;
+        control_cancel_fn cancel;
+        void *cancel_userdata;
+        bool cancelled;
+};
+
+struct control_server {
+        struct relay *relay;
+        struct control_server_config cfg;
+        char *path;
+        struct stat st;
+        int listen_fd;
+        struct control_accept *accept;
+        struct relay_timer *retry;
+        const struct control_method *methods;
+        size_t n_methods;
+        void *userdata;
+        struct control_conn *conns;
+        unsigned n_conns;
+};
+
+static void accept_arm(struct control_server *s);
+
+/* ---- sending --------------------------------------------------------------------------- */
+
+static void conn_fail(struct control_conn *conn, int err)
+{
+        if (conn->dead)
+                return;
+        conn->dead = true;
+        if (conn->in_data)
+                conn->pending_error = err;
+        else
+                relay_chan_abort(conn->chan, err);
+}
+
+/* Queues a whole frame. A reply that does not fit ends the connection: it must not vanish. */
+static int conn_send(struct control_conn *conn, uint8_t *buf, size_t len, bool droppable)
+{
+        int r;
+
+        if (conn->dead)
+                return -ENOTCONN;
+        r = relay_chan_send(conn->chan, buf, len);
+        if (r == -ENOBUFS && droppable)
+                return r;
+        if (r < 0) {
+                log_warn("control: closing connection from pid %d uid %u: cannot queue %zu bytes: %s",
+                         (int)conn->peer.pid, (unsigned)conn->peer.uid, len, strerror(-r));
+                conn_fail(conn, r);
+        }
+        return r;
+}
+
+static int conn_send_status(struct control_conn *conn, uint32_t stream_id, int code,
+                            const char *message)
+{
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t len;
+        int r;
+
+        r = control_response_build(stream_id, code, message, NULL, &buf, &len);
+        if (r < 0)
+                return r;
+        return conn_send(conn, buf, len, false);
+}
+
+/* ---- calls ------------------------------------------------------------------------------ */
+
+static void call_cancel(struct control_call *call)
+{
+        control_cancel_fn fn = call->cancel;
+
+        if (call->cancelled)
+                return;
+        call->cancelled = true;
+        call->deadline = relay_timer_free(call->deadline);
+        call->cancel = NULL;
+        if (fn)
+                fn(call, call->cancel_userdata);
+}
+
+static void call_unlink(struct control_call *call)
+{
+        struct control_conn *conn = call->conn;
+
+        if (!conn)
+                return;
+        if (call->prev)
+                call->prev->next = call->next;
+        else
+                conn->calls = call->next;
+        if (call->next)
+                call->next->prev = call->prev;
+        conn->n_calls--;
+        call->conn = NULL;
+        call->prev = call->next = NULL;
+}
+
+static void call_free(struct control_call *call)
+{
+        call_unlink(call);
+        relay_timer_free(call->deadline);
+        control_message_free(call->request);
+        free(call);
+}
+
+/* Sends the final frame if anyone can receive it, then frees the call. */
+static int call_finish(struct control_call *call, int code, const char *message,
+                       const ProtobufCMessage *msg)
+{
+        struct control_conn *conn = call->conn;
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t len;
+        int r;
+
+        if (!conn || call->cancelled) {
+                call_free(call);
+                return -ENOTCONN;
+        }
+        if (call->method->streaming && code == CONTROL_CODE_OK)
+                /* ttrpc ends a server stream with an empty data frame flagged remote-closed. */
+                r = control_frame_build(call->stream_id, CONTROL_MSG_DATA,
+                                        CONTROL_FLAG_REMOTE_CLOSED | CONTROL_FLAG_NO_DATA, NULL,
+                                        &buf, &len);
+        else
+                r = control_response_build(call->stream_id, code, message, msg, &buf, &len);
+        if (r == -EMSGSIZE) {
+                log_warn("control: %s reply over %u bytes, sending an error instead",
+                         call->method->name, CONTROL_FRAME_MAX_DATA);
+                r = control_response_build(call->stream_id, CONTROL_CODE_RESOURCE_EXHAUSTED,
+                                           "reply too large", NULL, &buf, &len);
+        }
+        if (r >= 0)
+                r = conn_send(conn, buf, len, false);
+        else
+                conn_fail(conn, r);
+        call_free(call);
+        return r;
+}
+
+int control_call_reply(struct control_call *call, const ProtobufCMessage *response)
+{
+        if (call->method->streaming && response) {
+                call_finish(call, CONTROL_CODE_INTERNAL, "stream ended with a message", NULL);
+                return -EINVAL;
+        }
+        return call_finish(call, CONTROL_CODE_OK, NULL, response);
+}
+
+int control_call_fail(struct control_call *call, enum control_code code, const char *fmt, ...)
+{
+        char message[CONTROL_STATUS_MESSAGE_MAX];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(message, sizeof(message), fmt, ap);
+        va_end(ap);
+        /* A failure must never read as success on the wire. */
+        if (code == CONTROL_CODE_OK)
+                code = CONTROL_CODE_UNKNOWN;
+        return call_finish(call, code, message, NULL);
+}
+
+int control_call_fail_errno(struct control_call *call, int err, const char *what)
+{
+        return control_call_fail(call, control_code_from_errno(err), "%s: %s", what ?: call->method->name,
+                                 strerror(err < 0 ? -err : err));
+}
+
+int control_call_send(struct control_call *call, const ProtobufCMessage *msg)
+{
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t len;
+        int r;
+
+        if (!call->method->streaming || !msg)
+                return -EINVAL;
+        if (!call->conn || call->cancelled || call->conn->dead)
+                return -ENOTCONN;
+        r = control_frame_build(call->stream_id, CONTROL_MSG_DATA, 0, msg, &buf, &len);
+        if (r < 0)
+                return r;
+        return conn_send(call->conn, buf, len, true);
+}
+
+void control_call_set_cancel(struct control_call *call, control_cancel_fn fn, void *userdata)
+{
+        call->cancel = fn;
+        call->cancel_userdata = userdata;
+}
+
+bool control_call_is_cancelled(const struct control_call *call)
+{
+        return call->cancelled;
+}
+
+const struct ucred *control_call_peer(const struct control_call *call)
+{
+        return &call->peer;
+}
+
+const struct control_method *control_call_method(const struct control_call *call)
+{
+        return call->method;
+}
+
+int64_t control_call_timeout_ns(const struct control_call *call)
+{
+        return call->timeout_ns;
+}
+
+static void call_on_deadline(struct relay_timer *t, void *userdata)
+{
+        struct control_call *call = userdata;
+
+        if (call->conn && !call->cancelled)
+                (void)conn_send_status(call->conn, call->stream_id, CONTROL_CODE_DEADLINE_EXCEEDED,
+                                       "deadline exceeded");
+        call_cancel(call);
+}
+
+/* ---- dispatch --------------------------------------------------------------------------- */
+
+static const struct control_method *method_lookup(const struct control_server *s,
+                                                  const char *service, const char *method)
+{
+        size_t sl = strlen(service);
+
+        for (size_t i = 0; i < s->n_methods; i++) {
+                const char *name = s->methods[i].name;
+                if (strncmp(name, service, sl) == 0 && name[sl] == '/' && strcmp(name + sl + 1, method) == 0)
+                        return &s->methods[i];
+        }
+        return NULL;
+}
+
+static bool conn_has_stream(const struct control_conn *conn, uint32_t stream_id)
+{
+        for (const struct control_call *c = conn->calls; c; c = c->next)
+                if (c->stream_id == stream_id)
+                        return true;
+        return false;
+}
+
+static int conn_handle_request(struct control_conn *conn, const struct control_frame *f)
+{
+        struct control_server *s = conn->server;
+        _cleanup_(control_request_freep) Vsockmux__V1__TtrpcRequest *req = NULL;
+        const struct control_method *m;
+        struct control_call *call;
+        ProtobufCMessage *payload = NULL;
+        uint32_t sid = f->header.stream_id;
+        int r;
+
+        if (sid == 0 || sid % 2 == 0)
+                return conn_send_status(conn, sid, CONTROL_CODE_INVALID_ARGUMENT,
+                                        "stream id must be odd for client-initiated streams");
+        if (sid <= conn->last_stream_id)
+                return conn_send_status(conn, sid, CONTROL_CODE_INVALID_ARGUMENT,
+                                        "stream id cannot be reused and must increase");
+        conn->last_stream_id = sid;
+
+        r = control_request_decode(f->data, f->header.length, &req);
+        if (r < 0)
+                return conn_send_status(conn, sid, CONTROL_CODE_INVALID_ARGUMENT,
+                                        r == -EBADMSG ? "malformed request envelope"
+                                                      : "request names no service or method");
+        m = method_lookup(s, req->service, req->method);
+        if (!m) {
+                char msg[CONTROL_STATUS_MESSAGE_MAX];
+
+                snprintf(msg, sizeof(msg), "unknown method %s/%s", req->service, req->method);
+                return conn_send_status(conn, sid, CONTROL_CODE_UNIMPLEMENTED, msg);
+        }
+        if (conn->n_calls >= s->cfg.max_calls)
+                return conn_send_status(conn, sid, CONTROL_CODE_RESOURCE_EXHAUSTED,
+                                        "too many calls in flight on this connection");
+        r = control_message_decode(m->request, req->payload.data, req->payload.len, &payload);
+        if (r < 0) {
+                char msg[CONTROL_STATUS_MESSAGE_MAX];
+
+                snprintf(msg, sizeof(msg), "malformed %s payload", m->request->name);
+                return conn_send_status(conn, sid, CONTROL_CODE_INVALID_ARGUMENT, msg);
+        }
+
+        call = calloc(1, sizeof(*call));
+        if (!call) {
+                control_message_free(payload);
+                return conn_send_status(conn, sid, CONTROL_CODE_RESOURCE_EXHAUSTED, "out of memory");
+        }
+        *call = (struct control_call) {
+                .conn = conn,
+                .method = m,
+                .request = payload,
+                .stream_id = sid,
+                .timeout_ns = req->timeout_nano > 0 ? req->timeout_nano : 0,
+                .peer = conn->peer,
+                .next = conn->calls,
+        };
+        if (conn->calls)
+                conn->calls->prev = call;
+        conn->calls = call;
+        conn->n_calls++;
+
+        if (call->timeout_ns > 0) {
+                r = relay_timer_new(s->relay, call_on_deadline, call, &call->deadline);
+                if (r >= 0)
+                        r = relay_timer_arm(call->deadline, (uint64_t)call->timeout_ns);
+                if (r < 0) {
+                        call_finish(call, CONTROL_CODE_RESOURCE_EXHAUSTED, "cannot arm the deadline", NULL);
+                        return 0;
+                }
+        }
+
+        r = m->handler(call, payload, s->userdata);
+        if (r < 0)
+                control_call_fail_errno(call, r, m->name);
+        return 0;
+}
+
+static int conn_handle_frame(struct control_conn *conn, const struct control_frame *f)
+{
+        switch (f->header.type) {
+        case CONTROL_MSG_REQUEST:
+                return conn_handle_request(conn, f);
+        case CONTROL_MSG_DATA:
+                /* No method takes client data; a bare close of the client's side is harmless. */
+                if (f->header.length == 0 && (f->header.flags & CONTROL_FLAG_REMOTE_CLOSED))
+                        return 0;
+                if (conn_has_stream(conn, f->header.stream_id))
+                        return 0;
+                return conn_send_status(conn, f->header.stream_id, CONTROL_CODE_INVALID_ARGUMENT,
+                                        "stream is not active");
+        default:
+                /* A client never sends responses; anything else is not ttrpc. */
+                return -EPROTO;
+        }
+}
+
+static ssize_t conn_on_data(struct relay_chan *chan, const void *data, size_t len, void *userdata)
+{
+        struct control_conn *conn = userdata;
+        const uint8_t *p = data;
+        size_t off = 0;
+        int r = 0;
+
+        if (conn->dead)
+                return conn->pending_error ?: -ECONNABORTED;
+
+        conn->in_data = true;
+        while (off < len && !conn->dead) {
+                struct control_frame f;
+                size_t size;
+
+                r = control_frame_parse(p + off, len - off, &f, &size);
+                if (r <= 0)
+                        break;
+                r = conn_handle_frame(conn, &f);
+                if (r == -EPROTO) {
+                        log_warn("control: closing connection from pid %d uid %u: frame type %u is not a request",
+                                 (int)conn->peer.pid, (unsigned)conn->peer.uid, f.header.type);
+                        conn_fail(conn, r);
+                }
+                off += size;
+                r = 0;
+        }
+        conn->in_data = false;
+
+        if (r == -EMSGSIZE) {
+                log_warn("control: closing connection from pid %d uid %u: frame length over %u bytes",
+                         (int)conn->peer.pid, (unsigned)conn->peer.uid, CONTROL_FRAME_MAX_DATA);
+                conn->dead = true;
+                return r;
+        }
+        if (conn->dead)
+                return conn->pending_error ?: -ECONNABORTED;
+        return (ssize_t)off;
+}
+
+/* Detaches the connection from its server and its calls; the calls learn they are cancelled. */
+static void conn_release(struct control_conn *conn)
+{
+        struct control_server *s = conn->server;
+
+        if (conn->prev)
+                conn->prev->next = conn->next;
+        else
+                s->conns = conn->next;
+        if (conn->next)
+                conn->next->prev = conn->prev;
+        s->n_conns--;
+
+        while (conn->calls) {
+                struct control_call *call = conn->calls;
+
+                call_unlink(call);
+                call_cancel(call);      /* may complete and free the call */
+        }
+        free(conn);
+}
+
+static void conn_on_close(struct relay_chan *chan, int error, void *userdata)
+{
+        struct control_conn *conn = userdata;
+
+        if (error < 0 && error != -ECONNRESET && error != -EPIPE)
+                log_debug("control: connection from pid %d closed: %s", (int)conn->peer.pid, strerror(-error));
+        conn_release(conn);
+}
+
+static const struct relay_chan_ops conn_ops = {
+        .on_data = conn_on_data,
+        .on_close = conn_on_close,
+};
+
+/* ---- accepting -------------------------------------------------------------------------- */
+
+static void server_take_fd(struct control_server *s, int fd)
+{
+        _cleanup_close_ int cfd = fd;
+        struct control_conn *conn;
+        struct ucred peer;
+        int r;
+
+        if (s->n_conns >= s->cfg.max_connections) {
+                log_warn("control: refusing a connection: %u connections open (max %u)",
+                         s->n_conns, s->cfg.max_connections);
+                return;
+        }
+        r = control_peer_check(cfd, s->cfg.owner_uid, s->cfg.group, &peer);
+        if (r < 0) {
+                log_warn("control: refusing a connection: cannot read peer credentials: %s", strerror(-r));
+                return;
+        }
+        if (r == 0) {
+                log_warn("control: refusing connection from pid %d uid %u gid %u: not root, uid %u%s",
+                         (int)peer.pid, (unsigned)peer.uid, (unsigned)peer.gid, (unsigned)s->cfg.owner_uid,
+                         s->cfg.group != CONTROL_NO_GROUP ? " or a member of the control group" : "");
+                return;
+        }
+
+        conn = calloc(1, sizeof(*conn));
+        if (!conn) {
+                log_warn("control: refusing connection from pid %d: out of memory", (int)peer.pid);
+                return;
+        }
+        *conn = (struct control_conn) { .server = s, .peer = peer };
+        r = relay_chan_new(s->relay, cfd, &conn_ops,
+                           &(struct relay_chan_limits) {
+                                   .max_rx = CONTROL_FRAME_MAX,
+                                   .max_tx = s->cfg.max_tx,
+                           },
+                           conn, &conn->chan);
+        if (r < 0) {
+                log_warn("control: refusing connection from pid %d: %s", (int)peer.pid, strerror(-r));
+                free(conn);
+                return;
+        }
+        TAKE_FD(cfd);
+        conn->next = s->conns;
+        if (s->conns)
+                s->conns->prev = conn;
+        s->conns = conn;
+        s->n_conns++;
+        log_debug("control: connection from pid %d uid %u", (int)peer.pid, (unsigned)peer.uid);
+}
+
+static bool accept_error_is_transient(int err)
+{
+        switch (err) {
+        case -EMFILE:
+        case -ENFILE:
+        case -ENOBUFS:
+        case -ENOMEM:
+        case -ECONNABORTED:
+        case -EINTR:
+        case -EAGAIN:
+        case -EPERM:
+        case -EPROTO:
+                return true;
+        default:
+                return false;
+        }
+}
+
+static void accept_on_complete(struct relay *r, struct relay_op *op, int res, uint32_t cqe_flags)
+{
+        struct control_accept *a = container_of(op, struct control_accept, op);
+        struct control_server *s = a->server;
+        bool more = cqe_flags & IORING_CQE_F_MORE;
+
+        if (!more)
+                a->armed = false;
+        if (!s) {
+                if (res >= 0)
+                        safe_close(res);
+                if (!more)
+                        free(a);
+                return;
+        }
+        if (res >= 0) {
+                server_take_fd(s, res);
+                if (!more)
+                        accept_arm(s);
+                return;
+        }
+        if (more)
+                return;
+        if (accept_error_is_transient(res)) {
+                log_warn("control: accept failed, retrying: %s", strerror(-res));
+                if (relay_timer_arm(s->retry, CONTROL_ACCEPT_RETRY_NS) < 0)
+                        log_error("control: cannot arm the accept retry; no new connections");
+                return;
+        }
+        log_error("control: accept on %s failed: %s; no new connections", s->path, strerror(-res));
+}
+
+static void accept_arm(struct control_server *s)
+{
+        struct io_uring_sqe *sqe;
+
+        if (s->accept->armed)
+                return;
+        sqe = relay_get_sqe(s->relay);
+        if (!sqe) {
+                log_error("control: no submission slot for accept; no new connections");
+                return;
+        }
+        io_uring_prep_multishot_accept(sqe, s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        relay_sqe_set_op(sqe, &s->accept->op);
+        s->accept->armed = true;
+}
+
+static int accept_cancel(struct relay *r, struct control_accept *a)
+{
+        struct io_uring_sqe *sqe = relay_get_sqe(r);
+
+        if (!sqe)
+                return -EIO;
+        io_uring_prep_cancel(sqe, &a->op, 0);
+        relay_sqe_set_ignore(sqe);
+        return 0;
+}
+
+static void accept_on_retry(struct relay_timer *t, void *userdata)
+{
+        accept_arm(userdata);
+}
+
+/* ---- server ----------------------------------------------------------------------------- */
+
+static int methods_check(const struct control_method *methods, size_t n)
+{
+        if (n > CONTROL_SERVER_MAX_METHODS || (n > 0 && !methods))
+                return -EINVAL;
+        for (size_t i = 0; i < n; i++) {
+                const char *slash;
+
+                if (!methods[i].name || !methods[i].request || !methods[i].handler)
+                        return -EINVAL;
+                slash = strchr(methods[i].name, '/');
+                if (!slash || slash == methods[i].name || !slash[1] ||
+                    strlen(methods[i].name) > CONTROL_METHOD_NAME_MAX)
+                        return -EINVAL;
+                for (size_t j = 0; j < i; j++)
+                        if (strcmp(methods[i].name, methods[j].name) == 0)
+                                return -EEXIST;
+        }
+        return 0;
+}
+
+int control_server_new(struct relay *r, const struct control_server_config *cfg,
+                       const struct control_method *methods, size_t n_methods, void *userdata,
+                       struct control_server **ret)
+{
+        _cleanup_(control_server_freep) struct control_server *s = NULL;
+        int k;
+
+        if (!r || !cfg || !cfg->path)
+                return -EINVAL;
+        if (cfg->max_connections > CONTROL_SERVER_MAX_CONNECTIONS_LIMIT ||
+            cfg->max_calls > CONTROL_CONN_MAX_CALLS_LIMIT || cfg->max_tx > RELAY_CHAN_LIMIT_MAX ||
+            (cfg->max_tx && cfg->max_tx < CONTROL_FRAME_MAX))
+                return -EINVAL;
+        k = methods_check(methods, n_methods);
+        if (k < 0)
+                return k;
+
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->relay = r;
+        s->listen_fd = -1;
+        s->cfg = *cfg;
+        s->cfg.max_connections = cfg->max_connections ?: CONTROL_SERVER_MAX_CONNECTIONS;
+        s->cfg.max_calls = cfg->max_calls ?: CONTROL_CONN_MAX_CALLS;
+        s->cfg.max_tx = cfg->max_tx ?: CONTROL_CONN_MAX_TX;
+        s->methods = methods;
+        s->n_methods = n_methods;
+        s->userdata = userdata;
+        s->path = strdup(cfg->path);
+        s->accept = calloc(1, sizeof(*s->accept));
+        if (!s->path || !s->accept)
+                return -ENOMEM;
+        s->cfg.path = s->path;
+        s->accept->op.fn = accept_on_complete;
+        s->accept->server = s;
+
+        k = relay_timer_new(r, accept_on_retry, s, &s->retry);
+        if (k < 0)
+                return k;
+        k = control_socket_listen(s->path, cfg->group, &s->listen_fd, &s->st);
+        if (k < 0)
+                return k;
+        accept_arm(s);
+        if (!s->accept->armed)
+                return -EIO;
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+struct control_server *control_server_free(struct control_server *s)
+{
+        if (!s)
+                return NULL;
+        while (s->conns) {
+                struct control_conn *conn = s->conns;
+
+                conn->chan = relay_chan_free(conn->chan);
+                conn_release(conn);
+        }
+        if (s->accept) {
+                s->accept->server = NULL;
+                /* The op frees itself on its last completion; cancel makes that come soon. */
+                if (!s->accept->armed || accept_cancel(s->relay, s->accept) < 0)
+                        free(s->accept);
+        }
+        relay_timer_free(s->retry);
+        if (s->listen_fd >= 0) {
+                control_socket_unlink(s->path, &s->st);
+                safe_close(s->listen_fd);
+        }
+        free(s->path);
+        free(s);
+        return NULL;
+}
+
+unsigned control_server_connections(const struct control_server *s)
+{
+        return s->n_conns;
+}
