@@ -438,7 +438,8 @@ void bridge_calls_cancel(struct bridge_calls *t, struct bridge_call *c)
         call_free(c);
 }
 
-size_t bridge_calls_fail_all(struct bridge_calls *t, enum bridge_status status, int error, const char *message)
+size_t bridge_calls_fail_all(struct bridge_calls *t, enum bridge_status status, int error, const char *message,
+                             bool keep_zombies)
 {
         struct bridge_result res = {
                 .error = error,
@@ -448,9 +449,10 @@ size_t bridge_calls_fail_all(struct bridge_calls *t, enum bridge_status status, 
         };
         size_t n = 0;
 
-        forget_oldest_zombies(t, 0);
+        if (!keep_zombies)
+                forget_oldest_zombies(t, 0);
         while (t->live.head) {
-                bridge_calls_complete(t, t->live.head, &res, false);
+                bridge_calls_complete(t, t->live.head, &res, keep_zombies);
                 n++;
         }
         return n;

@@ -106,9 +106,11 @@ void bridge_calls_complete(struct bridge_calls *t, struct bridge_call *c, const 
 /* Removes the call WITHOUT a callback (its request was never sent). */
 void bridge_calls_cancel(struct bridge_calls *t, struct bridge_call *c);
 
-/* Completes every live call with (status, error, message) and forgets every zombie. Callbacks
- * may add calls; those are completed too. Returns how many completed. */
-size_t bridge_calls_fail_all(struct bridge_calls *t, enum bridge_status status, int error, const char *message);
+/* Completes every live call with (status, error, message). With keep_zombies, each becomes a
+ * zombie (a late answer from the guest is swallowed); without, every zombie is forgotten too.
+ * Callbacks may add calls; those are completed too. Returns how many completed. */
+size_t bridge_calls_fail_all(struct bridge_calls *t, enum bridge_status status, int error, const char *message,
+                             bool keep_zombies);
 /* Completes every live call whose deadline is <= now_ns with TIMEOUT, leaving a zombie. */
 size_t bridge_calls_expire(struct bridge_calls *t, uint64_t now_ns);
 /* Earliest deadline, BRIDGE_DEADLINE_NONE when no live call has one. */

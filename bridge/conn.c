@@ -322,7 +322,7 @@ static void fail_internal_calls(struct bridge_conn *c)
         for (size_t i = 0; i < n; i++) {
                 struct bridge_call *call = bridge_calls_get(c->calls, ids[i]);
                 if (call && (call->flags & BRIDGE_CALL_INTERNAL))
-                        bridge_calls_complete(c->calls, call, &res, false);
+                        bridge_calls_complete(c->calls, call, &res, true);
         }
 }
 
@@ -347,7 +347,9 @@ static void lose_guest(struct bridge_conn *c, int error, bool notify_binding)
                 return;
         }
         c->state = BRIDGE_CONN_WAITING;
-        bridge_calls_fail_all(c->calls, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed");
+        /* As zombies: a guest that reconnects may still answer them (it queues replies), and that
+         * must not cost the new connection. */
+        bridge_calls_fail_all(c->calls, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed", true);
         state_report(c, old, BRIDGE_CONN_WAITING);
 }
 
@@ -546,7 +548,7 @@ void bridge_conn_close(struct bridge_conn *c)
         old = c->state;
         c->state = BRIDGE_CONN_CLOSED;
         state_report(c, old, BRIDGE_CONN_CLOSED);
-        bridge_calls_fail_all(c->calls, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed");
+        bridge_calls_fail_all(c->calls, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed", false);
         held_discard_all(c, "bridge closed");
         while (c->watchers) {
                 struct watcher *w = c->watchers;
@@ -753,7 +755,7 @@ void bridge_conn_set_migrating(struct bridge_conn *c, bool migrating)
         if (!c->attached && c->state == BRIDGE_CONN_MIGRATING) {
                 /* Nobody reconnected before migration ended: what we kept is lost after all. */
                 c->state = BRIDGE_CONN_WAITING;
-                bridge_calls_fail_all(c->calls, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed");
+                bridge_calls_fail_all(c->calls, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed", true);
                 state_report(c, BRIDGE_CONN_MIGRATING, BRIDGE_CONN_WAITING);
         }
 }

@@ -37,7 +37,7 @@ static void test_seed_next_id_only_raises(void **state)
                                           &c), 0);
         assert_int_equal(c->id, 100);
         assert_int_equal(bridge_calls_next_id(t), 101);
-        bridge_calls_fail_all(t, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed");
+        bridge_calls_fail_all(t, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed", false);
 }
 
 static void test_response_completes_exactly_once(void **state)
@@ -59,7 +59,7 @@ static void test_response_completes_exactly_once(void **state)
         assert_null(bridge_calls_get(t, id));
         assert_true(bridge_calls_is_zombie(t, id));
         assert_int_equal(bridge_calls_expire(t, 5000), 0);
-        assert_int_equal(bridge_calls_fail_all(t, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed"), 0);
+        assert_int_equal(bridge_calls_fail_all(t, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed", false), 0);
         assert_int_equal(d.count, 1);
         assert_false(bridge_calls_is_zombie(t, id));
 }
@@ -74,7 +74,7 @@ static void test_loss_completes_every_call_once(void **state)
         for (int i = 0; i < 3; i++)
                 assert_int_equal(bridge_calls_add(t, BRIDGE_RPC_EXECUTE_PROCESS, 0, i == 0 ? 10 : BRIDGE_DEADLINE_NONE,
                                                   NULL, 0, on_done, &d[i], &c), 0);
-        assert_int_equal(bridge_calls_fail_all(t, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed"), 3);
+        assert_int_equal(bridge_calls_fail_all(t, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed", false), 3);
         for (int i = 0; i < 3; i++) {
                 assert_int_equal(d[i].count, 1);
                 assert_int_equal(d[i].last.error, -ENOTCONN);
@@ -84,6 +84,25 @@ static void test_loss_completes_every_call_once(void **state)
         assert_int_equal(bridge_calls_expire(t, 100), 0);
         assert_int_equal(bridge_calls_count(t), 0);
         assert_int_equal(d[0].count, 1);
+}
+
+static void test_fail_all_can_keep_zombies_for_late_answers(void **state)
+{
+        _cleanup_(bridge_calls_freep) struct bridge_calls *t = NULL;
+        struct bridge_call *c;
+        struct done d = {};
+        uint64_t id;
+
+        assert_int_equal(bridge_calls_new(&t), 0);
+        assert_int_equal(bridge_calls_add(t, BRIDGE_RPC_WAIT_FOR_PROCESS, 0, BRIDGE_DEADLINE_NONE, "c", 1, on_done, &d,
+                                          &c), 0);
+        id = c->id;
+        assert_int_equal(bridge_calls_fail_all(t, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed", true), 1);
+        assert_int_equal(d.count, 1);
+        assert_true(bridge_calls_is_zombie(t, id));
+        assert_int_equal(bridge_calls_fail_all(t, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed", false), 0);
+        assert_false(bridge_calls_is_zombie(t, id));
+        assert_int_equal(d.count, 1);
 }
 
 static void test_timeout_completes_once_and_late_reply_is_a_zombie(void **state)
@@ -114,7 +133,7 @@ static void test_timeout_completes_once_and_late_reply_is_a_zombie(void **state)
         assert_int_equal(w.count, 0);
         assert_true(bridge_calls_forget_zombie(t, id_a));
         assert_false(bridge_calls_forget_zombie(t, id_a));
-        bridge_calls_fail_all(t, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed");
+        bridge_calls_fail_all(t, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed", false);
         assert_int_equal(w.count, 1);
         assert_int_equal(a.count, 1);
 }
@@ -134,7 +153,7 @@ static void test_preregister_twice_returns_existing_call(void **state)
         /* New ids never collide with the adopted one. */
         assert_int_equal(bridge_calls_next_id(t), 43);
         assert_int_equal(bridge_calls_seed_next_id(t, 42), -ERANGE);
-        bridge_calls_fail_all(t, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed");
+        bridge_calls_fail_all(t, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed", false);
         assert_int_equal(d1.count, 1);
         assert_int_equal(d2.count, 0);
 }
@@ -166,7 +185,7 @@ static void test_fail_all_also_fails_calls_added_by_callbacks(void **state)
         re.t = t;
         assert_int_equal(bridge_calls_add(t, BRIDGE_RPC_SIGNAL_PROCESS, 0, BRIDGE_DEADLINE_NONE, NULL, 0,
                                           on_done_adds_another, &re, &c), 0);
-        assert_int_equal(bridge_calls_fail_all(t, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed"), 2);
+        assert_int_equal(bridge_calls_fail_all(t, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed", false), 2);
         assert_int_equal(re.count, 2);
         assert_int_equal(bridge_calls_count(t), 0);
 }
@@ -200,7 +219,7 @@ static void test_thousands_of_waits_are_found_by_id(void **state)
         assert_int_equal(d.count, 500);
         assert_int_equal(bridge_calls_zombie_count(t), 500);
         assert_int_equal(bridge_calls_next_deadline(t), 1002);
-        assert_int_equal(bridge_calls_fail_all(t, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed"), 2 * n - 500);
+        assert_int_equal(bridge_calls_fail_all(t, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed", false), 2 * n - 500);
         assert_int_equal(d.count, 2 * n);
 }
 
@@ -244,7 +263,7 @@ static void test_list_and_cancel(void **state)
         assert_int_equal(ids[1], 2);
         assert_int_equal(bridge_calls_next_deadline(t), BRIDGE_DEADLINE_NONE);
         assert_int_equal(d.count, 0);
-        bridge_calls_fail_all(t, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed");
+        bridge_calls_fail_all(t, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed", false);
         assert_int_equal(d.count, 2);
 }
 
@@ -254,6 +273,7 @@ int main(void)
                 cmocka_unit_test(test_seed_next_id_only_raises),
                 cmocka_unit_test(test_response_completes_exactly_once),
                 cmocka_unit_test(test_loss_completes_every_call_once),
+                cmocka_unit_test(test_fail_all_can_keep_zombies_for_late_answers),
                 cmocka_unit_test(test_timeout_completes_once_and_late_reply_is_a_zombie),
                 cmocka_unit_test(test_preregister_twice_returns_existing_call),
                 cmocka_unit_test(test_fail_all_also_fails_calls_added_by_callbacks),

@@ -1,0 +1,334 @@
+#include "bridge/host.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/log.h"
+
+struct bridge_host {
+        struct relay *relay;
+        struct relay_transport transport;
+        char name[BRIDGE_CONN_NAME_MAX];
+        struct bridge_host_ops ops;
+        void *userdata;
+
+        struct bridge_conn *conn;
+        struct relay_listener *listener;
+        struct relay_chan *chan;        /* the current guest connection, NULL while detached */
+        struct relay_timer *timer;
+        uint64_t armed_deadline;        /* what the timer is armed for, BRIDGE_DEADLINE_NONE if not */
+};
+
+/* Keeps the one timer armed for the earliest call deadline; called after every entry into conn. */
+static void host_rearm(struct bridge_host *h)
+{
+        uint64_t d = bridge_conn_next_deadline(h->conn), now;
+        int r;
+
+        if (d == h->armed_deadline)
+                return;
+        if (d == BRIDGE_DEADLINE_NONE) {
+                relay_timer_disarm(h->timer);
+                h->armed_deadline = d;
+                return;
+        }
+        now = relay_now_ns(h->relay);
+        r = relay_timer_arm(h->timer, d > now ? d - now : 0);
+        if (r < 0) {
+                /* Deadlines are a safety net; a call without one still completes on answer or loss. */
+                log_error("bridge %s: cannot arm the call timer: %s", h->name, strerror(-r));
+                h->armed_deadline = BRIDGE_DEADLINE_NONE;
+                return;
+        }
+        h->armed_deadline = d;
+}
+
+static void host_on_timer(struct relay_timer *t, void *userdata)
+{
+        struct bridge_host *h = userdata;
+
+        h->armed_deadline = BRIDGE_DEADLINE_NONE;
+        bridge_conn_tick(h->conn, relay_now_ns(h->relay));
+        host_rearm(h);
+}
+
+/* ---- conn ops ---- */
+
+static int host_write(struct bridge_conn *c, const void *frame, size_t len, void *userdata)
+{
+        struct bridge_host *h = userdata;
+
+        if (!h->chan)
+                return -ENOTCONN;
+        return relay_chan_send(h->chan, frame, len);
+}
+
+static void host_disconnect(struct bridge_conn *c, int error, void *userdata)
+{
+        struct bridge_host *h = userdata;
+
+        /* Safe inside the channel's own on_data; on_close does not follow. */
+        h->chan = relay_chan_free(h->chan);
+}
+
+static void host_state_changed(struct bridge_conn *c, enum bridge_conn_state old_state,
+                               enum bridge_conn_state new_state, void *userdata)
+{
+        struct bridge_host *h = userdata;
+
+        if (h->ops.on_state_change)
+                h->ops.on_state_change(h, old_state, new_state, h->userdata);
+}
+
+static void host_notification(struct bridge_conn *c, const struct bridge_notification *n, bool watched,
+                              void *userdata)
+{
+        struct bridge_host *h = userdata;
+
+        if (h->ops.on_notification)
+                h->ops.on_notification(h, n, watched, h->userdata);
+}
+
+static uint64_t host_now(struct bridge_conn *c, void *userdata)
+{
+        struct bridge_host *h = userdata;
+
+        return relay_now_ns(h->relay);
+}
+
+static const struct bridge_conn_ops host_conn_ops = {
+        .write = host_write,
+        .disconnect = host_disconnect,
+        .state_changed = host_state_changed,
+        .notification = host_notification,
+        .now = host_now,
+};
+
+/* ---- the guest channel ---- */
+
+static ssize_t host_on_data(struct relay_chan *c, const void *data, size_t len, void *userdata)
+{
+        struct bridge_host *h = userdata;
+        ssize_t r;
+
+        if (c != h->chan)
+                return -ECONNRESET;
+        r = bridge_conn_recv(h->conn, data, len);
+        host_rearm(h);
+        return r;
+}
+
+static void host_on_close(struct relay_chan *c, int error, void *userdata)
+{
+        struct bridge_host *h = userdata;
+
+        if (c != h->chan)
+                return;
+        h->chan = NULL;
+        bridge_conn_detach(h->conn, error);
+        host_rearm(h);
+}
+
+static const struct relay_chan_ops host_chan_ops = {
+        .on_data = host_on_data,
+        .on_close = host_on_close,
+};
+
+static void host_on_accept(struct relay_listener *l, int fd, void *userdata)
+{
+        struct bridge_host *h = userdata;
+        struct relay_chan_limits lim = { .max_rx = BRIDGE_HOST_MAX_RX, .max_tx = BRIDGE_HOST_MAX_TX };
+        struct relay_chan *chan;
+        int r;
+
+        if (fd < 0) {
+                /* The VM keeps its state; a guest can no longer dial in until the daemon re-listens. */
+                log_error("bridge %s: bridge listener failed: %s", h->name, strerror(-fd));
+                h->listener = relay_listener_free(h->listener);
+                return;
+        }
+        r = relay_chan_new(h->relay, fd, &host_chan_ops, &lim, h, &chan);
+        if (r < 0) {
+                log_error("bridge %s: cannot take the guest connection: %s", h->name, strerror(-r));
+                safe_close(fd);
+                return;
+        }
+        if (h->chan) {
+                struct relay_chan *old = TAKE_PTR(h->chan);
+
+                log_info("bridge %s: a newer guest connection replaces the current one", h->name);
+                relay_chan_free(old);
+                bridge_conn_detach(h->conn, -ECONNRESET);
+        }
+        h->chan = chan;
+        r = bridge_conn_attach(h->conn);
+        if (r < 0 && h->chan == chan) {
+                log_error("bridge %s: cannot start negotiation: %s", h->name, strerror(-r));
+                h->chan = relay_chan_free(h->chan);
+        }
+        host_rearm(h);
+}
+
+/* ---- public ---- */
+
+int bridge_host_new(struct relay *r, const struct relay_transport *t, const char *name,
+                    const struct bridge_host_ops *ops, void *userdata, struct bridge_host **ret)
+{
+        struct bridge_host *h;
+        int k;
+
+        if (!r || !t)
+                return -EINVAL;
+        h = calloc(1, sizeof(*h));
+        if (!h)
+                return -ENOMEM;
+        h->relay = r;
+        h->transport = *t;
+        snprintf(h->name, sizeof(h->name), "%s", name ?: "?");
+        if (ops)
+                h->ops = *ops;
+        h->userdata = userdata;
+        h->armed_deadline = BRIDGE_DEADLINE_NONE;
+        k = bridge_conn_new(h->name, &host_conn_ops, h, &h->conn);
+        if (k < 0)
+                goto fail;
+        k = relay_timer_new(r, host_on_timer, h, &h->timer);
+        if (k < 0)
+                goto fail;
+        k = relay_listen(r, t, BRIDGE_HOST_PORT, RELAY_LISTEN_MANY, host_on_accept, h, &h->listener);
+        if (k < 0)
+                goto fail;
+        *ret = h;
+        return 0;
+fail:
+        bridge_host_free(h);
+        return k;
+}
+
+struct bridge_host *bridge_host_free(struct bridge_host *h)
+{
+        if (!h)
+                return NULL;
+        h->listener = relay_listener_free(h->listener);
+        h->chan = relay_chan_free(h->chan);
+        /* Every completion runs here, before we return; the entry points refuse once closed. */
+        if (h->conn)
+                bridge_conn_close(h->conn);
+        h->timer = relay_timer_free(h->timer);
+        h->conn = bridge_conn_free(h->conn);
+        free(h);
+        return NULL;
+}
+
+enum bridge_conn_state bridge_host_state(const struct bridge_host *h)
+{
+        return bridge_conn_state(h->conn);
+}
+
+bool bridge_host_stdio_resume(const struct bridge_host *h)
+{
+        return bridge_conn_stdio_resume(h->conn);
+}
+
+const char *bridge_host_runtime_os(const struct bridge_host *h)
+{
+        return bridge_conn_runtime_os(h->conn);
+}
+
+struct bridge_conn *bridge_host_conn(struct bridge_host *h)
+{
+        return h->conn;
+}
+
+void bridge_host_set_migrating(struct bridge_host *h, bool migrating)
+{
+        bridge_conn_set_migrating(h->conn, migrating);
+        host_rearm(h);
+}
+
+bool bridge_host_is_migrating(const struct bridge_host *h)
+{
+        return bridge_conn_is_migrating(h->conn);
+}
+
+void bridge_host_begin_resume_window(struct bridge_host *h)
+{
+        bridge_conn_begin_resume_window(h->conn);
+}
+
+void bridge_host_end_resume_window(struct bridge_host *h)
+{
+        bridge_conn_end_resume_window(h->conn);
+}
+
+uint64_t bridge_host_next_id(const struct bridge_host *h)
+{
+        return bridge_conn_next_id(h->conn);
+}
+
+int bridge_host_seed_next_id(struct bridge_host *h, uint64_t next)
+{
+        return bridge_conn_seed_next_id(h->conn, next);
+}
+
+/* Every call may change the earliest deadline (or drop the guest on a write failure). */
+#define HOST_CALL(h, expr)                      \
+        ({                                      \
+                int _r_ = (expr);               \
+                host_rearm(h);                  \
+                _r_;                            \
+        })
+
+int bridge_host_create_container(struct bridge_host *h, const char *container_id, const char *config_json,
+                                 bridge_call_fn cb, void *userdata)
+{
+        return HOST_CALL(h, bridge_conn_create_container(h->conn, container_id, config_json, cb, userdata, NULL));
+}
+
+int bridge_host_exec(struct bridge_host *h, const char *container_id, const struct bridge_process_params *params,
+                     const struct bridge_stdio_ports *ports, bridge_call_fn cb, void *userdata)
+{
+        return HOST_CALL(h, bridge_conn_exec(h->conn, container_id, params, ports, cb, userdata, NULL));
+}
+
+int bridge_host_wait(struct bridge_host *h, const char *container_id, uint32_t pid, uint32_t timeout_ms,
+                     bridge_call_fn cb, void *userdata, uint64_t *ret_call_id)
+{
+        return HOST_CALL(h, bridge_conn_wait(h->conn, container_id, pid, timeout_ms, cb, userdata, ret_call_id));
+}
+
+int bridge_host_signal(struct bridge_host *h, const char *container_id, uint32_t pid, int signal, bridge_call_fn cb,
+                       void *userdata)
+{
+        return HOST_CALL(h, bridge_conn_signal(h->conn, container_id, pid, signal, cb, userdata, NULL));
+}
+
+int bridge_host_resize(struct bridge_host *h, const char *container_id, uint32_t pid, uint16_t height,
+                       uint16_t width, bridge_call_fn cb, void *userdata)
+{
+        return HOST_CALL(h, bridge_conn_resize(h->conn, container_id, pid, height, width, cb, userdata, NULL));
+}
+
+int bridge_host_shutdown(struct bridge_host *h, const char *container_id, enum bridge_shutdown_kind kind,
+                         bridge_call_fn cb, void *userdata)
+{
+        return HOST_CALL(h, bridge_conn_shutdown(h->conn, container_id, kind, cb, userdata, NULL));
+}
+
+int bridge_host_preregister_wait(struct bridge_host *h, uint64_t call_id, const char *container_id, uint32_t pid,
+                                 bridge_call_fn cb, void *userdata)
+{
+        return HOST_CALL(h, bridge_conn_preregister_wait(h->conn, call_id, container_id, pid, cb, userdata));
+}
+
+int bridge_host_watch_container(struct bridge_host *h, const char *container_id, bridge_notify_fn cb,
+                                void *userdata)
+{
+        return bridge_conn_watch_container(h->conn, container_id, cb, userdata);
+}
+
+int bridge_host_unwatch_container(struct bridge_host *h, const char *container_id)
+{
+        return bridge_conn_unwatch_container(h->conn, container_id);
+}

@@ -1,0 +1,79 @@
+/* bridge/host.h: struct bridge_host owns one VM's bridge on the relay loop (listener on 0x40000000, the current guest channel, the timeout timer, the bridge_conn); borrows the relay. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bridge/conn.h"
+#include "relay/relay.h"
+#include "util/macro.h"
+
+#define BRIDGE_HOST_PORT UINT32_C(0x40000000)
+/* Frames are at most 64 KiB; a little more lets the next header arrive behind a full frame. */
+#define BRIDGE_HOST_MAX_RX (BRIDGE_MAX_FRAME + 4096u)
+/* Requests queued towards a guest that does not read: a restore's burst of probes fits easily. */
+#define BRIDGE_HOST_MAX_TX (4u << 20)
+
+struct bridge_host;
+
+struct bridge_host_ops {
+        /* Optional. CONNECTED means calls may be sent; MIGRATING means detached with calls kept. */
+        void (*on_state_change)(struct bridge_host *h, enum bridge_conn_state old_state,
+                                enum bridge_conn_state new_state, void *userdata);
+        /* Optional. Every container notification as routed (see bridge_conn_ops.notification). */
+        void (*on_notification)(struct bridge_host *h, const struct bridge_notification *n, bool watched,
+                                void *userdata);
+};
+
+/*
+ * Listens (RELAY_LISTEN_MANY) on BRIDGE_HOST_PORT of the VM's transport: the listening socket
+ * exists when this returns. Every accepted guest connection is negotiated; a newer one replaces
+ * the current one (which is then treated as lost). name prefixes log lines (a VM name). ops may
+ * be NULL. Errors as relay_listen(), or -ENOMEM.
+ */
+int bridge_host_new(struct relay *r, const struct relay_transport *t, const char *name,
+                    const struct bridge_host_ops *ops, void *userdata, struct bridge_host **ret);
+/*
+ * Stops listening, drops the guest connection, and completes every outstanding call with
+ * "bridge closed" and every watcher with -ENOTCONN: all those callbacks run BEFORE this returns,
+ * none after. Must not be called from one of this host's callbacks (use relay_defer()).
+ */
+struct bridge_host *bridge_host_free(struct bridge_host *h);
+DEFINE_CLEANUP(struct bridge_host *, bridge_host_free);
+
+enum bridge_conn_state bridge_host_state(const struct bridge_host *h);
+/* Both sides agreed on exactly-once stdio across reconnects (V4), on the current connection. */
+bool bridge_host_stdio_resume(const struct bridge_host *h);
+/* Lower-cased RuntimeOsType of the last negotiation, NULL before one. */
+const char *bridge_host_runtime_os(const struct bridge_host *h);
+/* The state machine underneath, for queries (held counts, generation, outstanding calls). */
+struct bridge_conn *bridge_host_conn(struct bridge_host *h);
+
+/* See bridge_conn_set_migrating(): while on, losing the guest keeps calls (and opens the resume window). */
+void bridge_host_set_migrating(struct bridge_host *h, bool migrating);
+bool bridge_host_is_migrating(const struct bridge_host *h);
+void bridge_host_begin_resume_window(struct bridge_host *h);
+void bridge_host_end_resume_window(struct bridge_host *h);
+
+uint64_t bridge_host_next_id(const struct bridge_host *h);
+int bridge_host_seed_next_id(struct bridge_host *h, uint64_t next);
+
+/* Typed calls: see bridge/conn.h. cb runs exactly once iff 0 is returned, never from inside the
+ * call itself except for a pre-registered wait whose held answer was waiting. */
+int bridge_host_create_container(struct bridge_host *h, const char *container_id, const char *config_json,
+                                 bridge_call_fn cb, void *userdata);
+int bridge_host_exec(struct bridge_host *h, const char *container_id, const struct bridge_process_params *params,
+                     const struct bridge_stdio_ports *ports, bridge_call_fn cb, void *userdata);
+int bridge_host_wait(struct bridge_host *h, const char *container_id, uint32_t pid, uint32_t timeout_ms,
+                     bridge_call_fn cb, void *userdata, uint64_t *ret_call_id);
+int bridge_host_signal(struct bridge_host *h, const char *container_id, uint32_t pid, int signal, bridge_call_fn cb,
+                       void *userdata);
+int bridge_host_resize(struct bridge_host *h, const char *container_id, uint32_t pid, uint16_t height,
+                       uint16_t width, bridge_call_fn cb, void *userdata);
+int bridge_host_shutdown(struct bridge_host *h, const char *container_id, enum bridge_shutdown_kind kind,
+                         bridge_call_fn cb, void *userdata);
+int bridge_host_preregister_wait(struct bridge_host *h, uint64_t call_id, const char *container_id, uint32_t pid,
+                                 bridge_call_fn cb, void *userdata);
+int bridge_host_watch_container(struct bridge_host *h, const char *container_id, bridge_notify_fn cb,
+                                void *userdata);
+int bridge_host_unwatch_container(struct bridge_host *h, const char *container_id);

@@ -1,0 +1,632 @@
+/* The host side of the bridge on the real relay loop against the real guest simulator
+ * (sim/vsockmux-sim over hybrid vsock) running real processes. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "bridge/codec.h"
+#include "bridge/host.h"
+#include "bridge/msg.h"
+#include "ports/ports.h"
+#include "relay/relay.h"
+
+extern char **environ;
+
+/* Generous: these bound waiting on a loaded machine under ASan, they assert nothing about speed. */
+#define WAIT_NS (120ull * 1000000000ull)
+#define STEP_NS (20ll * 1000000ll)
+
+struct fixture {
+        char dir[64];
+        struct relay_transport transport;
+        struct relay *r;
+        struct bridge_host *h;
+        struct ports *ports;
+        pid_t sim;
+        bool sim_stopped;
+
+        uint64_t connected; /* how many times the bridge reached CONNECTED */
+        enum bridge_conn_state last_state;
+        bool stop_sim_on_detach; /* SIGSTOP the simulator the moment the bridge is lost */
+        int seq;                 /* orders events seen by the test */
+};
+
+struct done {
+        int count;
+        int seq;
+        struct bridge_result res;
+        char message[512];
+        struct fixture *f;
+};
+
+static void on_done(const struct bridge_result *res, void *userdata)
+{
+        struct done *d = userdata;
+
+        d->count++;
+        d->seq = ++d->f->seq;
+        d->res = *res;
+        d->res.response = NULL;
+        snprintf(d->message, sizeof(d->message), "%s", res->message);
+        d->res.message = d->message;
+}
+
+static void on_state(struct bridge_host *h, enum bridge_conn_state o, enum bridge_conn_state n, void *userdata)
+{
+        struct fixture *f = userdata;
+
+        f->last_state = n;
+        if (n == BRIDGE_CONN_CONNECTED)
+                f->connected++;
+        if (f->stop_sim_on_detach && (n == BRIDGE_CONN_MIGRATING || n == BRIDGE_CONN_WAITING) && f->sim > 0 &&
+            !f->sim_stopped) {
+                assert_int_equal(kill(f->sim, SIGSTOP), 0);
+                f->sim_stopped = true;
+        }
+}
+
+static const struct bridge_host_ops fixture_ops = {
+        .on_state_change = on_state,
+};
+
+static uint64_t now_ns(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Runs the loop until `cond` holds; fails (never hangs) when it does not within WAIT_NS. */
+#define RUN_UNTIL(f, cond)                                                                      \
+        do {                                                                                    \
+                uint64_t _deadline_ = now_ns() + WAIT_NS;                                       \
+                while (!(cond)) {                                                               \
+                        if (now_ns() > _deadline_)                                              \
+                                fail_msg("timed out waiting for: %s", #cond);                   \
+                        assert_int_equal(relay_run_once((f)->r, STEP_NS), 0);                   \
+                }                                                                               \
+        } while (0)
+
+static void run_for(struct fixture *f, uint64_t ns)
+{
+        uint64_t until = now_ns() + ns;
+
+        while (now_ns() < until)
+                assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
+}
+
+static const char *sim_path(void)
+{
+        static char path[4096];
+        const char *root = getenv("VSOCKMUX_BUILD_ROOT");
+
+        snprintf(path, sizeof(path), "%s/sim/vsockmux-sim", root ?: ".");
+        return path;
+}
+
+static void spawn_sim(struct fixture *f, bool resume)
+{
+        const char *argv[] = { sim_path(), "--hvsock", f->transport.uds_path, resume ? NULL : "--no-resume", NULL };
+
+        assert_int_equal(posix_spawn(&f->sim, argv[0], NULL, NULL, (char **)argv, environ), 0);
+}
+
+static void stop_sim(struct fixture *f)
+{
+        int status;
+
+        if (f->sim <= 0)
+                return;
+        if (f->sim_stopped)
+                kill(f->sim, SIGCONT);
+        kill(f->sim, SIGTERM);
+        for (int i = 0; i < 1000; i++) {
+                if (waitpid(f->sim, &status, WNOHANG) == f->sim) {
+                        f->sim = 0;
+                        return;
+                }
+                usleep(10000);
+        }
+        kill(f->sim, SIGKILL);
+        waitpid(f->sim, &status, 0);
+        f->sim = 0;
+}
+
+static int fixture_setup(void **state)
+{
+        struct fixture *f = calloc(1, sizeof(*f));
+
+        assert_non_null(f);
+        snprintf(f->dir, sizeof(f->dir), "/tmp/vsockmux-bhost-XXXXXX");
+        assert_non_null(mkdtemp(f->dir));
+        f->transport.kind = RELAY_TRANSPORT_HVSOCK;
+        snprintf(f->transport.uds_path, sizeof(f->transport.uds_path), "%s/vm.sock", f->dir);
+        assert_int_equal(relay_new(NULL, &f->r), 0);
+        assert_int_equal(ports_new(&f->ports), 0);
+        assert_int_equal(bridge_host_new(f->r, &f->transport, "sim-vm", &fixture_ops, f, &f->h), 0);
+        *state = f;
+        return 0;
+}
+
+static int fixture_teardown(void **state)
+{
+        struct fixture *f = *state;
+        char cmd[128];
+
+        stop_sim(f);
+        f->h = bridge_host_free(f->h);
+        /* Let closes and cancels land before the ring goes. */
+        run_for(f, 50 * 1000000ull);
+        f->r = relay_free(f->r);
+        ports_free(f->ports);
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+        if (system(cmd) != 0)
+                fprintf(stderr, "could not remove %s\n", f->dir);
+        free(f);
+        return 0;
+}
+
+static void connect_sim(struct fixture *f, bool resume)
+{
+        uint64_t before = f->connected;
+
+        spawn_sim(f, resume);
+        RUN_UNTIL(f, f->connected > before && bridge_host_state(f->h) == BRIDGE_CONN_CONNECTED);
+}
+
+static void create_container(struct fixture *f, const char *cid)
+{
+        struct done d = { .f = f };
+
+        assert_int_equal(bridge_host_create_container(f->h, cid, "{}", on_done, &d), 0);
+        RUN_UNTIL(f, d.count == 1);
+        assert_int_equal(d.res.status, BRIDGE_STATUS_OK);
+}
+
+/* Starts argv in container cid without stdio; returns the pid. */
+static uint32_t exec_plain(struct fixture *f, const char *cid, const char **args, size_t n_args)
+{
+        struct bridge_process_params p = { .args = args, .n_args = n_args };
+        struct done d = { .f = f };
+
+        assert_int_equal(bridge_host_exec(f->h, cid, &p, NULL, on_done, &d), 0);
+        RUN_UNTIL(f, d.count == 1);
+        if (d.res.status != BRIDGE_STATUS_OK)
+                fail_msg("exec failed: %s", d.message);
+        assert_true(d.res.pid > 0);
+        return d.res.pid;
+}
+
+static void wait_exit(struct fixture *f, const char *cid, uint32_t pid, struct done *d)
+{
+        assert_int_equal(bridge_host_wait(f->h, cid, pid, BRIDGE_WAIT_INFINITE, on_done, d, NULL), 0);
+        RUN_UNTIL(f, d->count == 1);
+}
+
+/* ---- stdio: listeners made before the exec, accepted connections become relay streams ---- */
+
+struct slot {
+        struct fixture *f;
+        enum relay_stream_dir dir;
+        uint32_t port;
+        int endpoint; /* until the stream takes it */
+        struct relay_listener *l;
+        struct relay_stream *s;
+        int done_seq;
+        int error;
+        bool done;
+};
+
+static void slot_on_done(struct relay_stream *s, int error, void *userdata)
+{
+        struct slot *sl = userdata;
+
+        sl->done = true;
+        sl->error = error;
+        sl->done_seq = ++sl->f->seq;
+        /* Closing our end is what lets the guest finish its relay and report the exit (H5). */
+        sl->s = relay_stream_free(sl->s);
+}
+
+static const struct relay_stream_ops slot_ops = {
+        .on_done = slot_on_done,
+};
+
+static void slot_on_accept(struct relay_listener *l, int fd, void *userdata)
+{
+        struct slot *sl = userdata;
+
+        sl->l = relay_listener_free(sl->l);
+        assert_true(fd >= 0);
+        assert_int_equal(relay_stream_new(sl->f->r, sl->dir, fd, sl->endpoint, &slot_ops, sl, &sl->s), 0);
+        sl->endpoint = -1;
+}
+
+static void slot_listen(struct fixture *f, struct slot *sl, enum relay_stream_dir dir, int endpoint)
+{
+        *sl = (struct slot) { .f = f, .dir = dir, .endpoint = endpoint };
+        assert_int_equal(ports_alloc(f->ports, &sl->port), 0);
+        assert_int_equal(relay_listen(f->r, &f->transport, sl->port, RELAY_LISTEN_ONCE, slot_on_accept, sl, &sl->l),
+                         0);
+}
+
+static void slot_cleanup(struct slot *sl)
+{
+        sl->l = relay_listener_free(sl->l);
+        sl->s = relay_stream_free(sl->s);
+        if (sl->endpoint >= 0)
+                close(sl->endpoint);
+}
+
+static size_t read_all(int fd, char *buf, size_t cap)
+{
+        size_t have = 0;
+        ssize_t n;
+
+        while (have < cap - 1 && (n = read(fd, buf + have, cap - 1 - have)) > 0)
+                have += (size_t)n;
+        buf[have] = 0;
+        return have;
+}
+
+/* ---- tests ---- */
+
+static void test_negotiates_with_the_simulator(void **state)
+{
+        struct fixture *f = *state;
+
+        connect_sim(f, true);
+        assert_string_equal(bridge_host_runtime_os(f->h), "linux");
+        assert_true(bridge_host_stdio_resume(f->h));
+}
+
+static void test_legacy_simulator_gets_no_resume(void **state)
+{
+        struct fixture *f = *state;
+
+        connect_sim(f, false);
+        assert_false(bridge_host_stdio_resume(f->h));
+}
+
+static void test_stdin_echoes_through_cat_and_exit_follows_stream_eof(void **state)
+{
+        struct fixture *f = *state;
+        const char *args[] = { "sh", "-c", "cat; echo err >&2" };
+        struct bridge_process_params p = { .args = args, .n_args = 3 };
+        struct slot in, out, err;
+        struct done ex = { .f = f }, w = { .f = f };
+        struct bridge_stdio_ports ports;
+        int pin[2], pout[2], perr[2];
+        char buf[256];
+
+        connect_sim(f, true);
+        create_container(f, "c1");
+        assert_int_equal(pipe2(pin, O_CLOEXEC), 0);
+        assert_int_equal(pipe2(pout, O_CLOEXEC), 0);
+        assert_int_equal(pipe2(perr, O_CLOEXEC), 0);
+        slot_listen(f, &in, RELAY_STREAM_TO_GUEST, pin[0]);
+        slot_listen(f, &out, RELAY_STREAM_FROM_GUEST, pout[1]);
+        slot_listen(f, &err, RELAY_STREAM_FROM_GUEST, perr[1]);
+        ports = (struct bridge_stdio_ports) { in.port, out.port, err.port };
+
+        assert_int_equal(bridge_host_exec(f->h, "c1", &p, &ports, on_done, &ex), 0);
+        RUN_UNTIL(f, ex.count == 1);
+        if (ex.res.status != BRIDGE_STATUS_OK)
+                fail_msg("exec failed: %s", ex.message);
+        /* The guest dialled all three before answering (W1). */
+        assert_non_null(in.s);
+        assert_non_null(out.s);
+        assert_non_null(err.s);
+        assert_int_equal(bridge_host_wait(f->h, "c1", ex.res.pid, BRIDGE_WAIT_INFINITE, on_done, &w, NULL), 0);
+
+        assert_int_equal(write(pin[1], "hello bridge\n", 13), 13);
+        close(pin[1]); /* EOF: the stream half-closes towards the guest, cat ends */
+        RUN_UNTIL(f, w.count == 1 && out.done && err.done && in.done);
+        assert_int_equal(w.res.status, BRIDGE_STATUS_OK);
+        assert_int_equal(w.res.exit_code, 0);
+        assert_int_equal(out.error, 0);
+        assert_int_equal(err.error, 0);
+        /* The exit is reported only after stdout and stderr reached EOF and were flushed. */
+        assert_true(out.done_seq < w.seq);
+        assert_true(err.done_seq < w.seq);
+
+        /* Streams are flushed and freed: the host ends of the pipes are closed. */
+        read_all(pout[0], buf, sizeof(buf));
+        assert_string_equal(buf, "hello bridge\n");
+        read_all(perr[0], buf, sizeof(buf));
+        assert_string_equal(buf, "err\n");
+        close(pout[0]);
+        close(perr[0]);
+        slot_cleanup(&in);
+        slot_cleanup(&out);
+        slot_cleanup(&err);
+}
+
+static void test_exit_codes_are_reported(void **state)
+{
+        struct fixture *f = *state;
+        const char *zero[] = { "true" };
+        const char *three[] = { "sh", "-c", "exit 3" };
+        const char *sleeper[] = { "sleep", "1000" };
+        struct done w0 = { .f = f }, w3 = { .f = f }, w9 = { .f = f }, sig = { .f = f };
+        uint32_t pid;
+
+        connect_sim(f, true);
+        create_container(f, "c1");
+        wait_exit(f, "c1", exec_plain(f, "c1", zero, 1), &w0);
+        assert_int_equal(w0.res.status, BRIDGE_STATUS_OK);
+        assert_int_equal(w0.res.exit_code, 0);
+        wait_exit(f, "c1", exec_plain(f, "c1", three, 3), &w3);
+        assert_int_equal(w3.res.status, BRIDGE_STATUS_OK);
+        assert_int_equal(w3.res.exit_code, 3);
+
+        pid = exec_plain(f, "c1", sleeper, 2);
+        assert_int_equal(bridge_host_wait(f->h, "c1", pid, BRIDGE_WAIT_INFINITE, on_done, &w9, NULL), 0);
+        assert_int_equal(bridge_host_signal(f->h, "c1", pid, SIGKILL, on_done, &sig), 0);
+        RUN_UNTIL(f, sig.count == 1 && w9.count == 1);
+        assert_int_equal(sig.res.status, BRIDGE_STATUS_OK);
+        assert_int_equal(w9.res.status, BRIDGE_STATUS_OK);
+        assert_int_equal(w9.res.exit_code, 128 + 9);
+}
+
+static void test_wait_on_reaped_process_reports_lost_status_and_signal_reports_gone(void **state)
+{
+        struct fixture *f = *state;
+        const char *zero[] = { "true" };
+        struct done w = { .f = f }, again = { .f = f }, sig = { .f = f };
+        uint32_t pid;
+
+        connect_sim(f, true);
+        create_container(f, "c1");
+        pid = exec_plain(f, "c1", zero, 1);
+        wait_exit(f, "c1", pid, &w);
+        assert_int_equal(w.res.exit_code, 0);
+        /* The guest forgot the process once a waiter had its exit (W9). */
+        wait_exit(f, "c1", pid, &again);
+        assert_int_equal(again.res.status, BRIDGE_STATUS_EXIT_LOST);
+        assert_int_equal(again.res.error, -ECHILD);
+        assert_int_not_equal(again.res.exit_code, 0);
+        assert_int_equal(bridge_host_signal(f->h, "c1", pid, SIGTERM, on_done, &sig), 0);
+        RUN_UNTIL(f, sig.count == 1);
+        assert_int_equal(sig.res.status, BRIDGE_STATUS_ALREADY_GONE);
+        assert_int_equal(sig.res.error, 0);
+}
+
+static void test_bridge_drop_fails_calls_outside_migration(void **state)
+{
+        struct fixture *f = *state;
+        const char *sleeper[] = { "sleep", "1000" };
+        struct done w = { .f = f }, after = { .f = f }, sig = { .f = f };
+        uint32_t pid;
+        uint64_t before;
+
+        connect_sim(f, true);
+        create_container(f, "c1");
+        pid = exec_plain(f, "c1", sleeper, 2);
+        assert_int_equal(bridge_host_wait(f->h, "c1", pid, BRIDGE_WAIT_INFINITE, on_done, &w, NULL), 0);
+        run_for(f, 50 * 1000000ull); /* the wait is out on the wire */
+        before = f->connected;
+        assert_int_equal(kill(f->sim, SIGUSR1), 0);
+        RUN_UNTIL(f, w.count == 1);
+        assert_int_equal(w.res.status, BRIDGE_STATUS_CLOSED);
+        assert_string_equal(w.message, "bridge closed");
+        /* The VM stays: the guest redials and is renegotiated. */
+        RUN_UNTIL(f, f->connected > before && bridge_host_state(f->h) == BRIDGE_CONN_CONNECTED);
+        assert_int_equal(bridge_host_signal(f->h, "c1", pid, SIGKILL, on_done, &sig), 0);
+        RUN_UNTIL(f, sig.count == 1);
+        assert_int_equal(sig.res.status, BRIDGE_STATUS_OK);
+        /* The old wait's late answer (queued in the guest) must not kill the new connection. */
+        wait_exit(f, "c1", pid, &after);
+        assert_true(after.res.status == BRIDGE_STATUS_OK || after.res.status == BRIDGE_STATUS_EXIT_LOST);
+        assert_int_equal(bridge_host_state(f->h), BRIDGE_CONN_CONNECTED);
+}
+
+static void test_migration_drop_keeps_calls_and_probe_catches_exit_while_detached(void **state)
+{
+        struct fixture *f = *state;
+        const char *sleeper[] = { "sleep", "1000" };
+        struct done kept = { .f = f }, adopted = { .f = f }, sig = { .f = f };
+        uint32_t pid_kept, pid_gone;
+        uint64_t before, gen;
+
+        connect_sim(f, true);
+        create_container(f, "c1");
+        pid_kept = exec_plain(f, "c1", sleeper, 2);
+        pid_gone = exec_plain(f, "c1", sleeper, 2);
+        assert_int_equal(bridge_host_wait(f->h, "c1", pid_kept, BRIDGE_WAIT_INFINITE, on_done, &kept, NULL), 0);
+        run_for(f, 50 * 1000000ull);
+
+        bridge_host_set_migrating(f->h, true);
+        before = f->connected;
+        gen = bridge_conn_generation(bridge_host_conn(f->h));
+        f->stop_sim_on_detach = true;
+        assert_int_equal(kill(f->sim, SIGUSR1), 0);
+        RUN_UNTIL(f, bridge_host_state(f->h) == BRIDGE_CONN_MIGRATING);
+        assert_true(f->sim_stopped);
+        /* The guest's process dies while the bridge is down (the simulator reaps it once resumed). */
+        assert_int_equal(kill((pid_t)pid_gone, SIGKILL), 0);
+        run_for(f, 200 * 1000000ull);
+        assert_int_equal(kept.count, 0);
+        f->stop_sim_on_detach = false;
+        f->sim_stopped = false;
+        assert_int_equal(kill(f->sim, SIGCONT), 0);
+        /* Once reaped the pid disappears; only then does the guest know the exit. */
+        RUN_UNTIL(f, kill((pid_t)pid_gone, 0) < 0 && errno == ESRCH);
+        RUN_UNTIL(f, f->connected > before && bridge_host_state(f->h) == BRIDGE_CONN_CONNECTED);
+        assert_true(bridge_conn_generation(bridge_host_conn(f->h)) > gen);
+        bridge_host_set_migrating(f->h, false);
+        assert_int_equal(kept.count, 0);
+
+        /* A wait whose reply went missing with the old connection (here: never reached the guest)
+         * is adopted; the bounded probe finds the exit that happened while detached. */
+        assert_int_equal(bridge_host_seed_next_id(f->h, bridge_host_next_id(f->h) + 1000), 0);
+        assert_int_equal(bridge_host_preregister_wait(f->h, bridge_host_next_id(f->h) - 500, "c1", pid_gone, on_done,
+                                                      &adopted),
+                         0);
+        RUN_UNTIL(f, adopted.count == 1);
+        assert_int_equal(adopted.res.status, BRIDGE_STATUS_OK);
+        assert_true(adopted.res.probed);
+        assert_int_equal(adopted.res.exit_code, 128 + 9);
+
+        /* The call kept across the drop still completes with the real exit. */
+        assert_int_equal(bridge_host_signal(f->h, "c1", pid_kept, SIGKILL, on_done, &sig), 0);
+        RUN_UNTIL(f, kept.count == 1);
+        assert_int_equal(kept.res.status, BRIDGE_STATUS_OK);
+        assert_int_equal(kept.res.exit_code, 128 + 9);
+        bridge_host_end_resume_window(f->h);
+}
+
+static void test_early_response_is_held_across_a_resume(void **state)
+{
+        struct fixture *f = *state;
+        const char *sleeper[] = { "sleep", "1000" };
+        struct done src = { .f = f }, adopted = { .f = f };
+        uint64_t wait_id, next_id;
+        uint32_t pid;
+
+        /* Source daemon: a process with its wait outstanding. */
+        connect_sim(f, true);
+        create_container(f, "c1");
+        pid = exec_plain(f, "c1", sleeper, 2);
+        assert_int_equal(bridge_host_wait(f->h, "c1", pid, BRIDGE_WAIT_INFINITE, on_done, &src, &wait_id), 0);
+        run_for(f, 50 * 1000000ull);
+        next_id = bridge_host_next_id(f->h);
+        /* Hand over: the source goes away (its own wait fails there), a destination takes the path. */
+        f->h = bridge_host_free(f->h);
+        assert_int_equal(src.count, 1);
+        assert_int_equal(src.res.status, BRIDGE_STATUS_CLOSED);
+        assert_int_equal(bridge_host_new(f->r, &f->transport, "dest-vm", &fixture_ops, f, &f->h), 0);
+        bridge_host_set_migrating(f->h, true);
+        RUN_UNTIL(f, bridge_host_state(f->h) == BRIDGE_CONN_CONNECTED);
+        bridge_host_set_migrating(f->h, false);
+
+        /* The process exits before the restore re-registered its wait: the answer is held. */
+        assert_int_equal(kill((pid_t)pid, SIGKILL), 0);
+        RUN_UNTIL(f, bridge_conn_held_count(bridge_host_conn(f->h)) == 1);
+        assert_int_equal(bridge_host_state(f->h), BRIDGE_CONN_CONNECTED);
+        assert_int_equal(bridge_host_seed_next_id(f->h, next_id), 0);
+        assert_int_equal(bridge_host_preregister_wait(f->h, wait_id, "c1", pid, on_done, &adopted), 0);
+        RUN_UNTIL(f, adopted.count == 1);
+        assert_int_equal(adopted.res.status, BRIDGE_STATUS_OK);
+        assert_int_equal(adopted.res.exit_code, 128 + 9);
+        bridge_host_end_resume_window(f->h);
+        assert_int_equal(bridge_host_state(f->h), BRIDGE_CONN_CONNECTED);
+}
+
+/* ---- a raw socket impersonating the guest ---- */
+
+static int raw_dial(struct fixture *f)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+        assert_true(fd >= 0);
+        assert_int_equal(relay_transport_hvsock_path(&f->transport, BRIDGE_HOST_PORT, sa.sun_path, sizeof(sa.sun_path)),
+                         0);
+        assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        return fd;
+}
+
+/* Reads the host's NegotiateProtocol from fd; returns its id. */
+static uint64_t raw_read_negotiate(struct fixture *f, int fd)
+{
+        uint8_t buf[4096];
+        size_t have = 0;
+        struct bridge_frame fr;
+        int r = 0;
+
+        RUN_UNTIL(f, ({
+                          ssize_t n = recv(fd, buf + have, sizeof(buf) - have, 0);
+                          if (n > 0)
+                                  have += (size_t)n;
+                          r = bridge_frame_parse(buf, have, &fr, NULL, NULL);
+                          r != 0;
+                  }));
+        assert_true(r > 0);
+        assert_int_equal(fr.header.type, BRIDGE_RPC_NEGOTIATE_PROTOCOL);
+        return fr.header.id;
+}
+
+static void test_oversized_frame_is_refused_without_killing_the_daemon(void **state)
+{
+        struct fixture *f = *state;
+        struct bridge_header bh = {
+                .type = bridge_type_response_for(BRIDGE_RPC_NEGOTIATE_PROTOCOL),
+                .size = BRIDGE_MAX_FRAME + 1,
+        };
+        struct bridge_response resp = { .negotiate = { .version = 4 } };
+        _cleanup_free_ uint8_t *ok = NULL;
+        uint8_t hdr[BRIDGE_HEADER_SIZE];
+        size_t ok_len;
+        int fd, fd2;
+        char c;
+
+        fd = raw_dial(f);
+        bh.id = raw_read_negotiate(f, fd);
+        bridge_header_encode(&bh, hdr);
+        assert_int_equal(write(fd, hdr, sizeof(hdr)), (ssize_t)sizeof(hdr));
+        /* The host drops that connection: EOF (or reset) on our side. */
+        RUN_UNTIL(f, ({
+                          ssize_t n = recv(fd, &c, 1, 0);
+                          n == 0 || (n < 0 && errno != EAGAIN);
+                  }));
+        assert_int_equal(bridge_host_state(f->h), BRIDGE_CONN_WAITING);
+        close(fd);
+
+        /* The VM is still registered: the next guest connection negotiates. */
+        fd2 = raw_dial(f);
+        assert_int_equal(bridge_response_frame(BRIDGE_RPC_NEGOTIATE_PROTOCOL, raw_read_negotiate(f, fd2), &resp, &ok,
+                                               &ok_len),
+                         0);
+        assert_int_equal(write(fd2, ok, ok_len), (ssize_t)ok_len);
+        RUN_UNTIL(f, bridge_host_state(f->h) == BRIDGE_CONN_CONNECTED);
+        close(fd2);
+        RUN_UNTIL(f, bridge_host_state(f->h) == BRIDGE_CONN_WAITING);
+}
+
+int main(void)
+{
+        const struct CMUnitTest raw_tests[] = {
+                cmocka_unit_test_setup_teardown(test_oversized_frame_is_refused_without_killing_the_daemon,
+                                                fixture_setup, fixture_teardown),
+        };
+        const struct CMUnitTest sim_tests[] = {
+                cmocka_unit_test_setup_teardown(test_negotiates_with_the_simulator, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_legacy_simulator_gets_no_resume, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_stdin_echoes_through_cat_and_exit_follows_stream_eof,
+                                                fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_exit_codes_are_reported, fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_wait_on_reaped_process_reports_lost_status_and_signal_reports_gone,
+                                                fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_bridge_drop_fails_calls_outside_migration, fixture_setup,
+                                                fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_migration_drop_keeps_calls_and_probe_catches_exit_while_detached,
+                                                fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_early_response_is_held_across_a_resume, fixture_setup,
+                                                fixture_teardown),
+        };
+        int failed;
+
+        signal(SIGPIPE, SIG_IGN);
+        failed = cmocka_run_group_tests_name("raw guest", raw_tests, NULL, NULL);
+        if (access(sim_path(), X_OK) < 0) {
+                fprintf(stderr, "SKIP simulator tests: %s is not built (%s)\n", sim_path(), strerror(errno));
+                return failed ? failed : 77;
+        }
+        return failed + cmocka_run_group_tests_name("simulator", sim_tests, NULL, NULL);
+}
