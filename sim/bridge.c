@@ -1,0 +1,306 @@
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bridge/codec.h"
+#include "bridge/msg.h"
+#include "sim/sim.h"
+#include "util/log.h"
+
+#define SIM_MAX_PENDING_FRAMES 4096u
+
+struct sim_frame {
+        uint8_t *buf;
+        size_t len;
+        struct sim_frame *next;
+};
+
+struct sim_frame_queue {
+        struct sim_frame *head, **tail;
+        unsigned n;
+};
+
+/* Called with write_lock held. A frame that fails to go out stays queued for the next connection. */
+static void bridge_flush_locked(struct sim *s)
+{
+        struct sim_frame_queue *q = s->pending;
+
+        while (q && q->head && s->bridge_fd >= 0) {
+                struct sim_frame *f = q->head;
+
+                if (sim_write_all(s->bridge_fd, f->buf, f->len) < 0)
+                        return;
+                q->head = f->next;
+                if (!q->head)
+                        q->tail = &q->head;
+                q->n--;
+                free(f->buf);
+                free(f);
+        }
+}
+
+void sim_bridge_send(struct sim *s, uint8_t *buf, size_t len)
+{
+        struct sim_frame *f = calloc(1, sizeof(*f));
+
+        if (!f) {
+                log_error("bridge: out of memory, dropping a %zu-byte frame", len);
+                free(buf);
+                return;
+        }
+        *f = (struct sim_frame) { .buf = buf, .len = len };
+        pthread_mutex_lock(&s->write_lock);
+        if (!s->pending) {
+                s->pending = calloc(1, sizeof(*s->pending));
+                if (!s->pending) {
+                        pthread_mutex_unlock(&s->write_lock);
+                        log_error("bridge: out of memory, dropping a %zu-byte frame", len);
+                        free(buf);
+                        free(f);
+                        return;
+                }
+                s->pending->tail = &s->pending->head;
+        }
+        if (s->pending->n >= SIM_MAX_PENDING_FRAMES) {
+                struct sim_frame *old = s->pending->head;
+
+                log_error("bridge: %u frames waiting for a connection; discarding the oldest", s->pending->n);
+                s->pending->head = old->next;
+                if (!s->pending->head)
+                        s->pending->tail = &s->pending->head;
+                s->pending->n--;
+                free(old->buf);
+                free(old);
+        }
+        *s->pending->tail = f;
+        s->pending->tail = &f->next;
+        s->pending->n++;
+        bridge_flush_locked(s);
+        pthread_mutex_unlock(&s->write_lock);
+}
+
+void sim_bridge_free_pending(struct sim *s)
+{
+        struct sim_frame_queue *q = s->pending;
+
+        if (!q)
+                return;
+        while (q->head) {
+                struct sim_frame *f = q->head;
+
+                q->head = f->next;
+                free(f->buf);
+                free(f);
+        }
+        free(q);
+        s->pending = NULL;
+}
+
+static void bridge_reply(struct sim *s, uint32_t req_type, uint64_t id, const struct bridge_response *resp)
+{
+        uint8_t *buf = NULL;
+        size_t len;
+        int r;
+
+        r = bridge_response_frame(req_type, id, resp, &buf, &len);
+        if (r < 0) {
+                log_error("bridge: cannot encode the reply to %s id %llu: %s", bridge_type_name(req_type) ?: "request",
+                          (unsigned long long)id, strerror(-r));
+                return;
+        }
+        sim_bridge_send(s, buf, len);
+}
+
+/* HrNotImpl, echoing the id and ActivityId (H1). */
+static void bridge_reply_not_impl(struct sim *s, const struct bridge_frame *f)
+{
+        struct bridge_request req = {};
+        struct bridge_response resp = { .result = BRIDGE_HR_NOT_IMPL, .error_message = "not implemented" };
+
+        if (bridge_request_decode(f->header.type, f->payload, f->payload_len, &req, NULL) == 0)
+                resp.activity_id = req.activity_id;
+        bridge_reply(s, f->header.type, f->header.id, &resp);
+        bridge_request_done(&req);
+}
+
+static bool bridge_negotiate(struct sim *s, const struct bridge_frame *f)
+{
+        struct bridge_request req = {};
+        struct bridge_response resp = {};
+        const char *reason = "malformed request";
+        bool ok = false;
+
+        if (bridge_request_decode(f->header.type, f->payload, f->payload_len, &req, &reason) < 0) {
+                resp.result = BRIDGE_HR_INVALID_ARG;
+                resp.error_message = reason;
+        } else if (req.negotiate.max_version < BRIDGE_PROTOCOL_VERSION ||
+                   req.negotiate.min_version > BRIDGE_PROTOCOL_VERSION) {
+                resp.result = BRIDGE_HR_UNSUPPORTED_VERSION;
+                resp.error_message = "unsupported protocol version";
+                resp.activity_id = req.activity_id;
+        } else {
+                resp.activity_id = req.activity_id;
+                resp.negotiate.version = MIN(BRIDGE_PROTOCOL_VERSION, req.negotiate.max_version);
+                resp.negotiate.stdio_resume = s->opt.announce_resume;
+                pthread_mutex_lock(&s->lock);
+                s->resume_agreed = s->opt.announce_resume && req.negotiate.stdio_resume;
+                pthread_mutex_unlock(&s->lock);
+                log_info("bridge: negotiated protocol %u, stdio resume %s", resp.negotiate.version,
+                         s->opt.announce_resume && req.negotiate.stdio_resume ? "on" : "off");
+                ok = true;
+        }
+        bridge_reply(s, f->header.type, f->header.id, &resp);
+        bridge_request_done(&req);
+        return ok;
+}
+
+static void *bridge_request_thread(void *arg)
+{
+        struct sim_request *req = arg;
+        struct sim *s = req->s;
+
+        sim_handle_request(req);
+        sim_request_free(req);
+        sim_thread_leave(s);
+        return NULL;
+}
+
+static void bridge_dispatch(struct sim *s, const struct bridge_frame *f)
+{
+        struct sim_request *req;
+        pthread_attr_t attr;
+        pthread_t t;
+        bool busy;
+
+        pthread_mutex_lock(&s->lock);
+        busy = s->n_threads >= SIM_MAX_REQUEST_THREADS;
+        pthread_mutex_unlock(&s->lock);
+        req = calloc(1, sizeof(*req));
+        if (req)
+                req->payload = malloc(f->payload_len + 1);
+        if (busy || !req || !req->payload) {
+                struct bridge_response resp = { .result = BRIDGE_HR_FAIL, .error_message = "guest busy" };
+
+                sim_request_free(req);
+                bridge_reply(s, f->header.type, f->header.id, &resp);
+                return;
+        }
+        req->s = s;
+        req->type = f->header.type;
+        req->id = f->header.id;
+        req->len = f->payload_len;
+        memcpy(req->payload, f->payload, f->payload_len);
+        req->payload[f->payload_len] = '\0';
+
+        /* Each request on its own thread so a wait never holds up the others (H3). */
+        sim_thread_enter(s);
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &attr, bridge_request_thread, req) != 0) {
+                struct bridge_response resp = { .result = BRIDGE_HR_FAIL, .error_message = "guest busy" };
+
+                sim_thread_leave(s);
+                sim_request_free(req);
+                bridge_reply(s, f->header.type, f->header.id, &resp);
+        }
+        pthread_attr_destroy(&attr);
+}
+
+/* Serves one connection until it breaks. The protocol version starts at 0 on each (H2). */
+static void bridge_serve(struct sim *s, struct sim_conn *c)
+{
+        static const size_t cap = 2 * BRIDGE_MAX_FRAME;
+        _cleanup_free_ uint8_t *buf = malloc(cap);
+        uint32_t version = 0;
+        size_t have = 0;
+
+        if (!buf) {
+                log_error("bridge: out of memory");
+                return;
+        }
+        for (;;) {
+                ssize_t n = read(c->fd, buf + have, cap - have);
+                size_t off = 0;
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0) {
+                        if (!sim_stopping(s))
+                                log_info("bridge: connection %s%s", n == 0 ? "closed" : "failed: ",
+                                         n == 0 ? "" : strerror(errno));
+                        return;
+                }
+                have += (size_t)n;
+                for (;;) {
+                        struct bridge_frame f;
+                        const char *reason = NULL;
+                        int k = bridge_frame_parse(buf + off, have - off, &f, NULL, &reason);
+
+                        if (k < 0) {
+                                log_error("bridge: protocol error from host: %s; dropping the connection", reason);
+                                return;
+                        }
+                        if (k == 0)
+                                break;
+                        off += (size_t)k;
+                        if (bridge_type_class(f.header.type) != BRIDGE_CLASS_REQUEST) {
+                                log_warn("bridge: ignoring message type %#x id %llu from host", f.header.type,
+                                         (unsigned long long)f.header.id);
+                                continue;
+                        }
+                        log_debug("bridge: %s id %llu", bridge_type_name(f.header.type) ?: "unknown request",
+                                  (unsigned long long)f.header.id);
+                        /* Requests are tagged with the version current when read (H1); negotiate only at 0. */
+                        if (f.header.type == BRIDGE_RPC_NEGOTIATE_PROTOCOL && version == 0) {
+                                if (bridge_negotiate(s, &f))
+                                        version = BRIDGE_PROTOCOL_VERSION;
+                        } else if (version == 0 || f.header.type == BRIDGE_RPC_NEGOTIATE_PROTOCOL)
+                                bridge_reply_not_impl(s, &f);
+                        else
+                                bridge_dispatch(s, &f);
+                }
+                memmove(buf, buf + off, have - off);
+                have -= off;
+        }
+}
+
+void sim_bridge_run(struct sim *s)
+{
+        bool announced_wait = false;
+
+        while (!sim_stopping(s)) {
+                struct sim_conn *c = NULL;
+                int r;
+
+                r = sim_dial(s, SIM_BRIDGE_PORT, &c);
+                if (r < 0) {
+                        if (!announced_wait && r != -ECANCELED)
+                                log_info("bridge: waiting for the host (%s); redialling every %d ms", strerror(-r),
+                                         SIM_REDIAL_MS);
+                        announced_wait = true;
+                        sim_sleep(s, SIM_REDIAL_MS);
+                        continue;
+                }
+                announced_wait = false;
+                log_info("bridge: connected");
+                pthread_mutex_lock(&s->lock);
+                s->resume_agreed = false;
+                pthread_mutex_unlock(&s->lock);
+
+                /* Exit notifications and replies held while disconnected go first (H4). */
+                pthread_mutex_lock(&s->write_lock);
+                s->bridge_fd = c->fd;
+                bridge_flush_locked(s);
+                pthread_mutex_unlock(&s->write_lock);
+
+                bridge_serve(s, c);
+
+                pthread_mutex_lock(&s->write_lock);
+                s->bridge_fd = -1;
+                pthread_mutex_unlock(&s->write_lock);
+                sim_conn_close(s, c);
+                if (!sim_stopping(s))
+                        sim_sleep(s, SIM_REDIAL_MS);
+        }
+}

@@ -1,0 +1,164 @@
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bridge/codec.h"
+#include "bridge/msg.h"
+#include "sim/sim.h"
+#include "util/log.h"
+
+struct sim_request *sim_request_free(struct sim_request *req)
+{
+        if (!req)
+                return NULL;
+        free(req->payload);
+        free(req);
+        return NULL;
+}
+
+static void handler_reply(struct sim_request *req, const struct bridge_response *resp)
+{
+        uint8_t *buf = NULL;
+        size_t len;
+        int r;
+
+        r = bridge_response_frame(req->type, req->id, resp, &buf, &len);
+        if (r < 0) {
+                log_error("bridge: cannot encode the reply to id %llu: %s", (unsigned long long)req->id, strerror(-r));
+                return;
+        }
+        sim_bridge_send(req->s, buf, len);
+}
+
+static void handle_create(struct sim_request *req, const struct bridge_request *r, struct bridge_response *resp)
+{
+        int k = sim_container_create(req->s, r->container_id);
+
+        if (k == -EEXIST) {
+                resp->result = BRIDGE_HR_FAIL;
+                resp->error_message = "container already exists";
+        } else if (k < 0) {
+                resp->result = BRIDGE_HR_FAIL;
+                resp->error_message = "cannot create container";
+        } else
+                log_info("container %s created", r->container_id);
+}
+
+static void handle_execute(struct sim_request *req, const struct bridge_request *r, struct bridge_response *resp)
+{
+        const char *reason = NULL;
+        uint32_t pid = 0;
+        bool resume;
+        int k;
+
+        pthread_mutex_lock(&req->s->lock);
+        resume = req->s->resume_agreed;
+        pthread_mutex_unlock(&req->s->lock);
+        k = sim_process_start(req->s, r, resume, &pid, &reason);
+        if (k < 0) {
+                log_warn("exec in container '%s' failed: %s", r->container_id, reason ?: strerror(-k));
+                resp->result = k == -EINVAL ? BRIDGE_HR_INVALID_ARG : BRIDGE_HR_FAIL;
+                resp->error_message = reason ?: "exec failed";
+                return;
+        }
+        resp->exec.pid = pid;
+}
+
+/* Returns false when no reply must be sent (the sim is going away). */
+static bool handle_wait(struct sim_request *req, const struct bridge_request *r, struct bridge_response *resp)
+{
+        int k = sim_process_wait(req->s, r->wait.pid, r->wait.timeout_ms, &resp->wait.exit_code);
+
+        switch (k) {
+        case 0:
+                return true;
+        case -ENOENT:
+                resp->result = BRIDGE_HR_NOT_FOUND;
+                resp->error_message = "process not found";
+                return true;
+        case -ETIMEDOUT:
+                resp->result = BRIDGE_HR_TIMEOUT;
+                resp->error_message = "wait timed out";
+                return true;
+        default:
+                return false;
+        }
+}
+
+static void handle_signal(struct sim_request *req, const struct bridge_request *r, struct bridge_response *resp)
+{
+        int sig = r->signal.has_options && r->signal.signal != 0 ? r->signal.signal : SIGKILL;
+        int k = sim_process_signal(req->s, r->signal.pid, sig);
+
+        if (k == -ENOENT) {
+                resp->result = BRIDGE_HR_NOT_FOUND;
+                resp->error_message = "process not found";
+        } else if (k < 0) {
+                resp->result = BRIDGE_HR_INVALID_ARG;
+                resp->error_message = "cannot deliver signal";
+        }
+}
+
+/* Returns false when the request was aimed at the UVM: the guest then goes away without a reply. */
+static bool handle_shutdown(struct sim_request *req, const struct bridge_request *r, struct bridge_response *resp)
+{
+        bool forced = req->type == BRIDGE_RPC_SHUTDOWN_FORCED;
+
+        if (strcmp(r->container_id, BRIDGE_NULL_GUID) == 0) {
+                log_info("%s shutdown of the UVM requested; exiting", forced ? "forced" : "graceful");
+                sim_request_stop(req->s);
+                return false;
+        }
+        if (sim_container_shutdown(req->s, r->container_id, forced) < 0) {
+                resp->result = BRIDGE_HR_SYSTEM_NOT_FOUND;
+                resp->error_message = "container not found";
+        }
+        return true;
+}
+
+void sim_handle_request(struct sim_request *req)
+{
+        struct bridge_request r = {};
+        struct bridge_response resp = {};
+        const char *reason = NULL;
+        bool reply = true;
+
+        if (bridge_request_decode(req->type, req->payload, req->len, &r, &reason) < 0) {
+                log_warn("bridge: undecodable %s id %llu: %s", bridge_type_name(req->type) ?: "request",
+                         (unsigned long long)req->id, reason ?: "out of memory");
+                resp.result = BRIDGE_HR_INVALID_ARG;
+                resp.error_message = reason ?: "out of memory";
+                handler_reply(req, &resp);
+                return;
+        }
+        resp.activity_id = r.activity_id;
+
+        switch (req->type) {
+        case BRIDGE_RPC_CREATE:
+                handle_create(req, &r, &resp);
+                break;
+        case BRIDGE_RPC_EXECUTE_PROCESS:
+                handle_execute(req, &r, &resp);
+                break;
+        case BRIDGE_RPC_WAIT_FOR_PROCESS:
+                reply = handle_wait(req, &r, &resp);
+                break;
+        case BRIDGE_RPC_SIGNAL_PROCESS:
+                handle_signal(req, &r, &resp);
+                break;
+        case BRIDGE_RPC_SHUTDOWN_GRACEFUL:
+        case BRIDGE_RPC_SHUTDOWN_FORCED:
+                reply = handle_shutdown(req, &r, &resp);
+                break;
+        case BRIDGE_RPC_RESIZE_CONSOLE:
+                break; /* accepted: the simulator has no consoles to resize */
+        default:
+                resp.result = BRIDGE_HR_NOT_IMPL;
+                resp.error_message = "not implemented";
+                break;
+        }
+        if (reply)
+                handler_reply(req, &resp);
+        bridge_request_done(&r);
+}

@@ -1,0 +1,113 @@
+/* sim/sim.h: struct sim owns one simulated guest agent: its bridge connection, containers, processes and their stdio relays. */
+#pragma once
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "util/macro.h"
+
+#define SIM_BRIDGE_PORT UINT32_C(0x40000000)
+#define SIM_HOST_CID 2u
+#define SIM_REDIAL_MS 100
+#define SIM_DEFAULT_REPLAY_BYTES (128u * 1024u)
+#define SIM_MIN_REPLAY_BYTES 4096u
+#define SIM_MAX_REPLAY_BYTES (64u * 1024u * 1024u)
+#define SIM_MAX_REQUEST_THREADS 512u
+#define SIM_MAX_PROCESSES 4096u
+#define SIM_MAX_CONTAINERS 1024u
+#define SIM_RESUME_COUNT_SIZE 8u /* V4: little-endian byte count at the start of each stdio connection */
+
+struct sim_options {
+        const char *hvsock_path; /* dials <path>_<port>; NULL when using AF_VSOCK */
+        uint32_t cid;            /* AF_VSOCK peer when hvsock_path is NULL */
+        bool announce_resume;    /* false with --no-resume */
+        size_t replay_bytes;
+        unsigned drop_after_ms;  /* 0 = never */
+};
+
+/* A connection the drop switch can reach. Its owner closes it after sim_conn_release(). */
+struct sim_conn {
+        int fd;
+        bool dropped; /* set under sim->lock by sim_drop_all() */
+        struct sim_conn *next;
+};
+
+struct sim_frame_queue;
+struct sim_process;
+struct sim_container;
+
+struct sim {
+        struct sim_options opt;
+
+        pthread_mutex_t lock; /* guards everything below except the bridge writer part */
+        pthread_cond_t cond;  /* broadcast on process exit, thread exit and stop (CLOCK_MONOTONIC) */
+        bool stopping;
+        struct sim_conn *conns;
+        struct sim_process *processes;
+        unsigned n_processes;
+        struct sim_container *containers;
+        unsigned n_containers;
+        unsigned n_threads; /* request handlers and process reapers still running */
+        bool resume_agreed; /* on the current bridge connection */
+
+        pthread_mutex_t write_lock; /* serializes frames on the bridge; guards the two below */
+        int bridge_fd;              /* -1 while disconnected */
+        struct sim_frame_queue *pending;
+};
+
+int sim_init(struct sim *s, const struct sim_options *opt);
+/* Stops everything and waits for every thread; the struct can then be freed. */
+void sim_done(struct sim *s);
+bool sim_stopping(struct sim *s);
+void sim_request_stop(struct sim *s);
+/* Fault injection: shuts down every connection at once, as a vsock transport reset does. */
+void sim_drop_all(struct sim *s);
+/* Sleeps up to ms, returning early (true) once the sim is stopping. */
+bool sim_sleep(struct sim *s, unsigned ms);
+
+/* dial.c: connects to the host on `port`; ret_conn is registered for the drop switch. */
+int sim_dial(struct sim *s, uint32_t port, struct sim_conn **ret_conn);
+/* Unregisters and closes; returns NULL. */
+struct sim_conn *sim_conn_close(struct sim *s, struct sim_conn *c);
+bool sim_conn_dropped(struct sim *s, struct sim_conn *c);
+int sim_write_all(int fd, const void *buf, size_t len);
+
+/* bridge.c: the bridge connection loop, run on the calling thread until stop. */
+void sim_bridge_run(struct sim *s);
+/* Sends (or queues until the next connection) one frame; takes buf. */
+void sim_bridge_send(struct sim *s, uint8_t *buf, size_t len);
+void sim_bridge_free_pending(struct sim *s);
+
+/* handlers.c: one request, run on its own thread; replies through sim_bridge_send(). */
+struct sim_request {
+        struct sim *s;
+        uint32_t type;
+        uint64_t id;
+        char *payload;
+        size_t len;
+};
+void sim_handle_request(struct sim_request *req);
+struct sim_request *sim_request_free(struct sim_request *req);
+
+/* process.c */
+struct bridge_request;
+int sim_process_start(struct sim *s, const struct bridge_request *req, bool resume, uint32_t *ret_pid,
+                      const char **ret_reason);
+/* Waits for pid's reported exit; 0 and the code, -ENOENT, -ETIMEDOUT, -ECANCELED (stopping). */
+int sim_process_wait(struct sim *s, uint32_t pid, uint32_t timeout_ms, uint32_t *ret_exit_code);
+/* 0, or -ENOENT when the process is unknown or already gone. */
+int sim_process_signal(struct sim *s, uint32_t pid, int sig);
+/* Container registry. */
+int sim_container_create(struct sim *s, const char *id);
+/* Signals every live process of the container; -ENOENT if unknown. */
+int sim_container_shutdown(struct sim *s, const char *id, bool forced);
+/* Kills every process (teardown) and frees the tables once no thread uses them. */
+void sim_processes_kill_all(struct sim *s);
+void sim_processes_free(struct sim *s);
+
+/* Thread accounting: every detached thread the sim starts is counted so sim_done() can wait. */
+void sim_thread_enter(struct sim *s);
+void sim_thread_leave(struct sim *s);

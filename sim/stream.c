@@ -1,0 +1,392 @@
+#include "sim/stream.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <linux/sockios.h>
+
+#include "util/log.h"
+
+#define STREAM_POLL_MS 100
+#define STREAM_FULL_POLL_MS 10 /* re-check what the host has taken while the window is full */
+#define STREAM_IO_CHUNK (64u * 1024u)
+
+static const char *const stream_names[_SIM_STREAM_MAX] = { "stdin", "stdout", "stderr" };
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+        for (int i = 0; i < 8; i++)
+                p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+        uint64_t v = 0;
+
+        for (int i = 7; i >= 0; i--)
+                v = (v << 8) | p[i];
+        return v;
+}
+
+/* Redials the stream's port every 100 ms until it connects; NULL once the sim stops. */
+static struct sim_conn *stream_redial(struct sim_stream *st)
+{
+        for (;;) {
+                struct sim_conn *c = NULL;
+
+                if (sim_sleep(st->s, SIM_REDIAL_MS))
+                        return NULL;
+                if (sim_dial(st->s, st->port, &c) == 0) {
+                        log_info("pid %d %s: reconnected to port %" PRIu32, (int)st->pid, stream_names[st->kind],
+                                 st->port);
+                        return c;
+                }
+        }
+}
+
+/* Reads the host's 8-byte count at the start of a resumed stdout/stderr connection. */
+static int stream_read_count(struct sim_stream *st, struct sim_conn *c, uint64_t *ret)
+{
+        uint8_t raw[SIM_RESUME_COUNT_SIZE];
+        size_t have = 0;
+
+        while (have < sizeof(raw)) {
+                struct pollfd p = { .fd = c->fd, .events = POLLIN };
+                ssize_t n;
+
+                if (sim_stopping(st->s))
+                        return -ECANCELED;
+                if (poll(&p, 1, STREAM_POLL_MS) <= 0)
+                        continue;
+                n = recv(c->fd, raw + have, sizeof(raw) - have, MSG_DONTWAIT);
+                if (n == 0)
+                        return -ECONNRESET;
+                if (n < 0) {
+                        if (errno == EINTR || errno == EAGAIN)
+                                continue;
+                        return negative_errno();
+                }
+                have += (size_t)n;
+        }
+        *ret = get_le64(raw);
+        return 0;
+}
+
+/* Where a new connection starts: the host's count (resume) or the whole window (legacy, H6). */
+static int stream_output_handshake(struct sim_stream *st, struct sim_conn *c, bool first, uint64_t *sent,
+                                   uint64_t *confirmed)
+{
+        struct sim_ring *ring = &st->ring;
+        uint64_t count;
+        int r;
+
+        if (!st->resume) {
+                *sent = ring->head;
+                if (!first && ring->tail > ring->head)
+                        log_info("pid %d %s: replaying the last %" PRIu64 " bytes (duplicates possible)",
+                                 (int)st->pid, stream_names[st->kind], ring->tail - ring->head);
+                return 0;
+        }
+        r = stream_read_count(st, c, &count);
+        if (r < 0)
+                return r;
+        if (count > ring->tail) {
+                log_error("pid %d %s: host claims %" PRIu64 " bytes but only %" PRIu64 " were produced; resuming at the end",
+                          (int)st->pid, stream_names[st->kind], count, ring->tail);
+                count = ring->tail;
+        } else if (count < ring->head) {
+                log_error("pid %d %s: OUTPUT LOST: host has %" PRIu64 " bytes but the replay buffer starts at %" PRIu64
+                          "; %" PRIu64 " bytes are gone, resuming from the oldest held",
+                          (int)st->pid, stream_names[st->kind], count, ring->head, ring->head - count);
+                count = ring->head;
+        }
+        if (!first)
+                log_info("pid %d %s: resuming at byte %" PRIu64, (int)st->pid, stream_names[st->kind], count);
+        *sent = count;
+        *confirmed = MAX(*confirmed, count);
+        return 0;
+}
+
+/* What the host has certainly read: what was sent minus what still sits in the socket (an
+ * over-estimate of unread bytes, so this errs on the side of keeping data). */
+static uint64_t stream_confirmed(int fd, uint64_t sent, uint64_t confirmed)
+{
+        int queued = 0;
+
+        if (ioctl(fd, SIOCOUTQ, &queued) < 0)
+                return MAX(confirmed, sent);
+        if (queued < 0 || (uint64_t)queued >= sent)
+                return confirmed;
+        return MAX(confirmed, sent - (uint64_t)queued);
+}
+
+static bool stream_errno_is_break(int err)
+{
+        /* Anything else (EIO, ...) also ends the connection; only EAGAIN/EINTR mean "try again". */
+        return err != EAGAIN && err != EINTR;
+}
+
+static void stream_output_run(struct sim_stream *st)
+{
+        struct sim *s = st->s;
+        struct sim_ring *ring = &st->ring;
+        struct sim_conn *c = TAKE_PTR(st->conn);
+        uint64_t sent = 0, confirmed = 0;
+        bool pipe_eof = false, shut = false, handshake = true, first = true;
+
+        for (;;) {
+                struct pollfd p[2];
+                size_t room;
+                bool broken = false;
+                const char *why = NULL;
+
+                if (sim_stopping(s))
+                        break;
+                if (!c) {
+                        c = stream_redial(st);
+                        if (!c)
+                                break;
+                        handshake = true;
+                        shut = false;
+                }
+                if (handshake) {
+                        if (stream_output_handshake(st, c, first, &sent, &confirmed) < 0) {
+                                c = sim_conn_close(s, c);
+                                continue;
+                        }
+                        handshake = false;
+                        first = false;
+                }
+                /* Clean close (H5): after the process's EOF and our last byte, half-close and wait for the host. */
+                if (pipe_eof && sent == ring->tail && !shut) {
+                        shutdown(c->fd, SHUT_WR);
+                        shut = true;
+                }
+                confirmed = stream_confirmed(c->fd, sent, confirmed);
+                room = sim_ring_room(ring, confirmed);
+
+                p[0] = (struct pollfd) { .fd = pipe_eof || room == 0 ? -1 : st->pipe_fd, .events = POLLIN };
+                p[1] = (struct pollfd) { .fd = c->fd, .events = POLLIN | (sent < ring->tail && !shut ? POLLOUT : 0) };
+                if (poll(p, 2, !pipe_eof && room == 0 ? STREAM_FULL_POLL_MS : STREAM_POLL_MS) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        log_error("pid %d %s: poll: %s", (int)st->pid, stream_names[st->kind], strerror(errno));
+                        break;
+                }
+                if (p[0].revents) {
+                        uint8_t *span;
+                        size_t len;
+                        ssize_t n;
+
+                        sim_ring_write_span(ring, MIN(room, STREAM_IO_CHUNK), &span, &len);
+                        n = read(st->pipe_fd, span, len);
+                        if (n > 0)
+                                sim_ring_commit(ring, (size_t)n);
+                        else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+                                pipe_eof = true;
+                }
+                if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+                        uint8_t junk[256];
+                        ssize_t n = recv(c->fd, junk, sizeof(junk), MSG_DONTWAIT);
+
+                        if (n == 0 && shut && !sim_conn_dropped(s, c))
+                                break; /* the host closed after our EOF: drained */
+                        if (n == 0) {
+                                broken = true;
+                                why = "closed by host";
+                        } else if (n < 0 && stream_errno_is_break(errno)) {
+                                broken = true;
+                                why = strerror(errno);
+                        }
+                }
+                if (!broken && (p[1].revents & POLLOUT)) {
+                        const uint8_t *data;
+                        size_t len;
+                        ssize_t n;
+
+                        sim_ring_peek(ring, sent, &data, &len);
+                        n = send(c->fd, data, MIN(len, STREAM_IO_CHUNK), MSG_DONTWAIT | MSG_NOSIGNAL);
+                        if (n > 0)
+                                sent += (uint64_t)n;
+                        else if (n < 0 && stream_errno_is_break(errno)) {
+                                broken = true;
+                                why = strerror(errno);
+                        }
+                }
+                if (broken) {
+                        if (sim_conn_dropped(s, c))
+                                why = "dropped";
+                        log_info("pid %d %s: connection lost (%s); redialling port %" PRIu32 " every %d ms",
+                                 (int)st->pid, stream_names[st->kind], why, st->port, SIM_REDIAL_MS);
+                        c = sim_conn_close(s, c);
+                }
+        }
+        sim_conn_close(s, c);
+}
+
+static int stream_write_pipe(struct sim_stream *st, const uint8_t *buf, size_t len)
+{
+        while (len > 0) {
+                struct pollfd p = { .fd = st->pipe_fd, .events = POLLOUT };
+                ssize_t n;
+                bool closed;
+
+                pthread_mutex_lock(&st->s->lock);
+                closed = st->input_closed || st->s->stopping;
+                pthread_mutex_unlock(&st->s->lock);
+                if (closed)
+                        return -EPIPE;
+                if (poll(&p, 1, STREAM_POLL_MS) <= 0)
+                        continue;
+                n = write(st->pipe_fd, buf, len);
+                if (n < 0) {
+                        if (errno == EAGAIN || errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                buf += n;
+                len -= (size_t)n;
+        }
+        return 0;
+}
+
+/* stdin: host → process. In resume mode each new connection starts with our count (V4). */
+static void stream_input_run(struct sim_stream *st)
+{
+        struct sim *s = st->s;
+        _cleanup_free_ uint8_t *buf = malloc(STREAM_IO_CHUNK);
+        uint64_t received = 0;
+        bool handshake = st->resume;
+
+        while (buf) {
+                struct sim_conn *c;
+                struct pollfd p;
+                ssize_t n;
+                bool closed;
+
+                pthread_mutex_lock(&s->lock);
+                c = st->conn;
+                closed = st->input_closed || s->stopping;
+                pthread_mutex_unlock(&s->lock);
+                if (closed)
+                        break;
+                if (!c) {
+                        if (!st->resume)
+                                break; /* legacy guests do not redial stdin */
+                        c = stream_redial(st);
+                        if (!c)
+                                break;
+                        pthread_mutex_lock(&s->lock);
+                        st->conn = c;
+                        if (st->input_closed)
+                                shutdown(c->fd, SHUT_RD);
+                        pthread_mutex_unlock(&s->lock);
+                        handshake = true;
+                }
+                if (handshake) {
+                        uint8_t raw[SIM_RESUME_COUNT_SIZE];
+
+                        put_le64(raw, received);
+                        handshake = false;
+                        if (sim_write_all(c->fd, raw, sizeof(raw)) < 0)
+                                goto broken;
+                }
+                p = (struct pollfd) { .fd = c->fd, .events = POLLIN };
+                if (poll(&p, 1, STREAM_POLL_MS) <= 0)
+                        continue;
+                n = recv(c->fd, buf, STREAM_IO_CHUNK, MSG_DONTWAIT);
+                if (n > 0) {
+                        received += (uint64_t)n;
+                        if (stream_write_pipe(st, buf, (size_t)n) < 0)
+                                break; /* the process closed stdin or exited */
+                        continue;
+                }
+                if (n < 0 && !stream_errno_is_break(errno))
+                        continue;
+                pthread_mutex_lock(&s->lock);
+                closed = st->input_closed || s->stopping;
+                pthread_mutex_unlock(&s->lock);
+                if (closed)
+                        break;
+                if (n == 0 && !sim_conn_dropped(s, c))
+                        break; /* the host half-closed: stdin EOF */
+        broken:
+                log_info("pid %d stdin: connection lost%s", (int)st->pid,
+                         st->resume ? "; redialling" : "; closing the process's stdin");
+                pthread_mutex_lock(&s->lock);
+                st->conn = NULL;
+                pthread_mutex_unlock(&s->lock);
+                sim_conn_close(s, c);
+        }
+        /* Closing our pipe end gives the process EOF on stdin. */
+        st->pipe_fd = safe_close(st->pipe_fd);
+        pthread_mutex_lock(&s->lock);
+        if (st->conn)
+                shutdown(st->conn->fd, SHUT_RD);
+        pthread_mutex_unlock(&s->lock);
+}
+
+static void *stream_thread(void *arg)
+{
+        struct sim_stream *st = arg;
+
+        if (st->kind == SIM_STREAM_STDIN)
+                stream_input_run(st);
+        else
+                stream_output_run(st);
+        return NULL;
+}
+
+int sim_stream_start(struct sim *s, enum sim_stream_kind kind, pid_t pid, uint32_t port, bool resume,
+                     struct sim_conn *conn, int pipe_fd, struct sim_stream **ret)
+{
+        struct sim_stream *st = calloc(1, sizeof(*st));
+        int r;
+
+        if (!st)
+                return -ENOMEM;
+        *st = (struct sim_stream) { .s = s, .kind = kind, .pid = pid, .port = port, .resume = resume,
+                                    .pipe_fd = pipe_fd, .conn = conn };
+        if (kind != SIM_STREAM_STDIN && sim_ring_init(&st->ring, s->opt.replay_bytes) < 0) {
+                free(st);
+                return -ENOMEM;
+        }
+        if (fcntl(pipe_fd, F_SETFL, fcntl(pipe_fd, F_GETFL) | O_NONBLOCK) < 0 ||
+            (r = pthread_create(&st->thread, NULL, stream_thread, st)) != 0) {
+                sim_ring_done(&st->ring);
+                free(st);
+                return -EAGAIN;
+        }
+        *ret = st;
+        return 0;
+}
+
+void sim_stream_close_input(struct sim_stream *st)
+{
+        if (!st)
+                return;
+        pthread_mutex_lock(&st->s->lock);
+        st->input_closed = true;
+        if (st->conn)
+                shutdown(st->conn->fd, SHUT_RD);
+        pthread_mutex_unlock(&st->s->lock);
+}
+
+struct sim_stream *sim_stream_join(struct sim_stream *st)
+{
+        if (!st)
+                return NULL;
+        pthread_join(st->thread, NULL);
+        if (st->kind == SIM_STREAM_STDIN)
+                st->conn = sim_conn_close(st->s, st->conn);
+        safe_close(st->pipe_fd);
+        sim_ring_done(&st->ring);
+        free(st);
+        return NULL;
+}
