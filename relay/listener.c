@@ -119,7 +119,7 @@ static void listener_fail(struct relay_listener *l, int err)
 {
         if (l->done || l->freed)
                 return;
-        log_errno(LOG_LEVEL_WARN, err, "relay: listener on %s port %u failed: %m",
+        log_errno(LOG_LEVEL_WARN, err, "relay: listener on %s port %u failed",
                   relay_transport_kind_to_string(l->kind), l->port);
         listener_finish(l);
         l->ref++;
@@ -157,7 +157,7 @@ static void hvsock_on_accept(struct relay *r, struct relay_op *op, int res, uint
         struct relay_listener *l = container_of(op, struct relay_listener, op);
         bool more = flags & IORING_CQE_F_MORE;
 
-        /* The in-flight reference is kept until the end so callbacks can't free l under us. */
+        /* The in-flight reference is dropped only at the end, so callbacks can't free l under us. */
         if (!more)
                 l->armed = false;
 
@@ -165,7 +165,7 @@ static void hvsock_on_accept(struct relay *r, struct relay_op *op, int res, uint
                 listener_deliver(l, res);
         else if (res != -ECANCELED && !l->done && !l->freed) {
                 if (accept_error_is_transient(res)) {
-                        log_errno(LOG_LEVEL_WARN, res, "relay: accept on %s failed, retrying: %m", l->path);
+                        log_errno(LOG_LEVEL_WARN, res, "relay: accept on %s failed, retrying", l->path);
                         if (!more && l->retry)
                                 (void) relay_timer_arm(l->retry, LISTENER_RETRY_NS);
                 } else
@@ -177,7 +177,8 @@ static void hvsock_on_accept(struct relay *r, struct relay_op *op, int res, uint
                 if (k < 0)
                         listener_fail(l, k);
         }
-        listener_unref(l);
+        if (!more)
+                listener_unref(l);
 }
 
 static int hvsock_bind(const char *path, int *ret_fd)
@@ -339,7 +340,7 @@ static void vport_on_accept(struct relay *r, struct relay_op *op, int res, uint3
                         vport_on_connection(vp, res);
         } else if (res != -ECANCELED && !vp->dead) {
                 if (accept_error_is_transient(res)) {
-                        log_errno(LOG_LEVEL_WARN, res, "relay: vsock accept on port %u failed, retrying: %m", vp->port);
+                        log_errno(LOG_LEVEL_WARN, res, "relay: vsock accept on port %u failed, retrying", vp->port);
                         if (!more)
                                 (void) relay_timer_arm(vp->retry, LISTENER_RETRY_NS);
                 } else

@@ -180,7 +180,7 @@ struct io_uring_sqe *relay_get_sqe(struct relay *r)
         for (int tries = 0; tries < 3; tries++) {
                 int k = io_uring_submit(&r->ring);
                 if (k < 0 && k != -EAGAIN && k != -EBUSY && k != -EINTR) {
-                        log_errno(LOG_LEVEL_ERROR, k, "relay: submitting to a full ring failed: %m");
+                        log_errno(LOG_LEVEL_ERROR, k, "relay: submitting to a full ring failed");
                         r->broken = true;
                         return NULL;
                 }
@@ -304,7 +304,7 @@ int relay_run_once(struct relay *r, int64_t timeout_ns)
                 k = io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, &ts, NULL);
         }
         if (k < 0 && k != -ETIME && k != -EINTR && k != -EAGAIN && k != -EBUSY) {
-                log_errno(LOG_LEVEL_ERROR, k, "relay: io_uring_enter failed: %m");
+                log_errno(LOG_LEVEL_ERROR, k, "relay: io_uring_enter failed");
                 r->broken = true;
                 return k;
         }

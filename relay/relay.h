@@ -177,6 +177,8 @@ struct relay_stream_ops {
 /* Takes both fds on success; endpoint_fd may be -1 = discard, keeping counters and the tap. */
 int relay_stream_new(struct relay *r, enum relay_stream_dir dir, int guest_fd, int endpoint_fd,
                      const struct relay_stream_ops *ops, void *userdata, struct relay_stream **ret);
+/* Names the stream in log lines (e.g. "vm1 pid 42 stdout port 1234"). */
+void relay_stream_set_label(struct relay_stream *s, const char *label);
 void relay_stream_get_counters(const struct relay_stream *s, struct relay_stream_counters *ret);
 void relay_stream_seed_counters(struct relay_stream *s, const struct relay_stream_counters *c);
 /* Bytes and pool buffers currently held (read, not yet delivered): bounded by stream_max_bufs. */

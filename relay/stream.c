@@ -1,21 +1,832 @@
-/* relay/stream.c: placeholder until the stream engine lands. */
+/* relay/stream.c: one stdio stream: guest socket <-> host endpoint through pool buffers, with backpressure,
+ * counters, freeze/resume and guest replacement. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
 #include "relay/internal.h"
+#include "util/log.h"
+
+/* Gathered writes never take more pieces than this, whatever the cap. */
+#define STREAM_IOV_MAX 256u
+#define STREAM_LABEL_MAX 64
+
+enum stream_src {
+        SRC_RECV_MSHOT,         /* sockets: multishot recv into the pool */
+        SRC_READ_MSHOT,         /* pipes and fifos: IORING_OP_READ_MULTISHOT */
+        SRC_READ,               /* files, ttys, or a kernel without READ_MULTISHOT */
+};
+
+enum stream_dst {
+        DST_SEND,               /* sockets: sendmsg with MSG_NOSIGNAL */
+        DST_WRITE,              /* pipes, fifos, files: writev at the file position */
+        DST_DISCARD,            /* no endpoint: count and tap only */
+};
+
+struct stream_chunk {
+        uint32_t bid;
+        uint32_t off;
+        uint32_t len;
+};
+
+struct relay_stream {
+        struct relay *r;
+        enum relay_stream_dir dir;
+        int guest_fd;
+        int endpoint_fd;
+        const struct relay_stream_ops *ops;
+        void *userdata;
+        char label[STREAM_LABEL_MAX];
+
+        enum stream_src src;
+        enum stream_dst dst;
+        struct relay_op rd_op, wr_op, hdr_op;
+        bool rd_armed, wr_armed, hdr_armed;
+        bool rd_cancelled;      /* a cancel for the armed read is out */
+        bool rd_budget;         /* the armed recv carries a byte budget */
+
+        /* held chunks, oldest first; the first wr_n of them are in the write in flight */
+        struct stream_chunk *q;
+        unsigned q_head, q_n, q_cap;
+        size_t held_bytes;
+        unsigned wr_n;
+        struct iovec *iov;
+        unsigned iov_cap;
+        struct msghdr msg;
+
+        uint8_t hdr[8];
+        unsigned hdr_off;
+        bool hdr_pending;
+
+        struct relay_stream_counters c;
+
+        unsigned ref;
+        int error;              /* what on_done reported */
+        int src_error;          /* the reading side failed: reported once what was read is flushed */
+        bool endpoint_dead;     /* writes to the endpoint failed: held bytes can't be delivered */
+        bool src_eof;
+        bool done;
+        bool freezing;
+        bool frozen;
+        bool freed;
+        bool check_queued;
+        bool buf_waiting;
+        struct relay_stream *buf_wait_next;
+};
+
+static int src_fd(const struct relay_stream *s)
+{
+        return s->dir == RELAY_STREAM_FROM_GUEST ? s->guest_fd : s->endpoint_fd;
+}
+
+static int dst_fd(const struct relay_stream *s)
+{
+        return s->dir == RELAY_STREAM_FROM_GUEST ? s->endpoint_fd : s->guest_fd;
+}
+
+static struct stream_chunk *q_at(struct relay_stream *s, unsigned i)
+{
+        return &s->q[(s->q_head + i) % s->q_cap];
+}
+
+static void q_release_all(struct relay_stream *s)
+{
+        while (s->q_n > 0) {
+                relay_pool_put(s->r, q_at(s, 0)->bid);
+                s->q_head = (s->q_head + 1) % s->q_cap;
+                s->q_n--;
+        }
+        s->q_head = 0;
+        s->held_bytes = 0;
+        s->wr_n = 0;
+}
+
+static void buf_wait_remove(struct relay_stream *s)
+{
+        struct relay *r = s->r;
+        struct relay_stream **p, *prev = NULL;
+
+        if (!s->buf_waiting)
+                return;
+        for (p = &r->buf_wait_head; *p; prev = *p, p = &(*p)->buf_wait_next)
+                if (*p == s) {
+                        *p = s->buf_wait_next;
+                        if (r->buf_wait_tail == s)
+                                r->buf_wait_tail = prev;
+                        break;
+                }
+        s->buf_waiting = false;
+        s->buf_wait_next = NULL;
+}
+
+static void buf_wait_add(struct relay_stream *s)
+{
+        struct relay *r = s->r;
+
+        if (s->buf_waiting)
+                return;
+        s->buf_waiting = true;
+        s->buf_wait_next = NULL;
+        if (r->buf_wait_tail)
+                r->buf_wait_tail->buf_wait_next = s;
+        else
+                r->buf_wait_head = s;
+        r->buf_wait_tail = s;
+}
+
+static void stream_unref(struct relay_stream *s)
+{
+        if (--s->ref > 0)
+                return;
+        /* Only now may the buffers go back: no write reads them any more. */
+        q_release_all(s);
+        safe_close(s->guest_fd);
+        safe_close(s->endpoint_fd);
+        free(s->q);
+        free(s->iov);
+        free(s);
+}
+
+static bool guest_is_src(const struct relay_stream *s)
+{
+        return s->dir == RELAY_STREAM_FROM_GUEST;
+}
+
+/* ---- reading into the pool ---- */
+
+static bool rd_wanted(const struct relay_stream *s)
+{
+        return !s->rd_armed && !s->src_eof && !s->done && !s->freezing && !s->frozen && !s->freed &&
+               !s->hdr_pending && !s->buf_waiting && s->q_n < s->r->cfg.stream_max_bufs;
+}
+
+static void stream_fail(struct relay_stream *s, int error);
+
+static int rd_arm(struct relay_stream *s)
+{
+        struct relay *r = s->r;
+        struct io_uring_sqe *sqe;
+        unsigned room = r->cfg.stream_max_bufs - s->q_n;
+
+        if (!rd_wanted(s))
+                return 0;
+        sqe = relay_get_sqe(r);
+        if (!sqe)
+                return -EIO;
+        s->rd_budget = false;
+        switch (s->src) {
+        case SRC_RECV_MSHOT:
+                io_uring_prep_recv_multishot(sqe, src_fd(s), NULL, 0, 0);
+                if (r->mshot_limit != 0) {
+                        /* The kernel ends the multishot after this many bytes: the cap holds exactly. */
+                        size_t budget = (size_t) room * r->cfg.buf_size;
+                        /* sqe->optlen in newer uapi headers; it shares the word with file_index. */
+                        sqe->file_index = (uint32_t) MIN(budget, (size_t) UINT32_MAX);
+                        s->rd_budget = true;
+                }
+                break;
+        case SRC_READ_MSHOT:
+                io_uring_prep_rw(RELAY_OP_READ_MULTISHOT, sqe, src_fd(s), NULL, 0, 0);
+                break;
+        case SRC_READ:
+                io_uring_prep_read(sqe, src_fd(s), NULL, r->cfg.buf_size, (uint64_t) -1);
+                break;
+        }
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = 0;
+        relay_sqe_set_op(sqe, &s->rd_op);
+        s->rd_armed = true;
+        s->rd_cancelled = false;
+        s->ref++;
+        return 0;
+}
+
+static void rd_cancel(struct relay_stream *s)
+{
+        if (s->rd_armed && !s->rd_cancelled) {
+                s->rd_cancelled = true;
+                (void) relay_cancel_op(s->r, &s->rd_op);
+        }
+}
+
+/* Appends a received buffer; a small piece is copied into the previous tail when it fits, so a
+ * chatty guest facing a stalled endpoint holds few, full buffers instead of many slivers. */
+static void q_push(struct relay_stream *s, unsigned bid, uint32_t len)
+{
+        struct relay *r = s->r;
+
+        if (s->q_n > s->wr_n) {
+                struct stream_chunk *t = q_at(s, s->q_n - 1);
+                uint32_t end = t->off + t->len;
+
+                if (end + len <= r->cfg.buf_size) {
+                        memcpy(relay_pool_addr(r, t->bid) + end, relay_pool_addr(r, bid), len);
+                        t->len += len;
+                        s->held_bytes += len;
+                        relay_pool_put(r, bid);
+                        return;
+                }
+        }
+        if (s->q_n == s->q_cap) {
+                /* Never drop: grow the ring of chunk descriptors (the cap normally prevents this). */
+                unsigned cap = s->q_cap * 2;
+                struct stream_chunk *q = malloc(cap * sizeof(*q));
+
+                if (!q) {
+                        /* Out of memory for 12-byte descriptors: the bytes are still delivered by copy. */
+                        log_error("relay: %s: out of memory holding a chunk", s->label);
+                        relay_pool_put(r, bid);
+                        stream_fail(s, -ENOMEM);
+                        return;
+                }
+                for (unsigned i = 0; i < s->q_n; i++)
+                        q[i] = *q_at(s, i);
+                free(s->q);
+                s->q = q;
+                s->q_cap = cap;
+                s->q_head = 0;
+        }
+        *q_at(s, s->q_n) = (struct stream_chunk) { .bid = bid, .len = len };
+        s->q_n++;
+        s->held_bytes += len;
+}
+
+/* ---- writing from the pool ---- */
+
+static void stream_check(struct relay_stream *s);
+
+static void deliver(struct relay_stream *s, size_t n)
+{
+        struct relay *r = s->r;
+
+        while (n > 0) {
+                struct stream_chunk *ch = q_at(s, 0);
+                uint32_t m = (uint32_t) MIN((size_t) ch->len, n);
+
+                if (s->ops->on_tap)
+                        s->ops->on_tap(s, relay_pool_addr(r, ch->bid) + ch->off, m, s->userdata);
+                ch->off += m;
+                ch->len -= m;
+                n -= m;
+                s->held_bytes -= m;
+                if (ch->len == 0) {
+                        relay_pool_put(r, ch->bid);
+                        s->q_head = (s->q_head + 1) % s->q_cap;
+                        s->q_n--;
+                }
+        }
+        if (s->q_n == 0)
+                s->q_head = 0;
+}
+
+static void count_delivered(struct relay_stream *s, size_t n)
+{
+        if (guest_is_src(s))
+                s->c.tx_endpoint += n;
+        else
+                s->c.tx_guest += n;
+        s->r->bytes_relayed += n;
+}
+
+static int wr_kick(struct relay_stream *s)
+{
+        struct io_uring_sqe *sqe;
+        unsigned n;
+
+        if (s->wr_armed || s->hdr_armed || s->hdr_pending || s->q_n == 0 || s->freed)
+                return 0;
+        if (s->endpoint_dead) {
+                q_release_all(s);
+                return 0;
+        }
+        if (s->done && s->error != 0 && !guest_is_src(s))
+                return 0;       /* the guest of a stdin stream is gone: keep the bytes for a redial */
+        if (s->dst == DST_DISCARD) {
+                size_t held = s->held_bytes;
+                s->ref++;
+                deliver(s, held);
+                count_delivered(s, held);
+                stream_unref(s);
+                return 0;
+        }
+        n = MIN(s->q_n, STREAM_IOV_MAX);
+        if (n > s->iov_cap) {
+                struct iovec *iov = realloc(s->iov, n * sizeof(*iov));
+                if (!iov)
+                        return -ENOMEM;
+                s->iov = iov;
+                s->iov_cap = n;
+        }
+        for (unsigned i = 0; i < n; i++) {
+                struct stream_chunk *ch = q_at(s, i);
+                s->iov[i] = (struct iovec) { relay_pool_addr(s->r, ch->bid) + ch->off, ch->len };
+        }
+        sqe = relay_get_sqe(s->r);
+        if (!sqe)
+                return -EIO;
+        if (s->dst == DST_SEND) {
+                s->msg = (struct msghdr) { .msg_iov = s->iov, .msg_iovlen = n };
+                io_uring_prep_sendmsg(sqe, dst_fd(s), &s->msg, MSG_NOSIGNAL);
+        } else
+                io_uring_prep_writev(sqe, dst_fd(s), s->iov, n, (uint64_t) -1);
+        relay_sqe_set_op(sqe, &s->wr_op);
+        s->wr_n = n;
+        s->wr_armed = true;
+        s->ref++;
+        return 0;
+}
+
+/* ---- state ---- */
+
+static void stream_done(struct relay_stream *s, int error)
+{
+        if (s->done || s->freed)
+                return;
+        s->done = true;
+        rd_cancel(s);
+        buf_wait_remove(s);
+        s->error = error;
+        if (error < 0)
+                log_errno(LOG_LEVEL_WARN, error, "relay: %s stream %s (guest fd %d, endpoint fd %d) ended",
+                          relay_stream_dir_to_string(s->dir), s->label, s->guest_fd, s->endpoint_fd);
+        if (s->ops->on_done) {
+                s->ref++;
+                s->ops->on_done(s, error, s->userdata);
+                stream_unref(s);
+        }
+}
+
+/* The reading side failed (or EOF'd with an error): deliver what was read, then report. */
+static void stream_src_failed(struct relay_stream *s, int error)
+{
+        if (s->done || s->freed || s->src_eof)
+                return;
+        rd_cancel(s);
+        buf_wait_remove(s);
+        s->src_eof = true;
+        s->src_error = error;
+}
+
+/* The writing side failed. Towards the endpoint: the held bytes are lost with it. Towards the
+ * guest (stdin): they stay held so a redialled guest still gets them. */
+static void stream_dst_failed(struct relay_stream *s, int error)
+{
+        if (s->freed)
+                return;
+        rd_cancel(s);
+        buf_wait_remove(s);
+        if (guest_is_src(s)) {
+                s->endpoint_dead = true;
+                if (!s->wr_armed)
+                        q_release_all(s);
+        }
+        stream_done(s, error);
+}
+
+/* A local failure (memory, ring): nothing can be trusted to continue. */
+static void stream_fail(struct relay_stream *s, int error)
+{
+        stream_dst_failed(s, error);
+}
+
+static void notify_frozen(struct relay_stream *s)
+{
+        s->freezing = false;
+        s->frozen = true;
+        if (s->ops->on_frozen) {
+                s->ref++;
+                s->ops->on_frozen(s, s->userdata);
+                stream_unref(s);
+        }
+}
+
+/* Runs after every completion and deferred call: finishes freezes and EOFs once everything is flushed. */
+static void stream_check(struct relay_stream *s)
+{
+        bool quiet = !s->rd_armed && !s->wr_armed && !s->hdr_armed && s->q_n == 0;
+
+        if (s->freed)
+                return;
+        if (s->freezing && quiet) {
+                notify_frozen(s);
+                return;
+        }
+        if (s->done || !s->src_eof || !quiet || s->frozen || s->freezing)
+                return;
+        if (s->src_error) {
+                stream_done(s, s->src_error);
+                return;
+        }
+        if (guest_is_src(s)) {
+                /* Everything the guest sent is at the endpoint: the guest socket has no more use. */
+                s->guest_fd = safe_close(s->guest_fd);
+        } else if (shutdown(s->guest_fd, SHUT_WR) < 0 && errno != ENOTCONN) {
+                stream_done(s, -errno);
+                return;
+        }
+        stream_done(s, 0);
+}
+
+static void stream_check_deferred(void *userdata)
+{
+        struct relay_stream *s = userdata;
+
+        s->check_queued = false;
+        if (!s->freed) {
+                int k = rd_arm(s);
+                if (k >= 0)
+                        k = wr_kick(s);
+                if (k < 0)
+                        stream_fail(s, k);
+                else
+                        stream_check(s);
+        }
+        stream_unref(s);
+}
+
+/* Re-evaluates on the next turn: API calls never run user callbacks re-entrantly. */
+static int stream_queue_check(struct relay_stream *s)
+{
+        int k;
+
+        if (s->check_queued)
+                return 0;
+        k = relay_defer(s->r, stream_check_deferred, s);
+        if (k < 0)
+                return k;
+        s->check_queued = true;
+        s->ref++;
+        return 0;
+}
+
+/* ---- completions ---- */
+
+static bool read_refused(int res)
+{
+        return res == -EINVAL || res == -EOPNOTSUPP || res == -EBADFD || res == -ENOTSUP;
+}
+
+static void on_read(struct relay *r, struct relay_op *op, int res, uint32_t flags)
+{
+        struct relay_stream *s = container_of(op, struct relay_stream, rd_op);
+        bool more = flags & IORING_CQE_F_MORE;
+        int k;
+
+        if (!more)
+                s->rd_armed = false;
+        if (flags & IORING_CQE_F_BUFFER) {
+                unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+                relay_pool_took(r);
+                if (res > 0 && !s->freed)
+                        q_push(s, bid, (uint32_t) res);
+                else
+                        relay_pool_put(r, bid);
+        }
+        if (s->freed)
+                goto out;
+
+        if (res > 0) {
+                if (guest_is_src(s))
+                        s->c.rx_guest += (uint64_t) res;
+                else
+                        s->c.rx_endpoint += (uint64_t) res;
+                if (s->rd_budget && r->mshot_limit < 0)
+                        r->mshot_limit = 1;
+                if (s->src == SRC_READ_MSHOT && r->read_mshot < 0)
+                        r->read_mshot = 1;
+                /* A multishot read without a byte budget is stopped by hand at the cap. */
+                if (more && s->q_n >= r->cfg.stream_max_bufs)
+                        rd_cancel(s);
+        } else if (res == 0) {
+                s->src_eof = true;
+                rd_cancel(s);
+        } else if (res == -ENOBUFS) {
+                /* The shared pool ran dry: wait for buffers to come back, then re-arm. */
+                if (!more)
+                        buf_wait_add(s);
+        } else if (res == -ECANCELED || res == -EINTR || res == -EAGAIN) {
+                /* re-armed below when still wanted */
+        } else if (s->rd_budget && r->mshot_limit < 0 && res == -EINVAL) {
+                r->mshot_limit = 0;
+                log_debug("relay: kernel refuses a multishot recv byte budget; capping by cancel");
+        } else if (s->src == SRC_READ_MSHOT && r->read_mshot != 1 && read_refused(res)) {
+                r->read_mshot = 0;
+                s->src = SRC_READ;
+                log_debug("relay: READ_MULTISHOT refused (%d); using plain reads", res);
+        } else
+                stream_src_failed(s, res);
+
+        if (!s->rd_armed) {
+                k = rd_arm(s);
+                if (k >= 0)
+                        k = wr_kick(s);
+        } else
+                k = wr_kick(s);
+        if (k < 0)
+                stream_fail(s, k);
+        stream_check(s);
+out:
+        if (!more)
+                stream_unref(s);
+}
+
+static void on_write(struct relay *r, struct relay_op *op, int res, uint32_t flags)
+{
+        struct relay_stream *s = container_of(op, struct relay_stream, wr_op);
+        int k;
+
+        s->wr_armed = false;
+        s->wr_n = 0;
+        if (s->freed)
+                goto out;
+        if (res == 0)
+                res = -EPIPE;
+        if (res > 0) {
+                deliver(s, (size_t) res);
+                count_delivered(s, (size_t) res);
+        } else if (res != -EINTR && res != -EAGAIN) {
+                /* A guest that hung up on its stdin reads as "guest dropped", not a dead endpoint. */
+                stream_dst_failed(s, !guest_is_src(s) && res == -EPIPE ? -ECONNRESET : res);
+                stream_check(s);
+                goto out;
+        }
+        k = rd_arm(s);
+        if (k >= 0)
+                k = wr_kick(s);
+        if (k < 0)
+                stream_fail(s, k);
+        stream_check(s);
+out:
+        stream_unref(s);
+}
+
+static int hdr_kick(struct relay_stream *s);
+
+static void on_header(struct relay *r, struct relay_op *op, int res, uint32_t flags)
+{
+        struct relay_stream *s = container_of(op, struct relay_stream, hdr_op);
+        int k = 0;
+
+        s->hdr_armed = false;
+        if (s->freed)
+                goto out;
+        if (res > 0) {
+                s->hdr_off += (unsigned) res;
+                if (s->hdr_off >= sizeof(s->hdr))
+                        s->hdr_pending = false;
+        } else if (res != -EINTR && res != -EAGAIN) {
+                s->hdr_pending = false;
+                res = res == 0 || res == -EPIPE ? -ECONNRESET : res;
+                if (guest_is_src(s))
+                        stream_src_failed(s, res);
+                else
+                        stream_dst_failed(s, res);
+                stream_check(s);
+                goto out;
+        }
+        if (s->hdr_pending)
+                k = hdr_kick(s);
+        else {
+                k = rd_arm(s);
+                if (k >= 0)
+                        k = wr_kick(s);
+        }
+        if (k < 0)
+                stream_fail(s, k);
+        stream_check(s);
+out:
+        stream_unref(s);
+}
+
+static int hdr_kick(struct relay_stream *s)
+{
+        struct io_uring_sqe *sqe;
+
+        if (s->hdr_armed || !s->hdr_pending)
+                return 0;
+        sqe = relay_get_sqe(s->r);
+        if (!sqe)
+                return -EIO;
+        io_uring_prep_send(sqe, s->guest_fd, s->hdr + s->hdr_off, sizeof(s->hdr) - s->hdr_off, MSG_NOSIGNAL);
+        relay_sqe_set_op(sqe, &s->hdr_op);
+        s->hdr_armed = true;
+        s->ref++;
+        return 0;
+}
 
 void relay_streams_wake_buf_waiters(struct relay *r)
 {
+        while (r->buf_wait_head && r->pool_in_use < r->cfg.buf_count) {
+                struct relay_stream *s = r->buf_wait_head;
+                int k;
+
+                buf_wait_remove(s);
+                k = rd_arm(s);
+                if (k < 0)
+                        stream_fail(s, k);
+        }
+}
+
+/* ---- API ---- */
+
+static int classify(int fd, bool for_read, enum stream_src *ret_src, enum stream_dst *ret_dst)
+{
+        struct stat st;
+
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (S_ISSOCK(st.st_mode)) {
+                *ret_src = SRC_RECV_MSHOT;
+                *ret_dst = DST_SEND;
+        } else if (S_ISFIFO(st.st_mode)) {
+                *ret_src = SRC_READ_MSHOT;
+                *ret_dst = DST_WRITE;
+        } else if (S_ISREG(st.st_mode) || S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
+                *ret_src = SRC_READ;
+                *ret_dst = DST_WRITE;
+        } else
+                return -EBADF;
+        return 0;
 }
 
 int relay_stream_new(struct relay *r, enum relay_stream_dir dir, int guest_fd, int endpoint_fd,
                      const struct relay_stream_ops *ops, void *userdata, struct relay_stream **ret)
 {
-        return -EOPNOTSUPP;
+        enum stream_src gsrc, esrc;
+        enum stream_dst gdst, edst = DST_DISCARD;
+        struct relay_stream *s;
+        int k;
+
+        if (dir < 0 || dir >= _RELAY_STREAM_DIR_MAX || guest_fd < 0 || !ops)
+                return -EINVAL;
+        if (dir == RELAY_STREAM_TO_GUEST && endpoint_fd < 0)
+                return -EINVAL;
+        k = classify(guest_fd, true, &gsrc, &gdst);
+        if (k < 0)
+                return k;
+        if (gsrc != SRC_RECV_MSHOT)
+                return -ENOTSOCK;
+        if (endpoint_fd >= 0) {
+                k = classify(endpoint_fd, dir == RELAY_STREAM_TO_GUEST, &esrc, &edst);
+                if (k < 0)
+                        return k;
+        }
+
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        *s = (struct relay_stream) {
+                .r = r, .dir = dir, .guest_fd = guest_fd, .endpoint_fd = endpoint_fd,
+                .ops = ops, .userdata = userdata, .ref = 1,
+                .rd_op.fn = on_read, .wr_op.fn = on_write, .hdr_op.fn = on_header,
+        };
+        snprintf(s->label, sizeof(s->label), "fd %d", guest_fd);
+        if (dir == RELAY_STREAM_FROM_GUEST) {
+                s->src = SRC_RECV_MSHOT;
+                s->dst = edst;
+        } else {
+                s->src = esrc;
+                if (s->src == SRC_READ_MSHOT && r->read_mshot == 0)
+                        s->src = SRC_READ;
+                s->dst = DST_SEND;
+        }
+        s->q_cap = r->cfg.stream_max_bufs + 2;
+        s->q = calloc(s->q_cap, sizeof(*s->q));
+        if (!s->q) {
+                free(s);
+                return -ENOMEM;
+        }
+        k = rd_arm(s);
+        if (k < 0) {
+                free(s->q);
+                free(s);
+                return k;
+        }
+        r->n_streams++;
+        *ret = s;
+        return 0;
 }
 
-void relay_stream_get_counters(const struct relay_stream *s, struct relay_stream_counters *ret) {}
-void relay_stream_seed_counters(struct relay_stream *s, const struct relay_stream_counters *c) {}
-void relay_stream_get_held(const struct relay_stream *s, size_t *ret_bytes, unsigned *ret_bufs) {}
-int relay_stream_freeze(struct relay_stream *s) { return -EOPNOTSUPP; }
-int relay_stream_resume(struct relay_stream *s) { return -EOPNOTSUPP; }
-int relay_stream_replace_guest(struct relay_stream *s, int guest_fd, bool send_offset_header) { return -EOPNOTSUPP; }
-struct relay_stream *relay_stream_free(struct relay_stream *s) { return NULL; }
-const char *relay_stream_dir_to_string(enum relay_stream_dir d) { return NULL; }
+void relay_stream_set_label(struct relay_stream *s, const char *label)
+{
+        snprintf(s->label, sizeof(s->label), "%s", label);
+}
+
+void relay_stream_get_counters(const struct relay_stream *s, struct relay_stream_counters *ret)
+{
+        *ret = s->c;
+}
+
+void relay_stream_seed_counters(struct relay_stream *s, const struct relay_stream_counters *c)
+{
+        s->c = *c;
+}
+
+void relay_stream_get_held(const struct relay_stream *s, size_t *ret_bytes, unsigned *ret_bufs)
+{
+        if (ret_bytes)
+                *ret_bytes = s->held_bytes;
+        if (ret_bufs)
+                *ret_bufs = s->q_n;
+}
+
+int relay_stream_freeze(struct relay_stream *s)
+{
+        if (s->freezing || s->frozen)
+                return -EALREADY;
+        if (s->done)
+                return -ESTALE;
+        s->freezing = true;
+        rd_cancel(s);
+        buf_wait_remove(s);
+        return stream_queue_check(s);
+}
+
+int relay_stream_resume(struct relay_stream *s)
+{
+        if (!s->freezing && !s->frozen)
+                return -EINVAL;
+        s->freezing = false;
+        s->frozen = false;
+        return stream_queue_check(s);
+}
+
+int relay_stream_replace_guest(struct relay_stream *s, int guest_fd, bool send_offset_header)
+{
+        enum stream_src src;
+        enum stream_dst dst;
+        uint64_t count;
+        int k;
+
+        if (!s->frozen && !s->done)
+                return -EBUSY;
+        if (s->rd_armed && guest_is_src(s))
+                return -EBUSY;
+        if (s->wr_armed && !guest_is_src(s))
+                return -EBUSY;
+        if (s->hdr_armed)
+                return -EBUSY;
+        k = classify(guest_fd, true, &src, &dst);
+        if (k < 0)
+                return k;
+        if (src != SRC_RECV_MSHOT)
+                return -ENOTSOCK;
+        /* An endpoint that failed can't be revived by a new guest. */
+        if (s->endpoint_dead)
+                return -ESTALE;
+
+        safe_close(s->guest_fd);
+        s->guest_fd = guest_fd;
+        if (s->done) {
+                s->done = false;
+                s->error = 0;
+                if (guest_is_src(s)) {
+                        s->src_eof = false;
+                        s->src_error = 0;
+                }
+        }
+        count = guest_is_src(s) ? s->c.rx_guest : s->c.tx_guest;
+        if (send_offset_header) {
+                for (unsigned i = 0; i < 8; i++)
+                        s->hdr[i] = (uint8_t) (count >> (8 * i));
+                s->hdr_off = 0;
+                s->hdr_pending = true;
+                k = hdr_kick(s);
+                if (k < 0)
+                        return k;
+        }
+        return stream_queue_check(s);
+}
+
+struct relay_stream *relay_stream_free(struct relay_stream *s)
+{
+        if (!s || s->freed)
+                return NULL;
+        s->freed = true;
+        s->r->n_streams--;
+        buf_wait_remove(s);
+        rd_cancel(s);
+        if (s->wr_armed)
+                (void) relay_cancel_op(s->r, &s->wr_op);
+        if (s->hdr_armed)
+                (void) relay_cancel_op(s->r, &s->hdr_op);
+        /* In-flight requests hold their own file references until the cancels land. */
+        s->guest_fd = safe_close(s->guest_fd);
+        s->endpoint_fd = safe_close(s->endpoint_fd);
+        stream_unref(s);
+        return NULL;
+}
+
+const char *relay_stream_dir_to_string(enum relay_stream_dir d)
+{
+        switch (d) {
+        case RELAY_STREAM_TO_GUEST:
+                return "to-guest";
+        case RELAY_STREAM_FROM_GUEST:
+                return "from-guest";
+        default:
+                return NULL;
+        }
+}

@@ -1,0 +1,5 @@
+/* tests/relay/relay-throughput.c: placeholder, replaced by the measurement program. */
+int main(void)
+{
+        return 0;
+}

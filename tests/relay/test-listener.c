@@ -1,0 +1,251 @@
+/* tests/relay/test-listener.c: hybrid-vsock listeners on the real loop, dialled by real child processes. */
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "tests/relay/guest-spawn.h"
+
+struct accepted {
+        struct relay_listener *l;
+        unsigned count;
+        int last_fd;
+        bool free_in_callback;
+};
+
+static void on_accept(struct relay_listener *l, int fd, void *userdata)
+{
+        struct accepted *a = userdata;
+
+        a->count++;
+        if (fd >= 0)
+                close(fd);
+        a->last_fd = fd;
+        if (a->free_in_callback)
+                a->l = relay_listener_free(l);
+}
+
+static void transport_in(const char *dir, struct relay_transport *t)
+{
+        *t = (struct relay_transport) { .kind = RELAY_TRANSPORT_HVSOCK };
+        snprintf(t->uds_path, sizeof(t->uds_path), "%s/vm.vsock", dir);
+}
+
+static int dial_status(const char *path)
+{
+        struct child c;
+        const char *args[] = { "dial", path, NULL };
+
+        spawn_guest(args, -1, -1, &c);
+        return child_finish(&c, NULL, 0);
+}
+
+static void test_listener_once_accepts_one_connection_then_removes_its_socket(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        struct relay_transport t;
+        struct accepted a = {};
+        char dir[64], path[128];
+        struct stat st;
+
+        make_tmpdir(dir, sizeof(dir));
+        transport_in(dir, &t);
+        assert_int_equal(relay_new(NULL, &r), 0);
+        assert_int_equal(relay_listen(r, &t, 1024, RELAY_LISTEN_ONCE, on_accept, &a, &a.l), 0);
+        assert_int_equal(relay_transport_hvsock_path(&t, 1024, path, sizeof(path)), 0);
+        assert_int_equal(stat(path, &st), 0);
+        assert_true(S_ISSOCK(st.st_mode));
+
+        /* the socket exists before anyone is asked to dial, so a dial before the loop runs works */
+        assert_int_equal(dial_status(path), 0);
+        run_until_count(r, &a.count, 1);
+        assert_true(a.last_fd >= 0);
+        assert_int_equal(stat(path, &st), -1);
+        assert_int_equal(errno, ENOENT);
+        assert_int_not_equal(dial_status(path), 0);
+        run_idle(r, 5);
+        assert_int_equal(a.count, 1);
+        relay_listener_free(a.l);
+        rm_tmpdir(dir);
+}
+
+static void test_listener_many_accepts_again(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        struct relay_transport t;
+        struct accepted a = {};
+        char dir[64], path[128];
+
+        make_tmpdir(dir, sizeof(dir));
+        transport_in(dir, &t);
+        assert_int_equal(relay_new(NULL, &r), 0);
+        assert_int_equal(relay_listen(r, &t, 0x40000000, RELAY_LISTEN_MANY, on_accept, &a, &a.l), 0);
+        assert_int_equal(relay_transport_hvsock_path(&t, 0x40000000, path, sizeof(path)), 0);
+        for (unsigned i = 1; i <= 3; i++) {
+                assert_int_equal(dial_status(path), 0);
+                run_until_count(r, &a.count, i);
+        }
+        a.l = relay_listener_free(a.l);
+        assert_int_equal(access(path, F_OK), -1);
+        run_idle(r, 3);
+        rm_tmpdir(dir);
+}
+
+static void test_listener_cancelled_before_connection_removes_socket_and_refuses_dial(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        struct relay_transport t;
+        struct accepted a = {};
+        struct relay_stats st;
+        char dir[64], path[128];
+
+        make_tmpdir(dir, sizeof(dir));
+        transport_in(dir, &t);
+        assert_int_equal(relay_new(NULL, &r), 0);
+        assert_int_equal(relay_listen(r, &t, 77, RELAY_LISTEN_ONCE, on_accept, &a, &a.l), 0);
+        run_idle(r, 2);
+        relay_get_stats(r, &st);
+        assert_int_equal(st.listeners, 1);
+        assert_int_equal(relay_transport_hvsock_path(&t, 77, path, sizeof(path)), 0);
+        a.l = relay_listener_free(a.l);
+        assert_int_equal(access(path, F_OK), -1);
+        assert_int_equal(errno, ENOENT);
+        assert_int_not_equal(dial_status(path), 0);
+        run_idle(r, 5);
+        assert_int_equal(a.count, 0);
+        relay_get_stats(r, &st);
+        assert_int_equal(st.listeners, 0);
+        rm_tmpdir(dir);
+}
+
+static void test_listener_connection_to_unexpected_port_is_refused(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        struct relay_transport t;
+        struct accepted a = {};
+        char dir[64], path[128];
+
+        make_tmpdir(dir, sizeof(dir));
+        transport_in(dir, &t);
+        assert_int_equal(relay_new(NULL, &r), 0);
+        assert_int_equal(relay_listen(r, &t, 5, RELAY_LISTEN_ONCE, on_accept, &a, &a.l), 0);
+        assert_int_equal(relay_transport_hvsock_path(&t, 6, path, sizeof(path)), 0);
+        assert_int_not_equal(dial_status(path), 0);
+        run_idle(r, 5);
+        assert_int_equal(a.count, 0);
+        a.l = relay_listener_free(a.l);
+        rm_tmpdir(dir);
+}
+
+static void test_listener_replaces_stale_socket_file(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        struct relay_transport t;
+        struct accepted a = {};
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        char dir[64];
+        int fd;
+
+        make_tmpdir(dir, sizeof(dir));
+        transport_in(dir, &t);
+        assert_int_equal(relay_transport_hvsock_path(&t, 9, sa.sun_path, sizeof(sa.sun_path)), 0);
+        /* a crashed daemon's leftover: bound, then closed without unlink */
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(fd >= 0);
+        assert_int_equal(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+        close(fd);
+        assert_int_equal(access(sa.sun_path, F_OK), 0);
+
+        assert_int_equal(relay_new(NULL, &r), 0);
+        assert_int_equal(relay_listen(r, &t, 9, RELAY_LISTEN_ONCE, on_accept, &a, &a.l), 0);
+        assert_int_equal(dial_status(sa.sun_path), 0);
+        run_until_count(r, &a.count, 1);
+        a.l = relay_listener_free(a.l);
+        rm_tmpdir(dir);
+}
+
+static void test_listener_live_owner_gives_eaddrinuse(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        struct relay_transport t;
+        struct accepted a = {}, b = {};
+        char dir[64];
+
+        make_tmpdir(dir, sizeof(dir));
+        transport_in(dir, &t);
+        assert_int_equal(relay_new(NULL, &r), 0);
+        assert_int_equal(relay_listen(r, &t, 10, RELAY_LISTEN_ONCE, on_accept, &a, &a.l), 0);
+        assert_int_equal(relay_listen(r, &t, 10, RELAY_LISTEN_ONCE, on_accept, &b, &b.l), -EADDRINUSE);
+        /* the first listener still works after the refused attempt */
+        {
+                char path[128];
+                assert_int_equal(relay_transport_hvsock_path(&t, 10, path, sizeof(path)), 0);
+                assert_int_equal(dial_status(path), 0);
+        }
+        run_until_count(r, &a.count, 1);
+        a.l = relay_listener_free(a.l);
+        rm_tmpdir(dir);
+}
+
+static void test_listener_path_longer_than_sun_path_is_refused(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        struct relay_transport t = { .kind = RELAY_TRANSPORT_HVSOCK };
+        struct relay_listener *l = NULL;
+        struct accepted a = {};
+
+        memset(t.uds_path, 'x', 106);
+        t.uds_path[0] = '/';
+        assert_int_equal(relay_new(NULL, &r), 0);
+        assert_int_equal(relay_listen(r, &t, 123456, RELAY_LISTEN_ONCE, on_accept, &a, &l), -ENAMETOOLONG);
+        assert_null(l);
+}
+
+static void test_listener_free_inside_accept_callback_is_safe(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        struct relay_transport t;
+        struct accepted a = { .free_in_callback = true };
+        char dir[64], path[128];
+
+        make_tmpdir(dir, sizeof(dir));
+        transport_in(dir, &t);
+        assert_int_equal(relay_new(NULL, &r), 0);
+        assert_int_equal(relay_listen(r, &t, 11, RELAY_LISTEN_MANY, on_accept, &a, &a.l), 0);
+        assert_int_equal(relay_transport_hvsock_path(&t, 11, path, sizeof(path)), 0);
+        assert_int_equal(dial_status(path), 0);
+        run_until_count(r, &a.count, 1);
+        assert_null(a.l);
+        assert_int_equal(access(path, F_OK), -1);
+        run_idle(r, 5);
+        assert_int_equal(a.count, 1);
+        rm_tmpdir(dir);
+}
+
+static void test_listener_vsock_needs_a_guest_cid(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        struct relay_transport t = { .kind = RELAY_TRANSPORT_VSOCK, .cid = 2 };
+        struct relay_listener *l = NULL;
+        struct accepted a = {};
+
+        assert_int_equal(relay_new(NULL, &r), 0);
+        assert_int_equal(relay_listen(r, &t, 1024, RELAY_LISTEN_ONCE, on_accept, &a, &l), -EINVAL);
+        assert_null(l);
+}
+
+int main(int argc, char **argv)
+{
+        if (argc > 1)
+                cmocka_set_test_filter(argv[1]);
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_listener_once_accepts_one_connection_then_removes_its_socket),
+                cmocka_unit_test(test_listener_many_accepts_again),
+                cmocka_unit_test(test_listener_cancelled_before_connection_removes_socket_and_refuses_dial),
+                cmocka_unit_test(test_listener_connection_to_unexpected_port_is_refused),
+                cmocka_unit_test(test_listener_replaces_stale_socket_file),
+                cmocka_unit_test(test_listener_live_owner_gives_eaddrinuse),
+                cmocka_unit_test(test_listener_path_longer_than_sun_path_is_refused),
+                cmocka_unit_test(test_listener_free_inside_accept_callback_is_safe),
+                cmocka_unit_test(test_listener_vsock_needs_a_guest_cid),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

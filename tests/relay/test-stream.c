@@ -1,0 +1,721 @@
+/* tests/relay/test-stream.c: streams on the real loop between real guest processes and real endpoints. */
+#include <inttypes.h>
+#include <sys/socket.h>
+
+#include "tests/relay/guest-data.h"
+#include "tests/relay/guest-spawn.h"
+
+#define MIB (1024ull * 1024)
+
+/* ---- a stream under test ---- */
+
+struct st {
+        struct relay *r;
+        struct relay_stream *s;
+        unsigned dones;
+        bool done;
+        int error;
+        bool frozen;
+        unsigned frozen_calls;
+        struct relay_stream_counters at_done, at_frozen;
+        size_t held_at_frozen;
+        uint64_t tap_bytes, tap_hash;
+        bool free_on_done;
+};
+
+static void on_done(struct relay_stream *s, int error, void *userdata)
+{
+        struct st *t = userdata;
+
+        t->dones++;
+        t->done = true;
+        t->error = error;
+        relay_stream_get_counters(s, &t->at_done);
+        if (t->free_on_done)
+                t->s = relay_stream_free(s);
+}
+
+static void on_frozen(struct relay_stream *s, void *userdata)
+{
+        struct st *t = userdata;
+
+        t->frozen = true;
+        t->frozen_calls++;
+        relay_stream_get_counters(s, &t->at_frozen);
+        relay_stream_get_held(s, &t->held_at_frozen, NULL);
+}
+
+static void on_tap(struct relay_stream *s, const void *data, size_t len, void *userdata)
+{
+        struct st *t = userdata;
+
+        t->tap_bytes += len;
+        t->tap_hash = guest_hash(t->tap_hash, data, len);
+}
+
+static const struct relay_stream_ops st_ops = { .on_done = on_done, .on_frozen = on_frozen };
+static const struct relay_stream_ops st_tap_ops = { .on_done = on_done, .on_frozen = on_frozen, .on_tap = on_tap };
+
+/* ---- the listener that turns the guest's dial into a stream ---- */
+
+struct dial {
+        struct st *st;
+        enum relay_stream_dir dir;
+        int endpoint_fd;
+        const struct relay_stream_ops *ops;
+        struct relay_listener *l;
+        bool accepted;
+        unsigned accepts;
+        int replace_fd;         /* MANY listener: later dials land here */
+};
+
+static void on_accept(struct relay_listener *l, int fd, void *userdata)
+{
+        struct dial *d = userdata;
+
+        assert_true(fd >= 0);
+        d->accepts++;
+        if (d->accepted) {
+                d->replace_fd = fd;
+                return;
+        }
+        assert_int_equal(relay_stream_new(d->st->r, d->dir, fd, d->endpoint_fd, d->ops, d->st, &d->st->s), 0);
+        d->accepted = true;
+}
+
+static void listen_for(struct relay *r, const char *dir, uint32_t port, enum relay_listen_mode mode, struct dial *d,
+                       char *path, size_t pathlen)
+{
+        struct relay_transport t = { .kind = RELAY_TRANSPORT_HVSOCK };
+
+        snprintf(t.uds_path, sizeof(t.uds_path), "%s/vm.vsock", dir);
+        assert_int_equal(relay_listen(r, &t, port, mode, on_accept, d, &d->l), 0);
+        assert_int_equal(relay_transport_hvsock_path(&t, port, path, pathlen), 0);
+}
+
+/* ---- an in-process sink on the far end of a socketpair endpoint ---- */
+
+struct sink {
+        struct relay_chan *c;
+        uint64_t bytes, hash;
+        bool closed;
+        int error;
+};
+
+static ssize_t sink_data(struct relay_chan *c, const void *data, size_t len, void *userdata)
+{
+        struct sink *k = userdata;
+
+        k->bytes += len;
+        k->hash = guest_hash(k->hash, data, len);
+        return (ssize_t) len;
+}
+
+static void sink_close(struct relay_chan *c, int error, void *userdata)
+{
+        struct sink *k = userdata;
+
+        k->closed = true;
+        k->error = error;
+        k->c = NULL;
+}
+
+static const struct relay_chan_ops sink_ops = { .on_data = sink_data, .on_close = sink_close };
+
+/* Returns the relay's end of a socketpair whose other end feeds k. */
+static int sink_open(struct relay *r, struct sink *k)
+{
+        int sv[2];
+
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        *k = (struct sink) { .hash = GUEST_HASH_INIT };
+        assert_int_equal(relay_chan_new(r, sv[1], &sink_ops, NULL, k, &k->c), 0);
+        return sv[0];
+}
+
+static void expect_output(struct child *c, uint64_t bytes, uint64_t hash)
+{
+        char out[256], want[128];
+
+        assert_int_equal(child_finish(c, out, sizeof(out)), 0);
+        snprintf(want, sizeof(want), "%" PRIu64 " %016" PRIx64 "\n", bytes, hash);
+        assert_string_equal(out, want);
+}
+
+static void num(char *buf, size_t len, uint64_t v)
+{
+        snprintf(buf, len, "%" PRIu64, v);
+}
+
+/* ---- tests ---- */
+
+static void test_stream_64mib_from_guest_arrives_intact_through_a_pipe(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        const uint64_t total = 64 * MIB, seed = 42;
+        struct st t = {};
+        struct dial d = { .st = &t, .dir = RELAY_STREAM_FROM_GUEST, .ops = &st_ops };
+        struct child guest, sink;
+        char dir[64], path[128], n[32], sd[32];
+        int p[2];
+
+        make_tmpdir(dir, sizeof(dir));
+        assert_int_equal(relay_new(NULL, &r), 0);
+        t.r = r;
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        spawn_guest((const char *[]) { "sink", NULL }, p[0], -1, &sink);
+        close(p[0]);
+        d.endpoint_fd = p[1];
+        listen_for(r, dir, 1000, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
+        num(n, sizeof(n), total);
+        num(sd, sizeof(sd), seed);
+        spawn_guest((const char *[]) { "send", path, n, sd, "65536", NULL }, -1, -1, &guest);
+
+        run_until(r, &t.done);
+        assert_int_equal(t.error, 0);
+        assert_int_equal(t.at_done.rx_guest, total);
+        assert_int_equal(t.at_done.tx_endpoint, total);
+        assert_int_equal(child_finish(&guest, NULL, 0), 0);
+        t.s = relay_stream_free(t.s);   /* closes the pipe: the sink sees EOF */
+        expect_output(&sink, total, guest_data_hash(seed, total));
+        relay_listener_free(d.l);
+        rm_tmpdir(dir);
+}
+
+static void test_stream_stdin_eof_half_closes_the_guest(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        const uint64_t total = 3 * MIB + 17, seed = 7;
+        struct st t = {};
+        struct dial d = { .st = &t, .dir = RELAY_STREAM_TO_GUEST, .ops = &st_ops };
+        struct child guest, source;
+        char dir[64], path[128], n[32], sd[32];
+        int p[2];
+
+        make_tmpdir(dir, sizeof(dir));
+        assert_int_equal(relay_new(NULL, &r), 0);
+        t.r = r;
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        num(n, sizeof(n), total);
+        num(sd, sizeof(sd), seed);
+        spawn_guest((const char *[]) { "source", n, sd, NULL }, -1, p[1], &source);
+        close(p[1]);
+        d.endpoint_fd = p[0];
+        listen_for(r, dir, 1001, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
+        /* The guest reads to EOF: it only finishes if the host's EOF became a half-close. */
+        spawn_guest((const char *[]) { "recv", path, NULL }, -1, -1, &guest);
+
+        run_until(r, &t.done);
+        assert_int_equal(t.error, 0);
+        assert_int_equal(t.at_done.rx_endpoint, total);
+        assert_int_equal(t.at_done.tx_guest, total);
+        expect_output(&guest, total, guest_data_hash(seed, total));
+        assert_int_equal(child_finish(&source, NULL, 0), 0);
+        t.s = relay_stream_free(t.s);
+        relay_listener_free(d.l);
+        rm_tmpdir(dir);
+}
+
+static void test_stream_stdin_from_regular_file_reaches_guest(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        const uint64_t total = 700001, seed = 8;
+        struct st t = {};
+        struct dial d = { .st = &t, .dir = RELAY_STREAM_TO_GUEST, .ops = &st_tap_ops };
+        struct child guest;
+        char dir[64], path[128], file[128];
+        uint8_t *buf = malloc(total);
+        int fd;
+
+        assert_non_null(buf);
+        make_tmpdir(dir, sizeof(dir));
+        snprintf(file, sizeof(file), "%s/stdin", dir);
+        guest_data_fill(seed, 0, buf, total);
+        fd = open(file, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, buf, total), (ssize_t) total);
+        close(fd);
+        free(buf);
+
+        assert_int_equal(relay_new(NULL, &r), 0);
+        t.r = r;
+        t.tap_hash = GUEST_HASH_INIT;
+        d.endpoint_fd = open(file, O_RDONLY | O_CLOEXEC);
+        assert_true(d.endpoint_fd >= 0);
+        listen_for(r, dir, 1002, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
+        spawn_guest((const char *[]) { "recv", path, NULL }, -1, -1, &guest);
+        run_until(r, &t.done);
+        assert_int_equal(t.error, 0);
+        expect_output(&guest, total, guest_data_hash(seed, total));
+        /* the tap saw exactly what the guest got */
+        assert_int_equal(t.tap_bytes, total);
+        assert_int_equal(t.tap_hash, guest_data_hash(seed, total));
+        t.s = relay_stream_free(t.s);
+        relay_listener_free(d.l);
+        rm_tmpdir(dir);
+}
+
+static void test_stream_stalled_sink_holds_at_most_the_cap_and_loses_nothing(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        const uint64_t total = 16 * MIB, seed = 9;
+        struct relay_config cfg;
+        struct st t = {};
+        struct dial d = { .st = &t, .dir = RELAY_STREAM_FROM_GUEST, .ops = &st_ops };
+        struct child guest, sink;
+        char dir[64], path[128], n[32], sd[32];
+        size_t max_bytes = 0;
+        unsigned max_bufs = 0, max_pool = 0;
+        int p[2];
+
+        relay_config_default(&cfg);
+        make_tmpdir(dir, sizeof(dir));
+        assert_int_equal(relay_new(&cfg, &r), 0);
+        t.r = r;
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        /* the sink sleeps a second before it reads anything */
+        spawn_guest((const char *[]) { "sink", "1000", NULL }, p[0], -1, &sink);
+        close(p[0]);
+        d.endpoint_fd = p[1];
+        listen_for(r, dir, 1003, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
+        num(n, sizeof(n), total);
+        num(sd, sizeof(sd), seed);
+        spawn_guest((const char *[]) { "send", path, n, sd, "65536", NULL }, -1, -1, &guest);
+
+        for (uint64_t deadline = relay_now_ns(r) + TEST_WAIT_NS; !t.done;) {
+                struct relay_stats stats;
+                assert_int_equal(relay_run_once(r, 10 * 1000 * 1000), 0);
+                assert_true(relay_now_ns(r) < deadline);
+                if (t.s) {
+                        size_t b;
+                        unsigned k;
+                        relay_stream_get_held(t.s, &b, &k);
+                        max_bytes = MAX(max_bytes, b);
+                        max_bufs = MAX(max_bufs, k);
+                }
+                relay_get_stats(r, &stats);
+                max_pool = MAX(max_pool, stats.pool_bufs_in_use);
+        }
+        assert_int_equal(t.error, 0);
+        /* the stall really backed up into the relay ... */
+        assert_int_equal(max_bufs, cfg.stream_max_bufs);
+        /* ... and the relay held no more than its cap, by buffers and by bytes */
+        assert_true(max_bytes <= (size_t) cfg.stream_max_bufs * cfg.buf_size);
+        assert_true(max_pool <= cfg.stream_max_bufs);
+        assert_int_equal(child_finish(&guest, NULL, 0), 0);
+        t.s = relay_stream_free(t.s);
+        expect_output(&sink, total, guest_data_hash(seed, total));
+        relay_listener_free(d.l);
+        rm_tmpdir(dir);
+}
+
+/* ---- a thousand at once ---- */
+
+#define MANY_STREAMS 1000
+#define MANY_PER_GUEST 250
+#define MANY_BYTES 65536
+#define MANY_PORT 20000
+
+struct many {
+        struct relay *r;
+        struct st st[MANY_STREAMS];
+        struct sink sink[MANY_STREAMS];
+        struct dial dial[MANY_STREAMS];
+};
+
+static void test_stream_thousand_concurrent_streams_each_arrive_intact(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        struct many *m = calloc(1, sizeof(*m));
+        struct child guests[MANY_STREAMS / MANY_PER_GUEST];
+        char dir[64], base[128], port[32], cnt[32], bytes[32];
+        unsigned done = 0, closed = 0;
+        struct relay_stats stats;
+
+        assert_non_null(m);
+        make_tmpdir(dir, sizeof(dir));
+        assert_int_equal(relay_new(NULL, &r), 0);
+        assert_true(relay_stream_capacity(r) >= MANY_STREAMS);
+        m->r = r;
+        for (unsigned i = 0; i < MANY_STREAMS; i++) {
+                char path[128];
+                m->st[i] = (struct st) { .r = r, .free_on_done = true };
+                m->dial[i] = (struct dial) { .st = &m->st[i], .dir = RELAY_STREAM_FROM_GUEST, .ops = &st_ops };
+                m->dial[i].endpoint_fd = sink_open(r, &m->sink[i]);
+                listen_for(r, dir, MANY_PORT + i, RELAY_LISTEN_ONCE, &m->dial[i], path, sizeof(path));
+        }
+        snprintf(base, sizeof(base), "%s/vm.vsock", dir);
+        for (unsigned g = 0; g < MANY_STREAMS / MANY_PER_GUEST; g++) {
+                num(port, sizeof(port), MANY_PORT + g * MANY_PER_GUEST);
+                num(cnt, sizeof(cnt), MANY_PER_GUEST);
+                num(bytes, sizeof(bytes), MANY_BYTES);
+                spawn_guest((const char *[]) { "multi-send", base, port, cnt, bytes, NULL }, -1, -1, &guests[g]);
+        }
+        for (uint64_t deadline = relay_now_ns(r) + 4 * TEST_WAIT_NS; done < MANY_STREAMS || closed < MANY_STREAMS;) {
+                assert_int_equal(relay_run_once(r, 100 * 1000 * 1000), 0);
+                assert_true(relay_now_ns(r) < deadline);
+                done = closed = 0;
+                for (unsigned i = 0; i < MANY_STREAMS; i++) {
+                        done += m->st[i].done;
+                        closed += m->sink[i].closed;
+                }
+        }
+        relay_get_stats(r, &stats);
+        assert_int_equal(stats.streams, 0);
+        assert_int_equal(stats.pool_bufs_in_use, 0);
+        for (unsigned i = 0; i < MANY_STREAMS; i++) {
+                uint64_t want = MANY_BYTES + (i % MANY_PER_GUEST) * 13;
+                assert_int_equal(m->st[i].dones, 1);
+                assert_int_equal(m->st[i].error, 0);
+                assert_int_equal(m->sink[i].error, 0);
+                assert_int_equal(m->sink[i].bytes, want);
+                assert_int_equal(m->sink[i].hash, guest_data_hash(MANY_PORT + i, want));
+                relay_listener_free(m->dial[i].l);
+        }
+        for (unsigned g = 0; g < MANY_STREAMS / MANY_PER_GUEST; g++)
+                assert_int_equal(child_finish(&guests[g], NULL, 0), 0);
+        free(m);
+        rm_tmpdir(dir);
+}
+
+/* ---- failures stay with their stream ---- */
+
+static void test_stream_guest_dropping_stdin_ends_only_that_stream(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        struct st a = {}, b = {};
+        struct dial da = { .st = &a, .dir = RELAY_STREAM_TO_GUEST, .ops = &st_ops };
+        struct dial db = { .st = &b, .dir = RELAY_STREAM_FROM_GUEST, .ops = &st_ops };
+        struct child ga, gb, source;
+        struct sink k;
+        char dir[64], pa[128], pb[128];
+        int p[2];
+
+        make_tmpdir(dir, sizeof(dir));
+        assert_int_equal(relay_new(NULL, &r), 0);
+        a.r = b.r = r;
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        spawn_guest((const char *[]) { "source", "1000000000", "1", NULL }, -1, p[1], &source);
+        close(p[1]);
+        da.endpoint_fd = p[0];
+        db.endpoint_fd = sink_open(r, &k);
+        listen_for(r, dir, 1010, RELAY_LISTEN_ONCE, &da, pa, sizeof(pa));
+        listen_for(r, dir, 1011, RELAY_LISTEN_ONCE, &db, pb, sizeof(pb));
+        /* guest A takes 100000 bytes of its stdin and goes away */
+        spawn_guest((const char *[]) { "recv", pa, "100000", NULL }, -1, -1, &ga);
+        spawn_guest((const char *[]) { "send", pb, "4194304", "2", "4096", NULL }, -1, -1, &gb);
+
+        run_until(r, &a.done);
+        assert_int_equal(a.error, -ECONNRESET);
+        assert_int_equal(a.dones, 1);
+        assert_true(a.at_done.tx_guest >= 100000);
+        run_until(r, &b.done);
+        assert_int_equal(b.error, 0);
+        b.s = relay_stream_free(b.s);
+        run_until(r, &k.closed);
+        assert_int_equal(k.bytes, 4194304);
+        assert_int_equal(k.hash, guest_data_hash(2, 4194304));
+        assert_int_equal(child_finish(&ga, NULL, 0), 0);
+        assert_int_equal(child_finish(&gb, NULL, 0), 0);
+        a.s = relay_stream_free(a.s);           /* the source now sees EPIPE and stops */
+        run_idle(r, 3);
+        assert_int_not_equal(child_finish(&source, NULL, 0), 0);
+        relay_listener_free(da.l);
+        relay_listener_free(db.l);
+        rm_tmpdir(dir);
+}
+
+static void test_stream_guest_killed_mid_stdout_delivers_everything_it_sent(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        struct st t = {};
+        struct dial d = { .st = &t, .dir = RELAY_STREAM_FROM_GUEST, .ops = &st_ops };
+        struct relay_stream_counters c = {};
+        struct child guest;
+        struct sink k;
+        char dir[64], path[128];
+
+        make_tmpdir(dir, sizeof(dir));
+        assert_int_equal(relay_new(NULL, &r), 0);
+        t.r = r;
+        d.endpoint_fd = sink_open(r, &k);
+        listen_for(r, dir, 1012, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
+        spawn_guest((const char *[]) { "send", path, "100000000000", "3", NULL }, -1, -1, &guest);
+        for (uint64_t deadline = relay_now_ns(r) + TEST_WAIT_NS; c.rx_guest < 2 * MIB;) {
+                assert_int_equal(relay_run_once(r, 10 * 1000 * 1000), 0);
+                assert_true(relay_now_ns(r) < deadline);
+                if (t.s)
+                        relay_stream_get_counters(t.s, &c);
+        }
+        kill(guest.pid, SIGKILL);
+        assert_int_equal(child_finish(&guest, NULL, 0), 128 + SIGKILL);
+        run_until(r, &t.done);
+        /* a unix socket shows a dead peer as EOF: the stream ends and every byte it got is delivered */
+        assert_int_equal(t.at_done.tx_endpoint, t.at_done.rx_guest);
+        t.s = relay_stream_free(t.s);
+        run_until(r, &k.closed);
+        assert_int_equal(k.bytes, t.at_done.rx_guest);
+        assert_int_equal(k.hash, guest_data_hash(3, k.bytes));
+        relay_listener_free(d.l);
+        rm_tmpdir(dir);
+}
+
+static void test_stream_endpoint_closing_early_ends_only_that_stream_with_epipe(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        struct st a = {}, b = {};
+        struct dial da = { .st = &a, .dir = RELAY_STREAM_FROM_GUEST, .ops = &st_ops };
+        struct dial db = { .st = &b, .dir = RELAY_STREAM_FROM_GUEST, .ops = &st_ops };
+        struct child ga, gb, sink;
+        struct sink k;
+        char dir[64], pa[128], pb[128];
+        int p[2];
+
+        make_tmpdir(dir, sizeof(dir));
+        assert_int_equal(relay_new(NULL, &r), 0);
+        a.r = b.r = r;
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        /* A's endpoint process reads 100000 bytes and exits */
+        spawn_guest((const char *[]) { "sink", "0", "100000", NULL }, p[0], -1, &sink);
+        close(p[0]);
+        da.endpoint_fd = p[1];
+        db.endpoint_fd = sink_open(r, &k);
+        listen_for(r, dir, 1020, RELAY_LISTEN_ONCE, &da, pa, sizeof(pa));
+        listen_for(r, dir, 1021, RELAY_LISTEN_ONCE, &db, pb, sizeof(pb));
+        spawn_guest((const char *[]) { "send", pa, "1000000000", "4", NULL }, -1, -1, &ga);
+        spawn_guest((const char *[]) { "send", pb, "4194304", "5", NULL }, -1, -1, &gb);
+
+        run_until(r, &a.done);
+        assert_int_equal(a.error, -EPIPE);
+        assert_int_equal(a.dones, 1);
+        expect_output(&sink, 100000, guest_data_hash(4, 100000));
+        a.s = relay_stream_free(a.s);           /* the guest sees its connection go ... */
+        run_idle(r, 3);                         /* ... once the loop has landed the cancels */
+        assert_int_not_equal(child_finish(&ga, NULL, 0), 0);
+        run_until(r, &b.done);
+        assert_int_equal(b.error, 0);
+        b.s = relay_stream_free(b.s);
+        run_until(r, &k.closed);
+        assert_int_equal(k.bytes, 4194304);
+        assert_int_equal(k.hash, guest_data_hash(5, 4194304));
+        assert_int_equal(child_finish(&gb, NULL, 0), 0);
+        relay_listener_free(da.l);
+        relay_listener_free(db.l);
+        rm_tmpdir(dir);
+}
+
+/* ---- freeze, resume, replace ---- */
+
+static void test_stream_freeze_flushes_and_resume_loses_nothing(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        const uint64_t total = 8 * MIB;
+        struct st t = {};
+        struct dial d = { .st = &t, .dir = RELAY_STREAM_FROM_GUEST, .ops = &st_ops };
+        struct relay_stream_counters c = {}, later;
+        struct child guest;
+        struct sink k;
+        char dir[64], path[128];
+
+        make_tmpdir(dir, sizeof(dir));
+        assert_int_equal(relay_new(NULL, &r), 0);
+        t.r = r;
+        d.endpoint_fd = sink_open(r, &k);
+        listen_for(r, dir, 1030, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
+        spawn_guest((const char *[]) { "send", path, "8388608", "6", "4096", NULL }, -1, -1, &guest);
+        for (uint64_t deadline = relay_now_ns(r) + TEST_WAIT_NS; c.rx_guest < MIB;) {
+                assert_int_equal(relay_run_once(r, 10 * 1000 * 1000), 0);
+                assert_true(relay_now_ns(r) < deadline);
+                if (t.s)
+                        relay_stream_get_counters(t.s, &c);
+        }
+        assert_int_equal(relay_stream_freeze(t.s), 0);
+        assert_int_equal(relay_stream_freeze(t.s), -EALREADY);
+        assert_false(t.frozen);         /* never from inside the call */
+        run_until(r, &t.frozen);
+        assert_int_equal(t.frozen_calls, 1);
+        assert_int_equal(t.held_at_frozen, 0);
+        assert_int_equal(t.at_frozen.tx_endpoint, t.at_frozen.rx_guest);
+        assert_true(t.at_frozen.rx_guest < total);
+
+        /* frozen means frozen: no reads while the guest keeps writing */
+        for (int i = 0; i < 20; i++)
+                assert_int_equal(relay_run_once(r, 10 * 1000 * 1000), 0);
+        relay_stream_get_counters(t.s, &later);
+        assert_memory_equal(&later, &t.at_frozen, sizeof(later));
+        assert_false(t.done);
+
+        assert_int_equal(relay_stream_resume(t.s), 0);
+        run_until(r, &t.done);
+        assert_int_equal(t.error, 0);
+        assert_int_equal(t.at_done.rx_guest, total);
+        t.s = relay_stream_free(t.s);
+        run_until(r, &k.closed);
+        assert_int_equal(k.bytes, total);
+        assert_int_equal(k.hash, guest_data_hash(6, total));
+        assert_int_equal(child_finish(&guest, NULL, 0), 0);
+        relay_listener_free(d.l);
+        rm_tmpdir(dir);
+}
+
+static void test_stream_replace_guest_sends_offset_then_resumes_exactly_once(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        const uint64_t total = 6 * MIB;
+        struct st t = {};
+        struct dial d = { .st = &t, .dir = RELAY_STREAM_FROM_GUEST, .ops = &st_ops, .replace_fd = -1 };
+        struct relay_stream_counters c = {};
+        struct child g1, g2;
+        struct sink k;
+        char dir[64], path[128], out[128], want[64];
+
+        make_tmpdir(dir, sizeof(dir));
+        assert_int_equal(relay_new(NULL, &r), 0);
+        t.r = r;
+        d.endpoint_fd = sink_open(r, &k);
+        listen_for(r, dir, 1040, RELAY_LISTEN_MANY, &d, path, sizeof(path));
+        /* the first guest dies part way; what it wrote but the host never read is its loss */
+        spawn_guest((const char *[]) { "send", path, "6291456", "10", "1000", NULL }, -1, -1, &g1);
+        for (uint64_t deadline = relay_now_ns(r) + TEST_WAIT_NS; c.rx_guest < MIB;) {
+                assert_int_equal(relay_run_once(r, 10 * 1000 * 1000), 0);
+                assert_true(relay_now_ns(r) < deadline);
+                if (t.s)
+                        relay_stream_get_counters(t.s, &c);
+        }
+        assert_int_equal(relay_stream_freeze(t.s), 0);
+        run_until(r, &t.frozen);
+        kill(g1.pid, SIGKILL);
+        assert_int_equal(child_finish(&g1, NULL, 0), 128 + SIGKILL);
+
+        /* the redialled guest learns the host's count and sends from there */
+        spawn_guest((const char *[]) { "send-hdr", path, "6291456", "10", NULL }, -1, -1, &g2);
+        for (uint64_t deadline = relay_now_ns(r) + TEST_WAIT_NS; d.replace_fd < 0;) {
+                assert_int_equal(relay_run_once(r, 10 * 1000 * 1000), 0);
+                assert_true(relay_now_ns(r) < deadline);
+        }
+        assert_int_equal(relay_stream_replace_guest(t.s, d.replace_fd, true), 0);
+        assert_int_equal(relay_stream_resume(t.s), 0);
+        run_until(r, &t.done);
+        assert_int_equal(t.error, 0);
+        assert_int_equal(t.at_done.rx_guest, total);
+        snprintf(want, sizeof(want), "offset %" PRIu64 "\n", t.at_frozen.rx_guest);
+        assert_int_equal(child_finish(&g2, out, sizeof(out)), 0);
+        assert_string_equal(out, want);
+        t.s = relay_stream_free(t.s);
+        run_until(r, &k.closed);
+        assert_int_equal(k.bytes, total);
+        assert_int_equal(k.hash, guest_data_hash(10, total));
+        relay_listener_free(d.l);
+        rm_tmpdir(dir);
+}
+
+static void test_stream_replace_guest_refused_while_running(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        struct st t = { .r = NULL };
+        struct relay_stream *s;
+        int g[2], e[2];
+
+        assert_int_equal(relay_new(NULL, &r), 0);
+        t.r = r;
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, g), 0);
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, e), 0);
+        assert_int_equal(relay_stream_new(r, RELAY_STREAM_FROM_GUEST, g[0], e[0], &st_ops, &t, &s), 0);
+        assert_int_equal(relay_stream_replace_guest(s, g[1], false), -EBUSY);
+        assert_int_equal(relay_stream_resume(s), -EINVAL);
+        relay_stream_free(s);
+        run_idle(r, 3);
+        close(g[1]);
+        close(e[1]);
+}
+
+static void test_stream_discard_endpoint_counts_and_taps(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        const uint64_t total = 5 * MIB + 3;
+        struct st t = {};
+        struct dial d = { .st = &t, .dir = RELAY_STREAM_FROM_GUEST, .ops = &st_tap_ops, .endpoint_fd = -1 };
+        struct relay_stream_counters seed = { .rx_guest = 1000, .tx_endpoint = 1000 };
+        struct child guest;
+        char dir[64], path[128], n[32];
+
+        make_tmpdir(dir, sizeof(dir));
+        assert_int_equal(relay_new(NULL, &r), 0);
+        t.r = r;
+        t.tap_hash = GUEST_HASH_INIT;
+        listen_for(r, dir, 1050, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
+        num(n, sizeof(n), total);
+        spawn_guest((const char *[]) { "send", path, n, "11", NULL }, -1, -1, &guest);
+        run_until(r, &d.accepted);
+        /* a restored stream continues its counters */
+        relay_stream_seed_counters(t.s, &seed);
+        run_until(r, &t.done);
+        assert_int_equal(t.error, 0);
+        assert_int_equal(t.tap_bytes, total);
+        assert_int_equal(t.tap_hash, guest_data_hash(11, total));
+        assert_int_equal(t.at_done.rx_guest, 1000 + total);
+        assert_int_equal(t.at_done.tx_endpoint, 1000 + total);
+        assert_int_equal(child_finish(&guest, NULL, 0), 0);
+        t.s = relay_stream_free(t.s);
+        relay_listener_free(d.l);
+        rm_tmpdir(dir);
+}
+
+static void test_stream_free_with_io_in_flight_is_safe(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        struct st t = {};
+        struct dial d = { .st = &t, .dir = RELAY_STREAM_FROM_GUEST, .ops = &st_tap_ops };
+        struct relay_stream_counters c = {};
+        struct relay_stats stats;
+        struct child guest;
+        struct sink k;
+        char dir[64], path[128];
+
+        make_tmpdir(dir, sizeof(dir));
+        assert_int_equal(relay_new(NULL, &r), 0);
+        t.r = r;
+        t.tap_hash = GUEST_HASH_INIT;
+        d.endpoint_fd = sink_open(r, &k);
+        listen_for(r, dir, 1060, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
+        spawn_guest((const char *[]) { "send", path, "100000000000", "12", NULL }, -1, -1, &guest);
+        for (uint64_t deadline = relay_now_ns(r) + TEST_WAIT_NS; c.rx_guest < MIB;) {
+                assert_int_equal(relay_run_once(r, 10 * 1000 * 1000), 0);
+                assert_true(relay_now_ns(r) < deadline);
+                if (t.s)
+                        relay_stream_get_counters(t.s, &c);
+        }
+        t.s = relay_stream_free(t.s);
+        run_until(r, &k.closed);
+        run_idle(r, 5);
+        assert_int_equal(t.dones, 0);
+        relay_get_stats(r, &stats);
+        assert_int_equal(stats.streams, 0);
+        assert_int_equal(stats.pool_bufs_in_use, 0);
+        run_idle(r, 3);
+        assert_int_not_equal(child_finish(&guest, NULL, 0), 0);
+        relay_listener_free(d.l);
+        rm_tmpdir(dir);
+}
+
+int main(int argc, char **argv)
+{
+        if (argc > 1)
+                cmocka_set_test_filter(argv[1]);
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_stream_64mib_from_guest_arrives_intact_through_a_pipe),
+                cmocka_unit_test(test_stream_stdin_eof_half_closes_the_guest),
+                cmocka_unit_test(test_stream_stdin_from_regular_file_reaches_guest),
+                cmocka_unit_test(test_stream_stalled_sink_holds_at_most_the_cap_and_loses_nothing),
+                cmocka_unit_test(test_stream_thousand_concurrent_streams_each_arrive_intact),
+                cmocka_unit_test(test_stream_guest_dropping_stdin_ends_only_that_stream),
+                cmocka_unit_test(test_stream_guest_killed_mid_stdout_delivers_everything_it_sent),
+                cmocka_unit_test(test_stream_endpoint_closing_early_ends_only_that_stream_with_epipe),
+                cmocka_unit_test(test_stream_freeze_flushes_and_resume_loses_nothing),
+                cmocka_unit_test(test_stream_replace_guest_sends_offset_then_resumes_exactly_once),
+                cmocka_unit_test(test_stream_replace_guest_refused_while_running),
+                cmocka_unit_test(test_stream_discard_endpoint_counts_and_taps),
+                cmocka_unit_test(test_stream_free_with_io_in_flight_is_safe),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
