@@ -65,6 +65,22 @@ static void on_done(const struct bridge_result *res, void *userdata)
         d->res.message = d->message;
 }
 
+struct seen {
+        int count;
+        int error;
+        char type[64];
+};
+
+static void on_notify(const struct bridge_notification *n, int error, void *userdata)
+{
+        struct seen *s = userdata;
+
+        s->count++;
+        s->error = error;
+        if (n)
+                snprintf(s->type, sizeof(s->type), "%s", n->type);
+}
+
 static void on_state(struct bridge_host *h, enum bridge_conn_state o, enum bridge_conn_state n, void *userdata)
 {
         struct fixture *f = userdata;
@@ -198,6 +214,17 @@ static void create_container(struct fixture *f, const char *cid)
         assert_int_equal(d.res.status, BRIDGE_STATUS_OK);
 }
 
+static uint32_t exec_plain(struct fixture *f, const char *cid, const char **args, size_t n_args);
+
+/* A container whose first process (its init: always found by waits, W9) sleeps; returns its pid. */
+static uint32_t start_container(struct fixture *f, const char *cid)
+{
+        const char *init[] = { "sleep", "1000" };
+
+        create_container(f, cid);
+        return exec_plain(f, cid, init, 2);
+}
+
 /* Starts argv in container cid without stdio; returns the pid. */
 static uint32_t exec_plain(struct fixture *f, const char *cid, const char **args, size_t n_args)
 {
@@ -314,8 +341,10 @@ static void test_stdin_echoes_through_cat_and_exit_follows_stream_eof(void **sta
         int pin[2], pout[2], perr[2];
         char buf[256];
 
-        connect_sim(f, true);
-        create_container(f, "c1");
+        /* A legacy guest: with V4 agreed each stdio connection starts with a byte count, which is
+         * the stdio owner's handshake (not the bridge's) and is exercised with the relay. */
+        connect_sim(f, false);
+        start_container(f, "c1");
         assert_int_equal(pipe2(pin, O_CLOEXEC), 0);
         assert_int_equal(pipe2(pout, O_CLOEXEC), 0);
         assert_int_equal(pipe2(perr, O_CLOEXEC), 0);
@@ -367,7 +396,7 @@ static void test_exit_codes_are_reported(void **state)
         uint32_t pid;
 
         connect_sim(f, true);
-        create_container(f, "c1");
+        start_container(f, "c1");
         wait_exit(f, "c1", exec_plain(f, "c1", zero, 1), &w0);
         assert_int_equal(w0.res.status, BRIDGE_STATUS_OK);
         assert_int_equal(w0.res.exit_code, 0);
@@ -392,7 +421,7 @@ static void test_wait_on_reaped_process_reports_lost_status_and_signal_reports_g
         uint32_t pid;
 
         connect_sim(f, true);
-        create_container(f, "c1");
+        start_container(f, "c1");
         pid = exec_plain(f, "c1", zero, 1);
         wait_exit(f, "c1", pid, &w);
         assert_int_equal(w.res.exit_code, 0);
@@ -416,7 +445,7 @@ static void test_bridge_drop_fails_calls_outside_migration(void **state)
         uint64_t before;
 
         connect_sim(f, true);
-        create_container(f, "c1");
+        start_container(f, "c1");
         pid = exec_plain(f, "c1", sleeper, 2);
         assert_int_equal(bridge_host_wait(f->h, "c1", pid, BRIDGE_WAIT_INFINITE, on_done, &w, NULL), 0);
         run_for(f, 50 * 1000000ull); /* the wait is out on the wire */
@@ -445,7 +474,7 @@ static void test_migration_drop_keeps_calls_and_probe_catches_exit_while_detache
         uint64_t before, gen;
 
         connect_sim(f, true);
-        create_container(f, "c1");
+        start_container(f, "c1");
         pid_kept = exec_plain(f, "c1", sleeper, 2);
         pid_gone = exec_plain(f, "c1", sleeper, 2);
         assert_int_equal(bridge_host_wait(f->h, "c1", pid_kept, BRIDGE_WAIT_INFINITE, on_done, &kept, NULL), 0);
@@ -491,17 +520,18 @@ static void test_migration_drop_keeps_calls_and_probe_catches_exit_while_detache
         bridge_host_end_resume_window(f->h);
 }
 
-static void test_early_response_is_held_across_a_resume(void **state)
+static void test_early_response_and_notification_are_held_across_a_resume(void **state)
 {
         struct fixture *f = *state;
         const char *sleeper[] = { "sleep", "1000" };
         struct done src = { .f = f }, adopted = { .f = f };
+        struct seen n = {};
         uint64_t wait_id, next_id;
-        uint32_t pid;
+        uint32_t pid, init;
 
         /* Source daemon: a process with its wait outstanding. */
         connect_sim(f, true);
-        create_container(f, "c1");
+        init = start_container(f, "c1");
         pid = exec_plain(f, "c1", sleeper, 2);
         assert_int_equal(bridge_host_wait(f->h, "c1", pid, BRIDGE_WAIT_INFINITE, on_done, &src, &wait_id), 0);
         run_for(f, 50 * 1000000ull);
@@ -515,15 +545,23 @@ static void test_early_response_is_held_across_a_resume(void **state)
         RUN_UNTIL(f, bridge_host_state(f->h) == BRIDGE_CONN_CONNECTED);
         bridge_host_set_migrating(f->h, false);
 
-        /* The process exits before the restore re-registered its wait: the answer is held. */
+        /* The process and the container's init exit before the restore re-registered the wait
+         * and the container: the answer and the exit notification are held, not fatal (Z1, V1). */
         assert_int_equal(kill((pid_t)pid, SIGKILL), 0);
-        RUN_UNTIL(f, bridge_conn_held_count(bridge_host_conn(f->h)) == 1);
+        assert_int_equal(kill((pid_t)init, SIGKILL), 0);
+        RUN_UNTIL(f, bridge_conn_held_count(bridge_host_conn(f->h)) == 2);
         assert_int_equal(bridge_host_state(f->h), BRIDGE_CONN_CONNECTED);
         assert_int_equal(bridge_host_seed_next_id(f->h, next_id), 0);
         assert_int_equal(bridge_host_preregister_wait(f->h, wait_id, "c1", pid, on_done, &adopted), 0);
         RUN_UNTIL(f, adopted.count == 1);
         assert_int_equal(adopted.res.status, BRIDGE_STATUS_OK);
         assert_int_equal(adopted.res.exit_code, 128 + 9);
+        assert_false(adopted.res.probed);
+        assert_int_equal(bridge_host_watch_container(f->h, "c1", on_notify, &n), 0);
+        assert_int_equal(n.count, 1);
+        assert_int_equal(n.error, 0);
+        assert_string_equal(n.type, "UnexpectedExit");
+        assert_int_equal(bridge_conn_held_count(bridge_host_conn(f->h)), 0);
         bridge_host_end_resume_window(f->h);
         assert_int_equal(bridge_host_state(f->h), BRIDGE_CONN_CONNECTED);
 }
@@ -617,7 +655,7 @@ int main(void)
                                                 fixture_teardown),
                 cmocka_unit_test_setup_teardown(test_migration_drop_keeps_calls_and_probe_catches_exit_while_detached,
                                                 fixture_setup, fixture_teardown),
-                cmocka_unit_test_setup_teardown(test_early_response_is_held_across_a_resume, fixture_setup,
+                cmocka_unit_test_setup_teardown(test_early_response_and_notification_are_held_across_a_resume, fixture_setup,
                                                 fixture_teardown),
         };
         int failed;
