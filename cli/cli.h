@@ -1,0 +1,101 @@
+/* cli/cli.h: shared state and helpers of the vsockmux CLI; owns the control connection for one command. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "control/client.h"
+#include "util/macro.h"
+
+#define CLI_DEFAULT_SOCKET "/run/vsockmux/vsockmux.sock"
+#define CLI_SOCKET_ENV "VSOCKMUX_SOCKET"
+
+/* Exit codes besides a process's own: a usage mistake, and a failure of vsockmux itself. */
+#define CLI_EXIT_FAILURE 1
+#define CLI_EXIT_USAGE 2
+#define CLI_EXIT_EXEC_FAILED 125        /* exec: the process never ran (docker's convention) */
+#define CLI_EXIT_STATUS_LOST 255
+
+/* Longest config file `container create --config` sends. */
+#define CLI_CONFIG_MAX (1u << 20)
+
+struct cli {
+        const char *socket;
+        const char *command;    /* "vm add", for error lines */
+        struct control_client *client;
+};
+
+typedef int (*cli_command_fn)(struct cli *cli, int argc, char **argv);
+
+struct cli_command {
+        const char *group;      /* NULL for a top-level verb */
+        const char *name;
+        cli_command_fn fn;
+        const char *usage;
+};
+
+/* Prints "vsockmux: <command>: <message>" as one line on stderr; returns CLI_EXIT_FAILURE. */
+int cli_error(const struct cli *cli, const char *fmt, ...) _printf_(2, 3);
+/* The same, returning CLI_EXIT_USAGE and pointing at --help. */
+int cli_usage_error(const struct cli *cli, const char *fmt, ...) _printf_(2, 3);
+
+/* For getopt_long with optstring ":" and opterr = 0: reports the option argv[optind - 1] as unknown
+ * (c == '?') or missing its value (c == ':'). Returns CLI_EXIT_USAGE. */
+int cli_option_error(const struct cli *cli, int c, char **argv);
+/* Runs getopt over a command that takes no options (so `--x` is refused, `--` honoured). */
+int cli_parse_no_options(const struct cli *cli, int argc, char **argv);
+
+/* Connects once; prints why on failure. Returns 0 or an exit code. */
+int cli_connect(struct cli *cli);
+
+/* A unary call on the Control service (method "VmAdd"); prints the daemon's error on failure.
+ * Returns 0 with *ret_resp, or an exit code. */
+int cli_call(struct cli *cli, const char *method, const ProtobufCMessage *req,
+             const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret_resp);
+
+/* Formats why a call failed in one phrase: the daemon's status or the transport error. */
+void cli_describe_failure(const struct cli *cli, int r, const struct control_status *st, char *buf, size_t len);
+
+/* Parses a decimal number within [min, max]; -EINVAL / -ERANGE. */
+int cli_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *ret);
+/* A signal by number or name ("9", "KILL", "SIGKILL"); -EINVAL if unknown. */
+int cli_parse_signal(const char *s, int *ret);
+const char *cli_signal_name(int sig);
+
+/* "EVENT_KIND_PROCESS_EXITED" with prefix "EVENT_KIND_" -> "process-exited" in buf. */
+const char *cli_enum_name(const ProtobufCEnumDescriptor *desc, int value, const char *prefix,
+                          char *buf, size_t len);
+
+/* Prints one JSON document followed by a newline and drops the reference. */
+void cli_json_print(struct json_object *o);
+/* Adds "kind"/"code"/"signal"/"message" of an exit status, or null. */
+struct json_object *cli_json_exit(const Vsockmux__V1__ExitStatus *es);
+/* "exited 3", "killed by SIGKILL", "exit status lost", "-". */
+const char *cli_exit_text(const Vsockmux__V1__ExitStatus *es, char *buf, size_t len);
+
+/* Aligned tables: columns padded to the widest cell, two spaces apart, the header first. */
+#define CLI_TABLE_MAX_COLUMNS 12
+struct cli_table;
+struct cli_table *cli_table_new(unsigned n_columns, const char *const *header);
+/* Copies the cells; n_columns strings. */
+int cli_table_add(struct cli_table *t, const char *const *cells);
+void cli_table_print(const struct cli_table *t);
+struct cli_table *cli_table_free(struct cli_table *t);
+DEFINE_CLEANUP(struct cli_table *, cli_table_free);
+
+/* Command groups. */
+int cli_vm_add(struct cli *cli, int argc, char **argv);
+int cli_vm_rm(struct cli *cli, int argc, char **argv);
+int cli_vm_ls(struct cli *cli, int argc, char **argv);
+int cli_container_create(struct cli *cli, int argc, char **argv);
+int cli_container_shutdown(struct cli *cli, int argc, char **argv);
+int cli_exec(struct cli *cli, int argc, char **argv);
+int cli_attach(struct cli *cli, int argc, char **argv);
+int cli_ps(struct cli *cli, int argc, char **argv);
+int cli_wait(struct cli *cli, int argc, char **argv);
+int cli_kill(struct cli *cli, int argc, char **argv);
+int cli_stats(struct cli *cli, int argc, char **argv);
+int cli_events(struct cli *cli, int argc, char **argv);

@@ -1,0 +1,515 @@
+/* cli/exec.c: `exec` (attached: relays this terminal's stdio) and `attach` (conmon-format socket).
+ *
+ * Attached exec: the CLI makes a private 0700 directory, listens on one Unix socket per stream it
+ * relays, and names those sockets as the process's endpoints in an Exec with detach = false.
+ * vsockmuxd connects to them like to any socket endpoint, so the daemon needs no special path for
+ * the CLI. A poll loop copies stdin to its socket and the stdout/stderr sockets to our own, until
+ * the Exec reply (sent after the exit, once the streams were flushed) has arrived and every
+ * output socket reached EOF. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+
+#define CLI_EXEC_MAX_ENV 4096u
+#define CLI_EXEC_MAX_ARGV 4096u
+#define CLI_EXEC_TIMEOUT_MAX_SEC 86400u
+#define CLI_COPY_CHUNK 65536u
+/* Output packets on an attach socket: one stream byte plus conmon's 8 KiB of data; larger ones
+ * are accepted too, up to this. */
+#define CLI_ATTACH_PACKET_MAX (65536u + 1u)
+#define CLI_ATTACH_STDOUT 2
+#define CLI_ATTACH_STDERR 3
+
+enum {
+        STREAM_STDIN,
+        STREAM_STDOUT,
+        STREAM_STDERR,
+        _STREAM_MAX,
+};
+
+static const char *const stream_names[_STREAM_MAX] = { "stdin", "stdout", "stderr" };
+
+struct exec_stream {
+        const char *path;       /* --stdin/--stdout/--stderr as given, or NULL */
+        char abs[PATH_MAX];     /* the endpoint sent to the daemon */
+        bool relayed;           /* the CLI listens on a socket for it */
+        int listen_fd;
+        int conn_fd;
+        bool local_dead;        /* our own fd failed (e.g. stdout closed): keep draining, drop */
+};
+
+struct exec_ctx {
+        struct cli *cli;
+        char dir[64];
+        struct exec_stream s[_STREAM_MAX];
+        bool stdin_eof;
+};
+
+static int write_all(int fd, const void *data, size_t len)
+{
+        const uint8_t *p = data;
+
+        while (len > 0) {
+                ssize_t n = write(fd, p, len);
+
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN) {
+                                struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+                                (void)poll(&pfd, 1, -1);
+                                continue;
+                        }
+                        return -errno;
+                }
+                p += n;
+                len -= (size_t)n;
+        }
+        return 0;
+}
+
+static int make_absolute(const char *path, char *buf, size_t len)
+{
+        char cwd[PATH_MAX];
+
+        if (path[0] == '/') {
+                if ((size_t)snprintf(buf, len, "%s", path) >= len)
+                        return -ENAMETOOLONG;
+                return 0;
+        }
+        if (!getcwd(cwd, sizeof(cwd)))
+                return -errno;
+        if ((size_t)snprintf(buf, len, "%s/%s", cwd, path) >= len)
+                return -ENAMETOOLONG;
+        return 0;
+}
+
+static int listen_stream(struct exec_ctx *x, unsigned i)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct exec_stream *s = &x->s[i];
+        int fd;
+
+        if ((size_t)snprintf(s->abs, sizeof(s->abs), "%s/%s", x->dir, stream_names[i]) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        memcpy(sa.sun_path, s->abs, strlen(s->abs) + 1);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        s->listen_fd = fd;
+        s->relayed = true;
+        return 0;
+}
+
+static void exec_ctx_done(struct exec_ctx *x)
+{
+        for (unsigned i = 0; i < _STREAM_MAX; i++) {
+                struct exec_stream *s = &x->s[i];
+
+                s->listen_fd = safe_close(s->listen_fd);
+                s->conn_fd = safe_close(s->conn_fd);
+                if (s->relayed)
+                        (void)unlink(s->abs);
+        }
+        if (x->dir[0])
+                (void)rmdir(x->dir);
+}
+
+/* Takes the daemon's connection for stream i if it is there; the listener then goes. */
+static void accept_stream(struct exec_ctx *x, unsigned i)
+{
+        struct exec_stream *s = &x->s[i];
+        int fd;
+
+        if (s->listen_fd < 0)
+                return;
+        fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+                return;
+        s->conn_fd = fd;
+        s->listen_fd = safe_close(s->listen_fd);
+}
+
+/* Copies one chunk from the daemon's stdout/stderr connection to ours. */
+static void pump_output(struct exec_ctx *x, unsigned i)
+{
+        struct exec_stream *s = &x->s[i];
+        char buf[CLI_COPY_CHUNK];
+        ssize_t n = read(s->conn_fd, buf, sizeof(buf));
+
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                return;
+        if (n <= 0) {
+                s->conn_fd = safe_close(s->conn_fd);
+                return;
+        }
+        if (!s->local_dead && write_all(i == STREAM_STDOUT ? STDOUT_FILENO : STDERR_FILENO, buf, (size_t)n) < 0)
+                /* Our reader left; keep draining so the daemon never stalls on us. */
+                s->local_dead = true;
+}
+
+static void pump_stdin(struct exec_ctx *x)
+{
+        struct exec_stream *s = &x->s[STREAM_STDIN];
+        char buf[CLI_COPY_CHUNK];
+        ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
+
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                return;
+        if (n <= 0) {
+                /* EOF reaches the process as the close of its stdin stream. */
+                x->stdin_eof = true;
+                s->conn_fd = safe_close(s->conn_fd);
+                return;
+        }
+        if (write_all(s->conn_fd, buf, (size_t)n) < 0) {
+                /* The process closed its stdin or exited: stop reading ours. */
+                x->stdin_eof = true;
+                s->conn_fd = safe_close(s->conn_fd);
+        }
+}
+
+static int exit_code_for(struct cli *cli, const Vsockmux__V1__ExitStatus *es)
+{
+        switch (es ? es->kind : VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_UNSPECIFIED) {
+        case VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_EXITED:
+                return es->code & 0xff;
+        case VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_SIGNALED:
+                return 128 + (es->signal & 0x7f);
+        default:
+                cli_error(cli, "exit status lost%s%s", es && es->message[0] ? ": " : "",
+                          es ? es->message : "");
+                return CLI_EXIT_STATUS_LOST;
+        }
+}
+
+/* Runs the relay until the reply and every output EOF are in. Returns the CLI's exit code. */
+static int exec_attached(struct exec_ctx *x, Vsockmux__V1__ExecRequest *req)
+{
+        struct cli *cli = x->cli;
+        char why[CONTROL_STATUS_MESSAGE_MAX + 128];
+        struct control_status st = {};
+        ProtobufCMessage *m = NULL;
+        int code = -1, r;
+        uint32_t sid;
+
+        r = cli_connect(cli);
+        if (r != 0)
+                return CLI_EXIT_EXEC_FAILED;
+        r = control_client_send(cli->client, CONTROL_METHOD_NAME("Exec"), &req->base, 0, 0, &sid);
+        if (r < 0) {
+                cli_describe_failure(cli, r, NULL, why, sizeof(why));
+                cli_error(cli, "%s", why);
+                return CLI_EXIT_EXEC_FAILED;
+        }
+
+        for (;;) {
+                struct pollfd pfd[2 * _STREAM_MAX + 2];
+                int owner[2 * _STREAM_MAX + 2];
+                unsigned n = 0;
+                bool outputs_open = false;
+
+                for (unsigned i = 0; i < _STREAM_MAX; i++) {
+                        struct exec_stream *s = &x->s[i];
+
+                        if (s->listen_fd >= 0 && code < 0) {
+                                pfd[n] = (struct pollfd) { .fd = s->listen_fd, .events = POLLIN };
+                                owner[n++] = (int)i;
+                        }
+                        if (s->conn_fd >= 0 && i != STREAM_STDIN) {
+                                pfd[n] = (struct pollfd) { .fd = s->conn_fd, .events = POLLIN };
+                                owner[n++] = (int)i;
+                                outputs_open = true;
+                        }
+                }
+                if (code >= 0 && !outputs_open)
+                        break;
+                if (code < 0) {
+                        pfd[n] = (struct pollfd) { .fd = control_client_fd(cli->client), .events = POLLIN };
+                        owner[n++] = -1;
+                }
+                if (code < 0 && x->s[STREAM_STDIN].conn_fd >= 0 && !x->stdin_eof) {
+                        pfd[n] = (struct pollfd) { .fd = STDIN_FILENO, .events = POLLIN };
+                        owner[n++] = -2;
+                }
+
+                if (poll(pfd, n, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        cli_error(cli, "poll: %s", strerror(errno));
+                        return CLI_EXIT_STATUS_LOST;
+                }
+                for (unsigned k = 0; k < n; k++) {
+                        struct exec_stream *s;
+
+                        if (!pfd[k].revents)
+                                continue;
+                        if (owner[k] == -2) {
+                                pump_stdin(x);
+                                continue;
+                        }
+                        if (owner[k] >= 0) {
+                                s = &x->s[owner[k]];
+                                if (pfd[k].fd == s->listen_fd)
+                                        accept_stream(x, (unsigned)owner[k]);
+                                else if (pfd[k].fd == s->conn_fd)
+                                        pump_output(x, (unsigned)owner[k]);
+                                continue;
+                        }
+
+                        /* The reply. Connections the daemon made before it are in the backlog. */
+                        for (unsigned i = 0; i < _STREAM_MAX; i++)
+                                accept_stream(x, i);
+                        r = control_client_recv(cli->client, sid, &vsockmux__v1__exec_response__descriptor, &m, &st);
+                        if (r == -EREMOTEIO) {
+                                cli_error(cli, "%s (%s)", st.message, control_code_to_string(st.code));
+                                return CLI_EXIT_EXEC_FAILED;
+                        }
+                        if (r != CONTROL_CLIENT_RESPONSE) {
+                                control_message_free(m);
+                                cli_describe_failure(cli, r < 0 ? r : -EBADMSG, &st, why, sizeof(why));
+                                cli_error(cli, "%s; the process may still run, its exit status is unknown", why);
+                                return CLI_EXIT_STATUS_LOST;
+                        }
+                        code = exit_code_for(cli, ((Vsockmux__V1__ExecResponse *)m)->exit);
+                        control_message_free(m);
+                        /* Nothing more goes to the process; a listener nobody dialled is moot. */
+                        for (unsigned i = 0; i < _STREAM_MAX; i++)
+                                x->s[i].listen_fd = safe_close(x->s[i].listen_fd);
+                        x->s[STREAM_STDIN].conn_fd = safe_close(x->s[STREAM_STDIN].conn_fd);
+                        break;  /* pfd entries after this may name fds just closed */
+                }
+        }
+        return code;
+}
+
+int cli_exec(struct cli *cli, int argc, char **argv)
+{
+        static const struct option options[] = {
+                { "container", required_argument, NULL, 'c' },
+                { "env", required_argument, NULL, 'e' },
+                { "cwd", required_argument, NULL, 'w' },
+                { "stdin", required_argument, NULL, 'i' },
+                { "stdout", required_argument, NULL, 'o' },
+                { "stderr", required_argument, NULL, 'E' },
+                { "detach", no_argument, NULL, 'd' },
+                { "timeout", required_argument, NULL, 't' },
+                { "json", no_argument, NULL, 'j' },
+                {}
+        };
+        Vsockmux__V1__ExecRequest req = VSOCKMUX__V1__EXEC_REQUEST__INIT;
+        struct exec_ctx x = { .cli = cli };
+        _cleanup_free_ char **env = NULL;
+        size_t n_env = 0;
+        uint32_t timeout = 0;
+        bool json = false;
+        int c, r;
+
+        for (unsigned i = 0; i < _STREAM_MAX; i++)
+                x.s[i].listen_fd = x.s[i].conn_fd = -1;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, ":", options, NULL)) >= 0) {
+                switch (c) {
+                case 'c':
+                        req.container_id = optarg;
+                        break;
+                case 'e': {
+                        char **p;
+
+                        if (!strchr(optarg, '=') || optarg[0] == '=')
+                                return cli_usage_error(cli, "--env wants KEY=VALUE, got '%s'", optarg);
+                        if (n_env == CLI_EXEC_MAX_ENV)
+                                return cli_usage_error(cli, "more than %u --env", CLI_EXEC_MAX_ENV);
+                        p = reallocarray(env, n_env + 1, sizeof(char *));
+                        if (!p)
+                                return cli_error(cli, "out of memory");
+                        env = p;
+                        env[n_env++] = optarg;
+                        break;
+                }
+                case 'w':
+                        req.cwd = optarg;
+                        break;
+                case 'i':
+                        x.s[STREAM_STDIN].path = optarg;
+                        break;
+                case 'o':
+                        x.s[STREAM_STDOUT].path = optarg;
+                        break;
+                case 'E':
+                        x.s[STREAM_STDERR].path = optarg;
+                        break;
+                case 'd':
+                        req.detach = true;
+                        break;
+                case 't':
+                        if (cli_parse_u32(optarg, 1, CLI_EXEC_TIMEOUT_MAX_SEC, &timeout) < 0)
+                                return cli_usage_error(cli, "--timeout wants seconds from 1 to %u, got '%s'",
+                                                       CLI_EXEC_TIMEOUT_MAX_SEC, optarg);
+                        break;
+                case 'j':
+                        json = true;
+                        break;
+                default:
+                        return cli_option_error(cli, c, argv);
+                }
+        }
+        if (argc - optind < 2)
+                return cli_usage_error(cli, "expected VM NAME, then -- and the command to run");
+        if ((size_t)(argc - optind - 1) > CLI_EXEC_MAX_ARGV)
+                return cli_usage_error(cli, "more than %u command arguments", CLI_EXEC_MAX_ARGV);
+        if (json && !req.detach)
+                return cli_usage_error(cli, "--json only applies with --detach");
+        req.vm = argv[optind];
+        req.argv = argv + optind + 1;
+        req.n_argv = (size_t)(argc - optind - 1);
+        req.env = env;
+        req.n_env = n_env;
+        req.connect_timeout_ms = timeout * 1000u;
+
+        for (unsigned i = 0; i < _STREAM_MAX; i++)
+                if (x.s[i].path) {
+                        r = make_absolute(x.s[i].path, x.s[i].abs, sizeof(x.s[i].abs));
+                        if (r < 0)
+                                return cli_usage_error(cli, "--%s %s: %s", stream_names[i], x.s[i].path, strerror(-r));
+                }
+
+        if (req.detach) {
+                ProtobufCMessage *m = NULL;
+
+                req.stdin_path = x.s[STREAM_STDIN].abs;
+                req.stdout_path = x.s[STREAM_STDOUT].abs;
+                req.stderr_path = x.s[STREAM_STDERR].abs;
+                r = cli_call(cli, "Exec", &req.base, &vsockmux__v1__exec_response__descriptor, &m);
+                if (r != 0)
+                        return CLI_EXIT_EXEC_FAILED;
+                if (json) {
+                        struct json_object *o = json_object_new_object();
+
+                        json_object_object_add(o, "pid", json_object_new_int64(((Vsockmux__V1__ExecResponse *)m)->pid));
+                        cli_json_print(o);
+                } else
+                        printf("%u\n", ((Vsockmux__V1__ExecResponse *)m)->pid);
+                control_message_free(m);
+                return 0;
+        }
+
+        snprintf(x.dir, sizeof(x.dir), "/tmp/vsockmux-exec-XXXXXX");
+        if (!mkdtemp(x.dir)) {
+                x.dir[0] = '\0';
+                cli_error(cli, "cannot create a private directory for the stdio sockets: %s", strerror(errno));
+                return CLI_EXIT_EXEC_FAILED;
+        }
+        for (unsigned i = 0; i < _STREAM_MAX; i++)
+                if (!x.s[i].path && (r = listen_stream(&x, i)) < 0) {
+                        cli_error(cli, "cannot listen for %s in %s: %s", stream_names[i], x.dir, strerror(-r));
+                        exec_ctx_done(&x);
+                        return CLI_EXIT_EXEC_FAILED;
+                }
+        req.stdin_path = x.s[STREAM_STDIN].abs;
+        req.stdout_path = x.s[STREAM_STDOUT].abs;
+        req.stderr_path = x.s[STREAM_STDERR].abs;
+
+        r = exec_attached(&x, &req);
+        exec_ctx_done(&x);
+        return r;
+}
+
+/* ---- attach ------------------------------------------------------------------------------ */
+
+int cli_attach(struct cli *cli, int argc, char **argv)
+{
+        Vsockmux__V1__AttachRequest req = VSOCKMUX__V1__ATTACH_REQUEST__INIT;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_free_ uint8_t *buf = NULL;
+        _cleanup_close_ int fd = -1;
+        ProtobufCMessage *m = NULL;
+        const char *path;
+        bool stdin_open = true, out_dead[2] = {};
+        int r;
+
+        r = cli_parse_no_options(cli, argc, argv);
+        if (r != 0)
+                return r;
+        if (argc - optind != 2)
+                return cli_usage_error(cli, "expected VM NAME and PID");
+        req.vm = argv[optind];
+        if (cli_parse_u32(argv[optind + 1], 1, INT32_MAX, &req.pid) < 0)
+                return cli_usage_error(cli, "PID must be a positive number, got '%s'", argv[optind + 1]);
+        r = cli_call(cli, "Attach", &req.base, &vsockmux__v1__attach_response__descriptor, &m);
+        if (r != 0)
+                return r;
+        path = ((Vsockmux__V1__AttachResponse *)m)->socket_path;
+        if (strlen(path) >= sizeof(sa.sun_path) || !path[0]) {
+                r = cli_error(cli, "vsockmuxd named an unusable attach socket '%s'", path);
+                control_message_free(m);
+                return r;
+        }
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        control_message_free(m);
+
+        fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                return cli_error(cli, "cannot connect to the attach socket %s: %s", sa.sun_path, strerror(errno));
+        buf = malloc(CLI_ATTACH_PACKET_MAX);
+        if (!buf)
+                return cli_error(cli, "out of memory");
+
+        for (;;) {
+                struct pollfd pfd[2] = {
+                        { .fd = fd, .events = POLLIN },
+                        { .fd = stdin_open ? STDIN_FILENO : -1, .events = POLLIN },
+                };
+                ssize_t n;
+
+                if (poll(pfd, 2, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return cli_error(cli, "poll: %s", strerror(errno));
+                }
+                if (pfd[0].revents) {
+                        n = recv(fd, buf, CLI_ATTACH_PACKET_MAX, 0);
+                        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                                continue;
+                        if (n < 0)
+                                return cli_error(cli, "reading the attach socket: %s", strerror(errno));
+                        if (n == 0)
+                                return 0;       /* the process's output ended */
+                        if (n > 1 && (buf[0] == CLI_ATTACH_STDOUT || buf[0] == CLI_ATTACH_STDERR)) {
+                                int which = buf[0] == CLI_ATTACH_STDOUT ? 0 : 1;
+
+                                if (!out_dead[which] &&
+                                    write_all(which ? STDERR_FILENO : STDOUT_FILENO, buf + 1, (size_t)n - 1) < 0)
+                                        out_dead[which] = true;
+                        }
+                }
+                if (pfd[1].revents) {
+                        n = read(STDIN_FILENO, buf, 8192);
+                        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                                continue;
+                        if (n <= 0) {
+                                stdin_open = false;
+                                (void)shutdown(fd, SHUT_WR);
+                        } else if (send(fd, buf, (size_t)n, MSG_NOSIGNAL) < 0) {
+                                stdin_open = false;
+                        }
+                }
+        }
+}

@@ -1,0 +1,210 @@
+/* cli/process.c: `ps`, `wait` and `kill`. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+/* argv joined with spaces, cut to fit: a listing column, not a faithful quote. */
+static const char *join_argv(char **argv, size_t n, char *buf, size_t len)
+{
+        size_t at = 0;
+
+        buf[0] = '\0';
+        for (size_t i = 0; i < n && at + 1 < len; i++)
+                at += (size_t)snprintf(buf + at, len - at, "%s%s", i ? " " : "", argv[i]);
+        return buf;
+}
+
+static int parse_json_only(struct cli *cli, int argc, char **argv, bool *ret_json)
+{
+        static const struct option options[] = {
+                { "json", no_argument, NULL, 'j' },
+                {}
+        };
+        int c;
+
+        *ret_json = false;
+        optind = 0;
+        while ((c = getopt_long(argc, argv, ":", options, NULL)) >= 0) {
+                if (c != 'j')
+                        return cli_option_error(cli, c, argv);
+                *ret_json = true;
+        }
+        return 0;
+}
+
+static int parse_pid(struct cli *cli, const char *s, uint32_t *ret)
+{
+        if (cli_parse_u32(s, 1, INT32_MAX, ret) < 0)
+                return cli_usage_error(cli, "PID must be a positive number, got '%s'", s);
+        return 0;
+}
+
+static struct json_object *process_json(const Vsockmux__V1__ProcessInfo *p)
+{
+        struct json_object *o = json_object_new_object(), *argv = json_object_new_array();
+        struct json_object *ports = json_object_new_object(), *bytes = json_object_new_object();
+        struct json_object *exit_o = cli_json_exit(p->exit);
+        char state[32];
+
+        for (size_t i = 0; i < p->n_argv; i++)
+                json_object_array_add(argv, json_object_new_string(p->argv[i]));
+        json_object_object_add(o, "pid", json_object_new_int64(p->pid));
+        json_object_object_add(o, "container", json_object_new_string(p->container_id));
+        json_object_object_add(o, "argv", argv);
+        json_object_object_add(o, "state", json_object_new_string(
+                cli_enum_name(&vsockmux__v1__process_state__descriptor, p->state, "PROCESS_STATE_", state, sizeof(state))));
+        json_object_object_add(ports, "stdin", json_object_new_int64(p->stdin_port));
+        json_object_object_add(ports, "stdout", json_object_new_int64(p->stdout_port));
+        json_object_object_add(ports, "stderr", json_object_new_int64(p->stderr_port));
+        json_object_object_add(o, "ports", ports);
+        json_object_object_add(o, "wait_call_id", json_object_new_uint64(p->wait_call_id));
+        json_object_object_add(bytes, "stdin", json_object_new_uint64(p->bytes ? p->bytes->stdin_bytes : 0));
+        json_object_object_add(bytes, "stdout", json_object_new_uint64(p->bytes ? p->bytes->stdout_bytes : 0));
+        json_object_object_add(bytes, "stderr", json_object_new_uint64(p->bytes ? p->bytes->stderr_bytes : 0));
+        json_object_object_add(o, "bytes", bytes);
+        json_object_object_add(o, "exit", exit_o);
+        if (p->attach_socket[0])
+                json_object_object_add(o, "attach_socket", json_object_new_string(p->attach_socket));
+        return o;
+}
+
+int cli_ps(struct cli *cli, int argc, char **argv)
+{
+        static const char *const header[] = {
+                "PID", "CONTAINER", "STATE", "PORTS (IN/OUT/ERR)", "WAIT ID", "BYTES (IN/OUT/ERR)", "EXIT", "COMMAND",
+        };
+        Vsockmux__V1__PsRequest req = VSOCKMUX__V1__PS_REQUEST__INIT;
+        _cleanup_(cli_table_freep) struct cli_table *t = NULL;
+        ProtobufCMessage *m = NULL;
+        Vsockmux__V1__PsResponse *resp;
+        bool json;
+        int r;
+
+        r = parse_json_only(cli, argc, argv, &json);
+        if (r != 0)
+                return r;
+        if (argc - optind != 1)
+                return cli_usage_error(cli, "expected exactly one VM NAME");
+        req.vm = argv[optind];
+        r = cli_call(cli, "Ps", &req.base, &vsockmux__v1__ps_response__descriptor, &m);
+        if (r != 0)
+                return r;
+        resp = (Vsockmux__V1__PsResponse *)m;
+
+        if (json) {
+                struct json_object *a = json_object_new_array();
+
+                for (size_t i = 0; i < resp->n_processes; i++)
+                        json_object_array_add(a, process_json(resp->processes[i]));
+                cli_json_print(a);
+                control_message_free(m);
+                return 0;
+        }
+
+        t = cli_table_new(ELEMENTSOF(header), header);
+        for (size_t i = 0; t && i < resp->n_processes; i++) {
+                const Vsockmux__V1__ProcessInfo *p = resp->processes[i];
+                char pid[16], state[32], ports[48], wait_id[24], bytes[80], exit_text[64], cmd[256];
+                const Vsockmux__V1__StreamCounters *b = p->bytes;
+                const char *row[] = {
+                        pid, p->container_id[0] ? p->container_id : "-",
+                        cli_enum_name(&vsockmux__v1__process_state__descriptor, p->state, "PROCESS_STATE_",
+                                      state, sizeof(state)),
+                        ports, wait_id, bytes, cli_exit_text(p->exit, exit_text, sizeof(exit_text)),
+                        join_argv(p->argv, p->n_argv, cmd, sizeof(cmd)),
+                };
+
+                snprintf(pid, sizeof(pid), "%u", p->pid);
+                snprintf(ports, sizeof(ports), "%u/%u/%u", p->stdin_port, p->stdout_port, p->stderr_port);
+                if (p->wait_call_id)
+                        snprintf(wait_id, sizeof(wait_id), "%llu", (unsigned long long)p->wait_call_id);
+                else
+                        snprintf(wait_id, sizeof(wait_id), "-");
+                snprintf(bytes, sizeof(bytes), "%llu/%llu/%llu",
+                         (unsigned long long)(b ? b->stdin_bytes : 0), (unsigned long long)(b ? b->stdout_bytes : 0),
+                         (unsigned long long)(b ? b->stderr_bytes : 0));
+                if (cli_table_add(t, row) < 0)
+                        t = cli_table_free(t);
+        }
+        control_message_free(m);
+        if (!t)
+                return cli_error(cli, "out of memory");
+        cli_table_print(t);
+        return 0;
+}
+
+int cli_wait(struct cli *cli, int argc, char **argv)
+{
+        Vsockmux__V1__WaitRequest req = VSOCKMUX__V1__WAIT_REQUEST__INIT;
+        Vsockmux__V1__WaitResponse *resp;
+        ProtobufCMessage *m = NULL;
+        char text[64];
+        bool json;
+        int r;
+
+        r = parse_json_only(cli, argc, argv, &json);
+        if (r != 0)
+                return r;
+        if (argc - optind != 2)
+                return cli_usage_error(cli, "expected VM NAME and PID");
+        req.vm = argv[optind];
+        r = parse_pid(cli, argv[optind + 1], &req.pid);
+        if (r != 0)
+                return r;
+        r = cli_call(cli, "Wait", &req.base, &vsockmux__v1__wait_response__descriptor, &m);
+        if (r != 0)
+                return r;
+        resp = (Vsockmux__V1__WaitResponse *)m;
+        if (json) {
+                struct json_object *o = json_object_new_object();
+
+                json_object_object_add(o, "pid", json_object_new_int64(req.pid));
+                json_object_object_add(o, "exit", cli_json_exit(resp->exit));
+                cli_json_print(o);
+        } else
+                printf("%s\n", cli_exit_text(resp->exit, text, sizeof(text)));
+        control_message_free(m);
+        return 0;
+}
+
+int cli_kill(struct cli *cli, int argc, char **argv)
+{
+        static const struct option options[] = {
+                { "signal", required_argument, NULL, 's' },
+                {}
+        };
+        Vsockmux__V1__KillRequest req = VSOCKMUX__V1__KILL_REQUEST__INIT;
+        Vsockmux__V1__KillResponse *resp;
+        ProtobufCMessage *m = NULL;
+        int c, r, sig = SIGTERM;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, ":s:", options, NULL)) >= 0) {
+                if (c != 's')
+                        return cli_option_error(cli, c, argv);
+                if (cli_parse_signal(optarg, &sig) < 0)
+                        return cli_usage_error(cli, "unknown signal '%s'", optarg);
+        }
+        if (argc - optind != 2)
+                return cli_usage_error(cli, "expected VM NAME and PID");
+        req.vm = argv[optind];
+        r = parse_pid(cli, argv[optind + 1], &req.pid);
+        if (r != 0)
+                return r;
+        req.signal = sig;
+        r = cli_call(cli, "Kill", &req.base, &vsockmux__v1__kill_response__descriptor, &m);
+        if (r != 0)
+                return r;
+        resp = (Vsockmux__V1__KillResponse *)m;
+        /* Already gone is what the caller wanted: say so, but succeed. */
+        if (resp->not_found)
+                fprintf(stderr, "vsockmux: kill: process %u in %s was not running%s%s\n", req.pid, req.vm,
+                        resp->note[0] ? ": " : "", resp->note);
+        else if (resp->note[0])
+                fprintf(stderr, "vsockmux: kill: %s\n", resp->note);
+        control_message_free(m);
+        return 0;
+}

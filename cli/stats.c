@@ -1,0 +1,167 @@
+/* cli/stats.c: `stats` and the `events` stream. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/cli.h"
+
+int cli_stats(struct cli *cli, int argc, char **argv)
+{
+        static const struct option options[] = {
+                { "json", no_argument, NULL, 'j' },
+                {}
+        };
+        Vsockmux__V1__StatsRequest req = VSOCKMUX__V1__STATS_REQUEST__INIT;
+        Vsockmux__V1__StatsResponse *s;
+        const Vsockmux__V1__BufferPoolStats *pool;
+        static const Vsockmux__V1__BufferPoolStats no_pool = VSOCKMUX__V1__BUFFER_POOL_STATS__INIT;
+        ProtobufCMessage *m = NULL;
+        bool json = false;
+        int c, r;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, ":", options, NULL)) >= 0) {
+                if (c != 'j')
+                        return cli_option_error(cli, c, argv);
+                json = true;
+        }
+        if (argc - optind != 0)
+                return cli_usage_error(cli, "takes no arguments");
+        r = cli_call(cli, "Stats", &req.base, &vsockmux__v1__stats_response__descriptor, &m);
+        if (r != 0)
+                return r;
+        s = (Vsockmux__V1__StatsResponse *)m;
+        pool = s->buffer_pool ?: &no_pool;
+
+        if (json) {
+                struct json_object *o = json_object_new_object(), *p = json_object_new_object();
+
+                json_object_object_add(o, "vms", json_object_new_int64(s->vms));
+                json_object_object_add(o, "processes", json_object_new_int64(s->processes));
+                json_object_object_add(o, "streams", json_object_new_int64(s->streams));
+                json_object_object_add(o, "bytes_relayed", json_object_new_uint64(s->bytes_relayed));
+                json_object_object_add(o, "memory_in_use", json_object_new_uint64(s->memory_in_use));
+                json_object_object_add(o, "control_connections", json_object_new_int64(s->control_connections));
+                json_object_object_add(p, "buffer_size", json_object_new_uint64(pool->buffer_size));
+                json_object_object_add(p, "buffers_total", json_object_new_uint64(pool->buffers_total));
+                json_object_object_add(p, "buffers_in_use", json_object_new_uint64(pool->buffers_in_use));
+                json_object_object_add(o, "buffer_pool", p);
+                cli_json_print(o);
+        } else {
+                printf("vms:                 %u\n", s->vms);
+                printf("processes:           %u\n", s->processes);
+                printf("streams:             %u\n", s->streams);
+                printf("bytes relayed:       %llu\n", (unsigned long long)s->bytes_relayed);
+                printf("memory in use:       %llu bytes\n", (unsigned long long)s->memory_in_use);
+                printf("buffer pool:         %llu of %llu buffers in use, %llu bytes each\n",
+                       (unsigned long long)pool->buffers_in_use, (unsigned long long)pool->buffers_total,
+                       (unsigned long long)pool->buffer_size);
+                printf("control connections: %u\n", s->control_connections);
+        }
+        control_message_free(m);
+        return 0;
+}
+
+static void print_event(const Vsockmux__V1__Event *ev, bool json)
+{
+        char kind[48], when[64], exit_text[64];
+        time_t secs = (time_t)(ev->timestamp_ns / 1000000000u);
+        struct tm tm;
+
+        cli_enum_name(&vsockmux__v1__event_kind__descriptor, ev->kind, "EVENT_KIND_", kind, sizeof(kind));
+        if (gmtime_r(&secs, &tm))
+                snprintf(when + strftime(when, sizeof(when) - 8, "%Y-%m-%dT%H:%M:%S", &tm), 8, ".%03uZ",
+                         (unsigned)(ev->timestamp_ns / 1000000u % 1000u));
+        else
+                snprintf(when, sizeof(when), "-");
+
+        if (json) {
+                struct json_object *o = json_object_new_object();
+                struct json_object *exit_o = cli_json_exit(ev->exit);
+
+                json_object_object_add(o, "time", json_object_new_string(when));
+                json_object_object_add(o, "kind", json_object_new_string(kind));
+                json_object_object_add(o, "vm", json_object_new_string(ev->vm));
+                if (ev->container_id[0])
+                        json_object_object_add(o, "container", json_object_new_string(ev->container_id));
+                if (ev->pid)
+                        json_object_object_add(o, "pid", json_object_new_int64(ev->pid));
+                if (exit_o)
+                        json_object_object_add(o, "exit", exit_o);
+                if (ev->message[0])
+                        json_object_object_add(o, "message", json_object_new_string(ev->message));
+                /* One document per line, so a consumer can read the stream line by line. */
+                puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+                json_object_put(o);
+        } else {
+                printf("%s %-20s %s", when, kind, ev->vm[0] ? ev->vm : "-");
+                if (ev->container_id[0])
+                        printf(" container=%s", ev->container_id);
+                if (ev->pid)
+                        printf(" pid=%u", ev->pid);
+                if (ev->exit)
+                        printf(" exit=\"%s\"", cli_exit_text(ev->exit, exit_text, sizeof(exit_text)));
+                if (ev->message[0])
+                        printf(" %s", ev->message);
+                putchar('\n');
+        }
+        fflush(stdout);
+}
+
+int cli_events(struct cli *cli, int argc, char **argv)
+{
+        static const struct option options[] = {
+                { "json", no_argument, NULL, 'j' },
+                { "vm", required_argument, NULL, 'v' },
+                {}
+        };
+        Vsockmux__V1__EventsRequest req = VSOCKMUX__V1__EVENTS_REQUEST__INIT;
+        char why[CONTROL_STATUS_MESSAGE_MAX + 128];
+        struct control_status st = {};
+        bool json = false;
+        uint32_t sid;
+        int c, r;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, ":", options, NULL)) >= 0) {
+                switch (c) {
+                case 'j':
+                        json = true;
+                        break;
+                case 'v':
+                        req.vm = optarg;
+                        break;
+                default:
+                        return cli_option_error(cli, c, argv);
+                }
+        }
+        if (argc - optind != 0)
+                return cli_usage_error(cli, "takes no arguments");
+        r = cli_connect(cli);
+        if (r != 0)
+                return r;
+        r = control_client_send(cli->client, CONTROL_METHOD_NAME("Events"), &req.base,
+                                CONTROL_FLAG_REMOTE_CLOSED, 0, &sid);
+        for (;;) {
+                ProtobufCMessage *m = NULL;
+
+                if (r < 0)
+                        break;
+                r = control_client_recv(cli->client, sid, &vsockmux__v1__event__descriptor, &m, &st);
+                if (r != CONTROL_CLIENT_DATA) {
+                        control_message_free(m);
+                        break;
+                }
+                print_event((Vsockmux__V1__Event *)m, json);
+                control_message_free(m);
+                if (ferror(stdout))
+                        /* The reader went away (`| head`): that ends the stream, quietly. */
+                        return 0;
+        }
+        if (r < 0) {
+                cli_describe_failure(cli, r, &st, why, sizeof(why));
+                return cli_error(cli, "%s", why);
+        }
+        return 0;
+}

@@ -1,0 +1,328 @@
+/* cli/util.c: error lines, the control connection, number/signal parsing, JSON and table output. */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static void verror(const struct cli *cli, const char *fmt, va_list ap)
+{
+        char msg[1024];
+
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        /* One line: a daemon message with a newline in it must not split the error. */
+        for (char *p = msg; *p; p++)
+                if (*p == '\n' || *p == '\r')
+                        *p = ' ';
+        if (cli && cli->command)
+                fprintf(stderr, "vsockmux: %s: %s\n", cli->command, msg);
+        else
+                fprintf(stderr, "vsockmux: %s\n", msg);
+}
+
+int cli_error(const struct cli *cli, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        verror(cli, fmt, ap);
+        va_end(ap);
+        return CLI_EXIT_FAILURE;
+}
+
+int cli_usage_error(const struct cli *cli, const char *fmt, ...)
+{
+        char msg[1024];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        cli_error(cli, "%s (see vsockmux --help)", msg);
+        return CLI_EXIT_USAGE;
+}
+
+int cli_option_error(const struct cli *cli, int c, char **argv)
+{
+        const char *opt = optind > 0 ? argv[optind - 1] : "?";
+
+        if (c == ':')
+                return cli_usage_error(cli, "option %s needs a value", opt);
+        if (optopt && optopt != '?')
+                return cli_usage_error(cli, "unknown option -%c", optopt);
+        return cli_usage_error(cli, "unknown option %s", opt);
+}
+
+int cli_parse_no_options(const struct cli *cli, int argc, char **argv)
+{
+        static const struct option none[] = { {} };
+        int c;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, ":", none, NULL)) >= 0)
+                return cli_option_error(cli, c, argv);
+        return 0;
+}
+
+int cli_connect(struct cli *cli)
+{
+        int r;
+
+        if (cli->client)
+                return 0;
+        r = control_client_connect(cli->socket, &cli->client);
+        if (r == -ENOENT || r == -ECONNREFUSED)
+                return cli_error(cli, "cannot reach vsockmuxd at %s: %s (is the daemon running? set --socket or $%s)",
+                                 cli->socket, strerror(-r), CLI_SOCKET_ENV);
+        if (r < 0)
+                return cli_error(cli, "cannot connect to %s: %s", cli->socket, strerror(-r));
+        return 0;
+}
+
+void cli_describe_failure(const struct cli *cli, int r, const struct control_status *st, char *buf, size_t len)
+{
+        if (r == -EREMOTEIO && st)
+                snprintf(buf, len, "%s (%s)", st->message[0] ? st->message : "failed",
+                         control_code_to_string(st->code));
+        else if (r == -ECONNRESET)
+                snprintf(buf, len, "vsockmuxd at %s closed the connection (not permitted to use it, or it stopped)",
+                         cli->socket);
+        else if (r == -EBADMSG)
+                snprintf(buf, len, "vsockmuxd sent a reply this CLI cannot decode (version mismatch?)");
+        else
+                snprintf(buf, len, "talking to vsockmuxd at %s: %s", cli->socket, strerror(r < 0 ? -r : r));
+}
+
+int cli_call(struct cli *cli, const char *method, const ProtobufCMessage *req,
+             const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret_resp)
+{
+        char full[CONTROL_METHOD_NAME_MAX + 1], why[CONTROL_STATUS_MESSAGE_MAX + 128];
+        struct control_status st = {};
+        int r;
+
+        r = cli_connect(cli);
+        if (r != 0)
+                return r;
+        snprintf(full, sizeof(full), "%s/%s", CONTROL_SERVICE, method);
+        r = control_client_call(cli->client, full, req, resp_desc, ret_resp, &st);
+        if (r < 0) {
+                cli_describe_failure(cli, r, &st, why, sizeof(why));
+                return cli_error(cli, "%s", why);
+        }
+        return 0;
+}
+
+int cli_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *ret)
+{
+        unsigned long long v;
+        char *end;
+
+        if (!s || !isdigit((unsigned char)s[0]))
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno || *end)
+                return errno == ERANGE ? -ERANGE : -EINVAL;
+        if (v < min || v > max)
+                return -ERANGE;
+        *ret = (uint32_t)v;
+        return 0;
+}
+
+static const struct {
+        const char *name;
+        int sig;
+} cli_signals[] = {
+        { "HUP", SIGHUP },   { "INT", SIGINT },   { "QUIT", SIGQUIT }, { "ILL", SIGILL },
+        { "TRAP", SIGTRAP }, { "ABRT", SIGABRT }, { "BUS", SIGBUS },   { "FPE", SIGFPE },
+        { "KILL", SIGKILL }, { "USR1", SIGUSR1 }, { "SEGV", SIGSEGV }, { "USR2", SIGUSR2 },
+        { "PIPE", SIGPIPE }, { "ALRM", SIGALRM }, { "TERM", SIGTERM }, { "CHLD", SIGCHLD },
+        { "CONT", SIGCONT }, { "STOP", SIGSTOP }, { "TSTP", SIGTSTP }, { "TTIN", SIGTTIN },
+        { "TTOU", SIGTTOU }, { "URG", SIGURG },   { "XCPU", SIGXCPU }, { "XFSZ", SIGXFSZ },
+        { "VTALRM", SIGVTALRM }, { "PROF", SIGPROF }, { "WINCH", SIGWINCH }, { "IO", SIGIO },
+        { "PWR", SIGPWR },   { "SYS", SIGSYS },
+};
+
+int cli_parse_signal(const char *s, int *ret)
+{
+        uint32_t n;
+
+        if (!s)
+                return -EINVAL;
+        if (isdigit((unsigned char)s[0])) {
+                /* Linux signals run 1..64 (SIGRTMAX). */
+                if (cli_parse_u32(s, 1, 64, &n) < 0)
+                        return -EINVAL;
+                *ret = (int)n;
+                return 0;
+        }
+        if (strncasecmp(s, "SIG", 3) == 0)
+                s += 3;
+        for (size_t i = 0; i < ELEMENTSOF(cli_signals); i++)
+                if (strcasecmp(s, cli_signals[i].name) == 0) {
+                        *ret = cli_signals[i].sig;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+const char *cli_signal_name(int sig)
+{
+        for (size_t i = 0; i < ELEMENTSOF(cli_signals); i++)
+                if (cli_signals[i].sig == sig)
+                        return cli_signals[i].name;
+        return NULL;
+}
+
+const char *cli_enum_name(const ProtobufCEnumDescriptor *desc, int value, const char *prefix,
+                          char *buf, size_t len)
+{
+        const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(desc, value);
+        const char *name;
+        size_t i = 0;
+
+        if (!v) {
+                snprintf(buf, len, "unknown-%d", value);
+                return buf;
+        }
+        name = v->name;
+        if (prefix && strncmp(name, prefix, strlen(prefix)) == 0)
+                name += strlen(prefix);
+        for (; name[i] && i + 1 < len; i++)
+                buf[i] = name[i] == '_' ? '-' : (char)tolower((unsigned char)name[i]);
+        buf[i] = '\0';
+        return buf;
+}
+
+void cli_json_print(struct json_object *o)
+{
+        puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+                                                       JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(o);
+}
+
+struct json_object *cli_json_exit(const Vsockmux__V1__ExitStatus *es)
+{
+        struct json_object *o;
+        char kind[32];
+
+        if (!es || es->kind == VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_UNSPECIFIED)
+                return NULL;
+        o = json_object_new_object();
+        json_object_object_add(o, "kind", json_object_new_string(
+                cli_enum_name(&vsockmux__v1__exit_kind__descriptor, es->kind, "EXIT_KIND_", kind, sizeof(kind))));
+        if (es->kind == VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_EXITED)
+                json_object_object_add(o, "code", json_object_new_int(es->code));
+        if (es->kind == VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_SIGNALED)
+                json_object_object_add(o, "signal", json_object_new_int(es->signal));
+        if (es->message[0])
+                json_object_object_add(o, "message", json_object_new_string(es->message));
+        return o;
+}
+
+const char *cli_exit_text(const Vsockmux__V1__ExitStatus *es, char *buf, size_t len)
+{
+        const char *name;
+
+        if (!es)
+                return "-";
+        switch (es->kind) {
+        case VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_EXITED:
+                snprintf(buf, len, "exited %d", es->code);
+                return buf;
+        case VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_SIGNALED:
+                name = cli_signal_name(es->signal);
+                if (name)
+                        snprintf(buf, len, "killed by SIG%s", name);
+                else
+                        snprintf(buf, len, "killed by signal %d", es->signal);
+                return buf;
+        case VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_LOST:
+                return "exit status lost";
+        default:
+                return "-";
+        }
+}
+
+/* ---- tables ---------------------------------------------------------------------------- */
+
+struct cli_table {
+        unsigned n_columns;
+        size_t n_rows, cap;
+        char **cells;           /* row-major, row 0 is the header */
+};
+
+struct cli_table *cli_table_new(unsigned n_columns, const char *const *header)
+{
+        struct cli_table *t;
+
+        if (n_columns == 0 || n_columns > CLI_TABLE_MAX_COLUMNS)
+                return NULL;
+        t = calloc(1, sizeof(*t));
+        if (!t)
+                return NULL;
+        t->n_columns = n_columns;
+        if (cli_table_add(t, header) < 0)
+                return cli_table_free(t);
+        return t;
+}
+
+int cli_table_add(struct cli_table *t, const char *const *cells)
+{
+        if (t->n_rows == t->cap) {
+                size_t cap = t->cap ? t->cap * 2 : 16;
+                char **p = reallocarray(t->cells, cap * t->n_columns, sizeof(char *));
+
+                if (!p)
+                        return -ENOMEM;
+                t->cells = p;
+                t->cap = cap;
+        }
+        for (unsigned i = 0; i < t->n_columns; i++) {
+                t->cells[t->n_rows * t->n_columns + i] = strdup(cells[i] ? cells[i] : "");
+                if (!t->cells[t->n_rows * t->n_columns + i]) {
+                        while (i-- > 0)
+                                free(t->cells[t->n_rows * t->n_columns + i]);
+                        return -ENOMEM;
+                }
+        }
+        t->n_rows++;
+        return 0;
+}
+
+void cli_table_print(const struct cli_table *t)
+{
+        size_t width[CLI_TABLE_MAX_COLUMNS] = {};
+
+        for (size_t r = 0; r < t->n_rows; r++)
+                for (unsigned c = 0; c < t->n_columns; c++)
+                        width[c] = MAX(width[c], strlen(t->cells[r * t->n_columns + c]));
+        for (size_t r = 0; r < t->n_rows; r++) {
+                for (unsigned c = 0; c < t->n_columns; c++) {
+                        const char *cell = t->cells[r * t->n_columns + c];
+
+                        if (c + 1 == t->n_columns)
+                                fputs(cell, stdout);
+                        else
+                                printf("%-*s  ", (int)width[c], cell);
+                }
+                putchar('\n');
+        }
+}
+
+struct cli_table *cli_table_free(struct cli_table *t)
+{
+        if (!t)
+                return NULL;
+        for (size_t i = 0; i < t->n_rows * t->n_columns; i++)
+                free(t->cells[i]);
+        free(t->cells);
+        free(t);
+        return NULL;
+}

@@ -1,0 +1,628 @@
+/* tests/control/test-cli.c: the vsockmux binary against a fake daemon (the real control server on a
+ * real loop, with canned method handlers standing in for daemon/). */
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <json-c/json.h>
+
+#include "control/server.h"
+#include "relay/relay.h"
+
+#define WAIT_LIMIT_NS (60ull * 1000000000ull)
+#define OUT_MAX 65536
+
+static const char *cli_path;
+
+struct fixture {
+        char dir[64];
+        char path[96];
+        char attach_path[100];
+        int attach_listen_fd;
+        struct relay *relay;
+        struct control_server *server;
+        char last_exec_stdout[256];
+};
+
+struct run {
+        char out[OUT_MAX];
+        char err[OUT_MAX];
+        size_t out_len, err_len;
+        int status;
+};
+
+/* ---- the fake daemon's handlers ------------------------------------------------------------ */
+
+static int fake_vm_list(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        Vsockmux__V1__VmListResponse resp = VSOCKMUX__V1__VM_LIST_RESPONSE__INIT;
+        Vsockmux__V1__VmInfo a = VSOCKMUX__V1__VM_INFO__INIT, b = VSOCKMUX__V1__VM_INFO__INIT;
+        Vsockmux__V1__VmInfo *vms[] = { &a, &b };
+
+        a.name = (char *)"alpha";
+        a.transport = VSOCKMUX__V1__TRANSPORT__TRANSPORT_HVSOCK;
+        a.hvsock_path = (char *)"/run/fc/alpha.vsock";
+        a.bridge_state = VSOCKMUX__V1__BRIDGE_STATE__BRIDGE_STATE_CONNECTED;
+        a.process_count = 12;
+        a.container_count = 2;
+        b.name = (char *)"b";
+        b.transport = VSOCKMUX__V1__TRANSPORT__TRANSPORT_VSOCK;
+        b.cid = 42;
+        b.bridge_state = VSOCKMUX__V1__BRIDGE_STATE__BRIDGE_STATE_WAITING;
+        resp.n_vms = 2;
+        resp.vms = vms;
+        return control_call_reply(call, &resp.base) < 0 ? 0 : 0;
+}
+
+static int fake_vm_add(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        const Vsockmux__V1__VmAddRequest *req = (const void *)request;
+
+        if (strcmp(req->name, "taken") == 0)
+                return control_call_fail(call, CONTROL_CODE_ALREADY_EXISTS, "VM 'taken' already exists\nsecond line"), 0;
+        if (req->transport_case != VSOCKMUX__V1__VM_ADD_REQUEST__TRANSPORT_CID || req->cid != 7)
+                return -EINVAL;
+        control_call_reply(call, NULL);
+        return 0;
+}
+
+static int fake_kill(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        const Vsockmux__V1__KillRequest *req = (const void *)request;
+        Vsockmux__V1__KillResponse resp = VSOCKMUX__V1__KILL_RESPONSE__INIT;
+
+        /* The default signal is SIGTERM; pid 404 is gone already. */
+        if (req->signal != SIGTERM && req->signal != SIGKILL)
+                return -EINVAL;
+        if (req->pid == 404) {
+                resp.not_found = true;
+                resp.note = (char *)"already exited";
+        }
+        control_call_reply(call, &resp.base);
+        return 0;
+}
+
+static int fake_ps(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        Vsockmux__V1__PsResponse resp = VSOCKMUX__V1__PS_RESPONSE__INIT;
+        Vsockmux__V1__ProcessInfo p = VSOCKMUX__V1__PROCESS_INFO__INIT;
+        Vsockmux__V1__ProcessInfo *procs[] = { &p };
+        Vsockmux__V1__StreamCounters bytes = VSOCKMUX__V1__STREAM_COUNTERS__INIT;
+        Vsockmux__V1__ExitStatus es = VSOCKMUX__V1__EXIT_STATUS__INIT;
+        char *argv[] = { (char *)"sleep", (char *)"100" };
+
+        p.pid = 17;
+        p.argv = argv;
+        p.n_argv = 2;
+        p.state = VSOCKMUX__V1__PROCESS_STATE__PROCESS_STATE_LOST;
+        p.stdin_port = 0x40000001;
+        p.stdout_port = 0x40000002;
+        p.stderr_port = 0x40000003;
+        p.wait_call_id = 9;
+        bytes.stdout_bytes = 1234;
+        p.bytes = &bytes;
+        es.kind = VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_LOST;
+        p.exit = &es;
+        resp.processes = procs;
+        resp.n_processes = 1;
+        control_call_reply(call, &resp.base);
+        return 0;
+}
+
+static int fake_events(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        Vsockmux__V1__Event ev = VSOCKMUX__V1__EVENT__INIT;
+        Vsockmux__V1__ExitStatus es = VSOCKMUX__V1__EXIT_STATUS__INIT;
+
+        ev.timestamp_ns = UINT64_C(1700000000123000000);
+        ev.kind = VSOCKMUX__V1__EVENT_KIND__EVENT_KIND_VM_ADDED;
+        ev.vm = (char *)"alpha";
+        control_call_send(call, &ev.base);
+        ev.kind = VSOCKMUX__V1__EVENT_KIND__EVENT_KIND_PROCESS_EXITED;
+        ev.pid = 5;
+        es.kind = VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_SIGNALED;
+        es.signal = 9;
+        ev.exit = &es;
+        control_call_send(call, &ev.base);
+        control_call_reply(call, NULL);
+        return 0;
+}
+
+static int connect_path(const char *path, int type)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                close(fd);
+                return -1;
+        }
+        return fd;
+}
+
+static void write_str(int fd, const char *s)
+{
+        assert_int_equal(write(fd, s, strlen(s)), (ssize_t)strlen(s));
+}
+
+/* Exec, faked in the loop thread with blocking I/O: the CLI is another process, so this cannot
+ * deadlock. argv[0] picks the outcome: "exit7", "signal9", "lost" or "fail". */
+static int fake_exec(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        const Vsockmux__V1__ExecRequest *req = (const void *)request;
+        struct fixture *f = userdata;
+        Vsockmux__V1__ExecResponse resp = VSOCKMUX__V1__EXEC_RESPONSE__INIT;
+        Vsockmux__V1__ExitStatus es = VSOCKMUX__V1__EXIT_STATUS__INIT;
+        int in, out, err;
+        char buf[256];
+        size_t got = 0;
+
+        if (req->n_argv < 1)
+                return -EINVAL;
+        if (strcmp(req->argv[0], "fail") == 0)
+                return control_call_fail(call, CONTROL_CODE_NOT_FOUND, "VM '%s' not found", req->vm), 0;
+        snprintf(f->last_exec_stdout, sizeof(f->last_exec_stdout), "%s", req->stdout_path);
+        if (req->detach) {
+                resp.pid = 4321;
+                control_call_reply(call, &resp.base);
+                return 0;
+        }
+
+        in = connect_path(req->stdin_path, SOCK_STREAM);
+        out = connect_path(req->stdout_path, SOCK_STREAM);
+        err = connect_path(req->stderr_path, SOCK_STREAM);
+        assert_true(in >= 0 && out >= 0 && err >= 0);
+        write_str(out, "out:hello\n");
+        write_str(err, "err:oops\n");
+        /* Echo stdin until its EOF, as `cat` would. */
+        for (;;) {
+                ssize_t n = read(in, buf + got, sizeof(buf) - 1 - got);
+                if (n <= 0)
+                        break;
+                got += (size_t)n;
+        }
+        buf[got] = '\0';
+        write_str(out, "echo:");
+        write_str(out, buf);
+        close(in);
+        close(out);
+        close(err);
+
+        resp.pid = 99;
+        if (strcmp(req->argv[0], "exit7") == 0) {
+                es.kind = VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_EXITED;
+                es.code = 7;
+        } else if (strcmp(req->argv[0], "signal9") == 0) {
+                es.kind = VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_SIGNALED;
+                es.signal = 9;
+        } else {
+                es.kind = VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_LOST;
+                es.message = (char *)"the guest reaped it while the daemon was away";
+        }
+        resp.exit = &es;
+        control_call_reply(call, &resp.base);
+        return 0;
+}
+
+/* Called from the test's loop: the reply naming the socket must be sent before anyone connects. */
+static void fake_attach_serve(struct fixture *f)
+{
+        int fd;
+        char in[64] = {};
+
+        if (f->attach_listen_fd < 0)
+                return;
+        fd = accept4(f->attach_listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0)
+                return;
+        f->attach_listen_fd = safe_close(f->attach_listen_fd);
+        assert_int_equal(fcntl(fd, F_SETFL, 0), 0);
+        assert_int_equal(send(fd, "\002attached-out\n", 14, 0), 14);
+        assert_int_equal(send(fd, "\003attached-err\n", 14, 0), 14);
+        /* The client's bytes arrive as stdin packets, unprefixed. */
+        assert_true(recv(fd, in, sizeof(in) - 1, 0) > 0);
+        assert_string_equal(in, "typed\n");
+        close(fd);
+}
+
+static int fake_attach(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        struct fixture *f = userdata;
+        Vsockmux__V1__AttachResponse resp = VSOCKMUX__V1__ATTACH_RESPONSE__INIT;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+        snprintf(f->attach_path, sizeof(f->attach_path), "%s/attach", f->dir);
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f->attach_path);
+        f->attach_listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        assert_true(f->attach_listen_fd >= 0);
+        assert_int_equal(bind(f->attach_listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        assert_int_equal(listen(f->attach_listen_fd, 1), 0);
+        resp.socket_path = f->attach_path;
+        control_call_reply(call, &resp.base);
+        return 0;
+}
+
+#define FAKE(m, req, fn) { CONTROL_SERVICE "/" m, &vsockmux__v1__##req##__descriptor, fn, false }
+static const struct control_method fake_methods[] = {
+        FAKE("VmList", vm_list_request, fake_vm_list),
+        FAKE("VmAdd", vm_add_request, fake_vm_add),
+        FAKE("Kill", kill_request, fake_kill),
+        FAKE("Ps", ps_request, fake_ps),
+        FAKE("Exec", exec_request, fake_exec),
+        FAKE("Attach", attach_request, fake_attach),
+        { CONTROL_SERVICE "/Events", &vsockmux__v1__events_request__descriptor, fake_events, true },
+};
+
+/* ---- running the CLI --------------------------------------------------------------------- */
+
+static void drain(int fd, char *buf, size_t *len)
+{
+        for (;;) {
+                ssize_t n = read(fd, buf + *len, OUT_MAX - 1 - *len);
+                if (n <= 0)
+                        break;
+                *len += (size_t)n;
+        }
+        buf[*len] = '\0';
+}
+
+/* Runs `vsockmux --socket PATH args...` with stdin_data, serving the loop meanwhile. */
+static void run_cli(struct fixture *f, struct run *res, const char *stdin_data, ...)
+{
+        const char *argv[32] = { cli_path, "--socket", f->path };
+        int in[2], out[2], err[2];
+        uint64_t start = relay_now_ns(f->relay);
+        unsigned n = 3;
+        va_list ap;
+        pid_t pid;
+
+        va_start(ap, stdin_data);
+        while ((argv[n] = va_arg(ap, const char *)))
+                assert_true(++n < ELEMENTSOF(argv));
+        va_end(ap);
+
+        memset(res, 0, sizeof(*res));
+        assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+        assert_int_equal(pipe2(out, O_CLOEXEC | O_NONBLOCK), 0);
+        assert_int_equal(pipe2(err, O_CLOEXEC | O_NONBLOCK), 0);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                dup2(in[0], STDIN_FILENO);
+                dup2(out[1], STDOUT_FILENO);
+                dup2(err[1], STDERR_FILENO);
+                execv(cli_path, (char **)argv);
+                _exit(127);
+        }
+        close(in[0]);
+        close(out[1]);
+        close(err[1]);
+        if (stdin_data)
+                write_str(in[1], stdin_data);
+        close(in[1]);
+
+        for (;;) {
+                pid_t w = waitpid(pid, &res->status, WNOHANG);
+
+                drain(out[0], res->out, &res->out_len);
+                drain(err[0], res->err, &res->err_len);
+                if (w == pid)
+                        break;
+                assert_int_equal(w, 0);
+                assert_int_equal(relay_run_once(f->relay, 10 * 1000000), 0);
+                fake_attach_serve(f);
+                assert_true(relay_now_ns(f->relay) - start < WAIT_LIMIT_NS);
+        }
+        fcntl(out[0], F_SETFL, 0);
+        fcntl(err[0], F_SETFL, 0);
+        drain(out[0], res->out, &res->out_len);
+        drain(err[0], res->err, &res->err_len);
+        close(out[0]);
+        close(err[0]);
+        assert_true(WIFEXITED(res->status));
+}
+
+static int exit_code(const struct run *res)
+{
+        return WEXITSTATUS(res->status);
+}
+
+static unsigned count_lines(const char *s)
+{
+        unsigned n = 0;
+
+        for (; *s; s++)
+                n += *s == '\n';
+        return n;
+}
+
+/* ---- fixtures ------------------------------------------------------------------------- */
+
+static int setup(void **state)
+{
+        struct fixture *f = calloc(1, sizeof(*f));
+        struct control_server_config cfg = { .owner_uid = geteuid(), .group = CONTROL_NO_GROUP };
+
+        if (!f)
+                return -1;
+        f->attach_listen_fd = -1;
+        snprintf(f->dir, sizeof(f->dir), "/tmp/vsockmux-cli-XXXXXX");
+        if (!mkdtemp(f->dir))
+                return -1;
+        snprintf(f->path, sizeof(f->path), "%s/control.sock", f->dir);
+        cfg.path = f->path;
+        if (relay_new(NULL, &f->relay) < 0 ||
+            control_server_new(f->relay, &cfg, fake_methods, ELEMENTSOF(fake_methods), f, &f->server) < 0)
+                return -1;
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state)
+{
+        struct fixture *f = *state;
+
+        control_server_free(f->server);
+        relay_free(f->relay);
+        safe_close(f->attach_listen_fd);
+        if (f->attach_path[0])
+                unlink(f->attach_path);
+        unlink(f->path);
+        rmdir(f->dir);
+        free(f);
+        return 0;
+}
+
+/* ---- tests ------------------------------------------------------------------------------ */
+
+static void test_vm_ls_prints_an_aligned_table(void **state)
+{
+        struct fixture *f = *state;
+        struct run res;
+        const char *line2;
+
+        run_cli(f, &res, NULL, "vm", "ls", NULL);
+        assert_int_equal(exit_code(&res), 0);
+        assert_int_equal(count_lines(res.out), 3);
+        line2 = strchr(res.out, '\n') + 1;
+        /* Every column starts where its header does. */
+        assert_int_equal(strstr(res.out, "TRANSPORT") - res.out, strstr(line2, "hvsock") - line2);
+        assert_int_equal(strstr(res.out, "BRIDGE") - res.out, strstr(line2, "connected") - line2);
+        assert_non_null(strstr(res.out, "cid 42"));
+        assert_non_null(strstr(res.out, "waiting"));
+        assert_string_equal(res.err, "");
+}
+
+static void test_vm_ls_json_is_one_document(void **state)
+{
+        struct fixture *f = *state;
+        struct run res;
+        struct json_object *doc, *vm;
+
+        run_cli(f, &res, NULL, "vm", "ls", "--json", NULL);
+        assert_int_equal(exit_code(&res), 0);
+        doc = json_tokener_parse(res.out);
+        assert_non_null(doc);
+        assert_true(json_object_is_type(doc, json_type_array));
+        assert_int_equal(json_object_array_length(doc), 2);
+        vm = json_object_array_get_idx(doc, 0);
+        assert_string_equal(json_object_get_string(json_object_object_get(vm, "name")), "alpha");
+        assert_string_equal(json_object_get_string(json_object_object_get(vm, "bridge")), "connected");
+        assert_int_equal(json_object_get_int(json_object_object_get(vm, "processes")), 12);
+        json_object_put(doc);
+}
+
+static void test_daemon_error_is_one_line_on_stderr_with_nonzero_exit(void **state)
+{
+        struct fixture *f = *state;
+        struct run res;
+
+        run_cli(f, &res, NULL, "vm", "add", "taken", "--cid", "7", NULL);
+        assert_int_equal(exit_code(&res), 1);
+        assert_string_equal(res.out, "");
+        assert_int_equal(count_lines(res.err), 1);
+        assert_non_null(strstr(res.err, "vsockmux: vm add: VM 'taken' already exists"));
+        assert_non_null(strstr(res.err, "ALREADY_EXISTS"));
+
+        run_cli(f, &res, NULL, "vm", "add", "fresh", "--cid", "7", NULL);
+        assert_int_equal(exit_code(&res), 0);
+}
+
+static void test_unreachable_daemon_names_the_socket(void **state)
+{
+        struct fixture *f = *state;
+        struct run res;
+        char missing[160];
+
+        snprintf(missing, sizeof(missing), "%s/nobody-here.sock", f->dir);
+        run_cli(f, &res, NULL, "--socket", missing, "stats", NULL);
+        assert_int_equal(exit_code(&res), 1);
+        assert_int_equal(count_lines(res.err), 1);
+        assert_non_null(strstr(res.err, missing));
+}
+
+static void test_kill_not_found_succeeds_with_a_note(void **state)
+{
+        struct fixture *f = *state;
+        struct run res;
+
+        run_cli(f, &res, NULL, "kill", "vm1", "404", NULL);
+        assert_int_equal(exit_code(&res), 0);
+        assert_non_null(strstr(res.err, "not running"));
+        assert_non_null(strstr(res.err, "already exited"));
+
+        run_cli(f, &res, NULL, "kill", "vm1", "5", "--signal", "SIGKILL", NULL);
+        assert_int_equal(exit_code(&res), 0);
+        assert_string_equal(res.err, "");
+}
+
+static void test_ps_reports_lost_exit_and_counters(void **state)
+{
+        struct fixture *f = *state;
+        struct run res;
+        struct json_object *doc, *p;
+
+        run_cli(f, &res, NULL, "ps", "vm1", NULL);
+        assert_int_equal(exit_code(&res), 0);
+        assert_non_null(strstr(res.out, "exit status lost"));
+        assert_non_null(strstr(res.out, "0/1234/0"));
+        assert_non_null(strstr(res.out, "sleep 100"));
+
+        run_cli(f, &res, NULL, "ps", "vm1", "--json", NULL);
+        assert_int_equal(exit_code(&res), 0);
+        doc = json_tokener_parse(res.out);
+        assert_non_null(doc);
+        p = json_object_array_get_idx(doc, 0);
+        assert_int_equal(json_object_get_int(json_object_object_get(p, "pid")), 17);
+        assert_string_equal(json_object_get_string(json_object_object_get(
+                json_object_object_get(p, "exit"), "kind")), "lost");
+        assert_int_equal(json_object_get_int(json_object_object_get(
+                json_object_object_get(p, "bytes"), "stdout")), 1234);
+        json_object_put(doc);
+}
+
+static void test_events_stream_prints_one_line_each(void **state)
+{
+        struct fixture *f = *state;
+        struct run res;
+        struct json_object *doc;
+
+        run_cli(f, &res, NULL, "events", NULL);
+        assert_int_equal(exit_code(&res), 0);
+        assert_int_equal(count_lines(res.out), 2);
+        assert_non_null(strstr(res.out, "2023-11-14T22:13:20.123Z vm-added"));
+        assert_non_null(strstr(res.out, "pid=5 exit=\"killed by SIGKILL\""));
+
+        run_cli(f, &res, NULL, "events", "--json", NULL);
+        assert_int_equal(exit_code(&res), 0);
+        assert_int_equal(count_lines(res.out), 2);
+        doc = json_tokener_parse(strchr(res.out, '\n') + 1);
+        assert_non_null(doc);
+        assert_string_equal(json_object_get_string(json_object_object_get(doc, "kind")), "process-exited");
+        json_object_put(doc);
+}
+
+static void test_attached_exec_relays_stdio_and_exits_with_the_code(void **state)
+{
+        struct fixture *f = *state;
+        struct run res;
+
+        run_cli(f, &res, "line one\n", "exec", "vm1", "--", "exit7", "arg", NULL);
+        assert_int_equal(exit_code(&res), 7);
+        assert_string_equal(res.out, "out:hello\necho:line one\n");
+        assert_string_equal(res.err, "err:oops\n");
+}
+
+static void test_attached_exec_killed_by_signal_exits_128_plus_n(void **state)
+{
+        struct fixture *f = *state;
+        struct run res;
+
+        run_cli(f, &res, "", "exec", "vm1", "--", "signal9", NULL);
+        assert_int_equal(exit_code(&res), 128 + 9);
+}
+
+static void test_attached_exec_with_lost_status_exits_255_and_says_so(void **state)
+{
+        struct fixture *f = *state;
+        struct run res;
+
+        run_cli(f, &res, "", "exec", "vm1", "--", "lost", NULL);
+        assert_int_equal(exit_code(&res), 255);
+        assert_non_null(strstr(res.err, "exit status lost"));
+        /* The relayed stderr came first; the CLI's own line is last and single. */
+        assert_non_null(strstr(res.err, "err:oops\n"));
+}
+
+static void test_exec_that_cannot_start_exits_125(void **state)
+{
+        struct fixture *f = *state;
+        struct run res;
+
+        run_cli(f, &res, "", "exec", "nope", "--", "fail", NULL);
+        assert_int_equal(exit_code(&res), 125);
+        assert_int_equal(count_lines(res.err), 1);
+        assert_non_null(strstr(res.err, "VM 'nope' not found"));
+}
+
+static void test_detached_exec_prints_the_pid_and_passes_absolute_paths(void **state)
+{
+        struct fixture *f = *state;
+        struct run res;
+        char cwd[256], expect[300];
+
+        run_cli(f, &res, NULL, "exec", "vm1", "--detach", "--stdout", "out.log", "--", "sleep", "1", NULL);
+        assert_int_equal(exit_code(&res), 0);
+        assert_string_equal(res.out, "4321\n");
+        assert_non_null(getcwd(cwd, sizeof(cwd)));
+        snprintf(expect, sizeof(expect), "%s/out.log", cwd);
+        assert_string_equal(f->last_exec_stdout, expect);
+}
+
+static void test_attach_splits_stdout_and_stderr_packets(void **state)
+{
+        struct fixture *f = *state;
+        struct run res;
+
+        run_cli(f, &res, "typed\n", "attach", "vm1", "99", NULL);
+        assert_int_equal(exit_code(&res), 0);
+        assert_string_equal(res.out, "attached-out\n");
+        assert_string_equal(res.err, "attached-err\n");
+}
+
+static void test_usage_errors_exit_2_with_one_line(void **state)
+{
+        struct fixture *f = *state;
+        struct run res;
+
+        run_cli(f, &res, NULL, "vm", "add", "x", "--hvsock", "/a", "--cid", "9", NULL);
+        assert_int_equal(exit_code(&res), 2);
+        assert_int_equal(count_lines(res.err), 1);
+        run_cli(f, &res, NULL, "kill", "vm1", "notapid", NULL);
+        assert_int_equal(exit_code(&res), 2);
+        assert_int_equal(count_lines(res.err), 1);
+        run_cli(f, &res, NULL, "frobnicate", NULL);
+        assert_int_equal(exit_code(&res), 2);
+        assert_int_equal(count_lines(res.err), 1);
+}
+
+int main(int argc, char **argv)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_vm_ls_prints_an_aligned_table, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_vm_ls_json_is_one_document, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_daemon_error_is_one_line_on_stderr_with_nonzero_exit, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_unreachable_daemon_names_the_socket, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_kill_not_found_succeeds_with_a_note, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_ps_reports_lost_exit_and_counters, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_events_stream_prints_one_line_each, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_attached_exec_relays_stdio_and_exits_with_the_code, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_attached_exec_killed_by_signal_exits_128_plus_n, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_attached_exec_with_lost_status_exits_255_and_says_so, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_exec_that_cannot_start_exits_125, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_detached_exec_prints_the_pid_and_passes_absolute_paths, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_attach_splits_stdout_and_stderr_packets, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_usage_errors_exit_2_with_one_line, setup, teardown),
+        };
+
+        if (argc < 2) {
+                fprintf(stderr, "usage: %s PATH-TO-vsockmux\n", argv[0]);
+                return 1;
+        }
+        cli_path = argv[1];
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
