@@ -1,0 +1,113 @@
+/* bench/procstat.c: /proc/PID/stat, status and task parsing. */
+#include <dirent.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench/procstat.h"
+
+static int read_small(const char *path, char *buf, size_t len)
+{
+        FILE *f = fopen(path, "re");
+        size_t n;
+
+        if (!f)
+                return -1;
+        n = fread(buf, 1, len - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        return 0;
+}
+
+static uint64_t cpu_ticks(pid_t pid)
+{
+        char path[64], buf[1024], *p;
+        unsigned long long ut = 0, st = 0;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        if (read_small(path, buf, sizeof(buf)) < 0)
+                return 0;
+        /* comm may hold spaces or ')': fields restart after the last ')'. */
+        p = strrchr(buf, ')');
+        if (!p)
+                return 0;
+        /* After ") ": state(3) ... utime is field 14, stime 15; skip 11 fields. */
+        if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+                return 0;
+        return ut + st;
+}
+
+static uint64_t rss_kb(pid_t pid)
+{
+        char path[64], buf[4096], *p;
+        unsigned long long kb = 0;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", (int) pid);
+        if (read_small(path, buf, sizeof(buf)) < 0)
+                return 0;
+        p = strstr(buf, "VmRSS:");
+        if (p)
+                sscanf(p + 6, "%llu", &kb);
+        return kb;
+}
+
+static void count_tasks(pid_t pid, struct bench_proc_sample *s)
+{
+        char path[64];
+        struct dirent *de;
+        DIR *d;
+
+        snprintf(path, sizeof(path), "/proc/%d/task", (int) pid);
+        d = opendir(path);
+        if (!d)
+                return;
+        while ((de = readdir(d))) {
+                char cpath[320], comm[64];
+
+                if (de->d_name[0] == '.')
+                        continue;
+                s->tasks++;
+                snprintf(cpath, sizeof(cpath), "/proc/%d/task/%s/comm", (int) pid, de->d_name);
+                if (read_small(cpath, comm, sizeof(comm)) < 0)
+                        continue;
+                if (strncmp(comm, "iou-wrk", 7) == 0)
+                        s->iou_wrk++;
+                else if (strncmp(comm, "iou-sqp", 7) == 0)
+                        s->iou_sqp++;
+        }
+        closedir(d);
+}
+
+void bench_proc_sample(const pid_t *pids, unsigned n, struct bench_proc_sample *ret)
+{
+        struct bench_proc_sample s = {};
+
+        for (unsigned i = 0; i < n; i++) {
+                s.cpu_ticks += cpu_ticks(pids[i]);
+                s.rss_kb += rss_kb(pids[i]);
+                count_tasks(pids[i], &s);
+        }
+        *ret = s;
+}
+
+uint64_t bench_kernel_kb(void)
+{
+        char buf[8192];
+        unsigned long long slab = 0, stack = 0;
+        char *p;
+
+        if (read_small("/proc/meminfo", buf, sizeof(buf)) < 0)
+                return 0;
+        p = strstr(buf, "\nSlab:");
+        if (p)
+                sscanf(p + 6, "%llu", &slab);
+        p = strstr(buf, "\nKernelStack:");
+        if (p)
+                sscanf(p + 13, "%llu", &stack);
+        return slab + stack;
+}
+
+double bench_ticks_to_seconds(uint64_t ticks)
+{
+        return (double) ticks / (double) sysconf(_SC_CLK_TCK);
+}

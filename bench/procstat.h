@@ -1,0 +1,19 @@
+/* bench/procstat.h: what /proc says about the relay processes under test; owns nothing. */
+#pragma once
+
+#include <stdint.h>
+#include <sys/types.h>
+
+struct bench_proc_sample {
+        uint64_t cpu_ticks;     /* utime + stime, summed over the pids */
+        uint64_t rss_kb;        /* VmRSS, summed */
+        unsigned tasks;         /* threads, summed */
+        unsigned iou_wrk;       /* io_uring async workers ("iou-wrk-*" tasks) */
+        unsigned iou_sqp;       /* io_uring SQPOLL threads */
+};
+
+/* A pid that has gone away counts as zero: socat exits once its stream ends. */
+void bench_proc_sample(const pid_t *pids, unsigned n, struct bench_proc_sample *ret);
+/* Slab + kernel stack, system wide: where socket buffers and io_uring state live. */
+uint64_t bench_kernel_kb(void);
+double bench_ticks_to_seconds(uint64_t ticks);

@@ -1,0 +1,620 @@
+#!/usr/bin/python3
+"""bench/run.py: the vsockmux benchmark driver (standard library only).
+
+Runs every scenario with every variant interleaved (A B C A B C ...), each figure the median of
+--reps repetitions with min and max beside it, checks the targets from issue 7, prints a table,
+writes bench/results/latest.json and bench/results/latest.png (gnuplot).
+
+The measuring is done by bench-load (C): it owns the host endpoints, forks the guest load
+generator, checks every byte of every stream and reads the relay's CPU from /proc/PID/stat.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+RESULTS = os.path.join(HERE, "results")
+BUILD_DIR = os.path.join(ROOT, "build-bench-run")
+PORT_BASE = 10000
+LOAD_TIMEOUT_S = 120
+
+
+# ---- variants -------------------------------------------------------------------------------
+#
+# A variant turns a spec file (one line per stream: dir, port, guest path "<vm uds>_<port>",
+# endpoint kind, endpoint path) into the processes that listen on the guest paths and relay each
+# stream to its endpoint. The driver starts them after bench-load has created the endpoints and
+# passes their pids back so bench-load can read their CPU and memory.
+
+class Variant:
+    direct = False  # the guest dials the endpoint itself: no relay (the ceiling)
+
+    def __init__(self, name, label):
+        self.name = name
+        self.label = label
+
+    def pending(self, bins):
+        """A reason this variant cannot run yet, or None."""
+        return None
+
+    def start(self, bins, spec_path, streams):
+        return []
+
+    def collect(self, procs, spec_path):
+        """Extra figures read while the relay is still up (after bench-load finished)."""
+        return {}
+
+
+class Direct(Variant):
+    direct = True
+
+
+class EpollRelay(Variant):
+    def __init__(self, name, label, flag):
+        super().__init__(name, label)
+        self.flag = flag
+
+    def start(self, bins, spec_path, streams):
+        return [spawn([bins["bench-epoll-relay"], self.flag, "--spec", spec_path])]
+
+
+class Socat(Variant):
+    """One socat per stream, which is what users do."""
+
+    def __init__(self, name, label, extra):
+        super().__init__(name, label)
+        self.extra = extra
+
+    def pending(self, bins):
+        return None if shutil.which("socat") else "socat not installed"
+
+    def start(self, bins, spec_path, streams):
+        procs = []
+        for s in streams:
+            guest = "UNIX-LISTEN:" + s["guest"]
+            if s["kind"] == "fifo":
+                endpoint = "OPEN:%s,wronly" % s["endpoint"]
+            else:
+                endpoint = "UNIX-CONNECT:" + s["endpoint"]
+            # -u: left to right (guest -> endpoint); -U: right to left (endpoint -> guest).
+            way = "-u" if s["dir"] == "from_guest" else "-U"
+            procs.append(spawn(["socat"] + self.extra + [way, guest, endpoint]))
+        return procs
+
+
+class VsockmuxUnderTest(Variant):
+    """THE swap point for the real daemon.
+
+    Today: bench/relay-under-test, a small program on relay/ (one io_uring loop, hybrid-vsock
+    listeners on "<vm uds>_<port>", one relay stream per connection). Later: vsockmuxd plus the
+    bridge load generator; only this class changes, the spec and bench-load stay as they are.
+    """
+
+    def pending(self, bins):
+        if "relay-under-test" not in bins:
+            return "bench/relay-under-test not built (relay/ streams not landed yet)"
+        return None
+
+    def start(self, bins, spec_path, streams):
+        return [spawn([bins["relay-under-test"], "--spec", spec_path, "--stats", spec_path + ".stats"])]
+
+    def collect(self, procs, spec_path):
+        time.sleep(0.25)  # one more stats period: the file then describes the idle state
+        try:
+            with open(spec_path + ".stats") as f:
+                st = json.load(f)
+        except (OSError, ValueError):
+            return {}
+        out = dict(pool_bytes=st["pool_bytes"], relay_failed=st["failed"])
+        # The pool is one fixed anonymous mapping; its resident part is the fixed cost, not a
+        # per-stream one. Adjacent anonymous mappings may merge into it, so this is an upper bound.
+        pool_kb = st["pool_bytes"] // 1024
+        best = None
+        try:
+            with open("/proc/%d/smaps" % procs[0].pid) as f:
+                size = None
+                for line in f:
+                    if line.startswith("Size:"):
+                        size = int(line.split()[1])
+                    elif line.startswith("Rss:") and size is not None and size >= pool_kb:
+                        if best is None or size < best[0]:
+                            best = (size, int(line.split()[1]))
+        except OSError:
+            pass
+        if best:
+            out["pool_rss_kb"] = best[1]
+        return out
+
+
+VARIANTS = {
+    v.name: v for v in [
+        Direct("direct", "direct (no relay)"),
+        VsockmuxUnderTest("vsockmux", "vsockmux"),
+        EpollRelay("epoll", "epoll relay 64K", "--copy"),
+        EpollRelay("splice", "splice relay", "--splice"),
+        Socat("socat", "socat", []),
+        Socat("socat64k", "socat -b 65536", ["-b", "65536"]),
+    ]
+}
+ALL = list(VARIANTS)
+
+
+def spawn(argv):
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, close_fds=True)
+
+
+def stop(procs):
+    """SIGKILL: nothing is measured after this, and a thousand socats must not cost seconds."""
+    for p in procs:
+        try:
+            os.kill(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for p in procs:
+        p.wait()
+
+
+# ---- scenarios ------------------------------------------------------------------------------
+
+MIB = 1 << 20
+
+
+def scenarios(quick):
+    """Sizes fit the 20,000 open-file limit and a 10-minute full run on 2 cores."""
+    q = quick
+    # One socat per stream costs ~5-15 ms of exec each: at 1,000 streams it runs where the
+    # comparison is the point (B2, B3) and only in the full run.
+    many = ["direct", "vsockmux", "epoll", "splice"] + ([] if q else ["socat"])
+    return [
+        dict(id="B1", title="one stream, 64 KiB writes", mode="throughput", streams=1, kind="unix",
+             args=["--bytes", str((128 if q else 768) * MIB), "--write-size", "65536"],
+             variants=ALL, metric="MB/s", extra="CPU-s/GB"),
+        dict(id="B2", title="1,000 streams, 64 KiB writes", mode="throughput", streams=1000, kind="unix",
+             args=["--bytes", str((128 if q else 1024) * 1024), "--write-size", "65536"],
+             variants=many, metric="MB/s", extra="CPU-s/GB"),
+        dict(id="B3", title="1,000 streams, 100-byte lines", mode="throughput", streams=1000, kind="unix",
+             args=["--bytes", str((100 if q else 1000) * 100), "--write-size", "100", "--burst", "64"],
+             variants=many, metric="msg/s", extra="us/msg"),
+        dict(id="B4", title="one stream, 100-byte lines", mode="throughput", streams=1, kind="unix",
+             args=["--bytes", str((100000 if q else 1000000) * 100), "--write-size", "100", "--burst", "64"],
+             variants=ALL, metric="msg/s", extra="us/msg"),
+        dict(id="B5", title="one-stream echo, 100 B", mode="echo", streams=1, kind="unix",
+             args=["--write-size", "100", "--roundtrips", str(2000 if q else 20000)],
+             variants=ALL, metric="p50 us", extra="p99 us"),
+        dict(id="B6", title="1,000-stream closed-loop echo", mode="echo", streams=1000, kind="unix",
+             args=["--write-size", "100", "--roundtrips", str(20 if q else 200)],
+             variants=many[:4], metric="RT/s", extra="us/RT"),
+        dict(id="B7", title="%d idle streams after a 64 KiB burst" % (1000 if q else 4000), mode="idle",
+             streams=1000 if q else 4000, kind="unix", args=["--bytes", "65536"],
+             variants=many[:4], metric="KiB/stream", extra="tasks"),
+        dict(id="B8a", title="100 streams, all consumed (B8 baseline)", mode="stall", streams=100, kind="unix",
+             args=["--seconds", "0.5" if q else "1.5"], stall=False,
+             variants=["direct", "vsockmux", "epoll", "splice", "socat64k"], metric="MB/s", extra="held KiB"),
+        dict(id="B8", title="100 streams, one stalled consumer", mode="stall", streams=100, kind="unix",
+             args=["--seconds", "0.5" if q else "1.5"], stall=True,
+             variants=["direct", "vsockmux", "epoll", "splice", "socat64k"], metric="MB/s", extra="held KiB"),
+        dict(id="B9.1", title="B1 with a fifo endpoint", mode="throughput", streams=1, kind="fifo",
+             args=["--bytes", str((128 if q else 768) * MIB), "--write-size", "65536"],
+             variants=ALL, metric="MB/s", extra="CPU-s/GB"),
+        dict(id="B9.2", title="B2 with fifo endpoints", mode="throughput", streams=1000, kind="fifo",
+             args=["--bytes", str((128 if q else 1024) * 1024), "--write-size", "65536"],
+             variants=many[:4], metric="MB/s", extra="CPU-s/GB"),
+        dict(id="B9.3", title="B3 with fifo endpoints", mode="throughput", streams=1000, kind="fifo",
+             args=["--bytes", str((100 if q else 1000) * 100), "--write-size", "100", "--burst", "64"],
+             variants=many[:4], metric="msg/s", extra="us/msg"),
+    ]
+
+
+PENDING_SCENARIOS = [
+    ("B10", "save/restore with streams in flight", "needs vsockmuxd save/restore (later session)"),
+    ("B11", "restore into another daemon under load", "needs vsockmuxd save/restore (later session)"),
+]
+
+
+def write_spec(tmp, sc):
+    """Echo runs pairs (stdin to_guest, stdout from_guest) per process."""
+    streams = []
+    n = sc["streams"] * (2 if sc["mode"] == "echo" else 1)
+    for i in range(n):
+        port = PORT_BASE + i
+        d = "from_guest"
+        if sc["mode"] == "echo" and i % 2 == 0:
+            d = "to_guest"
+        ext = "fifo" if sc["kind"] == "fifo" else "sock"
+        streams.append(dict(dir=d, port=port, guest="%s/vm.sock_%d" % (tmp, port), kind=sc["kind"],
+                            endpoint="%s/ep%d.%s" % (tmp, i, ext)))
+    path = os.path.join(tmp, "spec")
+    with open(path, "w") as f:
+        for s in streams:
+            f.write("%s %d %s %s %s\n" % (s["dir"], s["port"], s["guest"], s["kind"], s["endpoint"]))
+    return path, streams
+
+
+def measure(bins, sc, variant):
+    """One repetition: bench-load creates endpoints, we start the relay, it measures."""
+    tmp = tempfile.mkdtemp(prefix="vsockmux-bench-", dir="/tmp")
+    procs = []
+    try:
+        spec, streams = write_spec(tmp, sc)
+        argv = [bins["bench-load"], "--spec", spec, "--mode", sc["mode"]] + sc["args"]
+        if variant.direct:
+            argv.append("--direct")
+        load = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        line = load.stdout.readline()
+        if line.strip() != "ready":
+            load.kill()
+            return dict(ok=False, error="bench-load did not start: " + load.stderr.read().strip()[-300:])
+        try:
+            procs = variant.start(bins, spec, streams)
+        except OSError as e:
+            load.kill()
+            load.wait()
+            return dict(ok=False, error="cannot start %s: %s (fd/process limits?)" % (variant.name, e))
+        load.stdin.write(" ".join(str(p.pid) for p in procs) + "\n")
+        load.stdin.flush()
+        try:
+            out, err = load.communicate(timeout=LOAD_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            load.kill()
+            return dict(ok=False, error="bench-load timed out")
+        lines = [x for x in out.splitlines() if x.startswith("{")]
+        if not lines:
+            return dict(ok=False, error="bench-load exit %d: %s" % (load.returncode, err.strip()[-300:]))
+        res = json.loads(lines[-1])
+        if load.returncode != 0 and res.get("ok"):
+            res.update(ok=False, error="bench-load exit %d" % load.returncode)
+        if res.get("ok") and procs:
+            res.update(variant.collect(procs, spec))
+        return res
+    finally:
+        stop(procs)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def figures(sc, r):
+    """(primary, extra) from one bench-load result, in the scenario's units."""
+    mode, n = sc["mode"], sc["streams"]
+    if mode == "throughput":
+        cpu = r["relay_cpu_s"]
+        if sc["metric"] == "MB/s":
+            return r["bytes"] / r["seconds"] / 1e6, cpu / (r["bytes"] / 1e9) if cpu >= 0 else None
+        return r["messages"] / r["seconds"], cpu / r["messages"] * 1e6 if cpu >= 0 else None
+    if mode == "echo":
+        if n == 1:
+            return r["p50_us"], r["p99_us"]
+        cpu = r["relay_cpu_s"]
+        return r["messages"] / r["seconds"], cpu / r["messages"] * 1e6 if cpu >= 0 else None
+    if mode == "idle":
+        # Relay RSS growth plus kernel slab/stack growth, per stream. The direct run's kernel
+        # growth is the sockets themselves; the table's target check subtracts twice that
+        # (a relay holds two connections per stream where direct holds one).
+        pool_rss = r.get("pool_rss_kb", 0)
+        rss = (r["rss_kb_end"] - r["rss_kb_before"] - pool_rss) / n
+        kern = (r["kernel_kb_end"] - r["kernel_kb_before"]) / n
+        return rss + kern, dict(rss=rss, kernel=kern, tasks=r["tasks"], iou_wrk=r["iou_wrk"],
+                                pool_mib=r["pool_bytes"] / MIB if "pool_bytes" in r else None,
+                                pool_rss_mib=pool_rss / 1024)
+    if mode == "stall":
+        others = r["others_bytes"] / r["seconds"] / 1e6
+        if sc.get("stall"):
+            return others, r["stalled_absorbed"] / 1024
+        return others, None
+    raise ValueError(mode)
+
+
+def summarize(values):
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return None
+    return dict(median=statistics.median(vals), min=min(vals), max=max(vals), n=len(vals))
+
+
+# ---- targets --------------------------------------------------------------------------------
+
+def med(summary, sid, var, key="primary"):
+    s = summary.get(sid, {}).get(var)
+    if not s or not s.get(key):
+        return None
+    return s[key]["median"]
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def targets(summary):
+    """(scenario, what, value, op, goal) per target of issue 7; value None = pending/not measured."""
+    t = []
+    m = lambda sid, var, key="primary": med(summary, sid, var, key)  # noqa: E731
+    for sid, base in (("B1", "B1"), ("B9.1", "B9.1")):
+        t.append((sid, "vsockmux / direct throughput", ratio(m(sid, "vsockmux"), m(sid, "direct")), ">=", 0.40))
+        t.append((sid, "vsockmux relay CPU-s/GB", m(sid, "vsockmux", "extra"), "<=", 0.30))
+        t.append((sid, "vsockmux / socat default", ratio(m(sid, "vsockmux"), m(sid, "socat")), ">=", 5.0))
+        t.append((sid, "vsockmux / socat -b 65536", ratio(m(sid, "vsockmux"), m(sid, "socat64k")), ">=", 1.3))
+    for sid in ("B2", "B9.2"):
+        t.append((sid, "vsockmux / direct aggregate", ratio(m(sid, "vsockmux"), m(sid, "direct")), ">=", 0.55))
+        t.append((sid, "vsockmux relay CPU-s/GB", m(sid, "vsockmux", "extra"), "<=", 0.30))
+    for sid in ("B3", "B9.3"):
+        t.append((sid, "vsockmux / direct msg/s", ratio(m(sid, "vsockmux"), m(sid, "direct")), ">=", 0.90))
+        t.append((sid, "vsockmux relay CPU us/msg", m(sid, "vsockmux", "extra"), "<=", 1.6))
+        t.append((sid, "epoll / vsockmux CPU per msg", ratio(m(sid, "epoll", "extra"), m(sid, "vsockmux", "extra")),
+                  ">=", 1.5))
+    t.append(("B4", "vsockmux / direct msg/s", ratio(m("B4", "vsockmux"), m("B4", "direct")), ">=", 0.90))
+    d50 = m("B5", "direct")
+    t.append(("B5", "vsockmux p50 - direct p50 (us)",
+              None if m("B5", "vsockmux") is None or d50 is None else m("B5", "vsockmux") - d50, "<=", 35.0))
+    t.append(("B5", "vsockmux p99 / epoll p99", ratio(m("B5", "vsockmux", "extra"), m("B5", "epoll", "extra")),
+              "<=", 1.0))
+    t.append(("B6", "vsockmux / epoll round trips/s", ratio(m("B6", "vsockmux"), m("B6", "epoll")), ">=", 1.7))
+    b7 = summary.get("B7", {})
+    sock = m("B7", "direct", "kernel")
+    v = m("B7", "vsockmux", "rss")
+    k = m("B7", "vsockmux", "kernel")
+    t.append(("B7", "vsockmux KiB/stream over the sockets", None if None in (v, k, sock) else v + k - 2 * sock,
+              "<=", 4.0))
+    t.append(("B7", "vsockmux iou-wrk threads", m("B7", "vsockmux", "iou_wrk"), "<=", 0))
+    pool = b7.get("vsockmux", {}).get("pool_mib")
+    t.append(("B7", "vsockmux buffer pool MiB", pool["median"] if pool else None, "<=", 64))
+    t.append(("B8", "vsockmux others' MB/s stalled / not", ratio(m("B8", "vsockmux"), m("B8a", "vsockmux")),
+              ">=", 0.90))
+    t.append(("B8", "vsockmux KiB held for the stalled stream", m("B8", "vsockmux", "extra"), "<=", 1024))
+    return t
+
+
+def check(value, op, goal):
+    if value is None:
+        return "PENDING"
+    ok = value >= goal if op == ">=" else value <= goal
+    return "PASS" if ok else "MISS"
+
+
+# ---- output ---------------------------------------------------------------------------------
+
+def fmt(v):
+    if v is None:
+        return "-"
+    a = abs(v)
+    if a >= 1e6:
+        return "%.2fM" % (v / 1e6)
+    if a >= 1e4:
+        return "%.0fk" % (v / 1e3)
+    if a >= 100:
+        return "%.0f" % v
+    if a >= 10:
+        return "%.1f" % v
+    return "%.2f" % v
+
+
+def cell(s):
+    if not s:
+        return "-"
+    return "%s [%s-%s]" % (fmt(s["median"]), fmt(s["min"]), fmt(s["max"]))
+
+
+def render(scs, summary, tgts, skipped):
+    out = []
+    for sc in scs:
+        out.append("%s  %s  (%s; %s)" % (sc["id"], sc["title"], sc["metric"], sc["extra"]))
+        d = med(summary, sc["id"], "direct")
+        for vn in sc["variants"]:
+            s = summary.get(sc["id"], {}).get(vn)
+            label = VARIANTS[vn].label
+            if vn in skipped:
+                out.append("    %-18s PENDING: %s" % (label, skipped[vn]))
+                continue
+            if not s or not s.get("primary"):
+                err = (s or {}).get("error", "no result")
+                out.append("    %-18s FAILED: %s" % (label, err))
+                continue
+            rel = ratio(s["primary"]["median"], d)
+            extra = s.get("extra")
+            if sc["mode"] == "idle":
+                extra_s = "rss %s + kernel %s KiB/stream, tasks %s, iou-wrk %s" % (
+                    fmt(s["rss"]["median"]), fmt(s["kernel"]["median"]), fmt(s["tasks"]["median"]),
+                    fmt(s["iou_wrk"]["median"]))
+                if s.get("pool_mib"):
+                    extra_s += ", pool %s MiB (%s resident, not in rss)" % (
+                        fmt(s["pool_mib"]["median"]), fmt(s["pool_rss_mib"]["median"]))
+            else:
+                extra_s = "%s %s" % (sc["extra"], cell(extra))
+            out.append("    %-18s %-26s %-7s %s%s" % (
+                label, cell(s["primary"]), "x%.2f" % rel if rel is not None and sc["mode"] != "idle" else "",
+                extra_s, "  (%d failed reps)" % s["failed"] if s.get("failed") else ""))
+    out.append("")
+    out.append("Targets (issue 7)")
+    for sid, what, value, op, goal in tgts:
+        out.append("    %-5s %-40s %10s  %s %-6s %s" % (sid, what, fmt(value), op, fmt(goal), check(value, op, goal)))
+    for sid, title, why in PENDING_SCENARIOS:
+        out.append("    %-5s %-40s %10s  PENDING (%s)" % (sid, title, "-", why))
+    return "\n".join(out)
+
+
+def chart(scs, summary, path):
+    """Each variant's median as a multiple of direct, per scenario (B5: latency, lower is better)."""
+    if not shutil.which("gnuplot"):
+        return "gnuplot not installed"
+    rows = [sc for sc in scs if sc["mode"] != "idle"]
+    names = [v for v in ALL if v != "direct"]
+    dat = path + ".dat"
+    with open(dat, "w") as f:
+        f.write("scenario " + " ".join(names) + "\n")
+        for sc in rows:
+            d = med(summary, sc["id"], "direct")
+            vals = []
+            for vn in names:
+                r = ratio(med(summary, sc["id"], vn), d)
+                vals.append("%.4f" % r if r is not None else "NaN")
+            f.write('"%s" %s\n' % (sc["id"], " ".join(vals)))
+    gp = """set terminal pngcairo size 1200,600 font "sans,10"
+set output '%s'
+set title "vsockmux bench: median as a multiple of direct (B5 is p50 latency: lower is better)"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set key outside right top
+set yrange [0:*]
+set grid ytics
+set ylabel "x direct"
+plot for [i=2:%d] '%s' using i:xtic(1) title columnheader(i)
+""" % (path, len(names) + 1, dat)
+    r = subprocess.run(["gnuplot"], input=gp, text=True, capture_output=True)
+    os.unlink(dat)
+    return None if r.returncode == 0 else r.stderr.strip()[-200:]
+
+
+# ---- build ----------------------------------------------------------------------------------
+
+def build(args):
+    """Returns {program: path}; relay-under-test only when relay/ can build it."""
+    if args.bin_dir:
+        d = args.bin_dir
+    else:
+        if not os.path.exists(os.path.join(BUILD_DIR, "build.ninja")):
+            subprocess.run(["meson", "setup", "--buildtype=release", BUILD_DIR, ROOT], check=True,
+                           stdout=subprocess.DEVNULL)
+        targets_ = ["bench/bench-load", "bench/bench-epoll-relay"]
+        subprocess.run(["ninja", "-C", BUILD_DIR] + targets_, check=True, stdout=subprocess.DEVNULL)
+        # Optional: exists only once relay/ streams have landed.
+        subprocess.run(["ninja", "-C", BUILD_DIR, "bench/relay-under-test"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        d = os.path.join(BUILD_DIR, "bench")
+    bins = {}
+    for name in ("bench-load", "bench-epoll-relay", "relay-under-test"):
+        p = os.path.join(d, name)
+        if os.access(p, os.X_OK):
+            bins[name] = p
+    for need in ("bench-load", "bench-epoll-relay"):
+        if need not in bins:
+            sys.exit("run.py: %s missing in %s" % (need, d))
+    return bins
+
+
+def machine():
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return dict(host=platform.node(), kernel=platform.release(), cpu=cpu, cpus=os.cpu_count(),
+                nofile=__import__("resource").getrlimit(__import__("resource").RLIMIT_NOFILE))
+
+
+def main():
+    ap = argparse.ArgumentParser(description="vsockmux benchmarks (issue 7)")
+    ap.add_argument("--quick", action="store_true", help="small sizes, about a minute (smoke)")
+    ap.add_argument("--reps", type=int, default=5, help="repetitions per variant (>= 5 for headline figures)")
+    ap.add_argument("--only", help="comma-separated scenario ids, e.g. B1,B5")
+    ap.add_argument("--variants", help="comma-separated variants (direct is always kept)")
+    ap.add_argument("--bin-dir", help="use prebuilt bench programs from this directory")
+    ap.add_argument("--out", default=RESULTS, help="results directory")
+    args = ap.parse_args()
+
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    bins = build(args)
+    scs = scenarios(args.quick)
+    if args.only:
+        keep = set(args.only.split(","))
+        scs = [s for s in scs if s["id"] in keep]
+    if args.variants:
+        keep = set(args.variants.split(",")) | {"direct"}
+        for s in scs:
+            s["variants"] = [v for v in s["variants"] if v in keep]
+    skipped = {}
+    for vn in ALL:
+        why = VARIANTS[vn].pending(bins)
+        if why:
+            skipped[vn] = why
+
+    plan = []
+    for sc in scs:
+        for rep in range(args.reps):
+            for vn in sc["variants"]:  # interleaved: A B C A B C ...
+                if vn not in skipped:
+                    plan.append((sc, rep, vn))
+
+    raw = {}
+    t_start = time.monotonic()
+    failures = []
+    tty = sys.stderr.isatty()
+    for k, (sc, rep, vn) in enumerate(plan):
+        msg = "[%3d/%d %4.0fs] %s %s rep %d/%d" % (k + 1, len(plan), time.monotonic() - t_start, sc["id"],
+                                                  vn, rep + 1, args.reps)
+        sys.stderr.write(("\r\033[K" + msg) if tty else msg + "\n")
+        sys.stderr.flush()
+        r = measure(bins, sc, VARIANTS[vn])
+        raw.setdefault(sc["id"], {}).setdefault(vn, []).append(r)
+        if not r.get("ok"):
+            failures.append("%s %s rep %d: %s" % (sc["id"], vn, rep + 1, r.get("error")))
+    if tty:
+        sys.stderr.write("\r\033[K")
+    elapsed = time.monotonic() - t_start
+
+    summary = {}
+    for sc in scs:
+        for vn, runs in raw.get(sc["id"], {}).items():
+            good = [r for r in runs if r.get("ok")]
+            figs = [figures(sc, r) for r in good]
+            s = dict(primary=summarize([f[0] for f in figs]), failed=len(runs) - len(good))
+            if sc["mode"] == "idle":
+                for key in ("rss", "kernel", "tasks", "iou_wrk", "pool_mib", "pool_rss_mib"):
+                    s[key] = summarize([f[1][key] for f in figs])
+            else:
+                s["extra"] = summarize([f[1] for f in figs])
+            if len(good) < len(runs):
+                s["error"] = next(r.get("error") for r in runs if not r.get("ok"))
+            summary.setdefault(sc["id"], {})[vn] = s
+    tgts = targets(summary)
+
+    os.makedirs(args.out, exist_ok=True)
+    table = render(scs, summary, tgts, skipped)
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    m = machine()
+    header = "vsockmux bench %s, %s, %s x%s, kernel %s, %d reps%s, %.0f s" % (
+        stamp, m["host"], m["cpu"], m["cpus"], m["kernel"], args.reps, " (quick)" if args.quick else "", elapsed)
+    print(header)
+    print(table)
+    png = os.path.join(args.out, "latest.png")
+    err = chart(scs, summary, png)
+    print("\nresults: %s%s" % (os.path.join(args.out, "latest.json"),
+                               "" if err else ", chart: " + png))
+    if err:
+        print("chart not drawn: " + err)
+    doc = dict(when=stamp, machine=m, quick=args.quick, reps=args.reps, seconds=elapsed,
+               skipped=skipped, pending_scenarios=PENDING_SCENARIOS,
+               scenarios=[{k: v for k, v in sc.items()} for sc in scs], summary=summary,
+               targets=[dict(scenario=a, what=b, value=c, op=d, goal=e, verdict=check(c, d, e))
+                        for a, b, c, d, e in tgts],
+               raw=raw, table=table)
+    with open(os.path.join(args.out, "latest.json"), "w") as f:
+        json.dump(doc, f, indent=1)
+    if failures:
+        print("\nFAILED repetitions (integrity or setup):")
+        for f_ in failures:
+            print("    " + f_)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
