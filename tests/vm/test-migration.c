@@ -408,6 +408,31 @@ static void test_free_while_running_aborts(void **state)
         guest_destroy(fx.src, "vmt-free");
 }
 
+/* The destination QEMU cannot listen on port 1: libvirt's reason reaches the caller. */
+static void test_failed_migration_reports_why_and_source_keeps_running(void **state)
+{
+        _cleanup_(vm_migration_freep) struct vm_migration *m = NULL;
+        struct vm_migration_config c;
+        struct vm_migrate_params p;
+        struct seen s;
+
+        guest_start("vmt-fail", 0);
+        config_init(&c, "vmt-fail", "tcp://127.0.0.1:1");
+        vm_migrate_params_init(&p);
+        seen_init(&s);
+        start_ok(&c, &p, &m);
+        wait_terminal(m, &s);
+        assert_int_equal(s.terminal.kind, VM_MIGRATION_EVENT_FAILED);
+        assert_true(s.terminal.error < 0);
+        assert_true(strlen(s.terminal.message) > 0);
+        print_message("failure reported as: %s\n", s.terminal.message);
+        assert_int_equal(s.count[VM_MIGRATION_EVENT_SUSPENDED], 0);
+        assert_int_equal(vm_migration_finalize(m), -ECANCELED);
+        assert_int_equal(domain_state(fx.src, "vmt-fail"), VIR_DOMAIN_RUNNING);
+        assert_int_equal(domain_state(fx.dst, "vmt-fail"), -1);
+        guest_destroy(fx.src, "vmt-fail");
+}
+
 static void test_invalid_options_refused_before_any_libvirt_call(void **state)
 {
         struct vm_migration *m = NULL;
@@ -522,6 +547,7 @@ int main(void)
                 cmocka_unit_test(test_bandwidth_raised_mid_flight_lets_migration_finish),
                 cmocka_unit_test(test_abort_leaves_source_running_and_downtime_is_applied),
                 cmocka_unit_test(test_free_while_running_aborts),
+                cmocka_unit_test(test_failed_migration_reports_why_and_source_keeps_running),
         };
 
         if (!getenv("VM_TEST_SRC_URI")) {
