@@ -192,6 +192,14 @@ static void bridge_dispatch(struct sim *s, const struct bridge_frame *f)
         req->len = f->payload_len;
         memcpy(req->payload, f->payload, f->payload_len);
         req->payload[f->payload_len] = '\0';
+        if (req->type == BRIDGE_RPC_WAIT_FOR_PROCESS) {
+                struct bridge_request w = {};
+
+                /* Resolved in arrival order; the handler answers "not found" or a decode error itself. */
+                if (bridge_request_decode(req->type, req->payload, req->len, &w, NULL) == 0)
+                        req->proc = sim_process_get(s, w.wait.pid);
+                bridge_request_done(&w);
+        }
 
         /* Each request on its own thread so a wait never holds up the others (H3). */
         sim_thread_enter(s);

@@ -12,6 +12,7 @@ struct sim_request *sim_request_free(struct sim_request *req)
 {
         if (!req)
                 return NULL;
+        sim_process_put(req->s, req->proc);
         free(req->payload);
         free(req);
         return NULL;
@@ -45,8 +46,11 @@ static void handle_create(struct sim_request *req, const struct bridge_request *
                 log_info("container %s created", r->container_id);
 }
 
-static void handle_execute(struct sim_request *req, const struct bridge_request *r, struct bridge_response *resp)
+/* Returns the started process (a reference), to announce once the reply is out. */
+static struct sim_process *handle_execute(struct sim_request *req, const struct bridge_request *r,
+                                          struct bridge_response *resp)
 {
+        struct sim_process *p = NULL;
         const char *reason = NULL;
         uint32_t pid = 0;
         bool resume;
@@ -55,20 +59,21 @@ static void handle_execute(struct sim_request *req, const struct bridge_request 
         pthread_mutex_lock(&req->s->lock);
         resume = req->s->resume_agreed;
         pthread_mutex_unlock(&req->s->lock);
-        k = sim_process_start(req->s, r, resume, &pid, &reason);
+        k = sim_process_start(req->s, r, resume, &p, &pid, &reason);
         if (k < 0) {
                 log_warn("exec in container '%s' failed: %s", r->container_id, reason ?: strerror(-k));
                 resp->result = k == -EINVAL ? BRIDGE_HR_INVALID_ARG : BRIDGE_HR_FAIL;
                 resp->error_message = reason ?: "exec failed";
-                return;
+                return NULL;
         }
         resp->exec.pid = pid;
+        return p;
 }
 
 /* Returns false when no reply must be sent (the sim is going away). */
 static bool handle_wait(struct sim_request *req, const struct bridge_request *r, struct bridge_response *resp)
 {
-        int k = sim_process_wait(req->s, r->wait.pid, r->wait.timeout_ms, &resp->wait.exit_code);
+        int k = sim_process_wait(req->s, TAKE_PTR(req->proc), r->wait.timeout_ms, &resp->wait.exit_code);
 
         switch (k) {
         case 0:
@@ -121,6 +126,7 @@ void sim_handle_request(struct sim_request *req)
 {
         struct bridge_request r = {};
         struct bridge_response resp = {};
+        struct sim_process *started = NULL;
         const char *reason = NULL;
         bool reply = true;
 
@@ -139,7 +145,7 @@ void sim_handle_request(struct sim_request *req)
                 handle_create(req, &r, &resp);
                 break;
         case BRIDGE_RPC_EXECUTE_PROCESS:
-                handle_execute(req, &r, &resp);
+                started = handle_execute(req, &r, &resp);
                 break;
         case BRIDGE_RPC_WAIT_FOR_PROCESS:
                 reply = handle_wait(req, &r, &resp);
@@ -160,5 +166,8 @@ void sim_handle_request(struct sim_request *req)
         }
         if (reply)
                 handler_reply(req, &resp);
+        /* The exit of a process is never reported before the reply that names it. */
+        if (started)
+                sim_process_announced(req->s, started);
         bridge_request_done(&r);
 }

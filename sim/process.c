@@ -36,6 +36,7 @@ struct sim_process {
         bool reaped;    /* waitpid() returned: signals now fail with "not found" */
         bool exited;    /* reaped and its stdio drained: visible to waiters */
         bool in_table;
+        bool announced; /* the exec reply was sent: only then is the exit reported */
         uint32_t exit_code;
         struct sim_stream *streams[_SIM_STREAM_MAX];
         struct sim_process *next;
@@ -172,6 +173,8 @@ static void *process_reaper(void *arg)
                 p->streams[i] = sim_stream_join(p->streams[i]);
 
         pthread_mutex_lock(&s->lock);
+        while (!p->announced && !s->stopping)
+                pthread_cond_wait(&s->cond, &s->lock);
         /* Like a shell: 128+N when killed by signal N. */
         p->exit_code = WIFEXITED(status) ? (uint32_t)WEXITSTATUS(status) :
                        WIFSIGNALED(status) ? 128u + (uint32_t)WTERMSIG(status) : 255u;
@@ -288,8 +291,8 @@ static int spawn_run(const struct bridge_request *req, struct sim_spawn *sp, pid
         return 0;
 }
 
-int sim_process_start(struct sim *s, const struct bridge_request *req, bool resume, uint32_t *ret_pid,
-                      const char **ret_reason)
+int sim_process_start(struct sim *s, const struct bridge_request *req, bool resume, struct sim_process **ret_proc,
+                      uint32_t *ret_pid, const char **ret_reason)
 {
         struct sim_spawn sp = { .ours = { -1, -1, -1 }, .theirs = { -1, -1, -1 } };
         const struct bridge_process_params *pp = &req->exec.params;
@@ -356,7 +359,7 @@ int sim_process_start(struct sim *s, const struct bridge_request *req, bool resu
                 c->has_init = true;
                 p->is_init = true;
         }
-        p->refs = 2; /* table + reaper */
+        p->refs = 3; /* table + reaper + the caller until it announced the process */
         p->in_table = true;
         p->next = s->processes;
         s->processes = p;
@@ -372,10 +375,14 @@ int sim_process_start(struct sim *s, const struct bridge_request *req, bool resu
         if (r != 0) {
                 /* Without a reaper nobody would report this exit: run it here instead, blocking this request. */
                 log_error("pid %d: cannot start a reaper thread; reaping inline", (int)pid);
+                pthread_mutex_lock(&s->lock);
+                p->announced = true;
+                pthread_mutex_unlock(&s->lock);
                 process_reaper(rp);
         }
         log_info("pid %d started in container '%s'%s", (int)pid, req->container_id, p->is_init ? " (init)" : "");
         *ret_pid = (uint32_t)pid;
+        *ret_proc = p;
         return 0;
 
 fail:
@@ -388,12 +395,43 @@ fail_alloc:
         return r;
 }
 
-int sim_process_wait(struct sim *s, uint32_t pid, uint32_t timeout_ms, uint32_t *ret_exit_code)
+void sim_process_announced(struct sim *s, struct sim_process *p)
+{
+        pthread_mutex_lock(&s->lock);
+        p->announced = true;
+        pthread_cond_broadcast(&s->cond);
+        process_unref_locked(p);
+        pthread_mutex_unlock(&s->lock);
+}
+
+struct sim_process *sim_process_get(struct sim *s, uint32_t pid)
 {
         struct sim_process *p;
+
+        pthread_mutex_lock(&s->lock);
+        p = process_find_locked(s, pid);
+        if (p)
+                p->refs++;
+        pthread_mutex_unlock(&s->lock);
+        return p;
+}
+
+void sim_process_put(struct sim *s, struct sim_process *p)
+{
+        if (!p)
+                return;
+        pthread_mutex_lock(&s->lock);
+        process_unref_locked(p);
+        pthread_mutex_unlock(&s->lock);
+}
+
+int sim_process_wait(struct sim *s, struct sim_process *p, uint32_t timeout_ms, uint32_t *ret_exit_code)
+{
         struct timespec until;
         int r = 0;
 
+        if (!p)
+                return -ENOENT;
         clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_sec += timeout_ms / 1000;
         until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
@@ -403,12 +441,6 @@ int sim_process_wait(struct sim *s, uint32_t pid, uint32_t timeout_ms, uint32_t 
         }
 
         pthread_mutex_lock(&s->lock);
-        p = process_find_locked(s, pid);
-        if (!p) {
-                pthread_mutex_unlock(&s->lock);
-                return -ENOENT;
-        }
-        p->refs++;
         while (!p->exited && !s->stopping && r == 0) {
                 if (timeout_ms == BRIDGE_WAIT_INFINITE)
                         pthread_cond_wait(&s->cond, &s->lock);

@@ -88,16 +88,26 @@ struct sim_request {
         uint64_t id;
         char *payload;
         size_t len;
+        /* WaitForProcess: looked up when the request was read, so a wait that arrived before
+         * another waiter took the exit still gets it. NULL = unknown pid. Holds a reference. */
+        struct sim_process *proc;
 };
 void sim_handle_request(struct sim_request *req);
 struct sim_request *sim_request_free(struct sim_request *req);
 
 /* process.c */
 struct bridge_request;
-int sim_process_start(struct sim *s, const struct bridge_request *req, bool resume, uint32_t *ret_pid,
-                      const char **ret_reason);
-/* Waits for pid's reported exit; 0 and the code, -ENOENT, -ETIMEDOUT, -ECANCELED (stopping). */
-int sim_process_wait(struct sim *s, uint32_t pid, uint32_t timeout_ms, uint32_t *ret_exit_code);
+/* Starts the process; its exit is not reported before sim_process_announced() (the exec reply goes first). */
+int sim_process_start(struct sim *s, const struct bridge_request *req, bool resume, struct sim_process **ret_proc,
+                      uint32_t *ret_pid, const char **ret_reason);
+/* The exec reply is out: the exit may now be reported. Drops the reference from sim_process_start(). */
+void sim_process_announced(struct sim *s, struct sim_process *p);
+/* A counted reference to the table's entry for pid, NULL if unknown; drop it with sim_process_put(). */
+struct sim_process *sim_process_get(struct sim *s, uint32_t pid);
+void sim_process_put(struct sim *s, struct sim_process *p);
+/* Waits for p's reported exit and drops the reference: 0 and the code, -ENOENT (p NULL),
+ * -ETIMEDOUT, -ECANCELED (stopping). */
+int sim_process_wait(struct sim *s, struct sim_process *p, uint32_t timeout_ms, uint32_t *ret_exit_code);
 /* 0, or -ENOENT when the process is unknown or already gone. */
 int sim_process_signal(struct sim *s, uint32_t pid, int sig);
 /* Container registry. */
