@@ -56,6 +56,7 @@ struct bridge_call {
         uint32_t flags;           /* enum bridge_call_flag */
         uint64_t deadline_ns;     /* BRIDGE_DEADLINE_NONE: wait for ever */
         uint64_t generation;      /* which guest connection carried the request; 0 = none (adopted) */
+        uint64_t backing_generation; /* the connection on which a backing wait stands in for it; 0 = none */
         char *container_id;       /* waits and signals: which process; NULL otherwise */
         uint32_t pid;
         bridge_call_fn fn;

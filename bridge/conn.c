@@ -30,6 +30,7 @@ struct watcher {
 struct probe {
         struct bridge_conn *conn;
         uint64_t target;
+        bool backing;
 };
 
 struct bridge_conn {
@@ -413,24 +414,32 @@ static int send_request(struct bridge_conn *c, const struct bridge_request *req,
 
 static void probe_done(const struct bridge_result *res, void *userdata);
 
-static int send_probe(struct bridge_conn *c, struct bridge_call *target)
+/* A WaitForProcess on behalf of `target`: the bounded probe (TimeoutInMs 50), or with
+ * BRIDGE_WAIT_INFINITE the backing wait that stands in for a request the guest may never have had. */
+static int send_probe(struct bridge_conn *c, struct bridge_call *target, uint32_t timeout_ms)
 {
+        bool backing = timeout_ms == BRIDGE_WAIT_INFINITE;
         struct bridge_request req = {
                 .type = BRIDGE_RPC_WAIT_FOR_PROCESS,
                 .container_id = target->container_id,
-                .wait = { .pid = target->pid, .timeout_ms = BRIDGE_CONN_PROBE_TIMEOUT_MS },
+                .wait = { .pid = target->pid, .timeout_ms = timeout_ms },
         };
         struct probe *p = malloc(sizeof(*p));
         int r;
 
         if (!p)
                 return -ENOMEM;
-        *p = (struct probe) { .conn = c, .target = target->id };
-        r = send_request(c, &req, BRIDGE_CALL_INTERNAL | BRIDGE_CALL_PROBE, BRIDGE_CONN_PROBE_DEADLINE_NS, target->pid,
-                         probe_done, p, NULL);
-        if (r < 0)
+        *p = (struct probe) { .conn = c, .target = target->id, .backing = backing };
+        r = send_request(c, &req, BRIDGE_CALL_INTERNAL | BRIDGE_CALL_PROBE,
+                         backing ? BRIDGE_DEADLINE_NONE : BRIDGE_CONN_PROBE_DEADLINE_NS, target->pid, probe_done, p,
+                         NULL);
+        if (r < 0) {
                 free(p);
-        return r;
+                return r;
+        }
+        if (backing)
+                target->backing_generation = c->generation;
+        return 0;
 }
 
 static void probe_done(const struct bridge_result *res, void *userdata)
@@ -438,7 +447,9 @@ static void probe_done(const struct bridge_result *res, void *userdata)
         struct probe *p = userdata;
         struct bridge_conn *c = p->conn;
         struct bridge_call *target = bridge_calls_get(c->calls, p->target);
+        bool backing = p->backing;
         struct bridge_result out;
+        int r;
 
         free(p);
         if (!target)
@@ -446,9 +457,11 @@ static void probe_done(const struct bridge_result *res, void *userdata)
         switch (res->status) {
         case BRIDGE_STATUS_OK:
         case BRIDGE_STATUS_EXIT_LOST:
-                log_info("bridge %s: probe for pid %" PRIu32 " of %s (wait id %" PRIu64 "): %s", c->name, target->pid,
-                         target->container_id ?: "?", target->id,
-                         res->status == BRIDGE_STATUS_OK ? "exited while detached" : "exit status lost");
+                log_info("bridge %s: %s for pid %" PRIu32 " of %s (wait id %" PRIu64 "): %s", c->name,
+                         backing ? "backing wait" : "probe", target->pid, target->container_id ?: "?", target->id,
+                         res->status == BRIDGE_STATUS_EXIT_LOST ? "exit status lost"
+                         : backing                              ? "exited"
+                                                                : "exited while detached");
                 out = *res;
                 out.probed = true;
                 out.response = NULL;
@@ -456,16 +469,28 @@ static void probe_done(const struct bridge_result *res, void *userdata)
                 bridge_calls_complete(c->calls, target, &out, true);
                 return;
         case BRIDGE_STATUS_GUEST_ERROR:
-                if (res->hresult == BRIDGE_HR_TIMEOUT) {
-                        log_debug("bridge %s: probe: pid %" PRIu32 " still running", c->name, target->pid);
+                if (res->hresult != BRIDGE_HR_TIMEOUT)
+                        break;
+                /* Still running. The original request may have died with the old connection (or
+                 * in the source daemon's queue) and would then never be answered: back it with one
+                 * infinite wait per connection. Whichever answers first completes it, the other is
+                 * swallowed. */
+                log_debug("bridge %s: probe: pid %" PRIu32 " still running", c->name, target->pid);
+                if (target->backing_generation == c->generation || c->state != BRIDGE_CONN_CONNECTED)
                         return;
-                }
-                break;
+                r = send_probe(c, target, BRIDGE_WAIT_INFINITE);
+                if (r < 0)
+                        log_warn("bridge %s: cannot back the wait for pid %" PRIu32 ": %s", c->name, target->pid,
+                                 strerror(-r));
+                return;
+        case BRIDGE_STATUS_CLOSED:
+                /* The connection went; the next one probes again. */
+                return;
         default:
                 break;
         }
-        log_warn("bridge %s: probe for pid %" PRIu32 " (wait id %" PRIu64 ") gave no answer (%s); still waiting",
-                 c->name, target->pid, target->id, res->message);
+        log_warn("bridge %s: %s for pid %" PRIu32 " (wait id %" PRIu64 ") gave no answer (%s); still waiting",
+                 c->name, backing ? "backing wait" : "probe", target->pid, target->id, res->message);
 }
 
 /* After each negotiation: every wait whose request went out on an earlier connection (or was
@@ -484,7 +509,7 @@ static void probe_waits(struct bridge_conn *c)
 
                 if (!call || (call->flags & BRIDGE_CALL_INTERNAL) || call->generation == gen)
                         continue;
-                r = send_probe(c, call);
+                r = send_probe(c, call, BRIDGE_CONN_PROBE_TIMEOUT_MS);
                 if (r < 0)
                         log_warn("bridge %s: cannot probe pid %" PRIu32 ": %s", c->name, call->pid, strerror(-r));
         }
@@ -980,7 +1005,7 @@ int bridge_conn_preregister_wait(struct bridge_conn *c, uint64_t call_id, const 
                 return 0;
         }
         if (c->state == BRIDGE_CONN_CONNECTED) {
-                r = send_probe(c, call);
+                r = send_probe(c, call, BRIDGE_CONN_PROBE_TIMEOUT_MS);
                 if (r < 0)
                         log_warn("bridge %s: cannot probe adopted pid %" PRIu32 ": %s", c->name, pid, strerror(-r));
         }

@@ -150,7 +150,9 @@ int bridge_conn_shutdown(struct bridge_conn *c, const char *container_id, enum b
  * callback; fn will not run). A held response for call_id completes it at once (fn may run before
  * this returns). Once connected, a probe WaitForProcess with TimeoutInMs 50 follows: an exit that
  * happened while detached completes it, "not found" completes it as EXIT_LOST, "still running"
- * keeps it waiting. Works in every state but CLOSED (-ESHUTDOWN).
+ * keeps it waiting, backed by one infinite WaitForProcess per connection in case its original
+ * request never reached the guest (whichever answer comes first completes it, exactly once).
+ * Waits kept across a reconnect are probed the same way. Works in every state but CLOSED (-ESHUTDOWN).
  */
 int bridge_conn_preregister_wait(struct bridge_conn *c, uint64_t call_id, const char *container_id, uint32_t pid,
                                  bridge_call_fn fn, void *userdata);

@@ -618,7 +618,7 @@ static void test_probe_still_running_keeps_the_wait(void **state)
         struct bridge_response exited = { .wait.exit_code = 0 };
         struct bridge_request req;
         struct done d = {};
-        uint64_t probe_id;
+        uint64_t probe_id, backing_id;
 
         connect_guest(h, false);
         /* Adopted from another daemon: its request went out there, as id 77. */
@@ -627,13 +627,52 @@ static void test_probe_still_running_keeps_the_wait(void **state)
         bridge_request_done(&req);
         assert_true(reply_result(h, BRIDGE_RPC_WAIT_FOR_PROCESS, probe_id, BRIDGE_HR_TIMEOUT, "timeout") > 0);
         assert_int_equal(d.count, 0);
-        assert_int_equal(bridge_conn_outstanding(h->c), 1);
-        /* The guest answers the adopted id once the process exits. */
+        /* Backed by one infinite wait, in case the original request never reached the guest. */
+        assert_int_equal(pop_request(h, &req, &backing_id), BRIDGE_RPC_WAIT_FOR_PROCESS);
+        assert_int_equal(req.wait.pid, 12);
+        assert_int_equal(req.wait.timeout_ms, BRIDGE_WAIT_INFINITE);
+        bridge_request_done(&req);
+        assert_false(has_request(h));
+        /* The guest answers the adopted id once the process exits... */
         assert_true(reply(h, BRIDGE_RPC_WAIT_FOR_PROCESS, 77, &exited) > 0);
         assert_int_equal(d.count, 1);
         assert_int_equal(d.last.status, BRIDGE_STATUS_OK);
         assert_int_equal(d.last.exit_code, 0);
         assert_false(d.last.probed);
+        /* ...and the backing wait as well: nothing more happens. */
+        assert_true(reply(h, BRIDGE_RPC_WAIT_FOR_PROCESS, backing_id, &exited) > 0);
+        assert_int_equal(d.count, 1);
+        assert_int_equal(bridge_conn_outstanding(h->c), 0);
+        assert_int_equal(h->disconnects, 0);
+        harness_free(h);
+}
+
+static void test_backing_wait_completes_a_wait_whose_request_was_lost(void **state)
+{
+        struct harness *h = harness_new();
+        struct bridge_response exited = { .wait.exit_code = 4 };
+        struct bridge_request req;
+        struct done d = {};
+        uint64_t probe_id, backing_id;
+
+        connect_guest(h, false);
+        assert_int_equal(bridge_conn_preregister_wait(h->c, 77, "ctr", 12, on_done, &d), 0);
+        assert_int_equal(pop_request(h, &req, &probe_id), BRIDGE_RPC_WAIT_FOR_PROCESS);
+        bridge_request_done(&req);
+        assert_true(reply_result(h, BRIDGE_RPC_WAIT_FOR_PROCESS, probe_id, BRIDGE_HR_TIMEOUT, NULL) > 0);
+        assert_int_equal(pop_request(h, &req, &backing_id), BRIDGE_RPC_WAIT_FOR_PROCESS);
+        bridge_request_done(&req);
+        /* The guest never had id 77: only the backing wait is answered, and that is enough. */
+        assert_true(reply(h, BRIDGE_RPC_WAIT_FOR_PROCESS, backing_id, &exited) > 0);
+        assert_int_equal(d.count, 1);
+        assert_int_equal(d.last.status, BRIDGE_STATUS_OK);
+        assert_int_equal(d.last.exit_code, 4);
+        assert_int_equal(d.last.call_id, 77);
+        assert_true(d.last.probed);
+        /* Had it had id 77 after all, that answer is swallowed. */
+        assert_true(reply(h, BRIDGE_RPC_WAIT_FOR_PROCESS, 77, &exited) > 0);
+        assert_int_equal(d.count, 1);
+        assert_int_equal(h->disconnects, 0);
         harness_free(h);
 }
 
@@ -900,6 +939,7 @@ int main(void)
                 cmocka_unit_test(test_write_failure_drops_guest_unless_migrating),
                 cmocka_unit_test(test_migrating_keeps_calls_across_loss_and_probe_catches_exit),
                 cmocka_unit_test(test_probe_still_running_keeps_the_wait),
+                cmocka_unit_test(test_backing_wait_completes_a_wait_whose_request_was_lost),
                 cmocka_unit_test(test_probe_not_found_completes_with_lost_status),
                 cmocka_unit_test(test_preregister_twice_returns_the_existing_call),
                 cmocka_unit_test(test_unknown_id_in_resume_window_is_held_and_delivered_on_preregistration),
