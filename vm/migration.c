@@ -8,12 +8,18 @@
  *   event thread   --- virEventRunDefaultImpl: domain events, job-stats timer (ctl connection)
  *   migrate thread --- virDomainMigrateToURI3 / virDomainMigrate3 (its own connection: other
  *                      calls on a connection blocked in migrate stall in libvirt 9.0)
+ *
+ * libvirt's event loop is process-wide, so there is one event thread per process, started with
+ * the first migration and kept for the life of the process (as libvirt recommends); a migrate
+ * thread lives as long as its migration. Every callback of the event loop runs on that one
+ * thread, which is what lets free() know when none of ours can run any more.
  */
 #include <errno.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,8 +38,8 @@
 /* Progress and iteration events are dropped, never lifecycle or terminal ones, once fewer
  * than this many slots are free. */
 #define VM_QUEUE_RESERVED 16u
-/* While stopping, wakes every thread iterating libvirt's (process-wide) loop this often. */
-#define VM_LOOP_WAKE_MS 50
+/* free() polls this often for libvirt's loop to pass its barrier (microseconds). */
+#define VM_TIMER_RELEASE_POLL_US 1000
 /* free() re-sends the abort this often until the migrate call returns (a job not started yet
  * cannot be aborted). */
 #define VM_ABORT_RETRY_MS 200
@@ -75,11 +81,10 @@ struct vm_migration {
         unsigned interval_ms;
 
         pthread_t migrate_thread;
-        pthread_t loop_thread;
         bool migrate_thread_started;
-        bool loop_thread_started;
-        atomic_bool loop_stop;
         atomic_bool abort_requested;
+        atomic_bool barrier_released;
+        bool libvirt_used;              /* callbacks may exist: free() needs the barrier */
 
         int event_fd;
         pthread_mutex_t lock;
@@ -107,18 +112,42 @@ static void vm_libvirt_quiet(void *opaque, virErrorPtr e)
         /* Errors are returned to our callers with libvirt's message; never print them. */
 }
 
+static void *vm_event_thread(void *arg)
+{
+        for (;;)
+                if (virEventRunDefaultImpl() < 0)
+                        return NULL;
+}
+
+/* Written once, under pthread_once, before any migration exists. */
 static pthread_once_t vm_libvirt_once = PTHREAD_ONCE_INIT;
 static int vm_libvirt_init_result;
 
 /* libvirt's event implementation is process-wide and must exist before any connection that
- * wants events is opened; registering it once is the only global step. */
+ * wants events is opened: registering it and starting its thread are the only global steps. */
 static void vm_libvirt_init(void)
 {
+        pthread_attr_t a;
+        pthread_t t;
+        sigset_t all, old;
+        int r;
+
         if (virInitialize() < 0 || virEventRegisterDefaultImpl() < 0) {
                 vm_libvirt_init_result = -EIO;
                 return;
         }
         virSetErrorFunc(NULL, vm_libvirt_quiet);
+
+        /* Signals stay with the caller's threads (its loop may use signalfd). */
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        r = pthread_create(&t, &a, vm_event_thread, NULL);
+        pthread_attr_destroy(&a);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (r != 0)
+                vm_libvirt_init_result = -r;
 }
 
 /* libvirt's last error on this thread as -errno, its message copied into msg. */
@@ -285,18 +314,30 @@ static void on_stats_timer(int timer, void *opaque)
         virTypedParamsFree(params, nparams);
 }
 
-static void on_wake_timer(int timer, void *opaque)
+static void on_barrier_timer(int timer, void *opaque)
 {
 }
 
-static void *loop_thread(void *arg)
+/* libvirt calls this on the event thread once the timer is removed, after any dispatch in
+ * progress. It must not touch m after the store. */
+static void on_barrier_released(void *opaque)
 {
-        struct vm_migration *m = arg;
+        struct vm_migration *m = opaque;
 
-        while (!atomic_load(&m->loop_stop))
-                if (virEventRunDefaultImpl() < 0)
-                        break;
-        return NULL;
+        atomic_store(&m->barrier_released, true);
+}
+
+/* Returns once no callback of ours is running on the event thread. Callers deregister first, so
+ * none can start afterwards. A disabled timer's release is queued behind the dispatch in
+ * progress, and every callback of libvirt's loop runs on the one event thread. */
+static void event_loop_barrier(struct vm_migration *m)
+{
+        int t = virEventAddTimeout(-1, on_barrier_timer, m, on_barrier_released);
+
+        if (t < 0 || virEventRemoveTimeout(t) < 0)
+                return;
+        while (!atomic_load(&m->barrier_released))
+                usleep(VM_TIMER_RELEASE_POLL_US);
 }
 
 /* After a P2P migration the source domain is gone; the destination keeps the completed job. */
@@ -509,6 +550,7 @@ int vm_migration_start(const struct vm_migration_config *c, const struct vm_migr
         if (m->event_fd < 0)
                 return fail_with(negative_errno(), err, errlen, "eventfd: %m");
 
+        m->libvirt_used = true;
         m->ctl = open_conn(c->src_uri, "source connection", err, errlen, &r);
         if (!m->ctl)
                 return r;
@@ -535,10 +577,6 @@ int vm_migration_start(const struct vm_migration_config *c, const struct vm_migr
         if (m->stats_timer < 0)
                 return fail_libvirt("progress timer", err, errlen);
 
-        r = -pthread_create(&m->loop_thread, NULL, loop_thread, m);
-        if (r < 0)
-                return fail_with(r, err, errlen, "event thread: %s", strerror(-r));
-        m->loop_thread_started = true;
         r = -pthread_create(&m->migrate_thread, NULL, migrate_thread, m);
         if (r < 0)
                 return fail_with(r, err, errlen, "migrate thread: %s", strerror(-r));
@@ -694,22 +732,13 @@ struct vm_migration *vm_migration_free(struct vm_migration *m)
                 pthread_join(m->migrate_thread, NULL);
         }
 
-        if (m->stats_timer >= 0)
-                virEventRemoveTimeout(m->stats_timer);
         for (size_t i = 0; i < ELEMENTSOF(m->cb_ids); i++)
                 if (m->cb_ids[i] >= 0)
                         virConnectDomainEventDeregisterAny(m->ctl, m->cb_ids[i]);
-
-        if (m->loop_thread_started) {
-                /* libvirt's loop is process-wide: a periodic timer makes sure whichever thread
-                 * iterates it returns soon, so ours sees loop_stop. */
-                int wake = virEventAddTimeout(VM_LOOP_WAKE_MS, on_wake_timer, NULL, NULL);
-
-                atomic_store(&m->loop_stop, true);
-                pthread_join(m->loop_thread, NULL);
-                if (wake >= 0)
-                        virEventRemoveTimeout(wake);
-        }
+        if (m->stats_timer >= 0)
+                virEventRemoveTimeout(m->stats_timer);
+        if (m->libvirt_used)
+                event_loop_barrier(m);
 
         if (m->ctl_dom)
                 virDomainFree(m->ctl_dom);

@@ -408,6 +408,46 @@ static void test_free_while_running_aborts(void **state)
         guest_destroy(fx.src, "vmt-free");
 }
 
+/* Two migrations in one process share libvirt's process-wide event loop; each gets its own
+ * events, and freeing one while the other runs leaves the other intact. */
+static void test_two_concurrent_migrations_each_get_their_events(void **state)
+{
+        _cleanup_(vm_migration_freep) struct vm_migration *a = NULL, *b = NULL;
+        struct vm_migration_config ca, cb;
+        struct vm_migrate_params p, slow;
+        struct seen sa, sb;
+
+        guest_start("vmt-concurrent-a", 4);
+        guest_start("vmt-concurrent-b", 8);
+        config_init(&ca, "vmt-concurrent-a", "tcp://127.0.0.1");
+        config_init(&cb, "vmt-concurrent-b", "tcp://127.0.0.1");
+        vm_migrate_params_init(&p);
+        vm_migrate_params_init(&slow);
+        slow.bandwidth_mib = SLOW_BANDWIDTH_MIB;
+        seen_init(&sa);
+        seen_init(&sb);
+        start_ok(&cb, &slow, &b);
+        start_ok(&ca, &p, &a);
+
+        wait_terminal(a, &sa);
+        if (sa.terminal.kind != VM_MIGRATION_EVENT_COMPLETED)
+                fail_msg("a: %s: %s", vm_migration_event_kind_to_string(sa.terminal.kind), sa.terminal.message);
+        a = vm_migration_free(a);
+
+        /* b never converges at 1 MiB/s: it is still running, and still reporting. */
+        wait_for_data(b, &sb);
+        wait_for(b, &sb, VM_MIGRATION_EVENT_PROGRESS);
+        assert_int_equal(sb.count[VM_MIGRATION_EVENT_COMPLETED] + sb.count[VM_MIGRATION_EVENT_FAILED], 0);
+        assert_int_equal(vm_migration_abort(b), 0);
+        wait_terminal(b, &sb);
+        assert_int_equal(sb.terminal.kind, VM_MIGRATION_EVENT_ABORTED);
+
+        assert_int_equal(domain_state(fx.dst, "vmt-concurrent-a"), VIR_DOMAIN_RUNNING);
+        assert_int_equal(domain_state(fx.src, "vmt-concurrent-b"), VIR_DOMAIN_RUNNING);
+        guest_destroy(fx.dst, "vmt-concurrent-a");
+        guest_destroy(fx.src, "vmt-concurrent-b");
+}
+
 /* The destination QEMU cannot listen on port 1: libvirt's reason reaches the caller. */
 static void test_failed_migration_reports_why_and_source_keeps_running(void **state)
 {
@@ -548,6 +588,7 @@ int main(void)
                 cmocka_unit_test(test_abort_leaves_source_running_and_downtime_is_applied),
                 cmocka_unit_test(test_free_while_running_aborts),
                 cmocka_unit_test(test_failed_migration_reports_why_and_source_keeps_running),
+                cmocka_unit_test(test_two_concurrent_migrations_each_get_their_events),
         };
 
         if (!getenv("VM_TEST_SRC_URI")) {
