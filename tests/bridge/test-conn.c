@@ -917,6 +917,213 @@ static void test_close_completes_calls_and_watchers_once(void **state)
         assert_int_equal(s.count, 1);
 }
 
+/* ---- property: whatever the guest sends and whatever we do, every callback runs exactly once ---- */
+
+#define CHAOS_STEPS 30000
+#define CHAOS_SLOTS (CHAOS_STEPS + 16)
+
+struct chaos {
+        struct harness *h;
+        uint64_t rng;
+        int calls[CHAOS_SLOTS];   /* completions per accepted call */
+        int watches[CHAOS_SLOTS]; /* completions per accepted watcher */
+        bool used_call[CHAOS_SLOTS], used_watch[CHAOS_SLOTS];
+        unsigned next_slot;
+        uint64_t last_ids[8];
+        unsigned watch_slot[3]; /* the live watcher's slot per container */
+};
+
+static uint64_t chaos_rand(struct chaos *ch)
+{
+        /* xorshift64*: fixed seed, so a failure replays. */
+        ch->rng ^= ch->rng >> 12;
+        ch->rng ^= ch->rng << 25;
+        ch->rng ^= ch->rng >> 27;
+        return ch->rng * UINT64_C(2685821657736338717);
+}
+
+static void chaos_call_done(const struct bridge_result *res, void *userdata)
+{
+        int *count = userdata;
+
+        assert_int_equal(*count, 0);
+        assert_non_null(res->message);
+        (*count)++;
+}
+
+static void chaos_notify(const struct bridge_notification *n, int error, void *userdata)
+{
+        int *count = userdata;
+
+        assert_int_equal(*count, 0);
+        assert_true(n != NULL || error < 0);
+        (*count)++;
+}
+
+static void chaos_feed_response(struct chaos *ch, uint64_t id)
+{
+        static const int32_t results[] = { 0, BRIDGE_HR_NOT_FOUND, BRIDGE_HR_TIMEOUT, BRIDGE_HR_FAIL };
+        static const char *const bodies[] = {
+                "{\"Result\":0,\"ExitCode\":3,\"ProcessId\":7}",
+                "{\"Result\":0}",
+                "{\"Result\":-2147023728,\"ErrorMessage\":\"not found\"}",
+                "{\"Result\":",
+                "[]",
+                "{\"Result\":0,\"ActivityId\":\"nope\"}",
+                "{\"Result\":0,\"Version\":4,\"Capabilities\":{\"RuntimeOsType\":\"Linux\",\"GuestDefinedCapabilities\":null}}",
+        };
+        uint32_t types[] = { BRIDGE_RPC_WAIT_FOR_PROCESS, BRIDGE_RPC_SIGNAL_PROCESS, BRIDGE_RPC_EXECUTE_PROCESS,
+                             BRIDGE_RPC_NEGOTIATE_PROTOCOL };
+        uint32_t type = bridge_type_response_for(types[chaos_rand(ch) % ELEMENTSOF(types)]);
+        struct bridge_response resp = { .result = results[chaos_rand(ch) % ELEMENTSOF(results)] };
+
+        if (chaos_rand(ch) % 3 == 0) {
+                feed_raw(ch->h, type, id, bodies[chaos_rand(ch) % ELEMENTSOF(bodies)]);
+                return;
+        }
+        resp.wait.exit_code = 1;
+        resp.exec.pid = 9;
+        resp.negotiate.version = 4;
+        (void)reply(ch->h, types[chaos_rand(ch) % ELEMENTSOF(types)], id, &resp);
+}
+
+static void chaos_step(struct chaos *ch)
+{
+        struct harness *h = ch->h;
+        static const char *const cids[] = { "a", "b", "c" };
+        unsigned slot = ch->next_slot, which = (unsigned)(chaos_rand(ch) % ELEMENTSOF(cids));
+        const char *cid = cids[which];
+        uint64_t id;
+        int r;
+
+        switch (chaos_rand(ch) % 16) {
+        case 0:
+                (void)bridge_conn_attach(h->c);
+                break;
+        case 1:
+                bridge_conn_detach(h->c, chaos_rand(ch) % 2 ? 0 : -ECONNRESET);
+                h->in_len = h->out_len = 0;
+                break;
+        case 2:
+                bridge_conn_set_migrating(h->c, chaos_rand(ch) % 2);
+                break;
+        case 3:
+                if (chaos_rand(ch) % 2)
+                        bridge_conn_begin_resume_window(h->c);
+                else
+                        bridge_conn_end_resume_window(h->c);
+                break;
+        case 4:
+        case 5:
+                r = bridge_conn_wait(h->c, cid, (uint32_t)(chaos_rand(ch) % 4), chaos_rand(ch) % 2 ? 100 : BRIDGE_WAIT_INFINITE,
+                                     chaos_call_done, &ch->calls[slot], &id);
+                if (r == 0) {
+                        ch->used_call[slot] = true;
+                        ch->next_slot++;
+                        ch->last_ids[id % ELEMENTSOF(ch->last_ids)] = id;
+                }
+                break;
+        case 6:
+                r = bridge_conn_signal(h->c, cid, 1, 9, chaos_call_done, &ch->calls[slot], &id);
+                if (r == 0) {
+                        ch->used_call[slot] = true;
+                        ch->next_slot++;
+                }
+                break;
+        case 7:
+                r = bridge_conn_preregister_wait(h->c, chaos_rand(ch) % 64, cid, 2, chaos_call_done, &ch->calls[slot]);
+                if (r == 0) {
+                        ch->used_call[slot] = true;
+                        ch->next_slot++;
+                }
+                break;
+        case 8:
+                r = bridge_conn_watch_container(h->c, cid, chaos_notify, &ch->watches[slot]);
+                if (r == 0) {
+                        ch->used_watch[slot] = true;
+                        ch->watch_slot[which] = slot;
+                        ch->next_slot++;
+                }
+                break;
+        case 9:
+        case 10: {
+                /* Answer what the host asked, with a random outcome. */
+                struct bridge_request req;
+
+                if (!has_request(h))
+                        break;
+                if (pop_request(h, &req, &id) == BRIDGE_RPC_NEGOTIATE_PROTOCOL && chaos_rand(ch) % 4) {
+                        struct bridge_response ok = { .negotiate = { .version = 4 } };
+
+                        (void)reply(h, BRIDGE_RPC_NEGOTIATE_PROTOCOL, id, &ok);
+                } else
+                        chaos_feed_response(ch, id);
+                bridge_request_done(&req);
+                break;
+        }
+        case 11:
+                chaos_feed_response(ch, chaos_rand(ch) % 2 ? ch->last_ids[chaos_rand(ch) % ELEMENTSOF(ch->last_ids)]
+                                                          : chaos_rand(ch) % 64);
+                break;
+        case 12:
+                if (h->c && bridge_conn_state(h->c) != BRIDGE_CONN_WAITING)
+                        (void)notify(h, cid, "UnexpectedExit");
+                break;
+        case 13: {
+                uint8_t junk[40];
+
+                for (size_t i = 0; i < sizeof(junk); i++)
+                        junk[i] = (uint8_t)chaos_rand(ch);
+                if (bridge_conn_state(h->c) != BRIDGE_CONN_WAITING && bridge_conn_state(h->c) != BRIDGE_CONN_MIGRATING)
+                        (void)feed(h, junk, 1 + chaos_rand(ch) % sizeof(junk));
+                break;
+        }
+        case 14:
+                h->now += chaos_rand(ch) % (2 * BRIDGE_CONN_CALL_TIMEOUT_NS);
+                bridge_conn_tick(h->c, h->now);
+                break;
+        case 15:
+                /* A watcher removed on purpose is never called. */
+                if (bridge_conn_unwatch_container(h->c, cid) == 0)
+                        ch->used_watch[ch->watch_slot[which]] = false;
+                break;
+        }
+}
+
+static void test_random_traffic_completes_every_callback_exactly_once(void **state)
+{
+        struct chaos *ch = calloc(1, sizeof(*ch));
+        unsigned n_calls = 0, n_watches = 0;
+
+        assert_non_null(ch);
+        /* A fixed walk by default; VSOCKMUX_CHAOS_SEED explores (and replays) others. */
+        ch->rng = getenv("VSOCKMUX_CHAOS_SEED") ? strtoull(getenv("VSOCKMUX_CHAOS_SEED"), NULL, 0) | 1
+                                                : UINT64_C(0x9E3779B97F4A7C15);
+        ch->h = harness_new();
+        for (int i = 0; i < CHAOS_STEPS; i++) {
+                /* Only bytes from an attached guest reach the connection. */
+                if (bridge_conn_state(ch->h->c) == BRIDGE_CONN_WAITING ||
+                    bridge_conn_state(ch->h->c) == BRIDGE_CONN_MIGRATING)
+                        ch->h->in_len = 0;
+                chaos_step(ch);
+        }
+        harness_free(ch->h);
+        for (unsigned i = 0; i < ch->next_slot; i++) {
+                n_calls += ch->used_call[i];
+                n_watches += ch->used_watch[i];
+        }
+        /* The walk really went through connected states with calls and watchers in flight. */
+        assert_true(n_calls > 1000);
+        assert_true(n_watches > 50);
+        for (unsigned i = 0; i < ch->next_slot; i++) {
+                if (ch->used_call[i])
+                        assert_int_equal(ch->calls[i], 1);
+                if (ch->used_watch[i])
+                        assert_int_equal(ch->watches[i], 1);
+        }
+        free(ch);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -951,6 +1158,7 @@ int main(void)
                 cmocka_unit_test(test_loss_outside_migration_fails_calls_and_keeps_watchers),
                 cmocka_unit_test(test_migration_ending_while_detached_fails_kept_calls),
                 cmocka_unit_test(test_close_completes_calls_and_watchers_once),
+                cmocka_unit_test(test_random_traffic_completes_every_callback_exactly_once),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
