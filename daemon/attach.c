@@ -1,0 +1,331 @@
+#include "daemon/attach.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "util/list.h"
+#include "util/log.h"
+
+struct attach_client {
+        struct list_head link;
+        struct attach *attach;
+        struct relay_chan *chan;
+};
+
+/* The multishot accept outlives its attach until the kernel's last completion. */
+struct attach_accept {
+        struct relay_op op;
+        struct attach *attach;  /* NULL once the attach is gone */
+        int fd;
+};
+
+struct attach {
+        struct relay *relay;
+        char *path;
+        char *name;
+        struct attach_config cfg;
+        struct attach_accept *accept;
+        struct list_head clients;
+        unsigned n_clients;
+        /* A ring of recent output packets, each stored as [stream][len16][data]. */
+        uint8_t *backlog;
+        size_t backlog_head, backlog_len;
+};
+
+static void attach_client_drop(struct attach_client *c)
+{
+        list_del(&c->link);
+        c->attach->n_clients--;
+        free(c);
+}
+
+static ssize_t attach_client_on_data(struct relay_chan *chan, const void *data, size_t len, void *userdata)
+{
+        /* Input from attach clients would be the process's stdin: not wired in this version. */
+        return (ssize_t)len;
+}
+
+static void attach_client_on_close(struct relay_chan *chan, int error, void *userdata)
+{
+        struct attach_client *c = userdata;
+
+        if (error < 0 && error != -ECONNRESET)
+                log_info("%s: attach client gone: %s", c->attach->name, strerror(-error));
+        attach_client_drop(c);
+}
+
+static const struct relay_chan_ops attach_client_ops = {
+        .on_data = attach_client_on_data,
+        .on_close = attach_client_on_close,
+};
+
+static void attach_ring_read(const struct attach *a, size_t off, void *buf, size_t len)
+{
+        for (size_t i = 0; i < len; i++)
+                ((uint8_t *)buf)[i] = a->backlog[(a->backlog_head + off + i) % a->cfg.backlog];
+}
+
+/* Replays the backlog to a new client, packet by packet as it was produced. */
+static int attach_client_replay(struct attach *a, struct relay_chan *chan)
+{
+        uint8_t pkt[1 + ATTACH_PACKET_MAX];
+        size_t off = 0;
+
+        while (off + 3 <= a->backlog_len) {
+                uint8_t hdr[3];
+                size_t n;
+                int r;
+
+                attach_ring_read(a, off, hdr, 3);
+                n = (size_t)hdr[1] | (size_t)hdr[2] << 8;
+                if (n == 0 || n > ATTACH_PACKET_MAX || off + 3 + n > a->backlog_len)
+                        return -EBADMSG;
+                pkt[0] = hdr[0];
+                attach_ring_read(a, off + 3, pkt + 1, n);
+                r = relay_chan_send(chan, pkt, n + 1);
+                if (r < 0)
+                        return r;
+                off += 3 + n;
+        }
+        return 0;
+}
+
+static void attach_on_accept(struct attach *a, int fd)
+{
+        struct attach_client *c;
+        struct relay_chan_limits lim = {
+                .max_rx = ATTACH_PACKET_MAX,
+                .max_tx = a->cfg.client_max_tx,
+                .packet = true,
+        };
+        int r;
+
+        if (a->n_clients >= a->cfg.max_clients) {
+                log_warn("%s: attach client refused: %u clients already", a->name, a->n_clients);
+                safe_close(fd);
+                return;
+        }
+        c = calloc(1, sizeof(*c));
+        if (!c) {
+                safe_close(fd);
+                return;
+        }
+        c->attach = a;
+        r = relay_chan_new(a->relay, fd, &attach_client_ops, &lim, c, &c->chan);
+        if (r < 0) {
+                log_warn("%s: attach client: %s", a->name, strerror(-r));
+                safe_close(fd);
+                free(c);
+                return;
+        }
+        list_add_tail(&a->clients, &c->link);
+        a->n_clients++;
+        r = attach_client_replay(a, c->chan);
+        if (r < 0) {
+                log_warn("%s: attach backlog replay failed: %s", a->name, strerror(-r));
+                relay_chan_abort(c->chan, r);
+        }
+}
+
+static int attach_accept_arm(struct relay *r, struct attach_accept *acc)
+{
+        struct io_uring_sqe *sqe = relay_get_sqe(r);
+
+        if (!sqe)
+                return -EIO;
+        io_uring_prep_multishot_accept(sqe, acc->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        relay_sqe_set_op(sqe, &acc->op);
+        return 0;
+}
+
+static void attach_accept_on_complete(struct relay *r, struct relay_op *op, int res, uint32_t cqe_flags)
+{
+        struct attach_accept *acc = container_of(op, struct attach_accept, op);
+        bool more = cqe_flags & IORING_CQE_F_MORE;
+
+        if (!acc->attach) {
+                if (res >= 0)
+                        safe_close(res);
+                if (!more) {
+                        safe_close(acc->fd);
+                        free(acc);
+                }
+                return;
+        }
+        if (res >= 0)
+                attach_on_accept(acc->attach, res);
+        else if (res != -ECANCELED)
+                log_warn("%s: attach accept: %s", acc->attach->name, strerror(-res));
+        /* A transient failure (fd exhaustion) ends the multishot; try again on the next client. */
+        if (!more && attach_accept_arm(r, acc) < 0)
+                log_error("%s: attach socket no longer accepts", acc->attach->name);
+}
+
+int attach_new(struct relay *r, const char *path, const struct attach_config *cfg, const char *name,
+               struct attach **ret)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_close_ int fd = -1;
+        struct attach *a;
+        int k;
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        a = calloc(1, sizeof(*a));
+        if (!a)
+                return -ENOMEM;
+        list_init(&a->clients);
+        a->relay = r;
+        a->cfg = *cfg;
+        if (a->cfg.client_max_tx == 0)
+                a->cfg.client_max_tx = ATTACH_DEFAULT_CLIENT_TX;
+        if (a->cfg.max_clients == 0)
+                a->cfg.max_clients = ATTACH_DEFAULT_MAX_CLIENTS;
+        a->path = strdup(path);
+        a->name = strdup(name);
+        if (a->cfg.backlog)
+                a->backlog = malloc(a->cfg.backlog);
+        if (!a->path || !a->name || (a->cfg.backlog && !a->backlog)) {
+                attach_free(a);
+                return -ENOMEM;
+        }
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+                k = negative_errno();
+                goto fail;
+        }
+        (void)unlink(path);
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0600) < 0 || listen(fd, 16) < 0) {
+                k = negative_errno();
+                (void)unlink(path);
+                goto fail;
+        }
+        a->accept = calloc(1, sizeof(*a->accept));
+        if (!a->accept) {
+                k = -ENOMEM;
+                (void)unlink(path);
+                goto fail;
+        }
+        a->accept->op.fn = attach_accept_on_complete;
+        a->accept->attach = a;
+        a->accept->fd = fd;
+        k = attach_accept_arm(r, a->accept);
+        if (k < 0) {
+                a->accept->fd = -1;
+                (void)unlink(path);
+                goto fail;
+        }
+        TAKE_FD(fd);
+        *ret = a;
+        return 0;
+fail:
+        free(TAKE_PTR(a->accept));
+        free(a->path);
+        a->path = NULL;
+        attach_free(a);
+        return k;
+}
+
+struct attach *attach_free(struct attach *a)
+{
+        struct list_head *pos, *tmp;
+
+        if (!a)
+                return NULL;
+        if (a->accept) {
+                struct io_uring_sqe *sqe = relay_get_sqe(a->relay);
+
+                /* The accept op frees itself and closes the socket on its last completion. */
+                a->accept->attach = NULL;
+                if (sqe) {
+                        io_uring_prep_cancel(sqe, &a->accept->op, 0);
+                        relay_sqe_set_ignore(sqe);
+                }
+        }
+        list_for_each_safe(pos, tmp, &a->clients) {
+                struct attach_client *c = list_entry(pos, struct attach_client, link);
+
+                relay_chan_free(c->chan);
+                attach_client_drop(c);
+        }
+        if (a->path)
+                (void)unlink(a->path);
+        free(a->path);
+        free(a->name);
+        free(a->backlog);
+        free(a);
+        return NULL;
+}
+
+static void attach_backlog_push(struct attach *a, uint8_t stream, const uint8_t *data, size_t len)
+{
+        size_t need = 3 + len, cap = a->cfg.backlog;
+        uint8_t hdr[3] = { stream, (uint8_t)len, (uint8_t)(len >> 8) };
+
+        if (need > cap)
+                return;
+        /* Drop whole old packets until the new one fits. */
+        while (a->backlog_len + need > cap) {
+                uint8_t old[3];
+                size_t n;
+
+                attach_ring_read(a, 0, old, 3);
+                n = 3 + ((size_t)old[1] | (size_t)old[2] << 8);
+                a->backlog_head = (a->backlog_head + n) % cap;
+                a->backlog_len -= n;
+        }
+        for (size_t i = 0; i < need; i++) {
+                size_t at = (a->backlog_head + a->backlog_len + i) % cap;
+
+                a->backlog[at] = i < 3 ? hdr[i] : data[i - 3];
+        }
+        a->backlog_len += need;
+}
+
+void attach_output(struct attach *a, uint8_t stream, const void *data, size_t len)
+{
+        const uint8_t *p = data;
+
+        while (len > 0) {
+                size_t n = MIN(len, (size_t)ATTACH_PACKET_MAX);
+                uint8_t head = stream;
+                struct iovec iov[2] = { { &head, 1 }, { (void *)p, n } };
+                struct list_head *pos, *tmp;
+
+                if (a->backlog)
+                        attach_backlog_push(a, stream, p, n);
+                list_for_each_safe(pos, tmp, &a->clients) {
+                        struct attach_client *c = list_entry(pos, struct attach_client, link);
+                        int r = relay_chan_sendv(c->chan, iov, 2);
+
+                        if (r == -ENOBUFS) {
+                                log_warn("%s: attach client fell behind by more than %zu bytes; disconnected",
+                                         a->name, a->cfg.client_max_tx);
+                                relay_chan_abort(c->chan, r);
+                        }
+                }
+                p += n;
+                len -= n;
+        }
+}
+
+const char *attach_path(const struct attach *a)
+{
+        return a->path;
+}
+
+unsigned attach_clients(const struct attach *a)
+{
+        return a->n_clients;
+}
+
+size_t attach_backlog_bytes(const struct attach *a)
+{
+        return a->backlog_len;
+}

@@ -1,0 +1,40 @@
+/* daemon/attach.h: struct attach owns one process's attach socket (conmon format), its clients and its output backlog; borrows the relay. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "relay/relay.h"
+#include "util/macro.h"
+
+/* conmon's stream bytes at the head of each output packet. */
+#define ATTACH_STREAM_STDOUT 2
+#define ATTACH_STREAM_STDERR 3
+/* One packet carries at most this much output, so a client's buffer never needs more. */
+#define ATTACH_PACKET_MAX 8192u
+#define ATTACH_DEFAULT_BACKLOG (256u << 10)
+#define ATTACH_DEFAULT_CLIENT_TX (1u << 20)
+#define ATTACH_DEFAULT_MAX_CLIENTS 16u
+
+struct attach_config {
+        size_t backlog;         /* output kept for clients that attach later (0 = none) */
+        size_t client_max_tx;   /* a client further behind than this is disconnected */
+        unsigned max_clients;
+};
+
+struct attach;
+
+/* Creates a SOCK_SEQPACKET socket at path, mode 0600. name prefixes log lines. */
+int attach_new(struct relay *r, const char *path, const struct attach_config *cfg, const char *name,
+               struct attach **ret);
+/* Disconnects every client and removes the socket file. */
+struct attach *attach_free(struct attach *a);
+DEFINE_CLEANUP(struct attach *, attach_free);
+
+/* Copies output to every client and the backlog. A client that cannot keep up is dropped;
+ * nothing here ever slows the process's primary endpoint. */
+void attach_output(struct attach *a, uint8_t stream, const void *data, size_t len);
+
+const char *attach_path(const struct attach *a);
+unsigned attach_clients(const struct attach *a);
+size_t attach_backlog_bytes(const struct attach *a);

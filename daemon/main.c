@@ -1,0 +1,209 @@
+/* daemon/main.c: vsockmuxd's entry point: options, the loop, signals, orderly stop. */
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "daemon/service.h"
+#include "daemon/vmm.h"
+#include "relay/relay.h"
+#include "util/log.h"
+
+#define DEFAULT_SOCKET "/run/vsockmux/vsockmux.sock"
+#define DEFAULT_STATE_DIR "/run/vsockmux"
+
+struct daemon_signals {
+        struct relay_op op;
+        struct relay *relay;
+        int fd;
+        struct signalfd_siginfo info;
+        bool stopping;
+};
+
+static int signals_arm(struct daemon_signals *s);
+
+static void signals_on_read(struct relay *r, struct relay_op *op, int res, uint32_t cqe_flags)
+{
+        struct daemon_signals *s = container_of(op, struct daemon_signals, op);
+
+        if (res == (int)sizeof(s->info)) {
+                log_info("vsockmuxd: %s received, stopping", strsignal((int)s->info.ssi_signo));
+                s->stopping = true;
+                relay_stop(r);
+                return;
+        }
+        if (res < 0 && res != -EINTR && res != -EAGAIN)
+                log_error("vsockmuxd: reading signals failed: %s", strerror(-res));
+        if (signals_arm(s) < 0)
+                log_error("vsockmuxd: cannot watch signals any more");
+}
+
+static int signals_arm(struct daemon_signals *s)
+{
+        struct io_uring_sqe *sqe = relay_get_sqe(s->relay);
+
+        if (!sqe)
+                return -EIO;
+        io_uring_prep_read(sqe, s->fd, &s->info, sizeof(s->info), 0);
+        relay_sqe_set_op(sqe, &s->op);
+        return 0;
+}
+
+static void usage(FILE *f)
+{
+        fprintf(f,
+                "Usage: vsockmuxd [OPTIONS]\n"
+                "  --socket PATH        control socket (default $VSOCKMUX_SOCKET, else " DEFAULT_SOCKET ")\n"
+                "  --state-dir DIR      attach sockets and default state (default " DEFAULT_STATE_DIR ")\n"
+                "  --group NAME|GID     (root only) let this group use the control socket (mode 0660)\n"
+                "  --max-connections N  control connections at once (default %u)\n"
+                "  --log-level LEVEL    error, warn, info or debug (default info)\n"
+                "  --help\n",
+                CONTROL_SERVER_MAX_CONNECTIONS);
+}
+
+static int parse_group(const char *s, gid_t *ret)
+{
+        struct group *g = getgrnam(s);
+        char *end;
+        unsigned long v;
+
+        if (g) {
+                *ret = g->gr_gid;
+                return 0;
+        }
+        errno = 0;
+        v = strtoul(s, &end, 10);
+        if (errno || *end || end == s || v >= (unsigned long)CONTROL_NO_GROUP)
+                return -EINVAL;
+        *ret = (gid_t)v;
+        return 0;
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option options[] = {
+                { "socket", required_argument, NULL, 's' },
+                { "state-dir", required_argument, NULL, 'd' },
+                { "group", required_argument, NULL, 'g' },
+                { "max-connections", required_argument, NULL, 'c' },
+                { "log-level", required_argument, NULL, 'l' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        struct service_config scfg = {
+                .socket_path = getenv("VSOCKMUX_SOCKET"),
+                .owner_uid = geteuid(),
+                .group = CONTROL_NO_GROUP,
+        };
+        struct vmm_config vcfg;
+        _cleanup_(relay_freep) struct relay *relay = NULL;
+        _cleanup_(service_freep) struct service *service = NULL;
+        struct vmm *vmm = NULL;
+        struct daemon_signals sig = { .fd = -1 };
+        sigset_t mask;
+        int c, r;
+
+        vmm_config_default(&vcfg);
+        vcfg.state_dir = DEFAULT_STATE_DIR;
+        if (!scfg.socket_path || !scfg.socket_path[0])
+                scfg.socket_path = DEFAULT_SOCKET;
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+                switch (c) {
+                case 's':
+                        scfg.socket_path = optarg;
+                        break;
+                case 'd':
+                        vcfg.state_dir = optarg;
+                        break;
+                case 'g':
+                        if (geteuid() != 0 || parse_group(optarg, &scfg.group) < 0) {
+                                fprintf(stderr, "vsockmuxd: --group needs root and a known group: %s\n", optarg);
+                                return 2;
+                        }
+                        break;
+                case 'c': {
+                        char *end;
+                        unsigned long v = strtoul(optarg, &end, 10);
+
+                        if (*end || v == 0 || v > CONTROL_SERVER_MAX_CONNECTIONS_LIMIT) {
+                                fprintf(stderr, "vsockmuxd: --max-connections must be 1-%u\n",
+                                        CONTROL_SERVER_MAX_CONNECTIONS_LIMIT);
+                                return 2;
+                        }
+                        scfg.max_connections = (unsigned)v;
+                        break;
+                }
+                case 'l': {
+                        enum log_level l = log_level_from_string(optarg);
+
+                        if (l < 0) {
+                                fprintf(stderr, "vsockmuxd: unknown log level '%s'\n", optarg);
+                                return 2;
+                        }
+                        log_set_level(l);
+                        break;
+                }
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                default:
+                        usage(stderr);
+                        return 2;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "vsockmuxd: unexpected argument '%s'\n", argv[optind]);
+                return 2;
+        }
+        if (vcfg.state_dir[0] != '/' || scfg.socket_path[0] != '/') {
+                fprintf(stderr, "vsockmuxd: --socket and --state-dir must be absolute paths\n");
+                return 2;
+        }
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+        sig.fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (sig.fd < 0)
+                return log_errno(LOG_LEVEL_ERROR, -errno, "vsockmuxd: signalfd"), 1;
+
+        r = relay_new(NULL, &relay);
+        if (r < 0)
+                return log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: cannot start the io_uring loop"), 1;
+        r = service_alloc(&service);
+        if (r >= 0)
+                r = vmm_new(relay, &vcfg, service_on_event, service, &vmm);
+        if (r < 0)
+                return log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: cannot set up state in %s", vcfg.state_dir), 1;
+        r = service_start(service, relay, vmm, &scfg);
+        if (r < 0) {
+                log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: cannot serve %s", scfg.socket_path);
+                vmm_free(vmm);
+                return 1;
+        }
+        sig.relay = relay;
+        sig.op.fn = signals_on_read;
+        if (signals_arm(&sig) < 0) {
+                vmm_free(vmm);
+                return 1;
+        }
+        log_info("vsockmuxd: listening on %s; stream capacity %u", scfg.socket_path, relay_stream_capacity(relay));
+
+        r = relay_run(relay);
+        if (r < 0)
+                log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: the loop failed");
+        /* VMs first: their waiters still reach clients through the server. */
+        vmm = vmm_free(vmm);
+        service = service_free(service);
+        relay_run_once(relay, 0);
+        safe_close(sig.fd);
+        log_info("vsockmuxd: stopped");
+        return r < 0 ? 1 : 0;
+}

@@ -1,0 +1,681 @@
+/* daemon/process.c: one exec's life: endpoints, ports, listeners, ExecuteProcess, streams, the
+ * wait, and the exit report that always follows the output's EOF. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/endpoint.h"
+#include "daemon/vmm-internal.h"
+#include "util/log.h"
+
+static const char *const stream_names[_VMM_STREAM_KIND_MAX] = { "stdin", "stdout", "stderr" };
+
+const char *vmm_process_state_to_string(enum vmm_process_state s)
+{
+        static const char *const names[_VMM_PROCESS_STATE_MAX] = {
+                [VMM_PROCESS_PENDING] = "pending",   [VMM_PROCESS_STARTING] = "starting",
+                [VMM_PROCESS_RUNNING] = "running",   [VMM_PROCESS_EXITED] = "exited",
+                [VMM_PROCESS_LOST] = "lost",
+        };
+
+        return s >= 0 && s < _VMM_PROCESS_STATE_MAX ? names[s] : "invalid";
+}
+
+const char *vmm_exit_kind_to_string(enum vmm_exit_kind k)
+{
+        return k == VMM_EXIT_EXITED ? "exited" : "lost";
+}
+
+static char **strv_copy(const char *const *v, size_t n)
+{
+        char **c = calloc(n + 1, sizeof(char *));
+
+        if (!c)
+                return NULL;
+        for (size_t i = 0; i < n; i++) {
+                c[i] = strdup(v[i] ? v[i] : "");
+                if (!c[i]) {
+                        for (size_t j = 0; j < i; j++)
+                                free(c[j]);
+                        free(c);
+                        return NULL;
+                }
+        }
+        return c;
+}
+
+static void strv_free(char **v, size_t n)
+{
+        if (!v)
+                return;
+        for (size_t i = 0; i < n; i++)
+                free(v[i]);
+        free(v);
+}
+
+static bool stream_is_output(enum vmm_stream_kind k)
+{
+        return k != VMM_STDIN;
+}
+
+/* Releases the relay side of a stream, keeping its last counters for ps and save. */
+static void stream_release(struct vmm_stream *s)
+{
+        if (s->stream) {
+                relay_stream_get_counters(s->stream, &s->counters);
+                s->stream = relay_stream_free(s->stream);
+        }
+        s->listener = relay_listener_free(s->listener);
+        s->endpoint_fd = safe_close(s->endpoint_fd);
+}
+
+static void process_free(struct vmm_process *p)
+{
+        struct vmm_vm *vm = p->vm;
+
+        for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
+                stream_release(&p->streams[k]);
+                free(p->streams[k].endpoint);
+        }
+        if (p->exit_reported)
+                vm->n_exited--;
+        list_del(&p->link);
+        vm->n_processes--;
+        p->attach = attach_free(p->attach);
+        p->timer = relay_timer_free(p->timer);
+        strv_free(p->argv, p->n_argv);
+        strv_free(p->env, p->n_env);
+        free(p->container_id);
+        free(p->cwd);
+        free(p);
+}
+
+/* Forgets the oldest reported exits beyond the configured number. */
+static void process_prune(struct vmm_vm *vm)
+{
+        struct list_head *pos, *tmp;
+
+        list_for_each_safe(pos, tmp, &vm->processes) {
+                struct vmm_process *p = list_entry(pos, struct vmm_process, link);
+
+                if (vm->n_exited <= vm->vmm->cfg.exited_keep)
+                        return;
+                if (p->exit_reported && list_empty(&p->waiters) && !p->wait_outstanding && !p->in_exec)
+                        process_free(p);
+        }
+}
+
+static void process_report(struct vmm_process *p)
+{
+        struct vmm_vm *vm = p->vm;
+        struct list_head *pos, *tmp;
+
+        p->exit_reported = true;
+        vm->n_exited++;
+        relay_timer_disarm(p->timer);
+        /* Nothing reads stdin any more: let go of the host endpoint. */
+        stream_release(&p->streams[VMM_STDIN]);
+        if (p->exit.kind == VMM_EXIT_EXITED)
+                log_info("vm %s: process %u exited with code %d", vm->name, p->pid, p->exit.code);
+        else
+                log_warn("vm %s: process %u: %s", vm->name, p->pid, p->exit.message);
+        list_for_each_safe(pos, tmp, &p->waiters) {
+                struct vmm_waiter *w = list_entry(pos, struct vmm_waiter, link);
+
+                list_del(&w->link);
+                w->fn(p, &p->exit, w->userdata);
+                free(w);
+        }
+        vmm_emit(vm->vmm, VMM_EVENT_PROCESS_EXITED, vm->name, p->container_id, p->pid, &p->exit, p->exit.message);
+        if (!vm->removing)
+                process_prune(vm);
+}
+
+static void process_maybe_report(struct vmm_process *p)
+{
+        if (!p->exit_known || p->exit_reported)
+                return;
+        for (int k = VMM_STDOUT; k < _VMM_STREAM_KIND_MAX; k++) {
+                struct vmm_stream *s = &p->streams[k];
+
+                if (s->port != 0 && !s->done) {
+                        /* The guest reports the exit only after its relays drained, so EOF is near;
+                         * a bound keeps a wedged stream from hiding the exit for ever. */
+                        if (!relay_timer_is_armed(p->timer) &&
+                            relay_timer_arm(p->timer, p->vm->vmm->cfg.drain_timeout_ns) < 0)
+                                break;
+                        return;
+                }
+        }
+        process_report(p);
+}
+
+static void process_set_exit(struct vmm_process *p, enum vmm_exit_kind kind, int code, const char *message)
+{
+        p->exit_known = true;
+        p->exit.kind = kind;
+        p->exit.code = code;
+        snprintf(p->exit.message, sizeof(p->exit.message), "%s", message ? message : "");
+        p->state = kind == VMM_EXIT_EXITED ? VMM_PROCESS_EXITED : VMM_PROCESS_LOST;
+}
+
+static void process_on_timer(struct relay_timer *t, void *userdata)
+{
+        struct vmm_process *p = userdata;
+
+        if (p->state == VMM_PROCESS_PENDING) {
+                vmm_started_fn fn = TAKE_PTR(p->started_fn);
+
+                log_warn("vm %s: exec timed out: the guest's bridge did not connect", p->vm->name);
+                if (fn)
+                        fn(p, -ETIMEDOUT, "the guest's bridge did not connect in time", p->started_userdata);
+                process_free(p);
+                return;
+        }
+        for (int k = VMM_STDOUT; k < _VMM_STREAM_KIND_MAX; k++) {
+                struct vmm_stream *s = &p->streams[k];
+
+                if (s->port == 0 || s->done)
+                        continue;
+                log_warn("vm %s: process %u: %s did not reach EOF within the drain timeout after exit; closed",
+                         p->vm->name, p->pid, stream_names[k]);
+                stream_release(s);
+                s->done = true;
+                s->error = -ETIMEDOUT;
+        }
+        process_report(p);
+}
+
+/* ---- streams ---- */
+
+static void stream_on_done(struct relay_stream *rs, int error, void *userdata)
+{
+        struct vmm_stream *s = userdata;
+        struct vmm_process *p = s->process;
+
+        if (error < 0)
+                log_warn("vm %s: process %u: %s stream on port 0x%08x ended: %s", p->vm->name, p->pid,
+                         stream_names[s->kind], s->port, strerror(-error));
+        s->done = true;
+        s->error = error;
+        stream_release(s);
+        if (stream_is_output(s->kind))
+                process_maybe_report(p);
+}
+
+static void stream_on_tap(struct relay_stream *rs, const void *data, size_t len, void *userdata)
+{
+        struct vmm_stream *s = userdata;
+
+        if (s->process->attach)
+                attach_output(s->process->attach, s->kind == VMM_STDOUT ? ATTACH_STREAM_STDOUT : ATTACH_STREAM_STDERR,
+                              data, len);
+}
+
+static const struct relay_stream_ops stream_ops = {
+        .on_done = stream_on_done,
+        .on_tap = stream_on_tap,
+};
+
+static void stream_on_accept(struct relay_listener *l, int fd, void *userdata)
+{
+        struct vmm_stream *s = userdata;
+        struct vmm_process *p = s->process;
+        int r;
+
+        s->listener = relay_listener_free(s->listener);
+        if (fd < 0) {
+                log_warn("vm %s: %s listener on port 0x%08x failed: %s", p->vm->name, stream_names[s->kind], s->port,
+                         strerror(-fd));
+                stream_on_done(NULL, fd, s);
+                return;
+        }
+        r = relay_stream_new(p->vm->vmm->relay, s->kind == VMM_STDIN ? RELAY_STREAM_TO_GUEST : RELAY_STREAM_FROM_GUEST,
+                             fd, s->endpoint_fd, &stream_ops, s, &s->stream);
+        if (r < 0) {
+                safe_close(fd);
+                log_warn("vm %s: %s stream on port 0x%08x: %s", p->vm->name, stream_names[s->kind], s->port,
+                         strerror(-r));
+                stream_on_done(NULL, r, s);
+                return;
+        }
+        s->endpoint_fd = -1; /* the stream owns it now */
+}
+
+/* ---- exec ---- */
+
+static void process_on_wait(const struct bridge_result *res, void *userdata)
+{
+        struct vmm_process *p = userdata;
+
+        p->wait_outstanding = false;
+        p->wait_call_id = 0;
+        switch (res->status) {
+        case BRIDGE_STATUS_OK:
+                process_set_exit(p, VMM_EXIT_EXITED, res->exit_code, "");
+                break;
+        case BRIDGE_STATUS_EXIT_LOST:
+                process_set_exit(p, VMM_EXIT_LOST, -1, "exit status lost");
+                break;
+        case BRIDGE_STATUS_CLOSED:
+                process_set_exit(p, VMM_EXIT_LOST, -1, "exit status lost: bridge closed");
+                break;
+        default: {
+                char msg[160];
+
+                snprintf(msg, sizeof(msg), "exit status lost: %s", res->message);
+                process_set_exit(p, VMM_EXIT_LOST, -1, msg);
+                break;
+        }
+        }
+        process_maybe_report(p);
+}
+
+static int process_start_wait(struct vmm_process *p)
+{
+        int r = bridge_host_wait(p->vm->bridge, p->container_id, p->pid, BRIDGE_WAIT_INFINITE, process_on_wait, p,
+                                 &p->wait_call_id);
+
+        if (r < 0)
+                return r;
+        p->wait_outstanding = true;
+        return 0;
+}
+
+/* A pid the guest hands out again replaces an old, reported entry. */
+static void process_forget_pid(struct vmm_vm *vm, struct vmm_process *keep, uint32_t pid)
+{
+        struct list_head *pos, *tmp;
+
+        list_for_each_safe(pos, tmp, &vm->processes) {
+                struct vmm_process *p = list_entry(pos, struct vmm_process, link);
+
+                if (p != keep && p->pid == pid && p->exit_reported && list_empty(&p->waiters))
+                        process_free(p);
+        }
+}
+
+static void process_fail(struct vmm_process *p, int error, const char *message)
+{
+        vmm_started_fn fn = TAKE_PTR(p->started_fn);
+
+        if (fn)
+                fn(p, error, message, p->started_userdata);
+        if (!p->vm->removing)
+                process_free(p);
+}
+
+static void process_on_exec(const struct bridge_result *res, void *userdata)
+{
+        struct vmm_process *p = userdata;
+        struct vmm_vm *vm = p->vm;
+        vmm_started_fn fn;
+        int r;
+
+        p->in_exec = false;
+        if (res->error < 0) {
+                log_warn("vm %s: exec of %s failed: %s", vm->name, p->argv[0], res->message);
+                /* The guest never dials a stream of a failed exec: stop listening for it. */
+                for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++)
+                        stream_release(&p->streams[k]);
+                process_fail(p, res->error, res->message);
+                return;
+        }
+        p->pid = res->pid;
+        p->state = VMM_PROCESS_RUNNING;
+        process_forget_pid(vm, p, p->pid);
+        r = process_start_wait(p);
+        if (r < 0) {
+                /* Without a wait the exit could never be reported: say so instead of hanging. */
+                log_error("vm %s: process %u: cannot send WaitForProcess: %s", vm->name, p->pid, strerror(-r));
+                process_set_exit(p, VMM_EXIT_LOST, -1, "exit status lost: WaitForProcess could not be sent");
+        }
+        log_info("vm %s: process %u started: %s", vm->name, p->pid, p->argv[0]);
+        vmm_emit(vm->vmm, VMM_EVENT_PROCESS_STARTED, vm->name, p->container_id, p->pid, NULL, p->argv[0]);
+        fn = TAKE_PTR(p->started_fn);
+        if (fn)
+                fn(p, 0, "", p->started_userdata);
+        process_maybe_report(p);
+}
+
+static int process_attach_open(struct vmm_process *p, unsigned seq)
+{
+        struct vmm *m = p->vm->vmm;
+        struct attach_config cfg = {
+                .backlog = m->cfg.attach_backlog,
+                .client_max_tx = m->cfg.attach_client_max_tx,
+                .max_clients = m->cfg.attach_max_clients,
+        };
+        char path[RELAY_UDS_PATH_MAX], name[VMM_NAME_MAX + 32];
+
+        if (snprintf(path, sizeof(path), "%s/%s.%u", m->attach_dir, p->vm->name, seq) >= (int)sizeof(path))
+                return -ENAMETOOLONG;
+        snprintf(name, sizeof(name), "vm %s: exec %u", p->vm->name, seq);
+        return attach_new(m->relay, path, &cfg, name, &p->attach);
+}
+
+/* Ports, listeners, then the request: the guest dials as soon as it reads it. */
+static int process_send_exec(struct vmm_process *p, char *err, size_t errlen)
+{
+        struct vmm_vm *vm = p->vm;
+        struct bridge_stdio_ports ports = { 0 };
+        uint32_t *port_slot[_VMM_STREAM_KIND_MAX] = { &ports.stdin_port, &ports.stdout_port, &ports.stderr_port };
+        struct bridge_process_params params = {
+                .args = (const char **)p->argv,
+                .n_args = p->n_argv,
+                .working_dir = p->cwd,
+                .env = (const char **)p->env,
+                .n_env = p->n_env,
+        };
+        int r;
+
+        for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
+                struct vmm_stream *s = &p->streams[k];
+
+                if (k == VMM_STDIN && !s->endpoint)
+                        continue;
+                r = ports_alloc(vm->ports, &s->port);
+                if (r < 0) {
+                        snprintf(err, errlen, "no stdio port left in VM %s", vm->name);
+                        goto undo;
+                }
+                r = relay_listen(vm->vmm->relay, &vm->transport, s->port, RELAY_LISTEN_ONCE, stream_on_accept, s,
+                                 &s->listener);
+                if (r < 0) {
+                        snprintf(err, errlen, "cannot listen on %s port 0x%08x: %s", stream_names[k], s->port,
+                                 strerror(-r));
+                        goto undo;
+                }
+                *port_slot[k] = s->port;
+        }
+        r = bridge_host_exec(vm->bridge, p->container_id, &params, &ports, process_on_exec, p);
+        if (r < 0) {
+                snprintf(err, errlen, "cannot send ExecuteProcess: %s", strerror(-r));
+                goto undo;
+        }
+        p->in_exec = true;
+        p->state = VMM_PROCESS_STARTING;
+        relay_timer_disarm(p->timer);
+        return 0;
+undo:
+        /* Ports stay used: they are never handed out twice in a VM's life. */
+        for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++)
+                p->streams[k].listener = relay_listener_free(p->streams[k].listener);
+        return r;
+}
+
+void vmm_process_bridge_connected(struct vmm_vm *vm)
+{
+        struct list_head *pos, *tmp;
+
+        list_for_each_safe(pos, tmp, &vm->processes) {
+                struct vmm_process *p = list_entry(pos, struct vmm_process, link);
+                char err[256];
+                int r;
+
+                if (p->state != VMM_PROCESS_PENDING)
+                        continue;
+                r = process_send_exec(p, err, sizeof(err));
+                if (r < 0) {
+                        log_warn("vm %s: queued exec failed: %s", vm->name, err);
+                        process_fail(p, r, err);
+                }
+        }
+}
+
+static int process_open_endpoints(struct vmm_process *p, const struct vmm_exec_params *params, char *err,
+                                  size_t errlen)
+{
+        const char *paths[_VMM_STREAM_KIND_MAX] = { params->stdin_path, params->stdout_path, params->stderr_path };
+
+        for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
+                struct vmm_stream *s = &p->streams[k];
+                int r;
+
+                if (!paths[k] || paths[k][0] == '\0')
+                        continue;
+                r = endpoint_open(paths[k], k == VMM_STDIN ? ENDPOINT_SOURCE : ENDPOINT_SINK, &s->endpoint_fd, NULL);
+                if (r < 0) {
+                        snprintf(err, errlen, "%s endpoint %s: %s", stream_names[k], paths[k], strerror(-r));
+                        return r;
+                }
+                s->endpoint = strdup(paths[k]);
+                if (!s->endpoint)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+static int process_new(struct vmm_vm *vm, const struct vmm_exec_params *params, struct vmm_process **ret)
+{
+        struct vmm_process *p = calloc(1, sizeof(*p));
+        int r;
+
+        if (!p)
+                return -ENOMEM;
+        p->vm = vm;
+        list_init(&p->waiters);
+        list_add_tail(&vm->processes, &p->link);
+        vm->n_processes++;
+        for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
+                p->streams[k].process = p;
+                p->streams[k].kind = k;
+                p->streams[k].endpoint_fd = -1;
+        }
+        p->n_argv = params->n_argv;
+        p->argv = strv_copy(params->argv, params->n_argv);
+        p->n_env = params->n_env;
+        p->env = strv_copy(params->env, params->n_env);
+        p->container_id = strdup(params->container_id ? params->container_id : "");
+        if (params->cwd && params->cwd[0])
+                p->cwd = strdup(params->cwd);
+        r = relay_timer_new(vm->vmm->relay, process_on_timer, p, &p->timer);
+        if (!p->argv || !p->env || !p->container_id || (params->cwd && params->cwd[0] && !p->cwd) || r < 0) {
+                process_free(p);
+                return r < 0 ? r : -ENOMEM;
+        }
+        *ret = p;
+        return 0;
+}
+
+int vmm_exec(struct vmm_vm *vm, const struct vmm_exec_params *params, vmm_started_fn fn, void *userdata, char *err,
+             size_t errlen)
+{
+        static const char *const no_strings[1] = { NULL };
+        struct vmm_exec_params copy = *params;
+        struct vmm_process *p = NULL;
+        int r;
+
+        if (vmm_vm_is_migrating(vm)) {
+                snprintf(err, errlen, "VM is migrating");
+                return -EBUSY;
+        }
+        if (params->n_argv == 0 || params->n_argv > VMM_MAX_ARGV || params->n_env > VMM_MAX_ENV) {
+                snprintf(err, errlen, "argv must have 1 to %u entries and env at most %u", VMM_MAX_ARGV, VMM_MAX_ENV);
+                return -EINVAL;
+        }
+        if (vm->n_processes >= vm->vmm->cfg.max_processes) {
+                snprintf(err, errlen, "VM %s has %u processes, the limit", vm->name, vm->n_processes);
+                return -EUSERS;
+        }
+        if (!copy.env)
+                copy.env = no_strings;
+        r = process_new(vm, &copy, &p);
+        if (r < 0) {
+                snprintf(err, errlen, "%s", strerror(-r));
+                return r;
+        }
+        r = process_open_endpoints(p, params, err, errlen);
+        if (r < 0)
+                goto fail;
+        r = process_attach_open(p, ++vm->exec_seq);
+        if (r < 0)
+                log_warn("vm %s: no attach socket for this exec: %s", vm->name, strerror(-r));
+        p->started_fn = fn;
+        p->started_userdata = userdata;
+        if (vmm_vm_bridge_state(vm) == BRIDGE_CONN_CONNECTED) {
+                r = process_send_exec(p, err, errlen);
+                if (r < 0)
+                        goto fail;
+                return 0;
+        }
+        p->state = VMM_PROCESS_PENDING;
+        r = relay_timer_arm(p->timer, params->connect_timeout_ns ? params->connect_timeout_ns
+                                                                 : VMM_DEFAULT_CONNECT_TIMEOUT_NS);
+        if (r < 0) {
+                snprintf(err, errlen, "cannot arm the connect timeout: %s", strerror(-r));
+                goto fail;
+        }
+        log_info("vm %s: guest not connected yet; exec of %s queued", vm->name, p->argv[0]);
+        return 0;
+fail:
+        p->started_fn = NULL;
+        process_free(p);
+        return r;
+}
+
+/* ---- lookups, waits, kill ---- */
+
+struct vmm_process *vmm_process_find(struct vmm_vm *vm, uint32_t pid)
+{
+        struct vmm_process *found = NULL;
+        struct list_head *pos;
+
+        if (pid == 0)
+                return NULL;
+        /* The newest entry wins when a reported pid was reused. */
+        list_for_each(pos, &vm->processes) {
+                struct vmm_process *p = list_entry(pos, struct vmm_process, link);
+
+                if (p->pid == pid)
+                        found = p;
+        }
+        return found;
+}
+
+struct vmm_process *vmm_process_next(struct vmm_vm *vm, struct vmm_process *prev)
+{
+        struct list_head *n = prev ? prev->link.next : vm->processes.next;
+
+        return n == &vm->processes ? NULL : list_entry(n, struct vmm_process, link);
+}
+
+void vmm_process_get_info(const struct vmm_process *p, struct vmm_process_info *ret)
+{
+        struct vmm_process_info i = {
+                .pid = p->pid,
+                .container_id = p->container_id,
+                .argv = (const char *const *)p->argv,
+                .n_argv = p->n_argv,
+                .state = p->state,
+                .wait_call_id = p->wait_outstanding ? p->wait_call_id : 0,
+                .exit_known = p->exit_known,
+                .exit = p->exit,
+                .attach_path = p->attach ? attach_path(p->attach) : NULL,
+        };
+
+        for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
+                const struct vmm_stream *s = &p->streams[k];
+                struct relay_stream_counters c = s->counters;
+
+                if (s->stream)
+                        relay_stream_get_counters(s->stream, &c);
+                i.ports[k] = s->port;
+                i.bytes[k] = k == VMM_STDIN ? c.tx_guest : c.tx_endpoint;
+        }
+        *ret = i;
+}
+
+int vmm_process_wait(struct vmm_process *p, vmm_exit_fn fn, void *userdata, struct vmm_waiter **ret_waiter,
+                     struct vmm_exit *ret_exit)
+{
+        struct vmm_waiter *w;
+
+        if (p->exit_reported) {
+                *ret_exit = p->exit;
+                return 1;
+        }
+        w = calloc(1, sizeof(*w));
+        if (!w)
+                return -ENOMEM;
+        w->process = p;
+        w->fn = fn;
+        w->userdata = userdata;
+        list_add_tail(&p->waiters, &w->link);
+        *ret_waiter = w;
+        return 0;
+}
+
+struct vmm_waiter *vmm_waiter_free(struct vmm_waiter *w)
+{
+        if (w) {
+                list_del(&w->link);
+                free(w);
+        }
+        return NULL;
+}
+
+struct vmm_kill_op {
+        vmm_done_fn fn;
+        void *userdata;
+};
+
+static void vmm_on_signal(const struct bridge_result *res, void *userdata)
+{
+        struct vmm_kill_op *op = userdata;
+
+        if (res->status == BRIDGE_STATUS_ALREADY_GONE)
+                op->fn(0, "already gone", op->userdata);
+        else
+                op->fn(res->error, res->message, op->userdata);
+        free(op);
+}
+
+int vmm_kill(struct vmm_vm *vm, uint32_t pid, int signal, vmm_done_fn fn, void *userdata)
+{
+        struct vmm_process *p = vmm_process_find(vm, pid);
+        struct vmm_kill_op *op;
+        int r;
+
+        if (pid == 0 || signal < 0 || signal > 64)
+                return -EINVAL;
+        if (p && p->exit_reported) {
+                fn(0, "already gone", userdata);
+                return 0;
+        }
+        op = calloc(1, sizeof(*op));
+        if (!op)
+                return -ENOMEM;
+        op->fn = fn;
+        op->userdata = userdata;
+        r = bridge_host_signal(vm->bridge, p ? p->container_id : "", pid, signal, vmm_on_signal, op);
+        if (r < 0)
+                free(op);
+        return r;
+}
+
+/* ---- teardown ---- */
+
+void vmm_process_vm_teardown(struct vmm_vm *vm, const char *reason)
+{
+        struct list_head *pos, *tmp;
+
+        list_for_each_safe(pos, tmp, &vm->processes) {
+                struct vmm_process *p = list_entry(pos, struct vmm_process, link);
+                vmm_started_fn fn = TAKE_PTR(p->started_fn);
+
+                if (fn)
+                        fn(p, -ESHUTDOWN, reason, p->started_userdata);
+                if (!p->exit_reported) {
+                        char msg[160];
+
+                        if (!p->exit_known) {
+                                snprintf(msg, sizeof(msg), "exit status lost: %s", reason);
+                                process_set_exit(p, VMM_EXIT_LOST, -1, msg);
+                        }
+                        process_report(p);
+                }
+                process_free(p);
+        }
+}

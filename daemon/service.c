@@ -1,0 +1,679 @@
+/* daemon/service.c: the vsockmux.v1.Control methods, each a thin adapter from protobuf to vmm. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "control.pb-c.h"
+#include "daemon/service.h"
+#include "daemon/vmm-internal.h"
+#include "util/list.h"
+#include "util/log.h"
+
+struct subscriber {
+        struct list_head link;
+        struct service *service;
+        struct control_call *call;
+        char *vm;       /* NULL: every VM */
+};
+
+struct service {
+        struct relay *relay;
+        struct vmm *vmm;
+        struct control_server *server;
+        struct list_head subscribers;
+};
+
+#define REQ(type, request) const type *req = (const type *)(request)
+
+static struct vmm_vm *service_vm(struct control_call *call, struct service *s, const char *name)
+{
+        struct vmm_vm *vm = vmm_vm_find(s->vmm, name);
+
+        if (!vm)
+                control_call_fail(call, CONTROL_CODE_NOT_FOUND, "unknown VM '%s'", name ? name : "");
+        return vm;
+}
+
+static void exit_to_proto(const struct vmm_exit *e, Vsockmux__V1__ExitStatus *ret)
+{
+        vsockmux__v1__exit_status__init(ret);
+        ret->kind = e->kind == VMM_EXIT_EXITED ? VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_EXITED
+                                                : VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_LOST;
+        ret->code = e->kind == VMM_EXIT_EXITED ? e->code : 0;
+        ret->message = (char *)e->message;
+}
+
+/* ---- VMs ---- */
+
+static int on_vm_add(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        REQ(Vsockmux__V1__VmAddRequest, request);
+        struct service *s = userdata;
+        struct relay_transport t = { 0 };
+        Vsockmux__V1__VmAddResponse resp = VSOCKMUX__V1__VM_ADD_RESPONSE__INIT;
+        int r;
+
+        if (req->transport_case == VSOCKMUX__V1__VM_ADD_REQUEST__TRANSPORT_HVSOCK_PATH) {
+                if (!req->hvsock_path || req->hvsock_path[0] != '/' ||
+                    strlen(req->hvsock_path) >= sizeof(t.uds_path))
+                        return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT,
+                                                 "hvsock path must be absolute and under %zu bytes",
+                                                 sizeof(t.uds_path));
+                t.kind = RELAY_TRANSPORT_HVSOCK;
+                memcpy(t.uds_path, req->hvsock_path, strlen(req->hvsock_path) + 1);
+        } else if (req->transport_case == VSOCKMUX__V1__VM_ADD_REQUEST__TRANSPORT_CID) {
+                if (req->cid < 3 || req->cid == UINT32_MAX)
+                        return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "CID %u is not a guest CID",
+                                                 req->cid);
+                t.kind = RELAY_TRANSPORT_VSOCK;
+                t.cid = req->cid;
+        } else
+                return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "give --hvsock PATH or --cid CID");
+
+        r = vmm_vm_add(s->vmm, req->name, &t, NULL);
+        if (r == -EEXIST)
+                return control_call_fail(call, CONTROL_CODE_ALREADY_EXISTS, "VM '%s' exists already", req->name);
+        if (r == -EINVAL)
+                return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT,
+                                         "VM name must be 1-%u characters of [A-Za-z0-9._-]", VMM_NAME_MAX);
+        if (r < 0)
+                return control_call_fail_errno(call, r, "cannot listen for the guest's bridge");
+        return control_call_reply(call, &resp.base);
+}
+
+static int on_vm_remove(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        REQ(Vsockmux__V1__VmRemoveRequest, request);
+        struct service *s = userdata;
+        Vsockmux__V1__VmRemoveResponse resp = VSOCKMUX__V1__VM_REMOVE_RESPONSE__INIT;
+
+        if (vmm_vm_remove(s->vmm, req->name) < 0)
+                return control_call_fail(call, CONTROL_CODE_NOT_FOUND, "unknown VM '%s'", req->name);
+        return control_call_reply(call, &resp.base);
+}
+
+static Vsockmux__V1__BridgeState bridge_state_to_proto(const struct vmm_vm *vm)
+{
+        if (vmm_vm_is_migrating(vm))
+                return VSOCKMUX__V1__BRIDGE_STATE__BRIDGE_STATE_MIGRATING;
+        if (vmm_vm_bridge_state(vm) == BRIDGE_CONN_CONNECTED)
+                return VSOCKMUX__V1__BRIDGE_STATE__BRIDGE_STATE_CONNECTED;
+        return VSOCKMUX__V1__BRIDGE_STATE__BRIDGE_STATE_WAITING;
+}
+
+static int on_vm_list(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        struct service *s = userdata;
+        Vsockmux__V1__VmListResponse resp = VSOCKMUX__V1__VM_LIST_RESPONSE__INIT;
+        unsigned n = vmm_vm_count(s->vmm), i = 0;
+        _cleanup_free_ Vsockmux__V1__VmInfo *infos = calloc(n ? n : 1, sizeof(*infos));
+        _cleanup_free_ Vsockmux__V1__VmInfo **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+
+        if (!infos || !ptrs)
+                return -ENOMEM;
+        for (struct vmm_vm *vm = vmm_vm_next(s->vmm, NULL); vm; vm = vmm_vm_next(s->vmm, vm), i++) {
+                const struct relay_transport *t = vmm_vm_transport(vm);
+                Vsockmux__V1__VmInfo *info = &infos[i];
+
+                vsockmux__v1__vm_info__init(info);
+                info->name = (char *)vmm_vm_name(vm);
+                if (t->kind == RELAY_TRANSPORT_HVSOCK) {
+                        info->transport = VSOCKMUX__V1__TRANSPORT__TRANSPORT_HVSOCK;
+                        info->hvsock_path = (char *)t->uds_path;
+                } else {
+                        info->transport = VSOCKMUX__V1__TRANSPORT__TRANSPORT_VSOCK;
+                        info->cid = t->cid;
+                }
+                info->bridge_state = bridge_state_to_proto(vm);
+                info->process_count = vmm_vm_process_count(vm);
+                info->container_count = vmm_vm_container_count(vm);
+                ptrs[i] = info;
+        }
+        resp.n_vms = i;
+        resp.vms = ptrs;
+        return control_call_reply(call, &resp.base);
+}
+
+/* ---- containers ---- */
+
+static void reply_done(int error, const char *message, void *userdata, const ProtobufCMessage *ok)
+{
+        struct control_call *call = userdata;
+
+        if (error < 0)
+                control_call_fail(call, control_code_from_errno(error), "%s", message);
+        else
+                control_call_reply(call, ok);
+}
+
+static void on_container_created(int error, const char *message, void *userdata)
+{
+        Vsockmux__V1__ContainerCreateResponse resp = VSOCKMUX__V1__CONTAINER_CREATE_RESPONSE__INIT;
+
+        reply_done(error, message, userdata, &resp.base);
+}
+
+static void on_container_shut_down(int error, const char *message, void *userdata)
+{
+        Vsockmux__V1__ContainerShutdownResponse resp = VSOCKMUX__V1__CONTAINER_SHUTDOWN_RESPONSE__INIT;
+
+        reply_done(error, message, userdata, &resp.base);
+}
+
+static int fail_vm_busy(struct control_call *call, struct vmm_vm *vm, int r, const char *what)
+{
+        if (r == -EBUSY)
+                return control_call_fail(call, CONTROL_CODE_FAILED_PRECONDITION, "VM is migrating");
+        if (r == -ENOTCONN)
+                return control_call_fail(call, CONTROL_CODE_UNAVAILABLE, "VM %s: the guest's bridge is not connected",
+                                         vmm_vm_name(vm));
+        return control_call_fail_errno(call, r, what);
+}
+
+static int on_container_create(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        REQ(Vsockmux__V1__ContainerCreateRequest, request);
+        struct vmm_vm *vm = service_vm(call, userdata, req->vm);
+        int r;
+
+        if (!vm)
+                return 0;
+        r = vmm_container_create(vm, req->id, req->config_json, on_container_created, call);
+        if (r == -EEXIST)
+                return control_call_fail(call, CONTROL_CODE_ALREADY_EXISTS, "container '%s' exists", req->id);
+        if (r == -EINVAL)
+                return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "container id must be 1-256 bytes");
+        return r < 0 ? fail_vm_busy(call, vm, r, "create container") : 0;
+}
+
+static int on_container_shutdown(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        REQ(Vsockmux__V1__ContainerShutdownRequest, request);
+        struct vmm_vm *vm = service_vm(call, userdata, req->vm);
+        int r;
+
+        if (!vm)
+                return 0;
+        r = vmm_container_shutdown(vm, req->id, req->force, on_container_shut_down, call);
+        return r < 0 ? fail_vm_busy(call, vm, r, "shut down container") : 0;
+}
+
+/* ---- exec and wait ---- */
+
+/* One pending Exec or Wait: it lives until both the call and the vmm are done with it. */
+struct exit_watch {
+        struct control_call *call;      /* NULL once completed or cancelled */
+        struct vmm_waiter *waiter;
+        uint32_t pid;
+        bool detach;
+        bool is_exec;
+        bool started;                   /* exec: the vmm's started callback ran */
+};
+
+static void exit_watch_reply(struct exit_watch *w, const struct vmm_exit *exit)
+{
+        Vsockmux__V1__ExitStatus st;
+
+        exit_to_proto(exit, &st);
+        if (w->is_exec) {
+                Vsockmux__V1__ExecResponse resp = VSOCKMUX__V1__EXEC_RESPONSE__INIT;
+
+                resp.pid = w->pid;
+                resp.exit = &st;
+                control_call_reply(w->call, &resp.base);
+        } else {
+                Vsockmux__V1__WaitResponse resp = VSOCKMUX__V1__WAIT_RESPONSE__INIT;
+
+                resp.exit = &st;
+                control_call_reply(w->call, &resp.base);
+        }
+        w->call = NULL;
+}
+
+static void exit_watch_on_exit(struct vmm_process *p, const struct vmm_exit *exit, void *userdata)
+{
+        struct exit_watch *w = userdata;
+
+        w->waiter = NULL; /* the vmm frees its waiter after this call */
+        if (w->call)
+                exit_watch_reply(w, exit);
+        free(w);
+}
+
+static void exit_watch_on_cancel(struct control_call *call, void *userdata)
+{
+        struct exit_watch *w = userdata;
+
+        control_call_fail(call, CONTROL_CODE_CANCELLED, "client gone");
+        w->call = NULL;
+        if (w->waiter) {
+                w->waiter = vmm_waiter_free(w->waiter);
+                free(w);
+        }
+        /* An exec not started yet keeps w until its started callback runs. */
+}
+
+static int exit_watch_follow(struct exit_watch *w, struct vmm_process *p)
+{
+        struct vmm_exit exit;
+        int r = vmm_process_wait(p, exit_watch_on_exit, w, &w->waiter, &exit);
+
+        if (r == 1) {
+                exit_watch_reply(w, &exit);
+                free(w);
+        }
+        return r < 0 ? r : 0;
+}
+
+static void on_exec_started(struct vmm_process *p, int error, const char *message, void *userdata)
+{
+        struct exit_watch *w = userdata;
+        struct vmm_process_info info;
+        int r;
+
+        w->started = true;
+        if (!w->call) {
+                free(w);
+                return;
+        }
+        if (error < 0) {
+                control_call_fail(w->call, error == -ETIMEDOUT ? CONTROL_CODE_DEADLINE_EXCEEDED
+                                                               : control_code_from_errno(error),
+                                  "exec failed: %s", message);
+                free(w);
+                return;
+        }
+        vmm_process_get_info(p, &info);
+        w->pid = info.pid;
+        if (w->detach) {
+                Vsockmux__V1__ExecResponse resp = VSOCKMUX__V1__EXEC_RESPONSE__INIT;
+
+                resp.pid = info.pid;
+                control_call_reply(w->call, &resp.base);
+                free(w);
+                return;
+        }
+        r = exit_watch_follow(w, p);
+        if (r < 0) {
+                control_call_fail_errno(w->call, r, "wait");
+                free(w);
+        }
+}
+
+static int on_exec(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        REQ(Vsockmux__V1__ExecRequest, request);
+        struct vmm_vm *vm = service_vm(call, userdata, req->vm);
+        struct vmm_exec_params params = {
+                .container_id = req->container_id,
+                .argv = (const char *const *)req->argv,
+                .n_argv = req->n_argv,
+                .env = (const char *const *)req->env,
+                .n_env = req->n_env,
+                .cwd = req->cwd,
+                .stdin_path = req->stdin_path,
+                .stdout_path = req->stdout_path,
+                .stderr_path = req->stderr_path,
+                .connect_timeout_ns = (uint64_t)req->connect_timeout_ms * 1000000ull,
+        };
+        struct exit_watch *w;
+        char err[256] = "";
+        int r;
+
+        if (!vm)
+                return 0;
+        w = calloc(1, sizeof(*w));
+        if (!w)
+                return -ENOMEM;
+        w->call = call;
+        w->detach = req->detach;
+        w->is_exec = true;
+        r = vmm_exec(vm, &params, on_exec_started, w, err, sizeof(err));
+        if (r < 0) {
+                free(w);
+                if (r == -EBUSY)
+                        return control_call_fail(call, CONTROL_CODE_FAILED_PRECONDITION, "%s", err);
+                return control_call_fail(call, control_code_from_errno(r), "exec: %s", err);
+        }
+        control_call_set_cancel(call, exit_watch_on_cancel, w);
+        return 0;
+}
+
+static int on_wait(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        REQ(Vsockmux__V1__WaitRequest, request);
+        struct vmm_vm *vm = service_vm(call, userdata, req->vm);
+        struct vmm_process *p;
+        struct exit_watch *w;
+        struct vmm_exit exit;
+        int r;
+
+        if (!vm)
+                return 0;
+        p = vmm_process_find(vm, req->pid);
+        if (!p)
+                return control_call_fail(call, CONTROL_CODE_NOT_FOUND, "no process %u in VM %s", req->pid, req->vm);
+        w = calloc(1, sizeof(*w));
+        if (!w)
+                return -ENOMEM;
+        w->call = call;
+        w->pid = req->pid;
+        w->started = true;
+        r = vmm_process_wait(p, exit_watch_on_exit, w, &w->waiter, &exit);
+        if (r == 1) {
+                exit_watch_reply(w, &exit);
+                free(w);
+                return 0;
+        }
+        if (r < 0) {
+                free(w);
+                return r;
+        }
+        control_call_set_cancel(call, exit_watch_on_cancel, w);
+        return 0;
+}
+
+/* ---- ps, kill, attach ---- */
+
+static int on_ps(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        REQ(Vsockmux__V1__PsRequest, request);
+        struct vmm_vm *vm = service_vm(call, userdata, req->vm);
+        Vsockmux__V1__PsResponse resp = VSOCKMUX__V1__PS_RESPONSE__INIT;
+        _cleanup_free_ Vsockmux__V1__ProcessInfo *infos = NULL;
+        _cleanup_free_ Vsockmux__V1__ProcessInfo **ptrs = NULL;
+        _cleanup_free_ Vsockmux__V1__StreamCounters *counters = NULL;
+        _cleanup_free_ Vsockmux__V1__ExitStatus *exits = NULL;
+        size_t n, i = 0;
+
+        if (!vm)
+                return 0;
+        n = vmm_vm_process_count(vm);
+        infos = calloc(n + 1, sizeof(*infos));
+        ptrs = calloc(n + 1, sizeof(*ptrs));
+        counters = calloc(n + 1, sizeof(*counters));
+        exits = calloc(n + 1, sizeof(*exits));
+        if (!infos || !ptrs || !counters || !exits)
+                return -ENOMEM;
+        for (struct vmm_process *p = vmm_process_next(vm, NULL); p && i < n; p = vmm_process_next(vm, p), i++) {
+                struct vmm_process_info pi;
+                Vsockmux__V1__ProcessInfo *o = &infos[i];
+
+                vmm_process_get_info(p, &pi);
+                vsockmux__v1__process_info__init(o);
+                vsockmux__v1__stream_counters__init(&counters[i]);
+                o->pid = pi.pid;
+                o->container_id = (char *)pi.container_id;
+                o->argv = (char **)pi.argv;
+                o->n_argv = pi.n_argv;
+                o->state = (Vsockmux__V1__ProcessState)(pi.state == VMM_PROCESS_PENDING ? VMM_PROCESS_STARTING
+                                                                                        : pi.state);
+                o->stdin_port = pi.ports[VMM_STDIN];
+                o->stdout_port = pi.ports[VMM_STDOUT];
+                o->stderr_port = pi.ports[VMM_STDERR];
+                o->wait_call_id = pi.wait_call_id;
+                counters[i].stdin_bytes = pi.bytes[VMM_STDIN];
+                counters[i].stdout_bytes = pi.bytes[VMM_STDOUT];
+                counters[i].stderr_bytes = pi.bytes[VMM_STDERR];
+                o->bytes = &counters[i];
+                if (pi.exit_known) {
+                        exit_to_proto(&p->exit, &exits[i]);
+                        o->exit = &exits[i];
+                }
+                o->attach_socket = (char *)(pi.attach_path ? pi.attach_path : "");
+                ptrs[i] = o;
+        }
+        resp.processes = ptrs;
+        resp.n_processes = i;
+        return control_call_reply(call, &resp.base);
+}
+
+static void on_killed(int error, const char *message, void *userdata)
+{
+        struct control_call *call = userdata;
+        Vsockmux__V1__KillResponse resp = VSOCKMUX__V1__KILL_RESPONSE__INIT;
+
+        if (error < 0) {
+                control_call_fail(call, control_code_from_errno(error), "kill: %s", message);
+                return;
+        }
+        if (message && strcmp(message, "already gone") == 0) {
+                resp.not_found = true;
+                resp.note = (char *)"process already gone";
+        }
+        control_call_reply(call, &resp.base);
+}
+
+static int on_kill(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        REQ(Vsockmux__V1__KillRequest, request);
+        struct vmm_vm *vm = service_vm(call, userdata, req->vm);
+        int r;
+
+        if (!vm)
+                return 0;
+        if (req->signal < 0 || req->signal > 64)
+                return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "signal %d out of range 1-64",
+                                         req->signal);
+        r = vmm_kill(vm, req->pid, req->signal ? req->signal : 15, on_killed, call);
+        return r < 0 ? fail_vm_busy(call, vm, r, "kill") : 0;
+}
+
+static int on_attach(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        REQ(Vsockmux__V1__AttachRequest, request);
+        struct vmm_vm *vm = service_vm(call, userdata, req->vm);
+        Vsockmux__V1__AttachResponse resp = VSOCKMUX__V1__ATTACH_RESPONSE__INIT;
+        struct vmm_process_info pi;
+        struct vmm_process *p;
+
+        if (!vm)
+                return 0;
+        p = vmm_process_find(vm, req->pid);
+        if (!p)
+                return control_call_fail(call, CONTROL_CODE_NOT_FOUND, "no process %u in VM %s", req->pid, req->vm);
+        vmm_process_get_info(p, &pi);
+        if (!pi.attach_path)
+                return control_call_fail(call, CONTROL_CODE_UNAVAILABLE, "process %u has no attach socket", req->pid);
+        resp.socket_path = (char *)pi.attach_path;
+        return control_call_reply(call, &resp.base);
+}
+
+/* ---- stats and events ---- */
+
+static uint64_t rss_bytes(void)
+{
+        unsigned long size = 0, resident = 0;
+        FILE *f = fopen("/proc/self/statm", "re");
+
+        if (!f)
+                return 0;
+        if (fscanf(f, "%lu %lu", &size, &resident) != 2)
+                resident = 0;
+        fclose(f);
+        return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static int on_stats(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        struct service *s = userdata;
+        Vsockmux__V1__StatsResponse resp = VSOCKMUX__V1__STATS_RESPONSE__INIT;
+        Vsockmux__V1__BufferPoolStats pool = VSOCKMUX__V1__BUFFER_POOL_STATS__INIT;
+        struct relay_stats rs;
+        struct vmm_stats vs;
+
+        relay_get_stats(s->relay, &rs);
+        vmm_get_stats(s->vmm, &vs);
+        resp.vms = vs.vms;
+        resp.processes = vs.processes;
+        resp.streams = rs.streams;
+        resp.bytes_relayed = rs.bytes_relayed;
+        resp.memory_in_use = rss_bytes();
+        pool.buffers_total = rs.pool_bufs_total;
+        pool.buffers_in_use = rs.pool_bufs_in_use;
+        pool.buffer_size = rs.pool_bufs_total ? rs.pool_bytes / rs.pool_bufs_total : 0;
+        resp.buffer_pool = &pool;
+        resp.control_connections = control_server_connections(s->server);
+        return control_call_reply(call, &resp.base);
+}
+
+static struct subscriber *subscriber_free(struct subscriber *sub)
+{
+        if (sub) {
+                list_del(&sub->link);
+                free(sub->vm);
+                free(sub);
+        }
+        return NULL;
+}
+
+static void subscriber_on_cancel(struct control_call *call, void *userdata)
+{
+        struct subscriber *sub = userdata;
+
+        control_call_fail(call, CONTROL_CODE_CANCELLED, "client gone");
+        subscriber_free(sub);
+}
+
+static int on_events(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        REQ(Vsockmux__V1__EventsRequest, request);
+        struct service *s = userdata;
+        struct subscriber *sub;
+
+        if (req->vm && req->vm[0] && !vmm_vm_find(s->vmm, req->vm))
+                return control_call_fail(call, CONTROL_CODE_NOT_FOUND, "unknown VM '%s'", req->vm);
+        sub = calloc(1, sizeof(*sub));
+        if (!sub)
+                return -ENOMEM;
+        sub->service = s;
+        sub->call = call;
+        if (req->vm && req->vm[0]) {
+                sub->vm = strdup(req->vm);
+                if (!sub->vm) {
+                        free(sub);
+                        return -ENOMEM;
+                }
+        }
+        list_add_tail(&s->subscribers, &sub->link);
+        control_call_set_cancel(call, subscriber_on_cancel, sub);
+        return 0;
+}
+
+static const Vsockmux__V1__EventKind event_kinds[] = {
+        [VMM_EVENT_VM_ADDED] = VSOCKMUX__V1__EVENT_KIND__EVENT_KIND_VM_ADDED,
+        [VMM_EVENT_VM_REMOVED] = VSOCKMUX__V1__EVENT_KIND__EVENT_KIND_VM_REMOVED,
+        [VMM_EVENT_BRIDGE_CONNECTED] = VSOCKMUX__V1__EVENT_KIND__EVENT_KIND_BRIDGE_CONNECTED,
+        [VMM_EVENT_BRIDGE_DISCONNECTED] = VSOCKMUX__V1__EVENT_KIND__EVENT_KIND_BRIDGE_DISCONNECTED,
+        [VMM_EVENT_CONTAINER_CREATED] = VSOCKMUX__V1__EVENT_KIND__EVENT_KIND_CONTAINER_CREATED,
+        [VMM_EVENT_CONTAINER_EXITED] = VSOCKMUX__V1__EVENT_KIND__EVENT_KIND_CONTAINER_EXITED,
+        [VMM_EVENT_PROCESS_STARTED] = VSOCKMUX__V1__EVENT_KIND__EVENT_KIND_PROCESS_STARTED,
+        [VMM_EVENT_PROCESS_EXITED] = VSOCKMUX__V1__EVENT_KIND__EVENT_KIND_PROCESS_EXITED,
+        [VMM_EVENT_MIGRATION_STARTED] = VSOCKMUX__V1__EVENT_KIND__EVENT_KIND_MIGRATION_STARTED,
+        [VMM_EVENT_MIGRATION_COMPLETED] = VSOCKMUX__V1__EVENT_KIND__EVENT_KIND_MIGRATION_COMPLETED,
+        [VMM_EVENT_MIGRATION_FAILED] = VSOCKMUX__V1__EVENT_KIND__EVENT_KIND_MIGRATION_FAILED,
+};
+
+void service_on_event(const struct vmm_event *e, void *userdata)
+{
+        struct service *s = userdata;
+        Vsockmux__V1__Event ev = VSOCKMUX__V1__EVENT__INIT;
+        Vsockmux__V1__ExitStatus st;
+        struct list_head *pos, *tmp;
+        struct timespec ts;
+
+        if (!s || list_empty(&s->subscribers))
+                return;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ev.timestamp_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        ev.kind = e->kind < ELEMENTSOF(event_kinds) ? event_kinds[e->kind]
+                                                     : VSOCKMUX__V1__EVENT_KIND__EVENT_KIND_UNSPECIFIED;
+        ev.vm = (char *)(e->vm ? e->vm : "");
+        ev.container_id = (char *)(e->container_id ? e->container_id : "");
+        ev.pid = e->pid;
+        ev.message = (char *)(e->message ? e->message : "");
+        if (e->exit) {
+                exit_to_proto(e->exit, &st);
+                ev.exit = &st;
+        }
+        list_for_each_safe(pos, tmp, &s->subscribers) {
+                struct subscriber *sub = list_entry(pos, struct subscriber, link);
+                int r;
+
+                if (sub->vm && e->vm && strcmp(sub->vm, e->vm) != 0)
+                        continue;
+                r = control_call_send(sub->call, &ev.base);
+                if (r == -ENOBUFS)
+                        log_warn("events: a subscriber fell behind; an event was dropped for it");
+        }
+}
+
+/* ---- later issues ---- */
+
+static int on_unimplemented(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        return control_call_fail(call, CONTROL_CODE_UNIMPLEMENTED, "%s is not implemented yet",
+                                 control_call_method(call)->name);
+}
+
+#define METHOD(n, desc, fn) { CONTROL_SERVICE "/" n, &desc, fn, false }
+static const struct control_method service_methods[] = {
+        METHOD("VmAdd", vsockmux__v1__vm_add_request__descriptor, on_vm_add),
+        METHOD("VmRemove", vsockmux__v1__vm_remove_request__descriptor, on_vm_remove),
+        METHOD("VmList", vsockmux__v1__vm_list_request__descriptor, on_vm_list),
+        METHOD("ContainerCreate", vsockmux__v1__container_create_request__descriptor, on_container_create),
+        METHOD("ContainerShutdown", vsockmux__v1__container_shutdown_request__descriptor, on_container_shutdown),
+        METHOD("Exec", vsockmux__v1__exec_request__descriptor, on_exec),
+        METHOD("Ps", vsockmux__v1__ps_request__descriptor, on_ps),
+        METHOD("Wait", vsockmux__v1__wait_request__descriptor, on_wait),
+        METHOD("Kill", vsockmux__v1__kill_request__descriptor, on_kill),
+        METHOD("Attach", vsockmux__v1__attach_request__descriptor, on_attach),
+        METHOD("Stats", vsockmux__v1__stats_request__descriptor, on_stats),
+        { CONTROL_SERVICE "/Events", &vsockmux__v1__events_request__descriptor, on_events, true },
+        METHOD("Save", vsockmux__v1__save_request__descriptor, on_unimplemented),
+        METHOD("Restore", vsockmux__v1__restore_request__descriptor, on_unimplemented),
+        METHOD("Resume", vsockmux__v1__resume_request__descriptor, on_unimplemented),
+        METHOD("Migrate", vsockmux__v1__migrate_request__descriptor, on_unimplemented),
+};
+
+int service_alloc(struct service **ret)
+{
+        struct service *s = calloc(1, sizeof(*s));
+
+        if (!s)
+                return -ENOMEM;
+        list_init(&s->subscribers);
+        *ret = s;
+        return 0;
+}
+
+int service_start(struct service *s, struct relay *r, struct vmm *m, const struct service_config *cfg)
+{
+        struct control_server_config scfg = {
+                .path = cfg->socket_path,
+                .owner_uid = cfg->owner_uid,
+                .group = cfg->group,
+                .max_connections = cfg->max_connections,
+        };
+
+        s->relay = r;
+        s->vmm = m;
+        return control_server_new(r, &scfg, service_methods, ELEMENTSOF(service_methods), s, &s->server);
+}
+
+struct service *service_free(struct service *s)
+{
+        struct list_head *pos, *tmp;
+
+        if (!s)
+                return NULL;
+        /* Freeing the server cancels every pending call, which frees the subscribers. */
+        s->server = control_server_free(s->server);
+        list_for_each_safe(pos, tmp, &s->subscribers)
+                subscriber_free(list_entry(pos, struct subscriber, link));
+        free(s);
+        return NULL;
+}

@@ -1,0 +1,27 @@
+/* daemon/service.h: struct service owns the control server, its method table and the events subscribers; borrows the relay and the vmm. */
+#pragma once
+
+#include <sys/types.h>
+
+#include "control/server.h"
+#include "daemon/vmm.h"
+
+struct service;
+
+struct service_config {
+        const char *socket_path;
+        uid_t owner_uid;
+        gid_t group;            /* CONTROL_NO_GROUP for a 0600 socket */
+        unsigned max_connections;
+};
+
+struct service *service_free(struct service *s);
+DEFINE_CLEANUP(struct service *, service_free);
+
+/* The vmm's event sink: pass it with the service as userdata to vmm_new(). */
+void service_on_event(const struct vmm_event *e, void *userdata);
+
+/* The service exists before the vmm (which needs its event sink); service_start() then creates
+ * the control socket and serves the vsockmux.v1.Control methods on r's loop. */
+int service_alloc(struct service **ret);
+int service_start(struct service *s, struct relay *r, struct vmm *m, const struct service_config *cfg);

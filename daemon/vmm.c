@@ -1,0 +1,458 @@
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "daemon/vmm-internal.h"
+#include "util/log.h"
+
+void vmm_config_default(struct vmm_config *c)
+{
+        *c = (struct vmm_config){
+                .state_dir = "/run/vsockmux",
+                .max_vms = VMM_DEFAULT_MAX_VMS,
+                .max_processes = VMM_DEFAULT_MAX_PROCESSES,
+                .exited_keep = VMM_DEFAULT_EXITED_KEEP,
+                .drain_timeout_ns = VMM_DEFAULT_DRAIN_TIMEOUT_NS,
+                .attach_backlog = ATTACH_DEFAULT_BACKLOG,
+                .attach_client_max_tx = ATTACH_DEFAULT_CLIENT_TX,
+                .attach_max_clients = ATTACH_DEFAULT_MAX_CLIENTS,
+        };
+}
+
+void vmm_emit(struct vmm *m, enum vmm_event_kind kind, const char *vm, const char *container_id, uint32_t pid,
+              const struct vmm_exit *exit, const char *message)
+{
+        struct vmm_event e = {
+                .kind = kind,
+                .vm = vm,
+                .container_id = container_id,
+                .pid = pid,
+                .exit = exit,
+                .message = message,
+        };
+
+        if (m->event_fn)
+                m->event_fn(&e, m->event_userdata);
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+        _cleanup_free_ char *copy = strdup(path);
+
+        if (!copy)
+                return -ENOMEM;
+        for (char *p = copy + 1; *p; p++) {
+                if (*p != '/')
+                        continue;
+                *p = '\0';
+                if (mkdir(copy, 0755) < 0 && errno != EEXIST)
+                        return negative_errno();
+                *p = '/';
+        }
+        if (mkdir(copy, mode) < 0 && errno != EEXIST)
+                return negative_errno();
+        return 0;
+}
+
+int vmm_new(struct relay *r, const struct vmm_config *cfg, vmm_event_fn ev, void *userdata, struct vmm **ret)
+{
+        _cleanup_free_ struct vmm *m = calloc(1, sizeof(*m));
+        int k;
+
+        if (!m)
+                return -ENOMEM;
+        m->relay = r;
+        if (cfg)
+                m->cfg = *cfg;
+        else
+                vmm_config_default(&m->cfg);
+        if (!m->cfg.state_dir || m->cfg.state_dir[0] != '/')
+                return -EINVAL;
+        if (asprintf(&m->attach_dir, "%s/attach", m->cfg.state_dir) < 0)
+                return -ENOMEM;
+        /* Attach sockets carry container output: only the daemon's owner may reach them. */
+        k = mkdir_p(m->attach_dir, 0700);
+        if (k < 0) {
+                free(m->attach_dir);
+                return k;
+        }
+        m->event_fn = ev;
+        m->event_userdata = userdata;
+        list_init(&m->vms);
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+static struct vmm_vm *vmm_vm_free(struct vmm_vm *vm, const char *reason)
+{
+        struct list_head *pos, *tmp;
+
+        if (!vm)
+                return NULL;
+        vm->removing = true;
+        /* The bridge fails its outstanding calls first (their callbacks see live processes), then
+         * every process ends and its waiters hear why. */
+        vm->bridge = bridge_host_free(vm->bridge);
+        vmm_process_vm_teardown(vm, reason);
+        list_for_each_safe(pos, tmp, &vm->containers) {
+                struct vmm_container *c = list_entry(pos, struct vmm_container, link);
+
+                list_del(&c->link);
+                free(c->id);
+                free(c);
+        }
+        vm->ports = ports_free(vm->ports);
+        free(vm->name);
+        free(vm);
+        return NULL;
+}
+
+struct vmm *vmm_free(struct vmm *m)
+{
+        struct list_head *pos, *tmp;
+
+        if (!m)
+                return NULL;
+        list_for_each_safe(pos, tmp, &m->vms) {
+                struct vmm_vm *vm = list_entry(pos, struct vmm_vm, link);
+
+                list_del(&vm->link);
+                vmm_vm_free(vm, "daemon stopping");
+        }
+        free(m->attach_dir);
+        free(m);
+        return NULL;
+}
+
+struct relay *vmm_relay(struct vmm *m)
+{
+        return m->relay;
+}
+
+static bool vmm_name_valid(const char *name)
+{
+        size_t n = name ? strnlen(name, VMM_NAME_MAX + 1) : 0;
+
+        if (n == 0 || n > VMM_NAME_MAX || name[0] == '.')
+                return false;
+        /* The name becomes part of attach socket paths: keep it to a safe alphabet. */
+        for (size_t i = 0; i < n; i++) {
+                char ch = name[i];
+
+                if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                      ch == '-' || ch == '_' || ch == '.'))
+                        return false;
+        }
+        return true;
+}
+
+static void vmm_vm_on_bridge_state(struct bridge_host *h, enum bridge_conn_state old_state,
+                                   enum bridge_conn_state new_state, void *userdata)
+{
+        struct vmm_vm *vm = userdata;
+
+        log_info("vm %s: bridge %s -> %s", vm->name, bridge_conn_state_to_string(old_state),
+                 bridge_conn_state_to_string(new_state));
+        if (new_state == BRIDGE_CONN_CONNECTED) {
+                vmm_emit(vm->vmm, VMM_EVENT_BRIDGE_CONNECTED, vm->name, NULL, 0, NULL, bridge_host_runtime_os(h));
+                vmm_process_bridge_connected(vm);
+        } else if (old_state == BRIDGE_CONN_CONNECTED)
+                vmm_emit(vm->vmm, VMM_EVENT_BRIDGE_DISCONNECTED, vm->name, NULL, 0, NULL,
+                         bridge_conn_state_to_string(new_state));
+}
+
+static const struct bridge_host_ops vmm_bridge_ops = {
+        .on_state_change = vmm_vm_on_bridge_state,
+};
+
+int vmm_vm_add(struct vmm *m, const char *name, const struct relay_transport *t, struct vmm_vm **ret)
+{
+        struct vmm_vm *vm;
+        int r;
+
+        if (!vmm_name_valid(name))
+                return -EINVAL;
+        if (vmm_vm_find(m, name))
+                return -EEXIST;
+        if (m->n_vms >= m->cfg.max_vms)
+                return -EUSERS;
+        vm = calloc(1, sizeof(*vm));
+        if (!vm)
+                return -ENOMEM;
+        vm->vmm = m;
+        vm->transport = *t;
+        list_init(&vm->processes);
+        list_init(&vm->containers);
+        vm->name = strdup(name);
+        if (!vm->name) {
+                free(vm);
+                return -ENOMEM;
+        }
+        r = ports_new(&vm->ports);
+        if (r >= 0)
+                r = bridge_host_new(m->relay, t, name, &vmm_bridge_ops, vm, &vm->bridge);
+        if (r < 0) {
+                vmm_vm_free(vm, "VM add failed");
+                return r;
+        }
+        list_add_tail(&m->vms, &vm->link);
+        m->n_vms++;
+        if (t->kind == RELAY_TRANSPORT_HVSOCK)
+                log_info("vm %s: added, hybrid vsock at %s", name, t->uds_path);
+        else
+                log_info("vm %s: added, vsock CID %u", name, t->cid);
+        vmm_emit(m, VMM_EVENT_VM_ADDED, name, NULL, 0, NULL, NULL);
+        if (ret)
+                *ret = vm;
+        return 0;
+}
+
+int vmm_vm_remove(struct vmm *m, const char *name)
+{
+        struct vmm_vm *vm = vmm_vm_find(m, name);
+        _cleanup_free_ char *copy = NULL;
+
+        if (!vm)
+                return -ENOENT;
+        copy = strdup(vm->name);
+        list_del(&vm->link);
+        m->n_vms--;
+        vmm_vm_free(vm, "VM removed");
+        log_info("vm %s: removed", name);
+        vmm_emit(m, VMM_EVENT_VM_REMOVED, copy ? copy : "", NULL, 0, NULL, NULL);
+        return 0;
+}
+
+struct vmm_vm *vmm_vm_find(struct vmm *m, const char *name)
+{
+        struct list_head *pos;
+
+        if (!name)
+                return NULL;
+        list_for_each(pos, &m->vms) {
+                struct vmm_vm *vm = list_entry(pos, struct vmm_vm, link);
+
+                if (strcmp(vm->name, name) == 0)
+                        return vm;
+        }
+        return NULL;
+}
+
+struct vmm_vm *vmm_vm_next(struct vmm *m, struct vmm_vm *prev)
+{
+        struct list_head *n = prev ? prev->link.next : m->vms.next;
+
+        return n == &m->vms ? NULL : list_entry(n, struct vmm_vm, link);
+}
+
+unsigned vmm_vm_count(const struct vmm *m)
+{
+        return m->n_vms;
+}
+
+const char *vmm_vm_name(const struct vmm_vm *vm)
+{
+        return vm->name;
+}
+
+const struct relay_transport *vmm_vm_transport(const struct vmm_vm *vm)
+{
+        return &vm->transport;
+}
+
+enum bridge_conn_state vmm_vm_bridge_state(const struct vmm_vm *vm)
+{
+        return bridge_host_state(vm->bridge);
+}
+
+struct bridge_host *vmm_vm_bridge(struct vmm_vm *vm)
+{
+        return vm->bridge;
+}
+
+unsigned vmm_vm_process_count(const struct vmm_vm *vm)
+{
+        return vm->n_processes;
+}
+
+unsigned vmm_vm_container_count(const struct vmm_vm *vm)
+{
+        return vm->n_containers;
+}
+
+bool vmm_vm_is_migrating(const struct vmm_vm *vm)
+{
+        return bridge_host_is_migrating(vm->bridge);
+}
+
+/* ---- containers ---- */
+
+struct vmm_container_op {
+        struct vmm_vm *vm;
+        char *id;
+        vmm_done_fn fn;
+        void *userdata;
+};
+
+static struct vmm_container *vmm_container_find(struct vmm_vm *vm, const char *id)
+{
+        struct list_head *pos;
+
+        list_for_each(pos, &vm->containers) {
+                struct vmm_container *c = list_entry(pos, struct vmm_container, link);
+
+                if (strcmp(c->id, id) == 0)
+                        return c;
+        }
+        return NULL;
+}
+
+static void vmm_container_on_notify(const struct bridge_notification *n, int error, void *userdata)
+{
+        struct vmm_container *c = userdata;
+        struct vmm_vm *vm = c->vm;
+
+        c->watched = false;
+        if (error < 0 || !n)
+                return;
+        log_info("vm %s: container %s: %s (result %d)", vm->name, c->id, n->type ? n->type : "exit", n->result);
+        vmm_emit(vm->vmm, VMM_EVENT_CONTAINER_EXITED, vm->name, c->id, 0, NULL, n->type);
+        list_del(&c->link);
+        vm->n_containers--;
+        free(c->id);
+        free(c);
+}
+
+static int vmm_container_track(struct vmm_vm *vm, const char *id)
+{
+        struct vmm_container *c = calloc(1, sizeof(*c));
+        int r;
+
+        if (!c)
+                return -ENOMEM;
+        c->vm = vm;
+        c->id = strdup(id);
+        if (!c->id) {
+                free(c);
+                return -ENOMEM;
+        }
+        r = bridge_host_watch_container(vm->bridge, id, vmm_container_on_notify, c);
+        if (r < 0) {
+                free(c->id);
+                free(c);
+                return r;
+        }
+        c->watched = true;
+        list_add_tail(&vm->containers, &c->link);
+        vm->n_containers++;
+        return 0;
+}
+
+static void vmm_container_op_free(struct vmm_container_op *op)
+{
+        free(op->id);
+        free(op);
+}
+
+static void vmm_container_on_created(const struct bridge_result *res, void *userdata)
+{
+        struct vmm_container_op *op = userdata;
+        int r = res->error;
+
+        if (r == 0 && !op->vm->removing) {
+                r = vmm_container_track(op->vm, op->id);
+                if (r == 0)
+                        vmm_emit(op->vm->vmm, VMM_EVENT_CONTAINER_CREATED, op->vm->name, op->id, 0, NULL, NULL);
+        }
+        op->fn(r, r == res->error ? res->message : "cannot watch the container's exit", op->userdata);
+        vmm_container_op_free(op);
+}
+
+static void vmm_container_on_shutdown(const struct bridge_result *res, void *userdata)
+{
+        struct vmm_container_op *op = userdata;
+
+        op->fn(res->error, res->message, op->userdata);
+        vmm_container_op_free(op);
+}
+
+static int vmm_container_op_new(struct vmm_vm *vm, const char *id, vmm_done_fn fn, void *userdata,
+                                struct vmm_container_op **ret)
+{
+        struct vmm_container_op *op;
+
+        if (!id || id[0] == '\0' || strnlen(id, BRIDGE_MAX_ID_LEN + 1) > BRIDGE_MAX_ID_LEN)
+                return -EINVAL;
+        if (vmm_vm_is_migrating(vm))
+                return -EBUSY;
+        op = calloc(1, sizeof(*op));
+        if (!op)
+                return -ENOMEM;
+        op->vm = vm;
+        op->fn = fn;
+        op->userdata = userdata;
+        op->id = strdup(id);
+        if (!op->id) {
+                free(op);
+                return -ENOMEM;
+        }
+        *ret = op;
+        return 0;
+}
+
+int vmm_container_create(struct vmm_vm *vm, const char *id, const char *config_json, vmm_done_fn fn, void *userdata)
+{
+        struct vmm_container_op *op;
+        int r;
+
+        r = vmm_container_op_new(vm, id, fn, userdata, &op);
+        if (r < 0)
+                return r;
+        if (vmm_container_find(vm, id)) {
+                vmm_container_op_free(op);
+                return -EEXIST;
+        }
+        r = bridge_host_create_container(vm->bridge, id, config_json && config_json[0] ? config_json : "{}",
+                                         vmm_container_on_created, op);
+        if (r < 0)
+                vmm_container_op_free(op);
+        return r;
+}
+
+int vmm_container_shutdown(struct vmm_vm *vm, const char *id, bool force, vmm_done_fn fn, void *userdata)
+{
+        struct vmm_container_op *op;
+        int r;
+
+        r = vmm_container_op_new(vm, id, fn, userdata, &op);
+        if (r < 0)
+                return r;
+        r = bridge_host_shutdown(vm->bridge, id, force ? BRIDGE_SHUTDOWN_FORCED : BRIDGE_SHUTDOWN_GRACEFUL,
+                                 vmm_container_on_shutdown, op);
+        if (r < 0)
+                vmm_container_op_free(op);
+        return r;
+}
+
+void vmm_get_stats(struct vmm *m, struct vmm_stats *ret)
+{
+        struct vmm_stats s = { .vms = m->n_vms };
+        struct list_head *pos;
+
+        list_for_each(pos, &m->vms) {
+                struct vmm_vm *vm = list_entry(pos, struct vmm_vm, link);
+                struct list_head *p;
+
+                s.processes += vm->n_processes;
+                list_for_each(p, &vm->processes) {
+                        struct vmm_process *proc = list_entry(p, struct vmm_process, link);
+
+                        for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++)
+                                if (proc->streams[k].stream)
+                                        s.streams++;
+                }
+        }
+        *ret = s;
+}

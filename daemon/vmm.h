@@ -1,0 +1,184 @@
+/* daemon/vmm.h: struct vmm owns every VM with its bridge, ports, processes, containers, streams and attach sockets; borrows the relay. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bridge/host.h"
+#include "relay/relay.h"
+#include "util/macro.h"
+
+#define VMM_NAME_MAX 64u
+#define VMM_DEFAULT_MAX_VMS 1024u
+#define VMM_DEFAULT_MAX_PROCESSES 4096u     /* per VM, running and remembered */
+#define VMM_DEFAULT_EXITED_KEEP 256u        /* exited processes remembered per VM for wait and ps */
+#define VMM_DEFAULT_CONNECT_TIMEOUT_NS (30ull * 1000000000ull)
+#define VMM_DEFAULT_DRAIN_TIMEOUT_NS (10ull * 1000000000ull)
+#define VMM_MAX_ARGV 1024u
+#define VMM_MAX_ENV 1024u
+
+enum vmm_stream_kind {
+        VMM_STDIN,
+        VMM_STDOUT,
+        VMM_STDERR,
+        _VMM_STREAM_KIND_MAX,
+};
+
+enum vmm_process_state {
+        VMM_PROCESS_PENDING,    /* waiting for the guest's bridge to connect */
+        VMM_PROCESS_STARTING,   /* ExecuteProcess sent */
+        VMM_PROCESS_RUNNING,
+        VMM_PROCESS_EXITED,     /* exit known; the status is reported once the output drained */
+        VMM_PROCESS_LOST,       /* exit status lost */
+        _VMM_PROCESS_STATE_MAX,
+};
+
+enum vmm_exit_kind {
+        VMM_EXIT_EXITED,
+        VMM_EXIT_LOST,          /* never an exit code: the guest forgot the process, or the bridge died */
+};
+
+struct vmm_exit {
+        enum vmm_exit_kind kind;
+        int code;
+        char message[160];
+};
+
+enum vmm_event_kind {
+        VMM_EVENT_VM_ADDED,
+        VMM_EVENT_VM_REMOVED,
+        VMM_EVENT_BRIDGE_CONNECTED,
+        VMM_EVENT_BRIDGE_DISCONNECTED,
+        VMM_EVENT_CONTAINER_CREATED,
+        VMM_EVENT_CONTAINER_EXITED,
+        VMM_EVENT_PROCESS_STARTED,
+        VMM_EVENT_PROCESS_EXITED,
+        VMM_EVENT_MIGRATION_STARTED,
+        VMM_EVENT_MIGRATION_COMPLETED,
+        VMM_EVENT_MIGRATION_FAILED,
+};
+
+struct vmm_event {
+        enum vmm_event_kind kind;
+        const char *vm;
+        const char *container_id;       /* may be NULL */
+        uint32_t pid;                   /* 0 when not about a process */
+        const struct vmm_exit *exit;    /* PROCESS_EXITED */
+        const char *message;            /* may be NULL */
+};
+
+typedef void (*vmm_event_fn)(const struct vmm_event *e, void *userdata);
+
+struct vmm_config {
+        const char *state_dir;          /* attach sockets live in <state_dir>/attach */
+        unsigned max_vms;
+        unsigned max_processes;
+        unsigned exited_keep;
+        uint64_t drain_timeout_ns;
+        size_t attach_backlog;
+        size_t attach_client_max_tx;
+        unsigned attach_max_clients;
+};
+
+void vmm_config_default(struct vmm_config *c);
+
+struct vmm;
+struct vmm_vm;
+struct vmm_process;
+struct vmm_waiter;
+
+int vmm_new(struct relay *r, const struct vmm_config *cfg, vmm_event_fn ev, void *userdata, struct vmm **ret);
+/* Removes every VM: their processes end as lost ("daemon stopping") and their waiters are told. */
+struct vmm *vmm_free(struct vmm *m);
+DEFINE_CLEANUP(struct vmm *, vmm_free);
+
+struct relay *vmm_relay(struct vmm *m);
+
+/* ---- VMs ---- */
+
+/* -EEXIST for a taken name, -EINVAL for a bad name, -EUSERS over max_vms, or relay_listen()'s errors. */
+int vmm_vm_add(struct vmm *m, const char *name, const struct relay_transport *t, struct vmm_vm **ret);
+int vmm_vm_remove(struct vmm *m, const char *name);
+struct vmm_vm *vmm_vm_find(struct vmm *m, const char *name);
+/* Iteration in insertion order; NULL ends it. */
+struct vmm_vm *vmm_vm_next(struct vmm *m, struct vmm_vm *prev);
+unsigned vmm_vm_count(const struct vmm *m);
+
+const char *vmm_vm_name(const struct vmm_vm *vm);
+const struct relay_transport *vmm_vm_transport(const struct vmm_vm *vm);
+enum bridge_conn_state vmm_vm_bridge_state(const struct vmm_vm *vm);
+struct bridge_host *vmm_vm_bridge(struct vmm_vm *vm);
+unsigned vmm_vm_process_count(const struct vmm_vm *vm);
+unsigned vmm_vm_container_count(const struct vmm_vm *vm);
+bool vmm_vm_is_migrating(const struct vmm_vm *vm);
+
+/* ---- Containers ---- */
+
+typedef void (*vmm_done_fn)(int error, const char *message, void *userdata);
+/* Creates the container and watches its exit notification. */
+int vmm_container_create(struct vmm_vm *vm, const char *id, const char *config_json, vmm_done_fn fn, void *userdata);
+int vmm_container_shutdown(struct vmm_vm *vm, const char *id, bool force, vmm_done_fn fn, void *userdata);
+
+/* ---- Processes ---- */
+
+struct vmm_exec_params {
+        const char *container_id;       /* NULL or "": the VM itself */
+        const char *const *argv;
+        size_t n_argv;
+        const char *const *env;
+        size_t n_env;
+        const char *cwd;
+        /* Host endpoint paths; NULL or "": stdin absent, stdout/stderr kept for attach. */
+        const char *stdin_path, *stdout_path, *stderr_path;
+        uint64_t connect_timeout_ns;    /* 0 = default */
+};
+
+/* Runs once: the pid is known (error 0), or the exec failed. */
+typedef void (*vmm_started_fn)(struct vmm_process *p, int error, const char *message, void *userdata);
+
+/* Opens the endpoints, takes ports, listens, then sends ExecuteProcess (at once, or when the
+ * guest's bridge connects, within the connect timeout). An error return (-errno with a one-line
+ * reason in err) means nothing was started and fn will not run. */
+int vmm_exec(struct vmm_vm *vm, const struct vmm_exec_params *params, vmm_started_fn fn, void *userdata, char *err,
+             size_t errlen);
+
+struct vmm_process *vmm_process_find(struct vmm_vm *vm, uint32_t pid);
+struct vmm_process *vmm_process_next(struct vmm_vm *vm, struct vmm_process *prev);
+
+struct vmm_process_info {
+        uint32_t pid;
+        const char *container_id;
+        const char *const *argv;
+        size_t n_argv;
+        enum vmm_process_state state;
+        uint32_t ports[_VMM_STREAM_KIND_MAX];
+        uint64_t bytes[_VMM_STREAM_KIND_MAX];   /* delivered to the endpoint (stdin: to the guest) */
+        uint64_t wait_call_id;                  /* outstanding WaitForProcess; 0 = none */
+        bool exit_known;
+        struct vmm_exit exit;
+        const char *attach_path;                /* NULL when none */
+};
+void vmm_process_get_info(const struct vmm_process *p, struct vmm_process_info *ret);
+
+/* Called once the exit is reported: after the wait completed AND every output stream reached EOF
+ * and was flushed to its endpoint (or the drain timeout passed), never the other way round. */
+typedef void (*vmm_exit_fn)(struct vmm_process *p, const struct vmm_exit *exit, void *userdata);
+/* Returns 1 with *ret_exit filled when the exit was reported already (fn will not run); 0 when fn
+ * will run later (cancel it with vmm_waiter_free). */
+int vmm_process_wait(struct vmm_process *p, vmm_exit_fn fn, void *userdata, struct vmm_waiter **ret_waiter,
+                     struct vmm_exit *ret_exit);
+struct vmm_waiter *vmm_waiter_free(struct vmm_waiter *w);
+
+/* Signals a process by pid (it need not be known here). A process that is gone already completes
+ * with error 0 and the message "already gone". */
+int vmm_kill(struct vmm_vm *vm, uint32_t pid, int signal, vmm_done_fn fn, void *userdata);
+
+/* ---- Daemon-wide numbers ---- */
+struct vmm_stats {
+        unsigned vms, processes, streams;
+};
+void vmm_get_stats(struct vmm *m, struct vmm_stats *ret);
+
+const char *vmm_process_state_to_string(enum vmm_process_state s);
+const char *vmm_exit_kind_to_string(enum vmm_exit_kind k);
