@@ -169,6 +169,8 @@ int main(int argc, char **argv)
         sigaddset(&mask, SIGHUP);
         pthread_sigmask(SIG_BLOCK, &mask, NULL);
         signal(SIGPIPE, SIG_IGN);
+        /* An inherited SIG_IGN would make the kernel reap our children and hide their exit codes. */
+        signal(SIGCHLD, SIG_DFL);
 
         if (sim_init(&s, &opt) < 0) {
                 fprintf(stderr, "vsockmux-sim: out of memory\n");
@@ -179,9 +181,12 @@ int main(int argc, char **argv)
                 sim_done(&s);
                 return EXIT_FAILURE;
         }
-        log_info("vsockmux-sim: guest agent up (%s %s, resume %s, replay window %zu bytes)",
-                 opt.hvsock_path ? "hvsock" : "vsock cid", opt.hvsock_path ?: "", opt.announce_resume ? "offered" : "off",
-                 opt.replay_bytes);
+        if (opt.hvsock_path)
+                log_info("vsockmux-sim: guest agent up (hybrid vsock %s_<port>, resume %s, replay window %zu bytes)",
+                         opt.hvsock_path, opt.announce_resume ? "offered" : "off", opt.replay_bytes);
+        else
+                log_info("vsockmux-sim: guest agent up (AF_VSOCK cid %" PRIu32 ", resume %s, replay window %zu bytes)",
+                         opt.cid, opt.announce_resume ? "offered" : "off", opt.replay_bytes);
         clock_gettime(CLOCK_MONOTONIC, &start);
 
         while (!sim_stopping(&s)) {

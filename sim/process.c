@@ -161,8 +161,15 @@ static void *process_reaper(void *arg)
         int status = 0;
 
         free(rp);
-        while (waitpid(p->pid, &status, 0) < 0 && errno == EINTR)
-                ;
+        for (;;) {
+                if (waitpid(p->pid, &status, 0) >= 0)
+                        break;
+                if (errno != EINTR) {
+                        log_error("pid %d: waitpid: %s; reporting exit code 255", (int)p->pid, strerror(errno));
+                        status = -1;
+                        break;
+                }
+        }
         pthread_mutex_lock(&s->lock);
         p->reaped = true;
         pthread_mutex_unlock(&s->lock);
@@ -176,7 +183,8 @@ static void *process_reaper(void *arg)
         while (!p->announced && !s->stopping)
                 pthread_cond_wait(&s->cond, &s->lock);
         /* Like a shell: 128+N when killed by signal N. */
-        p->exit_code = WIFEXITED(status) ? (uint32_t)WEXITSTATUS(status) :
+        p->exit_code = status == -1 ? 255u :
+                       WIFEXITED(status) ? (uint32_t)WEXITSTATUS(status) :
                        WIFSIGNALED(status) ? 128u + (uint32_t)WTERMSIG(status) : 255u;
         p->exited = true;
         pthread_cond_broadcast(&s->cond);
