@@ -45,6 +45,7 @@ struct bridge_conn {
         bool resume_window;
         uint64_t generation;
         uint64_t negotiate_id;
+        uint64_t call_timeout_ns;
 
         char *runtime_os;
         bool stdio_resume;
@@ -558,6 +559,7 @@ int bridge_conn_new(const char *name, const struct bridge_conn_ops *ops, void *u
         c->ops = *ops;
         c->userdata = userdata;
         c->state = BRIDGE_CONN_WAITING;
+        c->call_timeout_ns = BRIDGE_CONN_CALL_TIMEOUT_NS;
         c->held_tail = &c->held_head;
         *ret = c;
         return 0;
@@ -755,6 +757,14 @@ ssize_t bridge_conn_recv(struct bridge_conn *c, const void *data, size_t len)
         return (ssize_t)consumed;
 }
 
+int bridge_conn_set_call_timeout(struct bridge_conn *c, uint64_t timeout_ns)
+{
+        if (timeout_ns > BRIDGE_CONN_CALL_TIMEOUT_MAX_NS)
+                return -ERANGE;
+        c->call_timeout_ns = timeout_ns ?: BRIDGE_CONN_CALL_TIMEOUT_NS;
+        return 0;
+}
+
 void bridge_conn_tick(struct bridge_conn *c, uint64_t now_ns)
 {
         if (c->state == BRIDGE_CONN_CLOSED)
@@ -872,7 +882,7 @@ int bridge_conn_create_container(struct bridge_conn *c, const char *container_id
 
         if (!container_id_ok(container_id) || !fn)
                 return -EINVAL;
-        return send_request(c, &req, 0, BRIDGE_CONN_CALL_TIMEOUT_NS, 0, fn, userdata, ret_call_id);
+        return send_request(c, &req, 0, c->call_timeout_ns, 0, fn, userdata, ret_call_id);
 }
 
 int bridge_conn_exec(struct bridge_conn *c, const char *container_id, const struct bridge_process_params *params,
@@ -900,7 +910,7 @@ int bridge_conn_exec(struct bridge_conn *c, const char *container_id, const stru
         req.exec.stdin_port = ports->stdin_port;
         req.exec.stdout_port = ports->stdout_port;
         req.exec.stderr_port = ports->stderr_port;
-        return send_request(c, &req, 0, BRIDGE_CONN_CALL_TIMEOUT_NS, 0, fn, userdata, ret_call_id);
+        return send_request(c, &req, 0, c->call_timeout_ns, 0, fn, userdata, ret_call_id);
 }
 
 int bridge_conn_wait(struct bridge_conn *c, const char *container_id, uint32_t pid, uint32_t timeout_ms,
@@ -913,7 +923,7 @@ int bridge_conn_wait(struct bridge_conn *c, const char *container_id, uint32_t p
         };
         uint64_t timeout_ns = timeout_ms == BRIDGE_WAIT_INFINITE
                                       ? BRIDGE_DEADLINE_NONE
-                                      : (uint64_t)timeout_ms * 1000000u + BRIDGE_CONN_CALL_TIMEOUT_NS;
+                                      : (uint64_t)timeout_ms * 1000000u + c->call_timeout_ns;
 
         if (!container_id_ok(container_id) || !fn)
                 return -EINVAL;
@@ -931,7 +941,7 @@ int bridge_conn_signal(struct bridge_conn *c, const char *container_id, uint32_t
 
         if (!container_id_ok(container_id) || !fn || signal < 0 || signal > BRIDGE_MAX_SIGNAL)
                 return -EINVAL;
-        return send_request(c, &req, 0, BRIDGE_CONN_CALL_TIMEOUT_NS, pid, fn, userdata, ret_call_id);
+        return send_request(c, &req, 0, c->call_timeout_ns, pid, fn, userdata, ret_call_id);
 }
 
 int bridge_conn_resize(struct bridge_conn *c, const char *container_id, uint32_t pid, uint16_t height,
@@ -945,7 +955,7 @@ int bridge_conn_resize(struct bridge_conn *c, const char *container_id, uint32_t
 
         if (!container_id_ok(container_id) || !fn)
                 return -EINVAL;
-        return send_request(c, &req, 0, BRIDGE_CONN_CALL_TIMEOUT_NS, pid, fn, userdata, ret_call_id);
+        return send_request(c, &req, 0, c->call_timeout_ns, pid, fn, userdata, ret_call_id);
 }
 
 int bridge_conn_shutdown(struct bridge_conn *c, const char *container_id, enum bridge_shutdown_kind kind,
@@ -967,7 +977,7 @@ int bridge_conn_shutdown(struct bridge_conn *c, const char *container_id, enum b
         default:
                 return -EINVAL;
         }
-        return send_request(c, &req, 0, BRIDGE_CONN_CALL_TIMEOUT_NS, 0, fn, userdata, ret_call_id);
+        return send_request(c, &req, 0, c->call_timeout_ns, 0, fn, userdata, ret_call_id);
 }
 
 int bridge_conn_preregister_wait(struct bridge_conn *c, uint64_t call_id, const char *container_id, uint32_t pid,

@@ -13,6 +13,7 @@
 #define BRIDGE_NSEC_PER_SEC UINT64_C(1000000000)
 /* A synchronous call's own timeout (B4); WaitForProcess with an infinite timeout has none. */
 #define BRIDGE_CONN_CALL_TIMEOUT_NS (5 * 60 * BRIDGE_NSEC_PER_SEC)
+#define BRIDGE_CONN_CALL_TIMEOUT_MAX_NS (24 * 3600 * BRIDGE_NSEC_PER_SEC)
 #define BRIDGE_CONN_NEGOTIATE_TIMEOUT_NS (60 * BRIDGE_NSEC_PER_SEC)
 /* The guest-side timeout of a reconnect probe (F2) and how long we wait for its answer. */
 #define BRIDGE_CONN_PROBE_TIMEOUT_MS 50u
@@ -86,6 +87,9 @@ void bridge_conn_detach(struct bridge_conn *c, int error);
  * re-offer the rest with more), or -errno when the guest connection was dropped because of them
  * (already logged, ops.disconnect already called). */
 ssize_t bridge_conn_recv(struct bridge_conn *c, const void *data, size_t len);
+/* The timeout of calls sent from now on (0 restores BRIDGE_CONN_CALL_TIMEOUT_NS); a finite wait
+ * gets it on top of its own TimeoutInMs. -ERANGE above BRIDGE_CONN_CALL_TIMEOUT_MAX_NS. */
+int bridge_conn_set_call_timeout(struct bridge_conn *c, uint64_t timeout_ns);
 /* Completes calls whose deadline passed. */
 void bridge_conn_tick(struct bridge_conn *c, uint64_t now_ns);
 /* Absolute CLOCK_MONOTONIC deadline of the next timeout; BRIDGE_DEADLINE_NONE for none. */

@@ -262,6 +262,11 @@ void bridge_host_end_resume_window(struct bridge_host *h)
         bridge_conn_end_resume_window(h->conn);
 }
 
+int bridge_host_set_call_timeout(struct bridge_host *h, uint64_t timeout_ns)
+{
+        return bridge_conn_set_call_timeout(h->conn, timeout_ns);
+}
+
 uint64_t bridge_host_next_id(const struct bridge_host *h)
 {
         return bridge_conn_next_id(h->conn);

@@ -55,6 +55,9 @@ bool bridge_host_is_migrating(const struct bridge_host *h);
 void bridge_host_begin_resume_window(struct bridge_host *h);
 void bridge_host_end_resume_window(struct bridge_host *h);
 
+/* See bridge_conn_set_call_timeout(): default 5 minutes (B4). */
+int bridge_host_set_call_timeout(struct bridge_host *h, uint64_t timeout_ns);
+
 uint64_t bridge_host_next_id(const struct bridge_host *h);
 int bridge_host_seed_next_id(struct bridge_host *h, uint64_t next);
 

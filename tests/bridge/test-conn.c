@@ -437,6 +437,17 @@ static void test_timeout_completes_call_once_and_late_reply_is_swallowed(void **
         assert_int_equal(d.count, 1);
         assert_int_equal(h->disconnects, 0);
         assert_int_equal(bridge_conn_state(h->c), BRIDGE_CONN_CONNECTED);
+
+        /* The timeout is configurable within a named bound; 0 restores the default. */
+        assert_int_equal(bridge_conn_set_call_timeout(h->c, BRIDGE_CONN_CALL_TIMEOUT_MAX_NS + 1), -ERANGE);
+        assert_int_equal(bridge_conn_set_call_timeout(h->c, 1000), 0);
+        assert_int_equal(bridge_conn_signal(h->c, "ctr", 9, 15, on_done, &d, &id), 0);
+        assert_int_equal(bridge_conn_next_deadline(h->c), h->now + 1000);
+        bridge_conn_tick(h->c, h->now + 1000);
+        assert_int_equal(d.count, 2);
+        assert_int_equal(bridge_conn_set_call_timeout(h->c, 0), 0);
+        assert_int_equal(bridge_conn_signal(h->c, "ctr", 9, 15, on_done, &d, &id), 0);
+        assert_int_equal(bridge_conn_next_deadline(h->c), h->now + BRIDGE_CONN_CALL_TIMEOUT_NS);
         harness_free(h);
 }
 

@@ -638,11 +638,60 @@ static void test_oversized_frame_is_refused_without_killing_the_daemon(void **st
         RUN_UNTIL(f, bridge_host_state(f->h) == BRIDGE_CONN_WAITING);
 }
 
+/* Negotiates a raw guest connection; returns its fd. */
+static int raw_connect(struct fixture *f)
+{
+        struct bridge_response resp = { .negotiate = { .version = 4 } };
+        _cleanup_free_ uint8_t *ok = NULL;
+        size_t ok_len;
+        int fd = raw_dial(f);
+
+        assert_int_equal(bridge_response_frame(BRIDGE_RPC_NEGOTIATE_PROTOCOL, raw_read_negotiate(f, fd), &resp, &ok,
+                                               &ok_len),
+                         0);
+        assert_int_equal(write(fd, ok, ok_len), (ssize_t)ok_len);
+        RUN_UNTIL(f, bridge_host_state(f->h) == BRIDGE_CONN_CONNECTED);
+        return fd;
+}
+
+static void test_unanswered_call_times_out_on_the_loop_timer(void **state)
+{
+        struct fixture *f = *state;
+        struct done sig = { .f = f }, w = { .f = f };
+        struct bridge_response late = {};
+        _cleanup_free_ uint8_t *buf = NULL;
+        uint64_t wait_id;
+        size_t len;
+        int fd;
+
+        fd = raw_connect(f);
+        assert_int_equal(bridge_host_set_call_timeout(f->h, 200 * 1000000ull), 0);
+        /* An infinite wait has no deadline; a signal has the (shortened) call timeout. */
+        assert_int_equal(bridge_host_wait(f->h, "c1", 5, BRIDGE_WAIT_INFINITE, on_done, &w, &wait_id), 0);
+        assert_int_equal(bridge_host_signal(f->h, "c1", 5, SIGTERM, on_done, &sig), 0);
+        RUN_UNTIL(f, sig.count == 1);
+        assert_int_equal(sig.res.status, BRIDGE_STATUS_TIMEOUT);
+        assert_int_equal(sig.res.error, -ETIMEDOUT);
+        assert_int_equal(w.count, 0);
+        /* The guest's late answer is swallowed; the bridge stays up. */
+        assert_int_equal(bridge_response_frame(BRIDGE_RPC_SIGNAL_PROCESS, sig.res.call_id, &late, &buf, &len), 0);
+        assert_int_equal(write(fd, buf, len), (ssize_t)len);
+        run_for(f, 100 * 1000000ull);
+        assert_int_equal(bridge_host_state(f->h), BRIDGE_CONN_CONNECTED);
+        assert_int_equal(sig.count, 1);
+        assert_int_equal(w.count, 0);
+        close(fd);
+        RUN_UNTIL(f, w.count == 1);
+        assert_int_equal(w.res.status, BRIDGE_STATUS_CLOSED);
+}
+
 int main(void)
 {
         const struct CMUnitTest raw_tests[] = {
                 cmocka_unit_test_setup_teardown(test_oversized_frame_is_refused_without_killing_the_daemon,
                                                 fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_unanswered_call_times_out_on_the_loop_timer, fixture_setup,
+                                                fixture_teardown),
         };
         const struct CMUnitTest sim_tests[] = {
                 cmocka_unit_test_setup_teardown(test_negotiates_with_the_simulator, fixture_setup, fixture_teardown),
