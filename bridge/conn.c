@@ -378,7 +378,7 @@ static int send_request(struct bridge_conn *c, const struct bridge_request *req,
 {
         _cleanup_free_ uint8_t *buf = NULL;
         struct bridge_call *call;
-        uint64_t deadline, gen = c->generation;
+        uint64_t deadline, id, gen = c->generation;
         size_t len;
         int r;
 
@@ -399,17 +399,17 @@ static int send_request(struct bridge_conn *c, const struct bridge_request *req,
                 bridge_calls_cancel(c->calls, call);
                 return r;
         }
-        if (ret_call_id)
-                *ret_call_id = call->id;
+        id = call->id;
         r = c->ops.write(c, buf, len, c->userdata);
         if (r < 0) {
-                uint64_t id = call->id;
                 bridge_calls_cancel(c->calls, call);
                 if (!c->migrating)
                         kill_guest(c, r, "writing %s id %" PRIu64 " failed: %s", bridge_type_name(req->type) ?: "request",
                                    id, strerror(-r));
                 return r;
         }
+        if (ret_call_id)
+                *ret_call_id = id;
         return 0;
 }
 

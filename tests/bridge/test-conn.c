@@ -563,13 +563,15 @@ static void test_write_failure_drops_guest_unless_migrating(void **state)
 {
         struct harness *h = harness_new();
         struct done kept = {}, d = {};
+        uint64_t untouched = 12345;
 
         connect_guest(h, false);
         bridge_conn_set_migrating(h->c, true);
         send_wait(h, 1, &kept);
         h->write_error = -ENOBUFS;
-        /* Migrating: only this call fails, and synchronously (no callback). */
-        assert_int_equal(bridge_conn_signal(h->c, "ctr", 1, 9, on_done, &d, NULL), -ENOBUFS);
+        /* Migrating: only this call fails, and synchronously (no callback, no id handed out). */
+        assert_int_equal(bridge_conn_signal(h->c, "ctr", 1, 9, on_done, &d, &untouched), -ENOBUFS);
+        assert_int_equal(untouched, 12345);
         assert_int_equal(h->disconnects, 0);
         assert_int_equal(kept.count, 0);
         bridge_conn_set_migrating(h->c, false);
