@@ -49,6 +49,7 @@ struct bridge_conn {
 
         char *runtime_os;
         bool stdio_resume;
+        bool offer_stdio_resume;
 
         struct watcher *watchers;
         size_t n_watchers;
@@ -530,7 +531,8 @@ static void negotiate_done(const struct bridge_result *res, void *userdata)
         }
         free(c->runtime_os);
         c->runtime_os = strdup(resp->negotiate.runtime_os_type ?: "windows");
-        c->stdio_resume = resp->negotiate.stdio_resume;
+        /* Agreed only if offered: a guest announcing it unasked gets the plain behaviour. */
+        c->stdio_resume = c->offer_stdio_resume && resp->negotiate.stdio_resume;
         log_info("bridge %s: negotiated protocol 4 with a %s guest%s (connection %" PRIu64 ")", c->name,
                  c->runtime_os ?: "?", c->stdio_resume ? ", stdio resume agreed" : "", c->generation);
         set_state(c, BRIDGE_CONN_CONNECTED);
@@ -560,6 +562,7 @@ int bridge_conn_new(const char *name, const struct bridge_conn_ops *ops, void *u
         c->userdata = userdata;
         c->state = BRIDGE_CONN_WAITING;
         c->call_timeout_ns = BRIDGE_CONN_CALL_TIMEOUT_NS;
+        c->offer_stdio_resume = true;
         c->held_tail = &c->held_head;
         *ret = c;
         return 0;
@@ -609,7 +612,7 @@ int bridge_conn_attach(struct bridge_conn *c)
                 .negotiate = {
                         .min_version = BRIDGE_PROTOCOL_VERSION,
                         .max_version = BRIDGE_PROTOCOL_VERSION,
-                        .stdio_resume = true,
+                        .stdio_resume = c->offer_stdio_resume,
                 },
         };
         uint64_t id;
@@ -844,6 +847,11 @@ const char *bridge_conn_runtime_os(const struct bridge_conn *c)
 bool bridge_conn_stdio_resume(const struct bridge_conn *c)
 {
         return c->state == BRIDGE_CONN_CONNECTED && c->stdio_resume;
+}
+
+void bridge_conn_set_offer_stdio_resume(struct bridge_conn *c, bool offer)
+{
+        c->offer_stdio_resume = offer;
 }
 
 uint64_t bridge_conn_generation(const struct bridge_conn *c)

@@ -116,6 +116,10 @@ const char *bridge_conn_state_to_string(enum bridge_conn_state s);
  * both sides agreed on the stdio resume extension (V4). */
 const char *bridge_conn_runtime_os(const struct bridge_conn *c);
 bool bridge_conn_stdio_resume(const struct bridge_conn *c);
+/* Whether our NegotiateProtocol offers the stdio resume extension (default: yes). Takes effect at
+ * the next negotiation. A host whose stdio layer does not do the V4 byte-count handshake must
+ * not offer it: an agreeing guest expects that handshake on every stdio connection. */
+void bridge_conn_set_offer_stdio_resume(struct bridge_conn *c, bool offer);
 /* How many guest connections were attached so far. */
 uint64_t bridge_conn_generation(const struct bridge_conn *c);
 

@@ -236,6 +236,11 @@ const char *bridge_host_runtime_os(const struct bridge_host *h)
         return bridge_conn_runtime_os(h->conn);
 }
 
+void bridge_host_set_offer_stdio_resume(struct bridge_host *h, bool offer)
+{
+        bridge_conn_set_offer_stdio_resume(h->conn, offer);
+}
+
 struct bridge_conn *bridge_host_conn(struct bridge_host *h)
 {
         return h->conn;

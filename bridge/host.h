@@ -46,6 +46,9 @@ enum bridge_conn_state bridge_host_state(const struct bridge_host *h);
 bool bridge_host_stdio_resume(const struct bridge_host *h);
 /* Lower-cased RuntimeOsType of the last negotiation, NULL before one. */
 const char *bridge_host_runtime_os(const struct bridge_host *h);
+/* See bridge_conn_set_offer_stdio_resume(): default on; turn it off before the guest connects
+ * when the stdio owner does not implement the V4 byte-count handshake. */
+void bridge_host_set_offer_stdio_resume(struct bridge_host *h, bool offer);
 /* The state machine underneath, for queries (held counts, generation, outstanding calls). */
 struct bridge_conn *bridge_host_conn(struct bridge_host *h);
 

@@ -274,6 +274,25 @@ static void test_legacy_guest_gets_no_resume(void **state)
         harness_free(h);
 }
 
+static void test_resume_not_offered_is_not_agreed(void **state)
+{
+        struct harness *h = harness_new();
+        struct bridge_request req;
+        struct bridge_response resp = { .negotiate = { .version = 4, .stdio_resume = true } };
+        uint64_t id;
+
+        bridge_conn_set_offer_stdio_resume(h->c, false);
+        assert_int_equal(bridge_conn_attach(h->c), 0);
+        assert_int_equal(pop_request(h, &req, &id), BRIDGE_RPC_NEGOTIATE_PROTOCOL);
+        assert_false(req.negotiate.stdio_resume);
+        bridge_request_done(&req);
+        /* The guest announces it anyway: still not agreed. */
+        assert_true(reply(h, BRIDGE_RPC_NEGOTIATE_PROTOCOL, id, &resp) > 0);
+        assert_int_equal(bridge_conn_state(h->c), BRIDGE_CONN_CONNECTED);
+        assert_false(bridge_conn_stdio_resume(h->c));
+        harness_free(h);
+}
+
 static void test_negotiate_wrong_version_drops_the_guest(void **state)
 {
         struct harness *h = harness_new();
@@ -1142,6 +1161,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_negotiate_offers_resume_and_records_capabilities),
                 cmocka_unit_test(test_legacy_guest_gets_no_resume),
+                cmocka_unit_test(test_resume_not_offered_is_not_agreed),
                 cmocka_unit_test(test_negotiate_wrong_version_drops_the_guest),
                 cmocka_unit_test(test_calls_need_a_negotiated_guest),
                 cmocka_unit_test(test_exec_response_completes_once_with_pid),

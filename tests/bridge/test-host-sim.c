@@ -330,9 +330,30 @@ static void test_legacy_simulator_gets_no_resume(void **state)
         assert_false(bridge_host_stdio_resume(f->h));
 }
 
+static void run_echo(struct fixture *f);
+
 static void test_stdin_echoes_through_cat_and_exit_follows_stream_eof(void **state)
 {
         struct fixture *f = *state;
+
+        /* A legacy guest: with V4 agreed each stdio connection starts with a byte count, which is
+         * the stdio owner's handshake (not the bridge's). */
+        connect_sim(f, false);
+        run_echo(f);
+}
+
+static void test_resume_capable_guest_not_offered_resume_gets_plain_stdio(void **state)
+{
+        struct fixture *f = *state;
+
+        bridge_host_set_offer_stdio_resume(f->h, false);
+        connect_sim(f, true);
+        assert_false(bridge_host_stdio_resume(f->h));
+        run_echo(f);
+}
+
+static void run_echo(struct fixture *f)
+{
         const char *args[] = { "sh", "-c", "cat; echo err >&2" };
         struct bridge_process_params p = { .args = args, .n_args = 3 };
         struct slot in, out, err;
@@ -341,9 +362,6 @@ static void test_stdin_echoes_through_cat_and_exit_follows_stream_eof(void **sta
         int pin[2], pout[2], perr[2];
         char buf[256];
 
-        /* A legacy guest: with V4 agreed each stdio connection starts with a byte count, which is
-         * the stdio owner's handshake (not the bridge's) and is exercised with the relay. */
-        connect_sim(f, false);
         start_container(f, "c1");
         assert_int_equal(pipe2(pin, O_CLOEXEC), 0);
         assert_int_equal(pipe2(pout, O_CLOEXEC), 0);
@@ -697,6 +715,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_negotiates_with_the_simulator, fixture_setup, fixture_teardown),
                 cmocka_unit_test_setup_teardown(test_legacy_simulator_gets_no_resume, fixture_setup, fixture_teardown),
                 cmocka_unit_test_setup_teardown(test_stdin_echoes_through_cat_and_exit_follows_stream_eof,
+                                                fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_resume_capable_guest_not_offered_resume_gets_plain_stdio,
                                                 fixture_setup, fixture_teardown),
                 cmocka_unit_test_setup_teardown(test_exit_codes_are_reported, fixture_setup, fixture_teardown),
                 cmocka_unit_test_setup_teardown(test_wait_on_reaped_process_reports_lost_status_and_signal_reports_gone,
