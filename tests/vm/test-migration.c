@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,8 +187,11 @@ static void migrate_to_completion(const char *name, const struct vm_migration_co
 
         seen_init(s);
         start_ok(c, p, &m);
-        assert_true(vm_migration_event_fd(m) >= 0);
+        /* The fd alone tells the caller's loop when to drain, and goes quiet once drained. */
+        struct pollfd pfd = { .fd = vm_migration_event_fd(m), .events = POLLIN };
+        assert_int_equal(poll(&pfd, 1, WAIT_EVENT_MS), 1);
         wait_terminal(m, s);
+        assert_int_equal(poll(&pfd, 1, 0), 0);
         if (s->terminal.kind != VM_MIGRATION_EVENT_COMPLETED)
                 fail_msg("%s: %s: %s", name, vm_migration_event_kind_to_string(s->terminal.kind), s->terminal.message);
         /* The switchover pause is announced before completion: the moment to save relay state. */
@@ -384,6 +388,40 @@ static void test_abort_leaves_source_running_and_downtime_is_applied(void **stat
         assert_int_equal(domain_state(fx.src, "vmt-abort"), VIR_DOMAIN_RUNNING);
         assert_int_equal(domain_state(fx.dst, "vmt-abort"), -1);
         guest_destroy(fx.src, "vmt-abort");
+}
+
+/* A guest that outruns the link gets throttled by auto-converge, starting at the initial
+ * percentage we asked for, and the progress samples say so. */
+static void test_auto_converge_throttle_shows_in_progress(void **state)
+{
+        Vsockmux__Migration__Options o = VSOCKMUX__MIGRATION__OPTIONS__INIT;
+        Vsockmux__Migration__AutoConverge ac = VSOCKMUX__MIGRATION__AUTO_CONVERGE__INIT;
+        _cleanup_(vm_migration_freep) struct vm_migration *m = NULL;
+        struct vm_migration_config c;
+        struct vm_migrate_params p;
+        char err[VM_ERR_MAX];
+        struct seen s;
+
+        ac.initial_percent = 35;
+        ac.increment_percent = 5;
+        o.auto_converge = &ac;
+        o.bandwidth_mib_per_s = 4;
+        assert_int_equal(vm_migrate_options_from_proto(&o, &p, err, sizeof(err)), 0);
+        guest_start("vmt-throttle", 8);
+        config_init(&c, "vmt-throttle", "tcp://127.0.0.1");
+        seen_init(&s);
+        start_ok(&c, &p, &m);
+        do
+                wait_for(m, &s, VM_MIGRATION_EVENT_PROGRESS);
+        while (s.last_progress.stats.auto_converge_throttle == 0);
+        print_message("throttled to %d%% at iteration %llu\n", s.last_progress.stats.auto_converge_throttle,
+                      (unsigned long long)s.last_progress.stats.memory_iteration);
+        assert_true(s.last_progress.stats.auto_converge_throttle >= 35);
+        assert_true(s.last_progress.stats.auto_converge_throttle <= 99);
+        assert_true(s.last_progress.stats.memory_iteration >= 2);
+        m = vm_migration_free(m);
+        guest_destroy(fx.src, "vmt-throttle");
+        guest_destroy(fx.dst, "vmt-throttle");
 }
 
 /* free() on a running migration aborts it: nothing keeps migrating behind the caller. */
@@ -587,6 +625,7 @@ int main(void)
                 cmocka_unit_test(test_bandwidth_raised_mid_flight_lets_migration_finish),
                 cmocka_unit_test(test_abort_leaves_source_running_and_downtime_is_applied),
                 cmocka_unit_test(test_free_while_running_aborts),
+                cmocka_unit_test(test_auto_converge_throttle_shows_in_progress),
                 cmocka_unit_test(test_failed_migration_reports_why_and_source_keeps_running),
                 cmocka_unit_test(test_two_concurrent_migrations_each_get_their_events),
         };
