@@ -252,6 +252,8 @@ struct slot {
         enum relay_stream_dir dir;
         uint32_t port;
         int endpoint; /* until the stream takes it */
+        bool v4;        /* the V4 byte-count handshake was agreed */
+        int pending_fd; /* V4 stdin, accepted but not yet relayed */
         struct relay_listener *l;
         struct relay_stream *s;
         int done_seq;
@@ -280,13 +282,47 @@ static void slot_on_accept(struct relay_listener *l, int fd, void *userdata)
 
         sl->l = relay_listener_free(sl->l);
         assert_true(fd >= 0);
+        if (sl->v4 && sl->dir == RELAY_STREAM_TO_GUEST) {
+                /* V4 stdin: the guest speaks first (its count); the stream starts once it is read. */
+                sl->pending_fd = fd;
+                return;
+        }
+        if (sl->v4) {
+                /* V4 stdout/stderr: our count of bytes already received, here none. */
+                uint8_t zero[8] = {};
+
+                assert_int_equal(send(fd, zero, sizeof(zero), MSG_NOSIGNAL), (ssize_t)sizeof(zero));
+        }
         assert_int_equal(relay_stream_new(sl->f->r, sl->dir, fd, sl->endpoint, &slot_ops, sl, &sl->s), 0);
+        sl->endpoint = -1;
+}
+
+/* V4 stdin: reads the guest's 8-byte count, then relays. */
+static void slot_start_v4_stdin(struct fixture *f, struct slot *sl)
+{
+        uint8_t raw[8];
+        size_t have = 0;
+        uint64_t count = 0;
+
+        assert_true(sl->pending_fd >= 0);
+        RUN_UNTIL(f, ({
+                          ssize_t n = recv(sl->pending_fd, raw + have, sizeof(raw) - have, MSG_DONTWAIT);
+                          if (n > 0)
+                                  have += (size_t)n;
+                          have == sizeof(raw);
+                  }));
+        for (int i = 7; i >= 0; i--)
+                count = count << 8 | raw[i];
+        assert_int_equal(count, 0);
+        assert_int_equal(relay_stream_new(f->r, sl->dir, sl->pending_fd, sl->endpoint, &slot_ops, sl, &sl->s), 0);
+        sl->pending_fd = -1;
         sl->endpoint = -1;
 }
 
 static void slot_listen(struct fixture *f, struct slot *sl, enum relay_stream_dir dir, int endpoint)
 {
-        *sl = (struct slot) { .f = f, .dir = dir, .endpoint = endpoint };
+        *sl = (struct slot) { .f = f, .dir = dir, .endpoint = endpoint, .pending_fd = -1,
+                              .v4 = bridge_host_stdio_resume(f->h) };
         assert_int_equal(ports_alloc(f->ports, &sl->port), 0);
         assert_int_equal(relay_listen(f->r, &f->transport, sl->port, RELAY_LISTEN_ONCE, slot_on_accept, sl, &sl->l),
                          0);
@@ -298,6 +334,8 @@ static void slot_cleanup(struct slot *sl)
         sl->s = relay_stream_free(sl->s);
         if (sl->endpoint >= 0)
                 close(sl->endpoint);
+        if (sl->pending_fd >= 0)
+                close(sl->pending_fd);
 }
 
 static size_t read_all(int fd, char *buf, size_t cap)
@@ -352,6 +390,16 @@ static void test_resume_capable_guest_not_offered_resume_gets_plain_stdio(void *
         run_echo(f);
 }
 
+static void test_agreed_resume_stdio_with_byte_count_handshake(void **state)
+{
+        struct fixture *f = *state;
+
+        /* What the stdio owner does once bridge_host_stdio_resume() says V4 was agreed. */
+        connect_sim(f, true);
+        assert_true(bridge_host_stdio_resume(f->h));
+        run_echo(f);
+}
+
 static void run_echo(struct fixture *f)
 {
         const char *args[] = { "sh", "-c", "cat; echo err >&2" };
@@ -376,6 +424,8 @@ static void run_echo(struct fixture *f)
         if (ex.res.status != BRIDGE_STATUS_OK)
                 fail_msg("exec failed: %s", ex.message);
         /* The guest dialled all three before answering (W1). */
+        if (in.v4)
+                slot_start_v4_stdin(f, &in);
         assert_non_null(in.s);
         assert_non_null(out.s);
         assert_non_null(err.s);
@@ -718,6 +768,8 @@ int main(void)
                                                 fixture_setup, fixture_teardown),
                 cmocka_unit_test_setup_teardown(test_resume_capable_guest_not_offered_resume_gets_plain_stdio,
                                                 fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_agreed_resume_stdio_with_byte_count_handshake, fixture_setup,
+                                                fixture_teardown),
                 cmocka_unit_test_setup_teardown(test_exit_codes_are_reported, fixture_setup, fixture_teardown),
                 cmocka_unit_test_setup_teardown(test_wait_on_reaped_process_reports_lost_status_and_signal_reports_gone,
                                                 fixture_setup, fixture_teardown),
