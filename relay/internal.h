@@ -30,6 +30,7 @@ struct relay {
         size_t bufs_size;
         unsigned buf_mask;
         unsigned pool_in_use;
+        unsigned pool_provided;         /* buffers handed to the ring so far (grows on demand) */
         int mshot_limit;        /* recv multishot byte budget: 1 works, 0 refused, -1 untested */
         int read_mshot;         /* IORING_OP_READ_MULTISHOT: 1 works, 0 refused, -1 untested */
 
@@ -56,10 +57,13 @@ static inline uint8_t *relay_pool_addr(struct relay *r, unsigned bid)
         return r->bufs + (size_t) bid * r->cfg.buf_size;
 }
 void relay_pool_put(struct relay *r, unsigned bid);
+void relay_pool_grow(struct relay *r);
 /* Takes the buffer a completion consumed into the caller's hands. */
 static inline void relay_pool_took(struct relay *r)
 {
         r->pool_in_use++;
+        if (r->pool_provided - r->pool_in_use < r->pool_provided / 4 && r->pool_provided < r->cfg.buf_count)
+                relay_pool_grow(r);
 }
 
 /* stream.c: called by the loop after completions when buffers came back */

@@ -203,8 +203,8 @@ static int demo_run(struct demo *demo, const char *dir)
                 if (d->error)
                         rc = d->error;
         }
-        printf("bytes relayed: %" PRIu64 ", pool: %u x %zu KiB buffers (%u in use)\n", stats.bytes_relayed,
-               stats.pool_bufs_total, stats.pool_bytes / stats.pool_bufs_total / 1024, stats.pool_bufs_in_use);
+        printf("bytes relayed: %" PRIu64 ", pool: %u buffers provided, %u in use, %zu MiB reserved\n",
+               stats.bytes_relayed, stats.pool_bufs_total, stats.pool_bufs_in_use, stats.pool_bytes >> 20);
         printf("stream capacity (RLIMIT_NOFILE): %u\n", relay_stream_capacity(demo->relay));
         printf("guest exit codes: sh=%d tr=%d\n", demo_wait(lines_pid), demo_wait(tr_pid));
         return rc;

@@ -201,7 +201,8 @@ struct relay_stats {
         unsigned streams;
         unsigned listeners;
         unsigned chans;
-        unsigned pool_bufs_total, pool_bufs_in_use;
-        size_t pool_bytes;
+        unsigned pool_bufs_total;       /* handed to the kernel so far: grows with load up to buf_count */
+        unsigned pool_bufs_in_use;      /* held by streams (read, not yet delivered) */
+        size_t pool_bytes;              /* address space reserved for the pool (buf_size * buf_count) */
 };
 void relay_get_stats(struct relay *r, struct relay_stats *ret);

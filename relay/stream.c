@@ -618,7 +618,9 @@ static int hdr_kick(struct relay_stream *s)
 
 void relay_streams_wake_buf_waiters(struct relay *r)
 {
-        while (r->buf_wait_head && r->pool_in_use < r->cfg.buf_count) {
+        if (r->buf_wait_head && r->pool_provided < r->cfg.buf_count)
+                relay_pool_grow(r);
+        while (r->buf_wait_head && r->pool_in_use < r->pool_provided) {
                 struct relay_stream *s = r->buf_wait_head;
                 int k;
 
