@@ -648,8 +648,12 @@ static int ctl_call_result(struct vm_migration *m, int rc)
 
 int vm_migration_abort(struct vm_migration *m)
 {
-        atomic_store(&m->abort_requested, true);
-        return ctl_call_result(m, virDomainAbortJob(m->ctl_dom));
+        int r = ctl_call_result(m, virDomainAbortJob(m->ctl_dom));
+
+        /* Only an accepted abort makes a later failure read as "aborted". */
+        if (r == 0)
+                atomic_store(&m->abort_requested, true);
+        return r;
 }
 
 int vm_migration_set_bandwidth(struct vm_migration *m, uint64_t mib_per_s)

@@ -89,8 +89,8 @@ int vm_migration_wait_event(struct vm_migration *m, int timeout_ms, struct vm_mi
 /* Control calls: a short RPC on a connection not blocked in the migrate call. They return
  * -errno, and vm_migration_strerror() gives libvirt's message for the last one that failed. */
 int vm_migration_abort(struct vm_migration *m);
-int vm_migration_set_bandwidth(struct vm_migration *m, uint64_t mib_per_s);
-int vm_migration_set_downtime(struct vm_migration *m, uint64_t ms);
+int vm_migration_set_bandwidth(struct vm_migration *m, uint64_t mib_per_s);    /* 0: unlimited */
+int vm_migration_set_downtime(struct vm_migration *m, uint64_t ms);            /* 1..VM_DOWNTIME_MS_MAX */
 const char *vm_migration_strerror(const struct vm_migration *m);
 
 /* After COMPLETED: resumes a destination started paused (no-op otherwise). -EBUSY before the

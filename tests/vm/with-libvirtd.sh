@@ -16,7 +16,7 @@ shift
 
 skip() { echo "SKIP: $*" >&2; exit 77; }
 
-for b in libvirtd qemu-system-x86_64 as ld; do
+for b in libvirtd virsh qemu-system-x86_64 as ld; do
         command -v "$b" >/dev/null 2>&1 || skip "$b not installed (scripts/setup.sh installs it)"
 done
 [ -x "$subreaper" ] || { echo "with-libvirtd: no subreaper at $subreaper" >&2; exit 1; }
