@@ -21,7 +21,7 @@ enum bridge_status {
         BRIDGE_STATUS_CLOSED,       /* the bridge was lost (or freed) before the answer: "bridge closed" */
         BRIDGE_STATUS_TIMEOUT,      /* the call's own timeout elapsed */
         BRIDGE_STATUS_EXIT_LOST,    /* WaitForProcess: the guest no longer knows the pid; never exit 0 */
-        BRIDGE_STATUS_ALREADY_GONE, /* SignalProcess: the process was gone already; a success */
+        BRIDGE_STATUS_ALREADY_GONE, /* Signal/Shutdown: the process or container was gone already; a success */
         BRIDGE_STATUS_BAD_REPLY,    /* the answer was well-formed JSON but not what this call expects */
         BRIDGE_STATUS_SEND_FAILED,  /* the request could not be written (migrating: only this call fails) */
         _BRIDGE_STATUS_MAX,

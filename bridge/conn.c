@@ -277,6 +277,13 @@ static void result_from_response(const struct bridge_call *call, const struct br
                 res->message = "process already gone";
                 return;
         }
+        if (resp->result == BRIDGE_HR_SYSTEM_NOT_FOUND &&
+            (call->type == BRIDGE_RPC_SHUTDOWN_GRACEFUL || call->type == BRIDGE_RPC_SHUTDOWN_FORCED)) {
+                /* Tolerated upstream too (X12): what was to be stopped is not there. */
+                res->status = BRIDGE_STATUS_ALREADY_GONE;
+                res->message = "container already gone";
+                return;
+        }
         res->status = BRIDGE_STATUS_GUEST_ERROR;
         res->error = -EREMOTEIO;
         snprintf(buf, buf_len, "%s failed with HRESULT 0x%08" PRIx32 "%s%s%s%s",

@@ -149,6 +149,8 @@ int bridge_conn_signal(struct bridge_conn *c, const char *container_id, uint32_t
                        bridge_call_fn fn, void *userdata, uint64_t *ret_call_id);
 int bridge_conn_resize(struct bridge_conn *c, const char *container_id, uint32_t pid, uint16_t height,
                        uint16_t width, bridge_call_fn fn, void *userdata, uint64_t *ret_call_id);
+/* A container the guest does not know (0xC037010E) is ALREADY_GONE with error 0 (X12). Aimed at the
+ * null GUID the guest shuts down without answering: the call ends with the connection. */
 int bridge_conn_shutdown(struct bridge_conn *c, const char *container_id, enum bridge_shutdown_kind kind,
                          bridge_call_fn fn, void *userdata, uint64_t *ret_call_id);
 

@@ -437,6 +437,26 @@ static void test_signal_not_found_is_already_gone(void **state)
         harness_free(h);
 }
 
+static void test_shutdown_of_missing_container_is_already_gone(void **state)
+{
+        struct harness *h = harness_new();
+        struct done d = {}, e = {};
+        uint64_t id;
+
+        connect_guest(h, false);
+        assert_int_equal(bridge_conn_shutdown(h->c, "ctr", BRIDGE_SHUTDOWN_FORCED, on_done, &d, &id), 0);
+        assert_true(reply_result(h, BRIDGE_RPC_SHUTDOWN_FORCED, id, BRIDGE_HR_SYSTEM_NOT_FOUND, "no such container") > 0);
+        assert_int_equal(d.last.status, BRIDGE_STATUS_ALREADY_GONE);
+        assert_int_equal(d.last.error, 0);
+        /* Any other failure is an error. */
+        assert_int_equal(bridge_conn_shutdown(h->c, "ctr", BRIDGE_SHUTDOWN_GRACEFUL, on_done, &e, &id), 0);
+        assert_true(reply_result(h, BRIDGE_RPC_SHUTDOWN_GRACEFUL, id, BRIDGE_HR_FAIL, "busy") > 0);
+        assert_int_equal(e.last.status, BRIDGE_STATUS_GUEST_ERROR);
+        assert_int_equal(e.last.error, -EREMOTEIO);
+        assert_int_equal(bridge_conn_shutdown(h->c, "ctr", 7, on_done, &e, &id), -EINVAL);
+        harness_free(h);
+}
+
 static void test_timeout_completes_call_once_and_late_reply_is_swallowed(void **state)
 {
         struct harness *h = harness_new();
@@ -1169,6 +1189,7 @@ int main(void)
                 cmocka_unit_test(test_wait_reports_exit_code),
                 cmocka_unit_test(test_wait_not_found_reports_lost_status),
                 cmocka_unit_test(test_signal_not_found_is_already_gone),
+                cmocka_unit_test(test_shutdown_of_missing_container_is_already_gone),
                 cmocka_unit_test(test_timeout_completes_call_once_and_late_reply_is_swallowed),
                 cmocka_unit_test(test_unknown_id_outside_resume_window_kills),
                 cmocka_unit_test(test_request_from_guest_kills),
