@@ -253,6 +253,9 @@ int vm_migrate_params_check_uri(const struct vm_migrate_params *p, const char *m
                 if (rest[0] != '/' || rest[1] == '\0')
                         return fail(-EINVAL, err, errlen, "migrate_uri: '%s' needs an absolute socket path (unix:///ABSOLUTE/PATH)",
                                     migrate_uri);
+                if (strlen(rest) > VM_UNIX_PATH_MAX)
+                        return fail(-ERANGE, err, errlen, "migrate_uri: socket path is %zu bytes (allowed: up to %u)",
+                                    strlen(rest), VM_UNIX_PATH_MAX);
                 return 0;
         default:
                 return fail(-EINVAL, err, errlen, "transport: unknown value %d", (int)p->transport);

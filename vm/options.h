@@ -23,7 +23,8 @@
 #define VM_THROTTLE_PERCENT_MIN 1u
 #define VM_THROTTLE_PERCENT_MAX 99u             /* QEMU refuses 100 for both knobs */
 #define VM_MIGRATE_URI_MAX 1024u
-#define VM_ERR_MAX 256u                         /* a buffer this size holds any message below */
+#define VM_ERR_MAX 256u                         /* holds every message; one echoing a long URI is cut */
+#define VM_UNIX_PATH_MAX 107u                   /* sun_path minus its NUL */
 
 enum vm_transport {
         VM_TRANSPORT_TCP,
@@ -87,7 +88,8 @@ int vm_migrate_params_check_version(const struct vm_migrate_params *p, unsigned 
                                     char *err, size_t errlen);
 
 /* Checks that migrate_uri suits the transport: tcp://HOST[:PORT] for tcp and tls,
- * unix:///ABSOLUTE/PATH for unix. -EINVAL with a message otherwise. */
+ * unix:///ABSOLUTE/PATH (at most VM_UNIX_PATH_MAX bytes) for unix. -EINVAL/-ERANGE with a
+ * message otherwise. */
 int vm_migrate_params_check_uri(const struct vm_migrate_params *p, const char *migrate_uri,
                                 char *err, size_t errlen);
 

@@ -325,6 +325,19 @@ static void test_migrate_uri_must_suit_transport(void **state)
                         assert_non_null(strstr(err, "migrate_uri"));
         }
 
+        /* A unix socket path must fit sun_path: 107 bytes do, 108 do not. */
+        char path[VM_UNIX_PATH_MAX + 16];
+        vm_migrate_params_init(&p);
+        p.transport = VM_TRANSPORT_UNIX;
+        memset(path, 'b', sizeof(path));
+        memcpy(path, "unix:///", 8);
+        path[7 + VM_UNIX_PATH_MAX] = '\0';
+        assert_int_equal(vm_migrate_params_check_uri(&p, path, err, sizeof(err)), 0);
+        path[7 + VM_UNIX_PATH_MAX] = 'b';
+        path[8 + VM_UNIX_PATH_MAX] = '\0';
+        assert_int_equal(vm_migrate_params_check_uri(&p, path, err, sizeof(err)), -ERANGE);
+        assert_string_equal(err, "migrate_uri: socket path is 108 bytes (allowed: up to 107)");
+
         vm_migrate_params_init(&p);
         memset(longuri, 'a', sizeof(longuri));
         memcpy(longuri, "tcp://", 6);
