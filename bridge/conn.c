@@ -1004,7 +1004,8 @@ int bridge_conn_preregister_wait(struct bridge_conn *c, uint64_t call_id, const 
 
         if (c->state == BRIDGE_CONN_CLOSED)
                 return -ESHUTDOWN;
-        if (!container_id_ok(container_id) || !fn)
+        /* 0 is "no wait" in saved state (F2), and the first negotiation's id on any source. */
+        if (call_id == 0 || !container_id_ok(container_id) || !fn)
                 return -EINVAL;
         r = bridge_calls_preregister(c->calls, call_id, BRIDGE_RPC_WAIT_FOR_PROCESS, container_id, pid, fn, userdata,
                                      &call);

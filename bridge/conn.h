@@ -155,7 +155,7 @@ int bridge_conn_shutdown(struct bridge_conn *c, const char *container_id, enum b
                          bridge_call_fn fn, void *userdata, uint64_t *ret_call_id);
 
 /*
- * Adopts a WaitForProcess that another daemon sent as call_id (F2): registers it without sending.
+ * Adopts a WaitForProcess that another daemon sent as call_id (F2; 0 is -EINVAL): registers it without sending.
  * Returns 0 for a new entry, 1 when call_id is already outstanding (that call keeps its own
  * callback; fn will not run). A held response for call_id completes it at once (fn may run before
  * this returns). Once connected, a probe WaitForProcess with TimeoutInMs 50 follows: an exit that

@@ -756,6 +756,7 @@ static void test_preregister_twice_returns_the_existing_call(void **state)
         struct harness *h = harness_new();
         struct done d1 = {}, d2 = {};
 
+        assert_int_equal(bridge_conn_preregister_wait(h->c, 0, "ctr", 1, on_done, &d1), -EINVAL);
         assert_int_equal(bridge_conn_preregister_wait(h->c, 5, "ctr", 1, on_done, &d1), 0);
         assert_int_equal(bridge_conn_preregister_wait(h->c, 5, "ctr", 1, on_done, &d2), 1);
         assert_int_equal(bridge_conn_outstanding(h->c), 1);
