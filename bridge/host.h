@@ -52,7 +52,9 @@ void bridge_host_set_offer_stdio_resume(struct bridge_host *h, bool offer);
 /* The state machine underneath, for queries (held counts, generation, outstanding calls). */
 struct bridge_conn *bridge_host_conn(struct bridge_host *h);
 
-/* See bridge_conn_set_migrating(): while on, losing the guest keeps calls (and opens the resume window). */
+/* See bridge_conn_set_migrating(): while on, losing the guest keeps calls (and opens the resume
+ * window). The window stays open until bridge_host_end_resume_window(): call it once the restore
+ * has pre-registered its waits and watched its containers (held messages are then discarded). */
 void bridge_host_set_migrating(struct bridge_host *h, bool migrating);
 bool bridge_host_is_migrating(const struct bridge_host *h);
 void bridge_host_begin_resume_window(struct bridge_host *h);
@@ -64,8 +66,11 @@ int bridge_host_set_call_timeout(struct bridge_host *h, uint64_t timeout_ns);
 uint64_t bridge_host_next_id(const struct bridge_host *h);
 int bridge_host_seed_next_id(struct bridge_host *h, uint64_t next);
 
-/* Typed calls: see bridge/conn.h. cb runs exactly once iff 0 is returned, never from inside the
- * call itself except for a pre-registered wait whose held answer was waiting. */
+/* Typed calls: see bridge/conn.h for results. cb runs exactly once iff 0 is returned, and not
+ * before the call returns, except for a pre-registered wait whose held answer was waiting (or a
+ * watcher whose notification was held). Other calls' callbacks may run inside a call when its
+ * write fails outside migration and the guest connection is dropped. Calls need CONNECTED
+ * (-ENOTCONN); preregister and watch work in any state but CLOSED. */
 int bridge_host_create_container(struct bridge_host *h, const char *container_id, const char *config_json,
                                  bridge_call_fn cb, void *userdata);
 int bridge_host_exec(struct bridge_host *h, const char *container_id, const struct bridge_process_params *params,
