@@ -783,6 +783,55 @@ static void test_sim_resume_large_output_exactly_once_across_drop(void **state)
         safe_close(out_listener);
 }
 
+static void test_sim_resume_stdin_reports_its_count_after_drop(void **state)
+{
+        struct host *h = *state;
+        int in_listener = host_listen(h, PORT_STDIN), out_listener = host_listen(h, PORT_STDOUT);
+        int in, out;
+        uint8_t count[8];
+        char buf[64];
+        uint32_t pid, code = 1;
+
+        host_negotiate(h, true, NULL);
+        pid = host_exec(h, "cat", true);
+        in = host_accept(in_listener);
+        out = host_accept(out_listener);
+        put_le64(count, 0);
+        write_all(out, count, sizeof(count));
+        read_exact(in, count, sizeof(count));
+        assert_int_equal(get_le64(count), 0);
+        /* Once cat echoed "abc" the guest certainly received those 3 bytes. */
+        write_all(in, "abc", 3);
+        read_exact(out, buf, 3);
+        assert_memory_equal(buf, "abc", 3);
+
+        kill(h->sim, SIGUSR1);
+        read_to_eof(out, buf, sizeof(buf));
+        safe_close(out);
+        safe_close(in);
+        /* stdin: the guest says how much it has, so the host replays from there (V4). */
+        in = host_accept(in_listener);
+        read_exact(in, count, sizeof(count));
+        assert_int_equal(get_le64(count), 3);
+        write_all(in, "def", 3);
+        shutdown(in, SHUT_WR);
+        out = host_accept(out_listener);
+        put_le64(count, 3);
+        write_all(out, count, sizeof(count));
+        read_to_eof(out, buf, sizeof(buf));
+        assert_string_equal(buf, "def");
+        safe_close(out);
+        safe_close(in);
+
+        safe_close(h->bridge);
+        h->bridge = host_accept(h->bridge_listener);
+        host_negotiate(h, true, NULL);
+        assert_int_equal(host_wait(h, pid, &code), 0);
+        assert_int_equal(code, 0);
+        safe_close(in_listener);
+        safe_close(out_listener);
+}
+
 int main(int argc, char **argv)
 {
         const struct CMUnitTest tests[] = {
@@ -804,6 +853,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test_setup_teardown(test_sim_queues_exit_notification_while_disconnected, host_start_resume, host_stop),
                 cmocka_unit_test_setup_teardown(test_sim_uvm_shutdown_exits_without_reply, host_start_resume, host_stop),
                 cmocka_unit_test_setup_teardown(test_sim_resume_large_output_exactly_once_across_drop, host_start_resume, host_stop),
+                cmocka_unit_test_setup_teardown(test_sim_resume_stdin_reports_its_count_after_drop, host_start_resume, host_stop),
         };
         const char *root = argc > 1 ? argv[1] : getenv("VSOCKMUX_BUILD_ROOT");
         struct stat st;
