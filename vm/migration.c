@@ -520,6 +520,7 @@ int vm_migration_start(const struct vm_migration_config *c, const struct vm_migr
                        struct vm_migration **ret, char *err, size_t errlen)
 {
         _cleanup_(vm_migration_freep) struct vm_migration *m = NULL;
+        unsigned long version = 0;
         int r;
 
         /* Everything checkable is checked before the first libvirt call. */
@@ -566,6 +567,12 @@ int vm_migration_start(const struct vm_migration_config *c, const struct vm_migr
                 return fail_libvirt("domain lookup", err, errlen);
         m->dest = open_conn(c->dest_uri, "destination connection", err, errlen, &r);
         if (!m->dest)
+                return r;
+        /* The destination runs the incoming side: it must support every option too. */
+        if (virConnectGetLibVersion(m->dest, &version) < 0)
+                return fail_libvirt("destination libvirt version", err, errlen);
+        r = vm_migrate_params_check_version(p, version, err, errlen);
+        if (r < 0)
                 return r;
         if (m->mode == VM_MIGRATION_DIRECT) {
                 m->mig_dest = open_conn(c->dest_uri, "destination migration connection", err, errlen, &r);
