@@ -169,8 +169,6 @@ static void *bridge_request_thread(void *arg)
 static void bridge_dispatch(struct sim *s, const struct bridge_frame *f)
 {
         struct sim_request *req;
-        pthread_attr_t attr;
-        pthread_t t;
         bool busy;
 
         pthread_mutex_lock(&s->lock);
@@ -203,16 +201,13 @@ static void bridge_dispatch(struct sim *s, const struct bridge_frame *f)
 
         /* Each request on its own thread so a wait never holds up the others (H3). */
         sim_thread_enter(s);
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &attr, bridge_request_thread, req) != 0) {
+        if (sim_thread_start(NULL, bridge_request_thread, req) < 0) {
                 struct bridge_response resp = { .result = BRIDGE_HR_FAIL, .error_message = "guest busy" };
 
                 sim_thread_leave(s);
                 sim_request_free(req);
                 bridge_reply(s, f->header.type, f->header.id, &resp);
         }
-        pthread_attr_destroy(&attr);
 }
 
 /* Serves one connection until it breaks. The protocol version starts at 0 on each (H2). */

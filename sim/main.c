@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sysexits.h>
@@ -138,6 +139,18 @@ static int check_transport(const struct sim_options *opt)
         return 0;
 }
 
+/* Each process holds up to three pipes, three sockets and a pidfd: take all the fds we may. */
+static void raise_fd_limit(void)
+{
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+                rl.rlim_cur = rl.rlim_max;
+                if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                        log_warn("vsockmux-sim: cannot raise the open-file limit: %s", strerror(errno));
+        }
+}
+
 static void *bridge_thread(void *arg)
 {
         sim_bridge_run(arg);
@@ -171,12 +184,13 @@ int main(int argc, char **argv)
         signal(SIGPIPE, SIG_IGN);
         /* An inherited SIG_IGN would make the kernel reap our children and hide their exit codes. */
         signal(SIGCHLD, SIG_DFL);
+        raise_fd_limit();
 
         if (sim_init(&s, &opt) < 0) {
                 fprintf(stderr, "vsockmux-sim: out of memory\n");
                 return EXIT_FAILURE;
         }
-        if (pthread_create(&bridge, NULL, bridge_thread, &s) != 0) {
+        if (sim_thread_start(&bridge, bridge_thread, &s) < 0) {
                 fprintf(stderr, "vsockmux-sim: cannot start the bridge thread\n");
                 sim_done(&s);
                 return EXIT_FAILURE;

@@ -307,8 +307,6 @@ int sim_process_start(struct sim *s, const struct bridge_request *req, bool resu
         struct sim_process *p = NULL;
         struct sim_container *c;
         struct sim_reaper *rp;
-        pthread_attr_t attr;
-        pthread_t t;
         pid_t pid = 0;
         int r;
 
@@ -376,11 +374,8 @@ int sim_process_start(struct sim *s, const struct bridge_request *req, bool resu
         pthread_mutex_unlock(&s->lock);
 
         *rp = (struct sim_reaper) { .s = s, .p = p };
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        r = pthread_create(&t, &attr, process_reaper, rp);
-        pthread_attr_destroy(&attr);
-        if (r != 0) {
+        r = sim_thread_start(NULL, process_reaper, rp);
+        if (r < 0) {
                 /* Without a reaper nobody would report this exit: run it here instead, blocking this request. */
                 log_error("pid %d: cannot start a reaper thread; reaping inline", (int)pid);
                 pthread_mutex_lock(&s->lock);

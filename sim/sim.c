@@ -84,6 +84,23 @@ bool sim_sleep(struct sim *s, unsigned ms)
         return stopping;
 }
 
+int sim_thread_start(pthread_t *ret, void *(*fn)(void *), void *arg)
+{
+        pthread_attr_t attr;
+        pthread_t t;
+        int r;
+
+        r = pthread_attr_init(&attr);
+        if (r != 0)
+                return -r;
+        pthread_attr_setstacksize(&attr, SIM_THREAD_STACK);
+        if (!ret)
+                pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        r = pthread_create(ret ?: &t, &attr, fn, arg);
+        pthread_attr_destroy(&attr);
+        return -r;
+}
+
 void sim_thread_enter(struct sim *s)
 {
         pthread_mutex_lock(&s->lock);

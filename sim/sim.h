@@ -18,6 +18,7 @@
 #define SIM_MAX_REQUEST_THREADS 512u
 #define SIM_MAX_PROCESSES 4096u
 #define SIM_MAX_CONTAINERS 1024u
+#define SIM_THREAD_STACK (256u * 1024u) /* thousands of relay threads must stay cheap */
 #define SIM_RESUME_COUNT_SIZE 8u /* V4: little-endian byte count at the start of each stdio connection */
 
 struct sim_options {
@@ -117,6 +118,9 @@ int sim_container_shutdown(struct sim *s, const char *id, bool forced);
 /* Kills every process (teardown) and frees the tables once no thread uses them. */
 void sim_processes_kill_all(struct sim *s);
 void sim_processes_free(struct sim *s);
+
+/* Starts a thread with a small stack; ret may be NULL for a detached one. Returns 0 or -errno. */
+int sim_thread_start(pthread_t *ret, void *(*fn)(void *), void *arg);
 
 /* Thread accounting: every detached thread the sim starts is counted so sim_done() can wait. */
 void sim_thread_enter(struct sim *s);

@@ -358,7 +358,7 @@ int sim_stream_start(struct sim *s, enum sim_stream_kind kind, pid_t pid, uint32
                 return -ENOMEM;
         }
         if (fcntl(pipe_fd, F_SETFL, fcntl(pipe_fd, F_GETFL) | O_NONBLOCK) < 0 ||
-            (r = pthread_create(&st->thread, NULL, stream_thread, st)) != 0) {
+            (r = sim_thread_start(&st->thread, stream_thread, st)) < 0) {
                 sim_ring_done(&st->ring);
                 free(st);
                 return -EAGAIN;
