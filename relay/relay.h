@@ -177,6 +177,11 @@ struct relay_stream_ops {
 /* Takes both fds on success; endpoint_fd may be -1 = discard, keeping counters and the tap. */
 int relay_stream_new(struct relay *r, enum relay_stream_dir dir, int guest_fd, int endpoint_fd,
                      const struct relay_stream_ops *ops, void *userdata, struct relay_stream **ret);
+/* The same for a stream re-created on restore: counters start at *seed (NULL = zero) and, with
+ * send_offset_header, the guest first gets the 8-byte little-endian count (see replace_guest). */
+int relay_stream_new_at(struct relay *r, enum relay_stream_dir dir, int guest_fd, int endpoint_fd,
+                        const struct relay_stream_ops *ops, const struct relay_stream_counters *seed,
+                        bool send_offset_header, void *userdata, struct relay_stream **ret);
 /* Names the stream in log lines (e.g. "vm1 pid 42 stdout port 1234"). */
 void relay_stream_set_label(struct relay_stream *s, const char *label);
 void relay_stream_get_counters(const struct relay_stream *s, struct relay_stream_counters *ret);
@@ -189,6 +194,9 @@ int relay_stream_resume(struct relay_stream *s);
 /* Only on a frozen or done stream. send_offset_header: first write the 8-byte little-endian
  * count of bytes already received from (FROM_GUEST) or sent to (TO_GUEST) the guest. */
 int relay_stream_replace_guest(struct relay_stream *s, int guest_fd, bool send_offset_header);
+/* On a frozen or done stream: closes the guest connection (a save hands the port to another
+ * daemon), keeping the endpoint, held bytes and counters for a later replace_guest. */
+int relay_stream_detach_guest(struct relay_stream *s);
 /* Safe any time, also inside its own callbacks; no callback after. */
 struct relay_stream *relay_stream_free(struct relay_stream *s);
 DEFINE_CLEANUP(struct relay_stream *, relay_stream_free);

@@ -564,6 +564,17 @@ out:
 
 static int hdr_kick(struct relay_stream *s);
 
+/* The exactly-once resume header: how many bytes this side already has, little-endian. */
+static void hdr_prepare(struct relay_stream *s)
+{
+        uint64_t count = guest_is_src(s) ? s->c.rx_guest : s->c.tx_guest;
+
+        for (unsigned i = 0; i < 8; i++)
+                s->hdr[i] = (uint8_t) (count >> (8 * i));
+        s->hdr_off = 0;
+        s->hdr_pending = true;
+}
+
 static void on_header(struct relay *r, struct relay_op *op, int res, uint32_t flags)
 {
         struct relay_stream *s = container_of(op, struct relay_stream, hdr_op);
@@ -633,7 +644,7 @@ void relay_streams_wake_buf_waiters(struct relay *r)
 
 /* ---- API ---- */
 
-static int classify(int fd, bool for_read, enum stream_src *ret_src, enum stream_dst *ret_dst)
+static int classify(int fd, enum stream_src *ret_src, enum stream_dst *ret_dst)
 {
         struct stat st;
 
@@ -653,10 +664,11 @@ static int classify(int fd, bool for_read, enum stream_src *ret_src, enum stream
         return 0;
 }
 
-int relay_stream_new(struct relay *r, enum relay_stream_dir dir, int guest_fd, int endpoint_fd,
-                     const struct relay_stream_ops *ops, void *userdata, struct relay_stream **ret)
+int relay_stream_new_at(struct relay *r, enum relay_stream_dir dir, int guest_fd, int endpoint_fd,
+                        const struct relay_stream_ops *ops, const struct relay_stream_counters *seed,
+                        bool send_offset_header, void *userdata, struct relay_stream **ret)
 {
-        enum stream_src gsrc, esrc;
+        enum stream_src gsrc, esrc = SRC_READ;
         enum stream_dst gdst, edst = DST_DISCARD;
         struct relay_stream *s;
         int k;
@@ -665,13 +677,13 @@ int relay_stream_new(struct relay *r, enum relay_stream_dir dir, int guest_fd, i
                 return -EINVAL;
         if (dir == RELAY_STREAM_TO_GUEST && endpoint_fd < 0)
                 return -EINVAL;
-        k = classify(guest_fd, true, &gsrc, &gdst);
+        k = classify(guest_fd, &gsrc, &gdst);
         if (k < 0)
                 return k;
         if (gsrc != SRC_RECV_MSHOT)
                 return -ENOTSOCK;
         if (endpoint_fd >= 0) {
-                k = classify(endpoint_fd, dir == RELAY_STREAM_TO_GUEST, &esrc, &edst);
+                k = classify(endpoint_fd, &esrc, &edst);
                 if (k < 0)
                         return k;
         }
@@ -685,6 +697,8 @@ int relay_stream_new(struct relay *r, enum relay_stream_dir dir, int guest_fd, i
                 .rd_op.fn = on_read, .wr_op.fn = on_write, .hdr_op.fn = on_header,
         };
         snprintf(s->label, sizeof(s->label), "fd %d", guest_fd);
+        if (seed)
+                s->c = *seed;
         if (dir == RELAY_STREAM_FROM_GUEST) {
                 s->src = SRC_RECV_MSHOT;
                 s->dst = edst;
@@ -700,8 +714,11 @@ int relay_stream_new(struct relay *r, enum relay_stream_dir dir, int guest_fd, i
                 free(s);
                 return -ENOMEM;
         }
-        k = rd_arm(s);
+        if (send_offset_header)
+                hdr_prepare(s);
+        k = send_offset_header ? hdr_kick(s) : rd_arm(s);
         if (k < 0) {
+                /* Nothing was submitted yet (the SQE failed): the memory can go now. */
                 free(s->q);
                 free(s);
                 return k;
@@ -709,6 +726,12 @@ int relay_stream_new(struct relay *r, enum relay_stream_dir dir, int guest_fd, i
         r->n_streams++;
         *ret = s;
         return 0;
+}
+
+int relay_stream_new(struct relay *r, enum relay_stream_dir dir, int guest_fd, int endpoint_fd,
+                     const struct relay_stream_ops *ops, void *userdata, struct relay_stream **ret)
+{
+        return relay_stream_new_at(r, dir, guest_fd, endpoint_fd, ops, NULL, false, userdata, ret);
 }
 
 void relay_stream_set_label(struct relay_stream *s, const char *label)
@@ -759,7 +782,6 @@ int relay_stream_replace_guest(struct relay_stream *s, int guest_fd, bool send_o
 {
         enum stream_src src;
         enum stream_dst dst;
-        uint64_t count;
         int k;
 
         if (!s->frozen && !s->done)
@@ -770,7 +792,7 @@ int relay_stream_replace_guest(struct relay_stream *s, int guest_fd, bool send_o
                 return -EBUSY;
         if (s->hdr_armed)
                 return -EBUSY;
-        k = classify(guest_fd, true, &src, &dst);
+        k = classify(guest_fd, &src, &dst);
         if (k < 0)
                 return k;
         if (src != SRC_RECV_MSHOT)
@@ -789,17 +811,23 @@ int relay_stream_replace_guest(struct relay_stream *s, int guest_fd, bool send_o
                         s->src_error = 0;
                 }
         }
-        count = guest_is_src(s) ? s->c.rx_guest : s->c.tx_guest;
         if (send_offset_header) {
-                for (unsigned i = 0; i < 8; i++)
-                        s->hdr[i] = (uint8_t) (count >> (8 * i));
-                s->hdr_off = 0;
-                s->hdr_pending = true;
+                hdr_prepare(s);
                 k = hdr_kick(s);
                 if (k < 0)
                         return k;
         }
         return stream_queue_check(s);
+}
+
+int relay_stream_detach_guest(struct relay_stream *s)
+{
+        if (!s->frozen && !s->done)
+                return -EBUSY;
+        if (s->hdr_armed || (s->rd_armed && guest_is_src(s)) || (s->wr_armed && !guest_is_src(s)))
+                return -EBUSY;
+        s->guest_fd = safe_close(s->guest_fd);
+        return 0;
 }
 
 struct relay_stream *relay_stream_free(struct relay_stream *s)

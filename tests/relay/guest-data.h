@@ -39,17 +39,22 @@ static inline uint64_t guest_hash(uint64_t h, const void *data, size_t len)
         return h;
 }
 
-/* The checksum of bytes [0, len) of the stream named by seed. */
-static inline uint64_t guest_data_hash(uint64_t seed, uint64_t len)
+/* The checksum of bytes [from, to) of the stream named by seed. */
+static inline uint64_t guest_data_hash_range(uint64_t seed, uint64_t from, uint64_t to)
 {
         uint8_t buf[65536];
         uint64_t h = GUEST_HASH_INIT;
 
-        for (uint64_t at = 0; at < len;) {
-                size_t n = len - at < sizeof(buf) ? (size_t) (len - at) : sizeof(buf);
+        for (uint64_t at = from; at < to;) {
+                size_t n = to - at < sizeof(buf) ? (size_t) (to - at) : sizeof(buf);
                 guest_data_fill(seed, at, buf, n);
                 h = guest_hash(h, buf, n);
                 at += n;
         }
         return h;
+}
+
+static inline uint64_t guest_data_hash(uint64_t seed, uint64_t len)
+{
+        return guest_data_hash_range(seed, 0, len);
 }

@@ -83,6 +83,16 @@ static void on_accept(struct relay_listener *l, int fd, void *userdata)
         d->accepted = true;
 }
 
+static void on_accept_restored(struct relay_listener *l, int fd, void *userdata)
+{
+        struct dial *d = userdata;
+        struct relay_stream_counters seed = { .rx_guest = 1234567, .tx_endpoint = 1234567 };
+
+        assert_true(fd >= 0);
+        assert_int_equal(relay_stream_new_at(d->st->r, d->dir, fd, d->endpoint_fd, d->ops, &seed, true, d->st, &d->st->s), 0);
+        d->accepted = true;
+}
+
 static void listen_for(struct relay *r, const char *dir, uint32_t port, enum relay_listen_mode mode, struct dial *d,
                        char *path, size_t pathlen)
 {
@@ -584,8 +594,10 @@ static void test_stream_replace_guest_sends_offset_then_resumes_exactly_once(voi
         }
         assert_int_equal(relay_stream_freeze(t.s), 0);
         run_until(r, &t.frozen);
+        /* a save lets go of the guest connection but keeps endpoint and counters */
+        assert_int_equal(relay_stream_detach_guest(t.s), 0);
         kill(g1.pid, SIGKILL);
-        assert_int_equal(child_finish(&g1, NULL, 0), 128 + SIGKILL);
+        assert_int_not_equal(child_finish(&g1, NULL, 0), 0);   /* killed, or its write failed first */
 
         /* the redialled guest learns the host's count and sends from there */
         spawn_guest((const char *[]) { "send-hdr", path, "6291456", "10", NULL }, -1, -1, &g2);
@@ -605,6 +617,45 @@ static void test_stream_replace_guest_sends_offset_then_resumes_exactly_once(voi
         run_until(r, &k.closed);
         assert_int_equal(k.bytes, total);
         assert_int_equal(k.hash, guest_data_hash(10, total));
+        relay_listener_free(d.l);
+        rm_tmpdir(dir);
+}
+
+static void test_stream_restored_with_seed_sends_offset_and_continues(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        const uint64_t total = 3 * MIB, already = 1234567;     /* the seed on_accept_restored uses */
+        struct st t = {};
+        struct child guest;
+        struct sink k;
+        char dir[64], path[128], out[128], want[64];
+        struct relay_transport tr = { .kind = RELAY_TRANSPORT_HVSOCK };
+        struct dial d = { .st = &t };
+        int endpoint;
+
+        make_tmpdir(dir, sizeof(dir));
+        assert_int_equal(relay_new(NULL, &r), 0);
+        t.r = r;
+        endpoint = sink_open(r, &k);
+        snprintf(tr.uds_path, sizeof(tr.uds_path), "%s/vm.vsock", dir);
+        assert_int_equal(relay_transport_hvsock_path(&tr, 1041, path, sizeof(path)), 0);
+        /* accept by hand: a restored daemon creates the stream with the saved counters */
+        d.dir = RELAY_STREAM_FROM_GUEST;
+        d.ops = &st_ops;
+        d.endpoint_fd = endpoint;
+        assert_int_equal(relay_listen(r, &tr, 1041, RELAY_LISTEN_ONCE, on_accept_restored, &d, &d.l), 0);
+        spawn_guest((const char *[]) { "send-hdr", path, "3145728", "13", NULL }, -1, -1, &guest);
+        run_until(r, &t.done);
+        assert_int_equal(t.error, 0);
+        assert_int_equal(t.at_done.rx_guest, total);
+        assert_int_equal(t.at_done.tx_endpoint, total);
+        snprintf(want, sizeof(want), "offset %" PRIu64 "\n", already);
+        assert_int_equal(child_finish(&guest, out, sizeof(out)), 0);
+        assert_string_equal(out, want);
+        t.s = relay_stream_free(t.s);
+        run_until(r, &k.closed);
+        assert_int_equal(k.bytes, total - already);
+        assert_int_equal(k.hash, guest_data_hash_range(13, already, total));
         relay_listener_free(d.l);
         rm_tmpdir(dir);
 }
@@ -713,6 +764,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_stream_endpoint_closing_early_ends_only_that_stream_with_epipe),
                 cmocka_unit_test(test_stream_freeze_flushes_and_resume_loses_nothing),
                 cmocka_unit_test(test_stream_replace_guest_sends_offset_then_resumes_exactly_once),
+                cmocka_unit_test(test_stream_restored_with_seed_sends_offset_and_continues),
                 cmocka_unit_test(test_stream_replace_guest_refused_while_running),
                 cmocka_unit_test(test_stream_discard_endpoint_counts_and_taps),
                 cmocka_unit_test(test_stream_free_with_io_in_flight_is_safe),
