@@ -1,0 +1,560 @@
+/* The integration harness: vsockmuxd, vsockmux-sim and the vsockmux CLI as separate processes. */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <json-c/json.h>
+
+extern char **environ;
+
+void integ_sleep_ms(int ms)
+{
+        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+}
+
+static int64_t integ_now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int integ_find(char *buf, const char *arg, const char *rel)
+{
+        const char *root = getenv("VSOCKMUX_BUILD_ROOT");
+        int n;
+
+        if (arg) {
+                if (strlen(arg) >= INTEG_PATH_MAX)
+                        return -ENAMETOOLONG;
+                memcpy(buf, arg, strlen(arg) + 1);
+                return 0;
+        }
+        if (root)
+                n = snprintf(buf, INTEG_PATH_MAX, "%s/%s", root, rel);
+        else
+                return -ENOENT;
+        return n < 0 || n >= INTEG_PATH_MAX ? -ENAMETOOLONG : 0;
+}
+
+int integ_config_parse(int argc, char **argv, struct integ_config *ret)
+{
+        const char *daemon = NULL, *cli = NULL, *sim = NULL;
+        bool resume = false;
+
+        for (int i = 1; i < argc; i++) {
+                if (!strcmp(argv[i], "--resume"))
+                        resume = true;
+                else if (i + 1 < argc && !strcmp(argv[i], "--daemon"))
+                        daemon = argv[++i];
+                else if (i + 1 < argc && !strcmp(argv[i], "--cli"))
+                        cli = argv[++i];
+                else if (i + 1 < argc && !strcmp(argv[i], "--sim"))
+                        sim = argv[++i];
+                else
+                        return -EINVAL;
+        }
+        if (integ_find(ret->daemon, daemon, "daemon/vsockmuxd") < 0 || integ_find(ret->cli, cli, "cli/vsockmux") < 0 ||
+            integ_find(ret->sim, sim, "sim/vsockmux-sim") < 0)
+                return -ENOENT;
+        ret->resume = resume;
+        return 0;
+}
+
+const char *integ_path(struct integ *t, const char *name)
+{
+        char *p = t->paths[t->path_next++ % INTEG_PATH_SLOTS];
+
+        snprintf(p, INTEG_PATH_MAX, "%s/%s", t->dir, name);
+        return p;
+}
+
+const char *integ_hvsock(struct integ *t, const char *name)
+{
+        char buf[INTEG_NAME_MAX];
+
+        snprintf(buf, sizeof(buf), "%s.vsock", name);
+        return integ_path(t, buf);
+}
+
+const char *integ_alive_loop(struct integ *t)
+{
+        char *p = t->paths[t->path_next++ % INTEG_PATH_SLOTS];
+
+        snprintf(p, INTEG_PATH_MAX, "while [ -d %s ]; do sleep 0.1; done", t->dir);
+        return p;
+}
+
+static void integ_track(struct integ *t, pid_t pid)
+{
+        for (unsigned i = 0; i < INTEG_MAX_PROCS; i++)
+                if (t->procs[i] == 0) {
+                        t->procs[i] = pid;
+                        return;
+                }
+        fail_msg("harness: more than %d processes at once", INTEG_MAX_PROCS);
+}
+
+static void integ_untrack(struct integ *t, pid_t pid)
+{
+        for (unsigned i = 0; i < INTEG_MAX_PROCS; i++)
+                if (t->procs[i] == pid)
+                        t->procs[i] = 0;
+}
+
+pid_t integ_spawn_fds(struct integ *t, char *const argv[], int in, int out, int err)
+{
+        posix_spawn_file_actions_t fa;
+        int fds[3] = { in, out, err };
+        pid_t pid;
+        int r;
+
+        posix_spawn_file_actions_init(&fa);
+        for (int i = 0; i < 3; i++) {
+                if (fds[i] < 0)
+                        posix_spawn_file_actions_addopen(&fa, i, "/dev/null", i == 0 ? O_RDONLY : O_WRONLY, 0);
+                else
+                        posix_spawn_file_actions_adddup2(&fa, fds[i], i);
+        }
+        r = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
+        posix_spawn_file_actions_destroy(&fa);
+        if (r != 0)
+                fail_msg("cannot spawn %s: %s", argv[0], strerror(r));
+        integ_track(t, pid);
+        return pid;
+}
+
+pid_t integ_spawn(struct integ *t, char *const argv[], const char *in, const char *out, const char *err)
+{
+        int fds[3] = { -1, -1, -1 };
+        const char *paths[3] = { in, out, err };
+        pid_t pid;
+
+        for (int i = 0; i < 3; i++) {
+                if (!paths[i])
+                        continue;
+                fds[i] = open(paths[i], i == 0 ? O_RDONLY | O_CLOEXEC : O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+                if (fds[i] < 0)
+                        fail_msg("cannot open %s: %s", paths[i], strerror(errno));
+        }
+        pid = integ_spawn_fds(t, argv, fds[0], fds[1], fds[2]);
+        for (int i = 0; i < 3; i++)
+                if (fds[i] >= 0)
+                        close(fds[i]);
+        return pid;
+}
+
+static int integ_status_code(int status)
+{
+        if (WIFEXITED(status))
+                return WEXITSTATUS(status);
+        if (WIFSIGNALED(status))
+                return 128 + WTERMSIG(status);
+        return -1;
+}
+
+int integ_reap(struct integ *t, pid_t pid, int timeout_ms, int *ret_code)
+{
+        int64_t deadline = integ_now_ms() + timeout_ms;
+        int status, delay = 1;
+
+        for (;;) {
+                pid_t r = waitpid(pid, &status, WNOHANG);
+
+                if (r == pid) {
+                        integ_untrack(t, pid);
+                        if (ret_code)
+                                *ret_code = integ_status_code(status);
+                        return 0;
+                }
+                if (r < 0 && errno != EINTR)
+                        return -errno;
+                if (integ_now_ms() >= deadline)
+                        return -ETIMEDOUT;
+                integ_sleep_ms(delay);
+                if (delay < 50)
+                        delay *= 2;
+        }
+}
+
+void integ_kill(struct integ *t, pid_t pid, int sig)
+{
+        if (pid <= 0)
+                return;
+        (void)kill(pid, sig);
+        if (integ_reap(t, pid, INTEG_WAIT_MS, NULL) < 0)
+                fail_msg("process %d did not end after signal %d", (int)pid, sig);
+}
+
+bool integ_alive(struct integ *t, pid_t pid)
+{
+        int status;
+
+        return waitpid(pid, &status, WNOHANG) == 0;
+}
+
+char *integ_read_file(const char *path, size_t *ret_len)
+{
+        FILE *f = fopen(path, "re");
+        char *buf = NULL;
+        size_t len = 0, cap = 0;
+
+        if (!f)
+                return NULL;
+        for (;;) {
+                size_t n;
+
+                if (cap - len < 65536) {
+                        char *nb = realloc(buf, cap + 65536 + 1);
+
+                        if (!nb) {
+                                free(buf);
+                                fclose(f);
+                                return NULL;
+                        }
+                        buf = nb;
+                        cap += 65536;
+                }
+                n = fread(buf + len, 1, cap - len, f);
+                len += n;
+                if (n == 0)
+                        break;
+        }
+        fclose(f);
+        buf[len] = 0;
+        if (ret_len)
+                *ret_len = len;
+        return buf;
+}
+
+bool integ_wait_file_contains(const char *path, const char *needle, int timeout_ms)
+{
+        int64_t deadline = integ_now_ms() + timeout_ms;
+
+        for (;;) {
+                char *s = integ_read_file(path, NULL);
+                bool found = s && strstr(s, needle);
+
+                free(s);
+                if (found)
+                        return true;
+                if (integ_now_ms() >= deadline)
+                        return false;
+                integ_sleep_ms(20);
+        }
+}
+
+void integ_dump_daemon_log(struct integ *t)
+{
+        char *s = integ_read_file(t->daemon_log, NULL);
+
+        fprintf(stderr, "---- vsockmuxd log (%s) ----\n%s---- end of log ----\n", t->daemon_log, s ? s : "(none)\n");
+        free(s);
+}
+
+char **integ_cli_argv(struct integ *t, char **args)
+{
+        char **argv = t->argv;
+        size_t n = 0;
+
+        argv[n++] = (char *)t->cfg->cli;
+        argv[n++] = (char *)"--socket";
+        argv[n++] = t->sock;
+        for (; *args; args++) {
+                if (n + 1 >= INTEG_MAX_ARGS)
+                        fail_msg("harness: too many CLI arguments");
+                argv[n++] = *args;
+        }
+        argv[n] = NULL;
+        return argv;
+}
+
+void integ_cliv(struct integ *t, struct integ_result *res, const char *in, char *const args[])
+{
+        char out[INTEG_PATH_MAX], err[INTEG_PATH_MAX];
+        unsigned id = ++t->seq;
+        pid_t pid;
+
+        snprintf(out, sizeof(out), "%s/cli-%u.out", t->dir, id);
+        snprintf(err, sizeof(err), "%s/cli-%u.err", t->dir, id);
+        pid = integ_spawn(t, integ_cli_argv(t, (char **)args), in, out, err);
+        if (integ_reap(t, pid, INTEG_WAIT_MS, &res->code) < 0) {
+                integ_dump_daemon_log(t);
+                fail_msg("vsockmux %s %s did not finish", args[0], args[1] ? args[1] : "");
+        }
+        res->out = integ_read_file(out, NULL);
+        res->err = integ_read_file(err, NULL);
+        assert_non_null(res->out);
+        assert_non_null(res->err);
+        unlink(out);
+        unlink(err);
+}
+
+void integ_cli(struct integ *t, struct integ_result *res, const char *in, ...)
+{
+        char *args[INTEG_MAX_ARGS];
+        size_t n = 0;
+        va_list ap;
+
+        va_start(ap, in);
+        for (char *a; (a = va_arg(ap, char *));) {
+                if (n + 1 >= INTEG_MAX_ARGS)
+                        fail_msg("harness: too many CLI arguments");
+                args[n++] = a;
+        }
+        va_end(ap);
+        args[n] = NULL;
+        integ_cliv(t, res, in, args);
+}
+
+void integ_result_done(struct integ_result *res)
+{
+        free(res->out);
+        free(res->err);
+        res->out = res->err = NULL;
+}
+
+struct json_object *integ_cli_json(struct integ *t, ...)
+{
+        struct integ_result res;
+        struct json_object *o;
+        char *args[INTEG_MAX_ARGS];
+        size_t n = 0;
+        va_list ap;
+
+        va_start(ap, t);
+        for (char *a; (a = va_arg(ap, char *));) {
+                if (n + 1 >= INTEG_MAX_ARGS)
+                        fail_msg("harness: too many CLI arguments");
+                args[n++] = a;
+        }
+        va_end(ap);
+        args[n] = NULL;
+        integ_cliv(t, &res, NULL, args);
+        if (res.code != 0)
+                fail_msg("vsockmux %s failed with %d: %s", args[0], res.code, res.err);
+        o = json_tokener_parse(res.out);
+        if (!o)
+                fail_msg("vsockmux %s printed no JSON: '%s'", args[0], res.out);
+        integ_result_done(&res);
+        return o;
+}
+
+pid_t integ_sim_start(struct integ *t, const char *name)
+{
+        char log[INTEG_PATH_MAX];
+        char *argv[] = {
+                (char *)t->cfg->sim, (char *)"--hvsock", (char *)integ_hvsock(t, name),
+                t->cfg->resume ? NULL : (char *)"--no-resume", NULL,
+        };
+
+        snprintf(log, sizeof(log), "%s/sim-%s.log", t->dir, name);
+        return integ_spawn(t, argv, NULL, log, log);
+}
+
+void integ_wait_bridge(struct integ *t, const char *name, const char *state)
+{
+        int64_t deadline = integ_now_ms() + INTEG_WAIT_MS;
+
+        for (;;) {
+                struct json_object *vms = integ_cli_json(t, "vm", "ls", "--json", NULL);
+                bool found = false;
+
+                for (size_t i = 0; i < json_object_array_length(vms); i++) {
+                        struct json_object *vm = json_object_array_get_idx(vms, i), *v;
+
+                        if (json_object_object_get_ex(vm, "name", &v) && !strcmp(json_object_get_string(v), name) &&
+                            json_object_object_get_ex(vm, "bridge", &v) && !strcmp(json_object_get_string(v), state))
+                                found = true;
+                }
+                json_object_put(vms);
+                if (found)
+                        return;
+                if (integ_now_ms() >= deadline) {
+                        integ_dump_daemon_log(t);
+                        fail_msg("VM %s's bridge never became %s", name, state);
+                }
+                integ_sleep_ms(50);
+        }
+}
+
+pid_t integ_vm_with_sim(struct integ *t, const char *name)
+{
+        struct integ_result res;
+        pid_t sim;
+
+        integ_cli(t, &res, NULL, "vm", "add", name, "--hvsock", integ_hvsock(t, name), NULL);
+        if (res.code != 0)
+                fail_msg("vm add %s failed with %d: %s", name, res.code, res.err);
+        integ_result_done(&res);
+        sim = integ_sim_start(t, name);
+        integ_wait_bridge(t, name, "connected");
+        return sim;
+}
+
+static bool integ_can_connect(const char *path)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        bool ok;
+
+        if (fd < 0)
+                return false;
+        if (strlen(path) >= sizeof(sa.sun_path)) {
+                close(fd);
+                return false;
+        }
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+        close(fd);
+        return ok;
+}
+
+int integ_new(const struct integ_config *cfg, struct integ **ret)
+{
+        struct integ *t = calloc(1, sizeof(*t));
+        int64_t deadline;
+
+        if (!t)
+                return -ENOMEM;
+        t->cfg = cfg;
+        snprintf(t->dir, sizeof(t->dir), "/tmp/vsockmux-integ.XXXXXX");
+        if (!mkdtemp(t->dir) || chmod(t->dir, 0755) < 0) {
+                free(t);
+                return -errno;
+        }
+        snprintf(t->sock, sizeof(t->sock), "%s/ctl.sock", t->dir);
+        snprintf(t->state_dir, sizeof(t->state_dir), "%s/state", t->dir);
+        snprintf(t->daemon_log, sizeof(t->daemon_log), "%s/vsockmuxd.log", t->dir);
+        {
+                char *argv[] = {
+                        (char *)cfg->daemon, (char *)"--socket", t->sock, (char *)"--state-dir", t->state_dir,
+                        (char *)"--log-level", (char *)"debug", NULL,
+                };
+
+                t->daemon = integ_spawn(t, argv, NULL, t->daemon_log, t->daemon_log);
+                integ_untrack(t, t->daemon);
+        }
+        deadline = integ_now_ms() + INTEG_WAIT_MS;
+        /* Ready means accepting: the socket file exists a moment before listen(). */
+        while (!integ_can_connect(t->sock)) {
+                int status;
+
+                if (waitpid(t->daemon, &status, WNOHANG) == t->daemon) {
+                        t->daemon = 0;
+                        integ_dump_daemon_log(t);
+                        integ_free(t);
+                        return -ECHILD;
+                }
+                if (integ_now_ms() >= deadline) {
+                        integ_dump_daemon_log(t);
+                        integ_free(t);
+                        return -ETIMEDOUT;
+                }
+                integ_sleep_ms(10);
+        }
+        *ret = t;
+        return 0;
+}
+
+static int integ_rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+        (void)remove(path);
+        return 0;
+}
+
+int integ_free(struct integ *t)
+{
+        int code = -1;
+
+        if (!t)
+                return -1;
+        for (unsigned i = 0; i < INTEG_MAX_PROCS; i++)
+                if (t->procs[i] > 0) {
+                        (void)kill(t->procs[i], SIGKILL);
+                        (void)waitpid(t->procs[i], NULL, 0);
+                }
+        if (t->daemon > 0) {
+                (void)kill(t->daemon, SIGTERM);
+                if (integ_reap(t, t->daemon, INTEG_WAIT_MS, &code) < 0) {
+                        (void)kill(t->daemon, SIGKILL);
+                        (void)waitpid(t->daemon, NULL, 0);
+                        code = -1;
+                }
+                if (code != 0)
+                        integ_dump_daemon_log(t);
+        }
+        if (!getenv("VSOCKMUX_INTEG_KEEP"))
+                (void)nftw(t->dir, integ_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        else
+                fprintf(stderr, "kept %s\n", t->dir);
+        free(t);
+        return code;
+}
+
+int integ_setup(void **state)
+{
+        struct integ *t;
+        int r = integ_new(*state, &t);
+
+        if (r < 0) {
+                fprintf(stderr, "cannot start vsockmuxd: %s\n", strerror(-r));
+                return -1;
+        }
+        *state = t;
+        return 0;
+}
+
+int integ_teardown(void **state)
+{
+        struct integ *t = *state;
+        pid_t daemon = t->daemon;
+        int code = integ_free(t);
+
+        /* A daemon that a test stopped itself (daemon == 0) was checked there. */
+        if (daemon > 0 && code != 0) {
+                fprintf(stderr, "vsockmuxd did not exit 0 on SIGTERM (got %d)\n", code);
+                return -1;
+        }
+        return 0;
+}
+
+int integ_run(const char *name, struct CMUnitTest *tests, size_t n, int argc, char **argv)
+{
+        struct integ_config cfg;
+
+        if (integ_config_parse(argc, argv, &cfg) < 0) {
+                fprintf(stderr, "usage: %s [--daemon PATH --cli PATH --sim PATH] [--resume] "
+                                "(or set VSOCKMUX_BUILD_ROOT)\n", argv[0]);
+                return 2;
+        }
+        for (size_t i = 0; i < n; i++) {
+                tests[i].initial_state = &cfg;
+                tests[i].setup_func = integ_setup;
+                tests[i].teardown_func = integ_teardown;
+        }
+        fprintf(stderr, "%s: simulator %s stdio resume\n", name, cfg.resume ? "with" : "without");
+        return _cmocka_run_group_tests(name, tests, n, NULL, NULL);
+}

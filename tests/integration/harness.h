@@ -1,0 +1,141 @@
+/* tests/integration/harness.h: struct integ owns one test's temp dir, its vsockmuxd and every process it spawns (sims, CLIs). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+struct json_object;
+
+/* Generous waits: a loaded 2-core machine under ASan. Nothing asserts how fast anything is. */
+#define INTEG_WAIT_MS 60000
+#define INTEG_MAX_PROCS 32
+#define INTEG_MAX_ARGS 64
+#define INTEG_PATH_SLOTS 16
+#define INTEG_PATH_MAX 256
+#define INTEG_DIR_MAX 64          /* /tmp/vsockmux-integ.XXXXXX */
+#define INTEG_NAME_MAX 128
+
+/* Where the three programs are and how the simulator plays the guest. */
+struct integ_config {
+        char daemon[INTEG_PATH_MAX];
+        char cli[INTEG_PATH_MAX];
+        char sim[INTEG_PATH_MAX];
+        bool resume;    /* false: the simulator runs with --no-resume (legacy stdio replay only) */
+};
+
+struct integ {
+        const struct integ_config *cfg;
+        char dir[INTEG_DIR_MAX];
+        char sock[INTEG_NAME_MAX];
+        char state_dir[INTEG_NAME_MAX];
+        char daemon_log[INTEG_NAME_MAX];
+        pid_t daemon;
+        pid_t procs[INTEG_MAX_PROCS];   /* everything else we spawned and have not reaped */
+        unsigned seq;
+        char paths[INTEG_PATH_SLOTS][INTEG_PATH_MAX];
+        unsigned path_next;
+        char *argv[INTEG_MAX_ARGS];
+};
+
+/* One finished CLI run. code is the exit status, 128+N if signal N ended it. */
+struct integ_result {
+        int code;
+        char *out;
+        char *err;
+};
+
+/* Parses --daemon/--cli/--sim/--resume, falling back to $VSOCKMUX_BUILD_ROOT. */
+int integ_config_parse(int argc, char **argv, struct integ_config *ret);
+
+/* cmocka setup/teardown: *state is the struct integ_config on entry, the struct integ after. */
+int integ_setup(void **state);
+int integ_teardown(void **state);
+
+/* Makes the temp dir (0755 so other uids can reach the socket) and starts vsockmuxd. */
+int integ_new(const struct integ_config *cfg, struct integ **ret);
+/* Kills and reaps everything still running, removes the temp dir. Returns the daemon's exit code
+ * after SIGTERM (or -1 if it had to be killed or was already gone). */
+int integ_free(struct integ *t);
+
+/* A path inside the test's dir; valid for the next INTEG_PATH_SLOTS calls. */
+const char *integ_path(struct integ *t, const char *name);
+
+/* posix_spawn with stdin/stdout/stderr from/to files (NULL: /dev/null; fd 0..2 via "&N" is not
+ * supported). Tracked: teardown kills it. */
+pid_t integ_spawn(struct integ *t, char *const argv[], const char *in, const char *out, const char *err);
+/* Same, with the given fds dup'ed onto 0, 1, 2 (-1: /dev/null). */
+pid_t integ_spawn_fds(struct integ *t, char *const argv[], int in, int out, int err);
+/* Waits up to timeout_ms; 0 and *ret_code, or -ETIMEDOUT (the process is left running). */
+int integ_reap(struct integ *t, pid_t pid, int timeout_ms, int *ret_code);
+/* SIGKILLs and reaps a tracked process. */
+void integ_kill(struct integ *t, pid_t pid, int sig);
+bool integ_alive(struct integ *t, pid_t pid);
+
+/* Runs `vsockmux --socket SOCK ARGS...` (NULL-terminated) with stdin from in (NULL: /dev/null),
+ * capturing stdout and stderr. Fails the test if it does not end within INTEG_WAIT_MS. */
+void integ_cli(struct integ *t, struct integ_result *res, const char *in, ...) __attribute__((sentinel));
+void integ_cliv(struct integ *t, struct integ_result *res, const char *in, char *const args[]);
+/* The CLI's argv for integ_spawn: storage in t, valid until the next call. */
+char **integ_cli_argv(struct integ *t, char **args);
+void integ_result_done(struct integ_result *res);
+/* Runs a CLI command expected to succeed with JSON on stdout and returns it parsed. */
+struct json_object *integ_cli_json(struct integ *t, ...) __attribute__((sentinel));
+
+/* Starts the simulator for VM name (its hvsock path is integ_hvsock(t, name)). */
+pid_t integ_sim_start(struct integ *t, const char *name);
+const char *integ_hvsock(struct integ *t, const char *name);
+/* vm add NAME --hvsock ..., starts the simulator and waits until the bridge is connected. */
+pid_t integ_vm_with_sim(struct integ *t, const char *name);
+/* Polls `vm ls --json` until VM name's bridge is in state (e.g. "connected"). */
+void integ_wait_bridge(struct integ *t, const char *name, const char *state);
+
+/* Reads a whole file (NUL-terminated). NULL if it cannot be read. */
+char *integ_read_file(const char *path, size_t *ret_len);
+/* Polls until the file holds needle. */
+bool integ_wait_file_contains(const char *path, const char *needle, int timeout_ms);
+/* Prints the daemon's log to stderr (for failures). */
+void integ_dump_daemon_log(struct integ *t);
+
+/* A shell command that runs until the test's dir is gone: processes outlive a killed sim otherwise. */
+const char *integ_alive_loop(struct integ *t);
+
+void integ_sleep_ms(int ms);
+
+struct CMUnitTest;
+/* Parses the config, hands it to every test's setup and runs the group; exit code for main. */
+int integ_run(const char *name, struct CMUnitTest *tests, size_t n, int argc, char **argv);
+
+/* Fails with the CLI's output and the daemon's log when the exit code is not the expected one. */
+#define integ_assert_code(t, res, expected)                                                            \
+        do {                                                                                           \
+                if ((res)->code != (expected)) {                                                       \
+                        integ_dump_daemon_log(t);                                                      \
+                        fail_msg("exit code %d, expected %d\nstdout: '%s'\nstderr: '%s'", (res)->code, \
+                                 (expected), (res)->out, (res)->err);                                  \
+                }                                                                                      \
+        } while (0)
+
+/* Asserts that s contains needle, showing both when it does not. */
+#define integ_assert_contains(s, needle)                                                               \
+        do {                                                                                           \
+                if (!strstr((s), (needle)))                                                            \
+                        fail_msg("'%s' does not contain '%s'", (s), (needle));                         \
+        } while (0)
+
+/* A CLI error is exactly one line: "vsockmux: ...\n". */
+#define integ_assert_one_line_error(s)                                                                 \
+        do {                                                                                           \
+                const char *_nl = strchr((s), '\n');                                                   \
+                if (strncmp((s), "vsockmux: ", 10) != 0 || !_nl || _nl[1] != '\0')                     \
+                        fail_msg("not a one-line error: '%s'", (s));                                   \
+        } while (0)
+
+/* Skips a test that shows a known bug, unless VSOCKMUX_INTEG_KNOWN_BUGS=1 asks to run it. */
+#define integ_skip_known_bug(why)                                                                      \
+        do {                                                                                           \
+                if (!getenv("VSOCKMUX_INTEG_KNOWN_BUGS")) {                                            \
+                        fprintf(stderr, "SKIP (known bug): %s\n", (why));                              \
+                        skip();                                                                        \
+                }                                                                                      \
+        } while (0)
