@@ -428,18 +428,18 @@ static virConnectPtr open_conn(const char *uri, const char *what, char *err, siz
 
 static int check_config(const struct vm_migration_config *c, const struct vm_migrate_params *p, char *err, size_t errlen)
 {
-        static const struct {
+        const struct {
                 const char *name;
-                size_t offset;
+                const char *value;
                 size_t max;
         } strings[] = {
-                { "src_uri", offsetof(struct vm_migration_config, src_uri), VM_URI_MAX },
-                { "domain", offsetof(struct vm_migration_config, domain), VM_DOMAIN_NAME_MAX },
-                { "dest_uri", offsetof(struct vm_migration_config, dest_uri), VM_URI_MAX },
+                { "src_uri", c->src_uri, VM_URI_MAX },
+                { "domain", c->domain, VM_DOMAIN_NAME_MAX },
+                { "dest_uri", c->dest_uri, VM_URI_MAX },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(strings); i++) {
-                const char *s = *(const char *const *)(const void *)((const char *)c + strings[i].offset);
+                const char *s = strings[i].value;
 
                 if (!s || !*s)
                         return fail_with(-EINVAL, err, errlen, "%s: missing", strings[i].name);

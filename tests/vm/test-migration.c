@@ -542,6 +542,19 @@ static void test_invalid_options_refused_before_any_libvirt_call(void **state)
         c.progress_interval_ms = 1;
         assert_int_equal(vm_migration_start(&c, &p, &m, err, sizeof(err)), -ERANGE);
         assert_non_null(strstr(err, "progress_interval_ms"));
+        c.progress_interval_ms = 0;
+        c.mode = (enum vm_migration_mode)7;
+        assert_int_equal(vm_migration_start(&c, &p, &m, err, sizeof(err)), -EINVAL);
+        assert_string_equal(err, "mode: unknown value 7 (allowed: p2p, direct)");
+        c.mode = VM_MIGRATION_P2P;
+        c.domain = "";
+        assert_int_equal(vm_migration_start(&c, &p, &m, err, sizeof(err)), -EINVAL);
+        assert_string_equal(err, "domain: missing");
+        c.domain = "vmt-invalid";
+        c.dest_uri = NULL;
+        assert_int_equal(vm_migration_start(&c, &p, &m, err, sizeof(err)), -EINVAL);
+        assert_string_equal(err, "dest_uri: missing");
+        assert_null(m);
 
         /* The real daemon: a refused start leaves the guest running with no job. */
         config_init(&c, "vmt-invalid", "unix:///tmp/x.sock");
