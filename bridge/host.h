@@ -15,15 +15,15 @@
 #define BRIDGE_HOST_MAX_TX (4u << 20)
 
 /*
- * Restore on a migration destination (F3, V1), all on the loop thread:
- *   bridge_host_new(); bridge_host_set_migrating(h, true)   -- before returning to the loop, so
- *                                                              the guest's first frames are held
- *   ...on_state_change(CONNECTED): bridge_host_set_migrating(h, false);
- *   bridge_host_seed_next_id(h, saved_next_id);             -- adopted ids stay below new ones
- *   bridge_host_preregister_wait(h, saved_wait_id, ...) per process; watch_container per container
- *   bridge_host_end_resume_window(h);                       -- what nobody claimed is discarded
- * A wait the guest answered in between is delivered from the held answer; otherwise a probe
- * finds an exit that happened while detached, or "exit status lost" (never exit 0).
+ * Restore on a migration destination (F3, V1), on the loop thread before returning to the loop:
+ *   bridge_host_new(); bridge_host_set_migrating(h, true);   -- the guest's first frames are held
+ *   bridge_host_seed_next_id(h, saved_next_id);              -- before any negotiation takes an id
+ *   bridge_host_preregister_wait(h, saved_wait_id, ...) per process, watch_container() per container
+ * then on on_state_change(CONNECTED): bridge_host_set_migrating(h, false) and, once nothing more
+ * is to be registered, bridge_host_end_resume_window(h) (what nobody claimed is discarded).
+ * Registering after the connection also works: answers and notifications that came first are held.
+ * Each adopted wait is probed after negotiation: an exit that happened while detached completes
+ * it, "not found" completes it as exit status lost (never exit 0).
  */
 
 struct bridge_host;
