@@ -404,8 +404,9 @@ static int request_body_decode(struct json_object *o, struct bridge_request *req
         case BRIDGE_RPC_CREATE:
                 if ((r = msg_json_get_string(o, "ContainerConfig", BRIDGE_MAX_STRING_LEN, &s, reason)) < 0)
                         return r;
-                req->create.config = s;
-                return 0;
+                /* Absent reads as "", as Go leaves a missing string field empty. */
+                req->create.config = s ? s : strdup("");
+                return req->create.config ? 0 : -ENOMEM;
         case BRIDGE_RPC_EXECUTE_PROCESS:
                 return exec_decode(o, req, reason);
         case BRIDGE_RPC_WAIT_FOR_PROCESS:

@@ -79,6 +79,18 @@ static void test_create_request_carries_config_as_string(void **state)
         bridge_request_done(&out);
 }
 
+static void test_create_request_without_config_reads_as_empty(void **state)
+{
+        struct bridge_request out = {};
+
+        /* Like Go, a missing string is empty, so decode, encode and decode again agree. */
+        assert_int_equal(bridge_request_decode(BRIDGE_RPC_CREATE, "{}", 2, &out, NULL), 0);
+        assert_string_equal(out.create.config, "");
+        assert_string_equal(out.container_id, "");
+        assert_null(out.activity_id);
+        bridge_request_done(&out);
+}
+
 static void test_execute_request_double_encodes_params_and_omits_zero_ports(void **state)
 {
         const char *args[] = { "sh", "-c", "echo \"hi\"; exit 3" };
@@ -490,6 +502,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_negotiate_request_roundtrip_with_resume_offer),
                 cmocka_unit_test(test_create_request_carries_config_as_string),
+                cmocka_unit_test(test_create_request_without_config_reads_as_empty),
                 cmocka_unit_test(test_execute_request_double_encodes_params_and_omits_zero_ports),
                 cmocka_unit_test(test_execute_request_without_params_sends_null_string),
                 cmocka_unit_test(test_execute_request_command_line_roundtrip),
