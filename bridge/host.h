@@ -11,8 +11,10 @@
 #define BRIDGE_HOST_PORT UINT32_C(0x40000000)
 /* Frames are at most 64 KiB; a little more lets the next header arrive behind a full frame. */
 #define BRIDGE_HOST_MAX_RX (BRIDGE_MAX_FRAME + 4096u)
-/* Requests queued towards a guest that does not read: a restore's burst of probes fits easily. */
-#define BRIDGE_HOST_MAX_TX (4u << 20)
+/* Requests queued towards a guest that does not read. Only a bound, nothing is preallocated: a
+ * restore sends one probe (~200 bytes) per adopted wait in one burst, so 16 MiB covers tens of
+ * thousands of them; past it a write fails and the guest connection is dropped (B5). */
+#define BRIDGE_HOST_MAX_TX (16u << 20)
 
 /*
  * Restore on a migration destination (F3, V1), on the loop thread before returning to the loop:
