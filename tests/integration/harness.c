@@ -291,18 +291,18 @@ char **integ_cli_argv(struct integ *t, char **args)
         return argv;
 }
 
-void integ_cliv(struct integ *t, struct integ_result *res, const char *in, char *const args[])
+void integ_runv(struct integ *t, struct integ_result *res, const char *in, char *const argv[])
 {
         char out[INTEG_PATH_MAX], err[INTEG_PATH_MAX];
         unsigned id = ++t->seq;
         pid_t pid;
 
-        snprintf(out, sizeof(out), "%s/cli-%u.out", t->dir, id);
-        snprintf(err, sizeof(err), "%s/cli-%u.err", t->dir, id);
-        pid = integ_spawn(t, integ_cli_argv(t, (char **)args), in, out, err);
+        snprintf(out, sizeof(out), "%s/run-%u.out", t->dir, id);
+        snprintf(err, sizeof(err), "%s/run-%u.err", t->dir, id);
+        pid = integ_spawn(t, argv, in, out, err);
         if (integ_reap(t, pid, INTEG_WAIT_MS, &res->code) < 0) {
                 integ_dump_daemon_log(t);
-                fail_msg("vsockmux %s %s did not finish", args[0], args[1] ? args[1] : "");
+                fail_msg("%s did not finish within %d ms", argv[0], INTEG_WAIT_MS);
         }
         res->out = integ_read_file(out, NULL);
         res->err = integ_read_file(err, NULL);
@@ -310,6 +310,11 @@ void integ_cliv(struct integ *t, struct integ_result *res, const char *in, char 
         assert_non_null(res->err);
         unlink(out);
         unlink(err);
+}
+
+void integ_cliv(struct integ *t, struct integ_result *res, const char *in, char *const args[])
+{
+        integ_runv(t, res, in, integ_cli_argv(t, (char **)args));
 }
 
 void integ_cli(struct integ *t, struct integ_result *res, const char *in, ...)
@@ -557,4 +562,69 @@ int integ_run(const char *name, struct CMUnitTest *tests, size_t n, int argc, ch
         }
         fprintf(stderr, "%s: simulator %s stdio resume\n", name, cfg.resume ? "with" : "without");
         return _cmocka_run_group_tests(name, tests, n, NULL, NULL);
+}
+
+/* ---- JSON and process helpers shared by the tests ---- */
+
+struct json_object *integ_json_get(struct json_object *o, const char *key)
+{
+        struct json_object *v;
+
+        if (!json_object_object_get_ex(o, key, &v))
+                fail_msg("no '%s' in %s", key, json_object_to_json_string(o));
+        return v;
+}
+
+const char *integ_json_str(struct json_object *o, const char *key)
+{
+        return json_object_get_string(integ_json_get(o, key));
+}
+
+int64_t integ_json_int(struct json_object *o, const char *key)
+{
+        return json_object_get_int64(integ_json_get(o, key));
+}
+
+/* The process with this pid in `ps NAME --json`; the caller puts the returned array. */
+struct json_object *integ_ps_find(struct integ *t, const char *vm, long pid, struct json_object **ret_all)
+{
+        char name[64];
+        struct json_object *all;
+
+        snprintf(name, sizeof(name), "%s", vm);
+        all = integ_cli_json(t, "ps", name, "--json", NULL);
+        for (size_t i = 0; i < json_object_array_length(all); i++) {
+                struct json_object *p = json_object_array_get_idx(all, i);
+
+                if (integ_json_int(p, "pid") == pid) {
+                        *ret_all = all;
+                        return p;
+                }
+        }
+        fail_msg("pid %ld not in ps %s: %s", pid, vm, json_object_to_json_string(all));
+        return NULL;
+}
+
+/* exec --detach prints the pid and nothing else. */
+long integ_exec_detached(struct integ *t, const char *vm, const char *script)
+{
+        struct integ_result res;
+        char *end;
+        long pid;
+
+        integ_cli(t, &res, NULL, "exec", vm, "--detach", "--", "sh", "-c", script, NULL);
+        integ_assert_code(t, &res, 0);
+        pid = strtol(res.out, &end, 10);
+        if (pid <= 0 || strcmp(end, "\n") != 0)
+                fail_msg("exec --detach printed '%s', not a pid", res.out);
+        integ_result_done(&res);
+        return pid;
+}
+
+void integ_touch(const char *path)
+{
+        int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+
+        assert_true(fd >= 0);
+        close(fd);
 }

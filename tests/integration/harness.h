@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct json_object;
@@ -76,6 +77,8 @@ bool integ_alive(struct integ *t, pid_t pid);
  * capturing stdout and stderr. Fails the test if it does not end within INTEG_WAIT_MS. */
 void integ_cli(struct integ *t, struct integ_result *res, const char *in, ...) __attribute__((sentinel));
 void integ_cliv(struct integ *t, struct integ_result *res, const char *in, char *const args[]);
+/* Runs any program the same way (argv[0] is a path). */
+void integ_runv(struct integ *t, struct integ_result *res, const char *in, char *const argv[]);
 /* The CLI's argv for integ_spawn: storage in t, valid until the next call. */
 char **integ_cli_argv(struct integ *t, char **args);
 void integ_result_done(struct integ_result *res);
@@ -101,6 +104,15 @@ void integ_dump_daemon_log(struct integ *t);
 const char *integ_alive_loop(struct integ *t);
 
 void integ_sleep_ms(int ms);
+
+struct json_object *integ_json_get(struct json_object *o, const char *key);
+const char *integ_json_str(struct json_object *o, const char *key);
+int64_t integ_json_int(struct json_object *o, const char *key);
+/* The process with this pid in `ps VM --json`; *ret_all is the whole array for the caller to put. */
+struct json_object *integ_ps_find(struct integ *t, const char *vm, long pid, struct json_object **ret_all);
+/* `exec VM --detach -- sh -c SCRIPT`; asserts it printed only the pid and returns it. */
+long integ_exec_detached(struct integ *t, const char *vm, const char *script);
+void integ_touch(const char *path);
 
 struct CMUnitTest;
 /* Parses the config, hands it to every test's setup and runs the group; exit code for main. */

@@ -17,61 +17,6 @@
 
 #include "harness.h"
 
-static struct json_object *json_get(struct json_object *o, const char *key)
-{
-        struct json_object *v;
-
-        if (!json_object_object_get_ex(o, key, &v))
-                fail_msg("no '%s' in %s", key, json_object_to_json_string(o));
-        return v;
-}
-
-static const char *json_str(struct json_object *o, const char *key)
-{
-        return json_object_get_string(json_get(o, key));
-}
-
-static int64_t json_int(struct json_object *o, const char *key)
-{
-        return json_object_get_int64(json_get(o, key));
-}
-
-/* The process with this pid in `ps NAME --json`; the caller puts the returned array. */
-static struct json_object *ps_find(struct integ *t, const char *vm, long pid, struct json_object **ret_all)
-{
-        char name[64];
-        struct json_object *all;
-
-        snprintf(name, sizeof(name), "%s", vm);
-        all = integ_cli_json(t, "ps", name, "--json", NULL);
-        for (size_t i = 0; i < json_object_array_length(all); i++) {
-                struct json_object *p = json_object_array_get_idx(all, i);
-
-                if (json_int(p, "pid") == pid) {
-                        *ret_all = all;
-                        return p;
-                }
-        }
-        fail_msg("pid %ld not in ps %s: %s", pid, vm, json_object_to_json_string(all));
-        return NULL;
-}
-
-/* exec --detach prints the pid and nothing else. */
-static long exec_detached(struct integ *t, const char *vm, const char *script)
-{
-        struct integ_result res;
-        char *end;
-        long pid;
-
-        integ_cli(t, &res, NULL, "exec", vm, "--detach", "--", "sh", "-c", script, NULL);
-        integ_assert_code(t, &res, 0);
-        pid = strtol(res.out, &end, 10);
-        if (pid <= 0 || strcmp(end, "\n") != 0)
-                fail_msg("exec --detach printed '%s', not a pid", res.out);
-        integ_result_done(&res);
-        return pid;
-}
-
 static void test_vm_add_ls_rm_hvsock(void **state)
 {
         struct integ *t = *state;
@@ -94,12 +39,12 @@ static void test_vm_add_ls_rm_hvsock(void **state)
         vms = integ_cli_json(t, "vm", "ls", "--json", NULL);
         assert_int_equal(json_object_array_length(vms), 1);
         vm = json_object_array_get_idx(vms, 0);
-        assert_string_equal(json_str(vm, "name"), "demo");
-        assert_string_equal(json_str(vm, "transport"), "hvsock");
-        assert_string_equal(json_str(vm, "hvsock_path"), integ_hvsock(t, "demo"));
-        assert_string_equal(json_str(vm, "bridge"), "waiting");
-        assert_int_equal(json_int(vm, "containers"), 0);
-        assert_int_equal(json_int(vm, "processes"), 0);
+        assert_string_equal(integ_json_str(vm, "name"), "demo");
+        assert_string_equal(integ_json_str(vm, "transport"), "hvsock");
+        assert_string_equal(integ_json_str(vm, "hvsock_path"), integ_hvsock(t, "demo"));
+        assert_string_equal(integ_json_str(vm, "bridge"), "waiting");
+        assert_int_equal(integ_json_int(vm, "containers"), 0);
+        assert_int_equal(integ_json_int(vm, "processes"), 0);
         json_object_put(vms);
 
         /* The bridge connects once a guest dials in. */
@@ -133,10 +78,10 @@ static void test_vm_add_cid_registers_without_vsock_loopback(void **state)
         vms = integ_cli_json(t, "vm", "ls", "--json", NULL);
         assert_int_equal(json_object_array_length(vms), 1);
         vm = json_object_array_get_idx(vms, 0);
-        assert_string_equal(json_str(vm, "name"), "guest5");
-        assert_string_equal(json_str(vm, "transport"), "vsock");
-        assert_int_equal(json_int(vm, "cid"), 5);
-        assert_string_equal(json_str(vm, "bridge"), "waiting");
+        assert_string_equal(integ_json_str(vm, "name"), "guest5");
+        assert_string_equal(integ_json_str(vm, "transport"), "vsock");
+        assert_int_equal(integ_json_int(vm, "cid"), 5);
+        assert_string_equal(integ_json_str(vm, "bridge"), "waiting");
         json_object_put(vms);
 
         integ_cli(t, &res, NULL, "vm", "ls", NULL);
@@ -165,7 +110,7 @@ static void test_container_create_exec_shutdown(void **state)
         integ_assert_code(t, &res, 0);
         integ_result_done(&res);
         vms = integ_cli_json(t, "vm", "ls", "--json", NULL);
-        assert_int_equal(json_int(json_object_array_get_idx(vms, 0), "containers"), 1);
+        assert_int_equal(integ_json_int(json_object_array_get_idx(vms, 0), "containers"), 1);
         json_object_put(vms);
 
         integ_cli(t, &res, NULL, "exec", "demo", "--container", "c1", "--", "sh", "-c", "echo in c1", NULL);
@@ -178,15 +123,15 @@ static void test_container_create_exec_shutdown(void **state)
         pid = strtol(res.out, &end, 10);
         assert_true(pid > 0);
         integ_result_done(&res);
-        p = ps_find(t, "demo", pid, &all);
-        assert_string_equal(json_str(p, "container"), "c1");
+        p = integ_ps_find(t, "demo", pid, &all);
+        assert_string_equal(integ_json_str(p, "container"), "c1");
         json_object_put(all);
 
         integ_cli(t, &res, NULL, "container", "shutdown", "demo", "c1", NULL);
         integ_assert_code(t, &res, 0);
         integ_result_done(&res);
         vms = integ_cli_json(t, "vm", "ls", "--json", NULL);
-        assert_int_equal(json_int(json_object_array_get_idx(vms, 0), "containers"), 0);
+        assert_int_equal(integ_json_int(json_object_array_get_idx(vms, 0), "containers"), 0);
         json_object_put(vms);
 
         integ_cli(t, &res, NULL, "container", "create", "demo", "c2", NULL);
@@ -241,7 +186,7 @@ static void test_exec_detach_then_wait_reports_exit_code(void **state)
         integ_vm_with_sim(t, "demo");
         /* Runs until the test lets it go, so wait really waits. */
         snprintf(script, sizeof(script), "while [ ! -e %s ]; do sleep 0.05; done; exit 5", integ_path(t, "go"));
-        pid = exec_detached(t, "demo", script);
+        pid = integ_exec_detached(t, "demo", script);
         snprintf(pid_s, sizeof(pid_s), "%ld", pid);
 
         {
@@ -254,7 +199,7 @@ static void test_exec_detach_then_wait_reports_exit_code(void **state)
                 w_pid = integ_spawn(t, integ_cli_argv(t, args), NULL, out, NULL);
                 integ_sleep_ms(200);    /* not asserted: only makes it likely wait is already waiting */
                 assert_true(integ_alive(t, w_pid));
-                close(open(integ_path(t, "go"), O_CREAT | O_WRONLY | O_CLOEXEC, 0644));
+                integ_touch(integ_path(t, "go"));
                 assert_int_equal(integ_reap(t, w_pid, INTEG_WAIT_MS, &code), 0);
                 assert_int_equal(code, 0);
                 assert_true(integ_wait_file_contains(out, "exited 5\n", 1));
@@ -262,9 +207,9 @@ static void test_exec_detach_then_wait_reports_exit_code(void **state)
 
         /* A second wait on the exited process answers at once, also as JSON. */
         w = integ_cli_json(t, "wait", "demo", pid_s, "--json", NULL);
-        assert_int_equal(json_int(w, "pid"), pid);
-        assert_string_equal(json_str(json_get(w, "exit"), "kind"), "exited");
-        assert_int_equal(json_int(json_get(w, "exit"), "code"), 5);
+        assert_int_equal(integ_json_int(w, "pid"), pid);
+        assert_string_equal(integ_json_str(integ_json_get(w, "exit"), "kind"), "exited");
+        assert_int_equal(integ_json_int(integ_json_get(w, "exit"), "code"), 5);
         json_object_put(w);
 
         integ_cli(t, &res, NULL, "wait", "demo", pid_s, NULL);
@@ -379,7 +324,7 @@ static void test_ps_shows_pid_state_ports_and_byte_counts(void **state)
         long done_pid, run_pid;
 
         integ_vm_with_sim(t, "demo");
-        done_pid = exec_detached(t, "demo", "printf 1234567890; printf abc >&2; exit 6");
+        done_pid = integ_exec_detached(t, "demo", "printf 1234567890; printf abc >&2; exit 6");
         {
                 char pid_s[32];
 
@@ -389,32 +334,32 @@ static void test_ps_shows_pid_state_ports_and_byte_counts(void **state)
                 integ_result_done(&res);
         }
         snprintf(script, sizeof(script), "echo running; %s", integ_alive_loop(t));
-        run_pid = exec_detached(t, "demo", script);
+        run_pid = integ_exec_detached(t, "demo", script);
 
-        p = ps_find(t, "demo", done_pid, &all);
-        assert_string_equal(json_str(p, "state"), "exited");
-        ports = json_get(p, "ports");
-        bytes = json_get(p, "bytes");
-        assert_true(json_int(ports, "stdout") >= 0x40000001);
-        assert_true(json_int(ports, "stderr") >= 0x40000001);
-        assert_int_not_equal(json_int(ports, "stdout"), json_int(ports, "stderr"));
-        assert_int_equal(json_int(bytes, "stdout"), 10);
-        assert_int_equal(json_int(bytes, "stderr"), 3);
-        assert_int_equal(json_int(bytes, "stdin"), 0);
-        ex = json_get(p, "exit");
-        assert_string_equal(json_str(ex, "kind"), "exited");
-        assert_int_equal(json_int(ex, "code"), 6);
-        assert_string_equal(json_object_get_string(json_object_array_get_idx(json_get(p, "argv"), 0)), "sh");
+        p = integ_ps_find(t, "demo", done_pid, &all);
+        assert_string_equal(integ_json_str(p, "state"), "exited");
+        ports = integ_json_get(p, "ports");
+        bytes = integ_json_get(p, "bytes");
+        assert_true(integ_json_int(ports, "stdout") >= 0x40000001);
+        assert_true(integ_json_int(ports, "stderr") >= 0x40000001);
+        assert_int_not_equal(integ_json_int(ports, "stdout"), integ_json_int(ports, "stderr"));
+        assert_int_equal(integ_json_int(bytes, "stdout"), 10);
+        assert_int_equal(integ_json_int(bytes, "stderr"), 3);
+        assert_int_equal(integ_json_int(bytes, "stdin"), 0);
+        ex = integ_json_get(p, "exit");
+        assert_string_equal(integ_json_str(ex, "kind"), "exited");
+        assert_int_equal(integ_json_int(ex, "code"), 6);
+        assert_string_equal(json_object_get_string(json_object_array_get_idx(integ_json_get(p, "argv"), 0)), "sh");
 
         {
-                int64_t done_stdout = json_int(ports, "stdout");
+                int64_t done_stdout = integ_json_int(ports, "stdout");
 
                 json_object_put(all);
-                p = ps_find(t, "demo", run_pid, &all);
-                assert_string_equal(json_str(p, "state"), "running");
+                p = integ_ps_find(t, "demo", run_pid, &all);
+                assert_string_equal(integ_json_str(p, "state"), "running");
                 /* Ports are never reused within a VM. */
-                assert_true(json_int(json_get(p, "ports"), "stdout") > done_stdout);
-                assert_int_equal(json_int(json_get(p, "bytes"), "stdout"), 8);
+                assert_true(integ_json_int(integ_json_get(p, "ports"), "stdout") > done_stdout);
+                assert_int_equal(integ_json_int(integ_json_get(p, "bytes"), "stdout"), 8);
                 json_object_put(all);
         }
 
@@ -473,7 +418,7 @@ static void test_kill_default_is_sigterm_and_gone_pid_is_success(void **state)
         integ_result_done(&res);
 
         /* An explicit signal by number. */
-        pid = exec_detached(t, "demo", integ_alive_loop(t));
+        pid = integ_exec_detached(t, "demo", integ_alive_loop(t));
         snprintf(pid_s, sizeof(pid_s), "%ld", pid);
         integ_cli(t, &res, NULL, "kill", "demo", pid_s, "--signal", "9", NULL);
         integ_assert_code(t, &res, 0);
@@ -523,7 +468,7 @@ static void test_attach_sees_output_of_running_process(void **state)
 
         integ_vm_with_sim(t, "demo");
         snprintf(script, sizeof(script), "i=0; while [ -d %s ]; do echo line $i; i=$((i+1)); sleep 0.1; done", t->dir);
-        pid = exec_detached(t, "demo", script);
+        pid = integ_exec_detached(t, "demo", script);
         snprintf(pid_s, sizeof(pid_s), "%ld", pid);
 
         /* A stdin that stays open: this attach only follows output. */
@@ -563,7 +508,7 @@ static void test_attach_ends_when_process_exits(void **state)
         integ_vm_with_sim(t, "demo");
         snprintf(script, sizeof(script), "echo first; while [ ! -e %s ]; do sleep 0.05; done; echo last; exit 3",
                  integ_path(t, "go"));
-        pid = exec_detached(t, "demo", script);
+        pid = integ_exec_detached(t, "demo", script);
         snprintf(pid_s, sizeof(pid_s), "%ld", pid);
         snprintf(out, sizeof(out), "%s", integ_path(t, "attach.out"));
         assert_int_equal(pipe2(in, O_CLOEXEC), 0);
@@ -576,7 +521,7 @@ static void test_attach_ends_when_process_exits(void **state)
         }
         close(in[0]);
         assert_true(integ_wait_file_contains(out, "first\n", INTEG_WAIT_MS));
-        close(open(integ_path(t, "go"), O_CREAT | O_WRONLY | O_CLOEXEC, 0644));
+        integ_touch(integ_path(t, "go"));
         /* The process exited: attach must end by itself. */
         if (integ_reap(t, attach, INTEG_WAIT_MS, &code) < 0)
                 fail_msg("attach still running %d ms after the process exited", INTEG_WAIT_MS);
@@ -593,13 +538,13 @@ static void test_attach_with_stdin_at_eof_still_follows_output(void **state)
         long pid;
 
         integ_skip_known_bug("cli/exec.c cli_attach() half-closes the attach socket on stdin EOF and the daemon "
-                             "then drops the client, so `vsockmux attach </dev/null` ends early and loses output");
+                             "then drops the client, so `vsockmux attach </dev/null` ends right after the backlog (sometimes mid-backlog) instead of following the output");
         integ_vm_with_sim(t, "demo");
         snprintf(script, sizeof(script), "seq 1 200; while [ ! -e %s ]; do sleep 0.05; done; echo last",
                  integ_path(t, "go"));
-        pid = exec_detached(t, "demo", script);
+        pid = integ_exec_detached(t, "demo", script);
         snprintf(pid_s, sizeof(pid_s), "%ld", pid);
-        close(open(integ_path(t, "go"), O_CREAT | O_WRONLY | O_CLOEXEC, 0644));
+        integ_touch(integ_path(t, "go"));
         /* `attach ... </dev/null` from a script: the backlog and everything until the exit. */
         integ_cli(t, &res, NULL, "attach", "demo", pid_s, NULL);
         integ_assert_code(t, &res, 0);
@@ -623,16 +568,16 @@ static void test_stats_counts_vms_processes_and_bytes(void **state)
         integ_result_done(&res);
 
         s = integ_cli_json(t, "stats", "--json", NULL);
-        assert_int_equal(json_int(s, "vms"), 2);
-        assert_int_equal(json_int(s, "processes"), 1);
-        assert_int_equal(json_int(s, "streams"), 0);
-        assert_true(json_int(s, "bytes_relayed") >= 20);
-        assert_true(json_int(s, "memory_in_use") > 0);
-        assert_true(json_int(s, "control_connections") >= 1);
-        pool = json_get(s, "buffer_pool");
-        assert_true(json_int(pool, "buffer_size") > 0);
-        assert_true(json_int(pool, "buffers_total") > 0);
-        assert_int_equal(json_int(pool, "buffers_in_use"), 0);
+        assert_int_equal(integ_json_int(s, "vms"), 2);
+        assert_int_equal(integ_json_int(s, "processes"), 1);
+        assert_int_equal(integ_json_int(s, "streams"), 0);
+        assert_true(integ_json_int(s, "bytes_relayed") >= 20);
+        assert_true(integ_json_int(s, "memory_in_use") > 0);
+        assert_true(integ_json_int(s, "control_connections") >= 1);
+        pool = integ_json_get(s, "buffer_pool");
+        assert_true(integ_json_int(pool, "buffer_size") > 0);
+        assert_true(integ_json_int(pool, "buffers_total") > 0);
+        assert_int_equal(integ_json_int(pool, "buffers_in_use"), 0);
         json_object_put(s);
 
         integ_cli(t, &res, NULL, "stats", NULL);
@@ -702,28 +647,28 @@ static void test_events_json_reports_vm_added_and_process_lifecycle(void **state
                 fail_msg("expected vm-added, process-started, process-exited for demo: %s",
                          json_object_to_json_string(evs));
         ev = json_object_array_get_idx(evs, 0);
-        assert_string_equal(json_str(ev, "kind"), "vm-added");
-        assert_non_null(json_str(ev, "time"));
+        assert_string_equal(integ_json_str(ev, "kind"), "vm-added");
+        assert_non_null(integ_json_str(ev, "time"));
         /* Bridge state changes may sit between; the process events come in order. */
         {
                 struct json_object *started = NULL, *exited = NULL;
 
                 for (size_t i = 1; i < json_object_array_length(evs); i++) {
                         ev = json_object_array_get_idx(evs, i);
-                        if (!strcmp(json_str(ev, "kind"), "process-started"))
+                        if (!strcmp(integ_json_str(ev, "kind"), "process-started"))
                                 started = ev;
-                        else if (!strcmp(json_str(ev, "kind"), "process-exited")) {
+                        else if (!strcmp(integ_json_str(ev, "kind"), "process-exited")) {
                                 assert_non_null(started);
                                 exited = ev;
                         }
                 }
                 assert_non_null(started);
                 assert_non_null(exited);
-                pid = json_int(started, "pid");
+                pid = integ_json_int(started, "pid");
                 assert_true(pid > 0);
-                assert_int_equal(json_int(exited, "pid"), pid);
-                assert_string_equal(json_str(json_get(exited, "exit"), "kind"), "exited");
-                assert_int_equal(json_int(json_get(exited, "exit"), "code"), 9);
+                assert_int_equal(integ_json_int(exited, "pid"), pid);
+                assert_string_equal(integ_json_str(integ_json_get(exited, "exit"), "kind"), "exited");
+                assert_int_equal(integ_json_int(integ_json_get(exited, "exit"), "code"), 9);
         }
         json_object_put(evs);
 }
