@@ -970,6 +970,52 @@ static void test_close_completes_calls_and_watchers_once(void **state)
         assert_int_equal(s.count, 1);
 }
 
+static void test_thousands_of_waits_survive_a_reconnect(void **state)
+{
+        enum { N = 5000 };
+        struct harness *h = harness_new();
+        struct done *d = calloc(N, sizeof(*d));
+        struct bridge_request req;
+        uint64_t id;
+        unsigned probes = 0, backing = 0;
+
+        assert_non_null(d);
+        connect_guest(h, true);
+        for (unsigned i = 0; i < N; i++)
+                assert_int_equal(bridge_conn_wait(h->c, "ctr", 1000 + i, BRIDGE_WAIT_INFINITE, on_done, &d[i], NULL), 0);
+        h->out_len = 0;
+        bridge_conn_set_migrating(h->c, true);
+        bridge_conn_detach(h->c, -ECONNRESET);
+        connect_guest(h, true);
+        bridge_conn_set_migrating(h->c, false);
+        /* One probe each; "still running" brings one backing wait each; those carry the exits. */
+        while (has_request(h)) {
+                struct bridge_response exited = {};
+
+                assert_int_equal(pop_request(h, &req, &id), BRIDGE_RPC_WAIT_FOR_PROCESS);
+                if (req.wait.timeout_ms == BRIDGE_CONN_PROBE_TIMEOUT_MS) {
+                        probes++;
+                        assert_true(reply_result(h, BRIDGE_RPC_WAIT_FOR_PROCESS, id, BRIDGE_HR_TIMEOUT, NULL) > 0);
+                } else {
+                        backing++;
+                        exited.wait.exit_code = req.wait.pid % 256;
+                        assert_true(reply(h, BRIDGE_RPC_WAIT_FOR_PROCESS, id, &exited) > 0);
+                }
+                bridge_request_done(&req);
+        }
+        assert_int_equal(probes, N);
+        assert_int_equal(backing, N);
+        for (unsigned i = 0; i < N; i++) {
+                assert_int_equal(d[i].count, 1);
+                assert_int_equal(d[i].last.status, BRIDGE_STATUS_OK);
+                assert_int_equal(d[i].last.exit_code, (1000 + i) % 256);
+        }
+        assert_int_equal(bridge_conn_outstanding(h->c), 0);
+        assert_int_equal(h->disconnects, 0);
+        harness_free(h);
+        free(d);
+}
+
 /* ---- property: whatever the guest sends and whatever we do, every callback runs exactly once ---- */
 
 #define CHAOS_STEPS 30000
@@ -1213,6 +1259,7 @@ int main(void)
                 cmocka_unit_test(test_loss_outside_migration_fails_calls_and_keeps_watchers),
                 cmocka_unit_test(test_migration_ending_while_detached_fails_kept_calls),
                 cmocka_unit_test(test_close_completes_calls_and_watchers_once),
+                cmocka_unit_test(test_thousands_of_waits_survive_a_reconnect),
                 cmocka_unit_test(test_random_traffic_completes_every_callback_exactly_once),
         };
 
