@@ -9,17 +9,14 @@
  *   migrate thread --- virDomainMigrateToURI3 / virDomainMigrate3 (its own connection: other
  *                      calls on a connection blocked in migrate stall in libvirt 9.0)
  *
- * libvirt's event loop is process-wide, so there is one event thread per process, started with
- * the first migration and kept for the life of the process (as libvirt recommends); a migrate
- * thread lives as long as its migration. Every callback of the event loop runs on that one
- * thread, which is what lets free() know when none of ours can run any more.
+ * The event thread is process-wide (vm/libvirt.c); a migrate thread lives as long as its
+ * migration.
  */
 #include <errno.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,6 +27,7 @@
 #include <libvirt/virterror.h>
 
 #include "util/macro.h"
+#include "vm/libvirt.h"
 #include "vm/migration.h"
 #include "vm/stats.h"
 
@@ -38,8 +36,6 @@
 /* Progress and iteration events are dropped, never lifecycle or terminal ones, once fewer
  * than this many slots are free. */
 #define VM_QUEUE_RESERVED 16u
-/* free() polls this often for libvirt's loop to pass its barrier (microseconds). */
-#define VM_TIMER_RELEASE_POLL_US 1000
 /* free() re-sends the abort this often until the migrate call returns (a job not started yet
  * cannot be aborted). */
 #define VM_ABORT_RETRY_MS 200
@@ -105,91 +101,6 @@ struct vm_migration {
 const char *vm_migration_event_kind_to_string(enum vm_migration_event_kind k)
 {
         return k >= 0 && k < _VM_MIGRATION_EVENT_MAX ? event_kind_names[k] : NULL;
-}
-
-static void vm_libvirt_quiet(void *opaque, virErrorPtr e)
-{
-        /* Errors are returned to our callers with libvirt's message; never print them. */
-}
-
-static void *vm_event_thread(void *arg)
-{
-        for (;;)
-                if (virEventRunDefaultImpl() < 0)
-                        return NULL;
-}
-
-/* Written once, under pthread_once, before any migration exists. */
-static pthread_once_t vm_libvirt_once = PTHREAD_ONCE_INIT;
-static int vm_libvirt_init_result;
-
-/* libvirt's event implementation is process-wide and must exist before any connection that
- * wants events is opened: registering it and starting its thread are the only global steps. */
-static void vm_libvirt_init(void)
-{
-        pthread_attr_t a;
-        pthread_t t;
-        sigset_t all, old;
-        int r;
-
-        if (virInitialize() < 0 || virEventRegisterDefaultImpl() < 0) {
-                vm_libvirt_init_result = -EIO;
-                return;
-        }
-        virSetErrorFunc(NULL, vm_libvirt_quiet);
-
-        /* Signals stay with the caller's threads (its loop may use signalfd). */
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        pthread_attr_init(&a);
-        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-        r = pthread_create(&t, &a, vm_event_thread, NULL);
-        pthread_attr_destroy(&a);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        if (r != 0)
-                vm_libvirt_init_result = -r;
-}
-
-/* libvirt's last error on this thread as -errno, its message copied into msg. */
-static int vm_libvirt_error(char *msg, size_t msglen)
-{
-        virErrorPtr e = virGetLastError();
-        int r;
-
-        if (msg && msglen > 0)
-                snprintf(msg, msglen, "%s", e && e->message ? e->message : "unknown libvirt error");
-        if (!e)
-                return -EIO;
-        switch (e->code) {
-        case VIR_ERR_NO_DOMAIN:
-                r = -ENOENT;
-                break;
-        case VIR_ERR_OPERATION_INVALID:
-                r = -EINVAL;
-                break;
-        case VIR_ERR_INVALID_ARG:
-                r = -EINVAL;
-                break;
-        case VIR_ERR_OPERATION_ABORTED:
-                r = -ECANCELED;
-                break;
-        case VIR_ERR_NO_SUPPORT:
-        case VIR_ERR_ARGUMENT_UNSUPPORTED:
-        case VIR_ERR_OPERATION_UNSUPPORTED:
-                r = -EOPNOTSUPP;
-                break;
-        case VIR_ERR_OPERATION_TIMEOUT:
-                r = -ETIMEDOUT;
-                break;
-        case VIR_ERR_NO_CONNECT:
-        case VIR_ERR_AUTH_FAILED:
-                r = -ECONNREFUSED;
-                break;
-        default:
-                r = -EIO;
-                break;
-        }
-        return r;
 }
 
 _printf_(4, 5)
@@ -314,32 +225,6 @@ static void on_stats_timer(int timer, void *opaque)
         virTypedParamsFree(params, nparams);
 }
 
-static void on_barrier_timer(int timer, void *opaque)
-{
-}
-
-/* libvirt calls this on the event thread once the timer is removed, after any dispatch in
- * progress. It must not touch m after the store. */
-static void on_barrier_released(void *opaque)
-{
-        struct vm_migration *m = opaque;
-
-        atomic_store(&m->barrier_released, true);
-}
-
-/* Returns once no callback of ours is running on the event thread. Callers deregister first, so
- * none can start afterwards. A disabled timer's release is queued behind the dispatch in
- * progress, and every callback of libvirt's loop runs on the one event thread. */
-static void event_loop_barrier(struct vm_migration *m)
-{
-        int t = virEventAddTimeout(-1, on_barrier_timer, m, on_barrier_released);
-
-        if (t < 0 || virEventRemoveTimeout(t) < 0)
-                return;
-        while (!atomic_load(&m->barrier_released))
-                usleep(VM_TIMER_RELEASE_POLL_US);
-}
-
 /* After a P2P migration the source domain is gone; the destination keeps the completed job. */
 static bool final_stats_from_destination(struct vm_migration *m, struct vm_migration_stats *ret)
 {
@@ -412,18 +297,6 @@ static void *migrate_thread(void *arg)
         queue_push_locked(m, &e);
         pthread_mutex_unlock(&m->lock);
         return NULL;
-}
-
-static virConnectPtr open_conn(const char *uri, const char *what, char *err, size_t errlen, int *ret_r)
-{
-        virConnectPtr c = virConnectOpen(uri);
-
-        if (!c) {
-                *ret_r = fail_libvirt(what, err, errlen);
-                return NULL;
-        }
-        virConnSetErrorFunc(c, NULL, vm_libvirt_quiet);
-        return c;
 }
 
 static int check_config(const struct vm_migration_config *c, const struct vm_migrate_params *p, char *err, size_t errlen)
@@ -543,29 +416,29 @@ int vm_migration_start(const struct vm_migration_config *c, const struct vm_migr
         m->max_downtime_ms = p->max_downtime_ms;
         m->interval_ms = c->progress_interval_ms ? c->progress_interval_ms : VM_PROGRESS_INTERVAL_MS_DEFAULT;
 
-        pthread_once(&vm_libvirt_once, vm_libvirt_init);
-        if (vm_libvirt_init_result < 0)
-                return fail_with(vm_libvirt_init_result, err, errlen, "libvirt: initialization failed");
+        r = vm_libvirt_setup();
+        if (r < 0)
+                return fail_with(r, err, errlen, "libvirt: initialization failed");
 
         m->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (m->event_fd < 0)
                 return fail_with(negative_errno(), err, errlen, "eventfd: %m");
 
         m->libvirt_used = true;
-        m->ctl = open_conn(c->src_uri, "source connection", err, errlen, &r);
+        m->ctl = vm_libvirt_open(c->src_uri, "source connection", err, errlen, &r);
         if (!m->ctl)
                 return r;
         r = prepare(m, p, err, errlen);
         if (r < 0)
                 return r;
 
-        m->mig = open_conn(c->src_uri, "source migration connection", err, errlen, &r);
+        m->mig = vm_libvirt_open(c->src_uri, "source migration connection", err, errlen, &r);
         if (!m->mig)
                 return r;
         m->mig_dom = virDomainLookupByName(m->mig, m->domain);
         if (!m->mig_dom)
                 return fail_libvirt("domain lookup", err, errlen);
-        m->dest = open_conn(c->dest_uri, "destination connection", err, errlen, &r);
+        m->dest = vm_libvirt_open(c->dest_uri, "destination connection", err, errlen, &r);
         if (!m->dest)
                 return r;
         /* The destination runs the incoming side: it must support every option too. */
@@ -575,7 +448,7 @@ int vm_migration_start(const struct vm_migration_config *c, const struct vm_migr
         if (r < 0)
                 return r;
         if (m->mode == VM_MIGRATION_DIRECT) {
-                m->mig_dest = open_conn(c->dest_uri, "destination migration connection", err, errlen, &r);
+                m->mig_dest = vm_libvirt_open(c->dest_uri, "destination migration connection", err, errlen, &r);
                 if (!m->mig_dest)
                         return r;
         }
@@ -749,7 +622,7 @@ struct vm_migration *vm_migration_free(struct vm_migration *m)
         if (m->stats_timer >= 0)
                 virEventRemoveTimeout(m->stats_timer);
         if (m->libvirt_used)
-                event_loop_barrier(m);
+                vm_libvirt_barrier(&m->barrier_released);
 
         if (m->ctl_dom)
                 virDomainFree(m->ctl_dom);
