@@ -14,8 +14,8 @@
 
 struct harness {
         struct bridge_conn *c;
-        uint8_t *out; /* frames the host wrote, not yet read by the test */
-        size_t out_len;
+        uint8_t *out; /* frames the host wrote; those from out_off on are not read by the test yet */
+        size_t out_len, out_off, out_cap;
         uint8_t *in;  /* bytes fed to the host but not consumed yet */
         size_t in_len;
         int write_error;
@@ -67,8 +67,11 @@ static int h_write(struct bridge_conn *c, const void *frame, size_t len, void *u
 
         if (h->write_error)
                 return h->write_error;
-        h->out = realloc(h->out, h->out_len + len);
-        assert_non_null(h->out);
+        if (h->out_len + len > h->out_cap) {
+                h->out_cap = MAX(2 * h->out_cap, h->out_len + len);
+                h->out = realloc(h->out, h->out_cap);
+                assert_non_null(h->out);
+        }
         memcpy(h->out + h->out_len, frame, len);
         h->out_len += len;
         return 0;
@@ -82,7 +85,7 @@ static void h_disconnect(struct bridge_conn *c, int error, void *userdata)
         h->last_disconnect = error;
         /* What the binding does: the transport is gone, so is anything it held. */
         h->in_len = 0;
-        h->out_len = 0;
+        h->out_len = h->out_off = 0;
 }
 
 static void h_state(struct bridge_conn *c, enum bridge_conn_state o, enum bridge_conn_state n, void *userdata)
@@ -158,7 +161,7 @@ static ssize_t feed(struct harness *h, const void *data, size_t len)
 
 static bool has_request(struct harness *h)
 {
-        return h->out_len > 0;
+        return h->out_len > h->out_off;
 }
 
 /* Takes the next frame the host wrote; returns its type and fills *ret_req (caller _done()s it). */
@@ -167,15 +170,16 @@ static uint32_t pop_request(struct harness *h, struct bridge_request *ret_req, u
         struct bridge_frame f;
         int r;
 
-        r = bridge_frame_parse(h->out, h->out_len, &f, NULL, NULL);
+        r = bridge_frame_parse(h->out + h->out_off, h->out_len - h->out_off, &f, NULL, NULL);
         assert_true(r > 0);
         assert_int_equal(bridge_type_class(f.header.type), BRIDGE_CLASS_REQUEST);
         /* The host's json.Encoder habit (W4). */
         assert_int_equal(f.payload[f.payload_len - 1], '\n');
         assert_int_equal(bridge_request_decode(f.header.type, f.payload, f.payload_len, ret_req, NULL), 0);
         *ret_id = f.header.id;
-        memmove(h->out, h->out + r, h->out_len - (size_t)r);
-        h->out_len -= (size_t)r;
+        h->out_off += (size_t)r;
+        if (h->out_off == h->out_len)
+                h->out_off = h->out_len = 0;
         return f.header.type;
 }
 
@@ -634,7 +638,7 @@ static void test_migrating_keeps_calls_across_loss_and_probe_catches_exit(void *
 
         connect_guest(h, true);
         id = send_wait(h, 11, &d);
-        h->out_len = 0;
+        h->out_len = h->out_off = 0;
         bridge_conn_set_migrating(h->c, true);
         bridge_conn_detach(h->c, -ECONNRESET);
         assert_int_equal(bridge_conn_state(h->c), BRIDGE_CONN_MIGRATING);
@@ -919,7 +923,7 @@ static void test_loss_outside_migration_fails_calls_and_keeps_watchers(void **st
         assert_int_equal(d.last.status, BRIDGE_STATUS_CLOSED);
         assert_int_equal(bridge_conn_state(h->c), BRIDGE_CONN_WAITING);
         assert_int_equal(s.count, 0);
-        h->out_len = 0; /* the old transport's unsent bytes went with it */
+        h->out_len = h->out_off = 0; /* the old transport's unsent bytes went with it */
         connect_guest(h, false);
         /* A normal reconnect has nothing to probe: everything was failed. */
         assert_false(has_request(h));
@@ -983,7 +987,7 @@ static void test_thousands_of_waits_survive_a_reconnect(void **state)
         connect_guest(h, true);
         for (unsigned i = 0; i < N; i++)
                 assert_int_equal(bridge_conn_wait(h->c, "ctr", 1000 + i, BRIDGE_WAIT_INFINITE, on_done, &d[i], NULL), 0);
-        h->out_len = 0;
+        h->out_len = h->out_off = 0;
         bridge_conn_set_migrating(h->c, true);
         bridge_conn_detach(h->c, -ECONNRESET);
         connect_guest(h, true);
@@ -1101,7 +1105,7 @@ static void chaos_step(struct chaos *ch)
                 break;
         case 1:
                 bridge_conn_detach(h->c, chaos_rand(ch) % 2 ? 0 : -ECONNRESET);
-                h->in_len = h->out_len = 0;
+                h->in_len = h->out_len = h->out_off = 0;
                 break;
         case 2:
                 bridge_conn_set_migrating(h->c, chaos_rand(ch) % 2);
