@@ -38,7 +38,8 @@ struct load {
         struct bench_pattern pat;
         enum load_mode mode;
         bool direct;
-        uint64_t bytes;         /* per stream */
+        uint64_t bytes;         /* per stream, measured */
+        uint64_t warmup;        /* per stream, carried before the clock starts */
         size_t wsize;           /* guest write size (64 KiB chunks or 100-byte lines) */
         unsigned burst;         /* writes per stream per wakeup, for fairness */
         unsigned roundtrips;    /* echo: per pair */
@@ -151,13 +152,16 @@ static int guest_dial(struct load *l, unsigned i)
         }
 }
 
-static int guest_write_all(struct load *l, uint64_t *written)
+/* Writes every stream up to `upto` bytes; the last phase (upto = warmup + bytes) then closes it. */
+static int guest_write_all(struct load *l, uint64_t *written, uint64_t upto)
 {
         struct epoll_event ev[LOAD_EVENTS];
         unsigned n = l->spec->n, left = n;
         _cleanup_close_ int ep = -1;
-        bool timed = l->mode == LOAD_STALL;
+        bool last = upto == l->warmup + l->bytes, timed = l->mode == LOAD_STALL && last;
 
+        if (!last && upto == 0)
+                return 0;
         ep = epoll_create1(EPOLL_CLOEXEC);
         if (ep < 0)
                 return negative_errno();
@@ -191,17 +195,17 @@ static int guest_write_all(struct load *l, uint64_t *written)
                                 size_t len = l->wsize;
                                 ssize_t w;
 
-                                if (!timed && l->bytes - written[i] < len)
-                                        len = (size_t) (l->bytes - written[i]);
+                                if (!timed && upto - written[i] < len)
+                                        len = (size_t) (upto - written[i]);
                                 w = write(l->fd[i], bench_pattern_at(&l->pat, i, written[i]), len);
                                 if (w < 0 && errno == EAGAIN)
                                         break;
                                 if (w < 0)
                                         return negative_errno();
                                 written[i] += (uint64_t) w;
-                                if (!timed && written[i] == l->bytes) {
+                                if (!timed && written[i] == upto) {
                                         (void) epoll_ctl(ep, EPOLL_CTL_DEL, l->fd[i], NULL);
-                                        if (l->mode != LOAD_IDLE)
+                                        if (last && l->mode != LOAD_IDLE)
                                                 l->fd[i] = safe_close(l->fd[i]);
                                         left--;
                                         break;
@@ -283,12 +287,19 @@ static _Noreturn void guest_main(struct load *l)
         c = r < 0 ? 'e' : 'c';
         if (write(l->c2p[1], &c, 1) != 1 || r < 0)
                 goto report;
+        /* 'w': the untimed warm-up (first-touch page faults, pool buffers), then 'g': measure. */
+        if (full_read(l->p2c[0], &c, 1) < 0)
+                _exit(2);
+        if (l->mode != LOAD_ECHO)
+                r = guest_write_all(l, written, l->warmup);
+        if (r < 0)
+                goto report;
         if (full_read(l->p2c[0], &c, 1) < 0)
                 _exit(2);
         if (l->mode == LOAD_ECHO)
                 r = guest_echo(l);
         else
-                r = guest_write_all(l, written);
+                r = guest_write_all(l, written, l->warmup + l->bytes);
 report:
         rep.error = r;
         if (written) {
@@ -373,12 +384,13 @@ static int host_accept_all(struct load *l)
 }
 
 /* Reads every from_guest endpoint until each has its bytes (or the window ends, stall mode). */
-static int host_read_all(struct load *l, struct load_result *res, double t0)
+/* Reads every from_guest endpoint up to `upto` bytes (or until the window ends, stall mode). */
+static int host_read_all(struct load *l, struct load_result *res, double t0, uint64_t upto)
 {
         struct epoll_event ev[LOAD_EVENTS];
         _cleanup_free_ uint8_t *buf = NULL;
         _cleanup_close_ int ep = -1;
-        bool timed = l->mode == LOAD_STALL;
+        bool timed = l->mode == LOAD_STALL && upto == l->warmup + l->bytes;
         unsigned left = 0;
 
         buf = malloc(LOAD_READ_BUF);
@@ -424,10 +436,10 @@ static int host_read_all(struct load *l, struct load_result *res, double t0)
                                         return fail(l, "stream %u: read: %m", i);
                                 if (r == 0)
                                         return fail(l, "stream %u: EOF after %llu of %llu bytes", i,
-                                                    (unsigned long long) l->pos[i], (unsigned long long) l->bytes);
-                                if (!timed && l->pos[i] + (uint64_t) r > l->bytes)
+                                                    (unsigned long long) l->pos[i], (unsigned long long) upto);
+                                if (!timed && l->pos[i] + (uint64_t) r > upto)
                                         return fail(l, "stream %u: %llu bytes more than sent", i,
-                                                    (unsigned long long) (l->pos[i] + (uint64_t) r - l->bytes));
+                                                    (unsigned long long) (l->pos[i] + (uint64_t) r - upto));
                                 if (bench_pattern_check(&l->pat, i, l->pos[i], buf, (size_t) r, &bad) < 0)
                                         return fail(l, "stream %u: corrupt or reordered byte at offset %llu", i,
                                                     (unsigned long long) bad);
@@ -435,7 +447,7 @@ static int host_read_all(struct load *l, struct load_result *res, double t0)
                                 res->bytes += (uint64_t) r;
                                 if (i != 0)
                                         res->others_bytes += (uint64_t) r;
-                                if (!timed && l->pos[i] == l->bytes) {
+                                if (!timed && l->pos[i] == upto) {
                                         (void) epoll_ctl(ep, EPOLL_CTL_DEL, l->fd[i], NULL);
                                         left--;
                                         break;
@@ -582,7 +594,8 @@ static void print_result(const struct load *l, const struct load_result *res, co
                (unsigned long long) res->before.rss_kb, (unsigned long long) res->end.rss_kb,
                (unsigned long long) res->kernel_kb_before, (unsigned long long) res->kernel_kb_end,
                res->end.tasks, res->end.iou_wrk, res->end.iou_sqp, res->p50_us, res->p99_us, res->max_us,
-               (unsigned long long) res->others_bytes, (unsigned long long) res->guest.written_first,
+               (unsigned long long) res->others_bytes,
+               (unsigned long long) (res->guest.written_first > l->warmup ? res->guest.written_first - l->warmup : 0),
                (unsigned long long) res->guest.written_total);
         if (!l->error) {
                 printf("null}\n");
@@ -608,6 +621,15 @@ static int host_run(struct load *l, struct load_result *res, pid_t child)
         r = host_accept_all(l);
         if (r < 0)
                 return r;
+        if (write(l->p2c[1], "w", 1) != 1)
+                return fail(l, "guest gone");
+        if (l->warmup > 0) {
+                struct load_result warm = {};
+
+                r = host_read_all(l, &warm, now_s(), l->warmup);
+                if (r < 0)
+                        return r;
+        }
         bench_proc_sample(l->pids, l->npids, &res->start);
         t0 = now_s();
         if (write(l->p2c[1], "g", 1) != 1)
@@ -622,7 +644,7 @@ static int host_run(struct load *l, struct load_result *res, pid_t child)
                         l->fd[2 * k] = safe_close(l->fd[2 * k]);        /* stdin EOF ends the guest's echo */
                 r = host_check_eof(l, 1, 2);
         } else {
-                r = host_read_all(l, res, t0);
+                r = host_read_all(l, res, t0, l->warmup + l->bytes);
                 res->seconds = now_s() - t0;
                 if (l->mode == LOAD_IDLE && r >= 0)
                         usleep(500 * 1000);     /* let deferred frees and RCU settle before looking */
@@ -663,7 +685,7 @@ static void usage(void)
 {
         fprintf(stderr,
                 "usage: bench-load --spec FILE --mode throughput|echo|stall|idle [--direct]\n"
-                "                  [--bytes N] [--write-size N] [--burst N] [--roundtrips N] [--seconds S]\n");
+                "                  [--bytes N] [--warmup N] [--write-size N] [--burst N] [--roundtrips N] [--seconds S]\n");
 }
 
 int main(int argc, char **argv)
@@ -673,6 +695,7 @@ int main(int argc, char **argv)
                 { "direct", no_argument, NULL, 'd' },           { "bytes", required_argument, NULL, 'b' },
                 { "write-size", required_argument, NULL, 'w' }, { "burst", required_argument, NULL, 'u' },
                 { "roundtrips", required_argument, NULL, 'r' }, { "seconds", required_argument, NULL, 't' },
+                { "warmup", required_argument, NULL, 'W' },
                 {},
         };
         struct load l = { .wsize = 65536, .burst = 4, .roundtrips = 1000, .seconds = 2, .bytes = 1 << 20,
@@ -691,6 +714,10 @@ int main(int argc, char **argv)
                 case 'd': l.direct = true; break;
                 case 'b':
                         if (parse_u64(optarg, UINT64_MAX / 2, &l.bytes) < 0)
+                                goto bad;
+                        break;
+                case 'W':
+                        if (parse_u64(optarg, UINT64_MAX / 4, &l.warmup) < 0)
                                 goto bad;
                         break;
                 case 'w':
@@ -730,6 +757,8 @@ int main(int argc, char **argv)
         else
                 goto bad;
         if (l.mode == LOAD_ECHO && l.wsize > LOAD_MSG_MAX)
+                goto bad;
+        if (l.warmup > 0 && l.mode == LOAD_ECHO)
                 goto bad;
 
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {

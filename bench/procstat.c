@@ -19,10 +19,12 @@ static int read_small(const char *path, char *buf, size_t len)
         return 0;
 }
 
+/* Own time plus reaped children's: a forking relay (socat ...,fork) moves a finished
+ * connection's CPU into its parent's cutime/cstime. */
 static uint64_t cpu_ticks(pid_t pid)
 {
         char path[64], buf[1024], *p;
-        unsigned long long ut = 0, st = 0;
+        unsigned long long ut = 0, st = 0, cut = 0, cst = 0;
 
         snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
         if (read_small(path, buf, sizeof(buf)) < 0)
@@ -32,9 +34,10 @@ static uint64_t cpu_ticks(pid_t pid)
         if (!p)
                 return 0;
         /* After ") ": state(3) ... utime is field 14, stime 15; skip 11 fields. */
-        if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu", &ut, &st, &cut,
+                   &cst) != 4)
                 return 0;
-        return ut + st;
+        return ut + st + cut + cst;
 }
 
 static uint64_t rss_kb(pid_t pid)
@@ -78,14 +81,36 @@ static void count_tasks(pid_t pid, struct bench_proc_sample *s)
         closedir(d);
 }
 
+static void sample_one(pid_t pid, struct bench_proc_sample *s)
+{
+        s->cpu_ticks += cpu_ticks(pid);
+        s->rss_kb += rss_kb(pid);
+        count_tasks(pid, s);
+}
+
+/* Live children count too: that is where a forking relay's connections run. One level is enough. */
+static void sample_children(pid_t pid, struct bench_proc_sample *s)
+{
+        char path[64];
+        FILE *f;
+        int child;
+
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int) pid, (int) pid);
+        f = fopen(path, "re");
+        if (!f)
+                return;
+        while (fscanf(f, "%d", &child) == 1)
+                sample_one((pid_t) child, s);
+        fclose(f);
+}
+
 void bench_proc_sample(const pid_t *pids, unsigned n, struct bench_proc_sample *ret)
 {
         struct bench_proc_sample s = {};
 
         for (unsigned i = 0; i < n; i++) {
-                s.cpu_ticks += cpu_ticks(pids[i]);
-                s.rss_kb += rss_kb(pids[i]);
-                count_tasks(pids[i], &s);
+                sample_one(pids[i], &s);
+                sample_children(pids[i], &s);
         }
         *ret = s;
 }

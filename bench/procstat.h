@@ -5,14 +5,14 @@
 #include <sys/types.h>
 
 struct bench_proc_sample {
-        uint64_t cpu_ticks;     /* utime + stime, summed over the pids */
+        uint64_t cpu_ticks;     /* utime + stime (+ reaped children's), summed over the pids */
         uint64_t rss_kb;        /* VmRSS, summed */
         unsigned tasks;         /* threads, summed */
         unsigned iou_wrk;       /* io_uring async workers ("iou-wrk-*" tasks) */
         unsigned iou_sqp;       /* io_uring SQPOLL threads */
 };
 
-/* A pid that has gone away counts as zero: socat exits once its stream ends. */
+/* Each pid and its live children. A pid that has gone away counts as zero. */
 void bench_proc_sample(const pid_t *pids, unsigned n, struct bench_proc_sample *ret);
 /* Slab + kernel stack, system wide: where socket buffers and io_uring state live. */
 uint64_t bench_kernel_kb(void);
