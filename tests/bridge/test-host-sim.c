@@ -753,12 +753,56 @@ static void test_unanswered_call_times_out_on_the_loop_timer(void **state)
         assert_int_equal(w.res.status, BRIDGE_STATUS_CLOSED);
 }
 
+static void test_newer_guest_connection_replaces_the_current_one(void **state)
+{
+        struct fixture *f = *state;
+        struct done w = { .f = f }, gone = { .f = f };
+        struct bridge_response exited = { .wait.exit_code = 7 };
+        _cleanup_free_ uint8_t *buf = NULL;
+        uint64_t wait_id, gen;
+        size_t len;
+        char c;
+        int a, b;
+
+        a = raw_connect(f);
+        gen = bridge_conn_generation(bridge_host_conn(f->h));
+        /* Outside migration the replaced connection's calls fail... */
+        assert_int_equal(bridge_host_wait(f->h, "c1", 5, BRIDGE_WAIT_INFINITE, on_done, &gone, NULL), 0);
+        b = raw_connect(f);
+        assert_true(bridge_conn_generation(bridge_host_conn(f->h)) > gen);
+        assert_int_equal(gone.count, 1);
+        assert_int_equal(gone.res.status, BRIDGE_STATUS_CLOSED);
+        /* ...and the old one is closed by the host. */
+        RUN_UNTIL(f, ({
+                          ssize_t n = recv(a, &c, 1, MSG_DONTWAIT);
+                          n == 0 || (n < 0 && errno != EAGAIN);
+                  }));
+        close(a);
+
+        /* While migrating, a wait survives the replacement and the new connection answers it. */
+        bridge_host_set_migrating(f->h, true);
+        assert_int_equal(bridge_host_wait(f->h, "c1", 6, BRIDGE_WAIT_INFINITE, on_done, &w, &wait_id), 0);
+        a = raw_connect(f);
+        close(b);
+        assert_int_equal(w.count, 0);
+        assert_int_equal(bridge_response_frame(BRIDGE_RPC_WAIT_FOR_PROCESS, wait_id, &exited, &buf, &len), 0);
+        assert_int_equal(write(a, buf, len), (ssize_t)len);
+        RUN_UNTIL(f, w.count == 1);
+        assert_int_equal(w.res.status, BRIDGE_STATUS_OK);
+        assert_int_equal(w.res.exit_code, 7);
+        bridge_host_set_migrating(f->h, false);
+        close(a);
+        RUN_UNTIL(f, bridge_host_state(f->h) == BRIDGE_CONN_WAITING);
+}
+
 int main(void)
 {
         const struct CMUnitTest raw_tests[] = {
                 cmocka_unit_test_setup_teardown(test_oversized_frame_is_refused_without_killing_the_daemon,
                                                 fixture_setup, fixture_teardown),
                 cmocka_unit_test_setup_teardown(test_unanswered_call_times_out_on_the_loop_timer, fixture_setup,
+                                                fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_newer_guest_connection_replaces_the_current_one, fixture_setup,
                                                 fixture_teardown),
         };
         const struct CMUnitTest sim_tests[] = {
