@@ -306,7 +306,7 @@ static void on_exec_started(struct vmm_process *p, int error, const char *messag
 static int on_exec(struct control_call *call, const ProtobufCMessage *request, void *userdata)
 {
         REQ(Vsockmux__V1__ExecRequest, request);
-        struct vmm_vm *vm = service_vm(call, userdata, req->vm);
+        struct vmm_vm *vm;
         struct vmm_exec_params params = {
                 .container_id = req->container_id,
                 .argv = (const char *const *)req->argv,
@@ -321,15 +321,18 @@ static int on_exec(struct control_call *call, const ProtobufCMessage *request, v
         };
         struct exit_watch *w;
         char err[256] = "";
+        bool detach = req->detach;
         int r;
 
+        /* A failed lookup completes the call, and the request goes with it. */
+        vm = service_vm(call, userdata, req->vm);
         if (!vm)
                 return 0;
         w = calloc(1, sizeof(*w));
         if (!w)
                 return -ENOMEM;
         w->call = call;
-        w->detach = req->detach;
+        w->detach = detach;
         w->is_exec = true;
         r = vmm_exec(vm, &params, on_exec_started, w, err, sizeof(err));
         if (r < 0) {
