@@ -221,6 +221,41 @@ struct bridge_host *bridge_host_free(struct bridge_host *h)
         return NULL;
 }
 
+void bridge_host_release(struct bridge_host *h)
+{
+        if (!h->listener && !h->chan)
+                return;
+        log_info("bridge %s: releasing the bridge port%s", h->name,
+                 bridge_conn_is_migrating(h->conn) ? " (migrating: calls kept)" : "");
+        h->listener = relay_listener_free(h->listener);
+        if (h->chan) {
+                h->chan = relay_chan_free(h->chan);
+                bridge_conn_detach(h->conn, -ECANCELED);
+        }
+        host_rearm(h);
+}
+
+int bridge_host_relisten(struct bridge_host *h)
+{
+        int r;
+
+        if (h->listener)
+                return 0;
+        if (bridge_conn_state(h->conn) == BRIDGE_CONN_CLOSED)
+                return -ESHUTDOWN;
+        r = relay_listen(h->relay, &h->transport, BRIDGE_HOST_PORT, RELAY_LISTEN_MANY, host_on_accept, h,
+                         &h->listener);
+        if (r < 0)
+                return r;
+        log_info("bridge %s: listening for the guest again", h->name);
+        return 0;
+}
+
+bool bridge_host_is_listening(const struct bridge_host *h)
+{
+        return h->listener != NULL;
+}
+
 enum bridge_conn_state bridge_host_state(const struct bridge_host *h)
 {
         return bridge_conn_state(h->conn);
@@ -250,6 +285,27 @@ void bridge_host_set_migrating(struct bridge_host *h, bool migrating)
 {
         bridge_conn_set_migrating(h->conn, migrating);
         host_rearm(h);
+}
+
+int bridge_host_release(struct bridge_host *h)
+{
+        if (!bridge_conn_is_migrating(h->conn))
+                return -EINVAL;
+        h->listener = relay_listener_free(h->listener);
+        if (h->chan) {
+                h->chan = relay_chan_free(h->chan);
+                bridge_conn_detach(h->conn, -ECONNRESET);
+                host_rearm(h);
+        }
+        return 0;
+}
+
+int bridge_host_relisten(struct bridge_host *h)
+{
+        if (h->listener)
+                return 0;
+        return relay_listen(h->relay, &h->transport, BRIDGE_HOST_PORT, RELAY_LISTEN_MANY, host_on_accept, h,
+                            &h->listener);
 }
 
 bool bridge_host_is_migrating(const struct bridge_host *h)

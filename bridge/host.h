@@ -55,6 +55,17 @@ int bridge_host_new(struct relay *r, const struct relay_transport *t, const char
 struct bridge_host *bridge_host_free(struct bridge_host *h);
 DEFINE_CLEANUP(struct bridge_host *, bridge_host_free);
 
+/*
+ * Save: lets go of the bridge port so another daemon can listen there. Stops listening (the
+ * socket file goes) and drops the guest connection. Call it with migrating on, so every call is
+ * kept (otherwise they fail as on any loss). Idempotent.
+ */
+void bridge_host_release(struct bridge_host *h);
+/* Listens on the bridge port again after bridge_host_release() (a resume, or a save rolled
+ * back). 0 when already listening; errors as relay_listen(). */
+int bridge_host_relisten(struct bridge_host *h);
+bool bridge_host_is_listening(const struct bridge_host *h);
+
 enum bridge_conn_state bridge_host_state(const struct bridge_host *h);
 /* Both sides agreed on exactly-once stdio across reconnects (V4), on the current connection. */
 bool bridge_host_stdio_resume(const struct bridge_host *h);
@@ -70,6 +81,11 @@ struct bridge_conn *bridge_host_conn(struct bridge_host *h);
  * window). The window stays open until bridge_host_end_resume_window(): call it once the restore
  * has pre-registered its waits and watched its containers (held messages are then discarded). */
 void bridge_host_set_migrating(struct bridge_host *h, bool migrating);
+/* A save hands the VM to another daemon: stop listening and let go of the guest connection while
+ * keeping every call (needs migrating: -EINVAL otherwise). bridge_host_relisten() undoes it for a
+ * rollback on this daemon. */
+int bridge_host_release(struct bridge_host *h);
+int bridge_host_relisten(struct bridge_host *h);
 bool bridge_host_is_migrating(const struct bridge_host *h);
 void bridge_host_begin_resume_window(struct bridge_host *h);
 void bridge_host_end_resume_window(struct bridge_host *h);
