@@ -287,27 +287,6 @@ void bridge_host_set_migrating(struct bridge_host *h, bool migrating)
         host_rearm(h);
 }
 
-int bridge_host_release(struct bridge_host *h)
-{
-        if (!bridge_conn_is_migrating(h->conn))
-                return -EINVAL;
-        h->listener = relay_listener_free(h->listener);
-        if (h->chan) {
-                h->chan = relay_chan_free(h->chan);
-                bridge_conn_detach(h->conn, -ECONNRESET);
-                host_rearm(h);
-        }
-        return 0;
-}
-
-int bridge_host_relisten(struct bridge_host *h)
-{
-        if (h->listener)
-                return 0;
-        return relay_listen(h->relay, &h->transport, BRIDGE_HOST_PORT, RELAY_LISTEN_MANY, host_on_accept, h,
-                            &h->listener);
-}
-
 bool bridge_host_is_migrating(const struct bridge_host *h)
 {
         return bridge_conn_is_migrating(h->conn);

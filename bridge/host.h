@@ -81,11 +81,6 @@ struct bridge_conn *bridge_host_conn(struct bridge_host *h);
  * window). The window stays open until bridge_host_end_resume_window(): call it once the restore
  * has pre-registered its waits and watched its containers (held messages are then discarded). */
 void bridge_host_set_migrating(struct bridge_host *h, bool migrating);
-/* A save hands the VM to another daemon: stop listening and let go of the guest connection while
- * keeping every call (needs migrating: -EINVAL otherwise). bridge_host_relisten() undoes it for a
- * rollback on this daemon. */
-int bridge_host_release(struct bridge_host *h);
-int bridge_host_relisten(struct bridge_host *h);
 bool bridge_host_is_migrating(const struct bridge_host *h);
 void bridge_host_begin_resume_window(struct bridge_host *h);
 void bridge_host_end_resume_window(struct bridge_host *h);
