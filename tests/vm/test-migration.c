@@ -405,7 +405,7 @@ static void test_auto_converge_throttle_shows_in_progress(void **state)
         ac.initial_percent = 35;
         ac.increment_percent = 5;
         o.auto_converge = &ac;
-        o.bandwidth_mib_per_s = 4;
+        o.bandwidth_mib_per_s = 8;     /* 8 MiB re-dirtied each pass needs ~27 MiB/s to converge */
         assert_int_equal(vm_migrate_options_from_proto(&o, &p, err, sizeof(err)), 0);
         guest_start("vmt-throttle", 8);
         config_init(&c, "vmt-throttle", "tcp://127.0.0.1");
