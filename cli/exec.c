@@ -54,6 +54,8 @@ struct exec_ctx {
         char dir[64];
         struct exec_stream s[_STREAM_MAX];
         bool stdin_eof;
+        uint8_t in_buf[CLI_COPY_CHUNK];        /* a chunk of our stdin on its way to the process */
+        size_t in_len, in_off;
 };
 
 static int write_all(int fd, const void *data, size_t len)
@@ -164,25 +166,41 @@ static void pump_output(struct exec_ctx *x, unsigned i)
                 s->local_dead = true;
 }
 
-static void pump_stdin(struct exec_ctx *x)
+/* Reads our stdin only once the previous chunk went out: the daemon's socket may be full while
+ * the process is busy writing output we must keep draining, so nothing here blocks. */
+static void pump_stdin_read(struct exec_ctx *x)
 {
-        struct exec_stream *s = &x->s[STREAM_STDIN];
-        char buf[CLI_COPY_CHUNK];
-        ssize_t n = read(STDIN_FILENO, buf, sizeof(buf));
+        ssize_t n = read(STDIN_FILENO, x->in_buf, sizeof(x->in_buf));
 
         if (n < 0 && (errno == EINTR || errno == EAGAIN))
                 return;
         if (n <= 0) {
                 /* EOF reaches the process as the close of its stdin stream. */
                 x->stdin_eof = true;
+                x->s[STREAM_STDIN].conn_fd = safe_close(x->s[STREAM_STDIN].conn_fd);
+                return;
+        }
+        x->in_len = (size_t)n;
+        x->in_off = 0;
+}
+
+static void pump_stdin_write(struct exec_ctx *x)
+{
+        struct exec_stream *s = &x->s[STREAM_STDIN];
+        ssize_t n = send(s->conn_fd, x->in_buf + x->in_off, x->in_len - x->in_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                return;
+        if (n < 0) {
+                /* The process closed its stdin or exited: stop reading ours. */
+                x->stdin_eof = true;
+                x->in_len = x->in_off = 0;
                 s->conn_fd = safe_close(s->conn_fd);
                 return;
         }
-        if (write_all(s->conn_fd, buf, (size_t)n) < 0) {
-                /* The process closed its stdin or exited: stop reading ours. */
-                x->stdin_eof = true;
-                s->conn_fd = safe_close(s->conn_fd);
-        }
+        x->in_off += (size_t)n;
+        if (x->in_off == x->in_len)
+                x->in_len = x->in_off = 0;
 }
 
 static int exit_code_for(struct cli *cli, const Vsockmux__V1__ExitStatus *es)
@@ -244,7 +262,10 @@ static int exec_attached(struct exec_ctx *x, Vsockmux__V1__ExecRequest *req)
                         pfd[n] = (struct pollfd) { .fd = control_client_fd(cli->client), .events = POLLIN };
                         owner[n++] = -1;
                 }
-                if (code < 0 && x->s[STREAM_STDIN].conn_fd >= 0 && !x->stdin_eof) {
+                if (code < 0 && x->s[STREAM_STDIN].conn_fd >= 0 && x->in_len > 0) {
+                        pfd[n] = (struct pollfd) { .fd = x->s[STREAM_STDIN].conn_fd, .events = POLLOUT };
+                        owner[n++] = -3;
+                } else if (code < 0 && x->s[STREAM_STDIN].conn_fd >= 0 && !x->stdin_eof) {
                         pfd[n] = (struct pollfd) { .fd = STDIN_FILENO, .events = POLLIN };
                         owner[n++] = -2;
                 }
@@ -261,7 +282,11 @@ static int exec_attached(struct exec_ctx *x, Vsockmux__V1__ExecRequest *req)
                         if (!pfd[k].revents)
                                 continue;
                         if (owner[k] == -2) {
-                                pump_stdin(x);
+                                pump_stdin_read(x);
+                                continue;
+                        }
+                        if (owner[k] == -3) {
+                                pump_stdin_write(x);
                                 continue;
                         }
                         if (owner[k] >= 0) {

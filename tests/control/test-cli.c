@@ -1,5 +1,6 @@
 /* tests/control/test-cli.c: the vsockmux binary against a fake daemon (the real control server on a
  * real loop, with canned method handlers standing in for daemon/). */
+#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <setjmp.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -23,7 +25,9 @@
 #include "relay/relay.h"
 
 #define WAIT_LIMIT_NS (60ull * 1000000000ull)
-#define OUT_MAX 65536
+#define OUT_MAX (4u << 20)
+#define BULK_BYTES (1u << 20)          /* stdout the fake floods */
+#define BULK_INPUT (8u << 20)           /* stdin the CLI has ready at once */
 
 static const char *cli_path;
 
@@ -35,11 +39,13 @@ struct fixture {
         struct relay *relay;
         struct control_server *server;
         char last_exec_stdout[256];
+        pid_t bulk_pid;
+        struct control_call *bulk_call;
 };
 
 struct run {
-        char out[OUT_MAX];
-        char err[OUT_MAX];
+        char *out;
+        char *err;
         size_t out_len, err_len;
         int status;
 };
@@ -64,7 +70,8 @@ static int fake_vm_list(struct control_call *call, const ProtobufCMessage *reque
         b.bridge_state = VSOCKMUX__V1__BRIDGE_STATE__BRIDGE_STATE_WAITING;
         resp.n_vms = 2;
         resp.vms = vms;
-        return control_call_reply(call, &resp.base) < 0 ? 0 : 0;
+        control_call_reply(call, &resp.base);
+        return 0;
 }
 
 static int fake_vm_add(struct control_call *call, const ProtobufCMessage *request, void *userdata)
@@ -159,6 +166,45 @@ static void write_str(int fd, const char *s)
         assert_int_equal(write(fd, s, strlen(s)), (ssize_t)strlen(s));
 }
 
+/* Floods stdout before reading any stdin: a CLI that blocks on either deadlocks. */
+static int fake_bulk(int in, int out, int err)
+{
+        static char chunk[4096];
+        char line[64];
+        size_t total = 0;
+
+        memset(chunk, 'x', sizeof(chunk));
+        for (size_t i = 0; i < BULK_BYTES / sizeof(chunk); i++)
+                if (write(out, chunk, sizeof(chunk)) != (ssize_t)sizeof(chunk))
+                        return 1;
+        for (;;) {
+                ssize_t n = read(in, chunk, sizeof(chunk));
+                if (n <= 0)
+                        break;
+                total += (size_t)n;
+        }
+        snprintf(line, sizeof(line), "got %zu\n", total);
+        return write(err, line, strlen(line)) == (ssize_t)strlen(line) ? 0 : 1;
+}
+
+/* Completes the bulk Exec once its child is done, with the child's exit code. */
+static void fake_bulk_poll(struct fixture *f)
+{
+        Vsockmux__V1__ExecResponse resp = VSOCKMUX__V1__EXEC_RESPONSE__INIT;
+        Vsockmux__V1__ExitStatus es = VSOCKMUX__V1__EXIT_STATUS__INIT;
+        int status;
+
+        if (f->bulk_pid <= 0 || waitpid(f->bulk_pid, &status, WNOHANG) != f->bulk_pid)
+                return;
+        f->bulk_pid = 0;
+        es.kind = VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_EXITED;
+        es.code = WIFEXITED(status) ? WEXITSTATUS(status) : 99;
+        resp.pid = 100;
+        resp.exit = &es;
+        control_call_reply(f->bulk_call, &resp.base);
+        f->bulk_call = NULL;
+}
+
 /* Exec, faked in the loop thread with blocking I/O: the CLI is another process, so this cannot
  * deadlock. argv[0] picks the outcome: "exit7", "signal9", "lost" or "fail". */
 static int fake_exec(struct control_call *call, const ProtobufCMessage *request, void *userdata)
@@ -186,6 +232,25 @@ static int fake_exec(struct control_call *call, const ProtobufCMessage *request,
         out = connect_path(req->stdout_path, SOCK_STREAM);
         err = connect_path(req->stderr_path, SOCK_STREAM);
         assert_true(in >= 0 && out >= 0 && err >= 0);
+        if (strcmp(req->argv[0], "bulk") == 0) {
+                /* Runs in a child so the loop (and the harness feeding the CLI) keeps going. */
+                f->bulk_pid = fork();
+                assert_true(f->bulk_pid >= 0);
+                if (f->bulk_pid == 0) {
+                        /* Keep only the three streams: an inherited copy of the CLI's stdin pipe
+                         * would hold its EOF back forever. */
+                        int keep[3] = { fcntl(in, F_DUPFD_CLOEXEC, 1000), fcntl(out, F_DUPFD_CLOEXEC, 1000),
+                                        fcntl(err, F_DUPFD_CLOEXEC, 1000) };
+                        close_range(3, 999, 0);
+                        close_range(1003, ~0u, 0);
+                        _exit(fake_bulk(keep[0], keep[1], keep[2]));
+                }
+                close(in);
+                close(out);
+                close(err);
+                f->bulk_call = call;
+                return 0;
+        }
         write_str(out, "out:hello\n");
         write_str(err, "err:oops\n");
         /* Echo stdin until its EOF, as `cat` would. */
@@ -280,41 +345,65 @@ static void drain(int fd, char *buf, size_t *len)
         buf[*len] = '\0';
 }
 
-/* Runs `vsockmux --socket PATH args...` with stdin_data, serving the loop meanwhile. */
+static void run_cli_feed(struct fixture *f, struct run *res, const char *stdin_data, size_t stdin_len,
+                         const char *const *args);
+
 static void run_cli(struct fixture *f, struct run *res, const char *stdin_data, ...)
 {
-        const char *argv[32] = { cli_path, "--socket", f->path };
-        int in[2], out[2], err[2];
-        uint64_t start = relay_now_ns(f->relay);
-        unsigned n = 3;
+        const char *args[32];
+        unsigned n = 0;
         va_list ap;
-        pid_t pid;
 
         va_start(ap, stdin_data);
-        while ((argv[n] = va_arg(ap, const char *)))
-                assert_true(++n < ELEMENTSOF(argv));
+        while ((args[n] = va_arg(ap, const char *)))
+                assert_true(++n < ELEMENTSOF(args));
         va_end(ap);
+        run_cli_feed(f, res, stdin_data, stdin_data ? strlen(stdin_data) : 0, args);
+}
 
+/* Runs `vsockmux --socket PATH args...`, feeding stdin and serving the loop meanwhile. */
+static void run_cli_feed(struct fixture *f, struct run *res, const char *stdin_data, size_t stdin_len,
+                         const char *const *args)
+{
+        const char *argv[32] = { cli_path, "--socket", f->path };
+        int in, out[2], err[2];
+        uint64_t start = relay_now_ns(f->relay);
+        unsigned n = 3;
+        pid_t pid;
+
+        for (unsigned i = 0; args[i]; i++) {
+                argv[n++] = args[i];
+                assert_true(n < ELEMENTSOF(argv));
+        }
+        argv[n] = NULL;
+
+        free(res->out);
+        free(res->err);
         memset(res, 0, sizeof(*res));
-        assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+        res->out = malloc(OUT_MAX);
+        res->err = malloc(OUT_MAX);
+        assert_non_null(res->out);
+        assert_non_null(res->err);
+        /* stdin is a file, all there at once, so the CLI can read it faster than it can send. */
+        in = memfd_create("cli-stdin", MFD_CLOEXEC);
+        assert_true(in >= 0);
+        if (stdin_len)
+                assert_int_equal(write(in, stdin_data, stdin_len), (ssize_t)stdin_len);
+        assert_int_equal(lseek(in, 0, SEEK_SET), 0);
         assert_int_equal(pipe2(out, O_CLOEXEC | O_NONBLOCK), 0);
         assert_int_equal(pipe2(err, O_CLOEXEC | O_NONBLOCK), 0);
         pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) {
-                dup2(in[0], STDIN_FILENO);
+                dup2(in, STDIN_FILENO);
                 dup2(out[1], STDOUT_FILENO);
                 dup2(err[1], STDERR_FILENO);
                 execv(cli_path, (char **)argv);
                 _exit(127);
         }
-        close(in[0]);
+        close(in);
         close(out[1]);
         close(err[1]);
-        if (stdin_data)
-                write_str(in[1], stdin_data);
-        close(in[1]);
-
         for (;;) {
                 pid_t w = waitpid(pid, &res->status, WNOHANG);
 
@@ -325,6 +414,7 @@ static void run_cli(struct fixture *f, struct run *res, const char *stdin_data, 
                 assert_int_equal(w, 0);
                 assert_int_equal(relay_run_once(f->relay, 10 * 1000000), 0);
                 fake_attach_serve(f);
+                fake_bulk_poll(f);
                 assert_true(relay_now_ns(f->relay) - start < WAIT_LIMIT_NS);
         }
         fcntl(out[0], F_SETFL, 0);
@@ -334,6 +424,12 @@ static void run_cli(struct fixture *f, struct run *res, const char *stdin_data, 
         close(out[0]);
         close(err[0]);
         assert_true(WIFEXITED(res->status));
+}
+
+static void run_done(struct run *res)
+{
+        free(res->out);
+        free(res->err);
 }
 
 static int exit_code(const struct run *res)
@@ -392,7 +488,7 @@ static int teardown(void **state)
 static void test_vm_ls_prints_an_aligned_table(void **state)
 {
         struct fixture *f = *state;
-        struct run res;
+        _cleanup_(run_done) struct run res = {};
         const char *line2;
 
         run_cli(f, &res, NULL, "vm", "ls", NULL);
@@ -410,7 +506,7 @@ static void test_vm_ls_prints_an_aligned_table(void **state)
 static void test_vm_ls_json_is_one_document(void **state)
 {
         struct fixture *f = *state;
-        struct run res;
+        _cleanup_(run_done) struct run res = {};
         struct json_object *doc, *vm;
 
         run_cli(f, &res, NULL, "vm", "ls", "--json", NULL);
@@ -429,7 +525,7 @@ static void test_vm_ls_json_is_one_document(void **state)
 static void test_daemon_error_is_one_line_on_stderr_with_nonzero_exit(void **state)
 {
         struct fixture *f = *state;
-        struct run res;
+        _cleanup_(run_done) struct run res = {};
 
         run_cli(f, &res, NULL, "vm", "add", "taken", "--cid", "7", NULL);
         assert_int_equal(exit_code(&res), 1);
@@ -445,7 +541,7 @@ static void test_daemon_error_is_one_line_on_stderr_with_nonzero_exit(void **sta
 static void test_unreachable_daemon_names_the_socket(void **state)
 {
         struct fixture *f = *state;
-        struct run res;
+        _cleanup_(run_done) struct run res = {};
         char missing[160];
 
         snprintf(missing, sizeof(missing), "%s/nobody-here.sock", f->dir);
@@ -458,7 +554,7 @@ static void test_unreachable_daemon_names_the_socket(void **state)
 static void test_kill_not_found_succeeds_with_a_note(void **state)
 {
         struct fixture *f = *state;
-        struct run res;
+        _cleanup_(run_done) struct run res = {};
 
         run_cli(f, &res, NULL, "kill", "vm1", "404", NULL);
         assert_int_equal(exit_code(&res), 0);
@@ -473,7 +569,7 @@ static void test_kill_not_found_succeeds_with_a_note(void **state)
 static void test_ps_reports_lost_exit_and_counters(void **state)
 {
         struct fixture *f = *state;
-        struct run res;
+        _cleanup_(run_done) struct run res = {};
         struct json_object *doc, *p;
 
         run_cli(f, &res, NULL, "ps", "vm1", NULL);
@@ -498,7 +594,7 @@ static void test_ps_reports_lost_exit_and_counters(void **state)
 static void test_events_stream_prints_one_line_each(void **state)
 {
         struct fixture *f = *state;
-        struct run res;
+        _cleanup_(run_done) struct run res = {};
         struct json_object *doc;
 
         run_cli(f, &res, NULL, "events", NULL);
@@ -519,7 +615,7 @@ static void test_events_stream_prints_one_line_each(void **state)
 static void test_attached_exec_relays_stdio_and_exits_with_the_code(void **state)
 {
         struct fixture *f = *state;
-        struct run res;
+        _cleanup_(run_done) struct run res = {};
 
         run_cli(f, &res, "line one\n", "exec", "vm1", "--", "exit7", "arg", NULL);
         assert_int_equal(exit_code(&res), 7);
@@ -527,10 +623,27 @@ static void test_attached_exec_relays_stdio_and_exits_with_the_code(void **state
         assert_string_equal(res.err, "err:oops\n");
 }
 
+static void test_attached_exec_drains_output_while_stdin_is_pending(void **state)
+{
+        struct fixture *f = *state;
+        _cleanup_(run_done) struct run res = {};
+        _cleanup_free_ char *input = malloc(BULK_INPUT);
+        const char *args[] = { "exec", "vm1", "--", "bulk", NULL };
+        char expect[64];
+
+        assert_non_null(input);
+        memset(input, 'i', BULK_INPUT);
+        run_cli_feed(f, &res, input, BULK_INPUT, args);
+        assert_int_equal(exit_code(&res), 0);
+        assert_int_equal(res.out_len, BULK_BYTES);
+        snprintf(expect, sizeof(expect), "got %u\n", BULK_INPUT);
+        assert_string_equal(res.err, expect);
+}
+
 static void test_attached_exec_killed_by_signal_exits_128_plus_n(void **state)
 {
         struct fixture *f = *state;
-        struct run res;
+        _cleanup_(run_done) struct run res = {};
 
         run_cli(f, &res, "", "exec", "vm1", "--", "signal9", NULL);
         assert_int_equal(exit_code(&res), 128 + 9);
@@ -539,7 +652,7 @@ static void test_attached_exec_killed_by_signal_exits_128_plus_n(void **state)
 static void test_attached_exec_with_lost_status_exits_255_and_says_so(void **state)
 {
         struct fixture *f = *state;
-        struct run res;
+        _cleanup_(run_done) struct run res = {};
 
         run_cli(f, &res, "", "exec", "vm1", "--", "lost", NULL);
         assert_int_equal(exit_code(&res), 255);
@@ -551,7 +664,7 @@ static void test_attached_exec_with_lost_status_exits_255_and_says_so(void **sta
 static void test_exec_that_cannot_start_exits_125(void **state)
 {
         struct fixture *f = *state;
-        struct run res;
+        _cleanup_(run_done) struct run res = {};
 
         run_cli(f, &res, "", "exec", "nope", "--", "fail", NULL);
         assert_int_equal(exit_code(&res), 125);
@@ -562,7 +675,7 @@ static void test_exec_that_cannot_start_exits_125(void **state)
 static void test_detached_exec_prints_the_pid_and_passes_absolute_paths(void **state)
 {
         struct fixture *f = *state;
-        struct run res;
+        _cleanup_(run_done) struct run res = {};
         char cwd[256], expect[300];
 
         run_cli(f, &res, NULL, "exec", "vm1", "--detach", "--stdout", "out.log", "--", "sleep", "1", NULL);
@@ -576,7 +689,7 @@ static void test_detached_exec_prints_the_pid_and_passes_absolute_paths(void **s
 static void test_attach_splits_stdout_and_stderr_packets(void **state)
 {
         struct fixture *f = *state;
-        struct run res;
+        _cleanup_(run_done) struct run res = {};
 
         run_cli(f, &res, "typed\n", "attach", "vm1", "99", NULL);
         assert_int_equal(exit_code(&res), 0);
@@ -587,7 +700,7 @@ static void test_attach_splits_stdout_and_stderr_packets(void **state)
 static void test_usage_errors_exit_2_with_one_line(void **state)
 {
         struct fixture *f = *state;
-        struct run res;
+        _cleanup_(run_done) struct run res = {};
 
         run_cli(f, &res, NULL, "vm", "add", "x", "--hvsock", "/a", "--cid", "9", NULL);
         assert_int_equal(exit_code(&res), 2);
@@ -611,6 +724,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test_setup_teardown(test_ps_reports_lost_exit_and_counters, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_events_stream_prints_one_line_each, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_attached_exec_relays_stdio_and_exits_with_the_code, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_attached_exec_drains_output_while_stdin_is_pending, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_attached_exec_killed_by_signal_exits_128_plus_n, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_attached_exec_with_lost_status_exits_255_and_says_so, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_exec_that_cannot_start_exits_125, setup, teardown),
