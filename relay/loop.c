@@ -37,7 +37,8 @@ static int config_check(const struct relay_config *c)
                 return -EINVAL;
         if ((uint64_t) c->buf_size * c->buf_count > RELAY_POOL_BYTES_MAX)
                 return -EINVAL;
-        if (c->stream_max_bufs < 1 || c->stream_max_bufs > c->buf_count)
+        /* Two at least: the receive budget keeps one buffer for the kernel's overshoot (stream.c). */
+        if (c->stream_max_bufs < 2 || c->stream_max_bufs > c->buf_count)
                 return -EINVAL;
         return 0;
 }

@@ -15,8 +15,10 @@
 
 struct relay;
 
-/* ring_entries: SQ size; buf_size * buf_count: the shared receive pool (<= RELAY_POOL_BYTES_MAX);
- * stream_max_bufs: per-stream cap on pool buffers held, which is the backpressure bound. */
+/* ring_entries: SQ size; buf_size * buf_count: the shared receive pool (<= RELAY_POOL_BYTES_MAX,
+ * buf_count a power of two); stream_max_bufs (>= 2): the backpressure bound: a stream holds at
+ * most stream_max_bufs * buf_size bytes read and not yet delivered (exactly, on kernels with
+ * multishot receive budgets), in at most 2 * stream_max_bufs + 1 pool buffers. */
 struct relay_config {
         unsigned ring_entries;
         unsigned buf_size;
@@ -186,7 +188,7 @@ int relay_stream_new_at(struct relay *r, enum relay_stream_dir dir, int guest_fd
 void relay_stream_set_label(struct relay_stream *s, const char *label);
 void relay_stream_get_counters(const struct relay_stream *s, struct relay_stream_counters *ret);
 void relay_stream_seed_counters(struct relay_stream *s, const struct relay_stream_counters *c);
-/* Bytes and pool buffers currently held (read, not yet delivered): bounded by stream_max_bufs. */
+/* Bytes and pool buffers currently held (read, not yet delivered); see struct relay_config. */
 void relay_stream_get_held(const struct relay_stream *s, size_t *ret_bytes, unsigned *ret_bufs);
 /* Stops reading, flushes what was read, then on_frozen. -EALREADY if frozen or freezing. */
 int relay_stream_freeze(struct relay_stream *s);

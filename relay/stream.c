@@ -159,7 +159,19 @@ static bool guest_is_src(const struct relay_stream *s)
 static bool rd_wanted(const struct relay_stream *s)
 {
         return !s->rd_armed && !s->src_eof && !s->done && !s->freezing && !s->frozen && !s->freed &&
-               !s->hdr_pending && !s->buf_waiting && s->q_n < s->r->cfg.stream_max_bufs;
+               !s->hdr_pending && !s->buf_waiting &&
+               s->held_bytes < (size_t) s->r->cfg.stream_max_bufs * s->r->cfg.buf_size;
+}
+
+/* Free bytes after the newest held chunk's data. */
+static uint32_t q_tail_space(struct relay_stream *s)
+{
+        struct stream_chunk *t;
+
+        if (s->q_n == 0)
+                return 0;
+        t = q_at(s, s->q_n - 1);
+        return s->r->cfg.buf_size - (t->off + t->len);
 }
 
 static void stream_fail(struct relay_stream *s, int error);
@@ -168,9 +180,17 @@ static int rd_arm(struct relay_stream *s)
 {
         struct relay *r = s->r;
         struct io_uring_sqe *sqe;
-        unsigned room = r->cfg.stream_max_bufs - s->q_n;
+        size_t budget;
 
         if (!rd_wanted(s))
+                return 0;
+        /* The cap is stream_max_bufs * buf_size bytes held. The kernel ends a budgeted multishot
+         * once the budget is reached, its last receive overshooting by less than one buffer: the
+         * budget keeps that buffer in reserve, so the cap holds exactly. Reads pause until a
+         * write frees room (a write is in flight whenever bytes are held). */
+        budget = (size_t) r->cfg.stream_max_bufs * r->cfg.buf_size - s->held_bytes;
+        budget = budget > r->cfg.buf_size ? budget - r->cfg.buf_size : 0;
+        if (r->mshot_limit != 0 && s->src == SRC_RECV_MSHOT && budget == 0)
                 return 0;
         sqe = relay_get_sqe(r);
         if (!sqe)
@@ -178,12 +198,9 @@ static int rd_arm(struct relay_stream *s)
         s->rd_budget = false;
         switch (s->src) {
         case SRC_RECV_MSHOT:
-                io_uring_prep_recv_multishot(sqe, src_fd(s), NULL, 0, 0);
+                io_uring_prep_recv_multishot(sqe, src_fd(s), NULL, r->cfg.buf_size, 0);
                 if (r->mshot_limit != 0) {
-                        /* The kernel ends the multishot after this many bytes: the cap holds exactly. */
-                        size_t budget = (size_t) room * r->cfg.buf_size;
-                        /* sqe->optlen in newer uapi headers; it shares the word with file_index. */
-                        sqe->file_index = (uint32_t) MIN(budget, (size_t) UINT32_MAX);
+                        sqe->file_index = (uint32_t) budget; /* sqe->optlen in newer uapi headers */
                         s->rd_budget = true;
                 }
                 break;
@@ -211,23 +228,23 @@ static void rd_cancel(struct relay_stream *s)
         }
 }
 
-/* Appends a received buffer; a small piece is copied into the previous tail when it fits, so a
- * chatty guest facing a stalled endpoint holds few, full buffers instead of many slivers. */
+/* Appends a received buffer. A piece that fits after the newest chunk's data is copied there
+ * (appending never disturbs a write in flight: its iovec ends where the data ended when it was
+ * issued), so a chatty guest facing a stalled endpoint holds few full buffers, not many slivers:
+ * two neighbouring chunks always hold more than one buffer's worth. A busy guest's reads fill
+ * whole buffers, so the fast path copies nothing. */
 static void q_push(struct relay_stream *s, unsigned bid, uint32_t len)
 {
         struct relay *r = s->r;
 
-        if (s->q_n > s->wr_n) {
+        if (q_tail_space(s) >= len) {
                 struct stream_chunk *t = q_at(s, s->q_n - 1);
-                uint32_t end = t->off + t->len;
 
-                if (end + len <= r->cfg.buf_size) {
-                        memcpy(relay_pool_addr(r, t->bid) + end, relay_pool_addr(r, bid), len);
-                        t->len += len;
-                        s->held_bytes += len;
-                        relay_pool_put(r, bid);
-                        return;
-                }
+                memcpy(relay_pool_addr(r, t->bid) + t->off + t->len, relay_pool_addr(r, bid), len);
+                t->len += len;
+                s->held_bytes += len;
+                relay_pool_put(r, bid);
+                return;
         }
         if (s->q_n == s->q_cap) {
                 /* Never drop: grow the ring of chunk descriptors (the cap normally prevents this). */
@@ -497,7 +514,7 @@ static void on_read(struct relay *r, struct relay_op *op, int res, uint32_t flag
                 if (s->src == SRC_READ_MSHOT && r->read_mshot < 0)
                         r->read_mshot = 1;
                 /* A multishot read without a byte budget is stopped by hand at the cap. */
-                if (more && s->q_n >= r->cfg.stream_max_bufs)
+                if (more && !s->rd_budget && s->held_bytes >= (size_t) r->cfg.stream_max_bufs * r->cfg.buf_size)
                         rd_cancel(s);
         } else if (res == 0) {
                 s->src_eof = true;
@@ -708,7 +725,7 @@ int relay_stream_new_at(struct relay *r, enum relay_stream_dir dir, int guest_fd
                         s->src = SRC_READ;
                 s->dst = DST_SEND;
         }
-        s->q_cap = r->cfg.stream_max_bufs + 2;
+        s->q_cap = 2 * r->cfg.stream_max_bufs + 2;     /* the worst case of q_push's packing */
         s->q = calloc(s->q_cap, sizeof(*s->q));
         if (!s->q) {
                 free(s);
