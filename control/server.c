@@ -34,6 +34,7 @@ struct control_conn {
 };
 
 struct control_call {
+        struct control_server *server;
         struct control_conn *conn;      /* NULL once cancelled */
         struct control_call *prev, *next;
         const struct control_method *method;
@@ -60,6 +61,10 @@ struct control_server {
         void *userdata;
         struct control_conn *conns;
         unsigned n_conns;
+        /* The call whose handler runs now, and whether the handler completed it: its return value
+         * then means nothing (`return control_call_reply(...)` may be -ENOTCONN). */
+        struct control_call *dispatching;
+        bool dispatching_done;
 };
 
 static void accept_arm(struct control_server *s);
@@ -142,6 +147,8 @@ static void call_unlink(struct control_call *call)
 
 static void call_free(struct control_call *call)
 {
+        if (call->server->dispatching == call)
+                call->server->dispatching_done = true;
         call_unlink(call);
         relay_timer_free(call->deadline);
         control_message_free(call->request);
@@ -333,11 +340,14 @@ static int conn_handle_request(struct control_conn *conn, const struct control_f
                 return conn_send_status(conn, sid, CONTROL_CODE_RESOURCE_EXHAUSTED, "out of memory");
         }
         *call = (struct control_call) {
+                .server = s,
                 .conn = conn,
                 .method = m,
                 .request = payload,
                 .stream_id = sid,
-                .timeout_ns = req->timeout_nano > 0 ? req->timeout_nano : 0,
+                /* Past the cap a deadline is no deadline (and cannot overflow the timer). */
+                .timeout_ns = req->timeout_nano > 0 && req->timeout_nano <= CONTROL_CALL_TIMEOUT_MAX_NS
+                                      ? req->timeout_nano : 0,
                 .peer = conn->peer,
                 .next = conn->calls,
         };
@@ -356,8 +366,11 @@ static int conn_handle_request(struct control_conn *conn, const struct control_f
                 }
         }
 
+        s->dispatching = call;
+        s->dispatching_done = false;
         r = m->handler(call, payload, s->userdata);
-        if (r < 0)
+        s->dispatching = NULL;
+        if (r < 0 && !s->dispatching_done)
                 control_call_fail_errno(call, r, m->name);
         return 0;
 }

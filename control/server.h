@@ -20,6 +20,8 @@
 #define CONTROL_CONN_MAX_TX (8u << 20)            /* default queued output per connection */
 #define CONTROL_SERVER_MAX_METHODS 256u
 #define CONTROL_NO_GROUP ((gid_t)-1)
+/* A request's timeout_nano above this (30 days) is treated as none. */
+#define CONTROL_CALL_TIMEOUT_MAX_NS (INT64_C(30) * 24 * 3600 * 1000000000)
 
 struct control_server_config {
         const char *path;               /* the Unix socket; its parent directory is created 0755 */
@@ -33,9 +35,11 @@ struct control_server_config {
 struct control_server;
 struct control_call;
 
-/* Runs on the loop with the decoded request, owned by the call (valid until it completes).
- * Return 0 when the call was completed or will be completed later; return -errno to have the
- * server answer with control_code_from_errno(-errno) and free the call (then don't touch it). */
+/* Runs on the loop with the decoded request, owned by the call (valid until it completes: read
+ * what you need from it before replying). Return 0 when the call was completed or will be
+ * completed later; return -errno without completing it to have the server answer with
+ * control_code_from_errno(-errno). Once the handler completed the call its return value is
+ * ignored, so `return control_call_reply(call, &resp.base);` is fine. */
 typedef int (*control_handler_fn)(struct control_call *call, const ProtobufCMessage *request,
                                   void *userdata);
 

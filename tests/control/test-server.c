@@ -99,6 +99,15 @@ static int on_ps(struct control_call *call, const ProtobufCMessage *request, voi
         return -ENOENT;
 }
 
+/* Completes the call and still returns an error, as `return control_call_reply(...)` does when the
+ * client is gone: the server must not answer (or free) a second time. */
+static int on_attach_completes_then_errs(struct control_call *call, const ProtobufCMessage *request,
+                                         void *userdata)
+{
+        control_call_fail(call, CONTROL_CODE_NOT_FOUND, "completed by the handler");
+        return -EIO;
+}
+
 static int on_events(struct control_call *call, const ProtobufCMessage *request, void *userdata)
 {
         for (uint32_t i = 1; i <= 3; i++) {
@@ -117,6 +126,8 @@ static const struct control_method toy_methods[] = {
         { CONTROL_METHOD_NAME("Wait"), &vsockmux__v1__wait_request__descriptor, on_wait, false },
         { CONTROL_METHOD_NAME("Ps"), &vsockmux__v1__ps_request__descriptor, on_ps, false },
         { CONTROL_METHOD_NAME("Events"), &vsockmux__v1__events_request__descriptor, on_events, true },
+        { CONTROL_METHOD_NAME("Attach"), &vsockmux__v1__attach_request__descriptor,
+          on_attach_completes_then_errs, false },
 };
 
 /* ---- loop and client threads -------------------------------------------------------------- */
@@ -365,6 +376,36 @@ static void test_handler_errno_becomes_grpc_status(void **state)
         run_client(f, client_handler_error, &res);
         assert_int_equal(res.r, -EREMOTEIO);
         assert_int_equal(res.code, CONTROL_CODE_NOT_FOUND);
+}
+
+static void client_completed_then_erred(struct fixture *f, void *arg)
+{
+        struct result *res = arg;
+        _cleanup_(control_client_freep) struct control_client *c = NULL;
+        Vsockmux__V1__AttachRequest req = VSOCKMUX__V1__ATTACH_REQUEST__INIT;
+        struct control_status st = {};
+        ProtobufCMessage *m = NULL;
+
+        if ((res->r = control_client_connect(f->path, &c)) < 0)
+                return;
+        res->r = control_client_call(c, CONTROL_METHOD_NAME("Attach"), &req.base,
+                                     &vsockmux__v1__attach_response__descriptor, &m, &st);
+        res->code = st.code;
+        snprintf(res->text, sizeof(res->text), "%s", st.message);
+        /* Exactly one answer came: the next call's reply is the next frame on the wire. */
+        res->r2 = kill_call(c, 3, NULL, 0);
+}
+
+static void test_handler_error_after_completing_is_ignored(void **state)
+{
+        struct fixture *f = *state;
+        struct result res = {};
+
+        run_client(f, client_completed_then_erred, &res);
+        assert_int_equal(res.r, -EREMOTEIO);
+        assert_int_equal(res.code, CONTROL_CODE_NOT_FOUND);
+        assert_string_equal(res.text, "completed by the handler");
+        assert_int_equal(res.r2, 0);
 }
 
 static void client_bad_payload(struct fixture *f, void *arg)
@@ -823,6 +864,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test_setup_teardown(test_unknown_method_gets_unimplemented_and_connection_keeps_working,
                                                 setup_with_server, teardown),
                 cmocka_unit_test_setup_teardown(test_handler_errno_becomes_grpc_status, setup_with_server, teardown),
+                cmocka_unit_test_setup_teardown(test_handler_error_after_completing_is_ignored, setup_with_server, teardown),
                 cmocka_unit_test_setup_teardown(test_malformed_payload_gets_invalid_argument, setup_with_server, teardown),
                 cmocka_unit_test_setup_teardown(test_garbage_client_is_closed_while_another_still_works,
                                                 setup_with_server, teardown),
