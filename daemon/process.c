@@ -60,7 +60,7 @@ static bool stream_is_output(enum vmm_stream_kind k)
 }
 
 /* Releases the relay side of a stream, keeping its last counters for ps and save. */
-static void stream_release(struct vmm_stream *s)
+void vmm_stream_release(struct vmm_stream *s)
 {
         if (s->stream) {
                 relay_stream_get_counters(s->stream, &s->counters);
@@ -70,12 +70,12 @@ static void stream_release(struct vmm_stream *s)
         s->endpoint_fd = safe_close(s->endpoint_fd);
 }
 
-static void process_free(struct vmm_process *p)
+void vmm_process_free(struct vmm_process *p)
 {
         struct vmm_vm *vm = p->vm;
 
         for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
-                stream_release(&p->streams[k]);
+                vmm_stream_release(&p->streams[k]);
                 free(p->streams[k].endpoint);
         }
         if (p->exit_reported)
@@ -102,11 +102,11 @@ static void process_prune(struct vmm_vm *vm)
                 if (vm->n_exited <= vm->vmm->cfg.exited_keep)
                         return;
                 if (p->exit_reported && list_empty(&p->waiters) && !p->wait_outstanding && !p->in_exec)
-                        process_free(p);
+                        vmm_process_free(p);
         }
 }
 
-static void process_report(struct vmm_process *p)
+void vmm_process_report(struct vmm_process *p)
 {
         struct vmm_vm *vm = p->vm;
         struct list_head *pos, *tmp;
@@ -115,7 +115,7 @@ static void process_report(struct vmm_process *p)
         vm->n_exited++;
         relay_timer_disarm(p->timer);
         /* Nothing reads stdin any more: let go of the host endpoint. */
-        stream_release(&p->streams[VMM_STDIN]);
+        vmm_stream_release(&p->streams[VMM_STDIN]);
         if (p->exit.kind == VMM_EXIT_EXITED)
                 log_info("vm %s: process %u exited with code %d", vm->name, p->pid, p->exit.code);
         else
@@ -132,7 +132,7 @@ static void process_report(struct vmm_process *p)
                 process_prune(vm);
 }
 
-static void process_maybe_report(struct vmm_process *p)
+void vmm_process_maybe_report(struct vmm_process *p)
 {
         if (!p->exit_known || p->exit_reported)
                 return;
@@ -148,10 +148,10 @@ static void process_maybe_report(struct vmm_process *p)
                         return;
                 }
         }
-        process_report(p);
+        vmm_process_report(p);
 }
 
-static void process_set_exit(struct vmm_process *p, enum vmm_exit_kind kind, int code, const char *message)
+void vmm_process_set_exit(struct vmm_process *p, enum vmm_exit_kind kind, int code, const char *message)
 {
         p->exit_known = true;
         p->exit.kind = kind;
@@ -170,7 +170,7 @@ static void process_on_timer(struct relay_timer *t, void *userdata)
                 log_warn("vm %s: exec timed out: the guest's bridge did not connect", p->vm->name);
                 if (fn)
                         fn(p, -ETIMEDOUT, "the guest's bridge did not connect in time", p->started_userdata);
-                process_free(p);
+                vmm_process_free(p);
                 return;
         }
         for (int k = VMM_STDOUT; k < _VMM_STREAM_KIND_MAX; k++) {
@@ -180,11 +180,11 @@ static void process_on_timer(struct relay_timer *t, void *userdata)
                         continue;
                 log_warn("vm %s: process %u: %s did not reach EOF within the drain timeout after exit; closed",
                          p->vm->name, p->pid, stream_names[k]);
-                stream_release(s);
+                vmm_stream_release(s);
                 s->done = true;
                 s->error = -ETIMEDOUT;
         }
-        process_report(p);
+        vmm_process_report(p);
 }
 
 /* ---- streams ---- */
@@ -199,9 +199,9 @@ static void stream_on_done(struct relay_stream *rs, int error, void *userdata)
                          stream_names[s->kind], s->port, strerror(-error));
         s->done = true;
         s->error = error;
-        stream_release(s);
+        vmm_stream_release(s);
         if (stream_is_output(s->kind))
-                process_maybe_report(p);
+                vmm_process_maybe_report(p);
 }
 
 static void stream_on_tap(struct relay_stream *rs, const void *data, size_t len, void *userdata)
@@ -213,8 +213,16 @@ static void stream_on_tap(struct relay_stream *rs, const void *data, size_t len,
                               data, len);
 }
 
+static void stream_on_frozen(struct relay_stream *rs, void *userdata)
+{
+        struct vmm_stream *s = userdata;
+
+        vmm_save_stream_frozen(s->process->vm);
+}
+
 static const struct relay_stream_ops stream_ops = {
         .on_done = stream_on_done,
+        .on_frozen = stream_on_frozen,
         .on_tap = stream_on_tap,
 };
 
@@ -222,6 +230,8 @@ static void stream_on_accept(struct relay_listener *l, int fd, void *userdata)
 {
         struct vmm_stream *s = userdata;
         struct vmm_process *p = s->process;
+        /* With V4 agreed every stdio connection, the first one too, starts with the byte count. */
+        bool resume = p->vm->stdio_resume;
         int r;
 
         s->listener = relay_listener_free(s->listener);
@@ -231,8 +241,21 @@ static void stream_on_accept(struct relay_listener *l, int fd, void *userdata)
                 stream_on_done(NULL, fd, s);
                 return;
         }
-        r = relay_stream_new(p->vm->vmm->relay, s->kind == VMM_STDIN ? RELAY_STREAM_TO_GUEST : RELAY_STREAM_FROM_GUEST,
-                             fd, s->endpoint_fd, &stream_ops, s, &s->stream);
+        if (s->stream) {
+                /* The guest redialled a stream we kept across a save: carry on where it stopped. */
+                r = relay_stream_replace_guest(s->stream, fd, resume);
+                if (r >= 0)
+                        r = relay_stream_resume(s->stream);
+                if (r < 0) {
+                        log_warn("vm %s: process %u: cannot resume %s: %s", p->vm->name, p->pid,
+                                 stream_names[s->kind], strerror(-r));
+                        stream_on_done(NULL, r, s);
+                }
+                return;
+        }
+        r = relay_stream_new_at(p->vm->vmm->relay,
+                                s->kind == VMM_STDIN ? RELAY_STREAM_TO_GUEST : RELAY_STREAM_FROM_GUEST, fd,
+                                s->endpoint_fd, &stream_ops, &s->counters, resume, s, &s->stream);
         if (r < 0) {
                 safe_close(fd);
                 log_warn("vm %s: %s stream on port 0x%08x: %s", p->vm->name, stream_names[s->kind], s->port,
@@ -243,9 +266,17 @@ static void stream_on_accept(struct relay_listener *l, int fd, void *userdata)
         s->endpoint_fd = -1; /* the stream owns it now */
 }
 
+int vmm_stream_listen(struct vmm_stream *s)
+{
+        struct vmm_vm *vm = s->process->vm;
+
+        return relay_listen(vm->vmm->relay, &vm->transport, s->port, RELAY_LISTEN_ONCE, stream_on_accept, s,
+                            &s->listener);
+}
+
 /* ---- exec ---- */
 
-static void process_on_wait(const struct bridge_result *res, void *userdata)
+void vmm_process_on_wait(const struct bridge_result *res, void *userdata)
 {
         struct vmm_process *p = userdata;
 
@@ -253,28 +284,31 @@ static void process_on_wait(const struct bridge_result *res, void *userdata)
         p->wait_call_id = 0;
         switch (res->status) {
         case BRIDGE_STATUS_OK:
-                process_set_exit(p, VMM_EXIT_EXITED, res->exit_code, "");
+                vmm_process_set_exit(p, VMM_EXIT_EXITED, res->exit_code, "");
                 break;
         case BRIDGE_STATUS_EXIT_LOST:
-                process_set_exit(p, VMM_EXIT_LOST, -1, "exit status lost");
+                vmm_process_set_exit(p, VMM_EXIT_LOST, -1, "exit status lost");
                 break;
         case BRIDGE_STATUS_CLOSED:
-                process_set_exit(p, VMM_EXIT_LOST, -1, "exit status lost: bridge closed");
+                /* A saved VM's calls end here only when the VM is dropped after the handover. */
+                vmm_process_set_exit(p, VMM_EXIT_LOST, -1,
+                                     p->vm->saved ? "exit status lost: the VM was handed to another daemon"
+                                                  : "exit status lost: bridge closed");
                 break;
         default: {
                 char msg[160];
 
                 snprintf(msg, sizeof(msg), "exit status lost: %s", res->message);
-                process_set_exit(p, VMM_EXIT_LOST, -1, msg);
+                vmm_process_set_exit(p, VMM_EXIT_LOST, -1, msg);
                 break;
         }
         }
-        process_maybe_report(p);
+        vmm_process_maybe_report(p);
 }
 
 static int process_start_wait(struct vmm_process *p)
 {
-        int r = bridge_host_wait(p->vm->bridge, p->container_id, p->pid, BRIDGE_WAIT_INFINITE, process_on_wait, p,
+        int r = bridge_host_wait(p->vm->bridge, p->container_id, p->pid, BRIDGE_WAIT_INFINITE, vmm_process_on_wait, p,
                                  &p->wait_call_id);
 
         if (r < 0)
@@ -292,7 +326,7 @@ static void process_forget_pid(struct vmm_vm *vm, struct vmm_process *keep, uint
                 struct vmm_process *p = list_entry(pos, struct vmm_process, link);
 
                 if (p != keep && p->pid == pid && p->exit_reported && list_empty(&p->waiters))
-                        process_free(p);
+                        vmm_process_free(p);
         }
 }
 
@@ -303,7 +337,7 @@ static void process_fail(struct vmm_process *p, int error, const char *message)
         if (fn)
                 fn(p, error, message, p->started_userdata);
         if (!p->vm->removing)
-                process_free(p);
+                vmm_process_free(p);
 }
 
 static void process_on_exec(const struct bridge_result *res, void *userdata)
@@ -318,7 +352,7 @@ static void process_on_exec(const struct bridge_result *res, void *userdata)
                 log_warn("vm %s: exec of %s failed: %s", vm->name, p->argv[0], res->message);
                 /* The guest never dials a stream of a failed exec: stop listening for it. */
                 for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++)
-                        stream_release(&p->streams[k]);
+                        vmm_stream_release(&p->streams[k]);
                 process_fail(p, res->error, res->message);
                 return;
         }
@@ -329,17 +363,17 @@ static void process_on_exec(const struct bridge_result *res, void *userdata)
         if (r < 0) {
                 /* Without a wait the exit could never be reported: say so instead of hanging. */
                 log_error("vm %s: process %u: cannot send WaitForProcess: %s", vm->name, p->pid, strerror(-r));
-                process_set_exit(p, VMM_EXIT_LOST, -1, "exit status lost: WaitForProcess could not be sent");
+                vmm_process_set_exit(p, VMM_EXIT_LOST, -1, "exit status lost: WaitForProcess could not be sent");
         }
         log_info("vm %s: process %u started: %s", vm->name, p->pid, p->argv[0]);
         vmm_emit(vm->vmm, VMM_EVENT_PROCESS_STARTED, vm->name, p->container_id, p->pid, NULL, p->argv[0]);
         fn = TAKE_PTR(p->started_fn);
         if (fn)
                 fn(p, 0, "", p->started_userdata);
-        process_maybe_report(p);
+        vmm_process_maybe_report(p);
 }
 
-static int process_attach_open(struct vmm_process *p, unsigned seq)
+int vmm_process_attach_open(struct vmm_process *p, unsigned seq)
 {
         struct vmm *m = p->vm->vmm;
         struct attach_config cfg = {
@@ -380,8 +414,7 @@ static int process_send_exec(struct vmm_process *p, char *err, size_t errlen)
                         snprintf(err, errlen, "no stdio port left in VM %s", vm->name);
                         goto undo;
                 }
-                r = relay_listen(vm->vmm->relay, &vm->transport, s->port, RELAY_LISTEN_ONCE, stream_on_accept, s,
-                                 &s->listener);
+                r = vmm_stream_listen(s);
                 if (r < 0) {
                         snprintf(err, errlen, "cannot listen on %s port 0x%08x: %s", stream_names[k], s->port,
                                  strerror(-r));
@@ -424,7 +457,7 @@ void vmm_process_bridge_connected(struct vmm_vm *vm)
         }
 }
 
-static int process_open_endpoints(struct vmm_process *p, const struct vmm_exec_params *params, char *err,
+int vmm_process_open_endpoints(struct vmm_process *p, const struct vmm_exec_params *params, char *err,
                                   size_t errlen)
 {
         const char *paths[_VMM_STREAM_KIND_MAX] = { params->stdin_path, params->stdout_path, params->stderr_path };
@@ -447,7 +480,7 @@ static int process_open_endpoints(struct vmm_process *p, const struct vmm_exec_p
         return 0;
 }
 
-static int process_new(struct vmm_vm *vm, const struct vmm_exec_params *params, struct vmm_process **ret)
+int vmm_process_new(struct vmm_vm *vm, const struct vmm_exec_params *params, struct vmm_process **ret)
 {
         struct vmm_process *p = calloc(1, sizeof(*p));
         int r;
@@ -472,7 +505,7 @@ static int process_new(struct vmm_vm *vm, const struct vmm_exec_params *params, 
                 p->cwd = strdup(params->cwd);
         r = relay_timer_new(vm->vmm->relay, process_on_timer, p, &p->timer);
         if (!p->argv || !p->env || !p->container_id || (params->cwd && params->cwd[0] && !p->cwd) || r < 0) {
-                process_free(p);
+                vmm_process_free(p);
                 return r < 0 ? r : -ENOMEM;
         }
         *ret = p;
@@ -501,15 +534,15 @@ int vmm_exec(struct vmm_vm *vm, const struct vmm_exec_params *params, vmm_starte
         }
         if (!copy.env)
                 copy.env = no_strings;
-        r = process_new(vm, &copy, &p);
+        r = vmm_process_new(vm, &copy, &p);
         if (r < 0) {
                 snprintf(err, errlen, "%s", strerror(-r));
                 return r;
         }
-        r = process_open_endpoints(p, params, err, errlen);
+        r = vmm_process_open_endpoints(p, params, err, errlen);
         if (r < 0)
                 goto fail;
-        r = process_attach_open(p, ++vm->exec_seq);
+        r = vmm_process_attach_open(p, ++vm->exec_seq);
         if (r < 0)
                 log_warn("vm %s: no attach socket for this exec: %s", vm->name, strerror(-r));
         p->started_fn = fn;
@@ -531,7 +564,7 @@ int vmm_exec(struct vmm_vm *vm, const struct vmm_exec_params *params, vmm_starte
         return 0;
 fail:
         p->started_fn = NULL;
-        process_free(p);
+        vmm_process_free(p);
         return r;
 }
 
@@ -672,10 +705,10 @@ void vmm_process_vm_teardown(struct vmm_vm *vm, const char *reason)
 
                         if (!p->exit_known) {
                                 snprintf(msg, sizeof(msg), "exit status lost: %s", reason);
-                                process_set_exit(p, VMM_EXIT_LOST, -1, msg);
+                                vmm_process_set_exit(p, VMM_EXIT_LOST, -1, msg);
                         }
-                        process_report(p);
+                        vmm_process_report(p);
                 }
-                process_free(p);
+                vmm_process_free(p);
         }
 }

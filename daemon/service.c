@@ -614,6 +614,106 @@ void service_on_event(const struct vmm_event *e, void *userdata)
         }
 }
 
+/* ---- save, restore, resume ---- */
+
+static void on_saved(int error, const char *message, const uint8_t *blob, size_t len, void *userdata)
+{
+        struct control_call *call = userdata;
+        Vsockmux__V1__SaveResponse resp = VSOCKMUX__V1__SAVE_RESPONSE__INIT;
+
+        if (error < 0) {
+                control_call_fail(call, control_code_from_errno(error), "save: %s", message);
+                return;
+        }
+        resp.state.data = (uint8_t *)blob;
+        resp.state.len = len;
+        control_call_reply(call, &resp.base);
+}
+
+static int on_save(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        REQ(Vsockmux__V1__SaveRequest, request);
+        struct vmm_vm *vm = service_vm(call, userdata, req->vm);
+        char err[256] = "";
+        int r;
+
+        if (!vm)
+                return 0;
+        r = vmm_save(vm, on_saved, call, err, sizeof(err));
+        if (r < 0)
+                return control_call_fail(call, r == -ENOMEM ? CONTROL_CODE_RESOURCE_EXHAUSTED
+                                                            : CONTROL_CODE_FAILED_PRECONDITION,
+                                         "save: %s", err);
+        return 0;
+}
+
+static int on_resume(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        REQ(Vsockmux__V1__ResumeRequest, request);
+        struct vmm_vm *vm = service_vm(call, userdata, req->vm);
+        Vsockmux__V1__ResumeResponse resp = VSOCKMUX__V1__RESUME_RESPONSE__INIT;
+        char err[256] = "";
+        int r;
+
+        if (!vm)
+                return 0;
+        r = vmm_resume(vm, err, sizeof(err));
+        if (r < 0)
+                return control_call_fail(call, CONTROL_CODE_FAILED_PRECONDITION, "resume: %s", err);
+        return control_call_reply(call, &resp.base);
+}
+
+#define SERVICE_MAX_RESTORE_IO 16384u
+
+static int on_restore(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        REQ(Vsockmux__V1__RestoreRequest, request);
+        struct service *s = userdata;
+        Vsockmux__V1__RestoreResponse resp = VSOCKMUX__V1__RESTORE_RESPONSE__INIT;
+        _cleanup_free_ struct vmm_restore_io *io = NULL;
+        struct relay_transport t = { 0 }, *tp = NULL;
+        struct vmm_vm *vm;
+        char err[256] = "";
+        int r;
+
+        if (req->n_io > SERVICE_MAX_RESTORE_IO)
+                return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "at most %u --io entries",
+                                         SERVICE_MAX_RESTORE_IO);
+        if (req->transport_case == VSOCKMUX__V1__RESTORE_REQUEST__TRANSPORT_HVSOCK_PATH) {
+                if (!req->hvsock_path || req->hvsock_path[0] != '/' || strlen(req->hvsock_path) >= sizeof(t.uds_path))
+                        return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT,
+                                                 "hvsock path must be absolute and under %zu bytes",
+                                                 sizeof(t.uds_path));
+                t.kind = RELAY_TRANSPORT_HVSOCK;
+                memcpy(t.uds_path, req->hvsock_path, strlen(req->hvsock_path) + 1);
+                tp = &t;
+        } else if (req->transport_case == VSOCKMUX__V1__RESTORE_REQUEST__TRANSPORT_CID) {
+                t.kind = RELAY_TRANSPORT_VSOCK;
+                t.cid = req->cid;
+                tp = &t;
+        }
+        io = calloc(req->n_io + 1, sizeof(*io));
+        if (!io)
+                return -ENOMEM;
+        for (size_t i = 0; i < req->n_io; i++) {
+                io[i].pid = req->io[i]->pid;
+                io[i].path[VMM_STDIN] = req->io[i]->stdin_path;
+                io[i].path[VMM_STDOUT] = req->io[i]->stdout_path;
+                io[i].path[VMM_STDERR] = req->io[i]->stderr_path;
+        }
+        r = vmm_restore(s->vmm, req->state.data, req->state.len, req->name, tp, io, req->n_io, &vm, err,
+                        sizeof(err));
+        if (r == -EEXIST)
+                return control_call_fail(call, CONTROL_CODE_ALREADY_EXISTS, "restore: %s", err);
+        if (r == -EBADMSG || r == -EPROTONOSUPPORT || r == -EINVAL || r == -ENOENT)
+                return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "restore: %s", err);
+        if (r < 0)
+                return control_call_fail(call, control_code_from_errno(r), "restore: %s", err);
+        resp.vm = (char *)vmm_vm_name(vm);
+        resp.processes = vmm_vm_process_count(vm);
+        return control_call_reply(call, &resp.base);
+}
+
 /* ---- later issues ---- */
 
 static int on_unimplemented(struct control_call *call, const ProtobufCMessage *request, void *userdata)
@@ -636,9 +736,9 @@ static const struct control_method service_methods[] = {
         METHOD("Attach", vsockmux__v1__attach_request__descriptor, on_attach),
         METHOD("Stats", vsockmux__v1__stats_request__descriptor, on_stats),
         { CONTROL_SERVICE "/Events", &vsockmux__v1__events_request__descriptor, on_events, true },
-        METHOD("Save", vsockmux__v1__save_request__descriptor, on_unimplemented),
-        METHOD("Restore", vsockmux__v1__restore_request__descriptor, on_unimplemented),
-        METHOD("Resume", vsockmux__v1__resume_request__descriptor, on_unimplemented),
+        METHOD("Save", vsockmux__v1__save_request__descriptor, on_save),
+        METHOD("Restore", vsockmux__v1__restore_request__descriptor, on_restore),
+        METHOD("Resume", vsockmux__v1__resume_request__descriptor, on_resume),
         METHOD("Migrate", vsockmux__v1__migrate_request__descriptor, on_unimplemented),
 };
 

@@ -36,7 +36,12 @@ struct vmm_vm {
         struct list_head containers;
         unsigned n_containers;
         unsigned exec_seq;              /* names attach sockets before the pid is known */
+        bool stdio_resume;              /* V4 agreed: every stdio connection starts with the byte count */
         bool removing;
+        bool saved;                     /* state handed out: no listeners or guest connections here */
+        bool reattaching;               /* restored or resumed: waiting for the guest to come back */
+        struct vmm_save_op *save;       /* a save in progress */
+        struct relay_timer *window_timer; /* closes the resume window some time after the guest returned */
 };
 
 struct vmm_stream {
@@ -84,8 +89,33 @@ struct vmm_process {
         bool in_exec;                   /* ExecuteProcess outstanding: its callback holds a pointer */
 };
 
-/* process.c, for vmm.c */
+/* process.c, for vmm.c and the save/restore files */
 void vmm_process_bridge_connected(struct vmm_vm *vm);
 void vmm_process_vm_teardown(struct vmm_vm *vm, const char *reason);
+int vmm_process_new(struct vmm_vm *vm, const struct vmm_exec_params *params, struct vmm_process **ret);
+void vmm_process_free(struct vmm_process *p);
+int vmm_process_open_endpoints(struct vmm_process *p, const struct vmm_exec_params *params, char *err, size_t errlen);
+int vmm_process_attach_open(struct vmm_process *p, unsigned seq);
+void vmm_process_on_wait(const struct bridge_result *res, void *userdata);
+void vmm_process_set_exit(struct vmm_process *p, enum vmm_exit_kind kind, int code, const char *message);
+void vmm_process_maybe_report(struct vmm_process *p);
+void vmm_process_report(struct vmm_process *p);
+/* Listens once on the stream's port; the connection starts a new relay stream from s->counters, or
+ * resumes s->stream when one was kept across a save. */
+int vmm_stream_listen(struct vmm_stream *s);
+void vmm_stream_release(struct vmm_stream *s);
+
+/* vmm.c, for restore.c: a VM is allocated, filled, given its bridge, then published. */
+int vmm_vm_alloc(struct vmm *m, const char *name, const struct relay_transport *t, struct vmm_vm **ret);
+int vmm_vm_start_bridge(struct vmm_vm *vm);
+void vmm_vm_publish(struct vmm_vm *vm);
+void vmm_vm_discard(struct vmm_vm *vm);
+int vmm_container_track(struct vmm_vm *vm, const char *id);
+
+/* save.c, for process.c and vmm.c */
+void vmm_save_abandon(struct vmm_vm *vm);
+void vmm_save_stream_frozen(struct vmm_vm *vm);
+void vmm_reattach_bridge_connected(struct vmm_vm *vm);
+struct vmm_save_op;
 void vmm_emit(struct vmm *m, enum vmm_event_kind kind, const char *vm, const char *container_id, uint32_t pid,
               const struct vmm_exit *exit, const char *message);

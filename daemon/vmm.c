@@ -92,6 +92,8 @@ static struct vmm_vm *vmm_vm_free(struct vmm_vm *vm, const char *reason)
         if (!vm)
                 return NULL;
         vm->removing = true;
+        vmm_save_abandon(vm);
+        vm->window_timer = relay_timer_free(vm->window_timer);
         /* The bridge fails its outstanding calls first (their callbacks see live processes), then
          * every process ends and its waiters hear why. */
         vm->bridge = bridge_host_free(vm->bridge);
@@ -156,7 +158,9 @@ static void vmm_vm_on_bridge_state(struct bridge_host *h, enum bridge_conn_state
         log_info("vm %s: bridge %s -> %s", vm->name, bridge_conn_state_to_string(old_state),
                  bridge_conn_state_to_string(new_state));
         if (new_state == BRIDGE_CONN_CONNECTED) {
+                vm->stdio_resume = bridge_host_stdio_resume(h);
                 vmm_emit(vm->vmm, VMM_EVENT_BRIDGE_CONNECTED, vm->name, NULL, 0, NULL, bridge_host_runtime_os(h));
+                vmm_reattach_bridge_connected(vm);
                 vmm_process_bridge_connected(vm);
         } else if (old_state == BRIDGE_CONN_CONNECTED)
                 vmm_emit(vm->vmm, VMM_EVENT_BRIDGE_DISCONNECTED, vm->name, NULL, 0, NULL,
@@ -167,7 +171,7 @@ static const struct bridge_host_ops vmm_bridge_ops = {
         .on_state_change = vmm_vm_on_bridge_state,
 };
 
-int vmm_vm_add(struct vmm *m, const char *name, const struct relay_transport *t, struct vmm_vm **ret)
+int vmm_vm_alloc(struct vmm *m, const char *name, const struct relay_transport *t, struct vmm_vm **ret)
 {
         struct vmm_vm *vm;
         int r;
@@ -183,6 +187,7 @@ int vmm_vm_add(struct vmm *m, const char *name, const struct relay_transport *t,
                 return -ENOMEM;
         vm->vmm = m;
         vm->transport = *t;
+        list_init(&vm->link);
         list_init(&vm->processes);
         list_init(&vm->containers);
         vm->name = strdup(name);
@@ -191,19 +196,51 @@ int vmm_vm_add(struct vmm *m, const char *name, const struct relay_transport *t,
                 return -ENOMEM;
         }
         r = ports_new(&vm->ports);
-        if (r >= 0)
-                r = bridge_host_new(m->relay, t, name, &vmm_bridge_ops, vm, &vm->bridge);
         if (r < 0) {
                 vmm_vm_free(vm, "VM add failed");
                 return r;
         }
+        *ret = vm;
+        return 0;
+}
+
+int vmm_vm_start_bridge(struct vmm_vm *vm)
+{
+        return bridge_host_new(vm->vmm->relay, &vm->transport, vm->name, &vmm_bridge_ops, vm, &vm->bridge);
+}
+
+void vmm_vm_publish(struct vmm_vm *vm)
+{
+        struct vmm *m = vm->vmm;
+
         list_add_tail(&m->vms, &vm->link);
         m->n_vms++;
-        if (t->kind == RELAY_TRANSPORT_HVSOCK)
-                log_info("vm %s: added, hybrid vsock at %s", name, t->uds_path);
+        if (vm->transport.kind == RELAY_TRANSPORT_HVSOCK)
+                log_info("vm %s: added, hybrid vsock at %s", vm->name, vm->transport.uds_path);
         else
-                log_info("vm %s: added, vsock CID %u", name, t->cid);
-        vmm_emit(m, VMM_EVENT_VM_ADDED, name, NULL, 0, NULL, NULL);
+                log_info("vm %s: added, vsock CID %u", vm->name, vm->transport.cid);
+        vmm_emit(m, VMM_EVENT_VM_ADDED, vm->name, NULL, 0, NULL, NULL);
+}
+
+void vmm_vm_discard(struct vmm_vm *vm)
+{
+        vmm_vm_free(vm, "VM set-up failed");
+}
+
+int vmm_vm_add(struct vmm *m, const char *name, const struct relay_transport *t, struct vmm_vm **ret)
+{
+        struct vmm_vm *vm;
+        int r;
+
+        r = vmm_vm_alloc(m, name, t, &vm);
+        if (r < 0)
+                return r;
+        r = vmm_vm_start_bridge(vm);
+        if (r < 0) {
+                vmm_vm_free(vm, "VM add failed");
+                return r;
+        }
+        vmm_vm_publish(vm);
         if (ret)
                 *ret = vm;
         return 0;
@@ -325,7 +362,7 @@ static void vmm_container_on_notify(const struct bridge_notification *n, int err
         free(c);
 }
 
-static int vmm_container_track(struct vmm_vm *vm, const char *id)
+int vmm_container_track(struct vmm_vm *vm, const char *id)
 {
         struct vmm_container *c = calloc(1, sizeof(*c));
         int r;

@@ -182,3 +182,33 @@ void vmm_get_stats(struct vmm *m, struct vmm_stats *ret);
 
 const char *vmm_process_state_to_string(enum vmm_process_state s);
 const char *vmm_exit_kind_to_string(enum vmm_exit_kind k);
+
+/* ---- Save, restore, resume (the VM's in-flight relay state, handed between daemons) ---- */
+
+/* The blob is daemon/savestate's format. Runs once: error 0 with the blob (valid during the call). */
+typedef void (*vmm_save_fn)(int error, const char *message, const uint8_t *blob, size_t len, void *userdata);
+
+/* Marks the VM migrating (new execs are refused), freezes its streams (nothing more is read from
+ * the guest; what was read is flushed to the endpoints), records the counts, then releases the
+ * VM's listeners and guest connections so another daemon can take them. The VM stays here, saved,
+ * until it is removed or resumed. An error return means nothing changed and fn will not run. */
+int vmm_save(struct vmm_vm *vm, vmm_save_fn fn, void *userdata, char *err, size_t errlen);
+
+/* Rolls back a save that was not restored elsewhere: listens again, re-adopts the still
+ * outstanding waits and resumes every stream where it stopped. */
+int vmm_resume(struct vmm_vm *vm, char *err, size_t errlen);
+
+/* Host endpoints for one restored process; NULL or "" keeps that output for attach. */
+struct vmm_restore_io {
+        uint32_t pid;
+        const char *path[_VMM_STREAM_KIND_MAX];
+};
+
+/* Builds a VM from a saved blob: checks it and the endpoints against the saved ports before
+ * anything listens (V3), raises the port floor, seeds the call ids, re-listens on exactly the
+ * saved ports, pre-registers each outstanding wait and accepts the guest's return. name and t
+ * override the saved ones when non-NULL. */
+int vmm_restore(struct vmm *m, const uint8_t *blob, size_t len, const char *name, const struct relay_transport *t,
+                const struct vmm_restore_io *io, size_t n_io, struct vmm_vm **ret, char *err, size_t errlen);
+
+bool vmm_vm_is_saved(const struct vmm_vm *vm);

@@ -1,0 +1,528 @@
+/* Save on one daemon, restore on another: two struct vmm on one real relay loop (two daemons in
+ * one process), the real guest simulator (sim/vsockmux-sim) dialling over hybrid vsock, real
+ * processes writing real bytes to real files. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "daemon/vmm.h"
+#include "ports/ports.h"
+#include "relay/relay.h"
+
+extern char **environ;
+
+/* Bounds on waiting on a loaded machine under ASan; nothing here asserts speed. */
+#define WAIT_NS (180ull * 1000000000ull)
+#define STEP_NS (10ll * 1000000ll)
+
+struct fixture {
+        char dir[64];
+        char state_a[96], state_b[96];
+        struct relay_transport transport;
+        struct relay *r;
+        struct vmm *a, *b;
+        pid_t sim;
+};
+
+struct started {
+        int count;
+        int error;
+        uint32_t pid;
+        char message[256];
+};
+
+struct exited {
+        int count;
+        struct vmm_exit exit;
+};
+
+struct saved {
+        int count;
+        int error;
+        uint8_t *blob;
+        size_t len;
+};
+
+static uint64_t now_ns(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Runs the loop until *flag is nonzero; fails the test past WAIT_NS. */
+static void run_until(struct fixture *f, const int *flag, const char *what)
+{
+        uint64_t deadline = now_ns() + WAIT_NS;
+
+        while (!*flag) {
+                assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
+                if (now_ns() > deadline)
+                        fail_msg("timed out waiting for %s", what);
+        }
+}
+
+static void run_for(struct fixture *f, uint64_t ns)
+{
+        uint64_t end = now_ns() + ns;
+
+        while (now_ns() < end)
+                assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
+}
+
+static const char *sim_path(void)
+{
+        static char path[512];
+        const char *root = getenv("VSOCKMUX_BUILD_ROOT");
+
+        snprintf(path, sizeof(path), "%s/sim/vsockmux-sim", root ? root : ".");
+        return path;
+}
+
+static void sim_start(struct fixture *f, bool resume)
+{
+        char *argv[] = { (char *)sim_path(), "--hvsock", f->transport.uds_path, resume ? NULL : "--no-resume", NULL };
+
+        assert_int_equal(posix_spawn(&f->sim, argv[0], NULL, NULL, argv, environ), 0);
+}
+
+static int setup(void **state)
+{
+        struct fixture *f = calloc(1, sizeof(*f));
+        struct vmm_config cfg;
+
+        assert_non_null(f);
+        snprintf(f->dir, sizeof(f->dir), "/tmp/vsockmux-sr-XXXXXX");
+        assert_non_null(mkdtemp(f->dir));
+        snprintf(f->state_a, sizeof(f->state_a), "%s/a", f->dir);
+        snprintf(f->state_b, sizeof(f->state_b), "%s/b", f->dir);
+        f->transport.kind = RELAY_TRANSPORT_HVSOCK;
+        snprintf(f->transport.uds_path, sizeof(f->transport.uds_path), "%s/vm.vsock", f->dir);
+        assert_int_equal(relay_new(NULL, &f->r), 0);
+        vmm_config_default(&cfg);
+        cfg.state_dir = f->state_a;
+        assert_int_equal(vmm_new(f->r, &cfg, NULL, NULL, &f->a), 0);
+        cfg.state_dir = f->state_b;
+        assert_int_equal(vmm_new(f->r, &cfg, NULL, NULL, &f->b), 0);
+        f->sim = -1;
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state)
+{
+        struct fixture *f = *state;
+        char cmd[128];
+
+        if (f->sim > 0) {
+                kill(f->sim, SIGKILL);
+                waitpid(f->sim, NULL, 0);
+        }
+        vmm_free(f->a);
+        vmm_free(f->b);
+        relay_run_once(f->r, 0);
+        relay_free(f->r);
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+        assert_int_equal(system(cmd), 0);
+        free(f);
+        return 0;
+}
+
+static void on_started(struct vmm_process *p, int error, const char *message, void *userdata)
+{
+        struct started *s = userdata;
+        struct vmm_process_info info;
+
+        s->count++;
+        s->error = error;
+        snprintf(s->message, sizeof(s->message), "%s", message);
+        if (error == 0) {
+                vmm_process_get_info(p, &info);
+                s->pid = info.pid;
+        }
+}
+
+static void on_exit_seen(struct vmm_process *p, const struct vmm_exit *exit, void *userdata)
+{
+        struct exited *e = userdata;
+
+        e->count++;
+        e->exit = *exit;
+}
+
+static void on_saved(int error, const char *message, const uint8_t *blob, size_t len, void *userdata)
+{
+        struct saved *s = userdata;
+
+        s->count++;
+        s->error = error;
+        if (error == 0) {
+                s->blob = malloc(len);
+                assert_non_null(s->blob);
+                memcpy(s->blob, blob, len);
+                s->len = len;
+        }
+}
+
+static struct vmm_vm *add_vm_connected(struct fixture *f, bool resume)
+{
+        struct vmm_vm *vm;
+        uint64_t deadline = now_ns() + WAIT_NS;
+
+        assert_int_equal(vmm_vm_add(f->a, "demo", &f->transport, &vm), 0);
+        sim_start(f, resume);
+        while (vmm_vm_bridge_state(vm) != BRIDGE_CONN_CONNECTED) {
+                assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
+                if (now_ns() > deadline)
+                        fail_msg("the simulator's bridge did not connect");
+        }
+        return vm;
+}
+
+static uint32_t exec_ok(struct fixture *f, struct vmm_vm *vm, const char *script, const char *out)
+{
+        const char *argv[] = { "sh", "-c", script };
+        struct vmm_exec_params params = { .argv = argv, .n_argv = 3, .stdout_path = out };
+        struct started st = { 0 };
+        char err[256];
+
+        assert_int_equal(vmm_exec(vm, &params, on_started, &st, err, sizeof(err)), 0);
+        run_until(f, &st.count, "the exec");
+        if (st.error)
+                fail_msg("exec failed: %s", st.message);
+        return st.pid;
+}
+
+static size_t file_size(const char *path)
+{
+        struct stat st;
+
+        return stat(path, &st) == 0 ? (size_t)st.st_size : 0;
+}
+
+static char *slurp(const char *path, size_t *ret_len)
+{
+        FILE *fp = fopen(path, "rb");
+        size_t len = file_size(path);
+        char *buf = malloc(len + 1);
+
+        assert_non_null(fp);
+        assert_non_null(buf);
+        assert_int_equal(fread(buf, 1, len, fp), len);
+        buf[len] = '\0';
+        fclose(fp);
+        *ret_len = len;
+        return buf;
+}
+
+/* A process writing numbered lines through the whole handover. */
+#define WRITER_LINES 4000
+static const char writer[] = "i=0; while [ $i -lt 4000 ]; do echo line $i; i=$((i+1)); "
+                             "[ $((i % 100)) -eq 0 ] && sleep 0.05; done; exit 7";
+
+static void wait_for_output(struct fixture *f, const char *path, size_t min)
+{
+        uint64_t deadline = now_ns() + WAIT_NS;
+
+        while (file_size(path) < min) {
+                assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
+                if (now_ns() > deadline)
+                        fail_msg("no output reached %s", path);
+        }
+}
+
+static struct saved save_vm(struct fixture *f, struct vmm_vm *vm)
+{
+        struct saved sv = { 0 };
+        char err[256];
+
+        assert_int_equal(vmm_save(vm, on_saved, &sv, err, sizeof(err)), 0);
+        run_until(f, &sv.count, "the save");
+        assert_int_equal(sv.error, 0);
+        assert_true(vmm_vm_is_saved(vm));
+        return sv;
+}
+
+static struct vmm_vm *restore_vm(struct fixture *f, struct saved *sv, uint32_t pid, const char *out)
+{
+        struct vmm_restore_io io = { .pid = pid, .path = { NULL, out, NULL } };
+        struct vmm_vm *vm = NULL;
+        char err[256] = "";
+        int r;
+
+        r = vmm_restore(f->b, sv->blob, sv->len, NULL, NULL, &io, out ? 1 : 0, &vm, err, sizeof(err));
+        if (r < 0)
+                fail_msg("restore failed: %s", err);
+        return vm;
+}
+
+static void wait_exit(struct fixture *f, struct vmm_vm *vm, uint32_t pid, struct exited *ex)
+{
+        struct vmm_process *p = vmm_process_find(vm, pid);
+        struct vmm_waiter *w = NULL;
+        int r;
+
+        assert_non_null(p);
+        r = vmm_process_wait(p, on_exit_seen, ex, &w, &ex->exit);
+        if (r == 1) {
+                ex->count = 1;
+                return;
+        }
+        assert_int_equal(r, 0);
+        run_until(f, &ex->count, "the exit");
+}
+
+/* Every line 0..n-1 exactly once, in order. */
+static void assert_lines_exact(const char *buf, size_t len, int n)
+{
+        const char *p = buf;
+
+        for (int i = 0; i < n; i++) {
+                char want[32];
+                int wl = snprintf(want, sizeof(want), "line %d\n", i);
+
+                if ((size_t)(p - buf) + (size_t)wl > len || memcmp(p, want, (size_t)wl) != 0)
+                        fail_msg("output differs at line %d (offset %zu)", i, (size_t)(p - buf));
+                p += wl;
+        }
+        assert_int_equal((size_t)(p - buf), len);
+}
+
+static void test_output_moves_exactly_once_across_save_and_restore(void **state)
+{
+        struct fixture *f = *state;
+        char out_a[128], out_b[128];
+        struct vmm_vm *vm, *vb;
+        struct exited ex = { 0 };
+        struct saved sv;
+        size_t la, lb;
+        uint32_t pid;
+
+        snprintf(out_a, sizeof(out_a), "%s/out-a", f->dir);
+        snprintf(out_b, sizeof(out_b), "%s/out-b", f->dir);
+        vm = add_vm_connected(f, true);
+        pid = exec_ok(f, vm, writer, out_a);
+        wait_for_output(f, out_a, 1000);
+        sv = save_vm(f, vm);
+        /* The guest keeps writing and redialling while nobody listens. */
+        run_for(f, 300ull * 1000000ull);
+        vb = restore_vm(f, &sv, pid, out_b);
+        wait_exit(f, vb, pid, &ex);
+        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
+        assert_int_equal(ex.exit.code, 7);
+        {
+                _cleanup_free_ char *a = slurp(out_a, &la), *b = slurp(out_b, &lb), *all = malloc(la + lb + 1);
+
+                assert_true(la > 0);
+                assert_true(lb > 0);
+                memcpy(all, a, la);
+                memcpy(all + la, b, lb);
+                assert_lines_exact(all, la + lb, WRITER_LINES);
+        }
+        free(sv.blob);
+}
+
+static void test_legacy_guest_loses_nothing_and_may_duplicate(void **state)
+{
+        struct fixture *f = *state;
+        char out_a[128], out_b[128];
+        struct vmm_vm *vm, *vb;
+        struct exited ex = { 0 };
+        struct saved sv;
+        size_t la, lb;
+        uint32_t pid;
+        int next = 0;
+
+        snprintf(out_a, sizeof(out_a), "%s/out-a", f->dir);
+        snprintf(out_b, sizeof(out_b), "%s/out-b", f->dir);
+        vm = add_vm_connected(f, false);
+        pid = exec_ok(f, vm, writer, out_a);
+        wait_for_output(f, out_a, 1000);
+        sv = save_vm(f, vm);
+        run_for(f, 300ull * 1000000ull);
+        vb = restore_vm(f, &sv, pid, out_b);
+        wait_exit(f, vb, pid, &ex);
+        assert_int_equal(ex.exit.code, 7);
+        {
+                _cleanup_free_ char *a = slurp(out_a, &la), *b = slurp(out_b, &lb);
+                char *p, *save = NULL;
+
+                /* At-least-once: the destination may start with a replayed tail of what the source
+                 * already delivered, but every line arrives, in order, none missing. */
+                for (p = strtok_r(a, "\n", &save); p; p = strtok_r(NULL, "\n", &save)) {
+                        assert_int_equal(atoi(p + 5), next);
+                        next++;
+                }
+                save = NULL;
+                for (p = strtok_r(b, "\n", &save); p; p = strtok_r(NULL, "\n", &save)) {
+                        int n = atoi(p + 5);
+
+                        assert_true(n <= next);
+                        if (n == next)
+                                next++;
+                }
+                assert_int_equal(next, WRITER_LINES);
+        }
+        free(sv.blob);
+}
+
+static void test_exit_during_blackout_is_caught_by_the_probe(void **state)
+{
+        struct fixture *f = *state;
+        char out_a[128];
+        struct vmm_vm *vm, *vb;
+        struct exited ex = { 0 };
+        struct saved sv;
+        uint32_t pid;
+
+        snprintf(out_a, sizeof(out_a), "%s/out-a", f->dir);
+        vm = add_vm_connected(f, true);
+        pid = exec_ok(f, vm, "echo started; sleep 0.3; exit 5", out_a);
+        wait_for_output(f, out_a, 8);
+        sv = save_vm(f, vm);
+        /* The process exits while no daemon holds the VM: its wait reply has nowhere to go. */
+        run_for(f, 1500ull * 1000000ull);
+        vb = restore_vm(f, &sv, pid, NULL);
+        wait_exit(f, vb, pid, &ex);
+        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
+        assert_int_equal(ex.exit.code, 5);
+        free(sv.blob);
+}
+
+static void test_new_exec_after_restore_never_reuses_a_port(void **state)
+{
+        struct fixture *f = *state;
+        char out_a[128], out_n[128];
+        struct vmm_process_info before, after;
+        struct vmm_vm *vm, *vb;
+        struct exited ex = { 0 };
+        struct saved sv;
+        uint32_t pid, pid2;
+
+        snprintf(out_a, sizeof(out_a), "%s/out-a", f->dir);
+        snprintf(out_n, sizeof(out_n), "%s/out-new", f->dir);
+        vm = add_vm_connected(f, true);
+        pid = exec_ok(f, vm, "echo up; sleep 2", out_a);
+        wait_for_output(f, out_a, 3);
+        vmm_process_get_info(vmm_process_find(vm, pid), &before);
+        sv = save_vm(f, vm);
+        vb = restore_vm(f, &sv, pid, NULL);
+        /* The guest's bridge must be back before a new exec can go out. */
+        {
+                uint64_t deadline = now_ns() + WAIT_NS;
+
+                while (vmm_vm_bridge_state(vb) != BRIDGE_CONN_CONNECTED) {
+                        assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
+                        if (now_ns() > deadline)
+                                fail_msg("the guest did not come back");
+                }
+        }
+        pid2 = exec_ok(f, vb, "echo new; exit 0", out_n);
+        vmm_process_get_info(vmm_process_find(vb, pid2), &after);
+        for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
+                if (after.ports[k] == 0)
+                        continue;
+                assert_true(after.ports[k] >= PORTS_FIRST);
+                for (int j = 0; j < _VMM_STREAM_KIND_MAX; j++)
+                        assert_int_not_equal(after.ports[k], before.ports[j]);
+                assert_true(after.ports[k] > before.ports[VMM_STDERR]);
+        }
+        wait_exit(f, vb, pid2, &ex);
+        assert_int_equal(ex.exit.code, 0);
+        free(sv.blob);
+}
+
+static void test_resume_on_the_source_rolls_back_a_save(void **state)
+{
+        struct fixture *f = *state;
+        char out_a[128];
+        struct vmm_vm *vm;
+        struct exited ex = { 0 };
+        struct saved sv;
+        char err[256];
+        size_t la;
+        uint32_t pid;
+
+        snprintf(out_a, sizeof(out_a), "%s/out-a", f->dir);
+        vm = add_vm_connected(f, true);
+        pid = exec_ok(f, vm, writer, out_a);
+        wait_for_output(f, out_a, 1000);
+        sv = save_vm(f, vm);
+        run_for(f, 200ull * 1000000ull);
+        assert_int_equal(vmm_resume(vm, err, sizeof(err)), 0);
+        assert_false(vmm_vm_is_saved(vm));
+        wait_exit(f, vm, pid, &ex);
+        assert_int_equal(ex.exit.code, 7);
+        {
+                _cleanup_free_ char *a = slurp(out_a, &la);
+
+                assert_lines_exact(a, la, WRITER_LINES);
+        }
+        free(sv.blob);
+}
+
+static void test_restore_refuses_endpoints_that_do_not_match_before_listening(void **state)
+{
+        struct fixture *f = *state;
+        char out_a[128], path[160];
+        struct vmm_restore_io io = { 0 };
+        struct vmm_vm *vm, *vb = NULL;
+        struct saved sv;
+        char err[256] = "";
+        uint32_t pid;
+
+        snprintf(out_a, sizeof(out_a), "%s/out-a", f->dir);
+        vm = add_vm_connected(f, true);
+        pid = exec_ok(f, vm, "echo up; sleep 2", out_a);
+        wait_for_output(f, out_a, 3);
+        sv = save_vm(f, vm);
+
+        /* stdin was never a stream of this process. */
+        io.pid = pid;
+        io.path[VMM_STDIN] = out_a;
+        assert_int_equal(vmm_restore(f->b, sv.blob, sv.len, NULL, NULL, &io, 1, &vb, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "no stdin stream"));
+        /* A pid the state does not hold. */
+        io.pid = pid + 100000;
+        io.path[VMM_STDIN] = NULL;
+        assert_int_equal(vmm_restore(f->b, sv.blob, sv.len, NULL, NULL, &io, 1, &vb, err, sizeof(err)), -ENOENT);
+        /* Nothing listens: neither the bridge nor any stdio port. */
+        assert_null(vmm_vm_find(f->b, "demo"));
+        snprintf(path, sizeof(path), "%s_%u", f->transport.uds_path, PORTS_BRIDGE);
+        assert_int_equal(access(path, F_OK), -1);
+        /* A corrupted blob is refused by name, and the daemon carries on. */
+        sv.blob[sv.len / 2] ^= 0xff;
+        assert_int_equal(vmm_restore(f->b, sv.blob, sv.len, NULL, NULL, NULL, 0, &vb, err, sizeof(err)), -EBADMSG);
+        assert_non_null(strstr(err, "checksum"));
+        assert_int_equal(vmm_vm_count(f->b), 0);
+        free(sv.blob);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_output_moves_exactly_once_across_save_and_restore, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_legacy_guest_loses_nothing_and_may_duplicate, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_exit_during_blackout_is_caught_by_the_probe, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_new_exec_after_restore_never_reuses_a_port, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_resume_on_the_source_rolls_back_a_save, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_restore_refuses_endpoints_that_do_not_match_before_listening,
+                                                setup, teardown),
+        };
+
+        signal(SIGPIPE, SIG_IGN);
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
