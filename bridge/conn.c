@@ -651,7 +651,9 @@ void bridge_conn_detach(struct bridge_conn *c, int error)
 {
         if (!c->attached)
                 return;
-        if (error < 0)
+        if (error == -ECANCELED)
+                log_info("bridge %s: guest connection released%s", c->name, c->migrating ? " (migrating: calls kept)" : "");
+        else if (error < 0)
                 log_warn("bridge %s: guest connection lost: %s%s", c->name, strerror(-error),
                          c->migrating ? " (migrating: calls kept)" : "");
         else

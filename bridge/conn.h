@@ -80,7 +80,7 @@ void bridge_conn_close(struct bridge_conn *c);
 /* A new guest connection is the transport now: NegotiateProtocol goes out at once. A guest
  * connection still attached is detached first (as a loss). -ESHUTDOWN once closed. */
 int bridge_conn_attach(struct bridge_conn *c);
-/* The guest connection ended (EOF, error, replaced). Not migrating: every call fails with
+/* The guest connection ended (EOF, error, replaced; -ECANCELED: we let it go on purpose). Not migrating: every call fails with
  * "bridge closed" and the state is WAITING. Migrating: calls are kept and the state is MIGRATING. */
 void bridge_conn_detach(struct bridge_conn *c, int error);
 /* Bytes from the guest connection. Returns how many were consumed (whole frames; keep and
