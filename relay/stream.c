@@ -646,9 +646,14 @@ static int hdr_kick(struct relay_stream *s)
 
 void relay_streams_wake_buf_waiters(struct relay *r)
 {
+        unsigned avail;
+
         if (r->buf_wait_head && r->pool_provided < r->cfg.buf_count)
                 relay_pool_grow(r);
-        while (r->buf_wait_head && r->pool_in_use < r->pool_provided) {
+        /* One waiter per free buffer, oldest first: waking them all would only refill the
+         * list with ENOBUFS completions. */
+        avail = r->pool_provided - r->pool_in_use;
+        while (r->buf_wait_head && avail-- > 0) {
                 struct relay_stream *s = r->buf_wait_head;
                 int k;
 

@@ -265,7 +265,7 @@ static void test_stream_stdin_from_regular_file_reaches_guest(void **state)
         rm_tmpdir(dir);
 }
 
-static void test_stream_stalled_sink_holds_at_most_the_cap_and_loses_nothing(void **state)
+static void stalled_sink(const char *chunk, uint32_t port)
 {
         _cleanup_(relay_freep) struct relay *r = NULL;
         const uint64_t total = 16 * MIB, seed = 9;
@@ -287,10 +287,10 @@ static void test_stream_stalled_sink_holds_at_most_the_cap_and_loses_nothing(voi
         spawn_guest((const char *[]) { "sink", "1000", NULL }, p[0], -1, &sink);
         close(p[0]);
         d.endpoint_fd = p[1];
-        listen_for(r, dir, 1003, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
+        listen_for(r, dir, port, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
         num(n, sizeof(n), total);
         num(sd, sizeof(sd), seed);
-        spawn_guest((const char *[]) { "send", path, n, sd, "65536", NULL }, -1, -1, &guest);
+        spawn_guest((const char *[]) { "send", path, n, sd, chunk, NULL }, -1, -1, &guest);
 
         for (uint64_t deadline = relay_now_ns(r) + TEST_WAIT_NS; !t.done;) {
                 struct relay_stats stats;
@@ -318,6 +318,17 @@ static void test_stream_stalled_sink_holds_at_most_the_cap_and_loses_nothing(voi
         expect_output(&sink, total, guest_data_hash(seed, total));
         relay_listener_free(d.l);
         rm_tmpdir(dir);
+}
+
+static void test_stream_stalled_sink_holds_at_most_the_cap_and_loses_nothing(void **state)
+{
+        stalled_sink("65536", 1003);
+}
+
+/* A guest writing 1000-byte pieces: held bytes get packed, the buffer count stays bounded. */
+static void test_stream_stalled_sink_with_chatty_guest_keeps_buffers_bounded(void **state)
+{
+        stalled_sink("1000", 1004);
 }
 
 /* ---- a thousand at once ---- */
@@ -386,6 +397,62 @@ static void test_stream_thousand_concurrent_streams_each_arrive_intact(void **st
         for (unsigned g = 0; g < MANY_STREAMS / MANY_PER_GUEST; g++)
                 assert_int_equal(child_finish(&guests[g], NULL, 0), 0);
         free(m);
+        rm_tmpdir(dir);
+}
+
+/* 64 streams on a 16-buffer pool: receives run dry (ENOBUFS), wait for buffers, and resume. */
+static void test_stream_small_pool_shared_by_many_streams_loses_nothing(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        enum { N = 64, PORT = 3000, BYTES = 200000 };
+        struct relay_config cfg = { .ring_entries = 64, .buf_size = 4096, .buf_count = 16, .stream_max_bufs = 4 };
+        struct st *st = calloc(N, sizeof(*st));
+        struct sink *sk = calloc(N, sizeof(*sk));
+        struct dial *dl = calloc(N, sizeof(*dl));
+        struct child guest;
+        char dir[64], base[128], port[32], cnt[32], bytes[32];
+        unsigned done = 0;
+        struct relay_stats stats;
+
+        assert_non_null(st);
+        assert_non_null(sk);
+        assert_non_null(dl);
+        make_tmpdir(dir, sizeof(dir));
+        assert_int_equal(relay_new(&cfg, &r), 0);
+        for (unsigned i = 0; i < N; i++) {
+                char path[128];
+                st[i] = (struct st) { .r = r };
+                dl[i] = (struct dial) { .st = &st[i], .dir = RELAY_STREAM_FROM_GUEST, .ops = &st_ops };
+                dl[i].endpoint_fd = sink_open(r, &sk[i]);
+                listen_for(r, dir, PORT + i, RELAY_LISTEN_ONCE, &dl[i], path, sizeof(path));
+        }
+        snprintf(base, sizeof(base), "%s/vm.vsock", dir);
+        num(port, sizeof(port), PORT);
+        num(cnt, sizeof(cnt), N);
+        num(bytes, sizeof(bytes), BYTES);
+        spawn_guest((const char *[]) { "multi-send", base, port, cnt, bytes, NULL }, -1, -1, &guest);
+        for (uint64_t deadline = relay_now_ns(r) + TEST_WAIT_NS; done < N;) {
+                assert_int_equal(relay_run_once(r, 100 * 1000 * 1000), 0);
+                assert_true(relay_now_ns(r) < deadline);
+                relay_get_stats(r, &stats);
+                assert_true(stats.pool_bufs_in_use <= cfg.buf_count);
+                done = 0;
+                for (unsigned i = 0; i < N; i++)
+                        done += st[i].done;
+        }
+        for (unsigned i = 0; i < N; i++) {
+                uint64_t want = BYTES + i * 13;
+                assert_int_equal(st[i].error, 0);
+                st[i].s = relay_stream_free(st[i].s);
+                run_until(r, &sk[i].closed);
+                assert_int_equal(sk[i].bytes, want);
+                assert_int_equal(sk[i].hash, guest_data_hash(PORT + i, want));
+                relay_listener_free(dl[i].l);
+        }
+        assert_int_equal(child_finish(&guest, NULL, 0), 0);
+        free(st);
+        free(sk);
+        free(dl);
         rm_tmpdir(dir);
 }
 
@@ -759,6 +826,8 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_stream_stdin_eof_half_closes_the_guest),
                 cmocka_unit_test(test_stream_stdin_from_regular_file_reaches_guest),
                 cmocka_unit_test(test_stream_stalled_sink_holds_at_most_the_cap_and_loses_nothing),
+                cmocka_unit_test(test_stream_stalled_sink_with_chatty_guest_keeps_buffers_bounded),
+                cmocka_unit_test(test_stream_small_pool_shared_by_many_streams_loses_nothing),
                 cmocka_unit_test(test_stream_thousand_concurrent_streams_each_arrive_intact),
                 cmocka_unit_test(test_stream_guest_dropping_stdin_ends_only_that_stream),
                 cmocka_unit_test(test_stream_guest_killed_mid_stdout_delivers_everything_it_sent),
