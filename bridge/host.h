@@ -67,7 +67,11 @@ int bridge_host_relisten(struct bridge_host *h);
 bool bridge_host_is_listening(const struct bridge_host *h);
 
 enum bridge_conn_state bridge_host_state(const struct bridge_host *h);
-/* Both sides agreed on exactly-once stdio across reconnects (V4), on the current connection. */
+/* Both sides agreed on exactly-once stdio across reconnects (V4), on the current connection.
+ * Record it per exec: a guest keeps the mode a process's streams started with, across bridge
+ * reconnects. With it, every stdio connection opens with an 8-byte little-endian count: ours of
+ * bytes received on stdout/stderr (we write it), the guest's of stdin bytes received (it writes
+ * it; we replay from there). See test_agreed_resume_stdio_with_byte_count_handshake. */
 bool bridge_host_stdio_resume(const struct bridge_host *h);
 /* Lower-cased RuntimeOsType of the last negotiation, NULL before one. */
 const char *bridge_host_runtime_os(const struct bridge_host *h);
