@@ -99,3 +99,6 @@ int cli_wait(struct cli *cli, int argc, char **argv);
 int cli_kill(struct cli *cli, int argc, char **argv);
 int cli_stats(struct cli *cli, int argc, char **argv);
 int cli_events(struct cli *cli, int argc, char **argv);
+int cli_save(struct cli *cli, int argc, char **argv);
+int cli_restore(struct cli *cli, int argc, char **argv);
+int cli_resume(struct cli *cli, int argc, char **argv);

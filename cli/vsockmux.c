@@ -22,6 +22,11 @@ static const struct cli_command commands[] = {
         { NULL, "attach", cli_attach, "attach NAME PID" },
         { NULL, "stats", cli_stats, "stats [--json]" },
         { NULL, "events", cli_events, "events [--vm NAME] [--json]" },
+        { NULL, "save", cli_save, "save NAME --out FILE" },
+        { NULL, "restore", cli_restore,
+          "restore [NAME] --in FILE [--hvsock UDS_PATH | --cid CID]\n"
+          "                  [--io PID:stdin=SRC,stdout=DST,stderr=DST]..." },
+        { NULL, "resume", cli_resume, "resume NAME" },
 };
 
 static void help(FILE *f)
