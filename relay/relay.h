@@ -179,8 +179,8 @@ struct relay_stream_ops {
 /* Takes both fds on success; endpoint_fd may be -1 = discard, keeping counters and the tap. */
 int relay_stream_new(struct relay *r, enum relay_stream_dir dir, int guest_fd, int endpoint_fd,
                      const struct relay_stream_ops *ops, void *userdata, struct relay_stream **ret);
-/* The same for a stream re-created on restore: counters start at *seed (NULL = zero) and, with
- * send_offset_header, the guest first gets the 8-byte little-endian count (see replace_guest). */
+/* The same with counters starting at *seed (NULL = zero) and, with send_offset_header, the V4
+ * resume handshake first (see replace_guest). */
 int relay_stream_new_at(struct relay *r, enum relay_stream_dir dir, int guest_fd, int endpoint_fd,
                         const struct relay_stream_ops *ops, const struct relay_stream_counters *seed,
                         bool send_offset_header, void *userdata, struct relay_stream **ret);
@@ -193,8 +193,10 @@ void relay_stream_get_held(const struct relay_stream *s, size_t *ret_bytes, unsi
 /* Stops reading, flushes what was read, then on_frozen. -EALREADY if frozen or freezing. */
 int relay_stream_freeze(struct relay_stream *s);
 int relay_stream_resume(struct relay_stream *s);
-/* Only on a frozen or done stream. send_offset_header: first write the 8-byte little-endian
- * count of bytes already received from (FROM_GUEST) or sent to (TO_GUEST) the guest. */
+/* Only on a frozen or done stream. send_offset_header: the V4 resume handshake comes first, an
+ * 8-byte little-endian count: FROM_GUEST writes how many bytes we already received, so the guest
+ * resumes there; TO_GUEST reads how many the guest received (bytes it lost cannot be sent again:
+ * that is logged; a count above what was sent fails the stream with -EPROTO). */
 int relay_stream_replace_guest(struct relay_stream *s, int guest_fd, bool send_offset_header);
 /* On a frozen or done stream: closes the guest connection (a save hands the port to another
  * daemon), keeping the endpoint, held bytes and counters for a later replace_guest. */

@@ -581,15 +581,35 @@ out:
 
 static int hdr_kick(struct relay_stream *s);
 
-/* The exactly-once resume header: how many bytes this side already has, little-endian. */
+/* The exactly-once resume header (V4), little-endian. Towards stdout/stderr we tell the guest how
+ * many bytes we already have; on stdin the roles swap and the guest tells us. */
 static void hdr_prepare(struct relay_stream *s)
 {
-        uint64_t count = guest_is_src(s) ? s->c.rx_guest : s->c.tx_guest;
+        uint64_t count = s->c.rx_guest;
 
         for (unsigned i = 0; i < 8; i++)
-                s->hdr[i] = (uint8_t) (count >> (8 * i));
+                s->hdr[i] = guest_is_src(s) ? (uint8_t) (count >> (8 * i)) : 0;
         s->hdr_off = 0;
         s->hdr_pending = true;
+}
+
+/* stdin: the guest's count of what it received. Bytes sent before the reconnect that it never got
+ * cannot be sent again (no stdin history is kept): say so rather than pretend. */
+static int hdr_check_guest_count(struct relay_stream *s)
+{
+        uint64_t count = 0;
+
+        for (unsigned i = 0; i < 8; i++)
+                count |= (uint64_t) s->hdr[i] << (8 * i);
+        if (count > s->c.tx_guest) {
+                log_error("relay: %s: guest claims %llu stdin bytes, only %llu were sent", s->label,
+                          (unsigned long long) count, (unsigned long long) s->c.tx_guest);
+                return -EPROTO;
+        }
+        if (count < s->c.tx_guest)
+                log_warn("relay: %s: %llu stdin bytes sent before the reconnect never reached the guest",
+                         s->label, (unsigned long long) (s->c.tx_guest - count));
+        return 0;
 }
 
 static void on_header(struct relay *r, struct relay_op *op, int res, uint32_t flags)
@@ -602,8 +622,14 @@ static void on_header(struct relay *r, struct relay_op *op, int res, uint32_t fl
                 goto out;
         if (res > 0) {
                 s->hdr_off += (unsigned) res;
-                if (s->hdr_off >= sizeof(s->hdr))
+                if (s->hdr_off >= sizeof(s->hdr)) {
                         s->hdr_pending = false;
+                        if (!guest_is_src(s) && (k = hdr_check_guest_count(s)) < 0) {
+                                stream_dst_failed(s, k);
+                                stream_check(s);
+                                goto out;
+                        }
+                }
         } else if (res != -EINTR && res != -EAGAIN) {
                 s->hdr_pending = false;
                 res = res == 0 || res == -EPIPE ? -ECONNRESET : res;
@@ -637,7 +663,10 @@ static int hdr_kick(struct relay_stream *s)
         sqe = relay_get_sqe(s->r);
         if (!sqe)
                 return -EIO;
-        io_uring_prep_send(sqe, s->guest_fd, s->hdr + s->hdr_off, sizeof(s->hdr) - s->hdr_off, MSG_NOSIGNAL);
+        if (guest_is_src(s))
+                io_uring_prep_send(sqe, s->guest_fd, s->hdr + s->hdr_off, sizeof(s->hdr) - s->hdr_off, MSG_NOSIGNAL);
+        else
+                io_uring_prep_recv(sqe, s->guest_fd, s->hdr + s->hdr_off, sizeof(s->hdr) - s->hdr_off, 0);
         relay_sqe_set_op(sqe, &s->hdr_op);
         s->hdr_armed = true;
         s->ref++;
