@@ -171,7 +171,7 @@ void vmm_save_abandon(struct vmm_vm *vm)
 
         if (!op)
                 return;
-        op->fn(-ESHUTDOWN, "the VM was removed during the save", NULL, 0, op->userdata);
+        op->fn(-ESHUTDOWN, "the VM was removed during the save", NULL, 0, 0, op->userdata);
         if (op->finishing) {
                 /* save_finish() is queued with op: it frees it. */
                 op->vm = NULL;
@@ -202,7 +202,7 @@ static void save_fail(struct vmm_vm *vm, int error, const char *message)
         save_unfreeze(vm);
         bridge_host_set_migrating(vm->bridge, false);
         vmm_emit(vm->vmm, VMM_EVENT_MIGRATION_FAILED, vm->name, NULL, 0, NULL, message);
-        op->fn(error, message, NULL, 0, op->userdata);
+        op->fn(error, message, NULL, 0, 0, op->userdata);
         save_op_free(op);
 }
 
@@ -255,7 +255,7 @@ static void save_finish(void *userdata)
         vm->save = NULL;
         log_info("vm %s: saved: %u processes, %zu bytes; listeners and guest connections released", vm->name,
                  vm->n_processes, len);
-        op->fn(0, "", blob, len, op->userdata);
+        op->fn(0, "", blob, len, vm->n_processes, op->userdata);
         save_op_free(op);
 }
 

@@ -616,7 +616,8 @@ void service_on_event(const struct vmm_event *e, void *userdata)
 
 /* ---- save, restore, resume ---- */
 
-static void on_saved(int error, const char *message, const uint8_t *blob, size_t len, void *userdata)
+static void on_saved(int error, const char *message, const uint8_t *blob, size_t len, unsigned n_processes,
+                     void *userdata)
 {
         struct control_call *call = userdata;
         Vsockmux__V1__SaveResponse resp = VSOCKMUX__V1__SAVE_RESPONSE__INIT;
@@ -627,6 +628,7 @@ static void on_saved(int error, const char *message, const uint8_t *blob, size_t
         }
         resp.state.data = (uint8_t *)blob;
         resp.state.len = len;
+        resp.processes = n_processes;
         control_call_reply(call, &resp.base);
 }
 

@@ -186,7 +186,8 @@ const char *vmm_exit_kind_to_string(enum vmm_exit_kind k);
 /* ---- Save, restore, resume (the VM's in-flight relay state, handed between daemons) ---- */
 
 /* The blob is daemon/savestate's format. Runs once: error 0 with the blob (valid during the call). */
-typedef void (*vmm_save_fn)(int error, const char *message, const uint8_t *blob, size_t len, void *userdata);
+typedef void (*vmm_save_fn)(int error, const char *message, const uint8_t *blob, size_t len, unsigned n_processes,
+                            void *userdata);
 
 /* Marks the VM migrating (new execs are refused), freezes its streams (nothing more is read from
  * the guest; what was read is flushed to the endpoints), records the counts, then releases the

@@ -162,7 +162,8 @@ static void on_exit_seen(struct vmm_process *p, const struct vmm_exit *exit, voi
         e->exit = *exit;
 }
 
-static void on_saved(int error, const char *message, const uint8_t *blob, size_t len, void *userdata)
+static void on_saved(int error, const char *message, const uint8_t *blob, size_t len, unsigned n_processes,
+                     void *userdata)
 {
         struct saved *s = userdata;
 
