@@ -1,4 +1,4 @@
-/* vm/migration.h: one libvirt live migration; owns its libvirt connections, its two threads (blocking migrate call, libvirt event loop) and its event queue. */
+/* vm/migration.h: one libvirt live migration; owns its libvirt connections, its migrate thread and its event queue (events come from the process-wide libvirt thread of vm/libvirt.h). */
 #pragma once
 
 #include <stdbool.h>
@@ -72,7 +72,8 @@ const char *vm_migration_event_kind_to_string(enum vm_migration_event_kind k);
 
 /* Checks the config and params without any libvirt call, then opens the connections, looks up
  * the domain (-ENOENT if absent, -ESRCH if not running), registers for its events and starts
- * the migration on its own thread and connection. Returns 0, or -errno with a message in err. */
+ * the migration on its own thread and connection. Returns 0, or -errno with a message in err.
+ * Blocks only for the setup RPCs (connects, lookups: milliseconds on a local daemon). */
 int vm_migration_start(const struct vm_migration_config *c, const struct vm_migrate_params *p,
                        struct vm_migration **ret, char *err, size_t errlen);
 
@@ -97,6 +98,7 @@ const char *vm_migration_strerror(const struct vm_migration *m);
  * terminal event, -ECANCELED after FAILED/ABORTED. */
 int vm_migration_finalize(struct vm_migration *m);
 
-/* Aborts a migration still running, joins both threads, closes the connections. */
+/* Aborts a migration still running (blocking until libvirt gives up on it), joins its thread,
+ * closes its connections. */
 struct vm_migration *vm_migration_free(struct vm_migration *m);
 DEFINE_CLEANUP(struct vm_migration *, vm_migration_free);
