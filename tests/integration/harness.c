@@ -61,12 +61,14 @@ static int integ_find(char *buf, const char *arg, const char *rel)
 
 int integ_config_parse(int argc, char **argv, struct integ_config *ret)
 {
-        const char *daemon = NULL, *cli = NULL, *sim = NULL;
+        const char *daemon = NULL, *cli = NULL, *sim = NULL, *skip = NULL;
         bool resume = false;
 
         for (int i = 1; i < argc; i++) {
                 if (!strcmp(argv[i], "--resume"))
                         resume = true;
+                else if (i + 1 < argc && !strcmp(argv[i], "--skip"))
+                        skip = argv[++i];
                 else if (i + 1 < argc && !strcmp(argv[i], "--daemon"))
                         daemon = argv[++i];
                 else if (i + 1 < argc && !strcmp(argv[i], "--cli"))
@@ -80,6 +82,7 @@ int integ_config_parse(int argc, char **argv, struct integ_config *ret)
             integ_find(ret->sim, sim, "sim/vsockmux-sim") < 0)
                 return -ENOENT;
         ret->resume = resume;
+        ret->skip = skip;
         return 0;
 }
 
@@ -551,9 +554,13 @@ int integ_run(const char *name, struct CMUnitTest *tests, size_t n, int argc, ch
         struct integ_config cfg;
 
         if (integ_config_parse(argc, argv, &cfg) < 0) {
-                fprintf(stderr, "usage: %s [--daemon PATH --cli PATH --sim PATH] [--resume] "
+                fprintf(stderr, "usage: %s [--daemon PATH --cli PATH --sim PATH] [--resume] [--skip REASON] "
                                 "(or set VSOCKMUX_BUILD_ROOT)\n", argv[0]);
                 return 2;
+        }
+        if (cfg.skip) {
+                printf("SKIP: %s\n", cfg.skip);
+                return 77;
         }
         for (size_t i = 0; i < n; i++) {
                 tests[i].initial_state = &cfg;

@@ -23,6 +23,7 @@ struct integ_config {
         char cli[INTEG_PATH_MAX];
         char sim[INTEG_PATH_MAX];
         bool resume;    /* false: the simulator runs with --no-resume (legacy stdio replay only) */
+        const char *skip;       /* set: the whole program skips (exit 77) saying this */
 };
 
 struct integ {
@@ -46,7 +47,7 @@ struct integ_result {
         char *err;
 };
 
-/* Parses --daemon/--cli/--sim/--resume, falling back to $VSOCKMUX_BUILD_ROOT. */
+/* Parses --daemon/--cli/--sim/--resume/--skip, falling back to $VSOCKMUX_BUILD_ROOT. */
 int integ_config_parse(int argc, char **argv, struct integ_config *ret);
 
 /* cmocka setup/teardown: *state is the struct integ_config on entry, the struct integ after. */
