@@ -668,6 +668,19 @@ static int host_run(struct load *l, struct load_result *res, pid_t child)
         return 0;
 }
 
+static void load_done(struct load *l)
+{
+        free(l->fd);
+        free(l->pos);
+        free(l->pids);
+        bench_pattern_done(&l->pat);
+        l->spec = bench_spec_free(l->spec);
+        safe_close(l->p2c[0]);
+        safe_close(l->p2c[1]);
+        safe_close(l->c2p[0]);
+        safe_close(l->c2p[1]);
+}
+
 static int parse_u64(const char *s, uint64_t max, uint64_t *ret)
 {
         char *end;
@@ -791,6 +804,7 @@ int main(int argc, char **argv)
         }
         if (r < 0) {
                 print_result(&l, &res, mode);
+                load_done(&l);
                 return 1;
         }
         bench_proc_sample(l.pids, l.npids, &res.before);
@@ -813,6 +827,7 @@ int main(int argc, char **argv)
                 kill(child, SIGKILL);
         (void) waitpid(child, &status, 0);
         print_result(&l, &res, mode);
+        load_done(&l);
         return r < 0 ? 1 : 0;
 bad:
         usage();
