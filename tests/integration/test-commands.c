@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -264,12 +265,14 @@ static void test_exec_stdout_to_fifo(void **state)
                   NULL);
         integ_assert_code(t, &res, 4);
         integ_result_done(&res);
-        for (;;) {
+        for (int waited = 0;;) {
                 ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
 
                 if (n == 0)
                         break;          /* the daemon closed its end after the drain */
                 if (n < 0 && errno == EAGAIN) {
+                        if ((waited += 10) >= INTEG_WAIT_MS)
+                                fail_msg("the daemon never closed the fifo");
                         integ_sleep_ms(10);
                         continue;
                 }
@@ -429,31 +432,24 @@ static void test_kill_default_is_sigterm_and_gone_pid_is_success(void **state)
         integ_result_done(&res);
 }
 
-/* Reads lines from fd until it has seen want distinct "line N" lines; returns the highest N. */
-static long read_ticker_lines(int fd, int want, char *buf, size_t cap)
+/* Reads fd into buf until it holds needle; fails after INTEG_WAIT_MS or at EOF. */
+static void read_until(int fd, char *buf, size_t cap, size_t *len, const char *needle)
 {
-        size_t len = 0;
-        int seen = 0;
-        long high = -1;
+        for (int waited = 0; !strstr(buf, needle);) {
+                struct pollfd pfd = { .fd = fd, .events = POLLIN };
+                ssize_t n;
 
-        for (;;) {
-                ssize_t n = read(fd, buf + len, cap - 1 - len);
-                char *line;
-
-                if (n <= 0)
-                        fail_msg("attach output ended after '%.*s'", (int)len, buf);
-                len += (size_t)n;
-                buf[len] = 0;
-                seen = 0;
-                for (line = buf; (line = strstr(line, "line ")); line += 5) {
-                        long k = strtol(line + 5, NULL, 10);
-
-                        seen++;
-                        if (k > high)
-                                high = k;
+                if (poll(&pfd, 1, 100) == 0) {
+                        waited += 100;
+                        if (waited >= INTEG_WAIT_MS)
+                                fail_msg("no '%s' in attach output '%s'", needle, buf);
+                        continue;
                 }
-                if (seen >= want || len + 1 >= cap)
-                        return high;
+                n = read(fd, buf + *len, cap - 1 - *len);
+                if (n <= 0)
+                        fail_msg("attach output ended before '%s': '%s'", needle, buf);
+                *len += (size_t)n;
+                buf[*len] = 0;
         }
 }
 
@@ -461,13 +457,18 @@ static void test_attach_sees_output_of_running_process(void **state)
 {
         struct integ *t = *state;
         struct integ_result res;
-        char script[512], pid_s[32], buf[8192];
+        char script[512], pid_s[32], buf[65536] = "";
+        size_t len = 0;
         int in[2], out[2];
-        long pid, high;
+        long pid;
         pid_t attach;
 
         integ_vm_with_sim(t, "demo");
-        snprintf(script, sizeof(script), "i=0; while [ -d %s ]; do echo line $i; i=$((i+1)); sleep 0.1; done", t->dir);
+        /* "before" is backlog by the time attach connects; the ticker starts only after that. */
+        snprintf(script, sizeof(script),
+                 "echo before; while [ ! -e %s ]; do sleep 0.05; done; "
+                 "i=0; while [ -d %s ]; do echo line $i; i=$((i+1)); sleep 0.1; done",
+                 integ_path(t, "go"), t->dir);
         pid = integ_exec_detached(t, "demo", script);
         snprintf(pid_s, sizeof(pid_s), "%ld", pid);
 
@@ -481,10 +482,10 @@ static void test_attach_sees_output_of_running_process(void **state)
         }
         close(in[0]);
         close(out[1]);
-        /* 30 lines: more than were written before attach connected, so some came live. */
-        high = read_ticker_lines(out[0], 30, buf, sizeof(buf));
-        assert_true(high >= 29);
-        integ_assert_contains(buf, "line 0\nline 1\nline 2\n");
+        read_until(out[0], buf, sizeof(buf), &len, "before\n");
+        integ_touch(integ_path(t, "go"));
+        read_until(out[0], buf, sizeof(buf), &len, "line 5\n");
+        integ_assert_contains(buf, "before\nline 0\nline 1\nline 2\nline 3\nline 4\nline 5\n");
         assert_true(integ_alive(t, attach));
 
         integ_cli(t, &res, NULL, "kill", "demo", pid_s, "--signal", "KILL", NULL);
