@@ -15,7 +15,7 @@
 #define SIM_DEFAULT_REPLAY_BYTES (128u * 1024u)
 #define SIM_MIN_REPLAY_BYTES 4096u
 #define SIM_MAX_REPLAY_BYTES (64u * 1024u * 1024u)
-#define SIM_MAX_REQUEST_THREADS 512u
+#define SIM_MAX_REQUEST_THREADS 8192u /* a waiter holds one: a guest with thousands of processes has thousands */
 #define SIM_MAX_PROCESSES 4096u
 #define SIM_MAX_CONTAINERS 1024u
 #define SIM_THREAD_STACK (256u * 1024u) /* thousands of relay threads must stay cheap */

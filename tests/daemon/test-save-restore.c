@@ -511,6 +511,88 @@ static void test_restore_refuses_endpoints_that_do_not_match_before_listening(vo
         free(sv.blob);
 }
 
+
+/* Enough processes that a per-process cost would show: the whole path holds for a VM this busy. */
+#define SCALE_PROCESSES 1000
+
+static void test_thousand_processes_survive_save_and_restore(void **state)
+{
+        struct fixture *f = *state;
+        char script[256], fifo[128];
+        /* Every process blocks on a fifo until the test opens and closes it after the restore. */
+        const char *argv[] = { "sh", "-c", script };
+        struct vmm_exec_params params = { .argv = argv, .n_argv = 3 };
+        _cleanup_free_ struct started *st = calloc(SCALE_PROCESSES, sizeof(*st));
+        _cleanup_free_ struct exited *ex = calloc(SCALE_PROCESSES, sizeof(*ex));
+        char err[256];
+        struct vmm_vm *vm, *vb;
+        struct saved sv;
+        int started = 0, exited = 0;
+
+        assert_non_null(st);
+        assert_non_null(ex);
+        snprintf(fifo, sizeof(fifo), "%s/go", f->dir);
+        assert_int_equal(mkfifo(fifo, 0600), 0);
+        snprintf(script, sizeof(script), "echo up; read x < %s; exit 3", fifo);
+        vm = add_vm_connected(f, true);
+        for (int i = 0; i < SCALE_PROCESSES; i++)
+                assert_int_equal(vmm_exec(vm, &params, on_started, &st[i], err, sizeof(err)), 0);
+        {
+                uint64_t deadline = now_ns() + WAIT_NS;
+
+                while (started < SCALE_PROCESSES) {
+                        assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
+                        started = 0;
+                        for (int i = 0; i < SCALE_PROCESSES; i++) {
+                                if (st[i].count && st[i].error)
+                                        fail_msg("exec %d failed: %s", i, st[i].message);
+                                started += st[i].count;
+                        }
+                        if (now_ns() > deadline)
+                                fail_msg("only %d of %d processes started", started, SCALE_PROCESSES);
+                }
+        }
+        sv = save_vm(f, vm);
+        assert_true(sv.len < SCALE_PROCESSES * 1024u);
+        run_for(f, 200ull * 1000000ull);
+        vb = restore_vm(f, &sv, 0, NULL);
+        assert_int_equal(vmm_vm_process_count(vb), SCALE_PROCESSES);
+        for (int i = 0; i < SCALE_PROCESSES; i++) {
+                struct vmm_process *p = vmm_process_find(vb, st[i].pid);
+                struct vmm_waiter *w;
+                int r;
+
+                assert_non_null(p);
+                r = vmm_process_wait(p, on_exit_seen, &ex[i], &w, &ex[i].exit);
+                assert_true(r >= 0);
+                if (r == 1)
+                        ex[i].count = 1;
+        }
+        {
+                int go = open(fifo, O_WRONLY);
+
+                assert_true(go >= 0);
+                close(go);
+        }
+        {
+                uint64_t deadline = now_ns() + WAIT_NS;
+
+                while (exited < SCALE_PROCESSES) {
+                        assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
+                        exited = 0;
+                        for (int i = 0; i < SCALE_PROCESSES; i++)
+                                exited += ex[i].count;
+                        if (now_ns() > deadline)
+                                fail_msg("only %d of %d exits delivered", exited, SCALE_PROCESSES);
+                }
+        }
+        for (int i = 0; i < SCALE_PROCESSES; i++) {
+                assert_int_equal(ex[i].exit.kind, VMM_EXIT_EXITED);
+                assert_int_equal(ex[i].exit.code, 3);
+        }
+        free(sv.blob);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -522,6 +604,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_resume_on_the_source_rolls_back_a_save, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_restore_refuses_endpoints_that_do_not_match_before_listening,
                                                 setup, teardown),
+                cmocka_unit_test_setup_teardown(test_thousand_processes_survive_save_and_restore, setup, teardown),
         };
 
         signal(SIGPIPE, SIG_IGN);
