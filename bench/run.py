@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
 import signal
 import statistics
@@ -115,7 +116,9 @@ class VsockmuxUnderTest(Variant):
         return None
 
     def start(self, bins, spec_path, streams):
-        return [spawn([bins["relay-under-test"], "--spec", spec_path, "--stats", spec_path + ".stats"])]
+        # BENCH_WRAP="valgrind --tool=callgrind" profiles the relay (same pid, so CPU still counts).
+        wrap = shlex.split(os.environ.get("BENCH_WRAP", ""))
+        return [spawn(wrap + [bins["relay-under-test"], "--spec", spec_path, "--stats", spec_path + ".stats"])]
 
     def collect(self, procs, spec_path):
         time.sleep(0.25)  # one more stats period: the file then describes the idle state
@@ -164,14 +167,20 @@ def spawn(argv):
 
 
 def stop(procs):
-    """SIGKILL: nothing is measured after this, and a thousand socats must not cost seconds."""
+    """SIGKILL: nothing is measured after this, and a thousand socats must not cost seconds.
+    Under BENCH_WRAP, SIGTERM first so a profiler can write its output."""
+    sig = signal.SIGTERM if os.environ.get("BENCH_WRAP") else signal.SIGKILL
     for p in procs:
         try:
-            os.kill(p.pid, signal.SIGKILL)
+            os.kill(p.pid, sig)
         except ProcessLookupError:
             pass
     for p in procs:
-        p.wait()
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 # ---- scenarios ------------------------------------------------------------------------------
