@@ -505,8 +505,11 @@ def chart(scs, summary, path):
     """Each variant's median as a multiple of direct, per scenario (B5: latency, lower is better)."""
     if not shutil.which("gnuplot"):
         return "gnuplot not installed"
-    rows = [sc for sc in scs if sc["mode"] != "idle"]
-    names = [v for v in ALL if v != "direct"]
+    rows = [sc for sc in scs if sc["mode"] != "idle" and med(summary, sc["id"], "direct")]
+    # gnuplot refuses a histogram column without a single point: plot only variants that ran.
+    names = [v for v in ALL if v != "direct" and any(med(summary, sc["id"], v) for sc in rows)]
+    if not rows or not names:
+        return "nothing to draw"
     dat = path + ".dat"
     with open(dat, "w") as f:
         f.write("scenario " + " ".join(names) + "\n")
@@ -531,7 +534,11 @@ plot for [i=2:%d] '%s' using i:xtic(1) title columnheader(i)
 """ % (path, len(names) + 1, dat)
     r = subprocess.run(["gnuplot"], input=gp, text=True, capture_output=True)
     os.unlink(dat)
-    return None if r.returncode == 0 else r.stderr.strip()[-200:]
+    if r.returncode == 0 and os.path.getsize(path) > 0:
+        return None
+    if os.path.exists(path):
+        os.unlink(path)
+    return r.stderr.strip()[-200:] or "gnuplot failed"
 
 
 # ---- build ----------------------------------------------------------------------------------
