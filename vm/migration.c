@@ -20,7 +20,6 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,13 +28,11 @@
 #include "util/macro.h"
 #include "vm/libvirt.h"
 #include "vm/migration.h"
+#include "vm/queue.h"
 #include "vm/stats.h"
 
 /* How long the migrate thread waits, after success, for JOB_COMPLETED and its final stats. */
 #define VM_JOB_COMPLETED_WAIT_MS 5000
-/* Progress and iteration events are dropped, never lifecycle or terminal ones, once fewer
- * than this many slots are free. */
-#define VM_QUEUE_RESERVED 16u
 /* free() re-sends the abort this often until the migrate call returns (a job not started yet
  * cannot be aborted). */
 #define VM_ABORT_RETRY_MS 200
@@ -82,14 +79,10 @@ struct vm_migration {
         atomic_bool barrier_released;
         bool libvirt_used;              /* callbacks may exist: free() needs the barrier */
 
-        int event_fd;
         pthread_mutex_t lock;
         pthread_cond_t cond;
         /* Under lock: */
-        struct vm_migration_event queue[VM_MIGRATION_QUEUE_MAX];
-        unsigned head, count;
-        bool terminal_queued;           /* nothing is queued after the terminal event */
-        bool terminal_delivered;
+        struct vm_event_queue queue;
         bool migrate_done;
         enum vm_state state;
         bool have_final_stats;
@@ -125,24 +118,9 @@ static int fail_libvirt(const char *what, char *err, size_t errlen)
         return fail_with(r, err, errlen, "%s: %s", what, msg);
 }
 
-/* Appends under m->lock; wakes the caller's loop when the queue turns non-empty. */
 static void queue_push_locked(struct vm_migration *m, const struct vm_migration_event *e)
 {
-        bool terminal = e->kind == VM_MIGRATION_EVENT_COMPLETED || e->kind == VM_MIGRATION_EVENT_FAILED ||
-                        e->kind == VM_MIGRATION_EVENT_ABORTED;
-        bool droppable = e->kind == VM_MIGRATION_EVENT_PROGRESS || e->kind == VM_MIGRATION_EVENT_ITERATION;
-        uint64_t one = 1;
-
-        if (m->terminal_queued)
-                return;
-        if (m->count == VM_MIGRATION_QUEUE_MAX ||
-            (droppable && VM_MIGRATION_QUEUE_MAX - m->count <= VM_QUEUE_RESERVED))
-                return;
-        m->queue[(m->head + m->count) % VM_MIGRATION_QUEUE_MAX] = *e;
-        if (m->count++ == 0)
-                (void)!write(m->event_fd, &one, sizeof(one));
-        if (terminal)
-                m->terminal_queued = true;
+        (void)vm_event_queue_push(&m->queue, e);
 }
 
 static void queue_push(struct vm_migration *m, const struct vm_migration_event *e)
@@ -339,7 +317,7 @@ static struct vm_migration *vm_migration_new(void)
 
         if (!m)
                 return NULL;
-        m->event_fd = -1;
+        m->queue.fd = -1;
         m->stats_timer = -1;
         for (size_t i = 0; i < ELEMENTSOF(m->cb_ids); i++)
                 m->cb_ids[i] = -1;
@@ -420,9 +398,9 @@ int vm_migration_start(const struct vm_migration_config *c, const struct vm_migr
         if (r < 0)
                 return fail_with(r, err, errlen, "libvirt: initialization failed");
 
-        m->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (m->event_fd < 0)
-                return fail_with(negative_errno(), err, errlen, "eventfd: %m");
+        r = vm_event_queue_init(&m->queue);
+        if (r < 0)
+                return fail_with(r, err, errlen, "eventfd: %s", strerror(-r));
 
         m->libvirt_used = true;
         m->ctl = vm_libvirt_open(c->src_uri, "source connection", err, errlen, &r);
@@ -468,27 +446,15 @@ int vm_migration_start(const struct vm_migration_config *c, const struct vm_migr
 
 int vm_migration_event_fd(const struct vm_migration *m)
 {
-        return m->event_fd;
+        return m->queue.fd;
 }
 
 int vm_migration_next_event(struct vm_migration *m, struct vm_migration_event *ret)
 {
-        uint64_t v;
-        int r = 0;
+        int r;
 
         pthread_mutex_lock(&m->lock);
-        if (m->count == 0) {
-                r = m->terminal_delivered ? -ENODATA : -EAGAIN;
-                goto out;
-        }
-        *ret = m->queue[m->head];
-        m->head = (m->head + 1) % VM_MIGRATION_QUEUE_MAX;
-        /* The fd stays readable exactly while something is queued. */
-        if (--m->count == 0)
-                (void)!read(m->event_fd, &v, sizeof(v));
-        if (m->count == 0 && m->terminal_queued)
-                m->terminal_delivered = true;
-out:
+        r = vm_event_queue_pop(&m->queue, ret);
         pthread_mutex_unlock(&m->lock);
         return r;
 }
@@ -500,7 +466,7 @@ int vm_migration_wait_event(struct vm_migration *m, int timeout_ms, struct vm_mi
 
         clock_gettime(CLOCK_MONOTONIC, &start);
         for (;;) {
-                struct pollfd pfd = { .fd = m->event_fd, .events = POLLIN };
+                struct pollfd pfd = { .fd = m->queue.fd, .events = POLLIN };
 
                 r = vm_migration_next_event(m, ret);
                 if (r != -EAGAIN)
@@ -637,7 +603,7 @@ struct vm_migration *vm_migration_free(struct vm_migration *m)
         if (m->dest)
                 virConnectClose(m->dest);
         vm_typed_params_clear(&m->typed);
-        safe_close(m->event_fd);
+        vm_event_queue_done(&m->queue);
         pthread_cond_destroy(&m->cond);
         pthread_mutex_destroy(&m->lock);
         free(m->domain);
