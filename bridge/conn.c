@@ -779,6 +779,8 @@ int bridge_conn_set_call_timeout(struct bridge_conn *c, uint64_t timeout_ns)
 
 void bridge_conn_tick(struct bridge_conn *c, uint64_t now_ns)
 {
+        /* Upstream kills the whole bridge on a timeout (B4). One slow answer should not cost every
+         * other call: only the late call completes, and its late answer is swallowed (zombie). */
         if (c->state == BRIDGE_CONN_CLOSED)
                 return;
         bridge_calls_expire(c->calls, now_ns);
