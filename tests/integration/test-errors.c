@@ -108,6 +108,56 @@ static void test_exec_unknown_vm_exits_125_naming_it(void **state)
         integ_result_done(&res);
 }
 
+static void test_usage_errors_exit_2_with_one_line(void **state)
+{
+        struct integ *t = *state;
+        struct integ_result res;
+        static const struct {
+                const char *args[8];
+                const char *says;
+        } cases[] = {
+                { { "bogus" }, "unknown command 'bogus'" },
+                { { "exec", "demo" }, "--" },
+                { { "vm", "add" }, "VM NAME" },
+                { { "vm", "add", "x", "--hvsock", "rel/path" }, "'rel/path'" },
+                { { "vm", "add", "x" }, "--hvsock" },
+                { { "exec", "demo", "--json", "--", "true" }, "--detach" },
+                { { "kill", "demo", "1", "--signal", "NOPE" }, "'NOPE'" },
+                { { "wait", "demo", "zero" }, "'zero'" },
+        };
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                integ_cliv(t, &res, NULL, (char *const *)cases[i].args);
+                if (res.code != 2)
+                        fail_msg("%s %s: exit %d, stderr '%s'", cases[i].args[0], cases[i].args[1] ? cases[i].args[1] : "",
+                                 res.code, res.err);
+                integ_assert_one_line_error(res.err);
+                integ_assert_contains(res.err, cases[i].says);
+                integ_result_done(&res);
+        }
+}
+
+static void test_wait_and_attach_unknown_pid_name_it(void **state)
+{
+        struct integ *t = *state;
+        struct integ_result res;
+
+        integ_cli(t, &res, NULL, "vm", "add", "demo", "--hvsock", integ_hvsock(t, "demo"), NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        integ_cli(t, &res, NULL, "wait", "demo", "4242", NULL);
+        integ_assert_code(t, &res, 1);
+        integ_assert_one_line_error(res.err);
+        integ_assert_contains(res.err, "4242");
+        integ_assert_contains(res.err, "demo");
+        integ_result_done(&res);
+        integ_cli(t, &res, NULL, "attach", "demo", "4242", NULL);
+        integ_assert_code(t, &res, 1);
+        integ_assert_one_line_error(res.err);
+        integ_assert_contains(res.err, "4242");
+        integ_result_done(&res);
+}
+
 static void test_vm_add_twice_fails_naming_the_vm(void **state)
 {
         struct integ *t = *state;
@@ -482,6 +532,8 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_wrong_socket_path_is_a_one_line_error),
                 cmocka_unit_test(test_unknown_vm_is_named_by_every_command),
                 cmocka_unit_test(test_exec_unknown_vm_exits_125_naming_it),
+                cmocka_unit_test(test_usage_errors_exit_2_with_one_line),
+                cmocka_unit_test(test_wait_and_attach_unknown_pid_name_it),
                 cmocka_unit_test(test_vm_add_twice_fails_naming_the_vm),
                 cmocka_unit_test(test_exec_before_guest_connects_runs_once_it_does),
                 cmocka_unit_test(test_exec_without_guest_times_out_clearly),
