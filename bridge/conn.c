@@ -8,17 +8,8 @@
 #include <time.h>
 
 #include "bridge/codec.h"
+#include "bridge/held.h"
 #include "util/log.h"
-
-/* A message that arrived in a resume window before its call or container was registered. */
-struct held {
-        struct held *next;
-        uint32_t type;      /* frame type: a response or BRIDGE_NOTIFY_CONTAINER */
-        uint64_t id;        /* responses */
-        char *container_id; /* notifications */
-        char *payload;
-        size_t len;
-};
 
 struct watcher {
         struct watcher *next;
@@ -54,9 +45,7 @@ struct bridge_conn {
         struct watcher *watchers;
         size_t n_watchers;
 
-        struct held *held_head, **held_tail;
-        size_t n_held, held_bytes;
-        uint64_t held_dropped;
+        struct bridge_held held;
 };
 
 static const char *const bridge_conn_state_names[_BRIDGE_CONN_STATE_MAX] = {
@@ -112,93 +101,35 @@ static void set_state(struct bridge_conn *c, enum bridge_conn_state s)
 
 /* ---- held messages ---- */
 
-static struct held *held_free(struct held *h)
-{
-        if (h) {
-                free(h->container_id);
-                free(h->payload);
-                free(h);
-        }
-        return NULL;
-}
-
-static void held_unlink(struct bridge_conn *c, struct held **p)
-{
-        struct held *h = *p;
-
-        *p = h->next;
-        if (c->held_tail == &h->next)
-                c->held_tail = p;
-        c->n_held--;
-        c->held_bytes -= h->len;
-}
-
 static void held_discard_all(struct bridge_conn *c, const char *why)
 {
-        size_t n = c->n_held;
+        size_t n = bridge_held_clear(&c->held);
 
-        while (c->held_head) {
-                struct held *h = c->held_head;
-                held_unlink(c, &c->held_head);
-                held_free(h);
-        }
         if (n > 0)
                 log_warn("bridge %s: discarding %zu held message(s): %s", c->name, n, why);
 }
 
-/* Returns 0 when held, -ENOSPC when a cap was reached (the message is then dropped, and logged). */
+/* Returns 0 when held or refused over a cap (logged: the message is lost), -ENOMEM. */
 static int held_add(struct bridge_conn *c, uint32_t type, uint64_t id, const char *container_id, const char *payload,
                     size_t len)
 {
-        struct held *h;
+        int r = bridge_held_add(&c->held, type, id, container_id, payload, len);
 
-        if (c->n_held >= BRIDGE_CONN_MAX_HELD || c->held_bytes + len > BRIDGE_CONN_MAX_HELD_BYTES) {
-                c->held_dropped++;
+        if (r == -ENOSPC) {
                 log_warn("bridge %s: resume window holds %zu message(s), %zu bytes already; dropping %s id %" PRIu64
                          "%s%s",
-                         c->name, c->n_held, c->held_bytes, bridge_type_name(type) ?: "message", id,
+                         c->name, c->held.n, c->held.bytes, bridge_type_name(type) ?: "message", id,
                          container_id ? " for container " : "", container_id ?: "");
-                return -ENOSPC;
+                return 0;
         }
-        h = calloc(1, sizeof(*h));
-        if (!h)
-                return -ENOMEM;
-        h->type = type;
-        h->id = id;
-        h->len = len;
-        h->payload = malloc(len ? len : 1);
-        if (container_id)
-                h->container_id = strdup(container_id);
-        if (!h->payload || (container_id && !h->container_id)) {
-                held_free(h);
-                return -ENOMEM;
-        }
-        memcpy(h->payload, payload, len);
-        *c->held_tail = h;
-        c->held_tail = &h->next;
-        c->n_held++;
-        c->held_bytes += len;
+        if (r < 0)
+                return r;
         if (container_id)
                 log_debug("bridge %s: holding a notification for container %s until it is watched", c->name,
                           container_id);
         else
                 log_debug("bridge %s: holding response id %" PRIu64 " until its wait is pre-registered", c->name, id);
         return 0;
-}
-
-/* Takes the first held message matching (type class, id or container); NULL when none. */
-static struct held *held_take(struct bridge_conn *c, bool notification, uint64_t id, const char *container_id)
-{
-        for (struct held **p = &c->held_head; *p; p = &(*p)->next) {
-                struct held *h = *p;
-                bool match = notification ? h->container_id && strcmp(h->container_id, container_id) == 0
-                                          : !h->container_id && h->id == id;
-                if (match) {
-                        held_unlink(c, p);
-                        return h;
-                }
-        }
-        return NULL;
 }
 
 /* ---- watchers ---- */
@@ -570,7 +501,7 @@ int bridge_conn_new(const char *name, const struct bridge_conn_ops *ops, void *u
         c->state = BRIDGE_CONN_WAITING;
         c->call_timeout_ns = BRIDGE_CONN_CALL_TIMEOUT_NS;
         c->offer_stdio_resume = true;
-        c->held_tail = &c->held_head;
+        bridge_held_init(&c->held);
         *ret = c;
         return 0;
 }
@@ -837,12 +768,12 @@ bool bridge_conn_in_resume_window(const struct bridge_conn *c)
 
 size_t bridge_conn_held_count(const struct bridge_conn *c)
 {
-        return c->n_held;
+        return c->held.n;
 }
 
 uint64_t bridge_conn_held_dropped(const struct bridge_conn *c)
 {
-        return c->held_dropped;
+        return c->held.dropped;
 }
 
 enum bridge_conn_state bridge_conn_state(const struct bridge_conn *c)
@@ -1003,7 +934,7 @@ int bridge_conn_preregister_wait(struct bridge_conn *c, uint64_t call_id, const 
                                  bridge_call_fn fn, void *userdata)
 {
         struct bridge_call *call;
-        struct held *h;
+        _cleanup_(bridge_held_msg_freep) struct bridge_held_msg *h = NULL;
         int r;
 
         if (c->state == BRIDGE_CONN_CLOSED)
@@ -1015,13 +946,12 @@ int bridge_conn_preregister_wait(struct bridge_conn *c, uint64_t call_id, const 
                                      &call);
         if (r != 0)
                 return r;
-        h = held_take(c, false, call_id, NULL);
+        h = bridge_held_take_response(&c->held, call_id);
         if (h) {
                 const char *reason = "undecodable";
 
                 log_info("bridge %s: releasing held response id %" PRIu64 " to its adopted wait", c->name, call_id);
                 r = complete_from_payload(c, call, h->payload, h->len, &reason);
-                held_free(h);
                 if (r < 0) {
                         /* It was a valid response once; only this call can tell it does not fit. */
                         struct bridge_result res = {
@@ -1045,8 +975,8 @@ int bridge_conn_preregister_wait(struct bridge_conn *c, uint64_t call_id, const 
 int bridge_conn_watch_container(struct bridge_conn *c, const char *container_id, bridge_notify_fn fn,
                                 void *userdata)
 {
+        _cleanup_(bridge_held_msg_freep) struct bridge_held_msg *h = NULL;
         struct watcher *w;
-        struct held *h;
 
         if (c->state == BRIDGE_CONN_CLOSED)
                 return -ESHUTDOWN;
@@ -1068,12 +998,11 @@ int bridge_conn_watch_container(struct bridge_conn *c, const char *container_id,
         w->fn = fn;
         w->userdata = userdata;
 
-        h = held_take(c, true, 0, container_id);
+        h = bridge_held_take_notification(&c->held, container_id);
         if (h) {
                 _cleanup_(bridge_notification_done) struct bridge_notification n = {};
                 int r = bridge_notification_decode(h->payload, h->len, &n, NULL);
 
-                held_free(h);
                 if (r == 0) {
                         log_info("bridge %s: releasing held notification for container %s", c->name, container_id);
                         deliver_notification(c, w, &n);

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include "bridge/calls.h"
+#include "bridge/held.h"
 #include "bridge/msg.h"
 #include "util/macro.h"
 
@@ -19,8 +20,8 @@
 #define BRIDGE_CONN_PROBE_TIMEOUT_MS 50u
 #define BRIDGE_CONN_PROBE_DEADLINE_NS (60 * BRIDGE_NSEC_PER_SEC)
 /* Messages held during a resume window until their call or container is registered (V1). */
-#define BRIDGE_CONN_MAX_HELD 4096u
-#define BRIDGE_CONN_MAX_HELD_BYTES (1u << 20)
+#define BRIDGE_CONN_MAX_HELD BRIDGE_HELD_MAX
+#define BRIDGE_CONN_MAX_HELD_BYTES BRIDGE_HELD_MAX_BYTES
 #define BRIDGE_CONN_MAX_WATCHERS 65536u
 #define BRIDGE_CONN_NAME_MAX 128u
 

@@ -6,6 +6,7 @@
 
 #include "bridge/calls.h"
 #include "bridge/codec.h"
+#include "bridge/held.h"
 
 struct done {
         int count;
@@ -267,6 +268,58 @@ static void test_list_and_cancel(void **state)
         assert_int_equal(d.count, 2);
 }
 
+static void test_held_store_is_fifo_and_bounded(void **state)
+{
+        struct bridge_held h;
+        struct bridge_held_msg *m;
+
+        bridge_held_init(&h);
+        assert_int_equal(bridge_held_add(&h, BRIDGE_NOTIFY_CONTAINER, 0, "a", "first", 5), 0);
+        assert_int_equal(bridge_held_add(&h, bridge_type_response_for(BRIDGE_RPC_WAIT_FOR_PROCESS), 7, NULL, "r7", 2), 0);
+        assert_int_equal(bridge_held_add(&h, BRIDGE_NOTIFY_CONTAINER, 0, "a", "second", 6), 0);
+        assert_int_equal(h.n, 3);
+        assert_int_equal(h.bytes, 13);
+        /* A response is found by id only, a notification by container only, oldest first. */
+        assert_null(bridge_held_take_response(&h, 0));
+        assert_null(bridge_held_take_notification(&h, "b"));
+        m = bridge_held_take_notification(&h, "a");
+        assert_non_null(m);
+        assert_memory_equal(m->payload, "first", 5);
+        bridge_held_msg_free(m);
+        m = bridge_held_take_response(&h, 7);
+        assert_non_null(m);
+        assert_int_equal(m->len, 2);
+        bridge_held_msg_free(m);
+        assert_int_equal(h.n, 1);
+        assert_int_equal(bridge_held_clear(&h), 1);
+        assert_int_equal(h.bytes, 0);
+
+        /* Caps: count and bytes. Refusals are counted, the store stays usable. */
+        for (unsigned i = 0; i < BRIDGE_HELD_MAX; i++)
+                assert_int_equal(bridge_held_add(&h, BRIDGE_NOTIFY_CONTAINER, 0, "c", "x", 1), 0);
+        assert_int_equal(bridge_held_add(&h, BRIDGE_NOTIFY_CONTAINER, 0, "c", "x", 1), -ENOSPC);
+        assert_int_equal(h.dropped, 1);
+        assert_int_equal(bridge_held_clear(&h), BRIDGE_HELD_MAX);
+        {
+                char *big = calloc(1, BRIDGE_HELD_MAX_BYTES);
+
+                assert_non_null(big);
+                assert_int_equal(bridge_held_add(&h, 0x20100601, 1, NULL, big, BRIDGE_HELD_MAX_BYTES), 0);
+                assert_int_equal(bridge_held_add(&h, 0x20100601, 2, NULL, big, 1), -ENOSPC);
+                assert_int_equal(h.dropped, 2);
+                free(big);
+        }
+        bridge_held_clear(&h);
+        /* The tail survives taking the last element: appending still works. */
+        assert_int_equal(bridge_held_add(&h, 0x20100601, 3, NULL, "y", 1), 0);
+        m = bridge_held_take_response(&h, 3);
+        bridge_held_msg_free(m);
+        assert_int_equal(bridge_held_add(&h, 0x20100601, 4, NULL, "z", 1), 0);
+        assert_non_null(h.head);
+        assert_int_equal(h.head->id, 4);
+        bridge_held_clear(&h);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -280,6 +333,7 @@ int main(void)
                 cmocka_unit_test(test_thousands_of_waits_are_found_by_id),
                 cmocka_unit_test(test_zombies_are_bounded),
                 cmocka_unit_test(test_list_and_cancel),
+                cmocka_unit_test(test_held_store_is_fifo_and_bounded),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
