@@ -16,6 +16,7 @@
 
 #define DEFAULT_SOCKET "/run/vsockmux/vsockmux.sock"
 #define DEFAULT_STATE_DIR "/run/vsockmux"
+#define DAEMON_STOP_FLUSH_NS (5ull * 1000000000ull)
 
 struct daemon_signals {
         struct relay_op op;
@@ -199,6 +200,18 @@ int main(int argc, char **argv)
         r = relay_run(relay);
         if (r < 0)
                 log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: the loop failed");
+        else if (vmm_quiesce(vmm) > 0) {
+                /* What was read from a guest reaches its endpoint before we go; a stalled endpoint
+                 * gets a bounded wait, then its held bytes are reported lost. */
+                uint64_t deadline = relay_now_ns(relay) + DAEMON_STOP_FLUSH_NS;
+
+                while (vmm_quiesce_pending(vmm) > 0 && relay_now_ns(relay) < deadline)
+                        if (relay_run_once(relay, 50 * 1000000ll) < 0)
+                                break;
+                if (vmm_quiesce_pending(vmm) > 0)
+                        log_warn("vsockmuxd: %u streams could not flush to their endpoints in time",
+                                 vmm_quiesce_pending(vmm));
+        }
         /* VMs first: their waiters still reach clients through the server. */
         vmm = vmm_free(vmm);
         service = service_free(service);

@@ -216,8 +216,13 @@ static void stream_on_tap(struct relay_stream *rs, const void *data, size_t len,
 static void stream_on_frozen(struct relay_stream *rs, void *userdata)
 {
         struct vmm_stream *s = userdata;
+        struct vmm *m = s->process->vm->vmm;
 
-        vmm_save_stream_frozen(s->process->vm);
+        /* A save freezes its own VM's streams; a stop freezes the rest (it skips frozen ones). */
+        if (s->process->vm->save)
+                vmm_save_stream_frozen(s->process->vm);
+        else if (m->quiesce_pending > 0)
+                m->quiesce_pending--;
 }
 
 static const struct relay_stream_ops stream_ops = {

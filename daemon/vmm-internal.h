@@ -14,6 +14,7 @@ struct vmm {
         void *event_userdata;
         struct list_head vms;
         unsigned n_vms;
+        unsigned quiesce_pending;       /* streams still flushing for a stop */
 };
 
 struct vmm_container {

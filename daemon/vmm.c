@@ -128,6 +128,30 @@ struct vmm *vmm_free(struct vmm *m)
         return NULL;
 }
 
+unsigned vmm_quiesce(struct vmm *m)
+{
+        struct list_head *pos;
+
+        list_for_each(pos, &m->vms) {
+                struct vmm_vm *vm = list_entry(pos, struct vmm_vm, link);
+                struct list_head *p;
+
+                list_for_each(p, &vm->processes) {
+                        struct vmm_process *proc = list_entry(p, struct vmm_process, link);
+
+                        for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++)
+                                if (proc->streams[k].stream && relay_stream_freeze(proc->streams[k].stream) == 0)
+                                        m->quiesce_pending++;
+                }
+        }
+        return m->quiesce_pending;
+}
+
+unsigned vmm_quiesce_pending(const struct vmm *m)
+{
+        return m->quiesce_pending;
+}
+
 struct relay *vmm_relay(struct vmm *m)
 {
         return m->relay;

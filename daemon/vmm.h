@@ -89,6 +89,11 @@ struct vmm_process;
 struct vmm_waiter;
 
 int vmm_new(struct relay *r, const struct vmm_config *cfg, vmm_event_fn ev, void *userdata, struct vmm **ret);
+/* Stopping: freezes every stream so what was read reaches its endpoint. Returns how many streams
+ * are still flushing; run the loop until vmm_quiesce_pending() is 0 (or a deadline), then free. */
+unsigned vmm_quiesce(struct vmm *m);
+unsigned vmm_quiesce_pending(const struct vmm *m);
+
 /* Removes every VM: their processes end as lost ("daemon stopping") and their waiters are told. */
 struct vmm *vmm_free(struct vmm *m);
 DEFINE_CLEANUP(struct vmm *, vmm_free);
