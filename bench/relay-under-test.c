@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bench/spec.h"
@@ -111,18 +112,30 @@ int main(int argc, char **argv)
         _cleanup_(bench_spec_freep) struct bench_spec *spec = NULL;
         _cleanup_(relay_freep) struct relay *relay = NULL;
         struct relay_transport t = { .kind = RELAY_TRANSPORT_HVSOCK };
+        struct relay_config cfg;
         struct rut rut = {};
         const char *path = NULL;
         int k;
 
+        relay_config_default(&cfg);
         for (int i = 1; i + 1 < argc; i += 2) {
                 if (strcmp(argv[i], "--spec") == 0)
                         path = argv[i + 1];
                 else if (strcmp(argv[i], "--stats") == 0)
                         rut.stats_path = argv[i + 1];
+                /* Pool experiments; relay_new() checks the values against its limits. */
+                else if (strcmp(argv[i], "--buf-size") == 0)
+                        cfg.buf_size = (unsigned) strtoul(argv[i + 1], NULL, 0);
+                else if (strcmp(argv[i], "--buf-count") == 0)
+                        cfg.buf_count = (unsigned) strtoul(argv[i + 1], NULL, 0);
+                else if (strcmp(argv[i], "--stream-bufs") == 0)
+                        cfg.stream_max_bufs = (unsigned) strtoul(argv[i + 1], NULL, 0);
+                else
+                        path = NULL, i = argc;
         }
         if (!path) {
-                fprintf(stderr, "usage: relay-under-test --spec FILE [--stats FILE]\n");
+                fprintf(stderr, "usage: relay-under-test --spec FILE [--stats FILE] [--buf-size N] [--buf-count N]"
+                                " [--stream-bufs N]\n");
                 return 2;
         }
         k = bench_spec_load(path, &spec);
@@ -131,7 +144,7 @@ int main(int argc, char **argv)
                 return 2;
         }
         /* relay_new raises RLIMIT_NOFILE to the hard limit and ignores SIGPIPE. */
-        k = relay_new(NULL, &relay);
+        k = relay_new(&cfg, &relay);
         if (k < 0) {
                 fprintf(stderr, "relay-under-test: relay_new: %s\n", strerror(-k));
                 return 1;

@@ -28,6 +28,9 @@ RESULTS = os.path.join(HERE, "results")
 BUILD_DIR = os.path.join(ROOT, "build-bench-run")
 PORT_BASE = 10000
 LOAD_TIMEOUT_S = 120
+# Sockets and fifos live on tmpfs: on ext4, bind() after thousands of unlinks costs ~1.5 ms
+# per socket (ext4's recently_deleted inode scan), which would dominate setup at 4,000 streams.
+TMP_BASE = "/dev/shm" if os.access("/dev/shm", os.W_OK) else "/tmp"
 
 
 # ---- variants -------------------------------------------------------------------------------
@@ -118,7 +121,9 @@ class VsockmuxUnderTest(Variant):
     def start(self, bins, spec_path, streams):
         # BENCH_WRAP="valgrind --tool=callgrind" profiles the relay (same pid, so CPU still counts).
         wrap = shlex.split(os.environ.get("BENCH_WRAP", ""))
-        return [spawn(wrap + [bins["relay-under-test"], "--spec", spec_path, "--stats", spec_path + ".stats"])]
+        extra = shlex.split(os.environ.get("BENCH_RUT_ARGS", ""))  # e.g. "--buf-size 16384 --buf-count 4096"
+        return [spawn(wrap + [bins["relay-under-test"], "--spec", spec_path, "--stats", spec_path + ".stats"]
+                      + extra)]
 
     def collect(self, procs, spec_path):
         time.sleep(0.25)  # one more stats period: the file then describes the idle state
@@ -286,7 +291,7 @@ class Held:
     """A persistent variant's processes and paths for one scenario."""
 
     def __init__(self, bins, sc, variant):
-        self.tmp = tempfile.mkdtemp(prefix="vsockmux-bench-", dir="/tmp")
+        self.tmp = tempfile.mkdtemp(prefix="vsockmux-bench-", dir=TMP_BASE)
         self.spec, self.streams = write_spec(self.tmp, sc)
         self.procs = variant.start(bins, self.spec, self.streams)
 
@@ -297,7 +302,7 @@ class Held:
 
 def measure(bins, sc, variant, held=None):
     """One repetition: bench-load creates endpoints, we start the relay, it measures."""
-    tmp = held.tmp if held else tempfile.mkdtemp(prefix="vsockmux-bench-", dir="/tmp")
+    tmp = held.tmp if held else tempfile.mkdtemp(prefix="vsockmux-bench-", dir=TMP_BASE)
     procs = held.procs if held else []
     try:
         spec, streams = (held.spec, held.streams) if held else write_spec(tmp, sc)
