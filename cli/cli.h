@@ -37,6 +37,9 @@ struct cli_command {
         const char *usage;
 };
 
+/* Replaces control characters in place (newlines and tabs become spaces, others '?'). */
+char *cli_sanitize(char *s);
+
 /* Prints "vsockmux: <command>: <message>" as one line on stderr; returns CLI_EXIT_FAILURE. */
 int cli_error(const struct cli *cli, const char *fmt, ...) _printf_(2, 3);
 /* The same, returning CLI_EXIT_USAGE and pointing at --help. */

@@ -199,6 +199,7 @@ int cli_kill(struct cli *cli, int argc, char **argv)
         if (r != 0)
                 return r;
         resp = (Vsockmux__V1__KillResponse *)m;
+        cli_sanitize(resp->note);
         /* Already gone is what the caller wanted: say so, but succeed. */
         if (resp->not_found)
                 fprintf(stderr, "vsockmux: kill: process %u in %s was not running%s%s\n", req.pid, req.vm,

@@ -63,7 +63,7 @@ int cli_stats(struct cli *cli, int argc, char **argv)
         return 0;
 }
 
-static void print_event(const Vsockmux__V1__Event *ev, bool json)
+static void print_event(Vsockmux__V1__Event *ev, bool json)
 {
         char kind[48], when[64], exit_text[64];
         time_t secs = (time_t)(ev->timestamp_ns / 1000000000u);
@@ -95,6 +95,10 @@ static void print_event(const Vsockmux__V1__Event *ev, bool json)
                 puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
                 json_object_put(o);
         } else {
+                /* Names and messages come from elsewhere: keep them off the terminal's controls. */
+                cli_sanitize(ev->vm);
+                cli_sanitize(ev->container_id);
+                cli_sanitize(ev->message);
                 printf("%s %-20s %s", when, kind, ev->vm[0] ? ev->vm : "-");
                 if (ev->container_id[0])
                         printf(" container=%s", ev->container_id);

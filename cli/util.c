@@ -11,15 +11,21 @@
 
 #include "cli/cli.h"
 
+char *cli_sanitize(char *s)
+{
+        for (unsigned char *p = (unsigned char *)s; *p; p++)
+                if (*p < 0x20 || *p == 0x7f)
+                        *p = *p == '\n' || *p == '\r' || *p == '\t' ? ' ' : '?';
+        return s;
+}
+
 static void verror(const struct cli *cli, const char *fmt, va_list ap)
 {
         char msg[1024];
 
         vsnprintf(msg, sizeof(msg), fmt, ap);
-        /* One line: a daemon message with a newline in it must not split the error. */
-        for (char *p = msg; *p; p++)
-                if (*p == '\n' || *p == '\r')
-                        *p = ' ';
+        /* One line, and no terminal escapes smuggled in through a daemon message or a name. */
+        cli_sanitize(msg);
         if (cli && cli->command)
                 fprintf(stderr, "vsockmux: %s: %s\n", cli->command, msg);
         else
@@ -291,6 +297,8 @@ int cli_table_add(struct cli_table *t, const char *const *cells)
                                 free(t->cells[t->n_rows * t->n_columns + i]);
                         return -ENOMEM;
                 }
+                /* A newline in a name would break the alignment, an escape would drive the terminal. */
+                cli_sanitize(t->cells[t->n_rows * t->n_columns + i]);
         }
         t->n_rows++;
         return 0;

@@ -56,7 +56,8 @@ static int fake_vm_list(struct control_call *call, const ProtobufCMessage *reque
 {
         Vsockmux__V1__VmListResponse resp = VSOCKMUX__V1__VM_LIST_RESPONSE__INIT;
         Vsockmux__V1__VmInfo a = VSOCKMUX__V1__VM_INFO__INIT, b = VSOCKMUX__V1__VM_INFO__INIT;
-        Vsockmux__V1__VmInfo *vms[] = { &a, &b };
+        Vsockmux__V1__VmInfo c = VSOCKMUX__V1__VM_INFO__INIT;
+        Vsockmux__V1__VmInfo *vms[] = { &a, &b, &c };
 
         a.name = (char *)"alpha";
         a.transport = VSOCKMUX__V1__TRANSPORT__TRANSPORT_HVSOCK;
@@ -68,7 +69,11 @@ static int fake_vm_list(struct control_call *call, const ProtobufCMessage *reque
         b.transport = VSOCKMUX__V1__TRANSPORT__TRANSPORT_VSOCK;
         b.cid = 42;
         b.bridge_state = VSOCKMUX__V1__BRIDGE_STATE__BRIDGE_STATE_WAITING;
-        resp.n_vms = 2;
+        /* A name carrying a terminal escape and a newline. */
+        c.name = (char *)"evil\033]0;owned\007\nname";
+        c.transport = VSOCKMUX__V1__TRANSPORT__TRANSPORT_VSOCK;
+        c.cid = 43;
+        resp.n_vms = 3;
         resp.vms = vms;
         control_call_reply(call, &resp.base);
         return 0;
@@ -485,7 +490,7 @@ static int teardown(void **state)
 
 /* ---- tests ------------------------------------------------------------------------------ */
 
-static void test_vm_ls_prints_an_aligned_table(void **state)
+static void test_vm_ls_prints_an_aligned_table_without_control_characters(void **state)
 {
         struct fixture *f = *state;
         _cleanup_(run_done) struct run res = {};
@@ -493,7 +498,9 @@ static void test_vm_ls_prints_an_aligned_table(void **state)
 
         run_cli(f, &res, NULL, "vm", "ls", NULL);
         assert_int_equal(exit_code(&res), 0);
-        assert_int_equal(count_lines(res.out), 3);
+        assert_int_equal(count_lines(res.out), 4);
+        assert_null(strchr(res.out, '\033'));
+        assert_null(strchr(res.out, '\007'));
         line2 = strchr(res.out, '\n') + 1;
         /* Every column starts where its header does. */
         assert_int_equal(strstr(res.out, "TRANSPORT") - res.out, strstr(line2, "hvsock") - line2);
@@ -514,7 +521,9 @@ static void test_vm_ls_json_is_one_document(void **state)
         doc = json_tokener_parse(res.out);
         assert_non_null(doc);
         assert_true(json_object_is_type(doc, json_type_array));
-        assert_int_equal(json_object_array_length(doc), 2);
+        assert_int_equal(json_object_array_length(doc), 3);
+        assert_string_equal(json_object_get_string(json_object_object_get(json_object_array_get_idx(doc, 2), "name")),
+                            "evil\033]0;owned\007\nname");
         vm = json_object_array_get_idx(doc, 0);
         assert_string_equal(json_object_get_string(json_object_object_get(vm, "name")), "alpha");
         assert_string_equal(json_object_get_string(json_object_object_get(vm, "bridge")), "connected");
@@ -716,7 +725,7 @@ static void test_usage_errors_exit_2_with_one_line(void **state)
 int main(int argc, char **argv)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_vm_ls_prints_an_aligned_table, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_vm_ls_prints_an_aligned_table_without_control_characters, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_vm_ls_json_is_one_document, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_daemon_error_is_one_line_on_stderr_with_nonzero_exit, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_unreachable_daemon_names_the_socket, setup, teardown),
