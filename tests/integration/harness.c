@@ -110,6 +110,14 @@ const char *integ_alive_loop(struct integ *t)
         return p;
 }
 
+const char *integ_wait_go(struct integ *t)
+{
+        char *p = t->paths[t->path_next++ % INTEG_PATH_SLOTS];
+
+        snprintf(p, INTEG_PATH_MAX, "while [ -d %s ] && [ ! -e %s/go ]; do sleep 0.05; done", t->dir, t->dir);
+        return p;
+}
+
 static void integ_track(struct integ *t, pid_t pid)
 {
         for (unsigned i = 0; i < INTEG_MAX_PROCS; i++)

@@ -104,6 +104,9 @@ void integ_dump_daemon_log(struct integ *t);
 /* A shell command that runs until the test's dir is gone: processes outlive a killed sim otherwise. */
 const char *integ_alive_loop(struct integ *t);
 
+/* A shell command that waits until the test touches integ_path(t, "go") (or its dir is gone). */
+const char *integ_wait_go(struct integ *t);
+
 void integ_sleep_ms(int ms);
 
 struct json_object *integ_json_get(struct json_object *o, const char *key);

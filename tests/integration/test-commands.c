@@ -186,7 +186,7 @@ static void test_exec_detach_then_wait_reports_exit_code(void **state)
 
         integ_vm_with_sim(t, "demo");
         /* Runs until the test lets it go, so wait really waits. */
-        snprintf(script, sizeof(script), "while [ ! -e %s ]; do sleep 0.05; done; exit 5", integ_path(t, "go"));
+        snprintf(script, sizeof(script), "%s; exit 5", integ_wait_go(t));
         pid = integ_exec_detached(t, "demo", script);
         snprintf(pid_s, sizeof(pid_s), "%ld", pid);
 
@@ -466,9 +466,9 @@ static void test_attach_sees_output_of_running_process(void **state)
         integ_vm_with_sim(t, "demo");
         /* "before" is backlog by the time attach connects; the ticker starts only after that. */
         snprintf(script, sizeof(script),
-                 "echo before; while [ ! -e %s ]; do sleep 0.05; done; "
+                 "echo before; %s; "
                  "i=0; while [ -d %s ]; do echo line $i; i=$((i+1)); sleep 0.1; done",
-                 integ_path(t, "go"), t->dir);
+                 integ_wait_go(t), t->dir);
         pid = integ_exec_detached(t, "demo", script);
         snprintf(pid_s, sizeof(pid_s), "%ld", pid);
 
@@ -507,8 +507,8 @@ static void test_attach_ends_when_process_exits(void **state)
         integ_skip_known_bug("daemon/attach.c never closes attach clients when the process's output ends, "
                              "so `vsockmux attach` hangs after the process exits");
         integ_vm_with_sim(t, "demo");
-        snprintf(script, sizeof(script), "echo first; while [ ! -e %s ]; do sleep 0.05; done; echo last; exit 3",
-                 integ_path(t, "go"));
+        snprintf(script, sizeof(script), "echo first; %s; echo last; exit 3",
+                 integ_wait_go(t));
         pid = integ_exec_detached(t, "demo", script);
         snprintf(pid_s, sizeof(pid_s), "%ld", pid);
         snprintf(out, sizeof(out), "%s", integ_path(t, "attach.out"));
@@ -541,8 +541,8 @@ static void test_attach_with_stdin_at_eof_still_follows_output(void **state)
         integ_skip_known_bug("cli/exec.c cli_attach() half-closes the attach socket on stdin EOF and the daemon "
                              "then drops the client, so `vsockmux attach </dev/null` ends right after the backlog (sometimes mid-backlog) instead of following the output");
         integ_vm_with_sim(t, "demo");
-        snprintf(script, sizeof(script), "seq 1 200; while [ ! -e %s ]; do sleep 0.05; done; echo last",
-                 integ_path(t, "go"));
+        snprintf(script, sizeof(script), "seq 1 200; %s; echo last",
+                 integ_wait_go(t));
         pid = integ_exec_detached(t, "demo", script);
         snprintf(pid_s, sizeof(pid_s), "%ld", pid);
         integ_touch(integ_path(t, "go"));

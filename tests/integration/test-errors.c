@@ -257,8 +257,8 @@ static void test_attach_client_that_never_reads_does_not_hold_back_the_file(void
 
         integ_vm_with_sim(t, "demo");
         snprintf(out, sizeof(out), "%s", integ_path(t, "big.out"));
-        snprintf(script, sizeof(script), "while [ ! -e %s ]; do sleep 0.05; done; head -c %u /dev/zero",
-                 integ_path(t, "go"), ERR_BIG_OUTPUT);
+        snprintf(script, sizeof(script), "%s; head -c %u /dev/zero",
+                 integ_wait_go(t), ERR_BIG_OUTPUT);
         {
                 char *args[] = { (char *)"exec", (char *)"demo", (char *)"--detach", (char *)"--stdout", out,
                                  (char *)"--", (char *)"sh", (char *)"-c", script, NULL };
