@@ -1,5 +1,6 @@
 /* relay/stream.c: one stdio stream: guest socket <-> host endpoint through pool buffers, with backpressure,
  * counters, freeze/resume and guest replacement. */
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,8 +43,11 @@ struct relay_stream {
 
         enum stream_src src;
         enum stream_dst dst;
-        struct relay_op rd_op, wr_op, hdr_op;
+        struct relay_op rd_op, wr_op, hdr_op, hup_op;
         bool rd_armed, wr_armed, hdr_armed;
+        /* stdin only: a poll for the guest hanging up while the endpoint is quiet */
+        bool hup_armed, hup_cancelled;
+        unsigned guest_gen, hup_gen;    /* a hang-up seen on a replaced guest is stale */
         bool rd_cancelled;      /* a cancel for the armed read is out */
         bool rd_budget;         /* the armed recv carries a byte budget */
 
@@ -355,6 +359,63 @@ static int wr_kick(struct relay_stream *s)
         return 0;
 }
 
+/* ---- the guest of a stdin stream hanging up ---- */
+
+static bool hup_wanted(const struct relay_stream *s)
+{
+        return s->dir == RELAY_STREAM_TO_GUEST && s->guest_fd >= 0 && !s->hup_armed && !s->done && !s->freezing &&
+               !s->frozen && !s->freed;
+}
+
+/* A stdin stream otherwise only notices a vanished guest when it next has bytes to send; with a
+ * quiet endpoint that could be never, and the guest's fd would be held for nothing. */
+static int hup_arm(struct relay_stream *s)
+{
+        struct io_uring_sqe *sqe;
+
+        if (!hup_wanted(s))
+                return 0;
+        sqe = relay_get_sqe(s->r);
+        if (!sqe)
+                return -EIO;
+        /* POLLHUP is reported whatever the mask: the peer closed both directions. */
+        io_uring_prep_poll_add(sqe, s->guest_fd, POLLHUP);
+        relay_sqe_set_op(sqe, &s->hup_op);
+        s->hup_armed = true;
+        s->hup_cancelled = false;
+        s->hup_gen = s->guest_gen;
+        s->ref++;
+        return 0;
+}
+
+static void hup_cancel(struct relay_stream *s)
+{
+        if (s->hup_armed && !s->hup_cancelled) {
+                s->hup_cancelled = true;
+                (void) relay_cancel_op(s->r, &s->hup_op);
+        }
+}
+
+static void stream_dst_failed(struct relay_stream *s, int error);
+
+static void on_hup(struct relay *r, struct relay_op *op, int res, uint32_t flags)
+{
+        struct relay_stream *s = container_of(op, struct relay_stream, hup_op);
+        int k;
+
+        s->hup_armed = false;
+        if (s->freed)
+                goto out;
+        if (res > 0 && (res & (POLLHUP | POLLERR)) && s->hup_gen == s->guest_gen && !s->done)
+                stream_dst_failed(s, -ECONNRESET);
+        k = hup_arm(s);
+        if (k < 0)
+                stream_dst_failed(s, k);
+        stream_check(s);
+out:
+        stream_unref(s);
+}
+
 /* ---- state ---- */
 
 static void stream_done(struct relay_stream *s, int error)
@@ -363,6 +424,7 @@ static void stream_done(struct relay_stream *s, int error)
                 return;
         s->done = true;
         rd_cancel(s);
+        hup_cancel(s);
         buf_wait_remove(s);
         s->error = error;
         if (error < 0)
@@ -455,6 +517,8 @@ static void stream_check_deferred(void *userdata)
                 int k = rd_arm(s);
                 if (k >= 0)
                         k = wr_kick(s);
+                if (k >= 0)
+                        k = hup_arm(s);
                 if (k < 0)
                         stream_fail(s, k);
                 else
@@ -745,7 +809,7 @@ int relay_stream_new_at(struct relay *r, enum relay_stream_dir dir, int guest_fd
         *s = (struct relay_stream) {
                 .r = r, .dir = dir, .guest_fd = guest_fd, .endpoint_fd = endpoint_fd,
                 .ops = ops, .userdata = userdata, .ref = 1,
-                .rd_op.fn = on_read, .wr_op.fn = on_write, .hdr_op.fn = on_header,
+                .rd_op.fn = on_read, .wr_op.fn = on_write, .hdr_op.fn = on_header, .hup_op.fn = on_hup,
         };
         snprintf(s->label, sizeof(s->label), "fd %d", guest_fd);
         if (seed)
@@ -774,6 +838,8 @@ int relay_stream_new_at(struct relay *r, enum relay_stream_dir dir, int guest_fd
                 free(s);
                 return k;
         }
+        /* Fails only with a broken ring, which relay_run_once reports. */
+        (void) hup_arm(s);
         r->n_streams++;
         *ret = s;
         return 0;
@@ -816,6 +882,7 @@ int relay_stream_freeze(struct relay_stream *s)
                 return -ESTALE;
         s->freezing = true;
         rd_cancel(s);
+        hup_cancel(s);
         buf_wait_remove(s);
         return stream_queue_check(s);
 }
@@ -854,6 +921,8 @@ int relay_stream_replace_guest(struct relay_stream *s, int guest_fd, bool send_o
 
         safe_close(s->guest_fd);
         s->guest_fd = guest_fd;
+        s->guest_gen++;
+        hup_cancel(s);
         if (s->done) {
                 s->done = false;
                 s->error = 0;
@@ -878,6 +947,8 @@ int relay_stream_detach_guest(struct relay_stream *s)
         if (s->hdr_armed || (s->rd_armed && guest_is_src(s)) || (s->wr_armed && !guest_is_src(s)))
                 return -EBUSY;
         s->guest_fd = safe_close(s->guest_fd);
+        s->guest_gen++;
+        hup_cancel(s);
         return 0;
 }
 
@@ -893,6 +964,7 @@ struct relay_stream *relay_stream_free(struct relay_stream *s)
                 (void) relay_cancel_op(s->r, &s->wr_op);
         if (s->hdr_armed)
                 (void) relay_cancel_op(s->r, &s->hdr_op);
+        hup_cancel(s);
         /* In-flight requests hold their own file references until the cancels land. */
         s->guest_fd = safe_close(s->guest_fd);
         s->endpoint_fd = safe_close(s->endpoint_fd);

@@ -503,6 +503,33 @@ static void test_stream_guest_dropping_stdin_ends_only_that_stream(void **state)
         rm_tmpdir(dir);
 }
 
+static void test_stream_guest_hanging_up_on_quiet_stdin_ends_the_stream(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        struct st t = {};
+        struct dial d = { .st = &t, .dir = RELAY_STREAM_TO_GUEST, .ops = &st_ops };
+        struct child guest;
+        char dir[64], path[128];
+        int p[2];
+
+        make_tmpdir(dir, sizeof(dir));
+        assert_int_equal(relay_new(NULL, &r), 0);
+        t.r = r;
+        /* the host side of stdin stays open and says nothing */
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        d.endpoint_fd = p[0];
+        listen_for(r, dir, 1013, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
+        spawn_guest((const char *[]) { "dial", path, NULL }, -1, -1, &guest);
+        assert_int_equal(child_finish(&guest, NULL, 0), 0);
+        run_until(r, &t.done);
+        assert_int_equal(t.error, -ECONNRESET);
+        assert_int_equal(t.dones, 1);
+        t.s = relay_stream_free(t.s);
+        close(p[1]);
+        relay_listener_free(d.l);
+        rm_tmpdir(dir);
+}
+
 static void test_stream_guest_killed_mid_stdout_delivers_everything_it_sent(void **state)
 {
         _cleanup_(relay_freep) struct relay *r = NULL;
@@ -830,6 +857,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_stream_small_pool_shared_by_many_streams_loses_nothing),
                 cmocka_unit_test(test_stream_thousand_concurrent_streams_each_arrive_intact),
                 cmocka_unit_test(test_stream_guest_dropping_stdin_ends_only_that_stream),
+                cmocka_unit_test(test_stream_guest_hanging_up_on_quiet_stdin_ends_the_stream),
                 cmocka_unit_test(test_stream_guest_killed_mid_stdout_delivers_everything_it_sent),
                 cmocka_unit_test(test_stream_endpoint_closing_early_ends_only_that_stream_with_epipe),
                 cmocka_unit_test(test_stream_freeze_flushes_and_resume_loses_nothing),
