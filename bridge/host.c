@@ -18,14 +18,40 @@ struct bridge_host {
         struct relay_chan *chan;        /* the current guest connection, NULL while detached */
         struct relay_timer *timer;
         uint64_t armed_deadline;        /* what the timer is armed for, BRIDGE_DEADLINE_NONE if not */
+
+        /* bridge_host_free() from inside one of our callbacks: the memory goes when the outermost
+         * entry into this host unwinds, so nothing below it touches freed state. */
+        unsigned depth;
+        bool freed;
 };
+
+static void host_destroy(struct bridge_host *h)
+{
+        bridge_conn_free(h->conn);
+        free(h);
+}
+
+static void host_enter(struct bridge_host *h)
+{
+        h->depth++;
+}
+
+/* Don't touch h after this. */
+static void host_leave(struct bridge_host *h)
+{
+        if (--h->depth == 0 && h->freed)
+                host_destroy(h);
+}
 
 /* Keeps the one timer armed for the earliest call deadline; called after every entry into conn. */
 static void host_rearm(struct bridge_host *h)
 {
-        uint64_t d = bridge_conn_next_deadline(h->conn), now;
+        uint64_t d, now;
         int r;
 
+        if (h->freed || !h->timer)
+                return;
+        d = bridge_conn_next_deadline(h->conn);
         if (d == h->armed_deadline)
                 return;
         if (d == BRIDGE_DEADLINE_NONE) {
@@ -48,9 +74,11 @@ static void host_on_timer(struct relay_timer *t, void *userdata)
 {
         struct bridge_host *h = userdata;
 
+        host_enter(h);
         h->armed_deadline = BRIDGE_DEADLINE_NONE;
         bridge_conn_tick(h->conn, relay_now_ns(h->relay));
         host_rearm(h);
+        host_leave(h);
 }
 
 /* ---- conn ops ---- */
@@ -114,8 +142,10 @@ static ssize_t host_on_data(struct relay_chan *c, const void *data, size_t len, 
 
         if (c != h->chan)
                 return -ECONNRESET;
+        host_enter(h);
         r = bridge_conn_recv(h->conn, data, len);
         host_rearm(h);
+        host_leave(h);
         return r;
 }
 
@@ -126,8 +156,10 @@ static void host_on_close(struct relay_chan *c, int error, void *userdata)
         if (c != h->chan)
                 return;
         h->chan = NULL;
+        host_enter(h);
         bridge_conn_detach(h->conn, error);
         host_rearm(h);
+        host_leave(h);
 }
 
 static const struct relay_chan_ops host_chan_ops = {
@@ -154,12 +186,19 @@ static void host_on_accept(struct relay_listener *l, int fd, void *userdata)
                 safe_close(fd);
                 return;
         }
+        host_enter(h);
         if (h->chan) {
                 struct relay_chan *old = TAKE_PTR(h->chan);
 
                 log_info("bridge %s: a newer guest connection replaces the current one", h->name);
                 relay_chan_free(old);
                 bridge_conn_detach(h->conn, -ECONNRESET);
+        }
+        if (h->freed) {
+                /* Freed by a callback of that loss: the new connection has no bridge to join. */
+                relay_chan_free(chan);
+                host_leave(h);
+                return;
         }
         h->chan = chan;
         r = bridge_conn_attach(h->conn);
@@ -168,6 +207,7 @@ static void host_on_accept(struct relay_listener *l, int fd, void *userdata)
                 h->chan = relay_chan_free(h->chan);
         }
         host_rearm(h);
+        host_leave(h);
 }
 
 /* ---- public ---- */
@@ -208,16 +248,17 @@ fail:
 
 struct bridge_host *bridge_host_free(struct bridge_host *h)
 {
-        if (!h)
+        if (!h || h->freed)
                 return NULL;
+        host_enter(h);
+        h->freed = true;
         h->listener = relay_listener_free(h->listener);
         h->chan = relay_chan_free(h->chan);
+        h->timer = relay_timer_free(h->timer);
         /* Every completion runs here, before we return; the entry points refuse once closed. */
         if (h->conn)
                 bridge_conn_close(h->conn);
-        h->timer = relay_timer_free(h->timer);
-        h->conn = bridge_conn_free(h->conn);
-        free(h);
+        host_leave(h);
         return NULL;
 }
 
@@ -227,12 +268,14 @@ void bridge_host_release(struct bridge_host *h)
                 return;
         log_info("bridge %s: releasing the bridge port%s", h->name,
                  bridge_conn_is_migrating(h->conn) ? " (migrating: calls kept)" : "");
+        host_enter(h);
         h->listener = relay_listener_free(h->listener);
         if (h->chan) {
                 h->chan = relay_chan_free(h->chan);
                 bridge_conn_detach(h->conn, -ECANCELED);
         }
         host_rearm(h);
+        host_leave(h);
 }
 
 int bridge_host_relisten(struct bridge_host *h)
@@ -241,7 +284,7 @@ int bridge_host_relisten(struct bridge_host *h)
 
         if (h->listener)
                 return 0;
-        if (bridge_conn_state(h->conn) == BRIDGE_CONN_CLOSED)
+        if (h->freed || bridge_conn_state(h->conn) == BRIDGE_CONN_CLOSED)
                 return -ESHUTDOWN;
         r = relay_listen(h->relay, &h->transport, BRIDGE_HOST_PORT, RELAY_LISTEN_MANY, host_on_accept, h,
                          &h->listener);
@@ -283,8 +326,10 @@ struct bridge_conn *bridge_host_conn(struct bridge_host *h)
 
 void bridge_host_set_migrating(struct bridge_host *h, bool migrating)
 {
+        host_enter(h);
         bridge_conn_set_migrating(h->conn, migrating);
         host_rearm(h);
+        host_leave(h);
 }
 
 bool bridge_host_is_migrating(const struct bridge_host *h)
@@ -320,8 +365,11 @@ int bridge_host_seed_next_id(struct bridge_host *h, uint64_t next)
 /* Every call may change the earliest deadline (or drop the guest on a write failure). */
 #define HOST_CALL(h, expr)                      \
         ({                                      \
-                int _r_ = (expr);               \
+                int _r_;                        \
+                host_enter(h);                  \
+                _r_ = (expr);                   \
                 host_rearm(h);                  \
+                host_leave(h);                  \
                 _r_;                            \
         })
 
@@ -370,7 +418,7 @@ int bridge_host_preregister_wait(struct bridge_host *h, uint64_t call_id, const 
 int bridge_host_watch_container(struct bridge_host *h, const char *container_id, bridge_notify_fn cb,
                                 void *userdata)
 {
-        return bridge_conn_watch_container(h->conn, container_id, cb, userdata);
+        return HOST_CALL(h, bridge_conn_watch_container(h->conn, container_id, cb, userdata));
 }
 
 int bridge_host_unwatch_container(struct bridge_host *h, const char *container_id)

@@ -50,7 +50,8 @@ int bridge_host_new(struct relay *r, const struct relay_transport *t, const char
 /*
  * Stops listening, drops the guest connection, and completes every outstanding call with
  * "bridge closed" and every watcher with -ENOTCONN: all those callbacks run BEFORE this returns,
- * none after. Must not be called from one of this host's callbacks (use relay_defer()).
+ * none after. May be called from one of this host's own callbacks: the memory then goes when
+ * that callback's caller unwinds, and h must not be used again either way.
  */
 struct bridge_host *bridge_host_free(struct bridge_host *h);
 DEFINE_CLEANUP(struct bridge_host *, bridge_host_free);

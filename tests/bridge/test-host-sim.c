@@ -845,6 +845,48 @@ static void test_release_lets_another_daemon_listen_and_relisten_resumes(void **
         RUN_UNTIL(f, bridge_host_state(f->h) == BRIDGE_CONN_WAITING);
 }
 
+static void on_done_free_host(const struct bridge_result *res, void *userdata)
+{
+        struct done *d = userdata;
+
+        on_done(res, userdata);
+        d->f->h = bridge_host_free(d->f->h);
+}
+
+static void test_host_freed_from_its_own_callbacks(void **state)
+{
+        struct fixture *f = *state;
+        struct done a = { .f = f }, b = { .f = f }, t = { .f = f };
+        struct bridge_response exited = { .wait.exit_code = 1 };
+        _cleanup_free_ uint8_t *buf = NULL;
+        uint64_t id;
+        size_t len;
+        int fd;
+
+        /* From a response being routed (inside the channel's on_data). */
+        fd = raw_connect(f);
+        assert_int_equal(bridge_host_wait(f->h, "c1", 1, BRIDGE_WAIT_INFINITE, on_done_free_host, &a, &id), 0);
+        assert_int_equal(bridge_host_wait(f->h, "c1", 2, BRIDGE_WAIT_INFINITE, on_done, &b, NULL), 0);
+        assert_int_equal(bridge_response_frame(BRIDGE_RPC_WAIT_FOR_PROCESS, id, &exited, &buf, &len), 0);
+        assert_int_equal(write(fd, buf, len), (ssize_t)len);
+        RUN_UNTIL(f, a.count == 1);
+        assert_null(f->h);
+        assert_int_equal(b.count, 1);
+        assert_int_equal(b.res.status, BRIDGE_STATUS_CLOSED);
+        close(fd);
+
+        /* From a timeout (inside the timer's callback). */
+        assert_int_equal(bridge_host_new(f->r, &f->transport, "again", &fixture_ops, f, &f->h), 0);
+        fd = raw_connect(f);
+        assert_int_equal(bridge_host_set_call_timeout(f->h, 50 * 1000000ull), 0);
+        assert_int_equal(bridge_host_signal(f->h, "c1", 1, 9, on_done_free_host, &t), 0);
+        RUN_UNTIL(f, t.count == 1);
+        assert_int_equal(t.res.status, BRIDGE_STATUS_TIMEOUT);
+        assert_null(f->h);
+        run_for(f, 20 * 1000000ull);
+        close(fd);
+}
+
 int main(void)
 {
         const struct CMUnitTest raw_tests[] = {
@@ -856,6 +898,8 @@ int main(void)
                                                 fixture_teardown),
                 cmocka_unit_test_setup_teardown(test_release_lets_another_daemon_listen_and_relisten_resumes,
                                                 fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_host_freed_from_its_own_callbacks, fixture_setup,
+                                                fixture_teardown),
         };
         const struct CMUnitTest sim_tests[] = {
                 cmocka_unit_test_setup_teardown(test_negotiates_with_the_simulator, fixture_setup, fixture_teardown),
