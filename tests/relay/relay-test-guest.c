@@ -105,6 +105,7 @@ static int usage(void)
                 "usage: relay-test-guest send PATH BYTES SEED [CHUNK]    dial, write the stream, close\n"
                 "       relay-test-guest send-hdr PATH BYTES SEED        dial, read the 8-byte offset, write the rest\n"
                 "       relay-test-guest recv PATH [MAX]                  dial, read to EOF (or MAX) and print bytes+hash\n"
+                "       relay-test-guest recv-hdr PATH HAVE               dial, write the 8-byte count HAVE, read to EOF\n"
                 "       relay-test-guest dial PATH                        exit 0 if the dial succeeds\n"
                 "       relay-test-guest sink [STALL_MS [MAX]]            read stdin to EOF, print bytes+hash\n"
                 "       relay-test-guest source BYTES SEED                write the stream to stdout\n"
@@ -162,6 +163,20 @@ int main(int argc, char **argv)
                 if (fd < 0)
                         return 3;
                 return consume(fd, argc >= 4 ? strtoull(argv[3], NULL, 0) : UINT64_MAX);
+        }
+        if (strcmp(argv[1], "recv-hdr") == 0 && argc >= 4) {
+                /* stdin resume: tell the host how many bytes we already have, then read on */
+                uint64_t have = strtoull(argv[3], NULL, 0);
+                uint8_t hdr[8];
+
+                fd = dial(argv[2]);
+                if (fd < 0)
+                        return 3;
+                for (unsigned i = 0; i < 8; i++)
+                        hdr[i] = (uint8_t) (have >> (8 * i));
+                if (write_all(fd, hdr, sizeof(hdr)) < 0)
+                        return 4;
+                return consume(fd, UINT64_MAX);
         }
         if (strcmp(argv[1], "dial") == 0 && argc >= 3) {
                 fd = dial(argv[2]);

@@ -755,6 +755,74 @@ static void test_stream_restored_with_seed_sends_offset_and_continues(void **sta
         rm_tmpdir(dir);
 }
 
+struct stdin_resume {
+        struct st *st;
+        int endpoint_fd;
+        struct relay_listener *l;
+};
+
+static void on_accept_stdin_resumed(struct relay_listener *l, int fd, void *userdata)
+{
+        struct stdin_resume *d = userdata;
+        struct relay_stream_counters seed = { .rx_endpoint = 5000, .tx_guest = 5000 };
+
+        assert_true(fd >= 0);
+        assert_int_equal(relay_stream_new_at(d->st->r, RELAY_STREAM_TO_GUEST, fd, d->endpoint_fd, &st_ops, &seed, true,
+                                             d->st, &d->st->s), 0);
+}
+
+/* stdin after a restore: the guest says how much it has; the rest of the host's input follows. */
+static void stdin_resume(const char *guest_has, int want_error)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        const uint64_t total = 400000;
+        struct st t = {};
+        struct stdin_resume d = { .st = &t };
+        struct relay_transport tr = { .kind = RELAY_TRANSPORT_HVSOCK };
+        struct child guest, source;
+        char dir[64], path[128], n[32];
+        int p[2];
+
+        make_tmpdir(dir, sizeof(dir));
+        assert_int_equal(relay_new(NULL, &r), 0);
+        t.r = r;
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        num(n, sizeof(n), total);
+        spawn_guest((const char *[]) { "source", n, "14", NULL }, -1, p[1], &source);
+        close(p[1]);
+        d.endpoint_fd = p[0];
+        snprintf(tr.uds_path, sizeof(tr.uds_path), "%s/vm.vsock", dir);
+        assert_int_equal(relay_transport_hvsock_path(&tr, 1042, path, sizeof(path)), 0);
+        assert_int_equal(relay_listen(r, &tr, 1042, RELAY_LISTEN_ONCE, on_accept_stdin_resumed, &d, &d.l), 0);
+        spawn_guest((const char *[]) { "recv-hdr", path, guest_has, NULL }, -1, -1, &guest);
+        run_until(r, &t.done);
+        assert_int_equal(t.error, want_error);
+        if (want_error == 0) {
+                assert_int_equal(t.at_done.tx_guest, 5000 + total);
+                expect_output(&guest, total, guest_data_hash(14, total));
+        } else {
+                /* the guest waits for input until its connection goes */
+                t.s = relay_stream_free(t.s);
+                run_idle(r, 3);
+                (void) child_finish(&guest, NULL, 0);
+        }
+        t.s = relay_stream_free(t.s);
+        run_idle(r, 3);
+        (void) child_finish(&source, NULL, 0);
+        relay_listener_free(d.l);
+        rm_tmpdir(dir);
+}
+
+static void test_stream_stdin_resume_reads_the_guest_count_then_continues(void **state)
+{
+        stdin_resume("5000", 0);
+}
+
+static void test_stream_stdin_resume_with_impossible_guest_count_fails(void **state)
+{
+        stdin_resume("9000", -EPROTO);
+}
+
 static void test_stream_replace_guest_refused_while_running(void **state)
 {
         _cleanup_(relay_freep) struct relay *r = NULL;
@@ -863,6 +931,8 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_stream_freeze_flushes_and_resume_loses_nothing),
                 cmocka_unit_test(test_stream_replace_guest_sends_offset_then_resumes_exactly_once),
                 cmocka_unit_test(test_stream_restored_with_seed_sends_offset_and_continues),
+                cmocka_unit_test(test_stream_stdin_resume_reads_the_guest_count_then_continues),
+                cmocka_unit_test(test_stream_stdin_resume_with_impossible_guest_count_fails),
                 cmocka_unit_test(test_stream_replace_guest_refused_while_running),
                 cmocka_unit_test(test_stream_discard_endpoint_counts_and_taps),
                 cmocka_unit_test(test_stream_free_with_io_in_flight_is_safe),
