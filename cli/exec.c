@@ -51,7 +51,7 @@ struct exec_stream {
 
 struct exec_ctx {
         struct cli *cli;
-        char dir[64];
+        char dir[PATH_MAX];
         struct exec_stream s[_STREAM_MAX];
         bool stdin_eof;
         uint8_t in_buf[CLI_COPY_CHUNK];        /* a chunk of our stdin on its way to the process */
@@ -95,6 +95,38 @@ static int make_absolute(const char *path, char *buf, size_t len)
         if ((size_t)snprintf(buf, len, "%s/%s", cwd, path) >= len)
                 return -ENAMETOOLONG;
         return 0;
+}
+
+/* The longest directory that still leaves room for "/stderr" in sun_path. */
+#define CLI_EXEC_DIR_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - sizeof("/stderr"))
+
+/* A 0700 directory the daemon can reach: beside the control socket first (a daemon started with
+ * a private /tmp sees that one for sure), else $XDG_RUNTIME_DIR, else /tmp. */
+static int make_private_dir(const struct cli *cli, char *buf, size_t len)
+{
+        const char *runtime = getenv("XDG_RUNTIME_DIR");
+        const char *slash = strrchr(cli->socket, '/');
+        char bases[3][PATH_MAX] = {};
+        int r = -ENOENT;
+
+        if (slash && slash != cli->socket)
+                snprintf(bases[0], sizeof(bases[0]), "%.*s", (int)(slash - cli->socket), cli->socket);
+        if (runtime && runtime[0] == '/')
+                snprintf(bases[1], sizeof(bases[1]), "%s", runtime);
+        snprintf(bases[2], sizeof(bases[2]), "/tmp");
+
+        for (unsigned i = 0; i < ELEMENTSOF(bases); i++) {
+                if (!bases[i][0])
+                        continue;
+                if ((size_t)snprintf(buf, len, "%s/vsockmux-exec-XXXXXX", bases[i]) >= MIN(len, CLI_EXEC_DIR_MAX)) {
+                        r = -ENAMETOOLONG;
+                        continue;
+                }
+                if (mkdtemp(buf))
+                        return 0;
+                r = -errno;
+        }
+        return r;
 }
 
 static int listen_stream(struct exec_ctx *x, unsigned i)
@@ -436,10 +468,10 @@ int cli_exec(struct cli *cli, int argc, char **argv)
                 return 0;
         }
 
-        snprintf(x.dir, sizeof(x.dir), "/tmp/vsockmux-exec-XXXXXX");
-        if (!mkdtemp(x.dir)) {
+        r = make_private_dir(cli, x.dir, sizeof(x.dir));
+        if (r < 0) {
                 x.dir[0] = '\0';
-                cli_error(cli, "cannot create a private directory for the stdio sockets: %s", strerror(errno));
+                cli_error(cli, "cannot create a private directory for the stdio sockets: %s", strerror(-r));
                 return CLI_EXIT_EXEC_FAILED;
         }
         for (unsigned i = 0; i < _STREAM_MAX; i++)

@@ -626,10 +626,20 @@ static void test_attached_exec_relays_stdio_and_exits_with_the_code(void **state
         struct fixture *f = *state;
         _cleanup_(run_done) struct run res = {};
 
+        char prefix[128];
+        struct stat st;
+
         run_cli(f, &res, "line one\n", "exec", "vm1", "--", "exit7", "arg", NULL);
         assert_int_equal(exit_code(&res), 7);
         assert_string_equal(res.out, "out:hello\necho:line one\n");
         assert_string_equal(res.err, "err:oops\n");
+        /* The stdio sockets lived beside the control socket, where the daemon surely sees them,
+         * and are gone with their directory. */
+        snprintf(prefix, sizeof(prefix), "%s/vsockmux-exec-", f->dir);
+        assert_memory_equal(f->last_exec_stdout, prefix, strlen(prefix));
+        assert_int_equal(stat(f->last_exec_stdout, &st), -1);
+        *strrchr(f->last_exec_stdout, '/') = '\0';
+        assert_int_equal(stat(f->last_exec_stdout, &st), -1);
 }
 
 static void test_attached_exec_drains_output_while_stdin_is_pending(void **state)
