@@ -6,7 +6,7 @@
 
 /* The kernel opcode number; liburing 2.3 predates it, so SQEs are filled by hand. */
 #define RELAY_OP_READ_MULTISHOT 49
-/* Multishot recv byte budget (sqe->optlen); newer kernels honour it, older ones reject it. */
+/* Completions copied out of the CQ per pass, so handlers may submit while we iterate. */
 #define RELAY_CQE_BATCH 64
 
 struct relay_defer_node {
@@ -31,7 +31,7 @@ struct relay {
         unsigned buf_mask;
         unsigned pool_in_use;
         unsigned pool_provided;         /* buffers handed to the ring so far (grows on demand) */
-        int mshot_limit;        /* recv multishot byte budget: 1 works, 0 refused, -1 untested */
+        int mshot_limit;        /* recv multishot byte budget (sqe->optlen): 1 works, 0 refused, -1 untested */
         int read_mshot;         /* IORING_OP_READ_MULTISHOT: 1 works, 0 refused, -1 untested */
 
         struct relay_defer_node *defer_head, **defer_tail;
