@@ -11,9 +11,11 @@
 #include <getopt.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -256,12 +258,21 @@ static int exec_attached(struct exec_ctx *x, Vsockmux__V1__ExecRequest *req)
         char why[CONTROL_STATUS_MESSAGE_MAX + 128];
         struct control_status st = {};
         ProtobufCMessage *m = NULL;
+        _cleanup_close_ int sfd = -1;
         int code = -1, r;
+        sigset_t mask;
         uint32_t sid;
 
         r = cli_connect(cli);
         if (r != 0)
                 return CLI_EXIT_EXEC_FAILED;
+        /* Ctrl-C or a kill of the CLI still removes the socket directory; it arrives as a read. */
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGHUP);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) == 0)
+                sfd = signalfd(-1, &mask, SFD_CLOEXEC);
         r = control_client_send(cli->client, CONTROL_METHOD_NAME("Exec"), &req->base, 0, 0, &sid);
         if (r < 0) {
                 cli_describe_failure(cli, r, NULL, why, sizeof(why));
@@ -270,8 +281,8 @@ static int exec_attached(struct exec_ctx *x, Vsockmux__V1__ExecRequest *req)
         }
 
         for (;;) {
-                struct pollfd pfd[2 * _STREAM_MAX + 2];
-                int owner[2 * _STREAM_MAX + 2];
+                struct pollfd pfd[2 * _STREAM_MAX + 3];
+                int owner[2 * _STREAM_MAX + 3];
                 unsigned n = 0;
                 bool outputs_open = false;
 
@@ -293,6 +304,10 @@ static int exec_attached(struct exec_ctx *x, Vsockmux__V1__ExecRequest *req)
                 if (code < 0) {
                         pfd[n] = (struct pollfd) { .fd = control_client_fd(cli->client), .events = POLLIN };
                         owner[n++] = -1;
+                }
+                if (sfd >= 0) {
+                        pfd[n] = (struct pollfd) { .fd = sfd, .events = POLLIN };
+                        owner[n++] = -4;
                 }
                 if (code < 0 && x->s[STREAM_STDIN].conn_fd >= 0 && x->in_len > 0) {
                         pfd[n] = (struct pollfd) { .fd = x->s[STREAM_STDIN].conn_fd, .events = POLLOUT };
@@ -320,6 +335,15 @@ static int exec_attached(struct exec_ctx *x, Vsockmux__V1__ExecRequest *req)
                         if (owner[k] == -3) {
                                 pump_stdin_write(x);
                                 continue;
+                        }
+                        if (owner[k] == -4) {
+                                struct signalfd_siginfo si;
+
+                                if (read(sfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+                                        continue;
+                                cli_error(cli, "interrupted by SIG%s; the process may still run in the VM "
+                                          "(see vsockmux ps)", cli_signal_name((int)si.ssi_signo) ?: "?");
+                                return 128 + (int)si.ssi_signo;
                         }
                         if (owner[k] >= 0) {
                                 s = &x->s[owner[k]];

@@ -41,6 +41,9 @@ struct fixture {
         char last_exec_stdout[256];
         pid_t bulk_pid;
         struct control_call *bulk_call;
+        struct control_call *hung_call;
+        bool hung_seen;
+        int signal_when_hung;           /* sent to the CLI once an Exec hangs in the fake */
 };
 
 struct run {
@@ -210,6 +213,14 @@ static void fake_bulk_poll(struct fixture *f)
         f->bulk_call = NULL;
 }
 
+static void fake_hung_cancel(struct control_call *call, void *userdata)
+{
+        struct fixture *f = userdata;
+
+        f->hung_call = NULL;
+        control_call_fail(call, CONTROL_CODE_CANCELLED, "client gone");
+}
+
 /* Exec, faked in the loop thread with blocking I/O: the CLI is another process, so this cannot
  * deadlock. argv[0] picks the outcome: "exit7", "signal9", "lost" or "fail". */
 static int fake_exec(struct control_call *call, const ProtobufCMessage *request, void *userdata)
@@ -227,6 +238,12 @@ static int fake_exec(struct control_call *call, const ProtobufCMessage *request,
         if (strcmp(req->argv[0], "fail") == 0)
                 return control_call_fail(call, CONTROL_CODE_NOT_FOUND, "VM '%s' not found", req->vm), 0;
         snprintf(f->last_exec_stdout, sizeof(f->last_exec_stdout), "%s", req->stdout_path);
+        if (strcmp(req->argv[0], "hang") == 0) {
+                f->hung_call = call;
+                f->hung_seen = true;
+                control_call_set_cancel(call, fake_hung_cancel, f);
+                return 0;
+        }
         if (req->detach) {
                 resp.pid = 4321;
                 control_call_reply(call, &resp.base);
@@ -420,6 +437,10 @@ static void run_cli_feed(struct fixture *f, struct run *res, const char *stdin_d
                 assert_int_equal(relay_run_once(f->relay, 10 * 1000000), 0);
                 fake_attach_serve(f);
                 fake_bulk_poll(f);
+                if (f->signal_when_hung && f->hung_seen) {
+                        kill(pid, f->signal_when_hung);
+                        f->signal_when_hung = 0;
+                }
                 assert_true(relay_now_ns(f->relay) - start < WAIT_LIMIT_NS);
         }
         fcntl(out[0], F_SETFL, 0);
@@ -659,6 +680,21 @@ static void test_attached_exec_drains_output_while_stdin_is_pending(void **state
         assert_string_equal(res.err, expect);
 }
 
+static void test_interrupted_exec_cleans_up_and_says_the_process_may_run(void **state)
+{
+        struct fixture *f = *state;
+        _cleanup_(run_done) struct run res = {};
+        struct stat st;
+
+        f->signal_when_hung = SIGTERM;
+        run_cli(f, &res, NULL, "exec", "vm1", "--", "hang", NULL);
+        assert_int_equal(exit_code(&res), 128 + SIGTERM);
+        assert_int_equal(count_lines(res.err), 1);
+        assert_non_null(strstr(res.err, "interrupted by SIGTERM"));
+        *strrchr(f->last_exec_stdout, '/') = '\0';
+        assert_int_equal(stat(f->last_exec_stdout, &st), -1);
+}
+
 static void test_attached_exec_killed_by_signal_exits_128_plus_n(void **state)
 {
         struct fixture *f = *state;
@@ -745,6 +781,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test_setup_teardown(test_attached_exec_relays_stdio_and_exits_with_the_code, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_attached_exec_drains_output_while_stdin_is_pending, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_attached_exec_killed_by_signal_exits_128_plus_n, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_interrupted_exec_cleans_up_and_says_the_process_may_run, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_attached_exec_with_lost_status_exits_255_and_says_so, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_exec_that_cannot_start_exits_125, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_detached_exec_prints_the_pid_and_passes_absolute_paths, setup, teardown),
