@@ -580,18 +580,34 @@ static const Vsockmux__V1__EventKind event_kinds[] = {
         [VMM_EVENT_MIGRATION_FAILED] = VSOCKMUX__V1__EVENT_KIND__EVENT_KIND_MIGRATION_FAILED,
 };
 
+/* Stamps ev and sends it to every subscriber that wants its VM. */
+static void service_publish(struct service *s, Vsockmux__V1__Event *ev)
+{
+        struct list_head *pos, *tmp;
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ev->timestamp_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        list_for_each_safe(pos, tmp, &s->subscribers) {
+                struct subscriber *sub = list_entry(pos, struct subscriber, link);
+                int r;
+
+                if (sub->vm && ev->vm[0] && strcmp(sub->vm, ev->vm) != 0)
+                        continue;
+                r = control_call_send(sub->call, &ev->base);
+                if (r == -ENOBUFS)
+                        log_warn("events: a subscriber fell behind; an event was dropped for it");
+        }
+}
+
 void service_on_event(const struct vmm_event *e, void *userdata)
 {
         struct service *s = userdata;
         Vsockmux__V1__Event ev = VSOCKMUX__V1__EVENT__INIT;
         Vsockmux__V1__ExitStatus st;
-        struct list_head *pos, *tmp;
-        struct timespec ts;
 
         if (!s || list_empty(&s->subscribers))
                 return;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ev.timestamp_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
         ev.kind = e->kind < ELEMENTSOF(event_kinds) ? event_kinds[e->kind]
                                                      : VSOCKMUX__V1__EVENT_KIND__EVENT_KIND_UNSPECIFIED;
         ev.vm = (char *)(e->vm ? e->vm : "");
@@ -602,16 +618,34 @@ void service_on_event(const struct vmm_event *e, void *userdata)
                 exit_to_proto(e->exit, &st);
                 ev.exit = &st;
         }
-        list_for_each_safe(pos, tmp, &s->subscribers) {
-                struct subscriber *sub = list_entry(pos, struct subscriber, link);
-                int r;
+        service_publish(s, &ev);
+}
 
-                if (sub->vm && e->vm && strcmp(sub->vm, e->vm) != 0)
-                        continue;
-                r = control_call_send(sub->call, &ev.base);
-                if (r == -ENOBUFS)
-                        log_warn("events: a subscriber fell behind; an event was dropped for it");
-        }
+#define SERVICE_MIGRATION_MESSAGE_MAX 512u
+
+/* `vsockmux migrate` drives libvirt; the daemon only relays what it reports to subscribers. */
+static int on_publish_migration_event(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        REQ(Vsockmux__V1__PublishMigrationEventRequest, request);
+        struct service *s = userdata;
+        Vsockmux__V1__PublishMigrationEventResponse resp = VSOCKMUX__V1__PUBLISH_MIGRATION_EVENT_RESPONSE__INIT;
+        Vsockmux__V1__Event ev = VSOCKMUX__V1__EVENT__INIT;
+        struct vmm_vm *vm = service_vm(call, s, req->vm);
+
+        if (!vm)
+                return 0;
+        if (req->kind < VSOCKMUX__V1__EVENT_KIND__EVENT_KIND_MIGRATION_STARTED ||
+            req->kind > VSOCKMUX__V1__EVENT_KIND__EVENT_KIND_MIGRATION_FAILED)
+                return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "kind %d is not a migration event",
+                                         (int)req->kind);
+        if (strlen(req->message) > SERVICE_MIGRATION_MESSAGE_MAX)
+                return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "message over %u bytes",
+                                         SERVICE_MIGRATION_MESSAGE_MAX);
+        ev.kind = req->kind;
+        ev.vm = (char *)vmm_vm_name(vm);
+        ev.message = req->message;
+        service_publish(s, &ev);
+        return control_call_reply(call, &resp.base);
 }
 
 /* ---- save, restore, resume ---- */
@@ -742,6 +776,8 @@ static const struct control_method service_methods[] = {
         METHOD("Restore", vsockmux__v1__restore_request__descriptor, on_restore),
         METHOD("Resume", vsockmux__v1__resume_request__descriptor, on_resume),
         METHOD("Migrate", vsockmux__v1__migrate_request__descriptor, on_unimplemented),
+        METHOD("PublishMigrationEvent", vsockmux__v1__publish_migration_event_request__descriptor,
+               on_publish_migration_event),
 };
 
 int service_alloc(struct service **ret)
