@@ -59,6 +59,11 @@ int cli_connect(struct cli *cli);
 int cli_call(struct cli *cli, const char *method, const ProtobufCMessage *req,
              const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret_resp);
 
+/* "PID:stdin=SRC,stdout=DST,stderr=DST" (absolute paths) into io, whose strings point into
+ * *ret_copy (free it after the call). -EINVAL / -ENOMEM. At most CLI_MAX_IO per command. */
+#define CLI_MAX_IO 16384u
+int cli_parse_restore_io(const char *arg, Vsockmux__V1__RestoreIo *io, char **ret_copy);
+
 /* Formats why a call failed in one phrase: the daemon's status or the transport error. */
 void cli_describe_failure(const struct cli *cli, int r, const struct control_status *st, char *buf, size_t len);
 
@@ -105,3 +110,4 @@ int cli_events(struct cli *cli, int argc, char **argv);
 int cli_save(struct cli *cli, int argc, char **argv);
 int cli_restore(struct cli *cli, int argc, char **argv);
 int cli_resume(struct cli *cli, int argc, char **argv);
+int cli_migrate(struct cli *cli, int argc, char **argv);

@@ -46,7 +46,7 @@ int cli_save(struct cli *cli, int argc, char **argv)
 }
 
 /* "PID:stdin=SRC,stdout=DST,stderr=DST" */
-static int parse_io(const char *arg, Vsockmux__V1__RestoreIo *io, char **ret_copy)
+int cli_parse_restore_io(const char *arg, Vsockmux__V1__RestoreIo *io, char **ret_copy)
 {
         char *copy = strdup(arg), *colon, *item, *save = NULL;
         uint32_t pid;
@@ -87,8 +87,6 @@ static int parse_io(const char *arg, Vsockmux__V1__RestoreIo *io, char **ret_cop
         *ret_copy = copy;
         return 0;
 }
-
-#define CLI_MAX_IO 16384u
 
 int cli_restore(struct cli *cli, int argc, char **argv)
 {
@@ -133,7 +131,7 @@ int cli_restore(struct cli *cli, int argc, char **argv)
                 case 'o':
                         if (n_io == CLI_MAX_IO)
                                 return cli_usage_error(cli, "at most %u --io options", CLI_MAX_IO);
-                        if (parse_io(optarg, &ios[n_io], &copies[n_io]) < 0)
+                        if (cli_parse_restore_io(optarg, &ios[n_io], &copies[n_io]) < 0)
                                 return cli_usage_error(cli, "--io wants PID:stdin=PATH,stdout=PATH,stderr=PATH "
                                                             "with absolute paths, got '%s'", optarg);
                         io_ptrs[n_io] = &ios[n_io];

@@ -27,6 +27,13 @@ static const struct cli_command commands[] = {
           "restore [NAME] --in FILE [--hvsock UDS_PATH | --cid CID]\n"
           "                  [--io PID:stdin=SRC,stdout=DST,stderr=DST]..." },
         { NULL, "resume", cli_resume, "resume NAME" },
+        { NULL, "migrate", cli_migrate,
+          "migrate NAME --to LIBVIRT_URI --domain DOMAIN --dest-socket PATH [--from LIBVIRT_URI]\n"
+          "                  [--transport tcp|unix|tls] [--migrate-uri URI] [--bandwidth MIB/S] [--downtime MS]\n"
+          "                  [--compression none|xbzrle|mt] [--xbzrle-cache BYTES] [--mt-level N] [--mt-threads N]\n"
+          "                  [--mt-dthreads N] [--parallel N] [--auto-converge INIT,INC] [--persist] [--p2p|--direct]\n"
+          "                  [--dest-name NAME] [--dest-hvsock UDS_PATH|--dest-cid CID] [--io PID:...]...\n"
+          "                  [--on-resumed CMD] [--json]" },
 };
 
 static void help(FILE *f)
