@@ -19,7 +19,7 @@ char *cli_sanitize(char *s)
         return s;
 }
 
-static void verror(const struct cli *cli, const char *fmt, va_list ap)
+_printf_(2, 0) static void verror(const struct cli *cli, const char *fmt, va_list ap)
 {
         char msg[1024];
 
