@@ -10,6 +10,18 @@
 #include "control.pb-c.h"
 #include "util/macro.h"
 
+/* Wire compatibility with containerd/ttrpc (PROTOCOL.md), so a Go ttrpc client can call vsockmuxd:
+ * - frames: 10-byte header (BE32 length, BE32 stream id, type, flags), data up to 4 MiB; a longer
+ *   length closes the connection as soon as its 4 bytes arrive;
+ * - client streams are odd and increasing; an even, zero or reused id gets INVALID_ARGUMENT;
+ * - unary: Request (flags 0) -> Response{status, payload};
+ * - server streaming (Events): the client's Request may carry remote-closed (0x01); each message is
+ *   a Data frame (flags 0) holding the bare message; success ends with an empty Data frame flagged
+ *   remote-closed|no-data (0x05), an error ends with a Response carrying the status;
+ * - client data frames are not used by any method: ignored on a live stream, else INVALID_ARGUMENT;
+ * - an unknown service or method gets UNIMPLEMENTED (Go's server says NOT_FOUND; both are errors);
+ * - a Response (or an unknown type) from a client is a protocol error: the connection closes. */
+
 /* containerd/ttrpc PROTOCOL.md: 10-byte header, data length capped at 4 MiB. */
 #define CONTROL_FRAME_HEADER_SIZE 10u
 #define CONTROL_FRAME_MAX_DATA (4u * 1024u * 1024u)
