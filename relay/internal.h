@@ -22,6 +22,7 @@ struct relay {
         struct relay_config cfg;
         bool stop;
         bool broken;
+        unsigned last_dispatched;       /* completions the last turn handled: relay_free drains to 0 */
 
         /* provided-buffer pool, group 0 */
         struct io_uring_buf_ring *br;

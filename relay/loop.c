@@ -132,14 +132,21 @@ int relay_new(const struct relay_config *c, struct relay **ret)
         return 0;
 }
 
+#define RELAY_FREE_DRAIN_TURNS 200
+#define RELAY_FREE_DRAIN_WAIT_NS (10ll * 1000000ll)
+
 struct relay *relay_free(struct relay *r)
 {
         if (!r)
                 return NULL;
-        /* Give objects the owner already freed the chance to see their cancel completions. */
-        for (int i = 0; i < 8 && !r->broken; i++)
-                if (relay_run_once(r, 0) < 0)
+        /* Give objects the owner already freed the chance to see their cancel completions: turn
+         * until a short wait brings nothing more (bounded, so a stuck op cannot hang the exit). */
+        for (int i = 0; i < RELAY_FREE_DRAIN_TURNS && !r->broken; i++) {
+                if (relay_run_once(r, RELAY_FREE_DRAIN_WAIT_NS) < 0)
                         break;
+                if (r->last_dispatched == 0 && !r->defer_head)
+                        break;
+        }
         if (r->n_streams || r->n_listeners || r->n_chans)
                 log_warn("relay: freed with %u streams, %u listeners, %u channels still open",
                          r->n_streams, r->n_listeners, r->n_chans);
@@ -311,7 +318,7 @@ int relay_run_once(struct relay *r, int64_t timeout_ns)
                 return k;
         }
 
-        dispatch(r);
+        r->last_dispatched = dispatch(r);
         relay_streams_wake_buf_waiters(r);
         relay_timers_run(r);
         run_deferred(r);
