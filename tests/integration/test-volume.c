@@ -129,12 +129,13 @@ static void test_exec_detach_json_prints_the_pid(void **state)
         json_object_put(all);
 }
 
-static void test_vm_rm_then_add_again_reconnects_the_guest(void **state)
+static void test_vm_rm_with_a_running_process_then_add_again(void **state)
 {
         struct integ *t = *state;
         struct integ_result res;
+        pid_t sim;
 
-        integ_vm_with_sim(t, "demo");
+        sim = integ_vm_with_sim(t, "demo");
         integ_exec_detached(t, "demo", integ_alive_loop(t));
         integ_cli(t, &res, NULL, "vm", "rm", "demo", NULL);
         integ_assert_code(t, &res, 0);
@@ -144,10 +145,13 @@ static void test_vm_rm_then_add_again_reconnects_the_guest(void **state)
         integ_assert_contains(res.err, "unknown VM 'demo'");
         integ_result_done(&res);
 
-        /* Same name, same path: the simulator keeps redialling and gets the new bridge. */
+        /* A new guest on the same path. The old one must go first: it would keep redialling its
+         * old stdio ports, which the re-added VM hands out again from the start. */
+        integ_kill(t, sim, SIGTERM);
         integ_cli(t, &res, NULL, "vm", "add", "demo", "--hvsock", integ_hvsock(t, "demo"), NULL);
         integ_assert_code(t, &res, 0);
         integ_result_done(&res);
+        integ_sim_start(t, "demo");
         integ_wait_bridge(t, "demo", "connected");
         integ_cli(t, &res, NULL, "exec", "demo", "--", "sh", "-c", "echo again", NULL);
         integ_assert_code(t, &res, 0);
@@ -161,7 +165,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_large_output_through_attached_exec_is_exact),
                 cmocka_unit_test(test_concurrent_attached_execs_keep_output_and_codes_apart),
                 cmocka_unit_test(test_exec_detach_json_prints_the_pid),
-                cmocka_unit_test(test_vm_rm_then_add_again_reconnects_the_guest),
+                cmocka_unit_test(test_vm_rm_with_a_running_process_then_add_again),
         };
 
         return integ_run("integration-volume", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
