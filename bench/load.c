@@ -610,7 +610,7 @@ static void print_result(const struct load *l, const struct load_result *res, co
         printf("\"}\n");
 }
 
-static int host_run(struct load *l, struct load_result *res, pid_t child)
+static int host_run(struct load *l, struct load_result *res)
 {
         char c;
         double t0;
@@ -664,7 +664,6 @@ static int host_run(struct load *l, struct load_result *res, pid_t child)
                 return fail(l, "no report from the guest");
         if (res->guest.error < 0)
                 return fail(l, "guest: %s", strerror(-res->guest.error));
-        (void) child;
         return 0;
 }
 
@@ -819,7 +818,7 @@ int main(int argc, char **argv)
         l.p2c[0] = safe_close(l.p2c[0]);
         l.c2p[1] = safe_close(l.c2p[1]);
 
-        r = host_run(&l, &res, child);
+        r = host_run(&l, &res);
         l.p2c[1] = safe_close(l.p2c[1]);         /* releases the guest */
         for (unsigned i = 0; i < l.spec->n; i++)
                 l.fd[i] = safe_close(l.fd[i]);
