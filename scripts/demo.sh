@@ -9,9 +9,9 @@ scripts/setup.sh
 [ -f build/build.ninja ] || meson setup build >/dev/null
 ninja -C build >/dev/null
 
-# The simulator offers stdio resume unless told not to; the host side of that capability is
-# still landing, so the demo's guest speaks the legacy replay (empty this to use resume).
-SIM_ARGS=(--no-resume)
+# The simulator agrees to stdio resume (exactly-once stdio across reconnects) by default;
+# --no-resume makes it a guest that only knows the legacy replay.
+SIM_ARGS=()
 
 build=$PWD/build
 export PATH=$build/cli:$PATH
