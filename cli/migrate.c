@@ -33,11 +33,12 @@ struct migrate {
         struct control_client *dst;             /* the destination daemon */
         const char *name;
         const char *dest_socket;
+        const char *on_suspended;
         const char *on_resumed;
         bool json, tty, bar_shown;
         Vsockmux__V1__RestoreRequest restore;
         struct vm_migration *m;
-        bool saved, restored, completed, resumed, failing, interrupted;
+        bool saved, restored, completed, resumed, failing, interrupted, hook_paused;
         char dest_vm[MIGRATE_VM_NAME_MAX + 1];
         char why[VM_MIGRATION_MESSAGE_MAX + 256];
         uint64_t t_start, t_save, t_restored, t_resumed, t_published;
@@ -76,13 +77,22 @@ static void json_line(struct json_object *o)
         fflush(stdout);
 }
 
+/* Milliseconds with one decimal, as written (not 5048.554607000001). */
+static struct json_object *json_ms(double ms)
+{
+        char buf[32];
+
+        snprintf(buf, sizeof(buf), "%.1f", ms);
+        return json_object_new_double_s(ms, buf);
+}
+
 static struct json_object *json_event(struct migrate *mg, const char *event)
 {
         struct json_object *o = json_object_new_object();
 
         json_object_object_add(o, "event", json_object_new_string(event));
         json_object_object_add(o, "vm", json_object_new_string(mg->name));
-        json_object_object_add(o, "t_ms", json_object_new_double(ms_since(mg->t_start, now_ns())));
+        json_object_object_add(o, "t_ms", json_ms(ms_since(mg->t_start, now_ns())));
         return o;
 }
 
@@ -310,10 +320,10 @@ static void roll_back(struct migrate *mg)
         }
 }
 
-/* Runs --on-resumed with sh; its output goes to stderr so that --json stays one object a line. */
-static int run_hook(struct migrate *mg, int *ret_status)
+/* Runs a hook with sh; its output goes to stderr so that --json stays one object a line. */
+static int run_hook(const char *cmd, int *ret_status)
 {
-        char *argv[] = { (char *)"/bin/sh", (char *)"-c", (char *)mg->on_resumed, NULL };
+        char *argv[] = { (char *)"/bin/sh", (char *)"-c", (char *)cmd, NULL };
         posix_spawn_file_actions_t fa;
         pid_t pid;
         int r, status;
@@ -330,6 +340,32 @@ static int run_hook(struct migrate *mg, int *ret_status)
                         return -errno;
         *ret_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         return 0;
+}
+
+/* The hooks follow the guest: --on-suspended when the source pauses (before the save),
+ * --on-resumed when it runs again, on the destination or, after a rollback, on the source.
+ * $VSOCKMUX_MIGRATE_VM and $VSOCKMUX_MIGRATE_ON (source|destination) tell them which. */
+static void hook(struct migrate *mg, const char *cmd, const char *name, const char *where)
+{
+        int r, status = 0;
+
+        if (!cmd)
+                return;
+        setenv("VSOCKMUX_MIGRATE_VM", mg->name, 1);
+        setenv("VSOCKMUX_MIGRATE_ON", where, 1);
+        r = run_hook(cmd, &status);
+        if (r < 0)
+                cli_error(mg->cli, "--%s: %s", name, strerror(-r));
+        else if (status != 0)
+                cli_error(mg->cli, "--%s exited %d", name, status);
+}
+
+static void hook_resumed(struct migrate *mg, const char *where)
+{
+        if (!mg->hook_paused)
+                return;
+        mg->hook_paused = false;
+        hook(mg, mg->on_resumed, "on-resumed", where);
 }
 
 /* Until the destination delivers a byte more than it had at the restore: the guest is back. */
@@ -359,7 +395,7 @@ static int finish(struct migrate *mg, const struct vm_migration_event *e)
         const struct vm_migration_stats *s = &e->stats;
         ProtobufCMessage *resp = NULL;
         uint64_t blackout = 0;
-        int r, hook = 0, br;
+        int r, br;
         char why[CONTROL_STATUS_MESSAGE_MAX + 64];
 
         mg->completed = true;
@@ -375,13 +411,15 @@ static int finish(struct migrate *mg, const struct vm_migration_event *e)
         mg->resumed = true;
         mg->t_resumed = now_ns();
         say(mg, "destination-resumed", "%s: destination domain resumed", mg->name);
-        if (mg->on_resumed) {
-                r = run_hook(mg, &hook);
-                if (r < 0 || hook != 0)
-                        cli_error(mg->cli, "--on-resumed %s (the migration stands)",
-                                  r < 0 ? strerror(-r) : "exited non-zero");
-        }
+        mg->hook_paused = true;
+        hook_resumed(mg, "destination");
         br = measure_blackout(mg, &blackout);
+
+        /* Before the VM goes: the event names it. */
+        publish(mg, VSOCKMUX__V1__EVENT_KIND__EVENT_KIND_MIGRATION_COMPLETED,
+                "completed: %llu ms, downtime %llu ms, %llu bytes, %llu iterations",
+                (unsigned long long)s->time_elapsed_ms, (unsigned long long)s->downtime_ms,
+                (unsigned long long)s->data_processed, (unsigned long long)s->memory_iteration);
 
         /* The VM lives on the destination now; the source keeps nothing of it. */
         rm.name = (char *)mg->name;
@@ -392,10 +430,6 @@ static int finish(struct migrate *mg, const struct vm_migration_event *e)
                 mg->saved = false;
         control_message_free(resp);
 
-        publish(mg, VSOCKMUX__V1__EVENT_KIND__EVENT_KIND_MIGRATION_COMPLETED,
-                "completed: %llu ms, downtime %llu ms, %llu bytes, %llu iterations",
-                (unsigned long long)s->time_elapsed_ms, (unsigned long long)s->downtime_ms,
-                (unsigned long long)s->data_processed, (unsigned long long)s->memory_iteration);
         if (mg->json) {
                 struct json_object *o = json_event(mg, "summary");
 
@@ -405,10 +439,10 @@ static int finish(struct migrate *mg, const struct vm_migration_event *e)
                 json_object_object_add(o, "iterations", json_object_new_uint64(s->memory_iteration));
                 json_object_object_add(o, "processes", json_object_new_int64(mg->processes));
                 json_object_object_add(o, "save_to_restore_ms",
-                                       json_object_new_double(ms_since(mg->t_save, mg->t_restored)));
-                json_object_object_add(o, "save_to_resume_ms", json_object_new_double(ms_since(mg->t_save, mg->t_resumed)));
+                                       json_ms(ms_since(mg->t_save, mg->t_restored)));
+                json_object_object_add(o, "save_to_resume_ms", json_ms(ms_since(mg->t_save, mg->t_resumed)));
                 json_object_object_add(o, "stdio_blackout_ms",
-                                       br == 0 ? json_object_new_double((double)blackout / 1e6) : NULL);
+                                       br == 0 ? json_ms((double)blackout / 1e6) : NULL);
                 json_line(o);
         } else {
                 char bo[96];
@@ -449,7 +483,7 @@ static int on_event(struct migrate *mg, const struct vm_migration_event *e, int 
         case VM_MIGRATION_EVENT_PROGRESS:
                 if (e->has_stats) {
                         show_progress(mg, e);
-                        if (now_ns() - mg->t_published >= MIGRATE_PUBLISH_INTERVAL_NS)
+                        if (e->stats.data_total > 0 && now_ns() - mg->t_published >= MIGRATE_PUBLISH_INTERVAL_NS)
                                 publish(mg, VSOCKMUX__V1__EVENT_KIND__EVENT_KIND_MIGRATION_PROGRESS,
                                         "%u%% of %llu MiB, iteration %llu", percent(&e->stats),
                                         (unsigned long long)(e->stats.data_total >> 20),
@@ -467,6 +501,8 @@ static int on_event(struct migrate *mg, const struct vm_migration_event *e, int 
         case VM_MIGRATION_EVENT_SUSPENDED:
                 if (mg->saved || mg->failing)
                         return 0;
+                mg->hook_paused = true;
+                hook(mg, mg->on_suspended, "on-suspended", "source");
                 if (save_and_restore(mg) < 0) {
                         say(mg, "handover-failed", "%s: %s; aborting the migration", mg->name, mg->why);
                         fail_now(mg);
@@ -474,6 +510,8 @@ static int on_event(struct migrate *mg, const struct vm_migration_event *e, int 
                 return 0;
         case VM_MIGRATION_EVENT_RESUMED:
                 say(mg, "source-resumed", "%s: source domain running again", mg->name);
+                if (!mg->saved)
+                        hook_resumed(mg, "source");
                 return 0;
         case VM_MIGRATION_EVENT_SOURCE_STOPPED:
                 return 0;
@@ -592,7 +630,7 @@ enum {
         OPT_TO = 0x100, OPT_FROM, OPT_DOMAIN, OPT_DEST_SOCKET, OPT_DEST_NAME, OPT_DEST_HVSOCK, OPT_DEST_CID, OPT_IO,
         OPT_TRANSPORT, OPT_BANDWIDTH, OPT_DOWNTIME, OPT_COMPRESSION, OPT_XBZRLE_CACHE, OPT_MT_LEVEL, OPT_MT_THREADS,
         OPT_MT_DTHREADS, OPT_PARALLEL, OPT_AUTO_CONVERGE, OPT_PERSIST, OPT_MIGRATE_URI, OPT_P2P, OPT_DIRECT, OPT_JSON,
-        OPT_ON_RESUMED,
+        OPT_ON_RESUMED, OPT_ON_SUSPENDED,
 };
 
 struct migrate_args {
@@ -636,6 +674,7 @@ static int parse_options(struct migrate *mg, struct migrate_args *a, int argc, c
                 { "direct", no_argument, NULL, OPT_DIRECT },
                 { "json", no_argument, NULL, OPT_JSON },
                 { "on-resumed", required_argument, NULL, OPT_ON_RESUMED },
+                { "on-suspended", required_argument, NULL, OPT_ON_SUSPENDED },
                 {}
         };
         struct cli *cli = mg->cli;
@@ -655,6 +694,7 @@ static int parse_options(struct migrate *mg, struct migrate_args *a, int argc, c
                 case OPT_DEST_NAME: mg->restore.name = optarg; break;
                 case OPT_JSON: mg->json = true; break;
                 case OPT_ON_RESUMED: mg->on_resumed = optarg; break;
+                case OPT_ON_SUSPENDED: mg->on_suspended = optarg; break;
                 case OPT_PERSIST: a->o.persist_destination = true; break;
                 case OPT_MIGRATE_URI: a->migrate_uri = optarg; break;
                 case OPT_P2P: a->mode = VM_MIGRATION_P2P; break;
@@ -876,6 +916,7 @@ int cli_migrate(struct cli *cli, int argc, char **argv)
                 snprintf(mg.why, sizeof(mg.why), "%s", strerror(-r));
         if (!mg.completed) {
                 roll_back(&mg);
+                hook_resumed(&mg, "source");
                 publish(&mg, VSOCKMUX__V1__EVENT_KIND__EVENT_KIND_MIGRATION_FAILED, "%s", mg.why);
                 if (mg.json) {
                         struct json_object *o = json_event(&mg, "failed");

@@ -33,7 +33,7 @@ static const struct cli_command commands[] = {
           "                  [--compression none|xbzrle|mt] [--xbzrle-cache BYTES] [--mt-level N] [--mt-threads N]\n"
           "                  [--mt-dthreads N] [--parallel N] [--auto-converge INIT,INC] [--persist] [--p2p|--direct]\n"
           "                  [--dest-name NAME] [--dest-hvsock UDS_PATH|--dest-cid CID] [--io PID:...]...\n"
-          "                  [--on-resumed CMD] [--json]" },
+          "                  [--on-suspended CMD] [--on-resumed CMD] [--json]" },
 };
 
 static void help(FILE *f)

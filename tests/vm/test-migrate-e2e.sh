@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# tests/vm/test-migrate-e2e.sh DAEMON CLI SIM
+#
+# `vsockmux migrate` end to end, run by with-libvirtd.sh (VM_TEST_* name two session libvirtd and
+# the test guest): a real libvirt live migration of a TCG domain and, in the same run, the relay
+# state of a VM moving between two vsockmuxd while the guest simulator's process keeps writing.
+# The simulator plays the guest's vsock side, so it follows the domain through the migration's
+# hooks: it is stopped when the source pauses (--on-suspended: a paused guest neither writes nor
+# notices the source daemon letting go), and continued with a vsock transport reset (SIGUSR1) when
+# the destination domain resumes (--on-resumed), as a VM sees it after a live migration.
+#   1. invalid options are refused with the converter's message before anything happens;
+#   2. a migration moves the domain and the relay state: zero bytes lost, the exit code arrives
+#      on the destination, the source keeps nothing, `vsockmux events` saw it;
+#   3. an interrupted migration (SIGTERM during pre-copy) rolls back: the domain runs on at the
+#      source, the source daemon keeps relaying, the destination holds nothing.
+set -u
+
+daemon=$1 cli=$2 sim=$3
+: "${VM_TEST_SRC_URI:?run me through with-libvirtd.sh}" "${VM_TEST_DST_URI:?}" "${VM_TEST_KERNEL:?}"
+
+# Generous bounds for a loaded 2-core box under ASan; nothing here asserts speed.
+WAIT_S=120
+
+dir=$(mktemp -d /tmp/vsockmux-mig.XXXXXX) || exit 1
+chmod 0755 "$dir"
+pids=()
+
+cleanup() {
+        local rc=$?
+        trap - EXIT
+        for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+        for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+        if [ "$rc" -ne 0 ]; then
+                for f in "$dir"/*.log "$dir"/*.jsonl; do
+                        [ -f "$f" ] || continue
+                        echo "---- $f (tail)" >&2
+                        tail -n 25 "$f" >&2
+                done
+        fi
+        rm -rf "$dir"
+        exit "$rc"
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+step() { echo "== $*"; }
+
+# Polls a command until it succeeds, up to WAIT_S.
+wait_for() {
+        local what=$1
+        shift
+        for _ in $(seq $((WAIT_S * 20))); do
+                "$@" && return 0
+                sleep 0.05
+        done
+        fail "timed out waiting for $what"
+}
+
+vsa() { "$cli" --socket "$dir/a.sock" "$@"; }
+vsb() { "$cli" --socket "$dir/b.sock" "$@"; }
+virsh_src() { timeout 30 virsh -q -c "$VM_TEST_SRC_URI" "$@"; }
+virsh_dst() { timeout 30 virsh -q -c "$VM_TEST_DST_URI" "$@"; }
+
+start_daemon() {
+        mkdir -p "$dir/$1"
+        "$daemon" --socket "$dir/$1.sock" --state-dir "$dir/$1" >"$dir/daemon-$1.log" 2>&1 &
+        pids+=($!)
+        wait_for "vsockmuxd $1" test -S "$dir/$1.sock"
+}
+
+# A transient 64 MiB guest on the source: it halts (dirty 0) or keeps rewriting N MiB.
+domain_start() {
+        cat >"$dir/$1.xml" <<EOF
+<domain type='qemu'><name>$1</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>
+<os><type arch='x86_64' machine='pc'>hvm</type><kernel>$VM_TEST_KERNEL</kernel><cmdline>dirty=$2</cmdline></os>
+<on_poweroff>destroy</on_poweroff>
+<devices><emulator>/usr/bin/qemu-system-x86_64</emulator><controller type='usb' model='none'/>
+<memballoon model='none'/></devices></domain>
+EOF
+        virsh_src create "$dir/$1.xml" >/dev/null || fail "cannot start domain $1"
+}
+
+bridge_is() { "$cli" --socket "$1" vm ls --json | tr -d ' \n' | grep -q "\"name\":\"$2\"[^}]*\"bridge\":\"$3\""; }
+has_vm() { "$cli" --socket "$1" vm ls --json | tr -d ' \n' | grep -q "\"name\":\"$2\""; }
+size_at_least() { [ -f "$1" ] && [ "$(stat -c %s "$1")" -ge "$2" ]; }
+
+# A VM backed by the simulator, connected to daemon a. Prints the simulator's pid.
+vm_with_sim() {
+        vsa vm add "$1" --hvsock "$dir/$1.vsock" >/dev/null || fail "vm add $1"
+        "$sim" --hvsock "$dir/$1.vsock" >"$dir/sim-$1.log" 2>&1 &
+        pids+=($!)
+        wait_for "the $1 bridge" bridge_is "$dir/a.sock" "$1" connected
+        echo "$!"
+}
+
+# Writes numbered lines until $2 exists, then "end N" and exit 7.
+writer() {
+        echo "i=0; while [ ! -e $2 ]; do echo line \$i; i=\$((i+1)); [ \$((i % 100)) -eq 0 ] && sleep 0.02; done; echo end \$i; exit 7"
+}
+
+# Every line "line 0".."line N-1" exactly once and in order, then "end N".
+check_lines() {
+        awk 'BEGIN { n = 0 }
+             $1 == "line" { if ($2 != n) { printf "line %d where line %d was due\n", $2, n; bad = 1; exit 1 } n++; next }
+             $1 == "end" { if ($2 != n) { printf "end %d after %d lines\n", $2, n; bad = 1; exit 1 } ended = 1; next }
+             { printf "unexpected: %s\n", $0; bad = 1; exit 1 }
+             END { if (!bad && !ended) { print "no end line"; exit 1 } if (!bad) printf "%d lines, in order, none twice\n", n }' "$@"
+}
+
+start_daemon a
+start_daemon b
+
+# ---- 1. invalid options: refused, and nothing happened ------------------------------------------
+step "invalid options are refused before anything happens"
+domain_start vmig-opts 0
+vm_with_sim opts >/dev/null
+for bad in "--downtime 3000000|max_downtime_ms" "--auto-converge 300,5|auto_converge.initial_percent" \
+           "--compression mt --mt-level 12|level" "--parallel 256|parallel_connections" \
+           "--bandwidth -1|bandwidth_mib_per_s" "--transport unix --migrate-uri tcp://127.0.0.1|migrate_uri"; do
+        # shellcheck disable=SC2086
+        vsa migrate opts --from "$VM_TEST_SRC_URI" --to "$VM_TEST_DST_URI" --domain vmig-opts \
+                --dest-socket "$dir/b.sock" ${bad%%|*} 2>"$dir/err" >/dev/null
+        rc=$?
+        [ "$rc" -eq 2 ] || fail "'${bad%%|*}' exited $rc, not 2"
+        grep -q "${bad#*|}" "$dir/err" || fail "'${bad%%|*}' did not name ${bad#*|}: $(cat "$dir/err")"
+done
+cat "$dir/err"
+virsh_src domjobinfo vmig-opts | grep -q "Job type: *None" || fail "a refused migration started a libvirt job"
+[ "$(virsh_src domstate vmig-opts)" = running ] || fail "the domain is not running"
+bridge_is "$dir/a.sock" opts connected || fail "the VM left the connected state"
+has_vm "$dir/b.sock" opts && fail "the destination daemon got the VM"
+virsh_src destroy vmig-opts >/dev/null
+
+# ---- 2. the migration ---------------------------------------------------------------------------
+step "migrate: the domain and the relay state move, zero bytes lost, the exit code arrives"
+domain_start vmig-e2e 0
+simpid=$(vm_with_sim demo)
+vsa events --vm demo --json >"$dir/events.jsonl" 2>"$dir/events.log" &
+pids+=($!)
+pid=$(vsa exec demo --detach --stdout "$dir/out-a" -- sh -c "$(writer demo "$dir/stop")") || fail "exec"
+wait_for "output on the source" size_at_least "$dir/out-a" 2000
+
+vsa migrate demo --from "$VM_TEST_SRC_URI" --to "$VM_TEST_DST_URI" --domain vmig-e2e --dest-socket "$dir/b.sock" \
+        --io "$pid:stdout=$dir/out-b" --on-suspended "kill -STOP $simpid" \
+        --on-resumed "kill -CONT $simpid; [ \"\$VSOCKMUX_MIGRATE_ON\" = destination ] && kill -USR1 $simpid" \
+        --json >"$dir/migrate.jsonl" 2>"$dir/migrate.log"
+rc=$?
+[ "$rc" -eq 0 ] || fail "migrate exited $rc: $(cat "$dir/migrate.log")"
+for ev in started progress saved restored destination-resumed summary; do
+        grep -q "^{\"event\":\"$ev\"" "$dir/migrate.jsonl" || fail "no $ev line in the --json output"
+done
+# Every line of --json is one object; the phases come in the order that loses nothing.
+jq -e . "$dir/migrate.jsonl" >/dev/null 2>&1 || ! command -v jq >/dev/null || fail "--json output is not JSON lines"
+order=$(grep -o '"event":"[a-z-]*"' "$dir/migrate.jsonl" | cut -d'"' -f4 | grep -v -e progress -e iteration | tr '\n' ' ')
+[ "$order" = "started saved restored destination-resumed summary " ] || fail "phases out of order: $order"
+grep '"event":"summary"' "$dir/migrate.jsonl"
+grep -q '"stdio_blackout_ms":[0-9]' "$dir/migrate.jsonl" || fail "the blackout was not measured"
+
+[ "$(virsh_dst domstate vmig-e2e)" = running ] || fail "the domain is not running on the destination"
+virsh_src domstate vmig-e2e >/dev/null 2>&1 && fail "the domain is still on the source"
+has_vm "$dir/a.sock" demo && fail "the source daemon still holds the VM"
+wait_for "output on the destination" size_at_least "$dir/out-b" 1
+touch "$dir/stop"
+out=$(vsb wait demo "$pid") || fail "wait on the destination"
+[ "$out" = "exited 7" ] || fail "the exit came back as '$out'"
+cat "$dir/out-a" "$dir/out-b" >"$dir/out-all"
+check_lines "$dir/out-all" || fail "output lost or duplicated across the migration"
+echo "bytes: $(stat -c %s "$dir/out-a") on the source, $(stat -c %s "$dir/out-b") on the destination"
+for kind in migration-started migration-completed; do
+        wait_for "a $kind event" grep -q "\"kind\":\"$kind\"" "$dir/events.jsonl"
+done
+virsh_dst destroy vmig-e2e >/dev/null
+
+# ---- 3. abort: SIGTERM during pre-copy rolls everything back ------------------------------------
+step "an interrupted migration rolls back: the domain and the relay stay on the source"
+domain_start vmig-abort 8
+vm_with_sim demo2 >/dev/null
+pid2=$(vsa exec demo2 --detach --stdout "$dir/out2" -- sh -c "$(writer demo2 "$dir/stop2")") || fail "exec"
+wait_for "output on the source" size_at_least "$dir/out2" 2000
+# A guest rewriting 8 MiB never converges at 1 MiB/s: the migration is in pre-copy when we stop it.
+# The CLI itself, not a shell function's subshell, must get the signal.
+"$cli" --socket "$dir/a.sock" migrate demo2 --from "$VM_TEST_SRC_URI" --to "$VM_TEST_DST_URI" --domain vmig-abort \
+        --dest-socket "$dir/b.sock" --bandwidth 1 --json >"$dir/abort.jsonl" 2>"$dir/abort.log" &
+mig=$!
+wait_for "pre-copy data moving" grep -q '"event":"progress".*"data_processed":[1-9]' "$dir/abort.jsonl"
+kill -TERM "$mig"
+wait "$mig"
+rc=$?
+[ "$rc" -eq 1 ] || fail "an interrupted migrate exited $rc, not 1"
+grep -q '"event":"failed".*"rolled_back":true' "$dir/abort.jsonl" || fail "no rolled-back failure line"
+grep -q '"event":"saved"' "$dir/abort.jsonl" && fail "the relay state was saved before the source paused"
+cat "$dir/abort.log"
+[ "$(virsh_src domstate vmig-abort)" = running ] || fail "the domain is not running on the source"
+virsh_dst domstate vmig-abort >/dev/null 2>&1 && fail "the domain exists on the destination"
+bridge_is "$dir/a.sock" demo2 connected || fail "the source daemon does not relay demo2 as before"
+has_vm "$dir/b.sock" demo2 && fail "the destination daemon holds demo2"
+size=$(stat -c %s "$dir/out2")
+wait_for "output after the rollback" size_at_least "$dir/out2" $((size + 1))
+touch "$dir/stop2"
+out=$(vsa wait demo2 "$pid2") || fail "wait on the source"
+[ "$out" = "exited 7" ] || fail "the exit came back as '$out'"
+check_lines "$dir/out2" || fail "output lost or duplicated across the aborted migration"
+virsh_src destroy vmig-abort >/dev/null
+echo "PASS"
