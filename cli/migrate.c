@@ -540,6 +540,24 @@ static int on_event(struct migrate *mg, const struct vm_migration_event *e, int 
         }
 }
 
+/* INT/TERM/HUP: abort while that still leaves everything on the source. */
+static void on_signal(struct migrate *mg, int sigfd)
+{
+        struct signalfd_siginfo si;
+
+        if (read(sigfd, &si, sizeof(si)) != sizeof(si) || mg->failing)
+                return;
+        if (mg->saved) {
+                /* Mid-switchover an abort races QEMU's last pages; finishing is the quicker way
+                 * back to one consistent place. */
+                say(mg, "interrupted", "%s: interrupted during the switchover; finishing it", mg->name);
+                return;
+        }
+        mg->interrupted = true;
+        say(mg, "interrupted", "%s: interrupted; aborting the migration", mg->name);
+        fail_now(mg);
+}
+
 static int run(struct migrate *mg, int sigfd)
 {
         for (;;) {
@@ -552,15 +570,8 @@ static int run(struct migrate *mg, int sigfd)
 
                 if (poll(p, 2, MIGRATE_EVENT_POLL_MS) < 0 && errno != EINTR)
                         return -errno;
-                if (p[1].revents & POLLIN) {
-                        struct signalfd_siginfo si;
-
-                        if (read(sigfd, &si, sizeof(si)) == sizeof(si) && !mg->resumed) {
-                                mg->interrupted = true;
-                                say(mg, "interrupted", "%s: interrupted; aborting the migration", mg->name);
-                                fail_now(mg);
-                        }
-                }
+                if (p[1].revents & POLLIN)
+                        on_signal(mg, sigfd);
                 while ((r = vm_migration_next_event(mg->m, &e)) == 0)
                         if (on_event(mg, &e, &ret) == 1)
                                 return ret;
