@@ -833,8 +833,10 @@ int cli_migrate(struct cli *cli, int argc, char **argv)
         a.io_ptrs = io_ptrs;
         a.copies = copies;
         r = parse_options(&mg, &a, argc, argv);
-        if (r != 0)
+        if (r != 0) {
+                rc = r;
                 goto out_io;
+        }
         mg.restore.io = a.io_ptrs;
         mg.restore.n_io = a.n_io;
         mg.tty = isatty(STDOUT_FILENO);

@@ -125,6 +125,8 @@ for bad in "--downtime 3000000|max_downtime_ms" "--auto-converge 300,5|auto_conv
         grep -q "${bad#*|}" "$dir/err" || fail "'${bad%%|*}' did not name ${bad#*|}: $(cat "$dir/err")"
 done
 cat "$dir/err"
+vsa migrate opts --to "$VM_TEST_DST_URI" --domain vmig-opts --dest-socket "$dir/b.sock" --transport udp 2>"$dir/err"
+[ $? -eq 2 ] || fail "--transport udp is not a usage error"
 virsh_src domjobinfo vmig-opts | grep -q "Job type: *None" || fail "a refused migration started a libvirt job"
 [ "$(virsh_src domstate vmig-opts)" = running ] || fail "the domain is not running"
 bridge_is "$dir/a.sock" opts connected || fail "the VM left the connected state"
