@@ -77,7 +77,7 @@ static void chan_shut(struct relay_chan *c, int error)
         if (c->tx_armed)
                 (void) relay_cancel_op(c->r, &c->tx_op);
         /* In-flight requests hold their own file reference until the cancels land. */
-        c->fd = safe_close(c->fd);
+        c->fd = relay_close_fd(c->r, c->fd);
         if (c->owner_gone)
                 return;
         if (relay_defer(c->r, chan_notify, c) < 0) {

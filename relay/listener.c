@@ -92,7 +92,7 @@ static void listener_finish(struct relay_listener *l)
                 if (l->armed)
                         (void) relay_cancel_op(r, &l->op);
                 /* The in-flight accept keeps the socket alive until its cancel completes. */
-                l->fd = safe_close(l->fd);
+                l->fd = relay_close_fd(r, l->fd);
         } else if (l->vport) {
                 (void) relay_vsock_route_remove(&l->vport->route, l->cid);
                 if (l->vport->route.n == 0)
@@ -463,7 +463,7 @@ int relay_listen(struct relay *r, const struct relay_transport *t, uint32_t port
                 l->done = l->freed = true;
                 if (l->armed)
                         (void) relay_cancel_op(r, &l->op);
-                l->fd = safe_close(l->fd);
+                l->fd = relay_close_fd(r, l->fd);
                 listener_unref(l);
                 return k;
         }

@@ -222,6 +222,13 @@ int relay_cancel_op(struct relay *r, struct relay_op *op)
         return 0;
 }
 
+int relay_close_fd(struct relay *r, int fd)
+{
+        if (fd >= 0 && io_uring_sq_ready(&r->ring) > 0)
+                (void) io_uring_submit(&r->ring);
+        return safe_close(fd);
+}
+
 int relay_defer(struct relay *r, void (*fn)(void *userdata), void *userdata)
 {
         struct relay_defer_node *d = malloc(sizeof(*d));

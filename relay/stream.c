@@ -919,7 +919,7 @@ int relay_stream_replace_guest(struct relay_stream *s, int guest_fd, bool send_o
         if (s->endpoint_dead)
                 return -ESTALE;
 
-        safe_close(s->guest_fd);
+        relay_close_fd(s->r, s->guest_fd);
         s->guest_fd = guest_fd;
         s->guest_gen++;
         hup_cancel(s);
@@ -946,7 +946,7 @@ int relay_stream_detach_guest(struct relay_stream *s)
                 return -EBUSY;
         if (s->hdr_armed || (s->rd_armed && guest_is_src(s)) || (s->wr_armed && !guest_is_src(s)))
                 return -EBUSY;
-        s->guest_fd = safe_close(s->guest_fd);
+        s->guest_fd = relay_close_fd(s->r, s->guest_fd);
         s->guest_gen++;
         hup_cancel(s);
         return 0;
@@ -966,8 +966,8 @@ struct relay_stream *relay_stream_free(struct relay_stream *s)
                 (void) relay_cancel_op(s->r, &s->hdr_op);
         hup_cancel(s);
         /* In-flight requests hold their own file references until the cancels land. */
-        s->guest_fd = safe_close(s->guest_fd);
-        s->endpoint_fd = safe_close(s->endpoint_fd);
+        s->guest_fd = relay_close_fd(s->r, s->guest_fd);
+        s->endpoint_fd = relay_close_fd(s->r, s->endpoint_fd);
         stream_unref(s);
         return NULL;
 }

@@ -201,7 +201,6 @@ static void test_chan_abort_reports_error_later_and_once(void **state)
         _cleanup_(relay_freep) struct relay *r = NULL;
         struct end e = {};
         int sv[2];
-        char b;
 
         assert_int_equal(relay_new(NULL, &r), 0);
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
@@ -212,12 +211,23 @@ static void test_chan_abort_reports_error_later_and_once(void **state)
         relay_chan_abort(e.c, -EIO);
         e.in_abort = false;
         assert_int_equal(e.closes, 0);
+        assert_int_equal(relay_chan_send(e.c, "y", 1), -EPIPE);
         run_until(r, &e.closed);
         run_idle(r, 3);
         assert_int_equal(e.closes, 1);
         assert_int_equal(e.close_error, -EPROTO);
-        /* the peer sees the end and none of the dropped output */
-        assert_int_equal(read(sv[1], &b, 1), 0);
+        /* The peer sees the end. A send already queued for the ring may still go out (the fd is
+         * never closed under a queued request, so a reused fd number can't receive it), but
+         * nothing after the abort does. */
+        {
+                char buf[8];
+                ssize_t n, total = 0;
+
+                while ((n = read(sv[1], buf, sizeof(buf))) > 0)
+                        total += n;
+                assert_int_equal(n, 0);
+                assert_true(total <= 1);
+        }
         close(sv[1]);
 }
 

@@ -89,6 +89,31 @@ static void test_listener_many_accepts_again(void **state)
         rm_tmpdir(dir);
 }
 
+/* A listener freed in the turn it was made must not leave its queued accept naming an fd number
+ * that the next listener reuses: the next listener's connections would vanish into it. */
+static void test_listener_freed_before_submit_does_not_steal_the_next_ones_connections(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        struct relay_transport t;
+        struct accepted a = {}, b = {};
+        char dir[64], path[128];
+
+        make_tmpdir(dir, sizeof(dir));
+        transport_in(dir, &t);
+        assert_int_equal(relay_new(NULL, &r), 0);
+        assert_int_equal(relay_listen(r, &t, 2000, RELAY_LISTEN_MANY, on_accept, &a, &a.l), 0);
+        a.l = relay_listener_free(a.l);
+        assert_int_equal(relay_listen(r, &t, 2001, RELAY_LISTEN_MANY, on_accept, &b, &b.l), 0);
+        assert_int_equal(relay_transport_hvsock_path(&t, 2001, path, sizeof(path)), 0);
+        assert_int_equal(dial_status(path), 0);
+        run_until_count(r, &b.count, 1);
+        assert_true(b.last_fd >= 0);
+        assert_int_equal(a.count, 0);
+        b.l = relay_listener_free(b.l);
+        run_idle(r, 3);
+        rm_tmpdir(dir);
+}
+
 static void test_listener_cancelled_before_connection_removes_socket_and_refuses_dial(void **state)
 {
         _cleanup_(relay_freep) struct relay *r = NULL;
@@ -239,6 +264,7 @@ int main(int argc, char **argv)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_listener_once_accepts_one_connection_then_removes_its_socket),
                 cmocka_unit_test(test_listener_many_accepts_again),
+                cmocka_unit_test(test_listener_freed_before_submit_does_not_steal_the_next_ones_connections),
                 cmocka_unit_test(test_listener_cancelled_before_connection_removes_socket_and_refuses_dial),
                 cmocka_unit_test(test_listener_connection_to_unexpected_port_is_refused),
                 cmocka_unit_test(test_listener_replaces_stale_socket_file),
