@@ -237,7 +237,7 @@ static void pump_stdin_write(struct exec_ctx *x)
                 x->in_len = x->in_off = 0;
 }
 
-static int exit_code_for(struct cli *cli, const Vsockmux__V1__ExitStatus *es)
+int cli_exit_code(const Vsockmux__V1__ExitStatus *es)
 {
         switch (es ? es->kind : VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_UNSPECIFIED) {
         case VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_EXITED:
@@ -245,10 +245,17 @@ static int exit_code_for(struct cli *cli, const Vsockmux__V1__ExitStatus *es)
         case VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_SIGNALED:
                 return 128 + (es->signal & 0x7f);
         default:
-                cli_error(cli, "exit status lost%s%s", es && es->message[0] ? ": " : "",
-                          es ? es->message : "");
                 return CLI_EXIT_STATUS_LOST;
         }
+}
+
+static int exit_code_for(struct cli *cli, const Vsockmux__V1__ExitStatus *es)
+{
+        int code = cli_exit_code(es);
+
+        if (code == CLI_EXIT_STATUS_LOST)
+                cli_error(cli, "exit status lost%s%s", es && es->message[0] ? ": " : "", es ? es->message : "");
+        return code;
 }
 
 /* Runs the relay until the reply and every output EOF are in. Returns the CLI's exit code. */
@@ -586,8 +593,9 @@ int cli_attach(struct cli *cli, int argc, char **argv)
                         if (n < 0 && (errno == EINTR || errno == EAGAIN))
                                 continue;
                         if (n <= 0) {
+                                /* No half-close: on a SEQPACKET attach socket it reads as the
+                                 * client leaving, and output must keep coming. */
                                 stdin_open = false;
-                                (void)shutdown(fd, SHUT_WR);
                         } else if (send(fd, buf, (size_t)n, MSG_NOSIGNAL) < 0) {
                                 stdin_open = false;
                         }

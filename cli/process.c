@@ -166,8 +166,10 @@ int cli_wait(struct cli *cli, int argc, char **argv)
                 cli_json_print(o);
         } else
                 printf("%s\n", cli_exit_text(resp->exit, text, sizeof(text)));
+        /* The same exit code as an attached exec would have ended with. */
+        r = cli_exit_code(resp->exit);
         control_message_free(m);
-        return 0;
+        return r;
 }
 
 int cli_kill(struct cli *cli, int argc, char **argv)

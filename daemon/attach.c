@@ -35,6 +35,7 @@ struct attach {
         /* A ring of recent output packets, each stored as [stream][len16][data]. */
         uint8_t *backlog;
         size_t backlog_head, backlog_len;
+        bool ended;
 };
 
 static void attach_client_drop(struct attach_client *c)
@@ -129,7 +130,19 @@ static void attach_on_accept(struct attach *a, int fd)
         if (r < 0) {
                 log_warn("%s: attach backlog replay failed: %s", a->name, strerror(-r));
                 relay_chan_abort(c->chan, r);
-        }
+        } else if (a->ended)
+                relay_chan_close(c->chan);
+}
+
+void attach_end(struct attach *a)
+{
+        struct list_head *pos, *tmp;
+
+        if (!a || a->ended)
+                return;
+        a->ended = true;
+        list_for_each_safe(pos, tmp, &a->clients)
+                relay_chan_close(list_entry(pos, struct attach_client, link)->chan);
 }
 
 static int attach_accept_arm(struct relay *r, struct attach_accept *acc)

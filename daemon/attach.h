@@ -35,6 +35,9 @@ DEFINE_CLEANUP(struct attach *, attach_free);
  * nothing here ever slows the process's primary endpoint. */
 void attach_output(struct attach *a, uint8_t stream, const void *data, size_t len);
 
+/* The process's output ended: clients get what is queued, then EOF; later ones the backlog, then EOF. */
+void attach_end(struct attach *a);
+
 const char *attach_path(const struct attach *a);
 unsigned attach_clients(const struct attach *a);
 size_t attach_backlog_bytes(const struct attach *a);

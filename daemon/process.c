@@ -114,8 +114,9 @@ void vmm_process_report(struct vmm_process *p)
         p->exit_reported = true;
         vm->n_exited++;
         relay_timer_disarm(p->timer);
-        /* Nothing reads stdin any more: let go of the host endpoint. */
+        /* Nothing reads stdin any more: let go of the host endpoint. Attach clients see the end. */
         vmm_stream_release(&p->streams[VMM_STDIN]);
+        attach_end(p->attach);
         if (p->exit.kind == VMM_EXIT_EXITED)
                 log_info("vm %s: process %u exited with code %d", vm->name, p->pid, p->exit.code);
         else

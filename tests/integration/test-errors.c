@@ -483,8 +483,6 @@ static void test_bridge_lost_wait_exits_255(void **state)
         struct integ_result res;
         char pid_s[32];
 
-        integ_skip_known_bug("cli/process.c cli_wait() always exits 0, even for \"exit status lost\"; "
-                             "wanted: 255 as attached exec does (and the process's code otherwise)");
         start_then_lose_bridge(t, pid_s, sizeof(pid_s));
         integ_cli(t, &res, NULL, "wait", "demo", pid_s, NULL);
         integ_assert_code(t, &res, 255);
