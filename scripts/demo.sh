@@ -73,9 +73,28 @@ step "4. what the daemon knows: the process (ports, bytes per stream, exit) and 
 run vsockmux ps demo
 run vsockmux stats
 
-# ---- SAVE / RESTORE (to be added) ------------------------------------------------------------
-# Here the demo will save VM 'demo's in-flight relay state from this daemon and restore it in a
-# second vsockmuxd without losing a byte.
-# -----------------------------------------------------------------------------------------------
-
-step "done: stopping the simulator and vsockmuxd"
+step "5. save VM 'demo' from this daemon while a process keeps writing, restore it in a second one"
+"$build/daemon/vsockmuxd" --socket "$work/b.sock" --state-dir "$work/state-b" --log-level warn \
+  2>"$work/vsockmuxd-b.log" &
+pids+=($!)
+await "the second vsockmuxd listening" vsockmux --socket "$work/b.sock" stats
+pid=$(vsockmux exec demo --detach --stdout "$work/before.out" -- \
+  sh -c 'i=0; while [ $i -lt 400 ]; do echo "line $i"; i=$((i+1)); sleep 0.005; done; exit 7')
+echo "process $pid writes 400 numbered lines to $work/before.out"
+await "the first output" test -s "$work/before.out"
+run vsockmux save demo --out "$work/demo.state"
+run vsockmux --socket "$work/b.sock" restore --in "$work/demo.state" --io "$pid:stdout=$work/after.out"
+set +e
+run vsockmux --socket "$work/b.sock" wait demo "$pid"
+code=$?
+set -e
+echo "exit code on the second daemon: $code"
+before=$(wc -l <"$work/before.out"); after=$(wc -l <"$work/after.out")
+echo "first daemon delivered $before lines, the second $after"
+if cat "$work/before.out" "$work/after.out" | awk '$2 != NR - 1 { bad = 1 } END { exit bad || NR != 400 }'; then
+  echo "lines 0-399 arrived exactly once and in order: no gap, no duplicate"
+else
+  echo "demo: the output has a gap or a duplicate; see $work" >&2
+  trap - EXIT
+  exit 1
+fi
