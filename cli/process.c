@@ -17,24 +17,6 @@ static const char *join_argv(char **argv, size_t n, char *buf, size_t len)
         return buf;
 }
 
-static int parse_json_only(struct cli *cli, int argc, char **argv, bool *ret_json)
-{
-        static const struct option options[] = {
-                { "json", no_argument, NULL, 'j' },
-                {}
-        };
-        int c;
-
-        *ret_json = false;
-        optind = 0;
-        while ((c = getopt_long(argc, argv, ":", options, NULL)) >= 0) {
-                if (c != 'j')
-                        return cli_option_error(cli, c, argv);
-                *ret_json = true;
-        }
-        return 0;
-}
-
 static int parse_pid(struct cli *cli, const char *s, uint32_t *ret)
 {
         if (cli_parse_u32(s, 1, INT32_MAX, ret) < 0)
@@ -83,7 +65,7 @@ int cli_ps(struct cli *cli, int argc, char **argv)
         bool json;
         int r;
 
-        r = parse_json_only(cli, argc, argv, &json);
+        r = cli_parse_json_flag(cli, argc, argv, &json);
         if (r != 0)
                 return r;
         if (argc - optind != 1)
@@ -145,7 +127,7 @@ int cli_wait(struct cli *cli, int argc, char **argv)
         bool json;
         int r;
 
-        r = parse_json_only(cli, argc, argv, &json);
+        r = cli_parse_json_flag(cli, argc, argv, &json);
         if (r != 0)
                 return r;
         if (argc - optind != 2)

@@ -334,3 +334,22 @@ struct cli_table *cli_table_free(struct cli_table *t)
         free(t);
         return NULL;
 }
+
+/* Parses only --json; the positional arguments stay in argv[optind..]. */
+int cli_parse_json_flag(const struct cli *cli, int argc, char **argv, bool *ret_json)
+{
+        static const struct option options[] = {
+                { "json", no_argument, NULL, 'j' },
+                {}
+        };
+        int c;
+
+        *ret_json = false;
+        optind = 0;
+        while ((c = getopt_long(argc, argv, ":", options, NULL)) >= 0) {
+                if (c != 'j')
+                        return cli_option_error(cli, c, argv);
+                *ret_json = true;
+        }
+        return 0;
+}

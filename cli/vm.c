@@ -10,25 +10,6 @@
 
 #include "cli/cli.h"
 
-/* Parses only --json; the positional arguments stay in argv[optind..]. */
-static int parse_json_flag(struct cli *cli, int argc, char **argv, bool *ret_json)
-{
-        static const struct option options[] = {
-                { "json", no_argument, NULL, 'j' },
-                {}
-        };
-        int c;
-
-        *ret_json = false;
-        optind = 0;
-        while ((c = getopt_long(argc, argv, ":", options, NULL)) >= 0) {
-                if (c != 'j')
-                        return cli_option_error(cli, c, argv);
-                *ret_json = true;
-        }
-        return 0;
-}
-
 int cli_vm_add(struct cli *cli, int argc, char **argv)
 {
         static const struct option options[] = {
@@ -113,7 +94,7 @@ int cli_vm_ls(struct cli *cli, int argc, char **argv)
         bool json;
         int r;
 
-        r = parse_json_flag(cli, argc, argv, &json);
+        r = cli_parse_json_flag(cli, argc, argv, &json);
         if (r != 0)
                 return r;
         if (argc - optind != 0)
