@@ -61,6 +61,7 @@ static void usage(FILE *f)
                 "Usage: vsockmuxd [OPTIONS]\n"
                 "  --socket PATH        control socket (default $VSOCKMUX_SOCKET, else " DEFAULT_SOCKET ")\n"
                 "  --state-dir DIR      attach sockets and default state (default " DEFAULT_STATE_DIR ")\n"
+                "  --hvsock-root DIR    accept hybrid-vsock paths only inside DIR (no symlinks, no \"..\")\n"
                 "  --group NAME|GID     (root only) let this group use the control socket (mode 0660)\n"
                 "  --max-connections N  control connections at once (default %u)\n"
                 "  --log-level LEVEL    error, warn, info or debug (default info)\n"
@@ -91,6 +92,7 @@ int main(int argc, char **argv)
         static const struct option options[] = {
                 { "socket", required_argument, NULL, 's' },
                 { "state-dir", required_argument, NULL, 'd' },
+                { "hvsock-root", required_argument, NULL, 'r' },
                 { "group", required_argument, NULL, 'g' },
                 { "max-connections", required_argument, NULL, 'c' },
                 { "log-level", required_argument, NULL, 'l' },
@@ -107,6 +109,7 @@ int main(int argc, char **argv)
         _cleanup_(service_freep) struct service *service = NULL;
         struct vmm *vmm = NULL;
         struct daemon_signals sig = { .fd = -1 };
+        _cleanup_free_ char *hvsock_root = NULL;
         sigset_t mask;
         int c, r;
 
@@ -121,6 +124,15 @@ int main(int argc, char **argv)
                         break;
                 case 'd':
                         vcfg.state_dir = optarg;
+                        break;
+                case 'r':
+                        free(hvsock_root);
+                        hvsock_root = realpath(optarg, NULL);
+                        if (!hvsock_root) {
+                                fprintf(stderr, "vsockmuxd: --hvsock-root %s: %s\n", optarg, strerror(errno));
+                                return 2;
+                        }
+                        vcfg.hvsock_root = hvsock_root;
                         break;
                 case 'g':
                         if (geteuid() != 0 || parse_group(optarg, &scfg.group) < 0) {

@@ -242,6 +242,11 @@ int vmm_restore(struct vmm *m, const uint8_t *blob, size_t len, const char *name
         if (r < 0)
                 return r;
         r = vmm_vm_alloc(m, name, &transport, &vm);
+        if (r == -EPERM) {
+                snprintf(err, errlen, "hvsock path %s is not a plain path inside the daemon's --hvsock-root",
+                         transport.uds_path);
+                return r;
+        }
         if (r < 0) {
                 snprintf(err, errlen, "cannot create VM '%s': %s", name, strerror(-r));
                 return r;

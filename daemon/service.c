@@ -79,6 +79,10 @@ static int on_vm_add(struct control_call *call, const ProtobufCMessage *request,
         if (r == -EINVAL)
                 return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT,
                                          "VM name must be 1-%u characters of [A-Za-z0-9._-]", VMM_NAME_MAX);
+        if (r == -EPERM)
+                return control_call_fail(call, CONTROL_CODE_PERMISSION_DENIED,
+                                         "hvsock path %s is not a plain path inside the daemon's --hvsock-root",
+                                         t.uds_path);
         if (r < 0)
                 return control_call_fail_errno(call, r, "cannot listen for the guest's bridge");
         return control_call_reply(call, &resp.base);

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "daemon/paths.h"
 #include "daemon/vmm-internal.h"
 #include "util/log.h"
 
@@ -206,6 +207,14 @@ int vmm_vm_alloc(struct vmm *m, const char *name, const struct relay_transport *
                 return -EEXIST;
         if (m->n_vms >= m->cfg.max_vms)
                 return -EUSERS;
+        if (t->kind == RELAY_TRANSPORT_HVSOCK && m->cfg.hvsock_root) {
+                r = paths_check_confined(m->cfg.hvsock_root, t->uds_path);
+                if (r < 0) {
+                        log_warn("vm %s: hvsock path %s refused: %s (root %s)", name, t->uds_path, strerror(-r),
+                                 m->cfg.hvsock_root);
+                        return -EPERM;
+                }
+        }
         vm = calloc(1, sizeof(*vm));
         if (!vm)
                 return -ENOMEM;

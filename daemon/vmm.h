@@ -72,6 +72,7 @@ typedef void (*vmm_event_fn)(const struct vmm_event *e, void *userdata);
 
 struct vmm_config {
         const char *state_dir;          /* attach sockets live in <state_dir>/attach */
+        const char *hvsock_root;        /* canonical; hybrid-vsock paths must lie inside (NULL: anywhere) */
         unsigned max_vms;
         unsigned max_processes;
         unsigned exited_keep;
@@ -102,7 +103,8 @@ struct relay *vmm_relay(struct vmm *m);
 
 /* ---- VMs ---- */
 
-/* -EEXIST for a taken name, -EINVAL for a bad name, -EUSERS over max_vms, or relay_listen()'s errors. */
+/* -EEXIST for a taken name, -EINVAL for a bad name, -EUSERS over max_vms, -EPERM for an hvsock
+ * path outside the configured root (or a symlink, or with "..": logged), or relay_listen()'s errors. */
 int vmm_vm_add(struct vmm *m, const char *name, const struct relay_transport *t, struct vmm_vm **ret);
 int vmm_vm_remove(struct vmm *m, const char *name);
 struct vmm_vm *vmm_vm_find(struct vmm *m, const char *name);

@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -593,6 +594,34 @@ static void test_thousand_processes_survive_save_and_restore(void **state)
         free(sv.blob);
 }
 
+static void test_hvsock_paths_outside_the_root_are_refused(void **state)
+{
+        struct fixture *f = *state;
+        struct vmm_config cfg;
+        struct vmm *m = NULL;
+        struct relay_transport t = { .kind = RELAY_TRANSPORT_HVSOCK };
+        char root[PATH_MAX], state_dir[128];
+
+        assert_non_null(realpath(f->dir, root));
+        snprintf(state_dir, sizeof(state_dir), "%s/c", f->dir);
+        vmm_config_default(&cfg);
+        cfg.state_dir = state_dir;
+        cfg.hvsock_root = root;
+        assert_int_equal(vmm_new(f->r, &cfg, NULL, NULL, &m), 0);
+        snprintf(t.uds_path, sizeof(t.uds_path), "/tmp/elsewhere.vsock");
+        assert_int_equal(vmm_vm_add(m, "out", &t, NULL), -EPERM);
+        assert_true(strlen(root) + 16 < sizeof(t.uds_path));
+        strcpy(t.uds_path, root);
+        strcat(t.uds_path, "/../x.vsock");
+        assert_int_equal(vmm_vm_add(m, "dots", &t, NULL), -EPERM);
+        assert_int_equal(vmm_vm_count(m), 0);
+        strcpy(t.uds_path, root);
+        strcat(t.uds_path, "/in.vsock");
+        assert_int_equal(vmm_vm_add(m, "in", &t, NULL), 0);
+        assert_int_equal(vmm_vm_count(m), 1);
+        vmm_free(m);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -605,6 +634,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_restore_refuses_endpoints_that_do_not_match_before_listening,
                                                 setup, teardown),
                 cmocka_unit_test_setup_teardown(test_thousand_processes_survive_save_and_restore, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_hvsock_paths_outside_the_root_are_refused, setup, teardown),
         };
 
         signal(SIGPIPE, SIG_IGN);
