@@ -163,7 +163,9 @@ virsh_src domstate vmig-e2e >/dev/null 2>&1 && fail "the domain is still on the 
 has_vm "$dir/a.sock" demo && fail "the source daemon still holds the VM"
 wait_for "output on the destination" size_at_least "$dir/out-b" 1
 touch "$dir/stop"
-out=$(vsb wait demo "$pid") || fail "wait on the destination"
+# wait ends with the process's own exit code
+code=0; out=$(vsb wait demo "$pid") || code=$?
+[ "$code" = 7 ] || fail "wait on the destination exited $code, not the process's 7"
 [ "$out" = "exited 7" ] || fail "the exit came back as '$out'"
 cat "$dir/out-a" "$dir/out-b" >"$dir/out-all"
 check_lines "$dir/out-all" || fail "output lost or duplicated across the migration"
@@ -199,7 +201,8 @@ has_vm "$dir/b.sock" demo2 && fail "the destination daemon holds demo2"
 size=$(stat -c %s "$dir/out2")
 wait_for "output after the rollback" size_at_least "$dir/out2" $((size + 1))
 touch "$dir/stop2"
-out=$(vsa wait demo2 "$pid2") || fail "wait on the source"
+code=0; out=$(vsa wait demo2 "$pid2") || code=$?
+[ "$code" = 7 ] || fail "wait on the source exited $code, not the process's 7"
 [ "$out" = "exited 7" ] || fail "the exit came back as '$out'"
 check_lines "$dir/out2" || fail "output lost or duplicated across the aborted migration"
 virsh_src destroy vmig-abort >/dev/null
