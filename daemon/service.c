@@ -521,7 +521,7 @@ static int on_stats(struct control_call *call, const ProtobufCMessage *request, 
         resp.memory_in_use = rss_bytes();
         pool.buffers_total = rs.pool_bufs_total;
         pool.buffers_in_use = rs.pool_bufs_in_use;
-        pool.buffer_size = rs.pool_bufs_total ? rs.pool_bytes / rs.pool_bufs_total : 0;
+        pool.buffer_size = rs.pool_buf_size;
         resp.buffer_pool = &pool;
         resp.control_connections = control_server_connections(s->server);
         return control_call_reply(call, &resp.base);

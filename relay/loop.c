@@ -358,5 +358,6 @@ void relay_get_stats(struct relay *r, struct relay_stats *ret)
                 .pool_bufs_total = r->pool_provided,
                 .pool_bufs_in_use = r->pool_in_use,
                 .pool_bytes = r->bufs_size,
+                .pool_buf_size = r->cfg.buf_size,
         };
 }

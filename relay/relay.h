@@ -216,5 +216,6 @@ struct relay_stats {
         unsigned pool_bufs_total;       /* handed to the kernel so far: grows with load up to buf_count */
         unsigned pool_bufs_in_use;      /* held by streams (read, not yet delivered) */
         size_t pool_bytes;              /* address space reserved for the pool (buf_size * buf_count) */
+        size_t pool_buf_size;
 };
 void relay_get_stats(struct relay *r, struct relay_stats *ret);
