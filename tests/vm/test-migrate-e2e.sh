@@ -6,8 +6,11 @@
 # state of a VM moving between two vsockmuxd while the guest simulator's process keeps writing.
 # The simulator plays the guest's vsock side, so it follows the domain through the migration's
 # hooks: it is stopped when the source pauses (--on-suspended: a paused guest neither writes nor
-# notices the source daemon letting go), and continued with a vsock transport reset (SIGUSR1) when
-# the destination domain resumes (--on-resumed), as a VM sees it after a live migration.
+# notices the source daemon letting go), and continued when the destination domain resumes
+# (--on-resumed). The source daemon's release of every connection is the transport reset the guest
+# sees. A second reset (SIGUSR1) after the guest already redialled a stdio port would strand that
+# stream today: the destination listens once per port, so the next redial finds no listener. That
+# is a known gap (see the closing note), not something this test may paper over with timing.
 #   1. invalid options are refused with the converter's message before anything happens;
 #   2. a migration moves the domain and the relay state: zero bytes lost, the exit code arrives
 #      on the destination, the source keeps nothing, `vsockmux events` saw it;
@@ -144,7 +147,7 @@ wait_for "output on the source" size_at_least "$dir/out-a" 2000
 
 vsa migrate demo --from "$VM_TEST_SRC_URI" --to "$VM_TEST_DST_URI" --domain vmig-e2e --dest-socket "$dir/b.sock" \
         --io "$pid:stdout=$dir/out-b" --on-suspended "kill -STOP $simpid" \
-        --on-resumed "kill -CONT $simpid; [ \"\$VSOCKMUX_MIGRATE_ON\" = destination ] && kill -USR1 $simpid" \
+        --on-resumed "kill -CONT $simpid" \
         --json >"$dir/migrate.jsonl" 2>"$dir/migrate.log"
 rc=$?
 [ "$rc" -eq 0 ] || fail "migrate exited $rc: $(cat "$dir/migrate.log")"
