@@ -114,8 +114,11 @@ void vmm_process_report(struct vmm_process *p)
         p->exit_reported = true;
         vm->n_exited++;
         relay_timer_disarm(p->timer);
-        /* Nothing reads stdin any more: let go of the host endpoint. Attach clients see the end. */
-        vmm_stream_release(&p->streams[VMM_STDIN]);
+        /* Nothing reads stdin any more and no output will come: let go of the host endpoints and
+         * the ports' listeners. Attach clients see the end. */
+        for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++)
+                if (k == VMM_STDIN || p->streams[k].done)
+                        vmm_stream_release(&p->streams[k]);
         attach_end(p->attach);
         if (p->exit.kind == VMM_EXIT_EXITED)
                 log_info("vm %s: process %u exited with code %d", vm->name, p->pid, p->exit.code);
@@ -200,7 +203,10 @@ static void stream_on_done(struct relay_stream *rs, int error, void *userdata)
                          stream_names[s->kind], s->port, strerror(-error));
         s->done = true;
         s->error = error;
-        vmm_stream_release(s);
+        /* With V4 a drop can look like EOF (Unix sockets say nothing else): keep the stream and its
+         * listener until the exit is reported, so a redialling guest resumes where it stopped. */
+        if (!p->vm->stdio_resume || p->exit_reported)
+                vmm_stream_release(s);
         if (stream_is_output(s->kind))
                 vmm_process_maybe_report(p);
 }
@@ -240,23 +246,40 @@ static void stream_on_accept(struct relay_listener *l, int fd, void *userdata)
         bool resume = p->vm->stdio_resume;
         int r;
 
-        s->listener = relay_listener_free(s->listener);
+        if (!resume)
+                s->listener = relay_listener_free(s->listener);
         if (fd < 0) {
+                s->listener = relay_listener_free(s->listener);
                 log_warn("vm %s: %s listener on port 0x%08x failed: %s", p->vm->name, stream_names[s->kind], s->port,
                          strerror(-fd));
                 stream_on_done(NULL, fd, s);
                 return;
         }
         if (s->stream) {
-                /* The guest redialled a stream we kept across a save: carry on where it stopped. */
+                /* The guest redialled a stream we kept (across a save, or after a drop): carry on
+                 * where it stopped. A stream still busy with the old connection has not seen it end
+                 * yet; the guest dials again in 100 ms. */
                 r = relay_stream_replace_guest(s->stream, fd, resume);
-                if (r >= 0)
-                        r = relay_stream_resume(s->stream);
+                if (r == -EBUSY) {
+                        log_debug("vm %s: process %u: %s redialled before the old connection ended", p->vm->name,
+                                  p->pid, stream_names[s->kind]);
+                        safe_close(fd);
+                        return;
+                }
+                if (r >= 0) {
+                        int k = relay_stream_resume(s->stream);
+
+                        if (k < 0 && k != -EINVAL) /* -EINVAL: it was not frozen */
+                                r = k;
+                }
                 if (r < 0) {
                         log_warn("vm %s: process %u: cannot resume %s: %s", p->vm->name, p->pid,
                                  stream_names[s->kind], strerror(-r));
                         stream_on_done(NULL, r, s);
+                        return;
                 }
+                s->done = false;
+                s->error = 0;
                 return;
         }
         r = relay_stream_new_at(p->vm->vmm->relay,
@@ -276,7 +299,8 @@ int vmm_stream_listen(struct vmm_stream *s)
 {
         struct vmm_vm *vm = s->process->vm;
 
-        return relay_listen(vm->vmm->relay, &vm->transport, s->port, RELAY_LISTEN_ONCE, stream_on_accept, s,
+        return relay_listen(vm->vmm->relay, &vm->transport, s->port,
+                            vm->stdio_resume ? RELAY_LISTEN_MANY : RELAY_LISTEN_ONCE, stream_on_accept, s,
                             &s->listener);
 }
 
