@@ -51,6 +51,7 @@ int sim_dial(struct sim *s, uint32_t port, struct sim_conn **ret_conn)
                 return -ENOMEM;
         }
         c->fd = fd;
+        c->port = port;
         pthread_mutex_lock(&s->lock);
         if (s->stopping) {
                 pthread_mutex_unlock(&s->lock);

@@ -29,6 +29,7 @@ static void usage(FILE *f)
                 "  --log-level LEVEL    error, warn, info (default) or debug\n"
                 "  -h, --help           this text\n\n"
                 "Signals: SIGUSR1 drops every connection at once (like a vsock transport reset);\n"
+                "SIGUSR2 drops every stdio connection and keeps the bridge;\n"
                 "SIGTERM/SIGINT kill the processes and exit.\n");
 }
 
@@ -177,6 +178,7 @@ int main(int argc, char **argv)
         /* Every thread inherits this mask; only the loop below takes these signals. */
         sigemptyset(&mask);
         sigaddset(&mask, SIGUSR1);
+        sigaddset(&mask, SIGUSR2);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGHUP);
@@ -209,6 +211,8 @@ int main(int argc, char **argv)
 
                 if (sig == SIGUSR1)
                         sim_drop_all(&s);
+                else if (sig == SIGUSR2)
+                        sim_drop_stdio(&s);
                 else if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP) {
                         log_info("vsockmux-sim: signal %d, exiting", sig);
                         break;

@@ -43,18 +43,30 @@ void sim_request_stop(struct sim *s)
         pthread_mutex_unlock(&s->lock);
 }
 
-void sim_drop_all(struct sim *s)
+static void sim_drop(struct sim *s, bool stdio_only)
 {
         unsigned n = 0;
 
         pthread_mutex_lock(&s->lock);
         for (struct sim_conn *c = s->conns; c; c = c->next) {
+                if (stdio_only && c->port == SIM_BRIDGE_PORT)
+                        continue;
                 c->dropped = true;
                 shutdown(c->fd, SHUT_RDWR);
                 n++;
         }
         pthread_mutex_unlock(&s->lock);
-        log_warn("fault injection: dropped %u connection(s)", n);
+        log_warn("fault injection: dropped %u %sconnection(s)", n, stdio_only ? "stdio " : "");
+}
+
+void sim_drop_all(struct sim *s)
+{
+        sim_drop(s, false);
+}
+
+void sim_drop_stdio(struct sim *s)
+{
+        sim_drop(s, true);
 }
 
 static struct timespec sim_deadline(unsigned ms)

@@ -32,6 +32,7 @@ struct sim_options {
 /* A connection the drop switch can reach. Its owner closes it after sim_conn_release(). */
 struct sim_conn {
         int fd;
+        uint32_t port; /* the host port dialled: tells the bridge from stdio */
         bool dropped; /* set under sim->lock by sim_drop_all() */
         struct sim_conn *next;
 };
@@ -66,6 +67,8 @@ bool sim_stopping(struct sim *s);
 void sim_request_stop(struct sim *s);
 /* Fault injection: shuts down every connection at once, as a vsock transport reset does. */
 void sim_drop_all(struct sim *s);
+/* The same for stdio connections only: the bridge stays up, as when only data channels reset. */
+void sim_drop_stdio(struct sim *s);
 /* Sleeps up to ms, returning early (true) once the sim is stopping. */
 bool sim_sleep(struct sim *s, unsigned ms);
 
