@@ -34,6 +34,7 @@ enum log_level log_level_from_string(const char *s)
         return _LOG_LEVEL_INVALID;
 }
 
+_printf_(2, 0)
 static void log_vmsg(enum log_level level, const char *fmt, va_list ap)
 {
         char line[1024];
