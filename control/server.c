@@ -28,6 +28,8 @@ struct control_conn {
         unsigned n_calls;
         uint32_t last_stream_id;
         struct ucred peer;
+        uint64_t last_active_ns;        /* accepted, sent a frame or finished a call */
+        size_t partial;                 /* bytes of a frame still incomplete after the last on_data */
         bool in_data;           /* inside on_data: a failure is returned, not aborted */
         int pending_error;
         bool dead;              /* aborted; on_close is on its way */
@@ -149,6 +151,8 @@ static void call_free(struct control_call *call)
 {
         if (call->server->dispatching == call)
                 call->server->dispatching_done = true;
+        if (call->conn)
+                call->conn->last_active_ns = relay_now_ns(call->server->relay);
         call_unlink(call);
         relay_timer_free(call->deadline);
         control_message_free(call->request);
@@ -404,6 +408,7 @@ static ssize_t conn_on_data(struct relay_chan *chan, const void *data, size_t le
         if (conn->dead)
                 return conn->pending_error ?: -ECONNABORTED;
 
+        conn->last_active_ns = relay_now_ns(conn->server->relay);
         conn->in_data = true;
         while (off < len && !conn->dead) {
                 struct control_frame f;
@@ -431,6 +436,7 @@ static ssize_t conn_on_data(struct relay_chan *chan, const void *data, size_t le
         }
         if (conn->dead)
                 return conn->pending_error ?: -ECONNABORTED;
+        conn->partial = len - off;
         return (ssize_t)off;
 }
 
@@ -462,6 +468,9 @@ static void conn_on_close(struct relay_chan *chan, int error, void *userdata)
 
         if (error < 0 && error != -ECONNRESET && error != -EPIPE)
                 log_debug("control: connection from pid %d closed: %s", (int)conn->peer.pid, strerror(-error));
+        else if (conn->partial > 0 && !conn->dead)
+                log_info("control: connection from pid %d uid %u closed in the middle of a request (%zu bytes dropped)",
+                         (int)conn->peer.pid, (unsigned)conn->peer.uid, conn->partial);
         conn_release(conn);
 }
 
@@ -472,6 +481,24 @@ static const struct relay_chan_ops conn_ops = {
 
 /* ---- accepting -------------------------------------------------------------------------- */
 
+/* At the cap, the connection idle longest (no call in flight) makes way for a new one, so clients
+ * that connect and hold on cannot starve the others; calls in flight are never cut. */
+static bool server_evict_idle(struct control_server *s)
+{
+        struct control_conn *victim = NULL;
+
+        for (struct control_conn *c = s->conns; c; c = c->next)
+                if (c->n_calls == 0 && !c->dead && (!victim || c->last_active_ns <= victim->last_active_ns))
+                        victim = c;
+        if (!victim)
+                return false;
+        log_warn("control: %u connections open (max %u): closing the one idle longest (pid %d uid %u) for a new one",
+                 s->n_conns, s->cfg.max_connections, (int)victim->peer.pid, (unsigned)victim->peer.uid);
+        victim->chan = relay_chan_free(victim->chan);
+        conn_release(victim);
+        return true;
+}
+
 static void server_take_fd(struct control_server *s, int fd)
 {
         _cleanup_close_ int cfd = fd;
@@ -479,11 +506,6 @@ static void server_take_fd(struct control_server *s, int fd)
         struct ucred peer;
         int r;
 
-        if (s->n_conns >= s->cfg.max_connections) {
-                log_warn("control: refusing a connection: %u connections open (max %u)",
-                         s->n_conns, s->cfg.max_connections);
-                return;
-        }
         r = control_peer_check(cfd, s->cfg.owner_uid, s->cfg.group, &peer);
         if (r < 0) {
                 log_warn("control: refusing a connection: cannot read peer credentials: %s", strerror(-r));
@@ -495,13 +517,19 @@ static void server_take_fd(struct control_server *s, int fd)
                          s->cfg.group != CONTROL_NO_GROUP ? " or a member of the control group" : "");
                 return;
         }
+        /* Only a permitted peer may make an idle one give way. */
+        if (s->n_conns >= s->cfg.max_connections && !server_evict_idle(s)) {
+                log_warn("control: refusing connection from pid %d: %u connections open (max %u), all with calls in flight",
+                         (int)peer.pid, s->n_conns, s->cfg.max_connections);
+                return;
+        }
 
         conn = calloc(1, sizeof(*conn));
         if (!conn) {
                 log_warn("control: refusing connection from pid %d: out of memory", (int)peer.pid);
                 return;
         }
-        *conn = (struct control_conn) { .server = s, .peer = peer };
+        *conn = (struct control_conn) { .server = s, .peer = peer, .last_active_ns = relay_now_ns(s->relay) };
         r = relay_chan_new(s->relay, cfd, &conn_ops,
                            &(struct relay_chan_limits) {
                                    .max_rx = CONTROL_FRAME_MAX,

@@ -739,19 +739,29 @@ static void client_three(struct fixture *f, void *arg)
         struct result *res = arg;
         _cleanup_(control_client_freep) struct control_client *a = NULL;
         _cleanup_(control_client_freep) struct control_client *b = NULL;
+        Vsockmux__V1__WaitRequest w = VSOCKMUX__V1__WAIT_REQUEST__INIT;
+        uint32_t sid;
         int fd;
 
         res->r = res->r2 = res->r3 = -100;
         if (control_client_connect(f->path, &a) < 0 || control_client_connect(f->path, &b) < 0)
                 return;
-        /* Calls make sure both were accepted before the third arrives. */
-        if ((res->r = kill_call(a, 1, NULL, 0)) < 0 || (res->r = kill_call(b, 1, NULL, 0)) < 0)
+        /* A call in flight on each: busy connections never make way for a new one. */
+        w.vm = (char *)"vm1";
+        w.pid = 9;
+        if ((res->r = control_client_send(a, CONTROL_METHOD_NAME("Wait"), &w.base, 0, 0, &sid)) < 0 ||
+            (res->r = control_client_send(b, CONTROL_METHOD_NAME("Wait"), &w.base, 0, 0, &sid)) < 0)
                 return;
+        for (int i = 0; i < 6000; i++) {
+                if (__atomic_load_n(&f->n_pending, __ATOMIC_SEQ_CST) == 2)
+                        break;
+                usleep(10000);
+        }
         fd = raw_connect(f->path);
         res->r2 = fd < 0 ? fd : wait_closed(fd);
         if (fd >= 0)
                 close(fd);
-        res->r3 = kill_call(a, 2, NULL, 0);
+        res->r3 = kill_call(a, WAKE_PID, NULL, 0);
 }
 
 static void test_connections_over_the_cap_are_refused(void **state)
@@ -763,6 +773,44 @@ static void test_connections_over_the_cap_are_refused(void **state)
 
         assert_int_equal(server_start(f, &cfg), 0);
         run_client(f, client_three, &res);
+        assert_int_equal(res.r, 0);
+        assert_int_equal(res.r2, 0);
+        assert_int_equal(res.r3, 0);
+}
+
+static void client_idle_pair_then_one(struct fixture *f, void *arg)
+{
+        struct result *res = arg;
+        _cleanup_(control_client_freep) struct control_client *a = NULL;
+        _cleanup_(control_client_freep) struct control_client *b = NULL;
+        _cleanup_(control_client_freep) struct control_client *c = NULL;
+        int fd;
+
+        res->r = res->r2 = res->r3 = -100;
+        fd = raw_connect(f->path);
+        if (fd < 0 || control_client_connect(f->path, &a) < 0)
+                return;
+        /* A call on a makes sure both were accepted, and leaves the raw one idle longest. */
+        if ((res->r = kill_call(a, 1, NULL, 0)) < 0)
+                return;
+        if (control_client_connect(f->path, &c) < 0)
+                return;
+        res->r = kill_call(c, 2, NULL, 0);
+        /* The connection idle longest was closed to make room; a is still served. */
+        res->r2 = wait_closed(fd);
+        close(fd);
+        res->r3 = kill_call(a, 3, NULL, 0);
+}
+
+static void test_idle_connection_makes_way_at_the_cap(void **state)
+{
+        struct fixture *f = *state;
+        struct control_server_config cfg = { .owner_uid = geteuid(), .group = CONTROL_NO_GROUP,
+                                             .max_connections = 2 };
+        struct result res = {};
+
+        assert_int_equal(server_start(f, &cfg), 0);
+        run_client(f, client_idle_pair_then_one, &res);
         assert_int_equal(res.r, 0);
         assert_int_equal(res.r2, 0);
         assert_int_equal(res.r3, 0);
@@ -883,6 +931,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test_setup_teardown(test_group_socket_is_0660_with_that_group, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_live_socket_is_not_replaced_but_stale_one_is,
                                                 setup_with_server, teardown),
+                cmocka_unit_test_setup_teardown(test_idle_connection_makes_way_at_the_cap, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_connections_over_the_cap_are_refused, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bad_method_tables_are_refused, setup, teardown),
         };
