@@ -59,6 +59,14 @@ class Variant:
         """Extra figures read while the relay is still up (after bench-load finished)."""
         return {}
 
+    def measured(self, procs):
+        """The processes whose CPU and memory bench-load reads (the rest only help)."""
+        return procs
+
+    def diagnose(self, procs, spec_path):
+        """What the variant's own logs say, for a failed repetition."""
+        return ""
+
 
 class Direct(Variant):
     direct = True
@@ -105,13 +113,29 @@ class Socat(Variant):
         return procs
 
 
-class VsockmuxUnderTest(Variant):
-    """THE swap point for the real daemon.
+def pool_rss_kb(pid, pool_bytes):
+    """The resident part of the buffer pool: one fixed anonymous mapping, a fixed cost rather than
+    a per-stream one. Adjacent anonymous mappings may merge into it, so this is an upper bound."""
+    pool_kb = pool_bytes // 1024
+    best = None
+    try:
+        with open("/proc/%d/smaps" % pid) as f:
+            size = None
+            for line in f:
+                if line.startswith("Size:"):
+                    size = int(line.split()[1])
+                elif line.startswith("Rss:") and size is not None and size >= pool_kb:
+                    if best is None or size < best[0]:
+                        best = (size, int(line.split()[1]))
+    except OSError:
+        pass
+    return best[1] if best else None
 
-    Today: bench/relay-under-test, a small program on relay/ (one io_uring loop, hybrid-vsock
-    listeners on "<vm uds>_<port>", one relay stream per connection). Later: vsockmuxd plus the
-    bridge load generator; only this class changes, the spec and bench-load stay as they are.
-    """
+
+class RelayAlone(Variant):
+    """relay/ alone, no daemon: bench/relay-under-test (one io_uring loop, hybrid-vsock listeners
+    on "<vm uds>_<port>", one relay stream per connection). A diagnostic row beside the real
+    daemon path: the difference between the two is what the daemon adds around relay/."""
 
     def pending(self, bins):
         if "relay-under-test" not in bins:
@@ -133,23 +157,149 @@ class VsockmuxUnderTest(Variant):
         except (OSError, ValueError):
             return {}
         out = dict(pool_bytes=st["pool_bytes"], relay_failed=st["failed"])
-        # The pool is one fixed anonymous mapping; its resident part is the fixed cost, not a
-        # per-stream one. Adjacent anonymous mappings may merge into it, so this is an upper bound.
-        pool_kb = st["pool_bytes"] // 1024
-        best = None
+        rss = pool_rss_kb(procs[0].pid, st["pool_bytes"])
+        if rss is not None:
+            out["pool_rss_kb"] = rss
+        return out
+
+
+DAEMON_VM = "bench"
+
+
+def wait_for(cond, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise OSError("%s did not happen within %.0f s" % (what, timeout))
+        time.sleep(0.005)
+
+
+def start_daemon(bins, tmp, sock, tag=""):
+    """vsockmuxd on a private control socket and state dir, hybrid-vsock paths confined to tmp."""
+    log = open(os.path.join(tmp, "vsockmuxd%s.log" % tag), "w")
+    wrap = shlex.split(os.environ.get("BENCH_WRAP", ""))
+    p = subprocess.Popen(wrap + [bins["vsockmuxd"], "--socket", sock, "--state-dir", os.path.join(tmp, "state" + tag),
+                                 "--hvsock-root", tmp, "--log-level", "warn"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, close_fds=True)
+    log.close()
+    try:
+        wait_for(lambda: os.path.exists(sock) or p.poll() is not None, 30, "vsockmuxd listening")
+        if p.poll() is not None:
+            raise OSError("vsockmuxd exited %d" % p.returncode)
+    except OSError:
+        stop([p])
+        raise
+    return p
+
+
+def cli(bins, sock, *args):
+    r = subprocess.run([bins["vsockmux"], "--socket", sock] + list(args), capture_output=True, text=True,
+                       timeout=120)
+    if r.returncode != 0:
+        raise OSError("vsockmux %s: %s" % (" ".join(args[:2]), r.stderr.strip()[-300:]))
+    return r.stdout
+
+
+def tail(path, n=300):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()[-n:].strip()
+    except OSError:
+        return ""
+
+
+class VsockmuxUnderTest(Variant):
+    """THE daemon path: vsockmuxd and its real relay path, from guest socket to host endpoint.
+
+    Per repetition: a fresh vsockmuxd (control socket and state dir in the spec's tmp dir,
+    --hvsock-root confined to it), `vm add` with hybrid vsock "<tmp>/vm.sock", bench-guest
+    answering the VM's bridge (negotiates without the stdio-resume extension, answers every
+    ExecuteProcess with a fake pid and never reports an exit; no process is spawned), and
+    bench-ctl issuing one Exec --detach per process over the control socket: --stdout <endpoint>
+    for a from_guest stream, --stdin + --stdout for an echo pair. The daemon opens the endpoints
+    (connects the Unix sockets / opens the fifos bench-load made), takes its own ports and
+    listens on "<tmp>/vm.sock_<port>"; bench-ctl links each spec guest path to the port the
+    guest was told, so bench-load's guest dials the daemon's real listeners unchanged.
+
+    The execs run in the background while bench-load samples the daemon's "before" figures and
+    its guest keeps dialing until the links exist: B7's per-stream memory therefore includes
+    everything the daemon keeps per process (attach socket, stderr listener, bookkeeping).
+    Only vsockmuxd's pid is handed to bench-load (CPU, RSS, threads).
+    """
+
+    def pending(self, bins):
+        missing = [b for b in ("vsockmuxd", "vsockmux", "bench-guest", "bench-ctl") if b not in bins]
+        return "not built: " + ", ".join(missing) if missing else None
+
+    def start(self, bins, spec_path, streams):
+        self.bins = bins
+        tmp = os.path.dirname(spec_path)
+        sock = os.path.join(tmp, "ctl.sock")
+        uds = streams[0]["guest"].rsplit("_", 1)[0]
+        daemon = start_daemon(bins, tmp, sock)
+        procs = [daemon]
         try:
-            with open("/proc/%d/smaps" % procs[0].pid) as f:
-                size = None
-                for line in f:
-                    if line.startswith("Size:"):
-                        size = int(line.split()[1])
-                    elif line.startswith("Rss:") and size is not None and size >= pool_kb:
-                        if best is None or size < best[0]:
-                            best = (size, int(line.split()[1]))
-        except OSError:
-            pass
-        if best:
-            out["pool_rss_kb"] = best[1]
+            cli(bins, sock, "vm", "add", DAEMON_VM, "--hvsock", uds)
+            ports = os.path.join(tmp, "ports")
+            open(ports, "w").close()
+            procs.append(subprocess.Popen([bins["bench-guest"], "--hvsock", uds, "--ports", ports],
+                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                          stderr=open(os.path.join(tmp, "guest.log"), "w"), close_fds=True))
+            jobs = os.path.join(tmp, "jobs")
+            with open(jobs, "w") as f:
+                i = 0
+                while i < len(streams):
+                    s = streams[i]
+                    if s["dir"] == "to_guest":  # an echo pair: this stdin, the next stream's stdout
+                        f.write("%s %s - bench-stream %d %d\n" % (s["endpoint"], streams[i + 1]["endpoint"],
+                                                                   self.link_id(i), self.link_id(i + 1)))
+                        i += 2
+                    else:
+                        f.write("- %s - bench-stream - %d\n" % (s["endpoint"], self.link_id(i)))
+                        i += 1
+            procs.append(subprocess.Popen([bins["bench-ctl"], "exec", "--socket", sock, "--vm", DAEMON_VM,
+                                           "--jobs", jobs, "--spec", spec_path, "--ports", ports],
+                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                          stderr=open(os.path.join(tmp, "ctl.log"), "w"), close_fds=True))
+        except (OSError, subprocess.SubprocessError):
+            stop(procs)
+            raise
+        return procs
+
+    def link_id(self, i):
+        """Which spec stream's guest path dials the process made for stream i (smoke: crossed)."""
+        return i
+
+    def measured(self, procs):
+        return procs[:1]
+
+    def diagnose(self, procs, spec_path):
+        tmp = os.path.dirname(spec_path)
+        return "; ".join("%s: %s" % (n, t) for n in ("ctl.log", "guest.log", "vsockmuxd.log")
+                         for t in [tail(os.path.join(tmp, n), 200)] if t)
+
+    def collect(self, procs, spec_path):
+        tmp = os.path.dirname(spec_path)
+        out = {}
+        ctl = procs[2]
+        if ctl.wait(timeout=60) != 0:
+            return dict(ok=False, error="bench-ctl exec: " + tail(os.path.join(tmp, "ctl.log")))
+        log = tail(os.path.join(tmp, "ctl.log"))
+        if " ms" in log:
+            try:
+                out["setup_ms"] = float(log.rsplit(" in ", 1)[1].split()[0])
+            except (IndexError, ValueError):
+                pass
+        try:
+            st = json.loads(cli(self.bins, os.path.join(tmp, "ctl.sock"), "stats", "--json"))
+        except (OSError, ValueError):
+            return out
+        pool = st.get("buffer_pool", {})
+        pool_bytes = pool.get("buffer_size", 0) * pool.get("buffers_total", 0)
+        out.update(pool_bytes=pool_bytes, daemon_streams=st.get("streams"), daemon_processes=st.get("processes"))
+        rss = pool_rss_kb(procs[0].pid, pool_bytes)
+        if rss is not None:
+            out["pool_rss_kb"] = rss
         return out
 
 
@@ -157,6 +307,7 @@ VARIANTS = {
     v.name: v for v in [
         Direct("direct", "direct (no relay)"),
         VsockmuxUnderTest("vsockmux", "vsockmux"),
+        RelayAlone("relay", "relay/ alone"),
         EpollRelay("epoll", "epoll relay 64K", "--copy"),
         EpollRelay("splice", "splice relay", "--splice"),
         Socat("socat", "socat", []),
@@ -205,7 +356,7 @@ def scenarios(quick):
     many = 200 if q else 1000      # "1,000 streams"
     idle = 500 if q else 4000       # B7
     # One socat per stream is exec'd once per scenario (see Socat): at 1,000 streams only B2.
-    group = ["direct", "vsockmux", "epoll", "splice"]
+    group = ["direct", "vsockmux", "relay", "epoll", "splice"]
     big = (64 if q else 768) * MIB
     big_warm = (16 if q else 64) * MIB
     slow = {"socat": 0.25}
@@ -322,7 +473,7 @@ def measure(bins, sc, variant, held=None):
             load.kill()
             load.wait()
             return dict(ok=False, error="cannot start %s: %s (fd/process limits?)" % (variant.name, e))
-        load.stdin.write(" ".join(str(p.pid) for p in procs) + "\n")
+        load.stdin.write(" ".join(str(p.pid) for p in variant.measured(procs)) + "\n")
         load.stdin.flush()
         try:
             out, err = load.communicate(timeout=LOAD_TIMEOUT_S)
@@ -337,6 +488,10 @@ def measure(bins, sc, variant, held=None):
             res.update(ok=False, error="bench-load exit %d" % load.returncode)
         if res.get("ok") and procs:
             res.update(variant.collect(procs, spec))
+        if not res.get("ok") and procs:
+            why = variant.diagnose(procs, spec)
+            if why:
+                res["error"] = "%s [%s]" % (res.get("error"), why)
         return res
     finally:
         if not held:
@@ -553,28 +708,41 @@ plot for [i=2:%d] '%s' using i:xtic(1) title columnheader(i)
 
 # ---- build ----------------------------------------------------------------------------------
 
+# Programs by name: bench/ ones, and the project's own the daemon variant and B10/B11 run.
+PROGRAMS = {
+    "bench-load": "bench", "bench-epoll-relay": "bench", "relay-under-test": "bench", "bench-guest": "bench",
+    "bench-ctl": "bench", "bench-tick": "bench", "vsockmuxd": "daemon", "vsockmux": "cli",
+    "vsockmux-sim": "sim",
+}
+
+
+def find_programs(bench_dir, root_dir):
+    bins = {}
+    for name, sub in PROGRAMS.items():
+        p = os.path.join(bench_dir if sub == "bench" else os.path.join(root_dir, sub), name)
+        if os.access(p, os.X_OK):
+            bins[name] = p
+    return bins
+
+
 def build(args):
-    """Returns {program: path}; relay-under-test only when relay/ can build it."""
+    """Returns {program: path}; the optional ones only when their modules build."""
     if args.bin_dir:
-        d = args.bin_dir
+        bins = find_programs(args.bin_dir, os.path.dirname(os.path.abspath(args.bin_dir)))
     else:
         if not os.path.exists(os.path.join(BUILD_DIR, "build.ninja")):
             subprocess.run(["meson", "setup", "--buildtype=release", BUILD_DIR, ROOT], check=True,
                            stdout=subprocess.DEVNULL)
         targets_ = ["bench/bench-load", "bench/bench-epoll-relay"]
         subprocess.run(["ninja", "-C", BUILD_DIR] + targets_, check=True, stdout=subprocess.DEVNULL)
-        # Optional: exists only once relay/ streams have landed.
-        subprocess.run(["ninja", "-C", BUILD_DIR, "bench/relay-under-test"], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
-        d = os.path.join(BUILD_DIR, "bench")
-    bins = {}
-    for name in ("bench-load", "bench-epoll-relay", "relay-under-test"):
-        p = os.path.join(d, name)
-        if os.access(p, os.X_OK):
-            bins[name] = p
+        # Optional: each builds only once the modules it needs have landed.
+        for t in ("bench/relay-under-test", "bench/bench-guest", "bench/bench-ctl", "bench/bench-tick",
+                  "daemon/vsockmuxd", "cli/vsockmux", "sim/vsockmux-sim"):
+            subprocess.run(["ninja", "-C", BUILD_DIR, t], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        bins = find_programs(os.path.join(BUILD_DIR, "bench"), BUILD_DIR)
     for need in ("bench-load", "bench-epoll-relay"):
         if need not in bins:
-            sys.exit("run.py: %s missing in %s" % (need, d))
+            sys.exit("run.py: %s missing" % need)
     return bins
 
 

@@ -1,8 +1,10 @@
 #!/usr/bin/python3
-"""bench/smoke.py BIN_DIR: correctness smoke of the bench programs (not a benchmark).
+"""bench/smoke.py BENCH_BIN_DIR [BUILD_ROOT]: correctness smoke of the bench programs (not a benchmark).
 
-The load generator must pass every byte through each relay variant, and must fail a relay
-that cross-wires two streams: a checker that cannot fail would make every bench figure moot.
+The load generator must pass every byte through each relay variant (the real daemon path
+included), and must fail a relay that cross-wires two streams, and a daemon whose stdio ports
+are cross-wired: a checker that cannot fail would make every bench figure moot. The last part
+runs one small save/restore (B10/B11) and checks its output crossed exactly once.
 """
 
 import os
@@ -13,29 +15,39 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import run  # noqa: E402
 
 
+def swap_field(spec_path, field, suffix):
+    with open(spec_path) as f:
+        lines = f.read().splitlines()
+    a, b = lines[0].split(), lines[1].split()
+    a[field], b[field] = b[field], a[field]
+    lines[0], lines[1] = " ".join(a), " ".join(b)
+    bad = spec_path + suffix
+    with open(bad, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return bad
+
+
+class CrossedDaemon(run.VsockmuxUnderTest):
+    """The real daemon, with streams 0 and 1 dialling each other's stdio port."""
+
+    def link_id(self, i):
+        return {0: 1, 1: 0}.get(i, i)
+
+
 class CrossWired(run.EpollRelay):
     """An epoll relay whose spec swaps the endpoints of streams 0 and 1."""
 
     def start(self, bins, spec_path, streams):
-        with open(spec_path) as f:
-            lines = f.read().splitlines()
-        a, b = lines[0].split(), lines[1].split()
-        a[4], b[4] = b[4], a[4]
-        lines[0], lines[1] = " ".join(a), " ".join(b)
-        bad = spec_path + ".crossed"
-        with open(bad, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        return super().start(bins, bad, streams)
+        return super().start(bins, swap_field(spec_path, 4, ".crossed"), streams)
 
 
 def main():
-    bins = {}
-    for name in ("bench-load", "bench-epoll-relay", "relay-under-test"):
-        p = os.path.join(sys.argv[1], name)
-        if os.access(p, os.X_OK):
-            bins[name] = p
-    variants = [run.VARIANTS[v] for v in ("direct", "epoll", "splice", "vsockmux")
+    root = sys.argv[2] if len(sys.argv) > 2 else os.path.dirname(os.path.abspath(sys.argv[1]))
+    bins = run.find_programs(sys.argv[1], root)
+    variants = [run.VARIANTS[v] for v in ("direct", "epoll", "splice", "relay", "vsockmux")
                 if not run.VARIANTS[v].pending(bins)]
+    if run.VARIANTS["vsockmux"].pending(bins):
+        print("vsockmux (daemon path) not run: %s" % run.VARIANTS["vsockmux"].pending(bins))
     bulk = dict(id="smoke-bulk", mode="throughput", streams=3, kind="unix",
                 args=["--bytes", str(4 << 20), "--warmup", "65536", "--write-size", "65536"])
     lines = dict(id="smoke-lines", mode="throughput", streams=3, kind="unix",
@@ -54,6 +66,11 @@ def main():
     caught = not r.get("ok") and "corrupt" in (r.get("error") or "")
     print("%-12s %-9s %s %s" % ("smoke-bulk", "crossed", "caught" if caught else "NOT CAUGHT", r.get("error")))
     bad += not caught
+    if not run.VARIANTS["vsockmux"].pending(bins):
+        r = run.measure(bins, bulk, CrossedDaemon("crossed", "cross-wired daemon"))
+        caught = not r.get("ok") and "corrupt" in (r.get("error") or "")
+        print("%-12s %-9s %s %s" % ("smoke-bulk", "crossed-d", "caught" if caught else "NOT CAUGHT", r.get("error")))
+        bad += not caught
     return 1 if bad else 0
 
 
