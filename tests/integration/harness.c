@@ -449,7 +449,28 @@ static bool integ_can_connect(const char *path)
         return ok;
 }
 
+/* VSOCKMUX_DAEMON_WRAPPER="valgrind --leak-check=full ..." runs the daemon under that command:
+ * split at spaces, the first word an absolute path (meson's valgrind test setup sets it). */
+static size_t integ_daemon_wrapper(char *buf, size_t size, char **argv, size_t max)
+{
+        const char *w = getenv("VSOCKMUX_DAEMON_WRAPPER");
+        size_t n = 0;
+
+        if (!w || !*w || strlen(w) >= size)
+                return 0;
+        memcpy(buf, w, strlen(w) + 1);
+        for (char *save = NULL, *tok = strtok_r(buf, " ", &save); tok && n < max;
+             tok = strtok_r(NULL, " ", &save))
+                argv[n++] = tok;
+        return n;
+}
+
 int integ_new(const struct integ_config *cfg, struct integ **ret)
+{
+        return integ_new_args(cfg, NULL, ret);
+}
+
+int integ_new_args(const struct integ_config *cfg, char *const extra[], struct integ **ret)
 {
         struct integ *t = calloc(1, sizeof(*t));
         int64_t deadline;
@@ -466,11 +487,19 @@ int integ_new(const struct integ_config *cfg, struct integ **ret)
         snprintf(t->state_dir, sizeof(t->state_dir), "%s/state", t->dir);
         snprintf(t->daemon_log, sizeof(t->daemon_log), "%s/vsockmuxd.log", t->dir);
         {
-                char *argv[] = {
+                char wrapper[1024];
+                char *argv[INTEG_MAX_ARGS];
+                size_t n = integ_daemon_wrapper(wrapper, sizeof(wrapper), argv, INTEG_MAX_ARGS / 2);
+                char *const base[] = {
                         (char *)cfg->daemon, (char *)"--socket", t->sock, (char *)"--state-dir", t->state_dir,
                         (char *)"--log-level", (char *)"debug", NULL,
                 };
 
+                for (size_t i = 0; base[i]; i++)
+                        argv[n++] = base[i];
+                for (size_t i = 0; extra && extra[i] && n + 1 < INTEG_MAX_ARGS; i++)
+                        argv[n++] = extra[i];
+                argv[n] = NULL;
                 t->daemon = integ_spawn(t, argv, NULL, t->daemon_log, t->daemon_log);
                 integ_untrack(t, t->daemon);
         }

@@ -56,6 +56,8 @@ int integ_teardown(void **state);
 
 /* Makes the temp dir (0755 so other uids can reach the socket) and starts vsockmuxd. */
 int integ_new(const struct integ_config *cfg, struct integ **ret);
+/* The same with extra vsockmuxd options (NULL-terminated; NULL for none). */
+int integ_new_args(const struct integ_config *cfg, char *const extra[], struct integ **ret);
 /* Kills and reaps everything still running, removes the temp dir. Returns the daemon's exit code
  * after SIGTERM (or -1 if it had to be killed or was already gone). */
 int integ_free(struct integ *t);
