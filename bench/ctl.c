@@ -2,9 +2,9 @@
  * a thousand `vsockmux` CLI processes would take longer than what they set up). Owns nothing
  * beyond one run.
  *
- *   bench-ctl exec --socket S --vm NAME --jobs FILE [--spec SPEC --ports FILE]
- *     One Exec --detach per job line "<stdin|-> <stdout|-> <stderr|-> ARGV...", in order; prints
- *     each pid. With --spec, after each reply it reads bench-guest's new --ports lines
+ *   bench-ctl exec --socket S --vm NAME --jobs FILE [--parallel N] [--spec SPEC --ports FILE]
+ *     One Exec --detach per job line "<stdin|-> <stdout|-> <stderr|-> ARGV...", N at a time (on N
+ *     control connections); prints each job's pid, in job order. With --spec, after each reply it reads bench-guest's new --ports lines
  *     ("<a> <b> <stdin port> <stdout port> <stderr port>") and links spec stream a's guest path to
  *     "<vm uds>_<stdin port>" and stream b's to "<vm uds>_<stdout port>" ('-': none), so
  *     bench-load's guest dials the daemon's real ports through its usual paths.
@@ -33,6 +33,7 @@
 #define BENCH_CTL_ARGV_MAX 16u
 #define BENCH_CTL_LINE_MAX 8192u
 #define BENCH_CTL_PROBE_WAIT_MS 60000
+#define BENCH_CTL_PARALLEL_MAX 64u   /* under vsockmuxd's default 128 control connections */
 #define BENCH_CTL_CALL_TIMEOUT_NS (120ull * 1000000000ull)
 
 static void bench_ctl_fclosep(FILE **f)
@@ -137,50 +138,61 @@ static int bench_ctl_links_poll(struct bench_ctl_links *l)
         return 0;
 }
 
-static int bench_ctl_exec_one(struct control_client *c, const char *vm, char *line, uint32_t *ret_pid)
+/* One job line "<stdin|-> <stdout|-> <stderr|-> ARGV..." as an Exec --detach request; the request
+ * borrows line's words. */
+static int bench_ctl_exec_request(const char *vm, char *line, char **words, size_t max_words,
+                                  Vsockmux__V1__ExecRequest *req)
 {
-        Vsockmux__V1__ExecRequest req = VSOCKMUX__V1__EXEC_REQUEST__INIT;
-        _cleanup_(control_message_freep) ProtobufCMessage *resp = NULL;
-        char *words[3 + BENCH_CTL_ARGV_MAX], *save = NULL;
+        char *save = NULL;
         size_t n = 0;
-        int r;
 
         for (char *w = strtok_r(line, " \t\n", &save); w; w = strtok_r(NULL, " \t\n", &save)) {
-                if (n == ELEMENTSOF(words))
+                if (n == max_words)
                         return -E2BIG;
                 words[n++] = w;
         }
         if (n < 4)
                 return -EBADMSG;
-        req.vm = (char *)vm;
-        req.stdin_path = strcmp(words[0], "-") ? words[0] : (char *)"";
-        req.stdout_path = strcmp(words[1], "-") ? words[1] : (char *)"";
-        req.stderr_path = strcmp(words[2], "-") ? words[2] : (char *)"";
-        req.argv = words + 3;
-        req.n_argv = n - 3;
-        req.detach = true;
-        r = bench_ctl_call(c, CONTROL_METHOD_NAME("Exec"), &req.base, &vsockmux__v1__exec_response__descriptor, &resp);
-        if (r < 0)
-                return r;
-        *ret_pid = ((Vsockmux__V1__ExecResponse *)resp)->pid;
+        vsockmux__v1__exec_request__init(req);
+        req->vm = (char *)vm;
+        req->stdin_path = strcmp(words[0], "-") ? words[0] : (char *)"";
+        req->stdout_path = strcmp(words[1], "-") ? words[1] : (char *)"";
+        req->stderr_path = strcmp(words[2], "-") ? words[2] : (char *)"";
+        req->argv = words + 3;
+        req->n_argv = n - 3;
+        req->detach = true;
         return 0;
 }
 
+/* One control connection with at most one Exec in flight: the daemon answers a connection's
+ * calls in order, and a guest that starts processes slowly (the simulator spawns each) is kept
+ * busy by several connections at once. */
+struct bench_ctl_conn {
+        struct control_client *client;
+        uint32_t stream_id;
+        long job;               /* in flight, or -1 */
+};
+
 static int bench_ctl_exec(const char *sock, const char *vm, const char *jobs_path, const char *spec_path,
-                          const char *ports_path)
+                          const char *ports_path, unsigned parallel)
 {
-        _cleanup_(control_client_freep) struct control_client *c = NULL;
         _cleanup_(bench_spec_freep) struct bench_spec *spec = NULL;
+        _cleanup_free_ struct bench_ctl_conn *conns = NULL;
+        _cleanup_free_ uint32_t *pids = NULL;
+        _cleanup_free_ struct pollfd *pfds = NULL;
         struct bench_ctl_links links = {};
         _cleanup_fclose_ FILE *jobs = NULL;
         char line[BENCH_CTL_LINE_MAX];
-        unsigned n = 0;
+        long next = 0, done = 0, n_jobs = 0;
         double t0 = bench_ctl_now_ms();
-        int r;
+        int r = 0;
 
         jobs = fopen(jobs_path, "re");
-        if (!jobs)
-                return negative_errno();
+        conns = calloc(parallel, sizeof(*conns));
+        pids = calloc(BENCH_CTL_JOBS_MAX, sizeof(*pids));
+        pfds = calloc(parallel, sizeof(*pfds));
+        if (!jobs || !conns || !pids || !pfds)
+                return jobs ? -ENOMEM : negative_errno();
         if (spec_path) {
                 r = bench_spec_load(spec_path, &spec);
                 if (r < 0)
@@ -190,35 +202,83 @@ static int bench_ctl_exec(const char *sock, const char *vm, const char *jobs_pat
                 if (!links.ports)
                         return negative_errno();
         }
-        r = bench_ctl_connect(sock, &c);
-        if (r < 0)
-                goto out;
-        while (fgets(line, sizeof(line), jobs)) {
-                uint32_t pid;
-
-                if (n == BENCH_CTL_JOBS_MAX) {
-                        r = -E2BIG;
-                        goto out;
-                }
-                r = bench_ctl_exec_one(c, vm, line, &pid);
+        for (unsigned i = 0; i < parallel; i++) {
+                conns[i].job = -1;
+                r = bench_ctl_connect(sock, &conns[i].client);
                 if (r < 0)
                         goto out;
-                printf("%" PRIu32 "\n", pid);
-                n++;
+        }
+        while (r >= 0) {
+                unsigned busy = 0;
+
+                for (unsigned i = 0; i < parallel; i++) {
+                        struct bench_ctl_conn *c = &conns[i];
+
+                        if (c->job < 0 && fgets(line, sizeof(line), jobs)) {
+                                Vsockmux__V1__ExecRequest req;
+                                char *words[3 + BENCH_CTL_ARGV_MAX];
+
+                                if (next == BENCH_CTL_JOBS_MAX) {
+                                        r = -E2BIG;
+                                        goto out;
+                                }
+                                r = bench_ctl_exec_request(vm, line, words, ELEMENTSOF(words), &req);
+                                if (r >= 0)
+                                        r = control_client_send(c->client, CONTROL_METHOD_NAME("Exec"), &req.base, 0,
+                                                                0, &c->stream_id);
+                                if (r < 0)
+                                        goto out;
+                                c->job = next++;
+                                n_jobs = next;
+                        }
+                        if (c->job >= 0)
+                                pfds[busy++] = (struct pollfd){ .fd = control_client_fd(c->client), .events = POLLIN };
+                }
+                if (busy == 0)
+                        break;
+                if (poll(pfds, busy, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = negative_errno();
+                        goto out;
+                }
+                for (unsigned i = 0, k = 0; i < parallel; i++) {
+                        struct bench_ctl_conn *c = &conns[i];
+                        _cleanup_(control_message_freep) ProtobufCMessage *resp = NULL;
+                        struct control_status st = {};
+
+                        if (c->job < 0)
+                                continue;
+                        if (!(pfds[k++].revents & (POLLIN | POLLHUP | POLLERR)))
+                                continue;
+                        r = control_client_recv(c->client, c->stream_id, &vsockmux__v1__exec_response__descriptor,
+                                                &resp, &st);
+                        if (r == -EREMOTEIO)
+                                fprintf(stderr, "bench-ctl: exec %ld: %s\n", c->job, st.message);
+                        if (r < 0)
+                                goto out;
+                        pids[c->job] = ((Vsockmux__V1__ExecResponse *)resp)->pid;
+                        c->job = -1;
+                        done++;
+                }
                 if (links.ports) {
                         r = bench_ctl_links_poll(&links);
                         if (r < 0)
                                 goto out;
                 }
         }
+        for (long i = 0; i < n_jobs; i++)
+                printf("%" PRIu32 "\n", pids[i]);
         if (spec && links.made != spec->n) {
                 fprintf(stderr, "bench-ctl: %u guest paths linked, the spec has %u\n", links.made, spec->n);
                 r = -EPROTO;
                 goto out;
         }
-        fprintf(stderr, "bench-ctl: %u execs, %u links in %.0f ms\n", n, links.made, bench_ctl_now_ms() - t0);
+        fprintf(stderr, "bench-ctl: %ld execs, %u links in %.0f ms\n", done, links.made, bench_ctl_now_ms() - t0);
         r = 0;
 out:
+        for (unsigned i = 0; i < parallel; i++)
+                control_client_free(conns[i].client);
         if (links.ports)
                 fclose(links.ports);
         return r;
@@ -380,11 +440,12 @@ int main(int argc, char **argv)
                 { "ports", required_argument, NULL, 'p' },     { "from", required_argument, NULL, 'f' },
                 { "to", required_argument, NULL, 't' },        { "io", required_argument, NULL, 'i' },
                 { "probe-pid", required_argument, NULL, 'P' }, { "probe-sock", required_argument, NULL, 'k' },
-                { "probe-out", required_argument, NULL, 'o' }, {},
+                { "probe-out", required_argument, NULL, 'o' }, { "parallel", required_argument, NULL, 'n' },
+                {},
         };
         const char *sock = NULL, *vm = NULL, *jobs = NULL, *spec = NULL, *ports = NULL, *from = NULL, *to = NULL,
                    *io = NULL, *probe_sock = NULL, *probe_out = NULL;
-        unsigned long probe_pid = 0;
+        unsigned long probe_pid = 0, parallel = 1;
         int c, r;
 
         if (argc < 2)
@@ -403,11 +464,13 @@ int main(int argc, char **argv)
                 case 'P': probe_pid = strtoul(optarg, NULL, 10); break;
                 case 'k': probe_sock = optarg; break;
                 case 'o': probe_out = optarg; break;
+                case 'n': parallel = strtoul(optarg, NULL, 10); break;
                 default: goto usage;
                 }
         }
-        if (strcmp(argv[1], "exec") == 0 && sock && vm && jobs && !spec == !ports)
-                r = bench_ctl_exec(sock, vm, jobs, spec, ports);
+        if (strcmp(argv[1], "exec") == 0 && sock && vm && jobs && !spec == !ports && parallel > 0 &&
+            parallel <= BENCH_CTL_PARALLEL_MAX)
+                r = bench_ctl_exec(sock, vm, jobs, spec, ports, (unsigned)parallel);
         else if (strcmp(argv[1], "saverestore") == 0 && from && to && vm && io && probe_sock && probe_pid > 0 &&
                  probe_pid <= UINT32_MAX)
                 r = bench_ctl_saverestore(from, to, vm, io, (uint32_t)probe_pid, probe_sock, probe_out);
@@ -419,7 +482,7 @@ int main(int argc, char **argv)
         }
         return 0;
 usage:
-        fprintf(stderr, "usage: bench-ctl exec --socket S --vm NAME --jobs FILE [--spec SPEC --ports FILE]\n"
+        fprintf(stderr, "usage: bench-ctl exec --socket S --vm NAME --jobs FILE [--parallel N] [--spec SPEC --ports FILE]\n"
                         "       bench-ctl saverestore --from S1 --to S2 --vm NAME --io FILE --probe-pid PID\n"
                         "                             --probe-sock PATH [--probe-out FILE]\n");
         return 2;

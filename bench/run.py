@@ -373,6 +373,7 @@ def scenarios(quick):
     per_stream_bulk = (64 if q else 512) * 1024
     per_stream_lines = 50 if q else 300
     one_lines = 30000 if q else 200000
+    sr_n = 200 if q else 1000       # B10/B11: "1,000 processes"
     return [
         dict(id="B1", title="one stream, 64 KiB writes", variants=ALL, **bulk(1, big, big_warm)),
         dict(id="B2", title="%d streams, 64 KiB writes" % many, variants=group + ([] if q else ["socat"]),
@@ -399,13 +400,157 @@ def scenarios(quick):
              **bulk(many, per_stream_bulk, 65536, "fifo")),
         dict(id="B9.3", title="B3 with fifo endpoints", variants=group,
              **lines(many, per_stream_lines, "fifo")),
+        # One set of processes migrates A -> B -> A ... once per repetition (see measure_saverestore).
+        dict(id="B10", title="save + restore, %d processes (daemon A -> B -> A ...)" % sr_n, mode="saverestore",
+             processes=sr_n, variants=["vsockmux"], metric="save ms", extra="restore ms"),
+        dict(id="B11", title="stdio blackout across save/restore (B10's runs)", mode="blackout", same_run="B10",
+             variants=["vsockmux"], metric="blackout ms", extra="state KiB"),
     ]
 
 
-PENDING_SCENARIOS = [
-    ("B10", "save/restore with streams in flight", "needs vsockmuxd save/restore (later session)"),
-    ("B11", "restore into another daemon under load", "needs vsockmuxd save/restore (later session)"),
-]
+PENDING_SCENARIOS = []
+
+
+# ---- B10/B11: save and restore with the guest simulator ------------------------------------
+
+SR_VM = "srvm"
+SR_PROBE_US = 1000         # the probe process writes a line every millisecond
+SR_OTHERS_US = 200000      # the others every 200 ms: 1,000 of them are 5,000 lines/s in all
+
+
+def sr_check_lines(data):
+    """Whether data is "0\n1\n...k\n": every line exactly once, in order. Returns (ok, lines)."""
+    lines = data.split(b"\n")
+    if lines[-1] != b"":
+        return False, len(lines) - 1
+    lines.pop()
+    for i, x in enumerate(lines):
+        if x != str(i).encode():
+            return False, i
+    return True, len(lines)
+
+
+def sr_ps(bins, sock):
+    out = json.loads(cli(bins, sock, "ps", SR_VM, "--json"))
+    return out.get("processes", out) if isinstance(out, dict) else out
+
+
+def measure_saverestore(bins, sc, reps):
+    """Every repetition of B10/B11 (see the README), on one set of processes: daemon A runs
+    `processes` bench-tick writers through the real guest simulator; each repetition saves the
+    VM on the daemon that has it and restores it on the other one (A -> B -> A ...) with new
+    stdout endpoints, then removes it from the source. bench-ctl times the Save and Restore
+    calls and the blackout (Save sent -> first byte of the probe process relayed by the
+    destination). At the end every writer is told to stop, and each process's output (its
+    endpoint files in order) must be its line numbers exactly once, in order, and every exit code
+    seen must be 0; otherwise every repetition fails."""
+    n = sc["processes"]
+    tmp = tempfile.mkdtemp(prefix="vsockmux-bench-sr-", dir=TMP_BASE)
+    procs, ctls, results = [], [], []
+
+    def fail(msg):
+        return [dict(ok=False, error=msg)] * reps
+
+    def first_lines(k):
+        return lambda: all(os.path.exists("%s/%d.%d" % (out, i, k)) and os.path.getsize("%s/%d.%d" % (out, i, k)) > 0
+                           for i in range(n))
+    try:
+        socks = [os.path.join(tmp, "a.sock"), os.path.join(tmp, "b.sock")]
+        uds, stop_file, out = os.path.join(tmp, "vm.sock"), os.path.join(tmp, "stop"), os.path.join(tmp, "out")
+        os.mkdir(out)
+        procs.append(start_daemon(bins, tmp, socks[0], "-a"))
+        procs.append(start_daemon(bins, tmp, socks[1], "-b"))
+        cli(bins, socks[0], "vm", "add", SR_VM, "--hvsock", uds)
+        procs.append(subprocess.Popen([bins["vsockmux-sim"], "--hvsock", uds, "--log-level", "error"],
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=open(os.path.join(tmp, "sim.log"), "w"), close_fds=True))
+        jobs = os.path.join(tmp, "jobs")
+        with open(jobs, "w") as f:
+            for i in range(n):
+                f.write("- %s/%d.0 - %s %d %s\n" % (out, i, bins["bench-tick"], SR_PROBE_US if i == 0 else SR_OTHERS_US,
+                                                    stop_file))
+        t = time.monotonic()
+        r = subprocess.run([bins["bench-ctl"], "exec", "--socket", socks[0], "--vm", SR_VM, "--jobs", jobs,
+                            "--parallel", "32"], capture_output=True, text=True, timeout=300)
+        if r.returncode != 0:
+            return fail("bench-ctl exec: " + r.stderr.strip()[-300:])
+        pids = [int(x) for x in r.stdout.split()]
+        # Every writer has written its first line through A: all streams are up.
+        wait_for(first_lines(0), 180, "every process's first line on daemon A")
+        setup_s = time.monotonic() - t
+        for k in range(reps):
+            src, dst = socks[k % 2], socks[(k + 1) % 2]
+            msg = "B10/B11 save/restore rep %d/%d (%d processes, set up in %.0f s)" % (k + 1, reps, n, setup_s)
+            sys.stderr.write(("\r\033[K" + msg) if sys.stderr.isatty() else msg + "\n")
+            time.sleep(0.3)  # steady writing, not a start-up burst
+            io = os.path.join(tmp, "io.%d" % (k + 1))
+            with open(io, "w") as f:
+                for i, pid in enumerate(pids):
+                    f.write("%d %s/%d.%d\n" % (pid, out, i, k + 1))
+            ctl = subprocess.Popen([bins["bench-ctl"], "saverestore", "--from", src, "--to", dst, "--vm", SR_VM,
+                                    "--io", io, "--probe-pid", str(pids[0]),
+                                    "--probe-sock", os.path.join(tmp, "probe.%d.sock" % (k + 1)),
+                                    "--probe-out", "%s/0.%d" % (out, k + 1)],
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=open(os.path.join(tmp, "ctl.%d.log" % (k + 1)), "w"), text=True)
+            ctls.append(ctl)
+            line = ctl.stdout.readline()
+            if not line.startswith("{"):
+                ctl.wait(timeout=60)
+                return fail("bench-ctl saverestore: " + tail(os.path.join(tmp, "ctl.%d.log" % (k + 1))))
+            res = json.loads(line)
+            res.update(ok=True, setup_s=setup_s)
+            results.append(res)
+            cli(bins, src, "vm", "rm", SR_VM)  # the source lets go of the VM it handed over
+            wait_for(first_lines(k + 1), 180, "every process's output on the destination")
+        open(stop_file, "w").close()
+        for k, ctl in enumerate(ctls):
+            try:
+                ctl.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                return fail("the probe's output did not end after the stop")
+            if ctl.returncode != 0:
+                return fail("bench-ctl saverestore: " + tail(os.path.join(tmp, "ctl.%d.log" % (k + 1))))
+        last = socks[reps % 2]
+
+        def all_exited():
+            return all(p.get("exit") for p in sr_ps(bins, last))
+        wait_for(all_exited, 120, "every process's exit on the last daemon")
+        bad_exit = [p for p in sr_ps(bins, last) if p["exit"].get("code") != 0]
+        if bad_exit:
+            return fail("%d processes did not exit 0 (e.g. pid %d: %s)" % (len(bad_exit), bad_exit[0]["pid"],
+                                                                           bad_exit[0]["exit"]))
+        per_daemon = [0] * (reps + 1)
+        for i in range(n):
+            data = b""
+            for k in range(reps + 1):
+                try:
+                    with open("%s/%d.%d" % (out, i, k), "rb") as f:
+                        part = f.read()
+                except FileNotFoundError:
+                    part = b""
+                per_daemon[k] += part.count(b"\n")
+                data += part
+            ok, line_no = sr_check_lines(data)
+            if not ok:
+                return fail("process %d (pid %d): output lost, duplicated or reordered at line %d across "
+                            "save/restore" % (i, pids[i], line_no))
+        for k, res in enumerate(results):
+            res["lines_after"] = per_daemon[k + 1]
+        return results
+    except (OSError, ValueError, subprocess.SubprocessError) as e:
+        return fail("%s [%s]" % (e, "; ".join(
+            "%s: %s" % (x, tail(os.path.join(tmp, x), 200)) for x in ("sim.log", "vsockmuxd-a.log", "vsockmuxd-b.log")
+            if tail(os.path.join(tmp, x), 200))))
+    finally:
+        if len(procs) > 2:
+            procs[2].send_signal(signal.SIGTERM)  # the simulator ends its processes
+            try:
+                procs[2].wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        stop(procs + ctls)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def scaled(sc, vn):
@@ -501,7 +646,7 @@ def measure(bins, sc, variant, held=None):
 
 def figures(sc, r):
     """(primary, extra) from one bench-load result, in the scenario's units."""
-    mode, n = sc["mode"], sc["streams"]
+    mode, n = sc["mode"], sc.get("streams")
     if mode == "throughput":
         cpu = r["relay_cpu_s"]
         if sc["metric"] == "MB/s":
@@ -522,6 +667,10 @@ def figures(sc, r):
         return rss + kern, dict(rss=rss, kernel=kern, tasks=r["tasks"], iou_wrk=r["iou_wrk"],
                                 pool_mib=r["pool_bytes"] / MIB if "pool_bytes" in r else None,
                                 pool_rss_mib=pool_rss / 1024)
+    if mode == "saverestore":
+        return r["save_ms"], r["restore_ms"]
+    if mode == "blackout":
+        return r["blackout_ms"], r["state_bytes"] / 1024
     if mode == "stall":
         others = r["others_bytes"] / r["seconds"] / 1e6
         if sc.get("stall"):
@@ -590,12 +739,18 @@ def targets(summary):
     t.append(("B8", "vsockmux others' MB/s stalled / not", ratio(m("B8", "vsockmux"), m("B8a", "vsockmux")),
               ">=", 0.90))
     t.append(("B8", "vsockmux KiB held for the stalled stream", m("B8", "vsockmux", "extra"), "<=", 1024))
+    # B10/B11: reported, no target.
+    sr = m("B10", "vsockmux"), m("B10", "vsockmux", "extra")
+    t.append(("B10", "vsockmux save + restore ms", None if None in sr else sr[0] + sr[1], "report", None))
+    t.append(("B11", "vsockmux stdio blackout ms", m("B11", "vsockmux"), "report", None))
     return t
 
 
 def check(value, op, goal):
     if value is None:
         return "PENDING"
+    if op == "report":
+        return "REPORTED"
     ok = value >= goal if op == ">=" else value <= goal
     return "PASS" if ok else "MISS"
 
@@ -658,6 +813,9 @@ def render(scs, summary, tgts, skipped):
     for sid, what, value, op, goal in tgts:
         if sid not in ran:
             continue  # --only left it out
+        if op == "report":
+            out.append("    %-5s %-40s %10s  %-9s %s" % (sid, what, fmt(value), "", check(value, op, goal)))
+            continue
         out.append("    %-5s %-40s %10s  %s %-6s %s" % (sid, what, fmt(value), op, fmt(goal), check(value, op, goal)))
     for sid, title, why in PENDING_SCENARIOS:
         out.append("    %-5s %-40s %10s  PENDING (%s)" % (sid, title, "-", why))
@@ -760,6 +918,11 @@ def machine():
                 nofile=__import__("resource").getrlimit(__import__("resource").RLIMIT_NOFILE))
 
 
+def scenarios_sharing(plan, sc):
+    return [sc["id"]] + sorted({x["id"] for x, _, _ in plan if x.get("same_run") == sc["id"]} |
+                               set(sc.get("shared_by", [])))
+
+
 def run_plan(bins, plan, reps, raw, held, tty):
     """Runs every (scenario, rep, variant) in order; fills raw; returns failure lines."""
     failures = []
@@ -778,6 +941,15 @@ def run_plan(bins, plan, reps, raw, held, tty):
                 held[key] = None
                 failures.append("%s %s: cannot start: %s (fd/process limits?)" % (sc["id"], vn, e))
         if variant.persistent and held[key] is None:
+            continue
+        if sc["mode"] == "saverestore":
+            # All repetitions on one set of processes; the scenarios reading the same run share them.
+            runs = measure_saverestore(bins, sc, reps)
+            for other in scenarios_sharing(plan, sc):
+                raw.setdefault(other, {})[vn] = runs
+            for i, r in enumerate(runs):
+                if not r.get("ok"):
+                    failures.append("%s %s rep %d: %s" % (sc["id"], vn, i + 1, r.get("error")))
             continue
         r = measure(bins, sc, variant, held.get(key))
         raw.setdefault(sc["id"], {}).setdefault(vn, []).append(r)
@@ -832,12 +1004,25 @@ def main():
         else:
             groups.append([sc])
     plan = []
+    by_id = {sc["id"]: sc for sc in scs}
+    for sc in scs:
+        if sc.get("same_run") in by_id:
+            by_id[sc["same_run"]].setdefault("shared_by", []).append(sc["id"])
+    sr_missing = [b for b in ("vsockmux-sim", "bench-tick") if b not in bins]
     for grp in groups:
         for rep in range(args.reps):
             for vn in ALL:
                 for sc in grp:
-                    if vn in sc["variants"] and vn not in skipped:
-                        plan.append((sc, rep, vn))
+                    if vn not in sc["variants"] or vn in skipped or sc.get("same_run"):
+                        continue
+                    if sc["mode"] == "saverestore" and (rep > 0 or sr_missing):
+                        continue  # one entry runs every repetition
+                    plan.append((sc, rep, vn))
+    if sr_missing:
+        skipped_sr = "not built: " + ", ".join(sr_missing)
+        for sc in scs:
+            if sc["mode"] in ("saverestore", "blackout"):
+                PENDING_SCENARIOS.append((sc["id"], sc["title"], skipped_sr))
 
     raw = {}
     t_start = time.monotonic()

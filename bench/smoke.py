@@ -71,6 +71,11 @@ def main():
         caught = not r.get("ok") and "corrupt" in (r.get("error") or "")
         print("%-12s %-9s %s %s" % ("smoke-bulk", "crossed-d", "caught" if caught else "NOT CAUGHT", r.get("error")))
         bad += not caught
+    if not run.VARIANTS["vsockmux"].pending(bins) and "vsockmux-sim" in bins and "bench-tick" in bins:
+        runs = run.measure_saverestore(bins, dict(id="smoke-sr", processes=5), 2)
+        ok = all(r.get("ok") for r in runs)
+        print("%-12s %-9s %s %s" % ("smoke-sr", "vsockmux", "ok" if ok else "FAIL", runs[0].get("error") or ""))
+        bad += not ok
     return 1 if bad else 0
 
 
