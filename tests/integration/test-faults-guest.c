@@ -190,6 +190,24 @@ static void fg_assert_daemon_serves(struct integ *t, size_t vms)
         json_object_put(st);
 }
 
+/* Every stream the daemon relays ends with its process: none may outlive a lost guest. */
+static void fg_wait_no_streams(struct integ *t)
+{
+        for (int waited = 0;; waited += 50) {
+                struct json_object *st = integ_cli_json(t, "stats", "--json", NULL);
+                int64_t n = integ_json_int(st, "streams");
+
+                json_object_put(st);
+                if (n == 0)
+                        return;
+                if (waited >= INTEG_WAIT_MS) {
+                        integ_dump_daemon_log(t);
+                        fail_msg("vsockmuxd still relays %lld streams with no process running", (long long)n);
+                }
+                integ_sleep_ms(50);
+        }
+}
+
 /* The writer's output is "1\n2\n...N\nend N\n": every line, in order, nothing after. */
 static void fg_assert_numbered_output(const char *path)
 {
@@ -226,8 +244,9 @@ static void test_sim_killed_mid_stream_fails_its_calls_and_spares_the_other_vm(v
         char *a_args[] = { (char *)"exec", (char *)"a", (char *)"--", (char *)"sh", (char *)"-c", a_script, NULL };
         char *b_args[] = { (char *)"exec", (char *)"b", (char *)"--", (char *)"sh", (char *)"-c", b_script, NULL };
         char *w_args[] = { (char *)"wait", (char *)"a", pid_s, NULL };
+        char *at_args[] = { (char *)"attach", (char *)"a", pid_s, NULL };
         struct json_object *all, *p;
-        pid_t sim_a, exec_a, exec_b, wait_a;
+        pid_t sim_a, exec_a, exec_b, wait_a, attach_a;
         long pid;
         int code;
         char *s;
@@ -246,6 +265,7 @@ static void test_sim_killed_mid_stream_fails_its_calls_and_spares_the_other_vm(v
         pid = integ_exec_detached(t, "a", integ_alive_loop(t));
         snprintf(pid_s, sizeof(pid_s), "%ld", pid);
         wait_a = integ_spawn(t, integ_cli_argv(t, w_args), NULL, a_wait, NULL);
+        attach_a = integ_spawn(t, integ_cli_argv(t, at_args), NULL, NULL, NULL);
         /* On b: numbered lines until told to stop, then its own exit code. */
         snprintf(b_script, sizeof(b_script),
                  "i=0; while [ ! -e %s/stop ]; do i=$((i+1)); echo $i; done; echo end $i; exit 7", t->dir);
@@ -273,6 +293,8 @@ static void test_sim_killed_mid_stream_fails_its_calls_and_spares_the_other_vm(v
         }
         assert_string_equal(s, "exit status lost\n");
         free(s);
+        /* An attach client is not left hanging on a process whose guest is gone. */
+        assert_int_equal(integ_reap(t, attach_a, INTEG_WAIT_MS, &code), 0);
         p = integ_ps_find(t, "a", pid, &all);
         assert_string_equal(integ_json_str(p, "state"), "lost");
         json_object_put(all);
@@ -289,6 +311,7 @@ static void test_sim_killed_mid_stream_fails_its_calls_and_spares_the_other_vm(v
         }
         fg_assert_numbered_output(b_out);
         fg_assert_exec_works(t, "b", 3);
+        fg_wait_no_streams(t);
 
         /* A new guest for a is served like the first one. */
         integ_sim_start(t, "a");
