@@ -17,19 +17,12 @@ struct attach_client {
         struct relay_chan *chan;
 };
 
-/* The multishot accept outlives its attach until the kernel's last completion. */
-struct attach_accept {
-        struct relay_op op;
-        struct attach *attach;  /* NULL once the attach is gone */
-        int fd;
-};
-
 struct attach {
         struct relay *relay;
         char *path;
         char *name;
         struct attach_config cfg;
-        struct attach_accept *accept;
+        struct relay_listener *listener;
         struct list_head clients;
         unsigned n_clients;
         /* A ring of recent output packets, each stored as [stream][len16][data]. */
@@ -96,8 +89,9 @@ static int attach_client_replay(struct attach *a, struct relay_chan *chan)
         return 0;
 }
 
-static void attach_on_accept(struct attach *a, int fd)
+static void attach_on_accept(struct relay_listener *l, int fd, void *userdata)
 {
+        struct attach *a = userdata;
         struct attach_client *c;
         struct relay_chan_limits lim = {
                 .max_rx = ATTACH_PACKET_MAX,
@@ -106,6 +100,11 @@ static void attach_on_accept(struct attach *a, int fd)
         };
         int r;
 
+        if (fd < 0) {
+                log_error("%s: attach socket no longer accepts: %s", a->name, strerror(-fd));
+                a->listener = relay_listener_free(a->listener);
+                return;
+        }
         if (a->n_clients >= a->cfg.max_clients) {
                 log_warn("%s: attach client refused: %u clients already", a->name, a->n_clients);
                 safe_close(fd);
@@ -143,40 +142,6 @@ void attach_end(struct attach *a)
         a->ended = true;
         list_for_each_safe(pos, tmp, &a->clients)
                 relay_chan_close(list_entry(pos, struct attach_client, link)->chan);
-}
-
-static int attach_accept_arm(struct relay *r, struct attach_accept *acc)
-{
-        struct io_uring_sqe *sqe = relay_get_sqe(r);
-
-        if (!sqe)
-                return -EIO;
-        io_uring_prep_multishot_accept(sqe, acc->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        relay_sqe_set_op(sqe, &acc->op);
-        return 0;
-}
-
-static void attach_accept_on_complete(struct relay *r, struct relay_op *op, int res, uint32_t cqe_flags)
-{
-        struct attach_accept *acc = container_of(op, struct attach_accept, op);
-        bool more = cqe_flags & IORING_CQE_F_MORE;
-
-        if (!acc->attach) {
-                if (res >= 0)
-                        safe_close(res);
-                if (!more) {
-                        safe_close(acc->fd);
-                        free(acc);
-                }
-                return;
-        }
-        if (res >= 0)
-                attach_on_accept(acc->attach, res);
-        else if (res != -ECANCELED)
-                log_warn("%s: attach accept: %s", acc->attach->name, strerror(-res));
-        /* A transient failure (fd exhaustion) ends the multishot; try again on the next client. */
-        if (!more && attach_accept_arm(r, acc) < 0)
-                log_error("%s: attach socket no longer accepts", acc->attach->name);
 }
 
 int attach_new(struct relay *r, const char *path, const struct attach_config *cfg, const char *name,
@@ -219,18 +184,8 @@ int attach_new(struct relay *r, const char *path, const struct attach_config *cf
                 (void)unlink(path);
                 goto fail;
         }
-        a->accept = calloc(1, sizeof(*a->accept));
-        if (!a->accept) {
-                k = -ENOMEM;
-                (void)unlink(path);
-                goto fail;
-        }
-        a->accept->op.fn = attach_accept_on_complete;
-        a->accept->attach = a;
-        a->accept->fd = fd;
-        k = attach_accept_arm(r, a->accept);
+        k = relay_listen_fd(r, fd, path, RELAY_LISTEN_MANY, attach_on_accept, a, &a->listener);
         if (k < 0) {
-                a->accept->fd = -1;
                 (void)unlink(path);
                 goto fail;
         }
@@ -238,7 +193,6 @@ int attach_new(struct relay *r, const char *path, const struct attach_config *cf
         *ret = a;
         return 0;
 fail:
-        free(TAKE_PTR(a->accept));
         free(a->path);
         a->path = NULL;
         attach_free(a);
@@ -251,16 +205,7 @@ struct attach *attach_free(struct attach *a)
 
         if (!a)
                 return NULL;
-        if (a->accept) {
-                struct io_uring_sqe *sqe = relay_get_sqe(a->relay);
-
-                /* The accept op frees itself and closes the socket on its last completion. */
-                a->accept->attach = NULL;
-                if (sqe) {
-                        io_uring_prep_cancel(sqe, &a->accept->op, 0);
-                        relay_sqe_set_ignore(sqe);
-                }
-        }
+        relay_listener_free(a->listener);
         list_for_each_safe(pos, tmp, &a->clients) {
                 struct attach_client *c = list_entry(pos, struct attach_client, link);
 

@@ -34,7 +34,8 @@ struct relay_listener {
         uint32_t port;
         uint32_t cid;
         int fd;
-        char path[RELAY_UDS_PATH_MAX];
+        int accept_flags;
+        char path[RELAY_UDS_PATH_MAX]; /* or the label of an adopted socket, for logs */
         bool path_owned;
         relay_accept_fn fn;
         void *userdata;
@@ -119,8 +120,10 @@ static void listener_fail(struct relay_listener *l, int err)
 {
         if (l->done || l->freed)
                 return;
-        log_errno(LOG_LEVEL_WARN, err, "relay: listener on %s port %u failed",
-                  relay_transport_kind_to_string(l->kind), l->port);
+        if (l->kind == RELAY_TRANSPORT_HVSOCK)
+                log_errno(LOG_LEVEL_WARN, err, "relay: listener on %s failed", l->path);
+        else
+                log_errno(LOG_LEVEL_WARN, err, "relay: listener on vsock port %u failed", l->port);
         listener_finish(l);
         l->ref++;
         l->fn(l, err, l->userdata);
@@ -133,7 +136,7 @@ static int hvsock_arm(struct relay_listener *l)
 
         if (!sqe)
                 return -EIO;
-        io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
+        io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, l->accept_flags);
         relay_sqe_set_op(sqe, &l->op);
         l->armed = true;
         l->ref++;
@@ -225,6 +228,18 @@ static int hvsock_bind(const char *path, int *ret_fd)
         }
 }
 
+/* Arms the multishot accept on l->fd (any stream or seqpacket socket already listening). */
+static int socket_arm(struct relay_listener *l)
+{
+        int k;
+
+        l->op.fn = hvsock_on_accept;
+        k = relay_timer_new(l->r, hvsock_retry, l, &l->retry);
+        if (k < 0)
+                return k;
+        return hvsock_arm(l);
+}
+
 static int listen_hvsock(struct relay_listener *l, const struct relay_transport *t)
 {
         int k;
@@ -236,17 +251,11 @@ static int listen_hvsock(struct relay_listener *l, const struct relay_transport 
         if (k < 0)
                 return k;
         l->path_owned = true;
-        l->op.fn = hvsock_on_accept;
-        k = relay_timer_new(l->r, hvsock_retry, l, &l->retry);
-        if (k < 0)
-                goto fail;
-        k = hvsock_arm(l);
-        if (k < 0)
-                goto fail;
-        return 0;
-fail:
-        unlink(l->path);
-        l->path_owned = false;
+        k = socket_arm(l);
+        if (k < 0) {
+                unlink(l->path);
+                l->path_owned = false;
+        }
         return k;
 }
 
@@ -445,7 +454,7 @@ int relay_listen(struct relay *r, const struct relay_transport *t, uint32_t port
         if (!l)
                 return -ENOMEM;
         *l = (struct relay_listener) {
-                .r = r, .kind = t->kind, .mode = mode, .port = port, .fd = -1,
+                .r = r, .kind = t->kind, .mode = mode, .port = port, .fd = -1, .accept_flags = SOCK_CLOEXEC,
                 .fn = fn, .userdata = userdata, .ref = 1,
         };
         switch (t->kind) {
@@ -464,6 +473,36 @@ int relay_listen(struct relay *r, const struct relay_transport *t, uint32_t port
                 if (l->armed)
                         (void) relay_cancel_op(r, &l->op);
                 l->fd = relay_close_fd(r, l->fd);
+                listener_unref(l);
+                return k;
+        }
+        r->n_listeners++;
+        *ret = l;
+        return 0;
+}
+
+int relay_listen_fd(struct relay *r, int fd, const char *label, enum relay_listen_mode mode,
+                    relay_accept_fn fn, void *userdata, struct relay_listener **ret)
+{
+        struct relay_listener *l;
+        int k;
+
+        if (fd < 0 || !label || !fn || mode < 0 || mode >= _RELAY_LISTEN_MODE_MAX)
+                return -EINVAL;
+        l = calloc(1, sizeof(*l));
+        if (!l)
+                return -ENOMEM;
+        /* Owners of these sockets (control, attach) serve their clients with non-blocking fds. */
+        *l = (struct relay_listener) {
+                .r = r, .kind = RELAY_TRANSPORT_HVSOCK, .mode = mode, .fd = fd,
+                .accept_flags = SOCK_CLOEXEC | SOCK_NONBLOCK, .fn = fn, .userdata = userdata, .ref = 1,
+        };
+        snprintf(l->path, sizeof(l->path), "%s", label);
+        k = socket_arm(l);
+        if (k < 0) {
+                /* The caller keeps its fd on failure. */
+                l->fd = -1;
+                l->done = l->freed = true;
                 listener_unref(l);
                 return k;
         }

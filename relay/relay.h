@@ -115,7 +115,13 @@ typedef void (*relay_accept_fn)(struct relay_listener *l, int fd, void *userdata
  * -EADDRINUSE when a live process owns the path; -ENAMETOOLONG when it exceeds sun_path. */
 int relay_listen(struct relay *r, const struct relay_transport *t, uint32_t port, enum relay_listen_mode mode,
                  relay_accept_fn fn, void *userdata, struct relay_listener **ret);
-/* Cancels; removes the socket file; no callback after. Safe inside the accept callback. */
+/* Accepts on a socket the caller bound and put in listen state (control and attach sockets), with
+ * the same multishot accept and transient-error retry. Takes fd on success only; `label` names it
+ * in logs. Accepted fds are non-blocking and close-on-exec. */
+int relay_listen_fd(struct relay *r, int fd, const char *label, enum relay_listen_mode mode,
+                    relay_accept_fn fn, void *userdata, struct relay_listener **ret);
+/* Cancels; removes the socket file (relay_listen only); no callback after. Safe inside the
+ * accept callback. */
 struct relay_listener *relay_listener_free(struct relay_listener *l);
 DEFINE_CLEANUP(struct relay_listener *, relay_listener_free);
 uint32_t relay_listener_port(const struct relay_listener *l);
