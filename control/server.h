@@ -19,6 +19,7 @@
 #define CONTROL_CONN_MAX_CALLS_LIMIT 65536u
 #define CONTROL_CONN_MAX_TX (8u << 20)            /* default queued output per connection */
 #define CONTROL_SERVER_MAX_METHODS 256u
+#define CONTROL_FRAME_MIN_DATA 1024u             /* the smallest configurable request limit */
 #define CONTROL_NO_GROUP ((gid_t)-1)
 /* A request's timeout_nano above this (30 days) is treated as none. */
 #define CONTROL_CALL_TIMEOUT_MAX_NS (INT64_C(30) * 24 * 3600 * 1000000000)
@@ -27,9 +28,13 @@ struct control_server_config {
         const char *path;               /* the Unix socket; its parent directory is created 0755 */
         uid_t owner_uid;                /* who may connect besides root; usually geteuid() */
         gid_t group;                    /* CONTROL_NO_GROUP: mode 0600; else 0660, group members may connect */
-        unsigned max_connections;       /* 0 = CONTROL_SERVER_MAX_CONNECTIONS */
+        /* 0 = CONTROL_SERVER_MAX_CONNECTIONS. At the cap a new peer closes the connection idle
+         * longest (no call in flight); only when every one has a call in flight is it refused. */
+        unsigned max_connections;
         unsigned max_calls;             /* per connection; 0 = CONTROL_CONN_MAX_CALLS */
         size_t max_tx;                  /* per connection; 0 = CONTROL_CONN_MAX_TX (>= one max frame) */
+        size_t max_frame;               /* a request's data bytes, CONTROL_FRAME_MIN_DATA..CONTROL_FRAME_MAX_DATA;
+                                         * 0 = CONTROL_FRAME_MAX_DATA */
 };
 
 struct control_server;
@@ -50,6 +55,9 @@ struct control_method {
         bool streaming;                                 /* server-streaming (Events) */
 };
 
+/* Over a limit the client is told why before the connection closes: a connection past
+ * max_connections gets a RESOURCE_EXHAUSTED response on stream 1 (a ttrpc client's first), a
+ * request over max_frame one on its own stream; both are logged. */
 /* Creates the socket (a stale socket file is replaced, a live one is -EADDRINUSE) with mode 0600,
  * or 0660 and group cfg->group, and starts accepting on r's loop. Peers are checked with
  * SO_PEERCRED: root, cfg->owner_uid, or (with a group) a member of it; others are refused and
