@@ -342,7 +342,8 @@ static int send_request(struct bridge_conn *c, const struct bridge_request *req,
         r = c->ops.write(c, buf, len, c->userdata);
         if (r < 0) {
                 bridge_calls_cancel(c->calls, call);
-                if (!c->migrating)
+                /* -EMSGSIZE: the host's frame limit refused this one frame; nothing was written. */
+                if (!c->migrating && r != -EMSGSIZE)
                         kill_guest(c, r, "writing %s id %" PRIu64 " failed: %s", bridge_type_name(req->type) ?: "request",
                                    id, strerror(-r));
                 return r;

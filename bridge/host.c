@@ -1,5 +1,6 @@
 #include "bridge/host.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@ struct bridge_host {
         struct relay_chan *chan;        /* the current guest connection, NULL while detached */
         struct relay_timer *timer;
         uint64_t armed_deadline;        /* what the timer is armed for, BRIDGE_DEADLINE_NONE if not */
+        size_t max_frame;               /* BRIDGE_MAX_FRAME unless configured lower */
 
         /* bridge_host_free() from inside one of our callbacks: the memory goes when the outermost
          * entry into this host unwinds, so nothing below it touches freed state. */
@@ -89,6 +91,11 @@ static int host_write(struct bridge_conn *c, const void *frame, size_t len, void
 
         if (!h->chan)
                 return -ENOTCONN;
+        if (len > h->max_frame) {
+                log_warn("bridge %s: not sending a %zu-byte frame: over the %zu-byte bridge frame limit", h->name, len,
+                         h->max_frame);
+                return -EMSGSIZE;
+        }
         return relay_chan_send(h->chan, frame, len);
 }
 
@@ -135,6 +142,32 @@ static const struct bridge_conn_ops host_conn_ops = {
 
 /* ---- the guest channel ---- */
 
+/* Under the hard maximum the codec enforces, a configured lower limit is checked on every header
+ * that has arrived, before the frame behind it is buffered whole. */
+static int host_check_frames(struct bridge_host *h, const uint8_t *p, size_t len)
+{
+        size_t off = 0;
+
+        if (h->max_frame >= BRIDGE_MAX_FRAME)
+                return 0;
+        while (len - off >= BRIDGE_HEADER_SIZE) {
+                struct bridge_header hdr;
+
+                bridge_header_decode(p + off, &hdr);
+                if (hdr.size > h->max_frame) {
+                        log_error("bridge %s: dropping the guest connection: a %" PRIu32 "-byte frame is over the "
+                                  "%zu-byte bridge frame limit", h->name, hdr.size, h->max_frame);
+                        return -EMSGSIZE;
+                }
+                if (hdr.size < BRIDGE_HEADER_SIZE)
+                        return 0;       /* the codec names that one */
+                off += hdr.size;
+                if (off > len)
+                        break;
+        }
+        return 0;
+}
+
 static ssize_t host_on_data(struct relay_chan *c, const void *data, size_t len, void *userdata)
 {
         struct bridge_host *h = userdata;
@@ -142,6 +175,9 @@ static ssize_t host_on_data(struct relay_chan *c, const void *data, size_t len, 
 
         if (c != h->chan)
                 return -ECONNRESET;
+        r = host_check_frames(h, data, len);
+        if (r < 0)
+                return r;
         host_enter(h);
         r = bridge_conn_recv(h->conn, data, len);
         host_rearm(h);
@@ -170,7 +206,7 @@ static const struct relay_chan_ops host_chan_ops = {
 static void host_on_accept(struct relay_listener *l, int fd, void *userdata)
 {
         struct bridge_host *h = userdata;
-        struct relay_chan_limits lim = { .max_rx = BRIDGE_HOST_MAX_RX, .max_tx = BRIDGE_HOST_MAX_TX };
+        struct relay_chan_limits lim = { .max_rx = h->max_frame + 4096u, .max_tx = BRIDGE_HOST_MAX_TX };
         struct relay_chan *chan;
         int r;
 
@@ -230,6 +266,7 @@ int bridge_host_new(struct relay *r, const struct relay_transport *t, const char
                 h->ops = *ops;
         h->userdata = userdata;
         h->armed_deadline = BRIDGE_DEADLINE_NONE;
+        h->max_frame = BRIDGE_MAX_FRAME;
         k = bridge_conn_new(h->name, &host_conn_ops, h, &h->conn);
         if (k < 0)
                 goto fail;
@@ -377,6 +414,21 @@ int bridge_host_create_container(struct bridge_host *h, const char *container_id
                                  bridge_call_fn cb, void *userdata)
 {
         return HOST_CALL(h, bridge_conn_create_container(h->conn, container_id, config_json, cb, userdata, NULL));
+}
+
+int bridge_host_set_max_frame(struct bridge_host *h, size_t max_frame)
+{
+        if (max_frame == 0)
+                max_frame = BRIDGE_MAX_FRAME;
+        if (max_frame < BRIDGE_HOST_MIN_FRAME || max_frame > BRIDGE_MAX_FRAME)
+                return -EINVAL;
+        h->max_frame = max_frame;
+        return 0;
+}
+
+size_t bridge_host_max_frame(const struct bridge_host *h)
+{
+        return h->max_frame;
 }
 
 int bridge_host_exec(struct bridge_host *h, const char *container_id, const struct bridge_process_params *params,

@@ -15,6 +15,8 @@
  * restore sends one probe (~200 bytes) per adopted wait in one burst, so 16 MiB covers tens of
  * thousands of them; past it a write fails and the guest connection is dropped (B5). */
 #define BRIDGE_HOST_MAX_TX (16u << 20)
+/* The smallest configurable frame limit: negotiation and a short exec must still fit. */
+#define BRIDGE_HOST_MIN_FRAME 4096u
 
 /*
  * Restore on a migration destination (F3, V1), on the loop thread before returning to the loop:
@@ -89,6 +91,13 @@ void bridge_host_set_migrating(struct bridge_host *h, bool migrating);
 bool bridge_host_is_migrating(const struct bridge_host *h);
 void bridge_host_begin_resume_window(struct bridge_host *h);
 void bridge_host_end_resume_window(struct bridge_host *h);
+
+/* Caps frames both ways (header included), BRIDGE_HOST_MIN_FRAME..BRIDGE_MAX_FRAME, 0 = the hard
+ * BRIDGE_MAX_FRAME; else -EINVAL. A bigger frame from the guest drops that guest connection (logged);
+ * a call whose request would be bigger fails with -EMSGSIZE and the connection stays. Applies to
+ * guest connections accepted after the call. */
+int bridge_host_set_max_frame(struct bridge_host *h, size_t max_frame);
+size_t bridge_host_max_frame(const struct bridge_host *h);
 
 /* See bridge_conn_set_call_timeout(): default 5 minutes (B4). */
 int bridge_host_set_call_timeout(struct bridge_host *h, uint64_t timeout_ns);

@@ -111,7 +111,9 @@ int control_client_send(struct control_client *c, const char *method, const Prot
         if (r < 0)
                 return r;
         r = write_all(c->fd, buf, len);
-        if (r < 0)
+        /* A server that refused us (connection or frame limit) wrote why before it closed: the
+         * next read returns that status, or -ECONNRESET when there is none. */
+        if (r < 0 && r != -EPIPE && r != -ECONNRESET)
                 return r;
         c->next_stream_id += 2;
         *ret_stream_id = sid;

@@ -57,6 +57,7 @@ enum control_code control_code_from_errno(int err)
         case EMFILE:
         case ENFILE:
         case EMSGSIZE:
+        case EUSERS:
                 return CONTROL_CODE_RESOURCE_EXHAUSTED;
         case EBUSY:
         case ENOTCONN:

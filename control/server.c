@@ -1,4 +1,5 @@
 /* control/server.c: accepts on the control socket, frames ttrpc over relay channels, dispatches calls. */
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -370,6 +371,7 @@ static int conn_handle_request(struct control_conn *conn, const struct control_f
                 }
         }
 
+        log_debug("control: pid %d uid %u calls %s", (int)conn->peer.pid, (unsigned)conn->peer.uid, m->name);
         s->dispatching = call;
         s->dispatching_done = false;
         r = m->handler(call, payload, s->userdata);
@@ -398,6 +400,30 @@ static int conn_handle_frame(struct control_conn *conn, const struct control_fra
         }
 }
 
+static uint32_t frame_length(const uint8_t *h)
+{
+        return (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+}
+
+/* A request over the limit: say so on its stream, then flush and close (its bytes are not read:
+ * skipping up to 4 GiB would let a client keep us busy). */
+static int conn_refuse_frame(struct control_conn *conn, const uint8_t *h)
+{
+        struct control_server *s = conn->server;
+        uint32_t sid = (uint32_t)h[4] << 24 | (uint32_t)h[5] << 16 | (uint32_t)h[6] << 8 | h[7];
+        char msg[CONTROL_STATUS_MESSAGE_MAX];
+
+        log_warn("control: closing connection from pid %d uid %u: a %" PRIu32 "-byte request is over the "
+                 "%zu-byte limit", (int)conn->peer.pid, (unsigned)conn->peer.uid, frame_length(h), s->cfg.max_frame);
+        snprintf(msg, sizeof(msg), "request of %" PRIu32 " bytes is over vsockmuxd's control frame limit of %zu "
+                 "bytes (vsockmuxd --max-control-frame)", frame_length(h), s->cfg.max_frame);
+        if (conn_send_status(conn, sid, CONTROL_CODE_RESOURCE_EXHAUSTED, msg) < 0)
+                return -EMSGSIZE;
+        conn->dead = true;
+        relay_chan_close(conn->chan);
+        return 0;
+}
+
 static ssize_t conn_on_data(struct relay_chan *chan, const void *data, size_t len, void *userdata)
 {
         struct control_conn *conn = userdata;
@@ -414,6 +440,12 @@ static ssize_t conn_on_data(struct relay_chan *chan, const void *data, size_t le
                 struct control_frame f;
                 size_t size;
 
+                if (len - off >= CONTROL_FRAME_HEADER_SIZE && frame_length(p + off) > conn->server->cfg.max_frame) {
+                        conn->in_data = false;
+                        if (conn_refuse_frame(conn, p + off) < 0)
+                                return -EMSGSIZE;
+                        return (ssize_t)len;    /* the rest is the refused frame's; the channel is closing */
+                }
                 r = control_frame_parse(p + off, len - off, &f, &size);
                 if (r <= 0)
                         break;
@@ -428,12 +460,6 @@ static ssize_t conn_on_data(struct relay_chan *chan, const void *data, size_t le
         }
         conn->in_data = false;
 
-        if (r == -EMSGSIZE) {
-                log_warn("control: closing connection from pid %d uid %u: frame length over %u bytes",
-                         (int)conn->peer.pid, (unsigned)conn->peer.uid, CONTROL_FRAME_MAX_DATA);
-                conn->dead = true;
-                return r;
-        }
         if (conn->dead)
                 return conn->pending_error ?: -ECONNABORTED;
         conn->partial = len - off;
@@ -499,6 +525,23 @@ static bool server_evict_idle(struct control_server *s)
         return true;
 }
 
+/* Past max_connections nothing is kept for the client, yet it should learn why: the answer to
+ * the first request a ttrpc client sends (stream 1) is written straight into the new socket,
+ * which is empty, so this never blocks; then the fd closes. A client whose request had not gone
+ * out yet still reads the answer (control/client.c reads after a failed send). */
+static void server_refuse_fd(struct control_server *s, int fd)
+{
+        _cleanup_free_ uint8_t *buf = NULL;
+        char msg[CONTROL_STATUS_MESSAGE_MAX];
+        size_t len;
+
+        snprintf(msg, sizeof(msg), "vsockmuxd has %u control connections busy, the limit (vsockmuxd --max-connections)",
+                 s->n_conns);
+        if (control_response_build(1, CONTROL_CODE_RESOURCE_EXHAUSTED, msg, NULL, &buf, &len) < 0)
+                return;
+        (void)send(fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
 static void server_take_fd(struct control_server *s, int fd)
 {
         _cleanup_close_ int cfd = fd;
@@ -521,6 +564,7 @@ static void server_take_fd(struct control_server *s, int fd)
         if (s->n_conns >= s->cfg.max_connections && !server_evict_idle(s)) {
                 log_warn("control: refusing connection from pid %d: %u connections open (max %u), all with calls in flight",
                          (int)peer.pid, s->n_conns, s->cfg.max_connections);
+                server_refuse_fd(s, cfd);
                 return;
         }
 
@@ -532,7 +576,7 @@ static void server_take_fd(struct control_server *s, int fd)
         *conn = (struct control_conn) { .server = s, .peer = peer, .last_active_ns = relay_now_ns(s->relay) };
         r = relay_chan_new(s->relay, cfd, &conn_ops,
                            &(struct relay_chan_limits) {
-                                   .max_rx = CONTROL_FRAME_MAX,
+                                   .max_rx = CONTROL_FRAME_HEADER_SIZE + s->cfg.max_frame,
                                    .max_tx = s->cfg.max_tx,
                            },
                            conn, &conn->chan);
@@ -665,7 +709,8 @@ int control_server_new(struct relay *r, const struct control_server_config *cfg,
                 return -EINVAL;
         if (cfg->max_connections > CONTROL_SERVER_MAX_CONNECTIONS_LIMIT ||
             cfg->max_calls > CONTROL_CONN_MAX_CALLS_LIMIT || cfg->max_tx > RELAY_CHAN_LIMIT_MAX ||
-            (cfg->max_tx && cfg->max_tx < CONTROL_FRAME_MAX))
+            (cfg->max_tx && cfg->max_tx < CONTROL_FRAME_MAX) ||
+            (cfg->max_frame && (cfg->max_frame < CONTROL_FRAME_MIN_DATA || cfg->max_frame > CONTROL_FRAME_MAX_DATA)))
                 return -EINVAL;
         k = methods_check(methods, n_methods);
         if (k < 0)
@@ -680,6 +725,7 @@ int control_server_new(struct relay *r, const struct control_server_config *cfg,
         s->cfg.max_connections = cfg->max_connections ?: CONTROL_SERVER_MAX_CONNECTIONS;
         s->cfg.max_calls = cfg->max_calls ?: CONTROL_CONN_MAX_CALLS;
         s->cfg.max_tx = cfg->max_tx ?: CONTROL_CONN_MAX_TX;
+        s->cfg.max_frame = cfg->max_frame ?: CONTROL_FRAME_MAX_DATA;
         s->methods = methods;
         s->n_methods = n_methods;
         s->userdata = userdata;

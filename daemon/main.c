@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <grp.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "daemon/attach.h"
 #include "daemon/service.h"
 #include "daemon/vmm.h"
 #include "relay/relay.h"
@@ -17,6 +19,16 @@
 #define DEFAULT_SOCKET "/run/vsockmux/vsockmux.sock"
 #define DEFAULT_STATE_DIR "/run/vsockmux"
 #define DAEMON_STOP_FLUSH_NS (5ull * 1000000000ull)
+
+enum {
+        OPT_MAX_VMS = 0x100,
+        OPT_MAX_PROCESSES,
+        OPT_MAX_STREAMS,
+        OPT_MAX_ATTACH_CLIENTS,
+        OPT_MAX_BRIDGE_FRAME,
+        OPT_MAX_CONTROL_FRAME,
+        OPT_STREAM_BUFFER_BYTES,
+};
 
 struct daemon_signals {
         struct relay_op op;
@@ -57,16 +69,58 @@ static int signals_arm(struct daemon_signals *s)
 
 static void usage(FILE *f)
 {
+        struct relay_config rc;
+
+        relay_config_default(&rc);
         fprintf(f,
                 "Usage: vsockmuxd [OPTIONS]\n"
                 "  --socket PATH        control socket (default $VSOCKMUX_SOCKET, else " DEFAULT_SOCKET ")\n"
                 "  --state-dir DIR      attach sockets and default state (default " DEFAULT_STATE_DIR ")\n"
                 "  --hvsock-root DIR    accept hybrid-vsock paths only inside DIR (no symlinks, no \"..\")\n"
                 "  --group NAME|GID     (root only) let this group use the control socket (mode 0660)\n"
-                "  --max-connections N  control connections at once (default %u)\n"
                 "  --log-level LEVEL    error, warn, info or debug (default info)\n"
+                "Limits (a request over one fails with a one-line reason; N from 1 to the maximum shown;\n"
+                "sizes take a K or M suffix for KiB or MiB):\n"
+                "  --max-connections N     control connections at once; idle ones make way (default %u, max %u)\n"
+                "  --max-vms N             VMs (default %u, max %u)\n"
+                "  --max-processes N       processes per VM, running and remembered (default %u, max %u)\n"
+                "  --max-streams N         stdio streams in total (default: what RLIMIT_NOFILE allows, max %u)\n"
+                "  --max-attach-clients N  attach clients per process (default %u, max %u)\n"
+                "  --max-bridge-frame SIZE bridge frame to or from a guest, header included\n"
+                "                          (default and max %u, min %u)\n"
+                "  --max-control-frame SIZE control request (ttrpc data) (default and max %u, min %u)\n"
+                "  --stream-buffer-bytes SIZE  bytes read from a guest and not yet delivered, per stream;\n"
+                "                          rounded up to %u-byte buffers (default %u, min %u, max %u)\n"
                 "  --help\n",
-                CONTROL_SERVER_MAX_CONNECTIONS);
+                CONTROL_SERVER_MAX_CONNECTIONS, CONTROL_SERVER_MAX_CONNECTIONS_LIMIT, VMM_DEFAULT_MAX_VMS,
+                VMM_MAX_VMS_LIMIT, VMM_DEFAULT_MAX_PROCESSES, VMM_MAX_PROCESSES_LIMIT, VMM_MAX_STREAMS_LIMIT,
+                ATTACH_DEFAULT_MAX_CLIENTS, VMM_ATTACH_MAX_CLIENTS_LIMIT, BRIDGE_MAX_FRAME, BRIDGE_HOST_MIN_FRAME,
+                CONTROL_FRAME_MAX_DATA, CONTROL_FRAME_MIN_DATA, rc.buf_size, rc.buf_size * rc.stream_max_bufs,
+                rc.buf_size * 2, rc.buf_size * rc.buf_count);
+}
+
+/* A count or a size in [min, max]; sizes may end in K or M (KiB, MiB). */
+static int parse_limit(const char *opt, const char *s, bool size, uint64_t min, uint64_t max, uint64_t *ret)
+{
+        unsigned long long v;
+        char *end;
+
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (size && end != s && (*end == 'K' || *end == 'k') && !end[1] && v <= UINT64_MAX >> 10) {
+                v <<= 10;
+                end++;
+        } else if (size && end != s && (*end == 'M' || *end == 'm') && !end[1] && v <= UINT64_MAX >> 20) {
+                v <<= 20;
+                end++;
+        }
+        if (errno || end == s || *end || s[0] == '-' || v < min || v > max) {
+                fprintf(stderr, "vsockmuxd: %s must be %s from %" PRIu64 " to %" PRIu64 ", got '%s'\n", opt,
+                        size ? "a size in bytes" : "a number", min, max, s);
+                return -EINVAL;
+        }
+        *ret = v;
+        return 0;
 }
 
 static int parse_group(const char *s, gid_t *ret)
@@ -95,6 +149,13 @@ int main(int argc, char **argv)
                 { "hvsock-root", required_argument, NULL, 'r' },
                 { "group", required_argument, NULL, 'g' },
                 { "max-connections", required_argument, NULL, 'c' },
+                { "max-vms", required_argument, NULL, OPT_MAX_VMS },
+                { "max-processes", required_argument, NULL, OPT_MAX_PROCESSES },
+                { "max-streams", required_argument, NULL, OPT_MAX_STREAMS },
+                { "max-attach-clients", required_argument, NULL, OPT_MAX_ATTACH_CLIENTS },
+                { "max-bridge-frame", required_argument, NULL, OPT_MAX_BRIDGE_FRAME },
+                { "max-control-frame", required_argument, NULL, OPT_MAX_CONTROL_FRAME },
+                { "stream-buffer-bytes", required_argument, NULL, OPT_STREAM_BUFFER_BYTES },
                 { "log-level", required_argument, NULL, 'l' },
                 { "help", no_argument, NULL, 'h' },
                 {},
@@ -105,6 +166,8 @@ int main(int argc, char **argv)
                 .group = CONTROL_NO_GROUP,
         };
         struct vmm_config vcfg;
+        struct relay_config rcfg;
+        uint64_t v, stream_buffer = 0;
         _cleanup_(relay_freep) struct relay *relay = NULL;
         _cleanup_(service_freep) struct service *service = NULL;
         struct vmm *vmm = NULL;
@@ -114,6 +177,7 @@ int main(int argc, char **argv)
         int c, r;
 
         vmm_config_default(&vcfg);
+        relay_config_default(&rcfg);
         vcfg.state_dir = DEFAULT_STATE_DIR;
         if (!scfg.socket_path || !scfg.socket_path[0])
                 scfg.socket_path = DEFAULT_SOCKET;
@@ -140,18 +204,51 @@ int main(int argc, char **argv)
                                 return 2;
                         }
                         break;
-                case 'c': {
-                        char *end;
-                        unsigned long v = strtoul(optarg, &end, 10);
-
-                        if (*end || v == 0 || v > CONTROL_SERVER_MAX_CONNECTIONS_LIMIT) {
-                                fprintf(stderr, "vsockmuxd: --max-connections must be 1-%u\n",
-                                        CONTROL_SERVER_MAX_CONNECTIONS_LIMIT);
+                case 'c':
+                        if (parse_limit("--max-connections", optarg, false, 1, CONTROL_SERVER_MAX_CONNECTIONS_LIMIT,
+                                        &v) < 0)
                                 return 2;
-                        }
                         scfg.max_connections = (unsigned)v;
                         break;
-                }
+                case OPT_MAX_VMS:
+                        if (parse_limit("--max-vms", optarg, false, 1, VMM_MAX_VMS_LIMIT, &v) < 0)
+                                return 2;
+                        vcfg.max_vms = (unsigned)v;
+                        break;
+                case OPT_MAX_PROCESSES:
+                        if (parse_limit("--max-processes", optarg, false, 1, VMM_MAX_PROCESSES_LIMIT, &v) < 0)
+                                return 2;
+                        vcfg.max_processes = (unsigned)v;
+                        break;
+                case OPT_MAX_STREAMS:
+                        if (parse_limit("--max-streams", optarg, false, 1, VMM_MAX_STREAMS_LIMIT, &v) < 0)
+                                return 2;
+                        vcfg.max_streams = (unsigned)v;
+                        break;
+                case OPT_MAX_ATTACH_CLIENTS:
+                        if (parse_limit("--max-attach-clients", optarg, false, 1, VMM_ATTACH_MAX_CLIENTS_LIMIT, &v) < 0)
+                                return 2;
+                        vcfg.attach_max_clients = (unsigned)v;
+                        break;
+                case OPT_MAX_BRIDGE_FRAME:
+                        if (parse_limit("--max-bridge-frame", optarg, true, BRIDGE_HOST_MIN_FRAME, BRIDGE_MAX_FRAME,
+                                        &v) < 0)
+                                return 2;
+                        vcfg.bridge_max_frame = (size_t)v;
+                        break;
+                case OPT_MAX_CONTROL_FRAME:
+                        if (parse_limit("--max-control-frame", optarg, true, CONTROL_FRAME_MIN_DATA,
+                                        CONTROL_FRAME_MAX_DATA, &v) < 0)
+                                return 2;
+                        scfg.max_control_frame = (size_t)v;
+                        break;
+                case OPT_STREAM_BUFFER_BYTES:
+                        if (parse_limit("--stream-buffer-bytes", optarg, true, 2 * (uint64_t)rcfg.buf_size,
+                                        (uint64_t)rcfg.buf_size * rcfg.buf_count, &stream_buffer) < 0)
+                                return 2;
+                        /* Whole pool buffers: the relay's bound is counted in them. */
+                        rcfg.stream_max_bufs = (unsigned)((stream_buffer + rcfg.buf_size - 1) / rcfg.buf_size);
+                        break;
                 case 'l': {
                         enum log_level l = log_level_from_string(optarg);
 
@@ -187,9 +284,14 @@ int main(int argc, char **argv)
         if (sig.fd < 0)
                 return log_errno(LOG_LEVEL_ERROR, -errno, "vsockmuxd: signalfd"), 1;
 
-        r = relay_new(NULL, &relay);
+        r = relay_new(&rcfg, &relay);
         if (r < 0)
                 return log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: cannot start the io_uring loop"), 1;
+        if (!vcfg.max_streams)
+                vcfg.max_streams = relay_stream_capacity(relay);
+        else if (vcfg.max_streams > relay_stream_capacity(relay))
+                log_warn("vsockmuxd: --max-streams %u is above what RLIMIT_NOFILE allows (%u streams): execs past "
+                         "that fail for want of fds", vcfg.max_streams, relay_stream_capacity(relay));
         r = service_alloc(&service);
         if (r >= 0)
                 r = vmm_new(relay, &vcfg, service_on_event, service, &vmm);
@@ -207,7 +309,13 @@ int main(int argc, char **argv)
                 vmm_free(vmm);
                 return 1;
         }
-        log_info("vsockmuxd: listening on %s; stream capacity %u", scfg.socket_path, relay_stream_capacity(relay));
+        log_info("vsockmuxd: listening on %s; stream capacity %u; limits: %u VMs, %u processes per VM, %u streams, "
+                 "%u attach clients per process, %u control connections, bridge frame %zu, control frame %zu, "
+                 "%u bytes buffered per stream", scfg.socket_path, relay_stream_capacity(relay), vcfg.max_vms,
+                 vcfg.max_processes, vcfg.max_streams, vcfg.attach_max_clients,
+                 scfg.max_connections ?: CONTROL_SERVER_MAX_CONNECTIONS,
+                 vcfg.bridge_max_frame ?: BRIDGE_MAX_FRAME, scfg.max_control_frame ?: CONTROL_FRAME_MAX_DATA,
+                 rcfg.stream_max_bufs * rcfg.buf_size);
 
         r = relay_run(relay);
         if (r < 0)

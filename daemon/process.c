@@ -106,6 +106,50 @@ static void process_prune(struct vmm_vm *vm)
         }
 }
 
+/* At the process cap an exec makes room by forgetting the oldest reported exit, as pruning would. */
+static void process_forget_oldest(struct vmm_vm *vm)
+{
+        struct list_head *pos, *tmp;
+
+        list_for_each_safe(pos, tmp, &vm->processes) {
+                struct vmm_process *p = list_entry(pos, struct vmm_process, link);
+
+                if (p->exit_reported && list_empty(&p->waiters) && !p->wait_outstanding && !p->in_exec) {
+                        vmm_process_free(p);
+                        return;
+                }
+        }
+}
+
+/* Streams that hold a listener or a relay stream now, and those a pending exec will open. */
+static unsigned process_streams_held(const struct vmm_process *p)
+{
+        unsigned n = 0;
+
+        for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
+                const struct vmm_stream *s = &p->streams[k];
+
+                if (p->state == VMM_PROCESS_PENDING ? k != VMM_STDIN || s->endpoint
+                                                    : s->listener || s->stream)
+                        n++;
+        }
+        return n;
+}
+
+unsigned vmm_streams_held(struct vmm *m)
+{
+        struct list_head *v, *pp;
+        unsigned n = 0;
+
+        list_for_each(v, &m->vms) {
+                struct vmm_vm *vm = list_entry(v, struct vmm_vm, link);
+
+                list_for_each(pp, &vm->processes)
+                        n += process_streams_held(list_entry(pp, struct vmm_process, link));
+        }
+        return n;
+}
+
 void vmm_process_report(struct vmm_process *p)
 {
         struct vmm_vm *vm = p->vm;
@@ -453,6 +497,11 @@ static int process_send_exec(struct vmm_process *p, char *err, size_t errlen)
                 *port_slot[k] = s->port;
         }
         r = bridge_host_exec(vm->bridge, p->container_id, &params, &ports, process_on_exec, p);
+        if (r == -EMSGSIZE) {
+                snprintf(err, errlen, "the ExecuteProcess request is over the bridge frame limit of %zu bytes "
+                         "(argv and env too long, or vsockmuxd --max-bridge-frame)", bridge_host_max_frame(vm->bridge));
+                goto undo;
+        }
         if (r < 0) {
                 snprintf(err, errlen, "cannot send ExecuteProcess: %s", strerror(-r));
                 goto undo;
@@ -558,9 +607,24 @@ int vmm_exec(struct vmm_vm *vm, const struct vmm_exec_params *params, vmm_starte
                 snprintf(err, errlen, "argv must have 1 to %u entries and env at most %u", VMM_MAX_ARGV, VMM_MAX_ENV);
                 return -EINVAL;
         }
+        if (vm->n_processes >= vm->vmm->cfg.max_processes)
+                process_forget_oldest(vm);
         if (vm->n_processes >= vm->vmm->cfg.max_processes) {
-                snprintf(err, errlen, "VM %s has %u processes, the limit", vm->name, vm->n_processes);
+                snprintf(err, errlen, "VM %s has %u processes, the limit (vsockmuxd --max-processes)", vm->name,
+                         vm->n_processes);
+                log_warn("vm %s: exec refused: %u processes, the limit", vm->name, vm->n_processes);
                 return -EUSERS;
+        }
+        if (vm->vmm->cfg.max_streams) {
+                unsigned held = vmm_streams_held(vm->vmm), want = params->stdin_path && params->stdin_path[0] ? 3 : 2;
+
+                if (held + want > vm->vmm->cfg.max_streams) {
+                        snprintf(err, errlen, "vsockmuxd holds %u stdio streams, %u more would pass the limit of %u "
+                                 "(vsockmuxd --max-streams)", held, want, vm->vmm->cfg.max_streams);
+                        log_warn("vm %s: exec refused: %u streams held, limit %u", vm->name, held,
+                                 vm->vmm->cfg.max_streams);
+                        return -EUSERS;
+                }
         }
         if (!copy.env)
                 copy.env = no_strings;
@@ -636,6 +700,8 @@ void vmm_process_get_info(const struct vmm_process *p, struct vmm_process_info *
                 .exit_known = p->exit_known,
                 .exit = p->exit,
                 .attach_path = p->attach ? attach_path(p->attach) : NULL,
+                .attach_clients = p->attach ? attach_clients(p->attach) : 0,
+                .attach_max_clients = p->vm->vmm->cfg.attach_max_clients,
         };
 
         for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {

@@ -79,6 +79,9 @@ static int on_vm_add(struct control_call *call, const ProtobufCMessage *request,
         if (r == -EINVAL)
                 return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT,
                                          "VM name must be 1-%u characters of [A-Za-z0-9._-]", VMM_NAME_MAX);
+        if (r == -EUSERS)
+                return control_call_fail(call, CONTROL_CODE_RESOURCE_EXHAUSTED,
+                                         "vsockmuxd has %u VMs, the limit (vsockmuxd --max-vms)", vmm_vm_count(s->vmm));
         if (r == -EPERM)
                 return control_call_fail(call, CONTROL_CODE_PERMISSION_DENIED,
                                          "hvsock path %s is not a plain path inside the daemon's --hvsock-root",
@@ -485,6 +488,14 @@ static int on_attach(struct control_call *call, const ProtobufCMessage *request,
         vmm_process_get_info(p, &pi);
         if (!pi.attach_path)
                 return control_call_fail(call, CONTROL_CODE_UNAVAILABLE, "process %u has no attach socket", req->pid);
+        /* The socket refuses a client over the cap too, silently: here the CLI can say why. */
+        if (pi.attach_clients >= pi.attach_max_clients) {
+                log_warn("vm %s: attach to process %u refused: %u clients, the limit", req->vm, req->pid,
+                         pi.attach_clients);
+                return control_call_fail(call, CONTROL_CODE_RESOURCE_EXHAUSTED,
+                                         "process %u has %u attach clients, the limit (vsockmuxd --max-attach-clients)",
+                                         req->pid, pi.attach_clients);
+        }
         resp.socket_path = (char *)pi.attach_path;
         return control_call_reply(call, &resp.base);
 }
@@ -802,6 +813,7 @@ int service_start(struct service *s, struct relay *r, struct vmm *m, const struc
                 .owner_uid = cfg->owner_uid,
                 .group = cfg->group,
                 .max_connections = cfg->max_connections,
+                .max_frame = cfg->max_control_frame,
         };
 
         s->relay = r;

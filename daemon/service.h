@@ -13,6 +13,7 @@ struct service_config {
         uid_t owner_uid;
         gid_t group;            /* CONTROL_NO_GROUP for a 0600 socket */
         unsigned max_connections;
+        size_t max_control_frame;       /* a request's ttrpc data bytes; 0 = CONTROL_FRAME_MAX_DATA */
 };
 
 struct service *service_free(struct service *s);

@@ -205,8 +205,10 @@ int vmm_vm_alloc(struct vmm *m, const char *name, const struct relay_transport *
                 return -EINVAL;
         if (vmm_vm_find(m, name))
                 return -EEXIST;
-        if (m->n_vms >= m->cfg.max_vms)
+        if (m->n_vms >= m->cfg.max_vms) {
+                log_warn("vm %s: refused: %u VMs, the limit", name, m->n_vms);
                 return -EUSERS;
+        }
         if (t->kind == RELAY_TRANSPORT_HVSOCK && m->cfg.hvsock_root) {
                 r = paths_check_confined(m->cfg.hvsock_root, t->uds_path);
                 if (r < 0) {
@@ -239,7 +241,11 @@ int vmm_vm_alloc(struct vmm *m, const char *name, const struct relay_transport *
 
 int vmm_vm_start_bridge(struct vmm_vm *vm)
 {
-        return bridge_host_new(vm->vmm->relay, &vm->transport, vm->name, &vmm_bridge_ops, vm, &vm->bridge);
+        int r = bridge_host_new(vm->vmm->relay, &vm->transport, vm->name, &vmm_bridge_ops, vm, &vm->bridge);
+
+        if (r >= 0)
+                r = bridge_host_set_max_frame(vm->bridge, vm->vmm->cfg.bridge_max_frame);
+        return r;
 }
 
 void vmm_vm_publish(struct vmm_vm *vm)

@@ -15,6 +15,11 @@
 #define VMM_DEFAULT_EXITED_KEEP 256u        /* exited processes remembered per VM for wait and ps */
 #define VMM_DEFAULT_CONNECT_TIMEOUT_NS (30ull * 1000000000ull)
 #define VMM_DEFAULT_DRAIN_TIMEOUT_NS (10ull * 1000000000ull)
+/* Hard maxima for the configurable caps (vsockmuxd refuses larger values at start). */
+#define VMM_MAX_VMS_LIMIT 65536u
+#define VMM_MAX_PROCESSES_LIMIT (1u << 20)
+#define VMM_MAX_STREAMS_LIMIT (1u << 22)
+#define VMM_ATTACH_MAX_CLIENTS_LIMIT 4096u
 #define VMM_MAX_ARGV 1024u
 #define VMM_MAX_ENV 1024u
 
@@ -74,7 +79,9 @@ struct vmm_config {
         const char *state_dir;          /* attach sockets live in <state_dir>/attach */
         const char *hvsock_root;        /* canonical; hybrid-vsock paths must lie inside (NULL: anywhere) */
         unsigned max_vms;
-        unsigned max_processes;
+        unsigned max_processes;         /* per VM: at the cap an exec forgets the oldest reported exit first */
+        unsigned max_streams;           /* daemon-wide stdio streams held or about to be; 0 = no cap */
+        size_t bridge_max_frame;        /* each VM's bridge frames, both ways; 0 = BRIDGE_MAX_FRAME */
         unsigned exited_keep;
         uint64_t drain_timeout_ns;
         size_t attach_backlog;
@@ -146,7 +153,8 @@ typedef void (*vmm_started_fn)(struct vmm_process *p, int error, const char *mes
 
 /* Opens the endpoints, takes ports, listens, then sends ExecuteProcess (at once, or when the
  * guest's bridge connects, within the connect timeout). An error return (-errno with a one-line
- * reason in err) means nothing was started and fn will not run. */
+ * reason in err) means nothing was started and fn will not run: -EUSERS over max_processes or
+ * max_streams, -EMSGSIZE for a request over the bridge frame limit. */
 int vmm_exec(struct vmm_vm *vm, const struct vmm_exec_params *params, vmm_started_fn fn, void *userdata, char *err,
              size_t errlen);
 
@@ -165,6 +173,8 @@ struct vmm_process_info {
         bool exit_known;
         struct vmm_exit exit;
         const char *attach_path;                /* NULL when none */
+        unsigned attach_clients;                /* connected to the attach socket now */
+        unsigned attach_max_clients;
 };
 void vmm_process_get_info(const struct vmm_process *p, struct vmm_process_info *ret);
 

@@ -211,7 +211,7 @@ static int wait_closed(int fd)
                 if (n == 0 || (n < 0 && errno == ECONNRESET))
                         return 0;
                 if (n > 0)
-                        return 1;
+                        continue;       /* a refusal says why (RESOURCE_EXHAUSTED) before it closes */
                 if (errno != EINTR)
                         return -errno;
         }
