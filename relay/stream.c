@@ -70,6 +70,7 @@ struct relay_stream {
         int error;              /* what on_done reported */
         int src_error;          /* the reading side failed: reported once what was read is flushed */
         bool endpoint_dead;     /* writes to the endpoint failed: held bytes can't be delivered */
+        int endpoint_error;     /* from-guest: why, reported once the guest's output ends */
         bool src_eof;
         bool done;
         bool freezing;
@@ -464,6 +465,19 @@ static void stream_dst_failed(struct relay_stream *s, int error)
         stream_done(s, error);
 }
 
+/* The endpoint of a from-guest stream failed (EPIPE, ENOSPC, ...): the guest is fine. Keep reading
+ * it and drop what it sends, or its process would block for ever on output nobody can take; the
+ * error is reported when the guest's output ends. */
+static void stream_endpoint_failed(struct relay_stream *s, int error)
+{
+        if (!s->endpoint_dead)
+                log_errno(LOG_LEVEL_WARN, error, "relay: %s: endpoint failed; dropping the rest of the guest's output",
+                          s->label);
+        s->endpoint_dead = true;
+        s->endpoint_error = error;
+        q_release_all(s);
+}
+
 /* A local failure (memory, ring): nothing can be trusted to continue. */
 static void stream_fail(struct relay_stream *s, int error)
 {
@@ -505,7 +519,7 @@ static void stream_check(struct relay_stream *s)
                 stream_done(s, -errno);
                 return;
         }
-        stream_done(s, 0);
+        stream_done(s, s->endpoint_error);
 }
 
 static void stream_check_deferred(void *userdata)
@@ -627,6 +641,8 @@ static void on_write(struct relay *r, struct relay_op *op, int res, uint32_t fla
         if (res > 0) {
                 deliver(s, (size_t) res);
                 count_delivered(s, (size_t) res);
+        } else if (guest_is_src(s) && res != -EINTR && res != -EAGAIN) {
+                stream_endpoint_failed(s, res);
         } else if (res != -EINTR && res != -EAGAIN) {
                 /* A guest that hung up on its stdin reads as "guest dropped", not a dead endpoint. */
                 stream_dst_failed(s, !guest_is_src(s) && res == -EPIPE ? -ECONNRESET : res);
