@@ -48,30 +48,52 @@ static void exit_to_proto(const struct vmm_exit *e, Vsockmux__V1__ExitStatus *re
 
 /* ---- VMs ---- */
 
+/* The guest's transport from a request's hvsock path or CID; -EINVAL with the reason in err. The
+ * path leaves room for the "_<port>" every listener appends (ten digits at most). */
+static int service_transport_parse(const char *hvsock_path, bool has_cid, uint32_t cid, struct relay_transport *ret,
+                                   char *err, size_t err_len)
+{
+        struct relay_transport t = { 0 };
+        size_t max = sizeof(t.uds_path) - sizeof("_4294967295");
+
+        if (hvsock_path) {
+                if (hvsock_path[0] != '/' || strlen(hvsock_path) > max) {
+                        snprintf(err, err_len, "hvsock path must be absolute and at most %zu bytes "
+                                 "(sun_path less the \"_<port>\" suffix)", max);
+                        return -EINVAL;
+                }
+                t.kind = RELAY_TRANSPORT_HVSOCK;
+                memcpy(t.uds_path, hvsock_path, strlen(hvsock_path) + 1);
+        } else if (has_cid) {
+                if (cid < 3 || cid == UINT32_MAX) {
+                        snprintf(err, err_len, "CID %u is not a guest CID", cid);
+                        return -EINVAL;
+                }
+                t.kind = RELAY_TRANSPORT_VSOCK;
+                t.cid = cid;
+        } else {
+                snprintf(err, err_len, "give --hvsock PATH or --cid CID");
+                return -EINVAL;
+        }
+        *ret = t;
+        return 0;
+}
+
 static int on_vm_add(struct control_call *call, const ProtobufCMessage *request, void *userdata)
 {
         REQ(Vsockmux__V1__VmAddRequest, request);
         struct service *s = userdata;
         struct relay_transport t = { 0 };
         Vsockmux__V1__VmAddResponse resp = VSOCKMUX__V1__VM_ADD_RESPONSE__INIT;
+        char err[128];
         int r;
 
-        if (req->transport_case == VSOCKMUX__V1__VM_ADD_REQUEST__TRANSPORT_HVSOCK_PATH) {
-                if (!req->hvsock_path || req->hvsock_path[0] != '/' ||
-                    strlen(req->hvsock_path) >= sizeof(t.uds_path))
-                        return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT,
-                                                 "hvsock path must be absolute and under %zu bytes",
-                                                 sizeof(t.uds_path));
-                t.kind = RELAY_TRANSPORT_HVSOCK;
-                memcpy(t.uds_path, req->hvsock_path, strlen(req->hvsock_path) + 1);
-        } else if (req->transport_case == VSOCKMUX__V1__VM_ADD_REQUEST__TRANSPORT_CID) {
-                if (req->cid < 3 || req->cid == UINT32_MAX)
-                        return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "CID %u is not a guest CID",
-                                                 req->cid);
-                t.kind = RELAY_TRANSPORT_VSOCK;
-                t.cid = req->cid;
-        } else
-                return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "give --hvsock PATH or --cid CID");
+        r = service_transport_parse(req->transport_case == VSOCKMUX__V1__VM_ADD_REQUEST__TRANSPORT_HVSOCK_PATH ?
+                                    req->hvsock_path : NULL,
+                                    req->transport_case == VSOCKMUX__V1__VM_ADD_REQUEST__TRANSPORT_CID, req->cid, &t,
+                                    err, sizeof(err));
+        if (r < 0)
+                return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "%s", err);
 
         r = vmm_vm_add(s->vmm, req->name, &t, NULL);
         if (r == -EEXIST)
@@ -730,17 +752,13 @@ static int on_restore(struct control_call *call, const ProtobufCMessage *request
         if (req->n_io > SERVICE_MAX_RESTORE_IO)
                 return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "at most %u --io entries",
                                          SERVICE_MAX_RESTORE_IO);
-        if (req->transport_case == VSOCKMUX__V1__RESTORE_REQUEST__TRANSPORT_HVSOCK_PATH) {
-                if (!req->hvsock_path || req->hvsock_path[0] != '/' || strlen(req->hvsock_path) >= sizeof(t.uds_path))
-                        return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT,
-                                                 "hvsock path must be absolute and under %zu bytes",
-                                                 sizeof(t.uds_path));
-                t.kind = RELAY_TRANSPORT_HVSOCK;
-                memcpy(t.uds_path, req->hvsock_path, strlen(req->hvsock_path) + 1);
-                tp = &t;
-        } else if (req->transport_case == VSOCKMUX__V1__RESTORE_REQUEST__TRANSPORT_CID) {
-                t.kind = RELAY_TRANSPORT_VSOCK;
-                t.cid = req->cid;
+        /* No transport: the saved one. */
+        if (req->transport_case != VSOCKMUX__V1__RESTORE_REQUEST__TRANSPORT__NOT_SET) {
+                r = service_transport_parse(
+                        req->transport_case == VSOCKMUX__V1__RESTORE_REQUEST__TRANSPORT_HVSOCK_PATH ? req->hvsock_path : NULL,
+                        req->transport_case == VSOCKMUX__V1__RESTORE_REQUEST__TRANSPORT_CID, req->cid, &t, err, sizeof(err));
+                if (r < 0)
+                        return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "restore: %s", err);
                 tp = &t;
         }
         io = calloc(req->n_io + 1, sizeof(*io));

@@ -184,6 +184,32 @@ static void test_vm_add_twice_fails_naming_the_vm(void **state)
         }
 }
 
+/* Every listener appends "_<port>" (up to ten digits) to the path: one that leaves no room for it
+ * is refused at `vm add` by its limit, not later as a bridge that cannot listen. */
+static void test_vm_add_refuses_hvsock_path_without_room_for_port_suffix(void **state)
+{
+        struct integ *t = *state;
+        struct integ_result res;
+        char path[128];
+
+        memset(path, 'x', sizeof(path));
+        memcpy(path, "/tmp/", 5);
+        path[97] = '\0';       /* 97 bytes: fits sun_path, but not with "_1073741824" */
+        integ_cli(t, &res, NULL, "vm", "add", "long", "--hvsock", path, NULL);
+        integ_assert_code(t, &res, 1);
+        integ_assert_one_line_error(res.err);
+        integ_assert_contains(res.err, "at most 96 bytes");
+        integ_result_done(&res);
+
+        path[96] = '\0';
+        integ_cli(t, &res, NULL, "vm", "add", "long", "--hvsock", path, NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        integ_cli(t, &res, NULL, "vm", "rm", "long", NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+}
+
 static void test_exec_before_guest_connects_runs_once_it_does(void **state)
 {
         struct integ *t = *state;
@@ -533,6 +559,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_usage_errors_exit_2_with_one_line),
                 cmocka_unit_test(test_wait_and_attach_unknown_pid_name_it),
                 cmocka_unit_test(test_vm_add_twice_fails_naming_the_vm),
+                cmocka_unit_test(test_vm_add_refuses_hvsock_path_without_room_for_port_suffix),
                 cmocka_unit_test(test_exec_before_guest_connects_runs_once_it_does),
                 cmocka_unit_test(test_exec_without_guest_times_out_clearly),
                 cmocka_unit_test(test_attach_client_that_never_reads_does_not_hold_back_the_file),
