@@ -19,6 +19,7 @@
 #include "harness.h"
 
 #define LIMITS_BIG_ARG 6000u    /* over a 4 KiB frame limit, far under the hard maxima */
+#define LIMITS_BRIDGE_PORT 0x40000000u  /* the bridge listener: <hvsock>_1073741824 */
 
 /* Each test starts its own daemon with the limits it needs. */
 struct limits {
@@ -377,6 +378,54 @@ static void test_max_bridge_frame_fails_that_exec_only(void **state)
         free(log);
 }
 
+static int connect_stream(const char *path)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct timeval tv = { .tv_sec = INTEG_WAIT_MS / 1000 };
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        assert_true(fd >= 0);
+        assert_true(strlen(path) < sizeof(sa.sun_path));
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                fail_msg("connect %s: %s", path, strerror(errno));
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        return fd;
+}
+
+static void test_max_bridge_frame_drops_a_guest_that_sends_a_larger_one(void **state)
+{
+        struct integ *t = limits_start(state, "--max-bridge-frame", "4K", NULL);
+        /* A response header announcing 4097 bytes: refused on the header alone. */
+        static const uint8_t hdr[16] = { 0x01, 0x0b, 0x10, 0x20, 0x01, 0x10, 0, 0, 1 };
+        char bridge[INTEG_PATH_MAX], buf[4096];
+        struct integ_result res;
+        ssize_t n;
+        int fd;
+
+        integ_cli(t, &res, NULL, "vm", "add", "demo", "--hvsock", integ_hvsock(t, "demo"), NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        snprintf(bridge, sizeof(bridge), "%s_%u", integ_hvsock(t, "demo"), LIMITS_BRIDGE_PORT);
+        fd = connect_stream(bridge);
+        assert_int_equal(write(fd, hdr, sizeof(hdr)), (ssize_t)sizeof(hdr));
+        do
+                n = read(fd, buf, sizeof(buf));         /* the daemon's NegotiateProtocol, then the end */
+        while (n > 0);
+        if (n < 0 && errno != ECONNRESET)
+                fail_msg("the daemon kept the guest connection: %s", strerror(errno));
+        close(fd);
+        assert_log_contains(t, "a 4097-byte frame is over the 4096-byte bridge frame limit");
+
+        /* The VM takes the next guest as usual. */
+        integ_sim_start(t, "demo");
+        integ_wait_bridge(t, "demo", "connected");
+        integ_cli(t, &res, NULL, "exec", "demo", "--", "echo", "after", NULL);
+        integ_assert_code(t, &res, 0);
+        assert_string_equal(res.out, "after\n");
+        integ_result_done(&res);
+}
+
 static void test_stream_buffer_bytes_rounds_up_to_whole_buffers(void **state)
 {
         struct integ *t = limits_start(state, "--stream-buffer-bytes", "200K", NULL);
@@ -403,6 +452,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_max_connections_refuses_when_all_are_busy_and_says_why),
                 cmocka_unit_test(test_max_control_frame_refuses_a_larger_request_by_size),
                 cmocka_unit_test(test_max_bridge_frame_fails_that_exec_only),
+                cmocka_unit_test(test_max_bridge_frame_drops_a_guest_that_sends_a_larger_one),
                 cmocka_unit_test(test_stream_buffer_bytes_rounds_up_to_whole_buffers),
         };
         struct integ_config cfg;
