@@ -139,7 +139,8 @@ static int restore_build(struct vmm_vm *vm, const Vsockmux__State__Vm *sv, const
 {
         int r;
 
-        r = ports_raise_floor(vm->ports, sv->port_floor);
+        /* The floor may already be higher: a VM removed from this transport handed out more. */
+        r = sv->port_floor > ports_floor(vm->ports) ? ports_raise_floor(vm->ports, sv->port_floor) : 0;
         if (r < 0) {
                 snprintf(err, errlen, "cannot raise the port floor to 0x%08x", sv->port_floor);
                 return r;

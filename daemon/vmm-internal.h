@@ -6,6 +6,17 @@
 #include "ports/ports.h"
 #include "util/list.h"
 
+/* What a removed VM's transport had handed out: a guest that outlived the VM may still redial
+ * those ports, so a VM added again on the same transport starts above them. Bounded: the oldest
+ * entry makes room. */
+#define VMM_PORT_FLOORS_MAX 4096u
+
+struct vmm_port_floor {
+        struct relay_transport transport;
+        uint32_t floor;
+        uint64_t seq;                   /* when last raised: the smallest goes first when full */
+};
+
 struct vmm {
         struct relay *relay;
         struct vmm_config cfg;
@@ -15,6 +26,9 @@ struct vmm {
         struct list_head vms;
         unsigned n_vms;
         unsigned quiesce_pending;       /* streams still flushing for a stop */
+        struct vmm_port_floor *floors;  /* one per transport a removed VM used */
+        unsigned n_floors;
+        uint64_t floor_seq;
 };
 
 struct vmm_container {

@@ -86,6 +86,50 @@ int vmm_new(struct relay *r, const struct vmm_config *cfg, vmm_event_fn ev, void
         return 0;
 }
 
+static bool transport_same(const struct relay_transport *a, const struct relay_transport *b)
+{
+        if (a->kind != b->kind)
+                return false;
+        return a->kind == RELAY_TRANSPORT_HVSOCK ? strcmp(a->uds_path, b->uds_path) == 0 : a->cid == b->cid;
+}
+
+static struct vmm_port_floor *port_floor_find(struct vmm *m, const struct relay_transport *t)
+{
+        for (unsigned i = 0; i < m->n_floors; i++)
+                if (transport_same(&m->floors[i].transport, t))
+                        return &m->floors[i];
+        return NULL;
+}
+
+/* Remembers the ports a VM on t handed out; raise-only. Out of memory only loses the memory. */
+static void port_floor_remember(struct vmm *m, const struct relay_transport *t, uint32_t floor)
+{
+        struct vmm_port_floor *e = port_floor_find(m, t);
+
+        if (floor <= PORTS_FIRST)
+                return;
+        if (!e && m->n_floors < VMM_PORT_FLOORS_MAX) {
+                struct vmm_port_floor *n = reallocarray(m->floors, m->n_floors + 1, sizeof(*n));
+
+                if (!n)
+                        return;
+                m->floors = n;
+                e = &m->floors[m->n_floors++];
+                *e = (struct vmm_port_floor){ .transport = *t };
+        }
+        if (!e) {
+                e = &m->floors[0];
+                for (unsigned i = 1; i < m->n_floors; i++)
+                        if (m->floors[i].seq < e->seq)
+                                e = &m->floors[i];
+                log_warn("vm: %u transports' port floors remembered, the limit: forgetting the oldest", m->n_floors);
+                *e = (struct vmm_port_floor){ .transport = *t };
+        }
+        if (floor > e->floor)
+                e->floor = floor;
+        e->seq = ++m->floor_seq;
+}
+
 static struct vmm_vm *vmm_vm_free(struct vmm_vm *vm, const char *reason)
 {
         struct list_head *pos, *tmp;
@@ -106,6 +150,8 @@ static struct vmm_vm *vmm_vm_free(struct vmm_vm *vm, const char *reason)
                 free(c->id);
                 free(c);
         }
+        if (vm->ports)
+                port_floor_remember(vm->vmm, &vm->transport, ports_floor(vm->ports));
         vm->ports = ports_free(vm->ports);
         free(vm->name);
         free(vm);
@@ -124,6 +170,7 @@ struct vmm *vmm_free(struct vmm *m)
                 list_del(&vm->link);
                 vmm_vm_free(vm, "daemon stopping");
         }
+        free(m->floors);
         free(m->attach_dir);
         free(m);
         return NULL;
@@ -234,6 +281,21 @@ int vmm_vm_alloc(struct vmm *m, const char *name, const struct relay_transport *
         if (r < 0) {
                 vmm_vm_free(vm, "VM add failed");
                 return r;
+        }
+        /* A guest of a VM removed from this transport may still redial its old stdio ports: never
+         * hand those to a new exec, or its output would land in the new process's endpoint. */
+        {
+                const struct vmm_port_floor *e = port_floor_find(m, t);
+
+                if (e && e->floor > ports_floor(vm->ports)) {
+                        r = ports_raise_floor(vm->ports, e->floor);
+                        if (r < 0) {
+                                vmm_vm_free(vm, "VM add failed");
+                                return r;
+                        }
+                        log_info("vm %s: stdio ports start at 0x%08x, above those of a VM removed from this transport",
+                                 name, e->floor);
+                }
         }
         *ret = vm;
         return 0;
