@@ -1,0 +1,621 @@
+/* A guest whose stdio connections reset again after it already redialled: every byte reaches the
+ * endpoint exactly once and in order, on a plain daemon and after a save and restore; and a guest
+ * still redialling a removed VM's port is never wired into a new exec of a re-added VM. Real relay
+ * loop, two struct vmm on it (two daemons in one process), the real guest simulator over hybrid
+ * vsock, real processes writing real files. Each reset waits for what the simulator logs when its
+ * stream resumed, and for bytes past that point: nothing here depends on timing. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "daemon/vmm.h"
+#include "ports/ports.h"
+#include "relay/relay.h"
+
+extern char **environ;
+
+/* Bounds on waiting on a loaded machine under ASan; nothing here asserts speed. */
+#define WAIT_NS (120ull * 1000000000ull)
+#define STEP_NS (10ll * 1000000ll)
+/* Bytes that must reach the endpoint over a connection before it is reset again. */
+#define FLOW_BYTES 2000u
+#define WRITER_EXIT 7
+/* The simulator's line after a stdout connection's V4 handshake on a redial. */
+#define RESUMED "stdout: resuming at byte "
+
+struct fixture {
+        char dir[64];
+        char state_a[96], state_b[96], sim_log[96], stop[96];
+        struct relay_transport transport;
+        struct relay *r;
+        struct vmm *a, *b;
+        pid_t sim;
+};
+
+struct started {
+        int count;
+        int error;
+        uint32_t pid;
+        char message[256];
+};
+
+struct exited {
+        int count;
+        struct vmm_exit exit;
+};
+
+struct saved {
+        int count;
+        int error;
+        uint8_t *blob;
+        size_t len;
+};
+
+static uint64_t now_ns(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Runs the loop until cond(arg) holds; fails the test past WAIT_NS (VSOCKMUX_TEST_WAIT_S may
+ * shorten it when checking that a test fails without the guarantee). */
+static void run_until(struct fixture *f, bool (*cond)(struct fixture *f, const void *arg), const void *arg,
+                      const char *what)
+{
+        const char *env = getenv("VSOCKMUX_TEST_WAIT_S");
+        uint64_t deadline = now_ns() + (env ? strtoull(env, NULL, 10) * 1000000000ull : WAIT_NS);
+
+        while (!cond(f, arg)) {
+                assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
+                if (now_ns() > deadline)
+                        fail_msg("timed out waiting for %s", what);
+        }
+}
+
+static bool flag_set(struct fixture *f, const void *arg)
+{
+        return *(const int *)arg != 0;
+}
+
+static bool bridge_connected(struct fixture *f, const void *arg)
+{
+        return vmm_vm_bridge_state((struct vmm_vm *)arg) == BRIDGE_CONN_CONNECTED;
+}
+
+static const char *sim_path(void)
+{
+        static char path[512];
+        const char *root = getenv("VSOCKMUX_BUILD_ROOT");
+
+        snprintf(path, sizeof(path), "%s/sim/vsockmux-sim", root ? root : ".");
+        return path;
+}
+
+/* The simulator's log is how the test sees a redialled stream resume. */
+static void sim_start(struct fixture *f)
+{
+        char *argv[] = { (char *)sim_path(), "--hvsock", f->transport.uds_path, NULL };
+        posix_spawn_file_actions_t fa;
+
+        assert_int_equal(posix_spawn_file_actions_init(&fa), 0);
+        assert_int_equal(posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, f->sim_log,
+                                                          O_WRONLY | O_CREAT | O_APPEND, 0600),
+                         0);
+        assert_int_equal(posix_spawn(&f->sim, argv[0], &fa, NULL, argv, environ), 0);
+        posix_spawn_file_actions_destroy(&fa);
+}
+
+static int setup(void **state)
+{
+        struct fixture *f = calloc(1, sizeof(*f));
+        struct vmm_config cfg;
+
+        assert_non_null(f);
+        snprintf(f->dir, sizeof(f->dir), "/tmp/vsockmux-rc-XXXXXX");
+        assert_non_null(mkdtemp(f->dir));
+        snprintf(f->state_a, sizeof(f->state_a), "%s/a", f->dir);
+        snprintf(f->state_b, sizeof(f->state_b), "%s/b", f->dir);
+        snprintf(f->sim_log, sizeof(f->sim_log), "%s/sim.log", f->dir);
+        snprintf(f->stop, sizeof(f->stop), "%s/stop", f->dir);
+        f->transport.kind = RELAY_TRANSPORT_HVSOCK;
+        snprintf(f->transport.uds_path, sizeof(f->transport.uds_path), "%s/vm.vsock", f->dir);
+        assert_int_equal(relay_new(NULL, &f->r), 0);
+        vmm_config_default(&cfg);
+        cfg.state_dir = f->state_a;
+        assert_int_equal(vmm_new(f->r, &cfg, NULL, NULL, &f->a), 0);
+        cfg.state_dir = f->state_b;
+        assert_int_equal(vmm_new(f->r, &cfg, NULL, NULL, &f->b), 0);
+        f->sim = -1;
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state)
+{
+        struct fixture *f = *state;
+        char cmd[128];
+
+        if (f->sim > 0) {
+                kill(f->sim, SIGKILL);
+                waitpid(f->sim, NULL, 0);
+        }
+        vmm_free(f->a);
+        vmm_free(f->b);
+        relay_run_once(f->r, 0);
+        relay_free(f->r);
+        if (getenv("VSOCKMUX_KEEP_TEST_DIRS"))
+                fprintf(stderr, "kept %s\n", f->dir);
+        else {
+                snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+                assert_int_equal(system(cmd), 0);
+        }
+        free(f);
+        return 0;
+}
+
+static void on_started(struct vmm_process *p, int error, const char *message, void *userdata)
+{
+        struct started *s = userdata;
+        struct vmm_process_info info;
+
+        s->count++;
+        s->error = error;
+        snprintf(s->message, sizeof(s->message), "%s", message);
+        if (error == 0) {
+                vmm_process_get_info(p, &info);
+                s->pid = info.pid;
+        }
+}
+
+static void on_exit_seen(struct vmm_process *p, const struct vmm_exit *exit, void *userdata)
+{
+        struct exited *e = userdata;
+
+        e->count++;
+        e->exit = *exit;
+}
+
+static void on_saved(int error, const char *message, const uint8_t *blob, size_t len, unsigned n_processes,
+                     void *userdata)
+{
+        struct saved *s = userdata;
+
+        s->count++;
+        s->error = error;
+        if (error == 0) {
+                s->blob = malloc(len);
+                assert_non_null(s->blob);
+                memcpy(s->blob, blob, len);
+                s->len = len;
+        }
+}
+
+static struct vmm_vm *add_vm_connected(struct fixture *f, struct vmm *m)
+{
+        struct vmm_vm *vm;
+
+        assert_int_equal(vmm_vm_add(m, "demo", &f->transport, &vm), 0);
+        if (f->sim < 0)
+                sim_start(f);
+        run_until(f, bridge_connected, vm, "the simulator's bridge");
+        return vm;
+}
+
+static uint32_t exec_ok(struct fixture *f, struct vmm_vm *vm, const char *script, const char *out)
+{
+        const char *argv[] = { "sh", "-c", script };
+        struct vmm_exec_params params = { .argv = argv, .n_argv = 3, .stdout_path = out };
+        struct started st = { 0 };
+        char err[256];
+
+        assert_int_equal(vmm_exec(vm, &params, on_started, &st, err, sizeof(err)), 0);
+        run_until(f, flag_set, &st.count, "the exec");
+        if (st.error)
+                fail_msg("exec failed: %s", st.message);
+        return st.pid;
+}
+
+/* Numbered lines, slowly, until the stop file appears; then "end N" and a known exit code. */
+static uint32_t exec_writer(struct fixture *f, struct vmm_vm *vm, const char *out)
+{
+        char script[512];
+
+        snprintf(script, sizeof(script),
+                 "i=0; while [ ! -e %s ]; do echo line $i; i=$((i+1)); [ $((i %% 100)) -eq 0 ] && sleep 0.02; "
+                 "done; echo end $i; exit %d",
+                 f->stop, WRITER_EXIT);
+        return exec_ok(f, vm, script, out);
+}
+
+static size_t file_size(const char *path)
+{
+        struct stat st;
+
+        return path && stat(path, &st) == 0 ? (size_t)st.st_size : 0;
+}
+
+static char *slurp(const char *path, size_t *ret_len)
+{
+        size_t len = file_size(path);
+        FILE *fp = fopen(path, "rb");
+        char *buf = malloc(len + 1);
+
+        assert_non_null(fp);
+        assert_non_null(buf);
+        len = fread(buf, 1, len, fp);
+        buf[len] = '\0';
+        fclose(fp);
+        *ret_len = len;
+        return buf;
+}
+
+/* The endpoints a stream's output went to, in order (source daemon first). */
+struct outputs {
+        const char *path[2];
+        size_t min;
+};
+
+static bool outputs_reach(struct fixture *f, const void *arg)
+{
+        const struct outputs *o = arg;
+
+        return file_size(o->path[0]) + file_size(o->path[1]) >= o->min;
+}
+
+static void wait_for_bytes(struct fixture *f, const char *a, const char *b, size_t min)
+{
+        struct outputs o = { .path = { a, b }, .min = min };
+
+        run_until(f, outputs_reach, &o, "output at the endpoint");
+}
+
+/* How many stdout streams resumed after a redial, per the simulator's log; *ret_at: the byte the
+ * last one resumed at. */
+static unsigned sim_resumes(struct fixture *f, uint64_t *ret_at)
+{
+        _cleanup_free_ char *log = NULL;
+        unsigned n = 0;
+        size_t len;
+
+        if (file_size(f->sim_log) == 0)
+                return 0;
+        log = slurp(f->sim_log, &len);
+        for (const char *p = strstr(log, RESUMED); p; p = strstr(p + 1, RESUMED)) {
+                n++;
+                if (ret_at)
+                        *ret_at = strtoull(p + strlen(RESUMED), NULL, 10);
+        }
+        return n;
+}
+
+struct resumes {
+        unsigned min;
+};
+
+static bool resumed(struct fixture *f, const void *arg)
+{
+        return sim_resumes(f, NULL) >= ((const struct resumes *)arg)->min;
+}
+
+/* Resets the guest's connections with sig (SIGUSR2: stdio only; SIGUSR1: the bridge too), waits
+ * until stdout resumed on a new connection and FLOW_BYTES more went over it. */
+static void reset_and_wait_for_flow(struct fixture *f, int sig, const char *a, const char *b)
+{
+        struct resumes want = { .min = sim_resumes(f, NULL) + 1 };
+        uint64_t at = 0;
+
+        assert_int_equal(kill(f->sim, sig), 0);
+        run_until(f, resumed, &want, "the guest's stdout to resume on a new connection");
+        sim_resumes(f, &at);
+        wait_for_bytes(f, a, b, (size_t)at + FLOW_BYTES);
+}
+
+static void wait_exit(struct fixture *f, struct vmm_vm *vm, uint32_t pid, struct exited *ex)
+{
+        struct vmm_process *p = vmm_process_find(vm, pid);
+        struct vmm_waiter *w = NULL;
+        int r;
+
+        assert_non_null(p);
+        r = vmm_process_wait(p, on_exit_seen, ex, &w, &ex->exit);
+        if (r == 1) {
+                ex->count = 1;
+                return;
+        }
+        assert_int_equal(r, 0);
+        run_until(f, flag_set, &ex->count, "the exit");
+}
+
+static void stop_writer(struct fixture *f)
+{
+        int fd = open(f->stop, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+
+        assert_true(fd >= 0);
+        close(fd);
+}
+
+/* "line 0".."line N-1" exactly once and in order across a then b, then "end N", nothing else. */
+static void assert_exactly_once(const char *a, const char *b)
+{
+        _cleanup_free_ char *all = NULL;
+        size_t la = 0, lb = 0, off = 0;
+        unsigned n = 0;
+
+        {
+                _cleanup_free_ char *ba = slurp(a, &la), *bb = b ? slurp(b, &lb) : strdup("");
+
+                assert_non_null(bb);
+                all = malloc(la + lb + 1);
+                assert_non_null(all);
+                memcpy(all, ba, la);
+                memcpy(all + la, bb, lb);
+                all[la + lb] = '\0';
+        }
+        for (;;) {
+                char want[32];
+                int wl = snprintf(want, sizeof(want), "line %u\n", n);
+
+                if (off + (size_t)wl > la + lb || memcmp(all + off, want, (size_t)wl) != 0)
+                        break;
+                off += (size_t)wl;
+                n++;
+        }
+        {
+                char want[32];
+                int wl = snprintf(want, sizeof(want), "end %u\n", n);
+
+                if (la + lb - off != (size_t)wl || memcmp(all + off, want, (size_t)wl) != 0)
+                        fail_msg("after %u good lines (byte %zu of %zu) the output has '%.40s', not '%s'", n, off,
+                                 la + lb, all + off, want);
+        }
+        /* A run that never got far proves nothing about the resets. */
+        assert_true(n >= 3 * FLOW_BYTES / 10);
+}
+
+static void test_stdio_reset_twice_delivers_every_byte_once(void **state)
+{
+        struct fixture *f = *state;
+        struct exited ex = { 0 };
+        struct vmm_vm *vm;
+        char out[128];
+        uint32_t pid;
+
+        snprintf(out, sizeof(out), "%s/out", f->dir);
+        vm = add_vm_connected(f, f->a);
+        pid = exec_writer(f, vm, out);
+        wait_for_bytes(f, out, NULL, FLOW_BYTES);
+        /* The second reset hits a stream the guest had already redialled once. */
+        reset_and_wait_for_flow(f, SIGUSR2, out, NULL);
+        reset_and_wait_for_flow(f, SIGUSR2, out, NULL);
+        stop_writer(f);
+        wait_exit(f, vm, pid, &ex);
+        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
+        assert_int_equal(ex.exit.code, WRITER_EXIT);
+        assert_exactly_once(out, NULL);
+}
+
+/* Skips a test that shows a known bug, unless VSOCKMUX_INTEG_KNOWN_BUGS=1 asks to run it. */
+static bool skip_known_bug(const char *why)
+{
+        if (getenv("VSOCKMUX_INTEG_KNOWN_BUGS"))
+                return false;
+        fprintf(stderr, "SKIP (known bug): %s\n", why);
+        return true;
+}
+
+#define KNOWN_BUG_BRIDGE_RESET                                                                             \
+        "a bridge reset after the guest reconnected fails WaitForProcess with \"bridge closed\": the exit " \
+        "is reported lost and the stdio streams are let go, so the redialling guest's output is stranded"
+
+static void test_full_reset_twice_delivers_every_byte_once(void **state)
+{
+        struct fixture *f = *state;
+        struct exited ex = { 0 };
+        struct vmm_vm *vm;
+        char out[128];
+        uint32_t pid;
+
+        if (skip_known_bug(KNOWN_BUG_BRIDGE_RESET))
+                skip();
+        snprintf(out, sizeof(out), "%s/out", f->dir);
+        vm = add_vm_connected(f, f->a);
+        pid = exec_writer(f, vm, out);
+        wait_for_bytes(f, out, NULL, FLOW_BYTES);
+        /* The bridge drops too: the outstanding wait must still bring the exit code. */
+        reset_and_wait_for_flow(f, SIGUSR1, out, NULL);
+        reset_and_wait_for_flow(f, SIGUSR1, out, NULL);
+        stop_writer(f);
+        wait_exit(f, vm, pid, &ex);
+        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
+        assert_int_equal(ex.exit.code, WRITER_EXIT);
+        assert_exactly_once(out, NULL);
+}
+
+/* Saves on a, restores on b with stdout going to out_b, waits for bytes on b; returns the VM on b. */
+static struct vmm_vm *move_writer(struct fixture *f, const char *out_a, const char *out_b, uint32_t *ret_pid)
+{
+        struct vmm_restore_io io = { 0 };
+        struct saved sv = { 0 };
+        struct vmm_vm *vm, *vb = NULL;
+        char err[256] = "";
+        size_t before;
+
+        vm = add_vm_connected(f, f->a);
+        io.pid = exec_writer(f, vm, out_a);
+        wait_for_bytes(f, out_a, NULL, FLOW_BYTES);
+        assert_int_equal(vmm_save(vm, on_saved, &sv, err, sizeof(err)), 0);
+        run_until(f, flag_set, &sv.count, "the save");
+        assert_int_equal(sv.error, 0);
+        before = file_size(out_a);
+        io.path[VMM_STDOUT] = out_b;
+        if (vmm_restore(f->b, sv.blob, sv.len, NULL, NULL, &io, 1, &vb, err, sizeof(err)) < 0)
+                fail_msg("restore failed: %s", err);
+        free(sv.blob);
+        /* The save was the guest's first reset: it redialled the destination, and bytes flow there. */
+        wait_for_bytes(f, out_a, out_b, before + FLOW_BYTES);
+        assert_true(file_size(out_b) > 0);
+        *ret_pid = io.pid;
+        return vb;
+}
+
+static void test_stdio_resets_after_restore_deliver_every_byte_once(void **state)
+{
+        struct fixture *f = *state;
+        struct exited ex = { 0 };
+        char out_a[128], out_b[128];
+        struct vmm_vm *vb;
+        uint32_t pid;
+
+        snprintf(out_a, sizeof(out_a), "%s/out-a", f->dir);
+        snprintf(out_b, sizeof(out_b), "%s/out-b", f->dir);
+        vb = move_writer(f, out_a, out_b, &pid);
+        reset_and_wait_for_flow(f, SIGUSR2, out_a, out_b);
+        reset_and_wait_for_flow(f, SIGUSR2, out_a, out_b);
+        stop_writer(f);
+        wait_exit(f, vb, pid, &ex);
+        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
+        assert_int_equal(ex.exit.code, WRITER_EXIT);
+        assert_exactly_once(out_a, out_b);
+}
+
+/* What tests/vm/test-migrate-e2e.sh would do with a SIGUSR1 once the destination resumed. */
+static void test_full_reset_after_restore_delivers_every_byte_once(void **state)
+{
+        struct fixture *f = *state;
+        struct exited ex = { 0 };
+        char out_a[128], out_b[128];
+        struct vmm_vm *vb;
+        uint32_t pid;
+
+        if (skip_known_bug(KNOWN_BUG_BRIDGE_RESET))
+                skip();
+        snprintf(out_a, sizeof(out_a), "%s/out-a", f->dir);
+        snprintf(out_b, sizeof(out_b), "%s/out-b", f->dir);
+        vb = move_writer(f, out_a, out_b, &pid);
+        reset_and_wait_for_flow(f, SIGUSR1, out_a, out_b);
+        stop_writer(f);
+        wait_exit(f, vb, pid, &ex);
+        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
+        assert_int_equal(ex.exit.code, WRITER_EXIT);
+        assert_exactly_once(out_a, out_b);
+}
+
+static void port_max(const struct vmm_process_info *i, uint32_t *max)
+{
+        for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++)
+                if (i->ports[k] > *max)
+                        *max = i->ports[k];
+}
+
+/* `vm rm` then `vm add` on the same hvsock path while the guest lives on: its old process keeps
+ * redialling its stdio ports, and a new exec must not get them, or that output would land in the
+ * new process's endpoint. */
+static void test_readded_vm_never_hands_out_a_removed_vms_ports(void **state)
+{
+        struct fixture *f = *state;
+        struct vmm_process_info old_info, new_info;
+        struct exited ex = { 0 };
+        struct vmm_vm *vm;
+        char out_old[128], out_new[128];
+        uint32_t pid_old, pid_new, old_max = 0;
+
+        snprintf(out_old, sizeof(out_old), "%s/out-old", f->dir);
+        snprintf(out_new, sizeof(out_new), "%s/out-new", f->dir);
+        vm = add_vm_connected(f, f->a);
+        pid_old = exec_writer(f, vm, out_old);
+        wait_for_bytes(f, out_old, NULL, FLOW_BYTES);
+        vmm_process_get_info(vmm_process_find(vm, pid_old), &old_info);
+        port_max(&old_info, &old_max);
+        assert_true(old_max >= PORTS_FIRST);
+        assert_int_equal(vmm_vm_remove(f->a, "demo"), 0);
+        /* The same guest comes back to the re-added VM's bridge; its old writer runs on. */
+        vm = add_vm_connected(f, f->a);
+        pid_new = exec_ok(f, vm, "echo new; exit 3", out_new);
+        assert_int_not_equal(pid_new, pid_old);
+        vmm_process_get_info(vmm_process_find(vm, pid_new), &new_info);
+        for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++)
+                if (new_info.ports[k] != 0)
+                        assert_true(new_info.ports[k] > old_max);
+        wait_exit(f, vm, pid_new, &ex);
+        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
+        assert_int_equal(ex.exit.code, 3);
+        {
+                _cleanup_free_ char *got = NULL;
+                size_t len;
+
+                got = slurp(out_new, &len);
+                assert_string_equal(got, "new\n");
+        }
+}
+
+/* A restore onto a daemon that remembers a higher floor for the transport keeps the higher one. */
+static void test_restore_below_a_remembered_floor_keeps_the_higher_one(void **state)
+{
+        struct fixture *f = *state;
+        struct vmm_process_info info;
+        struct saved sv = { 0 };
+        struct vmm_vm *vm, *back = NULL;
+        char out[128], out2[128], err[256] = "";
+        uint32_t pid, pid2, max = 0;
+
+        snprintf(out, sizeof(out), "%s/out", f->dir);
+        snprintf(out2, sizeof(out2), "%s/out2", f->dir);
+        vm = add_vm_connected(f, f->a);
+        pid = exec_ok(f, vm, "echo up; sleep 600", out);
+        wait_for_bytes(f, out, NULL, 3);
+        assert_int_equal(vmm_save(vm, on_saved, &sv, err, sizeof(err)), 0);
+        run_until(f, flag_set, &sv.count, "the save");
+        assert_int_equal(sv.error, 0);
+        /* The save is rolled back, and the VM hands out more ports before it is removed. */
+        assert_int_equal(vmm_resume(vm, err, sizeof(err)), 0);
+        run_until(f, bridge_connected, vm, "the guest back on the source");
+        pid2 = exec_ok(f, vm, "echo more; sleep 600", out2);
+        vmm_process_get_info(vmm_process_find(vm, pid2), &info);
+        port_max(&info, &max);
+        assert_int_equal(vmm_vm_remove(f->a, "demo"), 0);
+        if (vmm_restore(f->a, sv.blob, sv.len, NULL, NULL, NULL, 0, &back, err, sizeof(err)) < 0)
+                fail_msg("restore below the remembered floor failed: %s", err);
+        assert_non_null(vmm_process_find(back, pid));
+        run_until(f, bridge_connected, back, "the guest on the restored VM");
+        pid2 = exec_ok(f, back, "exit 0", out2);
+        vmm_process_get_info(vmm_process_find(back, pid2), &info);
+        for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++)
+                if (info.ports[k] != 0)
+                        assert_true(info.ports[k] > max);
+        free(sv.blob);
+}
+
+int main(void)
+{
+        const char *only = getenv("VSOCKMUX_TEST_ONLY");
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_stdio_reset_twice_delivers_every_byte_once, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_stdio_resets_after_restore_deliver_every_byte_once, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_full_reset_twice_delivers_every_byte_once, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_full_reset_after_restore_delivers_every_byte_once, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_readded_vm_never_hands_out_a_removed_vms_ports, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_restore_below_a_remembered_floor_keeps_the_higher_one, setup,
+                                                teardown),
+        };
+
+        signal(SIGPIPE, SIG_IGN);
+        if (only)
+                cmocka_set_test_filter(only);
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
