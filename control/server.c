@@ -13,6 +13,9 @@
 
 /* A failed accept that is not the server's end (fd exhaustion, memory) is retried after this. */
 #define CONTROL_ACCEPT_RETRY_NS (100 * 1000 * 1000ull)
+/* Bytes of unfinished requests held across all connections. Real requests are small; without a
+ * shared bound, clients that each trickle in a max-size frame hold max_connections * 4 MiB. */
+#define CONTROL_SERVER_MAX_PARTIAL (32u << 20)
 
 
 struct control_accept {
@@ -64,6 +67,7 @@ struct control_server {
         void *userdata;
         struct control_conn *conns;
         unsigned n_conns;
+        size_t partial_total;           /* sum of the connections' partial */
         /* The call whose handler runs now, and whether the handler completed it: its return value
          * then means nothing (`return control_call_reply(...)` may be -ENOTCONN). */
         struct control_call *dispatching;
@@ -424,6 +428,36 @@ static int conn_refuse_frame(struct control_conn *conn, const uint8_t *h)
         return 0;
 }
 
+static void conn_release(struct control_conn *conn);
+
+/* Over the shared bound, the connections holding the most unfinished bytes go first, so one
+ * that trickles in a huge frame cannot cost a small request its place. True when `current` (in
+ * its own on_data) has to go: the caller fails it. */
+static bool server_shed_partial(struct control_server *s, struct control_conn *current)
+{
+        while (s->partial_total > CONTROL_SERVER_MAX_PARTIAL) {
+                struct control_conn *victim = NULL;
+
+                for (struct control_conn *c = s->conns; c; c = c->next)
+                        if (!c->dead && (!victim || c->partial > victim->partial))
+                                victim = c;
+                if (!victim || victim->partial == 0)
+                        return false;
+                log_warn("control: closing connection from pid %d uid %u: it holds %zu bytes of an unfinished "
+                         "request and all connections together over %u",
+                         (int)victim->peer.pid, (unsigned)victim->peer.uid, victim->partial, CONTROL_SERVER_MAX_PARTIAL);
+                if (victim == current) {
+                        s->partial_total -= current->partial;
+                        current->partial = 0;
+                        current->dead = true;
+                        return true;
+                }
+                victim->chan = relay_chan_free(victim->chan);
+                conn_release(victim);
+        }
+        return false;
+}
+
 static ssize_t conn_on_data(struct relay_chan *chan, const void *data, size_t len, void *userdata)
 {
         struct control_conn *conn = userdata;
@@ -462,7 +496,10 @@ static ssize_t conn_on_data(struct relay_chan *chan, const void *data, size_t le
 
         if (conn->dead)
                 return conn->pending_error ?: -ECONNABORTED;
+        conn->server->partial_total += (len - off) - conn->partial;
         conn->partial = len - off;
+        if (conn->server->partial_total > CONTROL_SERVER_MAX_PARTIAL && server_shed_partial(conn->server, conn))
+                return -ENOBUFS;
         return (ssize_t)off;
 }
 
@@ -478,6 +515,7 @@ static void conn_release(struct control_conn *conn)
         if (conn->next)
                 conn->next->prev = conn->prev;
         s->n_conns--;
+        s->partial_total -= conn->partial;
 
         while (conn->calls) {
                 struct control_call *call = conn->calls;
