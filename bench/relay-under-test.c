@@ -130,12 +130,14 @@ int main(int argc, char **argv)
                         cfg.buf_count = (unsigned) strtoul(argv[i + 1], NULL, 0);
                 else if (strcmp(argv[i], "--stream-bufs") == 0)
                         cfg.stream_max_bufs = (unsigned) strtoul(argv[i + 1], NULL, 0);
+                else if (strcmp(argv[i], "--ring-bufs") == 0)
+                        cfg.ring_bufs = (unsigned) strtoul(argv[i + 1], NULL, 0);
                 else
                         path = NULL, i = argc;
         }
         if (!path) {
                 fprintf(stderr, "usage: relay-under-test --spec FILE [--stats FILE] [--buf-size N] [--buf-count N]"
-                                " [--stream-bufs N]\n");
+                                " [--stream-bufs N] [--ring-bufs N]\n");
                 return 2;
         }
         k = bench_spec_load(path, &spec);

@@ -6,6 +6,8 @@
 
 /* The kernel opcode number; liburing 2.3 predates it, so SQEs are filled by hand. */
 #define RELAY_OP_READ_MULTISHOT 49
+/* Free pool buffers offered to the kernel at a time (see pool.c); measured in the bench's B2. */
+#define RELAY_RING_BUFS_DEFAULT 16u
 /* Completions copied out of the CQ per pass, so handlers may submit while we iterate. */
 #define RELAY_CQE_BATCH 64
 
@@ -30,8 +32,11 @@ struct relay {
         uint8_t *bufs;
         size_t bufs_size;
         unsigned buf_mask;
-        unsigned pool_in_use;
-        unsigned pool_provided;         /* buffers handed to the ring so far (grows on demand) */
+        unsigned pool_in_use;           /* held by streams */
+        unsigned pool_in_ring;          /* in the kernel's ring, not yet picked */
+        unsigned pool_touched;          /* buffers ever used: ids [0, pool_touched) */
+        uint16_t *pool_free;            /* returned buffers, the most recently returned on top */
+        unsigned pool_free_n;
         int mshot_limit;        /* recv multishot byte budget (sqe->optlen): 1 works, 0 refused, -1 untested */
         int read_mshot;         /* IORING_OP_READ_MULTISHOT: 1 works, 0 refused, -1 untested */
 
@@ -58,13 +63,13 @@ static inline uint8_t *relay_pool_addr(struct relay *r, unsigned bid)
         return r->bufs + (size_t) bid * r->cfg.buf_size;
 }
 void relay_pool_put(struct relay *r, unsigned bid);
-void relay_pool_grow(struct relay *r);
+/* Tops the kernel's ring up to cfg.ring_bufs; called before every io_uring_enter. */
+void relay_pool_refill(struct relay *r);
 /* Takes the buffer a completion consumed into the caller's hands. */
 static inline void relay_pool_took(struct relay *r)
 {
         r->pool_in_use++;
-        if (r->pool_provided - r->pool_in_use < r->pool_provided / 4 && r->pool_provided < r->cfg.buf_count)
-                relay_pool_grow(r);
+        r->pool_in_ring--;
 }
 
 /* stream.c: called by the loop after completions when buffers came back */

@@ -13,12 +13,15 @@ void relay_config_default(struct relay_config *c)
         /* Measured with tests/relay/relay-throughput.c (one 64 KiB-write stream, 2 cores): 64 KiB x 8
          * held per stream ran at 2.1 GB/s and 0.20 relay CPU-s/GB; 64 KiB x 4 at 1.5 GB/s, 32 KiB x 8
          * at 1.5 GB/s, 16 KiB x 16 at 0.9 GB/s. A stalled stream holds at most 512 KiB; the 32 MiB
-         * pool bounds the total and is handed to the kernel only as load needs it (pool.c). */
+         * pool bounds the total and is touched only as load needs it. ring_bufs: the bench's B2
+         * (1,000 streams) spent 0.53 CPU-s/GB with the whole pool in the kernel's FIFO ring,
+         * 0.38 with 64 buffers offered at a time, 0.35 with 16; 8, or 32 KiB buffers, did worse (pool.c). */
         *c = (struct relay_config) {
                 .ring_entries = 1024,
                 .buf_size = 64 * 1024,
                 .buf_count = 512,
                 .stream_max_bufs = 8,
+                .ring_bufs = RELAY_RING_BUFS_DEFAULT,
         };
 }
 
@@ -39,6 +42,8 @@ static int config_check(const struct relay_config *c)
                 return -EINVAL;
         /* Two at least: the receive budget keeps one buffer for the kernel's overshoot (stream.c). */
         if (c->stream_max_bufs < 2 || c->stream_max_bufs > c->buf_count)
+                return -EINVAL;
+        if (c->ring_bufs > c->buf_count)
                 return -EINVAL;
         return 0;
 }
@@ -109,6 +114,8 @@ int relay_new(const struct relay_config *c, struct relay **ret)
         if (!r)
                 return -ENOMEM;
         r->cfg = *c;
+        if (r->cfg.ring_bufs == 0)
+                r->cfg.ring_bufs = MIN(RELAY_RING_BUFS_DEFAULT, r->cfg.buf_count);
         r->defer_tail = &r->defer_head;
         r->mshot_limit = -1;
         r->read_mshot = -1;
@@ -307,6 +314,7 @@ int relay_run_once(struct relay *r, int64_t timeout_ns)
         }
         if (r->defer_head || io_uring_cq_ready(&r->ring))
                 wait = 0;
+        relay_pool_refill(r);
 
         if (wait == 0)
                 k = io_uring_submit_and_get_events(&r->ring);
@@ -355,7 +363,7 @@ void relay_get_stats(struct relay *r, struct relay_stats *ret)
                 .streams = r->n_streams,
                 .listeners = r->n_listeners,
                 .chans = r->n_chans,
-                .pool_bufs_total = r->pool_provided,
+                .pool_bufs_total = r->pool_touched,
                 .pool_bufs_in_use = r->pool_in_use,
                 .pool_bytes = r->bufs_size,
                 .pool_buf_size = r->cfg.buf_size,

@@ -1,13 +1,16 @@
 /* relay/pool.c: the shared receive pool, one provided-buffer ring (group 0) the kernel picks from. */
+#include <stdlib.h>
 #include <sys/mman.h>
 
 #include "relay/internal.h"
 
 #define RELAY_POOL_BGID 0
-/* The ring is FIFO: the kernel walks every buffer it was given before reusing one. Handing it only
- * what the load needs keeps the walked set (and RSS) small and cache-warm; it grows by doubling. */
-#define RELAY_POOL_INITIAL 64u
 
+/* The kernel's ring is FIFO: it picks the buffer that was handed back longest ago, the coldest in
+ * the cache. So the ring only ever holds a few buffers (the ring target), topped up before each
+ * io_uring_enter from a LIFO stack of returned buffers: the one just sent is the next one filled,
+ * still in cache, and the kernel receives at most the ring target's worth per loop turn before
+ * the loop gets to send it. Buffers never used stay untouched (RSS grows only with the load). */
 int relay_pool_init(struct relay *r)
 {
         struct io_uring_buf_reg reg = {};
@@ -15,19 +18,24 @@ int relay_pool_init(struct relay *r)
         void *m;
         int k;
 
+        r->pool_free = calloc(n, sizeof(*r->pool_free));
+        if (!r->pool_free)
+                return -ENOMEM;
+
         r->br_size = (size_t) n * sizeof(struct io_uring_buf);
         m = mmap(NULL, r->br_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (m == MAP_FAILED)
-                return -errno;
+        if (m == MAP_FAILED) {
+                k = -errno;
+                relay_pool_done(r);
+                return k;
+        }
         r->br = m;
 
-        /* Untouched pages stay unbacked: RSS grows only with the buffers actually used. */
         r->bufs_size = (size_t) n * r->cfg.buf_size;
         m = mmap(NULL, r->bufs_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (m == MAP_FAILED) {
                 k = -errno;
-                munmap(r->br, r->br_size);
-                r->br = NULL;
+                relay_pool_done(r);
                 return k;
         }
         r->bufs = m;
@@ -42,21 +50,34 @@ int relay_pool_init(struct relay *r)
                 return k;
         }
         r->buf_mask = io_uring_buf_ring_mask(n);
-        r->pool_provided = 0;
-        relay_pool_grow(r);
+        r->pool_touched = 0;
+        r->pool_free_n = 0;
+        r->pool_in_ring = 0;
+        relay_pool_refill(r);
         return 0;
 }
 
-void relay_pool_grow(struct relay *r)
+void relay_pool_refill(struct relay *r)
 {
-        unsigned from = r->pool_provided;
-        unsigned to = from ? MIN(from * 2, r->cfg.buf_count) : MIN(RELAY_POOL_INITIAL, r->cfg.buf_count);
+        unsigned added = 0;
 
-        for (unsigned i = from; i < to; i++)
-                io_uring_buf_ring_add(r->br, relay_pool_addr(r, i), r->cfg.buf_size, (unsigned short) i, r->buf_mask,
-                                      (int) (i - from));
-        io_uring_buf_ring_advance(r->br, (int) (to - from));
-        r->pool_provided = to;
+        while (r->pool_in_ring + added < r->cfg.ring_bufs) {
+                unsigned bid;
+
+                if (r->pool_free_n > 0)
+                        bid = r->pool_free[--r->pool_free_n];
+                else if (r->pool_touched < r->cfg.buf_count)
+                        bid = r->pool_touched++;
+                else
+                        break;
+                io_uring_buf_ring_add(r->br, relay_pool_addr(r, bid), r->cfg.buf_size, (unsigned short) bid,
+                                      r->buf_mask, (int) added);
+                added++;
+        }
+        if (added > 0) {
+                io_uring_buf_ring_advance(r->br, (int) added);
+                r->pool_in_ring += added;
+        }
 }
 
 void relay_pool_done(struct relay *r)
@@ -65,13 +86,14 @@ void relay_pool_done(struct relay *r)
                 munmap(r->bufs, r->bufs_size);
         if (r->br)
                 munmap(r->br, r->br_size);
+        free(r->pool_free);
         r->bufs = NULL;
         r->br = NULL;
+        r->pool_free = NULL;
 }
 
 void relay_pool_put(struct relay *r, unsigned bid)
 {
-        io_uring_buf_ring_add(r->br, relay_pool_addr(r, bid), r->cfg.buf_size, (unsigned short) bid, r->buf_mask, 0);
-        io_uring_buf_ring_advance(r->br, 1);
+        r->pool_free[r->pool_free_n++] = (uint16_t) bid;
         r->pool_in_use--;
 }

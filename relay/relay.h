@@ -18,12 +18,15 @@ struct relay;
 /* ring_entries: SQ size; buf_size * buf_count: the shared receive pool (<= RELAY_POOL_BYTES_MAX,
  * buf_count a power of two); stream_max_bufs (>= 2): the backpressure bound: a stream holds at
  * most stream_max_bufs * buf_size bytes read and not yet delivered (exactly, on kernels with
- * multishot receive budgets), in at most 2 * stream_max_bufs + 1 pool buffers. */
+ * multishot receive budgets), in at most 2 * stream_max_bufs + 1 pool buffers. ring_bufs: free
+ * buffers offered to the kernel at a time, so the most it receives per loop turn (0 = default,
+ * at most buf_count); the rest of the pool waits in user space, the warmest first. */
 struct relay_config {
         unsigned ring_entries;
         unsigned buf_size;
         unsigned buf_count;
         unsigned stream_max_bufs;
+        unsigned ring_bufs;
 };
 
 #define RELAY_POOL_BYTES_MAX (64u << 20)
@@ -219,7 +222,7 @@ struct relay_stats {
         unsigned streams;
         unsigned listeners;
         unsigned chans;
-        unsigned pool_bufs_total;       /* handed to the kernel so far: grows with load up to buf_count */
+        unsigned pool_bufs_total;       /* used so far (touched memory): grows with load up to buf_count */
         unsigned pool_bufs_in_use;      /* held by streams (read, not yet delivered) */
         size_t pool_bytes;              /* address space reserved for the pool (buf_size * buf_count) */
         size_t pool_buf_size;

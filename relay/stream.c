@@ -757,11 +757,12 @@ void relay_streams_wake_buf_waiters(struct relay *r)
 {
         unsigned avail;
 
-        if (r->buf_wait_head && r->pool_provided < r->cfg.buf_count)
-                relay_pool_grow(r);
-        /* One waiter per free buffer, oldest first: waking them all would only refill the
-         * list with ENOBUFS completions. */
-        avail = r->pool_provided - r->pool_in_use;
+        if (!r->buf_wait_head)
+                return;
+        relay_pool_refill(r);
+        /* One waiter per buffer the kernel can pick, oldest first: waking more would only refill
+         * the list with ENOBUFS completions. */
+        avail = r->pool_in_ring;
         while (r->buf_wait_head && avail-- > 0) {
                 struct relay_stream *s = r->buf_wait_head;
                 int k;
