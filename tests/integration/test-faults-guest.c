@@ -260,7 +260,10 @@ static void test_sim_killed_mid_stream_fails_its_calls_and_spares_the_other_vm(v
         snprintf(b_err, sizeof(b_err), "%s", integ_path(t, "b.err"));
 
         /* On a: a process writing without pause, attached, and a second one someone waits for. */
-        snprintf(a_script, sizeof(a_script), "while [ -d %s ]; do echo streaming; done", t->dir);
+        /* Bursts with short pauses: always mid-stream, without starving a loaded 2-core box. */
+        snprintf(a_script, sizeof(a_script),
+                 "while [ -d %s ]; do i=0; while [ $i -lt 100 ]; do echo streaming; i=$((i+1)); done; sleep 0.02; done",
+                 t->dir);
         exec_a = integ_spawn(t, integ_cli_argv(t, a_args), NULL, a_out, a_err);
         pid = integ_exec_detached(t, "a", integ_alive_loop(t));
         snprintf(pid_s, sizeof(pid_s), "%ld", pid);
@@ -268,7 +271,9 @@ static void test_sim_killed_mid_stream_fails_its_calls_and_spares_the_other_vm(v
         attach_a = integ_spawn(t, integ_cli_argv(t, at_args), NULL, NULL, NULL);
         /* On b: numbered lines until told to stop, then its own exit code. */
         snprintf(b_script, sizeof(b_script),
-                 "i=0; while [ ! -e %s/stop ]; do i=$((i+1)); echo $i; done; echo end $i; exit 7", t->dir);
+                 "i=0; while [ ! -e %s/stop ]; do i=$((i+1)); echo $i; [ $((i %% 100)) -ne 0 ] || sleep 0.02; done; "
+                 "echo end $i; exit 7",
+                 t->dir);
         exec_b = integ_spawn(t, integ_cli_argv(t, b_args), NULL, b_out, b_err);
 
         snprintf(probe, sizeof(probe), "\n%d\n", FG_MIN_LINES);
