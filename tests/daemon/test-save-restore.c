@@ -529,11 +529,16 @@ static void test_thousand_processes_survive_save_and_restore(void **state)
         struct vmm_vm *vm, *vb;
         struct saved sv;
         int started = 0, exited = 0;
+        _cleanup_close_ int gate = -1;
 
         assert_non_null(st);
         assert_non_null(ex);
         snprintf(fifo, sizeof(fifo), "%s/go", f->dir);
         assert_int_equal(mkfifo(fifo, 0600), 0);
+        /* Held open read-write for the whole test: opening and closing it once would leave any
+         * process whose `read` opened the fifo only afterwards blocked for ever. */
+        gate = open(fifo, O_RDWR | O_CLOEXEC);
+        assert_true(gate >= 0);
         snprintf(script, sizeof(script), "echo up; read x < %s; exit 3", fifo);
         vm = add_vm_connected(f, true);
         for (int i = 0; i < SCALE_PROCESSES; i++)
@@ -570,10 +575,12 @@ static void test_thousand_processes_survive_save_and_restore(void **state)
                         ex[i].count = 1;
         }
         {
-                int go = open(fifo, O_WRONLY);
+                /* One line per process: sh reads a fifo byte by byte, so each takes exactly one,
+                 * however late its `read` opens the fifo (the gate stays open until the end). */
+                char lines[SCALE_PROCESSES];
 
-                assert_true(go >= 0);
-                close(go);
+                memset(lines, '\n', sizeof(lines));
+                assert_int_equal(write(gate, lines, sizeof(lines)), (ssize_t)sizeof(lines));
         }
         {
                 uint64_t deadline = now_ns() + WAIT_NS;
