@@ -58,10 +58,21 @@ static const struct relay_chan_ops attach_client_ops = {
         .on_close = attach_client_on_close,
 };
 
+/* The backlog is a byte ring of cfg.backlog bytes: copy in at most two pieces around its end. */
 static void attach_ring_read(const struct attach *a, size_t off, void *buf, size_t len)
 {
-        for (size_t i = 0; i < len; i++)
-                ((uint8_t *)buf)[i] = a->backlog[(a->backlog_head + off + i) % a->cfg.backlog];
+        size_t cap = a->cfg.backlog, at = (a->backlog_head + off) % cap, first = MIN(len, cap - at);
+
+        memcpy(buf, a->backlog + at, first);
+        memcpy((uint8_t *)buf + first, a->backlog, len - first);
+}
+
+static void attach_ring_write(struct attach *a, size_t off, const void *buf, size_t len)
+{
+        size_t cap = a->cfg.backlog, at = (a->backlog_head + off) % cap, first = MIN(len, cap - at);
+
+        memcpy(a->backlog + at, buf, first);
+        memcpy(a->backlog, (const uint8_t *)buf + first, len - first);
 }
 
 /* Replays the backlog to a new client, packet by packet as it was produced. */
@@ -166,9 +177,7 @@ int attach_new(struct relay *r, const char *path, const struct attach_config *cf
                 a->cfg.max_clients = ATTACH_DEFAULT_MAX_CLIENTS;
         a->path = strdup(path);
         a->name = strdup(name);
-        if (a->cfg.backlog)
-                a->backlog = malloc(a->cfg.backlog);
-        if (!a->path || !a->name || (a->cfg.backlog && !a->backlog)) {
+        if (!a->path || !a->name) {
                 attach_free(a);
                 return -ENOMEM;
         }
@@ -228,6 +237,15 @@ static void attach_backlog_push(struct attach *a, uint8_t stream, const uint8_t 
 
         if (need > cap)
                 return;
+        /* Allocated on first use: most processes never need one, and thousands of them are idle. */
+        if (!a->backlog) {
+                a->backlog = malloc(cap);
+                if (!a->backlog) {
+                        log_warn("%s: no memory for the attach backlog; late clients see live output only", a->name);
+                        a->cfg.backlog = 0;
+                        return;
+                }
+        }
         /* Drop whole old packets until the new one fits. */
         while (a->backlog_len + need > cap) {
                 uint8_t old[3];
@@ -238,15 +256,12 @@ static void attach_backlog_push(struct attach *a, uint8_t stream, const uint8_t 
                 a->backlog_head = (a->backlog_head + n) % cap;
                 a->backlog_len -= n;
         }
-        for (size_t i = 0; i < need; i++) {
-                size_t at = (a->backlog_head + a->backlog_len + i) % cap;
-
-                a->backlog[at] = i < 3 ? hdr[i] : data[i - 3];
-        }
+        attach_ring_write(a, a->backlog_len, hdr, 3);
+        attach_ring_write(a, a->backlog_len + 3, data, len);
         a->backlog_len += need;
 }
 
-void attach_output(struct attach *a, uint8_t stream, const void *data, size_t len)
+void attach_output(struct attach *a, uint8_t stream, const void *data, size_t len, bool keep)
 {
         const uint8_t *p = data;
 
@@ -256,7 +271,7 @@ void attach_output(struct attach *a, uint8_t stream, const void *data, size_t le
                 struct iovec iov[2] = { { &head, 1 }, { (void *)p, n } };
                 struct list_head *pos, *tmp;
 
-                if (a->backlog)
+                if (keep && a->cfg.backlog)
                         attach_backlog_push(a, stream, p, n);
                 list_for_each_safe(pos, tmp, &a->clients) {
                         struct attach_client *c = list_entry(pos, struct attach_client, link);

@@ -1,6 +1,7 @@
 /* daemon/attach.h: struct attach owns one process's attach socket (conmon format), its clients and its output backlog; borrows the relay. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,9 +32,10 @@ int attach_new(struct relay *r, const char *path, const struct attach_config *cf
 struct attach *attach_free(struct attach *a);
 DEFINE_CLEANUP(struct attach *, attach_free);
 
-/* Copies output to every client and the backlog. A client that cannot keep up is dropped;
- * nothing here ever slows the process's primary endpoint. */
-void attach_output(struct attach *a, uint8_t stream, const void *data, size_t len);
+/* Copies output to every client, and to the backlog when `keep` (output with no host endpoint,
+ * whose only reader may attach later; an endpoint already holds the history). A client that
+ * cannot keep up is dropped; nothing here ever slows the process's primary endpoint. */
+void attach_output(struct attach *a, uint8_t stream, const void *data, size_t len, bool keep);
 
 /* The process's output ended: clients get what is queued, then EOF; later ones the backlog, then EOF. */
 void attach_end(struct attach *a);

@@ -261,7 +261,7 @@ static void stream_on_tap(struct relay_stream *rs, const void *data, size_t len,
 
         if (s->process->attach)
                 attach_output(s->process->attach, s->kind == VMM_STDOUT ? ATTACH_STREAM_STDOUT : ATTACH_STREAM_STDERR,
-                              data, len);
+                              data, len, !s->endpoint);
 }
 
 static void stream_on_frozen(struct relay_stream *rs, void *userdata)
