@@ -431,6 +431,39 @@ pid_t integ_vm_with_sim(struct integ *t, const char *name)
         return sim;
 }
 
+int integ_connect_unix(const char *path, int type)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct timeval tv = { .tv_sec = INTEG_WAIT_MS / 1000 };
+        int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+
+        if (fd < 0)
+                fail_msg("socket: %s", strerror(errno));
+        assert_true(strlen(path) < sizeof(sa.sun_path));
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                fail_msg("connect %s: %s", path, strerror(errno));
+        assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+        assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)), 0);
+        return fd;
+}
+
+void integ_expect_closed(struct integ *t, int fd, const char *what)
+{
+        char buf[4096];
+
+        for (;;) {
+                ssize_t n = recv(fd, buf, sizeof(buf), 0);
+
+                if (n == 0 || (n < 0 && errno == ECONNRESET))
+                        return;
+                if (n < 0) {
+                        integ_dump_daemon_log(t);
+                        fail_msg("the daemon kept %s open: %s", what, strerror(errno));
+                }
+        }
+}
+
 static bool integ_can_connect(const char *path)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };

@@ -103,6 +103,13 @@ bool integ_wait_file_contains(const char *path, const char *needle, int timeout_
 /* Prints the daemon's log to stderr (for failures). */
 void integ_dump_daemon_log(struct integ *t);
 
+/* A raw client: connects a Unix socket of `type` (SOCK_STREAM, SOCK_SEQPACKET) to path, or fails
+ * the test. Receives and sends time out after INTEG_WAIT_MS, so a peer that hangs fails the test. */
+int integ_connect_unix(const char *path, int type);
+/* Reads fd until its peer closes it (EOF or reset); fails the test, saying the daemon kept `what`,
+ * if the peer keeps it open past the receive timeout. */
+void integ_expect_closed(struct integ *t, int fd, const char *what);
+
 /* A shell command that runs until the test's dir is gone: processes outlive a killed sim otherwise. */
 const char *integ_alive_loop(struct integ *t);
 

@@ -22,19 +22,6 @@
 #define ERR_BIG_OUTPUT (20u << 20)
 #define ERR_BRIDGE_PORT 0x40000000u  /* the bridge listener: <hvsock>_1073741824 */
 
-static int connect_unix(const char *path, int type)
-{
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
-
-        assert_true(fd >= 0);
-        assert_true(strlen(path) < sizeof(sa.sun_path));
-        memcpy(sa.sun_path, path, strlen(path) + 1);
-        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-                fail_msg("connect %s: %s", path, strerror(errno));
-        return fd;
-}
-
 static void assert_daemon_serves(struct integ *t)
 {
         struct json_object *s = integ_cli_json(t, "stats", "--json", NULL);
@@ -299,7 +286,7 @@ static void test_attach_client_that_never_reads_does_not_hold_back_the_file(void
         }
         p = integ_ps_find(t, "demo", pid, &all);
         /* A raw attach client that connects and then never reads a byte. */
-        slow = connect_unix(integ_json_str(p, "attach_socket"), SOCK_SEQPACKET);
+        slow = integ_connect_unix(integ_json_str(p, "attach_socket"), SOCK_SEQPACKET);
         json_object_put(all);
         integ_touch(integ_path(t, "go"));
 
@@ -333,25 +320,6 @@ static void send_all_or_reset(int fd, const void *data, size_t len)
         }
 }
 
-/* Reads until the daemon closes; garbage must never be answered with a hang. */
-static void expect_closed(struct integ *t, int fd)
-{
-        struct timeval tv = { .tv_sec = INTEG_WAIT_MS / 1000 };
-        char buf[4096];
-
-        assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
-        for (;;) {
-                ssize_t n = recv(fd, buf, sizeof(buf), 0);
-
-                if (n == 0 || (n < 0 && errno == ECONNRESET))
-                        return;
-                if (n < 0) {
-                        integ_dump_daemon_log(t);
-                        fail_msg("daemon did not close a garbage connection: %s", strerror(errno));
-                }
-        }
-}
-
 static void test_control_garbage_is_dropped_and_daemon_keeps_serving(void **state)
 {
         struct integ *t = *state;
@@ -366,18 +334,18 @@ static void test_control_garbage_is_dropped_and_daemon_keeps_serving(void **stat
                 x ^= x << 5;
                 noise[i] = (uint8_t)x;
         }
-        fd = connect_unix(t->sock, SOCK_STREAM);
+        fd = integ_connect_unix(t->sock, SOCK_STREAM);
         send_all_or_reset(fd, noise, sizeof(noise));
-        expect_closed(t, fd);
+        integ_expect_closed(t, fd, "a garbage connection");
         close(fd);
 
         /* A ttrpc header announcing 4 GiB. */
         {
                 static const uint8_t huge[] = { 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1, 1, 0 };
 
-                fd = connect_unix(t->sock, SOCK_STREAM);
+                fd = integ_connect_unix(t->sock, SOCK_STREAM);
                 send_all_or_reset(fd, huge, sizeof(huge));
-                expect_closed(t, fd);
+                integ_expect_closed(t, fd, "a garbage connection");
                 close(fd);
         }
         /* A well-sized request whose payload is not protobuf. */
@@ -385,13 +353,13 @@ static void test_control_garbage_is_dropped_and_daemon_keeps_serving(void **stat
                 uint8_t bad[10 + 32] = { 0, 0, 0, 32, 0, 0, 0, 1, 1, 0 };
 
                 memset(bad + 10, 0xff, 32);
-                fd = connect_unix(t->sock, SOCK_STREAM);
+                fd = integ_connect_unix(t->sock, SOCK_STREAM);
                 send_all_or_reset(fd, bad, sizeof(bad));
                 /* Either an error response or a close is fine; the next request must work. */
                 close(fd);
         }
         /* Half a header, then gone. */
-        fd = connect_unix(t->sock, SOCK_STREAM);
+        fd = integ_connect_unix(t->sock, SOCK_STREAM);
         send_all_or_reset(fd, noise, 5);
         close(fd);
 

@@ -29,7 +29,6 @@
 #define FC_HEADER 10u                   /* ttrpc: BE32 length, BE32 stream id, type, flags */
 #define FC_MAX_DATA (4u << 20)          /* ttrpc's (and the daemon's) cap on a frame's data */
 #define FC_PARTIAL_CLIENTS 64u
-#define FC_IO_TIMEOUT_S 60
 
 static int64_t fc_now_ms(void)
 {
@@ -37,23 +36,6 @@ static int64_t fc_now_ms(void)
 
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int fc_connect(const char *path)
-{
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        struct timeval tv = { .tv_sec = FC_IO_TIMEOUT_S };
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-        if (fd < 0)
-                fail_msg("socket: %s", strerror(errno));
-        assert_true(strlen(path) < sizeof(sa.sun_path));
-        memcpy(sa.sun_path, path, strlen(path) + 1);
-        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-                fail_msg("connect %s: %s", path, strerror(errno));
-        assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
-        assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)), 0);
-        return fd;
 }
 
 /* The daemon may close as soon as it has seen enough: EPIPE/ECONNRESET end the send quietly. */
@@ -184,28 +166,11 @@ static void fc_assert_stats_answered(int fd, uint32_t stream_id)
 static int fc_busy_waiter(struct integ *t, const char *vm, long pid)
 {
         uint8_t req[128];
-        int fd = fc_connect(t->sock);
+        int fd = integ_connect_unix(t->sock, SOCK_STREAM);
 
         fc_send(fd, req, fc_build_wait(req, sizeof(req), vm, (uint32_t)pid));
         fc_assert_stats_answered(fd, 3);
         return fd;
-}
-
-/* Reads until the daemon closes the connection; a hang fails (after FC_IO_TIMEOUT_S). */
-static void fc_expect_closed(struct integ *t, int fd)
-{
-        char buf[4096];
-
-        for (;;) {
-                ssize_t n = recv(fd, buf, sizeof(buf), 0);
-
-                if (n == 0 || (n < 0 && errno == ECONNRESET))
-                        return;
-                if (n < 0) {
-                        integ_dump_daemon_log(t);
-                        fail_msg("the daemon kept a connection it should have dropped: %s", strerror(errno));
-                }
-        }
 }
 
 static int64_t fc_control_connections(struct integ *t)
@@ -331,7 +296,7 @@ static void test_clients_gone_mid_request_are_released_and_logged(void **state)
         /* Every cut through a valid request: inside the header, right after it, inside the payload. */
         for (unsigned i = 0; i < FC_PARTIAL_CLIENTS; i++) {
                 size_t cut = 1 + i % (len - 1);
-                int fd = fc_connect(t->sock);
+                int fd = integ_connect_unix(t->sock, SOCK_STREAM);
 
                 fc_send(fd, frame, cut);
                 close(fd);
@@ -340,7 +305,7 @@ static void test_clients_gone_mid_request_are_released_and_logged(void **state)
          * without blocking anyone else, and forgets it when the client goes. */
         {
                 uint8_t hdr[FC_HEADER] = { 0 };
-                int fd = fc_connect(t->sock);
+                int fd = integ_connect_unix(t->sock, SOCK_STREAM);
 
                 fc_put_be32(hdr, FC_MAX_DATA);
                 fc_put_be32(hdr + 4, 1);
@@ -403,14 +368,14 @@ static void test_huge_lengths_are_refused_with_a_log_line(void **state)
 
         for (size_t i = 0; i < sizeof(lengths) / sizeof(lengths[0]); i++) {
                 uint8_t hdr[FC_HEADER] = { 0 };
-                int fd = fc_connect(t->sock);
+                int fd = integ_connect_unix(t->sock, SOCK_STREAM);
 
                 fc_put_be32(hdr, lengths[i]);
                 fc_put_be32(hdr + 4, 1);
                 hdr[8] = 1;
                 fc_send(fd, hdr, sizeof(hdr));
                 /* Refused on the header alone: nobody waits for 4 GiB to arrive. */
-                fc_expect_closed(t, fd);
+                integ_expect_closed(t, fd, "a connection it should have dropped");
                 close(fd);
         }
         /* The wording names the limit; only this test's clients can have been closed here. */
@@ -429,7 +394,7 @@ static int *fc_hold(struct integ *t, unsigned n)
 
         assert_non_null(fds);
         for (unsigned i = 0; i < n; i++)
-                fds[i] = fc_connect(t->sock);
+                fds[i] = integ_connect_unix(t->sock, SOCK_STREAM);
         return fds;
 }
 
@@ -483,7 +448,7 @@ static void test_clients_trickling_huge_frames_keep_memory_bounded(void **state)
         fds = calloc(FC_TRICKLERS, sizeof(int));
         assert_non_null(fds);
         for (unsigned i = 0; i < FC_TRICKLERS; i++) {
-                fds[i] = fc_connect(t->sock);
+                fds[i] = integ_connect_unix(t->sock, SOCK_STREAM);
                 fc_send(fds[i], hdr, sizeof(hdr));
                 fc_send(fds[i], chunk, FC_MAX_DATA - 1);
         }
@@ -544,10 +509,10 @@ static void test_busy_connections_at_the_cap_refuse_new_ones_cleanly(void **stat
         /* Three connections with a call in flight and one idle one fill the cap. */
         for (unsigned i = 0; i < 3; i++)
                 busy[i] = fc_busy_waiter(t, "demo", pid);
-        idle = fc_connect(t->sock);
+        idle = integ_connect_unix(t->sock, SOCK_STREAM);
         /* The idle one makes way for a new client; no call in flight is cut. */
         fc_assert_vm_ls_works(t);
-        fc_expect_closed(t, idle);
+        integ_expect_closed(t, idle, "a connection it should have dropped");
         close(idle);
         for (unsigned i = 0; i < 3; i++)
                 fc_assert_stats_answered(busy[i], 5);

@@ -27,7 +27,6 @@
 #define FG_EXECUTE 0x10100501u
 #define FG_EXECUTE_RESPONSE 0x20100501u
 #define FG_NOTIFICATION 0x30100101u
-#define FG_IO_TIMEOUT_S 60
 #define FG_RESTARTS 5u                          /* simulators killed right after they start */
 #define FG_MIN_LINES 100                        /* VM b's writer had written this much before the kill */
 
@@ -42,19 +41,12 @@ static const char fg_notification[] =
 
 static int fg_dial_bridge(struct integ *t, const char *vm)
 {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        struct timeval tv = { .tv_sec = FG_IO_TIMEOUT_S };
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        char path[INTEG_PATH_MAX];
         int n;
 
-        assert_true(fd >= 0);
-        n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s_%u", integ_hvsock(t, vm), FG_BRIDGE_PORT);
-        assert_true(n > 0 && (size_t)n < sizeof(sa.sun_path));
-        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-                fail_msg("dial %s: %s", sa.sun_path, strerror(errno));
-        assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
-        assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)), 0);
-        return fd;
+        n = snprintf(path, sizeof(path), "%s_%u", integ_hvsock(t, vm), FG_BRIDGE_PORT);
+        assert_true(n > 0 && (size_t)n < sizeof(path));
+        return integ_connect_unix(path, SOCK_STREAM);
 }
 
 static void fg_recv_exact(int fd, uint8_t *buf, size_t len)
@@ -135,23 +127,6 @@ static void fg_negotiate(int fd)
         uint64_t id = fg_expect_request(fd, FG_NEGOTIATE);
 
         fg_send_frame(fd, FG_NEGOTIATE_RESPONSE, id, fg_negotiate_ok, SIZE_MAX, -1);
-}
-
-/* Until the host closes its end; a host that keeps a connection it should drop fails the test. */
-static void fg_expect_closed(struct integ *t, int fd)
-{
-        char buf[4096];
-
-        for (;;) {
-                ssize_t n = recv(fd, buf, sizeof(buf), 0);
-
-                if (n == 0 || (n < 0 && errno == ECONNRESET))
-                        return;
-                if (n < 0) {
-                        integ_dump_daemon_log(t);
-                        fail_msg("the host kept a broken guest connection: %s", strerror(errno));
-                }
-        }
 }
 
 /* ---- checks ---- */
@@ -374,7 +349,7 @@ static void test_guest_gone_mid_handshake_leaves_the_vm_waiting(void **state)
 
                 fg_send_frame(fd, FG_NEGOTIATE_RESPONSE, id, fg_negotiate_ok, response_len / 2, -1);
                 integ_sim_start(t, "a");
-                fg_expect_closed(t, fd);
+                integ_expect_closed(t, fd, "a broken guest connection");
                 close(fd);
         }
         integ_wait_bridge(t, "a", "connected");
@@ -411,7 +386,7 @@ static void test_guest_gone_mid_frame_leaves_the_vm_waiting(void **state)
                 integ_wait_bridge(t, "a", "connected");
                 fg_send_frame(fd, FG_NOTIFICATION, 0, fg_notification, FG_HEADER + 8, FG_MAX_FRAME);
                 integ_sim_start(t, "a");
-                fg_expect_closed(t, fd);
+                integ_expect_closed(t, fd, "a broken guest connection");
                 close(fd);
         }
         integ_wait_bridge(t, "a", "connected");
@@ -433,7 +408,7 @@ static void test_oversized_and_undersized_frames_drop_only_that_guest(void **sta
                 integ_wait_bridge(t, "a", "connected");
                 /* Refused on the header alone (W2): the host closes without waiting for a payload. */
                 fg_send_frame(fd, FG_NOTIFICATION, 0, fg_notification, FG_HEADER, sizes[i]);
-                fg_expect_closed(t, fd);
+                integ_expect_closed(t, fd, "a broken guest connection");
                 close(fd);
                 integ_wait_bridge(t, "a", "waiting");
         }

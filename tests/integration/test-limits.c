@@ -243,21 +243,6 @@ static void test_max_streams_refuses_exec_with_125_and_counts_stdin(void **state
         integ_result_done(&res);
 }
 
-static int connect_seqpacket(const char *path)
-{
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        struct timeval tv = { .tv_sec = INTEG_WAIT_MS / 1000 };
-        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-
-        assert_true(fd >= 0);
-        assert_true(strlen(path) < sizeof(sa.sun_path));
-        memcpy(sa.sun_path, path, strlen(path) + 1);
-        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-                fail_msg("connect %s: %s", path, strerror(errno));
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-        return fd;
-}
-
 static void test_max_attach_clients_refuses_the_next_client(void **state)
 {
         struct integ *t = limits_start(state, "--max-attach-clients", "1", NULL);
@@ -275,7 +260,7 @@ static void test_max_attach_clients_refuses_the_next_client(void **state)
 
         /* The first client is ours; the backlog's "ready" proves the daemon counted it. */
         p = integ_ps_find(t, "demo", pid, &all);
-        fd = connect_seqpacket(integ_json_str(p, "attach_socket"));
+        fd = integ_connect_unix(integ_json_str(p, "attach_socket"), SOCK_SEQPACKET);
         json_object_put(all);
         do
                 n = recv(fd, buf, sizeof(buf) - 1, 0);
@@ -378,21 +363,6 @@ static void test_max_bridge_frame_fails_that_exec_only(void **state)
         free(log);
 }
 
-static int connect_stream(const char *path)
-{
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        struct timeval tv = { .tv_sec = INTEG_WAIT_MS / 1000 };
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-        assert_true(fd >= 0);
-        assert_true(strlen(path) < sizeof(sa.sun_path));
-        memcpy(sa.sun_path, path, strlen(path) + 1);
-        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-                fail_msg("connect %s: %s", path, strerror(errno));
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-        return fd;
-}
-
 static void test_max_bridge_frame_drops_a_guest_that_sends_a_larger_one(void **state)
 {
         struct integ *t = limits_start(state, "--max-bridge-frame", "4K", NULL);
@@ -407,7 +377,7 @@ static void test_max_bridge_frame_drops_a_guest_that_sends_a_larger_one(void **s
         integ_assert_code(t, &res, 0);
         integ_result_done(&res);
         snprintf(bridge, sizeof(bridge), "%s_%u", integ_hvsock(t, "demo"), LIMITS_BRIDGE_PORT);
-        fd = connect_stream(bridge);
+        fd = integ_connect_unix(bridge, SOCK_STREAM);
         assert_int_equal(write(fd, hdr, sizeof(hdr)), (ssize_t)sizeof(hdr));
         do
                 n = read(fd, buf, sizeof(buf));         /* the daemon's NegotiateProtocol, then the end */
