@@ -23,6 +23,7 @@
 #include "daemon/vmm.h"
 #include "ports/ports.h"
 #include "relay/relay.h"
+#include "tests/daemon/vmm-test.h"
 
 extern char **environ;
 
@@ -43,33 +44,6 @@ struct fixture {
         struct vmm *a, *b;
         pid_t sim;
 };
-
-struct started {
-        int count;
-        int error;
-        uint32_t pid;
-        char message[256];
-};
-
-struct exited {
-        int count;
-        struct vmm_exit exit;
-};
-
-struct saved {
-        int count;
-        int error;
-        uint8_t *blob;
-        size_t len;
-};
-
-static uint64_t now_ns(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* Runs the loop until cond(arg) holds; fails the test past WAIT_NS (VSOCKMUX_TEST_WAIT_S may
  * shorten it when checking that a test fails without the guarantee). */
@@ -94,15 +68,6 @@ static bool flag_set(struct fixture *f, const void *arg)
 static bool bridge_connected(struct fixture *f, const void *arg)
 {
         return vmm_vm_bridge_state((struct vmm_vm *)arg) == BRIDGE_CONN_CONNECTED;
-}
-
-static const char *sim_path(void)
-{
-        static char path[512];
-        const char *root = getenv("VSOCKMUX_BUILD_ROOT");
-
-        snprintf(path, sizeof(path), "%s/sim/vsockmux-sim", root ? root : ".");
-        return path;
 }
 
 /* The simulator's log is how the test sees a redialled stream resume. */
@@ -165,43 +130,6 @@ static int teardown(void **state)
         }
         free(f);
         return 0;
-}
-
-static void on_started(struct vmm_process *p, int error, const char *message, void *userdata)
-{
-        struct started *s = userdata;
-        struct vmm_process_info info;
-
-        s->count++;
-        s->error = error;
-        snprintf(s->message, sizeof(s->message), "%s", message);
-        if (error == 0) {
-                vmm_process_get_info(p, &info);
-                s->pid = info.pid;
-        }
-}
-
-static void on_exit_seen(struct vmm_process *p, const struct vmm_exit *exit, void *userdata)
-{
-        struct exited *e = userdata;
-
-        e->count++;
-        e->exit = *exit;
-}
-
-static void on_saved(int error, const char *message, const uint8_t *blob, size_t len, unsigned n_processes,
-                     void *userdata)
-{
-        struct saved *s = userdata;
-
-        s->count++;
-        s->error = error;
-        if (error == 0) {
-                s->blob = malloc(len);
-                assert_non_null(s->blob);
-                memcpy(s->blob, blob, len);
-                s->len = len;
-        }
 }
 
 static struct vmm_vm *add_vm_connected(struct fixture *f, struct vmm *m)

@@ -20,6 +20,7 @@
 #include "daemon/vmm.h"
 #include "ports/ports.h"
 #include "relay/relay.h"
+#include "tests/daemon/vmm-test.h"
 
 extern char **environ;
 
@@ -35,33 +36,6 @@ struct fixture {
         struct vmm *a, *b;
         pid_t sim;
 };
-
-struct started {
-        int count;
-        int error;
-        uint32_t pid;
-        char message[256];
-};
-
-struct exited {
-        int count;
-        struct vmm_exit exit;
-};
-
-struct saved {
-        int count;
-        int error;
-        uint8_t *blob;
-        size_t len;
-};
-
-static uint64_t now_ns(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* Runs the loop until *flag is nonzero; fails the test past WAIT_NS. */
 static void run_until(struct fixture *f, const int *flag, const char *what)
@@ -81,15 +55,6 @@ static void run_for(struct fixture *f, uint64_t ns)
 
         while (now_ns() < end)
                 assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
-}
-
-static const char *sim_path(void)
-{
-        static char path[512];
-        const char *root = getenv("VSOCKMUX_BUILD_ROOT");
-
-        snprintf(path, sizeof(path), "%s/sim/vsockmux-sim", root ? root : ".");
-        return path;
 }
 
 static void sim_start(struct fixture *f, bool resume)
@@ -139,43 +104,6 @@ static int teardown(void **state)
         assert_int_equal(system(cmd), 0);
         free(f);
         return 0;
-}
-
-static void on_started(struct vmm_process *p, int error, const char *message, void *userdata)
-{
-        struct started *s = userdata;
-        struct vmm_process_info info;
-
-        s->count++;
-        s->error = error;
-        snprintf(s->message, sizeof(s->message), "%s", message);
-        if (error == 0) {
-                vmm_process_get_info(p, &info);
-                s->pid = info.pid;
-        }
-}
-
-static void on_exit_seen(struct vmm_process *p, const struct vmm_exit *exit, void *userdata)
-{
-        struct exited *e = userdata;
-
-        e->count++;
-        e->exit = *exit;
-}
-
-static void on_saved(int error, const char *message, const uint8_t *blob, size_t len, unsigned n_processes,
-                     void *userdata)
-{
-        struct saved *s = userdata;
-
-        s->count++;
-        s->error = error;
-        if (error == 0) {
-                s->blob = malloc(len);
-                assert_non_null(s->blob);
-                memcpy(s->blob, blob, len);
-                s->len = len;
-        }
 }
 
 static struct vmm_vm *add_vm_connected(struct fixture *f, bool resume)
@@ -511,7 +439,6 @@ static void test_restore_refuses_endpoints_that_do_not_match_before_listening(vo
         assert_int_equal(vmm_vm_count(f->b), 0);
         free(sv.blob);
 }
-
 
 /* Enough processes that a per-process cost would show: the whole path holds for a VM this busy. */
 #define SCALE_PROCESSES 1000
