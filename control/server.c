@@ -11,18 +11,9 @@
 #include "control/socket.h"
 #include "util/log.h"
 
-/* A failed accept that is not the server's end (fd exhaustion, memory) is retried after this. */
-#define CONTROL_ACCEPT_RETRY_NS (100 * 1000 * 1000ull)
 /* Bytes of unfinished requests held across all connections. Real requests are small; without a
  * shared bound, clients that each trickle in a max-size frame hold max_connections * 4 MiB. */
 #define CONTROL_SERVER_MAX_PARTIAL (32u << 20)
-
-
-struct control_accept {
-        struct relay_op op;
-        struct control_server *server;  /* NULL once the server is gone: the op frees itself */
-        bool armed;
-};
 
 struct control_conn {
         struct control_server *server;
@@ -59,9 +50,8 @@ struct control_server {
         struct control_server_config cfg;
         char *path;
         struct stat st;
-        int listen_fd;
-        struct control_accept *accept;
-        struct relay_timer *retry;
+        int listen_fd;                  /* until the listener takes it */
+        struct relay_listener *listener;
         const struct control_method *methods;
         size_t n_methods;
         void *userdata;
@@ -73,8 +63,6 @@ struct control_server {
         struct control_call *dispatching;
         bool dispatching_done;
 };
-
-static void accept_arm(struct control_server *s);
 
 /* ---- sending --------------------------------------------------------------------------- */
 
@@ -632,86 +620,17 @@ static void server_take_fd(struct control_server *s, int fd)
         log_debug("control: connection from pid %d uid %u", (int)peer.pid, (unsigned)peer.uid);
 }
 
-static bool accept_error_is_transient(int err)
+/* The relay's listener retries transient accept failures (fd exhaustion, memory) itself; what
+ * reaches here is the end of the listening socket. */
+static void server_on_accept(struct relay_listener *l, int fd, void *userdata)
 {
-        switch (err) {
-        case -EMFILE:
-        case -ENFILE:
-        case -ENOBUFS:
-        case -ENOMEM:
-        case -ECONNABORTED:
-        case -EINTR:
-        case -EAGAIN:
-        case -EPERM:
-        case -EPROTO:
-                return true;
-        default:
-                return false;
-        }
-}
+        struct control_server *s = userdata;
 
-static void accept_on_complete(struct relay *r, struct relay_op *op, int res, uint32_t cqe_flags)
-{
-        struct control_accept *a = container_of(op, struct control_accept, op);
-        struct control_server *s = a->server;
-        bool more = cqe_flags & IORING_CQE_F_MORE;
-
-        if (!more)
-                a->armed = false;
-        if (!s) {
-                if (res >= 0)
-                        safe_close(res);
-                if (!more)
-                        free(a);
+        if (fd < 0) {
+                log_error("control: accept on %s failed: %s; no new connections", s->path, strerror(-fd));
                 return;
         }
-        if (res >= 0) {
-                server_take_fd(s, res);
-                if (!more)
-                        accept_arm(s);
-                return;
-        }
-        if (more)
-                return;
-        if (accept_error_is_transient(res)) {
-                log_warn("control: accept failed, retrying: %s", strerror(-res));
-                if (relay_timer_arm(s->retry, CONTROL_ACCEPT_RETRY_NS) < 0)
-                        log_error("control: cannot arm the accept retry; no new connections");
-                return;
-        }
-        log_error("control: accept on %s failed: %s; no new connections", s->path, strerror(-res));
-}
-
-static void accept_arm(struct control_server *s)
-{
-        struct io_uring_sqe *sqe;
-
-        if (s->accept->armed)
-                return;
-        sqe = relay_get_sqe(s->relay);
-        if (!sqe) {
-                log_error("control: no submission slot for accept; no new connections");
-                return;
-        }
-        io_uring_prep_multishot_accept(sqe, s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        relay_sqe_set_op(sqe, &s->accept->op);
-        s->accept->armed = true;
-}
-
-static int accept_cancel(struct relay *r, struct control_accept *a)
-{
-        struct io_uring_sqe *sqe = relay_get_sqe(r);
-
-        if (!sqe)
-                return -EIO;
-        io_uring_prep_cancel(sqe, &a->op, 0);
-        relay_sqe_set_ignore(sqe);
-        return 0;
-}
-
-static void accept_on_retry(struct relay_timer *t, void *userdata)
-{
-        accept_arm(userdata);
+        server_take_fd(s, fd);
 }
 
 /* ---- server ----------------------------------------------------------------------------- */
@@ -768,22 +687,17 @@ int control_server_new(struct relay *r, const struct control_server_config *cfg,
         s->n_methods = n_methods;
         s->userdata = userdata;
         s->path = strdup(cfg->path);
-        s->accept = calloc(1, sizeof(*s->accept));
-        if (!s->path || !s->accept)
+        if (!s->path)
                 return -ENOMEM;
         s->cfg.path = s->path;
-        s->accept->op.fn = accept_on_complete;
-        s->accept->server = s;
 
-        k = relay_timer_new(r, accept_on_retry, s, &s->retry);
-        if (k < 0)
-                return k;
         k = control_socket_listen(s->path, cfg->group, &s->listen_fd, &s->st);
         if (k < 0)
                 return k;
-        accept_arm(s);
-        if (!s->accept->armed)
-                return -EIO;
+        k = relay_listen_fd(r, s->listen_fd, s->path, RELAY_LISTEN_MANY, server_on_accept, s, &s->listener);
+        if (k < 0)
+                return k;
+        s->listen_fd = -1;
         *ret = TAKE_PTR(s);
         return 0;
 }
@@ -798,17 +712,11 @@ struct control_server *control_server_free(struct control_server *s)
                 conn->chan = relay_chan_free(conn->chan);
                 conn_release(conn);
         }
-        if (s->accept) {
-                s->accept->server = NULL;
-                /* The op frees itself on its last completion; cancel makes that come soon. */
-                if (!s->accept->armed || accept_cancel(s->relay, s->accept) < 0)
-                        free(s->accept);
-        }
-        relay_timer_free(s->retry);
-        if (s->listen_fd >= 0) {
+        /* The socket file is ours while we listen on it, through the listener or still by fd. */
+        if (s->listener || s->listen_fd >= 0)
                 control_socket_unlink(s->path, &s->st);
-                safe_close(s->listen_fd);
-        }
+        s->listener = relay_listener_free(s->listener);
+        safe_close(s->listen_fd);
         free(s->path);
         free(s);
         return NULL;
