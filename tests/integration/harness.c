@@ -635,9 +635,13 @@ int integ_run(const char *name, struct CMUnitTest *tests, size_t n, int argc, ch
         }
         for (size_t i = 0; i < n; i++) {
                 tests[i].initial_state = &cfg;
-                tests[i].setup_func = integ_setup;
-                tests[i].teardown_func = integ_teardown;
+                if (!tests[i].setup_func)
+                        tests[i].setup_func = integ_setup;
+                if (!tests[i].teardown_func)
+                        tests[i].teardown_func = integ_teardown;
         }
+        if (getenv("VSOCKMUX_INTEG_FILTER"))
+                cmocka_set_test_filter(getenv("VSOCKMUX_INTEG_FILTER"));
         fprintf(stderr, "%s: simulator %s stdio resume\n", name, cfg.resume ? "with" : "without");
         return _cmocka_run_group_tests(name, tests, n, NULL, NULL);
 }

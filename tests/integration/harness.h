@@ -128,7 +128,9 @@ long integ_exec_detached(struct integ *t, const char *vm, const char *script);
 void integ_touch(const char *path);
 
 struct CMUnitTest;
-/* Parses the config, hands it to every test's setup and runs the group; exit code for main. */
+/* Parses the config, hands it to every test's setup and runs the group; exit code for main. A
+ * test without its own setup/teardown gets integ_setup/integ_teardown. VSOCKMUX_INTEG_FILTER=glob
+ * runs only the matching tests. */
 int integ_run(const char *name, struct CMUnitTest *tests, size_t n, int argc, char **argv);
 
 /* Fails with the CLI's output and the daemon's log when the exit code is not the expected one. */

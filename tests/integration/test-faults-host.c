@@ -206,7 +206,6 @@ static long exec_detached(struct integ *t, const char *out, const char *err, con
         return pid;
 }
 
-/* `vsockmux wait demo PID`: the process's exit code. */
 /* Whether the file starts with `prefix` within timeout_ms. Reads only the prefix: the fast writers'
  * files grow faster than a sanitized test could read them whole. */
 static bool file_starts_with(const char *path, const char *prefix, int timeout_ms)
@@ -231,6 +230,7 @@ static bool file_starts_with(const char *path, const char *prefix, int timeout_m
         }
 }
 
+/* `vsockmux wait demo PID`: the process's exit code. */
 static int wait_code(struct integ *t, long pid)
 {
         struct integ_result res;
@@ -717,25 +717,8 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_fd_exhaustion_fails_new_execs_clearly_and_keeps_streams_flowing),
                 cmocka_unit_test(test_sigterm_with_100_active_streams_flushes_and_exits_0),
         };
-        struct integ_config cfg;
-
         /* integ_run's setup, with a teardown that also unmounts the tmpfs. */
-        if (integ_config_parse(argc, argv, &cfg) < 0) {
-                fprintf(stderr, "usage: %s [--daemon PATH --cli PATH --sim PATH] [--resume] [--skip REASON]\n", argv[0]);
-                return 2;
-        }
-        if (cfg.skip) {
-                printf("SKIP: %s\n", cfg.skip);
-                return 77;
-        }
-        for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-                tests[i].initial_state = &cfg;
-                tests[i].setup_func = integ_setup;
+        for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
                 tests[i].teardown_func = faults_teardown;
-        }
-        /* VSOCKMUX_INTEG_FILTER=test_full* runs only the matching tests. */
-        if (getenv("VSOCKMUX_INTEG_FILTER"))
-                cmocka_set_test_filter(getenv("VSOCKMUX_INTEG_FILTER"));
-        fprintf(stderr, "integration-faults-host: simulator %s stdio resume\n", cfg.resume ? "with" : "without");
-        return _cmocka_run_group_tests("integration-faults-host", tests, sizeof(tests) / sizeof(tests[0]), NULL, NULL);
+        return integ_run("integration-faults-host", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
 }

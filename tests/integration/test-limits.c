@@ -425,20 +425,9 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_max_bridge_frame_drops_a_guest_that_sends_a_larger_one),
                 cmocka_unit_test(test_stream_buffer_bytes_rounds_up_to_whole_buffers),
         };
-        struct integ_config cfg;
-
-        if (integ_config_parse(argc, argv, &cfg) < 0) {
-                fprintf(stderr, "usage: %s [--daemon PATH --cli PATH --sim PATH] [--resume]\n", argv[0]);
-                return 2;
-        }
-        if (cfg.skip) {
-                printf("SKIP: %s\n", cfg.skip);
-                return 77;
-        }
         for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
-                tests[i].initial_state = &cfg;
                 tests[i].setup_func = limits_setup;
                 tests[i].teardown_func = limits_teardown;
         }
-        return _cmocka_run_group_tests("integration-limits", tests, sizeof(tests) / sizeof(tests[0]), NULL, NULL);
+        return integ_run("integration-limits", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
 }
