@@ -265,6 +265,9 @@ void attach_output(struct attach *a, uint8_t stream, const void *data, size_t le
 {
         const uint8_t *p = data;
 
+        /* The common case on a busy host: nobody attached and the output has a home already. */
+        if (a->n_clients == 0 && !(keep && a->cfg.backlog))
+                return;
         while (len > 0) {
                 size_t n = MIN(len, (size_t)ATTACH_PACKET_MAX);
                 uint8_t head = stream;
