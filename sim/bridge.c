@@ -171,6 +171,12 @@ static void bridge_dispatch(struct sim *s, const struct bridge_frame *f)
         struct sim_request *req;
         bool busy;
 
+        /* Waits are answered or registered in arrival order, here: a thread per wait made thousands of
+         * thread creations per host restore and kept this reader from seeing the bridge close. */
+        if (f->header.type == BRIDGE_RPC_WAIT_FOR_PROCESS) {
+                sim_handle_wait(s, f->header.id, f->payload, f->payload_len);
+                return;
+        }
         pthread_mutex_lock(&s->lock);
         busy = s->n_threads >= SIM_MAX_REQUEST_THREADS;
         pthread_mutex_unlock(&s->lock);
@@ -190,16 +196,7 @@ static void bridge_dispatch(struct sim *s, const struct bridge_frame *f)
         req->len = f->payload_len;
         memcpy(req->payload, f->payload, f->payload_len);
         req->payload[f->payload_len] = '\0';
-        if (req->type == BRIDGE_RPC_WAIT_FOR_PROCESS) {
-                struct bridge_request w = {};
-
-                /* Resolved in arrival order; the handler answers "not found" or a decode error itself. */
-                if (bridge_request_decode(req->type, req->payload, req->len, &w, NULL) == 0)
-                        req->proc = sim_process_get(s, w.wait.pid);
-                bridge_request_done(&w);
-        }
-
-        /* Each request on its own thread so a wait never holds up the others (H3). */
+        /* Each request on its own thread so a slow exec never holds up the others (H3). */
         sim_thread_enter(s);
         if (sim_thread_start(NULL, bridge_request_thread, req) < 0) {
                 struct bridge_response resp = { .result = BRIDGE_HR_FAIL, .error_message = "guest busy" };

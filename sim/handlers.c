@@ -12,7 +12,6 @@ struct sim_request *sim_request_free(struct sim_request *req)
 {
         if (!req)
                 return NULL;
-        sim_process_put(req->s, req->proc);
         free(req->payload);
         free(req);
         return NULL;
@@ -68,27 +67,6 @@ static struct sim_process *handle_execute(struct sim_request *req, const struct 
         }
         resp->exec.pid = pid;
         return p;
-}
-
-/* Returns false when no reply must be sent (the sim is going away). */
-static bool handle_wait(struct sim_request *req, const struct bridge_request *r, struct bridge_response *resp)
-{
-        int k = sim_process_wait(req->s, TAKE_PTR(req->proc), r->wait.timeout_ms, &resp->wait.exit_code);
-
-        switch (k) {
-        case 0:
-                return true;
-        case -ENOENT:
-                resp->result = BRIDGE_HR_NOT_FOUND;
-                resp->error_message = "process not found";
-                return true;
-        case -ETIMEDOUT:
-                resp->result = BRIDGE_HR_TIMEOUT;
-                resp->error_message = "wait timed out";
-                return true;
-        default:
-                return false;
-        }
 }
 
 static void handle_signal(struct sim_request *req, const struct bridge_request *r, struct bridge_response *resp)
@@ -147,9 +125,6 @@ void sim_handle_request(struct sim_request *req)
         case BRIDGE_RPC_EXECUTE_PROCESS:
                 started = handle_execute(req, &r, &resp);
                 break;
-        case BRIDGE_RPC_WAIT_FOR_PROCESS:
-                reply = handle_wait(req, &r, &resp);
-                break;
         case BRIDGE_RPC_SIGNAL_PROCESS:
                 handle_signal(req, &r, &resp);
                 break;
@@ -169,5 +144,41 @@ void sim_handle_request(struct sim_request *req)
         /* The exit of a process is never reported before the reply that names it. */
         if (started)
                 sim_process_announced(req->s, started);
+        bridge_request_done(&r);
+}
+
+void sim_handle_wait(struct sim *s, uint64_t id, const void *payload, size_t len)
+{
+        struct bridge_request r = {};
+        const char *reason = NULL;
+        uint32_t code = 0;
+        int k;
+
+        if (bridge_request_decode(BRIDGE_RPC_WAIT_FOR_PROCESS, payload, len, &r, &reason) < 0) {
+                log_warn("bridge: undecodable WaitForProcess id %llu: %s", (unsigned long long)id,
+                         reason ?: "out of memory");
+                sim_wait_reply(s, id, NULL, BRIDGE_HR_INVALID_ARG, reason ?: "out of memory", 0);
+                bridge_request_done(&r);
+                return;
+        }
+        k = sim_process_wait_start(s, r.wait.pid, id, r.activity_id, r.wait.timeout_ms, &code);
+        switch (k) {
+        case 0:
+                sim_wait_reply(s, id, r.activity_id, 0, NULL, code);
+                break;
+        case -ENOENT:
+                sim_wait_reply(s, id, r.activity_id, BRIDGE_HR_NOT_FOUND, "process not found", 0);
+                break;
+        case -ETIMEDOUT:
+                sim_wait_reply(s, id, r.activity_id, BRIDGE_HR_TIMEOUT, "wait timed out", 0);
+                break;
+        case -EBUSY:
+        case -ENOMEM:
+                log_warn("bridge: too many pending waits; WaitForProcess id %llu refused", (unsigned long long)id);
+                sim_wait_reply(s, id, r.activity_id, BRIDGE_HR_FAIL, "guest busy", 0);
+                break;
+        default:
+                break; /* registered (the exit or the timer answers), or the sim is stopping (no reply) */
+        }
         bridge_request_done(&r);
 }

@@ -28,7 +28,7 @@ struct sim_container {
 };
 
 struct sim_process {
-        unsigned refs; /* the table, the reaper and each waiter; guarded by s->lock */
+        unsigned refs; /* the table, the reaper and the exec request until announced; guarded by s->lock */
         pid_t pid;
         int pidfd;
         char *container_id;
@@ -38,6 +38,7 @@ struct sim_process {
         bool in_table;
         bool announced; /* the exec reply was sent: only then is the exit reported */
         uint32_t exit_code;
+        struct sim_wait_list waiters; /* answered by the reaper at exit: they hold no reference */
         struct sim_stream *streams[_SIM_STREAM_MAX];
         struct sim_process *next;
 };
@@ -158,6 +159,8 @@ static void *process_reaper(void *arg)
         struct sim_reaper *rp = arg;
         struct sim *s = rp->s;
         struct sim_process *p = rp->p;
+        struct sim_waiter *waiters;
+        bool stopping;
         int status = 0;
 
         free(rp);
@@ -187,9 +190,16 @@ static void *process_reaper(void *arg)
                        WIFEXITED(status) ? (uint32_t)WEXITSTATUS(status) :
                        WIFSIGNALED(status) ? 128u + (uint32_t)WTERMSIG(status) : 255u;
         p->exited = true;
-        pthread_cond_broadcast(&s->cond);
+        /* A wait that arrives from now on is answered by sim_process_wait_start() itself. */
+        waiters = sim_wait_list_take_locked(s, &p->waiters);
+        stopping = s->stopping;
+        /* An exec'd process goes once a waiter has its code; a container's init stays (W9). */
+        if (waiters && !stopping && !p->is_init && p->in_table)
+                process_unlink_locked(s, p);
         pthread_mutex_unlock(&s->lock);
         log_info("pid %d exited with %u", (int)p->pid, p->exit_code);
+        /* Pending waits get no reply once the sim stops. */
+        sim_waiters_answer(s, waiters, !stopping, p->exit_code);
 
         if (p->is_init)
                 process_notify_exit(s, p);
@@ -407,58 +417,31 @@ void sim_process_announced(struct sim *s, struct sim_process *p)
         pthread_mutex_unlock(&s->lock);
 }
 
-struct sim_process *sim_process_get(struct sim *s, uint32_t pid)
+int sim_process_wait_start(struct sim *s, uint32_t pid, uint64_t id, const char *activity_id, uint32_t timeout_ms,
+                           uint32_t *ret_exit_code)
 {
         struct sim_process *p;
+        int r;
 
         pthread_mutex_lock(&s->lock);
         p = process_find_locked(s, pid);
-        if (p)
-                p->refs++;
-        pthread_mutex_unlock(&s->lock);
-        return p;
-}
-
-void sim_process_put(struct sim *s, struct sim_process *p)
-{
         if (!p)
-                return;
-        pthread_mutex_lock(&s->lock);
-        process_unref_locked(p);
-        pthread_mutex_unlock(&s->lock);
-}
-
-int sim_process_wait(struct sim *s, struct sim_process *p, uint32_t timeout_ms, uint32_t *ret_exit_code)
-{
-        struct timespec until;
-        int r = 0;
-
-        if (!p)
-                return -ENOENT;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += timeout_ms / 1000;
-        until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-        }
-
-        pthread_mutex_lock(&s->lock);
-        while (!p->exited && !s->stopping && r == 0) {
-                if (timeout_ms == BRIDGE_WAIT_INFINITE)
-                        pthread_cond_wait(&s->cond, &s->lock);
-                else if (pthread_cond_timedwait(&s->cond, &s->lock, &until) == ETIMEDOUT && !p->exited)
-                        r = -ETIMEDOUT;
-        }
-        if (r == 0 && !p->exited)
-                r = -ECANCELED;
-        if (r == 0) {
+                r = -ENOENT;
+        else if (p->exited) {
                 *ret_exit_code = p->exit_code;
                 /* An exec'd process goes once one waiter has its code; a container's init stays (W9). */
                 if (!p->is_init && p->in_table)
                         process_unlink_locked(s, p);
+                r = 0;
+        } else if (s->stopping)
+                r = -ECANCELED;
+        else if (timeout_ms == 0)
+                r = -ETIMEDOUT;
+        else {
+                r = sim_wait_add_locked(s, &p->waiters, id, activity_id, timeout_ms);
+                if (r == 0)
+                        r = -EINPROGRESS;
         }
-        process_unref_locked(p);
         pthread_mutex_unlock(&s->lock);
         return r;
 }
@@ -490,6 +473,8 @@ void sim_processes_kill_all(struct sim *s)
 void sim_processes_free(struct sim *s)
 {
         pthread_mutex_lock(&s->lock);
+        for (struct sim_process *p = s->processes; p; p = p->next)
+                sim_waiters_answer(s, sim_wait_list_take_locked(s, &p->waiters), false, 0);
         while (s->processes)
                 process_unlink_locked(s, s->processes);
         while (s->containers) {

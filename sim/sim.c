@@ -10,6 +10,7 @@
 int sim_init(struct sim *s, const struct sim_options *opt)
 {
         pthread_condattr_t attr;
+        int r;
 
         *s = (struct sim) { .opt = *opt, .bridge_fd = -1 };
         if (pthread_condattr_init(&attr) != 0)
@@ -19,6 +20,13 @@ int sim_init(struct sim *s, const struct sim_options *opt)
         pthread_condattr_destroy(&attr);
         pthread_mutex_init(&s->lock, NULL);
         pthread_mutex_init(&s->write_lock, NULL);
+        r = sim_waits_init(s);
+        if (r < 0) {
+                pthread_mutex_destroy(&s->write_lock);
+                pthread_mutex_destroy(&s->lock);
+                pthread_cond_destroy(&s->cond);
+                return r;
+        }
         return 0;
 }
 
@@ -40,6 +48,7 @@ void sim_request_stop(struct sim *s)
         for (struct sim_conn *c = s->conns; c; c = c->next)
                 shutdown(c->fd, SHUT_RDWR);
         pthread_cond_broadcast(&s->cond);
+        pthread_cond_signal(&s->waits.cond);
         pthread_mutex_unlock(&s->lock);
 }
 
@@ -137,6 +146,7 @@ void sim_done(struct sim *s)
                 pthread_cond_wait(&s->cond, &s->lock);
         pthread_mutex_unlock(&s->lock);
         sim_processes_free(s);
+        sim_waits_done(s);
         sim_bridge_free_pending(s);
         pthread_mutex_destroy(&s->write_lock);
         pthread_mutex_destroy(&s->lock);

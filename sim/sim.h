@@ -15,7 +15,9 @@
 #define SIM_DEFAULT_REPLAY_BYTES (128u * 1024u)
 #define SIM_MIN_REPLAY_BYTES 4096u
 #define SIM_MAX_REPLAY_BYTES (64u * 1024u * 1024u)
-#define SIM_MAX_REQUEST_THREADS 8192u /* a waiter holds one: a guest with thousands of processes has thousands */
+#define SIM_MAX_REQUEST_THREADS 8192u /* request handlers plus reapers; waits take none (answered inline) */
+#define SIM_MAX_WAITERS 65536u           /* WaitForProcess requests pending on all processes */
+#define SIM_MAX_WAITERS_PER_PROCESS 1024u /* each host that restored the VM keeps one infinite wait per process */
 #define SIM_MAX_PROCESSES 4096u
 #define SIM_MAX_CONTAINERS 1024u
 #define SIM_THREAD_STACK (256u * 1024u) /* thousands of relay threads must stay cheap */
@@ -40,6 +42,21 @@ struct sim_conn {
 struct sim_frame_queue;
 struct sim_process;
 struct sim_container;
+struct sim_waiter;
+
+/* The WaitForProcess requests pending on one process (wait.c); guarded by sim->lock. */
+struct sim_wait_list {
+        struct sim_waiter *head;
+        unsigned n;
+};
+
+/* Every pending wait, and the deadlines the timer thread answers (wait.c); guarded by sim->lock. */
+struct sim_waits {
+        pthread_cond_t cond;        /* the timer: a new earliest deadline, or stop (CLOCK_MONOTONIC) */
+        struct sim_waiter **heap;   /* timed waiters, earliest deadline first */
+        size_t n_heap, cap_heap;
+        unsigned n;                 /* registered waiters, timed or not */
+};
 
 struct sim {
         struct sim_options opt;
@@ -54,6 +71,7 @@ struct sim {
         unsigned n_containers;
         unsigned n_threads; /* request handlers and process reapers still running */
         bool resume_agreed; /* on the current bridge connection */
+        struct sim_waits waits;
 
         pthread_mutex_t write_lock; /* serializes frames on the bridge; guards the two below */
         int bridge_fd;              /* -1 while disconnected */
@@ -92,12 +110,11 @@ struct sim_request {
         uint64_t id;
         char *payload;
         size_t len;
-        /* WaitForProcess: looked up when the request was read, so a wait that arrived before
-         * another waiter took the exit still gets it. NULL = unknown pid. Holds a reference. */
-        struct sim_process *proc;
 };
 void sim_handle_request(struct sim_request *req);
 struct sim_request *sim_request_free(struct sim_request *req);
+/* WaitForProcess, on the bridge reader itself: answers now or registers a waiter; never blocks on the process. */
+void sim_handle_wait(struct sim *s, uint64_t id, const void *payload, size_t len);
 
 /* process.c */
 struct bridge_request;
@@ -106,12 +123,10 @@ int sim_process_start(struct sim *s, const struct bridge_request *req, bool resu
                       uint32_t *ret_pid, const char **ret_reason);
 /* The exec reply is out: the exit may now be reported. Drops the reference from sim_process_start(). */
 void sim_process_announced(struct sim *s, struct sim_process *p);
-/* A counted reference to the table's entry for pid, NULL if unknown; drop it with sim_process_put(). */
-struct sim_process *sim_process_get(struct sim *s, uint32_t pid);
-void sim_process_put(struct sim *s, struct sim_process *p);
-/* Waits for p's reported exit and drops the reference: 0 and the code, -ENOENT (p NULL),
- * -ETIMEDOUT, -ECANCELED (stopping). */
-int sim_process_wait(struct sim *s, struct sim_process *p, uint32_t timeout_ms, uint32_t *ret_exit_code);
+/* A wait for pid, without blocking: 0 and the code (already exited), -ENOENT (unknown), -ETIMEDOUT (timeout 0),
+ * -EBUSY (too many waiters), -ECANCELED (stopping: no reply), or -EINPROGRESS: the exit or the timer answers it. */
+int sim_process_wait_start(struct sim *s, uint32_t pid, uint64_t id, const char *activity_id, uint32_t timeout_ms,
+                           uint32_t *ret_exit_code);
 /* 0, or -ENOENT when the process is unknown or already gone. */
 int sim_process_signal(struct sim *s, uint32_t pid, int sig);
 /* Container registry. */
@@ -121,6 +136,21 @@ int sim_container_shutdown(struct sim *s, const char *id, bool forced);
 /* Kills every process (teardown) and frees the tables once no thread uses them. */
 void sim_processes_kill_all(struct sim *s);
 void sim_processes_free(struct sim *s);
+
+/* wait.c: pending WaitForProcess requests and the one timer thread that answers their deadlines. */
+/* Starts the timer thread (counted in n_threads, gone once the sim stops). */
+int sim_waits_init(struct sim *s);
+/* After every thread left. */
+void sim_waits_done(struct sim *s);
+/* Registers a waiter on l: 0, -EBUSY over the caps, -ENOMEM. */
+int sim_wait_add_locked(struct sim *s, struct sim_wait_list *l, uint64_t id, const char *activity_id, uint32_t timeout_ms);
+/* Unregisters every waiter of l and returns them as a chain for sim_waiters_answer(). */
+struct sim_waiter *sim_wait_list_take_locked(struct sim *s, struct sim_wait_list *l);
+/* Without the lock: replies the exit code to each waiter of the chain (none when reply is false), frees them. */
+void sim_waiters_answer(struct sim *s, struct sim_waiter *chain, bool reply, uint32_t exit_code);
+/* One WaitForProcess reply. */
+void sim_wait_reply(struct sim *s, uint64_t id, const char *activity_id, int32_t result, const char *message,
+                    uint32_t exit_code);
 
 /* Starts a thread with a small stack; ret may be NULL for a detached one. Returns 0 or -errno. */
 int sim_thread_start(pthread_t *ret, void *(*fn)(void *), void *arg);
