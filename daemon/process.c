@@ -150,6 +150,17 @@ unsigned vmm_streams_held(struct vmm *m)
         return n;
 }
 
+/* At least vmm_streams_held(): no process holds more than one stream of each kind. O(VMs). */
+unsigned vmm_streams_held_bound(struct vmm *m)
+{
+        struct list_head *v;
+        unsigned n = 0;
+
+        list_for_each(v, &m->vms)
+                n += list_entry(v, struct vmm_vm, link)->n_processes * _VMM_STREAM_KIND_MAX;
+        return n;
+}
+
 void vmm_process_report(struct vmm_process *p)
 {
         struct vmm_vm *vm = p->vm;
@@ -616,8 +627,11 @@ int vmm_exec(struct vmm_vm *vm, const struct vmm_exec_params *params, vmm_starte
                 return -EUSERS;
         }
         if (vm->vmm->cfg.max_streams) {
-                unsigned held = vmm_streams_held(vm->vmm), want = params->stdin_path && params->stdin_path[0] ? 3 : 2;
+                unsigned held = vmm_streams_held_bound(vm->vmm), want = params->stdin_path && params->stdin_path[0] ? 3 : 2;
 
+                /* Counting exactly walks every process: only when the cheap bound says it may matter. */
+                if (held + want > vm->vmm->cfg.max_streams)
+                        held = vmm_streams_held(vm->vmm);
                 if (held + want > vm->vmm->cfg.max_streams) {
                         snprintf(err, errlen, "vsockmuxd holds %u stdio streams, %u more would pass the limit of %u "
                                  "(vsockmuxd --max-streams)", held, want, vm->vmm->cfg.max_streams);

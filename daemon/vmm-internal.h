@@ -117,6 +117,7 @@ void vmm_process_maybe_report(struct vmm_process *p);
 void vmm_process_report(struct vmm_process *p);
 /* Stdio streams held daemon-wide (listeners, relay streams, pending execs'), for max_streams. */
 unsigned vmm_streams_held(struct vmm *m);
+unsigned vmm_streams_held_bound(struct vmm *m);
 /* Listens once on the stream's port; the connection starts a new relay stream from s->counters, or
  * resumes s->stream when one was kept across a save. */
 int vmm_stream_listen(struct vmm_stream *s);
