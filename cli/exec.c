@@ -533,9 +533,19 @@ int cli_attach(struct cli *cli, int argc, char **argv)
         bool stdin_open = true, out_dead[2] = {};
         int r;
 
-        r = cli_parse_no_options(cli, argc, argv);
-        if (r != 0)
-                return r;
+        static const struct option options[] = {
+                { "print-path", no_argument, NULL, 'p' },
+                {},
+        };
+        bool print_path = false;
+        int c;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, ":", options, NULL)) >= 0) {
+                if (c != 'p')
+                        return cli_option_error(cli, c, argv);
+                print_path = true;
+        }
         if (argc - optind != 2)
                 return cli_usage_error(cli, "expected VM NAME and PID");
         req.vm = argv[optind];
@@ -552,6 +562,11 @@ int cli_attach(struct cli *cli, int argc, char **argv)
         }
         memcpy(sa.sun_path, path, strlen(path) + 1);
         control_message_free(m);
+        /* For conmon-format clients of their own: the socket is open now; connect to it yourself. */
+        if (print_path) {
+                printf("%s\n", sa.sun_path);
+                return fflush(stdout) == 0 ? 0 : cli_error(cli, "writing the path: %s", strerror(errno));
+        }
 
         fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
         if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)

@@ -19,7 +19,7 @@ static const struct cli_command commands[] = {
         { NULL, "ps", cli_ps, "ps NAME [--json]" },
         { NULL, "wait", cli_wait, "wait NAME PID [--json]" },
         { NULL, "kill", cli_kill, "kill NAME PID [--signal N|NAME]" },
-        { NULL, "attach", cli_attach, "attach NAME PID" },
+        { NULL, "attach", cli_attach, "attach NAME PID [--print-path]" },
         { NULL, "stats", cli_stats, "stats [--json]" },
         { NULL, "events", cli_events, "events [--vm NAME] [--json]" },
         { NULL, "save", cli_save, "save NAME --out FILE" },
@@ -45,7 +45,9 @@ static void help(FILE *f)
                 fprintf(f, "  vsockmux %s\n", commands[i].usage);
         fprintf(f, "\nexec is attached unless --detach: it relays this terminal's stdin, stdout and\n"
                    "stderr and exits with the process's exit code, 128+N if signal N killed it, 255 if\n"
-                   "its exit status was lost, and 125 if it could not be started.\n");
+                   "its exit status was lost, and 125 if it could not be started.\n"
+                   "attach opens the process's conmon-format attach socket on first use (no socket per\n"
+                   "process until then); --print-path prints its path for a client of your own.\n");
 }
 
 int main(int argc, char **argv)

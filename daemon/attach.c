@@ -29,6 +29,7 @@ struct attach {
         uint8_t *backlog;
         size_t backlog_head, backlog_len;
         bool ended;
+        bool bound;             /* the socket file is ours to remove */
 };
 
 static void attach_client_drop(struct attach_client *c)
@@ -158,10 +159,8 @@ void attach_end(struct attach *a)
 int attach_new(struct relay *r, const char *path, const struct attach_config *cfg, const char *name,
                struct attach **ret)
 {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        _cleanup_close_ int fd = -1;
+        struct sockaddr_un sa;
         struct attach *a;
-        int k;
 
         if (strlen(path) >= sizeof(sa.sun_path))
                 return -ENAMETOOLONG;
@@ -181,31 +180,42 @@ int attach_new(struct relay *r, const char *path, const struct attach_config *cf
                 attach_free(a);
                 return -ENOMEM;
         }
-        memcpy(sa.sun_path, path, strlen(path) + 1);
-        fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-                k = negative_errno();
-                goto fail;
-        }
-        (void)unlink(path);
-        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0600) < 0 || listen(fd, 16) < 0) {
-                k = negative_errno();
-                (void)unlink(path);
-                goto fail;
-        }
-        k = relay_listen_fd(r, fd, path, RELAY_LISTEN_MANY, attach_on_accept, a, &a->listener);
-        if (k < 0) {
-                (void)unlink(path);
-                goto fail;
-        }
-        TAKE_FD(fd);
         *ret = a;
         return 0;
-fail:
-        free(a->path);
-        a->path = NULL;
-        attach_free(a);
-        return k;
+}
+
+int attach_listen(struct attach *a)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_close_ int fd = -1;
+        int k;
+
+        if (a->listener)
+                return 0;
+        memcpy(sa.sun_path, a->path, strlen(a->path) + 1);
+        fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return negative_errno();
+        (void)unlink(a->path);
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(a->path, 0600) < 0 || listen(fd, 16) < 0) {
+                k = negative_errno();
+                (void)unlink(a->path);
+                return k;
+        }
+        k = relay_listen_fd(a->relay, fd, a->path, RELAY_LISTEN_MANY, attach_on_accept, a, &a->listener);
+        if (k < 0) {
+                (void)unlink(a->path);
+                return k;
+        }
+        TAKE_FD(fd);
+        a->bound = true;
+        log_debug("%s: attach socket %s open", a->name, a->path);
+        return 0;
+}
+
+bool attach_is_listening(const struct attach *a)
+{
+        return a->listener != NULL;
 }
 
 struct attach *attach_free(struct attach *a)
@@ -221,7 +231,7 @@ struct attach *attach_free(struct attach *a)
                 relay_chan_free(c->chan);
                 attach_client_drop(c);
         }
-        if (a->path)
+        if (a->bound)
                 (void)unlink(a->path);
         free(a->path);
         free(a->name);

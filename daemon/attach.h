@@ -25,9 +25,14 @@ struct attach_config {
 
 struct attach;
 
-/* Creates a SOCK_SEQPACKET socket at path, mode 0600. name prefixes log lines. */
+/* The attach state of one process (backlog, clients); its socket at `path` is opened only by
+ * attach_listen(), so thousands of processes nobody attaches to cost no socket, fd or inode each.
+ * name prefixes log lines. */
 int attach_new(struct relay *r, const char *path, const struct attach_config *cfg, const char *name,
                struct attach **ret);
+/* Opens the SOCK_SEQPACKET socket at the path, mode 0600; a no-op when it is open. */
+int attach_listen(struct attach *a);
+bool attach_is_listening(const struct attach *a);
 /* Disconnects every client and removes the socket file. */
 struct attach *attach_free(struct attach *a);
 DEFINE_CLEANUP(struct attach *, attach_free);

@@ -474,6 +474,11 @@ int vmm_process_attach_open(struct vmm_process *p, unsigned seq)
         return attach_new(m->relay, path, &cfg, name, &p->attach);
 }
 
+int vmm_process_attach_listen(struct vmm_process *p)
+{
+        return p->attach ? attach_listen(p->attach) : -ENOENT;
+}
+
 /* Ports, listeners, then the request: the guest dials as soon as it reads it. */
 static int process_send_exec(struct vmm_process *p, char *err, size_t errlen)
 {
@@ -713,7 +718,7 @@ void vmm_process_get_info(const struct vmm_process *p, struct vmm_process_info *
                 .wait_call_id = p->wait_outstanding ? p->wait_call_id : 0,
                 .exit_known = p->exit_known,
                 .exit = p->exit,
-                .attach_path = p->attach ? attach_path(p->attach) : NULL,
+                .attach_path = p->attach && attach_is_listening(p->attach) ? attach_path(p->attach) : NULL,
                 .attach_clients = p->attach ? attach_clients(p->attach) : 0,
                 .attach_max_clients = p->vm->vmm->cfg.attach_max_clients,
         };

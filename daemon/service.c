@@ -501,15 +501,18 @@ static int on_attach(struct control_call *call, const ProtobufCMessage *request,
         Vsockmux__V1__AttachResponse resp = VSOCKMUX__V1__ATTACH_RESPONSE__INIT;
         struct vmm_process_info pi;
         struct vmm_process *p;
+        int r;
 
         if (!vm)
                 return 0;
         p = vmm_process_find(vm, req->pid);
         if (!p)
                 return control_call_fail(call, CONTROL_CODE_NOT_FOUND, "no process %u in VM %s", req->pid, req->vm);
+        r = vmm_process_attach_listen(p);
+        if (r < 0)
+                return control_call_fail(call, CONTROL_CODE_UNAVAILABLE, "process %u has no attach socket: %s",
+                                         req->pid, strerror(-r));
         vmm_process_get_info(p, &pi);
-        if (!pi.attach_path)
-                return control_call_fail(call, CONTROL_CODE_UNAVAILABLE, "process %u has no attach socket", req->pid);
         /* The socket refuses a client over the cap too, silently: here the CLI can say why. */
         if (pi.attach_clients >= pi.attach_max_clients) {
                 log_warn("vm %s: attach to process %u refused: %u clients, the limit", req->vm, req->pid,

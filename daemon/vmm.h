@@ -172,11 +172,14 @@ struct vmm_process_info {
         uint64_t wait_call_id;                  /* outstanding WaitForProcess; 0 = none */
         bool exit_known;
         struct vmm_exit exit;
-        const char *attach_path;                /* NULL when none */
+        const char *attach_path;                /* NULL until vmm_process_attach_listen() opened it */
         unsigned attach_clients;                /* connected to the attach socket now */
         unsigned attach_max_clients;
 };
 void vmm_process_get_info(const struct vmm_process *p, struct vmm_process_info *ret);
+/* Opens the process's attach socket (conmon format) on first use; 0 when it is open. -ENOENT
+ * when the process has no attach state. */
+int vmm_process_attach_listen(struct vmm_process *p);
 
 /* Called once the exit is reported: after the wait completed AND every output stream reached EOF
  * and was flushed to its endpoint (or the drain timeout passed), never the other way round. */

@@ -703,6 +703,23 @@ long integ_exec_detached(struct integ *t, const char *vm, const char *script)
         return pid;
 }
 
+void integ_attach_path(struct integ *t, const char *vm, long pid, char *buf, size_t len)
+{
+        struct integ_result res;
+        char pid_s[16];
+        size_t n;
+
+        snprintf(pid_s, sizeof(pid_s), "%ld", pid);
+        integ_cli(t, &res, NULL, "attach", vm, pid_s, "--print-path", NULL);
+        integ_assert_code(t, &res, 0);
+        n = strcspn(res.out, "\n");
+        if (n == 0 || n >= len || res.out[0] != '/')
+                fail_msg("attach --print-path printed '%s', not a socket path", res.out);
+        memcpy(buf, res.out, n);
+        buf[n] = '\0';
+        integ_result_done(&res);
+}
+
 void integ_touch(const char *path)
 {
         int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);

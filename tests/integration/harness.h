@@ -125,6 +125,8 @@ int64_t integ_json_int(struct json_object *o, const char *key);
 struct json_object *integ_ps_find(struct integ *t, const char *vm, long pid, struct json_object **ret_all);
 /* `exec VM --detach -- sh -c SCRIPT`; asserts it printed only the pid and returns it. */
 long integ_exec_detached(struct integ *t, const char *vm, const char *script);
+/* The process's attach socket, opened by `vsockmux attach --print-path` (sockets open on first use). */
+void integ_attach_path(struct integ *t, const char *vm, long pid, char *buf, size_t len);
 void integ_touch(const char *path);
 
 struct CMUnitTest;

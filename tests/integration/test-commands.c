@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -511,6 +512,53 @@ static void test_attach_sees_output_of_running_process(void **state)
         close(out[0]);
 }
 
+static void test_attach_socket_opens_on_first_attach_only(void **state)
+{
+        struct integ *t = *state;
+        struct json_object *all, *p;
+        char path[INTEG_PATH_MAX], again[INTEG_PATH_MAX];
+        struct stat st;
+        long pid;
+        int fd;
+
+        integ_vm_with_sim(t, "demo");
+        pid = integ_exec_detached(t, "demo", "echo kept; exec sleep 1000");
+        /* Nobody attached yet: no socket, so an idle process costs no fd or inode for it. */
+        p = integ_ps_find(t, "demo", pid, &all);
+        assert_false(json_object_object_get_ex(p, "attach_socket", NULL));
+        json_object_put(all);
+
+        integ_attach_path(t, "demo", pid, path, sizeof(path));
+        assert_int_equal(stat(path, &st), 0);
+        assert_true(S_ISSOCK(st.st_mode));
+        assert_int_equal(st.st_mode & 0777, 0600);
+        p = integ_ps_find(t, "demo", pid, &all);
+        assert_string_equal(integ_json_str(p, "attach_socket"), path);
+        json_object_put(all);
+        /* Asking again names the same open socket, and a client still gets the backlog. */
+        integ_attach_path(t, "demo", pid, again, sizeof(again));
+        assert_string_equal(again, path);
+        fd = integ_connect_unix(path, SOCK_SEQPACKET);
+        {
+                char buf[256];
+                ssize_t n = recv(fd, buf, sizeof(buf), 0);
+
+                assert_true(n == 1 + 5);
+                assert_int_equal(buf[0], 2); /* conmon's stdout stream byte */
+                assert_memory_equal(buf + 1, "kept\n", 5);
+        }
+        close(fd);
+        {
+                struct integ_result res;
+                char pid_s[32];
+
+                snprintf(pid_s, sizeof(pid_s), "%ld", pid);
+                integ_cli(t, &res, NULL, "kill", "demo", pid_s, "--signal", "KILL", NULL);
+                integ_assert_code(t, &res, 0);
+                integ_result_done(&res);
+        }
+}
+
 static void test_attach_ends_when_process_exits(void **state)
 {
         struct integ *t = *state;
@@ -708,6 +756,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_ps_shows_pid_state_ports_and_byte_counts),
                 cmocka_unit_test(test_kill_default_is_sigterm_and_gone_pid_is_success),
                 cmocka_unit_test(test_attach_sees_output_of_running_process),
+                cmocka_unit_test(test_attach_socket_opens_on_first_attach_only),
                 cmocka_unit_test(test_attach_ends_when_process_exits),
                 cmocka_unit_test(test_attach_with_stdin_at_eof_still_follows_output),
                 cmocka_unit_test(test_stats_counts_vms_processes_and_bytes),

@@ -266,7 +266,7 @@ static void test_attach_client_that_never_reads_does_not_hold_back_the_file(void
         struct integ *t = *state;
         struct integ_result res;
         struct json_object *all, *p;
-        char out[INTEG_PATH_MAX], script[512], pid_s[32];
+        char out[INTEG_PATH_MAX], attach[INTEG_PATH_MAX], script[512], pid_s[32];
         struct stat st;
         long pid;
         int slow;
@@ -284,10 +284,9 @@ static void test_attach_client_that_never_reads_does_not_hold_back_the_file(void
                 pid = strtol(res.out, NULL, 10);
                 integ_result_done(&res);
         }
-        p = integ_ps_find(t, "demo", pid, &all);
+        integ_attach_path(t, "demo", pid, attach, sizeof(attach));
         /* A raw attach client that connects and then never reads a byte. */
-        slow = integ_connect_unix(integ_json_str(p, "attach_socket"), SOCK_SEQPACKET);
-        json_object_put(all);
+        slow = integ_connect_unix(attach, SOCK_SEQPACKET);
         integ_touch(integ_path(t, "go"));
 
         snprintf(pid_s, sizeof(pid_s), "%ld", pid);
@@ -490,7 +489,6 @@ static void test_sigterm_stops_daemon_with_0_and_removes_its_sockets(void **stat
 {
         struct integ *t = *state;
         struct integ_result res;
-        struct json_object *all, *p;
         char attach[INTEG_PATH_MAX], bridge[INTEG_PATH_MAX];
         struct stat st;
         long pid;
@@ -501,9 +499,7 @@ static void test_sigterm_stops_daemon_with_0_and_removes_its_sockets(void **stat
         integ_cli(t, &res, NULL, "exec", "demo", "--", "true", NULL);
         integ_assert_code(t, &res, 0);
         integ_result_done(&res);
-        p = integ_ps_find(t, "demo", pid, &all);
-        snprintf(attach, sizeof(attach), "%s", integ_json_str(p, "attach_socket"));
-        json_object_put(all);
+        integ_attach_path(t, "demo", pid, attach, sizeof(attach));
         snprintf(bridge, sizeof(bridge), "%s_%u", integ_hvsock(t, "demo"), ERR_BRIDGE_PORT);
         assert_int_equal(stat(attach, &st), 0);
         assert_int_equal(stat(bridge, &st), 0);

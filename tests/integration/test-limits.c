@@ -246,9 +246,8 @@ static void test_max_streams_refuses_exec_with_125_and_counts_stdin(void **state
 static void test_max_attach_clients_refuses_the_next_client(void **state)
 {
         struct integ *t = limits_start(state, "--max-attach-clients", "1", NULL);
-        struct json_object *all, *p;
         struct integ_result res;
-        char script[INTEG_PATH_MAX + 32], pid_s[16], buf[256];
+        char script[INTEG_PATH_MAX + 32], attach[INTEG_PATH_MAX], pid_s[16], buf[256];
         long pid;
         ssize_t n;
         int fd;
@@ -259,9 +258,8 @@ static void test_max_attach_clients_refuses_the_next_client(void **state)
         snprintf(pid_s, sizeof(pid_s), "%ld", pid);
 
         /* The first client is ours; the backlog's "ready" proves the daemon counted it. */
-        p = integ_ps_find(t, "demo", pid, &all);
-        fd = integ_connect_unix(integ_json_str(p, "attach_socket"), SOCK_SEQPACKET);
-        json_object_put(all);
+        integ_attach_path(t, "demo", pid, attach, sizeof(attach));
+        fd = integ_connect_unix(attach, SOCK_SEQPACKET);
         do
                 n = recv(fd, buf, sizeof(buf) - 1, 0);
         while (n > 0 && !memmem(buf, (size_t)n, "ready", 5));
