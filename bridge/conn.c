@@ -37,6 +37,8 @@ struct bridge_conn {
         uint64_t generation;
         uint64_t negotiate_id;
         uint64_t call_timeout_ns;
+        uint64_t reconnect_grace_ns;    /* 0: a lost connection fails every call at once (upstream) */
+        uint64_t grace_deadline;        /* kept waits fail then unless a guest negotiated again */
 
         char *runtime_os;
         bool stdio_resume;
@@ -247,10 +249,26 @@ static int complete_from_payload(struct bridge_conn *c, struct bridge_call *call
 
 /* ---- losing the guest ---- */
 
-static void fail_internal_calls(struct bridge_conn *c)
+static bool call_is_internal(const struct bridge_call *call)
+{
+        return call->flags & BRIDGE_CALL_INTERNAL;
+}
+
+static bool call_is_not_kept_wait(const struct bridge_call *call)
+{
+        return call->type != BRIDGE_RPC_WAIT_FOR_PROCESS || (call->flags & BRIDGE_CALL_INTERNAL);
+}
+
+static bool call_is_ours_to_fail(const struct bridge_call *call)
+{
+        return !(call->flags & BRIDGE_CALL_INTERNAL);
+}
+
+/* Fails, as zombies (a guest that reconnects may still answer them), the calls `pick` chooses. */
+static size_t fail_calls(struct bridge_conn *c, bool (*pick)(const struct bridge_call *call))
 {
         _cleanup_free_ uint64_t *ids = NULL;
-        size_t n = 0;
+        size_t n = 0, failed = 0;
         struct bridge_result res = {
                 .error = -ENOTCONN,
                 .status = BRIDGE_STATUS_CLOSED,
@@ -259,17 +277,40 @@ static void fail_internal_calls(struct bridge_conn *c)
         };
 
         if (bridge_calls_list(c->calls, 0, &ids, &n) < 0)
-                return;
+                return 0;
         for (size_t i = 0; i < n; i++) {
                 struct bridge_call *call = bridge_calls_get(c->calls, ids[i]);
-                if (call && (call->flags & BRIDGE_CALL_INTERNAL))
+
+                if (call && pick(call)) {
                         bridge_calls_complete(c->calls, call, &res, true);
+                        failed++;
+                }
         }
+        return failed;
 }
 
-/* The guest connection is gone. `notify_binding` when we decided it (the binding closes it). */
-static void lose_guest(struct bridge_conn *c, int error, bool notify_binding)
+static size_t count_kept_waits(struct bridge_conn *c)
 {
+        _cleanup_free_ uint64_t *ids = NULL;
+        size_t n = 0, kept = 0;
+
+        if (bridge_calls_list(c->calls, BRIDGE_RPC_WAIT_FOR_PROCESS, &ids, &n) < 0)
+                return 0;
+        for (size_t i = 0; i < n; i++) {
+                struct bridge_call *call = bridge_calls_get(c->calls, ids[i]);
+
+                if (call && !(call->flags & BRIDGE_CALL_INTERNAL))
+                        kept++;
+        }
+        return kept;
+}
+
+/* The guest connection is gone. `notify_binding` when we decided it (the binding closes it);
+ * `broken` when the guest broke the protocol, so nothing it still owes us can be trusted. */
+static void lose_guest(struct bridge_conn *c, int error, bool notify_binding, bool broken)
+{
+        size_t kept;
+
         enum bridge_conn_state old;
 
         if (!c->attached)
@@ -283,15 +324,44 @@ static void lose_guest(struct bridge_conn *c, int error, bool notify_binding)
                 /* Kept calls wait for the next connection, except ours: negotiate and probes are
                  * redone there (B6). */
                 c->state = BRIDGE_CONN_MIGRATING;
-                fail_internal_calls(c);
+                fail_calls(c, call_is_internal);
                 state_report(c, old, BRIDGE_CONN_MIGRATING);
                 return;
         }
         c->state = BRIDGE_CONN_WAITING;
-        /* As zombies: a guest that reconnects may still answer them (it queues replies), and that
-         * must not cost the new connection. */
-        bridge_calls_fail_all(c->calls, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed", true);
+        if (broken || c->reconnect_grace_ns == 0) {
+                /* As zombies: a guest that reconnects may still answer them (it queues replies), and
+                 * that must not cost the new connection. */
+                bridge_calls_fail_all(c->calls, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed", true);
+                c->grace_deadline = BRIDGE_DEADLINE_NONE;
+                state_report(c, old, BRIDGE_CONN_WAITING);
+                return;
+        }
+        /* The guest keeps its processes across a redial (H4): a wait asked again after the next
+         * negotiation (the probe) still gets the exit, so it need not be lost with the connection.
+         * What else was in flight has an unknown outcome and fails now. */
+        fail_calls(c, call_is_not_kept_wait);
+        kept = count_kept_waits(c);
+        if (kept > 0 && c->grace_deadline == BRIDGE_DEADLINE_NONE) {
+                c->grace_deadline = deadline_after(c, c->reconnect_grace_ns);
+                log_info("bridge %s: keeping %zu waits for %" PRIu64 " ms while the guest reconnects", c->name, kept,
+                         c->reconnect_grace_ns / 1000000);
+        }
         state_report(c, old, BRIDGE_CONN_WAITING);
+}
+
+/* The guest did not negotiate again within the grace: what was kept for it is lost after all. */
+static void grace_expire(struct bridge_conn *c, uint64_t now_ns)
+{
+        size_t n;
+
+        if (c->grace_deadline > now_ns || c->state == BRIDGE_CONN_CONNECTED || c->migrating)
+                return;
+        c->grace_deadline = BRIDGE_DEADLINE_NONE;
+        n = fail_calls(c, call_is_ours_to_fail);
+        if (n > 0)
+                log_warn("bridge %s: the guest did not reconnect within %" PRIu64 " ms; %zu waits fail with \"bridge "
+                         "closed\"", c->name, c->reconnect_grace_ns / 1000000, n);
 }
 
 /* Ends the guest connection for a protocol error: one clear log line, then a loss. */
@@ -306,7 +376,7 @@ static int kill_guest(struct bridge_conn *c, int error, const char *fmt, ...)
         va_end(ap);
         log_error("bridge %s: dropping the guest connection: %s%s", c->name, why,
                   c->migrating ? " (migrating: calls kept)" : "; outstanding calls fail with \"bridge closed\"");
-        lose_guest(c, error, true);
+        lose_guest(c, error, true, true);
         return error;
 }
 
@@ -474,6 +544,7 @@ static void negotiate_done(const struct bridge_result *res, void *userdata)
         c->stdio_resume = c->offer_stdio_resume && resp->negotiate.stdio_resume;
         log_info("bridge %s: negotiated protocol 4 with a %s guest%s (connection %" PRIu64 ")", c->name,
                  c->runtime_os ?: "?", c->stdio_resume ? ", stdio resume agreed" : "", c->generation);
+        c->grace_deadline = BRIDGE_DEADLINE_NONE;
         set_state(c, BRIDGE_CONN_CONNECTED);
         if (c->state == BRIDGE_CONN_CONNECTED)
                 probe_waits(c);
@@ -501,6 +572,7 @@ int bridge_conn_new(const char *name, const struct bridge_conn_ops *ops, void *u
         c->userdata = userdata;
         c->state = BRIDGE_CONN_WAITING;
         c->call_timeout_ns = BRIDGE_CONN_CALL_TIMEOUT_NS;
+        c->grace_deadline = BRIDGE_DEADLINE_NONE;
         c->offer_stdio_resume = true;
         bridge_held_init(&c->held);
         *ret = c;
@@ -560,7 +632,7 @@ int bridge_conn_attach(struct bridge_conn *c)
         if (c->state == BRIDGE_CONN_CLOSED)
                 return -ESHUTDOWN;
         if (c->attached)
-                lose_guest(c, -ECONNRESET, false);
+                lose_guest(c, -ECONNRESET, false, false);
         if (c->state == BRIDGE_CONN_CLOSED)
                 return -ESHUTDOWN;
         c->attached = true;
@@ -590,7 +662,7 @@ void bridge_conn_detach(struct bridge_conn *c, int error)
                          c->migrating ? " (migrating: calls kept)" : "");
         else
                 log_info("bridge %s: guest closed the bridge%s", c->name, c->migrating ? " (migrating: calls kept)" : "");
-        lose_guest(c, error, false);
+        lose_guest(c, error, false, false);
 }
 
 static int handle_notification(struct bridge_conn *c, const struct bridge_frame *f)
@@ -716,11 +788,23 @@ void bridge_conn_tick(struct bridge_conn *c, uint64_t now_ns)
         if (c->state == BRIDGE_CONN_CLOSED)
                 return;
         bridge_calls_expire(c->calls, now_ns);
+        grace_expire(c, now_ns);
 }
 
 uint64_t bridge_conn_next_deadline(const struct bridge_conn *c)
 {
-        return bridge_calls_next_deadline(c->calls);
+        uint64_t d = bridge_calls_next_deadline(c->calls);
+
+        /* Migrating keeps calls without a deadline; the grace runs again once it ends. */
+        return c->migrating ? d : MIN(d, c->grace_deadline);
+}
+
+int bridge_conn_set_reconnect_grace(struct bridge_conn *c, uint64_t grace_ns)
+{
+        if (grace_ns > BRIDGE_CONN_RECONNECT_GRACE_MAX_NS)
+                return -ERANGE;
+        c->reconnect_grace_ns = grace_ns;
+        return 0;
 }
 
 void bridge_conn_set_migrating(struct bridge_conn *c, bool migrating)

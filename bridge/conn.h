@@ -17,6 +17,8 @@
 #define BRIDGE_CONN_CALL_TIMEOUT_MAX_NS (24 * 3600 * BRIDGE_NSEC_PER_SEC)
 #define BRIDGE_CONN_NEGOTIATE_TIMEOUT_NS (60 * BRIDGE_NSEC_PER_SEC)
 /* The guest-side timeout of a reconnect probe (F2) and how long we wait for its answer. */
+/* A reconnect grace longer than this is a typo, not a plan. */
+#define BRIDGE_CONN_RECONNECT_GRACE_MAX_NS (3600 * BRIDGE_NSEC_PER_SEC)
 #define BRIDGE_CONN_PROBE_TIMEOUT_MS 50u
 #define BRIDGE_CONN_PROBE_DEADLINE_NS (60 * BRIDGE_NSEC_PER_SEC)
 /* Messages held during a resume window until their call or container is registered (V1). */
@@ -91,6 +93,11 @@ ssize_t bridge_conn_recv(struct bridge_conn *c, const void *data, size_t len);
 /* The timeout of calls sent from now on (0 restores BRIDGE_CONN_CALL_TIMEOUT_NS); a finite wait
  * gets it on top of its own TimeoutInMs. -ERANGE above BRIDGE_CONN_CALL_TIMEOUT_MAX_NS. */
 int bridge_conn_set_call_timeout(struct bridge_conn *c, uint64_t timeout_ns);
+/* How long outstanding WaitForProcess calls outlive a lost guest connection (not migrating, no
+ * protocol error): a guest that negotiates again within it gets each asked again (the probe), so
+ * its exit is not lost with the connection. 0 (the default, as upstream) fails every call at once.
+ * -ERANGE above BRIDGE_CONN_RECONNECT_GRACE_MAX_NS. */
+int bridge_conn_set_reconnect_grace(struct bridge_conn *c, uint64_t grace_ns);
 /* Completes calls whose deadline passed. */
 void bridge_conn_tick(struct bridge_conn *c, uint64_t now_ns);
 /* Absolute CLOCK_MONOTONIC deadline of the next timeout; BRIDGE_DEADLINE_NONE for none. */

@@ -389,6 +389,11 @@ int bridge_host_set_call_timeout(struct bridge_host *h, uint64_t timeout_ns)
         return bridge_conn_set_call_timeout(h->conn, timeout_ns);
 }
 
+int bridge_host_set_reconnect_grace(struct bridge_host *h, uint64_t grace_ns)
+{
+        return bridge_conn_set_reconnect_grace(h->conn, grace_ns);
+}
+
 uint64_t bridge_host_next_id(const struct bridge_host *h)
 {
         return bridge_conn_next_id(h->conn);

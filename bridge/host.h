@@ -101,6 +101,8 @@ size_t bridge_host_max_frame(const struct bridge_host *h);
 
 /* See bridge_conn_set_call_timeout(): default 5 minutes (B4). */
 int bridge_host_set_call_timeout(struct bridge_host *h, uint64_t timeout_ns);
+/* See bridge_conn_set_reconnect_grace(). */
+int bridge_host_set_reconnect_grace(struct bridge_host *h, uint64_t grace_ns);
 
 uint64_t bridge_host_next_id(const struct bridge_host *h);
 int bridge_host_seed_next_id(struct bridge_host *h, uint64_t next);

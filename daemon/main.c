@@ -10,6 +10,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "bridge/conn.h"
 #include "daemon/attach.h"
 #include "daemon/service.h"
 #include "daemon/vmm.h"
@@ -28,6 +29,7 @@ enum {
         OPT_MAX_BRIDGE_FRAME,
         OPT_MAX_CONTROL_FRAME,
         OPT_STREAM_BUFFER_BYTES,
+        OPT_RECONNECT_GRACE,
 };
 
 struct daemon_signals {
@@ -79,6 +81,9 @@ static void usage(FILE *f)
                 "  --hvsock-root DIR    accept hybrid-vsock paths only inside DIR (no symlinks, no \"..\")\n"
                 "  --group NAME|GID     (root only) let this group use the control socket (mode 0660)\n"
                 "  --log-level LEVEL    error, warn, info or debug (default info)\n"
+                "  --bridge-reconnect-grace SECONDS  how long a guest whose bridge dropped (not migrating)\n"
+                "                       may take to reconnect before its processes' exits are reported\n"
+                "                       lost; 0 reports them lost at once, as hcsshim does (default %u, max %u)\n"
                 "Limits (a request over one fails with a one-line reason; N from 1 to the maximum shown;\n"
                 "sizes take a K or M suffix for KiB or MiB):\n"
                 "  --max-connections N     control connections at once; idle ones make way (default %u, max %u)\n"
@@ -92,6 +97,8 @@ static void usage(FILE *f)
                 "  --stream-buffer-bytes SIZE  bytes read from a guest and not yet delivered, per stream;\n"
                 "                          rounded up to %u-byte buffers (default %u, min %u, max %u)\n"
                 "  --help\n",
+                (unsigned)(VMM_DEFAULT_RECONNECT_GRACE_NS / BRIDGE_NSEC_PER_SEC),
+                (unsigned)(BRIDGE_CONN_RECONNECT_GRACE_MAX_NS / BRIDGE_NSEC_PER_SEC),
                 CONTROL_SERVER_MAX_CONNECTIONS, CONTROL_SERVER_MAX_CONNECTIONS_LIMIT, VMM_DEFAULT_MAX_VMS,
                 VMM_MAX_VMS_LIMIT, VMM_DEFAULT_MAX_PROCESSES, VMM_MAX_PROCESSES_LIMIT, VMM_MAX_STREAMS_LIMIT,
                 ATTACH_DEFAULT_MAX_CLIENTS, VMM_ATTACH_MAX_CLIENTS_LIMIT, BRIDGE_MAX_FRAME, BRIDGE_HOST_MIN_FRAME,
@@ -156,6 +163,7 @@ int main(int argc, char **argv)
                 { "max-bridge-frame", required_argument, NULL, OPT_MAX_BRIDGE_FRAME },
                 { "max-control-frame", required_argument, NULL, OPT_MAX_CONTROL_FRAME },
                 { "stream-buffer-bytes", required_argument, NULL, OPT_STREAM_BUFFER_BYTES },
+                { "bridge-reconnect-grace", required_argument, NULL, OPT_RECONNECT_GRACE },
                 { "log-level", required_argument, NULL, 'l' },
                 { "help", no_argument, NULL, 'h' },
                 {},
@@ -235,6 +243,12 @@ int main(int argc, char **argv)
                                         &v) < 0)
                                 return 2;
                         vcfg.bridge_max_frame = (size_t)v;
+                        break;
+                case OPT_RECONNECT_GRACE:
+                        if (parse_limit("--bridge-reconnect-grace", optarg, false, 0,
+                                        BRIDGE_CONN_RECONNECT_GRACE_MAX_NS / BRIDGE_NSEC_PER_SEC, &v) < 0)
+                                return 2;
+                        vcfg.reconnect_grace_ns = v * BRIDGE_NSEC_PER_SEC;
                         break;
                 case OPT_MAX_CONTROL_FRAME:
                         if (parse_limit("--max-control-frame", optarg, true, CONTROL_FRAME_MIN_DATA,

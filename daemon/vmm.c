@@ -16,6 +16,7 @@ void vmm_config_default(struct vmm_config *c)
                 .max_processes = VMM_DEFAULT_MAX_PROCESSES,
                 .exited_keep = VMM_DEFAULT_EXITED_KEEP,
                 .drain_timeout_ns = VMM_DEFAULT_DRAIN_TIMEOUT_NS,
+                .reconnect_grace_ns = VMM_DEFAULT_RECONNECT_GRACE_NS,
                 .attach_backlog = ATTACH_DEFAULT_BACKLOG,
                 .attach_client_max_tx = ATTACH_DEFAULT_CLIENT_TX,
                 .attach_max_clients = ATTACH_DEFAULT_MAX_CLIENTS,
@@ -307,6 +308,8 @@ int vmm_vm_start_bridge(struct vmm_vm *vm)
 
         if (r >= 0)
                 r = bridge_host_set_max_frame(vm->bridge, vm->vmm->cfg.bridge_max_frame);
+        if (r >= 0)
+                r = bridge_host_set_reconnect_grace(vm->bridge, vm->vmm->cfg.reconnect_grace_ns);
         return r;
 }
 

@@ -15,6 +15,9 @@
 #define VMM_DEFAULT_EXITED_KEEP 256u        /* exited processes remembered per VM for wait and ps */
 #define VMM_DEFAULT_CONNECT_TIMEOUT_NS (30ull * 1000000000ull)
 #define VMM_DEFAULT_DRAIN_TIMEOUT_NS (10ull * 1000000000ull)
+/* A guest agent that redials (every 100 ms) or restarts within this keeps its processes' waits:
+ * their exits are asked for again, not reported lost. */
+#define VMM_DEFAULT_RECONNECT_GRACE_NS (30 * UINT64_C(1000000000))
 /* Hard maxima for the configurable caps (vsockmuxd refuses larger values at start). */
 #define VMM_MAX_VMS_LIMIT 65536u
 #define VMM_MAX_PROCESSES_LIMIT (1u << 20)
@@ -84,6 +87,7 @@ struct vmm_config {
         size_t bridge_max_frame;        /* each VM's bridge frames, both ways; 0 = BRIDGE_MAX_FRAME */
         unsigned exited_keep;
         uint64_t drain_timeout_ns;
+        uint64_t reconnect_grace_ns;    /* see bridge_conn_set_reconnect_grace(); 0 = fail waits at once */
         size_t attach_backlog;
         size_t attach_client_max_tx;
         unsigned attach_max_clients;

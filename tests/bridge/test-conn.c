@@ -953,6 +953,115 @@ static void test_migration_ending_while_detached_fails_kept_calls(void **state)
         harness_free(h);
 }
 
+/* ---- losing the guest outside migration, with a reconnect grace ---- */
+
+#define GRACE_NS (10 * BRIDGE_NSEC_PER_SEC)
+
+/* Drains what the host wrote so the next pop_request() sees only what follows. */
+static void drop_requests(struct harness *h)
+{
+        h->out_len = h->out_off = 0;
+}
+
+static void test_lost_connection_keeps_waits_for_the_grace_and_probes_them_on_reconnect(void **state)
+{
+        struct harness *h = harness_new();
+        struct bridge_response exited = { .wait.exit_code = 6 };
+        struct bridge_request req;
+        struct done w = {}, sig = {};
+        uint64_t id, probe_id;
+
+        assert_int_equal(bridge_conn_set_reconnect_grace(h->c, GRACE_NS), 0);
+        connect_guest(h, false);
+        id = send_wait(h, 12, &w);
+        assert_int_equal(bridge_conn_signal(h->c, "ctr", 12, 15, on_done, &sig, NULL), 0);
+        drop_requests(h);
+        bridge_conn_detach(h->c, -ECONNRESET);
+        /* The signal's outcome is unknown: it fails. The wait can be asked again: it stays. */
+        assert_int_equal(sig.count, 1);
+        assert_int_equal(sig.last.status, BRIDGE_STATUS_CLOSED);
+        assert_int_equal(w.count, 0);
+        assert_int_equal(bridge_conn_state(h->c), BRIDGE_CONN_WAITING);
+        assert_int_equal(bridge_conn_next_deadline(h->c), h->now + GRACE_NS);
+        h->now += GRACE_NS - 1;
+        bridge_conn_tick(h->c, h->now);
+        assert_int_equal(w.count, 0);
+
+        connect_guest(h, false);
+        assert_int_equal(pop_request(h, &req, &probe_id), BRIDGE_RPC_WAIT_FOR_PROCESS);
+        assert_int_equal(req.wait.pid, 12);
+        assert_int_equal(req.wait.timeout_ms, BRIDGE_CONN_PROBE_TIMEOUT_MS);
+        bridge_request_done(&req);
+        assert_true(reply(h, BRIDGE_RPC_WAIT_FOR_PROCESS, probe_id, &exited) > 0);
+        assert_int_equal(w.count, 1);
+        assert_int_equal(w.last.status, BRIDGE_STATUS_OK);
+        assert_int_equal(w.last.exit_code, 6);
+        assert_int_equal(w.last.call_id, id);
+        assert_true(w.last.probed);
+        /* Past the old grace nothing else happens: the new connection ended it. */
+        h->now += 2 * GRACE_NS;
+        bridge_conn_tick(h->c, h->now);
+        assert_int_equal(w.count, 1);
+        assert_int_equal(h->disconnects, 0);
+        harness_free(h);
+}
+
+static void test_guest_not_back_within_the_grace_fails_waits_with_bridge_closed(void **state)
+{
+        struct harness *h = harness_new();
+        struct done w = {};
+
+        assert_int_equal(bridge_conn_set_reconnect_grace(h->c, GRACE_NS), 0);
+        connect_guest(h, false);
+        send_wait(h, 12, &w);
+        bridge_conn_detach(h->c, 0);
+        assert_int_equal(w.count, 0);
+        h->now += GRACE_NS;
+        bridge_conn_tick(h->c, h->now);
+        assert_int_equal(w.count, 1);
+        assert_int_equal(w.last.status, BRIDGE_STATUS_CLOSED);
+        assert_string_equal(w.message, "bridge closed");
+        assert_int_equal(bridge_conn_next_deadline(h->c), BRIDGE_DEADLINE_NONE);
+        harness_free(h);
+}
+
+static void test_protocol_error_fails_waits_at_once_despite_the_grace(void **state)
+{
+        struct harness *h = harness_new();
+        struct done w = {};
+
+        assert_int_equal(bridge_conn_set_reconnect_grace(h->c, GRACE_NS), 0);
+        connect_guest(h, false);
+        send_wait(h, 12, &w);
+        /* A guest that answers an id never asked broke the protocol: nothing it owes is trusted. */
+        assert_true(reply_result(h, BRIDGE_RPC_WAIT_FOR_PROCESS, 999, 0, NULL) < 0);
+        assert_int_equal(w.count, 1);
+        assert_int_equal(w.last.status, BRIDGE_STATUS_CLOSED);
+        harness_free(h);
+}
+
+static void test_grace_waits_through_a_migration_and_runs_again_after(void **state)
+{
+        struct harness *h = harness_new();
+        struct done w = {};
+
+        assert_int_equal(bridge_conn_set_reconnect_grace(h->c, GRACE_NS), 0);
+        assert_int_equal(bridge_conn_set_reconnect_grace(h->c, BRIDGE_CONN_RECONNECT_GRACE_MAX_NS + 1), -ERANGE);
+        connect_guest(h, false);
+        send_wait(h, 12, &w);
+        bridge_conn_detach(h->c, -ECONNRESET);
+        bridge_conn_set_migrating(h->c, true);
+        /* Migrating keeps calls for as long as it lasts: no grace deadline meanwhile. */
+        h->now += 2 * GRACE_NS;
+        bridge_conn_tick(h->c, h->now);
+        assert_int_equal(w.count, 0);
+        bridge_conn_set_migrating(h->c, false);
+        bridge_conn_tick(h->c, h->now);
+        assert_int_equal(w.count, 1);
+        assert_int_equal(w.last.status, BRIDGE_STATUS_CLOSED);
+        harness_free(h);
+}
+
 static void test_close_completes_calls_and_watchers_once(void **state)
 {
         struct harness *h = harness_new();
@@ -1262,6 +1371,10 @@ int main(void)
                 cmocka_unit_test(test_duplicate_notification_outside_window_is_ignored),
                 cmocka_unit_test(test_loss_outside_migration_fails_calls_and_keeps_watchers),
                 cmocka_unit_test(test_migration_ending_while_detached_fails_kept_calls),
+                cmocka_unit_test(test_lost_connection_keeps_waits_for_the_grace_and_probes_them_on_reconnect),
+                cmocka_unit_test(test_guest_not_back_within_the_grace_fails_waits_with_bridge_closed),
+                cmocka_unit_test(test_protocol_error_fails_waits_at_once_despite_the_grace),
+                cmocka_unit_test(test_grace_waits_through_a_migration_and_runs_again_after),
                 cmocka_unit_test(test_close_completes_calls_and_watchers_once),
                 cmocka_unit_test(test_thousands_of_waits_survive_a_reconnect),
                 cmocka_unit_test(test_random_traffic_completes_every_callback_exactly_once),

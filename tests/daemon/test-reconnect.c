@@ -336,19 +336,6 @@ static void test_stdio_reset_twice_delivers_every_byte_once(void **state)
         assert_exactly_once(out, NULL);
 }
 
-/* Skips a test that shows a known bug, unless VSOCKMUX_INTEG_KNOWN_BUGS=1 asks to run it. */
-static bool skip_known_bug(const char *why)
-{
-        if (getenv("VSOCKMUX_INTEG_KNOWN_BUGS"))
-                return false;
-        fprintf(stderr, "SKIP (known bug): %s\n", why);
-        return true;
-}
-
-#define KNOWN_BUG_BRIDGE_RESET                                                                             \
-        "a bridge reset after the guest reconnected fails WaitForProcess with \"bridge closed\": the exit " \
-        "is reported lost and the stdio streams are let go, so the redialling guest's output is stranded"
-
 static void test_full_reset_twice_delivers_every_byte_once(void **state)
 {
         struct fixture *f = *state;
@@ -357,8 +344,6 @@ static void test_full_reset_twice_delivers_every_byte_once(void **state)
         char out[128];
         uint32_t pid;
 
-        if (skip_known_bug(KNOWN_BUG_BRIDGE_RESET))
-                skip();
         snprintf(out, sizeof(out), "%s/out", f->dir);
         vm = add_vm_connected(f, f->a);
         pid = exec_writer(f, vm, out);
@@ -429,8 +414,6 @@ static void test_full_reset_after_restore_delivers_every_byte_once(void **state)
         struct vmm_vm *vb;
         uint32_t pid;
 
-        if (skip_known_bug(KNOWN_BUG_BRIDGE_RESET))
-                skip();
         snprintf(out_a, sizeof(out_a), "%s/out-a", f->dir);
         snprintf(out_b, sizeof(out_b), "%s/out-b", f->dir);
         vb = move_writer(f, out_a, out_b, &pid);

@@ -523,9 +523,12 @@ int integ_new_args(const struct integ_config *cfg, char *const extra[], struct i
                 char wrapper[1024];
                 char *argv[INTEG_MAX_ARGS];
                 size_t n = integ_daemon_wrapper(wrapper, sizeof(wrapper), argv, INTEG_MAX_ARGS / 2);
+                /* These tests kill guests for good and expect "exit status lost": a short reconnect
+                 * grace keeps each from waiting the default 30 s. Reconnecting within the grace is
+                 * tested in tests/daemon/test-reconnect.c; a test's own extra args come later and win. */
                 char *const base[] = {
                         (char *)cfg->daemon, (char *)"--socket", t->sock, (char *)"--state-dir", t->state_dir,
-                        (char *)"--log-level", (char *)"debug", NULL,
+                        (char *)"--log-level", (char *)"debug", (char *)"--bridge-reconnect-grace", (char *)"1", NULL,
                 };
 
                 for (size_t i = 0; base[i]; i++)
