@@ -40,7 +40,8 @@ static void bridge_flush_locked(struct sim *s)
         }
 }
 
-void sim_bridge_send(struct sim *s, uint8_t *buf, size_t len)
+/* Called with write_lock held: appends the frame to what goes out next, in order. */
+static void bridge_queue_locked(struct sim *s, uint8_t *buf, size_t len)
 {
         struct sim_frame *f = calloc(1, sizeof(*f));
 
@@ -50,11 +51,9 @@ void sim_bridge_send(struct sim *s, uint8_t *buf, size_t len)
                 return;
         }
         *f = (struct sim_frame) { .buf = buf, .len = len };
-        pthread_mutex_lock(&s->write_lock);
         if (!s->pending) {
                 s->pending = calloc(1, sizeof(*s->pending));
                 if (!s->pending) {
-                        pthread_mutex_unlock(&s->write_lock);
                         log_error("bridge: out of memory, dropping a %zu-byte frame", len);
                         free(buf);
                         free(f);
@@ -76,6 +75,26 @@ void sim_bridge_send(struct sim *s, uint8_t *buf, size_t len)
         *s->pending->tail = f;
         s->pending->tail = &f->next;
         s->pending->n++;
+}
+
+void sim_bridge_queue(struct sim *s, uint8_t *buf, size_t len)
+{
+        pthread_mutex_lock(&s->write_lock);
+        bridge_queue_locked(s, buf, len);
+        pthread_mutex_unlock(&s->write_lock);
+}
+
+void sim_bridge_flush(struct sim *s)
+{
+        pthread_mutex_lock(&s->write_lock);
+        bridge_flush_locked(s);
+        pthread_mutex_unlock(&s->write_lock);
+}
+
+void sim_bridge_send(struct sim *s, uint8_t *buf, size_t len)
+{
+        pthread_mutex_lock(&s->write_lock);
+        bridge_queue_locked(s, buf, len);
         bridge_flush_locked(s);
         pthread_mutex_unlock(&s->write_lock);
 }

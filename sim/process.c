@@ -160,7 +160,7 @@ static void *process_reaper(void *arg)
         struct sim *s = rp->s;
         struct sim_process *p = rp->p;
         struct sim_waiter *waiters;
-        bool stopping;
+        bool stopping, had_waiters;
         int status = 0;
 
         free(rp);
@@ -193,13 +193,20 @@ static void *process_reaper(void *arg)
         /* A wait that arrives from now on is answered by sim_process_wait_start() itself. */
         waiters = sim_wait_list_take_locked(s, &p->waiters);
         stopping = s->stopping;
-        /* An exec'd process goes once a waiter has its code; a container's init stays (W9). */
-        if (waiters && !stopping && !p->is_init && p->in_table)
+        /* An exec'd process goes once a waiter has its code; a container's init stays (W9). The
+         * answers are queued first, under the lock a wait takes to look the pid up: a wait (a
+         * host's probe) that then finds it gone is answered "not found" AFTER them, never ahead of
+         * the answer that carries the code. Pending waits get no reply once the sim stops. */
+        had_waiters = waiters != NULL;
+        if (!stopping)
+                sim_waiters_queue_answers(s, TAKE_PTR(waiters), p->exit_code);
+        if (had_waiters && !stopping && !p->is_init && p->in_table)
                 process_unlink_locked(s, p);
         pthread_mutex_unlock(&s->lock);
+        if (stopping)
+                sim_waiters_answer(s, waiters, false, 0);
         log_info("pid %d exited with %u", (int)p->pid, p->exit_code);
-        /* Pending waits get no reply once the sim stops. */
-        sim_waiters_answer(s, waiters, !stopping, p->exit_code);
+        sim_bridge_flush(s);
 
         if (p->is_init)
                 process_notify_exit(s, p);

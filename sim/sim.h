@@ -101,6 +101,10 @@ int sim_write_all(int fd, const void *buf, size_t len);
 void sim_bridge_run(struct sim *s);
 /* Sends (or queues until the next connection) one frame; takes buf. */
 void sim_bridge_send(struct sim *s, uint8_t *buf, size_t len);
+/* sim_bridge_send() in two steps: queue (no I/O, so it may run under s->lock, fixing the order of
+ * frames against other threads), then flush what is queued. */
+void sim_bridge_queue(struct sim *s, uint8_t *buf, size_t len);
+void sim_bridge_flush(struct sim *s);
 void sim_bridge_free_pending(struct sim *s);
 
 /* handlers.c: one request, run on its own thread; replies through sim_bridge_send(). */
@@ -148,6 +152,8 @@ int sim_wait_add_locked(struct sim *s, struct sim_wait_list *l, uint64_t id, con
 struct sim_waiter *sim_wait_list_take_locked(struct sim *s, struct sim_wait_list *l);
 /* Without the lock: replies the exit code to each waiter of the chain (none when reply is false), frees them. */
 void sim_waiters_answer(struct sim *s, struct sim_waiter *chain, bool reply, uint32_t exit_code);
+/* Queues the exit code for every waiter of the chain (sim_bridge_flush() sends them) and frees it. */
+void sim_waiters_queue_answers(struct sim *s, struct sim_waiter *chain, uint32_t exit_code);
 /* One WaitForProcess reply. */
 void sim_wait_reply(struct sim *s, uint64_t id, const char *activity_id, int32_t result, const char *message,
                     uint32_t exit_code);

@@ -172,8 +172,8 @@ struct sim_waiter *sim_wait_list_take_locked(struct sim *s, struct sim_wait_list
         return chain;
 }
 
-void sim_wait_reply(struct sim *s, uint64_t id, const char *activity_id, int32_t result, const char *message,
-                    uint32_t exit_code)
+static void wait_reply(struct sim *s, uint64_t id, const char *activity_id, int32_t result, const char *message,
+                       uint32_t exit_code, bool flush)
 {
         struct bridge_response resp = { .result = result, .error_message = message, .activity_id = activity_id };
         uint8_t *buf = NULL;
@@ -186,7 +186,27 @@ void sim_wait_reply(struct sim *s, uint64_t id, const char *activity_id, int32_t
                 log_error("bridge: cannot encode the reply to wait id %llu: %s", (unsigned long long)id, strerror(-r));
                 return;
         }
-        sim_bridge_send(s, buf, len);
+        if (flush)
+                sim_bridge_send(s, buf, len);
+        else
+                sim_bridge_queue(s, buf, len);
+}
+
+void sim_wait_reply(struct sim *s, uint64_t id, const char *activity_id, int32_t result, const char *message,
+                    uint32_t exit_code)
+{
+        wait_reply(s, id, activity_id, result, message, exit_code, true);
+}
+
+void sim_waiters_queue_answers(struct sim *s, struct sim_waiter *chain, uint32_t exit_code)
+{
+        while (chain) {
+                struct sim_waiter *w = chain;
+
+                chain = w->next;
+                wait_reply(s, w->id, w->activity_id, 0, NULL, exit_code, false);
+                waiter_free(w);
+        }
 }
 
 void sim_waiters_answer(struct sim *s, struct sim_waiter *chain, bool reply, uint32_t exit_code)
