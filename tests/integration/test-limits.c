@@ -109,6 +109,8 @@ static void test_bad_limit_values_exit_2_naming_the_option(void **state)
                 { "--max-bridge-frame", "100" },
                 { "--max-control-frame", "5M" },        /* over CONTROL_FRAME_MAX_DATA */
                 { "--stream-buffer-bytes", "1K" },
+                { "--bridge-reconnect-grace", "3601" },  /* over BRIDGE_CONN_RECONNECT_GRACE_MAX_NS */
+                { "--bridge-reconnect-grace", "-1" },
         };
         struct integ_result res;
         /* integ_runv needs an integ for its temp files; a daemon that never starts needs none. */
