@@ -71,6 +71,10 @@ void cli_describe_failure(const struct cli *cli, int r, const struct control_sta
 
 /* Parses a decimal number within [min, max]; -EINVAL / -ERANGE. */
 int cli_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *ret);
+/* A VM's transport as `opt` gave it (--hvsock / --dest-hvsock, --cid / --dest-cid): 0, or the
+ * usage error's exit code after saying why. */
+int cli_check_hvsock(const struct cli *cli, const char *opt, const char *path);
+int cli_parse_cid(const struct cli *cli, const char *opt, const char *s, uint32_t *ret);
 /* A signal by number or name ("9", "KILL", "SIGKILL"); -EINVAL if unknown. */
 int cli_parse_signal(const char *s, int *ret);
 const char *cli_signal_name(int sig);

@@ -691,7 +691,7 @@ static int parse_options(struct migrate *mg, struct migrate_args *a, int argc, c
         struct cli *cli = mg->cli;
         uint64_t u64;
         uint32_t u32;
-        int c;
+        int c, r;
 
         optind = 0;
         while ((c = getopt_long(argc, argv, ":", options, NULL)) >= 0) {
@@ -711,14 +711,16 @@ static int parse_options(struct migrate *mg, struct migrate_args *a, int argc, c
                 case OPT_P2P: a->mode = VM_MIGRATION_P2P; break;
                 case OPT_DIRECT: a->mode = VM_MIGRATION_DIRECT; break;
                 case OPT_DEST_HVSOCK:
-                        if (optarg[0] != '/')
-                                return cli_usage_error(cli, "--dest-hvsock wants an absolute path");
+                        r = cli_check_hvsock(cli, "--dest-hvsock", optarg);
+                        if (r != 0)
+                                return r;
                         mg->restore.transport_case = VSOCKMUX__V1__RESTORE_REQUEST__TRANSPORT_HVSOCK_PATH;
                         mg->restore.hvsock_path = optarg;
                         break;
                 case OPT_DEST_CID:
-                        if (cli_parse_u32(optarg, 3, UINT32_MAX - 1, &u32) < 0)
-                                return cli_usage_error(cli, "--dest-cid wants a guest CID from 3 to 4294967294");
+                        r = cli_parse_cid(cli, "--dest-cid", optarg, &u32);
+                        if (r != 0)
+                                return r;
                         mg->restore.transport_case = VSOCKMUX__V1__RESTORE_REQUEST__TRANSPORT_CID;
                         mg->restore.cid = u32;
                         break;

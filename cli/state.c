@@ -117,14 +117,16 @@ int cli_restore(struct cli *cli, int argc, char **argv)
                         in = optarg;
                         break;
                 case 'u':
-                        if (optarg[0] != '/')
-                                return cli_usage_error(cli, "--hvsock wants an absolute path");
+                        r = cli_check_hvsock(cli, "--hvsock", optarg);
+                        if (r != 0)
+                                return r;
                         req.transport_case = VSOCKMUX__V1__RESTORE_REQUEST__TRANSPORT_HVSOCK_PATH;
                         req.hvsock_path = optarg;
                         break;
                 case 'c':
-                        if (cli_parse_u32(optarg, 3, UINT32_MAX - 1, &cid) < 0)
-                                return cli_usage_error(cli, "--cid wants a guest CID from 3 to 4294967294");
+                        r = cli_parse_cid(cli, "--cid", optarg, &cid);
+                        if (r != 0)
+                                return r;
                         req.transport_case = VSOCKMUX__V1__RESTORE_REQUEST__TRANSPORT_CID;
                         req.cid = cid;
                         break;

@@ -141,6 +141,21 @@ int cli_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *ret)
         return 0;
 }
 
+int cli_check_hvsock(const struct cli *cli, const char *opt, const char *path)
+{
+        if (path[0] != '/')
+                return cli_usage_error(cli, "%s wants an absolute path, got '%s'", opt, path);
+        return 0;
+}
+
+int cli_parse_cid(const struct cli *cli, const char *opt, const char *s, uint32_t *ret)
+{
+        /* 0-2 are the hypervisor, local and host; 0xFFFFFFFF is VMADDR_CID_ANY. */
+        if (cli_parse_u32(s, 3, UINT32_MAX - 1, ret) < 0)
+                return cli_usage_error(cli, "%s wants a guest CID from 3 to 4294967294, got '%s'", opt, s);
+        return 0;
+}
+
 static const struct {
         const char *name;
         int sig;

@@ -42,14 +42,15 @@ int cli_vm_add(struct cli *cli, int argc, char **argv)
                 return cli_usage_error(cli, "give exactly one of --hvsock UDS_PATH or --cid CID");
         req.name = argv[optind];
         if (hvsock) {
-                if (hvsock[0] != '/')
-                        return cli_usage_error(cli, "--hvsock wants an absolute path, got '%s'", hvsock);
+                r = cli_check_hvsock(cli, "--hvsock", hvsock);
+                if (r != 0)
+                        return r;
                 req.transport_case = VSOCKMUX__V1__VM_ADD_REQUEST__TRANSPORT_HVSOCK_PATH;
                 req.hvsock_path = (char *)hvsock;
         } else {
-                /* 0-2 are the hypervisor, local and host; 0xFFFFFFFF is VMADDR_CID_ANY. */
-                if (cli_parse_u32(cid, 3, UINT32_MAX - 1, &cid_value) < 0)
-                        return cli_usage_error(cli, "--cid wants a guest CID from 3 to 4294967294, got '%s'", cid);
+                r = cli_parse_cid(cli, "--cid", cid, &cid_value);
+                if (r != 0)
+                        return r;
                 req.transport_case = VSOCKMUX__V1__VM_ADD_REQUEST__TRANSPORT_CID;
                 req.cid = cid_value;
         }
