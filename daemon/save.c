@@ -290,8 +290,14 @@ int vmm_save(struct vmm_vm *vm, vmm_save_fn fn, void *userdata, char *err, size_
                 snprintf(err, errlen, "VM %s is saved already", vm->name);
                 return -EALREADY;
         }
-        if (vm->save || vm->reattaching) {
-                snprintf(err, errlen, "VM %s is being saved or restored", vm->name);
+        if (vm->save) {
+                snprintf(err, errlen, "VM %s is being saved", vm->name);
+                return -EBUSY;
+        }
+        if (vm->reattaching) {
+                /* Its waits are only pre-registered until the guest is back: nothing to hand on yet. */
+                snprintf(err, errlen, "VM %s was restored and its guest has not reconnected yet; retry when "
+                         "`vsockmux vm ls` shows its bridge connected", vm->name);
                 return -EBUSY;
         }
         list_for_each(pos, &vm->processes) {

@@ -325,6 +325,16 @@ static void test_exit_during_blackout_is_caught_by_the_probe(void **state)
         /* The process exits while no daemon holds the VM: its wait reply has nowhere to go. */
         run_for(f, 1500ull * 1000000ull);
         vb = restore_vm(f, &sv, pid, NULL);
+        {
+                /* Not back yet (the loop has not run): its waits are only pre-registered, nothing to
+                 * hand on, so a save is refused with a reason, and the restore carries on. */
+                struct saved again = { 0 };
+                char err[256] = "";
+
+                assert_int_equal(vmm_save(vb, on_saved, &again, err, sizeof(err)), -EBUSY);
+                assert_non_null(strstr(err, "has not reconnected yet"));
+                assert_int_equal(again.count, 0);
+        }
         wait_exit(f, vb, pid, &ex);
         assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
         assert_int_equal(ex.exit.code, 5);
