@@ -90,7 +90,8 @@ bridge_is() { "$cli" --socket "$1" vm ls --json | tr -d ' \n' | grep -q "\"name\
 has_vm() { "$cli" --socket "$1" vm ls --json | tr -d ' \n' | grep -q "\"name\":\"$2\""; }
 size_at_least() { [ -f "$1" ] && [ "$(stat -c %s "$1")" -ge "$2" ]; }
 
-# A VM backed by the simulator, connected to daemon a. Prints the simulator's pid.
+# A VM backed by the simulator, connected to daemon a. Prints the simulator's pid; a caller that
+# runs it in $(...) must add that pid to pids itself (the subshell's pids+= is lost).
 vm_with_sim() {
         vsa vm add "$1" --hvsock "$dir/$1.vsock" >/dev/null || fail "vm add $1"
         "$sim" --hvsock "$dir/$1.vsock" >"$dir/sim-$1.log" 2>&1 &
@@ -143,6 +144,7 @@ virsh_src destroy vmig-opts >/dev/null
 step "migrate: the domain and the relay state move, zero bytes lost, the exit code arrives"
 domain_start vmig-e2e 0
 simpid=$(vm_with_sim demo)
+pids+=("$simpid")
 vsa events --vm demo --json >"$dir/events.jsonl" 2>"$dir/events.log" &
 pids+=($!)
 pid=$(vsa exec demo --detach --stdout "$dir/out-a" -- sh -c "$(writer demo "$dir/stop")") || fail "exec"
