@@ -76,11 +76,7 @@ static void chan_shut(struct relay_chan *c, int error)
                 (void) relay_cancel_op(c->r, &c->rx_op);
         if (c->tx_armed)
                 (void) relay_cancel_op(c->r, &c->tx_op);
-        /* In-flight requests hold their own file reference until the cancels land; until then the
-         * peer would still see an open socket, and bytes it sends in that window would be taken by
-         * a request nobody reads (a guest's wait answer, lost). shutdown() ends the socket itself,
-         * whoever holds it, so the peer sees the close now. Not a socket: -ENOTSOCK, harmless. */
-        (void) shutdown(c->fd, SHUT_RDWR);
+        /* In-flight requests hold their own file reference until the cancels land. */
         c->fd = relay_close_fd(c->r, c->fd);
         if (c->owner_gone)
                 return;

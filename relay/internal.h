@@ -85,5 +85,6 @@ void relay_listeners_done(struct relay *r);
 /* Ignores the completion of a cancel issued for op. */
 int relay_cancel_op(struct relay *r, struct relay_op *op);
 /* Closes an fd that queued SQEs may name: they are submitted first, so each takes its own
- * reference to the file and a new fd reusing the number is never mistaken for it. Returns -1. */
+ * reference to the file and a new fd reusing the number is never mistaken for it. A socket is
+ * shut down first, so its peer sees the close at once. Returns -1. */
 int relay_close_fd(struct relay *r, int fd);

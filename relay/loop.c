@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "relay/internal.h"
@@ -231,8 +232,15 @@ int relay_cancel_op(struct relay *r, struct relay_op *op)
 
 int relay_close_fd(struct relay *r, int fd)
 {
-        if (fd >= 0 && io_uring_sq_ready(&r->ring) > 0)
+        if (fd < 0)
+                return -1;
+        if (io_uring_sq_ready(&r->ring) > 0)
                 (void) io_uring_submit(&r->ring);
+        /* A cancelled request keeps the file until its cancel lands; meanwhile the peer would still
+         * see an open socket, and bytes it sent in that window would go to a request nobody reads
+         * (a guest's wait answer after a save, lost). shutdown() ends the socket itself, whoever
+         * holds it, so the peer sees the close now. Not a socket: -ENOTSOCK, harmless. */
+        (void) shutdown(fd, SHUT_RDWR);
         return safe_close(fd);
 }
 

@@ -982,11 +982,7 @@ struct relay_stream *relay_stream_free(struct relay_stream *s)
         if (s->hdr_armed)
                 (void) relay_cancel_op(s->r, &s->hdr_op);
         hup_cancel(s);
-        /* In-flight requests hold their own file references until the cancels land: shut the
-         * guest's socket down first so the guest sees the close now, not bytes taken by a recv
-         * nobody reads (see chan_shut). */
-        if (s->guest_fd >= 0)
-                (void) shutdown(s->guest_fd, SHUT_RDWR);
+        /* In-flight requests hold their own file references until the cancels land. */
         s->guest_fd = relay_close_fd(s->r, s->guest_fd);
         s->endpoint_fd = relay_close_fd(s->r, s->endpoint_fd);
         stream_unref(s);
