@@ -289,29 +289,12 @@ static size_t fail_calls(struct bridge_conn *c, bool (*pick)(const struct bridge
         return failed;
 }
 
-static size_t count_kept_waits(struct bridge_conn *c)
-{
-        _cleanup_free_ uint64_t *ids = NULL;
-        size_t n = 0, kept = 0;
-
-        if (bridge_calls_list(c->calls, BRIDGE_RPC_WAIT_FOR_PROCESS, &ids, &n) < 0)
-                return 0;
-        for (size_t i = 0; i < n; i++) {
-                struct bridge_call *call = bridge_calls_get(c->calls, ids[i]);
-
-                if (call && !(call->flags & BRIDGE_CALL_INTERNAL))
-                        kept++;
-        }
-        return kept;
-}
-
 /* The guest connection is gone. `notify_binding` when we decided it (the binding closes it);
  * `broken` when the guest broke the protocol, so nothing it still owes us can be trusted. */
 static void lose_guest(struct bridge_conn *c, int error, bool notify_binding, bool broken)
 {
-        size_t kept;
-
         enum bridge_conn_state old;
+        size_t kept;
 
         if (!c->attached)
                 return;
@@ -341,7 +324,8 @@ static void lose_guest(struct bridge_conn *c, int error, bool notify_binding, bo
          * negotiation (the probe) still gets the exit, so it need not be lost with the connection.
          * What else was in flight has an unknown outcome and fails now. */
         fail_calls(c, call_is_not_kept_wait);
-        kept = count_kept_waits(c);
+        /* Nothing can be sent while detached, so what is still live is exactly the kept waits. */
+        kept = bridge_calls_count(c->calls);
         if (kept > 0 && c->grace_deadline == BRIDGE_DEADLINE_NONE) {
                 c->grace_deadline = deadline_after(c, c->reconnect_grace_ns);
                 log_info("bridge %s: keeping %zu waits for %" PRIu64 " ms while the guest reconnects", c->name, kept,

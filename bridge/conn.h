@@ -16,9 +16,9 @@
 #define BRIDGE_CONN_CALL_TIMEOUT_NS (5 * 60 * BRIDGE_NSEC_PER_SEC)
 #define BRIDGE_CONN_CALL_TIMEOUT_MAX_NS (24 * 3600 * BRIDGE_NSEC_PER_SEC)
 #define BRIDGE_CONN_NEGOTIATE_TIMEOUT_NS (60 * BRIDGE_NSEC_PER_SEC)
-/* The guest-side timeout of a reconnect probe (F2) and how long we wait for its answer. */
 /* A reconnect grace longer than this is a typo, not a plan. */
 #define BRIDGE_CONN_RECONNECT_GRACE_MAX_NS (3600 * BRIDGE_NSEC_PER_SEC)
+/* The guest-side timeout of a reconnect probe (F2) and how long we wait for its answer. */
 #define BRIDGE_CONN_PROBE_TIMEOUT_MS 50u
 #define BRIDGE_CONN_PROBE_DEADLINE_NS (60 * BRIDGE_NSEC_PER_SEC)
 /* Messages held during a resume window until their call or container is registered (V1). */
