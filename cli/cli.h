@@ -48,7 +48,9 @@ int cli_usage_error(const struct cli *cli, const char *fmt, ...) _printf_(2, 3);
 /* For getopt_long with optstring ":" and opterr = 0: reports the option argv[optind - 1] as unknown
  * (c == '?') or missing its value (c == ':'). Returns CLI_EXIT_USAGE. */
 int cli_option_error(const struct cli *cli, int c, char **argv);
-/* Parses only --json; the positional arguments stay in argv[optind..]. */
+/* Parses only the one flag --`name`; the positional arguments stay in argv[optind..]. */
+int cli_parse_flag(const struct cli *cli, int argc, char **argv, const char *name, bool *ret_set);
+/* cli_parse_flag() for --json. */
 int cli_parse_json_flag(const struct cli *cli, int argc, char **argv, bool *ret_json);
 /* Runs getopt over a command that takes no options (so `--x` is refused, `--` honoured). */
 int cli_parse_no_options(const struct cli *cli, int argc, char **argv);

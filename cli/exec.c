@@ -533,19 +533,11 @@ int cli_attach(struct cli *cli, int argc, char **argv)
         bool stdin_open = true, out_dead[2] = {};
         int r;
 
-        static const struct option options[] = {
-                { "print-path", no_argument, NULL, 'p' },
-                {},
-        };
-        bool print_path = false;
-        int c;
+        bool print_path;
 
-        optind = 0;
-        while ((c = getopt_long(argc, argv, ":", options, NULL)) >= 0) {
-                if (c != 'p')
-                        return cli_option_error(cli, c, argv);
-                print_path = true;
-        }
+        r = cli_parse_flag(cli, argc, argv, "print-path", &print_path);
+        if (r != 0)
+                return r;
         if (argc - optind != 2)
                 return cli_usage_error(cli, "expected VM NAME and PID");
         req.vm = argv[optind];

@@ -350,21 +350,25 @@ struct cli_table *cli_table_free(struct cli_table *t)
         return NULL;
 }
 
-/* Parses only --json; the positional arguments stay in argv[optind..]. */
-int cli_parse_json_flag(const struct cli *cli, int argc, char **argv, bool *ret_json)
+int cli_parse_flag(const struct cli *cli, int argc, char **argv, const char *name, bool *ret_set)
 {
-        static const struct option options[] = {
-                { "json", no_argument, NULL, 'j' },
+        const struct option options[] = {
+                { name, no_argument, NULL, 'f' },
                 {}
         };
         int c;
 
-        *ret_json = false;
+        *ret_set = false;
         optind = 0;
         while ((c = getopt_long(argc, argv, ":", options, NULL)) >= 0) {
-                if (c != 'j')
+                if (c != 'f')
                         return cli_option_error(cli, c, argv);
-                *ret_json = true;
+                *ret_set = true;
         }
         return 0;
+}
+
+int cli_parse_json_flag(const struct cli *cli, int argc, char **argv, bool *ret_json)
+{
+        return cli_parse_flag(cli, argc, argv, "json", ret_json);
 }
