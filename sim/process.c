@@ -160,7 +160,6 @@ static void *process_reaper(void *arg)
         struct sim *s = rp->s;
         struct sim_process *p = rp->p;
         struct sim_waiter *waiters;
-        bool stopping, had_waiters;
         int status = 0;
 
         free(rp);
@@ -192,19 +191,18 @@ static void *process_reaper(void *arg)
         p->exited = true;
         /* A wait that arrives from now on is answered by sim_process_wait_start() itself. */
         waiters = sim_wait_list_take_locked(s, &p->waiters);
-        stopping = s->stopping;
         /* An exec'd process goes once a waiter has its code; a container's init stays (W9). The
          * answers are queued first, under the lock a wait takes to look the pid up: a wait (a
          * host's probe) that then finds it gone is answered "not found" AFTER them, never ahead of
          * the answer that carries the code. Pending waits get no reply once the sim stops. */
-        had_waiters = waiters != NULL;
-        if (!stopping)
+        if (s->stopping)
+                sim_waiters_free(TAKE_PTR(waiters));
+        else if (waiters) {
                 sim_waiters_queue_answers(s, TAKE_PTR(waiters), p->exit_code);
-        if (had_waiters && !stopping && !p->is_init && p->in_table)
-                process_unlink_locked(s, p);
+                if (!p->is_init && p->in_table)
+                        process_unlink_locked(s, p);
+        }
         pthread_mutex_unlock(&s->lock);
-        if (stopping)
-                sim_waiters_answer(s, waiters, false, 0);
         log_info("pid %d exited with %u", (int)p->pid, p->exit_code);
         sim_bridge_flush(s);
 
@@ -481,7 +479,7 @@ void sim_processes_free(struct sim *s)
 {
         pthread_mutex_lock(&s->lock);
         for (struct sim_process *p = s->processes; p; p = p->next)
-                sim_waiters_answer(s, sim_wait_list_take_locked(s, &p->waiters), false, 0);
+                sim_waiters_free(sim_wait_list_take_locked(s, &p->waiters));
         while (s->processes)
                 process_unlink_locked(s, s->processes);
         while (s->containers) {

@@ -148,10 +148,10 @@ int sim_waits_init(struct sim *s);
 void sim_waits_done(struct sim *s);
 /* Registers a waiter on l: 0, -EBUSY over the caps, -ENOMEM. */
 int sim_wait_add_locked(struct sim *s, struct sim_wait_list *l, uint64_t id, const char *activity_id, uint32_t timeout_ms);
-/* Unregisters every waiter of l and returns them as a chain for sim_waiters_answer(). */
+/* Unregisters every waiter of l and returns them as a chain, to answer or to free. */
 struct sim_waiter *sim_wait_list_take_locked(struct sim *s, struct sim_wait_list *l);
-/* Without the lock: replies the exit code to each waiter of the chain (none when reply is false), frees them. */
-void sim_waiters_answer(struct sim *s, struct sim_waiter *chain, bool reply, uint32_t exit_code);
+/* Frees a chain without a reply (the sim is stopping). */
+void sim_waiters_free(struct sim_waiter *chain);
 /* Queues the exit code for every waiter of the chain (sim_bridge_flush() sends them) and frees it. */
 void sim_waiters_queue_answers(struct sim *s, struct sim_waiter *chain, uint32_t exit_code);
 /* One WaitForProcess reply. */

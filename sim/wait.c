@@ -209,14 +209,12 @@ void sim_waiters_queue_answers(struct sim *s, struct sim_waiter *chain, uint32_t
         }
 }
 
-void sim_waiters_answer(struct sim *s, struct sim_waiter *chain, bool reply, uint32_t exit_code)
+void sim_waiters_free(struct sim_waiter *chain)
 {
         while (chain) {
                 struct sim_waiter *w = chain;
 
                 chain = w->next;
-                if (reply)
-                        sim_wait_reply(s, w->id, w->activity_id, 0, NULL, exit_code);
                 waiter_free(w);
         }
 }
