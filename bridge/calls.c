@@ -21,9 +21,8 @@ struct bridge_calls {
         struct bridge_calls_list live;
         struct bridge_calls_list zombies;
 
-        /* Min-heap of live calls with a deadline: waits (no deadline) never enter it. */
-        struct bridge_call **heap;
-        size_t heap_len, heap_cap;
+        /* Live calls with a deadline: waits (no deadline) never enter it. */
+        struct heap deadlines;
 };
 
 static const char *const bridge_status_names[_BRIDGE_STATUS_MAX] = {
@@ -74,87 +73,6 @@ static void list_remove(struct bridge_calls_list *l, struct bridge_call *c)
                 l->tail = c->prev;
         c->prev = c->next = NULL;
         l->n--;
-}
-
-/* ---- deadline heap ---- */
-
-static bool heap_less(const struct bridge_call *a, const struct bridge_call *b)
-{
-        if (a->deadline_ns != b->deadline_ns)
-                return a->deadline_ns < b->deadline_ns;
-        return a->id < b->id;
-}
-
-static void heap_set(struct bridge_calls *t, size_t i, struct bridge_call *c)
-{
-        t->heap[i] = c;
-        c->heap_index = i;
-}
-
-static void heap_up(struct bridge_calls *t, size_t i)
-{
-        struct bridge_call *c = t->heap[i];
-
-        while (i > 0) {
-                size_t parent = (i - 1) / 2;
-                if (!heap_less(c, t->heap[parent]))
-                        break;
-                heap_set(t, i, t->heap[parent]);
-                i = parent;
-        }
-        heap_set(t, i, c);
-}
-
-static void heap_down(struct bridge_calls *t, size_t i)
-{
-        struct bridge_call *c = t->heap[i];
-
-        for (;;) {
-                size_t l = 2 * i + 1, r = l + 1, m = i;
-                struct bridge_call *best = c;
-
-                if (l < t->heap_len && heap_less(t->heap[l], best)) {
-                        m = l;
-                        best = t->heap[l];
-                }
-                if (r < t->heap_len && heap_less(t->heap[r], best))
-                        m = r;
-                if (m == i)
-                        break;
-                heap_set(t, i, t->heap[m]);
-                i = m;
-        }
-        heap_set(t, i, c);
-}
-
-static int heap_push(struct bridge_calls *t, struct bridge_call *c)
-{
-        if (t->heap_len == t->heap_cap) {
-                size_t cap = t->heap_cap ? t->heap_cap * 2 : 16;
-                struct bridge_call **h = realloc(t->heap, cap * sizeof(*h));
-                if (!h)
-                        return -ENOMEM;
-                t->heap = h;
-                t->heap_cap = cap;
-        }
-        heap_set(t, t->heap_len++, c);
-        heap_up(t, c->heap_index);
-        return 0;
-}
-
-static void heap_remove(struct bridge_calls *t, struct bridge_call *c)
-{
-        size_t i = c->heap_index;
-
-        if (i == SIZE_MAX)
-                return;
-        c->heap_index = SIZE_MAX;
-        t->heap_len--;
-        if (i == t->heap_len)
-                return;
-        heap_set(t, i, t->heap[t->heap_len]);
-        heap_up(t, i);
-        heap_down(t, t->heap[i]->heap_index);
 }
 
 /* ---- hash ---- */
@@ -229,7 +147,7 @@ static struct bridge_call *call_free(struct bridge_call *c)
 static void entry_unlink(struct bridge_calls *t, struct bridge_call *c)
 {
         hash_remove(t, c);
-        heap_remove(t, c);
+        heap_remove(&t->deadlines, &c->deadline);
         list_remove(c->zombie ? &t->zombies : &t->live, c);
 }
 
@@ -261,7 +179,7 @@ struct bridge_calls *bridge_calls_free(struct bridge_calls *t)
                 }
         }
         free(t->buckets);
-        free(t->heap);
+        heap_done(&t->deadlines);
         free(t);
         return NULL;
 }
@@ -313,12 +231,11 @@ static int entry_new(struct bridge_calls *t, uint64_t id, uint32_t type, uint32_
         c->id = id;
         c->type = type;
         c->flags = flags;
-        c->deadline_ns = deadline_ns;
+        c->deadline = (struct heap_node) { .key = deadline_ns, .tie = id, .index = HEAP_NONE };
         c->pid = pid;
         c->fn = fn;
         c->userdata = userdata;
-        c->heap_index = SIZE_MAX;
-        if (deadline_ns != BRIDGE_DEADLINE_NONE && heap_push(t, c) < 0) {
+        if (deadline_ns != BRIDGE_DEADLINE_NONE && heap_push(&t->deadlines, &c->deadline) < 0) {
                 call_free(c);
                 return -ENOMEM;
         }
@@ -466,10 +383,11 @@ size_t bridge_calls_expire(struct bridge_calls *t, uint64_t now_ns)
                 .message = "timed out waiting for the guest",
                 .exit_code = -1,
         };
+        struct heap_node *top;
         size_t n = 0;
 
-        while (t->heap_len > 0 && t->heap[0]->deadline_ns <= now_ns) {
-                bridge_calls_complete(t, t->heap[0], &res, true);
+        while ((top = heap_top(&t->deadlines)) && top->key <= now_ns) {
+                bridge_calls_complete(t, container_of(top, struct bridge_call, deadline), &res, true);
                 n++;
         }
         return n;
@@ -477,7 +395,9 @@ size_t bridge_calls_expire(struct bridge_calls *t, uint64_t now_ns)
 
 uint64_t bridge_calls_next_deadline(const struct bridge_calls *t)
 {
-        return t->heap_len ? t->heap[0]->deadline_ns : BRIDGE_DEADLINE_NONE;
+        const struct heap_node *top = heap_top(&t->deadlines);
+
+        return top ? top->key : BRIDGE_DEADLINE_NONE;
 }
 
 size_t bridge_calls_count(const struct bridge_calls *t)

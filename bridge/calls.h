@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/heap.h"
 #include "util/macro.h"
 
 struct bridge_response;
@@ -54,7 +55,7 @@ struct bridge_call {
         uint64_t id;
         uint32_t type;            /* request type (BRIDGE_RPC_*) */
         uint32_t flags;           /* enum bridge_call_flag */
-        uint64_t deadline_ns;     /* BRIDGE_DEADLINE_NONE: wait for ever */
+        struct heap_node deadline; /* key: absolute deadline, BRIDGE_DEADLINE_NONE (wait for ever, never in the heap); tie: id */
         uint64_t generation;      /* which guest connection carried the request; 0 = none (adopted) */
         uint64_t backing_generation; /* the connection on which a backing wait stands in for it; 0 = none */
         char *container_id;       /* waits and signals: which process; NULL otherwise */
@@ -64,7 +65,6 @@ struct bridge_call {
 
         /* table bookkeeping */
         bool zombie;
-        size_t heap_index;        /* position in the deadline heap, SIZE_MAX when not in it */
         struct bridge_call *hash_next;
         struct bridge_call *prev, *next; /* live list (oldest first) or zombie list */
 };

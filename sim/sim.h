@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "util/heap.h"
 #include "util/macro.h"
 
 #define SIM_BRIDGE_PORT UINT32_C(0x40000000)
@@ -53,8 +54,7 @@ struct sim_wait_list {
 /* Every pending wait, and the deadlines the timer thread answers (wait.c); guarded by sim->lock. */
 struct sim_waits {
         pthread_cond_t cond;        /* the timer: a new earliest deadline, or stop (CLOCK_MONOTONIC) */
-        struct sim_waiter **heap;   /* timed waiters, earliest deadline first */
-        size_t n_heap, cap_heap;
+        struct heap deadlines;      /* timed waiters, earliest first */
         unsigned n;                 /* registered waiters, timed or not */
 };
 

@@ -10,13 +10,10 @@
 #include "sim/sim.h"
 #include "util/log.h"
 
-#define WAIT_HEAP_MIN 64u
-
 struct sim_waiter {
         uint64_t id;
         char *activity_id;
-        uint64_t deadline_ns; /* CLOCK_MONOTONIC; 0 = none */
-        size_t heap_idx;      /* in s->waits.heap while it has a deadline */
+        struct heap_node deadline; /* key: CLOCK_MONOTONIC ns; in s->waits.deadlines only when timed */
         struct sim_wait_list *list;
         struct sim_waiter *prev, *next; /* on list; next also chains taken waiters */
 };
@@ -38,74 +35,6 @@ static struct sim_waiter *waiter_free(struct sim_waiter *w)
         return NULL;
 }
 
-static void heap_set(struct sim_waits *ws, size_t i, struct sim_waiter *w)
-{
-        ws->heap[i] = w;
-        w->heap_idx = i;
-}
-
-static void heap_up(struct sim_waits *ws, size_t i)
-{
-        struct sim_waiter *w = ws->heap[i];
-
-        while (i > 0) {
-                size_t parent = (i - 1) / 2;
-
-                if (ws->heap[parent]->deadline_ns <= w->deadline_ns)
-                        break;
-                heap_set(ws, i, ws->heap[parent]);
-                i = parent;
-        }
-        heap_set(ws, i, w);
-}
-
-static void heap_down(struct sim_waits *ws, size_t i)
-{
-        struct sim_waiter *w = ws->heap[i];
-
-        for (;;) {
-                size_t c = 2 * i + 1;
-
-                if (c >= ws->n_heap)
-                        break;
-                if (c + 1 < ws->n_heap && ws->heap[c + 1]->deadline_ns < ws->heap[c]->deadline_ns)
-                        c++;
-                if (w->deadline_ns <= ws->heap[c]->deadline_ns)
-                        break;
-                heap_set(ws, i, ws->heap[c]);
-                i = c;
-        }
-        heap_set(ws, i, w);
-}
-
-static int heap_push(struct sim_waits *ws, struct sim_waiter *w)
-{
-        if (ws->n_heap == ws->cap_heap) {
-                size_t cap = MAX(ws->cap_heap * 2, (size_t)WAIT_HEAP_MIN);
-                struct sim_waiter **h = realloc(ws->heap, cap * sizeof(*h));
-
-                if (!h)
-                        return -ENOMEM;
-                ws->heap = h;
-                ws->cap_heap = cap;
-        }
-        ws->heap[ws->n_heap++] = w;
-        heap_up(ws, ws->n_heap - 1);
-        return 0;
-}
-
-static void heap_remove(struct sim_waits *ws, struct sim_waiter *w)
-{
-        size_t i = w->heap_idx;
-        struct sim_waiter *last = ws->heap[--ws->n_heap];
-
-        if (last == w)
-                return;
-        heap_set(ws, i, last);
-        heap_down(ws, i);
-        heap_up(ws, last->heap_idx);
-}
-
 /* Off its list and the heap; the caller answers or frees it. */
 static void waiter_unregister_locked(struct sim *s, struct sim_waiter *w)
 {
@@ -116,8 +45,7 @@ static void waiter_unregister_locked(struct sim *s, struct sim_waiter *w)
         if (w->next)
                 w->next->prev = w->prev;
         w->list->n--;
-        if (w->deadline_ns)
-                heap_remove(&s->waits, w);
+        heap_remove(&s->waits.deadlines, &w->deadline);
         s->waits.n--;
         w->list = NULL;
         w->prev = w->next = NULL;
@@ -133,18 +61,20 @@ int sim_wait_add_locked(struct sim *s, struct sim_wait_list *l, uint64_t id, con
         if (!w)
                 return -ENOMEM;
         w->id = id;
+        w->deadline.index = HEAP_NONE;
         if (activity_id && !(w->activity_id = strdup(activity_id))) {
                 waiter_free(w);
                 return -ENOMEM;
         }
         if (timeout_ms != BRIDGE_WAIT_INFINITE) {
-                w->deadline_ns = wait_now_ns() + (uint64_t)timeout_ms * 1000000u;
-                if (heap_push(&s->waits, w) < 0) {
+                w->deadline.key = wait_now_ns() + (uint64_t)timeout_ms * 1000000u;
+                w->deadline.tie = id;
+                if (heap_push(&s->waits.deadlines, &w->deadline) < 0) {
                         waiter_free(w);
                         return -ENOMEM;
                 }
                 /* Only a new earliest deadline changes when the timer must wake. */
-                if (s->waits.heap[0] == w)
+                if (heap_top(&s->waits.deadlines) == &w->deadline)
                         pthread_cond_signal(&s->waits.cond);
         }
         w->list = l;
@@ -227,22 +157,23 @@ static void *wait_timer(void *arg)
         pthread_mutex_lock(&s->lock);
         while (!s->stopping) {
                 struct sim_waiter *chain = NULL, **tail = &chain;
+                struct heap_node *top = heap_top(&ws->deadlines);
                 uint64_t now;
 
-                if (ws->n_heap == 0) {
+                if (!top) {
                         pthread_cond_wait(&ws->cond, &s->lock);
                         continue;
                 }
                 now = wait_now_ns();
-                if (ws->heap[0]->deadline_ns > now) {
-                        struct timespec until = { .tv_sec = (time_t)(ws->heap[0]->deadline_ns / 1000000000u),
-                                                  .tv_nsec = (long)(ws->heap[0]->deadline_ns % 1000000000u) };
+                if (top->key > now) {
+                        struct timespec until = { .tv_sec = (time_t)(top->key / 1000000000u),
+                                                  .tv_nsec = (long)(top->key % 1000000000u) };
 
                         pthread_cond_timedwait(&ws->cond, &s->lock, &until);
                         continue;
                 }
-                while (ws->n_heap > 0 && ws->heap[0]->deadline_ns <= now) {
-                        struct sim_waiter *w = ws->heap[0];
+                while ((top = heap_top(&ws->deadlines)) && top->key <= now) {
+                        struct sim_waiter *w = container_of(top, struct sim_waiter, deadline);
 
                         waiter_unregister_locked(s, w);
                         *tail = w;
@@ -289,7 +220,7 @@ int sim_waits_init(struct sim *s)
 void sim_waits_done(struct sim *s)
 {
         /* Waiters still registered went with their processes (sim_processes_free). */
-        free(s->waits.heap);
+        heap_done(&s->waits.deadlines);
         pthread_cond_destroy(&s->waits.cond);
         s->waits = (struct sim_waits) {};
 }
