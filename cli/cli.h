@@ -18,6 +18,9 @@
 #define CLI_EXIT_USAGE 2
 #define CLI_EXIT_EXEC_FAILED 125        /* exec: the process never ran (docker's convention) */
 #define CLI_EXIT_STATUS_LOST 255
+/* A guest's exit code outside 0-255 (256 from a guest that does not truncate, a negative one):
+ * never 0, which a truncation to 8 bits could give; the CLI names the real code. */
+#define CLI_EXIT_CODE_UNFIT 255
 
 /* Longest config file `container create --config` sends. */
 #define CLI_CONFIG_MAX (1u << 20)
@@ -89,7 +92,8 @@ const char *cli_enum_name(const ProtobufCEnumDescriptor *desc, int value, const 
 void cli_json_print(struct json_object *o);
 /* Adds "kind"/"code"/"signal"/"message" of an exit status, or null. */
 struct json_object *cli_json_exit(const Vsockmux__V1__ExitStatus *es);
-/* The exit code `exec` and `wait` end with: the code, 128+N for signal N, 255 when lost. */
+/* The exit code `exec` and `wait` end with: the code, 128+N for signal N, 255 when lost or when
+ * the code is outside 0-255. */
 int cli_exit_code(const Vsockmux__V1__ExitStatus *es);
 /* "exited 3", "killed by SIGKILL", "exit status lost", "-". */
 const char *cli_exit_text(const Vsockmux__V1__ExitStatus *es, char *buf, size_t len);

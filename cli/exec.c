@@ -241,7 +241,8 @@ int cli_exit_code(const Vsockmux__V1__ExitStatus *es)
 {
         switch (es ? es->kind : VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_UNSPECIFIED) {
         case VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_EXITED:
-                return es->code & 0xff;
+                /* An exit status carries 8 bits: `& 0xff` would make 256 a success. */
+                return es->code >= 0 && es->code <= 255 ? es->code : CLI_EXIT_CODE_UNFIT;
         case VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_SIGNALED:
                 return 128 + (es->signal & 0x7f);
         default:
@@ -253,7 +254,9 @@ static int exit_code_for(struct cli *cli, const Vsockmux__V1__ExitStatus *es)
 {
         int code = cli_exit_code(es);
 
-        if (code == CLI_EXIT_STATUS_LOST)
+        if (es && es->kind == VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_EXITED && code != es->code)
+                cli_error(cli, "the process exited with code %d, which an exit status cannot carry", es->code);
+        else if (code == CLI_EXIT_STATUS_LOST)
                 cli_error(cli, "exit status lost%s%s", es && es->message[0] ? ": " : "", es ? es->message : "");
         return code;
 }

@@ -222,7 +222,7 @@ static void fake_hung_cancel(struct control_call *call, void *userdata)
 }
 
 /* Exec, faked in the loop thread with blocking I/O: the CLI is another process, so this cannot
- * deadlock. argv[0] picks the outcome: "exit7", "signal9", "lost" or "fail". */
+ * deadlock. argv[0] picks the outcome: "exit7", "exit256", "exit-2", "signal9", "lost" or "fail". */
 static int fake_exec(struct control_call *call, const ProtobufCMessage *request, void *userdata)
 {
         const Vsockmux__V1__ExecRequest *req = (const void *)request;
@@ -293,6 +293,9 @@ static int fake_exec(struct control_call *call, const ProtobufCMessage *request,
         if (strcmp(req->argv[0], "exit7") == 0) {
                 es.kind = VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_EXITED;
                 es.code = 7;
+        } else if (strncmp(req->argv[0], "exit", 4) == 0) {
+                es.kind = VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_EXITED;
+                es.code = atoi(req->argv[0] + 4);
         } else if (strcmp(req->argv[0], "signal9") == 0) {
                 es.kind = VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_SIGNALED;
                 es.signal = 9;
@@ -704,6 +707,20 @@ static void test_attached_exec_killed_by_signal_exits_128_plus_n(void **state)
         assert_int_equal(exit_code(&res), 128 + 9);
 }
 
+/* 256 & 0xff is 0: a code outside an exit status's 8 bits must still fail, and say what it was. */
+static void test_attached_exec_with_unfit_exit_code_never_exits_0(void **state)
+{
+        struct fixture *f = *state;
+
+        for (int i = 0; i < 2; i++) {
+                _cleanup_(run_done) struct run res = {};
+
+                run_cli(f, &res, "", "exec", "vm1", "--", i ? "exit-2" : "exit256", NULL);
+                assert_int_equal(exit_code(&res), 255);
+                assert_non_null(strstr(res.err, i ? "code -2," : "code 256,"));
+        }
+}
+
 static void test_attached_exec_with_lost_status_exits_255_and_says_so(void **state)
 {
         struct fixture *f = *state;
@@ -781,6 +798,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test_setup_teardown(test_attached_exec_relays_stdio_and_exits_with_the_code, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_attached_exec_drains_output_while_stdin_is_pending, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_attached_exec_killed_by_signal_exits_128_plus_n, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_attached_exec_with_unfit_exit_code_never_exits_0, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_interrupted_exec_cleans_up_and_says_the_process_may_run, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_attached_exec_with_lost_status_exits_255_and_says_so, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_exec_that_cannot_start_exits_125, setup, teardown),
