@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <json-c/json.h>
 
@@ -21,13 +22,19 @@
 /* A guest's exit code outside 0-255 (256 from a guest that does not truncate, a negative one):
  * never 0, which a truncation to 8 bits could give; the CLI names the real code. */
 #define CLI_EXIT_CODE_UNFIT 255
+/* Not an exit code: a command's option parser printed its --help; main() exits 0. It passes every
+ * `if (r != 0) return r;` on the way up, so the command does nothing else. */
+#define CLI_HELP_SHOWN 256
 
 /* Longest config file `container create --config` sends. */
 #define CLI_CONFIG_MAX (1u << 20)
 
+struct cli_command;
+
 struct cli {
         const char *socket;
         const char *command;    /* "vm add", for error lines */
+        const struct cli_command *spec; /* the command running, for its --help */
         struct control_client *client;
 };
 
@@ -38,7 +45,11 @@ struct cli_command {
         const char *name;
         cli_command_fn fn;
         const char *usage;
+        const char *summary;    /* one sentence for --help */
 };
+
+/* "Usage: vsockmux USAGE", then the summary. */
+void cli_command_help(const struct cli_command *cmd, FILE *f);
 
 /* Replaces control characters in place (newlines and tabs become spaces, others '?'). */
 char *cli_sanitize(char *s);
@@ -49,7 +60,9 @@ int cli_error(const struct cli *cli, const char *fmt, ...) _printf_(2, 3);
 int cli_usage_error(const struct cli *cli, const char *fmt, ...) _printf_(2, 3);
 
 /* For getopt_long with optstring ":" and opterr = 0: reports the option argv[optind - 1] as unknown
- * (c == '?') or missing its value (c == ':'). Returns CLI_EXIT_USAGE. */
+ * (c == '?') or missing its value (c == ':'). Returns CLI_EXIT_USAGE. An unknown --help or -h is
+ * the command's help instead: printed on stdout, returning CLI_HELP_SHOWN. Going through getopt
+ * means `--env --help` stays --env's value and `-- ARGV --help` the process's argument. */
 int cli_option_error(const struct cli *cli, int c, char **argv);
 /* Parses only the one flag --`name`; the positional arguments stay in argv[optind..]. */
 int cli_parse_flag(const struct cli *cli, int argc, char **argv, const char *name, bool *ret_set);

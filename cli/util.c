@@ -54,10 +54,19 @@ int cli_usage_error(const struct cli *cli, const char *fmt, ...)
         return CLI_EXIT_USAGE;
 }
 
+void cli_command_help(const struct cli_command *cmd, FILE *f)
+{
+        fprintf(f, "Usage: vsockmux %s\n\n%s\n", cmd->usage, cmd->summary);
+}
+
 int cli_option_error(const struct cli *cli, int c, char **argv)
 {
         const char *opt = optind > 0 ? argv[optind - 1] : "?";
 
+        if (c == '?' && cli->spec && (optopt == 'h' || (optopt == 0 && strcmp(opt, "--help") == 0))) {
+                cli_command_help(cli->spec, stdout);
+                return CLI_HELP_SHOWN;
+        }
         if (c == ':')
                 return cli_usage_error(cli, "option %s needs a value", opt);
         if (optopt && optopt != '?')

@@ -8,33 +8,64 @@
 #include "cli/cli.h"
 
 static const struct cli_command commands[] = {
-        { "vm", "add", cli_vm_add, "vm add NAME --hvsock UDS_PATH | --cid CID" },
-        { "vm", "rm", cli_vm_rm, "vm rm NAME" },
-        { "vm", "ls", cli_vm_ls, "vm ls [--json]" },
-        { "container", "create", cli_container_create, "container create NAME ID [--config FILE]" },
-        { "container", "shutdown", cli_container_shutdown, "container shutdown NAME ID [--force]" },
+        { "vm", "add", cli_vm_add, "vm add NAME --hvsock UDS_PATH | --cid CID",
+          "Registers a VM (its hvsock UDS or guest CID); the daemon then serves its guest agent's\n"
+          "bridge and stdio." },
+        { "vm", "rm", cli_vm_rm, "vm rm NAME",
+          "Forgets a VM: its bridge closes and its relays stop." },
+        { "vm", "ls", cli_vm_ls, "vm ls [--json]",
+          "Lists the VMs with their transport, bridge state and counts." },
+        { "container", "create", cli_container_create, "container create NAME ID [--config FILE]",
+          "Creates container ID in VM NAME; FILE is the guest's JSON settings document." },
+        { "container", "shutdown", cli_container_shutdown, "container shutdown NAME ID [--force]",
+          "Asks the guest to stop container ID (--force: a forced shutdown, not a graceful one)." },
         { NULL, "exec", cli_exec,
           "exec NAME [--container ID] [--env K=V]... [--cwd DIR] [--stdin SRC] [--stdout DST]\n"
-          "                  [--stderr DST] [--detach] [--timeout SEC] [--json] -- ARGV..." },
-        { NULL, "ps", cli_ps, "ps NAME [--json]" },
-        { NULL, "wait", cli_wait, "wait NAME PID [--json]" },
-        { NULL, "kill", cli_kill, "kill NAME PID [--signal N|NAME]" },
-        { NULL, "attach", cli_attach, "attach NAME PID [--print-path]" },
-        { NULL, "stats", cli_stats, "stats [--json]" },
-        { NULL, "events", cli_events, "events [--vm NAME] [--json]" },
-        { NULL, "save", cli_save, "save NAME --out FILE" },
+          "                  [--stderr DST] [--detach] [--timeout SEC] [--json] -- ARGV...",
+          "Starts ARGV in VM NAME. Attached (the default) it relays this terminal's stdio and exits\n"
+          "with the process's code (128+N for signal N, 255 if lost, 125 if it never ran);\n"
+          "--detach prints the pid and leaves stdio to the SRC/DST paths." },
+        { NULL, "ps", cli_ps, "ps NAME [--json]",
+          "Lists VM NAME's processes with their state, exit status and byte counters." },
+        { NULL, "wait", cli_wait, "wait NAME PID [--json]",
+          "Waits for process PID to exit and exits with its code (as exec does)." },
+        { NULL, "kill", cli_kill, "kill NAME PID [--signal N|NAME]",
+          "Sends a signal (default SIGTERM) to process PID." },
+        { NULL, "attach", cli_attach, "attach NAME PID [--print-path]",
+          "Relays this terminal to process PID through its conmon-format attach socket, which\n"
+          "opens on first use; --print-path prints the socket's path instead." },
+        { NULL, "stats", cli_stats, "stats [--json]",
+          "Prints the daemon's counters." },
+        { NULL, "events", cli_events, "events [--vm NAME] [--json]",
+          "Follows the daemon's events (process exits, bridge state, migration) until interrupted." },
+        { NULL, "save", cli_save, "save NAME --out FILE",
+          "Writes VM NAME's in-flight stdio state to FILE, for restore on another daemon." },
         { NULL, "restore", cli_restore,
           "restore [NAME] --in FILE [--hvsock UDS_PATH | --cid CID]\n"
-          "                  [--io PID:stdin=SRC,stdout=DST,stderr=DST]..." },
-        { NULL, "resume", cli_resume, "resume NAME" },
+          "                  [--io PID:stdin=SRC,stdout=DST,stderr=DST]...",
+          "Takes over a VM from a state FILE written by save (--io re-points endpoints)." },
+        { NULL, "resume", cli_resume, "resume NAME",
+          "Lets a restored VM's relays run." },
         { NULL, "migrate", cli_migrate,
           "migrate NAME --to LIBVIRT_URI --domain DOMAIN --dest-socket PATH [--from LIBVIRT_URI]\n"
           "                  [--transport tcp|unix|tls] [--migrate-uri URI] [--bandwidth MIB/S] [--downtime MS]\n"
           "                  [--compression none|xbzrle|mt] [--xbzrle-cache BYTES] [--mt-level N] [--mt-threads N]\n"
           "                  [--mt-dthreads N] [--parallel N] [--auto-converge INIT,INC] [--persist] [--p2p|--direct]\n"
           "                  [--dest-name NAME] [--dest-hvsock UDS_PATH|--dest-cid CID] [--io PID:...]...\n"
-          "                  [--on-suspended CMD] [--on-resumed CMD] [--json]" },
+          "                  [--on-suspended CMD] [--on-resumed CMD] [--json]",
+          "Live-migrates VM NAME's libvirt DOMAIN to LIBVIRT_URI and hands its stdio to the daemon\n"
+          "listening on --dest-socket." },
 };
+
+/* `vsockmux vm --help`: the group's commands. */
+static void group_help(const char *group, FILE *f)
+{
+        fprintf(f, "Usage:\n");
+        for (size_t i = 0; i < ELEMENTSOF(commands); i++)
+                if (commands[i].group && strcmp(commands[i].group, group) == 0)
+                        fprintf(f, "  vsockmux %s\n", commands[i].usage);
+        fprintf(f, "\nvsockmux %s COMMAND --help says more.\n", group);
+}
 
 static void help(FILE *f)
 {
@@ -47,7 +78,8 @@ static void help(FILE *f)
                    "stderr and exits with the process's exit code, 128+N if signal N killed it, 255 if\n"
                    "its exit status was lost, and 125 if it could not be started.\n"
                    "attach opens the process's conmon-format attach socket on first use (no socket per\n"
-                   "process until then); --print-path prints its path for a client of your own.\n");
+                   "process until then); --print-path prints its path for a client of your own.\n"
+                   "vsockmux COMMAND --help describes one command.\n");
 }
 
 int main(int argc, char **argv)
@@ -93,6 +125,11 @@ int main(int argc, char **argv)
                         break;
                 }
         if (group) {
+                if (optind + 1 < argc && (strcmp(argv[optind + 1], "--help") == 0 ||
+                                          strcmp(argv[optind + 1], "-h") == 0)) {
+                        group_help(group, stdout);
+                        return 0;
+                }
                 if (optind + 1 >= argc)
                         return cli_usage_error(&cli, "'%s' needs a subcommand", group);
                 verb = argv[optind + 1];
@@ -107,9 +144,12 @@ int main(int argc, char **argv)
                         continue;
                 snprintf(name, sizeof(name), "%s%s%s", group ?: "", group ? " " : "", verb);
                 cli.command = name;
+                cli.spec = cmd;
                 /* The command sees argv[0] = its verb, then its own arguments. */
                 r = cmd->fn(&cli, argc - optind - (group ? 1 : 0), argv + optind + (group ? 1 : 0));
                 cli.client = control_client_free(cli.client);
+                if (r == CLI_HELP_SHOWN)
+                        r = 0;
                 if (fflush(stdout) != 0 && r == 0)
                         r = cli_error(&cli, "writing the output failed");
                 return r;

@@ -785,6 +785,70 @@ static void test_usage_errors_exit_2_with_one_line(void **state)
         assert_int_equal(count_lines(res.err), 1);
 }
 
+/* Every command `vsockmux --help` lists answers its own --help on stdout with exit 0, before it
+ * connects (the socket here does not exist, so any call would fail with exit 1). */
+static void test_every_command_answers_help_without_calling_the_daemon(void **state)
+{
+        struct fixture *f = *state;
+        _cleanup_(run_done) struct run list = {};
+        char missing[160];
+        unsigned n_commands = 0;
+
+        snprintf(missing, sizeof(missing), "%s/no-daemon.sock", f->dir);
+        run_cli(f, &list, NULL, "--help", NULL);
+        assert_int_equal(exit_code(&list), 0);
+
+        for (char *save = NULL, *line = strtok_r(list.out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                _cleanup_(run_done) struct run res = {};
+                const char *words[3] = {};
+                char prefix[96], *w, *wsave = NULL;
+                unsigned n = 0;
+
+                if (strncmp(line, "  vsockmux ", 11) != 0)
+                        continue;
+                /* The command is the leading lower-case words: "vm add", "exec". */
+                for (w = strtok_r(line + 11, " ", &wsave); w && n < 2 && strspn(w, "abcdefghijklmnopqrstuvwxyz") == strlen(w);
+                     w = strtok_r(NULL, " ", &wsave))
+                        words[n++] = w;
+                assert_true(n >= 1);
+                if (n == 1)
+                        run_cli(f, &res, NULL, "--socket", missing, words[0], "--help", NULL);
+                else
+                        run_cli(f, &res, NULL, "--socket", missing, words[0], words[1], "--help", NULL);
+                snprintf(prefix, sizeof(prefix), "Usage: vsockmux %s%s%s ", words[0], n > 1 ? " " : "", n > 1 ? words[1] : "");
+                if (exit_code(&res) != 0 || strncmp(res.out, prefix, strlen(prefix)) != 0)
+                        fail_msg("'%s%s%s --help' exited %d with stdout '%s' stderr '%s'", words[0], n > 1 ? " " : "",
+                                 n > 1 ? words[1] : "", exit_code(&res), res.out, res.err);
+                assert_int_equal(res.err_len, 0);
+                /* A summary follows the usage. */
+                assert_non_null(strstr(res.out, "\n\n"));
+                n_commands++;
+        }
+        /* vm add/rm/ls, container create/shutdown, exec ... migrate: none may drop out of the list. */
+        assert_true(n_commands >= 16);
+}
+
+static void test_help_is_an_option_only_where_getopt_sees_one(void **state)
+{
+        struct fixture *f = *state;
+        _cleanup_(run_done) struct run res = {};
+
+        /* -h too, and a group alone lists its commands. */
+        run_cli(f, &res, NULL, "wait", "-h", NULL);
+        assert_int_equal(exit_code(&res), 0);
+        assert_non_null(strstr(res.out, "Usage: vsockmux wait NAME PID"));
+        run_cli(f, &res, NULL, "vm", "--help", NULL);
+        assert_int_equal(exit_code(&res), 0);
+        assert_non_null(strstr(res.out, "vsockmux vm add"));
+        assert_non_null(strstr(res.out, "vsockmux vm ls"));
+        assert_null(strstr(res.out, "container create"));
+        /* An option's value that reads "--help" stays the value. */
+        run_cli(f, &res, NULL, "kill", "vm1", "5", "--signal", "--help", NULL);
+        assert_int_equal(exit_code(&res), 2);
+        assert_non_null(strstr(res.err, "unknown signal '--help'"));
+        assert_int_equal(res.out_len, 0);
+}
+
 int main(int argc, char **argv)
 {
         const struct CMUnitTest tests[] = {
@@ -805,6 +869,8 @@ int main(int argc, char **argv)
                 cmocka_unit_test_setup_teardown(test_detached_exec_prints_the_pid_and_passes_absolute_paths, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_attach_splits_stdout_and_stderr_packets, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_usage_errors_exit_2_with_one_line, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_every_command_answers_help_without_calling_the_daemon, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_help_is_an_option_only_where_getopt_sees_one, setup, teardown),
         };
 
         if (argc < 2) {
