@@ -51,8 +51,23 @@ struct exec_stream {
         bool local_dead;        /* our own fd failed (e.g. stdout closed): keep draining, drop */
 };
 
+/* An attached exec: Exec is in flight until the pid is known, then Wait until the exit is. */
+enum exec_phase {
+        EXEC_STARTING,
+        EXEC_RUNNING,
+        EXEC_DONE,
+};
+
 struct exec_ctx {
         struct cli *cli;
+        char *vm;
+        enum exec_phase phase;
+        uint32_t sid;           /* the call in flight on cli->client */
+        uint32_t pid;           /* once RUNNING */
+        int code;               /* once DONE */
+        bool sig_proxy;
+        int sfd;                /* signalfd of exec_proxied_signals */
+        struct control_client *kill_client;
         char dir[PATH_MAX];
         struct exec_stream s[_STREAM_MAX];
         bool stdin_eof;
@@ -155,6 +170,8 @@ static int listen_stream(struct exec_ctx *x, unsigned i)
 
 static void exec_ctx_done(struct exec_ctx *x)
 {
+        x->sfd = safe_close(x->sfd);
+        x->kill_client = control_client_free(x->kill_client);
         for (unsigned i = 0; i < _STREAM_MAX; i++) {
                 struct exec_stream *s = &x->s[i];
 
@@ -261,29 +278,232 @@ static int exit_code_for(struct cli *cli, const Vsockmux__V1__ExitStatus *es)
         return code;
 }
 
-/* Runs the relay until the reply and every output EOF are in. Returns the CLI's exit code. */
+/* The signals an attached exec forwards to the process, as podman exec's --sig-proxy does. */
+static const int exec_proxied_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+
+/* Every one of them arrives as a read of a signalfd, so Ctrl-C or a kill of the CLI still
+ * removes the socket directory. */
+static int exec_signals_open(struct exec_ctx *x)
+{
+        sigset_t mask;
+
+        sigemptyset(&mask);
+        for (unsigned i = 0; i < ELEMENTSOF(exec_proxied_signals); i++)
+                sigaddset(&mask, exec_proxied_signals[i]);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+                return -errno;
+        x->sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+        return x->sfd < 0 ? -errno : 0;
+}
+
+/* Kill goes over a second connection: the first one is read for one call at a time (Exec, then
+ * Wait), and control_client_recv skips frames of other calls. */
+static void exec_forward_signal(struct exec_ctx *x, int sig)
+{
+        Vsockmux__V1__KillRequest req = VSOCKMUX__V1__KILL_REQUEST__INIT;
+        char why[CONTROL_STATUS_MESSAGE_MAX + 128];
+        struct control_status st = {};
+        ProtobufCMessage *m = NULL;
+        int r;
+
+        if (!x->kill_client) {
+                r = control_client_connect(x->cli->socket, &x->kill_client);
+                if (r < 0) {
+                        cli_error(x->cli, "cannot forward SIG%s: %s", cli_signal_name(sig) ?: "?", strerror(-r));
+                        return;
+                }
+        }
+        req.vm = x->vm;
+        req.pid = x->pid;
+        req.signal = sig;
+        r = control_client_call(x->kill_client, CONTROL_METHOD_NAME("Kill"), &req.base,
+                                &vsockmux__v1__kill_response__descriptor, &m, &st);
+        control_message_free(m);
+        if (r < 0) {
+                /* The process keeps running: say so and keep relaying it. */
+                cli_describe_failure(x->cli, r, &st, why, sizeof(why));
+                cli_error(x->cli, "cannot forward SIG%s: %s", cli_signal_name(sig) ?: "?", why);
+        }
+}
+
+/* Returns an exit code to end with, or -1 to carry on. */
+static int exec_on_signal(struct exec_ctx *x)
+{
+        struct signalfd_siginfo si;
+        int sig;
+
+        if (read(x->sfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+                return -1;
+        sig = (int)si.ssi_signo;
+        /* Before the pid is known there is nothing to forward to, and the Exec may hang on a guest
+         * that never connects: the CLI ends, honestly. */
+        if (!x->sig_proxy || x->phase == EXEC_STARTING) {
+                cli_error(x->cli, "interrupted by SIG%s; the process may still run in the VM (see vsockmux ps)",
+                          cli_signal_name(sig) ?: "?");
+                return 128 + sig;
+        }
+        exec_forward_signal(x, sig);
+        return -1;
+}
+
+/* The Exec reply: the pid. The CLI then waits for the exit on the same connection. */
+static int exec_on_started(struct exec_ctx *x, Vsockmux__V1__ExecResponse *resp)
+{
+        Vsockmux__V1__WaitRequest req = VSOCKMUX__V1__WAIT_REQUEST__INIT;
+        char why[CONTROL_STATUS_MESSAGE_MAX + 128];
+        int r;
+
+        x->pid = resp->pid;
+        req.vm = x->vm;
+        req.pid = x->pid;
+        r = control_client_send(x->cli->client, CONTROL_METHOD_NAME("Wait"), &req.base, 0, 0, &x->sid);
+        if (r < 0) {
+                cli_describe_failure(x->cli, r, NULL, why, sizeof(why));
+                cli_error(x->cli, "%s; process %u may still run, its exit status is unknown", why, x->pid);
+                return CLI_EXIT_STATUS_LOST;
+        }
+        x->phase = EXEC_RUNNING;
+        return -1;
+}
+
+/* The reply to the call in flight (Exec, then Wait). Returns an exit code to end with, or -1. */
+static int exec_on_reply(struct exec_ctx *x)
+{
+        const ProtobufCMessageDescriptor *desc = x->phase == EXEC_STARTING ? &vsockmux__v1__exec_response__descriptor
+                                                                           : &vsockmux__v1__wait_response__descriptor;
+        char why[CONTROL_STATUS_MESSAGE_MAX + 128];
+        struct control_status st = {};
+        ProtobufCMessage *m = NULL;
+        int r;
+
+        r = control_client_recv(x->cli->client, x->sid, desc, &m, &st);
+        if (r == -EREMOTEIO && x->phase == EXEC_STARTING) {
+                cli_error(x->cli, "%s (%s)", st.message, control_code_to_string(st.code));
+                return CLI_EXIT_EXEC_FAILED;
+        }
+        if (r != CONTROL_CLIENT_RESPONSE) {
+                control_message_free(m);
+                cli_describe_failure(x->cli, r < 0 ? r : -EBADMSG, &st, why, sizeof(why));
+                cli_error(x->cli, "%s; the process may still run, its exit status is unknown", why);
+                return CLI_EXIT_STATUS_LOST;
+        }
+        if (x->phase == EXEC_STARTING) {
+                r = exec_on_started(x, (Vsockmux__V1__ExecResponse *)m);
+                control_message_free(m);
+                return r;
+        }
+        x->code = exit_code_for(x->cli, ((Vsockmux__V1__WaitResponse *)m)->exit);
+        control_message_free(m);
+        x->phase = EXEC_DONE;
+        /* The exit is reported after the output drained: connections the daemon made are in the
+         * backlog; nothing more goes to the process, and a listener nobody dialled is moot. */
+        for (unsigned i = 0; i < _STREAM_MAX; i++) {
+                accept_stream(x, i);
+                x->s[i].listen_fd = safe_close(x->s[i].listen_fd);
+        }
+        x->s[STREAM_STDIN].conn_fd = safe_close(x->s[STREAM_STDIN].conn_fd);
+        return -1;
+}
+
+enum {
+        POLL_CONTROL = -1,
+        POLL_STDIN_READ = -2,
+        POLL_STDIN_WRITE = -3,
+        POLL_SIGNAL = -4,
+};
+
+#define EXEC_POLL_MAX (2 * _STREAM_MAX + 3)
+
+/* Fills pfd/owner with what the relay waits for now; false once there is nothing left to do. */
+static bool exec_poll_set(struct exec_ctx *x, struct pollfd *pfd, int *owner, unsigned *ret_n)
+{
+        bool running = x->phase != EXEC_DONE, outputs_open = false;
+        struct exec_stream *in = &x->s[STREAM_STDIN];
+        unsigned n = 0;
+
+        for (unsigned i = 0; i < _STREAM_MAX; i++) {
+                struct exec_stream *s = &x->s[i];
+
+                if (s->listen_fd >= 0 && running) {
+                        pfd[n] = (struct pollfd) { .fd = s->listen_fd, .events = POLLIN };
+                        owner[n++] = (int)i;
+                }
+                if (s->conn_fd >= 0 && i != STREAM_STDIN) {
+                        pfd[n] = (struct pollfd) { .fd = s->conn_fd, .events = POLLIN };
+                        owner[n++] = (int)i;
+                        outputs_open = true;
+                }
+        }
+        if (!running && !outputs_open)
+                return false;
+        if (running) {
+                pfd[n] = (struct pollfd) { .fd = control_client_fd(x->cli->client), .events = POLLIN };
+                owner[n++] = POLL_CONTROL;
+        }
+        if (x->sfd >= 0) {
+                pfd[n] = (struct pollfd) { .fd = x->sfd, .events = POLLIN };
+                owner[n++] = POLL_SIGNAL;
+        }
+        if (running && in->conn_fd >= 0 && x->in_len > 0) {
+                pfd[n] = (struct pollfd) { .fd = in->conn_fd, .events = POLLOUT };
+                owner[n++] = POLL_STDIN_WRITE;
+        } else if (running && in->conn_fd >= 0 && !x->stdin_eof) {
+                pfd[n] = (struct pollfd) { .fd = STDIN_FILENO, .events = POLLIN };
+                owner[n++] = POLL_STDIN_READ;
+        }
+        *ret_n = n;
+        return true;
+}
+
+/* Handles one ready entry. Returns an exit code to end with, -1 to go on, -2 to poll again now
+ * (entries after this one may name fds just closed). */
+static int exec_dispatch(struct exec_ctx *x, const struct pollfd *p, int owner)
+{
+        struct exec_stream *s;
+
+        switch (owner) {
+        case POLL_STDIN_READ:
+                pump_stdin_read(x);
+                return -1;
+        case POLL_STDIN_WRITE:
+                pump_stdin_write(x);
+                return -1;
+        case POLL_SIGNAL:
+                return exec_on_signal(x);
+        case POLL_CONTROL: {
+                int r = exec_on_reply(x);
+
+                return r >= 0 ? r : -2;
+        }
+        default:
+                s = &x->s[owner];
+                if (p->fd == s->listen_fd)
+                        accept_stream(x, (unsigned)owner);
+                else if (p->fd == s->conn_fd)
+                        pump_output(x, (unsigned)owner);
+                return -1;
+        }
+}
+
+/* Starts the process (Exec answers with its pid), waits for its exit (Wait answers once the
+ * output drained) and relays until every output EOF is in. Returns the CLI's exit code. */
 static int exec_attached(struct exec_ctx *x, Vsockmux__V1__ExecRequest *req)
 {
         struct cli *cli = x->cli;
         char why[CONTROL_STATUS_MESSAGE_MAX + 128];
-        struct control_status st = {};
-        ProtobufCMessage *m = NULL;
-        _cleanup_close_ int sfd = -1;
-        int code = -1, r;
-        sigset_t mask;
-        uint32_t sid;
+        int r;
 
         r = cli_connect(cli);
         if (r != 0)
                 return CLI_EXIT_EXEC_FAILED;
-        /* Ctrl-C or a kill of the CLI still removes the socket directory; it arrives as a read. */
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGINT);
-        sigaddset(&mask, SIGTERM);
-        sigaddset(&mask, SIGHUP);
-        if (sigprocmask(SIG_BLOCK, &mask, NULL) == 0)
-                sfd = signalfd(-1, &mask, SFD_CLOEXEC);
-        r = control_client_send(cli->client, CONTROL_METHOD_NAME("Exec"), &req->base, 0, 0, &sid);
+        r = exec_signals_open(x);
+        if (r < 0 && x->sig_proxy) {
+                cli_error(cli, "cannot catch signals to forward them: %s", strerror(-r));
+                return CLI_EXIT_EXEC_FAILED;
+        }
+        x->vm = req->vm;
+        req->detach = true;
+        r = control_client_send(cli->client, CONTROL_METHOD_NAME("Exec"), &req->base, 0, 0, &x->sid);
         if (r < 0) {
                 cli_describe_failure(cli, r, NULL, why, sizeof(why));
                 cli_error(cli, "%s", why);
@@ -291,42 +511,12 @@ static int exec_attached(struct exec_ctx *x, Vsockmux__V1__ExecRequest *req)
         }
 
         for (;;) {
-                struct pollfd pfd[2 * _STREAM_MAX + 3];
-                int owner[2 * _STREAM_MAX + 3];
+                struct pollfd pfd[EXEC_POLL_MAX];
+                int owner[EXEC_POLL_MAX];
                 unsigned n = 0;
-                bool outputs_open = false;
 
-                for (unsigned i = 0; i < _STREAM_MAX; i++) {
-                        struct exec_stream *s = &x->s[i];
-
-                        if (s->listen_fd >= 0 && code < 0) {
-                                pfd[n] = (struct pollfd) { .fd = s->listen_fd, .events = POLLIN };
-                                owner[n++] = (int)i;
-                        }
-                        if (s->conn_fd >= 0 && i != STREAM_STDIN) {
-                                pfd[n] = (struct pollfd) { .fd = s->conn_fd, .events = POLLIN };
-                                owner[n++] = (int)i;
-                                outputs_open = true;
-                        }
-                }
-                if (code >= 0 && !outputs_open)
-                        break;
-                if (code < 0) {
-                        pfd[n] = (struct pollfd) { .fd = control_client_fd(cli->client), .events = POLLIN };
-                        owner[n++] = -1;
-                }
-                if (sfd >= 0) {
-                        pfd[n] = (struct pollfd) { .fd = sfd, .events = POLLIN };
-                        owner[n++] = -4;
-                }
-                if (code < 0 && x->s[STREAM_STDIN].conn_fd >= 0 && x->in_len > 0) {
-                        pfd[n] = (struct pollfd) { .fd = x->s[STREAM_STDIN].conn_fd, .events = POLLOUT };
-                        owner[n++] = -3;
-                } else if (code < 0 && x->s[STREAM_STDIN].conn_fd >= 0 && !x->stdin_eof) {
-                        pfd[n] = (struct pollfd) { .fd = STDIN_FILENO, .events = POLLIN };
-                        owner[n++] = -2;
-                }
-
+                if (!exec_poll_set(x, pfd, owner, &n))
+                        return x->code;
                 if (poll(pfd, n, -1) < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -334,60 +524,15 @@ static int exec_attached(struct exec_ctx *x, Vsockmux__V1__ExecRequest *req)
                         return CLI_EXIT_STATUS_LOST;
                 }
                 for (unsigned k = 0; k < n; k++) {
-                        struct exec_stream *s;
-
                         if (!pfd[k].revents)
                                 continue;
-                        if (owner[k] == -2) {
-                                pump_stdin_read(x);
-                                continue;
-                        }
-                        if (owner[k] == -3) {
-                                pump_stdin_write(x);
-                                continue;
-                        }
-                        if (owner[k] == -4) {
-                                struct signalfd_siginfo si;
-
-                                if (read(sfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
-                                        continue;
-                                cli_error(cli, "interrupted by SIG%s; the process may still run in the VM "
-                                          "(see vsockmux ps)", cli_signal_name((int)si.ssi_signo) ?: "?");
-                                return 128 + (int)si.ssi_signo;
-                        }
-                        if (owner[k] >= 0) {
-                                s = &x->s[owner[k]];
-                                if (pfd[k].fd == s->listen_fd)
-                                        accept_stream(x, (unsigned)owner[k]);
-                                else if (pfd[k].fd == s->conn_fd)
-                                        pump_output(x, (unsigned)owner[k]);
-                                continue;
-                        }
-
-                        /* The reply. Connections the daemon made before it are in the backlog. */
-                        for (unsigned i = 0; i < _STREAM_MAX; i++)
-                                accept_stream(x, i);
-                        r = control_client_recv(cli->client, sid, &vsockmux__v1__exec_response__descriptor, &m, &st);
-                        if (r == -EREMOTEIO) {
-                                cli_error(cli, "%s (%s)", st.message, control_code_to_string(st.code));
-                                return CLI_EXIT_EXEC_FAILED;
-                        }
-                        if (r != CONTROL_CLIENT_RESPONSE) {
-                                control_message_free(m);
-                                cli_describe_failure(cli, r < 0 ? r : -EBADMSG, &st, why, sizeof(why));
-                                cli_error(cli, "%s; the process may still run, its exit status is unknown", why);
-                                return CLI_EXIT_STATUS_LOST;
-                        }
-                        code = exit_code_for(cli, ((Vsockmux__V1__ExecResponse *)m)->exit);
-                        control_message_free(m);
-                        /* Nothing more goes to the process; a listener nobody dialled is moot. */
-                        for (unsigned i = 0; i < _STREAM_MAX; i++)
-                                x->s[i].listen_fd = safe_close(x->s[i].listen_fd);
-                        x->s[STREAM_STDIN].conn_fd = safe_close(x->s[STREAM_STDIN].conn_fd);
-                        break;  /* pfd entries after this may name fds just closed */
+                        r = exec_dispatch(x, &pfd[k], owner[k]);
+                        if (r >= 0)
+                                return r;
+                        if (r == -2)
+                                break;
                 }
         }
-        return code;
 }
 
 int cli_exec(struct cli *cli, int argc, char **argv)
@@ -402,10 +547,11 @@ int cli_exec(struct cli *cli, int argc, char **argv)
                 { "detach", no_argument, NULL, 'd' },
                 { "timeout", required_argument, NULL, 't' },
                 { "json", no_argument, NULL, 'j' },
+                { "sig-proxy", optional_argument, NULL, 'S' },
                 {}
         };
         Vsockmux__V1__ExecRequest req = VSOCKMUX__V1__EXEC_REQUEST__INIT;
-        struct exec_ctx x = { .cli = cli };
+        struct exec_ctx x = { .cli = cli, .sig_proxy = true, .sfd = -1 };
         _cleanup_free_ char **env = NULL;
         size_t n_env = 0;
         uint32_t timeout = 0;
@@ -457,6 +603,14 @@ int cli_exec(struct cli *cli, int argc, char **argv)
                         break;
                 case 'j':
                         json = true;
+                        break;
+                case 'S':
+                        if (!optarg || !strcmp(optarg, "true"))
+                                x.sig_proxy = true;
+                        else if (!strcmp(optarg, "false"))
+                                x.sig_proxy = false;
+                        else
+                                return cli_usage_error(cli, "--sig-proxy wants true or false, got '%s'", optarg);
                         break;
                 default:
                         return cli_option_error(cli, c, argv);

@@ -21,10 +21,13 @@ static const struct cli_command commands[] = {
           "Asks the guest to stop container ID (--force: a forced shutdown, not a graceful one)." },
         { NULL, "exec", cli_exec,
           "exec NAME [--container ID] [--env K=V]... [--cwd DIR] [--stdin SRC] [--stdout DST]\n"
-          "                  [--stderr DST] [--detach] [--timeout SEC] [--json] -- ARGV...",
+          "                  [--stderr DST] [--detach] [--timeout SEC] [--json]\n"
+          "                  [--sig-proxy[=true|false]] -- ARGV...",
           "Starts ARGV in VM NAME. Attached (the default) it relays this terminal's stdio and exits\n"
           "with the process's code (128+N for signal N, 255 if lost, 125 if it never ran);\n"
-          "--detach prints the pid and leaves stdio to the SRC/DST paths." },
+          "--detach prints the pid and leaves stdio to the SRC/DST paths. Attached, it forwards\n"
+          "SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to the process unless\n"
+          "--sig-proxy=false." },
         { NULL, "ps", cli_ps, "ps NAME [--json]",
           "Lists VM NAME's processes with their state, exit status and byte counters." },
         { NULL, "wait", cli_wait, "wait NAME PID [--json]",
@@ -76,7 +79,9 @@ static void help(FILE *f)
                 fprintf(f, "  vsockmux %s\n", commands[i].usage);
         fprintf(f, "\nexec is attached unless --detach: it relays this terminal's stdin, stdout and\n"
                    "stderr and exits with the process's exit code, 128+N if signal N killed it, 255 if\n"
-                   "its exit status was lost, and 125 if it could not be started.\n"
+                   "its exit status was lost, and 125 if it could not be started. It forwards SIGINT,\n"
+                   "SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to the process (--sig-proxy=false: they\n"
+                   "end the CLI only, and the process may keep running).\n"
                    "attach opens the process's conmon-format attach socket on first use (no socket per\n"
                    "process until then); --print-path prints its path for a client of your own.\n"
                    "vsockmux COMMAND --help describes one command.\n");

@@ -44,6 +44,7 @@ struct fixture {
         struct control_call *hung_call;
         bool hung_seen;
         int signal_when_hung;           /* sent to the CLI once an Exec hangs in the fake */
+        char last_outcome[32];          /* argv[0] of the last Exec: what Wait answers for pid 99 */
 };
 
 struct run {
@@ -195,19 +196,18 @@ static int fake_bulk(int in, int out, int err)
         return write(err, line, strlen(line)) == (ssize_t)strlen(line) ? 0 : 1;
 }
 
-/* Completes the bulk Exec once its child is done, with the child's exit code. */
+/* Answers the bulk process's Wait once its child is done, with the child's exit code. */
 static void fake_bulk_poll(struct fixture *f)
 {
-        Vsockmux__V1__ExecResponse resp = VSOCKMUX__V1__EXEC_RESPONSE__INIT;
+        Vsockmux__V1__WaitResponse resp = VSOCKMUX__V1__WAIT_RESPONSE__INIT;
         Vsockmux__V1__ExitStatus es = VSOCKMUX__V1__EXIT_STATUS__INIT;
         int status;
 
-        if (f->bulk_pid <= 0 || waitpid(f->bulk_pid, &status, WNOHANG) != f->bulk_pid)
+        if (f->bulk_pid <= 0 || !f->bulk_call || waitpid(f->bulk_pid, &status, WNOHANG) != f->bulk_pid)
                 return;
         f->bulk_pid = 0;
         es.kind = VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_EXITED;
         es.code = WIFEXITED(status) ? WEXITSTATUS(status) : 99;
-        resp.pid = 100;
         resp.exit = &es;
         control_call_reply(f->bulk_call, &resp.base);
         f->bulk_call = NULL;
@@ -222,13 +222,14 @@ static void fake_hung_cancel(struct control_call *call, void *userdata)
 }
 
 /* Exec, faked in the loop thread with blocking I/O: the CLI is another process, so this cannot
- * deadlock. argv[0] picks the outcome: "exit7", "exit256", "exit-2", "signal9", "lost" or "fail". */
+ * deadlock. argv[0] picks the outcome: "exit7", "exit256", "exit-2", "signal9", "lost" or "fail".
+ * As vsockmuxd does, Exec answers with the pid (the attached CLI sends detach = true too); the
+ * exit goes to Wait. */
 static int fake_exec(struct control_call *call, const ProtobufCMessage *request, void *userdata)
 {
         const Vsockmux__V1__ExecRequest *req = (const void *)request;
         struct fixture *f = userdata;
         Vsockmux__V1__ExecResponse resp = VSOCKMUX__V1__EXEC_RESPONSE__INIT;
-        Vsockmux__V1__ExitStatus es = VSOCKMUX__V1__EXIT_STATUS__INIT;
         int in, out, err;
         char buf[256];
         size_t got = 0;
@@ -244,7 +245,8 @@ static int fake_exec(struct control_call *call, const ProtobufCMessage *request,
                 control_call_set_cancel(call, fake_hung_cancel, f);
                 return 0;
         }
-        if (req->detach) {
+        if (!req->stdin_path[0]) {
+                /* A detached exec without stdio of the CLI's own. */
                 resp.pid = 4321;
                 control_call_reply(call, &resp.base);
                 return 0;
@@ -270,7 +272,8 @@ static int fake_exec(struct control_call *call, const ProtobufCMessage *request,
                 close(in);
                 close(out);
                 close(err);
-                f->bulk_call = call;
+                resp.pid = 100;
+                control_call_reply(call, &resp.base);
                 return 0;
         }
         write_str(out, "out:hello\n");
@@ -289,14 +292,29 @@ static int fake_exec(struct control_call *call, const ProtobufCMessage *request,
         close(out);
         close(err);
 
+        snprintf(f->last_outcome, sizeof(f->last_outcome), "%s", req->argv[0]);
         resp.pid = 99;
-        if (strcmp(req->argv[0], "exit7") == 0) {
+        control_call_reply(call, &resp.base);
+        return 0;
+}
+
+static int fake_wait(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        const Vsockmux__V1__WaitRequest *req = (const void *)request;
+        Vsockmux__V1__WaitResponse resp = VSOCKMUX__V1__WAIT_RESPONSE__INIT;
+        Vsockmux__V1__ExitStatus es = VSOCKMUX__V1__EXIT_STATUS__INIT;
+        struct fixture *f = userdata;
+
+        if (req->pid == 100) {
+                f->bulk_call = call;
+                fake_bulk_poll(f);
+                return 0;
+        }
+        assert_int_equal(req->pid, 99);
+        if (strncmp(f->last_outcome, "exit", 4) == 0) {
                 es.kind = VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_EXITED;
-                es.code = 7;
-        } else if (strncmp(req->argv[0], "exit", 4) == 0) {
-                es.kind = VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_EXITED;
-                es.code = atoi(req->argv[0] + 4);
-        } else if (strcmp(req->argv[0], "signal9") == 0) {
+                es.code = atoi(f->last_outcome + 4);
+        } else if (strcmp(f->last_outcome, "signal9") == 0) {
                 es.kind = VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_SIGNALED;
                 es.signal = 9;
         } else {
@@ -353,6 +371,7 @@ static const struct control_method fake_methods[] = {
         FAKE("Kill", kill_request, fake_kill),
         FAKE("Ps", ps_request, fake_ps),
         FAKE("Exec", exec_request, fake_exec),
+        FAKE("Wait", wait_request, fake_wait),
         FAKE("Attach", attach_request, fake_attach),
         { CONTROL_SERVICE "/Events", &vsockmux__v1__events_request__descriptor, fake_events, true },
 };
