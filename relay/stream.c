@@ -428,9 +428,7 @@ static void stream_done(struct relay_stream *s, int error)
         hup_cancel(s);
         buf_wait_remove(s);
         s->error = error;
-        if (error < 0)
-                log_errno(LOG_LEVEL_WARN, error, "relay: %s stream %s (guest fd %d, endpoint fd %d) ended",
-                          relay_stream_dir_to_string(s->dir), s->label, s->guest_fd, s->endpoint_fd);
+        /* Not logged here: on_done gets the error and its owner logs it once, with its own names. */
         if (s->ops->on_done) {
                 s->ref++;
                 s->ops->on_done(s, error, s->userdata);
