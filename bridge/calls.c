@@ -1,3 +1,4 @@
+/* bridge/calls.c: the call table: calls hashed by id, live ones and zombies in their own lists, deadlines in a heap. */
 #include "bridge/calls.h"
 
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+/* bridge/codec.c: encoding and parsing of GCS frames (16-byte header, JSON payload). */
 #include "bridge/codec.h"
 
 #include <stdlib.h>

@@ -1,3 +1,6 @@
+/* bridge/conn.c: one VM's host-side bridge protocol: negotiation, calls and their answers, container
+ * watchers, resume-window holding and wait probes. Tags in parentheses (W4, B4, F2, X item 12, ...) name
+ * the paragraphs of ../shared/docs/bridge-protocol.md that describe the upstream behaviour. */
 #include "bridge/conn.h"
 
 #include <inttypes.h>
@@ -212,7 +215,7 @@ static void result_from_response(const struct bridge_call *call, const struct br
         }
         if (resp->result == BRIDGE_HR_SYSTEM_NOT_FOUND &&
             (call->type == BRIDGE_RPC_SHUTDOWN_GRACEFUL || call->type == BRIDGE_RPC_SHUTDOWN_FORCED)) {
-                /* Tolerated upstream too (X12): what was to be stopped is not there. */
+                /* Tolerated upstream too (bridge-protocol.md X, item 12): what was to be stopped is not there. */
                 res->status = BRIDGE_STATUS_ALREADY_GONE;
                 res->message = "container already gone";
                 return;
@@ -305,7 +308,7 @@ static void lose_guest(struct bridge_conn *c, int error, bool notify_binding, bo
         old = c->state;
         if (c->migrating) {
                 /* Kept calls wait for the next connection, except ours: negotiate and probes are
-                 * redone there (B6). */
+                 * redone there (bridge-protocol.md B6). */
                 c->state = BRIDGE_CONN_MIGRATING;
                 fail_calls(c, call_is_internal);
                 state_report(c, old, BRIDGE_CONN_MIGRATING);
@@ -382,7 +385,7 @@ static int send_request(struct bridge_conn *c, const struct bridge_request *req,
         if (c->state != BRIDGE_CONN_CONNECTED && !(flags & BRIDGE_CALL_INTERNAL))
                 return -ENOTCONN;
         deadline = timeout_ns == BRIDGE_DEADLINE_NONE ? BRIDGE_DEADLINE_NONE : deadline_after(c, timeout_ns);
-        /* In the table before the frame is written (B1), so an instant reply finds it. */
+        /* In the table before the frame is written (bridge-protocol.md B1), so an instant reply finds it. */
         r = bridge_calls_add(c->calls, req->type, flags, deadline, req->container_id, pid, fn, userdata, &call);
         if (r < 0)
                 return r;
@@ -489,7 +492,7 @@ static void probe_done(const struct bridge_result *res, void *userdata)
 }
 
 /* After each negotiation: every wait whose request went out on an earlier connection (or was
- * adopted) may have lost its reply with that connection; a bounded probe asks again (F2, Z2). */
+ * adopted) may have lost its reply with that connection; a bounded probe asks again (bridge-protocol.md F2, Z2). */
 static void probe_waits(struct bridge_conn *c)
 {
         _cleanup_free_ uint64_t *ids = NULL;
@@ -669,8 +672,9 @@ static int handle_notification(struct bridge_conn *c, const struct bridge_frame 
                 return r == -ENOMEM ? kill_guest(c, r, "out of memory holding a notification") : 0;
         }
         if (!w)
-                /* Upstream kills the bridge here (C4), so a second exit notification for one container
-                 * takes every other container's calls down with it. A duplicate is harmless: log it. */
+                /* Upstream kills the bridge here (bridge-protocol.md C4), so a second exit notification
+                 * for one container takes every other container's calls down with it. A duplicate is
+                 * harmless: log it. */
                 log_warn("bridge %s: ignoring %s notification for unwatched container %s", c->name, n.type ?: "?",
                          n.container_id);
         deliver_notification(c, w, &n);
@@ -767,7 +771,7 @@ int bridge_conn_set_call_timeout(struct bridge_conn *c, uint64_t timeout_ns)
 
 void bridge_conn_tick(struct bridge_conn *c, uint64_t now_ns)
 {
-        /* Upstream kills the whole bridge on a timeout (B4). One slow answer should not cost every
+        /* Upstream kills the whole bridge on a timeout (bridge-protocol.md B4). One slow answer should not cost every
          * other call: only the late call completes, and its late answer is swallowed (zombie). */
         if (c->state == BRIDGE_CONN_CLOSED)
                 return;
@@ -1008,7 +1012,8 @@ int bridge_conn_preregister_wait(struct bridge_conn *c, uint64_t call_id, const 
 
         if (c->state == BRIDGE_CONN_CLOSED)
                 return -ESHUTDOWN;
-        /* 0 is "no wait" in saved state (F2), and the first negotiation's id on any source. */
+        /* 0 is "no wait" in saved state (a waitCallID, bridge-protocol.md F2), and the first
+         * negotiation's id on any source. */
         if (call_id == 0 || !container_id_ok(container_id) || !fn)
                 return -EINVAL;
         r = bridge_calls_preregister(c->calls, call_id, BRIDGE_RPC_WAIT_FOR_PROCESS, container_id, pid, fn, userdata,

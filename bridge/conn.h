@@ -12,13 +12,15 @@
 #include "util/macro.h"
 
 #define BRIDGE_NSEC_PER_SEC UINT64_C(1000000000)
-/* A synchronous call's own timeout (B4); WaitForProcess with an infinite timeout has none. */
+/* A synchronous call's own timeout (upstream's 5 minutes, bridge-protocol.md B4); WaitForProcess with an
+ * infinite timeout has none. */
 #define BRIDGE_CONN_CALL_TIMEOUT_NS (5 * 60 * BRIDGE_NSEC_PER_SEC)
 #define BRIDGE_CONN_CALL_TIMEOUT_MAX_NS (24 * 3600 * BRIDGE_NSEC_PER_SEC)
 #define BRIDGE_CONN_NEGOTIATE_TIMEOUT_NS (60 * BRIDGE_NSEC_PER_SEC)
 /* A reconnect grace longer than this is a typo, not a plan. */
 #define BRIDGE_CONN_RECONNECT_GRACE_MAX_NS (3600 * BRIDGE_NSEC_PER_SEC)
-/* The guest-side timeout of a reconnect probe (F2) and how long we wait for its answer. */
+/* The guest-side timeout of a reconnect probe (the bounded re-wait of bridge-protocol.md F2) and how long
+ * we wait for its answer. */
 #define BRIDGE_CONN_PROBE_TIMEOUT_MS 50u
 #define BRIDGE_CONN_PROBE_DEADLINE_NS (60 * BRIDGE_NSEC_PER_SEC)
 /* Messages held during a resume window until their call or container is registered (V1). */
@@ -103,7 +105,7 @@ void bridge_conn_tick(struct bridge_conn *c, uint64_t now_ns);
 /* Absolute CLOCK_MONOTONIC deadline of the next timeout; BRIDGE_DEADLINE_NONE for none. */
 uint64_t bridge_conn_next_deadline(const struct bridge_conn *c);
 
-/* While migrating, losing the guest connection keeps every call (B6) and a new one is
+/* While migrating, losing the guest connection keeps every call (bridge-protocol.md B6) and a new one is
  * renegotiated. Setting it also opens the resume window. Clearing it while detached fails
  * the kept calls as a loss would have. */
 void bridge_conn_set_migrating(struct bridge_conn *c, bool migrating);
@@ -139,7 +141,7 @@ size_t bridge_conn_outstanding(const struct bridge_conn *c);
 /*
  * Calls. Each needs CONNECTED (-ENOTCONN otherwise). On 0, fn runs exactly once later with the
  * result; on an error return it never runs. A write failure fails only this call while migrating,
- * and also drops the guest connection otherwise (B5). ret_call_id may be NULL.
+ * and also drops the guest connection otherwise (bridge-protocol.md B5). ret_call_id may be NULL.
  */
 int bridge_conn_create_container(struct bridge_conn *c, const char *container_id, const char *config_json,
                                  bridge_call_fn fn, void *userdata, uint64_t *ret_call_id);
@@ -152,18 +154,21 @@ int bridge_conn_exec(struct bridge_conn *c, const char *container_id, const stru
  * finite timeout elapsed. */
 int bridge_conn_wait(struct bridge_conn *c, const char *container_id, uint32_t pid, uint32_t timeout_ms,
                      bridge_call_fn fn, void *userdata, uint64_t *ret_call_id);
-/* signal 0 = kill. A process that is gone already is ALREADY_GONE with error 0 (E3). */
+/* signal 0 = kill. A process that is gone already is ALREADY_GONE with error 0, as upstream
+ * treats it (bridge-protocol.md E3). */
 int bridge_conn_signal(struct bridge_conn *c, const char *container_id, uint32_t pid, int signal,
                        bridge_call_fn fn, void *userdata, uint64_t *ret_call_id);
 int bridge_conn_resize(struct bridge_conn *c, const char *container_id, uint32_t pid, uint16_t height,
                        uint16_t width, bridge_call_fn fn, void *userdata, uint64_t *ret_call_id);
-/* A container the guest does not know (0xC037010E) is ALREADY_GONE with error 0 (X12). Aimed at the
- * null GUID the guest shuts down without answering: the call ends with the connection. */
+/* A container the guest does not know (0xC037010E) is ALREADY_GONE with error 0, as upstream
+ * tolerates it (bridge-protocol.md X, item 12). Aimed at the null GUID the guest shuts down without
+ * answering: the call ends with the connection. */
 int bridge_conn_shutdown(struct bridge_conn *c, const char *container_id, enum bridge_shutdown_kind kind,
                          bridge_call_fn fn, void *userdata, uint64_t *ret_call_id);
 
 /*
- * Adopts a WaitForProcess that another daemon sent as call_id (F2; 0 is -EINVAL): registers it without sending.
+ * Adopts a WaitForProcess that another daemon sent as call_id (upstream's OpenProcessWithIO waitCallID,
+ * bridge-protocol.md F2; 0 is -EINVAL): registers it without sending.
  * Returns 0 for a new entry, 1 when call_id is already outstanding (that call keeps its own
  * callback; fn will not run). A held response for call_id completes it at once (fn may run before
  * this returns). Once connected, a probe WaitForProcess with TimeoutInMs 50 follows: an exit that
@@ -175,7 +180,8 @@ int bridge_conn_shutdown(struct bridge_conn *c, const char *container_id, enum b
 int bridge_conn_preregister_wait(struct bridge_conn *c, uint64_t call_id, const char *container_id, uint32_t pid,
                                  bridge_call_fn fn, void *userdata);
 
-/* Watches one container's next notification. -EEXIST when the container is watched already (C4).
+/* Watches one container's next notification. -EEXIST when the container is watched already
+ * (upstream's notify table refuses a duplicate, bridge-protocol.md C4).
  * A held notification for it is delivered at once (fn may run before this returns). */
 int bridge_conn_watch_container(struct bridge_conn *c, const char *container_id, bridge_notify_fn fn,
                                 void *userdata);

@@ -1,3 +1,4 @@
+/* bridge/held.c: the bounded store of messages a resume window holds until their call or container is registered. */
 #include "bridge/held.h"
 
 #include <stdlib.h>

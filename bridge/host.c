@@ -1,3 +1,4 @@
+/* bridge/host.c: one VM's bridge on the relay loop: the 0x40000000 listener, the guest channel, the timeout timer. */
 #include "bridge/host.h"
 
 #include <inttypes.h>

@@ -13,7 +13,7 @@
 #define BRIDGE_HOST_MAX_RX (BRIDGE_MAX_FRAME + 4096u)
 /* Requests queued towards a guest that does not read. Only a bound, nothing is preallocated: a
  * restore sends one probe (~200 bytes) per adopted wait in one burst, so 16 MiB covers tens of
- * thousands of them; past it a write fails and the guest connection is dropped (B5). */
+ * thousands of them; past it a write fails and the guest connection is dropped (bridge-protocol.md B5). */
 #define BRIDGE_HOST_MAX_TX (16u << 20)
 /* The smallest configurable frame limit: negotiation and a short exec must still fit. */
 #define BRIDGE_HOST_MIN_FRAME 4096u
@@ -99,7 +99,7 @@ void bridge_host_end_resume_window(struct bridge_host *h);
 int bridge_host_set_max_frame(struct bridge_host *h, size_t max_frame);
 size_t bridge_host_max_frame(const struct bridge_host *h);
 
-/* See bridge_conn_set_call_timeout(): default 5 minutes (B4). */
+/* See bridge_conn_set_call_timeout(): default 5 minutes (bridge-protocol.md B4). */
 int bridge_host_set_call_timeout(struct bridge_host *h, uint64_t timeout_ns);
 /* See bridge_conn_set_reconnect_grace(). */
 int bridge_host_set_reconnect_grace(struct bridge_host *h, uint64_t grace_ns);

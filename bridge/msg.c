@@ -1,3 +1,4 @@
+/* bridge/msg.c: the JSON helpers every bridge message uses, and container notifications. */
 #include "bridge/msg.h"
 
 #include <ctype.h>

@@ -1,3 +1,4 @@
+/* bridge/msg_request.c: encoding and decoding of bridge request bodies (negotiate, create, exec, wait, signal, ...). */
 #include <stdio.h>
 #include <string.h>
 

@@ -1,3 +1,4 @@
+/* bridge/msg_response.c: encoding and decoding of bridge response bodies. */
 #include <ctype.h>
 #include <string.h>
 

@@ -1,3 +1,4 @@
+/* ports/ports.c: one VM's stdio port floor and the reservations of restored ports. */
 #include "ports/ports.h"
 
 #include <errno.h>

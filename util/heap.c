@@ -1,3 +1,4 @@
+/* util/heap.c: the intrusive min-heap on (key, tie). */
 #include "util/heap.h"
 
 #include <errno.h>

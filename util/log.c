@@ -1,3 +1,4 @@
+/* util/log.c: one line per event on stderr, at or above the process-wide threshold. */
 #include "util/log.h"
 
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* tests/bridge/test-calls.c: the call table: ids, exactly-once completion, loss, timeouts and zombies, pre-registration. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* tests/bridge/test-codec.c: GCS frames: golden bytes, type classification, header bounds, streams of frames. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* tests/bridge/test-msg.c: bridge message bodies: round trips, upstream encodings and refused input. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

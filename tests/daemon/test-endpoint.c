@@ -1,3 +1,4 @@
+/* tests/daemon/test-endpoint.c: opening host endpoints: files, fifos, sockets, and the paths that are refused. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* tests/daemon/test-paths.c: paths stay inside the directory they were given. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

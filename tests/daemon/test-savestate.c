@@ -1,3 +1,4 @@
+/* tests/daemon/test-savestate.c: the saved-state blob: round trip, and every truncated, flipped or inconsistent blob refused. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

@@ -159,12 +159,3 @@ int integ_run(const char *name, struct CMUnitTest *tests, size_t n, int argc, ch
                 if (strncmp((s), "vsockmux: ", 10) != 0 || !_nl || _nl[1] != '\0')                     \
                         fail_msg("not a one-line error: '%s'", (s));                                   \
         } while (0)
-
-/* Skips a test that shows a known bug, unless VSOCKMUX_INTEG_KNOWN_BUGS=1 asks to run it. */
-#define integ_skip_known_bug(why)                                                                      \
-        do {                                                                                           \
-                if (!getenv("VSOCKMUX_INTEG_KNOWN_BUGS")) {                                            \
-                        fprintf(stderr, "SKIP (known bug): %s\n", (why));                              \
-                        skip();                                                                        \
-                }                                                                                      \
-        } while (0)

@@ -1,3 +1,4 @@
+/* tests/ports/test-ports.c: the port floor: never reused, only raised, exhaustion, restored reservations. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

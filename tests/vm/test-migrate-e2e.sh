@@ -11,9 +11,8 @@
 # sees. Once the guest redialled the destination and output flows there, a second reset of its
 # stdio connections (SIGUSR2) must cost nothing either: the destination keeps stdio ports listening
 # with V4 (tests/daemon/test-reconnect.c covers it deterministically). A full second reset
-# (SIGUSR1, the bridge too) stays out: a bridge reset after the guest reconnected fails the
-# outstanding WaitForProcess ("bridge closed"), the exit is reported lost and the redialling stdio
-# is let go, a known bug (test-reconnect's full-reset tests, VSOCKMUX_INTEG_KNOWN_BUGS=1).
+# (SIGUSR1, the bridge too) is not repeated here: test-reconnect's full-reset tests cover it, the
+# bridge included, and nothing about it depends on libvirt.
 #   1. invalid options are refused with the converter's message before anything happens;
 #   2. a migration moves the domain and the relay state: zero bytes lost, the exit code arrives
 #      on the destination, the source keeps nothing, `vsockmux events` saw it;
