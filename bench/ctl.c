@@ -18,6 +18,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +27,8 @@
 #include <unistd.h>
 
 #include "bench/spec.h"
-#include "control/client.h"
+#include "libvsockmux/cleanup.h"
+#include "libvsockmux/vsockmux.h"
 #include "util/macro.h"
 
 #define BENCH_CTL_JOBS_MAX 20000u
@@ -51,25 +53,25 @@ static double bench_ctl_now_ms(void)
         return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-static int bench_ctl_connect(const char *path, struct control_client **ret)
+static int bench_ctl_connect(const char *path, struct vsockmux_client **ret)
 {
-        _cleanup_(control_client_freep) struct control_client *c = NULL;
-        int r = control_client_connect(path, &c);
+        _cleanup_(vsockmux_client_freep) struct vsockmux_client *c = NULL;
+        int r = vsockmux_client_connect(path, &c);
 
         if (r < 0)
                 return r;
-        r = control_client_set_timeout(c, BENCH_CTL_CALL_TIMEOUT_NS);
+        r = vsockmux_client_set_timeout(c, BENCH_CTL_CALL_TIMEOUT_NS);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(c);
         return 0;
 }
 
-static int bench_ctl_call(struct control_client *c, const char *method, const ProtobufCMessage *req,
+static int bench_ctl_call(struct vsockmux_client *c, const char *method, const ProtobufCMessage *req,
                           const ProtobufCMessageDescriptor *desc, ProtobufCMessage **ret)
 {
-        struct control_status st = {};
-        int r = control_client_call(c, method, req, desc, ret, &st);
+        struct vsockmux_status st = {};
+        int r = vsockmux_client_call(c, method, req, desc, ret, &st);
 
         if (r == -EREMOTEIO)
                 fprintf(stderr, "bench-ctl: %s: %s\n", method, st.message);
@@ -168,7 +170,7 @@ static int bench_ctl_exec_request(const char *vm, char *line, char **words, size
  * calls in order, and a guest that starts processes slowly (the simulator spawns each) is kept
  * busy by several connections at once. */
 struct bench_ctl_conn {
-        struct control_client *client;
+        struct vsockmux_client *client;
         uint32_t stream_id;
         long job;               /* in flight, or -1 */
 };
@@ -224,7 +226,7 @@ static int bench_ctl_exec(const char *sock, const char *vm, const char *jobs_pat
                                 }
                                 r = bench_ctl_exec_request(vm, line, words, ELEMENTSOF(words), &req);
                                 if (r >= 0)
-                                        r = control_client_send(c->client, CONTROL_METHOD_NAME("Exec"), &req.base, 0,
+                                        r = vsockmux_client_send(c->client, VSOCKMUX_METHOD("Exec"), &req.base, 0,
                                                                 0, &c->stream_id);
                                 if (r < 0)
                                         goto out;
@@ -232,7 +234,7 @@ static int bench_ctl_exec(const char *sock, const char *vm, const char *jobs_pat
                                 n_jobs = next;
                         }
                         if (c->job >= 0)
-                                pfds[busy++] = (struct pollfd){ .fd = control_client_fd(c->client), .events = POLLIN };
+                                pfds[busy++] = (struct pollfd){ .fd = vsockmux_client_fd(c->client), .events = POLLIN };
                 }
                 if (busy == 0)
                         break;
@@ -244,14 +246,14 @@ static int bench_ctl_exec(const char *sock, const char *vm, const char *jobs_pat
                 }
                 for (unsigned i = 0, k = 0; i < parallel; i++) {
                         struct bench_ctl_conn *c = &conns[i];
-                        _cleanup_(control_message_freep) ProtobufCMessage *resp = NULL;
-                        struct control_status st = {};
+                        _cleanup_(vsockmux_message_freep) ProtobufCMessage *resp = NULL;
+                        struct vsockmux_status st = {};
 
                         if (c->job < 0)
                                 continue;
                         if (!(pfds[k++].revents & (POLLIN | POLLHUP | POLLERR)))
                                 continue;
-                        r = control_client_recv(c->client, c->stream_id, &vsockmux__v1__exec_response__descriptor,
+                        r = vsockmux_client_recv(c->client, c->stream_id, &vsockmux__v1__exec_response__descriptor,
                                                 &resp, &st);
                         if (r == -EREMOTEIO)
                                 fprintf(stderr, "bench-ctl: exec %ld: %s\n", c->job, st.message);
@@ -278,7 +280,7 @@ static int bench_ctl_exec(const char *sock, const char *vm, const char *jobs_pat
         r = 0;
 out:
         for (unsigned i = 0; i < parallel; i++)
-                control_client_free(conns[i].client);
+                vsockmux_client_free(conns[i].client);
         if (links.ports)
                 fclose(links.ports);
         return r;
@@ -335,8 +337,8 @@ static int bench_ctl_io_load(const char *path, uint32_t probe_pid, const char *p
 static int bench_ctl_saverestore(const char *from, const char *to, const char *vm, const char *io_path,
                                  uint32_t probe_pid, const char *probe_sock, const char *probe_out)
 {
-        _cleanup_(control_client_freep) struct control_client *a = NULL, *b = NULL;
-        _cleanup_(control_message_freep) ProtobufCMessage *saved = NULL, *restored = NULL;
+        _cleanup_(vsockmux_client_freep) struct vsockmux_client *a = NULL, *b = NULL;
+        _cleanup_(vsockmux_message_freep) ProtobufCMessage *saved = NULL, *restored = NULL;
         Vsockmux__V1__SaveRequest sreq = VSOCKMUX__V1__SAVE_REQUEST__INIT;
         Vsockmux__V1__RestoreRequest rreq = VSOCKMUX__V1__RESTORE_REQUEST__INIT;
         _cleanup_close_ int lfd = -1, pfd = -1;
@@ -373,7 +375,7 @@ static int bench_ctl_saverestore(const char *from, const char *to, const char *v
 
         sreq.vm = (char *)vm;
         t0 = bench_ctl_now_ms();
-        r = bench_ctl_call(a, CONTROL_METHOD_NAME("Save"), &sreq.base, &vsockmux__v1__save_response__descriptor,
+        r = bench_ctl_call(a, VSOCKMUX_METHOD("Save"), &sreq.base, &vsockmux__v1__save_response__descriptor,
                            &saved);
         if (r < 0)
                 goto out;
@@ -382,7 +384,7 @@ static int bench_ctl_saverestore(const char *from, const char *to, const char *v
         rreq.state = sresp->state;
         rreq.io = io.ptrs;
         rreq.n_io = io.n;
-        r = bench_ctl_call(b, CONTROL_METHOD_NAME("Restore"), &rreq.base,
+        r = bench_ctl_call(b, VSOCKMUX_METHOD("Restore"), &rreq.base,
                            &vsockmux__v1__restore_response__descriptor, &restored);
         if (r < 0)
                 goto out;

@@ -8,7 +8,8 @@
 
 #include <json-c/json.h>
 
-#include "control/client.h"
+#include "libvsockmux/cleanup.h"
+#include "libvsockmux/vsockmux.h"
 #include "util/macro.h"
 
 #define CLI_DEFAULT_SOCKET "/run/vsockmux/vsockmux.sock"
@@ -35,7 +36,7 @@ struct cli {
         const char *socket;
         const char *command;    /* "vm add", for error lines */
         const struct cli_command *spec; /* the command running, for its --help */
-        struct control_client *client;
+        struct vsockmux_client *client;
 };
 
 typedef int (*cli_command_fn)(struct cli *cli, int argc, char **argv);
@@ -85,7 +86,7 @@ int cli_call(struct cli *cli, const char *method, const ProtobufCMessage *req,
 int cli_parse_restore_io(const char *arg, Vsockmux__V1__RestoreIo *io, char **ret_copy);
 
 /* Formats why a call failed in one phrase: the daemon's status or the transport error. */
-void cli_describe_failure(const struct cli *cli, int r, const struct control_status *st, char *buf, size_t len);
+void cli_describe_failure(const struct cli *cli, int r, const struct vsockmux_status *st, char *buf, size_t len);
 
 /* Parses a decimal number within [min, max]; -EINVAL / -ERANGE. */
 int cli_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *ret);

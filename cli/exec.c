@@ -67,7 +67,7 @@ struct exec_ctx {
         int code;               /* once DONE */
         bool sig_proxy;
         int sfd;                /* signalfd of exec_proxied_signals */
-        struct control_client *kill_client;
+        struct vsockmux_client *kill_client;
         char dir[PATH_MAX];
         struct exec_stream s[_STREAM_MAX];
         bool stdin_eof;
@@ -171,7 +171,7 @@ static int listen_stream(struct exec_ctx *x, unsigned i)
 static void exec_ctx_done(struct exec_ctx *x)
 {
         x->sfd = safe_close(x->sfd);
-        x->kill_client = control_client_free(x->kill_client);
+        x->kill_client = vsockmux_client_free(x->kill_client);
         for (unsigned i = 0; i < _STREAM_MAX; i++) {
                 struct exec_stream *s = &x->s[i];
 
@@ -297,17 +297,17 @@ static int exec_signals_open(struct exec_ctx *x)
 }
 
 /* Kill goes over a second connection: the first one is read for one call at a time (Exec, then
- * Wait), and control_client_recv skips frames of other calls. */
+ * Wait), and vsockmux_client_recv skips frames of other calls. */
 static void exec_forward_signal(struct exec_ctx *x, int sig)
 {
         Vsockmux__V1__KillRequest req = VSOCKMUX__V1__KILL_REQUEST__INIT;
-        char why[CONTROL_STATUS_MESSAGE_MAX + 128];
-        struct control_status st = {};
+        char why[VSOCKMUX_STATUS_MESSAGE_MAX + 128];
+        struct vsockmux_status st = {};
         ProtobufCMessage *m = NULL;
         int r;
 
         if (!x->kill_client) {
-                r = control_client_connect(x->cli->socket, &x->kill_client);
+                r = vsockmux_client_connect(x->cli->socket, &x->kill_client);
                 if (r < 0) {
                         cli_error(x->cli, "cannot forward SIG%s: %s", cli_signal_name(sig) ?: "?", strerror(-r));
                         return;
@@ -316,9 +316,9 @@ static void exec_forward_signal(struct exec_ctx *x, int sig)
         req.vm = x->vm;
         req.pid = x->pid;
         req.signal = sig;
-        r = control_client_call(x->kill_client, CONTROL_METHOD_NAME("Kill"), &req.base,
+        r = vsockmux_client_call(x->kill_client, VSOCKMUX_METHOD("Kill"), &req.base,
                                 &vsockmux__v1__kill_response__descriptor, &m, &st);
-        control_message_free(m);
+        vsockmux_message_free(m);
         if (r < 0) {
                 /* The process keeps running: say so and keep relaying it. */
                 cli_describe_failure(x->cli, r, &st, why, sizeof(why));
@@ -350,13 +350,13 @@ static int exec_on_signal(struct exec_ctx *x)
 static int exec_on_started(struct exec_ctx *x, Vsockmux__V1__ExecResponse *resp)
 {
         Vsockmux__V1__WaitRequest req = VSOCKMUX__V1__WAIT_REQUEST__INIT;
-        char why[CONTROL_STATUS_MESSAGE_MAX + 128];
+        char why[VSOCKMUX_STATUS_MESSAGE_MAX + 128];
         int r;
 
         x->pid = resp->pid;
         req.vm = x->vm;
         req.pid = x->pid;
-        r = control_client_send(x->cli->client, CONTROL_METHOD_NAME("Wait"), &req.base, 0, 0, &x->sid);
+        r = vsockmux_client_send(x->cli->client, VSOCKMUX_METHOD("Wait"), &req.base, 0, 0, &x->sid);
         if (r < 0) {
                 cli_describe_failure(x->cli, r, NULL, why, sizeof(why));
                 cli_error(x->cli, "%s; process %u may still run, its exit status is unknown", why, x->pid);
@@ -371,29 +371,29 @@ static int exec_on_reply(struct exec_ctx *x)
 {
         const ProtobufCMessageDescriptor *desc = x->phase == EXEC_STARTING ? &vsockmux__v1__exec_response__descriptor
                                                                            : &vsockmux__v1__wait_response__descriptor;
-        char why[CONTROL_STATUS_MESSAGE_MAX + 128];
-        struct control_status st = {};
+        char why[VSOCKMUX_STATUS_MESSAGE_MAX + 128];
+        struct vsockmux_status st = {};
         ProtobufCMessage *m = NULL;
         int r;
 
-        r = control_client_recv(x->cli->client, x->sid, desc, &m, &st);
+        r = vsockmux_client_recv(x->cli->client, x->sid, desc, &m, &st);
         if (r == -EREMOTEIO && x->phase == EXEC_STARTING) {
-                cli_error(x->cli, "%s (%s)", st.message, control_code_to_string(st.code));
+                cli_error(x->cli, "%s (%s)", st.message, vsockmux_code_to_string(st.code));
                 return CLI_EXIT_EXEC_FAILED;
         }
-        if (r != CONTROL_CLIENT_RESPONSE) {
-                control_message_free(m);
+        if (r != VSOCKMUX_CLIENT_RESPONSE) {
+                vsockmux_message_free(m);
                 cli_describe_failure(x->cli, r < 0 ? r : -EBADMSG, &st, why, sizeof(why));
                 cli_error(x->cli, "%s; the process may still run, its exit status is unknown", why);
                 return CLI_EXIT_STATUS_LOST;
         }
         if (x->phase == EXEC_STARTING) {
                 r = exec_on_started(x, (Vsockmux__V1__ExecResponse *)m);
-                control_message_free(m);
+                vsockmux_message_free(m);
                 return r;
         }
         x->code = exit_code_for(x->cli, ((Vsockmux__V1__WaitResponse *)m)->exit);
-        control_message_free(m);
+        vsockmux_message_free(m);
         x->phase = EXEC_DONE;
         /* The exit is reported after the output drained: connections the daemon made are in the
          * backlog; nothing more goes to the process, and a listener nobody dialled is moot. */
@@ -437,7 +437,7 @@ static bool exec_poll_set(struct exec_ctx *x, struct pollfd *pfd, int *owner, un
         if (!running && !outputs_open)
                 return false;
         if (running) {
-                pfd[n] = (struct pollfd) { .fd = control_client_fd(x->cli->client), .events = POLLIN };
+                pfd[n] = (struct pollfd) { .fd = vsockmux_client_fd(x->cli->client), .events = POLLIN };
                 owner[n++] = POLL_CONTROL;
         }
         if (x->sfd >= 0) {
@@ -490,7 +490,7 @@ static int exec_dispatch(struct exec_ctx *x, const struct pollfd *p, int owner)
 static int exec_attached(struct exec_ctx *x, Vsockmux__V1__ExecRequest *req)
 {
         struct cli *cli = x->cli;
-        char why[CONTROL_STATUS_MESSAGE_MAX + 128];
+        char why[VSOCKMUX_STATUS_MESSAGE_MAX + 128];
         int r;
 
         r = cli_connect(cli);
@@ -503,7 +503,7 @@ static int exec_attached(struct exec_ctx *x, Vsockmux__V1__ExecRequest *req)
         }
         x->vm = req->vm;
         req->detach = true;
-        r = control_client_send(cli->client, CONTROL_METHOD_NAME("Exec"), &req->base, 0, 0, &x->sid);
+        r = vsockmux_client_send(cli->client, VSOCKMUX_METHOD("Exec"), &req->base, 0, 0, &x->sid);
         if (r < 0) {
                 cli_describe_failure(cli, r, NULL, why, sizeof(why));
                 cli_error(cli, "%s", why);
@@ -652,7 +652,7 @@ int cli_exec(struct cli *cli, int argc, char **argv)
                         cli_json_print(o);
                 } else
                         printf("%u\n", ((Vsockmux__V1__ExecResponse *)m)->pid);
-                control_message_free(m);
+                vsockmux_message_free(m);
                 return 0;
         }
 
@@ -706,11 +706,11 @@ int cli_attach(struct cli *cli, int argc, char **argv)
         path = ((Vsockmux__V1__AttachResponse *)m)->socket_path;
         if (strlen(path) >= sizeof(sa.sun_path) || !path[0]) {
                 r = cli_error(cli, "vsockmuxd named an unusable attach socket '%s'", path);
-                control_message_free(m);
+                vsockmux_message_free(m);
                 return r;
         }
         memcpy(sa.sun_path, path, strlen(path) + 1);
-        control_message_free(m);
+        vsockmux_message_free(m);
         /* For conmon-format clients of their own: the socket is open now; connect to it yourself. */
         if (print_path) {
                 printf("%s\n", sa.sun_path);

@@ -30,7 +30,7 @@ extern char **environ;
 
 struct migrate {
         struct cli *cli;                        /* the source daemon */
-        struct control_client *dst;             /* the destination daemon */
+        struct vsockmux_client *dst;             /* the destination daemon */
         const char *name;
         const char *dest_socket;
         const char *on_suspended;
@@ -168,7 +168,7 @@ static void publish(struct migrate *mg, Vsockmux__V1__EventKind kind, const char
 {
         Vsockmux__V1__PublishMigrationEventRequest req = VSOCKMUX__V1__PUBLISH_MIGRATION_EVENT_REQUEST__INIT;
         ProtobufCMessage *resp = NULL;
-        struct control_status st = {};
+        struct vsockmux_status st = {};
         char text[512];
         va_list ap;
 
@@ -178,18 +178,18 @@ static void publish(struct migrate *mg, Vsockmux__V1__EventKind kind, const char
         req.vm = (char *)mg->name;
         req.kind = kind;
         req.message = text;
-        if (control_client_call(mg->cli->client, CONTROL_METHOD_NAME("PublishMigrationEvent"), &req.base,
+        if (vsockmux_client_call(mg->cli->client, VSOCKMUX_METHOD("PublishMigrationEvent"), &req.base,
                                 &vsockmux__v1__publish_migration_event_response__descriptor, &resp, &st) == 0)
-                control_message_free(resp);
+                vsockmux_message_free(resp);
         mg->t_published = now_ns();
 }
 
-static int call(struct control_client *c, const char *method, const ProtobufCMessage *req,
+static int call(struct vsockmux_client *c, const char *method, const ProtobufCMessage *req,
                 const ProtobufCMessageDescriptor *desc, ProtobufCMessage **ret, const char *daemon, char *why,
                 size_t whylen)
 {
-        struct control_status st = {};
-        int r = control_client_call(c, method, req, desc, ret, &st);
+        struct vsockmux_status st = {};
+        int r = vsockmux_client_call(c, method, req, desc, ret, &st);
 
         if (r == -EREMOTEIO)
                 snprintf(why, whylen, "%s daemon: %s", daemon, st.message);
@@ -198,14 +198,14 @@ static int call(struct control_client *c, const char *method, const ProtobufCMes
         return r;
 }
 
-static int find_vm(struct control_client *c, const char *name, Vsockmux__V1__BridgeState *ret_state)
+static int find_vm(struct vsockmux_client *c, const char *name, Vsockmux__V1__BridgeState *ret_state)
 {
         Vsockmux__V1__VmListRequest req = VSOCKMUX__V1__VM_LIST_REQUEST__INIT;
         Vsockmux__V1__VmListResponse *resp = NULL;
-        struct control_status st = {};
+        struct vsockmux_status st = {};
         int r;
 
-        r = control_client_call(c, CONTROL_METHOD_NAME("VmList"), &req.base, &vsockmux__v1__vm_list_response__descriptor,
+        r = vsockmux_client_call(c, VSOCKMUX_METHOD("VmList"), &req.base, &vsockmux__v1__vm_list_response__descriptor,
                                 (ProtobufCMessage **)&resp, &st);
         if (r < 0)
                 return r;
@@ -215,7 +215,7 @@ static int find_vm(struct control_client *c, const char *name, Vsockmux__V1__Bri
                         *ret_state = resp->vms[i]->bridge_state;
                         r = 0;
                 }
-        control_message_free(&resp->base);
+        vsockmux_message_free(&resp->base);
         return r;
 }
 
@@ -224,12 +224,12 @@ static int dst_bytes(struct migrate *mg, uint64_t *ret)
 {
         Vsockmux__V1__PsRequest req = VSOCKMUX__V1__PS_REQUEST__INIT;
         Vsockmux__V1__PsResponse *resp = NULL;
-        struct control_status st = {};
+        struct vsockmux_status st = {};
         uint64_t sum = 0;
         int r;
 
         req.vm = mg->dest_vm;
-        r = control_client_call(mg->dst, CONTROL_METHOD_NAME("Ps"), &req.base, &vsockmux__v1__ps_response__descriptor,
+        r = vsockmux_client_call(mg->dst, VSOCKMUX_METHOD("Ps"), &req.base, &vsockmux__v1__ps_response__descriptor,
                                 (ProtobufCMessage **)&resp, &st);
         if (r < 0)
                 return r;
@@ -237,7 +237,7 @@ static int dst_bytes(struct migrate *mg, uint64_t *ret)
                 if (resp->processes[i]->bytes)
                         sum += resp->processes[i]->bytes->stdin_bytes + resp->processes[i]->bytes->stdout_bytes +
                                resp->processes[i]->bytes->stderr_bytes;
-        control_message_free(&resp->base);
+        vsockmux_message_free(&resp->base);
         *ret = sum;
         return 0;
 }
@@ -252,7 +252,7 @@ static int save_and_restore(struct migrate *mg)
 
         mg->t_save = now_ns();
         sreq.vm = (char *)mg->name;
-        r = call(mg->cli->client, CONTROL_METHOD_NAME("Save"), &sreq.base, &vsockmux__v1__save_response__descriptor,
+        r = call(mg->cli->client, VSOCKMUX_METHOD("Save"), &sreq.base, &vsockmux__v1__save_response__descriptor,
                  (ProtobufCMessage **)&sresp, "source", mg->why, sizeof(mg->why));
         if (r < 0)
                 return r;
@@ -270,17 +270,17 @@ static int save_and_restore(struct migrate *mg)
                     sresp->processes, sresp->state.len);
 
         mg->restore.state = sresp->state;
-        r = call(mg->dst, CONTROL_METHOD_NAME("Restore"), &mg->restore.base, &vsockmux__v1__restore_response__descriptor,
+        r = call(mg->dst, VSOCKMUX_METHOD("Restore"), &mg->restore.base, &vsockmux__v1__restore_response__descriptor,
                  (ProtobufCMessage **)&rresp, "destination", mg->why, sizeof(mg->why));
         mg->restore.state.data = NULL;
         mg->restore.state.len = 0;
-        control_message_free(&sresp->base);
+        vsockmux_message_free(&sresp->base);
         if (r < 0)
                 return r;
         mg->restored = true;
         mg->t_restored = now_ns();
         snprintf(mg->dest_vm, sizeof(mg->dest_vm), "%s", rresp->vm);
-        control_message_free(&rresp->base);
+        vsockmux_message_free(&rresp->base);
         if (dst_bytes(mg, &mg->dst_baseline) < 0)
                 mg->dst_baseline = 0;
         say(mg, "restored", "%s: relay state restored on the destination as %s (%.1f ms after the save)", mg->name,
@@ -291,32 +291,32 @@ static int save_and_restore(struct migrate *mg)
 /* Undoes whatever of the handover happened; the source domain runs on (libvirt resumed it). */
 static void roll_back(struct migrate *mg)
 {
-        char why[CONTROL_STATUS_MESSAGE_MAX + 64];
+        char why[VSOCKMUX_STATUS_MESSAGE_MAX + 64];
         ProtobufCMessage *resp = NULL;
 
         if (mg->restored) {
                 Vsockmux__V1__VmRemoveRequest req = VSOCKMUX__V1__VM_REMOVE_REQUEST__INIT;
 
                 req.name = mg->dest_vm;
-                if (call(mg->dst, CONTROL_METHOD_NAME("VmRemove"), &req.base, &vsockmux__v1__vm_remove_response__descriptor,
+                if (call(mg->dst, VSOCKMUX_METHOD("VmRemove"), &req.base, &vsockmux__v1__vm_remove_response__descriptor,
                          &resp, "destination", why, sizeof(why)) < 0)
                         cli_error(mg->cli, "rollback: cannot remove %s from the destination: %s", mg->dest_vm, why);
                 else
                         mg->restored = false;
-                control_message_free(resp);
+                vsockmux_message_free(resp);
                 resp = NULL;
         }
         if (mg->saved) {
                 Vsockmux__V1__ResumeRequest req = VSOCKMUX__V1__RESUME_REQUEST__INIT;
 
                 req.vm = (char *)mg->name;
-                if (call(mg->cli->client, CONTROL_METHOD_NAME("Resume"), &req.base,
+                if (call(mg->cli->client, VSOCKMUX_METHOD("Resume"), &req.base,
                          &vsockmux__v1__resume_response__descriptor, &resp, "source", why, sizeof(why)) < 0)
                         cli_error(mg->cli, "rollback: cannot resume %s on the source (`vsockmux resume %s`): %s", mg->name,
                                   mg->name, why);
                 else
                         mg->saved = false;
-                control_message_free(resp);
+                vsockmux_message_free(resp);
         }
 }
 
@@ -396,7 +396,7 @@ static int finish(struct migrate *mg, const struct vm_migration_event *e)
         ProtobufCMessage *resp = NULL;
         uint64_t blackout = 0;
         int r, br;
-        char why[CONTROL_STATUS_MESSAGE_MAX + 64];
+        char why[VSOCKMUX_STATUS_MESSAGE_MAX + 64];
 
         mg->completed = true;
         r = vm_migration_finalize(mg->m);
@@ -423,12 +423,12 @@ static int finish(struct migrate *mg, const struct vm_migration_event *e)
 
         /* The VM lives on the destination now; the source keeps nothing of it. */
         rm.name = (char *)mg->name;
-        if (call(mg->cli->client, CONTROL_METHOD_NAME("VmRemove"), &rm.base, &vsockmux__v1__vm_remove_response__descriptor,
+        if (call(mg->cli->client, VSOCKMUX_METHOD("VmRemove"), &rm.base, &vsockmux__v1__vm_remove_response__descriptor,
                  &resp, "source", why, sizeof(why)) < 0)
                 cli_error(mg->cli, "cannot remove the migrated VM from the source: %s", why);
         else
                 mg->saved = false;
-        control_message_free(resp);
+        vsockmux_message_free(resp);
 
         if (mg->json) {
                 struct json_object *o = json_event(mg, "summary");
@@ -881,7 +881,7 @@ int cli_migrate(struct cli *cli, int argc, char **argv)
                 rc = cli_error(cli, "VM %s is migrating or saved already", mg.name);
                 goto out_io;
         }
-        r = control_client_connect(mg.dest_socket, &mg.dst);
+        r = vsockmux_client_connect(mg.dest_socket, &mg.dst);
         if (r < 0) {
                 rc = cli_error(cli, "cannot reach the destination vsockmuxd at %s: %s", mg.dest_socket, strerror(-r));
                 goto out_io;
@@ -948,7 +948,7 @@ out_sig:
         mg.m = vm_migration_free(mg.m);
         sigprocmask(SIG_SETMASK, &old, NULL);
 out:
-        mg.dst = control_client_free(mg.dst);
+        mg.dst = vsockmux_client_free(mg.dst);
 out_io:
         for (size_t i = 0; i < a.n_io; i++)
                 free(a.copies[i]);

@@ -82,7 +82,7 @@ int cli_ps(struct cli *cli, int argc, char **argv)
                 for (size_t i = 0; i < resp->n_processes; i++)
                         json_object_array_add(a, process_json(resp->processes[i]));
                 cli_json_print(a);
-                control_message_free(m);
+                vsockmux_message_free(m);
                 return 0;
         }
 
@@ -111,7 +111,7 @@ int cli_ps(struct cli *cli, int argc, char **argv)
                 if (cli_table_add(t, row) < 0)
                         t = cli_table_free(t);
         }
-        control_message_free(m);
+        vsockmux_message_free(m);
         if (!t)
                 return cli_error(cli, "out of memory");
         cli_table_print(t);
@@ -150,7 +150,7 @@ int cli_wait(struct cli *cli, int argc, char **argv)
                 printf("%s\n", cli_exit_text(resp->exit, text, sizeof(text)));
         /* The same exit code as an attached exec would have ended with. */
         r = cli_exit_code(resp->exit);
-        control_message_free(m);
+        vsockmux_message_free(m);
         return r;
 }
 
@@ -190,6 +190,6 @@ int cli_kill(struct cli *cli, int argc, char **argv)
                         resp->note[0] ? ": " : "", resp->note);
         else if (resp->note[0])
                 fprintf(stderr, "vsockmux: kill: %s\n", resp->note);
-        control_message_free(m);
+        vsockmux_message_free(m);
         return 0;
 }

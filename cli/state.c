@@ -34,14 +34,14 @@ int cli_save(struct cli *cli, int argc, char **argv)
                 return r;
         r = savestate_write_file(out, resp->state.data, resp->state.len);
         if (r < 0) {
-                control_message_free(&resp->base);
+                vsockmux_message_free(&resp->base);
                 /* The VM is saved and released on the daemon: say how to get it back. */
                 return cli_error(cli, "cannot write %s: %s; the VM is saved on the daemon: `vsockmux resume %s`"
                                  " rolls it back",
                                  out, strerror(-r), req.vm);
         }
         printf("saved %s: %u processes, %zu bytes to %s\n", req.vm, resp->processes, resp->state.len, out);
-        control_message_free(&resp->base);
+        vsockmux_message_free(&resp->base);
         return 0;
 }
 
@@ -161,7 +161,7 @@ int cli_restore(struct cli *cli, int argc, char **argv)
         if (r != 0)
                 return r;
         printf("restored %s: %u processes; waiting for the guest to reconnect\n", resp->vm, resp->processes);
-        control_message_free(&resp->base);
+        vsockmux_message_free(&resp->base);
         return 0;
 }
 
@@ -178,7 +178,7 @@ int cli_resume(struct cli *cli, int argc, char **argv)
                 return cli_usage_error(cli, "expected exactly one VM NAME");
         req.vm = argv[optind];
         r = cli_call(cli, "Resume", &req.base, &vsockmux__v1__resume_response__descriptor, &resp);
-        control_message_free(resp);
+        vsockmux_message_free(resp);
         if (r == 0)
                 printf("resumed %s on this daemon\n", req.vm);
         return r;

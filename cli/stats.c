@@ -59,7 +59,7 @@ int cli_stats(struct cli *cli, int argc, char **argv)
                        (unsigned long long)pool->buffer_size);
                 printf("control connections: %u\n", s->control_connections);
         }
-        control_message_free(m);
+        vsockmux_message_free(m);
         return 0;
 }
 
@@ -121,8 +121,8 @@ int cli_events(struct cli *cli, int argc, char **argv)
                 {}
         };
         Vsockmux__V1__EventsRequest req = VSOCKMUX__V1__EVENTS_REQUEST__INIT;
-        char why[CONTROL_STATUS_MESSAGE_MAX + 128];
-        struct control_status st = {};
+        char why[VSOCKMUX_STATUS_MESSAGE_MAX + 128];
+        struct vsockmux_status st = {};
         bool json = false;
         uint32_t sid;
         int c, r;
@@ -145,20 +145,20 @@ int cli_events(struct cli *cli, int argc, char **argv)
         r = cli_connect(cli);
         if (r != 0)
                 return r;
-        r = control_client_send(cli->client, CONTROL_METHOD_NAME("Events"), &req.base,
-                                CONTROL_FLAG_REMOTE_CLOSED, 0, &sid);
+        r = vsockmux_client_send(cli->client, VSOCKMUX_METHOD("Events"), &req.base,
+                                VSOCKMUX_FLAG_REMOTE_CLOSED, 0, &sid);
         for (;;) {
                 ProtobufCMessage *m = NULL;
 
                 if (r < 0)
                         break;
-                r = control_client_recv(cli->client, sid, &vsockmux__v1__event__descriptor, &m, &st);
-                if (r != CONTROL_CLIENT_DATA) {
-                        control_message_free(m);
+                r = vsockmux_client_recv(cli->client, sid, &vsockmux__v1__event__descriptor, &m, &st);
+                if (r != VSOCKMUX_CLIENT_DATA) {
+                        vsockmux_message_free(m);
                         break;
                 }
                 print_event((Vsockmux__V1__Event *)m, json);
-                control_message_free(m);
+                vsockmux_message_free(m);
                 if (ferror(stdout))
                         /* The reader went away (`| head`): that ends the stream, quietly. */
                         return 0;

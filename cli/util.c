@@ -91,7 +91,7 @@ int cli_connect(struct cli *cli)
 
         if (cli->client)
                 return 0;
-        r = control_client_connect(cli->socket, &cli->client);
+        r = vsockmux_client_connect(cli->socket, &cli->client);
         if (r == -ENOENT || r == -ECONNREFUSED)
                 return cli_error(cli, "cannot reach vsockmuxd at %s: %s (is the daemon running? set --socket or $%s)",
                                  cli->socket, strerror(-r), CLI_SOCKET_ENV);
@@ -100,11 +100,11 @@ int cli_connect(struct cli *cli)
         return 0;
 }
 
-void cli_describe_failure(const struct cli *cli, int r, const struct control_status *st, char *buf, size_t len)
+void cli_describe_failure(const struct cli *cli, int r, const struct vsockmux_status *st, char *buf, size_t len)
 {
         if (r == -EREMOTEIO && st)
                 snprintf(buf, len, "%s (%s)", st->message[0] ? st->message : "failed",
-                         control_code_to_string(st->code));
+                         vsockmux_code_to_string(st->code));
         else if (r == -ECONNRESET)
                 snprintf(buf, len, "vsockmuxd at %s closed the connection (not permitted to use it, or it stopped)",
                          cli->socket);
@@ -117,15 +117,16 @@ void cli_describe_failure(const struct cli *cli, int r, const struct control_sta
 int cli_call(struct cli *cli, const char *method, const ProtobufCMessage *req,
              const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret_resp)
 {
-        char full[CONTROL_METHOD_NAME_MAX + 1], why[CONTROL_STATUS_MESSAGE_MAX + 128];
-        struct control_status st = {};
+        char full[256], why[VSOCKMUX_STATUS_MESSAGE_MAX + 128];
+        struct vsockmux_status st = {};
         int r;
 
         r = cli_connect(cli);
         if (r != 0)
                 return r;
-        snprintf(full, sizeof(full), "%s/%s", CONTROL_SERVICE, method);
-        r = control_client_call(cli->client, full, req, resp_desc, ret_resp, &st);
+        if ((size_t)snprintf(full, sizeof(full), "%s/%s", VSOCKMUX_SERVICE, method) >= sizeof(full))
+                return cli_error(cli, "method name '%s' too long", method);
+        r = vsockmux_client_call(cli->client, full, req, resp_desc, ret_resp, &st);
         if (r < 0) {
                 cli_describe_failure(cli, r, &st, why, sizeof(why));
                 return cli_error(cli, "%s", why);

@@ -55,7 +55,7 @@ int cli_vm_add(struct cli *cli, int argc, char **argv)
                 req.cid = cid_value;
         }
         r = cli_call(cli, "VmAdd", &req.base, &vsockmux__v1__vm_add_response__descriptor, &resp);
-        control_message_free(resp);
+        vsockmux_message_free(resp);
         return r;
 }
 
@@ -72,7 +72,7 @@ int cli_vm_rm(struct cli *cli, int argc, char **argv)
                 return cli_usage_error(cli, "expected exactly one VM NAME");
         req.name = argv[optind];
         r = cli_call(cli, "VmRemove", &req.base, &vsockmux__v1__vm_remove_response__descriptor, &resp);
-        control_message_free(resp);
+        vsockmux_message_free(resp);
         return r;
 }
 
@@ -127,7 +127,7 @@ int cli_vm_ls(struct cli *cli, int argc, char **argv)
                         json_object_array_add(a, o);
                 }
                 cli_json_print(a);
-                control_message_free(m);
+                vsockmux_message_free(m);
                 return 0;
         }
 
@@ -150,7 +150,7 @@ int cli_vm_ls(struct cli *cli, int argc, char **argv)
                 if (cli_table_add(t, row) < 0)
                         t = cli_table_free(t);
         }
-        control_message_free(m);
+        vsockmux_message_free(m);
         if (!t)
                 return cli_error(cli, "out of memory");
         cli_table_print(t);
@@ -226,7 +226,7 @@ int cli_container_create(struct cli *cli, int argc, char **argv)
         req.id = argv[optind + 1];
         req.config_json = config ?: (char *)"";
         r = cli_call(cli, "ContainerCreate", &req.base, &vsockmux__v1__container_create_response__descriptor, &resp);
-        control_message_free(resp);
+        vsockmux_message_free(resp);
         return r;
 }
 
@@ -251,6 +251,6 @@ int cli_container_shutdown(struct cli *cli, int argc, char **argv)
         req.vm = argv[optind];
         req.id = argv[optind + 1];
         r = cli_call(cli, "ContainerShutdown", &req.base, &vsockmux__v1__container_shutdown_response__descriptor, &resp);
-        control_message_free(resp);
+        vsockmux_message_free(resp);
         return r;
 }

@@ -152,7 +152,7 @@ int main(int argc, char **argv)
                 cli.spec = cmd;
                 /* The command sees argv[0] = its verb, then its own arguments. */
                 r = cmd->fn(&cli, argc - optind - (group ? 1 : 0), argv + optind + (group ? 1 : 0));
-                cli.client = control_client_free(cli.client);
+                cli.client = vsockmux_client_free(cli.client);
                 if (r == CLI_HELP_SHOWN)
                         r = 0;
                 if (fflush(stdout) != 0 && r == 0)

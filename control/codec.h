@@ -35,6 +35,8 @@
 
 /* The service name as ttrpc routes it: the proto package plus the service. */
 #define CONTROL_SERVICE "vsockmux.v1.Control"
+/* "vsockmux.v1.Control/VmAdd" from "VmAdd". */
+#define CONTROL_METHOD_NAME(m) CONTROL_SERVICE "/" m
 
 enum control_msg_type {
         CONTROL_MSG_REQUEST = 1,

@@ -19,8 +19,9 @@
 
 #include <cmocka.h>
 
-#include "control/client.h"
 #include "control/server.h"
+#include "libvsockmux/cleanup.h"
+#include "libvsockmux/vsockmux.h"
 #include "relay/relay.h"
 
 #define WAIT_LIMIT_NS (60ull * 1000000000ull)   /* generous: a loaded 2-core machine under ASan */
@@ -234,7 +235,7 @@ static int wait_refused(int fd)
         }
 }
 
-static int kill_call(struct control_client *c, uint32_t pid, char *note, size_t note_len)
+static int kill_call(struct vsockmux_client *c, uint32_t pid, char *note, size_t note_len)
 {
         Vsockmux__V1__KillRequest req = VSOCKMUX__V1__KILL_REQUEST__INIT;
         ProtobufCMessage *m = NULL;
@@ -243,7 +244,7 @@ static int kill_call(struct control_client *c, uint32_t pid, char *note, size_t 
         req.vm = (char *)"vm1";
         req.pid = pid;
         req.signal = 15;
-        r = control_client_call(c, CONTROL_METHOD_NAME("Kill"), &req.base,
+        r = vsockmux_client_call(c, CONTROL_METHOD_NAME("Kill"), &req.base,
                                 &vsockmux__v1__kill_response__descriptor, &m, NULL);
         if (r < 0)
                 return r;
@@ -321,9 +322,9 @@ struct result {
 static void client_valid_call(struct fixture *f, void *arg)
 {
         struct result *res = arg;
-        _cleanup_(control_client_freep) struct control_client *c = NULL;
+        _cleanup_(vsockmux_client_freep) struct vsockmux_client *c = NULL;
 
-        res->r = control_client_connect(f->path, &c);
+        res->r = vsockmux_client_connect(f->path, &c);
         if (res->r == 0)
                 res->r = kill_call(c, 42, res->text, sizeof(res->text));
 }
@@ -341,18 +342,18 @@ static void test_valid_call_gets_its_reply(void **state)
 static void client_unknown_method(struct fixture *f, void *arg)
 {
         struct result *res = arg;
-        _cleanup_(control_client_freep) struct control_client *c = NULL;
+        _cleanup_(vsockmux_client_freep) struct vsockmux_client *c = NULL;
         Vsockmux__V1__KillRequest req = VSOCKMUX__V1__KILL_REQUEST__INIT;
-        struct control_status st = {};
+        struct vsockmux_status st = {};
         ProtobufCMessage *m = NULL;
 
-        if ((res->r = control_client_connect(f->path, &c)) < 0)
+        if ((res->r = vsockmux_client_connect(f->path, &c)) < 0)
                 return;
-        res->r = control_client_call(c, "vsockmux.v1.Control/NoSuchMethod", &req.base,
+        res->r = vsockmux_client_call(c, "vsockmux.v1.Control/NoSuchMethod", &req.base,
                                      &vsockmux__v1__kill_response__descriptor, &m, &st);
         res->code = st.code;
         snprintf(res->text, sizeof(res->text), "%s", st.message);
-        res->r2 = control_client_call(c, "other.Service/Kill", &req.base,
+        res->r2 = vsockmux_client_call(c, "other.Service/Kill", &req.base,
                                       &vsockmux__v1__kill_response__descriptor, &m, &st);
         res->r3 = kill_call(c, 1, NULL, 0);
 }
@@ -373,14 +374,14 @@ static void test_unknown_method_gets_unimplemented_and_connection_keeps_working(
 static void client_handler_error(struct fixture *f, void *arg)
 {
         struct result *res = arg;
-        _cleanup_(control_client_freep) struct control_client *c = NULL;
+        _cleanup_(vsockmux_client_freep) struct vsockmux_client *c = NULL;
         Vsockmux__V1__PsRequest req = VSOCKMUX__V1__PS_REQUEST__INIT;
-        struct control_status st = {};
+        struct vsockmux_status st = {};
         ProtobufCMessage *m = NULL;
 
-        if ((res->r = control_client_connect(f->path, &c)) < 0)
+        if ((res->r = vsockmux_client_connect(f->path, &c)) < 0)
                 return;
-        res->r = control_client_call(c, CONTROL_METHOD_NAME("Ps"), &req.base,
+        res->r = vsockmux_client_call(c, CONTROL_METHOD_NAME("Ps"), &req.base,
                                      &vsockmux__v1__ps_response__descriptor, &m, &st);
         res->code = st.code;
 }
@@ -398,14 +399,14 @@ static void test_handler_errno_becomes_grpc_status(void **state)
 static void client_completed_then_erred(struct fixture *f, void *arg)
 {
         struct result *res = arg;
-        _cleanup_(control_client_freep) struct control_client *c = NULL;
+        _cleanup_(vsockmux_client_freep) struct vsockmux_client *c = NULL;
         Vsockmux__V1__AttachRequest req = VSOCKMUX__V1__ATTACH_REQUEST__INIT;
-        struct control_status st = {};
+        struct vsockmux_status st = {};
         ProtobufCMessage *m = NULL;
 
-        if ((res->r = control_client_connect(f->path, &c)) < 0)
+        if ((res->r = vsockmux_client_connect(f->path, &c)) < 0)
                 return;
-        res->r = control_client_call(c, CONTROL_METHOD_NAME("Attach"), &req.base,
+        res->r = vsockmux_client_call(c, CONTROL_METHOD_NAME("Attach"), &req.base,
                                      &vsockmux__v1__attach_response__descriptor, &m, &st);
         res->code = st.code;
         snprintf(res->text, sizeof(res->text), "%s", st.message);
@@ -428,28 +429,28 @@ static void test_handler_error_after_completing_is_ignored(void **state)
 static void client_bad_payload(struct fixture *f, void *arg)
 {
         struct result *res = arg;
-        _cleanup_(control_client_freep) struct control_client *c = NULL;
+        _cleanup_(vsockmux_client_freep) struct vsockmux_client *c = NULL;
         Vsockmux__V1__TtrpcRequest req = VSOCKMUX__V1__TTRPC_REQUEST__INIT;
         static uint8_t junk[] = { 0x0a, 0x7f, 0x01 }; /* a string claiming 127 bytes */
         _cleanup_free_ uint8_t *buf = NULL;
-        struct control_status st = {};
+        struct vsockmux_status st = {};
         ProtobufCMessage *m = NULL;
         size_t len;
 
-        if ((res->r = control_client_connect(f->path, &c)) < 0)
+        if ((res->r = vsockmux_client_connect(f->path, &c)) < 0)
                 return;
         /* The envelope is fine, the Kill payload inside is not. Stream 1 is the client's first. */
         req.service = (char *)CONTROL_SERVICE;
         req.method = (char *)"Kill";
         req.payload = (ProtobufCBinaryData) { sizeof(junk), junk };
         if ((res->r = control_frame_build(1, CONTROL_MSG_REQUEST, 0, &req.base, &buf, &len)) < 0 ||
-            write(control_client_fd(c), buf, len) != (ssize_t)len)
+            write(vsockmux_client_fd(c), buf, len) != (ssize_t)len)
                 return;
-        res->r = control_client_recv(c, 1, &vsockmux__v1__kill_response__descriptor, &m, &st);
+        res->r = vsockmux_client_recv(c, 1, &vsockmux__v1__kill_response__descriptor, &m, &st);
         res->code = st.code;
         /* The client's own counter still starts at 1; the server wants increasing ids. */
-        res->r2 = control_client_send(c, CONTROL_METHOD_NAME("Kill"), NULL, 0, 0, &(uint32_t) { 0 });
-        res->r2 = control_client_recv(c, 1, &vsockmux__v1__kill_response__descriptor, &m, &st);
+        res->r2 = vsockmux_client_send(c, CONTROL_METHOD_NAME("Kill"), NULL, 0, 0, &(uint32_t) { 0 });
+        res->r2 = vsockmux_client_recv(c, 1, &vsockmux__v1__kill_response__descriptor, &m, &st);
         res->r3 = st.code;
 }
 
@@ -476,11 +477,11 @@ struct two_clients {
 static void client_bad_and_good(struct fixture *f, void *arg)
 {
         struct two_clients *t = arg;
-        _cleanup_(control_client_freep) struct control_client *good = NULL;
+        _cleanup_(vsockmux_client_freep) struct vsockmux_client *good = NULL;
         int fd;
 
         t->good_before = t->good_after = t->bad_closed = -100;
-        if ((t->good_before = control_client_connect(f->path, &good)) < 0)
+        if ((t->good_before = vsockmux_client_connect(f->path, &good)) < 0)
                 return;
         /* Both connections are open at once; the good one has already been served. */
         if ((t->good_before = kill_call(good, 1, NULL, 0)) < 0)
@@ -538,8 +539,8 @@ static void test_response_type_from_client_closes_the_connection(void **state)
 static void client_disconnect_mid_request(struct fixture *f, void *arg)
 {
         struct result *res = arg;
-        _cleanup_(control_client_freep) struct control_client *good = NULL;
-        _cleanup_(control_client_freep) struct control_client *waiter = NULL;
+        _cleanup_(vsockmux_client_freep) struct vsockmux_client *good = NULL;
+        _cleanup_(vsockmux_client_freep) struct vsockmux_client *waiter = NULL;
         Vsockmux__V1__WaitRequest w = VSOCKMUX__V1__WAIT_REQUEST__INIT;
         _cleanup_free_ uint8_t *buf = NULL;
         uint32_t sid;
@@ -547,7 +548,7 @@ static void client_disconnect_mid_request(struct fixture *f, void *arg)
         int fd;
 
         res->r = res->r2 = res->r3 = -100;
-        if (control_client_connect(f->path, &good) < 0)
+        if (vsockmux_client_connect(f->path, &good) < 0)
                 return;
         /* Half a frame, then gone. */
         fd = raw_connect(f->path);
@@ -556,11 +557,11 @@ static void client_disconnect_mid_request(struct fixture *f, void *arg)
         res->r = write(fd, buf, len / 2) == (ssize_t)(len / 2) ? 0 : -EIO;
         close(fd);
         /* A call left pending (an async Wait) whose client disconnects. */
-        if (control_client_connect(f->path, &waiter) < 0)
+        if (vsockmux_client_connect(f->path, &waiter) < 0)
                 return;
         w.vm = (char *)"vm1";
         w.pid = 9;
-        res->r2 = control_client_send(waiter, CONTROL_METHOD_NAME("Wait"), &w.base, 0, 0, &sid);
+        res->r2 = vsockmux_client_send(waiter, CONTROL_METHOD_NAME("Wait"), &w.base, 0, 0, &sid);
         /* Make sure the Wait reached the handler before hanging up: a call on the good client
          * is served after the loop has read the waiter's frame only by luck, so ask the server. */
         for (int i = 0; i < 6000 && res->r2 == 0; i++) {
@@ -568,7 +569,7 @@ static void client_disconnect_mid_request(struct fixture *f, void *arg)
                         break;
                 usleep(10000);
         }
-        waiter = control_client_free(waiter);
+        waiter = vsockmux_client_free(waiter);
         res->r3 = kill_call(good, 5, res->text, sizeof(res->text));
 }
 
@@ -595,18 +596,18 @@ static void test_client_disconnecting_mid_request_does_not_disturb_others(void *
 static void client_async_wait(struct fixture *f, void *arg)
 {
         struct result *res = arg;
-        _cleanup_(control_client_freep) struct control_client *waiter = NULL;
-        _cleanup_(control_client_freep) struct control_client *waker = NULL;
+        _cleanup_(vsockmux_client_freep) struct vsockmux_client *waiter = NULL;
+        _cleanup_(vsockmux_client_freep) struct vsockmux_client *waker = NULL;
         Vsockmux__V1__WaitRequest w = VSOCKMUX__V1__WAIT_REQUEST__INIT;
         ProtobufCMessage *m = NULL;
         uint32_t sid;
 
         res->r = res->r2 = -100;
-        if (control_client_connect(f->path, &waiter) < 0 || control_client_connect(f->path, &waker) < 0)
+        if (vsockmux_client_connect(f->path, &waiter) < 0 || vsockmux_client_connect(f->path, &waker) < 0)
                 return;
         w.vm = (char *)"vm1";
         w.pid = 9;
-        if ((res->r = control_client_send(waiter, CONTROL_METHOD_NAME("Wait"), &w.base, 0, 0, &sid)) < 0)
+        if ((res->r = vsockmux_client_send(waiter, CONTROL_METHOD_NAME("Wait"), &w.base, 0, 0, &sid)) < 0)
                 return;
         for (int i = 0; i < 6000; i++) {
                 if (__atomic_load_n(&f->n_pending, __ATOMIC_SEQ_CST) == 1)
@@ -614,8 +615,8 @@ static void client_async_wait(struct fixture *f, void *arg)
                 usleep(10000);
         }
         res->r = kill_call(waker, WAKE_PID, NULL, 0);
-        res->r2 = control_client_recv(waiter, sid, &vsockmux__v1__wait_response__descriptor, &m, NULL);
-        if (res->r2 == CONTROL_CLIENT_RESPONSE) {
+        res->r2 = vsockmux_client_recv(waiter, sid, &vsockmux__v1__wait_response__descriptor, &m, NULL);
+        if (res->r2 == VSOCKMUX_CLIENT_RESPONSE) {
                 Vsockmux__V1__WaitResponse *wr = (Vsockmux__V1__WaitResponse *)m;
                 res->code = wr->exit ? wr->exit->code : -1;
                 res->r3 = wr->exit ? (int)wr->exit->kind : -1;
@@ -630,7 +631,7 @@ static void test_handler_replies_later_from_another_connection(void **state)
 
         run_client(f, client_async_wait, &res);
         assert_int_equal(res.r, 0);
-        assert_int_equal(res.r2, CONTROL_CLIENT_RESPONSE);
+        assert_int_equal(res.r2, VSOCKMUX_CLIENT_RESPONSE);
         assert_int_equal(res.code, 3);
         assert_int_equal(res.r3, VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_EXITED);
 }
@@ -638,21 +639,21 @@ static void test_handler_replies_later_from_another_connection(void **state)
 static void client_stream(struct fixture *f, void *arg)
 {
         struct result *res = arg;
-        _cleanup_(control_client_freep) struct control_client *c = NULL;
+        _cleanup_(vsockmux_client_freep) struct vsockmux_client *c = NULL;
         Vsockmux__V1__EventsRequest req = VSOCKMUX__V1__EVENTS_REQUEST__INIT;
         uint32_t sid;
         int n = 0, r;
 
-        if ((res->r = control_client_connect(f->path, &c)) < 0)
+        if ((res->r = vsockmux_client_connect(f->path, &c)) < 0)
                 return;
-        if ((res->r = control_client_send(c, CONTROL_METHOD_NAME("Events"), &req.base,
+        if ((res->r = vsockmux_client_send(c, CONTROL_METHOD_NAME("Events"), &req.base,
                                           CONTROL_FLAG_REMOTE_CLOSED, 0, &sid)) < 0)
                 return;
         for (;;) {
                 ProtobufCMessage *m = NULL;
 
-                r = control_client_recv(c, sid, &vsockmux__v1__event__descriptor, &m, NULL);
-                if (r != CONTROL_CLIENT_DATA)
+                r = vsockmux_client_recv(c, sid, &vsockmux__v1__event__descriptor, &m, NULL);
+                if (r != VSOCKMUX_CLIENT_DATA)
                         break;
                 n++;
                 /* The pids arrive in order: 1, 2, 3. */
@@ -670,7 +671,7 @@ static void test_stream_delivers_messages_in_order_then_ends(void **state)
         struct result res = {};
 
         run_client(f, client_stream, &res);
-        assert_int_equal(res.r, CONTROL_CLIENT_END);
+        assert_int_equal(res.r, VSOCKMUX_CLIENT_END);
         assert_int_equal(res.r2, 3);
         assert_int_equal(res.r3, 0);
 }
@@ -678,19 +679,19 @@ static void test_stream_delivers_messages_in_order_then_ends(void **state)
 static void client_deadline(struct fixture *f, void *arg)
 {
         struct result *res = arg;
-        _cleanup_(control_client_freep) struct control_client *c = NULL;
+        _cleanup_(vsockmux_client_freep) struct vsockmux_client *c = NULL;
         Vsockmux__V1__WaitRequest w = VSOCKMUX__V1__WAIT_REQUEST__INIT;
-        struct control_status st = {};
+        struct vsockmux_status st = {};
         ProtobufCMessage *m = NULL;
         uint32_t sid;
 
-        if ((res->r = control_client_connect(f->path, &c)) < 0)
+        if ((res->r = vsockmux_client_connect(f->path, &c)) < 0)
                 return;
         w.pid = 1;
-        if ((res->r = control_client_send(c, CONTROL_METHOD_NAME("Wait"), &w.base, 0,
+        if ((res->r = vsockmux_client_send(c, CONTROL_METHOD_NAME("Wait"), &w.base, 0,
                                           50 * 1000000, &sid)) < 0)
                 return;
-        res->r = control_client_recv(c, sid, &vsockmux__v1__wait_response__descriptor, &m, &st);
+        res->r = vsockmux_client_recv(c, sid, &vsockmux__v1__wait_response__descriptor, &m, &st);
         res->code = st.code;
         res->r2 = kill_call(c, 1, NULL, 0);
 }
@@ -754,20 +755,20 @@ static void test_live_socket_is_not_replaced_but_stale_one_is(void **state)
 static void client_three(struct fixture *f, void *arg)
 {
         struct result *res = arg;
-        _cleanup_(control_client_freep) struct control_client *a = NULL;
-        _cleanup_(control_client_freep) struct control_client *b = NULL;
+        _cleanup_(vsockmux_client_freep) struct vsockmux_client *a = NULL;
+        _cleanup_(vsockmux_client_freep) struct vsockmux_client *b = NULL;
         Vsockmux__V1__WaitRequest w = VSOCKMUX__V1__WAIT_REQUEST__INIT;
         uint32_t sid;
         int fd;
 
         res->r = res->r2 = res->r3 = -100;
-        if (control_client_connect(f->path, &a) < 0 || control_client_connect(f->path, &b) < 0)
+        if (vsockmux_client_connect(f->path, &a) < 0 || vsockmux_client_connect(f->path, &b) < 0)
                 return;
         /* A call in flight on each: busy connections never make way for a new one. */
         w.vm = (char *)"vm1";
         w.pid = 9;
-        if ((res->r = control_client_send(a, CONTROL_METHOD_NAME("Wait"), &w.base, 0, 0, &sid)) < 0 ||
-            (res->r = control_client_send(b, CONTROL_METHOD_NAME("Wait"), &w.base, 0, 0, &sid)) < 0)
+        if ((res->r = vsockmux_client_send(a, CONTROL_METHOD_NAME("Wait"), &w.base, 0, 0, &sid)) < 0 ||
+            (res->r = vsockmux_client_send(b, CONTROL_METHOD_NAME("Wait"), &w.base, 0, 0, &sid)) < 0)
                 return;
         for (int i = 0; i < 6000; i++) {
                 if (__atomic_load_n(&f->n_pending, __ATOMIC_SEQ_CST) == 2)
@@ -798,19 +799,19 @@ static void test_connections_over_the_cap_are_refused(void **state)
 static void client_idle_pair_then_one(struct fixture *f, void *arg)
 {
         struct result *res = arg;
-        _cleanup_(control_client_freep) struct control_client *a = NULL;
-        _cleanup_(control_client_freep) struct control_client *b = NULL;
-        _cleanup_(control_client_freep) struct control_client *c = NULL;
+        _cleanup_(vsockmux_client_freep) struct vsockmux_client *a = NULL;
+        _cleanup_(vsockmux_client_freep) struct vsockmux_client *b = NULL;
+        _cleanup_(vsockmux_client_freep) struct vsockmux_client *c = NULL;
         int fd;
 
         res->r = res->r2 = res->r3 = -100;
         fd = raw_connect(f->path);
-        if (fd < 0 || control_client_connect(f->path, &a) < 0)
+        if (fd < 0 || vsockmux_client_connect(f->path, &a) < 0)
                 return;
         /* A call on a makes sure both were accepted, and leaves the raw one idle longest. */
         if ((res->r = kill_call(a, 1, NULL, 0)) < 0)
                 return;
-        if (control_client_connect(f->path, &c) < 0)
+        if (vsockmux_client_connect(f->path, &c) < 0)
                 return;
         res->r = kill_call(c, 2, NULL, 0);
         /* The connection idle longest was closed to make room; a is still served. */

@@ -1,4 +1,4 @@
-/* control/client.c: blocking ttrpc calls over a Unix socket. */
+/* libvsockmux/client.c: libvsockmux's blocking ttrpc calls over a Unix socket. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,11 +8,18 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "control/client.h"
+#include "control/codec.h"
+#include "libvsockmux/vsockmux.h"
+#include "util/macro.h"
 
-#define CONTROL_CLIENT_RX_INITIAL 16384u
+#define CLIENT_RX_INITIAL 16384u
 
-struct control_client {
+/* The public constants are the codec's, spelled for a header that cannot include it. */
+_Static_assert(VSOCKMUX_STATUS_MESSAGE_MAX == CONTROL_STATUS_MESSAGE_MAX, "status message size");
+_Static_assert(VSOCKMUX_FLAG_REMOTE_CLOSED == CONTROL_FLAG_REMOTE_CLOSED, "remote-closed flag");
+_Static_assert(sizeof(VSOCKMUX_SERVICE) == sizeof(CONTROL_SERVICE), "service name");
+
+struct vsockmux_client {
         int fd;
         uint32_t next_stream_id;        /* client streams are odd and increase */
         uint8_t *rx;
@@ -20,11 +27,11 @@ struct control_client {
         size_t consumed;                /* the frame handed out last, dropped on the next read */
 };
 
-int control_client_connect(const char *path, struct control_client **ret)
+int vsockmux_client_connect(const char *path, struct vsockmux_client **ret)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         _cleanup_close_ int fd = -1;
-        struct control_client *c;
+        struct vsockmux_client *c;
 
         if (!path || !path[0])
                 return -EINVAL;
@@ -47,7 +54,7 @@ int control_client_connect(const char *path, struct control_client **ret)
         return 0;
 }
 
-struct control_client *control_client_free(struct control_client *c)
+struct vsockmux_client *vsockmux_client_free(struct vsockmux_client *c)
 {
         if (!c)
                 return NULL;
@@ -57,12 +64,12 @@ struct control_client *control_client_free(struct control_client *c)
         return NULL;
 }
 
-int control_client_fd(const struct control_client *c)
+int vsockmux_client_fd(const struct vsockmux_client *c)
 {
         return c->fd;
 }
 
-int control_client_set_timeout(struct control_client *c, uint64_t timeout_ns)
+int vsockmux_client_set_timeout(struct vsockmux_client *c, uint64_t timeout_ns)
 {
         struct timeval tv = {
                 .tv_sec = (time_t)(timeout_ns / 1000000000u),
@@ -90,7 +97,7 @@ static int write_all(int fd, const uint8_t *p, size_t len)
         return 0;
 }
 
-int control_client_send(struct control_client *c, const char *method, const ProtobufCMessage *req,
+int vsockmux_client_send(struct vsockmux_client *c, const char *method, const ProtobufCMessage *req,
                         uint8_t flags, int64_t timeout_ns, uint32_t *ret_stream_id)
 {
         _cleanup_free_ char *service = NULL;
@@ -121,7 +128,7 @@ int control_client_send(struct control_client *c, const char *method, const Prot
 }
 
 /* Blocks until one whole frame sits at the front of the buffer. */
-static int read_frame(struct control_client *c, struct control_frame *ret_frame)
+static int read_frame(struct vsockmux_client *c, struct control_frame *ret_frame)
 {
         if (c->consumed) {
                 memmove(c->rx, c->rx + c->consumed, c->rx_len - c->consumed);
@@ -141,7 +148,7 @@ static int read_frame(struct control_client *c, struct control_frame *ret_frame)
                 }
                 if (c->rx_len == c->rx_cap) {
                         size_t cap = c->rx_cap ? MIN(c->rx_cap * 2, (size_t)CONTROL_FRAME_MAX)
-                                               : CONTROL_CLIENT_RX_INITIAL;
+                                               : CLIENT_RX_INITIAL;
                         uint8_t *p;
 
                         if (cap <= c->rx_cap)
@@ -164,7 +171,7 @@ static int read_frame(struct control_client *c, struct control_frame *ret_frame)
         }
 }
 
-static void status_fill(struct control_status *st, int code, const char *message)
+static void status_fill(struct vsockmux_status *st, int code, const char *message)
 {
         if (!st)
                 return;
@@ -172,9 +179,9 @@ static void status_fill(struct control_status *st, int code, const char *message
         snprintf(st->message, sizeof(st->message), "%s", message ?: "");
 }
 
-int control_client_recv(struct control_client *c, uint32_t stream_id,
+int vsockmux_client_recv(struct vsockmux_client *c, uint32_t stream_id,
                         const ProtobufCMessageDescriptor *desc, ProtobufCMessage **ret_msg,
-                        struct control_status *ret_status)
+                        struct vsockmux_status *ret_status)
 {
         for (;;) {
                 _cleanup_(control_response_freep) Vsockmux__V1__TtrpcResponse *resp = NULL;
@@ -190,14 +197,14 @@ int control_client_recv(struct control_client *c, uint32_t stream_id,
                 case CONTROL_MSG_DATA:
                         if (f.header.flags & CONTROL_FLAG_NO_DATA || f.header.length == 0) {
                                 if (f.header.flags & CONTROL_FLAG_REMOTE_CLOSED)
-                                        return CONTROL_CLIENT_END;
+                                        return VSOCKMUX_CLIENT_END;
                                 continue;
                         }
                         r = control_message_decode(desc, f.data, f.header.length, ret_msg);
                         if (r < 0)
                                 return r;
                         /* A last message flagged remote-closed still counts; the next read ends. */
-                        return CONTROL_CLIENT_DATA;
+                        return VSOCKMUX_CLIENT_DATA;
                 case CONTROL_MSG_RESPONSE:
                         r = control_response_decode(f.data, f.header.length, &resp);
                         if (r < 0)
@@ -209,31 +216,41 @@ int control_client_recv(struct control_client *c, uint32_t stream_id,
                         r = control_message_decode(desc, resp->payload.data, resp->payload.len, ret_msg);
                         if (r < 0)
                                 return r;
-                        return CONTROL_CLIENT_RESPONSE;
+                        return VSOCKMUX_CLIENT_RESPONSE;
                 default:
                         return -EBADMSG;
                 }
         }
 }
 
-int control_client_call(struct control_client *c, const char *method, const ProtobufCMessage *req,
+int vsockmux_client_call(struct vsockmux_client *c, const char *method, const ProtobufCMessage *req,
                         const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret_resp,
-                        struct control_status *ret_status)
+                        struct vsockmux_status *ret_status)
 {
         ProtobufCMessage *m = NULL;
         uint32_t sid;
         int r;
 
-        r = control_client_send(c, method, req, 0, 0, &sid);
+        r = vsockmux_client_send(c, method, req, 0, 0, &sid);
         if (r < 0)
                 return r;
-        r = control_client_recv(c, sid, resp_desc, &m, ret_status);
+        r = vsockmux_client_recv(c, sid, resp_desc, &m, ret_status);
         if (r < 0)
                 return r;
-        if (r != CONTROL_CLIENT_RESPONSE) {
+        if (r != VSOCKMUX_CLIENT_RESPONSE) {
                 control_message_free(m);
                 return -EBADMSG;
         }
         *ret_resp = m;
         return 0;
+}
+
+ProtobufCMessage *vsockmux_message_free(ProtobufCMessage *m)
+{
+        return control_message_free(m);
+}
+
+const char *vsockmux_code_to_string(int code)
+{
+        return control_code_to_string(code);
 }
