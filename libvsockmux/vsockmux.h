@@ -80,7 +80,7 @@ int vsockmux_client_call(struct vsockmux_client *c, const char *method, const Pr
 /* Frees a message recv or call returned; accepts NULL; returns NULL. */
 ProtobufCMessage *vsockmux_message_free(ProtobufCMessage *m);
 
-/* "NOT_FOUND" for 5; "UNKNOWN" for a code it does not know. */
+/* "NOT_FOUND" for 5; "UNKNOWN_CODE" for a code it does not know. */
 const char *vsockmux_code_to_string(int code);
 
 #ifdef __cplusplus
