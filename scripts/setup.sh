@@ -11,6 +11,8 @@ packages=(
   libclang-rt-14-dev
   # tests: second uid via setpriv, real libvirtd + TCG guests, the guest kernel's assembler
   util-linux libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 binutils
+  # the Go client example (examples/go): Go, containerd/ttrpc 1.1.1, protoc-gen-go (1.3) and protoc
+  golang-go golang-github-containerd-ttrpc-dev golang-goprotobuf-dev protobuf-compiler
   # memory checks and benchmarks
   valgrind socat gnuplot-nox procps
 )
