@@ -691,6 +691,13 @@ int control_server_new(struct relay *r, const struct control_server_config *cfg,
                 return -ENOMEM;
         s->cfg.path = s->path;
 
+        if (cfg->adopt_fd) {
+                k = relay_listen_fd(r, cfg->adopted_fd, s->path, RELAY_LISTEN_MANY, server_on_accept, s, &s->listener);
+                if (k < 0)
+                        return k;
+                *ret = TAKE_PTR(s);
+                return 0;
+        }
         k = control_socket_listen(s->path, cfg->group, &s->listen_fd, &s->st);
         if (k < 0)
                 return k;
@@ -712,8 +719,9 @@ struct control_server *control_server_free(struct control_server *s)
                 conn->chan = relay_chan_free(conn->chan);
                 conn_release(conn);
         }
-        /* The socket file is ours while we listen on it, through the listener or still by fd. */
-        if (s->listener || s->listen_fd >= 0)
+        /* The socket file is ours while we listen on it, through the listener or still by fd;
+         * an adopted socket's file belongs to whoever bound it. */
+        if ((s->listener || s->listen_fd >= 0) && !s->cfg.adopt_fd)
                 control_socket_unlink(s->path, &s->st);
         s->listener = relay_listener_free(s->listener);
         safe_close(s->listen_fd);

@@ -35,6 +35,11 @@ struct control_server_config {
         size_t max_tx;                  /* per connection; 0 = CONTROL_CONN_MAX_TX (>= one max frame) */
         size_t max_frame;               /* a request's data bytes, CONTROL_FRAME_MIN_DATA..CONTROL_FRAME_MAX_DATA;
                                          * 0 = CONTROL_FRAME_MAX_DATA */
+        /* Socket activation: serve adopted_fd, a listening socket someone else (systemd) bound and
+         * owns the file of: path then only names it in logs and is neither replaced nor removed,
+         * and mode and group are the binder's business. */
+        bool adopt_fd;
+        int adopted_fd;
 };
 
 struct control_server;
@@ -63,6 +68,7 @@ struct control_method {
  * SO_PEERCRED: root, cfg->owner_uid, or (with a group) a member of it; others are refused and
  * logged. The table is borrowed and must outlive the server. umask is changed around bind():
  * create the server before starting any thread that creates files. */
+/* With adopt_fd the server takes adopted_fd on success only. */
 int control_server_new(struct relay *r, const struct control_server_config *cfg,
                        const struct control_method *methods, size_t n_methods, void *userdata,
                        struct control_server **ret);

@@ -12,6 +12,7 @@
 
 #include "bridge/conn.h"
 #include "daemon/attach.h"
+#include "daemon/notify.h"
 #include "daemon/service.h"
 #include "daemon/vmm.h"
 #include "relay/relay.h"
@@ -30,6 +31,7 @@ enum {
         OPT_MAX_CONTROL_FRAME,
         OPT_STREAM_BUFFER_BYTES,
         OPT_RECONNECT_GRACE,
+        OPT_LOG_FILE,
 };
 
 struct daemon_signals {
@@ -38,21 +40,43 @@ struct daemon_signals {
         int fd;
         struct signalfd_siginfo info;
         bool stopping;
+        struct daemon_notify *notify;
+        const char *log_file;           /* --log-file, reopened on SIGHUP; NULL: stderr as given */
 };
 
 static int signals_arm(struct daemon_signals *s);
+
+/* SIGHUP: a reload, never a stop. The log file is reopened so logrotate can move it away. */
+static void signals_reload(struct daemon_signals *s)
+{
+        int r;
+
+        (void)notify_reloading(s->notify);
+        if (s->log_file) {
+                r = log_open_file(s->log_file);
+                if (r < 0)
+                        log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: SIGHUP: cannot reopen %s, logging on", s->log_file);
+                else
+                        log_info("vsockmuxd: SIGHUP: reopened the log %s", s->log_file);
+        } else {
+                log_info("vsockmuxd: SIGHUP: nothing to reopen (no --log-file)");
+        }
+        (void)notify_ready(s->notify);
+}
 
 static void signals_on_read(struct relay *r, struct relay_op *op, int res, uint32_t cqe_flags)
 {
         struct daemon_signals *s = container_of(op, struct daemon_signals, op);
 
-        if (res == (int)sizeof(s->info)) {
+        if (res == (int)sizeof(s->info) && s->info.ssi_signo == SIGHUP) {
+                signals_reload(s);
+        } else if (res == (int)sizeof(s->info)) {
                 log_info("vsockmuxd: %s received, stopping", strsignal((int)s->info.ssi_signo));
                 s->stopping = true;
+                (void)notify_stopping(s->notify);
                 relay_stop(r);
                 return;
-        }
-        if (res < 0 && res != -EINTR && res != -EAGAIN)
+        } else if (res < 0 && res != -EINTR && res != -EAGAIN)
                 log_error("vsockmuxd: reading signals failed: %s", strerror(-res));
         if (signals_arm(s) < 0)
                 log_error("vsockmuxd: cannot watch signals any more");
@@ -81,6 +105,7 @@ static void usage(FILE *f)
                 "  --hvsock-root DIR    accept hybrid-vsock paths only inside DIR (no symlinks, no \"..\")\n"
                 "  --group NAME|GID     (root only) let this group use the control socket (mode 0660)\n"
                 "  --log-level LEVEL    error, warn, info or debug (default info)\n"
+                "  --log-file PATH      append the log to PATH instead of stderr; SIGHUP reopens it\n"
                 "  --bridge-reconnect-grace SECONDS  how long a guest whose bridge dropped (not migrating)\n"
                 "                       may take to reconnect before its processes' exits are reported\n"
                 "                       lost; 0 reports them lost at once, as hcsshim does (default %u, max %u)\n"
@@ -96,7 +121,11 @@ static void usage(FILE *f)
                 "  --max-control-frame SIZE control request (ttrpc data) (default and max %u, min %u)\n"
                 "  --stream-buffer-bytes SIZE  bytes read from a guest and not yet delivered, per stream;\n"
                 "                          rounded up to %u-byte buffers (default %u, min %u, max %u)\n"
-                "  --help\n",
+                "  --help\n"
+                "Under systemd (vsockmuxd.service, Type=notify): READY=1 and STATUS= go to $NOTIFY_SOCKET,\n"
+                "WATCHDOG=1 from the loop when $WATCHDOG_USEC is set, and a control socket passed through\n"
+                "$LISTEN_FDS (vsockmuxd.socket, named \"" NOTIFY_CONTROL_FD_NAME "\") is served instead of\n"
+                "binding --socket. SIGHUP reopens --log-file; SIGTERM and SIGINT stop.\n",
                 (unsigned)(VMM_DEFAULT_RECONNECT_GRACE_NS / BRIDGE_NSEC_PER_SEC),
                 (unsigned)(BRIDGE_CONN_RECONNECT_GRACE_MAX_NS / BRIDGE_NSEC_PER_SEC),
                 CONTROL_SERVER_MAX_CONNECTIONS, CONTROL_SERVER_MAX_CONNECTIONS_LIMIT, VMM_DEFAULT_MAX_VMS,
@@ -165,6 +194,7 @@ int main(int argc, char **argv)
                 { "stream-buffer-bytes", required_argument, NULL, OPT_STREAM_BUFFER_BYTES },
                 { "bridge-reconnect-grace", required_argument, NULL, OPT_RECONNECT_GRACE },
                 { "log-level", required_argument, NULL, 'l' },
+                { "log-file", required_argument, NULL, OPT_LOG_FILE },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
@@ -180,9 +210,11 @@ int main(int argc, char **argv)
         _cleanup_(service_freep) struct service *service = NULL;
         struct vmm *vmm = NULL;
         struct daemon_signals sig = { .fd = -1 };
+        _cleanup_(notify_freep) struct daemon_notify *notify = NULL;
         _cleanup_free_ char *hvsock_root = NULL;
+        const char *why;
         sigset_t mask;
-        int c, r;
+        int c, r, activated;
 
         vmm_config_default(&vcfg);
         relay_config_default(&rcfg);
@@ -273,6 +305,13 @@ int main(int argc, char **argv)
                         log_set_level(l);
                         break;
                 }
+                case OPT_LOG_FILE:
+                        if (optarg[0] != '/') {
+                                fprintf(stderr, "vsockmuxd: --log-file must be an absolute path\n");
+                                return 2;
+                        }
+                        sig.log_file = optarg;
+                        break;
                 case 'h':
                         usage(stdout);
                         return 0;
@@ -290,9 +329,27 @@ int main(int argc, char **argv)
                 return 2;
         }
 
+        if (sig.log_file) {
+                r = log_open_file(sig.log_file);
+                if (r < 0) {
+                        fprintf(stderr, "vsockmuxd: --log-file %s: %s\n", sig.log_file, strerror(-r));
+                        return 2;
+                }
+        }
+        activated = notify_listen_fd(&scfg.adopted_fd, &why);
+        if (activated < 0) {
+                if (why)
+                        log_error("vsockmuxd: socket activation: %s", why);
+                else
+                        log_errno(LOG_LEVEL_ERROR, activated, "vsockmuxd: socket activation");
+                return 1;
+        }
+        scfg.adopt_fd = activated > 0;
+
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
         sigprocmask(SIG_BLOCK, &mask, NULL);
         sig.fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
         if (sig.fd < 0)
@@ -313,23 +370,37 @@ int main(int argc, char **argv)
                 return log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: cannot set up state in %s", vcfg.state_dir), 1;
         r = service_start(service, relay, vmm, &scfg);
         if (r < 0) {
+                if (scfg.adopt_fd)
+                        safe_close(scfg.adopted_fd);
                 log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: cannot serve %s", scfg.socket_path);
                 vmm_free(vmm);
                 return 1;
         }
+        r = notify_new(relay, service_status, service, &notify);
+        if (r < 0) {
+                log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: $NOTIFY_SOCKET or $WATCHDOG_USEC");
+                vmm_free(vmm);
+                return 1;
+        }
         sig.relay = relay;
+        sig.notify = notify;
         sig.op.fn = signals_on_read;
         if (signals_arm(&sig) < 0) {
                 vmm_free(vmm);
                 return 1;
         }
-        log_info("vsockmuxd: listening on %s; stream capacity %u; limits: %u VMs, %u processes per VM, %u streams, "
+        log_info("vsockmuxd: listening on %s%s; stream capacity %u; limits: %u VMs, %u processes per VM, %u streams, "
                  "%u attach clients per process, %u control connections, bridge frame %zu, control frame %zu, "
-                 "%u bytes buffered per stream", scfg.socket_path, relay_stream_capacity(relay), vcfg.max_vms,
+                 "%u bytes buffered per stream", scfg.socket_path, scfg.adopt_fd ? " (socket-activated)" : "", relay_stream_capacity(relay), vcfg.max_vms,
                  vcfg.max_processes, vcfg.max_streams, vcfg.attach_max_clients,
                  scfg.max_connections ?: CONTROL_SERVER_MAX_CONNECTIONS,
                  vcfg.bridge_max_frame ?: BRIDGE_MAX_FRAME, scfg.max_control_frame ?: CONTROL_FRAME_MAX_DATA,
                  rcfg.stream_max_bufs * rcfg.buf_size);
+        r = notify_ready(notify);
+        if (r < 0)
+                log_errno(LOG_LEVEL_WARN, r, "vsockmuxd: cannot tell systemd we are ready");
+        if (notify_watchdog_usec(notify))
+                log_info("vsockmuxd: watchdog every %" PRIu64 " ms", notify_watchdog_usec(notify) / 2000);
 
         r = relay_run(relay);
         if (r < 0)
@@ -348,6 +419,7 @@ int main(int argc, char **argv)
         }
         /* VMs first: their waiters still reach clients through the server. */
         vmm = vmm_free(vmm);
+        notify = notify_free(notify);
         service = service_free(service);
         relay_run_once(relay, 0);
         safe_close(sig.fd);

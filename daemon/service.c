@@ -835,11 +835,25 @@ int service_start(struct service *s, struct relay *r, struct vmm *m, const struc
                 .group = cfg->group,
                 .max_connections = cfg->max_connections,
                 .max_frame = cfg->max_control_frame,
+                .adopt_fd = cfg->adopt_fd,
+                .adopted_fd = cfg->adopted_fd,
         };
 
         s->relay = r;
         s->vmm = m;
         return control_server_new(r, &scfg, service_methods, ELEMENTSOF(service_methods), s, &s->server);
+}
+
+void service_status(char *buf, size_t len, void *userdata)
+{
+        struct service *s = userdata;
+        struct relay_stats rs;
+        struct vmm_stats vs;
+
+        relay_get_stats(s->relay, &rs);
+        vmm_get_stats(s->vmm, &vs);
+        snprintf(buf, len, "%u VMs, %u processes, %u streams, %u control connections", vs.vms, vs.processes,
+                 rs.streams, s->server ? control_server_connections(s->server) : 0);
 }
 
 struct service *service_free(struct service *s)

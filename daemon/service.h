@@ -14,6 +14,8 @@ struct service_config {
         gid_t group;            /* CONTROL_NO_GROUP for a 0600 socket */
         unsigned max_connections;
         size_t max_control_frame;       /* a request's ttrpc data bytes; 0 = CONTROL_FRAME_MAX_DATA */
+        bool adopt_fd;                  /* serve adopted_fd (socket activation), not a socket bound here */
+        int adopted_fd;
 };
 
 struct service *service_free(struct service *s);
@@ -26,3 +28,7 @@ void service_on_event(const struct vmm_event *e, void *userdata);
  * the control socket and serves the vsockmux.v1.Control methods on r's loop. */
 int service_alloc(struct service **ret);
 int service_start(struct service *s, struct relay *r, struct vmm *m, const struct service_config *cfg);
+
+/* The STATUS= line for systemd: "N VMs, N processes, N streams, N control connections"
+ * (a notify_status_fn; userdata is the service). */
+void service_status(char *buf, size_t len, void *userdata);

@@ -7,6 +7,9 @@ packages=(
   # build
   gcc clang meson ninja-build pkg-config
   liburing-dev libprotobuf-c-dev protobuf-c-compiler libjson-c-dev libvirt-dev libcmocka-dev
+  libsystemd-dev libmicrohttpd-dev
+  # tests: the Prometheus text parser the metrics test reads the daemon's output with
+  python3 python3-prometheus-client
   # fuzzing with clang (libFuzzer runtime)
   libclang-rt-14-dev
   # tests: second uid via setpriv, real libvirtd + TCG guests, the guest kernel's assembler

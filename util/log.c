@@ -1,10 +1,13 @@
 /* util/log.c: one line per event on stderr, at or above the process-wide threshold. */
 #include "util/log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* The one piece of process-wide state: the log threshold, set once from the command line. */
 static enum log_level log_threshold = LOG_LEVEL_INFO;
@@ -33,6 +36,23 @@ enum log_level log_level_from_string(const char *s)
                 if (s && strcmp(s, log_level_names[i]) == 0)
                         return i;
         return _LOG_LEVEL_INVALID;
+}
+
+int log_open_file(const char *path)
+{
+        int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640);
+
+        if (fd < 0)
+                return -errno;
+        fflush(stderr);
+        if (dup2(fd, STDERR_FILENO) < 0) {
+                int r = -errno;
+
+                close(fd);
+                return r;
+        }
+        close(fd);
+        return 0;
 }
 
 _printf_(2, 0)

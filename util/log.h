@@ -17,6 +17,11 @@ void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 enum log_level log_level_from_string(const char *s);
 
+/* Points stderr (fd 2) at path, appending (created 0640): the log file of --log-file. Called again
+ * (SIGHUP) it reopens path, so a rotated file is let go. Returns 0 or -errno; on an error stderr
+ * stays as it was. */
+int log_open_file(const char *path);
+
 void log_msg(enum log_level level, const char *fmt, ...) _printf_(2, 3);
 
 /* Logs and returns the (negative) error so call sites can `return log_err(r, ...)`. */

@@ -25,7 +25,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 eval "$(python3 -c '
 import json, subprocess, sys
 opts = {o["name"]: o["value"] for o in json.loads(subprocess.check_output([sys.argv[1], "introspect", sys.argv[2], "--buildoptions"]))}
-print("prefix=%s libdir=%s includedir=%s bindir=%s" % (opts["prefix"], opts["libdir"], opts["includedir"], opts["bindir"]))
+print("prefix=%s libdir=%s includedir=%s bindir=%s unitdir=%s" % (opts["prefix"], opts["libdir"], opts["includedir"], opts["bindir"], opts["systemdunitdir"] or opts["prefix"] + "/lib/systemd/system"))
 ' "$meson" "$build")"
 case $libdir in /*) ;; *) libdir=$prefix/$libdir ;; esac
 case $includedir in /*) ;; *) includedir=$prefix/$includedir ;; esac
@@ -44,12 +44,17 @@ $libdir/libvsockmux.so
 $libdir/libvsockmux.so.0
 $libdir/libvsockmux.so.$version
 $libdir/pkgconfig/vsockmux.pc
+$unitdir/vsockmuxd.service
+$unitdir/vsockmuxd.socket
 LIST
 (cd "$root" && find . ! -type d | sed 's|^\.||' | LC_ALL=C sort) >"$tmp/actual"
 LC_ALL=C sort -o "$tmp/expected" "$tmp/expected"
 diff -u "$tmp/expected" "$tmp/actual" >&2 || fail "the installed tree is not the expected one (- missing, + unexpected)"
 [ "$(readlink "$root$libdir/libvsockmux.so.0")" = "libvsockmux.so.$version" ] || fail "libvsockmux.so.0 does not point at the library"
 readelf -d "$root$libdir/libvsockmux.so.$version" | grep -q 'SONAME.*\[libvsockmux\.so\.0\]' || fail "no soname libvsockmux.so.0"
+
+grep -qx "ExecStart=$bindir/vsockmuxd .*" "$root$unitdir/vsockmuxd.service" || fail "vsockmuxd.service does not start $bindir/vsockmuxd"
+grep -qx "FileDescriptorName=control" "$root$unitdir/vsockmuxd.socket" || fail "vsockmuxd.socket does not name its socket control"
 
 # The .pc names the real prefix; the scratch copy is found by redefining it.
 export PKG_CONFIG_PATH="$root$libdir/pkgconfig"

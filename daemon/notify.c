@@ -1,0 +1,181 @@
+/* daemon/notify.c: sd_notify (READY, STATUS, RELOADING, STOPPING, WATCHDOG) and sd_listen_fds for vsockmuxd, through libsystemd. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "daemon/notify.h"
+
+struct daemon_notify {
+        struct relay *relay;
+        struct relay_timer *timer;
+        notify_status_fn status;
+        void *userdata;
+        uint64_t watchdog_usec;
+        bool enabled;           /* NOTIFY_SOCKET is set */
+};
+
+static void names_free(char **names)
+{
+        for (char **p = names; p && *p; p++)
+                free(*p);
+        free(names);
+}
+
+static int notify_pick(int n, char **names, int *ret_fd, const char **ret_why)
+{
+        int pick = -1;
+
+        for (int i = 0; i < n; i++)
+                if (names && names[i] && strcmp(names[i], NOTIFY_CONTROL_FD_NAME) == 0)
+                        pick = i;
+        /* One unnamed socket (systemd says "unknown" without FileDescriptorName=) is the control
+         * socket; one named otherwise is a unit mistake worth refusing. */
+        if (pick < 0 && n == 1 && (!names || !names[0] || strcmp(names[0], "unknown") == 0))
+                pick = 0;
+        if (pick < 0) {
+                *ret_why = "no socket passed is named \"" NOTIFY_CONTROL_FD_NAME "\" (FileDescriptorName=)";
+                return -EINVAL;
+        }
+        if (sd_is_socket_unix(SD_LISTEN_FDS_START + pick, SOCK_STREAM, 1, NULL, 0) <= 0) {
+                *ret_why = "the passed control socket is not a listening Unix stream socket";
+                return -EINVAL;
+        }
+        *ret_fd = SD_LISTEN_FDS_START + pick;
+        return 0;
+}
+
+int notify_listen_fd(int *ret_fd, const char **ret_why)
+{
+        char **names = NULL;
+        int n, fd = -1, r;
+
+        *ret_why = NULL;
+        /* unset_environment: the variables describe this pid only; children must not see them. */
+        n = sd_listen_fds_with_names(1, &names);
+        if (n <= 0) {
+                names_free(names);
+                return n;
+        }
+        r = notify_pick(n, names, &fd, ret_why);
+        names_free(names);
+        for (int i = 0; i < n; i++)
+                if (SD_LISTEN_FDS_START + i != fd)
+                        close(SD_LISTEN_FDS_START + i);
+        if (r < 0) {
+                safe_close(fd);
+                return r;
+        }
+        if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+                r = -errno;
+                close(fd);
+                return r;
+        }
+        *ret_fd = fd;
+        return 1;
+}
+
+static int notify_send_status(struct daemon_notify *n, const char *prefix)
+{
+        char status[256] = "";
+        int r;
+
+        if (n->status)
+                n->status(status, sizeof(status), n->userdata);
+        r = sd_notifyf(0, "%sSTATUS=%s", prefix, status);
+        return r < 0 ? r : 0;
+}
+
+static void notify_on_tick(struct relay_timer *t, void *userdata)
+{
+        struct daemon_notify *n = userdata;
+
+        /* This runs on the loop: a loop that no longer turns stops petting, and systemd restarts us. */
+        if (n->watchdog_usec)
+                (void)sd_notify(0, "WATCHDOG=1");
+        (void)notify_send_status(n, "");
+        (void)relay_timer_arm(t, n->watchdog_usec ? n->watchdog_usec * 1000 / 2 : NOTIFY_STATUS_INTERVAL_NS);
+}
+
+int notify_new(struct relay *r, notify_status_fn status, void *userdata, struct daemon_notify **ret)
+{
+        _cleanup_(notify_freep) struct daemon_notify *n = NULL;
+        const char *sock = getenv("NOTIFY_SOCKET");
+        uint64_t usec = 0;
+        int k;
+
+        n = calloc(1, sizeof(*n));
+        if (!n)
+                return -ENOMEM;
+        n->relay = r;
+        n->status = status;
+        n->userdata = userdata;
+        n->enabled = sock && sock[0];
+        if (!n->enabled) {
+                *ret = TAKE_PTR(n);
+                return 0;
+        }
+        k = sd_watchdog_enabled(0, &usec);
+        if (k < 0)
+                return k;
+        n->watchdog_usec = k > 0 ? usec : 0;
+        k = relay_timer_new(r, notify_on_tick, n, &n->timer);
+        if (k < 0)
+                return k;
+        *ret = TAKE_PTR(n);
+        return 0;
+}
+
+struct daemon_notify *notify_free(struct daemon_notify *n)
+{
+        if (!n)
+                return NULL;
+        relay_timer_free(n->timer);
+        free(n);
+        return NULL;
+}
+
+int notify_ready(struct daemon_notify *n)
+{
+        int r;
+
+        if (!n->enabled)
+                return 0;
+        r = notify_send_status(n, "READY=1\n");
+        if (r < 0)
+                return r;
+        if (n->watchdog_usec)
+                (void)sd_notify(0, "WATCHDOG=1");
+        return relay_timer_arm(n->timer, n->watchdog_usec ? n->watchdog_usec * 1000 / 2 : NOTIFY_STATUS_INTERVAL_NS);
+}
+
+int notify_reloading(struct daemon_notify *n)
+{
+        int r;
+
+        if (!n->enabled)
+                return 0;
+        r = sd_notify(0, "RELOADING=1\nSTATUS=reloading");
+        return r < 0 ? r : 0;
+}
+
+int notify_stopping(struct daemon_notify *n)
+{
+        int r;
+
+        if (!n || !n->enabled)
+                return 0;
+        relay_timer_disarm(n->timer);
+        r = sd_notify(0, "STOPPING=1\nSTATUS=stopping");
+        return r < 0 ? r : 0;
+}
+
+uint64_t notify_watchdog_usec(const struct daemon_notify *n)
+{
+        return n->watchdog_usec;
+}
