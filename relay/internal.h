@@ -1,11 +1,10 @@
 /* relay/internal.h: shared internals of relay/ (loop, pool, listeners, streams); nothing outside relay/ includes it. */
 #pragma once
 
+#include "relay/probe.h"
 #include "relay/relay.h"
 #include "relay/vsock-route.h"
 
-/* The kernel opcode number; liburing 2.3 predates it, so SQEs are filled by hand. */
-#define RELAY_OP_READ_MULTISHOT 49
 /* Free pool buffers offered to the kernel at a time (see pool.c); measured in the bench's B2. */
 #define RELAY_RING_BUFS_DEFAULT 16u
 /* Completions copied out of the CQ per pass, so handlers may submit while we iterate. */
@@ -37,8 +36,8 @@ struct relay {
         unsigned pool_touched;          /* buffers ever used: ids [0, pool_touched) */
         uint16_t *pool_free;            /* returned buffers, the most recently returned on top */
         unsigned pool_free_n;
-        int mshot_limit;        /* recv multishot byte budget (sqe->optlen): 1 works, 0 refused, -1 untested */
-        int read_mshot;         /* IORING_OP_READ_MULTISHOT: 1 works, 0 refused, -1 untested */
+        int mshot_limit;        /* recv multishot byte budget (sqe->optlen): 1 works, 0 refused, -1 untested (probe.c) */
+        struct relay_features features; /* what relay_new()'s probe found */
 
         struct relay_defer_node *defer_head, **defer_tail;
 

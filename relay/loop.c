@@ -119,7 +119,6 @@ int relay_new(const struct relay_config *c, struct relay **ret)
                 r->cfg.ring_bufs = MIN(RELAY_RING_BUFS_DEFAULT, r->cfg.buf_count);
         r->defer_tail = &r->defer_head;
         r->mshot_limit = -1;
-        r->read_mshot = -1;
         r->ring.ring_fd = -1;
         r->capacity = raise_nofile();
         /* A vanished pipe reader must end one stream with EPIPE, not kill the daemon. */
@@ -130,7 +129,9 @@ int relay_new(const struct relay_config *c, struct relay **ret)
                 free(r);
                 return k;
         }
-        k = relay_pool_init(r);
+        k = relay_features_probe(&r->ring, &r->features);
+        if (k >= 0)
+                k = relay_pool_init(r);
         if (k < 0) {
                 io_uring_queue_exit(&r->ring);
                 free(r);

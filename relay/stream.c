@@ -195,7 +195,7 @@ static int rd_arm(struct relay_stream *s)
          * write frees room (a write is in flight whenever bytes are held). */
         budget = (size_t) r->cfg.stream_max_bufs * r->cfg.buf_size - s->held_bytes;
         budget = budget > r->cfg.buf_size ? budget - r->cfg.buf_size : 0;
-        if (r->mshot_limit != 0 && s->src == SRC_RECV_MSHOT && budget == 0)
+        if (relay_recv_budget_usable(r) && s->src == SRC_RECV_MSHOT && budget == 0)
                 return 0;
         sqe = relay_get_sqe(r);
         if (!sqe)
@@ -204,7 +204,7 @@ static int rd_arm(struct relay_stream *s)
         switch (s->src) {
         case SRC_RECV_MSHOT:
                 io_uring_prep_recv_multishot(sqe, src_fd(s), NULL, r->cfg.buf_size, 0);
-                if (r->mshot_limit != 0) {
+                if (relay_recv_budget_usable(r)) {
                         sqe->file_index = (uint32_t) budget; /* sqe->optlen in newer uapi headers */
                         s->rd_budget = true;
                 }
@@ -585,10 +585,8 @@ static void on_read(struct relay *r, struct relay_op *op, int res, uint32_t flag
                         s->c.rx_guest += (uint64_t) res;
                 else
                         s->c.rx_endpoint += (uint64_t) res;
-                if (s->rd_budget && r->mshot_limit < 0)
-                        r->mshot_limit = 1;
-                if (s->src == SRC_READ_MSHOT && r->read_mshot < 0)
-                        r->read_mshot = 1;
+                if (s->rd_budget && !relay_recv_budget_known(r))
+                        relay_recv_budget_learnt(r, true);
                 /* A multishot read without a byte budget is stopped by hand at the cap. */
                 if (more && !s->rd_budget && s->held_bytes >= (size_t) r->cfg.stream_max_bufs * r->cfg.buf_size)
                         rd_cancel(s);
@@ -601,13 +599,15 @@ static void on_read(struct relay *r, struct relay_op *op, int res, uint32_t flag
                         buf_wait_add(s);
         } else if (res == -ECANCELED || res == -EINTR || res == -EAGAIN) {
                 /* re-armed below when still wanted */
-        } else if (s->rd_budget && r->mshot_limit < 0 && res == -EINVAL) {
-                r->mshot_limit = 0;
+        } else if (s->rd_budget && !relay_recv_budget_known(r) && res == -EINVAL) {
+                relay_recv_budget_learnt(r, false);
                 log_debug("relay: kernel refuses a multishot recv byte budget; capping by cancel");
-        } else if (s->src == SRC_READ_MSHOT && r->read_mshot != 1 && read_refused(res)) {
-                r->read_mshot = 0;
+        } else if (s->src == SRC_READ_MSHOT && read_refused(res)) {
+                /* The kernel has the opcode (relay_new probed it) but not for this file: this
+                 * stream reads the plain way (a real error shows again there), the others are not
+                 * concerned. */
                 s->src = SRC_READ;
-                log_debug("relay: READ_MULTISHOT refused (%d); using plain reads", res);
+                log_debug("relay: %s: READ_MULTISHOT refused (%d); using plain reads", s->label, res);
         } else
                 stream_src_failed(s, res);
 
@@ -834,7 +834,7 @@ int relay_stream_new_at(struct relay *r, enum relay_stream_dir dir, int guest_fd
                 s->dst = edst;
         } else {
                 s->src = esrc;
-                if (s->src == SRC_READ_MSHOT && r->read_mshot == 0)
+                if (s->src == SRC_READ_MSHOT && !r->features.read_mshot)
                         s->src = SRC_READ;
                 s->dst = DST_SEND;
         }
