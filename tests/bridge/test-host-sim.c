@@ -23,6 +23,7 @@
 #include "bridge/msg.h"
 #include "ports/ports.h"
 #include "relay/relay.h"
+#include "tests/io-uring-skip.h"
 
 extern char **environ;
 
@@ -889,6 +890,7 @@ static void test_host_freed_from_its_own_callbacks(void **state)
 
 int main(void)
 {
+        test_skip_without_io_uring();
         const struct CMUnitTest raw_tests[] = {
                 cmocka_unit_test_setup_teardown(test_oversized_frame_is_refused_without_killing_the_daemon,
                                                 fixture_setup, fixture_teardown),

@@ -23,6 +23,7 @@
 
 #include "control/server.h"
 #include "relay/relay.h"
+#include "tests/io-uring-skip.h"
 
 #define WAIT_LIMIT_NS (60ull * 1000000000ull)
 #define OUT_MAX (4u << 20)
@@ -870,6 +871,7 @@ static void test_help_is_an_option_only_where_getopt_sees_one(void **state)
 
 int main(int argc, char **argv)
 {
+        test_skip_without_io_uring();
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_vm_ls_prints_an_aligned_table_without_control_characters, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_vm_ls_json_is_one_document, setup, teardown),

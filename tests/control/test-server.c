@@ -23,6 +23,7 @@
 #include "libvsockmux/cleanup.h"
 #include "libvsockmux/vsockmux.h"
 #include "relay/relay.h"
+#include "tests/io-uring-skip.h"
 
 #define WAIT_LIMIT_NS (60ull * 1000000000ull)   /* generous: a loaded 2-core machine under ASan */
 #define MAX_PENDING 16
@@ -920,6 +921,7 @@ static void test_bad_method_tables_are_refused(void **state)
 
 int main(int argc, char **argv)
 {
+        test_skip_without_io_uring();
         /* Run as `--peer`: the tests that need root to switch uid, skipped as a whole otherwise. */
         const struct CMUnitTest peer_tests[] = {
                 cmocka_unit_test_setup_teardown(test_non_owner_peer_is_refused, setup_with_server, teardown),

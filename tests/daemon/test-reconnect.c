@@ -24,6 +24,7 @@
 #include "ports/ports.h"
 #include "relay/relay.h"
 #include "tests/daemon/vmm-test.h"
+#include "tests/io-uring-skip.h"
 
 extern char **environ;
 
@@ -512,6 +513,7 @@ static void test_restore_below_a_remembered_floor_keeps_the_higher_one(void **st
 
 int main(void)
 {
+        test_skip_without_io_uring();
         const char *only = getenv("VSOCKMUX_TEST_ONLY");
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_stdio_reset_twice_delivers_every_byte_once, setup, teardown),

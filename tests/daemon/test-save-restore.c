@@ -21,6 +21,7 @@
 #include "ports/ports.h"
 #include "relay/relay.h"
 #include "tests/daemon/vmm-test.h"
+#include "tests/io-uring-skip.h"
 
 extern char **environ;
 
@@ -583,6 +584,7 @@ static void test_hvsock_paths_outside_the_root_are_refused(void **state)
 
 int main(void)
 {
+        test_skip_without_io_uring();
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_output_moves_exactly_once_across_save_and_restore, setup,
                                                 teardown),

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "tests/relay/relay-test.h"
+#include "tests/io-uring-skip.h"
 
 #define FRAME_HDR 4
 #define ECHO_FRAMES 300
@@ -329,6 +330,7 @@ static void test_chan_free_inside_on_data_is_safe(void **state)
 
 int main(int argc, char **argv)
 {
+        test_skip_without_io_uring();
         if (argc > 1)
                 cmocka_set_test_filter(argv[1]);
         const struct CMUnitTest tests[] = {

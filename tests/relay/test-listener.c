@@ -3,6 +3,7 @@
 #include <sys/un.h>
 
 #include "tests/relay/guest-spawn.h"
+#include "tests/io-uring-skip.h"
 
 struct accepted {
         struct relay_listener *l;
@@ -259,6 +260,7 @@ static void test_listener_vsock_needs_a_guest_cid(void **state)
 
 int main(int argc, char **argv)
 {
+        test_skip_without_io_uring();
         if (argc > 1)
                 cmocka_set_test_filter(argv[1]);
         const struct CMUnitTest tests[] = {

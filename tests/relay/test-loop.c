@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 
 #include "tests/relay/relay-test.h"
+#include "tests/io-uring-skip.h"
 
 #define MS (1000ull * 1000)
 
@@ -282,6 +283,7 @@ static void test_config_out_of_bounds_is_refused(void **state)
 
 int main(int argc, char **argv)
 {
+        test_skip_without_io_uring();
         if (argc > 1)
                 cmocka_set_test_filter(argv[1]);
         const struct CMUnitTest tests[] = {

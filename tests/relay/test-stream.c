@@ -4,6 +4,7 @@
 
 #include "tests/relay/guest-data.h"
 #include "tests/relay/guest-spawn.h"
+#include "tests/io-uring-skip.h"
 
 #define MIB (1024ull * 1024)
 
@@ -958,6 +959,7 @@ static void test_stream_free_with_io_in_flight_is_safe(void **state)
 
 int main(int argc, char **argv)
 {
+        test_skip_without_io_uring();
         if (argc > 1)
                 cmocka_set_test_filter(argv[1]);
         const struct CMUnitTest tests[] = {

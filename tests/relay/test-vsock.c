@@ -4,6 +4,7 @@
 #include <linux/vm_sockets.h>
 
 #include "tests/relay/relay-test.h"
+#include "tests/io-uring-skip.h"
 
 #define VSOCK_TEST_PORT 0x7e57
 
@@ -83,6 +84,7 @@ static void test_vsock_connection_from_unexpected_cid_is_refused(void **state)
 
 int main(void)
 {
+        test_skip_without_io_uring();
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_vsock_connection_from_unexpected_cid_is_refused),
         };
