@@ -4,6 +4,7 @@
 #include "relay/probe.h"
 #include "relay/relay.h"
 #include "relay/vsock-route.h"
+#include "util/list.h"
 
 /* Free pool buffers offered to the kernel at a time (see pool.c); measured in the bench's B2. */
 #define RELAY_RING_BUFS_DEFAULT 16u
@@ -17,6 +18,14 @@ struct relay_defer_node {
 };
 
 struct relay_vsock_port;
+
+/* A reader whose receive stopped on an empty pool. The pool calls fn once buffers can be picked
+ * again, oldest waiter first, one waiter per buffer the kernel can pick; the waiter is off the
+ * list by then. Embedded in its owner; the pool knows nothing else of it. */
+struct relay_buf_waiter {
+        struct list_head node;          /* self-linked while not waiting */
+        void (*fn)(struct relay_buf_waiter *w);
+};
 
 struct relay {
         struct io_uring ring;
@@ -44,8 +53,7 @@ struct relay {
         struct relay_timer **heap;
         unsigned heap_n, heap_cap;
 
-        /* streams whose receive stopped on an empty pool */
-        struct relay_stream *buf_wait_head, *buf_wait_tail;
+        struct list_head buf_waiters;   /* struct relay_buf_waiter, oldest first */
 
         struct relay_vsock_port *vsock_ports;
 
@@ -71,8 +79,20 @@ static inline void relay_pool_took(struct relay *r)
         r->pool_in_ring--;
 }
 
-/* stream.c: called by the loop after completions when buffers came back */
-void relay_streams_wake_buf_waiters(struct relay *r);
+static inline void relay_buf_waiter_init(struct relay_buf_waiter *w, void (*fn)(struct relay_buf_waiter *w))
+{
+        list_init(&w->node);
+        w->fn = fn;
+}
+static inline bool relay_buf_waiter_waiting(const struct relay_buf_waiter *w)
+{
+        return !list_empty(&w->node);
+}
+/* Both idempotent. */
+void relay_pool_wait(struct relay *r, struct relay_buf_waiter *w);
+void relay_pool_unwait(struct relay_buf_waiter *w);
+/* Called by the loop after completions: buffers may have come back. */
+void relay_pool_wake_waiters(struct relay *r);
 
 /* timer.c */
 uint64_t relay_timers_next_deadline(struct relay *r);   /* UINT64_MAX if none */

@@ -118,6 +118,7 @@ int relay_new(const struct relay_config *c, struct relay **ret)
         if (r->cfg.ring_bufs == 0)
                 r->cfg.ring_bufs = MIN(RELAY_RING_BUFS_DEFAULT, r->cfg.buf_count);
         r->defer_tail = &r->defer_head;
+        list_init(&r->buf_waiters);
         r->mshot_limit = -1;
         r->ring.ring_fd = -1;
         r->capacity = raise_nofile();
@@ -343,7 +344,7 @@ int relay_run_once(struct relay *r, int64_t timeout_ns)
         }
 
         r->last_dispatched = dispatch(r);
-        relay_streams_wake_buf_waiters(r);
+        relay_pool_wake_waiters(r);
         relay_timers_run(r);
         run_deferred(r);
         return r->broken ? -EIO : 0;

@@ -92,6 +92,36 @@ void relay_pool_done(struct relay *r)
         r->pool_free = NULL;
 }
 
+void relay_pool_wait(struct relay *r, struct relay_buf_waiter *w)
+{
+        if (!relay_buf_waiter_waiting(w))
+                list_add_tail(&r->buf_waiters, &w->node);
+}
+
+void relay_pool_unwait(struct relay_buf_waiter *w)
+{
+        list_del(&w->node);
+}
+
+void relay_pool_wake_waiters(struct relay *r)
+{
+        unsigned avail;
+
+        if (list_empty(&r->buf_waiters))
+                return;
+        relay_pool_refill(r);
+        /* One waiter per buffer the kernel can pick, oldest first: waking more would only refill
+         * the list with ENOBUFS completions. A waiter's fn may take others off the list (a stream
+         * it fails may free them), so the head is read afresh each time. */
+        avail = r->pool_in_ring;
+        while (!list_empty(&r->buf_waiters) && avail-- > 0) {
+                struct relay_buf_waiter *w = list_entry(r->buf_waiters.next, struct relay_buf_waiter, node);
+
+                list_del(&w->node);
+                w->fn(w);
+        }
+}
+
 void relay_pool_put(struct relay *r, unsigned bid)
 {
         r->pool_free[r->pool_free_n++] = (uint16_t) bid;

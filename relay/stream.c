@@ -77,8 +77,7 @@ struct relay_stream {
         bool frozen;
         bool freed;
         bool check_queued;
-        bool buf_waiting;
-        struct relay_stream *buf_wait_next;
+        struct relay_buf_waiter buf_wait;
 };
 
 static int src_fd(const struct relay_stream *s)
@@ -108,39 +107,6 @@ static void q_release_all(struct relay_stream *s)
         s->wr_n = 0;
 }
 
-static void buf_wait_remove(struct relay_stream *s)
-{
-        struct relay *r = s->r;
-        struct relay_stream **p, *prev = NULL;
-
-        if (!s->buf_waiting)
-                return;
-        for (p = &r->buf_wait_head; *p; prev = *p, p = &(*p)->buf_wait_next)
-                if (*p == s) {
-                        *p = s->buf_wait_next;
-                        if (r->buf_wait_tail == s)
-                                r->buf_wait_tail = prev;
-                        break;
-                }
-        s->buf_waiting = false;
-        s->buf_wait_next = NULL;
-}
-
-static void buf_wait_add(struct relay_stream *s)
-{
-        struct relay *r = s->r;
-
-        if (s->buf_waiting)
-                return;
-        s->buf_waiting = true;
-        s->buf_wait_next = NULL;
-        if (r->buf_wait_tail)
-                r->buf_wait_tail->buf_wait_next = s;
-        else
-                r->buf_wait_head = s;
-        r->buf_wait_tail = s;
-}
-
 static void stream_unref(struct relay_stream *s)
 {
         if (--s->ref > 0)
@@ -164,7 +130,7 @@ static bool guest_is_src(const struct relay_stream *s)
 static bool rd_wanted(const struct relay_stream *s)
 {
         return !s->rd_armed && !s->src_eof && !s->done && !s->freezing && !s->frozen && !s->freed &&
-               !s->hdr_pending && !s->buf_waiting &&
+               !s->hdr_pending && !relay_buf_waiter_waiting(&s->buf_wait) &&
                s->held_bytes < (size_t) s->r->cfg.stream_max_bufs * s->r->cfg.buf_size;
 }
 
@@ -426,7 +392,7 @@ static void stream_done(struct relay_stream *s, int error)
         s->done = true;
         rd_cancel(s);
         hup_cancel(s);
-        buf_wait_remove(s);
+        relay_pool_unwait(&s->buf_wait);
         s->error = error;
         /* Not logged here: on_done gets the error and its owner logs it once, with its own names. */
         if (s->ops->on_done) {
@@ -442,7 +408,7 @@ static void stream_src_failed(struct relay_stream *s, int error)
         if (s->done || s->freed || s->src_eof)
                 return;
         rd_cancel(s);
-        buf_wait_remove(s);
+        relay_pool_unwait(&s->buf_wait);
         s->src_eof = true;
         s->src_error = error;
 }
@@ -454,7 +420,7 @@ static void stream_dst_failed(struct relay_stream *s, int error)
         if (s->freed)
                 return;
         rd_cancel(s);
-        buf_wait_remove(s);
+        relay_pool_unwait(&s->buf_wait);
         if (guest_is_src(s)) {
                 s->endpoint_dead = true;
                 if (!s->wr_armed)
@@ -596,7 +562,7 @@ static void on_read(struct relay *r, struct relay_op *op, int res, uint32_t flag
         } else if (res == -ENOBUFS) {
                 /* The shared pool ran dry: wait for buffers to come back, then re-arm. */
                 if (!more)
-                        buf_wait_add(s);
+                        relay_pool_wait(r, &s->buf_wait);
         } else if (res == -ECANCELED || res == -EINTR || res == -EAGAIN) {
                 /* re-armed below when still wanted */
         } else if (s->rd_budget && !relay_recv_budget_known(r) && res == -EINVAL) {
@@ -751,25 +717,14 @@ static int hdr_kick(struct relay_stream *s)
         return 0;
 }
 
-void relay_streams_wake_buf_waiters(struct relay *r)
+/* The pool has buffers again: receive where this stream stopped. */
+static void on_buffers(struct relay_buf_waiter *w)
 {
-        unsigned avail;
+        struct relay_stream *s = container_of(w, struct relay_stream, buf_wait);
+        int k = rd_arm(s);
 
-        if (!r->buf_wait_head)
-                return;
-        relay_pool_refill(r);
-        /* One waiter per buffer the kernel can pick, oldest first: waking more would only refill
-         * the list with ENOBUFS completions. */
-        avail = r->pool_in_ring;
-        while (r->buf_wait_head && avail-- > 0) {
-                struct relay_stream *s = r->buf_wait_head;
-                int k;
-
-                buf_wait_remove(s);
-                k = rd_arm(s);
-                if (k < 0)
-                        stream_fail(s, k);
-        }
+        if (k < 0)
+                stream_fail(s, k);
 }
 
 /* ---- API ---- */
@@ -826,6 +781,7 @@ int relay_stream_new_at(struct relay *r, enum relay_stream_dir dir, int guest_fd
                 .ops = ops, .userdata = userdata, .ref = 1,
                 .rd_op.fn = on_read, .wr_op.fn = on_write, .hdr_op.fn = on_header, .hup_op.fn = on_hup,
         };
+        relay_buf_waiter_init(&s->buf_wait, on_buffers);
         snprintf(s->label, sizeof(s->label), "fd %d", guest_fd);
         if (seed)
                 s->c = *seed;
@@ -898,7 +854,7 @@ int relay_stream_freeze(struct relay_stream *s)
         s->freezing = true;
         rd_cancel(s);
         hup_cancel(s);
-        buf_wait_remove(s);
+        relay_pool_unwait(&s->buf_wait);
         return stream_queue_check(s);
 }
 
@@ -973,7 +929,7 @@ struct relay_stream *relay_stream_free(struct relay_stream *s)
                 return NULL;
         s->freed = true;
         s->r->n_streams--;
-        buf_wait_remove(s);
+        relay_pool_unwait(&s->buf_wait);
         rd_cancel(s);
         if (s->wr_armed)
                 (void) relay_cancel_op(s->r, &s->wr_op);
