@@ -23,6 +23,9 @@ struct control_conn {
         unsigned n_calls;
         uint32_t last_stream_id;
         struct ucred peer;
+        gid_t *groups;                  /* SO_PEERGROUPS */
+        size_t n_groups;
+        enum control_access access;
         uint64_t last_active_ns;        /* accepted, sent a frame or finished a call */
         size_t partial;                 /* bytes of a frame still incomplete after the last on_data */
         bool in_data;           /* inside on_data: a failure is returned, not aborted */
@@ -54,6 +57,7 @@ struct control_server {
         struct relay_listener *listener;
         const struct control_method *methods;
         size_t n_methods;
+        bool readable[CONTROL_SERVER_MAX_METHODS];      /* by method index: the read group may call it */
         void *userdata;
         struct control_conn *conns;
         unsigned n_conns;
@@ -247,6 +251,12 @@ const struct ucred *control_call_peer(const struct control_call *call)
         return &call->peer;
 }
 
+const gid_t *control_call_peer_groups(const struct control_call *call, size_t *ret_n)
+{
+        *ret_n = call->conn ? call->conn->n_groups : 0;
+        return call->conn ? call->conn->groups : NULL;
+}
+
 const struct control_method *control_call_method(const struct control_call *call)
 {
         return call->method;
@@ -319,6 +329,15 @@ static int conn_handle_request(struct control_conn *conn, const struct control_f
 
                 snprintf(msg, sizeof(msg), "unknown method %s/%s", req->service, req->method);
                 return conn_send_status(conn, sid, CONTROL_CODE_UNIMPLEMENTED, msg);
+        }
+        if (conn->access != CONTROL_ACCESS_FULL && !s->readable[m - s->methods]) {
+                char msg[CONTROL_STATUS_MESSAGE_MAX];
+
+                log_info("control: pid %d uid %u (read group) may not call %s", (int)conn->peer.pid,
+                         (unsigned)conn->peer.uid, m->name);
+                snprintf(msg, sizeof(msg), "permission denied: %s needs full access; uid %u is only in the read group",
+                         m->name, (unsigned)conn->peer.uid);
+                return conn_send_status(conn, sid, CONTROL_CODE_PERMISSION_DENIED, msg);
         }
         if (conn->n_calls >= s->cfg.max_calls)
                 return conn_send_status(conn, sid, CONTROL_CODE_RESOURCE_EXHAUSTED,
@@ -511,6 +530,7 @@ static void conn_release(struct control_conn *conn)
                 call_unlink(call);
                 call_cancel(call);      /* may complete and free the call */
         }
+        free(conn->groups);
         free(conn);
 }
 
@@ -573,17 +593,20 @@ static void server_take_fd(struct control_server *s, int fd)
         _cleanup_close_ int cfd = fd;
         struct control_conn *conn;
         struct ucred peer;
+        _cleanup_free_ gid_t *groups = NULL;
+        size_t n_groups = 0;
         int r;
 
-        r = control_peer_check(cfd, s->cfg.owner_uid, s->cfg.group, &peer);
+        r = control_peer_check(cfd, s->cfg.owner_uid, s->cfg.group, s->cfg.read_group, &peer, &groups, &n_groups);
         if (r < 0) {
                 log_warn("control: refusing a connection: cannot read peer credentials: %s", strerror(-r));
                 return;
         }
-        if (r == 0) {
-                log_warn("control: refusing connection from pid %d uid %u gid %u: not root, uid %u%s",
+        if (r == CONTROL_ACCESS_NONE) {
+                log_warn("control: refusing connection from pid %d uid %u gid %u: not root, uid %u%s%s",
                          (int)peer.pid, (unsigned)peer.uid, (unsigned)peer.gid, (unsigned)s->cfg.owner_uid,
-                         s->cfg.group != CONTROL_NO_GROUP ? " or a member of the control group" : "");
+                         s->cfg.group != CONTROL_NO_GROUP ? " or a member of the control group" : "",
+                         s->cfg.read_group != CONTROL_NO_GROUP ? " or a member of the read group" : "");
                 return;
         }
         /* Only a permitted peer may make an idle one give way. */
@@ -599,7 +622,14 @@ static void server_take_fd(struct control_server *s, int fd)
                 log_warn("control: refusing connection from pid %d: out of memory", (int)peer.pid);
                 return;
         }
-        *conn = (struct control_conn) { .server = s, .peer = peer, .last_active_ns = relay_now_ns(s->relay) };
+        *conn = (struct control_conn) {
+                .server = s,
+                .peer = peer,
+                .groups = groups,
+                .n_groups = n_groups,
+                .access = (enum control_access)r,
+                .last_active_ns = relay_now_ns(s->relay),
+        };
         r = relay_chan_new(s->relay, cfd, &conn_ops,
                            &(struct relay_chan_limits) {
                                    .max_rx = CONTROL_FRAME_HEADER_SIZE + s->cfg.max_frame,
@@ -612,6 +642,7 @@ static void server_take_fd(struct control_server *s, int fd)
                 return;
         }
         TAKE_FD(cfd);
+        TAKE_PTR(groups);
         conn->next = s->conns;
         if (s->conns)
                 s->conns->prev = conn;
@@ -685,6 +716,19 @@ int control_server_new(struct relay *r, const struct control_server_config *cfg,
         s->cfg.max_frame = cfg->max_frame ?: CONTROL_FRAME_MAX_DATA;
         s->methods = methods;
         s->n_methods = n_methods;
+        if (s->cfg.read_group == 0)
+                s->cfg.read_group = CONTROL_NO_GROUP;
+        for (size_t i = 0; i < cfg->n_read_methods; i++) {
+                size_t j = 0;
+
+                while (j < n_methods && strcmp(methods[j].name, cfg->read_methods[i]) != 0)
+                        j++;
+                if (j == n_methods)
+                        return -EINVAL;
+                s->readable[j] = true;
+        }
+        s->cfg.read_methods = NULL;
+        s->cfg.n_read_methods = 0;
         s->userdata = userdata;
         s->path = strdup(cfg->path);
         if (!s->path)
@@ -698,7 +742,7 @@ int control_server_new(struct relay *r, const struct control_server_config *cfg,
                 *ret = TAKE_PTR(s);
                 return 0;
         }
-        k = control_socket_listen(s->path, cfg->group, &s->listen_fd, &s->st);
+        k = control_socket_listen(s->path, s->cfg.group, s->cfg.read_group, &s->listen_fd, &s->st);
         if (k < 0)
                 return k;
         k = relay_listen_fd(r, s->listen_fd, s->path, RELAY_LISTEN_MANY, server_on_accept, s, &s->listener);

@@ -28,6 +28,14 @@ struct control_server_config {
         const char *path;               /* the Unix socket; its parent directory is created 0755 */
         uid_t owner_uid;                /* who may connect besides root; usually geteuid() */
         gid_t group;                    /* CONTROL_NO_GROUP: mode 0600; else 0660, group members may connect */
+        /* CONTROL_NO_GROUP: none. Else members may connect (mode 0660, the socket's group is
+         * `group` when set, else this one) and call only the methods marked read_only; any
+         * other method answers PERMISSION_DENIED naming it. 0 counts as none too: the root group
+         * is no read-only group, and a zeroed config must not grant anything. */
+        gid_t read_group;
+        /* The full names of the methods the read group may call; each must be in the table. */
+        const char *const *read_methods;
+        size_t n_read_methods;
         /* 0 = CONTROL_SERVER_MAX_CONNECTIONS. At the cap a new peer closes the connection idle
          * longest (no call in flight); only when every one has a call in flight is it refused. */
         unsigned max_connections;
@@ -108,6 +116,8 @@ void control_call_set_cancel(struct control_call *call, control_cancel_fn fn, vo
 /* True once cancelled: replies would go nowhere. */
 bool control_call_is_cancelled(const struct control_call *call);
 const struct ucred *control_call_peer(const struct control_call *call);
+/* The peer's SO_PEERGROUPS; valid while its handler runs (NULL, 0 once the client is gone). */
+const gid_t *control_call_peer_groups(const struct control_call *call, size_t *ret_n);
 const struct control_method *control_call_method(const struct control_call *call);
 /* The request's timeout_nano (0 = none); the server enforces it with DEADLINE_EXCEEDED. */
 int64_t control_call_timeout_ns(const struct control_call *call);

@@ -45,12 +45,42 @@ static int probe_live(const struct sockaddr_un *sa, socklen_t salen)
         return 0;
 }
 
-int control_socket_listen(const char *path, gid_t group, int *ret_fd, struct stat *ret_st)
+int control_socket_bind(int fd, const char *path, mode_t mode, gid_t group, struct stat *ret_st)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct stat st;
+        int r;
+
+        if (!path || path[0] != '/')
+                return -EINVAL;
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        /* bind() creates the file with the socket inode's mode minus the umask: set the final mode
+         * there first, so the file is never more open than asked, without touching the
+         * process-wide umask (other threads create files). chmod() afterwards only adds back what
+         * the umask took; chown() first, so the group bits never apply to the wrong group. */
+        if (fchmod(fd, mode) < 0)
+                return -errno;
+        if (bind(fd, (struct sockaddr *)&sa, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1)) < 0)
+                return -errno;
+        if ((group != (gid_t)-1 && chown(path, (uid_t)-1, group) < 0) || chmod(path, mode) < 0 ||
+            lstat(path, &st) < 0) {
+                r = -errno;
+                (void)unlink(path);
+                return r;
+        }
+        if (ret_st)
+                *ret_st = st;
+        return 0;
+}
+
+int control_socket_listen(const char *path, gid_t group, gid_t read_group, int *ret_fd, struct stat *ret_st)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         socklen_t salen;
         _cleanup_close_ int fd = -1;
-        mode_t mode = group == (gid_t)-1 ? 0600 : 0660, old_umask;
+        mode_t mode = group == (gid_t)-1 && read_group == (gid_t)-1 ? 0600 : 0660;
         struct stat st;
         int r;
 
@@ -77,18 +107,12 @@ int control_socket_listen(const char *path, gid_t group, int *ret_fd, struct sta
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
                 return -errno;
-        /* Nobody else may connect in the window between bind() and chmod(). */
-        old_umask = umask(0177);
-        r = bind(fd, (struct sockaddr *)&sa, salen);
-        umask(old_umask);
+        /* One file has one group: with both, the file is 0666 and SO_PEERCRED is the only gate. */
+        if (group != (gid_t)-1 && read_group != (gid_t)-1)
+                mode = 0666;
+        r = control_socket_bind(fd, path, mode, group != (gid_t)-1 ? group : read_group, &st);
         if (r < 0)
-                return -errno;
-        if ((group != (gid_t)-1 && chown(path, (uid_t)-1, group) < 0) || chmod(path, mode) < 0 ||
-            lstat(path, &st) < 0) {
-                r = -errno;
-                unlink(path);
                 return r;
-        }
         if (listen(fd, CONTROL_SOCKET_BACKLOG) < 0) {
                 r = -errno;
                 unlink(path);
@@ -122,36 +146,58 @@ bool control_peer_allowed(const struct ucred *peer, const gid_t *groups, size_t 
         return false;
 }
 
-int control_peer_check(int fd, uid_t owner_uid, gid_t group, struct ucred *ret_peer)
+enum control_access control_peer_access(const struct ucred *peer, const gid_t *groups, size_t n_groups,
+                                        uid_t owner_uid, gid_t group, gid_t read_group)
+{
+        if (control_peer_allowed(peer, groups, n_groups, owner_uid, group))
+                return CONTROL_ACCESS_FULL;
+        if (read_group != (gid_t)-1 && control_peer_allowed(peer, groups, n_groups, (uid_t)-1, read_group))
+                return CONTROL_ACCESS_READ;
+        return CONTROL_ACCESS_NONE;
+}
+
+/* SO_PEERGROUPS into a buffer grown to the size the kernel reports (ERANGE). */
+static int peer_read_groups(int fd, gid_t **ret, size_t *ret_n)
+{
+        socklen_t glen = CONTROL_PEER_GROUPS_INITIAL * sizeof(gid_t);
+        _cleanup_free_ gid_t *groups = NULL;
+
+        for (int attempt = 0; attempt < 2; attempt++) {
+                if (glen > CONTROL_PEER_GROUPS_MAX * sizeof(gid_t))
+                        return -E2BIG;
+                free(groups);
+                groups = malloc(glen ? glen : sizeof(gid_t));
+                if (!groups)
+                        return -ENOMEM;
+                if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) == 0) {
+                        *ret_n = glen / sizeof(gid_t);
+                        *ret = TAKE_PTR(groups);
+                        return 0;
+                }
+                if (errno != ERANGE || attempt == 1)
+                        return -errno;
+        }
+        return -EIO;
+}
+
+int control_peer_check(int fd, uid_t owner_uid, gid_t group, gid_t read_group, struct ucred *ret_peer,
+                       gid_t **ret_groups, size_t *ret_n_groups)
 {
         struct ucred peer = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
         socklen_t len = sizeof(peer);
         _cleanup_free_ gid_t *groups = NULL;
         size_t n_groups = 0;
+        int r;
 
         *ret_peer = peer;
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) < 0)
                 return -errno;
         *ret_peer = peer;
-
-        if (group != (gid_t)-1 && peer.uid != 0 && peer.uid != owner_uid && peer.gid != group) {
-                socklen_t glen = CONTROL_PEER_GROUPS_INITIAL * sizeof(gid_t);
-
-                for (int attempt = 0; attempt < 2; attempt++) {
-                        if (glen > CONTROL_PEER_GROUPS_MAX * sizeof(gid_t))
-                                return -E2BIG;
-                        free(groups);
-                        groups = malloc(glen ? glen : sizeof(gid_t));
-                        if (!groups)
-                                return -ENOMEM;
-                        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) == 0) {
-                                n_groups = glen / sizeof(gid_t);
-                                break;
-                        }
-                        /* ERANGE reports the size needed in glen. */
-                        if (errno != ERANGE || attempt == 1)
-                                return -errno;
-                }
-        }
-        return control_peer_allowed(&peer, groups, n_groups, owner_uid, group) ? 1 : 0;
+        r = peer_read_groups(fd, &groups, &n_groups);
+        if (r < 0)
+                return r;
+        r = (int)control_peer_access(&peer, groups, n_groups, owner_uid, group, read_group);
+        *ret_groups = TAKE_PTR(groups);
+        *ret_n_groups = n_groups;
+        return r;
 }

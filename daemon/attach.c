@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include "control/socket.h"
 #include "util/list.h"
 #include "util/log.h"
 
@@ -186,18 +187,20 @@ int attach_new(struct relay *r, const char *path, const struct attach_config *cf
 
 int attach_listen(struct attach *a)
 {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
         _cleanup_close_ int fd = -1;
         int k;
 
         if (a->listener)
                 return 0;
-        memcpy(sa.sun_path, a->path, strlen(a->path) + 1);
         fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return negative_errno();
         (void)unlink(a->path);
-        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(a->path, 0600) < 0 || listen(fd, 16) < 0) {
+        /* Created 0600 outright: no window between bind and chmod in which another uid connects. */
+        k = control_socket_bind(fd, a->path, 0600, (gid_t)-1, NULL);
+        if (k < 0)
+                return k;
+        if (listen(fd, 16) < 0) {
                 k = negative_errno();
                 (void)unlink(a->path);
                 return k;

@@ -44,12 +44,26 @@ static void test_group_members_are_allowed_by_gid_or_supplementary_groups(void *
         assert_false(allowed(OWNER + 1, 5, NULL, 0, GROUP));
 }
 
+static void test_read_group_members_get_read_access_only(void **state)
+{
+        static const gid_t readers[] = { 7, 3000 };
+        struct ucred member = { .pid = 1, .uid = OWNER + 1, .gid = 5 };
+        struct ucred root = { .pid = 1, .uid = 0, .gid = 0 };
+
+        assert_int_equal(control_peer_access(&member, readers, 2, OWNER, GROUP, 3000), CONTROL_ACCESS_READ);
+        assert_int_equal(control_peer_access(&member, readers, 2, OWNER, 3000, 3000), CONTROL_ACCESS_FULL);
+        assert_int_equal(control_peer_access(&member, readers, 2, OWNER, GROUP, (gid_t)-1), CONTROL_ACCESS_NONE);
+        assert_int_equal(control_peer_access(&member, NULL, 0, OWNER, GROUP, 3000), CONTROL_ACCESS_NONE);
+        assert_int_equal(control_peer_access(&root, NULL, 0, OWNER, (gid_t)-1, 3000), CONTROL_ACCESS_FULL);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_root_and_owner_are_always_allowed),
                 cmocka_unit_test(test_other_users_are_refused_without_a_group),
                 cmocka_unit_test(test_group_members_are_allowed_by_gid_or_supplementary_groups),
+                cmocka_unit_test(test_read_group_members_get_read_access_only),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
