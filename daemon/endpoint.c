@@ -18,6 +18,8 @@ const char *endpoint_kind_to_string(enum endpoint_kind k)
                 return "file";
         case ENDPOINT_SOCKET:
                 return "socket";
+        case ENDPOINT_DEVICE:
+                return "device";
         default:
                 return "invalid";
         }
@@ -38,6 +40,36 @@ static int endpoint_connect(const char *path, int *ret_fd)
          * wait for a peer that is not accepting. */
         if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
                 return negative_errno();
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+/* The relay's io_uring requests wait for a pipe to have room or data only on a blocking fd; on
+ * an O_NONBLOCK one they complete with -EAGAIN at once. The open itself was non-blocking. */
+static int endpoint_make_blocking(int fd)
+{
+        int fl = fcntl(fd, F_GETFL);
+
+        if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+                return negative_errno();
+        return 0;
+}
+
+static int endpoint_open_fifo(const char *path, int flags, enum endpoint_role role, int *ret_fd)
+{
+        _cleanup_close_ int fd = -1;
+        int r;
+
+        /* containerd's rule: opening never waits for, and never fails for want of, the other end.
+         * A sink is opened read-write, so it has a reader from the start (no ENXIO) and a reader
+         * that goes away and comes back loses nothing: the pipe fills and the guest is held back.
+         * The daemon never reads from it. */
+        fd = open(path, flags | (role == ENDPOINT_SINK ? O_RDWR : O_RDONLY));
+        if (fd < 0)
+                return negative_errno();
+        r = endpoint_make_blocking(fd);
+        if (r < 0)
+                return r;
         *ret_fd = TAKE_FD(fd);
         return 0;
 }
@@ -67,10 +99,17 @@ int endpoint_open(const char *path, enum endpoint_role role, int *ret_fd, enum e
                         return r;
                 kind = ENDPOINT_SOCKET;
         } else if (S_ISFIFO(st.st_mode)) {
+                int r = endpoint_open_fifo(path, flags, role, &fd);
+
+                if (r < 0)
+                        return r;
+                kind = ENDPOINT_FIFO;
+        } else if (S_ISCHR(st.st_mode)) {
+                /* /dev/null and the like; the caller's rights decide which devices. */
                 fd = open(path, flags | (role == ENDPOINT_SINK ? O_WRONLY : O_RDONLY));
                 if (fd < 0)
                         return negative_errno();
-                kind = ENDPOINT_FIFO;
+                kind = ENDPOINT_DEVICE;
         } else if (S_ISREG(st.st_mode)) {
                 fd = open(path, flags | (role == ENDPOINT_SINK ? O_WRONLY | O_APPEND : O_RDONLY));
                 if (fd < 0)

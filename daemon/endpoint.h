@@ -12,15 +12,19 @@ enum endpoint_kind {
         ENDPOINT_FIFO,
         ENDPOINT_FILE,
         ENDPOINT_SOCKET,
+        ENDPOINT_DEVICE,        /* a character device: /dev/null */
         _ENDPOINT_KIND_MAX,
         _ENDPOINT_KIND_INVALID = -22,
 };
 
 #define ENDPOINT_PATH_MAX 4096
 
-/* Opens `path` non-blocking and close-on-exec. A fifo must already have its other end open
- * (-ENXIO otherwise, as containerd opens it first); a sink that does not exist becomes a regular
- * file opened for append; a socket is connected. A symlink as the last component is refused
- * (-ELOOP): the daemon runs privileged and must write only where it was pointed. */
+/* Opens `path` without blocking, close-on-exec, with the calling thread's file-system rights (the
+ * daemon calls it on its opener thread, as the control client: daemon/opener.h). A fifo never
+ * needs its other end yet: a sink fifo is opened read-write so output is held, not lost, while no
+ * reader is there; a fifo fd is made blocking afterwards so the relay waits on it. A sink that
+ * does not exist becomes a regular file (0640) opened for append; a socket is connected; a
+ * character device is opened. A symlink as the last component is refused (-ELOOP); a block
+ * device or directory is -EINVAL. */
 int endpoint_open(const char *path, enum endpoint_role role, int *ret_fd, enum endpoint_kind *ret_kind);
 const char *endpoint_kind_to_string(enum endpoint_kind k);

@@ -32,6 +32,7 @@ enum {
         OPT_STREAM_BUFFER_BYTES,
         OPT_RECONNECT_GRACE,
         OPT_LOG_FILE,
+        OPT_READ_GROUP,
 };
 
 struct daemon_signals {
@@ -104,6 +105,8 @@ static void usage(FILE *f)
                 "  --state-dir DIR      attach sockets and default state (default " DEFAULT_STATE_DIR ")\n"
                 "  --hvsock-root DIR    accept hybrid-vsock paths only inside DIR (no symlinks, no \"..\")\n"
                 "  --group NAME|GID     (root only) let this group use the control socket (mode 0660)\n"
+                "  --read-group NAME|GID  (root only) let this group list and watch only: VmList, Ps,\n"
+                "                       Stats, Events and Wait; other methods answer PERMISSION_DENIED\n"
                 "  --log-level LEVEL    error, warn, info or debug (default info)\n"
                 "  --log-file PATH      append the log to PATH instead of stderr; SIGHUP reopens it\n"
                 "  --bridge-reconnect-grace SECONDS  how long a guest whose bridge dropped (not migrating)\n"
@@ -184,6 +187,7 @@ int main(int argc, char **argv)
                 { "state-dir", required_argument, NULL, 'd' },
                 { "hvsock-root", required_argument, NULL, 'r' },
                 { "group", required_argument, NULL, 'g' },
+                { "read-group", required_argument, NULL, OPT_READ_GROUP },
                 { "max-connections", required_argument, NULL, 'c' },
                 { "max-vms", required_argument, NULL, OPT_MAX_VMS },
                 { "max-processes", required_argument, NULL, OPT_MAX_PROCESSES },
@@ -202,6 +206,7 @@ int main(int argc, char **argv)
                 .socket_path = getenv("VSOCKMUX_SOCKET"),
                 .owner_uid = geteuid(),
                 .group = CONTROL_NO_GROUP,
+                .read_group = CONTROL_NO_GROUP,
         };
         struct vmm_config vcfg;
         struct relay_config rcfg;
@@ -241,6 +246,13 @@ int main(int argc, char **argv)
                 case 'g':
                         if (geteuid() != 0 || parse_group(optarg, &scfg.group) < 0) {
                                 fprintf(stderr, "vsockmuxd: --group needs root and a known group: %s\n", optarg);
+                                return 2;
+                        }
+                        break;
+                case OPT_READ_GROUP:
+                        if (geteuid() != 0 || parse_group(optarg, &scfg.read_group) < 0 || scfg.read_group == 0) {
+                                fprintf(stderr, "vsockmuxd: --read-group needs root and a known group other than root's: %s\n",
+                                        optarg);
                                 return 2;
                         }
                         break;

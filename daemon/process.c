@@ -563,7 +563,8 @@ int vmm_process_open_endpoints(struct vmm_process *p, const struct vmm_exec_para
 
                 if (!paths[k] || paths[k][0] == '\0')
                         continue;
-                r = endpoint_open(paths[k], k == VMM_STDIN ? ENDPOINT_SOURCE : ENDPOINT_SINK, &s->endpoint_fd, NULL);
+                r = opener_open(p->vm->vmm->opener, params->creds, paths[k],
+                                k == VMM_STDIN ? ENDPOINT_SOURCE : ENDPOINT_SINK, &s->endpoint_fd, NULL);
                 if (r < 0) {
                         snprintf(err, errlen, "%s endpoint %s: %s", stream_names[k], paths[k], strerror(-r));
                         return r;

@@ -81,6 +81,7 @@ static int restore_process(struct vmm_vm *vm, const Vsockmux__State__Process *sp
                 .stdin_path = io ? io->path[VMM_STDIN] : NULL,
                 .stdout_path = io ? io->path[VMM_STDOUT] : NULL,
                 .stderr_path = io ? io->path[VMM_STDERR] : NULL,
+                .creds = io ? io->creds : NULL,
         };
         static const char *const unknown_argv[] = { "?" };
         struct vmm_process *p;

@@ -332,6 +332,16 @@ static void on_exec_started(struct vmm_process *p, int error, const char *messag
         }
 }
 
+/* The control client's credentials: endpoints are opened with its rights, not the daemon's. */
+static struct opener_creds service_peer_creds(const struct control_call *call)
+{
+        const struct ucred *peer = control_call_peer(call);
+        struct opener_creds c = { .uid = peer->uid, .gid = peer->gid };
+
+        c.groups = control_call_peer_groups(call, &c.n_groups);
+        return c;
+}
+
 static int on_exec(struct control_call *call, const ProtobufCMessage *request, void *userdata)
 {
         REQ(Vsockmux__V1__ExecRequest, request);
@@ -348,6 +358,7 @@ static int on_exec(struct control_call *call, const ProtobufCMessage *request, v
                 .stderr_path = req->stderr_path,
                 .connect_timeout_ns = (uint64_t)req->connect_timeout_ms * 1000000ull,
         };
+        struct opener_creds creds = service_peer_creds(call);
         struct exit_watch *w;
         char err[256] = "";
         bool detach = req->detach;
@@ -363,6 +374,7 @@ static int on_exec(struct control_call *call, const ProtobufCMessage *request, v
         w->call = call;
         w->detach = detach;
         w->is_exec = true;
+        params.creds = &creds;
         r = vmm_exec(vm, &params, on_exec_started, w, err, sizeof(err));
         if (r < 0) {
                 free(w);
@@ -748,6 +760,7 @@ static int on_restore(struct control_call *call, const ProtobufCMessage *request
         Vsockmux__V1__RestoreResponse resp = VSOCKMUX__V1__RESTORE_RESPONSE__INIT;
         _cleanup_free_ struct vmm_restore_io *io = NULL;
         struct relay_transport t = { 0 }, *tp = NULL;
+        struct opener_creds creds;
         struct vmm_vm *vm;
         char err[256] = "";
         int r;
@@ -767,8 +780,10 @@ static int on_restore(struct control_call *call, const ProtobufCMessage *request
         io = calloc(req->n_io + 1, sizeof(*io));
         if (!io)
                 return -ENOMEM;
+        creds = service_peer_creds(call);
         for (size_t i = 0; i < req->n_io; i++) {
                 io[i].pid = req->io[i]->pid;
+                io[i].creds = &creds;
                 io[i].path[VMM_STDIN] = req->io[i]->stdin_path;
                 io[i].path[VMM_STDOUT] = req->io[i]->stdout_path;
                 io[i].path[VMM_STDERR] = req->io[i]->stderr_path;
@@ -793,6 +808,12 @@ static int on_unimplemented(struct control_call *call, const ProtobufCMessage *r
         return control_call_fail(call, CONTROL_CODE_UNIMPLEMENTED, "%s is not implemented yet",
                                  control_call_method(call)->name);
 }
+
+/* What a monitoring agent in --read-group may call: listings and waits, nothing that acts. */
+static const char *const service_read_methods[] = {
+        CONTROL_SERVICE "/VmList", CONTROL_SERVICE "/Ps", CONTROL_SERVICE "/Stats", CONTROL_SERVICE "/Events",
+        CONTROL_SERVICE "/Wait",
+};
 
 #define METHOD(n, desc, fn) { CONTROL_SERVICE "/" n, &desc, fn, false }
 static const struct control_method service_methods[] = {
@@ -833,6 +854,9 @@ int service_start(struct service *s, struct relay *r, struct vmm *m, const struc
                 .path = cfg->socket_path,
                 .owner_uid = cfg->owner_uid,
                 .group = cfg->group,
+                .read_group = cfg->read_group,
+                .read_methods = service_read_methods,
+                .n_read_methods = ELEMENTSOF(service_read_methods),
                 .max_connections = cfg->max_connections,
                 .max_frame = cfg->max_control_frame,
                 .adopt_fd = cfg->adopt_fd,

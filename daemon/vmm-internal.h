@@ -29,6 +29,7 @@ struct vmm {
         struct vmm_port_floor *floors;  /* one per transport a removed VM used */
         unsigned n_floors;
         uint64_t floor_seq;
+        struct opener *opener;          /* opens endpoints as the control client, off the loop thread */
 };
 
 struct vmm_container {

@@ -76,6 +76,8 @@ int vmm_new(struct relay *r, const struct vmm_config *cfg, vmm_event_fn ev, void
                 return -ENOMEM;
         /* Attach sockets carry container output: only the daemon's owner may reach them. */
         k = mkdir_p(m->attach_dir, 0700);
+        if (k >= 0)
+                k = opener_new(&m->opener);
         if (k < 0) {
                 free(m->attach_dir);
                 return k;
@@ -172,6 +174,7 @@ struct vmm *vmm_free(struct vmm *m)
                 vmm_vm_free(vm, "daemon stopping");
         }
         free(m->floors);
+        m->opener = opener_free(m->opener);
         free(m->attach_dir);
         free(m);
         return NULL;

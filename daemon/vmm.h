@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "bridge/host.h"
+#include "daemon/opener.h"
 #include "relay/relay.h"
 #include "util/macro.h"
 
@@ -150,6 +151,8 @@ struct vmm_exec_params {
         /* Host endpoint paths; NULL or "": stdin absent, stdout/stderr kept for attach. */
         const char *stdin_path, *stdout_path, *stderr_path;
         uint64_t connect_timeout_ns;    /* 0 = default */
+        /* Whose rights open the endpoints (the control peer's); NULL: the daemon's own. */
+        const struct opener_creds *creds;
 };
 
 /* Runs once: the pid is known (error 0), or the exec failed. */
@@ -227,6 +230,7 @@ int vmm_resume(struct vmm_vm *vm, char *err, size_t errlen);
 struct vmm_restore_io {
         uint32_t pid;
         const char *path[_VMM_STREAM_KIND_MAX];
+        const struct opener_creds *creds;       /* as in vmm_exec_params */
 };
 
 /* Builds a VM from a saved blob: checks it and the endpoints against the saved ports before

@@ -59,16 +59,43 @@ static void test_missing_sink_becomes_appended_file(void **state)
         assert_string_equal(buf, "abcdef");
 }
 
-static void test_fifo_without_reader_is_refused(void **state)
+/* containerd's rule: no reader yet is not an error, and output waits in the fifo for one. */
+static void test_fifo_without_reader_is_opened_and_holds_output(void **state)
 {
         struct dir *d = *state;
-        char path[128];
-        int fd = -7;
+        char path[128], buf[8] = "";
+        _cleanup_close_ int fd = -1, rfd = -1;
+        enum endpoint_kind kind;
 
         snprintf(path, sizeof(path), "%s/fifo", d->path);
         assert_int_equal(mkfifo(path, 0600), 0);
-        assert_int_equal(endpoint_open(path, ENDPOINT_SINK, &fd, NULL), -ENXIO);
-        assert_int_equal(fd, -7);
+        assert_int_equal(endpoint_open(path, ENDPOINT_SINK, &fd, &kind), 0);
+        assert_int_equal(kind, ENDPOINT_FIFO);
+        assert_int_equal(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+        assert_int_equal(write(fd, "early", 5), 5);
+        rfd = open(path, O_RDONLY | O_NONBLOCK);
+        assert_true(rfd >= 0);
+        assert_int_equal(read(rfd, buf, sizeof(buf)), 5);
+        assert_memory_equal(buf, "early", 5);
+        /* The reader goes away: writing neither fails nor loses what the next reader gets. */
+        rfd = safe_close(rfd);
+        assert_int_equal(write(fd, "later", 5), 5);
+        rfd = open(path, O_RDONLY | O_NONBLOCK);
+        assert_int_equal(read(rfd, buf, sizeof(buf)), 5);
+        assert_memory_equal(buf, "later", 5);
+}
+
+static void test_character_device_is_an_endpoint(void **state)
+{
+        _cleanup_close_ int out = -1, in = -1;
+        enum endpoint_kind kind;
+        char buf[4];
+
+        assert_int_equal(endpoint_open("/dev/null", ENDPOINT_SINK, &out, &kind), 0);
+        assert_int_equal(kind, ENDPOINT_DEVICE);
+        assert_int_equal(write(out, "x", 1), 1);
+        assert_int_equal(endpoint_open("/dev/null", ENDPOINT_SOURCE, &in, &kind), 0);
+        assert_int_equal(read(in, buf, sizeof(buf)), 0);
 }
 
 static void test_fifo_with_reader_carries_bytes(void **state)
@@ -143,14 +170,16 @@ static void test_relative_path_and_missing_source_are_refused(void **state)
         assert_int_equal(endpoint_open("out.log", ENDPOINT_SINK, &fd, NULL), -EINVAL);
         snprintf(path, sizeof(path), "%s/nope", d->path);
         assert_int_equal(endpoint_open(path, ENDPOINT_SOURCE, &fd, NULL), -ENOENT);
-        assert_int_equal(endpoint_open("/dev/null", ENDPOINT_SINK, &fd, NULL), -EINVAL);
+        /* A directory is no endpoint. */
+        assert_int_equal(endpoint_open(d->path, ENDPOINT_SOURCE, &fd, NULL), -EINVAL);
 }
 
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_missing_sink_becomes_appended_file, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_fifo_without_reader_is_refused, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_fifo_without_reader_is_opened_and_holds_output, setup, teardown),
+                cmocka_unit_test(test_character_device_is_an_endpoint),
                 cmocka_unit_test_setup_teardown(test_fifo_with_reader_carries_bytes, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_socket_endpoint_is_connected, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_dead_socket_is_refused, setup, teardown),

@@ -1,0 +1,185 @@
+/* daemon/opener.c: the endpoint opener thread and its per-call change of file-system credentials. */
+#include "daemon/opener.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <sys/fsuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+struct opener_job {
+        const struct opener_creds *creds;
+        const char *path;
+        enum endpoint_role role;
+        int r;
+        int fd;
+        enum endpoint_kind kind;
+        bool done;
+};
+
+struct opener {
+        pthread_t thread;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        struct opener_job *job;         /* the one request in flight: the loop is single-threaded */
+        bool stopping;
+        /* The thread's own credentials, restored after each job. */
+        uid_t uid;
+        gid_t gid;
+        gid_t *groups;
+        int n_groups;
+};
+
+/* glibc's setgroups() changes every thread of the process; the syscall changes this one. */
+static int thread_setgroups(size_t n, const gid_t *groups)
+{
+        return syscall(SYS_setgroups, n, groups) < 0 ? negative_errno() : 0;
+}
+
+static int opener_become(struct opener *o, const struct opener_creds *c)
+{
+        int r;
+
+        if (o->uid != 0)
+                return c->uid == o->uid || c->uid == 0 ? 0 : -EPERM;
+        if (c->n_groups > OPENER_MAX_GROUPS)
+                return -E2BIG;
+        r = thread_setgroups(c->n_groups, c->groups);
+        if (r < 0)
+                return r;
+        /* setfsuid/setfsgid report the previous value, never an error: read back to be sure. */
+        (void)setfsgid(c->gid);
+        (void)setfsuid(c->uid);
+        if ((uid_t)setfsuid((uid_t)-1) != c->uid || (gid_t)setfsgid((gid_t)-1) != c->gid)
+                return -EPERM;
+        return 0;
+}
+
+/* Failing to get our own rights back would leave the thread with a peer's: stop the process. */
+static void opener_restore(struct opener *o)
+{
+        if (o->uid != 0)
+                return;
+        (void)setfsuid(o->uid);
+        (void)setfsgid(o->gid);
+        if (thread_setgroups((size_t)o->n_groups, o->groups) < 0 || (uid_t)setfsuid((uid_t)-1) != o->uid)
+                abort();
+}
+
+static void opener_run(struct opener *o, struct opener_job *j)
+{
+        j->fd = -1;
+        j->r = j->creds ? opener_become(o, j->creds) : 0;
+        if (j->r >= 0)
+                j->r = endpoint_open(j->path, j->role, &j->fd, &j->kind);
+        if (j->creds)
+                opener_restore(o);
+}
+
+static void *opener_thread(void *userdata)
+{
+        struct opener *o = userdata;
+
+        pthread_mutex_lock(&o->lock);
+        for (;;) {
+                struct opener_job *j;
+
+                while (!o->job && !o->stopping)
+                        pthread_cond_wait(&o->cond, &o->lock);
+                if (o->stopping)
+                        break;
+                j = o->job;
+                pthread_mutex_unlock(&o->lock);
+                opener_run(o, j);
+                pthread_mutex_lock(&o->lock);
+                j->done = true;
+                o->job = NULL;
+                pthread_cond_broadcast(&o->cond);
+        }
+        pthread_mutex_unlock(&o->lock);
+        return NULL;
+}
+
+static int opener_read_groups(struct opener *o)
+{
+        int n = getgroups(0, NULL);
+
+        if (n < 0)
+                return negative_errno();
+        o->groups = calloc((size_t)n + 1, sizeof(gid_t));
+        if (!o->groups)
+                return -ENOMEM;
+        o->n_groups = getgroups(n, o->groups);
+        return o->n_groups < 0 ? negative_errno() : 0;
+}
+
+int opener_new(struct opener **ret)
+{
+        _cleanup_free_ struct opener *o = calloc(1, sizeof(*o));
+        sigset_t all, old;
+        int r;
+
+        if (!o)
+                return -ENOMEM;
+        o->uid = geteuid();
+        o->gid = getegid();
+        r = opener_read_groups(o);
+        if (r < 0) {
+                free(o->groups);
+                return r;
+        }
+        pthread_mutex_init(&o->lock, NULL);
+        pthread_cond_init(&o->cond, NULL);
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        r = -pthread_create(&o->thread, NULL, opener_thread, o);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (r < 0) {
+                pthread_cond_destroy(&o->cond);
+                pthread_mutex_destroy(&o->lock);
+                free(o->groups);
+                return r;
+        }
+        *ret = TAKE_PTR(o);
+        return 0;
+}
+
+struct opener *opener_free(struct opener *o)
+{
+        if (!o)
+                return NULL;
+        pthread_mutex_lock(&o->lock);
+        o->stopping = true;
+        pthread_cond_broadcast(&o->cond);
+        pthread_mutex_unlock(&o->lock);
+        pthread_join(o->thread, NULL);
+        pthread_cond_destroy(&o->cond);
+        pthread_mutex_destroy(&o->lock);
+        free(o->groups);
+        free(o);
+        return NULL;
+}
+
+int opener_open(struct opener *o, const struct opener_creds *creds, const char *path, enum endpoint_role role,
+                int *ret_fd, enum endpoint_kind *ret_kind)
+{
+        struct opener_job j = { .creds = creds, .path = path, .role = role, .fd = -1 };
+
+        pthread_mutex_lock(&o->lock);
+        while (o->job)
+                pthread_cond_wait(&o->cond, &o->lock);
+        o->job = &j;
+        pthread_cond_broadcast(&o->cond);
+        while (!j.done)
+                pthread_cond_wait(&o->cond, &o->lock);
+        pthread_mutex_unlock(&o->lock);
+        if (j.r < 0)
+                return j.r;
+        *ret_fd = j.fd;
+        if (ret_kind)
+                *ret_kind = j.kind;
+        return 0;
+}

@@ -1,0 +1,224 @@
+/* Least privilege: a control client reaches only what it could reach itself (endpoints open with its rights), and --read-group may list and watch but not act. The clients run as uid 65534 through setpriv. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <json-c/json.h>
+
+#include "harness.h"
+
+#define NOBODY "65534"
+#define SETPRIV "/usr/bin/setpriv"
+#define SECRET "root only\n"
+#define ARRAY_N(x) (sizeof(x) / sizeof((x)[0]))
+
+struct priv {
+        const struct integ_config *cfg;
+        struct integ *t;
+        char nobody_dir[INTEG_PATH_MAX];        /* owned by 65534: where it may write */
+};
+
+static int priv_setup(void **state)
+{
+        struct priv *p = calloc(1, sizeof(*p));
+
+        if (!p)
+                return -1;
+        p->cfg = *state;
+        *state = p;
+        return 0;
+}
+
+static int priv_teardown(void **state)
+{
+        struct priv *p = *state;
+        int code = p->t ? integ_free(p->t) : 0;
+
+        free(p);
+        return code == 0 ? 0 : -1;
+}
+
+static struct integ *priv_start(struct priv *p, const char *opt)
+{
+        char *extra[] = { (char *)opt, (char *)NOBODY, NULL };
+        int r = integ_new_args(p->cfg, extra, &p->t);
+
+        if (r < 0)
+                fail_msg("cannot start vsockmuxd %s %s: %s", opt, NOBODY, strerror(-r));
+        snprintf(p->nobody_dir, sizeof(p->nobody_dir), "%s", integ_path(p->t, "nobody"));
+        assert_int_equal(mkdir(p->nobody_dir, 0755), 0);
+        assert_int_equal(chown(p->nobody_dir, 65534, 65534), 0);
+        return p->t;
+}
+
+/* The CLI as uid/gid 65534 with no supplementary groups. */
+static void cli_as_nobody(struct integ *t, struct integ_result *res, ...)
+{
+        char *argv[INTEG_MAX_ARGS] = { (char *)SETPRIV, (char *)"--reuid=" NOBODY, (char *)"--regid=" NOBODY,
+                                       (char *)"--clear-groups", (char *)t->cfg->cli, (char *)"--socket", t->sock };
+        size_t n = 7;
+        va_list ap;
+        char *a;
+
+        va_start(ap, res);
+        while ((a = va_arg(ap, char *)) && n + 1 < INTEG_MAX_ARGS)
+                argv[n++] = a;
+        va_end(ap);
+        argv[n] = NULL;
+        integ_runv(t, res, NULL, argv);
+}
+
+static void write_root_file(const char *path, mode_t mode)
+{
+        FILE *f = fopen(path, "w");
+
+        assert_non_null(f);
+        assert_int_equal(fputs(SECRET, f) >= 0, 1);
+        assert_int_equal(fclose(f), 0);
+        assert_int_equal(chmod(path, mode), 0);
+}
+
+static void assert_refused_naming(struct integ_result *res, const char *path)
+{
+        assert_int_not_equal(res->code, 0);
+        integ_assert_contains(res->err, path);
+        integ_assert_contains(res->err, "Permission denied");
+}
+
+static void test_endpoints_open_with_the_callers_rights(void **state)
+{
+        struct priv *p = *state;
+        struct integ *t = priv_start(p, "--group");
+        char out[INTEG_PATH_MAX], secret[INTEG_PATH_MAX], rootlog[INTEG_PATH_MAX];
+        struct integ_result res;
+        char *s;
+
+        integ_vm_with_sim(t, "demo");
+        snprintf(secret, sizeof(secret), "%s", integ_path(t, "secret"));
+        snprintf(rootlog, sizeof(rootlog), "%s", integ_path(t, "root.log"));
+        snprintf(out, sizeof(out), "%s", integ_path(t, "nobody/out"));
+        write_root_file(secret, 0600);
+        write_root_file(rootlog, 0644);
+
+        /* A 0600 root file and /etc/shadow are not readable through the daemon. */
+        cli_as_nobody(t, &res, "exec", "demo", "--detach", "--stdin", secret, "--stdout", out, "--", "cat", NULL);
+        assert_refused_naming(&res, secret);
+        integ_result_done(&res);
+        cli_as_nobody(t, &res, "exec", "demo", "--detach", "--stdin", "/etc/shadow", "--stdout", out, "--", "cat",
+                      NULL);
+        assert_refused_naming(&res, "/etc/shadow");
+        integ_result_done(&res);
+        /* A root-owned file is not appended to, and nothing is created where the caller cannot write. */
+        cli_as_nobody(t, &res, "exec", "demo", "--detach", "--stdout", rootlog, "--", "echo", "owned", NULL);
+        assert_refused_naming(&res, rootlog);
+        integ_result_done(&res);
+        s = integ_read_file(rootlog, NULL);
+        assert_string_equal(s, SECRET);
+        free(s);
+        cli_as_nobody(t, &res, "exec", "demo", "--detach", "--stdout", integ_path(t, "new.log"), "--", "true", NULL);
+        assert_refused_naming(&res, "new.log");
+        integ_result_done(&res);
+        assert_int_equal(access(integ_path(t, "new.log"), F_OK), -1);
+
+        /* What the caller may reach works: its own directory, a file it created. */
+        cli_as_nobody(t, &res, "exec", "demo", "--stdout", out, "--", "echo", "mine", NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        s = integ_read_file(out, NULL);
+        assert_string_equal(s, "mine\n");
+        free(s);
+
+        /* Root keeps working, and the thread that opened as 65534 got root's rights back. */
+        integ_cli(t, &res, NULL, "exec", "demo", "--stdin", secret, "--", "cat", NULL);
+        integ_assert_code(t, &res, 0);
+        assert_string_equal(res.out, SECRET);
+        integ_result_done(&res);
+        integ_cli(t, &res, NULL, "exec", "demo", "--stdout", rootlog, "--", "echo", "root", NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        s = integ_read_file(rootlog, NULL);
+        assert_string_equal(s, SECRET "root\n");
+        free(s);
+}
+
+static void test_read_group_may_list_and_wait_but_not_act(void **state)
+{
+        struct priv *p = *state;
+        struct integ *t = priv_start(p, "--read-group");
+        static const char *const refused[][6] = {
+                { "Exec", "exec", "demo", "--", "true", NULL },
+                { "Kill", "kill", "demo", "1", NULL },
+                { "VmAdd", "vm", "add", "other", "--cid", "7" },
+                { "VmRemove", "vm", "rm", "demo", NULL },
+                { "Resume", "resume", "demo", NULL },
+        };
+        struct integ_result res;
+        struct stat st;
+
+        integ_vm_with_sim(t, "demo");
+        /* One file, one group: the read group's, 0660. */
+        assert_int_equal(stat(t->sock, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0660);
+        assert_int_equal(st.st_gid, 65534);
+
+        cli_as_nobody(t, &res, "vm", "ls", NULL);
+        integ_assert_code(t, &res, 0);
+        integ_assert_contains(res.out, "demo");
+        integ_result_done(&res);
+        cli_as_nobody(t, &res, "ps", "demo", NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        cli_as_nobody(t, &res, "stats", NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        /* Wait passes the gate: the answer is about the pid, not about permission. */
+        cli_as_nobody(t, &res, "wait", "demo", "4242", NULL);
+        assert_int_not_equal(res.code, 0);
+        assert_null(strstr(res.err, "ermission"));
+        integ_result_done(&res);
+
+        for (size_t i = 0; i < ARRAY_N(refused); i++) {
+                char name[64];
+
+                cli_as_nobody(t, &res, refused[i][1], refused[i][2], refused[i][3], refused[i][4], refused[i][5],
+                              NULL);
+                snprintf(name, sizeof(name), "/%s ", refused[i][0]);
+                assert_int_not_equal(res.code, 0);
+                integ_assert_contains(res.err, "permission denied");
+                integ_assert_contains(res.err, name);
+                integ_result_done(&res);
+        }
+        assert_true(integ_wait_file_contains(t->daemon_log, "(read group) may not call", INTEG_WAIT_MS));
+        /* Root still acts. */
+        integ_cli(t, &res, NULL, "exec", "demo", "--", "echo", "ok", NULL);
+        integ_assert_code(t, &res, 0);
+        assert_string_equal(res.out, "ok\n");
+        integ_result_done(&res);
+}
+
+int main(int argc, char **argv)
+{
+        struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_endpoints_open_with_the_callers_rights, priv_setup, priv_teardown),
+                cmocka_unit_test_setup_teardown(test_read_group_may_list_and_wait_but_not_act, priv_setup,
+                                                priv_teardown),
+        };
+
+        if (geteuid() != 0) {
+                fprintf(stderr, "SKIP: needs root to run the CLI as uid 65534\n");
+                return 77;
+        }
+        if (access(SETPRIV, X_OK) < 0) {
+                fprintf(stderr, "SKIP: " SETPRIV " (util-linux) is missing\n");
+                return 77;
+        }
+        return integ_run("integration-privilege", tests, ARRAY_N(tests), argc, argv);
+}
