@@ -31,7 +31,7 @@ int vsockmux_client_connect(const char *path, struct vsockmux_client **ret)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         _cleanup_close_ int fd = -1;
-        struct vsockmux_client *c;
+        int r;
 
         if (!path || !path[0])
                 return -EINVAL;
@@ -44,11 +44,24 @@ int vsockmux_client_connect(const char *path, struct vsockmux_client **ret)
                 return -errno;
         if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
                 return -errno;
+        r = vsockmux_client_new_fd(fd, ret);
+        if (r < 0)
+                return r;
+        /* The client owns it now. */
+        (void) TAKE_FD(fd);
+        return 0;
+}
 
+int vsockmux_client_new_fd(int fd, struct vsockmux_client **ret)
+{
+        struct vsockmux_client *c;
+
+        if (fd < 0)
+                return -EBADF;
         c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
-        c->fd = TAKE_FD(fd);
+        c->fd = fd;
         c->next_stream_id = 1;
         *ret = c;
         return 0;

@@ -42,6 +42,10 @@ struct vsockmux_client;
 /* Connects to the daemon's socket. -ENOENT or -ECONNREFUSED when no daemon listens there,
  * -ENAMETOOLONG for a path a Unix socket cannot hold. */
 int vsockmux_client_connect(const char *path, struct vsockmux_client **ret);
+/* A client on fd, a connected SOCK_STREAM socket to the daemon (an inherited or socket-activated
+ * one, a socketpair end): on success the client owns it and vsockmux_client_free closes it; on
+ * failure it stays the caller's. -EBADF for a negative fd. */
+int vsockmux_client_new_fd(int fd, struct vsockmux_client **ret);
 /* Closes the connection; accepts NULL; returns NULL. */
 struct vsockmux_client *vsockmux_client_free(struct vsockmux_client *c);
 
