@@ -11,6 +11,8 @@
 #define BRIDGE_NULL_GUID "00000000-0000-0000-0000-000000000000"
 #define BRIDGE_GUID_LEN 36u
 #define BRIDGE_WAIT_INFINITE UINT32_MAX
+/* hcsshim's guest reports Go's -1 as the ExitCode of any process a signal killed, without naming the signal. */
+#define BRIDGE_EXIT_CODE_SIGNALED UINT32_MAX
 /* Our extension (V4): offered at top level of the NegotiateProtocol request, accepted inside GuestDefinedCapabilities. */
 #define BRIDGE_STDIO_RESUME_FIELD "VsockmuxStdioResume"
 

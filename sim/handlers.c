@@ -55,6 +55,14 @@ static struct sim_process *handle_execute(struct sim_request *req, const struct 
         bool resume;
         int k;
 
+        struct sim_target refused;
+
+        if (sim_fidelity_check_target(req->s, BRIDGE_RPC_EXECUTE_PROCESS, r->container_id, 0, &refused) < 0) {
+                log_warn("exec in container '%s' refused: %s", r->container_id, refused.message);
+                resp->result = refused.hresult;
+                resp->error_message = refused.message;
+                return NULL;
+        }
         pthread_mutex_lock(&req->s->lock);
         resume = req->s->resume_agreed;
         pthread_mutex_unlock(&req->s->lock);
@@ -72,8 +80,16 @@ static struct sim_process *handle_execute(struct sim_request *req, const struct 
 static void handle_signal(struct sim_request *req, const struct bridge_request *r, struct bridge_response *resp)
 {
         int sig = r->signal.has_options && r->signal.signal != 0 ? r->signal.signal : SIGKILL;
-        int k = sim_process_signal(req->s, r->signal.pid, sig);
+        struct sim_target refused;
+        int k;
 
+        if (sim_fidelity_check_target(req->s, BRIDGE_RPC_SIGNAL_PROCESS, r->container_id, r->signal.pid,
+                                      &refused) < 0) {
+                resp->result = refused.hresult;
+                resp->error_message = refused.message;
+                return;
+        }
+        k = sim_process_signal(req->s, r->signal.pid, sig);
         if (k == -ENOENT) {
                 resp->result = BRIDGE_HR_NOT_FOUND;
                 resp->error_message = "process not found";
@@ -150,6 +166,7 @@ void sim_handle_request(struct sim_request *req)
 void sim_handle_wait(struct sim *s, uint64_t id, const void *payload, size_t len)
 {
         struct bridge_request r = {};
+        struct sim_target refused;
         const char *reason = NULL;
         uint32_t code = 0;
         int k;
@@ -158,6 +175,11 @@ void sim_handle_wait(struct sim *s, uint64_t id, const void *payload, size_t len
                 log_warn("bridge: undecodable WaitForProcess id %llu: %s", (unsigned long long)id,
                          reason ?: "out of memory");
                 sim_wait_reply(s, id, NULL, BRIDGE_HR_INVALID_ARG, reason ?: "out of memory", 0);
+                bridge_request_done(&r);
+                return;
+        }
+        if (sim_fidelity_check_target(s, BRIDGE_RPC_WAIT_FOR_PROCESS, r.container_id, r.wait.pid, &refused) < 0) {
+                sim_wait_reply(s, id, r.activity_id, refused.hresult, refused.message, 0);
                 bridge_request_done(&r);
                 return;
         }

@@ -26,6 +26,9 @@ static void usage(FILE *f)
                 "  --no-resume          do not announce the VsockmuxStdioResume capability (legacy replay only)\n"
                 "  --replay-bytes N     stdout/stderr replay window per stream (default 131072)\n"
                 "  --drop-after-ms N    drop every connection once, N ms after start (fault injection)\n"
+                "  --fidelity MODE      ours (default) or upstream: behave as hcsshim's guest where ours is\n"
+                "                       kinder (null GUID for VM-level processes, ExitCode 4294967295 for a\n"
+                "                       signal, no signals outside containers, no resume extension)\n"
                 "  --log-level LEVEL    error, warn, info (default) or debug\n"
                 "  -h, --help           this text\n\n"
                 "Signals: SIGUSR1 drops every connection at once (like a vsock transport reset);\n"
@@ -48,7 +51,7 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *ret)
 
 static int parse_args(int argc, char **argv, struct sim_options *opt)
 {
-        enum { OPT_HVSOCK = 256, OPT_CID, OPT_NO_RESUME, OPT_REPLAY, OPT_DROP, OPT_LOG };
+        enum { OPT_HVSOCK = 256, OPT_CID, OPT_NO_RESUME, OPT_REPLAY, OPT_DROP, OPT_LOG, OPT_FIDELITY };
         static const struct option options[] = {
                 { "hvsock", required_argument, NULL, OPT_HVSOCK },
                 { "cid", required_argument, NULL, OPT_CID },
@@ -56,6 +59,7 @@ static int parse_args(int argc, char **argv, struct sim_options *opt)
                 { "replay-bytes", required_argument, NULL, OPT_REPLAY },
                 { "drop-after-ms", required_argument, NULL, OPT_DROP },
                 { "log-level", required_argument, NULL, OPT_LOG },
+                { "fidelity", required_argument, NULL, OPT_FIDELITY },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
@@ -95,6 +99,12 @@ static int parse_args(int argc, char **argv, struct sim_options *opt)
                         }
                         opt->drop_after_ms = (unsigned)v;
                         break;
+                case OPT_FIDELITY:
+                        if (sim_fidelity_from_string(optarg, &opt->fidelity) < 0) {
+                                fprintf(stderr, "vsockmux-sim: --fidelity: ours or upstream, not %s\n", optarg);
+                                return -EINVAL;
+                        }
+                        break;
                 case OPT_LOG:
                         if (log_level_from_string(optarg) < 0) {
                                 fprintf(stderr, "vsockmux-sim: unknown log level: %s\n", optarg);
@@ -110,6 +120,9 @@ static int parse_args(int argc, char **argv, struct sim_options *opt)
                         return -EINVAL;
                 }
         }
+        /* hcsshim's guest knows nothing of our resume extension. */
+        if (opt->fidelity == SIM_FIDELITY_UPSTREAM)
+                opt->announce_resume = false;
         if (optind < argc || !!opt->hvsock_path == have_cid) {
                 fprintf(stderr, "vsockmux-sim: give exactly one of --hvsock PATH or --cid CID\n");
                 return -EINVAL;

@@ -106,6 +106,28 @@ int sim_container_create(struct sim *s, const char *id)
         return r;
 }
 
+bool sim_container_exists(struct sim *s, const char *id)
+{
+        bool found;
+
+        pthread_mutex_lock(&s->lock);
+        found = container_find_locked(s, id) != NULL;
+        pthread_mutex_unlock(&s->lock);
+        return found;
+}
+
+int sim_process_in_container(struct sim *s, uint32_t pid, const char *container_id)
+{
+        struct sim_process *p;
+        int r;
+
+        pthread_mutex_lock(&s->lock);
+        p = process_find_locked(s, pid);
+        r = !p ? -ENOENT : strcmp(p->container_id, container_id) == 0;
+        pthread_mutex_unlock(&s->lock);
+        return r;
+}
+
 int sim_container_shutdown(struct sim *s, const char *id, bool forced)
 {
         struct sim_container *c;
@@ -184,10 +206,7 @@ static void *process_reaper(void *arg)
         pthread_mutex_lock(&s->lock);
         while (!p->announced && !s->stopping)
                 pthread_cond_wait(&s->cond, &s->lock);
-        /* Like a shell: 128+N when killed by signal N. */
-        p->exit_code = status == -1 ? 255u :
-                       WIFEXITED(status) ? (uint32_t)WEXITSTATUS(status) :
-                       WIFSIGNALED(status) ? 128u + (uint32_t)WTERMSIG(status) : 255u;
+        p->exit_code = sim_fidelity_exit_code(s, status);
         p->exited = true;
         /* A wait that arrives from now on is answered by sim_process_wait_start() itself. */
         waiters = sim_wait_list_take_locked(s, &p->waiters);

@@ -24,12 +24,18 @@
 #define SIM_THREAD_STACK (256u * 1024u) /* thousands of relay threads must stay cheap */
 #define SIM_RESUME_COUNT_SIZE 8u /* V4: little-endian byte count at the start of each stdio connection */
 
+enum sim_fidelity {
+        SIM_FIDELITY_OURS,     /* the default: kinder than hcsshim's guest where ours can be, and speaks the resume extension */
+        SIM_FIDELITY_UPSTREAM, /* what hcsshim's guest does (fidelity.c) */
+};
+
 struct sim_options {
         const char *hvsock_path; /* dials <path>_<port>; NULL when using AF_VSOCK */
         uint32_t cid;            /* AF_VSOCK peer when hvsock_path is NULL */
         bool announce_resume;    /* false with --no-resume */
         size_t replay_bytes;
         unsigned drop_after_ms;  /* 0 = never */
+        enum sim_fidelity fidelity;
 };
 
 /* A connection the drop switch can reach. Its owner closes it after sim_conn_release(). */
@@ -137,6 +143,9 @@ int sim_process_signal(struct sim *s, uint32_t pid, int sig);
 int sim_container_create(struct sim *s, const char *id);
 /* Signals every live process of the container; -ENOENT if unknown. */
 int sim_container_shutdown(struct sim *s, const char *id, bool forced);
+bool sim_container_exists(struct sim *s, const char *id);
+/* 1 when pid is a known process of container_id (the null GUID for VM-level ones), 0 when of another, -ENOENT. */
+int sim_process_in_container(struct sim *s, uint32_t pid, const char *container_id);
 /* Kills every process (teardown) and frees the tables once no thread uses them. */
 void sim_processes_kill_all(struct sim *s);
 void sim_processes_free(struct sim *s);
@@ -157,6 +166,20 @@ void sim_waiters_queue_answers(struct sim *s, struct sim_waiter *chain, uint32_t
 /* One WaitForProcess reply. */
 void sim_wait_reply(struct sim *s, uint64_t id, const char *activity_id, int32_t result, const char *message,
                     uint32_t exit_code);
+
+/* fidelity.c: hcsshim's guest's rules, applied with --fidelity upstream only. */
+struct sim_target {
+        int32_t hresult; /* the error reply when the target is refused */
+        const char *message;
+};
+bool sim_upstream(const struct sim *s);
+int sim_fidelity_from_string(const char *name, enum sim_fidelity *ret);
+/* The ExitCode a wait reports for a waitpid() status (-1: unknown, 255). */
+uint32_t sim_fidelity_exit_code(const struct sim *s, int status);
+/* Whether a request of `type` reaches container_id/pid as hcsshim's guest resolves it: 0, or
+ * -ENXIO/-ENOENT with the reply to send in *ret. */
+int sim_fidelity_check_target(struct sim *s, uint32_t type, const char *container_id, uint32_t pid,
+                              struct sim_target *ret);
 
 /* Starts a thread with a small stack; ret may be NULL for a detached one. Returns 0 or -errno. */
 int sim_thread_start(pthread_t *ret, void *(*fn)(void *), void *arg);
