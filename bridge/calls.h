@@ -39,6 +39,7 @@ struct bridge_result {
         uint64_t call_id;
         uint32_t pid;            /* ExecuteProcess: the new process */
         int32_t exit_code;       /* WaitForProcess with OK: the exit code; -1 otherwise */
+        bool signaled;           /* WaitForProcess with OK: a signal killed it, the guest did not say which (exit_code -1) */
         bool probed;             /* WaitForProcess: the answer came from a reconnect probe */
         const struct bridge_response *response; /* valid during the callback; NULL without an answer */
 };

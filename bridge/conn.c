@@ -191,6 +191,12 @@ static void result_from_response(const struct bridge_call *call, const struct br
                 if (call->type == BRIDGE_RPC_EXECUTE_PROCESS)
                         res->pid = resp->exec.pid;
                 else if (call->type == BRIDGE_RPC_WAIT_FOR_PROCESS) {
+                        if (resp->wait.exit_code == BRIDGE_EXIT_CODE_SIGNALED) {
+                                /* The process ended: never "lost", only its signal is unknown. */
+                                res->signaled = true;
+                                res->message = "killed by a signal the guest did not name";
+                                return;
+                        }
                         if (resp->wait.exit_code > INT32_MAX) {
                                 res->status = BRIDGE_STATUS_BAD_REPLY;
                                 res->error = -EPROTO;
@@ -894,6 +900,13 @@ static bool container_id_ok(const char *cid)
         return cid && strlen(cid) <= BRIDGE_MAX_ID_LEN;
 }
 
+/* A process outside any container is addressed with the null GUID, as hcsshim's host does: its
+ * guest runs (and waits for) a VM-level process only then, and takes "" for a container's name. */
+static const char *process_container_id(const char *cid)
+{
+        return cid[0] ? cid : BRIDGE_NULL_GUID;
+}
+
 int bridge_conn_create_container(struct bridge_conn *c, const char *container_id, const char *config_json,
                                  bridge_call_fn fn, void *userdata, uint64_t *ret_call_id)
 {
@@ -914,7 +927,7 @@ int bridge_conn_exec(struct bridge_conn *c, const char *container_id, const stru
         struct bridge_stdio_ports none = {};
         struct bridge_request req = {
                 .type = BRIDGE_RPC_EXECUTE_PROCESS,
-                .container_id = container_id,
+                .container_id = container_id ? process_container_id(container_id) : NULL,
         };
 
         if (!container_id_ok(container_id) || !fn)
@@ -941,7 +954,7 @@ int bridge_conn_wait(struct bridge_conn *c, const char *container_id, uint32_t p
 {
         struct bridge_request req = {
                 .type = BRIDGE_RPC_WAIT_FOR_PROCESS,
-                .container_id = container_id,
+                .container_id = container_id ? process_container_id(container_id) : NULL,
                 .wait = { .pid = pid, .timeout_ms = timeout_ms },
         };
         uint64_t timeout_ns = timeout_ms == BRIDGE_WAIT_INFINITE
@@ -958,7 +971,7 @@ int bridge_conn_signal(struct bridge_conn *c, const char *container_id, uint32_t
 {
         struct bridge_request req = {
                 .type = BRIDGE_RPC_SIGNAL_PROCESS,
-                .container_id = container_id,
+                .container_id = container_id ? process_container_id(container_id) : NULL,
                 .signal = { .pid = pid, .has_options = true, .signal = signal },
         };
 
@@ -972,7 +985,7 @@ int bridge_conn_resize(struct bridge_conn *c, const char *container_id, uint32_t
 {
         struct bridge_request req = {
                 .type = BRIDGE_RPC_RESIZE_CONSOLE,
-                .container_id = container_id,
+                .container_id = container_id ? process_container_id(container_id) : NULL,
                 .resize = { .pid = pid, .height = height, .width = width },
         };
 
@@ -1016,8 +1029,8 @@ int bridge_conn_preregister_wait(struct bridge_conn *c, uint64_t call_id, const 
          * negotiation's id on any source. */
         if (call_id == 0 || !container_id_ok(container_id) || !fn)
                 return -EINVAL;
-        r = bridge_calls_preregister(c->calls, call_id, BRIDGE_RPC_WAIT_FOR_PROCESS, container_id, pid, fn, userdata,
-                                     &call);
+        r = bridge_calls_preregister(c->calls, call_id, BRIDGE_RPC_WAIT_FOR_PROCESS, process_container_id(container_id),
+                                     pid, fn, userdata, &call);
         if (r != 0)
                 return r;
         h = bridge_held_take_response(&c->held, call_id);

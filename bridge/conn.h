@@ -145,11 +145,14 @@ size_t bridge_conn_outstanding(const struct bridge_conn *c);
  */
 int bridge_conn_create_container(struct bridge_conn *c, const char *container_id, const char *config_json,
                                  bridge_call_fn fn, void *userdata, uint64_t *ret_call_id);
-/* params NULL sends "null"; its Create*Pipe flags are overridden from ports. res->pid on success. */
+/* Exec, wait, signal and resize address a process outside any container (container_id "") with the
+ * null GUID, as hcsshim's host does.
+ * params NULL sends "null"; its Create*Pipe flags are overridden from ports. res->pid on success. */
 int bridge_conn_exec(struct bridge_conn *c, const char *container_id, const struct bridge_process_params *params,
                      const struct bridge_stdio_ports *ports, bridge_call_fn fn, void *userdata,
                      uint64_t *ret_call_id);
-/* timeout_ms BRIDGE_WAIT_INFINITE waits for ever. res: OK with exit_code; EXIT_LOST (-ECHILD) when
+/* timeout_ms BRIDGE_WAIT_INFINITE waits for ever. res: OK with exit_code, or with `signaled` (and
+ * exit_code -1) for hcsshim's ExitCode 4294967295, a process a signal killed; EXIT_LOST (-ECHILD) when
  * the guest no longer knows the pid (never exit 0, V2); GUEST_ERROR with BRIDGE_HR_TIMEOUT when a
  * finite timeout elapsed. */
 int bridge_conn_wait(struct bridge_conn *c, const char *container_id, uint32_t pid, uint32_t timeout_ms,

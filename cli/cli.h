@@ -106,8 +106,8 @@ const char *cli_enum_name(const ProtobufCEnumDescriptor *desc, int value, const 
 void cli_json_print(struct json_object *o);
 /* Adds "kind"/"code"/"signal"/"message" of an exit status, or null. */
 struct json_object *cli_json_exit(const Vsockmux__V1__ExitStatus *es);
-/* The exit code `exec` and `wait` end with: the code, 128+N for signal N, 255 when lost or when
- * the code is outside 0-255. */
+/* The exit code `exec` and `wait` end with: the code, 128+N for signal N (128 when the guest did not
+ * name the signal), 255 when lost or when the code is outside 0-255. */
 int cli_exit_code(const Vsockmux__V1__ExitStatus *es);
 /* "exited 3", "killed by SIGKILL", "exit status lost", "-". */
 const char *cli_exit_text(const Vsockmux__V1__ExitStatus *es, char *buf, size_t len);

@@ -273,8 +273,14 @@ static int exit_code_for(struct cli *cli, const Vsockmux__V1__ExitStatus *es)
 
         if (es && es->kind == VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_EXITED && code != es->code)
                 cli_error(cli, "the process exited with code %d, which an exit status cannot carry", es->code);
-        else if (code == CLI_EXIT_STATUS_LOST)
-                cli_error(cli, "exit status lost%s%s", es && es->message[0] ? ": " : "", es ? es->message : "");
+        else if (code == CLI_EXIT_STATUS_LOST) {
+                /* The daemon's reason usually says "exit status lost" itself: say it once. */
+                if (es && strncmp(es->message, "exit status lost", strlen("exit status lost")) == 0)
+                        cli_error(cli, "%s", es->message);
+                else
+                        cli_error(cli, "exit status lost%s%s", es && es->message[0] ? ": " : "",
+                                  es ? es->message : "");
+        }
         return code;
 }
 

@@ -269,7 +269,9 @@ const char *cli_exit_text(const Vsockmux__V1__ExitStatus *es, char *buf, size_t 
                 return buf;
         case VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_SIGNALED:
                 name = cli_signal_name(es->signal);
-                if (name)
+                if (es->signal == 0)
+                        snprintf(buf, len, "killed by a signal the guest did not name");
+                else if (name)
                         snprintf(buf, len, "killed by SIG%s", name);
                 else
                         snprintf(buf, len, "killed by signal %d", es->signal);

@@ -78,8 +78,9 @@ static void help(FILE *f)
         for (size_t i = 0; i < ELEMENTSOF(commands); i++)
                 fprintf(f, "  vsockmux %s\n", commands[i].usage);
         fprintf(f, "\nexec is attached unless --detach: it relays this terminal's stdin, stdout and\n"
-                   "stderr and exits with the process's exit code, 128+N if signal N killed it, 255 if\n"
-                   "its exit status was lost, and 125 if it could not be started. It forwards SIGINT,\n"
+                   "stderr and exits with the process's exit code, 128+N if signal N killed it, 128 if\n"
+                   "a signal killed it but the guest did not say which (hcsshim's guest), 255 if its\n"
+                   "exit status was lost, and 125 if it could not be started. It forwards SIGINT,\n"
                    "SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to the process (--sig-proxy=false: they\n"
                    "end the CLI only, and the process may keep running).\n"
                    "attach opens the process's conmon-format attach socket on first use (no socket per\n"

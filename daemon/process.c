@@ -1,6 +1,8 @@
 /* daemon/process.c: one exec's life: endpoints, ports, listeners, ExecuteProcess, streams, the
  * wait, and the exit report that always follows the output's EOF. */
 #include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +26,7 @@ const char *vmm_process_state_to_string(enum vmm_process_state s)
 
 const char *vmm_exit_kind_to_string(enum vmm_exit_kind k)
 {
-        return k == VMM_EXIT_EXITED ? "exited" : "lost";
+        return k == VMM_EXIT_EXITED ? "exited" : k == VMM_EXIT_SIGNALED ? "signaled" : "lost";
 }
 
 static char **strv_copy(const char *const *v, size_t n)
@@ -177,6 +179,8 @@ void vmm_process_report(struct vmm_process *p)
         attach_end(p->attach);
         if (p->exit.kind == VMM_EXIT_EXITED)
                 log_info("vm %s: process %u exited with code %d", vm->name, p->pid, p->exit.code);
+        else if (p->exit.kind == VMM_EXIT_SIGNALED)
+                log_info("vm %s: process %u %s", vm->name, p->pid, p->exit.message);
         else
                 log_warn("vm %s: process %u: %s", vm->name, p->pid, p->exit.message);
         list_for_each_safe(pos, tmp, &p->waiters) {
@@ -216,7 +220,21 @@ void vmm_process_set_exit(struct vmm_process *p, enum vmm_exit_kind kind, int co
         p->exit.kind = kind;
         p->exit.code = code;
         snprintf(p->exit.message, sizeof(p->exit.message), "%s", message ? message : "");
-        p->state = kind == VMM_EXIT_EXITED ? VMM_PROCESS_EXITED : VMM_PROCESS_LOST;
+        p->state = kind == VMM_EXIT_LOST ? VMM_PROCESS_LOST : VMM_PROCESS_EXITED;
+}
+
+/* The guest said a signal killed p but not which: name the one Kill delivered just before, if any. */
+static void process_set_signaled(struct vmm_process *p)
+{
+        uint64_t now = relay_now_ns(p->vm->vmm->relay);
+        char msg[160];
+
+        if (p->killed_by > 0 && now - p->killed_at_ns <= VMM_SIGNAL_ATTRIBUTION_NS) {
+                snprintf(msg, sizeof(msg), "killed by signal %d, which vsockmuxd delivered (the guest did not name it)",
+                         p->killed_by);
+                vmm_process_set_exit(p, VMM_EXIT_SIGNALED, p->killed_by, msg);
+        } else
+                vmm_process_set_exit(p, VMM_EXIT_SIGNALED, 0, "killed by a signal the guest did not name");
 }
 
 static void process_on_timer(struct relay_timer *t, void *userdata)
@@ -369,7 +387,10 @@ void vmm_process_on_wait(const struct bridge_result *res, void *userdata)
         p->wait_call_id = 0;
         switch (res->status) {
         case BRIDGE_STATUS_OK:
-                vmm_process_set_exit(p, VMM_EXIT_EXITED, res->exit_code, "");
+                if (res->signaled)
+                        process_set_signaled(p);
+                else
+                        vmm_process_set_exit(p, VMM_EXIT_EXITED, res->exit_code, "");
                 break;
         case BRIDGE_STATUS_EXIT_LOST:
                 vmm_process_set_exit(p, VMM_EXIT_LOST, -1, "exit status lost");
@@ -768,15 +789,55 @@ struct vmm_waiter *vmm_waiter_free(struct vmm_waiter *w)
 struct vmm_kill_op {
         vmm_done_fn fn;
         void *userdata;
+        struct vmm_vm *vm;
+        uint32_t pid;
+        int signal;
+        bool vm_level; /* aimed at a process outside any container */
 };
+
+/* Signals whose default action does not end a process cannot be what killed it. */
+static bool signal_can_kill(int sig)
+{
+        switch (sig) {
+        case SIGCHLD: case SIGCONT: case SIGURG: case SIGWINCH:
+        case SIGSTOP: case SIGTSTP: case SIGTTIN: case SIGTTOU:
+                return false;
+        default:
+                return true;
+        }
+}
+
+/* The guest took the signal: remember it, to name the signal of an exit it reports without one. */
+static void kill_delivered(struct vmm_kill_op *op)
+{
+        struct vmm_process *p = vmm_process_find(op->vm, op->pid);
+
+        if (!p || p->exit_known || !signal_can_kill(op->signal))
+                return;
+        /* Signal 0 is SIGKILL to the guest (hcsshim's and ours). */
+        p->killed_by = op->signal == 0 ? 9 : op->signal;
+        p->killed_at_ns = relay_now_ns(op->vm->vmm->relay);
+}
 
 static void vmm_on_signal(const struct bridge_result *res, void *userdata)
 {
         struct vmm_kill_op *op = userdata;
 
+        /* Only a reply from a live guest says OK, so op->vm is still there. */
+        if (res->status == BRIDGE_STATUS_OK)
+                kill_delivered(op);
         if (res->status == BRIDGE_STATUS_ALREADY_GONE)
                 op->fn(0, "already gone", op->userdata);
-        else
+        else if (op->vm_level && res->hresult == BRIDGE_HR_SYSTEM_NOT_FOUND) {
+                char msg[192];
+
+                /* hcsshim's guest looks for the pid only inside containers; we cannot change that. */
+                snprintf(msg, sizeof(msg),
+                         "signals reach only processes inside a container with hcsshim's guest; process %" PRIu32
+                         " runs outside any container (SignalProcess answered 0x%08" PRIx32 ")",
+                         op->pid, (uint32_t)res->hresult);
+                op->fn(-EOPNOTSUPP, msg, op->userdata);
+        } else
                 op->fn(res->error, res->message, op->userdata);
         free(op);
 }
@@ -798,6 +859,10 @@ int vmm_kill(struct vmm_vm *vm, uint32_t pid, int signal, vmm_done_fn fn, void *
                 return -ENOMEM;
         op->fn = fn;
         op->userdata = userdata;
+        op->vm = vm;
+        op->pid = pid;
+        op->signal = signal;
+        op->vm_level = !p || !p->container_id[0];
         r = bridge_host_signal(vm->bridge, p ? p->container_id : "", pid, signal, vmm_on_signal, op);
         if (r < 0)
                 free(op);

@@ -128,6 +128,9 @@ static int restore_process(struct vmm_vm *vm, const Vsockmux__State__Process *sp
         }
         if (sp->state == VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_EXITED)
                 vmm_process_set_exit(p, VMM_EXIT_EXITED, sp->exit_code, "");
+        else if (sp->state == VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_SIGNALED)
+                vmm_process_set_exit(p, VMM_EXIT_SIGNALED, sp->exit_signal,
+                                     sp->exit_message[0] ? sp->exit_message : "killed by a signal");
         else if (sp->state == VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_LOST)
                 vmm_process_set_exit(p, VMM_EXIT_LOST, -1, "exit status lost");
         *ret = p;

@@ -65,8 +65,14 @@ static Vsockmux__State__ProcessState save_process_state(const struct vmm_process
 {
         if (!p->exit_known)
                 return VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_RUNNING;
-        return p->exit.kind == VMM_EXIT_EXITED ? VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_EXITED
-                                                : VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_LOST;
+        switch (p->exit.kind) {
+        case VMM_EXIT_EXITED:
+                return VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_EXITED;
+        case VMM_EXIT_SIGNALED:
+                return VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_SIGNALED;
+        default:
+                return VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_LOST;
+        }
 }
 
 static int save_build(struct vmm_vm *vm, struct save_buf *b)
@@ -134,6 +140,10 @@ static int save_build(struct vmm_vm *vm, struct save_buf *b)
                 }
                 o->state = save_process_state(p);
                 o->exit_code = p->exit_known && p->exit.kind == VMM_EXIT_EXITED ? p->exit.code : 0;
+                if (p->exit_known && p->exit.kind == VMM_EXIT_SIGNALED) {
+                        o->exit_signal = p->exit.code;
+                        o->exit_message = (char *)p->exit.message;
+                }
                 o->wait_call_id = p->wait_outstanding ? p->wait_call_id : 0;
                 o->streams = &b->stream_ptrs[si];
                 for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {

@@ -90,8 +90,10 @@ static int savestate_check_process(const Vsockmux__State__Process *p, const Vsoc
                                               SAVESTATE_MAX_ARGV_BYTES);
         }
         if (p->state <= VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_UNSPECIFIED ||
-            p->state > VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_LOST)
+            p->state > VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_SIGNALED)
                 return savestate_fail(err, errlen, "process %u: unknown state %d", p->pid, (int)p->state);
+        if (p->exit_signal < 0 || p->exit_signal > 64 || !str_ok(p->exit_message, SAVESTATE_MAX_ID))
+                return savestate_fail(err, errlen, "process %u: bad exit signal or message", p->pid);
         if (p->state == VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_RUNNING && p->wait_call_id == 0)
                 return savestate_fail(err, errlen, "process %u: running without an outstanding wait", p->pid);
         /* Restored ids must stay below every id the destination will hand out. */

@@ -40,9 +40,19 @@ static struct vmm_vm *service_vm(struct control_call *call, struct service *s, c
 static void exit_to_proto(const struct vmm_exit *e, Vsockmux__V1__ExitStatus *ret)
 {
         vsockmux__v1__exit_status__init(ret);
-        ret->kind = e->kind == VMM_EXIT_EXITED ? VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_EXITED
-                                                : VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_LOST;
-        ret->code = e->kind == VMM_EXIT_EXITED ? e->code : 0;
+        switch (e->kind) {
+        case VMM_EXIT_EXITED:
+                ret->kind = VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_EXITED;
+                ret->code = e->code;
+                break;
+        case VMM_EXIT_SIGNALED:
+                ret->kind = VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_SIGNALED;
+                ret->signal = e->code; /* 0: the guest did not name it */
+                break;
+        default:
+                ret->kind = VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_LOST;
+                break;
+        }
         ret->message = (char *)e->message;
 }
 

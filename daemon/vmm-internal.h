@@ -103,6 +103,8 @@ struct vmm_process {
         vmm_started_fn started_fn;
         void *started_userdata;
         bool in_exec;                   /* ExecuteProcess outstanding: its callback holds a pointer */
+        int killed_by;                  /* the last signal Kill delivered (guest said OK); 0 = none */
+        uint64_t killed_at_ns;          /* when, on the relay's clock */
 };
 
 /* process.c, for vmm.c and the save/restore files */

@@ -46,11 +46,15 @@ enum vmm_process_state {
 enum vmm_exit_kind {
         VMM_EXIT_EXITED,
         VMM_EXIT_LOST,          /* never an exit code: the guest forgot the process, or the bridge died */
+        VMM_EXIT_SIGNALED,      /* a signal killed it; hcsshim's guest says so (Go's -1) without naming it */
 };
+
+/* A signal vsockmuxd delivered through Kill names the signal of a SIGNALED exit that follows within this. */
+#define VMM_SIGNAL_ATTRIBUTION_NS (10 * UINT64_C(1000000000))
 
 struct vmm_exit {
         enum vmm_exit_kind kind;
-        int code;
+        int code;               /* EXITED: the exit code; SIGNALED: the signal, 0 when nobody named it */
         char message[160];
 };
 

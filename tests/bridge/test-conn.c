@@ -363,6 +363,62 @@ static void test_exec_response_completes_once_with_pid(void **state)
         harness_free(h);
 }
 
+/* hcsshim's guest runs a VM-level process only for the null GUID; "" names no container it knows. */
+static void test_vm_level_process_is_addressed_with_the_null_guid(void **state)
+{
+        struct harness *h = harness_new();
+        struct bridge_process_params params = { .command_line = "true" };
+        struct bridge_request req;
+        struct done d = {};
+        uint64_t id, sent;
+
+        connect_guest(h, false);
+        assert_int_equal(bridge_conn_exec(h->c, "", &params, NULL, on_done, &d, &id), 0);
+        assert_int_equal(pop_request(h, &req, &sent), BRIDGE_RPC_EXECUTE_PROCESS);
+        assert_string_equal(req.container_id, BRIDGE_NULL_GUID);
+        bridge_request_done(&req);
+        assert_int_equal(bridge_conn_wait(h->c, "", 5, BRIDGE_WAIT_INFINITE, on_done, &d, &id), 0);
+        assert_int_equal(pop_request(h, &req, &sent), BRIDGE_RPC_WAIT_FOR_PROCESS);
+        assert_string_equal(req.container_id, BRIDGE_NULL_GUID);
+        bridge_request_done(&req);
+        assert_int_equal(bridge_conn_signal(h->c, "", 5, 15, on_done, &d, &id), 0);
+        assert_int_equal(pop_request(h, &req, &sent), BRIDGE_RPC_SIGNAL_PROCESS);
+        assert_string_equal(req.container_id, BRIDGE_NULL_GUID);
+        bridge_request_done(&req);
+        /* A container's own name goes as it is. */
+        assert_int_equal(bridge_conn_signal(h->c, "ctr", 5, 15, on_done, &d, &id), 0);
+        assert_int_equal(pop_request(h, &req, &sent), BRIDGE_RPC_SIGNAL_PROCESS);
+        assert_string_equal(req.container_id, "ctr");
+        bridge_request_done(&req);
+        harness_free(h);
+}
+
+/* Go's -1 (4294967295) from hcsshim's guest: the process ended by a signal, its status is not lost. */
+static void test_wait_go_minus_one_is_signaled_not_lost(void **state)
+{
+        struct harness *h = harness_new();
+        struct bridge_response resp = { .wait.exit_code = 4294967295u };
+        struct bridge_response too_big = { .wait.exit_code = 4294967294u };
+        struct done d = {};
+        uint64_t id;
+
+        connect_guest(h, false);
+        id = send_wait(h, 7, &d);
+        assert_true(reply(h, BRIDGE_RPC_WAIT_FOR_PROCESS, id, &resp) > 0);
+        assert_int_equal(d.count, 1);
+        assert_int_equal(d.last.status, BRIDGE_STATUS_OK);
+        assert_int_equal(d.last.error, 0);
+        assert_true(d.last.signaled);
+        assert_int_equal(d.last.exit_code, -1);
+        /* Any other code above INT32_MAX still means nothing: a bad reply. */
+        id = send_wait(h, 8, &d);
+        assert_true(reply(h, BRIDGE_RPC_WAIT_FOR_PROCESS, id, &too_big) > 0);
+        assert_int_equal(d.count, 2);
+        assert_int_equal(d.last.status, BRIDGE_STATUS_BAD_REPLY);
+        assert_false(d.last.signaled);
+        harness_free(h);
+}
+
 static void test_guest_error_surfaces_hresult_and_message(void **state)
 {
         struct harness *h = harness_new();
@@ -1339,6 +1395,8 @@ static void test_random_traffic_completes_every_callback_exactly_once(void **sta
 int main(void)
 {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_vm_level_process_is_addressed_with_the_null_guid),
+                cmocka_unit_test(test_wait_go_minus_one_is_signaled_not_lost),
                 cmocka_unit_test(test_negotiate_offers_resume_and_records_capabilities),
                 cmocka_unit_test(test_legacy_guest_gets_no_resume),
                 cmocka_unit_test(test_resume_not_offered_is_not_agreed),

@@ -63,11 +63,13 @@ static int integ_find(char *buf, const char *arg, const char *rel)
 int integ_config_parse(int argc, char **argv, struct integ_config *ret)
 {
         const char *daemon = NULL, *cli = NULL, *sim = NULL, *skip = NULL;
-        bool resume = false;
+        bool resume = false, upstream = false;
 
         for (int i = 1; i < argc; i++) {
                 if (!strcmp(argv[i], "--resume"))
                         resume = true;
+                else if (!strcmp(argv[i], "--upstream"))
+                        upstream = true;
                 else if (i + 1 < argc && !strcmp(argv[i], "--skip"))
                         skip = argv[++i];
                 else if (i + 1 < argc && !strcmp(argv[i], "--daemon"))
@@ -82,7 +84,8 @@ int integ_config_parse(int argc, char **argv, struct integ_config *ret)
         if (integ_find(ret->daemon, daemon, "daemon/vsockmuxd") < 0 || integ_find(ret->cli, cli, "cli/vsockmux") < 0 ||
             integ_find(ret->sim, sim, "sim/vsockmux-sim") < 0)
                 return -ENOENT;
-        ret->resume = resume;
+        ret->resume = resume && !upstream;
+        ret->upstream = upstream;
         ret->skip = skip;
         return 0;
 }
@@ -385,7 +388,7 @@ pid_t integ_sim_start(struct integ *t, const char *name)
         char log[INTEG_PATH_MAX];
         char *argv[] = {
                 (char *)t->cfg->sim, (char *)"--hvsock", (char *)integ_hvsock(t, name),
-                t->cfg->resume ? NULL : (char *)"--no-resume", NULL,
+                t->cfg->upstream ? (char *)"--fidelity=upstream" : t->cfg->resume ? NULL : (char *)"--no-resume", NULL,
         };
 
         snprintf(log, sizeof(log), "%s/sim-%s.log", t->dir, name);
@@ -645,7 +648,7 @@ int integ_run(const char *name, struct CMUnitTest *tests, size_t n, int argc, ch
         struct integ_config cfg;
 
         if (integ_config_parse(argc, argv, &cfg) < 0) {
-                fprintf(stderr, "usage: %s [--daemon PATH --cli PATH --sim PATH] [--resume] [--skip REASON] "
+                fprintf(stderr, "usage: %s [--daemon PATH --cli PATH --sim PATH] [--resume | --upstream] [--skip REASON] "
                                 "(or set VSOCKMUX_BUILD_ROOT)\n", argv[0]);
                 return 2;
         }
@@ -664,7 +667,9 @@ int integ_run(const char *name, struct CMUnitTest *tests, size_t n, int argc, ch
         }
         if (getenv("VSOCKMUX_INTEG_FILTER"))
                 cmocka_set_test_filter(getenv("VSOCKMUX_INTEG_FILTER"));
-        fprintf(stderr, "%s: simulator %s stdio resume\n", name, cfg.resume ? "with" : "without");
+        fprintf(stderr, "%s: simulator %s\n", name,
+                cfg.upstream ? "with hcsshim's guest's behaviour (--fidelity upstream)"
+                : cfg.resume ? "with stdio resume" : "without stdio resume");
         return _cmocka_run_group_tests(name, tests, n, NULL, NULL);
 }
 
