@@ -103,7 +103,8 @@ static void usage(FILE *f)
                 "Usage: vsockmuxd [OPTIONS]\n"
                 "  --socket PATH        control socket (default $VSOCKMUX_SOCKET, else " DEFAULT_SOCKET ")\n"
                 "  --state-dir DIR      attach sockets and default state (default " DEFAULT_STATE_DIR ")\n"
-                "  --hvsock-root DIR    accept hybrid-vsock paths only inside DIR (no symlinks, no \"..\")\n"
+                "  --hvsock-root DIR    accept hybrid-vsock paths only inside DIR (no symlinks, no \"..\";\n"
+                "                       default: the --state-dir)\n"
                 "  --group NAME|GID     (root only) let this group use the control socket (mode 0660)\n"
                 "  --read-group NAME|GID  (root only) let this group list and watch only: VmList, Ps,\n"
                 "                       Stats, Events and Wait; other methods answer PERMISSION_DENIED\n"
@@ -370,6 +371,8 @@ int main(int argc, char **argv)
         r = relay_new(&rcfg, &relay);
         if (r < 0)
                 return log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: cannot start the io_uring loop"), 1;
+        /* Without --hvsock-root, hybrid-vsock paths stay inside the state directory. */
+        vcfg.hvsock_in_state_dir = true;
         if (!vcfg.max_streams)
                 vcfg.max_streams = relay_stream_capacity(relay);
         else if (vcfg.max_streams > relay_stream_capacity(relay))

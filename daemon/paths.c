@@ -1,7 +1,11 @@
 #include "daemon/paths.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -23,10 +27,17 @@ static int paths_has_dot_component(const char *path)
         return 0;
 }
 
+static bool paths_inside(const char *root, const char *real)
+{
+        size_t rlen = strlen(root);
+
+        return strcmp(real, root) == 0 || (strncmp(real, root, rlen) == 0 && real[rlen] == '/') ||
+               (rlen == 1 && root[0] == '/');
+}
+
 int paths_check_confined(const char *root, const char *path)
 {
         _cleanup_free_ char *dir = NULL, *real = NULL;
-        size_t rlen = strlen(root);
         char *slash;
         struct stat st;
 
@@ -44,10 +55,51 @@ int paths_check_confined(const char *root, const char *path)
         real = realpath(dir, NULL);
         if (!real)
                 return negative_errno();
-        if (!(strcmp(real, root) == 0 || (strncmp(real, root, rlen) == 0 && real[rlen] == '/') ||
-              (rlen == 1 && root[0] == '/')))
+        if (!paths_inside(root, real))
                 return -EPERM;
         if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode))
                 return -ELOOP;
+        return 0;
+}
+
+int paths_open_dir(const char *root, const char *path, int *ret_dirfd, char *via, size_t vialen)
+{
+        _cleanup_free_ char *dir = NULL;
+        _cleanup_close_ int fd = -1;
+        char link[64], real[PATH_MAX];
+        const char *base;
+        ssize_t n;
+        int r;
+
+        if (!path || path[0] != '/' || paths_has_dot_component(path))
+                return -EINVAL;
+        if (root) {
+                r = paths_check_confined(root, path);
+                if (r < 0)
+                        return r;
+        }
+        base = strrchr(path, '/') + 1;
+        if (!*base)
+                return -EINVAL;
+        /* Without the trailing slash, which would make open() follow a final symlink. */
+        dir = strndup(path, base - path > 1 ? (size_t)(base - path - 1) : 1);
+        if (!dir)
+                return -ENOMEM;
+        /* O_NOFOLLOW: a directory that is itself a symlink is refused (ENOTDIR). */
+        fd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        /* The check above went by path: check where the directory we hold really is, so a swap
+         * between the check and the open gains nothing either. */
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+        n = readlink(link, real, sizeof(real) - 1);
+        if (n < 0)
+                return negative_errno();
+        real[n] = '\0';
+        if (root && !paths_inside(root, real))
+                return -EPERM;
+        if ((size_t)snprintf(via, vialen, "%s/%s", link, base) >= vialen)
+                return -ENAMETOOLONG;
+        *ret_dirfd = TAKE_FD(fd);
         return 0;
 }

@@ -372,7 +372,7 @@ int vmm_stream_listen(struct vmm_stream *s)
 {
         struct vmm_vm *vm = s->process->vm;
 
-        return relay_listen(vm->vmm->relay, &vm->transport, s->port,
+        return relay_listen(vm->vmm->relay, &vm->listen_transport, s->port,
                             vm->stdio_resume ? RELAY_LISTEN_MANY : RELAY_LISTEN_ONCE, stream_on_accept, s,
                             &s->listener);
 }

@@ -248,7 +248,8 @@ int vmm_restore(struct vmm *m, const uint8_t *blob, size_t len, const char *name
                 return r;
         r = vmm_vm_alloc(m, name, &transport, &vm);
         if (r == -EPERM) {
-                snprintf(err, errlen, "hvsock path %s is not a plain path inside the daemon's --hvsock-root",
+                snprintf(err, errlen, "hvsock path %s is not a plain path inside the daemon's --hvsock-root "
+                         "(default: its --state-dir)",
                          transport.uds_path);
                 return r;
         }

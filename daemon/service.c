@@ -116,7 +116,8 @@ static int on_vm_add(struct control_call *call, const ProtobufCMessage *request,
                                          "vsockmuxd has %u VMs, the limit (vsockmuxd --max-vms)", vmm_vm_count(s->vmm));
         if (r == -EPERM)
                 return control_call_fail(call, CONTROL_CODE_PERMISSION_DENIED,
-                                         "hvsock path %s is not a plain path inside the daemon's --hvsock-root",
+                                         "hvsock path %s is not a plain path inside the daemon's --hvsock-root "
+                                         "(default: its --state-dir)",
                                          t.uds_path);
         if (r < 0)
                 return control_call_fail_errno(call, r, "cannot listen for the guest's bridge");

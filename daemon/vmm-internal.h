@@ -29,6 +29,7 @@ struct vmm {
         struct vmm_port_floor *floors;  /* one per transport a removed VM used */
         unsigned n_floors;
         uint64_t floor_seq;
+        char *state_dir_real;           /* the hvsock root when confined to the state directory */
         struct opener *opener;          /* opens endpoints as the control client, off the loop thread */
 };
 
@@ -43,7 +44,11 @@ struct vmm_vm {
         struct list_head link;
         struct vmm *vmm;
         char *name;
-        struct relay_transport transport;
+        struct relay_transport transport;       /* as the client named it: shown, saved, compared */
+        /* What relay/ binds, unlinks and connects by: HVSOCK paths go through hvsock_dir_fd
+         * (/proc/self/fd/N/name), the VM's directory opened once at add. */
+        struct relay_transport listen_transport;
+        int hvsock_dir_fd;
         struct ports *ports;
         struct bridge_host *bridge;
         struct list_head processes;

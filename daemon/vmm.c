@@ -76,9 +76,16 @@ int vmm_new(struct relay *r, const struct vmm_config *cfg, vmm_event_fn ev, void
                 return -ENOMEM;
         /* Attach sockets carry container output: only the daemon's owner may reach them. */
         k = mkdir_p(m->attach_dir, 0700);
+        if (k >= 0 && !m->cfg.hvsock_root && m->cfg.hvsock_in_state_dir) {
+                m->state_dir_real = realpath(m->cfg.state_dir, NULL);
+                if (!m->state_dir_real)
+                        k = negative_errno();
+                m->cfg.hvsock_root = m->state_dir_real;
+        }
         if (k >= 0)
                 k = opener_new(&m->opener);
         if (k < 0) {
+                free(m->state_dir_real);
                 free(m->attach_dir);
                 return k;
         }
@@ -156,6 +163,8 @@ static struct vmm_vm *vmm_vm_free(struct vmm_vm *vm, const char *reason)
         if (vm->ports)
                 port_floor_remember(vm->vmm, &vm->transport, ports_floor(vm->ports));
         vm->ports = ports_free(vm->ports);
+        /* After the bridge and the processes: their listeners' files are unlinked through it. */
+        vm->hvsock_dir_fd = safe_close(vm->hvsock_dir_fd);
         free(vm->name);
         free(vm);
         return NULL;
@@ -175,6 +184,7 @@ struct vmm *vmm_free(struct vmm *m)
         }
         free(m->floors);
         m->opener = opener_free(m->opener);
+        free(m->state_dir_real);
         free(m->attach_dir);
         free(m);
         return NULL;
@@ -260,24 +270,30 @@ int vmm_vm_alloc(struct vmm *m, const char *name, const struct relay_transport *
                 log_warn("vm %s: refused: %u VMs, the limit", name, m->n_vms);
                 return -EUSERS;
         }
-        if (t->kind == RELAY_TRANSPORT_HVSOCK && m->cfg.hvsock_root) {
-                r = paths_check_confined(m->cfg.hvsock_root, t->uds_path);
-                if (r < 0) {
-                        log_warn("vm %s: hvsock path %s refused: %s (root %s)", name, t->uds_path, strerror(-r),
-                                 m->cfg.hvsock_root);
-                        return -EPERM;
-                }
-        }
         vm = calloc(1, sizeof(*vm));
         if (!vm)
                 return -ENOMEM;
         vm->vmm = m;
         vm->transport = *t;
+        vm->listen_transport = *t;
+        vm->hvsock_dir_fd = -1;
+        if (t->kind == RELAY_TRANSPORT_HVSOCK) {
+                r = paths_open_dir(m->cfg.hvsock_root, t->uds_path, &vm->hvsock_dir_fd, vm->listen_transport.uds_path,
+                                   sizeof(vm->listen_transport.uds_path));
+                if (r < 0) {
+                        log_warn("vm %s: hvsock path %s refused: %s (root %s)", name, t->uds_path, strerror(-r),
+                                 m->cfg.hvsock_root ? m->cfg.hvsock_root : "none");
+                        free(vm);
+                        /* A missing directory is not a policy refusal; the rest is. */
+                        return r == -ENOENT || r == -ENAMETOOLONG || r == -ENOMEM ? r : -EPERM;
+                }
+        }
         list_init(&vm->link);
         list_init(&vm->processes);
         list_init(&vm->containers);
         vm->name = strdup(name);
         if (!vm->name) {
+                safe_close(vm->hvsock_dir_fd);
                 free(vm);
                 return -ENOMEM;
         }
@@ -307,7 +323,7 @@ int vmm_vm_alloc(struct vmm *m, const char *name, const struct relay_transport *
 
 int vmm_vm_start_bridge(struct vmm_vm *vm)
 {
-        int r = bridge_host_new(vm->vmm->relay, &vm->transport, vm->name, &vmm_bridge_ops, vm, &vm->bridge);
+        int r = bridge_host_new(vm->vmm->relay, &vm->listen_transport, vm->name, &vmm_bridge_ops, vm, &vm->bridge);
 
         if (r >= 0)
                 r = bridge_host_set_max_frame(vm->bridge, vm->vmm->cfg.bridge_max_frame);

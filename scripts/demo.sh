@@ -48,7 +48,7 @@ await() {
 }
 
 step "1. start vsockmuxd on a private socket and state dir"
-"$build/daemon/vsockmuxd" --socket "$VSOCKMUX_SOCKET" --state-dir "$work/state" --log-level warn \
+"$build/daemon/vsockmuxd" --socket "$VSOCKMUX_SOCKET" --state-dir "$work/state" --hvsock-root "$work" --log-level warn \
   2>"$work/vsockmuxd.log" &
 pids+=($!)
 await "vsockmuxd listening" vsockmux stats
@@ -74,7 +74,7 @@ run vsockmux ps demo
 run vsockmux stats
 
 step "5. save VM 'demo' from this daemon while a process keeps writing, restore it in a second one"
-"$build/daemon/vsockmuxd" --socket "$work/b.sock" --state-dir "$work/state-b" --log-level warn \
+"$build/daemon/vsockmuxd" --socket "$work/b.sock" --state-dir "$work/state-b" --hvsock-root "$work" --log-level warn \
   2>"$work/vsockmuxd-b.log" &
 pids+=($!)
 await "the second vsockmuxd listening" vsockmux --socket "$work/b.sock" stats

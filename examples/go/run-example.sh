@@ -37,7 +37,7 @@ cp "$src/examples/go/main.go" "$tmp/gopath/src/vsockmux.example/cmd/"
         go build -o "$tmp/example" vsockmux.example/cmd) || fail "go build"
 
 cli() { "$build/cli/vsockmux" --socket "$tmp/d.sock" "$@"; }
-"$build/daemon/vsockmuxd" --socket "$tmp/d.sock" --state-dir "$tmp/state" >"$tmp/daemon.log" 2>&1 &
+"$build/daemon/vsockmuxd" --socket "$tmp/d.sock" --state-dir "$tmp/state" --hvsock-root "$tmp" >"$tmp/daemon.log" 2>&1 &
 daemon_pid=$!
 # These waits are not timing assertions: they end on the state, or fail after a generous bound.
 i=0

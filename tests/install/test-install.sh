@@ -72,7 +72,7 @@ for prog in "$tmp/install-client" "$root$bindir/vsockmux"; do
                 fail "$prog does not load the installed libvsockmux.so.0: $(ldd "$prog")"
 done
 
-"$root$bindir/vsockmuxd" --socket "$tmp/d.sock" --state-dir "$tmp/state" >"$tmp/daemon.log" 2>&1 &
+"$root$bindir/vsockmuxd" --socket "$tmp/d.sock" --state-dir "$tmp/state" --hvsock-root "$tmp" >"$tmp/daemon.log" 2>&1 &
 daemon_pid=$!
 # Waiting for the socket is not a timing assertion: a daemon that never listens fails below.
 i=0

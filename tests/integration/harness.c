@@ -532,6 +532,7 @@ int integ_new_args(const struct integ_config *cfg, char *const extra[], struct i
                  * tested in tests/daemon/test-reconnect.c; a test's own extra args come later and win. */
                 char *const base[] = {
                         (char *)cfg->daemon, (char *)"--socket", t->sock, (char *)"--state-dir", t->state_dir,
+                        (char *)"--hvsock-root", t->dir, /* where integ_hvsock() puts the VMs' sockets */
                         (char *)"--log-level", (char *)"debug", (char *)"--bridge-reconnect-grace", (char *)"1", NULL,
                 };
 

@@ -245,7 +245,7 @@ static void fc_restart_daemon(struct integ *t, const char *opt, const char *valu
 {
         char *argv[] = {
                 (char *)t->cfg->daemon, (char *)"--socket", t->sock, (char *)"--state-dir", t->state_dir,
-                (char *)"--log-level", (char *)"debug", (char *)opt, (char *)value, NULL,
+                (char *)"--hvsock-root", t->dir, (char *)"--log-level", (char *)"debug", (char *)opt, (char *)value, NULL,
         };
         int64_t deadline = fc_now_ms() + INTEG_WAIT_MS;
         int code;

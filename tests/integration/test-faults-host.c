@@ -287,7 +287,7 @@ static void restart_daemon(struct integ *t, unsigned nofile)
 {
         char *argv[] = {
                 (char *)t->cfg->daemon, (char *)"--socket", t->sock, (char *)"--state-dir", t->state_dir,
-                (char *)"--log-level", (char *)"debug", NULL,
+                (char *)"--hvsock-root", t->dir, (char *)"--log-level", (char *)"debug", NULL,
         };
         int code, fd, waited = 0;
         pid_t pid;

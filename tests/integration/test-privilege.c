@@ -1,5 +1,6 @@
-/* Least privilege: a control client reaches only what it could reach itself (endpoints open with its rights), and --read-group may list and watch but not act. The clients run as uid 65534 through setpriv. */
+/* Least privilege: a control client reaches only what it could reach itself (endpoints open with its rights), --read-group may list and watch but not act (clients as uid 65534 through setpriv), and hybrid-vsock paths stay where they were confined. */
 #include <errno.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -204,12 +205,109 @@ static void test_read_group_may_list_and_wait_but_not_act(void **state)
         integ_result_done(&res);
 }
 
+/* The VM's directory swapped for a symlink after `vm add`: the daemon's unlink at `vm rm` goes
+ * through the directory it opened at add, not through the symlink. */
+static void test_hvsock_directory_swapped_for_a_symlink_is_not_followed(void **state)
+{
+        struct integ *t = *state;
+        char vms[INTEG_PATH_MAX], moved[INTEG_PATH_MAX], outside[INTEG_PATH_MAX], path[INTEG_PATH_MAX],
+             bridge[INTEG_PATH_MAX], decoy[INTEG_PATH_MAX];
+        struct integ_result res;
+        struct stat st;
+
+        snprintf(vms, sizeof(vms), "%s", integ_path(t, "vms"));
+        snprintf(moved, sizeof(moved), "%s", integ_path(t, "vms.moved"));
+        snprintf(outside, sizeof(outside), "%s", integ_path(t, "outside"));
+        snprintf(path, sizeof(path), "%s", integ_path(t, "vms/swap.vsock"));
+        snprintf(bridge, sizeof(bridge), "%s", integ_path(t, "vms.moved/swap.vsock_1073741824"));
+        snprintf(decoy, sizeof(decoy), "%s", integ_path(t, "outside/swap.vsock_1073741824"));
+        assert_int_equal(mkdir(vms, 0755), 0);
+        assert_int_equal(mkdir(outside, 0755), 0);
+        integ_cli(t, &res, NULL, "vm", "add", "swap", "--hvsock", path, NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+
+        assert_int_equal(rename(vms, moved), 0);
+        assert_int_equal(symlink(outside, vms), 0);
+        assert_int_equal(lstat(bridge, &st), 0);
+        assert_true(S_ISSOCK(st.st_mode));
+        integ_touch(decoy);
+        integ_cli(t, &res, NULL, "vm", "rm", "swap", NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        assert_int_equal(lstat(decoy, &st), 0);
+        assert_true(S_ISREG(st.st_mode));
+        assert_int_equal(lstat(bridge, &st), -1);
+
+        /* Added again by the swapped path, it resolves outside the root and is refused. */
+        assert_int_equal(rmdir(moved) == 0 || errno == ENOTEMPTY, 1);
+        assert_int_equal(unlink(vms), 0);
+        assert_int_equal(symlink("/etc", vms), 0);
+        integ_cli(t, &res, NULL, "vm", "add", "swap", "--hvsock", path, NULL);
+        assert_int_not_equal(res.code, 0);
+        integ_assert_contains(res.err, path);
+        integ_assert_contains(res.err, "--hvsock-root");
+        integ_result_done(&res);
+}
+
+/* vsockmuxd without --hvsock-root confines hybrid-vsock paths to its --state-dir. */
+static void test_hvsock_paths_default_to_the_state_dir(void **state)
+{
+        struct integ *t = *state;
+        char sock[INTEG_PATH_MAX], sdir[INTEG_PATH_MAX], inside[INTEG_PATH_MAX], log[INTEG_PATH_MAX];
+        char *daemon[] = { (char *)t->cfg->daemon, (char *)"--socket", sock, (char *)"--state-dir", sdir, NULL };
+        struct integ_result res = { 0 };
+        pid_t pid;
+        int code;
+
+        snprintf(sock, sizeof(sock), "%s", integ_path(t, "default.sock"));
+        snprintf(sdir, sizeof(sdir), "%s", integ_path(t, "default-state"));
+        snprintf(inside, sizeof(inside), "%s", integ_path(t, "default-state/vm.vsock"));
+        snprintf(log, sizeof(log), "%s", integ_path(t, "default.log"));
+        pid = integ_spawn(t, daemon, NULL, log, log);
+        for (int tries = 0;; tries++) {
+                char *argv[] = { (char *)t->cfg->cli, (char *)"--socket", sock, (char *)"vm", (char *)"ls", NULL };
+
+                integ_runv(t, &res, NULL, argv);
+                code = res.code;
+                integ_result_done(&res);
+                if (code == 0)
+                        break;
+                if (tries > 200)
+                        fail_msg("the second vsockmuxd never served %s", sock);
+                integ_sleep_ms(25);
+        }
+        {
+                char *argv[] = { (char *)t->cfg->cli, (char *)"--socket", sock, (char *)"vm", (char *)"add", (char *)"out",
+                                 (char *)"--hvsock", (char *)integ_hvsock(t, "out"), NULL };
+
+                integ_runv(t, &res, NULL, argv);
+                assert_int_not_equal(res.code, 0);
+                integ_assert_contains(res.err, integ_hvsock(t, "out"));
+                integ_assert_contains(res.err, "--state-dir");
+                integ_result_done(&res);
+        }
+        {
+                char *argv[] = { (char *)t->cfg->cli, (char *)"--socket", sock, (char *)"vm", (char *)"add", (char *)"in",
+                                 (char *)"--hvsock", inside, NULL };
+
+                integ_runv(t, &res, NULL, argv);
+                integ_assert_code(t, &res, 0);
+                integ_result_done(&res);
+        }
+        assert_int_equal(kill(pid, SIGTERM), 0);
+        assert_int_equal(integ_reap(t, pid, INTEG_WAIT_MS, &code), 0);
+        assert_int_equal(code, 0);
+}
+
 int main(int argc, char **argv)
 {
         struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_endpoints_open_with_the_callers_rights, priv_setup, priv_teardown),
                 cmocka_unit_test_setup_teardown(test_read_group_may_list_and_wait_but_not_act, priv_setup,
                                                 priv_teardown),
+                cmocka_unit_test(test_hvsock_directory_swapped_for_a_symlink_is_not_followed),
+                cmocka_unit_test(test_hvsock_paths_default_to_the_state_dir),
         };
 
         if (geteuid() != 0) {

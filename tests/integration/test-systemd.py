@@ -32,7 +32,7 @@ class Daemon:
         env["NOTIFY_SOCKET"] = self.notify_path
         if watchdog_usec:
             env["WATCHDOG_USEC"] = str(watchdog_usec)
-        argv = [daemon, "--state-dir", os.path.join(tmp, "state"), "--log-file", self.log] + list(args)
+        argv = [daemon, "--state-dir", os.path.join(tmp, "state"), "--hvsock-root", tmp, "--log-file", self.log] + list(args)
         pid = os.fork()
         if pid == 0:
             try:

@@ -68,7 +68,7 @@ virsh_dst() { timeout 30 virsh -q -c "$VM_TEST_DST_URI" "$@"; }
 
 start_daemon() {
         mkdir -p "$dir/$1"
-        "$daemon" --socket "$dir/$1.sock" --state-dir "$dir/$1" >"$dir/daemon-$1.log" 2>&1 &
+        "$daemon" --socket "$dir/$1.sock" --state-dir "$dir/$1" --hvsock-root "$dir" >"$dir/daemon-$1.log" 2>&1 &
         pids+=($!)
         wait_for "vsockmuxd $1" test -S "$dir/$1.sock"
 }
