@@ -1,5 +1,6 @@
 /* relay/stream.c: one stdio stream: guest socket <-> host endpoint through pool buffers, with backpressure,
  * counters, freeze/resume and guest replacement. */
+#include <assert.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,44 @@ enum stream_dst {
         DST_DISCARD,            /* no endpoint: count and tap only */
 };
 
+/* A stream's life. Freezing is asked by the owner and may meet an end (a guest that drops during a
+ * save): the DONE_ states keep both facts, so on_frozen still follows and a new guest finds the
+ * freeze where it was. Every change goes through stream_step(), whose table is the whole story. */
+enum stream_state {
+        STREAM_RUNNING,         /* relaying */
+        STREAM_FREEZING,        /* no new reads; on_frozen once nothing is in flight or held */
+        STREAM_FROZEN,          /* on_frozen reported; quiet until resume */
+        STREAM_DONE,            /* on_done reported; the endpoint, held bytes and counters wait for a new guest */
+        STREAM_DONE_FREEZING,
+        STREAM_DONE_FROZEN,
+        STREAM_FREED,           /* the owner let go: completions still land, nothing is reported */
+        _STREAM_STATE_MAX,
+        _STREAM_STATE_INVALID = -EINVAL,
+};
+
+enum stream_event {
+        STREAM_END,             /* on_done is about to be reported */
+        STREAM_FREEZE,          /* relay_stream_freeze() */
+        STREAM_QUIET,           /* a freeze found nothing in flight: on_frozen is about to be reported */
+        STREAM_RESUME,          /* relay_stream_resume() */
+        STREAM_NEW_GUEST,       /* relay_stream_replace_guest() on an ended stream */
+        STREAM_FREE,            /* relay_stream_free() */
+};
+
+/* One request kind's slot: each has at most one request in flight. */
+enum op_state {
+        OP_IDLE,
+        OP_ARMED,
+        OP_CANCELLING,          /* a cancel is out; the completion without F_MORE still comes */
+};
+
+/* The V4 resume header of the current guest connection. */
+enum hdr_state {
+        HDR_NONE,               /* done, or not asked for */
+        HDR_PENDING,            /* bytes of it left to send or receive; reads and writes wait */
+        HDR_ARMED,              /* a send or recv of it in flight */
+};
+
 struct stream_chunk {
         uint32_t bid;
         uint32_t off;
@@ -43,12 +82,13 @@ struct relay_stream {
 
         enum stream_src src;
         enum stream_dst dst;
+        enum stream_state state;
         struct relay_op rd_op, wr_op, hdr_op, hup_op;
-        bool rd_armed, wr_armed, hdr_armed;
+        enum op_state rd;
+        bool wr_armed;          /* writes are never cancelled but by relay_stream_free */
         /* stdin only: a poll for the guest hanging up while the endpoint is quiet */
-        bool hup_armed, hup_cancelled;
+        enum op_state hup;
         unsigned guest_gen, hup_gen;    /* a hang-up seen on a replaced guest is stale */
-        bool rd_cancelled;      /* a cancel for the armed read is out */
         bool rd_budget;         /* the armed recv carries a byte budget */
 
         /* held chunks, oldest first; the first wr_n of them are in the write in flight */
@@ -62,7 +102,7 @@ struct relay_stream {
 
         uint8_t hdr[8];
         unsigned hdr_off;
-        bool hdr_pending;
+        enum hdr_state hdr_state;
 
         struct relay_stream_counters c;
 
@@ -71,14 +111,67 @@ struct relay_stream {
         int src_error;          /* the reading side failed: reported once what was read is flushed */
         bool endpoint_dead;     /* writes to the endpoint failed: held bytes can't be delivered */
         int endpoint_error;     /* from-guest: why, reported once the guest's output ends */
-        bool src_eof;
-        bool done;
-        bool freezing;
-        bool frozen;
-        bool freed;
+        bool src_eof;           /* the reading side ended: what it read is still being delivered */
         bool check_queued;
         struct relay_buf_waiter buf_wait;
 };
+
+/* ---- state ---- */
+
+static enum stream_state stream_next(enum stream_state from, enum stream_event ev)
+{
+        switch (ev) {
+        case STREAM_END:
+                return from == STREAM_RUNNING ? STREAM_DONE :
+                       from == STREAM_FREEZING ? STREAM_DONE_FREEZING :
+                       from == STREAM_FROZEN ? STREAM_DONE_FROZEN : _STREAM_STATE_INVALID;
+        case STREAM_FREEZE:
+                return from == STREAM_RUNNING ? STREAM_FREEZING : _STREAM_STATE_INVALID;
+        case STREAM_QUIET:
+                return from == STREAM_FREEZING ? STREAM_FROZEN :
+                       from == STREAM_DONE_FREEZING ? STREAM_DONE_FROZEN : _STREAM_STATE_INVALID;
+        case STREAM_RESUME:
+                return from == STREAM_FREEZING || from == STREAM_FROZEN ? STREAM_RUNNING :
+                       from == STREAM_DONE_FREEZING || from == STREAM_DONE_FROZEN ? STREAM_DONE :
+                       _STREAM_STATE_INVALID;
+        case STREAM_NEW_GUEST:
+                return from == STREAM_DONE ? STREAM_RUNNING :
+                       from == STREAM_DONE_FREEZING ? STREAM_FREEZING :
+                       from == STREAM_DONE_FROZEN ? STREAM_FROZEN : _STREAM_STATE_INVALID;
+        case STREAM_FREE:
+                return from != STREAM_FREED ? STREAM_FREED : _STREAM_STATE_INVALID;
+        }
+        return _STREAM_STATE_INVALID;
+}
+
+/* Callers check first (the API returns its own -errno): a refused step is a bug in this file. */
+static void stream_step(struct relay_stream *s, enum stream_event ev)
+{
+        enum stream_state to = stream_next(s->state, ev);
+
+        assert(to >= 0);
+        s->state = to;
+}
+
+static bool stream_is_done(const struct relay_stream *s)
+{
+        return s->state == STREAM_DONE || s->state == STREAM_DONE_FREEZING || s->state == STREAM_DONE_FROZEN;
+}
+
+static bool stream_is_freezing(const struct relay_stream *s)
+{
+        return s->state == STREAM_FREEZING || s->state == STREAM_DONE_FREEZING;
+}
+
+static bool stream_is_frozen(const struct relay_stream *s)
+{
+        return s->state == STREAM_FROZEN || s->state == STREAM_DONE_FROZEN;
+}
+
+static bool stream_is_freed(const struct relay_stream *s)
+{
+        return s->state == STREAM_FREED;
+}
 
 static int src_fd(const struct relay_stream *s)
 {
@@ -129,8 +222,8 @@ static bool guest_is_src(const struct relay_stream *s)
 
 static bool rd_wanted(const struct relay_stream *s)
 {
-        return !s->rd_armed && !s->src_eof && !s->done && !s->freezing && !s->frozen && !s->freed &&
-               !s->hdr_pending && !relay_buf_waiter_waiting(&s->buf_wait) &&
+        return s->state == STREAM_RUNNING && s->rd == OP_IDLE && !s->src_eof && s->hdr_state == HDR_NONE &&
+               !relay_buf_waiter_waiting(&s->buf_wait) &&
                s->held_bytes < (size_t) s->r->cfg.stream_max_bufs * s->r->cfg.buf_size;
 }
 
@@ -185,16 +278,15 @@ static int rd_arm(struct relay_stream *s)
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = 0;
         relay_sqe_set_op(sqe, &s->rd_op);
-        s->rd_armed = true;
-        s->rd_cancelled = false;
+        s->rd = OP_ARMED;
         s->ref++;
         return 0;
 }
 
 static void rd_cancel(struct relay_stream *s)
 {
-        if (s->rd_armed && !s->rd_cancelled) {
-                s->rd_cancelled = true;
+        if (s->rd == OP_ARMED) {
+                s->rd = OP_CANCELLING;
                 (void) relay_cancel_op(s->r, &s->rd_op);
         }
 }
@@ -283,13 +375,13 @@ static int wr_kick(struct relay_stream *s)
         struct io_uring_sqe *sqe;
         unsigned n;
 
-        if (s->wr_armed || s->hdr_armed || s->hdr_pending || s->q_n == 0 || s->freed)
+        if (s->wr_armed || s->hdr_state != HDR_NONE || s->q_n == 0 || stream_is_freed(s))
                 return 0;
         if (s->endpoint_dead) {
                 q_release_all(s);
                 return 0;
         }
-        if (s->done && s->error != 0 && !guest_is_src(s))
+        if (stream_is_done(s) && s->error != 0 && !guest_is_src(s))
                 return 0;       /* the guest of a stdin stream is gone: keep the bytes for a redial */
         if (s->dst == DST_DISCARD) {
                 size_t held = s->held_bytes;
@@ -330,8 +422,7 @@ static int wr_kick(struct relay_stream *s)
 
 static bool hup_wanted(const struct relay_stream *s)
 {
-        return s->dir == RELAY_STREAM_TO_GUEST && s->guest_fd >= 0 && !s->hup_armed && !s->done && !s->freezing &&
-               !s->frozen && !s->freed;
+        return s->dir == RELAY_STREAM_TO_GUEST && s->guest_fd >= 0 && s->hup == OP_IDLE && s->state == STREAM_RUNNING;
 }
 
 /* A stdin stream otherwise only notices a vanished guest when it next has bytes to send; with a
@@ -348,8 +439,7 @@ static int hup_arm(struct relay_stream *s)
         /* POLLHUP is reported whatever the mask: the peer closed both directions. */
         io_uring_prep_poll_add(sqe, s->guest_fd, POLLHUP);
         relay_sqe_set_op(sqe, &s->hup_op);
-        s->hup_armed = true;
-        s->hup_cancelled = false;
+        s->hup = OP_ARMED;
         s->hup_gen = s->guest_gen;
         s->ref++;
         return 0;
@@ -357,8 +447,8 @@ static int hup_arm(struct relay_stream *s)
 
 static void hup_cancel(struct relay_stream *s)
 {
-        if (s->hup_armed && !s->hup_cancelled) {
-                s->hup_cancelled = true;
+        if (s->hup == OP_ARMED) {
+                s->hup = OP_CANCELLING;
                 (void) relay_cancel_op(s->r, &s->hup_op);
         }
 }
@@ -370,10 +460,10 @@ static void on_hup(struct relay *r, struct relay_op *op, int res, uint32_t flags
         struct relay_stream *s = container_of(op, struct relay_stream, hup_op);
         int k;
 
-        s->hup_armed = false;
-        if (s->freed)
+        s->hup = OP_IDLE;
+        if (stream_is_freed(s))
                 goto out;
-        if (res > 0 && (res & (POLLHUP | POLLERR)) && s->hup_gen == s->guest_gen && !s->done)
+        if (res > 0 && (res & (POLLHUP | POLLERR)) && s->hup_gen == s->guest_gen && !stream_is_done(s))
                 stream_dst_failed(s, -ECONNRESET);
         k = hup_arm(s);
         if (k < 0)
@@ -383,13 +473,13 @@ out:
         stream_unref(s);
 }
 
-/* ---- state ---- */
+/* ---- ends and freezes ---- */
 
 static void stream_done(struct relay_stream *s, int error)
 {
-        if (s->done || s->freed)
+        if (stream_is_done(s) || stream_is_freed(s))
                 return;
-        s->done = true;
+        stream_step(s, STREAM_END);
         rd_cancel(s);
         hup_cancel(s);
         relay_pool_unwait(&s->buf_wait);
@@ -405,7 +495,7 @@ static void stream_done(struct relay_stream *s, int error)
 /* The reading side failed (or EOF'd with an error): deliver what was read, then report. */
 static void stream_src_failed(struct relay_stream *s, int error)
 {
-        if (s->done || s->freed || s->src_eof)
+        if (stream_is_done(s) || stream_is_freed(s) || s->src_eof)
                 return;
         rd_cancel(s);
         relay_pool_unwait(&s->buf_wait);
@@ -417,7 +507,7 @@ static void stream_src_failed(struct relay_stream *s, int error)
  * guest (stdin): they stay held so a redialled guest still gets them. */
 static void stream_dst_failed(struct relay_stream *s, int error)
 {
-        if (s->freed)
+        if (stream_is_freed(s))
                 return;
         rd_cancel(s);
         relay_pool_unwait(&s->buf_wait);
@@ -450,8 +540,7 @@ static void stream_fail(struct relay_stream *s, int error)
 
 static void notify_frozen(struct relay_stream *s)
 {
-        s->freezing = false;
-        s->frozen = true;
+        stream_step(s, STREAM_QUIET);
         if (s->ops->on_frozen) {
                 s->ref++;
                 s->ops->on_frozen(s, s->userdata);
@@ -462,15 +551,14 @@ static void notify_frozen(struct relay_stream *s)
 /* Runs after every completion and deferred call: finishes freezes and EOFs once everything is flushed. */
 static void stream_check(struct relay_stream *s)
 {
-        bool quiet = !s->rd_armed && !s->wr_armed && !s->hdr_armed && s->q_n == 0;
+        bool quiet = s->rd == OP_IDLE && !s->wr_armed && s->hdr_state != HDR_ARMED && s->q_n == 0;
 
-        if (s->freed)
-                return;
-        if (s->freezing && quiet) {
+        if (stream_is_freezing(s) && quiet) {
                 notify_frozen(s);
                 return;
         }
-        if (s->done || !s->src_eof || !quiet || s->frozen || s->freezing)
+        /* The reading side ended and everything it read is delivered: report the end. */
+        if (s->state != STREAM_RUNNING || !s->src_eof || !quiet)
                 return;
         if (s->src_error) {
                 stream_done(s, s->src_error);
@@ -491,7 +579,7 @@ static void stream_check_deferred(void *userdata)
         struct relay_stream *s = userdata;
 
         s->check_queued = false;
-        if (!s->freed) {
+        if (!stream_is_freed(s)) {
                 int k = rd_arm(s);
                 if (k >= 0)
                         k = wr_kick(s);
@@ -534,16 +622,16 @@ static void on_read(struct relay *r, struct relay_op *op, int res, uint32_t flag
         int k;
 
         if (!more)
-                s->rd_armed = false;
+                s->rd = OP_IDLE;
         if (flags & IORING_CQE_F_BUFFER) {
                 unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
                 relay_pool_took(r);
-                if (res > 0 && !s->freed)
+                if (res > 0 && !stream_is_freed(s))
                         q_push(s, bid, (uint32_t) res);
                 else
                         relay_pool_put(r, bid);
         }
-        if (s->freed)
+        if (stream_is_freed(s))
                 goto out;
 
         if (res > 0) {
@@ -577,7 +665,7 @@ static void on_read(struct relay *r, struct relay_op *op, int res, uint32_t flag
         } else
                 stream_src_failed(s, res);
 
-        if (!s->rd_armed) {
+        if (s->rd == OP_IDLE) {
                 k = rd_arm(s);
                 if (k >= 0)
                         k = wr_kick(s);
@@ -598,7 +686,7 @@ static void on_write(struct relay *r, struct relay_op *op, int res, uint32_t fla
 
         s->wr_armed = false;
         s->wr_n = 0;
-        if (s->freed)
+        if (stream_is_freed(s))
                 goto out;
         if (res == 0)
                 res = -EPIPE;
@@ -634,7 +722,7 @@ static void hdr_prepare(struct relay_stream *s)
         for (unsigned i = 0; i < 8; i++)
                 s->hdr[i] = guest_is_src(s) ? (uint8_t) (count >> (8 * i)) : 0;
         s->hdr_off = 0;
-        s->hdr_pending = true;
+        s->hdr_state = HDR_PENDING;
 }
 
 /* stdin: the guest's count of what it received. Bytes sent before the reconnect that it never got
@@ -661,13 +749,13 @@ static void on_header(struct relay *r, struct relay_op *op, int res, uint32_t fl
         struct relay_stream *s = container_of(op, struct relay_stream, hdr_op);
         int k = 0;
 
-        s->hdr_armed = false;
-        if (s->freed)
+        s->hdr_state = HDR_PENDING;
+        if (stream_is_freed(s))
                 goto out;
         if (res > 0) {
                 s->hdr_off += (unsigned) res;
                 if (s->hdr_off >= sizeof(s->hdr)) {
-                        s->hdr_pending = false;
+                        s->hdr_state = HDR_NONE;
                         if (!guest_is_src(s) && (k = hdr_check_guest_count(s)) < 0) {
                                 stream_dst_failed(s, k);
                                 stream_check(s);
@@ -675,7 +763,7 @@ static void on_header(struct relay *r, struct relay_op *op, int res, uint32_t fl
                         }
                 }
         } else if (res != -EINTR && res != -EAGAIN) {
-                s->hdr_pending = false;
+                s->hdr_state = HDR_NONE;
                 res = res == 0 || res == -EPIPE ? -ECONNRESET : res;
                 if (guest_is_src(s))
                         stream_src_failed(s, res);
@@ -684,7 +772,7 @@ static void on_header(struct relay *r, struct relay_op *op, int res, uint32_t fl
                 stream_check(s);
                 goto out;
         }
-        if (s->hdr_pending)
+        if (s->hdr_state == HDR_PENDING)
                 k = hdr_kick(s);
         else {
                 k = rd_arm(s);
@@ -702,7 +790,7 @@ static int hdr_kick(struct relay_stream *s)
 {
         struct io_uring_sqe *sqe;
 
-        if (s->hdr_armed || !s->hdr_pending)
+        if (s->hdr_state != HDR_PENDING)
                 return 0;
         sqe = relay_get_sqe(s->r);
         if (!sqe)
@@ -712,7 +800,7 @@ static int hdr_kick(struct relay_stream *s)
         else
                 io_uring_prep_recv(sqe, s->guest_fd, s->hdr + s->hdr_off, sizeof(s->hdr) - s->hdr_off, 0);
         relay_sqe_set_op(sqe, &s->hdr_op);
-        s->hdr_armed = true;
+        s->hdr_state = HDR_ARMED;
         s->ref++;
         return 0;
 }
@@ -847,11 +935,11 @@ void relay_stream_get_held(const struct relay_stream *s, size_t *ret_bytes, unsi
 
 int relay_stream_freeze(struct relay_stream *s)
 {
-        if (s->freezing || s->frozen)
+        if (stream_is_freezing(s) || stream_is_frozen(s))
                 return -EALREADY;
-        if (s->done)
+        if (s->state != STREAM_RUNNING)
                 return -ESTALE;
-        s->freezing = true;
+        stream_step(s, STREAM_FREEZE);
         rd_cancel(s);
         hup_cancel(s);
         relay_pool_unwait(&s->buf_wait);
@@ -860,11 +948,20 @@ int relay_stream_freeze(struct relay_stream *s)
 
 int relay_stream_resume(struct relay_stream *s)
 {
-        if (!s->freezing && !s->frozen)
+        if (!stream_is_freezing(s) && !stream_is_frozen(s))
                 return -EINVAL;
-        s->freezing = false;
-        s->frozen = false;
+        stream_step(s, STREAM_RESUME);
         return stream_queue_check(s);
+}
+
+/* Frozen or ended, and nothing in flight on the guest connection. */
+static bool guest_replaceable(const struct relay_stream *s)
+{
+        if (!stream_is_frozen(s) && !stream_is_done(s))
+                return false;
+        if (s->hdr_state == HDR_ARMED)
+                return false;
+        return guest_is_src(s) ? s->rd == OP_IDLE : !s->wr_armed;
 }
 
 int relay_stream_replace_guest(struct relay_stream *s, int guest_fd, bool send_offset_header)
@@ -873,13 +970,7 @@ int relay_stream_replace_guest(struct relay_stream *s, int guest_fd, bool send_o
         enum stream_dst dst;
         int k;
 
-        if (!s->frozen && !s->done)
-                return -EBUSY;
-        if (s->rd_armed && guest_is_src(s))
-                return -EBUSY;
-        if (s->wr_armed && !guest_is_src(s))
-                return -EBUSY;
-        if (s->hdr_armed)
+        if (!guest_replaceable(s))
                 return -EBUSY;
         k = classify(guest_fd, &src, &dst);
         if (k < 0)
@@ -894,8 +985,8 @@ int relay_stream_replace_guest(struct relay_stream *s, int guest_fd, bool send_o
         s->guest_fd = guest_fd;
         s->guest_gen++;
         hup_cancel(s);
-        if (s->done) {
-                s->done = false;
+        if (stream_is_done(s)) {
+                stream_step(s, STREAM_NEW_GUEST);
                 s->error = 0;
                 if (guest_is_src(s)) {
                         s->src_eof = false;
@@ -913,9 +1004,7 @@ int relay_stream_replace_guest(struct relay_stream *s, int guest_fd, bool send_o
 
 int relay_stream_detach_guest(struct relay_stream *s)
 {
-        if (!s->frozen && !s->done)
-                return -EBUSY;
-        if (s->hdr_armed || (s->rd_armed && guest_is_src(s)) || (s->wr_armed && !guest_is_src(s)))
+        if (!guest_replaceable(s))
                 return -EBUSY;
         s->guest_fd = relay_close_fd(s->r, s->guest_fd);
         s->guest_gen++;
@@ -925,15 +1014,15 @@ int relay_stream_detach_guest(struct relay_stream *s)
 
 struct relay_stream *relay_stream_free(struct relay_stream *s)
 {
-        if (!s || s->freed)
+        if (!s || stream_is_freed(s))
                 return NULL;
-        s->freed = true;
+        stream_step(s, STREAM_FREE);
         s->r->n_streams--;
         relay_pool_unwait(&s->buf_wait);
         rd_cancel(s);
         if (s->wr_armed)
                 (void) relay_cancel_op(s->r, &s->wr_op);
-        if (s->hdr_armed)
+        if (s->hdr_state == HDR_ARMED)
                 (void) relay_cancel_op(s->r, &s->hdr_op);
         hup_cancel(s);
         /* In-flight requests hold their own file references until the cancels land. */
