@@ -7,7 +7,7 @@
 #define BRIDGE_CALLS_BUCKETS_MIN 64u
 
 struct bridge_calls_list {
-        struct bridge_call *head, *tail;
+        struct list_head head;  /* struct bridge_call.node, oldest first */
         size_t n;
 };
 
@@ -50,30 +50,22 @@ static size_t hash_id(uint64_t id, size_t n_buckets)
         return (size_t)((id * UINT64_C(0x9E3779B97F4A7C15)) >> 17) & (n_buckets - 1);
 }
 
-static void list_append(struct bridge_calls_list *l, struct bridge_call *c)
+/* A util/list.h list that also counts its entries. */
+static void calls_list_append(struct bridge_calls_list *l, struct bridge_call *c)
 {
-        c->next = NULL;
-        c->prev = l->tail;
-        if (l->tail)
-                l->tail->next = c;
-        else
-                l->head = c;
-        l->tail = c;
+        list_add_tail(&l->head, &c->node);
         l->n++;
 }
 
-static void list_remove(struct bridge_calls_list *l, struct bridge_call *c)
+static void calls_list_remove(struct bridge_calls_list *l, struct bridge_call *c)
 {
-        if (c->prev)
-                c->prev->next = c->next;
-        else
-                l->head = c->next;
-        if (c->next)
-                c->next->prev = c->prev;
-        else
-                l->tail = c->prev;
-        c->prev = c->next = NULL;
+        list_del(&c->node);
         l->n--;
+}
+
+static struct bridge_call *calls_list_first(const struct bridge_calls_list *l)
+{
+        return list_empty(&l->head) ? NULL : list_entry(l->head.next, struct bridge_call, node);
 }
 
 /* ---- hash ---- */
@@ -149,7 +141,7 @@ static void entry_unlink(struct bridge_calls *t, struct bridge_call *c)
 {
         hash_remove(t, c);
         heap_remove(&t->deadlines, &c->deadline);
-        list_remove(c->zombie ? &t->zombies : &t->live, c);
+        calls_list_remove(c->zombie ? &t->zombies : &t->live, c);
 }
 
 int bridge_calls_new(struct bridge_calls **ret)
@@ -158,6 +150,8 @@ int bridge_calls_new(struct bridge_calls **ret)
 
         if (!t)
                 return -ENOMEM;
+        list_init(&t->live.head);
+        list_init(&t->zombies.head);
         t->n_buckets = BRIDGE_CALLS_BUCKETS_MIN;
         t->buckets = calloc(t->n_buckets, sizeof(*t->buckets));
         if (!t->buckets) {
@@ -201,7 +195,7 @@ int bridge_calls_seed_next_id(struct bridge_calls *t, uint64_t next)
 static void forget_oldest_zombies(struct bridge_calls *t, size_t keep)
 {
         while (t->zombies.n > keep) {
-                struct bridge_call *z = t->zombies.head;
+                struct bridge_call *z = calls_list_first(&t->zombies);
                 entry_unlink(t, z);
                 call_free(z);
         }
@@ -241,7 +235,7 @@ static int entry_new(struct bridge_calls *t, uint64_t id, uint32_t type, uint32_
                 return -ENOMEM;
         }
         hash_insert(t, c);
-        list_append(&t->live, c);
+        calls_list_append(&t->live, c);
         *ret = c;
         return 0;
 }
@@ -340,7 +334,7 @@ void bridge_calls_complete(struct bridge_calls *t, struct bridge_call *c, const 
                 c->userdata = NULL;
                 /* Back in the hash: it is still found by id, as a zombie. */
                 hash_insert(t, c);
-                list_append(&t->zombies, c);
+                calls_list_append(&t->zombies, c);
                 forget_oldest_zombies(t, BRIDGE_CALLS_MAX_ZOMBIES);
         } else
                 call_free(c);
@@ -365,12 +359,13 @@ size_t bridge_calls_fail_all(struct bridge_calls *t, enum bridge_status status, 
                 .message = message,
                 .exit_code = -1,
         };
+        struct bridge_call *c;
         size_t n = 0;
 
         if (!keep_zombies)
                 forget_oldest_zombies(t, 0);
-        while (t->live.head) {
-                bridge_calls_complete(t, t->live.head, &res, keep_zombies);
+        while ((c = calls_list_first(&t->live))) {
+                bridge_calls_complete(t, c, &res, keep_zombies);
                 n++;
         }
         return n;
@@ -414,13 +409,17 @@ size_t bridge_calls_zombie_count(const struct bridge_calls *t)
 int bridge_calls_list(const struct bridge_calls *t, uint32_t type, uint64_t **ret_ids, size_t *ret_n)
 {
         uint64_t *ids = malloc((t->live.n ? t->live.n : 1) * sizeof(*ids));
+        struct list_head *e;
         size_t n = 0;
 
         if (!ids)
                 return -ENOMEM;
-        for (struct bridge_call *c = t->live.head; c; c = c->next)
+
+        list_for_each(e, &t->live.head) {
+                const struct bridge_call *c = list_entry(e, struct bridge_call, node);
                 if (type == 0 || c->type == type)
                         ids[n++] = c->id;
+        }
         *ret_ids = ids;
         *ret_n = n;
         return 0;

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "util/heap.h"
+#include "util/list.h"
 #include "util/macro.h"
 
 struct bridge_response;
@@ -67,7 +68,7 @@ struct bridge_call {
         /* table bookkeeping */
         bool zombie;
         struct bridge_call *hash_next;
-        struct bridge_call *prev, *next; /* live list (oldest first) or zombie list */
+        struct list_head node;    /* live list (oldest first) or zombie list */
 };
 
 struct bridge_calls;
