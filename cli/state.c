@@ -41,6 +41,10 @@ int cli_save(struct cli *cli, int argc, char **argv)
                                  out, strerror(-r), req.vm);
         }
         printf("saved %s: %u processes, %zu bytes to %s\n", req.vm, resp->processes, resp->state.len, out);
+        for (size_t i = 0; i < resp->n_output_lost_pids; i++)
+                fprintf(stderr, "vsockmux: save: process %u: its output after the save will not reach the destination "
+                                "(without the resume extension, hcsshim's guest redials only a container's init)\n",
+                        resp->output_lost_pids[i]);
         vsockmux_message_free(&resp->base);
         return 0;
 }

@@ -202,6 +202,16 @@ void vmm_process_maybe_report(struct vmm_process *p)
         for (int k = VMM_STDOUT; k < _VMM_STREAM_KIND_MAX; k++) {
                 struct vmm_stream *s = &p->streams[k];
 
+                if (s->port != 0 && !s->done && s->no_redial && !s->stream) {
+                        /* Nothing is connected and nothing will dial: waiting could only time out. */
+                        log_info("vm %s: process %u: %s was not dialled again after the move (without the "
+                                 "resume extension, hcsshim's guest redials only a container's init); not waiting for it", p->vm->name, p->pid,
+                                 stream_names[k]);
+                        vmm_stream_release(s);
+                        s->done = true;
+                        s->error = -ENOTCONN;
+                        continue;
+                }
                 if (s->port != 0 && !s->done) {
                         /* The guest reports the exit only after its relays drained, so EOF is near;
                          * a bound keeps a wedged stream from hiding the exit for ever. */
@@ -597,6 +607,29 @@ int vmm_process_open_endpoints(struct vmm_process *p, const struct vmm_exec_para
         return 0;
 }
 
+/* A container's first exec is its init (the guest's rule too). Only the processes still remembered
+ * are looked at: an init long gone and pruned ended its container anyway. */
+static bool process_is_container_init(struct vmm_vm *vm, const char *container_id)
+{
+        struct list_head *pos;
+
+        if (!container_id || !container_id[0])
+                return false;
+        list_for_each(pos, &vm->processes)
+                if (strcmp(list_entry(pos, struct vmm_process, link)->container_id, container_id) == 0)
+                        return false;
+        return true;
+}
+
+bool vmm_stream_redial_expected(const struct vmm_stream *s)
+{
+        struct vmm_process *p = s->process;
+
+        /* With the resume extension every stream comes back; hcsshim's guest redials only a
+         * container init's stdout and stderr (internal/guest/runtime/hcsv2). */
+        return p->vm->stdio_resume || p->container_init;
+}
+
 int vmm_process_new(struct vmm_vm *vm, const struct vmm_exec_params *params, struct vmm_process **ret)
 {
         struct vmm_process *p = calloc(1, sizeof(*p));
@@ -605,6 +638,7 @@ int vmm_process_new(struct vmm_vm *vm, const struct vmm_exec_params *params, str
         if (!p)
                 return -ENOMEM;
         p->vm = vm;
+        p->container_init = process_is_container_init(vm, params->container_id);
         list_init(&p->waiters);
         list_add_tail(&vm->processes, &p->link);
         vm->n_processes++;
@@ -753,6 +787,8 @@ void vmm_process_get_info(const struct vmm_process *p, struct vmm_process_info *
                         relay_stream_get_counters(s->stream, &c);
                 i.ports[k] = s->port;
                 i.bytes[k] = k == VMM_STDIN ? c.tx_guest : c.tx_endpoint;
+                if (k != VMM_STDIN && s->port != 0 && !p->exit_reported && !vmm_stream_redial_expected(s))
+                        i.output_lost_on_move = true;
         }
         *ret = i;
 }

@@ -98,6 +98,7 @@ static int restore_process(struct vmm_vm *vm, const Vsockmux__State__Process *sp
         }
         p->pid = sp->pid;
         p->state = VMM_PROCESS_RUNNING;
+        p->container_init = sp->container_init;
         r = vmm_process_open_endpoints(p, &params, err, errlen);
         if (r < 0) {
                 vmm_process_free(p);
@@ -203,6 +204,7 @@ static int restore_adopt(struct vmm_vm *vm, const Vsockmux__State__Vm *sv, char 
 
                         if (s->port == 0 || s->done)
                                 continue;
+                        s->no_redial = k != VMM_STDIN && !vmm_stream_redial_expected(s);
                         r = vmm_stream_listen(s);
                         if (r < 0) {
                                 snprintf(err, errlen, "pid %u: cannot listen on %s port 0x%08x: %s", p->pid,

@@ -145,6 +145,7 @@ static int save_build(struct vmm_vm *vm, struct save_buf *b)
                         o->exit_message = (char *)p->exit.message;
                 }
                 o->wait_call_id = p->wait_outstanding ? p->wait_call_id : 0;
+                o->container_init = p->container_init;
                 o->streams = &b->stream_ptrs[si];
                 for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
                         struct vmm_stream *s = &p->streams[k];

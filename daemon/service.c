@@ -466,6 +466,7 @@ static int on_ps(struct control_call *call, const ProtobufCMessage *request, voi
                 o->n_argv = pi.n_argv;
                 o->state = (Vsockmux__V1__ProcessState)(pi.state == VMM_PROCESS_PENDING ? VMM_PROCESS_STARTING
                                                                                         : pi.state);
+                o->output_lost_on_move = pi.output_lost_on_move;
                 o->stdin_port = pi.ports[VMM_STDIN];
                 o->stdout_port = pi.ports[VMM_STDOUT];
                 o->stderr_port = pi.ports[VMM_STDERR];
@@ -713,32 +714,72 @@ static int on_publish_migration_event(struct control_call *call, const ProtobufC
 
 /* ---- save, restore, resume ---- */
 
+/* A save in flight: the processes whose output will not follow, listed when it was asked for. */
+struct save_call {
+        struct control_call *call;
+        uint32_t *lost;
+        size_t n_lost;
+};
+
 static void on_saved(int error, const char *message, const uint8_t *blob, size_t len, unsigned n_processes,
                      void *userdata)
 {
-        struct control_call *call = userdata;
+        struct save_call *sc = userdata;
         Vsockmux__V1__SaveResponse resp = VSOCKMUX__V1__SAVE_RESPONSE__INIT;
 
-        if (error < 0) {
-                control_call_fail(call, control_code_from_errno(error), "save: %s", message);
-                return;
+        if (error < 0)
+                control_call_fail(sc->call, control_code_from_errno(error), "save: %s", message);
+        else {
+                resp.state.data = (uint8_t *)blob;
+                resp.state.len = len;
+                resp.processes = n_processes;
+                resp.output_lost_pids = sc->lost;
+                resp.n_output_lost_pids = sc->n_lost;
+                control_call_reply(sc->call, &resp.base);
         }
-        resp.state.data = (uint8_t *)blob;
-        resp.state.len = len;
-        resp.processes = n_processes;
-        control_call_reply(call, &resp.base);
+        free(sc->lost);
+        free(sc);
+}
+
+static int save_call_new(struct control_call *call, struct vmm_vm *vm, struct save_call **ret)
+{
+        struct save_call *sc = calloc(1, sizeof(*sc));
+        size_t n = vmm_vm_process_count(vm);
+
+        if (!sc || !(sc->lost = calloc(n + 1, sizeof(*sc->lost)))) {
+                free(sc);
+                return -ENOMEM;
+        }
+        sc->call = call;
+        for (struct vmm_process *p = vmm_process_next(vm, NULL); p && sc->n_lost < n; p = vmm_process_next(vm, p)) {
+                struct vmm_process_info pi;
+
+                vmm_process_get_info(p, &pi);
+                if (pi.output_lost_on_move)
+                        sc->lost[sc->n_lost++] = pi.pid;
+        }
+        *ret = sc;
+        return 0;
 }
 
 static int on_save(struct control_call *call, const ProtobufCMessage *request, void *userdata)
 {
         REQ(Vsockmux__V1__SaveRequest, request);
         struct vmm_vm *vm = service_vm(call, userdata, req->vm);
+        struct save_call *sc = NULL;
         char err[256] = "";
         int r;
 
         if (!vm)
                 return 0;
-        r = vmm_save(vm, on_saved, call, err, sizeof(err));
+        r = save_call_new(call, vm, &sc);
+        if (r < 0)
+                return r;
+        r = vmm_save(vm, on_saved, sc, err, sizeof(err));
+        if (r < 0) {
+                free(sc->lost);
+                free(sc);
+        }
         if (r < 0)
                 return control_call_fail(call, r == -ENOMEM ? CONTROL_CODE_RESOURCE_EXHAUSTED
                                                             : CONTROL_CODE_FAILED_PRECONDITION,

@@ -76,6 +76,8 @@ struct vmm_stream {
         struct relay_stream_counters counters;  /* the last known, kept after the stream is gone */
         bool done;
         int error;
+        bool no_redial;                 /* restored without the resume extension, not a container's init:
+                                         * hcsshim's guest will not dial it again */
 };
 
 struct vmm_waiter {
@@ -108,6 +110,7 @@ struct vmm_process {
         vmm_started_fn started_fn;
         void *started_userdata;
         bool in_exec;                   /* ExecuteProcess outstanding: its callback holds a pointer */
+        bool container_init;            /* the first process exec'd in its container (hcsshim redials its stdio) */
         int killed_by;                  /* the last signal Kill delivered (guest said OK); 0 = none */
         uint64_t killed_at_ns;          /* when, on the relay's clock */
 };
@@ -129,6 +132,8 @@ unsigned vmm_streams_held_bound(struct vmm *m);
 /* Listens once on the stream's port; the connection starts a new relay stream from s->counters, or
  * resumes s->stream when one was kept across a save. */
 int vmm_stream_listen(struct vmm_stream *s);
+/* After a restore: whether the guest will dial this stream again (see vmm_stream.no_redial). */
+bool vmm_stream_redial_expected(const struct vmm_stream *s);
 void vmm_stream_release(struct vmm_stream *s);
 
 /* vmm.c, for restore.c: a VM is allocated, filled, given its bridge, then published. */

@@ -187,6 +187,7 @@ struct vmm_process_info {
         const char *attach_path;                /* NULL until vmm_process_attach_listen() opened it */
         unsigned attach_clients;                /* connected to the attach socket now */
         unsigned attach_max_clients;
+        bool output_lost_on_move;               /* the guest will not redial its stdout/stderr after a save */
 };
 void vmm_process_get_info(const struct vmm_process *p, struct vmm_process_info *ret);
 /* Opens the process's attach socket (conmon format) on first use; 0 when it is open. -ENOENT

@@ -406,6 +406,10 @@ int sim_process_start(struct sim *s, const struct bridge_request *req, bool resu
         s->n_processes++;
         s->n_threads++;
         pthread_mutex_unlock(&s->lock);
+        /* Before the reaper exists: it frees the streams. */
+        if (sim_upstream(s) && !p->is_init)
+                for (int i = SIM_STREAM_STDOUT; i < _SIM_STREAM_MAX; i++)
+                        sim_stream_forbid_redial(p->streams[i]);
 
         *rp = (struct sim_reaper) { .s = s, .p = p };
         r = sim_thread_start(NULL, process_reaper, rp);

@@ -87,7 +87,10 @@ static int stream_output_handshake(struct sim_stream *st, struct sim_conn *c, bo
         int r;
 
         if (!st->resume) {
-                *sent = ring->head;
+                /* Ours replays its whole window (H6); hcsshim's guest goes on with what it had
+                 * not written yet, losing what died in the old connection's queues. */
+                if (first || !sim_upstream(st->s))
+                        *sent = ring->head;
                 if (!first && ring->tail > ring->head)
                         log_info("pid %d %s: replaying the last %" PRIu64 " bytes (duplicates possible)",
                                  (int)st->pid, stream_names[st->kind], ring->tail - ring->head);
@@ -130,6 +133,25 @@ static bool stream_errno_is_break(int err)
 {
         /* Anything else (EIO, ...) also ends the connection; only EAGAIN/EINTR mean "try again". */
         return err != EAGAIN && err != EINTR;
+}
+
+static bool stream_redial_forbidden(struct sim_stream *st)
+{
+        bool forbidden;
+
+        pthread_mutex_lock(&st->s->lock);
+        forbidden = st->no_redial;
+        pthread_mutex_unlock(&st->s->lock);
+        return forbidden;
+}
+
+void sim_stream_forbid_redial(struct sim_stream *st)
+{
+        if (!st)
+                return;
+        pthread_mutex_lock(&st->s->lock);
+        st->no_redial = true;
+        pthread_mutex_unlock(&st->s->lock);
 }
 
 static void stream_output_run(struct sim_stream *st)
@@ -218,6 +240,13 @@ static void stream_output_run(struct sim_stream *st)
                                 broken = true;
                                 why = strerror(errno);
                         }
+                }
+                if (broken && stream_redial_forbidden(st)) {
+                        log_info("pid %d %s: connection lost (%s); hcsshim's guest redials only a container's "
+                                 "init: the relay ends", (int)st->pid, stream_names[st->kind], why ?: "dropped");
+                        /* The process now sees EPIPE, as with a relay that ended upstream. */
+                        st->pipe_fd = safe_close(st->pipe_fd);
+                        break;
                 }
                 if (broken) {
                         if (sim_conn_dropped(s, c))

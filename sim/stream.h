@@ -25,6 +25,7 @@ struct sim_stream {
         int pipe_fd;
         struct sim_conn *conn; /* stdin: replaced under s->lock so the reaper can shut it down */
         bool input_closed;     /* stdin: the process exited; guarded by s->lock */
+        bool no_redial;        /* upstream, not a container's init: a lost connection ends the relay; guarded by s->lock */
         pthread_t thread;
         struct sim_ring ring; /* stdout/stderr: the replay window */
 };
@@ -32,6 +33,9 @@ struct sim_stream {
 /* Starts the relay thread. Takes conn and pipe_fd on success only. */
 int sim_stream_start(struct sim *s, enum sim_stream_kind kind, pid_t pid, uint32_t port, bool resume,
                      struct sim_conn *conn, int pipe_fd, struct sim_stream **ret);
+/* hcsshim's guest redials only a container init's stdio: for any other process a lost
+ * connection ends the relay (upstream fidelity). */
+void sim_stream_forbid_redial(struct sim_stream *st);
 /* stdin at process exit: closes the read side and stops redialling (H5). */
 void sim_stream_close_input(struct sim_stream *st);
 /* Waits for the relay to finish (drained and closed, or the sim stopping) and frees it. */

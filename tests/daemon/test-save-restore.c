@@ -36,6 +36,7 @@ struct fixture {
         struct relay *r;
         struct vmm *a, *b;
         pid_t sim;
+        bool upstream; /* the simulator plays hcsshim's guest (--fidelity upstream) */
 };
 
 /* Runs the loop until *flag is nonzero; fails the test past WAIT_NS. */
@@ -60,7 +61,8 @@ static void run_for(struct fixture *f, uint64_t ns)
 
 static void sim_start(struct fixture *f, bool resume)
 {
-        char *argv[] = { (char *)sim_path(), "--hvsock", f->transport.uds_path, resume ? NULL : "--no-resume", NULL };
+        char *argv[] = { (char *)sim_path(), "--hvsock", f->transport.uds_path,
+                         f->upstream ? "--fidelity=upstream" : resume ? NULL : "--no-resume", NULL };
 
         assert_int_equal(posix_spawn(&f->sim, argv[0], NULL, NULL, argv, environ), 0);
 }
@@ -342,6 +344,47 @@ static void test_exit_during_blackout_is_caught_by_the_probe(void **state)
         free(sv.blob);
 }
 
+/* hcsshim's guest never redials an exec's stdio after a move. The destination waits for no stream
+ * that has no connection and no redial coming: with a drain timeout longer than the test's own
+ * wait, the exit arrives only through that branch. */
+static void test_upstream_stream_not_redialled_does_not_hold_the_exit(void **state)
+{
+        struct fixture *f = *state;
+        char out_a[128], out_b[128], state_c[128];
+        struct vmm_config cfg;
+        struct vmm_vm *vm, *vc;
+        struct vmm_restore_io io = { 0 };
+        struct exited ex = { 0 };
+        struct vmm *c = NULL;
+        struct saved sv;
+        char err[256] = "";
+        uint32_t pid;
+
+        f->upstream = true;
+        snprintf(out_a, sizeof(out_a), "%s/out-a", f->dir);
+        snprintf(out_b, sizeof(out_b), "%s/out-b", f->dir);
+        snprintf(state_c, sizeof(state_c), "%s/c", f->dir);
+        vmm_config_default(&cfg);
+        cfg.state_dir = state_c;
+        cfg.drain_timeout_ns = 3600ull * 1000000000ull;
+        assert_int_equal(vmm_new(f->r, &cfg, NULL, NULL, &c), 0);
+
+        vm = add_vm_connected(f, false);
+        pid = exec_ok(f, vm, "echo started; sleep 1; exit 5", out_a);
+        wait_for_output(f, out_a, 8);
+        sv = save_vm(f, vm);
+        run_for(f, 300ull * 1000000ull);
+        io = (struct vmm_restore_io) { .pid = pid, .path = { NULL, out_b, NULL } };
+        if (vmm_restore(c, sv.blob, sv.len, NULL, NULL, &io, 1, &vc, err, sizeof(err)) < 0)
+                fail_msg("restore failed: %s", err);
+        wait_exit(f, vc, pid, &ex);
+        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
+        assert_int_equal(ex.exit.code, 5);
+        assert_int_equal(file_size(out_b), 0);
+        free(sv.blob);
+        vmm_free(c);
+}
+
 static void test_new_exec_after_restore_never_reuses_a_port(void **state)
 {
         struct fixture *f = *state;
@@ -590,6 +633,8 @@ int main(void)
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_legacy_guest_loses_nothing_and_may_duplicate, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_exit_during_blackout_is_caught_by_the_probe, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_upstream_stream_not_redialled_does_not_hold_the_exit, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_new_exec_after_restore_never_reuses_a_port, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_resume_on_the_source_rolls_back_a_save, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_restore_refuses_endpoints_that_do_not_match_before_listening,

@@ -126,6 +126,43 @@ static void test_kill_outside_a_container(void **state)
         json_object_put(all);
 }
 
+/* Before a move, ps and save name the processes whose output will not follow it with this guest. */
+static void test_save_names_output_that_will_not_follow(void **state)
+{
+        struct integ *t = *state;
+        struct integ_result res;
+        struct json_object *all, *p;
+        char out[INTEG_PATH_MAX], state_file[INTEG_PATH_MAX], pid_s[32], want[64];
+        bool lost = !t->cfg->resume; /* without the resume extension: hcsshim's rule */
+        long pid;
+
+        integ_vm_with_sim(t, "demo");
+        snprintf(out, sizeof(out), "%s", integ_path(t, "out"));
+        snprintf(state_file, sizeof(state_file), "%s", integ_path(t, "demo.state"));
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--stdout", out, "--", "sh", "-c", integ_alive_loop(t),
+                  NULL);
+        integ_assert_code(t, &res, 0);
+        pid = strtol(res.out, NULL, 10);
+        integ_result_done(&res);
+        snprintf(pid_s, sizeof(pid_s), "%ld", pid);
+        p = integ_ps_find(t, "demo", pid, &all);
+        assert_non_null(p);
+        assert_int_equal(json_object_object_get_ex(p, "output_lost_on_move", NULL), lost);
+        json_object_put(all);
+
+        integ_cli(t, &res, NULL, "save", "demo", "--out", state_file, NULL);
+        integ_assert_code(t, &res, 0);
+        snprintf(want, sizeof(want), "process %ld: its output after the save", pid);
+        if (lost)
+                integ_assert_contains(res.err, want);
+        else
+                assert_string_equal(res.err, "");
+        integ_result_done(&res);
+        integ_cli(t, &res, NULL, "resume", "demo", NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+}
+
 int main(int argc, char **argv)
 {
         struct CMUnitTest tests[] = {
@@ -133,6 +170,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_signal_death_is_never_lost),
                 cmocka_unit_test(test_kill_in_a_container_names_the_signal),
                 cmocka_unit_test(test_kill_outside_a_container),
+                cmocka_unit_test(test_save_names_output_that_will_not_follow),
         };
 
         return integ_run("integration-guest-compat", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
