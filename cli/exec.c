@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/tty.h"
 
 #define CLI_EXEC_MAX_ENV 4096u
 #define CLI_EXEC_MAX_ARGV 4096u
@@ -66,8 +67,11 @@ struct exec_ctx {
         uint32_t pid;           /* once RUNNING */
         int code;               /* once DONE */
         bool sig_proxy;
-        int sfd;                /* signalfd of exec_proxied_signals */
-        struct vsockmux_client *kill_client;
+        bool terminal;          /* --tty: a console in the guest, ours in raw mode */
+        bool winch_pending;     /* our size changed while STARTING */
+        struct cli_tty tty;
+        int sfd;                /* signalfd of exec_proxied_signals (and SIGWINCH with --tty) */
+        struct vsockmux_client *side_client;     /* Kill and Resize while Exec or Wait is in flight */
         char dir[PATH_MAX];
         struct exec_stream s[_STREAM_MAX];
         bool stdin_eof;
@@ -170,8 +174,9 @@ static int listen_stream(struct exec_ctx *x, unsigned i)
 
 static void exec_ctx_done(struct exec_ctx *x)
 {
+        cli_tty_restore(&x->tty);
         x->sfd = safe_close(x->sfd);
-        x->kill_client = vsockmux_client_free(x->kill_client);
+        x->side_client = vsockmux_client_free(x->side_client);
         for (unsigned i = 0; i < _STREAM_MAX; i++) {
                 struct exec_stream *s = &x->s[i];
 
@@ -296,40 +301,67 @@ static int exec_signals_open(struct exec_ctx *x)
         sigemptyset(&mask);
         for (unsigned i = 0; i < ELEMENTSOF(exec_proxied_signals); i++)
                 sigaddset(&mask, exec_proxied_signals[i]);
+        if (x->terminal)
+                sigaddset(&mask, SIGWINCH);
         if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
                 return -errno;
         x->sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
         return x->sfd < 0 ? -errno : 0;
 }
 
-/* Kill goes over a second connection: the first one is read for one call at a time (Exec, then
- * Wait), and vsockmux_client_recv skips frames of other calls. */
-static void exec_forward_signal(struct exec_ctx *x, int sig)
+/* Kill and Resize go over a second connection: the first one is read for one call at a time
+ * (Exec, then Wait), and vsockmux_client_recv skips frames of other calls. A failure is said and
+ * the relay goes on: the process keeps running either way. */
+static void exec_side_call(struct exec_ctx *x, const char *method, const ProtobufCMessage *req,
+                           const ProtobufCMessageDescriptor *resp_desc, const char *what)
 {
-        Vsockmux__V1__KillRequest req = VSOCKMUX__V1__KILL_REQUEST__INIT;
-        char why[VSOCKMUX_STATUS_MESSAGE_MAX + 128];
+        char full[256], why[VSOCKMUX_STATUS_MESSAGE_MAX + 128];
         struct vsockmux_status st = {};
         ProtobufCMessage *m = NULL;
         int r;
 
-        if (!x->kill_client) {
-                r = vsockmux_client_connect(x->cli->socket, &x->kill_client);
+        if (!x->side_client) {
+                r = vsockmux_client_connect(x->cli->socket, &x->side_client);
                 if (r < 0) {
-                        cli_error(x->cli, "cannot forward SIG%s: %s", cli_signal_name(sig) ?: "?", strerror(-r));
+                        cli_error(x->cli, "cannot %s: %s", what, strerror(-r));
                         return;
                 }
         }
+        snprintf(full, sizeof(full), "%s/%s", VSOCKMUX_SERVICE, method);
+        r = vsockmux_client_call(x->side_client, full, req, resp_desc, &m, &st);
+        vsockmux_message_free(m);
+        if (r < 0) {
+                cli_describe_failure(x->cli, r, &st, why, sizeof(why));
+                cli_error(x->cli, "cannot %s: %s", what, why);
+        }
+}
+
+static void exec_forward_signal(struct exec_ctx *x, int sig)
+{
+        Vsockmux__V1__KillRequest req = VSOCKMUX__V1__KILL_REQUEST__INIT;
+        char what[64];
+
         req.vm = x->vm;
         req.pid = x->pid;
         req.signal = sig;
-        r = vsockmux_client_call(x->kill_client, VSOCKMUX_METHOD("Kill"), &req.base,
-                                &vsockmux__v1__kill_response__descriptor, &m, &st);
-        vsockmux_message_free(m);
-        if (r < 0) {
-                /* The process keeps running: say so and keep relaying it. */
-                cli_describe_failure(x->cli, r, &st, why, sizeof(why));
-                cli_error(x->cli, "cannot forward SIG%s: %s", cli_signal_name(sig) ?: "?", why);
-        }
+        snprintf(what, sizeof(what), "forward SIG%s", cli_signal_name(sig) ?: "?");
+        exec_side_call(x, "Kill", &req.base, &vsockmux__v1__kill_response__descriptor, what);
+}
+
+/* SIGWINCH: the console in the guest takes our new size. */
+static void exec_send_resize(struct exec_ctx *x)
+{
+        Vsockmux__V1__ResizeRequest req = VSOCKMUX__V1__RESIZE_REQUEST__INIT;
+        uint16_t h, w;
+
+        x->winch_pending = false;
+        if (cli_tty_size(STDIN_FILENO, &h, &w) < 0 && cli_tty_size(STDOUT_FILENO, &h, &w) < 0)
+                return;
+        req.vm = x->vm;
+        req.pid = x->pid;
+        req.height = h;
+        req.width = w;
+        exec_side_call(x, "Resize", &req.base, &vsockmux__v1__resize_response__descriptor, "resize the console");
 }
 
 /* Returns an exit code to end with, or -1 to carry on. */
@@ -341,6 +373,13 @@ static int exec_on_signal(struct exec_ctx *x)
         if (read(x->sfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
                 return -1;
         sig = (int)si.ssi_signo;
+        if (sig == SIGWINCH) {
+                if (x->phase == EXEC_STARTING)
+                        x->winch_pending = true;
+                else if (x->phase == EXEC_RUNNING)
+                        exec_send_resize(x);
+                return -1;
+        }
         /* Before the pid is known there is nothing to forward to, and the Exec may hang on a guest
          * that never connects: the CLI ends, honestly. */
         if (!x->sig_proxy || x->phase == EXEC_STARTING) {
@@ -369,6 +408,8 @@ static int exec_on_started(struct exec_ctx *x, Vsockmux__V1__ExecResponse *resp)
                 return CLI_EXIT_STATUS_LOST;
         }
         x->phase = EXEC_RUNNING;
+        if (x->winch_pending)
+                exec_send_resize(x);
         return -1;
 }
 
@@ -508,6 +549,21 @@ static int exec_attached(struct exec_ctx *x, Vsockmux__V1__ExecRequest *req)
                 return CLI_EXIT_EXEC_FAILED;
         }
         x->vm = req->vm;
+        if (x->terminal) {
+                uint16_t h, w;
+
+                if (cli_tty_size(STDIN_FILENO, &h, &w) == 0 || cli_tty_size(STDOUT_FILENO, &h, &w) == 0) {
+                        req->console_height = h;
+                        req->console_width = w;
+                }
+                /* Raw: Ctrl-C, Ctrl-Z and the rest reach the console in the guest as bytes, and
+                 * its line discipline (not ours) echoes and edits. Restored in exec_ctx_done(). */
+                r = cli_tty_make_raw(STDIN_FILENO, &x->tty);
+                if (r < 0) {
+                        cli_error(cli, "cannot put this terminal in raw mode: %s", strerror(-r));
+                        return CLI_EXIT_EXEC_FAILED;
+                }
+        }
         req->detach = true;
         r = vsockmux_client_send(cli->client, VSOCKMUX_METHOD("Exec"), &req->base, 0, 0, &x->sid);
         if (r < 0) {
@@ -541,23 +597,30 @@ static int exec_attached(struct exec_ctx *x, Vsockmux__V1__ExecRequest *req)
         }
 }
 
+/* Long options without a short one. */
+enum {
+        OPT_STDIN = 0x100,
+        OPT_TIMEOUT,
+};
+
 int cli_exec(struct cli *cli, int argc, char **argv)
 {
         static const struct option options[] = {
                 { "container", required_argument, NULL, 'c' },
                 { "env", required_argument, NULL, 'e' },
                 { "cwd", required_argument, NULL, 'w' },
-                { "stdin", required_argument, NULL, 'i' },
+                { "stdin", required_argument, NULL, OPT_STDIN },
                 { "stdout", required_argument, NULL, 'o' },
                 { "stderr", required_argument, NULL, 'E' },
                 { "detach", no_argument, NULL, 'd' },
-                { "timeout", required_argument, NULL, 't' },
+                { "timeout", required_argument, NULL, OPT_TIMEOUT },
+                { "tty", no_argument, NULL, 't' },
                 { "json", no_argument, NULL, 'j' },
                 { "sig-proxy", optional_argument, NULL, 'S' },
                 {}
         };
         Vsockmux__V1__ExecRequest req = VSOCKMUX__V1__EXEC_REQUEST__INIT;
-        struct exec_ctx x = { .cli = cli, .sig_proxy = true, .sfd = -1 };
+        struct exec_ctx x = { .cli = cli, .sig_proxy = true, .sfd = -1, .tty = { .fd = -1 } };
         _cleanup_free_ char **env = NULL;
         size_t n_env = 0;
         uint32_t timeout = 0;
@@ -568,7 +631,7 @@ int cli_exec(struct cli *cli, int argc, char **argv)
                 x.s[i].listen_fd = x.s[i].conn_fd = -1;
 
         optind = 0;
-        while ((c = getopt_long(argc, argv, ":", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, ":t", options, NULL)) >= 0) {
                 switch (c) {
                 case 'c':
                         req.container_id = optarg;
@@ -590,7 +653,7 @@ int cli_exec(struct cli *cli, int argc, char **argv)
                 case 'w':
                         req.cwd = optarg;
                         break;
-                case 'i':
+                case OPT_STDIN:
                         x.s[STREAM_STDIN].path = optarg;
                         break;
                 case 'o':
@@ -603,6 +666,10 @@ int cli_exec(struct cli *cli, int argc, char **argv)
                         req.detach = true;
                         break;
                 case 't':
+                        x.terminal = true;
+                        req.terminal = true;
+                        break;
+                case OPT_TIMEOUT:
                         if (cli_parse_u32(optarg, 1, CLI_EXEC_TIMEOUT_MAX_SEC, &timeout) < 0)
                                 return cli_usage_error(cli, "--timeout wants seconds from 1 to %u, got '%s'",
                                                        CLI_EXEC_TIMEOUT_MAX_SEC, optarg);
@@ -628,6 +695,8 @@ int cli_exec(struct cli *cli, int argc, char **argv)
                 return cli_usage_error(cli, "more than %u command arguments", CLI_EXEC_MAX_ARGV);
         if (json && !req.detach)
                 return cli_usage_error(cli, "--json only applies with --detach");
+        if (x.terminal && x.s[STREAM_STDERR].path)
+                return cli_usage_error(cli, "--stderr cannot go with --tty: a terminal's stderr is its output");
         req.vm = argv[optind];
         req.argv = argv + optind + 1;
         req.n_argv = (size_t)(argc - optind - 1);
@@ -669,7 +738,7 @@ int cli_exec(struct cli *cli, int argc, char **argv)
                 return CLI_EXIT_EXEC_FAILED;
         }
         for (unsigned i = 0; i < _STREAM_MAX; i++)
-                if (!x.s[i].path && (r = listen_stream(&x, i)) < 0) {
+                if (!x.s[i].path && !(i == STREAM_STDERR && x.terminal) && (r = listen_stream(&x, i)) < 0) {
                         cli_error(cli, "cannot listen for %s in %s: %s", stream_names[i], x.dir, strerror(-r));
                         exec_ctx_done(&x);
                         return CLI_EXIT_EXEC_FAILED;

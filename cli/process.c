@@ -52,6 +52,7 @@ static struct json_object *process_json(const Vsockmux__V1__ProcessInfo *p)
                 json_object_object_add(o, "attach_socket", json_object_new_string(p->attach_socket));
         if (p->output_lost_on_move)
                 json_object_object_add(o, "output_lost_on_move", json_object_new_boolean(true));
+        json_object_object_add(o, "terminal", json_object_new_boolean(p->terminal));
         return o;
 }
 

@@ -22,12 +22,15 @@ static const struct cli_command commands[] = {
         { NULL, "exec", cli_exec,
           "exec NAME [--container ID] [--env K=V]... [--cwd DIR] [--stdin SRC] [--stdout DST]\n"
           "                  [--stderr DST] [--detach] [--timeout SEC] [--json]\n"
-          "                  [--sig-proxy[=true|false]] -- ARGV...",
+          "                  [--tty|-t] [--sig-proxy[=true|false]] -- ARGV...",
           "Starts ARGV in VM NAME. Attached (the default) it relays this terminal's stdio and exits\n"
           "with the process's code (128+N for signal N, 255 if lost, 125 if it never ran);\n"
           "--detach prints the pid and leaves stdio to the SRC/DST paths. Attached, it forwards\n"
           "SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to the process unless\n"
-          "--sig-proxy=false." },
+          "--sig-proxy=false. --tty: the process gets a console (stderr merges into it); this\n"
+          "terminal goes raw, and its size follows to the console." },
+        { NULL, "resize", cli_resize, "resize NAME PID ROWS COLUMNS",
+          "Resizes the console of process PID (started with --tty)." },
         { NULL, "ps", cli_ps, "ps NAME [--json]",
           "Lists VM NAME's processes with their state, exit status and byte counters." },
         { NULL, "wait", cli_wait, "wait NAME PID [--json]",

@@ -522,6 +522,9 @@ static int process_send_exec(struct vmm_process *p, char *err, size_t errlen)
                 .working_dir = p->cwd,
                 .env = (const char **)p->env,
                 .n_env = p->n_env,
+                .emulate_console = p->terminal,
+                .console_height = p->console_height,
+                .console_width = p->console_width,
         };
         int r;
 
@@ -529,6 +532,9 @@ static int process_send_exec(struct vmm_process *p, char *err, size_t errlen)
                 struct vmm_stream *s = &p->streams[k];
 
                 if (k == VMM_STDIN && !s->endpoint)
+                        continue;
+                /* A console has one output: the guest merges stderr into it (hcsshim's TtyRelay). */
+                if (k == VMM_STDERR && p->terminal)
                         continue;
                 r = ports_alloc(vm->ports, &s->port);
                 if (r < 0) {
@@ -647,6 +653,9 @@ int vmm_process_new(struct vmm_vm *vm, const struct vmm_exec_params *params, str
                 p->streams[k].kind = k;
                 p->streams[k].endpoint_fd = -1;
         }
+        p->terminal = params->terminal;
+        p->console_height = params->console_height;
+        p->console_width = params->console_width;
         p->n_argv = params->n_argv;
         p->argv = strv_copy(params->argv, params->n_argv);
         p->n_env = params->n_env;
@@ -677,6 +686,14 @@ int vmm_exec(struct vmm_vm *vm, const struct vmm_exec_params *params, vmm_starte
         }
         if (params->n_argv == 0 || params->n_argv > VMM_MAX_ARGV || params->n_env > VMM_MAX_ENV) {
                 snprintf(err, errlen, "argv must have 1 to %u entries and env at most %u", VMM_MAX_ARGV, VMM_MAX_ENV);
+                return -EINVAL;
+        }
+        if (params->terminal && params->stderr_path && params->stderr_path[0]) {
+                snprintf(err, errlen, "a terminal has no stderr of its own: it merges into stdout");
+                return -EINVAL;
+        }
+        if (!params->console_height != !params->console_width) {
+                snprintf(err, errlen, "the console size needs both a height and a width");
                 return -EINVAL;
         }
         if (vm->n_processes >= vm->vmm->cfg.max_processes)
@@ -777,6 +794,7 @@ void vmm_process_get_info(const struct vmm_process *p, struct vmm_process_info *
                 .attach_path = p->attach && attach_is_listening(p->attach) ? attach_path(p->attach) : NULL,
                 .attach_clients = p->attach ? attach_clients(p->attach) : 0,
                 .attach_max_clients = p->vm->vmm->cfg.attach_max_clients,
+                .terminal = p->terminal,
         };
 
         for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {

@@ -368,6 +368,9 @@ static int on_exec(struct control_call *call, const ProtobufCMessage *request, v
                 .stdout_path = req->stdout_path,
                 .stderr_path = req->stderr_path,
                 .connect_timeout_ns = (uint64_t)req->connect_timeout_ms * 1000000ull,
+                .terminal = req->terminal,
+                .console_height = (uint16_t)req->console_height,
+                .console_width = (uint16_t)req->console_width,
         };
         struct opener_creds creds = service_peer_creds(call);
         struct exit_watch *w;
@@ -375,6 +378,8 @@ static int on_exec(struct control_call *call, const ProtobufCMessage *request, v
         bool detach = req->detach;
         int r;
 
+        if (req->console_height > UINT16_MAX || req->console_width > UINT16_MAX)
+                return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "a console is at most 65535 x 65535");
         /* A failed lookup completes the call, and the request goes with it. */
         vm = service_vm(call, userdata, req->vm);
         if (!vm)
@@ -480,6 +485,7 @@ static int on_ps(struct control_call *call, const ProtobufCMessage *request, voi
                         o->exit = &exits[i];
                 }
                 o->attach_socket = (char *)(pi.attach_path ? pi.attach_path : "");
+                o->terminal = pi.terminal;
                 ptrs[i] = o;
         }
         resp.processes = ptrs;
@@ -546,7 +552,43 @@ static int on_attach(struct control_call *call, const ProtobufCMessage *request,
                                          req->pid, pi.attach_clients);
         }
         resp.socket_path = (char *)pi.attach_path;
+        resp.terminal = pi.terminal;
         return control_call_reply(call, &resp.base);
+}
+
+static void on_resized(int error, const char *message, void *userdata)
+{
+        struct control_call *call = userdata;
+        Vsockmux__V1__ResizeResponse resp = VSOCKMUX__V1__RESIZE_RESPONSE__INIT;
+
+        if (error < 0) {
+                control_call_fail(call, control_code_from_errno(error), "resize: %s", message);
+                return;
+        }
+        control_call_reply(call, &resp.base);
+}
+
+static int on_resize(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        REQ(Vsockmux__V1__ResizeRequest, request);
+        struct vmm_vm *vm = service_vm(call, userdata, req->vm);
+        int r;
+
+        if (!vm)
+                return 0;
+        if (req->height < 1 || req->height > UINT16_MAX || req->width < 1 || req->width > UINT16_MAX)
+                return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "a console is 1-65535 rows by 1-65535 "
+                                         "columns, not %ux%u", req->height, req->width);
+        r = vmm_resize(vm, req->pid, (uint16_t)req->height, (uint16_t)req->width, on_resized, call);
+        if (r == -ENOENT)
+                return control_call_fail(call, CONTROL_CODE_NOT_FOUND, "no process %u in VM %s", req->pid, req->vm);
+        if (r == -ENOTTY)
+                return control_call_fail(call, CONTROL_CODE_FAILED_PRECONDITION,
+                                         "process %u has no terminal (exec it with --tty)", req->pid);
+        if (r == -ESRCH)
+                return control_call_fail(call, CONTROL_CODE_FAILED_PRECONDITION, "process %u is not running",
+                                         req->pid);
+        return r < 0 ? fail_vm_busy(call, vm, r, "resize") : 0;
 }
 
 /* ---- stats and events ---- */
@@ -887,6 +929,7 @@ static const struct control_method service_methods[] = {
         METHOD("Migrate", vsockmux__v1__migrate_request__descriptor, on_unimplemented),
         METHOD("PublishMigrationEvent", vsockmux__v1__publish_migration_event_request__descriptor,
                on_publish_migration_event),
+        METHOD("Resize", vsockmux__v1__resize_request__descriptor, on_resize),
 };
 
 int service_alloc(struct service **ret)

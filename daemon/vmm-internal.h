@@ -113,6 +113,8 @@ struct vmm_process {
         bool container_init;            /* the first process exec'd in its container (hcsshim redials its stdio) */
         int killed_by;                  /* the last signal Kill delivered (guest said OK); 0 = none */
         uint64_t killed_at_ns;          /* when, on the relay's clock */
+        bool terminal;                  /* EmulateConsole: no stderr stream */
+        uint16_t console_height, console_width;
 };
 
 /* process.c, for vmm.c and the save/restore files */

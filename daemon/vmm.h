@@ -97,6 +97,7 @@ struct vmm_config {
         size_t attach_backlog;
         size_t attach_client_max_tx;
         unsigned attach_max_clients;
+        bool terminal;
 };
 
 void vmm_config_default(struct vmm_config *c);
@@ -158,6 +159,10 @@ struct vmm_exec_params {
         uint64_t connect_timeout_ns;    /* 0 = default */
         /* Whose rights open the endpoints (the control peer's); NULL: the daemon's own. */
         const struct opener_creds *creds;
+        /* The guest gives the process a console (EmulateConsole): no stderr stream, it merges
+         * into stdout. Its first size; 0 x 0 leaves the guest's default. */
+        bool terminal;
+        uint16_t console_height, console_width;
 };
 
 /* Runs once: the pid is known (error 0), or the exec failed. */
@@ -188,6 +193,7 @@ struct vmm_process_info {
         unsigned attach_clients;                /* connected to the attach socket now */
         unsigned attach_max_clients;
         bool output_lost_on_move;               /* the guest will not redial its stdout/stderr after a save */
+        bool terminal;
 };
 void vmm_process_get_info(const struct vmm_process *p, struct vmm_process_info *ret);
 /* Opens the process's attach socket (conmon format) on first use; 0 when it is open. -ENOENT
@@ -202,6 +208,10 @@ typedef void (*vmm_exit_fn)(struct vmm_process *p, const struct vmm_exit *exit, 
 int vmm_process_wait(struct vmm_process *p, vmm_exit_fn fn, void *userdata, struct vmm_waiter **ret_waiter,
                      struct vmm_exit *ret_exit);
 struct vmm_waiter *vmm_waiter_free(struct vmm_waiter *w);
+
+/* Resizes the console of a terminal process (ResizeConsole). -ENOENT for an unknown pid, -ENOTTY
+ * for a process without a terminal, -ESRCH for one whose exit is known, -EINVAL for a zero size. */
+int vmm_resize(struct vmm_vm *vm, uint32_t pid, uint16_t height, uint16_t width, vmm_done_fn fn, void *userdata);
 
 /* Signals a process by pid (it need not be known here). A process that is gone already completes
  * with error 0 and the message "already gone". */

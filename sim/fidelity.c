@@ -74,6 +74,9 @@ int sim_fidelity_check_target(struct sim *s, uint32_t type, const char *containe
         case BRIDGE_RPC_SIGNAL_PROCESS:
                 /* SignalContainerProcess looks only inside containers: the null GUID names none. */
                 return in_container(s, container_id, pid, ret);
+        case BRIDGE_RPC_RESIZE_CONSOLE:
+                /* resizeConsoleV2 looks the process up in GetCreatedContainer: the same rule. */
+                return in_container(s, container_id, pid, ret);
         default:
                 return 0;
         }

@@ -99,6 +99,31 @@ static void handle_signal(struct sim_request *req, const struct bridge_request *
         }
 }
 
+/* As hcsshim's guest: a process without a console "cannot be resized". */
+static void handle_resize(struct sim_request *req, const struct bridge_request *r, struct bridge_response *resp)
+{
+        struct sim_target refused;
+        int k;
+
+        if (sim_fidelity_check_target(req->s, BRIDGE_RPC_RESIZE_CONSOLE, r->container_id, r->resize.pid,
+                                      &refused) < 0) {
+                resp->result = refused.hresult;
+                resp->error_message = refused.message;
+                return;
+        }
+        k = sim_process_resize(req->s, r->resize.pid, r->resize.height, r->resize.width);
+        if (k == -ENOENT) {
+                resp->result = BRIDGE_HR_NOT_FOUND;
+                resp->error_message = "process not found";
+        } else if (k == -ENOTTY) {
+                resp->result = BRIDGE_HR_FAIL;
+                resp->error_message = "process is not a tty and cannot be resized";
+        } else if (k < 0) {
+                resp->result = BRIDGE_HR_FAIL;
+                resp->error_message = "cannot resize the console";
+        }
+}
+
 /* Returns false when the request was aimed at the UVM: the guest then goes away without a reply. */
 static bool handle_shutdown(struct sim_request *req, const struct bridge_request *r, struct bridge_response *resp)
 {
@@ -149,7 +174,8 @@ void sim_handle_request(struct sim_request *req)
                 reply = handle_shutdown(req, &r, &resp);
                 break;
         case BRIDGE_RPC_RESIZE_CONSOLE:
-                break; /* accepted: the simulator has no consoles to resize */
+                handle_resize(req, &r, &resp);
+                break;
         default:
                 resp.result = BRIDGE_HR_NOT_IMPL;
                 resp.error_message = "not implemented";

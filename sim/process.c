@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "bridge/msg.h"
+#include "sim/pty.h"
 #include "sim/sim.h"
 #include "sim/stream.h"
 #include "util/log.h"
@@ -38,6 +39,7 @@ struct sim_process {
         bool in_table;
         bool announced; /* the exec reply was sent: only then is the exit reported */
         uint32_t exit_code;
+        int pty_master; /* -1 unless the process has a console: kept to resize it */
         struct sim_wait_list waiters; /* answered by the reaper at exit: they hold no reference */
         struct sim_stream *streams[_SIM_STREAM_MAX];
         struct sim_process *next;
@@ -50,6 +52,7 @@ static struct sim_process *process_unref_locked(struct sim_process *p)
         if (!p || --p->refs > 0)
                 return NULL;
         safe_close(p->pidfd);
+        safe_close(p->pty_master);
         free(p->container_id);
         free(p);
         return NULL;
@@ -237,12 +240,15 @@ static void *process_reaper(void *arg)
 
 struct sim_spawn {
         struct sim_conn *conns[_SIM_STREAM_MAX];
-        int ours[_SIM_STREAM_MAX];   /* our end of each pipe */
-        int theirs[_SIM_STREAM_MAX]; /* the child's end */
+        int ours[_SIM_STREAM_MAX];   /* our end of each pipe (of the pty master for a console) */
+        int theirs[_SIM_STREAM_MAX]; /* the child's end; unused for a console */
+        int pty_master;              /* -1: no console */
+        char pty_slave[SIM_PTY_PATH_MAX];
 };
 
 static void spawn_cleanup(struct sim *s, struct sim_spawn *sp)
 {
+        sp->pty_master = safe_close(sp->pty_master);
         for (int i = 0; i < _SIM_STREAM_MAX; i++) {
                 sp->conns[i] = sim_conn_close(s, sp->conns[i]);
                 sp->ours[i] = safe_close(sp->ours[i]);
@@ -257,6 +263,15 @@ static int spawn_prepare(struct sim *s, const struct bridge_request *req, struct
         const bool want[_SIM_STREAM_MAX] = { pp->create_stdin, pp->create_stdout, pp->create_stderr };
         const uint32_t ports[_SIM_STREAM_MAX] = { req->exec.stdin_port, req->exec.stdout_port, req->exec.stderr_port };
 
+        if (pp->emulate_console) {
+                int r = sim_pty_open(pp->console_height, pp->console_width, &sp->pty_master, sp->pty_slave,
+                                     sizeof(sp->pty_slave));
+
+                if (r < 0) {
+                        *reason = "cannot open a console";
+                        return r;
+                }
+        }
         for (int i = 0; i < _SIM_STREAM_MAX; i++) {
                 int fds[2], r;
 
@@ -271,6 +286,16 @@ static int spawn_prepare(struct sim *s, const struct bridge_request *req, struct
                         *reason = i == 0 ? "cannot dial the stdin port" : i == 1 ? "cannot dial the stdout port" :
                                                                                "cannot dial the stderr port";
                         return r;
+                }
+                /* A console's input and output are its master; stderr is the terminal too, so a
+                 * stderr stream (its pipe unused by the child) ends at once. */
+                if (sp->pty_master >= 0 && i != SIM_STREAM_STDERR) {
+                        sp->ours[i] = fcntl(sp->pty_master, F_DUPFD_CLOEXEC, 3);
+                        if (sp->ours[i] < 0) {
+                                *reason = "cannot duplicate the console";
+                                return negative_errno();
+                        }
+                        continue;
                 }
                 if (pipe2(fds, O_CLOEXEC) < 0) {
                         *reason = "cannot create a pipe";
@@ -298,12 +323,15 @@ static int spawn_run(const struct bridge_request *req, struct sim_spawn *sp, pid
 
         posix_spawn_file_actions_init(&fa);
         posix_spawnattr_init(&attr);
-        for (int i = 0; i < _SIM_STREAM_MAX; i++) {
-                if (sp->theirs[i] >= 0)
-                        posix_spawn_file_actions_adddup2(&fa, sp->theirs[i], i);
-                else
-                        posix_spawn_file_actions_addopen(&fa, i, "/dev/null", O_RDWR, 0);
-        }
+        if (sp->pty_master >= 0)
+                sim_pty_spawn_actions(&fa, sp->pty_slave);
+        else
+                for (int i = 0; i < _SIM_STREAM_MAX; i++) {
+                        if (sp->theirs[i] >= 0)
+                                posix_spawn_file_actions_adddup2(&fa, sp->theirs[i], i);
+                        else
+                                posix_spawn_file_actions_addopen(&fa, i, "/dev/null", O_RDWR, 0);
+                }
         if (pp->working_dir && pp->working_dir[0])
                 posix_spawn_file_actions_addchdir_np(&fa, pp->working_dir);
         /* The sim blocks and ignores signals for its own use; the child starts with defaults. */
@@ -317,7 +345,10 @@ static int spawn_run(const struct bridge_request *req, struct sim_spawn *sp, pid
         posix_spawnattr_setsigmask(&attr, &none);
         posix_spawnattr_setsigdefault(&attr, &defaults);
         posix_spawnattr_setpgroup(&attr, 0);
-        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+        /* A console's process leads its own session, so the console can be its controlling
+         * terminal (and its process group still the one kill_all ends). */
+        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+                                 (sp->pty_master >= 0 ? POSIX_SPAWN_SETSID : POSIX_SPAWN_SETPGROUP));
 
         if (pp->n_args > 0)
                 r = posix_spawnp(&pid, argv[0], &fa, &attr, argv, envp);
@@ -336,7 +367,7 @@ static int spawn_run(const struct bridge_request *req, struct sim_spawn *sp, pid
 int sim_process_start(struct sim *s, const struct bridge_request *req, bool resume, struct sim_process **ret_proc,
                       uint32_t *ret_pid, const char **ret_reason)
 {
-        struct sim_spawn sp = { .ours = { -1, -1, -1 }, .theirs = { -1, -1, -1 } };
+        struct sim_spawn sp = { .ours = { -1, -1, -1 }, .theirs = { -1, -1, -1 }, .pty_master = -1 };
         const struct bridge_process_params *pp = &req->exec.params;
         struct sim_process *p = NULL;
         struct sim_container *c;
@@ -362,6 +393,7 @@ int sim_process_start(struct sim *s, const struct bridge_request *req, bool resu
                 goto fail_alloc;
         }
         p->pidfd = -1;
+        p->pty_master = -1;
 
         r = spawn_prepare(s, req, &sp, ret_reason);
         if (r < 0)
@@ -391,6 +423,7 @@ int sim_process_start(struct sim *s, const struct bridge_request *req, bool resu
                 sp.conns[i] = NULL;
                 sp.ours[i] = -1;
         }
+        p->pty_master = TAKE_FD(sp.pty_master);
         spawn_cleanup(s, &sp);
 
         pthread_mutex_lock(&s->lock);
@@ -485,6 +518,23 @@ int sim_process_signal(struct sim *s, uint32_t pid, int sig)
                 r = -ENOENT;
         else if (syscall(SYS_pidfd_send_signal, p->pidfd, sig, NULL, 0) < 0)
                 r = errno == ESRCH ? -ENOENT : negative_errno();
+        pthread_mutex_unlock(&s->lock);
+        return r;
+}
+
+int sim_process_resize(struct sim *s, uint32_t pid, uint16_t height, uint16_t width)
+{
+        struct sim_process *p;
+        int r;
+
+        pthread_mutex_lock(&s->lock);
+        p = process_find_locked(s, pid);
+        if (!p || p->reaped)
+                r = -ENOENT;
+        else if (p->pty_master < 0)
+                r = -ENOTTY;
+        else
+                r = sim_pty_resize(p->pty_master, height, width);
         pthread_mutex_unlock(&s->lock);
         return r;
 }

@@ -139,6 +139,8 @@ int sim_process_wait_start(struct sim *s, uint32_t pid, uint64_t id, const char 
                            uint32_t *ret_exit_code);
 /* 0, or -ENOENT when the process is unknown or already gone. */
 int sim_process_signal(struct sim *s, uint32_t pid, int sig);
+/* ResizeConsole: 0, -ENOENT as above, -ENOTTY for a process without a console. */
+int sim_process_resize(struct sim *s, uint32_t pid, uint16_t height, uint16_t width);
 /* Container registry. */
 int sim_container_create(struct sim *s, const char *id);
 /* Signals every live process of the container; -ENOENT if unknown. */

@@ -2,7 +2,9 @@
  * forwards, terminals, stdin from attach clients. Each CLI is its own process, driven as a user
  * would (signals to it, a pty around it). */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -11,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -141,12 +145,197 @@ static void test_exec_sig_proxy_false_leaves_the_process_running(void **state)
         integ_result_done(&res);
 }
 
+/* A pty of the test's own, as a user's terminal around the CLI; ret_slave is for the CLI. */
+static int open_terminal(unsigned short rows, unsigned short cols, int *ret_slave)
+{
+        struct winsize ws = { .ws_row = rows, .ws_col = cols };
+        int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+
+        assert_true(master >= 0);
+        assert_int_equal(grantpt(master), 0);
+        assert_int_equal(unlockpt(master), 0);
+        *ret_slave = open(ptsname(master), O_RDWR | O_NOCTTY | O_CLOEXEC);
+        assert_true(*ret_slave >= 0);
+        assert_int_equal(ioctl(master, TIOCSWINSZ, &ws), 0);
+        return master;
+}
+
+/* Reads the terminal's output into buf (NUL-terminated) until it holds needle; fails at EOF or
+ * after INTEG_WAIT_MS. A pty master reads EIO once every slave is closed. */
+static void terminal_read_until(struct integ *t, int master, char *buf, size_t cap, size_t *len, const char *needle)
+{
+        while (!strstr(buf, needle)) {
+                struct pollfd p = { .fd = master, .events = POLLIN };
+                ssize_t n;
+
+                if (poll(&p, 1, INTEG_WAIT_MS) <= 0 || *len + 1 >= cap) {
+                        integ_dump_daemon_log(t);
+                        fail_msg("no '%s' on the terminal; it shows '%s'", needle, buf);
+                }
+                n = read(master, buf + *len, cap - 1 - *len);
+                if (n <= 0) {
+                        integ_dump_daemon_log(t);
+                        fail_msg("the terminal closed before '%s'; it showed '%s'", needle, buf);
+                }
+                *len += (size_t)n;
+                buf[*len] = '\0';
+        }
+}
+
+static void test_exec_tty_gives_a_terminal_that_follows_our_size(void **state)
+{
+        struct integ *t = *state;
+        char script[512], screen[8192] = "";
+        struct termios before, after;
+        const char *resized;
+        size_t len = 0;
+        int master, slave, code;
+        pid_t cli;
+
+        integ_vm_with_sim(t, "demo");
+        master = open_terminal(30, 100, &slave);
+        assert_int_equal(tcgetattr(slave, &before), 0);
+        assert_true(before.c_lflag & ICANON);
+        snprintf(script, sizeof(script),
+                 "tty; stty size; echo ready; read line; stty size; echo \"got $line\" >&2; exit 4");
+        {
+                char *args[] = { (char *)"exec", (char *)"demo", (char *)"-t", (char *)"--", (char *)"sh",
+                                 (char *)"-c", script, NULL };
+
+                cli = integ_spawn_fds(t, integ_cli_argv(t, args), slave, slave, slave);
+        }
+        terminal_read_until(t, master, screen, sizeof(screen), &len, "ready\r\n");
+        /* A real console in the guest, the size of ours, and its line endings. */
+        integ_assert_contains(screen, "/dev/pts/");
+        integ_assert_contains(screen, "\r\n30 100\r\n");
+        assert_null(strstr(screen, "not a tty"));
+        /* Our terminal is raw while the CLI relays: the console's line discipline does the work. */
+        assert_int_equal(tcgetattr(slave, &after), 0);
+        assert_false(after.c_lflag & (ICANON | ECHO));
+
+        /* We grow; the CLI hears SIGWINCH (as from its terminal) and resizes the console before it
+         * reads the line that follows: the signal is pending once kill() returns. */
+        {
+                struct winsize ws = { .ws_row = 40, .ws_col = 120 };
+
+                assert_int_equal(ioctl(master, TIOCSWINSZ, &ws), 0);
+        }
+        assert_int_equal(kill(cli, SIGWINCH), 0);
+        assert_int_equal(write(master, "hello\r", 6), 6);
+        terminal_read_until(t, master, screen, sizeof(screen), &len, "got hello\r\n");
+        resized = strstr(screen, "ready\r\n");
+        integ_assert_contains(resized, "40 120\r\n");
+        assert_int_equal(integ_reap(t, cli, INTEG_WAIT_MS, &code), 0);
+        assert_int_equal(code, 4);
+        /* And it put our terminal back as it found it. */
+        assert_int_equal(tcgetattr(slave, &after), 0);
+        assert_int_equal(after.c_lflag, before.c_lflag);
+        assert_int_equal(after.c_iflag, before.c_iflag);
+        assert_int_equal(after.c_oflag, before.c_oflag);
+        close(slave);
+        close(master);
+}
+
+static void test_exec_tty_merges_stderr_and_refuses_a_stderr_path(void **state)
+{
+        struct integ *t = *state;
+        struct integ_result res;
+
+        integ_vm_with_sim(t, "demo");
+        /* Not on a terminal ourselves: the console is the guest's all the same. */
+        integ_cli(t, &res, NULL, "exec", "demo", "--tty", "--", "sh", "-c", "tty; echo to-stderr >&2; exit 3", NULL);
+        integ_assert_code(t, &res, 3);
+        integ_assert_contains(res.out, "/dev/pts/");
+        integ_assert_contains(res.out, "to-stderr\r\n");
+        assert_string_equal(res.err, "");
+        integ_result_done(&res);
+
+        /* Without --tty the same command has no terminal. */
+        integ_cli(t, &res, NULL, "exec", "demo", "--", "sh", "-c", "tty", NULL);
+        integ_assert_code(t, &res, 1);
+        integ_assert_contains(res.out, "not a tty");
+        integ_result_done(&res);
+
+        integ_cli(t, &res, NULL, "exec", "demo", "-t", "--stderr", integ_path(t, "err.log"), "--", "true", NULL);
+        integ_assert_code(t, &res, 2);
+        integ_assert_one_line_error(res.err);
+        integ_assert_contains(res.err, "--stderr cannot go with --tty");
+        integ_result_done(&res);
+        /* The daemon says the same to a client of its own. */
+        integ_cli(t, &res, NULL, "exec", "demo", "-t", "--detach", "--stderr", integ_path(t, "err.log"), "--", "true",
+                  NULL);
+        integ_assert_code(t, &res, 2);
+        integ_result_done(&res);
+}
+
+static void test_resize_a_detached_console_and_refuse_what_has_none(void **state)
+{
+        struct integ *t = *state;
+        char script[512], out[INTEG_PATH_MAX], pid_s[32];
+        struct integ_result res;
+        long pid;
+
+        integ_vm_with_sim(t, "demo");
+        snprintf(out, sizeof(out), "%s", integ_path(t, "console.out"));
+        snprintf(script, sizeof(script), "stty size; echo ready; %s; stty size", integ_wait_go(t));
+        {
+                char *args[] = { (char *)"exec", (char *)"demo", (char *)"--detach", (char *)"--tty", (char *)"--stdout",
+                                 out, (char *)"--", (char *)"sh", (char *)"-c", script, NULL };
+
+                integ_cliv(t, &res, NULL, args);
+                integ_assert_code(t, &res, 0);
+                pid = strtol(res.out, NULL, 10);
+                integ_result_done(&res);
+        }
+        snprintf(pid_s, sizeof(pid_s), "%ld", pid);
+        assert_true(integ_wait_file_contains(out, "ready\r\n", INTEG_WAIT_MS));
+        integ_cli(t, &res, NULL, "resize", "demo", pid_s, "12", "34", NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        integ_touch(integ_path(t, "go"));
+        integ_cli(t, &res, NULL, "wait", "demo", pid_s, NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        assert_true(integ_wait_file_contains(out, "ready\r\n12 34\r\n", 1));
+        {
+                struct json_object *all, *p = integ_ps_find(t, "demo", pid, &all);
+
+                assert_true(json_object_get_boolean(integ_json_get(p, "terminal")));
+                json_object_put(all);
+        }
+
+        /* Exited now: nothing to resize. */
+        integ_cli(t, &res, NULL, "resize", "demo", pid_s, "12", "34", NULL);
+        integ_assert_code(t, &res, 1);
+        integ_assert_one_line_error(res.err);
+        integ_assert_contains(res.err, "not running");
+        integ_result_done(&res);
+
+        pid = integ_exec_detached(t, "demo", integ_alive_loop(t));
+        snprintf(pid_s, sizeof(pid_s), "%ld", pid);
+        integ_cli(t, &res, NULL, "resize", "demo", pid_s, "12", "34", NULL);
+        integ_assert_code(t, &res, 1);
+        integ_assert_contains(res.err, "has no terminal");
+        integ_result_done(&res);
+        integ_cli(t, &res, NULL, "resize", "demo", "99999", "12", "34", NULL);
+        integ_assert_code(t, &res, 1);
+        integ_assert_contains(res.err, "no process 99999");
+        integ_result_done(&res);
+        integ_cli(t, &res, NULL, "resize", "demo", pid_s, "0", "34", NULL);
+        integ_assert_code(t, &res, 2);
+        integ_assert_one_line_error(res.err);
+        integ_result_done(&res);
+}
+
 int main(int argc, char **argv)
 {
         struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_exec_forwards_signals_the_process_traps),
                 cmocka_unit_test(test_exec_ctrl_c_that_ends_the_process_exits_130),
                 cmocka_unit_test(test_exec_sig_proxy_false_leaves_the_process_running),
+                cmocka_unit_test(test_exec_tty_gives_a_terminal_that_follows_our_size),
+                cmocka_unit_test(test_exec_tty_merges_stderr_and_refuses_a_stderr_path),
+                cmocka_unit_test(test_resize_a_detached_console_and_refuse_what_has_none),
         };
 
         return integ_run("integration-interactive", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);

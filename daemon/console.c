@@ -1,0 +1,42 @@
+/* daemon/console.c: the consoles of terminal processes (ResizeConsole); the console itself lives in the guest. */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "daemon/vmm-internal.h"
+
+struct vmm_resize_op {
+        vmm_done_fn fn;
+        void *userdata;
+};
+
+static void vmm_on_resize(const struct bridge_result *res, void *userdata)
+{
+        struct vmm_resize_op *op = userdata;
+
+        op->fn(res->error, res->message, op->userdata);
+        free(op);
+}
+
+int vmm_resize(struct vmm_vm *vm, uint32_t pid, uint16_t height, uint16_t width, vmm_done_fn fn, void *userdata)
+{
+        struct vmm_process *p = vmm_process_find(vm, pid);
+        struct vmm_resize_op *op;
+        int r;
+
+        if (height == 0 || width == 0)
+                return -EINVAL;
+        if (!p)
+                return -ENOENT;
+        if (!p->terminal)
+                return -ENOTTY;
+        if (p->exit_known || p->state == VMM_PROCESS_PENDING || p->state == VMM_PROCESS_STARTING)
+                return -ESRCH;
+        op = calloc(1, sizeof(*op));
+        if (!op)
+                return -ENOMEM;
+        *op = (struct vmm_resize_op) { .fn = fn, .userdata = userdata };
+        r = bridge_host_resize(vm->bridge, p->container_id, pid, height, width, vmm_on_resize, op);
+        if (r < 0)
+                free(op);
+        return r;
+}
