@@ -205,6 +205,71 @@ static void test_read_group_may_list_and_wait_but_not_act(void **state)
         integ_result_done(&res);
 }
 
+/* Restore opens its --io endpoints with the caller's rights too. */
+static void test_restore_endpoints_open_with_the_callers_rights(void **state)
+{
+        struct priv *p = *state;
+        struct integ *t = priv_start(p, "--group");
+        char blob[INTEG_PATH_MAX], rootlog[INTEG_PATH_MAX], io[2 * INTEG_PATH_MAX], sock[INTEG_PATH_MAX],
+             sdir[INTEG_PATH_MAX], log[INTEG_PATH_MAX];
+        char *daemon[] = { (char *)t->cfg->daemon, (char *)"--socket", sock, (char *)"--state-dir", sdir,
+                           (char *)"--hvsock-root", t->dir, (char *)"--group", (char *)NOBODY, NULL };
+        struct integ_result res = { 0 };
+        pid_t dpid;
+        long pid;
+        int code;
+
+        snprintf(blob, sizeof(blob), "%s", integ_path(t, "demo.state"));
+        snprintf(rootlog, sizeof(rootlog), "%s", integ_path(t, "root.log"));
+        snprintf(sock, sizeof(sock), "%s", integ_path(t, "b.sock"));
+        snprintf(sdir, sizeof(sdir), "%s", integ_path(t, "b-state"));
+        snprintf(log, sizeof(log), "%s", integ_path(t, "b.log"));
+        write_root_file(rootlog, 0644);
+        integ_vm_with_sim(t, "demo");
+        pid = integ_exec_detached(t, "demo", integ_alive_loop(t));
+        integ_cli(t, &res, NULL, "save", "demo", "--out", blob, NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        assert_int_equal(chmod(blob, 0644), 0);
+
+        dpid = integ_spawn(t, daemon, NULL, log, log);
+        for (int tries = 0;; tries++) {
+                char *argv[] = { (char *)t->cfg->cli, (char *)"--socket", sock, (char *)"vm", (char *)"ls", NULL };
+
+                integ_runv(t, &res, NULL, argv);
+                code = res.code;
+                integ_result_done(&res);
+                if (code == 0)
+                        break;
+                if (tries > 200)
+                        fail_msg("the second vsockmuxd never served %s", sock);
+                integ_sleep_ms(25);
+        }
+        snprintf(io, sizeof(io), "%ld:stdout=%s", pid, rootlog);
+        {
+                char *argv[] = { (char *)SETPRIV, (char *)"--reuid=" NOBODY, (char *)"--regid=" NOBODY,
+                                 (char *)"--clear-groups", (char *)t->cfg->cli, (char *)"--socket", sock,
+                                 (char *)"restore", (char *)"--in", blob, (char *)"--io", io, NULL };
+
+                integ_runv(t, &res, NULL, argv);
+                assert_refused_naming(&res, rootlog);
+                integ_result_done(&res);
+        }
+        {
+                char *s = integ_read_file(rootlog, NULL);
+
+                assert_string_equal(s, SECRET);
+                free(s);
+        }
+        assert_int_equal(kill(dpid, SIGTERM), 0);
+        assert_int_equal(integ_reap(t, dpid, INTEG_WAIT_MS, &code), 0);
+        assert_int_equal(code, 0);
+        /* Nothing was taken over: the source can still roll back. */
+        integ_cli(t, &res, NULL, "resume", "demo", NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+}
+
 /* The VM's directory swapped for a symlink after `vm add`: the daemon's unlink at `vm rm` goes
  * through the directory it opened at add, not through the symlink. */
 static void test_hvsock_directory_swapped_for_a_symlink_is_not_followed(void **state)
@@ -305,6 +370,8 @@ int main(int argc, char **argv)
         struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_endpoints_open_with_the_callers_rights, priv_setup, priv_teardown),
                 cmocka_unit_test_setup_teardown(test_read_group_may_list_and_wait_but_not_act, priv_setup,
+                                                priv_teardown),
+                cmocka_unit_test_setup_teardown(test_restore_endpoints_open_with_the_callers_rights, priv_setup,
                                                 priv_teardown),
                 cmocka_unit_test(test_hvsock_directory_swapped_for_a_symlink_is_not_followed),
                 cmocka_unit_test(test_hvsock_paths_default_to_the_state_dir),
