@@ -80,6 +80,10 @@ int cli_connect(struct cli *cli);
 int cli_call(struct cli *cli, const char *method, const ProtobufCMessage *req,
              const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret_resp);
 
+/* The same, with the request's deadline (ttrpc's timeout_nano; 0 = none). */
+int cli_call_deadline(struct cli *cli, const char *method, const ProtobufCMessage *req, int64_t timeout_ns,
+                      const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret_resp);
+
 /* "PID:stdin=SRC,stdout=DST,stderr=DST" (absolute paths) into io, whose strings point into
  * *ret_copy (free it after the call). -EINVAL / -ENOMEM. At most CLI_MAX_IO per command. */
 #define CLI_MAX_IO 16384u
@@ -134,6 +138,7 @@ int cli_resize(struct cli *cli, int argc, char **argv);
 int cli_ps(struct cli *cli, int argc, char **argv);
 int cli_wait(struct cli *cli, int argc, char **argv);
 int cli_kill(struct cli *cli, int argc, char **argv);
+int cli_rm(struct cli *cli, int argc, char **argv);
 int cli_stats(struct cli *cli, int argc, char **argv);
 int cli_events(struct cli *cli, int argc, char **argv);
 int cli_save(struct cli *cli, int argc, char **argv);

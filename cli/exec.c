@@ -27,6 +27,7 @@
 #define CLI_EXEC_MAX_ENV 4096u
 #define CLI_EXEC_MAX_ARGV 4096u
 #define CLI_EXEC_TIMEOUT_MAX_SEC 86400u
+#define CLI_EXEC_DEADLINE_MAX_MS (86400u * 1000u)
 #define CLI_COPY_CHUNK 65536u
 /* Output packets on an attach socket: one stream byte plus conmon's 8 KiB of data; larger ones
  * are accepted too, up to this. */
@@ -72,6 +73,7 @@ struct exec_ctx {
         struct cli_tty tty;
         int sfd;                /* signalfd of exec_proxied_signals (and SIGWINCH with --tty) */
         struct vsockmux_client *side_client;     /* Kill and Resize while Exec or Wait is in flight */
+        int64_t deadline_ns;    /* --deadline-ms: the Exec call's timeout_nano; 0 = none */
         char dir[PATH_MAX];
         struct exec_stream s[_STREAM_MAX];
         bool stdin_eof;
@@ -565,7 +567,7 @@ static int exec_attached(struct exec_ctx *x, Vsockmux__V1__ExecRequest *req)
                 }
         }
         req->detach = true;
-        r = vsockmux_client_send(cli->client, VSOCKMUX_METHOD("Exec"), &req->base, 0, 0, &x->sid);
+        r = vsockmux_client_send(cli->client, VSOCKMUX_METHOD("Exec"), &req->base, 0, x->deadline_ns, &x->sid);
         if (r < 0) {
                 cli_describe_failure(cli, r, NULL, why, sizeof(why));
                 cli_error(cli, "%s", why);
@@ -617,13 +619,15 @@ int cli_exec(struct cli *cli, int argc, char **argv)
                 { "tty", no_argument, NULL, 't' },
                 { "json", no_argument, NULL, 'j' },
                 { "sig-proxy", optional_argument, NULL, 'S' },
+                { "id", required_argument, NULL, 'I' },
+                { "deadline-ms", required_argument, NULL, 'D' },
                 {}
         };
         Vsockmux__V1__ExecRequest req = VSOCKMUX__V1__EXEC_REQUEST__INIT;
         struct exec_ctx x = { .cli = cli, .sig_proxy = true, .sfd = -1, .tty = { .fd = -1 } };
         _cleanup_free_ char **env = NULL;
         size_t n_env = 0;
-        uint32_t timeout = 0;
+        uint32_t timeout = 0, deadline_ms = 0;
         bool json = false;
         int c, r;
 
@@ -685,6 +689,15 @@ int cli_exec(struct cli *cli, int argc, char **argv)
                         else
                                 return cli_usage_error(cli, "--sig-proxy wants true or false, got '%s'", optarg);
                         break;
+                case 'I':
+                        /* The daemon checks it (containerd's identifier rule) and says why. */
+                        req.exec_id = optarg;
+                        break;
+                case 'D':
+                        if (cli_parse_u32(optarg, 1, CLI_EXEC_DEADLINE_MAX_MS, &deadline_ms) < 0)
+                                return cli_usage_error(cli, "--deadline-ms wants milliseconds from 1 to %u, got '%s'",
+                                                       CLI_EXEC_DEADLINE_MAX_MS, optarg);
+                        break;
                 default:
                         return cli_option_error(cli, c, argv);
                 }
@@ -703,6 +716,7 @@ int cli_exec(struct cli *cli, int argc, char **argv)
         req.env = env;
         req.n_env = n_env;
         req.connect_timeout_ms = timeout * 1000u;
+        x.deadline_ns = (int64_t)deadline_ms * 1000000;
 
         for (unsigned i = 0; i < _STREAM_MAX; i++)
                 if (x.s[i].path) {
@@ -717,13 +731,14 @@ int cli_exec(struct cli *cli, int argc, char **argv)
                 req.stdin_path = x.s[STREAM_STDIN].abs;
                 req.stdout_path = x.s[STREAM_STDOUT].abs;
                 req.stderr_path = x.s[STREAM_STDERR].abs;
-                r = cli_call(cli, "Exec", &req.base, &vsockmux__v1__exec_response__descriptor, &m);
+                r = cli_call_deadline(cli, "Exec", &req.base, x.deadline_ns, &vsockmux__v1__exec_response__descriptor, &m);
                 if (r != 0)
                         return CLI_EXIT_EXEC_FAILED;
                 if (json) {
                         struct json_object *o = json_object_new_object();
 
                         json_object_object_add(o, "pid", json_object_new_int64(((Vsockmux__V1__ExecResponse *)m)->pid));
+                        json_object_object_add(o, "id", json_object_new_string(((Vsockmux__V1__ExecResponse *)m)->exec_id));
                         cli_json_print(o);
                 } else
                         printf("%u\n", ((Vsockmux__V1__ExecResponse *)m)->pid);

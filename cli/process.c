@@ -1,4 +1,4 @@
-/* cli/process.c: `ps`, `wait` and `kill`. */
+/* cli/process.c: `ps`, `wait`, `kill` and `rm`. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,10 +17,17 @@ static const char *join_argv(char **argv, size_t n, char *buf, size_t len)
         return buf;
 }
 
-static int parse_pid(struct cli *cli, const char *s, uint32_t *ret)
+/* PID|ID: all digits is a pid, anything else an exec id (the daemon checks its form). */
+static int parse_target(struct cli *cli, const char *s, uint32_t *ret_pid, char **ret_exec_id)
 {
-        if (cli_parse_u32(s, 1, INT32_MAX, ret) < 0)
-                return cli_usage_error(cli, "PID must be a positive number, got '%s'", s);
+        if (s[0] >= '0' && s[0] <= '9') {
+                if (cli_parse_u32(s, 1, INT32_MAX, ret_pid) < 0)
+                        return cli_usage_error(cli, "PID must be a positive number, got '%s'", s);
+                return 0;
+        }
+        if (!s[0])
+                return cli_usage_error(cli, "expected a PID or an exec id, got ''");
+        *ret_exec_id = (char *)s;
         return 0;
 }
 
@@ -34,6 +41,7 @@ static struct json_object *process_json(const Vsockmux__V1__ProcessInfo *p)
         for (size_t i = 0; i < p->n_argv; i++)
                 json_object_array_add(argv, json_object_new_string(p->argv[i]));
         json_object_object_add(o, "pid", json_object_new_int64(p->pid));
+        json_object_object_add(o, "id", json_object_new_string(p->exec_id));
         json_object_object_add(o, "container", json_object_new_string(p->container_id));
         json_object_object_add(o, "argv", argv);
         json_object_object_add(o, "state", json_object_new_string(
@@ -134,9 +142,9 @@ int cli_wait(struct cli *cli, int argc, char **argv)
         if (r != 0)
                 return r;
         if (argc - optind != 2)
-                return cli_usage_error(cli, "expected VM NAME and PID");
+                return cli_usage_error(cli, "expected VM NAME and PID or ID");
         req.vm = argv[optind];
-        r = parse_pid(cli, argv[optind + 1], &req.pid);
+        r = parse_target(cli, argv[optind + 1], &req.pid, &req.exec_id);
         if (r != 0)
                 return r;
         r = cli_call(cli, "Wait", &req.base, &vsockmux__v1__wait_response__descriptor, &m);
@@ -147,6 +155,8 @@ int cli_wait(struct cli *cli, int argc, char **argv)
                 struct json_object *o = json_object_new_object();
 
                 json_object_object_add(o, "pid", json_object_new_int64(req.pid));
+                if (req.exec_id[0])
+                        json_object_object_add(o, "id", json_object_new_string(req.exec_id));
                 json_object_object_add(o, "exit", cli_json_exit(resp->exit));
                 cli_json_print(o);
         } else
@@ -176,9 +186,9 @@ int cli_kill(struct cli *cli, int argc, char **argv)
                         return cli_usage_error(cli, "unknown signal '%s'", optarg);
         }
         if (argc - optind != 2)
-                return cli_usage_error(cli, "expected VM NAME and PID");
+                return cli_usage_error(cli, "expected VM NAME and PID or ID");
         req.vm = argv[optind];
-        r = parse_pid(cli, argv[optind + 1], &req.pid);
+        r = parse_target(cli, argv[optind + 1], &req.pid, &req.exec_id);
         if (r != 0)
                 return r;
         req.signal = sig;
@@ -189,10 +199,32 @@ int cli_kill(struct cli *cli, int argc, char **argv)
         cli_sanitize(resp->note);
         /* Already gone is what the caller wanted: say so, but succeed. */
         if (resp->not_found)
-                fprintf(stderr, "vsockmux: kill: process %u in %s was not running%s%s\n", req.pid, req.vm,
+                fprintf(stderr, "vsockmux: kill: process %s in %s was not running%s%s\n", argv[optind + 1], req.vm,
                         resp->note[0] ? ": " : "", resp->note);
         else if (resp->note[0])
                 fprintf(stderr, "vsockmux: kill: %s\n", resp->note);
+        vsockmux_message_free(m);
+        return 0;
+}
+
+int cli_rm(struct cli *cli, int argc, char **argv)
+{
+        Vsockmux__V1__DeleteRequest req = VSOCKMUX__V1__DELETE_REQUEST__INIT;
+        ProtobufCMessage *m = NULL;
+        int r;
+
+        r = cli_parse_no_options(cli, argc, argv);
+        if (r != 0)
+                return r;
+        if (argc - optind != 2)
+                return cli_usage_error(cli, "expected VM NAME and PID or ID");
+        req.vm = argv[optind];
+        r = parse_target(cli, argv[optind + 1], &req.pid, &req.exec_id);
+        if (r != 0)
+                return r;
+        r = cli_call(cli, "Delete", &req.base, &vsockmux__v1__delete_response__descriptor, &m);
+        if (r != 0)
+                return r;
         vsockmux_message_free(m);
         return 0;
 }

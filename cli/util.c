@@ -117,8 +117,16 @@ void cli_describe_failure(const struct cli *cli, int r, const struct vsockmux_st
 int cli_call(struct cli *cli, const char *method, const ProtobufCMessage *req,
              const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret_resp)
 {
+        return cli_call_deadline(cli, method, req, 0, resp_desc, ret_resp);
+}
+
+int cli_call_deadline(struct cli *cli, const char *method, const ProtobufCMessage *req, int64_t timeout_ns,
+                      const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret_resp)
+{
         char full[256], why[VSOCKMUX_STATUS_MESSAGE_MAX + 128];
         struct vsockmux_status st = {};
+        ProtobufCMessage *m = NULL;
+        uint32_t sid;
         int r;
 
         r = cli_connect(cli);
@@ -126,7 +134,15 @@ int cli_call(struct cli *cli, const char *method, const ProtobufCMessage *req,
                 return r;
         if ((size_t)snprintf(full, sizeof(full), "%s/%s", VSOCKMUX_SERVICE, method) >= sizeof(full))
                 return cli_error(cli, "method name '%s' too long", method);
-        r = vsockmux_client_call(cli->client, full, req, resp_desc, ret_resp, &st);
+        r = vsockmux_client_send(cli->client, full, req, 0, timeout_ns, &sid);
+        if (r >= 0)
+                r = vsockmux_client_recv(cli->client, sid, resp_desc, &m, &st);
+        if (r > 0 && r != VSOCKMUX_CLIENT_RESPONSE) {
+                vsockmux_message_free(m);
+                r = -EBADMSG;
+        }
+        if (r >= 0)
+                *ret_resp = m;
         if (r < 0) {
                 cli_describe_failure(cli, r, &st, why, sizeof(why));
                 return cli_error(cli, "%s", why);

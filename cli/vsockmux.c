@@ -22,21 +22,26 @@ static const struct cli_command commands[] = {
         { NULL, "exec", cli_exec,
           "exec NAME [--container ID] [--env K=V]... [--cwd DIR] [--stdin SRC] [--stdout DST]\n"
           "                  [--stderr DST] [--detach] [--timeout SEC] [--json]\n"
-          "                  [--tty|-t] [--sig-proxy[=true|false]] -- ARGV...",
+          "                  [--tty|-t] [--sig-proxy[=true|false]] [--id ID] [--deadline-ms MS] -- ARGV...",
           "Starts ARGV in VM NAME. Attached (the default) it relays this terminal's stdio and exits\n"
           "with the process's code (128+N for signal N, 255 if lost, 125 if it never ran);\n"
           "--detach prints the pid and leaves stdio to the SRC/DST paths. Attached, it forwards\n"
           "SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to the process unless\n"
           "--sig-proxy=false. --tty: the process gets a console (stderr merges into it); this\n"
-          "terminal goes raw, and its size follows to the console." },
+          "terminal goes raw, and its size follows to the console. --id names the exec: the same id\n"
+          "again returns that process and never starts a second. --deadline-ms cancels the exec if\n"
+          "it has not reached the guest by then (it never runs later); one that reached it runs on,\n"
+          "and a retry with its --id finds it." },
         { NULL, "resize", cli_resize, "resize NAME PID ROWS COLUMNS",
           "Resizes the console of process PID (started with --tty)." },
         { NULL, "ps", cli_ps, "ps NAME [--json]",
           "Lists VM NAME's processes with their state, exit status and byte counters." },
-        { NULL, "wait", cli_wait, "wait NAME PID [--json]",
-          "Waits for process PID to exit and exits with its code (as exec does)." },
-        { NULL, "kill", cli_kill, "kill NAME PID [--signal N|NAME]",
-          "Sends a signal (default SIGTERM) to process PID." },
+        { NULL, "wait", cli_wait, "wait NAME PID|ID [--json]",
+          "Waits for the process (a pid, or an exec id) to exit and exits with its code (as exec does)." },
+        { NULL, "kill", cli_kill, "kill NAME PID|ID [--signal N|NAME]",
+          "Sends a signal (default SIGTERM) to the process (a pid, or an exec id)." },
+        { NULL, "rm", cli_rm, "rm NAME PID|ID",
+          "Forgets an exited process (a pid, or an exec id); a running one is refused." },
         { NULL, "attach", cli_attach, "attach NAME PID [--print-path]",
           "Relays this terminal to process PID through its conmon-format attach socket, which\n"
           "opens on first use; --print-path prints the socket's path instead." },
@@ -83,11 +88,13 @@ static void help(FILE *f)
         fprintf(f, "\nexec is attached unless --detach: it relays this terminal's stdin, stdout and\n"
                    "stderr and exits with the process's exit code, 128+N if signal N killed it, 128 if\n"
                    "a signal killed it but the guest did not say which (hcsshim's guest), 255 if its\n"
-                   "exit status was lost, and 125 if it could not be started. It forwards SIGINT,\n"
+                   "exit status was lost or its code is outside 0-255, and 125 if it could not be\n"
+                   "started. It forwards SIGINT,\n"
                    "SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to the process (--sig-proxy=false: they\n"
                    "end the CLI only, and the process may keep running).\n"
                    "attach opens the process's conmon-format attach socket on first use (no socket per\n"
                    "process until then); --print-path prints its path for a client of your own.\n"
+                   "A PID|ID argument of digits is a pid, anything else an exec id.\n"
                    "vsockmux COMMAND --help describes one command.\n");
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "daemon/endpoint.h"
+#include "daemon/exec-id.h"
 #include "daemon/vmm-internal.h"
 #include "util/log.h"
 
@@ -72,9 +73,28 @@ void vmm_stream_release(struct vmm_stream *s)
         s->endpoint_fd = safe_close(s->endpoint_fd);
 }
 
+/* Tells every starter, once: the pid is known (error 0) or the exec failed. */
+static void process_started(struct vmm_process *p, int error, const char *message)
+{
+        while (!list_empty(&p->starters)) {
+                struct vmm_starter *s = list_entry(p->starters.next, struct vmm_starter, link);
+
+                list_del(&s->link);
+                s->fn(p, error, message, s->userdata);
+                free(s);
+        }
+}
+
 void vmm_process_free(struct vmm_process *p)
 {
         struct vmm_vm *vm = p->vm;
+
+        while (!list_empty(&p->starters)) {
+                struct vmm_starter *s = list_entry(p->starters.next, struct vmm_starter, link);
+
+                list_del(&s->link);
+                free(s);
+        }
 
         for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
                 vmm_stream_release(&p->streams[k]);
@@ -89,6 +109,7 @@ void vmm_process_free(struct vmm_process *p)
         strv_free(p->argv, p->n_argv);
         strv_free(p->env, p->n_env);
         free(p->container_id);
+        free(p->exec_id);
         free(p->cwd);
         free(p);
 }
@@ -252,11 +273,8 @@ static void process_on_timer(struct relay_timer *t, void *userdata)
         struct vmm_process *p = userdata;
 
         if (p->state == VMM_PROCESS_PENDING) {
-                vmm_started_fn fn = TAKE_PTR(p->started_fn);
-
                 log_warn("vm %s: exec timed out: the guest's bridge did not connect", p->vm->name);
-                if (fn)
-                        fn(p, -ETIMEDOUT, "the guest's bridge did not connect in time", p->started_userdata);
+                process_started(p, -ETIMEDOUT, "the guest's bridge did not connect in time");
                 vmm_process_free(p);
                 return;
         }
@@ -448,10 +466,7 @@ static void process_forget_pid(struct vmm_vm *vm, struct vmm_process *keep, uint
 
 static void process_fail(struct vmm_process *p, int error, const char *message)
 {
-        vmm_started_fn fn = TAKE_PTR(p->started_fn);
-
-        if (fn)
-                fn(p, error, message, p->started_userdata);
+        process_started(p, error, message);
         if (!p->vm->removing)
                 vmm_process_free(p);
 }
@@ -460,7 +475,6 @@ static void process_on_exec(const struct bridge_result *res, void *userdata)
 {
         struct vmm_process *p = userdata;
         struct vmm_vm *vm = p->vm;
-        vmm_started_fn fn;
         int r;
 
         p->in_exec = false;
@@ -483,9 +497,7 @@ static void process_on_exec(const struct bridge_result *res, void *userdata)
         }
         log_info("vm %s: process %u started: %s", vm->name, p->pid, p->argv[0]);
         vmm_emit(vm->vmm, VMM_EVENT_PROCESS_STARTED, vm->name, p->container_id, p->pid, NULL, p->argv[0]);
-        fn = TAKE_PTR(p->started_fn);
-        if (fn)
-                fn(p, 0, "", p->started_userdata);
+        process_started(p, 0, "");
         vmm_process_maybe_report(p);
 }
 
@@ -646,6 +658,7 @@ int vmm_process_new(struct vmm_vm *vm, const struct vmm_exec_params *params, str
         p->vm = vm;
         p->container_init = process_is_container_init(vm, params->container_id);
         list_init(&p->waiters);
+        list_init(&p->starters);
         list_add_tail(&vm->processes, &p->link);
         vm->n_processes++;
         for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
@@ -663,8 +676,16 @@ int vmm_process_new(struct vmm_vm *vm, const struct vmm_exec_params *params, str
         p->container_id = strdup(params->container_id ? params->container_id : "");
         if (params->cwd && params->cwd[0])
                 p->cwd = strdup(params->cwd);
+        if (params->exec_id && params->exec_id[0])
+                p->exec_id = strdup(params->exec_id);
+        else {
+                char id[EXEC_ID_MAX + 1];
+
+                p->exec_id = exec_id_make(id) < 0 ? NULL : strdup(id);
+        }
         r = relay_timer_new(vm->vmm->relay, process_on_timer, p, &p->timer);
-        if (!p->argv || !p->env || !p->container_id || (params->cwd && params->cwd[0] && !p->cwd) || r < 0) {
+        if (!p->argv || !p->env || !p->container_id || (params->cwd && params->cwd[0] && !p->cwd) || !p->exec_id ||
+            r < 0) {
                 vmm_process_free(p);
                 return r < 0 ? r : -ENOMEM;
         }
@@ -672,13 +693,74 @@ int vmm_process_new(struct vmm_vm *vm, const struct vmm_exec_params *params, str
         return 0;
 }
 
+static int starter_add(struct vmm_process *p, vmm_started_fn fn, void *userdata, struct vmm_starter **ret)
+{
+        struct vmm_starter *s = calloc(1, sizeof(*s));
+
+        if (!s)
+                return -ENOMEM;
+        s->process = p;
+        s->fn = fn;
+        s->userdata = userdata;
+        list_add_tail(&p->starters, &s->link);
+        if (ret)
+                *ret = s;
+        return 0;
+}
+
+int vmm_process_when_started(struct vmm_process *p, vmm_started_fn fn, void *userdata,
+                             struct vmm_starter **ret_starter)
+{
+        if (p->state != VMM_PROCESS_PENDING && p->state != VMM_PROCESS_STARTING)
+                return 1;
+        return starter_add(p, fn, userdata, ret_starter);
+}
+
+struct vmm_starter *vmm_starter_cancel(struct vmm_starter *s)
+{
+        struct vmm_process *p;
+
+        if (!s)
+                return NULL;
+        p = s->process;
+        list_del(&s->link);
+        free(s);
+        /* Its caller gave up (its deadline passed, or it left) before the guest saw the request:
+         * sending it later would run a command a retry may run again. */
+        if (list_empty(&p->starters) && p->state == VMM_PROCESS_PENDING && !p->vm->removing) {
+                log_info("vm %s: exec %s of %s cancelled before it reached the guest", p->vm->name, p->exec_id,
+                         p->argv[0]);
+                vmm_process_free(p);
+        }
+        return NULL;
+}
+
 int vmm_exec(struct vmm_vm *vm, const struct vmm_exec_params *params, vmm_started_fn fn, void *userdata, char *err,
              size_t errlen)
+{
+        return vmm_exec_start(vm, params, fn, userdata, NULL, err, errlen);
+}
+
+int vmm_exec_start(struct vmm_vm *vm, const struct vmm_exec_params *params, vmm_started_fn fn, void *userdata,
+                   struct vmm_starter **ret_starter, char *err, size_t errlen)
 {
         static const char *const no_strings[1] = { NULL };
         struct vmm_exec_params copy = *params;
         struct vmm_process *p = NULL;
+        struct vmm_starter *starter = NULL;
         int r;
+
+        if (params->exec_id && params->exec_id[0]) {
+                if (!exec_id_is_valid(params->exec_id)) {
+                        snprintf(err, errlen, "exec id must be 1-%u characters: runs of [A-Za-z0-9] joined by "
+                                 "single '.', '_' or '-'", EXEC_ID_MAX);
+                        return -EINVAL;
+                }
+                if (vmm_process_find_id(vm, params->exec_id)) {
+                        snprintf(err, errlen, "exec id %s is in use in VM %s", params->exec_id, vm->name);
+                        return -EEXIST;
+                }
+        }
 
         if (vmm_vm_is_migrating(vm)) {
                 snprintf(err, errlen, "VM is migrating");
@@ -731,12 +813,17 @@ int vmm_exec(struct vmm_vm *vm, const struct vmm_exec_params *params, vmm_starte
         r = vmm_process_attach_open(p, ++vm->exec_seq);
         if (r < 0)
                 log_warn("vm %s: no attach socket for this exec: %s", vm->name, strerror(-r));
-        p->started_fn = fn;
-        p->started_userdata = userdata;
+        r = starter_add(p, fn, userdata, &starter);
+        if (r < 0) {
+                snprintf(err, errlen, "%s", strerror(-r));
+                goto fail;
+        }
         if (vmm_vm_bridge_state(vm) == BRIDGE_CONN_CONNECTED) {
                 r = process_send_exec(p, err, errlen);
                 if (r < 0)
                         goto fail;
+                if (ret_starter)
+                        *ret_starter = starter;
                 return 0;
         }
         p->state = VMM_PROCESS_PENDING;
@@ -747,10 +834,11 @@ int vmm_exec(struct vmm_vm *vm, const struct vmm_exec_params *params, vmm_starte
                 goto fail;
         }
         log_info("vm %s: guest not connected yet; exec of %s queued", vm->name, p->argv[0]);
+        if (ret_starter)
+                *ret_starter = starter;
         return 0;
 fail:
-        p->started_fn = NULL;
-        vmm_process_free(p);
+        vmm_process_free(p); /* its starter goes with it, untold */
         return r;
 }
 
@@ -773,6 +861,39 @@ struct vmm_process *vmm_process_find(struct vmm_vm *vm, uint32_t pid)
         return found;
 }
 
+struct vmm_process *vmm_process_find_id(struct vmm_vm *vm, const char *exec_id)
+{
+        struct list_head *pos;
+
+        if (!exec_id || !exec_id[0])
+                return NULL;
+        list_for_each(pos, &vm->processes) {
+                struct vmm_process *p = list_entry(pos, struct vmm_process, link);
+
+                if (strcmp(p->exec_id, exec_id) == 0)
+                        return p;
+        }
+        return NULL;
+}
+
+const char *vmm_process_exec_id(const struct vmm_process *p)
+{
+        return p->exec_id;
+}
+
+uint32_t vmm_process_pid(const struct vmm_process *p)
+{
+        return p->pid;
+}
+
+int vmm_process_delete(struct vmm_process *p)
+{
+        if (!p->exit_reported || p->wait_outstanding || p->in_exec)
+                return -EBUSY;
+        vmm_process_free(p);
+        return 0;
+}
+
 struct vmm_process *vmm_process_next(struct vmm_vm *vm, struct vmm_process *prev)
 {
         struct list_head *n = prev ? prev->link.next : vm->processes.next;
@@ -784,6 +905,7 @@ void vmm_process_get_info(const struct vmm_process *p, struct vmm_process_info *
 {
         struct vmm_process_info i = {
                 .pid = p->pid,
+                .exec_id = p->exec_id,
                 .container_id = p->container_id,
                 .argv = (const char *const *)p->argv,
                 .n_argv = p->n_argv,
@@ -904,7 +1026,9 @@ int vmm_kill(struct vmm_vm *vm, uint32_t pid, int signal, vmm_done_fn fn, void *
 
         if (pid == 0 || signal < 0 || signal > 64)
                 return -EINVAL;
-        if (p && p->exit_reported) {
+        if (!p)
+                return -ENOENT;
+        if (p->exit_reported) {
                 fn(0, "already gone", userdata);
                 return 0;
         }
@@ -916,8 +1040,8 @@ int vmm_kill(struct vmm_vm *vm, uint32_t pid, int signal, vmm_done_fn fn, void *
         op->vm = vm;
         op->pid = pid;
         op->signal = signal;
-        op->vm_level = !p || !p->container_id[0];
-        r = bridge_host_signal(vm->bridge, p ? p->container_id : "", pid, signal, vmm_on_signal, op);
+        op->vm_level = !p->container_id[0];
+        r = bridge_host_signal(vm->bridge, p->container_id, pid, signal, vmm_on_signal, op);
         if (r < 0)
                 free(op);
         return r;
@@ -931,10 +1055,8 @@ void vmm_process_vm_teardown(struct vmm_vm *vm, const char *reason)
 
         list_for_each_safe(pos, tmp, &vm->processes) {
                 struct vmm_process *p = list_entry(pos, struct vmm_process, link);
-                vmm_started_fn fn = TAKE_PTR(p->started_fn);
 
-                if (fn)
-                        fn(p, -ESHUTDOWN, reason, p->started_userdata);
+                process_started(p, -ESHUTDOWN, reason);
                 if (!p->exit_reported) {
                         char msg[160];
 

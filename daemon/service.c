@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "control.pb-c.h"
+#include "daemon/exec-id.h"
 #include "daemon/service.h"
 #include "daemon/vmm-internal.h"
 #include "util/list.h"
@@ -35,6 +36,21 @@ static struct vmm_vm *service_vm(struct control_call *call, struct service *s, c
         if (!vm)
                 control_call_fail(call, CONTROL_CODE_NOT_FOUND, "unknown VM '%s'", name ? name : "");
         return vm;
+}
+
+/* The process a request names by exec id (when set) or pid; NULL after failing the call NOT_FOUND. */
+static struct vmm_process *service_process(struct control_call *call, struct vmm_vm *vm, uint32_t pid,
+                                           const char *exec_id)
+{
+        struct vmm_process *p = exec_id && exec_id[0] ? vmm_process_find_id(vm, exec_id) : vmm_process_find(vm, pid);
+
+        if (p)
+                return p;
+        if (exec_id && exec_id[0])
+                control_call_fail(call, CONTROL_CODE_NOT_FOUND, "no exec id '%s' in VM %s", exec_id, vmm_vm_name(vm));
+        else
+                control_call_fail(call, CONTROL_CODE_NOT_FOUND, "no process %u in VM %s", pid, vmm_vm_name(vm));
+        return NULL;
 }
 
 static void exit_to_proto(const struct vmm_exit *e, Vsockmux__V1__ExitStatus *ret)
@@ -247,7 +263,9 @@ static int on_container_shutdown(struct control_call *call, const ProtobufCMessa
 struct exit_watch {
         struct control_call *call;      /* NULL once completed or cancelled */
         struct vmm_waiter *waiter;
+        struct vmm_starter *starter;    /* exec: until the vmm's started callback runs */
         uint32_t pid;
+        char exec_id[EXEC_ID_MAX + 1];
         bool detach;
         bool is_exec;
         bool started;                   /* exec: the vmm's started callback ran */
@@ -263,6 +281,7 @@ static void exit_watch_reply(struct exit_watch *w, const struct vmm_exit *exit)
 
                 resp.pid = w->pid;
                 resp.exit = &st;
+                resp.exec_id = w->exec_id;
                 control_call_reply(w->call, &resp.base);
         } else {
                 Vsockmux__V1__WaitResponse resp = VSOCKMUX__V1__WAIT_RESPONSE__INIT;
@@ -292,8 +311,11 @@ static void exit_watch_on_cancel(struct control_call *call, void *userdata)
         if (w->waiter) {
                 w->waiter = vmm_waiter_free(w->waiter);
                 free(w);
+        } else if (w->is_exec && !w->started) {
+                /* An exec that has not reached the guest yet is cancelled with it. */
+                w->starter = vmm_starter_cancel(w->starter);
+                free(w);
         }
-        /* An exec not started yet keeps w until its started callback runs. */
 }
 
 static int exit_watch_follow(struct exit_watch *w, struct vmm_process *p)
@@ -315,6 +337,7 @@ static void on_exec_started(struct vmm_process *p, int error, const char *messag
         int r;
 
         w->started = true;
+        w->starter = NULL; /* the vmm frees it after this call */
         if (!w->call) {
                 free(w);
                 return;
@@ -332,6 +355,7 @@ static void on_exec_started(struct vmm_process *p, int error, const char *messag
                 Vsockmux__V1__ExecResponse resp = VSOCKMUX__V1__EXEC_RESPONSE__INIT;
 
                 resp.pid = info.pid;
+                resp.exec_id = w->exec_id;
                 control_call_reply(w->call, &resp.base);
                 free(w);
                 return;
@@ -371,8 +395,10 @@ static int on_exec(struct control_call *call, const ProtobufCMessage *request, v
                 .terminal = req->terminal,
                 .console_height = (uint16_t)req->console_height,
                 .console_width = (uint16_t)req->console_width,
+                .exec_id = req->exec_id,
         };
         struct opener_creds creds = service_peer_creds(call);
+        struct vmm_process *p;
         struct exit_watch *w;
         char err[256] = "";
         bool detach = req->detach;
@@ -391,13 +417,28 @@ static int on_exec(struct control_call *call, const ProtobufCMessage *request, v
         w->detach = detach;
         w->is_exec = true;
         params.creds = &creds;
-        r = vmm_exec(vm, &params, on_exec_started, w, err, sizeof(err));
+        /* The same exec id again (a client retrying after a lost reply or a deadline): the same
+         * process, never a second one. */
+        p = vmm_process_find_id(vm, req->exec_id);
+        if (p) {
+                snprintf(w->exec_id, sizeof(w->exec_id), "%s", req->exec_id);
+                r = vmm_process_when_started(p, on_exec_started, w, &w->starter);
+                if (r == 1)
+                        on_exec_started(p, 0, "", w);
+                else if (r < 0)
+                        free(w);
+                else
+                        control_call_set_cancel(call, exit_watch_on_cancel, w);
+                return r < 0 ? r : 0;
+        }
+        r = vmm_exec_start(vm, &params, on_exec_started, w, &w->starter, err, sizeof(err));
         if (r < 0) {
                 free(w);
                 if (r == -EBUSY)
                         return control_call_fail(call, CONTROL_CODE_FAILED_PRECONDITION, "%s", err);
                 return control_call_fail(call, control_code_from_errno(r), "exec: %s", err);
         }
+        snprintf(w->exec_id, sizeof(w->exec_id), "%s", vmm_process_exec_id(w->starter->process));
         control_call_set_cancel(call, exit_watch_on_cancel, w);
         return 0;
 }
@@ -413,14 +454,14 @@ static int on_wait(struct control_call *call, const ProtobufCMessage *request, v
 
         if (!vm)
                 return 0;
-        p = vmm_process_find(vm, req->pid);
+        p = service_process(call, vm, req->pid, req->exec_id);
         if (!p)
-                return control_call_fail(call, CONTROL_CODE_NOT_FOUND, "no process %u in VM %s", req->pid, req->vm);
+                return 0;
         w = calloc(1, sizeof(*w));
         if (!w)
                 return -ENOMEM;
         w->call = call;
-        w->pid = req->pid;
+        w->pid = vmm_process_pid(p);
         w->started = true;
         r = vmm_process_wait(p, exit_watch_on_exit, w, &w->waiter, &exit);
         if (r == 1) {
@@ -466,6 +507,7 @@ static int on_ps(struct control_call *call, const ProtobufCMessage *request, voi
                 vsockmux__v1__process_info__init(o);
                 vsockmux__v1__stream_counters__init(&counters[i]);
                 o->pid = pi.pid;
+                o->exec_id = (char *)pi.exec_id;
                 o->container_id = (char *)pi.container_id;
                 o->argv = (char **)pi.argv;
                 o->n_argv = pi.n_argv;
@@ -513,6 +555,7 @@ static int on_kill(struct control_call *call, const ProtobufCMessage *request, v
 {
         REQ(Vsockmux__V1__KillRequest, request);
         struct vmm_vm *vm = service_vm(call, userdata, req->vm);
+        struct vmm_process *p;
         int r;
 
         if (!vm)
@@ -520,7 +563,13 @@ static int on_kill(struct control_call *call, const ProtobufCMessage *request, v
         if (req->signal < 0 || req->signal > 64)
                 return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "signal %d out of range 1-64",
                                          req->signal);
-        r = vmm_kill(vm, req->pid, req->signal ? req->signal : 15, on_killed, call);
+        p = service_process(call, vm, req->pid, req->exec_id);
+        if (!p)
+                return 0;
+        if (vmm_process_pid(p) == 0)
+                return control_call_fail(call, CONTROL_CODE_FAILED_PRECONDITION,
+                                         "exec %s has not started yet: no pid to signal", req->exec_id);
+        r = vmm_kill(vm, vmm_process_pid(p), req->signal ? req->signal : 15, on_killed, call);
         return r < 0 ? fail_vm_busy(call, vm, r, "kill") : 0;
 }
 
@@ -535,9 +584,9 @@ static int on_attach(struct control_call *call, const ProtobufCMessage *request,
 
         if (!vm)
                 return 0;
-        p = vmm_process_find(vm, req->pid);
+        p = service_process(call, vm, req->pid, req->exec_id);
         if (!p)
-                return control_call_fail(call, CONTROL_CODE_NOT_FOUND, "no process %u in VM %s", req->pid, req->vm);
+                return 0;
         r = vmm_process_attach_listen(p);
         if (r < 0)
                 return control_call_fail(call, CONTROL_CODE_UNAVAILABLE, "process %u has no attach socket: %s",
@@ -589,6 +638,31 @@ static int on_resize(struct control_call *call, const ProtobufCMessage *request,
                 return control_call_fail(call, CONTROL_CODE_FAILED_PRECONDITION, "process %u is not running",
                                          req->pid);
         return r < 0 ? fail_vm_busy(call, vm, r, "resize") : 0;
+}
+
+static int on_delete(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        REQ(Vsockmux__V1__DeleteRequest, request);
+        struct vmm_vm *vm = service_vm(call, userdata, req->vm);
+        Vsockmux__V1__DeleteResponse resp = VSOCKMUX__V1__DELETE_RESPONSE__INIT;
+        Vsockmux__V1__ExitStatus st;
+        struct vmm_process_info pi;
+        struct vmm_process *p;
+
+        if (!vm)
+                return 0;
+        p = service_process(call, vm, req->pid, req->exec_id);
+        if (!p)
+                return 0;
+        vmm_process_get_info(p, &pi);
+        if (vmm_process_delete(p) < 0)
+                return control_call_fail(call, CONTROL_CODE_FAILED_PRECONDITION,
+                                         "process %u (exec %s) in VM %s has not exited: kill it and wait first", pi.pid,
+                                         pi.exec_id, req->vm);
+        exit_to_proto(&pi.exit, &st);
+        resp.pid = pi.pid;
+        resp.exit = &st;
+        return control_call_reply(call, &resp.base);
 }
 
 /* ---- stats and events ---- */
@@ -930,6 +1004,7 @@ static const struct control_method service_methods[] = {
         METHOD("PublishMigrationEvent", vsockmux__v1__publish_migration_event_request__descriptor,
                on_publish_migration_event),
         METHOD("Resize", vsockmux__v1__resize_request__descriptor, on_resize),
+        METHOD("Delete", vsockmux__v1__delete_request__descriptor, on_delete),
 };
 
 int service_alloc(struct service **ret)

@@ -80,6 +80,13 @@ struct vmm_stream {
                                          * hcsshim's guest will not dial it again */
 };
 
+struct vmm_starter {
+        struct list_head link;
+        struct vmm_process *process;
+        vmm_started_fn fn;
+        void *userdata;
+};
+
 struct vmm_waiter {
         struct list_head link;
         struct vmm_process *process;
@@ -91,6 +98,7 @@ struct vmm_process {
         struct list_head link;
         struct vmm_vm *vm;
         uint32_t pid;
+        char *exec_id;
         char *container_id;
         char **argv;
         size_t n_argv;
@@ -107,8 +115,7 @@ struct vmm_process {
         struct list_head waiters;
         struct attach *attach;
         struct relay_timer *timer;      /* connect timeout while pending, drain timeout after exit */
-        vmm_started_fn started_fn;
-        void *started_userdata;
+        struct list_head starters;      /* struct vmm_starter: told once the pid is known or the exec failed */
         bool in_exec;                   /* ExecuteProcess outstanding: its callback holds a pointer */
         bool container_init;            /* the first process exec'd in its container (hcsshim redials its stdio) */
         int killed_by;                  /* the last signal Kill delivered (guest said OK); 0 = none */

@@ -163,6 +163,7 @@ struct vmm_exec_params {
          * into stdout. Its first size; 0 x 0 leaves the guest's default. */
         bool terminal;
         uint16_t console_height, console_width;
+        const char *exec_id;            /* NULL or "": the daemon makes one (see exec-id.h) */
 };
 
 /* Runs once: the pid is known (error 0), or the exec failed. */
@@ -174,12 +175,30 @@ typedef void (*vmm_started_fn)(struct vmm_process *p, int error, const char *mes
  * max_streams, -EMSGSIZE for a request over the bridge frame limit. */
 int vmm_exec(struct vmm_vm *vm, const struct vmm_exec_params *params, vmm_started_fn fn, void *userdata, char *err,
              size_t errlen);
+/* The same, handing back who waits for the start, for vmm_starter_cancel(). An exec_id the VM knows
+ * already is -EEXIST (look it up first: vmm_process_find_id). */
+struct vmm_starter;
+int vmm_exec_start(struct vmm_vm *vm, const struct vmm_exec_params *params, vmm_started_fn fn, void *userdata,
+                   struct vmm_starter **ret_starter, char *err, size_t errlen);
+/* One more caller waiting for a known exec to start (an Exec repeating its id). Returns 1 when the
+ * pid is known already (fn will not run), 0 when fn runs once it starts or fails. */
+int vmm_process_when_started(struct vmm_process *p, vmm_started_fn fn, void *userdata,
+                             struct vmm_starter **ret_starter);
+/* The caller stops waiting (fn will not run). When nobody waits any more for an exec that has not
+ * reached the guest yet, the exec is cancelled: it is never sent, so it never runs later. */
+struct vmm_starter *vmm_starter_cancel(struct vmm_starter *s);
 
 struct vmm_process *vmm_process_find(struct vmm_vm *vm, uint32_t pid);
+struct vmm_process *vmm_process_find_id(struct vmm_vm *vm, const char *exec_id);
+const char *vmm_process_exec_id(const struct vmm_process *p);
+uint32_t vmm_process_pid(const struct vmm_process *p);      /* 0 until the guest named it */
+/* Forgets an exited process whose exit was reported; -EBUSY while it runs or drains. */
+int vmm_process_delete(struct vmm_process *p);
 struct vmm_process *vmm_process_next(struct vmm_vm *vm, struct vmm_process *prev);
 
 struct vmm_process_info {
         uint32_t pid;
+        const char *exec_id;
         const char *container_id;
         const char *const *argv;
         size_t n_argv;
@@ -213,8 +232,8 @@ struct vmm_waiter *vmm_waiter_free(struct vmm_waiter *w);
  * for a process without a terminal, -ESRCH for one whose exit is known, -EINVAL for a zero size. */
 int vmm_resize(struct vmm_vm *vm, uint32_t pid, uint16_t height, uint16_t width, vmm_done_fn fn, void *userdata);
 
-/* Signals a process by pid (it need not be known here). A process that is gone already completes
- * with error 0 and the message "already gone". */
+/* Signals a process by pid. -ENOENT for a pid the VM does not know; one whose exit was reported,
+ * or that the guest says is gone, completes with error 0 and the message "already gone". */
 int vmm_kill(struct vmm_vm *vm, uint32_t pid, int signal, vmm_done_fn fn, void *userdata);
 
 /* ---- Daemon-wide numbers ---- */

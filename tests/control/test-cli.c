@@ -797,7 +797,8 @@ static void test_usage_errors_exit_2_with_one_line(void **state)
         run_cli(f, &res, NULL, "vm", "add", "x", "--hvsock", "/a", "--cid", "9", NULL);
         assert_int_equal(exit_code(&res), 2);
         assert_int_equal(count_lines(res.err), 1);
-        run_cli(f, &res, NULL, "kill", "vm1", "notapid", NULL);
+        /* A word is an exec id; a number with trailing garbage is a bad pid. */
+        run_cli(f, &res, NULL, "kill", "vm1", "12x", NULL);
         assert_int_equal(exit_code(&res), 2);
         assert_int_equal(count_lines(res.err), 1);
         run_cli(f, &res, NULL, "frobnicate", NULL);

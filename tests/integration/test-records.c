@@ -1,0 +1,268 @@
+/* Process records against a real vsockmuxd and simulated guest: exec ids (idempotent Exec, the
+ * daemon's own ids), deadlines that pass before and after the exec reached the guest, Delete
+ * (`vsockmux rm`) and NOT_FOUND for pids and ids the VM never knew. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <json-c/json.h>
+
+#include "harness.h"
+
+/* The entry of `ps VM --json` with this exec id, or NULL; *ret_all holds it (put it after). */
+static struct json_object *ps_find_id(struct integ *t, const char *vm, const char *id, struct json_object **ret_all)
+{
+        struct json_object *all = integ_cli_json(t, "ps", vm, "--json", NULL);
+
+        *ret_all = all;
+        for (size_t i = 0; i < json_object_array_length(all); i++) {
+                struct json_object *p = json_object_array_get_idx(all, i);
+
+                if (strcmp(integ_json_str(p, "id"), id) == 0)
+                        return p;
+        }
+        return NULL;
+}
+
+/* How many times needle occurs in the file (0 if it is missing). */
+static unsigned count_in_file(const char *path, const char *needle)
+{
+        char *s = integ_read_file(path, NULL);
+        unsigned n = 0;
+
+        for (const char *at = s; at && (at = strstr(at, needle)); at += strlen(needle))
+                n++;
+        free(s);
+        return n;
+}
+
+static void expect_not_found(struct integ *t, const char *verb, const char *target, const char *needle)
+{
+        struct integ_result res;
+
+        integ_cli(t, &res, NULL, verb, "demo", target, NULL);
+        integ_assert_code(t, &res, 1);
+        integ_assert_one_line_error(res.err);
+        integ_assert_contains(res.err, needle);
+        integ_assert_contains(res.err, "(NOT_FOUND)");
+        integ_result_done(&res);
+}
+
+static void test_unknown_pid_or_id_is_not_found_for_every_method(void **state)
+{
+        struct integ *t = *state;
+        static const char *const verbs[] = { "kill", "wait", "attach", "rm" };
+
+        integ_vm_with_sim(t, "demo");
+        for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+                expect_not_found(t, verbs[i], "99999", "no process 99999");
+                /* attach takes only a pid on the command line (its id form is in the API). */
+                if (strcmp(verbs[i], "attach") != 0)
+                        expect_not_found(t, verbs[i], "never-was", "no exec id 'never-was'");
+        }
+}
+
+static void test_exec_id_repeated_returns_the_same_process_and_runs_it_once(void **state)
+{
+        struct integ *t = *state;
+        struct integ_result res;
+        struct json_object *all, *p;
+        char script[512], marker[INTEG_PATH_MAX];
+        long pid1, pid2;
+
+        integ_vm_with_sim(t, "demo");
+        snprintf(marker, sizeof(marker), "%s", integ_path(t, "ran"));
+        snprintf(script, sizeof(script), "echo ran >> %s; %s; exit 4", marker, integ_wait_go(t));
+
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--id", "job-1", "--", "sh", "-c", script, NULL);
+        integ_assert_code(t, &res, 0);
+        pid1 = strtol(res.out, NULL, 10);
+        integ_result_done(&res);
+        assert_true(integ_wait_file_contains(marker, "ran\n", INTEG_WAIT_MS));
+
+        /* The retry, with another command even: the id names the process. */
+        p = integ_cli_json(t, "exec", "demo", "--detach", "--json", "--id", "job-1", "--", "sh", "-c",
+                           "echo second >> /dev/null", NULL);
+        assert_string_equal(integ_json_str(p, "id"), "job-1");
+        pid2 = (long)integ_json_int(p, "pid");
+        json_object_put(p);
+        assert_int_equal(pid1, pid2);
+
+        p = ps_find_id(t, "demo", "job-1", &all);
+        assert_non_null(p);
+        assert_int_equal(integ_json_int(p, "pid"), pid1);
+        json_object_put(all);
+
+        /* An attached repeat follows the same process to its exit. */
+        integ_touch(integ_path(t, "go"));
+        integ_cli(t, &res, NULL, "exec", "demo", "--id", "job-1", "--", "false", NULL);
+        integ_assert_code(t, &res, 4);
+        integ_result_done(&res);
+        assert_int_equal(count_in_file(marker, "ran\n"), 1);
+
+        /* wait takes the id too. */
+        integ_cli(t, &res, NULL, "wait", "demo", "job-1", NULL);
+        integ_assert_code(t, &res, 4);
+        assert_string_equal(res.out, "exited 4\n");
+        integ_result_done(&res);
+}
+
+static void test_exec_without_id_gets_one_from_the_daemon(void **state)
+{
+        struct integ *t = *state;
+        struct integ_result res;
+        struct json_object *all, *p;
+        char id[64];
+
+        integ_vm_with_sim(t, "demo");
+        p = integ_cli_json(t, "exec", "demo", "--detach", "--json", "--", "true", NULL);
+        snprintf(id, sizeof(id), "%s", integ_json_str(p, "id"));
+        json_object_put(p);
+        assert_int_equal(strlen(id), 32);
+        assert_int_equal(strspn(id, "0123456789abcdef"), 32);
+        p = ps_find_id(t, "demo", id, &all);
+        assert_non_null(p);
+        json_object_put(all);
+
+        /* A bad id is refused before anything runs, naming the rule. */
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--id", "../x", "--", "true", NULL);
+        integ_assert_code(t, &res, 125);
+        integ_assert_contains(res.err, "exec id must be");
+        integ_result_done(&res);
+}
+
+static void test_rm_forgets_only_an_exited_process(void **state)
+{
+        struct integ *t = *state;
+        struct integ_result res;
+        struct json_object *all;
+        char script[512], pid_s[32];
+        long pid;
+
+        integ_vm_with_sim(t, "demo");
+        snprintf(script, sizeof(script), "%s; exit 3", integ_wait_go(t));
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--id", "rm-me", "--", "sh", "-c", script, NULL);
+        integ_assert_code(t, &res, 0);
+        pid = strtol(res.out, NULL, 10);
+        integ_result_done(&res);
+        snprintf(pid_s, sizeof(pid_s), "%ld", pid);
+
+        /* Still running: refused, and nothing is forgotten. */
+        integ_cli(t, &res, NULL, "rm", "demo", "rm-me", NULL);
+        integ_assert_code(t, &res, 1);
+        integ_assert_contains(res.err, "has not exited");
+        integ_result_done(&res);
+        assert_non_null(ps_find_id(t, "demo", "rm-me", &all));
+        json_object_put(all);
+
+        integ_touch(integ_path(t, "go"));
+        integ_cli(t, &res, NULL, "wait", "demo", pid_s, NULL);
+        integ_assert_code(t, &res, 3);
+        integ_result_done(&res);
+        integ_cli(t, &res, NULL, "rm", "demo", pid_s, NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        assert_null(ps_find_id(t, "demo", "rm-me", &all));
+        json_object_put(all);
+        expect_not_found(t, "wait", pid_s, "no process");
+        expect_not_found(t, "rm", "rm-me", "no exec id 'rm-me'");
+
+        /* The id is free again. */
+        integ_cli(t, &res, NULL, "exec", "demo", "--id", "rm-me", "--", "sh", "-c", "exit 0", NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+}
+
+/* The guest is not there, so the exec cannot reach it before its deadline: cancelled, and when the
+ * guest comes it is not sent. */
+static void test_exec_deadline_before_send_cancels_it_for_good(void **state)
+{
+        struct integ *t = *state;
+        struct integ_result res;
+        struct json_object *all;
+        char script[512], marker[INTEG_PATH_MAX];
+
+        snprintf(marker, sizeof(marker), "%s", integ_path(t, "late-ran"));
+        snprintf(script, sizeof(script), "touch %s", marker);
+        integ_cli(t, &res, NULL, "vm", "add", "demo", "--hvsock", integ_hvsock(t, "demo"), NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--id", "late", "--deadline-ms", "300", "--", "sh",
+                  "-c", script, NULL);
+        integ_assert_code(t, &res, 125);
+        integ_assert_contains(res.err, "deadline");
+        integ_result_done(&res);
+        assert_null(ps_find_id(t, "demo", "late", &all));
+        json_object_put(all);
+
+        integ_sim_start(t, "demo");
+        integ_wait_bridge(t, "demo", "connected");
+        /* A later exec runs; the cancelled one is nowhere, and never ran. */
+        integ_cli(t, &res, NULL, "exec", "demo", "--", "sh", "-c", "echo later", NULL);
+        integ_assert_code(t, &res, 0);
+        assert_string_equal(res.out, "later\n");
+        integ_result_done(&res);
+        assert_null(ps_find_id(t, "demo", "late", &all));
+        json_object_put(all);
+        assert_int_equal(access(marker, F_OK), -1);
+
+        /* The id was never taken: a retry runs it, once. */
+        integ_cli(t, &res, NULL, "exec", "demo", "--id", "late", "--", "sh", "-c", script, NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        assert_int_equal(access(marker, F_OK), 0);
+}
+
+/* The exec reached the guest, then the caller's deadline passed: it keeps running, and the
+ * caller's retry with the same id finds it instead of starting it again. */
+static void test_exec_deadline_after_send_keeps_it_and_a_retry_finds_it(void **state)
+{
+        struct integ *t = *state;
+        struct integ_result res;
+        char script[512], marker[INTEG_PATH_MAX];
+        long pid;
+
+        integ_vm_with_sim(t, "demo");
+        snprintf(marker, sizeof(marker), "%s", integ_path(t, "ran"));
+        snprintf(script, sizeof(script), "echo ran >> %s; %s; exit 6", marker, integ_wait_go(t));
+        /* Attached, so the reply waits for the exit and the deadline passes while it runs. */
+        integ_cli(t, &res, NULL, "exec", "demo", "--id", "slow", "--deadline-ms", "3000", "--", "sh", "-c", script,
+                  NULL);
+        integ_assert_contains(res.err, "deadline");
+        assert_int_not_equal(res.code, 0);
+        integ_result_done(&res);
+        /* It ran: this fails (no marker) if the deadline had cancelled it before the guest saw it. */
+        assert_true(integ_wait_file_contains(marker, "ran\n", INTEG_WAIT_MS));
+
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--id", "slow", "--", "sh", "-c", script, NULL);
+        integ_assert_code(t, &res, 0);
+        pid = strtol(res.out, NULL, 10);
+        integ_result_done(&res);
+        assert_true(pid > 0);
+        integ_touch(integ_path(t, "go"));
+        integ_cli(t, &res, NULL, "wait", "demo", "slow", NULL);
+        integ_assert_code(t, &res, 6);
+        integ_result_done(&res);
+        assert_int_equal(count_in_file(marker, "ran\n"), 1);
+}
+
+int main(int argc, char **argv)
+{
+        struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_unknown_pid_or_id_is_not_found_for_every_method),
+                cmocka_unit_test(test_exec_id_repeated_returns_the_same_process_and_runs_it_once),
+                cmocka_unit_test(test_exec_without_id_gets_one_from_the_daemon),
+                cmocka_unit_test(test_rm_forgets_only_an_exited_process),
+                cmocka_unit_test(test_exec_deadline_before_send_cancels_it_for_good),
+                cmocka_unit_test(test_exec_deadline_after_send_keeps_it_and_a_retry_finds_it),
+        };
+
+        return integ_run("integration-records", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
+}
