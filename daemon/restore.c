@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/exec-id.h"
 #include "daemon/savestate.h"
 #include "daemon/vmm-internal.h"
 #include "util/log.h"
@@ -76,6 +77,8 @@ static int restore_process(struct vmm_vm *vm, const Vsockmux__State__Process *sp
 {
         struct vmm_exec_params params = {
                 .container_id = sp->container_id,
+                /* Before exec ids were saved it was empty: the restored process gets a new one. */
+                .exec_id = exec_id_is_valid(sp->exec_id) ? sp->exec_id : NULL,
                 .argv = (const char *const *)sp->argv,
                 .n_argv = sp->n_argv,
                 .stdin_path = io ? io->path[VMM_STDIN] : NULL,

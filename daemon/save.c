@@ -127,7 +127,7 @@ static int save_build(struct vmm_vm *vm, struct save_buf *b)
 
                 vsockmux__state__process__init(o);
                 o->pid = p->pid;
-                o->exec_id = (char *)"";
+                o->exec_id = p->exec_id;
                 o->container_id = p->container_id;
                 o->argv = &b->argv_store[ai];
                 /* argv is for `ps` only: keep the leading words that fit the bound. */

@@ -401,7 +401,7 @@ static void test_upstream_stream_not_redialled_does_not_hold_the_exit(void **sta
 static void test_new_exec_after_restore_never_reuses_a_port(void **state)
 {
         struct fixture *f = *state;
-        char out_a[128], out_n[128];
+        char out_a[128], out_n[128], exec_id[128];
         struct vmm_process_info before, after;
         struct vmm_vm *vm, *vb;
         struct exited ex = { 0 };
@@ -414,8 +414,11 @@ static void test_new_exec_after_restore_never_reuses_a_port(void **state)
         pid = exec_ok(f, vm, "echo up; sleep 2", out_a);
         wait_for_output(f, out_a, 3);
         vmm_process_get_info(vmm_process_find(vm, pid), &before);
+        snprintf(exec_id, sizeof(exec_id), "%s", before.exec_id);
         sv = save_vm(f, vm);
         vb = restore_vm(f, &sv, pid, NULL);
+        /* The exec id travels with the process: a client's retry still finds it. */
+        assert_ptr_equal(vmm_process_find_id(vb, exec_id), vmm_process_find(vb, pid));
         /* The guest's bridge must be back before a new exec can go out. */
         {
                 uint64_t deadline = now_ns() + WAIT_NS;
