@@ -614,6 +614,63 @@ static void test_thousand_processes_survive_save_and_restore(void **state)
         free(sv.blob);
 }
 
+/* The caller gave up (its deadline passed) after ExecuteProcess went out: the process runs on, its
+ * exec id finds it, and the starter that left is never called. Cancelling is done here by hand, at
+ * a known point, instead of racing a real deadline against the guest's reply. */
+static void test_exec_cancelled_after_it_reached_the_guest_runs_once_and_keeps_its_id(void **state)
+{
+        struct fixture *f = *state;
+        const char *argv[] = { "sh", "-c", "echo ran; exit 6" };
+        char out[128], err[256];
+        struct vmm_exec_params params = { .argv = argv, .n_argv = 3, .stdout_path = out, .exec_id = "sent-1" };
+        struct vmm_starter *starter = NULL;
+        struct started st = { 0 };
+        struct exited ex = { 0 };
+        struct vmm_process *p;
+        struct vmm_vm *vm;
+
+        snprintf(out, sizeof(out), "%s/out-sent", f->dir);
+        vm = add_vm_connected(f, true);
+        assert_int_equal(vmm_exec_start(vm, &params, on_started, &st, &starter, err, sizeof(err)), 0);
+        assert_non_null(starter);
+        vmm_starter_cancel(starter);
+        p = vmm_process_find_id(vm, "sent-1");
+        assert_non_null(p);
+        /* The same id again is refused by vmm_exec_start: the service looks it up first. */
+        assert_int_equal(vmm_exec_start(vm, &params, on_started, &st, NULL, err, sizeof(err)), -EEXIST);
+        wait_for_output(f, out, 4);
+        for (uint64_t deadline = now_ns() + WAIT_NS; vmm_process_pid(p) == 0;) {
+                assert_true(now_ns() < deadline);
+                run_for(f, STEP_NS);
+        }
+        wait_exit(f, vm, vmm_process_pid(p), &ex);
+        assert_int_equal(ex.exit.code, 6);
+        assert_int_equal(st.count, 0);
+        assert_ptr_equal(vmm_process_find_id(vm, "sent-1"), p);
+        assert_int_equal(vmm_process_delete(p), 0);
+        assert_null(vmm_process_find_id(vm, "sent-1"));
+}
+
+/* The guest's bridge is not there: cancelling the only starter drops the exec before it is sent. */
+static void test_exec_cancelled_before_it_reached_the_guest_is_gone(void **state)
+{
+        struct fixture *f = *state;
+        const char *argv[] = { "sh", "-c", "exit 0" };
+        struct vmm_exec_params params = { .argv = argv, .n_argv = 3, .exec_id = "queued-1" };
+        struct vmm_starter *starter = NULL;
+        struct started st = { 0 };
+        struct vmm_vm *vm;
+        char err[256];
+
+        assert_int_equal(vmm_vm_add(f->a, "demo", &f->transport, &vm), 0);
+        assert_int_equal(vmm_exec_start(vm, &params, on_started, &st, &starter, err, sizeof(err)), 0);
+        assert_non_null(vmm_process_find_id(vm, "queued-1"));
+        vmm_starter_cancel(starter);
+        assert_null(vmm_process_find_id(vm, "queued-1"));
+        assert_int_equal(vmm_vm_process_count(vm), 0);
+        assert_int_equal(st.count, 0);
+}
+
 static void test_hvsock_paths_outside_the_root_are_refused(void **state)
 {
         struct fixture *f = *state;
@@ -653,6 +710,9 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_exit_during_blackout_upstream_guest, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_upstream_stream_not_redialled_does_not_hold_the_exit, setup,
                                                 teardown),
+                cmocka_unit_test_setup_teardown(test_exec_cancelled_after_it_reached_the_guest_runs_once_and_keeps_its_id,
+                                                setup, teardown),
+                cmocka_unit_test_setup_teardown(test_exec_cancelled_before_it_reached_the_guest_is_gone, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_new_exec_after_restore_never_reuses_a_port, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_resume_on_the_source_rolls_back_a_save, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_restore_refuses_endpoints_that_do_not_match_before_listening,
