@@ -179,12 +179,20 @@ struct sim_reaper {
         struct sim_process *p;
 };
 
+/* Waits until every stdio relay drained and closed. */
+static void process_join_streams(struct sim_process *p)
+{
+        for (int i = _SIM_STREAM_MAX - 1; i >= 0; i--)
+                p->streams[i] = sim_stream_join(p->streams[i]);
+}
+
 static void *process_reaper(void *arg)
 {
         struct sim_reaper *rp = arg;
         struct sim *s = rp->s;
         struct sim_process *p = rp->p;
         struct sim_waiter *waiters;
+        bool upstream = sim_upstream(s);
         int status = 0;
 
         free(rp);
@@ -201,10 +209,11 @@ static void *process_reaper(void *arg)
         p->reaped = true;
         pthread_mutex_unlock(&s->lock);
 
-        /* Exit is reported only after stdout/stderr drained and closed (W9); stdin's read side closes now (H5). */
+        /* Ours reports the exit only after stdout/stderr drained and closed (W9); hcsshim's guest
+         * may answer the wait first. stdin's read side closes now (H5). */
         sim_stream_close_input(p->streams[SIM_STREAM_STDIN]);
-        for (int i = _SIM_STREAM_MAX - 1; i >= 0; i--)
-                p->streams[i] = sim_stream_join(p->streams[i]);
+        if (!upstream)
+                process_join_streams(p);
 
         pthread_mutex_lock(&s->lock);
         while (!p->announced && !s->stopping)
@@ -219,7 +228,15 @@ static void *process_reaper(void *arg)
          * the answer that carries the code. Pending waits get no reply once the sim stops. */
         if (s->stopping)
                 sim_waiters_free(TAKE_PTR(waiters));
-        else if (waiters) {
+        else if (waiters && upstream) {
+                /* hcsshim's guest deletes the process before it writes the wait's reply: a wait
+                 * (a host's probe) in between finds it gone. */
+                if (!p->is_init && p->in_table)
+                        process_unlink_locked(s, p);
+                pthread_mutex_unlock(&s->lock);
+                pthread_mutex_lock(&s->lock);
+                sim_waiters_queue_answers(s, TAKE_PTR(waiters), p->exit_code);
+        } else if (waiters) {
                 sim_waiters_queue_answers(s, TAKE_PTR(waiters), p->exit_code);
                 if (!p->is_init && p->in_table)
                         process_unlink_locked(s, p);
@@ -227,6 +244,8 @@ static void *process_reaper(void *arg)
         pthread_mutex_unlock(&s->lock);
         log_info("pid %d exited with %u", (int)p->pid, p->exit_code);
         sim_bridge_flush(s);
+        if (upstream)
+                process_join_streams(p);
 
         if (p->is_init)
                 process_notify_exit(s, p);
