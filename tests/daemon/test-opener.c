@@ -6,7 +6,9 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "daemon/opener.h"
@@ -105,6 +107,23 @@ static void test_supplementary_groups_are_the_callers(void **state)
         assert_int_equal(opener_open(f->opener, &member, f->secret, ENDPOINT_SOURCE, &fd, NULL), 0);
 }
 
+/* Connecting to a Unix socket needs write permission on it: checked as the caller too. */
+static void test_other_uid_cannot_connect_to_a_0600_root_socket(void **state)
+{
+        struct fixture *f = *state;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_close_ int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), fd = -1;
+        int refused = -7;
+
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/sock", f->dir);
+        assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        assert_int_equal(listen(lfd, 4), 0);
+        assert_int_equal(chmod(sa.sun_path, 0600), 0);
+        assert_int_equal(opener_open(f->opener, &nobody, sa.sun_path, ENDPOINT_SINK, &refused, NULL), -EACCES);
+        assert_int_equal(refused, -7);
+        assert_int_equal(opener_open(f->opener, NULL, sa.sun_path, ENDPOINT_SINK, &fd, NULL), 0);
+}
+
 /* After an open as someone else, root's rights are back on the thread and this thread never lost them. */
 static void test_daemon_rights_are_restored(void **state)
 {
@@ -128,6 +147,7 @@ int main(void)
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_created_file_belongs_to_the_caller, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_supplementary_groups_are_the_callers, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_other_uid_cannot_connect_to_a_0600_root_socket, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_daemon_rights_are_restored, setup, teardown),
         };
 
