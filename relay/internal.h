@@ -62,6 +62,16 @@ struct relay {
         unsigned capacity;
 };
 
+/* probe.c learns these; every receive asks. */
+static inline bool relay_recv_budget_usable(const struct relay *r)
+{
+        return r->mshot_limit != 0;
+}
+static inline bool relay_recv_budget_known(const struct relay *r)
+{
+        return r->mshot_limit >= 0;
+}
+
 /* pool.c */
 int relay_pool_init(struct relay *r);
 void relay_pool_done(struct relay *r);

@@ -51,16 +51,6 @@ int relay_features_probe(struct io_uring *ring, struct relay_features *ret)
         return k;
 }
 
-bool relay_recv_budget_usable(const struct relay *r)
-{
-        return r->mshot_limit != 0;
-}
-
-bool relay_recv_budget_known(const struct relay *r)
-{
-        return r->mshot_limit >= 0;
-}
-
 void relay_recv_budget_learnt(struct relay *r, bool works)
 {
         r->mshot_limit = works;

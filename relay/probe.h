@@ -21,7 +21,6 @@ int relay_features_check(unsigned ring_features, const struct io_uring_probe *p,
 int relay_features_probe(struct io_uring *ring, struct relay_features *ret);
 
 /* The multishot recv byte budget cannot be probed (it rides in an SQE field older kernels ignore
- * or refuse): the loop learns it from the first budgeted receive. */
-bool relay_recv_budget_usable(const struct relay *r);
+ * or refuse): the loop learns it from the first budgeted receive. The readers are inline in
+ * internal.h (every receive asks). */
 void relay_recv_budget_learnt(struct relay *r, bool works);
-bool relay_recv_budget_known(const struct relay *r);
