@@ -33,6 +33,7 @@ enum {
         OPT_RECONNECT_GRACE,
         OPT_LOG_FILE,
         OPT_READ_GROUP,
+        OPT_EXIT_DIR,
 };
 
 struct daemon_signals {
@@ -110,6 +111,8 @@ static void usage(FILE *f)
                 "                       Stats, Events and Wait; other methods answer PERMISSION_DENIED\n"
                 "  --log-level LEVEL    error, warn, info or debug (default info)\n"
                 "  --log-file PATH      append the log to PATH instead of stderr; SIGHUP reopens it\n"
+                "  --exit-dir DIR       write DIR/<exec-id> with the decimal exit status once the output\n"
+                "                       drained, atomically (conmon's --exit-dir; -1 when it was lost)\n"
                 "  --bridge-reconnect-grace SECONDS  how long a guest whose bridge dropped (not migrating)\n"
                 "                       may take to reconnect before its processes' exits are reported\n"
                 "                       lost; 0 reports them lost at once, as hcsshim does (default %u, max %u)\n"
@@ -198,6 +201,7 @@ int main(int argc, char **argv)
                 { "max-control-frame", required_argument, NULL, OPT_MAX_CONTROL_FRAME },
                 { "stream-buffer-bytes", required_argument, NULL, OPT_STREAM_BUFFER_BYTES },
                 { "bridge-reconnect-grace", required_argument, NULL, OPT_RECONNECT_GRACE },
+                { "exit-dir", required_argument, NULL, OPT_EXIT_DIR },
                 { "log-level", required_argument, NULL, 'l' },
                 { "log-file", required_argument, NULL, OPT_LOG_FILE },
                 { "help", no_argument, NULL, 'h' },
@@ -307,6 +311,13 @@ int main(int argc, char **argv)
                                 return 2;
                         /* Whole pool buffers: the relay's bound is counted in them. */
                         rcfg.stream_max_bufs = (unsigned)((stream_buffer + rcfg.buf_size - 1) / rcfg.buf_size);
+                        break;
+                case OPT_EXIT_DIR:
+                        if (optarg[0] != '/') {
+                                fprintf(stderr, "vsockmuxd: --exit-dir must be an absolute path, got '%s'\n", optarg);
+                                return 2;
+                        }
+                        vcfg.exit_dir = optarg;
                         break;
                 case 'l': {
                         enum log_level l = log_level_from_string(optarg);

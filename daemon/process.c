@@ -9,6 +9,7 @@
 
 #include "daemon/endpoint.h"
 #include "daemon/exec-id.h"
+#include "daemon/exit-file.h"
 #include "daemon/vmm-internal.h"
 #include "util/log.h"
 
@@ -198,6 +199,16 @@ void vmm_process_report(struct vmm_process *p)
                 if (k == VMM_STDIN || p->streams[k].done)
                         vmm_stream_release(&p->streams[k]);
         attach_end(p->attach);
+        /* conmon's contract: the file appears, whole, only once the output drained (we are past
+         * every output EOF here), and before any waiter hears of the exit. Lost: -1, never 0. */
+        if (vm->vmm->exit_dir_fd >= 0) {
+                int k = exit_file_write(vm->vmm->exit_dir_fd, p->exec_id,
+                                        p->exit.kind == VMM_EXIT_EXITED ? p->exit.code : -1);
+
+                if (k < 0)
+                        log_warn("vm %s: process %u: cannot write exit file %s/%s: %s", vm->name, p->pid,
+                                 vm->vmm->cfg.exit_dir, p->exec_id, strerror(-k));
+        }
         if (p->exit.kind == VMM_EXIT_EXITED)
                 log_info("vm %s: process %u exited with code %d", vm->name, p->pid, p->exit.code);
         else if (p->exit.kind == VMM_EXIT_SIGNALED)

@@ -21,6 +21,7 @@ struct vmm {
         struct relay *relay;
         struct vmm_config cfg;
         char *attach_dir;
+        int exit_dir_fd;                /* -1: no exit files */
         vmm_event_fn event_fn;
         void *event_userdata;
         struct list_head vms;

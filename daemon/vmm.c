@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,17 @@ int vmm_new(struct relay *r, const struct vmm_config *cfg, vmm_event_fn ev, void
                 free(m->state_dir_real);
                 free(m->attach_dir);
                 return k;
+        }
+        m->exit_dir_fd = -1;
+        if (m->cfg.exit_dir) {
+                k = mkdir_p(m->cfg.exit_dir, 0755);
+                if (k >= 0)
+                        m->exit_dir_fd = open(m->cfg.exit_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (k < 0 || m->exit_dir_fd < 0) {
+                        k = k < 0 ? k : negative_errno();
+                        free(m->attach_dir);
+                        return k;
+                }
         }
         m->event_fn = ev;
         m->event_userdata = userdata;
@@ -186,6 +198,7 @@ struct vmm *vmm_free(struct vmm *m)
         m->opener = opener_free(m->opener);
         free(m->state_dir_real);
         free(m->attach_dir);
+        safe_close(m->exit_dir_fd);
         free(m);
         return NULL;
 }

@@ -87,6 +87,7 @@ struct vmm_config {
         const char *state_dir;          /* attach sockets live in <state_dir>/attach */
         const char *hvsock_root;        /* canonical; hybrid-vsock paths must lie inside (NULL: anywhere) */
         bool hvsock_in_state_dir;       /* with hvsock_root NULL: confine them to state_dir (vsockmuxd's default) */
+        const char *exit_dir;           /* conmon's --exit-dir: <exec-id> files with the exit status; NULL: none */
         unsigned max_vms;
         unsigned max_processes;         /* per VM: at the cap an exec forgets the oldest reported exit first */
         unsigned max_streams;           /* daemon-wide stdio streams held or about to be; 0 = no cap */

@@ -2,6 +2,9 @@
  * daemon's own ids), a deadline that passes before the exec reached the guest (the one after is
  * tests/daemon/test-save-restore.c's: a CLI cannot time it), Delete (`vsockmux rm`) and NOT_FOUND
  * for pids and ids the VM never knew. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -221,6 +226,106 @@ static void test_exec_deadline_before_send_cancels_it_for_good(void **state)
         assert_int_equal(access(marker, F_OK), 0);
 }
 
+/* A daemon with --exit-dir pointing at a directory of the test's own. */
+struct exit_fixture {
+        struct integ *t;
+        char dir[64];
+};
+
+static int exit_setup(void **state)
+{
+        struct exit_fixture *e = calloc(1, sizeof(*e));
+        char *extra[] = { (char *)"--exit-dir", e ? e->dir : NULL, NULL };
+
+        if (!e)
+                return -1;
+        snprintf(e->dir, sizeof(e->dir), "/tmp/vsockmux-exit.XXXXXX");
+        if (!mkdtemp(e->dir) || integ_new_args(*state, extra, &e->t) < 0) {
+                free(e);
+                return -1;
+        }
+        *state = e;
+        return 0;
+}
+
+static int exit_teardown(void **state)
+{
+        struct exit_fixture *e = *state;
+        char cmd[128];
+        int code = integ_free(e->t);
+
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", e->dir);
+        if (system(cmd) != 0)
+                fprintf(stderr, "could not remove %s\n", e->dir);
+        free(e);
+        return code == 0 ? 0 : -1;
+}
+
+#define DRAIN_BYTES 300000u
+
+/* conmon's contract: DIR/<exec-id> holds the decimal status, appears whole (an inotify watcher
+ * sees the name arrive by rename only, never created or written in place), and only once the
+ * output reached its endpoint (all of it is in the stdout file when the name appears). */
+static void test_exit_file_appears_whole_and_after_the_output(void **state)
+{
+        struct exit_fixture *e = *state;
+        struct integ *t = e->t;
+        struct integ_result res;
+        char out[INTEG_PATH_MAX], file[128], script[128];
+        struct stat st;
+        bool moved = false;
+        char *text;
+        int ino;
+
+        integ_vm_with_sim(t, "demo");
+        snprintf(out, sizeof(out), "%s", integ_path(t, "drain.out"));
+        snprintf(file, sizeof(file), "%s/drain-1", e->dir);
+        ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        assert_true(ino >= 0);
+        assert_true(inotify_add_watch(ino, e->dir, IN_CREATE | IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO) >= 0);
+
+        snprintf(script, sizeof(script), "head -c %u /dev/zero; exit 9", DRAIN_BYTES);
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--id", "drain-1", "--stdout", out, "--", "sh", "-c",
+                  script, NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+
+        /* The watcher: every event naming the file is its rename into place. */
+        while (!moved) {
+                struct pollfd pfd = { .fd = ino, .events = POLLIN };
+                char ev[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+                ssize_t n;
+
+                assert_true(poll(&pfd, 1, INTEG_WAIT_MS) > 0);
+                n = read(ino, ev, sizeof(ev));
+                assert_true(n > 0);
+                for (char *at = ev; at < ev + n;) {
+                        const struct inotify_event *ie = (const struct inotify_event *)at;
+
+                        if (ie->len && strcmp(ie->name, "drain-1") == 0) {
+                                if (!(ie->mask & IN_MOVED_TO))
+                                        fail_msg("the exit file was written in place (inotify mask 0x%x)", ie->mask);
+                                /* The output is all there by the time the name is. */
+                                assert_int_equal(stat(out, &st), 0);
+                                assert_int_equal(st.st_size, DRAIN_BYTES);
+                                text = integ_read_file(file, NULL);
+                                assert_non_null(text);
+                                assert_string_equal(text, "9");
+                                free(text);
+                                moved = true;
+                        }
+                        at += sizeof(*ie) + ie->len;
+                }
+        }
+        close(ino);
+        /* No temp file is left beside it, and a waiter sees the same status. */
+        snprintf(file, sizeof(file), "%s/.drain-1.tmp", e->dir);
+        assert_int_equal(access(file, F_OK), -1);
+        integ_cli(t, &res, NULL, "wait", "demo", "drain-1", NULL);
+        integ_assert_code(t, &res, 9);
+        integ_result_done(&res);
+}
+
 int main(int argc, char **argv)
 {
         struct CMUnitTest tests[] = {
@@ -229,6 +334,8 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_exec_without_id_gets_one_from_the_daemon),
                 cmocka_unit_test(test_rm_forgets_only_an_exited_process),
                 cmocka_unit_test(test_exec_deadline_before_send_cancels_it_for_good),
+                cmocka_unit_test_setup_teardown(test_exit_file_appears_whole_and_after_the_output,
+                                                exit_setup, exit_teardown),
         };
 
         return integ_run("integration-records", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
