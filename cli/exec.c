@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/detach.h"
 #include "cli/tty.h"
 
 #define CLI_EXEC_MAX_ENV 4096u
@@ -71,6 +72,9 @@ struct exec_ctx {
         bool terminal;          /* --tty: a console in the guest, ours in raw mode */
         bool winch_pending;     /* our size changed while STARTING */
         struct cli_tty tty;
+        struct cli_detach detach;
+        bool detach_on;         /* stdin is a terminal: look for the detach keys in it */
+        bool detached;          /* they were typed: leave, the process keeps running */
         int sfd;                /* signalfd of exec_proxied_signals (and SIGWINCH with --tty) */
         struct vsockmux_client *side_client;     /* Kill and Resize while Exec or Wait is in flight */
         int64_t deadline_ns;    /* --deadline-ms: the Exec call's timeout_nano; 0 = none */
@@ -228,7 +232,8 @@ static void pump_output(struct exec_ctx *x, unsigned i)
  * the process is busy writing output we must keep draining, so nothing here blocks. */
 static void pump_stdin_read(struct exec_ctx *x)
 {
-        ssize_t n = read(STDIN_FILENO, x->in_buf, sizeof(x->in_buf));
+        uint8_t raw[CLI_COPY_CHUNK - CLI_DETACH_KEYS_MAX];
+        ssize_t n = read(STDIN_FILENO, raw, sizeof(raw));
 
         if (n < 0 && (errno == EINTR || errno == EAGAIN))
                 return;
@@ -238,7 +243,13 @@ static void pump_stdin_read(struct exec_ctx *x)
                 x->s[STREAM_STDIN].conn_fd = safe_close(x->s[STREAM_STDIN].conn_fd);
                 return;
         }
-        x->in_len = (size_t)n;
+        /* Detach keys only on a terminal: piped input is data, whatever its bytes. */
+        if (x->detach_on)
+                x->detached = cli_detach_filter(&x->detach, raw, (size_t)n, x->in_buf, &x->in_len);
+        else {
+                memcpy(x->in_buf, raw, (size_t)n);
+                x->in_len = (size_t)n;
+        }
         x->in_off = 0;
 }
 
@@ -393,6 +404,15 @@ static int exec_on_signal(struct exec_ctx *x)
         return -1;
 }
 
+/* The detach keys were typed: the CLI goes, the process stays. */
+static int exec_leave_detached(struct exec_ctx *x)
+{
+        cli_tty_restore(&x->tty);
+        fprintf(stderr, "vsockmux: detached from process %u, which keeps running (vsockmux attach %s %u)\n", x->pid,
+                x->vm, x->pid);
+        return 0;
+}
+
 /* The Exec reply: the pid. The CLI then waits for the exit on the same connection. */
 static int exec_on_started(struct exec_ctx *x, Vsockmux__V1__ExecResponse *resp)
 {
@@ -410,6 +430,8 @@ static int exec_on_started(struct exec_ctx *x, Vsockmux__V1__ExecResponse *resp)
                 return CLI_EXIT_STATUS_LOST;
         }
         x->phase = EXEC_RUNNING;
+        if (x->detached)
+                return exec_leave_detached(x);
         if (x->winch_pending)
                 exec_send_resize(x);
         return -1;
@@ -496,7 +518,7 @@ static bool exec_poll_set(struct exec_ctx *x, struct pollfd *pfd, int *owner, un
         if (running && in->conn_fd >= 0 && x->in_len > 0) {
                 pfd[n] = (struct pollfd) { .fd = in->conn_fd, .events = POLLOUT };
                 owner[n++] = POLL_STDIN_WRITE;
-        } else if (running && in->conn_fd >= 0 && !x->stdin_eof) {
+        } else if (running && in->conn_fd >= 0 && !x->stdin_eof && !x->detached) {
                 pfd[n] = (struct pollfd) { .fd = STDIN_FILENO, .events = POLLIN };
                 owner[n++] = POLL_STDIN_READ;
         }
@@ -513,7 +535,9 @@ static int exec_dispatch(struct exec_ctx *x, const struct pollfd *p, int owner)
         switch (owner) {
         case POLL_STDIN_READ:
                 pump_stdin_read(x);
-                return -1;
+                /* Before the pid is known the CLI waits for it (stdin is read no more), so it
+                 * can say which process keeps running. */
+                return x->detached && x->phase != EXEC_STARTING ? exec_leave_detached(x) : -1;
         case POLL_STDIN_WRITE:
                 pump_stdin_write(x);
                 return -1;
@@ -603,6 +627,7 @@ static int exec_attached(struct exec_ctx *x, Vsockmux__V1__ExecRequest *req)
 enum {
         OPT_STDIN = 0x100,
         OPT_TIMEOUT,
+        OPT_DETACH_KEYS,
 };
 
 int cli_exec(struct cli *cli, int argc, char **argv)
@@ -621,6 +646,7 @@ int cli_exec(struct cli *cli, int argc, char **argv)
                 { "sig-proxy", optional_argument, NULL, 'S' },
                 { "id", required_argument, NULL, 'I' },
                 { "deadline-ms", required_argument, NULL, 'D' },
+                { "detach-keys", required_argument, NULL, OPT_DETACH_KEYS },
                 {}
         };
         Vsockmux__V1__ExecRequest req = VSOCKMUX__V1__EXEC_REQUEST__INIT;
@@ -633,6 +659,8 @@ int cli_exec(struct cli *cli, int argc, char **argv)
 
         for (unsigned i = 0; i < _STREAM_MAX; i++)
                 x.s[i].listen_fd = x.s[i].conn_fd = -1;
+        (void)cli_detach_parse(CLI_DETACH_KEYS_DEFAULT, &x.detach);
+        x.detach_on = isatty(STDIN_FILENO);
 
         optind = 0;
         while ((c = getopt_long(argc, argv, ":t", options, NULL)) >= 0) {
@@ -680,6 +708,11 @@ int cli_exec(struct cli *cli, int argc, char **argv)
                         break;
                 case 'j':
                         json = true;
+                        break;
+                case OPT_DETACH_KEYS:
+                        if (cli_detach_parse(optarg, &x.detach) < 0)
+                                return cli_usage_error(cli, "--detach-keys wants keys such as 'ctrl-p,ctrl-q' "
+                                                       "(a-z, or ctrl- with a-z @ [ \\ ] ^ _), got '%s'", optarg);
                         break;
                 case 'S':
                         if (!optarg || !strcmp(optarg, "true"))
@@ -769,59 +802,60 @@ int cli_exec(struct cli *cli, int argc, char **argv)
 
 /* ---- attach ------------------------------------------------------------------------------ */
 
-int cli_attach(struct cli *cli, int argc, char **argv)
+static void attach_on_winch(struct cli *cli, const Vsockmux__V1__AttachRequest *att, int winch_fd)
 {
-        Vsockmux__V1__AttachRequest req = VSOCKMUX__V1__ATTACH_REQUEST__INIT;
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        _cleanup_free_ uint8_t *buf = NULL;
-        _cleanup_close_ int fd = -1;
+        Vsockmux__V1__ResizeRequest req = VSOCKMUX__V1__RESIZE_REQUEST__INIT;
+        struct signalfd_siginfo si;
         ProtobufCMessage *m = NULL;
-        const char *path;
-        bool stdin_open = true, out_dead[2] = {};
+        uint16_t h, w;
+
+        if (winch_fd >= 0 && read(winch_fd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+                return;
+        if (cli_tty_size(STDIN_FILENO, &h, &w) < 0 && cli_tty_size(STDOUT_FILENO, &h, &w) < 0)
+                return;
+        req.vm = att->vm;
+        req.pid = att->pid;
+        req.height = h;
+        req.width = w;
+        /* The attach connection is idle after Attach: a failure is said by cli_call, and we go on. */
+        if (cli_call(cli, "Resize", &req.base, &vsockmux__v1__resize_response__descriptor, &m) == 0)
+                vsockmux_message_free(m);
+}
+
+/* A terminal process: ours goes raw, and SIGWINCH (read from winch_fd) resizes its console. */
+static int attach_terminal_setup(struct cli *cli, Vsockmux__V1__AttachRequest *req, struct cli_tty *tty, int *ret_winch)
+{
+        sigset_t mask;
         int r;
 
-        bool print_path;
+        r = cli_tty_make_raw(STDIN_FILENO, tty);
+        if (r < 0)
+                return cli_error(cli, "cannot put this terminal in raw mode: %s", strerror(-r));
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGWINCH);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) == 0)
+                *ret_winch = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (*ret_winch >= 0)
+                attach_on_winch(cli, req, -1);  /* our size now, which may not be the console's */
+        return 0;
+}
 
-        r = cli_parse_flag(cli, argc, argv, "print-path", &print_path);
-        if (r != 0)
-                return r;
-        if (argc - optind != 2)
-                return cli_usage_error(cli, "expected VM NAME and PID");
-        req.vm = argv[optind];
-        if (cli_parse_u32(argv[optind + 1], 1, INT32_MAX, &req.pid) < 0)
-                return cli_usage_error(cli, "PID must be a positive number, got '%s'", argv[optind + 1]);
-        r = cli_call(cli, "Attach", &req.base, &vsockmux__v1__attach_response__descriptor, &m);
-        if (r != 0)
-                return r;
-        path = ((Vsockmux__V1__AttachResponse *)m)->socket_path;
-        if (strlen(path) >= sizeof(sa.sun_path) || !path[0]) {
-                r = cli_error(cli, "vsockmuxd named an unusable attach socket '%s'", path);
-                vsockmux_message_free(m);
-                return r;
-        }
-        memcpy(sa.sun_path, path, strlen(path) + 1);
-        vsockmux_message_free(m);
-        /* For conmon-format clients of their own: the socket is open now; connect to it yourself. */
-        if (print_path) {
-                printf("%s\n", sa.sun_path);
-                return fflush(stdout) == 0 ? 0 : cli_error(cli, "writing the path: %s", strerror(errno));
-        }
-
-        fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-                return cli_error(cli, "cannot connect to the attach socket %s: %s", sa.sun_path, strerror(errno));
-        buf = malloc(CLI_ATTACH_PACKET_MAX);
-        if (!buf)
-                return cli_error(cli, "out of memory");
+/* Relays the attach socket's output packets to our stdout/stderr and our stdin to it, until the
+ * output ends (0) or the detach keys are typed on a terminal (0, the process keeps running). */
+static int attach_relay(struct cli *cli, const Vsockmux__V1__AttachRequest *req, int fd, uint8_t *buf,
+                        struct cli_detach *detach, bool detach_on, int winch_fd)
+{
+        bool stdin_open = true, out_dead[2] = {};
 
         for (;;) {
-                struct pollfd pfd[2] = {
+                struct pollfd pfd[3] = {
                         { .fd = fd, .events = POLLIN },
                         { .fd = stdin_open ? STDIN_FILENO : -1, .events = POLLIN },
+                        { .fd = winch_fd, .events = POLLIN },
                 };
                 ssize_t n;
 
-                if (poll(pfd, 2, -1) < 0) {
+                if (poll(pfd, 3, -1) < 0) {
                         if (errno == EINTR)
                                 continue;
                         return cli_error(cli, "poll: %s", strerror(errno));
@@ -843,16 +877,103 @@ int cli_attach(struct cli *cli, int argc, char **argv)
                         }
                 }
                 if (pfd[1].revents) {
-                        n = read(STDIN_FILENO, buf, 8192);
+                        uint8_t in[8192];
+                        size_t len;
+
+                        n = read(STDIN_FILENO, in, sizeof(in) - CLI_DETACH_KEYS_MAX);
                         if (n < 0 && (errno == EINTR || errno == EAGAIN))
                                 continue;
                         if (n <= 0) {
                                 /* No half-close: on a SEQPACKET attach socket it reads as the
                                  * client leaving, and output must keep coming. */
                                 stdin_open = false;
-                        } else if (send(fd, buf, (size_t)n, MSG_NOSIGNAL) < 0) {
-                                stdin_open = false;
+                                continue;
                         }
+                        /* Detach keys only on a terminal: piped input is data, whatever its bytes. */
+                        if (detach_on && cli_detach_filter(detach, in, (size_t)n, buf, &len)) {
+                                if (len > 0)
+                                        (void)send(fd, buf, len, MSG_NOSIGNAL);
+                                fprintf(stderr, "vsockmux: detached from process %u, which keeps running\n", req->pid);
+                                return 0;
+                        }
+                        if (!detach_on) {
+                                memcpy(buf, in, (size_t)n);
+                                len = (size_t)n;
+                        }
+                        if (len > 0 && send(fd, buf, len, MSG_NOSIGNAL) < 0)
+                                stdin_open = false;
                 }
+                if (pfd[2].revents)
+                        attach_on_winch(cli, req, winch_fd);
         }
+}
+
+int cli_attach(struct cli *cli, int argc, char **argv)
+{
+        Vsockmux__V1__AttachRequest req = VSOCKMUX__V1__ATTACH_REQUEST__INIT;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_free_ uint8_t *buf = NULL;
+        _cleanup_close_ int fd = -1;
+        ProtobufCMessage *m = NULL;
+        static const struct option options[] = {
+                { "print-path", no_argument, NULL, 'p' },
+                { "detach-keys", required_argument, NULL, 'k' },
+                {}
+        };
+        _cleanup_close_ int winch_fd = -1;
+        struct cli_tty tty = { .fd = -1 };
+        struct cli_detach detach;
+        const char *path;
+        bool print_path = false, terminal;
+        int c, r;
+
+        (void)cli_detach_parse(CLI_DETACH_KEYS_DEFAULT, &detach);
+        optind = 0;
+        while ((c = getopt_long(argc, argv, ":", options, NULL)) >= 0) {
+                if (c == 'p')
+                        print_path = true;
+                else if (c == 'k') {
+                        if (cli_detach_parse(optarg, &detach) < 0)
+                                return cli_usage_error(cli, "--detach-keys wants keys such as 'ctrl-p,ctrl-q' "
+                                                       "(a-z, or ctrl- with a-z @ [ \\ ] ^ _), got '%s'", optarg);
+                } else
+                        return cli_option_error(cli, c, argv);
+        }
+        if (argc - optind != 2)
+                return cli_usage_error(cli, "expected VM NAME and PID");
+        req.vm = argv[optind];
+        if (cli_parse_u32(argv[optind + 1], 1, INT32_MAX, &req.pid) < 0)
+                return cli_usage_error(cli, "PID must be a positive number, got '%s'", argv[optind + 1]);
+        r = cli_call(cli, "Attach", &req.base, &vsockmux__v1__attach_response__descriptor, &m);
+        if (r != 0)
+                return r;
+        path = ((Vsockmux__V1__AttachResponse *)m)->socket_path;
+        if (strlen(path) >= sizeof(sa.sun_path) || !path[0]) {
+                r = cli_error(cli, "vsockmuxd named an unusable attach socket '%s'", path);
+                vsockmux_message_free(m);
+                return r;
+        }
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        terminal = ((Vsockmux__V1__AttachResponse *)m)->terminal;
+        vsockmux_message_free(m);
+        /* For conmon-format clients of their own: the socket is open now; connect to it yourself. */
+        if (print_path) {
+                printf("%s\n", sa.sun_path);
+                return fflush(stdout) == 0 ? 0 : cli_error(cli, "writing the path: %s", strerror(errno));
+        }
+
+        fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                return cli_error(cli, "cannot connect to the attach socket %s: %s", sa.sun_path, strerror(errno));
+        buf = malloc(CLI_ATTACH_PACKET_MAX);
+        if (!buf)
+                return cli_error(cli, "out of memory");
+        if (terminal) {
+                r = attach_terminal_setup(cli, &req, &tty, &winch_fd);
+                if (r != 0)
+                        return r;
+        }
+        r = attach_relay(cli, &req, fd, buf, &detach, isatty(STDIN_FILENO), winch_fd);
+        cli_tty_restore(&tty);
+        return r;
 }

@@ -22,13 +22,15 @@ static const struct cli_command commands[] = {
         { NULL, "exec", cli_exec,
           "exec NAME [--container ID] [--env K=V]... [--cwd DIR] [--stdin SRC] [--stdout DST]\n"
           "                  [--stderr DST] [--detach] [--timeout SEC] [--json]\n"
-          "                  [--tty|-t] [--sig-proxy[=true|false]] [--id ID] [--deadline-ms MS] -- ARGV...",
+          "                  [--tty|-t] [--sig-proxy[=true|false]] [--id ID] [--deadline-ms MS]\n"
+          "                  [--detach-keys KEYS] -- ARGV...",
           "Starts ARGV in VM NAME. Attached (the default) it relays this terminal's stdio and exits\n"
           "with the process's code (128+N for signal N, 255 if lost, 125 if it never ran);\n"
           "--detach prints the pid and leaves stdio to the SRC/DST paths. Attached, it forwards\n"
           "SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to the process unless\n"
           "--sig-proxy=false. --tty: the process gets a console (stderr merges into it); this\n"
-          "terminal goes raw, and its size follows to the console. --id names the exec: the same id\n"
+          "terminal goes raw, and its size follows to the console. --detach-keys (default\n"
+          "ctrl-p,ctrl-q, \"\" for none) leaves the process running. --id names the exec: the same id\n"
           "again returns that process and never starts a second. --deadline-ms cancels the exec if\n"
           "it has not reached the guest by then (it never runs later); one that reached it runs on,\n"
           "and a retry with its --id finds it." },
@@ -42,7 +44,7 @@ static const struct cli_command commands[] = {
           "Sends a signal (default SIGTERM) to the process (a pid, or an exec id)." },
         { NULL, "rm", cli_rm, "rm NAME PID|ID",
           "Forgets an exited process (a pid, or an exec id); a running one is refused." },
-        { NULL, "attach", cli_attach, "attach NAME PID [--print-path]",
+        { NULL, "attach", cli_attach, "attach NAME PID [--print-path] [--detach-keys KEYS]",
           "Relays this terminal to process PID through its conmon-format attach socket, which\n"
           "opens on first use; --print-path prints the socket's path instead." },
         { NULL, "stats", cli_stats, "stats [--json]",

@@ -327,6 +327,83 @@ static void test_resize_a_detached_console_and_refuse_what_has_none(void **state
         integ_result_done(&res);
 }
 
+static void test_detach_keys_leave_the_process_running(void **state)
+{
+        struct integ *t = *state;
+        char script[512], screen[8192] = "", pid_s[32];
+        struct integ_result res;
+        struct json_object *all, *p;
+        size_t len = 0;
+        int master, slave, code;
+        long pid;
+        pid_t cli;
+
+        integ_vm_with_sim(t, "demo");
+        master = open_terminal(24, 80, &slave);
+        snprintf(script, sizeof(script), "echo ready; %s", integ_alive_loop(t));
+        {
+                char *args[] = { (char *)"exec", (char *)"demo", (char *)"-t", (char *)"--", (char *)"sh",
+                                 (char *)"-c", script, NULL };
+
+                cli = integ_spawn_fds(t, integ_cli_argv(t, args), slave, slave, slave);
+        }
+        terminal_read_until(t, master, screen, sizeof(screen), &len, "ready\r\n");
+        /* podman's default, ctrl-p then ctrl-q. */
+        assert_int_equal(write(master, "\020\021", 2), 2);
+        assert_int_equal(integ_reap(t, cli, INTEG_WAIT_MS, &code), 0);
+        assert_int_equal(code, 0);
+        terminal_read_until(t, master, screen, sizeof(screen), &len, "keeps running");
+        integ_assert_contains(screen, "detached from process ");
+        pid = strtol(strstr(screen, "detached from process ") + strlen("detached from process "), NULL, 10);
+        p = integ_ps_find(t, "demo", pid, &all);
+        assert_string_equal(integ_json_str(p, "state"), "running");
+        json_object_put(all);
+
+        /* attach finds it (a terminal: raw again), and other keys detach it again. */
+        snprintf(pid_s, sizeof(pid_s), "%ld", pid);
+        {
+                char *args[] = { (char *)"attach", (char *)"demo", pid_s, (char *)"--detach-keys", (char *)"ctrl-a,x",
+                                 NULL };
+
+                cli = integ_spawn_fds(t, integ_cli_argv(t, args), slave, slave, slave);
+        }
+        {
+                char *args[] = { (char *)"ps", (char *)"demo", (char *)"--json", NULL };
+                struct json_object *o = NULL;
+
+                /* Attached once the daemon counts the client: poll ps rather than sleep. */
+                for (int i = 0; i < INTEG_WAIT_MS / 50; i++) {
+                        integ_cliv(t, &res, NULL, args);
+                        o = json_tokener_parse(res.out);
+                        integ_result_done(&res);
+                        if (o && strstr(json_object_to_json_string(o), "attach_socket"))
+                                break;
+                        json_object_put(o);
+                        o = NULL;
+                        integ_sleep_ms(50);
+                }
+                assert_non_null(o);
+                json_object_put(o);
+        }
+        assert_int_equal(write(master, "\001x", 2), 2);
+        assert_int_equal(integ_reap(t, cli, INTEG_WAIT_MS, &code), 0);
+        assert_int_equal(code, 0);
+        p = integ_ps_find(t, "demo", pid, &all);
+        assert_string_equal(integ_json_str(p, "state"), "running");
+        json_object_put(all);
+        integ_cli(t, &res, NULL, "kill", "demo", pid_s, "--signal", "KILL", NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach-keys", "ctrl-1", "--", "true", NULL);
+        integ_assert_code(t, &res, 2);
+        integ_assert_one_line_error(res.err);
+        integ_assert_contains(res.err, "--detach-keys wants keys");
+        integ_result_done(&res);
+        close(slave);
+        close(master);
+}
+
 int main(int argc, char **argv)
 {
         struct CMUnitTest tests[] = {
@@ -336,6 +413,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_exec_tty_gives_a_terminal_that_follows_our_size),
                 cmocka_unit_test(test_exec_tty_merges_stderr_and_refuses_a_stderr_path),
                 cmocka_unit_test(test_resize_a_detached_console_and_refuse_what_has_none),
+                cmocka_unit_test(test_detach_keys_leave_the_process_running),
         };
 
         return integ_run("integration-interactive", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
