@@ -12,7 +12,7 @@
 #define RELAY_CQE_BATCH 64
 
 struct relay_defer_node {
-        struct relay_defer_node *next;
+        struct list_head node;
         void (*fn)(void *userdata);
         void *userdata;
 };
@@ -48,7 +48,7 @@ struct relay {
         int mshot_limit;        /* recv multishot byte budget (sqe->optlen): 1 works, 0 refused, -1 untested (probe.c) */
         struct relay_features features; /* what relay_new()'s probe found */
 
-        struct relay_defer_node *defer_head, **defer_tail;
+        struct list_head defers;        /* struct relay_defer_node, in queue order */
 
         struct relay_timer **heap;
         unsigned heap_n, heap_cap;

@@ -117,7 +117,7 @@ int relay_new(const struct relay_config *c, struct relay **ret)
         r->cfg = *c;
         if (r->cfg.ring_bufs == 0)
                 r->cfg.ring_bufs = MIN(RELAY_RING_BUFS_DEFAULT, r->cfg.buf_count);
-        r->defer_tail = &r->defer_head;
+        list_init(&r->defers);
         list_init(&r->buf_waiters);
         r->mshot_limit = -1;
         r->ring.ring_fd = -1;
@@ -154,15 +154,15 @@ struct relay *relay_free(struct relay *r)
         for (int i = 0; i < RELAY_FREE_DRAIN_TURNS && !r->broken; i++) {
                 if (relay_run_once(r, RELAY_FREE_DRAIN_WAIT_NS) < 0)
                         break;
-                if (r->last_dispatched == 0 && !r->defer_head)
+                if (r->last_dispatched == 0 && list_empty(&r->defers))
                         break;
         }
         if (r->n_streams || r->n_listeners || r->n_chans)
                 log_warn("relay: freed with %u streams, %u listeners, %u channels still open",
                          r->n_streams, r->n_listeners, r->n_chans);
-        while (r->defer_head) {
-                struct relay_defer_node *d = r->defer_head;
-                r->defer_head = d->next;
+        while (!list_empty(&r->defers)) {
+                struct relay_defer_node *d = list_entry(r->defers.next, struct relay_defer_node, node);
+                list_del(&d->node);
                 free(d);
         }
         relay_listeners_done(r);
@@ -253,23 +253,28 @@ int relay_defer(struct relay *r, void (*fn)(void *userdata), void *userdata)
         if (!d)
                 return -ENOMEM;
         *d = (struct relay_defer_node) { .fn = fn, .userdata = userdata };
-        *r->defer_tail = d;
-        r->defer_tail = &d->next;
+        list_add_tail(&r->defers, &d->node);
         return 0;
 }
 
 static void run_deferred(struct relay *r)
 {
-        /* Only what was queued before this point: a deferred call that defers again waits a turn. */
-        struct relay_defer_node *d = r->defer_head;
+        /* Only what was queued before this point: a deferred call that defers again waits a turn.
+         * So the queue moves to a local head first (the nodes' ends are re-pointed at it). */
+        struct list_head batch;
 
-        r->defer_head = NULL;
-        r->defer_tail = &r->defer_head;
-        while (d) {
-                struct relay_defer_node *next = d->next;
+        if (list_empty(&r->defers))
+                return;
+        batch = r->defers;
+        batch.next->prev = &batch;
+        batch.prev->next = &batch;
+        list_init(&r->defers);
+        while (!list_empty(&batch)) {
+                struct relay_defer_node *d = list_entry(batch.next, struct relay_defer_node, node);
+
+                list_del(&d->node);
                 d->fn(d->userdata);
                 free(d);
-                d = next;
         }
 }
 
@@ -322,7 +327,7 @@ int relay_run_once(struct relay *r, int64_t timeout_ns)
                 if (wait < 0 || d < wait)
                         wait = d;
         }
-        if (r->defer_head || io_uring_cq_ready(&r->ring))
+        if (!list_empty(&r->defers) || io_uring_cq_ready(&r->ring))
                 wait = 0;
         relay_pool_refill(r);
 
