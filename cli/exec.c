@@ -647,6 +647,7 @@ int cli_exec(struct cli *cli, int argc, char **argv)
                 { "id", required_argument, NULL, 'I' },
                 { "deadline-ms", required_argument, NULL, 'D' },
                 { "detach-keys", required_argument, NULL, OPT_DETACH_KEYS },
+                { "log", required_argument, NULL, 'L' },
                 {}
         };
         Vsockmux__V1__ExecRequest req = VSOCKMUX__V1__EXEC_REQUEST__INIT;
@@ -722,6 +723,9 @@ int cli_exec(struct cli *cli, int argc, char **argv)
                         else
                                 return cli_usage_error(cli, "--sig-proxy wants true or false, got '%s'", optarg);
                         break;
+                case 'L':
+                        req.log = optarg;
+                        break;
                 case 'I':
                         /* The daemon checks it (containerd's identifier rule) and says why. */
                         req.exec_id = optarg;
@@ -739,6 +743,8 @@ int cli_exec(struct cli *cli, int argc, char **argv)
                 return cli_usage_error(cli, "expected VM NAME, then -- and the command to run");
         if ((size_t)(argc - optind - 1) > CLI_EXEC_MAX_ARGV)
                 return cli_usage_error(cli, "more than %u command arguments", CLI_EXEC_MAX_ARGV);
+        if (req.log && req.log[0] && !req.detach)
+                return cli_usage_error(cli, "--log only applies with --detach (attached, the output comes here)");
         if (json && !req.detach)
                 return cli_usage_error(cli, "--json only applies with --detach");
         if (x.terminal && x.s[STREAM_STDERR].path)

@@ -6,10 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "daemon/endpoint.h"
 #include "daemon/exec-id.h"
 #include "daemon/exit-file.h"
+#include "daemon/log-k8s.h"
 #include "daemon/vmm-internal.h"
 #include "util/log.h"
 
@@ -111,6 +113,7 @@ void vmm_process_free(struct vmm_process *p)
         strv_free(p->env, p->n_env);
         free(p->container_id);
         free(p->exec_id);
+        safe_close(p->log_fd);
         free(p->cwd);
         free(p);
 }
@@ -323,9 +326,26 @@ static void stream_on_done(struct relay_stream *rs, int error, void *userdata)
                 vmm_process_maybe_report(p);
 }
 
+static uint64_t realtime_ns(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void stream_on_tap(struct relay_stream *rs, const void *data, size_t len, void *userdata)
 {
         struct vmm_stream *s = userdata;
+        struct vmm_process *p = s->process;
+
+        if (p->log_fd >= 0) {
+                int r = log_k8s_write(p->log_fd, s->kind == VMM_STDOUT ? LOG_K8S_STDOUT : LOG_K8S_STDERR, data, len,
+                                      realtime_ns());
+
+                if (r < 0)
+                        log_warn("vm %s: process %u: writing its k8s-file log: %s", p->vm->name, p->pid, strerror(-r));
+        }
 
         if (s->process->attach)
                 attach_output(s->process->attach, s->kind == VMM_STDOUT ? ATTACH_STREAM_STDOUT : ATTACH_STREAM_STDERR,
@@ -617,6 +637,20 @@ int vmm_process_open_endpoints(struct vmm_process *p, const struct vmm_exec_para
 {
         const char *paths[_VMM_STREAM_KIND_MAX] = { params->stdin_path, params->stdout_path, params->stderr_path };
 
+        if (params->log_k8s_path && params->log_k8s_path[0]) {
+                int r;
+
+                if ((paths[VMM_STDOUT] && paths[VMM_STDOUT][0]) || (paths[VMM_STDERR] && paths[VMM_STDERR][0])) {
+                        snprintf(err, errlen, "a k8s-file log takes stdout and stderr: give no stdout or stderr path");
+                        return -EINVAL;
+                }
+                r = opener_open(p->vm->vmm->opener, params->creds, params->log_k8s_path, ENDPOINT_SINK, &p->log_fd,
+                                NULL);
+                if (r < 0) {
+                        snprintf(err, errlen, "k8s-file log %s: %s", params->log_k8s_path, strerror(-r));
+                        return r;
+                }
+        }
         for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
                 struct vmm_stream *s = &p->streams[k];
                 int r;
@@ -670,6 +704,7 @@ int vmm_process_new(struct vmm_vm *vm, const struct vmm_exec_params *params, str
         p->container_init = process_is_container_init(vm, params->container_id);
         list_init(&p->waiters);
         list_init(&p->starters);
+        p->log_fd = -1;
         list_add_tail(&vm->processes, &p->link);
         vm->n_processes++;
         for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {

@@ -100,6 +100,7 @@ struct vmm_process {
         struct vmm_vm *vm;
         uint32_t pid;
         char *exec_id;
+        int log_fd;                     /* k8s-file log, -1: none */
         char *container_id;
         char **argv;
         size_t n_argv;

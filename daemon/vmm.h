@@ -165,6 +165,7 @@ struct vmm_exec_params {
         bool terminal;
         uint16_t console_height, console_width;
         const char *exec_id;            /* NULL or "": the daemon makes one (see exec-id.h) */
+        const char *log_k8s_path;       /* set: stdout and stderr as CRI log records there, no endpoints */
 };
 
 /* Runs once: the pid is known (error 0), or the exec failed. */

@@ -326,6 +326,149 @@ static void test_exit_file_appears_whole_and_after_the_output(void **state)
         integ_result_done(&res);
 }
 
+/* ---- the CRI log format, read from its definition (kubelet's parseCRILog), not from our writer:
+ * "<RFC3339Nano timestamp> <stdout|stderr> <tags> <content>\n", tags ':'-separated with F (the
+ * line is full: kubelet adds the newline back) or P (partial: the content continues in the next
+ * record of that stream) first. */
+
+static bool digits(const char *s, int n)
+{
+        for (int i = 0; i < n; i++)
+                if (s[i] < '0' || s[i] > '9')
+                        return false;
+        return true;
+}
+
+/* YYYY-MM-DDTHH:MM:SS[.fraction](Z|+hh:mm|-hh:mm); returns its length or 0. */
+static size_t rfc3339_len(const char *s)
+{
+        size_t n = 19;
+
+        if (!digits(s, 4) || s[4] != '-' || !digits(s + 5, 2) || s[7] != '-' || !digits(s + 8, 2) || s[10] != 'T' ||
+            !digits(s + 11, 2) || s[13] != ':' || !digits(s + 14, 2) || s[16] != ':' || !digits(s + 17, 2))
+                return 0;
+        if (s[n] == '.') {
+                size_t f = 0;
+
+                while (s[n + 1 + f] >= '0' && s[n + 1 + f] <= '9')
+                        f++;
+                if (f == 0 || f > 9)
+                        return 0;
+                n += 1 + f;
+        }
+        if (s[n] == 'Z')
+                return n + 1;
+        if ((s[n] == '+' || s[n] == '-') && digits(s + n + 1, 2) && s[n + 3] == ':' && digits(s + n + 4, 2))
+                return n + 6;
+        return 0;
+}
+
+struct cri_log {
+        char *text[2];          /* stdout, stderr as kubelet would give them back */
+        size_t len[2];
+        unsigned partial[2];    /* P records seen */
+};
+
+static void cri_log_append(struct cri_log *l, int k, const char *p, size_t n)
+{
+        l->text[k] = realloc(l->text[k], l->len[k] + n + 1);
+        assert_non_null(l->text[k]);
+        memcpy(l->text[k] + l->len[k], p, n);
+        l->len[k] += n;
+        l->text[k][l->len[k]] = '\0';
+}
+
+/* Fails the test on any line that is not a record. */
+static void cri_log_parse(const char *path, struct cri_log *ret)
+{
+        size_t len;
+        char *buf = integ_read_file(path, &len), *p = buf, *end;
+
+        assert_non_null(buf);
+        end = buf + len;
+        *ret = (struct cri_log) { 0 };
+        for (int k = 0; k < 2; k++)
+                cri_log_append(ret, k, "", 0);
+        while (p < end) {
+                char *nl = memchr(p, '\n', (size_t)(end - p)), *tag, *content;
+                size_t ts = rfc3339_len(p);
+                int k = 0;
+
+                if (!nl)
+                        fail_msg("the log ends inside a record: '%s'", p);
+                if (ts == 0 || p[ts] != ' ')
+                        fail_msg("no RFC 3339 timestamp at the start of '%.*s'", (int)(nl - p), p);
+                if (strncmp(p + ts + 1, "stdout ", 7) == 0)
+                        k = 0;
+                else if (strncmp(p + ts + 1, "stderr ", 7) == 0)
+                        k = 1;
+                else
+                        fail_msg("no stream in '%.*s'", (int)(nl - p), p);
+                tag = p + ts + 8;
+                content = memchr(tag, ' ', (size_t)(nl - tag));
+                if (!content || (tag[0] != 'F' && tag[0] != 'P') || (tag + 1 != content && tag[1] != ':'))
+                        fail_msg("no F or P tag in '%.*s'", (int)(nl - p), p);
+                content++;
+                cri_log_append(ret, k, content, (size_t)(nl - content));
+                if (tag[0] == 'F')
+                        cri_log_append(ret, k, "\n", 1);
+                else
+                        ret->partial[k]++;
+                p = nl + 1;
+        }
+        free(buf);
+}
+
+static void cri_log_done(struct cri_log *l)
+{
+        free(l->text[0]);
+        free(l->text[1]);
+}
+
+static void test_k8s_file_log_holds_both_streams_with_partial_and_long_lines(void **state)
+{
+        struct integ *t = *state;
+        struct integ_result res;
+        char log[INTEG_PATH_MAX], spec[INTEG_PATH_MAX + 16], want[70000 + 64];
+        struct cri_log l;
+
+        integ_vm_with_sim(t, "demo");
+        snprintf(log, sizeof(log), "%s", integ_path(t, "c1.log"));
+        snprintf(spec, sizeof(spec), "k8s-file:%s", log);
+        /* A line split across writes, stdout and stderr interleaved, a 70,000-byte line (more than a
+         * relay buffer: it arrives in pieces) and an unfinished last line. */
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--id", "logged", "--log", spec, "--", "sh", "-c",
+                  "echo out1; echo err1 >&2; printf 'par'; sleep 0.1; printf 'tial\\n'; echo err2 >&2; "
+                  "head -c 70000 /dev/zero | tr '\\0' x; echo; printf tail",
+                  NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        integ_cli(t, &res, NULL, "wait", "demo", "logged", NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+
+        cri_log_parse(log, &l);
+        memset(want, 0, sizeof(want));
+        strcpy(want, "out1\npartial\n");
+        memset(want + strlen(want), 'x', 70000);
+        strcat(want, "\ntail");
+        assert_string_equal(l.text[0], want);
+        assert_string_equal(l.text[1], "err1\nerr2\n");
+        /* "tail" at least is partial; the long line too unless it came in one piece. */
+        assert_true(l.partial[0] >= 1);
+        cri_log_done(&l);
+
+        /* The log replaces the endpoints, and a bad spec is refused naming the forms. */
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--log", spec, "--stdout", log, "--", "true", NULL);
+        integ_assert_code(t, &res, 125);
+        integ_assert_contains(res.err, "give no stdout or stderr path");
+        integ_result_done(&res);
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--log", "json-file:/x", "--", "true", NULL);
+        integ_assert_code(t, &res, 125);
+        integ_assert_contains(res.err, "k8s-file:/ABSOLUTE/PATH or passthrough");
+        integ_result_done(&res);
+}
+
 int main(int argc, char **argv)
 {
         struct CMUnitTest tests[] = {
@@ -334,6 +477,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_exec_without_id_gets_one_from_the_daemon),
                 cmocka_unit_test(test_rm_forgets_only_an_exited_process),
                 cmocka_unit_test(test_exec_deadline_before_send_cancels_it_for_good),
+                cmocka_unit_test(test_k8s_file_log_holds_both_streams_with_partial_and_long_lines),
                 cmocka_unit_test_setup_teardown(test_exit_file_appears_whole_and_after_the_output,
                                                 exit_setup, exit_teardown),
         };
