@@ -1,4 +1,4 @@
-/* cli/process.c: `ps`, `wait`, `kill` and `rm`. */
+/* cli/process.c: `ps`, `wait`, `kill`, `rm` and `log reopen`. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -223,6 +223,28 @@ int cli_rm(struct cli *cli, int argc, char **argv)
         if (r != 0)
                 return r;
         r = cli_call(cli, "Delete", &req.base, &vsockmux__v1__delete_response__descriptor, &m);
+        if (r != 0)
+                return r;
+        vsockmux_message_free(m);
+        return 0;
+}
+
+int cli_log_reopen(struct cli *cli, int argc, char **argv)
+{
+        Vsockmux__V1__ReopenLogRequest req = VSOCKMUX__V1__REOPEN_LOG_REQUEST__INIT;
+        ProtobufCMessage *m = NULL;
+        int r;
+
+        r = cli_parse_no_options(cli, argc, argv);
+        if (r != 0)
+                return r;
+        if (argc - optind != 2)
+                return cli_usage_error(cli, "expected VM NAME and PID or ID");
+        req.vm = argv[optind];
+        r = parse_target(cli, argv[optind + 1], &req.pid, &req.exec_id);
+        if (r != 0)
+                return r;
+        r = cli_call(cli, "ReopenLog", &req.base, &vsockmux__v1__reopen_log_response__descriptor, &m);
         if (r != 0)
                 return r;
         vsockmux_message_free(m);

@@ -17,6 +17,8 @@ static const struct cli_command commands[] = {
           "Lists the VMs with their transport, bridge state and counts." },
         { "container", "create", cli_container_create, "container create NAME ID [--config FILE]",
           "Creates container ID in VM NAME; FILE is the guest's JSON settings document." },
+        { "log", "reopen", cli_log_reopen, "log reopen NAME PID|ID",
+          "Reopens the process's k8s-file log by its path (after a logrotate renamed it)." },
         { "container", "shutdown", cli_container_shutdown, "container shutdown NAME ID [--force]",
           "Asks the guest to stop container ID (--force: a forced shutdown, not a graceful one)." },
         { NULL, "exec", cli_exec,

@@ -114,6 +114,7 @@ void vmm_process_free(struct vmm_process *p)
         free(p->container_id);
         free(p->exec_id);
         safe_close(p->log_fd);
+        free(p->log_path);
         free(p->cwd);
         free(p);
 }
@@ -650,6 +651,9 @@ int vmm_process_open_endpoints(struct vmm_process *p, const struct vmm_exec_para
                         snprintf(err, errlen, "k8s-file log %s: %s", params->log_k8s_path, strerror(-r));
                         return r;
                 }
+                p->log_path = strdup(params->log_k8s_path);
+                if (!p->log_path)
+                        return -ENOMEM;
         }
         for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
                 struct vmm_stream *s = &p->streams[k];
@@ -925,6 +929,20 @@ struct vmm_process *vmm_process_find_id(struct vmm_vm *vm, const char *exec_id)
 const char *vmm_process_exec_id(const struct vmm_process *p)
 {
         return p->exec_id;
+}
+
+int vmm_process_log_reopen(struct vmm_process *p, const struct opener_creds *creds)
+{
+        int fd, r;
+
+        if (p->log_fd < 0 || !p->log_path)
+                return -ENOENT;
+        r = opener_open(p->vm->vmm->opener, creds, p->log_path, ENDPOINT_SINK, &fd, NULL);
+        if (r < 0)
+                return r;
+        safe_close(p->log_fd);
+        p->log_fd = fd;
+        return 0;
 }
 
 uint32_t vmm_process_pid(const struct vmm_process *p)

@@ -670,6 +670,30 @@ static int on_delete(struct control_call *call, const ProtobufCMessage *request,
         return control_call_reply(call, &resp.base);
 }
 
+static int on_reopen_log(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        REQ(Vsockmux__V1__ReopenLogRequest, request);
+        struct vmm_vm *vm = service_vm(call, userdata, req->vm);
+        Vsockmux__V1__ReopenLogResponse resp = VSOCKMUX__V1__REOPEN_LOG_RESPONSE__INIT;
+        struct opener_creds creds;
+        struct vmm_process *p;
+        int r;
+
+        if (!vm)
+                return 0;
+        p = service_process(call, vm, req->pid, req->exec_id);
+        if (!p)
+                return 0;
+        creds = service_peer_creds(call);
+        r = vmm_process_log_reopen(p, &creds);
+        if (r == -ENOENT)
+                return control_call_fail(call, CONTROL_CODE_FAILED_PRECONDITION, "process %u has no k8s-file log",
+                                         vmm_process_pid(p));
+        if (r < 0)
+                return control_call_fail_errno(call, r, "reopen the log");
+        return control_call_reply(call, &resp.base);
+}
+
 /* ---- stats and events ---- */
 
 static uint64_t rss_bytes(void)
@@ -1010,6 +1034,7 @@ static const struct control_method service_methods[] = {
                on_publish_migration_event),
         METHOD("Resize", vsockmux__v1__resize_request__descriptor, on_resize),
         METHOD("Delete", vsockmux__v1__delete_request__descriptor, on_delete),
+        METHOD("ReopenLog", vsockmux__v1__reopen_log_request__descriptor, on_reopen_log),
 };
 
 int service_alloc(struct service **ret)

@@ -101,6 +101,7 @@ struct vmm_process {
         uint32_t pid;
         char *exec_id;
         int log_fd;                     /* k8s-file log, -1: none */
+        char *log_path;                 /* for ReopenLog */
         char *container_id;
         char **argv;
         size_t n_argv;

@@ -194,6 +194,9 @@ struct vmm_process *vmm_process_find(struct vmm_vm *vm, uint32_t pid);
 struct vmm_process *vmm_process_find_id(struct vmm_vm *vm, const char *exec_id);
 const char *vmm_process_exec_id(const struct vmm_process *p);
 uint32_t vmm_process_pid(const struct vmm_process *p);      /* 0 until the guest named it */
+/* Opens the k8s-file log's path again with creds' rights and writes there from now on (after an
+ * external rotation); -ENOENT without such a log, or opener_open()'s error (the old file stays). */
+int vmm_process_log_reopen(struct vmm_process *p, const struct opener_creds *creds);
 /* Forgets an exited process whose exit was reported; -EBUSY while it runs or drains. */
 int vmm_process_delete(struct vmm_process *p);
 struct vmm_process *vmm_process_next(struct vmm_vm *vm, struct vmm_process *prev);

@@ -469,6 +469,50 @@ static void test_k8s_file_log_holds_both_streams_with_partial_and_long_lines(voi
         integ_result_done(&res);
 }
 
+/* An external logrotate renames the file; `log reopen` makes the records go to a new one. */
+static void test_log_reopen_after_a_rename_writes_to_the_new_file(void **state)
+{
+        struct integ *t = *state;
+        struct integ_result res;
+        char log[INTEG_PATH_MAX], old[INTEG_PATH_MAX + 4], spec[INTEG_PATH_MAX + 16], script[512];
+        struct cri_log l;
+
+        integ_vm_with_sim(t, "demo");
+        snprintf(log, sizeof(log), "%s", integ_path(t, "rot.log"));
+        snprintf(old, sizeof(old), "%s.1", log);
+        snprintf(spec, sizeof(spec), "k8s-file:%s", log);
+        snprintf(script, sizeof(script), "echo before; %s; echo after", integ_wait_go(t));
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--id", "rot", "--log", spec, "--", "sh", "-c", script,
+                  NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        assert_true(integ_wait_file_contains(log, " stdout F before\n", INTEG_WAIT_MS));
+        assert_int_equal(rename(log, old), 0);
+        integ_cli(t, &res, NULL, "log", "reopen", "demo", "rot", NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        integ_touch(integ_path(t, "go"));
+        integ_cli(t, &res, NULL, "wait", "demo", "rot", NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+
+        cri_log_parse(old, &l);
+        assert_string_equal(l.text[0], "before\n");
+        cri_log_done(&l);
+        cri_log_parse(log, &l);
+        assert_string_equal(l.text[0], "after\n");
+        cri_log_done(&l);
+
+        /* A process without a k8s-file log says so. */
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--id", "plain", "--", "true", NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        integ_cli(t, &res, NULL, "log", "reopen", "demo", "plain", NULL);
+        integ_assert_code(t, &res, 1);
+        integ_assert_contains(res.err, "no k8s-file log");
+        integ_result_done(&res);
+}
+
 int main(int argc, char **argv)
 {
         struct CMUnitTest tests[] = {
@@ -478,6 +522,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_rm_forgets_only_an_exited_process),
                 cmocka_unit_test(test_exec_deadline_before_send_cancels_it_for_good),
                 cmocka_unit_test(test_k8s_file_log_holds_both_streams_with_partial_and_long_lines),
+                cmocka_unit_test(test_log_reopen_after_a_rename_writes_to_the_new_file),
                 cmocka_unit_test_setup_teardown(test_exit_file_appears_whole_and_after_the_output,
                                                 exit_setup, exit_teardown),
         };
