@@ -135,6 +135,7 @@ int cli_container_shutdown(struct cli *cli, int argc, char **argv);
 int cli_exec(struct cli *cli, int argc, char **argv);
 int cli_attach(struct cli *cli, int argc, char **argv);
 int cli_resize(struct cli *cli, int argc, char **argv);
+int cli_close_stdin(struct cli *cli, int argc, char **argv);
 int cli_ps(struct cli *cli, int argc, char **argv);
 int cli_wait(struct cli *cli, int argc, char **argv);
 int cli_kill(struct cli *cli, int argc, char **argv);

@@ -39,6 +39,8 @@ static const struct cli_command commands[] = {
           "stderr to PATH in kubelet's CRI log format instead of --stdout/--stderr." },
         { NULL, "resize", cli_resize, "resize NAME PID ROWS COLUMNS",
           "Resizes the console of process PID (started with --tty)." },
+        { NULL, "close-stdin", cli_close_stdin, "close-stdin NAME PID",
+          "Ends process PID's stdin once what was read from its endpoint reached it (CloseIO)." },
         { NULL, "ps", cli_ps, "ps NAME [--json]",
           "Lists VM NAME's processes with their state, exit status and byte counters." },
         { NULL, "wait", cli_wait, "wait NAME PID|ID [--json]",

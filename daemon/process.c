@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "daemon/endpoint.h"
@@ -358,6 +359,12 @@ static void stream_on_frozen(struct relay_stream *rs, void *userdata)
         struct vmm_stream *s = userdata;
         struct vmm *m = s->process->vm->vmm;
 
+        /* CloseStdin froze it: all that was read went to the guest, which now sees EOF. */
+        if (s->close_requested) {
+                vmm_stream_release(s);
+                s->done = true;
+                return;
+        }
         /* A save freezes its own VM's streams; a stop freezes the rest (it skips frozen ones). */
         if (s->process->vm->save)
                 vmm_save_stream_frozen(s->process->vm);
@@ -381,6 +388,14 @@ static void stream_on_accept(struct relay_listener *l, int fd, void *userdata)
 
         if (!resume)
                 s->listener = relay_listener_free(s->listener);
+        if (fd >= 0 && s->close_requested) {
+                /* CloseStdin came before the guest dialled: it sees EOF at once. */
+                s->listener = relay_listener_free(s->listener);
+                (void)shutdown(fd, SHUT_RDWR);
+                safe_close(fd);
+                s->done = true;
+                return;
+        }
         if (fd < 0) {
                 s->listener = relay_listener_free(s->listener);
                 log_warn("vm %s: %s listener on port 0x%08x failed: %s", p->vm->name, stream_names[s->kind], s->port,
@@ -1109,6 +1124,34 @@ int vmm_kill(struct vmm_vm *vm, uint32_t pid, int signal, vmm_done_fn fn, void *
         if (r < 0)
                 free(op);
         return r;
+}
+
+int vmm_close_stdin(struct vmm_vm *vm, uint32_t pid)
+{
+        struct vmm_process *p = vmm_process_find(vm, pid);
+        struct vmm_stream *s;
+        int r;
+
+        if (!p)
+                return -ENOENT;
+        s = &p->streams[VMM_STDIN];
+        if (s->port == 0 && !s->endpoint)
+                return -ENOTCONN;
+        if (s->close_requested || s->done || p->exit_known)
+                return 0;
+        if (vm->save)
+                return -EBUSY;
+        s->close_requested = true;
+        s->endpoint_fd = safe_close(s->endpoint_fd);
+        if (!s->stream)
+                return 0;       /* not dialled yet: stream_on_accept ends it */
+        r = relay_stream_freeze(s->stream);
+        if (r < 0) {
+                /* Frozen already (a stop is under way) or ended: nothing more will be read. */
+                vmm_stream_release(s);
+                s->done = true;
+        }
+        return 0;
 }
 
 /* ---- teardown ---- */

@@ -610,6 +610,27 @@ static int on_attach(struct control_call *call, const ProtobufCMessage *request,
         return control_call_reply(call, &resp.base);
 }
 
+static int on_close_stdin(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        REQ(Vsockmux__V1__CloseStdinRequest, request);
+        Vsockmux__V1__CloseStdinResponse resp = VSOCKMUX__V1__CLOSE_STDIN_RESPONSE__INIT;
+        struct vmm_vm *vm = service_vm(call, userdata, req->vm);
+        int r;
+
+        if (!vm)
+                return 0;
+        r = vmm_close_stdin(vm, req->pid);
+        if (r == -ENOENT)
+                return control_call_fail(call, CONTROL_CODE_NOT_FOUND, "no process %u in VM %s", req->pid, req->vm);
+        if (r == -ENOTCONN)
+                return control_call_fail(call, CONTROL_CODE_FAILED_PRECONDITION, "process %u has no stdin", req->pid);
+        if (r == -EBUSY)
+                return control_call_fail(call, CONTROL_CODE_FAILED_PRECONDITION, "VM %s is being saved", req->vm);
+        if (r < 0)
+                return control_call_fail_errno(call, r, "close stdin");
+        return control_call_reply(call, &resp.base);
+}
+
 static void on_resized(int error, const char *message, void *userdata)
 {
         struct control_call *call = userdata;
@@ -1033,6 +1054,7 @@ static const struct control_method service_methods[] = {
         METHOD("PublishMigrationEvent", vsockmux__v1__publish_migration_event_request__descriptor,
                on_publish_migration_event),
         METHOD("Resize", vsockmux__v1__resize_request__descriptor, on_resize),
+        METHOD("CloseStdin", vsockmux__v1__close_stdin_request__descriptor, on_close_stdin),
         METHOD("Delete", vsockmux__v1__delete_request__descriptor, on_delete),
         METHOD("ReopenLog", vsockmux__v1__reopen_log_request__descriptor, on_reopen_log),
 };

@@ -79,6 +79,7 @@ struct vmm_stream {
         int error;
         bool no_redial;                 /* restored without the resume extension, not a container's init:
                                          * hcsshim's guest will not dial it again */
+        bool close_requested;           /* stdin: CloseStdin; released once what was read is flushed */
 };
 
 struct vmm_starter {

@@ -237,6 +237,11 @@ struct vmm_waiter *vmm_waiter_free(struct vmm_waiter *w);
  * for a process without a terminal, -ESRCH for one whose exit is known, -EINVAL for a zero size. */
 int vmm_resize(struct vmm_vm *vm, uint32_t pid, uint16_t height, uint16_t width, vmm_done_fn fn, void *userdata);
 
+/* Ends a process's stdin once what was read from its endpoint reached the guest. -ENOENT for an
+ * unknown pid, -ENOTCONN for a process without stdin, -EBUSY while its VM is being saved; 0 when
+ * it ended already. */
+int vmm_close_stdin(struct vmm_vm *vm, uint32_t pid);
+
 /* Signals a process by pid. -ENOENT for a pid the VM does not know; one whose exit was reported,
  * or that the guest says is gone, completes with error 0 and the message "already gone". */
 int vmm_kill(struct vmm_vm *vm, uint32_t pid, int signal, vmm_done_fn fn, void *userdata);

@@ -827,8 +827,8 @@ static void test_every_command_answers_help_without_calling_the_daemon(void **st
 
                 if (strncmp(line, "  vsockmux ", 11) != 0)
                         continue;
-                /* The command is the leading lower-case words: "vm add", "exec". */
-                for (w = strtok_r(line + 11, " ", &wsave); w && n < 2 && strspn(w, "abcdefghijklmnopqrstuvwxyz") == strlen(w);
+                /* The command is the leading lower-case words: "vm add", "exec", "close-stdin". */
+                for (w = strtok_r(line + 11, " ", &wsave); w && n < 2 && strspn(w, "abcdefghijklmnopqrstuvwxyz-") == strlen(w);
                      w = strtok_r(NULL, " ", &wsave))
                         words[n++] = w;
                 assert_true(n >= 1);

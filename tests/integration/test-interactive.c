@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -404,6 +405,68 @@ static void test_detach_keys_leave_the_process_running(void **state)
         close(master);
 }
 
+static void test_close_stdin_ends_a_fifo_whose_writer_stays(void **state)
+{
+        struct integ *t = *state;
+        char fifo[INTEG_PATH_MAX], out[INTEG_PATH_MAX], pid_s[32];
+        struct integ_result res;
+        int writer;
+        long pid;
+
+        integ_vm_with_sim(t, "demo");
+        snprintf(fifo, sizeof(fifo), "%s", integ_path(t, "stdin.fifo"));
+        snprintf(out, sizeof(out), "%s", integ_path(t, "cat.out"));
+        assert_int_equal(mkfifo(fifo, 0600), 0);
+        /* The client keeps its write end open the whole time, as containerd does. */
+        writer = open(fifo, O_RDWR | O_CLOEXEC);
+        assert_true(writer >= 0);
+        {
+                char *args[] = { (char *)"exec", (char *)"demo", (char *)"--detach", (char *)"--stdin", fifo,
+                                 (char *)"--stdout", out, (char *)"--", (char *)"sh", (char *)"-c",
+                                 (char *)"cat; echo stdin ended", NULL };
+
+                integ_cliv(t, &res, NULL, args);
+                integ_assert_code(t, &res, 0);
+                pid = strtol(res.out, NULL, 10);
+                integ_result_done(&res);
+        }
+        snprintf(pid_s, sizeof(pid_s), "%ld", pid);
+        assert_int_equal(write(writer, "hello\n", 6), 6);
+        assert_true(integ_wait_file_contains(out, "hello\n", INTEG_WAIT_MS));
+        {
+                struct json_object *all, *p = integ_ps_find(t, "demo", pid, &all);
+
+                /* Our writer is still there: without CloseStdin cat would wait for ever. */
+                assert_string_equal(integ_json_str(p, "state"), "running");
+                json_object_put(all);
+        }
+        integ_cli(t, &res, NULL, "close-stdin", "demo", pid_s, NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        integ_cli(t, &res, NULL, "wait", "demo", pid_s, NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        assert_true(integ_wait_file_contains(out, "hello\nstdin ended\n", 1));
+        /* Ended already: still a success. */
+        integ_cli(t, &res, NULL, "close-stdin", "demo", pid_s, NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        close(writer);
+
+        /* A process without stdin, and one that does not exist. */
+        pid = integ_exec_detached(t, "demo", integ_alive_loop(t));
+        snprintf(pid_s, sizeof(pid_s), "%ld", pid);
+        integ_cli(t, &res, NULL, "close-stdin", "demo", pid_s, NULL);
+        integ_assert_code(t, &res, 1);
+        integ_assert_one_line_error(res.err);
+        integ_assert_contains(res.err, "has no stdin");
+        integ_result_done(&res);
+        integ_cli(t, &res, NULL, "close-stdin", "demo", "99999", NULL);
+        integ_assert_code(t, &res, 1);
+        integ_assert_contains(res.err, "no process 99999");
+        integ_result_done(&res);
+}
+
 int main(int argc, char **argv)
 {
         struct CMUnitTest tests[] = {
@@ -414,6 +477,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_exec_tty_merges_stderr_and_refuses_a_stderr_path),
                 cmocka_unit_test(test_resize_a_detached_console_and_refuse_what_has_none),
                 cmocka_unit_test(test_detach_keys_leave_the_process_running),
+                cmocka_unit_test(test_close_stdin_ends_a_fifo_whose_writer_stays),
         };
 
         return integ_run("integration-interactive", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
