@@ -110,7 +110,8 @@ static void test_usage_errors_exit_2_with_one_line(void **state)
                 { { "vm", "add", "x" }, "--hvsock" },
                 { { "exec", "demo", "--json", "--", "true" }, "--detach" },
                 { { "kill", "demo", "1", "--signal", "NOPE" }, "'NOPE'" },
-                { { "wait", "demo", "zero" }, "'zero'" },
+                /* A word is an exec id (NOT_FOUND, not a usage error); a number with junk is not a pid. */
+                { { "wait", "demo", "0x1" }, "'0x1'" },
         };
 
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
