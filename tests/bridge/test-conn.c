@@ -1,5 +1,6 @@
 /* The connection state machine against a scripted guest: frames the host writes are decoded
- * with the wire codec, and the guest's answers are encoded with it and fed back in. */
+ * with the wire codec, and the guest's answers are encoded with it and fed back in. Tags such as
+ * W4 or Z1 name paragraphs of ../shared/docs/bridge-protocol.md. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

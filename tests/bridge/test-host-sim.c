@@ -1,5 +1,6 @@
 /* The host side of the bridge on the real relay loop against the real guest simulator
- * (sim/vsockmux-sim over hybrid vsock) running real processes. */
+ * (sim/vsockmux-sim over hybrid vsock) running real processes. Tags such as W9 or H5 name
+ * paragraphs of ../shared/docs/bridge-protocol.md. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

@@ -1,4 +1,5 @@
-/* tests/bridge/test-msg.c: bridge message bodies: round trips, upstream encodings and refused input. */
+/* tests/bridge/test-msg.c: bridge message bodies: round trips, upstream encodings and refused input.
+ * Tags such as W8 name paragraphs of ../shared/docs/bridge-protocol.md. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

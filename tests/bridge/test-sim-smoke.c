@@ -1,4 +1,5 @@
-/* Drives a real vsockmux-sim over hybrid vsock with the tiny blocking host of sim-host.c. */
+/* Drives a real vsockmux-sim over hybrid vsock with the tiny blocking host of sim-host.c. Tags such
+ * as W9 or H5 name paragraphs of ../shared/docs/bridge-protocol.md. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

@@ -1,5 +1,6 @@
 /* WaitForProcess in a real vsockmux-sim: pending waits hold no thread, are answered at exit or deadline, and
- * thousands of them never keep the sim from noticing a closed bridge and redialling. */
+ * thousands of them never keep the sim from noticing a closed bridge and redialling. W9 is a
+ * paragraph of ../shared/docs/bridge-protocol.md. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

@@ -1,4 +1,5 @@
-/* Fault injection on the guest side: the simulator SIGKILLed mid-stream, a fake guest gone mid-handshake or mid-frame. */
+/* Fault injection on the guest side: the simulator SIGKILLed mid-stream, a fake guest gone mid-handshake or mid-frame.
+ * W2 is a paragraph of ../shared/docs/bridge-protocol.md. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
