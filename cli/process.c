@@ -31,6 +31,27 @@ static int parse_target(struct cli *cli, const char *s, uint32_t *ret_pid, char 
         return 0;
 }
 
+/* Per stream: how it ended ("" while running or after a clean end) and what it could not deliver. */
+static struct json_object *stream_errors_json(const Vsockmux__V1__ProcessInfo *p)
+{
+        struct json_object *o = json_object_new_object();
+
+        json_object_object_add(o, "stdin", json_object_new_string(p->stdin_error));
+        json_object_object_add(o, "stdout", json_object_new_string(p->stdout_error));
+        json_object_object_add(o, "stderr", json_object_new_string(p->stderr_error));
+        return o;
+}
+
+static struct json_object *stream_dropped_json(const Vsockmux__V1__StreamCounters *c)
+{
+        struct json_object *o = json_object_new_object();
+
+        json_object_object_add(o, "stdin", json_object_new_uint64(c ? c->stdin_bytes : 0));
+        json_object_object_add(o, "stdout", json_object_new_uint64(c ? c->stdout_bytes : 0));
+        json_object_object_add(o, "stderr", json_object_new_uint64(c ? c->stderr_bytes : 0));
+        return o;
+}
+
 static struct json_object *process_json(const Vsockmux__V1__ProcessInfo *p)
 {
         struct json_object *o = json_object_new_object(), *argv = json_object_new_array();
@@ -55,6 +76,8 @@ static struct json_object *process_json(const Vsockmux__V1__ProcessInfo *p)
         json_object_object_add(bytes, "stdout", json_object_new_uint64(p->bytes ? p->bytes->stdout_bytes : 0));
         json_object_object_add(bytes, "stderr", json_object_new_uint64(p->bytes ? p->bytes->stderr_bytes : 0));
         json_object_object_add(o, "bytes", bytes);
+        json_object_object_add(o, "errors", stream_errors_json(p));
+        json_object_object_add(o, "dropped", stream_dropped_json(p->dropped));
         json_object_object_add(o, "exit", exit_o);
         if (p->attach_socket[0])
                 json_object_object_add(o, "attach_socket", json_object_new_string(p->attach_socket));

@@ -6,10 +6,46 @@
 
 #include "cli/cli.h"
 
+static void print_vm_stats(const Vsockmux__V1__VmStats *v, bool json)
+{
+        static const Vsockmux__V1__StreamCounters none = VSOCKMUX__V1__STREAM_COUNTERS__INIT;
+        const Vsockmux__V1__StreamCounters *b = v && v->bytes ? v->bytes : &none;
+        const struct { const char *key; uint64_t value; } rows[] = {
+                { "processes", v ? v->processes : 0 },
+                { "streams", v ? v->streams : 0 },
+                { "stdin_bytes", b->stdin_bytes },
+                { "stdout_bytes", b->stdout_bytes },
+                { "stderr_bytes", b->stderr_bytes },
+                { "stream_errors", v ? v->stream_errors : 0 },
+                { "dropped_bytes", v ? v->dropped_bytes : 0 },
+                { "bridge_connects", v ? v->bridge_connects : 0 },
+                { "held_replies", v ? v->held_replies : 0 },
+                { "saves", v ? v->saves : 0 },
+                { "restores", v ? v->restores : 0 },
+        };
+        struct json_object *o = json ? json_object_new_object() : NULL;
+
+        if (o)
+                json_object_object_add(o, "vm", json_object_new_string(v && v->name ? v->name : ""));
+        else
+                printf("vm:                  %s\n", v && v->name ? v->name : "");
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                if (o)
+                        json_object_object_add(o, rows[i].key, json_object_new_uint64(rows[i].value));
+                else
+                        printf("%s:%*s%llu\n", rows[i].key, (int)(20 - strlen(rows[i].key)), "",
+                               (unsigned long long)rows[i].value);
+        }
+        if (o)
+                cli_json_print(o);
+}
+
 int cli_stats(struct cli *cli, int argc, char **argv)
 {
         static const struct option options[] = {
                 { "json", no_argument, NULL, 'j' },
+                { "prometheus", no_argument, NULL, 'p' },
+                { "vm", required_argument, NULL, 'v' },
                 {}
         };
         Vsockmux__V1__StatsRequest req = VSOCKMUX__V1__STATS_REQUEST__INIT;
@@ -22,19 +58,30 @@ int cli_stats(struct cli *cli, int argc, char **argv)
 
         optind = 0;
         while ((c = getopt_long(argc, argv, ":", options, NULL)) >= 0) {
-                if (c != 'j')
+                if (c == 'j')
+                        json = true;
+                else if (c == 'p')
+                        req.prometheus = true;
+                else if (c == 'v')
+                        req.vm = optarg;
+                else
                         return cli_option_error(cli, c, argv);
-                json = true;
         }
         if (argc - optind != 0)
                 return cli_usage_error(cli, "takes no arguments");
+        if (req.prometheus && (json || req.vm[0]))
+                return cli_usage_error(cli, "--prometheus prints every metric; it takes no --json or --vm");
         r = cli_call(cli, "Stats", &req.base, &vsockmux__v1__stats_response__descriptor, &m);
         if (r != 0)
                 return r;
         s = (Vsockmux__V1__StatsResponse *)m;
         pool = s->buffer_pool ?: &no_pool;
 
-        if (json) {
+        if (req.prometheus)
+                fputs(s->prometheus_text, stdout);
+        else if (req.vm[0])
+                print_vm_stats(s->vm_stats, json);
+        else if (json) {
                 struct json_object *o = json_object_new_object(), *p = json_object_new_object();
 
                 json_object_object_add(o, "vms", json_object_new_int64(s->vms));

@@ -52,8 +52,8 @@ static const struct cli_command commands[] = {
         { NULL, "attach", cli_attach, "attach NAME PID [--print-path] [--detach-keys KEYS]",
           "Relays this terminal to process PID through its conmon-format attach socket, which\n"
           "opens on first use; --print-path prints the socket's path instead." },
-        { NULL, "stats", cli_stats, "stats [--json]",
-          "Prints the daemon's counters." },
+        { NULL, "stats", cli_stats, "stats [--json] [--vm NAME] | stats --prometheus",
+          "Prints the daemon's counters; --vm one VM's; --prometheus every metric in Prometheus text format." },
         { NULL, "events", cli_events, "events [--vm NAME] [--json]",
           "Follows the daemon's events (process exits, bridge state, migration) until interrupted." },
         { NULL, "save", cli_save, "save NAME --out FILE",

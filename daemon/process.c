@@ -101,8 +101,12 @@ void vmm_process_free(struct vmm_process *p)
         }
 
         for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
+                struct relay_stream_counters *c = &p->streams[k].counters;
+
                 vmm_stream_release(&p->streams[k]);
                 free(p->streams[k].endpoint);
+                /* Live processes are summed when asked; a forgotten one's bytes stay counted. */
+                vm->counters.bytes[k] += k == VMM_STDIN ? c->tx_guest : c->tx_endpoint;
         }
         if (p->exit_reported)
                 vm->n_exited--;
@@ -320,6 +324,15 @@ static void stream_on_done(struct relay_stream *rs, int error, void *userdata)
                          stream_names[s->kind], s->port, strerror(-error));
         s->done = true;
         s->error = error;
+        if (error < 0 && rs) {
+                struct relay_stream_counters c;
+
+                relay_stream_get_counters(rs, &c);
+                s->dropped = s->kind == VMM_STDIN ? c.rx_endpoint - c.tx_guest : c.rx_guest - c.tx_endpoint;
+                p->vm->counters.dropped_bytes += s->dropped;
+        }
+        if (error < 0)
+                p->vm->counters.stream_errors++;
         /* With V4 a drop can look like EOF (Unix sockets say nothing else): keep the stream and its
          * listener until the exit is reported, so a redialling guest resumes where it stopped. */
         if (!p->vm->stdio_resume || p->exit_reported)
@@ -849,6 +862,7 @@ int vmm_exec_start(struct vmm_vm *vm, const struct vmm_exec_params *params, vmm_
                 snprintf(err, errlen, "VM %s has %u processes, the limit (vsockmuxd --max-processes)", vm->name,
                          vm->n_processes);
                 log_warn("vm %s: exec refused: %u processes, the limit", vm->name, vm->n_processes);
+                vm->vmm->cap_hits[VMM_CAP_PROCESSES]++;
                 return -EUSERS;
         }
         if (vm->vmm->cfg.max_streams) {
@@ -862,6 +876,7 @@ int vmm_exec_start(struct vmm_vm *vm, const struct vmm_exec_params *params, vmm_
                                  "(vsockmuxd --max-streams)", held, want, vm->vmm->cfg.max_streams);
                         log_warn("vm %s: exec refused: %u streams held, limit %u", vm->name, held,
                                  vm->vmm->cfg.max_streams);
+                        vm->vmm->cap_hits[VMM_CAP_STREAMS]++;
                         return -EUSERS;
                 }
         }
@@ -1008,6 +1023,8 @@ void vmm_process_get_info(const struct vmm_process *p, struct vmm_process_info *
                 i.bytes[k] = k == VMM_STDIN ? c.tx_guest : c.tx_endpoint;
                 if (k != VMM_STDIN && s->port != 0 && !p->exit_reported && !vmm_stream_redial_expected(s))
                         i.output_lost_on_move = true;
+                i.stream_error[k] = s->done ? s->error : 0;
+                i.dropped[k] = s->dropped;
         }
         *ret = i;
 }

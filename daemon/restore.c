@@ -227,6 +227,7 @@ int vmm_restore(struct vmm *m, const uint8_t *blob, size_t len, const char *name
         struct relay_transport transport = { 0 };
         struct vmm_vm *vm = NULL;
         struct list_head *pos;
+        uint64_t start_ns = relay_now_ns(m->relay);
         int r;
 
         r = savestate_decode(blob, len, &s, err, errlen);
@@ -276,6 +277,7 @@ int vmm_restore(struct vmm *m, const uint8_t *blob, size_t len, const char *name
                 return r;
         }
         vm->reattaching = true;
+        vm->restore_start_ns = start_ns ?: 1;
         /* Processes that had finished before the save are reported as they were. */
         list_for_each(pos, &vm->processes)
                 vmm_process_maybe_report(list_entry(pos, struct vmm_process, link));

@@ -18,6 +18,7 @@ struct vmm_save_op {
         struct vmm_vm *vm;
         vmm_save_fn fn;
         void *userdata;
+        uint64_t start_ns;
         unsigned pending;
         struct relay_timer *timer;
         bool finishing;
@@ -264,6 +265,7 @@ static void save_finish(void *userdata)
         }
         save_release(vm);
         vm->save = NULL;
+        vmm_duration_observe(&vm->counters.save, relay_now_ns(vm->vmm->relay) - op->start_ns);
         log_info("vm %s: saved: %u processes, %zu bytes; listeners and guest connections released", vm->name,
                  vm->n_processes, len);
         op->fn(0, "", blob, len, vm->n_processes, op->userdata);
@@ -330,6 +332,7 @@ int vmm_save(struct vmm_vm *vm, vmm_save_fn fn, void *userdata, char *err, size_
         }
         op->vm = vm;
         op->fn = fn;
+        op->start_ns = relay_now_ns(vm->vmm->relay);
         op->userdata = userdata;
         vm->save = op;
         bridge_host_set_migrating(vm->bridge, true);
@@ -371,6 +374,10 @@ void vmm_reattach_bridge_connected(struct vmm_vm *vm)
         if (!vm->reattaching)
                 return;
         vm->reattaching = false;
+        if (vm->restore_start_ns) {
+                vmm_duration_observe(&vm->counters.restore, relay_now_ns(vm->vmm->relay) - vm->restore_start_ns);
+                vm->restore_start_ns = 0;
+        }
         /* The new connection is in place: from now on a loss is a loss again (F3). */
         bridge_host_set_migrating(vm->bridge, false);
         if (!vm->window_timer && relay_timer_new(vm->vmm->relay, window_on_timer, vm, &vm->window_timer) < 0)

@@ -8,6 +8,7 @@
 
 #include "control.pb-c.h"
 #include "daemon/exec-id.h"
+#include "daemon/metrics.h"
 #include "daemon/service.h"
 #include "daemon/vmm-internal.h"
 #include "util/list.h"
@@ -492,6 +493,7 @@ static int on_ps(struct control_call *call, const ProtobufCMessage *request, voi
         _cleanup_free_ Vsockmux__V1__ProcessInfo *infos = NULL;
         _cleanup_free_ Vsockmux__V1__ProcessInfo **ptrs = NULL;
         _cleanup_free_ Vsockmux__V1__StreamCounters *counters = NULL;
+        _cleanup_free_ Vsockmux__V1__StreamCounters *dropped = NULL;
         _cleanup_free_ Vsockmux__V1__ExitStatus *exits = NULL;
         size_t n, i = 0;
 
@@ -502,7 +504,8 @@ static int on_ps(struct control_call *call, const ProtobufCMessage *request, voi
         ptrs = calloc(n + 1, sizeof(*ptrs));
         counters = calloc(n + 1, sizeof(*counters));
         exits = calloc(n + 1, sizeof(*exits));
-        if (!infos || !ptrs || !counters || !exits)
+        dropped = calloc(n + 1, sizeof(*dropped));
+        if (!infos || !ptrs || !counters || !exits || !dropped)
                 return -ENOMEM;
         for (struct vmm_process *p = vmm_process_next(vm, NULL); p && i < n; p = vmm_process_next(vm, p), i++) {
                 struct vmm_process_info pi;
@@ -527,6 +530,15 @@ static int on_ps(struct control_call *call, const ProtobufCMessage *request, voi
                 counters[i].stdout_bytes = pi.bytes[VMM_STDOUT];
                 counters[i].stderr_bytes = pi.bytes[VMM_STDERR];
                 o->bytes = &counters[i];
+                vsockmux__v1__stream_counters__init(&dropped[i]);
+                dropped[i].stdin_bytes = pi.dropped[VMM_STDIN];
+                dropped[i].stdout_bytes = pi.dropped[VMM_STDOUT];
+                dropped[i].stderr_bytes = pi.dropped[VMM_STDERR];
+                o->dropped = &dropped[i];
+                /* strerror()'s text is static: it outlives the reply. */
+                o->stdin_error = (char *)(pi.stream_error[VMM_STDIN] < 0 ? strerror(-pi.stream_error[VMM_STDIN]) : "");
+                o->stdout_error = (char *)(pi.stream_error[VMM_STDOUT] < 0 ? strerror(-pi.stream_error[VMM_STDOUT]) : "");
+                o->stderr_error = (char *)(pi.stream_error[VMM_STDERR] < 0 ? strerror(-pi.stream_error[VMM_STDERR]) : "");
                 if (pi.exit_known) {
                         exit_to_proto(&p->exit, &exits[i]);
                         o->exit = &exits[i];
@@ -732,7 +744,12 @@ static uint64_t rss_bytes(void)
 
 static int on_stats(struct control_call *call, const ProtobufCMessage *request, void *userdata)
 {
+        REQ(Vsockmux__V1__StatsRequest, request);
         struct service *s = userdata;
+        Vsockmux__V1__VmStats vm_stats = VSOCKMUX__V1__VM_STATS__INIT;
+        Vsockmux__V1__StreamCounters vm_bytes = VSOCKMUX__V1__STREAM_COUNTERS__INIT;
+        _cleanup_free_ char *text = NULL;
+        size_t len;
         Vsockmux__V1__StatsResponse resp = VSOCKMUX__V1__STATS_RESPONSE__INIT;
         Vsockmux__V1__BufferPoolStats pool = VSOCKMUX__V1__BUFFER_POOL_STATS__INIT;
         struct relay_stats rs;
@@ -750,6 +767,36 @@ static int on_stats(struct control_call *call, const ProtobufCMessage *request, 
         pool.buffer_size = rs.pool_buf_size;
         resp.buffer_pool = &pool;
         resp.control_connections = control_server_connections(s->server);
+        if (req->vm && req->vm[0]) {
+                struct vmm_vm *vm = service_vm(call, s, req->vm);
+                struct vmm_vm_counters c;
+
+                if (!vm)
+                        return 0;
+                vmm_vm_get_counters(vm, &c);
+                vm_stats.name = (char *)vmm_vm_name(vm);
+                vm_stats.processes = c.processes;
+                vm_stats.streams = c.streams;
+                vm_bytes.stdin_bytes = c.bytes[VMM_STDIN];
+                vm_bytes.stdout_bytes = c.bytes[VMM_STDOUT];
+                vm_bytes.stderr_bytes = c.bytes[VMM_STDERR];
+                vm_stats.bytes = &vm_bytes;
+                vm_stats.stream_errors = c.stream_errors;
+                vm_stats.dropped_bytes = c.dropped_bytes;
+                vm_stats.bridge_connects = c.bridge_connects;
+                vm_stats.held_replies = c.held_replies;
+                vm_stats.saves = c.save.count;
+                vm_stats.restores = c.restore.count;
+                vm_stats.bridge_state = bridge_state_to_proto(vm);
+                resp.vm_stats = &vm_stats;
+        }
+        if (req->prometheus) {
+                int r = metrics_render(s->vmm, s->relay, resp.control_connections, &text, &len);
+
+                if (r < 0)
+                        return control_call_fail_errno(call, r, "render the metrics");
+                resp.prometheus_text = text;
+        }
         return control_call_reply(call, &resp.base);
 }
 

@@ -32,6 +32,7 @@ struct vmm {
         uint64_t floor_seq;
         char *state_dir_real;           /* the hvsock root when confined to the state directory */
         struct opener *opener;          /* opens endpoints as the control client, off the loop thread */
+        uint64_t cap_hits[_VMM_CAP_MAX];
 };
 
 struct vmm_container {
@@ -64,6 +65,8 @@ struct vmm_vm {
         bool reattaching;               /* restored or resumed: waiting for the guest to come back */
         struct vmm_save_op *save;       /* a save in progress */
         struct relay_timer *window_timer; /* closes the resume window some time after the guest returned */
+        struct vmm_vm_counters counters;  /* the cumulative ones; gauges are computed when asked */
+        uint64_t restore_start_ns;        /* restored, guest not back yet: when the restore began */
 };
 
 struct vmm_stream {
@@ -80,6 +83,7 @@ struct vmm_stream {
         bool no_redial;                 /* restored without the resume extension, not a container's init:
                                          * hcsshim's guest will not dial it again */
         bool close_requested;           /* stdin: CloseStdin; released once what was read is flushed */
+        uint64_t dropped;               /* read, never delivered: the stream failed */
 };
 
 struct vmm_starter {
@@ -161,5 +165,7 @@ void vmm_save_abandon(struct vmm_vm *vm);
 void vmm_save_stream_frozen(struct vmm_vm *vm);
 void vmm_reattach_bridge_connected(struct vmm_vm *vm);
 struct vmm_save_op;
+/* vmm.c: one duration into a histogram. */
+void vmm_duration_observe(struct vmm_duration_hist *h, uint64_t ns);
 void vmm_emit(struct vmm *m, enum vmm_event_kind kind, const char *vm, const char *container_id, uint32_t pid,
               const struct vmm_exit *exit, const char *message);

@@ -258,6 +258,7 @@ static void vmm_vm_on_bridge_state(struct bridge_host *h, enum bridge_conn_state
                  bridge_conn_state_to_string(new_state));
         if (new_state == BRIDGE_CONN_CONNECTED) {
                 vm->stdio_resume = bridge_host_stdio_resume(h);
+                vm->counters.bridge_connects++;
                 vmm_emit(vm->vmm, VMM_EVENT_BRIDGE_CONNECTED, vm->name, NULL, 0, NULL, bridge_host_runtime_os(h));
                 vmm_reattach_bridge_connected(vm);
                 vmm_process_bridge_connected(vm);
@@ -281,6 +282,7 @@ int vmm_vm_alloc(struct vmm *m, const char *name, const struct relay_transport *
                 return -EEXIST;
         if (m->n_vms >= m->cfg.max_vms) {
                 log_warn("vm %s: refused: %u VMs, the limit", name, m->n_vms);
+                m->cap_hits[VMM_CAP_VMS]++;
                 return -EUSERS;
         }
         vm = calloc(1, sizeof(*vm));
@@ -613,6 +615,8 @@ void vmm_get_stats(struct vmm *m, struct vmm_stats *ret)
 {
         struct vmm_stats s = { .vms = m->n_vms };
         struct list_head *pos;
+
+        memcpy(s.cap_hits, m->cap_hits, sizeof(s.cap_hits));
 
         list_for_each(pos, &m->vms) {
                 struct vmm_vm *vm = list_entry(pos, struct vmm_vm, link);

@@ -210,6 +210,8 @@ struct vmm_process_info {
         enum vmm_process_state state;
         uint32_t ports[_VMM_STREAM_KIND_MAX];
         uint64_t bytes[_VMM_STREAM_KIND_MAX];   /* delivered to the endpoint (stdin: to the guest) */
+        int stream_error[_VMM_STREAM_KIND_MAX]; /* -errno the stream ended with, 0 = none (yet) */
+        uint64_t dropped[_VMM_STREAM_KIND_MAX]; /* read and never delivered because the stream failed */
         uint64_t wait_call_id;                  /* outstanding WaitForProcess; 0 = none */
         bool exit_known;
         struct vmm_exit exit;
@@ -247,10 +249,44 @@ int vmm_close_stdin(struct vmm_vm *vm, uint32_t pid);
 int vmm_kill(struct vmm_vm *vm, uint32_t pid, int signal, vmm_done_fn fn, void *userdata);
 
 /* ---- Daemon-wide numbers ---- */
+enum vmm_cap {
+        VMM_CAP_VMS,            /* --max-vms refused a vm add */
+        VMM_CAP_PROCESSES,      /* --max-processes refused an exec */
+        VMM_CAP_STREAMS,        /* --max-streams refused an exec */
+        _VMM_CAP_MAX,
+};
 struct vmm_stats {
         unsigned vms, processes, streams;
+        uint64_t cap_hits[_VMM_CAP_MAX];
 };
 void vmm_get_stats(struct vmm *m, struct vmm_stats *ret);
+const char *vmm_cap_to_string(enum vmm_cap c);
+
+/* ---- Per-VM numbers (the metrics) ---- */
+/* Upper bounds, in milliseconds, of the save and restore duration histograms' buckets (+Inf
+ * follows the last). */
+#define VMM_DURATION_BUCKETS_MS 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000
+#define VMM_DURATION_N_BUCKETS 11
+struct vmm_duration_hist {
+        uint64_t bucket[VMM_DURATION_N_BUCKETS + 1];    /* non-cumulative; the last is +Inf */
+        uint64_t count;
+        uint64_t sum_ns;
+};
+extern const uint64_t vmm_duration_bucket_ms[VMM_DURATION_N_BUCKETS];
+
+struct vmm_vm_counters {
+        unsigned processes;
+        unsigned streams;                       /* relay streams open now */
+        uint64_t bytes[_VMM_STREAM_KIND_MAX];   /* delivered, since the VM was added (stdin: to the guest) */
+        uint64_t stream_errors;                 /* streams that ended with an error (endpoint or guest side) */
+        uint64_t dropped_bytes;                 /* read by a stream that then failed, never delivered */
+        uint64_t bridge_connects;               /* the guest's bridge negotiated; the first one too */
+        uint64_t held_replies;                  /* replies held now for calls not registered yet */
+        uint64_t held_dropped;                  /* held replies refused at the cap */
+        struct vmm_duration_hist save;          /* save start to the blob handed out */
+        struct vmm_duration_hist restore;       /* restore start to the guest back on its bridge */
+};
+void vmm_vm_get_counters(struct vmm_vm *vm, struct vmm_vm_counters *ret);
 
 const char *vmm_process_state_to_string(enum vmm_process_state s);
 const char *vmm_exit_kind_to_string(enum vmm_exit_kind k);

@@ -1,0 +1,211 @@
+#!/usr/bin/python3
+"""The daemon's metrics read by a real consumer, python3-prometheus-client's text parser: the
+families and types, per-VM numbers that match what the test made happen (bytes relayed, a failed
+endpoint's error and dropped bytes, a cap hit, bridge connects), `stats --vm` and the per-stream
+error fields of `ps --json`.
+
+Usage: test-metrics.py DAEMON CLI SIM. Every wait is bounded (60 s); nothing asserts a duration."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+try:
+    from prometheus_client.parser import text_string_to_metric_families
+except ImportError:
+    print("SKIP: python3-prometheus-client is not installed (scripts/setup.sh installs it)")
+    sys.exit(77)
+
+WAIT_S = 60
+
+
+class Env:
+    def __init__(self, daemon, cli, sim, args=()):
+        self.tmp = tempfile.mkdtemp(prefix="vsockmux-metrics.")
+        self.cli_path, self.sim_path = cli, sim
+        self.sock = os.path.join(self.tmp, "ctl.sock")
+        self.log = os.path.join(self.tmp, "daemon.log")
+        with open(self.log, "w") as log:
+            self.daemon = subprocess.Popen([daemon, "--socket", self.sock, "--state-dir", os.path.join(self.tmp, "st"),
+                                            "--hvsock-root", self.tmp]
+                                           + list(args), stdout=log, stderr=log)
+        self.sims = []
+        self.until(lambda: os.path.exists(self.sock), "the control socket")
+
+    def until(self, pred, what):
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            v = pred()
+            if v:
+                return v
+            time.sleep(0.05)
+        raise AssertionError("waited in vain for %s\n%s" % (what, open(self.log).read()))
+
+    def cli(self, *args, check=True):
+        r = subprocess.run([self.cli_path, "--socket", self.sock] + list(args), capture_output=True, text=True,
+                           timeout=WAIT_S)
+        if check and r.returncode != 0:
+            raise AssertionError("vsockmux %s: exit %d: %s\n%s" % (" ".join(args), r.returncode, r.stderr,
+                                                                   open(self.log).read()))
+        return r
+
+    def vm_with_sim(self, name):
+        hv = os.path.join(self.tmp, name + ".hv")
+        self.cli("vm", "add", name, "--hvsock", hv)
+        self.sims.append(subprocess.Popen([self.sim_path, "--hvsock", hv], stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))
+        self.until(lambda: any(v["name"] == name and v["bridge"] == "connected"
+                               for v in json.loads(self.cli("vm", "ls", "--json").stdout)), "the bridge")
+
+    def metrics(self):
+        text = self.cli("stats", "--prometheus").stdout
+        return {f.name: f for f in text_string_to_metric_families(text)}, text
+
+    def close(self):
+        for s in self.sims:
+            s.kill()
+            s.wait()
+        self.daemon.send_signal(signal.SIGTERM)
+        try:
+            self.daemon.wait(WAIT_S)
+        except subprocess.TimeoutExpired:
+            self.daemon.kill()
+            self.daemon.wait()
+        if not os.environ.get("VSOCKMUX_INTEG_KEEP"):
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def sample(families, family, **labels):
+    """The value of the one sample of family (or family + suffix) with exactly these labels."""
+    f = families[family]
+    name = labels.pop("_name", None) or f.name + ("_total" if f.type == "counter" else "")
+    found = [s.value for s in f.samples if s.name == name and s.labels == labels]
+    assert len(found) == 1, "%s%r: %r" % (name, labels, f.samples)
+    return found[0]
+
+
+EXPECTED = {
+    "vsockmux_vms": "gauge",
+    "vsockmux_bytes_relayed": "counter",
+    "vsockmux_buffer_pool_buffers_in_use": "gauge",
+    "vsockmux_buffer_pool_buffers_touched": "gauge",
+    "vsockmux_buffer_pool_buffers_max": "gauge",
+    "vsockmux_buffer_pool_buffer_bytes": "gauge",
+    "vsockmux_control_connections": "gauge",
+    "vsockmux_cap_hits": "counter",
+    "vsockmux_vm_processes": "gauge",
+    "vsockmux_vm_streams": "gauge",
+    "vsockmux_vm_stream_bytes": "counter",
+    "vsockmux_vm_stream_errors": "counter",
+    "vsockmux_vm_dropped_bytes": "counter",
+    "vsockmux_vm_bridge_connects": "counter",
+    "vsockmux_vm_bridge_reconnects": "counter",
+    "vsockmux_vm_held_replies": "gauge",
+    "vsockmux_vm_held_replies_dropped": "counter",
+    "vsockmux_vm_save_duration_seconds": "histogram",
+    "vsockmux_vm_restore_duration_seconds": "histogram",
+}
+
+
+def test_families_and_values(daemon, cli, sim):
+    e = Env(daemon, cli, sim, ["--max-vms", "1"])
+    try:
+        families, text = e.metrics()
+        for name, kind in EXPECTED.items():
+            assert name in families, "no family %s in\n%s" % (name, text)
+            assert families[name].type == kind, "%s is %s, not %s" % (name, families[name].type, kind)
+        assert sample(families, "vsockmux_vms") == 0
+
+        e.vm_with_sim("vm1")
+        out = os.path.join(e.tmp, "out")
+        # Detached: no stdin stream (an attached exec's stdin, unread by a process that exits, may
+        # end reset, an error this test does not want).
+        pid = e.cli("exec", "vm1", "--detach", "--stdout", out, "--", "sh", "-c",
+                    "printf 0123456789; printf abc >&2").stdout.strip()
+        e.cli("wait", "vm1", pid)
+        # A cap hit: --max-vms 1 refuses a second VM.
+        r = e.cli("vm", "add", "vm2", "--hvsock", os.path.join(e.tmp, "vm2.hv"), check=False)
+        assert r.returncode != 0, r
+
+        families, text = e.metrics()
+        assert sample(families, "vsockmux_vms") == 1
+        assert sample(families, "vsockmux_vm_processes", vm="vm1") == 1
+        assert sample(families, "vsockmux_vm_stream_bytes", vm="vm1", stream="stdout", direction="from_guest") == 10
+        assert sample(families, "vsockmux_vm_stream_bytes", vm="vm1", stream="stderr", direction="from_guest") == 3
+        assert sample(families, "vsockmux_vm_stream_bytes", vm="vm1", stream="stdin", direction="to_guest") == 0
+        assert sample(families, "vsockmux_vm_bridge_connects", vm="vm1") == 1
+        assert sample(families, "vsockmux_vm_bridge_reconnects", vm="vm1") == 0
+        assert sample(families, "vsockmux_vm_stream_errors", vm="vm1") == 0, \
+            "%s\n%s" % (e.cli("ps", "vm1", "--json").stdout, open(e.log).read())
+        assert sample(families, "vsockmux_cap_hits", cap="max_vms") == 1
+        assert sample(families, "vsockmux_cap_hits", cap="max_processes") == 0
+        assert sample(families, "vsockmux_control_connections") >= 1
+        assert sample(families, "vsockmux_vm_save_duration_seconds", vm="vm1",
+                      _name="vsockmux_vm_save_duration_seconds_count") == 0
+        assert sample(families, "vsockmux_vm_save_duration_seconds", vm="vm1", le="+Inf",
+                      _name="vsockmux_vm_save_duration_seconds_bucket") == 0
+
+        st = json.loads(e.cli("stats", "--vm", "vm1", "--json").stdout)
+        assert st["vm"] == "vm1" and st["processes"] == 1 and st["stdout_bytes"] == 10 and st["stderr_bytes"] == 3, st
+        r = e.cli("stats", "--vm", "nope", check=False)
+        assert r.returncode != 0 and "unknown VM" in r.stderr, r
+    finally:
+        e.close()
+
+
+def test_endpoint_error_counted(daemon, cli, sim):
+    """An endpoint that goes away mid-stream: the stream's error and the bytes it could not
+    deliver show in ps --json and in the metrics (they were only logged before)."""
+    e = Env(daemon, cli, sim)
+    try:
+        e.vm_with_sim("vm1")
+        ep = os.path.join(e.tmp, "ep.sock")
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(ep)
+        srv.listen(1)
+        go = os.path.join(e.tmp, "go")
+        # The process writes once the endpoint is gone, so those bytes can only be dropped.
+        pid = e.cli("exec", "vm1", "--detach", "--stdout", ep, "--", "sh", "-c",
+                    "while [ ! -e %s ]; do sleep 0.05; done; head -c 200000 /dev/zero" % go).stdout.strip()
+        conn, _ = srv.accept()
+        conn.close()
+        srv.close()
+        open(go, "w").close()
+        e.cli("wait", "vm1", pid, check=False)
+        procs = json.loads(e.cli("ps", "vm1", "--json").stdout)
+        p = [p for p in procs if str(p["pid"]) == pid][0]
+        assert p["errors"]["stdout"] != "", p
+        assert p["errors"]["stderr"] == "", p
+        assert p["dropped"]["stdout"] > 0, p
+        families, _ = e.metrics()
+        assert sample(families, "vsockmux_vm_stream_errors", vm="vm1") >= 1
+        assert sample(families, "vsockmux_vm_dropped_bytes", vm="vm1") == p["dropped"]["stdout"]
+    finally:
+        e.close()
+
+
+def main():
+    if len(sys.argv) < 4:
+        print(__doc__, file=sys.stderr)
+        return 2
+    daemon, cli, sim = sys.argv[1:4]
+    failed = 0
+    for test in (test_families_and_values, test_endpoint_error_counted):
+        try:
+            test(daemon, cli, sim)
+            print("ok", test.__name__)
+        except Exception:
+            failed += 1
+            print("FAIL", test.__name__)
+            traceback.print_exc()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
