@@ -31,6 +31,41 @@ static int parse_target(struct cli *cli, const char *s, uint32_t *ret_pid, char 
         return 0;
 }
 
+/* VM and PID|ID, the two arguments every per-process command takes after its options. */
+static int parse_vm_target(struct cli *cli, int argc, char **argv, char **ret_vm, uint32_t *ret_pid,
+                           char **ret_exec_id)
+{
+        int r;
+
+        if (argc - optind != 2)
+                return cli_usage_error(cli, "expected VM NAME and PID or ID");
+        r = parse_target(cli, argv[optind + 1], ret_pid, ret_exec_id);
+        if (r != 0)
+                return r;
+        *ret_vm = argv[optind];
+        return 0;
+}
+
+/* A command with no options whose answer carries nothing to print: rm, log reopen. */
+static int call_on_target(struct cli *cli, int argc, char **argv, const char *method, ProtobufCMessage *req,
+                          char **vm, uint32_t *pid, char **exec_id, const ProtobufCMessageDescriptor *resp)
+{
+        ProtobufCMessage *m = NULL;
+        int r;
+
+        r = cli_parse_no_options(cli, argc, argv);
+        if (r != 0)
+                return r;
+        r = parse_vm_target(cli, argc, argv, vm, pid, exec_id);
+        if (r != 0)
+                return r;
+        r = cli_call(cli, method, req, resp, &m);
+        if (r != 0)
+                return r;
+        vsockmux_message_free(m);
+        return 0;
+}
+
 /* Per stream: how it ended ("" while running or after a clean end) and what it could not deliver. */
 static struct json_object *stream_errors_json(const Vsockmux__V1__ProcessInfo *p)
 {
@@ -164,10 +199,7 @@ int cli_wait(struct cli *cli, int argc, char **argv)
         r = cli_parse_json_flag(cli, argc, argv, &json);
         if (r != 0)
                 return r;
-        if (argc - optind != 2)
-                return cli_usage_error(cli, "expected VM NAME and PID or ID");
-        req.vm = argv[optind];
-        r = parse_target(cli, argv[optind + 1], &req.pid, &req.exec_id);
+        r = parse_vm_target(cli, argc, argv, &req.vm, &req.pid, &req.exec_id);
         if (r != 0)
                 return r;
         r = cli_call(cli, "Wait", &req.base, &vsockmux__v1__wait_response__descriptor, &m);
@@ -208,10 +240,7 @@ int cli_kill(struct cli *cli, int argc, char **argv)
                 if (cli_parse_signal(optarg, &sig) < 0)
                         return cli_usage_error(cli, "unknown signal '%s'", optarg);
         }
-        if (argc - optind != 2)
-                return cli_usage_error(cli, "expected VM NAME and PID or ID");
-        req.vm = argv[optind];
-        r = parse_target(cli, argv[optind + 1], &req.pid, &req.exec_id);
+        r = parse_vm_target(cli, argc, argv, &req.vm, &req.pid, &req.exec_id);
         if (r != 0)
                 return r;
         req.signal = sig;
@@ -233,43 +262,15 @@ int cli_kill(struct cli *cli, int argc, char **argv)
 int cli_rm(struct cli *cli, int argc, char **argv)
 {
         Vsockmux__V1__DeleteRequest req = VSOCKMUX__V1__DELETE_REQUEST__INIT;
-        ProtobufCMessage *m = NULL;
-        int r;
 
-        r = cli_parse_no_options(cli, argc, argv);
-        if (r != 0)
-                return r;
-        if (argc - optind != 2)
-                return cli_usage_error(cli, "expected VM NAME and PID or ID");
-        req.vm = argv[optind];
-        r = parse_target(cli, argv[optind + 1], &req.pid, &req.exec_id);
-        if (r != 0)
-                return r;
-        r = cli_call(cli, "Delete", &req.base, &vsockmux__v1__delete_response__descriptor, &m);
-        if (r != 0)
-                return r;
-        vsockmux_message_free(m);
-        return 0;
+        return call_on_target(cli, argc, argv, "Delete", &req.base, &req.vm, &req.pid, &req.exec_id,
+                              &vsockmux__v1__delete_response__descriptor);
 }
 
 int cli_log_reopen(struct cli *cli, int argc, char **argv)
 {
         Vsockmux__V1__ReopenLogRequest req = VSOCKMUX__V1__REOPEN_LOG_REQUEST__INIT;
-        ProtobufCMessage *m = NULL;
-        int r;
 
-        r = cli_parse_no_options(cli, argc, argv);
-        if (r != 0)
-                return r;
-        if (argc - optind != 2)
-                return cli_usage_error(cli, "expected VM NAME and PID or ID");
-        req.vm = argv[optind];
-        r = parse_target(cli, argv[optind + 1], &req.pid, &req.exec_id);
-        if (r != 0)
-                return r;
-        r = cli_call(cli, "ReopenLog", &req.base, &vsockmux__v1__reopen_log_response__descriptor, &m);
-        if (r != 0)
-                return r;
-        vsockmux_message_free(m);
-        return 0;
+        return call_on_target(cli, argc, argv, "ReopenLog", &req.base, &req.vm, &req.pid, &req.exec_id,
+                              &vsockmux__v1__reopen_log_response__descriptor);
 }
