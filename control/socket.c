@@ -33,6 +33,23 @@ static int make_parent_dir(const char *path)
         return 0;
 }
 
+/* An absolute path as a Unix socket address; -ENAMETOOLONG rather than a truncated name. */
+static int socket_addr(const char *path, struct sockaddr_un *ret_sa, socklen_t *ret_len)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        size_t n;
+
+        if (!path || path[0] != '/')
+                return -EINVAL;
+        n = strlen(path);
+        if (n >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        memcpy(sa.sun_path, path, n + 1);
+        *ret_sa = sa;
+        *ret_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+        return 0;
+}
+
 /* -EADDRINUSE when a server answers at path, 0 when nothing does (the file may then go). */
 static int probe_live(const struct sockaddr_un *sa, socklen_t salen)
 {
@@ -47,22 +64,21 @@ static int probe_live(const struct sockaddr_un *sa, socklen_t salen)
 
 int control_socket_bind(int fd, const char *path, mode_t mode, gid_t group, struct stat *ret_st)
 {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct sockaddr_un sa;
+        socklen_t salen;
         struct stat st;
         int r;
 
-        if (!path || path[0] != '/')
-                return -EINVAL;
-        if (strlen(path) >= sizeof(sa.sun_path))
-                return -ENAMETOOLONG;
-        memcpy(sa.sun_path, path, strlen(path) + 1);
+        r = socket_addr(path, &sa, &salen);
+        if (r < 0)
+                return r;
         /* bind() creates the file with the socket inode's mode minus the umask: set the final mode
          * there first, so the file is never more open than asked, without touching the
          * process-wide umask (other threads create files). chmod() afterwards only adds back what
          * the umask took; chown() first, so the group bits never apply to the wrong group. */
         if (fchmod(fd, mode) < 0)
                 return -errno;
-        if (bind(fd, (struct sockaddr *)&sa, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1)) < 0)
+        if (bind(fd, (struct sockaddr *)&sa, salen) < 0)
                 return -errno;
         if ((group != (gid_t)-1 && chown(path, (uid_t)-1, group) < 0) || chmod(path, mode) < 0 ||
             lstat(path, &st) < 0) {
@@ -77,19 +93,16 @@ int control_socket_bind(int fd, const char *path, mode_t mode, gid_t group, stru
 
 int control_socket_listen(const char *path, gid_t group, gid_t read_group, int *ret_fd, struct stat *ret_st)
 {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct sockaddr_un sa;
         socklen_t salen;
         _cleanup_close_ int fd = -1;
         mode_t mode = group == (gid_t)-1 && read_group == (gid_t)-1 ? 0600 : 0660;
         struct stat st;
         int r;
 
-        if (!path || path[0] != '/')
-                return -EINVAL;
-        if (strlen(path) >= sizeof(sa.sun_path))
-                return -ENAMETOOLONG;
-        memcpy(sa.sun_path, path, strlen(path) + 1);
-        salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
+        r = socket_addr(path, &sa, &salen);
+        if (r < 0)
+                return r;
 
         r = make_parent_dir(path);
         if (r < 0)
