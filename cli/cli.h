@@ -92,6 +92,9 @@ int cli_parse_restore_io(const char *arg, Vsockmux__V1__RestoreIo *io, char **re
 /* Formats why a call failed in one phrase: the daemon's status or the transport error. */
 void cli_describe_failure(const struct cli *cli, int r, const struct vsockmux_status *st, char *buf, size_t len);
 
+/* PID|ID: all digits is a pid (into *ret_pid), anything else an exec id (into *ret_exec_id; the
+ * daemon checks its form). Returns 0 or the usage error's exit code after saying why. */
+int cli_parse_target(const struct cli *cli, const char *s, uint32_t *ret_pid, char **ret_exec_id);
 /* Parses a decimal number within [min, max]; -EINVAL / -ERANGE. */
 int cli_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *ret);
 /* A VM's transport as `opt` gave it (--hvsock / --dest-hvsock, --cid / --dest-cid): 0, or the

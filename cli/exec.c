@@ -558,12 +558,12 @@ static int exec_dispatch(struct exec_ctx *x, const struct pollfd *p, int owner)
         }
 }
 
-/* Starts the process (Exec answers with its pid), waits for its exit (Wait answers once the
- * output drained) and relays until every output EOF is in. Returns the CLI's exit code. */
-static int exec_attached(struct exec_ctx *x, Vsockmux__V1__ExecRequest *req)
+/* The local side of an attached exec before it starts: signals caught for forwarding and, with
+ * --tty, our terminal raw and its size in the request. Returns 0 or an exit code. */
+static int exec_attached_prepare(struct exec_ctx *x, Vsockmux__V1__ExecRequest *req)
 {
         struct cli *cli = x->cli;
-        char why[VSOCKMUX_STATUS_MESSAGE_MAX + 128];
+        uint16_t h, w;
         int r;
 
         r = cli_connect(cli);
@@ -575,29 +575,26 @@ static int exec_attached(struct exec_ctx *x, Vsockmux__V1__ExecRequest *req)
                 return CLI_EXIT_EXEC_FAILED;
         }
         x->vm = req->vm;
-        if (x->terminal) {
-                uint16_t h, w;
-
-                if (cli_tty_size(STDIN_FILENO, &h, &w) == 0 || cli_tty_size(STDOUT_FILENO, &h, &w) == 0) {
-                        req->console_height = h;
-                        req->console_width = w;
-                }
-                /* Raw: Ctrl-C, Ctrl-Z and the rest reach the console in the guest as bytes, and
-                 * its line discipline (not ours) echoes and edits. Restored in exec_ctx_done(). */
-                r = cli_tty_make_raw(STDIN_FILENO, &x->tty);
-                if (r < 0) {
-                        cli_error(cli, "cannot put this terminal in raw mode: %s", strerror(-r));
-                        return CLI_EXIT_EXEC_FAILED;
-                }
+        if (!x->terminal)
+                return 0;
+        if (cli_tty_size(STDIN_FILENO, &h, &w) == 0 || cli_tty_size(STDOUT_FILENO, &h, &w) == 0) {
+                req->console_height = h;
+                req->console_width = w;
         }
-        req->detach = true;
-        r = vsockmux_client_send(cli->client, VSOCKMUX_METHOD("Exec"), &req->base, 0, x->deadline_ns, &x->sid);
+        /* Raw: Ctrl-C, Ctrl-Z and the rest reach the console in the guest as bytes, and its line
+         * discipline (not ours) echoes and edits. Restored in exec_ctx_done(). */
+        r = cli_tty_make_raw(STDIN_FILENO, &x->tty);
         if (r < 0) {
-                cli_describe_failure(cli, r, NULL, why, sizeof(why));
-                cli_error(cli, "%s", why);
+                cli_error(cli, "cannot put this terminal in raw mode: %s", strerror(-r));
                 return CLI_EXIT_EXEC_FAILED;
         }
+        return 0;
+}
 
+/* Polls and dispatches until the exit is in and every output reached EOF, or something ends the
+ * CLI first (a signal, the detach keys, a lost connection). Returns the CLI's exit code. */
+static int exec_relay(struct exec_ctx *x)
+{
         for (;;) {
                 struct pollfd pfd[EXEC_POLL_MAX];
                 int owner[EXEC_POLL_MAX];
@@ -608,10 +605,12 @@ static int exec_attached(struct exec_ctx *x, Vsockmux__V1__ExecRequest *req)
                 if (poll(pfd, n, -1) < 0) {
                         if (errno == EINTR)
                                 continue;
-                        cli_error(cli, "poll: %s", strerror(errno));
+                        cli_error(x->cli, "poll: %s", strerror(errno));
                         return CLI_EXIT_STATUS_LOST;
                 }
                 for (unsigned k = 0; k < n; k++) {
+                        int r;
+
                         if (!pfd[k].revents)
                                 continue;
                         r = exec_dispatch(x, &pfd[k], owner[k]);
@@ -623,6 +622,27 @@ static int exec_attached(struct exec_ctx *x, Vsockmux__V1__ExecRequest *req)
         }
 }
 
+/* Starts the process (Exec answers with its pid), waits for its exit (Wait answers once the
+ * output drained) and relays until every output EOF is in. Returns the CLI's exit code. */
+static int exec_attached(struct exec_ctx *x, Vsockmux__V1__ExecRequest *req)
+{
+        char why[VSOCKMUX_STATUS_MESSAGE_MAX + 128];
+        int r;
+
+        r = exec_attached_prepare(x, req);
+        if (r != 0)
+                return r;
+        /* Exec answers at once with the pid; the exit comes from the Wait sent then. */
+        req->detach = true;
+        r = vsockmux_client_send(x->cli->client, VSOCKMUX_METHOD("Exec"), &req->base, 0, x->deadline_ns, &x->sid);
+        if (r < 0) {
+                cli_describe_failure(x->cli, r, NULL, why, sizeof(why));
+                cli_error(x->cli, "%s", why);
+                return CLI_EXIT_EXEC_FAILED;
+        }
+        return exec_relay(x);
+}
+
 /* Long options without a short one. */
 enum {
         OPT_STDIN = 0x100,
@@ -630,7 +650,105 @@ enum {
         OPT_DETACH_KEYS,
 };
 
-int cli_exec(struct cli *cli, int argc, char **argv)
+/* What exec's options set besides the request and the relay's context. */
+struct exec_opts {
+        char **env;
+        size_t n_env;
+        uint32_t timeout, deadline_ms;
+        bool json;
+};
+
+static int exec_add_env(struct cli *cli, struct exec_opts *o, char *kv)
+{
+        char **p;
+
+        if (!strchr(kv, '=') || kv[0] == '=')
+                return cli_usage_error(cli, "--env wants KEY=VALUE, got '%s'", kv);
+        if (o->n_env == CLI_EXEC_MAX_ENV)
+                return cli_usage_error(cli, "more than %u --env", CLI_EXEC_MAX_ENV);
+        p = reallocarray(o->env, o->n_env + 1, sizeof(char *));
+        if (!p)
+                return cli_error(cli, "out of memory");
+        o->env = p;
+        o->env[o->n_env++] = kv;
+        return 0;
+}
+
+static int exec_parse_sig_proxy(struct cli *cli, const char *arg, bool *ret)
+{
+        if (!arg || !strcmp(arg, "true"))
+                *ret = true;
+        else if (!strcmp(arg, "false"))
+                *ret = false;
+        else
+                return cli_usage_error(cli, "--sig-proxy wants true or false, got '%s'", arg);
+        return 0;
+}
+
+/* One option from getopt_long. Returns 0 or an exit code. */
+static int exec_parse_option(struct cli *cli, int c, char **argv, Vsockmux__V1__ExecRequest *req, struct exec_ctx *x,
+                             struct exec_opts *o)
+{
+        switch (c) {
+        case 'c':
+                req->container_id = optarg;
+                return 0;
+        case 'e':
+                return exec_add_env(cli, o, optarg);
+        case 'w':
+                req->cwd = optarg;
+                return 0;
+        case OPT_STDIN:
+                x->s[STREAM_STDIN].path = optarg;
+                return 0;
+        case 'o':
+                x->s[STREAM_STDOUT].path = optarg;
+                return 0;
+        case 'E':
+                x->s[STREAM_STDERR].path = optarg;
+                return 0;
+        case 'd':
+                req->detach = true;
+                return 0;
+        case 't':
+                x->terminal = true;
+                req->terminal = true;
+                return 0;
+        case OPT_TIMEOUT:
+                if (cli_parse_u32(optarg, 1, CLI_EXEC_TIMEOUT_MAX_SEC, &o->timeout) < 0)
+                        return cli_usage_error(cli, "--timeout wants seconds from 1 to %u, got '%s'",
+                                               CLI_EXEC_TIMEOUT_MAX_SEC, optarg);
+                return 0;
+        case 'j':
+                o->json = true;
+                return 0;
+        case OPT_DETACH_KEYS:
+                if (cli_detach_parse(optarg, &x->detach) < 0)
+                        return cli_usage_error(cli, "--detach-keys wants keys such as 'ctrl-p,ctrl-q' "
+                                               "(a-z, or ctrl- with a-z @ [ \\ ] ^ _), got '%s'", optarg);
+                return 0;
+        case 'S':
+                return exec_parse_sig_proxy(cli, optarg, &x->sig_proxy);
+        case 'L':
+                req->log = optarg;
+                return 0;
+        case 'I':
+                /* The daemon checks it (containerd's identifier rule) and says why. */
+                req->exec_id = optarg;
+                return 0;
+        case 'D':
+                if (cli_parse_u32(optarg, 1, CLI_EXEC_DEADLINE_MAX_MS, &o->deadline_ms) < 0)
+                        return cli_usage_error(cli, "--deadline-ms wants milliseconds from 1 to %u, got '%s'",
+                                               CLI_EXEC_DEADLINE_MAX_MS, optarg);
+                return 0;
+        default:
+                return cli_option_error(cli, c, argv);
+        }
+}
+
+/* The options, then VM and ARGV into the request. Returns 0 or an exit code. */
+static int exec_parse(struct cli *cli, int argc, char **argv, Vsockmux__V1__ExecRequest *req, struct exec_ctx *x,
+                      struct exec_opts *o)
 {
         static const struct option options[] = {
                 { "container", required_argument, NULL, 'c' },
@@ -650,336 +768,357 @@ int cli_exec(struct cli *cli, int argc, char **argv)
                 { "log", required_argument, NULL, 'L' },
                 {}
         };
+        int c, r;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, ":t", options, NULL)) >= 0) {
+                r = exec_parse_option(cli, c, argv, req, x, o);
+                if (r != 0)
+                        return r;
+        }
+        if (argc - optind < 2)
+                return cli_usage_error(cli, "expected VM NAME, then -- and the command to run");
+        if ((size_t)(argc - optind - 1) > CLI_EXEC_MAX_ARGV)
+                return cli_usage_error(cli, "more than %u command arguments", CLI_EXEC_MAX_ARGV);
+        req->vm = argv[optind];
+        req->argv = argv + optind + 1;
+        req->n_argv = (size_t)(argc - optind - 1);
+        req->env = o->env;
+        req->n_env = o->n_env;
+        req->connect_timeout_ms = o->timeout * 1000u;
+        x->deadline_ns = (int64_t)o->deadline_ms * 1000000;
+        return 0;
+}
+
+/* Options that do not go together, and the endpoint paths made absolute. Returns 0 or an exit code. */
+static int exec_check(struct cli *cli, const Vsockmux__V1__ExecRequest *req, struct exec_ctx *x,
+                      const struct exec_opts *o)
+{
+        if (req->log && req->log[0] && !req->detach)
+                return cli_usage_error(cli, "--log only applies with --detach (attached, the output comes here)");
+        if (o->json && !req->detach)
+                return cli_usage_error(cli, "--json only applies with --detach");
+        if (x->terminal && x->s[STREAM_STDERR].path)
+                return cli_usage_error(cli, "--stderr cannot go with --tty: a terminal's stderr is its output");
+        for (unsigned i = 0; i < _STREAM_MAX; i++) {
+                int r;
+
+                if (!x->s[i].path)
+                        continue;
+                r = make_absolute(x->s[i].path, x->s[i].abs, sizeof(x->s[i].abs));
+                if (r < 0)
+                        return cli_usage_error(cli, "--%s %s: %s", stream_names[i], x->s[i].path, strerror(-r));
+        }
+        return 0;
+}
+
+/* --detach: the endpoints as given; prints the pid (or, with --json, the pid and the exec id). */
+static int exec_detached(struct cli *cli, struct exec_ctx *x, Vsockmux__V1__ExecRequest *req, bool json)
+{
+        Vsockmux__V1__ExecResponse *resp;
+        ProtobufCMessage *m = NULL;
+
+        req->stdin_path = x->s[STREAM_STDIN].abs;
+        req->stdout_path = x->s[STREAM_STDOUT].abs;
+        req->stderr_path = x->s[STREAM_STDERR].abs;
+        if (cli_call_deadline(cli, "Exec", &req->base, x->deadline_ns, &vsockmux__v1__exec_response__descriptor, &m) != 0)
+                return CLI_EXIT_EXEC_FAILED;
+        resp = (Vsockmux__V1__ExecResponse *)m;
+        if (json) {
+                struct json_object *o = json_object_new_object();
+
+                json_object_object_add(o, "pid", json_object_new_int64(resp->pid));
+                json_object_object_add(o, "id", json_object_new_string(resp->exec_id));
+                cli_json_print(o);
+        } else
+                printf("%u\n", resp->pid);
+        vsockmux_message_free(m);
+        return 0;
+}
+
+/* Attached: a socket in a private directory for each stream not given a path (a terminal has no
+ * stderr), named as the endpoints; then the relay. Returns the CLI's exit code. */
+static int exec_attached_sockets(struct cli *cli, struct exec_ctx *x, Vsockmux__V1__ExecRequest *req)
+{
+        int r;
+
+        r = make_private_dir(cli, x->dir, sizeof(x->dir));
+        if (r < 0) {
+                x->dir[0] = '\0';
+                cli_error(cli, "cannot create a private directory for the stdio sockets: %s", strerror(-r));
+                return CLI_EXIT_EXEC_FAILED;
+        }
+        for (unsigned i = 0; i < _STREAM_MAX; i++)
+                if (!x->s[i].path && !(i == STREAM_STDERR && x->terminal) && (r = listen_stream(x, i)) < 0) {
+                        cli_error(cli, "cannot listen for %s in %s: %s", stream_names[i], x->dir, strerror(-r));
+                        return CLI_EXIT_EXEC_FAILED;
+                }
+        req->stdin_path = x->s[STREAM_STDIN].abs;
+        req->stdout_path = x->s[STREAM_STDOUT].abs;
+        req->stderr_path = x->s[STREAM_STDERR].abs;
+        return exec_attached(x, req);
+}
+
+int cli_exec(struct cli *cli, int argc, char **argv)
+{
         Vsockmux__V1__ExecRequest req = VSOCKMUX__V1__EXEC_REQUEST__INIT;
         struct exec_ctx x = { .cli = cli, .sig_proxy = true, .sfd = -1, .tty = { .fd = -1 } };
-        _cleanup_free_ char **env = NULL;
-        size_t n_env = 0;
-        uint32_t timeout = 0, deadline_ms = 0;
-        bool json = false;
-        int c, r;
+        struct exec_opts o = {};
+        int r;
 
         for (unsigned i = 0; i < _STREAM_MAX; i++)
                 x.s[i].listen_fd = x.s[i].conn_fd = -1;
         (void)cli_detach_parse(CLI_DETACH_KEYS_DEFAULT, &x.detach);
         x.detach_on = isatty(STDIN_FILENO);
 
-        optind = 0;
-        while ((c = getopt_long(argc, argv, ":t", options, NULL)) >= 0) {
-                switch (c) {
-                case 'c':
-                        req.container_id = optarg;
-                        break;
-                case 'e': {
-                        char **p;
-
-                        if (!strchr(optarg, '=') || optarg[0] == '=')
-                                return cli_usage_error(cli, "--env wants KEY=VALUE, got '%s'", optarg);
-                        if (n_env == CLI_EXEC_MAX_ENV)
-                                return cli_usage_error(cli, "more than %u --env", CLI_EXEC_MAX_ENV);
-                        p = reallocarray(env, n_env + 1, sizeof(char *));
-                        if (!p)
-                                return cli_error(cli, "out of memory");
-                        env = p;
-                        env[n_env++] = optarg;
-                        break;
-                }
-                case 'w':
-                        req.cwd = optarg;
-                        break;
-                case OPT_STDIN:
-                        x.s[STREAM_STDIN].path = optarg;
-                        break;
-                case 'o':
-                        x.s[STREAM_STDOUT].path = optarg;
-                        break;
-                case 'E':
-                        x.s[STREAM_STDERR].path = optarg;
-                        break;
-                case 'd':
-                        req.detach = true;
-                        break;
-                case 't':
-                        x.terminal = true;
-                        req.terminal = true;
-                        break;
-                case OPT_TIMEOUT:
-                        if (cli_parse_u32(optarg, 1, CLI_EXEC_TIMEOUT_MAX_SEC, &timeout) < 0)
-                                return cli_usage_error(cli, "--timeout wants seconds from 1 to %u, got '%s'",
-                                                       CLI_EXEC_TIMEOUT_MAX_SEC, optarg);
-                        break;
-                case 'j':
-                        json = true;
-                        break;
-                case OPT_DETACH_KEYS:
-                        if (cli_detach_parse(optarg, &x.detach) < 0)
-                                return cli_usage_error(cli, "--detach-keys wants keys such as 'ctrl-p,ctrl-q' "
-                                                       "(a-z, or ctrl- with a-z @ [ \\ ] ^ _), got '%s'", optarg);
-                        break;
-                case 'S':
-                        if (!optarg || !strcmp(optarg, "true"))
-                                x.sig_proxy = true;
-                        else if (!strcmp(optarg, "false"))
-                                x.sig_proxy = false;
-                        else
-                                return cli_usage_error(cli, "--sig-proxy wants true or false, got '%s'", optarg);
-                        break;
-                case 'L':
-                        req.log = optarg;
-                        break;
-                case 'I':
-                        /* The daemon checks it (containerd's identifier rule) and says why. */
-                        req.exec_id = optarg;
-                        break;
-                case 'D':
-                        if (cli_parse_u32(optarg, 1, CLI_EXEC_DEADLINE_MAX_MS, &deadline_ms) < 0)
-                                return cli_usage_error(cli, "--deadline-ms wants milliseconds from 1 to %u, got '%s'",
-                                                       CLI_EXEC_DEADLINE_MAX_MS, optarg);
-                        break;
-                default:
-                        return cli_option_error(cli, c, argv);
-                }
+        r = exec_parse(cli, argc, argv, &req, &x, &o);
+        if (r == 0)
+                r = exec_check(cli, &req, &x, &o);
+        if (r == 0 && req.detach)
+                r = exec_detached(cli, &x, &req, o.json);
+        else if (r == 0) {
+                r = exec_attached_sockets(cli, &x, &req);
+                exec_ctx_done(&x);
         }
-        if (argc - optind < 2)
-                return cli_usage_error(cli, "expected VM NAME, then -- and the command to run");
-        if ((size_t)(argc - optind - 1) > CLI_EXEC_MAX_ARGV)
-                return cli_usage_error(cli, "more than %u command arguments", CLI_EXEC_MAX_ARGV);
-        if (req.log && req.log[0] && !req.detach)
-                return cli_usage_error(cli, "--log only applies with --detach (attached, the output comes here)");
-        if (json && !req.detach)
-                return cli_usage_error(cli, "--json only applies with --detach");
-        if (x.terminal && x.s[STREAM_STDERR].path)
-                return cli_usage_error(cli, "--stderr cannot go with --tty: a terminal's stderr is its output");
-        req.vm = argv[optind];
-        req.argv = argv + optind + 1;
-        req.n_argv = (size_t)(argc - optind - 1);
-        req.env = env;
-        req.n_env = n_env;
-        req.connect_timeout_ms = timeout * 1000u;
-        x.deadline_ns = (int64_t)deadline_ms * 1000000;
-
-        for (unsigned i = 0; i < _STREAM_MAX; i++)
-                if (x.s[i].path) {
-                        r = make_absolute(x.s[i].path, x.s[i].abs, sizeof(x.s[i].abs));
-                        if (r < 0)
-                                return cli_usage_error(cli, "--%s %s: %s", stream_names[i], x.s[i].path, strerror(-r));
-                }
-
-        if (req.detach) {
-                ProtobufCMessage *m = NULL;
-
-                req.stdin_path = x.s[STREAM_STDIN].abs;
-                req.stdout_path = x.s[STREAM_STDOUT].abs;
-                req.stderr_path = x.s[STREAM_STDERR].abs;
-                r = cli_call_deadline(cli, "Exec", &req.base, x.deadline_ns, &vsockmux__v1__exec_response__descriptor, &m);
-                if (r != 0)
-                        return CLI_EXIT_EXEC_FAILED;
-                if (json) {
-                        struct json_object *o = json_object_new_object();
-
-                        json_object_object_add(o, "pid", json_object_new_int64(((Vsockmux__V1__ExecResponse *)m)->pid));
-                        json_object_object_add(o, "id", json_object_new_string(((Vsockmux__V1__ExecResponse *)m)->exec_id));
-                        cli_json_print(o);
-                } else
-                        printf("%u\n", ((Vsockmux__V1__ExecResponse *)m)->pid);
-                vsockmux_message_free(m);
-                return 0;
-        }
-
-        r = make_private_dir(cli, x.dir, sizeof(x.dir));
-        if (r < 0) {
-                x.dir[0] = '\0';
-                cli_error(cli, "cannot create a private directory for the stdio sockets: %s", strerror(-r));
-                return CLI_EXIT_EXEC_FAILED;
-        }
-        for (unsigned i = 0; i < _STREAM_MAX; i++)
-                if (!x.s[i].path && !(i == STREAM_STDERR && x.terminal) && (r = listen_stream(&x, i)) < 0) {
-                        cli_error(cli, "cannot listen for %s in %s: %s", stream_names[i], x.dir, strerror(-r));
-                        exec_ctx_done(&x);
-                        return CLI_EXIT_EXEC_FAILED;
-                }
-        req.stdin_path = x.s[STREAM_STDIN].abs;
-        req.stdout_path = x.s[STREAM_STDOUT].abs;
-        req.stderr_path = x.s[STREAM_STDERR].abs;
-
-        r = exec_attached(&x, &req);
-        exec_ctx_done(&x);
+        free(o.env);
         return r;
 }
 
 /* ---- attach ------------------------------------------------------------------------------ */
 
-static void attach_on_winch(struct cli *cli, const Vsockmux__V1__AttachRequest *att, int winch_fd)
+/* One `vsockmux attach`: what Attach answered and the local side of the relay. */
+struct attach_ctx {
+        struct cli *cli;
+        const char *vm;
+        uint32_t pid;           /* the daemon's answer: an exec id names it too */
+        bool terminal;          /* the process has a console */
+        bool forward;           /* the process has a stdin: what we read goes to it */
+        int fd;                 /* the attach socket */
+        int winch_fd;           /* signalfd of SIGWINCH with a terminal, else -1 */
+        struct cli_tty tty;
+        struct cli_detach detach;
+        bool detach_on;         /* our stdin is a terminal: look for the detach keys in it */
+        uint8_t *buf;
+};
+
+static void attach_on_winch(struct attach_ctx *a, bool read_signal)
 {
         Vsockmux__V1__ResizeRequest req = VSOCKMUX__V1__RESIZE_REQUEST__INIT;
         struct signalfd_siginfo si;
         ProtobufCMessage *m = NULL;
         uint16_t h, w;
 
-        if (winch_fd >= 0 && read(winch_fd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+        if (read_signal && read(a->winch_fd, &si, sizeof(si)) != (ssize_t)sizeof(si))
                 return;
         if (cli_tty_size(STDIN_FILENO, &h, &w) < 0 && cli_tty_size(STDOUT_FILENO, &h, &w) < 0)
                 return;
-        req.vm = att->vm;
-        req.pid = att->pid;
+        req.vm = (char *)a->vm;
+        req.pid = a->pid;
         req.height = h;
         req.width = w;
         /* The attach connection is idle after Attach: a failure is said by cli_call, and we go on. */
-        if (cli_call(cli, "Resize", &req.base, &vsockmux__v1__resize_response__descriptor, &m) == 0)
+        if (cli_call(a->cli, "Resize", &req.base, &vsockmux__v1__resize_response__descriptor, &m) == 0)
                 vsockmux_message_free(m);
 }
 
 /* A terminal process: ours goes raw, and SIGWINCH (read from winch_fd) resizes its console. */
-static int attach_terminal_setup(struct cli *cli, Vsockmux__V1__AttachRequest *req, struct cli_tty *tty, int *ret_winch)
+static int attach_terminal_setup(struct attach_ctx *a)
 {
         sigset_t mask;
         int r;
 
-        r = cli_tty_make_raw(STDIN_FILENO, tty);
+        r = cli_tty_make_raw(STDIN_FILENO, &a->tty);
         if (r < 0)
-                return cli_error(cli, "cannot put this terminal in raw mode: %s", strerror(-r));
+                return cli_error(a->cli, "cannot put this terminal in raw mode: %s", strerror(-r));
         sigemptyset(&mask);
         sigaddset(&mask, SIGWINCH);
         if (sigprocmask(SIG_BLOCK, &mask, NULL) == 0)
-                *ret_winch = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-        if (*ret_winch >= 0)
-                attach_on_winch(cli, req, -1);  /* our size now, which may not be the console's */
+                a->winch_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (a->winch_fd >= 0)
+                attach_on_winch(a, false);      /* our size now, which may not be the console's */
         return 0;
+}
+
+/* One output packet to our stdout or stderr. Returns 1 at the end of the output, 0 to go on, or
+ * an exit code (> 1) after saying why. */
+static int attach_pump_output(struct attach_ctx *a, bool out_dead[2])
+{
+        ssize_t n = recv(a->fd, a->buf, CLI_ATTACH_PACKET_MAX, 0);
+        int which;
+
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                return 0;
+        if (n < 0)
+                return cli_error(a->cli, "reading the attach socket: %s", strerror(errno)) + 1;
+        if (n == 0)
+                return 1;       /* the process's output ended */
+        if (n < 2 || (a->buf[0] != CLI_ATTACH_STDOUT && a->buf[0] != CLI_ATTACH_STDERR))
+                return 0;
+        which = a->buf[0] == CLI_ATTACH_STDOUT ? 0 : 1;
+        if (!out_dead[which] && write_all(which ? STDERR_FILENO : STDOUT_FILENO, a->buf + 1, (size_t)n - 1) < 0)
+                out_dead[which] = true;
+        return 0;
+}
+
+/* A chunk of our stdin to the process (conmon's format: raw bytes in). Returns 1 once the detach
+ * keys were typed, 0 to go on; *stdin_open goes false at our EOF or when the socket refuses. */
+static int attach_pump_stdin(struct attach_ctx *a, bool *stdin_open)
+{
+        uint8_t in[8192];
+        size_t len = 0;
+        ssize_t n = read(STDIN_FILENO, in, sizeof(in) - CLI_DETACH_KEYS_MAX);
+        bool detached = false;
+
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                return 0;
+        if (n <= 0) {
+                /* No half-close: on a SEQPACKET attach socket it reads as the client leaving,
+                 * and output must keep coming. */
+                *stdin_open = false;
+                return 0;
+        }
+        /* Detach keys only on a terminal: piped input is data, whatever its bytes. */
+        if (a->detach_on)
+                detached = cli_detach_filter(&a->detach, in, (size_t)n, a->buf, &len);
+        else {
+                memcpy(a->buf, in, (size_t)n);
+                len = (size_t)n;
+        }
+        if (a->forward && len > 0 && send(a->fd, a->buf, len, MSG_NOSIGNAL) < 0)
+                *stdin_open = false;
+        if (!detached)
+                return 0;
+        fprintf(stderr, "vsockmux: detached from process %u, which keeps running\n", a->pid);
+        return 1;
 }
 
 /* Relays the attach socket's output packets to our stdout/stderr and our stdin to it, until the
  * output ends (0) or the detach keys are typed on a terminal (0, the process keeps running). */
-static int attach_relay(struct cli *cli, const Vsockmux__V1__AttachRequest *req, int fd, uint8_t *buf,
-                        struct cli_detach *detach, bool detach_on, int winch_fd)
+static int attach_relay(struct attach_ctx *a)
 {
-        bool stdin_open = true, out_dead[2] = {};
+        /* Without a stdin in the process our stdin is read only for the detach keys. */
+        bool stdin_open = a->forward || a->detach_on, out_dead[2] = {};
 
         for (;;) {
                 struct pollfd pfd[3] = {
-                        { .fd = fd, .events = POLLIN },
+                        { .fd = a->fd, .events = POLLIN },
                         { .fd = stdin_open ? STDIN_FILENO : -1, .events = POLLIN },
-                        { .fd = winch_fd, .events = POLLIN },
+                        { .fd = a->winch_fd, .events = POLLIN },
                 };
-                ssize_t n;
+                int r;
 
                 if (poll(pfd, 3, -1) < 0) {
                         if (errno == EINTR)
                                 continue;
-                        return cli_error(cli, "poll: %s", strerror(errno));
+                        return cli_error(a->cli, "poll: %s", strerror(errno));
                 }
-                if (pfd[0].revents) {
-                        n = recv(fd, buf, CLI_ATTACH_PACKET_MAX, 0);
-                        if (n < 0 && (errno == EINTR || errno == EAGAIN))
-                                continue;
-                        if (n < 0)
-                                return cli_error(cli, "reading the attach socket: %s", strerror(errno));
-                        if (n == 0)
-                                return 0;       /* the process's output ended */
-                        if (n > 1 && (buf[0] == CLI_ATTACH_STDOUT || buf[0] == CLI_ATTACH_STDERR)) {
-                                int which = buf[0] == CLI_ATTACH_STDOUT ? 0 : 1;
-
-                                if (!out_dead[which] &&
-                                    write_all(which ? STDERR_FILENO : STDOUT_FILENO, buf + 1, (size_t)n - 1) < 0)
-                                        out_dead[which] = true;
-                        }
-                }
-                if (pfd[1].revents) {
-                        uint8_t in[8192];
-                        size_t len;
-
-                        n = read(STDIN_FILENO, in, sizeof(in) - CLI_DETACH_KEYS_MAX);
-                        if (n < 0 && (errno == EINTR || errno == EAGAIN))
-                                continue;
-                        if (n <= 0) {
-                                /* No half-close: on a SEQPACKET attach socket it reads as the
-                                 * client leaving, and output must keep coming. */
-                                stdin_open = false;
-                                continue;
-                        }
-                        /* Detach keys only on a terminal: piped input is data, whatever its bytes. */
-                        if (detach_on && cli_detach_filter(detach, in, (size_t)n, buf, &len)) {
-                                if (len > 0)
-                                        (void)send(fd, buf, len, MSG_NOSIGNAL);
-                                fprintf(stderr, "vsockmux: detached from process %u, which keeps running\n", req->pid);
-                                return 0;
-                        }
-                        if (!detach_on) {
-                                memcpy(buf, in, (size_t)n);
-                                len = (size_t)n;
-                        }
-                        if (len > 0 && send(fd, buf, len, MSG_NOSIGNAL) < 0)
-                                stdin_open = false;
-                }
+                if (pfd[0].revents && (r = attach_pump_output(a, out_dead)) != 0)
+                        return r == 1 ? 0 : r - 1;
+                if (pfd[1].revents && attach_pump_stdin(a, &stdin_open) == 1)
+                        return 0;
                 if (pfd[2].revents)
-                        attach_on_winch(cli, req, winch_fd);
+                        attach_on_winch(a, true);
         }
 }
 
-int cli_attach(struct cli *cli, int argc, char **argv)
+/* Attach by pid or exec id: the socket's path, opened on the daemon's side, then connected here
+ * (a->fd). With --print-path only the path is printed. Returns 0 or an exit code. */
+static int attach_open(struct attach_ctx *a, Vsockmux__V1__AttachRequest *req, bool print_path)
 {
-        Vsockmux__V1__AttachRequest req = VSOCKMUX__V1__ATTACH_REQUEST__INIT;
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        _cleanup_free_ uint8_t *buf = NULL;
-        _cleanup_close_ int fd = -1;
+        Vsockmux__V1__AttachResponse *resp;
         ProtobufCMessage *m = NULL;
+        int r;
+
+        r = cli_call(a->cli, "Attach", &req->base, &vsockmux__v1__attach_response__descriptor, &m);
+        if (r != 0)
+                return r;
+        resp = (Vsockmux__V1__AttachResponse *)m;
+        if (strlen(resp->socket_path) >= sizeof(sa.sun_path) || !resp->socket_path[0]) {
+                r = cli_error(a->cli, "vsockmuxd named an unusable attach socket '%s'", resp->socket_path);
+                vsockmux_message_free(m);
+                return r;
+        }
+        memcpy(sa.sun_path, resp->socket_path, strlen(resp->socket_path) + 1);
+        a->pid = resp->pid ? resp->pid : req->pid;
+        a->terminal = resp->terminal;
+        a->forward = resp->stdin;
+        vsockmux_message_free(m);
+        /* For conmon-format clients of their own: the socket is open now; connect to it yourself. */
+        if (print_path) {
+                printf("%s\n", sa.sun_path);
+                return fflush(stdout) == 0 ? 0 : cli_error(a->cli, "writing the path: %s", strerror(errno));
+        }
+        a->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        if (a->fd < 0 || connect(a->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                return cli_error(a->cli, "cannot connect to the attach socket %s: %s", sa.sun_path, strerror(errno));
+        if (!a->forward && a->detach_on)
+                fprintf(stderr, "vsockmux: process %u has no stdin (start it with -i): attached to its output only\n",
+                        a->pid);
+        return 0;
+}
+
+static int attach_parse(struct attach_ctx *a, int argc, char **argv, Vsockmux__V1__AttachRequest *req,
+                        bool *ret_print_path)
+{
         static const struct option options[] = {
                 { "print-path", no_argument, NULL, 'p' },
                 { "detach-keys", required_argument, NULL, 'k' },
                 {}
         };
-        _cleanup_close_ int winch_fd = -1;
-        struct cli_tty tty = { .fd = -1 };
-        struct cli_detach detach;
-        const char *path;
-        bool print_path = false, terminal;
-        int c, r;
+        int c;
 
-        (void)cli_detach_parse(CLI_DETACH_KEYS_DEFAULT, &detach);
         optind = 0;
         while ((c = getopt_long(argc, argv, ":", options, NULL)) >= 0) {
                 if (c == 'p')
-                        print_path = true;
+                        *ret_print_path = true;
                 else if (c == 'k') {
-                        if (cli_detach_parse(optarg, &detach) < 0)
-                                return cli_usage_error(cli, "--detach-keys wants keys such as 'ctrl-p,ctrl-q' "
+                        if (cli_detach_parse(optarg, &a->detach) < 0)
+                                return cli_usage_error(a->cli, "--detach-keys wants keys such as 'ctrl-p,ctrl-q' "
                                                        "(a-z, or ctrl- with a-z @ [ \\ ] ^ _), got '%s'", optarg);
                 } else
-                        return cli_option_error(cli, c, argv);
+                        return cli_option_error(a->cli, c, argv);
         }
         if (argc - optind != 2)
-                return cli_usage_error(cli, "expected VM NAME and PID");
-        req.vm = argv[optind];
-        if (cli_parse_u32(argv[optind + 1], 1, INT32_MAX, &req.pid) < 0)
-                return cli_usage_error(cli, "PID must be a positive number, got '%s'", argv[optind + 1]);
-        r = cli_call(cli, "Attach", &req.base, &vsockmux__v1__attach_response__descriptor, &m);
-        if (r != 0)
-                return r;
-        path = ((Vsockmux__V1__AttachResponse *)m)->socket_path;
-        if (strlen(path) >= sizeof(sa.sun_path) || !path[0]) {
-                r = cli_error(cli, "vsockmuxd named an unusable attach socket '%s'", path);
-                vsockmux_message_free(m);
-                return r;
-        }
-        memcpy(sa.sun_path, path, strlen(path) + 1);
-        terminal = ((Vsockmux__V1__AttachResponse *)m)->terminal;
-        vsockmux_message_free(m);
-        /* For conmon-format clients of their own: the socket is open now; connect to it yourself. */
-        if (print_path) {
-                printf("%s\n", sa.sun_path);
-                return fflush(stdout) == 0 ? 0 : cli_error(cli, "writing the path: %s", strerror(errno));
-        }
+                return cli_usage_error(a->cli, "expected VM NAME and PID or ID");
+        req->vm = argv[optind];
+        a->vm = req->vm;
+        return cli_parse_target(a->cli, argv[optind + 1], &req->pid, &req->exec_id);
+}
 
-        fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-                return cli_error(cli, "cannot connect to the attach socket %s: %s", sa.sun_path, strerror(errno));
-        buf = malloc(CLI_ATTACH_PACKET_MAX);
-        if (!buf)
-                return cli_error(cli, "out of memory");
-        if (terminal) {
-                r = attach_terminal_setup(cli, &req, &tty, &winch_fd);
+/* Connected: a terminal goes raw and follows its size, then the relay. */
+static int attach_run(struct attach_ctx *a)
+{
+        int r;
+
+        a->buf = malloc(CLI_ATTACH_PACKET_MAX);
+        if (!a->buf)
+                return cli_error(a->cli, "out of memory");
+        if (a->terminal) {
+                r = attach_terminal_setup(a);
                 if (r != 0)
                         return r;
         }
-        r = attach_relay(cli, &req, fd, buf, &detach, isatty(STDIN_FILENO), winch_fd);
-        cli_tty_restore(&tty);
+        return attach_relay(a);
+}
+
+int cli_attach(struct cli *cli, int argc, char **argv)
+{
+        Vsockmux__V1__AttachRequest req = VSOCKMUX__V1__ATTACH_REQUEST__INIT;
+        struct attach_ctx a = { .cli = cli, .fd = -1, .winch_fd = -1, .tty = { .fd = -1 } };
+        bool print_path = false;
+        int r;
+
+        (void)cli_detach_parse(CLI_DETACH_KEYS_DEFAULT, &a.detach);
+        a.detach_on = isatty(STDIN_FILENO);
+        r = attach_parse(&a, argc, argv, &req, &print_path);
+        if (r == 0)
+                r = attach_open(&a, &req, print_path);
+        if (r == 0 && a.fd >= 0)
+                r = attach_run(&a);
+        cli_tty_restore(&a.tty);
+        safe_close(a.winch_fd);
+        safe_close(a.fd);
+        free(a.buf);
         return r;
 }

@@ -17,20 +17,6 @@ static const char *join_argv(char **argv, size_t n, char *buf, size_t len)
         return buf;
 }
 
-/* PID|ID: all digits is a pid, anything else an exec id (the daemon checks its form). */
-static int parse_target(struct cli *cli, const char *s, uint32_t *ret_pid, char **ret_exec_id)
-{
-        if (s[0] >= '0' && s[0] <= '9') {
-                if (cli_parse_u32(s, 1, INT32_MAX, ret_pid) < 0)
-                        return cli_usage_error(cli, "PID must be a positive number, got '%s'", s);
-                return 0;
-        }
-        if (!s[0])
-                return cli_usage_error(cli, "expected a PID or an exec id, got ''");
-        *ret_exec_id = (char *)s;
-        return 0;
-}
-
 /* VM and PID|ID, the two arguments every per-process command takes after its options. */
 static int parse_vm_target(struct cli *cli, int argc, char **argv, char **ret_vm, uint32_t *ret_pid,
                            char **ret_exec_id)
@@ -39,7 +25,7 @@ static int parse_vm_target(struct cli *cli, int argc, char **argv, char **ret_vm
 
         if (argc - optind != 2)
                 return cli_usage_error(cli, "expected VM NAME and PID or ID");
-        r = parse_target(cli, argv[optind + 1], ret_pid, ret_exec_id);
+        r = cli_parse_target(cli, argv[optind + 1], ret_pid, ret_exec_id);
         if (r != 0)
                 return r;
         *ret_vm = argv[optind];
@@ -125,7 +111,7 @@ static struct json_object *process_json(const Vsockmux__V1__ProcessInfo *p)
 int cli_ps(struct cli *cli, int argc, char **argv)
 {
         static const char *const header[] = {
-                "PID", "CONTAINER", "STATE", "PORTS (IN/OUT/ERR)", "WAIT ID", "BYTES (IN/OUT/ERR)", "EXIT", "COMMAND",
+                "PID", "EXEC ID", "CONTAINER", "STATE", "PORTS (IN/OUT/ERR)", "WAIT ID", "BYTES (IN/OUT/ERR)", "EXIT", "COMMAND",
         };
         Vsockmux__V1__PsRequest req = VSOCKMUX__V1__PS_REQUEST__INIT;
         _cleanup_(cli_table_freep) struct cli_table *t = NULL;
@@ -161,7 +147,7 @@ int cli_ps(struct cli *cli, int argc, char **argv)
                 char pid[16], state[32], ports[48], wait_id[24], bytes[80], exit_text[64], cmd[256];
                 const Vsockmux__V1__StreamCounters *b = p->bytes;
                 const char *row[] = {
-                        pid, p->container_id[0] ? p->container_id : "-",
+                        pid, p->exec_id[0] ? p->exec_id : "-", p->container_id[0] ? p->container_id : "-",
                         cli_enum_name(&vsockmux__v1__process_state__descriptor, p->state, "PROCESS_STATE_",
                                       state, sizeof(state)),
                         ports, wait_id, bytes, cli_exit_text(p->exit, exit_text, sizeof(exit_text)),

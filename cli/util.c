@@ -400,3 +400,16 @@ int cli_parse_json_flag(const struct cli *cli, int argc, char **argv, bool *ret_
 {
         return cli_parse_flag(cli, argc, argv, "json", ret_json);
 }
+
+int cli_parse_target(const struct cli *cli, const char *s, uint32_t *ret_pid, char **ret_exec_id)
+{
+        if (s[0] >= '0' && s[0] <= '9') {
+                if (cli_parse_u32(s, 1, INT32_MAX, ret_pid) < 0)
+                        return cli_usage_error(cli, "PID must be a positive number, got '%s'", s);
+                return 0;
+        }
+        if (!s[0])
+                return cli_usage_error(cli, "expected a PID or an exec id, got ''");
+        *ret_exec_id = (char *)s;
+        return 0;
+}

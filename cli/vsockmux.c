@@ -49,9 +49,9 @@ static const struct cli_command commands[] = {
           "Sends a signal (default SIGTERM) to the process (a pid, or an exec id)." },
         { NULL, "rm", cli_rm, "rm NAME PID|ID",
           "Forgets an exited process (a pid, or an exec id); a running one is refused." },
-        { NULL, "attach", cli_attach, "attach NAME PID [--print-path] [--detach-keys KEYS]",
-          "Relays this terminal to process PID through its conmon-format attach socket, which\n"
-          "opens on first use; --print-path prints the socket's path instead." },
+        { NULL, "attach", cli_attach, "attach NAME PID|ID [--print-path] [--detach-keys KEYS]",
+          "Relays this terminal to the process (a pid, or an exec id) through its conmon-format\n"
+          "attach socket, which opens on first use; --print-path prints the socket's path instead." },
         { NULL, "stats", cli_stats, "stats [--json] [--vm NAME] | stats --prometheus",
           "Prints the daemon's counters; --vm one VM's; --prometheus every metric in Prometheus text format." },
         { NULL, "events", cli_events, "events [--vm NAME] [--json]",

@@ -619,6 +619,7 @@ static int on_attach(struct control_call *call, const ProtobufCMessage *request,
         }
         resp.socket_path = (char *)pi.attach_path;
         resp.terminal = pi.terminal;
+        resp.pid = pi.pid;
         return control_call_reply(call, &resp.base);
 }
 

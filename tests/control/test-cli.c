@@ -46,6 +46,8 @@ struct fixture {
         bool hung_seen;
         int signal_when_hung;           /* sent to the CLI once an Exec hangs in the fake */
         char last_outcome[32];          /* argv[0] of the last Exec: what Wait answers for pid 99 */
+        char last_attach_id[80];        /* AttachRequest.exec_id */
+        uint32_t last_attach_pid;
 };
 
 struct run {
@@ -122,6 +124,7 @@ static int fake_ps(struct control_call *call, const ProtobufCMessage *request, v
         char *argv[] = { (char *)"sleep", (char *)"100" };
 
         p.pid = 17;
+        p.exec_id = (char *)"job-17";
         p.argv = argv;
         p.n_argv = 2;
         p.state = VSOCKMUX__V1__PROCESS_STATE__PROCESS_STATE_LOST;
@@ -352,7 +355,11 @@ static int fake_attach(struct control_call *call, const ProtobufCMessage *reques
 {
         struct fixture *f = userdata;
         Vsockmux__V1__AttachResponse resp = VSOCKMUX__V1__ATTACH_RESPONSE__INIT;
+        const Vsockmux__V1__AttachRequest *req = (const Vsockmux__V1__AttachRequest *)request;
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+        snprintf(f->last_attach_id, sizeof(f->last_attach_id), "%s", req->exec_id);
+        f->last_attach_pid = req->pid;
 
         snprintf(f->attach_path, sizeof(f->attach_path), "%s/attach", f->dir);
         snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f->attach_path);
@@ -361,6 +368,8 @@ static int fake_attach(struct control_call *call, const ProtobufCMessage *reques
         assert_int_equal(bind(f->attach_listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
         assert_int_equal(listen(f->attach_listen_fd, 1), 0);
         resp.socket_path = f->attach_path;
+        resp.pid = 99;
+        resp.stdin = true;
         control_call_reply(call, &resp.base);
         return 0;
 }
@@ -630,6 +639,8 @@ static void test_ps_reports_lost_exit_and_counters(void **state)
         assert_non_null(strstr(res.out, "exit status lost"));
         assert_non_null(strstr(res.out, "0/1234/0"));
         assert_non_null(strstr(res.out, "sleep 100"));
+        assert_non_null(strstr(res.out, "EXEC ID"));
+        assert_non_null(strstr(res.out, "job-17"));
 
         run_cli(f, &res, NULL, "ps", "vm1", "--json", NULL);
         assert_int_equal(exit_code(&res), 0);
@@ -787,6 +798,20 @@ static void test_attach_splits_stdout_and_stderr_packets(void **state)
         assert_int_equal(exit_code(&res), 0);
         assert_string_equal(res.out, "attached-out\n");
         assert_string_equal(res.err, "attached-err\n");
+        assert_int_equal(f->last_attach_pid, 99);
+        assert_string_equal(f->last_attach_id, "");
+}
+
+static void test_attach_by_exec_id_names_the_id(void **state)
+{
+        struct fixture *f = *state;
+        _cleanup_(run_done) struct run res = {};
+
+        run_cli(f, &res, "typed\n", "attach", "vm1", "job-1", NULL);
+        assert_int_equal(exit_code(&res), 0);
+        assert_string_equal(res.out, "attached-out\n");
+        assert_string_equal(f->last_attach_id, "job-1");
+        assert_int_equal(f->last_attach_pid, 0);
 }
 
 static void test_usage_errors_exit_2_with_one_line(void **state)
@@ -890,6 +915,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test_setup_teardown(test_exec_that_cannot_start_exits_125, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_detached_exec_prints_the_pid_and_passes_absolute_paths, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_attach_splits_stdout_and_stderr_packets, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_attach_by_exec_id_names_the_id, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_usage_errors_exit_2_with_one_line, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_every_command_answers_help_without_calling_the_daemon, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_help_is_an_option_only_where_getopt_sees_one, setup, teardown),
