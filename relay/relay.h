@@ -199,7 +199,10 @@ void relay_stream_get_counters(const struct relay_stream *s, struct relay_stream
 void relay_stream_seed_counters(struct relay_stream *s, const struct relay_stream_counters *c);
 /* Bytes and pool buffers currently held (read, not yet delivered); see struct relay_config. */
 void relay_stream_get_held(const struct relay_stream *s, size_t *ret_bytes, unsigned *ret_bufs);
-/* Stops reading, flushes what was read, then on_frozen. -EALREADY if frozen or freezing. */
+/* Stops reading, flushes what was read, then on_frozen. A from-guest stream first reads what the
+ * kernel held at the call (SIOCINQ; without it, until the socket is dry, at most one cap's worth):
+ * bytes the guest wrote before a save are delivered, not lost with the connection. Bytes written
+ * after the call stay in the socket. -EALREADY if frozen or freezing. */
 int relay_stream_freeze(struct relay_stream *s);
 int relay_stream_resume(struct relay_stream *s);
 /* Only on a frozen or done stream. send_offset_header: the V4 resume handshake comes first, an

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -114,6 +116,8 @@ struct relay_stream {
         bool src_eof;           /* the reading side ended: what it read is still being delivered */
         bool check_queued;
         struct relay_buf_waiter buf_wait;
+        /* from-guest, freezing: rx_guest once what the kernel held at the freeze is read */
+        uint64_t drain_to;
 };
 
 /* ---- state ---- */
@@ -220,10 +224,18 @@ static bool guest_is_src(const struct relay_stream *s)
 
 /* ---- reading into the pool ---- */
 
+/* A freeze still has bytes to read that the guest wrote before it: they are delivered, not left in
+ * a socket the save then closes (a guest without the resume extension never sends them again). */
+static bool drain_pending(const struct relay_stream *s)
+{
+        return s->state == STREAM_FREEZING && guest_is_src(s) && s->guest_fd >= 0 && !s->src_eof &&
+               s->hdr_state == HDR_NONE && s->c.rx_guest < s->drain_to;
+}
+
 static bool rd_wanted(const struct relay_stream *s)
 {
-        return s->state == STREAM_RUNNING && s->rd == OP_IDLE && !s->src_eof && s->hdr_state == HDR_NONE &&
-               !relay_buf_waiter_waiting(&s->buf_wait) &&
+        return (s->state == STREAM_RUNNING || drain_pending(s)) && s->rd == OP_IDLE && !s->src_eof &&
+               s->hdr_state == HDR_NONE && !relay_buf_waiter_waiting(&s->buf_wait) &&
                s->held_bytes < (size_t) s->r->cfg.stream_max_bufs * s->r->cfg.buf_size;
 }
 
@@ -260,6 +272,19 @@ static int rd_arm(struct relay_stream *s)
         if (!sqe)
                 return -EIO;
         s->rd_budget = false;
+        if (s->state == STREAM_FREEZING) {
+                /* One non-blocking receive at a time, never past what was queued at the freeze: a
+                 * guest that keeps writing cannot hold the freeze open. */
+                io_uring_prep_recv(sqe, src_fd(s), NULL, (unsigned) MIN((uint64_t) r->cfg.buf_size,
+                                                                       s->drain_to - s->c.rx_guest),
+                                   MSG_DONTWAIT);
+                sqe->flags |= IOSQE_BUFFER_SELECT;
+                sqe->buf_group = 0;
+                relay_sqe_set_op(sqe, &s->rd_op);
+                s->rd = OP_ARMED;
+                s->ref++;
+                return 0;
+        }
         switch (s->src) {
         case SRC_RECV_MSHOT:
                 io_uring_prep_recv_multishot(sqe, src_fd(s), NULL, r->cfg.buf_size, 0);
@@ -551,7 +576,8 @@ static void notify_frozen(struct relay_stream *s)
 /* Runs after every completion and deferred call: finishes freezes and EOFs once everything is flushed. */
 static void stream_check(struct relay_stream *s)
 {
-        bool quiet = s->rd == OP_IDLE && !s->wr_armed && s->hdr_state != HDR_ARMED && s->q_n == 0;
+        bool quiet = s->rd == OP_IDLE && !s->wr_armed && s->hdr_state != HDR_ARMED && s->q_n == 0 &&
+                     !drain_pending(s);
 
         if (stream_is_freezing(s) && quiet) {
                 notify_frozen(s);
@@ -651,6 +677,10 @@ static void on_read(struct relay *r, struct relay_op *op, int res, uint32_t flag
                 /* The shared pool ran dry: wait for buffers to come back, then re-arm. */
                 if (!more)
                         relay_pool_wait(r, &s->buf_wait);
+        } else if (res == -EAGAIN && s->state == STREAM_FREEZING) {
+                /* Read dry (SIOCINQ counted bytes the guest side has not made readable yet, or the
+                 * count was a guess): the drain is over. */
+                s->drain_to = s->c.rx_guest;
         } else if (res == -ECANCELED || res == -EINTR || res == -EAGAIN) {
                 /* re-armed below when still wanted */
         } else if (s->rd_budget && !relay_recv_budget_known(r) && res == -EINVAL) {
@@ -933,6 +963,19 @@ void relay_stream_get_held(const struct relay_stream *s, size_t *ret_bytes, unsi
                 *ret_bufs = s->q_n;
 }
 
+/* What the guest wrote before the freeze and the kernel still holds. Without SIOCINQ (an older
+ * vsock) the drain reads until the socket is dry, at most one cap's worth. */
+static uint64_t drain_bytes(const struct relay_stream *s)
+{
+        int inq = 0;
+
+        if (!guest_is_src(s) || s->guest_fd < 0 || s->src_eof)
+                return 0;
+        if (ioctl(s->guest_fd, SIOCINQ, &inq) < 0)
+                return (uint64_t) s->r->cfg.stream_max_bufs * s->r->cfg.buf_size;
+        return inq > 0 ? (uint64_t) inq : 0;
+}
+
 int relay_stream_freeze(struct relay_stream *s)
 {
         if (stream_is_freezing(s) || stream_is_frozen(s))
@@ -940,6 +983,8 @@ int relay_stream_freeze(struct relay_stream *s)
         if (s->state != STREAM_RUNNING)
                 return -ESTALE;
         stream_step(s, STREAM_FREEZE);
+        /* Counted now: bytes the cancelled receive still brings in count towards it. */
+        s->drain_to = s->c.rx_guest + drain_bytes(s);
         rd_cancel(s);
         hup_cancel(s);
         relay_pool_unwait(&s->buf_wait);
@@ -988,10 +1033,11 @@ int relay_stream_replace_guest(struct relay_stream *s, int guest_fd, bool send_o
         if (stream_is_done(s)) {
                 stream_step(s, STREAM_NEW_GUEST);
                 s->error = 0;
-                if (guest_is_src(s)) {
-                        s->src_eof = false;
-                        s->src_error = 0;
-                }
+        }
+        /* An EOF or error belonged to the old connection (one may end during a freeze's drain). */
+        if (guest_is_src(s)) {
+                s->src_eof = false;
+                s->src_error = 0;
         }
         if (send_offset_header) {
                 hdr_prepare(s);

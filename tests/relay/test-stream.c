@@ -708,6 +708,56 @@ static void test_stream_freeze_flushes_and_resume_loses_nothing(void **state)
         rm_tmpdir(dir);
 }
 
+/* Bytes the guest wrote before the freeze and the kernel still holds are read and delivered before
+ * on_frozen: a save then closes the connection, and a guest without the resume extension never
+ * sends them again. The loop does not run between the write and the freeze, so the armed receive
+ * has not taken them: only the freeze's drain can. */
+static void test_stream_freeze_drains_what_the_guest_wrote_before_it(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        const size_t total = 150000; /* more than one pool buffer, less than the socket holds */
+        _cleanup_free_ uint8_t *data = malloc(total);
+        struct relay_stream_counters later;
+        struct st t = {};
+        struct sink k;
+        int g[2];
+
+        assert_non_null(data);
+        for (size_t i = 0; i < total; i++)
+                data[i] = (uint8_t) (i * 7 + 3);
+        assert_int_equal(relay_new(NULL, &r), 0);
+        t.r = r;
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, g), 0);
+        assert_int_equal(relay_stream_new(r, RELAY_STREAM_FROM_GUEST, g[0], sink_open(r, &k), &st_ops, &t, &t.s), 0);
+        run_idle(r, 3); /* the receive is armed and waiting */
+        assert_int_equal(write(g[1], data, total), (ssize_t) total);
+        assert_int_equal(relay_stream_freeze(t.s), 0);
+        run_until(r, &t.frozen);
+        assert_int_equal(t.held_at_frozen, 0);
+        assert_int_equal(t.at_frozen.rx_guest, total);
+        assert_int_equal(t.at_frozen.tx_endpoint, total);
+        for (uint64_t deadline = relay_now_ns(r) + TEST_WAIT_NS; k.bytes < total;) {
+                assert_int_equal(relay_run_once(r, 10 * 1000 * 1000), 0);
+                assert_true(relay_now_ns(r) < deadline);
+        }
+        assert_int_equal(k.bytes, total);
+        assert_int_equal(k.hash, guest_hash(GUEST_HASH_INIT, data, total));
+
+        /* Written after the freeze: not read until a resume. */
+        assert_int_equal(write(g[1], data, 1000), 1000);
+        run_idle(r, 5);
+        relay_stream_get_counters(t.s, &later);
+        assert_int_equal(later.rx_guest, total);
+        assert_int_equal(relay_stream_resume(t.s), 0);
+        close(g[1]);
+        run_until(r, &t.done);
+        assert_int_equal(t.error, 0);
+        assert_int_equal(t.at_done.rx_guest, total + 1000);
+        t.s = relay_stream_free(t.s);
+        run_until(r, &k.closed);
+        assert_int_equal(k.bytes, total + 1000);
+}
+
 static void test_stream_replace_guest_sends_offset_then_resumes_exactly_once(void **state)
 {
         _cleanup_(relay_freep) struct relay *r = NULL;
@@ -976,6 +1026,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_stream_guest_killed_mid_stdout_delivers_everything_it_sent),
                 cmocka_unit_test(test_stream_endpoint_closing_early_ends_only_that_stream_with_epipe),
                 cmocka_unit_test(test_stream_freeze_flushes_and_resume_loses_nothing),
+                cmocka_unit_test(test_stream_freeze_drains_what_the_guest_wrote_before_it),
                 cmocka_unit_test(test_stream_replace_guest_sends_offset_then_resumes_exactly_once),
                 cmocka_unit_test(test_stream_restored_with_seed_sends_offset_and_continues),
                 cmocka_unit_test(test_stream_stdin_resume_reads_the_guest_count_then_continues),
