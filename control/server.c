@@ -62,6 +62,7 @@ struct control_server {
         struct control_conn *conns;
         unsigned n_conns;
         size_t partial_total;           /* sum of the connections' partial */
+        struct control_server_stats stats;
         /* The call whose handler runs now, and whether the handler completed it: its return value
          * then means nothing (`return control_call_reply(...)` may be -ENOTCONN). */
         struct control_call *dispatching;
@@ -339,9 +340,11 @@ static int conn_handle_request(struct control_conn *conn, const struct control_f
                          m->name, (unsigned)conn->peer.uid);
                 return conn_send_status(conn, sid, CONTROL_CODE_PERMISSION_DENIED, msg);
         }
-        if (conn->n_calls >= s->cfg.max_calls)
+        if (conn->n_calls >= s->cfg.max_calls) {
+                s->stats.calls_refused++;
                 return conn_send_status(conn, sid, CONTROL_CODE_RESOURCE_EXHAUSTED,
                                         "too many calls in flight on this connection");
+        }
         r = control_message_decode(m->request, req->payload.data, req->payload.len, &payload);
         if (r < 0) {
                 char msg[CONTROL_STATUS_MESSAGE_MAX];
@@ -424,6 +427,7 @@ static int conn_refuse_frame(struct control_conn *conn, const uint8_t *h)
         uint32_t sid = (uint32_t)h[4] << 24 | (uint32_t)h[5] << 16 | (uint32_t)h[6] << 8 | h[7];
         char msg[CONTROL_STATUS_MESSAGE_MAX];
 
+        s->stats.frames_refused++;
         log_warn("control: closing connection from pid %d uid %u: a %" PRIu32 "-byte request is over the "
                  "%zu-byte limit", (int)conn->peer.pid, (unsigned)conn->peer.uid, frame_length(h), s->cfg.max_frame);
         snprintf(msg, sizeof(msg), "request of %" PRIu32 " bytes is over vsockmuxd's control frame limit of %zu "
@@ -450,6 +454,7 @@ static bool server_shed_partial(struct control_server *s, struct control_conn *c
                                 victim = c;
                 if (!victim || victim->partial == 0)
                         return false;
+                s->stats.partial_shed++;
                 log_warn("control: closing connection from pid %d uid %u: it holds %zu bytes of an unfinished "
                          "request and all connections together over %u",
                          (int)victim->peer.pid, (unsigned)victim->peer.uid, victim->partial, CONTROL_SERVER_MAX_PARTIAL);
@@ -564,6 +569,7 @@ static bool server_evict_idle(struct control_server *s)
                         victim = c;
         if (!victim)
                 return false;
+        s->stats.connections_evicted++;
         log_warn("control: %u connections open (max %u): closing the one idle longest (pid %d uid %u) for a new one",
                  s->n_conns, s->cfg.max_connections, (int)victim->peer.pid, (unsigned)victim->peer.uid);
         victim->chan = relay_chan_free(victim->chan);
@@ -611,6 +617,7 @@ static void server_take_fd(struct control_server *s, int fd)
         }
         /* Only a permitted peer may make an idle one give way. */
         if (s->n_conns >= s->cfg.max_connections && !server_evict_idle(s)) {
+                s->stats.connections_refused++;
                 log_warn("control: refusing connection from pid %d: %u connections open (max %u), all with calls in flight",
                          (int)peer.pid, s->n_conns, s->cfg.max_connections);
                 server_refuse_fd(s, cfd);
@@ -777,4 +784,9 @@ struct control_server *control_server_free(struct control_server *s)
 unsigned control_server_connections(const struct control_server *s)
 {
         return s->n_conns;
+}
+
+void control_server_get_stats(const struct control_server *s, struct control_server_stats *ret)
+{
+        *ret = s->stats;
 }

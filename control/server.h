@@ -88,6 +88,17 @@ DEFINE_CLEANUP(struct control_server *, control_server_free);
 
 unsigned control_server_connections(const struct control_server *s);
 
+/* How often each of the server's caps was hit since it started; for the metrics. */
+struct control_server_stats {
+        uint64_t connections_evicted;   /* at max_connections: the idlest connection closed for a new one */
+        uint64_t connections_refused;   /* at max_connections with every connection busy: the new one refused */
+        uint64_t calls_refused;         /* at max_calls on a connection: the request answered RESOURCE_EXHAUSTED */
+        uint64_t frames_refused;        /* a request over max_frame: answered, then the connection closed */
+        uint64_t partial_shed;          /* connections closed to keep unfinished requests under the shared bound */
+};
+
+void control_server_get_stats(const struct control_server *s, struct control_server_stats *ret);
+
 /* ---- Calls: each is completed exactly once by control_call_reply() or control_call_fail(),
  * which also frees it. Completing a call whose client is gone just frees it. ---------------- */
 

@@ -96,7 +96,28 @@ static void per_vm_metrics(FILE *f, struct vmm *m)
         }
 }
 
-static void daemon_metrics(FILE *f, struct vmm *m, struct relay *r, unsigned control_connections)
+/* The control server's caps share the cap family with the vmm's; eviction and refusal, the two
+ * outcomes at max_connections, also have their own counters. */
+static void control_metrics(FILE *f, const struct control_server *server)
+{
+        struct control_server_stats cs = { 0 };
+
+        if (server)
+                control_server_get_stats(server, &cs);
+        fprintf(f, "vsockmux_cap_hits_total{cap=\"max_connections\"} %" PRIu64 "\n",
+                cs.connections_evicted + cs.connections_refused);
+        fprintf(f, "vsockmux_cap_hits_total{cap=\"max_calls_per_connection\"} %" PRIu64 "\n", cs.calls_refused);
+        fprintf(f, "vsockmux_cap_hits_total{cap=\"max_control_frame\"} %" PRIu64 "\n", cs.frames_refused);
+        fprintf(f, "vsockmux_cap_hits_total{cap=\"control_unfinished_bytes\"} %" PRIu64 "\n", cs.partial_shed);
+        family(f, "vsockmux_control_connections_evicted_total", "counter",
+               "Idle control connections closed at --max-connections to make way for a new one.");
+        fprintf(f, "vsockmux_control_connections_evicted_total %" PRIu64 "\n", cs.connections_evicted);
+        family(f, "vsockmux_control_connections_refused_total", "counter",
+               "Control connections refused at --max-connections because every open one had a call in flight.");
+        fprintf(f, "vsockmux_control_connections_refused_total %" PRIu64 "\n", cs.connections_refused);
+}
+
+static void daemon_metrics(FILE *f, struct vmm *m, struct relay *r, const struct control_server *server)
 {
         struct relay_stats rs;
         struct vmm_stats vs;
@@ -116,13 +137,14 @@ static void daemon_metrics(FILE *f, struct vmm *m, struct relay *r, unsigned con
         family(f, "vsockmux_buffer_pool_buffer_bytes", "gauge", "The size of one pool buffer.");
         fprintf(f, "vsockmux_buffer_pool_buffer_bytes %zu\n", rs.pool_buf_size);
         family(f, "vsockmux_control_connections", "gauge", "Open control-socket connections.");
-        fprintf(f, "vsockmux_control_connections %u\n", control_connections);
+        fprintf(f, "vsockmux_control_connections %u\n", server ? control_server_connections(server) : 0);
         family(f, "vsockmux_cap_hits_total", "counter", "Requests a configured cap refused, per cap.");
         for (int c = 0; c < _VMM_CAP_MAX; c++)
                 fprintf(f, "vsockmux_cap_hits_total{cap=\"%s\"} %" PRIu64 "\n", vmm_cap_to_string(c), vs.cap_hits[c]);
+        control_metrics(f, server);
 }
 
-int metrics_render(struct vmm *m, struct relay *r, unsigned control_connections, char **ret, size_t *ret_len)
+int metrics_render(struct vmm *m, struct relay *r, const struct control_server *server, char **ret, size_t *ret_len)
 {
         char *text = NULL;
         size_t len = 0;
@@ -130,7 +152,7 @@ int metrics_render(struct vmm *m, struct relay *r, unsigned control_connections,
 
         if (!f)
                 return -errno;
-        daemon_metrics(f, m, r, control_connections);
+        daemon_metrics(f, m, r, server);
         per_vm_metrics(f, m);
         if (ferror(f) | fclose(f)) {
                 free(text);

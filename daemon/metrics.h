@@ -3,10 +3,12 @@
 
 #include <stddef.h>
 
+#include "control/server.h"
 #include "daemon/vmm.h"
 #include "relay/relay.h"
 
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
-/* *ret is a NUL-terminated malloc'ed text (free() it). Runs on the loop. */
-int metrics_render(struct vmm *m, struct relay *r, unsigned control_connections, char **ret, size_t *ret_len);
+/* *ret is a NUL-terminated malloc'ed text (free() it). Runs on the loop. server may be NULL
+ * (not serving yet): its numbers are then 0. */
+int metrics_render(struct vmm *m, struct relay *r, const struct control_server *server, char **ret, size_t *ret_len);

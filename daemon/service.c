@@ -792,7 +792,7 @@ static int on_stats(struct control_call *call, const ProtobufCMessage *request, 
                 resp.vm_stats = &vm_stats;
         }
         if (req->prometheus) {
-                int r = metrics_render(s->vmm, s->relay, resp.control_connections, &text, &len);
+                int r = metrics_render(s->vmm, s->relay, s->server, &text, &len);
 
                 if (r < 0)
                         return control_call_fail_errno(call, r, "render the metrics");

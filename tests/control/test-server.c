@@ -520,10 +520,16 @@ static void test_oversized_length_closes_the_connection(void **state)
         struct fixture *f = *state;
         struct two_clients t = { .bad = big, .bad_len = sizeof(big) };
 
+        struct control_server_stats st;
+
         run_client(f, client_bad_and_good, &t);
         assert_int_equal(t.good_before, 0);
         assert_int_equal(t.bad_closed, 0);
         assert_int_equal(t.good_after, 0);
+        /* The metrics count the refusal as a hit of the frame cap. */
+        control_server_get_stats(f->server, &st);
+        assert_int_equal(st.frames_refused, 1);
+        assert_int_equal(st.connections_refused + st.connections_evicted + st.calls_refused, 0);
 }
 
 static void test_response_type_from_client_closes_the_connection(void **state)
@@ -789,12 +795,16 @@ static void test_connections_over_the_cap_are_refused(void **state)
         struct control_server_config cfg = { .owner_uid = geteuid(), .group = CONTROL_NO_GROUP,
                                              .max_connections = 2 };
         struct result res = {};
+        struct control_server_stats st;
 
         assert_int_equal(server_start(f, &cfg), 0);
         run_client(f, client_three, &res);
         assert_int_equal(res.r, 0);
         assert_int_equal(res.r2, 0);
         assert_int_equal(res.r3, 0);
+        control_server_get_stats(f->server, &st);
+        assert_int_equal(st.connections_refused, 1);
+        assert_int_equal(st.connections_evicted, 0);
 }
 
 static void client_idle_pair_then_one(struct fixture *f, void *arg)
@@ -827,12 +837,16 @@ static void test_idle_connection_makes_way_at_the_cap(void **state)
         struct control_server_config cfg = { .owner_uid = geteuid(), .group = CONTROL_NO_GROUP,
                                              .max_connections = 2 };
         struct result res = {};
+        struct control_server_stats st;
 
         assert_int_equal(server_start(f, &cfg), 0);
         run_client(f, client_idle_pair_then_one, &res);
         assert_int_equal(res.r, 0);
         assert_int_equal(res.r2, 0);
         assert_int_equal(res.r3, 0);
+        control_server_get_stats(f->server, &st);
+        assert_int_equal(st.connections_evicted, 1);
+        assert_int_equal(st.connections_refused, 0);
 }
 
 /* In a child that dropped to nobody: 0 refused (closed without answer), 1 answered, >1 error. */

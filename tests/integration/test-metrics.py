@@ -98,6 +98,8 @@ EXPECTED = {
     "vsockmux_buffer_pool_buffers_max": "gauge",
     "vsockmux_buffer_pool_buffer_bytes": "gauge",
     "vsockmux_control_connections": "gauge",
+    "vsockmux_control_connections_evicted": "counter",
+    "vsockmux_control_connections_refused": "counter",
     "vsockmux_cap_hits": "counter",
     "vsockmux_vm_processes": "gauge",
     "vsockmux_vm_streams": "gauge",
@@ -190,13 +192,54 @@ def test_endpoint_error_counted(daemon, cli, sim):
         e.close()
 
 
+def test_control_caps_counted(daemon, cli, sim):
+    """The control server's caps are counted: a connection refused at --max-connections (every
+    open one has a call in flight) and a request over the control frame limit."""
+    e = Env(daemon, cli, sim, ["--max-connections", "2", "--log-level", "debug"])
+    waits = []
+    try:
+        e.vm_with_sim("vm1")
+        go = os.path.join(e.tmp, "go")
+        pid = e.cli("exec", "vm1", "--detach", "--", "sh", "-c",
+                    "while [ ! -e %s ]; do sleep 0.05; done" % go).stdout.strip()
+        # Two waits hold both connections with a call in flight.
+        for _ in range(2):
+            waits.append(subprocess.Popen([e.cli_path, "--socket", e.sock, "wait", "vm1", pid],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        e.until(lambda: open(e.log).read().count("calls vsockmux.v1.Control/Wait") == 2, "two waits in flight")
+        r = e.cli("vm", "ls", check=False)
+        assert r.returncode != 0 and "--max-connections" in r.stderr, r
+        open(go, "w").close()
+        for w in waits:
+            w.wait(WAIT_S)
+        # A request header announcing 4 MiB + 1 bytes: refused on its length, then closed.
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        raw.connect(e.sock)
+        raw.sendall(bytes([0x00, 0x40, 0x00, 0x01, 0, 0, 0, 1, 1, 0]))
+        raw.settimeout(WAIT_S)
+        while raw.recv(4096):
+            pass
+        raw.close()
+        families, text = e.metrics()
+        assert sample(families, "vsockmux_control_connections_refused") == 1, text
+        assert sample(families, "vsockmux_cap_hits", cap="max_connections") >= 1, text
+        assert sample(families, "vsockmux_cap_hits", cap="max_control_frame") == 1, text
+        assert sample(families, "vsockmux_cap_hits", cap="max_calls_per_connection") == 0, text
+    finally:
+        for w in waits:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+        e.close()
+
+
 def main():
     if len(sys.argv) < 4:
         print(__doc__, file=sys.stderr)
         return 2
     daemon, cli, sim = sys.argv[1:4]
     failed = 0
-    for test in (test_families_and_values, test_endpoint_error_counted):
+    for test in (test_families_and_values, test_endpoint_error_counted, test_control_caps_counted):
         try:
             test(daemon, cli, sim)
             print("ok", test.__name__)
