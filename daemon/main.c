@@ -12,6 +12,7 @@
 
 #include "bridge/conn.h"
 #include "daemon/attach.h"
+#include "daemon/metrics-http.h"
 #include "daemon/notify.h"
 #include "daemon/service.h"
 #include "daemon/vmm.h"
@@ -34,6 +35,7 @@ enum {
         OPT_LOG_FILE,
         OPT_READ_GROUP,
         OPT_EXIT_DIR,
+        OPT_METRICS_LISTEN,
 };
 
 struct daemon_signals {
@@ -113,6 +115,9 @@ static void usage(FILE *f)
                 "  --log-file PATH      append the log to PATH instead of stderr; SIGHUP reopens it\n"
                 "  --exit-dir DIR       write DIR/<exec-id> with the decimal exit status once the output\n"
                 "                       drained, atomically (conmon's --exit-dir; -1 when it was lost)\n"
+                "  --metrics-listen ADDR  serve GET /metrics (Prometheus text) on ADDR: a loopback\n"
+                "                       HOST:PORT (127.0.0.1:9464, [::1]:9464) or a Unix socket path (mode\n"
+                "                       as the control socket's); off by default\n"
                 "  --bridge-reconnect-grace SECONDS  how long a guest whose bridge dropped (not migrating)\n"
                 "                       may take to reconnect before its processes' exits are reported\n"
                 "                       lost; 0 reports them lost at once, as hcsshim does (default %u, max %u)\n"
@@ -202,6 +207,7 @@ int main(int argc, char **argv)
                 { "stream-buffer-bytes", required_argument, NULL, OPT_STREAM_BUFFER_BYTES },
                 { "bridge-reconnect-grace", required_argument, NULL, OPT_RECONNECT_GRACE },
                 { "exit-dir", required_argument, NULL, OPT_EXIT_DIR },
+                { "metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN },
                 { "log-level", required_argument, NULL, 'l' },
                 { "log-file", required_argument, NULL, OPT_LOG_FILE },
                 { "help", no_argument, NULL, 'h' },
@@ -221,6 +227,10 @@ int main(int argc, char **argv)
         struct vmm *vmm = NULL;
         struct daemon_signals sig = { .fd = -1 };
         _cleanup_(notify_freep) struct daemon_notify *notify = NULL;
+        _cleanup_(metrics_http_freep) struct metrics_http *metrics = NULL;
+        static const struct metrics_http_ops metrics_ops = { .render = service_render_metrics };
+        struct metrics_addr metrics_addr;
+        bool metrics_on = false;
         _cleanup_free_ char *hvsock_root = NULL;
         const char *why;
         sigset_t mask;
@@ -312,6 +322,13 @@ int main(int argc, char **argv)
                         /* Whole pool buffers: the relay's bound is counted in them. */
                         rcfg.stream_max_bufs = (unsigned)((stream_buffer + rcfg.buf_size - 1) / rcfg.buf_size);
                         break;
+                case OPT_METRICS_LISTEN:
+                        if (metrics_addr_parse(optarg, &metrics_addr, &why) < 0) {
+                                fprintf(stderr, "vsockmuxd: --metrics-listen %s: %s\n", optarg, why);
+                                return 2;
+                        }
+                        metrics_on = true;
+                        break;
                 case OPT_EXIT_DIR:
                         if (optarg[0] != '/') {
                                 fprintf(stderr, "vsockmuxd: --exit-dir must be an absolute path, got '%s'\n", optarg);
@@ -402,6 +419,16 @@ int main(int argc, char **argv)
                 vmm_free(vmm);
                 return 1;
         }
+        if (metrics_on) {
+                r = metrics_http_new(relay, &metrics_addr, scfg.group, scfg.read_group, &metrics_ops, service,
+                                     &metrics);
+                if (r < 0) {
+                        log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: --metrics-listen");
+                        vmm_free(vmm);
+                        return 1;
+                }
+                log_info("vsockmuxd: metrics on %s", metrics_http_name(metrics));
+        }
         r = notify_new(relay, service_status, service, &notify);
         if (r < 0) {
                 log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: $NOTIFY_SOCKET or $WATCHDOG_USEC");
@@ -444,6 +471,7 @@ int main(int argc, char **argv)
                                  vmm_quiesce_pending(vmm));
         }
         /* VMs first: their waiters still reach clients through the server. */
+        metrics = metrics_http_free(metrics);
         vmm = vmm_free(vmm);
         notify = notify_free(notify);
         service = service_free(service);

@@ -1138,6 +1138,13 @@ int service_start(struct service *s, struct relay *r, struct vmm *m, const struc
         return control_server_new(r, &scfg, service_methods, ELEMENTSOF(service_methods), s, &s->server);
 }
 
+int service_render_metrics(void *userdata, char **ret_text, size_t *ret_len)
+{
+        struct service *s = userdata;
+
+        return metrics_render(s->vmm, s->relay, s->server, ret_text, ret_len);
+}
+
 void service_status(char *buf, size_t len, void *userdata)
 {
         struct service *s = userdata;

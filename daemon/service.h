@@ -30,6 +30,9 @@ void service_on_event(const struct vmm_event *e, void *userdata);
 int service_alloc(struct service **ret);
 int service_start(struct service *s, struct relay *r, struct vmm *m, const struct service_config *cfg);
 
+/* Every metric in the Prometheus text format (a metrics_http_ops render; userdata is the service). */
+int service_render_metrics(void *userdata, char **ret_text, size_t *ret_len);
+
 /* The STATUS= line for systemd: "N VMs, N processes, N streams, N control connections"
  * (a notify_status_fn; userdata is the service). */
 void service_status(char *buf, size_t len, void *userdata);

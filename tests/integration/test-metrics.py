@@ -5,7 +5,9 @@ endpoint's error and dropped bytes, a cap hit, bridge connects), `stats --vm` an
 error fields of `ps --json`.
 
 Usage: test-metrics.py DAEMON CLI SIM. Every wait is bounded (60 s); nothing asserts a duration."""
+import http.client
 import json
+import re
 import os
 import shutil
 import signal
@@ -34,7 +36,7 @@ class Env:
         with open(self.log, "w") as log:
             self.daemon = subprocess.Popen([daemon, "--socket", self.sock, "--state-dir", os.path.join(self.tmp, "st"),
                                             "--hvsock-root", self.tmp]
-                                           + list(args), stdout=log, stderr=log)
+                                           + [a.replace("{tmp}", self.tmp) for a in args], stdout=log, stderr=log)
         self.sims = []
         self.until(lambda: os.path.exists(self.sock), "the control socket")
 
@@ -233,13 +235,122 @@ def test_control_caps_counted(daemon, cli, sim):
         e.close()
 
 
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost", timeout=WAIT_S)
+        self.unix_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(WAIT_S)
+        self.sock.connect(self.unix_path)
+
+
+def http_get(conn, method, path, body=None):
+    conn.request(method, path, body=body)
+    r = conn.getresponse()
+    data = r.read().decode()
+    conn.close()
+    return r, data
+
+
+def test_metrics_listen(daemon, cli, sim):
+    """--metrics-listen: GET /metrics in the text format over loopback TCP (port 0, read back from
+    the log) and over a Unix socket; numbers the scrape shows are those of what happened before
+    it; another path is 404, a POST 405; a garbage client does not disturb the next scrape."""
+    unix = None
+    e = Env(daemon, cli, sim, ["--metrics-listen", "127.0.0.1:0", "--max-vms", "1"])
+    try:
+        m = e.until(lambda: re.search(r"metrics on http://(127\.0\.0\.1):(\d+)/metrics", open(e.log).read()),
+                    "the metrics address in the log")
+        host, port = m.group(1), int(m.group(2))
+
+        def tcp():
+            return http.client.HTTPConnection(host, port, timeout=WAIT_S)
+
+        r, text = http_get(tcp(), "GET", "/metrics")
+        assert r.status == 200, (r.status, text)
+        assert r.getheader("Content-Type").startswith("text/plain; version=0.0.4"), r.getheaders()
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        for name, kind in EXPECTED.items():
+            assert name in families and families[name].type == kind, "%s in\n%s" % (name, text)
+        assert sample(families, "vsockmux_vms") == 0
+
+        e.vm_with_sim("vm1")
+        r = e.cli("vm", "add", "vm2", "--hvsock", os.path.join(e.tmp, "vm2.hv"), check=False)
+        assert r.returncode != 0, r
+        r, text = http_get(tcp(), "GET", "/metrics")
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        assert sample(families, "vsockmux_vms") == 1, text
+        assert sample(families, "vsockmux_vm_bridge_connects", vm="vm1") == 1, text
+        assert sample(families, "vsockmux_cap_hits", cap="max_vms") == 1, text
+
+        r, body = http_get(tcp(), "GET", "/")
+        assert r.status == 404, (r.status, body)
+        r, body = http_get(tcp(), "GET", "/metrics/x")
+        assert r.status == 404, (r.status, body)
+        r, body = http_get(tcp(), "POST", "/metrics", body="x=1")
+        assert r.status == 405 and "GET" in (r.getheader("Allow") or ""), (r.status, r.getheaders(), body)
+        r, body = http_get(tcp(), "HEAD", "/metrics")
+        assert r.status == 200, r.status
+
+        # Garbage, then a half request left open: neither costs the next scrape.
+        g = socket.create_connection((host, port), timeout=WAIT_S)
+        g.sendall(b"\x00\xff garbage \r\n\r\n")
+        half = socket.create_connection((host, port), timeout=WAIT_S)
+        half.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        r, text = http_get(tcp(), "GET", "/metrics")
+        assert r.status == 200 and "vsockmux_vms 1" in text, (r.status, text)
+        g.close()
+        half.close()
+        assert e.daemon.poll() is None, open(e.log).read()
+    finally:
+        e.close()
+
+
+
+def test_metrics_listen_unix(daemon, cli, sim):
+    """A Unix socket: created 0600 like the control socket, served, removed at stop."""
+    e = Env(daemon, cli, sim, ["--metrics-listen", "{tmp}/metrics.sock"])
+    path = os.path.join(e.tmp, "metrics.sock")
+    try:
+        e.until(lambda: os.path.exists(path), "the metrics socket")
+        assert os.stat(path).st_mode & 0o777 == 0o600, oct(os.stat(path).st_mode)
+        r, text = http_get(UnixHTTPConnection(path), "GET", "/metrics")
+        assert r.status == 200, (r.status, text)
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        assert sample(families, "vsockmux_vms") == 0
+        r, body = http_get(UnixHTTPConnection(path), "PUT", "/metrics", body="x")
+        assert r.status == 405, r.status
+        e.daemon.send_signal(signal.SIGTERM)
+        assert e.daemon.wait(WAIT_S) == 0, open(e.log).read()
+        assert not os.path.exists(path), "the metrics socket outlived the daemon"
+    finally:
+        e.close()
+
+
+def test_metrics_listen_refused(daemon, cli, sim):
+    """An address that is not loopback, or not an address, stops the daemon at start (exit 2)."""
+    tmp = tempfile.mkdtemp(prefix="vsockmux-metrics.")
+    try:
+        for addr, why in (("0.0.0.0:9464", "loopback"), ("192.0.2.1:80", "loopback"),
+                          ("127.0.0.1:65536", "port"), ("localhost:9464", "numeric"), ("9464", "HOST:PORT"),
+                          ("relative/path", "HOST:PORT")):
+            r = subprocess.run([daemon, "--socket", os.path.join(tmp, "c.sock"), "--state-dir", tmp,
+                                "--metrics-listen", addr], capture_output=True, text=True, timeout=WAIT_S)
+            assert r.returncode == 2 and "--metrics-listen" in r.stderr and why in r.stderr, (addr, r)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     if len(sys.argv) < 4:
         print(__doc__, file=sys.stderr)
         return 2
     daemon, cli, sim = sys.argv[1:4]
     failed = 0
-    for test in (test_families_and_values, test_endpoint_error_counted, test_control_caps_counted):
+    for test in (test_families_and_values, test_endpoint_error_counted, test_control_caps_counted,
+                 test_metrics_listen, test_metrics_listen_unix, test_metrics_listen_refused):
         try:
             test(daemon, cli, sim)
             print("ok", test.__name__)
