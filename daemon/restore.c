@@ -264,6 +264,16 @@ int vmm_restore(struct vmm *m, const uint8_t *blob, size_t len, const char *name
                 return r;
         }
         vm->stdio_resume = sv->stdio_resume;
+        /* Fencing, before anything listens: not while another daemon serves the transport, and
+         * never a state older than one restored there since (a state from before generations, 0,
+         * is not checked). */
+        r = vmm_vm_fence_take(vm, err, errlen);
+        if (r >= 0 && sv->generation)
+                r = vmm_vm_fence_check(vm, sv->generation, err, errlen);
+        if (r < 0) {
+                vmm_vm_discard(vm);
+                return r;
+        }
         r = restore_build(vm, sv, io, n_io, err, errlen);
         if (r >= 0) {
                 r = vmm_vm_start_bridge(vm);
@@ -272,6 +282,12 @@ int vmm_restore(struct vmm *m, const uint8_t *blob, size_t len, const char *name
         }
         if (r >= 0)
                 r = restore_adopt(vm, sv, err, errlen);
+        /* Last: the state is ours now, and the source's copy of it stale. */
+        if (r >= 0) {
+                r = vmm_vm_fence_own(vm, MAX(sv->generation, vmm_vm_fence_generation(vm)) + 1);
+                if (r < 0)
+                        snprintf(err, errlen, "cannot record the new owner's generation: %s", strerror(-r));
+        }
         if (r < 0) {
                 vmm_vm_discard(vm);
                 return r;

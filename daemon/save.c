@@ -115,6 +115,7 @@ static int save_build(struct vmm_vm *vm, struct save_buf *b)
         b->vm.protocol_version = 4;
         b->vm.runtime_os_type = (char *)(bridge_host_runtime_os(vm->bridge) ?: "linux");
         b->vm.stdio_resume = vm->stdio_resume;
+        b->vm.generation = vm->generation;
 
         list_for_each(pos, &vm->containers)
                 b->containers[ci++] = list_entry(pos, struct vmm_container, link)->id;
@@ -238,6 +239,8 @@ static void save_release(struct vmm_vm *vm)
         }
         bridge_host_release(vm->bridge);
         vm->saved = true;
+        /* The sockets are gone: the daemon that restores the state may take the transport. */
+        vmm_vm_fence_drop(vm);
 }
 
 static void save_finish(void *userdata)
@@ -397,9 +400,19 @@ int vmm_resume(struct vmm_vm *vm, char *err, size_t errlen)
                 snprintf(err, errlen, "VM %s is not saved", vm->name);
                 return -EINVAL;
         }
+        /* Fencing, before any socket is touched: a daemon that restored the state serves the VM
+         * now (it holds the lock), or did since (the lock is at a newer generation). */
+        r = vmm_vm_fence_take(vm, err, errlen);
+        if (r >= 0)
+                r = vmm_vm_fence_check(vm, vm->generation, err, errlen);
+        if (r < 0) {
+                vmm_vm_fence_drop(vm);
+                return r;
+        }
         bridge_host_begin_resume_window(vm->bridge);
         r = bridge_host_relisten(vm->bridge);
         if (r < 0) {
+                vmm_vm_fence_drop(vm);
                 snprintf(err, errlen, "cannot listen for the guest's bridge again: %s", strerror(-r));
                 return r;
         }

@@ -136,6 +136,10 @@ static int on_vm_add(struct control_call *call, const ProtobufCMessage *request,
                                          "hvsock path %s is not a plain path inside the daemon's --hvsock-root "
                                          "(default: its --state-dir)",
                                          t.uds_path);
+        if (r == -EBUSY)
+                return control_call_fail(call, CONTROL_CODE_FAILED_PRECONDITION,
+                                         "another vsockmuxd serves this VM's transport (its lock file names the "
+                                         "pid); one VM has one owner");
         if (r < 0)
                 return control_call_fail_errno(call, r, "cannot listen for the guest's bridge");
         return control_call_reply(call, &resp.base);

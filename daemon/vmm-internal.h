@@ -42,6 +42,8 @@ struct vmm_container {
         bool watched;
 };
 
+struct fence;
+
 struct vmm_vm {
         struct list_head link;
         struct vmm *vmm;
@@ -67,6 +69,8 @@ struct vmm_vm {
         struct relay_timer *window_timer; /* closes the resume window some time after the guest returned */
         struct vmm_vm_counters counters;  /* the cumulative ones; gauges are computed when asked */
         uint64_t restore_start_ns;        /* restored, guest not back yet: when the restore began */
+        struct fence *fence;              /* our hold on the transport's lock (daemon/vm-fence.c) */
+        uint64_t generation;              /* of the state we serve; a saved state carries it */
 };
 
 struct vmm_stream {
@@ -165,6 +169,15 @@ void vmm_save_abandon(struct vmm_vm *vm);
 void vmm_save_stream_frozen(struct vmm_vm *vm);
 void vmm_reattach_bridge_connected(struct vmm_vm *vm);
 struct vmm_save_op;
+/* vm-fence.c: one owner per transport. take: -EBUSY (another daemon holds it) with its pid and
+ * generation in err. check: -ESTALE when the lock is at a newer generation than generation.
+ * own: records generation as ours, durably. */
+int vmm_vm_fence_take(struct vmm_vm *vm, char *err, size_t errlen);
+void vmm_vm_fence_drop(struct vmm_vm *vm);
+uint64_t vmm_vm_fence_generation(const struct vmm_vm *vm);
+int vmm_vm_fence_check(struct vmm_vm *vm, uint64_t generation, char *err, size_t errlen);
+int vmm_vm_fence_own(struct vmm_vm *vm, uint64_t generation);
+
 /* vmm.c: one duration into a histogram. */
 void vmm_duration_observe(struct vmm_duration_hist *h, uint64_t ns);
 void vmm_emit(struct vmm *m, enum vmm_event_kind kind, const char *vm, const char *container_id, uint32_t pid,

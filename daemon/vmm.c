@@ -177,6 +177,8 @@ static struct vmm_vm *vmm_vm_free(struct vmm_vm *vm, const char *reason)
         vm->ports = ports_free(vm->ports);
         /* After the bridge and the processes: their listeners' files are unlinked through it. */
         vm->hvsock_dir_fd = safe_close(vm->hvsock_dir_fd);
+        /* Last: nobody else may listen there before our sockets are gone. */
+        vmm_vm_fence_drop(vm);
         free(vm->name);
         free(vm);
         return NULL;
@@ -368,11 +370,21 @@ void vmm_vm_discard(struct vmm_vm *vm)
 int vmm_vm_add(struct vmm *m, const char *name, const struct relay_transport *t, struct vmm_vm **ret)
 {
         struct vmm_vm *vm;
+        char err[256];
         int r;
 
         r = vmm_vm_alloc(m, name, t, &vm);
         if (r < 0)
                 return r;
+        /* Before anything listens: a transport another daemon serves is not ours to touch. */
+        r = vmm_vm_fence_take(vm, err, sizeof(err));
+        if (r >= 0)
+                r = vmm_vm_fence_own(vm, vmm_vm_fence_generation(vm) + 1);
+        if (r < 0) {
+                log_warn("vm %s: refused: %s", name, r == -EBUSY ? err : strerror(-r));
+                vmm_vm_free(vm, "VM add failed");
+                return r;
+        }
         r = vmm_vm_start_bridge(vm);
         if (r < 0) {
                 vmm_vm_free(vm, "VM add failed");

@@ -123,7 +123,8 @@ struct relay *vmm_relay(struct vmm *m);
 /* ---- VMs ---- */
 
 /* -EEXIST for a taken name, -EINVAL for a bad name, -EUSERS over max_vms, -EPERM for an hvsock
- * path outside the configured root (or a symlink, or with "..": logged), or relay_listen()'s errors. */
+ * path outside the configured root (or a symlink, or with "..": logged), -EBUSY when another daemon
+ * holds the transport's lock (daemon/fence.h: logged with its pid), or relay_listen()'s errors. */
 int vmm_vm_add(struct vmm *m, const char *name, const struct relay_transport *t, struct vmm_vm **ret);
 int vmm_vm_remove(struct vmm *m, const char *name);
 struct vmm_vm *vmm_vm_find(struct vmm *m, const char *name);
