@@ -648,6 +648,7 @@ enum {
         OPT_STDIN = 0x100,
         OPT_TIMEOUT,
         OPT_DETACH_KEYS,
+        OPT_STDIN_ONCE,
 };
 
 /* What exec's options set besides the request and the relay's context. */
@@ -714,6 +715,12 @@ static int exec_parse_option(struct cli *cli, int c, char **argv, Vsockmux__V1__
                 x->terminal = true;
                 req->terminal = true;
                 return 0;
+        case 'i':
+                req->interactive = true;
+                return 0;
+        case OPT_STDIN_ONCE:
+                req->stdin_once = true;
+                return 0;
         case OPT_TIMEOUT:
                 if (cli_parse_u32(optarg, 1, CLI_EXEC_TIMEOUT_MAX_SEC, &o->timeout) < 0)
                         return cli_usage_error(cli, "--timeout wants seconds from 1 to %u, got '%s'",
@@ -760,6 +767,8 @@ static int exec_parse(struct cli *cli, int argc, char **argv, Vsockmux__V1__Exec
                 { "detach", no_argument, NULL, 'd' },
                 { "timeout", required_argument, NULL, OPT_TIMEOUT },
                 { "tty", no_argument, NULL, 't' },
+                { "interactive", no_argument, NULL, 'i' },
+                { "stdin-once", no_argument, NULL, OPT_STDIN_ONCE },
                 { "json", no_argument, NULL, 'j' },
                 { "sig-proxy", optional_argument, NULL, 'S' },
                 { "id", required_argument, NULL, 'I' },
@@ -771,7 +780,7 @@ static int exec_parse(struct cli *cli, int argc, char **argv, Vsockmux__V1__Exec
         int c, r;
 
         optind = 0;
-        while ((c = getopt_long(argc, argv, ":t", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, ":ti", options, NULL)) >= 0) {
                 r = exec_parse_option(cli, c, argv, req, x, o);
                 if (r != 0)
                         return r;
@@ -800,6 +809,11 @@ static int exec_check(struct cli *cli, const Vsockmux__V1__ExecRequest *req, str
                 return cli_usage_error(cli, "--json only applies with --detach");
         if (x->terminal && x->s[STREAM_STDERR].path)
                 return cli_usage_error(cli, "--stderr cannot go with --tty: a terminal's stderr is its output");
+        if (req->stdin_once && !req->interactive)
+                return cli_usage_error(cli, "--stdin-once applies to -i (stdin from attach clients)");
+        if (req->interactive && x->s[STREAM_STDIN].path)
+                return cli_usage_error(cli, "-i takes stdin from attach clients (or, attached, from here): "
+                                       "--stdin cannot go with it");
         for (unsigned i = 0; i < _STREAM_MAX; i++) {
                 int r;
 
@@ -856,6 +870,9 @@ static int exec_attached_sockets(struct cli *cli, struct exec_ctx *x, Vsockmux__
         req->stdin_path = x->s[STREAM_STDIN].abs;
         req->stdout_path = x->s[STREAM_STDOUT].abs;
         req->stderr_path = x->s[STREAM_STDERR].abs;
+        /* Attached, stdin is ours, relayed through its socket (our EOF ends the process's):
+         * that is what -i asks for, so the daemon need not feed it from attach clients. */
+        req->interactive = req->stdin_once = false;
         return exec_attached(x, req);
 }
 

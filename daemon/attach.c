@@ -9,6 +9,7 @@
 #include <sys/un.h>
 
 #include "control/socket.h"
+#include "daemon/attach-input.h"
 #include "util/list.h"
 #include "util/log.h"
 
@@ -31,18 +32,44 @@ struct attach {
         size_t backlog_head, backlog_len;
         bool ended;
         bool bound;             /* the socket file is ours to remove */
+        struct attach_input *input;     /* the process's stdin, fed by the clients; NULL: output only */
+        bool stdin_once;        /* the input closes when the last client leaves */
+        bool had_client;
 };
 
 static void attach_client_drop(struct attach_client *c)
 {
+        struct attach *a = c->attach;
+
         list_del(&c->link);
-        c->attach->n_clients--;
+        a->n_clients--;
         free(c);
+        /* --stdin-once: the attach session is over when its last client left. */
+        if (a->n_clients == 0 && a->stdin_once && a->input)
+                attach_input_close(a->input);
 }
 
+/* conmon's format: a client's packets are raw bytes for the process's stdin, shared by every
+ * client in the order they arrive. */
 static ssize_t attach_client_on_data(struct relay_chan *chan, const void *data, size_t len, void *userdata)
 {
-        /* Input from attach clients would be the process's stdin: not wired in this version. */
+        struct attach_client *c = userdata;
+        struct attach *a = c->attach;
+        int r;
+
+        if (!a->input) {
+                log_debug("%s: %zu bytes from an attach client dropped: the process has no stdin", a->name, len);
+                return (ssize_t)len;
+        }
+        r = attach_input_write(a->input, data, len);
+        if (r == -ENOBUFS) {
+                /* Nothing is lost silently: the client that ran ahead is told by the close. */
+                log_warn("%s: attach client is more than %u bytes ahead of the process's stdin; disconnected",
+                         a->name, ATTACH_INPUT_MAX);
+                return r;
+        }
+        if (r < 0 && r != -EPIPE)
+                log_info("%s: stdin from attach clients ended: %s", a->name, strerror(-r));
         return (ssize_t)len;
 }
 
@@ -138,6 +165,7 @@ static void attach_on_accept(struct relay_listener *l, int fd, void *userdata)
         }
         list_add_tail(&a->clients, &c->link);
         a->n_clients++;
+        a->had_client = true;
         r = attach_client_replay(a, c->chan);
         if (r < 0) {
                 log_warn("%s: attach backlog replay failed: %s", a->name, strerror(-r));
@@ -234,6 +262,7 @@ struct attach *attach_free(struct attach *a)
                 relay_chan_free(c->chan);
                 attach_client_drop(c);
         }
+        attach_input_free(a->input);
         if (a->bound)
                 (void)unlink(a->path);
         free(a->path);
@@ -302,6 +331,32 @@ void attach_output(struct attach *a, uint8_t stream, const void *data, size_t le
                 p += n;
                 len -= n;
         }
+}
+
+int attach_set_input(struct attach *a, int fd, bool stdin_once)
+{
+        int r;
+
+        if (a->input)
+                return -EEXIST;
+        r = attach_input_new(a->relay, fd, &a->input);
+        if (r < 0)
+                return r;
+        a->stdin_once = stdin_once;
+        return 0;
+}
+
+bool attach_has_input(const struct attach *a)
+{
+        return a->input && !attach_input_is_closed(a->input);
+}
+
+bool attach_close_input(struct attach *a)
+{
+        if (!a->input)
+                return false;
+        attach_input_close(a->input);
+        return true;
 }
 
 const char *attach_path(const struct attach *a)

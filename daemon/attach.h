@@ -1,4 +1,4 @@
-/* daemon/attach.h: struct attach owns one process's attach socket (conmon format), its clients and its output backlog; borrows the relay. */
+/* daemon/attach.h: struct attach owns one process's attach socket (conmon format), its clients, its output backlog and the stdin they feed; borrows the relay. */
 #pragma once
 
 #include <stdbool.h>
@@ -44,6 +44,15 @@ void attach_output(struct attach *a, uint8_t stream, const void *data, size_t le
 
 /* The process's output ended: clients get what is queued, then EOF; later ones the backlog, then EOF. */
 void attach_end(struct attach *a);
+
+/* The process's stdin is fed by the clients: fd is the write end of the pipe its stdin stream
+ * reads (taken on success only). stdin_once: it ends when the last client leaves (conmon without
+ * --leave-stdin-open); otherwise it stays open for the next client until attach_close_input(). */
+int attach_set_input(struct attach *a, int fd, bool stdin_once);
+/* Whether the clients' bytes still go to a stdin. */
+bool attach_has_input(const struct attach *a);
+/* CloseStdin: the process sees EOF once what the clients wrote reached it. false: no such input. */
+bool attach_close_input(struct attach *a);
 
 const char *attach_path(const struct attach *a);
 unsigned attach_clients(const struct attach *a);

@@ -354,6 +354,9 @@ static void stream_on_tap(struct relay_stream *rs, const void *data, size_t len,
         struct vmm_stream *s = userdata;
         struct vmm_process *p = s->process;
 
+        /* The relay taps every stream; what went to stdin is neither log nor attach output. */
+        if (s->kind == VMM_STDIN)
+                return;
         if (p->log_fd >= 0) {
                 int r = log_k8s_write(p->log_fd, s->kind == VMM_STDOUT ? LOG_K8S_STDOUT : LOG_K8S_STDERR, data, len,
                                       realtime_ns());
@@ -866,7 +869,8 @@ int vmm_exec_start(struct vmm_vm *vm, const struct vmm_exec_params *params, vmm_
                 return -EUSERS;
         }
         if (vm->vmm->cfg.max_streams) {
-                unsigned held = vmm_streams_held_bound(vm->vmm), want = params->stdin_path && params->stdin_path[0] ? 3 : 2;
+                unsigned held = vmm_streams_held_bound(vm->vmm),
+                         want = (params->stdin_path && params->stdin_path[0]) || params->interactive ? 3 : 2;
 
                 /* Counting exactly walks every process: only when the cheap bound says it may matter. */
                 if (held + want > vm->vmm->cfg.max_streams)
@@ -893,6 +897,11 @@ int vmm_exec_start(struct vmm_vm *vm, const struct vmm_exec_params *params, vmm_
         r = vmm_process_attach_open(p, ++vm->exec_seq);
         if (r < 0)
                 log_warn("vm %s: no attach socket for this exec: %s", vm->name, strerror(-r));
+        if (params->interactive && !(params->stdin_path && params->stdin_path[0])) {
+                r = vmm_process_stdin_from_attach(p, params->stdin_once, err, errlen);
+                if (r < 0)
+                        goto fail;
+        }
         r = starter_add(p, fn, userdata, &starter);
         if (r < 0) {
                 snprintf(err, errlen, "%s", strerror(-r));
@@ -1011,6 +1020,7 @@ void vmm_process_get_info(const struct vmm_process *p, struct vmm_process_info *
                 .attach_clients = p->attach ? attach_clients(p->attach) : 0,
                 .attach_max_clients = p->vm->vmm->cfg.attach_max_clients,
                 .terminal = p->terminal,
+                .attach_stdin = p->attach && attach_has_input(p->attach),
         };
 
         for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
@@ -1154,6 +1164,9 @@ int vmm_close_stdin(struct vmm_vm *vm, uint32_t pid)
         s = &p->streams[VMM_STDIN];
         if (s->port == 0 && !s->endpoint)
                 return -ENOTCONN;
+        /* Fed by attach clients: closing the pipe ends it after what they wrote, nothing lost. */
+        if (p->attach && attach_close_input(p->attach))
+                return 0;
         if (s->close_requested || s->done || p->exit_known)
                 return 0;
         if (vm->save)

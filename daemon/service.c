@@ -401,6 +401,8 @@ static int on_exec(struct control_call *call, const ProtobufCMessage *request, v
                 .console_height = (uint16_t)req->console_height,
                 .console_width = (uint16_t)req->console_width,
                 .exec_id = req->exec_id,
+                .interactive = req->interactive,
+                .stdin_once = req->stdin_once,
         };
         struct opener_creds creds = service_peer_creds(call);
         struct vmm_process *p;
@@ -411,6 +413,12 @@ static int on_exec(struct control_call *call, const ProtobufCMessage *request, v
 
         if (req->console_height > UINT16_MAX || req->console_width > UINT16_MAX)
                 return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "a console is at most 65535 x 65535");
+        if (req->interactive && req->stdin_path[0])
+                return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT,
+                                         "interactive takes stdin from attach clients: give no stdin_path with it");
+        if (req->stdin_once && !req->interactive)
+                return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT,
+                                         "stdin_once applies to an interactive exec's stdin (attach clients)");
         if (strncmp(req->log, "k8s-file:", 9) == 0 && req->log[9] == '/')
                 params.log_k8s_path = req->log + 9;
         else if (req->log[0] && strcmp(req->log, "passthrough") != 0)
@@ -624,6 +632,7 @@ static int on_attach(struct control_call *call, const ProtobufCMessage *request,
         resp.socket_path = (char *)pi.attach_path;
         resp.terminal = pi.terminal;
         resp.pid = pi.pid;
+        resp.stdin = pi.attach_stdin;
         return control_call_reply(call, &resp.base);
 }
 

@@ -143,6 +143,8 @@ int vmm_process_new(struct vmm_vm *vm, const struct vmm_exec_params *params, str
 void vmm_process_free(struct vmm_process *p);
 int vmm_process_open_endpoints(struct vmm_process *p, const struct vmm_exec_params *params, char *err, size_t errlen);
 int vmm_process_attach_open(struct vmm_process *p, unsigned seq);
+/* process-input.c: exec -i without a stdin path: the attach clients feed stdin (after attach_open). */
+int vmm_process_stdin_from_attach(struct vmm_process *p, bool stdin_once, char *err, size_t errlen);
 void vmm_process_on_wait(const struct bridge_result *res, void *userdata);
 void vmm_process_set_exit(struct vmm_process *p, enum vmm_exit_kind kind, int code, const char *message);
 void vmm_process_maybe_report(struct vmm_process *p);

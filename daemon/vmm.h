@@ -167,6 +167,8 @@ struct vmm_exec_params {
         uint16_t console_height, console_width;
         const char *exec_id;            /* NULL or "": the daemon makes one (see exec-id.h) */
         const char *log_k8s_path;       /* set: stdout and stderr as CRI log records there, no endpoints */
+        /* No stdin_path: stdin is what attach clients write; stdin_once ends it when the last leaves. */
+        bool interactive, stdin_once;
 };
 
 /* Runs once: the pid is known (error 0), or the exec failed. */
@@ -221,6 +223,7 @@ struct vmm_process_info {
         unsigned attach_max_clients;
         bool output_lost_on_move;               /* the guest will not redial its stdout/stderr after a save */
         bool terminal;
+        bool attach_stdin;                      /* attach clients feed its stdin (exec -i), still open */
 };
 void vmm_process_get_info(const struct vmm_process *p, struct vmm_process_info *ret);
 /* Opens the process's attach socket (conmon format) on first use; 0 when it is open. -ENOENT
