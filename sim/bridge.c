@@ -13,6 +13,7 @@
 struct sim_frame {
         uint8_t *buf;
         size_t len;
+        enum sim_stat stat; /* counted once written */
         struct sim_frame *next;
 };
 
@@ -21,16 +22,35 @@ struct sim_frame_queue {
         unsigned n;
 };
 
-/* Called with write_lock held. A frame that fails to go out stays queued for the next connection. */
+static bool frame_is_reply(const struct sim_frame *f)
+{
+        struct bridge_header h;
+
+        if (f->len < BRIDGE_HEADER_SIZE)
+                return false;
+        bridge_header_decode(f->buf, &h);
+        return bridge_type_class(h.type) == BRIDGE_CLASS_RESPONSE;
+}
+
+/* Called with write_lock held. A frame that fails to go out stays queued for the next connection;
+ * with --fidelity upstream it is lost with the connection, as hcsshim's guest's writer gives up. */
 static void bridge_flush_locked(struct sim *s)
 {
         struct sim_frame_queue *q = s->pending;
 
         while (q && q->head && s->bridge_fd >= 0) {
                 struct sim_frame *f = q->head;
+                bool sent = sim_write_all(s->bridge_fd, f->buf, f->len) >= 0;
 
-                if (sim_write_all(s->bridge_fd, f->buf, f->len) < 0)
+                if (!sent && !sim_upstream(s)) {
+                        if (frame_is_reply(f))
+                                sim_stat_add(s, SIM_STAT_REPLY_HELD);
                         return;
+                }
+                if (sent)
+                        sim_stat_add(s, f->stat);
+                else if (frame_is_reply(f))
+                        sim_stat_add(s, SIM_STAT_REPLY_LOST);
                 q->head = f->next;
                 if (!q->head)
                         q->tail = &q->head;
@@ -40,8 +60,12 @@ static void bridge_flush_locked(struct sim *s)
         }
 }
 
-/* Called with write_lock held: appends the frame to what goes out next, in order. */
-static void bridge_queue_locked(struct sim *s, uint8_t *buf, size_t len)
+/* Called with write_lock held: appends the frame to what goes out next, in order. While
+ * disconnected, ours keeps a reply for the next connection (H4); hcsshim's guest keeps only
+ * container notifications (pendingNotifications) and never sends a reply to a request of a
+ * connection that is gone (its handler writes into that connection's channel: the reply is lost,
+ * or the guest panics, docs/hcsshim-guest.md). */
+static void bridge_queue_locked(struct sim *s, uint8_t *buf, size_t len, enum sim_stat stat)
 {
         struct sim_frame *f = calloc(1, sizeof(*f));
 
@@ -50,7 +74,17 @@ static void bridge_queue_locked(struct sim *s, uint8_t *buf, size_t len)
                 free(buf);
                 return;
         }
-        *f = (struct sim_frame) { .buf = buf, .len = len };
+        *f = (struct sim_frame) { .buf = buf, .len = len, .stat = stat };
+        if (s->bridge_fd < 0 && frame_is_reply(f)) {
+                if (sim_upstream(s)) {
+                        log_info("bridge: a reply lost with its connection (hcsshim's guest does not resend it)");
+                        sim_stat_add(s, SIM_STAT_REPLY_LOST);
+                        free(buf);
+                        free(f);
+                        return;
+                }
+                sim_stat_add(s, SIM_STAT_REPLY_HELD);
+        }
         if (!s->pending) {
                 s->pending = calloc(1, sizeof(*s->pending));
                 if (!s->pending) {
@@ -77,11 +111,16 @@ static void bridge_queue_locked(struct sim *s, uint8_t *buf, size_t len)
         s->pending->n++;
 }
 
-void sim_bridge_queue(struct sim *s, uint8_t *buf, size_t len)
+void sim_bridge_queue_counted(struct sim *s, uint8_t *buf, size_t len, enum sim_stat stat)
 {
         pthread_mutex_lock(&s->write_lock);
-        bridge_queue_locked(s, buf, len);
+        bridge_queue_locked(s, buf, len, stat);
         pthread_mutex_unlock(&s->write_lock);
+}
+
+void sim_bridge_queue(struct sim *s, uint8_t *buf, size_t len)
+{
+        sim_bridge_queue_counted(s, buf, len, SIM_STAT_NONE);
 }
 
 void sim_bridge_flush(struct sim *s)
@@ -94,7 +133,7 @@ void sim_bridge_flush(struct sim *s)
 void sim_bridge_send(struct sim *s, uint8_t *buf, size_t len)
 {
         pthread_mutex_lock(&s->write_lock);
-        bridge_queue_locked(s, buf, len);
+        bridge_queue_locked(s, buf, len, SIM_STAT_NONE);
         bridge_flush_locked(s);
         pthread_mutex_unlock(&s->write_lock);
 }

@@ -31,7 +31,11 @@ static void usage(FILE *f)
                 "                       signal, no signals outside containers, no resume extension, stdio\n"
                 "                       redialled only for a container's init and only its unwritten tail,\n"
                 "                       the process deleted before the wait's reply, which may come\n"
-                "                       before its stdout reached EOF)\n"
+                "                       before its stdout reached EOF, no resend of a reply lost with\n"
+                "                       its connection)\n"
+                "  --stats PATH         keep counts of wait answers sent (exit code, not found, timed out),\n"
+                "                       replies lost with their connection or held for the next one, and\n"
+                "                       waits answered before stdout's EOF in PATH, rewritten at each change\n"
                 "  --log-level LEVEL    error, warn, info (default) or debug\n"
                 "  -h, --help           this text\n\n"
                 "Signals: SIGUSR1 drops every connection at once (like a vsock transport reset);\n"
@@ -54,7 +58,7 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *ret)
 
 static int parse_args(int argc, char **argv, struct sim_options *opt)
 {
-        enum { OPT_HVSOCK = 256, OPT_CID, OPT_NO_RESUME, OPT_REPLAY, OPT_DROP, OPT_LOG, OPT_FIDELITY };
+        enum { OPT_HVSOCK = 256, OPT_CID, OPT_NO_RESUME, OPT_REPLAY, OPT_DROP, OPT_LOG, OPT_FIDELITY, OPT_STATS };
         static const struct option options[] = {
                 { "hvsock", required_argument, NULL, OPT_HVSOCK },
                 { "cid", required_argument, NULL, OPT_CID },
@@ -63,6 +67,7 @@ static int parse_args(int argc, char **argv, struct sim_options *opt)
                 { "drop-after-ms", required_argument, NULL, OPT_DROP },
                 { "log-level", required_argument, NULL, OPT_LOG },
                 { "fidelity", required_argument, NULL, OPT_FIDELITY },
+                { "stats", required_argument, NULL, OPT_STATS },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
@@ -107,6 +112,13 @@ static int parse_args(int argc, char **argv, struct sim_options *opt)
                                 fprintf(stderr, "vsockmux-sim: --fidelity: ours or upstream, not %s\n", optarg);
                                 return -EINVAL;
                         }
+                        break;
+                case OPT_STATS:
+                        if (strlen(optarg) >= 4096) {
+                                fprintf(stderr, "vsockmux-sim: --stats: path too long\n");
+                                return -EINVAL;
+                        }
+                        opt->stats_path = optarg;
                         break;
                 case OPT_LOG:
                         if (log_level_from_string(optarg) < 0) {

@@ -231,6 +231,9 @@ static void *process_reaper(void *arg)
         else if (waiters && upstream) {
                 /* hcsshim's guest deletes the process before it writes the wait's reply: a wait
                  * (a host's probe) in between finds it gone. */
+                if (sim_stream_running_locked(p->streams[SIM_STREAM_STDOUT]) ||
+                    sim_stream_running_locked(p->streams[SIM_STREAM_STDERR]))
+                        sim_stat_add(s, SIM_STAT_WAIT_BEFORE_EOF);
                 if (!p->is_init && p->in_table)
                         process_unlink_locked(s, p);
                 pthread_mutex_unlock(&s->lock);

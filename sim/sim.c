@@ -20,8 +20,10 @@ int sim_init(struct sim *s, const struct sim_options *opt)
         pthread_condattr_destroy(&attr);
         pthread_mutex_init(&s->lock, NULL);
         pthread_mutex_init(&s->write_lock, NULL);
+        sim_stats_init(s);
         r = sim_waits_init(s);
         if (r < 0) {
+                sim_stats_done(s);
                 pthread_mutex_destroy(&s->write_lock);
                 pthread_mutex_destroy(&s->lock);
                 pthread_cond_destroy(&s->cond);
@@ -148,6 +150,7 @@ void sim_done(struct sim *s)
         sim_processes_free(s);
         sim_waits_done(s);
         sim_bridge_free_pending(s);
+        sim_stats_done(s);
         pthread_mutex_destroy(&s->write_lock);
         pthread_mutex_destroy(&s->lock);
         pthread_cond_destroy(&s->cond);

@@ -36,6 +36,20 @@ struct sim_options {
         size_t replay_bytes;
         unsigned drop_after_ms;  /* 0 = never */
         enum sim_fidelity fidelity;
+        const char *stats_path;  /* --stats: counts rewritten at each change (stats.c); NULL = none */
+};
+
+/* What a test may count (stats.c): replies as they went out on a connection, and the fidelity
+ * branches that decide what the host sees. */
+enum sim_stat {
+        SIM_STAT_WAIT_EXITED_SENT,    /* a WaitForProcess answer carrying an exit code was written */
+        SIM_STAT_WAIT_NOT_FOUND_SENT, /* ... "process not found" */
+        SIM_STAT_WAIT_TIMEOUT_SENT,   /* ... "wait timed out" (a probe that found the process running) */
+        SIM_STAT_WAIT_BEFORE_EOF,     /* upstream: a wait answered while stdout/stderr had not reached EOF */
+        SIM_STAT_REPLY_LOST,          /* upstream: a reply dropped with its connection (never resent) */
+        SIM_STAT_REPLY_HELD,          /* ours: a reply kept while disconnected, for the next connection */
+        _SIM_STAT_MAX,
+        SIM_STAT_NONE = -1,
 };
 
 /* A connection the drop switch can reach. Its owner closes it after sim_conn_release(). */
@@ -82,6 +96,9 @@ struct sim {
         pthread_mutex_t write_lock; /* serializes frames on the bridge; guards the two below */
         int bridge_fd;              /* -1 while disconnected */
         struct sim_frame_queue *pending;
+
+        pthread_mutex_t stats_lock; /* guards stats (stats.c) */
+        uint64_t stats[_SIM_STAT_MAX];
 };
 
 int sim_init(struct sim *s, const struct sim_options *opt);
@@ -110,6 +127,8 @@ void sim_bridge_send(struct sim *s, uint8_t *buf, size_t len);
 /* sim_bridge_send() in two steps: queue (no I/O, so it may run under s->lock, fixing the order of
  * frames against other threads), then flush what is queued. */
 void sim_bridge_queue(struct sim *s, uint8_t *buf, size_t len);
+/* The same, counting `stat` once the frame is written (SIM_STAT_NONE: nothing). */
+void sim_bridge_queue_counted(struct sim *s, uint8_t *buf, size_t len, enum sim_stat stat);
 void sim_bridge_flush(struct sim *s);
 void sim_bridge_free_pending(struct sim *s);
 
@@ -182,6 +201,11 @@ uint32_t sim_fidelity_exit_code(const struct sim *s, int status);
  * -ENXIO/-ENOENT with the reply to send in *ret. */
 int sim_fidelity_check_target(struct sim *s, uint32_t type, const char *container_id, uint32_t pid,
                               struct sim_target *ret);
+
+/* stats.c */
+void sim_stats_init(struct sim *s);
+void sim_stats_done(struct sim *s);
+void sim_stat_add(struct sim *s, enum sim_stat k);
 
 /* Starts a thread with a small stack; ret may be NULL for a detached one. Returns 0 or -errno. */
 int sim_thread_start(pthread_t *ret, void *(*fn)(void *), void *arg);

@@ -91,7 +91,10 @@ static int stream_output_handshake(struct sim_stream *st, struct sim_conn *c, bo
                  * not written yet, losing what died in the old connection's queues. */
                 if (first || !sim_upstream(st->s))
                         *sent = ring->head;
-                if (!first && ring->tail > ring->head)
+                if (!first && sim_upstream(st->s))
+                        log_info("pid %d %s: going on with the %" PRIu64 " bytes not written yet (no replay)",
+                                 (int)st->pid, stream_names[st->kind], ring->tail - *sent);
+                else if (!first && ring->tail > ring->head)
                         log_info("pid %d %s: replaying the last %" PRIu64 " bytes (duplicates possible)",
                                  (int)st->pid, stream_names[st->kind], ring->tail - ring->head);
                 return 0;
@@ -257,6 +260,14 @@ static void stream_output_run(struct sim_stream *st)
                 }
         }
         sim_conn_close(s, c);
+        pthread_mutex_lock(&s->lock);
+        st->finished = true;
+        pthread_mutex_unlock(&s->lock);
+}
+
+bool sim_stream_running_locked(const struct sim_stream *st)
+{
+        return st && st->kind != SIM_STREAM_STDIN && !st->finished;
 }
 
 static int stream_write_pipe(struct sim_stream *st, const uint8_t *buf, size_t len)

@@ -116,10 +116,11 @@ static void wait_reply(struct sim *s, uint64_t id, const char *activity_id, int3
                 log_error("bridge: cannot encode the reply to wait id %llu: %s", (unsigned long long)id, strerror(-r));
                 return;
         }
+        sim_bridge_queue_counted(s, buf, len, result == 0 ? SIM_STAT_WAIT_EXITED_SENT :
+                                              result == BRIDGE_HR_NOT_FOUND ? SIM_STAT_WAIT_NOT_FOUND_SENT :
+                                              result == BRIDGE_HR_TIMEOUT ? SIM_STAT_WAIT_TIMEOUT_SENT : SIM_STAT_NONE);
         if (flush)
-                sim_bridge_send(s, buf, len);
-        else
-                sim_bridge_queue(s, buf, len);
+                sim_bridge_flush(s);
 }
 
 void sim_wait_reply(struct sim *s, uint64_t id, const char *activity_id, int32_t result, const char *message,

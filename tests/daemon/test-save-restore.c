@@ -37,6 +37,7 @@ struct fixture {
         struct vmm *a, *b;
         pid_t sim;
         bool upstream; /* the simulator plays hcsshim's guest (--fidelity upstream) */
+        char stats[96]; /* the simulator's --stats file */
 };
 
 /* Runs the loop until *flag is nonzero; fails the test past WAIT_NS. */
@@ -61,10 +62,26 @@ static void run_for(struct fixture *f, uint64_t ns)
 
 static void sim_start(struct fixture *f, bool resume)
 {
-        char *argv[] = { (char *)sim_path(), "--hvsock", f->transport.uds_path,
+        char *argv[] = { (char *)sim_path(), "--hvsock", f->transport.uds_path, "--stats", f->stats,
                          f->upstream ? "--fidelity=upstream" : resume ? NULL : "--no-resume", NULL };
 
         assert_int_equal(posix_spawn(&f->sim, argv[0], NULL, NULL, argv, environ), 0);
+}
+
+/* One count from the simulator's --stats file (sim/stats.c), 0 before it wrote one. */
+static unsigned long long sim_stat(struct fixture *f, const char *name)
+{
+        FILE *fp = fopen(f->stats, "re");
+        char key[64];
+        unsigned long long v, found = 0;
+
+        if (!fp)
+                return 0;
+        while (fscanf(fp, "%63s %llu", key, &v) == 2)
+                if (strcmp(key, name) == 0)
+                        found = v;
+        fclose(fp);
+        return found;
 }
 
 static int setup(void **state)
@@ -77,6 +94,7 @@ static int setup(void **state)
         assert_non_null(mkdtemp(f->dir));
         snprintf(f->state_a, sizeof(f->state_a), "%s/a", f->dir);
         snprintf(f->state_b, sizeof(f->state_b), "%s/b", f->dir);
+        snprintf(f->stats, sizeof(f->stats), "%s/sim.stats", f->dir);
         f->transport.kind = RELAY_TRANSPORT_HVSOCK;
         snprintf(f->transport.uds_path, sizeof(f->transport.uds_path), "%s/vm.vsock", f->dir);
         assert_int_equal(relay_new(NULL, &f->r), 0);
@@ -311,21 +329,82 @@ static void test_legacy_guest_loses_nothing_and_may_duplicate(void **state)
         free(sv.blob);
 }
 
-static void exit_during_blackout(struct fixture *f)
+struct done {
+        int count;
+        int error;
+};
+
+static void on_done(int error, const char *message, void *userdata)
 {
-        char out_a[128];
+        struct done *d = userdata;
+
+        d->count++;
+        d->error = error;
+}
+
+static void create_container(struct fixture *f, struct vmm_vm *vm, const char *id)
+{
+        struct done d = { 0 };
+
+        assert_int_equal(vmm_container_create(vm, id, NULL, on_done, &d), 0);
+        run_until(f, &d.count, "the container");
+        assert_int_equal(d.error, 0);
+}
+
+static uint32_t exec_in(struct fixture *f, struct vmm_vm *vm, const char *container, const char *script,
+                        const char *out)
+{
+        const char *argv[] = { "sh", "-c", script };
+        struct vmm_exec_params params = { .container_id = container, .argv = argv, .n_argv = 3, .stdout_path = out };
+        struct started st = { 0 };
+        char err[256];
+
+        assert_int_equal(vmm_exec(vm, &params, on_started, &st, err, sizeof(err)), 0);
+        run_until(f, &st.count, "the exec");
+        if (st.error)
+                fail_msg("exec failed: %s", st.message);
+        return st.pid;
+}
+
+/* Waits, without running the loop (no daemon holds the VM), until the simulator counted `name`. */
+static void wait_sim_stat(struct fixture *f, const char *name, unsigned long long min)
+{
+        uint64_t deadline = now_ns() + WAIT_NS;
+
+        while (sim_stat(f, name) < min) {
+                if (now_ns() > deadline)
+                        fail_msg("the simulator never counted %s %llu", name, min);
+                usleep(10000);
+        }
+}
+
+/* The process exits while no daemon holds the VM: saved, then let go through a gate the test
+ * opens only then. With hcsshim's guest the restore waits until the simulator lost the wait's
+ * answer, so the exit is in the blackout whatever the machine's load; ours answers only once the
+ * process's stdout is back (W9), after the restore. */
+static void exit_during_blackout(struct fixture *f, const char *container, struct exited *ex)
+{
+        char out_a[128], gate_path[128], script[256];
         struct vmm_vm *vm, *vb;
-        struct exited ex = { 0 };
         struct saved sv;
         uint32_t pid;
+        _cleanup_close_ int gate = -1;
 
         snprintf(out_a, sizeof(out_a), "%s/out-a", f->dir);
+        snprintf(gate_path, sizeof(gate_path), "%s/gate", f->dir);
+        assert_int_equal(mkfifo(gate_path, 0600), 0);
+        gate = open(gate_path, O_RDWR | O_CLOEXEC);
+        assert_true(gate >= 0);
+        snprintf(script, sizeof(script), "echo started; read x < %s; exit 5", gate_path);
         vm = add_vm_connected(f, true);
-        pid = exec_ok(f, vm, "echo started; sleep 0.3; exit 5", out_a);
+        if (container)
+                create_container(f, vm, container);
+        pid = exec_in(f, vm, container, script, out_a);
         wait_for_output(f, out_a, 8);
         sv = save_vm(f, vm);
-        /* The process exits while no daemon holds the VM: its wait reply has nowhere to go. */
-        run_for(f, 1500ull * 1000000ull);
+        assert_int_equal(write(gate, "\n", 1), 1);
+        if (f->upstream)
+                wait_sim_stat(f, "replies_lost", 1);
         vb = restore_vm(f, &sv, pid, NULL);
         {
                 /* Not back yet (the loop has not run): its waits are only pre-registered, nothing to
@@ -337,24 +416,158 @@ static void exit_during_blackout(struct fixture *f)
                 assert_non_null(strstr(err, "has not reconnected yet"));
                 assert_int_equal(again.count, 0);
         }
-        wait_exit(f, vb, pid, &ex);
-        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
-        assert_int_equal(ex.exit.code, 5);
+        wait_exit(f, vb, pid, ex);
         free(sv.blob);
 }
 
-static void test_exit_during_blackout_is_caught_by_the_probe(void **state)
-{
-        exit_during_blackout(*state);
-}
-
-/* The same with hcsshim's guest: no resume extension, and the exec's stdout is not redialled. */
-static void test_exit_during_blackout_upstream_guest(void **state)
+/* Ours keeps the wait's answer while disconnected and sends it on the next connection. */
+static void test_exit_during_blackout_reaches_the_destination(void **state)
 {
         struct fixture *f = *state;
+        struct exited ex = { 0 };
+
+        exit_during_blackout(f, NULL, &ex);
+        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
+        assert_int_equal(ex.exit.code, 5);
+        assert_int_equal(sim_stat(f, "replies_lost"), 0);
+}
+
+/* hcsshim's guest loses the answer with the connection and deletes an exec'd process once its
+ * wait is answered: the destination's probe finds no process, and the exit is "lost", never 0.
+ * The counts show the branch: the only answers sent on a connection were "not found". */
+static void test_upstream_exec_exit_during_blackout_is_lost_and_said_so(void **state)
+{
+        struct fixture *f = *state;
+        struct exited ex = { 0 };
 
         f->upstream = true;
-        exit_during_blackout(f);
+        exit_during_blackout(f, NULL, &ex);
+        assert_int_equal(ex.exit.kind, VMM_EXIT_LOST);
+        /* Counted just after the write: the daemon may have read it first. */
+        wait_sim_stat(f, "wait_not_found_sent", 1);
+        assert_int_equal(sim_stat(f, "wait_exited_sent"), 0);
+        assert_int_equal(sim_stat(f, "replies_lost"), 1);
+}
+
+/* A container's init stays known to hcsshim's guest after its exit: the answer to the source's wait
+ * is lost, and the exit code reaches the destination through its probe, the one answer carrying a
+ * code that the simulator sent. */
+static void test_upstream_init_exit_during_blackout_comes_from_the_probe(void **state)
+{
+        struct fixture *f = *state;
+        struct exited ex = { 0 };
+
+        f->upstream = true;
+        exit_during_blackout(f, "c1", &ex);
+        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
+        assert_int_equal(ex.exit.code, 5);
+        wait_sim_stat(f, "wait_exited_sent", 1);
+        assert_int_equal(sim_stat(f, "replies_lost"), 1);
+        assert_int_equal(sim_stat(f, "wait_exited_sent"), 1);
+}
+
+struct exit_with_size {
+        struct exited ex;
+        const char *path;
+        size_t size; /* of path when the exit was reported */
+};
+
+static void on_exit_size(struct vmm_process *p, const struct vmm_exit *exit, void *userdata)
+{
+        struct exit_with_size *e = userdata;
+
+        e->size = file_size(e->path);
+        on_exit_seen(p, exit, &e->ex);
+}
+
+/* hcsshim's guest may answer a wait before the process's stdout reached EOF (the simulator counts
+ * each such answer): the exit is reported only once all of that output is at the endpoint. */
+static void test_upstream_exit_is_reported_only_after_the_output_drained(void **state)
+{
+        struct fixture *f = *state;
+        char out[128];
+        struct exit_with_size e = { .path = out };
+        struct vmm_waiter *w = NULL;
+        struct vmm_vm *vm;
+        uint32_t pid;
+        int r;
+
+        f->upstream = true;
+        snprintf(out, sizeof(out), "%s/out", f->dir);
+        vm = add_vm_connected(f, false);
+        pid = exec_ok(f, vm, "head -c 3000000 /dev/zero; exit 4", out);
+        r = vmm_process_wait(vmm_process_find(vm, pid), on_exit_size, &e, &w, &e.ex.exit);
+        assert_int_equal(r, 0);
+        run_until(f, &e.ex.count, "the exit");
+        assert_int_equal(e.ex.exit.kind, VMM_EXIT_EXITED);
+        assert_int_equal(e.ex.exit.code, 4);
+        assert_int_equal(e.size, 3000000);
+        wait_sim_stat(f, "wait_answered_before_stdout_eof", 1);
+        wait_sim_stat(f, "wait_exited_sent", 1);
+}
+
+/* hcsshim's guest redials a container init's stdout after a move and goes on with what it had not
+ * written yet: what it had written is in the kernel's queue at the save, and only the freeze's
+ * drain delivers it. The guest is paused for the save, as a migration's last phase pauses the VM,
+ * after writing into the socket while the loop did not read. Every line arrives at least once, in
+ * order; duplicates are counted and printed. */
+static void test_upstream_init_output_arrives_whole_across_save_and_restore(void **state)
+{
+        struct fixture *f = *state;
+        char out_a[128], out_b[128];
+        struct vmm_vm *vm, *vb;
+        struct exited ex = { 0 };
+        struct saved sv;
+        size_t la, lb;
+        uint32_t pid;
+        int next = 0, dups = 0;
+
+        f->upstream = true;
+        snprintf(out_a, sizeof(out_a), "%s/out-a", f->dir);
+        snprintf(out_b, sizeof(out_b), "%s/out-b", f->dir);
+        vm = add_vm_connected(f, false);
+        create_container(f, vm, "c1");
+        pid = exec_in(f, vm, "c1", writer, out_a);
+        wait_for_output(f, out_a, 1000);
+        usleep(100000);
+        {
+                int status;
+
+                /* kill() returns before the guest has stopped: wait until it has. */
+                assert_int_equal(kill(f->sim, SIGSTOP), 0);
+                assert_int_equal(waitpid(f->sim, &status, WUNTRACED), f->sim);
+                assert_true(WIFSTOPPED(status));
+        }
+        sv = save_vm(f, vm);
+        assert_int_equal(kill(f->sim, SIGCONT), 0);
+        run_for(f, 300ull * 1000000ull);
+        vb = restore_vm(f, &sv, pid, out_b);
+        wait_exit(f, vb, pid, &ex);
+        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
+        assert_int_equal(ex.exit.code, 7);
+        {
+                _cleanup_free_ char *a = slurp(out_a, &la), *b = slurp(out_b, &lb);
+                char *p, *save = NULL;
+
+                for (p = strtok_r(a, "\n", &save); p; p = strtok_r(NULL, "\n", &save)) {
+                        assert_int_equal(atoi(p + 5), next);
+                        next++;
+                }
+                save = NULL;
+                for (p = strtok_r(b, "\n", &save); p; p = strtok_r(NULL, "\n", &save)) {
+                        int n = atoi(p + 5);
+
+                        if (n > next)
+                                fail_msg("line %d missing at the destination (got line %d)", next, n);
+                        if (n < next)
+                                dups++;
+                        else
+                                next++;
+                }
+                assert_int_equal(next, WRITER_LINES);
+                print_message("%d duplicate lines at the destination\n", dups);
+        }
+        free(sv.blob);
 }
 
 /* hcsshim's guest never redials an exec's stdio after a move. The destination waits for no stream
@@ -706,8 +919,15 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_output_moves_exactly_once_across_save_and_restore, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_legacy_guest_loses_nothing_and_may_duplicate, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_exit_during_blackout_is_caught_by_the_probe, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_exit_during_blackout_upstream_guest, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_exit_during_blackout_reaches_the_destination, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_upstream_exec_exit_during_blackout_is_lost_and_said_so, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_upstream_init_exit_during_blackout_comes_from_the_probe, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_upstream_exit_is_reported_only_after_the_output_drained, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_upstream_init_output_arrives_whole_across_save_and_restore, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_upstream_stream_not_redialled_does_not_hold_the_exit, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_exec_cancelled_after_it_reached_the_guest_runs_once_and_keeps_its_id,
