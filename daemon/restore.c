@@ -34,6 +34,8 @@ static int restore_check_io(const Vsockmux__State__Vm *vm, const struct vmm_rest
         for (size_t i = 0; i < n_io; i++) {
                 const Vsockmux__State__Process *p = saved_process(vm, io[i].pid);
 
+                if (io[i].pid == 0)
+                        continue;       /* rights only, for the processes no entry names */
                 if (!p) {
                         snprintf(err, errlen, "--io names pid %u, which the saved state does not hold", io[i].pid);
                         return -ENOENT;
@@ -64,12 +66,28 @@ static int restore_check_io(const Vsockmux__State__Vm *vm, const struct vmm_rest
         return 0;
 }
 
+/* The entry naming pid, else the one with pid 0 (the client's rights for every other process). */
 static const struct vmm_restore_io *restore_io_for(const struct vmm_restore_io *io, size_t n_io, uint32_t pid)
 {
-        for (size_t i = 0; i < n_io; i++)
+        const struct vmm_restore_io *fallback = NULL;
+
+        for (size_t i = 0; i < n_io; i++) {
                 if (io[i].pid == pid)
                         return &io[i];
-        return NULL;
+                if (io[i].pid == 0)
+                        fallback = &io[i];
+        }
+        return fallback;
+}
+
+/* A k8s-file log comes back at its saved path unless the client names stdout/stderr endpoints. */
+static const char *restore_log_path(const Vsockmux__State__Process *sp, const struct vmm_restore_io *io)
+{
+        if (!sp->log_path[0])
+                return NULL;
+        if (io && ((io->path[VMM_STDOUT] && io->path[VMM_STDOUT][0]) || (io->path[VMM_STDERR] && io->path[VMM_STDERR][0])))
+                return NULL;
+        return sp->log_path;
 }
 
 static int restore_process(struct vmm_vm *vm, const Vsockmux__State__Process *sp, const struct vmm_restore_io *io,
@@ -85,6 +103,10 @@ static int restore_process(struct vmm_vm *vm, const Vsockmux__State__Process *sp
                 .stdout_path = io ? io->path[VMM_STDOUT] : NULL,
                 .stderr_path = io ? io->path[VMM_STDERR] : NULL,
                 .creds = io ? io->creds : NULL,
+                .terminal = sp->terminal,
+                .console_height = (uint16_t)sp->console_height,
+                .console_width = (uint16_t)sp->console_width,
+                .log_k8s_path = restore_log_path(sp, io),
         };
         static const char *const unknown_argv[] = { "?" };
         struct vmm_process *p;

@@ -148,6 +148,10 @@ static int save_build(struct vmm_vm *vm, struct save_buf *b)
                 }
                 o->wait_call_id = p->wait_outstanding ? p->wait_call_id : 0;
                 o->container_init = p->container_init;
+                o->terminal = p->terminal;
+                o->console_height = p->console_height;
+                o->console_width = p->console_width;
+                o->log_path = p->log_path ? p->log_path : (char *)"";
                 o->streams = &b->stream_ptrs[si];
                 for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
                         struct vmm_stream *s = &p->streams[k];

@@ -92,6 +92,10 @@ static int savestate_check_process(const Vsockmux__State__Process *p, const Vsoc
         if (p->state <= VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_UNSPECIFIED ||
             p->state > VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_SIGNALED)
                 return savestate_fail(err, errlen, "process %u: unknown state %d", p->pid, (int)p->state);
+        if (!str_ok(p->log_path, 4096) || (p->log_path[0] && p->log_path[0] != '/'))
+                return savestate_fail(err, errlen, "process %u: log path not absolute or too long", p->pid);
+        if (p->console_height > UINT16_MAX || p->console_width > UINT16_MAX)
+                return savestate_fail(err, errlen, "process %u: console over 65535 x 65535", p->pid);
         if (p->exit_signal < 0 || p->exit_signal > 64 || !str_ok(p->exit_message, SAVESTATE_MAX_ID))
                 return savestate_fail(err, errlen, "process %u: bad exit signal or message", p->pid);
         if (p->state == VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_RUNNING && p->wait_call_id == 0)

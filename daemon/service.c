@@ -1061,13 +1061,17 @@ static int on_restore(struct control_call *call, const ProtobufCMessage *request
                 return -ENOMEM;
         creds = service_peer_creds(call);
         for (size_t i = 0; i < req->n_io; i++) {
+                if (req->io[i]->pid == 0)
+                        return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "restore: --io names pid 0");
                 io[i].pid = req->io[i]->pid;
                 io[i].creds = &creds;
                 io[i].path[VMM_STDIN] = req->io[i]->stdin_path;
                 io[i].path[VMM_STDOUT] = req->io[i]->stdout_path;
                 io[i].path[VMM_STDERR] = req->io[i]->stderr_path;
         }
-        r = vmm_restore(s->vmm, req->state.data, req->state.len, req->name, tp, io, req->n_io, &vm, err,
+        /* The slot after the client's entries: its rights for every process they do not name. */
+        io[req->n_io] = (struct vmm_restore_io){ .pid = 0, .creds = &creds };
+        r = vmm_restore(s->vmm, req->state.data, req->state.len, req->name, tp, io, req->n_io + 1, &vm, err,
                         sizeof(err));
         if (r == -EEXIST)
                 return control_call_fail(call, CONTROL_CODE_ALREADY_EXISTS, "restore: %s", err);

@@ -311,7 +311,9 @@ int vmm_save(struct vmm_vm *vm, vmm_save_fn fn, void *userdata, char *err, size_
  * outstanding waits and resumes every stream where it stopped. */
 int vmm_resume(struct vmm_vm *vm, char *err, size_t errlen);
 
-/* Host endpoints for one restored process; NULL or "" keeps that output for attach. */
+/* Host endpoints for one restored process; NULL or "" keeps that output for attach. An entry
+ * with pid 0 names no endpoints: its creds open what the others do not name (a saved k8s-file
+ * log), so nothing from a blob is ever opened with the daemon's own rights for a client. */
 struct vmm_restore_io {
         uint32_t pid;
         const char *path[_VMM_STREAM_KIND_MAX];

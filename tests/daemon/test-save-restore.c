@@ -657,6 +657,81 @@ static void test_new_exec_after_restore_never_reuses_a_port(void **state)
         free(sv.blob);
 }
 
+static void on_resized(int error, const char *message, void *userdata)
+{
+        int *ret = userdata;
+
+        *ret = error == 0 ? 1 : error;
+}
+
+static size_t count_of(const char *hay, const char *needle)
+{
+        size_t n = 0;
+
+        for (const char *at = strstr(hay, needle); at; at = strstr(at + 1, needle))
+                n++;
+        return n;
+}
+
+/* A terminal process keeps its console (Resize still applies) and its k8s-file log keeps being
+ * written at its path on the destination, with nothing lost or doubled. */
+static void test_terminal_and_k8s_log_survive_save_and_restore(void **state)
+{
+        struct fixture *f = *state;
+        char log[128], go[128], script[384];
+        const char *argv[] = { "sh", "-c", script };
+        struct vmm_exec_params params = {
+                .argv = argv, .n_argv = 3, .log_k8s_path = log, .terminal = true,
+                .console_height = 24, .console_width = 80,
+        };
+        struct vmm_process_info info;
+        struct started st = { 0 };
+        struct exited ex = { 0 };
+        struct vmm_vm *vm, *vb;
+        struct saved sv;
+        char err[256], *text;
+        size_t len;
+        int resized = 0;
+
+        snprintf(log, sizeof(log), "%s/c.log", f->dir);
+        snprintf(go, sizeof(go), "%s/go", f->dir);
+        snprintf(script, sizeof(script), "echo before; while [ ! -e %s ]; do sleep 0.05; done; echo after", go);
+        vm = add_vm_connected(f, true);
+        assert_int_equal(vmm_exec(vm, &params, on_started, &st, err, sizeof(err)), 0);
+        run_until(f, &st.count, "the exec");
+        assert_int_equal(st.error, 0);
+        wait_for_output(f, log, 1);
+        for (uint64_t deadline = now_ns() + WAIT_NS; !strstr(text = slurp(log, &len), "before"); free(text)) {
+                assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
+                if (now_ns() > deadline)
+                        fail_msg("'before' never reached the log");
+        }
+        free(text);
+        sv = save_vm(f, vm);
+        vb = restore_vm(f, &sv, st.pid, NULL);
+        vmm_process_get_info(vmm_process_find(vb, st.pid), &info);
+        assert_true(info.terminal);
+        /* ResizeConsole goes over the guest's bridge: once it is back. */
+        for (uint64_t deadline = now_ns() + WAIT_NS; vmm_vm_bridge_state(vb) != BRIDGE_CONN_CONNECTED;) {
+                assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
+                if (now_ns() > deadline)
+                        fail_msg("the guest did not come back");
+        }
+        assert_int_equal(vmm_resize(vb, st.pid, 30, 100, on_resized, &resized), 0);
+        assert_int_equal(fclose(fopen(go, "w")), 0);
+        wait_exit(f, vb, st.pid, &ex);
+        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
+        assert_int_equal(ex.exit.code, 0);
+        run_until(f, &resized, "the resize");
+        assert_int_equal(resized, 1);
+        text = slurp(log, &len);
+        /* CRI records of the console's output: each line once, the one before the move included. */
+        assert_int_equal(count_of(text, " stdout F before"), 1);
+        assert_int_equal(count_of(text, " stdout F after"), 1);
+        free(text);
+        free(sv.blob);
+}
+
 static void test_resume_on_the_source_rolls_back_a_save(void **state)
 {
         struct fixture *f = *state;
@@ -919,6 +994,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_output_moves_exactly_once_across_save_and_restore, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_legacy_guest_loses_nothing_and_may_duplicate, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_terminal_and_k8s_log_survive_save_and_restore, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_exit_during_blackout_reaches_the_destination, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_upstream_exec_exit_during_blackout_is_lost_and_said_so, setup,
                                                 teardown),
