@@ -790,3 +790,35 @@ void control_server_get_stats(const struct control_server *s, struct control_ser
 {
         *ret = s->stats;
 }
+
+int control_server_release_listener(struct control_server *s, int *ret_fd, bool *ret_owned)
+{
+        int fd, r;
+
+        if (!s->listener)
+                return -EBADF;
+        r = relay_listener_release(s->listener, &fd);
+        if (r < 0)
+                return r;
+        s->listener = NULL;
+        *ret_owned = !s->cfg.adopt_fd;
+        *ret_fd = fd;
+        return 0;
+}
+
+size_t control_server_tx_pending(const struct control_server *s)
+{
+        size_t n = 0;
+
+        for (struct control_conn *conn = s->conns; conn; conn = conn->next)
+                if (conn->chan)
+                        n += relay_chan_tx_pending(conn->chan);
+        return n;
+}
+
+int control_server_listen_again(struct control_server *s, int fd)
+{
+        if (s->listener)
+                return -EBUSY;
+        return relay_listen_fd(s->relay, fd, s->path, RELAY_LISTEN_MANY, server_on_accept, s, &s->listener);
+}

@@ -99,6 +99,15 @@ struct control_server_stats {
 
 void control_server_get_stats(const struct control_server *s, struct control_server_stats *ret);
 
+/* Live upgrade: stops accepting and returns the listening socket (close-on-exec),
+ * with whether this server bound its file (not socket activation). Peers that connect meanwhile
+ * wait in the socket's backlog for whoever accepts next; the file is no longer removed at free.
+ * control_server_listen_again() takes the fd back and accepts again (a rollback). */
+int control_server_release_listener(struct control_server *s, int *ret_fd, bool *ret_owned);
+int control_server_listen_again(struct control_server *s, int fd);
+/* Bytes queued to clients and not yet written (an upgraded daemon flushes them before it goes). */
+size_t control_server_tx_pending(const struct control_server *s);
+
 /* ---- Calls: each is completed exactly once by control_call_reply() or control_call_fail(),
  * which also frees it. Completing a call whose client is gone just frees it. ---------------- */
 

@@ -526,6 +526,21 @@ uint32_t relay_listener_port(const struct relay_listener *l)
         return l->port;
 }
 
+int relay_listener_release(struct relay_listener *l, int *ret_fd)
+{
+        int fd;
+
+        if (l->kind != RELAY_TRANSPORT_HVSOCK || l->path_owned || l->done || l->fd < 0)
+                return -EINVAL;
+        fd = l->fd;
+        l->fd = -1;
+        listener_finish(l);
+        l->freed = true;
+        listener_unref(l);
+        *ret_fd = fd;
+        return 0;
+}
+
 void relay_listeners_done(struct relay *r)
 {
         while (r->vsock_ports)

@@ -128,6 +128,10 @@ int relay_listen_fd(struct relay *r, int fd, const char *label, enum relay_liste
 struct relay_listener *relay_listener_free(struct relay_listener *l);
 DEFINE_CLEANUP(struct relay_listener *, relay_listener_free);
 uint32_t relay_listener_port(const struct relay_listener *l);
+/* A relay_listen_fd() listener ends and hands its socket back still listening (free's close
+ * would shut it down for every holder): a live upgrade passes it on. Frees l; -EINVAL for a
+ * relay_listen() listener. */
+int relay_listener_release(struct relay_listener *l, int *ret_fd);
 
 /* ---- Byte channels for message protocols (bridge, ttrpc control, attach) -------------- */
 
