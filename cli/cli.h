@@ -150,3 +150,4 @@ int cli_save(struct cli *cli, int argc, char **argv);
 int cli_restore(struct cli *cli, int argc, char **argv);
 int cli_resume(struct cli *cli, int argc, char **argv);
 int cli_migrate(struct cli *cli, int argc, char **argv);
+int cli_upgrade(struct cli *cli, int argc, char **argv);

@@ -73,6 +73,11 @@ static const struct cli_command commands[] = {
           "                  [--on-suspended CMD] [--on-resumed CMD] [--json]",
           "Live-migrates VM NAME's libvirt DOMAIN to LIBVIRT_URI and hands its stdio to the daemon\n"
           "listening on --dest-socket." },
+        { NULL, "upgrade", cli_upgrade, "upgrade [--binary PATH] [--timeout SECONDS]",
+          "Replaces the running vsockmuxd with PATH (default: the executable it was started from, as it\n"
+          "is on disk now), handing over its control socket. If the new one cannot take over (a missing\n"
+          "file, a crash at start, a refusal, not ready within --timeout, default 30) the old one\n"
+          "serves on and this exits 1 with the reason. A daemon serving VMs refuses for now." },
 };
 
 /* `vsockmux vm --help`: the group's commands. */

@@ -1,5 +1,6 @@
 /* daemon/main.c: vsockmuxd's entry point: options, the loop, signals, orderly stop. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
 #include <inttypes.h>
@@ -13,6 +14,7 @@
 #include "bridge/conn.h"
 #include "daemon/attach.h"
 #include "daemon/metrics-http.h"
+#include "daemon/handover.h"
 #include "daemon/notify.h"
 #include "daemon/service.h"
 #include "daemon/vmm.h"
@@ -36,6 +38,7 @@ enum {
         OPT_READ_GROUP,
         OPT_EXIT_DIR,
         OPT_METRICS_LISTEN,
+        OPT_HANDOVER_FD,
 };
 
 struct daemon_signals {
@@ -46,6 +49,7 @@ struct daemon_signals {
         bool stopping;
         struct daemon_notify *notify;
         const char *log_file;           /* --log-file, reopened on SIGHUP; NULL: stderr as given */
+        struct upgrade *upgrade;        /* SIGUSR2 starts a live upgrade to our own binary */
 };
 
 static int signals_arm(struct daemon_signals *s);
@@ -68,12 +72,33 @@ static void signals_reload(struct daemon_signals *s)
         (void)notify_ready(s->notify);
 }
 
+static void signals_upgrade_done(int r, pid_t pid, const char *binary, const char *why, void *userdata)
+{
+        (void)userdata;
+        if (r < 0)
+                log_error("vsockmuxd: SIGUSR2: upgrade failed: %s", why);
+        else
+                log_info("vsockmuxd: SIGUSR2: %s (pid %d) took over", binary, (int)pid);
+}
+
+/* SIGUSR2: a live upgrade to the executable we were started from, as it is on disk now. */
+static void signals_upgrade(struct daemon_signals *s)
+{
+        char why[UPGRADE_WHY_MAX];
+
+        log_info("vsockmuxd: SIGUSR2 received, upgrading");
+        if (upgrade_start(s->upgrade, NULL, 0, signals_upgrade_done, s, why, sizeof(why)) < 0)
+                log_error("vsockmuxd: SIGUSR2: upgrade failed: %s", why);
+}
+
 static void signals_on_read(struct relay *r, struct relay_op *op, int res, uint32_t cqe_flags)
 {
         struct daemon_signals *s = container_of(op, struct daemon_signals, op);
 
         if (res == (int)sizeof(s->info) && s->info.ssi_signo == SIGHUP) {
                 signals_reload(s);
+        } else if (res == (int)sizeof(s->info) && s->info.ssi_signo == SIGUSR2) {
+                signals_upgrade(s);
         } else if (res == (int)sizeof(s->info)) {
                 log_info("vsockmuxd: %s received, stopping", strsignal((int)s->info.ssi_signo));
                 s->stopping = true;
@@ -210,6 +235,7 @@ int main(int argc, char **argv)
                 { "metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN },
                 { "log-level", required_argument, NULL, 'l' },
                 { "log-file", required_argument, NULL, OPT_LOG_FILE },
+                { "handover-fd", required_argument, NULL, OPT_HANDOVER_FD }, /* internal: daemon/upgrade.c */
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
@@ -232,6 +258,10 @@ int main(int argc, char **argv)
         struct metrics_addr metrics_addr;
         bool metrics_on = false;
         _cleanup_free_ char *hvsock_root = NULL;
+        _cleanup_(upgrade_freep) struct upgrade *upgrade = NULL;
+        struct handover handover = {};
+        _cleanup_close_ int handover_fd = -1;
+        char handover_why[UPGRADE_WHY_MAX];
         const char *why;
         sigset_t mask;
         int c, r, activated;
@@ -353,6 +383,14 @@ int main(int argc, char **argv)
                         }
                         sig.log_file = optarg;
                         break;
+                case OPT_HANDOVER_FD:
+                        handover_fd = atoi(optarg);
+                        if (handover_fd < 3 || fcntl(handover_fd, F_SETFD, FD_CLOEXEC) < 0) {
+                                fprintf(stderr, "vsockmuxd: --handover-fd %s is not an open fd\n", optarg);
+                                handover_fd = -1;
+                                return 2;
+                        }
+                        break;
                 case 'h':
                         usage(stdout);
                         return 0;
@@ -386,11 +424,31 @@ int main(int argc, char **argv)
                 return 1;
         }
         scfg.adopt_fd = activated > 0;
+        if (handover_fd >= 0) {
+                /* A live upgrade: the old daemon hands us its sockets; it serves on if we refuse. */
+                int control_fd = -1;
+                pid_t old_pid = 0;
+
+                r = handover_receive(handover_fd, &control_fd, &old_pid, handover_why, sizeof(handover_why));
+                if (r < 0) {
+                        log_error("vsockmuxd: cannot take over: %s", handover_why);
+                        (void)upgrade_answer(handover_fd, r, handover_why);
+                        return 1;
+                }
+                handover_take_watchdog(old_pid);
+                if (control_fd >= 0) {
+                        if (scfg.adopt_fd)
+                                safe_close(scfg.adopted_fd);
+                        scfg.adopt_fd = true;
+                        scfg.adopted_fd = control_fd;
+                }
+        }
 
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGHUP);
+        sigaddset(&mask, SIGUSR2);
         sigprocmask(SIG_BLOCK, &mask, NULL);
         sig.fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
         if (sig.fd < 0)
@@ -435,6 +493,15 @@ int main(int argc, char **argv)
                 vmm_free(vmm);
                 return 1;
         }
+        handover = (struct handover){ .relay = relay, .service = service, .vmm = vmm, .notify = notify };
+        r = upgrade_new(relay, argv, &handover_upgrade_ops, &handover, &upgrade);
+        if (r < 0) {
+                log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: live upgrade");
+                vmm_free(vmm);
+                return 1;
+        }
+        service_set_upgrade(service, upgrade);
+        sig.upgrade = upgrade;
         sig.relay = relay;
         sig.notify = notify;
         sig.op.fn = signals_on_read;
@@ -444,7 +511,8 @@ int main(int argc, char **argv)
         }
         log_info("vsockmuxd: listening on %s%s; stream capacity %u; limits: %u VMs, %u processes per VM, %u streams, "
                  "%u attach clients per process, %u control connections, bridge frame %zu, control frame %zu, "
-                 "%u bytes buffered per stream", scfg.socket_path, scfg.adopt_fd ? " (socket-activated)" : "", relay_stream_capacity(relay), vcfg.max_vms,
+                 "%u bytes buffered per stream", scfg.socket_path,
+                 handover_fd >= 0 ? " (handed over)" : scfg.adopt_fd ? " (socket-activated)" : "", relay_stream_capacity(relay), vcfg.max_vms,
                  vcfg.max_processes, vcfg.max_streams, vcfg.attach_max_clients,
                  scfg.max_connections ?: CONTROL_SERVER_MAX_CONNECTIONS,
                  vcfg.bridge_max_frame ?: BRIDGE_MAX_FRAME, scfg.max_control_frame ?: CONTROL_FRAME_MAX_DATA,
@@ -454,11 +522,27 @@ int main(int argc, char **argv)
                 log_errno(LOG_LEVEL_WARN, r, "vsockmuxd: cannot tell systemd we are ready");
         if (notify_watchdog_usec(notify))
                 log_info("vsockmuxd: watchdog every %" PRIu64 " ms", notify_watchdog_usec(notify) / 2000);
+        if (handover_fd >= 0) {
+                r = upgrade_answer(handover_fd, 0, NULL);
+                if (r < 0)
+                        log_errno(LOG_LEVEL_WARN, r, "vsockmuxd: cannot tell the old daemon we serve");
+                else
+                        log_info("vsockmuxd: took over from the old daemon");
+                handover_fd = safe_close(handover_fd);
+        }
 
         r = relay_run(relay);
         if (r < 0)
                 log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: the loop failed");
-        else if (vmm_quiesce(vmm) > 0) {
+        else if (handover.new_pid > 0) {
+                /* The Upgrade call's answer reaches its client before we go. */
+                uint64_t deadline = relay_now_ns(relay) + DAEMON_STOP_FLUSH_NS;
+
+                while (service_tx_pending(service) > 0 && relay_now_ns(relay) < deadline)
+                        if (relay_run_once(relay, 50 * 1000000ll) < 0)
+                                break;
+                log_info("vsockmuxd: handed over to pid %d", (int)handover.new_pid);
+        } else if (vmm_quiesce(vmm) > 0) {
                 /* What was read from a guest reaches its endpoint before we go; a stalled endpoint
                  * gets a bounded wait, then its held bytes are reported lost. */
                 uint64_t deadline = relay_now_ns(relay) + DAEMON_STOP_FLUSH_NS;
@@ -470,6 +554,9 @@ int main(int argc, char **argv)
                         log_warn("vsockmuxd: %u streams could not flush to their endpoints in time",
                                  vmm_quiesce_pending(vmm));
         }
+        sig.upgrade = NULL;
+        service_set_upgrade(service, NULL);
+        upgrade = upgrade_free(upgrade);
         /* VMs first: their waiters still reach clients through the server. */
         metrics = metrics_http_free(metrics);
         vmm = vmm_free(vmm);

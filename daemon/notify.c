@@ -175,6 +175,17 @@ int notify_stopping(struct daemon_notify *n)
         return r < 0 ? r : 0;
 }
 
+int notify_mainpid(struct daemon_notify *n, pid_t pid)
+{
+        int r;
+
+        if (!n || !n->enabled)
+                return 0;
+        relay_timer_disarm(n->timer);
+        r = sd_notifyf(0, "MAINPID=%d\nSTATUS=handed over to pid %d", (int)pid, (int)pid);
+        return r < 0 ? r : 0;
+}
+
 uint64_t notify_watchdog_usec(const struct daemon_notify *n)
 {
         return n->watchdog_usec;

@@ -3,6 +3,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "relay/relay.h"
 #include "util/macro.h"
@@ -36,5 +37,8 @@ int notify_ready(struct daemon_notify *n);
 /* RELOADING=1 before a SIGHUP's re-read, READY=1 after. */
 int notify_reloading(struct daemon_notify *n);
 int notify_stopping(struct daemon_notify *n);
+/* A live upgrade handed over to pid: MAINPID= (the unit needs NotifyAccess=all for the new
+ * daemon's own messages before systemd switched to it). */
+int notify_mainpid(struct daemon_notify *n, pid_t pid);
 /* The watchdog period, 0 when systemd asked for none. */
 uint64_t notify_watchdog_usec(const struct daemon_notify *n);

@@ -10,6 +10,7 @@
 #include "daemon/exec-id.h"
 #include "daemon/metrics.h"
 #include "daemon/service.h"
+#include "daemon/upgrade.h"
 #include "daemon/vmm-internal.h"
 #include "util/list.h"
 #include "util/log.h"
@@ -26,6 +27,7 @@ struct service {
         struct vmm *vmm;
         struct control_server *server;
         struct list_head subscribers;
+        struct upgrade *upgrade;        /* borrowed; NULL: Upgrade answers UNAVAILABLE */
 };
 
 #define REQ(type, request) const type *req = (const type *)(request)
@@ -1084,6 +1086,52 @@ static int on_restore(struct control_call *call, const ProtobufCMessage *request
         return control_call_reply(call, &resp.base);
 }
 
+/* ---- live upgrade ---- */
+
+static void upgrade_replied(int r, pid_t pid, const char *binary, const char *why, void *userdata)
+{
+        struct control_call *call = userdata;
+        Vsockmux__V1__UpgradeResponse resp = VSOCKMUX__V1__UPGRADE_RESPONSE__INIT;
+
+        if (r < 0) {
+                (void)control_call_fail(call, CONTROL_CODE_FAILED_PRECONDITION, "%s", why);
+                return;
+        }
+        resp.pid = (uint32_t)pid;
+        resp.binary = (char *)binary;
+        (void)control_call_reply(call, &resp.base);
+}
+
+static void upgrade_call_cancelled(struct control_call *call, void *userdata)
+{
+        struct service *s = userdata;
+
+        /* The upgrade goes on; nobody is left to tell. */
+        upgrade_forget(s->upgrade, call);
+        (void)control_call_fail(call, CONTROL_CODE_CANCELLED, "the client went away");
+}
+
+static int on_upgrade(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        REQ(Vsockmux__V1__UpgradeRequest, request);
+        struct service *s = userdata;
+        char why[UPGRADE_WHY_MAX];
+        int r;
+
+        if (!s->upgrade)
+                return control_call_fail(call, CONTROL_CODE_UNAVAILABLE, "this vsockmuxd cannot upgrade");
+        r = upgrade_start(s->upgrade, req->binary, (uint64_t)req->timeout_ms * 1000000ull, upgrade_replied, call,
+                          why, sizeof(why));
+        if (r < 0) {
+                log_warn("vsockmuxd: upgrade refused: %s", why);
+                return control_call_fail(call, r == -EALREADY || r == -EBUSY || r == -ECHILD ? CONTROL_CODE_FAILED_PRECONDITION
+                                                                             : control_code_from_errno(r),
+                                         "%s", why);
+        }
+        control_call_set_cancel(call, upgrade_call_cancelled, s);
+        return 0;
+}
+
 /* ---- later issues ---- */
 
 static int on_unimplemented(struct control_call *call, const ProtobufCMessage *request, void *userdata)
@@ -1122,6 +1170,7 @@ static const struct control_method service_methods[] = {
         METHOD("CloseStdin", vsockmux__v1__close_stdin_request__descriptor, on_close_stdin),
         METHOD("Delete", vsockmux__v1__delete_request__descriptor, on_delete),
         METHOD("ReopenLog", vsockmux__v1__reopen_log_request__descriptor, on_reopen_log),
+        METHOD("Upgrade", vsockmux__v1__upgrade_request__descriptor, on_upgrade),
 };
 
 int service_alloc(struct service **ret)
@@ -1160,6 +1209,26 @@ int service_render_metrics(void *userdata, char **ret_text, size_t *ret_len)
         struct service *s = userdata;
 
         return metrics_render(s->vmm, s->relay, s->server, ret_text, ret_len);
+}
+
+void service_set_upgrade(struct service *s, struct upgrade *u)
+{
+        s->upgrade = u;
+}
+
+int service_release_listener(struct service *s, int *ret_fd, bool *ret_owned)
+{
+        return control_server_release_listener(s->server, ret_fd, ret_owned);
+}
+
+int service_listen_again(struct service *s, int fd)
+{
+        return control_server_listen_again(s->server, fd);
+}
+
+size_t service_tx_pending(const struct service *s)
+{
+        return s->server ? control_server_tx_pending(s->server) : 0;
 }
 
 void service_status(char *buf, size_t len, void *userdata)

@@ -33,6 +33,14 @@ int service_start(struct service *s, struct relay *r, struct vmm *m, const struc
 /* Every metric in the Prometheus text format (a metrics_http_ops render; userdata is the service). */
 int service_render_metrics(void *userdata, char **ret_text, size_t *ret_len);
 
+/* Live upgrade: the Upgrade method runs u (borrowed; NULL: it answers UNAVAILABLE). The control
+ * listener is released to be handed over, and taken back on a rollback (control/server.h). */
+struct upgrade;
+void service_set_upgrade(struct service *s, struct upgrade *u);
+int service_release_listener(struct service *s, int *ret_fd, bool *ret_owned);
+int service_listen_again(struct service *s, int fd);
+size_t service_tx_pending(const struct service *s);
+
 /* The STATUS= line for systemd: "N VMs, N processes, N streams, N control connections"
  * (a notify_status_fn; userdata is the service). */
 void service_status(char *buf, size_t len, void *userdata);

@@ -1,0 +1,133 @@
+/* daemon/handover.c: what a live upgrade hands over: the control socket, listening, with the
+ * connections still in its backlog. A daemon serving VMs refuses to upgrade for now (their guest
+ * connections, streams and calls are not handed over yet), so nothing is ever half moved. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon/handover.h"
+#include "util/log.h"
+
+static int handover_freeze(void *userdata, Vsockmux__State__Handover *h, struct upgrade_fds *fds, char *why,
+                           size_t len)
+{
+        struct handover *ho = userdata;
+        struct vmm_stats vs;
+        bool owned;
+        int fd, r;
+
+        vmm_get_stats(ho->vmm, &vs);
+        if (vs.vms > 0) {
+                snprintf(why, len, "this vsockmuxd serves %u VMs and a live upgrade does not hand VMs over yet "
+                                   "(save and restore them, or upgrade with none); it serves on", vs.vms);
+                return -EBUSY;
+        }
+        r = service_release_listener(ho->service, &fd, &owned);
+        if (r < 0) {
+                snprintf(why, len, "cannot hand over the control socket: %s", strerror(-r));
+                return r;
+        }
+        r = upgrade_fds_add(fds, fd, &h->control_listener_fd);
+        if (r < 0) {
+                snprintf(why, len, "cannot hand over the control socket: %s", strerror(-r));
+                return r;
+        }
+        h->control_socket_owned = owned;
+        return 0;
+}
+
+static void handover_done(void *userdata, Vsockmux__State__Handover *h)
+{
+        (void)userdata;
+        (void)h;
+}
+
+static void handover_thaw(void *userdata, Vsockmux__State__Handover *h, struct upgrade_fds *fds)
+{
+        struct handover *ho = userdata;
+        int32_t i = h->control_listener_fd;
+        int r;
+
+        if (i < 0 || (size_t)i >= fds->n || fds->fds[i] < 0)
+                return;
+        r = service_listen_again(ho->service, fds->fds[i]);
+        if (r < 0) {
+                /* Nothing to fall back on: the daemon goes on for its VMs, but no client reaches it. */
+                log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: upgrade rollback: cannot accept on the control socket again");
+                return;
+        }
+        fds->fds[i] = -1;
+}
+
+static void handover_handed_over(void *userdata, pid_t pid)
+{
+        struct handover *ho = userdata;
+        int r;
+
+        ho->new_pid = pid;
+        r = notify_mainpid(ho->notify, pid);
+        if (r < 0)
+                log_errno(LOG_LEVEL_WARN, r, "vsockmuxd: cannot tell systemd MAINPID=%d", (int)pid);
+        relay_stop(ho->relay);
+}
+
+const struct upgrade_ops handover_upgrade_ops = {
+        .freeze = handover_freeze,
+        .handover_done = handover_done,
+        .thaw = handover_thaw,
+        .handed_over = handover_handed_over,
+};
+
+int handover_adopt_control(const Vsockmux__State__Handover *h, int *fds, size_t n_fds, int *ret_control_fd,
+                           char *why, size_t len)
+{
+        int32_t i = h->control_listener_fd;
+
+        if (h->n_vms > 0) {
+                snprintf(why, len, "the handover holds %zu VMs and this vsockmuxd adopts none yet", h->n_vms);
+                return -EOPNOTSUPP;
+        }
+        if (i < 0) {
+                *ret_control_fd = -1;
+                return 0;
+        }
+        if ((size_t)i >= n_fds || fds[i] < 0) {
+                snprintf(why, len, "the handover names fd %d of %zu", i, n_fds);
+                return -EBADMSG;
+        }
+        *ret_control_fd = fds[i];
+        fds[i] = -1;
+        return 0;
+}
+
+int handover_receive(int fd, int *ret_control_fd, pid_t *ret_old_pid, char *why, size_t len)
+{
+        Vsockmux__State__Handover *h = NULL;
+        _cleanup_free_ int *fds = NULL;
+        size_t n_fds = 0;
+        int r;
+
+        r = upgrade_receive(fd, &h, &fds, &n_fds, why, len);
+        if (r < 0)
+                return r;
+        r = handover_adopt_control(h, fds, n_fds, ret_control_fd, why, len);
+        if (r >= 0)
+                *ret_old_pid = (pid_t)h->old_pid;
+        for (size_t i = 0; i < n_fds; i++)
+                safe_close(fds[i]);
+        vsockmux__state__handover__free_unpacked(h, NULL);
+        return r;
+}
+
+void handover_take_watchdog(pid_t old_pid)
+{
+        const char *w = getenv("WATCHDOG_PID");
+        char buf[16];
+
+        if (!w || old_pid <= 0 || strtol(w, NULL, 10) != (long)old_pid)
+                return;
+        snprintf(buf, sizeof(buf), "%d", (int)getpid());
+        (void)setenv("WATCHDOG_PID", buf, 1);
+}

@@ -1,0 +1,72 @@
+/* daemon/upgrade.h: struct upgrade owns one live upgrade at a time on the old daemon (the new vsockmuxd it spawned, the handover socket, the deadline) and the new daemon's side of the handover; borrows the relay, reaches the daemon only through the ops it is given. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "relay/relay.h"
+#include "state.pb-c.h"
+#include "util/macro.h"
+
+#define UPGRADE_DEFAULT_TIMEOUT_NS (30ull * 1000000000ull)
+#define UPGRADE_MAX_TIMEOUT_NS (600ull * 1000000000ull)
+#define UPGRADE_WHY_MAX 256u
+#define UPGRADE_MAX_ARGS 128u
+/* The option the old daemon adds to the new one's command line: the handover socket's fd. */
+#define UPGRADE_HANDOVER_OPTION "--handover-fd"
+#define UPGRADE_HANDOVER_FD 3
+
+/* The fds a handover carries; a Handover's *_fd fields are indices into it. */
+struct upgrade_fds {
+        int *fds;               /* owned: closed once sent (the new daemon gets duplicates) */
+        size_t n, cap;
+};
+/* Takes fd (also on failure); *ret_index is its index for the Handover message. */
+int upgrade_fds_add(struct upgrade_fds *f, int fd, int32_t *ret_index);
+
+struct upgrade_ops {
+        /* Stops what the new daemon takes over and fills h and fds with it. Returns 0, or -errno
+         * with a one-line reason in why (nothing frozen then). */
+        int (*freeze)(void *userdata, Vsockmux__State__Handover *h, struct upgrade_fds *fds, char *why, size_t len);
+        /* Frees what freeze put in h (not the fds). */
+        void (*handover_done)(void *userdata, Vsockmux__State__Handover *h);
+        /* The new daemon did not take over: serve on exactly as before the freeze, taking back
+         * from fds what it needs (an fd taken is set to -1). */
+        void (*thaw)(void *userdata, Vsockmux__State__Handover *h, struct upgrade_fds *fds);
+        /* The new daemon (pid) serves: this one goes. */
+        void (*handed_over)(void *userdata, pid_t pid);
+};
+
+/* One request's outcome: 0 and the new pid, or -errno and why (a line naming the binary). */
+typedef void (*upgrade_done_fn)(int r, pid_t pid, const char *binary, const char *why, void *userdata);
+
+struct upgrade;
+
+/* argv is the command line to run the new binary with (argv[0] replaced, UPGRADE_HANDOVER_OPTION
+ * dropped and added again), copied. */
+int upgrade_new(struct relay *r, char *const argv[], const struct upgrade_ops *ops, void *userdata,
+                struct upgrade **ret);
+struct upgrade *upgrade_free(struct upgrade *u);
+DEFINE_CLEANUP(struct upgrade *, upgrade_free);
+
+/* Replaces this daemon with binary (NULL or "": the executable it was started from, read again
+ * from disk by its path; timeout_ns 0: UPGRADE_DEFAULT_TIMEOUT_NS). Returns 0, and done follows
+ * exactly once, later, on the loop; or -errno with why (-EALREADY while one runs), done not called
+ * and nothing changed. */
+int upgrade_start(struct upgrade *u, const char *binary, uint64_t timeout_ns, upgrade_done_fn done, void *userdata,
+                  char *why, size_t len);
+/* The request's client went away: the upgrade goes on, done is not called. */
+void upgrade_forget(struct upgrade *u, void *userdata);
+
+/* The path /proc/self/exe names, without the " (deleted)" a replaced file leaves. */
+int upgrade_self_path(char **ret);
+
+/* ---- the new daemon's side ---- */
+
+/* Reads the handover from fd (blocking, bounded). Returns 0 with the message and its fds, or
+ * -EPROTONOSUPPORT / -EBADMSG / -errno with why. */
+int upgrade_receive(int fd, Vsockmux__State__Handover **ret, int **ret_fds, size_t *ret_n_fds, char *why, size_t len);
+/* Answers the old daemon: "ready" (r == 0) or why it cannot take over. */
+int upgrade_answer(int fd, int r, const char *why);

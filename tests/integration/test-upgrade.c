@@ -1,0 +1,226 @@
+/* Live upgrade (vsockmux upgrade, SIGUSR2) against a real vsockmuxd: the new daemon takes the
+ * control socket over and serves on it; and every way the new one can fail to take over (a
+ * missing file, a crash at start, a signal, no answer in time, a refusal, VMs it cannot adopt yet)
+ * leaves the old one serving with the CLI exiting 1 and saying why. The test is a child subreaper:
+ * the new daemon, orphaned when the old one exits, is ours to reap. */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <json-c/json.h>
+
+#include "harness.h"
+
+static const char *script(struct integ *t, const char *name, const char *body)
+{
+        const char *path = integ_path(t, name);
+        FILE *f = fopen(path, "w");
+
+        assert_non_null(f);
+        fprintf(f, "#!/bin/sh\n%s\n", body);
+        assert_int_equal(fclose(f), 0);
+        assert_int_equal(chmod(path, 0755), 0);
+        return path;
+}
+
+/* The daemon still answers on its socket and is the one the harness started. */
+static void expect_old_serves(struct integ *t)
+{
+        struct integ_result res;
+
+        integ_cli(t, &res, NULL, "stats", NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        if (!integ_alive(t, t->daemon))
+                fail_msg("the old daemon is gone");
+}
+
+static void expect_refused(struct integ *t, const char *needle, ...)
+{
+        char *args[16] = { "upgrade" };
+        unsigned n = 1;
+        struct integ_result res;
+        va_list ap;
+
+        va_start(ap, needle);
+        for (char *a; (a = va_arg(ap, char *)) && n < sizeof(args) / sizeof(args[0]) - 1;)
+                args[n++] = a;
+        va_end(ap);
+        args[n] = NULL;
+        integ_cliv(t, &res, NULL, args);
+        integ_assert_code(t, &res, 1);
+        integ_assert_one_line_error(res.err);
+        integ_assert_contains(res.err, needle);
+        integ_assert_contains(res.err, "serves on");
+        integ_result_done(&res);
+        expect_old_serves(t);
+}
+
+static void test_missing_binary_leaves_the_old_daemon_serving(void **state)
+{
+        struct integ *t = *state;
+
+        expect_refused(t, "cannot run /nonexistent/vsockmuxd: No such file or directory", "--binary",
+                       "/nonexistent/vsockmuxd", NULL);
+}
+
+static void test_binary_that_exits_at_start_is_rolled_back(void **state)
+{
+        struct integ *t = *state;
+
+        expect_refused(t, "exited with status 3 before it was ready", "--binary", script(t, "exits", "exit 3"), NULL);
+}
+
+static void test_binary_killed_by_a_signal_at_start_is_rolled_back(void **state)
+{
+        struct integ *t = *state;
+
+        expect_refused(t, "was killed by signal 11", "--binary", script(t, "segv", "kill -SEGV $$"), NULL);
+}
+
+static void test_binary_not_ready_within_the_deadline_is_killed_and_rolled_back(void **state)
+{
+        struct integ *t = *state;
+
+        expect_refused(t, "was not ready within 1000 ms", "--binary", script(t, "hangs", "exec sleep 600"), "--timeout",
+                       "1", NULL);
+}
+
+/* A new binary that reads the handover and refuses it (handover-peer stands in for another build). */
+static void test_binary_that_refuses_the_handover_is_rolled_back(void **state)
+{
+        struct integ *t = *state;
+        char body[INTEG_PATH_MAX * 2];
+
+        snprintf(body, sizeof(body), "exec %s/tests/integration/handover-peer refuse 'state schema version 1 is too old'",
+                 getenv("VSOCKMUX_BUILD_ROOT"));
+        expect_refused(t, "refused the handover: state schema version 1 is too old", "--binary",
+                       script(t, "refuses", body), NULL);
+}
+
+static void test_daemon_serving_a_vm_refuses_to_upgrade_and_serves_on(void **state)
+{
+        struct integ *t = *state;
+
+        integ_vm_with_sim(t, "demo");
+        expect_refused(t, "does not hand VMs over yet", NULL);
+        integ_wait_bridge(t, "demo", "connected");
+}
+
+/* The new vsockmuxd refuses a state schema newer than its own, naming both, and exits 1. */
+static void test_new_daemon_refuses_a_newer_state_schema(void **state)
+{
+        struct integ *t = *state;
+        char peer[INTEG_PATH_MAX];
+        struct integ_result res;
+
+        snprintf(peer, sizeof(peer), "%s/tests/integration/handover-peer", getenv("VSOCKMUX_BUILD_ROOT"));
+        integ_runv(t, &res, NULL,
+                   (char *const[]){ peer, "old", "99", (char *)t->cfg->daemon, "--socket", (char *)integ_path(t, "b.sock"),
+                                    "--state-dir", t->state_dir, NULL });
+        assert_int_equal(res.code, 1);
+        integ_assert_contains(res.out, "state schema version 99, this vsockmuxd reads 1 to");
+        integ_result_done(&res);
+}
+
+static pid_t upgrade_ok(struct integ *t, const char *binary)
+{
+        struct integ_result res;
+        const char *pid_at;
+        int code = -1;
+        pid_t pid;
+
+        if (binary)
+                integ_cli(t, &res, NULL, "upgrade", "--binary", binary, NULL);
+        else
+                integ_cli(t, &res, NULL, "upgrade", NULL);
+        integ_assert_code(t, &res, 0);
+        pid_at = strstr(res.out, "serves as pid ");
+        assert_non_null(pid_at);
+        pid = (pid_t)atol(pid_at + strlen("serves as pid "));
+        assert_true(pid > 0);
+        assert_int_not_equal(pid, t->daemon);
+        integ_result_done(&res);
+        /* The old one goes with status 0 once its answer is out. */
+        assert_int_equal(integ_reap(t, t->daemon, INTEG_WAIT_MS, &code), 0);
+        assert_int_equal(code, 0);
+        t->daemon = pid;
+        return pid;
+}
+
+/* The control socket stays where it was, served by the new daemon; then a second upgrade. */
+static void test_upgrade_hands_the_control_socket_to_the_new_daemon(void **state)
+{
+        struct integ *t = *state;
+        struct integ_result res;
+        pid_t first, second;
+
+        first = upgrade_ok(t, t->cfg->daemon);
+        integ_cli(t, &res, NULL, "stats", NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        second = upgrade_ok(t, NULL);
+        assert_int_not_equal(first, second);
+        integ_vm_with_sim(t, "demo");
+}
+
+/* SIGUSR2: the same, to the executable the daemon was started from. */
+static void test_sigusr2_upgrades_to_the_started_executable(void **state)
+{
+        struct integ *t = *state;
+        struct integ_result res;
+        int code = -1;
+
+        assert_int_equal(kill(t->daemon, SIGUSR2), 0);
+        assert_int_equal(integ_reap(t, t->daemon, INTEG_WAIT_MS, &code), 0);
+        assert_int_equal(code, 0);
+        t->daemon = 0;
+        integ_cli(t, &res, NULL, "stats", NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        assert_true(integ_wait_file_contains(t->daemon_log, ") took over", INTEG_WAIT_MS));
+        {
+                char *log = integ_read_file(t->daemon_log, NULL);
+                const char *at = log ? strstr(log, "SIGUSR2: /") : NULL;
+
+                at = at ? strstr(at, "(pid ") : NULL;
+                assert_non_null(at);
+                t->daemon = (pid_t)atol(at + 5);
+                free(log);
+        }
+        assert_true(t->daemon > 0);
+}
+
+int main(int argc, char **argv)
+{
+        struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_missing_binary_leaves_the_old_daemon_serving),
+                cmocka_unit_test(test_binary_that_exits_at_start_is_rolled_back),
+                cmocka_unit_test(test_binary_killed_by_a_signal_at_start_is_rolled_back),
+                cmocka_unit_test(test_binary_not_ready_within_the_deadline_is_killed_and_rolled_back),
+                cmocka_unit_test(test_binary_that_refuses_the_handover_is_rolled_back),
+                cmocka_unit_test(test_daemon_serving_a_vm_refuses_to_upgrade_and_serves_on),
+                cmocka_unit_test(test_new_daemon_refuses_a_newer_state_schema),
+                cmocka_unit_test_setup_teardown(test_upgrade_hands_the_control_socket_to_the_new_daemon, integ_setup,
+                                                integ_teardown),
+                cmocka_unit_test_setup_teardown(test_sigusr2_upgrades_to_the_started_executable, integ_setup,
+                                                integ_teardown),
+        };
+
+        if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
+                perror("prctl(PR_SET_CHILD_SUBREAPER)");
+                return 1;
+        }
+        return integ_run("integration-upgrade", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
+}
