@@ -10,6 +10,29 @@
 #include "daemon/handover.h"
 #include "util/log.h"
 
+static bool metrics_wanted(const struct handover *ho)
+{
+        return ho->metrics.http && ho->metrics.addr;
+}
+
+static void metrics_stop(struct handover *ho)
+{
+        if (metrics_wanted(ho))
+                *ho->metrics.http = metrics_http_free(*ho->metrics.http);
+}
+
+static void metrics_start_again(struct handover *ho)
+{
+        const struct handover_metrics *m = &ho->metrics;
+        int r;
+
+        if (!metrics_wanted(ho) || *m->http)
+                return;
+        r = metrics_http_new(ho->relay, m->addr, m->group, m->read_group, m->ops, m->userdata, m->http);
+        if (r < 0)
+                log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: upgrade rollback: --metrics-listen cannot listen again");
+}
+
 static int handover_freeze(void *userdata, Vsockmux__State__Handover *h, struct upgrade_fds *fds, char *why,
                            size_t len)
 {
@@ -24,9 +47,11 @@ static int handover_freeze(void *userdata, Vsockmux__State__Handover *h, struct 
                                    "(save and restore them, or upgrade with none); it serves on", vs.vms);
                 return -EBUSY;
         }
+        metrics_stop(ho);
         r = service_release_listener(ho->service, &fd, &owned);
         if (r < 0) {
                 snprintf(why, len, "cannot hand over the control socket: %s", strerror(-r));
+                metrics_start_again(ho);
                 return r;
         }
         r = upgrade_fds_add(fds, fd, &h->control_listener_fd);
@@ -50,6 +75,7 @@ static void handover_thaw(void *userdata, Vsockmux__State__Handover *h, struct u
         int32_t i = h->control_listener_fd;
         int r;
 
+        metrics_start_again(ho);
         if (i < 0 || (size_t)i >= fds->n || fds->fds[i] < 0)
                 return;
         r = service_listen_again(ho->service, fds->fds[i]);

@@ -4,13 +4,25 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "daemon/metrics-http.h"
 #include "daemon/notify.h"
 #include "daemon/service.h"
 #include "daemon/upgrade.h"
 #include "daemon/vmm.h"
 
+/* --metrics-listen: its address cannot be handed over inside libmicrohttpd, so it stops for the
+ * upgrade (the new daemon binds it) and starts again on a rollback. */
+struct handover_metrics {
+        struct metrics_http **http;     /* *http NULL: none */
+        const struct metrics_addr *addr;
+        gid_t group, read_group;
+        const struct metrics_http_ops *ops;
+        void *userdata;
+};
+
 struct handover {
         struct relay *relay;
+        struct handover_metrics metrics;
         struct service *service;
         struct vmm *vmm;
         struct daemon_notify *notify;

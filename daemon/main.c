@@ -493,7 +493,11 @@ int main(int argc, char **argv)
                 vmm_free(vmm);
                 return 1;
         }
-        handover = (struct handover){ .relay = relay, .service = service, .vmm = vmm, .notify = notify };
+        handover = (struct handover){
+                .relay = relay, .service = service, .vmm = vmm, .notify = notify,
+                .metrics = { .http = &metrics, .addr = metrics_on ? &metrics_addr : NULL, .group = scfg.group,
+                             .read_group = scfg.read_group, .ops = &metrics_ops, .userdata = service },
+        };
         r = upgrade_new(relay, argv, &handover_upgrade_ops, &handover, &upgrade);
         if (r < 0) {
                 log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: live upgrade");

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -202,6 +203,97 @@ static void test_sigusr2_upgrades_to_the_started_executable(void **state)
         assert_true(t->daemon > 0);
 }
 
+/* For tests that start their own daemon: *state stays the config. */
+static int own_daemon(void **state)
+{
+        (void)state;
+        return 0;
+}
+
+/* A dir of the test's own, for what must exist before the daemon starts. */
+static void own_dir(char *buf, size_t len)
+{
+        snprintf(buf, len, "/tmp/vsockmux-upgrade.XXXXXX");
+        assert_non_null(mkdtemp(buf));
+}
+
+/* GET /metrics over the Unix socket at path: true when it answers 200. */
+static bool metrics_answer(const char *path)
+{
+        static const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
+        char buf[64] = "";
+        int fd = integ_connect_unix(path, SOCK_STREAM);
+        bool ok;
+
+        ok = write(fd, req, sizeof(req) - 1) == (ssize_t)(sizeof(req) - 1) && read(fd, buf, sizeof(buf) - 1) > 0 &&
+             strstr(buf, " 200 ");
+        close(fd);
+        return ok;
+}
+
+/* --metrics-listen cannot ride along inside libmicrohttpd: it stops for the upgrade and the new
+ * daemon binds it; a rollback starts it again. */
+static void test_metrics_listener_follows_the_upgrade_and_its_rollback(void **state)
+{
+        struct integ_config *cfg = *state;
+        char dir[INTEG_DIR_MAX], sock[INTEG_PATH_MAX];
+        char *extra[] = { "--metrics-listen", sock, NULL };
+        struct integ *t;
+
+        own_dir(dir, sizeof(dir));
+        snprintf(sock, sizeof(sock), "%s/metrics.sock", dir);
+        assert_int_equal(integ_new_args(cfg, extra, &t), 0);
+        assert_true(metrics_answer(sock));
+        expect_refused(t, "exited with status 3 before it was ready", "--binary", script(t, "exits", "exit 3"), NULL);
+        assert_true(metrics_answer(sock));
+        upgrade_ok(t, t->cfg->daemon);
+        assert_true(metrics_answer(sock));
+        assert_int_equal(integ_free(t), 0);
+        (void)unlink(sock);
+        (void)rmdir(dir);
+}
+
+static void copy_file(struct integ *t, const char *from, const char *to)
+{
+        struct integ_result res;
+
+        integ_runv(t, &res, NULL, (char *const[]){ "/bin/cp", (char *)from, (char *)to, NULL });
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+}
+
+/* The default binary is the path the daemon was started from, read again: a package upgrade
+ * replaced the file (renamed over it), and the new daemon runs the new file, not the old inode. */
+static void test_default_binary_is_the_file_now_at_the_started_path(void **state)
+{
+        static struct integ_config copy;
+        char dir[INTEG_DIR_MAX], next[INTEG_PATH_MAX + 8], exe[64];
+        struct stat want, got;
+        struct integ *t;
+        pid_t pid;
+
+        copy = *(struct integ_config *)*state;
+        own_dir(dir, sizeof(dir));
+        snprintf(copy.daemon, sizeof(copy.daemon), "%s/vsockmuxd", dir);
+        snprintf(next, sizeof(next), "%s.next", copy.daemon);
+        assert_int_equal(integ_new(*state, &t), 0);     /* only to run cp through the harness */
+        copy_file(t, ((struct integ_config *)*state)->daemon, copy.daemon);
+        assert_int_equal(integ_free(t), 0);
+        assert_int_equal(integ_new(&copy, &t), 0);
+        copy_file(t, ((struct integ_config *)*state)->daemon, next);
+        assert_int_equal(rename(next, copy.daemon), 0);
+        assert_int_equal(stat(copy.daemon, &want), 0);
+
+        pid = upgrade_ok(t, NULL);
+        snprintf(exe, sizeof(exe), "/proc/%d/exe", (int)pid);
+        assert_int_equal(stat(exe, &got), 0);
+        assert_int_equal(got.st_ino, want.st_ino);
+        assert_int_equal(got.st_dev, want.st_dev);
+        assert_int_equal(integ_free(t), 0);
+        (void)unlink(copy.daemon);
+        (void)rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
         struct CMUnitTest tests[] = {
@@ -216,6 +308,10 @@ int main(int argc, char **argv)
                                                 integ_teardown),
                 cmocka_unit_test_setup_teardown(test_sigusr2_upgrades_to_the_started_executable, integ_setup,
                                                 integ_teardown),
+                cmocka_unit_test_setup_teardown(test_metrics_listener_follows_the_upgrade_and_its_rollback, own_daemon,
+                                                own_daemon),
+                cmocka_unit_test_setup_teardown(test_default_binary_is_the_file_now_at_the_started_path, own_daemon,
+                                                own_daemon),
         };
 
         if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
