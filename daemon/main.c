@@ -14,7 +14,7 @@
 #include "bridge/conn.h"
 #include "daemon/attach.h"
 #include "daemon/metrics-http.h"
-#include "daemon/handover.h"
+#include "daemon/upgrade-ops.h"
 #include "daemon/notify.h"
 #include "daemon/service.h"
 #include "daemon/vmm.h"
@@ -259,7 +259,7 @@ int main(int argc, char **argv)
         bool metrics_on = false;
         _cleanup_free_ char *hvsock_root = NULL;
         _cleanup_(upgrade_freep) struct upgrade *upgrade = NULL;
-        struct handover handover = {};
+        struct upgrade_daemon upgraded = {};
         _cleanup_close_ int handover_fd = -1;
         char handover_why[UPGRADE_WHY_MAX];
         const char *why;
@@ -429,13 +429,13 @@ int main(int argc, char **argv)
                 int control_fd = -1;
                 pid_t old_pid = 0;
 
-                r = handover_receive(handover_fd, &control_fd, &old_pid, handover_why, sizeof(handover_why));
+                r = upgrade_daemon_receive(handover_fd, &control_fd, &old_pid, handover_why, sizeof(handover_why));
                 if (r < 0) {
                         log_error("vsockmuxd: cannot take over: %s", handover_why);
                         (void)upgrade_answer(handover_fd, r, handover_why);
                         return 1;
                 }
-                handover_take_watchdog(old_pid);
+                upgrade_daemon_take_watchdog(old_pid);
                 if (control_fd >= 0) {
                         if (scfg.adopt_fd)
                                 safe_close(scfg.adopted_fd);
@@ -493,12 +493,12 @@ int main(int argc, char **argv)
                 vmm_free(vmm);
                 return 1;
         }
-        handover = (struct handover){
+        upgraded = (struct upgrade_daemon){
                 .relay = relay, .service = service, .vmm = vmm, .notify = notify,
                 .metrics = { .http = &metrics, .addr = metrics_on ? &metrics_addr : NULL, .group = scfg.group,
                              .read_group = scfg.read_group, .ops = &metrics_ops, .userdata = service },
         };
-        r = upgrade_new(relay, argv, &handover_upgrade_ops, &handover, &upgrade);
+        r = upgrade_new(relay, argv, &upgrade_daemon_ops, &upgraded, &upgrade);
         if (r < 0) {
                 log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: live upgrade");
                 vmm_free(vmm);
@@ -538,14 +538,14 @@ int main(int argc, char **argv)
         r = relay_run(relay);
         if (r < 0)
                 log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: the loop failed");
-        else if (handover.new_pid > 0) {
+        else if (upgraded.new_pid > 0) {
                 /* The Upgrade call's answer reaches its client before we go. */
                 uint64_t deadline = relay_now_ns(relay) + DAEMON_STOP_FLUSH_NS;
 
                 while (service_tx_pending(service) > 0 && relay_now_ns(relay) < deadline)
                         if (relay_run_once(relay, 50 * 1000000ll) < 0)
                                 break;
-                log_info("vsockmuxd: handed over to pid %d", (int)handover.new_pid);
+                log_info("vsockmuxd: handed over to pid %d", (int)upgraded.new_pid);
         } else if (vmm_quiesce(vmm) > 0) {
                 /* What was read from a guest reaches its endpoint before we go; a stalled endpoint
                  * gets a bounded wait, then its held bytes are reported lost. */

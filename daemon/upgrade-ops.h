@@ -1,4 +1,4 @@
-/* daemon/handover.h: struct handover is what this daemon hands over in a live upgrade and adopts after one (the upgrade_ops over the service and the vmm); borrows the relay, service, vmm and notify. */
+/* daemon/upgrade-ops.h: struct upgrade_daemon is what this daemon hands over in a live upgrade and adopts after one (the upgrade_ops over the service and the vmm); borrows the relay, service, vmm and notify. */
 #pragma once
 
 #include <stdbool.h>
@@ -12,7 +12,7 @@
 
 /* --metrics-listen: its address cannot be handed over inside libmicrohttpd, so it stops for the
  * upgrade (the new daemon binds it) and starts again on a rollback. */
-struct handover_metrics {
+struct upgrade_ops_metrics {
         struct metrics_http **http;     /* *http NULL: none */
         const struct metrics_addr *addr;
         gid_t group, read_group;
@@ -20,28 +20,28 @@ struct handover_metrics {
         void *userdata;
 };
 
-struct handover {
+struct upgrade_daemon {
         struct relay *relay;
-        struct handover_metrics metrics;
+        struct upgrade_ops_metrics metrics;
         struct service *service;
         struct vmm *vmm;
         struct daemon_notify *notify;
         pid_t new_pid;          /* > 0 once handed over: the loop has been stopped for it */
 };
 
-/* The ops for upgrade_new(), userdata a struct handover. */
-extern const struct upgrade_ops handover_upgrade_ops;
+/* The ops for upgrade_new(), userdata a struct upgrade_daemon. */
+extern const struct upgrade_ops upgrade_daemon_ops;
 
 /* The new daemon: what it adopts from a received Handover before it serves. Takes the control
  * listener out of fds (set to -1) into *ret_control_fd, or -1 when none was passed. Refuses with
  * why what this build cannot adopt. */
-int handover_adopt_control(const Vsockmux__State__Handover *h, int *fds, size_t n_fds, int *ret_control_fd,
+int upgrade_daemon_adopt_control(const Vsockmux__State__Handover *h, int *fds, size_t n_fds, int *ret_control_fd,
                            char *why, size_t len);
 
 /* The new daemon at start: reads the Handover from fd and adopts what this build can; returns 0
  * with the control listener in *ret_control_fd (-1: none passed), or -errno with why, for the
  * caller to answer the old daemon with. Every other fd passed is closed. */
-int handover_receive(int fd, int *ret_control_fd, pid_t *ret_old_pid, char *why, size_t len);
+int upgrade_daemon_receive(int fd, int *ret_control_fd, pid_t *ret_old_pid, char *why, size_t len);
 
 /* systemd's WATCHDOG_PID names the old daemon: the watchdog is ours now that MAINPID= is. */
-void handover_take_watchdog(pid_t old_pid);
+void upgrade_daemon_take_watchdog(pid_t old_pid);

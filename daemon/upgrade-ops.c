@@ -1,4 +1,4 @@
-/* daemon/handover.c: what a live upgrade hands over: the control socket, listening, with the
+/* daemon/upgrade-ops.c: what a live upgrade hands over: the control socket, listening, with the
  * connections still in its backlog. A daemon serving VMs refuses to upgrade for now (their guest
  * connections, streams and calls are not handed over yet), so nothing is ever half moved. */
 #include <errno.h>
@@ -7,23 +7,23 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon/handover.h"
+#include "daemon/upgrade-ops.h"
 #include "util/log.h"
 
-static bool metrics_wanted(const struct handover *ho)
+static bool metrics_wanted(const struct upgrade_daemon *ho)
 {
         return ho->metrics.http && ho->metrics.addr;
 }
 
-static void metrics_stop(struct handover *ho)
+static void metrics_stop(struct upgrade_daemon *ho)
 {
         if (metrics_wanted(ho))
                 *ho->metrics.http = metrics_http_free(*ho->metrics.http);
 }
 
-static void metrics_start_again(struct handover *ho)
+static void metrics_start_again(struct upgrade_daemon *ho)
 {
-        const struct handover_metrics *m = &ho->metrics;
+        const struct upgrade_ops_metrics *m = &ho->metrics;
         int r;
 
         if (!metrics_wanted(ho) || *m->http)
@@ -33,10 +33,10 @@ static void metrics_start_again(struct handover *ho)
                 log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: upgrade rollback: --metrics-listen cannot listen again");
 }
 
-static int handover_freeze(void *userdata, Vsockmux__State__Handover *h, struct upgrade_fds *fds, char *why,
+static int upgrade_daemon_freeze(void *userdata, Vsockmux__State__Handover *h, struct upgrade_fds *fds, char *why,
                            size_t len)
 {
-        struct handover *ho = userdata;
+        struct upgrade_daemon *ho = userdata;
         struct vmm_stats vs;
         bool owned;
         int fd, r;
@@ -63,15 +63,15 @@ static int handover_freeze(void *userdata, Vsockmux__State__Handover *h, struct 
         return 0;
 }
 
-static void handover_done(void *userdata, Vsockmux__State__Handover *h)
+static void upgrade_daemon_handover_done(void *userdata, Vsockmux__State__Handover *h)
 {
         (void)userdata;
         (void)h;
 }
 
-static void handover_thaw(void *userdata, Vsockmux__State__Handover *h, struct upgrade_fds *fds)
+static void upgrade_daemon_thaw(void *userdata, Vsockmux__State__Handover *h, struct upgrade_fds *fds)
 {
-        struct handover *ho = userdata;
+        struct upgrade_daemon *ho = userdata;
         int32_t i = h->control_listener_fd;
         int r;
 
@@ -87,9 +87,9 @@ static void handover_thaw(void *userdata, Vsockmux__State__Handover *h, struct u
         fds->fds[i] = -1;
 }
 
-static void handover_handed_over(void *userdata, pid_t pid)
+static void upgrade_daemon_handed_over(void *userdata, pid_t pid)
 {
-        struct handover *ho = userdata;
+        struct upgrade_daemon *ho = userdata;
         int r;
 
         ho->new_pid = pid;
@@ -99,14 +99,14 @@ static void handover_handed_over(void *userdata, pid_t pid)
         relay_stop(ho->relay);
 }
 
-const struct upgrade_ops handover_upgrade_ops = {
-        .freeze = handover_freeze,
-        .handover_done = handover_done,
-        .thaw = handover_thaw,
-        .handed_over = handover_handed_over,
+const struct upgrade_ops upgrade_daemon_ops = {
+        .freeze = upgrade_daemon_freeze,
+        .handover_done = upgrade_daemon_handover_done,
+        .thaw = upgrade_daemon_thaw,
+        .handed_over = upgrade_daemon_handed_over,
 };
 
-int handover_adopt_control(const Vsockmux__State__Handover *h, int *fds, size_t n_fds, int *ret_control_fd,
+int upgrade_daemon_adopt_control(const Vsockmux__State__Handover *h, int *fds, size_t n_fds, int *ret_control_fd,
                            char *why, size_t len)
 {
         int32_t i = h->control_listener_fd;
@@ -128,7 +128,7 @@ int handover_adopt_control(const Vsockmux__State__Handover *h, int *fds, size_t 
         return 0;
 }
 
-int handover_receive(int fd, int *ret_control_fd, pid_t *ret_old_pid, char *why, size_t len)
+int upgrade_daemon_receive(int fd, int *ret_control_fd, pid_t *ret_old_pid, char *why, size_t len)
 {
         Vsockmux__State__Handover *h = NULL;
         _cleanup_free_ int *fds = NULL;
@@ -138,7 +138,7 @@ int handover_receive(int fd, int *ret_control_fd, pid_t *ret_old_pid, char *why,
         r = upgrade_receive(fd, &h, &fds, &n_fds, why, len);
         if (r < 0)
                 return r;
-        r = handover_adopt_control(h, fds, n_fds, ret_control_fd, why, len);
+        r = upgrade_daemon_adopt_control(h, fds, n_fds, ret_control_fd, why, len);
         if (r >= 0)
                 *ret_old_pid = (pid_t)h->old_pid;
         for (size_t i = 0; i < n_fds; i++)
@@ -147,7 +147,7 @@ int handover_receive(int fd, int *ret_control_fd, pid_t *ret_old_pid, char *why,
         return r;
 }
 
-void handover_take_watchdog(pid_t old_pid)
+void upgrade_daemon_take_watchdog(pid_t old_pid)
 {
         const char *w = getenv("WATCHDOG_PID");
         char buf[16];
