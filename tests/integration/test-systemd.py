@@ -20,7 +20,8 @@ WAIT_S = 60
 
 
 class Daemon:
-    def __init__(self, daemon, tmp, listen_sock=None, fdnames="control", watchdog_usec=None, args=()):
+    def __init__(self, daemon, tmp, listen_sock=None, fdnames="control", watchdog_usec=None, args=(),
+                 watchdog_pid=False):
         self.tmp = tmp
         self.notify_path = os.path.join(tmp, "notify")
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -44,6 +45,8 @@ class Daemon:
                     env["LISTEN_PID"] = str(os.getpid())
                     if fdnames is not None:
                         env["LISTEN_FDNAMES"] = fdnames
+                if watchdog_pid:
+                    env["WATCHDOG_PID"] = str(os.getpid())
                 os.execve(argv[0], argv, env)
             finally:
                 os._exit(127)
@@ -190,13 +193,74 @@ def test_bad_fds(daemon, cli_path, sim, tmp):
         d.kill()
 
 
+def recv_from(d, pred, what):
+    """Like Daemon.expect, with the sender's pid (SO_PASSCRED): returns (fields, pid)."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            data, anc, _, _ = d.notify.recvmsg(4096, socket.CMSG_SPACE(12))
+        except socket.timeout:
+            break
+        pid = None
+        for level, kind, payload in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                pid = int.from_bytes(payload[0:4], sys.byteorder)
+        fields = dict(line.split("=", 1) for line in data.decode().split("\n") if "=" in line)
+        d.messages.append(fields)
+        if pred(fields):
+            return fields, pid
+    raise AssertionError("no notification with %s; got %r\nlog:\n%s" % (what, d.messages[-10:], d.read_log()))
+
+
+def test_upgrade(daemon, cli_path, sim, tmp):
+    """vsockmux upgrade under systemd: the old daemon (the main pid) sends MAINPID= naming the new
+    one, which then pets the watchdog itself (WATCHDOG_PID named the old one) and serves the same
+    socket-activated socket; NotifyAccess=main holds throughout. The test is the subreaper the
+    new daemon is orphaned to."""
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)   # PR_SET_CHILD_SUBREAPER
+    sock = os.path.join(tmp, "ctl.sock")
+    lsock = listening_socket(sock)
+    ino = os.stat(sock).st_ino
+    d = Daemon(daemon, tmp, lsock, watchdog_usec=200000, args=["--socket", sock], watchdog_pid=True)
+    d.notify.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    lsock.close()
+    new = None
+    try:
+        d.expect(lambda f: f.get("READY") == "1", "READY=1")
+        old = d.pid
+        out = cli(cli_path, sock, "upgrade").stdout
+        assert "serves as pid" in out, out
+        fields, sender = recv_from(d, lambda f: "MAINPID" in f, "MAINPID=")
+        new = int(fields["MAINPID"])
+        assert sender == old, "MAINPID= came from pid %r, not the main pid %d" % (sender, old)
+        assert new != old and ("pid %d" % new) in out, (new, out)
+        assert d.wait() == 0
+        _, sender = recv_from(d, lambda f: f.get("WATCHDOG") == "1", "WATCHDOG=1 from the new daemon")
+        while sender != new:
+            _, sender = recv_from(d, lambda f: f.get("WATCHDOG") == "1", "WATCHDOG=1 from the new daemon")
+        assert "vm1" not in cli(cli_path, sock, "vm", "ls").stdout
+        assert os.stat(sock).st_ino == ino, "the upgrade replaced the socket systemd handed over"
+        os.kill(new, signal.SIGTERM)
+        _, sender = recv_from(d, lambda f: f.get("STOPPING") == "1", "STOPPING=1")
+        assert sender == new, sender
+        _, status = os.waitpid(new, 0)
+        new = None
+        assert os.waitstatus_to_exitcode(status) == 0, d.read_log()
+    finally:
+        if new:
+            os.kill(new, signal.SIGKILL)
+            os.waitpid(new, 0)
+        d.kill()
+
+
 def main():
     if len(sys.argv) != 4:
         print(__doc__, file=sys.stderr)
         return 2
     daemon, cli_path, sim = sys.argv[1:]
     failed = 0
-    for test in (test_activated, test_not_activated, test_bad_fds):
+    for test in (test_activated, test_not_activated, test_bad_fds, test_upgrade):
         tmp = tempfile.mkdtemp(prefix="vsockmux-systemd.")
         try:
             test(daemon, cli_path, sim, tmp)
