@@ -1120,6 +1120,11 @@ static int on_upgrade(struct control_call *call, const ProtobufCMessage *request
 
         if (!s->upgrade)
                 return control_call_fail(call, CONTROL_CODE_UNAVAILABLE, "this vsockmuxd cannot upgrade");
+        /* It runs a binary with the daemon's rights: a --group member reaches only its own. */
+        if (control_call_peer(call)->uid != 0 && control_call_peer(call)->uid != geteuid())
+                return control_call_fail(call, CONTROL_CODE_PERMISSION_DENIED,
+                                         "only root or the daemon's owner may upgrade it (it runs the binary with "
+                                         "the daemon's rights)");
         r = upgrade_start(s->upgrade, req->binary, (uint64_t)req->timeout_ms * 1000000ull, upgrade_replied, call,
                           why, sizeof(why));
         if (r < 0) {

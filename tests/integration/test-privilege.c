@@ -365,10 +365,38 @@ static void test_hvsock_paths_default_to_the_state_dir(void **state)
         assert_int_equal(code, 0);
 }
 
+/* Upgrade runs a binary with the daemon's rights: a --group member is refused before anything
+ * runs, and the daemon serves on. */
+static void test_group_member_may_not_upgrade(void **state)
+{
+        struct priv *p = *state;
+        struct integ *t = priv_start(p, "--group");
+        struct integ_result res;
+        char script[INTEG_PATH_MAX + 16], marker[INTEG_PATH_MAX + 16];
+        FILE *f;
+
+        snprintf(script, sizeof(script), "%s/up", p->nobody_dir);
+        snprintf(marker, sizeof(marker), "%s/ran", p->nobody_dir);
+        f = fopen(script, "w");
+        assert_non_null(f);
+        fprintf(f, "#!/bin/sh\ntouch %s\n", marker);
+        assert_int_equal(fclose(f), 0);
+        assert_int_equal(chmod(script, 0755), 0);
+        cli_as_nobody(t, &res, "upgrade", "--binary", script, NULL);
+        assert_int_equal(res.code, 1);
+        integ_assert_contains(res.err, "PERMISSION_DENIED");
+        integ_result_done(&res);
+        assert_int_equal(access(marker, F_OK), -1);
+        cli_as_nobody(t, &res, "vm", "ls", NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+}
+
 int main(int argc, char **argv)
 {
         struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_endpoints_open_with_the_callers_rights, priv_setup, priv_teardown),
+                cmocka_unit_test_setup_teardown(test_group_member_may_not_upgrade, priv_setup, priv_teardown),
                 cmocka_unit_test_setup_teardown(test_read_group_may_list_and_wait_but_not_act, priv_setup,
                                                 priv_teardown),
                 cmocka_unit_test_setup_teardown(test_restore_endpoints_open_with_the_callers_rights, priv_setup,
