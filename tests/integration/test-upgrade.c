@@ -135,6 +135,38 @@ static void test_new_daemon_refuses_a_newer_state_schema(void **state)
         integ_result_done(&res);
 }
 
+/* One upgrade at a time: SIGUSR2 while an upgrade waits for its new daemon is refused by name.
+ * A client connecting meanwhile waits in the control socket's backlog (the listener is with the
+ * new daemon) and is answered once the first upgrade rolled back on its deadline. */
+static void test_second_upgrade_while_one_waits_is_refused(void **state)
+{
+        struct integ *t = *state;
+        char body[INTEG_PATH_MAX + 64], *args[] = { "upgrade", "--binary", NULL, "--timeout", "5", NULL };
+        char *stats[] = { "stats", NULL };
+        const char *started = integ_path(t, "started");
+        pid_t first, waiting;
+        int code = -1;
+
+        snprintf(body, sizeof(body), "touch %s; exec sleep 600", started);
+        args[2] = (char *)script(t, "hangs", body);
+        first = integ_spawn(t, integ_cli_argv(t, args), NULL, integ_path(t, "first.out"), integ_path(t, "first.err"));
+        for (int waited = 0; access(started, F_OK) != 0; waited += 20) {
+                if (waited > INTEG_WAIT_MS)
+                        fail_msg("the first upgrade never started its binary");
+                integ_sleep_ms(20);
+        }
+        waiting = integ_spawn(t, integ_cli_argv(t, stats), NULL, NULL, NULL);
+        assert_int_equal(kill(t->daemon, SIGUSR2), 0);
+        assert_true(integ_wait_file_contains(t->daemon_log, "SIGUSR2: upgrade failed: an upgrade is already under way",
+                                             INTEG_WAIT_MS));
+        assert_int_equal(integ_reap(t, first, INTEG_WAIT_MS, &code), 0);
+        assert_int_equal(code, 1);
+        assert_true(integ_wait_file_contains(integ_path(t, "first.err"), "was not ready within 5000 ms", INTEG_WAIT_MS));
+        assert_int_equal(integ_reap(t, waiting, INTEG_WAIT_MS, &code), 0);
+        assert_int_equal(code, 0);
+        expect_old_serves(t);
+}
+
 static pid_t upgrade_ok(struct integ *t, const char *binary)
 {
         struct integ_result res;
@@ -304,6 +336,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_binary_that_refuses_the_handover_is_rolled_back),
                 cmocka_unit_test(test_daemon_serving_a_vm_refuses_to_upgrade_and_serves_on),
                 cmocka_unit_test(test_new_daemon_refuses_a_newer_state_schema),
+                cmocka_unit_test(test_second_upgrade_while_one_waits_is_refused),
                 cmocka_unit_test_setup_teardown(test_upgrade_hands_the_control_socket_to_the_new_daemon, integ_setup,
                                                 integ_teardown),
                 cmocka_unit_test_setup_teardown(test_sigusr2_upgrades_to_the_started_executable, integ_setup,
