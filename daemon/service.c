@@ -1107,7 +1107,8 @@ static void upgrade_call_cancelled(struct control_call *call, void *userdata)
         struct service *s = userdata;
 
         /* The upgrade goes on; nobody is left to tell. */
-        upgrade_forget(s->upgrade, call);
+        if (s->upgrade)         /* NULL: the daemon is stopping and freed it already */
+                upgrade_forget(s->upgrade, call);
         (void)control_call_fail(call, CONTROL_CODE_CANCELLED, "the client went away");
 }
 

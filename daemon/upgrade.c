@@ -33,6 +33,13 @@ enum upgrade_state {
         UPGRADE_HANDED_OVER,    /* it serves; this daemon is going */
 };
 
+/* The poll for the answer lives apart: its completion may come after the upgrade is freed (a
+ * daemon stopped mid-upgrade), and then finds u NULL and frees only itself. */
+struct upgrade_poll {
+        struct relay_op op;
+        struct upgrade *u;
+};
+
 struct upgrade {
         struct relay *relay;
         const struct upgrade_ops *ops;
@@ -43,8 +50,7 @@ struct upgrade {
         char *binary;
         pid_t child;
         int sock;
-        struct relay_op poll_op;
-        bool poll_armed;
+        struct upgrade_poll *poll;      /* the armed poll on sock, NULL when none */
         struct relay_timer *deadline;
         uint64_t timeout_ns;
         Vsockmux__State__Handover handover;
@@ -109,6 +115,7 @@ int upgrade_self_path(char **ret)
 
 static void timer_fired(struct relay_timer *t, void *userdata);
 static void poll_done(struct relay *r, struct relay_op *op, int res, uint32_t cqe_flags);
+static void cancel_poll(struct upgrade *u);
 
 int upgrade_new(struct relay *r, char *const argv[], const struct upgrade_ops *ops, void *userdata,
                 struct upgrade **ret)
@@ -123,7 +130,6 @@ int upgrade_new(struct relay *r, char *const argv[], const struct upgrade_ops *o
         u->ops = ops;
         u->userdata = userdata;
         u->sock = -1;
-        u->poll_op.fn = poll_done;
         u->argv = calloc(UPGRADE_MAX_ARGS + 3, sizeof(char *));
         if (!u->argv)
                 return -ENOMEM;
@@ -161,6 +167,7 @@ struct upgrade *upgrade_free(struct upgrade *u)
                 (void)waitpid(u->child, NULL, 0);
         }
         u->deadline = relay_timer_free(u->deadline);
+        cancel_poll(u);
         safe_close(u->sock);
         fds_clear(&u->fds);
         for (size_t i = 1; u->argv && i < u->argc; i++)
@@ -202,13 +209,16 @@ static void cancel_poll(struct upgrade *u)
 {
         struct io_uring_sqe *sqe;
 
-        if (!u->poll_armed)
+        if (!u->poll)
                 return;
         sqe = relay_get_sqe(u->relay);
-        if (!sqe)
-                return;
-        io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)&u->poll_op);
-        relay_sqe_set_ignore(sqe);
+        if (sqe) {
+                io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)&u->poll->op);
+                relay_sqe_set_ignore(sqe);
+        }
+        /* Its completion (cancelled or not) now only frees it. */
+        u->poll->u = NULL;
+        u->poll = NULL;
 }
 
 /* Ends the attempt: 0 hands over, anything else thaws; done is told either way. */
@@ -294,11 +304,15 @@ static void answer_arrived(struct upgrade *u)
 
 static void poll_done(struct relay *r, struct relay_op *op, int res, uint32_t cqe_flags)
 {
-        struct upgrade *u = container_of(op, struct upgrade, poll_op);
+        struct upgrade_poll *p = container_of(op, struct upgrade_poll, op);
+        struct upgrade *u = p->u;
 
         (void)r;
         (void)cqe_flags;
-        u->poll_armed = false;
+        free(p);
+        if (!u)
+                return;
+        u->poll = NULL;
         if (u->state != UPGRADE_WAITING || u->sock < 0 || res == -ECANCELED)
                 return;
         answer_arrived(u);
@@ -306,13 +320,21 @@ static void poll_done(struct relay *r, struct relay_op *op, int res, uint32_t cq
 
 static int arm_poll(struct upgrade *u)
 {
-        struct io_uring_sqe *sqe = relay_get_sqe(u->relay);
+        struct upgrade_poll *p = calloc(1, sizeof(*p));
+        struct io_uring_sqe *sqe;
 
-        if (!sqe)
+        if (!p)
+                return -ENOMEM;
+        sqe = relay_get_sqe(u->relay);
+        if (!sqe) {
+                free(p);
                 return -EIO;
+        }
+        p->op.fn = poll_done;
+        p->u = u;
         io_uring_prep_poll_add(sqe, u->sock, POLLIN);
-        relay_sqe_set_op(sqe, &u->poll_op);
-        u->poll_armed = true;
+        relay_sqe_set_op(sqe, &p->op);
+        u->poll = p;
         return 0;
 }
 

@@ -167,6 +167,40 @@ static void test_second_upgrade_while_one_waits_is_refused(void **state)
         expect_old_serves(t);
 }
 
+/* SIGTERM while an upgrade waits: the daemon stops cleanly (exit 0, nothing left behind under
+ * ASan), the new binary it started is killed with it, and the waiting CLI fails. */
+static void test_sigterm_during_an_upgrade_stops_both(void **state)
+{
+        struct integ *t = *state;
+        char body[INTEG_PATH_MAX + 64], *args[] = { "upgrade", "--binary", NULL, NULL };
+        const char *started = integ_path(t, "started");
+        char *pid_text;
+        pid_t cli, child;
+        int code = -1;
+
+        snprintf(body, sizeof(body), "echo $$ > %s.tmp; mv %s.tmp %s; exec sleep 600", started, started, started);
+        args[2] = (char *)script(t, "hangs", body);
+        cli = integ_spawn(t, integ_cli_argv(t, args), NULL, NULL, NULL);
+        for (int waited = 0; access(started, F_OK) != 0; waited += 20) {
+                if (waited > INTEG_WAIT_MS)
+                        fail_msg("the upgrade never started its binary");
+                integ_sleep_ms(20);
+        }
+        pid_text = integ_read_file(started, NULL);
+        assert_non_null(pid_text);
+        child = (pid_t)atol(pid_text);
+        free(pid_text);
+        assert_true(child > 0);
+        assert_int_equal(kill(t->daemon, SIGTERM), 0);
+        assert_int_equal(integ_reap(t, t->daemon, INTEG_WAIT_MS, &code), 0);
+        t->daemon = 0;
+        assert_int_equal(code, 0);
+        assert_int_equal(integ_reap(t, cli, INTEG_WAIT_MS, &code), 0);
+        assert_int_not_equal(code, 0);
+        /* Reaped by the daemon before it went: no such process, not even a zombie of ours. */
+        assert_int_equal(kill(child, 0), -1);
+}
+
 static pid_t upgrade_ok(struct integ *t, const char *binary)
 {
         struct integ_result res;
@@ -337,6 +371,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_daemon_serving_a_vm_refuses_to_upgrade_and_serves_on),
                 cmocka_unit_test(test_new_daemon_refuses_a_newer_state_schema),
                 cmocka_unit_test(test_second_upgrade_while_one_waits_is_refused),
+                cmocka_unit_test(test_sigterm_during_an_upgrade_stops_both),
                 cmocka_unit_test_setup_teardown(test_upgrade_hands_the_control_socket_to_the_new_daemon, integ_setup,
                                                 integ_teardown),
                 cmocka_unit_test_setup_teardown(test_sigusr2_upgrades_to_the_started_executable, integ_setup,
