@@ -201,6 +201,39 @@ static void test_sigterm_during_an_upgrade_stops_both(void **state)
         assert_int_equal(kill(child, 0), -1);
 }
 
+/* The new binary gets the handover socket (fd 3) and nothing of the daemon's own: no socket (the
+ * control listener and connections, guest connections), no io_uring, signalfd or timer; fds the
+ * daemon itself inherited from its parent are its parent's business. */
+static void test_new_binary_inherits_only_the_handover_socket(void **state)
+{
+        struct integ *t = *state;
+        char body[2 * INTEG_PATH_MAX], *fds, *line, *save = NULL;
+        const char *list = integ_path(t, "fds");
+        int idle = integ_connect_unix(t->sock, SOCK_STREAM);    /* an accepted connection in the daemon */
+        unsigned sockets = 0;
+
+        snprintf(body, sizeof(body), "for f in /proc/$$/fd/*; do echo \"${f##*/} $(readlink $f)\"; done > %s; exit 9",
+                 list);
+        expect_refused(t, "exited with status 9", "--binary", script(t, "lists", body), NULL);
+        fds = integ_read_file(list, NULL);
+        assert_non_null(fds);
+        for (line = strtok_r(fds, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                const char *target = strchr(line, ' ');
+
+                if (!target)
+                        continue;
+                if (strncmp(line, "3 socket:", 9) == 0) {
+                        sockets++;
+                        continue;
+                }
+                if (strstr(target, "socket:") || strstr(target, "anon_inode:"))
+                        fail_msg("the new binary inherited the daemon's fd %s", line);
+        }
+        assert_int_equal(sockets, 1);
+        free(fds);
+        close(idle);
+}
+
 static pid_t upgrade_ok(struct integ *t, const char *binary)
 {
         struct integ_result res;
@@ -372,6 +405,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_new_daemon_refuses_a_newer_state_schema),
                 cmocka_unit_test(test_second_upgrade_while_one_waits_is_refused),
                 cmocka_unit_test(test_sigterm_during_an_upgrade_stops_both),
+                cmocka_unit_test(test_new_binary_inherits_only_the_handover_socket),
                 cmocka_unit_test_setup_teardown(test_upgrade_hands_the_control_socket_to_the_new_daemon, integ_setup,
                                                 integ_teardown),
                 cmocka_unit_test_setup_teardown(test_sigusr2_upgrades_to_the_started_executable, integ_setup,
