@@ -1,7 +1,8 @@
-/* Interactive attach against a real vsockmuxd and a simulated guest: attach clients feed a
- * process's stdin (exec -i) in conmon's format, several share it, it stays open when they leave
- * unless --stdin-once, and `vsockmux attach` forwards its own stdin. Clients are raw SEQPACKET
- * sockets and the CLI as its own process. */
+/* A process's stdin against a real vsockmuxd and a simulated guest: attach clients feed it (exec
+ * -i) in conmon's format, several share it, it stays open when they leave unless --stdin-once,
+ * and `vsockmux attach` forwards its own stdin; a stdin fifo follows containerd's rules (no
+ * writer yet is not EOF). Clients are raw SEQPACKET sockets, real fifos and the CLI as its own
+ * process. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -233,6 +235,86 @@ static void test_interactive_refuses_a_stdin_path_and_stdin_once_needs_it(void *
         integ_result_done(&res);
 }
 
+/* `exec --detach --stdin FIFO --stdout OUT -- sh -c 'cat; echo stdin-ended'`: the pid. The guest
+ * dialled stdin before the exec answered (W1), so the daemon has looked at the fifo by then. */
+static long exec_cat_fifo(struct integ *t, char *fifo, char *out)
+{
+        struct integ_result res;
+        long pid;
+
+        snprintf(fifo, INTEG_PATH_MAX, "%s", integ_path(t, "stdin.fifo"));
+        snprintf(out, INTEG_PATH_MAX, "%s", integ_path(t, "cat.out"));
+        assert_int_equal(mkfifo(fifo, 0600), 0);
+        {
+                char *args[] = { (char *)"exec", (char *)"demo", (char *)"--detach", (char *)"--stdin", fifo,
+                                 (char *)"--stdout", out, (char *)"--", (char *)"sh", (char *)"-c",
+                                 (char *)"cat; echo stdin-ended", NULL };
+
+                integ_cliv(t, &res, NULL, args);
+                integ_assert_code(t, &res, 0);
+                pid = strtol(res.out, NULL, 10);
+                integ_result_done(&res);
+        }
+        return pid;
+}
+
+static int open_writer(const char *fifo)
+{
+        /* Non-blocking: the daemon holds the read end, so this succeeds unless it let it go. */
+        int fd = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+
+        if (fd < 0)
+                fail_msg("cannot open %s for writing (%s): the daemon no longer reads it", fifo, strerror(errno));
+        return fd;
+}
+
+static void test_stdin_fifo_with_no_writer_yet_is_not_eof(void **state)
+{
+        struct integ *t = *state;
+        char fifo[INTEG_PATH_MAX], out[INTEG_PATH_MAX], pid_s[32];
+        struct integ_result res;
+        char *text;
+        long pid;
+        int w;
+
+        integ_vm_with_sim(t, "demo");
+        pid = exec_cat_fifo(t, fifo, out);
+        /* The writer comes after the process started, as a containerd client may; a fifo read as
+         * EOF before would have ended cat and closed the daemon's read end (open_writer fails). */
+        w = open_writer(fifo);
+        assert_int_equal(write(w, "late\n", 5), 5);
+        assert_true(integ_wait_file_contains(out, "late\n", INTEG_WAIT_MS));
+        expect_running(t, pid);
+        /* Ended the containerd way (CloseIO): a writer's close is not seen yet, see the README. */
+        snprintf(pid_s, sizeof(pid_s), "%ld", pid);
+        integ_cli(t, &res, NULL, "close-stdin", "demo", pid_s, NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        close(w);
+        expect_wait_code(t, pid, 0);
+        text = integ_read_file(out, NULL);
+        assert_string_equal(text, "late\nstdin-ended\n");
+        free(text);
+}
+
+static void test_close_stdin_ends_a_fifo_no_writer_opened(void **state)
+{
+        struct integ *t = *state;
+        char fifo[INTEG_PATH_MAX], out[INTEG_PATH_MAX], pid_s[32];
+        struct integ_result res;
+        long pid;
+
+        integ_vm_with_sim(t, "demo");
+        pid = exec_cat_fifo(t, fifo, out);
+        snprintf(pid_s, sizeof(pid_s), "%ld", pid);
+        integ_cli(t, &res, NULL, "close-stdin", "demo", pid_s, NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        expect_wait_code(t, pid, 0);
+        assert_true(integ_wait_file_contains(out, "stdin-ended\n", 1));
+}
+
+
 int main(int argc, char **argv)
 {
         struct CMUnitTest tests[] = {
@@ -240,6 +322,8 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_stdin_once_ends_stdin_when_the_last_client_leaves),
                 cmocka_unit_test(test_attach_cli_forwards_its_stdin_by_exec_id),
                 cmocka_unit_test(test_interactive_refuses_a_stdin_path_and_stdin_once_needs_it),
+                cmocka_unit_test(test_stdin_fifo_with_no_writer_yet_is_not_eof),
+                cmocka_unit_test(test_close_stdin_ends_a_fifo_no_writer_opened),
         };
 
         return integ_run("integration-attach-stdin", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
