@@ -649,7 +649,36 @@ enum {
         OPT_TIMEOUT,
         OPT_DETACH_KEYS,
         OPT_STDIN_ONCE,
+        OPT_LOG_SIZE_MAX,
+        OPT_LOG_MAX_FILES,
 };
+
+#define CLI_LOG_SIZE_MAX_LIMIT (UINT64_C(1) << 40)
+#define CLI_LOG_MAX_FILES 1000u
+
+/* "SIZE": bytes, or with a K, M or G suffix (powers of 1024), from 1 to 1 TiB. */
+static int parse_size(const char *s, uint64_t *ret)
+{
+        unsigned long long v;
+        char *end;
+
+        if (!s[0] || s[0] < '0' || s[0] > '9')
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno)
+                return -errno;
+        if (*end == 'K' || *end == 'k')
+                v <<= 10, end++;
+        else if (*end == 'M' || *end == 'm')
+                v <<= 20, end++;
+        else if (*end == 'G' || *end == 'g')
+                v <<= 30, end++;
+        if (*end || v == 0 || v > CLI_LOG_SIZE_MAX_LIMIT)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
 
 /* What exec's options set besides the request and the relay's context. */
 struct exec_opts {
@@ -721,6 +750,16 @@ static int exec_parse_option(struct cli *cli, int c, char **argv, Vsockmux__V1__
         case OPT_STDIN_ONCE:
                 req->stdin_once = true;
                 return 0;
+        case OPT_LOG_SIZE_MAX:
+                if (parse_size(optarg, &req->log_size_max) < 0)
+                        return cli_usage_error(cli, "--log-size-max wants a size such as 10M (1 to 1T), got '%s'",
+                                               optarg);
+                return 0;
+        case OPT_LOG_MAX_FILES:
+                if (cli_parse_u32(optarg, 1, CLI_LOG_MAX_FILES, &req->log_max_files) < 0)
+                        return cli_usage_error(cli, "--log-max-files wants 1 to %u, got '%s'", CLI_LOG_MAX_FILES,
+                                               optarg);
+                return 0;
         case OPT_TIMEOUT:
                 if (cli_parse_u32(optarg, 1, CLI_EXEC_TIMEOUT_MAX_SEC, &o->timeout) < 0)
                         return cli_usage_error(cli, "--timeout wants seconds from 1 to %u, got '%s'",
@@ -769,6 +808,8 @@ static int exec_parse(struct cli *cli, int argc, char **argv, Vsockmux__V1__Exec
                 { "tty", no_argument, NULL, 't' },
                 { "interactive", no_argument, NULL, 'i' },
                 { "stdin-once", no_argument, NULL, OPT_STDIN_ONCE },
+                { "log-size-max", required_argument, NULL, OPT_LOG_SIZE_MAX },
+                { "log-max-files", required_argument, NULL, OPT_LOG_MAX_FILES },
                 { "json", no_argument, NULL, 'j' },
                 { "sig-proxy", optional_argument, NULL, 'S' },
                 { "id", required_argument, NULL, 'I' },
@@ -811,6 +852,8 @@ static int exec_check(struct cli *cli, const Vsockmux__V1__ExecRequest *req, str
                 return cli_usage_error(cli, "--stderr cannot go with --tty: a terminal's stderr is its output");
         if (req->stdin_once && !req->interactive)
                 return cli_usage_error(cli, "--stdin-once applies to -i (stdin from attach clients)");
+        if ((req->log_size_max || req->log_max_files) && !(req->log && !strncmp(req->log, "k8s-file:", 9)))
+                return cli_usage_error(cli, "--log-size-max and --log-max-files apply to --log k8s-file:PATH");
         if (req->interactive && x->s[STREAM_STDIN].path)
                 return cli_usage_error(cli, "-i takes stdin from attach clients (or, attached, from here): "
                                        "--stdin cannot go with it");

@@ -25,7 +25,8 @@ static const struct cli_command commands[] = {
           "exec NAME [--container ID] [--env K=V]... [--cwd DIR] [--stdin SRC] [--stdout DST]\n"
           "                  [--stderr DST] [--detach] [--timeout SEC] [--json]\n"
           "                  [--tty|-t] [--sig-proxy[=true|false]] [--id ID] [--deadline-ms MS]\n"
-          "                  [--detach-keys KEYS] [--log k8s-file:PATH|passthrough] -- ARGV...",
+          "                  [--detach-keys KEYS] [--log k8s-file:PATH|passthrough]\n"
+          "                  [--log-size-max SIZE] [--log-max-files N] [-i|--interactive] [--stdin-once] -- ARGV...",
           "Starts ARGV in VM NAME. Attached (the default) it relays this terminal's stdio and exits\n"
           "with the process's code (128+N for signal N, 255 if lost, 125 if it never ran);\n"
           "--detach prints the pid and leaves stdio to the SRC/DST paths. Attached, it forwards\n"
@@ -36,7 +37,9 @@ static const struct cli_command commands[] = {
           "again returns that process and never starts a second. --deadline-ms cancels the exec if\n"
           "it has not reached the guest by then (it never runs later); one that reached it runs on,\n"
           "and a retry with its --id finds it. --log k8s-file:PATH (with --detach) writes stdout and\n"
-          "stderr to PATH in kubelet's CRI log format instead of --stdout/--stderr." },
+          "stderr to PATH in kubelet's CRI log format instead of --stdout/--stderr; --log-size-max\n"
+          "rotates it (PATH.1 ...), --log-max-files N keeping N files. -i with --detach: stdin is\n"
+          "what attach clients write (--stdin-once: until the last one leaves)." },
         { NULL, "resize", cli_resize, "resize NAME PID ROWS COLUMNS",
           "Resizes the console of process PID (started with --tty)." },
         { NULL, "close-stdin", cli_close_stdin, "close-stdin NAME PID",

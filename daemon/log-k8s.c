@@ -53,7 +53,8 @@ static int write_record(int fd, const char *prefix, const char *line, size_t len
         return 0;
 }
 
-int log_k8s_write(int fd, enum log_k8s_stream stream, const void *data, size_t len, uint64_t realtime_ns)
+int log_k8s_file_write(struct log_k8s_file *f, enum log_k8s_stream stream, const void *data, size_t len,
+                       uint64_t realtime_ns)
 {
         const char *p = data, *end = p + len;
         char ts[64], prefix[96];
@@ -62,11 +63,24 @@ int log_k8s_write(int fd, enum log_k8s_stream stream, const void *data, size_t l
         snprintf(prefix, sizeof(prefix), "%s %s ", ts, stream == LOG_K8S_STDOUT ? "stdout" : "stderr");
         while (p < end) {
                 const char *nl = memchr(p, '\n', (size_t)(end - p));
-                int r = write_record(fd, prefix, p, nl ? (size_t)(nl - p) : (size_t)(end - p), nl != NULL);
+                size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p), rec = strlen(prefix) + 2 + n + 1;
+                int r;
 
+                /* A record larger than the cap goes whole into a fresh file: never cut. */
+                if (f->max && f->size > 0 && f->size + rec > f->max && f->rotate && f->rotate(f->userdata, &f->fd) == 0)
+                        f->size = 0;
+                r = write_record(f->fd, prefix, p, n, nl != NULL);
                 if (r < 0)
                         return r;
+                f->size += rec;
                 p = nl ? nl + 1 : end;
         }
         return 0;
+}
+
+int log_k8s_write(int fd, enum log_k8s_stream stream, const void *data, size_t len, uint64_t realtime_ns)
+{
+        struct log_k8s_file f = { .fd = fd };
+
+        return log_k8s_file_write(&f, stream, data, len, realtime_ns);
 }

@@ -13,3 +13,17 @@ enum log_k8s_stream {
  * bytes after the last newline are one P (partial) record, which the next F of the same stream
  * completes. realtime_ns stamps every record. 0 or -errno from write(2). */
 int log_k8s_write(int fd, enum log_k8s_stream stream, const void *data, size_t len, uint64_t realtime_ns);
+
+/* A log file with a size cap (conmon's --log-size-max): before a record that would take it past
+ * max, rotate() hands over a fresh file. Rotation falls only between records, so a reader loses
+ * nothing at the boundary: a line cut there is a P record in the old file completed in the new. */
+struct log_k8s_file {
+        int fd;
+        uint64_t size;          /* bytes in the current file */
+        uint64_t max;           /* 0: never rotate */
+        /* 0 with *fd replaced (the old one closed by it), or -errno: the record goes to the old file. */
+        int (*rotate)(void *userdata, int *fd);
+        void *userdata;
+};
+int log_k8s_file_write(struct log_k8s_file *f, enum log_k8s_stream stream, const void *data, size_t len,
+                       uint64_t realtime_ns);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <sys/fsuid.h>
@@ -14,6 +15,7 @@ struct opener_job {
         const struct opener_creds *creds;
         const char *path;
         enum endpoint_role role;
+        unsigned rotate_keep;           /* > 0: rotate path (keeping this many files) before opening */
         int r;
         int fd;
         enum endpoint_kind kind;
@@ -69,10 +71,32 @@ static void opener_restore(struct opener *o)
                 abort();
 }
 
+/* PATH.(keep-2) -> PATH.(keep-1), ..., PATH -> PATH.1, so PATH and keep-1 older files stay; with
+ * keep 1 only a fresh PATH (conmon's truncation). rename(2) never follows a symlink. */
+static int opener_rotate_names(const char *path, unsigned keep)
+{
+        char from[ENDPOINT_PATH_MAX + 16], to[ENDPOINT_PATH_MAX + 16];
+
+        if (keep == 1)
+                return unlink(path) < 0 && errno != ENOENT ? negative_errno() : 0;
+        for (unsigned i = keep - 1; i >= 1; i--) {
+                if (i == 1)
+                        snprintf(from, sizeof(from), "%s", path);
+                else
+                        snprintf(from, sizeof(from), "%s.%u", path, i - 1);
+                snprintf(to, sizeof(to), "%s.%u", path, i);
+                if (rename(from, to) < 0 && errno != ENOENT)
+                        return negative_errno();
+        }
+        return 0;
+}
+
 static void opener_run(struct opener *o, struct opener_job *j)
 {
         j->fd = -1;
         j->r = j->creds ? opener_become(o, j->creds) : 0;
+        if (j->r >= 0 && j->rotate_keep > 0)
+                j->r = opener_rotate_names(j->path, j->rotate_keep);
         if (j->r >= 0)
                 j->r = endpoint_open(j->path, j->role, &j->fd, &j->kind);
         if (j->creds)
@@ -163,10 +187,9 @@ struct opener *opener_free(struct opener *o)
         return NULL;
 }
 
-int opener_open(struct opener *o, const struct opener_creds *creds, const char *path, enum endpoint_role role,
-                int *ret_fd, enum endpoint_kind *ret_kind)
+static int opener_submit(struct opener *o, struct opener_job *jp, int *ret_fd, enum endpoint_kind *ret_kind)
 {
-        struct opener_job j = { .creds = creds, .path = path, .role = role, .fd = -1 };
+        struct opener_job j = *jp;
 
         pthread_mutex_lock(&o->lock);
         while (o->job)
@@ -182,4 +205,22 @@ int opener_open(struct opener *o, const struct opener_creds *creds, const char *
         if (ret_kind)
                 *ret_kind = j.kind;
         return 0;
+}
+
+int opener_open(struct opener *o, const struct opener_creds *creds, const char *path, enum endpoint_role role,
+                int *ret_fd, enum endpoint_kind *ret_kind)
+{
+        struct opener_job j = { .creds = creds, .path = path, .role = role, .fd = -1 };
+
+        return opener_submit(o, &j, ret_fd, ret_kind);
+}
+
+int opener_open_rotated(struct opener *o, const struct opener_creds *creds, const char *path, unsigned keep,
+                        int *ret_fd)
+{
+        struct opener_job j = { .creds = creds, .path = path, .role = ENDPOINT_SINK, .rotate_keep = keep, .fd = -1 };
+
+        if (keep == 0)
+                return -EINVAL;
+        return opener_submit(o, &j, ret_fd, NULL);
 }

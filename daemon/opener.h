@@ -32,3 +32,7 @@ DEFINE_CLEANUP(struct opener *, opener_free);
  * non-blocking, so the caller waits only for the file system. */
 int opener_open(struct opener *o, const struct opener_creds *creds, const char *path, enum endpoint_role role,
                 int *ret_fd, enum endpoint_kind *ret_kind);
+/* A log's rotation, with those rights too: PATH becomes PATH.1 (PATH.1 PATH.2, and so on, keep - 1
+ * older files kept; keep 1: PATH is removed), then a fresh PATH is opened as a sink. */
+int opener_open_rotated(struct opener *o, const struct opener_creds *creds, const char *path, unsigned keep,
+                        int *ret_fd);

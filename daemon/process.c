@@ -120,6 +120,7 @@ void vmm_process_free(struct vmm_process *p)
         free(p->exec_id);
         safe_close(p->log_fd);
         free(p->log_path);
+        free(p->log_groups);
         free(p->cwd);
         free(p);
 }
@@ -358,7 +359,7 @@ static void stream_on_tap(struct relay_stream *rs, const void *data, size_t len,
         if (s->kind == VMM_STDIN)
                 return;
         if (p->log_fd >= 0) {
-                int r = log_k8s_write(p->log_fd, s->kind == VMM_STDOUT ? LOG_K8S_STDOUT : LOG_K8S_STDERR, data, len,
+                int r = vmm_process_log_write(p, s->kind == VMM_STDOUT ? LOG_K8S_STDOUT : LOG_K8S_STDERR, data, len,
                                       realtime_ns());
 
                 if (r < 0)
@@ -683,7 +684,7 @@ int vmm_process_open_endpoints(struct vmm_process *p, const struct vmm_exec_para
                         return r;
                 }
                 p->log_path = strdup(params->log_k8s_path);
-                if (!p->log_path)
+                if (!p->log_path || vmm_process_log_setup(p, params) < 0)
                         return -ENOMEM;
         }
         for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
@@ -981,6 +982,7 @@ int vmm_process_log_reopen(struct vmm_process *p, const struct opener_creds *cre
                 return r;
         safe_close(p->log_fd);
         p->log_fd = fd;
+        vmm_process_log_measure(p);
         return 0;
 }
 

@@ -384,6 +384,9 @@ static struct opener_creds service_peer_creds(const struct control_call *call)
         return c;
 }
 
+/* Rotated k8s-file logs kept per process, the current one included. */
+#define SERVICE_LOG_MAX_FILES 1000u
+
 static int on_exec(struct control_call *call, const ProtobufCMessage *request, void *userdata)
 {
         REQ(Vsockmux__V1__ExecRequest, request);
@@ -405,6 +408,8 @@ static int on_exec(struct control_call *call, const ProtobufCMessage *request, v
                 .exec_id = req->exec_id,
                 .interactive = req->interactive,
                 .stdin_once = req->stdin_once,
+                .log_size_max = req->log_size_max,
+                .log_max_files = req->log_max_files,
         };
         struct opener_creds creds = service_peer_creds(call);
         struct vmm_process *p;
@@ -418,6 +423,9 @@ static int on_exec(struct control_call *call, const ProtobufCMessage *request, v
         if (req->interactive && req->stdin_path[0])
                 return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT,
                                          "interactive takes stdin from attach clients: give no stdin_path with it");
+        if (req->log_max_files > SERVICE_LOG_MAX_FILES)
+                return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "log_max_files is at most %u",
+                                         SERVICE_LOG_MAX_FILES);
         if (req->stdin_once && !req->interactive)
                 return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT,
                                          "stdin_once applies to an interactive exec's stdin (attach clients)");

@@ -111,6 +111,11 @@ struct vmm_process {
         char *exec_id;
         int log_fd;                     /* k8s-file log, -1: none */
         char *log_path;                 /* for ReopenLog */
+        uint64_t log_size, log_size_max; /* the current log file's bytes; its cap (0: none) */
+        unsigned log_max_files;         /* kept at rotation, the current one included */
+        struct opener_creds log_creds;  /* whose rights rotate it (the exec's caller), with log_groups */
+        gid_t *log_groups;
+        bool log_has_creds;
         char *container_id;
         char **argv;
         size_t n_argv;
@@ -143,6 +148,12 @@ int vmm_process_new(struct vmm_vm *vm, const struct vmm_exec_params *params, str
 void vmm_process_free(struct vmm_process *p);
 int vmm_process_open_endpoints(struct vmm_process *p, const struct vmm_exec_params *params, char *err, size_t errlen);
 int vmm_process_attach_open(struct vmm_process *p, unsigned seq);
+/* process-log.c: the k8s-file log's size and rotation (after its fd is open), and one write. */
+int vmm_process_log_setup(struct vmm_process *p, const struct vmm_exec_params *params);
+void vmm_process_log_measure(struct vmm_process *p);   /* after the fd changed (ReopenLog) */
+enum log_k8s_stream;
+int vmm_process_log_write(struct vmm_process *p, enum log_k8s_stream stream, const void *data, size_t len,
+                          uint64_t realtime_ns);
 /* process-input.c: exec -i without a stdin path: the attach clients feed stdin (after attach_open). */
 int vmm_process_stdin_from_attach(struct vmm_process *p, bool stdin_once, char *err, size_t errlen);
 void vmm_process_on_wait(const struct bridge_result *res, void *userdata);

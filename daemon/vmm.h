@@ -169,6 +169,10 @@ struct vmm_exec_params {
         const char *log_k8s_path;       /* set: stdout and stderr as CRI log records there, no endpoints */
         /* No stdin_path: stdin is what attach clients write; stdin_once ends it when the last leaves. */
         bool interactive, stdin_once;
+        /* The k8s-file log rotates before it would pass log_size_max bytes (0: never), keeping
+         * log_max_files files, the current one included (0 or 1: conmon's truncation). */
+        uint64_t log_size_max;
+        unsigned log_max_files;
 };
 
 /* Runs once: the pid is known (error 0), or the exec failed. */

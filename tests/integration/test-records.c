@@ -513,6 +513,137 @@ static void test_log_reopen_after_a_rename_writes_to_the_new_file(void **state)
         integ_result_done(&res);
 }
 
+/* Concatenates PATH.n-1 ... PATH.1, PATH (oldest first) into out: the log as one reader follows it. */
+static unsigned concat_rotated(const char *log, char *out, size_t outlen, struct integ *t)
+{
+        char name[INTEG_PATH_MAX + 16];
+        unsigned n = 1;
+        FILE *o;
+
+        snprintf(out, outlen, "%s", integ_path(t, "joined.log"));
+        for (;; n++) {
+                snprintf(name, sizeof(name), "%s.%u", log, n);
+                if (access(name, F_OK) < 0)
+                        break;
+        }
+        o = fopen(out, "w");
+        assert_non_null(o);
+        for (unsigned i = n; i >= 1; i--) {
+                size_t len;
+                char *text;
+
+                if (i == 1)
+                        snprintf(name, sizeof(name), "%s", log);
+                else
+                        snprintf(name, sizeof(name), "%s.%u", log, i - 1);
+                text = integ_read_file(name, &len);
+                assert_non_null(text);
+                /* No file passes the cap: every record here is far smaller than it. */
+                if (len > 1024)
+                        fail_msg("%s holds %zu bytes, over --log-size-max 1K", name, len);
+                assert_int_equal(fwrite(text, 1, len, o), len);
+                free(text);
+        }
+        fclose(o);
+        return n;       /* files, the current one included */
+}
+
+/* --log-size-max: the file rotates between records, a line cut by the rotation is a P record in
+ * the old file completed in the new one, and read in order the files give back every byte. */
+static void test_log_size_max_rotates_between_records_and_loses_nothing(void **state)
+{
+        struct integ *t = *state;
+        struct integ_result res;
+        char log[INTEG_PATH_MAX], spec[INTEG_PATH_MAX + 16], script[4 * INTEG_PATH_MAX + 512], joined[INTEG_PATH_MAX];
+        char count_path[INTEG_PATH_MAX], want[65536] = "", *count, *old;
+        struct cri_log l;
+        unsigned files;
+        long lines;
+
+        integ_vm_with_sim(t, "demo");
+        snprintf(log, sizeof(log), "%s", integ_path(t, "cap.log"));
+        snprintf(count_path, sizeof(count_path), "%s", integ_path(t, "count"));
+        snprintf(spec, sizeof(spec), "k8s-file:%s", log);
+        /* The stdout line starts, is in the log as a P record, stderr lines follow until the file
+         * rotated, and only then does the stdout line end. */
+        snprintf(script, sizeof(script),
+                 "printf 'start-'; until grep -qs 'stdout P start-' %s; do sleep 0.02; done; i=0; "
+                 "until [ -e %s.1 ]; do echo \"err line $i\" >&2; i=$((i+1)); sleep 0.01; done; "
+                 "echo $i > %s; printf 'end\\n'", log, log, count_path);
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--id", "capped", "--log", spec, "--log-size-max", "1K",
+                  "--log-max-files", "1000", "--", "sh", "-c", script, NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        integ_cli(t, &res, NULL, "wait", "demo", "capped", NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+
+        count = integ_read_file(count_path, NULL);
+        assert_non_null(count);
+        lines = strtol(count, NULL, 10);
+        free(count);
+        for (long i = 0; i < lines; i++)
+                snprintf(want + strlen(want), sizeof(want) - strlen(want), "err line %ld\n", i);
+        files = concat_rotated(log, joined, sizeof(joined), t);
+        assert_true(files >= 2);
+        cri_log_parse(joined, &l);
+        assert_string_equal(l.text[0], "start-end\n");
+        assert_string_equal(l.text[1], want);
+        cri_log_done(&l);
+        /* The rotation fell inside the stdout line: its start is in an older file. */
+        old = integ_read_file(log, NULL);
+        assert_null(strstr(old, "stdout P start-"));
+        assert_non_null(strstr(old, "stdout F end"));
+        free(old);
+}
+
+/* --log-max-files N keeps N files, the current one included; older records go, whole files only. */
+static void test_log_max_files_keeps_that_many(void **state)
+{
+        struct integ *t = *state;
+        struct integ_result res;
+        char log[INTEG_PATH_MAX], spec[INTEG_PATH_MAX + 16], name[INTEG_PATH_MAX + 16], joined[INTEG_PATH_MAX];
+        struct cri_log l;
+        const char *last;
+        long first;
+
+        integ_vm_with_sim(t, "demo");
+        snprintf(log, sizeof(log), "%s", integ_path(t, "keep.log"));
+        snprintf(spec, sizeof(spec), "k8s-file:%s", log);
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--id", "kept", "--log", spec, "--log-size-max", "1K",
+                  "--log-max-files", "2", "--", "sh", "-c",
+                  "i=0; while [ $i -lt 300 ]; do echo line $i; i=$((i+1)); done", NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        integ_cli(t, &res, NULL, "wait", "demo", "kept", NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        snprintf(name, sizeof(name), "%s.2", log);
+        assert_int_equal(access(name, F_OK), -1);
+        assert_int_equal(concat_rotated(log, joined, sizeof(joined), t), 2);
+        cri_log_parse(joined, &l);
+        /* What is left is a contiguous tail ending at the last line. */
+        assert_int_equal(strncmp(l.text[0], "line ", 5), 0);
+        first = strtol(l.text[0] + 5, NULL, 10);
+        assert_true(first > 0);
+        for (long i = first, at = 0; i < 300; i++) {
+                char want[32];
+                int n = snprintf(want, sizeof(want), "line %ld\n", i);
+
+                if (strncmp(l.text[0] + at, want, (size_t)n) != 0)
+                        fail_msg("the kept files are not a contiguous tail at line %ld: '%.40s'", i, l.text[0] + at);
+                at += n;
+        }
+        last = l.text[0] + strlen(l.text[0]) - strlen("line 299\n");
+        assert_string_equal(last, "line 299\n");
+        cri_log_done(&l);
+        /* Without a k8s-file log the options mean nothing: refused. */
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--log-size-max", "1K", "--", "true", NULL);
+        integ_assert_code(t, &res, 2);
+        integ_assert_contains(res.err, "apply to --log k8s-file");
+        integ_result_done(&res);
+}
+
 int main(int argc, char **argv)
 {
         struct CMUnitTest tests[] = {
@@ -523,6 +654,8 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_exec_deadline_before_send_cancels_it_for_good),
                 cmocka_unit_test(test_k8s_file_log_holds_both_streams_with_partial_and_long_lines),
                 cmocka_unit_test(test_log_reopen_after_a_rename_writes_to_the_new_file),
+                cmocka_unit_test(test_log_size_max_rotates_between_records_and_loses_nothing),
+                cmocka_unit_test(test_log_max_files_keeps_that_many),
                 cmocka_unit_test_setup_teardown(test_exit_file_appears_whole_and_after_the_output,
                                                 exit_setup, exit_teardown),
         };

@@ -1,0 +1,69 @@
+/* daemon/process-log.c: a process's k8s-file log file: its size, its rotation at --log-size-max with the rights of the client that started it. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon/log-k8s.h"
+#include "daemon/vmm-internal.h"
+#include "util/log.h"
+
+void vmm_process_log_measure(struct vmm_process *p)
+{
+        struct stat st;
+
+        /* Appended to: what the file holds already counts toward the cap. */
+        p->log_size = fstat(p->log_fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+int vmm_process_log_setup(struct vmm_process *p, const struct vmm_exec_params *params)
+{
+        vmm_process_log_measure(p);
+        p->log_size_max = params->log_size_max;
+        p->log_max_files = params->log_max_files ? params->log_max_files : 1;
+        if (!params->creds)
+                return 0;
+        p->log_creds = *params->creds;
+        p->log_creds.groups = NULL;
+        if (params->creds->n_groups > 0) {
+                p->log_groups = calloc(params->creds->n_groups, sizeof(gid_t));
+                if (!p->log_groups)
+                        return -ENOMEM;
+                memcpy(p->log_groups, params->creds->groups, params->creds->n_groups * sizeof(gid_t));
+                p->log_creds.groups = p->log_groups;
+        }
+        p->log_has_creds = true;
+        return 0;
+}
+
+static int process_log_rotate(void *userdata, int *fd)
+{
+        struct vmm_process *p = userdata;
+        int nfd, r;
+
+        r = opener_open_rotated(p->vm->vmm->opener, p->log_has_creds ? &p->log_creds : NULL, p->log_path,
+                                p->log_max_files, &nfd);
+        if (r < 0) {
+                log_warn("vm %s: process %u: cannot rotate its k8s-file log %s: %s", p->vm->name, p->pid, p->log_path,
+                         strerror(-r));
+                return r;
+        }
+        safe_close(*fd);
+        *fd = nfd;
+        return 0;
+}
+
+int vmm_process_log_write(struct vmm_process *p, enum log_k8s_stream stream, const void *data, size_t len,
+                          uint64_t realtime_ns)
+{
+        struct log_k8s_file f = {
+                .fd = p->log_fd, .size = p->log_size, .max = p->log_size_max,
+                .rotate = process_log_rotate, .userdata = p,
+        };
+        int r = log_k8s_file_write(&f, stream, data, len, realtime_ns);
+
+        p->log_fd = f.fd;
+        p->log_size = f.size;
+        return r;
+}
