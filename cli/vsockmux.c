@@ -25,7 +25,7 @@ static const struct cli_command commands[] = {
           "exec NAME [--container ID] [--env K=V]... [--cwd DIR] [--stdin SRC] [--stdout DST]\n"
           "                  [--stderr DST] [--detach] [--timeout SEC] [--json]\n"
           "                  [--tty|-t] [--sig-proxy[=true|false]] [--id ID] [--deadline-ms MS]\n"
-          "                  [--detach-keys KEYS] [--log k8s-file:PATH|passthrough]\n"
+          "                  [--detach-keys KEYS] [--log k8s-file:PATH|journald|passthrough]\n"
           "                  [--log-size-max SIZE] [--log-max-files N] [-i|--interactive] [--stdin-once] -- ARGV...",
           "Starts ARGV in VM NAME. Attached (the default) it relays this terminal's stdio and exits\n"
           "with the process's code (128+N for signal N, 255 if lost, 125 if it never ran);\n"

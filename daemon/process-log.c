@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "daemon/log-journald.h"
 #include "daemon/log-k8s.h"
 #include "daemon/vmm-internal.h"
 #include "util/log.h"
@@ -52,6 +53,19 @@ static int process_log_rotate(void *userdata, int *fd)
         safe_close(*fd);
         *fd = nfd;
         return 0;
+}
+
+void vmm_process_journal_write(struct vmm_process *p, enum log_k8s_stream stream, const void *data, size_t len)
+{
+        struct log_journald_ids ids = { .vm = p->vm->name, .container_id = p->container_id, .exec_id = p->exec_id };
+        int r = log_journald_write(&ids, stream, data, len);
+
+        /* Once per process: a journal that is not there would otherwise fill our own log. */
+        if (r < 0 && !p->log_journald_failed) {
+                p->log_journald_failed = true;
+                log_warn("vm %s: process %u: journald refused its output: %s (said once)", p->vm->name, p->pid,
+                         strerror(-r));
+        }
 }
 
 int vmm_process_log_write(struct vmm_process *p, enum log_k8s_stream stream, const void *data, size_t len,

@@ -358,6 +358,8 @@ static void stream_on_tap(struct relay_stream *rs, const void *data, size_t len,
         /* The relay taps every stream; what went to stdin is neither log nor attach output. */
         if (s->kind == VMM_STDIN)
                 return;
+        if (p->log_journald)
+                vmm_process_journal_write(p, s->kind == VMM_STDOUT ? LOG_K8S_STDOUT : LOG_K8S_STDERR, data, len);
         if (p->log_fd >= 0) {
                 int r = vmm_process_log_write(p, s->kind == VMM_STDOUT ? LOG_K8S_STDOUT : LOG_K8S_STDERR, data, len,
                                       realtime_ns());
@@ -670,13 +672,16 @@ int vmm_process_open_endpoints(struct vmm_process *p, const struct vmm_exec_para
 {
         const char *paths[_VMM_STREAM_KIND_MAX] = { params->stdin_path, params->stdout_path, params->stderr_path };
 
+        if ((params->log_journald || (params->log_k8s_path && params->log_k8s_path[0])) &&
+            ((paths[VMM_STDOUT] && paths[VMM_STDOUT][0]) || (paths[VMM_STDERR] && paths[VMM_STDERR][0]))) {
+                snprintf(err, errlen, "a %s log takes stdout and stderr: give no stdout or stderr path",
+                         params->log_journald ? "journald" : "k8s-file");
+                return -EINVAL;
+        }
+        p->log_journald = params->log_journald;
         if (params->log_k8s_path && params->log_k8s_path[0]) {
                 int r;
 
-                if ((paths[VMM_STDOUT] && paths[VMM_STDOUT][0]) || (paths[VMM_STDERR] && paths[VMM_STDERR][0])) {
-                        snprintf(err, errlen, "a k8s-file log takes stdout and stderr: give no stdout or stderr path");
-                        return -EINVAL;
-                }
                 r = opener_open(p->vm->vmm->opener, params->creds, params->log_k8s_path, ENDPOINT_SINK, &p->log_fd,
                                 NULL);
                 if (r < 0) {

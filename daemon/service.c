@@ -431,9 +431,12 @@ static int on_exec(struct control_call *call, const ProtobufCMessage *request, v
                                          "stdin_once applies to an interactive exec's stdin (attach clients)");
         if (strncmp(req->log, "k8s-file:", 9) == 0 && req->log[9] == '/')
                 params.log_k8s_path = req->log + 9;
+        else if (strcmp(req->log, "journald") == 0)
+                params.log_journald = true;
         else if (req->log[0] && strcmp(req->log, "passthrough") != 0)
                 return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT,
-                                         "log must be k8s-file:/ABSOLUTE/PATH or passthrough, not '%s'", req->log);
+                                         "log must be k8s-file:/ABSOLUTE/PATH, journald or passthrough, not '%s'",
+                                         req->log);
         /* A failed lookup completes the call, and the request goes with it. */
         vm = service_vm(call, userdata, req->vm);
         if (!vm)

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "daemon/attach.h"
+#include "daemon/log-k8s.h"
 #include "daemon/vmm.h"
 #include "ports/ports.h"
 #include "util/list.h"
@@ -116,6 +117,8 @@ struct vmm_process {
         struct opener_creds log_creds;  /* whose rights rotate it (the exec's caller), with log_groups */
         gid_t *log_groups;
         bool log_has_creds;
+        bool log_journald;              /* its output goes to the journal (log-journald.h) */
+        bool log_journald_failed;       /* said once: journald refused an entry */
         char *container_id;
         char **argv;
         size_t n_argv;
@@ -151,7 +154,7 @@ int vmm_process_attach_open(struct vmm_process *p, unsigned seq);
 /* process-log.c: the k8s-file log's size and rotation (after its fd is open), and one write. */
 int vmm_process_log_setup(struct vmm_process *p, const struct vmm_exec_params *params);
 void vmm_process_log_measure(struct vmm_process *p);   /* after the fd changed (ReopenLog) */
-enum log_k8s_stream;
+void vmm_process_journal_write(struct vmm_process *p, enum log_k8s_stream stream, const void *data, size_t len);
 int vmm_process_log_write(struct vmm_process *p, enum log_k8s_stream stream, const void *data, size_t len,
                           uint64_t realtime_ns);
 /* process-input.c: exec -i without a stdin path: the attach clients feed stdin (after attach_open). */

@@ -173,6 +173,7 @@ struct vmm_exec_params {
          * log_max_files files, the current one included (0 or 1: conmon's truncation). */
         uint64_t log_size_max;
         unsigned log_max_files;
+        bool log_journald;              /* stdout and stderr as journal entries, no endpoints */
 };
 
 /* Runs once: the pid is known (error 0), or the exec failed. */
