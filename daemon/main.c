@@ -37,6 +37,7 @@ enum {
         OPT_LOG_FILE,
         OPT_READ_GROUP,
         OPT_EXIT_DIR,
+        OPT_DEFAULT_LOG,
         OPT_METRICS_LISTEN,
         OPT_HANDOVER_FD,
 };
@@ -140,6 +141,9 @@ static void usage(FILE *f)
                 "  --log-file PATH      append the log to PATH instead of stderr; SIGHUP reopens it\n"
                 "  --exit-dir DIR       write DIR/<exec-id> with the decimal exit status once the output\n"
                 "                       drained, atomically (conmon's --exit-dir; -1 when it was lost)\n"
+                "  --default-log DRIVER where a detached exec's output goes when it names no --log and no\n"
+                "                       --stdout/--stderr: k8s-file:/DIR (DIR/<exec-id>.log), journald,\n"
+                "                       or passthrough (kept for attach; the default)\n"
                 "  --metrics-listen ADDR  serve GET /metrics (Prometheus text) on ADDR: a loopback\n"
                 "                       HOST:PORT (127.0.0.1:9464, [::1]:9464) or a Unix socket path (mode\n"
                 "                       as the control socket's); off by default\n"
@@ -232,6 +236,7 @@ int main(int argc, char **argv)
                 { "stream-buffer-bytes", required_argument, NULL, OPT_STREAM_BUFFER_BYTES },
                 { "bridge-reconnect-grace", required_argument, NULL, OPT_RECONNECT_GRACE },
                 { "exit-dir", required_argument, NULL, OPT_EXIT_DIR },
+                { "default-log", required_argument, NULL, OPT_DEFAULT_LOG },
                 { "metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN },
                 { "log-level", required_argument, NULL, 'l' },
                 { "log-file", required_argument, NULL, OPT_LOG_FILE },
@@ -358,6 +363,17 @@ int main(int argc, char **argv)
                                 return 2;
                         }
                         metrics_on = true;
+                        break;
+                case OPT_DEFAULT_LOG:
+                        if (strcmp(optarg, "journald") == 0)
+                                vcfg.default_log_journald = true;
+                        else if (strncmp(optarg, "k8s-file:/", 10) == 0)
+                                vcfg.default_log_dir = optarg + 9;
+                        else if (strcmp(optarg, "passthrough") != 0) {
+                                fprintf(stderr, "vsockmuxd: --default-log wants k8s-file:/DIR, journald or passthrough, "
+                                        "got '%s'\n", optarg);
+                                return 2;
+                        }
                         break;
                 case OPT_EXIT_DIR:
                         if (optarg[0] != '/') {

@@ -1,5 +1,6 @@
 /* daemon/process-log.c: a process's k8s-file log file: its size, its rotation at --log-size-max with the rights of the client that started it. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -9,6 +10,33 @@
 #include "daemon/log-k8s.h"
 #include "daemon/vmm-internal.h"
 #include "util/log.h"
+
+static bool path_given(const char *p)
+{
+        return p && p[0];
+}
+
+bool vmm_process_log_default(const struct vmm_process *p, const struct vmm_exec_params *params,
+                             struct vmm_exec_params *ret, char *buf, size_t len)
+{
+        const struct vmm_config *cfg = &p->vm->vmm->cfg;
+
+        if (params->log_passthrough || params->log_journald || path_given(params->log_k8s_path) ||
+            path_given(params->stdout_path) || path_given(params->stderr_path))
+                return false;
+        if (cfg->default_log_journald) {
+                *ret = *params;
+                ret->log_journald = true;
+                return true;
+        }
+        /* The exec id's form (exec-id.h) has no '/' and never starts with '.'. */
+        if (!cfg->default_log_dir || (size_t)snprintf(buf, len, "%s/%s.log", cfg->default_log_dir, p->exec_id) >= len)
+                return false;
+        *ret = *params;
+        ret->log_k8s_path = buf;
+        ret->creds = NULL;
+        return true;
+}
 
 void vmm_process_log_measure(struct vmm_process *p)
 {

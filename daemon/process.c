@@ -670,6 +670,11 @@ void vmm_process_bridge_connected(struct vmm_vm *vm)
 int vmm_process_open_endpoints(struct vmm_process *p, const struct vmm_exec_params *params, char *err,
                                   size_t errlen)
 {
+        char default_log[PATH_MAX];
+        struct vmm_exec_params with_default;
+
+        if (vmm_process_log_default(p, params, &with_default, default_log, sizeof(default_log)))
+                params = &with_default;
         const char *paths[_VMM_STREAM_KIND_MAX] = { params->stdin_path, params->stdout_path, params->stderr_path };
 
         if ((params->log_journald || (params->log_k8s_path && params->log_k8s_path[0])) &&

@@ -433,6 +433,8 @@ static int on_exec(struct control_call *call, const ProtobufCMessage *request, v
                 params.log_k8s_path = req->log + 9;
         else if (strcmp(req->log, "journald") == 0)
                 params.log_journald = true;
+        else if (strcmp(req->log, "passthrough") == 0)
+                params.log_passthrough = true;
         else if (req->log[0] && strcmp(req->log, "passthrough") != 0)
                 return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT,
                                          "log must be k8s-file:/ABSOLUTE/PATH, journald or passthrough, not '%s'",

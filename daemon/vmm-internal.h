@@ -153,6 +153,10 @@ int vmm_process_open_endpoints(struct vmm_process *p, const struct vmm_exec_para
 int vmm_process_attach_open(struct vmm_process *p, unsigned seq);
 /* process-log.c: the k8s-file log's size and rotation (after its fd is open), and one write. */
 int vmm_process_log_setup(struct vmm_process *p, const struct vmm_exec_params *params);
+/* The daemon's --default-log for an exec that names no log and no stdout/stderr endpoint: true
+ * with *ret the params to use (their log path in buf), false to keep params as they are. */
+bool vmm_process_log_default(const struct vmm_process *p, const struct vmm_exec_params *params,
+                             struct vmm_exec_params *ret, char *buf, size_t len);
 void vmm_process_log_measure(struct vmm_process *p);   /* after the fd changed (ReopenLog) */
 void vmm_process_journal_write(struct vmm_process *p, enum log_k8s_stream stream, const void *data, size_t len);
 int vmm_process_log_write(struct vmm_process *p, enum log_k8s_stream stream, const void *data, size_t len,

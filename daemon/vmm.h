@@ -99,6 +99,11 @@ struct vmm_config {
         size_t attach_client_max_tx;
         unsigned attach_max_clients;
         bool terminal;
+        /* vsockmuxd --default-log: where an exec's output goes when it names no log and no
+         * stdout/stderr endpoint. A directory: a k8s-file log <dir>/<exec-id>.log (opened with the
+         * daemon's rights: the administrator chose it); journald; neither: kept for attach. */
+        const char *default_log_dir;
+        bool default_log_journald;
 };
 
 void vmm_config_default(struct vmm_config *c);
@@ -174,6 +179,7 @@ struct vmm_exec_params {
         uint64_t log_size_max;
         unsigned log_max_files;
         bool log_journald;              /* stdout and stderr as journal entries, no endpoints */
+        bool log_passthrough;           /* asked for "passthrough": the daemon's default log does not apply */
 };
 
 /* Runs once: the pid is known (error 0), or the exec failed. */

@@ -798,6 +798,74 @@ static void test_log_journald_writes_conmons_fields(void **state)
         integ_result_done(&res);
 }
 
+/* vsockmuxd --default-log k8s-file:/DIR: the daemon's directory, reusing the exit-dir fixture's. */
+static int default_log_setup(void **state)
+{
+        struct exit_fixture *e = calloc(1, sizeof(*e));
+        char spec[96];
+        char *extra[] = { (char *)"--default-log", spec, NULL };
+
+        if (!e)
+                return -1;
+        snprintf(e->dir, sizeof(e->dir), "/tmp/vsockmux-logs.XXXXXX");
+        if (!mkdtemp(e->dir))
+                return -1;
+        snprintf(spec, sizeof(spec), "k8s-file:%s", e->dir);
+        if (integ_new_args(*state, extra, &e->t) < 0) {
+                free(e);
+                return -1;
+        }
+        *state = e;
+        return 0;
+}
+
+/* Only an exec that names no log and no output endpoint gets the daemon's default. */
+static void test_default_log_applies_to_execs_that_name_no_output(void **state)
+{
+        struct exit_fixture *e = *state;
+        struct integ *t = e->t;
+        char path[128], out[INTEG_PATH_MAX];
+        struct integ_result res;
+        struct cri_log l;
+
+        integ_vm_with_sim(t, "demo");
+        snprintf(out, sizeof(out), "%s", integ_path(t, "d3.out"));
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--id", "d1", "--", "sh", "-c", "echo hi; echo ho >&2",
+                  NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--id", "d2", "--log", "passthrough", "--", "echo", "x",
+                  NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--id", "d3", "--stdout", out, "--", "echo", "y", NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        integ_cli(t, &res, NULL, "exec", "demo", "--id", "d4", "--", "echo", "attached", NULL);
+        integ_assert_code(t, &res, 0);
+        assert_string_equal(res.out, "attached\n");
+        integ_result_done(&res);
+        for (int i = 1; i <= 3; i++) {
+                char id[8];
+
+                snprintf(id, sizeof(id), "d%d", i);
+                integ_cli(t, &res, NULL, "wait", "demo", id, NULL);
+                integ_assert_code(t, &res, 0);
+                integ_result_done(&res);
+        }
+        snprintf(path, sizeof(path), "%s/d1.log", e->dir);
+        cri_log_parse(path, &l);
+        assert_string_equal(l.text[0], "hi\n");
+        assert_string_equal(l.text[1], "ho\n");
+        cri_log_done(&l);
+        for (int i = 2; i <= 4; i++) {
+                snprintf(path, sizeof(path), "%s/d%d.log", e->dir, i);
+                if (access(path, F_OK) == 0)
+                        fail_msg("%s exists: that exec named its own output", path);
+        }
+        assert_true(integ_wait_file_contains(out, "y\n", 1));
+}
+
 int main(int argc, char **argv)
 {
         struct CMUnitTest tests[] = {
@@ -811,6 +879,8 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_log_size_max_rotates_between_records_and_loses_nothing),
                 cmocka_unit_test(test_log_max_files_keeps_that_many),
                 cmocka_unit_test_setup_teardown(test_log_journald_writes_conmons_fields, journal_setup, journal_teardown),
+                cmocka_unit_test_setup_teardown(test_default_log_applies_to_execs_that_name_no_output, default_log_setup,
+                                                exit_teardown),
                 cmocka_unit_test_setup_teardown(test_exit_file_appears_whole_and_after_the_output,
                                                 exit_setup, exit_teardown),
         };
