@@ -908,7 +908,10 @@ int relay_stream_new_at(struct relay *r, enum relay_stream_dir dir, int guest_fd
                 s->dst = edst;
         } else {
                 s->src = esrc;
-                if (s->src == SRC_READ_MSHOT && !r->features.read_mshot)
+                /* A READ_MULTISHOT on a fifo opened by path that has read once never completes
+                 * when its writer closes (Linux 6.18; a plain read and a poll do see the EOF), so
+                 * stdin, a process's slow stream, reads the plain way: its end reaches the guest. */
+                if (s->src == SRC_READ_MSHOT)
                         s->src = SRC_READ;
                 s->dst = DST_SEND;
         }

@@ -271,8 +271,7 @@ static int open_writer(const char *fifo)
 static void test_stdin_fifo_with_no_writer_yet_is_not_eof(void **state)
 {
         struct integ *t = *state;
-        char fifo[INTEG_PATH_MAX], out[INTEG_PATH_MAX], pid_s[32];
-        struct integ_result res;
+        char fifo[INTEG_PATH_MAX], out[INTEG_PATH_MAX];
         char *text;
         long pid;
         int w;
@@ -285,15 +284,28 @@ static void test_stdin_fifo_with_no_writer_yet_is_not_eof(void **state)
         assert_int_equal(write(w, "late\n", 5), 5);
         assert_true(integ_wait_file_contains(out, "late\n", INTEG_WAIT_MS));
         expect_running(t, pid);
-        /* Ended the containerd way (CloseIO): a writer's close is not seen yet, see the README. */
-        snprintf(pid_s, sizeof(pid_s), "%ld", pid);
-        integ_cli(t, &res, NULL, "close-stdin", "demo", pid_s, NULL);
-        integ_assert_code(t, &res, 0);
-        integ_result_done(&res);
+        /* The writer that came closes: that is the end of stdin. */
         close(w);
         expect_wait_code(t, pid, 0);
         text = integ_read_file(out, NULL);
         assert_string_equal(text, "late\nstdin-ended\n");
+        free(text);
+}
+
+static void test_stdin_fifo_writer_that_closes_without_writing_is_eof(void **state)
+{
+        struct integ *t = *state;
+        char fifo[INTEG_PATH_MAX], out[INTEG_PATH_MAX];
+        char *text;
+        long pid;
+
+        integ_vm_with_sim(t, "demo");
+        pid = exec_cat_fifo(t, fifo, out);
+        expect_running(t, pid);
+        close(open_writer(fifo));
+        expect_wait_code(t, pid, 0);
+        text = integ_read_file(out, NULL);
+        assert_string_equal(text, "stdin-ended\n");
         free(text);
 }
 
@@ -323,6 +335,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_attach_cli_forwards_its_stdin_by_exec_id),
                 cmocka_unit_test(test_interactive_refuses_a_stdin_path_and_stdin_once_needs_it),
                 cmocka_unit_test(test_stdin_fifo_with_no_writer_yet_is_not_eof),
+                cmocka_unit_test(test_stdin_fifo_writer_that_closes_without_writing_is_eof),
                 cmocka_unit_test(test_close_stdin_ends_a_fifo_no_writer_opened),
         };
 

@@ -268,6 +268,48 @@ static void test_stream_stdin_eof_half_closes_the_guest(void **state)
         rm_tmpdir(dir);
 }
 
+/* stdin from a fifo opened by path, as daemon/endpoint.c opens one (non-blocking, then blocking):
+ * its writer's close is the end, a half-close the guest sees. */
+static void test_stream_stdin_fifo_writer_close_half_closes_the_guest(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        const uint64_t total = 100000, seed = 9;
+        struct st t = {};
+        struct dial d = { .st = &t, .dir = RELAY_STREAM_TO_GUEST, .ops = &st_ops };
+        struct child guest, source;
+        char dir[64], path[128], n[32], sd[32], fifo[128];
+        int rd, wr;
+
+        make_tmpdir(dir, sizeof(dir));
+        assert_int_equal(relay_new(NULL, &r), 0);
+        t.r = r;
+        snprintf(fifo, sizeof(fifo), "%s/in.fifo", dir);
+        assert_int_equal(mkfifo(fifo, 0600), 0);
+        rd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        assert_true(rd >= 0);
+        assert_int_equal(fcntl(rd, F_SETFL, fcntl(rd, F_GETFL) & ~O_NONBLOCK), 0);
+        wr = open(fifo, O_WRONLY | O_CLOEXEC);
+        assert_true(wr >= 0);
+        num(n, sizeof(n), total);
+        num(sd, sizeof(sd), seed);
+        spawn_guest((const char *[]) { "source", n, sd, NULL }, -1, wr, &source);
+        close(wr);
+        d.endpoint_fd = rd;
+        listen_for(r, dir, 1001, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
+        /* The guest reads to EOF: it only finishes if the writer's close became a half-close. */
+        spawn_guest((const char *[]) { "recv", path, NULL }, -1, -1, &guest);
+
+        run_until(r, &t.done);
+        assert_int_equal(t.error, 0);
+        assert_int_equal(t.at_done.tx_guest, total);
+        expect_output(&guest, total, guest_data_hash(seed, total));
+        assert_int_equal(child_finish(&source, NULL, 0), 0);
+        t.s = relay_stream_free(t.s);
+        relay_listener_free(d.l);
+        unlink(fifo);
+        rm_tmpdir(dir);
+}
+
 static void test_stream_stdin_from_regular_file_reaches_guest(void **state)
 {
         _cleanup_(relay_freep) struct relay *r = NULL;
@@ -1016,6 +1058,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_stream_64mib_from_guest_arrives_intact_through_a_pipe),
                 cmocka_unit_test(test_stream_bulk_traffic_touches_only_a_few_pool_buffers),
                 cmocka_unit_test(test_stream_stdin_eof_half_closes_the_guest),
+                cmocka_unit_test(test_stream_stdin_fifo_writer_close_half_closes_the_guest),
                 cmocka_unit_test(test_stream_stdin_from_regular_file_reaches_guest),
                 cmocka_unit_test(test_stream_stalled_sink_holds_at_most_the_cap_and_loses_nothing),
                 cmocka_unit_test(test_stream_stalled_sink_with_chatty_guest_keeps_buffers_bounded),
