@@ -39,10 +39,11 @@ int cli_close_stdin(struct cli *cli, int argc, char **argv)
         if (r != 0)
                 return r;
         if (argc - optind != 2)
-                return cli_usage_error(cli, "expected VM NAME and PID");
+                return cli_usage_error(cli, "expected VM NAME and PID or ID");
         req.vm = argv[optind];
-        if (cli_parse_u32(argv[optind + 1], 1, INT32_MAX, &req.pid) < 0)
-                return cli_usage_error(cli, "PID must be a positive number, got '%s'", argv[optind + 1]);
+        r = cli_parse_target(cli, argv[optind + 1], &req.pid, &req.exec_id);
+        if (r != 0)
+                return r;
         r = cli_call(cli, "CloseStdin", &req.base, &vsockmux__v1__close_stdin_response__descriptor, &m);
         vsockmux_message_free(m);
         return r;

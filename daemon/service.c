@@ -656,15 +656,24 @@ static int on_close_stdin(struct control_call *call, const ProtobufCMessage *req
         REQ(Vsockmux__V1__CloseStdinRequest, request);
         Vsockmux__V1__CloseStdinResponse resp = VSOCKMUX__V1__CLOSE_STDIN_RESPONSE__INIT;
         struct vmm_vm *vm = service_vm(call, userdata, req->vm);
+        struct vmm_process *p;
+        uint32_t pid;
         int r;
 
         if (!vm)
                 return 0;
-        r = vmm_close_stdin(vm, req->pid);
+        p = service_process(call, vm, req->pid, req->exec_id);
+        if (!p)
+                return 0;
+        pid = vmm_process_pid(p);
+        if (pid == 0)
+                return control_call_fail(call, CONTROL_CODE_FAILED_PRECONDITION,
+                                         "exec %s has not started yet: no stdin to close", req->exec_id);
+        r = vmm_close_stdin(vm, pid);
         if (r == -ENOENT)
-                return control_call_fail(call, CONTROL_CODE_NOT_FOUND, "no process %u in VM %s", req->pid, req->vm);
+                return control_call_fail(call, CONTROL_CODE_NOT_FOUND, "no process %u in VM %s", pid, req->vm);
         if (r == -ENOTCONN)
-                return control_call_fail(call, CONTROL_CODE_FAILED_PRECONDITION, "process %u has no stdin", req->pid);
+                return control_call_fail(call, CONTROL_CODE_FAILED_PRECONDITION, "process %u has no stdin", pid);
         if (r == -EBUSY)
                 return control_call_fail(call, CONTROL_CODE_FAILED_PRECONDITION, "VM %s is being saved", req->vm);
         if (r < 0)

@@ -167,7 +167,7 @@ static void test_stdin_once_ends_stdin_when_the_last_client_leaves(void **state)
 static void test_attach_cli_forwards_its_stdin_by_exec_id(void **state)
 {
         struct integ *t = *state;
-        char out[INTEG_PATH_MAX], pid_s[32];
+        char out[INTEG_PATH_MAX];
         struct integ_result res;
         int in[2], outfd, code;
         pid_t cli;
@@ -191,11 +191,11 @@ static void test_attach_cli_forwards_its_stdin_by_exec_id(void **state)
                 integ_dump_daemon_log(t);
                 fail_msg("what attach read on its stdin never reached the process");
         }
-        /* Our EOF is not the process's: the attach only stops reading; CloseStdin ends it. */
+        /* Our EOF is not the process's: the attach only stops reading; CloseStdin (by the exec id
+         * here) ends it. */
         close(in[1]);
         expect_running(t, pid);
-        snprintf(pid_s, sizeof(pid_s), "%ld", pid);
-        integ_cli(t, &res, NULL, "close-stdin", "demo", pid_s, NULL);
+        integ_cli(t, &res, NULL, "close-stdin", "demo", "chat", NULL);
         integ_assert_code(t, &res, 0);
         integ_result_done(&res);
         expect_wait_code(t, pid, 0);
