@@ -57,6 +57,11 @@ struct relay {
 
         struct relay_vsock_port *vsock_ports;
 
+        /* pipe-pool.c: empty pipes between loans */
+        struct relay_pipe *pipes_free;
+        unsigned pipes_made, pipes_lent;
+        uint64_t bytes_spliced;
+
         unsigned n_streams, n_listeners, n_chans;
         uint64_t bytes_relayed;
         unsigned capacity;
@@ -110,6 +115,18 @@ void relay_timers_run(struct relay *r);
 void relay_timers_done(struct relay *r);
 
 void relay_listeners_done(struct relay *r);
+
+/* pipe-pool.c: a pipe lent to one stream while it has bytes in flight on the splice path. */
+struct relay_pipe {
+        int rfd, wfd;
+        size_t size;
+        struct relay_pipe *next;
+};
+/* -EBUSY when all cfg.splice_pipes are lent. */
+int relay_pipe_get(struct relay *r, struct relay_pipe **ret);
+/* Returns NULL. A pipe that still holds bytes is closed, not lent again. */
+struct relay_pipe *relay_pipe_put(struct relay *r, struct relay_pipe *p, bool empty);
+void relay_pipes_done(struct relay *r);
 
 /* Ignores the completion of a cancel issued for op. */
 int relay_cancel_op(struct relay *r, struct relay_op *op);

@@ -46,7 +46,29 @@ static int config_check(const struct relay_config *c)
                 return -EINVAL;
         if (c->ring_bufs > c->buf_count)
                 return -EINVAL;
+        if (c->splice_pipes > RELAY_SPLICE_PIPES_MAX || c->splice_pipe_size > RELAY_SPLICE_PIPE_SIZE_MAX)
+                return -EINVAL;
         return 0;
+}
+
+/* Fills in the splice defaults; the environment knob lets a test put every stream on the path. */
+static void splice_config(struct relay_config *c)
+{
+        const char *e = getenv("VSOCKMUX_RELAY_SPLICE_MIN");
+
+        if (e && *e) {
+                char *end;
+                unsigned long v = strtoul(e, &end, 10);
+
+                if (*end == '\0' && v > 0 && v <= RELAY_BUF_SIZE_MAX)
+                        c->splice_min = (unsigned) v;
+        }
+        if (c->splice_min == 0)
+                c->splice_min = c->buf_size;
+        if (c->splice_pipes == 0)
+                c->splice_pipes = RELAY_SPLICE_PIPES_DEFAULT;
+        if (c->no_splice)
+                c->splice_pipes = 0;
 }
 
 static unsigned raise_nofile(void)
@@ -117,11 +139,14 @@ int relay_new(const struct relay_config *c, struct relay **ret)
         r->cfg = *c;
         if (r->cfg.ring_bufs == 0)
                 r->cfg.ring_bufs = MIN(RELAY_RING_BUFS_DEFAULT, r->cfg.buf_count);
+        splice_config(&r->cfg);
         list_init(&r->defers);
         list_init(&r->buf_waiters);
         r->mshot_limit = -1;
         r->ring.ring_fd = -1;
         r->capacity = raise_nofile();
+        /* Each pipe of the splice pool is two fds: one stream fewer per pipe. */
+        r->capacity = r->capacity > r->cfg.splice_pipes ? r->capacity - r->cfg.splice_pipes : 0;
         /* A vanished pipe reader must end one stream with EPIPE, not kill the daemon. */
         signal(SIGPIPE, SIG_IGN);
 
@@ -167,6 +192,7 @@ struct relay *relay_free(struct relay *r)
         }
         relay_listeners_done(r);
         relay_timers_done(r);
+        relay_pipes_done(r);
         /* Exiting the ring completes whatever is still in flight before the pool goes away. */
         io_uring_queue_exit(&r->ring);
         relay_pool_done(r);
@@ -382,5 +408,8 @@ void relay_get_stats(struct relay *r, struct relay_stats *ret)
                 .pool_bufs_in_use = r->pool_in_use,
                 .pool_bytes = r->bufs_size,
                 .pool_buf_size = r->cfg.buf_size,
+                .bytes_spliced = r->bytes_spliced,
+                .splice_pipes = r->pipes_made,
+                .splice_pipes_lent = r->pipes_lent,
         };
 }

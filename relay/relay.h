@@ -27,6 +27,16 @@ struct relay_config {
         unsigned buf_count;
         unsigned stream_max_bufs;
         unsigned ring_bufs;
+        /* The splice path (splice.c) for a from-guest stream with a backlog: entered after a read of
+         * at least splice_min bytes (0 = buf_size: a read that filled its buffer), kept while the
+         * guest has that much waiting. splice_pipes: the pool it borrows pipes from (0 = default,
+         * each pipe two fds), splice_pipe_size: bytes per pipe (0 = the kernel's default). no_splice:
+         * every byte goes through the ring. VSOCKMUX_RELAY_SPLICE_MIN=N in the environment sets
+         * splice_min at relay_new() (tests force the path with 1). */
+        unsigned splice_min;
+        unsigned splice_pipes;
+        unsigned splice_pipe_size;
+        bool no_splice;
 };
 
 #define RELAY_POOL_BYTES_MAX (64u << 20)
@@ -35,6 +45,9 @@ struct relay_config {
 #define RELAY_BUF_COUNT_MAX 32768u      /* kernel limit for one provided-buffer ring */
 #define RELAY_RING_ENTRIES_MAX 32768u
 #define RELAY_FD_HEADROOM 64u           /* fds kept back from the stream capacity */
+#define RELAY_SPLICE_PIPES_DEFAULT 32u
+#define RELAY_SPLICE_PIPES_MAX 1024u
+#define RELAY_SPLICE_PIPE_SIZE_MAX (1u << 20)   /* fs.pipe-max-size's default */
 
 void relay_config_default(struct relay_config *c);
 
@@ -187,6 +200,10 @@ struct relay_stream_ops {
         void (*on_frozen)(struct relay_stream *s, void *userdata);
         /* Optional copy of delivered bytes (data is only valid during the call). */
         void (*on_tap)(struct relay_stream *s, const void *data, size_t len, void *userdata);
+        /* Optional, with on_tap: whether anybody wants the copy now. Without it a tapped stream is
+         * always copied through the ring; with it, a from-guest stream may take the splice path
+         * while nobody taps (asked before every read from the guest there). */
+        bool (*tap_wanted)(struct relay_stream *s, void *userdata);
 };
 
 /* Takes both fds on success; endpoint_fd may be -1 = discard, keeping counters and the tap. */
@@ -233,5 +250,8 @@ struct relay_stats {
         unsigned pool_bufs_in_use;      /* held by streams (read, not yet delivered) */
         size_t pool_bytes;              /* address space reserved for the pool (buf_size * buf_count) */
         size_t pool_buf_size;
+        uint64_t bytes_spliced;         /* of bytes_relayed, what went by splice(2) */
+        unsigned splice_pipes;          /* made so far (at most splice_pipes of the config) */
+        unsigned splice_pipes_lent;     /* held by streams with bytes in flight */
 };
 void relay_get_stats(struct relay *r, struct relay_stats *ret);

@@ -1,6 +1,7 @@
 /* relay/stream.c: one stdio stream: guest socket <-> host endpoint through pool buffers, with backpressure,
  * counters, freeze/resume and guest replacement. */
 #include <assert.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "relay/internal.h"
+#include "relay/splice.h"
 #include "util/log.h"
 
 /* Gathered writes never take more pieces than this, whatever the cap. */
@@ -51,6 +53,14 @@ enum stream_event {
         STREAM_RESUME,          /* relay_stream_resume() */
         STREAM_NEW_GUEST,       /* relay_stream_replace_guest() on an ended stream */
         STREAM_FREE,            /* relay_stream_free() */
+};
+
+/* How a from-guest stream's bytes move: the ring (pool buffers, copies) or, while the guest has a
+ * backlog, the splice path (splice.c). Switching waits until what the ring read is delivered. */
+enum stream_path {
+        PATH_RING,
+        PATH_TO_SPLICE,         /* a big read came: no more ring reads; splicing once the ring is quiet */
+        PATH_SPLICE,            /* splice.c moves the bytes until its stopped() */
 };
 
 /* One request kind's slot: each has at most one request in flight. */
@@ -118,6 +128,11 @@ struct relay_stream {
         struct relay_buf_waiter buf_wait;
         /* from-guest, freezing: rx_guest once what the kernel held at the freeze is read */
         uint64_t drain_to;
+
+        enum stream_path path;
+        struct relay_splice sp;
+        bool splice_dst;        /* the endpoint can take splices: a socket or a fifo */
+        bool splice_refused;    /* the kernel said no once: this stream stays on the ring */
 };
 
 /* ---- state ---- */
@@ -210,6 +225,7 @@ static void stream_unref(struct relay_stream *s)
                 return;
         /* Only now may the buffers go back: no write reads them any more. */
         q_release_all(s);
+        relay_splice_abort(&s->sp);
         safe_close(s->guest_fd);
         safe_close(s->endpoint_fd);
         free(s->q);
@@ -251,6 +267,7 @@ static uint32_t q_tail_space(struct relay_stream *s)
 }
 
 static void stream_fail(struct relay_stream *s, int error);
+static int splice_kick(struct relay_stream *s);
 
 static int rd_arm(struct relay_stream *s)
 {
@@ -258,6 +275,8 @@ static int rd_arm(struct relay_stream *s)
         struct io_uring_sqe *sqe;
         size_t budget;
 
+        if (s->path != PATH_RING)
+                return splice_kick(s);
         if (!rd_wanted(s))
                 return 0;
         /* The cap is stream_max_bufs * buf_size bytes held. The kernel ends a budgeted multishot
@@ -314,6 +333,7 @@ static void rd_cancel(struct relay_stream *s)
                 s->rd = OP_CANCELLING;
                 (void) relay_cancel_op(s->r, &s->rd_op);
         }
+        relay_splice_reading_stopped(&s->sp);
 }
 
 /* Appends a received buffer. A piece that fits after the newest chunk's data is copied there
@@ -508,6 +528,7 @@ static void stream_done(struct relay_stream *s, int error)
         rd_cancel(s);
         hup_cancel(s);
         relay_pool_unwait(&s->buf_wait);
+        relay_splice_abort(&s->sp);
         s->error = error;
         /* Not logged here: on_done gets the error and its owner logs it once, with its own names. */
         if (s->ops->on_done) {
@@ -577,7 +598,7 @@ static void notify_frozen(struct relay_stream *s)
 static void stream_check(struct relay_stream *s)
 {
         bool quiet = s->rd == OP_IDLE && !s->wr_armed && s->hdr_state != HDR_ARMED && s->q_n == 0 &&
-                     !drain_pending(s);
+                     !drain_pending(s) && s->path != PATH_SPLICE && !relay_splice_active(&s->sp);
 
         if (stream_is_freezing(s) && quiet) {
                 notify_frozen(s);
@@ -634,6 +655,87 @@ static int stream_queue_check(struct relay_stream *s)
         return 0;
 }
 
+/* ---- the splice path (splice.c) ---- */
+
+static bool tap_wanted(const struct relay_stream *s)
+{
+        return s->ops->on_tap && (!s->ops->tap_wanted || s->ops->tap_wanted((struct relay_stream *) s, s->userdata));
+}
+
+static bool splice_may_read(struct relay_splice *sp)
+{
+        struct relay_stream *s = container_of(sp, struct relay_stream, sp);
+
+        return s->state == STREAM_RUNNING && !s->src_eof && !s->endpoint_dead && s->hdr_state == HDR_NONE &&
+               !tap_wanted(s);
+}
+
+static bool splice_wanted(struct relay_stream *s)
+{
+        return s->splice_dst && !s->splice_refused && !s->r->cfg.no_splice && splice_may_read(&s->sp);
+}
+
+static void splice_moved(struct relay_splice *sp, size_t rx, size_t tx)
+{
+        struct relay_stream *s = container_of(sp, struct relay_stream, sp);
+
+        s->c.rx_guest += rx;
+        s->c.tx_endpoint += tx;
+        s->r->bytes_relayed += tx;
+        s->r->bytes_spliced += tx;
+}
+
+/* Back to the ring; the deferred check re-arms the ring's reads or reports the end. */
+static void splice_stopped(struct relay_splice *sp, enum relay_splice_stop why, int error)
+{
+        struct relay_stream *s = container_of(sp, struct relay_stream, sp);
+
+        s->path = PATH_RING;
+        if (why == RELAY_SPLICE_SRC_END && error < 0)
+                stream_src_failed(s, error);
+        else if (why == RELAY_SPLICE_SRC_END)
+                s->src_eof = true;
+        else if (why == RELAY_SPLICE_DST_FAILED)
+                stream_endpoint_failed(s, error);
+        else if (why == RELAY_SPLICE_REFUSED)
+                s->splice_refused = true;
+        if (stream_queue_check(s) < 0)
+                stream_fail(s, -ENOMEM);
+}
+
+static void splice_ref(struct relay_splice *sp)
+{
+        container_of(sp, struct relay_stream, sp)->ref++;
+}
+
+static void splice_unref(struct relay_splice *sp)
+{
+        stream_unref(container_of(sp, struct relay_stream, sp));
+}
+
+static const struct relay_splice_ops stream_splice_ops = {
+        .may_read = splice_may_read,
+        .moved = splice_moved,
+        .stopped = splice_stopped,
+        .ref = splice_ref,
+        .unref = splice_unref,
+};
+
+/* rd_arm off the ring: what the ring read goes out first, in order, then splice.c takes over. */
+static int splice_kick(struct relay_stream *s)
+{
+        if (s->path == PATH_SPLICE || relay_splice_active(&s->sp))
+                return 0;
+        if (s->rd != OP_IDLE || s->wr_armed || s->q_n > 0 || s->hdr_state != HDR_NONE)
+                return 0;
+        if (!splice_wanted(s)) {
+                s->path = PATH_RING;
+                return rd_arm(s);
+        }
+        s->path = PATH_SPLICE;
+        return relay_splice_start(&s->sp, s->guest_fd, s->endpoint_fd);
+}
+
 /* ---- completions ---- */
 
 static bool read_refused(int res)
@@ -667,6 +769,10 @@ static void on_read(struct relay *r, struct relay_op *op, int res, uint32_t flag
                         s->c.rx_endpoint += (uint64_t) res;
                 if (s->rd_budget && !relay_recv_budget_known(r))
                         relay_recv_budget_learnt(r, true);
+                if ((uint32_t) res >= r->cfg.splice_min && s->path == PATH_RING && splice_wanted(s)) {
+                        s->path = PATH_TO_SPLICE;
+                        rd_cancel(s);
+                }
                 /* A multishot read without a byte budget is stopped by hand at the cap. */
                 if (more && !s->rd_budget && s->held_bytes >= (size_t) r->cfg.stream_max_bufs * r->cfg.buf_size)
                         rd_cancel(s);
@@ -867,6 +973,17 @@ static int classify(int fd, enum stream_src *ret_src, enum stream_dst *ret_dst)
         return 0;
 }
 
+static int fd_set_nonblock(int fd)
+{
+        int fl = fcntl(fd, F_GETFL);
+
+        if (fl < 0)
+                return -errno;
+        if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+                return -errno;
+        return 0;
+}
+
 int relay_stream_new_at(struct relay *r, enum relay_stream_dir dir, int guest_fd, int endpoint_fd,
                         const struct relay_stream_ops *ops, const struct relay_stream_counters *seed,
                         bool send_offset_header, void *userdata, struct relay_stream **ret)
@@ -900,6 +1017,13 @@ int relay_stream_new_at(struct relay *r, enum relay_stream_dir dir, int guest_fd
                 .rd_op.fn = on_read, .wr_op.fn = on_write, .hdr_op.fn = on_header, .hup_op.fn = on_hup,
         };
         relay_buf_waiter_init(&s->buf_wait, on_buffers);
+        /* Sockets take splices from a pipe of ours; a fifo takes them straight from the guest. */
+        s->splice_dst = dir == RELAY_STREAM_FROM_GUEST && (esrc == SRC_RECV_MSHOT || esrc == SRC_READ_MSHOT);
+        /* A splice into a socket waits when the socket's file is blocking, whatever its flags say;
+         * the ring's sends do not care (the stream owns the fd). */
+        if (s->splice_dst && esrc == SRC_RECV_MSHOT && fd_set_nonblock(endpoint_fd) < 0)
+                s->splice_dst = false;
+        relay_splice_init(&s->sp, r, &stream_splice_ops, esrc == SRC_READ_MSHOT, r->cfg.splice_min);
         snprintf(s->label, sizeof(s->label), "fd %d", guest_fd);
         if (seed)
                 s->c = *seed;
@@ -961,7 +1085,7 @@ void relay_stream_seed_counters(struct relay_stream *s, const struct relay_strea
 void relay_stream_get_held(const struct relay_stream *s, size_t *ret_bytes, unsigned *ret_bufs)
 {
         if (ret_bytes)
-                *ret_bytes = s->held_bytes;
+                *ret_bytes = s->held_bytes + relay_splice_held(&s->sp);
         if (ret_bufs)
                 *ret_bufs = s->q_n;
 }
@@ -1009,7 +1133,7 @@ static bool guest_replaceable(const struct relay_stream *s)
                 return false;
         if (s->hdr_state == HDR_ARMED)
                 return false;
-        return guest_is_src(s) ? s->rd == OP_IDLE : !s->wr_armed;
+        return guest_is_src(s) ? s->rd == OP_IDLE && !relay_splice_active(&s->sp) : !s->wr_armed;
 }
 
 int relay_stream_replace_guest(struct relay_stream *s, int guest_fd, bool send_offset_header)
@@ -1069,6 +1193,7 @@ struct relay_stream *relay_stream_free(struct relay_stream *s)
         s->r->n_streams--;
         relay_pool_unwait(&s->buf_wait);
         rd_cancel(s);
+        relay_splice_abort(&s->sp);
         if (s->wr_armed)
                 (void) relay_cancel_op(s->r, &s->wr_op);
         if (s->hdr_state == HDR_ARMED)

@@ -158,6 +158,18 @@ static void num(char *buf, size_t len, uint64_t v)
         snprintf(buf, len, "%" PRIu64, v);
 }
 
+/* The relay-stream-splice run (VSOCKMUX_RELAY_SPLICE_MIN=1) puts every from-guest stream with a
+ * socket or fifo endpoint on the splice path: where a test says so, it must really have gone there. */
+static void expect_spliced_when_forced(struct relay *r)
+{
+        struct relay_stats st;
+
+        if (!getenv("VSOCKMUX_RELAY_SPLICE_MIN"))
+                return;
+        relay_get_stats(r, &st);
+        assert_true(st.bytes_spliced > 0);
+}
+
 /* ---- tests ---- */
 
 static void test_stream_64mib_from_guest_arrives_intact_through_a_pipe(void **state)
@@ -186,6 +198,7 @@ static void test_stream_64mib_from_guest_arrives_intact_through_a_pipe(void **st
         assert_int_equal(t.error, 0);
         assert_int_equal(t.at_done.rx_guest, total);
         assert_int_equal(t.at_done.tx_endpoint, total);
+        expect_spliced_when_forced(r);
         assert_int_equal(child_finish(&guest, NULL, 0), 0);
         t.s = relay_stream_free(t.s);   /* closes the pipe: the sink sees EOF */
         expect_output(&sink, total, guest_data_hash(seed, total));
@@ -208,6 +221,7 @@ static void test_stream_bulk_traffic_touches_only_a_few_pool_buffers(void **stat
         int p[2];
 
         relay_config_default(&cfg);
+        cfg.no_splice = true;   /* a test of the ring's buffers */
         make_tmpdir(dir, sizeof(dir));
         assert_int_equal(relay_new(&cfg, &r), 0);
         t.r = r;
@@ -363,6 +377,7 @@ static void stalled_sink(const char *chunk, uint32_t port)
         int p[2];
 
         relay_config_default(&cfg);
+        cfg.no_splice = true;   /* the ring's cap; test_stream_splice_stalled_sink_* has the splice path's */
         make_tmpdir(dir, sizeof(dir));
         assert_int_equal(relay_new(&cfg, &r), 0);
         t.r = r;
@@ -741,6 +756,7 @@ static void test_stream_freeze_flushes_and_resume_loses_nothing(void **state)
         run_until(r, &t.done);
         assert_int_equal(t.error, 0);
         assert_int_equal(t.at_done.rx_guest, total);
+        expect_spliced_when_forced(r);
         t.s = relay_stream_free(t.s);
         run_until(r, &k.closed);
         assert_int_equal(k.bytes, total);
@@ -842,6 +858,7 @@ static void test_stream_replace_guest_sends_offset_then_resumes_exactly_once(voi
         run_until(r, &t.done);
         assert_int_equal(t.error, 0);
         assert_int_equal(t.at_done.rx_guest, total);
+        expect_spliced_when_forced(r);
         snprintf(want, sizeof(want), "offset %" PRIu64 "\n", t.at_frozen.rx_guest);
         assert_int_equal(child_finish(&g2, out, sizeof(out)), 0);
         assert_string_equal(out, want);
@@ -1012,6 +1029,318 @@ static void test_stream_discard_endpoint_counts_and_taps(void **state)
         rm_tmpdir(dir);
 }
 
+
+/* ---- the splice path (splice.c) ---- */
+
+struct tap_switch {
+        struct st st;
+        uint64_t tap_from;      /* the guest byte count from which taps are wanted; UINT64_MAX never */
+};
+
+static bool tap_switch_wanted(struct relay_stream *s, void *userdata)
+{
+        struct tap_switch *ts = userdata;
+        struct relay_stream_counters c;
+
+        relay_stream_get_counters(s, &c);
+        return c.rx_guest >= ts->tap_from;
+}
+
+/* Like the daemon's tap: the ring calls it for every byte it delivers; it keeps what is wanted. */
+static void tap_switch_tap(struct relay_stream *s, const void *data, size_t len, void *userdata)
+{
+        if (tap_switch_wanted(s, userdata))
+                on_tap(s, data, len, userdata);
+}
+
+static const struct relay_stream_ops st_tap_switch_ops = {
+        .on_done = on_done, .on_frozen = on_frozen, .on_tap = tap_switch_tap, .tap_wanted = tap_switch_wanted,
+};
+
+/* A bulk guest into a socket endpoint: relay_config_default's threshold (a read that filled its
+ * buffer) puts the stream on the splice path; every byte arrives once, the counters are exact,
+ * and once the stream is idle no pipe is lent. */
+static void splice_bulk_to_socket(const struct relay_stream_ops *ops, uint64_t tap_from, uint32_t port,
+                                  struct relay_stats *ret_stats, struct tap_switch *ret_ts)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        const uint64_t total = 32 * MIB, seed = 21;
+        struct tap_switch ts = { .tap_from = tap_from };
+        struct dial d = { .st = &ts.st, .dir = RELAY_STREAM_FROM_GUEST, .ops = ops };
+        struct child guest;
+        struct sink k;
+        char dir[64], path[128], n[32], sd[32];
+
+        make_tmpdir(dir, sizeof(dir));
+        assert_int_equal(relay_new(NULL, &r), 0);
+        ts.st.r = r;
+        ts.st.tap_hash = GUEST_HASH_INIT;
+        d.endpoint_fd = sink_open(r, &k);
+        listen_for(r, dir, port, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
+        num(n, sizeof(n), total);
+        num(sd, sizeof(sd), seed);
+        spawn_guest((const char *[]) { "send", path, n, sd, "65536", NULL }, -1, -1, &guest);
+        run_until(r, &ts.st.done);
+        assert_int_equal(ts.st.error, 0);
+        assert_int_equal(ts.st.at_done.rx_guest, total);
+        assert_int_equal(ts.st.at_done.tx_endpoint, total);
+        relay_get_stats(r, ret_stats);
+        assert_int_equal(ret_stats->splice_pipes_lent, 0);
+        assert_int_equal(child_finish(&guest, NULL, 0), 0);
+        ts.st.s = relay_stream_free(ts.st.s);
+        run_until(r, &k.closed);
+        assert_int_equal(k.bytes, total);
+        assert_int_equal(k.hash, guest_data_hash(seed, total));
+        /* the tap, when it was wanted, saw a tail of the stream, exactly */
+        if (ts.st.tap_bytes > 0)
+                assert_int_equal(ts.st.tap_hash, guest_data_hash_range(seed, total - ts.st.tap_bytes, total));
+        relay_listener_free(d.l);
+        rm_tmpdir(dir);
+        *ret_ts = ts;
+}
+
+static void test_stream_splice_bulk_to_a_socket_moves_by_splice_and_returns_its_pipe(void **state)
+{
+        struct relay_stats st;
+        struct tap_switch ts;
+
+        splice_bulk_to_socket(&st_ops, UINT64_MAX, 1100, &st, &ts);
+        assert_true(st.bytes_spliced >= 16 * MIB);     /* most of it: only the first reads use the ring */
+        assert_true(st.splice_pipes >= 1 && st.splice_pipes <= RELAY_SPLICE_PIPES_DEFAULT);
+}
+
+/* A tap with no tap_wanted means "always": such a stream never leaves the ring. */
+static void test_stream_splice_never_for_a_stream_tapped_for_good(void **state)
+{
+        struct relay_stats st;
+        struct tap_switch ts;
+
+        splice_bulk_to_socket(&st_tap_ops, 0, 1101, &st, &ts);
+        assert_int_equal(st.bytes_spliced, 0);
+        assert_int_equal(ts.st.tap_bytes, 32 * MIB);
+}
+
+/* Nobody taps for the first 8 MiB (spliced), then somebody does: from then on every byte the guest
+ * sends reaches the tap too (the ring again), which the tail hash in splice_bulk_to_socket checks. */
+static void test_stream_splice_gives_way_when_a_tap_is_wanted(void **state)
+{
+        struct relay_stats st;
+        struct tap_switch ts;
+
+        splice_bulk_to_socket(&st_tap_switch_ops, 8 * MIB, 1102, &st, &ts);
+        assert_true(st.bytes_spliced > 0);
+        /* what was in flight when the tap came may have gone untapped: at most a pipe's worth */
+        assert_true(ts.st.tap_bytes >= 24 * MIB - MIB);
+        assert_true(ts.st.tap_bytes <= 24 * MIB);
+}
+
+/* A fifo endpoint takes the guest's bytes in one splice: no pipe of ours is ever made. */
+static void test_stream_splice_into_a_fifo_needs_no_pipe(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        const uint64_t total = 32 * MIB, seed = 22;
+        struct relay_stats st;
+        struct st t = {};
+        struct dial d = { .st = &t, .dir = RELAY_STREAM_FROM_GUEST, .ops = &st_ops };
+        struct child guest, sink;
+        char dir[64], path[128], n[32], sd[32];
+        int p[2];
+
+        make_tmpdir(dir, sizeof(dir));
+        assert_int_equal(relay_new(NULL, &r), 0);
+        t.r = r;
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        spawn_guest((const char *[]) { "sink", NULL }, p[0], -1, &sink);
+        close(p[0]);
+        d.endpoint_fd = p[1];
+        listen_for(r, dir, 1103, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
+        num(n, sizeof(n), total);
+        num(sd, sizeof(sd), seed);
+        spawn_guest((const char *[]) { "send", path, n, sd, "65536", NULL }, -1, -1, &guest);
+        run_until(r, &t.done);
+        assert_int_equal(t.error, 0);
+        assert_int_equal(t.at_done.tx_endpoint, total);
+        relay_get_stats(r, &st);
+        assert_true(st.bytes_spliced >= 16 * MIB);
+        assert_int_equal(st.splice_pipes, 0);
+        assert_int_equal(child_finish(&guest, NULL, 0), 0);
+        t.s = relay_stream_free(t.s);
+        expect_output(&sink, total, guest_data_hash(seed, total));
+        relay_listener_free(d.l);
+        rm_tmpdir(dir);
+}
+
+/* More bulk streams than pipes: the ones that find none stay on the ring, nobody loses a byte. */
+static void test_stream_splice_pool_exhausted_falls_back_to_the_ring(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        enum { N = 4 };
+        const uint64_t total = 8 * MIB;
+        struct relay_config cfg;
+        struct relay_stats st;
+        struct st t[N] = {};
+        struct dial d[N];
+        struct child guest[N];
+        struct sink k[N];
+        char dir[64], path[128], n[32], sd[32];
+        unsigned done = 0;
+
+        relay_config_default(&cfg);
+        cfg.splice_pipes = 1;
+        make_tmpdir(dir, sizeof(dir));
+        assert_int_equal(relay_new(&cfg, &r), 0);
+        num(n, sizeof(n), total);
+        for (unsigned i = 0; i < N; i++) {
+                t[i].r = r;
+                d[i] = (struct dial) { .st = &t[i], .dir = RELAY_STREAM_FROM_GUEST, .ops = &st_ops };
+                d[i].endpoint_fd = sink_open(r, &k[i]);
+                listen_for(r, dir, 1110 + i, RELAY_LISTEN_ONCE, &d[i], path, sizeof(path));
+                num(sd, sizeof(sd), 30 + i);
+                spawn_guest((const char *[]) { "send", path, n, sd, "65536", NULL }, -1, -1, &guest[i]);
+        }
+        for (uint64_t deadline = relay_now_ns(r) + TEST_WAIT_NS; done < N;) {
+                assert_int_equal(relay_run_once(r, 10 * 1000 * 1000), 0);
+                assert_true(relay_now_ns(r) < deadline);
+                relay_get_stats(r, &st);
+                assert_true(st.splice_pipes <= 1);
+                done = 0;
+                for (unsigned i = 0; i < N; i++)
+                        done += t[i].done;
+        }
+        for (unsigned i = 0; i < N; i++) {
+                assert_int_equal(t[i].error, 0);
+                assert_int_equal(t[i].at_done.tx_endpoint, total);
+                assert_int_equal(child_finish(&guest[i], NULL, 0), 0);
+                t[i].s = relay_stream_free(t[i].s);
+                run_until(r, &k[i].closed);
+                assert_int_equal(k[i].bytes, total);
+                assert_int_equal(k[i].hash, guest_data_hash(30 + i, total));
+        }
+        relay_get_stats(r, &st);
+        assert_true(st.bytes_spliced > 0);
+        assert_true(st.bytes_spliced < st.bytes_relayed);      /* some went by the ring */
+        relay_listener_free(d[0].l);
+        for (unsigned i = 1; i < N; i++)
+                relay_listener_free(d[i].l);
+        rm_tmpdir(dir);
+}
+
+/* An endpoint socket that closes mid-splice: the stream keeps reading the guest and drops its
+ * output (as on the ring), reports -EPIPE at the guest's end, and the counters say what was lost. */
+static void test_stream_splice_endpoint_closing_drops_and_counts(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        const uint64_t total = 16 * MIB;
+        struct relay_stats st;
+        struct st t = {};
+        struct dial d = { .st = &t, .dir = RELAY_STREAM_FROM_GUEST, .ops = &st_ops };
+        struct relay_stream_counters c = {};
+        struct child guest;
+        char dir[64], path[128], n[32];
+        int sv[2];
+
+        make_tmpdir(dir, sizeof(dir));
+        assert_int_equal(relay_new(NULL, &r), 0);
+        t.r = r;
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        d.endpoint_fd = sv[0];
+        listen_for(r, dir, 1120, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
+        num(n, sizeof(n), total);
+        spawn_guest((const char *[]) { "send", path, n, "23", "65536", NULL }, -1, -1, &guest);
+        /* sv[1] is read until the relay splices, then no more: it fills, the relay waits */
+        for (uint64_t deadline = relay_now_ns(r) + TEST_WAIT_NS;;) {
+                static char scratch[65536];
+
+                assert_int_equal(relay_run_once(r, 10 * 1000 * 1000), 0);
+                assert_true(relay_now_ns(r) < deadline);
+                relay_get_stats(r, &st);
+                if (st.bytes_spliced > 0)
+                        break;
+                while (recv(sv[1], scratch, sizeof(scratch), MSG_DONTWAIT) > 0)
+                        ;
+        }
+        for (int i = 0; i < 20; i++)
+                assert_int_equal(relay_run_once(r, 10 * 1000 * 1000), 0);
+        relay_stream_get_counters(t.s, &c);
+        assert_true(c.rx_guest < total);
+        close(sv[1]);
+        run_until(r, &t.done);
+        assert_int_equal(t.error, -EPIPE);
+        assert_int_equal(t.at_done.rx_guest, total);   /* the guest was never blocked for good */
+        assert_true(t.at_done.tx_endpoint < total);
+        relay_get_stats(r, &st);
+        assert_int_equal(st.splice_pipes_lent, 0);
+        assert_int_equal(child_finish(&guest, NULL, 0), 0);
+        t.s = relay_stream_free(t.s);
+        relay_listener_free(d.l);
+        rm_tmpdir(dir);
+}
+
+/* A stalled socket endpoint on the splice path: what the relay holds stays under the cap. */
+static void test_stream_splice_stalled_sink_holds_at_most_the_cap(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        const uint64_t total = 8 * MIB;
+        struct relay_config cfg;
+        struct relay_stats st = {};
+        struct st t = {};
+        struct dial d = { .st = &t, .dir = RELAY_STREAM_FROM_GUEST, .ops = &st_ops };
+        struct child guest;
+        struct sink k = { .hash = GUEST_HASH_INIT };
+        char dir[64], path[128], n[32];
+        size_t max_held = 0;
+        int sv[2];
+
+        relay_config_default(&cfg);
+        /* from the first read: the ring's own cap would stall the stream before any full read */
+        cfg.splice_min = 1;
+        make_tmpdir(dir, sizeof(dir));
+        assert_int_equal(relay_new(&cfg, &r), 0);
+        t.r = r;
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        d.endpoint_fd = sv[0];
+        listen_for(r, dir, 1121, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
+        num(n, sizeof(n), total);
+        spawn_guest((const char *[]) { "send", path, n, "24", "65536", NULL }, -1, -1, &guest);
+        /* sv[1] is read (into the sink's tally) until the relay splices, then not for a while */
+        for (uint64_t deadline = relay_now_ns(r) + TEST_WAIT_NS; st.bytes_spliced == 0 || max_held == 0;) {
+                static char scratch[65536];
+                ssize_t got;
+                size_t b;
+
+                assert_int_equal(relay_run_once(r, 10 * 1000 * 1000), 0);
+                assert_true(relay_now_ns(r) < deadline);
+                relay_get_stats(r, &st);
+                if (t.s) {
+                        relay_stream_get_held(t.s, &b, NULL);
+                        max_held = MAX(max_held, b);
+                }
+                while (st.bytes_spliced == 0 && (got = recv(sv[1], scratch, sizeof(scratch), MSG_DONTWAIT)) > 0) {
+                        k.bytes += (uint64_t) got;
+                        k.hash = guest_hash(k.hash, scratch, (size_t) got);
+                }
+        }
+        /* the endpoint is full and stays so for a while: the relay holds bytes, never too many */
+        for (int i = 0; i < 50; i++) {
+                size_t b;
+
+                assert_int_equal(relay_run_once(r, 10 * 1000 * 1000), 0);
+                relay_stream_get_held(t.s, &b, NULL);
+                max_held = MAX(max_held, b);
+        }
+        assert_true(max_held <= (size_t) cfg.stream_max_bufs * cfg.buf_size);
+        assert_int_equal(relay_chan_new(r, sv[1], &sink_ops, NULL, &k, &k.c), 0);
+        run_until(r, &t.done);
+        assert_int_equal(t.error, 0);
+        t.s = relay_stream_free(t.s);
+        run_until(r, &k.closed);
+        assert_int_equal(k.bytes, total);
+        assert_int_equal(k.hash, guest_data_hash(24, total));
+        assert_int_equal(child_finish(&guest, NULL, 0), 0);
+        relay_listener_free(d.l);
+        rm_tmpdir(dir);
+}
+
 static void test_stream_free_with_io_in_flight_is_safe(void **state)
 {
         _cleanup_(relay_freep) struct relay *r = NULL;
@@ -1077,6 +1406,13 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_stream_replace_guest_refused_while_running),
                 cmocka_unit_test(test_stream_discard_endpoint_counts_and_taps),
                 cmocka_unit_test(test_stream_free_with_io_in_flight_is_safe),
+                cmocka_unit_test(test_stream_splice_bulk_to_a_socket_moves_by_splice_and_returns_its_pipe),
+                cmocka_unit_test(test_stream_splice_never_for_a_stream_tapped_for_good),
+                cmocka_unit_test(test_stream_splice_gives_way_when_a_tap_is_wanted),
+                cmocka_unit_test(test_stream_splice_into_a_fifo_needs_no_pipe),
+                cmocka_unit_test(test_stream_splice_pool_exhausted_falls_back_to_the_ring),
+                cmocka_unit_test(test_stream_splice_endpoint_closing_drops_and_counts),
+                cmocka_unit_test(test_stream_splice_stalled_sink_holds_at_most_the_cap),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,86 @@
+/* relay/pipe-pool.c: the pipes the splice path borrows: made on first need up to cfg.splice_pipes,
+ * lent to a stream only while it has bytes in one, kept empty on a free list between loans. */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "relay/internal.h"
+
+static int pipe_make(struct relay *r, struct relay_pipe **ret)
+{
+        struct relay_pipe *p;
+        int fds[2], sz;
+
+        if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
+                return -errno;
+        p = calloc(1, sizeof(*p));
+        if (!p) {
+                safe_close(fds[0]);
+                safe_close(fds[1]);
+                return -ENOMEM;
+        }
+        /* A bigger pipe moves more per pair of splices; the per-user pipe page budget may refuse
+         * it (fs.pipe-user-pages-soft), then the default size does. */
+        if (r->cfg.splice_pipe_size > 0)
+                (void) fcntl(fds[1], F_SETPIPE_SZ, (int) r->cfg.splice_pipe_size);
+        sz = fcntl(fds[1], F_GETPIPE_SZ);
+        *p = (struct relay_pipe) { .rfd = fds[0], .wfd = fds[1], .size = sz > 0 ? (size_t) sz : 65536 };
+        r->pipes_made++;
+        *ret = p;
+        return 0;
+}
+
+static struct relay_pipe *pipe_destroy(struct relay *r, struct relay_pipe *p)
+{
+        if (!p)
+                return NULL;
+        safe_close(p->rfd);
+        safe_close(p->wfd);
+        r->pipes_made--;
+        free(p);
+        return NULL;
+}
+
+int relay_pipe_get(struct relay *r, struct relay_pipe **ret)
+{
+        struct relay_pipe *p = r->pipes_free;
+        int k;
+
+        if (p)
+                r->pipes_free = p->next;
+        else {
+                if (r->pipes_made >= r->cfg.splice_pipes)
+                        return -EBUSY;
+                k = pipe_make(r, &p);
+                if (k < 0)
+                        return k;
+        }
+        p->next = NULL;
+        r->pipes_lent++;
+        *ret = p;
+        return 0;
+}
+
+struct relay_pipe *relay_pipe_put(struct relay *r, struct relay_pipe *p, bool empty)
+{
+        if (!p)
+                return NULL;
+        r->pipes_lent--;
+        /* Bytes nobody will take (a dead endpoint, a freed stream) cannot be drained cheaply: the
+         * pipe goes, and the next loan makes a new one. */
+        if (!empty)
+                return pipe_destroy(r, p);
+        p->next = r->pipes_free;
+        r->pipes_free = p;
+        return NULL;
+}
+
+void relay_pipes_done(struct relay *r)
+{
+        while (r->pipes_free) {
+                struct relay_pipe *p = r->pipes_free;
+
+                r->pipes_free = p->next;
+                pipe_destroy(r, p);
+        }
+}
