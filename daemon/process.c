@@ -1106,11 +1106,15 @@ static void kill_delivered(struct vmm_kill_op *op)
 {
         struct vmm_process *p = vmm_process_find(op->vm, op->pid);
 
-        if (!p || p->exit_known || !signal_can_kill(op->signal))
+        if (!p || p->exit_reported || !signal_can_kill(op->signal))
                 return;
         /* Signal 0 is SIGKILL to the guest (hcsshim's and ours). */
         p->killed_by = op->signal == 0 ? 9 : op->signal;
         p->killed_at_ns = relay_now_ns(op->vm->vmm->relay);
+        /* The wait's answer may beat the Kill's reply: an exit known, not yet reported, that the
+         * guest did not name the signal of is this signal's. */
+        if (p->exit_known && p->exit.kind == VMM_EXIT_SIGNALED && p->exit.code == 0)
+                process_set_signaled(p);
 }
 
 static void vmm_on_signal(const struct bridge_result *res, void *userdata)
