@@ -5,33 +5,29 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon/vmm-internal.h"
+#include "daemon/process-private.h"
 
 /* What ps and a saved state show as the endpoint of such a stdin. */
 #define VMM_STDIN_FROM_ATTACH "(attach clients)"
 
-int vmm_process_stdin_from_attach(struct vmm_process *p, bool stdin_once, char *err, size_t errlen)
+int process_stdin_from_attach(struct vmm_process *p, bool stdin_once, struct vmm_error *err)
 {
         struct vmm_stream *s = &p->streams[VMM_STDIN];
         int fds[2], r;
 
-        if (!p->attach) {
-                snprintf(err, errlen, "no attach socket for this exec, so no stdin for -i");
-                return -ENOMEM;
-        }
+        if (!p->attach)
+                return vmm_error_set(err, -ENOMEM, "no attach socket for this exec, so no stdin for -i");
         /* The read end stays blocking: the relay's reads wait for data there (see endpoint.c). */
         if (pipe2(fds, O_CLOEXEC) < 0) {
                 r = -errno;
-                snprintf(err, errlen, "cannot make a stdin pipe for attach clients: %s", strerror(-r));
-                return r;
+                return vmm_error_set(err, r, "cannot make a stdin pipe for attach clients: %s", strerror(-r));
         }
         s->endpoint = strdup(VMM_STDIN_FROM_ATTACH);
         r = s->endpoint ? attach_set_input(p->attach, fds[1], stdin_once) : -ENOMEM;
         if (r < 0) {
                 safe_close(fds[0]);
                 safe_close(fds[1]);
-                snprintf(err, errlen, "cannot feed stdin from attach clients: %s", strerror(-r));
-                return r;
+                return vmm_error_set(err, r, "cannot feed stdin from attach clients: %s", strerror(-r));
         }
         s->endpoint_fd = fds[0];
         return 0;

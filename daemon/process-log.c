@@ -8,7 +8,7 @@
 
 #include "daemon/log-journald.h"
 #include "daemon/log-k8s.h"
-#include "daemon/vmm-internal.h"
+#include "daemon/process-private.h"
 #include "util/log.h"
 
 static bool path_given(const char *p)
@@ -16,10 +16,10 @@ static bool path_given(const char *p)
         return p && p[0];
 }
 
-bool vmm_process_log_default(const struct vmm_process *p, const struct vmm_exec_params *params,
+bool process_log_default(const struct vmm_process *p, const struct vmm_exec_params *params,
                              struct vmm_exec_params *ret, char *buf, size_t len)
 {
-        const struct vmm_config *cfg = &p->vm->vmm->cfg;
+        const struct vmm_config *cfg = process_ctx(p)->cfg;
 
         if (params->log_passthrough || params->log_journald || path_given(params->log_k8s_path) ||
             path_given(params->stdout_path) || path_given(params->stderr_path))
@@ -38,7 +38,7 @@ bool vmm_process_log_default(const struct vmm_process *p, const struct vmm_exec_
         return true;
 }
 
-void vmm_process_log_measure(struct vmm_process *p)
+void process_log_measure(struct vmm_process *p)
 {
         struct stat st;
 
@@ -46,9 +46,9 @@ void vmm_process_log_measure(struct vmm_process *p)
         p->log_size = fstat(p->log_fd, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
-int vmm_process_log_setup(struct vmm_process *p, const struct vmm_exec_params *params)
+int process_log_setup(struct vmm_process *p, const struct vmm_exec_params *params)
 {
-        vmm_process_log_measure(p);
+        process_log_measure(p);
         p->log_size_max = params->log_size_max;
         p->log_max_files = params->log_max_files ? params->log_max_files : 1;
         if (!params->creds)
@@ -71,10 +71,10 @@ static int process_log_rotate(void *userdata, int *fd)
         struct vmm_process *p = userdata;
         int nfd, r;
 
-        r = opener_open_rotated(p->vm->vmm->opener, p->log_has_creds ? &p->log_creds : NULL, p->log_path,
+        r = opener_open_rotated(process_ctx(p)->opener, p->log_has_creds ? &p->log_creds : NULL, p->log_path,
                                 p->log_max_files, &nfd);
         if (r < 0) {
-                log_warn("vm %s: process %u: cannot rotate its k8s-file log %s: %s", p->vm->name, p->pid, p->log_path,
+                log_warn("vm %s: process %u: cannot rotate its k8s-file log %s: %s", process_guest(p)->vm_name, p->pid, p->log_path,
                          strerror(-r));
                 return r;
         }
@@ -83,20 +83,20 @@ static int process_log_rotate(void *userdata, int *fd)
         return 0;
 }
 
-void vmm_process_journal_write(struct vmm_process *p, enum log_k8s_stream stream, const void *data, size_t len)
+void process_journal_write(struct vmm_process *p, enum log_k8s_stream stream, const void *data, size_t len)
 {
-        struct log_journald_ids ids = { .vm = p->vm->name, .container_id = p->container_id, .exec_id = p->exec_id };
+        struct log_journald_ids ids = { .vm = process_guest(p)->vm_name, .container_id = p->container_id, .exec_id = p->exec_id };
         int r = log_journald_write(&ids, stream, data, len);
 
         /* Once per process: a journal that is not there would otherwise fill our own log. */
         if (r < 0 && !p->log_journald_failed) {
                 p->log_journald_failed = true;
-                log_warn("vm %s: process %u: journald refused its output: %s (said once)", p->vm->name, p->pid,
+                log_warn("vm %s: process %u: journald refused its output: %s (said once)", process_guest(p)->vm_name, p->pid,
                          strerror(-r));
         }
 }
 
-int vmm_process_log_write(struct vmm_process *p, enum log_k8s_stream stream, const void *data, size_t len,
+int process_log_write(struct vmm_process *p, enum log_k8s_stream stream, const void *data, size_t len,
                           uint64_t realtime_ns)
 {
         struct log_k8s_file f = {

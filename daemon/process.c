@@ -1,7 +1,9 @@
-/* daemon/process.c: one exec's life: endpoints, ports, listeners, ExecuteProcess, streams, the
- * wait, and the exit report that always follows the output's EOF. */
+/* daemon/process.c: a VM's process table and one exec's life: endpoints, ports, ExecuteProcess,
+ * the wait, and the exit report that always follows the output's EOF (the streams are in
+ * process-stream.c, the saved state in process-state.c). */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,11 +14,8 @@
 #include "daemon/endpoint.h"
 #include "daemon/exec-id.h"
 #include "daemon/exit-file.h"
-#include "daemon/log-k8s.h"
-#include "daemon/vmm-internal.h"
+#include "daemon/process-private.h"
 #include "util/log.h"
-
-static const char *const stream_names[_VMM_STREAM_KIND_MAX] = { "stdin", "stdout", "stderr" };
 
 const char *vmm_process_state_to_string(enum vmm_process_state s)
 {
@@ -61,22 +60,6 @@ static void strv_free(char **v, size_t n)
         free(v);
 }
 
-static bool stream_is_output(enum vmm_stream_kind k)
-{
-        return k != VMM_STDIN;
-}
-
-/* Releases the relay side of a stream, keeping its last counters for ps and save. */
-void vmm_stream_release(struct vmm_stream *s)
-{
-        if (s->stream) {
-                relay_stream_get_counters(s->stream, &s->counters);
-                s->stream = relay_stream_free(s->stream);
-        }
-        s->listener = relay_listener_free(s->listener);
-        s->endpoint_fd = safe_close(s->endpoint_fd);
-}
-
 /* Tells every starter, once: the pid is known (error 0) or the exec failed. */
 static void process_started(struct vmm_process *p, int error, const char *message)
 {
@@ -89,9 +72,9 @@ static void process_started(struct vmm_process *p, int error, const char *messag
         }
 }
 
-void vmm_process_free(struct vmm_process *p)
+void process_free(struct vmm_process *p)
 {
-        struct vmm_vm *vm = p->vm;
+        struct vmm_processes *t = p->table;
 
         while (!list_empty(&p->starters)) {
                 struct vmm_starter *s = list_entry(p->starters.next, struct vmm_starter, link);
@@ -103,15 +86,15 @@ void vmm_process_free(struct vmm_process *p)
         for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
                 struct relay_stream_counters *c = &p->streams[k].counters;
 
-                vmm_stream_release(&p->streams[k]);
+                stream_release(&p->streams[k]);
                 free(p->streams[k].endpoint);
                 /* Live processes are summed when asked; a forgotten one's bytes stay counted. */
-                vm->counters.bytes[k] += k == VMM_STDIN ? c->tx_guest : c->tx_endpoint;
+                t->bytes[k] += k == VMM_STDIN ? c->tx_guest : c->tx_endpoint;
         }
         if (p->exit_reported)
-                vm->n_exited--;
+                t->n_exited--;
         list_del(&p->link);
-        vm->n_processes--;
+        t->n--;
         p->attach = attach_free(p->attach);
         p->timer = relay_timer_free(p->timer);
         strv_free(p->argv, p->n_argv);
@@ -126,30 +109,30 @@ void vmm_process_free(struct vmm_process *p)
 }
 
 /* Forgets the oldest reported exits beyond the configured number. */
-static void process_prune(struct vmm_vm *vm)
+static void process_prune(struct vmm_processes *t)
 {
         struct list_head *pos, *tmp;
 
-        list_for_each_safe(pos, tmp, &vm->processes) {
+        list_for_each_safe(pos, tmp, &t->list) {
                 struct vmm_process *p = list_entry(pos, struct vmm_process, link);
 
-                if (vm->n_exited <= vm->vmm->cfg.exited_keep)
+                if (t->n_exited <= t->guest->ctx->cfg->exited_keep)
                         return;
                 if (p->exit_reported && list_empty(&p->waiters) && !p->wait_outstanding && !p->in_exec)
-                        vmm_process_free(p);
+                        process_free(p);
         }
 }
 
 /* At the process cap an exec makes room by forgetting the oldest reported exit, as pruning would. */
-static void process_forget_oldest(struct vmm_vm *vm)
+static void process_forget_oldest(struct vmm_processes *t)
 {
         struct list_head *pos, *tmp;
 
-        list_for_each_safe(pos, tmp, &vm->processes) {
+        list_for_each_safe(pos, tmp, &t->list) {
                 struct vmm_process *p = list_entry(pos, struct vmm_process, link);
 
                 if (p->exit_reported && list_empty(&p->waiters) && !p->wait_outstanding && !p->in_exec) {
-                        vmm_process_free(p);
+                        process_free(p);
                         return;
                 }
         }
@@ -170,61 +153,83 @@ static unsigned process_streams_held(const struct vmm_process *p)
         return n;
 }
 
-unsigned vmm_streams_held(struct vmm *m)
+unsigned vmm_processes_streams_held(const struct vmm_processes *t)
 {
-        struct list_head *v, *pp;
+        struct list_head *pos;
         unsigned n = 0;
 
-        list_for_each(v, &m->vms) {
-                struct vmm_vm *vm = list_entry(v, struct vmm_vm, link);
+        list_for_each(pos, &t->list)
+                n += process_streams_held(list_entry(pos, struct vmm_process, link));
+        return n;
+}
 
-                list_for_each(pp, &vm->processes)
-                        n += process_streams_held(list_entry(pp, struct vmm_process, link));
+unsigned vmm_processes_streams_open(const struct vmm_processes *t)
+{
+        struct list_head *pos;
+        unsigned n = 0;
+
+        list_for_each(pos, &t->list) {
+                const struct vmm_process *p = list_entry(pos, struct vmm_process, link);
+
+                for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++)
+                        if (p->streams[k].stream)
+                                n++;
         }
         return n;
 }
 
-/* At least vmm_streams_held(): no process holds more than one stream of each kind. O(VMs). */
-unsigned vmm_streams_held_bound(struct vmm *m)
+void vmm_processes_add_counters(const struct vmm_processes *t, struct vmm_vm_counters *c)
 {
-        struct list_head *v;
-        unsigned n = 0;
+        struct list_head *pos;
 
-        list_for_each(v, &m->vms)
-                n += list_entry(v, struct vmm_vm, link)->n_processes * _VMM_STREAM_KIND_MAX;
-        return n;
+        c->processes += t->n;
+        for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++)
+                c->bytes[k] += t->bytes[k];
+        c->stream_errors += t->stream_errors;
+        c->dropped_bytes += t->dropped_bytes;
+        list_for_each(pos, &t->list) {
+                const struct vmm_process *p = list_entry(pos, struct vmm_process, link);
+                struct vmm_process_info info;
+
+                vmm_process_get_info(p, &info);
+                for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
+                        c->bytes[k] += info.bytes[k];
+                        if (p->streams[k].stream && !p->streams[k].done)
+                                c->streams++;
+                }
+        }
 }
 
-void vmm_process_report(struct vmm_process *p)
+void process_report(struct vmm_process *p)
 {
-        struct vmm_vm *vm = p->vm;
+        struct vmm_processes *t = p->table;
         struct list_head *pos, *tmp;
 
         p->exit_reported = true;
-        vm->n_exited++;
+        t->n_exited++;
         relay_timer_disarm(p->timer);
         /* Nothing reads stdin any more and no output will come: let go of the host endpoints and
          * the ports' listeners. Attach clients see the end. */
         for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++)
                 if (k == VMM_STDIN || p->streams[k].done)
-                        vmm_stream_release(&p->streams[k]);
+                        stream_release(&p->streams[k]);
         attach_end(p->attach);
         /* conmon's contract: the file appears, whole, only once the output drained (we are past
          * every output EOF here), and before any waiter hears of the exit. Lost: -1, never 0. */
-        if (vm->vmm->exit_dir_fd >= 0) {
-                int k = exit_file_write(vm->vmm->exit_dir_fd, p->exec_id,
+        if (t->guest->ctx->exit_dir_fd >= 0) {
+                int k = exit_file_write(t->guest->ctx->exit_dir_fd, p->exec_id,
                                         p->exit.kind == VMM_EXIT_EXITED ? p->exit.code : -1);
 
                 if (k < 0)
-                        log_warn("vm %s: process %u: cannot write exit file %s/%s: %s", vm->name, p->pid,
-                                 vm->vmm->cfg.exit_dir, p->exec_id, strerror(-k));
+                        log_warn("vm %s: process %u: cannot write exit file %s/%s: %s", t->guest->vm_name, p->pid,
+                                 t->guest->ctx->cfg->exit_dir, p->exec_id, strerror(-k));
         }
         if (p->exit.kind == VMM_EXIT_EXITED)
-                log_info("vm %s: process %u exited with code %d", vm->name, p->pid, p->exit.code);
+                log_info("vm %s: process %u exited with code %d", t->guest->vm_name, p->pid, p->exit.code);
         else if (p->exit.kind == VMM_EXIT_SIGNALED)
-                log_info("vm %s: process %u %s", vm->name, p->pid, p->exit.message);
+                log_info("vm %s: process %u %s", t->guest->vm_name, p->pid, p->exit.message);
         else
-                log_warn("vm %s: process %u: %s", vm->name, p->pid, p->exit.message);
+                log_warn("vm %s: process %u: %s", t->guest->vm_name, p->pid, p->exit.message);
         list_for_each_safe(pos, tmp, &p->waiters) {
                 struct vmm_waiter *w = list_entry(pos, struct vmm_waiter, link);
 
@@ -232,12 +237,12 @@ void vmm_process_report(struct vmm_process *p)
                 w->fn(p, &p->exit, w->userdata);
                 free(w);
         }
-        vmm_emit(vm->vmm, VMM_EVENT_PROCESS_EXITED, vm->name, p->container_id, p->pid, &p->exit, p->exit.message);
-        if (!vm->removing)
-                process_prune(vm);
+        vmm_context_emit(t->guest->ctx, VMM_EVENT_PROCESS_EXITED, t->guest->vm_name, p->container_id, p->pid, &p->exit, p->exit.message);
+        if (!t->guest->removing)
+                process_prune(t);
 }
 
-void vmm_process_maybe_report(struct vmm_process *p)
+void process_maybe_report(struct vmm_process *p)
 {
         if (!p->exit_known || p->exit_reported)
                 return;
@@ -247,9 +252,9 @@ void vmm_process_maybe_report(struct vmm_process *p)
                 if (s->port != 0 && !s->done && s->no_redial && !s->stream) {
                         /* Nothing is connected and nothing will dial: waiting could only time out. */
                         log_info("vm %s: process %u: %s was not dialled again after the move (without the "
-                                 "resume extension, hcsshim's guest redials only a container's init); not waiting for it", p->vm->name, p->pid,
-                                 stream_names[k]);
-                        vmm_stream_release(s);
+                                 "resume extension, hcsshim's guest redials only a container's init); not waiting for it", process_guest(p)->vm_name, p->pid,
+                                 vmm_stream_names[k]);
+                        stream_release(s);
                         s->done = true;
                         s->error = -ENOTCONN;
                         continue;
@@ -258,15 +263,15 @@ void vmm_process_maybe_report(struct vmm_process *p)
                         /* The guest reports the exit only after its relays drained, so EOF is near;
                          * a bound keeps a wedged stream from hiding the exit for ever. */
                         if (!relay_timer_is_armed(p->timer) &&
-                            relay_timer_arm(p->timer, p->vm->vmm->cfg.drain_timeout_ns) < 0)
+                            relay_timer_arm(p->timer, process_ctx(p)->cfg->drain_timeout_ns) < 0)
                                 break;
                         return;
                 }
         }
-        vmm_process_report(p);
+        process_report(p);
 }
 
-void vmm_process_set_exit(struct vmm_process *p, enum vmm_exit_kind kind, int code, const char *message)
+void process_set_exit(struct vmm_process *p, enum vmm_exit_kind kind, int code, const char *message)
 {
         p->exit_known = true;
         p->exit.kind = kind;
@@ -278,15 +283,15 @@ void vmm_process_set_exit(struct vmm_process *p, enum vmm_exit_kind kind, int co
 /* The guest said a signal killed p but not which: name the one Kill delivered just before, if any. */
 static void process_set_signaled(struct vmm_process *p)
 {
-        uint64_t now = relay_now_ns(p->vm->vmm->relay);
+        uint64_t now = relay_now_ns(process_ctx(p)->relay);
         char msg[160];
 
         if (p->killed_by > 0 && now - p->killed_at_ns <= VMM_SIGNAL_ATTRIBUTION_NS) {
                 snprintf(msg, sizeof(msg), "killed by signal %d, which vsockmuxd delivered (the guest did not name it)",
                          p->killed_by);
-                vmm_process_set_exit(p, VMM_EXIT_SIGNALED, p->killed_by, msg);
+                process_set_exit(p, VMM_EXIT_SIGNALED, p->killed_by, msg);
         } else
-                vmm_process_set_exit(p, VMM_EXIT_SIGNALED, 0, "killed by a signal the guest did not name");
+                process_set_exit(p, VMM_EXIT_SIGNALED, 0, "killed by a signal the guest did not name");
 }
 
 static void process_on_timer(struct relay_timer *t, void *userdata)
@@ -294,9 +299,9 @@ static void process_on_timer(struct relay_timer *t, void *userdata)
         struct vmm_process *p = userdata;
 
         if (p->state == VMM_PROCESS_PENDING) {
-                log_warn("vm %s: exec timed out: the guest's bridge did not connect", p->vm->name);
+                log_warn("vm %s: exec timed out: the guest's bridge did not connect", process_guest(p)->vm_name);
                 process_started(p, -ETIMEDOUT, "the guest's bridge did not connect in time");
-                vmm_process_free(p);
+                process_free(p);
                 return;
         }
         for (int k = VMM_STDOUT; k < _VMM_STREAM_KIND_MAX; k++) {
@@ -305,175 +310,17 @@ static void process_on_timer(struct relay_timer *t, void *userdata)
                 if (s->port == 0 || s->done)
                         continue;
                 log_warn("vm %s: process %u: %s did not reach EOF within the drain timeout after exit; closed",
-                         p->vm->name, p->pid, stream_names[k]);
-                vmm_stream_release(s);
+                         process_guest(p)->vm_name, p->pid, vmm_stream_names[k]);
+                stream_release(s);
                 s->done = true;
                 s->error = -ETIMEDOUT;
         }
-        vmm_process_report(p);
-}
-
-/* ---- streams ---- */
-
-static void stream_on_done(struct relay_stream *rs, int error, void *userdata)
-{
-        struct vmm_stream *s = userdata;
-        struct vmm_process *p = s->process;
-
-        if (error < 0)
-                log_warn("vm %s: process %u: %s stream on port 0x%08x ended: %s", p->vm->name, p->pid,
-                         stream_names[s->kind], s->port, strerror(-error));
-        s->done = true;
-        s->error = error;
-        if (error < 0 && rs) {
-                struct relay_stream_counters c;
-
-                relay_stream_get_counters(rs, &c);
-                s->dropped = s->kind == VMM_STDIN ? c.rx_endpoint - c.tx_guest : c.rx_guest - c.tx_endpoint;
-                p->vm->counters.dropped_bytes += s->dropped;
-        }
-        if (error < 0)
-                p->vm->counters.stream_errors++;
-        /* With V4 a drop can look like EOF (Unix sockets say nothing else): keep the stream and its
-         * listener until the exit is reported, so a redialling guest resumes where it stopped. */
-        if (!p->vm->stdio_resume || p->exit_reported)
-                vmm_stream_release(s);
-        if (stream_is_output(s->kind))
-                vmm_process_maybe_report(p);
-}
-
-static uint64_t realtime_ns(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void stream_on_tap(struct relay_stream *rs, const void *data, size_t len, void *userdata)
-{
-        struct vmm_stream *s = userdata;
-        struct vmm_process *p = s->process;
-
-        /* The relay taps every stream; what went to stdin is neither log nor attach output. */
-        if (s->kind == VMM_STDIN)
-                return;
-        if (p->log_journald)
-                vmm_process_journal_write(p, s->kind == VMM_STDOUT ? LOG_K8S_STDOUT : LOG_K8S_STDERR, data, len);
-        if (p->log_fd >= 0) {
-                int r = vmm_process_log_write(p, s->kind == VMM_STDOUT ? LOG_K8S_STDOUT : LOG_K8S_STDERR, data, len,
-                                      realtime_ns());
-
-                if (r < 0)
-                        log_warn("vm %s: process %u: writing its k8s-file log: %s", p->vm->name, p->pid, strerror(-r));
-        }
-
-        if (s->process->attach)
-                attach_output(s->process->attach, s->kind == VMM_STDOUT ? ATTACH_STREAM_STDOUT : ATTACH_STREAM_STDERR,
-                              data, len, !s->endpoint);
-}
-
-static void stream_on_frozen(struct relay_stream *rs, void *userdata)
-{
-        struct vmm_stream *s = userdata;
-        struct vmm *m = s->process->vm->vmm;
-
-        /* CloseStdin froze it: all that was read went to the guest, which now sees EOF. */
-        if (s->close_requested) {
-                vmm_stream_release(s);
-                s->done = true;
-                return;
-        }
-        /* A save freezes its own VM's streams; a stop freezes the rest (it skips frozen ones). */
-        if (s->process->vm->save)
-                vmm_save_stream_frozen(s->process->vm);
-        else if (m->quiesce_pending > 0)
-                m->quiesce_pending--;
-}
-
-static const struct relay_stream_ops stream_ops = {
-        .on_done = stream_on_done,
-        .on_frozen = stream_on_frozen,
-        .on_tap = stream_on_tap,
-};
-
-static void stream_on_accept(struct relay_listener *l, int fd, void *userdata)
-{
-        struct vmm_stream *s = userdata;
-        struct vmm_process *p = s->process;
-        /* With V4 agreed every stdio connection, the first one too, starts with the byte count. */
-        bool resume = p->vm->stdio_resume;
-        int r;
-
-        if (!resume)
-                s->listener = relay_listener_free(s->listener);
-        if (fd >= 0 && s->close_requested) {
-                /* CloseStdin came before the guest dialled: it sees EOF at once. */
-                s->listener = relay_listener_free(s->listener);
-                (void)shutdown(fd, SHUT_RDWR);
-                safe_close(fd);
-                s->done = true;
-                return;
-        }
-        if (fd < 0) {
-                s->listener = relay_listener_free(s->listener);
-                log_warn("vm %s: %s listener on port 0x%08x failed: %s", p->vm->name, stream_names[s->kind], s->port,
-                         strerror(-fd));
-                stream_on_done(NULL, fd, s);
-                return;
-        }
-        if (s->stream) {
-                /* The guest redialled a stream we kept (across a save, or after a drop): carry on
-                 * where it stopped. A stream still busy with the old connection has not seen it end
-                 * yet; the guest dials again in 100 ms. */
-                r = relay_stream_replace_guest(s->stream, fd, resume);
-                if (r == -EBUSY) {
-                        log_debug("vm %s: process %u: %s redialled before the old connection ended", p->vm->name,
-                                  p->pid, stream_names[s->kind]);
-                        safe_close(fd);
-                        return;
-                }
-                if (r >= 0) {
-                        int k = relay_stream_resume(s->stream);
-
-                        if (k < 0 && k != -EINVAL) /* -EINVAL: it was not frozen */
-                                r = k;
-                }
-                if (r < 0) {
-                        log_warn("vm %s: process %u: cannot resume %s: %s", p->vm->name, p->pid,
-                                 stream_names[s->kind], strerror(-r));
-                        stream_on_done(NULL, r, s);
-                        return;
-                }
-                s->done = false;
-                s->error = 0;
-                return;
-        }
-        r = relay_stream_new_at(p->vm->vmm->relay,
-                                s->kind == VMM_STDIN ? RELAY_STREAM_TO_GUEST : RELAY_STREAM_FROM_GUEST, fd,
-                                s->endpoint_fd, &stream_ops, &s->counters, resume, s, &s->stream);
-        if (r < 0) {
-                safe_close(fd);
-                log_warn("vm %s: %s stream on port 0x%08x: %s", p->vm->name, stream_names[s->kind], s->port,
-                         strerror(-r));
-                stream_on_done(NULL, r, s);
-                return;
-        }
-        s->endpoint_fd = -1; /* the stream owns it now */
-}
-
-int vmm_stream_listen(struct vmm_stream *s)
-{
-        struct vmm_vm *vm = s->process->vm;
-
-        return relay_listen(vm->vmm->relay, &vm->listen_transport, s->port,
-                            vm->stdio_resume ? RELAY_LISTEN_MANY : RELAY_LISTEN_ONCE, stream_on_accept, s,
-                            &s->listener);
+        process_report(p);
 }
 
 /* ---- exec ---- */
 
-void vmm_process_on_wait(const struct bridge_result *res, void *userdata)
+void process_on_wait(const struct bridge_result *res, void *userdata)
 {
         struct vmm_process *p = userdata;
 
@@ -484,31 +331,31 @@ void vmm_process_on_wait(const struct bridge_result *res, void *userdata)
                 if (res->signaled)
                         process_set_signaled(p);
                 else
-                        vmm_process_set_exit(p, VMM_EXIT_EXITED, res->exit_code, "");
+                        process_set_exit(p, VMM_EXIT_EXITED, res->exit_code, "");
                 break;
         case BRIDGE_STATUS_EXIT_LOST:
-                vmm_process_set_exit(p, VMM_EXIT_LOST, -1, "exit status lost");
+                process_set_exit(p, VMM_EXIT_LOST, -1, "exit status lost");
                 break;
         case BRIDGE_STATUS_CLOSED:
                 /* A saved VM's calls end here only when the VM is dropped after the handover. */
-                vmm_process_set_exit(p, VMM_EXIT_LOST, -1,
-                                     p->vm->saved ? "exit status lost: the VM was handed to another daemon"
+                process_set_exit(p, VMM_EXIT_LOST, -1,
+                                     process_guest(p)->saved ? "exit status lost: the VM was handed to another daemon"
                                                   : "exit status lost: bridge closed");
                 break;
         default: {
                 char msg[160];
 
                 snprintf(msg, sizeof(msg), "exit status lost: %s", res->message);
-                vmm_process_set_exit(p, VMM_EXIT_LOST, -1, msg);
+                process_set_exit(p, VMM_EXIT_LOST, -1, msg);
                 break;
         }
         }
-        vmm_process_maybe_report(p);
+        process_maybe_report(p);
 }
 
 static int process_start_wait(struct vmm_process *p)
 {
-        int r = bridge_host_wait(p->vm->bridge, p->container_id, p->pid, BRIDGE_WAIT_INFINITE, vmm_process_on_wait, p,
+        int r = bridge_host_wait(process_guest(p)->bridge, p->container_id, p->pid, BRIDGE_WAIT_INFINITE, process_on_wait, p,
                                  &p->wait_call_id);
 
         if (r < 0)
@@ -518,69 +365,70 @@ static int process_start_wait(struct vmm_process *p)
 }
 
 /* A pid the guest hands out again replaces an old, reported entry. */
-static void process_forget_pid(struct vmm_vm *vm, struct vmm_process *keep, uint32_t pid)
+static void process_forget_pid(struct vmm_processes *t, struct vmm_process *keep, uint32_t pid)
 {
         struct list_head *pos, *tmp;
 
-        list_for_each_safe(pos, tmp, &vm->processes) {
+        list_for_each_safe(pos, tmp, &t->list) {
                 struct vmm_process *p = list_entry(pos, struct vmm_process, link);
 
                 if (p != keep && p->pid == pid && p->exit_reported && list_empty(&p->waiters))
-                        vmm_process_free(p);
+                        process_free(p);
         }
 }
 
 static void process_fail(struct vmm_process *p, int error, const char *message)
 {
         process_started(p, error, message);
-        if (!p->vm->removing)
-                vmm_process_free(p);
+        if (!process_guest(p)->removing)
+                process_free(p);
 }
 
 static void process_on_exec(const struct bridge_result *res, void *userdata)
 {
         struct vmm_process *p = userdata;
-        struct vmm_vm *vm = p->vm;
+        struct vmm_processes *t = p->table;
         int r;
 
         p->in_exec = false;
         if (res->error < 0) {
-                log_warn("vm %s: exec of %s failed: %s", vm->name, p->argv[0], res->message);
+                log_warn("vm %s: exec of %s failed: %s", t->guest->vm_name, p->argv[0], res->message);
                 /* The guest never dials a stream of a failed exec: stop listening for it. */
                 for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++)
-                        vmm_stream_release(&p->streams[k]);
+                        stream_release(&p->streams[k]);
                 process_fail(p, res->error, res->message);
                 return;
         }
         p->pid = res->pid;
         p->state = VMM_PROCESS_RUNNING;
-        process_forget_pid(vm, p, p->pid);
+        process_forget_pid(t, p, p->pid);
         r = process_start_wait(p);
         if (r < 0) {
                 /* Without a wait the exit could never be reported: say so instead of hanging. */
-                log_error("vm %s: process %u: cannot send WaitForProcess: %s", vm->name, p->pid, strerror(-r));
-                vmm_process_set_exit(p, VMM_EXIT_LOST, -1, "exit status lost: WaitForProcess could not be sent");
+                log_error("vm %s: process %u: cannot send WaitForProcess: %s", t->guest->vm_name, p->pid, strerror(-r));
+                process_set_exit(p, VMM_EXIT_LOST, -1, "exit status lost: WaitForProcess could not be sent");
         }
-        log_info("vm %s: process %u started: %s", vm->name, p->pid, p->argv[0]);
-        vmm_emit(vm->vmm, VMM_EVENT_PROCESS_STARTED, vm->name, p->container_id, p->pid, NULL, p->argv[0]);
+        log_info("vm %s: process %u started: %s", t->guest->vm_name, p->pid, p->argv[0]);
+        vmm_context_emit(t->guest->ctx, VMM_EVENT_PROCESS_STARTED, t->guest->vm_name, p->container_id, p->pid, NULL, p->argv[0]);
         process_started(p, 0, "");
-        vmm_process_maybe_report(p);
+        process_maybe_report(p);
 }
 
-int vmm_process_attach_open(struct vmm_process *p, unsigned seq)
+int process_attach_open(struct vmm_process *p, unsigned seq)
 {
-        struct vmm *m = p->vm->vmm;
+        const struct vmm_context *ctx = process_ctx(p);
         struct attach_config cfg = {
-                .backlog = m->cfg.attach_backlog,
-                .client_max_tx = m->cfg.attach_client_max_tx,
-                .max_clients = m->cfg.attach_max_clients,
+                .backlog = ctx->cfg->attach_backlog,
+                .client_max_tx = ctx->cfg->attach_client_max_tx,
+                .max_clients = ctx->cfg->attach_max_clients,
         };
         char path[RELAY_UDS_PATH_MAX], name[VMM_NAME_MAX + 32];
 
-        if (snprintf(path, sizeof(path), "%s/%s.%u", m->attach_dir, p->vm->name, seq) >= (int)sizeof(path))
+        if (snprintf(path, sizeof(path), "%s/%s.%u", ctx->attach_dir, process_guest(p)->vm_name, seq) >=
+            (int)sizeof(path))
                 return -ENAMETOOLONG;
-        snprintf(name, sizeof(name), "vm %s: exec %u", p->vm->name, seq);
-        return attach_new(m->relay, path, &cfg, name, &p->attach);
+        snprintf(name, sizeof(name), "vm %s: exec %u", process_guest(p)->vm_name, seq);
+        return attach_new(ctx->relay, path, &cfg, name, &p->attach);
 }
 
 int vmm_process_attach_listen(struct vmm_process *p)
@@ -589,9 +437,9 @@ int vmm_process_attach_listen(struct vmm_process *p)
 }
 
 /* Ports, listeners, then the request: the guest dials as soon as it reads it. */
-static int process_send_exec(struct vmm_process *p, char *err, size_t errlen)
+static int process_send_exec(struct vmm_process *p, struct vmm_error *err)
 {
-        struct vmm_vm *vm = p->vm;
+        struct vmm_processes *t = p->table;
         struct bridge_stdio_ports ports = { 0 };
         uint32_t *port_slot[_VMM_STREAM_KIND_MAX] = { &ports.stdin_port, &ports.stdout_port, &ports.stderr_port };
         struct bridge_process_params params = {
@@ -614,27 +462,27 @@ static int process_send_exec(struct vmm_process *p, char *err, size_t errlen)
                 /* A console has one output: the guest merges stderr into it (hcsshim's TtyRelay). */
                 if (k == VMM_STDERR && p->terminal)
                         continue;
-                r = ports_alloc(vm->ports, &s->port);
+                r = ports_alloc(t->guest->ports, &s->port);
                 if (r < 0) {
-                        snprintf(err, errlen, "no stdio port left in VM %s", vm->name);
+                        vmm_error_set(err, r, "no stdio port left in VM %s", t->guest->vm_name);
                         goto undo;
                 }
-                r = vmm_stream_listen(s);
+                r = stream_listen(s);
                 if (r < 0) {
-                        snprintf(err, errlen, "cannot listen on %s port 0x%08x: %s", stream_names[k], s->port,
+                        vmm_error_set(err, r, "cannot listen on %s port 0x%08x: %s", vmm_stream_names[k], s->port,
                                  strerror(-r));
                         goto undo;
                 }
                 *port_slot[k] = s->port;
         }
-        r = bridge_host_exec(vm->bridge, p->container_id, &params, &ports, process_on_exec, p);
+        r = bridge_host_exec(t->guest->bridge, p->container_id, &params, &ports, process_on_exec, p);
         if (r == -EMSGSIZE) {
-                snprintf(err, errlen, "the ExecuteProcess request is over the bridge frame limit of %zu bytes "
-                         "(argv and env too long, or vsockmuxd --max-bridge-frame)", bridge_host_max_frame(vm->bridge));
+                vmm_error_set(err, r, "the ExecuteProcess request is over the bridge frame limit of %zu bytes "
+                         "(argv and env too long, or vsockmuxd --max-bridge-frame)", bridge_host_max_frame(t->guest->bridge));
                 goto undo;
         }
         if (r < 0) {
-                snprintf(err, errlen, "cannot send ExecuteProcess: %s", strerror(-r));
+                vmm_error_set(err, r, "cannot send ExecuteProcess: %s", strerror(-r));
                 goto undo;
         }
         p->in_exec = true;
@@ -648,53 +496,49 @@ undo:
         return r;
 }
 
-void vmm_process_bridge_connected(struct vmm_vm *vm)
+void vmm_processes_bridge_connected(struct vmm_processes *t)
 {
         struct list_head *pos, *tmp;
 
-        list_for_each_safe(pos, tmp, &vm->processes) {
+        list_for_each_safe(pos, tmp, &t->list) {
                 struct vmm_process *p = list_entry(pos, struct vmm_process, link);
-                char err[256];
+                struct vmm_error err = {};
                 int r;
 
                 if (p->state != VMM_PROCESS_PENDING)
                         continue;
-                r = process_send_exec(p, err, sizeof(err));
+                r = process_send_exec(p, &err);
                 if (r < 0) {
-                        log_warn("vm %s: queued exec failed: %s", vm->name, err);
-                        process_fail(p, r, err);
+                        log_warn("vm %s: queued exec failed: %s", t->guest->vm_name, err.message);
+                        process_fail(p, r, err.message);
                 }
         }
 }
 
-int vmm_process_open_endpoints(struct vmm_process *p, const struct vmm_exec_params *params, char *err,
-                                  size_t errlen)
+int process_open_endpoints(struct vmm_process *p, const struct vmm_exec_params *params, struct vmm_error *err)
 {
         char default_log[PATH_MAX];
         struct vmm_exec_params with_default;
 
-        if (vmm_process_log_default(p, params, &with_default, default_log, sizeof(default_log)))
+        if (process_log_default(p, params, &with_default, default_log, sizeof(default_log)))
                 params = &with_default;
         const char *paths[_VMM_STREAM_KIND_MAX] = { params->stdin_path, params->stdout_path, params->stderr_path };
 
         if ((params->log_journald || (params->log_k8s_path && params->log_k8s_path[0])) &&
-            ((paths[VMM_STDOUT] && paths[VMM_STDOUT][0]) || (paths[VMM_STDERR] && paths[VMM_STDERR][0]))) {
-                snprintf(err, errlen, "a %s log takes stdout and stderr: give no stdout or stderr path",
-                         params->log_journald ? "journald" : "k8s-file");
-                return -EINVAL;
-        }
+            ((paths[VMM_STDOUT] && paths[VMM_STDOUT][0]) || (paths[VMM_STDERR] && paths[VMM_STDERR][0])))
+                return vmm_error_set(err, -EINVAL, "a %s log takes stdout and stderr: give no stdout or stderr path",
+                                     params->log_journald ? "journald" : "k8s-file");
         p->log_journald = params->log_journald;
         if (params->log_k8s_path && params->log_k8s_path[0]) {
                 int r;
 
-                r = opener_open(p->vm->vmm->opener, params->creds, params->log_k8s_path, ENDPOINT_SINK, &p->log_fd,
+                r = opener_open(process_ctx(p)->opener, params->creds, params->log_k8s_path, ENDPOINT_SINK, &p->log_fd,
                                 NULL);
                 if (r < 0) {
-                        snprintf(err, errlen, "k8s-file log %s: %s", params->log_k8s_path, strerror(-r));
-                        return r;
+                        return vmm_error_set(err, r, "k8s-file log %s: %s", params->log_k8s_path, strerror(-r));
                 }
                 p->log_path = strdup(params->log_k8s_path);
-                if (!p->log_path || vmm_process_log_setup(p, params) < 0)
+                if (!p->log_path || process_log_setup(p, params) < 0)
                         return -ENOMEM;
         }
         for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
@@ -703,11 +547,11 @@ int vmm_process_open_endpoints(struct vmm_process *p, const struct vmm_exec_para
 
                 if (!paths[k] || paths[k][0] == '\0')
                         continue;
-                r = opener_open(p->vm->vmm->opener, params->creds, paths[k],
+                r = opener_open(process_ctx(p)->opener, params->creds, paths[k],
                                 k == VMM_STDIN ? ENDPOINT_SOURCE : ENDPOINT_SINK, &s->endpoint_fd, NULL);
                 if (r < 0) {
-                        snprintf(err, errlen, "%s endpoint %s: %s", stream_names[k], paths[k], strerror(-r));
-                        return r;
+                        return vmm_error_set(err, r, "%s endpoint %s: %s", vmm_stream_names[k], paths[k],
+                                             strerror(-r));
                 }
                 s->endpoint = strdup(paths[k]);
                 if (!s->endpoint)
@@ -718,46 +562,35 @@ int vmm_process_open_endpoints(struct vmm_process *p, const struct vmm_exec_para
 
 /* A container's first exec is its init (the guest's rule too). Only the processes still remembered
  * are looked at: an init long gone and pruned ended its container anyway. */
-static bool process_is_container_init(struct vmm_vm *vm, const char *container_id)
+static bool process_is_container_init(struct vmm_processes *t, const char *container_id)
 {
         struct list_head *pos;
 
         if (!container_id || !container_id[0])
                 return false;
-        list_for_each(pos, &vm->processes)
+        list_for_each(pos, &t->list)
                 if (strcmp(list_entry(pos, struct vmm_process, link)->container_id, container_id) == 0)
                         return false;
         return true;
 }
 
-bool vmm_stream_redial_expected(const struct vmm_stream *s)
-{
-        struct vmm_process *p = s->process;
 
-        /* With the resume extension every stream comes back; hcsshim's guest redials only a
-         * container init's stdout and stderr (internal/guest/runtime/hcsv2). */
-        return p->vm->stdio_resume || p->container_init;
-}
-
-int vmm_process_new(struct vmm_vm *vm, const struct vmm_exec_params *params, struct vmm_process **ret)
+int process_new(struct vmm_processes *t, const struct vmm_exec_params *params, struct vmm_process **ret)
 {
         struct vmm_process *p = calloc(1, sizeof(*p));
         int r;
 
         if (!p)
                 return -ENOMEM;
-        p->vm = vm;
-        p->container_init = process_is_container_init(vm, params->container_id);
+        p->table = t;
+        p->container_init = process_is_container_init(t, params->container_id);
         list_init(&p->waiters);
         list_init(&p->starters);
         p->log_fd = -1;
-        list_add_tail(&vm->processes, &p->link);
-        vm->n_processes++;
-        for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
-                p->streams[k].process = p;
-                p->streams[k].kind = k;
-                p->streams[k].endpoint_fd = -1;
-        }
+        list_add_tail(&t->list, &p->link);
+        t->n++;
+        for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++)
+                stream_init(&p->streams[k], p, k);
         p->terminal = params->terminal;
         p->console_height = params->console_height;
         p->console_width = params->console_width;
@@ -775,10 +608,10 @@ int vmm_process_new(struct vmm_vm *vm, const struct vmm_exec_params *params, str
 
                 p->exec_id = exec_id_make(id) < 0 ? NULL : strdup(id);
         }
-        r = relay_timer_new(vm->vmm->relay, process_on_timer, p, &p->timer);
+        r = relay_timer_new(t->guest->ctx->relay, process_on_timer, p, &p->timer);
         if (!p->argv || !p->env || !p->container_id || (params->cwd && params->cwd[0] && !p->cwd) || !p->exec_id ||
             r < 0) {
-                vmm_process_free(p);
+                process_free(p);
                 return r < 0 ? r : -ENOMEM;
         }
         *ret = p;
@@ -808,6 +641,11 @@ int vmm_process_when_started(struct vmm_process *p, vmm_started_fn fn, void *use
         return starter_add(p, fn, userdata, ret_starter);
 }
 
+struct vmm_process *vmm_starter_process(const struct vmm_starter *s)
+{
+        return s->process;
+}
+
 struct vmm_starter *vmm_starter_cancel(struct vmm_starter *s)
 {
         struct vmm_process *p;
@@ -819,22 +657,45 @@ struct vmm_starter *vmm_starter_cancel(struct vmm_starter *s)
         free(s);
         /* Its caller gave up (its deadline passed, or it left) before the guest saw the request:
          * sending it later would run a command a retry may run again. */
-        if (list_empty(&p->starters) && p->state == VMM_PROCESS_PENDING && !p->vm->removing) {
-                log_info("vm %s: exec %s of %s cancelled before it reached the guest", p->vm->name, p->exec_id,
+        if (list_empty(&p->starters) && p->state == VMM_PROCESS_PENDING && !process_guest(p)->removing) {
+                log_info("vm %s: exec %s of %s cancelled before it reached the guest", process_guest(p)->vm_name, p->exec_id,
                          p->argv[0]);
-                vmm_process_free(p);
+                process_free(p);
         }
         return NULL;
 }
 
-int vmm_exec(struct vmm_vm *vm, const struct vmm_exec_params *params, vmm_started_fn fn, void *userdata, char *err,
-             size_t errlen)
+int vmm_processes_exec_check(struct vmm_processes *t, const struct vmm_exec_params *params, struct vmm_error *err)
 {
-        return vmm_exec_start(vm, params, fn, userdata, NULL, err, errlen);
+        if (params->exec_id && params->exec_id[0]) {
+                if (!exec_id_is_valid(params->exec_id))
+                        return vmm_error_set(err, -EINVAL, "exec id must be 1-%u characters: runs of [A-Za-z0-9] "
+                                             "joined by single '.', '_' or '-'", EXEC_ID_MAX);
+                if (vmm_processes_find_id(t, params->exec_id))
+                        return vmm_error_set(err, -EEXIST, "exec id %s is in use in VM %s", params->exec_id,
+                                             t->guest->vm_name);
+        }
+        if (bridge_host_is_migrating(t->guest->bridge))
+                return vmm_error_set(err, -EBUSY, "VM is migrating");
+        if (params->n_argv == 0 || params->n_argv > VMM_MAX_ARGV || params->n_env > VMM_MAX_ENV)
+                return vmm_error_set(err, -EINVAL, "argv must have 1 to %u entries and env at most %u", VMM_MAX_ARGV,
+                                     VMM_MAX_ENV);
+        if (params->terminal && params->stderr_path && params->stderr_path[0])
+                return vmm_error_set(err, -EINVAL, "a terminal has no stderr of its own: it merges into stdout");
+        if (!params->console_height != !params->console_width)
+                return vmm_error_set(err, -EINVAL, "the console size needs both a height and a width");
+        return 0;
 }
 
-int vmm_exec_start(struct vmm_vm *vm, const struct vmm_exec_params *params, vmm_started_fn fn, void *userdata,
-                   struct vmm_starter **ret_starter, char *err, size_t errlen)
+bool vmm_processes_make_room(struct vmm_processes *t, unsigned max)
+{
+        if (t->n >= max)
+                process_forget_oldest(t);
+        return t->n < max;
+}
+
+int vmm_processes_exec(struct vmm_processes *t, const struct vmm_exec_params *params, vmm_started_fn fn,
+                       void *userdata, struct vmm_starter **ret_starter, struct vmm_error *err)
 {
         static const char *const no_strings[1] = { NULL };
         struct vmm_exec_params copy = *params;
@@ -842,84 +703,29 @@ int vmm_exec_start(struct vmm_vm *vm, const struct vmm_exec_params *params, vmm_
         struct vmm_starter *starter = NULL;
         int r;
 
-        if (params->exec_id && params->exec_id[0]) {
-                if (!exec_id_is_valid(params->exec_id)) {
-                        snprintf(err, errlen, "exec id must be 1-%u characters: runs of [A-Za-z0-9] joined by "
-                                 "single '.', '_' or '-'", EXEC_ID_MAX);
-                        return -EINVAL;
-                }
-                if (vmm_process_find_id(vm, params->exec_id)) {
-                        snprintf(err, errlen, "exec id %s is in use in VM %s", params->exec_id, vm->name);
-                        return -EEXIST;
-                }
-        }
-
-        if (vmm_vm_is_migrating(vm)) {
-                snprintf(err, errlen, "VM is migrating");
-                return -EBUSY;
-        }
-        if (params->n_argv == 0 || params->n_argv > VMM_MAX_ARGV || params->n_env > VMM_MAX_ENV) {
-                snprintf(err, errlen, "argv must have 1 to %u entries and env at most %u", VMM_MAX_ARGV, VMM_MAX_ENV);
-                return -EINVAL;
-        }
-        if (params->terminal && params->stderr_path && params->stderr_path[0]) {
-                snprintf(err, errlen, "a terminal has no stderr of its own: it merges into stdout");
-                return -EINVAL;
-        }
-        if (!params->console_height != !params->console_width) {
-                snprintf(err, errlen, "the console size needs both a height and a width");
-                return -EINVAL;
-        }
-        if (vm->n_processes >= vm->vmm->cfg.max_processes)
-                process_forget_oldest(vm);
-        if (vm->n_processes >= vm->vmm->cfg.max_processes) {
-                snprintf(err, errlen, "VM %s has %u processes, the limit (vsockmuxd --max-processes)", vm->name,
-                         vm->n_processes);
-                log_warn("vm %s: exec refused: %u processes, the limit", vm->name, vm->n_processes);
-                vm->vmm->cap_hits[VMM_CAP_PROCESSES]++;
-                return -EUSERS;
-        }
-        if (vm->vmm->cfg.max_streams) {
-                unsigned held = vmm_streams_held_bound(vm->vmm),
-                         want = (params->stdin_path && params->stdin_path[0]) || params->interactive ? 3 : 2;
-
-                /* Counting exactly walks every process: only when the cheap bound says it may matter. */
-                if (held + want > vm->vmm->cfg.max_streams)
-                        held = vmm_streams_held(vm->vmm);
-                if (held + want > vm->vmm->cfg.max_streams) {
-                        snprintf(err, errlen, "vsockmuxd holds %u stdio streams, %u more would pass the limit of %u "
-                                 "(vsockmuxd --max-streams)", held, want, vm->vmm->cfg.max_streams);
-                        log_warn("vm %s: exec refused: %u streams held, limit %u", vm->name, held,
-                                 vm->vmm->cfg.max_streams);
-                        vm->vmm->cap_hits[VMM_CAP_STREAMS]++;
-                        return -EUSERS;
-                }
-        }
         if (!copy.env)
                 copy.env = no_strings;
-        r = vmm_process_new(vm, &copy, &p);
-        if (r < 0) {
-                snprintf(err, errlen, "%s", strerror(-r));
-                return r;
-        }
-        r = vmm_process_open_endpoints(p, params, err, errlen);
+        r = process_new(t, &copy, &p);
+        if (r < 0)
+                return vmm_error_set(err, r, "%s", strerror(-r));
+        r = process_open_endpoints(p, params, err);
         if (r < 0)
                 goto fail;
-        r = vmm_process_attach_open(p, ++vm->exec_seq);
+        r = process_attach_open(p, ++t->exec_seq);
         if (r < 0)
-                log_warn("vm %s: no attach socket for this exec: %s", vm->name, strerror(-r));
+                log_warn("vm %s: no attach socket for this exec: %s", t->guest->vm_name, strerror(-r));
         if (params->interactive && !(params->stdin_path && params->stdin_path[0])) {
-                r = vmm_process_stdin_from_attach(p, params->stdin_once, err, errlen);
+                r = process_stdin_from_attach(p, params->stdin_once, err);
                 if (r < 0)
                         goto fail;
         }
         r = starter_add(p, fn, userdata, &starter);
         if (r < 0) {
-                snprintf(err, errlen, "%s", strerror(-r));
+                vmm_error_set(err, r, "%s", strerror(-r));
                 goto fail;
         }
-        if (vmm_vm_bridge_state(vm) == BRIDGE_CONN_CONNECTED) {
-                r = process_send_exec(p, err, errlen);
+        if (bridge_host_state(t->guest->bridge) == BRIDGE_CONN_CONNECTED) {
+                r = process_send_exec(p, err);
                 if (r < 0)
                         goto fail;
                 if (ret_starter)
@@ -930,21 +736,21 @@ int vmm_exec_start(struct vmm_vm *vm, const struct vmm_exec_params *params, vmm_
         r = relay_timer_arm(p->timer, params->connect_timeout_ns ? params->connect_timeout_ns
                                                                  : VMM_DEFAULT_CONNECT_TIMEOUT_NS);
         if (r < 0) {
-                snprintf(err, errlen, "cannot arm the connect timeout: %s", strerror(-r));
+                vmm_error_set(err, r, "cannot arm the connect timeout: %s", strerror(-r));
                 goto fail;
         }
-        log_info("vm %s: guest not connected yet; exec of %s queued", vm->name, p->argv[0]);
+        log_info("vm %s: guest not connected yet; exec of %s queued", t->guest->vm_name, p->argv[0]);
         if (ret_starter)
                 *ret_starter = starter;
         return 0;
 fail:
-        vmm_process_free(p); /* its starter goes with it, untold */
+        process_free(p); /* its starter goes with it, untold */
         return r;
 }
 
 /* ---- lookups, waits, kill ---- */
 
-struct vmm_process *vmm_process_find(struct vmm_vm *vm, uint32_t pid)
+struct vmm_process *vmm_processes_find(struct vmm_processes *t, uint32_t pid)
 {
         struct vmm_process *found = NULL;
         struct list_head *pos;
@@ -952,7 +758,7 @@ struct vmm_process *vmm_process_find(struct vmm_vm *vm, uint32_t pid)
         if (pid == 0)
                 return NULL;
         /* The newest entry wins when a reported pid was reused. */
-        list_for_each(pos, &vm->processes) {
+        list_for_each(pos, &t->list) {
                 struct vmm_process *p = list_entry(pos, struct vmm_process, link);
 
                 if (p->pid == pid)
@@ -961,13 +767,13 @@ struct vmm_process *vmm_process_find(struct vmm_vm *vm, uint32_t pid)
         return found;
 }
 
-struct vmm_process *vmm_process_find_id(struct vmm_vm *vm, const char *exec_id)
+struct vmm_process *vmm_processes_find_id(struct vmm_processes *t, const char *exec_id)
 {
         struct list_head *pos;
 
         if (!exec_id || !exec_id[0])
                 return NULL;
-        list_for_each(pos, &vm->processes) {
+        list_for_each(pos, &t->list) {
                 struct vmm_process *p = list_entry(pos, struct vmm_process, link);
 
                 if (strcmp(p->exec_id, exec_id) == 0)
@@ -987,12 +793,12 @@ int vmm_process_log_reopen(struct vmm_process *p, const struct opener_creds *cre
 
         if (p->log_fd < 0 || !p->log_path)
                 return -ENOENT;
-        r = opener_open(p->vm->vmm->opener, creds, p->log_path, ENDPOINT_SINK, &fd, NULL);
+        r = opener_open(process_ctx(p)->opener, creds, p->log_path, ENDPOINT_SINK, &fd, NULL);
         if (r < 0)
                 return r;
         safe_close(p->log_fd);
         p->log_fd = fd;
-        vmm_process_log_measure(p);
+        process_log_measure(p);
         return 0;
 }
 
@@ -1005,15 +811,15 @@ int vmm_process_delete(struct vmm_process *p)
 {
         if (!p->exit_reported || p->wait_outstanding || p->in_exec)
                 return -EBUSY;
-        vmm_process_free(p);
+        process_free(p);
         return 0;
 }
 
-struct vmm_process *vmm_process_next(struct vmm_vm *vm, struct vmm_process *prev)
+struct vmm_process *vmm_processes_next(struct vmm_processes *t, struct vmm_process *prev)
 {
-        struct list_head *n = prev ? prev->link.next : vm->processes.next;
+        struct list_head *n = prev ? prev->link.next : t->list.next;
 
-        return n == &vm->processes ? NULL : list_entry(n, struct vmm_process, link);
+        return n == &t->list ? NULL : list_entry(n, struct vmm_process, link);
 }
 
 void vmm_process_get_info(const struct vmm_process *p, struct vmm_process_info *ret)
@@ -1030,7 +836,7 @@ void vmm_process_get_info(const struct vmm_process *p, struct vmm_process_info *
                 .exit = p->exit,
                 .attach_path = p->attach && attach_is_listening(p->attach) ? attach_path(p->attach) : NULL,
                 .attach_clients = p->attach ? attach_clients(p->attach) : 0,
-                .attach_max_clients = p->vm->vmm->cfg.attach_max_clients,
+                .attach_max_clients = process_ctx(p)->cfg->attach_max_clients,
                 .terminal = p->terminal,
                 .attach_stdin = p->attach && attach_has_input(p->attach),
         };
@@ -1043,7 +849,7 @@ void vmm_process_get_info(const struct vmm_process *p, struct vmm_process_info *
                         relay_stream_get_counters(s->stream, &c);
                 i.ports[k] = s->port;
                 i.bytes[k] = k == VMM_STDIN ? c.tx_guest : c.tx_endpoint;
-                if (k != VMM_STDIN && s->port != 0 && !p->exit_reported && !vmm_stream_redial_expected(s))
+                if (k != VMM_STDIN && s->port != 0 && !p->exit_reported && !stream_redial_expected(s))
                         i.output_lost_on_move = true;
                 i.stream_error[k] = s->done ? s->error : 0;
                 i.dropped[k] = s->dropped;
@@ -1083,7 +889,7 @@ struct vmm_waiter *vmm_waiter_free(struct vmm_waiter *w)
 struct vmm_kill_op {
         vmm_done_fn fn;
         void *userdata;
-        struct vmm_vm *vm;
+        struct vmm_processes *table;
         uint32_t pid;
         int signal;
         bool vm_level; /* aimed at a process outside any container */
@@ -1104,13 +910,13 @@ static bool signal_can_kill(int sig)
 /* The guest took the signal: remember it, to name the signal of an exit it reports without one. */
 static void kill_delivered(struct vmm_kill_op *op)
 {
-        struct vmm_process *p = vmm_process_find(op->vm, op->pid);
+        struct vmm_process *p = vmm_processes_find(op->table, op->pid);
 
         if (!p || p->exit_reported || !signal_can_kill(op->signal))
                 return;
         /* Signal 0 is SIGKILL to the guest (hcsshim's and ours). */
         p->killed_by = op->signal == 0 ? 9 : op->signal;
-        p->killed_at_ns = relay_now_ns(op->vm->vmm->relay);
+        p->killed_at_ns = relay_now_ns(op->table->guest->ctx->relay);
         /* The wait's answer may beat the Kill's reply: an exit known, not yet reported, that the
          * guest did not name the signal of is this signal's. */
         if (p->exit_known && p->exit.kind == VMM_EXIT_SIGNALED && p->exit.code == 0)
@@ -1121,7 +927,7 @@ static void vmm_on_signal(const struct bridge_result *res, void *userdata)
 {
         struct vmm_kill_op *op = userdata;
 
-        /* Only a reply from a live guest says OK, so op->vm is still there. */
+        /* Only a reply from a live guest says OK, so op->table is still there. */
         if (res->status == BRIDGE_STATUS_OK)
                 kill_delivered(op);
         if (res->status == BRIDGE_STATUS_ALREADY_GONE)
@@ -1140,9 +946,9 @@ static void vmm_on_signal(const struct bridge_result *res, void *userdata)
         free(op);
 }
 
-int vmm_kill(struct vmm_vm *vm, uint32_t pid, int signal, vmm_done_fn fn, void *userdata)
+int vmm_processes_kill(struct vmm_processes *t, uint32_t pid, int signal, vmm_done_fn fn, void *userdata)
 {
-        struct vmm_process *p = vmm_process_find(vm, pid);
+        struct vmm_process *p = vmm_processes_find(t, pid);
         struct vmm_kill_op *op;
         int r;
 
@@ -1159,19 +965,19 @@ int vmm_kill(struct vmm_vm *vm, uint32_t pid, int signal, vmm_done_fn fn, void *
                 return -ENOMEM;
         op->fn = fn;
         op->userdata = userdata;
-        op->vm = vm;
+        op->table = t;
         op->pid = pid;
         op->signal = signal;
         op->vm_level = !p->container_id[0];
-        r = bridge_host_signal(vm->bridge, p->container_id, pid, signal, vmm_on_signal, op);
+        r = bridge_host_signal(t->guest->bridge, p->container_id, pid, signal, vmm_on_signal, op);
         if (r < 0)
                 free(op);
         return r;
 }
 
-int vmm_close_stdin(struct vmm_vm *vm, uint32_t pid)
+int vmm_processes_close_stdin(struct vmm_processes *t, uint32_t pid, bool held)
 {
-        struct vmm_process *p = vmm_process_find(vm, pid);
+        struct vmm_process *p = vmm_processes_find(t, pid);
         struct vmm_stream *s;
         int r;
 
@@ -1185,7 +991,7 @@ int vmm_close_stdin(struct vmm_vm *vm, uint32_t pid)
                 return 0;
         if (s->close_requested || s->done || p->exit_known)
                 return 0;
-        if (vm->save)
+        if (held)
                 return -EBUSY;
         s->close_requested = true;
         s->endpoint_fd = safe_close(s->endpoint_fd);
@@ -1194,19 +1000,36 @@ int vmm_close_stdin(struct vmm_vm *vm, uint32_t pid)
         r = relay_stream_freeze(s->stream);
         if (r < 0) {
                 /* Frozen already (a stop is under way) or ended: nothing more will be read. */
-                vmm_stream_release(s);
+                stream_release(s);
                 s->done = true;
         }
         return 0;
 }
 
-/* ---- teardown ---- */
+/* ---- the table ---- */
 
-void vmm_process_vm_teardown(struct vmm_vm *vm, const char *reason)
+int vmm_processes_new(const struct vmm_guest *guest, const struct vmm_processes_ops *ops, void *userdata,
+                      struct vmm_processes **ret)
+{
+        struct vmm_processes *t = calloc(1, sizeof(*t));
+
+        if (!t)
+                return -ENOMEM;
+        t->guest = guest;
+        t->ops = ops;
+        t->userdata = userdata;
+        list_init(&t->list);
+        *ret = t;
+        return 0;
+}
+
+struct vmm_processes *vmm_processes_free(struct vmm_processes *t, const char *reason)
 {
         struct list_head *pos, *tmp;
 
-        list_for_each_safe(pos, tmp, &vm->processes) {
+        if (!t)
+                return NULL;
+        list_for_each_safe(pos, tmp, &t->list) {
                 struct vmm_process *p = list_entry(pos, struct vmm_process, link);
 
                 process_started(p, -ESHUTDOWN, reason);
@@ -1215,10 +1038,107 @@ void vmm_process_vm_teardown(struct vmm_vm *vm, const char *reason)
 
                         if (!p->exit_known) {
                                 snprintf(msg, sizeof(msg), "exit status lost: %s", reason);
-                                vmm_process_set_exit(p, VMM_EXIT_LOST, -1, msg);
+                                process_set_exit(p, VMM_EXIT_LOST, -1, msg);
                         }
-                        vmm_process_report(p);
+                        process_report(p);
                 }
-                vmm_process_free(p);
+                process_free(p);
         }
+        free(t);
+        return NULL;
+}
+
+unsigned vmm_processes_count(const struct vmm_processes *t)
+{
+        return t->n;
+}
+
+unsigned vmm_processes_freeze(struct vmm_processes *t)
+{
+        struct list_head *pos;
+        unsigned n = 0;
+
+        list_for_each(pos, &t->list) {
+                struct vmm_process *p = list_entry(pos, struct vmm_process, link);
+
+                for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++)
+                        if (p->streams[k].stream && relay_stream_freeze(p->streams[k].stream) == 0)
+                                n++;
+        }
+        return n;
+}
+
+void vmm_processes_thaw(struct vmm_processes *t)
+{
+        struct list_head *pos;
+
+        list_for_each(pos, &t->list) {
+                struct vmm_process *p = list_entry(pos, struct vmm_process, link);
+
+                for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++)
+                        if (p->streams[k].stream)
+                                (void)relay_stream_resume(p->streams[k].stream);
+                process_maybe_report(p);
+        }
+}
+
+bool vmm_processes_starting(const struct vmm_processes *t)
+{
+        struct list_head *pos;
+
+        list_for_each(pos, &t->list) {
+                const struct vmm_process *p = list_entry(pos, struct vmm_process, link);
+
+                if (p->state == VMM_PROCESS_PENDING || p->state == VMM_PROCESS_STARTING)
+                        return true;
+        }
+        return false;
+}
+
+void vmm_processes_release(struct vmm_processes *t)
+{
+        struct list_head *pos;
+
+        list_for_each(pos, &t->list) {
+                struct vmm_process *p = list_entry(pos, struct vmm_process, link);
+
+                relay_timer_disarm(p->timer);
+                for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
+                        struct vmm_stream *s = &p->streams[k];
+
+                        s->listener = relay_listener_free(s->listener);
+                        if (s->stream)
+                                (void)relay_stream_detach_guest(s->stream);
+                }
+        }
+}
+
+void vmm_processes_relisten(struct vmm_processes *t)
+{
+        struct list_head *pos;
+
+        list_for_each(pos, &t->list) {
+                struct vmm_process *p = list_entry(pos, struct vmm_process, link);
+
+                for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
+                        struct vmm_stream *s = &p->streams[k];
+                        int r;
+
+                        if (s->port == 0 || s->done)
+                                continue;
+                        r = stream_listen(s);
+                        if (r < 0)
+                                log_warn("vm %s: process %u: cannot listen on port 0x%08x again: %s",
+                                         t->guest->vm_name, p->pid, s->port, strerror(-r));
+                }
+                process_maybe_report(p);
+        }
+}
+
+void vmm_processes_report_ready(struct vmm_processes *t)
+{
+        struct list_head *pos;
+
+        list_for_each(pos, &t->list)
+                process_maybe_report(list_entry(pos, struct vmm_process, link));
 }

@@ -11,7 +11,6 @@
 #include "daemon/metrics.h"
 #include "daemon/service.h"
 #include "daemon/upgrade.h"
-#include "daemon/vmm-internal.h"
 #include "util/list.h"
 #include "util/log.h"
 
@@ -80,29 +79,26 @@ static void exit_to_proto(const struct vmm_exit *e, Vsockmux__V1__ExitStatus *re
 /* The guest's transport from a request's hvsock path or CID; -EINVAL with the reason in err. The
  * path leaves room for the "_<port>" every listener appends (ten digits at most). */
 static int service_transport_parse(const char *hvsock_path, bool has_cid, uint32_t cid, struct relay_transport *ret,
-                                   char *err, size_t err_len)
+                                   struct vmm_error *err)
 {
         struct relay_transport t = { 0 };
         size_t max = sizeof(t.uds_path) - sizeof("_4294967295");
 
         if (hvsock_path) {
                 if (hvsock_path[0] != '/' || strlen(hvsock_path) > max) {
-                        snprintf(err, err_len, "hvsock path must be absolute and at most %zu bytes "
-                                 "(sun_path less the \"_<port>\" suffix)", max);
-                        return -EINVAL;
+                        return vmm_error_set(err, -EINVAL, "hvsock path must be absolute and at most %zu bytes "
+                                             "(sun_path less the \"_<port>\" suffix)", max);
                 }
                 t.kind = RELAY_TRANSPORT_HVSOCK;
                 memcpy(t.uds_path, hvsock_path, strlen(hvsock_path) + 1);
         } else if (has_cid) {
                 if (cid < 3 || cid == UINT32_MAX) {
-                        snprintf(err, err_len, "CID %u is not a guest CID", cid);
-                        return -EINVAL;
+                        return vmm_error_set(err, -EINVAL, "CID %u is not a guest CID", cid);
                 }
                 t.kind = RELAY_TRANSPORT_VSOCK;
                 t.cid = cid;
         } else {
-                snprintf(err, err_len, "give --hvsock PATH or --cid CID");
-                return -EINVAL;
+                return vmm_error_set(err, -EINVAL, "give --hvsock PATH or --cid CID");
         }
         *ret = t;
         return 0;
@@ -114,15 +110,15 @@ static int on_vm_add(struct control_call *call, const ProtobufCMessage *request,
         struct service *s = userdata;
         struct relay_transport t = { 0 };
         Vsockmux__V1__VmAddResponse resp = VSOCKMUX__V1__VM_ADD_RESPONSE__INIT;
-        char err[128];
+        struct vmm_error err = {};
         int r;
 
         r = service_transport_parse(req->transport_case == VSOCKMUX__V1__VM_ADD_REQUEST__TRANSPORT_HVSOCK_PATH ?
                                     req->hvsock_path : NULL,
                                     req->transport_case == VSOCKMUX__V1__VM_ADD_REQUEST__TRANSPORT_CID, req->cid, &t,
-                                    err, sizeof(err));
+                                    &err);
         if (r < 0)
-                return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "%s", err);
+                return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "%s", err.message);
 
         r = vmm_vm_add(s->vmm, req->name, &t, NULL);
         if (r == -EEXIST)
@@ -414,7 +410,7 @@ static int on_exec(struct control_call *call, const ProtobufCMessage *request, v
         struct opener_creds creds = service_peer_creds(call);
         struct vmm_process *p;
         struct exit_watch *w;
-        char err[256] = "";
+        struct vmm_error err = {};
         bool detach = req->detach;
         int r;
 
@@ -464,14 +460,14 @@ static int on_exec(struct control_call *call, const ProtobufCMessage *request, v
                         control_call_set_cancel(call, exit_watch_on_cancel, w);
                 return r < 0 ? r : 0;
         }
-        r = vmm_exec_start(vm, &params, on_exec_started, w, &w->starter, err, sizeof(err));
+        r = vmm_exec_start(vm, &params, on_exec_started, w, &w->starter, &err);
         if (r < 0) {
                 free(w);
                 if (r == -EBUSY)
-                        return control_call_fail(call, CONTROL_CODE_FAILED_PRECONDITION, "%s", err);
-                return control_call_fail(call, control_code_from_errno(r), "exec: %s", err);
+                        return control_call_fail(call, CONTROL_CODE_FAILED_PRECONDITION, "%s", err.message);
+                return control_call_fail(call, control_code_from_errno(r), "exec: %s", err.message);
         }
-        snprintf(w->exec_id, sizeof(w->exec_id), "%s", vmm_process_exec_id(w->starter->process));
+        snprintf(w->exec_id, sizeof(w->exec_id), "%s", vmm_process_exec_id(vmm_starter_process(w->starter)));
         control_call_set_cancel(call, exit_watch_on_cancel, w);
         return 0;
 }
@@ -522,6 +518,7 @@ static int on_ps(struct control_call *call, const ProtobufCMessage *request, voi
         _cleanup_free_ Vsockmux__V1__StreamCounters *counters = NULL;
         _cleanup_free_ Vsockmux__V1__StreamCounters *dropped = NULL;
         _cleanup_free_ Vsockmux__V1__ExitStatus *exits = NULL;
+        _cleanup_free_ struct vmm_exit *exit_copies = NULL;     /* the messages the reply points into */
         size_t n, i = 0;
 
         if (!vm)
@@ -532,7 +529,8 @@ static int on_ps(struct control_call *call, const ProtobufCMessage *request, voi
         counters = calloc(n + 1, sizeof(*counters));
         exits = calloc(n + 1, sizeof(*exits));
         dropped = calloc(n + 1, sizeof(*dropped));
-        if (!infos || !ptrs || !counters || !exits || !dropped)
+        exit_copies = calloc(n + 1, sizeof(*exit_copies));
+        if (!infos || !ptrs || !counters || !exits || !dropped || !exit_copies)
                 return -ENOMEM;
         for (struct vmm_process *p = vmm_process_next(vm, NULL); p && i < n; p = vmm_process_next(vm, p), i++) {
                 struct vmm_process_info pi;
@@ -567,7 +565,8 @@ static int on_ps(struct control_call *call, const ProtobufCMessage *request, voi
                 o->stdout_error = (char *)(pi.stream_error[VMM_STDOUT] < 0 ? strerror(-pi.stream_error[VMM_STDOUT]) : "");
                 o->stderr_error = (char *)(pi.stream_error[VMM_STDERR] < 0 ? strerror(-pi.stream_error[VMM_STDERR]) : "");
                 if (pi.exit_known) {
-                        exit_to_proto(&p->exit, &exits[i]);
+                        exit_copies[i] = pi.exit;
+                        exit_to_proto(&exit_copies[i], &exits[i]);
                         o->exit = &exits[i];
                 }
                 o->attach_socket = (char *)(pi.attach_path ? pi.attach_path : "");
@@ -1018,7 +1017,7 @@ static int on_save(struct control_call *call, const ProtobufCMessage *request, v
         REQ(Vsockmux__V1__SaveRequest, request);
         struct vmm_vm *vm = service_vm(call, userdata, req->vm);
         struct save_call *sc = NULL;
-        char err[256] = "";
+        struct vmm_error err = {};
         int r;
 
         if (!vm)
@@ -1026,7 +1025,7 @@ static int on_save(struct control_call *call, const ProtobufCMessage *request, v
         r = save_call_new(call, vm, &sc);
         if (r < 0)
                 return r;
-        r = vmm_save(vm, on_saved, sc, err, sizeof(err));
+        r = vmm_save(vm, on_saved, sc, &err);
         if (r < 0) {
                 free(sc->lost);
                 free(sc);
@@ -1034,7 +1033,7 @@ static int on_save(struct control_call *call, const ProtobufCMessage *request, v
         if (r < 0)
                 return control_call_fail(call, r == -ENOMEM ? CONTROL_CODE_RESOURCE_EXHAUSTED
                                                             : CONTROL_CODE_FAILED_PRECONDITION,
-                                         "save: %s", err);
+                                         "save: %s", err.message);
         return 0;
 }
 
@@ -1043,14 +1042,14 @@ static int on_resume(struct control_call *call, const ProtobufCMessage *request,
         REQ(Vsockmux__V1__ResumeRequest, request);
         struct vmm_vm *vm = service_vm(call, userdata, req->vm);
         Vsockmux__V1__ResumeResponse resp = VSOCKMUX__V1__RESUME_RESPONSE__INIT;
-        char err[256] = "";
+        struct vmm_error err = {};
         int r;
 
         if (!vm)
                 return 0;
-        r = vmm_resume(vm, err, sizeof(err));
+        r = vmm_resume(vm, &err);
         if (r < 0)
-                return control_call_fail(call, CONTROL_CODE_FAILED_PRECONDITION, "resume: %s", err);
+                return control_call_fail(call, CONTROL_CODE_FAILED_PRECONDITION, "resume: %s", err.message);
         return control_call_reply(call, &resp.base);
 }
 
@@ -1065,7 +1064,7 @@ static int on_restore(struct control_call *call, const ProtobufCMessage *request
         struct relay_transport t = { 0 }, *tp = NULL;
         struct opener_creds creds;
         struct vmm_vm *vm;
-        char err[256] = "";
+        struct vmm_error err = {};
         int r;
 
         if (req->n_io > SERVICE_MAX_RESTORE_IO)
@@ -1075,9 +1074,9 @@ static int on_restore(struct control_call *call, const ProtobufCMessage *request
         if (req->transport_case != VSOCKMUX__V1__RESTORE_REQUEST__TRANSPORT__NOT_SET) {
                 r = service_transport_parse(
                         req->transport_case == VSOCKMUX__V1__RESTORE_REQUEST__TRANSPORT_HVSOCK_PATH ? req->hvsock_path : NULL,
-                        req->transport_case == VSOCKMUX__V1__RESTORE_REQUEST__TRANSPORT_CID, req->cid, &t, err, sizeof(err));
+                        req->transport_case == VSOCKMUX__V1__RESTORE_REQUEST__TRANSPORT_CID, req->cid, &t, &err);
                 if (r < 0)
-                        return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "restore: %s", err);
+                        return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "restore: %s", err.message);
                 tp = &t;
         }
         io = calloc(req->n_io + 1, sizeof(*io));
@@ -1095,14 +1094,13 @@ static int on_restore(struct control_call *call, const ProtobufCMessage *request
         }
         /* The slot after the client's entries: its rights for every process they do not name. */
         io[req->n_io] = (struct vmm_restore_io){ .pid = 0, .creds = &creds };
-        r = vmm_restore(s->vmm, req->state.data, req->state.len, req->name, tp, io, req->n_io + 1, &vm, err,
-                        sizeof(err));
+        r = vmm_restore(s->vmm, req->state.data, req->state.len, req->name, tp, io, req->n_io + 1, &vm, &err);
         if (r == -EEXIST)
-                return control_call_fail(call, CONTROL_CODE_ALREADY_EXISTS, "restore: %s", err);
+                return control_call_fail(call, CONTROL_CODE_ALREADY_EXISTS, "restore: %s", err.message);
         if (r == -EBADMSG || r == -EPROTONOSUPPORT || r == -EINVAL || r == -ENOENT)
-                return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "restore: %s", err);
+                return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "restore: %s", err.message);
         if (r < 0)
-                return control_call_fail(call, control_code_from_errno(r), "restore: %s", err);
+                return control_call_fail(call, control_code_from_errno(r), "restore: %s", err.message);
         resp.vm = (char *)vmm_vm_name(vm);
         resp.processes = vmm_vm_process_count(vm);
         return control_call_reply(call, &resp.base);

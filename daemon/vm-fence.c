@@ -6,12 +6,12 @@
 #include <string.h>
 
 #include "daemon/fence.h"
-#include "daemon/vmm-internal.h"
+#include "daemon/vm-private.h"
 #include "util/log.h"
 
 static int vm_fence_path(struct vmm_vm *vm, char *buf, size_t len)
 {
-        return fence_path(&vm->listen_transport, vm->vmm->cfg.state_dir, buf, len);
+        return fence_path(&vm->listen_transport, vm->ctx->cfg->state_dir, buf, len);
 }
 
 static const char *vm_transport_name(const struct vmm_vm *vm, char *buf, size_t len)
@@ -22,7 +22,7 @@ static const char *vm_transport_name(const struct vmm_vm *vm, char *buf, size_t 
         return buf;
 }
 
-int vmm_vm_fence_take(struct vmm_vm *vm, char *err, size_t errlen)
+int vmm_vm_fence_take(struct vmm_vm *vm, struct vmm_error *err)
 {
         char path[sizeof(vm->listen_transport.uds_path) + 16], what[32];
         uint64_t gen = 0;
@@ -36,14 +36,14 @@ int vmm_vm_fence_take(struct vmm_vm *vm, char *err, size_t errlen)
                 r = fence_acquire(path, &vm->fence);
         if (r == -EBUSY) {
                 (void)fence_peek(path, &gen, &pid);
-                snprintf(err, errlen, "another vsockmuxd (pid %d) serves %s at generation %" PRIu64
-                         "; one VM has one owner", (int)pid, vm_transport_name(vm, what, sizeof(what)), gen);
-                return r;
+                return vmm_error_set(err, r, "another vsockmuxd (pid %d) serves %s at generation %" PRIu64
+                                     "; one VM has one owner", (int)pid, vm_transport_name(vm, what, sizeof(what)), gen);
         }
         if (r < 0)
-                snprintf(err, errlen, "cannot take the lock of %s: %s", vm_transport_name(vm, what, sizeof(what)),
-                         r == -EBADMSG ? "its lock file holds something else" : strerror(-r));
-        return r;
+                return vmm_error_set(err, r, "cannot take the lock of %s: %s",
+                                     vm_transport_name(vm, what, sizeof(what)),
+                                     r == -EBADMSG ? "its lock file holds something else" : strerror(-r));
+        return 0;
 }
 
 void vmm_vm_fence_drop(struct vmm_vm *vm)
@@ -65,14 +65,13 @@ int vmm_vm_fence_own(struct vmm_vm *vm, uint64_t generation)
         return r;
 }
 
-int vmm_vm_fence_check(struct vmm_vm *vm, uint64_t generation, char *err, size_t errlen)
+int vmm_vm_fence_check(struct vmm_vm *vm, uint64_t generation, struct vmm_error *err)
 {
         uint64_t have = vmm_vm_fence_generation(vm);
 
         if (have <= generation)
                 return 0;
-        snprintf(err, errlen, "VM %s was taken over elsewhere: its lock is at generation %" PRIu64
-                 ", this state is generation %" PRIu64 " (restored by another daemon since)", vm->name, have,
-                 generation);
-        return -ESTALE;
+        return vmm_error_set(err, -ESTALE, "VM %s was taken over elsewhere: its lock is at generation %" PRIu64
+                             ", this state is generation %" PRIu64 " (restored by another daemon since)", vm->name,
+                             have, generation);
 }

@@ -119,9 +119,9 @@ static uint32_t exec_ok(struct fixture *f, struct vmm_vm *vm, const char *script
         const char *argv[] = { "sh", "-c", script };
         struct vmm_exec_params params = { .argv = argv, .n_argv = 3, .stdout_path = out };
         struct started st = { 0 };
-        char err[256];
+        struct vmm_error err = {};
 
-        assert_int_equal(vmm_exec(vm, &params, on_started, &st, err, sizeof(err)), 0);
+        assert_int_equal(vmm_exec(vm, &params, on_started, &st, &err), 0);
         run_until(f, &st.count, "the exec");
         if (st.error)
                 fail_msg("exec failed: %s", st.message);
@@ -131,9 +131,9 @@ static uint32_t exec_ok(struct fixture *f, struct vmm_vm *vm, const char *script
 static struct saved save_vm(struct fixture *f, struct vmm_vm *vm)
 {
         struct saved sv = { 0 };
-        char err[256];
+        struct vmm_error err = {};
 
-        assert_int_equal(vmm_save(vm, on_saved, &sv, err, sizeof(err)), 0);
+        assert_int_equal(vmm_save(vm, on_saved, &sv, &err), 0);
         run_until(f, &sv.count, "the save");
         assert_int_equal(sv.error, 0);
         return sv;
@@ -158,7 +158,8 @@ static void test_resume_after_a_restore_elsewhere_is_refused_before_touching_any
         struct vmm_vm_counters before, after;
         struct exited ex = { 0 };
         struct vmm_waiter *w = NULL;
-        char out[128], go[128], script[300], err[256] = "";
+        char out[128], go[128], script[300];
+        struct vmm_error err = {};
         struct saved sv;
         ino_t ino;
         uint32_t pid;
@@ -170,16 +171,16 @@ static void test_resume_after_a_restore_elsewhere_is_refused_before_touching_any
         va = add_vm_connected(f);
         pid = exec_ok(f, va, script, out);
         sv = save_vm(f, va);
-        assert_int_equal(vmm_restore(f->b, sv.blob, sv.len, NULL, NULL, NULL, 0, &vb, err, sizeof(err)), 0);
+        assert_int_equal(vmm_restore(f->b, sv.blob, sv.len, NULL, NULL, NULL, 0, &vb, &err), 0);
         run_until_connected(f, vb);
         vmm_vm_get_counters(vb, &before);
         ino = bridge_inode(f);
 
         /* B holds the lock: refused by name, before any socket is touched. */
-        r = vmm_resume(va, err, sizeof(err));
+        r = vmm_resume(va, &err);
         assert_int_equal(r, -EBUSY);
-        if (!strstr(err, "another vsockmuxd") || !strstr(err, "one VM has one owner"))
-                fail_msg("refusal does not say who owns the VM: %s", err);
+        if (!strstr(err.message, "another vsockmuxd") || !strstr(err.message, "one VM has one owner"))
+                fail_msg("refusal does not say who owns the VM: %s", err.message);
         assert_true(vmm_vm_is_saved(va));
         /* B's bridge is the one it had: same socket file, no reconnect, still connected. */
         for (int i = 0; i < 30; i++)
@@ -194,17 +195,17 @@ static void test_resume_after_a_restore_elsewhere_is_refused_before_touching_any
         {
                 struct saved sv2 = save_vm(f, vb);
 
-                r = vmm_resume(va, err, sizeof(err));
+                r = vmm_resume(va, &err);
                 assert_int_equal(r, -ESTALE);
-                if (!strstr(err, "generation"))
-                        fail_msg("refusal does not name the generation: %s", err);
+                if (!strstr(err.message, "generation"))
+                        fail_msg("refusal does not name the generation: %s", err.message);
                 /* A's old blob cannot come back either; B's newest can. */
                 assert_int_equal(vmm_vm_remove(f->b, "demo"), 0);
                 vb = NULL;
-                r = vmm_restore(f->b, sv.blob, sv.len, NULL, NULL, NULL, 0, &vb, err, sizeof(err));
+                r = vmm_restore(f->b, sv.blob, sv.len, NULL, NULL, NULL, 0, &vb, &err);
                 assert_int_equal(r, -ESTALE);
                 assert_null(vmm_vm_find(f->b, "demo"));
-                assert_int_equal(vmm_restore(f->b, sv2.blob, sv2.len, NULL, NULL, NULL, 0, &vb, err, sizeof(err)),
+                assert_int_equal(vmm_restore(f->b, sv2.blob, sv2.len, NULL, NULL, NULL, 0, &vb, &err),
                                  0);
                 free(sv2.blob);
         }
@@ -242,12 +243,12 @@ static void test_resume_with_nobody_else_is_allowed(void **state)
         struct fixture *f = *state;
         struct vmm_vm *va;
         struct saved sv;
-        char err[256] = "";
+        struct vmm_error err = {};
 
         va = add_vm_connected(f);
         sv = save_vm(f, va);
-        if (vmm_resume(va, err, sizeof(err)) < 0)
-                fail_msg("resume refused: %s", err);
+        if (vmm_resume(va, &err) < 0)
+                fail_msg("resume refused: %s", err.message);
         run_until_connected(f, va);
         free(sv.blob);
 }

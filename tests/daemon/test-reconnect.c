@@ -149,9 +149,9 @@ static uint32_t exec_ok(struct fixture *f, struct vmm_vm *vm, const char *script
         const char *argv[] = { "sh", "-c", script };
         struct vmm_exec_params params = { .argv = argv, .n_argv = 3, .stdout_path = out };
         struct started st = { 0 };
-        char err[256];
+        struct vmm_error err = {};
 
-        assert_int_equal(vmm_exec(vm, &params, on_started, &st, err, sizeof(err)), 0);
+        assert_int_equal(vmm_exec(vm, &params, on_started, &st, &err), 0);
         run_until(f, flag_set, &st.count, "the exec");
         if (st.error)
                 fail_msg("exec failed: %s", st.message);
@@ -365,19 +365,19 @@ static struct vmm_vm *move_writer(struct fixture *f, const char *out_a, const ch
         struct vmm_restore_io io = { 0 };
         struct saved sv = { 0 };
         struct vmm_vm *vm, *vb = NULL;
-        char err[256] = "";
+        struct vmm_error err = {};
         size_t before;
 
         vm = add_vm_connected(f, f->a);
         io.pid = exec_writer(f, vm, out_a);
         wait_for_bytes(f, out_a, NULL, FLOW_BYTES);
-        assert_int_equal(vmm_save(vm, on_saved, &sv, err, sizeof(err)), 0);
+        assert_int_equal(vmm_save(vm, on_saved, &sv, &err), 0);
         run_until(f, flag_set, &sv.count, "the save");
         assert_int_equal(sv.error, 0);
         before = file_size(out_a);
         io.path[VMM_STDOUT] = out_b;
-        if (vmm_restore(f->b, sv.blob, sv.len, NULL, NULL, &io, 1, &vb, err, sizeof(err)) < 0)
-                fail_msg("restore failed: %s", err);
+        if (vmm_restore(f->b, sv.blob, sv.len, NULL, NULL, &io, 1, &vb, &err) < 0)
+                fail_msg("restore failed: %s", err.message);
         free(sv.blob);
         /* The save was the guest's first reset: it redialled the destination, and bytes flow there. */
         wait_for_bytes(f, out_a, out_b, before + FLOW_BYTES);
@@ -481,7 +481,8 @@ static void test_restore_below_a_remembered_floor_keeps_the_higher_one(void **st
         struct vmm_process_info info;
         struct saved sv = { 0 };
         struct vmm_vm *vm, *back = NULL;
-        char out[128], out2[128], err[256] = "";
+        char out[128], out2[128];
+        struct vmm_error err = {};
         uint32_t pid, pid2, max = 0;
 
         snprintf(out, sizeof(out), "%s/out", f->dir);
@@ -489,18 +490,18 @@ static void test_restore_below_a_remembered_floor_keeps_the_higher_one(void **st
         vm = add_vm_connected(f, f->a);
         pid = exec_ok(f, vm, "echo up; sleep 600", out);
         wait_for_bytes(f, out, NULL, 3);
-        assert_int_equal(vmm_save(vm, on_saved, &sv, err, sizeof(err)), 0);
+        assert_int_equal(vmm_save(vm, on_saved, &sv, &err), 0);
         run_until(f, flag_set, &sv.count, "the save");
         assert_int_equal(sv.error, 0);
         /* The save is rolled back, and the VM hands out more ports before it is removed. */
-        assert_int_equal(vmm_resume(vm, err, sizeof(err)), 0);
+        assert_int_equal(vmm_resume(vm, &err), 0);
         run_until(f, bridge_connected, vm, "the guest back on the source");
         pid2 = exec_ok(f, vm, "echo more; sleep 600", out2);
         vmm_process_get_info(vmm_process_find(vm, pid2), &info);
         port_max(&info, &max);
         assert_int_equal(vmm_vm_remove(f->a, "demo"), 0);
-        if (vmm_restore(f->a, sv.blob, sv.len, NULL, NULL, NULL, 0, &back, err, sizeof(err)) < 0)
-                fail_msg("restore below the remembered floor failed: %s", err);
+        if (vmm_restore(f->a, sv.blob, sv.len, NULL, NULL, NULL, 0, &back, &err) < 0)
+                fail_msg("restore below the remembered floor failed: %s", err.message);
         assert_non_null(vmm_process_find(back, pid));
         run_until(f, bridge_connected, back, "the guest on the restored VM");
         pid2 = exec_ok(f, back, "exit 0", out2);

@@ -147,9 +147,9 @@ static uint32_t exec_ok(struct fixture *f, struct vmm_vm *vm, const char *script
         const char *argv[] = { "sh", "-c", script };
         struct vmm_exec_params params = { .argv = argv, .n_argv = 3, .stdout_path = out };
         struct started st = { 0 };
-        char err[256];
+        struct vmm_error err = {};
 
-        assert_int_equal(vmm_exec(vm, &params, on_started, &st, err, sizeof(err)), 0);
+        assert_int_equal(vmm_exec(vm, &params, on_started, &st, &err), 0);
         run_until(f, &st.count, "the exec");
         if (st.error)
                 fail_msg("exec failed: %s", st.message);
@@ -197,9 +197,9 @@ static void wait_for_output(struct fixture *f, const char *path, size_t min)
 static struct saved save_vm(struct fixture *f, struct vmm_vm *vm)
 {
         struct saved sv = { 0 };
-        char err[256];
+        struct vmm_error err = {};
 
-        assert_int_equal(vmm_save(vm, on_saved, &sv, err, sizeof(err)), 0);
+        assert_int_equal(vmm_save(vm, on_saved, &sv, &err), 0);
         run_until(f, &sv.count, "the save");
         assert_int_equal(sv.error, 0);
         assert_true(vmm_vm_is_saved(vm));
@@ -210,12 +210,12 @@ static struct vmm_vm *restore_vm(struct fixture *f, struct saved *sv, uint32_t p
 {
         struct vmm_restore_io io = { .pid = pid, .path = { NULL, out, NULL } };
         struct vmm_vm *vm = NULL;
-        char err[256] = "";
+        struct vmm_error err = {};
         int r;
 
-        r = vmm_restore(f->b, sv->blob, sv->len, NULL, NULL, &io, out ? 1 : 0, &vm, err, sizeof(err));
+        r = vmm_restore(f->b, sv->blob, sv->len, NULL, NULL, &io, out ? 1 : 0, &vm, &err);
         if (r < 0)
-                fail_msg("restore failed: %s", err);
+                fail_msg("restore failed: %s", err.message);
         return vm;
 }
 
@@ -357,9 +357,9 @@ static uint32_t exec_in(struct fixture *f, struct vmm_vm *vm, const char *contai
         const char *argv[] = { "sh", "-c", script };
         struct vmm_exec_params params = { .container_id = container, .argv = argv, .n_argv = 3, .stdout_path = out };
         struct started st = { 0 };
-        char err[256];
+        struct vmm_error err = {};
 
-        assert_int_equal(vmm_exec(vm, &params, on_started, &st, err, sizeof(err)), 0);
+        assert_int_equal(vmm_exec(vm, &params, on_started, &st, &err), 0);
         run_until(f, &st.count, "the exec");
         if (st.error)
                 fail_msg("exec failed: %s", st.message);
@@ -410,10 +410,10 @@ static void exit_during_blackout(struct fixture *f, const char *container, struc
                 /* Not back yet (the loop has not run): its waits are only pre-registered, nothing to
                  * hand on, so a save is refused with a reason, and the restore carries on. */
                 struct saved again = { 0 };
-                char err[256] = "";
+                struct vmm_error err = {};
 
-                assert_int_equal(vmm_save(vb, on_saved, &again, err, sizeof(err)), -EBUSY);
-                assert_non_null(strstr(err, "has not reconnected yet"));
+                assert_int_equal(vmm_save(vb, on_saved, &again, &err), -EBUSY);
+                assert_non_null(strstr(err.message, "has not reconnected yet"));
                 assert_int_equal(again.count, 0);
         }
         wait_exit(f, vb, pid, ex);
@@ -583,7 +583,7 @@ static void test_upstream_stream_not_redialled_does_not_hold_the_exit(void **sta
         struct exited ex = { 0 };
         struct vmm *c = NULL;
         struct saved sv;
-        char err[256] = "";
+        struct vmm_error err = {};
         uint32_t pid;
 
         f->upstream = true;
@@ -601,8 +601,8 @@ static void test_upstream_stream_not_redialled_does_not_hold_the_exit(void **sta
         sv = save_vm(f, vm);
         run_for(f, 300ull * 1000000ull);
         io = (struct vmm_restore_io) { .pid = pid, .path = { NULL, out_b, NULL } };
-        if (vmm_restore(c, sv.blob, sv.len, NULL, NULL, &io, 1, &vc, err, sizeof(err)) < 0)
-                fail_msg("restore failed: %s", err);
+        if (vmm_restore(c, sv.blob, sv.len, NULL, NULL, &io, 1, &vc, &err) < 0)
+                fail_msg("restore failed: %s", err.message);
         wait_exit(f, vc, pid, &ex);
         assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
         assert_int_equal(ex.exit.code, 5);
@@ -689,7 +689,8 @@ static void test_terminal_and_k8s_log_survive_save_and_restore(void **state)
         struct exited ex = { 0 };
         struct vmm_vm *vm, *vb;
         struct saved sv;
-        char err[256], *text;
+        struct vmm_error err = {};
+        char *text;
         size_t len;
         int resized = 0;
 
@@ -697,7 +698,7 @@ static void test_terminal_and_k8s_log_survive_save_and_restore(void **state)
         snprintf(go, sizeof(go), "%s/go", f->dir);
         snprintf(script, sizeof(script), "echo before; while [ ! -e %s ]; do sleep 0.05; done; echo after", go);
         vm = add_vm_connected(f, true);
-        assert_int_equal(vmm_exec(vm, &params, on_started, &st, err, sizeof(err)), 0);
+        assert_int_equal(vmm_exec(vm, &params, on_started, &st, &err), 0);
         run_until(f, &st.count, "the exec");
         assert_int_equal(st.error, 0);
         wait_for_output(f, log, 1);
@@ -739,7 +740,7 @@ static void test_resume_on_the_source_rolls_back_a_save(void **state)
         struct vmm_vm *vm;
         struct exited ex = { 0 };
         struct saved sv;
-        char err[256];
+        struct vmm_error err = {};
         size_t la;
         uint32_t pid;
 
@@ -749,7 +750,7 @@ static void test_resume_on_the_source_rolls_back_a_save(void **state)
         wait_for_output(f, out_a, 1000);
         sv = save_vm(f, vm);
         run_for(f, 200ull * 1000000ull);
-        assert_int_equal(vmm_resume(vm, err, sizeof(err)), 0);
+        assert_int_equal(vmm_resume(vm, &err), 0);
         assert_false(vmm_vm_is_saved(vm));
         wait_exit(f, vm, pid, &ex);
         assert_int_equal(ex.exit.code, 7);
@@ -768,7 +769,7 @@ static void test_restore_refuses_endpoints_that_do_not_match_before_listening(vo
         struct vmm_restore_io io = { 0 };
         struct vmm_vm *vm, *vb = NULL;
         struct saved sv;
-        char err[256] = "";
+        struct vmm_error err = {};
         uint32_t pid;
 
         snprintf(out_a, sizeof(out_a), "%s/out-a", f->dir);
@@ -780,20 +781,20 @@ static void test_restore_refuses_endpoints_that_do_not_match_before_listening(vo
         /* stdin was never a stream of this process. */
         io.pid = pid;
         io.path[VMM_STDIN] = out_a;
-        assert_int_equal(vmm_restore(f->b, sv.blob, sv.len, NULL, NULL, &io, 1, &vb, err, sizeof(err)), -EINVAL);
-        assert_non_null(strstr(err, "no stdin stream"));
+        assert_int_equal(vmm_restore(f->b, sv.blob, sv.len, NULL, NULL, &io, 1, &vb, &err), -EINVAL);
+        assert_non_null(strstr(err.message, "no stdin stream"));
         /* A pid the state does not hold. */
         io.pid = pid + 100000;
         io.path[VMM_STDIN] = NULL;
-        assert_int_equal(vmm_restore(f->b, sv.blob, sv.len, NULL, NULL, &io, 1, &vb, err, sizeof(err)), -ENOENT);
+        assert_int_equal(vmm_restore(f->b, sv.blob, sv.len, NULL, NULL, &io, 1, &vb, &err), -ENOENT);
         /* Nothing listens: neither the bridge nor any stdio port. */
         assert_null(vmm_vm_find(f->b, "demo"));
         snprintf(path, sizeof(path), "%s_%u", f->transport.uds_path, PORTS_BRIDGE);
         assert_int_equal(access(path, F_OK), -1);
         /* A corrupted blob is refused by name, and the daemon carries on. */
         sv.blob[sv.len / 2] ^= 0xff;
-        assert_int_equal(vmm_restore(f->b, sv.blob, sv.len, NULL, NULL, NULL, 0, &vb, err, sizeof(err)), -EBADMSG);
-        assert_non_null(strstr(err, "checksum"));
+        assert_int_equal(vmm_restore(f->b, sv.blob, sv.len, NULL, NULL, NULL, 0, &vb, &err), -EBADMSG);
+        assert_non_null(strstr(err.message, "checksum"));
         assert_int_equal(vmm_vm_count(f->b), 0);
         free(sv.blob);
 }
@@ -810,7 +811,7 @@ static void test_thousand_processes_survive_save_and_restore(void **state)
         struct vmm_exec_params params = { .argv = argv, .n_argv = 3 };
         _cleanup_free_ struct started *st = calloc(SCALE_PROCESSES, sizeof(*st));
         _cleanup_free_ struct exited *ex = calloc(SCALE_PROCESSES, sizeof(*ex));
-        char err[256];
+        struct vmm_error err = {};
         struct vmm_vm *vm, *vb;
         struct saved sv;
         int started = 0, exited = 0;
@@ -827,7 +828,7 @@ static void test_thousand_processes_survive_save_and_restore(void **state)
         snprintf(script, sizeof(script), "echo up; read x < %s; exit 3", fifo);
         vm = add_vm_connected(f, true);
         for (int i = 0; i < SCALE_PROCESSES; i++)
-                assert_int_equal(vmm_exec(vm, &params, on_started, &st[i], err, sizeof(err)), 0);
+                assert_int_equal(vmm_exec(vm, &params, on_started, &st[i], &err), 0);
         {
                 uint64_t deadline = now_ns() + WAIT_NS;
 
@@ -909,7 +910,8 @@ static void test_exec_cancelled_after_it_reached_the_guest_runs_once_and_keeps_i
 {
         struct fixture *f = *state;
         const char *argv[] = { "sh", "-c", "echo ran; exit 6" };
-        char out[128], err[256];
+        char out[128];
+        struct vmm_error err = {};
         struct vmm_exec_params params = { .argv = argv, .n_argv = 3, .stdout_path = out, .exec_id = "sent-1" };
         struct vmm_starter *starter = NULL;
         struct started st = { 0 };
@@ -919,13 +921,13 @@ static void test_exec_cancelled_after_it_reached_the_guest_runs_once_and_keeps_i
 
         snprintf(out, sizeof(out), "%s/out-sent", f->dir);
         vm = add_vm_connected(f, true);
-        assert_int_equal(vmm_exec_start(vm, &params, on_started, &st, &starter, err, sizeof(err)), 0);
+        assert_int_equal(vmm_exec_start(vm, &params, on_started, &st, &starter, &err), 0);
         assert_non_null(starter);
         vmm_starter_cancel(starter);
         p = vmm_process_find_id(vm, "sent-1");
         assert_non_null(p);
         /* The same id again is refused by vmm_exec_start: the service looks it up first. */
-        assert_int_equal(vmm_exec_start(vm, &params, on_started, &st, NULL, err, sizeof(err)), -EEXIST);
+        assert_int_equal(vmm_exec_start(vm, &params, on_started, &st, NULL, &err), -EEXIST);
         wait_for_output(f, out, 4);
         for (uint64_t deadline = now_ns() + WAIT_NS; vmm_process_pid(p) == 0;) {
                 assert_true(now_ns() < deadline);
@@ -948,10 +950,10 @@ static void test_exec_cancelled_before_it_reached_the_guest_is_gone(void **state
         struct vmm_starter *starter = NULL;
         struct started st = { 0 };
         struct vmm_vm *vm;
-        char err[256];
+        struct vmm_error err = {};
 
         assert_int_equal(vmm_vm_add(f->a, "demo", &f->transport, &vm), 0);
-        assert_int_equal(vmm_exec_start(vm, &params, on_started, &st, &starter, err, sizeof(err)), 0);
+        assert_int_equal(vmm_exec_start(vm, &params, on_started, &st, &starter, &err), 0);
         assert_non_null(vmm_process_find_id(vm, "queued-1"));
         vmm_starter_cancel(starter);
         assert_null(vmm_process_find_id(vm, "queued-1"));

@@ -1,0 +1,135 @@
+/* daemon/process-private.h: the process room's structures (table, process, stream, starter, waiter), for process.c, process-stream.c, process-state.c, process-input.c, process-log.c and console.c only. */
+#pragma once
+
+#include "daemon/attach.h"
+#include "daemon/log-k8s.h"
+#include "daemon/process.h"
+#include "util/list.h"
+
+struct vmm_processes {
+        const struct vmm_guest *guest;
+        const struct vmm_processes_ops *ops;
+        void *userdata;
+        struct list_head list;
+        unsigned n;
+        unsigned n_exited;
+        unsigned exec_seq;                      /* names attach sockets before the pid is known */
+        /* Cumulative, for the metrics: a forgotten process's bytes stay counted. */
+        uint64_t bytes[_VMM_STREAM_KIND_MAX];
+        uint64_t stream_errors;
+        uint64_t dropped_bytes;
+};
+
+struct vmm_stream {
+        struct vmm_process *process;
+        enum vmm_stream_kind kind;
+        uint32_t port;                  /* 0 = the process has no such stream */
+        int endpoint_fd;                /* until the guest connects and the stream takes it */
+        char *endpoint;                 /* the path the client named; NULL = kept for attach */
+        struct relay_listener *listener;
+        struct relay_stream *stream;
+        struct relay_stream_counters counters;  /* the last known, kept after the stream is gone */
+        bool done;
+        int error;
+        bool no_redial;                 /* restored without the resume extension, not a container's init:
+                                         * hcsshim's guest will not dial it again */
+        bool close_requested;           /* stdin: CloseStdin; released once what was read is flushed */
+        uint64_t dropped;               /* read, never delivered: the stream failed */
+};
+
+struct vmm_starter {
+        struct list_head link;
+        struct vmm_process *process;
+        vmm_started_fn fn;
+        void *userdata;
+};
+
+struct vmm_waiter {
+        struct list_head link;
+        struct vmm_process *process;
+        vmm_exit_fn fn;
+        void *userdata;
+};
+
+struct vmm_process {
+        struct list_head link;
+        struct vmm_processes *table;
+        uint32_t pid;
+        char *exec_id;
+        int log_fd;                     /* k8s-file log, -1: none */
+        char *log_path;                 /* for ReopenLog */
+        uint64_t log_size, log_size_max; /* the current log file's bytes; its cap (0: none) */
+        unsigned log_max_files;         /* kept at rotation, the current one included */
+        struct opener_creds log_creds;  /* whose rights rotate it (the exec's caller), with log_groups */
+        gid_t *log_groups;
+        bool log_has_creds;
+        bool log_journald;              /* its output goes to the journal (log-journald.h) */
+        bool log_journald_failed;       /* said once: journald refused an entry */
+        char *container_id;
+        char **argv;
+        size_t n_argv;
+        char **env;
+        size_t n_env;
+        char *cwd;
+        enum vmm_process_state state;
+        struct vmm_stream streams[_VMM_STREAM_KIND_MAX];
+        uint64_t wait_call_id;
+        bool wait_outstanding;
+        bool exit_known;
+        bool exit_reported;
+        struct vmm_exit exit;
+        struct list_head waiters;
+        struct attach *attach;
+        struct relay_timer *timer;      /* connect timeout while pending, drain timeout after exit */
+        struct list_head starters;      /* struct vmm_starter: told once the pid is known or the exec failed */
+        bool in_exec;                   /* ExecuteProcess outstanding: its callback holds a pointer */
+        bool container_init;            /* the first process exec'd in its container (hcsshim redials its stdio) */
+        int killed_by;                  /* the last signal Kill delivered (guest said OK); 0 = none */
+        uint64_t killed_at_ns;          /* when, on the relay's clock */
+        bool terminal;                  /* EmulateConsole: no stderr stream */
+        uint16_t console_height, console_width;
+};
+
+extern const char *const vmm_stream_names[_VMM_STREAM_KIND_MAX];
+
+static inline const struct vmm_guest *process_guest(const struct vmm_process *p)
+{
+        return p->table->guest;
+}
+
+static inline const struct vmm_context *process_ctx(const struct vmm_process *p)
+{
+        return p->table->guest->ctx;
+}
+
+/* process.c */
+int process_new(struct vmm_processes *t, const struct vmm_exec_params *params, struct vmm_process **ret);
+void process_free(struct vmm_process *p);
+int process_open_endpoints(struct vmm_process *p, const struct vmm_exec_params *params, struct vmm_error *err);
+int process_attach_open(struct vmm_process *p, unsigned seq);
+/* process-log.c: the k8s-file log's size and rotation (after its fd is open), and one write. */
+int process_log_setup(struct vmm_process *p, const struct vmm_exec_params *params);
+/* The daemon's --default-log for an exec that names no log and no stdout/stderr endpoint: true
+ * with *ret the params to use (their log path in buf), false to keep params as they are. */
+bool process_log_default(const struct vmm_process *p, const struct vmm_exec_params *params,
+                         struct vmm_exec_params *ret, char *buf, size_t len);
+void process_log_measure(struct vmm_process *p);       /* after the fd changed (ReopenLog) */
+void process_journal_write(struct vmm_process *p, enum log_k8s_stream stream, const void *data, size_t len);
+int process_log_write(struct vmm_process *p, enum log_k8s_stream stream, const void *data, size_t len,
+                      uint64_t realtime_ns);
+/* process-input.c: exec -i without a stdin path: the attach clients feed stdin (after attach_open). */
+int process_stdin_from_attach(struct vmm_process *p, bool stdin_once, struct vmm_error *err);
+void process_on_wait(const struct bridge_result *res, void *userdata);
+void process_set_exit(struct vmm_process *p, enum vmm_exit_kind kind, int code, const char *message);
+void process_maybe_report(struct vmm_process *p);
+void process_report(struct vmm_process *p);
+
+/* process-stream.c */
+/* Listens once on the stream's port; the connection starts a new relay stream from s->counters, or
+ * resumes s->stream when one was kept across a save. */
+int stream_listen(struct vmm_stream *s);
+/* After a restore: whether the guest will dial this stream again (see vmm_stream.no_redial). */
+bool stream_redial_expected(const struct vmm_stream *s);
+/* Releases the relay side of a stream, keeping its last counters for ps and save. */
+void stream_release(struct vmm_stream *s);
+void stream_init(struct vmm_stream *s, struct vmm_process *p, enum vmm_stream_kind kind);

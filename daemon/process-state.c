@@ -1,0 +1,350 @@
+/* daemon/process-state.c: the process room's part of the saved state: its table out (save) and in (restore), with the V3 check of the supplied endpoints. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/exec-id.h"
+#include "daemon/process-private.h"
+#include "daemon/savestate.h"
+#include "util/log.h"
+
+/* ---- out ---- */
+
+static Vsockmux__State__ProcessState export_state(const struct vmm_process *p)
+{
+        if (!p->exit_known)
+                return VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_RUNNING;
+        switch (p->exit.kind) {
+        case VMM_EXIT_EXITED:
+                return VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_EXITED;
+        case VMM_EXIT_SIGNALED:
+                return VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_SIGNALED;
+        default:
+                return VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_LOST;
+        }
+}
+
+/* One allocation holds a process's message, its streams and its argv pointers. */
+struct export_entry {
+        Vsockmux__State__Process msg;
+        Vsockmux__State__Stream streams[_VMM_STREAM_KIND_MAX];
+        Vsockmux__State__Stream *stream_ptrs[_VMM_STREAM_KIND_MAX];
+        char *argv[];
+};
+
+static void export_streams(struct vmm_process *p, struct export_entry *e)
+{
+        Vsockmux__State__Process *o = &e->msg;
+
+        o->streams = e->stream_ptrs;
+        for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
+                struct vmm_stream *s = &p->streams[k];
+                Vsockmux__State__Stream *st = &e->streams[o->n_streams];
+
+                if (s->port == 0)
+                        continue;
+                vsockmux__state__stream__init(st);
+                if (s->stream)
+                        relay_stream_get_counters(s->stream, &s->counters);
+                st->kind = (Vsockmux__State__StreamKind)(k + 1);
+                st->port = s->port;
+                st->rx_guest = s->counters.rx_guest;
+                st->tx_guest = s->counters.tx_guest;
+                st->rx_endpoint = s->counters.rx_endpoint;
+                st->tx_endpoint = s->counters.tx_endpoint;
+                st->eof = s->done;
+                st->endpoint = s->endpoint ? s->endpoint : (char *)"";
+                e->stream_ptrs[o->n_streams++] = st;
+        }
+}
+
+static struct export_entry *export_process(struct vmm_process *p)
+{
+        struct export_entry *e = calloc(1, sizeof(*e) + (p->n_argv + 1) * sizeof(char *));
+        Vsockmux__State__Process *o;
+        size_t bytes = 0;
+
+        if (!e)
+                return NULL;
+        o = &e->msg;
+        vsockmux__state__process__init(o);
+        o->pid = p->pid;
+        o->exec_id = p->exec_id;
+        o->container_id = p->container_id;
+        o->argv = e->argv;
+        /* argv is for `ps` only: keep the leading words that fit the bound. */
+        for (size_t k = 0; k < p->n_argv; k++) {
+                bytes += strlen(p->argv[k]) + 1;
+                if (bytes > SAVESTATE_MAX_ARGV_BYTES)
+                        break;
+                e->argv[o->n_argv++] = p->argv[k];
+        }
+        o->state = export_state(p);
+        o->exit_code = p->exit_known && p->exit.kind == VMM_EXIT_EXITED ? p->exit.code : 0;
+        if (p->exit_known && p->exit.kind == VMM_EXIT_SIGNALED) {
+                o->exit_signal = p->exit.code;
+                o->exit_message = (char *)p->exit.message;
+        }
+        o->wait_call_id = p->wait_outstanding ? p->wait_call_id : 0;
+        o->container_init = p->container_init;
+        o->terminal = p->terminal;
+        o->console_height = p->console_height;
+        o->console_width = p->console_width;
+        o->log_path = p->log_path ? p->log_path : (char *)"";
+        export_streams(p, e);
+        return e;
+}
+
+int vmm_processes_export(struct vmm_processes *t, Vsockmux__State__Vm *out)
+{
+        struct list_head *pos;
+        size_t i = 0;
+
+        out->processes = calloc(t->n + 1, sizeof(*out->processes));
+        if (!out->processes)
+                return -ENOMEM;
+        list_for_each(pos, &t->list) {
+                struct export_entry *e = export_process(list_entry(pos, struct vmm_process, link));
+
+                if (!e) {
+                        vmm_processes_export_done(out);
+                        return -ENOMEM;
+                }
+                out->processes[i] = &e->msg;
+                out->n_processes = ++i;
+        }
+        return 0;
+}
+
+void vmm_processes_export_done(Vsockmux__State__Vm *out)
+{
+        /* Each message is the first member of its entry. */
+        for (size_t i = 0; i < out->n_processes; i++)
+                free(container_of(out->processes[i], struct export_entry, msg));
+        free(out->processes);
+        out->processes = NULL;
+        out->n_processes = 0;
+}
+
+/* ---- in ---- */
+
+static const Vsockmux__State__Process *saved_process(const Vsockmux__State__Vm *vm, uint32_t pid)
+{
+        for (size_t i = 0; i < vm->n_processes; i++)
+                if (vm->processes[i]->pid == pid)
+                        return vm->processes[i];
+        return NULL;
+}
+
+static const Vsockmux__State__Stream *saved_stream(const Vsockmux__State__Process *p, enum vmm_stream_kind k)
+{
+        for (size_t i = 0; i < p->n_streams; i++)
+                if ((int)p->streams[i]->kind == (int)k + 1)
+                        return p->streams[i];
+        return NULL;
+}
+
+static int check_io_one(const Vsockmux__State__Process *p, const struct vmm_restore_io *io, struct vmm_error *err)
+{
+        for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
+                const Vsockmux__State__Stream *st;
+
+                if (!io->path[k] || !io->path[k][0])
+                        continue;
+                st = saved_stream(p, k);
+                if (!st)
+                        return vmm_error_set(err, -EINVAL, "pid %u had no %s stream when saved, but --io gives it one",
+                                             io->pid, vmm_stream_names[k]);
+                if (st->eof && k != VMM_STDIN)
+                        return vmm_error_set(err, -EINVAL,
+                                             "pid %u's %s had reached EOF when saved; nothing would reach %s", io->pid,
+                                             vmm_stream_names[k], io->path[k]);
+        }
+        return 0;
+}
+
+int vmm_processes_check_io(const Vsockmux__State__Vm *sv, const struct vmm_restore_io *io, size_t n_io,
+                           struct vmm_error *err)
+{
+        for (size_t i = 0; i < n_io; i++) {
+                const Vsockmux__State__Process *p = saved_process(sv, io[i].pid);
+                int r;
+
+                if (io[i].pid == 0)
+                        continue;       /* rights only, for the processes no entry names */
+                if (!p)
+                        return vmm_error_set(err, -ENOENT, "--io names pid %u, which the saved state does not hold",
+                                             io[i].pid);
+                for (size_t j = 0; j < i; j++)
+                        if (io[j].pid == io[i].pid)
+                                return vmm_error_set(err, -EINVAL, "--io names pid %u twice", io[i].pid);
+                r = check_io_one(p, &io[i], err);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* The entry naming pid, else the one with pid 0 (the client's rights for every other process). */
+static const struct vmm_restore_io *io_for(const struct vmm_restore_io *io, size_t n_io, uint32_t pid)
+{
+        const struct vmm_restore_io *fallback = NULL;
+
+        for (size_t i = 0; i < n_io; i++) {
+                if (io[i].pid == pid)
+                        return &io[i];
+                if (io[i].pid == 0)
+                        fallback = &io[i];
+        }
+        return fallback;
+}
+
+/* A k8s-file log comes back at its saved path unless the client names stdout/stderr endpoints. */
+static const char *import_log_path(const Vsockmux__State__Process *sp, const struct vmm_restore_io *io)
+{
+        if (!sp->log_path[0])
+                return NULL;
+        if (io && ((io->path[VMM_STDOUT] && io->path[VMM_STDOUT][0]) ||
+                   (io->path[VMM_STDERR] && io->path[VMM_STDERR][0])))
+                return NULL;
+        return sp->log_path;
+}
+
+static int import_streams(struct vmm_process *p, const Vsockmux__State__Process *sp, struct vmm_error *err)
+{
+        for (size_t i = 0; i < sp->n_streams; i++) {
+                const Vsockmux__State__Stream *st = sp->streams[i];
+                struct vmm_stream *s = &p->streams[st->kind - 1];
+                int r;
+
+                s->port = st->port;
+                s->counters = (struct relay_stream_counters){
+                        .rx_guest = st->rx_guest,
+                        .tx_guest = st->tx_guest,
+                        .rx_endpoint = st->rx_endpoint,
+                        .tx_endpoint = st->tx_endpoint,
+                };
+                s->done = st->eof;
+                r = ports_reserve(process_guest(p)->ports, st->port);
+                if (r < 0)
+                        return vmm_error_set(err, r, "pid %u: cannot reserve port 0x%08x: %s", sp->pid, st->port,
+                                             strerror(-r));
+        }
+        return 0;
+}
+
+static void import_exit(struct vmm_process *p, const Vsockmux__State__Process *sp)
+{
+        if (sp->state == VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_EXITED)
+                process_set_exit(p, VMM_EXIT_EXITED, sp->exit_code, "");
+        else if (sp->state == VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_SIGNALED)
+                process_set_exit(p, VMM_EXIT_SIGNALED, sp->exit_signal,
+                                 sp->exit_message[0] ? sp->exit_message : "killed by a signal");
+        else if (sp->state == VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_LOST)
+                process_set_exit(p, VMM_EXIT_LOST, -1, "exit status lost");
+}
+
+static int import_process(struct vmm_processes *t, const Vsockmux__State__Process *sp,
+                          const struct vmm_restore_io *io, struct vmm_error *err)
+{
+        struct vmm_exec_params params = {
+                .container_id = sp->container_id,
+                /* Before exec ids were saved it was empty: the restored process gets a new one. */
+                .exec_id = exec_id_is_valid(sp->exec_id) ? sp->exec_id : NULL,
+                .argv = (const char *const *)sp->argv,
+                .n_argv = sp->n_argv,
+                .stdin_path = io ? io->path[VMM_STDIN] : NULL,
+                .stdout_path = io ? io->path[VMM_STDOUT] : NULL,
+                .stderr_path = io ? io->path[VMM_STDERR] : NULL,
+                .creds = io ? io->creds : NULL,
+                .terminal = sp->terminal,
+                .console_height = (uint16_t)sp->console_height,
+                .console_width = (uint16_t)sp->console_width,
+                .log_k8s_path = import_log_path(sp, io),
+        };
+        static const char *const unknown_argv[] = { "?" };
+        struct vmm_process *p;
+        int r;
+
+        if (params.n_argv == 0) {
+                params.argv = unknown_argv;
+                params.n_argv = 1;
+        }
+        r = process_new(t, &params, &p);
+        if (r < 0)
+                return vmm_error_set(err, r, "pid %u: %s", sp->pid, strerror(-r));
+        p->pid = sp->pid;
+        p->state = VMM_PROCESS_RUNNING;
+        p->container_init = sp->container_init;
+        r = process_open_endpoints(p, &params, err);
+        if (r < 0) {
+                process_free(p);
+                return r;
+        }
+        r = process_attach_open(p, ++t->exec_seq);
+        if (r < 0)
+                log_warn("vm %s: process %u: no attach socket: %s", t->guest->vm_name, p->pid, strerror(-r));
+        r = import_streams(p, sp, err);
+        if (r < 0) {
+                process_free(p);
+                return r;
+        }
+        import_exit(p, sp);
+        return 0;
+}
+
+int vmm_processes_import(struct vmm_processes *t, const Vsockmux__State__Vm *sv, const struct vmm_restore_io *io,
+                         size_t n_io, struct vmm_error *err)
+{
+        for (size_t i = 0; i < sv->n_processes; i++) {
+                int r = import_process(t, sv->processes[i], io_for(io, n_io, sv->processes[i]->pid), err);
+
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int adopt_process(struct vmm_process *p, const Vsockmux__State__Process *sp, struct vmm_error *err)
+{
+        const struct vmm_guest *g = process_guest(p);
+        int r;
+
+        if (sp->wait_call_id != 0 && !p->exit_known) {
+                r = bridge_host_preregister_wait(g->bridge, sp->wait_call_id, p->container_id, p->pid,
+                                                 process_on_wait, p);
+                if (r < 0)
+                        return vmm_error_set(err, r, "pid %u: cannot adopt wait %llu: %s", p->pid,
+                                             (unsigned long long)sp->wait_call_id, strerror(-r));
+                p->wait_call_id = sp->wait_call_id;
+                p->wait_outstanding = true;
+        }
+        for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
+                struct vmm_stream *s = &p->streams[k];
+
+                if (s->port == 0 || s->done)
+                        continue;
+                s->no_redial = k != VMM_STDIN && !stream_redial_expected(s);
+                r = stream_listen(s);
+                if (r < 0)
+                        return vmm_error_set(err, r, "pid %u: cannot listen on %s port 0x%08x: %s", p->pid,
+                                             vmm_stream_names[k], s->port, strerror(-r));
+        }
+        return 0;
+}
+
+int vmm_processes_adopt(struct vmm_processes *t, const Vsockmux__State__Vm *sv, struct vmm_error *err)
+{
+        struct list_head *pos;
+        size_t i = 0;
+
+        /* The table holds exactly the saved processes, in their order (vmm_processes_import). */
+        list_for_each(pos, &t->list) {
+                int r = adopt_process(list_entry(pos, struct vmm_process, link), sv->processes[i++], err);
+
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}

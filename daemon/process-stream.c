@@ -1,0 +1,197 @@
+/* daemon/process-stream.c: a process's stdio streams: listening on their ports, pairing the guest's connection with the endpoint, EOF, freeze, redial and the taps (k8s-file log, attach). */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "daemon/log-k8s.h"
+#include "daemon/process-private.h"
+#include "util/log.h"
+
+const char *const vmm_stream_names[_VMM_STREAM_KIND_MAX] = { "stdin", "stdout", "stderr" };
+
+static bool stream_is_output(enum vmm_stream_kind k)
+{
+        return k != VMM_STDIN;
+}
+
+void stream_init(struct vmm_stream *s, struct vmm_process *p, enum vmm_stream_kind kind)
+{
+        s->process = p;
+        s->kind = kind;
+        s->endpoint_fd = -1;
+}
+
+void stream_release(struct vmm_stream *s)
+{
+        if (s->stream) {
+                relay_stream_get_counters(s->stream, &s->counters);
+                s->stream = relay_stream_free(s->stream);
+        }
+        s->listener = relay_listener_free(s->listener);
+        s->endpoint_fd = safe_close(s->endpoint_fd);
+}
+
+
+static void stream_on_done(struct relay_stream *rs, int error, void *userdata)
+{
+        struct vmm_stream *s = userdata;
+        struct vmm_process *p = s->process;
+
+        if (error < 0)
+                log_warn("vm %s: process %u: %s stream on port 0x%08x ended: %s", process_guest(p)->vm_name, p->pid,
+                         vmm_stream_names[s->kind], s->port, strerror(-error));
+        s->done = true;
+        s->error = error;
+        if (error < 0 && rs) {
+                struct relay_stream_counters c;
+
+                relay_stream_get_counters(rs, &c);
+                s->dropped = s->kind == VMM_STDIN ? c.rx_endpoint - c.tx_guest : c.rx_guest - c.tx_endpoint;
+                p->table->dropped_bytes += s->dropped;
+        }
+        if (error < 0)
+                p->table->stream_errors++;
+        /* With V4 a drop can look like EOF (Unix sockets say nothing else): keep the stream and its
+         * listener until the exit is reported, so a redialling guest resumes where it stopped. */
+        if (!process_guest(p)->stdio_resume || p->exit_reported)
+                stream_release(s);
+        if (stream_is_output(s->kind))
+                process_maybe_report(p);
+}
+
+static uint64_t realtime_ns(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void stream_on_tap(struct relay_stream *rs, const void *data, size_t len, void *userdata)
+{
+        struct vmm_stream *s = userdata;
+        struct vmm_process *p = s->process;
+
+        /* The relay taps every stream; what went to stdin is neither log nor attach output. */
+        if (s->kind == VMM_STDIN)
+                return;
+        if (p->log_journald)
+                process_journal_write(p, s->kind == VMM_STDOUT ? LOG_K8S_STDOUT : LOG_K8S_STDERR, data, len);
+        if (p->log_fd >= 0) {
+                int r = process_log_write(p, s->kind == VMM_STDOUT ? LOG_K8S_STDOUT : LOG_K8S_STDERR, data, len,
+                                          realtime_ns());
+
+                if (r < 0)
+                        log_warn("vm %s: process %u: writing its k8s-file log: %s", process_guest(p)->vm_name, p->pid, strerror(-r));
+        }
+
+        if (s->process->attach)
+                attach_output(s->process->attach, s->kind == VMM_STDOUT ? ATTACH_STREAM_STDOUT : ATTACH_STREAM_STDERR,
+                              data, len, !s->endpoint);
+}
+
+static void stream_on_frozen(struct relay_stream *rs, void *userdata)
+{
+        struct vmm_stream *s = userdata;
+        struct vmm_processes *t = s->process->table;
+
+        /* CloseStdin froze it: all that was read went to the guest, which now sees EOF. */
+        if (s->close_requested) {
+                stream_release(s);
+                s->done = true;
+                return;
+        }
+        /* The VM froze it (a save or a stop): it counts them. */
+        if (t->ops && t->ops->on_stream_frozen)
+                t->ops->on_stream_frozen(t->userdata);
+}
+
+static const struct relay_stream_ops stream_ops = {
+        .on_done = stream_on_done,
+        .on_frozen = stream_on_frozen,
+        .on_tap = stream_on_tap,
+};
+
+static void stream_on_accept(struct relay_listener *l, int fd, void *userdata)
+{
+        struct vmm_stream *s = userdata;
+        struct vmm_process *p = s->process;
+        /* With V4 agreed every stdio connection, the first one too, starts with the byte count. */
+        bool resume = process_guest(p)->stdio_resume;
+        int r;
+
+        if (!resume)
+                s->listener = relay_listener_free(s->listener);
+        if (fd >= 0 && s->close_requested) {
+                /* CloseStdin came before the guest dialled: it sees EOF at once. */
+                s->listener = relay_listener_free(s->listener);
+                (void)shutdown(fd, SHUT_RDWR);
+                safe_close(fd);
+                s->done = true;
+                return;
+        }
+        if (fd < 0) {
+                s->listener = relay_listener_free(s->listener);
+                log_warn("vm %s: %s listener on port 0x%08x failed: %s", process_guest(p)->vm_name, vmm_stream_names[s->kind], s->port,
+                         strerror(-fd));
+                stream_on_done(NULL, fd, s);
+                return;
+        }
+        if (s->stream) {
+                /* The guest redialled a stream we kept (across a save, or after a drop): carry on
+                 * where it stopped. A stream still busy with the old connection has not seen it end
+                 * yet; the guest dials again in 100 ms. */
+                r = relay_stream_replace_guest(s->stream, fd, resume);
+                if (r == -EBUSY) {
+                        log_debug("vm %s: process %u: %s redialled before the old connection ended", process_guest(p)->vm_name,
+                                  p->pid, vmm_stream_names[s->kind]);
+                        safe_close(fd);
+                        return;
+                }
+                if (r >= 0) {
+                        int k = relay_stream_resume(s->stream);
+
+                        if (k < 0 && k != -EINVAL) /* -EINVAL: it was not frozen */
+                                r = k;
+                }
+                if (r < 0) {
+                        log_warn("vm %s: process %u: cannot resume %s: %s", process_guest(p)->vm_name, p->pid,
+                                 vmm_stream_names[s->kind], strerror(-r));
+                        stream_on_done(NULL, r, s);
+                        return;
+                }
+                s->done = false;
+                s->error = 0;
+                return;
+        }
+        r = relay_stream_new_at(process_ctx(p)->relay,
+                                s->kind == VMM_STDIN ? RELAY_STREAM_TO_GUEST : RELAY_STREAM_FROM_GUEST, fd,
+                                s->endpoint_fd, &stream_ops, &s->counters, resume, s, &s->stream);
+        if (r < 0) {
+                safe_close(fd);
+                log_warn("vm %s: %s stream on port 0x%08x: %s", process_guest(p)->vm_name, vmm_stream_names[s->kind], s->port,
+                         strerror(-r));
+                stream_on_done(NULL, r, s);
+                return;
+        }
+        s->endpoint_fd = -1; /* the stream owns it now */
+}
+
+int stream_listen(struct vmm_stream *s)
+{
+        const struct vmm_guest *g = process_guest(s->process);
+
+        return relay_listen(g->ctx->relay, g->listen_transport, s->port,
+                            g->stdio_resume ? RELAY_LISTEN_MANY : RELAY_LISTEN_ONCE, stream_on_accept, s,
+                            &s->listener);
+}
+
+bool stream_redial_expected(const struct vmm_stream *s)
+{
+        struct vmm_process *p = s->process;
+
+        /* With the resume extension every stream comes back; hcsshim's guest redials only a
+         * container init's stdout and stderr (internal/guest/runtime/hcsv2). */
+        return process_guest(p)->stdio_resume || p->container_init;
+}

@@ -1,0 +1,37 @@
+/* daemon/vm-private.h: struct vmm_vm, for the vm room's files (vm.c, vm-state.c, vm-fence.c) only. */
+#pragma once
+
+#include "daemon/container.h"
+#include "daemon/process.h"
+#include "daemon/vm.h"
+
+struct vmm_vm {
+        struct list_head link;                  /* in the manager's list */
+        const struct vmm_context *ctx;
+        const struct vmm_vm_ops *ops;
+        void *userdata;
+        char *name;
+        struct relay_transport transport;       /* as the client named it: shown, saved, compared */
+        struct relay_transport listen_transport;
+        int hvsock_dir_fd;                      /* the VM's directory, opened once at add */
+        struct vmm_guest guest;                 /* lent to the containers and processes: bridge, ports */
+        struct vmm_processes *processes;
+        struct vmm_containers *containers;
+        bool reattaching;                       /* restored or resumed: waiting for the guest to come back */
+        struct {
+                const struct vmm_vm_freeze_ops *ops;    /* NULL: nobody holds the VM frozen */
+                void *userdata;
+                unsigned pending;
+        } freeze;
+        unsigned quiesce_pending;               /* streams a stop froze, still flushing */
+        struct relay_timer *window_timer;       /* closes the resume window some time after the guest returned */
+        struct vmm_vm_counters counters;        /* the VM's own cumulative ones; the rest are computed when asked */
+        uint64_t restore_start_ns;              /* restored, guest not back yet: when the restore began */
+        struct fence *fence;                    /* our hold on the transport's lock (vm-fence.c) */
+        uint64_t generation;                    /* of the state we serve; a saved state carries it */
+};
+
+/* vm-state.c, for vm.c */
+void vm_reattach_bridge_connected(struct vmm_vm *vm);
+void vm_freeze_gone(struct vmm_vm *vm);
+void vm_on_stream_frozen(void *userdata);

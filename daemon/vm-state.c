@@ -1,0 +1,268 @@
+/* daemon/vm-state.c: what a VM does for a handover: freeze and release (save), listen again (resume), its part of the saved state out and in (restore), and the guest's return. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/vm-private.h"
+#include "util/log.h"
+
+/* After the guest is back, late replies for calls we never had are held this long, then dropped. */
+#define VMM_RESUME_WINDOW_NS (30ull * 1000000000ull)
+
+struct relay *vmm_vm_relay(struct vmm_vm *vm)
+{
+        return vm->ctx->relay;
+}
+
+void vmm_vm_emit(struct vmm_vm *vm, enum vmm_event_kind kind, const char *message)
+{
+        vmm_context_emit(vm->ctx, kind, vm->name, NULL, 0, NULL, message);
+}
+
+void vmm_vm_set_migrating(struct vmm_vm *vm, bool migrating)
+{
+        bridge_host_set_migrating(vm->guest.bridge, migrating);
+}
+
+bool vmm_vm_is_reattaching(const struct vmm_vm *vm)
+{
+        return vm->reattaching;
+}
+
+bool vmm_vm_exec_starting(const struct vmm_vm *vm)
+{
+        return vmm_processes_starting(vm->processes);
+}
+
+/* ---- freeze and release ---- */
+
+int vmm_vm_freeze(struct vmm_vm *vm, const struct vmm_vm_freeze_ops *ops, void *userdata, unsigned *ret_pending)
+{
+        if (vm->freeze.ops)
+                return -EBUSY;
+        vm->freeze.ops = ops;
+        vm->freeze.userdata = userdata;
+        vm->freeze.pending = vmm_processes_freeze(vm->processes);
+        *ret_pending = vm->freeze.pending;
+        return 0;
+}
+
+bool vmm_vm_is_frozen(const struct vmm_vm *vm)
+{
+        return vm->freeze.ops;
+}
+
+void vm_on_stream_frozen(void *userdata)
+{
+        struct vmm_vm *vm = userdata;
+
+        /* A save freezes its own VM's streams; a stop freezes the rest (it skips frozen ones). */
+        if (vm->freeze.ops) {
+                if (vm->freeze.pending > 0 && --vm->freeze.pending == 0)
+                        vm->freeze.ops->on_frozen(vm, vm->freeze.userdata);
+        } else if (vm->quiesce_pending > 0)
+                vm->quiesce_pending--;
+}
+
+static void vm_freeze_drop(struct vmm_vm *vm)
+{
+        vm->freeze.ops = NULL;
+        vm->freeze.userdata = NULL;
+        vm->freeze.pending = 0;
+}
+
+void vm_freeze_gone(struct vmm_vm *vm)
+{
+        const struct vmm_vm_freeze_ops *ops = vm->freeze.ops;
+        void *userdata = vm->freeze.userdata;
+
+        if (!ops)
+                return;
+        vm_freeze_drop(vm);
+        ops->on_gone(vm, userdata);
+}
+
+void vmm_vm_thaw(struct vmm_vm *vm)
+{
+        vm_freeze_drop(vm);
+        vmm_processes_thaw(vm->processes);
+}
+
+void vmm_vm_release(struct vmm_vm *vm)
+{
+        vm_freeze_drop(vm);
+        vmm_processes_release(vm->processes);
+        bridge_host_release(vm->guest.bridge);
+        vm->guest.saved = true;
+        /* The sockets are gone: the daemon that restores the state may take the transport. */
+        vmm_vm_fence_drop(vm);
+}
+
+void vmm_vm_observe_save(struct vmm_vm *vm, uint64_t ns)
+{
+        vmm_duration_observe(&vm->counters.save, ns);
+}
+
+/* ---- coming back: resume here, or restore elsewhere ---- */
+
+static void window_on_timer(struct relay_timer *t, void *userdata)
+{
+        struct vmm_vm *vm = userdata;
+
+        bridge_host_end_resume_window(vm->guest.bridge);
+}
+
+void vm_reattach_bridge_connected(struct vmm_vm *vm)
+{
+        struct relay *relay = vm->ctx->relay;
+
+        if (!vm->reattaching)
+                return;
+        vm->reattaching = false;
+        if (vm->restore_start_ns) {
+                vmm_duration_observe(&vm->counters.restore, relay_now_ns(relay) - vm->restore_start_ns);
+                vm->restore_start_ns = 0;
+        }
+        /* The new connection is in place: from now on a loss is a loss again (F3). */
+        bridge_host_set_migrating(vm->guest.bridge, false);
+        if (!vm->window_timer && relay_timer_new(relay, window_on_timer, vm, &vm->window_timer) < 0)
+                bridge_host_end_resume_window(vm->guest.bridge);
+        else if (relay_timer_arm(vm->window_timer, VMM_RESUME_WINDOW_NS) < 0)
+                bridge_host_end_resume_window(vm->guest.bridge);
+        log_info("vm %s: the guest is back; migration complete", vm->name);
+        vmm_vm_emit(vm, VMM_EVENT_MIGRATION_COMPLETED, NULL);
+}
+
+int vmm_vm_relisten(struct vmm_vm *vm, struct vmm_error *err)
+{
+        int r;
+
+        /* Fencing, before any socket is touched: a daemon that restored the state serves the VM
+         * now (it holds the lock), or did since (the lock is at a newer generation). */
+        r = vmm_vm_fence_take(vm, err);
+        if (r >= 0)
+                r = vmm_vm_fence_check(vm, vm->generation, err);
+        if (r < 0) {
+                vmm_vm_fence_drop(vm);
+                return r;
+        }
+        bridge_host_begin_resume_window(vm->guest.bridge);
+        r = bridge_host_relisten(vm->guest.bridge);
+        if (r < 0) {
+                vmm_vm_fence_drop(vm);
+                return vmm_error_set(err, r, "cannot listen for the guest's bridge again: %s", strerror(-r));
+        }
+        vm->guest.saved = false;
+        vm->reattaching = true;
+        vmm_processes_relisten(vm->processes);
+        log_info("vm %s: resumed on this daemon; waiting for the guest to return", vm->name);
+        return 0;
+}
+
+/* ---- saved state ---- */
+
+int vmm_vm_export(struct vmm_vm *vm, Vsockmux__State__Vm *out)
+{
+        Vsockmux__State__Transport *t = calloc(1, sizeof(*t));
+        int r;
+
+        vsockmux__state__vm__init(out);
+        if (!t)
+                return -ENOMEM;
+        vsockmux__state__transport__init(t);
+        out->transport = t;
+        out->name = vm->name;
+        if (vm->transport.kind == RELAY_TRANSPORT_HVSOCK) {
+                t->kind = VSOCKMUX__STATE__TRANSPORT_KIND__TRANSPORT_KIND_HVSOCK;
+                t->uds_path = vm->transport.uds_path;
+        } else {
+                t->kind = VSOCKMUX__STATE__TRANSPORT_KIND__TRANSPORT_KIND_VSOCK;
+                t->cid = vm->transport.cid;
+        }
+        out->port_floor = ports_floor(vm->guest.ports);
+        out->bridge_next_id = bridge_host_next_id(vm->guest.bridge);
+        out->protocol_version = 4;
+        out->runtime_os_type = (char *)(bridge_host_runtime_os(vm->guest.bridge) ?: "linux");
+        out->stdio_resume = vm->guest.stdio_resume;
+        out->generation = vm->generation;
+        r = vmm_containers_export(vm->containers, out);
+        if (r >= 0)
+                r = vmm_processes_export(vm->processes, out);
+        if (r < 0)
+                vmm_vm_export_done(out);
+        return r;
+}
+
+void vmm_vm_export_done(Vsockmux__State__Vm *out)
+{
+        vmm_processes_export_done(out);
+        vmm_containers_export_done(out);
+        free(out->transport);
+        out->transport = NULL;
+}
+
+/* Everything that can fail for a reason the caller can fix happens before the bridge listens. */
+static int vm_import_build(struct vmm_vm *vm, const Vsockmux__State__Vm *sv, const struct vmm_restore_io *io,
+                           size_t n_io, struct vmm_error *err)
+{
+        /* The floor may already be higher: a VM removed from this transport handed out more. */
+        int r = sv->port_floor > ports_floor(vm->guest.ports) ? ports_raise_floor(vm->guest.ports, sv->port_floor) : 0;
+
+        if (r < 0)
+                return vmm_error_set(err, r, "cannot raise the port floor to 0x%08x", sv->port_floor);
+        return vmm_processes_import(vm->processes, sv, io, n_io, err);
+}
+
+/* Pre-registers the waits and listens: from here on the guest may come back at any moment. */
+static int vm_import_adopt(struct vmm_vm *vm, const Vsockmux__State__Vm *sv, struct vmm_error *err)
+{
+        int r = bridge_host_seed_next_id(vm->guest.bridge, sv->bridge_next_id);
+
+        if (r < 0)
+                return vmm_error_set(err, r, "cannot seed the bridge call ids at %llu",
+                                     (unsigned long long)sv->bridge_next_id);
+        /* Restored ids stay below new ones; replies that beat the re-registration are held (V1). */
+        bridge_host_set_migrating(vm->guest.bridge, true);
+        bridge_host_begin_resume_window(vm->guest.bridge);
+        r = vmm_containers_import(vm->containers, sv, err);
+        if (r < 0)
+                return r;
+        return vmm_processes_adopt(vm->processes, sv, err);
+}
+
+int vmm_vm_import(struct vmm_vm *vm, const Vsockmux__State__Vm *sv, const struct vmm_restore_io *io, size_t n_io,
+                  uint64_t start_ns, struct vmm_error *err)
+{
+        int r;
+
+        vm->guest.stdio_resume = sv->stdio_resume;
+        /* Fencing, before anything listens: not while another daemon serves the transport, and
+         * never a state older than one restored there since (a state from before generations, 0,
+         * is not checked). */
+        r = vmm_vm_fence_take(vm, err);
+        if (r >= 0 && sv->generation)
+                r = vmm_vm_fence_check(vm, sv->generation, err);
+        if (r >= 0)
+                r = vm_import_build(vm, sv, io, n_io, err);
+        if (r >= 0) {
+                r = vmm_vm_start_bridge(vm);
+                if (r < 0)
+                        vmm_error_set(err, r, "cannot listen for the guest's bridge: %s", strerror(-r));
+        }
+        if (r >= 0)
+                r = vm_import_adopt(vm, sv, err);
+        /* Last: the state is ours now, and the source's copy of it stale. */
+        if (r >= 0) {
+                r = vmm_vm_fence_own(vm, MAX(sv->generation, vmm_vm_fence_generation(vm)) + 1);
+                if (r < 0)
+                        vmm_error_set(err, r, "cannot record the new owner's generation: %s", strerror(-r));
+        }
+        if (r < 0)
+                return r;
+        vm->reattaching = true;
+        vm->restore_start_ns = start_ns ?: 1;
+        /* Processes that had finished before the save are reported as they were. */
+        vmm_processes_report_ready(vm->processes);
+        return 0;
+}

@@ -1,0 +1,124 @@
+/* daemon/vm.h: the vm room: struct vmm_vm, one VM with its bridge, ports, containers and process table, and how it freezes, lets go and comes back for a handover; borrows the manager's struct vmm_context. */
+#pragma once
+
+#include "daemon/context.h"
+#include "daemon/vmm-types.h"
+#include "state.pb-c.h"
+#include "util/list.h"
+
+/* Upward calls to the manager, which hands these in. */
+struct vmm_vm_ops {
+        void (*on_cap_hit)(enum vmm_cap cap, void *userdata);
+        /* Stdio streams held daemon-wide; exact false allows an upper bound (cheap). */
+        unsigned (*streams_held)(bool exact, void *userdata);
+};
+
+/* A VM named name on t, its stdio ports starting above port_floor (0: none). -EPERM for an hvsock
+ * path outside the configured root (or a symlink, or with "..": logged). It has no bridge yet. */
+int vmm_vm_new(const struct vmm_context *ctx, const struct vmm_vm_ops *ops, void *userdata, const char *name,
+               const struct relay_transport *t, uint32_t port_floor, struct vmm_vm **ret);
+/* Fencing, one owner per transport (vm-fence.c, daemon/fence.h). take: -EBUSY (another daemon
+ * holds it) with its pid and generation in err. check: -ESTALE when the lock is at a newer
+ * generation than generation. own: records generation as ours, durably. */
+int vmm_vm_fence_take(struct vmm_vm *vm, struct vmm_error *err);
+void vmm_vm_fence_drop(struct vmm_vm *vm);
+uint64_t vmm_vm_fence_generation(const struct vmm_vm *vm);
+int vmm_vm_fence_check(struct vmm_vm *vm, uint64_t generation, struct vmm_error *err);
+int vmm_vm_fence_own(struct vmm_vm *vm, uint64_t generation);
+/* Listens for the guest's bridge. */
+int vmm_vm_start_bridge(struct vmm_vm *vm);
+/* Ends a save in progress, fails the bridge's calls, then ends every process (lost: reason). */
+struct vmm_vm *vmm_vm_free(struct vmm_vm *vm, const char *reason);
+
+/* The manager's list of VMs, linked through the VM. */
+void vmm_vm_link(struct vmm_vm *vm, struct list_head *list);
+void vmm_vm_unlink(struct vmm_vm *vm);
+struct vmm_vm *vmm_vm_list_next(const struct list_head *list, struct vmm_vm *prev);
+
+const char *vmm_vm_name(const struct vmm_vm *vm);
+const struct relay_transport *vmm_vm_transport(const struct vmm_vm *vm);
+enum bridge_conn_state vmm_vm_bridge_state(const struct vmm_vm *vm);
+struct bridge_host *vmm_vm_bridge(struct vmm_vm *vm);
+unsigned vmm_vm_process_count(const struct vmm_vm *vm);
+unsigned vmm_vm_container_count(const struct vmm_vm *vm);
+bool vmm_vm_is_migrating(const struct vmm_vm *vm);
+bool vmm_vm_is_saved(const struct vmm_vm *vm);
+uint32_t vmm_vm_port_floor(const struct vmm_vm *vm);
+void vmm_vm_get_counters(struct vmm_vm *vm, struct vmm_vm_counters *ret);
+/* Stdio streams held (for max_streams), and an upper bound that costs nothing. */
+unsigned vmm_vm_streams_held(const struct vmm_vm *vm);
+unsigned vmm_vm_streams_held_bound(const struct vmm_vm *vm);
+/* Relay streams open now. */
+unsigned vmm_vm_stream_count(const struct vmm_vm *vm);
+
+/* Stopping: freezes every stream so what was read reaches its endpoint; returns how many. */
+unsigned vmm_vm_quiesce(struct vmm_vm *vm);
+unsigned vmm_vm_quiesce_pending(const struct vmm_vm *vm);
+
+/* ---- containers ---- */
+int vmm_container_create(struct vmm_vm *vm, const char *id, const char *config_json, vmm_done_fn fn, void *userdata);
+int vmm_container_shutdown(struct vmm_vm *vm, const char *id, bool force, vmm_done_fn fn, void *userdata);
+
+/* ---- processes ---- */
+/* Opens the endpoints, takes ports, listens, then sends ExecuteProcess (at once, or when the
+ * guest's bridge connects, within the connect timeout). An error return (-errno, err says why)
+ * means nothing was started and fn will not run: -EUSERS over max_processes or max_streams,
+ * -EMSGSIZE for a request over the bridge frame limit. */
+int vmm_exec(struct vmm_vm *vm, const struct vmm_exec_params *params, vmm_started_fn fn, void *userdata,
+             struct vmm_error *err);
+/* The same, handing back who waits for the start, for vmm_starter_cancel(). An exec_id the VM knows
+ * already is -EEXIST (look it up first: vmm_process_find_id). */
+int vmm_exec_start(struct vmm_vm *vm, const struct vmm_exec_params *params, vmm_started_fn fn, void *userdata,
+                   struct vmm_starter **ret_starter, struct vmm_error *err);
+struct vmm_process *vmm_process_find(struct vmm_vm *vm, uint32_t pid);
+struct vmm_process *vmm_process_find_id(struct vmm_vm *vm, const char *exec_id);
+/* Iteration in exec order; NULL ends it. */
+struct vmm_process *vmm_process_next(struct vmm_vm *vm, struct vmm_process *prev);
+/* Resizes the console of a terminal process (ResizeConsole). -ENOENT for an unknown pid, -ENOTTY
+ * for a process without a terminal, -ESRCH for one whose exit is known, -EINVAL for a zero size. */
+int vmm_resize(struct vmm_vm *vm, uint32_t pid, uint16_t height, uint16_t width, vmm_done_fn fn, void *userdata);
+/* Ends a process's stdin once what was read from its endpoint reached the guest. -ENOENT for an
+ * unknown pid, -ENOTCONN for a process without stdin, -EBUSY while its VM is being saved; 0 when
+ * it ended already. */
+int vmm_close_stdin(struct vmm_vm *vm, uint32_t pid);
+/* Signals a process by pid. -ENOENT for a pid the VM does not know; one whose exit was reported,
+ * or that the guest says is gone, completes with error 0 and the message "already gone". */
+int vmm_kill(struct vmm_vm *vm, uint32_t pid, int signal, vmm_done_fn fn, void *userdata);
+
+/* ---- for the handover room (daemon/save.c, daemon/restore.c; vm-state.c here) ---- */
+struct relay *vmm_vm_relay(struct vmm_vm *vm);
+void vmm_vm_emit(struct vmm_vm *vm, enum vmm_event_kind kind, const char *message);
+/* New execs and container calls are refused, a bridge loss keeps every call. */
+void vmm_vm_set_migrating(struct vmm_vm *vm, bool migrating);
+/* Restored or resumed: waiting for the guest to come back. */
+bool vmm_vm_is_reattaching(const struct vmm_vm *vm);
+/* An exec has no pid yet: the destination could never find it. */
+bool vmm_vm_exec_starting(const struct vmm_vm *vm);
+
+/* Who holds a VM frozen (a save), told once every stream flushed, or that the VM is going away. */
+struct vmm_vm_freeze_ops {
+        void (*on_frozen)(struct vmm_vm *vm, void *userdata);
+        void (*on_gone)(struct vmm_vm *vm, void *userdata);
+};
+/* Freezes every stream: nothing more is read from the guest; what was read is flushed. Sets
+ * *ret_pending to the streams still flushing; ops->on_frozen runs when that reaches 0 (not when it
+ * is 0 already). -EBUSY while another freeze holds the VM. */
+int vmm_vm_freeze(struct vmm_vm *vm, const struct vmm_vm_freeze_ops *ops, void *userdata, unsigned *ret_pending);
+bool vmm_vm_is_frozen(const struct vmm_vm *vm);
+/* Drops the hold and resumes the streams (a failed save). */
+void vmm_vm_thaw(struct vmm_vm *vm);
+/* Drops the hold and lets go of everything another daemon needs: the bridge port, every stdio port
+ * and guest connection. The frozen streams keep their endpoints and counters for a resume. */
+void vmm_vm_release(struct vmm_vm *vm);
+void vmm_vm_observe_save(struct vmm_vm *vm, uint64_t ns);
+/* Rolls back a release: listens again and waits for the guest to return. */
+int vmm_vm_relisten(struct vmm_vm *vm, struct vmm_error *err);
+/* The VM's saved state: its own fields, ports/'s floor, bridge/'s next id, its containers and its
+ * process table. Strings stay the VM's; undo with vmm_vm_export_done() once encoded. */
+int vmm_vm_export(struct vmm_vm *vm, Vsockmux__State__Vm *out);
+void vmm_vm_export_done(Vsockmux__State__Vm *out);
+/* Builds a new VM's content from sv: the floor, the processes and their endpoints (io), then its
+ * bridge, its containers and waits, listening on exactly the saved ports; then waits for the guest
+ * (start_ns: when the restore began, for the metrics). */
+int vmm_vm_import(struct vmm_vm *vm, const Vsockmux__State__Vm *sv, const struct vmm_restore_io *io, size_t n_io,
+                  uint64_t start_ns, struct vmm_error *err);
