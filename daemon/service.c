@@ -55,6 +55,15 @@ static struct vmm_process *service_process(struct control_call *call, struct vmm
         return NULL;
 }
 
+/* A request's VM, then its process (exec id or pid); NULL after failing the call NOT_FOUND. */
+static struct vmm_process *service_target(struct control_call *call, struct service *s, const char *vm_name,
+                                          uint32_t pid, const char *exec_id)
+{
+        struct vmm_vm *vm = service_vm(call, s, vm_name);
+
+        return vm ? service_process(call, vm, pid, exec_id) : NULL;
+}
+
 static void exit_to_proto(const struct vmm_exit *e, Vsockmux__V1__ExitStatus *ret)
 {
         vsockmux__v1__exit_status__init(ret);
@@ -475,15 +484,11 @@ static int on_exec(struct control_call *call, const ProtobufCMessage *request, v
 static int on_wait(struct control_call *call, const ProtobufCMessage *request, void *userdata)
 {
         REQ(Vsockmux__V1__WaitRequest, request);
-        struct vmm_vm *vm = service_vm(call, userdata, req->vm);
-        struct vmm_process *p;
+        struct vmm_process *p = service_target(call, userdata, req->vm, req->pid, req->exec_id);
         struct exit_watch *w;
         struct vmm_exit exit;
         int r;
 
-        if (!vm)
-                return 0;
-        p = service_process(call, vm, req->pid, req->exec_id);
         if (!p)
                 return 0;
         w = calloc(1, sizeof(*w));
@@ -619,15 +624,11 @@ static int on_kill(struct control_call *call, const ProtobufCMessage *request, v
 static int on_attach(struct control_call *call, const ProtobufCMessage *request, void *userdata)
 {
         REQ(Vsockmux__V1__AttachRequest, request);
-        struct vmm_vm *vm = service_vm(call, userdata, req->vm);
+        struct vmm_process *p = service_target(call, userdata, req->vm, req->pid, req->exec_id);
         Vsockmux__V1__AttachResponse resp = VSOCKMUX__V1__ATTACH_RESPONSE__INIT;
         struct vmm_process_info pi;
-        struct vmm_process *p;
         int r;
 
-        if (!vm)
-                return 0;
-        p = service_process(call, vm, req->pid, req->exec_id);
         if (!p)
                 return 0;
         r = vmm_process_attach_listen(p);
@@ -718,15 +719,11 @@ static int on_resize(struct control_call *call, const ProtobufCMessage *request,
 static int on_delete(struct control_call *call, const ProtobufCMessage *request, void *userdata)
 {
         REQ(Vsockmux__V1__DeleteRequest, request);
-        struct vmm_vm *vm = service_vm(call, userdata, req->vm);
+        struct vmm_process *p = service_target(call, userdata, req->vm, req->pid, req->exec_id);
         Vsockmux__V1__DeleteResponse resp = VSOCKMUX__V1__DELETE_RESPONSE__INIT;
         Vsockmux__V1__ExitStatus st;
         struct vmm_process_info pi;
-        struct vmm_process *p;
 
-        if (!vm)
-                return 0;
-        p = service_process(call, vm, req->pid, req->exec_id);
         if (!p)
                 return 0;
         vmm_process_get_info(p, &pi);
@@ -743,15 +740,11 @@ static int on_delete(struct control_call *call, const ProtobufCMessage *request,
 static int on_reopen_log(struct control_call *call, const ProtobufCMessage *request, void *userdata)
 {
         REQ(Vsockmux__V1__ReopenLogRequest, request);
-        struct vmm_vm *vm = service_vm(call, userdata, req->vm);
+        struct vmm_process *p = service_target(call, userdata, req->vm, req->pid, req->exec_id);
         Vsockmux__V1__ReopenLogResponse resp = VSOCKMUX__V1__REOPEN_LOG_RESPONSE__INIT;
         struct opener_creds creds;
-        struct vmm_process *p;
         int r;
 
-        if (!vm)
-                return 0;
-        p = service_process(call, vm, req->pid, req->exec_id);
         if (!p)
                 return 0;
         creds = service_peer_creds(call);
