@@ -1,3 +1,4 @@
+/* cli/detach.c: parsing detach keys (podman's --detach-keys syntax) and finding them in a terminal's input. */
 #include "cli/detach.h"
 
 #include <errno.h>

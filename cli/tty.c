@@ -1,3 +1,4 @@
+/* cli/tty.c: the CLI's own terminal while it relays a remote console: raw mode, its restoration and its size. */
 #include "cli/tty.h"
 
 #include <errno.h>

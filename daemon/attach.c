@@ -1,3 +1,4 @@
+/* daemon/attach.c: one process's attach socket (conmon format): accepting clients, replaying the backlog, fanning output out. */
 #include "daemon/attach.h"
 
 #include <errno.h>

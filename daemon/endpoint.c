@@ -1,3 +1,4 @@
+/* daemon/endpoint.c: opening a client-named host endpoint (fifo, regular file, Unix socket) without blocking, checked for its role. */
 #include "daemon/endpoint.h"
 
 #include <errno.h>

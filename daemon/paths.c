@@ -1,3 +1,4 @@
+/* daemon/paths.c: confining client-named paths to the directories the daemon was given (no symlinks, no ".."). */
 #include "daemon/paths.h"
 
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* daemon/savestate.c: the saved-state blob: framing, CRC-32C, schema version, sanity checks and the atomic file write. */
 #include "daemon/savestate.h"
 
 #include <errno.h>

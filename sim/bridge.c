@@ -1,3 +1,4 @@
+/* sim/bridge.c: the simulator's side of the bridge: the send queue, negotiation, and dispatching each request. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,3 +1,4 @@
+/* sim/dial.c: dialling the host's stdio ports (hybrid vsock or AF_VSOCK) and writing to them. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

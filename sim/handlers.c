@@ -1,3 +1,4 @@
+/* sim/handlers.c: the simulator's bridge request handlers: create, execute, signal, resize, shutdown, wait. */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+/* sim/process.c: the simulator's containers and processes: spawning, reaping, exit notification. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>

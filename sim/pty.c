@@ -1,3 +1,4 @@
+/* sim/pty.c: the real pty the simulator gives a process that asks for a console (EmulateConsole). */
 #include "sim/pty.h"
 
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* sim/ring.c: a bounded replay buffer addressed by absolute stream offsets. */
 #include "sim/ring.h"
 
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* sim/sim.c: one simulated guest agent's shared state: start, stop and drop requests, sleeps that end at a stop, its threads. */
 #include "sim/sim.h"
 
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* sim/stream.c: one stdio relay of a simulated process: its pipe end, its host connection and replay. */
 #include "sim/stream.h"
 
 #include <errno.h>
