@@ -5,6 +5,16 @@
 #include "daemon/process.h"
 #include "daemon/vm.h"
 
+/* A VM's life; every transition goes through vm_set_state() (vm-state.c). */
+enum vm_state {
+        VM_ACTIVE,
+        VM_FROZEN,              /* a save holds it frozen (vmm_vm_freeze) */
+        VM_SAVED,               /* state handed out: no listeners or guest connections here */
+        VM_REATTACHING,         /* restored or resumed: waiting for the guest to come back */
+        VM_REMOVING,
+        _VM_STATE_MAX,
+};
+
 struct vmm_vm {
         struct list_head link;                  /* in the manager's list */
         const struct vmm_context *ctx;
@@ -17,7 +27,7 @@ struct vmm_vm {
         struct vmm_guest guest;                 /* lent to the containers and processes: bridge, ports */
         struct vmm_processes *processes;
         struct vmm_containers *containers;
-        bool reattaching;                       /* restored or resumed: waiting for the guest to come back */
+        enum vm_state state;
         struct {
                 const struct vmm_vm_freeze_ops *ops;    /* NULL: nobody holds the VM frozen */
                 void *userdata;
@@ -32,6 +42,7 @@ struct vmm_vm {
 };
 
 /* vm-state.c, for vm.c */
+void vm_set_state(struct vmm_vm *vm, enum vm_state state);
 void vm_reattach_bridge_connected(struct vmm_vm *vm);
 void vm_freeze_gone(struct vmm_vm *vm);
 void vm_on_stream_frozen(void *userdata);

@@ -25,9 +25,50 @@ void vmm_vm_set_migrating(struct vmm_vm *vm, bool migrating)
         bridge_host_set_migrating(vm->guest.bridge, migrating);
 }
 
+static const char *vm_state_to_string(enum vm_state s)
+{
+        static const char *const names[_VM_STATE_MAX] = {
+                [VM_ACTIVE] = "active",   [VM_FROZEN] = "frozen",   [VM_SAVED] = "saved",
+                [VM_REATTACHING] = "reattaching", [VM_REMOVING] = "removing",
+        };
+
+        return s >= 0 && s < _VM_STATE_MAX ? names[s] : "invalid";
+}
+
+/* The transitions: active -> frozen (a save) -> active (it failed) or saved (handed out) ->
+ * reattaching (resumed; a restored VM starts there) -> active (the guest is back); any -> removing. */
+static bool vm_state_allowed(enum vm_state from, enum vm_state to)
+{
+        switch (to) {
+        case VM_FROZEN:
+                return from == VM_ACTIVE;
+        case VM_SAVED:
+                return from == VM_FROZEN;
+        case VM_REATTACHING:
+                return from == VM_SAVED || from == VM_ACTIVE;
+        case VM_ACTIVE:
+                return from == VM_FROZEN || from == VM_REATTACHING;
+        case VM_REMOVING:
+                return true;
+        default:
+                return false;
+        }
+}
+
+void vm_set_state(struct vmm_vm *vm, enum vm_state state)
+{
+        if (!vm_state_allowed(vm->state, state))
+                log_error("vm %s: state %s -> %s is not a transition (a bug)", vm->name,
+                          vm_state_to_string(vm->state), vm_state_to_string(state));
+        vm->state = state;
+        /* What the containers and processes read of it. */
+        vm->guest.saved = state == VM_SAVED;
+        vm->guest.removing = state == VM_REMOVING;
+}
+
 bool vmm_vm_is_reattaching(const struct vmm_vm *vm)
 {
-        return vm->reattaching;
+        return vm->state == VM_REATTACHING;
 }
 
 bool vmm_vm_exec_starting(const struct vmm_vm *vm)
@@ -39,8 +80,9 @@ bool vmm_vm_exec_starting(const struct vmm_vm *vm)
 
 int vmm_vm_freeze(struct vmm_vm *vm, const struct vmm_vm_freeze_ops *ops, void *userdata, unsigned *ret_pending)
 {
-        if (vm->freeze.ops)
+        if (vm->state != VM_ACTIVE)
                 return -EBUSY;
+        vm_set_state(vm, VM_FROZEN);
         vm->freeze.ops = ops;
         vm->freeze.userdata = userdata;
         vm->freeze.pending = vmm_processes_freeze(vm->processes);
@@ -50,7 +92,7 @@ int vmm_vm_freeze(struct vmm_vm *vm, const struct vmm_vm_freeze_ops *ops, void *
 
 bool vmm_vm_is_frozen(const struct vmm_vm *vm)
 {
-        return vm->freeze.ops;
+        return vm->state == VM_FROZEN;
 }
 
 void vm_on_stream_frozen(void *userdata)
@@ -86,6 +128,7 @@ void vm_freeze_gone(struct vmm_vm *vm)
 void vmm_vm_thaw(struct vmm_vm *vm)
 {
         vm_freeze_drop(vm);
+        vm_set_state(vm, VM_ACTIVE);
         vmm_processes_thaw(vm->processes);
 }
 
@@ -94,7 +137,7 @@ void vmm_vm_release(struct vmm_vm *vm)
         vm_freeze_drop(vm);
         vmm_processes_release(vm->processes);
         bridge_host_release(vm->guest.bridge);
-        vm->guest.saved = true;
+        vm_set_state(vm, VM_SAVED);
         /* The sockets are gone: the daemon that restores the state may take the transport. */
         vmm_vm_fence_drop(vm);
 }
@@ -117,9 +160,9 @@ void vm_reattach_bridge_connected(struct vmm_vm *vm)
 {
         struct relay *relay = vm->ctx->relay;
 
-        if (!vm->reattaching)
+        if (vm->state != VM_REATTACHING)
                 return;
-        vm->reattaching = false;
+        vm_set_state(vm, VM_ACTIVE);
         if (vm->restore_start_ns) {
                 vmm_duration_observe(&vm->counters.restore, relay_now_ns(relay) - vm->restore_start_ns);
                 vm->restore_start_ns = 0;
@@ -153,8 +196,7 @@ int vmm_vm_relisten(struct vmm_vm *vm, struct vmm_error *err)
                 vmm_vm_fence_drop(vm);
                 return vmm_error_set(err, r, "cannot listen for the guest's bridge again: %s", strerror(-r));
         }
-        vm->guest.saved = false;
-        vm->reattaching = true;
+        vm_set_state(vm, VM_REATTACHING);
         vmm_processes_relisten(vm->processes);
         log_info("vm %s: resumed on this daemon; waiting for the guest to return", vm->name);
         return 0;
@@ -260,7 +302,7 @@ int vmm_vm_import(struct vmm_vm *vm, const Vsockmux__State__Vm *sv, const struct
         }
         if (r < 0)
                 return r;
-        vm->reattaching = true;
+        vm_set_state(vm, VM_REATTACHING);
         vm->restore_start_ns = start_ns ?: 1;
         /* Processes that had finished before the save are reported as they were. */
         vmm_processes_report_ready(vm->processes);

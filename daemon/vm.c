@@ -127,7 +127,7 @@ struct vmm_vm *vmm_vm_free(struct vmm_vm *vm, const char *reason)
 {
         if (!vm)
                 return NULL;
-        vm->guest.removing = true;
+        vm_set_state(vm, VM_REMOVING);
         vm_freeze_gone(vm);
         vm->window_timer = relay_timer_free(vm->window_timer);
         /* The bridge fails its outstanding calls first (their callbacks see live processes), then
@@ -199,7 +199,7 @@ bool vmm_vm_is_migrating(const struct vmm_vm *vm)
 
 bool vmm_vm_is_saved(const struct vmm_vm *vm)
 {
-        return vm->guest.saved;
+        return vm->state == VM_SAVED;
 }
 
 uint32_t vmm_vm_port_floor(const struct vmm_vm *vm)
@@ -328,7 +328,7 @@ int vmm_resize(struct vmm_vm *vm, uint32_t pid, uint16_t height, uint16_t width,
 
 int vmm_close_stdin(struct vmm_vm *vm, uint32_t pid)
 {
-        return vmm_processes_close_stdin(vm->processes, pid, vm->freeze.ops != NULL);
+        return vmm_processes_close_stdin(vm->processes, pid, vm->state == VM_FROZEN);
 }
 
 int vmm_kill(struct vmm_vm *vm, uint32_t pid, int signal, vmm_done_fn fn, void *userdata)
