@@ -15,7 +15,7 @@
 #include "util/log.h"
 
 struct watcher {
-        struct watcher *next;
+        struct list_head link;
         char *container_id;
         bridge_notify_fn fn;
         void *userdata;
@@ -47,7 +47,7 @@ struct bridge_conn {
         bool stdio_resume;
         bool offer_stdio_resume;
 
-        struct watcher *watchers;
+        struct list_head watchers;      /* struct watcher */
         size_t n_watchers;
 
         struct bridge_held held;
@@ -141,13 +141,17 @@ static int held_add(struct bridge_conn *c, uint32_t type, uint64_t id, const cha
 
 static struct watcher *watcher_take(struct bridge_conn *c, const char *container_id)
 {
-        for (struct watcher **p = &c->watchers; *p; p = &(*p)->next)
-                if (strcmp((*p)->container_id, container_id) == 0) {
-                        struct watcher *w = *p;
-                        *p = w->next;
+        struct list_head *pos;
+
+        list_for_each(pos, &c->watchers) {
+                struct watcher *w = list_entry(pos, struct watcher, link);
+
+                if (strcmp(w->container_id, container_id) == 0) {
+                        list_del(&w->link);
                         c->n_watchers--;
                         return w;
                 }
+        }
         return NULL;
 }
 
@@ -568,6 +572,7 @@ int bridge_conn_new(const char *name, const struct bridge_conn_ops *ops, void *u
         c->grace_deadline = BRIDGE_DEADLINE_NONE;
         c->offer_stdio_resume = true;
         bridge_held_init(&c->held);
+        list_init(&c->watchers);
         *ret = c;
         return 0;
 }
@@ -584,12 +589,12 @@ void bridge_conn_close(struct bridge_conn *c)
         state_report(c, old, BRIDGE_CONN_CLOSED);
         bridge_calls_fail_all(c->calls, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed", false);
         held_discard_all(c, "bridge closed");
-        while (c->watchers) {
-                struct watcher *w = c->watchers;
+        while (!list_empty(&c->watchers)) {
+                struct watcher *w = list_entry(c->watchers.next, struct watcher, link);
                 bridge_notify_fn fn = w->fn;
                 void *ud = w->userdata;
 
-                c->watchers = w->next;
+                list_del(&w->link);
                 c->n_watchers--;
                 watcher_free(w);
                 fn(NULL, -ENOTCONN, ud);
@@ -1063,14 +1068,15 @@ int bridge_conn_watch_container(struct bridge_conn *c, const char *container_id,
                                 void *userdata)
 {
         _cleanup_(bridge_held_msg_freep) struct bridge_held_msg *h = NULL;
+        struct list_head *pos;
         struct watcher *w;
 
         if (c->state == BRIDGE_CONN_CLOSED)
                 return -ESHUTDOWN;
         if (!container_id_ok(container_id) || !fn)
                 return -EINVAL;
-        for (w = c->watchers; w; w = w->next)
-                if (strcmp(w->container_id, container_id) == 0)
+        list_for_each(pos, &c->watchers)
+                if (strcmp(list_entry(pos, struct watcher, link)->container_id, container_id) == 0)
                         return -EEXIST;
         if (c->n_watchers >= BRIDGE_CONN_MAX_WATCHERS)
                 return -ENOSPC;
@@ -1096,8 +1102,7 @@ int bridge_conn_watch_container(struct bridge_conn *c, const char *container_id,
                         return 0;
                 }
         }
-        w->next = c->watchers;
-        c->watchers = w;
+        list_add_tail(&c->watchers, &w->link);
         c->n_watchers++;
         return 0;
 }

@@ -6,7 +6,8 @@
 
 void bridge_held_init(struct bridge_held *h)
 {
-        *h = (struct bridge_held) { .tail = &h->head };
+        *h = (struct bridge_held){ 0 };
+        list_init(&h->msgs);
 }
 
 struct bridge_held_msg *bridge_held_msg_free(struct bridge_held_msg *m)
@@ -19,14 +20,9 @@ struct bridge_held_msg *bridge_held_msg_free(struct bridge_held_msg *m)
         return NULL;
 }
 
-static void held_unlink(struct bridge_held *h, struct bridge_held_msg **p)
+static void held_unlink(struct bridge_held *h, struct bridge_held_msg *m)
 {
-        struct bridge_held_msg *m = *p;
-
-        *p = m->next;
-        if (h->tail == &m->next)
-                h->tail = p;
-        m->next = NULL;
+        list_del(&m->link);
         h->n--;
         h->bytes -= m->len;
 }
@@ -43,6 +39,7 @@ int bridge_held_add(struct bridge_held *h, uint32_t type, uint64_t id, const cha
         m = calloc(1, sizeof(*m));
         if (!m)
                 return -ENOMEM;
+        list_init(&m->link);
         m->type = type;
         m->id = id;
         m->len = len;
@@ -54,8 +51,7 @@ int bridge_held_add(struct bridge_held *h, uint32_t type, uint64_t id, const cha
                 return -ENOMEM;
         }
         memcpy(m->payload, payload, len);
-        *h->tail = m;
-        h->tail = &m->next;
+        list_add_tail(&h->msgs, &m->link);
         h->n++;
         h->bytes += len;
         return 0;
@@ -64,13 +60,15 @@ int bridge_held_add(struct bridge_held *h, uint32_t type, uint64_t id, const cha
 static struct bridge_held_msg *held_take(struct bridge_held *h, bool notification, uint64_t id,
                                          const char *container_id)
 {
-        for (struct bridge_held_msg **p = &h->head; *p; p = &(*p)->next) {
-                struct bridge_held_msg *m = *p;
+        struct list_head *pos;
+
+        list_for_each(pos, &h->msgs) {
+                struct bridge_held_msg *m = list_entry(pos, struct bridge_held_msg, link);
                 bool match = notification ? m->container_id && strcmp(m->container_id, container_id) == 0
                                           : !m->container_id && m->id == id;
 
                 if (match) {
-                        held_unlink(h, p);
+                        held_unlink(h, m);
                         return m;
                 }
         }
@@ -91,10 +89,10 @@ size_t bridge_held_clear(struct bridge_held *h)
 {
         size_t n = h->n;
 
-        while (h->head) {
-                struct bridge_held_msg *m = h->head;
+        while (!list_empty(&h->msgs)) {
+                struct bridge_held_msg *m = list_entry(h->msgs.next, struct bridge_held_msg, link);
 
-                held_unlink(h, &h->head);
+                held_unlink(h, m);
                 bridge_held_msg_free(m);
         }
         return n;

@@ -5,13 +5,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/list.h"
 #include "util/macro.h"
 
 #define BRIDGE_HELD_MAX 4096u
 #define BRIDGE_HELD_MAX_BYTES (1u << 20)
 
 struct bridge_held_msg {
-        struct bridge_held_msg *next;
+        struct list_head link;
         uint32_t type;      /* frame type: a response, or BRIDGE_NOTIFY_CONTAINER */
         uint64_t id;        /* responses */
         char *container_id; /* notifications; NULL for responses */
@@ -21,7 +22,7 @@ struct bridge_held_msg {
 
 /* Oldest first. Embedded in its owner; bridge_held_clear() before it goes. */
 struct bridge_held {
-        struct bridge_held_msg *head, **tail;
+        struct list_head msgs;          /* struct bridge_held_msg */
         size_t n, bytes;
         uint64_t dropped; /* refused because a cap was reached, since init */
 };

@@ -316,8 +316,11 @@ static void test_held_store_is_fifo_and_bounded(void **state)
         m = bridge_held_take_response(&h, 3);
         bridge_held_msg_free(m);
         assert_int_equal(bridge_held_add(&h, 0x20100601, 4, NULL, "z", 1), 0);
-        assert_non_null(h.head);
-        assert_int_equal(h.head->id, 4);
+        assert_int_equal(h.n, 1);
+        m = bridge_held_take_response(&h, 4);
+        assert_non_null(m);
+        assert_int_equal(m->id, 4);
+        bridge_held_msg_free(m);
         bridge_held_clear(&h);
 }
 
