@@ -218,247 +218,276 @@ static int parse_group(const char *s, gid_t *ret)
         return 0;
 }
 
-int main(int argc, char **argv)
-{
-        static const struct option options[] = {
-                { "socket", required_argument, NULL, 's' },
-                { "state-dir", required_argument, NULL, 'd' },
-                { "hvsock-root", required_argument, NULL, 'r' },
-                { "group", required_argument, NULL, 'g' },
-                { "read-group", required_argument, NULL, OPT_READ_GROUP },
-                { "max-connections", required_argument, NULL, 'c' },
-                { "max-vms", required_argument, NULL, OPT_MAX_VMS },
-                { "max-processes", required_argument, NULL, OPT_MAX_PROCESSES },
-                { "max-streams", required_argument, NULL, OPT_MAX_STREAMS },
-                { "max-attach-clients", required_argument, NULL, OPT_MAX_ATTACH_CLIENTS },
-                { "max-bridge-frame", required_argument, NULL, OPT_MAX_BRIDGE_FRAME },
-                { "max-control-frame", required_argument, NULL, OPT_MAX_CONTROL_FRAME },
-                { "stream-buffer-bytes", required_argument, NULL, OPT_STREAM_BUFFER_BYTES },
-                { "bridge-reconnect-grace", required_argument, NULL, OPT_RECONNECT_GRACE },
-                { "exit-dir", required_argument, NULL, OPT_EXIT_DIR },
-                { "default-log", required_argument, NULL, OPT_DEFAULT_LOG },
-                { "metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN },
-                { "log-level", required_argument, NULL, 'l' },
-                { "log-file", required_argument, NULL, OPT_LOG_FILE },
-                { "handover-fd", required_argument, NULL, OPT_HANDOVER_FD }, /* internal: daemon/upgrade.c */
-                { "help", no_argument, NULL, 'h' },
-                {},
-        };
-        struct service_config scfg = {
-                .socket_path = getenv("VSOCKMUX_SOCKET"),
-                .owner_uid = geteuid(),
-                .group = CONTROL_NO_GROUP,
-                .read_group = CONTROL_NO_GROUP,
-        };
+static const struct option daemon_options_table[] = {
+        { "socket", required_argument, NULL, 's' },
+        { "state-dir", required_argument, NULL, 'd' },
+        { "hvsock-root", required_argument, NULL, 'r' },
+        { "group", required_argument, NULL, 'g' },
+        { "read-group", required_argument, NULL, OPT_READ_GROUP },
+        { "max-connections", required_argument, NULL, 'c' },
+        { "max-vms", required_argument, NULL, OPT_MAX_VMS },
+        { "max-processes", required_argument, NULL, OPT_MAX_PROCESSES },
+        { "max-streams", required_argument, NULL, OPT_MAX_STREAMS },
+        { "max-attach-clients", required_argument, NULL, OPT_MAX_ATTACH_CLIENTS },
+        { "max-bridge-frame", required_argument, NULL, OPT_MAX_BRIDGE_FRAME },
+        { "max-control-frame", required_argument, NULL, OPT_MAX_CONTROL_FRAME },
+        { "stream-buffer-bytes", required_argument, NULL, OPT_STREAM_BUFFER_BYTES },
+        { "bridge-reconnect-grace", required_argument, NULL, OPT_RECONNECT_GRACE },
+        { "exit-dir", required_argument, NULL, OPT_EXIT_DIR },
+        { "default-log", required_argument, NULL, OPT_DEFAULT_LOG },
+        { "metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN },
+        { "log-level", required_argument, NULL, 'l' },
+        { "log-file", required_argument, NULL, OPT_LOG_FILE },
+        { "handover-fd", required_argument, NULL, OPT_HANDOVER_FD }, /* internal: daemon/upgrade.c */
+        { "help", no_argument, NULL, 'h' },
+        {},
+};
+
+/* What the command line sets. */
+struct daemon_options {
+        struct service_config scfg;
         struct vmm_config vcfg;
         struct relay_config rcfg;
-        uint64_t v, stream_buffer = 0;
-        _cleanup_(relay_freep) struct relay *relay = NULL;
-        _cleanup_(service_freep) struct service *service = NULL;
-        struct vmm *vmm = NULL;
-        struct daemon_signals sig = { .fd = -1 };
-        _cleanup_(notify_freep) struct daemon_notify *notify = NULL;
-        _cleanup_(metrics_http_freep) struct metrics_http *metrics = NULL;
-        static const struct metrics_http_ops metrics_ops = { .render = service_render_metrics };
+        char *hvsock_root;              /* --hvsock-root, resolved */
+        const char *log_file;           /* --log-file */
         struct metrics_addr metrics_addr;
-        bool metrics_on = false;
-        _cleanup_free_ char *hvsock_root = NULL;
-        _cleanup_(upgrade_freep) struct upgrade *upgrade = NULL;
-        struct upgrade_daemon upgraded = {};
-        _cleanup_close_ int handover_fd = -1;
-        char handover_why[UPGRADE_WHY_MAX];
+        bool metrics_on;
+        int handover_fd;                /* --handover-fd: a live upgrade hands us its sockets; -1: none */
+        char **argv;                    /* what a live upgrade starts the new daemon with */
+};
+
+/* What main starts, runs and stops. */
+struct daemon {
+        struct relay *relay;
+        struct service *service;
+        struct vmm *vmm;
+        struct daemon_signals sig;
+        struct daemon_notify *notify;
+        struct metrics_http *metrics;
+        struct upgrade *upgrade;
+        struct upgrade_daemon upgraded; /* what upgrade-ops.c hands over; new_pid once it did */
+};
+
+static void options_init(struct daemon_options *o)
+{
+        *o = (struct daemon_options){
+                .scfg = {
+                        .socket_path = getenv("VSOCKMUX_SOCKET"),
+                        .owner_uid = geteuid(),
+                        .group = CONTROL_NO_GROUP,
+                        .read_group = CONTROL_NO_GROUP,
+                },
+                .handover_fd = -1,
+        };
+        vmm_config_default(&o->vcfg);
+        relay_config_default(&o->rcfg);
+        o->vcfg.state_dir = DEFAULT_STATE_DIR;
+        if (!o->scfg.socket_path || !o->scfg.socket_path[0])
+                o->scfg.socket_path = DEFAULT_SOCKET;
+}
+
+/* The caps (--max-*, --stream-buffer-bytes, --bridge-reconnect-grace). 1: not one of them. */
+static int option_limit(struct daemon_options *o, int c, const char *arg)
+{
+        uint64_t v;
+
+        switch (c) {
+        case 'c':
+                if (parse_limit("--max-connections", arg, false, 1, CONTROL_SERVER_MAX_CONNECTIONS_LIMIT, &v) < 0)
+                        return -EINVAL;
+                o->scfg.max_connections = (unsigned)v;
+                return 0;
+        case OPT_MAX_VMS:
+                if (parse_limit("--max-vms", arg, false, 1, VMM_MAX_VMS_LIMIT, &v) < 0)
+                        return -EINVAL;
+                o->vcfg.max_vms = (unsigned)v;
+                return 0;
+        case OPT_MAX_PROCESSES:
+                if (parse_limit("--max-processes", arg, false, 1, VMM_MAX_PROCESSES_LIMIT, &v) < 0)
+                        return -EINVAL;
+                o->vcfg.max_processes = (unsigned)v;
+                return 0;
+        case OPT_MAX_STREAMS:
+                if (parse_limit("--max-streams", arg, false, 1, VMM_MAX_STREAMS_LIMIT, &v) < 0)
+                        return -EINVAL;
+                o->vcfg.max_streams = (unsigned)v;
+                return 0;
+        case OPT_MAX_ATTACH_CLIENTS:
+                if (parse_limit("--max-attach-clients", arg, false, 1, VMM_ATTACH_MAX_CLIENTS_LIMIT, &v) < 0)
+                        return -EINVAL;
+                o->vcfg.attach_max_clients = (unsigned)v;
+                return 0;
+        case OPT_MAX_BRIDGE_FRAME:
+                if (parse_limit("--max-bridge-frame", arg, true, BRIDGE_HOST_MIN_FRAME, BRIDGE_MAX_FRAME, &v) < 0)
+                        return -EINVAL;
+                o->vcfg.bridge_max_frame = (size_t)v;
+                return 0;
+        case OPT_RECONNECT_GRACE:
+                if (parse_limit("--bridge-reconnect-grace", arg, false, 0,
+                                BRIDGE_CONN_RECONNECT_GRACE_MAX_NS / BRIDGE_NSEC_PER_SEC, &v) < 0)
+                        return -EINVAL;
+                o->vcfg.reconnect_grace_ns = v * BRIDGE_NSEC_PER_SEC;
+                return 0;
+        case OPT_MAX_CONTROL_FRAME:
+                if (parse_limit("--max-control-frame", arg, true, CONTROL_FRAME_MIN_DATA, CONTROL_FRAME_MAX_DATA,
+                                &v) < 0)
+                        return -EINVAL;
+                o->scfg.max_control_frame = (size_t)v;
+                return 0;
+        case OPT_STREAM_BUFFER_BYTES:
+                if (parse_limit("--stream-buffer-bytes", arg, true, 2 * (uint64_t)o->rcfg.buf_size,
+                                (uint64_t)o->rcfg.buf_size * o->rcfg.buf_count, &v) < 0)
+                        return -EINVAL;
+                /* Whole pool buffers: the relay's bound is counted in them. */
+                o->rcfg.stream_max_bufs = (unsigned)((v + o->rcfg.buf_size - 1) / o->rcfg.buf_size);
+                return 0;
+        default:
+                return 1;
+        }
+}
+
+/* Paths and groups: who may connect, where state and hybrid-vsock sockets live. 1: not one of them. */
+static int option_place(struct daemon_options *o, int c, const char *arg)
+{
+        switch (c) {
+        case 's':
+                o->scfg.socket_path = arg;
+                return 0;
+        case 'd':
+                o->vcfg.state_dir = arg;
+                return 0;
+        case 'r':
+                free(o->hvsock_root);
+                o->hvsock_root = realpath(arg, NULL);
+                if (!o->hvsock_root) {
+                        fprintf(stderr, "vsockmuxd: --hvsock-root %s: %s\n", arg, strerror(errno));
+                        return -EINVAL;
+                }
+                o->vcfg.hvsock_root = o->hvsock_root;
+                return 0;
+        case 'g':
+                if (geteuid() != 0 || parse_group(arg, &o->scfg.group) < 0) {
+                        fprintf(stderr, "vsockmuxd: --group needs root and a known group: %s\n", arg);
+                        return -EINVAL;
+                }
+                return 0;
+        case OPT_READ_GROUP:
+                if (geteuid() != 0 || parse_group(arg, &o->scfg.read_group) < 0 || o->scfg.read_group == 0) {
+                        fprintf(stderr, "vsockmuxd: --read-group needs root and a known group other than root's: %s\n",
+                                arg);
+                        return -EINVAL;
+                }
+                return 0;
+        case OPT_EXIT_DIR:
+                if (arg[0] != '/') {
+                        fprintf(stderr, "vsockmuxd: --exit-dir must be an absolute path, got '%s'\n", arg);
+                        return -EINVAL;
+                }
+                o->vcfg.exit_dir = arg;
+                return 0;
+        case OPT_HANDOVER_FD:
+                o->handover_fd = atoi(arg);
+                if (o->handover_fd < 3 || fcntl(o->handover_fd, F_SETFD, FD_CLOEXEC) < 0) {
+                        fprintf(stderr, "vsockmuxd: --handover-fd %s is not an open fd\n", arg);
+                        o->handover_fd = -1;
+                        return -EINVAL;
+                }
+                return 0;
+        default:
+                return 1;
+        }
+}
+
+/* What vsockmuxd tells: the log, the metrics and the processes' default log. 1: not one of them. */
+static int option_output(struct daemon_options *o, int c, const char *arg)
+{
         const char *why;
-        sigset_t mask;
-        int c, r, activated;
 
-        vmm_config_default(&vcfg);
-        relay_config_default(&rcfg);
-        vcfg.state_dir = DEFAULT_STATE_DIR;
-        if (!scfg.socket_path || !scfg.socket_path[0])
-                scfg.socket_path = DEFAULT_SOCKET;
-        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
-                switch (c) {
-                case 's':
-                        scfg.socket_path = optarg;
-                        break;
-                case 'd':
-                        vcfg.state_dir = optarg;
-                        break;
-                case 'r':
-                        free(hvsock_root);
-                        hvsock_root = realpath(optarg, NULL);
-                        if (!hvsock_root) {
-                                fprintf(stderr, "vsockmuxd: --hvsock-root %s: %s\n", optarg, strerror(errno));
-                                return 2;
-                        }
-                        vcfg.hvsock_root = hvsock_root;
-                        break;
-                case 'g':
-                        if (geteuid() != 0 || parse_group(optarg, &scfg.group) < 0) {
-                                fprintf(stderr, "vsockmuxd: --group needs root and a known group: %s\n", optarg);
-                                return 2;
-                        }
-                        break;
-                case OPT_READ_GROUP:
-                        if (geteuid() != 0 || parse_group(optarg, &scfg.read_group) < 0 || scfg.read_group == 0) {
-                                fprintf(stderr, "vsockmuxd: --read-group needs root and a known group other than root's: %s\n",
-                                        optarg);
-                                return 2;
-                        }
-                        break;
-                case 'c':
-                        if (parse_limit("--max-connections", optarg, false, 1, CONTROL_SERVER_MAX_CONNECTIONS_LIMIT,
-                                        &v) < 0)
-                                return 2;
-                        scfg.max_connections = (unsigned)v;
-                        break;
-                case OPT_MAX_VMS:
-                        if (parse_limit("--max-vms", optarg, false, 1, VMM_MAX_VMS_LIMIT, &v) < 0)
-                                return 2;
-                        vcfg.max_vms = (unsigned)v;
-                        break;
-                case OPT_MAX_PROCESSES:
-                        if (parse_limit("--max-processes", optarg, false, 1, VMM_MAX_PROCESSES_LIMIT, &v) < 0)
-                                return 2;
-                        vcfg.max_processes = (unsigned)v;
-                        break;
-                case OPT_MAX_STREAMS:
-                        if (parse_limit("--max-streams", optarg, false, 1, VMM_MAX_STREAMS_LIMIT, &v) < 0)
-                                return 2;
-                        vcfg.max_streams = (unsigned)v;
-                        break;
-                case OPT_MAX_ATTACH_CLIENTS:
-                        if (parse_limit("--max-attach-clients", optarg, false, 1, VMM_ATTACH_MAX_CLIENTS_LIMIT, &v) < 0)
-                                return 2;
-                        vcfg.attach_max_clients = (unsigned)v;
-                        break;
-                case OPT_MAX_BRIDGE_FRAME:
-                        if (parse_limit("--max-bridge-frame", optarg, true, BRIDGE_HOST_MIN_FRAME, BRIDGE_MAX_FRAME,
-                                        &v) < 0)
-                                return 2;
-                        vcfg.bridge_max_frame = (size_t)v;
-                        break;
-                case OPT_RECONNECT_GRACE:
-                        if (parse_limit("--bridge-reconnect-grace", optarg, false, 0,
-                                        BRIDGE_CONN_RECONNECT_GRACE_MAX_NS / BRIDGE_NSEC_PER_SEC, &v) < 0)
-                                return 2;
-                        vcfg.reconnect_grace_ns = v * BRIDGE_NSEC_PER_SEC;
-                        break;
-                case OPT_MAX_CONTROL_FRAME:
-                        if (parse_limit("--max-control-frame", optarg, true, CONTROL_FRAME_MIN_DATA,
-                                        CONTROL_FRAME_MAX_DATA, &v) < 0)
-                                return 2;
-                        scfg.max_control_frame = (size_t)v;
-                        break;
-                case OPT_STREAM_BUFFER_BYTES:
-                        if (parse_limit("--stream-buffer-bytes", optarg, true, 2 * (uint64_t)rcfg.buf_size,
-                                        (uint64_t)rcfg.buf_size * rcfg.buf_count, &stream_buffer) < 0)
-                                return 2;
-                        /* Whole pool buffers: the relay's bound is counted in them. */
-                        rcfg.stream_max_bufs = (unsigned)((stream_buffer + rcfg.buf_size - 1) / rcfg.buf_size);
-                        break;
-                case OPT_METRICS_LISTEN:
-                        if (metrics_addr_parse(optarg, &metrics_addr, &why) < 0) {
-                                fprintf(stderr, "vsockmuxd: --metrics-listen %s: %s\n", optarg, why);
-                                return 2;
-                        }
-                        metrics_on = true;
-                        break;
-                case OPT_DEFAULT_LOG:
-                        if (strcmp(optarg, "journald") == 0)
-                                vcfg.default_log_journald = true;
-                        else if (strncmp(optarg, "k8s-file:/", 10) == 0)
-                                vcfg.default_log_dir = optarg + 9;
-                        else if (strcmp(optarg, "passthrough") != 0) {
-                                fprintf(stderr, "vsockmuxd: --default-log wants k8s-file:/DIR, journald or passthrough, "
-                                        "got '%s'\n", optarg);
-                                return 2;
-                        }
-                        break;
-                case OPT_EXIT_DIR:
-                        if (optarg[0] != '/') {
-                                fprintf(stderr, "vsockmuxd: --exit-dir must be an absolute path, got '%s'\n", optarg);
-                                return 2;
-                        }
-                        vcfg.exit_dir = optarg;
-                        break;
-                case 'l': {
-                        enum log_level l = log_level_from_string(optarg);
-
-                        if (l < 0) {
-                                fprintf(stderr, "vsockmuxd: unknown log level '%s'\n", optarg);
-                                return 2;
-                        }
-                        log_set_level(l);
-                        break;
+        switch (c) {
+        case OPT_DEFAULT_LOG:
+                if (strcmp(arg, "journald") == 0)
+                        o->vcfg.default_log_journald = true;
+                else if (strncmp(arg, "k8s-file:/", 10) == 0)
+                        o->vcfg.default_log_dir = arg + 9;
+                else if (strcmp(arg, "passthrough") != 0) {
+                        fprintf(stderr, "vsockmuxd: --default-log wants k8s-file:/DIR, journald or passthrough, "
+                                "got '%s'\n", arg);
+                        return -EINVAL;
                 }
-                case OPT_LOG_FILE:
-                        if (optarg[0] != '/') {
-                                fprintf(stderr, "vsockmuxd: --log-file must be an absolute path\n");
-                                return 2;
-                        }
-                        sig.log_file = optarg;
-                        break;
-                case OPT_HANDOVER_FD:
-                        handover_fd = atoi(optarg);
-                        if (handover_fd < 3 || fcntl(handover_fd, F_SETFD, FD_CLOEXEC) < 0) {
-                                fprintf(stderr, "vsockmuxd: --handover-fd %s is not an open fd\n", optarg);
-                                handover_fd = -1;
-                                return 2;
-                        }
-                        break;
-                case 'h':
+                return 0;
+        case OPT_METRICS_LISTEN:
+                if (metrics_addr_parse(arg, &o->metrics_addr, &why) < 0) {
+                        fprintf(stderr, "vsockmuxd: --metrics-listen %s: %s\n", arg, why);
+                        return -EINVAL;
+                }
+                o->metrics_on = true;
+                return 0;
+        case 'l': {
+                enum log_level l = log_level_from_string(arg);
+
+                if (l < 0) {
+                        fprintf(stderr, "vsockmuxd: unknown log level '%s'\n", arg);
+                        return -EINVAL;
+                }
+                log_set_level(l);
+                return 0;
+        }
+        case OPT_LOG_FILE:
+                if (arg[0] != '/') {
+                        fprintf(stderr, "vsockmuxd: --log-file must be an absolute path\n");
+                        return -EINVAL;
+                }
+                o->log_file = arg;
+                return 0;
+        default:
+                return 1;
+        }
+}
+
+/* 0: run; 1: --help was printed; -EINVAL: a bad command line (said on stderr). */
+static int options_parse(int argc, char **argv, struct daemon_options *o)
+{
+        int c, r;
+
+        options_init(o);
+        o->argv = argv;
+        while ((c = getopt_long(argc, argv, "h", daemon_options_table, NULL)) >= 0) {
+                if (c == 'h') {
                         usage(stdout);
-                        return 0;
-                default:
-                        usage(stderr);
-                        return 2;
+                        return 1;
                 }
+                r = option_limit(o, c, optarg);
+                if (r == 1)
+                        r = option_place(o, c, optarg);
+                if (r == 1)
+                        r = option_output(o, c, optarg);
+                if (r == 1)
+                        usage(stderr);
+                if (r != 0)
+                        return -EINVAL;
         }
         if (optind < argc) {
                 fprintf(stderr, "vsockmuxd: unexpected argument '%s'\n", argv[optind]);
-                return 2;
+                return -EINVAL;
         }
-        if (vcfg.state_dir[0] != '/' || scfg.socket_path[0] != '/') {
+        if (o->vcfg.state_dir[0] != '/' || o->scfg.socket_path[0] != '/') {
                 fprintf(stderr, "vsockmuxd: --socket and --state-dir must be absolute paths\n");
-                return 2;
+                return -EINVAL;
         }
-
-        if (sig.log_file) {
-                r = log_open_file(sig.log_file);
+        if (o->log_file) {
+                r = log_open_file(o->log_file);
                 if (r < 0) {
-                        fprintf(stderr, "vsockmuxd: --log-file %s: %s\n", sig.log_file, strerror(-r));
-                        return 2;
+                        fprintf(stderr, "vsockmuxd: --log-file %s: %s\n", o->log_file, strerror(-r));
+                        return -EINVAL;
                 }
         }
-        activated = notify_listen_fd(&scfg.adopted_fd, &why);
-        if (activated < 0) {
-                if (why)
-                        log_error("vsockmuxd: socket activation: %s", why);
-                else
-                        log_errno(LOG_LEVEL_ERROR, activated, "vsockmuxd: socket activation");
-                return 1;
-        }
-        scfg.adopt_fd = activated > 0;
-        if (handover_fd >= 0) {
-                /* A live upgrade: the old daemon hands us its sockets; it serves on if we refuse. */
-                int control_fd = -1;
-                pid_t old_pid = 0;
+        return 0;
+}
 
-                r = upgrade_daemon_receive(handover_fd, &control_fd, &old_pid, handover_why, sizeof(handover_why));
-                if (r < 0) {
-                        log_error("vsockmuxd: cannot take over: %s", handover_why);
-                        (void)upgrade_answer(handover_fd, r, handover_why);
-                        return 1;
-                }
-                upgrade_daemon_take_watchdog(old_pid);
-                if (control_fd >= 0) {
-                        if (scfg.adopt_fd)
-                                safe_close(scfg.adopted_fd);
-                        scfg.adopt_fd = true;
-                        scfg.adopted_fd = control_fd;
-                }
-        }
+/* SIGTERM, SIGINT and SIGHUP arrive through a signalfd the loop reads. */
+static int daemon_take_signals(struct daemon *d, const struct daemon_options *o)
+{
+        sigset_t mask;
 
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
@@ -466,124 +495,267 @@ int main(int argc, char **argv)
         sigaddset(&mask, SIGHUP);
         sigaddset(&mask, SIGUSR2);
         sigprocmask(SIG_BLOCK, &mask, NULL);
-        sig.fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-        if (sig.fd < 0)
-                return log_errno(LOG_LEVEL_ERROR, -errno, "vsockmuxd: signalfd"), 1;
+        d->sig.log_file = o->log_file;
+        d->sig.fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (d->sig.fd < 0)
+                return log_errno(LOG_LEVEL_ERROR, -errno, "vsockmuxd: signalfd");
+        return 0;
+}
 
-        r = relay_new(&rcfg, &relay);
+/* The loop, and the stream cap it can hold. */
+static int daemon_start_relay(struct daemon *d, struct daemon_options *o)
+{
+        int r = relay_new(&o->rcfg, &d->relay);
+
         if (r < 0)
-                return log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: cannot start the io_uring loop"), 1;
+                return log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: cannot start the io_uring loop");
         /* Without --hvsock-root, hybrid-vsock paths stay inside the state directory. */
-        vcfg.hvsock_in_state_dir = true;
-        if (!vcfg.max_streams)
-                vcfg.max_streams = relay_stream_capacity(relay);
-        else if (vcfg.max_streams > relay_stream_capacity(relay))
+        o->vcfg.hvsock_in_state_dir = true;
+        if (!o->vcfg.max_streams)
+                o->vcfg.max_streams = relay_stream_capacity(d->relay);
+        else if (o->vcfg.max_streams > relay_stream_capacity(d->relay))
                 log_warn("vsockmuxd: --max-streams %u is above what RLIMIT_NOFILE allows (%u streams): execs past "
-                         "that fail for want of fds", vcfg.max_streams, relay_stream_capacity(relay));
-        r = service_alloc(&service);
+                         "that fail for want of fds", o->vcfg.max_streams, relay_stream_capacity(d->relay));
+        return 0;
+}
+
+/* A control socket systemd handed over (vsockmuxd.socket) is served instead of binding one. */
+static int daemon_adopt_socket(struct daemon_options *o)
+{
+        const char *why;
+        int activated = notify_listen_fd(&o->scfg.adopted_fd, &why);
+
+        if (activated < 0) {
+                if (why)
+                        log_error("vsockmuxd: socket activation: %s", why);
+                else
+                        log_errno(LOG_LEVEL_ERROR, activated, "vsockmuxd: socket activation");
+                return activated;
+        }
+        o->scfg.adopt_fd = activated > 0;
+        return 0;
+}
+
+/* A live upgrade: the old daemon hands us its sockets (it serves on if we refuse). */
+static int daemon_take_over(struct daemon_options *o)
+{
+        char why[UPGRADE_WHY_MAX];
+        int control_fd = -1, r;
+        pid_t old_pid = 0;
+
+        if (o->handover_fd < 0)
+                return 0;
+        r = upgrade_daemon_receive(o->handover_fd, &control_fd, &old_pid, why, sizeof(why));
+        if (r < 0) {
+                log_error("vsockmuxd: cannot take over: %s", why);
+                (void)upgrade_answer(o->handover_fd, r, why);
+                return r;
+        }
+        upgrade_daemon_take_watchdog(old_pid);
+        if (control_fd >= 0) {
+                if (o->scfg.adopt_fd)
+                        safe_close(o->scfg.adopted_fd);
+                o->scfg.adopt_fd = true;
+                o->scfg.adopted_fd = control_fd;
+        }
+        return 0;
+}
+
+/* The model and the control socket. */
+static int daemon_start_service(struct daemon *d, struct daemon_options *o)
+{
+        int r = service_alloc(&d->service);
+
         if (r >= 0)
-                r = vmm_new(relay, &vcfg, service_on_event, service, &vmm);
+                r = vmm_new(d->relay, &o->vcfg, service_on_event, d->service, &d->vmm);
         if (r < 0)
-                return log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: cannot set up state in %s", vcfg.state_dir), 1;
-        r = service_start(service, relay, vmm, &scfg);
+                return log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: cannot set up state in %s", o->vcfg.state_dir);
+        r = service_start(d->service, d->relay, d->vmm, &o->scfg);
         if (r < 0) {
-                if (scfg.adopt_fd)
-                        safe_close(scfg.adopted_fd);
-                log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: cannot serve %s", scfg.socket_path);
-                vmm_free(vmm);
-                return 1;
+                if (o->scfg.adopt_fd)
+                        safe_close(o->scfg.adopted_fd);
+                return log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: cannot serve %s", o->scfg.socket_path);
         }
-        if (metrics_on) {
-                r = metrics_http_new(relay, &metrics_addr, scfg.group, scfg.read_group, &metrics_ops, service,
-                                     &metrics);
-                if (r < 0) {
-                        log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: --metrics-listen");
-                        vmm_free(vmm);
-                        return 1;
-                }
-                log_info("vsockmuxd: metrics on %s", metrics_http_name(metrics));
-        }
-        r = notify_new(relay, service_status, service, &notify);
-        if (r < 0) {
-                log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: $NOTIFY_SOCKET or $WATCHDOG_USEC");
-                vmm_free(vmm);
-                return 1;
-        }
-        upgraded = (struct upgrade_daemon){
-                .relay = relay, .service = service, .vmm = vmm, .notify = notify,
-                .metrics = { .http = &metrics, .addr = metrics_on ? &metrics_addr : NULL, .group = scfg.group,
-                             .read_group = scfg.read_group, .ops = &metrics_ops, .userdata = service },
+        return 0;
+}
+
+static const struct metrics_http_ops daemon_metrics_ops = { .render = service_render_metrics };
+
+/* What a live upgrade hands over (upgrade-ops.c), started by Upgrade or SIGUSR2. */
+static int daemon_start_upgrade(struct daemon *d, const struct daemon_options *o)
+{
+        int r;
+
+        d->upgraded = (struct upgrade_daemon){
+                .relay = d->relay, .service = d->service, .vmm = d->vmm, .notify = d->notify,
+                .metrics = { .http = &d->metrics, .addr = o->metrics_on ? &o->metrics_addr : NULL,
+                             .group = o->scfg.group, .read_group = o->scfg.read_group, .ops = &daemon_metrics_ops,
+                             .userdata = d->service },
         };
-        r = upgrade_new(relay, argv, &upgrade_daemon_ops, &upgraded, &upgrade);
-        if (r < 0) {
-                log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: live upgrade");
-                vmm_free(vmm);
-                return 1;
+        r = upgrade_new(d->relay, o->argv, &upgrade_daemon_ops, &d->upgraded, &d->upgrade);
+        if (r < 0)
+                return log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: live upgrade");
+        service_set_upgrade(d->service, d->upgrade);
+        d->sig.upgrade = d->upgrade;
+        return 0;
+}
+
+/* --metrics-listen, systemd's notifications and watchdog, the live upgrade, and the signals on the loop. */
+static int daemon_start_outputs(struct daemon *d, const struct daemon_options *o)
+{
+        int r;
+
+        if (o->metrics_on) {
+                r = metrics_http_new(d->relay, &o->metrics_addr, o->scfg.group, o->scfg.read_group,
+                                     &daemon_metrics_ops, d->service, &d->metrics);
+                if (r < 0)
+                        return log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: --metrics-listen");
+                log_info("vsockmuxd: metrics on %s", metrics_http_name(d->metrics));
         }
-        service_set_upgrade(service, upgrade);
-        sig.upgrade = upgrade;
-        sig.relay = relay;
-        sig.notify = notify;
-        sig.op.fn = signals_on_read;
-        if (signals_arm(&sig) < 0) {
-                vmm_free(vmm);
-                return 1;
-        }
+        r = notify_new(d->relay, service_status, d->service, &d->notify);
+        if (r < 0)
+                return log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: $NOTIFY_SOCKET or $WATCHDOG_USEC");
+        r = daemon_start_upgrade(d, o);
+        if (r < 0)
+                return r;
+        d->sig.relay = d->relay;
+        d->sig.notify = d->notify;
+        d->sig.op.fn = signals_on_read;
+        return signals_arm(&d->sig);
+}
+
+static void daemon_log_limits(const struct daemon *d, const struct daemon_options *o)
+{
         log_info("vsockmuxd: listening on %s%s; stream capacity %u; limits: %u VMs, %u processes per VM, %u streams, "
                  "%u attach clients per process, %u control connections, bridge frame %zu, control frame %zu, "
-                 "%u bytes buffered per stream", scfg.socket_path,
-                 handover_fd >= 0 ? " (handed over)" : scfg.adopt_fd ? " (socket-activated)" : "", relay_stream_capacity(relay), vcfg.max_vms,
-                 vcfg.max_processes, vcfg.max_streams, vcfg.attach_max_clients,
-                 scfg.max_connections ?: CONTROL_SERVER_MAX_CONNECTIONS,
-                 vcfg.bridge_max_frame ?: BRIDGE_MAX_FRAME, scfg.max_control_frame ?: CONTROL_FRAME_MAX_DATA,
-                 rcfg.stream_max_bufs * rcfg.buf_size);
-        r = notify_ready(notify);
+                 "%u bytes buffered per stream", o->scfg.socket_path,
+                 o->handover_fd >= 0 ? " (handed over)" : o->scfg.adopt_fd ? " (socket-activated)" : "",
+                 relay_stream_capacity(d->relay), o->vcfg.max_vms, o->vcfg.max_processes, o->vcfg.max_streams,
+                 o->vcfg.attach_max_clients, o->scfg.max_connections ?: CONTROL_SERVER_MAX_CONNECTIONS,
+                 o->vcfg.bridge_max_frame ?: BRIDGE_MAX_FRAME, o->scfg.max_control_frame ?: CONTROL_FRAME_MAX_DATA,
+                 o->rcfg.stream_max_bufs * o->rcfg.buf_size);
+}
+
+static int daemon_start(struct daemon *d, struct daemon_options *o)
+{
+        int r = daemon_adopt_socket(o);
+
+        if (r >= 0)
+                r = daemon_take_over(o);
+        if (r >= 0)
+                r = daemon_take_signals(d, o);
+        if (r >= 0)
+                r = daemon_start_relay(d, o);
+        if (r >= 0)
+                r = daemon_start_service(d, o);
+        if (r >= 0)
+                r = daemon_start_outputs(d, o);
+        if (r < 0)
+                return r;
+        daemon_log_limits(d, o);
+        r = notify_ready(d->notify);
         if (r < 0)
                 log_errno(LOG_LEVEL_WARN, r, "vsockmuxd: cannot tell systemd we are ready");
-        if (notify_watchdog_usec(notify))
-                log_info("vsockmuxd: watchdog every %" PRIu64 " ms", notify_watchdog_usec(notify) / 2000);
-        if (handover_fd >= 0) {
-                r = upgrade_answer(handover_fd, 0, NULL);
+        if (notify_watchdog_usec(d->notify))
+                log_info("vsockmuxd: watchdog every %" PRIu64 " ms", notify_watchdog_usec(d->notify) / 2000);
+        if (o->handover_fd >= 0) {
+                r = upgrade_answer(o->handover_fd, 0, NULL);
                 if (r < 0)
                         log_errno(LOG_LEVEL_WARN, r, "vsockmuxd: cannot tell the old daemon we serve");
                 else
                         log_info("vsockmuxd: took over from the old daemon");
-                handover_fd = safe_close(handover_fd);
+                o->handover_fd = safe_close(o->handover_fd);
         }
+        return 0;
+}
 
-        r = relay_run(relay);
+/* What was read from a guest reaches its endpoint before we go; a stalled endpoint gets a
+ * bounded wait, then its held bytes are reported lost. */
+static void daemon_flush(struct daemon *d)
+{
+        uint64_t deadline;
+
+        if (vmm_quiesce(d->vmm) == 0)
+                return;
+        deadline = relay_now_ns(d->relay) + DAEMON_STOP_FLUSH_NS;
+        while (vmm_quiesce_pending(d->vmm) > 0 && relay_now_ns(d->relay) < deadline)
+                if (relay_run_once(d->relay, 50 * 1000000ll) < 0)
+                        break;
+        if (vmm_quiesce_pending(d->vmm) > 0)
+                log_warn("vsockmuxd: %u streams could not flush to their endpoints in time",
+                         vmm_quiesce_pending(d->vmm));
+}
+
+/* Handed over: the Upgrade call's answer reaches its client before we go. */
+static void daemon_flush_replies(struct daemon *d)
+{
+        uint64_t deadline = relay_now_ns(d->relay) + DAEMON_STOP_FLUSH_NS;
+
+        while (service_tx_pending(d->service) > 0 && relay_now_ns(d->relay) < deadline)
+                if (relay_run_once(d->relay, 50 * 1000000ll) < 0)
+                        break;
+        log_info("vsockmuxd: handed over to pid %d", (int)d->upgraded.new_pid);
+}
+
+static int daemon_run(struct daemon *d)
+{
+        int r = relay_run(d->relay);
+
         if (r < 0)
-                log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: the loop failed");
-        else if (upgraded.new_pid > 0) {
-                /* The Upgrade call's answer reaches its client before we go. */
-                uint64_t deadline = relay_now_ns(relay) + DAEMON_STOP_FLUSH_NS;
+                return log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: the loop failed");
+        if (d->upgraded.new_pid > 0)
+                daemon_flush_replies(d);
+        else
+                daemon_flush(d);
+        return 0;
+}
 
-                while (service_tx_pending(service) > 0 && relay_now_ns(relay) < deadline)
-                        if (relay_run_once(relay, 50 * 1000000ll) < 0)
-                                break;
-                log_info("vsockmuxd: handed over to pid %d", (int)upgraded.new_pid);
-        } else if (vmm_quiesce(vmm) > 0) {
-                /* What was read from a guest reaches its endpoint before we go; a stalled endpoint
-                 * gets a bounded wait, then its held bytes are reported lost. */
-                uint64_t deadline = relay_now_ns(relay) + DAEMON_STOP_FLUSH_NS;
-
-                while (vmm_quiesce_pending(vmm) > 0 && relay_now_ns(relay) < deadline)
-                        if (relay_run_once(relay, 50 * 1000000ll) < 0)
-                                break;
-                if (vmm_quiesce_pending(vmm) > 0)
-                        log_warn("vsockmuxd: %u streams could not flush to their endpoints in time",
-                                 vmm_quiesce_pending(vmm));
-        }
-        sig.upgrade = NULL;
-        service_set_upgrade(service, NULL);
-        upgrade = upgrade_free(upgrade);
+/* ran: the loop ran, so the last completions are reaped and the stop is logged. */
+static void daemon_stop(struct daemon *d, bool ran)
+{
+        d->sig.upgrade = NULL;
+        if (d->service)
+                service_set_upgrade(d->service, NULL);
+        d->upgrade = upgrade_free(d->upgrade);
         /* VMs first: their waiters still reach clients through the server. */
-        metrics = metrics_http_free(metrics);
-        vmm = vmm_free(vmm);
-        notify = notify_free(notify);
-        service = service_free(service);
-        relay_run_once(relay, 0);
-        safe_close(sig.fd);
-        log_info("vsockmuxd: stopped");
+        d->metrics = metrics_http_free(d->metrics);
+        d->vmm = vmm_free(d->vmm);
+        d->notify = notify_free(d->notify);
+        d->service = service_free(d->service);
+        if (ran)
+                relay_run_once(d->relay, 0);
+        d->sig.fd = safe_close(d->sig.fd);
+        if (ran)
+                log_info("vsockmuxd: stopped");
+        d->relay = relay_free(d->relay);
+}
+
+static void options_done(struct daemon_options *o)
+{
+        free(o->hvsock_root);
+        o->hvsock_root = NULL;
+        o->handover_fd = safe_close(o->handover_fd);
+}
+
+int main(int argc, char **argv)
+{
+        struct daemon_options o;
+        struct daemon d = { .sig = { .fd = -1 } };
+        int r;
+
+        r = options_parse(argc, argv, &o);
+        if (r != 0) {
+                options_done(&o);
+                return r > 0 ? 0 : 2;
+        }
+        r = daemon_start(&d, &o);
+        if (r < 0) {
+                daemon_stop(&d, false);
+                options_done(&o);
+                return 1;
+        }
+        r = daemon_run(&d);
+        daemon_stop(&d, true);
+        options_done(&o);
         return r < 0 ? 1 : 0;
 }
