@@ -1,3 +1,4 @@
+/* daemon/attach-input.c: a process's stdin fed by its attach clients: the pipe's write end and the bytes not yet written to it. */
 #include "daemon/attach-input.h"
 
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* daemon/log-journald.c: a process's output as journal entries (sd_journal_sendv) with conmon's fields. */
 #include "daemon/log-journald.h"
 
 #include <errno.h>
