@@ -719,12 +719,13 @@ static void test_terminal_and_k8s_log_survive_save_and_restore(void **state)
                         fail_msg("the guest did not come back");
         }
         assert_int_equal(vmm_resize(vb, st.pid, 30, 100, on_resized, &resized), 0);
+        /* The process must outlive the resize: a console that is gone cannot be resized. */
+        run_until(f, &resized, "the resize");
+        assert_int_equal(resized, 1);
         assert_int_equal(fclose(fopen(go, "w")), 0);
         wait_exit(f, vb, st.pid, &ex);
         assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
         assert_int_equal(ex.exit.code, 0);
-        run_until(f, &resized, "the resize");
-        assert_int_equal(resized, 1);
         text = slurp(log, &len);
         /* CRI records of the console's output: each line once, the one before the move included. */
         assert_int_equal(count_of(text, " stdout F before"), 1);
