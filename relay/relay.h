@@ -45,7 +45,7 @@ struct relay_config {
 #define RELAY_BUF_COUNT_MAX 32768u      /* kernel limit for one provided-buffer ring */
 #define RELAY_RING_ENTRIES_MAX 32768u
 #define RELAY_FD_HEADROOM 64u           /* fds kept back from the stream capacity */
-#define RELAY_SPLICE_PIPES_DEFAULT 32u
+#define RELAY_SPLICE_PIPES_DEFAULT 256u
 #define RELAY_SPLICE_PIPES_MAX 1024u
 #define RELAY_SPLICE_PIPE_SIZE_MAX (1u << 20)   /* fs.pipe-max-size's default */
 
