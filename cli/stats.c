@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
+#include "cli/since.h"
 
 static void print_vm_stats(const Vsockmux__V1__VmStats *v, bool json)
 {
@@ -127,6 +128,8 @@ static void print_event(Vsockmux__V1__Event *ev, bool json)
                 struct json_object *o = json_object_new_object();
                 struct json_object *exit_o = cli_json_exit(ev->exit);
 
+                if (ev->seq)
+                        json_object_object_add(o, "seq", json_object_new_int64((int64_t)ev->seq));
                 json_object_object_add(o, "time", json_object_new_string(when));
                 json_object_object_add(o, "kind", json_object_new_string(kind));
                 json_object_object_add(o, "vm", json_object_new_string(ev->vm));
@@ -147,6 +150,8 @@ static void print_event(Vsockmux__V1__Event *ev, bool json)
                 cli_sanitize(ev->container_id);
                 cli_sanitize(ev->message);
                 printf("%s %-20s %s", when, kind, ev->vm[0] ? ev->vm : "-");
+                if (ev->seq)
+                        printf(" seq=%llu", (unsigned long long)ev->seq);
                 if (ev->container_id[0])
                         printf(" container=%s", ev->container_id);
                 if (ev->pid)
@@ -165,9 +170,11 @@ int cli_events(struct cli *cli, int argc, char **argv)
         static const struct option options[] = {
                 { "json", no_argument, NULL, 'j' },
                 { "vm", required_argument, NULL, 'v' },
+                { "since", required_argument, NULL, 's' },
                 {}
         };
         Vsockmux__V1__EventsRequest req = VSOCKMUX__V1__EVENTS_REQUEST__INIT;
+        struct timespec now;
         char why[VSOCKMUX_STATUS_MESSAGE_MAX + 128];
         struct vsockmux_status st = {};
         bool json = false;
@@ -182,6 +189,15 @@ int cli_events(struct cli *cli, int argc, char **argv)
                         break;
                 case 'v':
                         req.vm = optarg;
+                        break;
+                case 's':
+                        clock_gettime(CLOCK_REALTIME, &now);
+                        if (cli_since_parse(optarg, (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec,
+                                            &req.since_seq, &req.since_timestamp_ns) < 0)
+                                return cli_usage_error(cli, "--since takes a sequence number, an RFC 3339 time "
+                                                       "(2026-12-03T17:00:00Z), @UNIX_SECONDS or a duration ago "
+                                                       "(30s, 15m, 2h, 1d)");
+                        req.replay = true;
                         break;
                 default:
                         return cli_option_error(cli, c, argv);

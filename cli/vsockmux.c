@@ -57,8 +57,10 @@ static const struct cli_command commands[] = {
           "attach socket, which opens on first use; --print-path prints the socket's path instead." },
         { NULL, "stats", cli_stats, "stats [--json] [--vm NAME] | stats --prometheus",
           "Prints the daemon's counters; --vm one VM's; --prometheus every metric in Prometheus text format." },
-        { NULL, "events", cli_events, "events [--vm NAME] [--json]",
-          "Follows the daemon's events (process exits, bridge state, migration) until interrupted." },
+        { NULL, "events", cli_events, "events [--vm NAME] [--since SEQ|TIME] [--json]",
+          "Follows the daemon's events (process exits, bridge state, migration) until interrupted;\n"
+          "--since first replays the recent ones after SEQ (the last seq seen) or from TIME\n"
+          "(2026-12-03T17:00:00Z, @UNIX_SECONDS, 15m ago), saying so when some are no longer held." },
         { NULL, "save", cli_save, "save NAME --out FILE",
           "Writes VM NAME's in-flight stdio state to FILE, for restore on another daemon." },
         { NULL, "restore", cli_restore,

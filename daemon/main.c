@@ -13,6 +13,7 @@
 
 #include "bridge/conn.h"
 #include "daemon/attach.h"
+#include "daemon/event-ring.h"
 #include "daemon/metrics-http.h"
 #include "daemon/upgrade-ops.h"
 #include "daemon/notify.h"
@@ -40,6 +41,7 @@ enum {
         OPT_DEFAULT_LOG,
         OPT_METRICS_LISTEN,
         OPT_HANDOVER_FD,
+        OPT_EVENTS_RING,
 };
 
 struct daemon_signals {
@@ -160,6 +162,7 @@ static void usage(FILE *f)
                 "  --max-bridge-frame SIZE bridge frame to or from a guest, header included\n"
                 "                          (default and max %u, min %u)\n"
                 "  --max-control-frame SIZE control request (ttrpc data) (default and max %u, min %u)\n"
+                "  --events-ring N         recent events kept for `vsockmux events --since` (default %u, max %u)\n"
                 "  --stream-buffer-bytes SIZE  bytes read from a guest and not yet delivered, per stream;\n"
                 "                          rounded up to %u-byte buffers (default %u, min %u, max %u)\n"
                 "  --help\n"
@@ -172,7 +175,8 @@ static void usage(FILE *f)
                 CONTROL_SERVER_MAX_CONNECTIONS, CONTROL_SERVER_MAX_CONNECTIONS_LIMIT, VMM_DEFAULT_MAX_VMS,
                 VMM_MAX_VMS_LIMIT, VMM_DEFAULT_MAX_PROCESSES, VMM_MAX_PROCESSES_LIMIT, VMM_MAX_STREAMS_LIMIT,
                 ATTACH_DEFAULT_MAX_CLIENTS, VMM_ATTACH_MAX_CLIENTS_LIMIT, BRIDGE_MAX_FRAME, BRIDGE_HOST_MIN_FRAME,
-                CONTROL_FRAME_MAX_DATA, CONTROL_FRAME_MIN_DATA, rc.buf_size, rc.buf_size * rc.stream_max_bufs,
+                CONTROL_FRAME_MAX_DATA, CONTROL_FRAME_MIN_DATA, EVENT_RING_DEFAULT_SIZE, EVENT_RING_MAX_SIZE,
+                rc.buf_size, rc.buf_size * rc.stream_max_bufs,
                 rc.buf_size * 2, rc.buf_size * rc.buf_count);
 }
 
@@ -236,6 +240,7 @@ static const struct option daemon_options_table[] = {
         { "exit-dir", required_argument, NULL, OPT_EXIT_DIR },
         { "default-log", required_argument, NULL, OPT_DEFAULT_LOG },
         { "metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN },
+        { "events-ring", required_argument, NULL, OPT_EVENTS_RING },
         { "log-level", required_argument, NULL, 'l' },
         { "log-file", required_argument, NULL, OPT_LOG_FILE },
         { "handover-fd", required_argument, NULL, OPT_HANDOVER_FD }, /* internal: daemon/upgrade.c */
@@ -311,6 +316,11 @@ static int option_limit(struct daemon_options *o, int c, const char *arg)
                 if (parse_limit("--max-streams", arg, false, 1, VMM_MAX_STREAMS_LIMIT, &v) < 0)
                         return -EINVAL;
                 o->vcfg.max_streams = (unsigned)v;
+                return 0;
+        case OPT_EVENTS_RING:
+                if (parse_limit("--events-ring", arg, false, 1, EVENT_RING_MAX_SIZE, &v) < 0)
+                        return -EINVAL;
+                o->scfg.events_ring = (unsigned)v;
                 return 0;
         case OPT_MAX_ATTACH_CLIENTS:
                 if (parse_limit("--max-attach-clients", arg, false, 1, VMM_ATTACH_MAX_CLIENTS_LIMIT, &v) < 0)

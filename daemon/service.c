@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "control.pb-c.h"
+#include "daemon/event-ring.h"
 #include "daemon/exec-id.h"
 #include "daemon/metrics.h"
 #include "daemon/service.h"
@@ -19,6 +20,7 @@ struct subscriber {
         struct service *service;
         struct control_call *call;
         char *vm;       /* NULL: every VM */
+        uint64_t lost_first, lost_last; /* events its full output queue dropped, not yet told; 0: none */
 };
 
 struct service {
@@ -27,6 +29,7 @@ struct service {
         struct control_server *server;
         struct list_head subscribers;
         struct upgrade *upgrade;        /* borrowed; NULL: Upgrade answers UNAVAILABLE */
+        struct event_ring *events;      /* the recent events, for Events replay */
 };
 
 #define REQ(type, request) const type *req = (const type *)(request)
@@ -848,13 +851,60 @@ static void subscriber_on_cancel(struct control_call *call, void *userdata)
         subscriber_free(sub);
 }
 
+/* Sends ev, telling first of any events this subscriber lost: a full output queue drops an
+ * event, and the next one that fits is preceded by a marker naming the gap, never silence. */
+static int subscriber_send(struct subscriber *sub, const Vsockmux__V1__Event *ev)
+{
+        int r;
+
+        if (sub->lost_first) {
+                Vsockmux__V1__Event marker;
+                char text[256];
+
+                event_ring_marker(sub->lost_first, sub->lost_last,
+                                  "this subscriber fell behind (its connection's output queue was full)", text,
+                                  sizeof(text), &marker);
+                r = control_call_send(sub->call, &marker.base);
+                if (r == 0)
+                        sub->lost_first = sub->lost_last = 0;
+                else if (r != -ENOBUFS)
+                        return r;
+        }
+        r = sub->lost_first ? -ENOBUFS : control_call_send(sub->call, &ev->base);
+        if (r == -ENOBUFS && ev->seq) {
+                if (!sub->lost_first)
+                        log_warn("events: a subscriber fell behind; it is told which events it missed");
+                sub->lost_first = sub->lost_first ?: ev->seq;
+                sub->lost_last = ev->seq;
+        }
+        return r;
+}
+
+static bool subscriber_wants(const struct subscriber *sub, const Vsockmux__V1__Event *ev)
+{
+        return !sub->vm || !ev->vm[0] || strcmp(sub->vm, ev->vm) == 0;
+}
+
+static int subscriber_replay_one(const Vsockmux__V1__Event *ev, void *userdata)
+{
+        struct subscriber *sub = userdata;
+        int r;
+
+        if (!subscriber_wants(sub, ev))
+                return 0;
+        r = subscriber_send(sub, ev);
+        return r == -ENOBUFS ? 0 : r;
+}
+
 static int on_events(struct control_call *call, const ProtobufCMessage *request, void *userdata)
 {
         REQ(Vsockmux__V1__EventsRequest, request);
         struct service *s = userdata;
         struct subscriber *sub;
+        int r;
 
-        if (req->vm && req->vm[0] && !vmm_vm_find(s->vmm, req->vm))
+        /* A replay may ask for a VM removed since: its events are still in the ring. */
+        if (req->vm && req->vm[0] && !vmm_vm_find(s->vmm, req->vm) && !req->replay)
                 return control_call_fail(call, CONTROL_CODE_NOT_FOUND, "unknown VM '%s'", req->vm);
         sub = calloc(1, sizeof(*sub));
         if (!sub)
@@ -866,6 +916,16 @@ static int on_events(struct control_call *call, const ProtobufCMessage *request,
                 if (!sub->vm) {
                         free(sub);
                         return -ENOMEM;
+                }
+        }
+        list_init(&sub->link);
+        /* The replay runs to its end before any new event can be published: nothing falls
+         * between what it sends and what follows live. */
+        if (req->replay && s->events) {
+                r = event_ring_replay(s->events, req->since_seq, req->since_timestamp_ns, subscriber_replay_one, sub);
+                if (r < 0) {
+                        subscriber_free(sub);
+                        return r == -ENOTCONN ? control_call_fail(call, CONTROL_CODE_CANCELLED, "client gone") : r;
                 }
         }
         list_add_tail(&s->subscribers, &sub->link);
@@ -887,7 +947,8 @@ static const Vsockmux__V1__EventKind event_kinds[] = {
         [VMM_EVENT_MIGRATION_FAILED] = VSOCKMUX__V1__EVENT_KIND__EVENT_KIND_MIGRATION_FAILED,
 };
 
-/* Stamps ev and sends it to every subscriber that wants its VM. */
+/* Stamps ev with the time and its sequence number, keeps it in the ring and sends it to every
+ * subscriber that wants its VM. */
 static void service_publish(struct service *s, Vsockmux__V1__Event *ev)
 {
         struct list_head *pos, *tmp;
@@ -895,15 +956,13 @@ static void service_publish(struct service *s, Vsockmux__V1__Event *ev)
 
         clock_gettime(CLOCK_REALTIME, &ts);
         ev->timestamp_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        if (s->events && event_ring_add(s->events, ev) < 0)
+                log_warn("events: out of memory: event %llu is not kept for replay", (unsigned long long)ev->seq);
         list_for_each_safe(pos, tmp, &s->subscribers) {
                 struct subscriber *sub = list_entry(pos, struct subscriber, link);
-                int r;
 
-                if (sub->vm && ev->vm[0] && strcmp(sub->vm, ev->vm) != 0)
-                        continue;
-                r = control_call_send(sub->call, &ev->base);
-                if (r == -ENOBUFS)
-                        log_warn("events: a subscriber fell behind; an event was dropped for it");
+                if (subscriber_wants(sub, ev))
+                        (void)subscriber_send(sub, ev);
         }
 }
 
@@ -913,7 +972,7 @@ void service_on_event(const struct vmm_event *e, void *userdata)
         Vsockmux__V1__Event ev = VSOCKMUX__V1__EVENT__INIT;
         Vsockmux__V1__ExitStatus st;
 
-        if (!s || list_empty(&s->subscribers))
+        if (!s || (!s->events && list_empty(&s->subscribers)))
                 return;
         ev.kind = e->kind < ELEMENTSOF(event_kinds) ? event_kinds[e->kind]
                                                      : VSOCKMUX__V1__EVENT_KIND__EVENT_KIND_UNSPECIFIED;
@@ -1217,9 +1276,13 @@ int service_start(struct service *s, struct relay *r, struct vmm *m, const struc
                 .adopt_fd = cfg->adopt_fd,
                 .adopted_fd = cfg->adopted_fd,
         };
+        int k;
 
         s->relay = r;
         s->vmm = m;
+        k = event_ring_new(cfg->events_ring ?: EVENT_RING_DEFAULT_SIZE, &s->events);
+        if (k < 0)
+                return k;
         return control_server_new(r, &scfg, service_methods, ELEMENTSOF(service_methods), s, &s->server);
 }
 
@@ -1272,6 +1335,7 @@ struct service *service_free(struct service *s)
         s->server = control_server_free(s->server);
         list_for_each_safe(pos, tmp, &s->subscribers)
                 subscriber_free(list_entry(pos, struct subscriber, link));
+        event_ring_free(s->events);
         free(s);
         return NULL;
 }

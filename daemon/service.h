@@ -15,6 +15,7 @@ struct service_config {
         gid_t read_group;       /* --read-group: may list and watch (VmList, Ps, Stats, Events, Wait); 0 or CONTROL_NO_GROUP: none */
         unsigned max_connections;
         size_t max_control_frame;       /* a request's ttrpc data bytes; 0 = CONTROL_FRAME_MAX_DATA */
+        unsigned events_ring;           /* recent events kept for Events replay; 0 = EVENT_RING_DEFAULT_SIZE */
         bool adopt_fd;                  /* serve adopted_fd (socket activation), not a socket bound here */
         int adopted_fd;
 };

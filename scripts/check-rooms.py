@@ -16,7 +16,7 @@ import sys
 ROOMS = [
     # (room, rank, files)
     ("main", 90, ["main.c", "room-check.c", "metrics-http.c", "metrics-http.h", "upgrade-ops.c", "upgrade-ops.h"]),
-    ("service", 80, ["service.c", "service.h", "metrics.c", "metrics.h"]),
+    ("service", 80, ["service.c", "service.h", "metrics.c", "metrics.h", "event-ring.c", "event-ring.h"]),
     ("manager", 70, ["vmm.c", "vmm.h"]),
     ("handover", 60, ["save.c", "restore.c", "save-restore.h"]),
     ("vm", 50, ["vm.c", "vm-state.c", "vm-fence.c", "vm.h", "vm-private.h"]),
