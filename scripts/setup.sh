@@ -18,6 +18,8 @@ packages=(
   golang-go golang-github-containerd-ttrpc-dev golang-goprotobuf-dev protobuf-compiler
   # memory checks and benchmarks
   valgrind socat gnuplot-nox procps
+  # tests: fault injection standing in for a kernel without io_uring
+  strace
 )
 
 missing=()

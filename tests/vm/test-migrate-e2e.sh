@@ -21,6 +21,8 @@
 set -u
 
 daemon=$1 cli=$2 sim=$3
+# vsockmuxd cannot start without io_uring: a skip, not a failure.
+"$(dirname "$0")/../io_uring_available.py" || exit $?
 : "${VM_TEST_SRC_URI:?run me through with-libvirtd.sh}" "${VM_TEST_DST_URI:?}" "${VM_TEST_KERNEL:?}"
 
 # Generous bounds for a loaded 2-core box under ASan; nothing here asserts speed.
