@@ -25,11 +25,12 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 eval "$(python3 -c '
 import json, subprocess, sys
 opts = {o["name"]: o["value"] for o in json.loads(subprocess.check_output([sys.argv[1], "introspect", sys.argv[2], "--buildoptions"]))}
-print("prefix=%s libdir=%s includedir=%s bindir=%s unitdir=%s" % (opts["prefix"], opts["libdir"], opts["includedir"], opts["bindir"], opts["systemdunitdir"] or opts["prefix"] + "/lib/systemd/system"))
+print("prefix=%s libdir=%s includedir=%s bindir=%s libexecdir=%s unitdir=%s" % (opts["prefix"], opts["libdir"], opts["includedir"], opts["bindir"], opts["libexecdir"], opts["systemdunitdir"] or opts["prefix"] + "/lib/systemd/system"))
 ' "$meson" "$build")"
 case $libdir in /*) ;; *) libdir=$prefix/$libdir ;; esac
 case $includedir in /*) ;; *) includedir=$prefix/$includedir ;; esac
 case $bindir in /*) ;; *) bindir=$prefix/$bindir ;; esac
+case $libexecdir in /*) ;; *) libexecdir=$prefix/$libexecdir ;; esac
 root=$tmp/root
 version=$("$meson" introspect "$build" --projectinfo | python3 -c 'import json, sys; print(json.load(sys.stdin)["version"])')
 
@@ -44,6 +45,7 @@ $libdir/libvsockmux.so
 $libdir/libvsockmux.so.0
 $libdir/libvsockmux.so.$version
 $libdir/pkgconfig/vsockmux.pc
+$libexecdir/vsockmux-vmhelper
 $unitdir/vsockmuxd.service
 $unitdir/vsockmuxd.socket
 LIST
