@@ -140,6 +140,17 @@ int vsockmux_client_send(struct vsockmux_client *c, const char *method, const Pr
         return 0;
 }
 
+int vsockmux_client_pending(const struct vsockmux_client *c)
+{
+        struct control_frame f;
+        size_t size;
+
+        if (!c || c->rx_len <= c->consumed)
+                return 0;
+        /* A frame that will not parse is no wait either: recv fails at once. */
+        return control_frame_parse(c->rx + c->consumed, c->rx_len - c->consumed, &f, &size) != 0 ? 1 : 0;
+}
+
 /* Blocks until one whole frame sits at the front of the buffer. */
 static int read_frame(struct vsockmux_client *c, struct control_frame *ret_frame)
 {

@@ -52,6 +52,10 @@ struct vsockmux_client *vsockmux_client_free(struct vsockmux_client *c);
 /* For poll(): readable means a frame is on its way. */
 int vsockmux_client_fd(const struct vsockmux_client *c);
 
+/* 1 when a whole frame is already buffered, so recv will not block though poll() on the fd may
+ * not say readable (one read can bring several frames); 0 otherwise. */
+int vsockmux_client_pending(const struct vsockmux_client *c);
+
 /* Bounds every later read; 0 = wait forever (the default). A read that times out is -ETIMEDOUT. */
 int vsockmux_client_set_timeout(struct vsockmux_client *c, uint64_t timeout_ns);
 
