@@ -70,14 +70,14 @@ static const struct cli_command commands[] = {
         { NULL, "resume", cli_resume, "resume NAME",
           "Lets a restored VM's relays run." },
         { NULL, "migrate", cli_migrate,
-          "migrate NAME --to LIBVIRT_URI --domain DOMAIN --dest-socket PATH [--from LIBVIRT_URI]\n"
+          "migrate NAME --to LIBVIRT_URI --dest-socket PATH [--domain DOMAIN] [--from LIBVIRT_URI]\n"
           "                  [--transport tcp|unix|tls] [--migrate-uri URI] [--bandwidth MIB/S] [--downtime MS]\n"
           "                  [--compression none|xbzrle|mt] [--xbzrle-cache BYTES] [--mt-level N] [--mt-threads N]\n"
           "                  [--mt-dthreads N] [--parallel N] [--auto-converge INIT,INC] [--persist] [--p2p|--direct]\n"
           "                  [--dest-name NAME] [--dest-hvsock UDS_PATH|--dest-cid CID] [--io PID:...]...\n"
           "                  [--on-suspended CMD] [--on-resumed CMD] [--json]",
-          "Live-migrates VM NAME's libvirt DOMAIN to LIBVIRT_URI and hands its stdio to the daemon\n"
-          "listening on --dest-socket." },
+          "Asks the daemon to live-migrate VM NAME's libvirt DOMAIN (default NAME) to LIBVIRT_URI and hand\n"
+          "its stdio to the daemon listening on --dest-socket; shows the progress, runs the hooks here." },
         { NULL, "upgrade", cli_upgrade, "upgrade [--binary PATH] [--timeout SECONDS]",
           "Replaces the running vsockmuxd with PATH (default: the executable it was started from, as it\n"
           "is on disk now), handing over its control socket. If the new one cannot take over (a missing\n"

@@ -16,6 +16,7 @@
 #include "daemon/event-ring.h"
 #include "daemon/metrics-http.h"
 #include "daemon/upgrade-ops.h"
+#include "daemon/migrate.h"
 #include "daemon/notify.h"
 #include "daemon/service.h"
 #include "daemon/vmm.h"
@@ -42,6 +43,7 @@ enum {
         OPT_METRICS_LISTEN,
         OPT_HANDOVER_FD,
         OPT_EVENTS_RING,
+        OPT_VM_HELPER,
 };
 
 struct daemon_signals {
@@ -149,6 +151,7 @@ static void usage(FILE *f)
                 "  --metrics-listen ADDR  serve GET /metrics (Prometheus text) on ADDR: a loopback\n"
                 "                       HOST:PORT (127.0.0.1:9464, [::1]:9464) or a Unix socket path (mode\n"
                 "                       as the control socket's); off by default\n"
+                "  --vm-helper PATH     the program Migrate runs libvirt in (default " VSOCKMUX_VM_HELPER_DEFAULT ")\n"
                 "  --bridge-reconnect-grace SECONDS  how long a guest whose bridge dropped (not migrating)\n"
                 "                       may take to reconnect before its processes' exits are reported\n"
                 "                       lost; 0 reports them lost at once, as hcsshim does (default %u, max %u)\n"
@@ -241,6 +244,7 @@ static const struct option daemon_options_table[] = {
         { "default-log", required_argument, NULL, OPT_DEFAULT_LOG },
         { "metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN },
         { "events-ring", required_argument, NULL, OPT_EVENTS_RING },
+        { "vm-helper", required_argument, NULL, OPT_VM_HELPER },
         { "log-level", required_argument, NULL, 'l' },
         { "log-file", required_argument, NULL, OPT_LOG_FILE },
         { "handover-fd", required_argument, NULL, OPT_HANDOVER_FD }, /* internal: daemon/upgrade.c */
@@ -387,6 +391,13 @@ static int option_place(struct daemon_options *o, int c, const char *arg)
                                 arg);
                         return -EINVAL;
                 }
+                return 0;
+        case OPT_VM_HELPER:
+                if (arg[0] != '/') {
+                        fprintf(stderr, "vsockmuxd: --vm-helper must be an absolute path, got '%s'\n", arg);
+                        return -EINVAL;
+                }
+                o->scfg.vm_helper = arg;
                 return 0;
         case OPT_EXIT_DIR:
                 if (arg[0] != '/') {

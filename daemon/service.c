@@ -10,6 +10,7 @@
 #include "daemon/event-ring.h"
 #include "daemon/exec-id.h"
 #include "daemon/metrics.h"
+#include "daemon/migrate.h"
 #include "daemon/service.h"
 #include "daemon/upgrade.h"
 #include "util/list.h"
@@ -30,6 +31,7 @@ struct service {
         struct list_head subscribers;
         struct upgrade *upgrade;        /* borrowed; NULL: Upgrade answers UNAVAILABLE */
         struct event_ring *events;      /* the recent events, for Events replay */
+        struct migrations *migrations;
 };
 
 #define REQ(type, request) const type *req = (const type *)(request)
@@ -1210,13 +1212,23 @@ static int on_upgrade(struct control_call *call, const ProtobufCMessage *request
         return 0;
 }
 
-/* ---- later issues ---- */
+/* ---- migration: daemon/migrate.c ---- */
 
-static int on_unimplemented(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+static int on_migrate(struct control_call *call, const ProtobufCMessage *request, void *userdata)
 {
-        return control_call_fail(call, CONTROL_CODE_UNIMPLEMENTED, "%s is not implemented yet",
-                                 control_call_method(call)->name);
+        struct service *s = userdata;
+
+        return migrations_on_call(s->migrations, call, (const Vsockmux__V1__MigrateRequest *)request);
 }
+
+static void service_on_migration_event(Vsockmux__V1__Event *ev, void *userdata)
+{
+        service_publish(userdata, ev);
+}
+
+static const struct migrations_ops service_migrations_ops = {
+        .publish = service_on_migration_event,
+};
 
 /* What a monitoring agent in --read-group may call: listings and waits, nothing that acts. */
 static const char *const service_read_methods[] = {
@@ -1241,7 +1253,7 @@ static const struct control_method service_methods[] = {
         METHOD("Save", vsockmux__v1__save_request__descriptor, on_save),
         METHOD("Restore", vsockmux__v1__restore_request__descriptor, on_restore),
         METHOD("Resume", vsockmux__v1__resume_request__descriptor, on_resume),
-        METHOD("Migrate", vsockmux__v1__migrate_request__descriptor, on_unimplemented),
+        METHOD("Migrate", vsockmux__v1__migrate_request__descriptor, on_migrate),
         METHOD("PublishMigrationEvent", vsockmux__v1__publish_migration_event_request__descriptor,
                on_publish_migration_event),
         METHOD("Resize", vsockmux__v1__resize_request__descriptor, on_resize),
@@ -1276,11 +1288,15 @@ int service_start(struct service *s, struct relay *r, struct vmm *m, const struc
                 .adopt_fd = cfg->adopt_fd,
                 .adopted_fd = cfg->adopted_fd,
         };
+        struct migrations_config mcfg = { .helper_path = cfg->vm_helper, .owner_uid = cfg->owner_uid };
         int k;
 
         s->relay = r;
         s->vmm = m;
         k = event_ring_new(cfg->events_ring ?: EVENT_RING_DEFAULT_SIZE, &s->events);
+        if (k < 0)
+                return k;
+        k = migrations_new(r, m, &mcfg, &service_migrations_ops, s, &s->migrations);
         if (k < 0)
                 return k;
         return control_server_new(r, &scfg, service_methods, ELEMENTSOF(service_methods), s, &s->server);
@@ -1333,6 +1349,7 @@ struct service *service_free(struct service *s)
                 return NULL;
         /* Freeing the server cancels every pending call, which frees the subscribers. */
         s->server = control_server_free(s->server);
+        s->migrations = migrations_free(s->migrations);
         list_for_each_safe(pos, tmp, &s->subscribers)
                 subscriber_free(list_entry(pos, struct subscriber, link));
         event_ring_free(s->events);

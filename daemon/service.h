@@ -18,6 +18,7 @@ struct service_config {
         unsigned events_ring;           /* recent events kept for Events replay; 0 = EVENT_RING_DEFAULT_SIZE */
         bool adopt_fd;                  /* serve adopted_fd (socket activation), not a socket bound here */
         int adopted_fd;
+        const char *vm_helper;          /* --vm-helper: the program Migrate runs libvirt in; NULL: the installed one */
 };
 
 struct service *service_free(struct service *s);

@@ -16,7 +16,8 @@ import sys
 ROOMS = [
     # (room, rank, files)
     ("main", 90, ["main.c", "room-check.c", "metrics-http.c", "metrics-http.h", "upgrade-ops.c", "upgrade-ops.h"]),
-    ("service", 80, ["service.c", "service.h", "metrics.c", "metrics.h", "event-ring.c", "event-ring.h"]),
+    ("service", 80, ["service.c", "service.h", "metrics.c", "metrics.h", "event-ring.c", "event-ring.h", "migrate.c",
+                     "migrate.h"]),
     ("manager", 70, ["vmm.c", "vmm.h"]),
     ("handover", 60, ["save.c", "restore.c", "save-restore.h"]),
     ("vm", 50, ["vm.c", "vm-state.c", "vm-fence.c", "vm.h", "vm-private.h"]),
@@ -29,7 +30,7 @@ ROOMS = [
                   "exec-id.h", "exit-file.c", "exit-file.h", "log-k8s.c", "log-k8s.h", "log-journald.c", "log-journald.h", "endpoint.c", "endpoint.h",
                   "opener.c", "opener.h", "paths.c", "paths.h", "savestate.c", "savestate.h", "notify.c", "notify.h",
                   "fence.c", "fence.h", "upgrade.c", "upgrade.h", "handover-wire.c", "handover-wire.h",
-                  "metrics-addr.c", "metrics-addr.h"]),
+                  "metrics-addr.c", "metrics-addr.h", "vmhelper.c", "vmhelper.h"]),
 ]
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"daemon/([^"]+)"', re.M)

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# tests/vm/test-migrate-e2e.sh DAEMON CLI SIM
+# tests/vm/test-migrate-e2e.sh DAEMON CLI SIM VMHELPER
 #
-# `vsockmux migrate` end to end, run by with-libvirtd.sh (VM_TEST_* name two session libvirtd and
-# the test guest): a real libvirt live migration of a TCG domain and, in the same run, the relay
-# state of a VM moving between two vsockmuxd while the guest simulator's process keeps writing.
+# Migrate over the control API end to end, run by with-libvirtd.sh (VM_TEST_* name two session
+# libvirtd and the test guest): the source vsockmuxd runs a real libvirt live migration of a TCG
+# domain in its vsockmux-vmhelper and, in the same run, moves the relay state of a VM to the
+# other vsockmuxd while the guest simulator's process keeps writing. `vsockmux migrate` is only
+# the API's client: it sends Migrate, prints the Events, and runs the hooks.
 # The simulator plays the guest's vsock side, so it follows the domain through the migration's
 # hooks: it is stopped when the source pauses (--on-suspended: a paused guest neither writes nor
 # notices the source daemon letting go), and continued when the destination domain resumes
@@ -17,10 +19,15 @@
 #   2. a migration moves the domain and the relay state: zero bytes lost, the exit code arrives
 #      on the destination, the source keeps nothing, `vsockmux events` saw it;
 #   3. an interrupted migration (SIGTERM during pre-copy) rolls back: the domain runs on at the
-#      source, the source daemon keeps relaying, the destination holds nothing.
+#      source, the source daemon keeps relaying, the destination holds nothing;
+#   4. the helper killed (SIGKILL) mid-migration: the daemon serves on, a rollback helper aborts
+#      libvirt's job, and everything is back on the source as in 3.
+# The hooks run in the CLI when it sees the daemon's "suspended" and "destination-resumed"
+# events: the simulator may notice the source letting go before its STOP arrives, which a real
+# guest would not; it redials, and nothing is lost either way.
 set -u
 
-daemon=$1 cli=$2 sim=$3
+daemon=$1 cli=$2 sim=$3 helper=$4
 # vsockmuxd cannot start without io_uring: a skip, not a failure.
 "$(dirname "$0")/../io_uring_available.py" || exit $?
 : "${VM_TEST_SRC_URI:?run me through with-libvirtd.sh}" "${VM_TEST_DST_URI:?}" "${VM_TEST_KERNEL:?}"
@@ -70,8 +77,10 @@ virsh_dst() { timeout 30 virsh -q -c "$VM_TEST_DST_URI" "$@"; }
 
 start_daemon() {
         mkdir -p "$dir/$1"
-        "$daemon" --socket "$dir/$1.sock" --state-dir "$dir/$1" --hvsock-root "$dir" >"$dir/daemon-$1.log" 2>&1 &
+        "$daemon" --socket "$dir/$1.sock" --state-dir "$dir/$1" --hvsock-root "$dir" --vm-helper "$helper" \
+                >"$dir/daemon-$1.log" 2>&1 &
         pids+=($!)
+        eval "daemon_$1=$!"
         wait_for "vsockmuxd $1" test -S "$dir/$1.sock"
 }
 
@@ -224,4 +233,41 @@ code=0; out=$(vsa wait demo2 "$pid2") || code=$?
 [ "$out" = "exited 7" ] || fail "the exit came back as '$out'"
 check_lines "$dir/out2" || fail "output lost or duplicated across the aborted migration"
 virsh_src destroy vmig-abort >/dev/null
+
+# ---- 4. the helper killed mid-migration: rolled back, the daemon serves on ----------------------
+step "the helper killed (SIGKILL) during pre-copy: rolled back, the daemon unharmed"
+domain_start vmig-kill 8
+vm_with_sim demo3 >/dev/null
+pid3=$(vsa exec demo3 --detach --stdout "$dir/out3" -- sh -c "$(writer demo3 "$dir/stop3")") || fail "exec"
+wait_for "output on the source" size_at_least "$dir/out3" 2000
+"$cli" --socket "$dir/a.sock" migrate demo3 --from "$VM_TEST_SRC_URI" --to "$VM_TEST_DST_URI" --domain vmig-kill \
+        --dest-socket "$dir/b.sock" --bandwidth 1 --json >"$dir/kill.jsonl" 2>"$dir/kill.log" &
+mig=$!
+wait_for "pre-copy data moving" grep -q '"event":"progress".*"data_processed":[1-9]' "$dir/kill.jsonl"
+# The daemon's one child is the helper of this migration.
+# shellcheck disable=SC2154
+helper_pid=$(pgrep -P "$daemon_a") || fail "no helper process under vsockmuxd $daemon_a"
+[ "$(wc -w <<<"$helper_pid")" -eq 1 ] || fail "more than one child of vsockmuxd: $helper_pid"
+grep -q vsockmux-vmhel "/proc/$helper_pid/comm" || fail "vsockmuxd's child is $(cat "/proc/$helper_pid/comm")"
+kill -KILL "$helper_pid"
+wait "$mig"
+rc=$?
+cat "$dir/kill.log"
+[ "$rc" -eq 1 ] || fail "migrate with its helper killed exited $rc, not 1"
+grep -q '"event":"failed".*killed by signal 9.*"rolled_back":true' "$dir/kill.jsonl" ||
+        fail "no rolled-back failure naming the killed helper"
+[ "$(virsh_src domstate vmig-kill)" = running ] || fail "the domain is not running on the source"
+virsh_src domjobinfo vmig-kill | grep -q "Job type: *None" || fail "libvirt's migration job is still running"
+virsh_dst domstate vmig-kill >/dev/null 2>&1 && fail "the domain exists on the destination"
+bridge_is "$dir/a.sock" demo3 connected || fail "the source daemon does not relay demo3 as before"
+has_vm "$dir/b.sock" demo3 && fail "the destination daemon holds demo3"
+no_helper() { ! pgrep -P "$daemon_a" >/dev/null; }
+wait_for "the rollback helper to exit" no_helper
+size=$(stat -c %s "$dir/out3")
+wait_for "output after the rollback" size_at_least "$dir/out3" $((size + 1))
+touch "$dir/stop3"
+code=0; out=$(vsa wait demo3 "$pid3") || code=$?
+[ "$code" = 7 ] || fail "wait on the source exited $code, not the process's 7"
+check_lines "$dir/out3" || fail "output lost or duplicated across the killed migration"
+virsh_src destroy vmig-kill >/dev/null
 echo "PASS"
