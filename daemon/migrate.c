@@ -82,6 +82,7 @@ static void migration_maybe_free(struct migration *m)
                 migration_free(m);
 }
 
+/* The unanswered migration of vm, if any. */
 static struct migration *migration_find(struct migrations *ms, const char *vm)
 {
         struct list_head *pos;
@@ -89,7 +90,8 @@ static struct migration *migration_find(struct migrations *ms, const char *vm)
         list_for_each(pos, &ms->list) {
                 struct migration *m = list_entry(pos, struct migration, link);
 
-                if (strcmp(m->vm, vm) == 0)
+                /* An answered one only waits for its helper to exit: a new one may start. */
+                if (m->phase != MIGRATION_FINISHED && strcmp(m->vm, vm) == 0)
                         return m;
         }
         return NULL;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -629,6 +630,10 @@ int main(int argc, char **argv)
         }
         /* Output to a daemon that is gone must not kill us before we abort the migration. */
         signal(SIGPIPE, SIG_IGN);
+        /* Least privilege: nothing we start (ssh for qemu+ssh://) gains rights, and nothing of
+         * the daemon's but our socket stays open here. */
+        (void)prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+        (void)close_range(VMHELPER_FD + 1, ~0u, 0);
         r = helper_recv(&h, &m);
         if (r < 0) {
                 fprintf(stderr, "vsockmux-vmhelper: no request on fd %d: %s\n", VMHELPER_FD, strerror(-r));
