@@ -45,6 +45,39 @@ static bool rollback_ok(const Vsockmux__Vmhelper__Rollback *m)
                str_ok(m->destination_name, VMHELPER_STRING_MAX);
 }
 
+/* No field this build does not know, at any depth: the daemon and its helper are one build, so
+ * one is a corrupt or foreign frame (and protobuf-c re-packs an unknown varint written in more
+ * bytes than it needs differently from how it read it). */
+static bool known_fields_only(const ProtobufCMessage *m)
+{
+        const uint8_t *base = (const uint8_t *)m;
+
+        if (m->n_unknown_fields > 0)
+                return false;
+        for (unsigned i = 0; i < m->descriptor->n_fields; i++) {
+                const ProtobufCFieldDescriptor *f = &m->descriptor->fields[i];
+
+                if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+                        continue;
+                if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+                        size_t n = *(const size_t *)(base + f->quantifier_offset);
+                        ProtobufCMessage *const *v = *(ProtobufCMessage *const *const *)(base + f->offset);
+
+                        for (size_t j = 0; j < n; j++)
+                                if (v[j] && !known_fields_only(v[j]))
+                                        return false;
+                        continue;
+                }
+                /* A oneof's members share their storage: only the one its case names is there. */
+                if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) && *(const uint32_t *)(base + f->quantifier_offset) != f->id)
+                        continue;
+                const ProtobufCMessage *v = *(ProtobufCMessage *const *)(base + f->offset);
+                if (v && !known_fields_only(v))
+                        return false;
+        }
+        return true;
+}
+
 static bool phase_ok(Vsockmux__Vmhelper__Phase p)
 {
         return p > VSOCKMUX__VMHELPER__PHASE__PHASE_UNSPECIFIED && p <= VSOCKMUX__VMHELPER__PHASE__PHASE_INTERRUPTED;
@@ -87,7 +120,7 @@ int vmhelper_frame_parse(const uint8_t *buf, size_t len, vmhelper_msg **ret, siz
         m = vsockmux__vmhelper__message__unpack(NULL, n, buf + VMHELPER_HEADER_SIZE);
         if (!m)
                 return -EBADMSG;
-        if (!body_ok(m)) {
+        if (!known_fields_only(&m->base) || !body_ok(m)) {
                 vmhelper_msg_free(m);
                 return -EBADMSG;
         }

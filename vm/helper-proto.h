@@ -20,7 +20,7 @@ typedef Vsockmux__Vmhelper__Message vmhelper_msg;
 /* Parses the frame at the front of buf. Returns 1 with *ret (the caller frees it) and *ret_size,
  * the bytes the frame took; 0 when more bytes are needed (a frame is not whole yet); -EMSGSIZE
  * for a length over VMHELPER_FRAME_MAX or 0; -EBADMSG for a message that does not decode, has no
- * body, or holds a string, list or enum outside its limits. */
+ * body, holds a string, list or enum outside its limits, or a field this build does not know. */
 int vmhelper_frame_parse(const uint8_t *buf, size_t len, vmhelper_msg **ret, size_t *ret_size);
 
 /* Packs m with its header into a new buffer. -EMSGSIZE over VMHELPER_FRAME_MAX. */

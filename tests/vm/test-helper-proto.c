@@ -89,6 +89,26 @@ static void test_frame_with_a_string_over_its_limit_is_ebadmsg(void **state)
         vmhelper_msg_free(got);
 }
 
+/* The daemon and the helper are one build: a field it does not know, however deep, is refused. */
+static void test_frame_with_an_unknown_field_at_any_depth_is_ebadmsg(void **state)
+{
+        uint8_t abort_ok[] = { 2, 0, 0, 0, 0x22, 0x00 };                             /* abort {} */
+        uint8_t abort_extra[] = { 4, 0, 0, 0, 0x22, 0x02, 0x78, 0x01 };              /* abort { 15: 1 } */
+        /* migrate { params { key: "a" 15: 1 (written in two bytes, as the fuzzer found) } } */
+        uint8_t param_extra[] = { 11, 0, 0, 0, 0x0a, 0x09, 0x32, 0x07, 0x0a, 0x01, 'a', 0x78, 0x81, 0x00 };
+        vmhelper_msg *got = NULL;
+        size_t used;
+
+        param_extra[0] = sizeof(param_extra) - 4;
+        param_extra[5] = sizeof(param_extra) - 6;
+        param_extra[7] = sizeof(param_extra) - 8;
+        assert_int_equal(vmhelper_frame_parse(abort_ok, sizeof(abort_ok), &got, &used), 1);
+        got = vmhelper_msg_free(got);
+        assert_int_equal(vmhelper_frame_parse(abort_extra, sizeof(abort_extra), &got, &used), -EBADMSG);
+        assert_int_equal(vmhelper_frame_parse(param_extra, sizeof(param_extra), &got, &used), -EBADMSG);
+        assert_null(got);
+}
+
 static int parse(const char *const *pairs, size_t n, struct vm_params *p, char *err, size_t errlen)
 {
         Vsockmux__Vmhelper__KeyValue kv[16], *ptrs[16];
@@ -166,6 +186,7 @@ int main(void)
                 cmocka_unit_test(test_frame_length_zero_or_over_the_limit_is_emsgsize),
                 cmocka_unit_test(test_frame_without_body_or_with_unknown_phase_is_ebadmsg),
                 cmocka_unit_test(test_frame_with_a_string_over_its_limit_is_ebadmsg),
+                cmocka_unit_test(test_frame_with_an_unknown_field_at_any_depth_is_ebadmsg),
                 cmocka_unit_test(test_params_fill_the_options_they_name),
                 cmocka_unit_test(test_params_refusal_names_the_key),
                 cmocka_unit_test(test_default_migrate_uri_is_the_destination_host),
