@@ -118,6 +118,8 @@ struct json_object *cli_json_exit(const Vsockmux__V1__ExitStatus *es);
 int cli_exit_code(const Vsockmux__V1__ExitStatus *es);
 /* "exited 3", "killed by SIGKILL", "exit status lost", "-". */
 const char *cli_exit_text(const Vsockmux__V1__ExitStatus *es, char *buf, size_t len);
+/* A CLOCK_REALTIME time as RFC 3339 UTC (2026-12-03T17:00:00Z), "-" for 0 (not known). */
+const char *cli_time_text(uint64_t realtime_ns, char *buf, size_t len);
 
 /* Aligned tables: columns padded to the widest cell, two spaces apart, the header first. */
 #define CLI_TABLE_MAX_COLUMNS 12

@@ -105,27 +105,63 @@ static struct json_object *process_json(const Vsockmux__V1__ProcessInfo *p)
         if (p->output_lost_on_move)
                 json_object_object_add(o, "output_lost_on_move", json_object_new_boolean(true));
         json_object_object_add(o, "terminal", json_object_new_boolean(p->terminal));
+        json_object_object_add(o, "vm", json_object_new_string(p->vm));
+        /* Nanoseconds, as the events' timestamps; absent while not known. */
+        if (p->started_ns)
+                json_object_object_add(o, "started_ns", json_object_new_uint64(p->started_ns));
+        if (p->exited_ns)
+                json_object_object_add(o, "exited_ns", json_object_new_uint64(p->exited_ns));
         return o;
+}
+
+/* ps NAME | ps --all, each with an optional --json. */
+static int ps_parse(struct cli *cli, int argc, char **argv, Vsockmux__V1__PsRequest *req, bool *ret_json)
+{
+        static const struct option options[] = {
+                { "json", no_argument, NULL, 'j' },
+                { "all", no_argument, NULL, 'a' },
+                {}
+        };
+        bool json = false;
+        int c;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, ":", options, NULL)) >= 0) {
+                if (c == 'j')
+                        json = true;
+                else if (c == 'a')
+                        req->all = true;
+                else
+                        return cli_option_error(cli, c, argv);
+        }
+        if (req->all && argc - optind != 0)
+                return cli_usage_error(cli, "--all lists every VM's processes: it takes no VM NAME");
+        if (!req->all && argc - optind != 1)
+                return cli_usage_error(cli, "expected exactly one VM NAME (or --all)");
+        if (!req->all)
+                req->vm = argv[optind];
+        *ret_json = json;
+        return 0;
 }
 
 int cli_ps(struct cli *cli, int argc, char **argv)
 {
+        /* The VM column only with --all: one VM's ps looks as it always did but for the times. */
         static const char *const header[] = {
-                "PID", "EXEC ID", "CONTAINER", "STATE", "PORTS (IN/OUT/ERR)", "WAIT ID", "BYTES (IN/OUT/ERR)", "EXIT", "COMMAND",
+                "VM", "PID", "EXEC ID", "CONTAINER", "STATE", "PORTS (IN/OUT/ERR)", "WAIT ID", "BYTES (IN/OUT/ERR)", "EXIT",
+                "STARTED", "EXITED", "COMMAND",
         };
+        size_t skip;
         Vsockmux__V1__PsRequest req = VSOCKMUX__V1__PS_REQUEST__INIT;
         _cleanup_(cli_table_freep) struct cli_table *t = NULL;
         ProtobufCMessage *m = NULL;
         Vsockmux__V1__PsResponse *resp;
-        bool json;
+        bool json = false;
         int r;
 
-        r = cli_parse_json_flag(cli, argc, argv, &json);
+        r = ps_parse(cli, argc, argv, &req, &json);
         if (r != 0)
                 return r;
-        if (argc - optind != 1)
-                return cli_usage_error(cli, "expected exactly one VM NAME");
-        req.vm = argv[optind];
         r = cli_call(cli, "Ps", &req.base, &vsockmux__v1__ps_response__descriptor, &m);
         if (r != 0)
                 return r;
@@ -141,16 +177,20 @@ int cli_ps(struct cli *cli, int argc, char **argv)
                 return 0;
         }
 
-        t = cli_table_new(ELEMENTSOF(header), header);
+        skip = req.all ? 0 : 1;
+        t = cli_table_new(ELEMENTSOF(header) - skip, header + skip);
         for (size_t i = 0; t && i < resp->n_processes; i++) {
                 const Vsockmux__V1__ProcessInfo *p = resp->processes[i];
                 char pid[16], state[32], ports[48], wait_id[24], bytes[80], exit_text[64], cmd[256];
+                char started[32], exited[32];
                 const Vsockmux__V1__StreamCounters *b = p->bytes;
                 const char *row[] = {
-                        pid, p->exec_id[0] ? p->exec_id : "-", p->container_id[0] ? p->container_id : "-",
+                        p->vm[0] ? p->vm : "-", pid, p->exec_id[0] ? p->exec_id : "-", p->container_id[0] ? p->container_id : "-",
                         cli_enum_name(&vsockmux__v1__process_state__descriptor, p->state, "PROCESS_STATE_",
                                       state, sizeof(state)),
                         ports, wait_id, bytes, cli_exit_text(p->exit, exit_text, sizeof(exit_text)),
+                        cli_time_text(p->started_ns, started, sizeof(started)),
+                        cli_time_text(p->exited_ns, exited, sizeof(exited)),
                         join_argv(p->argv, p->n_argv, cmd, sizeof(cmd)),
                 };
 
@@ -163,7 +203,7 @@ int cli_ps(struct cli *cli, int argc, char **argv)
                 snprintf(bytes, sizeof(bytes), "%llu/%llu/%llu",
                          (unsigned long long)(b ? b->stdin_bytes : 0), (unsigned long long)(b ? b->stdout_bytes : 0),
                          (unsigned long long)(b ? b->stderr_bytes : 0));
-                if (cli_table_add(t, row) < 0)
+                if (cli_table_add(t, row + skip) < 0)
                         t = cli_table_free(t);
         }
         vsockmux_message_free(m);

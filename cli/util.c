@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/cli.h"
 
@@ -271,6 +272,16 @@ struct json_object *cli_json_exit(const Vsockmux__V1__ExitStatus *es)
         if (es->message[0])
                 json_object_object_add(o, "message", json_object_new_string(es->message));
         return o;
+}
+
+const char *cli_time_text(uint64_t realtime_ns, char *buf, size_t len)
+{
+        time_t secs = (time_t)(realtime_ns / 1000000000u);
+        struct tm tm;
+
+        if (realtime_ns == 0 || !gmtime_r(&secs, &tm) || strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+                snprintf(buf, len, "-");
+        return buf;
 }
 
 const char *cli_exit_text(const Vsockmux__V1__ExitStatus *es, char *buf, size_t len)

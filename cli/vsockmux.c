@@ -44,8 +44,9 @@ static const struct cli_command commands[] = {
           "Resizes the console of process PID (started with --tty)." },
         { NULL, "close-stdin", cli_close_stdin, "close-stdin NAME PID|ID",
           "Ends the process's stdin once what was read from its endpoint reached it (CloseIO)." },
-        { NULL, "ps", cli_ps, "ps NAME [--json]",
-          "Lists VM NAME's processes with their state, exit status and byte counters." },
+        { NULL, "ps", cli_ps, "ps NAME [--json] | ps --all [--json]",
+          "Lists VM NAME's processes (--all: every VM's, naming each one's VM) with their state, exit\n"
+          "status, byte counters and when they started and exited (UTC)." },
         { NULL, "wait", cli_wait, "wait NAME PID|ID [--json]",
           "Waits for the process (a pid, or an exec id) to exit and exits with its code (as exec does)." },
         { NULL, "kill", cli_kill, "kill NAME PID|ID [--signal N|NAME]",

@@ -88,6 +88,7 @@ struct vmm_process {
         uint64_t killed_at_ns;          /* when, on the relay's clock */
         bool terminal;                  /* EmulateConsole: no stderr stream */
         uint16_t console_height, console_width;
+        uint64_t started_ns, exited_ns; /* CLOCK_REALTIME, for ps: pid known, exit known; 0: not (yet) */
 };
 
 extern const char *const vmm_stream_names[_VMM_STREAM_KIND_MAX];
@@ -103,6 +104,7 @@ static inline const struct vmm_context *process_ctx(const struct vmm_process *p)
 }
 
 /* process.c */
+uint64_t process_realtime_ns(void);
 int process_new(struct vmm_processes *t, const struct vmm_exec_params *params, struct vmm_process **ret);
 void process_free(struct vmm_process *p);
 int process_open_endpoints(struct vmm_process *p, const struct vmm_exec_params *params, struct vmm_error *err);

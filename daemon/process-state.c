@@ -92,6 +92,8 @@ static struct export_entry *export_process(struct vmm_process *p)
         o->console_height = p->console_height;
         o->console_width = p->console_width;
         o->log_path = p->log_path ? p->log_path : (char *)"";
+        o->started_ns = p->started_ns;
+        o->exited_ns = p->exited_ns;
         export_streams(p, e);
         return e;
 }
@@ -276,6 +278,7 @@ static int import_process(struct vmm_processes *t, const Vsockmux__State__Proces
                 return vmm_error_set(err, r, "pid %u: %s", sp->pid, strerror(-r));
         p->pid = sp->pid;
         p->state = VMM_PROCESS_RUNNING;
+        p->started_ns = sp->started_ns;
         p->container_init = sp->container_init;
         r = process_open_endpoints(p, &params, err);
         if (r < 0) {
@@ -291,6 +294,9 @@ static int import_process(struct vmm_processes *t, const Vsockmux__State__Proces
                 return r;
         }
         import_exit(p, sp);
+        /* When it exited on the source, not when this daemon read the state (0: an older one's). */
+        if (sp->exited_ns)
+                p->exited_ns = sp->exited_ns;
         return 0;
 }
 

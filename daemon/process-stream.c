@@ -60,14 +60,6 @@ static void stream_on_done(struct relay_stream *rs, int error, void *userdata)
                 process_maybe_report(p);
 }
 
-static uint64_t realtime_ns(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void stream_on_tap(struct relay_stream *rs, const void *data, size_t len, void *userdata)
 {
         struct vmm_stream *s = userdata;
@@ -80,7 +72,7 @@ static void stream_on_tap(struct relay_stream *rs, const void *data, size_t len,
                 process_journal_write(p, s->kind == VMM_STDOUT ? LOG_K8S_STDOUT : LOG_K8S_STDERR, data, len);
         if (p->log_fd >= 0) {
                 int r = process_log_write(p, s->kind == VMM_STDOUT ? LOG_K8S_STDOUT : LOG_K8S_STDERR, data, len,
-                                          realtime_ns());
+                                          process_realtime_ns());
 
                 if (r < 0)
                         log_warn("vm %s: process %u: writing its k8s-file log: %s", process_guest(p)->vm_name, p->pid, strerror(-r));

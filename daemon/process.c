@@ -271,8 +271,19 @@ void process_maybe_report(struct vmm_process *p)
         process_report(p);
 }
 
+uint64_t process_realtime_ns(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 void process_set_exit(struct vmm_process *p, enum vmm_exit_kind kind, int code, const char *message)
 {
+        /* A later call only refines how it ended (the signal's name), not when. */
+        if (!p->exit_known)
+                p->exited_ns = process_realtime_ns();
         p->exit_known = true;
         p->exit.kind = kind;
         p->exit.code = code;
@@ -401,6 +412,7 @@ static void process_on_exec(const struct bridge_result *res, void *userdata)
         }
         p->pid = res->pid;
         p->state = VMM_PROCESS_RUNNING;
+        p->started_ns = process_realtime_ns();
         process_forget_pid(t, p, p->pid);
         r = process_start_wait(p);
         if (r < 0) {
@@ -839,6 +851,8 @@ void vmm_process_get_info(const struct vmm_process *p, struct vmm_process_info *
                 .attach_max_clients = process_ctx(p)->cfg->attach_max_clients,
                 .terminal = p->terminal,
                 .attach_stdin = p->attach && attach_has_input(p->attach),
+                .started_ns = p->started_ns,
+                .exited_ns = p->exited_ns,
         };
 
         for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {

@@ -518,73 +518,126 @@ static int on_wait(struct control_call *call, const ProtobufCMessage *request, v
 
 /* ---- ps, kill, attach ---- */
 
+/* The arrays a Ps reply points into, one slot per process. */
+struct ps_reply {
+        Vsockmux__V1__ProcessInfo *infos;
+        Vsockmux__V1__ProcessInfo **ptrs;
+        Vsockmux__V1__StreamCounters *counters;
+        Vsockmux__V1__StreamCounters *dropped;
+        Vsockmux__V1__ExitStatus *exits;
+        struct vmm_exit *exit_copies;   /* the messages the reply points into */
+        size_t n, cap;
+};
+
+static void ps_reply_done(struct ps_reply *r)
+{
+        free(r->infos);
+        free(r->ptrs);
+        free(r->counters);
+        free(r->dropped);
+        free(r->exits);
+        free(r->exit_copies);
+}
+
+static int ps_reply_alloc(struct ps_reply *r, size_t cap)
+{
+        r->infos = calloc(cap + 1, sizeof(*r->infos));
+        r->ptrs = calloc(cap + 1, sizeof(*r->ptrs));
+        r->counters = calloc(cap + 1, sizeof(*r->counters));
+        r->exits = calloc(cap + 1, sizeof(*r->exits));
+        r->dropped = calloc(cap + 1, sizeof(*r->dropped));
+        r->exit_copies = calloc(cap + 1, sizeof(*r->exit_copies));
+        if (!r->infos || !r->ptrs || !r->counters || !r->exits || !r->dropped || !r->exit_copies)
+                return -ENOMEM;
+        r->cap = cap;
+        return 0;
+}
+
+/* Fills the next slot with p, which runs in vm; the strings stay vm's and p's. */
+static void ps_reply_add(struct ps_reply *r, const struct vmm_vm *vm, const struct vmm_process *p)
+{
+        size_t i = r->n++;
+        struct vmm_process_info pi;
+        Vsockmux__V1__ProcessInfo *o = &r->infos[i];
+
+        vmm_process_get_info(p, &pi);
+        vsockmux__v1__process_info__init(o);
+        vsockmux__v1__stream_counters__init(&r->counters[i]);
+        o->pid = pi.pid;
+        o->exec_id = (char *)pi.exec_id;
+        o->container_id = (char *)pi.container_id;
+        o->argv = (char **)pi.argv;
+        o->n_argv = pi.n_argv;
+        o->state = (Vsockmux__V1__ProcessState)(pi.state == VMM_PROCESS_PENDING ? VMM_PROCESS_STARTING
+                                                                                : pi.state);
+        o->output_lost_on_move = pi.output_lost_on_move;
+        o->stdin_port = pi.ports[VMM_STDIN];
+        o->stdout_port = pi.ports[VMM_STDOUT];
+        o->stderr_port = pi.ports[VMM_STDERR];
+        o->wait_call_id = pi.wait_call_id;
+        r->counters[i].stdin_bytes = pi.bytes[VMM_STDIN];
+        r->counters[i].stdout_bytes = pi.bytes[VMM_STDOUT];
+        r->counters[i].stderr_bytes = pi.bytes[VMM_STDERR];
+        o->bytes = &r->counters[i];
+        vsockmux__v1__stream_counters__init(&r->dropped[i]);
+        r->dropped[i].stdin_bytes = pi.dropped[VMM_STDIN];
+        r->dropped[i].stdout_bytes = pi.dropped[VMM_STDOUT];
+        r->dropped[i].stderr_bytes = pi.dropped[VMM_STDERR];
+        o->dropped = &r->dropped[i];
+        /* strerror()'s text is static: it outlives the reply. */
+        o->stdin_error = (char *)(pi.stream_error[VMM_STDIN] < 0 ? strerror(-pi.stream_error[VMM_STDIN]) : "");
+        o->stdout_error = (char *)(pi.stream_error[VMM_STDOUT] < 0 ? strerror(-pi.stream_error[VMM_STDOUT]) : "");
+        o->stderr_error = (char *)(pi.stream_error[VMM_STDERR] < 0 ? strerror(-pi.stream_error[VMM_STDERR]) : "");
+        if (pi.exit_known) {
+                r->exit_copies[i] = pi.exit;
+                exit_to_proto(&r->exit_copies[i], &r->exits[i]);
+                o->exit = &r->exits[i];
+        }
+        o->attach_socket = (char *)(pi.attach_path ? pi.attach_path : "");
+        o->terminal = pi.terminal;
+        o->vm = (char *)vmm_vm_name(vm);
+        o->started_ns = pi.started_ns;
+        o->exited_ns = pi.exited_ns;
+        r->ptrs[i] = o;
+}
+
+/* The next VM a Ps lists: only, when it names one, else every VM in turn. */
+static struct vmm_vm *ps_next_vm(struct vmm *m, struct vmm_vm *only, struct vmm_vm *prev)
+{
+        if (only)
+                return prev ? NULL : only;
+        return vmm_vm_next(m, prev);
+}
+
 static int on_ps(struct control_call *call, const ProtobufCMessage *request, void *userdata)
 {
         REQ(Vsockmux__V1__PsRequest, request);
-        struct vmm_vm *vm = service_vm(call, userdata, req->vm);
+        struct service *s = userdata;
         Vsockmux__V1__PsResponse resp = VSOCKMUX__V1__PS_RESPONSE__INIT;
-        _cleanup_free_ Vsockmux__V1__ProcessInfo *infos = NULL;
-        _cleanup_free_ Vsockmux__V1__ProcessInfo **ptrs = NULL;
-        _cleanup_free_ Vsockmux__V1__StreamCounters *counters = NULL;
-        _cleanup_free_ Vsockmux__V1__StreamCounters *dropped = NULL;
-        _cleanup_free_ Vsockmux__V1__ExitStatus *exits = NULL;
-        _cleanup_free_ struct vmm_exit *exit_copies = NULL;     /* the messages the reply points into */
-        size_t n, i = 0;
+        _cleanup_(ps_reply_done) struct ps_reply reply = {};
+        struct vmm_vm *only = NULL;
+        size_t n = 0;
+        int r;
 
-        if (!vm)
-                return 0;
-        n = vmm_vm_process_count(vm);
-        infos = calloc(n + 1, sizeof(*infos));
-        ptrs = calloc(n + 1, sizeof(*ptrs));
-        counters = calloc(n + 1, sizeof(*counters));
-        exits = calloc(n + 1, sizeof(*exits));
-        dropped = calloc(n + 1, sizeof(*dropped));
-        exit_copies = calloc(n + 1, sizeof(*exit_copies));
-        if (!infos || !ptrs || !counters || !exits || !dropped || !exit_copies)
-                return -ENOMEM;
-        for (struct vmm_process *p = vmm_process_next(vm, NULL); p && i < n; p = vmm_process_next(vm, p), i++) {
-                struct vmm_process_info pi;
-                Vsockmux__V1__ProcessInfo *o = &infos[i];
-
-                vmm_process_get_info(p, &pi);
-                vsockmux__v1__process_info__init(o);
-                vsockmux__v1__stream_counters__init(&counters[i]);
-                o->pid = pi.pid;
-                o->exec_id = (char *)pi.exec_id;
-                o->container_id = (char *)pi.container_id;
-                o->argv = (char **)pi.argv;
-                o->n_argv = pi.n_argv;
-                o->state = (Vsockmux__V1__ProcessState)(pi.state == VMM_PROCESS_PENDING ? VMM_PROCESS_STARTING
-                                                                                        : pi.state);
-                o->output_lost_on_move = pi.output_lost_on_move;
-                o->stdin_port = pi.ports[VMM_STDIN];
-                o->stdout_port = pi.ports[VMM_STDOUT];
-                o->stderr_port = pi.ports[VMM_STDERR];
-                o->wait_call_id = pi.wait_call_id;
-                counters[i].stdin_bytes = pi.bytes[VMM_STDIN];
-                counters[i].stdout_bytes = pi.bytes[VMM_STDOUT];
-                counters[i].stderr_bytes = pi.bytes[VMM_STDERR];
-                o->bytes = &counters[i];
-                vsockmux__v1__stream_counters__init(&dropped[i]);
-                dropped[i].stdin_bytes = pi.dropped[VMM_STDIN];
-                dropped[i].stdout_bytes = pi.dropped[VMM_STDOUT];
-                dropped[i].stderr_bytes = pi.dropped[VMM_STDERR];
-                o->dropped = &dropped[i];
-                /* strerror()'s text is static: it outlives the reply. */
-                o->stdin_error = (char *)(pi.stream_error[VMM_STDIN] < 0 ? strerror(-pi.stream_error[VMM_STDIN]) : "");
-                o->stdout_error = (char *)(pi.stream_error[VMM_STDOUT] < 0 ? strerror(-pi.stream_error[VMM_STDOUT]) : "");
-                o->stderr_error = (char *)(pi.stream_error[VMM_STDERR] < 0 ? strerror(-pi.stream_error[VMM_STDERR]) : "");
-                if (pi.exit_known) {
-                        exit_copies[i] = pi.exit;
-                        exit_to_proto(&exit_copies[i], &exits[i]);
-                        o->exit = &exits[i];
-                }
-                o->attach_socket = (char *)(pi.attach_path ? pi.attach_path : "");
-                o->terminal = pi.terminal;
-                ptrs[i] = o;
+        if (req->all && req->vm && req->vm[0])
+                return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT,
+                                         "Ps: 'all' lists every VM; it takes no VM name (got '%s')", req->vm);
+        if (!req->all) {
+                only = service_vm(call, s, req->vm);
+                if (!only)
+                        return 0;
         }
-        resp.processes = ptrs;
-        resp.n_processes = i;
+        for (struct vmm_vm *vm = ps_next_vm(s->vmm, only, NULL); vm; vm = ps_next_vm(s->vmm, only, vm))
+                n += vmm_vm_process_count(vm);
+        r = ps_reply_alloc(&reply, n);
+        if (r < 0)
+                return r;
+        for (struct vmm_vm *vm = ps_next_vm(s->vmm, only, NULL); vm; vm = ps_next_vm(s->vmm, only, vm))
+                for (struct vmm_process *p = vmm_process_next(vm, NULL); p && reply.n < reply.cap;
+                     p = vmm_process_next(vm, p))
+                        ps_reply_add(&reply, vm, p);
+        resp.processes = reply.ptrs;
+        resp.n_processes = reply.n;
         return control_call_reply(call, &resp.base);
 }
 

@@ -166,6 +166,7 @@ struct vmm_process_info {
         bool output_lost_on_move;               /* the guest will not redial its stdout/stderr after a save */
         bool terminal;
         bool attach_stdin;                      /* attach clients feed its stdin (exec -i), still open */
+        uint64_t started_ns, exited_ns;         /* CLOCK_REALTIME; 0: not (yet) known */
 };
 /* Called once the exit is reported: after the wait completed AND every output stream reached EOF
  * and was flushed to its endpoint (or the drain timeout passed), never the other way round. */

@@ -657,6 +657,41 @@ static void test_new_exec_after_restore_never_reuses_a_port(void **state)
         free(sv.blob);
 }
 
+/* ps's times are the source's: when the guest gave the pid and when the exit became known, not
+ * when the destination read the state. */
+static void test_start_and_exit_times_survive_save_and_restore(void **state)
+{
+        struct fixture *f = *state;
+        char out_a[128], out_b[128];
+        struct vmm_process_info done_before, done_after, run_before, run_after;
+        struct vmm_vm *vm, *vb;
+        struct exited ex = { 0 };
+        struct saved sv;
+        uint32_t done, run;
+
+        snprintf(out_a, sizeof(out_a), "%s/out-a", f->dir);
+        snprintf(out_b, sizeof(out_b), "%s/out-b", f->dir);
+        vm = add_vm_connected(f, true);
+        done = exec_ok(f, vm, "exit 3", NULL);
+        wait_exit(f, vm, done, &ex);
+        run = exec_ok(f, vm, "echo up; sleep 2", out_a);
+        wait_for_output(f, out_a, 3);
+        vmm_process_get_info(vmm_process_find(vm, done), &done_before);
+        vmm_process_get_info(vmm_process_find(vm, run), &run_before);
+        assert_true(done_before.started_ns != 0 && done_before.exited_ns >= done_before.started_ns);
+        assert_true(run_before.started_ns >= done_before.started_ns && run_before.exited_ns == 0);
+        sv = save_vm(f, vm);
+        vb = restore_vm(f, &sv, run, out_b);
+        vmm_process_get_info(vmm_process_find(vb, done), &done_after);
+        vmm_process_get_info(vmm_process_find(vb, run), &run_after);
+        assert_true(done_after.exit_known);
+        assert_int_equal(done_after.started_ns, done_before.started_ns);
+        assert_int_equal(done_after.exited_ns, done_before.exited_ns);
+        assert_int_equal(run_after.started_ns, run_before.started_ns);
+        assert_int_equal(run_after.exited_ns, 0);
+        free(sv.blob);
+}
+
 static void on_resized(int error, const char *message, void *userdata)
 {
         int *ret = userdata;
@@ -1013,6 +1048,7 @@ int main(void)
                                                 setup, teardown),
                 cmocka_unit_test_setup_teardown(test_exec_cancelled_before_it_reached_the_guest_is_gone, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_new_exec_after_restore_never_reuses_a_port, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_start_and_exit_times_survive_save_and_restore, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_resume_on_the_source_rolls_back_a_save, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_restore_refuses_endpoints_that_do_not_match_before_listening,
                                                 setup, teardown),
