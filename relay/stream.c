@@ -269,6 +269,28 @@ static uint32_t q_tail_space(struct relay_stream *s)
 static void stream_fail(struct relay_stream *s, int error);
 static int splice_kick(struct relay_stream *s);
 
+/* A running stream's read, by the kind of its source. */
+static void rd_prep(struct relay_stream *s, struct io_uring_sqe *sqe, size_t budget)
+{
+        struct relay *r = s->r;
+
+        switch (s->src) {
+        case SRC_RECV_MSHOT:
+                io_uring_prep_recv_multishot(sqe, src_fd(s), NULL, r->cfg.buf_size, 0);
+                if (relay_recv_budget_usable(r)) {
+                        sqe->file_index = (uint32_t) budget; /* sqe->optlen in newer uapi headers */
+                        s->rd_budget = true;
+                }
+                break;
+        case SRC_READ_MSHOT:
+                io_uring_prep_rw(RELAY_OP_READ_MULTISHOT, sqe, src_fd(s), NULL, 0, 0);
+                break;
+        case SRC_READ:
+                io_uring_prep_read(sqe, src_fd(s), NULL, r->cfg.buf_size, (uint64_t) -1);
+                break;
+        }
+}
+
 static int rd_arm(struct relay_stream *s)
 {
         struct relay *r = s->r;
@@ -297,27 +319,8 @@ static int rd_arm(struct relay_stream *s)
                 io_uring_prep_recv(sqe, src_fd(s), NULL, (unsigned) MIN((uint64_t) r->cfg.buf_size,
                                                                        s->drain_to - s->c.rx_guest),
                                    MSG_DONTWAIT);
-                sqe->flags |= IOSQE_BUFFER_SELECT;
-                sqe->buf_group = 0;
-                relay_sqe_set_op(sqe, &s->rd_op);
-                s->rd = OP_ARMED;
-                s->ref++;
-                return 0;
-        }
-        switch (s->src) {
-        case SRC_RECV_MSHOT:
-                io_uring_prep_recv_multishot(sqe, src_fd(s), NULL, r->cfg.buf_size, 0);
-                if (relay_recv_budget_usable(r)) {
-                        sqe->file_index = (uint32_t) budget; /* sqe->optlen in newer uapi headers */
-                        s->rd_budget = true;
-                }
-                break;
-        case SRC_READ_MSHOT:
-                io_uring_prep_rw(RELAY_OP_READ_MULTISHOT, sqe, src_fd(s), NULL, 0, 0);
-                break;
-        case SRC_READ:
-                io_uring_prep_read(sqe, src_fd(s), NULL, r->cfg.buf_size, (uint64_t) -1);
-                break;
+        } else {
+                rd_prep(s, sqe, budget);
         }
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = 0;
