@@ -35,7 +35,7 @@
 #define BENCH_CTL_ARGV_MAX 16u
 #define BENCH_CTL_LINE_MAX 8192u
 #define BENCH_CTL_PROBE_WAIT_MS 60000
-#define BENCH_CTL_PARALLEL_MAX 64u   /* under vsockmuxd's default 128 control connections */
+#define BENCH_CTL_PARALLEL_MAX 64u /* under vsockmuxd's default 128 control connections */
 #define BENCH_CTL_CALL_TIMEOUT_NS (120ull * 1000000000ull)
 
 static void bench_ctl_fclosep(FILE **f)
@@ -172,7 +172,7 @@ static int bench_ctl_exec_request(const char *vm, char *line, char **words, size
 struct bench_ctl_conn {
         struct vsockmux_client *client;
         uint32_t stream_id;
-        long job;               /* in flight, or -1 */
+        long job; /* in flight, or -1 */
 };
 
 static int bench_ctl_exec(const char *sock, const char *vm, const char *jobs_path, const char *spec_path,
@@ -226,8 +226,8 @@ static int bench_ctl_exec(const char *sock, const char *vm, const char *jobs_pat
                                 }
                                 r = bench_ctl_exec_request(vm, line, words, ELEMENTSOF(words), &req);
                                 if (r >= 0)
-                                        r = vsockmux_client_send(c->client, VSOCKMUX_METHOD("Exec"), &req.base, 0,
-                                                                0, &c->stream_id);
+                                        r = vsockmux_client_send(c->client, VSOCKMUX_METHOD("Exec"), &req.base, 0, 0,
+                                                                 &c->stream_id);
                                 if (r < 0)
                                         goto out;
                                 c->job = next++;
@@ -254,7 +254,7 @@ static int bench_ctl_exec(const char *sock, const char *vm, const char *jobs_pat
                         if (!(pfds[k++].revents & (POLLIN | POLLHUP | POLLERR)))
                                 continue;
                         r = vsockmux_client_recv(c->client, c->stream_id, &vsockmux__v1__exec_response__descriptor,
-                                                &resp, &st);
+                                                 &resp, &st);
                         if (r == -EREMOTEIO)
                                 fprintf(stderr, "bench-ctl: exec %ld: %s\n", c->job, st.message);
                         if (r < 0)
@@ -375,8 +375,7 @@ static int bench_ctl_saverestore(const char *from, const char *to, const char *v
 
         sreq.vm = (char *)vm;
         t0 = bench_ctl_now_ms();
-        r = bench_ctl_call(a, VSOCKMUX_METHOD("Save"), &sreq.base, &vsockmux__v1__save_response__descriptor,
-                           &saved);
+        r = bench_ctl_call(a, VSOCKMUX_METHOD("Save"), &sreq.base, &vsockmux__v1__save_response__descriptor, &saved);
         if (r < 0)
                 goto out;
         t1 = bench_ctl_now_ms();
@@ -384,8 +383,8 @@ static int bench_ctl_saverestore(const char *from, const char *to, const char *v
         rreq.state = sresp->state;
         rreq.io = io.ptrs;
         rreq.n_io = io.n;
-        r = bench_ctl_call(b, VSOCKMUX_METHOD("Restore"), &rreq.base,
-                           &vsockmux__v1__restore_response__descriptor, &restored);
+        r = bench_ctl_call(b, VSOCKMUX_METHOD("Restore"), &rreq.base, &vsockmux__v1__restore_response__descriptor,
+                           &restored);
         if (r < 0)
                 goto out;
         t2 = bench_ctl_now_ms();
@@ -437,12 +436,18 @@ out:
 int main(int argc, char **argv)
 {
         static const struct option opts[] = {
-                { "socket", required_argument, NULL, 's' },    { "vm", required_argument, NULL, 'v' },
-                { "jobs", required_argument, NULL, 'j' },      { "spec", required_argument, NULL, 'S' },
-                { "ports", required_argument, NULL, 'p' },     { "from", required_argument, NULL, 'f' },
-                { "to", required_argument, NULL, 't' },        { "io", required_argument, NULL, 'i' },
-                { "probe-pid", required_argument, NULL, 'P' }, { "probe-sock", required_argument, NULL, 'k' },
-                { "probe-out", required_argument, NULL, 'o' }, { "parallel", required_argument, NULL, 'n' },
+                { "socket", required_argument, NULL, 's' },
+                { "vm", required_argument, NULL, 'v' },
+                { "jobs", required_argument, NULL, 'j' },
+                { "spec", required_argument, NULL, 'S' },
+                { "ports", required_argument, NULL, 'p' },
+                { "from", required_argument, NULL, 'f' },
+                { "to", required_argument, NULL, 't' },
+                { "io", required_argument, NULL, 'i' },
+                { "probe-pid", required_argument, NULL, 'P' },
+                { "probe-sock", required_argument, NULL, 'k' },
+                { "probe-out", required_argument, NULL, 'o' },
+                { "parallel", required_argument, NULL, 'n' },
                 {},
         };
         const char *sock = NULL, *vm = NULL, *jobs = NULL, *spec = NULL, *ports = NULL, *from = NULL, *to = NULL,
@@ -484,8 +489,9 @@ int main(int argc, char **argv)
         }
         return 0;
 usage:
-        fprintf(stderr, "usage: bench-ctl exec --socket S --vm NAME --jobs FILE [--parallel N] [--spec SPEC --ports FILE]\n"
-                        "       bench-ctl saverestore --from S1 --to S2 --vm NAME --io FILE --probe-pid PID\n"
-                        "                             --probe-sock PATH [--probe-out FILE]\n");
+        fprintf(stderr,
+                "usage: bench-ctl exec --socket S --vm NAME --jobs FILE [--parallel N] [--spec SPEC --ports FILE]\n"
+                "       bench-ctl saverestore --from S1 --to S2 --vm NAME --io FILE --probe-pid PID\n"
+                "                             --probe-sock PATH [--probe-out FILE]\n");
         return 2;
 }

@@ -16,16 +16,16 @@
 
 #define ER_BUF_SIZE (64u << 10)
 #define ER_EVENTS 256
-#define ER_ROUNDS 8     /* read/write rounds per wakeup before the next stream gets a turn */
+#define ER_ROUNDS 8 /* read/write rounds per wakeup before the next stream gets a turn */
 
 struct er_stream {
         unsigned id;
         int listen_fd, src, dst;
-        int pipe[2];            /* splice: src -> pipe -> dst */
-        uint8_t *buf;           /* copy */
+        int pipe[2];  /* splice: src -> pipe -> dst */
+        uint8_t *buf; /* copy */
         size_t off, len;
         bool src_eof, done;
-        uint32_t src_ev, dst_ev;        /* what epoll currently watches */
+        uint32_t src_ev, dst_ev; /* what epoll currently watches */
 };
 
 /* epoll data: stream index * 4 + which fd (0 listener, 1 src, 2 dst). */
@@ -40,7 +40,7 @@ static int watch(struct er *e, struct er_stream *s, int which, uint32_t want)
 {
         uint32_t *cur = which == 1 ? &s->src_ev : &s->dst_ev;
         int fd = which == 1 ? s->src : s->dst;
-        struct epoll_event ev = { .events = want, .data.u64 = (uint64_t) s->id * 4 + (unsigned) which };
+        struct epoll_event ev = { .events = want, .data.u64 = (uint64_t)s->id * 4 + (unsigned)which };
 
         if (*cur == want)
                 return 0;
@@ -53,7 +53,7 @@ static int watch(struct er *e, struct er_stream *s, int which, uint32_t want)
 static void finish(struct er *e, struct er_stream *s)
 {
         s->src = safe_close(s->src);
-        s->dst = safe_close(s->dst);    /* close() is the EOF for both a socket and a fifo */
+        s->dst = safe_close(s->dst); /* close() is the EOF for both a socket and a fifo */
         s->pipe[0] = safe_close(s->pipe[0]);
         s->pipe[1] = safe_close(s->pipe[1]);
         free(s->buf);
@@ -80,8 +80,8 @@ static int on_accept(struct er *e, struct er_stream *s)
         g = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (g < 0)
                 return errno == EAGAIN ? 0 : negative_errno();
-        s->listen_fd = safe_close(s->listen_fd);        /* the guest dials each port once */
-        (void) unlink(sp->guest_path);
+        s->listen_fd = safe_close(s->listen_fd); /* the guest dials each port once */
+        (void)unlink(sp->guest_path);
         ep = open_endpoint(sp);
         if (ep < 0)
                 return ep;
@@ -95,11 +95,11 @@ static int on_accept(struct er *e, struct er_stream *s)
         }
         s->src = sp->dir == BENCH_DIR_FROM_GUEST ? TAKE_FD(g) : TAKE_FD(ep);
         s->dst = g >= 0 ? TAKE_FD(g) : TAKE_FD(ep);
-        ev = (struct epoll_event) { .events = EPOLLIN, .data.u64 = (uint64_t) s->id * 4 + 1 };
+        ev = (struct epoll_event){ .events = EPOLLIN, .data.u64 = (uint64_t)s->id * 4 + 1 };
         if (epoll_ctl(e->ep, EPOLL_CTL_ADD, s->src, &ev) < 0)
                 return negative_errno();
         s->src_ev = EPOLLIN;
-        ev = (struct epoll_event) { .events = 0, .data.u64 = (uint64_t) s->id * 4 + 2 };
+        ev = (struct epoll_event){ .events = 0, .data.u64 = (uint64_t)s->id * 4 + 2 };
         if (epoll_ctl(e->ep, EPOLL_CTL_ADD, s->dst, &ev) < 0)
                 return negative_errno();
         s->dst_ev = 0;
@@ -125,7 +125,7 @@ static int pump(struct er *e, struct er_stream *s)
                         if (n == 0)
                                 s->src_eof = true;
                         s->off = 0;
-                        s->len = (size_t) n;
+                        s->len = (size_t)n;
                 }
                 while (s->len > 0) {
                         if (e->splice)
@@ -136,8 +136,8 @@ static int pump(struct er *e, struct er_stream *s)
                                 return watch(e, s, 1, 0) < 0 ? -EIO : watch(e, s, 2, EPOLLOUT);
                         if (n <= 0)
                                 return n < 0 ? negative_errno() : -EIO;
-                        s->off += (size_t) n;
-                        s->len -= (size_t) n;
+                        s->off += (size_t)n;
+                        s->len -= (size_t)n;
                 }
                 if (s->src_eof) {
                         finish(e, s);
@@ -173,7 +173,7 @@ int main(int argc, char **argv)
         }
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
                 rl.rlim_cur = rl.rlim_max;
-                (void) setrlimit(RLIMIT_NOFILE, &rl);
+                (void)setrlimit(RLIMIT_NOFILE, &rl);
         }
         signal(SIGPIPE, SIG_IGN);
         r = bench_spec_load(path, &spec);
@@ -188,9 +188,9 @@ int main(int argc, char **argv)
                 return 2;
         for (unsigned i = 0; i < spec->n; i++) {
                 struct er_stream *s = &e.s[i];
-                struct epoll_event le = { .events = EPOLLIN, .data.u64 = (uint64_t) i * 4 };
+                struct epoll_event le = { .events = EPOLLIN, .data.u64 = (uint64_t)i * 4 };
 
-                *s = (struct er_stream) { .id = i, .src = -1, .dst = -1, .pipe = { -1, -1 } };
+                *s = (struct er_stream){ .id = i, .src = -1, .dst = -1, .pipe = { -1, -1 } };
                 s->listen_fd = bench_unix_listen(spec->s[i].guest_path, 4);
                 if (s->listen_fd < 0) {
                         fprintf(stderr, "bench-epoll-relay: listen %s: %s\n", spec->s[i].guest_path,

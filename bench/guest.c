@@ -21,7 +21,7 @@
 #include "util/macro.h"
 
 #define BENCH_GUEST_BRIDGE_PORT 0x40000000u
-#define BENCH_GUEST_DIAL_TRIES 3000             /* x 10 ms: the daemon may still be adding the VM */
+#define BENCH_GUEST_DIAL_TRIES 3000 /* x 10 ms: the daemon may still be adding the VM */
 #define BENCH_GUEST_FIRST_PID 1000u
 
 struct bench_guest {
@@ -87,7 +87,7 @@ static int bench_guest_on_request(struct bench_guest *g, const struct bridge_fra
         switch (type) {
         case BRIDGE_RPC_NEGOTIATE_PROTOCOL:
                 resp.negotiate.version = BRIDGE_PROTOCOL_VERSION;
-                resp.negotiate.stdio_resume = false;    /* plain hcsshim stdio: no count header */
+                resp.negotiate.stdio_resume = false; /* plain hcsshim stdio: no count header */
                 break;
         case BRIDGE_RPC_EXECUTE_PROCESS:
                 resp.exec.pid = g->next_pid++;
@@ -102,8 +102,7 @@ static int bench_guest_on_request(struct bench_guest *g, const struct bridge_fra
                 /* The process never exits: the wait stays outstanding until we are killed. */
                 bridge_request_done(&req);
                 return 0;
-        default:
-                break;  /* Create, Signal, Modify...: accepted and ignored */
+        default: break; /* Create, Signal, Modify...: accepted and ignored */
         }
         r = bench_guest_reply(g, type, f->header.id, &resp);
         bridge_request_done(&req);
@@ -140,7 +139,7 @@ static int bench_guest_run(struct bench_guest *g)
                 if (n < 0)
                         return negative_errno();
                 if (n == 0)
-                        return 0;       /* the daemon let go of the VM */
+                        return 0; /* the daemon let go of the VM */
                 g->len += (size_t)n;
         }
 }

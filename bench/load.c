@@ -23,10 +23,10 @@
 #include "bench/spec.h"
 
 #define LOAD_READ_BUF BENCH_PATTERN_SLICE_MAX
-#define LOAD_MSG_MAX 4096u              /* echo message and line size bound */
+#define LOAD_MSG_MAX 4096u /* echo message and line size bound */
 #define LOAD_ROUNDTRIPS_MAX 10000000u
 #define LOAD_SECONDS_MAX 600.0
-#define LOAD_WAIT_MS 30000              /* a stuck relay fails the run instead of hanging it */
+#define LOAD_WAIT_MS 30000 /* a stuck relay fails the run instead of hanging it */
 #define LOAD_DIAL_MS 20000
 #define LOAD_EVENTS 256
 #define LOAD_PIDS_MAX 20000u
@@ -38,15 +38,15 @@ struct load {
         struct bench_pattern pat;
         enum load_mode mode;
         bool direct;
-        uint64_t bytes;         /* per stream, measured */
-        uint64_t warmup;        /* per stream, carried before the clock starts */
-        size_t wsize;           /* guest write size (64 KiB chunks or 100-byte lines) */
-        unsigned burst;         /* writes per stream per wakeup, for fairness */
-        unsigned roundtrips;    /* echo: per pair */
-        double seconds;         /* stall: measuring window */
+        uint64_t bytes;      /* per stream, measured */
+        uint64_t warmup;     /* per stream, carried before the clock starts */
+        size_t wsize;        /* guest write size (64 KiB chunks or 100-byte lines) */
+        unsigned burst;      /* writes per stream per wakeup, for fairness */
+        unsigned roundtrips; /* echo: per pair */
+        double seconds;      /* stall: measuring window */
         pid_t *pids;
         unsigned npids;
-        int *fd;                /* per stream: the side this process owns */
+        int *fd; /* per stream: the side this process owns */
         uint64_t *pos;
         int p2c[2], c2p[2];
         const char *error;
@@ -55,7 +55,7 @@ struct load {
 
 struct load_guest_report {
         int error;
-        uint64_t written_first;         /* bytes the guest got into stream 0 (the stalled one) */
+        uint64_t written_first; /* bytes the guest got into stream 0 (the stalled one) */
         uint64_t written_total;
 };
 
@@ -74,7 +74,7 @@ static double now_s(void)
         struct timespec ts;
 
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
+        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static int fail(struct load *l, const char *fmt, ...) _printf_(2, 3);
@@ -108,7 +108,7 @@ static int full_write(int fd, const void *p, size_t n)
                 if (w <= 0)
                         return w < 0 ? negative_errno() : -EIO;
                 c += w;
-                n -= (size_t) w;
+                n -= (size_t)w;
         }
         return 0;
 }
@@ -125,7 +125,7 @@ static int full_read(int fd, void *p, size_t n)
                 if (r <= 0)
                         return r < 0 ? negative_errno() : -EPIPE;
                 c += r;
-                n -= (size_t) r;
+                n -= (size_t)r;
         }
         return 0;
 }
@@ -190,21 +190,21 @@ static int guest_write_all(struct load *l, uint64_t *written, uint64_t upto)
                         unsigned i = ev[j].data.u32;
 
                         if (i == UINT32_MAX)
-                                return 0;       /* the host closed the window */
+                                return 0; /* the host closed the window */
                         for (unsigned b = 0; b < l->burst; b++) {
                                 size_t len = l->wsize;
                                 ssize_t w;
 
                                 if (!timed && upto - written[i] < len)
-                                        len = (size_t) (upto - written[i]);
+                                        len = (size_t)(upto - written[i]);
                                 w = write(l->fd[i], bench_pattern_at(&l->pat, i, written[i]), len);
                                 if (w < 0 && errno == EAGAIN)
                                         break;
                                 if (w < 0)
                                         return negative_errno();
-                                written[i] += (uint64_t) w;
+                                written[i] += (uint64_t)w;
                                 if (!timed && written[i] == upto) {
-                                        (void) epoll_ctl(ep, EPOLL_CTL_DEL, l->fd[i], NULL);
+                                        (void)epoll_ctl(ep, EPOLL_CTL_DEL, l->fd[i], NULL);
                                         if (last && l->mode != LOAD_IDLE)
                                                 l->fd[i] = safe_close(l->fd[i]);
                                         left--;
@@ -249,12 +249,12 @@ static int guest_echo(struct load *l)
                         if (r < 0)
                                 return negative_errno();
                         if (r == 0) {
-                                (void) epoll_ctl(ep, EPOLL_CTL_DEL, l->fd[2 * k], NULL);
+                                (void)epoll_ctl(ep, EPOLL_CTL_DEL, l->fd[2 * k], NULL);
                                 l->fd[2 * k + 1] = safe_close(l->fd[2 * k + 1]);
                                 left--;
                                 continue;
                         }
-                        q = full_write(l->fd[2 * k + 1], buf, (size_t) r);
+                        q = full_write(l->fd[2 * k + 1], buf, (size_t)r);
                         if (q < 0)
                                 return q;
                 }
@@ -326,7 +326,7 @@ static int host_open_endpoints(struct load *l)
                 if (s->kind == BENCH_ENDPOINT_UNIX) {
                         fd = bench_unix_listen(s->endpoint_path, 4);
                 } else {
-                        (void) unlink(s->endpoint_path);
+                        (void)unlink(s->endpoint_path);
                         if (mkfifo(s->endpoint_path, 0600) < 0)
                                 return fail(l, "mkfifo %s: %m", s->endpoint_path);
                         /* O_RDWR: a reader that never sees a premature EOF before the writer opens. */
@@ -375,7 +375,7 @@ static int host_accept_all(struct load *l)
                         if (fd < 0)
                                 return fail(l, "accept: %m");
                         safe_close(l->fd[i]);
-                        (void) unlink(l->spec->s[i].endpoint_path);
+                        (void)unlink(l->spec->s[i].endpoint_path);
                         l->fd[i] = fd;
                         left--;
                 }
@@ -401,7 +401,7 @@ static int host_read_all(struct load *l, struct load_result *res, double t0, uin
                 struct epoll_event e = { .events = EPOLLIN, .data.u32 = i };
 
                 if (timed && i == 0)
-                        continue;       /* the stalled consumer */
+                        continue; /* the stalled consumer */
                 if (epoll_ctl(ep, EPOLL_CTL_ADD, l->fd[i], &e) < 0)
                         return fail(l, "epoll_ctl: %m");
                 left++;
@@ -414,7 +414,7 @@ static int host_read_all(struct load *l, struct load_result *res, double t0, uin
 
                         if (rest <= 0)
                                 break;
-                        timeout = (int) (rest * 1000) + 1;
+                        timeout = (int)(rest * 1000) + 1;
                 }
                 n = epoll_wait(ep, ev, LOAD_EVENTS, timeout);
                 if (n < 0 && errno == EINTR)
@@ -436,19 +436,19 @@ static int host_read_all(struct load *l, struct load_result *res, double t0, uin
                                         return fail(l, "stream %u: read: %m", i);
                                 if (r == 0)
                                         return fail(l, "stream %u: EOF after %llu of %llu bytes", i,
-                                                    (unsigned long long) l->pos[i], (unsigned long long) upto);
-                                if (!timed && l->pos[i] + (uint64_t) r > upto)
+                                                    (unsigned long long)l->pos[i], (unsigned long long)upto);
+                                if (!timed && l->pos[i] + (uint64_t)r > upto)
                                         return fail(l, "stream %u: %llu bytes more than sent", i,
-                                                    (unsigned long long) (l->pos[i] + (uint64_t) r - upto));
-                                if (bench_pattern_check(&l->pat, i, l->pos[i], buf, (size_t) r, &bad) < 0)
+                                                    (unsigned long long)(l->pos[i] + (uint64_t)r - upto));
+                                if (bench_pattern_check(&l->pat, i, l->pos[i], buf, (size_t)r, &bad) < 0)
                                         return fail(l, "stream %u: corrupt or reordered byte at offset %llu", i,
-                                                    (unsigned long long) bad);
-                                l->pos[i] += (uint64_t) r;
-                                res->bytes += (uint64_t) r;
+                                                    (unsigned long long)bad);
+                                l->pos[i] += (uint64_t)r;
+                                res->bytes += (uint64_t)r;
                                 if (i != 0)
-                                        res->others_bytes += (uint64_t) r;
+                                        res->others_bytes += (uint64_t)r;
                                 if (!timed && l->pos[i] == upto) {
-                                        (void) epoll_ctl(ep, EPOLL_CTL_DEL, l->fd[i], NULL);
+                                        (void)epoll_ctl(ep, EPOLL_CTL_DEL, l->fd[i], NULL);
                                         left--;
                                         break;
                                 }
@@ -479,7 +479,7 @@ static int host_check_eof(struct load *l, unsigned first, unsigned step)
 
 static int cmp_double(const void *a, const void *b)
 {
-        double x = *(const double *) a, y = *(const double *) b;
+        double x = *(const double *)a, y = *(const double *)b;
 
         return x < y ? -1 : x > y;
 }
@@ -495,7 +495,7 @@ static int host_echo(struct load *l, struct load_result *res)
         uint8_t buf[LOAD_MSG_MAX];
 
         sent_at = calloc(pairs, sizeof(double));
-        lat = calloc((size_t) pairs * l->roundtrips, sizeof(double));
+        lat = calloc((size_t)pairs * l->roundtrips, sizeof(double));
         count = calloc(pairs, sizeof(unsigned));
         got = calloc(pairs, sizeof(unsigned));
         ep = epoll_create1(EPOLL_CLOEXEC);
@@ -521,17 +521,17 @@ static int host_echo(struct load *l, struct load_result *res)
                         return fail(l, "echo stalled with %u pairs unfinished", left);
                 for (int j = 0; j < n; j++) {
                         unsigned k = ev[j].data.u32;
-                        uint64_t pos = (uint64_t) count[k] * msg + got[k], bad;
+                        uint64_t pos = (uint64_t)count[k] * msg + got[k], bad;
                         ssize_t r = read(l->fd[2 * k + 1], buf, msg - got[k]);
 
                         if (r < 0 && errno == EAGAIN)
                                 continue;
                         if (r <= 0)
                                 return fail(l, "pair %u: %s", k, r == 0 ? "EOF mid-echo" : strerror(errno));
-                        if (bench_pattern_check(&l->pat, 2 * k, pos, buf, (size_t) r, &bad) < 0)
+                        if (bench_pattern_check(&l->pat, 2 * k, pos, buf, (size_t)r, &bad) < 0)
                                 return fail(l, "pair %u: corrupt or reordered echo at offset %llu", k,
-                                            (unsigned long long) bad);
-                        got[k] += (unsigned) r;
+                                            (unsigned long long)bad);
+                        got[k] += (unsigned)r;
                         if (got[k] < msg)
                                 continue;
                         lat[nlat++] = now_s() - sent_at[k];
@@ -541,8 +541,8 @@ static int host_echo(struct load *l, struct load_result *res)
                                 continue;
                         }
                         sent_at[k] = now_s();
-                        if (full_write(l->fd[2 * k], bench_pattern_at(&l->pat, 2 * k, (uint64_t) count[k] * msg),
-                                       msg) < 0)
+                        if (full_write(l->fd[2 * k], bench_pattern_at(&l->pat, 2 * k, (uint64_t)count[k] * msg), msg) <
+                            0)
                                 return fail(l, "pair %u: write: %m", k);
                 }
         }
@@ -550,7 +550,7 @@ static int host_echo(struct load *l, struct load_result *res)
         res->bytes = nlat * msg;
         qsort(lat, nlat, sizeof(double), cmp_double);
         res->p50_us = lat[nlat / 2] * 1e6;
-        res->p99_us = lat[(size_t) floor((double) (nlat - 1) * 0.99)] * 1e6;
+        res->p99_us = lat[(size_t)floor((double)(nlat - 1) * 0.99)] * 1e6;
         res->max_us = lat[nlat - 1] * 1e6;
         return 0;
 }
@@ -573,7 +573,7 @@ static int host_read_pids(struct load *l)
                         break;
                 if (v <= 0 || l->npids == LOAD_PIDS_MAX)
                         return fail(l, "bad pid list");
-                l->pids[l->npids++] = (pid_t) v;
+                l->pids[l->npids++] = (pid_t)v;
         }
         return 0;
 }
@@ -585,18 +585,18 @@ static void print_result(const struct load *l, const struct load_result *res, co
                "\"kernel_kb_before\":%llu,\"kernel_kb_end\":%llu,\"tasks\":%u,\"iou_wrk\":%u,\"iou_sqp\":%u,"
                "\"p50_us\":%.2f,\"p99_us\":%.2f,\"max_us\":%.2f,\"others_bytes\":%llu,"
                "\"stalled_absorbed\":%llu,\"guest_written\":%llu,\"error\":",
-               l->error ? "false" : "true", mode, l->spec->n, res->seconds, (unsigned long long) res->bytes,
-               (unsigned long long) res->messages,
+               l->error ? "false" : "true", mode, l->spec->n, res->seconds, (unsigned long long)res->bytes,
+               (unsigned long long)res->messages,
                /* A relay that exited and was reaped reads as zero: never report negative CPU. */
-               res->end.cpu_ticks >= res->start.cpu_ticks ?
-                       bench_ticks_to_seconds(res->end.cpu_ticks - res->start.cpu_ticks) : -1.0,
-               l->npids,
-               (unsigned long long) res->before.rss_kb, (unsigned long long) res->end.rss_kb,
-               (unsigned long long) res->kernel_kb_before, (unsigned long long) res->kernel_kb_end,
-               res->end.tasks, res->end.iou_wrk, res->end.iou_sqp, res->p50_us, res->p99_us, res->max_us,
-               (unsigned long long) res->others_bytes,
-               (unsigned long long) (res->guest.written_first > l->warmup ? res->guest.written_first - l->warmup : 0),
-               (unsigned long long) res->guest.written_total);
+               res->end.cpu_ticks >= res->start.cpu_ticks
+                       ? bench_ticks_to_seconds(res->end.cpu_ticks - res->start.cpu_ticks)
+                       : -1.0,
+               l->npids, (unsigned long long)res->before.rss_kb, (unsigned long long)res->end.rss_kb,
+               (unsigned long long)res->kernel_kb_before, (unsigned long long)res->kernel_kb_end, res->end.tasks,
+               res->end.iou_wrk, res->end.iou_sqp, res->p50_us, res->p99_us, res->max_us,
+               (unsigned long long)res->others_bytes,
+               (unsigned long long)(res->guest.written_first > l->warmup ? res->guest.written_first - l->warmup : 0),
+               (unsigned long long)res->guest.written_total);
         if (!l->error) {
                 printf("null}\n");
                 return;
@@ -605,7 +605,7 @@ static void print_result(const struct load *l, const struct load_result *res, co
         for (const char *c = l->error; *c; c++)
                 if (*c == '"' || *c == '\\')
                         printf("\\%c", *c);
-                else if ((unsigned char) *c >= 0x20)
+                else if ((unsigned char)*c >= 0x20)
                         putchar(*c);
         printf("\"}\n");
 }
@@ -641,13 +641,13 @@ static int host_run(struct load *l, struct load_result *res)
                 if (r < 0)
                         return r;
                 for (unsigned k = 0; k < l->spec->n / 2; k++)
-                        l->fd[2 * k] = safe_close(l->fd[2 * k]);        /* stdin EOF ends the guest's echo */
+                        l->fd[2 * k] = safe_close(l->fd[2 * k]); /* stdin EOF ends the guest's echo */
                 r = host_check_eof(l, 1, 2);
         } else {
                 r = host_read_all(l, res, t0, l->warmup + l->bytes);
                 res->seconds = now_s() - t0;
                 if (l->mode == LOAD_IDLE && r >= 0)
-                        usleep(500 * 1000);     /* let deferred frees and RCU settle before looking */
+                        usleep(500 * 1000); /* let deferred frees and RCU settle before looking */
                 bench_proc_sample(l->pids, l->npids, &res->end);
                 res->kernel_kb_end = bench_kernel_kb();
                 res->messages = res->bytes / l->wsize;
@@ -695,9 +695,9 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *ret)
 
 static void usage(void)
 {
-        fprintf(stderr,
-                "usage: bench-load --spec FILE --mode throughput|echo|stall|idle [--direct]\n"
-                "                  [--bytes N] [--warmup N] [--write-size N] [--burst N] [--roundtrips N] [--seconds S]\n");
+        fprintf(stderr, "usage: bench-load --spec FILE --mode throughput|echo|stall|idle [--direct]\n"
+                        "                  [--bytes N] [--warmup N] [--write-size N] [--burst N] [--roundtrips N] "
+                        "[--seconds S]\n");
 }
 
 int main(int argc, char **argv)
@@ -707,11 +707,15 @@ int main(int argc, char **argv)
                 { "direct", no_argument, NULL, 'd' },           { "bytes", required_argument, NULL, 'b' },
                 { "write-size", required_argument, NULL, 'w' }, { "burst", required_argument, NULL, 'u' },
                 { "roundtrips", required_argument, NULL, 'r' }, { "seconds", required_argument, NULL, 't' },
-                { "warmup", required_argument, NULL, 'W' },
-                {},
+                { "warmup", required_argument, NULL, 'W' },     {},
         };
-        struct load l = { .wsize = 65536, .burst = 4, .roundtrips = 1000, .seconds = 2, .bytes = 1 << 20,
-                          .p2c = { -1, -1 }, .c2p = { -1, -1 } };
+        struct load l = { .wsize = 65536,
+                          .burst = 4,
+                          .roundtrips = 1000,
+                          .seconds = 2,
+                          .bytes = 1 << 20,
+                          .p2c = { -1, -1 },
+                          .c2p = { -1, -1 } };
         struct load_result res = {};
         const char *spec_path = NULL, *mode = "throughput";
         struct rlimit rl;
@@ -735,25 +739,24 @@ int main(int argc, char **argv)
                 case 'w':
                         if (parse_u64(optarg, BENCH_PATTERN_SLICE_MAX, &v) < 0 || v == 0)
                                 goto bad;
-                        l.wsize = (size_t) v;
+                        l.wsize = (size_t)v;
                         break;
                 case 'u':
                         if (parse_u64(optarg, 4096, &v) < 0 || v == 0)
                                 goto bad;
-                        l.burst = (unsigned) v;
+                        l.burst = (unsigned)v;
                         break;
                 case 'r':
                         if (parse_u64(optarg, LOAD_ROUNDTRIPS_MAX, &v) < 0 || v == 0)
                                 goto bad;
-                        l.roundtrips = (unsigned) v;
+                        l.roundtrips = (unsigned)v;
                         break;
                 case 't':
                         l.seconds = atof(optarg);
                         if (!(l.seconds > 0 && l.seconds <= LOAD_SECONDS_MAX))
                                 goto bad;
                         break;
-                default:
-                        goto bad;
+                default: goto bad;
                 }
         }
         if (!spec_path)
@@ -775,7 +778,7 @@ int main(int argc, char **argv)
 
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
                 rl.rlim_cur = rl.rlim_max;
-                (void) setrlimit(RLIMIT_NOFILE, &rl);
+                (void)setrlimit(RLIMIT_NOFILE, &rl);
         }
         signal(SIGPIPE, SIG_IGN);
         r = bench_spec_load(spec_path, &l.spec);
@@ -819,12 +822,12 @@ int main(int argc, char **argv)
         l.c2p[1] = safe_close(l.c2p[1]);
 
         r = host_run(&l, &res);
-        l.p2c[1] = safe_close(l.p2c[1]);         /* releases the guest */
+        l.p2c[1] = safe_close(l.p2c[1]); /* releases the guest */
         for (unsigned i = 0; i < l.spec->n; i++)
                 l.fd[i] = safe_close(l.fd[i]);
         if (r < 0)
                 kill(child, SIGKILL);
-        (void) waitpid(child, &status, 0);
+        (void)waitpid(child, &status, 0);
         print_result(&l, &res, mode);
         load_done(&l);
         return r < 0 ? 1 : 0;

@@ -17,7 +17,7 @@ int bench_pattern_init(struct bench_pattern *p)
                 x ^= x >> 12;
                 x ^= x << 25;
                 x ^= x >> 27;
-                p->buf[i] = (uint8_t) ((x * 0x2545F4914F6CDD1Dull) >> 56);
+                p->buf[i] = (uint8_t)((x * 0x2545F4914F6CDD1Dull) >> 56);
         }
         memcpy(p->buf + BENCH_PATTERN_PERIOD, p->buf, BENCH_PATTERN_SLICE_MAX);
         return 0;

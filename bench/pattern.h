@@ -10,7 +10,7 @@
 #define BENCH_PATTERN_SLICE_MAX (256u << 10)
 
 struct bench_pattern {
-        uint8_t *buf;   /* BENCH_PATTERN_PERIOD + BENCH_PATTERN_SLICE_MAX bytes */
+        uint8_t *buf; /* BENCH_PATTERN_PERIOD + BENCH_PATTERN_SLICE_MAX bytes */
 };
 
 int bench_pattern_init(struct bench_pattern *p);
@@ -19,7 +19,7 @@ void bench_pattern_done(struct bench_pattern *p);
 /* The bytes stream `id` carries at offset `pos`; len <= BENCH_PATTERN_SLICE_MAX. */
 static inline const uint8_t *bench_pattern_at(const struct bench_pattern *p, unsigned id, uint64_t pos)
 {
-        uint64_t start = ((uint64_t) id * 2654435761u + 12345u) % BENCH_PATTERN_PERIOD;
+        uint64_t start = ((uint64_t)id * 2654435761u + 12345u) % BENCH_PATTERN_PERIOD;
 
         return p->buf + (start + pos) % BENCH_PATTERN_PERIOD;
 }

@@ -26,7 +26,7 @@ static uint64_t cpu_ticks(pid_t pid)
         char path[64], buf[1024], *p;
         unsigned long long ut = 0, st = 0, cut = 0, cst = 0;
 
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
         if (read_small(path, buf, sizeof(buf)) < 0)
                 return 0;
         /* comm may hold spaces or ')': fields restart after the last ')'. */
@@ -34,8 +34,7 @@ static uint64_t cpu_ticks(pid_t pid)
         if (!p)
                 return 0;
         /* After ") ": state(3) ... utime is field 14, stime 15; skip 11 fields. */
-        if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu", &ut, &st, &cut,
-                   &cst) != 4)
+        if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu", &ut, &st, &cut, &cst) != 4)
                 return 0;
         return ut + st + cut + cst;
 }
@@ -45,7 +44,7 @@ static uint64_t rss_kb(pid_t pid)
         char path[64], buf[4096], *p;
         unsigned long long kb = 0;
 
-        snprintf(path, sizeof(path), "/proc/%d/status", (int) pid);
+        snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
         if (read_small(path, buf, sizeof(buf)) < 0)
                 return 0;
         p = strstr(buf, "VmRSS:");
@@ -60,7 +59,7 @@ static void count_tasks(pid_t pid, struct bench_proc_sample *s)
         struct dirent *de;
         DIR *d;
 
-        snprintf(path, sizeof(path), "/proc/%d/task", (int) pid);
+        snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
         d = opendir(path);
         if (!d)
                 return;
@@ -70,7 +69,7 @@ static void count_tasks(pid_t pid, struct bench_proc_sample *s)
                 if (de->d_name[0] == '.')
                         continue;
                 s->tasks++;
-                snprintf(cpath, sizeof(cpath), "/proc/%d/task/%s/comm", (int) pid, de->d_name);
+                snprintf(cpath, sizeof(cpath), "/proc/%d/task/%s/comm", (int)pid, de->d_name);
                 if (read_small(cpath, comm, sizeof(comm)) < 0)
                         continue;
                 if (strncmp(comm, "iou-wrk", 7) == 0)
@@ -95,12 +94,12 @@ static void sample_children(pid_t pid, struct bench_proc_sample *s)
         FILE *f;
         int child;
 
-        snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int) pid, (int) pid);
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
         f = fopen(path, "re");
         if (!f)
                 return;
         while (fscanf(f, "%d", &child) == 1)
-                sample_one((pid_t) child, s);
+                sample_one((pid_t)child, s);
         fclose(f);
 }
 
@@ -134,5 +133,5 @@ uint64_t bench_kernel_kb(void)
 
 double bench_ticks_to_seconds(uint64_t ticks)
 {
-        return (double) ticks / (double) sysconf(_SC_CLK_TCK);
+        return (double)ticks / (double)sysconf(_SC_CLK_TCK);
 }

@@ -5,11 +5,11 @@
 #include <sys/types.h>
 
 struct bench_proc_sample {
-        uint64_t cpu_ticks;     /* utime + stime (+ reaped children's), summed over the pids */
-        uint64_t rss_kb;        /* VmRSS, summed */
-        unsigned tasks;         /* threads, summed */
-        unsigned iou_wrk;       /* io_uring async workers ("iou-wrk-*" tasks) */
-        unsigned iou_sqp;       /* io_uring SQPOLL threads */
+        uint64_t cpu_ticks; /* utime + stime (+ reaped children's), summed over the pids */
+        uint64_t rss_kb;    /* VmRSS, summed */
+        unsigned tasks;     /* threads, summed */
+        unsigned iou_wrk;   /* io_uring async workers ("iou-wrk-*" tasks) */
+        unsigned iou_sqp;   /* io_uring SQPOLL threads */
 };
 
 /* Each pid and its live children. A pid that has gone away counts as zero. */

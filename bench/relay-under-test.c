@@ -62,7 +62,7 @@ static void rut_on_accept(struct relay_listener *l, int fd, void *userdata)
         _cleanup_close_ int guest = fd, endpoint = -1;
         int k;
 
-        rs->listener = relay_listener_free(rs->listener);       /* ONCE: done after this call */
+        rs->listener = relay_listener_free(rs->listener); /* ONCE: done after this call */
         if (fd < 0) {
                 log_errno(LOG_LEVEL_ERROR, fd, "relay-under-test: listener %u", rs->id);
                 rs->rut->failed++;
@@ -75,14 +75,14 @@ static void rut_on_accept(struct relay_listener *l, int fd, void *userdata)
                 return;
         }
         k = relay_stream_new(rs->rut->relay,
-                             sp->dir == BENCH_DIR_FROM_GUEST ? RELAY_STREAM_FROM_GUEST : RELAY_STREAM_TO_GUEST,
-                             guest, endpoint, &rut_stream_ops, rs, &rs->stream);
+                             sp->dir == BENCH_DIR_FROM_GUEST ? RELAY_STREAM_FROM_GUEST : RELAY_STREAM_TO_GUEST, guest,
+                             endpoint, &rut_stream_ops, rs, &rs->stream);
         if (k < 0) {
                 log_errno(LOG_LEVEL_ERROR, k, "relay-under-test: stream %u", rs->id);
                 rs->rut->failed++;
                 return;
         }
-        guest = endpoint = -1;  /* the stream owns both now */
+        guest = endpoint = -1; /* the stream owns both now */
 }
 
 static void rut_write_stats(struct relay_timer *t, void *userdata)
@@ -102,9 +102,9 @@ static void rut_write_stats(struct relay_timer *t, void *userdata)
                         st.bytes_relayed, st.streams, st.listeners, st.pool_bufs_total, st.pool_bufs_in_use,
                         st.pool_bytes, rut->failed);
                 if (fclose(f) == 0)
-                        (void) rename(tmp, rut->stats_path);
+                        (void)rename(tmp, rut->stats_path);
         }
-        (void) relay_timer_arm(t, RUT_STATS_EVERY_NS);
+        (void)relay_timer_arm(t, RUT_STATS_EVERY_NS);
 }
 
 int main(int argc, char **argv)
@@ -125,13 +125,13 @@ int main(int argc, char **argv)
                         rut.stats_path = argv[i + 1];
                 /* Pool experiments; relay_new() checks the values against its limits. */
                 else if (strcmp(argv[i], "--buf-size") == 0)
-                        cfg.buf_size = (unsigned) strtoul(argv[i + 1], NULL, 0);
+                        cfg.buf_size = (unsigned)strtoul(argv[i + 1], NULL, 0);
                 else if (strcmp(argv[i], "--buf-count") == 0)
-                        cfg.buf_count = (unsigned) strtoul(argv[i + 1], NULL, 0);
+                        cfg.buf_count = (unsigned)strtoul(argv[i + 1], NULL, 0);
                 else if (strcmp(argv[i], "--stream-bufs") == 0)
-                        cfg.stream_max_bufs = (unsigned) strtoul(argv[i + 1], NULL, 0);
+                        cfg.stream_max_bufs = (unsigned)strtoul(argv[i + 1], NULL, 0);
                 else if (strcmp(argv[i], "--ring-bufs") == 0)
-                        cfg.ring_bufs = (unsigned) strtoul(argv[i + 1], NULL, 0);
+                        cfg.ring_bufs = (unsigned)strtoul(argv[i + 1], NULL, 0);
                 else
                         path = NULL, i = argc;
         }

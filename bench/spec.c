@@ -32,7 +32,7 @@ static int parse_line(const char *line, struct bench_stream_spec *ret)
                 return -EINVAL;
         if (ret->kind == BENCH_ENDPOINT_FIFO && ret->dir != BENCH_DIR_FROM_GUEST)
                 return -EOPNOTSUPP;
-        ret->port = (uint32_t) port;
+        ret->port = (uint32_t)port;
         strcpy(ret->guest_path, g);
         strcpy(ret->endpoint_path, e);
         return 0;
@@ -89,7 +89,7 @@ int bench_spec_load(const char *path, struct bench_spec **ret)
                 char suffix[16];
                 size_t gl = strlen(s->guest_path), sl;
 
-                sl = (size_t) snprintf(suffix, sizeof(suffix), "_%u", s->port);
+                sl = (size_t)snprintf(suffix, sizeof(suffix), "_%u", s->port);
                 if (gl <= sl || strcmp(s->guest_path + gl - sl, suffix) != 0)
                         return -EINVAL;
                 if (i == 0)
@@ -129,7 +129,7 @@ int bench_unix_connect(const char *path)
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return negative_errno();
-        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
                 return negative_errno();
         if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
                 return negative_errno();
@@ -148,8 +148,8 @@ int bench_unix_listen(const char *path, int backlog)
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
                 return negative_errno();
-        (void) unlink(path);
-        if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(fd, backlog) < 0)
+        (void)unlink(path);
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, backlog) < 0)
                 return negative_errno();
         return TAKE_FD(fd);
 }

@@ -11,13 +11,13 @@
 #define BENCH_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path))
 
 enum bench_dir {
-        BENCH_DIR_FROM_GUEST,   /* guest writes, host endpoint reads (stdout) */
-        BENCH_DIR_TO_GUEST,     /* host endpoint writes, guest reads (stdin) */
+        BENCH_DIR_FROM_GUEST, /* guest writes, host endpoint reads (stdout) */
+        BENCH_DIR_TO_GUEST,   /* host endpoint writes, guest reads (stdin) */
 };
 
 enum bench_endpoint_kind {
-        BENCH_ENDPOINT_UNIX,    /* the host listens; the relay connects */
-        BENCH_ENDPOINT_FIFO,    /* the host created and opened the fifo; the relay opens it */
+        BENCH_ENDPOINT_UNIX, /* the host listens; the relay connects */
+        BENCH_ENDPOINT_FIFO, /* the host created and opened the fifo; the relay opens it */
 };
 
 /* One line: "<from_guest|to_guest> <port> <guest path> <unix|fifo> <endpoint path>".
@@ -32,7 +32,7 @@ struct bench_stream_spec {
 
 struct bench_spec {
         unsigned n;
-        char vm_uds[BENCH_PATH_MAX];    /* guest_path minus "_<port>", taken from the first line */
+        char vm_uds[BENCH_PATH_MAX]; /* guest_path minus "_<port>", taken from the first line */
         struct bench_stream_spec s[];
 };
 

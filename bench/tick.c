@@ -24,7 +24,8 @@ int main(int argc, char **argv)
         if (errno || *end || interval == 0 || interval > BENCH_TICK_INTERVAL_MAX_US)
                 goto usage;
         for (;;) {
-                struct timespec ts = { .tv_sec = (time_t)(interval / 1000000), .tv_nsec = (long)(interval % 1000000) * 1000 };
+                struct timespec ts = { .tv_sec = (time_t)(interval / 1000000),
+                                       .tv_nsec = (long)(interval % 1000000) * 1000 };
                 int len = snprintf(line, sizeof(line), "%llu\n", n++);
                 const char *p = line;
 

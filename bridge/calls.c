@@ -7,7 +7,7 @@
 #define BRIDGE_CALLS_BUCKETS_MIN 64u
 
 struct bridge_calls_list {
-        struct list_head head;  /* struct bridge_call.node, oldest first */
+        struct list_head head; /* struct bridge_call.node, oldest first */
         size_t n;
 };
 
@@ -226,7 +226,7 @@ static int entry_new(struct bridge_calls *t, uint64_t id, uint32_t type, uint32_
         c->id = id;
         c->type = type;
         c->flags = flags;
-        c->deadline = (struct heap_node) { .key = deadline_ns, .tie = id, .index = HEAP_NONE };
+        c->deadline = (struct heap_node){ .key = deadline_ns, .tie = id, .index = HEAP_NONE };
         c->pid = pid;
         c->fn = fn;
         c->userdata = userdata;
@@ -266,8 +266,8 @@ int bridge_calls_add(struct bridge_calls *t, uint32_t type, uint32_t flags, uint
         return 0;
 }
 
-int bridge_calls_preregister(struct bridge_calls *t, uint64_t id, uint32_t type, const char *container_id,
-                             uint32_t pid, bridge_call_fn fn, void *userdata, struct bridge_call **ret)
+int bridge_calls_preregister(struct bridge_calls *t, uint64_t id, uint32_t type, const char *container_id, uint32_t pid,
+                             bridge_call_fn fn, void *userdata, struct bridge_call **ret)
 {
         struct bridge_call *c = hash_find(t, id);
         int r;
@@ -282,8 +282,7 @@ int bridge_calls_preregister(struct bridge_calls *t, uint64_t id, uint32_t type,
         }
         if (id == UINT64_MAX)
                 return -EOVERFLOW;
-        r = entry_new(t, id, type, BRIDGE_CALL_ADOPTED, BRIDGE_DEADLINE_NONE, container_id, pid, fn, userdata,
-                      &c);
+        r = entry_new(t, id, type, BRIDGE_CALL_ADOPTED, BRIDGE_DEADLINE_NONE, container_id, pid, fn, userdata, &c);
         if (r < 0)
                 return r;
         if (t->next_id <= id)

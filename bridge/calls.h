@@ -35,32 +35,33 @@ struct bridge_result {
          * -ECHILD exit status lost, -EPROTO bad reply, or the write's -errno for SEND_FAILED. */
         int error;
         enum bridge_status status;
-        int32_t hresult;         /* the guest's Result; 0 unless it answered with an error */
-        const char *message;     /* never NULL; the guest's ErrorMessage with the HRESULT, or our reason */
+        int32_t hresult;     /* the guest's Result; 0 unless it answered with an error */
+        const char *message; /* never NULL; the guest's ErrorMessage with the HRESULT, or our reason */
         uint64_t call_id;
-        uint32_t pid;            /* ExecuteProcess: the new process */
-        int32_t exit_code;       /* WaitForProcess with OK: the exit code; -1 otherwise */
-        bool signaled;           /* WaitForProcess with OK: a signal killed it, the guest did not say which (exit_code -1) */
-        bool probed;             /* WaitForProcess: the answer came from a reconnect probe */
+        uint32_t pid;      /* ExecuteProcess: the new process */
+        int32_t exit_code; /* WaitForProcess with OK: the exit code; -1 otherwise */
+        bool signaled;     /* WaitForProcess with OK: a signal killed it, the guest did not say which (exit_code -1) */
+        bool probed;       /* WaitForProcess: the answer came from a reconnect probe */
         const struct bridge_response *response; /* valid during the callback; NULL without an answer */
 };
 
 typedef void (*bridge_call_fn)(const struct bridge_result *res, void *userdata);
 
 enum bridge_call_flag {
-        BRIDGE_CALL_ADOPTED = 1u << 0, /* pre-registered: its request was sent by someone else (another daemon) */
-        BRIDGE_CALL_PROBE = 1u << 1,   /* an internal reconnect probe */
+        BRIDGE_CALL_ADOPTED = 1u << 0,  /* pre-registered: its request was sent by someone else (another daemon) */
+        BRIDGE_CALL_PROBE = 1u << 1,    /* an internal reconnect probe */
         BRIDGE_CALL_INTERNAL = 1u << 2, /* sent by the connection itself (negotiate, probes) */
 };
 
 struct bridge_call {
         uint64_t id;
-        uint32_t type;            /* request type (BRIDGE_RPC_*) */
-        uint32_t flags;           /* enum bridge_call_flag */
-        struct heap_node deadline; /* key: absolute deadline, BRIDGE_DEADLINE_NONE (wait for ever, never in the heap); tie: id */
-        uint64_t generation;      /* which guest connection carried the request; 0 = none (adopted) */
+        uint32_t type;  /* request type (BRIDGE_RPC_*) */
+        uint32_t flags; /* enum bridge_call_flag */
+        struct heap_node
+                deadline; /* key: absolute deadline, BRIDGE_DEADLINE_NONE (wait for ever, never in the heap); tie: id */
+        uint64_t generation;         /* which guest connection carried the request; 0 = none (adopted) */
         uint64_t backing_generation; /* the connection on which a backing wait stands in for it; 0 = none */
-        char *container_id;       /* waits and signals: which process; NULL otherwise */
+        char *container_id;          /* waits and signals: which process; NULL otherwise */
         uint32_t pid;
         bridge_call_fn fn;
         void *userdata;
@@ -68,7 +69,7 @@ struct bridge_call {
         /* table bookkeeping */
         bool zombie;
         struct bridge_call *hash_next;
-        struct list_head node;    /* live list (oldest first) or zombie list */
+        struct list_head node; /* live list (oldest first) or zombie list */
 };
 
 struct bridge_calls;
@@ -93,8 +94,8 @@ int bridge_calls_add(struct bridge_calls *t, uint32_t type, uint32_t flags, uint
  * a live call with that id exists it is returned unchanged (it keeps its own callback) and the
  * return value is 1; a new entry returns 0. A zombie with that id is forgotten first. Raises the
  * counter above id so new calls never collide. */
-int bridge_calls_preregister(struct bridge_calls *t, uint64_t id, uint32_t type, const char *container_id,
-                             uint32_t pid, bridge_call_fn fn, void *userdata, struct bridge_call **ret);
+int bridge_calls_preregister(struct bridge_calls *t, uint64_t id, uint32_t type, const char *container_id, uint32_t pid,
+                             bridge_call_fn fn, void *userdata, struct bridge_call **ret);
 
 /* A live call, or NULL. */
 struct bridge_call *bridge_calls_get(struct bridge_calls *t, uint64_t id);
@@ -119,7 +120,7 @@ size_t bridge_calls_expire(struct bridge_calls *t, uint64_t now_ns);
 /* Earliest deadline, BRIDGE_DEADLINE_NONE when no live call has one. */
 uint64_t bridge_calls_next_deadline(const struct bridge_calls *t);
 
-size_t bridge_calls_count(const struct bridge_calls *t);        /* live */
+size_t bridge_calls_count(const struct bridge_calls *t); /* live */
 size_t bridge_calls_zombie_count(const struct bridge_calls *t);
 
 /* Copies the ids of live calls matching `type` (0 = any) into a new array (oldest first), so the

@@ -30,14 +30,10 @@ static const struct {
 enum bridge_type_class bridge_type_class(uint32_t type)
 {
         switch (type & BRIDGE_TYPE_CLASS_MASK) {
-        case BRIDGE_TYPE_REQUEST:
-                return BRIDGE_CLASS_REQUEST;
-        case BRIDGE_TYPE_RESPONSE:
-                return BRIDGE_CLASS_RESPONSE;
-        case BRIDGE_TYPE_NOTIFY:
-                return BRIDGE_CLASS_NOTIFY;
-        default:
-                return _BRIDGE_CLASS_INVALID;
+        case BRIDGE_TYPE_REQUEST: return BRIDGE_CLASS_REQUEST;
+        case BRIDGE_TYPE_RESPONSE: return BRIDGE_CLASS_RESPONSE;
+        case BRIDGE_TYPE_NOTIFY: return BRIDGE_CLASS_NOTIFY;
+        default: return _BRIDGE_CLASS_INVALID;
         }
 }
 
@@ -142,7 +138,7 @@ int bridge_frame_parse(const void *data, size_t len, struct bridge_frame *ret_fr
                         *ret_need = h.size;
                 return 0;
         }
-        *ret_frame = (struct bridge_frame) {
+        *ret_frame = (struct bridge_frame){
                 .header = h,
                 .payload = (const char *)data + BRIDGE_HEADER_SIZE,
                 .payload_len = h.size - BRIDGE_HEADER_SIZE,
@@ -163,7 +159,7 @@ int bridge_frame_encode(uint32_t type, uint64_t id, const char *payload, size_t 
         buf = malloc(size);
         if (!buf)
                 return -ENOMEM;
-        bridge_header_encode(&(struct bridge_header) { .type = type, .size = (uint32_t)size, .id = id }, buf);
+        bridge_header_encode(&(struct bridge_header){ .type = type, .size = (uint32_t)size, .id = id }, buf);
         if (payload_len)
                 memcpy(buf + BRIDGE_HEADER_SIZE, payload, payload_len);
         if (newline)

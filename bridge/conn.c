@@ -40,24 +40,22 @@ struct bridge_conn {
         uint64_t generation;
         uint64_t negotiate_id;
         uint64_t call_timeout_ns;
-        uint64_t reconnect_grace_ns;    /* 0: a lost connection fails every call at once (upstream) */
-        uint64_t grace_deadline;        /* kept waits fail then unless a guest negotiated again */
+        uint64_t reconnect_grace_ns; /* 0: a lost connection fails every call at once (upstream) */
+        uint64_t grace_deadline;     /* kept waits fail then unless a guest negotiated again */
 
         char *runtime_os;
         bool stdio_resume;
         bool offer_stdio_resume;
 
-        struct list_head watchers;      /* struct watcher */
+        struct list_head watchers; /* struct watcher */
         size_t n_watchers;
 
         struct bridge_held held;
 };
 
 static const char *const bridge_conn_state_names[_BRIDGE_CONN_STATE_MAX] = {
-        [BRIDGE_CONN_WAITING] = "waiting",
-        [BRIDGE_CONN_NEGOTIATING] = "negotiating",
-        [BRIDGE_CONN_CONNECTED] = "connected",
-        [BRIDGE_CONN_MIGRATING] = "migrating",
+        [BRIDGE_CONN_WAITING] = "waiting",     [BRIDGE_CONN_NEGOTIATING] = "negotiating",
+        [BRIDGE_CONN_CONNECTED] = "connected", [BRIDGE_CONN_MIGRATING] = "migrating",
         [BRIDGE_CONN_CLOSED] = "closed",
 };
 
@@ -184,7 +182,7 @@ static void result_from_response(const struct bridge_call *call, const struct br
 {
         const char *guest_msg = resp->error_message && resp->error_message[0] ? resp->error_message : NULL;
 
-        *res = (struct bridge_result) {
+        *res = (struct bridge_result){
                 .status = BRIDGE_STATUS_OK,
                 .hresult = resp->result,
                 .message = "ok",
@@ -232,10 +230,10 @@ static void result_from_response(const struct bridge_call *call, const struct br
         }
         res->status = BRIDGE_STATUS_GUEST_ERROR;
         res->error = -EREMOTEIO;
-        snprintf(buf, buf_len, "%s failed with HRESULT 0x%08" PRIx32 "%s%s%s%s",
-                 bridge_type_name(call->type) ?: "call", (uint32_t)resp->result,
-                 bridge_hresult_name(resp->result) ? " (" : "", bridge_hresult_name(resp->result) ?: "",
-                 bridge_hresult_name(resp->result) ? ")" : "", guest_msg ? ": " : "");
+        snprintf(buf, buf_len, "%s failed with HRESULT 0x%08" PRIx32 "%s%s%s%s", bridge_type_name(call->type) ?: "call",
+                 (uint32_t)resp->result, bridge_hresult_name(resp->result) ? " (" : "",
+                 bridge_hresult_name(resp->result) ?: "", bridge_hresult_name(resp->result) ? ")" : "",
+                 guest_msg ? ": " : "");
         if (guest_msg) {
                 size_t used = strlen(buf);
                 snprintf(buf + used, buf_len - used, "%s", guest_msg);
@@ -358,7 +356,8 @@ static void grace_expire(struct bridge_conn *c, uint64_t now_ns)
         n = fail_calls(c, call_is_ours_to_fail);
         if (n > 0)
                 log_warn("bridge %s: the guest did not reconnect within %" PRIu64 " ms; %zu waits fail with \"bridge "
-                         "closed\"", c->name, c->reconnect_grace_ns / 1000000, n);
+                         "closed\"",
+                         c->name, c->reconnect_grace_ns / 1000000, n);
 }
 
 /* Ends the guest connection for a protocol error: one clear log line, then a loss. */
@@ -411,8 +410,8 @@ static int send_request(struct bridge_conn *c, const struct bridge_request *req,
                 bridge_calls_cancel(c->calls, call);
                 /* -EMSGSIZE: the host's frame limit refused this one frame; nothing was written. */
                 if (!c->migrating && r != -EMSGSIZE)
-                        kill_guest(c, r, "writing %s id %" PRIu64 " failed: %s", bridge_type_name(req->type) ?: "request",
-                                   id, strerror(-r));
+                        kill_guest(c, r, "writing %s id %" PRIu64 " failed: %s",
+                                   bridge_type_name(req->type) ?: "request", id, strerror(-r));
                 return r;
         }
         if (ret_call_id)
@@ -437,7 +436,7 @@ static int send_probe(struct bridge_conn *c, struct bridge_call *target, uint32_
 
         if (!p)
                 return -ENOMEM;
-        *p = (struct probe) { .conn = c, .target = target->id, .backing = backing };
+        *p = (struct probe){ .conn = c, .target = target->id, .backing = backing };
         r = send_request(c, &req, BRIDGE_CALL_INTERNAL | BRIDGE_CALL_PROBE,
                          backing ? BRIDGE_DEADLINE_NONE : BRIDGE_CONN_PROBE_DEADLINE_NS, target->pid, probe_done, p,
                          NULL);
@@ -494,11 +493,10 @@ static void probe_done(const struct bridge_result *res, void *userdata)
         case BRIDGE_STATUS_CLOSED:
                 /* The connection went; the next one probes again. */
                 return;
-        default:
-                break;
+        default: break;
         }
-        log_warn("bridge %s: %s for pid %" PRIu32 " (wait id %" PRIu64 ") gave no answer (%s); still waiting",
-                 c->name, backing ? "backing wait" : "probe", target->pid, target->id, res->message);
+        log_warn("bridge %s: %s for pid %" PRIu32 " (wait id %" PRIu64 ") gave no answer (%s); still waiting", c->name,
+                 backing ? "backing wait" : "probe", target->pid, target->id, res->message);
 }
 
 /* After each negotiation: every wait whose request went out on an earlier connection (or was
@@ -654,12 +652,14 @@ void bridge_conn_detach(struct bridge_conn *c, int error)
         if (!c->attached)
                 return;
         if (error == -ECANCELED)
-                log_info("bridge %s: guest connection released%s", c->name, c->migrating ? " (migrating: calls kept)" : "");
+                log_info("bridge %s: guest connection released%s", c->name,
+                         c->migrating ? " (migrating: calls kept)" : "");
         else if (error < 0)
                 log_warn("bridge %s: guest connection lost: %s%s", c->name, strerror(-error),
                          c->migrating ? " (migrating: calls kept)" : "");
         else
-                log_info("bridge %s: guest closed the bridge%s", c->name, c->migrating ? " (migrating: calls kept)" : "");
+                log_info("bridge %s: guest closed the bridge%s", c->name,
+                         c->migrating ? " (migrating: calls kept)" : "");
         lose_guest(c, error, false, false);
 }
 
@@ -731,15 +731,12 @@ static int handle_response(struct bridge_conn *c, const struct bridge_frame *f)
 static int handle_frame(struct bridge_conn *c, const struct bridge_frame *f)
 {
         switch (bridge_type_class(f->header.type)) {
-        case BRIDGE_CLASS_RESPONSE:
-                return handle_response(c, f);
-        case BRIDGE_CLASS_NOTIFY:
-                return handle_notification(c, f);
+        case BRIDGE_CLASS_RESPONSE: return handle_response(c, f);
+        case BRIDGE_CLASS_NOTIFY: return handle_notification(c, f);
         case BRIDGE_CLASS_REQUEST:
                 return kill_guest(c, -EPROTO, "the guest sent a request (%s, type 0x%08" PRIx32 ", id %" PRIu64 ")",
                                   bridge_type_name(f->header.type) ?: "unknown", f->header.type, f->header.id);
-        default:
-                return kill_guest(c, -EPROTO, "message of invalid type 0x%08" PRIx32, f->header.type);
+        default: return kill_guest(c, -EPROTO, "message of invalid type 0x%08" PRIx32, f->header.type);
         }
 }
 
@@ -962,17 +959,16 @@ int bridge_conn_wait(struct bridge_conn *c, const char *container_id, uint32_t p
                 .container_id = container_id ? process_container_id(container_id) : NULL,
                 .wait = { .pid = pid, .timeout_ms = timeout_ms },
         };
-        uint64_t timeout_ns = timeout_ms == BRIDGE_WAIT_INFINITE
-                                      ? BRIDGE_DEADLINE_NONE
-                                      : (uint64_t)timeout_ms * 1000000u + c->call_timeout_ns;
+        uint64_t timeout_ns = timeout_ms == BRIDGE_WAIT_INFINITE ? BRIDGE_DEADLINE_NONE
+                                                                 : (uint64_t)timeout_ms * 1000000u + c->call_timeout_ns;
 
         if (!container_id_ok(container_id) || !fn)
                 return -EINVAL;
         return send_request(c, &req, 0, timeout_ns, pid, fn, userdata, ret_call_id);
 }
 
-int bridge_conn_signal(struct bridge_conn *c, const char *container_id, uint32_t pid, int signal,
-                       bridge_call_fn fn, void *userdata, uint64_t *ret_call_id)
+int bridge_conn_signal(struct bridge_conn *c, const char *container_id, uint32_t pid, int signal, bridge_call_fn fn,
+                       void *userdata, uint64_t *ret_call_id)
 {
         struct bridge_request req = {
                 .type = BRIDGE_RPC_SIGNAL_PROCESS,
@@ -985,8 +981,8 @@ int bridge_conn_signal(struct bridge_conn *c, const char *container_id, uint32_t
         return send_request(c, &req, 0, c->call_timeout_ns, pid, fn, userdata, ret_call_id);
 }
 
-int bridge_conn_resize(struct bridge_conn *c, const char *container_id, uint32_t pid, uint16_t height,
-                       uint16_t width, bridge_call_fn fn, void *userdata, uint64_t *ret_call_id)
+int bridge_conn_resize(struct bridge_conn *c, const char *container_id, uint32_t pid, uint16_t height, uint16_t width,
+                       bridge_call_fn fn, void *userdata, uint64_t *ret_call_id)
 {
         struct bridge_request req = {
                 .type = BRIDGE_RPC_RESIZE_CONSOLE,
@@ -1009,14 +1005,9 @@ int bridge_conn_shutdown(struct bridge_conn *c, const char *container_id, enum b
         if (!container_id_ok(container_id) || !fn)
                 return -EINVAL;
         switch (kind) {
-        case BRIDGE_SHUTDOWN_GRACEFUL:
-                req.type = BRIDGE_RPC_SHUTDOWN_GRACEFUL;
-                break;
-        case BRIDGE_SHUTDOWN_FORCED:
-                req.type = BRIDGE_RPC_SHUTDOWN_FORCED;
-                break;
-        default:
-                return -EINVAL;
+        case BRIDGE_SHUTDOWN_GRACEFUL: req.type = BRIDGE_RPC_SHUTDOWN_GRACEFUL; break;
+        case BRIDGE_SHUTDOWN_FORCED: req.type = BRIDGE_RPC_SHUTDOWN_FORCED; break;
+        default: return -EINVAL;
         }
         return send_request(c, &req, 0, c->call_timeout_ns, 0, fn, userdata, ret_call_id);
 }
@@ -1064,8 +1055,7 @@ int bridge_conn_preregister_wait(struct bridge_conn *c, uint64_t call_id, const 
         return 0;
 }
 
-int bridge_conn_watch_container(struct bridge_conn *c, const char *container_id, bridge_notify_fn fn,
-                                void *userdata)
+int bridge_conn_watch_container(struct bridge_conn *c, const char *container_id, bridge_notify_fn fn, void *userdata)
 {
         _cleanup_(bridge_held_msg_freep) struct bridge_held_msg *h = NULL;
         struct list_head *pos;

@@ -59,12 +59,11 @@ struct bridge_conn_ops {
         /* The connection dropped the guest connection on its own (protocol error, write failure,
          * failed negotiation); the binding closes the transport. Not called for bridge_conn_detach(). */
         void (*disconnect)(struct bridge_conn *c, int error, void *userdata);
-        void (*state_changed)(struct bridge_conn *c, enum bridge_conn_state old_state,
-                              enum bridge_conn_state new_state, void *userdata);
+        void (*state_changed)(struct bridge_conn *c, enum bridge_conn_state old_state, enum bridge_conn_state new_state,
+                              void *userdata);
         /* Every container notification as it is routed (held ones when released); `watched`
          * says whether a watcher took it. Optional. */
-        void (*notification)(struct bridge_conn *c, const struct bridge_notification *n, bool watched,
-                             void *userdata);
+        void (*notification)(struct bridge_conn *c, const struct bridge_notification *n, bool watched, void *userdata);
         /* CLOCK_MONOTONIC nanoseconds; NULL uses clock_gettime(). */
         uint64_t (*now)(struct bridge_conn *c, void *userdata);
 };
@@ -149,8 +148,7 @@ int bridge_conn_create_container(struct bridge_conn *c, const char *container_id
  * null GUID, as hcsshim's host does.
  * params NULL sends "null"; its Create*Pipe flags are overridden from ports. res->pid on success. */
 int bridge_conn_exec(struct bridge_conn *c, const char *container_id, const struct bridge_process_params *params,
-                     const struct bridge_stdio_ports *ports, bridge_call_fn fn, void *userdata,
-                     uint64_t *ret_call_id);
+                     const struct bridge_stdio_ports *ports, bridge_call_fn fn, void *userdata, uint64_t *ret_call_id);
 /* timeout_ms BRIDGE_WAIT_INFINITE waits for ever. res: OK with exit_code, or with `signaled` (and
  * exit_code -1) for hcsshim's ExitCode 4294967295, a process a signal killed; EXIT_LOST (-ECHILD) when
  * the guest no longer knows the pid (never exit 0, V2); GUEST_ERROR with BRIDGE_HR_TIMEOUT when a
@@ -159,10 +157,10 @@ int bridge_conn_wait(struct bridge_conn *c, const char *container_id, uint32_t p
                      bridge_call_fn fn, void *userdata, uint64_t *ret_call_id);
 /* signal 0 = kill. A process that is gone already is ALREADY_GONE with error 0, as upstream
  * treats it (bridge-protocol.md E3). */
-int bridge_conn_signal(struct bridge_conn *c, const char *container_id, uint32_t pid, int signal,
+int bridge_conn_signal(struct bridge_conn *c, const char *container_id, uint32_t pid, int signal, bridge_call_fn fn,
+                       void *userdata, uint64_t *ret_call_id);
+int bridge_conn_resize(struct bridge_conn *c, const char *container_id, uint32_t pid, uint16_t height, uint16_t width,
                        bridge_call_fn fn, void *userdata, uint64_t *ret_call_id);
-int bridge_conn_resize(struct bridge_conn *c, const char *container_id, uint32_t pid, uint16_t height,
-                       uint16_t width, bridge_call_fn fn, void *userdata, uint64_t *ret_call_id);
 /* A container the guest does not know (0xC037010E) is ALREADY_GONE with error 0, as upstream
  * tolerates it (bridge-protocol.md X, item 12). Aimed at the null GUID the guest shuts down without
  * answering: the call ends with the connection. */
@@ -186,7 +184,6 @@ int bridge_conn_preregister_wait(struct bridge_conn *c, uint64_t call_id, const 
 /* Watches one container's next notification. -EEXIST when the container is watched already
  * (upstream's notify table refuses a duplicate, bridge-protocol.md C4).
  * A held notification for it is delivered at once (fn may run before this returns). */
-int bridge_conn_watch_container(struct bridge_conn *c, const char *container_id, bridge_notify_fn fn,
-                                void *userdata);
+int bridge_conn_watch_container(struct bridge_conn *c, const char *container_id, bridge_notify_fn fn, void *userdata);
 /* Removes a watcher without calling it; -ENOENT when there is none. */
 int bridge_conn_unwatch_container(struct bridge_conn *c, const char *container_id);

@@ -22,7 +22,7 @@ struct bridge_held_msg {
 
 /* Oldest first. Embedded in its owner; bridge_held_clear() before it goes. */
 struct bridge_held {
-        struct list_head msgs;          /* struct bridge_held_msg */
+        struct list_head msgs; /* struct bridge_held_msg */
         size_t n, bytes;
         uint64_t dropped; /* refused because a cap was reached, since init */
 };

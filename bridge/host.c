@@ -17,10 +17,10 @@ struct bridge_host {
 
         struct bridge_conn *conn;
         struct relay_listener *listener;
-        struct relay_chan *chan;        /* the current guest connection, NULL while detached */
+        struct relay_chan *chan; /* the current guest connection, NULL while detached */
         struct relay_timer *timer;
-        uint64_t armed_deadline;        /* what the timer is armed for, BRIDGE_DEADLINE_NONE if not */
-        size_t max_frame;               /* BRIDGE_MAX_FRAME unless configured lower */
+        uint64_t armed_deadline; /* what the timer is armed for, BRIDGE_DEADLINE_NONE if not */
+        size_t max_frame;        /* BRIDGE_MAX_FRAME unless configured lower */
 
         /* bridge_host_free() from inside one of our callbacks: the memory goes when the outermost
          * entry into this host unwinds, so nothing below it touches freed state. */
@@ -117,8 +117,7 @@ static void host_state_changed(struct bridge_conn *c, enum bridge_conn_state old
                 h->ops.on_state_change(h, old_state, new_state, h->userdata);
 }
 
-static void host_notification(struct bridge_conn *c, const struct bridge_notification *n, bool watched,
-                              void *userdata)
+static void host_notification(struct bridge_conn *c, const struct bridge_notification *n, bool watched, void *userdata)
 {
         struct bridge_host *h = userdata;
 
@@ -157,11 +156,12 @@ static int host_check_frames(struct bridge_host *h, const uint8_t *p, size_t len
                 bridge_header_decode(p + off, &hdr);
                 if (hdr.size > h->max_frame) {
                         log_error("bridge %s: dropping the guest connection: a %" PRIu32 "-byte frame is over the "
-                                  "%zu-byte bridge frame limit", h->name, hdr.size, h->max_frame);
+                                  "%zu-byte bridge frame limit",
+                                  h->name, hdr.size, h->max_frame);
                         return -EMSGSIZE;
                 }
                 if (hdr.size < BRIDGE_HEADER_SIZE)
-                        return 0;       /* the codec names that one */
+                        return 0; /* the codec names that one */
                 off += hdr.size;
                 if (off > len)
                         break;
@@ -324,8 +324,7 @@ int bridge_host_relisten(struct bridge_host *h)
                 return 0;
         if (h->freed || bridge_conn_state(h->conn) == BRIDGE_CONN_CLOSED)
                 return -ESHUTDOWN;
-        r = relay_listen(h->relay, &h->transport, BRIDGE_HOST_PORT, RELAY_LISTEN_MANY, host_on_accept, h,
-                         &h->listener);
+        r = relay_listen(h->relay, &h->transport, BRIDGE_HOST_PORT, RELAY_LISTEN_MANY, host_on_accept, h, &h->listener);
         if (r < 0)
                 return r;
         log_info("bridge %s: listening for the guest again", h->name);
@@ -406,14 +405,14 @@ int bridge_host_seed_next_id(struct bridge_host *h, uint64_t next)
 }
 
 /* Every call may change the earliest deadline (or drop the guest on a write failure). */
-#define HOST_CALL(h, expr)                      \
-        ({                                      \
-                int _r_;                        \
-                host_enter(h);                  \
-                _r_ = (expr);                   \
-                host_rearm(h);                  \
-                host_leave(h);                  \
-                _r_;                            \
+#define HOST_CALL(h, expr)     \
+        ({                     \
+                int _r_;       \
+                host_enter(h); \
+                _r_ = (expr);  \
+                host_rearm(h); \
+                host_leave(h); \
+                _r_;           \
         })
 
 int bridge_host_create_container(struct bridge_host *h, const char *container_id, const char *config_json,
@@ -455,8 +454,8 @@ int bridge_host_signal(struct bridge_host *h, const char *container_id, uint32_t
         return HOST_CALL(h, bridge_conn_signal(h->conn, container_id, pid, signal, cb, userdata, NULL));
 }
 
-int bridge_host_resize(struct bridge_host *h, const char *container_id, uint32_t pid, uint16_t height,
-                       uint16_t width, bridge_call_fn cb, void *userdata)
+int bridge_host_resize(struct bridge_host *h, const char *container_id, uint32_t pid, uint16_t height, uint16_t width,
+                       bridge_call_fn cb, void *userdata)
 {
         return HOST_CALL(h, bridge_conn_resize(h->conn, container_id, pid, height, width, cb, userdata, NULL));
 }
@@ -473,8 +472,7 @@ int bridge_host_preregister_wait(struct bridge_host *h, uint64_t call_id, const 
         return HOST_CALL(h, bridge_conn_preregister_wait(h->conn, call_id, container_id, pid, cb, userdata));
 }
 
-int bridge_host_watch_container(struct bridge_host *h, const char *container_id, bridge_notify_fn cb,
-                                void *userdata)
+int bridge_host_watch_container(struct bridge_host *h, const char *container_id, bridge_notify_fn cb, void *userdata)
 {
         return HOST_CALL(h, bridge_conn_watch_container(h->conn, container_id, cb, userdata));
 }

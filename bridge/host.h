@@ -120,12 +120,11 @@ int bridge_host_wait(struct bridge_host *h, const char *container_id, uint32_t p
                      bridge_call_fn cb, void *userdata, uint64_t *ret_call_id);
 int bridge_host_signal(struct bridge_host *h, const char *container_id, uint32_t pid, int signal, bridge_call_fn cb,
                        void *userdata);
-int bridge_host_resize(struct bridge_host *h, const char *container_id, uint32_t pid, uint16_t height,
-                       uint16_t width, bridge_call_fn cb, void *userdata);
+int bridge_host_resize(struct bridge_host *h, const char *container_id, uint32_t pid, uint16_t height, uint16_t width,
+                       bridge_call_fn cb, void *userdata);
 int bridge_host_shutdown(struct bridge_host *h, const char *container_id, enum bridge_shutdown_kind kind,
                          bridge_call_fn cb, void *userdata);
 int bridge_host_preregister_wait(struct bridge_host *h, uint64_t call_id, const char *container_id, uint32_t pid,
                                  bridge_call_fn cb, void *userdata);
-int bridge_host_watch_container(struct bridge_host *h, const char *container_id, bridge_notify_fn cb,
-                                void *userdata);
+int bridge_host_watch_container(struct bridge_host *h, const char *container_id, bridge_notify_fn cb, void *userdata);
 int bridge_host_unwatch_container(struct bridge_host *h, const char *container_id);

@@ -99,7 +99,8 @@ struct json_object *msg_json_field(struct json_object *o, const char *key, bool 
         bool present = json_object_object_get_ex(o, key, &v);
 
         if (!present) {
-                json_object_object_foreach(o, k, val) {
+                json_object_object_foreach(o, k, val)
+                {
                         if (strcasecmp(k, key) == 0) {
                                 v = val;
                                 present = true;
@@ -284,24 +285,15 @@ bool bridge_guid_is_valid(const char *s)
 const char *bridge_hresult_name(int32_t hr)
 {
         switch (hr) {
-        case BRIDGE_HR_OK:
-                return "ok";
-        case BRIDGE_HR_NOT_FOUND:
-                return "not found";
-        case BRIDGE_HR_TIMEOUT:
-                return "timeout";
-        case BRIDGE_HR_NOT_IMPL:
-                return "not implemented";
-        case BRIDGE_HR_UNSUPPORTED_VERSION:
-                return "unsupported protocol version";
-        case BRIDGE_HR_SYSTEM_NOT_FOUND:
-                return "compute system not found";
-        case BRIDGE_HR_INVALID_ARG:
-                return "invalid argument";
-        case BRIDGE_HR_FAIL:
-                return "unspecified failure";
-        default:
-                return NULL;
+        case BRIDGE_HR_OK: return "ok";
+        case BRIDGE_HR_NOT_FOUND: return "not found";
+        case BRIDGE_HR_TIMEOUT: return "timeout";
+        case BRIDGE_HR_NOT_IMPL: return "not implemented";
+        case BRIDGE_HR_UNSUPPORTED_VERSION: return "unsupported protocol version";
+        case BRIDGE_HR_SYSTEM_NOT_FOUND: return "compute system not found";
+        case BRIDGE_HR_INVALID_ARG: return "invalid argument";
+        case BRIDGE_HR_FAIL: return "unspecified failure";
+        default: return NULL;
         }
 }
 
@@ -336,7 +328,7 @@ void bridge_notification_done(struct bridge_notification *n)
         free((char *)n->type);
         free((char *)n->operation);
         free((char *)n->result_info);
-        *n = (struct bridge_notification) {};
+        *n = (struct bridge_notification){};
 }
 
 int bridge_notification_decode(const char *payload, size_t len, struct bridge_notification *ret,
@@ -378,7 +370,7 @@ int bridge_notification_decode(const char *payload, size_t len, struct bridge_no
             (!n.operation && !(n.operation = strdup(""))))
                 return -ENOMEM;
         *ret = n;
-        n = (struct bridge_notification) {};
+        n = (struct bridge_notification){};
         return 0;
 fail:
         if (r == -EBADMSG && ret_reason)

@@ -18,8 +18,8 @@
 
 /* Limits on everything read from the other side. */
 #define BRIDGE_MAX_JSON_DEPTH 32
-#define BRIDGE_MAX_ID_LEN 256u        /* ContainerId */
-#define BRIDGE_MAX_NAME_LEN 256u      /* RuntimeOsType, notification Type and Operation */
+#define BRIDGE_MAX_ID_LEN 256u   /* ContainerId */
+#define BRIDGE_MAX_NAME_LEN 256u /* RuntimeOsType, notification Type and Operation */
 #define BRIDGE_MAX_STRING_LEN BRIDGE_MAX_PAYLOAD
 #define BRIDGE_MAX_ARGS 1024u
 #define BRIDGE_MAX_ENV 1024u
@@ -38,9 +38,9 @@
 struct bridge_process_params {
         const char **args; /* CommandArgs; n_args == 0 means use command_line */
         size_t n_args;
-        const char *command_line;    /* NULL = omitted */
-        const char *working_dir;     /* NULL = omitted */
-        const char **env;            /* "NAME=VALUE", sent as the Environment object */
+        const char *command_line; /* NULL = omitted */
+        const char *working_dir;  /* NULL = omitted */
+        const char **env;         /* "NAME=VALUE", sent as the Environment object */
         size_t n_env;
         bool emulate_console;
         bool create_stdin, create_stdout, create_stderr;

@@ -94,8 +94,10 @@ static int exec_settings_add(struct json_object *o, const struct bridge_request 
         if ((k = msg_json_add(settings, "VsockStdioRelaySettings", relay)) < 0)
                 return k;
         if ((r->exec.stdin_port && (k = msg_json_add(relay, "StdIn", json_object_new_int64(r->exec.stdin_port))) < 0) ||
-            (r->exec.stdout_port && (k = msg_json_add(relay, "StdOut", json_object_new_int64(r->exec.stdout_port))) < 0) ||
-            (r->exec.stderr_port && (k = msg_json_add(relay, "StdErr", json_object_new_int64(r->exec.stderr_port))) < 0))
+            (r->exec.stdout_port &&
+             (k = msg_json_add(relay, "StdOut", json_object_new_int64(r->exec.stdout_port))) < 0) ||
+            (r->exec.stderr_port &&
+             (k = msg_json_add(relay, "StdErr", json_object_new_int64(r->exec.stderr_port))) < 0))
                 return k;
         return 0;
 }
@@ -195,7 +197,7 @@ void bridge_request_done(struct bridge_request *r)
         free((char *)r->exec.params.working_dir);
         strv_free(r->exec.params.args);
         strv_free(r->exec.params.env);
-        *r = (struct bridge_request) {};
+        *r = (struct bridge_request){};
 }
 
 static int params_args_decode(struct json_object *o, struct bridge_process_params *p, const char **reason)
@@ -249,7 +251,8 @@ static int params_env_decode(struct json_object *o, struct bridge_process_params
         p->env = calloc(n + 1, sizeof(char *));
         if (!p->env)
                 return -ENOMEM;
-        json_object_object_foreach(e, name, val) {
+        json_object_object_foreach(e, name, val)
+        {
                 _cleanup_free_ char *value = NULL;
                 char *entry;
                 int r;
@@ -408,24 +411,21 @@ static int request_body_decode(struct json_object *o, struct bridge_request *req
                 /* Absent reads as "", as Go leaves a missing string field empty. */
                 req->create.config = s ? s : strdup("");
                 return req->create.config ? 0 : -ENOMEM;
-        case BRIDGE_RPC_EXECUTE_PROCESS:
-                return exec_decode(o, req, reason);
+        case BRIDGE_RPC_EXECUTE_PROCESS: return exec_decode(o, req, reason);
         case BRIDGE_RPC_WAIT_FOR_PROCESS:
                 req->wait.timeout_ms = 0;
                 if ((r = msg_json_get_u32(o, "ProcessId", &req->wait.pid, reason)) < 0 ||
                     (r = msg_json_get_u32(o, "TimeoutInMs", &req->wait.timeout_ms, reason)) < 0)
                         return r;
                 return 0;
-        case BRIDGE_RPC_SIGNAL_PROCESS:
-                return signal_decode(o, req, reason);
+        case BRIDGE_RPC_SIGNAL_PROCESS: return signal_decode(o, req, reason);
         case BRIDGE_RPC_RESIZE_CONSOLE:
                 if ((r = msg_json_get_u32(o, "ProcessId", &req->resize.pid, reason)) < 0 ||
                     (r = msg_json_get_u16(o, "Height", &req->resize.height, reason)) < 0 ||
                     (r = msg_json_get_u16(o, "Width", &req->resize.width, reason)) < 0)
                         return r;
                 return 0;
-        default:
-                return 0;
+        default: return 0;
         }
 }
 
@@ -457,7 +457,7 @@ int bridge_request_decode(uint32_t type, const char *payload, size_t len, struct
         if ((r = request_body_decode(o, &req, &reason)) < 0)
                 goto fail;
         *ret = req;
-        req = (struct bridge_request) {};
+        req = (struct bridge_request){};
         return 0;
 fail:
         if (r == -EBADMSG && ret_reason)

@@ -50,7 +50,8 @@ int bridge_response_encode(uint32_t req_type, const struct bridge_response *r, c
                 return -EINVAL;
         if ((k = msg_json_add(o, "Result", json_object_new_int(r->result))) < 0)
                 return k;
-        if (r->error_message && r->error_message[0] && (k = msg_json_add_string(o, "ErrorMessage", r->error_message)) < 0)
+        if (r->error_message && r->error_message[0] &&
+            (k = msg_json_add_string(o, "ErrorMessage", r->error_message)) < 0)
                 return k;
         if (r->activity_id && (k = msg_json_add_string(o, "ActivityId", r->activity_id)) < 0)
                 return k;
@@ -70,8 +71,7 @@ int bridge_response_encode(uint32_t req_type, const struct bridge_response *r, c
                         if ((k = msg_json_add(o, "ExitCode", json_object_new_int64(r->wait.exit_code))) < 0)
                                 return k;
                         break;
-                default:
-                        break;
+                default: break;
                 }
         }
         return msg_json_finish(o, ret_json, ret_len);
@@ -99,7 +99,7 @@ void bridge_response_done(struct bridge_response *r)
         free((char *)r->error_message);
         free((char *)r->activity_id);
         free((char *)r->negotiate.runtime_os_type);
-        *r = (struct bridge_response) {};
+        *r = (struct bridge_response){};
 }
 
 static int negotiate_decode(struct json_object *o, struct bridge_response *resp, const char **reason)
@@ -156,8 +156,7 @@ static int response_body_decode(uint32_t req_type, struct json_object *o, struct
         int r;
 
         switch (req_type) {
-        case BRIDGE_RPC_NEGOTIATE_PROTOCOL:
-                return negotiate_decode(o, resp, reason);
+        case BRIDGE_RPC_NEGOTIATE_PROTOCOL: return negotiate_decode(o, resp, reason);
         case BRIDGE_RPC_EXECUTE_PROCESS:
                 r = msg_json_get_u32(o, "ProcessId", &resp->exec.pid, reason);
                 if (r == 0) {
@@ -172,8 +171,7 @@ static int response_body_decode(uint32_t req_type, struct json_object *o, struct
                         return -EBADMSG;
                 }
                 return r < 0 ? r : 0;
-        default:
-                return 0;
+        default: return 0;
         }
 }
 
@@ -200,7 +198,7 @@ int bridge_response_decode(uint32_t req_type, const char *payload, size_t len, s
         if (resp.result == BRIDGE_HR_OK && (r = response_body_decode(req_type, o, &resp, &reason)) < 0)
                 goto fail;
         *ret = resp;
-        resp = (struct bridge_response) {};
+        resp = (struct bridge_response){};
         return 0;
 fail:
         if ((r == -EBADMSG || r == -EPROTONOSUPPORT) && ret_reason)

@@ -18,7 +18,7 @@
 /* Exit codes besides a process's own: a usage mistake, and a failure of vsockmux itself. */
 #define CLI_EXIT_FAILURE 1
 #define CLI_EXIT_USAGE 2
-#define CLI_EXIT_EXEC_FAILED 125        /* exec: the process never ran (docker's convention) */
+#define CLI_EXIT_EXEC_FAILED 125 /* exec: the process never ran (docker's convention) */
 #define CLI_EXIT_STATUS_LOST 255
 /* A guest's exit code outside 0-255 (256 from a guest that does not truncate, a negative one):
  * never 0, which a truncation to 8 bits could give; the CLI names the real code. */
@@ -34,7 +34,7 @@ struct cli_command;
 
 struct cli {
         const char *socket;
-        const char *command;    /* "vm add", for error lines */
+        const char *command;            /* "vm add", for error lines */
         const struct cli_command *spec; /* the command running, for its --help */
         struct vsockmux_client *client;
 };
@@ -42,11 +42,11 @@ struct cli {
 typedef int (*cli_command_fn)(struct cli *cli, int argc, char **argv);
 
 struct cli_command {
-        const char *group;      /* NULL for a top-level verb */
+        const char *group; /* NULL for a top-level verb */
         const char *name;
         cli_command_fn fn;
         const char *usage;
-        const char *summary;    /* one sentence for --help */
+        const char *summary; /* one sentence for --help */
 };
 
 /* "Usage: vsockmux USAGE", then the summary. */
@@ -106,8 +106,7 @@ int cli_parse_signal(const char *s, int *ret);
 const char *cli_signal_name(int sig);
 
 /* "EVENT_KIND_PROCESS_EXITED" with prefix "EVENT_KIND_" -> "process-exited" in buf. */
-const char *cli_enum_name(const ProtobufCEnumDescriptor *desc, int value, const char *prefix,
-                          char *buf, size_t len);
+const char *cli_enum_name(const ProtobufCEnumDescriptor *desc, int value, const char *prefix, char *buf, size_t len);
 
 /* Prints one JSON document followed by a newline and drops the reference. */
 void cli_json_print(struct json_object *o);

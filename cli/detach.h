@@ -10,8 +10,8 @@
 
 struct cli_detach {
         uint8_t keys[CLI_DETACH_KEYS_MAX];
-        size_t n;               /* 0: detaching is off */
-        size_t matched;         /* how many of keys the input ended with: held back, not sent */
+        size_t n;       /* 0: detaching is off */
+        size_t matched; /* how many of keys the input ended with: held back, not sent */
 };
 
 /* "ctrl-p,ctrl-q": a comma-separated list of a single character or ctrl-X (X one of a-z, @, [,

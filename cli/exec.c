@@ -46,12 +46,12 @@ enum {
 static const char *const stream_names[_STREAM_MAX] = { "stdin", "stdout", "stderr" };
 
 struct exec_stream {
-        const char *path;       /* --stdin/--stdout/--stderr as given, or NULL */
-        char abs[PATH_MAX];     /* the endpoint sent to the daemon */
-        bool relayed;           /* the CLI listens on a socket for it */
+        const char *path;   /* --stdin/--stdout/--stderr as given, or NULL */
+        char abs[PATH_MAX]; /* the endpoint sent to the daemon */
+        bool relayed;       /* the CLI listens on a socket for it */
         int listen_fd;
         int conn_fd;
-        bool local_dead;        /* our own fd failed (e.g. stdout closed): keep draining, drop */
+        bool local_dead; /* our own fd failed (e.g. stdout closed): keep draining, drop */
 };
 
 /* An attached exec: Exec is in flight until the pid is known, then Wait until the exit is. */
@@ -65,23 +65,23 @@ struct exec_ctx {
         struct cli *cli;
         char *vm;
         enum exec_phase phase;
-        uint32_t sid;           /* the call in flight on cli->client */
-        uint32_t pid;           /* once RUNNING */
-        int code;               /* once DONE */
+        uint32_t sid; /* the call in flight on cli->client */
+        uint32_t pid; /* once RUNNING */
+        int code;     /* once DONE */
         bool sig_proxy;
-        bool terminal;          /* --tty: a console in the guest, ours in raw mode */
-        bool winch_pending;     /* our size changed while STARTING */
+        bool terminal;      /* --tty: a console in the guest, ours in raw mode */
+        bool winch_pending; /* our size changed while STARTING */
         struct cli_tty tty;
         struct cli_detach detach;
-        bool detach_on;         /* stdin is a terminal: look for the detach keys in it */
-        bool detached;          /* they were typed: leave, the process keeps running */
-        int sfd;                /* signalfd of exec_proxied_signals (and SIGWINCH with --tty) */
-        struct vsockmux_client *side_client;     /* Kill and Resize while Exec or Wait is in flight */
-        int64_t deadline_ns;    /* --deadline-ms: the Exec call's timeout_nano; 0 = none */
+        bool detach_on;                      /* stdin is a terminal: look for the detach keys in it */
+        bool detached;                       /* they were typed: leave, the process keeps running */
+        int sfd;                             /* signalfd of exec_proxied_signals (and SIGWINCH with --tty) */
+        struct vsockmux_client *side_client; /* Kill and Resize while Exec or Wait is in flight */
+        int64_t deadline_ns;                 /* --deadline-ms: the Exec call's timeout_nano; 0 = none */
         char dir[PATH_MAX];
         struct exec_stream s[_STREAM_MAX];
         bool stdin_eof;
-        uint8_t in_buf[CLI_COPY_CHUNK];        /* a chunk of our stdin on its way to the process */
+        uint8_t in_buf[CLI_COPY_CHUNK]; /* a chunk of our stdin on its way to the process */
         size_t in_len, in_off;
 };
 
@@ -278,10 +278,8 @@ int cli_exit_code(const Vsockmux__V1__ExitStatus *es)
         case VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_EXITED:
                 /* An exit status carries 8 bits: `& 0xff` would make 256 a success. */
                 return es->code >= 0 && es->code <= 255 ? es->code : CLI_EXIT_CODE_UNFIT;
-        case VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_SIGNALED:
-                return 128 + (es->signal & 0x7f);
-        default:
-                return CLI_EXIT_STATUS_LOST;
+        case VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_SIGNALED: return 128 + (es->signal & 0x7f);
+        default: return CLI_EXIT_STATUS_LOST;
         }
 }
 
@@ -296,8 +294,7 @@ static int exit_code_for(struct cli *cli, const Vsockmux__V1__ExitStatus *es)
                 if (es && strncmp(es->message, "exit status lost", strlen("exit status lost")) == 0)
                         cli_error(cli, "%s", es->message);
                 else
-                        cli_error(cli, "exit status lost%s%s", es && es->message[0] ? ": " : "",
-                                  es ? es->message : "");
+                        cli_error(cli, "exit status lost%s%s", es && es->message[0] ? ": " : "", es ? es->message : "");
         }
         return code;
 }
@@ -496,11 +493,11 @@ static bool exec_poll_set(struct exec_ctx *x, struct pollfd *pfd, int *owner, un
                 struct exec_stream *s = &x->s[i];
 
                 if (s->listen_fd >= 0 && running) {
-                        pfd[n] = (struct pollfd) { .fd = s->listen_fd, .events = POLLIN };
+                        pfd[n] = (struct pollfd){ .fd = s->listen_fd, .events = POLLIN };
                         owner[n++] = (int)i;
                 }
                 if (s->conn_fd >= 0 && i != STREAM_STDIN) {
-                        pfd[n] = (struct pollfd) { .fd = s->conn_fd, .events = POLLIN };
+                        pfd[n] = (struct pollfd){ .fd = s->conn_fd, .events = POLLIN };
                         owner[n++] = (int)i;
                         outputs_open = true;
                 }
@@ -508,18 +505,18 @@ static bool exec_poll_set(struct exec_ctx *x, struct pollfd *pfd, int *owner, un
         if (!running && !outputs_open)
                 return false;
         if (running) {
-                pfd[n] = (struct pollfd) { .fd = vsockmux_client_fd(x->cli->client), .events = POLLIN };
+                pfd[n] = (struct pollfd){ .fd = vsockmux_client_fd(x->cli->client), .events = POLLIN };
                 owner[n++] = POLL_CONTROL;
         }
         if (x->sfd >= 0) {
-                pfd[n] = (struct pollfd) { .fd = x->sfd, .events = POLLIN };
+                pfd[n] = (struct pollfd){ .fd = x->sfd, .events = POLLIN };
                 owner[n++] = POLL_SIGNAL;
         }
         if (running && in->conn_fd >= 0 && x->in_len > 0) {
-                pfd[n] = (struct pollfd) { .fd = in->conn_fd, .events = POLLOUT };
+                pfd[n] = (struct pollfd){ .fd = in->conn_fd, .events = POLLOUT };
                 owner[n++] = POLL_STDIN_WRITE;
         } else if (running && in->conn_fd >= 0 && !x->stdin_eof && !x->detached) {
-                pfd[n] = (struct pollfd) { .fd = STDIN_FILENO, .events = POLLIN };
+                pfd[n] = (struct pollfd){ .fd = STDIN_FILENO, .events = POLLIN };
                 owner[n++] = POLL_STDIN_READ;
         }
         *ret_n = n;
@@ -538,11 +535,8 @@ static int exec_dispatch(struct exec_ctx *x, const struct pollfd *p, int owner)
                 /* Before the pid is known the CLI waits for it (stdin is read no more), so it
                  * can say which process keeps running. */
                 return x->detached && x->phase != EXEC_STARTING ? exec_leave_detached(x) : -1;
-        case POLL_STDIN_WRITE:
-                pump_stdin_write(x);
-                return -1;
-        case POLL_SIGNAL:
-                return exec_on_signal(x);
+        case POLL_STDIN_WRITE: pump_stdin_write(x); return -1;
+        case POLL_SIGNAL: return exec_on_signal(x);
         case POLL_CONTROL: {
                 int r = exec_on_reply(x);
 
@@ -720,36 +714,19 @@ static int exec_parse_option(struct cli *cli, int c, char **argv, Vsockmux__V1__
                              struct exec_opts *o)
 {
         switch (c) {
-        case 'c':
-                req->container_id = optarg;
-                return 0;
-        case 'e':
-                return exec_add_env(cli, o, optarg);
-        case 'w':
-                req->cwd = optarg;
-                return 0;
-        case OPT_STDIN:
-                x->s[STREAM_STDIN].path = optarg;
-                return 0;
-        case 'o':
-                x->s[STREAM_STDOUT].path = optarg;
-                return 0;
-        case 'E':
-                x->s[STREAM_STDERR].path = optarg;
-                return 0;
-        case 'd':
-                req->detach = true;
-                return 0;
+        case 'c': req->container_id = optarg; return 0;
+        case 'e': return exec_add_env(cli, o, optarg);
+        case 'w': req->cwd = optarg; return 0;
+        case OPT_STDIN: x->s[STREAM_STDIN].path = optarg; return 0;
+        case 'o': x->s[STREAM_STDOUT].path = optarg; return 0;
+        case 'E': x->s[STREAM_STDERR].path = optarg; return 0;
+        case 'd': req->detach = true; return 0;
         case 't':
                 x->terminal = true;
                 req->terminal = true;
                 return 0;
-        case 'i':
-                req->interactive = true;
-                return 0;
-        case OPT_STDIN_ONCE:
-                req->stdin_once = true;
-                return 0;
+        case 'i': req->interactive = true; return 0;
+        case OPT_STDIN_ONCE: req->stdin_once = true; return 0;
         case OPT_LOG_SIZE_MAX:
                 if (parse_size(optarg, &req->log_size_max) < 0)
                         return cli_usage_error(cli, "--log-size-max wants a size such as 10M (1 to 1T), got '%s'",
@@ -765,19 +742,16 @@ static int exec_parse_option(struct cli *cli, int c, char **argv, Vsockmux__V1__
                         return cli_usage_error(cli, "--timeout wants seconds from 1 to %u, got '%s'",
                                                CLI_EXEC_TIMEOUT_MAX_SEC, optarg);
                 return 0;
-        case 'j':
-                o->json = true;
-                return 0;
+        case 'j': o->json = true; return 0;
         case OPT_DETACH_KEYS:
                 if (cli_detach_parse(optarg, &x->detach) < 0)
-                        return cli_usage_error(cli, "--detach-keys wants keys such as 'ctrl-p,ctrl-q' "
-                                               "(a-z, or ctrl- with a-z @ [ \\ ] ^ _), got '%s'", optarg);
+                        return cli_usage_error(cli,
+                                               "--detach-keys wants keys such as 'ctrl-p,ctrl-q' "
+                                               "(a-z, or ctrl- with a-z @ [ \\ ] ^ _), got '%s'",
+                                               optarg);
                 return 0;
-        case 'S':
-                return exec_parse_sig_proxy(cli, optarg, &x->sig_proxy);
-        case 'L':
-                req->log = optarg;
-                return 0;
+        case 'S': return exec_parse_sig_proxy(cli, optarg, &x->sig_proxy);
+        case 'L': req->log = optarg; return 0;
         case 'I':
                 /* The daemon checks it (containerd's identifier rule) and says why. */
                 req->exec_id = optarg;
@@ -787,8 +761,7 @@ static int exec_parse_option(struct cli *cli, int c, char **argv, Vsockmux__V1__
                         return cli_usage_error(cli, "--deadline-ms wants milliseconds from 1 to %u, got '%s'",
                                                CLI_EXEC_DEADLINE_MAX_MS, optarg);
                 return 0;
-        default:
-                return cli_option_error(cli, c, argv);
+        default: return cli_option_error(cli, c, argv);
         }
 }
 
@@ -796,28 +769,26 @@ static int exec_parse_option(struct cli *cli, int c, char **argv, Vsockmux__V1__
 static int exec_parse(struct cli *cli, int argc, char **argv, Vsockmux__V1__ExecRequest *req, struct exec_ctx *x,
                       struct exec_opts *o)
 {
-        static const struct option options[] = {
-                { "container", required_argument, NULL, 'c' },
-                { "env", required_argument, NULL, 'e' },
-                { "cwd", required_argument, NULL, 'w' },
-                { "stdin", required_argument, NULL, OPT_STDIN },
-                { "stdout", required_argument, NULL, 'o' },
-                { "stderr", required_argument, NULL, 'E' },
-                { "detach", no_argument, NULL, 'd' },
-                { "timeout", required_argument, NULL, OPT_TIMEOUT },
-                { "tty", no_argument, NULL, 't' },
-                { "interactive", no_argument, NULL, 'i' },
-                { "stdin-once", no_argument, NULL, OPT_STDIN_ONCE },
-                { "log-size-max", required_argument, NULL, OPT_LOG_SIZE_MAX },
-                { "log-max-files", required_argument, NULL, OPT_LOG_MAX_FILES },
-                { "json", no_argument, NULL, 'j' },
-                { "sig-proxy", optional_argument, NULL, 'S' },
-                { "id", required_argument, NULL, 'I' },
-                { "deadline-ms", required_argument, NULL, 'D' },
-                { "detach-keys", required_argument, NULL, OPT_DETACH_KEYS },
-                { "log", required_argument, NULL, 'L' },
-                {}
-        };
+        static const struct option options[] = { { "container", required_argument, NULL, 'c' },
+                                                 { "env", required_argument, NULL, 'e' },
+                                                 { "cwd", required_argument, NULL, 'w' },
+                                                 { "stdin", required_argument, NULL, OPT_STDIN },
+                                                 { "stdout", required_argument, NULL, 'o' },
+                                                 { "stderr", required_argument, NULL, 'E' },
+                                                 { "detach", no_argument, NULL, 'd' },
+                                                 { "timeout", required_argument, NULL, OPT_TIMEOUT },
+                                                 { "tty", no_argument, NULL, 't' },
+                                                 { "interactive", no_argument, NULL, 'i' },
+                                                 { "stdin-once", no_argument, NULL, OPT_STDIN_ONCE },
+                                                 { "log-size-max", required_argument, NULL, OPT_LOG_SIZE_MAX },
+                                                 { "log-max-files", required_argument, NULL, OPT_LOG_MAX_FILES },
+                                                 { "json", no_argument, NULL, 'j' },
+                                                 { "sig-proxy", optional_argument, NULL, 'S' },
+                                                 { "id", required_argument, NULL, 'I' },
+                                                 { "deadline-ms", required_argument, NULL, 'D' },
+                                                 { "detach-keys", required_argument, NULL, OPT_DETACH_KEYS },
+                                                 { "log", required_argument, NULL, 'L' },
+                                                 {} };
         int c, r;
 
         optind = 0;
@@ -856,7 +827,7 @@ static int exec_check(struct cli *cli, const Vsockmux__V1__ExecRequest *req, str
                 return cli_usage_error(cli, "--log-size-max and --log-max-files apply to --log k8s-file:PATH");
         if (req->interactive && x->s[STREAM_STDIN].path)
                 return cli_usage_error(cli, "-i takes stdin from attach clients (or, attached, from here): "
-                                       "--stdin cannot go with it");
+                                            "--stdin cannot go with it");
         for (unsigned i = 0; i < _STREAM_MAX; i++) {
                 int r;
 
@@ -878,7 +849,8 @@ static int exec_detached(struct cli *cli, struct exec_ctx *x, Vsockmux__V1__Exec
         req->stdin_path = x->s[STREAM_STDIN].abs;
         req->stdout_path = x->s[STREAM_STDOUT].abs;
         req->stderr_path = x->s[STREAM_STDERR].abs;
-        if (cli_call_deadline(cli, "Exec", &req->base, x->deadline_ns, &vsockmux__v1__exec_response__descriptor, &m) != 0)
+        if (cli_call_deadline(cli, "Exec", &req->base, x->deadline_ns, &vsockmux__v1__exec_response__descriptor, &m) !=
+            0)
                 return CLI_EXIT_EXEC_FAILED;
         resp = (Vsockmux__V1__ExecResponse *)m;
         if (json) {
@@ -950,14 +922,14 @@ int cli_exec(struct cli *cli, int argc, char **argv)
 struct attach_ctx {
         struct cli *cli;
         const char *vm;
-        uint32_t pid;           /* the daemon's answer: an exec id names it too */
-        bool terminal;          /* the process has a console */
-        bool forward;           /* the process has a stdin: what we read goes to it */
-        int fd;                 /* the attach socket */
-        int winch_fd;           /* signalfd of SIGWINCH with a terminal, else -1 */
+        uint32_t pid;  /* the daemon's answer: an exec id names it too */
+        bool terminal; /* the process has a console */
+        bool forward;  /* the process has a stdin: what we read goes to it */
+        int fd;        /* the attach socket */
+        int winch_fd;  /* signalfd of SIGWINCH with a terminal, else -1 */
         struct cli_tty tty;
         struct cli_detach detach;
-        bool detach_on;         /* our stdin is a terminal: look for the detach keys in it */
+        bool detach_on; /* our stdin is a terminal: look for the detach keys in it */
         uint8_t *buf;
 };
 
@@ -995,7 +967,7 @@ static int attach_terminal_setup(struct attach_ctx *a)
         if (sigprocmask(SIG_BLOCK, &mask, NULL) == 0)
                 a->winch_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
         if (a->winch_fd >= 0)
-                attach_on_winch(a, false);      /* our size now, which may not be the console's */
+                attach_on_winch(a, false); /* our size now, which may not be the console's */
         return 0;
 }
 
@@ -1011,7 +983,7 @@ static int attach_pump_output(struct attach_ctx *a, bool out_dead[2])
         if (n < 0)
                 return cli_error(a->cli, "reading the attach socket: %s", strerror(errno)) + 1;
         if (n == 0)
-                return 1;       /* the process's output ended */
+                return 1; /* the process's output ended */
         if (n < 2 || (a->buf[0] != CLI_ATTACH_STDOUT && a->buf[0] != CLI_ATTACH_STDERR))
                 return 0;
         which = a->buf[0] == CLI_ATTACH_STDOUT ? 0 : 1;
@@ -1121,11 +1093,9 @@ static int attach_open(struct attach_ctx *a, Vsockmux__V1__AttachRequest *req, b
 static int attach_parse(struct attach_ctx *a, int argc, char **argv, Vsockmux__V1__AttachRequest *req,
                         bool *ret_print_path)
 {
-        static const struct option options[] = {
-                { "print-path", no_argument, NULL, 'p' },
-                { "detach-keys", required_argument, NULL, 'k' },
-                {}
-        };
+        static const struct option options[] = { { "print-path", no_argument, NULL, 'p' },
+                                                 { "detach-keys", required_argument, NULL, 'k' },
+                                                 {} };
         int c;
 
         optind = 0;
@@ -1134,8 +1104,10 @@ static int attach_parse(struct attach_ctx *a, int argc, char **argv, Vsockmux__V
                         *ret_print_path = true;
                 else if (c == 'k') {
                         if (cli_detach_parse(optarg, &a->detach) < 0)
-                                return cli_usage_error(a->cli, "--detach-keys wants keys such as 'ctrl-p,ctrl-q' "
-                                                       "(a-z, or ctrl- with a-z @ [ \\ ] ^ _), got '%s'", optarg);
+                                return cli_usage_error(a->cli,
+                                                       "--detach-keys wants keys such as 'ctrl-p,ctrl-q' "
+                                                       "(a-z, or ctrl- with a-z @ [ \\ ] ^ _), got '%s'",
+                                                       optarg);
                 } else
                         return cli_option_error(a->cli, c, argv);
         }

@@ -21,14 +21,14 @@ extern char **environ;
 
 #define MIGRATE_BAR_WIDTH 30
 #define MIGRATE_PARAMS_MAX 32u
-#define MIGRATE_CODE_INVALID_ARGUMENT 3         /* google.rpc.Code: a bad option, nothing happened */
-#define MIGRATE_CODE_ABORTED 10                 /* failed and rolled back */
+#define MIGRATE_CODE_INVALID_ARGUMENT 3 /* google.rpc.Code: a bad option, nothing happened */
+#define MIGRATE_CODE_ABORTED 10         /* failed and rolled back */
 
 struct migrate_args {
         Vsockmux__V1__MigrateRequest req;
         Vsockmux__V1__KeyValue kv[MIGRATE_PARAMS_MAX];
         Vsockmux__V1__KeyValue *kv_ptrs[MIGRATE_PARAMS_MAX];
-        char *ac_copy;                          /* --auto-converge INIT,INC split in two */
+        char *ac_copy; /* --auto-converge INIT,INC split in two */
         Vsockmux__V1__RestoreIo *ios;
         Vsockmux__V1__RestoreIo **io_ptrs;
         char **copies;
@@ -144,8 +144,7 @@ static void progress_bar(struct migrate *mg, const Vsockmux__V1__MigrationProgre
         bar[MIGRATE_BAR_WIDTH] = '\0';
         printf("\r\033[K%s [%s] %3u%%  %.1f/%.1f MiB  iteration %llu  %.1f MiB/s", mg->name, bar, pct,
                (double)(p->data_total - MIN(p->data_remaining, p->data_total)) / 1048576.0,
-               (double)p->data_total / 1048576.0, (unsigned long long)p->iteration,
-               (double)p->bytes_per_s / 1048576.0);
+               (double)p->data_total / 1048576.0, (unsigned long long)p->iteration, (double)p->bytes_per_s / 1048576.0);
         if (p->throttle_percent)
                 printf("  throttle %d%%", p->throttle_percent);
         fflush(stdout);
@@ -433,40 +432,59 @@ static int run(struct migrate *mg, int sigfd)
 /* ---- options ---- */
 
 enum {
-        OPT_TO = 0x100, OPT_FROM, OPT_DOMAIN, OPT_DEST_SOCKET, OPT_DEST_NAME, OPT_DEST_HVSOCK, OPT_DEST_CID, OPT_IO,
-        OPT_TRANSPORT, OPT_BANDWIDTH, OPT_DOWNTIME, OPT_COMPRESSION, OPT_XBZRLE_CACHE, OPT_MT_LEVEL, OPT_MT_THREADS,
-        OPT_MT_DTHREADS, OPT_PARALLEL, OPT_AUTO_CONVERGE, OPT_PERSIST, OPT_MIGRATE_URI, OPT_P2P, OPT_DIRECT, OPT_JSON,
-        OPT_ON_RESUMED, OPT_ON_SUSPENDED,
+        OPT_TO = 0x100,
+        OPT_FROM,
+        OPT_DOMAIN,
+        OPT_DEST_SOCKET,
+        OPT_DEST_NAME,
+        OPT_DEST_HVSOCK,
+        OPT_DEST_CID,
+        OPT_IO,
+        OPT_TRANSPORT,
+        OPT_BANDWIDTH,
+        OPT_DOWNTIME,
+        OPT_COMPRESSION,
+        OPT_XBZRLE_CACHE,
+        OPT_MT_LEVEL,
+        OPT_MT_THREADS,
+        OPT_MT_DTHREADS,
+        OPT_PARALLEL,
+        OPT_AUTO_CONVERGE,
+        OPT_PERSIST,
+        OPT_MIGRATE_URI,
+        OPT_P2P,
+        OPT_DIRECT,
+        OPT_JSON,
+        OPT_ON_RESUMED,
+        OPT_ON_SUSPENDED,
 };
 
-static const struct option migrate_options[] = {
-        { "to", required_argument, NULL, OPT_TO },
-        { "from", required_argument, NULL, OPT_FROM },
-        { "domain", required_argument, NULL, OPT_DOMAIN },
-        { "dest-socket", required_argument, NULL, OPT_DEST_SOCKET },
-        { "dest-name", required_argument, NULL, OPT_DEST_NAME },
-        { "dest-hvsock", required_argument, NULL, OPT_DEST_HVSOCK },
-        { "dest-cid", required_argument, NULL, OPT_DEST_CID },
-        { "io", required_argument, NULL, OPT_IO },
-        { "transport", required_argument, NULL, OPT_TRANSPORT },
-        { "bandwidth", required_argument, NULL, OPT_BANDWIDTH },
-        { "downtime", required_argument, NULL, OPT_DOWNTIME },
-        { "compression", required_argument, NULL, OPT_COMPRESSION },
-        { "xbzrle-cache", required_argument, NULL, OPT_XBZRLE_CACHE },
-        { "mt-level", required_argument, NULL, OPT_MT_LEVEL },
-        { "mt-threads", required_argument, NULL, OPT_MT_THREADS },
-        { "mt-dthreads", required_argument, NULL, OPT_MT_DTHREADS },
-        { "parallel", required_argument, NULL, OPT_PARALLEL },
-        { "auto-converge", required_argument, NULL, OPT_AUTO_CONVERGE },
-        { "persist", no_argument, NULL, OPT_PERSIST },
-        { "migrate-uri", required_argument, NULL, OPT_MIGRATE_URI },
-        { "p2p", no_argument, NULL, OPT_P2P },
-        { "direct", no_argument, NULL, OPT_DIRECT },
-        { "json", no_argument, NULL, OPT_JSON },
-        { "on-resumed", required_argument, NULL, OPT_ON_RESUMED },
-        { "on-suspended", required_argument, NULL, OPT_ON_SUSPENDED },
-        {}
-};
+static const struct option migrate_options[] = { { "to", required_argument, NULL, OPT_TO },
+                                                 { "from", required_argument, NULL, OPT_FROM },
+                                                 { "domain", required_argument, NULL, OPT_DOMAIN },
+                                                 { "dest-socket", required_argument, NULL, OPT_DEST_SOCKET },
+                                                 { "dest-name", required_argument, NULL, OPT_DEST_NAME },
+                                                 { "dest-hvsock", required_argument, NULL, OPT_DEST_HVSOCK },
+                                                 { "dest-cid", required_argument, NULL, OPT_DEST_CID },
+                                                 { "io", required_argument, NULL, OPT_IO },
+                                                 { "transport", required_argument, NULL, OPT_TRANSPORT },
+                                                 { "bandwidth", required_argument, NULL, OPT_BANDWIDTH },
+                                                 { "downtime", required_argument, NULL, OPT_DOWNTIME },
+                                                 { "compression", required_argument, NULL, OPT_COMPRESSION },
+                                                 { "xbzrle-cache", required_argument, NULL, OPT_XBZRLE_CACHE },
+                                                 { "mt-level", required_argument, NULL, OPT_MT_LEVEL },
+                                                 { "mt-threads", required_argument, NULL, OPT_MT_THREADS },
+                                                 { "mt-dthreads", required_argument, NULL, OPT_MT_DTHREADS },
+                                                 { "parallel", required_argument, NULL, OPT_PARALLEL },
+                                                 { "auto-converge", required_argument, NULL, OPT_AUTO_CONVERGE },
+                                                 { "persist", no_argument, NULL, OPT_PERSIST },
+                                                 { "migrate-uri", required_argument, NULL, OPT_MIGRATE_URI },
+                                                 { "p2p", no_argument, NULL, OPT_P2P },
+                                                 { "direct", no_argument, NULL, OPT_DIRECT },
+                                                 { "json", no_argument, NULL, OPT_JSON },
+                                                 { "on-resumed", required_argument, NULL, OPT_ON_RESUMED },
+                                                 { "on-suspended", required_argument, NULL, OPT_ON_SUSPENDED },
+                                                 {} };
 
 /* The options that become MigrateRequest.params, by the Options field each one sets. The
  * daemon judges the values and names the field it refuses. */
@@ -522,8 +540,10 @@ static int add_io(struct cli *cli, struct migrate_args *a, const char *arg)
         if (n == CLI_MAX_IO)
                 return cli_usage_error(cli, "at most %u --io options", CLI_MAX_IO);
         if (cli_parse_restore_io(arg, &a->ios[n], &a->copies[n]) < 0)
-                return cli_usage_error(cli, "--io wants PID:stdin=PATH,stdout=PATH,stderr=PATH with absolute paths, "
-                                            "got '%s'", arg);
+                return cli_usage_error(cli,
+                                       "--io wants PID:stdin=PATH,stdout=PATH,stderr=PATH with absolute paths, "
+                                       "got '%s'",
+                                       arg);
         a->io_ptrs[n] = &a->ios[n];
         a->req.n_io = n + 1;
         return 0;

@@ -18,8 +18,7 @@ static const char *join_argv(char **argv, size_t n, char *buf, size_t len)
 }
 
 /* VM and PID|ID, the two arguments every per-process command takes after its options. */
-static int parse_vm_target(struct cli *cli, int argc, char **argv, char **ret_vm, uint32_t *ret_pid,
-                           char **ret_exec_id)
+static int parse_vm_target(struct cli *cli, int argc, char **argv, char **ret_vm, uint32_t *ret_pid, char **ret_exec_id)
 {
         int r;
 
@@ -33,8 +32,8 @@ static int parse_vm_target(struct cli *cli, int argc, char **argv, char **ret_vm
 }
 
 /* A command with no options whose answer carries nothing to print: rm, log reopen. */
-static int call_on_target(struct cli *cli, int argc, char **argv, const char *method, ProtobufCMessage *req,
-                          char **vm, uint32_t *pid, char **exec_id, const ProtobufCMessageDescriptor *resp)
+static int call_on_target(struct cli *cli, int argc, char **argv, const char *method, ProtobufCMessage *req, char **vm,
+                          uint32_t *pid, char **exec_id, const ProtobufCMessageDescriptor *resp)
 {
         ProtobufCMessage *m = NULL;
         int r;
@@ -86,8 +85,9 @@ static struct json_object *process_json(const Vsockmux__V1__ProcessInfo *p)
         json_object_object_add(o, "id", json_object_new_string(p->exec_id));
         json_object_object_add(o, "container", json_object_new_string(p->container_id));
         json_object_object_add(o, "argv", argv);
-        json_object_object_add(o, "state", json_object_new_string(
-                cli_enum_name(&vsockmux__v1__process_state__descriptor, p->state, "PROCESS_STATE_", state, sizeof(state))));
+        json_object_object_add(o, "state",
+                               json_object_new_string(cli_enum_name(&vsockmux__v1__process_state__descriptor, p->state,
+                                                                    "PROCESS_STATE_", state, sizeof(state))));
         json_object_object_add(ports, "stdin", json_object_new_int64(p->stdin_port));
         json_object_object_add(ports, "stdout", json_object_new_int64(p->stdout_port));
         json_object_object_add(ports, "stderr", json_object_new_int64(p->stderr_port));
@@ -117,11 +117,9 @@ static struct json_object *process_json(const Vsockmux__V1__ProcessInfo *p)
 /* ps NAME | ps --all, each with an optional --json. */
 static int ps_parse(struct cli *cli, int argc, char **argv, Vsockmux__V1__PsRequest *req, bool *ret_json)
 {
-        static const struct option options[] = {
-                { "json", no_argument, NULL, 'j' },
-                { "all", no_argument, NULL, 'a' },
-                {}
-        };
+        static const struct option options[] = { { "json", no_argument, NULL, 'j' },
+                                                 { "all", no_argument, NULL, 'a' },
+                                                 {} };
         bool json = false;
         int c;
 
@@ -148,8 +146,12 @@ int cli_ps(struct cli *cli, int argc, char **argv)
 {
         /* The VM column only with --all: one VM's ps looks as it always did but for the times. */
         static const char *const header[] = {
-                "VM", "PID", "EXEC ID", "CONTAINER", "STATE", "PORTS (IN/OUT/ERR)", "WAIT ID", "BYTES (IN/OUT/ERR)", "EXIT",
-                "STARTED", "EXITED", "COMMAND",
+                "VM",      "PID",
+                "EXEC ID", "CONTAINER",
+                "STATE",   "PORTS (IN/OUT/ERR)",
+                "WAIT ID", "BYTES (IN/OUT/ERR)",
+                "EXIT",    "STARTED",
+                "EXITED",  "COMMAND",
         };
         size_t skip;
         Vsockmux__V1__PsRequest req = VSOCKMUX__V1__PS_REQUEST__INIT;
@@ -185,10 +187,16 @@ int cli_ps(struct cli *cli, int argc, char **argv)
                 char started[32], exited[32];
                 const Vsockmux__V1__StreamCounters *b = p->bytes;
                 const char *row[] = {
-                        p->vm[0] ? p->vm : "-", pid, p->exec_id[0] ? p->exec_id : "-", p->container_id[0] ? p->container_id : "-",
-                        cli_enum_name(&vsockmux__v1__process_state__descriptor, p->state, "PROCESS_STATE_",
-                                      state, sizeof(state)),
-                        ports, wait_id, bytes, cli_exit_text(p->exit, exit_text, sizeof(exit_text)),
+                        p->vm[0] ? p->vm : "-",
+                        pid,
+                        p->exec_id[0] ? p->exec_id : "-",
+                        p->container_id[0] ? p->container_id : "-",
+                        cli_enum_name(&vsockmux__v1__process_state__descriptor, p->state, "PROCESS_STATE_", state,
+                                      sizeof(state)),
+                        ports,
+                        wait_id,
+                        bytes,
+                        cli_exit_text(p->exit, exit_text, sizeof(exit_text)),
                         cli_time_text(p->started_ns, started, sizeof(started)),
                         cli_time_text(p->exited_ns, exited, sizeof(exited)),
                         join_argv(p->argv, p->n_argv, cmd, sizeof(cmd)),
@@ -200,9 +208,8 @@ int cli_ps(struct cli *cli, int argc, char **argv)
                         snprintf(wait_id, sizeof(wait_id), "%llu", (unsigned long long)p->wait_call_id);
                 else
                         snprintf(wait_id, sizeof(wait_id), "-");
-                snprintf(bytes, sizeof(bytes), "%llu/%llu/%llu",
-                         (unsigned long long)(b ? b->stdin_bytes : 0), (unsigned long long)(b ? b->stdout_bytes : 0),
-                         (unsigned long long)(b ? b->stderr_bytes : 0));
+                snprintf(bytes, sizeof(bytes), "%llu/%llu/%llu", (unsigned long long)(b ? b->stdin_bytes : 0),
+                         (unsigned long long)(b ? b->stdout_bytes : 0), (unsigned long long)(b ? b->stderr_bytes : 0));
                 if (cli_table_add(t, row + skip) < 0)
                         t = cli_table_free(t);
         }
@@ -250,10 +257,7 @@ int cli_wait(struct cli *cli, int argc, char **argv)
 
 int cli_kill(struct cli *cli, int argc, char **argv)
 {
-        static const struct option options[] = {
-                { "signal", required_argument, NULL, 's' },
-                {}
-        };
+        static const struct option options[] = { { "signal", required_argument, NULL, 's' }, {} };
         Vsockmux__V1__KillRequest req = VSOCKMUX__V1__KILL_REQUEST__INIT;
         Vsockmux__V1__KillResponse *resp;
         ProtobufCMessage *m = NULL;

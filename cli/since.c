@@ -88,8 +88,14 @@ static int parse_rfc3339(const char *s, uint64_t *ret_ns)
 
 int cli_since_parse(const char *s, uint64_t now_ns, uint64_t *ret_seq, uint64_t *ret_ns)
 {
-        static const struct { char unit; uint64_t secs; } units[] = {
-                { 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 },
+        static const struct {
+                char unit;
+                uint64_t secs;
+        } units[] = {
+                { 's', 1 },
+                { 'm', 60 },
+                { 'h', 3600 },
+                { 'd', 86400 },
         };
         const char *end;
         uint64_t v, ns;

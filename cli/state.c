@@ -11,10 +11,7 @@
 
 int cli_save(struct cli *cli, int argc, char **argv)
 {
-        static const struct option options[] = {
-                { "out", required_argument, NULL, 'o' },
-                {}
-        };
+        static const struct option options[] = { { "out", required_argument, NULL, 'o' }, {} };
         Vsockmux__V1__SaveRequest req = VSOCKMUX__V1__SAVE_REQUEST__INIT;
         Vsockmux__V1__SaveResponse *resp = NULL;
         const char *out = NULL;
@@ -36,14 +33,16 @@ int cli_save(struct cli *cli, int argc, char **argv)
         if (r < 0) {
                 vsockmux_message_free(&resp->base);
                 /* The VM is saved and released on the daemon: say how to get it back. */
-                return cli_error(cli, "cannot write %s: %s; the VM is saved on the daemon: `vsockmux resume %s`"
+                return cli_error(cli,
+                                 "cannot write %s: %s; the VM is saved on the daemon: `vsockmux resume %s`"
                                  " rolls it back",
                                  out, strerror(-r), req.vm);
         }
         printf("saved %s: %u processes, %zu bytes to %s\n", req.vm, resp->processes, resp->state.len, out);
         for (size_t i = 0; i < resp->n_output_lost_pids; i++)
-                fprintf(stderr, "vsockmux: save: process %u: its output after the save will not reach the destination "
-                                "(without the resume extension, hcsshim's guest redials only a container's init)\n",
+                fprintf(stderr,
+                        "vsockmux: save: process %u: its output after the save will not reach the destination "
+                        "(without the resume extension, hcsshim's guest redials only a container's init)\n",
                         resp->output_lost_pids[i]);
         vsockmux_message_free(&resp->base);
         return 0;
@@ -94,13 +93,11 @@ int cli_parse_restore_io(const char *arg, Vsockmux__V1__RestoreIo *io, char **re
 
 int cli_restore(struct cli *cli, int argc, char **argv)
 {
-        static const struct option options[] = {
-                { "in", required_argument, NULL, 'i' },
-                { "hvsock", required_argument, NULL, 'u' },
-                { "cid", required_argument, NULL, 'c' },
-                { "io", required_argument, NULL, 'o' },
-                {}
-        };
+        static const struct option options[] = { { "in", required_argument, NULL, 'i' },
+                                                 { "hvsock", required_argument, NULL, 'u' },
+                                                 { "cid", required_argument, NULL, 'c' },
+                                                 { "io", required_argument, NULL, 'o' },
+                                                 {} };
         Vsockmux__V1__RestoreRequest req = VSOCKMUX__V1__RESTORE_REQUEST__INIT;
         Vsockmux__V1__RestoreResponse *resp = NULL;
         _cleanup_free_ Vsockmux__V1__RestoreIo *ios = calloc(CLI_MAX_IO, sizeof(*ios));
@@ -117,9 +114,7 @@ int cli_restore(struct cli *cli, int argc, char **argv)
         optind = 0;
         while ((c = getopt_long(argc, argv, ":", options, NULL)) >= 0) {
                 switch (c) {
-                case 'i':
-                        in = optarg;
-                        break;
+                case 'i': in = optarg; break;
                 case 'u':
                         r = cli_check_hvsock(cli, "--hvsock", optarg);
                         if (r != 0)
@@ -138,13 +133,14 @@ int cli_restore(struct cli *cli, int argc, char **argv)
                         if (n_io == CLI_MAX_IO)
                                 return cli_usage_error(cli, "at most %u --io options", CLI_MAX_IO);
                         if (cli_parse_restore_io(optarg, &ios[n_io], &copies[n_io]) < 0)
-                                return cli_usage_error(cli, "--io wants PID:stdin=PATH,stdout=PATH,stderr=PATH "
-                                                            "with absolute paths, got '%s'", optarg);
+                                return cli_usage_error(cli,
+                                                       "--io wants PID:stdin=PATH,stdout=PATH,stderr=PATH "
+                                                       "with absolute paths, got '%s'",
+                                                       optarg);
                         io_ptrs[n_io] = &ios[n_io];
                         n_io++;
                         break;
-                default:
-                        return cli_option_error(cli, c, argv);
+                default: return cli_option_error(cli, c, argv);
                 }
         }
         if (argc - optind > 1 || !in)

@@ -11,7 +11,10 @@ static void print_vm_stats(const Vsockmux__V1__VmStats *v, bool json)
 {
         static const Vsockmux__V1__StreamCounters none = VSOCKMUX__V1__STREAM_COUNTERS__INIT;
         const Vsockmux__V1__StreamCounters *b = v && v->bytes ? v->bytes : &none;
-        const struct { const char *key; uint64_t value; } rows[] = {
+        const struct {
+                const char *key;
+                uint64_t value;
+        } rows[] = {
                 { "processes", v ? v->processes : 0 },
                 { "streams", v ? v->streams : 0 },
                 { "stdin_bytes", b->stdin_bytes },
@@ -43,12 +46,10 @@ static void print_vm_stats(const Vsockmux__V1__VmStats *v, bool json)
 
 int cli_stats(struct cli *cli, int argc, char **argv)
 {
-        static const struct option options[] = {
-                { "json", no_argument, NULL, 'j' },
-                { "prometheus", no_argument, NULL, 'p' },
-                { "vm", required_argument, NULL, 'v' },
-                {}
-        };
+        static const struct option options[] = { { "json", no_argument, NULL, 'j' },
+                                                 { "prometheus", no_argument, NULL, 'p' },
+                                                 { "vm", required_argument, NULL, 'v' },
+                                                 {} };
         Vsockmux__V1__StatsRequest req = VSOCKMUX__V1__STATS_REQUEST__INIT;
         Vsockmux__V1__StatsResponse *s;
         const Vsockmux__V1__BufferPoolStats *pool;
@@ -167,12 +168,10 @@ static void print_event(Vsockmux__V1__Event *ev, bool json)
 
 int cli_events(struct cli *cli, int argc, char **argv)
 {
-        static const struct option options[] = {
-                { "json", no_argument, NULL, 'j' },
-                { "vm", required_argument, NULL, 'v' },
-                { "since", required_argument, NULL, 's' },
-                {}
-        };
+        static const struct option options[] = { { "json", no_argument, NULL, 'j' },
+                                                 { "vm", required_argument, NULL, 'v' },
+                                                 { "since", required_argument, NULL, 's' },
+                                                 {} };
         Vsockmux__V1__EventsRequest req = VSOCKMUX__V1__EVENTS_REQUEST__INIT;
         struct timespec now;
         char why[VSOCKMUX_STATUS_MESSAGE_MAX + 128];
@@ -184,23 +183,18 @@ int cli_events(struct cli *cli, int argc, char **argv)
         optind = 0;
         while ((c = getopt_long(argc, argv, ":", options, NULL)) >= 0) {
                 switch (c) {
-                case 'j':
-                        json = true;
-                        break;
-                case 'v':
-                        req.vm = optarg;
-                        break;
+                case 'j': json = true; break;
+                case 'v': req.vm = optarg; break;
                 case 's':
                         clock_gettime(CLOCK_REALTIME, &now);
                         if (cli_since_parse(optarg, (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec,
                                             &req.since_seq, &req.since_timestamp_ns) < 0)
                                 return cli_usage_error(cli, "--since takes a sequence number, an RFC 3339 time "
-                                                       "(2026-12-03T17:00:00Z), @UNIX_SECONDS or a duration ago "
-                                                       "(30s, 15m, 2h, 1d)");
+                                                            "(2026-12-03T17:00:00Z), @UNIX_SECONDS or a duration ago "
+                                                            "(30s, 15m, 2h, 1d)");
                         req.replay = true;
                         break;
-                default:
-                        return cli_option_error(cli, c, argv);
+                default: return cli_option_error(cli, c, argv);
                 }
         }
         if (argc - optind != 0)
@@ -208,8 +202,8 @@ int cli_events(struct cli *cli, int argc, char **argv)
         r = cli_connect(cli);
         if (r != 0)
                 return r;
-        r = vsockmux_client_send(cli->client, VSOCKMUX_METHOD("Events"), &req.base,
-                                VSOCKMUX_FLAG_REMOTE_CLOSED, 0, &sid);
+        r = vsockmux_client_send(cli->client, VSOCKMUX_METHOD("Events"), &req.base, VSOCKMUX_FLAG_REMOTE_CLOSED, 0,
+                                 &sid);
         for (;;) {
                 ProtobufCMessage *m = NULL;
 

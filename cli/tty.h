@@ -6,7 +6,7 @@
 #include <termios.h>
 
 struct cli_tty {
-        int fd;                 /* -1: not a terminal, nothing to restore */
+        int fd; /* -1: not a terminal, nothing to restore */
         struct termios saved;
 };
 

@@ -9,11 +9,9 @@
 
 int cli_upgrade(struct cli *cli, int argc, char **argv)
 {
-        static const struct option options[] = {
-                { "binary", required_argument, NULL, 'b' },
-                { "timeout", required_argument, NULL, 't' },
-                {}
-        };
+        static const struct option options[] = { { "binary", required_argument, NULL, 'b' },
+                                                 { "timeout", required_argument, NULL, 't' },
+                                                 {} };
         Vsockmux__V1__UpgradeRequest req = VSOCKMUX__V1__UPGRADE_REQUEST__INIT;
         Vsockmux__V1__UpgradeResponse *resp = NULL;
         uint32_t seconds;
@@ -33,8 +31,7 @@ int cli_upgrade(struct cli *cli, int argc, char **argv)
                                                        CLI_UPGRADE_MAX_TIMEOUT_S, optarg);
                         req.timeout_ms = seconds * 1000u;
                         break;
-                default:
-                        return cli_option_error(cli, c, argv);
+                default: return cli_option_error(cli, c, argv);
                 }
         }
         if (argc - optind != 0)

@@ -187,14 +187,12 @@ static const struct {
         const char *name;
         int sig;
 } cli_signals[] = {
-        { "HUP", SIGHUP },   { "INT", SIGINT },   { "QUIT", SIGQUIT }, { "ILL", SIGILL },
-        { "TRAP", SIGTRAP }, { "ABRT", SIGABRT }, { "BUS", SIGBUS },   { "FPE", SIGFPE },
-        { "KILL", SIGKILL }, { "USR1", SIGUSR1 }, { "SEGV", SIGSEGV }, { "USR2", SIGUSR2 },
-        { "PIPE", SIGPIPE }, { "ALRM", SIGALRM }, { "TERM", SIGTERM }, { "CHLD", SIGCHLD },
-        { "CONT", SIGCONT }, { "STOP", SIGSTOP }, { "TSTP", SIGTSTP }, { "TTIN", SIGTTIN },
-        { "TTOU", SIGTTOU }, { "URG", SIGURG },   { "XCPU", SIGXCPU }, { "XFSZ", SIGXFSZ },
-        { "VTALRM", SIGVTALRM }, { "PROF", SIGPROF }, { "WINCH", SIGWINCH }, { "IO", SIGIO },
-        { "PWR", SIGPWR },   { "SYS", SIGSYS },
+        { "HUP", SIGHUP },   { "INT", SIGINT },     { "QUIT", SIGQUIT }, { "ILL", SIGILL },   { "TRAP", SIGTRAP },
+        { "ABRT", SIGABRT }, { "BUS", SIGBUS },     { "FPE", SIGFPE },   { "KILL", SIGKILL }, { "USR1", SIGUSR1 },
+        { "SEGV", SIGSEGV }, { "USR2", SIGUSR2 },   { "PIPE", SIGPIPE }, { "ALRM", SIGALRM }, { "TERM", SIGTERM },
+        { "CHLD", SIGCHLD }, { "CONT", SIGCONT },   { "STOP", SIGSTOP }, { "TSTP", SIGTSTP }, { "TTIN", SIGTTIN },
+        { "TTOU", SIGTTOU }, { "URG", SIGURG },     { "XCPU", SIGXCPU }, { "XFSZ", SIGXFSZ }, { "VTALRM", SIGVTALRM },
+        { "PROF", SIGPROF }, { "WINCH", SIGWINCH }, { "IO", SIGIO },     { "PWR", SIGPWR },   { "SYS", SIGSYS },
 };
 
 int cli_parse_signal(const char *s, int *ret)
@@ -228,8 +226,7 @@ const char *cli_signal_name(int sig)
         return NULL;
 }
 
-const char *cli_enum_name(const ProtobufCEnumDescriptor *desc, int value, const char *prefix,
-                          char *buf, size_t len)
+const char *cli_enum_name(const ProtobufCEnumDescriptor *desc, int value, const char *prefix, char *buf, size_t len)
 {
         const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(desc, value);
         const char *name;
@@ -263,8 +260,9 @@ struct json_object *cli_json_exit(const Vsockmux__V1__ExitStatus *es)
         if (!es || es->kind == VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_UNSPECIFIED)
                 return NULL;
         o = json_object_new_object();
-        json_object_object_add(o, "kind", json_object_new_string(
-                cli_enum_name(&vsockmux__v1__exit_kind__descriptor, es->kind, "EXIT_KIND_", kind, sizeof(kind))));
+        json_object_object_add(o, "kind",
+                               json_object_new_string(cli_enum_name(&vsockmux__v1__exit_kind__descriptor, es->kind,
+                                                                    "EXIT_KIND_", kind, sizeof(kind))));
         if (es->kind == VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_EXITED)
                 json_object_object_add(o, "code", json_object_new_int(es->code));
         if (es->kind == VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_SIGNALED)
@@ -291,9 +289,7 @@ const char *cli_exit_text(const Vsockmux__V1__ExitStatus *es, char *buf, size_t 
         if (!es)
                 return "-";
         switch (es->kind) {
-        case VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_EXITED:
-                snprintf(buf, len, "exited %d", es->code);
-                return buf;
+        case VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_EXITED: snprintf(buf, len, "exited %d", es->code); return buf;
         case VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_SIGNALED:
                 name = cli_signal_name(es->signal);
                 if (es->signal == 0)
@@ -303,10 +299,8 @@ const char *cli_exit_text(const Vsockmux__V1__ExitStatus *es, char *buf, size_t 
                 else
                         snprintf(buf, len, "killed by signal %d", es->signal);
                 return buf;
-        case VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_LOST:
-                return "exit status lost";
-        default:
-                return "-";
+        case VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_LOST: return "exit status lost";
+        default: return "-";
         }
 }
 
@@ -315,7 +309,7 @@ const char *cli_exit_text(const Vsockmux__V1__ExitStatus *es, char *buf, size_t 
 struct cli_table {
         unsigned n_columns;
         size_t n_rows, cap;
-        char **cells;           /* row-major, row 0 is the header */
+        char **cells; /* row-major, row 0 is the header */
 };
 
 struct cli_table *cli_table_new(unsigned n_columns, const char *const *header)
@@ -391,10 +385,7 @@ struct cli_table *cli_table_free(struct cli_table *t)
 
 int cli_parse_flag(const struct cli *cli, int argc, char **argv, const char *name, bool *ret_set)
 {
-        const struct option options[] = {
-                { name, no_argument, NULL, 'f' },
-                {}
-        };
+        const struct option options[] = { { name, no_argument, NULL, 'f' }, {} };
         int c;
 
         *ret_set = false;

@@ -12,11 +12,9 @@
 
 int cli_vm_add(struct cli *cli, int argc, char **argv)
 {
-        static const struct option options[] = {
-                { "hvsock", required_argument, NULL, 'u' },
-                { "cid", required_argument, NULL, 'c' },
-                {}
-        };
+        static const struct option options[] = { { "hvsock", required_argument, NULL, 'u' },
+                                                 { "cid", required_argument, NULL, 'c' },
+                                                 {} };
         Vsockmux__V1__VmAddRequest req = VSOCKMUX__V1__VM_ADD_REQUEST__INIT;
         ProtobufCMessage *resp = NULL;
         const char *hvsock = NULL, *cid = NULL;
@@ -26,14 +24,9 @@ int cli_vm_add(struct cli *cli, int argc, char **argv)
         optind = 0;
         while ((c = getopt_long(argc, argv, ":", options, NULL)) >= 0) {
                 switch (c) {
-                case 'u':
-                        hvsock = optarg;
-                        break;
-                case 'c':
-                        cid = optarg;
-                        break;
-                default:
-                        return cli_option_error(cli, c, argv);
+                case 'u': hvsock = optarg; break;
+                case 'c': cid = optarg; break;
+                default: return cli_option_error(cli, c, argv);
                 }
         }
         if (argc - optind != 1)
@@ -114,14 +107,18 @@ int cli_vm_ls(struct cli *cli, int argc, char **argv)
                         char buf[64];
 
                         json_object_object_add(o, "name", json_object_new_string(vm->name));
-                        json_object_object_add(o, "transport", json_object_new_string(
-                                cli_enum_name(&vsockmux__v1__transport__descriptor, vm->transport, "TRANSPORT_", buf, sizeof(buf))));
+                        json_object_object_add(
+                                o, "transport",
+                                json_object_new_string(cli_enum_name(&vsockmux__v1__transport__descriptor,
+                                                                     vm->transport, "TRANSPORT_", buf, sizeof(buf))));
                         if (vm->transport == VSOCKMUX__V1__TRANSPORT__TRANSPORT_VSOCK)
                                 json_object_object_add(o, "cid", json_object_new_int64(vm->cid));
                         else
                                 json_object_object_add(o, "hvsock_path", json_object_new_string(vm->hvsock_path));
-                        json_object_object_add(o, "bridge", json_object_new_string(
-                                cli_enum_name(&vsockmux__v1__bridge_state__descriptor, vm->bridge_state, "BRIDGE_STATE_", buf, sizeof(buf))));
+                        json_object_object_add(o, "bridge",
+                                               json_object_new_string(cli_enum_name(
+                                                       &vsockmux__v1__bridge_state__descriptor, vm->bridge_state,
+                                                       "BRIDGE_STATE_", buf, sizeof(buf))));
                         json_object_object_add(o, "containers", json_object_new_int64(vm->container_count));
                         json_object_object_add(o, "processes", json_object_new_int64(vm->process_count));
                         json_object_array_add(a, o);
@@ -137,12 +134,13 @@ int cli_vm_ls(struct cli *cli, int argc, char **argv)
                 char transport[32], state[32], addr[256], containers[16], procs[16];
                 const char *row[] = {
                         vm->name,
-                        cli_enum_name(&vsockmux__v1__transport__descriptor, vm->transport, "TRANSPORT_",
-                                      transport, sizeof(transport)),
+                        cli_enum_name(&vsockmux__v1__transport__descriptor, vm->transport, "TRANSPORT_", transport,
+                                      sizeof(transport)),
                         vm_address(vm, addr, sizeof(addr)),
-                        cli_enum_name(&vsockmux__v1__bridge_state__descriptor, vm->bridge_state,
-                                      "BRIDGE_STATE_", state, sizeof(state)),
-                        containers, procs,
+                        cli_enum_name(&vsockmux__v1__bridge_state__descriptor, vm->bridge_state, "BRIDGE_STATE_", state,
+                                      sizeof(state)),
+                        containers,
+                        procs,
                 };
 
                 snprintf(containers, sizeof(containers), "%u", vm->container_count);
@@ -199,10 +197,7 @@ static int read_config(struct cli *cli, const char *path, char **ret)
 
 int cli_container_create(struct cli *cli, int argc, char **argv)
 {
-        static const struct option options[] = {
-                { "config", required_argument, NULL, 'c' },
-                {}
-        };
+        static const struct option options[] = { { "config", required_argument, NULL, 'c' }, {} };
         Vsockmux__V1__ContainerCreateRequest req = VSOCKMUX__V1__CONTAINER_CREATE_REQUEST__INIT;
         _cleanup_free_ char *config = NULL;
         ProtobufCMessage *resp = NULL;
@@ -232,10 +227,7 @@ int cli_container_create(struct cli *cli, int argc, char **argv)
 
 int cli_container_shutdown(struct cli *cli, int argc, char **argv)
 {
-        static const struct option options[] = {
-                { "force", no_argument, NULL, 'f' },
-                {}
-        };
+        static const struct option options[] = { { "force", no_argument, NULL, 'f' }, {} };
         Vsockmux__V1__ContainerShutdownRequest req = VSOCKMUX__V1__CONTAINER_SHUTDOWN_REQUEST__INIT;
         ProtobufCMessage *resp = NULL;
         int c, r;
@@ -250,7 +242,8 @@ int cli_container_shutdown(struct cli *cli, int argc, char **argv)
                 return cli_usage_error(cli, "expected VM NAME and container ID");
         req.vm = argv[optind];
         req.id = argv[optind + 1];
-        r = cli_call(cli, "ContainerShutdown", &req.base, &vsockmux__v1__container_shutdown_response__descriptor, &resp);
+        r = cli_call(cli, "ContainerShutdown", &req.base, &vsockmux__v1__container_shutdown_response__descriptor,
+                     &resp);
         vsockmux_message_free(resp);
         return r;
 }

@@ -11,10 +11,8 @@ static const struct cli_command commands[] = {
         { "vm", "add", cli_vm_add, "vm add NAME --hvsock UDS_PATH | --cid CID",
           "Registers a VM (its hvsock UDS or guest CID); the daemon then serves its guest agent's\n"
           "bridge and stdio." },
-        { "vm", "rm", cli_vm_rm, "vm rm NAME",
-          "Forgets a VM: its bridge closes and its relays stop." },
-        { "vm", "ls", cli_vm_ls, "vm ls [--json]",
-          "Lists the VMs with their transport, bridge state and counts." },
+        { "vm", "rm", cli_vm_rm, "vm rm NAME", "Forgets a VM: its bridge closes and its relays stop." },
+        { "vm", "ls", cli_vm_ls, "vm ls [--json]", "Lists the VMs with their transport, bridge state and counts." },
         { "container", "create", cli_container_create, "container create NAME ID [--config FILE]",
           "Creates container ID in VM NAME; FILE is the guest's JSON settings document." },
         { "log", "reopen", cli_log_reopen, "log reopen NAME PID|ID",
@@ -68,8 +66,7 @@ static const struct cli_command commands[] = {
           "restore [NAME] --in FILE [--hvsock UDS_PATH | --cid CID]\n"
           "                  [--io PID:stdin=SRC,stdout=DST,stderr=DST]...",
           "Takes over a VM from a state FILE written by save (--io re-points endpoints)." },
-        { NULL, "resume", cli_resume, "resume NAME",
-          "Lets a restored VM's relays run." },
+        { NULL, "resume", cli_resume, "resume NAME", "Lets a restored VM's relays run." },
         { NULL, "migrate", cli_migrate,
           "migrate NAME --to LIBVIRT_URI --dest-socket PATH [--domain DOMAIN] [--from LIBVIRT_URI]\n"
           "                  [--transport tcp|unix|tls] [--migrate-uri URI] [--bandwidth MIB/S] [--downtime MS]\n"
@@ -98,8 +95,9 @@ static void group_help(const char *group, FILE *f)
 
 static void help(FILE *f)
 {
-        fprintf(f, "Usage: vsockmux [--socket PATH] COMMAND [ARGS]\n\n"
-                   "Controls vsockmuxd over its socket (default $%s, else %s).\n\nCommands:\n",
+        fprintf(f,
+                "Usage: vsockmux [--socket PATH] COMMAND [ARGS]\n\n"
+                "Controls vsockmuxd over its socket (default $%s, else %s).\n\nCommands:\n",
                 CLI_SOCKET_ENV, CLI_DEFAULT_SOCKET);
         for (size_t i = 0; i < ELEMENTSOF(commands); i++)
                 fprintf(f, "  vsockmux %s\n", commands[i].usage);
@@ -118,11 +116,9 @@ static void help(FILE *f)
 
 int main(int argc, char **argv)
 {
-        static const struct option options[] = {
-                { "socket", required_argument, NULL, 's' },
-                { "help", no_argument, NULL, 'h' },
-                {}
-        };
+        static const struct option options[] = { { "socket", required_argument, NULL, 's' },
+                                                 { "help", no_argument, NULL, 'h' },
+                                                 {} };
         struct cli cli = { .socket = getenv(CLI_SOCKET_ENV) };
         const char *group = NULL, *verb;
         int c, r;
@@ -137,14 +133,9 @@ int main(int argc, char **argv)
         /* '+': options after the command belong to the command. */
         while ((c = getopt_long(argc, argv, "+:s:h", options, NULL)) >= 0) {
                 switch (c) {
-                case 's':
-                        cli.socket = optarg;
-                        break;
-                case 'h':
-                        help(stdout);
-                        return 0;
-                default:
-                        return cli_option_error(&cli, c, argv);
+                case 's': cli.socket = optarg; break;
+                case 'h': help(stdout); return 0;
+                default: return cli_option_error(&cli, c, argv);
                 }
         }
         if (optind >= argc) {
@@ -159,8 +150,8 @@ int main(int argc, char **argv)
                         break;
                 }
         if (group) {
-                if (optind + 1 < argc && (strcmp(argv[optind + 1], "--help") == 0 ||
-                                          strcmp(argv[optind + 1], "-h") == 0)) {
+                if (optind + 1 < argc &&
+                    (strcmp(argv[optind + 1], "--help") == 0 || strcmp(argv[optind + 1], "-h") == 0)) {
                         group_help(group, stdout);
                         return 0;
                 }

@@ -35,51 +35,38 @@ const char *control_code_to_string(int code)
 enum control_code control_code_from_errno(int err)
 {
         switch (err < 0 ? -err : err) {
-        case 0:
-                return CONTROL_CODE_OK;
+        case 0: return CONTROL_CODE_OK;
         case EINVAL:
         case EBADMSG:
         case E2BIG:
-        case ENAMETOOLONG:
-                return CONTROL_CODE_INVALID_ARGUMENT;
+        case ENAMETOOLONG: return CONTROL_CODE_INVALID_ARGUMENT;
         case ENOENT:
         case ESRCH:
-        case ENODEV:
-                return CONTROL_CODE_NOT_FOUND;
-        case EEXIST:
-                return CONTROL_CODE_ALREADY_EXISTS;
+        case ENODEV: return CONTROL_CODE_NOT_FOUND;
+        case EEXIST: return CONTROL_CODE_ALREADY_EXISTS;
         case EPERM:
-        case EACCES:
-                return CONTROL_CODE_PERMISSION_DENIED;
+        case EACCES: return CONTROL_CODE_PERMISSION_DENIED;
         case ENOSPC:
         case ENOMEM:
         case ENOBUFS:
         case EMFILE:
         case ENFILE:
         case EMSGSIZE:
-        case EUSERS:
-                return CONTROL_CODE_RESOURCE_EXHAUSTED;
+        case EUSERS: return CONTROL_CODE_RESOURCE_EXHAUSTED;
         case EBUSY:
         case ENOTCONN:
-        case EALREADY:
-                return CONTROL_CODE_FAILED_PRECONDITION;
+        case EALREADY: return CONTROL_CODE_FAILED_PRECONDITION;
         case ETIMEDOUT:
-        case ETIME:
-                return CONTROL_CODE_DEADLINE_EXCEEDED;
-        case ECANCELED:
-                return CONTROL_CODE_CANCELLED;
+        case ETIME: return CONTROL_CODE_DEADLINE_EXCEEDED;
+        case ECANCELED: return CONTROL_CODE_CANCELLED;
         case EOPNOTSUPP:
-        case ENOSYS:
-                return CONTROL_CODE_UNIMPLEMENTED;
+        case ENOSYS: return CONTROL_CODE_UNIMPLEMENTED;
         case ECONNRESET:
         case ECONNREFUSED:
         case EPIPE:
-        case EAGAIN:
-                return CONTROL_CODE_UNAVAILABLE;
-        case ERANGE:
-                return CONTROL_CODE_OUT_OF_RANGE;
-        default:
-                return CONTROL_CODE_INTERNAL;
+        case EAGAIN: return CONTROL_CODE_UNAVAILABLE;
+        case ERANGE: return CONTROL_CODE_OUT_OF_RANGE;
+        default: return CONTROL_CODE_INTERNAL;
         }
 }
 
@@ -96,8 +83,7 @@ static uint32_t get_be32(const uint8_t *p)
         return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
-void control_frame_header_encode(const struct control_frame_header *h,
-                                 uint8_t out[CONTROL_FRAME_HEADER_SIZE])
+void control_frame_header_encode(const struct control_frame_header *h, uint8_t out[CONTROL_FRAME_HEADER_SIZE])
 {
         put_be32(out, h->length);
         put_be32(out + 4, h->stream_id);
@@ -105,8 +91,7 @@ void control_frame_header_encode(const struct control_frame_header *h,
         out[9] = h->flags;
 }
 
-int control_frame_parse(const uint8_t *buf, size_t len, struct control_frame *ret_frame,
-                        size_t *ret_size)
+int control_frame_parse(const uint8_t *buf, size_t len, struct control_frame *ret_frame, size_t *ret_size)
 {
         struct control_frame_header h;
 
@@ -123,7 +108,7 @@ int control_frame_parse(const uint8_t *buf, size_t len, struct control_frame *re
         if (len - CONTROL_FRAME_HEADER_SIZE < h.length)
                 return 0;
 
-        *ret_frame = (struct control_frame) {
+        *ret_frame = (struct control_frame){
                 .header = h,
                 .data = buf + CONTROL_FRAME_HEADER_SIZE,
         };
@@ -131,8 +116,8 @@ int control_frame_parse(const uint8_t *buf, size_t len, struct control_frame *re
         return 1;
 }
 
-int control_frame_build(uint32_t stream_id, uint8_t type, uint8_t flags,
-                        const ProtobufCMessage *msg, uint8_t **ret_buf, size_t *ret_size)
+int control_frame_build(uint32_t stream_id, uint8_t type, uint8_t flags, const ProtobufCMessage *msg, uint8_t **ret_buf,
+                        size_t *ret_size)
 {
         size_t data_len = msg ? protobuf_c_message_get_packed_size(msg) : 0;
         uint8_t *buf;
@@ -143,12 +128,14 @@ int control_frame_build(uint32_t stream_id, uint8_t type, uint8_t flags,
         buf = malloc(CONTROL_FRAME_HEADER_SIZE + data_len);
         if (!buf)
                 return -ENOMEM;
-        control_frame_header_encode(&(struct control_frame_header) {
+        control_frame_header_encode(
+                &(struct control_frame_header){
                         .length = (uint32_t)data_len,
                         .stream_id = stream_id,
                         .type = type,
                         .flags = flags,
-                }, buf);
+                },
+                buf);
         if (msg && protobuf_c_message_pack(msg, buf + CONTROL_FRAME_HEADER_SIZE) != data_len) {
                 free(buf);
                 return -EIO;
@@ -166,7 +153,7 @@ static int pack_message(const ProtobufCMessage *msg, ProtobufCBinaryData *ret)
         uint8_t *data;
 
         if (!msg) {
-                *ret = (ProtobufCBinaryData) { 0, NULL };
+                *ret = (ProtobufCBinaryData){ 0, NULL };
                 return 0;
         }
         len = protobuf_c_message_get_packed_size(msg);
@@ -179,12 +166,12 @@ static int pack_message(const ProtobufCMessage *msg, ProtobufCBinaryData *ret)
                 free(data);
                 return -EIO;
         }
-        *ret = (ProtobufCBinaryData) { len, data };
+        *ret = (ProtobufCBinaryData){ len, data };
         return 0;
 }
 
-int control_response_build(uint32_t stream_id, int code, const char *message,
-                           const ProtobufCMessage *msg, uint8_t **ret_buf, size_t *ret_size)
+int control_response_build(uint32_t stream_id, int code, const char *message, const ProtobufCMessage *msg,
+                           uint8_t **ret_buf, size_t *ret_size)
 {
         Vsockmux__V1__TtrpcResponse resp = VSOCKMUX__V1__TTRPC_RESPONSE__INIT;
         Vsockmux__V1__RpcStatus status = VSOCKMUX__V1__RPC_STATUS__INIT;
@@ -206,9 +193,8 @@ int control_response_build(uint32_t stream_id, int code, const char *message,
         return r;
 }
 
-int control_request_build(uint32_t stream_id, uint8_t flags, const char *service,
-                          const char *method, const ProtobufCMessage *msg, int64_t timeout_nano,
-                          uint8_t **ret_buf, size_t *ret_size)
+int control_request_build(uint32_t stream_id, uint8_t flags, const char *service, const char *method,
+                          const ProtobufCMessage *msg, int64_t timeout_nano, uint8_t **ret_buf, size_t *ret_size)
 {
         Vsockmux__V1__TtrpcRequest req = VSOCKMUX__V1__TTRPC_REQUEST__INIT;
         ProtobufCBinaryData payload;
@@ -227,8 +213,8 @@ int control_request_build(uint32_t stream_id, uint8_t flags, const char *service
         return r;
 }
 
-int control_message_decode(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
-                           size_t len, ProtobufCMessage **ret)
+int control_message_decode(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                           ProtobufCMessage **ret)
 {
         ProtobufCMessage *m;
 

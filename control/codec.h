@@ -79,9 +79,9 @@ const char *control_code_to_string(int code);
 enum control_code control_code_from_errno(int err);
 
 struct control_frame_header {
-        uint32_t length;        /* bytes of data after the header */
+        uint32_t length; /* bytes of data after the header */
         uint32_t stream_id;
-        uint8_t type;           /* enum control_msg_type; unknown types are the reader's call */
+        uint8_t type; /* enum control_msg_type; unknown types are the reader's call */
         uint8_t flags;
 };
 
@@ -91,33 +91,30 @@ struct control_frame {
         const uint8_t *data;
 };
 
-void control_frame_header_encode(const struct control_frame_header *h,
-                                 uint8_t out[CONTROL_FRAME_HEADER_SIZE]);
+void control_frame_header_encode(const struct control_frame_header *h, uint8_t out[CONTROL_FRAME_HEADER_SIZE]);
 
 /* Parses the first frame of buf[0..len). Returns 1 and fills *ret_frame and *ret_size (header plus
  * data) when a whole frame is there, 0 when more bytes are needed, -EMSGSIZE when the length
  * exceeds CONTROL_FRAME_MAX_DATA. Any byte sequence is safe to feed. */
-int control_frame_parse(const uint8_t *buf, size_t len, struct control_frame *ret_frame,
-                        size_t *ret_size);
+int control_frame_parse(const uint8_t *buf, size_t len, struct control_frame *ret_frame, size_t *ret_size);
 
 /* Builds one frame whose data is msg packed (msg NULL: empty data) into a fresh malloc()ed
  * buffer. -EMSGSIZE when the packed message exceeds CONTROL_FRAME_MAX_DATA. */
-int control_frame_build(uint32_t stream_id, uint8_t type, uint8_t flags,
-                        const ProtobufCMessage *msg, uint8_t **ret_buf, size_t *ret_size);
+int control_frame_build(uint32_t stream_id, uint8_t type, uint8_t flags, const ProtobufCMessage *msg, uint8_t **ret_buf,
+                        size_t *ret_size);
 
 /* Builds a response frame: status code and message, and payload packed from msg when the code is
  * OK (msg may be NULL for an empty payload). */
-int control_response_build(uint32_t stream_id, int code, const char *message,
-                           const ProtobufCMessage *msg, uint8_t **ret_buf, size_t *ret_size);
+int control_response_build(uint32_t stream_id, int code, const char *message, const ProtobufCMessage *msg,
+                           uint8_t **ret_buf, size_t *ret_size);
 
 /* Builds a request frame for "service/method"-less callers: service and method given apart. */
-int control_request_build(uint32_t stream_id, uint8_t flags, const char *service,
-                          const char *method, const ProtobufCMessage *msg, int64_t timeout_nano,
-                          uint8_t **ret_buf, size_t *ret_size);
+int control_request_build(uint32_t stream_id, uint8_t flags, const char *service, const char *method,
+                          const ProtobufCMessage *msg, int64_t timeout_nano, uint8_t **ret_buf, size_t *ret_size);
 
 /* Decodes protobuf bytes as desc's message. -EBADMSG when they are not a valid encoding. */
-int control_message_decode(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
-                           size_t len, ProtobufCMessage **ret);
+int control_message_decode(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                           ProtobufCMessage **ret);
 
 /* Frees a message from control_message_decode(); accepts NULL, returns NULL. */
 ProtobufCMessage *control_message_free(ProtobufCMessage *m);

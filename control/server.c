@@ -23,19 +23,19 @@ struct control_conn {
         unsigned n_calls;
         uint32_t last_stream_id;
         struct ucred peer;
-        gid_t *groups;                  /* SO_PEERGROUPS */
+        gid_t *groups; /* SO_PEERGROUPS */
         size_t n_groups;
         enum control_access access;
-        uint64_t last_active_ns;        /* accepted, sent a frame or finished a call */
-        size_t partial;                 /* bytes of a frame still incomplete after the last on_data */
-        bool in_data;           /* inside on_data: a failure is returned, not aborted */
+        uint64_t last_active_ns; /* accepted, sent a frame or finished a call */
+        size_t partial;          /* bytes of a frame still incomplete after the last on_data */
+        bool in_data;            /* inside on_data: a failure is returned, not aborted */
         int pending_error;
-        bool dead;              /* aborted; on_close is on its way */
+        bool dead; /* aborted; on_close is on its way */
 };
 
 struct control_call {
         struct control_server *server;
-        struct control_conn *conn;      /* NULL once cancelled */
+        struct control_conn *conn; /* NULL once cancelled */
         struct control_call *prev, *next;
         const struct control_method *method;
         ProtobufCMessage *request;
@@ -53,15 +53,15 @@ struct control_server {
         struct control_server_config cfg;
         char *path;
         struct stat st;
-        int listen_fd;                  /* until the listener takes it */
+        int listen_fd; /* until the listener takes it */
         struct relay_listener *listener;
         const struct control_method *methods;
         size_t n_methods;
-        bool readable[CONTROL_SERVER_MAX_METHODS];      /* by method index: the read group may call it */
+        bool readable[CONTROL_SERVER_MAX_METHODS]; /* by method index: the read group may call it */
         void *userdata;
         struct control_conn *conns;
         unsigned n_conns;
-        size_t partial_total;           /* sum of the connections' partial */
+        size_t partial_total; /* sum of the connections' partial */
         struct control_server_stats stats;
         /* The call whose handler runs now, and whether the handler completed it: its return value
          * then means nothing (`return control_call_reply(...)` may be -ENOTCONN). */
@@ -100,8 +100,7 @@ static int conn_send(struct control_conn *conn, uint8_t *buf, size_t len, bool d
         return r;
 }
 
-static int conn_send_status(struct control_conn *conn, uint32_t stream_id, int code,
-                            const char *message)
+static int conn_send_status(struct control_conn *conn, uint32_t stream_id, int code, const char *message)
 {
         _cleanup_free_ uint8_t *buf = NULL;
         size_t len;
@@ -158,8 +157,7 @@ static void call_free(struct control_call *call)
 }
 
 /* Sends the final frame if anyone can receive it, then frees the call. */
-static int call_finish(struct control_call *call, int code, const char *message,
-                       const ProtobufCMessage *msg)
+static int call_finish(struct control_call *call, int code, const char *message, const ProtobufCMessage *msg)
 {
         struct control_conn *conn = call->conn;
         _cleanup_free_ uint8_t *buf = NULL;
@@ -173,15 +171,14 @@ static int call_finish(struct control_call *call, int code, const char *message,
         if (call->method->streaming && code == CONTROL_CODE_OK)
                 /* ttrpc ends a server stream with an empty data frame flagged remote-closed. */
                 r = control_frame_build(call->stream_id, CONTROL_MSG_DATA,
-                                        CONTROL_FLAG_REMOTE_CLOSED | CONTROL_FLAG_NO_DATA, NULL,
-                                        &buf, &len);
+                                        CONTROL_FLAG_REMOTE_CLOSED | CONTROL_FLAG_NO_DATA, NULL, &buf, &len);
         else
                 r = control_response_build(call->stream_id, code, message, msg, &buf, &len);
         if (r == -EMSGSIZE) {
-                log_warn("control: %s reply over %u bytes, sending an error instead",
-                         call->method->name, CONTROL_FRAME_MAX_DATA);
-                r = control_response_build(call->stream_id, CONTROL_CODE_RESOURCE_EXHAUSTED,
-                                           "reply too large", NULL, &buf, &len);
+                log_warn("control: %s reply over %u bytes, sending an error instead", call->method->name,
+                         CONTROL_FRAME_MAX_DATA);
+                r = control_response_build(call->stream_id, CONTROL_CODE_RESOURCE_EXHAUSTED, "reply too large", NULL,
+                                           &buf, &len);
         }
         if (r >= 0)
                 r = conn_send(conn, buf, len, false);
@@ -280,8 +277,8 @@ static void call_on_deadline(struct relay_timer *t, void *userdata)
 
 /* ---- dispatch --------------------------------------------------------------------------- */
 
-static const struct control_method *method_lookup(const struct control_server *s,
-                                                  const char *service, const char *method)
+static const struct control_method *method_lookup(const struct control_server *s, const char *service,
+                                                  const char *method)
 {
         size_t sl = strlen(service);
 
@@ -358,7 +355,7 @@ static int conn_handle_request(struct control_conn *conn, const struct control_f
                 control_message_free(payload);
                 return conn_send_status(conn, sid, CONTROL_CODE_RESOURCE_EXHAUSTED, "out of memory");
         }
-        *call = (struct control_call) {
+        *call = (struct control_call){
                 .server = s,
                 .conn = conn,
                 .method = m,
@@ -366,7 +363,8 @@ static int conn_handle_request(struct control_conn *conn, const struct control_f
                 .stream_id = sid,
                 /* Past the cap a deadline is no deadline (and cannot overflow the timer). */
                 .timeout_ns = req->timeout_nano > 0 && req->timeout_nano <= CONTROL_CALL_TIMEOUT_MAX_NS
-                                      ? req->timeout_nano : 0,
+                                      ? req->timeout_nano
+                                      : 0,
                 .peer = conn->peer,
                 .next = conn->calls,
         };
@@ -398,8 +396,7 @@ static int conn_handle_request(struct control_conn *conn, const struct control_f
 static int conn_handle_frame(struct control_conn *conn, const struct control_frame *f)
 {
         switch (f->header.type) {
-        case CONTROL_MSG_REQUEST:
-                return conn_handle_request(conn, f);
+        case CONTROL_MSG_REQUEST: return conn_handle_request(conn, f);
         case CONTROL_MSG_DATA:
                 /* No method takes client data; a bare close of the client's side is harmless. */
                 if (f->header.length == 0 && (f->header.flags & CONTROL_FLAG_REMOTE_CLOSED))
@@ -429,9 +426,12 @@ static int conn_refuse_frame(struct control_conn *conn, const uint8_t *h)
 
         s->stats.frames_refused++;
         log_warn("control: closing connection from pid %d uid %u: a %" PRIu32 "-byte request is over the "
-                 "%zu-byte limit", (int)conn->peer.pid, (unsigned)conn->peer.uid, frame_length(h), s->cfg.max_frame);
-        snprintf(msg, sizeof(msg), "request of %" PRIu32 " bytes is over vsockmuxd's control frame limit of %zu "
-                 "bytes (vsockmuxd --max-control-frame)", frame_length(h), s->cfg.max_frame);
+                 "%zu-byte limit",
+                 (int)conn->peer.pid, (unsigned)conn->peer.uid, frame_length(h), s->cfg.max_frame);
+        snprintf(msg, sizeof(msg),
+                 "request of %" PRIu32 " bytes is over vsockmuxd's control frame limit of %zu "
+                 "bytes (vsockmuxd --max-control-frame)",
+                 frame_length(h), s->cfg.max_frame);
         if (conn_send_status(conn, sid, CONTROL_CODE_RESOURCE_EXHAUSTED, msg) < 0)
                 return -EMSGSIZE;
         conn->dead = true;
@@ -457,7 +457,8 @@ static bool server_shed_partial(struct control_server *s, struct control_conn *c
                 s->stats.partial_shed++;
                 log_warn("control: closing connection from pid %d uid %u: it holds %zu bytes of an unfinished "
                          "request and all connections together over %u",
-                         (int)victim->peer.pid, (unsigned)victim->peer.uid, victim->partial, CONTROL_SERVER_MAX_PARTIAL);
+                         (int)victim->peer.pid, (unsigned)victim->peer.uid, victim->partial,
+                         CONTROL_SERVER_MAX_PARTIAL);
                 if (victim == current) {
                         s->partial_total -= current->partial;
                         current->partial = 0;
@@ -490,7 +491,7 @@ static ssize_t conn_on_data(struct relay_chan *chan, const void *data, size_t le
                         conn->in_data = false;
                         if (conn_refuse_frame(conn, p + off) < 0)
                                 return -EMSGSIZE;
-                        return (ssize_t)len;    /* the rest is the refused frame's; the channel is closing */
+                        return (ssize_t)len; /* the rest is the refused frame's; the channel is closing */
                 }
                 r = control_frame_parse(p + off, len - off, &f, &size);
                 if (r <= 0)
@@ -533,7 +534,7 @@ static void conn_release(struct control_conn *conn)
                 struct control_call *call = conn->calls;
 
                 call_unlink(call);
-                call_cancel(call);      /* may complete and free the call */
+                call_cancel(call); /* may complete and free the call */
         }
         free(conn->groups);
         free(conn);
@@ -609,8 +610,8 @@ static void server_take_fd(struct control_server *s, int fd)
                 return;
         }
         if (r == CONTROL_ACCESS_NONE) {
-                log_warn("control: refusing connection from pid %d uid %u gid %u: not root, uid %u%s%s",
-                         (int)peer.pid, (unsigned)peer.uid, (unsigned)peer.gid, (unsigned)s->cfg.owner_uid,
+                log_warn("control: refusing connection from pid %d uid %u gid %u: not root, uid %u%s%s", (int)peer.pid,
+                         (unsigned)peer.uid, (unsigned)peer.gid, (unsigned)s->cfg.owner_uid,
                          s->cfg.group != CONTROL_NO_GROUP ? " or a member of the control group" : "",
                          s->cfg.read_group != CONTROL_NO_GROUP ? " or a member of the read group" : "");
                 return;
@@ -618,7 +619,8 @@ static void server_take_fd(struct control_server *s, int fd)
         /* Only a permitted peer may make an idle one give way. */
         if (s->n_conns >= s->cfg.max_connections && !server_evict_idle(s)) {
                 s->stats.connections_refused++;
-                log_warn("control: refusing connection from pid %d: %u connections open (max %u), all with calls in flight",
+                log_warn("control: refusing connection from pid %d: %u connections open (max %u), all with calls in "
+                         "flight",
                          (int)peer.pid, s->n_conns, s->cfg.max_connections);
                 server_refuse_fd(s, cfd);
                 return;
@@ -629,7 +631,7 @@ static void server_take_fd(struct control_server *s, int fd)
                 log_warn("control: refusing connection from pid %d: out of memory", (int)peer.pid);
                 return;
         }
-        *conn = (struct control_conn) {
+        *conn = (struct control_conn){
                 .server = s,
                 .peer = peer,
                 .groups = groups,
@@ -638,7 +640,7 @@ static void server_take_fd(struct control_server *s, int fd)
                 .last_active_ns = relay_now_ns(s->relay),
         };
         r = relay_chan_new(s->relay, cfd, &conn_ops,
-                           &(struct relay_chan_limits) {
+                           &(struct relay_chan_limits){
                                    .max_rx = CONTROL_FRAME_HEADER_SIZE + s->cfg.max_frame,
                                    .max_tx = s->cfg.max_tx,
                            },
@@ -693,9 +695,8 @@ static int methods_check(const struct control_method *methods, size_t n)
         return 0;
 }
 
-int control_server_new(struct relay *r, const struct control_server_config *cfg,
-                       const struct control_method *methods, size_t n_methods, void *userdata,
-                       struct control_server **ret)
+int control_server_new(struct relay *r, const struct control_server_config *cfg, const struct control_method *methods,
+                       size_t n_methods, void *userdata, struct control_server **ret)
 {
         _cleanup_(control_server_freep) struct control_server *s = NULL;
         int k;

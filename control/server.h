@@ -13,21 +13,21 @@
 #include "relay/relay.h"
 #include "util/macro.h"
 
-#define CONTROL_SERVER_MAX_CONNECTIONS 128u       /* default cap on open connections */
+#define CONTROL_SERVER_MAX_CONNECTIONS 128u /* default cap on open connections */
 #define CONTROL_SERVER_MAX_CONNECTIONS_LIMIT 16384u
-#define CONTROL_CONN_MAX_CALLS 64u                /* default cap on unanswered calls per connection */
+#define CONTROL_CONN_MAX_CALLS 64u /* default cap on unanswered calls per connection */
 #define CONTROL_CONN_MAX_CALLS_LIMIT 65536u
-#define CONTROL_CONN_MAX_TX (8u << 20)            /* default queued output per connection */
+#define CONTROL_CONN_MAX_TX (8u << 20) /* default queued output per connection */
 #define CONTROL_SERVER_MAX_METHODS 256u
-#define CONTROL_FRAME_MIN_DATA 1024u             /* the smallest configurable request limit */
+#define CONTROL_FRAME_MIN_DATA 1024u /* the smallest configurable request limit */
 #define CONTROL_NO_GROUP ((gid_t)-1)
 /* A request's timeout_nano above this (30 days) is treated as none. */
 #define CONTROL_CALL_TIMEOUT_MAX_NS (INT64_C(30) * 24 * 3600 * 1000000000)
 
 struct control_server_config {
-        const char *path;               /* the Unix socket; its parent directory is created 0755 */
-        uid_t owner_uid;                /* who may connect besides root; usually geteuid() */
-        gid_t group;                    /* CONTROL_NO_GROUP: mode 0600; else 0660, group members may connect */
+        const char *path; /* the Unix socket; its parent directory is created 0755 */
+        uid_t owner_uid;  /* who may connect besides root; usually geteuid() */
+        gid_t group;      /* CONTROL_NO_GROUP: mode 0600; else 0660, group members may connect */
         /* CONTROL_NO_GROUP: none. Else members may connect (mode 0660, the socket's group is
          * `group` when set, else this one) and call only the methods marked read_only; any
          * other method answers PERMISSION_DENIED naming it. 0 counts as none too: the root group
@@ -39,9 +39,9 @@ struct control_server_config {
         /* 0 = CONTROL_SERVER_MAX_CONNECTIONS. At the cap a new peer closes the connection idle
          * longest (no call in flight); only when every one has a call in flight is it refused. */
         unsigned max_connections;
-        unsigned max_calls;             /* per connection; 0 = CONTROL_CONN_MAX_CALLS */
-        size_t max_tx;                  /* per connection; 0 = CONTROL_CONN_MAX_TX (>= one max frame) */
-        size_t max_frame;               /* a request's data bytes, CONTROL_FRAME_MIN_DATA..CONTROL_FRAME_MAX_DATA;
+        unsigned max_calls; /* per connection; 0 = CONTROL_CONN_MAX_CALLS */
+        size_t max_tx;      /* per connection; 0 = CONTROL_CONN_MAX_TX (>= one max frame) */
+        size_t max_frame;   /* a request's data bytes, CONTROL_FRAME_MIN_DATA..CONTROL_FRAME_MAX_DATA;
                                          * 0 = CONTROL_FRAME_MAX_DATA */
         /* Socket activation: serve adopted_fd, a listening socket someone else (systemd) bound and
          * owns the file of: path then only names it in logs and is neither replaced nor removed,
@@ -58,14 +58,13 @@ struct control_call;
  * completed later; return -errno without completing it to have the server answer with
  * control_code_from_errno(-errno). Once the handler completed the call its return value is
  * ignored, so `return control_call_reply(call, &resp.base);` is fine. */
-typedef int (*control_handler_fn)(struct control_call *call, const ProtobufCMessage *request,
-                                  void *userdata);
+typedef int (*control_handler_fn)(struct control_call *call, const ProtobufCMessage *request, void *userdata);
 
 struct control_method {
-        const char *name;                               /* "vsockmux.v1.Control/VmAdd" */
-        const ProtobufCMessageDescriptor *request;      /* decoded before the handler runs */
+        const char *name;                          /* "vsockmux.v1.Control/VmAdd" */
+        const ProtobufCMessageDescriptor *request; /* decoded before the handler runs */
         control_handler_fn handler;
-        bool streaming;                                 /* server-streaming (Events) */
+        bool streaming; /* server-streaming (Events) */
 };
 
 /* Over a limit the client is told why before the connection closes: a connection past
@@ -77,9 +76,8 @@ struct control_method {
  * logged. The table is borrowed and must outlive the server. umask is changed around bind():
  * create the server before starting any thread that creates files. */
 /* With adopt_fd the server takes adopted_fd on success only. */
-int control_server_new(struct relay *r, const struct control_server_config *cfg,
-                       const struct control_method *methods, size_t n_methods, void *userdata,
-                       struct control_server **ret);
+int control_server_new(struct relay *r, const struct control_server_config *cfg, const struct control_method *methods,
+                       size_t n_methods, void *userdata, struct control_server **ret);
 
 /* Closes every connection (cancel callbacks of their pending calls run), stops accepting and
  * removes the socket file. Pending calls stay valid until their handler completes them. */
@@ -90,11 +88,11 @@ unsigned control_server_connections(const struct control_server *s);
 
 /* How often each of the server's caps was hit since it started; for the metrics. */
 struct control_server_stats {
-        uint64_t connections_evicted;   /* at max_connections: the idlest connection closed for a new one */
-        uint64_t connections_refused;   /* at max_connections with every connection busy: the new one refused */
-        uint64_t calls_refused;         /* at max_calls on a connection: the request answered RESOURCE_EXHAUSTED */
-        uint64_t frames_refused;        /* a request over max_frame: answered, then the connection closed */
-        uint64_t partial_shed;          /* connections closed to keep unfinished requests under the shared bound */
+        uint64_t connections_evicted; /* at max_connections: the idlest connection closed for a new one */
+        uint64_t connections_refused; /* at max_connections with every connection busy: the new one refused */
+        uint64_t calls_refused;       /* at max_calls on a connection: the request answered RESOURCE_EXHAUSTED */
+        uint64_t frames_refused;      /* a request over max_frame: answered, then the connection closed */
+        uint64_t partial_shed;        /* connections closed to keep unfinished requests under the shared bound */
 };
 
 void control_server_get_stats(const struct control_server *s, struct control_server_stats *ret);
@@ -116,8 +114,7 @@ size_t control_server_tx_pending(const struct control_server *s);
 int control_call_reply(struct control_call *call, const ProtobufCMessage *response);
 
 /* Ends the call (also a stream) with a gRPC error status and a one-line message. */
-int control_call_fail(struct control_call *call, enum control_code code, const char *fmt, ...)
-        _printf_(3, 4);
+int control_call_fail(struct control_call *call, enum control_code code, const char *fmt, ...) _printf_(3, 4);
 
 /* Completes with the code for -errno and a message "<what>: <strerror>". */
 int control_call_fail_errno(struct control_call *call, int err, const char *what);

@@ -144,8 +144,7 @@ void control_socket_unlink(const char *path, const struct stat *st)
                 (void)unlink(path);
 }
 
-bool control_peer_allowed(const struct ucred *peer, const gid_t *groups, size_t n_groups,
-                          uid_t owner_uid, gid_t group)
+bool control_peer_allowed(const struct ucred *peer, const gid_t *groups, size_t n_groups, uid_t owner_uid, gid_t group)
 {
         if (peer->uid == 0 || peer->uid == owner_uid)
                 return true;
@@ -159,8 +158,8 @@ bool control_peer_allowed(const struct ucred *peer, const gid_t *groups, size_t 
         return false;
 }
 
-enum control_access control_peer_access(const struct ucred *peer, const gid_t *groups, size_t n_groups,
-                                        uid_t owner_uid, gid_t group, gid_t read_group)
+enum control_access control_peer_access(const struct ucred *peer, const gid_t *groups, size_t n_groups, uid_t owner_uid,
+                                        gid_t group, gid_t read_group)
 {
         if (control_peer_allowed(peer, groups, n_groups, owner_uid, group))
                 return CONTROL_ACCESS_FULL;

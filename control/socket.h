@@ -24,19 +24,18 @@ void control_socket_unlink(const char *path, const struct stat *st);
 
 /* What a connected peer may call. */
 enum control_access {
-        CONTROL_ACCESS_NONE,            /* refused at accept */
-        CONTROL_ACCESS_READ,            /* --read-group: only the methods marked read_only */
+        CONTROL_ACCESS_NONE, /* refused at accept */
+        CONTROL_ACCESS_READ, /* --read-group: only the methods marked read_only */
         CONTROL_ACCESS_FULL,
 };
 
 /* Root, the owner, or (group != (gid_t)-1) a peer whose gid or supplementary groups include it. */
-bool control_peer_allowed(const struct ucred *peer, const gid_t *groups, size_t n_groups,
-                          uid_t owner_uid, gid_t group);
+bool control_peer_allowed(const struct ucred *peer, const gid_t *groups, size_t n_groups, uid_t owner_uid, gid_t group);
 
 /* FULL for control_peer_allowed(), else READ for a member of read_group (when not (gid_t)-1),
  * else NONE. */
-enum control_access control_peer_access(const struct ucred *peer, const gid_t *groups, size_t n_groups,
-                                        uid_t owner_uid, gid_t group, gid_t read_group);
+enum control_access control_peer_access(const struct ucred *peer, const gid_t *groups, size_t n_groups, uid_t owner_uid,
+                                        gid_t group, gid_t read_group);
 
 /* Reads SO_PEERCRED and SO_PEERGROUPS (kept: endpoints are opened with the peer's rights) and
  * returns control_peer_access(), or -errno when the credentials cannot be read. *ret_peer is

@@ -26,7 +26,7 @@ struct attach_input {
         enum attach_input_state state;
         bool poll_armed;
         struct relay_op poll_op;
-        uint8_t *held;          /* ring-free: a buffer of held_len bytes from held_off */
+        uint8_t *held; /* ring-free: a buffer of held_len bytes from held_off */
         size_t held_off, held_len, held_cap;
 };
 

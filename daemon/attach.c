@@ -32,9 +32,9 @@ struct attach {
         uint8_t *backlog;
         size_t backlog_head, backlog_len;
         bool ended;
-        bool bound;             /* the socket file is ours to remove */
-        struct attach_input *input;     /* the process's stdin, fed by the clients; NULL: output only */
-        bool stdin_once;        /* the input closes when the last client leaves */
+        bool bound;                 /* the socket file is ours to remove */
+        struct attach_input *input; /* the process's stdin, fed by the clients; NULL: output only */
+        bool stdin_once;            /* the input closes when the last client leaves */
         bool had_client;
 };
 
@@ -65,8 +65,8 @@ static ssize_t attach_client_on_data(struct relay_chan *chan, const void *data, 
         r = attach_input_write(a->input, data, len);
         if (r == -ENOBUFS) {
                 /* Nothing is lost silently: the client that ran ahead is told by the close. */
-                log_warn("%s: attach client is more than %u bytes ahead of the process's stdin; disconnected",
-                         a->name, ATTACH_INPUT_MAX);
+                log_warn("%s: attach client is more than %u bytes ahead of the process's stdin; disconnected", a->name,
+                         ATTACH_INPUT_MAX);
                 return r;
         }
         if (r < 0 && r != -EPIPE)
@@ -324,8 +324,8 @@ void attach_output(struct attach *a, uint8_t stream, const void *data, size_t le
                         int r = relay_chan_sendv(c->chan, iov, 2);
 
                         if (r == -ENOBUFS) {
-                                log_warn("%s: attach client fell behind by more than %zu bytes; disconnected",
-                                         a->name, a->cfg.client_max_tx);
+                                log_warn("%s: attach client fell behind by more than %zu bytes; disconnected", a->name,
+                                         a->cfg.client_max_tx);
                                 relay_chan_abort(c->chan, r);
                         }
                 }

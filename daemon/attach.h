@@ -18,8 +18,8 @@
 #define ATTACH_DEFAULT_MAX_CLIENTS 16u
 
 struct attach_config {
-        size_t backlog;         /* output kept for clients that attach later (0 = none) */
-        size_t client_max_tx;   /* a client further behind than this is disconnected */
+        size_t backlog;       /* output kept for clients that attach later (0 = none) */
+        size_t client_max_tx; /* a client further behind than this is disconnected */
         unsigned max_clients;
 };
 

@@ -17,7 +17,8 @@ static void vmm_on_resize(const struct bridge_result *res, void *userdata)
         free(op);
 }
 
-int vmm_processes_resize(struct vmm_processes *t, uint32_t pid, uint16_t height, uint16_t width, vmm_done_fn fn, void *userdata)
+int vmm_processes_resize(struct vmm_processes *t, uint32_t pid, uint16_t height, uint16_t width, vmm_done_fn fn,
+                         void *userdata)
 {
         struct vmm_process *p = vmm_processes_find(t, pid);
         struct vmm_resize_op *op;
@@ -34,7 +35,7 @@ int vmm_processes_resize(struct vmm_processes *t, uint32_t pid, uint16_t height,
         op = calloc(1, sizeof(*op));
         if (!op)
                 return -ENOMEM;
-        *op = (struct vmm_resize_op) { .fn = fn, .userdata = userdata };
+        *op = (struct vmm_resize_op){ .fn = fn, .userdata = userdata };
         r = bridge_host_resize(t->guest->bridge, p->container_id, pid, height, width, vmm_on_resize, op);
         if (r < 0)
                 free(op);

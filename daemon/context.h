@@ -8,8 +8,8 @@ struct vmm_context {
         const struct vmm_config *cfg;
         struct opener *opener;
         const char *attach_dir;
-        int exit_dir_fd;                /* -1: no exit files */
-        vmm_event_fn event_fn;          /* the manager's caller's: events go straight out */
+        int exit_dir_fd;       /* -1: no exit files */
+        vmm_event_fn event_fn; /* the manager's caller's: events go straight out */
         void *event_userdata;
 };
 

@@ -13,16 +13,11 @@
 const char *endpoint_kind_to_string(enum endpoint_kind k)
 {
         switch (k) {
-        case ENDPOINT_FIFO:
-                return "fifo";
-        case ENDPOINT_FILE:
-                return "file";
-        case ENDPOINT_SOCKET:
-                return "socket";
-        case ENDPOINT_DEVICE:
-                return "device";
-        default:
-                return "invalid";
+        case ENDPOINT_FIFO: return "fifo";
+        case ENDPOINT_FILE: return "file";
+        case ENDPOINT_SOCKET: return "socket";
+        case ENDPOINT_DEVICE: return "device";
+        default: return "invalid";
         }
 }
 

@@ -4,15 +4,15 @@
 #include <stdbool.h>
 
 enum endpoint_role {
-        ENDPOINT_SOURCE,        /* the daemon reads from it: a process's stdin */
-        ENDPOINT_SINK,          /* the daemon writes to it: stdout/stderr */
+        ENDPOINT_SOURCE, /* the daemon reads from it: a process's stdin */
+        ENDPOINT_SINK,   /* the daemon writes to it: stdout/stderr */
 };
 
 enum endpoint_kind {
         ENDPOINT_FIFO,
         ENDPOINT_FILE,
         ENDPOINT_SOCKET,
-        ENDPOINT_DEVICE,        /* a character device: /dev/null */
+        ENDPOINT_DEVICE, /* a character device: /dev/null */
         _ENDPOINT_KIND_MAX,
         _ENDPOINT_KIND_INVALID = -22,
 };

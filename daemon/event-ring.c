@@ -11,7 +11,7 @@
 struct event_slot {
         uint64_t seq;
         uint64_t timestamp_ns;
-        uint8_t *data;          /* the packed Event; NULL: lost (no memory) */
+        uint8_t *data; /* the packed Event; NULL: lost (no memory) */
         size_t len;
 };
 
@@ -19,10 +19,10 @@ struct event_ring {
         struct event_slot *slots;
         unsigned capacity;
         unsigned count;
-        unsigned head;                  /* the oldest held slot */
+        unsigned head; /* the oldest held slot */
         uint64_t next_seq;
-        uint64_t dropped_last_seq;      /* the newest event forgotten, 0: none yet */
-        uint64_t dropped_last_ns;       /* and its time */
+        uint64_t dropped_last_seq; /* the newest event forgotten, 0: none yet */
+        uint64_t dropped_last_ns;  /* and its time */
 };
 
 int event_ring_new(unsigned capacity, struct event_ring **ret)
@@ -129,8 +129,10 @@ static int replay_gap(const struct event_ring *r, uint64_t *since_seq, uint64_t 
         char why[128];
 
         if (*since_seq > last) {
-                snprintf(why, sizeof(why), "seq %" PRIu64 " is past this daemon's last event %" PRIu64
-                         " (it restarted?); replaying all it holds", *since_seq, last);
+                snprintf(why, sizeof(why),
+                         "seq %" PRIu64 " is past this daemon's last event %" PRIu64
+                         " (it restarted?); replaying all it holds",
+                         *since_seq, last);
                 event_ring_marker(1, last ? last : 1, why, buf, len, ret);
                 ret->seq = 0;
                 *since_seq = 0;

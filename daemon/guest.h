@@ -7,12 +7,12 @@
 struct vmm_guest {
         const struct vmm_context *ctx;
         const char *vm_name;
-        struct bridge_host *bridge;             /* NULL until the VM listens for it */
+        struct bridge_host *bridge; /* NULL until the VM listens for it */
         struct ports *ports;
         /* What relay/ binds, unlinks and connects by: HVSOCK paths go through the VM's directory
          * fd (/proc/self/fd/N/name). */
         const struct relay_transport *listen_transport;
-        bool stdio_resume;                      /* V4 agreed: every stdio connection starts with the byte count */
+        bool stdio_resume; /* V4 agreed: every stdio connection starts with the byte count */
         bool removing;
-        bool saved;                             /* state handed out: no listeners or guest connections here */
+        bool saved; /* state handed out: no listeners or guest connections here */
 };

@@ -134,8 +134,9 @@ static int recv_exact(int sock, uint8_t *p, size_t len, struct handover_msg *m)
 
         for (size_t off = 0; off < len;) {
                 struct iovec iov = { .iov_base = p + off, .iov_len = len - off };
-                struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                                     .msg_controllen = sizeof(u.buf) };
+                struct msghdr mh = {
+                        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)
+                };
                 ssize_t n;
                 int r = 0;
 

@@ -7,20 +7,20 @@
 #include "util/macro.h"
 
 /* Old daemon to new: the handover (a Vsockmux__State__Handover). New to old: the answer. */
-#define HANDOVER_MAGIC_STATE 0x55584d56u   /* "VMXU" little-endian */
-#define HANDOVER_MAGIC_ANSWER 0x52584d56u  /* "VMXR" */
+#define HANDOVER_MAGIC_STATE 0x55584d56u  /* "VMXU" little-endian */
+#define HANDOVER_MAGIC_ANSWER 0x52584d56u /* "VMXR" */
 /* The framing and the Handover message's meaning; a reader refuses a version it does not know. */
 #define HANDOVER_WIRE_VERSION 1u
 #define HANDOVER_HEADER_SIZE 16u
 #define HANDOVER_MAX_PAYLOAD (32u << 20)
 #define HANDOVER_MAX_FDS 65536u
-#define HANDOVER_FDS_PER_CHUNK 250u        /* under the kernel's SCM_MAX_FD (253) per sendmsg */
+#define HANDOVER_FDS_PER_CHUNK 250u /* under the kernel's SCM_MAX_FD (253) per sendmsg */
 #define HANDOVER_CHUNK_BYTES 65536u
 
 struct handover_header {
         uint32_t magic;
         uint32_t version;
-        uint32_t len;           /* payload bytes */
+        uint32_t len; /* payload bytes */
         uint32_t n_fds;
 };
 

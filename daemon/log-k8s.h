@@ -19,8 +19,8 @@ int log_k8s_write(int fd, enum log_k8s_stream stream, const void *data, size_t l
  * nothing at the boundary: a line cut there is a P record in the old file completed in the new. */
 struct log_k8s_file {
         int fd;
-        uint64_t size;          /* bytes in the current file */
-        uint64_t max;           /* 0: never rotate */
+        uint64_t size; /* bytes in the current file */
+        uint64_t max;  /* 0: never rotate */
         /* 0 with *fd replaced (the old one closed by it), or -errno: the record goes to the old file. */
         int (*rotate)(void *userdata, int *fd);
         void *userdata;

@@ -53,8 +53,8 @@ struct daemon_signals {
         struct signalfd_siginfo info;
         bool stopping;
         struct daemon_notify *notify;
-        const char *log_file;           /* --log-file, reopened on SIGHUP; NULL: stderr as given */
-        struct upgrade *upgrade;        /* SIGUSR2 starts a live upgrade to our own binary */
+        const char *log_file;    /* --log-file, reopened on SIGHUP; NULL: stderr as given */
+        struct upgrade *upgrade; /* SIGUSR2 starts a live upgrade to our own binary */
 };
 
 static int signals_arm(struct daemon_signals *s);
@@ -174,13 +174,12 @@ static void usage(FILE *f)
                 "$LISTEN_FDS (vsockmuxd.socket, named \"" NOTIFY_CONTROL_FD_NAME "\") is served instead of\n"
                 "binding --socket. SIGHUP reopens --log-file; SIGTERM and SIGINT stop.\n",
                 (unsigned)(VMM_DEFAULT_RECONNECT_GRACE_NS / BRIDGE_NSEC_PER_SEC),
-                (unsigned)(BRIDGE_CONN_RECONNECT_GRACE_MAX_NS / BRIDGE_NSEC_PER_SEC),
-                CONTROL_SERVER_MAX_CONNECTIONS, CONTROL_SERVER_MAX_CONNECTIONS_LIMIT, VMM_DEFAULT_MAX_VMS,
-                VMM_MAX_VMS_LIMIT, VMM_DEFAULT_MAX_PROCESSES, VMM_MAX_PROCESSES_LIMIT, VMM_MAX_STREAMS_LIMIT,
-                ATTACH_DEFAULT_MAX_CLIENTS, VMM_ATTACH_MAX_CLIENTS_LIMIT, BRIDGE_MAX_FRAME, BRIDGE_HOST_MIN_FRAME,
-                CONTROL_FRAME_MAX_DATA, CONTROL_FRAME_MIN_DATA, EVENT_RING_DEFAULT_SIZE, EVENT_RING_MAX_SIZE,
-                rc.buf_size, rc.buf_size * rc.stream_max_bufs,
-                rc.buf_size * 2, rc.buf_size * rc.buf_count);
+                (unsigned)(BRIDGE_CONN_RECONNECT_GRACE_MAX_NS / BRIDGE_NSEC_PER_SEC), CONTROL_SERVER_MAX_CONNECTIONS,
+                CONTROL_SERVER_MAX_CONNECTIONS_LIMIT, VMM_DEFAULT_MAX_VMS, VMM_MAX_VMS_LIMIT, VMM_DEFAULT_MAX_PROCESSES,
+                VMM_MAX_PROCESSES_LIMIT, VMM_MAX_STREAMS_LIMIT, ATTACH_DEFAULT_MAX_CLIENTS,
+                VMM_ATTACH_MAX_CLIENTS_LIMIT, BRIDGE_MAX_FRAME, BRIDGE_HOST_MIN_FRAME, CONTROL_FRAME_MAX_DATA,
+                CONTROL_FRAME_MIN_DATA, EVENT_RING_DEFAULT_SIZE, EVENT_RING_MAX_SIZE, rc.buf_size,
+                rc.buf_size * rc.stream_max_bufs, rc.buf_size * 2, rc.buf_size * rc.buf_count);
 }
 
 /* A count or a size in [min, max]; sizes may end in K or M (KiB, MiB). */
@@ -257,12 +256,12 @@ struct daemon_options {
         struct service_config scfg;
         struct vmm_config vcfg;
         struct relay_config rcfg;
-        char *hvsock_root;              /* --hvsock-root, resolved */
-        const char *log_file;           /* --log-file */
+        char *hvsock_root;    /* --hvsock-root, resolved */
+        const char *log_file; /* --log-file */
         struct metrics_addr metrics_addr;
         bool metrics_on;
-        int handover_fd;                /* --handover-fd: a live upgrade hands us its sockets; -1: none */
-        char **argv;                    /* what a live upgrade starts the new daemon with */
+        int handover_fd; /* --handover-fd: a live upgrade hands us its sockets; -1: none */
+        char **argv;     /* what a live upgrade starts the new daemon with */
 };
 
 /* What main starts, runs and stops. */
@@ -343,8 +342,8 @@ static int option_limit(struct daemon_options *o, int c, const char *arg)
                 o->vcfg.reconnect_grace_ns = v * BRIDGE_NSEC_PER_SEC;
                 return 0;
         case OPT_MAX_CONTROL_FRAME:
-                if (parse_limit("--max-control-frame", arg, true, CONTROL_FRAME_MIN_DATA, CONTROL_FRAME_MAX_DATA,
-                                &v) < 0)
+                if (parse_limit("--max-control-frame", arg, true, CONTROL_FRAME_MIN_DATA, CONTROL_FRAME_MAX_DATA, &v) <
+                    0)
                         return -EINVAL;
                 o->scfg.max_control_frame = (size_t)v;
                 return 0;
@@ -355,8 +354,7 @@ static int option_limit(struct daemon_options *o, int c, const char *arg)
                 /* Whole pool buffers: the relay's bound is counted in them. */
                 o->rcfg.stream_max_bufs = (unsigned)((v + o->rcfg.buf_size - 1) / o->rcfg.buf_size);
                 return 0;
-        default:
-                return 1;
+        default: return 1;
         }
 }
 
@@ -364,12 +362,8 @@ static int option_limit(struct daemon_options *o, int c, const char *arg)
 static int option_place(struct daemon_options *o, int c, const char *arg)
 {
         switch (c) {
-        case 's':
-                o->scfg.socket_path = arg;
-                return 0;
-        case 'd':
-                o->vcfg.state_dir = arg;
-                return 0;
+        case 's': o->scfg.socket_path = arg; return 0;
+        case 'd': o->vcfg.state_dir = arg; return 0;
         case 'r':
                 free(o->hvsock_root);
                 o->hvsock_root = realpath(arg, NULL);
@@ -414,8 +408,7 @@ static int option_place(struct daemon_options *o, int c, const char *arg)
                         return -EINVAL;
                 }
                 return 0;
-        default:
-                return 1;
+        default: return 1;
         }
 }
 
@@ -431,8 +424,10 @@ static int option_output(struct daemon_options *o, int c, const char *arg)
                 else if (strncmp(arg, "k8s-file:/", 10) == 0)
                         o->vcfg.default_log_dir = arg + 9;
                 else if (strcmp(arg, "passthrough") != 0) {
-                        fprintf(stderr, "vsockmuxd: --default-log wants k8s-file:/DIR, journald or passthrough, "
-                                "got '%s'\n", arg);
+                        fprintf(stderr,
+                                "vsockmuxd: --default-log wants k8s-file:/DIR, journald or passthrough, "
+                                "got '%s'\n",
+                                arg);
                         return -EINVAL;
                 }
                 return 0;
@@ -460,8 +455,7 @@ static int option_output(struct daemon_options *o, int c, const char *arg)
                 }
                 o->log_file = arg;
                 return 0;
-        default:
-                return 1;
+        default: return 1;
         }
 }
 
@@ -536,7 +530,8 @@ static int daemon_start_relay(struct daemon *d, struct daemon_options *o)
                 o->vcfg.max_streams = relay_stream_capacity(d->relay);
         else if (o->vcfg.max_streams > relay_stream_capacity(d->relay))
                 log_warn("vsockmuxd: --max-streams %u is above what RLIMIT_NOFILE allows (%u streams): execs past "
-                         "that fail for want of fds", o->vcfg.max_streams, relay_stream_capacity(d->relay));
+                         "that fail for want of fds",
+                         o->vcfg.max_streams, relay_stream_capacity(d->relay));
         return 0;
 }
 
@@ -608,9 +603,15 @@ static int daemon_start_upgrade(struct daemon *d, const struct daemon_options *o
         int r;
 
         d->upgraded = (struct upgrade_daemon){
-                .relay = d->relay, .service = d->service, .vmm = d->vmm, .notify = d->notify,
-                .metrics = { .http = &d->metrics, .addr = o->metrics_on ? &o->metrics_addr : NULL,
-                             .group = o->scfg.group, .read_group = o->scfg.read_group, .ops = &daemon_metrics_ops,
+                .relay = d->relay,
+                .service = d->service,
+                .vmm = d->vmm,
+                .notify = d->notify,
+                .metrics = { .http = &d->metrics,
+                             .addr = o->metrics_on ? &o->metrics_addr : NULL,
+                             .group = o->scfg.group,
+                             .read_group = o->scfg.read_group,
+                             .ops = &daemon_metrics_ops,
                              .userdata = d->service },
         };
         r = upgrade_new(d->relay, o->argv, &upgrade_daemon_ops, &d->upgraded, &d->upgrade);
@@ -627,8 +628,8 @@ static int daemon_start_outputs(struct daemon *d, const struct daemon_options *o
         int r;
 
         if (o->metrics_on) {
-                r = metrics_http_new(d->relay, &o->metrics_addr, o->scfg.group, o->scfg.read_group,
-                                     &daemon_metrics_ops, d->service, &d->metrics);
+                r = metrics_http_new(d->relay, &o->metrics_addr, o->scfg.group, o->scfg.read_group, &daemon_metrics_ops,
+                                     d->service, &d->metrics);
                 if (r < 0)
                         return log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: --metrics-listen");
                 log_info("vsockmuxd: metrics on %s", metrics_http_name(d->metrics));
@@ -649,8 +650,11 @@ static void daemon_log_limits(const struct daemon *d, const struct daemon_option
 {
         log_info("vsockmuxd: listening on %s%s; stream capacity %u; limits: %u VMs, %u processes per VM, %u streams, "
                  "%u attach clients per process, %u control connections, bridge frame %zu, control frame %zu, "
-                 "%u bytes buffered per stream", o->scfg.socket_path,
-                 o->handover_fd >= 0 ? " (handed over)" : o->scfg.adopt_fd ? " (socket-activated)" : "",
+                 "%u bytes buffered per stream",
+                 o->scfg.socket_path,
+                 o->handover_fd >= 0 ? " (handed over)"
+                 : o->scfg.adopt_fd  ? " (socket-activated)"
+                                     : "",
                  relay_stream_capacity(d->relay), o->vcfg.max_vms, o->vcfg.max_processes, o->vcfg.max_streams,
                  o->vcfg.attach_max_clients, o->scfg.max_connections ?: CONTROL_SERVER_MAX_CONNECTIONS,
                  o->vcfg.bridge_max_frame ?: BRIDGE_MAX_FRAME, o->scfg.max_control_frame ?: CONTROL_FRAME_MAX_DATA,

@@ -16,8 +16,7 @@ static bool is_loopback(const struct sockaddr_storage *sa)
 {
         if (sa->ss_family == AF_INET)
                 return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
-        return sa->ss_family == AF_INET6 &&
-               IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+        return sa->ss_family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
 }
 
 int metrics_addr_parse(const char *s, struct metrics_addr *ret, const char **ret_why)

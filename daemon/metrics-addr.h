@@ -9,7 +9,7 @@
 struct metrics_addr {
         struct sockaddr_storage sa;
         socklen_t len;
-        const char *path;       /* a Unix socket: the path (borrowed) */
+        const char *path; /* a Unix socket: the path (borrowed) */
 };
 
 /* Returns 0, or -EINVAL with *ret_why naming the rule: an address that is not numeric, not

@@ -25,19 +25,19 @@ struct metrics_http {
         struct relay *relay;
         const struct metrics_http_ops *ops;
         void *userdata;
-        struct relay_chan *wake_chan;   /* the loop's end of the socketpair */
-        int wake_fd;                    /* the HTTP thread's end */
+        struct relay_chan *wake_chan; /* the loop's end of the socketpair */
+        int wake_fd;                  /* the HTTP thread's end */
         struct MHD_Daemon *mhd;
-        int listen_fd;                  /* until libmicrohttpd runs; then it is MHD's to close */
-        char *path;                     /* a Unix socket we made, removed at free */
+        int listen_fd; /* until libmicrohttpd runs; then it is MHD's to close */
+        char *path;    /* a Unix socket we made, removed at free */
         struct stat st;
         char name[128];
 
         /* Shared with the HTTP thread, under lock. */
         pthread_mutex_t lock;
         pthread_cond_t rendered;
-        uint64_t asked;                 /* renderings asked for */
-        uint64_t answered;              /* the last one rendered covers every ask up to this */
+        uint64_t asked;    /* renderings asked for */
+        uint64_t answered; /* the last one rendered covers every ask up to this */
         char *text;
         size_t len;
         int error;
@@ -241,10 +241,9 @@ int metrics_http_new(struct relay *r, const struct metrics_addr *addr, gid_t gro
         /* One internal thread polls every connection; the only blocking it does is the bounded
          * wait for a rendering. Errors go nowhere (MHD_USE_ERROR_LOG is not set). */
         h->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, NULL, NULL, on_request, h,
-                                  MHD_OPTION_LISTEN_SOCKET, h->listen_fd,
-                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_HTTP_MAX_CONNECTIONS,
-                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)METRICS_HTTP_IDLE_TIMEOUT_S,
-                                  MHD_OPTION_END);
+                                  MHD_OPTION_LISTEN_SOCKET, h->listen_fd, MHD_OPTION_CONNECTION_LIMIT,
+                                  (unsigned)METRICS_HTTP_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
+                                  (unsigned)METRICS_HTTP_IDLE_TIMEOUT_S, MHD_OPTION_END);
         if (!h->mhd)
                 return -EIO;
         *ret = TAKE_PTR(h);
@@ -260,7 +259,7 @@ struct metrics_http *metrics_http_free(struct metrics_http *h)
         pthread_cond_broadcast(&h->rendered);
         pthread_mutex_unlock(&h->lock);
         if (h->mhd)
-                MHD_stop_daemon(h->mhd);        /* joins the thread; closes the listening socket */
+                MHD_stop_daemon(h->mhd); /* joins the thread; closes the listening socket */
         else
                 safe_close(h->listen_fd);
         if (h->path)

@@ -28,14 +28,38 @@ static void per_vm(FILE *f, struct vmm *m, const char *name, const char *type, c
         }
 }
 
-static uint64_t v_processes(const struct vmm_vm_counters *c) { return c->processes; }
-static uint64_t v_streams(const struct vmm_vm_counters *c) { return c->streams; }
-static uint64_t v_errors(const struct vmm_vm_counters *c) { return c->stream_errors; }
-static uint64_t v_dropped(const struct vmm_vm_counters *c) { return c->dropped_bytes; }
-static uint64_t v_reconnects(const struct vmm_vm_counters *c) { return c->bridge_connects ? c->bridge_connects - 1 : 0; }
-static uint64_t v_connects(const struct vmm_vm_counters *c) { return c->bridge_connects; }
-static uint64_t v_held(const struct vmm_vm_counters *c) { return c->held_replies; }
-static uint64_t v_held_dropped(const struct vmm_vm_counters *c) { return c->held_dropped; }
+static uint64_t v_processes(const struct vmm_vm_counters *c)
+{
+        return c->processes;
+}
+static uint64_t v_streams(const struct vmm_vm_counters *c)
+{
+        return c->streams;
+}
+static uint64_t v_errors(const struct vmm_vm_counters *c)
+{
+        return c->stream_errors;
+}
+static uint64_t v_dropped(const struct vmm_vm_counters *c)
+{
+        return c->dropped_bytes;
+}
+static uint64_t v_reconnects(const struct vmm_vm_counters *c)
+{
+        return c->bridge_connects ? c->bridge_connects - 1 : 0;
+}
+static uint64_t v_connects(const struct vmm_vm_counters *c)
+{
+        return c->bridge_connects;
+}
+static uint64_t v_held(const struct vmm_vm_counters *c)
+{
+        return c->held_replies;
+}
+static uint64_t v_held_dropped(const struct vmm_vm_counters *c)
+{
+        return c->held_dropped;
+}
 
 static void histogram(FILE *f, const char *name, const char *vm, const struct vmm_duration_hist *h)
 {
@@ -62,7 +86,9 @@ static void per_vm_metrics(FILE *f, struct vmm *m)
 
                 vmm_vm_get_counters(vm, &c);
                 for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++)
-                        fprintf(f, "vsockmux_vm_stream_bytes_total{vm=\"%s\",stream=\"%s\",direction=\"%s\"} %" PRIu64 "\n",
+                        fprintf(f,
+                                "vsockmux_vm_stream_bytes_total{vm=\"%s\",stream=\"%s\",direction=\"%s\"} %" PRIu64
+                                "\n",
                                 vmm_vm_name(vm), stream_names[k], k == VMM_STDIN ? "to_guest" : "from_guest",
                                 c.bytes[k]);
         }
@@ -128,7 +154,8 @@ static void daemon_metrics(FILE *f, struct vmm *m, struct relay *r, const struct
         fprintf(f, "vsockmux_vms %u\n", vs.vms);
         family(f, "vsockmux_bytes_relayed_total", "counter", "Bytes relayed by every stream, both ways.");
         fprintf(f, "vsockmux_bytes_relayed_total %" PRIu64 "\n", rs.bytes_relayed);
-        family(f, "vsockmux_buffer_pool_buffers_in_use", "gauge", "Pool buffers holding data read and not yet delivered.");
+        family(f, "vsockmux_buffer_pool_buffers_in_use", "gauge",
+               "Pool buffers holding data read and not yet delivered.");
         fprintf(f, "vsockmux_buffer_pool_buffers_in_use %u\n", rs.pool_bufs_in_use);
         family(f, "vsockmux_buffer_pool_buffers_touched", "gauge", "Pool buffers used so far (touched memory).");
         fprintf(f, "vsockmux_buffer_pool_buffers_touched %u\n", rs.pool_bufs_total);

@@ -19,17 +19,17 @@
 
 /* Who drives the migration; every transition is in migration_set_phase's callers below. */
 enum migration_phase {
-        MIGRATION_RUNNING,              /* the migrate helper drives libvirt */
-        MIGRATION_ROLLING_BACK,         /* it died without an outcome; a rollback helper undoes */
-        MIGRATION_FINISHED,             /* the call is answered; the helper is on its way out */
+        MIGRATION_RUNNING,      /* the migrate helper drives libvirt */
+        MIGRATION_ROLLING_BACK, /* it died without an outcome; a rollback helper undoes */
+        MIGRATION_FINISHED,     /* the call is answered; the helper is on its way out */
         _MIGRATION_PHASE_MAX,
 };
 
 /* Where the VM's relay state is. */
 enum migration_relay {
-        MIGRATION_RELAY_HERE,           /* live on this daemon */
-        MIGRATION_RELAY_SAVING,         /* vmm_save in flight */
-        MIGRATION_RELAY_SAVED,          /* saved here: a rollback resumes it */
+        MIGRATION_RELAY_HERE,   /* live on this daemon */
+        MIGRATION_RELAY_SAVING, /* vmm_save in flight */
+        MIGRATION_RELAY_SAVED,  /* saved here: a rollback resumes it */
         _MIGRATION_RELAY_MAX,
 };
 
@@ -45,15 +45,15 @@ struct migrations {
 
 struct migration {
         struct list_head link;
-        struct migrations *ms;          /* NULL: detached at daemon stop, freed by on_saved */
+        struct migrations *ms; /* NULL: detached at daemon stop, freed by on_saved */
         char *vm, *source_uri, *domain, *dest_socket, *dest_name;
-        struct control_call *call;      /* NULL once answered or the caller is gone */
+        struct control_call *call; /* NULL once answered or the caller is gone */
         struct vmhelper *helper;
         enum migration_phase phase;
         enum migration_relay relay;
         unsigned processes;
         char helper_died[VMHELPER_WHY_MAX];
-        bool rollback_known;            /* the rollback helper's outcome, waiting for a save */
+        bool rollback_known; /* the rollback helper's outcome, waiting for a save */
         Vsockmux__Vmhelper__Outcome rb;
         char rb_message[VMHELPER_MESSAGE_MAX + 1];
 };
@@ -164,7 +164,7 @@ static void migration_fail(struct migration *m, const Vsockmux__Vmhelper__Outcom
         snprintf(why, sizeof(why), "%s", why_in);
         rolled_back = o->domain_on_source && migration_resume_here(m, why, sizeof(why)) == 0 && o->destination_clean;
         if (o->invalid_argument)
-                ;       /* refused before anything happened: nothing to roll back */
+                ; /* refused before anything happened: nothing to roll back */
         else if (rolled_back)
                 snprintf(why + strlen(why), sizeof(why) - strlen(why), "; rolled back: the VM stays on the source");
         else if (!o->domain_on_source)
@@ -497,7 +497,8 @@ static int migration_send_start(struct migration *m, const Vsockmux__V1__Migrate
         q.destination_name = m->dest_name;
         if (req->destination_transport_case ==
             VSOCKMUX__V1__MIGRATE_REQUEST__DESTINATION_TRANSPORT_DESTINATION_HVSOCK_PATH) {
-                q.destination_transport_case = VSOCKMUX__VMHELPER__MIGRATE__DESTINATION_TRANSPORT_DESTINATION_HVSOCK_PATH;
+                q.destination_transport_case =
+                        VSOCKMUX__VMHELPER__MIGRATE__DESTINATION_TRANSPORT_DESTINATION_HVSOCK_PATH;
                 q.destination_hvsock_path = req->destination_hvsock_path;
         } else if (req->destination_transport_case ==
                    VSOCKMUX__V1__MIGRATE_REQUEST__DESTINATION_TRANSPORT_DESTINATION_CID) {
@@ -630,7 +631,8 @@ struct migrations *migrations_free(struct migrations *ms)
                 struct migration *m = list_entry(pos, struct migration, link);
 
                 log_warn("migrate %s: the daemon stops during the migration; its helper is killed "
-                         "(check the domain with virsh)", m->vm);
+                         "(check the domain with virsh)",
+                         m->vm);
                 m->helper = vmhelper_free(m->helper);
                 if (m->relay == MIGRATION_RELAY_SAVING) {
                         /* The save's callback still holds m: it frees it. */

@@ -19,8 +19,8 @@ struct migrations_ops {
 };
 
 struct migrations_config {
-        const char *helper_path;        /* NULL: VSOCKMUX_VM_HELPER_DEFAULT */
-        uid_t owner_uid;                /* besides root, the one uid that may call Migrate */
+        const char *helper_path; /* NULL: VSOCKMUX_VM_HELPER_DEFAULT */
+        uid_t owner_uid;         /* besides root, the one uid that may call Migrate */
 };
 
 int migrations_new(struct relay *r, struct vmm *m, const struct migrations_config *cfg,

@@ -17,7 +17,7 @@ struct daemon_notify {
         notify_status_fn status;
         void *userdata;
         uint64_t watchdog_usec;
-        bool enabled;           /* NOTIFY_SOCKET is set */
+        bool enabled; /* NOTIFY_SOCKET is set */
 };
 
 static void names_free(char **names)

@@ -15,7 +15,7 @@ struct opener_job {
         const struct opener_creds *creds;
         const char *path;
         enum endpoint_role role;
-        unsigned rotate_keep;           /* > 0: rotate path (keeping this many files) before opening */
+        unsigned rotate_keep; /* > 0: rotate path (keeping this many files) before opening */
         int r;
         int fd;
         enum endpoint_kind kind;
@@ -26,7 +26,7 @@ struct opener {
         pthread_t thread;
         pthread_mutex_t lock;
         pthread_cond_t cond;
-        struct opener_job *job;         /* the one request in flight: the loop is single-threaded */
+        struct opener_job *job; /* the one request in flight: the loop is single-threaded */
         bool stopping;
         /* The thread's own credentials, restored after each job. */
         uid_t uid;

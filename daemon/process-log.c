@@ -16,8 +16,8 @@ static bool path_given(const char *p)
         return p && p[0];
 }
 
-bool process_log_default(const struct vmm_process *p, const struct vmm_exec_params *params,
-                             struct vmm_exec_params *ret, char *buf, size_t len)
+bool process_log_default(const struct vmm_process *p, const struct vmm_exec_params *params, struct vmm_exec_params *ret,
+                         char *buf, size_t len)
 {
         const struct vmm_config *cfg = process_ctx(p)->cfg;
 
@@ -74,8 +74,8 @@ static int process_log_rotate(void *userdata, int *fd)
         r = opener_open_rotated(process_ctx(p)->opener, p->log_has_creds ? &p->log_creds : NULL, p->log_path,
                                 p->log_max_files, &nfd);
         if (r < 0) {
-                log_warn("vm %s: process %u: cannot rotate its k8s-file log %s: %s", process_guest(p)->vm_name, p->pid, p->log_path,
-                         strerror(-r));
+                log_warn("vm %s: process %u: cannot rotate its k8s-file log %s: %s", process_guest(p)->vm_name, p->pid,
+                         p->log_path, strerror(-r));
                 return r;
         }
         safe_close(*fd);
@@ -85,23 +85,28 @@ static int process_log_rotate(void *userdata, int *fd)
 
 void process_journal_write(struct vmm_process *p, enum log_k8s_stream stream, const void *data, size_t len)
 {
-        struct log_journald_ids ids = { .vm = process_guest(p)->vm_name, .container_id = p->container_id, .exec_id = p->exec_id };
+        struct log_journald_ids ids = { .vm = process_guest(p)->vm_name,
+                                        .container_id = p->container_id,
+                                        .exec_id = p->exec_id };
         int r = log_journald_write(&ids, stream, data, len);
 
         /* Once per process: a journal that is not there would otherwise fill our own log. */
         if (r < 0 && !p->log_journald_failed) {
                 p->log_journald_failed = true;
-                log_warn("vm %s: process %u: journald refused its output: %s (said once)", process_guest(p)->vm_name, p->pid,
-                         strerror(-r));
+                log_warn("vm %s: process %u: journald refused its output: %s (said once)", process_guest(p)->vm_name,
+                         p->pid, strerror(-r));
         }
 }
 
 int process_log_write(struct vmm_process *p, enum log_k8s_stream stream, const void *data, size_t len,
-                          uint64_t realtime_ns)
+                      uint64_t realtime_ns)
 {
         struct log_k8s_file f = {
-                .fd = p->log_fd, .size = p->log_size, .max = p->log_size_max,
-                .rotate = process_log_rotate, .userdata = p,
+                .fd = p->log_fd,
+                .size = p->log_size,
+                .max = p->log_size_max,
+                .rotate = process_log_rotate,
+                .userdata = p,
         };
         int r = log_k8s_file_write(&f, stream, data, len, realtime_ns);
 

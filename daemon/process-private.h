@@ -13,7 +13,7 @@ struct vmm_processes {
         struct list_head list;
         unsigned n;
         unsigned n_exited;
-        unsigned exec_seq;                      /* names attach sockets before the pid is known */
+        unsigned exec_seq; /* names attach sockets before the pid is known */
         /* Cumulative, for the metrics: a forgotten process's bytes stay counted. */
         uint64_t bytes[_VMM_STREAM_KIND_MAX];
         uint64_t stream_errors;
@@ -23,18 +23,18 @@ struct vmm_processes {
 struct vmm_stream {
         struct vmm_process *process;
         enum vmm_stream_kind kind;
-        uint32_t port;                  /* 0 = the process has no such stream */
-        int endpoint_fd;                /* until the guest connects and the stream takes it */
-        char *endpoint;                 /* the path the client named; NULL = kept for attach */
+        uint32_t port;   /* 0 = the process has no such stream */
+        int endpoint_fd; /* until the guest connects and the stream takes it */
+        char *endpoint;  /* the path the client named; NULL = kept for attach */
         struct relay_listener *listener;
         struct relay_stream *stream;
-        struct relay_stream_counters counters;  /* the last known, kept after the stream is gone */
+        struct relay_stream_counters counters; /* the last known, kept after the stream is gone */
         bool done;
         int error;
-        bool no_redial;                 /* restored without the resume extension, not a container's init:
+        bool no_redial;       /* restored without the resume extension, not a container's init:
                                          * hcsshim's guest will not dial it again */
-        bool close_requested;           /* stdin: CloseStdin; released once what was read is flushed */
-        uint64_t dropped;               /* read, never delivered: the stream failed */
+        bool close_requested; /* stdin: CloseStdin; released once what was read is flushed */
+        uint64_t dropped;     /* read, never delivered: the stream failed */
 };
 
 struct vmm_starter {
@@ -56,15 +56,15 @@ struct vmm_process {
         struct vmm_processes *table;
         uint32_t pid;
         char *exec_id;
-        int log_fd;                     /* k8s-file log, -1: none */
-        char *log_path;                 /* for ReopenLog */
+        int log_fd;                      /* k8s-file log, -1: none */
+        char *log_path;                  /* for ReopenLog */
         uint64_t log_size, log_size_max; /* the current log file's bytes; its cap (0: none) */
-        unsigned log_max_files;         /* kept at rotation, the current one included */
-        struct opener_creds log_creds;  /* whose rights rotate it (the exec's caller), with log_groups */
+        unsigned log_max_files;          /* kept at rotation, the current one included */
+        struct opener_creds log_creds;   /* whose rights rotate it (the exec's caller), with log_groups */
         gid_t *log_groups;
         bool log_has_creds;
-        bool log_journald;              /* its output goes to the journal (log-journald.h) */
-        bool log_journald_failed;       /* said once: journald refused an entry */
+        bool log_journald;        /* its output goes to the journal (log-journald.h) */
+        bool log_journald_failed; /* said once: journald refused an entry */
         char *container_id;
         char **argv;
         size_t n_argv;
@@ -80,13 +80,13 @@ struct vmm_process {
         struct vmm_exit exit;
         struct list_head waiters;
         struct attach *attach;
-        struct relay_timer *timer;      /* connect timeout while pending, drain timeout after exit */
-        struct list_head starters;      /* struct vmm_starter: told once the pid is known or the exec failed */
-        bool in_exec;                   /* ExecuteProcess outstanding: its callback holds a pointer */
-        bool container_init;            /* the first process exec'd in its container (hcsshim redials its stdio) */
-        int killed_by;                  /* the last signal Kill delivered (guest said OK); 0 = none */
-        uint64_t killed_at_ns;          /* when, on the relay's clock */
-        bool terminal;                  /* EmulateConsole: no stderr stream */
+        struct relay_timer *timer; /* connect timeout while pending, drain timeout after exit */
+        struct list_head starters; /* struct vmm_starter: told once the pid is known or the exec failed */
+        bool in_exec;              /* ExecuteProcess outstanding: its callback holds a pointer */
+        bool container_init;       /* the first process exec'd in its container (hcsshim redials its stdio) */
+        int killed_by;             /* the last signal Kill delivered (guest said OK); 0 = none */
+        uint64_t killed_at_ns;     /* when, on the relay's clock */
+        bool terminal;             /* EmulateConsole: no stderr stream */
         uint16_t console_height, console_width;
         uint64_t started_ns, exited_ns; /* CLOCK_REALTIME, for ps: pid known, exit known; 0: not (yet) */
 };
@@ -113,9 +113,9 @@ int process_attach_open(struct vmm_process *p, unsigned seq);
 int process_log_setup(struct vmm_process *p, const struct vmm_exec_params *params);
 /* The daemon's --default-log for an exec that names no log and no stdout/stderr endpoint: true
  * with *ret the params to use (their log path in buf), false to keep params as they are. */
-bool process_log_default(const struct vmm_process *p, const struct vmm_exec_params *params,
-                         struct vmm_exec_params *ret, char *buf, size_t len);
-void process_log_measure(struct vmm_process *p);       /* after the fd changed (ReopenLog) */
+bool process_log_default(const struct vmm_process *p, const struct vmm_exec_params *params, struct vmm_exec_params *ret,
+                         char *buf, size_t len);
+void process_log_measure(struct vmm_process *p); /* after the fd changed (ReopenLog) */
 void process_journal_write(struct vmm_process *p, enum log_k8s_stream stream, const void *data, size_t len);
 int process_log_write(struct vmm_process *p, enum log_k8s_stream stream, const void *data, size_t len,
                       uint64_t realtime_ns);

@@ -16,12 +16,9 @@ static Vsockmux__State__ProcessState export_state(const struct vmm_process *p)
         if (!p->exit_known)
                 return VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_RUNNING;
         switch (p->exit.kind) {
-        case VMM_EXIT_EXITED:
-                return VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_EXITED;
-        case VMM_EXIT_SIGNALED:
-                return VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_SIGNALED;
-        default:
-                return VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_LOST;
+        case VMM_EXIT_EXITED: return VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_EXITED;
+        case VMM_EXIT_SIGNALED: return VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_SIGNALED;
+        default: return VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_LOST;
         }
 }
 
@@ -174,7 +171,7 @@ int vmm_processes_check_io(const Vsockmux__State__Vm *sv, const struct vmm_resto
                 int r;
 
                 if (io[i].pid == 0)
-                        continue;       /* rights only, for the processes no entry names */
+                        continue; /* rights only, for the processes no entry names */
                 if (!p)
                         return vmm_error_set(err, -ENOENT, "--io names pid %u, which the saved state does not hold",
                                              io[i].pid);
@@ -207,8 +204,8 @@ static const char *import_log_path(const Vsockmux__State__Process *sp, const str
 {
         if (!sp->log_path[0])
                 return NULL;
-        if (io && ((io->path[VMM_STDOUT] && io->path[VMM_STDOUT][0]) ||
-                   (io->path[VMM_STDERR] && io->path[VMM_STDERR][0])))
+        if (io &&
+            ((io->path[VMM_STDOUT] && io->path[VMM_STDOUT][0]) || (io->path[VMM_STDERR] && io->path[VMM_STDERR][0])))
                 return NULL;
         return sp->log_path;
 }
@@ -247,8 +244,8 @@ static void import_exit(struct vmm_process *p, const Vsockmux__State__Process *s
                 process_set_exit(p, VMM_EXIT_LOST, -1, "exit status lost");
 }
 
-static int import_process(struct vmm_processes *t, const Vsockmux__State__Process *sp,
-                          const struct vmm_restore_io *io, struct vmm_error *err)
+static int import_process(struct vmm_processes *t, const Vsockmux__State__Process *sp, const struct vmm_restore_io *io,
+                          struct vmm_error *err)
 {
         struct vmm_exec_params params = {
                 .container_id = sp->container_id,
@@ -318,8 +315,8 @@ static int adopt_process(struct vmm_process *p, const Vsockmux__State__Process *
         int r;
 
         if (sp->wait_call_id != 0 && !p->exit_known) {
-                r = bridge_host_preregister_wait(g->bridge, sp->wait_call_id, p->container_id, p->pid,
-                                                 process_on_wait, p);
+                r = bridge_host_preregister_wait(g->bridge, sp->wait_call_id, p->container_id, p->pid, process_on_wait,
+                                                 p);
                 if (r < 0)
                         return vmm_error_set(err, r, "pid %u: cannot adopt wait %llu: %s", p->pid,
                                              (unsigned long long)sp->wait_call_id, strerror(-r));

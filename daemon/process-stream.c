@@ -32,7 +32,6 @@ void stream_release(struct vmm_stream *s)
         s->endpoint_fd = safe_close(s->endpoint_fd);
 }
 
-
 static void stream_on_done(struct relay_stream *rs, int error, void *userdata)
 {
         struct vmm_stream *s = userdata;
@@ -75,7 +74,8 @@ static void stream_on_tap(struct relay_stream *rs, const void *data, size_t len,
                                           process_realtime_ns());
 
                 if (r < 0)
-                        log_warn("vm %s: process %u: writing its k8s-file log: %s", process_guest(p)->vm_name, p->pid, strerror(-r));
+                        log_warn("vm %s: process %u: writing its k8s-file log: %s", process_guest(p)->vm_name, p->pid,
+                                 strerror(-r));
         }
 
         if (s->process->attach)
@@ -125,8 +125,8 @@ static void stream_on_accept(struct relay_listener *l, int fd, void *userdata)
         }
         if (fd < 0) {
                 s->listener = relay_listener_free(s->listener);
-                log_warn("vm %s: %s listener on port 0x%08x failed: %s", process_guest(p)->vm_name, vmm_stream_names[s->kind], s->port,
-                         strerror(-fd));
+                log_warn("vm %s: %s listener on port 0x%08x failed: %s", process_guest(p)->vm_name,
+                         vmm_stream_names[s->kind], s->port, strerror(-fd));
                 stream_on_done(NULL, fd, s);
                 return;
         }
@@ -136,8 +136,8 @@ static void stream_on_accept(struct relay_listener *l, int fd, void *userdata)
                  * yet; the guest dials again in 100 ms. */
                 r = relay_stream_replace_guest(s->stream, fd, resume);
                 if (r == -EBUSY) {
-                        log_debug("vm %s: process %u: %s redialled before the old connection ended", process_guest(p)->vm_name,
-                                  p->pid, vmm_stream_names[s->kind]);
+                        log_debug("vm %s: process %u: %s redialled before the old connection ended",
+                                  process_guest(p)->vm_name, p->pid, vmm_stream_names[s->kind]);
                         safe_close(fd);
                         return;
                 }
@@ -162,8 +162,8 @@ static void stream_on_accept(struct relay_listener *l, int fd, void *userdata)
                                 s->endpoint_fd, &stream_ops, &s->counters, resume, s, &s->stream);
         if (r < 0) {
                 safe_close(fd);
-                log_warn("vm %s: %s stream on port 0x%08x: %s", process_guest(p)->vm_name, vmm_stream_names[s->kind], s->port,
-                         strerror(-r));
+                log_warn("vm %s: %s stream on port 0x%08x: %s", process_guest(p)->vm_name, vmm_stream_names[s->kind],
+                         s->port, strerror(-r));
                 stream_on_done(NULL, r, s);
                 return;
         }
@@ -175,8 +175,7 @@ int stream_listen(struct vmm_stream *s)
         const struct vmm_guest *g = process_guest(s->process);
 
         return relay_listen(g->ctx->relay, g->listen_transport, s->port,
-                            g->stdio_resume ? RELAY_LISTEN_MANY : RELAY_LISTEN_ONCE, stream_on_accept, s,
-                            &s->listener);
+                            g->stdio_resume ? RELAY_LISTEN_MANY : RELAY_LISTEN_ONCE, stream_on_accept, s, &s->listener);
 }
 
 bool stream_redial_expected(const struct vmm_stream *s)

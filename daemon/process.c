@@ -20,8 +20,8 @@
 const char *vmm_process_state_to_string(enum vmm_process_state s)
 {
         static const char *const names[_VMM_PROCESS_STATE_MAX] = {
-                [VMM_PROCESS_PENDING] = "pending",   [VMM_PROCESS_STARTING] = "starting",
-                [VMM_PROCESS_RUNNING] = "running",   [VMM_PROCESS_EXITED] = "exited",
+                [VMM_PROCESS_PENDING] = "pending", [VMM_PROCESS_STARTING] = "starting",
+                [VMM_PROCESS_RUNNING] = "running", [VMM_PROCESS_EXITED] = "exited",
                 [VMM_PROCESS_LOST] = "lost",
         };
 
@@ -146,8 +146,7 @@ static unsigned process_streams_held(const struct vmm_process *p)
         for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
                 const struct vmm_stream *s = &p->streams[k];
 
-                if (p->state == VMM_PROCESS_PENDING ? k != VMM_STDIN || s->endpoint
-                                                    : s->listener || s->stream)
+                if (p->state == VMM_PROCESS_PENDING ? k != VMM_STDIN || s->endpoint : s->listener || s->stream)
                         n++;
         }
         return n;
@@ -237,7 +236,8 @@ void process_report(struct vmm_process *p)
                 w->fn(p, &p->exit, w->userdata);
                 free(w);
         }
-        vmm_context_emit(t->guest->ctx, VMM_EVENT_PROCESS_EXITED, t->guest->vm_name, p->container_id, p->pid, &p->exit, p->exit.message);
+        vmm_context_emit(t->guest->ctx, VMM_EVENT_PROCESS_EXITED, t->guest->vm_name, p->container_id, p->pid, &p->exit,
+                         p->exit.message);
         if (!t->guest->removing)
                 process_prune(t);
 }
@@ -252,8 +252,9 @@ void process_maybe_report(struct vmm_process *p)
                 if (s->port != 0 && !s->done && s->no_redial && !s->stream) {
                         /* Nothing is connected and nothing will dial: waiting could only time out. */
                         log_info("vm %s: process %u: %s was not dialled again after the move (without the "
-                                 "resume extension, hcsshim's guest redials only a container's init); not waiting for it", process_guest(p)->vm_name, p->pid,
-                                 vmm_stream_names[k]);
+                                 "resume extension, hcsshim's guest redials only a container's init); not waiting for "
+                                 "it",
+                                 process_guest(p)->vm_name, p->pid, vmm_stream_names[k]);
                         stream_release(s);
                         s->done = true;
                         s->error = -ENOTCONN;
@@ -344,14 +345,12 @@ void process_on_wait(const struct bridge_result *res, void *userdata)
                 else
                         process_set_exit(p, VMM_EXIT_EXITED, res->exit_code, "");
                 break;
-        case BRIDGE_STATUS_EXIT_LOST:
-                process_set_exit(p, VMM_EXIT_LOST, -1, "exit status lost");
-                break;
+        case BRIDGE_STATUS_EXIT_LOST: process_set_exit(p, VMM_EXIT_LOST, -1, "exit status lost"); break;
         case BRIDGE_STATUS_CLOSED:
                 /* A saved VM's calls end here only when the VM is dropped after the handover. */
                 process_set_exit(p, VMM_EXIT_LOST, -1,
-                                     process_guest(p)->saved ? "exit status lost: the VM was handed to another daemon"
-                                                  : "exit status lost: bridge closed");
+                                 process_guest(p)->saved ? "exit status lost: the VM was handed to another daemon"
+                                                         : "exit status lost: bridge closed");
                 break;
         default: {
                 char msg[160];
@@ -366,8 +365,8 @@ void process_on_wait(const struct bridge_result *res, void *userdata)
 
 static int process_start_wait(struct vmm_process *p)
 {
-        int r = bridge_host_wait(process_guest(p)->bridge, p->container_id, p->pid, BRIDGE_WAIT_INFINITE, process_on_wait, p,
-                                 &p->wait_call_id);
+        int r = bridge_host_wait(process_guest(p)->bridge, p->container_id, p->pid, BRIDGE_WAIT_INFINITE,
+                                 process_on_wait, p, &p->wait_call_id);
 
         if (r < 0)
                 return r;
@@ -421,7 +420,8 @@ static void process_on_exec(const struct bridge_result *res, void *userdata)
                 process_set_exit(p, VMM_EXIT_LOST, -1, "exit status lost: WaitForProcess could not be sent");
         }
         log_info("vm %s: process %u started: %s", t->guest->vm_name, p->pid, p->argv[0]);
-        vmm_context_emit(t->guest->ctx, VMM_EVENT_PROCESS_STARTED, t->guest->vm_name, p->container_id, p->pid, NULL, p->argv[0]);
+        vmm_context_emit(t->guest->ctx, VMM_EVENT_PROCESS_STARTED, t->guest->vm_name, p->container_id, p->pid, NULL,
+                         p->argv[0]);
         process_started(p, 0, "");
         process_maybe_report(p);
 }
@@ -482,15 +482,17 @@ static int process_send_exec(struct vmm_process *p, struct vmm_error *err)
                 r = stream_listen(s);
                 if (r < 0) {
                         vmm_error_set(err, r, "cannot listen on %s port 0x%08x: %s", vmm_stream_names[k], s->port,
-                                 strerror(-r));
+                                      strerror(-r));
                         goto undo;
                 }
                 *port_slot[k] = s->port;
         }
         r = bridge_host_exec(t->guest->bridge, p->container_id, &params, &ports, process_on_exec, p);
         if (r == -EMSGSIZE) {
-                vmm_error_set(err, r, "the ExecuteProcess request is over the bridge frame limit of %zu bytes "
-                         "(argv and env too long, or vsockmuxd --max-bridge-frame)", bridge_host_max_frame(t->guest->bridge));
+                vmm_error_set(err, r,
+                              "the ExecuteProcess request is over the bridge frame limit of %zu bytes "
+                              "(argv and env too long, or vsockmuxd --max-bridge-frame)",
+                              bridge_host_max_frame(t->guest->bridge));
                 goto undo;
         }
         if (r < 0) {
@@ -562,8 +564,7 @@ int process_open_endpoints(struct vmm_process *p, const struct vmm_exec_params *
                 r = opener_open(process_ctx(p)->opener, params->creds, paths[k],
                                 k == VMM_STDIN ? ENDPOINT_SOURCE : ENDPOINT_SINK, &s->endpoint_fd, NULL);
                 if (r < 0) {
-                        return vmm_error_set(err, r, "%s endpoint %s: %s", vmm_stream_names[k], paths[k],
-                                             strerror(-r));
+                        return vmm_error_set(err, r, "%s endpoint %s: %s", vmm_stream_names[k], paths[k], strerror(-r));
                 }
                 s->endpoint = strdup(paths[k]);
                 if (!s->endpoint)
@@ -585,7 +586,6 @@ static bool process_is_container_init(struct vmm_processes *t, const char *conta
                         return false;
         return true;
 }
-
 
 int process_new(struct vmm_processes *t, const struct vmm_exec_params *params, struct vmm_process **ret)
 {
@@ -645,8 +645,7 @@ static int starter_add(struct vmm_process *p, vmm_started_fn fn, void *userdata,
         return 0;
 }
 
-int vmm_process_when_started(struct vmm_process *p, vmm_started_fn fn, void *userdata,
-                             struct vmm_starter **ret_starter)
+int vmm_process_when_started(struct vmm_process *p, vmm_started_fn fn, void *userdata, struct vmm_starter **ret_starter)
 {
         if (p->state != VMM_PROCESS_PENDING && p->state != VMM_PROCESS_STARTING)
                 return 1;
@@ -670,8 +669,8 @@ struct vmm_starter *vmm_starter_cancel(struct vmm_starter *s)
         /* Its caller gave up (its deadline passed, or it left) before the guest saw the request:
          * sending it later would run a command a retry may run again. */
         if (list_empty(&p->starters) && p->state == VMM_PROCESS_PENDING && !process_guest(p)->removing) {
-                log_info("vm %s: exec %s of %s cancelled before it reached the guest", process_guest(p)->vm_name, p->exec_id,
-                         p->argv[0]);
+                log_info("vm %s: exec %s of %s cancelled before it reached the guest", process_guest(p)->vm_name,
+                         p->exec_id, p->argv[0]);
                 process_free(p);
         }
         return NULL;
@@ -681,8 +680,10 @@ int vmm_processes_exec_check(struct vmm_processes *t, const struct vmm_exec_para
 {
         if (params->exec_id && params->exec_id[0]) {
                 if (!exec_id_is_valid(params->exec_id))
-                        return vmm_error_set(err, -EINVAL, "exec id must be 1-%u characters: runs of [A-Za-z0-9] "
-                                             "joined by single '.', '_' or '-'", EXEC_ID_MAX);
+                        return vmm_error_set(err, -EINVAL,
+                                             "exec id must be 1-%u characters: runs of [A-Za-z0-9] "
+                                             "joined by single '.', '_' or '-'",
+                                             EXEC_ID_MAX);
                 if (vmm_processes_find_id(t, params->exec_id))
                         return vmm_error_set(err, -EEXIST, "exec id %s is in use in VM %s", params->exec_id,
                                              t->guest->vm_name);
@@ -706,8 +707,8 @@ bool vmm_processes_make_room(struct vmm_processes *t, unsigned max)
         return t->n < max;
 }
 
-int vmm_processes_exec(struct vmm_processes *t, const struct vmm_exec_params *params, vmm_started_fn fn,
-                       void *userdata, struct vmm_starter **ret_starter, struct vmm_error *err)
+int vmm_processes_exec(struct vmm_processes *t, const struct vmm_exec_params *params, vmm_started_fn fn, void *userdata,
+                       struct vmm_starter **ret_starter, struct vmm_error *err)
 {
         static const char *const no_strings[1] = { NULL };
         struct vmm_exec_params copy = *params;
@@ -745,8 +746,8 @@ int vmm_processes_exec(struct vmm_processes *t, const struct vmm_exec_params *pa
                 return 0;
         }
         p->state = VMM_PROCESS_PENDING;
-        r = relay_timer_arm(p->timer, params->connect_timeout_ns ? params->connect_timeout_ns
-                                                                 : VMM_DEFAULT_CONNECT_TIMEOUT_NS);
+        r = relay_timer_arm(p->timer,
+                            params->connect_timeout_ns ? params->connect_timeout_ns : VMM_DEFAULT_CONNECT_TIMEOUT_NS);
         if (r < 0) {
                 vmm_error_set(err, r, "cannot arm the connect timeout: %s", strerror(-r));
                 goto fail;
@@ -913,11 +914,15 @@ struct vmm_kill_op {
 static bool signal_can_kill(int sig)
 {
         switch (sig) {
-        case SIGCHLD: case SIGCONT: case SIGURG: case SIGWINCH:
-        case SIGSTOP: case SIGTSTP: case SIGTTIN: case SIGTTOU:
-                return false;
-        default:
-                return true;
+        case SIGCHLD:
+        case SIGCONT:
+        case SIGURG:
+        case SIGWINCH:
+        case SIGSTOP:
+        case SIGTSTP:
+        case SIGTTIN:
+        case SIGTTOU: return false;
+        default: return true;
         }
 }
 
@@ -1010,7 +1015,7 @@ int vmm_processes_close_stdin(struct vmm_processes *t, uint32_t pid, bool held)
         s->close_requested = true;
         s->endpoint_fd = safe_close(s->endpoint_fd);
         if (!s->stream)
-                return 0;       /* not dialled yet: stream_on_accept ends it */
+                return 0; /* not dialled yet: stream_on_accept ends it */
         r = relay_stream_freeze(s->stream);
         if (r < 0) {
                 /* Frozen already (a stop is under way) or ended: nothing more will be read. */
@@ -1142,8 +1147,8 @@ void vmm_processes_relisten(struct vmm_processes *t)
                                 continue;
                         r = stream_listen(s);
                         if (r < 0)
-                                log_warn("vm %s: process %u: cannot listen on port 0x%08x again: %s",
-                                         t->guest->vm_name, p->pid, s->port, strerror(-r));
+                                log_warn("vm %s: process %u: cannot listen on port 0x%08x again: %s", t->guest->vm_name,
+                                         p->pid, s->port, strerror(-r));
                 }
                 process_maybe_report(p);
         }

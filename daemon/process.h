@@ -29,8 +29,8 @@ int vmm_processes_exec_check(struct vmm_processes *t, const struct vmm_exec_para
 /* Forgets the oldest reported exit when the table holds max processes or more; true when under max then. */
 bool vmm_processes_make_room(struct vmm_processes *t, unsigned max);
 /* See vmm_exec_start() in daemon/vm.h; the caps are the caller's. */
-int vmm_processes_exec(struct vmm_processes *t, const struct vmm_exec_params *params, vmm_started_fn fn,
-                       void *userdata, struct vmm_starter **ret_starter, struct vmm_error *err);
+int vmm_processes_exec(struct vmm_processes *t, const struct vmm_exec_params *params, vmm_started_fn fn, void *userdata,
+                       struct vmm_starter **ret_starter, struct vmm_error *err);
 /* The guest's bridge connected: send the queued execs. */
 void vmm_processes_bridge_connected(struct vmm_processes *t);
 int vmm_processes_kill(struct vmm_processes *t, uint32_t pid, int signal, vmm_done_fn fn, void *userdata);
@@ -88,7 +88,7 @@ struct vmm_starter *vmm_starter_cancel(struct vmm_starter *s);
 struct vmm_process *vmm_starter_process(const struct vmm_starter *s);
 
 const char *vmm_process_exec_id(const struct vmm_process *p);
-uint32_t vmm_process_pid(const struct vmm_process *p);      /* 0 until the guest named it */
+uint32_t vmm_process_pid(const struct vmm_process *p); /* 0 until the guest named it */
 /* Opens the k8s-file log's path again with creds' rights and writes there from now on (after an
  * external rotation); -ENOENT without such a log, or opener_open()'s error (the old file stays). */
 int vmm_process_log_reopen(struct vmm_process *p, const struct opener_creds *creds);

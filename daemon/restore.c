@@ -39,8 +39,7 @@ static void restore_transport(const Vsockmux__State__Transport *st, struct relay
 }
 
 int vmm_restore_open(const uint8_t *blob, size_t len, const char *name, const struct relay_transport *t,
-                     const struct vmm_restore_io *io, size_t n_io, struct vmm_restore **ret,
-                     struct vmm_error *err)
+                     const struct vmm_restore_io *io, size_t n_io, struct vmm_restore **ret, struct vmm_error *err)
 {
         _cleanup_(vmm_restore_freep) struct vmm_restore *rs = calloc(1, sizeof(*rs));
         char why[VMM_ERROR_MESSAGE_MAX] = "";

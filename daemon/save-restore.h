@@ -19,8 +19,7 @@ struct vmm_restore;
 /* Checks the blob and the endpoints against the saved ports before anything listens (V3). name
  * and t override the saved ones when non-NULL; io must outlive the restore. */
 int vmm_restore_open(const uint8_t *blob, size_t len, const char *name, const struct relay_transport *t,
-                     const struct vmm_restore_io *io, size_t n_io, struct vmm_restore **ret,
-                     struct vmm_error *err);
+                     const struct vmm_restore_io *io, size_t n_io, struct vmm_restore **ret, struct vmm_error *err);
 const char *vmm_restore_name(const struct vmm_restore *rs);
 const struct relay_transport *vmm_restore_transport(const struct vmm_restore *rs);
 /* V3: endpoints that do not match the saved ports are refused before anything listens. */

@@ -14,7 +14,7 @@
 #define VMM_SAVE_FREEZE_TIMEOUT_NS (10ull * 1000000000ull)
 
 struct save_op {
-        struct vmm_vm *vm;              /* NULL: the VM went away while save_finish() was queued */
+        struct vmm_vm *vm; /* NULL: the VM went away while save_finish() was queued */
         vmm_save_fn fn;
         void *userdata;
         uint64_t start_ns;
@@ -87,8 +87,8 @@ static void save_finish(void *userdata)
         vmm_vm_release(vm);
         vmm_vm_observe_save(vm, relay_now_ns(vmm_vm_relay(vm)) - op->start_ns);
         n = vmm_vm_process_count(vm);
-        log_info("vm %s: saved: %u processes, %zu bytes; listeners and guest connections released", vmm_vm_name(vm),
-                 n, len);
+        log_info("vm %s: saved: %u processes, %zu bytes; listeners and guest connections released", vmm_vm_name(vm), n,
+                 len);
         op->fn(0, "", blob, len, n, op->userdata);
         save_op_free(op);
 }
@@ -138,8 +138,10 @@ static int save_check(struct vmm_vm *vm, struct vmm_error *err)
                 return vmm_error_set(err, -EBUSY, "VM %s is being saved", name);
         /* Its waits are only pre-registered until the guest is back: nothing to hand on yet. */
         if (vmm_vm_is_reattaching(vm))
-                return vmm_error_set(err, -EBUSY, "VM %s was restored and its guest has not reconnected yet; retry "
-                                     "when `vsockmux vm ls` shows its bridge connected", name);
+                return vmm_error_set(err, -EBUSY,
+                                     "VM %s was restored and its guest has not reconnected yet; retry "
+                                     "when `vsockmux vm ls` shows its bridge connected",
+                                     name);
         /* Without a pid the destination could never find the process again. */
         if (vmm_vm_exec_starting(vm))
                 return vmm_error_set(err, -EBUSY, "an exec is starting in VM %s; retry when it has a pid", name);
@@ -164,8 +166,9 @@ int vmm_save(struct vmm_vm *vm, vmm_save_fn fn, void *userdata, struct vmm_error
                 free(op);
                 return vmm_error_set(err, r, "%s", strerror(-r));
         }
-        *op = (struct save_op){ .vm = vm, .fn = fn, .userdata = userdata, .timer = op->timer,
-                                .start_ns = relay_now_ns(relay) };
+        *op = (struct save_op){
+                .vm = vm, .fn = fn, .userdata = userdata, .timer = op->timer, .start_ns = relay_now_ns(relay)
+        };
         vmm_vm_set_migrating(vm, true);
         vmm_vm_emit(vm, VMM_EVENT_MIGRATION_STARTED, "save");
         r = vmm_vm_freeze(vm, &save_freeze_ops, op, &pending);

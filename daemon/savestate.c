@@ -62,12 +62,11 @@ static int savestate_check_stream(const Vsockmux__State__Stream *st, uint32_t fl
             st->kind > VSOCKMUX__STATE__STREAM_KIND__STREAM_KIND_STDERR)
                 return savestate_fail(err, errlen, "stream with unknown kind %d", (int)st->kind);
         if (st->port < PORTS_FIRST || st->port >= floor)
-                return savestate_fail(err, errlen, "stream port 0x%08x outside [0x%08x, floor 0x%08x)",
-                                      st->port, PORTS_FIRST, floor);
+                return savestate_fail(err, errlen, "stream port 0x%08x outside [0x%08x, floor 0x%08x)", st->port,
+                                      PORTS_FIRST, floor);
         /* Nothing is delivered that was not received first. */
         if (st->tx_endpoint > st->rx_guest || st->tx_guest > st->rx_endpoint)
-                return savestate_fail(err, errlen, "stream on port 0x%08x delivered more than it received",
-                                      st->port);
+                return savestate_fail(err, errlen, "stream on port 0x%08x delivered more than it received", st->port);
         if (!str_ok(st->endpoint, 4096))
                 return savestate_fail(err, errlen, "stream endpoint description too long");
         return 0;

@@ -20,7 +20,7 @@ struct subscriber {
         struct list_head link;
         struct service *service;
         struct control_call *call;
-        char *vm;       /* NULL: every VM */
+        char *vm;                       /* NULL: every VM */
         uint64_t lost_first, lost_last; /* events its full output queue dropped, not yet told; 0: none */
 };
 
@@ -29,8 +29,8 @@ struct service {
         struct vmm *vmm;
         struct control_server *server;
         struct list_head subscribers;
-        struct upgrade *upgrade;        /* borrowed; NULL: Upgrade answers UNAVAILABLE */
-        struct event_ring *events;      /* the recent events, for Events replay */
+        struct upgrade *upgrade;   /* borrowed; NULL: Upgrade answers UNAVAILABLE */
+        struct event_ring *events; /* the recent events, for Events replay */
         struct migrations *migrations;
 };
 
@@ -81,9 +81,7 @@ static void exit_to_proto(const struct vmm_exit *e, Vsockmux__V1__ExitStatus *re
                 ret->kind = VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_SIGNALED;
                 ret->signal = e->code; /* 0: the guest did not name it */
                 break;
-        default:
-                ret->kind = VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_LOST;
-                break;
+        default: ret->kind = VSOCKMUX__V1__EXIT_KIND__EXIT_KIND_LOST; break;
         }
         ret->message = (char *)e->message;
 }
@@ -100,8 +98,10 @@ static int service_transport_parse(const char *hvsock_path, bool has_cid, uint32
 
         if (hvsock_path) {
                 if (hvsock_path[0] != '/' || strlen(hvsock_path) > max) {
-                        return vmm_error_set(err, -EINVAL, "hvsock path must be absolute and at most %zu bytes "
-                                             "(sun_path less the \"_<port>\" suffix)", max);
+                        return vmm_error_set(err, -EINVAL,
+                                             "hvsock path must be absolute and at most %zu bytes "
+                                             "(sun_path less the \"_<port>\" suffix)",
+                                             max);
                 }
                 t.kind = RELAY_TRANSPORT_HVSOCK;
                 memcpy(t.uds_path, hvsock_path, strlen(hvsock_path) + 1);
@@ -127,10 +127,9 @@ static int on_vm_add(struct control_call *call, const ProtobufCMessage *request,
         struct vmm_error err = {};
         int r;
 
-        r = service_transport_parse(req->transport_case == VSOCKMUX__V1__VM_ADD_REQUEST__TRANSPORT_HVSOCK_PATH ?
-                                    req->hvsock_path : NULL,
-                                    req->transport_case == VSOCKMUX__V1__VM_ADD_REQUEST__TRANSPORT_CID, req->cid, &t,
-                                    &err);
+        r = service_transport_parse(
+                req->transport_case == VSOCKMUX__V1__VM_ADD_REQUEST__TRANSPORT_HVSOCK_PATH ? req->hvsock_path : NULL,
+                req->transport_case == VSOCKMUX__V1__VM_ADD_REQUEST__TRANSPORT_CID, req->cid, &t, &err);
         if (r < 0)
                 return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "%s", err.message);
 
@@ -278,14 +277,14 @@ static int on_container_shutdown(struct control_call *call, const ProtobufCMessa
 
 /* One pending Exec or Wait: it lives until both the call and the vmm are done with it. */
 struct exit_watch {
-        struct control_call *call;      /* NULL once completed or cancelled */
+        struct control_call *call; /* NULL once completed or cancelled */
         struct vmm_waiter *waiter;
-        struct vmm_starter *starter;    /* exec: until the vmm's started callback runs */
+        struct vmm_starter *starter; /* exec: until the vmm's started callback runs */
         uint32_t pid;
         char exec_id[EXEC_ID_MAX + 1];
         bool detach;
         bool is_exec;
-        bool started;                   /* exec: the vmm's started callback ran */
+        bool started; /* exec: the vmm's started callback ran */
 };
 
 static void exit_watch_reply(struct exit_watch *w, const struct vmm_exit *exit)
@@ -360,8 +359,8 @@ static void on_exec_started(struct vmm_process *p, int error, const char *messag
                 return;
         }
         if (error < 0) {
-                control_call_fail(w->call, error == -ETIMEDOUT ? CONTROL_CODE_DEADLINE_EXCEEDED
-                                                               : control_code_from_errno(error),
+                control_call_fail(w->call,
+                                  error == -ETIMEDOUT ? CONTROL_CODE_DEADLINE_EXCEEDED : control_code_from_errno(error),
                                   "exec failed: %s", message);
                 free(w);
                 return;
@@ -525,7 +524,7 @@ struct ps_reply {
         Vsockmux__V1__StreamCounters *counters;
         Vsockmux__V1__StreamCounters *dropped;
         Vsockmux__V1__ExitStatus *exits;
-        struct vmm_exit *exit_copies;   /* the messages the reply points into */
+        struct vmm_exit *exit_copies; /* the messages the reply points into */
         size_t n, cap;
 };
 
@@ -568,8 +567,7 @@ static void ps_reply_add(struct ps_reply *r, const struct vmm_vm *vm, const stru
         o->container_id = (char *)pi.container_id;
         o->argv = (char **)pi.argv;
         o->n_argv = pi.n_argv;
-        o->state = (Vsockmux__V1__ProcessState)(pi.state == VMM_PROCESS_PENDING ? VMM_PROCESS_STARTING
-                                                                                : pi.state);
+        o->state = (Vsockmux__V1__ProcessState)(pi.state == VMM_PROCESS_PENDING ? VMM_PROCESS_STARTING : pi.state);
         o->output_lost_on_move = pi.output_lost_on_move;
         o->stdin_port = pi.ports[VMM_STDIN];
         o->stdout_port = pi.ports[VMM_STDOUT];
@@ -760,8 +758,10 @@ static int on_resize(struct control_call *call, const ProtobufCMessage *request,
         if (!vm)
                 return 0;
         if (req->height < 1 || req->height > UINT16_MAX || req->width < 1 || req->width > UINT16_MAX)
-                return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "a console is 1-65535 rows by 1-65535 "
-                                         "columns, not %ux%u", req->height, req->width);
+                return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT,
+                                         "a console is 1-65535 rows by 1-65535 "
+                                         "columns, not %ux%u",
+                                         req->height, req->width);
         r = vmm_resize(vm, req->pid, (uint16_t)req->height, (uint16_t)req->width, on_resized, call);
         if (r == -ENOENT)
                 return control_call_fail(call, CONTROL_CODE_NOT_FOUND, "no process %u in VM %s", req->pid, req->vm);
@@ -769,8 +769,7 @@ static int on_resize(struct control_call *call, const ProtobufCMessage *request,
                 return control_call_fail(call, CONTROL_CODE_FAILED_PRECONDITION,
                                          "process %u has no terminal (exec it with --tty)", req->pid);
         if (r == -ESRCH)
-                return control_call_fail(call, CONTROL_CODE_FAILED_PRECONDITION, "process %u is not running",
-                                         req->pid);
+                return control_call_fail(call, CONTROL_CODE_FAILED_PRECONDITION, "process %u is not running", req->pid);
         return r < 0 ? fail_vm_busy(call, vm, r, "resize") : 0;
 }
 
@@ -1030,7 +1029,7 @@ void service_on_event(const struct vmm_event *e, void *userdata)
         if (!s || (!s->events && list_empty(&s->subscribers)))
                 return;
         ev.kind = e->kind < ELEMENTSOF(event_kinds) ? event_kinds[e->kind]
-                                                     : VSOCKMUX__V1__EVENT_KIND__EVENT_KIND_UNSPECIFIED;
+                                                    : VSOCKMUX__V1__EVENT_KIND__EVENT_KIND_UNSPECIFIED;
         ev.vm = (char *)(e->vm ? e->vm : "");
         ev.container_id = (char *)(e->container_id ? e->container_id : "");
         ev.pid = e->pid;
@@ -1138,9 +1137,9 @@ static int on_save(struct control_call *call, const ProtobufCMessage *request, v
                 free(sc);
         }
         if (r < 0)
-                return control_call_fail(call, r == -ENOMEM ? CONTROL_CODE_RESOURCE_EXHAUSTED
-                                                            : CONTROL_CODE_FAILED_PRECONDITION,
-                                         "save: %s", err.message);
+                return control_call_fail(
+                        call, r == -ENOMEM ? CONTROL_CODE_RESOURCE_EXHAUSTED : CONTROL_CODE_FAILED_PRECONDITION,
+                        "save: %s", err.message);
         return 0;
 }
 
@@ -1180,7 +1179,8 @@ static int on_restore(struct control_call *call, const ProtobufCMessage *request
         /* No transport: the saved one. */
         if (req->transport_case != VSOCKMUX__V1__RESTORE_REQUEST__TRANSPORT__NOT_SET) {
                 r = service_transport_parse(
-                        req->transport_case == VSOCKMUX__V1__RESTORE_REQUEST__TRANSPORT_HVSOCK_PATH ? req->hvsock_path : NULL,
+                        req->transport_case == VSOCKMUX__V1__RESTORE_REQUEST__TRANSPORT_HVSOCK_PATH ? req->hvsock_path
+                                                                                                    : NULL,
                         req->transport_case == VSOCKMUX__V1__RESTORE_REQUEST__TRANSPORT_CID, req->cid, &t, &err);
                 if (r < 0)
                         return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "restore: %s", err.message);
@@ -1234,7 +1234,7 @@ static void upgrade_call_cancelled(struct control_call *call, void *userdata)
         struct service *s = userdata;
 
         /* The upgrade goes on; nobody is left to tell. */
-        if (s->upgrade)         /* NULL: the daemon is stopping and freed it already */
+        if (s->upgrade) /* NULL: the daemon is stopping and freed it already */
                 upgrade_forget(s->upgrade, call);
         (void)control_call_fail(call, CONTROL_CODE_CANCELLED, "the client went away");
 }
@@ -1253,12 +1253,14 @@ static int on_upgrade(struct control_call *call, const ProtobufCMessage *request
                 return control_call_fail(call, CONTROL_CODE_PERMISSION_DENIED,
                                          "only root or the daemon's owner may upgrade it (it runs the binary with "
                                          "the daemon's rights)");
-        r = upgrade_start(s->upgrade, req->binary, (uint64_t)req->timeout_ms * 1000000ull, upgrade_replied, call,
-                          why, sizeof(why));
+        r = upgrade_start(s->upgrade, req->binary, (uint64_t)req->timeout_ms * 1000000ull, upgrade_replied, call, why,
+                          sizeof(why));
         if (r < 0) {
                 log_warn("vsockmuxd: upgrade refused: %s", why);
-                return control_call_fail(call, r == -EALREADY || r == -EBUSY || r == -ECHILD ? CONTROL_CODE_FAILED_PRECONDITION
-                                                                             : control_code_from_errno(r),
+                return control_call_fail(call,
+                                         r == -EALREADY || r == -EBUSY || r == -ECHILD
+                                                 ? CONTROL_CODE_FAILED_PRECONDITION
+                                                 : control_code_from_errno(r),
                                          "%s", why);
         }
         control_call_set_cancel(call, upgrade_call_cancelled, s);
@@ -1285,11 +1287,14 @@ static const struct migrations_ops service_migrations_ops = {
 
 /* What a monitoring agent in --read-group may call: listings and waits, nothing that acts. */
 static const char *const service_read_methods[] = {
-        CONTROL_SERVICE "/VmList", CONTROL_SERVICE "/Ps", CONTROL_SERVICE "/Stats", CONTROL_SERVICE "/Events",
-        CONTROL_SERVICE "/Wait",
+        CONTROL_SERVICE "/VmList", CONTROL_SERVICE "/Ps",   CONTROL_SERVICE "/Stats",
+        CONTROL_SERVICE "/Events", CONTROL_SERVICE "/Wait",
 };
 
-#define METHOD(n, desc, fn) { CONTROL_SERVICE "/" n, &desc, fn, false }
+#define METHOD(n, desc, fn)                             \
+        {                                               \
+                CONTROL_SERVICE "/" n, &desc, fn, false \
+        }
 static const struct control_method service_methods[] = {
         METHOD("VmAdd", vsockmux__v1__vm_add_request__descriptor, on_vm_add),
         METHOD("VmRemove", vsockmux__v1__vm_remove_request__descriptor, on_vm_remove),
@@ -1390,8 +1395,8 @@ void service_status(char *buf, size_t len, void *userdata)
 
         relay_get_stats(s->relay, &rs);
         vmm_get_stats(s->vmm, &vs);
-        snprintf(buf, len, "%u VMs, %u processes, %u streams, %u control connections", vs.vms, vs.processes,
-                 rs.streams, s->server ? control_server_connections(s->server) : 0);
+        snprintf(buf, len, "%u VMs, %u processes, %u streams, %u control connections", vs.vms, vs.processes, rs.streams,
+                 s->server ? control_server_connections(s->server) : 0);
 }
 
 struct service *service_free(struct service *s)

@@ -11,14 +11,14 @@ struct service;
 struct service_config {
         const char *socket_path;
         uid_t owner_uid;
-        gid_t group;            /* CONTROL_NO_GROUP for a 0600 socket */
-        gid_t read_group;       /* --read-group: may list and watch (VmList, Ps, Stats, Events, Wait); 0 or CONTROL_NO_GROUP: none */
+        gid_t group; /* CONTROL_NO_GROUP for a 0600 socket */
+        gid_t read_group; /* --read-group: may list and watch (VmList, Ps, Stats, Events, Wait); 0 or CONTROL_NO_GROUP: none */
         unsigned max_connections;
-        size_t max_control_frame;       /* a request's ttrpc data bytes; 0 = CONTROL_FRAME_MAX_DATA */
-        unsigned events_ring;           /* recent events kept for Events replay; 0 = EVENT_RING_DEFAULT_SIZE */
-        bool adopt_fd;                  /* serve adopted_fd (socket activation), not a socket bound here */
+        size_t max_control_frame; /* a request's ttrpc data bytes; 0 = CONTROL_FRAME_MAX_DATA */
+        unsigned events_ring;     /* recent events kept for Events replay; 0 = EVENT_RING_DEFAULT_SIZE */
+        bool adopt_fd;            /* serve adopted_fd (socket activation), not a socket bound here */
         int adopted_fd;
-        const char *vm_helper;          /* --vm-helper: the program Migrate runs libvirt in; NULL: the installed one */
+        const char *vm_helper; /* --vm-helper: the program Migrate runs libvirt in; NULL: the installed one */
 };
 
 struct service *service_free(struct service *s);

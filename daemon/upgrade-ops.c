@@ -34,7 +34,7 @@ static void metrics_start_again(struct upgrade_daemon *ho)
 }
 
 static int upgrade_daemon_freeze(void *userdata, Vsockmux__State__Handover *h, struct upgrade_fds *fds, char *why,
-                           size_t len)
+                                 size_t len)
 {
         struct upgrade_daemon *ho = userdata;
         struct vmm_stats vs;
@@ -43,8 +43,10 @@ static int upgrade_daemon_freeze(void *userdata, Vsockmux__State__Handover *h, s
 
         vmm_get_stats(ho->vmm, &vs);
         if (vs.vms > 0) {
-                snprintf(why, len, "this vsockmuxd serves %u VMs and a live upgrade does not hand VMs over yet "
-                                   "(save and restore them, or upgrade with none); it serves on", vs.vms);
+                snprintf(why, len,
+                         "this vsockmuxd serves %u VMs and a live upgrade does not hand VMs over yet "
+                         "(save and restore them, or upgrade with none); it serves on",
+                         vs.vms);
                 return -EBUSY;
         }
         metrics_stop(ho);
@@ -107,7 +109,7 @@ const struct upgrade_ops upgrade_daemon_ops = {
 };
 
 int upgrade_daemon_adopt_control(const Vsockmux__State__Handover *h, int *fds, size_t n_fds, int *ret_control_fd,
-                           char *why, size_t len)
+                                 char *why, size_t len)
 {
         int32_t i = h->control_listener_fd;
 

@@ -13,7 +13,7 @@
 /* --metrics-listen: its address cannot be handed over inside libmicrohttpd, so it stops for the
  * upgrade (the new daemon binds it) and starts again on a rollback. */
 struct upgrade_ops_metrics {
-        struct metrics_http **http;     /* *http NULL: none */
+        struct metrics_http **http; /* *http NULL: none */
         const struct metrics_addr *addr;
         gid_t group, read_group;
         const struct metrics_http_ops *ops;
@@ -26,7 +26,7 @@ struct upgrade_daemon {
         struct service *service;
         struct vmm *vmm;
         struct daemon_notify *notify;
-        pid_t new_pid;          /* > 0 once handed over: the loop has been stopped for it */
+        pid_t new_pid; /* > 0 once handed over: the loop has been stopped for it */
 };
 
 /* The ops for upgrade_new(), userdata a struct upgrade_daemon. */
@@ -36,7 +36,7 @@ extern const struct upgrade_ops upgrade_daemon_ops;
  * listener out of fds (set to -1) into *ret_control_fd, or -1 when none was passed. Refuses with
  * why what this build cannot adopt. */
 int upgrade_daemon_adopt_control(const Vsockmux__State__Handover *h, int *fds, size_t n_fds, int *ret_control_fd,
-                           char *why, size_t len);
+                                 char *why, size_t len);
 
 /* The new daemon at start: reads the Handover from fd and adopts what this build can; returns 0
  * with the control listener in *ret_control_fd (-1: none passed), or -errno with why, for the

@@ -29,8 +29,8 @@ extern char **environ;
 
 enum upgrade_state {
         UPGRADE_IDLE,
-        UPGRADE_WAITING,        /* the new daemon has the handover; its answer is awaited */
-        UPGRADE_HANDED_OVER,    /* it serves; this daemon is going */
+        UPGRADE_WAITING,     /* the new daemon has the handover; its answer is awaited */
+        UPGRADE_HANDED_OVER, /* it serves; this daemon is going */
 };
 
 /* The poll for the answer lives apart: its completion may come after the upgrade is freed (a
@@ -44,13 +44,13 @@ struct upgrade {
         struct relay *relay;
         const struct upgrade_ops *ops;
         void *userdata;
-        char **argv;            /* argv[0] is replaced by the binary each time */
+        char **argv; /* argv[0] is replaced by the binary each time */
         size_t argc;
         enum upgrade_state state;
         char *binary;
         pid_t child;
         int sock;
-        struct upgrade_poll *poll;      /* the armed poll on sock, NULL when none */
+        struct upgrade_poll *poll; /* the armed poll on sock, NULL when none */
         struct relay_timer *deadline;
         uint64_t timeout_ns;
         Vsockmux__State__Handover handover;
@@ -340,7 +340,8 @@ static int arm_poll(struct upgrade *u)
 
 static int set_timeout(int fd, int opt, uint64_t ns)
 {
-        struct timeval tv = { .tv_sec = (time_t)(ns / 1000000000ull), .tv_usec = (suseconds_t)(ns % 1000000000ull / 1000) };
+        struct timeval tv = { .tv_sec = (time_t)(ns / 1000000000ull),
+                              .tv_usec = (suseconds_t)(ns % 1000000000ull / 1000) };
 
         return setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof(tv)) < 0 ? negative_errno() : 0;
 }
@@ -506,7 +507,9 @@ int upgrade_receive(int fd, Vsockmux__State__Handover **ret, int **ret_fds, size
                 return snprintf(why, len, "setsockopt: %s", strerror(-r)), r;
         r = handover_recv(fd, HANDOVER_MAGIC_STATE, &m, &version);
         if (r == -EPROTONOSUPPORT)
-                return snprintf(why, len, "handover version %u, this vsockmuxd reads %u", version, HANDOVER_WIRE_VERSION), r;
+                return snprintf(why, len, "handover version %u, this vsockmuxd reads %u", version,
+                                HANDOVER_WIRE_VERSION),
+                       r;
         if (r < 0)
                 return snprintf(why, len, "cannot read the handover: %s", strerror(-r)), r;
         h = vsockmux__state__handover__unpack(NULL, m->hdr.len, m->payload);

@@ -20,7 +20,7 @@
 
 /* The fds a handover carries; a Handover's *_fd fields are indices into it. */
 struct upgrade_fds {
-        int *fds;               /* owned: closed once sent (the new daemon gets duplicates) */
+        int *fds; /* owned: closed once sent (the new daemon gets duplicates) */
         size_t n, cap;
 };
 /* Takes fd (also on failure); *ret_index is its index for the Handover message. */

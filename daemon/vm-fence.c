@@ -36,8 +36,9 @@ int vmm_vm_fence_take(struct vmm_vm *vm, struct vmm_error *err)
                 r = fence_acquire(path, &vm->fence);
         if (r == -EBUSY) {
                 (void)fence_peek(path, &gen, &pid);
-                return vmm_error_set(err, r, "another vsockmuxd (pid %d) serves %s at generation %" PRIu64
-                                     "; one VM has one owner", (int)pid, vm_transport_name(vm, what, sizeof(what)), gen);
+                return vmm_error_set(
+                        err, r, "another vsockmuxd (pid %d) serves %s at generation %" PRIu64 "; one VM has one owner",
+                        (int)pid, vm_transport_name(vm, what, sizeof(what)), gen);
         }
         if (r < 0)
                 return vmm_error_set(err, r, "cannot take the lock of %s: %s",
@@ -71,7 +72,8 @@ int vmm_vm_fence_check(struct vmm_vm *vm, uint64_t generation, struct vmm_error 
 
         if (have <= generation)
                 return 0;
-        return vmm_error_set(err, -ESTALE, "VM %s was taken over elsewhere: its lock is at generation %" PRIu64
-                             ", this state is generation %" PRIu64 " (restored by another daemon since)", vm->name,
-                             have, generation);
+        return vmm_error_set(err, -ESTALE,
+                             "VM %s was taken over elsewhere: its lock is at generation %" PRIu64
+                             ", this state is generation %" PRIu64 " (restored by another daemon since)",
+                             vm->name, have, generation);
 }

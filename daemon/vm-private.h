@@ -8,37 +8,37 @@
 /* A VM's life; every transition goes through vm_set_state() (vm-state.c). */
 enum vm_state {
         VM_ACTIVE,
-        VM_FROZEN,              /* a save holds it frozen (vmm_vm_freeze) */
-        VM_SAVED,               /* state handed out: no listeners or guest connections here */
-        VM_REATTACHING,         /* restored or resumed: waiting for the guest to come back */
+        VM_FROZEN,      /* a save holds it frozen (vmm_vm_freeze) */
+        VM_SAVED,       /* state handed out: no listeners or guest connections here */
+        VM_REATTACHING, /* restored or resumed: waiting for the guest to come back */
         VM_REMOVING,
         _VM_STATE_MAX,
 };
 
 struct vmm_vm {
-        struct list_head link;                  /* in the manager's list */
+        struct list_head link; /* in the manager's list */
         const struct vmm_context *ctx;
         const struct vmm_vm_ops *ops;
         void *userdata;
         char *name;
-        struct relay_transport transport;       /* as the client named it: shown, saved, compared */
+        struct relay_transport transport; /* as the client named it: shown, saved, compared */
         struct relay_transport listen_transport;
-        int hvsock_dir_fd;                      /* the VM's directory, opened once at add */
-        struct vmm_guest guest;                 /* lent to the containers and processes: bridge, ports */
+        int hvsock_dir_fd;      /* the VM's directory, opened once at add */
+        struct vmm_guest guest; /* lent to the containers and processes: bridge, ports */
         struct vmm_processes *processes;
         struct vmm_containers *containers;
         enum vm_state state;
         struct {
-                const struct vmm_vm_freeze_ops *ops;    /* NULL: nobody holds the VM frozen */
+                const struct vmm_vm_freeze_ops *ops; /* NULL: nobody holds the VM frozen */
                 void *userdata;
                 unsigned pending;
         } freeze;
-        unsigned quiesce_pending;               /* streams a stop froze, still flushing */
-        struct relay_timer *window_timer;       /* closes the resume window some time after the guest returned */
-        struct vmm_vm_counters counters;        /* the VM's own cumulative ones; the rest are computed when asked */
-        uint64_t restore_start_ns;              /* restored, guest not back yet: when the restore began */
-        struct fence *fence;                    /* our hold on the transport's lock (vm-fence.c) */
-        uint64_t generation;                    /* of the state we serve; a saved state carries it */
+        unsigned quiesce_pending;         /* streams a stop froze, still flushing */
+        struct relay_timer *window_timer; /* closes the resume window some time after the guest returned */
+        struct vmm_vm_counters counters;  /* the VM's own cumulative ones; the rest are computed when asked */
+        uint64_t restore_start_ns;        /* restored, guest not back yet: when the restore began */
+        struct fence *fence;              /* our hold on the transport's lock (vm-fence.c) */
+        uint64_t generation;              /* of the state we serve; a saved state carries it */
 };
 
 /* vm-state.c, for vm.c */

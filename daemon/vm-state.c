@@ -28,7 +28,7 @@ void vmm_vm_set_migrating(struct vmm_vm *vm, bool migrating)
 static const char *vm_state_to_string(enum vm_state s)
 {
         static const char *const names[_VM_STATE_MAX] = {
-                [VM_ACTIVE] = "active",   [VM_FROZEN] = "frozen",   [VM_SAVED] = "saved",
+                [VM_ACTIVE] = "active",           [VM_FROZEN] = "frozen",     [VM_SAVED] = "saved",
                 [VM_REATTACHING] = "reattaching", [VM_REMOVING] = "removing",
         };
 
@@ -40,26 +40,20 @@ static const char *vm_state_to_string(enum vm_state s)
 static bool vm_state_allowed(enum vm_state from, enum vm_state to)
 {
         switch (to) {
-        case VM_FROZEN:
-                return from == VM_ACTIVE;
-        case VM_SAVED:
-                return from == VM_FROZEN;
-        case VM_REATTACHING:
-                return from == VM_SAVED || from == VM_ACTIVE;
-        case VM_ACTIVE:
-                return from == VM_FROZEN || from == VM_REATTACHING;
-        case VM_REMOVING:
-                return true;
-        default:
-                return false;
+        case VM_FROZEN: return from == VM_ACTIVE;
+        case VM_SAVED: return from == VM_FROZEN;
+        case VM_REATTACHING: return from == VM_SAVED || from == VM_ACTIVE;
+        case VM_ACTIVE: return from == VM_FROZEN || from == VM_REATTACHING;
+        case VM_REMOVING: return true;
+        default: return false;
         }
 }
 
 void vm_set_state(struct vmm_vm *vm, enum vm_state state)
 {
         if (!vm_state_allowed(vm->state, state))
-                log_error("vm %s: state %s -> %s is not a transition (a bug)", vm->name,
-                          vm_state_to_string(vm->state), vm_state_to_string(state));
+                log_error("vm %s: state %s -> %s is not a transition (a bug)", vm->name, vm_state_to_string(vm->state),
+                          vm_state_to_string(state));
         vm->state = state;
         /* What the containers and processes read of it. */
         vm->guest.saved = state == VM_SAVED;

@@ -113,8 +113,7 @@ int vmm_vm_new(const struct vmm_context *ctx, const struct vmm_vm_ops *ops, void
 int vmm_vm_start_bridge(struct vmm_vm *vm)
 {
         const struct vmm_config *cfg = vm->ctx->cfg;
-        int r = bridge_host_new(vm->ctx->relay, &vm->listen_transport, vm->name, &vm_bridge_ops, vm,
-                                &vm->guest.bridge);
+        int r = bridge_host_new(vm->ctx->relay, &vm->listen_transport, vm->name, &vm_bridge_ops, vm, &vm->guest.bridge);
 
         if (r >= 0)
                 r = bridge_host_set_max_frame(vm->guest.bridge, cfg->bridge_max_frame);
@@ -284,8 +283,10 @@ static int vm_check_caps(struct vmm_vm *vm, const struct vmm_exec_params *params
                 return 0;
         log_warn("vm %s: exec refused: %u streams held, limit %u", vm->name, held, cfg->max_streams);
         vm->ops->on_cap_hit(VMM_CAP_STREAMS, vm->userdata);
-        return vmm_error_set(err, -EUSERS, "vsockmuxd holds %u stdio streams, %u more would pass the limit of %u "
-                             "(vsockmuxd --max-streams)", held, want, cfg->max_streams);
+        return vmm_error_set(err, -EUSERS,
+                             "vsockmuxd holds %u stdio streams, %u more would pass the limit of %u "
+                             "(vsockmuxd --max-streams)",
+                             held, want, cfg->max_streams);
 }
 
 int vmm_exec_start(struct vmm_vm *vm, const struct vmm_exec_params *params, vmm_started_fn fn, void *userdata,

@@ -21,7 +21,7 @@ extern char **environ;
  * (cancelled) completion instead of touching the helper. */
 struct vmhelper_reaper {
         struct relay_op op;
-        struct vmhelper *h;     /* NULL once detached */
+        struct vmhelper *h; /* NULL once detached */
         int pidfd;
 };
 

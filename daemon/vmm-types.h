@@ -13,8 +13,8 @@
 
 #define VMM_NAME_MAX 64u
 #define VMM_DEFAULT_MAX_VMS 1024u
-#define VMM_DEFAULT_MAX_PROCESSES 4096u     /* per VM, running and remembered */
-#define VMM_DEFAULT_EXITED_KEEP 256u        /* exited processes remembered per VM for wait and ps */
+#define VMM_DEFAULT_MAX_PROCESSES 4096u /* per VM, running and remembered */
+#define VMM_DEFAULT_EXITED_KEEP 256u    /* exited processes remembered per VM for wait and ps */
 #define VMM_DEFAULT_CONNECT_TIMEOUT_NS (30ull * 1000000000ull)
 #define VMM_DEFAULT_DRAIN_TIMEOUT_NS (10ull * 1000000000ull)
 /* A guest agent that redials (every 100 ms) or restarts within this keeps its processes' waits:
@@ -36,18 +36,18 @@ enum vmm_stream_kind {
 };
 
 enum vmm_process_state {
-        VMM_PROCESS_PENDING,    /* waiting for the guest's bridge to connect */
-        VMM_PROCESS_STARTING,   /* ExecuteProcess sent */
+        VMM_PROCESS_PENDING,  /* waiting for the guest's bridge to connect */
+        VMM_PROCESS_STARTING, /* ExecuteProcess sent */
         VMM_PROCESS_RUNNING,
-        VMM_PROCESS_EXITED,     /* exit known; the status is reported once the output drained */
-        VMM_PROCESS_LOST,       /* exit status lost */
+        VMM_PROCESS_EXITED, /* exit known; the status is reported once the output drained */
+        VMM_PROCESS_LOST,   /* exit status lost */
         _VMM_PROCESS_STATE_MAX,
 };
 
 enum vmm_exit_kind {
         VMM_EXIT_EXITED,
-        VMM_EXIT_LOST,          /* never an exit code: the guest forgot the process, or the bridge died */
-        VMM_EXIT_SIGNALED,      /* a signal killed it; hcsshim's guest says so (Go's -1) without naming it */
+        VMM_EXIT_LOST,     /* never an exit code: the guest forgot the process, or the bridge died */
+        VMM_EXIT_SIGNALED, /* a signal killed it; hcsshim's guest says so (Go's -1) without naming it */
 };
 
 /* A signal vsockmuxd delivered through Kill names the signal of a SIGNALED exit that follows within this. */
@@ -55,7 +55,7 @@ enum vmm_exit_kind {
 
 struct vmm_exit {
         enum vmm_exit_kind kind;
-        int code;               /* EXITED: the exit code; SIGNALED: the signal, 0 when nobody named it */
+        int code; /* EXITED: the exit code; SIGNALED: the signal, 0 when nobody named it */
         char message[160];
 };
 
@@ -76,26 +76,26 @@ enum vmm_event_kind {
 struct vmm_event {
         enum vmm_event_kind kind;
         const char *vm;
-        const char *container_id;       /* may be NULL */
-        uint32_t pid;                   /* 0 when not about a process */
-        const struct vmm_exit *exit;    /* PROCESS_EXITED */
-        const char *message;            /* may be NULL */
+        const char *container_id;    /* may be NULL */
+        uint32_t pid;                /* 0 when not about a process */
+        const struct vmm_exit *exit; /* PROCESS_EXITED */
+        const char *message;         /* may be NULL */
 };
 
 typedef void (*vmm_event_fn)(const struct vmm_event *e, void *userdata);
 
 struct vmm_config {
-        const char *state_dir;          /* attach sockets live in <state_dir>/attach */
-        const char *hvsock_root;        /* canonical; hybrid-vsock paths must lie inside (NULL: anywhere) */
-        bool hvsock_in_state_dir;       /* with hvsock_root NULL: confine them to state_dir (vsockmuxd's default) */
-        const char *exit_dir;           /* conmon's --exit-dir: <exec-id> files with the exit status; NULL: none */
+        const char *state_dir;    /* attach sockets live in <state_dir>/attach */
+        const char *hvsock_root;  /* canonical; hybrid-vsock paths must lie inside (NULL: anywhere) */
+        bool hvsock_in_state_dir; /* with hvsock_root NULL: confine them to state_dir (vsockmuxd's default) */
+        const char *exit_dir;     /* conmon's --exit-dir: <exec-id> files with the exit status; NULL: none */
         unsigned max_vms;
-        unsigned max_processes;         /* per VM: at the cap an exec forgets the oldest reported exit first */
-        unsigned max_streams;           /* daemon-wide stdio streams held or about to be; 0 = no cap */
-        size_t bridge_max_frame;        /* each VM's bridge frames, both ways; 0 = BRIDGE_MAX_FRAME */
+        unsigned max_processes;  /* per VM: at the cap an exec forgets the oldest reported exit first */
+        unsigned max_streams;    /* daemon-wide stdio streams held or about to be; 0 = no cap */
+        size_t bridge_max_frame; /* each VM's bridge frames, both ways; 0 = BRIDGE_MAX_FRAME */
         unsigned exited_keep;
         uint64_t drain_timeout_ns;
-        uint64_t reconnect_grace_ns;    /* see bridge_conn_set_reconnect_grace(); 0 = fail waits at once */
+        uint64_t reconnect_grace_ns; /* see bridge_conn_set_reconnect_grace(); 0 = fail waits at once */
         size_t attach_backlog;
         size_t attach_client_max_tx;
         unsigned attach_max_clients;
@@ -116,7 +116,7 @@ struct vmm_starter;
 typedef void (*vmm_done_fn)(int error, const char *message, void *userdata);
 
 struct vmm_exec_params {
-        const char *container_id;       /* NULL or "": the VM itself */
+        const char *container_id; /* NULL or "": the VM itself */
         const char *const *argv;
         size_t n_argv;
         const char *const *env;
@@ -124,23 +124,23 @@ struct vmm_exec_params {
         const char *cwd;
         /* Host endpoint paths; NULL or "": stdin absent, stdout/stderr kept for attach. */
         const char *stdin_path, *stdout_path, *stderr_path;
-        uint64_t connect_timeout_ns;    /* 0 = default */
+        uint64_t connect_timeout_ns; /* 0 = default */
         /* Whose rights open the endpoints (the control peer's); NULL: the daemon's own. */
         const struct opener_creds *creds;
         /* The guest gives the process a console (EmulateConsole): no stderr stream, it merges
          * into stdout. Its first size; 0 x 0 leaves the guest's default. */
         bool terminal;
         uint16_t console_height, console_width;
-        const char *exec_id;            /* NULL or "": the daemon makes one (see exec-id.h) */
-        const char *log_k8s_path;       /* set: stdout and stderr as CRI log records there, no endpoints */
+        const char *exec_id;      /* NULL or "": the daemon makes one (see exec-id.h) */
+        const char *log_k8s_path; /* set: stdout and stderr as CRI log records there, no endpoints */
         /* No stdin_path: stdin is what attach clients write; stdin_once ends it when the last leaves. */
         bool interactive, stdin_once;
         /* The k8s-file log rotates before it would pass log_size_max bytes (0: never), keeping
          * log_max_files files, the current one included (0 or 1: conmon's truncation). */
         uint64_t log_size_max;
         unsigned log_max_files;
-        bool log_journald;              /* stdout and stderr as journal entries, no endpoints */
-        bool log_passthrough;           /* asked for "passthrough": the daemon's default log does not apply */
+        bool log_journald;    /* stdout and stderr as journal entries, no endpoints */
+        bool log_passthrough; /* asked for "passthrough": the daemon's default log does not apply */
 };
 
 /* Runs once: the pid is known (error 0), or the exec failed. */
@@ -160,13 +160,13 @@ struct vmm_process_info {
         uint64_t wait_call_id;                  /* outstanding WaitForProcess; 0 = none */
         bool exit_known;
         struct vmm_exit exit;
-        const char *attach_path;                /* NULL until vmm_process_attach_listen() opened it */
-        unsigned attach_clients;                /* connected to the attach socket now */
+        const char *attach_path; /* NULL until vmm_process_attach_listen() opened it */
+        unsigned attach_clients; /* connected to the attach socket now */
         unsigned attach_max_clients;
-        bool output_lost_on_move;               /* the guest will not redial its stdout/stderr after a save */
+        bool output_lost_on_move; /* the guest will not redial its stdout/stderr after a save */
         bool terminal;
-        bool attach_stdin;                      /* attach clients feed its stdin (exec -i), still open */
-        uint64_t started_ns, exited_ns;         /* CLOCK_REALTIME; 0: not (yet) known */
+        bool attach_stdin;              /* attach clients feed its stdin (exec -i), still open */
+        uint64_t started_ns, exited_ns; /* CLOCK_REALTIME; 0: not (yet) known */
 };
 /* Called once the exit is reported: after the wait completed AND every output stream reached EOF
  * and was flushed to its endpoint (or the drain timeout passed), never the other way round. */
@@ -174,9 +174,9 @@ typedef void (*vmm_exit_fn)(struct vmm_process *p, const struct vmm_exit *exit, 
 
 /* ---- Daemon-wide numbers ---- */
 enum vmm_cap {
-        VMM_CAP_VMS,            /* --max-vms refused a vm add */
-        VMM_CAP_PROCESSES,      /* --max-processes refused an exec */
-        VMM_CAP_STREAMS,        /* --max-streams refused an exec */
+        VMM_CAP_VMS,       /* --max-vms refused a vm add */
+        VMM_CAP_PROCESSES, /* --max-processes refused an exec */
+        VMM_CAP_STREAMS,   /* --max-streams refused an exec */
         _VMM_CAP_MAX,
 };
 struct vmm_stats {
@@ -189,7 +189,7 @@ struct vmm_stats {
 #define VMM_DURATION_BUCKETS_MS 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000
 #define VMM_DURATION_N_BUCKETS 11
 struct vmm_duration_hist {
-        uint64_t bucket[VMM_DURATION_N_BUCKETS + 1];    /* non-cumulative; the last is +Inf */
+        uint64_t bucket[VMM_DURATION_N_BUCKETS + 1]; /* non-cumulative; the last is +Inf */
         uint64_t count;
         uint64_t sum_ns;
 };
@@ -197,15 +197,15 @@ extern const uint64_t vmm_duration_bucket_ms[VMM_DURATION_N_BUCKETS];
 
 struct vmm_vm_counters {
         unsigned processes;
-        unsigned streams;                       /* relay streams open now */
-        uint64_t bytes[_VMM_STREAM_KIND_MAX];   /* delivered, since the VM was added (stdin: to the guest) */
-        uint64_t stream_errors;                 /* streams that ended with an error (endpoint or guest side) */
-        uint64_t dropped_bytes;                 /* read by a stream that then failed, never delivered */
-        uint64_t bridge_connects;               /* the guest's bridge negotiated; the first one too */
-        uint64_t held_replies;                  /* replies held now for calls not registered yet */
-        uint64_t held_dropped;                  /* held replies refused at the cap */
-        struct vmm_duration_hist save;          /* save start to the blob handed out */
-        struct vmm_duration_hist restore;       /* restore start to the guest back on its bridge */
+        unsigned streams;                     /* relay streams open now */
+        uint64_t bytes[_VMM_STREAM_KIND_MAX]; /* delivered, since the VM was added (stdin: to the guest) */
+        uint64_t stream_errors;               /* streams that ended with an error (endpoint or guest side) */
+        uint64_t dropped_bytes;               /* read by a stream that then failed, never delivered */
+        uint64_t bridge_connects;             /* the guest's bridge negotiated; the first one too */
+        uint64_t held_replies;                /* replies held now for calls not registered yet */
+        uint64_t held_dropped;                /* held replies refused at the cap */
+        struct vmm_duration_hist save;        /* save start to the blob handed out */
+        struct vmm_duration_hist restore;     /* restore start to the guest back on its bridge */
 };
 /* One duration into a histogram (daemon/vmm-counters.c). */
 void vmm_duration_observe(struct vmm_duration_hist *h, uint64_t ns);
@@ -221,6 +221,5 @@ typedef void (*vmm_save_fn)(int error, const char *message, const uint8_t *blob,
 struct vmm_restore_io {
         uint32_t pid;
         const char *path[_VMM_STREAM_KIND_MAX];
-        const struct opener_creds *creds;       /* as in vmm_exec_params */
+        const struct opener_creds *creds; /* as in vmm_exec_params */
 };
-

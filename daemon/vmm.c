@@ -6,7 +6,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-
 #include "daemon/attach.h"
 #include "daemon/vmm.h"
 #include "util/list.h"
@@ -20,19 +19,19 @@
 struct vmm_port_floor {
         struct relay_transport transport;
         uint32_t floor;
-        uint64_t seq;                   /* when last raised: the smallest goes first when full */
+        uint64_t seq; /* when last raised: the smallest goes first when full */
 };
 
 struct vmm {
-        struct vmm_context ctx;         /* lent to every VM and process */
+        struct vmm_context ctx; /* lent to every VM and process */
         struct vmm_config cfg;
         char *attach_dir;
         struct list_head vms;
         unsigned n_vms;
-        struct vmm_port_floor *floors;  /* one per transport a removed VM used */
+        struct vmm_port_floor *floors; /* one per transport a removed VM used */
         unsigned n_floors;
         uint64_t floor_seq;
-        char *state_dir_real;           /* the hvsock root when confined to the state directory */
+        char *state_dir_real; /* the hvsock root when confined to the state directory */
         uint64_t cap_hits[_VMM_CAP_MAX];
 };
 
@@ -225,8 +224,8 @@ static bool vmm_name_valid(const char *name)
         for (size_t i = 0; i < n; i++) {
                 char ch = name[i];
 
-                if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                      ch == '-' || ch == '_' || ch == '.'))
+                if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+                      ch == '_' || ch == '.'))
                         return false;
         }
         return true;
@@ -367,14 +366,16 @@ void vmm_get_stats(struct vmm *m, struct vmm_stats *ret)
 
 /* ---- restore ---- */
 
-static int manager_restore_vm_new(struct vmm *m, const char *name, const struct relay_transport *t,
-                                  struct vmm_vm **ret, struct vmm_error *err)
+static int manager_restore_vm_new(struct vmm *m, const char *name, const struct relay_transport *t, struct vmm_vm **ret,
+                                  struct vmm_error *err)
 {
         int r = manager_vm_new(m, name, t, ret);
 
         if (r == -EPERM)
-                return vmm_error_set(err, r, "hvsock path %s is not a plain path inside the daemon's --hvsock-root "
-                                     "(default: its --state-dir)", t->uds_path);
+                return vmm_error_set(err, r,
+                                     "hvsock path %s is not a plain path inside the daemon's --hvsock-root "
+                                     "(default: its --state-dir)",
+                                     t->uds_path);
         if (r < 0)
                 return vmm_error_set(err, r, "cannot create VM '%s': %s", name, strerror(-r));
         return 0;
@@ -408,8 +409,8 @@ int vmm_restore(struct vmm *m, const uint8_t *blob, size_t len, const char *name
         }
         manager_vm_publish(m, vm);
         vmm_restore_summary(rs, &n_processes, &floor, &next_id);
-        log_info("vm %s: restored %zu processes (port floor 0x%08x, next call id %llu); waiting for the guest",
-                 name, n_processes, floor, (unsigned long long)next_id);
+        log_info("vm %s: restored %zu processes (port floor 0x%08x, next call id %llu); waiting for the guest", name,
+                 n_processes, floor, (unsigned long long)next_id);
         vmm_context_emit(&m->ctx, VMM_EVENT_MIGRATION_STARTED, name, NULL, 0, NULL, "restore");
         if (ret)
                 *ret = vm;

@@ -21,10 +21,10 @@ _Static_assert(sizeof(VSOCKMUX_SERVICE) == sizeof(CONTROL_SERVICE), "service nam
 
 struct vsockmux_client {
         int fd;
-        uint32_t next_stream_id;        /* client streams are odd and increase */
+        uint32_t next_stream_id; /* client streams are odd and increase */
         uint8_t *rx;
         size_t rx_len, rx_cap;
-        size_t consumed;                /* the frame handed out last, dropped on the next read */
+        size_t consumed; /* the frame handed out last, dropped on the next read */
 };
 
 int vsockmux_client_connect(const char *path, struct vsockmux_client **ret)
@@ -48,7 +48,7 @@ int vsockmux_client_connect(const char *path, struct vsockmux_client **ret)
         if (r < 0)
                 return r;
         /* The client owns it now. */
-        (void) TAKE_FD(fd);
+        (void)TAKE_FD(fd);
         return 0;
 }
 
@@ -110,8 +110,8 @@ static int write_all(int fd, const uint8_t *p, size_t len)
         return 0;
 }
 
-int vsockmux_client_send(struct vsockmux_client *c, const char *method, const ProtobufCMessage *req,
-                        uint8_t flags, int64_t timeout_ns, uint32_t *ret_stream_id)
+int vsockmux_client_send(struct vsockmux_client *c, const char *method, const ProtobufCMessage *req, uint8_t flags,
+                         int64_t timeout_ns, uint32_t *ret_stream_id)
 {
         _cleanup_free_ char *service = NULL;
         _cleanup_free_ uint8_t *buf = NULL;
@@ -171,8 +171,7 @@ static int read_frame(struct vsockmux_client *c, struct control_frame *ret_frame
                         return 0;
                 }
                 if (c->rx_len == c->rx_cap) {
-                        size_t cap = c->rx_cap ? MIN(c->rx_cap * 2, (size_t)CONTROL_FRAME_MAX)
-                                               : CLIENT_RX_INITIAL;
+                        size_t cap = c->rx_cap ? MIN(c->rx_cap * 2, (size_t)CONTROL_FRAME_MAX) : CLIENT_RX_INITIAL;
                         uint8_t *p;
 
                         if (cap <= c->rx_cap)
@@ -203,9 +202,8 @@ static void status_fill(struct vsockmux_status *st, int code, const char *messag
         snprintf(st->message, sizeof(st->message), "%s", message ?: "");
 }
 
-int vsockmux_client_recv(struct vsockmux_client *c, uint32_t stream_id,
-                        const ProtobufCMessageDescriptor *desc, ProtobufCMessage **ret_msg,
-                        struct vsockmux_status *ret_status)
+int vsockmux_client_recv(struct vsockmux_client *c, uint32_t stream_id, const ProtobufCMessageDescriptor *desc,
+                         ProtobufCMessage **ret_msg, struct vsockmux_status *ret_status)
 {
         for (;;) {
                 _cleanup_(control_response_freep) Vsockmux__V1__TtrpcResponse *resp = NULL;
@@ -241,15 +239,14 @@ int vsockmux_client_recv(struct vsockmux_client *c, uint32_t stream_id,
                         if (r < 0)
                                 return r;
                         return VSOCKMUX_CLIENT_RESPONSE;
-                default:
-                        return -EBADMSG;
+                default: return -EBADMSG;
                 }
         }
 }
 
 int vsockmux_client_call(struct vsockmux_client *c, const char *method, const ProtobufCMessage *req,
-                        const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret_resp,
-                        struct vsockmux_status *ret_status)
+                         const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret_resp,
+                         struct vsockmux_status *ret_status)
 {
         ProtobufCMessage *m = NULL;
         uint32_t sid;

@@ -62,13 +62,13 @@ int vsockmux_client_set_timeout(struct vsockmux_client *c, uint64_t timeout_ns);
 /* Sends a request for method ("vsockmux.v1.Control/Exec", see VSOCKMUX_METHOD). flags: 0 for a
  * unary call, VSOCKMUX_FLAG_REMOTE_CLOSED to open a server stream. timeout_ns goes to the server
  * as ttrpc's timeout_nano (0 = none). */
-int vsockmux_client_send(struct vsockmux_client *c, const char *method, const ProtobufCMessage *req,
-                         uint8_t flags, int64_t timeout_ns, uint32_t *ret_stream_id);
+int vsockmux_client_send(struct vsockmux_client *c, const char *method, const ProtobufCMessage *req, uint8_t flags,
+                         int64_t timeout_ns, uint32_t *ret_stream_id);
 
 enum vsockmux_client_event {
-        VSOCKMUX_CLIENT_RESPONSE,       /* the final OK response; *ret_msg holds its payload */
-        VSOCKMUX_CLIENT_DATA,           /* one stream message in *ret_msg */
-        VSOCKMUX_CLIENT_END,            /* the stream ended without error */
+        VSOCKMUX_CLIENT_RESPONSE, /* the final OK response; *ret_msg holds its payload */
+        VSOCKMUX_CLIENT_DATA,     /* one stream message in *ret_msg */
+        VSOCKMUX_CLIENT_END,      /* the stream ended without error */
 };
 
 /* Reads until a frame for stream_id arrives (frames of other streams are skipped) and decodes it
@@ -76,9 +76,8 @@ enum vsockmux_client_event {
  * error status (then *ret_status is filled when non-NULL); -ECONNRESET when it closed the
  * connection; -EBADMSG for a frame or payload that does not decode; -EMSGSIZE over 4 MiB.
  * Free *ret_msg with vsockmux_message_free(). */
-int vsockmux_client_recv(struct vsockmux_client *c, uint32_t stream_id,
-                         const ProtobufCMessageDescriptor *desc, ProtobufCMessage **ret_msg,
-                         struct vsockmux_status *ret_status);
+int vsockmux_client_recv(struct vsockmux_client *c, uint32_t stream_id, const ProtobufCMessageDescriptor *desc,
+                         ProtobufCMessage **ret_msg, struct vsockmux_status *ret_status);
 
 /* A unary call: send, then wait for the response. 0 with *ret_resp, or as vsockmux_client_recv. */
 int vsockmux_client_call(struct vsockmux_client *c, const char *method, const ProtobufCMessage *req,

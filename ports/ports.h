@@ -9,7 +9,7 @@
 
 #define PORTS_BRIDGE UINT32_C(0x40000000) /* the guest agent's bridge; never handed out */
 #define PORTS_FIRST UINT32_C(0x40000001)
-#define PORTS_LAST UINT32_C(0xFFFFFFFE)   /* 0xFFFFFFFF is VMADDR_PORT_ANY */
+#define PORTS_LAST UINT32_C(0xFFFFFFFE) /* 0xFFFFFFFF is VMADDR_PORT_ANY */
 #define PORTS_EXHAUSTED (PORTS_LAST + 1)
 
 struct ports;

@@ -28,16 +28,16 @@ struct relay_chan {
 
         struct chan_frame *tx_head, **tx_tail;
         size_t tx_bytes;
-        unsigned tx_nframes;    /* frames covered by the send in flight */
+        unsigned tx_nframes; /* frames covered by the send in flight */
         struct iovec iov[CHAN_IOV_MAX];
         struct msghdr msg;
 
         unsigned ref;
         int error;
         bool rx_armed, tx_armed;
-        bool closing;           /* relay_chan_close: flushing */
-        bool closed;            /* fd gone, on_close queued */
-        bool owner_gone;        /* on_close delivered or relay_chan_free called */
+        bool closing;    /* relay_chan_close: flushing */
+        bool closed;     /* fd gone, on_close queued */
+        bool owner_gone; /* on_close delivered or relay_chan_free called */
 };
 
 static void chan_unref(struct relay_chan *c)
@@ -60,7 +60,7 @@ static void chan_notify(void *userdata)
         if (!c->owner_gone) {
                 c->owner_gone = true;
                 c->ops->on_close(c, c->error, c->userdata);
-                c->ref--;               /* the owner's; the notification's still holds c */
+                c->ref--; /* the owner's; the notification's still holds c */
         }
         chan_unref(c);
 }
@@ -73,9 +73,9 @@ static void chan_shut(struct relay_chan *c, int error)
         c->error = error;
         c->r->n_chans--;
         if (c->rx_armed)
-                (void) relay_cancel_op(c->r, &c->rx_op);
+                (void)relay_cancel_op(c->r, &c->rx_op);
         if (c->tx_armed)
-                (void) relay_cancel_op(c->r, &c->tx_op);
+                (void)relay_cancel_op(c->r, &c->tx_op);
         /* In-flight requests hold their own file reference until the cancels land. */
         c->fd = relay_close_fd(c->r, c->fd);
         if (c->owner_gone)
@@ -135,15 +135,15 @@ static void chan_deliver(struct relay_chan *c)
                 ssize_t n = c->ops->on_data(c, c->rx + c->rx_off, c->rx_len, c->userdata);
 
                 if (n < 0) {
-                        chan_shut(c, (int) n);
+                        chan_shut(c, (int)n);
                         return;
                 }
                 if (n == 0 && !c->lim.packet)
                         break;
-                if (c->lim.packet || (size_t) n > c->rx_len)
-                        n = (ssize_t) c->rx_len;
-                c->rx_off += (size_t) n;
-                c->rx_len -= (size_t) n;
+                if (c->lim.packet || (size_t)n > c->rx_len)
+                        n = (ssize_t)c->rx_len;
+                c->rx_off += (size_t)n;
+                c->rx_len -= (size_t)n;
         }
         if (c->rx_len == 0)
                 c->rx_off = 0;
@@ -164,10 +164,10 @@ static void chan_on_rx(struct relay *r, struct relay_op *op, int res, uint32_t f
         else if (res < 0 && res != -EINTR && res != -EAGAIN)
                 chan_shut(c, res);
         else if (res > 0) {
-                if (c->lim.packet && (size_t) res > c->rx_cap)
+                if (c->lim.packet && (size_t)res > c->rx_cap)
                         chan_shut(c, -EMSGSIZE);
                 else {
-                        c->rx_len += (size_t) res;
+                        c->rx_len += (size_t)res;
                         chan_deliver(c);
                 }
         }
@@ -186,12 +186,12 @@ static int chan_tx_kick(struct relay_chan *c)
         if (c->tx_armed || !c->tx_head || c->closed)
                 return 0;
         for (f = c->tx_head; f && n < CHAN_IOV_MAX; f = f->next) {
-                c->iov[n++] = (struct iovec) { f->data + f->off, f->len - f->off };
+                c->iov[n++] = (struct iovec){ f->data + f->off, f->len - f->off };
                 if (c->lim.packet)
                         break;
         }
         c->tx_nframes = n;
-        c->msg = (struct msghdr) { .msg_iov = c->iov, .msg_iovlen = n };
+        c->msg = (struct msghdr){ .msg_iov = c->iov, .msg_iovlen = n };
         sqe = relay_get_sqe(c->r);
         if (!sqe)
                 return -EIO;
@@ -217,7 +217,7 @@ static void chan_on_tx(struct relay *r, struct relay_op *op, int res, uint32_t f
                 chan_unref(c);
                 return;
         }
-        for (size_t left = res > 0 ? (size_t) res : 0; left > 0 && c->tx_head;) {
+        for (size_t left = res > 0 ? (size_t)res : 0; left > 0 && c->tx_head;) {
                 struct chan_frame *f = c->tx_head;
                 size_t avail = f->len - f->off;
 
@@ -251,9 +251,14 @@ int relay_chan_new(struct relay *r, int fd, const struct relay_chan_ops *ops, co
         c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
-        *c = (struct relay_chan) {
-                .r = r, .fd = fd, .ops = ops, .userdata = userdata,
-                .rx_op.fn = chan_on_rx, .tx_op.fn = chan_on_tx, .ref = 1,
+        *c = (struct relay_chan){
+                .r = r,
+                .fd = fd,
+                .ops = ops,
+                .userdata = userdata,
+                .rx_op.fn = chan_on_rx,
+                .tx_op.fn = chan_on_tx,
+                .ref = 1,
         };
         c->tx_tail = &c->tx_head;
         if (lim)
@@ -268,7 +273,7 @@ int relay_chan_new(struct relay *r, int fd, const struct relay_chan_ops *ops, co
         }
         /* A packet must fit whole; a byte stream grows its buffer as frames demand. */
         c->rx_cap = c->lim.packet ? c->lim.max_rx : MIN(CHAN_RX_INITIAL, c->lim.max_rx);
-        c->rx = calloc(1, c->rx_cap);  /* zeroed for valgrind: see chan_rx_arm */
+        c->rx = calloc(1, c->rx_cap); /* zeroed for valgrind: see chan_rx_arm */
         if (!c->rx) {
                 free(c);
                 return -ENOMEM;
@@ -306,7 +311,7 @@ int relay_chan_sendv(struct relay_chan *c, const struct iovec *iov, int iovcnt)
         f = malloc(sizeof(*f) + len);
         if (!f)
                 return -ENOMEM;
-        *f = (struct chan_frame) { .len = len };
+        *f = (struct chan_frame){ .len = len };
         for (int i = 0; i < iovcnt; i++) {
                 if (iov[i].iov_len)
                         memcpy(f->data + at, iov[i].iov_base, iov[i].iov_len);
@@ -323,7 +328,7 @@ int relay_chan_sendv(struct relay_chan *c, const struct iovec *iov, int iovcnt)
 
 int relay_chan_send(struct relay_chan *c, const void *data, size_t len)
 {
-        struct iovec iov = { (void *) data, len };
+        struct iovec iov = { (void *)data, len };
 
         return relay_chan_sendv(c, &iov, 1);
 }
@@ -339,7 +344,7 @@ void relay_chan_close(struct relay_chan *c)
                 return;
         c->closing = true;
         if (c->rx_armed)
-                (void) relay_cancel_op(c->r, &c->rx_op);
+                (void)relay_cancel_op(c->r, &c->rx_op);
         if (!c->tx_head && !c->tx_armed)
                 chan_shut(c, 0);
 }

@@ -23,7 +23,7 @@ struct relay_vsock_port;
  * again, oldest waiter first, one waiter per buffer the kernel can pick; the waiter is off the
  * list by then. Embedded in its owner; the pool knows nothing else of it. */
 struct relay_buf_waiter {
-        struct list_head node;          /* self-linked while not waiting */
+        struct list_head node; /* self-linked while not waiting */
         void (*fn)(struct relay_buf_waiter *w);
 };
 
@@ -32,7 +32,7 @@ struct relay {
         struct relay_config cfg;
         bool stop;
         bool broken;
-        unsigned last_dispatched;       /* completions the last turn handled: relay_free drains to 0 */
+        unsigned last_dispatched; /* completions the last turn handled: relay_free drains to 0 */
 
         /* provided-buffer pool, group 0 */
         struct io_uring_buf_ring *br;
@@ -40,20 +40,20 @@ struct relay {
         uint8_t *bufs;
         size_t bufs_size;
         unsigned buf_mask;
-        unsigned pool_in_use;           /* held by streams */
-        unsigned pool_in_ring;          /* in the kernel's ring, not yet picked */
-        unsigned pool_touched;          /* buffers ever used: ids [0, pool_touched) */
-        uint16_t *pool_free;            /* returned buffers, the most recently returned on top */
+        unsigned pool_in_use;  /* held by streams */
+        unsigned pool_in_ring; /* in the kernel's ring, not yet picked */
+        unsigned pool_touched; /* buffers ever used: ids [0, pool_touched) */
+        uint16_t *pool_free;   /* returned buffers, the most recently returned on top */
         unsigned pool_free_n;
-        int mshot_limit;        /* recv multishot byte budget (sqe->optlen): 1 works, 0 refused, -1 untested (probe.c) */
+        int mshot_limit; /* recv multishot byte budget (sqe->optlen): 1 works, 0 refused, -1 untested (probe.c) */
         struct relay_features features; /* what relay_new()'s probe found */
 
-        struct list_head defers;        /* struct relay_defer_node, in queue order */
+        struct list_head defers; /* struct relay_defer_node, in queue order */
 
         struct relay_timer **heap;
         unsigned heap_n, heap_cap;
 
-        struct list_head buf_waiters;   /* struct relay_buf_waiter, oldest first */
+        struct list_head buf_waiters; /* struct relay_buf_waiter, oldest first */
 
         struct relay_vsock_port *vsock_ports;
 
@@ -82,7 +82,7 @@ int relay_pool_init(struct relay *r);
 void relay_pool_done(struct relay *r);
 static inline uint8_t *relay_pool_addr(struct relay *r, unsigned bid)
 {
-        return r->bufs + (size_t) bid * r->cfg.buf_size;
+        return r->bufs + (size_t)bid * r->cfg.buf_size;
 }
 void relay_pool_put(struct relay *r, unsigned bid);
 /* Tops the kernel's ring up to cfg.ring_bufs; called before every io_uring_enter. */
@@ -110,7 +110,7 @@ void relay_pool_unwait(struct relay_buf_waiter *w);
 void relay_pool_wake_waiters(struct relay *r);
 
 /* timer.c */
-uint64_t relay_timers_next_deadline(struct relay *r);   /* UINT64_MAX if none */
+uint64_t relay_timers_next_deadline(struct relay *r); /* UINT64_MAX if none */
 void relay_timers_run(struct relay *r);
 void relay_timers_done(struct relay *r);
 

@@ -22,7 +22,7 @@ struct relay_vsock_port {
         int fd;
         uint32_t port;
         bool armed;
-        bool dead;              /* no registration left: closes once the accept is back */
+        bool dead; /* no registration left: closes once the accept is back */
         struct relay_vsock_route route;
 };
 
@@ -43,8 +43,8 @@ struct relay_listener {
         struct relay_timer *retry;
         unsigned ref;
         bool armed;
-        bool done;              /* no further accept callbacks */
-        bool freed;             /* owner let go */
+        bool done;  /* no further accept callbacks */
+        bool freed; /* owner let go */
 };
 
 static void listener_unref(struct relay_listener *l)
@@ -66,11 +66,9 @@ static bool accept_error_is_transient(int err)
         case -ECONNABORTED:
         case -EINTR:
         case -EAGAIN:
-        case -EPERM:            /* a security module refusing one peer */
-        case -EPROTO:
-                return true;
-        default:
-                return false;
+        case -EPERM: /* a security module refusing one peer */
+        case -EPROTO: return true;
+        default: return false;
         }
 }
 
@@ -91,11 +89,11 @@ static void listener_finish(struct relay_listener *l)
                         log_warn("relay: removing %s failed: %m", l->path);
                 l->path_owned = false;
                 if (l->armed)
-                        (void) relay_cancel_op(r, &l->op);
+                        (void)relay_cancel_op(r, &l->op);
                 /* The in-flight accept keeps the socket alive until its cancel completes. */
                 l->fd = relay_close_fd(r, l->fd);
         } else if (l->vport) {
-                (void) relay_vsock_route_remove(&l->vport->route, l->cid);
+                (void)relay_vsock_route_remove(&l->vport->route, l->cid);
                 if (l->vport->route.n == 0)
                         vport_release(l->vport);
                 l->vport = NULL;
@@ -170,7 +168,7 @@ static void hvsock_on_accept(struct relay *r, struct relay_op *op, int res, uint
                 if (accept_error_is_transient(res)) {
                         log_errno(LOG_LEVEL_WARN, res, "relay: accept on %s failed, retrying", l->path);
                         if (!more && l->retry)
-                                (void) relay_timer_arm(l->retry, LISTENER_RETRY_NS);
+                                (void)relay_timer_arm(l->retry, LISTENER_RETRY_NS);
                 } else
                         listener_fail(l, res);
         }
@@ -199,7 +197,7 @@ static int hvsock_bind(const char *path, int *ret_fd)
                 fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
                 if (fd < 0)
                         return -errno;
-                if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0) {
+                if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
                         if (listen(fd, LISTENER_BACKLOG) < 0) {
                                 int k = -errno;
                                 unlink(path);
@@ -215,7 +213,7 @@ static int hvsock_bind(const char *path, int *ret_fd)
                 probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
                 if (probe < 0)
                         return -errno;
-                if (connect(probe, (struct sockaddr *) &sa, sizeof(sa)) == 0 || errno == EAGAIN)
+                if (connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno == EAGAIN)
                         return -EADDRINUSE;
                 if (errno != ECONNREFUSED && errno != ENOENT)
                         return -EADDRINUSE;
@@ -281,7 +279,7 @@ static void vport_release(struct relay_vsock_port *vp)
         vp->dead = true;
         relay_timer_disarm(vp->retry);
         if (vp->armed)
-                (void) relay_cancel_op(vp->r, &vp->op);
+                (void)relay_cancel_op(vp->r, &vp->op);
         else
                 vport_free(vp);
 }
@@ -323,7 +321,7 @@ static void vport_on_connection(struct relay_vsock_port *vp, int fd)
         socklen_t len = sizeof(peer);
         void *reg;
 
-        if (getpeername(fd, (struct sockaddr *) &peer, &len) < 0) {
+        if (getpeername(fd, (struct sockaddr *)&peer, &len) < 0) {
                 log_warn("relay: vsock port %u: peer of fd %d unknown, closing: %m", vp->port, fd);
                 safe_close(fd);
                 return;
@@ -351,7 +349,7 @@ static void vport_on_accept(struct relay *r, struct relay_op *op, int res, uint3
                 if (accept_error_is_transient(res)) {
                         log_errno(LOG_LEVEL_WARN, res, "relay: vsock accept on port %u failed, retrying", vp->port);
                         if (!more)
-                                (void) relay_timer_arm(vp->retry, LISTENER_RETRY_NS);
+                                (void)relay_timer_arm(vp->retry, LISTENER_RETRY_NS);
                 } else
                         vport_fail_all(vp, res);
         }
@@ -388,14 +386,14 @@ static int vport_get(struct relay *r, uint32_t port, struct relay_vsock_port **r
         vp = calloc(1, sizeof(*vp));
         if (!vp)
                 return -ENOMEM;
-        *vp = (struct relay_vsock_port) { .r = r, .op.fn = vport_on_accept, .port = port };
+        *vp = (struct relay_vsock_port){ .r = r, .op.fn = vport_on_accept, .port = port };
         vp->fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (vp->fd < 0) {
                 k = -errno;
                 free(vp);
                 return k;
         }
-        if (bind(vp->fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(vp->fd, LISTENER_BACKLOG) < 0) {
+        if (bind(vp->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(vp->fd, LISTENER_BACKLOG) < 0) {
                 k = -errno;
                 safe_close(vp->fd);
                 free(vp);
@@ -453,25 +451,27 @@ int relay_listen(struct relay *r, const struct relay_transport *t, uint32_t port
         l = calloc(1, sizeof(*l));
         if (!l)
                 return -ENOMEM;
-        *l = (struct relay_listener) {
-                .r = r, .kind = t->kind, .mode = mode, .port = port, .fd = -1, .accept_flags = SOCK_CLOEXEC,
-                .fn = fn, .userdata = userdata, .ref = 1,
+        *l = (struct relay_listener){
+                .r = r,
+                .kind = t->kind,
+                .mode = mode,
+                .port = port,
+                .fd = -1,
+                .accept_flags = SOCK_CLOEXEC,
+                .fn = fn,
+                .userdata = userdata,
+                .ref = 1,
         };
         switch (t->kind) {
-        case RELAY_TRANSPORT_HVSOCK:
-                k = listen_hvsock(l, t);
-                break;
-        case RELAY_TRANSPORT_VSOCK:
-                k = listen_vsock(l, t);
-                break;
-        default:
-                k = -EINVAL;
+        case RELAY_TRANSPORT_HVSOCK: k = listen_hvsock(l, t); break;
+        case RELAY_TRANSPORT_VSOCK: k = listen_vsock(l, t); break;
+        default: k = -EINVAL;
         }
         if (k < 0) {
                 /* An armed accept holds a reference: let its completion release the memory. */
                 l->done = l->freed = true;
                 if (l->armed)
-                        (void) relay_cancel_op(r, &l->op);
+                        (void)relay_cancel_op(r, &l->op);
                 l->fd = relay_close_fd(r, l->fd);
                 listener_unref(l);
                 return k;
@@ -481,8 +481,8 @@ int relay_listen(struct relay *r, const struct relay_transport *t, uint32_t port
         return 0;
 }
 
-int relay_listen_fd(struct relay *r, int fd, const char *label, enum relay_listen_mode mode,
-                    relay_accept_fn fn, void *userdata, struct relay_listener **ret)
+int relay_listen_fd(struct relay *r, int fd, const char *label, enum relay_listen_mode mode, relay_accept_fn fn,
+                    void *userdata, struct relay_listener **ret)
 {
         struct relay_listener *l;
         int k;
@@ -493,9 +493,15 @@ int relay_listen_fd(struct relay *r, int fd, const char *label, enum relay_liste
         if (!l)
                 return -ENOMEM;
         /* Owners of these sockets (control, attach) serve their clients with non-blocking fds. */
-        *l = (struct relay_listener) {
-                .r = r, .kind = RELAY_TRANSPORT_HVSOCK, .mode = mode, .fd = fd,
-                .accept_flags = SOCK_CLOEXEC | SOCK_NONBLOCK, .fn = fn, .userdata = userdata, .ref = 1,
+        *l = (struct relay_listener){
+                .r = r,
+                .kind = RELAY_TRANSPORT_HVSOCK,
+                .mode = mode,
+                .fd = fd,
+                .accept_flags = SOCK_CLOEXEC | SOCK_NONBLOCK,
+                .fn = fn,
+                .userdata = userdata,
+                .ref = 1,
         };
         snprintf(l->path, sizeof(l->path), "%s", label);
         k = socket_arm(l);

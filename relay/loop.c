@@ -17,7 +17,7 @@ void relay_config_default(struct relay_config *c)
          * pool bounds the total and is touched only as load needs it. ring_bufs: the bench's B2
          * (1,000 streams) spent 0.53 CPU-s/GB with the whole pool in the kernel's FIFO ring,
          * 0.38 with 64 buffers offered at a time, 0.35 with 16; 8, or 32 KiB buffers, did worse (pool.c). */
-        *c = (struct relay_config) {
+        *c = (struct relay_config){
                 .ring_entries = 1024,
                 .buf_size = 64 * 1024,
                 .buf_count = 512,
@@ -39,7 +39,7 @@ static int config_check(const struct relay_config *c)
                 return -EINVAL;
         if (!is_pow2(c->buf_count) || c->buf_count > RELAY_BUF_COUNT_MAX)
                 return -EINVAL;
-        if ((uint64_t) c->buf_size * c->buf_count > RELAY_POOL_BYTES_MAX)
+        if ((uint64_t)c->buf_size * c->buf_count > RELAY_POOL_BYTES_MAX)
                 return -EINVAL;
         /* Two at least: the receive budget keeps one buffer for the kernel's overshoot (stream.c). */
         if (c->stream_max_bufs < 2 || c->stream_max_bufs > c->buf_count)
@@ -61,7 +61,7 @@ static void splice_config(struct relay_config *c)
                 unsigned long v = strtoul(e, &end, 10);
 
                 if (*end == '\0' && v > 0 && v <= RELAY_BUF_SIZE_MAX)
-                        c->splice_min = (unsigned) v;
+                        c->splice_min = (unsigned)v;
         }
         if (c->splice_min == 0)
                 c->splice_min = c->buf_size;
@@ -81,13 +81,13 @@ static unsigned raise_nofile(void)
                 rlim_t want = rl.rlim_max;
                 rl.rlim_cur = want;
                 if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-                        (void) getrlimit(RLIMIT_NOFILE, &rl);
+                        (void)getrlimit(RLIMIT_NOFILE, &rl);
         }
         if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (1u << 30))
                 rl.rlim_cur = 1u << 30;
         if (rl.rlim_cur <= RELAY_FD_HEADROOM)
                 return 0;
-        return (unsigned) ((rl.rlim_cur - RELAY_FD_HEADROOM) / 2);
+        return (unsigned)((rl.rlim_cur - RELAY_FD_HEADROOM) / 2);
 }
 
 static int ring_init(struct relay *r)
@@ -102,20 +102,20 @@ static int ring_init(struct relay *r)
         k = io_uring_queue_init_params(r->cfg.ring_entries, &r->ring, &p);
         if (k == -EINVAL) {
                 /* Older kernels: no deferred task running; COOP still avoids IPIs. */
-                p = (struct io_uring_params) {
+                p = (struct io_uring_params){
                         .flags = IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN,
                         .cq_entries = r->cfg.ring_entries * 4,
                 };
                 k = io_uring_queue_init_params(r->cfg.ring_entries, &r->ring, &p);
         }
         if (k == -EINVAL) {
-                p = (struct io_uring_params) {};
+                p = (struct io_uring_params){};
                 k = io_uring_queue_init_params(r->cfg.ring_entries, &r->ring, &p);
         }
         if (k < 0)
                 return k;
         /* Saves an fget/fput per io_uring_enter; optional. */
-        (void) io_uring_register_ring_fd(&r->ring);
+        (void)io_uring_register_ring_fd(&r->ring);
         return 0;
 }
 
@@ -183,8 +183,8 @@ struct relay *relay_free(struct relay *r)
                         break;
         }
         if (r->n_streams || r->n_listeners || r->n_chans)
-                log_warn("relay: freed with %u streams, %u listeners, %u channels still open",
-                         r->n_streams, r->n_listeners, r->n_chans);
+                log_warn("relay: freed with %u streams, %u listeners, %u channels still open", r->n_streams,
+                         r->n_listeners, r->n_chans);
         while (!list_empty(&r->defers)) {
                 struct relay_defer_node *d = list_entry(r->defers.next, struct relay_defer_node, node);
                 list_del(&d->node);
@@ -205,7 +205,7 @@ uint64_t relay_now_ns(struct relay *r)
         struct timespec ts;
 
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000000ull + (uint64_t) ts.tv_nsec;
+        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 unsigned relay_stream_capacity(struct relay *r)
@@ -263,12 +263,12 @@ int relay_close_fd(struct relay *r, int fd)
         if (fd < 0)
                 return -1;
         if (io_uring_sq_ready(&r->ring) > 0)
-                (void) io_uring_submit(&r->ring);
+                (void)io_uring_submit(&r->ring);
         /* A cancelled request keeps the file until its cancel lands; meanwhile the peer would still
          * see an open socket, and bytes it sent in that window would go to a request nobody reads
          * (a guest's wait answer after a save, lost). shutdown() ends the socket itself, whoever
          * holds it, so the peer sees the close now. Not a socket: -ENOTSOCK, harmless. */
-        (void) shutdown(fd, SHUT_RDWR);
+        (void)shutdown(fd, SHUT_RDWR);
         return safe_close(fd);
 }
 
@@ -278,7 +278,7 @@ int relay_defer(struct relay *r, void (*fn)(void *userdata), void *userdata)
 
         if (!d)
                 return -ENOMEM;
-        *d = (struct relay_defer_node) { .fn = fn, .userdata = userdata };
+        *d = (struct relay_defer_node){ .fn = fn, .userdata = userdata };
         list_add_tail(&r->defers, &d->node);
         return 0;
 }
@@ -320,14 +320,15 @@ static unsigned dispatch(struct relay *r)
                 unsigned head;
 
                 n = 0;
-                io_uring_for_each_cqe(&r->ring, head, cqe) {
-                        batch[n++] = (struct cqe_copy) { cqe->user_data, cqe->res, cqe->flags };
+                io_uring_for_each_cqe(&r->ring, head, cqe)
+                {
+                        batch[n++] = (struct cqe_copy){ cqe->user_data, cqe->res, cqe->flags };
                         if (n == RELAY_CQE_BATCH)
                                 break;
                 }
                 io_uring_cq_advance(&r->ring, n);
                 for (unsigned i = 0; i < n; i++) {
-                        struct relay_op *op = (struct relay_op *) (uintptr_t) batch[i].user_data;
+                        struct relay_op *op = (struct relay_op *)(uintptr_t)batch[i].user_data;
                         if (op)
                                 op->fn(r, op, batch[i].res, batch[i].flags);
                 }
@@ -349,7 +350,7 @@ int relay_run_once(struct relay *r, int64_t timeout_ns)
         next = relay_timers_next_deadline(r);
         if (next != UINT64_MAX) {
                 uint64_t now = relay_now_ns(r);
-                int64_t d = next > now ? (int64_t) (next - now) : 0;
+                int64_t d = next > now ? (int64_t)(next - now) : 0;
                 if (wait < 0 || d < wait)
                         wait = d;
         }
@@ -399,7 +400,7 @@ void relay_stop(struct relay *r)
 
 void relay_get_stats(struct relay *r, struct relay_stats *ret)
 {
-        *ret = (struct relay_stats) {
+        *ret = (struct relay_stats){
                 .bytes_relayed = r->bytes_relayed,
                 .streams = r->n_streams,
                 .listeners = r->n_listeners,

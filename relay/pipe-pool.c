@@ -22,9 +22,9 @@ static int pipe_make(struct relay *r, struct relay_pipe **ret)
         /* A bigger pipe moves more per pair of splices; the per-user pipe page budget may refuse
          * it (fs.pipe-user-pages-soft), then the default size does. */
         if (r->cfg.splice_pipe_size > 0)
-                (void) fcntl(fds[1], F_SETPIPE_SZ, (int) r->cfg.splice_pipe_size);
+                (void)fcntl(fds[1], F_SETPIPE_SZ, (int)r->cfg.splice_pipe_size);
         sz = fcntl(fds[1], F_GETPIPE_SZ);
-        *p = (struct relay_pipe) { .rfd = fds[0], .wfd = fds[1], .size = sz > 0 ? (size_t) sz : 65536 };
+        *p = (struct relay_pipe){ .rfd = fds[0], .wfd = fds[1], .size = sz > 0 ? (size_t)sz : 65536 };
         r->pipes_made++;
         *ret = p;
         return 0;

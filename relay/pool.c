@@ -22,7 +22,7 @@ int relay_pool_init(struct relay *r)
         if (!r->pool_free)
                 return -ENOMEM;
 
-        r->br_size = (size_t) n * sizeof(struct io_uring_buf);
+        r->br_size = (size_t)n * sizeof(struct io_uring_buf);
         m = mmap(NULL, r->br_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (m == MAP_FAILED) {
                 k = -errno;
@@ -31,7 +31,7 @@ int relay_pool_init(struct relay *r)
         }
         r->br = m;
 
-        r->bufs_size = (size_t) n * r->cfg.buf_size;
+        r->bufs_size = (size_t)n * r->cfg.buf_size;
         m = mmap(NULL, r->bufs_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (m == MAP_FAILED) {
                 k = -errno;
@@ -41,7 +41,7 @@ int relay_pool_init(struct relay *r)
         r->bufs = m;
 
         io_uring_buf_ring_init(r->br);
-        reg.ring_addr = (uint64_t) (uintptr_t) r->br;
+        reg.ring_addr = (uint64_t)(uintptr_t)r->br;
         reg.ring_entries = n;
         reg.bgid = RELAY_POOL_BGID;
         k = io_uring_register_buf_ring(&r->ring, &reg, 0);
@@ -70,12 +70,12 @@ void relay_pool_refill(struct relay *r)
                         bid = r->pool_touched++;
                 else
                         break;
-                io_uring_buf_ring_add(r->br, relay_pool_addr(r, bid), r->cfg.buf_size, (unsigned short) bid,
-                                      r->buf_mask, (int) added);
+                io_uring_buf_ring_add(r->br, relay_pool_addr(r, bid), r->cfg.buf_size, (unsigned short)bid, r->buf_mask,
+                                      (int)added);
                 added++;
         }
         if (added > 0) {
-                io_uring_buf_ring_advance(r->br, (int) added);
+                io_uring_buf_ring_advance(r->br, (int)added);
                 r->pool_in_ring += added;
         }
 }
@@ -124,6 +124,6 @@ void relay_pool_wake_waiters(struct relay *r)
 
 void relay_pool_put(struct relay *r, unsigned bid)
 {
-        r->pool_free[r->pool_free_n++] = (uint16_t) bid;
+        r->pool_free[r->pool_free_n++] = (uint16_t)bid;
         r->pool_in_use--;
 }

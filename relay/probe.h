@@ -10,7 +10,7 @@ struct relay;
 #define RELAY_OP_READ_MULTISHOT 49
 
 struct relay_features {
-        bool read_mshot;        /* IORING_OP_READ_MULTISHOT (6.7): pipes and fifos read without re-arming */
+        bool read_mshot; /* IORING_OP_READ_MULTISHOT (6.7): pipes and fifos read without re-arming */
 };
 
 /* Whether a kernel with these ring features (io_uring_params.features) and this opcode probe has

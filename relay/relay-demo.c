@@ -74,7 +74,7 @@ static void demo_on_accept(struct relay_listener *l, int fd, void *userdata)
                 d->demo->done++;
                 return;
         }
-        d->endpoint_fd = -1;    /* the stream owns it now */
+        d->endpoint_fd = -1; /* the stream owns it now */
         snprintf(label, sizeof(label), "%s port %u", d->name, d->port);
         relay_stream_set_label(d->stream, label);
 }
@@ -90,7 +90,7 @@ static int demo_dial(const struct relay_transport *t, uint32_t port)
         fd = socket(AF_UNIX, SOCK_STREAM, 0);
         if (fd < 0)
                 return -1;
-        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
                 close(fd);
                 return -1;
         }
@@ -117,7 +117,7 @@ static pid_t demo_spawn_guest(const struct relay_transport *t, uint32_t stdin_po
                         _exit(126);
                 close(fd);
         }
-        execvp(argv[0], (char *const *) argv);
+        execvp(argv[0], (char *const *)argv);
         _exit(127);
 }
 
@@ -139,33 +139,43 @@ static int demo_run(struct demo *demo, const char *dir)
         pid_t lines_pid, tr_pid;
         int input[2], k, rc = 0;
 
-        demo->transport = (struct relay_transport) { .kind = RELAY_TRANSPORT_HVSOCK };
+        demo->transport = (struct relay_transport){ .kind = RELAY_TRANSPORT_HVSOCK };
         snprintf(demo->transport.uds_path, sizeof(demo->transport.uds_path), "%s/vm.vsock", dir);
 
         /* The host's stdin for the tr guest: a pipe holding one line, then EOF. */
         if (pipe2(input, O_CLOEXEC) < 0)
                 return -errno;
-        if (write(input[1], demo_host_input, strlen(demo_host_input)) != (ssize_t) strlen(demo_host_input))
+        if (write(input[1], demo_host_input, strlen(demo_host_input)) != (ssize_t)strlen(demo_host_input))
                 return -EIO;
         close(input[1]);
 
-        demo->streams[0] = (struct demo_stream) {
-                .demo = demo, .name = "sh stdout", .port = DEMO_PORT_LINES, .dir = RELAY_STREAM_FROM_GUEST,
+        demo->streams[0] = (struct demo_stream){
+                .demo = demo,
+                .name = "sh stdout",
+                .port = DEMO_PORT_LINES,
+                .dir = RELAY_STREAM_FROM_GUEST,
                 .endpoint_fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3),
         };
-        demo->streams[1] = (struct demo_stream) {
-                .demo = demo, .name = "tr stdin", .port = DEMO_PORT_TR_STDIN, .dir = RELAY_STREAM_TO_GUEST,
+        demo->streams[1] = (struct demo_stream){
+                .demo = demo,
+                .name = "tr stdin",
+                .port = DEMO_PORT_TR_STDIN,
+                .dir = RELAY_STREAM_TO_GUEST,
                 .endpoint_fd = input[0],
         };
-        demo->streams[2] = (struct demo_stream) {
-                .demo = demo, .name = "tr stdout", .port = DEMO_PORT_TR_STDOUT, .dir = RELAY_STREAM_FROM_GUEST,
+        demo->streams[2] = (struct demo_stream){
+                .demo = demo,
+                .name = "tr stdout",
+                .port = DEMO_PORT_TR_STDOUT,
+                .dir = RELAY_STREAM_FROM_GUEST,
                 .endpoint_fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3),
         };
 
         /* Every listener exists before its guest is started. */
         for (unsigned i = 0; i < DEMO_STREAMS; i++) {
                 struct demo_stream *d = &demo->streams[i];
-                k = relay_listen(demo->relay, &demo->transport, d->port, RELAY_LISTEN_ONCE, demo_on_accept, d, &d->listener);
+                k = relay_listen(demo->relay, &demo->transport, d->port, RELAY_LISTEN_ONCE, demo_on_accept, d,
+                                 &d->listener);
                 if (k < 0)
                         return log_errno(LOG_LEVEL_ERROR, k, "demo: listen on port %u", d->port);
         }

@@ -42,12 +42,12 @@ struct relay_config {
 #define RELAY_POOL_BYTES_MAX (64u << 20)
 #define RELAY_BUF_SIZE_MIN 4096u
 #define RELAY_BUF_SIZE_MAX (1u << 20)
-#define RELAY_BUF_COUNT_MAX 32768u      /* kernel limit for one provided-buffer ring */
+#define RELAY_BUF_COUNT_MAX 32768u /* kernel limit for one provided-buffer ring */
 #define RELAY_RING_ENTRIES_MAX 32768u
-#define RELAY_FD_HEADROOM 64u           /* fds kept back from the stream capacity */
+#define RELAY_FD_HEADROOM 64u /* fds kept back from the stream capacity */
 #define RELAY_SPLICE_PIPES_DEFAULT 256u
 #define RELAY_SPLICE_PIPES_MAX 1024u
-#define RELAY_SPLICE_PIPE_SIZE_MAX (1u << 20)   /* fs.pipe-max-size's default */
+#define RELAY_SPLICE_PIPE_SIZE_MAX (1u << 20) /* fs.pipe-max-size's default */
 
 void relay_config_default(struct relay_config *c);
 
@@ -63,7 +63,7 @@ int relay_run(struct relay *r);
  * expired timers and deferred calls. Returns 0 or -errno on a fatal ring error. */
 int relay_run_once(struct relay *r, int64_t timeout_ns);
 void relay_stop(struct relay *r);
-uint64_t relay_now_ns(struct relay *r);         /* CLOCK_MONOTONIC */
+uint64_t relay_now_ns(struct relay *r); /* CLOCK_MONOTONIC */
 /* Streams this process can hold given RLIMIT_NOFILE (about two fds each, minus headroom). */
 unsigned relay_stream_capacity(struct relay *r);
 
@@ -97,8 +97,8 @@ DEFINE_CLEANUP(struct relay_timer *, relay_timer_free);
 /* ---- Transports ------------------------------------------------------------------------ */
 
 enum relay_transport_kind {
-        RELAY_TRANSPORT_HVSOCK,         /* Firecracker / Cloud Hypervisor: <uds_path>_<port> */
-        RELAY_TRANSPORT_VSOCK,          /* AF_VSOCK, routed by the peer CID */
+        RELAY_TRANSPORT_HVSOCK, /* Firecracker / Cloud Hypervisor: <uds_path>_<port> */
+        RELAY_TRANSPORT_VSOCK,  /* AF_VSOCK, routed by the peer CID */
         _RELAY_TRANSPORT_MAX,
         _RELAY_TRANSPORT_INVALID = -EINVAL,
 };
@@ -107,8 +107,8 @@ enum relay_transport_kind {
 
 struct relay_transport {
         enum relay_transport_kind kind;
-        char uds_path[RELAY_UDS_PATH_MAX];      /* HVSOCK: the VM's vsock socket base path */
-        uint32_t cid;                           /* VSOCK: the VM's CID */
+        char uds_path[RELAY_UDS_PATH_MAX]; /* HVSOCK: the VM's vsock socket base path */
+        uint32_t cid;                      /* VSOCK: the VM's CID */
 };
 
 /* Writes "<uds>_<port>"; -ENAMETOOLONG when it does not fit buf or sun_path. */
@@ -134,8 +134,8 @@ int relay_listen(struct relay *r, const struct relay_transport *t, uint32_t port
 /* Accepts on a socket the caller bound and put in listen state (control and attach sockets), with
  * the same multishot accept and transient-error retry. Takes fd on success only; `label` names it
  * in logs. Accepted fds are non-blocking and close-on-exec. */
-int relay_listen_fd(struct relay *r, int fd, const char *label, enum relay_listen_mode mode,
-                    relay_accept_fn fn, void *userdata, struct relay_listener **ret);
+int relay_listen_fd(struct relay *r, int fd, const char *label, enum relay_listen_mode mode, relay_accept_fn fn,
+                    void *userdata, struct relay_listener **ret);
 /* Cancels; removes the socket file (relay_listen only); no callback after. Safe inside the
  * accept callback. */
 struct relay_listener *relay_listener_free(struct relay_listener *l);
@@ -168,21 +168,22 @@ struct relay_chan_limits {
 #define RELAY_CHAN_LIMIT_MAX (256u << 20)
 
 int relay_chan_new(struct relay *r, int fd, const struct relay_chan_ops *ops, const struct relay_chan_limits *lim,
-                   void *userdata, struct relay_chan **ret);     /* takes fd on success */
-int relay_chan_send(struct relay_chan *c, const void *data, size_t len); /* copies; -ENOBUFS over max_tx; -EPIPE after close */
+                   void *userdata, struct relay_chan **ret); /* takes fd on success */
+int relay_chan_send(struct relay_chan *c, const void *data,
+                    size_t len); /* copies; -ENOBUFS over max_tx; -EPIPE after close */
 int relay_chan_sendv(struct relay_chan *c, const struct iovec *iov, int iovcnt); /* one frame from pieces */
 size_t relay_chan_tx_pending(struct relay_chan *c);
 void relay_chan_close(struct relay_chan *c);            /* flush tx, then close; on_close(0) follows (deferred) */
 void relay_chan_abort(struct relay_chan *c, int error); /* close now, drop tx; on_close(error) follows (deferred) */
 /* Detaches the owner: closes now, drops tx, and on_close is NOT called. Safe inside callbacks. */
 struct relay_chan *relay_chan_free(struct relay_chan *c);
-int relay_chan_fd(struct relay_chan *c);                /* for SO_PEERCRED */
+int relay_chan_fd(struct relay_chan *c); /* for SO_PEERCRED */
 
 /* ---- Streams --------------------------------------------------------------------------- */
 
 enum relay_stream_dir {
-        RELAY_STREAM_TO_GUEST,          /* stdin: endpoint -> guest */
-        RELAY_STREAM_FROM_GUEST,        /* stdout/stderr: guest -> endpoint */
+        RELAY_STREAM_TO_GUEST,   /* stdin: endpoint -> guest */
+        RELAY_STREAM_FROM_GUEST, /* stdout/stderr: guest -> endpoint */
         _RELAY_STREAM_DIR_MAX,
         _RELAY_STREAM_DIR_INVALID = -EINVAL,
 };
@@ -246,12 +247,12 @@ struct relay_stats {
         unsigned streams;
         unsigned listeners;
         unsigned chans;
-        unsigned pool_bufs_total;       /* used so far (touched memory): grows with load up to buf_count */
-        unsigned pool_bufs_in_use;      /* held by streams (read, not yet delivered) */
-        size_t pool_bytes;              /* address space reserved for the pool (buf_size * buf_count) */
+        unsigned pool_bufs_total;  /* used so far (touched memory): grows with load up to buf_count */
+        unsigned pool_bufs_in_use; /* held by streams (read, not yet delivered) */
+        size_t pool_bytes;         /* address space reserved for the pool (buf_size * buf_count) */
         size_t pool_buf_size;
-        uint64_t bytes_spliced;         /* of bytes_relayed, what went by splice(2) */
-        unsigned splice_pipes;          /* made so far (at most splice_pipes of the config) */
-        unsigned splice_pipes_lent;     /* held by streams with bytes in flight */
+        uint64_t bytes_spliced;     /* of bytes_relayed, what went by splice(2) */
+        unsigned splice_pipes;      /* made so far (at most splice_pipes of the config) */
+        unsigned splice_pipes_lent; /* held by streams with bytes in flight */
 };
 void relay_get_stats(struct relay *r, struct relay_stats *ret);

@@ -54,8 +54,8 @@ static enum step step_direct(struct relay_splice *sp, struct moved *m)
                 return STEP_NOT_READING;
         n = splice(sp->src, NULL, sp->dst, NULL, SPLICE_DIRECT_MAX, SPLICE_FLAGS);
         if (n > 0) {
-                m->rx += (size_t) n;
-                m->tx += (size_t) n;
+                m->rx += (size_t)n;
+                m->tx += (size_t)n;
                 return STEP_MOVED;
         }
         if (n == 0)
@@ -78,7 +78,7 @@ static enum step step_direct(struct relay_splice *sp, struct moved *m)
                 return STEP_DST_FULL;
         if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
                 return STEP_SRC_EMPTY;
-        return STEP_MOVED;      /* both ready by now: try again */
+        return STEP_MOVED; /* both ready by now: try again */
 }
 
 /* socket -> our pipe -> endpoint: what is in the pipe goes out before the next read. */
@@ -90,10 +90,10 @@ static enum step step_piped(struct relay_splice *sp, struct moved *m)
         if (sp->in_pipe > 0) {
                 n = splice(sp->pipe->rfd, NULL, sp->dst, NULL, sp->in_pipe, SPLICE_FLAGS);
                 if (n > 0) {
-                        sp->in_pipe -= (size_t) n;
-                        m->tx += (size_t) n;
+                        sp->in_pipe -= (size_t)n;
+                        m->tx += (size_t)n;
                         if (sp->in_pipe == 0)
-                                pipe_drop(sp);  /* empty: back to the pool */
+                                pipe_drop(sp); /* empty: back to the pool */
                         return STEP_MOVED;
                 }
                 if (n < 0 && errno == EINTR)
@@ -113,8 +113,8 @@ static enum step step_piped(struct relay_splice *sp, struct moved *m)
         }
         n = splice(sp->src, NULL, sp->pipe->wfd, NULL, sp->pipe->size, SPLICE_FLAGS);
         if (n > 0) {
-                sp->in_pipe = (size_t) n;
-                m->rx += (size_t) n;
+                sp->in_pipe = (size_t)n;
+                m->rx += (size_t)n;
                 return STEP_MOVED;
         }
         k = n == 0 ? 0 : errno;
@@ -176,11 +176,9 @@ static void pump(struct relay_splice *sp)
         if (m.rx > 0 || m.tx > 0)
                 sp->ops->moved(sp, m.rx, m.tx);
         if (sp->state != RELAY_SPLICE_PUMPING)
-                goto out;       /* moved() aborted us */
+                goto out; /* moved() aborted us */
         switch (st) {
-        case STEP_MOVED:
-                yield(sp);
-                break;
+        case STEP_MOVED: yield(sp); break;
         case STEP_SRC_EMPTY:
                 if (poll_arm(sp, false) < 0)
                         stop(sp, RELAY_SPLICE_SRC_END, -EIO);
@@ -189,21 +187,11 @@ static void pump(struct relay_splice *sp)
                 if (poll_arm(sp, true) < 0)
                         stop(sp, RELAY_SPLICE_DST_FAILED, -EIO);
                 break;
-        case STEP_NOT_READING:
-                stop(sp, RELAY_SPLICE_IDLE, 0);
-                break;
-        case STEP_SRC_END:
-                stop(sp, RELAY_SPLICE_SRC_END, m.error);
-                break;
-        case STEP_DST_FAILED:
-                stop(sp, RELAY_SPLICE_DST_FAILED, m.error);
-                break;
-        case STEP_NO_PIPE:
-                stop(sp, RELAY_SPLICE_NO_PIPE, 0);
-                break;
-        case STEP_REFUSED:
-                stop(sp, RELAY_SPLICE_REFUSED, 0);
-                break;
+        case STEP_NOT_READING: stop(sp, RELAY_SPLICE_IDLE, 0); break;
+        case STEP_SRC_END: stop(sp, RELAY_SPLICE_SRC_END, m.error); break;
+        case STEP_DST_FAILED: stop(sp, RELAY_SPLICE_DST_FAILED, m.error); break;
+        case STEP_NO_PIPE: stop(sp, RELAY_SPLICE_NO_PIPE, 0); break;
+        case STEP_REFUSED: stop(sp, RELAY_SPLICE_REFUSED, 0); break;
         }
 out:
         sp->ops->unref(sp);
@@ -225,8 +213,8 @@ static bool src_has_backlog(struct relay_splice *sp)
         int avail = 0;
 
         if (ioctl(sp->src, FIONREAD, &avail) < 0)
-                return true;    /* let the splice find out what is wrong */
-        return avail == 0 || (size_t) avail >= sp->min;
+                return true; /* let the splice find out what is wrong */
+        return avail == 0 || (size_t)avail >= sp->min;
 }
 
 static void on_poll(struct relay *r, struct relay_op *op, int res, uint32_t flags)
@@ -235,7 +223,7 @@ static void on_poll(struct relay *r, struct relay_op *op, int res, uint32_t flag
 
         sp->poll_armed = false;
         if (sp->state == RELAY_SPLICE_WAIT_DST)
-                pump(sp);       /* ready or failed: the splice tells which */
+                pump(sp); /* ready or failed: the splice tells which */
         else if (sp->state == RELAY_SPLICE_WAIT_SRC) {
                 if (!sp->ops->may_read(sp))
                         stop(sp, RELAY_SPLICE_IDLE, 0);
@@ -250,8 +238,13 @@ static void on_poll(struct relay *r, struct relay_op *op, int res, uint32_t flag
 void relay_splice_init(struct relay_splice *sp, struct relay *r, const struct relay_splice_ops *ops, bool direct,
                        size_t min)
 {
-        *sp = (struct relay_splice) {
-                .r = r, .ops = ops, .src = -1, .dst = -1, .direct = direct, .min = min,
+        *sp = (struct relay_splice){
+                .r = r,
+                .ops = ops,
+                .src = -1,
+                .dst = -1,
+                .direct = direct,
+                .min = min,
                 .poll_op.fn = on_poll,
         };
 }
@@ -270,7 +263,7 @@ void relay_splice_reading_stopped(struct relay_splice *sp)
 {
         if (sp->state == RELAY_SPLICE_WAIT_SRC && sp->poll_armed && !sp->cancelled) {
                 sp->cancelled = true;
-                (void) relay_cancel_op(sp->r, &sp->poll_op);
+                (void)relay_cancel_op(sp->r, &sp->poll_op);
         }
 }
 
@@ -281,7 +274,7 @@ void relay_splice_abort(struct relay_splice *sp)
         sp->state = RELAY_SPLICE_OFF;
         if (sp->poll_armed && !sp->cancelled) {
                 sp->cancelled = true;
-                (void) relay_cancel_op(sp->r, &sp->poll_op);
+                (void)relay_cancel_op(sp->r, &sp->poll_op);
         }
         pipe_drop(sp);
 }

@@ -12,11 +12,11 @@ struct relay_splice;
 
 /* Why the path stopped. It then holds no pipe and has nothing in flight. */
 enum relay_splice_stop {
-        RELAY_SPLICE_IDLE,              /* the source has fewer than `min` bytes, or may_read said no */
-        RELAY_SPLICE_SRC_END,           /* the source ended: error 0 (EOF) or -errno; all it gave was delivered */
-        RELAY_SPLICE_DST_FAILED,        /* the endpoint failed (error); what our pipe held is dropped */
-        RELAY_SPLICE_NO_PIPE,           /* the pool lent every pipe: nothing was moved */
-        RELAY_SPLICE_REFUSED,           /* the kernel cannot splice these files: nothing was moved */
+        RELAY_SPLICE_IDLE,       /* the source has fewer than `min` bytes, or may_read said no */
+        RELAY_SPLICE_SRC_END,    /* the source ended: error 0 (EOF) or -errno; all it gave was delivered */
+        RELAY_SPLICE_DST_FAILED, /* the endpoint failed (error); what our pipe held is dropped */
+        RELAY_SPLICE_NO_PIPE,    /* the pool lent every pipe: nothing was moved */
+        RELAY_SPLICE_REFUSED,    /* the kernel cannot splice these files: nothing was moved */
         _RELAY_SPLICE_STOP_MAX,
         _RELAY_SPLICE_STOP_INVALID = -EINVAL,
 };
@@ -34,10 +34,10 @@ struct relay_splice_ops {
 };
 
 enum relay_splice_state {
-        RELAY_SPLICE_OFF,               /* not on this path */
-        RELAY_SPLICE_PUMPING,           /* moving bytes, or a deferred pump queued for the next turn */
-        RELAY_SPLICE_WAIT_SRC,          /* our pipe empty and returned: a poll waits for the source */
-        RELAY_SPLICE_WAIT_DST,          /* bytes in our pipe (or the fifo full): a poll waits for POLLOUT */
+        RELAY_SPLICE_OFF,      /* not on this path */
+        RELAY_SPLICE_PUMPING,  /* moving bytes, or a deferred pump queued for the next turn */
+        RELAY_SPLICE_WAIT_SRC, /* our pipe empty and returned: a poll waits for the source */
+        RELAY_SPLICE_WAIT_DST, /* bytes in our pipe (or the fifo full): a poll waits for POLLOUT */
         _RELAY_SPLICE_STATE_MAX,
         _RELAY_SPLICE_STATE_INVALID = -EINVAL,
 };
@@ -47,12 +47,12 @@ struct relay_splice {
         struct relay *r;
         const struct relay_splice_ops *ops;
         int src, dst;
-        bool direct;                    /* the endpoint is a fifo: one splice, no pipe of ours */
+        bool direct; /* the endpoint is a fifo: one splice, no pipe of ours */
         size_t min;
         enum relay_splice_state state;
-        bool poll_armed;                /* the poll request (either kind) has not completed yet */
-        bool cancelled;                 /* a cancel for it is out */
-        bool queued;                    /* a deferred pump is queued */
+        bool poll_armed; /* the poll request (either kind) has not completed yet */
+        bool cancelled;  /* a cancel for it is out */
+        bool queued;     /* a deferred pump is queued */
         struct relay_op poll_op;
         struct relay_pipe *pipe;
         size_t in_pipe;

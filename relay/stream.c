@@ -20,61 +20,61 @@
 #define STREAM_LABEL_MAX 64
 
 enum stream_src {
-        SRC_RECV_MSHOT,         /* sockets: multishot recv into the pool */
-        SRC_READ_MSHOT,         /* pipes and fifos: IORING_OP_READ_MULTISHOT */
-        SRC_READ,               /* files, ttys, or a kernel without READ_MULTISHOT */
+        SRC_RECV_MSHOT, /* sockets: multishot recv into the pool */
+        SRC_READ_MSHOT, /* pipes and fifos: IORING_OP_READ_MULTISHOT */
+        SRC_READ,       /* files, ttys, or a kernel without READ_MULTISHOT */
 };
 
 enum stream_dst {
-        DST_SEND,               /* sockets: sendmsg with MSG_NOSIGNAL */
-        DST_WRITE,              /* pipes, fifos, files: writev at the file position */
-        DST_DISCARD,            /* no endpoint: count and tap only */
+        DST_SEND,    /* sockets: sendmsg with MSG_NOSIGNAL */
+        DST_WRITE,   /* pipes, fifos, files: writev at the file position */
+        DST_DISCARD, /* no endpoint: count and tap only */
 };
 
 /* A stream's life. Freezing is asked by the owner and may meet an end (a guest that drops during a
  * save): the DONE_ states keep both facts, so on_frozen still follows and a new guest finds the
  * freeze where it was. Every change goes through stream_step(), whose table is the whole story. */
 enum stream_state {
-        STREAM_RUNNING,         /* relaying */
-        STREAM_FREEZING,        /* no new reads; on_frozen once nothing is in flight or held */
-        STREAM_FROZEN,          /* on_frozen reported; quiet until resume */
-        STREAM_DONE,            /* on_done reported; the endpoint, held bytes and counters wait for a new guest */
+        STREAM_RUNNING,  /* relaying */
+        STREAM_FREEZING, /* no new reads; on_frozen once nothing is in flight or held */
+        STREAM_FROZEN,   /* on_frozen reported; quiet until resume */
+        STREAM_DONE,     /* on_done reported; the endpoint, held bytes and counters wait for a new guest */
         STREAM_DONE_FREEZING,
         STREAM_DONE_FROZEN,
-        STREAM_FREED,           /* the owner let go: completions still land, nothing is reported */
+        STREAM_FREED, /* the owner let go: completions still land, nothing is reported */
         _STREAM_STATE_MAX,
         _STREAM_STATE_INVALID = -EINVAL,
 };
 
 enum stream_event {
-        STREAM_END,             /* on_done is about to be reported */
-        STREAM_FREEZE,          /* relay_stream_freeze() */
-        STREAM_QUIET,           /* a freeze found nothing in flight: on_frozen is about to be reported */
-        STREAM_RESUME,          /* relay_stream_resume() */
-        STREAM_NEW_GUEST,       /* relay_stream_replace_guest() on an ended stream */
-        STREAM_FREE,            /* relay_stream_free() */
+        STREAM_END,       /* on_done is about to be reported */
+        STREAM_FREEZE,    /* relay_stream_freeze() */
+        STREAM_QUIET,     /* a freeze found nothing in flight: on_frozen is about to be reported */
+        STREAM_RESUME,    /* relay_stream_resume() */
+        STREAM_NEW_GUEST, /* relay_stream_replace_guest() on an ended stream */
+        STREAM_FREE,      /* relay_stream_free() */
 };
 
 /* How a from-guest stream's bytes move: the ring (pool buffers, copies) or, while the guest has a
  * backlog, the splice path (splice.c). Switching waits until what the ring read is delivered. */
 enum stream_path {
         PATH_RING,
-        PATH_TO_SPLICE,         /* a big read came: no more ring reads; splicing once the ring is quiet */
-        PATH_SPLICE,            /* splice.c moves the bytes until its stopped() */
+        PATH_TO_SPLICE, /* a big read came: no more ring reads; splicing once the ring is quiet */
+        PATH_SPLICE,    /* splice.c moves the bytes until its stopped() */
 };
 
 /* One request kind's slot: each has at most one request in flight. */
 enum op_state {
         OP_IDLE,
         OP_ARMED,
-        OP_CANCELLING,          /* a cancel is out; the completion without F_MORE still comes */
+        OP_CANCELLING, /* a cancel is out; the completion without F_MORE still comes */
 };
 
 /* The V4 resume header of the current guest connection. */
 enum hdr_state {
-        HDR_NONE,               /* done, or not asked for */
-        HDR_PENDING,            /* bytes of it left to send or receive; reads and writes wait */
-        HDR_ARMED,              /* a send or recv of it in flight */
+        HDR_NONE,    /* done, or not asked for */
+        HDR_PENDING, /* bytes of it left to send or receive; reads and writes wait */
+        HDR_ARMED,   /* a send or recv of it in flight */
 };
 
 struct stream_chunk {
@@ -97,11 +97,11 @@ struct relay_stream {
         enum stream_state state;
         struct relay_op rd_op, wr_op, hdr_op, hup_op;
         enum op_state rd;
-        bool wr_armed;          /* writes are never cancelled but by relay_stream_free */
+        bool wr_armed; /* writes are never cancelled but by relay_stream_free */
         /* stdin only: a poll for the guest hanging up while the endpoint is quiet */
         enum op_state hup;
-        unsigned guest_gen, hup_gen;    /* a hang-up seen on a replaced guest is stale */
-        bool rd_budget;         /* the armed recv carries a byte budget */
+        unsigned guest_gen, hup_gen; /* a hang-up seen on a replaced guest is stale */
+        bool rd_budget;              /* the armed recv carries a byte budget */
 
         /* held chunks, oldest first; the first wr_n of them are in the write in flight */
         struct stream_chunk *q;
@@ -119,11 +119,11 @@ struct relay_stream {
         struct relay_stream_counters c;
 
         unsigned ref;
-        int error;              /* what on_done reported */
-        int src_error;          /* the reading side failed: reported once what was read is flushed */
-        bool endpoint_dead;     /* writes to the endpoint failed: held bytes can't be delivered */
-        int endpoint_error;     /* from-guest: why, reported once the guest's output ends */
-        bool src_eof;           /* the reading side ended: what it read is still being delivered */
+        int error;          /* what on_done reported */
+        int src_error;      /* the reading side failed: reported once what was read is flushed */
+        bool endpoint_dead; /* writes to the endpoint failed: held bytes can't be delivered */
+        int endpoint_error; /* from-guest: why, reported once the guest's output ends */
+        bool src_eof;       /* the reading side ended: what it read is still being delivered */
         bool check_queued;
         struct relay_buf_waiter buf_wait;
         /* from-guest, freezing: rx_guest once what the kernel held at the freeze is read */
@@ -131,8 +131,8 @@ struct relay_stream {
 
         enum stream_path path;
         struct relay_splice sp;
-        bool splice_dst;        /* the endpoint can take splices: a socket or a fifo */
-        bool splice_refused;    /* the kernel said no once: this stream stays on the ring */
+        bool splice_dst;     /* the endpoint can take splices: a socket or a fifo */
+        bool splice_refused; /* the kernel said no once: this stream stays on the ring */
 };
 
 /* ---- state ---- */
@@ -141,24 +141,25 @@ static enum stream_state stream_next(enum stream_state from, enum stream_event e
 {
         switch (ev) {
         case STREAM_END:
-                return from == STREAM_RUNNING ? STREAM_DONE :
-                       from == STREAM_FREEZING ? STREAM_DONE_FREEZING :
-                       from == STREAM_FROZEN ? STREAM_DONE_FROZEN : _STREAM_STATE_INVALID;
-        case STREAM_FREEZE:
-                return from == STREAM_RUNNING ? STREAM_FREEZING : _STREAM_STATE_INVALID;
+                return from == STREAM_RUNNING    ? STREAM_DONE
+                       : from == STREAM_FREEZING ? STREAM_DONE_FREEZING
+                       : from == STREAM_FROZEN   ? STREAM_DONE_FROZEN
+                                                 : _STREAM_STATE_INVALID;
+        case STREAM_FREEZE: return from == STREAM_RUNNING ? STREAM_FREEZING : _STREAM_STATE_INVALID;
         case STREAM_QUIET:
-                return from == STREAM_FREEZING ? STREAM_FROZEN :
-                       from == STREAM_DONE_FREEZING ? STREAM_DONE_FROZEN : _STREAM_STATE_INVALID;
+                return from == STREAM_FREEZING        ? STREAM_FROZEN
+                       : from == STREAM_DONE_FREEZING ? STREAM_DONE_FROZEN
+                                                      : _STREAM_STATE_INVALID;
         case STREAM_RESUME:
-                return from == STREAM_FREEZING || from == STREAM_FROZEN ? STREAM_RUNNING :
-                       from == STREAM_DONE_FREEZING || from == STREAM_DONE_FROZEN ? STREAM_DONE :
-                       _STREAM_STATE_INVALID;
+                return from == STREAM_FREEZING || from == STREAM_FROZEN             ? STREAM_RUNNING
+                       : from == STREAM_DONE_FREEZING || from == STREAM_DONE_FROZEN ? STREAM_DONE
+                                                                                    : _STREAM_STATE_INVALID;
         case STREAM_NEW_GUEST:
-                return from == STREAM_DONE ? STREAM_RUNNING :
-                       from == STREAM_DONE_FREEZING ? STREAM_FREEZING :
-                       from == STREAM_DONE_FROZEN ? STREAM_FROZEN : _STREAM_STATE_INVALID;
-        case STREAM_FREE:
-                return from != STREAM_FREED ? STREAM_FREED : _STREAM_STATE_INVALID;
+                return from == STREAM_DONE            ? STREAM_RUNNING
+                       : from == STREAM_DONE_FREEZING ? STREAM_FREEZING
+                       : from == STREAM_DONE_FROZEN   ? STREAM_FROZEN
+                                                      : _STREAM_STATE_INVALID;
+        case STREAM_FREE: return from != STREAM_FREED ? STREAM_FREED : _STREAM_STATE_INVALID;
         }
         return _STREAM_STATE_INVALID;
 }
@@ -252,7 +253,7 @@ static bool rd_wanted(const struct relay_stream *s)
 {
         return (s->state == STREAM_RUNNING || drain_pending(s)) && s->rd == OP_IDLE && !s->src_eof &&
                s->hdr_state == HDR_NONE && !relay_buf_waiter_waiting(&s->buf_wait) &&
-               s->held_bytes < (size_t) s->r->cfg.stream_max_bufs * s->r->cfg.buf_size;
+               s->held_bytes < (size_t)s->r->cfg.stream_max_bufs * s->r->cfg.buf_size;
 }
 
 /* Free bytes after the newest held chunk's data. */
@@ -278,16 +279,12 @@ static void rd_prep(struct relay_stream *s, struct io_uring_sqe *sqe, size_t bud
         case SRC_RECV_MSHOT:
                 io_uring_prep_recv_multishot(sqe, src_fd(s), NULL, r->cfg.buf_size, 0);
                 if (relay_recv_budget_usable(r)) {
-                        sqe->file_index = (uint32_t) budget; /* sqe->optlen in newer uapi headers */
+                        sqe->file_index = (uint32_t)budget; /* sqe->optlen in newer uapi headers */
                         s->rd_budget = true;
                 }
                 break;
-        case SRC_READ_MSHOT:
-                io_uring_prep_rw(RELAY_OP_READ_MULTISHOT, sqe, src_fd(s), NULL, 0, 0);
-                break;
-        case SRC_READ:
-                io_uring_prep_read(sqe, src_fd(s), NULL, r->cfg.buf_size, (uint64_t) -1);
-                break;
+        case SRC_READ_MSHOT: io_uring_prep_rw(RELAY_OP_READ_MULTISHOT, sqe, src_fd(s), NULL, 0, 0); break;
+        case SRC_READ: io_uring_prep_read(sqe, src_fd(s), NULL, r->cfg.buf_size, (uint64_t)-1); break;
         }
 }
 
@@ -305,7 +302,7 @@ static int rd_arm(struct relay_stream *s)
          * once the budget is reached, its last receive overshooting by less than one buffer: the
          * budget keeps that buffer in reserve, so the cap holds exactly. Reads pause until a
          * write frees room (a write is in flight whenever bytes are held). */
-        budget = (size_t) r->cfg.stream_max_bufs * r->cfg.buf_size - s->held_bytes;
+        budget = (size_t)r->cfg.stream_max_bufs * r->cfg.buf_size - s->held_bytes;
         budget = budget > r->cfg.buf_size ? budget - r->cfg.buf_size : 0;
         if (relay_recv_budget_usable(r) && s->src == SRC_RECV_MSHOT && budget == 0)
                 return 0;
@@ -316,9 +313,8 @@ static int rd_arm(struct relay_stream *s)
         if (s->state == STREAM_FREEZING) {
                 /* One non-blocking receive at a time, never past what was queued at the freeze: a
                  * guest that keeps writing cannot hold the freeze open. */
-                io_uring_prep_recv(sqe, src_fd(s), NULL, (unsigned) MIN((uint64_t) r->cfg.buf_size,
-                                                                       s->drain_to - s->c.rx_guest),
-                                   MSG_DONTWAIT);
+                io_uring_prep_recv(sqe, src_fd(s), NULL,
+                                   (unsigned)MIN((uint64_t)r->cfg.buf_size, s->drain_to - s->c.rx_guest), MSG_DONTWAIT);
         } else {
                 rd_prep(s, sqe, budget);
         }
@@ -334,7 +330,7 @@ static void rd_cancel(struct relay_stream *s)
 {
         if (s->rd == OP_ARMED) {
                 s->rd = OP_CANCELLING;
-                (void) relay_cancel_op(s->r, &s->rd_op);
+                (void)relay_cancel_op(s->r, &s->rd_op);
         }
         relay_splice_reading_stopped(&s->sp);
 }
@@ -376,7 +372,7 @@ static void q_push(struct relay_stream *s, unsigned bid, uint32_t len)
                 s->q_cap = cap;
                 s->q_head = 0;
         }
-        *q_at(s, s->q_n) = (struct stream_chunk) { .bid = bid, .len = len };
+        *q_at(s, s->q_n) = (struct stream_chunk){ .bid = bid, .len = len };
         s->q_n++;
         s->held_bytes += len;
 }
@@ -391,7 +387,7 @@ static void deliver(struct relay_stream *s, size_t n)
 
         while (n > 0) {
                 struct stream_chunk *ch = q_at(s, 0);
-                uint32_t m = (uint32_t) MIN((size_t) ch->len, n);
+                uint32_t m = (uint32_t)MIN((size_t)ch->len, n);
 
                 if (s->ops->on_tap)
                         s->ops->on_tap(s, relay_pool_addr(r, ch->bid) + ch->off, m, s->userdata);
@@ -430,7 +426,7 @@ static int wr_kick(struct relay_stream *s)
                 return 0;
         }
         if (stream_is_done(s) && s->error != 0 && !guest_is_src(s))
-                return 0;       /* the guest of a stdin stream is gone: keep the bytes for a redial */
+                return 0; /* the guest of a stdin stream is gone: keep the bytes for a redial */
         if (s->dst == DST_DISCARD) {
                 size_t held = s->held_bytes;
                 s->ref++;
@@ -449,16 +445,16 @@ static int wr_kick(struct relay_stream *s)
         }
         for (unsigned i = 0; i < n; i++) {
                 struct stream_chunk *ch = q_at(s, i);
-                s->iov[i] = (struct iovec) { relay_pool_addr(s->r, ch->bid) + ch->off, ch->len };
+                s->iov[i] = (struct iovec){ relay_pool_addr(s->r, ch->bid) + ch->off, ch->len };
         }
         sqe = relay_get_sqe(s->r);
         if (!sqe)
                 return -EIO;
         if (s->dst == DST_SEND) {
-                s->msg = (struct msghdr) { .msg_iov = s->iov, .msg_iovlen = n };
+                s->msg = (struct msghdr){ .msg_iov = s->iov, .msg_iovlen = n };
                 io_uring_prep_sendmsg(sqe, dst_fd(s), &s->msg, MSG_NOSIGNAL);
         } else
-                io_uring_prep_writev(sqe, dst_fd(s), s->iov, n, (uint64_t) -1);
+                io_uring_prep_writev(sqe, dst_fd(s), s->iov, n, (uint64_t)-1);
         relay_sqe_set_op(sqe, &s->wr_op);
         s->wr_n = n;
         s->wr_armed = true;
@@ -497,7 +493,7 @@ static void hup_cancel(struct relay_stream *s)
 {
         if (s->hup == OP_ARMED) {
                 s->hup = OP_CANCELLING;
-                (void) relay_cancel_op(s->r, &s->hup_op);
+                (void)relay_cancel_op(s->r, &s->hup_op);
         }
 }
 
@@ -662,7 +658,7 @@ static int stream_queue_check(struct relay_stream *s)
 
 static bool tap_wanted(const struct relay_stream *s)
 {
-        return s->ops->on_tap && (!s->ops->tap_wanted || s->ops->tap_wanted((struct relay_stream *) s, s->userdata));
+        return s->ops->on_tap && (!s->ops->tap_wanted || s->ops->tap_wanted((struct relay_stream *)s, s->userdata));
 }
 
 static bool splice_may_read(struct relay_splice *sp)
@@ -758,7 +754,7 @@ static void on_read(struct relay *r, struct relay_op *op, int res, uint32_t flag
                 unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
                 relay_pool_took(r);
                 if (res > 0 && !stream_is_freed(s))
-                        q_push(s, bid, (uint32_t) res);
+                        q_push(s, bid, (uint32_t)res);
                 else
                         relay_pool_put(r, bid);
         }
@@ -767,17 +763,17 @@ static void on_read(struct relay *r, struct relay_op *op, int res, uint32_t flag
 
         if (res > 0) {
                 if (guest_is_src(s))
-                        s->c.rx_guest += (uint64_t) res;
+                        s->c.rx_guest += (uint64_t)res;
                 else
-                        s->c.rx_endpoint += (uint64_t) res;
+                        s->c.rx_endpoint += (uint64_t)res;
                 if (s->rd_budget && !relay_recv_budget_known(r))
                         relay_recv_budget_learnt(r, true);
-                if ((uint32_t) res >= r->cfg.splice_min && s->path == PATH_RING && splice_wanted(s)) {
+                if ((uint32_t)res >= r->cfg.splice_min && s->path == PATH_RING && splice_wanted(s)) {
                         s->path = PATH_TO_SPLICE;
                         rd_cancel(s);
                 }
                 /* A multishot read without a byte budget is stopped by hand at the cap. */
-                if (more && !s->rd_budget && s->held_bytes >= (size_t) r->cfg.stream_max_bufs * r->cfg.buf_size)
+                if (more && !s->rd_budget && s->held_bytes >= (size_t)r->cfg.stream_max_bufs * r->cfg.buf_size)
                         rd_cancel(s);
         } else if (res == 0) {
                 s->src_eof = true;
@@ -830,8 +826,8 @@ static void on_write(struct relay *r, struct relay_op *op, int res, uint32_t fla
         if (res == 0)
                 res = -EPIPE;
         if (res > 0) {
-                deliver(s, (size_t) res);
-                count_delivered(s, (size_t) res);
+                deliver(s, (size_t)res);
+                count_delivered(s, (size_t)res);
         } else if (guest_is_src(s) && res != -EINTR && res != -EAGAIN) {
                 stream_endpoint_failed(s, res);
         } else if (res != -EINTR && res != -EAGAIN) {
@@ -859,7 +855,7 @@ static void hdr_prepare(struct relay_stream *s)
         uint64_t count = s->c.rx_guest;
 
         for (unsigned i = 0; i < 8; i++)
-                s->hdr[i] = guest_is_src(s) ? (uint8_t) (count >> (8 * i)) : 0;
+                s->hdr[i] = guest_is_src(s) ? (uint8_t)(count >> (8 * i)) : 0;
         s->hdr_off = 0;
         s->hdr_state = HDR_PENDING;
 }
@@ -871,15 +867,15 @@ static int hdr_check_guest_count(struct relay_stream *s)
         uint64_t count = 0;
 
         for (unsigned i = 0; i < 8; i++)
-                count |= (uint64_t) s->hdr[i] << (8 * i);
+                count |= (uint64_t)s->hdr[i] << (8 * i);
         if (count > s->c.tx_guest) {
                 log_error("relay: %s: guest claims %llu stdin bytes, only %llu were sent", s->label,
-                          (unsigned long long) count, (unsigned long long) s->c.tx_guest);
+                          (unsigned long long)count, (unsigned long long)s->c.tx_guest);
                 return -EPROTO;
         }
         if (count < s->c.tx_guest)
-                log_warn("relay: %s: %llu stdin bytes sent before the reconnect never reached the guest",
-                         s->label, (unsigned long long) (s->c.tx_guest - count));
+                log_warn("relay: %s: %llu stdin bytes sent before the reconnect never reached the guest", s->label,
+                         (unsigned long long)(s->c.tx_guest - count));
         return 0;
 }
 
@@ -892,7 +888,7 @@ static void on_header(struct relay *r, struct relay_op *op, int res, uint32_t fl
         if (stream_is_freed(s))
                 goto out;
         if (res > 0) {
-                s->hdr_off += (unsigned) res;
+                s->hdr_off += (unsigned)res;
                 if (s->hdr_off >= sizeof(s->hdr)) {
                         s->hdr_state = HDR_NONE;
                         if (!guest_is_src(s) && (k = hdr_check_guest_count(s)) < 0) {
@@ -1014,10 +1010,18 @@ int relay_stream_new_at(struct relay *r, enum relay_stream_dir dir, int guest_fd
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
-        *s = (struct relay_stream) {
-                .r = r, .dir = dir, .guest_fd = guest_fd, .endpoint_fd = endpoint_fd,
-                .ops = ops, .userdata = userdata, .ref = 1,
-                .rd_op.fn = on_read, .wr_op.fn = on_write, .hdr_op.fn = on_header, .hup_op.fn = on_hup,
+        *s = (struct relay_stream){
+                .r = r,
+                .dir = dir,
+                .guest_fd = guest_fd,
+                .endpoint_fd = endpoint_fd,
+                .ops = ops,
+                .userdata = userdata,
+                .ref = 1,
+                .rd_op.fn = on_read,
+                .wr_op.fn = on_write,
+                .hdr_op.fn = on_header,
+                .hup_op.fn = on_hup,
         };
         relay_buf_waiter_init(&s->buf_wait, on_buffers);
         /* Sockets take splices from a pipe of ours; a fifo takes them straight from the guest. */
@@ -1042,7 +1046,7 @@ int relay_stream_new_at(struct relay *r, enum relay_stream_dir dir, int guest_fd
                         s->src = SRC_READ;
                 s->dst = DST_SEND;
         }
-        s->q_cap = 2 * r->cfg.stream_max_bufs + 2;     /* the worst case of q_push's packing */
+        s->q_cap = 2 * r->cfg.stream_max_bufs + 2; /* the worst case of q_push's packing */
         s->q = calloc(s->q_cap, sizeof(*s->q));
         if (!s->q) {
                 free(s);
@@ -1058,7 +1062,7 @@ int relay_stream_new_at(struct relay *r, enum relay_stream_dir dir, int guest_fd
                 return k;
         }
         /* Fails only with a broken ring, which relay_run_once reports. */
-        (void) hup_arm(s);
+        (void)hup_arm(s);
         r->n_streams++;
         *ret = s;
         return 0;
@@ -1102,8 +1106,8 @@ static uint64_t drain_bytes(const struct relay_stream *s)
         if (!guest_is_src(s) || s->guest_fd < 0 || s->src_eof)
                 return 0;
         if (ioctl(s->guest_fd, SIOCINQ, &inq) < 0)
-                return (uint64_t) s->r->cfg.stream_max_bufs * s->r->cfg.buf_size;
-        return inq > 0 ? (uint64_t) inq : 0;
+                return (uint64_t)s->r->cfg.stream_max_bufs * s->r->cfg.buf_size;
+        return inq > 0 ? (uint64_t)inq : 0;
 }
 
 int relay_stream_freeze(struct relay_stream *s)
@@ -1198,9 +1202,9 @@ struct relay_stream *relay_stream_free(struct relay_stream *s)
         rd_cancel(s);
         relay_splice_abort(&s->sp);
         if (s->wr_armed)
-                (void) relay_cancel_op(s->r, &s->wr_op);
+                (void)relay_cancel_op(s->r, &s->wr_op);
         if (s->hdr_state == HDR_ARMED)
-                (void) relay_cancel_op(s->r, &s->hdr_op);
+                (void)relay_cancel_op(s->r, &s->hdr_op);
         hup_cancel(s);
         /* In-flight requests hold their own file references until the cancels land. */
         s->guest_fd = relay_close_fd(s->r, s->guest_fd);
@@ -1212,11 +1216,8 @@ struct relay_stream *relay_stream_free(struct relay_stream *s)
 const char *relay_stream_dir_to_string(enum relay_stream_dir d)
 {
         switch (d) {
-        case RELAY_STREAM_TO_GUEST:
-                return "to-guest";
-        case RELAY_STREAM_FROM_GUEST:
-                return "from-guest";
-        default:
-                return NULL;
+        case RELAY_STREAM_TO_GUEST: return "to-guest";
+        case RELAY_STREAM_FROM_GUEST: return "from-guest";
+        default: return NULL;
         }
 }

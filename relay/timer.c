@@ -69,7 +69,7 @@ int relay_timer_new(struct relay *r, relay_timer_fn fn, void *userdata, struct r
 
         if (!t)
                 return -ENOMEM;
-        *t = (struct relay_timer) { .r = r, .fn = fn, .userdata = userdata, .idx = TIMER_UNARMED };
+        *t = (struct relay_timer){ .r = r, .fn = fn, .userdata = userdata, .idx = TIMER_UNARMED };
         *ret = t;
         return 0;
 }

@@ -7,7 +7,7 @@
 
 int relay_transport_hvsock_path(const struct relay_transport *t, uint32_t port, char *buf, size_t len)
 {
-        size_t max = MIN(len, sizeof(((struct sockaddr_un *) NULL)->sun_path));
+        size_t max = MIN(len, sizeof(((struct sockaddr_un *)NULL)->sun_path));
         int n;
 
         if (t->kind != RELAY_TRANSPORT_HVSOCK || !t->uds_path[0])
@@ -17,7 +17,7 @@ int relay_transport_hvsock_path(const struct relay_transport *t, uint32_t port, 
         n = snprintf(buf, len, "%s_%u", t->uds_path, port);
         if (n < 0)
                 return -EINVAL;
-        if ((size_t) n >= max)
+        if ((size_t)n >= max)
                 return -ENAMETOOLONG;
         return 0;
 }
@@ -25,11 +25,8 @@ int relay_transport_hvsock_path(const struct relay_transport *t, uint32_t port, 
 const char *relay_transport_kind_to_string(enum relay_transport_kind k)
 {
         switch (k) {
-        case RELAY_TRANSPORT_HVSOCK:
-                return "hvsock";
-        case RELAY_TRANSPORT_VSOCK:
-                return "vsock";
-        default:
-                return NULL;
+        case RELAY_TRANSPORT_HVSOCK: return "hvsock";
+        case RELAY_TRANSPORT_VSOCK: return "vsock";
+        default: return NULL;
         }
 }

@@ -29,7 +29,7 @@ int relay_vsock_route_add(struct relay_vsock_route *rt, uint32_t cid, void *reg)
                 rt->entries = e;
                 rt->cap = cap;
         }
-        rt->entries[rt->n++] = (struct relay_vsock_route_entry) { .cid = cid, .reg = reg };
+        rt->entries[rt->n++] = (struct relay_vsock_route_entry){ .cid = cid, .reg = reg };
         return 0;
 }
 
@@ -59,5 +59,5 @@ int relay_vsock_route_decide(const struct relay_vsock_route *rt, uint32_t peer_c
 void relay_vsock_route_done(struct relay_vsock_route *rt)
 {
         free(rt->entries);
-        *rt = (struct relay_vsock_route) {};
+        *rt = (struct relay_vsock_route){};
 }

@@ -75,7 +75,7 @@ static void bridge_queue_locked(struct sim *s, uint8_t *buf, size_t len, enum si
                 free(buf);
                 return;
         }
-        *f = (struct sim_frame) { .buf = buf, .len = len, .stat = stat };
+        *f = (struct sim_frame){ .buf = buf, .len = len, .stat = stat };
         if (s->bridge_fd < 0 && frame_is_reply(f)) {
                 if (sim_upstream(s)) {
                         log_info("bridge: a reply lost with its connection (hcsshim's guest does not resend it)");
@@ -286,8 +286,8 @@ static void bridge_serve(struct sim *s, struct sim_conn *c)
                         continue;
                 if (n <= 0) {
                         if (!sim_stopping(s))
-                                log_info("bridge: connection %s%s", n == 0 ? "closed" : "failed: ",
-                                         n == 0 ? "" : strerror(errno));
+                                log_info("bridge: connection %s%s",
+                                         n == 0 ? "closed" : "failed: ", n == 0 ? "" : strerror(errno));
                         return;
                 }
                 have += (size_t)n;

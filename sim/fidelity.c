@@ -44,11 +44,11 @@ static bool is_uvm(const char *container_id)
 static int in_container(struct sim *s, const char *container_id, uint32_t pid, struct sim_target *ret)
 {
         if (!sim_container_exists(s, container_id)) {
-                *ret = (struct sim_target) { BRIDGE_HR_SYSTEM_NOT_FOUND, "compute system not found" };
+                *ret = (struct sim_target){ BRIDGE_HR_SYSTEM_NOT_FOUND, "compute system not found" };
                 return -ENXIO;
         }
         if (pid != 0 && sim_process_in_container(s, pid, container_id) <= 0) {
-                *ret = (struct sim_target) { BRIDGE_HR_NOT_FOUND, "process not found" };
+                *ret = (struct sim_target){ BRIDGE_HR_NOT_FOUND, "process not found" };
                 return -ENOENT;
         }
         return 0;
@@ -67,7 +67,7 @@ int sim_fidelity_check_target(struct sim *s, uint32_t type, const char *containe
                 if (is_uvm(container_id)) {
                         if (sim_process_in_container(s, pid, container_id) > 0)
                                 return 0;
-                        *ret = (struct sim_target) { BRIDGE_HR_NOT_FOUND, "process not found" };
+                        *ret = (struct sim_target){ BRIDGE_HR_NOT_FOUND, "process not found" };
                         return -ENOENT;
                 }
                 return in_container(s, container_id, pid, ret);
@@ -77,7 +77,6 @@ int sim_fidelity_check_target(struct sim *s, uint32_t type, const char *containe
         case BRIDGE_RPC_RESIZE_CONSOLE:
                 /* resizeConsoleV2 looks the process up in GetCreatedContainer: the same rule. */
                 return in_container(s, container_id, pid, ret);
-        default:
-                return 0;
+        default: return 0;
         }
 }

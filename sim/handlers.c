@@ -84,8 +84,8 @@ static void handle_signal(struct sim_request *req, const struct bridge_request *
         struct sim_target refused;
         int k;
 
-        if (sim_fidelity_check_target(req->s, BRIDGE_RPC_SIGNAL_PROCESS, r->container_id, r->signal.pid,
-                                      &refused) < 0) {
+        if (sim_fidelity_check_target(req->s, BRIDGE_RPC_SIGNAL_PROCESS, r->container_id, r->signal.pid, &refused) <
+            0) {
                 resp->result = refused.hresult;
                 resp->error_message = refused.message;
                 return;
@@ -106,8 +106,8 @@ static void handle_resize(struct sim_request *req, const struct bridge_request *
         struct sim_target refused;
         int k;
 
-        if (sim_fidelity_check_target(req->s, BRIDGE_RPC_RESIZE_CONSOLE, r->container_id, r->resize.pid,
-                                      &refused) < 0) {
+        if (sim_fidelity_check_target(req->s, BRIDGE_RPC_RESIZE_CONSOLE, r->container_id, r->resize.pid, &refused) <
+            0) {
                 resp->result = refused.hresult;
                 resp->error_message = refused.message;
                 return;
@@ -161,22 +161,12 @@ void sim_handle_request(struct sim_request *req)
         resp.activity_id = r.activity_id;
 
         switch (req->type) {
-        case BRIDGE_RPC_CREATE:
-                handle_create(req, &r, &resp);
-                break;
-        case BRIDGE_RPC_EXECUTE_PROCESS:
-                started = handle_execute(req, &r, &resp);
-                break;
-        case BRIDGE_RPC_SIGNAL_PROCESS:
-                handle_signal(req, &r, &resp);
-                break;
+        case BRIDGE_RPC_CREATE: handle_create(req, &r, &resp); break;
+        case BRIDGE_RPC_EXECUTE_PROCESS: started = handle_execute(req, &r, &resp); break;
+        case BRIDGE_RPC_SIGNAL_PROCESS: handle_signal(req, &r, &resp); break;
         case BRIDGE_RPC_SHUTDOWN_GRACEFUL:
-        case BRIDGE_RPC_SHUTDOWN_FORCED:
-                reply = handle_shutdown(req, &r, &resp);
-                break;
-        case BRIDGE_RPC_RESIZE_CONSOLE:
-                handle_resize(req, &r, &resp);
-                break;
+        case BRIDGE_RPC_SHUTDOWN_FORCED: reply = handle_shutdown(req, &r, &resp); break;
+        case BRIDGE_RPC_RESIZE_CONSOLE: handle_resize(req, &r, &resp); break;
         default:
                 resp.result = BRIDGE_HR_NOT_IMPL;
                 resp.error_message = "not implemented";
@@ -212,22 +202,15 @@ void sim_handle_wait(struct sim *s, uint64_t id, const void *payload, size_t len
         }
         k = sim_process_wait_start(s, r.wait.pid, id, r.activity_id, r.wait.timeout_ms, &code);
         switch (k) {
-        case 0:
-                sim_wait_reply(s, id, r.activity_id, 0, NULL, code);
-                break;
-        case -ENOENT:
-                sim_wait_reply(s, id, r.activity_id, BRIDGE_HR_NOT_FOUND, "process not found", 0);
-                break;
-        case -ETIMEDOUT:
-                sim_wait_reply(s, id, r.activity_id, BRIDGE_HR_TIMEOUT, "wait timed out", 0);
-                break;
+        case 0: sim_wait_reply(s, id, r.activity_id, 0, NULL, code); break;
+        case -ENOENT: sim_wait_reply(s, id, r.activity_id, BRIDGE_HR_NOT_FOUND, "process not found", 0); break;
+        case -ETIMEDOUT: sim_wait_reply(s, id, r.activity_id, BRIDGE_HR_TIMEOUT, "wait timed out", 0); break;
         case -EBUSY:
         case -ENOMEM:
                 log_warn("bridge: too many pending waits; WaitForProcess id %llu refused", (unsigned long long)id);
                 sim_wait_reply(s, id, r.activity_id, BRIDGE_HR_FAIL, "guest busy", 0);
                 break;
-        default:
-                break; /* registered (the exit or the timer answers), or the sim is stopping (no reply) */
+        default: break; /* registered (the exit or the timer answers), or the sim is stopping (no reply) */
         }
         bridge_request_done(&r);
 }

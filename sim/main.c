@@ -17,30 +17,29 @@
 
 static void usage(FILE *f)
 {
-        fprintf(f,
-                "Usage: vsockmux-sim (--hvsock UDS_PATH | --cid CID) [options]\n"
-                "Plays the guest agent of one VM: dials the host's bridge on port 0x40000000 and runs the\n"
-                "processes it asks for, with stdio over vsock.\n\n"
-                "  --hvsock PATH        hybrid vsock: dial the Unix socket PATH_<port>\n"
-                "  --cid CID            AF_VSOCK: dial CID (the host is 2)\n"
-                "  --no-resume          do not announce the VsockmuxStdioResume capability (legacy replay only)\n"
-                "  --replay-bytes N     stdout/stderr replay window per stream (default 131072)\n"
-                "  --drop-after-ms N    drop every connection once, N ms after start (fault injection)\n"
-                "  --fidelity MODE      ours (default) or upstream: behave as hcsshim's guest where ours is\n"
-                "                       kinder (null GUID for VM-level processes, ExitCode 4294967295 for a\n"
-                "                       signal, no signals outside containers, no resume extension, stdio\n"
-                "                       redialled only for a container's init and only its unwritten tail,\n"
-                "                       the process deleted before the wait's reply, which may come\n"
-                "                       before its stdout reached EOF, no resend of a reply lost with\n"
-                "                       its connection)\n"
-                "  --stats PATH         keep counts of wait answers sent (exit code, not found, timed out),\n"
-                "                       replies lost with their connection or held for the next one, and\n"
-                "                       waits answered before stdout's EOF in PATH, rewritten at each change\n"
-                "  --log-level LEVEL    error, warn, info (default) or debug\n"
-                "  -h, --help           this text\n\n"
-                "Signals: SIGUSR1 drops every connection at once (like a vsock transport reset);\n"
-                "SIGUSR2 drops every stdio connection and keeps the bridge;\n"
-                "SIGTERM/SIGINT kill the processes and exit.\n");
+        fprintf(f, "Usage: vsockmux-sim (--hvsock UDS_PATH | --cid CID) [options]\n"
+                   "Plays the guest agent of one VM: dials the host's bridge on port 0x40000000 and runs the\n"
+                   "processes it asks for, with stdio over vsock.\n\n"
+                   "  --hvsock PATH        hybrid vsock: dial the Unix socket PATH_<port>\n"
+                   "  --cid CID            AF_VSOCK: dial CID (the host is 2)\n"
+                   "  --no-resume          do not announce the VsockmuxStdioResume capability (legacy replay only)\n"
+                   "  --replay-bytes N     stdout/stderr replay window per stream (default 131072)\n"
+                   "  --drop-after-ms N    drop every connection once, N ms after start (fault injection)\n"
+                   "  --fidelity MODE      ours (default) or upstream: behave as hcsshim's guest where ours is\n"
+                   "                       kinder (null GUID for VM-level processes, ExitCode 4294967295 for a\n"
+                   "                       signal, no signals outside containers, no resume extension, stdio\n"
+                   "                       redialled only for a container's init and only its unwritten tail,\n"
+                   "                       the process deleted before the wait's reply, which may come\n"
+                   "                       before its stdout reached EOF, no resend of a reply lost with\n"
+                   "                       its connection)\n"
+                   "  --stats PATH         keep counts of wait answers sent (exit code, not found, timed out),\n"
+                   "                       replies lost with their connection or held for the next one, and\n"
+                   "                       waits answered before stdout's EOF in PATH, rewritten at each change\n"
+                   "  --log-level LEVEL    error, warn, info (default) or debug\n"
+                   "  -h, --help           this text\n\n"
+                   "Signals: SIGUSR1 drops every connection at once (like a vsock transport reset);\n"
+                   "SIGUSR2 drops every stdio connection and keeps the bridge;\n"
+                   "SIGTERM/SIGINT kill the processes and exit.\n");
 }
 
 static int parse_u64(const char *s, uint64_t max, uint64_t *ret)
@@ -75,12 +74,10 @@ static int parse_args(int argc, char **argv, struct sim_options *opt)
         uint64_t v;
         int c;
 
-        *opt = (struct sim_options) { .announce_resume = true, .replay_bytes = SIM_DEFAULT_REPLAY_BYTES };
+        *opt = (struct sim_options){ .announce_resume = true, .replay_bytes = SIM_DEFAULT_REPLAY_BYTES };
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
-                case OPT_HVSOCK:
-                        opt->hvsock_path = optarg;
-                        break;
+                case OPT_HVSOCK: opt->hvsock_path = optarg; break;
                 case OPT_CID:
                         if (parse_u64(optarg, UINT32_MAX, &v) < 0) {
                                 fprintf(stderr, "vsockmux-sim: --cid: not a CID: %s\n", optarg);
@@ -89,9 +86,7 @@ static int parse_args(int argc, char **argv, struct sim_options *opt)
                         opt->cid = (uint32_t)v;
                         have_cid = true;
                         break;
-                case OPT_NO_RESUME:
-                        opt->announce_resume = false;
-                        break;
+                case OPT_NO_RESUME: opt->announce_resume = false; break;
                 case OPT_REPLAY:
                         if (parse_u64(optarg, SIM_MAX_REPLAY_BYTES, &v) < 0 || v < SIM_MIN_REPLAY_BYTES) {
                                 fprintf(stderr, "vsockmux-sim: --replay-bytes must be between %u and %u\n",
@@ -127,12 +122,8 @@ static int parse_args(int argc, char **argv, struct sim_options *opt)
                         }
                         log_set_level(log_level_from_string(optarg));
                         break;
-                case 'h':
-                        usage(stdout);
-                        return 1;
-                default:
-                        usage(stderr);
-                        return -EINVAL;
+                case 'h': usage(stdout); return 1;
+                default: usage(stderr); return -EINVAL;
                 }
         }
         /* hcsshim's guest knows nothing of our resume extension. */
@@ -153,7 +144,8 @@ static int check_transport(const struct sim_options *opt)
 
                 /* The longest name we dial: PATH_4294967295. */
                 if (strlen(opt->hvsock_path) + 11 >= sizeof(sa.sun_path)) {
-                        fprintf(stderr, "vsockmux-sim: --hvsock path too long for a Unix socket: %s\n", opt->hvsock_path);
+                        fprintf(stderr, "vsockmux-sim: --hvsock path too long for a Unix socket: %s\n",
+                                opt->hvsock_path);
                         return EX_USAGE;
                 }
                 return 0;

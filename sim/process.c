@@ -34,13 +34,13 @@ struct sim_process {
         pid_t pid;
         int pidfd;
         char *container_id;
-        bool is_init;   /* a container's first process: always found, its code kept (W9) */
-        bool reaped;    /* waitpid() returned: signals now fail with "not found" */
-        bool exited;    /* reaped and its stdio drained: visible to waiters */
+        bool is_init; /* a container's first process: always found, its code kept (W9) */
+        bool reaped;  /* waitpid() returned: signals now fail with "not found" */
+        bool exited;  /* reaped and its stdio drained: visible to waiters */
         bool in_table;
         bool announced; /* the exec reply was sent: only then is the exit reported */
         uint32_t exit_code;
-        int pty_master; /* -1 unless the process has a console: kept to resize it */
+        int pty_master;               /* -1 unless the process has a console: kept to resize it */
         struct sim_wait_list waiters; /* answered by the reaper at exit: they hold no reference */
         struct sim_stream *streams[_SIM_STREAM_MAX];
         struct sim_process *next;
@@ -161,8 +161,9 @@ static void process_notify_exit(struct sim *s, struct sim_process *p)
 
         pthread_mutex_lock(&s->lock);
         c = container_find_locked(s, p->container_id);
-        n.type = !c || c->shutdown == SIM_SHUTDOWN_NONE ? "UnexpectedExit" :
-                 c->shutdown == SIM_SHUTDOWN_GRACEFUL ? "GracefulExit" : "ForcedExit";
+        n.type = !c || c->shutdown == SIM_SHUTDOWN_NONE ? "UnexpectedExit"
+                 : c->shutdown == SIM_SHUTDOWN_GRACEFUL ? "GracefulExit"
+                                                        : "ForcedExit";
         pthread_mutex_unlock(&s->lock);
         n.container_id = p->container_id;
         r = bridge_notification_frame(&n, &buf, &len);
@@ -306,8 +307,9 @@ static int spawn_prepare(struct sim *s, const struct bridge_request *req, struct
                 }
                 r = sim_dial(s, ports[i], &sp->conns[i]);
                 if (r < 0) {
-                        *reason = i == 0 ? "cannot dial the stdin port" : i == 1 ? "cannot dial the stdout port" :
-                                                                               "cannot dial the stderr port";
+                        *reason = i == 0   ? "cannot dial the stdin port"
+                                  : i == 1 ? "cannot dial the stdout port"
+                                           : "cannot dial the stderr port";
                         return r;
                 }
                 /* A console's input and output are its master; stderr is the terminal too, so a
@@ -333,7 +335,8 @@ static int spawn_prepare(struct sim *s, const struct bridge_request *req, struct
 
 static int spawn_run(const struct bridge_request *req, struct sim_spawn *sp, pid_t *ret_pid, const char **reason)
 {
-        static const char *const default_env[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", NULL };
+        static const char *const default_env[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                                                   NULL };
         const struct bridge_process_params *pp = &req->exec.params;
         const char *shell_argv[] = { "/bin/sh", "-c", pp->command_line, NULL };
         char *const *argv = pp->n_args > 0 ? (char *const *)pp->args : (char *const *)shell_argv;
@@ -371,7 +374,7 @@ static int spawn_run(const struct bridge_request *req, struct sim_spawn *sp, pid
         /* A console's process leads its own session, so the console can be its controlling
          * terminal (and its process group still the one kill_all ends). */
         posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-                                 (sp->pty_master >= 0 ? POSIX_SPAWN_SETSID : POSIX_SPAWN_SETPGROUP));
+                                                (sp->pty_master >= 0 ? POSIX_SPAWN_SETSID : POSIX_SPAWN_SETPGROUP));
 
         if (pp->n_args > 0)
                 r = posix_spawnp(&pid, argv[0], &fa, &attr, argv, envp);
@@ -467,7 +470,7 @@ int sim_process_start(struct sim *s, const struct bridge_request *req, bool resu
                 for (int i = SIM_STREAM_STDOUT; i < _SIM_STREAM_MAX; i++)
                         sim_stream_forbid_redial(p->streams[i]);
 
-        *rp = (struct sim_reaper) { .s = s, .p = p };
+        *rp = (struct sim_reaper){ .s = s, .p = p };
         r = sim_thread_start(NULL, process_reaper, rp);
         if (r < 0) {
                 /* Without a reaper nobody would report this exit: run it here instead, blocking this request. */

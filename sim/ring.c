@@ -8,7 +8,7 @@
 
 int sim_ring_init(struct sim_ring *r, size_t cap)
 {
-        *r = (struct sim_ring) { .cap = cap };
+        *r = (struct sim_ring){ .cap = cap };
         r->buf = malloc(cap);
         return r->buf ? 0 : -ENOMEM;
 }
@@ -16,7 +16,7 @@ int sim_ring_init(struct sim_ring *r, size_t cap)
 void sim_ring_done(struct sim_ring *r)
 {
         free(r->buf);
-        *r = (struct sim_ring) {};
+        *r = (struct sim_ring){};
 }
 
 size_t sim_ring_room(const struct sim_ring *r, uint64_t keep_from)

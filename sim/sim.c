@@ -13,7 +13,7 @@ int sim_init(struct sim *s, const struct sim_options *opt)
         pthread_condattr_t attr;
         int r;
 
-        *s = (struct sim) { .opt = *opt, .bridge_fd = -1 };
+        *s = (struct sim){ .opt = *opt, .bridge_fd = -1 };
         if (pthread_condattr_init(&attr) != 0)
                 return -ENOMEM;
         pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);

@@ -16,16 +16,16 @@
 #define SIM_DEFAULT_REPLAY_BYTES (128u * 1024u)
 #define SIM_MIN_REPLAY_BYTES 4096u
 #define SIM_MAX_REPLAY_BYTES (64u * 1024u * 1024u)
-#define SIM_MAX_REQUEST_THREADS 8192u /* request handlers plus reapers; waits take none (answered inline) */
-#define SIM_MAX_WAITERS 65536u           /* WaitForProcess requests pending on all processes */
+#define SIM_MAX_REQUEST_THREADS 8192u     /* request handlers plus reapers; waits take none (answered inline) */
+#define SIM_MAX_WAITERS 65536u            /* WaitForProcess requests pending on all processes */
 #define SIM_MAX_WAITERS_PER_PROCESS 1024u /* each host that restored the VM keeps one infinite wait per process */
 #define SIM_MAX_PROCESSES 4096u
 #define SIM_MAX_CONTAINERS 1024u
 #define SIM_THREAD_STACK (256u * 1024u) /* thousands of relay threads must stay cheap */
-#define SIM_RESUME_COUNT_SIZE 8u /* V4: little-endian byte count at the start of each stdio connection */
+#define SIM_RESUME_COUNT_SIZE 8u        /* V4: little-endian byte count at the start of each stdio connection */
 
 enum sim_fidelity {
-        SIM_FIDELITY_OURS,     /* the default: kinder than hcsshim's guest where ours can be, and speaks the resume extension */
+        SIM_FIDELITY_OURS, /* the default: kinder than hcsshim's guest where ours can be, and speaks the resume extension */
         SIM_FIDELITY_UPSTREAM, /* what hcsshim's guest does (fidelity.c) */
 };
 
@@ -34,9 +34,9 @@ struct sim_options {
         uint32_t cid;            /* AF_VSOCK peer when hvsock_path is NULL */
         bool announce_resume;    /* false with --no-resume */
         size_t replay_bytes;
-        unsigned drop_after_ms;  /* 0 = never */
+        unsigned drop_after_ms; /* 0 = never */
         enum sim_fidelity fidelity;
-        const char *stats_path;  /* --stats: counts rewritten at each change (stats.c); NULL = none */
+        const char *stats_path; /* --stats: counts rewritten at each change (stats.c); NULL = none */
 };
 
 /* What a test may count (stats.c): replies as they went out on a connection, and the fidelity
@@ -56,7 +56,7 @@ enum sim_stat {
 struct sim_conn {
         int fd;
         uint32_t port; /* the host port dialled: tells the bridge from stdio */
-        bool dropped; /* set under sim->lock by sim_drop_all() */
+        bool dropped;  /* set under sim->lock by sim_drop_all() */
         struct sim_conn *next;
 };
 
@@ -73,9 +73,9 @@ struct sim_wait_list {
 
 /* Every pending wait, and the deadlines the timer thread answers (wait.c); guarded by sim->lock. */
 struct sim_waits {
-        pthread_cond_t cond;        /* the timer: a new earliest deadline, or stop (CLOCK_MONOTONIC) */
-        struct heap deadlines;      /* timed waiters, earliest first */
-        unsigned n;                 /* registered waiters, timed or not */
+        pthread_cond_t cond;   /* the timer: a new earliest deadline, or stop (CLOCK_MONOTONIC) */
+        struct heap deadlines; /* timed waiters, earliest first */
+        unsigned n;            /* registered waiters, timed or not */
 };
 
 struct sim {
@@ -177,7 +177,8 @@ int sim_waits_init(struct sim *s);
 /* After every thread left. */
 void sim_waits_done(struct sim *s);
 /* Registers a waiter on l: 0, -EBUSY over the caps, -ENOMEM. */
-int sim_wait_add_locked(struct sim *s, struct sim_wait_list *l, uint64_t id, const char *activity_id, uint32_t timeout_ms);
+int sim_wait_add_locked(struct sim *s, struct sim_wait_list *l, uint64_t id, const char *activity_id,
+                        uint32_t timeout_ms);
 /* Unregisters every waiter of l and returns them as a chain, to answer or to free. */
 struct sim_waiter *sim_wait_list_take_locked(struct sim *s, struct sim_wait_list *l);
 /* Frees a chain without a reply (the sim is stopping). */

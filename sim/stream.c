@@ -96,15 +96,16 @@ static int stream_output_handshake(struct sim_stream *st, struct sim_conn *c, bo
                         log_info("pid %d %s: going on with the %" PRIu64 " bytes not written yet (no replay)",
                                  (int)st->pid, stream_names[st->kind], ring->tail - *sent);
                 else if (!first && ring->tail > ring->head)
-                        log_info("pid %d %s: replaying the last %" PRIu64 " bytes (duplicates possible)",
-                                 (int)st->pid, stream_names[st->kind], ring->tail - ring->head);
+                        log_info("pid %d %s: replaying the last %" PRIu64 " bytes (duplicates possible)", (int)st->pid,
+                                 stream_names[st->kind], ring->tail - ring->head);
                 return 0;
         }
         r = stream_read_count(st, c, &count);
         if (r < 0)
                 return r;
         if (count > ring->tail) {
-                log_error("pid %d %s: host claims %" PRIu64 " bytes but only %" PRIu64 " were produced; resuming at the end",
+                log_error("pid %d %s: host claims %" PRIu64 " bytes but only %" PRIu64
+                          " were produced; resuming at the end",
                           (int)st->pid, stream_names[st->kind], count, ring->tail);
                 count = ring->tail;
         } else if (count < ring->head) {
@@ -197,8 +198,8 @@ static void stream_output_run(struct sim_stream *st)
                 confirmed = stream_confirmed(c->fd, sent, confirmed);
                 room = sim_ring_room(ring, confirmed);
 
-                p[0] = (struct pollfd) { .fd = pipe_eof || room == 0 ? -1 : st->pipe_fd, .events = POLLIN };
-                p[1] = (struct pollfd) { .fd = c->fd, .events = POLLIN | (sent < ring->tail && !shut ? POLLOUT : 0) };
+                p[0] = (struct pollfd){ .fd = pipe_eof || room == 0 ? -1 : st->pipe_fd, .events = POLLIN };
+                p[1] = (struct pollfd){ .fd = c->fd, .events = POLLIN | (sent < ring->tail && !shut ? POLLOUT : 0) };
                 if (poll(p, 2, !pipe_eof && room == 0 ? STREAM_FULL_POLL_MS : STREAM_POLL_MS) < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -247,7 +248,8 @@ static void stream_output_run(struct sim_stream *st)
                 }
                 if (broken && stream_redial_forbidden(st)) {
                         log_info("pid %d %s: connection lost (%s); hcsshim's guest redials only a container's "
-                                 "init: the relay ends", (int)st->pid, stream_names[st->kind], why ?: "dropped");
+                                 "init: the relay ends",
+                                 (int)st->pid, stream_names[st->kind], why ?: "dropped");
                         /* The process now sees EPIPE, as with a relay that ended upstream. */
                         st->pipe_fd = safe_close(st->pipe_fd);
                         break;
@@ -338,7 +340,7 @@ static void stream_input_run(struct sim_stream *st)
                         if (sim_write_all(c->fd, raw, sizeof(raw)) < 0)
                                 goto broken;
                 }
-                p = (struct pollfd) { .fd = c->fd, .events = POLLIN };
+                p = (struct pollfd){ .fd = c->fd, .events = POLLIN };
                 if (poll(&p, 1, STREAM_POLL_MS) <= 0)
                         continue;
                 n = recv(c->fd, buf, STREAM_IO_CHUNK, MSG_DONTWAIT);
@@ -357,7 +359,7 @@ static void stream_input_run(struct sim_stream *st)
                         break;
                 if (n == 0 && !sim_conn_dropped(s, c))
                         break; /* the host half-closed: stdin EOF */
-        broken:
+broken:
                 log_info("pid %d stdin: connection lost%s", (int)st->pid,
                          st->resume ? "; redialling" : "; closing the process's stdin");
                 pthread_mutex_lock(&s->lock);
@@ -392,8 +394,9 @@ int sim_stream_start(struct sim *s, enum sim_stream_kind kind, pid_t pid, uint32
 
         if (!st)
                 return -ENOMEM;
-        *st = (struct sim_stream) { .s = s, .kind = kind, .pid = pid, .port = port, .resume = resume,
-                                    .pipe_fd = pipe_fd, .conn = conn };
+        *st = (struct sim_stream){
+                .s = s, .kind = kind, .pid = pid, .port = port, .resume = resume, .pipe_fd = pipe_fd, .conn = conn
+        };
         if (kind != SIM_STREAM_STDIN && sim_ring_init(&st->ring, s->opt.replay_bytes) < 0) {
                 free(st);
                 return -ENOMEM;

@@ -25,8 +25,8 @@ struct sim_stream {
         int pipe_fd;
         struct sim_conn *conn; /* stdin: replaced under s->lock so the reaper can shut it down */
         bool input_closed;     /* stdin: the process exited; guarded by s->lock */
-        bool no_redial;        /* upstream, not a container's init: a lost connection ends the relay; guarded by s->lock */
-        bool finished;         /* stdout/stderr: the relay ended (EOF sent and the host closed, or gave up); guarded by s->lock */
+        bool no_redial; /* upstream, not a container's init: a lost connection ends the relay; guarded by s->lock */
+        bool finished; /* stdout/stderr: the relay ended (EOF sent and the host closed, or gave up); guarded by s->lock */
         pthread_t thread;
         struct sim_ring ring; /* stdout/stderr: the replay window */
 };

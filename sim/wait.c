@@ -51,7 +51,8 @@ static void waiter_unregister_locked(struct sim *s, struct sim_waiter *w)
         w->prev = w->next = NULL;
 }
 
-int sim_wait_add_locked(struct sim *s, struct sim_wait_list *l, uint64_t id, const char *activity_id, uint32_t timeout_ms)
+int sim_wait_add_locked(struct sim *s, struct sim_wait_list *l, uint64_t id, const char *activity_id,
+                        uint32_t timeout_ms)
 {
         struct sim_waiter *w;
 
@@ -116,9 +117,11 @@ static void wait_reply(struct sim *s, uint64_t id, const char *activity_id, int3
                 log_error("bridge: cannot encode the reply to wait id %llu: %s", (unsigned long long)id, strerror(-r));
                 return;
         }
-        sim_bridge_queue_counted(s, buf, len, result == 0 ? SIM_STAT_WAIT_EXITED_SENT :
-                                              result == BRIDGE_HR_NOT_FOUND ? SIM_STAT_WAIT_NOT_FOUND_SENT :
-                                              result == BRIDGE_HR_TIMEOUT ? SIM_STAT_WAIT_TIMEOUT_SENT : SIM_STAT_NONE);
+        sim_bridge_queue_counted(s, buf, len,
+                                 result == 0                     ? SIM_STAT_WAIT_EXITED_SENT
+                                 : result == BRIDGE_HR_NOT_FOUND ? SIM_STAT_WAIT_NOT_FOUND_SENT
+                                 : result == BRIDGE_HR_TIMEOUT   ? SIM_STAT_WAIT_TIMEOUT_SENT
+                                                                 : SIM_STAT_NONE);
         if (flush)
                 sim_bridge_flush(s);
 }
@@ -223,5 +226,5 @@ void sim_waits_done(struct sim *s)
         /* Waiters still registered went with their processes (sim_processes_free). */
         heap_done(&s->waits.deadlines);
         pthread_cond_destroy(&s->waits.cond);
-        s->waits = (struct sim_waits) {};
+        s->waits = (struct sim_waits){};
 }

@@ -85,5 +85,5 @@ void heap_remove(struct heap *h, struct heap_node *n)
 void heap_done(struct heap *h)
 {
         free(h->v);
-        *h = (struct heap) {};
+        *h = (struct heap){};
 }

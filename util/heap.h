@@ -7,9 +7,9 @@
 #define HEAP_NONE SIZE_MAX
 
 struct heap_node {
-        uint64_t key;   /* smallest first: a deadline */
-        uint64_t tie;   /* among equal keys, smallest first: an id, so the order is stable */
-        size_t index;   /* position in the heap, HEAP_NONE when not in one */
+        uint64_t key; /* smallest first: a deadline */
+        uint64_t tie; /* among equal keys, smallest first: an id, so the order is stable */
+        size_t index; /* position in the heap, HEAP_NONE when not in one */
 };
 
 struct heap {

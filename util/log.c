@@ -55,8 +55,7 @@ int log_open_file(const char *path)
         return 0;
 }
 
-_printf_(2, 0)
-static void log_vmsg(enum log_level level, const char *fmt, va_list ap)
+_printf_(2, 0) static void log_vmsg(enum log_level level, const char *fmt, va_list ap)
 {
         char line[1024];
         struct timespec ts;

@@ -30,8 +30,8 @@ int log_errno(enum log_level level, int err, const char *fmt, ...) _printf_(3, 4
 #define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
-#define log_debug(...)                                          \
-        do {                                                    \
-                if (log_get_level() >= LOG_LEVEL_DEBUG)         \
-                        log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__);  \
+#define log_debug(...)                                         \
+        do {                                                   \
+                if (log_get_level() >= LOG_LEVEL_DEBUG)        \
+                        log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__); \
         } while (0)

@@ -17,29 +17,28 @@
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 
-#define container_of(ptr, type, member) \
-        ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 /* Hand a pointer or fd to a new owner, leaving the cleanup variable empty. */
-#define TAKE_PTR(p)                             \
-        ({                                      \
-                __typeof__(p) _p_ = (p);        \
-                (p) = NULL;                     \
-                _p_;                            \
+#define TAKE_PTR(p)                      \
+        ({                               \
+                __typeof__(p) _p_ = (p); \
+                (p) = NULL;              \
+                _p_;                     \
         })
-#define TAKE_FD(fd)                             \
-        ({                                      \
-                int _fd_ = (fd);                \
-                (fd) = -1;                      \
-                _fd_;                           \
+#define TAKE_FD(fd)              \
+        ({                       \
+                int _fd_ = (fd); \
+                (fd) = -1;       \
+                _fd_;            \
         })
 
 /* Declares type_freep() for a destructor that accepts NULL and returns NULL. */
-#define DEFINE_CLEANUP(type, func)                      \
-        static inline void func##p(type *p)             \
-        {                                               \
-                if (*p)                                 \
-                        *p = func(*p);                  \
+#define DEFINE_CLEANUP(type, func)          \
+        static inline void func##p(type *p) \
+        {                                   \
+                if (*p)                     \
+                        *p = func(*p);      \
         }
 
 static inline void freep(void *p)

@@ -23,12 +23,12 @@
 
 #define HELPER_EVENT_POLL_MS 1000
 #define HELPER_BLACKOUT_POLL_NS (2ull * 1000000ull)
-#define HELPER_BLACKOUT_WAIT_NS (10ull * 1000000000ull)       /* give up measuring, not migrating */
+#define HELPER_BLACKOUT_WAIT_NS (10ull * 1000000000ull) /* give up measuring, not migrating */
 #define HELPER_DEFAULT_SOURCE "qemu:///system"
 #define HELPER_WHY_MAX VMHELPER_MESSAGE_MAX
 
 struct helper {
-        int fd;                                 /* to the daemon */
+        int fd; /* to the daemon */
         uint8_t *rx;
         size_t rx_len, rx_cap;
         bool daemon_gone;
@@ -236,8 +236,8 @@ static int dst_remove(struct vsockmux_client *c, const char *name)
         int r;
 
         req.name = (char *)name;
-        r = vsockmux_client_call(c, VSOCKMUX_METHOD("VmRemove"), &req.base, &vsockmux__v1__vm_remove_response__descriptor,
-                                 &resp, &st);
+        r = vsockmux_client_call(c, VSOCKMUX_METHOD("VmRemove"), &req.base,
+                                 &vsockmux__v1__vm_remove_response__descriptor, &resp, &st);
         vsockmux_message_free(resp);
         return r;
 }
@@ -337,10 +337,12 @@ static int restore_there(struct run *rn, const Vsockmux__Vmhelper__Saved *sv)
         req.name = (char *)rn->dest_name;
         req.io = io_ptrs;
         req.n_io = q->n_io;
-        if (q->destination_transport_case == VSOCKMUX__VMHELPER__MIGRATE__DESTINATION_TRANSPORT_DESTINATION_HVSOCK_PATH) {
+        if (q->destination_transport_case ==
+            VSOCKMUX__VMHELPER__MIGRATE__DESTINATION_TRANSPORT_DESTINATION_HVSOCK_PATH) {
                 req.transport_case = VSOCKMUX__V1__RESTORE_REQUEST__TRANSPORT_HVSOCK_PATH;
                 req.hvsock_path = q->destination_hvsock_path;
-        } else if (q->destination_transport_case == VSOCKMUX__VMHELPER__MIGRATE__DESTINATION_TRANSPORT_DESTINATION_CID) {
+        } else if (q->destination_transport_case ==
+                   VSOCKMUX__VMHELPER__MIGRATE__DESTINATION_TRANSPORT_DESTINATION_CID) {
                 req.transport_case = VSOCKMUX__V1__RESTORE_REQUEST__TRANSPORT_CID;
                 req.cid = q->destination_cid;
         }
@@ -383,8 +385,7 @@ static void on_suspended(struct run *rn)
         }
         if (!rn->why[0])
                 snprintf(rn->why, sizeof(rn->why), "%s", strerror(-r));
-        send_event(rn, VSOCKMUX__VMHELPER__PHASE__PHASE_HANDOVER_FAILED, NULL, "%s; aborting the migration",
-                   rn->why);
+        send_event(rn, VSOCKMUX__VMHELPER__PHASE__PHASE_HANDOVER_FAILED, NULL, "%s; aborting the migration", rn->why);
         fail_now(rn);
 }
 
@@ -452,8 +453,7 @@ static int on_event(struct run *rn, const struct vm_migration_event *e, Vsockmux
                                  e->message);
                 o->domain_on_source = true;
                 return 1;
-        default:
-                return 0;
+        default: return 0;
         }
 }
 
@@ -512,7 +512,7 @@ static int prepare(const Vsockmux__Vmhelper__Migrate *q, struct vm_params *vp, s
         r = vm_migrate_options_from_proto(&vp->o, params, err, errlen);
         if (r < 0)
                 return r;
-        params->start_paused = true;    /* resumed once the relay state is on the destination */
+        params->start_paused = true; /* resumed once the relay state is on the destination */
         if (vp->migrate_uri)
                 snprintf(uri, urilen, "%s", vp->migrate_uri);
         else if (params->transport == VM_TRANSPORT_UNIX) {
@@ -603,8 +603,9 @@ static int run_rollback(struct helper *h, const Vsockmux__Vmhelper__Rollback *q)
         int r;
 
         o.message = why;
-        r = vm_rollback_domain(q->source_uri[0] ? q->source_uri : HELPER_DEFAULT_SOURCE, q->domain[0] ? q->domain : q->vm,
-                               VM_ROLLBACK_WAIT_MS_DEFAULT, &on_source, why, sizeof(why));
+        r = vm_rollback_domain(q->source_uri[0] ? q->source_uri : HELPER_DEFAULT_SOURCE,
+                               q->domain[0] ? q->domain : q->vm, VM_ROLLBACK_WAIT_MS_DEFAULT, &on_source, why,
+                               sizeof(why));
         o.domain_on_source = r == 0 && on_source;
         if (r == 0 && !on_source)
                 snprintf(why, sizeof(why), "the domain is no longer on the source (its migration completed)");

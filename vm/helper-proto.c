@@ -23,7 +23,8 @@ static bool migrate_ok(const Vsockmux__Vmhelper__Migrate *m)
             !str_ok(m->domain, VMHELPER_STRING_MAX) || !str_ok(m->destination_uri, VMHELPER_STRING_MAX) ||
             !str_ok(m->destination_socket, VMHELPER_STRING_MAX) || !str_ok(m->destination_name, VMHELPER_STRING_MAX))
                 return false;
-        if (m->destination_transport_case == VSOCKMUX__VMHELPER__MIGRATE__DESTINATION_TRANSPORT_DESTINATION_HVSOCK_PATH &&
+        if (m->destination_transport_case ==
+                    VSOCKMUX__VMHELPER__MIGRATE__DESTINATION_TRANSPORT_DESTINATION_HVSOCK_PATH &&
             !str_ok(m->destination_hvsock_path, VMHELPER_STRING_MAX))
                 return false;
         if (m->n_params > VMHELPER_PARAMS_MAX || m->n_io > VMHELPER_IO_MAX)
@@ -69,7 +70,8 @@ static bool known_fields_only(const ProtobufCMessage *m)
                         continue;
                 }
                 /* A oneof's members share their storage: only the one its case names is there. */
-                if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) && *(const uint32_t *)(base + f->quantifier_offset) != f->id)
+                if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+                    *(const uint32_t *)(base + f->quantifier_offset) != f->id)
                         continue;
                 const ProtobufCMessage *v = *(ProtobufCMessage *const *)(base + f->offset);
                 if (v && !known_fields_only(v))
@@ -86,22 +88,17 @@ static bool phase_ok(Vsockmux__Vmhelper__Phase p)
 static bool body_ok(const vmhelper_msg *m)
 {
         switch (m->body_case) {
-        case VSOCKMUX__VMHELPER__MESSAGE__BODY_MIGRATE:
-                return m->migrate && migrate_ok(m->migrate);
-        case VSOCKMUX__VMHELPER__MESSAGE__BODY_ROLLBACK:
-                return m->rollback && rollback_ok(m->rollback);
-        case VSOCKMUX__VMHELPER__MESSAGE__BODY_SAVED:
-                return m->saved && str_ok(m->saved->error, VMHELPER_MESSAGE_MAX);
-        case VSOCKMUX__VMHELPER__MESSAGE__BODY_ABORT:
-                return m->abort != NULL;
+        case VSOCKMUX__VMHELPER__MESSAGE__BODY_MIGRATE: return m->migrate && migrate_ok(m->migrate);
+        case VSOCKMUX__VMHELPER__MESSAGE__BODY_ROLLBACK: return m->rollback && rollback_ok(m->rollback);
+        case VSOCKMUX__VMHELPER__MESSAGE__BODY_SAVED: return m->saved && str_ok(m->saved->error, VMHELPER_MESSAGE_MAX);
+        case VSOCKMUX__VMHELPER__MESSAGE__BODY_ABORT: return m->abort != NULL;
         case VSOCKMUX__VMHELPER__MESSAGE__BODY_EVENT:
                 return m->event && phase_ok(m->event->phase) && str_ok(m->event->message, VMHELPER_MESSAGE_MAX) &&
                        str_ok(m->event->destination_vm, VMHELPER_STRING_MAX);
         case VSOCKMUX__VMHELPER__MESSAGE__BODY_OUTCOME:
                 return m->outcome && str_ok(m->outcome->message, VMHELPER_MESSAGE_MAX) &&
                        str_ok(m->outcome->destination_vm, VMHELPER_STRING_MAX);
-        default:
-                return false;
+        default: return false;
         }
 }
 

@@ -7,13 +7,13 @@
 #include "util/macro.h"
 #include "vmhelper.pb-c.h"
 
-#define VMHELPER_HEADER_SIZE 4u                  /* little-endian length of the message after it */
-#define VMHELPER_FRAME_MAX (16u << 20)            /* a saved state travels in one frame */
-#define VMHELPER_STRING_MAX 4096u                 /* a URI, a path, a name */
-#define VMHELPER_MESSAGE_MAX 512u                 /* Event and Outcome messages */
+#define VMHELPER_HEADER_SIZE 4u        /* little-endian length of the message after it */
+#define VMHELPER_FRAME_MAX (16u << 20) /* a saved state travels in one frame */
+#define VMHELPER_STRING_MAX 4096u      /* a URI, a path, a name */
+#define VMHELPER_MESSAGE_MAX 512u      /* Event and Outcome messages */
 #define VMHELPER_PARAMS_MAX 64u
-#define VMHELPER_IO_MAX 16384u                    /* the daemon's restore limit */
-#define VMHELPER_FD 3                             /* the helper's end of the socketpair */
+#define VMHELPER_IO_MAX 16384u /* the daemon's restore limit */
+#define VMHELPER_FD 3          /* the helper's end of the socketpair */
 
 typedef Vsockmux__Vmhelper__Message vmhelper_msg;
 

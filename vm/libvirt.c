@@ -71,33 +71,17 @@ int vm_libvirt_error(char *msg, size_t msglen)
         if (!e)
                 return -EIO;
         switch (e->code) {
-        case VIR_ERR_NO_DOMAIN:
-                r = -ENOENT;
-                break;
-        case VIR_ERR_OPERATION_INVALID:
-                r = -EINVAL;
-                break;
-        case VIR_ERR_INVALID_ARG:
-                r = -EINVAL;
-                break;
-        case VIR_ERR_OPERATION_ABORTED:
-                r = -ECANCELED;
-                break;
+        case VIR_ERR_NO_DOMAIN: r = -ENOENT; break;
+        case VIR_ERR_OPERATION_INVALID: r = -EINVAL; break;
+        case VIR_ERR_INVALID_ARG: r = -EINVAL; break;
+        case VIR_ERR_OPERATION_ABORTED: r = -ECANCELED; break;
         case VIR_ERR_NO_SUPPORT:
         case VIR_ERR_ARGUMENT_UNSUPPORTED:
-        case VIR_ERR_OPERATION_UNSUPPORTED:
-                r = -EOPNOTSUPP;
-                break;
-        case VIR_ERR_OPERATION_TIMEOUT:
-                r = -ETIMEDOUT;
-                break;
+        case VIR_ERR_OPERATION_UNSUPPORTED: r = -EOPNOTSUPP; break;
+        case VIR_ERR_OPERATION_TIMEOUT: r = -ETIMEDOUT; break;
         case VIR_ERR_NO_CONNECT:
-        case VIR_ERR_AUTH_FAILED:
-                r = -ECONNREFUSED;
-                break;
-        default:
-                r = -EIO;
-                break;
+        case VIR_ERR_AUTH_FAILED: r = -ECONNREFUSED; break;
+        default: r = -EIO; break;
         }
         return r;
 }

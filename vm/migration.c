@@ -62,12 +62,12 @@ struct vm_migration {
         uint64_t max_downtime_ms;
         struct vm_typed_params typed;
 
-        virConnectPtr ctl;              /* events, job stats, abort, speed/downtime */
+        virConnectPtr ctl; /* events, job stats, abort, speed/downtime */
         virDomainPtr ctl_dom;
-        virConnectPtr mig;              /* only the blocking migrate call */
+        virConnectPtr mig; /* only the blocking migrate call */
         virDomainPtr mig_dom;
-        virConnectPtr mig_dest;         /* DIRECT mode: the destination handed to virDomainMigrate3 */
-        virConnectPtr dest;             /* finalize and final stats */
+        virConnectPtr mig_dest; /* DIRECT mode: the destination handed to virDomainMigrate3 */
+        virConnectPtr dest;     /* finalize and final stats */
 
         int cb_ids[3];
         int stats_timer;
@@ -77,7 +77,7 @@ struct vm_migration {
         bool migrate_thread_started;
         atomic_bool abort_requested;
         atomic_bool barrier_released;
-        bool libvirt_used;              /* callbacks may exist: free() needs the barrier */
+        bool libvirt_used; /* callbacks may exist: free() needs the barrier */
 
         pthread_mutex_t lock;
         pthread_cond_t cond;
@@ -88,7 +88,7 @@ struct vm_migration {
         bool have_final_stats;
         struct vm_migration_stats final_stats;
 
-        char ctl_error[VM_MIGRATION_MESSAGE_MAX];   /* caller's thread only */
+        char ctl_error[VM_MIGRATION_MESSAGE_MAX]; /* caller's thread only */
 };
 
 const char *vm_migration_event_kind_to_string(enum vm_migration_event_kind k)
@@ -96,8 +96,7 @@ const char *vm_migration_event_kind_to_string(enum vm_migration_event_kind k)
         return k >= 0 && k < _VM_MIGRATION_EVENT_MAX ? event_kind_names[k] : NULL;
 }
 
-_printf_(4, 5)
-static int fail_with(int r, char *err, size_t errlen, const char *fmt, ...)
+_printf_(4, 5) static int fail_with(int r, char *err, size_t errlen, const char *fmt, ...)
 {
         va_list ap;
 
@@ -150,16 +149,13 @@ static void on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int de
                         return;
                 e.kind = VM_MIGRATION_EVENT_SUSPENDED;
                 break;
-        case VIR_DOMAIN_EVENT_RESUMED:
-                e.kind = VM_MIGRATION_EVENT_RESUMED;
-                break;
+        case VIR_DOMAIN_EVENT_RESUMED: e.kind = VM_MIGRATION_EVENT_RESUMED; break;
         case VIR_DOMAIN_EVENT_STOPPED:
                 if (detail != VIR_DOMAIN_EVENT_STOPPED_MIGRATED)
                         return;
                 e.kind = VM_MIGRATION_EVENT_SOURCE_STOPPED;
                 break;
-        default:
-                return;
+        default: return;
         }
         queue_push(m, &e);
 }
@@ -234,8 +230,8 @@ static void *migrate_thread(void *arg)
                 r = virDomainMigrateToURI3(m->mig_dom, m->dest_uri, m->typed.params, m->typed.nparams,
                                            m->typed.flags | VIR_MIGRATE_PEER2PEER);
         else {
-                virDomainPtr d = virDomainMigrate3(m->mig_dom, m->mig_dest, m->typed.params, m->typed.nparams,
-                                                   m->typed.flags);
+                virDomainPtr d =
+                        virDomainMigrate3(m->mig_dom, m->mig_dest, m->typed.params, m->typed.nparams, m->typed.flags);
                 r = d ? 0 : -1;
                 if (d)
                         virDomainFree(d);
@@ -277,7 +273,8 @@ static void *migrate_thread(void *arg)
         return NULL;
 }
 
-static int check_config(const struct vm_migration_config *c, const struct vm_migrate_params *p, char *err, size_t errlen)
+static int check_config(const struct vm_migration_config *c, const struct vm_migrate_params *p, char *err,
+                        size_t errlen)
 {
         const struct {
                 const char *name;
@@ -295,13 +292,15 @@ static int check_config(const struct vm_migration_config *c, const struct vm_mig
                 if (!s || !*s)
                         return fail_with(-EINVAL, err, errlen, "%s: missing", strings[i].name);
                 if (strnlen(s, strings[i].max + 1) > strings[i].max)
-                        return fail_with(-ERANGE, err, errlen, "%s: longer than %zu bytes", strings[i].name, strings[i].max);
+                        return fail_with(-ERANGE, err, errlen, "%s: longer than %zu bytes", strings[i].name,
+                                         strings[i].max);
         }
         if (c->mode < 0 || c->mode >= _VM_MIGRATION_MODE_MAX)
                 return fail_with(-EINVAL, err, errlen, "mode: unknown value %d (allowed: p2p, direct)", (int)c->mode);
-        if (c->progress_interval_ms != 0 &&
-            (c->progress_interval_ms < VM_PROGRESS_INTERVAL_MS_MIN || c->progress_interval_ms > VM_PROGRESS_INTERVAL_MS_MAX))
-                return fail_with(-ERANGE, err, errlen, "progress_interval_ms: %u is out of range (allowed: 0 for %u, or %u..%u)",
+        if (c->progress_interval_ms != 0 && (c->progress_interval_ms < VM_PROGRESS_INTERVAL_MS_MIN ||
+                                             c->progress_interval_ms > VM_PROGRESS_INTERVAL_MS_MAX))
+                return fail_with(-ERANGE, err, errlen,
+                                 "progress_interval_ms: %u is out of range (allowed: 0 for %u, or %u..%u)",
                                  c->progress_interval_ms, VM_PROGRESS_INTERVAL_MS_DEFAULT, VM_PROGRESS_INTERVAL_MS_MIN,
                                  VM_PROGRESS_INTERVAL_MS_MAX);
         if (p->bandwidth_mib > (uint64_t)VM_BANDWIDTH_MIB_MAX)
@@ -473,7 +472,8 @@ int vm_migration_wait_event(struct vm_migration *m, int timeout_ms, struct vm_mi
                         return r;
                 if (timeout_ms >= 0) {
                         clock_gettime(CLOCK_MONOTONIC, &now);
-                        left = timeout_ms - (int)((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000);
+                        left = timeout_ms -
+                               (int)((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000);
                         if (left <= 0)
                                 return -ETIMEDOUT;
                 }
@@ -505,19 +505,22 @@ int vm_migration_abort(struct vm_migration *m)
 int vm_migration_set_bandwidth(struct vm_migration *m, uint64_t mib_per_s)
 {
         if (mib_per_s > (uint64_t)VM_BANDWIDTH_MIB_MAX) {
-                snprintf(m->ctl_error, sizeof(m->ctl_error), "bandwidth_mib_per_s: %llu is out of range (allowed: 1..%lld MiB/s)",
+                snprintf(m->ctl_error, sizeof(m->ctl_error),
+                         "bandwidth_mib_per_s: %llu is out of range (allowed: 1..%lld MiB/s)",
                          (unsigned long long)mib_per_s, (long long)VM_BANDWIDTH_MIB_MAX);
                 return -ERANGE;
         }
         /* 0 would mean "no limit" to us but libvirt reads 0 as 0: send its maximum instead. */
-        return ctl_call_result(m, virDomainMigrateSetMaxSpeed(m->ctl_dom, mib_per_s ? mib_per_s : (uint64_t)VM_BANDWIDTH_MIB_MAX, 0));
+        return ctl_call_result(
+                m, virDomainMigrateSetMaxSpeed(m->ctl_dom, mib_per_s ? mib_per_s : (uint64_t)VM_BANDWIDTH_MIB_MAX, 0));
 }
 
 int vm_migration_set_downtime(struct vm_migration *m, uint64_t ms)
 {
         if (ms == 0 || ms > (uint64_t)VM_DOWNTIME_MS_MAX) {
-                snprintf(m->ctl_error, sizeof(m->ctl_error), "max_downtime_ms: %llu is out of range (allowed: 1..%lld ms)",
-                         (unsigned long long)ms, (long long)VM_DOWNTIME_MS_MAX);
+                snprintf(m->ctl_error, sizeof(m->ctl_error),
+                         "max_downtime_ms: %llu is out of range (allowed: 1..%lld ms)", (unsigned long long)ms,
+                         (long long)VM_DOWNTIME_MS_MAX);
                 return -ERANGE;
         }
         return ctl_call_result(m, virDomainMigrateSetMaxDowntime(m->ctl_dom, ms, 0));

@@ -10,9 +10,22 @@
 #define VM_PARAMS_HOST_MAX 256u
 
 enum param_key {
-        KEY_TRANSPORT, KEY_BANDWIDTH, KEY_DOWNTIME, KEY_COMPRESSION, KEY_XBZRLE_CACHE, KEY_MT_LEVEL,
-        KEY_MT_THREADS, KEY_MT_DTHREADS, KEY_PARALLEL, KEY_AUTO_CONVERGE, KEY_AC_INITIAL, KEY_AC_INCREMENT,
-        KEY_PERSIST, KEY_MIGRATE_URI, KEY_MODE, _KEY_MAX,
+        KEY_TRANSPORT,
+        KEY_BANDWIDTH,
+        KEY_DOWNTIME,
+        KEY_COMPRESSION,
+        KEY_XBZRLE_CACHE,
+        KEY_MT_LEVEL,
+        KEY_MT_THREADS,
+        KEY_MT_DTHREADS,
+        KEY_PARALLEL,
+        KEY_AUTO_CONVERGE,
+        KEY_AC_INITIAL,
+        KEY_AC_INCREMENT,
+        KEY_PERSIST,
+        KEY_MIGRATE_URI,
+        KEY_MODE,
+        _KEY_MAX,
 };
 
 static const char *const key_names[_KEY_MAX] = {
@@ -33,8 +46,7 @@ static const char *const key_names[_KEY_MAX] = {
         [KEY_MODE] = "mode",
 };
 
-_printf_(3, 4)
-static int fail(char *err, size_t errlen, const char *fmt, ...)
+_printf_(3, 4) static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
         va_list ap;
 
@@ -145,9 +157,7 @@ static int set_one(struct vm_params *p, enum param_key k, const char *v)
         case KEY_DOWNTIME: return parse_i64(v, &p->o.max_downtime_ms);
         case KEY_COMPRESSION: return set_compression(p, v);
         case KEY_XBZRLE_CACHE: return parse_u64(v, &p->xbzrle.cache_size_bytes);
-        case KEY_MT_LEVEL:
-                p->mt.level_set = true;
-                return parse_u32(v, &p->mt.level);
+        case KEY_MT_LEVEL: p->mt.level_set = true; return parse_u32(v, &p->mt.level);
         case KEY_MT_THREADS: return parse_u32(v, &p->mt.compress_threads);
         case KEY_MT_DTHREADS: return parse_u32(v, &p->mt.decompress_threads);
         case KEY_PARALLEL: return parse_u32(v, &p->o.parallel_connections);
@@ -156,20 +166,14 @@ static int set_one(struct vm_params *p, enum param_key k, const char *v)
                         return -EINVAL;
                 p->o.auto_converge = b ? &p->ac : NULL;
                 return 0;
-        case KEY_AC_INITIAL:
-                p->o.auto_converge = &p->ac;
-                return parse_u32(v, &p->ac.initial_percent);
-        case KEY_AC_INCREMENT:
-                p->o.auto_converge = &p->ac;
-                return parse_u32(v, &p->ac.increment_percent);
+        case KEY_AC_INITIAL: p->o.auto_converge = &p->ac; return parse_u32(v, &p->ac.initial_percent);
+        case KEY_AC_INCREMENT: p->o.auto_converge = &p->ac; return parse_u32(v, &p->ac.increment_percent);
         case KEY_PERSIST:
                 if (parse_bool(v, &b) < 0)
                         return -EINVAL;
                 p->o.persist_destination = b;
                 return 0;
-        case KEY_MIGRATE_URI:
-                p->migrate_uri = v;
-                return 0;
+        case KEY_MIGRATE_URI: p->migrate_uri = v; return 0;
         case KEY_MODE: return set_mode(p, v);
         default: return -EINVAL;
         }
@@ -201,8 +205,7 @@ static int find_key(const char *name)
         return -ENOENT;
 }
 
-int vm_params_parse(Vsockmux__Vmhelper__KeyValue *const *kv, size_t n, struct vm_params *ret, char *err,
-                    size_t errlen)
+int vm_params_parse(Vsockmux__Vmhelper__KeyValue *const *kv, size_t n, struct vm_params *ret, char *err, size_t errlen)
 {
         bool seen[_KEY_MAX] = {};
 
@@ -225,8 +228,7 @@ int vm_params_parse(Vsockmux__Vmhelper__KeyValue *const *kv, size_t n, struct vm
                         return fail(err, errlen, "params: %s wants %s, got '%.64s'", key_names[k], key_kinds[k],
                                     kv[i]->value);
         }
-        if (((seen[KEY_XBZRLE_CACHE]) &&
-             ret->o.compression_case != VSOCKMUX__MIGRATION__OPTIONS__COMPRESSION_XBZRLE) ||
+        if (((seen[KEY_XBZRLE_CACHE]) && ret->o.compression_case != VSOCKMUX__MIGRATION__OPTIONS__COMPRESSION_XBZRLE) ||
             ((seen[KEY_MT_LEVEL] || seen[KEY_MT_THREADS] || seen[KEY_MT_DTHREADS]) &&
              ret->o.compression_case != VSOCKMUX__MIGRATION__OPTIONS__COMPRESSION_MULTITHREAD))
                 return fail(err, errlen, "params: xbzrle.* needs compression xbzrle, multithread.* compression mt");

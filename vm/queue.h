@@ -12,9 +12,9 @@ struct vm_event_queue {
         struct vm_migration_event events[VM_MIGRATION_QUEUE_MAX];
         unsigned head;
         unsigned count;
-        bool terminal_queued;           /* nothing is queued after the terminal event */
+        bool terminal_queued; /* nothing is queued after the terminal event */
         bool terminal_delivered;
-        int fd;                         /* readable exactly while count > 0 */
+        int fd; /* readable exactly while count > 0 */
 };
 
 bool vm_migration_event_is_terminal(enum vm_migration_event_kind k);

@@ -72,7 +72,7 @@ int vm_rollback_domain(const char *src_uri, const char *domain, unsigned wait_ms
                 return r;
         dom = virDomainLookupByName(c, domain);
         if (dom) {
-                (void)virDomainAbortJob(dom);   /* no job left is what we want too */
+                (void)virDomainAbortJob(dom); /* no job left is what we want too */
                 r = wait_no_job(dom, wait_ms);
                 virDomainFree(dom);
                 if (r < 0) {

@@ -4,7 +4,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define VM_ROLLBACK_WAIT_MS_DEFAULT 60000u      /* for libvirt to end an aborted job */
+#define VM_ROLLBACK_WAIT_MS_DEFAULT 60000u /* for libvirt to end an aborted job */
 
 /* Aborts the domain's job (none is fine), waits up to wait_ms for libvirt to end it, then resumes
  * the domain if the migration left it paused. *ret_on_source says whether it runs on the source

@@ -10,9 +10,14 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const uint32_t fuzz_request_types[] = {
-        BRIDGE_RPC_CREATE,           BRIDGE_RPC_SHUTDOWN_GRACEFUL, BRIDGE_RPC_EXECUTE_PROCESS,
-        BRIDGE_RPC_WAIT_FOR_PROCESS, BRIDGE_RPC_SIGNAL_PROCESS,    BRIDGE_RPC_RESIZE_CONSOLE,
-        BRIDGE_RPC_NEGOTIATE_PROTOCOL, BRIDGE_RPC_DUMP_STACKS,
+        BRIDGE_RPC_CREATE,
+        BRIDGE_RPC_SHUTDOWN_GRACEFUL,
+        BRIDGE_RPC_EXECUTE_PROCESS,
+        BRIDGE_RPC_WAIT_FOR_PROCESS,
+        BRIDGE_RPC_SIGNAL_PROCESS,
+        BRIDGE_RPC_RESIZE_CONSOLE,
+        BRIDGE_RPC_NEGOTIATE_PROTOCOL,
+        BRIDGE_RPC_DUMP_STACKS,
 };
 
 static bool str_eq(const char *a, const char *b)
@@ -122,17 +127,10 @@ static void fuzz_notification(const char *p, size_t n)
 static void fuzz_payload(uint32_t type, const char *p, size_t n)
 {
         switch (bridge_type_class(type)) {
-        case BRIDGE_CLASS_REQUEST:
-                fuzz_request(type, p, n);
-                break;
-        case BRIDGE_CLASS_RESPONSE:
-                fuzz_response(BRIDGE_TYPE_REQUEST | (type & ~BRIDGE_TYPE_CLASS_MASK), p, n);
-                break;
-        case BRIDGE_CLASS_NOTIFY:
-                fuzz_notification(p, n);
-                break;
-        default:
-                break;
+        case BRIDGE_CLASS_REQUEST: fuzz_request(type, p, n); break;
+        case BRIDGE_CLASS_RESPONSE: fuzz_response(BRIDGE_TYPE_REQUEST | (type & ~BRIDGE_TYPE_CLASS_MASK), p, n); break;
+        case BRIDGE_CLASS_NOTIFY: fuzz_notification(p, n); break;
+        default: break;
         }
 }
 

@@ -42,8 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 total_in += chunk;
                 total_out += out_len;
                 /* Nothing is invented, and no more is held back than a partial sequence. */
-                if (out_len > chunk + CLI_DETACH_KEYS_MAX || total_out > total_in ||
-                    total_in - total_out != d.matched)
+                if (out_len > chunk + CLI_DETACH_KEYS_MAX || total_out > total_in || total_in - total_out != d.matched)
                         abort();
                 off += chunk;
         }

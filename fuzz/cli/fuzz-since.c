@@ -21,13 +21,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         s[size - 8] = '\0';
         if (cli_since_parse(s, now, &seq, &ns) < 0) {
                 if (seq != 7 || ns != 7)
-                        abort();    /* out-params are set only on success */
+                        abort(); /* out-params are set only on success */
                 return 0;
         }
         if (seq && ns)
                 abort();
-        if (s[0] != '@' && strchr("smhd", s[strlen(s) - 1]) && s[strlen(s) - 1] != 0 && ns > now && now > 0 &&
-            ns != 1)
+        if (s[0] != '@' && strchr("smhd", s[strlen(s) - 1]) && s[strlen(s) - 1] != 0 && ns > now && now > 0 && ns != 1)
                 abort();
         return 0;
 }

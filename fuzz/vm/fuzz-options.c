@@ -24,7 +24,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         abort();
                 goto out;
         }
-        if (p.transport < 0 || p.transport >= _VM_TRANSPORT_MAX || p.compression < 0 || p.compression >= _VM_COMPRESSION_MAX)
+        if (p.transport < 0 || p.transport >= _VM_TRANSPORT_MAX || p.compression < 0 ||
+            p.compression >= _VM_COMPRESSION_MAX)
                 abort();
         /* Nothing accepted may exceed a limit: accepted means passed through unchanged. */
         if (p.auto_converge_initial > VM_THROTTLE_PERCENT_MAX || p.auto_converge_increment > VM_THROTTLE_PERCENT_MAX ||

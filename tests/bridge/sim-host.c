@@ -147,7 +147,8 @@ void host_response(struct host *h, uint32_t req_type, uint64_t id, struct bridge
 void host_negotiate(struct host *h, bool offer_resume, bool *ret_resume)
 {
         struct bridge_request req = { .type = BRIDGE_RPC_NEGOTIATE_PROTOCOL,
-                                      .negotiate = { .min_version = 4, .max_version = 4, .stdio_resume = offer_resume } };
+                                      .negotiate = {
+                                              .min_version = 4, .max_version = 4, .stdio_resume = offer_resume } };
         struct bridge_response resp = {};
         uint64_t id = host_send(h, &req);
 
@@ -162,7 +163,8 @@ void host_negotiate(struct host *h, bool offer_resume, bool *ret_resume)
 
 int32_t host_wait(struct host *h, uint32_t pid, uint32_t *ret_code)
 {
-        struct bridge_request req = { .type = BRIDGE_RPC_WAIT_FOR_PROCESS, .container_id = "",
+        struct bridge_request req = { .type = BRIDGE_RPC_WAIT_FOR_PROCESS,
+                                      .container_id = "",
                                       .wait = { .pid = pid, .timeout_ms = BRIDGE_WAIT_INFINITE } };
         struct bridge_response resp = {};
         uint64_t id = host_send(h, &req);
@@ -177,13 +179,16 @@ int32_t host_wait(struct host *h, uint32_t pid, uint32_t *ret_code)
 }
 
 int32_t host_exec_params(struct host *h, const char *cid, const struct bridge_process_params *p,
-                                const uint32_t ports[3], uint32_t *ret_pid)
+                         const uint32_t ports[3], uint32_t *ret_pid)
 {
         struct bridge_request req = {
                 .type = BRIDGE_RPC_EXECUTE_PROCESS,
                 .container_id = cid,
-                .exec = { .has_params = true, .params = *p,
-                          .stdin_port = ports[0], .stdout_port = ports[1], .stderr_port = ports[2] },
+                .exec = { .has_params = true,
+                          .params = *p,
+                          .stdin_port = ports[0],
+                          .stdout_port = ports[1],
+                          .stderr_port = ports[2] },
         };
         struct bridge_response resp = {};
         uint64_t id = host_send(h, &req);
@@ -202,7 +207,9 @@ int32_t host_exec_params(struct host *h, const char *cid, const struct bridge_pr
 uint32_t host_exec(struct host *h, const char *script, bool with_stdin)
 {
         const char *args[] = { "sh", "-c", script };
-        struct bridge_process_params p = { .args = args, .n_args = 3, .create_stdin = with_stdin, .create_stdout = true };
+        struct bridge_process_params p = {
+                .args = args, .n_args = 3, .create_stdin = with_stdin, .create_stdout = true
+        };
         const uint32_t ports[3] = { with_stdin ? PORT_STDIN : 0, PORT_STDOUT, 0 };
         uint32_t pid = 0;
 

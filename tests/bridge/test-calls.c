@@ -35,8 +35,8 @@ static void test_seed_next_id_only_raises(void **state)
         assert_int_equal(bridge_calls_seed_next_id(t, 99), -ERANGE);
         assert_int_equal(bridge_calls_seed_next_id(t, 0), -ERANGE);
         assert_int_equal(bridge_calls_next_id(t), 100);
-        assert_int_equal(bridge_calls_add(t, BRIDGE_RPC_SIGNAL_PROCESS, 0, BRIDGE_DEADLINE_NONE, "c", 1, on_done, &d,
-                                          &c), 0);
+        assert_int_equal(
+                bridge_calls_add(t, BRIDGE_RPC_SIGNAL_PROCESS, 0, BRIDGE_DEADLINE_NONE, "c", 1, on_done, &d, &c), 0);
         assert_int_equal(c->id, 100);
         assert_int_equal(bridge_calls_next_id(t), 101);
         bridge_calls_fail_all(t, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed", false);
@@ -75,7 +75,8 @@ static void test_loss_completes_every_call_once(void **state)
         assert_int_equal(bridge_calls_new(&t), 0);
         for (int i = 0; i < 3; i++)
                 assert_int_equal(bridge_calls_add(t, BRIDGE_RPC_EXECUTE_PROCESS, 0, i == 0 ? 10 : BRIDGE_DEADLINE_NONE,
-                                                  NULL, 0, on_done, &d[i], &c), 0);
+                                                  NULL, 0, on_done, &d[i], &c),
+                                 0);
         assert_int_equal(bridge_calls_fail_all(t, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed", false), 3);
         for (int i = 0; i < 3; i++) {
                 assert_int_equal(d[i].count, 1);
@@ -96,8 +97,8 @@ static void test_fail_all_can_keep_zombies_for_late_answers(void **state)
         uint64_t id;
 
         assert_int_equal(bridge_calls_new(&t), 0);
-        assert_int_equal(bridge_calls_add(t, BRIDGE_RPC_WAIT_FOR_PROCESS, 0, BRIDGE_DEADLINE_NONE, "c", 1, on_done, &d,
-                                          &c), 0);
+        assert_int_equal(
+                bridge_calls_add(t, BRIDGE_RPC_WAIT_FOR_PROCESS, 0, BRIDGE_DEADLINE_NONE, "c", 1, on_done, &d, &c), 0);
         id = c->id;
         assert_int_equal(bridge_calls_fail_all(t, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed", true), 1);
         assert_int_equal(d.count, 1);
@@ -118,8 +119,8 @@ static void test_timeout_completes_once_and_late_reply_is_a_zombie(void **state)
         assert_int_equal(bridge_calls_add(t, BRIDGE_RPC_SIGNAL_PROCESS, 0, 300, NULL, 0, on_done, &b, &c), 0);
         assert_int_equal(bridge_calls_add(t, BRIDGE_RPC_CREATE, 0, 200, NULL, 0, on_done, &a, &c), 0);
         id_a = c->id;
-        assert_int_equal(bridge_calls_add(t, BRIDGE_RPC_WAIT_FOR_PROCESS, 0, BRIDGE_DEADLINE_NONE, "c", 4, on_done,
-                                          &w, &c), 0);
+        assert_int_equal(
+                bridge_calls_add(t, BRIDGE_RPC_WAIT_FOR_PROCESS, 0, BRIDGE_DEADLINE_NONE, "c", 4, on_done, &w, &c), 0);
         assert_int_equal(bridge_calls_next_deadline(t), 200);
         assert_int_equal(bridge_calls_expire(t, 199), 0);
         assert_int_equal(bridge_calls_expire(t, 250), 1);
@@ -174,7 +175,8 @@ static void on_done_adds_another(const struct bridge_result *res, void *userdata
         re->count++;
         if (re->added++ == 0)
                 assert_int_equal(bridge_calls_add(re->t, BRIDGE_RPC_SIGNAL_PROCESS, 0, BRIDGE_DEADLINE_NONE, NULL, 0,
-                                                  on_done_adds_another, re, &c), 0);
+                                                  on_done_adds_another, re, &c),
+                                 0);
 }
 
 static void test_fail_all_also_fails_calls_added_by_callbacks(void **state)
@@ -186,7 +188,8 @@ static void test_fail_all_also_fails_calls_added_by_callbacks(void **state)
         assert_int_equal(bridge_calls_new(&t), 0);
         re.t = t;
         assert_int_equal(bridge_calls_add(t, BRIDGE_RPC_SIGNAL_PROCESS, 0, BRIDGE_DEADLINE_NONE, NULL, 0,
-                                          on_done_adds_another, &re, &c), 0);
+                                          on_done_adds_another, &re, &c),
+                         0);
         assert_int_equal(bridge_calls_fail_all(t, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed", false), 2);
         assert_int_equal(re.count, 2);
         assert_int_equal(bridge_calls_count(t), 0);
@@ -203,8 +206,9 @@ static void test_thousands_of_waits_are_found_by_id(void **state)
         assert_int_equal(bridge_calls_seed_next_id(t, 1000000), 0);
         for (unsigned i = 0; i < n; i++) {
                 assert_int_equal(bridge_calls_add(t, BRIDGE_RPC_WAIT_FOR_PROCESS, 0,
-                                                  i % 2 ? BRIDGE_DEADLINE_NONE : (uint64_t)(n - i), "c", i, on_done,
-                                                  &d, &c), 0);
+                                                  i % 2 ? BRIDGE_DEADLINE_NONE : (uint64_t)(n - i), "c", i, on_done, &d,
+                                                  &c),
+                                 0);
                 assert_int_equal(bridge_calls_preregister(t, i, BRIDGE_RPC_WAIT_FOR_PROCESS, "c", i, on_done, &d, &c),
                                  0);
         }
@@ -221,7 +225,8 @@ static void test_thousands_of_waits_are_found_by_id(void **state)
         assert_int_equal(d.count, 500);
         assert_int_equal(bridge_calls_zombie_count(t), 500);
         assert_int_equal(bridge_calls_next_deadline(t), 1002);
-        assert_int_equal(bridge_calls_fail_all(t, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed", false), 2 * n - 500);
+        assert_int_equal(bridge_calls_fail_all(t, BRIDGE_STATUS_CLOSED, -ENOTCONN, "bridge closed", false),
+                         2 * n - 500);
         assert_int_equal(d.count, 2 * n);
 }
 
@@ -235,7 +240,8 @@ static void test_zombies_are_bounded(void **state)
         assert_int_equal(bridge_calls_new(&t), 0);
         for (unsigned i = 0; i < BRIDGE_CALLS_MAX_ZOMBIES + 10; i++) {
                 assert_int_equal(bridge_calls_add(t, BRIDGE_RPC_SIGNAL_PROCESS, 0, BRIDGE_DEADLINE_NONE, NULL, 0,
-                                                  on_done, &d, &c), 0);
+                                                  on_done, &d, &c),
+                                 0);
                 bridge_calls_complete(t, c, &ok, true);
         }
         assert_int_equal(bridge_calls_zombie_count(t), BRIDGE_CALLS_MAX_ZOMBIES);
@@ -253,12 +259,12 @@ static void test_list_and_cancel(void **state)
         size_t n;
 
         assert_int_equal(bridge_calls_new(&t), 0);
-        assert_int_equal(bridge_calls_add(t, BRIDGE_RPC_WAIT_FOR_PROCESS, 0, BRIDGE_DEADLINE_NONE, "a", 1, on_done, &d,
-                                          &c), 0);
+        assert_int_equal(
+                bridge_calls_add(t, BRIDGE_RPC_WAIT_FOR_PROCESS, 0, BRIDGE_DEADLINE_NONE, "a", 1, on_done, &d, &c), 0);
         assert_int_equal(bridge_calls_add(t, BRIDGE_RPC_SIGNAL_PROCESS, 0, 5, NULL, 0, on_done, &d, &c), 0);
         bridge_calls_cancel(t, c);
-        assert_int_equal(bridge_calls_add(t, BRIDGE_RPC_WAIT_FOR_PROCESS, 0, BRIDGE_DEADLINE_NONE, "b", 2, on_done, &d,
-                                          &c), 0);
+        assert_int_equal(
+                bridge_calls_add(t, BRIDGE_RPC_WAIT_FOR_PROCESS, 0, BRIDGE_DEADLINE_NONE, "b", 2, on_done, &d, &c), 0);
         assert_int_equal(bridge_calls_list(t, BRIDGE_RPC_WAIT_FOR_PROCESS, &ids, &n), 0);
         assert_int_equal(n, 2);
         assert_int_equal(ids[0], 0);
@@ -276,7 +282,8 @@ static void test_held_store_is_fifo_and_bounded(void **state)
 
         bridge_held_init(&h);
         assert_int_equal(bridge_held_add(&h, BRIDGE_NOTIFY_CONTAINER, 0, "a", "first", 5), 0);
-        assert_int_equal(bridge_held_add(&h, bridge_type_response_for(BRIDGE_RPC_WAIT_FOR_PROCESS), 7, NULL, "r7", 2), 0);
+        assert_int_equal(bridge_held_add(&h, bridge_type_response_for(BRIDGE_RPC_WAIT_FOR_PROCESS), 7, NULL, "r7", 2),
+                         0);
         assert_int_equal(bridge_held_add(&h, BRIDGE_NOTIFY_CONTAINER, 0, "a", "second", 6), 0);
         assert_int_equal(h.n, 3);
         assert_int_equal(h.bytes, 13);

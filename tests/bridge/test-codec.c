@@ -11,9 +11,8 @@
 #include "bridge/msg.h"
 #include "util/macro.h"
 
-static const char negotiate_payload[] =
-        "{\"ContainerId\":\"\",\"ActivityId\":\"00000000-0000-0000-0000-000000000000\","
-        "\"MinimumVersion\":4,\"MaximumVersion\":4}\n";
+static const char negotiate_payload[] = "{\"ContainerId\":\"\",\"ActivityId\":\"00000000-0000-0000-0000-000000000000\","
+                                        "\"MinimumVersion\":4,\"MaximumVersion\":4}\n";
 
 static void test_negotiate_request_golden_bytes(void **state)
 {
@@ -54,7 +53,7 @@ static void test_header_roundtrip_is_little_endian(void **state)
 {
         struct bridge_header h = { .type = 0x20100601u, .size = 0x1234, .id = 0x0102030405060708ull }, back;
         uint8_t raw[16];
-        static const uint8_t want[16] = { 0x01, 0x06, 0x10, 0x20, 0x34, 0x12, 0, 0,
+        static const uint8_t want[16] = { 0x01, 0x06, 0x10, 0x20, 0x34, 0x12, 0,    0,
                                           0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01 };
 
         bridge_header_encode(&h, raw);
@@ -85,7 +84,7 @@ static int parse_with_size(uint32_t size, const char **ret_reason)
         uint8_t raw[16];
         struct bridge_frame f;
 
-        bridge_header_encode(&(struct bridge_header) { .type = 0x20100b01u, .size = size }, raw);
+        bridge_header_encode(&(struct bridge_header){ .type = 0x20100b01u, .size = size }, raw);
         return bridge_frame_parse(raw, sizeof(raw), &f, NULL, ret_reason);
 }
 
@@ -111,7 +110,7 @@ static void test_size_above_64k_is_refused_and_64k_accepted(void **state)
         assert_int_equal(parse_with_size(UINT32_MAX, NULL), -EBADMSG);
 
         assert_non_null(big);
-        bridge_header_encode(&(struct bridge_header) { .type = 0x20100b01u, .size = 65536, .id = 9 }, big);
+        bridge_header_encode(&(struct bridge_header){ .type = 0x20100b01u, .size = 65536, .id = 9 }, big);
         assert_int_equal(bridge_frame_parse(big, 65535, &f, &need, NULL), 0);
         assert_int_equal(need, 65536);
         assert_int_equal(bridge_frame_parse(big, 65536, &f, NULL, NULL), 65536);

@@ -17,7 +17,7 @@ struct harness {
         struct bridge_conn *c;
         uint8_t *out; /* frames the host wrote; those from out_off on are not read by the test yet */
         size_t out_len, out_off, out_cap;
-        uint8_t *in;  /* bytes fed to the host but not consumed yet */
+        uint8_t *in; /* bytes fed to the host but not consumed yet */
         size_t in_len;
         int write_error;
         int disconnects;
@@ -248,7 +248,8 @@ static void test_negotiate_offers_resume_and_records_capabilities(void **state)
 {
         struct harness *h = harness_new();
         struct bridge_request req;
-        struct bridge_response resp = { .negotiate = { .version = 4, .runtime_os_type = "Linux", .stdio_resume = true } };
+        struct bridge_response resp = { .negotiate = {
+                                                .version = 4, .runtime_os_type = "Linux", .stdio_resume = true } };
         uint64_t id;
 
         assert_int_equal(bridge_conn_state(h->c), BRIDGE_CONN_WAITING);
@@ -506,7 +507,8 @@ static void test_shutdown_of_missing_container_is_already_gone(void **state)
 
         connect_guest(h, false);
         assert_int_equal(bridge_conn_shutdown(h->c, "ctr", BRIDGE_SHUTDOWN_FORCED, on_done, &d, &id), 0);
-        assert_true(reply_result(h, BRIDGE_RPC_SHUTDOWN_FORCED, id, BRIDGE_HR_SYSTEM_NOT_FOUND, "no such container") > 0);
+        assert_true(reply_result(h, BRIDGE_RPC_SHUTDOWN_FORCED, id, BRIDGE_HR_SYSTEM_NOT_FOUND, "no such container") >
+                    0);
         assert_int_equal(d.last.status, BRIDGE_STATUS_ALREADY_GONE);
         assert_int_equal(d.last.error, 0);
         /* Any other failure is an error. */
@@ -1152,7 +1154,8 @@ static void test_thousands_of_waits_survive_a_reconnect(void **state)
         assert_non_null(d);
         connect_guest(h, true);
         for (unsigned i = 0; i < N; i++)
-                assert_int_equal(bridge_conn_wait(h->c, "ctr", 1000 + i, BRIDGE_WAIT_INFINITE, on_done, &d[i], NULL), 0);
+                assert_int_equal(bridge_conn_wait(h->c, "ctr", 1000 + i, BRIDGE_WAIT_INFINITE, on_done, &d[i], NULL),
+                                 0);
         h->out_len = h->out_off = 0;
         bridge_conn_set_migrating(h->c, true);
         bridge_conn_detach(h->c, -ECONNRESET);
@@ -1239,7 +1242,8 @@ static void chaos_feed_response(struct chaos *ch, uint64_t id)
                 "{\"Result\":",
                 "[]",
                 "{\"Result\":0,\"ActivityId\":\"nope\"}",
-                "{\"Result\":0,\"Version\":4,\"Capabilities\":{\"RuntimeOsType\":\"Linux\",\"GuestDefinedCapabilities\":null}}",
+                "{\"Result\":0,\"Version\":4,\"Capabilities\":{\"RuntimeOsType\":\"Linux\","
+                "\"GuestDefinedCapabilities\":null}}",
         };
         uint32_t types[] = { BRIDGE_RPC_WAIT_FOR_PROCESS, BRIDGE_RPC_SIGNAL_PROCESS, BRIDGE_RPC_EXECUTE_PROCESS,
                              BRIDGE_RPC_NEGOTIATE_PROTOCOL };
@@ -1266,16 +1270,12 @@ static void chaos_step(struct chaos *ch)
         int r;
 
         switch (chaos_rand(ch) % 16) {
-        case 0:
-                (void)bridge_conn_attach(h->c);
-                break;
+        case 0: (void)bridge_conn_attach(h->c); break;
         case 1:
                 bridge_conn_detach(h->c, chaos_rand(ch) % 2 ? 0 : -ECONNRESET);
                 h->in_len = h->out_len = h->out_off = 0;
                 break;
-        case 2:
-                bridge_conn_set_migrating(h->c, chaos_rand(ch) % 2);
-                break;
+        case 2: bridge_conn_set_migrating(h->c, chaos_rand(ch) % 2); break;
         case 3:
                 if (chaos_rand(ch) % 2)
                         bridge_conn_begin_resume_window(h->c);
@@ -1284,8 +1284,9 @@ static void chaos_step(struct chaos *ch)
                 break;
         case 4:
         case 5:
-                r = bridge_conn_wait(h->c, cid, (uint32_t)(chaos_rand(ch) % 4), chaos_rand(ch) % 2 ? 100 : BRIDGE_WAIT_INFINITE,
-                                     chaos_call_done, &ch->calls[slot], &id);
+                r = bridge_conn_wait(h->c, cid, (uint32_t)(chaos_rand(ch) % 4),
+                                     chaos_rand(ch) % 2 ? 100 : BRIDGE_WAIT_INFINITE, chaos_call_done, &ch->calls[slot],
+                                     &id);
                 if (r == 0) {
                         ch->used_call[slot] = true;
                         ch->next_slot++;
@@ -1332,7 +1333,7 @@ static void chaos_step(struct chaos *ch)
         }
         case 11:
                 chaos_feed_response(ch, chaos_rand(ch) % 2 ? ch->last_ids[chaos_rand(ch) % ELEMENTSOF(ch->last_ids)]
-                                                          : chaos_rand(ch) % 64);
+                                                           : chaos_rand(ch) % 64);
                 break;
         case 12:
                 if (h->c && bridge_conn_state(h->c) != BRIDGE_CONN_WAITING)

@@ -110,14 +110,14 @@ static uint64_t now_ns(void)
 }
 
 /* Runs the loop until `cond` holds; fails (never hangs) when it does not within WAIT_NS. */
-#define RUN_UNTIL(f, cond)                                                                      \
-        do {                                                                                    \
-                uint64_t _deadline_ = now_ns() + WAIT_NS;                                       \
-                while (!(cond)) {                                                               \
-                        if (now_ns() > _deadline_)                                              \
-                                fail_msg("timed out waiting for: %s", #cond);                   \
-                        assert_int_equal(relay_run_once((f)->r, STEP_NS), 0);                   \
-                }                                                                               \
+#define RUN_UNTIL(f, cond)                                                    \
+        do {                                                                  \
+                uint64_t _deadline_ = now_ns() + WAIT_NS;                     \
+                while (!(cond)) {                                             \
+                        if (now_ns() > _deadline_)                            \
+                                fail_msg("timed out waiting for: %s", #cond); \
+                        assert_int_equal(relay_run_once((f)->r, STEP_NS), 0); \
+                }                                                             \
         } while (0)
 
 static void run_for(struct fixture *f, uint64_t ns)
@@ -253,7 +253,7 @@ struct slot {
         struct fixture *f;
         enum relay_stream_dir dir;
         uint32_t port;
-        int endpoint; /* until the stream takes it */
+        int endpoint;   /* until the stream takes it */
         bool v4;        /* the V4 byte-count handshake was agreed */
         int pending_fd; /* V4 stdin, accepted but not yet relayed */
         struct relay_listener *l;
@@ -323,11 +323,11 @@ static void slot_start_v4_stdin(struct fixture *f, struct slot *sl)
 
 static void slot_listen(struct fixture *f, struct slot *sl, enum relay_stream_dir dir, int endpoint)
 {
-        *sl = (struct slot) { .f = f, .dir = dir, .endpoint = endpoint, .pending_fd = -1,
-                              .v4 = bridge_host_stdio_resume(f->h) };
+        *sl = (struct slot){
+                .f = f, .dir = dir, .endpoint = endpoint, .pending_fd = -1, .v4 = bridge_host_stdio_resume(f->h)
+        };
         assert_int_equal(ports_alloc(f->ports, &sl->port), 0);
-        assert_int_equal(relay_listen(f->r, &f->transport, sl->port, RELAY_LISTEN_ONCE, slot_on_accept, sl, &sl->l),
-                         0);
+        assert_int_equal(relay_listen(f->r, &f->transport, sl->port, RELAY_LISTEN_ONCE, slot_on_accept, sl, &sl->l), 0);
 }
 
 static void slot_cleanup(struct slot *sl)
@@ -419,7 +419,7 @@ static void run_echo(struct fixture *f)
         slot_listen(f, &in, RELAY_STREAM_TO_GUEST, pin[0]);
         slot_listen(f, &out, RELAY_STREAM_FROM_GUEST, pout[1]);
         slot_listen(f, &err, RELAY_STREAM_FROM_GUEST, perr[1]);
-        ports = (struct bridge_stdio_ports) { in.port, out.port, err.port };
+        ports = (struct bridge_stdio_ports){ in.port, out.port, err.port };
 
         assert_int_equal(bridge_host_exec(f->h, "c1", &p, &ports, on_done, &ex), 0);
         RUN_UNTIL(f, ex.count == 1);
@@ -574,9 +574,9 @@ static void test_migration_drop_keeps_calls_and_probe_catches_exit_while_detache
         /* A wait whose reply went missing with the old connection (here: never reached the guest)
          * is adopted; the bounded probe finds the exit that happened while detached. */
         assert_int_equal(bridge_host_seed_next_id(f->h, bridge_host_next_id(f->h) + 1000), 0);
-        assert_int_equal(bridge_host_preregister_wait(f->h, bridge_host_next_id(f->h) - 500, "c1", pid_gone, on_done,
-                                                      &adopted),
-                         0);
+        assert_int_equal(
+                bridge_host_preregister_wait(f->h, bridge_host_next_id(f->h) - 500, "c1", pid_gone, on_done, &adopted),
+                0);
         RUN_UNTIL(f, adopted.count == 1);
         assert_int_equal(adopted.res.status, BRIDGE_STATUS_OK);
         assert_true(adopted.res.probed);
@@ -699,9 +699,9 @@ static void test_oversized_frame_is_refused_without_killing_the_daemon(void **st
 
         /* The VM is still registered: the next guest connection negotiates. */
         fd2 = raw_dial(f);
-        assert_int_equal(bridge_response_frame(BRIDGE_RPC_NEGOTIATE_PROTOCOL, raw_read_negotiate(f, fd2), &resp, &ok,
-                                               &ok_len),
-                         0);
+        assert_int_equal(
+                bridge_response_frame(BRIDGE_RPC_NEGOTIATE_PROTOCOL, raw_read_negotiate(f, fd2), &resp, &ok, &ok_len),
+                0);
         assert_int_equal(write(fd2, ok, ok_len), (ssize_t)ok_len);
         RUN_UNTIL(f, bridge_host_state(f->h) == BRIDGE_CONN_CONNECTED);
         close(fd2);
@@ -716,9 +716,9 @@ static int raw_connect(struct fixture *f)
         size_t ok_len;
         int fd = raw_dial(f);
 
-        assert_int_equal(bridge_response_frame(BRIDGE_RPC_NEGOTIATE_PROTOCOL, raw_read_negotiate(f, fd), &resp, &ok,
-                                               &ok_len),
-                         0);
+        assert_int_equal(
+                bridge_response_frame(BRIDGE_RPC_NEGOTIATE_PROTOCOL, raw_read_negotiate(f, fd), &resp, &ok, &ok_len),
+                0);
         assert_int_equal(write(fd, ok, ok_len), (ssize_t)ok_len);
         RUN_UNTIL(f, bridge_host_state(f->h) == BRIDGE_CONN_CONNECTED);
         return fd;
@@ -920,8 +920,8 @@ int main(void)
                                                 fixture_teardown),
                 cmocka_unit_test_setup_teardown(test_migration_drop_keeps_calls_and_probe_catches_exit_while_detached,
                                                 fixture_setup, fixture_teardown),
-                cmocka_unit_test_setup_teardown(test_early_response_and_notification_are_held_across_a_resume, fixture_setup,
-                                                fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_early_response_and_notification_are_held_across_a_resume,
+                                                fixture_setup, fixture_teardown),
         };
         int failed;
 

@@ -191,7 +191,7 @@ static void test_execute_encode_refuses_bad_env_and_too_many_args(void **state)
         assert_non_null(args);
         for (size_t i = 0; i <= BRIDGE_MAX_ARGS; i++)
                 args[i] = "x";
-        in.exec.params = (struct bridge_process_params) { .args = args, .n_args = BRIDGE_MAX_ARGS + 1 };
+        in.exec.params = (struct bridge_process_params){ .args = args, .n_args = BRIDGE_MAX_ARGS + 1 };
         assert_int_equal(bridge_request_encode(&in, &json, NULL), -EINVAL);
         assert_null(json);
         free(args);
@@ -219,9 +219,11 @@ static void test_execute_decode_refuses_too_many_args(void **state)
 
 static void test_wait_signal_resize_requests_roundtrip(void **state)
 {
-        struct bridge_request wait = { .type = BRIDGE_RPC_WAIT_FOR_PROCESS, .container_id = "c",
+        struct bridge_request wait = { .type = BRIDGE_RPC_WAIT_FOR_PROCESS,
+                                       .container_id = "c",
                                        .wait = { .pid = 42, .timeout_ms = BRIDGE_WAIT_INFINITE } };
-        struct bridge_request sig = { .type = BRIDGE_RPC_SIGNAL_PROCESS, .container_id = "c",
+        struct bridge_request sig = { .type = BRIDGE_RPC_SIGNAL_PROCESS,
+                                      .container_id = "c",
                                       .signal = { .pid = 43, .has_options = true, .signal = 15 } };
         struct bridge_request kill = { .type = BRIDGE_RPC_SIGNAL_PROCESS, .signal.pid = 44 };
         struct bridge_request resize = { .type = BRIDGE_RPC_RESIZE_CONSOLE, .resize = { 45, 50, 132 } };
@@ -265,7 +267,8 @@ static void test_shutdown_requests_carry_only_the_base(void **state)
                 _cleanup_free_ char *json = NULL;
 
                 assert_int_equal(bridge_request_encode(&in, &json, NULL), 0);
-                assert_string_equal(json, "{\"ContainerId\":\"" BRIDGE_NULL_GUID "\",\"ActivityId\":\"" BRIDGE_NULL_GUID "\"}");
+                assert_string_equal(json, "{\"ContainerId\":\"" BRIDGE_NULL_GUID "\",\"ActivityId\":\"" BRIDGE_NULL_GUID
+                                          "\"}");
                 request_roundtrip(&in, &out);
                 bridge_request_done(&out);
         }
@@ -279,10 +282,13 @@ static void test_request_decode_refuses_non_guid_activity_and_bad_signal(void **
         const char *bad_sig = "{\"ProcessId\":1,\"Options\":{\"Signal\":65}}";
         const char *neg_pid = "{\"ProcessId\":-1}";
 
-        assert_int_equal(bridge_request_decode(BRIDGE_RPC_DUMP_STACKS, bad_aid, strlen(bad_aid), &out, &reason), -EBADMSG);
+        assert_int_equal(bridge_request_decode(BRIDGE_RPC_DUMP_STACKS, bad_aid, strlen(bad_aid), &out, &reason),
+                         -EBADMSG);
         assert_string_equal(reason, "ActivityId is not a GUID");
-        assert_int_equal(bridge_request_decode(BRIDGE_RPC_SIGNAL_PROCESS, bad_sig, strlen(bad_sig), &out, &reason), -EBADMSG);
-        assert_int_equal(bridge_request_decode(BRIDGE_RPC_WAIT_FOR_PROCESS, neg_pid, strlen(neg_pid), &out, &reason), -EBADMSG);
+        assert_int_equal(bridge_request_decode(BRIDGE_RPC_SIGNAL_PROCESS, bad_sig, strlen(bad_sig), &out, &reason),
+                         -EBADMSG);
+        assert_int_equal(bridge_request_decode(BRIDGE_RPC_WAIT_FOR_PROCESS, neg_pid, strlen(neg_pid), &out, &reason),
+                         -EBADMSG);
         assert_int_equal(bridge_request_decode(0x20100601u, "{}", 2, &out, &reason), -EBADMSG);
 }
 
@@ -310,10 +316,12 @@ static void test_negotiate_response_roundtrip_and_resume_capability(void **state
 
         in.negotiate.stdio_resume = false;
         assert_int_equal(bridge_response_encode(BRIDGE_RPC_NEGOTIATE_PROTOCOL, &in, &json, NULL), 0);
-        assert_string_equal(json,
+        assert_string_equal(
+                json,
                 "{\"Result\":0,\"Version\":4,\"Capabilities\":{\"SupportedSchemaVersions\":[{\"Major\":2,\"Minor\":1}],"
                 "\"RuntimeOsType\":\"Linux\",\"GuestDefinedCapabilities\":{\"NamespaceAddRequestSupported\":true,"
-                "\"SignalProcessSupported\":true,\"DumpStacksSupported\":true,\"DeleteContainerStateSupported\":true}}}");
+                "\"SignalProcessSupported\":true,\"DumpStacksSupported\":true,\"DeleteContainerStateSupported\":true}}"
+                "}");
         response_roundtrip(BRIDGE_RPC_NEGOTIATE_PROTOCOL, &in, &out);
         assert_false(out.negotiate.stdio_resume);
         bridge_response_done(&out);
@@ -324,30 +332,40 @@ static void test_negotiate_response_checks_version_and_capabilities(void **state
         struct bridge_response out = {};
         const char *reason = NULL;
 
-        assert_int_equal(decode_response(BRIDGE_RPC_NEGOTIATE_PROTOCOL,
-                         "{\"Result\":0,\"Version\":3,\"Capabilities\":{\"GuestDefinedCapabilities\":null}}", &out, &reason),
-                         -EPROTONOSUPPORT);
+        assert_int_equal(
+                decode_response(BRIDGE_RPC_NEGOTIATE_PROTOCOL,
+                                "{\"Result\":0,\"Version\":3,\"Capabilities\":{\"GuestDefinedCapabilities\":null}}",
+                                &out, &reason),
+                -EPROTONOSUPPORT);
         assert_non_null(strstr(reason, "version"));
-        assert_int_equal(decode_response(BRIDGE_RPC_NEGOTIATE_PROTOCOL, "{\"Result\":0,\"Capabilities\":{}}", &out, &reason),
-                         -EPROTONOSUPPORT);
-        assert_int_equal(decode_response(BRIDGE_RPC_NEGOTIATE_PROTOCOL, "{\"Result\":0,\"Version\":4,\"Capabilities\":{}}",
-                                         &out, &reason), -EBADMSG);
+        assert_int_equal(
+                decode_response(BRIDGE_RPC_NEGOTIATE_PROTOCOL, "{\"Result\":0,\"Capabilities\":{}}", &out, &reason),
+                -EPROTONOSUPPORT);
+        assert_int_equal(decode_response(BRIDGE_RPC_NEGOTIATE_PROTOCOL,
+                                         "{\"Result\":0,\"Version\":4,\"Capabilities\":{}}", &out, &reason),
+                         -EBADMSG);
         assert_int_equal(decode_response(BRIDGE_RPC_NEGOTIATE_PROTOCOL, "{\"Result\":0,\"Version\":4}", &out, &reason),
                          -EBADMSG);
-        assert_int_equal(decode_response(BRIDGE_RPC_NEGOTIATE_PROTOCOL,
-                         "{\"Result\":0,\"Version\":4,\"Capabilities\":{\"GuestDefinedCapabilities\":[]}}", &out, &reason),
-                         -EBADMSG);
+        assert_int_equal(
+                decode_response(BRIDGE_RPC_NEGOTIATE_PROTOCOL,
+                                "{\"Result\":0,\"Version\":4,\"Capabilities\":{\"GuestDefinedCapabilities\":[]}}", &out,
+                                &reason),
+                -EBADMSG);
 
         /* null capabilities are fine; an empty RuntimeOsType means windows. */
-        assert_int_equal(decode_response(BRIDGE_RPC_NEGOTIATE_PROTOCOL,
-                         "{\"Result\":0,\"Version\":4,\"Capabilities\":{\"GuestDefinedCapabilities\":null}}", &out, &reason), 0);
+        assert_int_equal(
+                decode_response(BRIDGE_RPC_NEGOTIATE_PROTOCOL,
+                                "{\"Result\":0,\"Version\":4,\"Capabilities\":{\"GuestDefinedCapabilities\":null}}",
+                                &out, &reason),
+                0);
         assert_string_equal(out.negotiate.runtime_os_type, "windows");
         assert_false(out.negotiate.stdio_resume);
         bridge_response_done(&out);
 
         /* A refusal carries only the base and is not a decode error. */
         assert_int_equal(decode_response(BRIDGE_RPC_NEGOTIATE_PROTOCOL,
-                         "{\"Result\":-1070137076,\"ErrorMessage\":\"unsupported\"}", &out, &reason), 0);
+                                         "{\"Result\":-1070137076,\"ErrorMessage\":\"unsupported\"}", &out, &reason),
+                         0);
         assert_int_equal(out.result, BRIDGE_HR_UNSUPPORTED_VERSION);
         assert_string_equal(out.error_message, "unsupported");
         bridge_response_done(&out);
@@ -371,12 +389,15 @@ static void test_execute_and_wait_responses_roundtrip(void **state)
 
 static void test_error_response_writes_signed_hresult_and_echoes_activity(void **state)
 {
-        struct bridge_response in = { .result = BRIDGE_HR_NOT_FOUND, .error_message = "no such process",
-                                      .activity_id = GUID_A }, out = {};
+        struct bridge_response in = { .result = BRIDGE_HR_NOT_FOUND,
+                                      .error_message = "no such process",
+                                      .activity_id = GUID_A },
+                               out = {};
         _cleanup_free_ char *json = NULL;
 
         assert_int_equal(bridge_response_encode(BRIDGE_RPC_WAIT_FOR_PROCESS, &in, &json, NULL), 0);
-        assert_string_equal(json, "{\"Result\":-2147023728,\"ErrorMessage\":\"no such process\",\"ActivityId\":\"" GUID_A "\"}");
+        assert_string_equal(
+                json, "{\"Result\":-2147023728,\"ErrorMessage\":\"no such process\",\"ActivityId\":\"" GUID_A "\"}");
         response_roundtrip(BRIDGE_RPC_WAIT_FOR_PROCESS, &in, &out);
         assert_int_equal(out.result, (int32_t)0x80070490u);
         assert_string_equal(out.activity_id, GUID_A);
@@ -392,7 +413,8 @@ static void test_response_hresult_out_of_int32_range_is_refused(void **state)
         const char *reason = NULL;
 
         /* 0x80070490 written unsigned does not fit the host's int32. */
-        assert_int_equal(decode_response(BRIDGE_RPC_SIGNAL_PROCESS, "{\"Result\":2147943568}", &out, &reason), -EBADMSG);
+        assert_int_equal(decode_response(BRIDGE_RPC_SIGNAL_PROCESS, "{\"Result\":2147943568}", &out, &reason),
+                         -EBADMSG);
         assert_string_equal(reason, "integer out of range");
         assert_int_equal(decode_response(BRIDGE_RPC_SIGNAL_PROCESS, "{\"Result\":1.5}", &out, &reason), -EBADMSG);
         assert_int_equal(decode_response(BRIDGE_RPC_SIGNAL_PROCESS, "{\"Result\":\"0\"}", &out, &reason), -EBADMSG);
@@ -403,11 +425,14 @@ static void test_response_activity_id_must_be_guid_or_absent(void **state)
         struct bridge_response out = {};
         const char *reason = NULL;
 
-        assert_int_equal(decode_response(BRIDGE_RPC_SIGNAL_PROCESS, "{\"Result\":0,\"ActivityId\":\"\"}", &out, &reason),
-                         -EBADMSG);
+        assert_int_equal(
+                decode_response(BRIDGE_RPC_SIGNAL_PROCESS, "{\"Result\":0,\"ActivityId\":\"\"}", &out, &reason),
+                -EBADMSG);
         assert_string_equal(reason, "ActivityId is not a GUID");
         assert_int_equal(decode_response(BRIDGE_RPC_SIGNAL_PROCESS,
-                         "{\"Result\":0,\"ActivityId\":\"0123abcd-4567-89ef-ABCD-0123456789aZ\"}", &out, &reason), -EBADMSG);
+                                         "{\"Result\":0,\"ActivityId\":\"0123abcd-4567-89ef-ABCD-0123456789aZ\"}", &out,
+                                         &reason),
+                         -EBADMSG);
         assert_int_equal(decode_response(BRIDGE_RPC_SIGNAL_PROCESS, "{\"Result\":0,\"ActivityId\":7}", &out, &reason),
                          -EBADMSG);
         assert_int_equal(decode_response(BRIDGE_RPC_SIGNAL_PROCESS, "{\"Result\":0}", &out, &reason), 0);
@@ -418,8 +443,17 @@ static void test_response_activity_id_must_be_guid_or_absent(void **state)
 static void test_bad_json_is_refused(void **state)
 {
         static const char *const bad[] = {
-                "", "{", "{\"Result\":0", "[]", "null", "0", "{\"Result\":0}x", "{\"Result\":0} {}",
-                "{\"Result\":'x'}", "{\"Result\":0,}", "{\"Result\":0 /* c */}",
+                "",
+                "{",
+                "{\"Result\":0",
+                "[]",
+                "null",
+                "0",
+                "{\"Result\":0}x",
+                "{\"Result\":0} {}",
+                "{\"Result\":'x'}",
+                "{\"Result\":0,}",
+                "{\"Result\":0 /* c */}",
         };
         struct bridge_response out = {};
         const char *reason;
@@ -439,7 +473,8 @@ static void test_trailing_whitespace_and_go_style_field_case_accepted(void **sta
 {
         struct bridge_response out = {};
 
-        assert_int_equal(decode_response(BRIDGE_RPC_WAIT_FOR_PROCESS, "{\"Result\":0,\"ExitCode\":3}\n \r\t", &out, NULL), 0);
+        assert_int_equal(
+                decode_response(BRIDGE_RPC_WAIT_FOR_PROCESS, "{\"Result\":0,\"ExitCode\":3}\n \r\t", &out, NULL), 0);
         assert_int_equal(out.wait.exit_code, 3);
         bridge_response_done(&out);
         /* Go's encoding/json matches field names case-insensitively. */
@@ -450,8 +485,10 @@ static void test_trailing_whitespace_and_go_style_field_case_accepted(void **sta
 
 static void test_notification_roundtrip_and_result_info_rules(void **state)
 {
-        struct bridge_notification in = { .container_id = "c1", .type = "UnexpectedExit",
-                                          .result_info = "{\"ExitCode\":3}" }, out = {};
+        struct bridge_notification in = { .container_id = "c1",
+                                          .type = "UnexpectedExit",
+                                          .result_info = "{\"ExitCode\":3}" },
+                                   out = {};
         _cleanup_free_ uint8_t *frame = NULL;
         _cleanup_free_ char *json = NULL;
         struct bridge_frame f;
@@ -474,7 +511,8 @@ static void test_notification_roundtrip_and_result_info_rules(void **state)
         in.result_info = "";
         assert_int_equal(bridge_notification_encode(&in, &json, NULL), -EINVAL);
 
-        json = strdup("{\"ContainerId\":\"c\",\"Type\":\"GracefulExit\",\"Operation\":\"None\",\"Result\":0,\"ResultInfo\":\"\"}");
+        json = strdup("{\"ContainerId\":\"c\",\"Type\":\"GracefulExit\",\"Operation\":\"None\",\"Result\":0,"
+                      "\"ResultInfo\":\"\"}");
         assert_int_equal(bridge_notification_decode(json, strlen(json), &out, &reason), -EBADMSG);
         assert_non_null(strstr(reason, "ResultInfo"));
         free(json);

@@ -118,7 +118,9 @@ static void test_sim_unknown_request_gets_not_impl_with_id_echoed(void **state)
 static void test_sim_reconnects_after_drop_and_renegotiates(void **state)
 {
         struct host *h = *state;
-        struct bridge_request early = { .type = BRIDGE_RPC_WAIT_FOR_PROCESS, .container_id = "", .activity_id = GUID_A,
+        struct bridge_request early = { .type = BRIDGE_RPC_WAIT_FOR_PROCESS,
+                                        .container_id = "",
+                                        .activity_id = GUID_A,
                                         .wait = { .pid = 1, .timeout_ms = 0 } };
         struct bridge_response resp = {};
         char c;
@@ -235,8 +237,11 @@ static void test_sim_exec_applies_env_workdir_and_stderr(void **state)
         struct host *h = *state;
         const char *env[] = { "FOO=bar baz", "PATH=/usr/bin:/bin" };
         struct bridge_process_params p = { .command_line = "pwd; echo \"$FOO\"; echo oops >&2; exit 7",
-                                           .working_dir = h->dir, .env = env, .n_env = 2,
-                                           .create_stdout = true, .create_stderr = true };
+                                           .working_dir = h->dir,
+                                           .env = env,
+                                           .n_env = 2,
+                                           .create_stdout = true,
+                                           .create_stderr = true };
         const uint32_t ports[3] = { 0, PORT_STDOUT, PORT_STDOUT + 1 };
         int out_listener = host_listen(h, PORT_STDOUT), err_listener = host_listen(h, PORT_STDOUT + 1);
         int out, err;
@@ -278,7 +283,8 @@ static void test_sim_wait_timeout_then_concurrent_waiters_get_the_exit(void **st
 {
         struct host *h = *state;
         struct bridge_request wait = { .type = BRIDGE_RPC_WAIT_FOR_PROCESS, .container_id = "" };
-        struct bridge_request sig = { .type = BRIDGE_RPC_SIGNAL_PROCESS, .container_id = "",
+        struct bridge_request sig = { .type = BRIDGE_RPC_SIGNAL_PROCESS,
+                                      .container_id = "",
                                       .signal = { .has_options = true, .signal = SIGTERM } };
         struct bridge_response resp = {};
         uint64_t w1, w2, sid, id;
@@ -536,24 +542,42 @@ int main(int argc, char **argv)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_sim_negotiates_and_announces_resume, host_start_resume, host_stop),
-                cmocka_unit_test_setup_teardown(test_sim_without_resume_does_not_announce_it, host_start_legacy, host_stop),
-                cmocka_unit_test_setup_teardown(test_sim_exec_relays_stdout_and_reports_exit_code, host_start_resume, host_stop),
-                cmocka_unit_test_setup_teardown(test_sim_wait_unknown_pid_reports_not_found, host_start_resume, host_stop),
-                cmocka_unit_test_setup_teardown(test_sim_signal_kill_reports_128_plus_signal, host_start_resume, host_stop),
-                cmocka_unit_test_setup_teardown(test_sim_unknown_request_gets_not_impl_with_id_echoed, host_start_resume, host_stop),
-                cmocka_unit_test_setup_teardown(test_sim_reconnects_after_drop_and_renegotiates, host_start_resume, host_stop),
-                cmocka_unit_test_setup_teardown(test_sim_resume_delivers_stdout_exactly_once_across_drop, host_start_resume, host_stop),
-                cmocka_unit_test_setup_teardown(test_sim_legacy_replays_window_after_drop, host_start_legacy, host_stop),
-                cmocka_unit_test_setup_teardown(test_sim_refuses_negotiate_without_version_4_and_stays_unnegotiated, host_start_resume, host_stop),
-                cmocka_unit_test_setup_teardown(test_sim_exec_applies_env_workdir_and_stderr, host_start_resume, host_stop),
-                cmocka_unit_test_setup_teardown(test_sim_exec_refuses_missing_command_and_pipe_without_port, host_start_resume, host_stop),
-                cmocka_unit_test_setup_teardown(test_sim_wait_timeout_then_concurrent_waiters_get_the_exit, host_start_resume, host_stop),
-                cmocka_unit_test_setup_teardown(test_sim_container_init_exit_notifies_and_keeps_its_code, host_start_resume, host_stop),
-                cmocka_unit_test_setup_teardown(test_sim_forced_shutdown_kills_container_and_reports_forced_exit, host_start_resume, host_stop),
-                cmocka_unit_test_setup_teardown(test_sim_queues_exit_notification_while_disconnected, host_start_resume, host_stop),
-                cmocka_unit_test_setup_teardown(test_sim_uvm_shutdown_exits_without_reply, host_start_resume, host_stop),
-                cmocka_unit_test_setup_teardown(test_sim_resume_large_output_exactly_once_across_drop, host_start_resume, host_stop),
-                cmocka_unit_test_setup_teardown(test_sim_resume_stdin_reports_its_count_after_drop, host_start_resume, host_stop),
+                cmocka_unit_test_setup_teardown(test_sim_without_resume_does_not_announce_it, host_start_legacy,
+                                                host_stop),
+                cmocka_unit_test_setup_teardown(test_sim_exec_relays_stdout_and_reports_exit_code, host_start_resume,
+                                                host_stop),
+                cmocka_unit_test_setup_teardown(test_sim_wait_unknown_pid_reports_not_found, host_start_resume,
+                                                host_stop),
+                cmocka_unit_test_setup_teardown(test_sim_signal_kill_reports_128_plus_signal, host_start_resume,
+                                                host_stop),
+                cmocka_unit_test_setup_teardown(test_sim_unknown_request_gets_not_impl_with_id_echoed,
+                                                host_start_resume, host_stop),
+                cmocka_unit_test_setup_teardown(test_sim_reconnects_after_drop_and_renegotiates, host_start_resume,
+                                                host_stop),
+                cmocka_unit_test_setup_teardown(test_sim_resume_delivers_stdout_exactly_once_across_drop,
+                                                host_start_resume, host_stop),
+                cmocka_unit_test_setup_teardown(test_sim_legacy_replays_window_after_drop, host_start_legacy,
+                                                host_stop),
+                cmocka_unit_test_setup_teardown(test_sim_refuses_negotiate_without_version_4_and_stays_unnegotiated,
+                                                host_start_resume, host_stop),
+                cmocka_unit_test_setup_teardown(test_sim_exec_applies_env_workdir_and_stderr, host_start_resume,
+                                                host_stop),
+                cmocka_unit_test_setup_teardown(test_sim_exec_refuses_missing_command_and_pipe_without_port,
+                                                host_start_resume, host_stop),
+                cmocka_unit_test_setup_teardown(test_sim_wait_timeout_then_concurrent_waiters_get_the_exit,
+                                                host_start_resume, host_stop),
+                cmocka_unit_test_setup_teardown(test_sim_container_init_exit_notifies_and_keeps_its_code,
+                                                host_start_resume, host_stop),
+                cmocka_unit_test_setup_teardown(test_sim_forced_shutdown_kills_container_and_reports_forced_exit,
+                                                host_start_resume, host_stop),
+                cmocka_unit_test_setup_teardown(test_sim_queues_exit_notification_while_disconnected, host_start_resume,
+                                                host_stop),
+                cmocka_unit_test_setup_teardown(test_sim_uvm_shutdown_exits_without_reply, host_start_resume,
+                                                host_stop),
+                cmocka_unit_test_setup_teardown(test_sim_resume_large_output_exactly_once_across_drop,
+                                                host_start_resume, host_stop),
+                cmocka_unit_test_setup_teardown(test_sim_resume_stdin_reports_its_count_after_drop, host_start_resume,
+                                                host_stop),
         };
         int r = host_find_sim(argc, argv);
 

@@ -19,8 +19,8 @@
 #define WAITS_PER_PROCESS 10u  /* infinite waits, as each host that restored the VM leaves one */
 #define PROBES_PER_PROCESS 10u /* bounded 50 ms waits, as a restoring host sends */
 #define PROBE_MS 50u
-#define LONG_MS 600000u        /* a timed wait the test never lets expire */
-#define THREAD_SLACK 32u       /* main, bridge reader, timer and a few request threads finishing */
+#define LONG_MS 600000u  /* a timed wait the test never lets expire */
+#define THREAD_SLACK 32u /* main, bridge reader, timer and a few request threads finishing */
 
 enum {
         KIND_NONE,
@@ -32,15 +32,18 @@ enum {
 
 static uint64_t send_wait(struct host *h, uint32_t pid, uint32_t timeout_ms, const char *activity_id)
 {
-        struct bridge_request req = { .type = BRIDGE_RPC_WAIT_FOR_PROCESS, .container_id = "",
-                                      .activity_id = activity_id, .wait = { .pid = pid, .timeout_ms = timeout_ms } };
+        struct bridge_request req = { .type = BRIDGE_RPC_WAIT_FOR_PROCESS,
+                                      .container_id = "",
+                                      .activity_id = activity_id,
+                                      .wait = { .pid = pid, .timeout_ms = timeout_ms } };
 
         return host_send(h, &req);
 }
 
 static uint64_t send_kill(struct host *h, uint32_t pid)
 {
-        struct bridge_request req = { .type = BRIDGE_RPC_SIGNAL_PROCESS, .container_id = "",
+        struct bridge_request req = { .type = BRIDGE_RPC_SIGNAL_PROCESS,
+                                      .container_id = "",
                                       .signal = { .pid = pid, .has_options = true, .signal = SIGKILL } };
 
         return host_send(h, &req);
@@ -84,12 +87,8 @@ static void expect_replies(struct host *h, uint8_t *kinds, size_t n_kinds, unsig
                         assert_int_equal(resp.result, 0);
                         assert_int_equal(resp.wait.exit_code, exit_code);
                         break;
-                case KIND_PROBE:
-                        assert_int_equal(resp.result, BRIDGE_HR_TIMEOUT);
-                        break;
-                default:
-                        assert_int_equal(resp.result, 0);
-                        break;
+                case KIND_PROBE: assert_int_equal(resp.result, BRIDGE_HR_TIMEOUT); break;
+                default: assert_int_equal(resp.result, 0); break;
                 }
                 kinds[hdr.id] = KIND_DONE;
                 bridge_response_done(&resp);
@@ -269,13 +268,21 @@ static void test_sim_stops_cleanly_with_waits_pending(void **state)
 int main(int argc, char **argv)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_sim_thousands_of_pending_waits_hold_no_thread_and_the_sim_redials, host_start_resume, host_stop),
-                cmocka_unit_test_setup_teardown(test_sim_wait_on_exited_process_gets_its_code_then_it_is_gone, host_start_resume, host_stop),
-                cmocka_unit_test_setup_teardown(test_sim_timed_wait_on_running_process_times_out_and_keeps_it, host_start_resume, host_stop),
-                cmocka_unit_test_setup_teardown(test_sim_expired_waiter_leaves_the_others_registered, host_start_resume, host_stop),
-                cmocka_unit_test_setup_teardown(test_sim_every_pending_waiter_of_exec_process_gets_the_code_then_it_is_gone, host_start_resume, host_stop),
-                cmocka_unit_test_setup_teardown(test_sim_waits_over_the_per_process_cap_get_guest_busy, host_start_resume, host_stop),
-                cmocka_unit_test_setup_teardown(test_sim_stops_cleanly_with_waits_pending, host_start_resume, host_stop),
+                cmocka_unit_test_setup_teardown(test_sim_thousands_of_pending_waits_hold_no_thread_and_the_sim_redials,
+                                                host_start_resume, host_stop),
+                cmocka_unit_test_setup_teardown(test_sim_wait_on_exited_process_gets_its_code_then_it_is_gone,
+                                                host_start_resume, host_stop),
+                cmocka_unit_test_setup_teardown(test_sim_timed_wait_on_running_process_times_out_and_keeps_it,
+                                                host_start_resume, host_stop),
+                cmocka_unit_test_setup_teardown(test_sim_expired_waiter_leaves_the_others_registered, host_start_resume,
+                                                host_stop),
+                cmocka_unit_test_setup_teardown(
+                        test_sim_every_pending_waiter_of_exec_process_gets_the_code_then_it_is_gone, host_start_resume,
+                        host_stop),
+                cmocka_unit_test_setup_teardown(test_sim_waits_over_the_per_process_cap_get_guest_busy,
+                                                host_start_resume, host_stop),
+                cmocka_unit_test_setup_teardown(test_sim_stops_cleanly_with_waits_pending, host_start_resume,
+                                                host_stop),
         };
         int r = host_find_sim(argc, argv);
 

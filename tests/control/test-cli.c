@@ -27,8 +27,8 @@
 
 #define WAIT_LIMIT_NS (60ull * 1000000000ull)
 #define OUT_MAX (4u << 20)
-#define BULK_BYTES (1u << 20)          /* stdout the fake floods */
-#define BULK_INPUT (8u << 20)           /* stdin the CLI has ready at once */
+#define BULK_BYTES (1u << 20) /* stdout the fake floods */
+#define BULK_INPUT (8u << 20) /* stdin the CLI has ready at once */
 
 static const char *cli_path;
 
@@ -44,9 +44,9 @@ struct fixture {
         struct control_call *bulk_call;
         struct control_call *hung_call;
         bool hung_seen;
-        int signal_when_hung;           /* sent to the CLI once an Exec hangs in the fake */
-        char last_outcome[32];          /* argv[0] of the last Exec: what Wait answers for pid 99 */
-        char last_attach_id[80];        /* AttachRequest.exec_id */
+        int signal_when_hung;    /* sent to the CLI once an Exec hangs in the fake */
+        char last_outcome[32];   /* argv[0] of the last Exec: what Wait answers for pid 99 */
+        char last_attach_id[80]; /* AttachRequest.exec_id */
         uint32_t last_attach_pid;
 };
 
@@ -91,7 +91,8 @@ static int fake_vm_add(struct control_call *call, const ProtobufCMessage *reques
         const Vsockmux__V1__VmAddRequest *req = (const void *)request;
 
         if (strcmp(req->name, "taken") == 0)
-                return control_call_fail(call, CONTROL_CODE_ALREADY_EXISTS, "VM 'taken' already exists\nsecond line"), 0;
+                return control_call_fail(call, CONTROL_CODE_ALREADY_EXISTS, "VM 'taken' already exists\nsecond line"),
+                       0;
         if (req->transport_case != VSOCKMUX__V1__VM_ADD_REQUEST__TRANSPORT_CID || req->cid != 7)
                 return -EINVAL;
         control_call_reply(call, NULL);
@@ -374,7 +375,10 @@ static int fake_attach(struct control_call *call, const ProtobufCMessage *reques
         return 0;
 }
 
-#define FAKE(m, req, fn) { CONTROL_SERVICE "/" m, &vsockmux__v1__##req##__descriptor, fn, false }
+#define FAKE(m, req, fn)                                                             \
+        {                                                                            \
+                CONTROL_SERVICE "/" m, &vsockmux__v1__##req##__descriptor, fn, false \
+        }
 static const struct control_method fake_methods[] = {
         FAKE("VmList", vm_list_request, fake_vm_list),
         FAKE("VmAdd", vm_add_request, fake_vm_add),
@@ -648,10 +652,10 @@ static void test_ps_reports_lost_exit_and_counters(void **state)
         assert_non_null(doc);
         p = json_object_array_get_idx(doc, 0);
         assert_int_equal(json_object_get_int(json_object_object_get(p, "pid")), 17);
-        assert_string_equal(json_object_get_string(json_object_object_get(
-                json_object_object_get(p, "exit"), "kind")), "lost");
-        assert_int_equal(json_object_get_int(json_object_object_get(
-                json_object_object_get(p, "bytes"), "stdout")), 1234);
+        assert_string_equal(json_object_get_string(json_object_object_get(json_object_object_get(p, "exit"), "kind")),
+                            "lost");
+        assert_int_equal(json_object_get_int(json_object_object_get(json_object_object_get(p, "bytes"), "stdout")),
+                         1234);
         json_object_put(doc);
 }
 
@@ -853,7 +857,8 @@ static void test_every_command_answers_help_without_calling_the_daemon(void **st
                 if (strncmp(line, "  vsockmux ", 11) != 0)
                         continue;
                 /* The command is the leading lower-case words: "vm add", "exec", "close-stdin". */
-                for (w = strtok_r(line + 11, " ", &wsave); w && n < 2 && strspn(w, "abcdefghijklmnopqrstuvwxyz-") == strlen(w);
+                for (w = strtok_r(line + 11, " ", &wsave);
+                     w && n < 2 && strspn(w, "abcdefghijklmnopqrstuvwxyz-") == strlen(w);
                      w = strtok_r(NULL, " ", &wsave))
                         words[n++] = w;
                 assert_true(n >= 1);
@@ -861,7 +866,8 @@ static void test_every_command_answers_help_without_calling_the_daemon(void **st
                         run_cli(f, &res, NULL, "--socket", missing, words[0], "--help", NULL);
                 else
                         run_cli(f, &res, NULL, "--socket", missing, words[0], words[1], "--help", NULL);
-                snprintf(prefix, sizeof(prefix), "Usage: vsockmux %s%s%s ", words[0], n > 1 ? " " : "", n > 1 ? words[1] : "");
+                snprintf(prefix, sizeof(prefix), "Usage: vsockmux %s%s%s ", words[0], n > 1 ? " " : "",
+                         n > 1 ? words[1] : "");
                 if (exit_code(&res) != 0 || strncmp(res.out, prefix, strlen(prefix)) != 0)
                         fail_msg("'%s%s%s --help' exited %d with stdout '%s' stderr '%s'", words[0], n > 1 ? " " : "",
                                  n > 1 ? words[1] : "", exit_code(&res), res.out, res.err);
@@ -899,25 +905,33 @@ int main(int argc, char **argv)
 {
         test_skip_without_io_uring();
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_vm_ls_prints_an_aligned_table_without_control_characters, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_vm_ls_prints_an_aligned_table_without_control_characters, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_vm_ls_json_is_one_document, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_daemon_error_is_one_line_on_stderr_with_nonzero_exit, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_daemon_error_is_one_line_on_stderr_with_nonzero_exit, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_unreachable_daemon_names_the_socket, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_kill_not_found_succeeds_with_a_note, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_ps_reports_lost_exit_and_counters, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_events_stream_prints_one_line_each, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_attached_exec_relays_stdio_and_exits_with_the_code, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_attached_exec_drains_output_while_stdin_is_pending, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_attached_exec_relays_stdio_and_exits_with_the_code, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_attached_exec_drains_output_while_stdin_is_pending, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_attached_exec_killed_by_signal_exits_128_plus_n, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_attached_exec_with_unfit_exit_code_never_exits_0, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_interrupted_exec_cleans_up_and_says_the_process_may_run, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_attached_exec_with_lost_status_exits_255_and_says_so, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_interrupted_exec_cleans_up_and_says_the_process_may_run, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_attached_exec_with_lost_status_exits_255_and_says_so, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_exec_that_cannot_start_exits_125, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_detached_exec_prints_the_pid_and_passes_absolute_paths, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_detached_exec_prints_the_pid_and_passes_absolute_paths, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_attach_splits_stdout_and_stderr_packets, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_attach_by_exec_id_names_the_id, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_usage_errors_exit_2_with_one_line, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_every_command_answers_help_without_calling_the_daemon, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_every_command_answers_help_without_calling_the_daemon, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_help_is_an_option_only_where_getopt_sees_one, setup, teardown),
         };
 

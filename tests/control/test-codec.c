@@ -13,15 +13,15 @@
 /* ttrpc PROTOCOL.md: length (BE32), stream id (BE32), type (u8), flags (u8), then the data. The
  * data is the ttrpc Request message: service = 1, method = 2, payload = 3, timeout_nano = 4. */
 static const uint8_t golden_wait_request[] = {
-        0x00, 0x00, 0x00, 0x2a,                         /* data length 42 */
-        0x00, 0x00, 0x00, 0x03,                         /* stream id 3 */
-        0x01,                                           /* request */
-        0x00,                                           /* flags: unary */
-        0x0a, 0x13, 'v', 's', 'o', 'c', 'k', 'm', 'u', 'x', '.', 'v', '1', '.',
-        'C', 'o', 'n', 't', 'r', 'o', 'l',              /* 1: service */
-        0x12, 0x04, 'W', 'a', 'i', 't',                 /* 2: method */
-        0x1a, 0x07, 0x0a, 0x03, 'v', 'm', '1', 0x10, 0x2a, /* 3: payload WaitRequest{vm1, 42} */
-        0x20, 0x80, 0x94, 0xeb, 0xdc, 0x03,             /* 4: timeout_nano 1e9 */
+        0x00, 0x00, 0x00, 0x2a, /* data length 42 */
+        0x00, 0x00, 0x00, 0x03, /* stream id 3 */
+        0x01,                   /* request */
+        0x00,                   /* flags: unary */
+        0x0a, 0x13, 'v',  's',  'o',  'c',  'k', 'm',  'u',  'x', '.',
+        'v',  '1',  '.',  'C',  'o',  'n',  't', 'r',  'o',  'l', /* 1: service */
+        0x12, 0x04, 'W',  'a',  'i',  't',                        /* 2: method */
+        0x1a, 0x07, 0x0a, 0x03, 'v',  'm',  '1', 0x10, 0x2a,      /* 3: payload WaitRequest{vm1, 42} */
+        0x20, 0x80, 0x94, 0xeb, 0xdc, 0x03,                       /* 4: timeout_nano 1e9 */
 };
 
 static void test_request_frame_matches_ttrpc_layout_byte_for_byte(void **state)
@@ -32,8 +32,8 @@ static void test_request_frame_matches_ttrpc_layout_byte_for_byte(void **state)
 
         wait.vm = (char *)"vm1";
         wait.pid = 42;
-        assert_int_equal(control_request_build(3, 0, CONTROL_SERVICE, "Wait", &wait.base,
-                                               INT64_C(1000000000), &buf, &size), 0);
+        assert_int_equal(
+                control_request_build(3, 0, CONTROL_SERVICE, "Wait", &wait.base, INT64_C(1000000000), &buf, &size), 0);
         assert_int_equal(size, sizeof(golden_wait_request));
         assert_memory_equal(buf, golden_wait_request, size);
 }
@@ -57,8 +57,9 @@ static void test_header_encode_puts_stream_id_big_endian(void **state)
         uint8_t out[CONTROL_FRAME_HEADER_SIZE];
         static const uint8_t expect[] = { 0x00, 0x01, 0x02, 0x03, 0xde, 0xad, 0xbe, 0xef, 0x03, 0x05 };
 
-        control_frame_header_encode(&(struct control_frame_header) {
-                        .length = 0x010203, .stream_id = 0xdeadbeef, .type = 3, .flags = 5 }, out);
+        control_frame_header_encode(
+                &(struct control_frame_header){ .length = 0x010203, .stream_id = 0xdeadbeef, .type = 3, .flags = 5 },
+                out);
         assert_memory_equal(out, expect, sizeof(expect));
 }
 
@@ -74,8 +75,9 @@ static void test_request_envelope_round_trips(void **state)
         add.name = (char *)"alpha";
         add.transport_case = VSOCKMUX__V1__VM_ADD_REQUEST__TRANSPORT_HVSOCK_PATH;
         add.hvsock_path = (char *)"/run/fc/alpha.vsock";
-        assert_int_equal(control_request_build(7, CONTROL_FLAG_REMOTE_CLOSED, CONTROL_SERVICE, "VmAdd",
-                                               &add.base, 0, &buf, &size), 0);
+        assert_int_equal(control_request_build(7, CONTROL_FLAG_REMOTE_CLOSED, CONTROL_SERVICE, "VmAdd", &add.base, 0,
+                                               &buf, &size),
+                         0);
         assert_int_equal(control_frame_parse(buf, size, &f, &fsize), 1);
         assert_int_equal(fsize, size);
         assert_int_equal(f.header.flags, CONTROL_FLAG_REMOTE_CLOSED);
@@ -84,8 +86,9 @@ static void test_request_envelope_round_trips(void **state)
         assert_string_equal(req->method, "VmAdd");
         assert_int_equal(req->timeout_nano, 0);
 
-        assert_int_equal(control_message_decode(&vsockmux__v1__vm_add_request__descriptor,
-                                                req->payload.data, req->payload.len, &m), 0);
+        assert_int_equal(control_message_decode(&vsockmux__v1__vm_add_request__descriptor, req->payload.data,
+                                                req->payload.len, &m),
+                         0);
         Vsockmux__V1__VmAddRequest *got = (Vsockmux__V1__VmAddRequest *)m;
         assert_string_equal(got->name, "alpha");
         assert_int_equal(got->transport_case, VSOCKMUX__V1__VM_ADD_REQUEST__TRANSPORT_HVSOCK_PATH);
@@ -111,8 +114,9 @@ static void test_response_envelope_round_trips_status_and_payload(void **state)
         assert_int_equal(control_response_decode(f.data, f.header.length, &resp), 0);
         assert_non_null(resp->status);
         assert_int_equal(resp->status->code, CONTROL_CODE_OK);
-        assert_int_equal(control_message_decode(&vsockmux__v1__kill_response__descriptor,
-                                                resp->payload.data, resp->payload.len, &m), 0);
+        assert_int_equal(control_message_decode(&vsockmux__v1__kill_response__descriptor, resp->payload.data,
+                                                resp->payload.len, &m),
+                         0);
         assert_true(((Vsockmux__V1__KillResponse *)m)->not_found);
         assert_string_equal(((Vsockmux__V1__KillResponse *)m)->note, "already gone");
 }
@@ -126,8 +130,8 @@ static void test_error_response_carries_code_and_message_without_payload(void **
         size_t size, fsize;
 
         kill.note = (char *)"must not be sent";
-        assert_int_equal(control_response_build(5, CONTROL_CODE_UNIMPLEMENTED, "no such method",
-                                                &kill.base, &buf, &size), 0);
+        assert_int_equal(
+                control_response_build(5, CONTROL_CODE_UNIMPLEMENTED, "no such method", &kill.base, &buf, &size), 0);
         assert_int_equal(control_frame_parse(buf, size, &f, &fsize), 1);
         assert_int_equal(control_response_decode(f.data, f.header.length, &resp), 0);
         assert_int_equal(resp->status->code, CONTROL_CODE_UNIMPLEMENTED);
@@ -153,8 +157,8 @@ static void test_frame_parse_accepts_exactly_4mib(void **state)
         size_t size;
 
         assert_non_null(buf);
-        control_frame_header_encode(&(struct control_frame_header) {
-                        .length = CONTROL_FRAME_MAX_DATA, .stream_id = 1, .type = 3 }, buf);
+        control_frame_header_encode(
+                &(struct control_frame_header){ .length = CONTROL_FRAME_MAX_DATA, .stream_id = 1, .type = 3 }, buf);
         assert_int_equal(control_frame_parse(buf, total - 1, &f, &size), 0);
         assert_int_equal(control_frame_parse(buf, total, &f, &size), 1);
         assert_int_equal(size, total);
@@ -248,7 +252,7 @@ static void test_frame_build_refuses_message_over_4mib(void **state)
         size_t size;
 
         assert_non_null(big);
-        resp.payload = (ProtobufCBinaryData) { CONTROL_FRAME_MAX_DATA, big };
+        resp.payload = (ProtobufCBinaryData){ CONTROL_FRAME_MAX_DATA, big };
         assert_int_equal(control_frame_build(1, CONTROL_MSG_RESPONSE, 0, &resp.base, &buf, &size), -EMSGSIZE);
         assert_null(buf);
 }

@@ -25,9 +25,9 @@
 #include "relay/relay.h"
 #include "tests/io-uring-skip.h"
 
-#define WAIT_LIMIT_NS (60ull * 1000000000ull)   /* generous: a loaded 2-core machine under ASan */
+#define WAIT_LIMIT_NS (60ull * 1000000000ull) /* generous: a loaded 2-core machine under ASan */
 #define MAX_PENDING 16
-#define WAKE_PID 777                            /* Kill with this pid completes every pending Wait */
+#define WAKE_PID 777 /* Kill with this pid completes every pending Wait */
 #define NOBODY 65534
 
 struct fixture {
@@ -103,8 +103,7 @@ static int on_ps(struct control_call *call, const ProtobufCMessage *request, voi
 
 /* Completes the call and still returns an error, as `return control_call_reply(...)` does when the
  * client is gone: the server must not answer (or free) a second time. */
-static int on_attach_completes_then_errs(struct control_call *call, const ProtobufCMessage *request,
-                                         void *userdata)
+static int on_attach_completes_then_errs(struct control_call *call, const ProtobufCMessage *request, void *userdata)
 {
         control_call_fail(call, CONTROL_CODE_NOT_FOUND, "completed by the handler");
         return -EIO;
@@ -128,8 +127,8 @@ static const struct control_method toy_methods[] = {
         { CONTROL_METHOD_NAME("Wait"), &vsockmux__v1__wait_request__descriptor, on_wait, false },
         { CONTROL_METHOD_NAME("Ps"), &vsockmux__v1__ps_request__descriptor, on_ps, false },
         { CONTROL_METHOD_NAME("Events"), &vsockmux__v1__events_request__descriptor, on_events, true },
-        { CONTROL_METHOD_NAME("Attach"), &vsockmux__v1__attach_request__descriptor,
-          on_attach_completes_then_errs, false },
+        { CONTROL_METHOD_NAME("Attach"), &vsockmux__v1__attach_request__descriptor, on_attach_completes_then_errs,
+          false },
 };
 
 /* ---- loop and client threads -------------------------------------------------------------- */
@@ -245,8 +244,8 @@ static int kill_call(struct vsockmux_client *c, uint32_t pid, char *note, size_t
         req.vm = (char *)"vm1";
         req.pid = pid;
         req.signal = 15;
-        r = vsockmux_client_call(c, CONTROL_METHOD_NAME("Kill"), &req.base,
-                                &vsockmux__v1__kill_response__descriptor, &m, NULL);
+        r = vsockmux_client_call(c, CONTROL_METHOD_NAME("Kill"), &req.base, &vsockmux__v1__kill_response__descriptor,
+                                 &m, NULL);
         if (r < 0)
                 return r;
         if (note)
@@ -351,11 +350,11 @@ static void client_unknown_method(struct fixture *f, void *arg)
         if ((res->r = vsockmux_client_connect(f->path, &c)) < 0)
                 return;
         res->r = vsockmux_client_call(c, "vsockmux.v1.Control/NoSuchMethod", &req.base,
-                                     &vsockmux__v1__kill_response__descriptor, &m, &st);
+                                      &vsockmux__v1__kill_response__descriptor, &m, &st);
         res->code = st.code;
         snprintf(res->text, sizeof(res->text), "%s", st.message);
-        res->r2 = vsockmux_client_call(c, "other.Service/Kill", &req.base,
-                                      &vsockmux__v1__kill_response__descriptor, &m, &st);
+        res->r2 = vsockmux_client_call(c, "other.Service/Kill", &req.base, &vsockmux__v1__kill_response__descriptor, &m,
+                                       &st);
         res->r3 = kill_call(c, 1, NULL, 0);
 }
 
@@ -382,8 +381,8 @@ static void client_handler_error(struct fixture *f, void *arg)
 
         if ((res->r = vsockmux_client_connect(f->path, &c)) < 0)
                 return;
-        res->r = vsockmux_client_call(c, CONTROL_METHOD_NAME("Ps"), &req.base,
-                                     &vsockmux__v1__ps_response__descriptor, &m, &st);
+        res->r = vsockmux_client_call(c, CONTROL_METHOD_NAME("Ps"), &req.base, &vsockmux__v1__ps_response__descriptor,
+                                      &m, &st);
         res->code = st.code;
 }
 
@@ -408,7 +407,7 @@ static void client_completed_then_erred(struct fixture *f, void *arg)
         if ((res->r = vsockmux_client_connect(f->path, &c)) < 0)
                 return;
         res->r = vsockmux_client_call(c, CONTROL_METHOD_NAME("Attach"), &req.base,
-                                     &vsockmux__v1__attach_response__descriptor, &m, &st);
+                                      &vsockmux__v1__attach_response__descriptor, &m, &st);
         res->code = st.code;
         snprintf(res->text, sizeof(res->text), "%s", st.message);
         /* Exactly one answer came: the next call's reply is the next frame on the wire. */
@@ -443,14 +442,14 @@ static void client_bad_payload(struct fixture *f, void *arg)
         /* The envelope is fine, the Kill payload inside is not. Stream 1 is the client's first. */
         req.service = (char *)CONTROL_SERVICE;
         req.method = (char *)"Kill";
-        req.payload = (ProtobufCBinaryData) { sizeof(junk), junk };
+        req.payload = (ProtobufCBinaryData){ sizeof(junk), junk };
         if ((res->r = control_frame_build(1, CONTROL_MSG_REQUEST, 0, &req.base, &buf, &len)) < 0 ||
             write(vsockmux_client_fd(c), buf, len) != (ssize_t)len)
                 return;
         res->r = vsockmux_client_recv(c, 1, &vsockmux__v1__kill_response__descriptor, &m, &st);
         res->code = st.code;
         /* The client's own counter still starts at 1; the server wants increasing ids. */
-        res->r2 = vsockmux_client_send(c, CONTROL_METHOD_NAME("Kill"), NULL, 0, 0, &(uint32_t) { 0 });
+        res->r2 = vsockmux_client_send(c, CONTROL_METHOD_NAME("Kill"), NULL, 0, 0, &(uint32_t){ 0 });
         res->r2 = vsockmux_client_recv(c, 1, &vsockmux__v1__kill_response__descriptor, &m, &st);
         res->r3 = st.code;
 }
@@ -653,8 +652,8 @@ static void client_stream(struct fixture *f, void *arg)
 
         if ((res->r = vsockmux_client_connect(f->path, &c)) < 0)
                 return;
-        if ((res->r = vsockmux_client_send(c, CONTROL_METHOD_NAME("Events"), &req.base,
-                                          CONTROL_FLAG_REMOTE_CLOSED, 0, &sid)) < 0)
+        if ((res->r = vsockmux_client_send(c, CONTROL_METHOD_NAME("Events"), &req.base, CONTROL_FLAG_REMOTE_CLOSED, 0,
+                                           &sid)) < 0)
                 return;
         for (;;) {
                 ProtobufCMessage *m = NULL;
@@ -695,8 +694,7 @@ static void client_deadline(struct fixture *f, void *arg)
         if ((res->r = vsockmux_client_connect(f->path, &c)) < 0)
                 return;
         w.pid = 1;
-        if ((res->r = vsockmux_client_send(c, CONTROL_METHOD_NAME("Wait"), &w.base, 0,
-                                          50 * 1000000, &sid)) < 0)
+        if ((res->r = vsockmux_client_send(c, CONTROL_METHOD_NAME("Wait"), &w.base, 0, 50 * 1000000, &sid)) < 0)
                 return;
         res->r = vsockmux_client_recv(c, sid, &vsockmux__v1__wait_response__descriptor, &m, &st);
         res->code = st.code;
@@ -792,8 +790,7 @@ static void client_three(struct fixture *f, void *arg)
 static void test_connections_over_the_cap_are_refused(void **state)
 {
         struct fixture *f = *state;
-        struct control_server_config cfg = { .owner_uid = geteuid(), .group = CONTROL_NO_GROUP,
-                                             .max_connections = 2 };
+        struct control_server_config cfg = { .owner_uid = geteuid(), .group = CONTROL_NO_GROUP, .max_connections = 2 };
         struct result res = {};
         struct control_server_stats st;
 
@@ -834,8 +831,7 @@ static void client_idle_pair_then_one(struct fixture *f, void *arg)
 static void test_idle_connection_makes_way_at_the_cap(void **state)
 {
         struct fixture *f = *state;
-        struct control_server_config cfg = { .owner_uid = geteuid(), .group = CONTROL_NO_GROUP,
-                                             .max_connections = 2 };
+        struct control_server_config cfg = { .owner_uid = geteuid(), .group = CONTROL_NO_GROUP, .max_connections = 2 };
         struct result res = {};
         struct control_server_stats st;
 
@@ -869,12 +865,9 @@ static int child_try_call(const char *path, gid_t gid)
         if (write(fd, buf, len) != (ssize_t)len)
                 return 0;
         switch (wait_closed(fd)) {
-        case 0:
-                return 0;
-        case 1:
-                return 1;
-        default:
-                return 5;
+        case 0: return 0;
+        case 1: return 1;
+        default: return 5;
         }
 }
 
@@ -946,25 +939,28 @@ int main(int argc, char **argv)
                 cmocka_unit_test_setup_teardown(test_unknown_method_gets_unimplemented_and_connection_keeps_working,
                                                 setup_with_server, teardown),
                 cmocka_unit_test_setup_teardown(test_handler_errno_becomes_grpc_status, setup_with_server, teardown),
-                cmocka_unit_test_setup_teardown(test_handler_error_after_completing_is_ignored, setup_with_server, teardown),
-                cmocka_unit_test_setup_teardown(test_malformed_payload_gets_invalid_argument, setup_with_server, teardown),
+                cmocka_unit_test_setup_teardown(test_handler_error_after_completing_is_ignored, setup_with_server,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_malformed_payload_gets_invalid_argument, setup_with_server,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_garbage_client_is_closed_while_another_still_works,
                                                 setup_with_server, teardown),
-                cmocka_unit_test_setup_teardown(test_oversized_length_closes_the_connection, setup_with_server, teardown),
-                cmocka_unit_test_setup_teardown(test_response_type_from_client_closes_the_connection,
-                                                setup_with_server, teardown),
+                cmocka_unit_test_setup_teardown(test_oversized_length_closes_the_connection, setup_with_server,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_response_type_from_client_closes_the_connection, setup_with_server,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_client_disconnecting_mid_request_does_not_disturb_others,
                                                 setup_with_server, teardown),
-                cmocka_unit_test_setup_teardown(test_handler_replies_later_from_another_connection,
-                                                setup_with_server, teardown),
-                cmocka_unit_test_setup_teardown(test_stream_delivers_messages_in_order_then_ends,
-                                                setup_with_server, teardown),
-                cmocka_unit_test_setup_teardown(test_request_deadline_answers_deadline_exceeded,
-                                                setup_with_server, teardown),
+                cmocka_unit_test_setup_teardown(test_handler_replies_later_from_another_connection, setup_with_server,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_stream_delivers_messages_in_order_then_ends, setup_with_server,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_request_deadline_answers_deadline_exceeded, setup_with_server,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_socket_mode_is_0600, setup_with_server, teardown),
                 cmocka_unit_test_setup_teardown(test_group_socket_is_0660_with_that_group, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_live_socket_is_not_replaced_but_stale_one_is,
-                                                setup_with_server, teardown),
+                cmocka_unit_test_setup_teardown(test_live_socket_is_not_replaced_but_stale_one_is, setup_with_server,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_idle_connection_makes_way_at_the_cap, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_connections_over_the_cap_are_refused, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bad_method_tables_are_refused, setup, teardown),

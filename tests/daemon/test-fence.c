@@ -205,8 +205,7 @@ static void test_resume_after_a_restore_elsewhere_is_refused_before_touching_any
                 r = vmm_restore(f->b, sv.blob, sv.len, NULL, NULL, NULL, 0, &vb, &err);
                 assert_int_equal(r, -ESTALE);
                 assert_null(vmm_vm_find(f->b, "demo"));
-                assert_int_equal(vmm_restore(f->b, sv2.blob, sv2.len, NULL, NULL, NULL, 0, &vb, &err),
-                                 0);
+                assert_int_equal(vmm_restore(f->b, sv2.blob, sv2.len, NULL, NULL, NULL, 0, &vb, &err), 0);
                 free(sv2.blob);
         }
         run_until_connected(f, vb);
@@ -299,8 +298,8 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_fence_file_parse, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_fence_lock_excludes_and_keeps_the_generation, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_resume_after_a_restore_elsewhere_is_refused_before_touching_anything,
-                                                setup, teardown),
+                cmocka_unit_test_setup_teardown(
+                        test_resume_after_a_restore_elsewhere_is_refused_before_touching_anything, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_second_daemon_cannot_add_a_served_transport, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_resume_with_nobody_else_is_allowed, setup, teardown),
         };

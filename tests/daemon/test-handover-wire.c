@@ -107,9 +107,11 @@ static void test_wrong_magic_version_or_size_is_refused(void **state)
         send_raw(sv[0], &(struct handover_header){ HANDOVER_MAGIC_STATE, HANDOVER_WIRE_VERSION + 1, 0, 0 });
         assert_int_equal(handover_recv(sv[1], HANDOVER_MAGIC_STATE, &m, &version), -EPROTONOSUPPORT);
         assert_int_equal(version, HANDOVER_WIRE_VERSION + 1);
-        send_raw(sv[0], &(struct handover_header){ HANDOVER_MAGIC_STATE, HANDOVER_WIRE_VERSION, HANDOVER_MAX_PAYLOAD + 1, 0 });
+        send_raw(sv[0],
+                 &(struct handover_header){ HANDOVER_MAGIC_STATE, HANDOVER_WIRE_VERSION, HANDOVER_MAX_PAYLOAD + 1, 0 });
         assert_int_equal(handover_recv(sv[1], HANDOVER_MAGIC_STATE, &m, NULL), -EBADMSG);
-        send_raw(sv[0], &(struct handover_header){ HANDOVER_MAGIC_STATE, HANDOVER_WIRE_VERSION, 0, HANDOVER_MAX_FDS + 1 });
+        send_raw(sv[0],
+                 &(struct handover_header){ HANDOVER_MAGIC_STATE, HANDOVER_WIRE_VERSION, 0, HANDOVER_MAX_FDS + 1 });
         assert_int_equal(handover_recv(sv[1], HANDOVER_MAGIC_STATE, &m, NULL), -EBADMSG);
         assert_null(m);
         close(sv[0]);

@@ -133,8 +133,9 @@ static void test_daemon_rights_are_restored(void **state)
 
         assert_int_equal(opener_open(f->opener, &nobody, f->secret, ENDPOINT_SOURCE, &fd, NULL), -EACCES);
         assert_int_equal(opener_open(f->opener, NULL, f->secret, ENDPOINT_SOURCE, &a, NULL), 0);
-        assert_int_equal(opener_open(f->opener, &(struct opener_creds) { .uid = 0, .gid = 0 }, f->secret,
-                                     ENDPOINT_SOURCE, &b, NULL), 0);
+        assert_int_equal(opener_open(f->opener, &(struct opener_creds){ .uid = 0, .gid = 0 }, f->secret,
+                                     ENDPOINT_SOURCE, &b, NULL),
+                         0);
         assert_int_equal(access(f->secret, R_OK), 0);
         assert_int_equal(geteuid(), 0);
 }

@@ -78,9 +78,9 @@ static void sim_start(struct fixture *f)
         posix_spawn_file_actions_t fa;
 
         assert_int_equal(posix_spawn_file_actions_init(&fa), 0);
-        assert_int_equal(posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, f->sim_log,
-                                                          O_WRONLY | O_CREAT | O_APPEND, 0600),
-                         0);
+        assert_int_equal(
+                posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, f->sim_log, O_WRONLY | O_CREAT | O_APPEND, 0600),
+                0);
         assert_int_equal(posix_spawn(&f->sim, argv[0], &fa, NULL, argv, environ), 0);
         posix_spawn_file_actions_destroy(&fa);
 }

@@ -36,7 +36,7 @@ struct fixture {
         struct relay *r;
         struct vmm *a, *b;
         pid_t sim;
-        bool upstream; /* the simulator plays hcsshim's guest (--fidelity upstream) */
+        bool upstream;  /* the simulator plays hcsshim's guest (--fidelity upstream) */
         char stats[96]; /* the simulator's --stats file */
 };
 
@@ -62,8 +62,15 @@ static void run_for(struct fixture *f, uint64_t ns)
 
 static void sim_start(struct fixture *f, bool resume)
 {
-        char *argv[] = { (char *)sim_path(), "--hvsock", f->transport.uds_path, "--stats", f->stats,
-                         f->upstream ? "--fidelity=upstream" : resume ? NULL : "--no-resume", NULL };
+        char *argv[] = { (char *)sim_path(),
+                         "--hvsock",
+                         f->transport.uds_path,
+                         "--stats",
+                         f->stats,
+                         f->upstream ? "--fidelity=upstream"
+                         : resume    ? NULL
+                                     : "--no-resume",
+                         NULL };
 
         assert_int_equal(posix_spawn(&f->sim, argv[0], NULL, NULL, argv, environ), 0);
 }
@@ -600,7 +607,7 @@ static void test_upstream_stream_not_redialled_does_not_hold_the_exit(void **sta
         wait_for_output(f, out_a, 8);
         sv = save_vm(f, vm);
         run_for(f, 300ull * 1000000ull);
-        io = (struct vmm_restore_io) { .pid = pid, .path = { NULL, out_b, NULL } };
+        io = (struct vmm_restore_io){ .pid = pid, .path = { NULL, out_b, NULL } };
         if (vmm_restore(c, sv.blob, sv.len, NULL, NULL, &io, 1, &vc, &err) < 0)
                 fail_msg("restore failed: %s", err.message);
         wait_exit(f, vc, pid, &ex);
@@ -716,8 +723,12 @@ static void test_terminal_and_k8s_log_survive_save_and_restore(void **state)
         char log[128], go[128], script[384];
         const char *argv[] = { "sh", "-c", script };
         struct vmm_exec_params params = {
-                .argv = argv, .n_argv = 3, .log_k8s_path = log, .terminal = true,
-                .console_height = 24, .console_width = 80,
+                .argv = argv,
+                .n_argv = 3,
+                .log_k8s_path = log,
+                .terminal = true,
+                .console_height = 24,
+                .console_width = 80,
         };
         struct vmm_process_info info;
         struct started st = { 0 };
@@ -1044,9 +1055,10 @@ int main(void)
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_upstream_stream_not_redialled_does_not_hold_the_exit, setup,
                                                 teardown),
-                cmocka_unit_test_setup_teardown(test_exec_cancelled_after_it_reached_the_guest_runs_once_and_keeps_its_id,
-                                                setup, teardown),
-                cmocka_unit_test_setup_teardown(test_exec_cancelled_before_it_reached_the_guest_is_gone, setup, teardown),
+                cmocka_unit_test_setup_teardown(
+                        test_exec_cancelled_after_it_reached_the_guest_runs_once_and_keeps_its_id, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_exec_cancelled_before_it_reached_the_guest_is_gone, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_new_exec_after_restore_never_reuses_a_port, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_start_and_exit_times_survive_save_and_restore, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_resume_on_the_source_rolls_back_a_save, setup, teardown),

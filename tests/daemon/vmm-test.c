@@ -49,8 +49,7 @@ void on_exit_seen(struct vmm_process *p, const struct vmm_exit *exit, void *user
         e->exit = *exit;
 }
 
-void on_saved(int error, const char *message, const uint8_t *blob, size_t len, unsigned n_processes,
-              void *userdata)
+void on_saved(int error, const char *message, const uint8_t *blob, size_t len, unsigned n_processes, void *userdata)
 {
         struct saved *s = userdata;
 

@@ -22,7 +22,7 @@ struct exited {
 struct saved {
         int count;
         int error;
-        uint8_t *blob;          /* a copy, the test's to free */
+        uint8_t *blob; /* a copy, the test's to free */
         size_t len;
 };
 
@@ -33,5 +33,4 @@ const char *sim_path(void);
 /* vmm_exec / vmm_process_wait / vmm_save callbacks; userdata is a struct started / exited / saved. */
 void on_started(struct vmm_process *p, int error, const char *message, void *userdata);
 void on_exit_seen(struct vmm_process *p, const struct vmm_exit *exit, void *userdata);
-void on_saved(int error, const char *message, const uint8_t *blob, size_t len, unsigned n_processes,
-              void *userdata);
+void on_saved(int error, const char *message, const uint8_t *blob, size_t len, unsigned n_processes, void *userdata);

@@ -16,13 +16,13 @@
 
 #include <vsockmux/vsockmux.h>
 
-#define CHECK(cond, ...)                                                         \
-        do {                                                                     \
-                if (!(cond)) {                                                   \
-                        fprintf(stderr, "install-client: " __VA_ARGS__);         \
-                        fputc('\n', stderr);                                     \
-                        return 1;                                                \
-                }                                                                \
+#define CHECK(cond, ...)                                                 \
+        do {                                                             \
+                if (!(cond)) {                                           \
+                        fprintf(stderr, "install-client: " __VA_ARGS__); \
+                        fputc('\n', stderr);                             \
+                        return 1;                                        \
+                }                                                        \
         } while (0)
 
 static int call(struct vsockmux_client *c, const char *method, const ProtobufCMessage *req,
@@ -57,7 +57,7 @@ static int wait_connected(struct vsockmux_client *c, const char *name)
                 vsockmux_message_free(m);
                 if (connected)
                         return 0;
-                nanosleep(&(struct timespec) { .tv_nsec = 20 * 1000 * 1000 }, NULL);
+                nanosleep(&(struct timespec){ .tv_nsec = 20 * 1000 * 1000 }, NULL);
         }
         return -1;
 }
@@ -99,9 +99,10 @@ static int run(int argc, char **argv, pid_t *sim)
         add.name = (char *)"installed";
         add.transport_case = VSOCKMUX__V1__VM_ADD_REQUEST__TRANSPORT_HVSOCK_PATH;
         add.hvsock_path = argv[2];
-        CHECK(call(c, VSOCKMUX_METHOD("VmAdd"), &add.base, &vsockmux__v1__vm_add_response__descriptor, &m) == 0, "VmAdd");
+        CHECK(call(c, VSOCKMUX_METHOD("VmAdd"), &add.base, &vsockmux__v1__vm_add_response__descriptor, &m) == 0,
+              "VmAdd");
         m = vsockmux_message_free(m);
-        r = posix_spawn(sim, argv[4], NULL, NULL, (char *[]) { argv[4], (char *)"--hvsock", argv[2], NULL }, NULL);
+        r = posix_spawn(sim, argv[4], NULL, NULL, (char *[]){ argv[4], (char *)"--hvsock", argv[2], NULL }, NULL);
         CHECK(r == 0, "starting %s: %s", argv[4], strerror(r));
         CHECK(wait_connected(c, "installed") == 0, "the simulator's bridge never came up");
 
@@ -142,18 +143,21 @@ static int run(int argc, char **argv, pid_t *sim)
               "Wait's exit code is not 3");
         m = vsockmux_message_free(m);
 
-        CHECK(call(c, VSOCKMUX_METHOD("Stats"), &stats.base, &vsockmux__v1__stats_response__descriptor, &m) == 0, "Stats");
+        CHECK(call(c, VSOCKMUX_METHOD("Stats"), &stats.base, &vsockmux__v1__stats_response__descriptor, &m) == 0,
+              "Stats");
         m = vsockmux_message_free(m);
 
         /* A refusal is -EREMOTEIO with the daemon's code, and the connection stays usable. */
         wait.vm = (char *)"no-such-vm";
-        r = vsockmux_client_call(c, VSOCKMUX_METHOD("Wait"), &wait.base, &vsockmux__v1__wait_response__descriptor, &m, &st);
+        r = vsockmux_client_call(c, VSOCKMUX_METHOD("Wait"), &wait.base, &vsockmux__v1__wait_response__descriptor, &m,
+                                 &st);
         CHECK(r == -EREMOTEIO, "Wait on an unknown VM returned %d", r);
         CHECK(strcmp(vsockmux_code_to_string(st.code), "NOT_FOUND") == 0, "Wait on an unknown VM: %s",
               vsockmux_code_to_string(st.code));
 
         rm.name = (char *)"installed";
-        CHECK(call(c, VSOCKMUX_METHOD("VmRemove"), &rm.base, &vsockmux__v1__vm_remove_response__descriptor, &m) == 0, "VmRemove");
+        CHECK(call(c, VSOCKMUX_METHOD("VmRemove"), &rm.base, &vsockmux__v1__vm_remove_response__descriptor, &m) == 0,
+              "VmRemove");
         vsockmux_message_free(m);
         vsockmux_client_free(c);
         printf("install-client: ok\n");

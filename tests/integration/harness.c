@@ -387,8 +387,13 @@ pid_t integ_sim_start(struct integ *t, const char *name)
 {
         char log[INTEG_PATH_MAX];
         char *argv[] = {
-                (char *)t->cfg->sim, (char *)"--hvsock", (char *)integ_hvsock(t, name),
-                t->cfg->upstream ? (char *)"--fidelity=upstream" : t->cfg->resume ? NULL : (char *)"--no-resume", NULL,
+                (char *)t->cfg->sim,
+                (char *)"--hvsock",
+                (char *)integ_hvsock(t, name),
+                t->cfg->upstream ? (char *)"--fidelity=upstream"
+                : t->cfg->resume ? NULL
+                                 : (char *)"--no-resume",
+                NULL,
         };
 
         snprintf(log, sizeof(log), "%s/sim-%s.log", t->dir, name);
@@ -496,8 +501,7 @@ static size_t integ_daemon_wrapper(char *buf, size_t size, char **argv, size_t m
         if (!w || !*w || strlen(w) >= size)
                 return 0;
         memcpy(buf, w, strlen(w) + 1);
-        for (char *save = NULL, *tok = strtok_r(buf, " ", &save); tok && n < max;
-             tok = strtok_r(NULL, " ", &save))
+        for (char *save = NULL, *tok = strtok_r(buf, " ", &save); tok && n < max; tok = strtok_r(NULL, " ", &save))
                 argv[n++] = tok;
         return n;
 }
@@ -531,9 +535,18 @@ int integ_new_args(const struct integ_config *cfg, char *const extra[], struct i
                  * grace keeps each from waiting the default 30 s. Reconnecting within the grace is
                  * tested in tests/daemon/test-reconnect.c; a test's own extra args come later and win. */
                 char *const base[] = {
-                        (char *)cfg->daemon, (char *)"--socket", t->sock, (char *)"--state-dir", t->state_dir,
-                        (char *)"--hvsock-root", t->dir, /* where integ_hvsock() puts the VMs' sockets */
-                        (char *)"--log-level", (char *)"debug", (char *)"--bridge-reconnect-grace", (char *)"1", NULL,
+                        (char *)cfg->daemon,
+                        (char *)"--socket",
+                        t->sock,
+                        (char *)"--state-dir",
+                        t->state_dir,
+                        (char *)"--hvsock-root",
+                        t->dir, /* where integ_hvsock() puts the VMs' sockets */
+                        (char *)"--log-level",
+                        (char *)"debug",
+                        (char *)"--bridge-reconnect-grace",
+                        (char *)"1",
+                        NULL,
                 };
 
                 for (size_t i = 0; base[i]; i++)
@@ -649,8 +662,10 @@ int integ_run(const char *name, struct CMUnitTest *tests, size_t n, int argc, ch
         struct integ_config cfg;
 
         if (integ_config_parse(argc, argv, &cfg) < 0) {
-                fprintf(stderr, "usage: %s [--daemon PATH --cli PATH --sim PATH] [--resume | --upstream] [--skip REASON] "
-                                "(or set VSOCKMUX_BUILD_ROOT)\n", argv[0]);
+                fprintf(stderr,
+                        "usage: %s [--daemon PATH --cli PATH --sim PATH] [--resume | --upstream] [--skip REASON] "
+                        "(or set VSOCKMUX_BUILD_ROOT)\n",
+                        argv[0]);
                 return 2;
         }
         if (cfg.skip) {
@@ -670,7 +685,8 @@ int integ_run(const char *name, struct CMUnitTest *tests, size_t n, int argc, ch
                 cmocka_set_test_filter(getenv("VSOCKMUX_INTEG_FILTER"));
         fprintf(stderr, "%s: simulator %s\n", name,
                 cfg.upstream ? "with hcsshim's guest's behaviour (--fidelity upstream)"
-                : cfg.resume ? "with stdio resume" : "without stdio resume");
+                : cfg.resume ? "with stdio resume"
+                             : "without stdio resume");
         return _cmocka_run_group_tests(name, tests, n, NULL, NULL);
 }
 

@@ -14,7 +14,7 @@ struct json_object;
 #define INTEG_MAX_ARGS 64
 #define INTEG_PATH_SLOTS 16
 #define INTEG_PATH_MAX 256
-#define INTEG_DIR_MAX 64          /* /tmp/vsockmux-integ.XXXXXX */
+#define INTEG_DIR_MAX 64 /* /tmp/vsockmux-integ.XXXXXX */
 #define INTEG_NAME_MAX 128
 
 /* Where the three programs are and how the simulator plays the guest. */
@@ -22,9 +22,9 @@ struct integ_config {
         char daemon[INTEG_PATH_MAX];
         char cli[INTEG_PATH_MAX];
         char sim[INTEG_PATH_MAX];
-        bool resume;    /* false: the simulator runs with --no-resume (legacy stdio replay only) */
-        bool upstream;  /* the simulator runs with --fidelity upstream: hcsshim's guest (implies no resume) */
-        const char *skip;       /* set: the whole program skips (exit 77) saying this */
+        bool resume;      /* false: the simulator runs with --no-resume (legacy stdio replay only) */
+        bool upstream;    /* the simulator runs with --fidelity upstream: hcsshim's guest (implies no resume) */
+        const char *skip; /* set: the whole program skips (exit 77) saying this */
 };
 
 struct integ {
@@ -34,7 +34,7 @@ struct integ {
         char state_dir[INTEG_NAME_MAX];
         char daemon_log[INTEG_NAME_MAX];
         pid_t daemon;
-        pid_t procs[INTEG_MAX_PROCS];   /* everything else we spawned and have not reaped */
+        pid_t procs[INTEG_MAX_PROCS]; /* everything else we spawned and have not reaped */
         unsigned seq;
         char paths[INTEG_PATH_SLOTS][INTEG_PATH_MAX];
         unsigned path_next;
@@ -137,26 +137,26 @@ struct CMUnitTest;
 int integ_run(const char *name, struct CMUnitTest *tests, size_t n, int argc, char **argv);
 
 /* Fails with the CLI's output and the daemon's log when the exit code is not the expected one. */
-#define integ_assert_code(t, res, expected)                                                            \
-        do {                                                                                           \
-                if ((res)->code != (expected)) {                                                       \
-                        integ_dump_daemon_log(t);                                                      \
-                        fail_msg("exit code %d, expected %d\nstdout: '%s'\nstderr: '%s'", (res)->code, \
-                                 (expected), (res)->out, (res)->err);                                  \
-                }                                                                                      \
+#define integ_assert_code(t, res, expected)                                                                        \
+        do {                                                                                                       \
+                if ((res)->code != (expected)) {                                                                   \
+                        integ_dump_daemon_log(t);                                                                  \
+                        fail_msg("exit code %d, expected %d\nstdout: '%s'\nstderr: '%s'", (res)->code, (expected), \
+                                 (res)->out, (res)->err);                                                          \
+                }                                                                                                  \
         } while (0)
 
 /* Asserts that s contains needle, showing both when it does not. */
-#define integ_assert_contains(s, needle)                                                               \
-        do {                                                                                           \
-                if (!strstr((s), (needle)))                                                            \
-                        fail_msg("'%s' does not contain '%s'", (s), (needle));                         \
+#define integ_assert_contains(s, needle)                                       \
+        do {                                                                   \
+                if (!strstr((s), (needle)))                                    \
+                        fail_msg("'%s' does not contain '%s'", (s), (needle)); \
         } while (0)
 
 /* A CLI error is exactly one line: "vsockmux: ...\n". */
-#define integ_assert_one_line_error(s)                                                                 \
-        do {                                                                                           \
-                const char *_nl = strchr((s), '\n');                                                   \
-                if (strncmp((s), "vsockmux: ", 10) != 0 || !_nl || _nl[1] != '\0')                     \
-                        fail_msg("not a one-line error: '%s'", (s));                                   \
+#define integ_assert_one_line_error(s)                                             \
+        do {                                                                       \
+                const char *_nl = strchr((s), '\n');                               \
+                if (strncmp((s), "vsockmux: ", 10) != 0 || !_nl || _nl[1] != '\0') \
+                        fail_msg("not a one-line error: '%s'", (s));               \
         } while (0)

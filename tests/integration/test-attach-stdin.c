@@ -246,9 +246,18 @@ static long exec_cat_fifo(struct integ *t, char *fifo, char *out)
         snprintf(out, INTEG_PATH_MAX, "%s", integ_path(t, "cat.out"));
         assert_int_equal(mkfifo(fifo, 0600), 0);
         {
-                char *args[] = { (char *)"exec", (char *)"demo", (char *)"--detach", (char *)"--stdin", fifo,
-                                 (char *)"--stdout", out, (char *)"--", (char *)"sh", (char *)"-c",
-                                 (char *)"cat; echo stdin-ended", NULL };
+                char *args[] = { (char *)"exec",
+                                 (char *)"demo",
+                                 (char *)"--detach",
+                                 (char *)"--stdin",
+                                 fifo,
+                                 (char *)"--stdout",
+                                 out,
+                                 (char *)"--",
+                                 (char *)"sh",
+                                 (char *)"-c",
+                                 (char *)"cat; echo stdin-ended",
+                                 NULL };
 
                 integ_cliv(t, &res, NULL, args);
                 integ_assert_code(t, &res, 0);
@@ -325,7 +334,6 @@ static void test_close_stdin_ends_a_fifo_no_writer_opened(void **state)
         expect_wait_code(t, pid, 0);
         assert_true(integ_wait_file_contains(out, "stdin-ended\n", 1));
 }
-
 
 int main(int argc, char **argv)
 {

@@ -213,7 +213,7 @@ static void test_exec_detach_then_wait_reports_exit_code(void **state)
 
                 snprintf(out, sizeof(out), "%s", integ_path(t, "wait.out"));
                 w_pid = integ_spawn(t, integ_cli_argv(t, args), NULL, out, NULL);
-                integ_sleep_ms(200);    /* not asserted: only makes it likely wait is already waiting */
+                integ_sleep_ms(200); /* not asserted: only makes it likely wait is already waiting */
                 assert_true(integ_alive(t, w_pid));
                 integ_touch(integ_path(t, "go"));
                 assert_int_equal(integ_reap(t, w_pid, INTEG_WAIT_MS, &code), 0);
@@ -254,7 +254,7 @@ static void test_exec_stdout_stderr_to_files(void **state)
 
         s = integ_read_file(out, NULL);
         assert_non_null(s);
-        assert_int_equal(strlen(s), 3893);      /* `seq 1 1000 | wc -c` */
+        assert_int_equal(strlen(s), 3893); /* `seq 1 1000 | wc -c` */
         assert_memory_equal(s, "1\n2\n3\n", 6);
         assert_string_equal(s + strlen(s) - 9, "999\n1000\n");
         free(s);
@@ -285,7 +285,7 @@ static void test_exec_stdout_to_fifo(void **state)
                 ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
 
                 if (n == 0)
-                        break;          /* the daemon closed its end after the drain */
+                        break; /* the daemon closed its end after the drain */
                 if (n < 0 && errno == EAGAIN) {
                         if ((waited += 10) >= INTEG_WAIT_MS)
                                 fail_msg("the daemon never closed the fifo");
@@ -400,11 +400,18 @@ static void test_kill_default_is_sigterm_and_gone_pid_is_success(void **state)
 
         integ_vm_with_sim(t, "demo");
         snprintf(out, sizeof(out), "%s", integ_path(t, "trap.out"));
-        snprintf(script, sizeof(script),
-                 "trap 'echo got TERM; exit 7' TERM; echo ready; %s", integ_alive_loop(t));
+        snprintf(script, sizeof(script), "trap 'echo got TERM; exit 7' TERM; echo ready; %s", integ_alive_loop(t));
         {
-                char *args[] = { (char *)"exec", (char *)"demo", (char *)"--detach", (char *)"--stdout", out,
-                                 (char *)"--", (char *)"sh", (char *)"-c", script, NULL };
+                char *args[] = { (char *)"exec",
+                                 (char *)"demo",
+                                 (char *)"--detach",
+                                 (char *)"--stdout",
+                                 out,
+                                 (char *)"--",
+                                 (char *)"sh",
+                                 (char *)"-c",
+                                 script,
+                                 NULL };
 
                 integ_cliv(t, &res, NULL, args);
                 integ_assert_code(t, &res, 0);
@@ -568,8 +575,7 @@ static void test_attach_ends_when_process_exits(void **state)
         pid_t attach;
 
         integ_vm_with_sim(t, "demo");
-        snprintf(script, sizeof(script), "echo first; %s; echo last; exit 3",
-                 integ_wait_go(t));
+        snprintf(script, sizeof(script), "echo first; %s; echo last; exit 3", integ_wait_go(t));
         pid = integ_exec_detached(t, "demo", script);
         snprintf(pid_s, sizeof(pid_s), "%ld", pid);
         snprintf(out, sizeof(out), "%s", integ_path(t, "attach.out"));

@@ -20,7 +20,7 @@
 #include "harness.h"
 
 #define ERR_BIG_OUTPUT (20u << 20)
-#define ERR_BRIDGE_PORT 0x40000000u  /* the bridge listener: <hvsock>_1073741824 */
+#define ERR_BRIDGE_PORT 0x40000000u /* the bridge listener: <hvsock>_1073741824 */
 
 static void assert_daemon_serves(struct integ *t)
 {
@@ -117,8 +117,8 @@ static void test_usage_errors_exit_2_with_one_line(void **state)
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
                 integ_cliv(t, &res, NULL, (char *const *)cases[i].args);
                 if (res.code != 2)
-                        fail_msg("%s %s: exit %d, stderr '%s'", cases[i].args[0], cases[i].args[1] ? cases[i].args[1] : "",
-                                 res.code, res.err);
+                        fail_msg("%s %s: exit %d, stderr '%s'", cases[i].args[0],
+                                 cases[i].args[1] ? cases[i].args[1] : "", res.code, res.err);
                 integ_assert_one_line_error(res.err);
                 integ_assert_contains(res.err, cases[i].says);
                 integ_result_done(&res);
@@ -185,7 +185,7 @@ static void test_vm_add_refuses_hvsock_path_without_room_for_port_suffix(void **
         assert_true(strlen(t->dir) + 1 < 90);
         memcpy(path, t->dir, strlen(t->dir));
         path[strlen(t->dir)] = '/';
-        path[97] = '\0';       /* 97 bytes: fits sun_path, but not with "_1073741824" */
+        path[97] = '\0'; /* 97 bytes: fits sun_path, but not with "_1073741824" */
         integ_cli(t, &res, NULL, "vm", "add", "long", "--hvsock", path, NULL);
         integ_assert_code(t, &res, 1);
         integ_assert_one_line_error(res.err);
@@ -206,8 +206,15 @@ static void test_exec_before_guest_connects_runs_once_it_does(void **state)
         struct integ *t = *state;
         struct integ_result res;
         char out[INTEG_PATH_MAX], err[INTEG_PATH_MAX];
-        char *args[] = { (char *)"exec", (char *)"late", (char *)"--timeout", (char *)"60", (char *)"--", (char *)"sh",
-                         (char *)"-c", (char *)"echo late guest; exit 4", NULL };
+        char *args[] = { (char *)"exec",
+                         (char *)"late",
+                         (char *)"--timeout",
+                         (char *)"60",
+                         (char *)"--",
+                         (char *)"sh",
+                         (char *)"-c",
+                         (char *)"echo late guest; exit 4",
+                         NULL };
         int code;
         pid_t exec;
 
@@ -274,11 +281,18 @@ static void test_attach_client_that_never_reads_does_not_hold_back_the_file(void
 
         integ_vm_with_sim(t, "demo");
         snprintf(out, sizeof(out), "%s", integ_path(t, "big.out"));
-        snprintf(script, sizeof(script), "%s; head -c %u /dev/zero",
-                 integ_wait_go(t), ERR_BIG_OUTPUT);
+        snprintf(script, sizeof(script), "%s; head -c %u /dev/zero", integ_wait_go(t), ERR_BIG_OUTPUT);
         {
-                char *args[] = { (char *)"exec", (char *)"demo", (char *)"--detach", (char *)"--stdout", out,
-                                 (char *)"--", (char *)"sh", (char *)"-c", script, NULL };
+                char *args[] = { (char *)"exec",
+                                 (char *)"demo",
+                                 (char *)"--detach",
+                                 (char *)"--stdout",
+                                 out,
+                                 (char *)"--",
+                                 (char *)"sh",
+                                 (char *)"-c",
+                                 script,
+                                 NULL };
 
                 integ_cliv(t, &res, NULL, args);
                 integ_assert_code(t, &res, 0);
@@ -374,9 +388,16 @@ static void test_control_garbage_is_dropped_and_daemon_keeps_serving(void **stat
 
 static void run_as_nobody(struct integ *t, struct integ_result *res)
 {
-        char *argv[] = { (char *)"/usr/bin/setpriv", (char *)"--reuid=65534", (char *)"--regid=65534",
-                         (char *)"--clear-groups", (char *)t->cfg->cli, (char *)"--socket", t->sock, (char *)"vm",
-                         (char *)"ls", NULL };
+        char *argv[] = { (char *)"/usr/bin/setpriv",
+                         (char *)"--reuid=65534",
+                         (char *)"--regid=65534",
+                         (char *)"--clear-groups",
+                         (char *)t->cfg->cli,
+                         (char *)"--socket",
+                         t->sock,
+                         (char *)"vm",
+                         (char *)"ls",
+                         NULL };
 
         integ_runv(t, res, NULL, argv);
 }

@@ -86,9 +86,9 @@ static size_t fc_build_call(uint8_t *buf, size_t cap, uint32_t stream_id, const 
         assert_true(payload_len < 128);
         assert_true(cap >= FC_HEADER + 6 + strlen("vsockmux.v1.Control") + strlen(method) + payload_len);
         n += fc_put_string(buf + n, 0x0a, "vsockmux.v1.Control"); /* Request.service = 1 */
-        n += fc_put_string(buf + n, 0x12, method);                 /* Request.method = 2 */
+        n += fc_put_string(buf + n, 0x12, method);                /* Request.method = 2 */
         if (payload_len > 0) {
-                buf[n++] = 0x1a;                                   /* Request.payload = 3 */
+                buf[n++] = 0x1a; /* Request.payload = 3 */
                 buf[n++] = (uint8_t)payload_len;
                 memcpy(buf + n, payload, payload_len);
                 n += payload_len;
@@ -244,8 +244,18 @@ static void fc_raise_nofile(void)
 static void fc_restart_daemon(struct integ *t, const char *opt, const char *value)
 {
         char *argv[] = {
-                (char *)t->cfg->daemon, (char *)"--socket", t->sock, (char *)"--state-dir", t->state_dir,
-                (char *)"--hvsock-root", t->dir, (char *)"--log-level", (char *)"debug", (char *)opt, (char *)value, NULL,
+                (char *)t->cfg->daemon,
+                (char *)"--socket",
+                t->sock,
+                (char *)"--state-dir",
+                t->state_dir,
+                (char *)"--hvsock-root",
+                t->dir,
+                (char *)"--log-level",
+                (char *)"debug",
+                (char *)opt,
+                (char *)value,
+                NULL,
         };
         int64_t deadline = fc_now_ms() + INTEG_WAIT_MS;
         int code;

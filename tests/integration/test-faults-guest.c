@@ -21,22 +21,21 @@
 #include "harness.h"
 
 #define FG_BRIDGE_PORT 0x40000000u
-#define FG_HEADER 16u                           /* u32 type, u32 size (with the header), u64 id; LE */
-#define FG_MAX_FRAME 0x10000u                   /* the host's cap on a bridge frame (W2) */
+#define FG_HEADER 16u         /* u32 type, u32 size (with the header), u64 id; LE */
+#define FG_MAX_FRAME 0x10000u /* the host's cap on a bridge frame (W2) */
 #define FG_NEGOTIATE 0x10100b01u
 #define FG_NEGOTIATE_RESPONSE 0x20100b01u
 #define FG_EXECUTE 0x10100501u
 #define FG_EXECUTE_RESPONSE 0x20100501u
 #define FG_NOTIFICATION 0x30100101u
-#define FG_RESTARTS 5u                          /* simulators killed right after they start */
-#define FG_MIN_LINES 100                        /* VM b's writer had written this much before the kill */
+#define FG_RESTARTS 5u   /* simulators killed right after they start */
+#define FG_MIN_LINES 100 /* VM b's writer had written this much before the kill */
 
 static const char fg_negotiate_ok[] =
         "{\"Result\":0,\"Version\":4,\"Capabilities\":{\"SupportedSchemaVersions\":[{\"Major\":2,\"Minor\":1}],"
         "\"RuntimeOsType\":\"Linux\",\"GuestDefinedCapabilities\":{}}}";
-static const char fg_notification[] =
-        "{\"ContainerId\":\"c1\",\"ActivityId\":\"00000000-0000-0000-0000-000000000000\","
-        "\"Type\":\"UnexpectedExit\",\"Operation\":\"None\",\"Result\":0}";
+static const char fg_notification[] = "{\"ContainerId\":\"c1\",\"ActivityId\":\"00000000-0000-0000-0000-000000000000\","
+                                      "\"Type\":\"UnexpectedExit\",\"Operation\":\"None\",\"Result\":0}";
 
 /* ---- a fake guest on a raw hybrid-vsock socket ---- */
 

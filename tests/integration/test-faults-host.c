@@ -26,24 +26,24 @@
 #include "harness.h"
 
 /* Outputs are `seq 1 N`: any loss, duplicate or reordering shows as a mismatch. */
-#define FAULTS_STALL_LINES 3000000u     /* ~21 MB: far more than every buffer between process and endpoint */
-#define FAULTS_OTHER_LINES 1000000u     /* ~6.9 MB through the same VM while the stall lasts */
-#define FAULTS_VANISH_LINES 2000000u    /* ~14 MB, most of it after the reader left */
-#define FAULTS_SIDE_LINES 300000u       /* ~2 MB on the streams that must not notice */
+#define FAULTS_STALL_LINES 3000000u  /* ~21 MB: far more than every buffer between process and endpoint */
+#define FAULTS_OTHER_LINES 1000000u  /* ~6.9 MB through the same VM while the stall lasts */
+#define FAULTS_VANISH_LINES 2000000u /* ~14 MB, most of it after the reader left */
+#define FAULTS_SIDE_LINES 300000u    /* ~2 MB on the streams that must not notice */
 #define FAULTS_VANISH_READ (64u * 1024u)
 /* A stalled stream holds at most 2 * stream_max_bufs + 1 pool buffers (17 x 64 KiB by default);
  * this bound is loose on purpose and still far below what the stalled process tried to write. */
 #define FAULTS_HELD_BOUND (4u << 20)
 #define FAULTS_TMPFS_SIZE "256k"
 #define FAULTS_TMPFS_BYTES (256u * 1024u)
-#define FAULTS_FULL_LINES 200000u       /* ~1.3 MB into a 256 KiB tmpfs */
-#define FAULTS_NOFILE 64u               /* the daemon's RLIMIT_NOFILE in the fd exhaustion test */
-#define FAULTS_NOFILE_HOLDER_ROOM 16u   /* stop adding holders when fewer fds than this are left */
-#define FAULTS_NOFILE_LEFT 2u           /* then fill with idle control connections down to this */
+#define FAULTS_FULL_LINES 200000u     /* ~1.3 MB into a 256 KiB tmpfs */
+#define FAULTS_NOFILE 64u             /* the daemon's RLIMIT_NOFILE in the fd exhaustion test */
+#define FAULTS_NOFILE_HOLDER_ROOM 16u /* stop adding holders when fewer fds than this are left */
+#define FAULTS_NOFILE_LEFT 2u         /* then fill with idle control connections down to this */
 #define FAULTS_LONG_LINES 200000u
 #define FAULTS_STOP_STREAMS 100u
-#define FAULTS_STOP_FAST_EVERY 25u      /* every 25th of them writes as fast as it can */
-#define FAULTS_STOP_BLOCK 20000u        /* lines per seq of a fast writer */
+#define FAULTS_STOP_FAST_EVERY 25u /* every 25th of them writes as fast as it can */
+#define FAULTS_STOP_BLOCK 20000u   /* lines per seq of a fast writer */
 
 /* ---- helpers ---- */
 
@@ -286,8 +286,16 @@ static bool log_has_line(struct integ *t, ...)
 static void restart_daemon(struct integ *t, unsigned nofile)
 {
         char *argv[] = {
-                (char *)t->cfg->daemon, (char *)"--socket", t->sock, (char *)"--state-dir", t->state_dir,
-                (char *)"--hvsock-root", t->dir, (char *)"--log-level", (char *)"debug", NULL,
+                (char *)t->cfg->daemon,
+                (char *)"--socket",
+                t->sock,
+                (char *)"--state-dir",
+                t->state_dir,
+                (char *)"--hvsock-root",
+                t->dir,
+                (char *)"--log-level",
+                (char *)"debug",
+                NULL,
         };
         int code, fd, waited = 0;
         pid_t pid;
@@ -498,8 +506,7 @@ static void test_full_disk_fails_only_that_file_stream(void **state)
 
         snprintf(out, sizeof(out), "%s", integ_path(t, "full/out"));
         snprintf(err, sizeof(err), "%s", integ_path(t, "full.err"));
-        snprintf(script, sizeof(script), "seq 1 %u >&2 & seq 1 %u; wait; exit 5", FAULTS_SIDE_LINES,
-                 FAULTS_FULL_LINES);
+        snprintf(script, sizeof(script), "seq 1 %u >&2 & seq 1 %u; wait; exit 5", FAULTS_SIDE_LINES, FAULTS_FULL_LINES);
         pid = exec_detached(t, out, err, script);
 
         assert_int_equal(wait_code(t, pid), 5);
@@ -635,9 +642,8 @@ static void test_sigterm_with_100_active_streams_flushes_and_exits_0(void **stat
         assert_int_equal(mkfifo(gate, 0644), 0);
         gate_fd = open(gate, O_RDWR | O_CLOEXEC);
         assert_true(gate_fd >= 0);
-        snprintf(fast, sizeof(fast),
-                 "read x < %s; i=0; while [ -d %s ]; do seq $((i+1)) $((i+%u)); i=$((i+%u)); done", gate, t->dir,
-                 FAULTS_STOP_BLOCK, FAULTS_STOP_BLOCK);
+        snprintf(fast, sizeof(fast), "read x < %s; i=0; while [ -d %s ]; do seq $((i+1)) $((i+%u)); i=$((i+%u)); done",
+                 gate, t->dir, FAULTS_STOP_BLOCK, FAULTS_STOP_BLOCK);
         snprintf(slow, sizeof(slow), "read x < %s; i=0; while [ -d %s ]; do i=$((i+1)); echo $i; sleep 0.2; done", gate,
                  t->dir);
         for (unsigned i = 0; i < FAULTS_STOP_STREAMS; i++) {

@@ -79,8 +79,8 @@ static void test_kill_in_a_container_names_the_signal(void **state)
         integ_cli(t, &res, NULL, "container", "create", "demo", "c1", NULL);
         integ_assert_code(t, &res, 0);
         integ_result_done(&res);
-        integ_cli(t, &res, NULL, "exec", "demo", "--container", "c1", "--detach", "--", "sh", "-c",
-                  integ_alive_loop(t), NULL);
+        integ_cli(t, &res, NULL, "exec", "demo", "--container", "c1", "--detach", "--", "sh", "-c", integ_alive_loop(t),
+                  NULL);
         integ_assert_code(t, &res, 0);
         pid = strtol(res.out, NULL, 10);
         integ_result_done(&res);

@@ -26,10 +26,11 @@
 /* Starts `vsockmux exec demo [opt] -- sh -c SCRIPT` attached, output to files; waits for "ready". */
 static pid_t spawn_attached(struct integ *t, const char *opt, const char *script, char *out, char *err)
 {
-        char *with_opt[] = { (char *)"exec", (char *)"demo", (char *)opt, (char *)"--", (char *)"sh",
-                             (char *)"-c", (char *)script, NULL };
-        char *plain[] = { (char *)"exec", (char *)"demo", (char *)"--", (char *)"sh", (char *)"-c",
-                          (char *)script, NULL };
+        char *with_opt[] = { (char *)"exec", (char *)"demo", (char *)opt,    (char *)"--",
+                             (char *)"sh",   (char *)"-c",   (char *)script, NULL };
+        char *plain[] = {
+                (char *)"exec", (char *)"demo", (char *)"--", (char *)"sh", (char *)"-c", (char *)script, NULL
+        };
         pid_t pid;
 
         snprintf(out, INTEG_PATH_MAX, "%s", integ_path(t, "cli.out"));
@@ -55,7 +56,8 @@ static void test_exec_forwards_signals_the_process_traps(void **state)
         /* Each trap fires once the loop's sleep ends; the process keeps running after USR1/HUP. */
         snprintf(script, sizeof(script),
                  "trap 'echo got USR1' USR1; trap 'echo got HUP' HUP; trap 'echo got INT; exit 9' INT; "
-                 "echo ready; %s", integ_alive_loop(t));
+                 "echo ready; %s",
+                 integ_alive_loop(t));
         cli = spawn_attached(t, NULL, script, out, err);
 
         assert_int_equal(kill(cli, SIGUSR1), 0);
@@ -200,8 +202,8 @@ static void test_exec_tty_gives_a_terminal_that_follows_our_size(void **state)
         snprintf(script, sizeof(script),
                  "tty; stty size; echo ready; read line; stty size; echo \"got $line\" >&2; exit 4");
         {
-                char *args[] = { (char *)"exec", (char *)"demo", (char *)"-t", (char *)"--", (char *)"sh",
-                                 (char *)"-c", script, NULL };
+                char *args[] = { (char *)"exec", (char *)"demo", (char *)"-t", (char *)"--",
+                                 (char *)"sh",   (char *)"-c",   script,       NULL };
 
                 cli = integ_spawn_fds(t, integ_cli_argv(t, args), slave, slave, slave);
         }
@@ -280,8 +282,17 @@ static void test_resize_a_detached_console_and_refuse_what_has_none(void **state
         snprintf(out, sizeof(out), "%s", integ_path(t, "console.out"));
         snprintf(script, sizeof(script), "stty size; echo ready; %s; stty size", integ_wait_go(t));
         {
-                char *args[] = { (char *)"exec", (char *)"demo", (char *)"--detach", (char *)"--tty", (char *)"--stdout",
-                                 out, (char *)"--", (char *)"sh", (char *)"-c", script, NULL };
+                char *args[] = { (char *)"exec",
+                                 (char *)"demo",
+                                 (char *)"--detach",
+                                 (char *)"--tty",
+                                 (char *)"--stdout",
+                                 out,
+                                 (char *)"--",
+                                 (char *)"sh",
+                                 (char *)"-c",
+                                 script,
+                                 NULL };
 
                 integ_cliv(t, &res, NULL, args);
                 integ_assert_code(t, &res, 0);
@@ -343,8 +354,8 @@ static void test_detach_keys_leave_the_process_running(void **state)
         master = open_terminal(24, 80, &slave);
         snprintf(script, sizeof(script), "echo ready; %s", integ_alive_loop(t));
         {
-                char *args[] = { (char *)"exec", (char *)"demo", (char *)"-t", (char *)"--", (char *)"sh",
-                                 (char *)"-c", script, NULL };
+                char *args[] = { (char *)"exec", (char *)"demo", (char *)"-t", (char *)"--",
+                                 (char *)"sh",   (char *)"-c",   script,       NULL };
 
                 cli = integ_spawn_fds(t, integ_cli_argv(t, args), slave, slave, slave);
         }
@@ -363,8 +374,8 @@ static void test_detach_keys_leave_the_process_running(void **state)
         /* attach finds it (a terminal: raw again), and other keys detach it again. */
         snprintf(pid_s, sizeof(pid_s), "%ld", pid);
         {
-                char *args[] = { (char *)"attach", (char *)"demo", pid_s, (char *)"--detach-keys", (char *)"ctrl-a,x",
-                                 NULL };
+                char *args[] = { (char *)"attach",        (char *)"demo",     pid_s,
+                                 (char *)"--detach-keys", (char *)"ctrl-a,x", NULL };
 
                 cli = integ_spawn_fds(t, integ_cli_argv(t, args), slave, slave, slave);
         }
@@ -421,9 +432,18 @@ static void test_close_stdin_ends_a_fifo_whose_writer_stays(void **state)
         writer = open(fifo, O_RDWR | O_CLOEXEC);
         assert_true(writer >= 0);
         {
-                char *args[] = { (char *)"exec", (char *)"demo", (char *)"--detach", (char *)"--stdin", fifo,
-                                 (char *)"--stdout", out, (char *)"--", (char *)"sh", (char *)"-c",
-                                 (char *)"cat; echo stdin ended", NULL };
+                char *args[] = { (char *)"exec",
+                                 (char *)"demo",
+                                 (char *)"--detach",
+                                 (char *)"--stdin",
+                                 fifo,
+                                 (char *)"--stdout",
+                                 out,
+                                 (char *)"--",
+                                 (char *)"sh",
+                                 (char *)"-c",
+                                 (char *)"cat; echo stdin ended",
+                                 NULL };
 
                 integ_cliv(t, &res, NULL, args);
                 integ_assert_code(t, &res, 0);

@@ -18,8 +18,8 @@
 
 #include "harness.h"
 
-#define LIMITS_BIG_ARG 6000u    /* over a 4 KiB frame limit, far under the hard maxima */
-#define LIMITS_BRIDGE_PORT 0x40000000u  /* the bridge listener: <hvsock>_1073741824 */
+#define LIMITS_BIG_ARG 6000u           /* over a 4 KiB frame limit, far under the hard maxima */
+#define LIMITS_BRIDGE_PORT 0x40000000u /* the bridge listener: <hvsock>_1073741824 */
 
 /* Each test starts its own daemon with the limits it needs. */
 struct limits {
@@ -105,11 +105,11 @@ static void test_bad_limit_values_exit_2_naming_the_option(void **state)
                 { "--max-streams", "-4" },
                 { "--max-attach-clients", "1x" },
                 { "--max-connections", "" },
-                { "--max-bridge-frame", "65537" },      /* over the hard maximum, BRIDGE_MAX_FRAME */
+                { "--max-bridge-frame", "65537" }, /* over the hard maximum, BRIDGE_MAX_FRAME */
                 { "--max-bridge-frame", "100" },
-                { "--max-control-frame", "5M" },        /* over CONTROL_FRAME_MAX_DATA */
+                { "--max-control-frame", "5M" }, /* over CONTROL_FRAME_MAX_DATA */
                 { "--stream-buffer-bytes", "1K" },
-                { "--bridge-reconnect-grace", "3601" },  /* over BRIDGE_CONN_RECONNECT_GRACE_MAX_NS */
+                { "--bridge-reconnect-grace", "3601" }, /* over BRIDGE_CONN_RECONNECT_GRACE_MAX_NS */
                 { "--bridge-reconnect-grace", "-1" },
         };
         struct integ_result res;
@@ -124,8 +124,8 @@ static void test_bad_limit_values_exit_2_naming_the_option(void **state)
         snprintf(fake.daemon_log, sizeof(fake.daemon_log), "%s/none.log", dir);
 
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-                char *argv[] = { (char *)l->cfg->daemon, (char *)"--socket", sock, (char *)bad[i][0],
-                                 (char *)bad[i][1], NULL };
+                char *argv[] = { (char *)l->cfg->daemon, (char *)"--socket", sock,
+                                 (char *)bad[i][0],      (char *)bad[i][1],  NULL };
                 const char *nl;
 
                 integ_runv(&fake, &res, NULL, argv);
@@ -145,8 +145,8 @@ static void test_help_lists_every_limit(void **state)
 {
         struct limits *l = *state;
         static const char *const opts[] = {
-                "--max-vms", "--max-processes", "--max-streams", "--max-attach-clients", "--max-connections",
-                "--max-bridge-frame", "--max-control-frame", "--stream-buffer-bytes",
+                "--max-vms",         "--max-processes",    "--max-streams",       "--max-attach-clients",
+                "--max-connections", "--max-bridge-frame", "--max-control-frame", "--stream-buffer-bytes",
         };
         struct integ *t = limits_start(state, NULL);
         char *argv[] = { (char *)l->cfg->daemon, (char *)"--help", NULL };
@@ -380,7 +380,7 @@ static void test_max_bridge_frame_drops_a_guest_that_sends_a_larger_one(void **s
         fd = integ_connect_unix(bridge, SOCK_STREAM);
         assert_int_equal(write(fd, hdr, sizeof(hdr)), (ssize_t)sizeof(hdr));
         do
-                n = read(fd, buf, sizeof(buf));         /* the daemon's NegotiateProtocol, then the end */
+                n = read(fd, buf, sizeof(buf)); /* the daemon's NegotiateProtocol, then the end */
         while (n > 0);
         if (n < 0 && errno != ECONNRESET)
                 fail_msg("the daemon kept the guest connection: %s", strerror(errno));

@@ -88,8 +88,8 @@ static void test_migrate_refuses_a_bad_option_by_name_and_changes_nothing(void *
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
                 struct integ_result res;
 
-                integ_cli(t, &res, NULL, "migrate", "demo", "--to", "qemu:///session", "--dest-socket", dst,
-                          bad[i][0], bad[i][1], NULL);
+                integ_cli(t, &res, NULL, "migrate", "demo", "--to", "qemu:///session", "--dest-socket", dst, bad[i][0],
+                          bad[i][1], NULL);
                 integ_assert_code(t, &res, 2);
                 integ_assert_contains(res.err, bad[i][2]);
                 if (strstr(res.err, "rolled back"))
@@ -126,8 +126,8 @@ static void test_migrate_without_its_helper_program_fails_and_the_daemon_serves_
 
         integ_vm_with_sim(t, "demo");
         pid = integ_exec_detached(t, "demo", "echo hi; sleep 600");
-        integ_cli(t, &res, NULL, "migrate", "demo", "--to", "qemu:///session", "--dest-socket",
-                  integ_path(t, "b.sock"), NULL);
+        integ_cli(t, &res, NULL, "migrate", "demo", "--to", "qemu:///session", "--dest-socket", integ_path(t, "b.sock"),
+                  NULL);
         integ_assert_code(t, &res, 1);
         integ_assert_one_line_error(res.err);
         integ_assert_contains(res.err, "cannot start /nonexistent/vsockmux-vmhelper");
@@ -145,10 +145,20 @@ static void test_migrate_by_a_group_member_is_permission_denied(void **state)
                 skip();
         t = start(state, helper_path, "--group", NOBODY);
         integ_vm_with_sim(t, "demo");
-        char *argv[] = { (char *)SETPRIV, (char *)"--reuid=" NOBODY, (char *)"--regid=" NOBODY, (char *)"--clear-groups",
-                         (char *)t->cfg->cli, (char *)"--socket", t->sock, (char *)"migrate", (char *)"demo",
-                         (char *)"--to", (char *)"qemu:///system", (char *)"--dest-socket",
-                         (char *)integ_path(t, "b.sock"), NULL };
+        char *argv[] = { (char *)SETPRIV,
+                         (char *)"--reuid=" NOBODY,
+                         (char *)"--regid=" NOBODY,
+                         (char *)"--clear-groups",
+                         (char *)t->cfg->cli,
+                         (char *)"--socket",
+                         t->sock,
+                         (char *)"migrate",
+                         (char *)"demo",
+                         (char *)"--to",
+                         (char *)"qemu:///system",
+                         (char *)"--dest-socket",
+                         (char *)integ_path(t, "b.sock"),
+                         NULL };
         integ_runv(t, &res, NULL, argv);
         integ_assert_code(t, &res, 1);
         integ_assert_contains(res.err, "only root and the daemon's owner may call it (PERMISSION_DENIED)");
@@ -159,10 +169,14 @@ static void test_migrate_by_a_group_member_is_permission_denied(void **state)
 int main(int argc, char **argv)
 {
         struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_migrate_refuses_a_bad_option_by_name_and_changes_nothing, mig_setup, mig_teardown),
-                cmocka_unit_test_setup_teardown(test_migrate_to_an_unreachable_destination_fails_rolled_back, mig_setup, mig_teardown),
-                cmocka_unit_test_setup_teardown(test_migrate_without_its_helper_program_fails_and_the_daemon_serves_on, mig_setup, mig_teardown),
-                cmocka_unit_test_setup_teardown(test_migrate_by_a_group_member_is_permission_denied, mig_setup, mig_teardown),
+                cmocka_unit_test_setup_teardown(test_migrate_refuses_a_bad_option_by_name_and_changes_nothing,
+                                                mig_setup, mig_teardown),
+                cmocka_unit_test_setup_teardown(test_migrate_to_an_unreachable_destination_fails_rolled_back, mig_setup,
+                                                mig_teardown),
+                cmocka_unit_test_setup_teardown(test_migrate_without_its_helper_program_fails_and_the_daemon_serves_on,
+                                                mig_setup, mig_teardown),
+                cmocka_unit_test_setup_teardown(test_migrate_by_a_group_member_is_permission_denied, mig_setup,
+                                                mig_teardown),
         };
         const char *root = getenv("VSOCKMUX_BUILD_ROOT");
 

@@ -24,7 +24,7 @@
 struct priv {
         const struct integ_config *cfg;
         struct integ *t;
-        char nobody_dir[INTEG_PATH_MAX];        /* owned by 65534: where it may write */
+        char nobody_dir[INTEG_PATH_MAX]; /* owned by 65534: where it may write */
 };
 
 static int priv_setup(void **state)
@@ -63,8 +63,13 @@ static struct integ *priv_start(struct priv *p, const char *opt)
 /* The CLI as uid/gid 65534 with no supplementary groups. */
 static void cli_as_nobody(struct integ *t, struct integ_result *res, ...)
 {
-        char *argv[INTEG_MAX_ARGS] = { (char *)SETPRIV, (char *)"--reuid=" NOBODY, (char *)"--regid=" NOBODY,
-                                       (char *)"--clear-groups", (char *)t->cfg->cli, (char *)"--socket", t->sock };
+        char *argv[INTEG_MAX_ARGS] = { (char *)SETPRIV,
+                                       (char *)"--reuid=" NOBODY,
+                                       (char *)"--regid=" NOBODY,
+                                       (char *)"--clear-groups",
+                                       (char *)t->cfg->cli,
+                                       (char *)"--socket",
+                                       t->sock };
         size_t n = 7;
         va_list ap;
         char *a;
@@ -189,8 +194,7 @@ static void test_read_group_may_list_and_wait_but_not_act(void **state)
         for (size_t i = 0; i < ARRAY_N(refused); i++) {
                 char name[64];
 
-                cli_as_nobody(t, &res, refused[i][1], refused[i][2], refused[i][3], refused[i][4], refused[i][5],
-                              NULL);
+                cli_as_nobody(t, &res, refused[i][1], refused[i][2], refused[i][3], refused[i][4], refused[i][5], NULL);
                 snprintf(name, sizeof(name), "/%s ", refused[i][0]);
                 assert_int_not_equal(res.code, 0);
                 integ_assert_contains(res.err, "permission denied");
@@ -211,9 +215,17 @@ static void test_restore_endpoints_open_with_the_callers_rights(void **state)
         struct priv *p = *state;
         struct integ *t = priv_start(p, "--group");
         char blob[INTEG_PATH_MAX], rootlog[INTEG_PATH_MAX], io[2 * INTEG_PATH_MAX], sock[INTEG_PATH_MAX],
-             sdir[INTEG_PATH_MAX], log[INTEG_PATH_MAX];
-        char *daemon[] = { (char *)t->cfg->daemon, (char *)"--socket", sock, (char *)"--state-dir", sdir,
-                           (char *)"--hvsock-root", t->dir, (char *)"--group", (char *)NOBODY, NULL };
+                sdir[INTEG_PATH_MAX], log[INTEG_PATH_MAX];
+        char *daemon[] = { (char *)t->cfg->daemon,
+                           (char *)"--socket",
+                           sock,
+                           (char *)"--state-dir",
+                           sdir,
+                           (char *)"--hvsock-root",
+                           t->dir,
+                           (char *)"--group",
+                           (char *)NOBODY,
+                           NULL };
         struct integ_result res = { 0 };
         pid_t dpid;
         long pid;
@@ -247,9 +259,19 @@ static void test_restore_endpoints_open_with_the_callers_rights(void **state)
         }
         snprintf(io, sizeof(io), "%ld:stdout=%s", pid, rootlog);
         {
-                char *argv[] = { (char *)SETPRIV, (char *)"--reuid=" NOBODY, (char *)"--regid=" NOBODY,
-                                 (char *)"--clear-groups", (char *)t->cfg->cli, (char *)"--socket", sock,
-                                 (char *)"restore", (char *)"--in", blob, (char *)"--io", io, NULL };
+                char *argv[] = { (char *)SETPRIV,
+                                 (char *)"--reuid=" NOBODY,
+                                 (char *)"--regid=" NOBODY,
+                                 (char *)"--clear-groups",
+                                 (char *)t->cfg->cli,
+                                 (char *)"--socket",
+                                 sock,
+                                 (char *)"restore",
+                                 (char *)"--in",
+                                 blob,
+                                 (char *)"--io",
+                                 io,
+                                 NULL };
 
                 integ_runv(t, &res, NULL, argv);
                 assert_refused_naming(&res, rootlog);
@@ -276,7 +298,7 @@ static void test_hvsock_directory_swapped_for_a_symlink_is_not_followed(void **s
 {
         struct integ *t = *state;
         char vms[INTEG_PATH_MAX], moved[INTEG_PATH_MAX], outside[INTEG_PATH_MAX], path[INTEG_PATH_MAX],
-             bridge[INTEG_PATH_MAX], decoy[INTEG_PATH_MAX];
+                bridge[INTEG_PATH_MAX], decoy[INTEG_PATH_MAX];
         struct integ_result res;
         struct stat st;
 
@@ -343,8 +365,15 @@ static void test_hvsock_paths_default_to_the_state_dir(void **state)
                 integ_sleep_ms(25);
         }
         {
-                char *argv[] = { (char *)t->cfg->cli, (char *)"--socket", sock, (char *)"vm", (char *)"add", (char *)"out",
-                                 (char *)"--hvsock", (char *)integ_hvsock(t, "out"), NULL };
+                char *argv[] = { (char *)t->cfg->cli,
+                                 (char *)"--socket",
+                                 sock,
+                                 (char *)"vm",
+                                 (char *)"add",
+                                 (char *)"out",
+                                 (char *)"--hvsock",
+                                 (char *)integ_hvsock(t, "out"),
+                                 NULL };
 
                 integ_runv(t, &res, NULL, argv);
                 assert_int_not_equal(res.code, 0);
@@ -353,8 +382,8 @@ static void test_hvsock_paths_default_to_the_state_dir(void **state)
                 integ_result_done(&res);
         }
         {
-                char *argv[] = { (char *)t->cfg->cli, (char *)"--socket", sock, (char *)"vm", (char *)"add", (char *)"in",
-                                 (char *)"--hvsock", inside, NULL };
+                char *argv[] = { (char *)t->cfg->cli, (char *)"--socket", sock,   (char *)"vm", (char *)"add",
+                                 (char *)"in",        (char *)"--hvsock", inside, NULL };
 
                 integ_runv(t, &res, NULL, argv);
                 integ_assert_code(t, &res, 0);

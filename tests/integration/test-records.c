@@ -202,8 +202,8 @@ static void test_exec_deadline_before_send_cancels_it_for_good(void **state)
         integ_assert_code(t, &res, 0);
         integ_result_done(&res);
 
-        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--id", "late", "--deadline-ms", "300", "--", "sh",
-                  "-c", script, NULL);
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--id", "late", "--deadline-ms", "300", "--", "sh", "-c",
+                  script, NULL);
         integ_assert_code(t, &res, 125);
         integ_assert_contains(res.err, "deadline");
         integ_result_done(&res);
@@ -366,9 +366,9 @@ static size_t rfc3339_len(const char *s)
 }
 
 struct cri_log {
-        char *text[2];          /* stdout, stderr as kubelet would give them back */
+        char *text[2]; /* stdout, stderr as kubelet would give them back */
         size_t len[2];
-        unsigned partial[2];    /* P records seen */
+        unsigned partial[2]; /* P records seen */
 };
 
 static void cri_log_append(struct cri_log *l, int k, const char *p, size_t n)
@@ -388,7 +388,7 @@ static void cri_log_parse(const char *path, struct cri_log *ret)
 
         assert_non_null(buf);
         end = buf + len;
-        *ret = (struct cri_log) { 0 };
+        *ret = (struct cri_log){ 0 };
         for (int k = 0; k < 2; k++)
                 cri_log_append(ret, k, "", 0);
         while (p < end) {
@@ -547,7 +547,7 @@ static unsigned concat_rotated(const char *log, char *out, size_t outlen, struct
                 free(text);
         }
         fclose(o);
-        return n;       /* files, the current one included */
+        return n; /* files, the current one included */
 }
 
 /* --log-size-max: the file rotates between records, a line cut by the rotation is a P record in
@@ -571,7 +571,8 @@ static void test_log_size_max_rotates_between_records_and_loses_nothing(void **s
         snprintf(script, sizeof(script),
                  "printf 'start-'; until grep -qs 'stdout P start-' %s; do sleep 0.02; done; i=0; "
                  "until [ -e %s.1 ]; do echo \"err line $i\" >&2; i=$((i+1)); sleep 0.01; done; "
-                 "echo $i > %s; printf 'end\\n'", log, log, count_path);
+                 "echo $i > %s; printf 'end\\n'",
+                 log, log, count_path);
         integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--id", "capped", "--log", spec, "--log-size-max", "1K",
                   "--log-max-files", "1000", "--", "sh", "-c", script, NULL);
         integ_assert_code(t, &res, 0);
@@ -669,7 +670,7 @@ static int journal_setup(void **state)
         if (geteuid() != 0 || access("/usr/bin/unshare", X_OK) < 0) {
                 free(j);
                 *state = NULL;
-                return 0;       /* the test skips, saying why */
+                return 0; /* the test skips, saying why */
         }
         snprintf(j->dir, sizeof(j->dir), "/tmp/vsockmux-journal.XXXXXX");
         if (!mkdtemp(j->dir))
@@ -682,8 +683,10 @@ static int journal_setup(void **state)
         f = fopen(script, "w");
         if (!f)
                 return -1;
-        fprintf(f, "#!/bin/sh\nmount -t tmpfs vsockmux-test /run && mkdir -p /run/systemd/journal && "
-                   "mount --bind %s /run/systemd/journal || exit 99\nexec \"$@\"\n", j->dir);
+        fprintf(f,
+                "#!/bin/sh\nmount -t tmpfs vsockmux-test /run && mkdir -p /run/systemd/journal && "
+                "mount --bind %s /run/systemd/journal || exit 99\nexec \"$@\"\n",
+                j->dir);
         fclose(f);
         if (chmod(script, 0700) < 0)
                 return -1;
@@ -878,11 +881,12 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_log_reopen_after_a_rename_writes_to_the_new_file),
                 cmocka_unit_test(test_log_size_max_rotates_between_records_and_loses_nothing),
                 cmocka_unit_test(test_log_max_files_keeps_that_many),
-                cmocka_unit_test_setup_teardown(test_log_journald_writes_conmons_fields, journal_setup, journal_teardown),
-                cmocka_unit_test_setup_teardown(test_default_log_applies_to_execs_that_name_no_output, default_log_setup,
+                cmocka_unit_test_setup_teardown(test_log_journald_writes_conmons_fields, journal_setup,
+                                                journal_teardown),
+                cmocka_unit_test_setup_teardown(test_default_log_applies_to_execs_that_name_no_output,
+                                                default_log_setup, exit_teardown),
+                cmocka_unit_test_setup_teardown(test_exit_file_appears_whole_and_after_the_output, exit_setup,
                                                 exit_teardown),
-                cmocka_unit_test_setup_teardown(test_exit_file_appears_whole_and_after_the_output,
-                                                exit_setup, exit_teardown),
         };
 
         return integ_run("integration-records", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);

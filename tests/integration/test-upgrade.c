@@ -104,7 +104,8 @@ static void test_binary_that_refuses_the_handover_is_rolled_back(void **state)
         struct integ *t = *state;
         char body[INTEG_PATH_MAX * 2];
 
-        snprintf(body, sizeof(body), "exec %s/tests/integration/handover-peer refuse 'state schema version 1 is too old'",
+        snprintf(body, sizeof(body),
+                 "exec %s/tests/integration/handover-peer refuse 'state schema version 1 is too old'",
                  getenv("VSOCKMUX_BUILD_ROOT"));
         expect_refused(t, "refused the handover: state schema version 1 is too old", "--binary",
                        script(t, "refuses", body), NULL);
@@ -128,8 +129,8 @@ static void test_new_daemon_refuses_a_newer_state_schema(void **state)
 
         snprintf(peer, sizeof(peer), "%s/tests/integration/handover-peer", getenv("VSOCKMUX_BUILD_ROOT"));
         integ_runv(t, &res, NULL,
-                   (char *const[]){ peer, "old", "99", (char *)t->cfg->daemon, "--socket", (char *)integ_path(t, "b.sock"),
-                                    "--state-dir", t->state_dir, NULL });
+                   (char *const[]){ peer, "old", "99", (char *)t->cfg->daemon, "--socket",
+                                    (char *)integ_path(t, "b.sock"), "--state-dir", t->state_dir, NULL });
         assert_int_equal(res.code, 1);
         integ_assert_contains(res.out, "state schema version 99, this vsockmuxd reads 1 to");
         integ_result_done(&res);
@@ -161,7 +162,8 @@ static void test_second_upgrade_while_one_waits_is_refused(void **state)
                                              INTEG_WAIT_MS));
         assert_int_equal(integ_reap(t, first, INTEG_WAIT_MS, &code), 0);
         assert_int_equal(code, 1);
-        assert_true(integ_wait_file_contains(integ_path(t, "first.err"), "was not ready within 5000 ms", INTEG_WAIT_MS));
+        assert_true(
+                integ_wait_file_contains(integ_path(t, "first.err"), "was not ready within 5000 ms", INTEG_WAIT_MS));
         assert_int_equal(integ_reap(t, waiting, INTEG_WAIT_MS, &code), 0);
         assert_int_equal(code, 0);
         expect_old_serves(t);
@@ -209,7 +211,7 @@ static void test_new_binary_inherits_only_the_handover_socket(void **state)
         struct integ *t = *state;
         char body[2 * INTEG_PATH_MAX], *fds, *line, *save = NULL;
         const char *list = integ_path(t, "fds");
-        int idle = integ_connect_unix(t->sock, SOCK_STREAM);    /* an accepted connection in the daemon */
+        int idle = integ_connect_unix(t->sock, SOCK_STREAM); /* an accepted connection in the daemon */
         unsigned sockets = 0;
 
         snprintf(body, sizeof(body), "for f in /proc/$$/fd/*; do echo \"${f##*/} $(readlink $f)\"; done > %s; exit 9",
@@ -375,7 +377,7 @@ static void test_default_binary_is_the_file_now_at_the_started_path(void **state
         own_dir(dir, sizeof(dir));
         snprintf(copy.daemon, sizeof(copy.daemon), "%s/vsockmuxd", dir);
         snprintf(next, sizeof(next), "%s.next", copy.daemon);
-        assert_int_equal(integ_new(*state, &t), 0);     /* only to run cp through the harness */
+        assert_int_equal(integ_new(*state, &t), 0); /* only to run cp through the harness */
         copy_file(t, ((struct integ_config *)*state)->daemon, copy.daemon);
         assert_int_equal(integ_free(t), 0);
         assert_int_equal(integ_new(&copy, &t), 0);

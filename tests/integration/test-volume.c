@@ -17,7 +17,7 @@
 
 #include "harness.h"
 
-#define VOL_SEQ_LINES 1000000           /* `seq 1 1000000`: 6888896 bytes */
+#define VOL_SEQ_LINES 1000000 /* `seq 1 1000000`: 6888896 bytes */
 #define VOL_CONCURRENT 12
 
 /* What `seq 1 n` prints. */
@@ -62,8 +62,8 @@ static void test_concurrent_attached_execs_keep_output_and_codes_apart(void **st
         integ_vm_with_sim(t, "demo");
         for (int k = 0; k < VOL_CONCURRENT; k++) {
                 char name[32];
-                char *args[] = { (char *)"exec", (char *)"demo", (char *)"--", (char *)"sh", (char *)"-c", script[k],
-                                 NULL };
+                char *args[] = { (char *)"exec", (char *)"demo", (char *)"--", (char *)"sh",
+                                 (char *)"-c",   script[k],      NULL };
 
                 /* Each process's output is distinct: "k:1" .. "k:N" with N depending on k. */
                 snprintf(script[k], sizeof(script[k]), "seq 1 %d | sed 's/^/%d:/'; echo err%d >&2; exit %d",
@@ -124,8 +124,7 @@ static void test_exec_detach_json_prints_the_pid(void **state)
         assert_true(pid > 0);
         json_object_put(o);
         p = integ_ps_find(t, "demo", pid, &all);
-        assert_string_equal(json_object_get_string(json_object_array_get_idx(integ_json_get(p, "argv"), 2)),
-                            "exit 0");
+        assert_string_equal(json_object_get_string(json_object_array_get_idx(integ_json_get(p, "argv"), 2)), "exit 0");
         json_object_put(all);
 }
 

@@ -22,7 +22,7 @@ static inline void guest_data_fill(uint64_t seed, uint64_t offset, uint8_t *buf,
                 uint64_t pos = offset + i;
                 uint64_t word = guest_data_mix(seed ^ guest_data_mix(pos / 8));
                 for (unsigned b = pos % 8; b < 8 && i < len; b++, i++)
-                        buf[i] = (uint8_t) (word >> (8 * b));
+                        buf[i] = (uint8_t)(word >> (8 * b));
         }
 }
 
@@ -46,7 +46,7 @@ static inline uint64_t guest_data_hash_range(uint64_t seed, uint64_t from, uint6
         uint64_t h = GUEST_HASH_INIT;
 
         for (uint64_t at = from; at < to;) {
-                size_t n = to - at < sizeof(buf) ? (size_t) (to - at) : sizeof(buf);
+                size_t n = to - at < sizeof(buf) ? (size_t)(to - at) : sizeof(buf);
                 guest_data_fill(seed, at, buf, n);
                 h = guest_hash(h, buf, n);
                 at += n;

@@ -18,7 +18,7 @@ extern char **environ;
 
 struct child {
         pid_t pid;
-        int out;        /* captured stdout, or -1 */
+        int out; /* captured stdout, or -1 */
 };
 
 static inline const char *guest_helper(void)
@@ -54,7 +54,7 @@ static inline void spawn_guest(const char *const *args, int stdin_fd, int stdout
                 stdout_fd = cap[1];
         }
         assert_int_equal(posix_spawn_file_actions_adddup2(&fa, stdout_fd, STDOUT_FILENO), 0);
-        assert_int_equal(posix_spawn(&ret->pid, argv[0], &fa, NULL, (char **) argv, environ), 0);
+        assert_int_equal(posix_spawn(&ret->pid, argv[0], &fa, NULL, (char **)argv, environ), 0);
         posix_spawn_file_actions_destroy(&fa);
         if (cap[1] >= 0)
                 close(cap[1]);
@@ -73,8 +73,8 @@ static inline int child_finish(struct child *c, char *out, size_t outlen)
                 for (;;) {
                         struct pollfd p = { .fd = c->out, .events = POLLIN };
                         ssize_t n;
-                        int k = poll(&p, 1, (int) (TEST_WAIT_NS / 1000000));
-                        assert_true(k > 0);     /* a hung child fails the test instead of hanging it */
+                        int k = poll(&p, 1, (int)(TEST_WAIT_NS / 1000000));
+                        assert_true(k > 0); /* a hung child fails the test instead of hanging it */
                         if (out && got + 1 < outlen)
                                 n = read(c->out, out + got, outlen - 1 - got);
                         else {
@@ -83,7 +83,7 @@ static inline int child_finish(struct child *c, char *out, size_t outlen)
                         }
                         if (n <= 0)
                                 break;
-                        got += (size_t) n;
+                        got += (size_t)n;
                         if (out)
                                 out[got] = 0;
                 }

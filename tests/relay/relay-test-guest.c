@@ -26,7 +26,7 @@ static int dial(const char *path)
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return -errno;
-        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
                 int k = -errno;
                 close(fd);
                 return k;
@@ -44,7 +44,7 @@ static int write_all(int fd, const uint8_t *p, size_t n)
                         return -errno;
                 }
                 p += k;
-                n -= (size_t) k;
+                n -= (size_t)k;
         }
         return 0;
 }
@@ -55,7 +55,7 @@ static int send_range(int fd, uint64_t seed, uint64_t from, uint64_t to, size_t 
         static uint8_t buf[CHUNK_MAX];
 
         while (from < to) {
-                size_t n = to - from < chunk ? (size_t) (to - from) : chunk;
+                size_t n = to - from < chunk ? (size_t)(to - from) : chunk;
                 int k;
                 guest_data_fill(seed, from, buf, n);
                 k = write_all(fd, buf, n);
@@ -73,7 +73,7 @@ static int consume(int fd, uint64_t max)
         uint64_t total = 0, h = GUEST_HASH_INIT;
 
         while (total < max) {
-                size_t want = max - total < sizeof(buf) ? (size_t) (max - total) : sizeof(buf);
+                size_t want = max - total < sizeof(buf) ? (size_t)(max - total) : sizeof(buf);
                 ssize_t n = read(fd, buf, want);
                 if (n < 0) {
                         if (errno == EINTR)
@@ -83,8 +83,8 @@ static int consume(int fd, uint64_t max)
                 }
                 if (n == 0)
                         break;
-                h = guest_hash(h, buf, (size_t) n);
-                total += (uint64_t) n;
+                h = guest_hash(h, buf, (size_t)n);
+                total += (uint64_t)n;
         }
         printf("%" PRIu64 " %016" PRIx64 "\n", total, h);
         fflush(stdout);
@@ -93,7 +93,7 @@ static int consume(int fd, uint64_t max)
 
 static void sleep_ms(unsigned ms)
 {
-        struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000L };
+        struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
 
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
                 ;
@@ -104,12 +104,15 @@ static int usage(void)
         fprintf(stderr,
                 "usage: relay-test-guest send PATH BYTES SEED [CHUNK]    dial, write the stream, close\n"
                 "       relay-test-guest send-hdr PATH BYTES SEED        dial, read the 8-byte offset, write the rest\n"
-                "       relay-test-guest recv PATH [MAX]                  dial, read to EOF (or MAX) and print bytes+hash\n"
-                "       relay-test-guest recv-hdr PATH HAVE               dial, write the 8-byte count HAVE, read to EOF\n"
+                "       relay-test-guest recv PATH [MAX]                  dial, read to EOF (or MAX) and print "
+                "bytes+hash\n"
+                "       relay-test-guest recv-hdr PATH HAVE               dial, write the 8-byte count HAVE, read to "
+                "EOF\n"
                 "       relay-test-guest dial PATH                        exit 0 if the dial succeeds\n"
                 "       relay-test-guest sink [STALL_MS [MAX]]            read stdin to EOF, print bytes+hash\n"
                 "       relay-test-guest source BYTES SEED                write the stream to stdout\n"
-                "       relay-test-guest multi-send PREFIX PORT N BYTES   dial N ports, write BYTES+i of stream i to each\n");
+                "       relay-test-guest multi-send PREFIX PORT N BYTES   dial N ports, write BYTES+i of stream i to "
+                "each\n");
         return 2;
 }
 
@@ -147,10 +150,10 @@ int main(int argc, char **argv)
                         ssize_t n = read(fd, hdr + got, sizeof(hdr) - got);
                         if (n <= 0)
                                 return 5;
-                        got += (size_t) n;
+                        got += (size_t)n;
                 }
                 for (unsigned i = 0; i < 8; i++)
-                        off |= (uint64_t) hdr[i] << (8 * i);
+                        off |= (uint64_t)hdr[i] << (8 * i);
                 printf("offset %" PRIu64 "\n", off);
                 fflush(stdout);
                 if (send_range(fd, strtoull(argv[4], NULL, 0), off, strtoull(argv[3], NULL, 0), 65536) < 0)
@@ -173,7 +176,7 @@ int main(int argc, char **argv)
                 if (fd < 0)
                         return 3;
                 for (unsigned i = 0; i < 8; i++)
-                        hdr[i] = (uint8_t) (have >> (8 * i));
+                        hdr[i] = (uint8_t)(have >> (8 * i));
                 if (write_all(fd, hdr, sizeof(hdr)) < 0)
                         return 4;
                 return consume(fd, UINT64_MAX);
@@ -189,14 +192,16 @@ int main(int argc, char **argv)
         }
         if (strcmp(argv[1], "sink") == 0) {
                 if (argc >= 3)
-                        sleep_ms((unsigned) strtoul(argv[2], NULL, 0));
+                        sleep_ms((unsigned)strtoul(argv[2], NULL, 0));
                 return consume(STDIN_FILENO, argc >= 4 ? strtoull(argv[3], NULL, 0) : UINT64_MAX);
         }
         if (strcmp(argv[1], "source") == 0 && argc >= 4)
-                return send_range(STDOUT_FILENO, strtoull(argv[3], NULL, 0), 0, strtoull(argv[2], NULL, 0), 65536) < 0 ? 4 : 0;
+                return send_range(STDOUT_FILENO, strtoull(argv[3], NULL, 0), 0, strtoull(argv[2], NULL, 0), 65536) < 0
+                               ? 4
+                               : 0;
         if (strcmp(argv[1], "multi-send") == 0 && argc >= 6) {
                 char path[128];
-                unsigned port = (unsigned) strtoul(argv[3], NULL, 0), n = (unsigned) strtoul(argv[4], NULL, 0);
+                unsigned port = (unsigned)strtoul(argv[3], NULL, 0), n = (unsigned)strtoul(argv[4], NULL, 0);
                 uint64_t bytes = strtoull(argv[5], NULL, 0);
                 int *fds = calloc(n, sizeof(int));
                 uint64_t *at = calloc(n, sizeof(uint64_t));

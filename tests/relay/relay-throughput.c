@@ -26,7 +26,7 @@ static double now_s(void)
         struct timespec ts;
 
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static double cpu_s(void)
@@ -34,8 +34,8 @@ static double cpu_s(void)
         struct rusage ru;
 
         getrusage(RUSAGE_SELF, &ru);
-        return (double) ru.ru_utime.tv_sec + (double) ru.ru_utime.tv_usec / 1e6 + (double) ru.ru_stime.tv_sec +
-               (double) ru.ru_stime.tv_usec / 1e6;
+        return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+               (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 /* A forked child keeps only its own socket: a stray copy of the other end would hide EOF. */
@@ -56,14 +56,14 @@ static pid_t spawn_writer(int fd, uint64_t bytes)
                 close_all_but(fd);
                 memset(buf, 'x', sizeof(buf));
                 while (bytes > 0) {
-                        size_t n = bytes < sizeof(buf) ? (size_t) bytes : sizeof(buf);
+                        size_t n = bytes < sizeof(buf) ? (size_t)bytes : sizeof(buf);
                         ssize_t k = write(fd, buf, n);
                         if (k < 0) {
                                 if (errno == EINTR)
                                         continue;
                                 _exit(1);
                         }
-                        bytes -= (uint64_t) k;
+                        bytes -= (uint64_t)k;
                 }
                 _exit(0);
         }
@@ -95,7 +95,7 @@ static void reap(pid_t pid)
 
         waitpid(pid, &status, 0);
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-                fprintf(stderr, "child %d failed\n", (int) pid);
+                fprintf(stderr, "child %d failed\n", (int)pid);
 }
 
 /* Direct copy: writer process -> unix socket -> this process reading. */
@@ -116,10 +116,10 @@ static void run_direct(uint64_t bytes, double *ret_gbs, double *ret_cpu)
                 ssize_t k = read(sv[0], buf, sizeof(buf));
                 if (k <= 0)
                         break;
-                got += (uint64_t) k;
+                got += (uint64_t)k;
         }
-        *ret_gbs = (double) got / (now_s() - t0) / 1e9;
-        *ret_cpu = (cpu_s() - c0) / ((double) got / 1e9);
+        *ret_gbs = (double)got / (now_s() - t0) / 1e9;
+        *ret_cpu = (cpu_s() - c0) / ((double)got / 1e9);
         close(sv[0]);
         reap(w);
 }
@@ -170,8 +170,8 @@ static int run_relay(const struct relay_config *cfg, uint64_t bytes, double *ret
                 if (k < 0)
                         return k;
         }
-        *ret_gbs = (double) run.c.tx_endpoint / (now_s() - t0) / 1e9;
-        *ret_cpu = (cpu_s() - c0) / ((double) run.c.tx_endpoint / 1e9);
+        *ret_gbs = (double)run.c.tx_endpoint / (now_s() - t0) / 1e9;
+        *ret_cpu = (cpu_s() - c0) / ((double)run.c.tx_endpoint / 1e9);
         relay_stream_free(s);
         relay_free(r);
         reap(w);
@@ -226,7 +226,7 @@ static int run_idle(unsigned n)
         after = rss_kib();
         printf("idle streams: %u, RSS before %ld KiB, after %ld KiB: %.0f bytes per idle stream "
                "(user memory; the fds' kernel socket memory is not in RSS)\n",
-               n, before, after, (double) (after - before) * 1024.0 / n);
+               n, before, after, (double)(after - before) * 1024.0 / n);
         for (unsigned i = 0; i < n; i++)
                 relay_stream_free(s[i]);
         relay_free(r);
@@ -243,20 +243,20 @@ int main(int argc, char **argv)
 
         signal(SIGPIPE, SIG_IGN);
         if (argc >= 3 && strcmp(argv[1], "idle") == 0)
-                return run_idle((unsigned) strtoul(argv[2], NULL, 0));
+                return run_idle((unsigned)strtoul(argv[2], NULL, 0));
 
         relay_config_default(&cfg);
         if (argc >= 2)
                 gib = strtod(argv[1], NULL);
         if (argc >= 3)
-                cfg.buf_size = (unsigned) strtoul(argv[2], NULL, 0) * 1024;
+                cfg.buf_size = (unsigned)strtoul(argv[2], NULL, 0) * 1024;
         if (argc >= 4)
-                cfg.stream_max_bufs = (unsigned) strtoul(argv[3], NULL, 0);
+                cfg.stream_max_bufs = (unsigned)strtoul(argv[3], NULL, 0);
         if (argc >= 5)
-                cfg.buf_count = (unsigned) strtoul(argv[4], NULL, 0);
-        while ((uint64_t) cfg.buf_size * cfg.buf_count > RELAY_POOL_BYTES_MAX)
+                cfg.buf_count = (unsigned)strtoul(argv[4], NULL, 0);
+        while ((uint64_t)cfg.buf_size * cfg.buf_count > RELAY_POOL_BYTES_MAX)
                 cfg.buf_count /= 2;
-        bytes = (uint64_t) (gib * (1ull << 30));
+        bytes = (uint64_t)(gib * (1ull << 30));
 
         for (int i = 0; i < ROUNDS; i++) {
                 double gbs, cpu;

@@ -14,7 +14,7 @@ struct end {
         unsigned closes;
         int close_error;
         bool closed;
-        bool in_abort;          /* set while relay_chan_abort runs: on_close must not come then */
+        bool in_abort; /* set while relay_chan_abort runs: on_close must not come then */
         /* client side: what came back */
         uint8_t *got;
         size_t got_len;
@@ -23,7 +23,7 @@ struct end {
 
 static uint32_t get_le32(const uint8_t *p)
 {
-        return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
+        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 static void on_close(struct relay_chan *c, int error, void *userdata)
@@ -47,10 +47,10 @@ static ssize_t on_echo(struct relay_chan *c, const void *data, size_t len, void 
         if (len < FRAME_HDR)
                 return 0;
         n = get_le32(p);
-        if (len < FRAME_HDR + (size_t) n)
+        if (len < FRAME_HDR + (size_t)n)
                 return 0;
-        iov[0] = (struct iovec) { (void *) p, FRAME_HDR };
-        iov[1] = (struct iovec) { (void *) (p + FRAME_HDR), n };
+        iov[0] = (struct iovec){ (void *)p, FRAME_HDR };
+        iov[1] = (struct iovec){ (void *)(p + FRAME_HDR), n };
         assert_int_equal(relay_chan_sendv(c, iov, 2), 0);
         return FRAME_HDR + n;
 }
@@ -65,7 +65,7 @@ static ssize_t on_collect(struct relay_chan *c, const void *data, size_t len, vo
         if (len < FRAME_HDR)
                 return 0;
         n = get_le32(p);
-        if (len < FRAME_HDR + (size_t) n)
+        if (len < FRAME_HDR + (size_t)n)
                 return 0;
         memcpy(e->got + e->got_len, p, FRAME_HDR + n);
         e->got_len += FRAME_HDR + n;
@@ -79,7 +79,7 @@ static const struct relay_chan_ops collect_ops = { .on_data = on_collect, .on_cl
 static size_t frame_size(unsigned i)
 {
         /* small, medium and a few far larger than the socket buffer */
-        return (i % 50 == 7) ? 300000 + i : (size_t) (i * 37) % 5000;
+        return (i % 50 == 7) ? 300000 + i : (size_t)(i * 37) % 5000;
 }
 
 static void echo_round_trip(int type)
@@ -108,15 +108,15 @@ static void echo_round_trip(int type)
         assert_int_equal(relay_chan_new(r, sv[0], &echo_ops, &lim, &server, &server.c), 0);
         assert_int_equal(relay_chan_new(r, sv[1], &collect_ops, &lim, &client, &client.c), 0);
         for (unsigned i = 0; i < nframes; i++) {
-                uint32_t n = (uint32_t) (type == SOCK_SEQPACKET ? frame_size(i) % 100000 : frame_size(i));
+                uint32_t n = (uint32_t)(type == SOCK_SEQPACKET ? frame_size(i) % 100000 : frame_size(i));
                 uint8_t *f = sent + sent_len;
 
                 f[0] = n & 0xff;
                 f[1] = (n >> 8) & 0xff;
                 f[2] = (n >> 16) & 0xff;
-                f[3] = (uint8_t) (n >> 24);
+                f[3] = (uint8_t)(n >> 24);
                 for (uint32_t j = 0; j < n; j++)
-                        f[FRAME_HDR + j] = (uint8_t) (i * 131 + j * 7);
+                        f[FRAME_HDR + j] = (uint8_t)(i * 131 + j * 7);
                 assert_int_equal(relay_chan_send(client.c, f, FRAME_HDR + n), 0);
                 sent_len += FRAME_HDR + n;
         }
@@ -259,7 +259,7 @@ static void test_chan_input_larger_than_max_rx_closes_with_emsgsize(void **state
         assert_int_equal(relay_new(NULL, &r), 0);
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
         assert_int_equal(relay_chan_new(r, sv[0], &stuck_ops, &lim, &e, &e.c), 0);
-        assert_int_equal(write(sv[1], buf, sizeof(buf)), (ssize_t) sizeof(buf));
+        assert_int_equal(write(sv[1], buf, sizeof(buf)), (ssize_t)sizeof(buf));
         run_until(r, &e.closed);
         assert_int_equal(e.close_error, -EMSGSIZE);
         close(sv[1]);
@@ -302,7 +302,7 @@ static ssize_t on_data_free_self(struct relay_chan *c, const void *data, size_t 
         s->calls++;
         s->c = relay_chan_free(c);
         s->flag = true;
-        return (ssize_t) len;
+        return (ssize_t)len;
 }
 
 static void on_close_unexpected(struct relay_chan *c, int error, void *userdata)

@@ -26,7 +26,7 @@ static void on_accept(struct relay_listener *l, int fd, void *userdata)
 
 static void transport_in(const char *dir, struct relay_transport *t)
 {
-        *t = (struct relay_transport) { .kind = RELAY_TRANSPORT_HVSOCK };
+        *t = (struct relay_transport){ .kind = RELAY_TRANSPORT_HVSOCK };
         snprintf(t->uds_path, sizeof(t->uds_path), "%s/vm.vsock", dir);
 }
 
@@ -176,7 +176,7 @@ static void test_listener_replaces_stale_socket_file(void **state)
         /* a crashed daemon's leftover: bound, then closed without unlink */
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         assert_true(fd >= 0);
-        assert_int_equal(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+        assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
         close(fd);
         assert_int_equal(access(sa.sun_path, F_OK), 0);
 

@@ -161,7 +161,7 @@ static void test_defer_runs_later_in_queue_order(void **state)
 
         assert_int_equal(relay_new(NULL, &r), 0);
         for (int i = 0; i < 3; i++) {
-                items[i] = (struct defer_item) { &log, i };
+                items[i] = (struct defer_item){ &log, i };
                 assert_int_equal(relay_defer(r, on_defer, &items[i]), 0);
         }
         assert_int_equal(log.n, 0);
@@ -213,7 +213,7 @@ static void test_get_sqe_flushes_a_full_ring(void **state)
         for (int i = 0; i < 100; i++) {
                 struct io_uring_sqe *sqe = relay_get_sqe(r);
                 assert_non_null(sqe);
-                n[i] = (struct nop_op) { .op.fn = on_nop, .res = -1 };
+                n[i] = (struct nop_op){ .op.fn = on_nop, .res = -1 };
                 io_uring_prep_nop(sqe);
                 relay_sqe_set_op(sqe, &n[i].op);
         }
@@ -269,11 +269,11 @@ static void test_config_out_of_bounds_is_refused(void **state)
         struct relay *r = NULL;
 
         relay_config_default(&c);
-        c.buf_count = 3000;     /* not a power of two */
+        c.buf_count = 3000; /* not a power of two */
         assert_int_equal(relay_new(&c, &r), -EINVAL);
         relay_config_default(&c);
         c.buf_size = 1u << 20;
-        c.buf_count = 128;      /* 128 MiB pool */
+        c.buf_count = 128; /* 128 MiB pool */
         assert_int_equal(relay_new(&c, &r), -EINVAL);
         relay_config_default(&c);
         c.stream_max_bufs = 0;

@@ -21,7 +21,7 @@ static struct io_uring_probe *probe_all(void)
         p->last_op = LAST_OP;
         p->ops_len = LAST_OP + 1;
         for (unsigned i = 0; i <= LAST_OP; i++) {
-                p->ops[i].op = (uint8_t) i;
+                p->ops[i].op = (uint8_t)i;
                 p->ops[i].flags = IO_URING_OP_SUPPORTED;
         }
         return p;
@@ -55,9 +55,9 @@ static void test_missing_read_multishot_only_turns_it_off(void **state)
 
 static void test_each_needed_opcode_is_required(void **state)
 {
-        const int needed[] = { IORING_OP_READ, IORING_OP_WRITEV, IORING_OP_SENDMSG, IORING_OP_SEND,
-                               IORING_OP_RECV, IORING_OP_ACCEPT, IORING_OP_POLL_ADD, IORING_OP_ASYNC_CANCEL,
-                               IORING_OP_SEND_ZC };
+        const int needed[] = { IORING_OP_READ,     IORING_OP_WRITEV,       IORING_OP_SENDMSG,
+                               IORING_OP_SEND,     IORING_OP_RECV,         IORING_OP_ACCEPT,
+                               IORING_OP_POLL_ADD, IORING_OP_ASYNC_CANCEL, IORING_OP_SEND_ZC };
 
         for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++) {
                 struct io_uring_probe *p = probe_all();
@@ -65,7 +65,7 @@ static void test_each_needed_opcode_is_required(void **state)
 
                 p->ops[needed[i]].flags = 0;
                 assert_int_equal(relay_features_check(ALL_FEATURES, p, &f), -EOPNOTSUPP);
-                assert_true(f.read_mshot);      /* untouched on failure */
+                assert_true(f.read_mshot); /* untouched on failure */
                 free(p);
         }
 }
@@ -75,7 +75,7 @@ static void test_a_kernel_before_multishot_recv_is_refused(void **state)
         struct io_uring_probe *p = probe_all();
         struct relay_features f;
 
-        p->last_op = IORING_OP_SEND_ZC - 1;     /* 5.19: buffer rings, no multishot recv */
+        p->last_op = IORING_OP_SEND_ZC - 1; /* 5.19: buffer rings, no multishot recv */
         assert_int_equal(relay_features_check(ALL_FEATURES, p, &f), -EOPNOTSUPP);
         free(p);
 }

@@ -67,7 +67,7 @@ struct dial {
         struct relay_listener *l;
         bool accepted;
         unsigned accepts;
-        int replace_fd;         /* MANY listener: later dials land here */
+        int replace_fd; /* MANY listener: later dials land here */
 };
 
 static void on_accept(struct relay_listener *l, int fd, void *userdata)
@@ -90,7 +90,8 @@ static void on_accept_restored(struct relay_listener *l, int fd, void *userdata)
         struct relay_stream_counters seed = { .rx_guest = 1234567, .tx_endpoint = 1234567 };
 
         assert_true(fd >= 0);
-        assert_int_equal(relay_stream_new_at(d->st->r, d->dir, fd, d->endpoint_fd, d->ops, &seed, true, d->st, &d->st->s), 0);
+        assert_int_equal(
+                relay_stream_new_at(d->st->r, d->dir, fd, d->endpoint_fd, d->ops, &seed, true, d->st, &d->st->s), 0);
         d->accepted = true;
 }
 
@@ -119,7 +120,7 @@ static ssize_t sink_data(struct relay_chan *c, const void *data, size_t len, voi
 
         k->bytes += len;
         k->hash = guest_hash(k->hash, data, len);
-        return (ssize_t) len;
+        return (ssize_t)len;
 }
 
 static void sink_close(struct relay_chan *c, int error, void *userdata)
@@ -139,7 +140,7 @@ static int sink_open(struct relay *r, struct sink *k)
         int sv[2];
 
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-        *k = (struct sink) { .hash = GUEST_HASH_INIT };
+        *k = (struct sink){ .hash = GUEST_HASH_INIT };
         assert_int_equal(relay_chan_new(r, sv[1], &sink_ops, NULL, k, &k->c), 0);
         return sv[0];
 }
@@ -186,13 +187,13 @@ static void test_stream_64mib_from_guest_arrives_intact_through_a_pipe(void **st
         assert_int_equal(relay_new(NULL, &r), 0);
         t.r = r;
         assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-        spawn_guest((const char *[]) { "sink", NULL }, p[0], -1, &sink);
+        spawn_guest((const char *[]){ "sink", NULL }, p[0], -1, &sink);
         close(p[0]);
         d.endpoint_fd = p[1];
         listen_for(r, dir, 1000, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
         num(n, sizeof(n), total);
         num(sd, sizeof(sd), seed);
-        spawn_guest((const char *[]) { "send", path, n, sd, "65536", NULL }, -1, -1, &guest);
+        spawn_guest((const char *[]){ "send", path, n, sd, "65536", NULL }, -1, -1, &guest);
 
         run_until(r, &t.done);
         assert_int_equal(t.error, 0);
@@ -200,7 +201,7 @@ static void test_stream_64mib_from_guest_arrives_intact_through_a_pipe(void **st
         assert_int_equal(t.at_done.tx_endpoint, total);
         expect_spliced_when_forced(r);
         assert_int_equal(child_finish(&guest, NULL, 0), 0);
-        t.s = relay_stream_free(t.s);   /* closes the pipe: the sink sees EOF */
+        t.s = relay_stream_free(t.s); /* closes the pipe: the sink sees EOF */
         expect_output(&sink, total, guest_data_hash(seed, total));
         relay_listener_free(d.l);
         rm_tmpdir(dir);
@@ -221,18 +222,18 @@ static void test_stream_bulk_traffic_touches_only_a_few_pool_buffers(void **stat
         int p[2];
 
         relay_config_default(&cfg);
-        cfg.no_splice = true;   /* a test of the ring's buffers */
+        cfg.no_splice = true; /* a test of the ring's buffers */
         make_tmpdir(dir, sizeof(dir));
         assert_int_equal(relay_new(&cfg, &r), 0);
         t.r = r;
         assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-        spawn_guest((const char *[]) { "sink", NULL }, p[0], -1, &sink);
+        spawn_guest((const char *[]){ "sink", NULL }, p[0], -1, &sink);
         close(p[0]);
         d.endpoint_fd = p[1];
         listen_for(r, dir, 1000, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
         num(n, sizeof(n), total);
         num(sd, sizeof(sd), seed);
-        spawn_guest((const char *[]) { "send", path, n, sd, "65536", NULL }, -1, -1, &guest);
+        spawn_guest((const char *[]){ "send", path, n, sd, "65536", NULL }, -1, -1, &guest);
 
         run_until(r, &t.done);
         assert_int_equal(t.error, 0);
@@ -264,12 +265,12 @@ static void test_stream_stdin_eof_half_closes_the_guest(void **state)
         assert_int_equal(pipe2(p, O_CLOEXEC), 0);
         num(n, sizeof(n), total);
         num(sd, sizeof(sd), seed);
-        spawn_guest((const char *[]) { "source", n, sd, NULL }, -1, p[1], &source);
+        spawn_guest((const char *[]){ "source", n, sd, NULL }, -1, p[1], &source);
         close(p[1]);
         d.endpoint_fd = p[0];
         listen_for(r, dir, 1001, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
         /* The guest reads to EOF: it only finishes if the host's EOF became a half-close. */
-        spawn_guest((const char *[]) { "recv", path, NULL }, -1, -1, &guest);
+        spawn_guest((const char *[]){ "recv", path, NULL }, -1, -1, &guest);
 
         run_until(r, &t.done);
         assert_int_equal(t.error, 0);
@@ -306,12 +307,12 @@ static void test_stream_stdin_fifo_writer_close_half_closes_the_guest(void **sta
         assert_true(wr >= 0);
         num(n, sizeof(n), total);
         num(sd, sizeof(sd), seed);
-        spawn_guest((const char *[]) { "source", n, sd, NULL }, -1, wr, &source);
+        spawn_guest((const char *[]){ "source", n, sd, NULL }, -1, wr, &source);
         close(wr);
         d.endpoint_fd = rd;
         listen_for(r, dir, 1001, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
         /* The guest reads to EOF: it only finishes if the writer's close became a half-close. */
-        spawn_guest((const char *[]) { "recv", path, NULL }, -1, -1, &guest);
+        spawn_guest((const char *[]){ "recv", path, NULL }, -1, -1, &guest);
 
         run_until(r, &t.done);
         assert_int_equal(t.error, 0);
@@ -341,7 +342,7 @@ static void test_stream_stdin_from_regular_file_reaches_guest(void **state)
         guest_data_fill(seed, 0, buf, total);
         fd = open(file, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
         assert_true(fd >= 0);
-        assert_int_equal(write(fd, buf, total), (ssize_t) total);
+        assert_int_equal(write(fd, buf, total), (ssize_t)total);
         close(fd);
         free(buf);
 
@@ -351,7 +352,7 @@ static void test_stream_stdin_from_regular_file_reaches_guest(void **state)
         d.endpoint_fd = open(file, O_RDONLY | O_CLOEXEC);
         assert_true(d.endpoint_fd >= 0);
         listen_for(r, dir, 1002, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
-        spawn_guest((const char *[]) { "recv", path, NULL }, -1, -1, &guest);
+        spawn_guest((const char *[]){ "recv", path, NULL }, -1, -1, &guest);
         run_until(r, &t.done);
         assert_int_equal(t.error, 0);
         expect_output(&guest, total, guest_data_hash(seed, total));
@@ -377,19 +378,19 @@ static void stalled_sink(const char *chunk, uint32_t port)
         int p[2];
 
         relay_config_default(&cfg);
-        cfg.no_splice = true;   /* the ring's cap; test_stream_splice_stalled_sink_* has the splice path's */
+        cfg.no_splice = true; /* the ring's cap; test_stream_splice_stalled_sink_* has the splice path's */
         make_tmpdir(dir, sizeof(dir));
         assert_int_equal(relay_new(&cfg, &r), 0);
         t.r = r;
         assert_int_equal(pipe2(p, O_CLOEXEC), 0);
         /* the sink sleeps a second before it reads anything */
-        spawn_guest((const char *[]) { "sink", "1000", NULL }, p[0], -1, &sink);
+        spawn_guest((const char *[]){ "sink", "1000", NULL }, p[0], -1, &sink);
         close(p[0]);
         d.endpoint_fd = p[1];
         listen_for(r, dir, port, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
         num(n, sizeof(n), total);
         num(sd, sizeof(sd), seed);
-        spawn_guest((const char *[]) { "send", path, n, sd, chunk, NULL }, -1, -1, &guest);
+        spawn_guest((const char *[]){ "send", path, n, sd, chunk, NULL }, -1, -1, &guest);
 
         for (uint64_t deadline = relay_now_ns(r) + TEST_WAIT_NS; !t.done;) {
                 struct relay_stats stats;
@@ -407,9 +408,9 @@ static void stalled_sink(const char *chunk, uint32_t port)
         }
         assert_int_equal(t.error, 0);
         /* the stall really backed up into the relay (reads pause with one buffer's worth of room) ... */
-        assert_true(max_bytes >= (size_t) (cfg.stream_max_bufs - 1) * cfg.buf_size);
+        assert_true(max_bytes >= (size_t)(cfg.stream_max_bufs - 1) * cfg.buf_size);
         /* ... and the relay held no more than its cap in bytes, in a bounded number of buffers */
-        assert_true(max_bytes <= (size_t) cfg.stream_max_bufs * cfg.buf_size);
+        assert_true(max_bytes <= (size_t)cfg.stream_max_bufs * cfg.buf_size);
         assert_true(max_bufs <= 2 * cfg.stream_max_bufs + 1);
         assert_true(max_pool <= 2 * cfg.stream_max_bufs + 1);
         assert_int_equal(child_finish(&guest, NULL, 0), 0);
@@ -460,8 +461,8 @@ static void test_stream_thousand_concurrent_streams_each_arrive_intact(void **st
         m->r = r;
         for (unsigned i = 0; i < MANY_STREAMS; i++) {
                 char path[128];
-                m->st[i] = (struct st) { .r = r, .free_on_done = true };
-                m->dial[i] = (struct dial) { .st = &m->st[i], .dir = RELAY_STREAM_FROM_GUEST, .ops = &st_ops };
+                m->st[i] = (struct st){ .r = r, .free_on_done = true };
+                m->dial[i] = (struct dial){ .st = &m->st[i], .dir = RELAY_STREAM_FROM_GUEST, .ops = &st_ops };
                 m->dial[i].endpoint_fd = sink_open(r, &m->sink[i]);
                 listen_for(r, dir, MANY_PORT + i, RELAY_LISTEN_ONCE, &m->dial[i], path, sizeof(path));
         }
@@ -470,7 +471,7 @@ static void test_stream_thousand_concurrent_streams_each_arrive_intact(void **st
                 num(port, sizeof(port), MANY_PORT + g * MANY_PER_GUEST);
                 num(cnt, sizeof(cnt), MANY_PER_GUEST);
                 num(bytes, sizeof(bytes), MANY_BYTES);
-                spawn_guest((const char *[]) { "multi-send", base, port, cnt, bytes, NULL }, -1, -1, &guests[g]);
+                spawn_guest((const char *[]){ "multi-send", base, port, cnt, bytes, NULL }, -1, -1, &guests[g]);
         }
         for (uint64_t deadline = relay_now_ns(r) + 4 * TEST_WAIT_NS; done < MANY_STREAMS || closed < MANY_STREAMS;) {
                 assert_int_equal(relay_run_once(r, 100 * 1000 * 1000), 0);
@@ -520,8 +521,8 @@ static void test_stream_small_pool_shared_by_many_streams_loses_nothing(void **s
         assert_int_equal(relay_new(&cfg, &r), 0);
         for (unsigned i = 0; i < N; i++) {
                 char path[128];
-                st[i] = (struct st) { .r = r };
-                dl[i] = (struct dial) { .st = &st[i], .dir = RELAY_STREAM_FROM_GUEST, .ops = &st_ops };
+                st[i] = (struct st){ .r = r };
+                dl[i] = (struct dial){ .st = &st[i], .dir = RELAY_STREAM_FROM_GUEST, .ops = &st_ops };
                 dl[i].endpoint_fd = sink_open(r, &sk[i]);
                 listen_for(r, dir, PORT + i, RELAY_LISTEN_ONCE, &dl[i], path, sizeof(path));
         }
@@ -529,7 +530,7 @@ static void test_stream_small_pool_shared_by_many_streams_loses_nothing(void **s
         num(port, sizeof(port), PORT);
         num(cnt, sizeof(cnt), N);
         num(bytes, sizeof(bytes), BYTES);
-        spawn_guest((const char *[]) { "multi-send", base, port, cnt, bytes, NULL }, -1, -1, &guest);
+        spawn_guest((const char *[]){ "multi-send", base, port, cnt, bytes, NULL }, -1, -1, &guest);
         for (uint64_t deadline = relay_now_ns(r) + TEST_WAIT_NS; done < N;) {
                 assert_int_equal(relay_run_once(r, 100 * 1000 * 1000), 0);
                 assert_true(relay_now_ns(r) < deadline);
@@ -572,15 +573,15 @@ static void test_stream_guest_dropping_stdin_ends_only_that_stream(void **state)
         assert_int_equal(relay_new(NULL, &r), 0);
         a.r = b.r = r;
         assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-        spawn_guest((const char *[]) { "source", "1000000000", "1", NULL }, -1, p[1], &source);
+        spawn_guest((const char *[]){ "source", "1000000000", "1", NULL }, -1, p[1], &source);
         close(p[1]);
         da.endpoint_fd = p[0];
         db.endpoint_fd = sink_open(r, &k);
         listen_for(r, dir, 1010, RELAY_LISTEN_ONCE, &da, pa, sizeof(pa));
         listen_for(r, dir, 1011, RELAY_LISTEN_ONCE, &db, pb, sizeof(pb));
         /* guest A takes 100000 bytes of its stdin and goes away */
-        spawn_guest((const char *[]) { "recv", pa, "100000", NULL }, -1, -1, &ga);
-        spawn_guest((const char *[]) { "send", pb, "4194304", "2", "4096", NULL }, -1, -1, &gb);
+        spawn_guest((const char *[]){ "recv", pa, "100000", NULL }, -1, -1, &ga);
+        spawn_guest((const char *[]){ "send", pb, "4194304", "2", "4096", NULL }, -1, -1, &gb);
 
         run_until(r, &a.done);
         assert_int_equal(a.error, -ECONNRESET);
@@ -594,7 +595,7 @@ static void test_stream_guest_dropping_stdin_ends_only_that_stream(void **state)
         assert_int_equal(k.hash, guest_data_hash(2, 4194304));
         assert_int_equal(child_finish(&ga, NULL, 0), 0);
         assert_int_equal(child_finish(&gb, NULL, 0), 0);
-        a.s = relay_stream_free(a.s);           /* the source now sees EPIPE and stops */
+        a.s = relay_stream_free(a.s); /* the source now sees EPIPE and stops */
         run_idle(r, 3);
         assert_int_not_equal(child_finish(&source, NULL, 0), 0);
         relay_listener_free(da.l);
@@ -618,7 +619,7 @@ static void test_stream_guest_hanging_up_on_quiet_stdin_ends_the_stream(void **s
         assert_int_equal(pipe2(p, O_CLOEXEC), 0);
         d.endpoint_fd = p[0];
         listen_for(r, dir, 1013, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
-        spawn_guest((const char *[]) { "dial", path, NULL }, -1, -1, &guest);
+        spawn_guest((const char *[]){ "dial", path, NULL }, -1, -1, &guest);
         assert_int_equal(child_finish(&guest, NULL, 0), 0);
         run_until(r, &t.done);
         assert_int_equal(t.error, -ECONNRESET);
@@ -644,7 +645,7 @@ static void test_stream_guest_killed_mid_stdout_delivers_everything_it_sent(void
         t.r = r;
         d.endpoint_fd = sink_open(r, &k);
         listen_for(r, dir, 1012, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
-        spawn_guest((const char *[]) { "send", path, "100000000000", "3", NULL }, -1, -1, &guest);
+        spawn_guest((const char *[]){ "send", path, "100000000000", "3", NULL }, -1, -1, &guest);
         for (uint64_t deadline = relay_now_ns(r) + TEST_WAIT_NS; c.rx_guest < 2 * MIB;) {
                 assert_int_equal(relay_run_once(r, 10 * 1000 * 1000), 0);
                 assert_true(relay_now_ns(r) < deadline);
@@ -680,14 +681,14 @@ static void test_stream_endpoint_closing_early_ends_only_that_stream_with_epipe(
         a.r = b.r = r;
         assert_int_equal(pipe2(p, O_CLOEXEC), 0);
         /* A's endpoint process reads 100000 bytes and exits */
-        spawn_guest((const char *[]) { "sink", "0", "100000", NULL }, p[0], -1, &sink);
+        spawn_guest((const char *[]){ "sink", "0", "100000", NULL }, p[0], -1, &sink);
         close(p[0]);
         da.endpoint_fd = p[1];
         db.endpoint_fd = sink_open(r, &k);
         listen_for(r, dir, 1020, RELAY_LISTEN_ONCE, &da, pa, sizeof(pa));
         listen_for(r, dir, 1021, RELAY_LISTEN_ONCE, &db, pb, sizeof(pb));
-        spawn_guest((const char *[]) { "send", pa, "16777216", "4", NULL }, -1, -1, &ga);
-        spawn_guest((const char *[]) { "send", pb, "4194304", "5", NULL }, -1, -1, &gb);
+        spawn_guest((const char *[]){ "send", pa, "16777216", "4", NULL }, -1, -1, &ga);
+        spawn_guest((const char *[]){ "send", pb, "4194304", "5", NULL }, -1, -1, &gb);
 
         /* The guest is not held up by an endpoint that is gone: the rest of its output is read and
          * dropped, and the error is reported when that output ends. */
@@ -729,7 +730,7 @@ static void test_stream_freeze_flushes_and_resume_loses_nothing(void **state)
         t.r = r;
         d.endpoint_fd = sink_open(r, &k);
         listen_for(r, dir, 1030, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
-        spawn_guest((const char *[]) { "send", path, "8388608", "6", "4096", NULL }, -1, -1, &guest);
+        spawn_guest((const char *[]){ "send", path, "8388608", "6", "4096", NULL }, -1, -1, &guest);
         for (uint64_t deadline = relay_now_ns(r) + TEST_WAIT_NS; c.rx_guest < MIB;) {
                 assert_int_equal(relay_run_once(r, 10 * 1000 * 1000), 0);
                 assert_true(relay_now_ns(r) < deadline);
@@ -738,7 +739,7 @@ static void test_stream_freeze_flushes_and_resume_loses_nothing(void **state)
         }
         assert_int_equal(relay_stream_freeze(t.s), 0);
         assert_int_equal(relay_stream_freeze(t.s), -EALREADY);
-        assert_false(t.frozen);         /* never from inside the call */
+        assert_false(t.frozen); /* never from inside the call */
         run_until(r, &t.frozen);
         assert_int_equal(t.frozen_calls, 1);
         assert_int_equal(t.held_at_frozen, 0);
@@ -782,13 +783,13 @@ static void test_stream_freeze_drains_what_the_guest_wrote_before_it(void **stat
 
         assert_non_null(data);
         for (size_t i = 0; i < total; i++)
-                data[i] = (uint8_t) (i * 7 + 3);
+                data[i] = (uint8_t)(i * 7 + 3);
         assert_int_equal(relay_new(NULL, &r), 0);
         t.r = r;
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, g), 0);
         assert_int_equal(relay_stream_new(r, RELAY_STREAM_FROM_GUEST, g[0], sink_open(r, &k), &st_ops, &t, &t.s), 0);
         run_idle(r, 3); /* the receive is armed and waiting */
-        assert_int_equal(write(g[1], data, total), (ssize_t) total);
+        assert_int_equal(write(g[1], data, total), (ssize_t)total);
         assert_int_equal(relay_stream_freeze(t.s), 0);
         run_until(r, &t.frozen);
         assert_int_equal(t.held_at_frozen, 0);
@@ -833,7 +834,7 @@ static void test_stream_replace_guest_sends_offset_then_resumes_exactly_once(voi
         d.endpoint_fd = sink_open(r, &k);
         listen_for(r, dir, 1040, RELAY_LISTEN_MANY, &d, path, sizeof(path));
         /* the first guest dies part way; what it wrote but the host never read is its loss */
-        spawn_guest((const char *[]) { "send", path, "6291456", "10", "1000", NULL }, -1, -1, &g1);
+        spawn_guest((const char *[]){ "send", path, "6291456", "10", "1000", NULL }, -1, -1, &g1);
         for (uint64_t deadline = relay_now_ns(r) + TEST_WAIT_NS; c.rx_guest < MIB;) {
                 assert_int_equal(relay_run_once(r, 10 * 1000 * 1000), 0);
                 assert_true(relay_now_ns(r) < deadline);
@@ -845,10 +846,10 @@ static void test_stream_replace_guest_sends_offset_then_resumes_exactly_once(voi
         /* a save lets go of the guest connection but keeps endpoint and counters */
         assert_int_equal(relay_stream_detach_guest(t.s), 0);
         kill(g1.pid, SIGKILL);
-        assert_int_not_equal(child_finish(&g1, NULL, 0), 0);   /* killed, or its write failed first */
+        assert_int_not_equal(child_finish(&g1, NULL, 0), 0); /* killed, or its write failed first */
 
         /* the redialled guest learns the host's count and sends from there */
-        spawn_guest((const char *[]) { "send-hdr", path, "6291456", "10", NULL }, -1, -1, &g2);
+        spawn_guest((const char *[]){ "send-hdr", path, "6291456", "10", NULL }, -1, -1, &g2);
         for (uint64_t deadline = relay_now_ns(r) + TEST_WAIT_NS; d.replace_fd < 0;) {
                 assert_int_equal(relay_run_once(r, 10 * 1000 * 1000), 0);
                 assert_true(relay_now_ns(r) < deadline);
@@ -873,7 +874,7 @@ static void test_stream_replace_guest_sends_offset_then_resumes_exactly_once(voi
 static void test_stream_restored_with_seed_sends_offset_and_continues(void **state)
 {
         _cleanup_(relay_freep) struct relay *r = NULL;
-        const uint64_t total = 3 * MIB, already = 1234567;     /* the seed on_accept_restored uses */
+        const uint64_t total = 3 * MIB, already = 1234567; /* the seed on_accept_restored uses */
         struct st t = {};
         struct child guest;
         struct sink k;
@@ -893,7 +894,7 @@ static void test_stream_restored_with_seed_sends_offset_and_continues(void **sta
         d.ops = &st_ops;
         d.endpoint_fd = endpoint;
         assert_int_equal(relay_listen(r, &tr, 1041, RELAY_LISTEN_ONCE, on_accept_restored, &d, &d.l), 0);
-        spawn_guest((const char *[]) { "send-hdr", path, "3145728", "13", NULL }, -1, -1, &guest);
+        spawn_guest((const char *[]){ "send-hdr", path, "3145728", "13", NULL }, -1, -1, &guest);
         run_until(r, &t.done);
         assert_int_equal(t.error, 0);
         assert_int_equal(t.at_done.rx_guest, total);
@@ -922,7 +923,8 @@ static void on_accept_stdin_resumed(struct relay_listener *l, int fd, void *user
 
         assert_true(fd >= 0);
         assert_int_equal(relay_stream_new_at(d->st->r, RELAY_STREAM_TO_GUEST, fd, d->endpoint_fd, &st_ops, &seed, true,
-                                             d->st, &d->st->s), 0);
+                                             d->st, &d->st->s),
+                         0);
 }
 
 /* stdin after a restore: the guest says how much it has; the rest of the host's input follows. */
@@ -942,13 +944,13 @@ static void stdin_resume(const char *guest_has, int want_error)
         t.r = r;
         assert_int_equal(pipe2(p, O_CLOEXEC), 0);
         num(n, sizeof(n), total);
-        spawn_guest((const char *[]) { "source", n, "14", NULL }, -1, p[1], &source);
+        spawn_guest((const char *[]){ "source", n, "14", NULL }, -1, p[1], &source);
         close(p[1]);
         d.endpoint_fd = p[0];
         snprintf(tr.uds_path, sizeof(tr.uds_path), "%s/vm.vsock", dir);
         assert_int_equal(relay_transport_hvsock_path(&tr, 1042, path, sizeof(path)), 0);
         assert_int_equal(relay_listen(r, &tr, 1042, RELAY_LISTEN_ONCE, on_accept_stdin_resumed, &d, &d.l), 0);
-        spawn_guest((const char *[]) { "recv-hdr", path, guest_has, NULL }, -1, -1, &guest);
+        spawn_guest((const char *[]){ "recv-hdr", path, guest_has, NULL }, -1, -1, &guest);
         run_until(r, &t.done);
         assert_int_equal(t.error, want_error);
         if (want_error == 0) {
@@ -958,11 +960,11 @@ static void stdin_resume(const char *guest_has, int want_error)
                 /* the guest waits for input until its connection goes */
                 t.s = relay_stream_free(t.s);
                 run_idle(r, 3);
-                (void) child_finish(&guest, NULL, 0);
+                (void)child_finish(&guest, NULL, 0);
         }
         t.s = relay_stream_free(t.s);
         run_idle(r, 3);
-        (void) child_finish(&source, NULL, 0);
+        (void)child_finish(&source, NULL, 0);
         relay_listener_free(d.l);
         rm_tmpdir(dir);
 }
@@ -1013,7 +1015,7 @@ static void test_stream_discard_endpoint_counts_and_taps(void **state)
         t.tap_hash = GUEST_HASH_INIT;
         listen_for(r, dir, 1050, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
         num(n, sizeof(n), total);
-        spawn_guest((const char *[]) { "send", path, n, "11", NULL }, -1, -1, &guest);
+        spawn_guest((const char *[]){ "send", path, n, "11", NULL }, -1, -1, &guest);
         run_until(r, &d.accepted);
         /* a restored stream continues its counters */
         relay_stream_seed_counters(t.s, &seed);
@@ -1029,12 +1031,11 @@ static void test_stream_discard_endpoint_counts_and_taps(void **state)
         rm_tmpdir(dir);
 }
 
-
 /* ---- the splice path (splice.c) ---- */
 
 struct tap_switch {
         struct st st;
-        uint64_t tap_from;      /* the guest byte count from which taps are wanted; UINT64_MAX never */
+        uint64_t tap_from; /* the guest byte count from which taps are wanted; UINT64_MAX never */
 };
 
 static bool tap_switch_wanted(struct relay_stream *s, void *userdata)
@@ -1054,7 +1055,10 @@ static void tap_switch_tap(struct relay_stream *s, const void *data, size_t len,
 }
 
 static const struct relay_stream_ops st_tap_switch_ops = {
-        .on_done = on_done, .on_frozen = on_frozen, .on_tap = tap_switch_tap, .tap_wanted = tap_switch_wanted,
+        .on_done = on_done,
+        .on_frozen = on_frozen,
+        .on_tap = tap_switch_tap,
+        .tap_wanted = tap_switch_wanted,
 };
 
 /* A bulk guest into a socket endpoint: relay_config_default's threshold (a read that filled its
@@ -1079,7 +1083,7 @@ static void splice_bulk_to_socket(const struct relay_stream_ops *ops, uint64_t t
         listen_for(r, dir, port, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
         num(n, sizeof(n), total);
         num(sd, sizeof(sd), seed);
-        spawn_guest((const char *[]) { "send", path, n, sd, "65536", NULL }, -1, -1, &guest);
+        spawn_guest((const char *[]){ "send", path, n, sd, "65536", NULL }, -1, -1, &guest);
         run_until(r, &ts.st.done);
         assert_int_equal(ts.st.error, 0);
         assert_int_equal(ts.st.at_done.rx_guest, total);
@@ -1105,7 +1109,7 @@ static void test_stream_splice_bulk_to_a_socket_moves_by_splice_and_returns_its_
         struct tap_switch ts;
 
         splice_bulk_to_socket(&st_ops, UINT64_MAX, 1100, &st, &ts);
-        assert_true(st.bytes_spliced >= 16 * MIB);     /* most of it: only the first reads use the ring */
+        assert_true(st.bytes_spliced >= 16 * MIB); /* most of it: only the first reads use the ring */
         assert_true(st.splice_pipes >= 1 && st.splice_pipes <= RELAY_SPLICE_PIPES_DEFAULT);
 }
 
@@ -1150,13 +1154,13 @@ static void test_stream_splice_into_a_fifo_needs_no_pipe(void **state)
         assert_int_equal(relay_new(NULL, &r), 0);
         t.r = r;
         assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-        spawn_guest((const char *[]) { "sink", NULL }, p[0], -1, &sink);
+        spawn_guest((const char *[]){ "sink", NULL }, p[0], -1, &sink);
         close(p[0]);
         d.endpoint_fd = p[1];
         listen_for(r, dir, 1103, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
         num(n, sizeof(n), total);
         num(sd, sizeof(sd), seed);
-        spawn_guest((const char *[]) { "send", path, n, sd, "65536", NULL }, -1, -1, &guest);
+        spawn_guest((const char *[]){ "send", path, n, sd, "65536", NULL }, -1, -1, &guest);
         run_until(r, &t.done);
         assert_int_equal(t.error, 0);
         assert_int_equal(t.at_done.tx_endpoint, total);
@@ -1192,11 +1196,11 @@ static void test_stream_splice_pool_exhausted_falls_back_to_the_ring(void **stat
         num(n, sizeof(n), total);
         for (unsigned i = 0; i < N; i++) {
                 t[i].r = r;
-                d[i] = (struct dial) { .st = &t[i], .dir = RELAY_STREAM_FROM_GUEST, .ops = &st_ops };
+                d[i] = (struct dial){ .st = &t[i], .dir = RELAY_STREAM_FROM_GUEST, .ops = &st_ops };
                 d[i].endpoint_fd = sink_open(r, &k[i]);
                 listen_for(r, dir, 1110 + i, RELAY_LISTEN_ONCE, &d[i], path, sizeof(path));
                 num(sd, sizeof(sd), 30 + i);
-                spawn_guest((const char *[]) { "send", path, n, sd, "65536", NULL }, -1, -1, &guest[i]);
+                spawn_guest((const char *[]){ "send", path, n, sd, "65536", NULL }, -1, -1, &guest[i]);
         }
         for (uint64_t deadline = relay_now_ns(r) + TEST_WAIT_NS; done < N;) {
                 assert_int_equal(relay_run_once(r, 10 * 1000 * 1000), 0);
@@ -1218,7 +1222,7 @@ static void test_stream_splice_pool_exhausted_falls_back_to_the_ring(void **stat
         }
         relay_get_stats(r, &st);
         assert_true(st.bytes_spliced > 0);
-        assert_true(st.bytes_spliced < st.bytes_relayed);      /* some went by the ring */
+        assert_true(st.bytes_spliced < st.bytes_relayed); /* some went by the ring */
         relay_listener_free(d[0].l);
         for (unsigned i = 1; i < N; i++)
                 relay_listener_free(d[i].l);
@@ -1246,7 +1250,7 @@ static void test_stream_splice_endpoint_closing_drops_and_counts(void **state)
         d.endpoint_fd = sv[0];
         listen_for(r, dir, 1120, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
         num(n, sizeof(n), total);
-        spawn_guest((const char *[]) { "send", path, n, "23", "65536", NULL }, -1, -1, &guest);
+        spawn_guest((const char *[]){ "send", path, n, "23", "65536", NULL }, -1, -1, &guest);
         /* sv[1] is read until the relay splices, then no more: it fills, the relay waits */
         for (uint64_t deadline = relay_now_ns(r) + TEST_WAIT_NS;;) {
                 static char scratch[65536];
@@ -1266,7 +1270,7 @@ static void test_stream_splice_endpoint_closing_drops_and_counts(void **state)
         close(sv[1]);
         run_until(r, &t.done);
         assert_int_equal(t.error, -EPIPE);
-        assert_int_equal(t.at_done.rx_guest, total);   /* the guest was never blocked for good */
+        assert_int_equal(t.at_done.rx_guest, total); /* the guest was never blocked for good */
         assert_true(t.at_done.tx_endpoint < total);
         relay_get_stats(r, &st);
         assert_int_equal(st.splice_pipes_lent, 0);
@@ -1301,7 +1305,7 @@ static void test_stream_splice_stalled_sink_holds_at_most_the_cap(void **state)
         d.endpoint_fd = sv[0];
         listen_for(r, dir, 1121, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
         num(n, sizeof(n), total);
-        spawn_guest((const char *[]) { "send", path, n, "24", "65536", NULL }, -1, -1, &guest);
+        spawn_guest((const char *[]){ "send", path, n, "24", "65536", NULL }, -1, -1, &guest);
         /* sv[1] is read (into the sink's tally) until the relay splices, then not for a while */
         for (uint64_t deadline = relay_now_ns(r) + TEST_WAIT_NS; st.bytes_spliced == 0 || max_held == 0;) {
                 static char scratch[65536];
@@ -1316,8 +1320,8 @@ static void test_stream_splice_stalled_sink_holds_at_most_the_cap(void **state)
                         max_held = MAX(max_held, b);
                 }
                 while (st.bytes_spliced == 0 && (got = recv(sv[1], scratch, sizeof(scratch), MSG_DONTWAIT)) > 0) {
-                        k.bytes += (uint64_t) got;
-                        k.hash = guest_hash(k.hash, scratch, (size_t) got);
+                        k.bytes += (uint64_t)got;
+                        k.hash = guest_hash(k.hash, scratch, (size_t)got);
                 }
         }
         /* the endpoint is full and stays so for a while: the relay holds bytes, never too many */
@@ -1328,7 +1332,7 @@ static void test_stream_splice_stalled_sink_holds_at_most_the_cap(void **state)
                 relay_stream_get_held(t.s, &b, NULL);
                 max_held = MAX(max_held, b);
         }
-        assert_true(max_held <= (size_t) cfg.stream_max_bufs * cfg.buf_size);
+        assert_true(max_held <= (size_t)cfg.stream_max_bufs * cfg.buf_size);
         assert_int_equal(relay_chan_new(r, sv[1], &sink_ops, NULL, &k, &k.c), 0);
         run_until(r, &t.done);
         assert_int_equal(t.error, 0);
@@ -1358,7 +1362,7 @@ static void test_stream_free_with_io_in_flight_is_safe(void **state)
         t.tap_hash = GUEST_HASH_INIT;
         d.endpoint_fd = sink_open(r, &k);
         listen_for(r, dir, 1060, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
-        spawn_guest((const char *[]) { "send", path, "100000000000", "12", NULL }, -1, -1, &guest);
+        spawn_guest((const char *[]){ "send", path, "100000000000", "12", NULL }, -1, -1, &guest);
         for (uint64_t deadline = relay_now_ns(r) + TEST_WAIT_NS; c.rx_guest < MIB;) {
                 assert_int_equal(relay_run_once(r, 10 * 1000 * 1000), 0);
                 assert_true(relay_now_ns(r) < deadline);

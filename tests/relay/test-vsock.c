@@ -26,7 +26,9 @@ static const char *vsock_unavailable(void)
 {
         static char why[128];
         struct sockaddr_vm sa = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = VSOCK_TEST_PORT + 1 };
-        struct sockaddr_vm to = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_LOCAL, .svm_port = VSOCK_TEST_PORT + 1 };
+        struct sockaddr_vm to = { .svm_family = AF_VSOCK,
+                                  .svm_cid = VMADDR_CID_LOCAL,
+                                  .svm_port = VSOCK_TEST_PORT + 1 };
         int l, c;
 
         l = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -34,13 +36,13 @@ static const char *vsock_unavailable(void)
                 snprintf(why, sizeof(why), "socket(AF_VSOCK): %m");
                 return why;
         }
-        if (bind(l, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(l, 1) < 0) {
+        if (bind(l, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(l, 1) < 0) {
                 snprintf(why, sizeof(why), "vsock bind/listen: %m");
                 close(l);
                 return why;
         }
         c = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (c < 0 || connect(c, (struct sockaddr *) &to, sizeof(to)) < 0) {
+        if (c < 0 || connect(c, (struct sockaddr *)&to, sizeof(to)) < 0) {
                 snprintf(why, sizeof(why), "no vsock loopback (connect to VMADDR_CID_LOCAL: %m)");
                 if (c >= 0)
                         close(c);
@@ -70,7 +72,7 @@ static void test_vsock_connection_from_unexpected_cid_is_refused(void **state)
         /* a local peer (CID 1) is neither VM: the relay closes it without an accept callback */
         fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
         assert_true(fd >= 0);
-        assert_int_equal(connect(fd, (struct sockaddr *) &to, sizeof(to)), 0);
+        assert_int_equal(connect(fd, (struct sockaddr *)&to, sizeof(to)), 0);
         for (int i = 0; i < 50; i++)
                 assert_int_equal(relay_run_once(r, 10 * 1000 * 1000), 0);
         assert_true(read(fd, &c, 1) <= 0);

@@ -98,7 +98,7 @@ int main(int argc, char **argv)
                 if (pid < 0) {
                         if (errno == EINTR)
                                 continue;
-                        break;          /* ECHILD: nothing left */
+                        break; /* ECHILD: nothing left */
                 }
                 if (pid == main_pid) {
                         main_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

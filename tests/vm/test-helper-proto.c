@@ -41,7 +41,7 @@ static void test_frame_round_trips_and_waits_for_the_whole_frame(void **state)
 
 static void test_frame_length_zero_or_over_the_limit_is_emsgsize(void **state)
 {
-        uint8_t zero[8] = { 0 }, big[4] = { 0x01, 0x00, 0x00, 0x01 };     /* 16 MiB + 1 */
+        uint8_t zero[8] = { 0 }, big[4] = { 0x01, 0x00, 0x00, 0x01 }; /* 16 MiB + 1 */
         vmhelper_msg *got = NULL;
         size_t used;
 
@@ -54,7 +54,7 @@ static void test_frame_without_body_or_with_unknown_phase_is_ebadmsg(void **stat
 {
         vmhelper_msg m = VSOCKMUX__VMHELPER__MESSAGE__INIT, *got = NULL;
         Vsockmux__Vmhelper__Event e = VSOCKMUX__VMHELPER__EVENT__INIT;
-        uint8_t empty_body[] = { 2, 0, 0, 0, 0x08, 0x01 };      /* an unknown field 1 varint only */
+        uint8_t empty_body[] = { 2, 0, 0, 0, 0x08, 0x01 }; /* an unknown field 1 varint only */
         _cleanup_free_ uint8_t *buf = NULL;
         size_t len, used;
 
@@ -92,8 +92,8 @@ static void test_frame_with_a_string_over_its_limit_is_ebadmsg(void **state)
 /* The daemon and the helper are one build: a field it does not know, however deep, is refused. */
 static void test_frame_with_an_unknown_field_at_any_depth_is_ebadmsg(void **state)
 {
-        uint8_t abort_ok[] = { 2, 0, 0, 0, 0x22, 0x00 };                             /* abort {} */
-        uint8_t abort_extra[] = { 4, 0, 0, 0, 0x22, 0x02, 0x78, 0x01 };              /* abort { 15: 1 } */
+        uint8_t abort_ok[] = { 2, 0, 0, 0, 0x22, 0x00 };                /* abort {} */
+        uint8_t abort_extra[] = { 4, 0, 0, 0, 0x22, 0x02, 0x78, 0x01 }; /* abort { 15: 1 } */
         /* migrate { params { key: "a" 15: 1 (written in two bytes, as the fuzzer found) } } */
         uint8_t param_extra[] = { 11, 0, 0, 0, 0x0a, 0x09, 0x32, 0x07, 0x0a, 0x01, 'a', 0x78, 0x81, 0x00 };
         vmhelper_msg *got = NULL;
@@ -125,9 +125,11 @@ static int parse(const char *const *pairs, size_t n, struct vm_params *p, char *
 
 static void test_params_fill_the_options_they_name(void **state)
 {
-        const char *const kv[] = { "bandwidth_mib_per_s", "-1", "compression", "mt", "multithread.level", "0",
-                                   "auto_converge.initial_percent", "300", "mode", "direct",
-                                   "migrate_uri", "tcp://h2:49152", "persist_destination", "true" };
+        const char *const kv[] = {
+                "bandwidth_mib_per_s",           "-1",  "compression", "mt",     "multithread.level", "0",
+                "auto_converge.initial_percent", "300", "mode",        "direct", "migrate_uri",       "tcp://h2:49152",
+                "persist_destination",           "true"
+        };
         struct vm_params p;
         char err[VM_ERR_MAX] = "";
 

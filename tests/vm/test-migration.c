@@ -18,7 +18,7 @@
 
 /* Generous: a loaded 2-core box under ASan runs TCG guests slowly. Never a speed assertion. */
 #define WAIT_EVENT_MS 120000
-#define SLOW_BANDWIDTH_MIB 1u           /* with a guest dirtying 8 MiB this never converges */
+#define SLOW_BANDWIDTH_MIB 1u /* with a guest dirtying 8 MiB this never converges */
 #define FAST_BANDWIDTH_MIB 100000u
 
 struct fixture {
@@ -35,7 +35,7 @@ static struct fixture fx;
 /* What a migration reported, in order of arrival. */
 struct seen {
         unsigned count[_VM_MIGRATION_EVENT_MAX];
-        int order[_VM_MIGRATION_EVENT_MAX];     /* arrival index of the first of each kind, -1 if none */
+        int order[_VM_MIGRATION_EVENT_MAX]; /* arrival index of the first of each kind, -1 if none */
         unsigned n;
         struct vm_migration_event last_progress;
         struct vm_migration_event terminal;
@@ -201,11 +201,12 @@ static void migrate_to_completion(const char *name, const struct vm_migration_co
         assert_true(s->terminal.stats.data_processed > 0);
         assert_true(s->terminal.stats.data_total >= 64ull << 20);
         assert_int_equal(vm_migration_finalize(m), 0);
-        print_message("%s: %.2f s wall, %llu ms elapsed, %llu ms downtime, %llu MiB sent, %u progress, %u iteration events\n",
-                      name, now_s() - t0, (unsigned long long)s->terminal.stats.time_elapsed_ms,
-                      (unsigned long long)s->terminal.stats.downtime_ms,
-                      (unsigned long long)(s->terminal.stats.data_processed >> 20), s->count[VM_MIGRATION_EVENT_PROGRESS],
-                      s->count[VM_MIGRATION_EVENT_ITERATION]);
+        print_message(
+                "%s: %.2f s wall, %llu ms elapsed, %llu ms downtime, %llu MiB sent, %u progress, %u iteration events\n",
+                name, now_s() - t0, (unsigned long long)s->terminal.stats.time_elapsed_ms,
+                (unsigned long long)s->terminal.stats.downtime_ms,
+                (unsigned long long)(s->terminal.stats.data_processed >> 20), s->count[VM_MIGRATION_EVENT_PROGRESS],
+                s->count[VM_MIGRATION_EVENT_ITERATION]);
 
         /* P2P live migration of a transient guest: it lives on the destination only. */
         assert_int_equal(domain_state(fx.dst, name), VIR_DOMAIN_RUNNING);
@@ -405,7 +406,7 @@ static void test_auto_converge_throttle_shows_in_progress(void **state)
         ac.initial_percent = 35;
         ac.increment_percent = 5;
         o.auto_converge = &ac;
-        o.bandwidth_mib_per_s = 8;     /* 8 MiB re-dirtied each pass needs ~27 MiB/s to converge */
+        o.bandwidth_mib_per_s = 8; /* 8 MiB re-dirtied each pass needs ~27 MiB/s to converge */
         assert_int_equal(vm_migrate_options_from_proto(&o, &p, err, sizeof(err)), 0);
         guest_start("vmt-throttle", 8);
         config_init(&c, "vmt-throttle", "tcp://127.0.0.1");

@@ -16,7 +16,7 @@ struct input {
         int transport;
         int64_t bandwidth;
         int64_t downtime;
-        int compression;                /* 0 none, 1 xbzrle, 2 multithread, other: raw oneof case */
+        int compression; /* 0 none, 1 xbzrle, 2 multithread, other: raw oneof case */
         uint64_t cache;
         bool level_set;
         uint32_t level, threads, dthreads;
@@ -29,88 +29,187 @@ struct input {
 struct expect_param {
         const char *name;
         int type;
-        unsigned long long value;       /* ints and ullongs */
+        unsigned long long value; /* ints and ullongs */
         const char *str;
 };
 
-#define P_INT(n, v) { .name = n, .type = VIR_TYPED_PARAM_INT, .value = (v) }
-#define P_ULL(n, v) { .name = n, .type = VIR_TYPED_PARAM_ULLONG, .value = (v) }
-#define P_STR(n, s) { .name = n, .type = VIR_TYPED_PARAM_STRING, .str = (s) }
+#define P_INT(n, v)                                                  \
+        {                                                            \
+                .name = n, .type = VIR_TYPED_PARAM_INT, .value = (v) \
+        }
+#define P_ULL(n, v)                                                     \
+        {                                                               \
+                .name = n, .type = VIR_TYPED_PARAM_ULLONG, .value = (v) \
+        }
+#define P_STR(n, s)                                                   \
+        {                                                             \
+                .name = n, .type = VIR_TYPED_PARAM_STRING, .str = (s) \
+        }
 
 struct options_case {
         const char *name;
         struct input in;
         int rc;
-        const char *err;                /* substring the message must hold */
+        const char *err; /* substring the message must hold */
         unsigned flags;
-        struct expect_param params[8];  /* besides the URI, in any order; ends at name == NULL */
+        struct expect_param params[8]; /* besides the URI, in any order; ends at name == NULL */
 };
 
 static const struct options_case cases[] = {
         { "empty options: tcp, live, only the URI", {}, 0, NULL, VIR_MIGRATE_LIVE, {} },
         { "tcp with a bandwidth limit",
-          { .transport = 1, .bandwidth = 100 }, 0, NULL, VIR_MIGRATE_LIVE,
+          { .transport = 1, .bandwidth = 100 },
+          0,
+          NULL,
+          VIR_MIGRATE_LIVE,
           { P_ULL(VIR_MIGRATE_PARAM_BANDWIDTH, 100) } },
         { "unix transport adds no flag", { .transport = 2 }, 0, NULL, VIR_MIGRATE_LIVE, {} },
         { "tls transport sets VIR_MIGRATE_TLS", { .transport = 3 }, 0, NULL, VIR_MIGRATE_LIVE | VIR_MIGRATE_TLS, {} },
         { "downtime is not a typed parameter", { .downtime = 500 }, 0, NULL, VIR_MIGRATE_LIVE, {} },
         { "xbzrle with cache size",
-          { .compression = 1, .cache = 64u << 20 }, 0, NULL, VIR_MIGRATE_LIVE | VIR_MIGRATE_COMPRESSED,
+          { .compression = 1, .cache = 64u << 20 },
+          0,
+          NULL,
+          VIR_MIGRATE_LIVE | VIR_MIGRATE_COMPRESSED,
           { P_STR(VIR_MIGRATE_PARAM_COMPRESSION, "xbzrle"),
             P_ULL(VIR_MIGRATE_PARAM_COMPRESSION_XBZRLE_CACHE, 64u << 20) } },
         { "xbzrle with the default cache",
-          { .compression = 1 }, 0, NULL, VIR_MIGRATE_LIVE | VIR_MIGRATE_COMPRESSED,
+          { .compression = 1 },
+          0,
+          NULL,
+          VIR_MIGRATE_LIVE | VIR_MIGRATE_COMPRESSED,
           { P_STR(VIR_MIGRATE_PARAM_COMPRESSION, "xbzrle") } },
         { "multithread level 0 is a real level",
-          { .compression = 2, .level_set = true, .level = 0, .threads = 4, .dthreads = 2 }, 0, NULL,
+          { .compression = 2, .level_set = true, .level = 0, .threads = 4, .dthreads = 2 },
+          0,
+          NULL,
           VIR_MIGRATE_LIVE | VIR_MIGRATE_COMPRESSED,
-          { P_STR(VIR_MIGRATE_PARAM_COMPRESSION, "mt"),
-            P_INT(VIR_MIGRATE_PARAM_COMPRESSION_MT_LEVEL, 0),
-            P_INT(VIR_MIGRATE_PARAM_COMPRESSION_MT_THREADS, 4),
-            P_INT(VIR_MIGRATE_PARAM_COMPRESSION_MT_DTHREADS, 2) } },
+          { P_STR(VIR_MIGRATE_PARAM_COMPRESSION, "mt"), P_INT(VIR_MIGRATE_PARAM_COMPRESSION_MT_LEVEL, 0),
+            P_INT(VIR_MIGRATE_PARAM_COMPRESSION_MT_THREADS, 4), P_INT(VIR_MIGRATE_PARAM_COMPRESSION_MT_DTHREADS, 2) } },
         { "multithread at the top of every range",
-          { .compression = 2, .level_set = true, .level = 9, .threads = 255, .dthreads = 255 }, 0, NULL,
+          { .compression = 2, .level_set = true, .level = 9, .threads = 255, .dthreads = 255 },
+          0,
+          NULL,
           VIR_MIGRATE_LIVE | VIR_MIGRATE_COMPRESSED,
-          { P_STR(VIR_MIGRATE_PARAM_COMPRESSION, "mt"),
-            P_INT(VIR_MIGRATE_PARAM_COMPRESSION_MT_LEVEL, 9),
+          { P_STR(VIR_MIGRATE_PARAM_COMPRESSION, "mt"), P_INT(VIR_MIGRATE_PARAM_COMPRESSION_MT_LEVEL, 9),
             P_INT(VIR_MIGRATE_PARAM_COMPRESSION_MT_THREADS, 255),
             P_INT(VIR_MIGRATE_PARAM_COMPRESSION_MT_DTHREADS, 255) } },
         { "parallel connections",
-          { .parallel = 4 }, 0, NULL, VIR_MIGRATE_LIVE | VIR_MIGRATE_PARALLEL,
+          { .parallel = 4 },
+          0,
+          NULL,
+          VIR_MIGRATE_LIVE | VIR_MIGRATE_PARALLEL,
           { P_INT(VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS, 4) } },
         { "auto-converge percentages",
-          { .auto_converge = true, .initial = 20, .increment = 10 }, 0, NULL,
+          { .auto_converge = true, .initial = 20, .increment = 10 },
+          0,
+          NULL,
           VIR_MIGRATE_LIVE | VIR_MIGRATE_AUTO_CONVERGE,
           { P_INT(VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL, 20),
             P_INT(VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT, 10) } },
-        { "auto-converge with QEMU's defaults", { .auto_converge = true }, 0, NULL,
-          VIR_MIGRATE_LIVE | VIR_MIGRATE_AUTO_CONVERGE, {} },
-        { "auto-converge 99 is the top", { .auto_converge = true, .initial = 99, .increment = 99 }, 0, NULL,
+        { "auto-converge with QEMU's defaults",
+          { .auto_converge = true },
+          0,
+          NULL,
+          VIR_MIGRATE_LIVE | VIR_MIGRATE_AUTO_CONVERGE,
+          {} },
+        { "auto-converge 99 is the top",
+          { .auto_converge = true, .initial = 99, .increment = 99 },
+          0,
+          NULL,
           VIR_MIGRATE_LIVE | VIR_MIGRATE_AUTO_CONVERGE,
           { P_INT(VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL, 99),
             P_INT(VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT, 99) } },
-        { "persist and start paused", { .persist = true, .paused = true }, 0, NULL,
-          VIR_MIGRATE_LIVE | VIR_MIGRATE_PERSIST_DEST | VIR_MIGRATE_PAUSED, {} },
+        { "persist and start paused",
+          { .persist = true, .paused = true },
+          0,
+          NULL,
+          VIR_MIGRATE_LIVE | VIR_MIGRATE_PERSIST_DEST | VIR_MIGRATE_PAUSED,
+          {} },
 
-        { "unknown transport is refused, not taken as tcp", { .transport = 7 }, -EINVAL, "transport: unknown value 7", 0, {} },
+        { "unknown transport is refused, not taken as tcp",
+          { .transport = 7 },
+          -EINVAL,
+          "transport: unknown value 7",
+          0,
+          {} },
         { "negative transport is refused", { .transport = -1 }, -EINVAL, "transport", 0, {} },
-        { "negative bandwidth is refused", { .bandwidth = -1 }, -ERANGE, "bandwidth_mib_per_s: -1 is out of range", 0, {} },
-        { "bandwidth past libvirt's limit", { .bandwidth = VM_BANDWIDTH_MIB_MAX + 1 }, -ERANGE, "bandwidth_mib_per_s", 0, {} },
+        { "negative bandwidth is refused",
+          { .bandwidth = -1 },
+          -ERANGE,
+          "bandwidth_mib_per_s: -1 is out of range",
+          0,
+          {} },
+        { "bandwidth past libvirt's limit",
+          { .bandwidth = VM_BANDWIDTH_MIB_MAX + 1 },
+          -ERANGE,
+          "bandwidth_mib_per_s",
+          0,
+          {} },
         { "negative downtime", { .downtime = -5 }, -ERANGE, "max_downtime_ms: -5", 0, {} },
         { "downtime past QEMU's 2000 s", { .downtime = VM_DOWNTIME_MS_MAX + 1 }, -ERANGE, "max_downtime_ms", 0, {} },
-        { "throttle 300 is an error, never 44", { .auto_converge = true, .initial = 300 }, -ERANGE,
-          "auto_converge.initial_percent: 300 is out of range (allowed: 0 for the default, or 1..99 percent)", 0, {} },
-        { "throttle 101 is an error", { .auto_converge = true, .increment = 101 }, -ERANGE, "auto_converge.increment_percent: 101", 0, {} },
+        { "throttle 300 is an error, never 44",
+          { .auto_converge = true, .initial = 300 },
+          -ERANGE,
+          "auto_converge.initial_percent: 300 is out of range (allowed: 0 for the default, or 1..99 percent)",
+          0,
+          {} },
+        { "throttle 101 is an error",
+          { .auto_converge = true, .increment = 101 },
+          -ERANGE,
+          "auto_converge.increment_percent: 101",
+          0,
+          {} },
         { "throttle 100 is refused as QEMU does", { .auto_converge = true, .initial = 100 }, -ERANGE, "1..99", 0, {} },
-        { "mt level 10", { .compression = 2, .level_set = true, .level = 10 }, -ERANGE, "multithread.level: 10 is out of range (allowed: 0..9)", 0, {} },
-        { "mt level without level_set", { .compression = 2, .level = 5 }, -EINVAL, "multithread.level: 5 given without level_set", 0, {} },
+        { "mt level 10",
+          { .compression = 2, .level_set = true, .level = 10 },
+          -ERANGE,
+          "multithread.level: 10 is out of range (allowed: 0..9)",
+          0,
+          {} },
+        { "mt level without level_set",
+          { .compression = 2, .level = 5 },
+          -EINVAL,
+          "multithread.level: 5 given without level_set",
+          0,
+          {} },
         { "mt threads 256", { .compression = 2, .threads = 256 }, -ERANGE, "multithread.compress_threads: 256", 0, {} },
-        { "mt dthreads 1000", { .compression = 2, .dthreads = 1000 }, -ERANGE, "multithread.decompress_threads: 1000", 0, {} },
-        { "xbzrle cache below one page", { .compression = 1, .cache = 100 }, -ERANGE, "xbzrle.cache_size_bytes: 100", 0, {} },
-        { "xbzrle cache not page aligned", { .compression = 1, .cache = 8193 }, -EINVAL, "not a multiple of 4096", 0, {} },
-        { "xbzrle cache too large", { .compression = 1, .cache = VM_XBZRLE_CACHE_MAX + 4096 }, -ERANGE, "xbzrle.cache_size_bytes", 0, {} },
-        { "parallel 256", { .parallel = 256 }, -ERANGE, "parallel_connections: 256 is out of range (allowed: 0 for one connection, or 1..255)", 0, {} },
-        { "parallel with mt", { .parallel = 2, .compression = 2 }, -EINVAL, "multithread: cannot be combined with parallel_connections", 0, {} },
+        { "mt dthreads 1000",
+          { .compression = 2, .dthreads = 1000 },
+          -ERANGE,
+          "multithread.decompress_threads: 1000",
+          0,
+          {} },
+        { "xbzrle cache below one page",
+          { .compression = 1, .cache = 100 },
+          -ERANGE,
+          "xbzrle.cache_size_bytes: 100",
+          0,
+          {} },
+        { "xbzrle cache not page aligned",
+          { .compression = 1, .cache = 8193 },
+          -EINVAL,
+          "not a multiple of 4096",
+          0,
+          {} },
+        { "xbzrle cache too large",
+          { .compression = 1, .cache = VM_XBZRLE_CACHE_MAX + 4096 },
+          -ERANGE,
+          "xbzrle.cache_size_bytes",
+          0,
+          {} },
+        { "parallel 256",
+          { .parallel = 256 },
+          -ERANGE,
+          "parallel_connections: 256 is out of range (allowed: 0 for one connection, or 1..255)",
+          0,
+          {} },
+        { "parallel with mt",
+          { .parallel = 2, .compression = 2 },
+          -EINVAL,
+          "multithread: cannot be combined with parallel_connections",
+          0,
+          {} },
         { "unknown compression case", { .compression = 99 }, -EINVAL, "compression: unknown method 99", 0, {} },
 };
 
@@ -126,8 +225,7 @@ static void build_options(const struct input *in, Vsockmux__Migration__Options *
         o->bandwidth_mib_per_s = in->bandwidth;
         o->max_downtime_ms = in->downtime;
         switch (in->compression) {
-        case 0:
-                break;
+        case 0: break;
         case 1:
                 o->compression_case = VSOCKMUX__MIGRATION__OPTIONS__COMPRESSION_XBZRLE;
                 x->cache_size_bytes = in->cache;
@@ -141,9 +239,7 @@ static void build_options(const struct input *in, Vsockmux__Migration__Options *
                 mt->decompress_threads = in->dthreads;
                 o->multithread = mt;
                 break;
-        default:
-                o->compression_case = (Vsockmux__Migration__Options__CompressionCase)in->compression;
-                break;
+        default: o->compression_case = (Vsockmux__Migration__Options__CompressionCase)in->compression; break;
         }
         o->parallel_connections = in->parallel;
         if (in->auto_converge) {
@@ -170,17 +266,10 @@ static void check_typed(const struct options_case *c, const struct vm_typed_para
                         fail_msg("%s: missing %s", c->name, e->name);
                 assert_int_equal(p->type, e->type);
                 switch (e->type) {
-                case VIR_TYPED_PARAM_INT:
-                        assert_int_equal(p->value.i, (int)e->value);
-                        break;
-                case VIR_TYPED_PARAM_ULLONG:
-                        assert_int_equal(p->value.ul, e->value);
-                        break;
-                case VIR_TYPED_PARAM_STRING:
-                        assert_string_equal(p->value.s, e->str);
-                        break;
-                default:
-                        fail();
+                case VIR_TYPED_PARAM_INT: assert_int_equal(p->value.i, (int)e->value); break;
+                case VIR_TYPED_PARAM_ULLONG: assert_int_equal(p->value.ul, e->value); break;
+                case VIR_TYPED_PARAM_STRING: assert_string_equal(p->value.s, e->str); break;
+                default: fail();
                 }
         }
         /* Nothing beyond what the case lists: an unset option adds no parameter. */

@@ -71,7 +71,8 @@ static void test_progress_is_dropped_near_full_but_lifecycle_and_terminal_are_ke
 static void test_terminal_event_is_the_last_and_then_the_queue_reports_its_end(void **state)
 {
         struct vm_event_queue q;
-        struct vm_migration_event e, aborted = ev(VM_MIGRATION_EVENT_ABORTED, 0), late = ev(VM_MIGRATION_EVENT_SOURCE_STOPPED, 0),
+        struct vm_migration_event e, aborted = ev(VM_MIGRATION_EVENT_ABORTED, 0),
+                                     late = ev(VM_MIGRATION_EVENT_SOURCE_STOPPED, 0),
                                      completed = ev(VM_MIGRATION_EVENT_COMPLETED, 0);
 
         assert_int_equal(vm_event_queue_init(&q), 0);
