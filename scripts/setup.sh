@@ -20,6 +20,8 @@ packages=(
   valgrind socat gnuplot-nox procps
   # tests: fault injection standing in for a kernel without io_uring
   strace
+  # tests: the C style check (scripts/check-format.sh)
+  clang-format
 )
 
 missing=()
