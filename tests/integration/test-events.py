@@ -8,55 +8,23 @@ The end of a replay is found by making a live event happen and reading up to it.
 import datetime
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
 
-WAIT_S = 60
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import daemon_env  # noqa: E402
+
+WAIT_S = daemon_env.WAIT_S
 RING = 4
 
 
-class Env:
+class Env(daemon_env.DaemonEnv):
     def __init__(self, daemon, cli, sim, args=()):
-        self.tmp = tempfile.mkdtemp(prefix="vsockmux-events.")
-        self.cli_path, self.sim_path = cli, sim
-        self.sock = os.path.join(self.tmp, "ctl.sock")
-        self.log = os.path.join(self.tmp, "daemon.log")
-        with open(self.log, "w") as log:
-            self.daemon = subprocess.Popen([daemon, "--socket", self.sock, "--state-dir", os.path.join(self.tmp, "st"),
-                                            "--hvsock-root", self.tmp, "--log-level", "debug"] + list(args), stdout=log, stderr=log)
-        self.sims = []
-        self.until(lambda: os.path.exists(self.sock), "the control socket")
-
-    def until(self, pred, what):
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            v = pred()
-            if v:
-                return v
-            time.sleep(0.05)
-        raise AssertionError("waited in vain for %s\n%s" % (what, open(self.log).read()))
-
-    def cli(self, *args, check=True):
-        r = subprocess.run([self.cli_path, "--socket", self.sock] + list(args), capture_output=True, text=True,
-                           timeout=WAIT_S)
-        if check and r.returncode != 0:
-            raise AssertionError("vsockmux %s: exit %d: %s\n%s" % (" ".join(args), r.returncode, r.stderr,
-                                                                   open(self.log).read()))
-        return r
-
-    def vm_with_sim(self, name):
-        hv = os.path.join(self.tmp, name + ".hv")
-        self.cli("vm", "add", name, "--hvsock", hv)
-        self.sims.append(subprocess.Popen([self.sim_path, "--hvsock", hv], stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL))
-        self.until(lambda: any(v["name"] == name and v["bridge"] == "connected"
-                               for v in json.loads(self.cli("vm", "ls", "--json").stdout)), "the bridge")
+        super().__init__(daemon, cli, sim, "vsockmux-events.", ["--log-level", "debug"] + list(args))
 
     def events_calls(self):
         return open(self.log).read().count("calls vsockmux.v1.Control/Events")
@@ -64,19 +32,6 @@ class Env:
     def run(self, vm="vm1"):
         """An attached exec: its started and exited events are published before it returns."""
         self.cli("exec", vm, "--", "true")
-
-    def close(self):
-        for s in self.sims:
-            s.kill()
-            s.wait()
-        self.daemon.send_signal(signal.SIGTERM)
-        try:
-            self.daemon.wait(WAIT_S)
-        except subprocess.TimeoutExpired:
-            self.daemon.kill()
-            self.daemon.wait()
-        if not os.environ.get("VSOCKMUX_INTEG_KEEP"):
-            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 class Follower:

@@ -15,8 +15,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import daemon_env  # noqa: E402
 
 try:
     from prometheus_client.parser import text_string_to_metric_families
@@ -24,63 +26,16 @@ except ImportError:
     print("SKIP: python3-prometheus-client is not installed (scripts/setup.sh installs it)")
     sys.exit(77)
 
-WAIT_S = 60
+WAIT_S = daemon_env.WAIT_S
 
 
-class Env:
+class Env(daemon_env.DaemonEnv):
     def __init__(self, daemon, cli, sim, args=()):
-        self.tmp = tempfile.mkdtemp(prefix="vsockmux-metrics.")
-        self.cli_path, self.sim_path = cli, sim
-        self.sock = os.path.join(self.tmp, "ctl.sock")
-        self.log = os.path.join(self.tmp, "daemon.log")
-        with open(self.log, "w") as log:
-            self.daemon = subprocess.Popen([daemon, "--socket", self.sock, "--state-dir", os.path.join(self.tmp, "st"),
-                                            "--hvsock-root", self.tmp]
-                                           + [a.replace("{tmp}", self.tmp) for a in args], stdout=log, stderr=log)
-        self.sims = []
-        self.until(lambda: os.path.exists(self.sock), "the control socket")
-
-    def until(self, pred, what):
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            v = pred()
-            if v:
-                return v
-            time.sleep(0.05)
-        raise AssertionError("waited in vain for %s\n%s" % (what, open(self.log).read()))
-
-    def cli(self, *args, check=True):
-        r = subprocess.run([self.cli_path, "--socket", self.sock] + list(args), capture_output=True, text=True,
-                           timeout=WAIT_S)
-        if check and r.returncode != 0:
-            raise AssertionError("vsockmux %s: exit %d: %s\n%s" % (" ".join(args), r.returncode, r.stderr,
-                                                                   open(self.log).read()))
-        return r
-
-    def vm_with_sim(self, name):
-        hv = os.path.join(self.tmp, name + ".hv")
-        self.cli("vm", "add", name, "--hvsock", hv)
-        self.sims.append(subprocess.Popen([self.sim_path, "--hvsock", hv], stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL))
-        self.until(lambda: any(v["name"] == name and v["bridge"] == "connected"
-                               for v in json.loads(self.cli("vm", "ls", "--json").stdout)), "the bridge")
+        super().__init__(daemon, cli, sim, "vsockmux-metrics.", args)
 
     def metrics(self):
         text = self.cli("stats", "--prometheus").stdout
         return {f.name: f for f in text_string_to_metric_families(text)}, text
-
-    def close(self):
-        for s in self.sims:
-            s.kill()
-            s.wait()
-        self.daemon.send_signal(signal.SIGTERM)
-        try:
-            self.daemon.wait(WAIT_S)
-        except subprocess.TimeoutExpired:
-            self.daemon.kill()
-            self.daemon.wait()
-        if not os.environ.get("VSOCKMUX_INTEG_KEEP"):
-            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def sample(families, family, **labels):
