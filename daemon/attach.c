@@ -304,12 +304,17 @@ static void attach_backlog_push(struct attach *a, uint8_t stream, const uint8_t 
         a->backlog_len += need;
 }
 
+bool attach_wants_output(const struct attach *a, bool keep)
+{
+        return a->n_clients > 0 || (keep && a->cfg.backlog);
+}
+
 void attach_output(struct attach *a, uint8_t stream, const void *data, size_t len, bool keep)
 {
         const uint8_t *p = data;
 
         /* The common case on a busy host: nobody attached and the output has a home already. */
-        if (a->n_clients == 0 && !(keep && a->cfg.backlog))
+        if (!attach_wants_output(a, keep))
                 return;
         while (len > 0) {
                 size_t n = MIN(len, (size_t)ATTACH_PACKET_MAX);

@@ -41,6 +41,9 @@ DEFINE_CLEANUP(struct attach *, attach_free);
  * whose only reader may attach later; an endpoint already holds the history). A client that
  * cannot keep up is dropped; nothing here ever slows the process's primary endpoint. */
 void attach_output(struct attach *a, uint8_t stream, const void *data, size_t len, bool keep);
+/* Whether attach_output() would do anything with output now: a client is attached, or `keep` and
+ * a backlog is configured. While false the relay may move the bytes without showing them to us. */
+bool attach_wants_output(const struct attach *a, bool keep);
 
 /* The process's output ended: clients get what is queued, then EOF; later ones the backlog, then EOF. */
 void attach_end(struct attach *a);

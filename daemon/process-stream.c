@@ -83,6 +83,22 @@ static void stream_on_tap(struct relay_stream *rs, const void *data, size_t len,
                               data, len, !s->endpoint);
 }
 
+/* Asked by the relay before each read from the guest on its splice path: while nobody wants the
+ * copy stream_on_tap() makes, the bytes may go guest -> pipe -> endpoint without passing through
+ * us. Every consumer of stream_on_tap() must be named here, or it would miss spliced bytes. */
+static bool stream_tap_wanted(struct relay_stream *rs, void *userdata)
+{
+        struct vmm_stream *s = userdata;
+        struct vmm_process *p = s->process;
+
+        if (s->kind == VMM_STDIN)
+                return false;
+        /* A k8s-file log between two files (rotation) still wants every byte. */
+        if (p->log_journald || p->log_fd >= 0 || p->log_path)
+                return true;
+        return p->attach && attach_wants_output(p->attach, !s->endpoint);
+}
+
 static void stream_on_frozen(struct relay_stream *rs, void *userdata)
 {
         struct vmm_stream *s = userdata;
@@ -103,6 +119,7 @@ static const struct relay_stream_ops stream_ops = {
         .on_done = stream_on_done,
         .on_frozen = stream_on_frozen,
         .on_tap = stream_on_tap,
+        .tap_wanted = stream_tap_wanted,
 };
 
 static void stream_on_accept(struct relay_listener *l, int fd, void *userdata)

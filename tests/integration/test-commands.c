@@ -519,6 +519,97 @@ static void test_attach_sees_output_of_running_process(void **state)
         close(out[0]);
 }
 
+/* Output with a fifo endpoint may leave the ring for relay/'s splice path (always, in
+ * integ-commands-splice) and so pass the daemon by: an attach client that comes later must still
+ * get every line from its arrival on, in order, while the fifo gets every line once. */
+static void test_attach_follows_output_that_also_goes_to_a_fifo(void **state)
+{
+        struct integ *t = *state;
+        struct integ_result res;
+        char fifo[INTEG_PATH_MAX], script[512], pid_s[32], buf[65536] = "", *first, *end;
+        static char piped[1 << 20];
+        size_t len = 0, plen = 0;
+        int in[2], out[2], fd, k;
+        long pid;
+        pid_t attach;
+
+        integ_vm_with_sim(t, "demo");
+        snprintf(fifo, sizeof(fifo), "%s", integ_path(t, "out.fifo"));
+        assert_int_equal(mkfifo(fifo, 0600), 0);
+        fd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        assert_true(fd >= 0);
+        snprintf(script, sizeof(script), "i=0; while [ -d %s ]; do echo line $i; i=$((i+1)); sleep 0.01; done", t->dir);
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--stdout", fifo, "--", "sh", "-c", script, NULL);
+        integ_assert_code(t, &res, 0);
+        pid = strtol(res.out, NULL, 10);
+        assert_true(pid > 0);
+        integ_result_done(&res);
+        snprintf(pid_s, sizeof(pid_s), "%ld", pid);
+
+        assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+        assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+        {
+                char *args[] = { (char *)"attach", (char *)"demo", pid_s, NULL };
+
+                attach = integ_spawn_fds(t, integ_cli_argv(t, args), in[0], out[1], -1);
+        }
+        close(in[0]);
+        close(out[1]);
+        /* With an endpoint there is no backlog: the client sees lines from some k on. */
+        read_until(out[0], buf, sizeof(buf), &len, "line ");
+        first = strstr(buf, "line ");
+        k = atoi(first + 5);
+        {
+                char want[32];
+
+                snprintf(want, sizeof(want), "line %d\n", k + 20);
+                read_until(out[0], buf, sizeof(buf), &len, want);
+        }
+        for (int i = k;; i++) {
+                char want[32];
+                int wl = snprintf(want, sizeof(want), "line %d\n", i);
+
+                if (first + wl > buf + len)
+                        break;
+                if (memcmp(first, want, (size_t)wl) != 0)
+                        fail_msg("attach output at line %d: '%.20s'", i, first);
+                first += wl;
+        }
+        integ_cli(t, &res, NULL, "kill", "demo", pid_s, "--signal", "KILL", NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        integ_kill(t, attach, SIGKILL);
+        close(in[1]);
+        close(out[0]);
+        /* The fifo: every line from 0, once, in order, until the daemon closes its end. */
+        for (int waited = 0;;) {
+                ssize_t n = read(fd, piped + plen, sizeof(piped) - 1 - plen);
+
+                if (n == 0)
+                        break;
+                if (n < 0 && errno == EAGAIN) {
+                        if ((waited += 10) >= INTEG_WAIT_MS)
+                                fail_msg("the daemon never closed the fifo");
+                        integ_sleep_ms(10);
+                        continue;
+                }
+                assert_true(n > 0);
+                plen += (size_t)n;
+        }
+        close(fd);
+        piped[plen] = 0;
+        end = piped;
+        for (int i = 0; end < piped + plen; i++) {
+                char want[32];
+                int wl = snprintf(want, sizeof(want), "line %d\n", i);
+
+                if (strncmp(end, want, (size_t)wl) != 0)
+                        fail_msg("fifo output at line %d: '%.20s'", i, end);
+                end += wl;
+        }
+        assert_true(strstr(piped, "line 20\n") != NULL);
+}
+
 static void test_attach_socket_opens_on_first_attach_only(void **state)
 {
         struct integ *t = *state;
@@ -762,6 +853,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_ps_shows_pid_state_ports_and_byte_counts),
                 cmocka_unit_test(test_kill_default_is_sigterm_and_gone_pid_is_success),
                 cmocka_unit_test(test_attach_sees_output_of_running_process),
+                cmocka_unit_test(test_attach_follows_output_that_also_goes_to_a_fifo),
                 cmocka_unit_test(test_attach_socket_opens_on_first_attach_only),
                 cmocka_unit_test(test_attach_ends_when_process_exits),
                 cmocka_unit_test(test_attach_with_stdin_at_eof_still_follows_output),
