@@ -23,6 +23,7 @@
 #include "daemon/vmm.h"
 #include "ports/ports.h"
 #include "relay/relay.h"
+#include "tests/daemon/fifo-endpoint.h"
 #include "tests/daemon/vmm-test.h"
 #include "tests/io-uring-skip.h"
 
@@ -44,6 +45,7 @@ struct fixture {
         struct relay *r;
         struct vmm *a, *b;
         pid_t sim;
+        struct test_endpoints *ep;
 };
 
 /* Runs the loop until cond(arg) holds; fails the test past WAIT_NS (VSOCKMUX_TEST_WAIT_S may
@@ -106,6 +108,7 @@ static int setup(void **state)
         cfg.state_dir = f->state_b;
         assert_int_equal(vmm_new(f->r, &cfg, NULL, NULL, &f->b), 0);
         f->sim = -1;
+        f->ep = test_endpoints_new();
         *state = f;
         return 0;
 }
@@ -123,6 +126,7 @@ static int teardown(void **state)
         vmm_free(f->b);
         relay_run_once(f->r, 0);
         relay_free(f->r);
+        f->ep = test_endpoints_free(f->ep);
         if (getenv("VSOCKMUX_KEEP_TEST_DIRS"))
                 fprintf(stderr, "kept %s\n", f->dir);
         else {
@@ -147,7 +151,7 @@ static struct vmm_vm *add_vm_connected(struct fixture *f, struct vmm *m)
 static uint32_t exec_ok(struct fixture *f, struct vmm_vm *vm, const char *script, const char *out)
 {
         const char *argv[] = { "sh", "-c", script };
-        struct vmm_exec_params params = { .argv = argv, .n_argv = 3, .stdout_path = out };
+        struct vmm_exec_params params = { .argv = argv, .n_argv = 3, .stdout_path = test_endpoint(f->ep, out) };
         struct started st = { 0 };
         struct vmm_error err = {};
 
@@ -261,12 +265,14 @@ static void wait_exit(struct fixture *f, struct vmm_vm *vm, uint32_t pid, struct
 
         assert_non_null(p);
         r = vmm_process_wait(p, on_exit_seen, ex, &w, &ex->exit);
-        if (r == 1) {
+        if (r == 1)
                 ex->count = 1;
-                return;
+        else {
+                assert_int_equal(r, 0);
+                run_until(f, flag_set, &ex->count, "the exit");
         }
-        assert_int_equal(r, 0);
-        run_until(f, flag_set, &ex->count, "the exit");
+        /* The exit is reported once all output is at the endpoint: in the fifo variant, in the file too. */
+        test_endpoints_settle(f->ep);
 }
 
 static void stop_writer(struct fixture *f)
@@ -278,7 +284,7 @@ static void stop_writer(struct fixture *f)
 }
 
 /* "line 0".."line N-1" exactly once and in order across a then b, then "end N", nothing else. */
-static void assert_exactly_once(const char *a, const char *b)
+static void assert_exactly_once(struct fixture *f, const char *a, const char *b)
 {
         _cleanup_free_ char *all = NULL;
         size_t la = 0, lb = 0, off = 0;
@@ -313,6 +319,7 @@ static void assert_exactly_once(const char *a, const char *b)
         }
         /* A run that never got far proves nothing about the resets. */
         assert_true(n >= 3 * FLOW_BYTES / 10);
+        test_endpoints_assert_spliced(f->ep, f->r);
 }
 
 static void test_stdio_reset_twice_delivers_every_byte_once(void **state)
@@ -334,7 +341,7 @@ static void test_stdio_reset_twice_delivers_every_byte_once(void **state)
         wait_exit(f, vm, pid, &ex);
         assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
         assert_int_equal(ex.exit.code, WRITER_EXIT);
-        assert_exactly_once(out, NULL);
+        assert_exactly_once(f, out, NULL);
 }
 
 static void test_full_reset_twice_delivers_every_byte_once(void **state)
@@ -356,7 +363,7 @@ static void test_full_reset_twice_delivers_every_byte_once(void **state)
         wait_exit(f, vm, pid, &ex);
         assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
         assert_int_equal(ex.exit.code, WRITER_EXIT);
-        assert_exactly_once(out, NULL);
+        assert_exactly_once(f, out, NULL);
 }
 
 /* Saves on a, restores on b with stdout going to out_b, waits for bytes on b; returns the VM on b. */
@@ -375,7 +382,7 @@ static struct vmm_vm *move_writer(struct fixture *f, const char *out_a, const ch
         run_until(f, flag_set, &sv.count, "the save");
         assert_int_equal(sv.error, 0);
         before = file_size(out_a);
-        io.path[VMM_STDOUT] = out_b;
+        io.path[VMM_STDOUT] = test_endpoint(f->ep, out_b);
         if (vmm_restore(f->b, sv.blob, sv.len, NULL, NULL, &io, 1, &vb, &err) < 0)
                 fail_msg("restore failed: %s", err.message);
         free(sv.blob);
@@ -403,7 +410,7 @@ static void test_stdio_resets_after_restore_deliver_every_byte_once(void **state
         wait_exit(f, vb, pid, &ex);
         assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
         assert_int_equal(ex.exit.code, WRITER_EXIT);
-        assert_exactly_once(out_a, out_b);
+        assert_exactly_once(f, out_a, out_b);
 }
 
 /* What tests/vm/test-migrate-e2e.sh would do with a SIGUSR1 once the destination resumed. */
@@ -423,7 +430,7 @@ static void test_full_reset_after_restore_delivers_every_byte_once(void **state)
         wait_exit(f, vb, pid, &ex);
         assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
         assert_int_equal(ex.exit.code, WRITER_EXIT);
-        assert_exactly_once(out_a, out_b);
+        assert_exactly_once(f, out_a, out_b);
 }
 
 static void port_max(const struct vmm_process_info *i, uint32_t *max)

@@ -20,6 +20,7 @@
 #include "daemon/vmm.h"
 #include "ports/ports.h"
 #include "relay/relay.h"
+#include "tests/daemon/fifo-endpoint.h"
 #include "tests/daemon/vmm-test.h"
 #include "tests/io-uring-skip.h"
 
@@ -38,6 +39,7 @@ struct fixture {
         pid_t sim;
         bool upstream;  /* the simulator plays hcsshim's guest (--fidelity upstream) */
         char stats[96]; /* the simulator's --stats file */
+        struct test_endpoints *ep;
 };
 
 /* Runs the loop until *flag is nonzero; fails the test past WAIT_NS. */
@@ -111,6 +113,7 @@ static int setup(void **state)
         cfg.state_dir = f->state_b;
         assert_int_equal(vmm_new(f->r, &cfg, NULL, NULL, &f->b), 0);
         f->sim = -1;
+        f->ep = test_endpoints_new();
         *state = f;
         return 0;
 }
@@ -128,6 +131,7 @@ static int teardown(void **state)
         vmm_free(f->b);
         relay_run_once(f->r, 0);
         relay_free(f->r);
+        f->ep = test_endpoints_free(f->ep);
         snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
         assert_int_equal(system(cmd), 0);
         free(f);
@@ -152,7 +156,7 @@ static struct vmm_vm *add_vm_connected(struct fixture *f, bool resume)
 static uint32_t exec_ok(struct fixture *f, struct vmm_vm *vm, const char *script, const char *out)
 {
         const char *argv[] = { "sh", "-c", script };
-        struct vmm_exec_params params = { .argv = argv, .n_argv = 3, .stdout_path = out };
+        struct vmm_exec_params params = { .argv = argv, .n_argv = 3, .stdout_path = test_endpoint(f->ep, out) };
         struct started st = { 0 };
         struct vmm_error err = {};
 
@@ -170,11 +174,16 @@ static size_t file_size(const char *path)
         return stat(path, &st) == 0 ? (size_t)st.st_size : 0;
 }
 
-static char *slurp(const char *path, size_t *ret_len)
+static char *slurp(struct fixture *f, const char *path, size_t *ret_len)
 {
-        FILE *fp = fopen(path, "rb");
-        size_t len = file_size(path);
-        char *buf = malloc(len + 1);
+        FILE *fp;
+        size_t len;
+        char *buf;
+
+        test_endpoints_settle(f->ep);
+        fp = fopen(path, "rb");
+        len = file_size(path);
+        buf = malloc(len + 1);
 
         assert_non_null(fp);
         assert_non_null(buf);
@@ -215,7 +224,7 @@ static struct saved save_vm(struct fixture *f, struct vmm_vm *vm)
 
 static struct vmm_vm *restore_vm(struct fixture *f, struct saved *sv, uint32_t pid, const char *out)
 {
-        struct vmm_restore_io io = { .pid = pid, .path = { NULL, out, NULL } };
+        struct vmm_restore_io io = { .pid = pid, .path = { NULL, test_endpoint(f->ep, out), NULL } };
         struct vmm_vm *vm = NULL;
         struct vmm_error err = {};
         int r;
@@ -281,7 +290,7 @@ static void test_output_moves_exactly_once_across_save_and_restore(void **state)
         assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
         assert_int_equal(ex.exit.code, 7);
         {
-                _cleanup_free_ char *a = slurp(out_a, &la), *b = slurp(out_b, &lb), *all = malloc(la + lb + 1);
+                _cleanup_free_ char *a = slurp(f, out_a, &la), *b = slurp(f, out_b, &lb), *all = malloc(la + lb + 1);
 
                 assert_true(la > 0);
                 assert_true(lb > 0);
@@ -289,6 +298,7 @@ static void test_output_moves_exactly_once_across_save_and_restore(void **state)
                 memcpy(all + la, b, lb);
                 assert_lines_exact(all, la + lb, WRITER_LINES);
         }
+        test_endpoints_assert_spliced(f->ep, f->r);
         free(sv.blob);
 }
 
@@ -314,7 +324,7 @@ static void test_legacy_guest_loses_nothing_and_may_duplicate(void **state)
         wait_exit(f, vb, pid, &ex);
         assert_int_equal(ex.exit.code, 7);
         {
-                _cleanup_free_ char *a = slurp(out_a, &la), *b = slurp(out_b, &lb);
+                _cleanup_free_ char *a = slurp(f, out_a, &la), *b = slurp(f, out_b, &lb);
                 char *p, *save = NULL;
 
                 /* At-least-once: the destination may start with a replayed tail of what the source
@@ -362,7 +372,9 @@ static uint32_t exec_in(struct fixture *f, struct vmm_vm *vm, const char *contai
                         const char *out)
 {
         const char *argv[] = { "sh", "-c", script };
-        struct vmm_exec_params params = { .container_id = container, .argv = argv, .n_argv = 3, .stdout_path = out };
+        struct vmm_exec_params params = {
+                .container_id = container, .argv = argv, .n_argv = 3, .stdout_path = test_endpoint(f->ep, out)
+        };
         struct started st = { 0 };
         struct vmm_error err = {};
 
@@ -477,12 +489,14 @@ struct exit_with_size {
         struct exited ex;
         const char *path;
         size_t size; /* of path when the exit was reported */
+        struct test_endpoints *ep;
 };
 
 static void on_exit_size(struct vmm_process *p, const struct vmm_exit *exit, void *userdata)
 {
         struct exit_with_size *e = userdata;
 
+        test_endpoints_settle(e->ep);
         e->size = file_size(e->path);
         on_exit_seen(p, exit, &e->ex);
 }
@@ -493,7 +507,7 @@ static void test_upstream_exit_is_reported_only_after_the_output_drained(void **
 {
         struct fixture *f = *state;
         char out[128];
-        struct exit_with_size e = { .path = out };
+        struct exit_with_size e = { .path = out, .ep = f->ep };
         struct vmm_waiter *w = NULL;
         struct vmm_vm *vm;
         uint32_t pid;
@@ -509,6 +523,7 @@ static void test_upstream_exit_is_reported_only_after_the_output_drained(void **
         assert_int_equal(e.ex.exit.kind, VMM_EXIT_EXITED);
         assert_int_equal(e.ex.exit.code, 4);
         assert_int_equal(e.size, 3000000);
+        test_endpoints_assert_spliced(f->ep, f->r);
         wait_sim_stat(f, "wait_answered_before_stdout_eof", 1);
         wait_sim_stat(f, "wait_exited_sent", 1);
 }
@@ -553,7 +568,7 @@ static void test_upstream_init_output_arrives_whole_across_save_and_restore(void
         assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
         assert_int_equal(ex.exit.code, 7);
         {
-                _cleanup_free_ char *a = slurp(out_a, &la), *b = slurp(out_b, &lb);
+                _cleanup_free_ char *a = slurp(f, out_a, &la), *b = slurp(f, out_b, &lb);
                 char *p, *save = NULL;
 
                 for (p = strtok_r(a, "\n", &save); p; p = strtok_r(NULL, "\n", &save)) {
@@ -748,7 +763,7 @@ static void test_terminal_and_k8s_log_survive_save_and_restore(void **state)
         run_until(f, &st.count, "the exec");
         assert_int_equal(st.error, 0);
         wait_for_output(f, log, 1);
-        for (uint64_t deadline = now_ns() + WAIT_NS; !strstr(text = slurp(log, &len), "before"); free(text)) {
+        for (uint64_t deadline = now_ns() + WAIT_NS; !strstr(text = slurp(f, log, &len), "before"); free(text)) {
                 assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
                 if (now_ns() > deadline)
                         fail_msg("'before' never reached the log");
@@ -772,7 +787,7 @@ static void test_terminal_and_k8s_log_survive_save_and_restore(void **state)
         wait_exit(f, vb, st.pid, &ex);
         assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
         assert_int_equal(ex.exit.code, 0);
-        text = slurp(log, &len);
+        text = slurp(f, log, &len);
         /* CRI records of the console's output: each line once, the one before the move included. */
         assert_int_equal(count_of(text, " stdout F before"), 1);
         assert_int_equal(count_of(text, " stdout F after"), 1);
@@ -802,10 +817,11 @@ static void test_resume_on_the_source_rolls_back_a_save(void **state)
         wait_exit(f, vm, pid, &ex);
         assert_int_equal(ex.exit.code, 7);
         {
-                _cleanup_free_ char *a = slurp(out_a, &la);
+                _cleanup_free_ char *a = slurp(f, out_a, &la);
 
                 assert_lines_exact(a, la, WRITER_LINES);
         }
+        test_endpoints_assert_spliced(f->ep, f->r);
         free(sv.blob);
 }
 
@@ -959,7 +975,7 @@ static void test_exec_cancelled_after_it_reached_the_guest_runs_once_and_keeps_i
         const char *argv[] = { "sh", "-c", "echo ran; exit 6" };
         char out[128];
         struct vmm_error err = {};
-        struct vmm_exec_params params = { .argv = argv, .n_argv = 3, .stdout_path = out, .exec_id = "sent-1" };
+        struct vmm_exec_params params = { .argv = argv, .n_argv = 3, .exec_id = "sent-1" };
         struct vmm_starter *starter = NULL;
         struct started st = { 0 };
         struct exited ex = { 0 };
@@ -967,6 +983,7 @@ static void test_exec_cancelled_after_it_reached_the_guest_runs_once_and_keeps_i
         struct vmm_vm *vm;
 
         snprintf(out, sizeof(out), "%s/out-sent", f->dir);
+        params.stdout_path = test_endpoint(f->ep, out);
         vm = add_vm_connected(f, true);
         assert_int_equal(vmm_exec_start(vm, &params, on_started, &st, &starter, &err), 0);
         assert_non_null(starter);
