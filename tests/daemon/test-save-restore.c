@@ -687,7 +687,7 @@ static void test_start_and_exit_times_survive_save_and_restore(void **state)
         char out_a[128], out_b[128];
         struct vmm_process_info done_before, done_after, run_before, run_after;
         struct vmm_vm *vm, *vb;
-        struct exited ex = { 0 };
+        struct exited ex = { 0 }, ex_run = { 0 };
         struct saved sv;
         uint32_t done, run;
 
@@ -711,6 +711,10 @@ static void test_start_and_exit_times_survive_save_and_restore(void **state)
         assert_int_equal(done_after.exited_ns, done_before.exited_ns);
         assert_int_equal(run_after.started_ns, run_before.started_ns);
         assert_int_equal(run_after.exited_ns, 0);
+        wait_exit(f, vb, run, &ex_run);
+        assert_int_equal(ex_run.exit.kind, VMM_EXIT_EXITED);
+        vmm_process_get_info(vmm_process_find(vb, run), &run_after);
+        assert_true(run_after.exited_ns >= run_before.started_ns);
         free(sv.blob);
 }
 
