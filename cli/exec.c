@@ -24,6 +24,7 @@
 #include "cli/cli.h"
 #include "cli/detach.h"
 #include "cli/tty.h"
+#include "util/size.h"
 
 #define CLI_EXEC_MAX_ENV 4096u
 #define CLI_EXEC_MAX_ARGV 4096u
@@ -653,22 +654,9 @@ enum {
 /* "SIZE": bytes, or with a K, M or G suffix (powers of 1024), from 1 to 1 TiB. */
 static int parse_size(const char *s, uint64_t *ret)
 {
-        unsigned long long v;
-        char *end;
+        uint64_t v;
 
-        if (!s[0] || s[0] < '0' || s[0] > '9')
-                return -EINVAL;
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        if (errno)
-                return -errno;
-        if (*end == 'K' || *end == 'k')
-                v <<= 10, end++;
-        else if (*end == 'M' || *end == 'm')
-                v <<= 20, end++;
-        else if (*end == 'G' || *end == 'g')
-                v <<= 30, end++;
-        if (*end || v == 0 || v > CLI_LOG_SIZE_MAX_LIMIT)
+        if (size_parse(s, &v) < 0 || v == 0 || v > CLI_LOG_SIZE_MAX_LIMIT)
                 return -EINVAL;
         *ret = v;
         return 0;

@@ -22,6 +22,7 @@
 #include "daemon/vmm.h"
 #include "relay/relay.h"
 #include "util/log.h"
+#include "util/size.h"
 
 #define DEFAULT_SOCKET "/run/vsockmux/vsockmux.sock"
 #define DEFAULT_STATE_DIR "/run/vsockmux"
@@ -182,22 +183,21 @@ static void usage(FILE *f)
                 rc.buf_size * rc.stream_max_bufs, rc.buf_size * 2, rc.buf_size * rc.buf_count);
 }
 
-/* A count or a size in [min, max]; sizes may end in K or M (KiB, MiB). */
+/* A count or a size in [min, max]; sizes may end in K, M or G (KiB, MiB, GiB). */
 static int parse_limit(const char *opt, const char *s, bool size, uint64_t min, uint64_t max, uint64_t *ret)
 {
-        unsigned long long v;
+        uint64_t v;
         char *end;
+        int r;
 
-        errno = 0;
-        v = strtoull(s, &end, 10);
-        if (size && end != s && (*end == 'K' || *end == 'k') && !end[1] && v <= UINT64_MAX >> 10) {
-                v <<= 10;
-                end++;
-        } else if (size && end != s && (*end == 'M' || *end == 'm') && !end[1] && v <= UINT64_MAX >> 20) {
-                v <<= 20;
-                end++;
+        if (size)
+                r = size_parse(s, &v);
+        else {
+                errno = 0;
+                v = strtoull(s, &end, 10);
+                r = errno || end == s || *end || s[0] < '0' || s[0] > '9' ? -EINVAL : 0;
         }
-        if (errno || end == s || *end || s[0] == '-' || v < min || v > max) {
+        if (r < 0 || v < min || v > max) {
                 fprintf(stderr, "vsockmuxd: %s must be %s from %" PRIu64 " to %" PRIu64 ", got '%s'\n", opt,
                         size ? "a size in bytes" : "a number", min, max, s);
                 return -EINVAL;
