@@ -695,6 +695,14 @@ static int methods_check(const struct control_method *methods, size_t n)
         return 0;
 }
 
+int control_server_set_max_connections(struct control_server *s, unsigned max_connections)
+{
+        if (max_connections > CONTROL_SERVER_MAX_CONNECTIONS_LIMIT)
+                return -EINVAL;
+        s->cfg.max_connections = max_connections ?: CONTROL_SERVER_MAX_CONNECTIONS;
+        return 0;
+}
+
 int control_server_new(struct relay *r, const struct control_server_config *cfg, const struct control_method *methods,
                        size_t n_methods, void *userdata, struct control_server **ret)
 {

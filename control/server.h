@@ -97,6 +97,10 @@ struct control_server_stats {
 
 void control_server_get_stats(const struct control_server *s, struct control_server_stats *ret);
 
+/* A new cap on connections (0 = the default), for a reload: connections already open stay, and
+ * past the cap new ones are handled as at max_connections. -EINVAL above the limit. */
+int control_server_set_max_connections(struct control_server *s, unsigned max_connections);
+
 /* Live upgrade: stops accepting and returns the listening socket (close-on-exec),
  * with whether this server bound its file (not socket activation). Peers that connect meanwhile
  * wait in the socket's backlog for whoever accepts next; the file is no longer removed at free.

@@ -14,6 +14,7 @@
 #include "bridge/conn.h"
 #include "daemon/attach.h"
 #include "daemon/event-ring.h"
+#include "daemon/runtime-limits.h"
 #include "daemon/metrics-http.h"
 #include "daemon/upgrade-ops.h"
 #include "daemon/migrate.h"
@@ -45,6 +46,7 @@ enum {
         OPT_HANDOVER_FD,
         OPT_EVENTS_RING,
         OPT_VM_HELPER,
+        OPT_LIMITS_FILE,
 };
 
 struct daemon_signals {
@@ -54,18 +56,21 @@ struct daemon_signals {
         struct signalfd_siginfo info;
         bool stopping;
         struct daemon_notify *notify;
-        const char *log_file;    /* --log-file, reopened on SIGHUP; NULL: stderr as given */
-        struct upgrade *upgrade; /* SIGUSR2 starts a live upgrade to our own binary */
+        const char *log_file;              /* --log-file, reopened on SIGHUP; NULL: stderr as given */
+        struct upgrade *upgrade;           /* SIGUSR2 starts a live upgrade to our own binary */
+        struct daemon_limits_file *limits; /* --limits-file, re-read on SIGHUP */
 };
 
 static int signals_arm(struct daemon_signals *s);
 
-/* SIGHUP: a reload, never a stop. The log file is reopened so logrotate can move it away. */
+/* SIGHUP: a reload, never a stop. The log file is reopened so logrotate can move it away; the
+ * limits file is read again, and applied only if all of it is right. */
 static void signals_reload(struct daemon_signals *s)
 {
         int r;
 
         (void)notify_reloading(s->notify);
+        daemon_limits_reload(s->limits);
         if (s->log_file) {
                 r = log_open_file(s->log_file);
                 if (r < 0)
@@ -144,6 +149,9 @@ static void usage(FILE *f)
                 "                       Stats, Events and Wait; other methods answer PERMISSION_DENIED\n"
                 "  --log-level LEVEL    error, warn, info or debug (default info)\n"
                 "  --log-file PATH      append the log to PATH instead of stderr; SIGHUP reopens it\n"
+                "  --limits-file PATH   \"key = N\" lines for max-vms, max-processes, max-streams,\n"
+                "                       max-attach-clients and max-connections; they override the\n"
+                "                       command line's, and SIGHUP reads the file again\n"
                 "  --exit-dir DIR       write DIR/<exec-id> with the decimal exit status once the output\n"
                 "                       drained, atomically (conmon's --exit-dir; -1 when it was lost)\n"
                 "  --default-log DRIVER where a detached exec's output goes when it names no --log and no\n"
@@ -173,7 +181,7 @@ static void usage(FILE *f)
                 "Under systemd (vsockmuxd.service, Type=notify): READY=1 and STATUS= go to $NOTIFY_SOCKET,\n"
                 "WATCHDOG=1 from the loop when $WATCHDOG_USEC is set, and a control socket passed through\n"
                 "$LISTEN_FDS (vsockmuxd.socket, named \"" NOTIFY_CONTROL_FD_NAME "\") is served instead of\n"
-                "binding --socket. SIGHUP reopens --log-file; SIGTERM and SIGINT stop.\n",
+                "binding --socket. SIGHUP reopens --log-file and re-reads --limits-file; SIGTERM and SIGINT stop.\n",
                 (unsigned)(VMM_DEFAULT_RECONNECT_GRACE_NS / BRIDGE_NSEC_PER_SEC),
                 (unsigned)(BRIDGE_CONN_RECONNECT_GRACE_MAX_NS / BRIDGE_NSEC_PER_SEC), CONTROL_SERVER_MAX_CONNECTIONS,
                 CONTROL_SERVER_MAX_CONNECTIONS_LIMIT, VMM_DEFAULT_MAX_VMS, VMM_MAX_VMS_LIMIT, VMM_DEFAULT_MAX_PROCESSES,
@@ -246,6 +254,7 @@ static const struct option daemon_options_table[] = {
         { "vm-helper", required_argument, NULL, OPT_VM_HELPER },
         { "log-level", required_argument, NULL, 'l' },
         { "log-file", required_argument, NULL, OPT_LOG_FILE },
+        { "limits-file", required_argument, NULL, OPT_LIMITS_FILE },
         { "handover-fd", required_argument, NULL, OPT_HANDOVER_FD }, /* internal: daemon/upgrade.c */
         { "help", no_argument, NULL, 'h' },
         {},
@@ -256,8 +265,9 @@ struct daemon_options {
         struct service_config scfg;
         struct vmm_config vcfg;
         struct relay_config rcfg;
-        char *hvsock_root;    /* --hvsock-root, resolved */
-        const char *log_file; /* --log-file */
+        char *hvsock_root;       /* --hvsock-root, resolved */
+        const char *log_file;    /* --log-file */
+        const char *limits_file; /* --limits-file */
         struct metrics_addr metrics_addr;
         bool metrics_on;
         int handover_fd; /* --handover-fd: a live upgrade hands us its sockets; -1: none */
@@ -274,6 +284,7 @@ struct daemon {
         struct metrics_http *metrics;
         struct upgrade *upgrade;
         struct upgrade_daemon upgraded; /* what upgrade-ops.c hands over; new_pid once it did */
+        struct daemon_limits_file limits;
 };
 
 static void options_init(struct daemon_options *o)
@@ -455,6 +466,13 @@ static int option_output(struct daemon_options *o, int c, const char *arg)
                 }
                 o->log_file = arg;
                 return 0;
+        case OPT_LIMITS_FILE:
+                if (arg[0] != '/') {
+                        fprintf(stderr, "vsockmuxd: --limits-file must be an absolute path\n");
+                        return -EINVAL;
+                }
+                o->limits_file = arg;
+                return 0;
         default: return 1;
         }
 }
@@ -577,6 +595,38 @@ static int daemon_take_over(struct daemon_options *o)
         return 0;
 }
 
+/* --limits-file at start: its keys override the command line's, as they will at each SIGHUP. */
+static int daemon_read_limits(struct daemon *d, struct daemon_options *o)
+{
+        struct daemon_limits_file *lf = &d->limits;
+        char why[CONF_FILE_WHY_MAX];
+        int r;
+
+        lf->base = (struct daemon_limits){
+                .max_vms = o->vcfg.max_vms,
+                .max_processes = o->vcfg.max_processes,
+                .max_streams = o->vcfg.max_streams,
+                .max_attach_clients = o->vcfg.attach_max_clients,
+                .max_connections = o->scfg.max_connections ?: CONTROL_SERVER_MAX_CONNECTIONS,
+        };
+        lf->now = lf->base;
+        lf->path = o->limits_file;
+        d->sig.limits = lf;
+        if (!lf->path)
+                return 0;
+        r = daemon_limits_read(lf->path, &lf->base, &lf->now, why, sizeof(why));
+        if (r < 0) {
+                log_error("vsockmuxd: --limits-file %s: %s", lf->path, why);
+                return r;
+        }
+        o->vcfg.max_vms = lf->now.max_vms;
+        o->vcfg.max_processes = lf->now.max_processes;
+        o->vcfg.max_streams = lf->now.max_streams;
+        o->vcfg.attach_max_clients = lf->now.max_attach_clients;
+        o->scfg.max_connections = lf->now.max_connections;
+        return 0;
+}
+
 /* The model and the control socket. */
 static int daemon_start_service(struct daemon *d, struct daemon_options *o)
 {
@@ -586,6 +636,8 @@ static int daemon_start_service(struct daemon *d, struct daemon_options *o)
                 r = vmm_new(d->relay, &o->vcfg, service_on_event, d->service, &d->vmm);
         if (r < 0)
                 return log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: cannot set up state in %s", o->vcfg.state_dir);
+        d->limits.vmm = d->vmm;
+        d->limits.service = d->service;
         r = service_start(d->service, d->relay, d->vmm, &o->scfg);
         if (r < 0) {
                 if (o->scfg.adopt_fd)
@@ -671,6 +723,8 @@ static int daemon_start(struct daemon *d, struct daemon_options *o)
                 r = daemon_take_signals(d, o);
         if (r >= 0)
                 r = daemon_start_relay(d, o);
+        if (r >= 0)
+                r = daemon_read_limits(d, o);
         if (r >= 0)
                 r = daemon_start_service(d, o);
         if (r >= 0)

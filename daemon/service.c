@@ -1367,6 +1367,11 @@ int service_render_metrics(void *userdata, char **ret_text, size_t *ret_len)
         return metrics_render(s->vmm, s->relay, s->server, ret_text, ret_len);
 }
 
+int service_set_max_connections(struct service *s, unsigned max_connections)
+{
+        return control_server_set_max_connections(s->server, max_connections);
+}
+
 void service_set_upgrade(struct service *s, struct upgrade *u)
 {
         s->upgrade = u;

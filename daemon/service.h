@@ -37,6 +37,9 @@ int service_render_metrics(void *userdata, char **ret_text, size_t *ret_len);
 
 /* Live upgrade: the Upgrade method runs u (borrowed; NULL: it answers UNAVAILABLE). The control
  * listener is released to be handed over, and taken back on a rollback (control/server.h). */
+/* SIGHUP's --limits-file: a new cap on control connections (0 = the default). */
+int service_set_max_connections(struct service *s, unsigned max_connections);
+
 struct upgrade;
 void service_set_upgrade(struct service *s, struct upgrade *u);
 int service_release_listener(struct service *s, int *ret_fd, bool *ret_owned);

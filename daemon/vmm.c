@@ -69,6 +69,19 @@ static int mkdir_p(const char *path, mode_t mode)
         return 0;
 }
 
+int vmm_set_limits(struct vmm *m, const struct vmm_limits *l)
+{
+        if (!l->max_vms || l->max_vms > VMM_MAX_VMS_LIMIT || !l->max_processes ||
+            l->max_processes > VMM_MAX_PROCESSES_LIMIT || !l->max_streams || l->max_streams > VMM_MAX_STREAMS_LIMIT ||
+            !l->attach_max_clients || l->attach_max_clients > VMM_ATTACH_MAX_CLIENTS_LIMIT)
+                return -EINVAL;
+        m->cfg.max_vms = l->max_vms;
+        m->cfg.max_processes = l->max_processes;
+        m->cfg.max_streams = l->max_streams;
+        m->cfg.attach_max_clients = l->attach_max_clients;
+        return 0;
+}
+
 int vmm_new(struct relay *r, const struct vmm_config *cfg, vmm_event_fn ev, void *userdata, struct vmm **ret)
 {
         _cleanup_free_ struct vmm *m = calloc(1, sizeof(*m));

@@ -18,6 +18,14 @@ unsigned vmm_quiesce_pending(const struct vmm *m);
 struct vmm *vmm_free(struct vmm *m);
 DEFINE_CLEANUP(struct vmm *, vmm_free);
 
+/* The caps a reload may change (SIGHUP's --limits-file). What is already running stays; past a
+ * lowered cap new VMs, execs and attach clients are refused as at the cap. An attach cap applies to
+ * processes started after it. */
+struct vmm_limits {
+        unsigned max_vms, max_processes, max_streams, attach_max_clients;
+};
+int vmm_set_limits(struct vmm *m, const struct vmm_limits *l);
+
 struct relay *vmm_relay(struct vmm *m);
 
 /* -EEXIST for a taken name, -EINVAL for a bad name, -EUSERS over max_vms, -EPERM for an hvsock

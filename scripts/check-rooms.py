@@ -15,7 +15,8 @@ import sys
 # (container and process) may not include each other's headers.
 ROOMS = [
     # (room, rank, files)
-    ("main", 90, ["main.c", "room-check.c", "metrics-http.c", "metrics-http.h", "upgrade-ops.c", "upgrade-ops.h"]),
+    ("main", 90, ["main.c", "room-check.c", "metrics-http.c", "metrics-http.h", "upgrade-ops.c", "upgrade-ops.h",
+              "runtime-limits.c", "runtime-limits.h"]),
     ("service", 80, ["service.c", "service.h", "metrics.c", "metrics.h", "event-ring.c", "event-ring.h", "migrate.c",
                      "migrate.h"]),
     ("manager", 70, ["vmm.c", "vmm.h"]),
@@ -30,7 +31,7 @@ ROOMS = [
                   "exec-id.h", "exit-file.c", "exit-file.h", "log-k8s.c", "log-k8s.h", "log-journald.c", "log-journald.h", "endpoint.c", "endpoint.h",
                   "opener.c", "opener.h", "paths.c", "paths.h", "savestate.c", "savestate.h", "notify.c", "notify.h",
                   "fence.c", "fence.h", "upgrade.c", "upgrade.h", "handover-wire.c", "handover-wire.h",
-                  "metrics-addr.c", "metrics-addr.h", "vmhelper.c", "vmhelper.h"]),
+                  "metrics-addr.c", "metrics-addr.h", "vmhelper.c", "vmhelper.h", "conf-file.c", "conf-file.h"]),
 ]
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"daemon/([^"]+)"', re.M)

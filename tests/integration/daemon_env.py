@@ -13,9 +13,12 @@ WAIT_S = 60
 
 
 class DaemonEnv:
-    def __init__(self, daemon, cli, sim, prefix, args=()):
-        """args: extra vsockmuxd options; "{tmp}" in one stands for the temp dir."""
+    def __init__(self, daemon, cli, sim, prefix, args=(), before=None):
+        """args: extra vsockmuxd options; "{tmp}" in one stands for the temp dir. before(tmp), if
+        given, runs before the daemon starts (to write files its options name)."""
         self.tmp = tempfile.mkdtemp(prefix=prefix)
+        if before:
+            before(self.tmp)
         self.cli_path, self.sim_path = cli, sim
         self.sock = os.path.join(self.tmp, "ctl.sock")
         self.log = os.path.join(self.tmp, "daemon.log")
