@@ -126,8 +126,8 @@ int conf_parse(const char *text, size_t len, const struct conf_key *keys, size_t
         return 0;
 }
 
-int conf_read(const char *path, const struct conf_key *keys, size_t n_keys, uint64_t *ret_values,
-              uint64_t *ret_given, char *why, size_t why_len)
+int conf_read(const char *path, const struct conf_key *keys, size_t n_keys, uint64_t *ret_values, uint64_t *ret_given,
+              char *why, size_t why_len)
 {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         char buf[CONF_FILE_MAX_BYTES + 1];

@@ -21,5 +21,5 @@ int conf_parse(const char *text, size_t len, const struct conf_key *keys, size_t
                uint64_t *ret_given, char *why, size_t why_len);
 
 /* The same, from a regular file path (never a fifo or a device, which could block the loop). */
-int conf_read(const char *path, const struct conf_key *keys, size_t n_keys, uint64_t *ret_values,
-              uint64_t *ret_given, char *why, size_t why_len);
+int conf_read(const char *path, const struct conf_key *keys, size_t n_keys, uint64_t *ret_values, uint64_t *ret_given,
+              char *why, size_t why_len);
