@@ -32,6 +32,11 @@ struct relay_chan {
         struct iovec iov[CHAN_IOV_MAX];
         struct msghdr msg;
 
+        /* relay_chan_hold: no reads, deliveries or sends; held_fn once nothing is in flight */
+        bool held, held_told;
+        relay_chan_held_fn held_fn;
+        void *held_userdata;
+
         unsigned ref;
         int error;
         bool rx_armed, tx_armed;
@@ -90,11 +95,34 @@ static void chan_shut(struct relay_chan *c, int error)
         c->ref++;
 }
 
+static void chan_held_notify(void *userdata)
+{
+        struct relay_chan *c = userdata;
+
+        if (c->held && !c->closed && !c->owner_gone)
+                c->held_fn(c, c->held_userdata);
+        chan_unref(c);
+}
+
+/* A hold is told once, when the last request in flight has come back. */
+static void chan_hold_check(struct relay_chan *c)
+{
+        if (!c->held || c->held_told || c->rx_armed || c->tx_armed || c->closed || c->owner_gone)
+                return;
+        c->held_told = true;
+        if (relay_defer(c->r, chan_held_notify, c) < 0) {
+                c->held_told = false;
+                chan_shut(c, -ENOMEM);
+                return;
+        }
+        c->ref++;
+}
+
 static int chan_rx_arm(struct relay_chan *c)
 {
         struct io_uring_sqe *sqe;
 
-        if (c->rx_armed || c->closed || c->closing)
+        if (c->rx_armed || c->closed || c->closing || c->held)
                 return 0;
         if (c->rx_off > 0) {
                 memmove(c->rx, c->rx + c->rx_off, c->rx_len);
@@ -131,7 +159,7 @@ static int chan_rx_arm(struct relay_chan *c)
 
 static void chan_deliver(struct relay_chan *c)
 {
-        while (c->rx_len > 0 && !c->closed && !c->closing && !c->owner_gone) {
+        while (c->rx_len > 0 && !c->closed && !c->closing && !c->owner_gone && !c->held) {
                 ssize_t n = c->ops->on_data(c, c->rx + c->rx_off, c->rx_len, c->userdata);
 
                 if (n < 0) {
@@ -161,6 +189,8 @@ static void chan_on_rx(struct relay *r, struct relay_op *op, int res, uint32_t f
         }
         if (res == 0)
                 chan_shut(c, 0);
+        else if (res == -ECANCELED && c->held)
+                ; /* a hold's cancel: nothing was lost */
         else if (res < 0 && res != -EINTR && res != -EAGAIN)
                 chan_shut(c, res);
         else if (res > 0) {
@@ -174,6 +204,7 @@ static void chan_on_rx(struct relay *r, struct relay_op *op, int res, uint32_t f
         k = chan_rx_arm(c);
         if (k < 0)
                 chan_shut(c, k);
+        chan_hold_check(c);
         chan_unref(c);
 }
 
@@ -183,7 +214,7 @@ static int chan_tx_kick(struct relay_chan *c)
         struct chan_frame *f;
         unsigned n = 0;
 
-        if (c->tx_armed || !c->tx_head || c->closed)
+        if (c->tx_armed || !c->tx_head || c->closed || c->held)
                 return 0;
         for (f = c->tx_head; f && n < CHAN_IOV_MAX; f = f->next) {
                 c->iov[n++] = (struct iovec){ f->data + f->off, f->len - f->off };
@@ -237,14 +268,15 @@ static void chan_on_tx(struct relay *r, struct relay_op *op, int res, uint32_t f
                 chan_shut(c, k);
         else if (c->closing && !c->tx_head)
                 chan_shut(c, 0);
+        chan_hold_check(c);
         chan_unref(c);
 }
 
-int relay_chan_new(struct relay *r, int fd, const struct relay_chan_ops *ops, const struct relay_chan_limits *lim,
-                   void *userdata, struct relay_chan **ret)
+/* A channel that reads nothing yet: relay_chan_new() arms it, relay_chan_adopt() fills it first. */
+static int chan_alloc(struct relay *r, int fd, const struct relay_chan_ops *ops, const struct relay_chan_limits *lim,
+                      size_t rx_min, void *userdata, struct relay_chan **ret)
 {
         struct relay_chan *c;
-        int k;
 
         if (fd < 0 || !ops || !ops->on_data || !ops->on_close)
                 return -EINVAL;
@@ -271,17 +303,39 @@ int relay_chan_new(struct relay *r, int fd, const struct relay_chan_ops *ops, co
                 free(c);
                 return -EINVAL;
         }
+        if (rx_min > c->lim.max_rx) {
+                free(c);
+                return -EMSGSIZE;
+        }
         /* A packet must fit whole; a byte stream grows its buffer as frames demand. */
-        c->rx_cap = c->lim.packet ? c->lim.max_rx : MIN(CHAN_RX_INITIAL, c->lim.max_rx);
+        c->rx_cap = c->lim.packet ? c->lim.max_rx : MAX(MIN(CHAN_RX_INITIAL, c->lim.max_rx), rx_min);
         c->rx = calloc(1, c->rx_cap); /* zeroed for valgrind: see chan_rx_arm */
         if (!c->rx) {
                 free(c);
                 return -ENOMEM;
         }
+        *ret = c;
+        return 0;
+}
+
+/* Frees a channel chan_alloc() made that never armed anything; the caller keeps fd. */
+static void chan_alloc_undo(struct relay_chan *c)
+{
+        chan_unref(c);
+}
+
+int relay_chan_new(struct relay *r, int fd, const struct relay_chan_ops *ops, const struct relay_chan_limits *lim,
+                   void *userdata, struct relay_chan **ret)
+{
+        struct relay_chan *c;
+        int k;
+
+        k = chan_alloc(r, fd, ops, lim, 0, userdata, &c);
+        if (k < 0)
+                return k;
         k = chan_rx_arm(c);
         if (k < 0) {
-                free(c->rx);
-                free(c);
+                chan_alloc_undo(c);
                 return k;
         }
         r->n_chans++;
@@ -368,4 +422,176 @@ struct relay_chan *relay_chan_free(struct relay_chan *c)
 int relay_chan_fd(struct relay_chan *c)
 {
         return c->fd;
+}
+
+int relay_chan_hold(struct relay_chan *c, relay_chan_held_fn fn, void *userdata)
+{
+        if (!fn)
+                return -EINVAL;
+        if (c->lim.packet)
+                return -EOPNOTSUPP;
+        if (c->closed || c->closing)
+                return -EPIPE;
+        if (c->held)
+                return -EALREADY;
+        c->held = true;
+        c->held_told = false;
+        c->held_fn = fn;
+        c->held_userdata = userdata;
+        if (c->rx_armed)
+                (void)relay_cancel_op(c->r, &c->rx_op);
+        chan_hold_check(c);
+        return 0;
+}
+
+static void chan_deliver_later(void *userdata)
+{
+        struct relay_chan *c = userdata;
+        int k;
+
+        chan_deliver(c);
+        k = c->closed || c->owner_gone ? 0 : chan_rx_arm(c);
+        if (k < 0)
+                chan_shut(c, k);
+        chan_unref(c);
+}
+
+void relay_chan_unhold(struct relay_chan *c)
+{
+        int k;
+
+        if (!c->held)
+                return;
+        c->held = false;
+        if (c->closed)
+                return;
+        /* What a late receive kept waits for the next turn, as if it had just arrived. */
+        if (c->rx_len > 0 && relay_defer(c->r, chan_deliver_later, c) >= 0) {
+                c->ref++;
+                k = 0;
+        } else
+                k = chan_rx_arm(c);
+        if (k >= 0)
+                k = chan_tx_kick(c);
+        if (k < 0)
+                chan_shut(c, k);
+}
+
+static uint8_t *memdup_or_null(const void *p, size_t len, int *error)
+{
+        uint8_t *d;
+
+        if (len == 0)
+                return NULL;
+        d = malloc(len);
+        if (!d)
+                *error = -ENOMEM;
+        else
+                memcpy(d, p, len);
+        return d;
+}
+
+static int chan_tx_take(struct relay_chan *c, uint8_t **ret, size_t *ret_len)
+{
+        size_t len = 0, at = 0;
+        uint8_t *buf;
+
+        for (struct chan_frame *f = c->tx_head; f; f = f->next)
+                len += f->len - f->off;
+        *ret = NULL;
+        *ret_len = len;
+        if (len == 0)
+                return 0;
+        buf = malloc(len);
+        if (!buf)
+                return -ENOMEM;
+        for (struct chan_frame *f = c->tx_head; f; f = f->next) {
+                memcpy(buf + at, f->data + f->off, f->len - f->off);
+                at += f->len - f->off;
+        }
+        *ret = buf;
+        return 0;
+}
+
+int relay_chan_release(struct relay_chan *c, int *ret_fd, uint8_t **ret_rx, size_t *ret_rx_len, uint8_t **ret_tx,
+                       size_t *ret_tx_len)
+{
+        _cleanup_free_ uint8_t *rx = NULL, *tx = NULL;
+        size_t tx_len = 0;
+        int k = 0;
+
+        if (!c->held || !c->held_told || c->rx_armed || c->tx_armed || c->closed)
+                return -EBUSY;
+        rx = memdup_or_null(c->rx + c->rx_off, c->rx_len, &k);
+        if (k < 0)
+                return k;
+        k = chan_tx_take(c, &tx, &tx_len);
+        if (k < 0)
+                return k;
+        *ret_fd = c->fd;
+        *ret_rx_len = c->rx_len;
+        *ret_rx = TAKE_PTR(rx);
+        *ret_tx = TAKE_PTR(tx);
+        *ret_tx_len = tx_len;
+        /* The fd is the caller's: nothing is in flight on it, so nothing else holds it. */
+        c->fd = -1;
+        relay_chan_free(c);
+        return 0;
+}
+
+int relay_chan_adopt(struct relay *r, int fd, const struct relay_chan_ops *ops, const struct relay_chan_limits *lim,
+                     const void *rx, size_t rx_len, const void *tx, size_t tx_len, void *userdata,
+                     struct relay_chan **ret)
+{
+        struct relay_chan *c;
+        int k;
+
+        if (lim && lim->packet)
+                return -EOPNOTSUPP;
+        k = chan_alloc(r, fd, ops, lim, rx_len, userdata, &c);
+        if (k < 0)
+                return k;
+        if (tx_len > c->lim.max_tx) {
+                chan_alloc_undo(c);
+                return -EMSGSIZE;
+        }
+        if (rx_len > 0)
+                memcpy(c->rx, rx, rx_len);
+        c->rx_len = rx_len;
+        /* Queued before the first send can start: it goes out ahead of anything sent later. */
+        if (tx_len > 0) {
+                struct chan_frame *f = malloc(sizeof(*f) + tx_len);
+
+                if (!f) {
+                        chan_alloc_undo(c);
+                        return -ENOMEM;
+                }
+                *f = (struct chan_frame){ .len = tx_len };
+                memcpy(f->data, tx, tx_len);
+                c->tx_head = f;
+                c->tx_tail = &f->next;
+                c->tx_bytes = tx_len;
+        }
+        /* What was received is delivered on a later turn, before anything read after it. */
+        if (rx_len > 0) {
+                k = relay_defer(r, chan_deliver_later, c);
+                if (k >= 0)
+                        c->ref++;
+        } else
+                k = chan_rx_arm(c);
+        if (k >= 0)
+                k = chan_tx_kick(c);
+        if (k < 0) {
+                /* Nothing was submitted yet unless the kick failed after an arm: cancel through shut. */
+                if (c->ref > 1 || c->rx_armed) {
+                        c->fd = -1;
+                        r->n_chans++;
+                        relay_chan_free(c);
+                } else
+                        chan_alloc_undo(c);
+                return k;
+        }
+        r->n_chans++;
+        *ret = c;
+        return 0;
 }

@@ -517,6 +517,65 @@ int relay_listen_fd(struct relay *r, int fd, const char *label, enum relay_liste
         return 0;
 }
 
+static int listener_fd_check(int fd)
+{
+        int type = 0, listening = 0;
+        struct sockaddr_un sa;
+        socklen_t len = sizeof(type), alen = sizeof(sa);
+
+        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+                return -errno;
+        len = sizeof(listening);
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0)
+                return -errno;
+        if (getsockname(fd, (struct sockaddr *)&sa, &alen) < 0)
+                return -errno;
+        if (type != SOCK_STREAM || !listening || sa.sun_family != AF_UNIX)
+                return -ENOTSOCK;
+        return 0;
+}
+
+int relay_listen_adopt(struct relay *r, const struct relay_transport *t, uint32_t port, int fd,
+                       enum relay_listen_mode mode, relay_accept_fn fn, void *userdata, struct relay_listener **ret)
+{
+        struct relay_listener *l;
+        int k;
+
+        if (!t || t->kind != RELAY_TRANSPORT_HVSOCK || fd < 0 || !fn || mode < 0 || mode >= _RELAY_LISTEN_MODE_MAX)
+                return -EINVAL;
+        k = listener_fd_check(fd);
+        if (k < 0)
+                return k;
+        l = calloc(1, sizeof(*l));
+        if (!l)
+                return -ENOMEM;
+        *l = (struct relay_listener){
+                .r = r,
+                .kind = RELAY_TRANSPORT_HVSOCK,
+                .mode = mode,
+                .port = port,
+                .fd = fd,
+                .accept_flags = SOCK_CLOEXEC,
+                .fn = fn,
+                .userdata = userdata,
+                .ref = 1,
+        };
+        k = relay_transport_hvsock_path(t, port, l->path, sizeof(l->path));
+        if (k >= 0)
+                k = socket_arm(l);
+        if (k < 0) {
+                /* The caller keeps its fd on failure. */
+                l->fd = -1;
+                l->done = l->freed = true;
+                listener_unref(l);
+                return k;
+        }
+        l->path_owned = true;
+        r->n_listeners++;
+        *ret = l;
+        return 0;
+}
+
 struct relay_listener *relay_listener_free(struct relay_listener *l)
 {
         if (!l)
@@ -536,10 +595,14 @@ int relay_listener_release(struct relay_listener *l, int *ret_fd)
 {
         int fd;
 
-        if (l->kind != RELAY_TRANSPORT_HVSOCK || l->path_owned || l->done || l->fd < 0)
+        if (l->kind != RELAY_TRANSPORT_HVSOCK || l->done || l->fd < 0)
                 return -EINVAL;
         fd = l->fd;
         l->fd = -1;
+        /* The file names the socket the caller hands on: the next owner removes it. A connection
+         * the armed accept takes before its cancel lands is closed; callers release a guest's
+         * listener only while the guest has no reason to dial (no exec starting). */
+        l->path_owned = false;
         listener_finish(l);
         l->freed = true;
         listener_unref(l);

@@ -141,10 +141,17 @@ int relay_listen_fd(struct relay *r, int fd, const char *label, enum relay_liste
 struct relay_listener *relay_listener_free(struct relay_listener *l);
 DEFINE_CLEANUP(struct relay_listener *, relay_listener_free);
 uint32_t relay_listener_port(const struct relay_listener *l);
-/* A relay_listen_fd() listener ends and hands its socket back still listening (free's close
- * would shut it down for every holder): a live upgrade passes it on. Frees l; -EINVAL for a
- * relay_listen() listener. */
+/* A listener ends and hands its socket back still listening (free's close would shut it down for
+ * every holder): a live upgrade passes it on. A relay_listen() listener on a hybrid-vsock path
+ * leaves its socket file in place too, for relay_listen_adopt() in the other process. Frees l;
+ * -EINVAL for an AF_VSOCK listener (one socket per port serves every VM) or one that is done. */
 int relay_listener_release(struct relay_listener *l, int *ret_fd);
+/* The other side of a release: listens on fd, a hybrid-vsock socket bound to t's path for port
+ * and listening, as relay_listen() would have (the socket file is the listener's again, removed by
+ * relay_listener_free()). Takes fd on success only. -ENOTSOCK for an fd that is not a listening
+ * Unix stream socket, -EINVAL for an AF_VSOCK transport. */
+int relay_listen_adopt(struct relay *r, const struct relay_transport *t, uint32_t port, int fd,
+                       enum relay_listen_mode mode, relay_accept_fn fn, void *userdata, struct relay_listener **ret);
 
 /* ---- Byte channels for message protocols (bridge, ttrpc control, attach) -------------- */
 
@@ -178,6 +185,26 @@ void relay_chan_abort(struct relay_chan *c, int error); /* close now, drop tx; o
 /* Detaches the owner: closes now, drops tx, and on_close is NOT called. Safe inside callbacks. */
 struct relay_chan *relay_chan_free(struct relay_chan *c);
 int relay_chan_fd(struct relay_chan *c); /* for SO_PEERCRED */
+
+/* A live upgrade hands a byte channel (not a packet one: -EOPNOTSUPP) to another process.
+ * hold: stops reading, delivering and sending; bytes a cancelled receive still brings in are kept,
+ * not delivered. fn runs once nothing is in flight (never inside the call); a peer that closes
+ * meanwhile ends the channel as usual (on_close, no fn). -EPIPE after close, -EALREADY if held. */
+typedef void (*relay_chan_held_fn)(struct relay_chan *c, void *userdata);
+int relay_chan_hold(struct relay_chan *c, relay_chan_held_fn fn, void *userdata);
+/* Rolls a hold back: what was kept is delivered, reading and sending go on. */
+void relay_chan_unhold(struct relay_chan *c);
+/* After fn: hands back the fd, what was received and not consumed, and what was queued and not
+ * sent (the unsent tail of a frame included), both malloc'd (NULL when empty); frees c without
+ * on_close. -EBUSY before fn ran. */
+int relay_chan_release(struct relay_chan *c, int *ret_fd, uint8_t **ret_rx, size_t *ret_rx_len, uint8_t **ret_tx,
+                       size_t *ret_tx_len);
+/* The other side: relay_chan_new() with rx (the released received bytes) delivered first, on a
+ * later loop turn, and tx (the released unsent bytes) sent before anything sent later; both copied.
+ * -EMSGSIZE for rx over lim's max_rx or tx over its max_tx. */
+int relay_chan_adopt(struct relay *r, int fd, const struct relay_chan_ops *ops, const struct relay_chan_limits *lim,
+                     const void *rx, size_t rx_len, const void *tx, size_t tx_len, void *userdata,
+                     struct relay_chan **ret);
 
 /* ---- Streams --------------------------------------------------------------------------- */
 
@@ -235,6 +262,13 @@ int relay_stream_replace_guest(struct relay_stream *s, int guest_fd, bool send_o
 /* On a frozen or done stream: closes the guest connection (a save hands the port to another
  * daemon), keeping the endpoint, held bytes and counters for a later replace_guest. */
 int relay_stream_detach_guest(struct relay_stream *s);
+/* A live upgrade hands the stream to another process: on a frozen stream with nothing held (every
+ * byte read was delivered), ends it without closing either fd and hands both back with the
+ * counters, for relay_stream_new_at() there to go on exactly where this one stopped (bytes the
+ * guest wrote since stay in its socket). Frees s. -EBUSY while anything is held or in flight on
+ * a connection, -EINVAL unless frozen; s is untouched then. */
+int relay_stream_release(struct relay_stream *s, int *ret_guest_fd, int *ret_endpoint_fd,
+                         struct relay_stream_counters *ret_counters);
 /* Safe any time, also inside its own callbacks; no callback after. */
 struct relay_stream *relay_stream_free(struct relay_stream *s);
 DEFINE_CLEANUP(struct relay_stream *, relay_stream_free);

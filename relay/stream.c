@@ -1192,6 +1192,27 @@ int relay_stream_detach_guest(struct relay_stream *s)
         return 0;
 }
 
+int relay_stream_release(struct relay_stream *s, int *ret_guest_fd, int *ret_endpoint_fd,
+                         struct relay_stream_counters *ret_counters)
+{
+        size_t held = 0;
+
+        if (!stream_is_frozen(s))
+                return -EINVAL;
+        relay_stream_get_held(s, &held, NULL);
+        if (held > 0 || !guest_replaceable(s) || s->wr_armed || s->rd != OP_IDLE)
+                return -EBUSY;
+        *ret_guest_fd = s->guest_fd;
+        *ret_endpoint_fd = s->endpoint_fd;
+        *ret_counters = s->c;
+        /* The fds are the caller's now: free closes nothing; a cancelled poll still in flight
+         * holds its own file reference. */
+        s->guest_fd = -1;
+        s->endpoint_fd = -1;
+        relay_stream_free(s);
+        return 0;
+}
+
 struct relay_stream *relay_stream_free(struct relay_stream *s)
 {
         if (!s || stream_is_freed(s))

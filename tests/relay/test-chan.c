@@ -328,6 +328,110 @@ static void test_chan_free_inside_on_data_is_safe(void **state)
         close(sv[1]);
 }
 
+/* ---- hold, release, adopt: a live upgrade hands a channel over mid-frame ---- */
+
+static void on_held(struct relay_chan *c, void *userdata)
+{
+        *(unsigned *)userdata += 1;
+}
+
+static void put_frame(uint8_t *f, uint32_t n, uint8_t seed)
+{
+        f[0] = n & 0xff;
+        f[1] = (n >> 8) & 0xff;
+        f[2] = (n >> 16) & 0xff;
+        f[3] = (uint8_t)(n >> 24);
+        for (uint32_t j = 0; j < n; j++)
+                f[FRAME_HDR + j] = (uint8_t)(seed + j * 3);
+}
+
+static void test_chan_released_mid_frame_and_adopted_loses_and_repeats_nothing(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        uint8_t frames[2][FRAME_HDR + 1000], got[2 * (FRAME_HDR + 1000)], out[16];
+        _cleanup_free_ uint8_t *rx = NULL, *tx = NULL;
+        size_t rx_len = 0, tx_len = 0;
+        struct end a = { .got = got }, b = { .got = got };
+        unsigned held = 0;
+        int sv[2], fd = -1;
+
+        put_frame(frames[0], 1000, 1);
+        put_frame(frames[1], 1000, 2);
+        assert_int_equal(relay_new(NULL, &r), 0);
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        assert_int_equal(relay_chan_new(r, sv[0], &collect_ops, NULL, &a, &a.c), 0);
+        /* a whole frame and the first 300 bytes of the next */
+        assert_int_equal(write(sv[1], frames[0], sizeof(frames[0])), (ssize_t)sizeof(frames[0]));
+        assert_int_equal(write(sv[1], frames[1], 300), 300);
+        run_until_count(r, &a.frames, 1);
+        run_idle(r, 3);
+        assert_int_equal(relay_chan_release(a.c, &fd, &rx, &rx_len, &tx, &tx_len), -EBUSY);
+
+        assert_int_equal(relay_chan_hold(a.c, on_held, &held), 0);
+        assert_int_equal(relay_chan_hold(a.c, on_held, &held), -EALREADY);
+        assert_int_equal(held, 0); /* never inside the call */
+        assert_int_equal(relay_chan_send(a.c, "reply", 5), 0);
+        run_until_count(r, &held, 1);
+        /* held: nothing is sent, nothing more is read or delivered */
+        assert_int_equal(write(sv[1], frames[1] + 300, 200), 200);
+        run_idle(r, 5);
+        assert_int_equal(recv(sv[1], out, sizeof(out), MSG_DONTWAIT), -1);
+        assert_int_equal(a.frames, 1);
+        assert_int_equal(held, 1);
+
+        assert_int_equal(relay_chan_release(a.c, &fd, &rx, &rx_len, &tx, &tx_len), 0);
+        a.c = NULL;
+        assert_int_equal(rx_len, 300);
+        assert_memory_equal(rx, frames[1], 300);
+        assert_int_equal(tx_len, 5);
+        assert_memory_equal(tx, "reply", 5);
+        run_idle(r, 3);
+        assert_false(a.closed); /* released, not closed: no on_close */
+
+        b.got_len = a.got_len;
+        assert_int_equal(relay_chan_adopt(r, fd, &collect_ops, NULL, rx, rx_len, tx, tx_len, &b, &b.c), 0);
+        assert_int_equal(write(sv[1], frames[1] + 500, sizeof(frames[1]) - 500), (ssize_t)sizeof(frames[1]) - 500);
+        run_until_count(r, &b.frames, 1);
+        assert_int_equal(b.got_len, sizeof(got));
+        assert_memory_equal(got + sizeof(frames[0]), frames[1], sizeof(frames[1]));
+        assert_int_equal(read(sv[1], out, sizeof(out)), 5);
+        assert_memory_equal(out, "reply", 5);
+        relay_chan_close(b.c);
+        run_until(r, &b.closed);
+        assert_int_equal(b.closes, 1);
+        close(sv[1]);
+}
+
+static void test_chan_unhold_delivers_what_was_kept_and_goes_on(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        uint8_t frames[2][FRAME_HDR + 100], got[2 * (FRAME_HDR + 100)], out[16];
+        struct end a = { .got = got };
+        unsigned held = 0;
+        int sv[2];
+
+        put_frame(frames[0], 100, 5);
+        put_frame(frames[1], 100, 6);
+        assert_int_equal(relay_new(NULL, &r), 0);
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        assert_int_equal(relay_chan_new(r, sv[0], &collect_ops, NULL, &a, &a.c), 0);
+        run_idle(r, 2);
+        assert_int_equal(relay_chan_hold(a.c, on_held, &held), 0);
+        assert_int_equal(relay_chan_send(a.c, "abc", 3), 0);
+        run_until_count(r, &held, 1);
+        assert_int_equal(write(sv[1], frames[0], sizeof(frames[0])), (ssize_t)sizeof(frames[0]));
+        run_idle(r, 5);
+        assert_int_equal(a.frames, 0);
+        relay_chan_unhold(a.c);
+        run_until_count(r, &a.frames, 1);
+        assert_int_equal(write(sv[1], frames[1], sizeof(frames[1])), (ssize_t)sizeof(frames[1]));
+        run_until_count(r, &a.frames, 2);
+        assert_memory_equal(got, frames, sizeof(got));
+        assert_int_equal(read(sv[1], out, sizeof(out)), 3);
+        relay_chan_free(a.c);
+        close(sv[1]);
+}
+
 int main(int argc, char **argv)
 {
         test_skip_without_io_uring();
@@ -343,6 +447,8 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_chan_input_larger_than_max_rx_closes_with_emsgsize),
                 cmocka_unit_test(test_chan_on_data_error_closes_with_that_error),
                 cmocka_unit_test(test_chan_free_inside_on_data_is_safe),
+                cmocka_unit_test(test_chan_released_mid_frame_and_adopted_loses_and_repeats_nothing),
+                cmocka_unit_test(test_chan_unhold_delivers_what_was_kept_and_goes_on),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -90,6 +90,54 @@ static void test_listener_many_accepts_again(void **state)
         rm_tmpdir(dir);
 }
 
+/* A live upgrade: the released listener keeps its socket file and backlog; a dial made while
+ * nobody accepts waits there, and the adopting listener (the new daemon's) gets it. */
+static void test_listener_release_keeps_the_socket_and_adopt_accepts_its_backlog(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        struct relay_transport t;
+        struct accepted a = {}, b = {};
+        struct relay_listener *l2 = NULL;
+        char dir[64], path[128];
+        int fd = -1, sv[2];
+        struct child c;
+
+        make_tmpdir(dir, sizeof(dir));
+        transport_in(dir, &t);
+        assert_int_equal(relay_new(NULL, &r), 0);
+        assert_int_equal(relay_listen(r, &t, 0x40000000, RELAY_LISTEN_MANY, on_accept, &a, &a.l), 0);
+        assert_int_equal(relay_transport_hvsock_path(&t, 0x40000000, path, sizeof(path)), 0);
+        assert_int_equal(dial_status(path), 0);
+        run_until_count(r, &a.count, 1);
+        assert_int_equal(relay_listener_release(a.l, &fd), 0);
+        a.l = NULL;
+        run_idle(r, 3); /* the cancel lands */
+        assert_int_equal(access(path, F_OK), 0);
+
+        /* dialled between the two owners: it waits in the backlog */
+        spawn_guest((const char *[]){ "dial", path, NULL }, -1, -1, &c);
+        assert_int_equal(child_finish(&c, NULL, 0), 0);
+        run_idle(r, 3);
+        assert_int_equal(a.count, 1);
+
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        assert_int_equal(relay_listen_adopt(r, &t, 0x40000000, sv[0], RELAY_LISTEN_MANY, on_accept, &b, &l2),
+                         -ENOTSOCK);
+        close(sv[0]);
+        close(sv[1]);
+        assert_int_equal(relay_listen_adopt(r, &t, 0x40000000, fd, RELAY_LISTEN_MANY, on_accept, &b, &l2), 0);
+        run_until_count(r, &b.count, 1);
+        assert_true(b.last_fd >= 0);
+        assert_int_equal(dial_status(path), 0);
+        run_until_count(r, &b.count, 2);
+        assert_int_equal(a.count, 1);
+        /* the adopted listener owns the file again */
+        relay_listener_free(l2);
+        assert_int_equal(access(path, F_OK), -1);
+        run_idle(r, 3);
+        rm_tmpdir(dir);
+}
+
 /* A listener freed in the turn it was made must not leave its queued accept naming an fd number
  * that the next listener reuses: the next listener's connections would vanish into it. */
 static void test_listener_freed_before_submit_does_not_steal_the_next_ones_connections(void **state)
@@ -266,6 +314,7 @@ int main(int argc, char **argv)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_listener_once_accepts_one_connection_then_removes_its_socket),
                 cmocka_unit_test(test_listener_many_accepts_again),
+                cmocka_unit_test(test_listener_release_keeps_the_socket_and_adopt_accepts_its_backlog),
                 cmocka_unit_test(test_listener_freed_before_submit_does_not_steal_the_next_ones_connections),
                 cmocka_unit_test(test_listener_cancelled_before_connection_removes_socket_and_refuses_dial),
                 cmocka_unit_test(test_listener_connection_to_unexpected_port_is_refused),

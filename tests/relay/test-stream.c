@@ -817,6 +817,61 @@ static void test_stream_freeze_drains_what_the_guest_wrote_before_it(void **stat
         assert_int_equal(k.bytes, total + 1000);
 }
 
+/* A live upgrade: the frozen stream gives up both fds, a new stream (the new daemon's) takes them
+ * with the counters, and the guest, which never reconnects, loses and repeats nothing. */
+static void test_stream_release_hands_both_fds_on_and_a_new_stream_loses_nothing(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        const uint64_t total = 8 * MIB;
+        struct st t = {}, t2 = {};
+        struct dial d = { .st = &t, .dir = RELAY_STREAM_FROM_GUEST, .ops = &st_ops };
+        struct relay_stream_counters c = {}, handed;
+        int gfd = -1, efd = -1;
+        struct child guest;
+        struct sink k;
+        char dir[64], path[128];
+
+        make_tmpdir(dir, sizeof(dir));
+        assert_int_equal(relay_new(NULL, &r), 0);
+        t.r = t2.r = r;
+        d.endpoint_fd = sink_open(r, &k);
+        listen_for(r, dir, 1031, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
+        spawn_guest((const char *[]){ "send", path, "8388608", "7", "4096", NULL }, -1, -1, &guest);
+        for (uint64_t deadline = relay_now_ns(r) + TEST_WAIT_NS; c.rx_guest < MIB;) {
+                assert_int_equal(relay_run_once(r, 10 * 1000 * 1000), 0);
+                assert_true(relay_now_ns(r) < deadline);
+                if (t.s)
+                        relay_stream_get_counters(t.s, &c);
+        }
+        assert_int_equal(relay_stream_release(t.s, &gfd, &efd, &handed), -EINVAL); /* not frozen */
+        assert_int_equal(relay_stream_freeze(t.s), 0);
+        run_until(r, &t.frozen);
+        assert_int_equal(relay_stream_release(t.s, &gfd, &efd, &handed), 0);
+        t.s = NULL;
+        assert_true(gfd >= 0 && efd >= 0);
+        assert_memory_equal(&handed, &t.at_frozen, sizeof(handed));
+        assert_int_equal(handed.tx_endpoint, handed.rx_guest);
+        /* both fds are still open and unchanged: the relay closed neither */
+        assert_true(fcntl(gfd, F_GETFD) >= 0 && fcntl(efd, F_GETFD) >= 0);
+        run_idle(r, 5);
+        assert_false(k.closed);
+
+        assert_int_equal(relay_stream_new_at(r, RELAY_STREAM_FROM_GUEST, gfd, efd, &st_ops, &handed, false, &t2, &t2.s),
+                         0);
+        run_until(r, &t2.done);
+        assert_int_equal(t2.error, 0);
+        assert_int_equal(t2.at_done.rx_guest, total);
+        assert_int_equal(t2.at_done.tx_endpoint, total);
+        assert_false(t.done);
+        t2.s = relay_stream_free(t2.s);
+        run_until(r, &k.closed);
+        assert_int_equal(k.bytes, total);
+        assert_int_equal(k.hash, guest_data_hash(7, total));
+        assert_int_equal(child_finish(&guest, NULL, 0), 0);
+        relay_listener_free(d.l);
+        rm_tmpdir(dir);
+}
+
 static void test_stream_replace_guest_sends_offset_then_resumes_exactly_once(void **state)
 {
         _cleanup_(relay_freep) struct relay *r = NULL;
@@ -1403,6 +1458,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_stream_endpoint_closing_early_ends_only_that_stream_with_epipe),
                 cmocka_unit_test(test_stream_freeze_flushes_and_resume_loses_nothing),
                 cmocka_unit_test(test_stream_freeze_drains_what_the_guest_wrote_before_it),
+                cmocka_unit_test(test_stream_release_hands_both_fds_on_and_a_new_stream_loses_nothing),
                 cmocka_unit_test(test_stream_replace_guest_sends_offset_then_resumes_exactly_once),
                 cmocka_unit_test(test_stream_restored_with_seed_sends_offset_and_continues),
                 cmocka_unit_test(test_stream_stdin_resume_reads_the_guest_count_then_continues),
