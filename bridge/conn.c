@@ -1109,3 +1109,70 @@ int bridge_conn_unwatch_container(struct bridge_conn *c, const char *container_i
         watcher_free(w);
         return 0;
 }
+
+/* ---- a live upgrade ---- */
+
+bool bridge_conn_can_hand_over(const struct bridge_conn *c)
+{
+        _cleanup_free_ uint64_t *ids = NULL;
+        size_t n = 0;
+
+        if (c->state != BRIDGE_CONN_CONNECTED &&
+            !(c->state == BRIDGE_CONN_WAITING && bridge_calls_count(c->calls) == 0))
+                return false;
+        if (bridge_calls_list(c->calls, 0, &ids, &n) < 0)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                const struct bridge_call *call = bridge_calls_get(c->calls, ids[i]);
+
+                if (call && (call->type != BRIDGE_RPC_WAIT_FOR_PROCESS || (call->flags & BRIDGE_CALL_INTERNAL)))
+                        return false;
+        }
+        return true;
+}
+
+void bridge_conn_hand_over(struct bridge_conn *c)
+{
+        _cleanup_free_ uint64_t *ids = NULL;
+        size_t n = 0;
+
+        if (bridge_calls_list(c->calls, 0, &ids, &n) >= 0)
+                for (size_t i = 0; i < n; i++) {
+                        struct bridge_call *call = bridge_calls_get(c->calls, ids[i]);
+
+                        if (call)
+                                bridge_calls_cancel(c->calls, call);
+                }
+        (void)bridge_held_clear(&c->held);
+        while (!list_empty(&c->watchers)) {
+                struct watcher *w = list_entry(c->watchers.next, struct watcher, link);
+
+                list_del(&w->link);
+                c->n_watchers--;
+                watcher_free(w);
+        }
+        c->attached = false;
+        c->state = BRIDGE_CONN_CLOSED;
+}
+
+int bridge_conn_adopt(struct bridge_conn *c, uint64_t generation, const char *runtime_os, bool stdio_resume)
+{
+        char *os = NULL;
+
+        if (c->state != BRIDGE_CONN_WAITING || c->attached || c->generation != 0)
+                return -EINVAL;
+        if (runtime_os && runtime_os[0]) {
+                os = strdup(runtime_os);
+                if (!os)
+                        return -ENOMEM;
+        }
+        free(c->runtime_os);
+        c->runtime_os = os;
+        c->attached = true;
+        /* The same connection: waits adopted on it are not probed (their requests went out on it). */
+        c->generation = generation ?: 1;
+        c->stdio_resume = stdio_resume;
+        c->grace_deadline = BRIDGE_DEADLINE_NONE;
+        set_state(c, BRIDGE_CONN_CONNECTED);
+        return 0;
+}

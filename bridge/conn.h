@@ -187,3 +187,17 @@ int bridge_conn_preregister_wait(struct bridge_conn *c, uint64_t call_id, const 
 int bridge_conn_watch_container(struct bridge_conn *c, const char *container_id, bridge_notify_fn fn, void *userdata);
 /* Removes a watcher without calling it; -ENOENT when there is none. */
 int bridge_conn_unwatch_container(struct bridge_conn *c, const char *container_id);
+
+/* ---- a live upgrade: the connection handed to another process, never renegotiated ---- */
+
+/* Whether the connection can be handed over now: false while negotiating, or while a call other
+ * than a WaitForProcess of ours is outstanding (its answer would reach nobody; retry once it is
+ * answered). The waits go with the process table (their ids), adopted by preregister there. */
+bool bridge_conn_can_hand_over(const struct bridge_conn *c);
+/* The other process has the connection now: drops every call, watcher and held message WITHOUT
+ * a callback and closes c quietly (no state change reported). Only bridge_conn_free() after. */
+void bridge_conn_hand_over(struct bridge_conn *c);
+/* The other side: c (new, WAITING) takes an attached, negotiated connection as it was, generation
+ * and all, and is CONNECTED (reported) without a negotiation or a probe. -EINVAL unless WAITING
+ * and never attached. */
+int bridge_conn_adopt(struct bridge_conn *c, uint64_t generation, const char *runtime_os, bool stdio_resume);

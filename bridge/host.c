@@ -22,6 +22,12 @@ struct bridge_host {
         uint64_t armed_deadline; /* what the timer is armed for, BRIDGE_DEADLINE_NONE if not */
         size_t max_frame;        /* BRIDGE_MAX_FRAME unless configured lower */
 
+        /* bridge_host_hold(): the channel is held; fn once it is quiet */
+        bool held;
+        bridge_host_held_fn held_fn;
+        void *held_userdata;
+        bool held_quiet;
+
         /* bridge_host_free() from inside one of our callbacks: the memory goes when the outermost
          * entry into this host unwinds, so nothing below it touches freed state. */
         unsigned depth;
@@ -480,4 +486,178 @@ int bridge_host_watch_container(struct bridge_host *h, const char *container_id,
 int bridge_host_unwatch_container(struct bridge_host *h, const char *container_id)
 {
         return bridge_conn_unwatch_container(h->conn, container_id);
+}
+
+/* ---- a live upgrade ---- */
+
+void bridge_host_handover_done(struct bridge_host_handover *hv)
+{
+        if (!hv)
+                return;
+        hv->listener_fd = safe_close(hv->listener_fd);
+        hv->guest_fd = safe_close(hv->guest_fd);
+        free(hv->rx);
+        free(hv->tx);
+        free(hv->runtime_os);
+        hv->rx = hv->tx = NULL;
+        hv->runtime_os = NULL;
+        hv->rx_len = hv->tx_len = 0;
+}
+
+/* Inside an entry (host_enter): fn may free h. */
+static void host_held_told(struct bridge_host *h)
+{
+        h->held_quiet = true;
+        if (h->held_fn)
+                h->held_fn(h, h->held_userdata);
+}
+
+static void host_on_chan_held(struct relay_chan *c, void *userdata)
+{
+        struct bridge_host *h = userdata;
+
+        if (c != h->chan || !h->held)
+                return;
+        host_enter(h);
+        host_held_told(h);
+        host_leave(h);
+}
+
+/* No guest connection to hold: told on the next turn all the same. The deferral entered h. */
+static void host_held_later(void *userdata)
+{
+        struct bridge_host *h = userdata;
+
+        if (h->held && !h->chan && !h->freed)
+                host_held_told(h);
+        host_leave(h);
+}
+
+int bridge_host_hold(struct bridge_host *h, bridge_host_held_fn fn, void *userdata)
+{
+        int r;
+
+        if (h->freed || !fn)
+                return -EINVAL;
+        if (h->held)
+                return -EALREADY;
+        if (!bridge_conn_can_hand_over(h->conn))
+                return -EBUSY;
+        if (h->chan)
+                r = relay_chan_hold(h->chan, host_on_chan_held, h);
+        else {
+                r = relay_defer(h->relay, host_held_later, h);
+                if (r >= 0)
+                        host_enter(h); /* the deferred call's hold on h */
+        }
+        if (r < 0)
+                return r;
+        h->held = true;
+        h->held_quiet = false;
+        h->held_fn = fn;
+        h->held_userdata = userdata;
+        return 0;
+}
+
+void bridge_host_unhold(struct bridge_host *h)
+{
+        if (!h->held)
+                return;
+        h->held = false;
+        h->held_fn = NULL;
+        if (h->chan)
+                relay_chan_unhold(h->chan);
+}
+
+int bridge_host_hand_over(struct bridge_host *h, struct bridge_host_handover *ret)
+{
+        struct bridge_host_handover hv = { .listener_fd = -1, .guest_fd = -1 };
+        const char *os = bridge_conn_runtime_os(h->conn);
+        int r;
+
+        if (!h->held || !h->held_quiet)
+                return -EBUSY;
+        if (os) {
+                hv.runtime_os = strdup(os);
+                if (!hv.runtime_os)
+                        return -ENOMEM;
+        }
+        if (h->chan) {
+                r = relay_chan_release(h->chan, &hv.guest_fd, &hv.rx, &hv.rx_len, &hv.tx, &hv.tx_len);
+                if (r < 0) {
+                        bridge_host_handover_done(&hv);
+                        return r;
+                }
+                h->chan = NULL;
+        }
+        if (h->listener) {
+                r = relay_listener_release(h->listener, &hv.listener_fd);
+                /* Only an AF_VSOCK listener refuses, and its VM was not held: a bug if seen. */
+                if (r < 0) {
+                        bridge_host_handover_done(&hv);
+                        return r;
+                }
+                h->listener = NULL;
+        }
+        hv.stdio_resume = bridge_conn_stdio_resume(h->conn);
+        hv.generation = bridge_conn_generation(h->conn);
+        hv.next_id = bridge_conn_next_id(h->conn);
+        bridge_conn_hand_over(h->conn);
+        h->held = false;
+        relay_timer_disarm(h->timer);
+        h->armed_deadline = BRIDGE_DEADLINE_NONE;
+        *ret = hv;
+        return 0;
+}
+
+int bridge_host_adopt(struct relay *r, const struct relay_transport *t, const char *name,
+                      const struct bridge_host_ops *ops, void *userdata, struct bridge_host_handover *hv,
+                      struct bridge_host **ret)
+{
+        struct relay_chan_limits lim = { .max_rx = BRIDGE_HOST_MAX_RX, .max_tx = BRIDGE_HOST_MAX_TX };
+        struct bridge_host *h;
+        int k;
+
+        if (!r || !t || !hv || hv->listener_fd < 0)
+                return -EINVAL;
+        h = calloc(1, sizeof(*h));
+        if (!h)
+                return -ENOMEM;
+        h->relay = r;
+        h->transport = *t;
+        snprintf(h->name, sizeof(h->name), "%s", name ?: "?");
+        if (ops)
+                h->ops = *ops;
+        h->userdata = userdata;
+        h->armed_deadline = BRIDGE_DEADLINE_NONE;
+        h->max_frame = BRIDGE_MAX_FRAME;
+        k = bridge_conn_new(h->name, &host_conn_ops, h, &h->conn);
+        if (k >= 0)
+                k = bridge_conn_seed_next_id(h->conn, hv->next_id ?: 1);
+        if (k >= 0)
+                k = relay_timer_new(r, host_on_timer, h, &h->timer);
+        if (k >= 0)
+                k = relay_listen_adopt(r, t, BRIDGE_HOST_PORT, hv->listener_fd, RELAY_LISTEN_MANY, host_on_accept, h,
+                                       &h->listener);
+        if (k < 0) {
+                bridge_host_free(h);
+                return k;
+        }
+        hv->listener_fd = -1;
+        if (hv->guest_fd >= 0) {
+                k = relay_chan_adopt(r, hv->guest_fd, &host_chan_ops, &lim, hv->rx, hv->rx_len, hv->tx, hv->tx_len, h,
+                                     &h->chan);
+                if (k >= 0)
+                        k = bridge_conn_adopt(h->conn, hv->generation, hv->runtime_os, hv->stdio_resume);
+                if (k < 0) {
+                        /* The listener is ours already: the caller keeps only the guest fd. */
+                        if (h->chan)
+                                hv->guest_fd = -1;
+                        bridge_host_free(h);
+                        return k;
+                }
+                hv->guest_fd = -1;
+        }
+        *ret = h;
+        return 0;
 }

@@ -128,3 +128,42 @@ int bridge_host_preregister_wait(struct bridge_host *h, uint64_t call_id, const 
                                  bridge_call_fn cb, void *userdata);
 int bridge_host_watch_container(struct bridge_host *h, const char *container_id, bridge_notify_fn cb, void *userdata);
 int bridge_host_unwatch_container(struct bridge_host *h, const char *container_id);
+
+/*
+ * A live upgrade hands the bridge to the new daemon without the guest noticing: no reconnect, no
+ * negotiation, no probe. On the old daemon:
+ *   bridge_host_hold(h, fn)          -- nothing more is read or written; fn once nothing is in flight
+ *   bridge_host_hand_over(h, &hv)    -- the listener, the connection and what it had buffered, out
+ * or bridge_host_unhold(h) to serve on (a rollback). On the new one, bridge_host_adopt(&hv), then
+ * bridge_host_preregister_wait() for every outstanding wait (their ids travel with the processes).
+ */
+struct bridge_host_handover {
+        int listener_fd;  /* the bridge port, listening; -1: none */
+        int guest_fd;     /* the negotiated guest connection; -1: none */
+        uint8_t *rx, *tx; /* received, not yet a whole frame; queued, not yet written */
+        size_t rx_len, tx_len;
+        char *runtime_os;    /* as negotiated; NULL before a negotiation */
+        bool stdio_resume;   /* V4 agreed on this connection */
+        uint64_t generation; /* the connection's number (probes skip calls sent on it) */
+        uint64_t next_id;    /* the next call id */
+};
+/* Closes the fds still in it and frees the buffers; accepts NULL. */
+void bridge_host_handover_done(struct bridge_host_handover *hv);
+
+typedef void (*bridge_host_held_fn)(struct bridge_host *h, void *userdata);
+/* -EBUSY while bridge_conn_can_hand_over() says no (a negotiation, a call other than a wait: retry
+ * once answered), -EALREADY when held. fn runs on a later loop turn, never inside the call; a guest
+ * that closes meanwhile is a loss as usual, and fn does not run then. */
+int bridge_host_hold(struct bridge_host *h, bridge_host_held_fn fn, void *userdata);
+/* Serves on as before the hold: what was received meanwhile is handled, queued requests go out. */
+void bridge_host_unhold(struct bridge_host *h);
+/* After fn: fills ret (the caller owns it then) and leaves h with nothing: its calls, watchers and
+ * held messages are dropped without a callback; only bridge_host_free() may follow, and it tells
+ * nobody anything. -EBUSY before fn. */
+int bridge_host_hand_over(struct bridge_host *h, struct bridge_host_handover *ret);
+/* The new daemon: a host as bridge_host_new() makes it, but on hv's listener and connection,
+ * CONNECTED at once as hv says; the next call id is hv->next_id. Takes hv's fds (set to -1) on
+ * success only. -EINVAL without a listener (this daemon always listens for a guest's redial). */
+int bridge_host_adopt(struct relay *r, const struct relay_transport *t, const char *name,
+                      const struct bridge_host_ops *ops, void *userdata, struct bridge_host_handover *hv,
+                      struct bridge_host **ret);

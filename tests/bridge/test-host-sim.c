@@ -847,6 +847,130 @@ static void test_release_lets_another_daemon_listen_and_relisten_resumes(void **
         RUN_UNTIL(f, bridge_host_state(f->h) == BRIDGE_CONN_WAITING);
 }
 
+static void on_held(struct bridge_host *h, void *userdata)
+{
+        *(int *)userdata += 1;
+}
+
+/* A process that exits 7 once the test creates <dir>/go: its exit comes when the test says. */
+static uint32_t exec_until_go(struct fixture *f, char *script, size_t len)
+{
+        const char *args[] = { "sh", "-c", script };
+
+        snprintf(script, len, "while [ ! -e '%s/go' ]; do sleep 0.02; done; exit 7", f->dir);
+        return exec_plain(f, "c1", args, 3);
+}
+
+static void let_go(struct fixture *f)
+{
+        char path[128];
+        int fd;
+
+        snprintf(path, sizeof(path), "%s/go", f->dir);
+        fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        close(fd);
+}
+
+/* A live upgrade: the held bridge goes to a new host with its connection; the guest never dials
+ * again (the generation stays), the outstanding wait is answered there, and calls go on. */
+static void test_hand_over_moves_the_live_connection_and_its_wait_answers_there(void **state)
+{
+        struct fixture *f = *state;
+        struct bridge_host_handover hv = { .listener_fd = -1, .guest_fd = -1 };
+        struct done w = { .f = f }, w2 = { .f = f }, w3 = { .f = f };
+        const char *zero[] = { "true" };
+        uint64_t wait_id, gen;
+        char script[256];
+        uint32_t pid;
+        int held = 0;
+
+        connect_sim(f, true);
+        start_container(f, "c1");
+        pid = exec_until_go(f, script, sizeof(script));
+        assert_int_equal(bridge_host_wait(f->h, "c1", pid, BRIDGE_WAIT_INFINITE, on_done, &w, &wait_id), 0);
+        gen = bridge_conn_generation(bridge_host_conn(f->h));
+        assert_int_equal(bridge_host_hand_over(f->h, &hv), -EBUSY); /* not held */
+        assert_int_equal(bridge_host_hold(f->h, on_held, &held), 0);
+        assert_int_equal(held, 0);
+        RUN_UNTIL(f, held == 1);
+        assert_int_equal(bridge_host_hand_over(f->h, &hv), 0);
+        assert_true(hv.listener_fd >= 0 && hv.guest_fd >= 0);
+        assert_true(hv.next_id > wait_id);
+        assert_int_equal(hv.generation, gen);
+        assert_true(hv.stdio_resume);
+        assert_string_equal(hv.runtime_os, "linux");
+        /* the old host tells nobody anything */
+        f->h = bridge_host_free(f->h);
+        run_for(f, 50 * 1000000ull);
+        assert_int_equal(w.count, 0);
+
+        assert_int_equal(bridge_host_adopt(f->r, &f->transport, "sim-vm", &fixture_ops, f, &hv, &f->h), 0);
+        assert_int_equal(hv.listener_fd, -1);
+        assert_int_equal(hv.guest_fd, -1);
+        bridge_host_handover_done(&hv);
+        assert_int_equal(bridge_host_state(f->h), BRIDGE_CONN_CONNECTED);
+        assert_true(bridge_host_stdio_resume(f->h));
+        assert_int_equal(bridge_host_preregister_wait(f->h, wait_id, "c1", pid, on_done, &w2), 0);
+        let_go(f);
+        RUN_UNTIL(f, w2.count == 1);
+        assert_int_equal(w2.res.status, BRIDGE_STATUS_OK);
+        assert_int_equal(w2.res.exit_code, 7);
+        assert_false(w2.res.probed);
+        /* the same connection: new calls work on it, and nobody dialled again */
+        wait_exit(f, "c1", exec_plain(f, "c1", zero, 1), &w3);
+        assert_int_equal(w3.res.exit_code, 0);
+        assert_true(bridge_host_next_id(f->h) > wait_id);
+        assert_int_equal(bridge_conn_generation(bridge_host_conn(f->h)), gen);
+        assert_int_equal(w.count, 0);
+}
+
+/* A rollback: unhold, and the old host serves on; a call made while held goes out then. */
+static void test_hold_then_unhold_serves_on_with_nothing_lost(void **state)
+{
+        struct fixture *f = *state;
+        struct done w = { .f = f }, w2 = { .f = f };
+        const char *zero[] = { "true" };
+        char script[256];
+        uint32_t pid;
+        uint64_t gen;
+        int held = 0;
+
+        connect_sim(f, true);
+        start_container(f, "c1");
+        pid = exec_until_go(f, script, sizeof(script));
+        assert_int_equal(bridge_host_wait(f->h, "c1", pid, BRIDGE_WAIT_INFINITE, on_done, &w, NULL), 0);
+        gen = bridge_conn_generation(bridge_host_conn(f->h));
+        assert_int_equal(bridge_host_hold(f->h, on_held, &held), 0);
+        assert_int_equal(bridge_host_hold(f->h, on_held, &held), -EALREADY);
+        RUN_UNTIL(f, held == 1);
+        let_go(f);
+        run_for(f, 200 * 1000000ull);
+        assert_int_equal(w.count, 0); /* held: the answer waits in the socket */
+        bridge_host_unhold(f->h);
+        RUN_UNTIL(f, w.count == 1);
+        assert_int_equal(w.res.exit_code, 7);
+        wait_exit(f, "c1", exec_plain(f, "c1", zero, 1), &w2);
+        assert_int_equal(w2.res.exit_code, 0);
+        assert_int_equal(bridge_conn_generation(bridge_host_conn(f->h)), gen);
+}
+
+/* Only waits may be outstanding: any other call's answer would reach nobody. */
+static void test_hold_refused_while_another_call_is_outstanding(void **state)
+{
+        struct fixture *f = *state;
+        struct done d = { .f = f };
+        int held = 0;
+
+        connect_sim(f, true);
+        assert_int_equal(bridge_host_create_container(f->h, "c2", "{}", on_done, &d), 0);
+        assert_int_equal(bridge_host_hold(f->h, on_held, &held), -EBUSY);
+        RUN_UNTIL(f, d.count == 1);
+        assert_int_equal(bridge_host_hold(f->h, on_held, &held), 0);
+        RUN_UNTIL(f, held == 1);
+        bridge_host_unhold(f->h);
+}
+
 static void on_done_free_host(const struct bridge_result *res, void *userdata)
 {
         struct done *d = userdata;
@@ -898,6 +1022,12 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_unanswered_call_times_out_on_the_loop_timer, fixture_setup,
                                                 fixture_teardown),
                 cmocka_unit_test_setup_teardown(test_newer_guest_connection_replaces_the_current_one, fixture_setup,
+                                                fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_hand_over_moves_the_live_connection_and_its_wait_answers_there,
+                                                fixture_setup, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_hold_then_unhold_serves_on_with_nothing_lost, fixture_setup,
+                                                fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_hold_refused_while_another_call_is_outstanding, fixture_setup,
                                                 fixture_teardown),
                 cmocka_unit_test_setup_teardown(test_release_lets_another_daemon_listen_and_relisten_resumes,
                                                 fixture_setup, fixture_teardown),
