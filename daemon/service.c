@@ -1084,7 +1084,7 @@ static void on_saved(int error, const char *message, const uint8_t *blob, size_t
         Vsockmux__V1__SaveResponse resp = VSOCKMUX__V1__SAVE_RESPONSE__INIT;
 
         if (error < 0)
-                control_call_fail(sc->call, control_code_from_errno(error), "save: %s", message);
+                control_call_fail(sc->call, control_code_from_errno(error), "%s", message);
         else {
                 resp.state.data = (uint8_t *)blob;
                 resp.state.len = len;
@@ -1138,8 +1138,8 @@ static int on_save(struct control_call *call, const ProtobufCMessage *request, v
         }
         if (r < 0)
                 return control_call_fail(
-                        call, r == -ENOMEM ? CONTROL_CODE_RESOURCE_EXHAUSTED : CONTROL_CODE_FAILED_PRECONDITION,
-                        "save: %s", err.message);
+                        call, r == -ENOMEM ? CONTROL_CODE_RESOURCE_EXHAUSTED : CONTROL_CODE_FAILED_PRECONDITION, "%s",
+                        err.message);
         return 0;
 }
 
@@ -1155,7 +1155,7 @@ static int on_resume(struct control_call *call, const ProtobufCMessage *request,
                 return 0;
         r = vmm_resume(vm, &err);
         if (r < 0)
-                return control_call_fail(call, CONTROL_CODE_FAILED_PRECONDITION, "resume: %s", err.message);
+                return control_call_fail(call, CONTROL_CODE_FAILED_PRECONDITION, "%s", err.message);
         return control_call_reply(call, &resp.base);
 }
 
@@ -1183,7 +1183,7 @@ static int on_restore(struct control_call *call, const ProtobufCMessage *request
                                                                                                     : NULL,
                         req->transport_case == VSOCKMUX__V1__RESTORE_REQUEST__TRANSPORT_CID, req->cid, &t, &err);
                 if (r < 0)
-                        return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "restore: %s", err.message);
+                        return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "%s", err.message);
                 tp = &t;
         }
         io = calloc(req->n_io + 1, sizeof(*io));
@@ -1192,7 +1192,7 @@ static int on_restore(struct control_call *call, const ProtobufCMessage *request
         creds = service_peer_creds(call);
         for (size_t i = 0; i < req->n_io; i++) {
                 if (req->io[i]->pid == 0)
-                        return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "restore: --io names pid 0");
+                        return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "--io names pid 0");
                 io[i].pid = req->io[i]->pid;
                 io[i].creds = &creds;
                 io[i].path[VMM_STDIN] = req->io[i]->stdin_path;
@@ -1203,11 +1203,11 @@ static int on_restore(struct control_call *call, const ProtobufCMessage *request
         io[req->n_io] = (struct vmm_restore_io){ .pid = 0, .creds = &creds };
         r = vmm_restore(s->vmm, req->state.data, req->state.len, req->name, tp, io, req->n_io + 1, &vm, &err);
         if (r == -EEXIST)
-                return control_call_fail(call, CONTROL_CODE_ALREADY_EXISTS, "restore: %s", err.message);
+                return control_call_fail(call, CONTROL_CODE_ALREADY_EXISTS, "%s", err.message);
         if (r == -EBADMSG || r == -EPROTONOSUPPORT || r == -EINVAL || r == -ENOENT)
-                return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "restore: %s", err.message);
+                return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "%s", err.message);
         if (r < 0)
-                return control_call_fail(call, control_code_from_errno(r), "restore: %s", err.message);
+                return control_call_fail(call, control_code_from_errno(r), "%s", err.message);
         resp.vm = (char *)vmm_vm_name(vm);
         resp.processes = vmm_vm_process_count(vm);
         return control_call_reply(call, &resp.base);

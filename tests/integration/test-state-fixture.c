@@ -99,10 +99,41 @@ static void test_schema_v1_blob_restores_with_its_records(void **state)
         integ_result_done(&res);
 }
 
+/* The fixture cut short: refused by name, said once (not "restore: restore:"), no VM made. */
+static void test_truncated_blob_is_refused_once_by_name(void **state)
+{
+        struct integ *t = *state;
+        struct integ_result res;
+        char blob[INTEG_PATH_MAX];
+        const char *cut = integ_path(t, "cut.bin");
+        char buf[16];
+        FILE *in, *out;
+
+        fixture_path(blob, sizeof(blob));
+        in = fopen(blob, "rb");
+        out = fopen(cut, "wb");
+        assert_non_null(in);
+        assert_non_null(out);
+        assert_int_equal(fread(buf, 1, sizeof(buf), in), sizeof(buf));
+        assert_int_equal(fwrite(buf, 1, sizeof(buf), out), sizeof(buf));
+        fclose(in);
+        fclose(out);
+        integ_cli(t, &res, NULL, "restore", "cut", "--in", cut, "--hvsock", integ_hvsock(t, "cut"), NULL);
+        integ_assert_code(t, &res, 1);
+        integ_assert_contains(res.err, "vsockmux: restore: saved state truncated");
+        assert_null(strstr(res.err, "restore: restore:"));
+        integ_result_done(&res);
+        integ_cli(t, &res, NULL, "vm", "ls", NULL);
+        integ_assert_code(t, &res, 0);
+        assert_null(strstr(res.out, "cut"));
+        integ_result_done(&res);
+}
+
 int main(int argc, char **argv)
 {
         struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_schema_v1_blob_restores_with_its_records),
+                cmocka_unit_test(test_truncated_blob_is_refused_once_by_name),
         };
 
         return integ_run("integration-state-fixture", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
