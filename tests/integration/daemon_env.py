@@ -6,8 +6,10 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
+import traceback
 
 WAIT_S = 60
 
@@ -66,3 +68,22 @@ class DaemonEnv:
             self.daemon.wait()
         if not os.environ.get("VSOCKMUX_INTEG_KEEP"):
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def run_tests(doc, tests):
+    """The main of a test file: argv is DAEMON CLI SIM; runs each test(daemon, cli, sim), says ok
+    or FAIL (with the traceback) for each, and returns the exit code (1 if any failed)."""
+    if len(sys.argv) < 4:
+        print(doc, file=sys.stderr)
+        return 2
+    daemon, cli, sim = sys.argv[1:4]
+    failed = 0
+    for test in tests:
+        try:
+            test(daemon, cli, sim)
+            print("ok", test.__name__)
+        except Exception:
+            failed += 1
+            print("FAIL", test.__name__)
+            traceback.print_exc()
+    return 1 if failed else 0

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import daemon_env  # noqa: E402
@@ -151,20 +150,7 @@ def test_since_time_and_vm_filter(daemon, cli, sim):
 
 
 def main():
-    if len(sys.argv) < 4:
-        print(__doc__, file=sys.stderr)
-        return 2
-    daemon, cli, sim = sys.argv[1:4]
-    failed = 0
-    for test in (test_every_event_has_a_sequence_number_and_since_replays, test_since_time_and_vm_filter):
-        try:
-            test(daemon, cli, sim)
-            print("ok", test.__name__)
-        except Exception:
-            failed += 1
-            print("FAIL", test.__name__)
-            traceback.print_exc()
-    return 1 if failed else 0
+    return daemon_env.run_tests(__doc__, (test_every_event_has_a_sequence_number_and_since_replays, test_since_time_and_vm_filter))
 
 
 if __name__ == "__main__":

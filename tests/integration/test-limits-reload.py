@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import daemon_env  # noqa: E402
@@ -91,20 +90,7 @@ def test_bad_file_at_start_is_refused_by_name(daemon, cli, sim):
 
 
 def main():
-    if len(sys.argv) < 4:
-        print(__doc__, file=sys.stderr)
-        return 2
-    daemon, cli, sim = sys.argv[1:4]
-    failed = 0
-    for test in (test_file_overrides_command_line_and_sighup_rereads_it, test_bad_file_at_start_is_refused_by_name):
-        try:
-            test(daemon, cli, sim)
-            print("ok", test.__name__)
-        except Exception:
-            failed += 1
-            print("FAIL", test.__name__)
-            traceback.print_exc()
-    return 1 if failed else 0
+    return daemon_env.run_tests(__doc__, (test_file_overrides_command_line_and_sighup_rereads_it, test_bad_file_at_start_is_refused_by_name))
 
 
 if __name__ == "__main__":

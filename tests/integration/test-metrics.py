@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import daemon_env  # noqa: E402
@@ -299,21 +298,8 @@ def test_metrics_listen_refused(daemon, cli, sim):
 
 
 def main():
-    if len(sys.argv) < 4:
-        print(__doc__, file=sys.stderr)
-        return 2
-    daemon, cli, sim = sys.argv[1:4]
-    failed = 0
-    for test in (test_families_and_values, test_endpoint_error_counted, test_control_caps_counted,
-                 test_metrics_listen, test_metrics_listen_unix, test_metrics_listen_refused):
-        try:
-            test(daemon, cli, sim)
-            print("ok", test.__name__)
-        except Exception:
-            failed += 1
-            print("FAIL", test.__name__)
-            traceback.print_exc()
-    return 1 if failed else 0
+    return daemon_env.run_tests(__doc__, (test_families_and_values, test_endpoint_error_counted, test_control_caps_counted,
+                                             test_metrics_listen, test_metrics_listen_unix, test_metrics_listen_refused))
 
 
 if __name__ == "__main__":

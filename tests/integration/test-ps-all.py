@@ -9,7 +9,6 @@ import json
 import os
 import sys
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import daemon_env  # noqa: E402
@@ -83,20 +82,7 @@ def test_ps_all_lists_every_vm_with_start_and_exit_times(daemon, cli, sim):
 
 
 def main():
-    if len(sys.argv) < 4:
-        print(__doc__, file=sys.stderr)
-        return 2
-    daemon, cli, sim = sys.argv[1:4]
-    failed = 0
-    for test in (test_ps_all_lists_every_vm_with_start_and_exit_times,):
-        try:
-            test(daemon, cli, sim)
-            print("ok", test.__name__)
-        except Exception:
-            failed += 1
-            print("FAIL", test.__name__)
-            traceback.print_exc()
-    return 1 if failed else 0
+    return daemon_env.run_tests(__doc__, (test_ps_all_lists_every_vm_with_start_and_exit_times,))
 
 
 if __name__ == "__main__":
