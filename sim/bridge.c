@@ -342,6 +342,7 @@ void sim_bridge_run(struct sim *s)
                         continue;
                 }
                 announced_wait = false;
+                sim_stat_add(s, SIM_STAT_BRIDGE_CONNECTS);
                 log_info("bridge: connected");
                 pthread_mutex_lock(&s->lock);
                 s->resume_agreed = false;

@@ -48,6 +48,8 @@ enum sim_stat {
         SIM_STAT_WAIT_BEFORE_EOF,     /* upstream: a wait answered while stdout/stderr had not reached EOF */
         SIM_STAT_REPLY_LOST,          /* upstream: a reply dropped with its connection (never resent) */
         SIM_STAT_REPLY_HELD,          /* ours: a reply kept while disconnected, for the next connection */
+        SIM_STAT_BRIDGE_CONNECTS,     /* bridge connections made to the host (1 = it never reconnected) */
+        SIM_STAT_STDIO_REDIALS,       /* stdio connections made again after one was lost */
         _SIM_STAT_MAX,
         SIM_STAT_NONE = -1,
 };

@@ -15,6 +15,8 @@ static const char *const stat_names[_SIM_STAT_MAX] = {
         [SIM_STAT_WAIT_BEFORE_EOF] = "wait_answered_before_stdout_eof",
         [SIM_STAT_REPLY_LOST] = "replies_lost",
         [SIM_STAT_REPLY_HELD] = "replies_held_for_next_connection",
+        [SIM_STAT_BRIDGE_CONNECTS] = "bridge_connects",
+        [SIM_STAT_STDIO_REDIALS] = "stdio_redials",
 };
 
 /* Called with stats_lock held. A test reads whole files only: never a half-written one. */

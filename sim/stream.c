@@ -44,6 +44,7 @@ static struct sim_conn *stream_redial(struct sim_stream *st)
                 if (sim_sleep(st->s, SIM_REDIAL_MS))
                         return NULL;
                 if (sim_dial(st->s, st->port, &c) == 0) {
+                        sim_stat_add(st->s, SIM_STAT_STDIO_REDIALS);
                         log_info("pid %d %s: reconnected to port %" PRIu32, (int)st->pid, stream_names[st->kind],
                                  st->port);
                         return c;

@@ -282,6 +282,8 @@ static void test_output_moves_exactly_once_across_save_and_restore(void **state)
         vm = add_vm_connected(f, true);
         pid = exec_ok(f, vm, writer, out_a);
         wait_for_output(f, out_a, 1000);
+        assert_int_equal(sim_stat(f, "bridge_connects"), 1);
+        assert_int_equal(sim_stat(f, "stdio_redials"), 0);
         sv = save_vm(f, vm);
         /* The guest keeps writing and redialling while nobody listens. */
         run_for(f, 300ull * 1000000ull);
@@ -289,6 +291,9 @@ static void test_output_moves_exactly_once_across_save_and_restore(void **state)
         wait_exit(f, vb, pid, &ex);
         assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
         assert_int_equal(ex.exit.code, 7);
+        /* A save and restore costs the guest a reconnect and a redial (a live upgrade does not). */
+        assert_int_equal(sim_stat(f, "bridge_connects"), 2);
+        assert_true(sim_stat(f, "stdio_redials") >= 1);
         {
                 _cleanup_free_ char *a = slurp(f, out_a, &la), *b = slurp(f, out_b, &lb), *all = malloc(la + lb + 1);
 
