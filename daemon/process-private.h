@@ -18,6 +18,7 @@ struct vmm_processes {
         uint64_t bytes[_VMM_STREAM_KIND_MAX];
         uint64_t stream_errors;
         uint64_t dropped_bytes;
+        bool handed_over; /* a live upgrade took every process: freeing tells nobody anything */
 };
 
 struct vmm_stream {
@@ -135,3 +136,8 @@ bool stream_redial_expected(const struct vmm_stream *s);
 /* Releases the relay side of a stream, keeping its last counters for ps and save. */
 void stream_release(struct vmm_stream *s);
 void stream_init(struct vmm_stream *s, struct vmm_process *p, enum vmm_stream_kind kind);
+/* A live upgrade's new daemon: the stream goes on over the guest's connection guest_fd (taken
+ * on success only) from s->counters, into s->endpoint_fd; or accepts on the port's handed-over
+ * listening socket fd. */
+int stream_adopt(struct vmm_stream *s, int guest_fd);
+int stream_adopt_listener(struct vmm_stream *s, int fd);

@@ -203,3 +203,26 @@ bool stream_redial_expected(const struct vmm_stream *s)
          * container init's stdout and stderr (internal/guest/runtime/hcsv2). */
         return process_guest(p)->stdio_resume || p->container_init;
 }
+
+int stream_adopt(struct vmm_stream *s, int guest_fd)
+{
+        struct vmm_process *p = s->process;
+        int r;
+
+        r = relay_stream_new_at(process_ctx(p)->relay,
+                                s->kind == VMM_STDIN ? RELAY_STREAM_TO_GUEST : RELAY_STREAM_FROM_GUEST, guest_fd,
+                                s->endpoint_fd, &stream_ops, &s->counters, false, s, &s->stream);
+        if (r < 0)
+                return r;
+        s->endpoint_fd = -1; /* the stream owns it now */
+        return 0;
+}
+
+int stream_adopt_listener(struct vmm_stream *s, int fd)
+{
+        const struct vmm_guest *g = process_guest(s->process);
+
+        return relay_listen_adopt(g->ctx->relay, g->listen_transport, s->port, fd,
+                                  g->stdio_resume ? RELAY_LISTEN_MANY : RELAY_LISTEN_ONCE, stream_on_accept, s,
+                                  &s->listener);
+}

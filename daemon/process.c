@@ -1051,6 +1051,11 @@ struct vmm_processes *vmm_processes_free(struct vmm_processes *t, const char *re
         list_for_each_safe(pos, tmp, &t->list) {
                 struct vmm_process *p = list_entry(pos, struct vmm_process, link);
 
+                /* Handed over live: the new daemon reports these exits, nobody hears of them here. */
+                if (t->handed_over) {
+                        process_free(p);
+                        continue;
+                }
                 process_started(p, -ESHUTDOWN, reason);
                 if (!p->exit_reported) {
                         char msg[160];

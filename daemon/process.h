@@ -107,3 +107,19 @@ struct vmm_waiter *vmm_waiter_free(struct vmm_waiter *w);
 
 const char *vmm_process_state_to_string(enum vmm_process_state s);
 const char *vmm_exit_kind_to_string(enum vmm_exit_kind k);
+
+/* ---- a live upgrade (process-handover.c): the table goes to the new daemon as it is ---- */
+
+/* Whether every process can be handed over live: -EBUSY with why for one this build cannot move
+ * (an exec starting, an attach socket or client, an attach backlog or stdin, a k8s-file or
+ * journald log). */
+int vmm_processes_check_hand_over(const struct vmm_processes *t, struct vmm_error *err);
+/* After vmm_processes_export(t, out) with every stream frozen: each stream's guest connection,
+ * endpoint and listener go into fds, their indices into out's streams (-1: none). The table holds
+ * nothing live after, and vmm_processes_free() then reports nothing (no exit, no exit file). */
+int vmm_processes_hand_over(struct vmm_processes *t, Vsockmux__State__Vm *out, struct vmm_fds *fds);
+/* The new daemon, after vmm_processes_import(t, sv, NULL, 0, ...): takes each stream's fds out of
+ * fds and goes on where the old daemon stopped: the waits adopted (their requests went out on the
+ * same bridge connection), the streams relaying, the listeners accepting. */
+int vmm_processes_adopt_live(struct vmm_processes *t, const Vsockmux__State__Vm *sv, int *fds, size_t n_fds,
+                             struct vmm_error *err);

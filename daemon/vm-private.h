@@ -11,6 +11,7 @@ enum vm_state {
         VM_FROZEN,      /* a save holds it frozen (vmm_vm_freeze) */
         VM_SAVED,       /* state handed out: no listeners or guest connections here */
         VM_REATTACHING, /* restored or resumed: waiting for the guest to come back */
+        VM_HANDED_OVER, /* a live upgrade gave its connections to the new daemon: nothing is live here */
         VM_REMOVING,
         _VM_STATE_MAX,
 };
@@ -39,6 +40,11 @@ struct vmm_vm {
         uint64_t restore_start_ns;        /* restored, guest not back yet: when the restore began */
         struct fence *fence;              /* our hold on the transport's lock (vm-fence.c) */
         uint64_t generation;              /* of the state we serve; a saved state carries it */
+        struct {                          /* a live upgrade's hold (vm-handover.c) */
+                const struct vmm_vm_freeze_ops *ops;
+                void *userdata;
+                struct bridge_host_handover bridge; /* what the bridge handed out, until the VM goes */
+        } handover;
 };
 
 /* vm-state.c, for vm.c */
@@ -46,3 +52,5 @@ void vm_set_state(struct vmm_vm *vm, enum vm_state state);
 void vm_reattach_bridge_connected(struct vmm_vm *vm);
 void vm_freeze_gone(struct vmm_vm *vm);
 void vm_on_stream_frozen(void *userdata);
+/* vm.c, for vm-handover.c: the bridge adopted from a live upgrade, configured as vmm_vm_start_bridge()'s. */
+int vm_adopt_bridge(struct vmm_vm *vm, struct bridge_host_handover *hv);

@@ -29,19 +29,21 @@ static const char *vm_state_to_string(enum vm_state s)
 {
         static const char *const names[_VM_STATE_MAX] = {
                 [VM_ACTIVE] = "active",           [VM_FROZEN] = "frozen",     [VM_SAVED] = "saved",
-                [VM_REATTACHING] = "reattaching", [VM_REMOVING] = "removing",
+                [VM_REATTACHING] = "reattaching", [VM_REMOVING] = "removing", [VM_HANDED_OVER] = "handed over",
         };
 
         return s >= 0 && s < _VM_STATE_MAX ? names[s] : "invalid";
 }
 
-/* The transitions: active -> frozen (a save) -> active (it failed) or saved (handed out) ->
+/* The transitions: active -> frozen (a save, or a live upgrade's hold) -> active (it failed), saved
+ * (handed out) or handed over (a live upgrade: the new daemon serves it; nothing comes back) ->
  * reattaching (resumed; a restored VM starts there) -> active (the guest is back); any -> removing. */
 static bool vm_state_allowed(enum vm_state from, enum vm_state to)
 {
         switch (to) {
         case VM_FROZEN: return from == VM_ACTIVE;
         case VM_SAVED: return from == VM_FROZEN;
+        case VM_HANDED_OVER: return from == VM_FROZEN;
         case VM_REATTACHING: return from == VM_SAVED || from == VM_ACTIVE;
         case VM_ACTIVE: return from == VM_FROZEN || from == VM_REATTACHING;
         case VM_REMOVING: return true;

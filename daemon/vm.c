@@ -82,6 +82,7 @@ int vmm_vm_new(const struct vmm_context *ctx, const struct vmm_vm_ops *ops, void
         vm->transport = *t;
         vm->listen_transport = *t;
         vm->hvsock_dir_fd = -1;
+        vm->handover.bridge.listener_fd = vm->handover.bridge.guest_fd = -1;
         list_init(&vm->link);
         vm->name = strdup(name);
         r = vm->name ? vm_open_dir(vm, t) : -ENOMEM;
@@ -122,6 +123,19 @@ int vmm_vm_start_bridge(struct vmm_vm *vm)
         return r;
 }
 
+int vm_adopt_bridge(struct vmm_vm *vm, struct bridge_host_handover *hv)
+{
+        const struct vmm_config *cfg = vm->ctx->cfg;
+        int r = bridge_host_adopt(vm->ctx->relay, &vm->listen_transport, vm->name, &vm_bridge_ops, vm, hv,
+                                  &vm->guest.bridge);
+
+        if (r >= 0)
+                r = bridge_host_set_max_frame(vm->guest.bridge, cfg->bridge_max_frame);
+        if (r >= 0)
+                r = bridge_host_set_reconnect_grace(vm->guest.bridge, cfg->reconnect_grace_ns);
+        return r;
+}
+
 struct vmm_vm *vmm_vm_free(struct vmm_vm *vm, const char *reason)
 {
         if (!vm)
@@ -137,6 +151,7 @@ struct vmm_vm *vmm_vm_free(struct vmm_vm *vm, const char *reason)
         vm->guest.ports = ports_free(vm->guest.ports);
         /* After the bridge and the processes: their listeners' files are unlinked through it. */
         vm->hvsock_dir_fd = safe_close(vm->hvsock_dir_fd);
+        bridge_host_handover_done(&vm->handover.bridge);
         /* Last: nobody else may listen there before our sockets are gone. */
         vmm_vm_fence_drop(vm);
         free(vm->name);

@@ -122,3 +122,20 @@ void vmm_vm_export_done(Vsockmux__State__Vm *out);
  * (start_ns: when the restore began, for the metrics). */
 int vmm_vm_import(struct vmm_vm *vm, const Vsockmux__State__Vm *sv, const struct vmm_restore_io *io, size_t n_io,
                   uint64_t start_ns, struct vmm_error *err);
+
+/* ---- a live upgrade (vm-handover.c): the VM goes to the new daemon with its connections ---- */
+
+/* -EBUSY / -EOPNOTSUPP with why for a VM this build cannot hand over live now. */
+int vmm_vm_check_hand_over(const struct vmm_vm *vm, struct vmm_error *err);
+/* Holds the VM for a handover: its streams freeze (what was read reaches the endpoints), then its
+ * bridge stops reading and writing; ops->on_frozen once all is quiet, ops->on_gone if the VM goes
+ * or its bridge cannot be held after all (it serves on then once unheld). */
+int vmm_vm_hold(struct vmm_vm *vm, const struct vmm_vm_freeze_ops *ops, void *userdata, struct vmm_error *err);
+/* A rollback before vmm_vm_hand_over(): serves on exactly as before the hold. */
+void vmm_vm_unhold(struct vmm_vm *vm);
+/* After on_frozen: exports the VM as its save would, with its live bridge, streams and listeners
+ * into fds (indices in out). Nothing is live here after it, even on an error; undo out with
+ * vmm_vm_export_done(); freeing the VM then reports nothing. */
+int vmm_vm_hand_over(struct vmm_vm *vm, Vsockmux__State__Vm *out, struct vmm_fds *fds, struct vmm_error *err);
+/* The new daemon: a new VM takes over sv and its fds (each taken is set to -1 in fds). */
+int vmm_vm_adopt(struct vmm_vm *vm, const Vsockmux__State__Vm *sv, int *fds, size_t n_fds, struct vmm_error *err);

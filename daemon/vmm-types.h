@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "bridge/host.h"
 #include "daemon/error.h"
@@ -223,3 +224,38 @@ struct vmm_restore_io {
         const char *path[_VMM_STREAM_KIND_MAX];
         const struct opener_creds *creds; /* as in vmm_exec_params */
 };
+
+/* A live upgrade's fds, sent along with its Handover; the state's *_fd fields index them. */
+struct vmm_fds {
+        int *fds;
+        size_t n, cap;
+};
+/* Takes fd (closed on failure too); *ret_index is its index. */
+static inline int vmm_fds_add(struct vmm_fds *f, int fd, int32_t *ret_index)
+{
+        if (f->n == f->cap) {
+                size_t cap = f->cap ? f->cap * 2 : 16;
+                int *p = realloc(f->fds, cap * sizeof(*p));
+
+                if (!p) {
+                        safe_close(fd);
+                        return -ENOMEM;
+                }
+                f->fds = p;
+                f->cap = cap;
+        }
+        f->fds[f->n] = fd;
+        *ret_index = (int32_t)f->n++;
+        return 0;
+}
+/* The fd at index i, taken out of fds (set to -1 there), or -1 for none or a bad index. */
+static inline int vmm_fds_take(int *fds, size_t n_fds, int32_t i)
+{
+        int fd;
+
+        if (i < 0 || (size_t)i >= n_fds)
+                return -1;
+        fd = fds[i];
+        fds[i] = -1;
+        return fd;
+}

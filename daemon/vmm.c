@@ -429,3 +429,31 @@ int vmm_restore(struct vmm *m, const uint8_t *blob, size_t len, const char *name
                 *ret = vm;
         return 0;
 }
+
+int vmm_adopt(struct vmm *m, const Vsockmux__State__Vm *sv, int *fds, size_t n_fds, struct vmm_vm **ret,
+              struct vmm_error *err)
+{
+        struct relay_transport t = { .kind = RELAY_TRANSPORT_HVSOCK };
+        struct vmm_vm *vm;
+        int r;
+
+        if (!sv->name || !sv->transport ||
+            sv->transport->kind != VSOCKMUX__STATE__TRANSPORT_KIND__TRANSPORT_KIND_HVSOCK)
+                return vmm_error_set(err, -EOPNOTSUPP, "a live upgrade hands over hybrid-vsock VMs only");
+        if (vmm_vm_find(m, sv->name))
+                return vmm_error_set(err, -EEXIST, "VM '%s' exists already on this daemon", sv->name);
+        snprintf(t.uds_path, sizeof(t.uds_path), "%s", sv->transport->uds_path);
+        r = manager_restore_vm_new(m, sv->name, &t, &vm, err);
+        if (r < 0)
+                return r;
+        r = vmm_vm_adopt(vm, sv, fds, n_fds, err);
+        if (r < 0) {
+                manager_vm_free(m, vm, "VM take-over failed");
+                return r;
+        }
+        manager_vm_publish(m, vm);
+        log_info("vm %s: taken over live with %u processes", sv->name, vmm_vm_process_count(vm));
+        if (ret)
+                *ret = vm;
+        return 0;
+}

@@ -46,3 +46,7 @@ void vmm_get_stats(struct vmm *m, struct vmm_stats *ret);
  * override the saved ones when non-NULL. */
 int vmm_restore(struct vmm *m, const uint8_t *blob, size_t len, const char *name, const struct relay_transport *t,
                 const struct vmm_restore_io *io, size_t n_io, struct vmm_vm **ret, struct vmm_error *err);
+/* A live upgrade's new daemon: the VM sv, handed over with its connections in fds (each taken is
+ * set to -1), served here at once; the guest notices nothing. */
+int vmm_adopt(struct vmm *m, const Vsockmux__State__Vm *sv, int *fds, size_t n_fds, struct vmm_vm **ret,
+              struct vmm_error *err);

@@ -638,6 +638,113 @@ static void test_upstream_stream_not_redialled_does_not_hold_the_exit(void **sta
         vmm_free(c);
 }
 
+/* ---- a live upgrade: the VM goes to the other daemon with its connections ---- */
+
+static void on_held(struct vmm_vm *vm, void *userdata)
+{
+        *(int *)userdata = 1;
+}
+
+static void on_hold_gone(struct vmm_vm *vm, void *userdata)
+{
+        *(int *)userdata = -1;
+}
+
+static const struct vmm_vm_freeze_ops hold_ops = { .on_frozen = on_held, .on_gone = on_hold_gone };
+
+/* Daemon a holds the VM, hands it out with its fds; the state goes through its wire form, and
+ * daemon b takes it over. The guest never notices: one bridge connection, no stdio redial, the
+ * output in the one file exactly once, the exit code from the wait a sent. */
+static void live_handover(struct fixture *f)
+{
+        _cleanup_free_ uint8_t *wire = NULL;
+        Vsockmux__State__Vm out, *in;
+        struct vmm_fds fds = { 0 };
+        struct vmm_error err = {};
+        struct exited ex = { 0 };
+        struct vmm_vm *vm, *vb = NULL;
+        char out_a[128];
+        _cleanup_free_ char *all = NULL;
+        size_t len;
+        uint32_t pid;
+        int held = 0;
+
+        snprintf(out_a, sizeof(out_a), "%s/out-a", f->dir);
+        vm = add_vm_connected(f, true);
+        pid = exec_ok(f, vm, writer, out_a);
+        wait_for_output(f, out_a, 1000);
+        assert_int_equal(vmm_vm_hold(vm, &hold_ops, &held, &err), 0);
+        run_until(f, &held, "the hold");
+        assert_int_equal(held, 1);
+        if (vmm_vm_hand_over(vm, &out, &fds, &err) < 0)
+                fail_msg("hand over: %s", err.message);
+        assert_true(fds.n >= 3); /* the bridge's listener and connection, stdout's connection and file */
+        len = vsockmux__state__vm__get_packed_size(&out);
+        wire = malloc(len + 1);
+        assert_non_null(wire);
+        vsockmux__state__vm__pack(&out, wire);
+        vmm_vm_export_done(&out);
+        in = vsockmux__state__vm__unpack(NULL, len, wire);
+        assert_non_null(in);
+        /* The guest goes on writing while nobody reads: it waits in the sockets. */
+        run_for(f, 100ull * 1000000ull);
+        if (vmm_adopt(f->b, in, fds.fds, fds.n, &vb, &err) < 0)
+                fail_msg("adopt: %s", err.message);
+        vsockmux__state__vm__free_unpacked(in, NULL);
+        for (size_t i = 0; i < fds.n; i++)
+                assert_int_equal(fds.fds[i], -1); /* every fd was taken */
+        free(fds.fds);
+        assert_int_equal(vmm_vm_bridge_state(vb), BRIDGE_CONN_CONNECTED);
+        wait_exit(f, vb, pid, &ex);
+        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
+        assert_int_equal(ex.exit.code, 7);
+        all = slurp(f, out_a, &len);
+        assert_lines_exact(all, len, WRITER_LINES);
+        assert_int_equal(sim_stat(f, "bridge_connects"), 1);
+        assert_int_equal(sim_stat(f, "stdio_redials"), 0);
+}
+
+static void test_live_handover_moves_the_vm_and_the_guest_never_notices(void **state)
+{
+        live_handover(*state);
+}
+
+static void test_upstream_live_handover_moves_the_vm_and_the_guest_never_notices(void **state)
+{
+        struct fixture *f = *state;
+
+        f->upstream = true;
+        live_handover(f);
+}
+
+/* A rollback before the hand-over: the VM serves on, nothing lost or repeated. */
+static void test_live_handover_unheld_serves_on(void **state)
+{
+        struct fixture *f = *state;
+        struct vmm_error err = {};
+        struct exited ex = { 0 };
+        _cleanup_free_ char *all = NULL;
+        struct vmm_vm *vm;
+        char out_a[128];
+        uint32_t pid;
+        size_t len;
+        int held = 0;
+
+        snprintf(out_a, sizeof(out_a), "%s/out-a", f->dir);
+        vm = add_vm_connected(f, true);
+        pid = exec_ok(f, vm, writer, out_a);
+        wait_for_output(f, out_a, 1000);
+        assert_int_equal(vmm_vm_hold(vm, &hold_ops, &held, &err), 0);
+        run_until(f, &held, "the hold");
+        vmm_vm_unhold(vm);
+        wait_exit(f, vm, pid, &ex);
+        assert_int_equal(ex.exit.code, 7);
+        all = slurp(f, out_a, &len);
+        assert_lines_exact(all, len, WRITER_LINES);
+        assert_int_equal(sim_stat(f, "bridge_connects"), 1);
+        assert_int_equal(sim_stat(f, "stdio_redials"), 0);
+}
+
 static void test_new_exec_after_restore_never_reuses_a_port(void **state)
 {
         struct fixture *f = *state;
@@ -1066,6 +1173,11 @@ int main(void)
 {
         test_skip_without_io_uring();
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_live_handover_moves_the_vm_and_the_guest_never_notices, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_upstream_live_handover_moves_the_vm_and_the_guest_never_notices,
+                                                setup, teardown),
+                cmocka_unit_test_setup_teardown(test_live_handover_unheld_serves_on, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_output_moves_exactly_once_across_save_and_restore, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_legacy_guest_loses_nothing_and_may_duplicate, setup, teardown),

@@ -1,0 +1,201 @@
+/* daemon/process-handover.c: the process room's part of a live upgrade: its live streams' fds out (the old daemon) and in (the new one), with nothing redialled or renegotiated. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "daemon/process-private.h"
+#include "util/log.h"
+
+/* ---- out ---- */
+
+static int check_one(const struct vmm_process *p, struct vmm_error *err)
+{
+        const char *vm = process_guest(p)->vm_name;
+
+        if (p->state == VMM_PROCESS_PENDING || p->in_exec)
+                return vmm_error_set(err, -EBUSY, "an exec is starting in VM %s; retry when it has a pid", vm);
+        if (p->attach &&
+            (attach_is_listening(p->attach) || attach_backlog_bytes(p->attach) > 0 || attach_has_input(p->attach)))
+                return vmm_error_set(err, -EBUSY,
+                                     "process %u in VM %s has an attach socket, backlog or stdin, which a live "
+                                     "upgrade does not hand over yet",
+                                     p->pid, vm);
+        if (p->log_fd >= 0 || p->log_journald)
+                return vmm_error_set(err, -EBUSY,
+                                     "process %u in VM %s logs to a k8s-file log or journald, which a live upgrade "
+                                     "does not hand over yet",
+                                     p->pid, vm);
+        return 0;
+}
+
+int vmm_processes_check_hand_over(const struct vmm_processes *t, struct vmm_error *err)
+{
+        struct list_head *pos;
+
+        list_for_each(pos, &t->list) {
+                int r = check_one(list_entry(pos, struct vmm_process, link), err);
+
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static Vsockmux__State__Stream *exported_stream(Vsockmux__State__Process *o, enum vmm_stream_kind k)
+{
+        for (size_t i = 0; i < o->n_streams; i++)
+                if ((int)o->streams[i]->kind == (int)k + 1)
+                        return o->streams[i];
+        return NULL;
+}
+
+static int add_fd(struct vmm_fds *fds, int fd, int32_t *ret_index)
+{
+        return fd < 0 ? 0 : vmm_fds_add(fds, fd, ret_index);
+}
+
+/* The relay side of one stream, out: what the old daemon held live, none of it closed. */
+static int hand_over_stream(struct vmm_stream *s, Vsockmux__State__Stream *st, struct vmm_fds *fds)
+{
+        int gfd = -1, efd = -1, lfd = -1, r;
+
+        st->guest_fd = st->endpoint_fd = st->listener_fd = -1;
+        if (s->stream) {
+                r = relay_stream_release(s->stream, &gfd, &efd, &s->counters);
+                if (r < 0)
+                        return r;
+                s->stream = NULL;
+                st->rx_guest = s->counters.rx_guest;
+                st->tx_guest = s->counters.tx_guest;
+                st->rx_endpoint = s->counters.rx_endpoint;
+                st->tx_endpoint = s->counters.tx_endpoint;
+        } else
+                efd = TAKE_FD(s->endpoint_fd); /* the guest has not dialled yet */
+        if (s->listener) {
+                r = relay_listener_release(s->listener, &lfd);
+                s->listener = NULL;
+                if (r < 0) {
+                        safe_close(gfd);
+                        safe_close(efd);
+                        return r;
+                }
+        }
+        r = add_fd(fds, gfd, &st->guest_fd);
+        if (r >= 0)
+                r = add_fd(fds, efd, &st->endpoint_fd);
+        else
+                safe_close(efd);
+        if (r >= 0)
+                r = add_fd(fds, lfd, &st->listener_fd);
+        else
+                safe_close(lfd);
+        return r;
+}
+
+int vmm_processes_hand_over(struct vmm_processes *t, Vsockmux__State__Vm *out, struct vmm_fds *fds)
+{
+        struct list_head *pos;
+        size_t i = 0;
+        int r = 0;
+
+        /* From here the table is the new daemon's, even if a stream below fails to go. */
+        t->handed_over = true;
+        list_for_each(pos, &t->list) {
+                struct vmm_process *p = list_entry(pos, struct vmm_process, link);
+                Vsockmux__State__Process *o = out->processes[i++];
+
+                relay_timer_disarm(p->timer);
+                for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
+                        Vsockmux__State__Stream *st = exported_stream(o, k);
+                        int q;
+
+                        if (!st)
+                                continue;
+                        q = hand_over_stream(&p->streams[k], st, fds);
+                        if (q < 0 && r >= 0)
+                                r = q;
+                }
+        }
+        return r;
+}
+
+/* ---- in ---- */
+
+static int adopt_stream(struct vmm_stream *s, const Vsockmux__State__Stream *st, int *fds, size_t n_fds)
+{
+        int efd = vmm_fds_take(fds, n_fds, st->endpoint_fd);
+        int gfd = vmm_fds_take(fds, n_fds, st->guest_fd);
+        int lfd = vmm_fds_take(fds, n_fds, st->listener_fd);
+        int r = 0;
+
+        if (efd >= 0) {
+                safe_close(s->endpoint_fd);
+                s->endpoint_fd = efd;
+        }
+        if (gfd >= 0) {
+                r = stream_adopt(s, gfd);
+                if (r < 0)
+                        safe_close(gfd);
+        }
+        if (r >= 0 && lfd >= 0) {
+                r = stream_adopt_listener(s, lfd);
+                if (r < 0)
+                        safe_close(lfd);
+        } else
+                safe_close(lfd);
+        return r;
+}
+
+static int adopt_process_live(struct vmm_process *p, const Vsockmux__State__Process *sp, int *fds, size_t n_fds,
+                              struct vmm_error *err)
+{
+        const struct vmm_guest *g = process_guest(p);
+        int r;
+
+        if (sp->wait_call_id != 0 && !p->exit_known) {
+                r = bridge_host_preregister_wait(g->bridge, sp->wait_call_id, p->container_id, p->pid, process_on_wait,
+                                                 p);
+                if (r < 0)
+                        return vmm_error_set(err, r, "pid %u: cannot adopt wait %llu: %s", p->pid,
+                                             (unsigned long long)sp->wait_call_id, strerror(-r));
+                p->wait_call_id = sp->wait_call_id;
+                p->wait_outstanding = true;
+        }
+        for (size_t i = 0; i < sp->n_streams; i++) {
+                const Vsockmux__State__Stream *st = sp->streams[i];
+                struct vmm_stream *s;
+
+                if ((int)st->kind < 1 || (int)st->kind > (int)_VMM_STREAM_KIND_MAX)
+                        continue;
+                s = &p->streams[st->kind - 1];
+                if (s->port == 0 || s->done) {
+                        /* Nothing goes on there: what was handed for it is closed. */
+                        safe_close(vmm_fds_take(fds, n_fds, st->guest_fd));
+                        safe_close(vmm_fds_take(fds, n_fds, st->endpoint_fd));
+                        safe_close(vmm_fds_take(fds, n_fds, st->listener_fd));
+                        continue;
+                }
+                r = adopt_stream(s, st, fds, n_fds);
+                if (r < 0)
+                        return vmm_error_set(err, r, "pid %u: cannot take over its %s stream: %s", p->pid,
+                                             vmm_stream_names[s->kind], strerror(-r));
+        }
+        return 0;
+}
+
+int vmm_processes_adopt_live(struct vmm_processes *t, const Vsockmux__State__Vm *sv, int *fds, size_t n_fds,
+                             struct vmm_error *err)
+{
+        struct list_head *pos;
+        size_t i = 0;
+
+        /* The table holds exactly the handed-over processes, in their order (vmm_processes_import). */
+        list_for_each(pos, &t->list) {
+                int r = adopt_process_live(list_entry(pos, struct vmm_process, link), sv->processes[i++], fds, n_fds,
+                                           err);
+
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
