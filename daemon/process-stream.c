@@ -32,6 +32,14 @@ void stream_release(struct vmm_stream *s)
         s->endpoint_fd = safe_close(s->endpoint_fd);
 }
 
+/* Whether the guest dials this port again after a connection ended: every stream with the resume
+ * extension; without it, hcsshim's guest still redials a container init's stdout and stderr
+ * (internal/guest/runtime/hcsv2), from the unwritten tail, so the port must stay open for it. */
+static bool stream_keeps_listening(const struct vmm_stream *s)
+{
+        return process_guest(s->process)->stdio_resume || (stream_is_output(s->kind) && s->process->container_init);
+}
+
 static void stream_on_done(struct relay_stream *rs, int error, void *userdata)
 {
         struct vmm_stream *s = userdata;
@@ -51,9 +59,9 @@ static void stream_on_done(struct relay_stream *rs, int error, void *userdata)
         }
         if (error < 0)
                 p->table->stream_errors++;
-        /* With V4 a drop can look like EOF (Unix sockets say nothing else): keep the stream and its
-         * listener until the exit is reported, so a redialling guest resumes where it stopped. */
-        if (!process_guest(p)->stdio_resume || p->exit_reported)
+        /* A drop can look like EOF (Unix sockets say nothing else): a stream the guest redials keeps
+         * its relay stream and listener until the exit is reported, so the redial goes on there. */
+        if (!stream_keeps_listening(s) || p->exit_reported)
                 stream_release(s);
         if (stream_is_output(s->kind))
                 process_maybe_report(p);
@@ -130,7 +138,7 @@ static void stream_on_accept(struct relay_listener *l, int fd, void *userdata)
         bool resume = process_guest(p)->stdio_resume;
         int r;
 
-        if (!resume)
+        if (!stream_keeps_listening(s))
                 s->listener = relay_listener_free(s->listener);
         if (fd >= 0 && s->close_requested) {
                 /* CloseStdin came before the guest dialled: it sees EOF at once. */
@@ -192,7 +200,8 @@ int stream_listen(struct vmm_stream *s)
         const struct vmm_guest *g = process_guest(s->process);
 
         return relay_listen(g->ctx->relay, g->listen_transport, s->port,
-                            g->stdio_resume ? RELAY_LISTEN_MANY : RELAY_LISTEN_ONCE, stream_on_accept, s, &s->listener);
+                            stream_keeps_listening(s) ? RELAY_LISTEN_MANY : RELAY_LISTEN_ONCE, stream_on_accept, s,
+                            &s->listener);
 }
 
 bool stream_redial_expected(const struct vmm_stream *s)

@@ -94,8 +94,9 @@ static int stream_output_handshake(struct sim_stream *st, struct sim_conn *c, bo
                 if (first || !sim_upstream(st->s))
                         *sent = ring->head;
                 if (!first && sim_upstream(st->s))
-                        log_info("pid %d %s: going on with the %" PRIu64 " bytes not written yet (no replay)",
-                                 (int)st->pid, stream_names[st->kind], ring->tail - *sent);
+                        log_info("pid %d %s: going on at byte %" PRIu64 " with the %" PRIu64
+                                 " bytes not written yet (no replay)",
+                                 (int)st->pid, stream_names[st->kind], *sent, ring->tail - *sent);
                 else if (!first && ring->tail > ring->head)
                         log_info("pid %d %s: replaying the last %" PRIu64 " bytes (duplicates possible)", (int)st->pid,
                                  stream_names[st->kind], ring->tail - ring->head);

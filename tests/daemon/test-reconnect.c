@@ -35,8 +35,15 @@ extern char **environ;
 /* Bytes that must reach the endpoint over a connection before it is reset again. */
 #define FLOW_BYTES 2000u
 #define WRITER_EXIT 7
-/* The simulator's line after a stdout connection's V4 handshake on a redial. */
+/* The simulator's line after a stdout connection's V4 handshake on a redial; with --fidelity
+ * upstream (no handshake, no replay) the line that names where it goes on. */
 #define RESUMED "stdout: resuming at byte "
+#define RESUMED_UPSTREAM "stdout: going on at byte "
+
+/* Which guest a run plays (argv[1]): ours, with the resume extension, or hcsshim's (--upstream). */
+struct mode {
+        bool upstream;
+};
 
 struct fixture {
         char dir[64];
@@ -46,6 +53,10 @@ struct fixture {
         struct vmm *a, *b;
         pid_t sim;
         struct test_endpoints *ep;
+        /* hcsshim's guest: the writer runs as a container's init, the one process whose stdio it
+         * redials, and the guest is paused for a save, as a migration's last phase pauses the VM. */
+        bool upstream;
+        bool container_created;
 };
 
 /* Runs the loop until cond(arg) holds; fails the test past WAIT_NS (VSOCKMUX_TEST_WAIT_S may
@@ -76,7 +87,8 @@ static bool bridge_connected(struct fixture *f, const void *arg)
 /* The simulator's log is how the test sees a redialled stream resume. */
 static void sim_start(struct fixture *f)
 {
-        char *argv[] = { (char *)sim_path(), "--hvsock", f->transport.uds_path, NULL };
+        char *argv[] = { (char *)sim_path(), "--hvsock", f->transport.uds_path,
+                         f->upstream ? (char *)"--fidelity=upstream" : NULL, NULL };
         posix_spawn_file_actions_t fa;
 
         assert_int_equal(posix_spawn_file_actions_init(&fa), 0);
@@ -89,10 +101,12 @@ static void sim_start(struct fixture *f)
 
 static int setup(void **state)
 {
+        const struct mode *mode = *state;
         struct fixture *f = calloc(1, sizeof(*f));
         struct vmm_config cfg;
 
         assert_non_null(f);
+        f->upstream = mode->upstream;
         snprintf(f->dir, sizeof(f->dir), "/tmp/vsockmux-rc-XXXXXX");
         assert_non_null(mkdtemp(f->dir));
         snprintf(f->state_a, sizeof(f->state_a), "%s/a", f->dir);
@@ -148,10 +162,18 @@ static struct vmm_vm *add_vm_connected(struct fixture *f, struct vmm *m)
         return vm;
 }
 
-static uint32_t exec_ok(struct fixture *f, struct vmm_vm *vm, const char *script, const char *out)
+static void on_done(int error, const char *message, void *userdata)
+{
+        *(int *)userdata = error < 0 ? error : 1;
+}
+
+static uint32_t exec_in(struct fixture *f, struct vmm_vm *vm, const char *container, const char *script,
+                        const char *out)
 {
         const char *argv[] = { "sh", "-c", script };
-        struct vmm_exec_params params = { .argv = argv, .n_argv = 3, .stdout_path = test_endpoint(f->ep, out) };
+        struct vmm_exec_params params = {
+                .container_id = container, .argv = argv, .n_argv = 3, .stdout_path = test_endpoint(f->ep, out)
+        };
         struct started st = { 0 };
         struct vmm_error err = {};
 
@@ -160,6 +182,11 @@ static uint32_t exec_ok(struct fixture *f, struct vmm_vm *vm, const char *script
         if (st.error)
                 fail_msg("exec failed: %s", st.message);
         return st.pid;
+}
+
+static uint32_t exec_ok(struct fixture *f, struct vmm_vm *vm, const char *script, const char *out)
+{
+        return exec_in(f, vm, NULL, script, out);
 }
 
 /* Numbered lines, slowly, until the stop file appears; then "end N" and a known exit code. */
@@ -171,7 +198,15 @@ static uint32_t exec_writer(struct fixture *f, struct vmm_vm *vm, const char *ou
                  "i=0; while [ ! -e %s ]; do echo line $i; i=$((i+1)); [ $((i %% 100)) -eq 0 ] && sleep 0.02; "
                  "done; echo end $i; exit %d",
                  f->stop, WRITER_EXIT);
-        return exec_ok(f, vm, script, out);
+        if (f->upstream && !f->container_created) {
+                int done = 0;
+
+                assert_int_equal(vmm_container_create(vm, "c1", NULL, on_done, &done), 0);
+                run_until(f, flag_set, &done, "the container");
+                assert_int_equal(done, 1);
+                f->container_created = true;
+        }
+        return exec_in(f, vm, f->upstream ? "c1" : NULL, script, out);
 }
 
 static size_t file_size(const char *path)
@@ -220,6 +255,7 @@ static void wait_for_bytes(struct fixture *f, const char *a, const char *b, size
  * last one resumed at. */
 static unsigned sim_resumes(struct fixture *f, uint64_t *ret_at)
 {
+        const char *marker = f->upstream ? RESUMED_UPSTREAM : RESUMED;
         _cleanup_free_ char *log = NULL;
         unsigned n = 0;
         size_t len;
@@ -227,10 +263,10 @@ static unsigned sim_resumes(struct fixture *f, uint64_t *ret_at)
         if (file_size(f->sim_log) == 0)
                 return 0;
         log = slurp(f->sim_log, &len);
-        for (const char *p = strstr(log, RESUMED); p; p = strstr(p + 1, RESUMED)) {
+        for (const char *p = strstr(log, marker); p; p = strstr(p + 1, marker)) {
                 n++;
                 if (ret_at)
-                        *ret_at = strtoull(p + strlen(RESUMED), NULL, 10);
+                        *ret_at = strtoull(p + strlen(marker), NULL, 10);
         }
         return n;
 }
@@ -378,9 +414,19 @@ static struct vmm_vm *move_writer(struct fixture *f, const char *out_a, const ch
         vm = add_vm_connected(f, f->a);
         io.pid = exec_writer(f, vm, out_a);
         wait_for_bytes(f, out_a, NULL, FLOW_BYTES);
+        if (f->upstream) {
+                int status;
+
+                /* Without the resume handshake, what the running guest wrote after the freeze's
+                 * drain would die with the connection: a migration pauses the VM for this phase. */
+                assert_int_equal(kill(f->sim, SIGSTOP), 0);
+                assert_int_equal(waitpid(f->sim, &status, WUNTRACED), f->sim);
+        }
         assert_int_equal(vmm_save(vm, on_saved, &sv, &err), 0);
         run_until(f, flag_set, &sv.count, "the save");
         assert_int_equal(sv.error, 0);
+        if (f->upstream)
+                assert_int_equal(kill(f->sim, SIGCONT), 0);
         before = file_size(out_a);
         io.path[VMM_STDOUT] = test_endpoint(f->ep, out_b);
         if (vmm_restore(f->b, sv.blob, sv.len, NULL, NULL, &io, 1, &vb, &err) < 0)
@@ -519,21 +565,25 @@ static void test_restore_below_a_remembered_floor_keeps_the_higher_one(void **st
         free(sv.blob);
 }
 
-int main(void)
+/* --upstream: every test against hcsshim's guest (vsockmux-sim --fidelity upstream), where the
+ * writer is a container's init: the one process whose stdio that guest redials. */
+int main(int argc, char **argv)
 {
+        static struct mode mode;
+
         test_skip_without_io_uring();
+        mode.upstream = argc > 1 && strcmp(argv[1], "--upstream") == 0;
         const char *only = getenv("VSOCKMUX_TEST_ONLY");
+#define T(fn) cmocka_unit_test_prestate_setup_teardown(fn, setup, teardown, &mode)
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_stdio_reset_twice_delivers_every_byte_once, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_stdio_resets_after_restore_deliver_every_byte_once, setup,
-                                                teardown),
-                cmocka_unit_test_setup_teardown(test_full_reset_twice_delivers_every_byte_once, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_full_reset_after_restore_delivers_every_byte_once, setup,
-                                                teardown),
-                cmocka_unit_test_setup_teardown(test_readded_vm_never_hands_out_a_removed_vms_ports, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_restore_below_a_remembered_floor_keeps_the_higher_one, setup,
-                                                teardown),
+                T(test_stdio_reset_twice_delivers_every_byte_once),
+                T(test_stdio_resets_after_restore_deliver_every_byte_once),
+                T(test_full_reset_twice_delivers_every_byte_once),
+                T(test_full_reset_after_restore_delivers_every_byte_once),
+                T(test_readded_vm_never_hands_out_a_removed_vms_ports),
+                T(test_restore_below_a_remembered_floor_keeps_the_higher_one),
         };
+#undef T
 
         signal(SIGPIPE, SIG_IGN);
         if (only)
