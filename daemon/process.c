@@ -906,6 +906,9 @@ struct vmm_kill_op {
         void *userdata;
         struct vmm_processes *table;
         uint32_t pid;
+        /* The process is named by its exec id too: a pid can be reused in the VM once its
+         * process ended, and the signal must not be credited to a newer one. */
+        char exec_id[EXEC_ID_MAX + 1];
         int signal;
         bool vm_level; /* aimed at a process outside any container */
 };
@@ -931,7 +934,7 @@ static void kill_delivered(struct vmm_kill_op *op)
 {
         struct vmm_process *p = vmm_processes_find(op->table, op->pid);
 
-        if (!p || p->exit_reported || !signal_can_kill(op->signal))
+        if (!p || strcmp(p->exec_id, op->exec_id) != 0 || p->exit_reported || !signal_can_kill(op->signal))
                 return;
         /* Signal 0 is SIGKILL to the guest (hcsshim's and ours). */
         p->killed_by = op->signal == 0 ? 9 : op->signal;
@@ -986,6 +989,7 @@ int vmm_processes_kill(struct vmm_processes *t, uint32_t pid, int signal, vmm_do
         op->userdata = userdata;
         op->table = t;
         op->pid = pid;
+        snprintf(op->exec_id, sizeof(op->exec_id), "%s", p->exec_id);
         op->signal = signal;
         op->vm_level = !p->container_id[0];
         r = bridge_host_signal(t->guest->bridge, p->container_id, pid, signal, vmm_on_signal, op);
