@@ -507,30 +507,44 @@ static void on_exit_size(struct vmm_process *p, const struct vmm_exit *exit, voi
 }
 
 /* hcsshim's guest may answer a wait before the process's stdout reached EOF (the simulator counts
- * each such answer): the exit is reported only once all of that output is at the endpoint. */
+ * each such answer): the exit is reported only once all of that output is at the endpoint. A child
+ * left behind holds stdout open behind a gate the test opens, so the wait's reply always comes
+ * first, whatever the scheduling. */
 static void test_upstream_exit_is_reported_only_after_the_output_drained(void **state)
 {
         struct fixture *f = *state;
-        char out[128];
+        char out[128], gate[128], cmd[512];
         struct exit_with_size e = { .path = out, .ep = f->ep };
         struct vmm_waiter *w = NULL;
         struct vmm_vm *vm;
+        uint64_t deadline;
         uint32_t pid;
         int r;
 
         f->upstream = true;
         snprintf(out, sizeof(out), "%s/out", f->dir);
+        snprintf(gate, sizeof(gate), "%s/gate", f->dir);
+        snprintf(cmd, sizeof(cmd), "(head -c 3000000 /dev/zero; until [ -e %s ]; do sleep 0.02; done) & exit 4", gate);
         vm = add_vm_connected(f, false);
-        pid = exec_ok(f, vm, "head -c 3000000 /dev/zero; exit 4", out);
+        pid = exec_ok(f, vm, cmd, out);
         r = vmm_process_wait(vmm_process_find(vm, pid), on_exit_size, &e, &w, &e.ex.exit);
         assert_int_equal(r, 0);
+        deadline = now_ns() + WAIT_NS;
+        while (sim_stat(f, "wait_exited_sent") < 1) {
+                assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
+                if (now_ns() > deadline)
+                        fail_msg("the simulator never answered the wait");
+        }
+        assert_true(sim_stat(f, "wait_answered_before_stdout_eof") >= 1);
+        /* The reply is on its way or read; stdout is still open, so no exit yet. */
+        run_for(f, 200ull * 1000000ull);
+        assert_int_equal(e.ex.count, 0);
+        assert_int_equal(close(open(gate, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)), 0);
         run_until(f, &e.ex.count, "the exit");
         assert_int_equal(e.ex.exit.kind, VMM_EXIT_EXITED);
         assert_int_equal(e.ex.exit.code, 4);
         assert_int_equal(e.size, 3000000);
         test_endpoints_assert_spliced(f->ep, f->r);
-        wait_sim_stat(f, "wait_answered_before_stdout_eof", 1);
-        wait_sim_stat(f, "wait_exited_sent", 1);
 }
 
 /* hcsshim's guest redials a container init's stdout after a move and goes on with what it had not
