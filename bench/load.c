@@ -581,16 +581,14 @@ static int host_read_pids(struct load *l)
 static void print_result(const struct load *l, const struct load_result *res, const char *mode)
 {
         printf("{\"ok\":%s,\"mode\":\"%s\",\"streams\":%u,\"seconds\":%.6f,\"bytes\":%llu,\"messages\":%llu,"
-               "\"relay_cpu_s\":%.3f,\"relay_pids\":%u,\"rss_kb_before\":%llu,\"rss_kb_end\":%llu,"
+               "\"relay_cpu_s\":%.6f,\"relay_pids\":%u,\"rss_kb_before\":%llu,\"rss_kb_end\":%llu,"
                "\"kernel_kb_before\":%llu,\"kernel_kb_end\":%llu,\"tasks\":%u,\"iou_wrk\":%u,\"iou_sqp\":%u,"
                "\"p50_us\":%.2f,\"p99_us\":%.2f,\"max_us\":%.2f,\"others_bytes\":%llu,"
                "\"stalled_absorbed\":%llu,\"guest_written\":%llu,\"error\":",
                l->error ? "false" : "true", mode, l->spec->n, res->seconds, (unsigned long long)res->bytes,
                (unsigned long long)res->messages,
                /* A relay that exited and was reaped reads as zero: never report negative CPU. */
-               res->end.cpu_ticks >= res->start.cpu_ticks
-                       ? bench_ticks_to_seconds(res->end.cpu_ticks - res->start.cpu_ticks)
-                       : -1.0,
+               res->end.cpu_ns >= res->start.cpu_ns ? bench_ns_to_seconds(res->end.cpu_ns - res->start.cpu_ns) : -1.0,
                l->npids, (unsigned long long)res->before.rss_kb, (unsigned long long)res->end.rss_kb,
                (unsigned long long)res->kernel_kb_before, (unsigned long long)res->kernel_kb_end, res->end.tasks,
                res->end.iou_wrk, res->end.iou_sqp, res->p50_us, res->p99_us, res->max_us,

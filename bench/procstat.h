@@ -5,15 +5,15 @@
 #include <sys/types.h>
 
 struct bench_proc_sample {
-        uint64_t cpu_ticks; /* utime + stime (+ reaped children's), summed over the pids */
-        uint64_t rss_kb;    /* VmRSS, summed */
-        unsigned tasks;     /* threads, summed */
-        unsigned iou_wrk;   /* io_uring async workers ("iou-wrk-*" tasks) */
-        unsigned iou_sqp;   /* io_uring SQPOLL threads */
+        uint64_t cpu_ns;  /* every live task's time on a CPU (+ reaped children's), summed over the pids */
+        uint64_t rss_kb;  /* VmRSS, summed */
+        unsigned tasks;   /* threads, summed */
+        unsigned iou_wrk; /* io_uring async workers ("iou-wrk-*" tasks) */
+        unsigned iou_sqp; /* io_uring SQPOLL threads */
 };
 
 /* Each pid and its live children. A pid that has gone away counts as zero. */
 void bench_proc_sample(const pid_t *pids, unsigned n, struct bench_proc_sample *ret);
 /* Slab + kernel stack, system wide: where socket buffers and io_uring state live. */
 uint64_t bench_kernel_kb(void);
-double bench_ticks_to_seconds(uint64_t ticks);
+double bench_ns_to_seconds(uint64_t ns);
