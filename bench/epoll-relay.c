@@ -1,6 +1,7 @@
 /* bench/epoll-relay.c: bench-epoll-relay, the comparisons a conmon-style monitor would be: one
- * thread, epoll, a 64 KiB buffer per stream (--copy, default) or a pipe per stream with splice
- * (--splice, the zero-copy reference). Listens on every guest path of the spec, connects the
+ * thread, epoll, a 64 KiB buffer per stream (--copy, default), one shared 64 KiB read buffer with
+ * per stream only the bytes a full endpoint did not take (--shared, conmon's way), or a pipe per
+ * stream with splice (--splice, the zero-copy reference). Listens on every guest path of the spec, connects the
  * endpoint on accept. Like a daemon it stays up after its streams end (the driver stops it), so
  * its CPU time can still be read from /proc. */
 #include <fcntl.h>
@@ -18,11 +19,13 @@
 #define ER_EVENTS 256
 #define ER_ROUNDS 8 /* read/write rounds per wakeup before the next stream gets a turn */
 
+enum er_mode { ER_COPY, ER_SHARED, ER_SPLICE };
+
 struct er_stream {
         unsigned id;
         int listen_fd, src, dst;
         int pipe[2];  /* splice: src -> pipe -> dst */
-        uint8_t *buf; /* copy */
+        uint8_t *buf; /* copy: 64 KiB for life; shared: only what the endpoint has not taken yet */
         size_t off, len;
         bool src_eof, done;
         uint32_t src_ev, dst_ev; /* what epoll currently watches */
@@ -32,7 +35,8 @@ struct er_stream {
 struct er {
         const struct bench_spec *spec;
         struct er_stream *s;
-        bool splice;
+        enum er_mode mode;
+        uint8_t *shared; /* shared: the one read buffer */
         int ep;
 };
 
@@ -85,10 +89,10 @@ static int on_accept(struct er *e, struct er_stream *s)
         ep = open_endpoint(sp);
         if (ep < 0)
                 return ep;
-        if (e->splice) {
+        if (e->mode == ER_SPLICE) {
                 if (pipe2(s->pipe, O_NONBLOCK | O_CLOEXEC) < 0)
                         return negative_errno();
-        } else {
+        } else if (e->mode == ER_COPY) {
                 s->buf = malloc(ER_BUF_SIZE);
                 if (!s->buf)
                         return -ENOMEM;
@@ -106,6 +110,33 @@ static int on_accept(struct er *e, struct er_stream *s)
         return 0;
 }
 
+/* Shared: what a full endpoint left of the shared buffer moves to a buffer of its own size, as the
+ * next read overwrites the shared one. */
+static int keep_rest(struct er *e, struct er_stream *s)
+{
+        if (e->mode != ER_SHARED || s->buf)
+                return 0;
+        s->buf = malloc(s->len);
+        if (!s->buf)
+                return -ENOMEM;
+        memcpy(s->buf, e->shared + s->off, s->len);
+        s->off = 0;
+        return 0;
+}
+
+static uint8_t *pending(struct er *e, struct er_stream *s)
+{
+        return e->mode == ER_SHARED && !s->buf ? e->shared : s->buf;
+}
+
+static void drained(struct er *e, struct er_stream *s)
+{
+        if (e->mode != ER_SHARED)
+                return;
+        free(s->buf);
+        s->buf = NULL;
+}
+
 /* Moves what it can; leaves epoll watching whichever side blocked. */
 static int pump(struct er *e, struct er_stream *s)
 {
@@ -113,11 +144,11 @@ static int pump(struct er *e, struct er_stream *s)
                 ssize_t n;
 
                 if (s->len == 0 && !s->src_eof) {
-                        if (e->splice)
+                        if (e->mode == ER_SPLICE)
                                 n = splice(s->src, NULL, s->pipe[1], NULL, ER_BUF_SIZE,
                                            SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
                         else
-                                n = read(s->src, s->buf, ER_BUF_SIZE);
+                                n = read(s->src, pending(e, s), ER_BUF_SIZE);
                         if (n < 0 && errno == EAGAIN)
                                 return watch(e, s, 1, EPOLLIN) < 0 ? -EIO : watch(e, s, 2, 0);
                         if (n < 0)
@@ -128,17 +159,20 @@ static int pump(struct er *e, struct er_stream *s)
                         s->len = (size_t)n;
                 }
                 while (s->len > 0) {
-                        if (e->splice)
+                        if (e->mode == ER_SPLICE)
                                 n = splice(s->pipe[0], NULL, s->dst, NULL, s->len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
                         else
-                                n = write(s->dst, s->buf + s->off, s->len);
+                                n = write(s->dst, pending(e, s) + s->off, s->len);
                         if (n < 0 && errno == EAGAIN)
-                                return watch(e, s, 1, 0) < 0 ? -EIO : watch(e, s, 2, EPOLLOUT);
+                                return keep_rest(e, s) < 0     ? -ENOMEM
+                                       : watch(e, s, 1, 0) < 0 ? -EIO
+                                                               : watch(e, s, 2, EPOLLOUT);
                         if (n <= 0)
                                 return n < 0 ? negative_errno() : -EIO;
                         s->off += (size_t)n;
                         s->len -= (size_t)n;
                 }
+                drained(e, s);
                 if (s->src_eof) {
                         finish(e, s);
                         return 0;
@@ -159,16 +193,18 @@ int main(int argc, char **argv)
 
         for (int i = 1; i < argc; i++) {
                 if (strcmp(argv[i], "--splice") == 0)
-                        e.splice = true;
+                        e.mode = ER_SPLICE;
+                else if (strcmp(argv[i], "--shared") == 0)
+                        e.mode = ER_SHARED;
                 else if (strcmp(argv[i], "--copy") == 0)
-                        e.splice = false;
+                        e.mode = ER_COPY;
                 else if (strcmp(argv[i], "--spec") == 0 && i + 1 < argc)
                         path = argv[++i];
                 else
                         path = NULL, i = argc;
         }
         if (!path) {
-                fprintf(stderr, "usage: bench-epoll-relay [--copy|--splice] --spec FILE\n");
+                fprintf(stderr, "usage: bench-epoll-relay [--copy|--shared|--splice] --spec FILE\n");
                 return 2;
         }
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
@@ -184,7 +220,9 @@ int main(int argc, char **argv)
         e.spec = spec;
         e.s = calloc(spec->n, sizeof(*e.s));
         e.ep = epoll_create1(EPOLL_CLOEXEC);
-        if (!e.s || e.ep < 0)
+        if (e.mode == ER_SHARED)
+                e.shared = malloc(ER_BUF_SIZE);
+        if (!e.s || e.ep < 0 || (e.mode == ER_SHARED && !e.shared))
                 return 2;
         for (unsigned i = 0; i < spec->n; i++) {
                 struct er_stream *s = &e.s[i];
