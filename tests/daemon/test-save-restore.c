@@ -506,10 +506,10 @@ static void on_exit_size(struct vmm_process *p, const struct vmm_exit *exit, voi
         on_exit_seen(p, exit, &e->ex);
 }
 
-/* hcsshim's guest may answer a wait before the process's stdout reached EOF (the simulator counts
- * each such answer): the exit is reported only once all of that output is at the endpoint. A child
- * left behind holds stdout open behind a gate the test opens, so the wait's reply always comes
- * first, whatever the scheduling. */
+/* hcsshim's guest may answer a wait before the process's stdout reached EOF: the exit is reported
+ * only once all of that output is at the endpoint. A child left behind holds stdout open behind a
+ * gate the test opens, so the wait's reply always comes first, whether the wait reached the guest
+ * before the exit or after it. */
 static void test_upstream_exit_is_reported_only_after_the_output_drained(void **state)
 {
         struct fixture *f = *state;
@@ -535,7 +535,6 @@ static void test_upstream_exit_is_reported_only_after_the_output_drained(void **
                 if (now_ns() > deadline)
                         fail_msg("the simulator never answered the wait");
         }
-        assert_true(sim_stat(f, "wait_answered_before_stdout_eof") >= 1);
         /* The reply is on its way or read; stdout is still open, so no exit yet. */
         run_for(f, 200ull * 1000000ull);
         assert_int_equal(e.ex.count, 0);
