@@ -466,33 +466,13 @@ static int migration_send_start(struct migration *m, const Vsockmux__V1__Migrate
 {
         vmhelper_msg msg = VSOCKMUX__VMHELPER__MESSAGE__INIT;
         Vsockmux__Vmhelper__Migrate q = VSOCKMUX__VMHELPER__MIGRATE__INIT;
-        _cleanup_free_ Vsockmux__Vmhelper__KeyValue *kv = calloc(req->n_params + 1, sizeof(*kv));
-        _cleanup_free_ Vsockmux__Vmhelper__KeyValue **kvp = calloc(req->n_params + 1, sizeof(*kvp));
-        _cleanup_free_ Vsockmux__Vmhelper__RestoreIo *io = calloc(req->n_io + 1, sizeof(*io));
-        _cleanup_free_ Vsockmux__Vmhelper__RestoreIo **iop = calloc(req->n_io + 1, sizeof(*iop));
-
-        if (!kv || !kvp || !io || !iop)
-                return -ENOMEM;
-        for (size_t i = 0; i < req->n_params; i++) {
-                vsockmux__vmhelper__key_value__init(&kv[i]);
-                kv[i].key = req->params[i]->key;
-                kv[i].value = req->params[i]->value;
-                kvp[i] = &kv[i];
-        }
-        for (size_t i = 0; i < req->n_io; i++) {
-                vsockmux__vmhelper__restore_io__init(&io[i]);
-                io[i].pid = req->io[i]->pid;
-                io[i].stdin_path = req->io[i]->stdin_path;
-                io[i].stdout_path = req->io[i]->stdout_path;
-                io[i].stderr_path = req->io[i]->stderr_path;
-                iop[i] = &io[i];
-        }
         q.vm = m->vm;
         q.source_uri = m->source_uri;
         q.domain = m->domain;
         q.destination_uri = req->destination_uri;
         q.destination_socket = m->dest_socket;
-        q.params = kvp;
+        /* The control API's own messages: vmhelper.proto imports them. */
+        q.params = req->params;
         q.n_params = req->n_params;
         q.destination_name = m->dest_name;
         if (req->destination_transport_case ==
@@ -505,7 +485,7 @@ static int migration_send_start(struct migration *m, const Vsockmux__V1__Migrate
                 q.destination_transport_case = VSOCKMUX__VMHELPER__MIGRATE__DESTINATION_TRANSPORT_DESTINATION_CID;
                 q.destination_cid = req->destination_cid;
         }
-        q.io = iop;
+        q.io = req->io;
         q.n_io = req->n_io;
         msg.body_case = VSOCKMUX__VMHELPER__MESSAGE__BODY_MIGRATE;
         msg.migrate = &q;

@@ -319,23 +319,11 @@ static int restore_there(struct run *rn, const Vsockmux__Vmhelper__Saved *sv)
         const Vsockmux__Vmhelper__Migrate *q = rn->req;
         Vsockmux__V1__RestoreRequest req = VSOCKMUX__V1__RESTORE_REQUEST__INIT;
         Vsockmux__V1__RestoreResponse *resp = NULL;
-        _cleanup_free_ Vsockmux__V1__RestoreIo *ios = calloc(q->n_io + 1, sizeof(*ios));
-        _cleanup_free_ Vsockmux__V1__RestoreIo **io_ptrs = calloc(q->n_io + 1, sizeof(*io_ptrs));
         int r;
 
-        if (!ios || !io_ptrs)
-                return -ENOMEM;
-        for (size_t i = 0; i < q->n_io; i++) {
-                vsockmux__v1__restore_io__init(&ios[i]);
-                ios[i].pid = q->io[i]->pid;
-                ios[i].stdin_path = q->io[i]->stdin_path;
-                ios[i].stdout_path = q->io[i]->stdout_path;
-                ios[i].stderr_path = q->io[i]->stderr_path;
-                io_ptrs[i] = &ios[i];
-        }
         req.state = sv->state;
         req.name = (char *)rn->dest_name;
-        req.io = io_ptrs;
+        req.io = q->io;
         req.n_io = q->n_io;
         if (q->destination_transport_case ==
             VSOCKMUX__VMHELPER__MIGRATE__DESTINATION_TRANSPORT_DESTINATION_HVSOCK_PATH) {

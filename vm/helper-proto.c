@@ -11,7 +11,7 @@ static bool str_ok(const char *s, size_t max)
         return s && strnlen(s, max + 1) <= max;
 }
 
-static bool io_ok(const Vsockmux__Vmhelper__RestoreIo *io)
+static bool io_ok(const Vsockmux__V1__RestoreIo *io)
 {
         return io && str_ok(io->stdin_path, VMHELPER_STRING_MAX) && str_ok(io->stdout_path, VMHELPER_STRING_MAX) &&
                str_ok(io->stderr_path, VMHELPER_STRING_MAX);

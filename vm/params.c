@@ -205,7 +205,7 @@ static int find_key(const char *name)
         return -ENOENT;
 }
 
-int vm_params_parse(Vsockmux__Vmhelper__KeyValue *const *kv, size_t n, struct vm_params *ret, char *err, size_t errlen)
+int vm_params_parse(Vsockmux__V1__KeyValue *const *kv, size_t n, struct vm_params *ret, char *err, size_t errlen)
 {
         bool seen[_KEY_MAX] = {};
 

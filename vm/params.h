@@ -23,7 +23,7 @@ struct vm_params {
  * p2p|direct. Numbers are taken as given (the converter checks their ranges). -EINVAL with
  * "KEY: why" in err for an unknown or repeated key, a value that is not of its kind, or options
  * that do not go together. *ret points into itself: do not copy it. */
-int vm_params_parse(Vsockmux__Vmhelper__KeyValue *const *kv, size_t n, struct vm_params *ret, char *err, size_t errlen);
+int vm_params_parse(Vsockmux__V1__KeyValue *const *kv, size_t n, struct vm_params *ret, char *err, size_t errlen);
 
 /* tcp://HOST of a libvirt URI's host part ("qemu+ssh://root@h2/system" -> "tcp://h2"); a URI
  * without a host is this machine (tcp://127.0.0.1). -EINVAL without "://", -ERANGE for a long host. */

@@ -111,11 +111,11 @@ static void test_frame_with_an_unknown_field_at_any_depth_is_ebadmsg(void **stat
 
 static int parse(const char *const *pairs, size_t n, struct vm_params *p, char *err, size_t errlen)
 {
-        Vsockmux__Vmhelper__KeyValue kv[16], *ptrs[16];
+        Vsockmux__V1__KeyValue kv[16], *ptrs[16];
 
         assert_true(n <= 16);
         for (size_t i = 0; i < n; i++) {
-                vsockmux__vmhelper__key_value__init(&kv[i]);
+                vsockmux__v1__key_value__init(&kv[i]);
                 kv[i].key = (char *)pairs[2 * i];
                 kv[i].value = (char *)pairs[2 * i + 1];
                 ptrs[i] = &kv[i];
