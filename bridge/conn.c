@@ -1012,8 +1012,23 @@ int bridge_conn_shutdown(struct bridge_conn *c, const char *container_id, enum b
         return send_request(c, &req, 0, c->call_timeout_ns, 0, fn, userdata, ret_call_id);
 }
 
+static int preregister_wait(struct bridge_conn *c, uint64_t call_id, const char *container_id, uint32_t pid,
+                            bridge_call_fn fn, void *userdata, bool probe);
+
 int bridge_conn_preregister_wait(struct bridge_conn *c, uint64_t call_id, const char *container_id, uint32_t pid,
                                  bridge_call_fn fn, void *userdata)
+{
+        return preregister_wait(c, call_id, container_id, pid, fn, userdata, true);
+}
+
+int bridge_conn_adopt_wait(struct bridge_conn *c, uint64_t call_id, const char *container_id, uint32_t pid,
+                           bridge_call_fn fn, void *userdata)
+{
+        return preregister_wait(c, call_id, container_id, pid, fn, userdata, false);
+}
+
+static int preregister_wait(struct bridge_conn *c, uint64_t call_id, const char *container_id, uint32_t pid,
+                            bridge_call_fn fn, void *userdata, bool probe)
 {
         struct bridge_call *call;
         _cleanup_(bridge_held_msg_freep) struct bridge_held_msg *h = NULL;
@@ -1047,7 +1062,7 @@ int bridge_conn_preregister_wait(struct bridge_conn *c, uint64_t call_id, const 
                 }
                 return 0;
         }
-        if (c->state == BRIDGE_CONN_CONNECTED) {
+        if (probe && c->state == BRIDGE_CONN_CONNECTED) {
                 r = send_probe(c, call, BRIDGE_CONN_PROBE_TIMEOUT_MS);
                 if (r < 0)
                         log_warn("bridge %s: cannot probe adopted pid %" PRIu32 ": %s", c->name, pid, strerror(-r));

@@ -180,6 +180,10 @@ int bridge_conn_shutdown(struct bridge_conn *c, const char *container_id, enum b
  */
 int bridge_conn_preregister_wait(struct bridge_conn *c, uint64_t call_id, const char *container_id, uint32_t pid,
                                  bridge_call_fn fn, void *userdata);
+/* The same for a wait whose request went out on this very connection (a live hand-over adopted
+ * it): its reply comes here, so it is not probed (a probe would leave a backing wait outstanding). */
+int bridge_conn_adopt_wait(struct bridge_conn *c, uint64_t call_id, const char *container_id, uint32_t pid,
+                           bridge_call_fn fn, void *userdata);
 
 /* Watches one container's next notification. -EEXIST when the container is watched already
  * (upstream's notify table refuses a duplicate, bridge-protocol.md C4).

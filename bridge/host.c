@@ -478,6 +478,12 @@ int bridge_host_preregister_wait(struct bridge_host *h, uint64_t call_id, const 
         return HOST_CALL(h, bridge_conn_preregister_wait(h->conn, call_id, container_id, pid, cb, userdata));
 }
 
+int bridge_host_adopt_wait(struct bridge_host *h, uint64_t call_id, const char *container_id, uint32_t pid,
+                           bridge_call_fn cb, void *userdata)
+{
+        return HOST_CALL(h, bridge_conn_adopt_wait(h->conn, call_id, container_id, pid, cb, userdata));
+}
+
 int bridge_host_watch_container(struct bridge_host *h, const char *container_id, bridge_notify_fn cb, void *userdata)
 {
         return HOST_CALL(h, bridge_conn_watch_container(h->conn, container_id, cb, userdata));

@@ -126,6 +126,9 @@ int bridge_host_shutdown(struct bridge_host *h, const char *container_id, enum b
                          bridge_call_fn cb, void *userdata);
 int bridge_host_preregister_wait(struct bridge_host *h, uint64_t call_id, const char *container_id, uint32_t pid,
                                  bridge_call_fn cb, void *userdata);
+/* A live hand-over's wait, its request sent on the adopted connection: not probed. */
+int bridge_host_adopt_wait(struct bridge_host *h, uint64_t call_id, const char *container_id, uint32_t pid,
+                           bridge_call_fn cb, void *userdata);
 int bridge_host_watch_container(struct bridge_host *h, const char *container_id, bridge_notify_fn cb, void *userdata);
 int bridge_host_unwatch_container(struct bridge_host *h, const char *container_id);
 

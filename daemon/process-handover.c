@@ -119,6 +119,50 @@ int vmm_processes_hand_over(struct vmm_processes *t, Vsockmux__State__Vm *out, s
         return r;
 }
 
+static struct vmm_process *find_pid(struct vmm_processes *t, uint32_t pid)
+{
+        struct list_head *pos;
+
+        list_for_each(pos, &t->list) {
+                struct vmm_process *p = list_entry(pos, struct vmm_process, link);
+
+                if (p->pid == pid)
+                        return p;
+        }
+        return NULL;
+}
+
+void vmm_processes_take_waiters(struct vmm_processes *dst, struct vmm_processes *src)
+{
+        struct list_head *pos, *wpos, *tmp;
+
+        list_for_each(pos, &src->list) {
+                struct vmm_process *p = list_entry(pos, struct vmm_process, link);
+                struct vmm_process *q = find_pid(dst, p->pid);
+
+                /* Not handed over (no pid yet is refused before): its waiters stay to hear it went. */
+                if (!q)
+                        continue;
+                list_for_each_safe(wpos, tmp, &p->waiters) {
+                        struct vmm_waiter *w = list_entry(wpos, struct vmm_waiter, link);
+
+                        list_del(&w->link);
+                        w->process = q;
+                        list_add_tail(&q->waiters, &w->link);
+                }
+                if (!q->exit_reported)
+                        continue;
+                /* Reported while it was built, before anyone was waiting there. */
+                list_for_each_safe(wpos, tmp, &q->waiters) {
+                        struct vmm_waiter *w = list_entry(wpos, struct vmm_waiter, link);
+
+                        list_del(&w->link);
+                        w->fn(q, &q->exit, w->userdata);
+                        free(w);
+                }
+        }
+}
+
 /* ---- in ---- */
 
 static int adopt_stream(struct vmm_stream *s, const Vsockmux__State__Stream *st, int *fds, size_t n_fds)
@@ -129,6 +173,18 @@ static int adopt_stream(struct vmm_stream *s, const Vsockmux__State__Stream *st,
         int r = 0;
 
         if (efd >= 0) {
+                /* Its output has a home, as on the old daemon: not kept for attach (nor in the
+                 * attach backlog, which would refuse the next upgrade). */
+                char *name = strdup(st->endpoint && st->endpoint[0] ? st->endpoint : "(handed over)");
+
+                if (!name) {
+                        safe_close(efd);
+                        safe_close(gfd);
+                        safe_close(lfd);
+                        return -ENOMEM;
+                }
+                free(s->endpoint);
+                s->endpoint = name;
                 safe_close(s->endpoint_fd);
                 s->endpoint_fd = efd;
         }
@@ -153,8 +209,7 @@ static int adopt_process_live(struct vmm_process *p, const Vsockmux__State__Proc
         int r;
 
         if (sp->wait_call_id != 0 && !p->exit_known) {
-                r = bridge_host_preregister_wait(g->bridge, sp->wait_call_id, p->container_id, p->pid, process_on_wait,
-                                                 p);
+                r = bridge_host_adopt_wait(g->bridge, sp->wait_call_id, p->container_id, p->pid, process_on_wait, p);
                 if (r < 0)
                         return vmm_error_set(err, r, "pid %u: cannot adopt wait %llu: %s", p->pid,
                                              (unsigned long long)sp->wait_call_id, strerror(-r));

@@ -118,6 +118,9 @@ int vmm_processes_check_hand_over(const struct vmm_processes *t, struct vmm_erro
  * endpoint and listener go into fds, their indices into out's streams (-1: none). The table holds
  * nothing live after, and vmm_processes_free() then reports nothing (no exit, no exit file). */
 int vmm_processes_hand_over(struct vmm_processes *t, Vsockmux__State__Vm *out, struct vmm_fds *fds);
+/* A rolled-back upgrade: dst, built again from src's hand-over, takes src's waiters (the calls
+ * still waiting for an exit), process by pid; those whose exit dst knows already hear it now. */
+void vmm_processes_take_waiters(struct vmm_processes *dst, struct vmm_processes *src);
 /* The new daemon, after vmm_processes_import(t, sv, NULL, 0, ...): takes each stream's fds out of
  * fds and goes on where the old daemon stopped: the waits adopted (their requests went out on the
  * same bridge connection), the streams relaying, the listeners accepting. */

@@ -132,6 +132,16 @@ int vmm_vm_hand_over(struct vmm_vm *vm, Vsockmux__State__Vm *out, struct vmm_fds
         return 0;
 }
 
+bool vmm_vm_is_handed_over(const struct vmm_vm *vm)
+{
+        return vm->state == VM_HANDED_OVER;
+}
+
+void vmm_vm_take_waiters(struct vmm_vm *dst, struct vmm_vm *src)
+{
+        vmm_processes_take_waiters(dst->processes, src->processes);
+}
+
 /* ---- in ---- */
 
 int vmm_vm_adopt(struct vmm_vm *vm, const Vsockmux__State__Vm *sv, int *fds, size_t n_fds, struct vmm_error *err)

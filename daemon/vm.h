@@ -137,5 +137,8 @@ void vmm_vm_unhold(struct vmm_vm *vm);
  * into fds (indices in out). Nothing is live here after it, even on an error; undo out with
  * vmm_vm_export_done(); freeing the VM then reports nothing. */
 int vmm_vm_hand_over(struct vmm_vm *vm, Vsockmux__State__Vm *out, struct vmm_fds *fds, struct vmm_error *err);
+bool vmm_vm_is_handed_over(const struct vmm_vm *vm);
+/* A rolled-back upgrade: dst, built again from src's hand-over, takes src's waiting calls. */
+void vmm_vm_take_waiters(struct vmm_vm *dst, struct vmm_vm *src);
 /* The new daemon: a new VM takes over sv and its fds (each taken is set to -1 in fds). */
 int vmm_vm_adopt(struct vmm_vm *vm, const Vsockmux__State__Vm *sv, int *fds, size_t n_fds, struct vmm_error *err);

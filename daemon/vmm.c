@@ -457,3 +457,21 @@ int vmm_adopt(struct vmm *m, const Vsockmux__State__Vm *sv, int *fds, size_t n_f
                 *ret = vm;
         return 0;
 }
+
+int vmm_take_back(struct vmm *m, const Vsockmux__State__Vm *sv, int *fds, size_t n_fds, struct vmm_error *err)
+{
+        struct vmm_vm *old = sv->name ? vmm_vm_find(m, sv->name) : NULL, *vm = NULL;
+        int r;
+
+        if (!old || !vmm_vm_is_handed_over(old))
+                return vmm_error_set(err, -ENOENT, "VM '%s' was not handed over from this daemon",
+                                     sv->name ? sv->name : "");
+        /* Out of the list while its successor is built under its name; freed telling nobody. */
+        vmm_vm_unlink(old);
+        m->n_vms--;
+        r = vmm_adopt(m, sv, fds, n_fds, &vm, err);
+        if (r >= 0)
+                vmm_vm_take_waiters(vm, old);
+        manager_vm_free(m, old, "handed back");
+        return r;
+}

@@ -50,3 +50,7 @@ int vmm_restore(struct vmm *m, const uint8_t *blob, size_t len, const char *name
  * set to -1), served here at once; the guest notices nothing. */
 int vmm_adopt(struct vmm *m, const Vsockmux__State__Vm *sv, int *fds, size_t n_fds, struct vmm_vm **ret,
               struct vmm_error *err);
+/* A live upgrade rolled back after the hand-over (the new daemon did not take over): the VM
+ * handed out as sv, still here as handed over, is built again from sv and the fds this daemon kept,
+ * and serves on; the calls waiting on its processes go on waiting. */
+int vmm_take_back(struct vmm *m, const Vsockmux__State__Vm *sv, int *fds, size_t n_fds, struct vmm_error *err);
