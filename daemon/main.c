@@ -270,8 +270,9 @@ struct daemon_options {
         const char *limits_file; /* --limits-file */
         struct metrics_addr metrics_addr;
         bool metrics_on;
-        int handover_fd; /* --handover-fd: a live upgrade hands us its sockets; -1: none */
-        char **argv;     /* what a live upgrade starts the new daemon with */
+        int handover_fd;                  /* --handover-fd: a live upgrade hands us its sockets; -1: none */
+        struct upgrade_received handover; /* its VMs, kept until the vmm can adopt them */
+        char **argv;                      /* what a live upgrade starts the new daemon with */
 };
 
 /* What main starts, runs and stops. */
@@ -579,7 +580,7 @@ static int daemon_take_over(struct daemon_options *o)
 
         if (o->handover_fd < 0)
                 return 0;
-        r = upgrade_daemon_receive(o->handover_fd, &control_fd, &old_pid, why, sizeof(why));
+        r = upgrade_daemon_receive(o->handover_fd, &o->handover, &control_fd, &old_pid, why, sizeof(why));
         if (r < 0) {
                 log_error("vsockmuxd: cannot take over: %s", why);
                 (void)upgrade_answer(o->handover_fd, r, why);
@@ -592,6 +593,27 @@ static int daemon_take_over(struct daemon_options *o)
                 o->scfg.adopt_fd = true;
                 o->scfg.adopted_fd = control_fd;
         }
+        return 0;
+}
+
+/* A live upgrade: every VM the old daemon handed over is taken over before we say "ready". On a
+ * failure the old daemon takes them back, so nothing it still needs may be touched: the adopted
+ * sockets are shared with it, and freeing them the ordinary way would shut them down and unlink
+ * their listeners' files. We answer and go without freeing anything. */
+static int daemon_adopt_vms(struct daemon *d, struct daemon_options *o)
+{
+        char why[UPGRADE_WHY_MAX];
+        int r;
+
+        if (o->handover_fd < 0)
+                return 0;
+        r = upgrade_daemon_adopt_vms(&o->handover, d->vmm, why, sizeof(why));
+        if (r < 0) {
+                log_error("vsockmuxd: cannot take over: %s", why);
+                (void)upgrade_answer(o->handover_fd, r, why);
+                _exit(1);
+        }
+        upgrade_received_done(&o->handover);
         return 0;
 }
 
@@ -729,6 +751,8 @@ static int daemon_start(struct daemon *d, struct daemon_options *o)
                 r = daemon_start_service(d, o);
         if (r >= 0)
                 r = daemon_start_outputs(d, o);
+        if (r >= 0)
+                r = daemon_adopt_vms(d, o);
         if (r < 0)
                 return r;
         daemon_log_limits(d, o);
@@ -814,6 +838,7 @@ static void options_done(struct daemon_options *o)
         free(o->hvsock_root);
         o->hvsock_root = NULL;
         o->handover_fd = safe_close(o->handover_fd);
+        upgrade_received_done(&o->handover);
 }
 
 int main(int argc, char **argv)

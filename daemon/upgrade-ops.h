@@ -20,6 +20,13 @@ struct upgrade_ops_metrics {
         void *userdata;
 };
 
+/* One VM held for an upgrade (upgrade-ops.c). */
+struct upgrade_daemon_vm {
+        struct vmm_vm *vm; /* NULL once it went away */
+        bool held;         /* quiet */
+        bool handed;       /* vmm_vm_hand_over() ran: only taking it back serves it again */
+};
+
 struct upgrade_daemon {
         struct relay *relay;
         struct upgrade_ops_metrics metrics;
@@ -27,21 +34,41 @@ struct upgrade_daemon {
         struct vmm *vmm;
         struct daemon_notify *notify;
         pid_t new_pid; /* > 0 once handed over: the loop has been stopped for it */
+        struct {
+                struct upgrade *u;             /* non-NULL while holding for it */
+                struct upgrade_daemon_vm *vms; /* every VM there was when the hold began */
+                size_t n, n_held;
+                int failed;         /* < 0: a VM went away or could not be held; why says which */
+                bool settle_queued; /* a relay_defer() of the outcome is pending */
+                char why[UPGRADE_WHY_MAX];
+        } hold;
+};
+
+/* What the new daemon received, kept from the start until its vmm can adopt the VMs. */
+struct upgrade_received {
+        Vsockmux__State__Handover *h;
+        int *fds; /* -1 once taken */
+        size_t n_fds;
 };
 
 /* The ops for upgrade_new(), userdata a struct upgrade_daemon. */
 extern const struct upgrade_ops upgrade_daemon_ops;
 
 /* The new daemon: what it adopts from a received Handover before it serves. Takes the control
- * listener out of fds (set to -1) into *ret_control_fd, or -1 when none was passed. Refuses with
- * why what this build cannot adopt. */
+ * listener out of fds (set to -1) into *ret_control_fd, or -1 when none was passed. */
 int upgrade_daemon_adopt_control(const Vsockmux__State__Handover *h, int *fds, size_t n_fds, int *ret_control_fd,
                                  char *why, size_t len);
 
-/* The new daemon at start: reads the Handover from fd and adopts what this build can; returns 0
- * with the control listener in *ret_control_fd (-1: none passed), or -errno with why, for the
- * caller to answer the old daemon with. Every other fd passed is closed. */
-int upgrade_daemon_receive(int fd, int *ret_control_fd, pid_t *ret_old_pid, char *why, size_t len);
+/* The new daemon at start: reads the Handover from fd into *ret (its VMs adopted later, once the
+ * vmm exists: upgrade_daemon_adopt_vms) and takes out the control listener into *ret_control_fd
+ * (-1: none passed); or -errno with why, for the caller to answer the old daemon with. */
+int upgrade_daemon_receive(int fd, struct upgrade_received *ret, int *ret_control_fd, pid_t *ret_old_pid, char *why,
+                           size_t len);
+/* Takes over every VM of the Handover into m (vmm_adopt), before the new daemon says "ready".
+ * -errno with why naming the VM: the old daemon then takes them back. */
+int upgrade_daemon_adopt_vms(struct upgrade_received *rcv, struct vmm *m, char *why, size_t len);
+/* Closes the fds nobody took and frees the message. */
+void upgrade_received_done(struct upgrade_received *rcv);
 
 /* systemd's WATCHDOG_PID names the old daemon: the watchdog is ours now that MAINPID= is. */
 void upgrade_daemon_take_watchdog(pid_t old_pid);

@@ -29,6 +29,7 @@ extern char **environ;
 
 enum upgrade_state {
         UPGRADE_IDLE,
+        UPGRADE_HOLDING,     /* the ops are holding the VMs quiet; upgrade_held() is awaited */
         UPGRADE_WAITING,     /* the new daemon has the handover; its answer is awaited */
         UPGRADE_HANDED_OVER, /* it serves; this daemon is going */
 };
@@ -114,6 +115,7 @@ int upgrade_self_path(char **ret)
 }
 
 static void timer_fired(struct relay_timer *t, void *userdata);
+static int hand_over(struct upgrade *u, char *why, size_t len);
 static void poll_done(struct relay *r, struct relay_op *op, int res, uint32_t cqe_flags);
 static void cancel_poll(struct upgrade *u);
 
@@ -162,6 +164,9 @@ struct upgrade *upgrade_free(struct upgrade *u)
 {
         if (!u)
                 return NULL;
+        /* A daemon stopped mid-hold: the holds must not call back into a freed upgrade. */
+        if (u->state == UPGRADE_HOLDING)
+                u->ops->unhold(u->userdata, NULL, 0);
         if (u->state == UPGRADE_WAITING && u->child > 0) {
                 (void)kill(u->child, SIGKILL);
                 (void)waitpid(u->child, NULL, 0);
@@ -257,6 +262,22 @@ static void timer_fired(struct relay_timer *t, void *userdata)
         char why[UPGRADE_WHY_MAX];
 
         (void)t;
+        if (u->state == UPGRADE_HOLDING) {
+                upgrade_done_fn done = u->done;
+                char what[UPGRADE_WHY_MAX / 2];
+
+                what[0] = '\0';
+                u->state = UPGRADE_IDLE;
+                u->ops->unhold(u->userdata, what, sizeof(what));
+                u->done = NULL;
+                snprintf(why, sizeof(why),
+                         "%s was not quiet within %llu ms, so nothing was handed to %s; this "
+                         "daemon serves on",
+                         what[0] ? what : "a VM", (unsigned long long)(u->timeout_ns / 1000000), u->binary);
+                if (done)
+                        done(-ETIMEDOUT, 0, u->binary, why, u->done_userdata);
+                return;
+        }
         if (u->state != UPGRADE_WAITING)
                 return;
         snprintf(why, sizeof(why), "%s was not ready within %llu ms; it was killed and this daemon serves on",
@@ -391,40 +412,17 @@ static int send_handover(struct upgrade *u)
         return handover_send(u->sock, HANDOVER_MAGIC_STATE, buf, len, u->fds.fds, u->fds.n);
 }
 
-int upgrade_start(struct upgrade *u, const char *binary, uint64_t timeout_ns, upgrade_done_fn done, void *userdata,
-                  char *why, size_t len)
+/* Everything held quiet: freezes, spawns and sends. 0: WAITING for the answer (done follows); or
+ * -errno with why, all thawed. done is left to the caller then. */
+static int hand_over(struct upgrade *u, char *why, size_t len)
 {
         _cleanup_close_ int child_end = -1;
+        uint64_t timeout_ns = u->timeout_ns;
         int sv[2], r;
 
-        if (u->state != UPGRADE_IDLE)
-                return snprintf(why, len, "an upgrade is already under way"), -EALREADY;
-        free(u->binary);
-        u->binary = NULL;
-        if (binary && binary[0])
-                u->binary = strdup(binary);
-        else if ((r = upgrade_self_path(&u->binary)) < 0)
-                return snprintf(why, len, "cannot find this daemon's executable: %s", strerror(-r)), r;
-        if (!u->binary)
-                return snprintf(why, len, "out of memory"), -ENOMEM;
-        if (u->binary[0] != '/')
-                return snprintf(why, len, "the binary must be an absolute path, got '%s'", u->binary), -EINVAL;
-        if (access(u->binary, X_OK) < 0) {
-                r = negative_errno();
-                return snprintf(why, len, "cannot run %s: %s; this daemon serves on", u->binary, strerror(-r)), r;
-        }
-        timeout_ns = timeout_ns ? MIN(timeout_ns, UPGRADE_MAX_TIMEOUT_NS) : UPGRADE_DEFAULT_TIMEOUT_NS;
-        u->timeout_ns = timeout_ns;
-
-        vsockmux__state__handover__init(&u->handover);
-        u->handover.schema_version = SAVESTATE_SCHEMA_VERSION;
-        u->handover.old_pid = (uint32_t)getpid();
-        u->handover.control_listener_fd = -1;
         r = u->ops->freeze(u->userdata, &u->handover, &u->fds, why, len);
-        if (r < 0) {
-                fds_clear(&u->fds);
-                return r;
-        }
+        if (r < 0)
+                goto thaw; /* what was frozen before it failed goes back */
         /* Everything below either reaches the WAITING state or thaws before it returns. */
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
                 r = negative_errno();
@@ -454,8 +452,6 @@ int upgrade_start(struct upgrade *u, const char *binary, uint64_t timeout_ns, up
         }
         child_end = safe_close(child_end);
         u->state = UPGRADE_WAITING;
-        u->done = done;
-        u->done_userdata = userdata;
         r = send_handover(u);
         if (r >= 0)
                 r = arm_poll(u);
@@ -472,8 +468,13 @@ int upgrade_start(struct upgrade *u, const char *binary, uint64_t timeout_ns, up
                 } else
                         snprintf(why, len, "cannot hand over to %s (%s): it %s; this daemon serves on", u->binary,
                                  strerror(-r), how);
-                u->done = NULL;
-                finish(u, r, why);
+                {
+                        upgrade_done_fn done = u->done;
+
+                        u->done = NULL;
+                        finish(u, r, why);
+                        u->done = done;
+                }
                 return r;
         }
         return 0;
@@ -483,6 +484,78 @@ thaw:
         u->ops->handover_done(u->userdata, &u->handover);
         fds_clear(&u->fds);
         return r;
+}
+
+int upgrade_start(struct upgrade *u, const char *binary, uint64_t timeout_ns, upgrade_done_fn done, void *userdata,
+                  char *why, size_t len)
+{
+        int r;
+
+        if (u->state != UPGRADE_IDLE)
+                return snprintf(why, len, "an upgrade is already under way"), -EALREADY;
+        free(u->binary);
+        u->binary = NULL;
+        if (binary && binary[0])
+                u->binary = strdup(binary);
+        else if ((r = upgrade_self_path(&u->binary)) < 0)
+                return snprintf(why, len, "cannot find this daemon's executable: %s", strerror(-r)), r;
+        if (!u->binary)
+                return snprintf(why, len, "out of memory"), -ENOMEM;
+        if (u->binary[0] != '/')
+                return snprintf(why, len, "the binary must be an absolute path, got '%s'", u->binary), -EINVAL;
+        if (access(u->binary, X_OK) < 0) {
+                r = negative_errno();
+                return snprintf(why, len, "cannot run %s: %s; this daemon serves on", u->binary, strerror(-r)), r;
+        }
+        timeout_ns = timeout_ns ? MIN(timeout_ns, UPGRADE_MAX_TIMEOUT_NS) : UPGRADE_DEFAULT_TIMEOUT_NS;
+        u->timeout_ns = timeout_ns;
+
+        vsockmux__state__handover__init(&u->handover);
+        u->handover.schema_version = SAVESTATE_SCHEMA_VERSION;
+        u->handover.old_pid = (uint32_t)getpid();
+        u->handover.control_listener_fd = -1;
+        u->done = done;
+        u->done_userdata = userdata;
+        r = u->ops->hold ? u->ops->hold(u->userdata, u, why, len) : 1;
+        if (r == 0) {
+                /* upgrade_held() goes on from here, or the deadline unholds. */
+                u->state = UPGRADE_HOLDING;
+                r = relay_timer_arm(u->deadline, timeout_ns);
+                if (r >= 0)
+                        return 0;
+                u->state = UPGRADE_IDLE;
+                u->ops->unhold(u->userdata, NULL, 0);
+                snprintf(why, len, "cannot arm the upgrade's deadline: %s; this daemon serves on", strerror(-r));
+        }
+        if (r < 0) {
+                u->done = NULL;
+                return r;
+        }
+        r = hand_over(u, why, len);
+        if (r < 0)
+                u->done = NULL;
+        return r;
+}
+
+void upgrade_held(struct upgrade *u, int r, const char *why)
+{
+        upgrade_done_fn done = u->done;
+        void *done_userdata = u->done_userdata;
+        char buf[UPGRADE_WHY_MAX];
+
+        if (u->state != UPGRADE_HOLDING)
+                return;
+        relay_timer_disarm(u->deadline);
+        u->state = UPGRADE_IDLE;
+        if (r >= 0)
+                r = hand_over(u, buf, sizeof(buf));
+        else
+                snprintf(buf, sizeof(buf), "%s; this daemon serves on", why ? why : strerror(-r));
+        if (r < 0) {
+                u->done = NULL;
+                if (done)
+                        done(r, 0, u->binary, buf, done_userdata);
+        }
 }
 
 void upgrade_forget(struct upgrade *u, void *userdata)

@@ -26,9 +26,18 @@ struct upgrade_fds {
 /* Takes fd (also on failure); *ret_index is its index for the Handover message. */
 int upgrade_fds_add(struct upgrade_fds *f, int fd, int32_t *ret_index);
 
+struct upgrade;
+
 struct upgrade_ops {
-        /* Stops what the new daemon takes over and fills h and fds with it. Returns 0, or -errno
-         * with a one-line reason in why (nothing frozen then). */
+        /* Starts holding quiet what the new daemon takes over (the VMs): upgrade_held(u, ...) follows
+         * exactly once, later, on the loop. Returns 0, or -errno with a one-line reason in why
+         * (nothing held then). NULL: nothing to hold. */
+        int (*hold)(void *userdata, struct upgrade *u, char *why, size_t len);
+        /* The hold did not finish in time: let go of it, serving on as before; why says what was
+         * still not quiet. */
+        void (*unhold)(void *userdata, char *why, size_t len);
+        /* All held: stops what the new daemon takes over and fills h and fds with it. Returns 0, or
+         * -errno with a one-line reason in why (thaw follows then). */
         int (*freeze)(void *userdata, Vsockmux__State__Handover *h, struct upgrade_fds *fds, char *why, size_t len);
         /* Frees what freeze put in h (not the fds). */
         void (*handover_done)(void *userdata, Vsockmux__State__Handover *h);
@@ -41,8 +50,6 @@ struct upgrade_ops {
 
 /* One request's outcome: 0 and the new pid, or -errno and why (a line naming the binary). */
 typedef void (*upgrade_done_fn)(int r, pid_t pid, const char *binary, const char *why, void *userdata);
-
-struct upgrade;
 
 /* argv is the command line to run the new binary with (argv[0] replaced, UPGRADE_HANDOVER_OPTION
  * dropped and added again), copied. */
@@ -57,6 +64,9 @@ DEFINE_CLEANUP(struct upgrade *, upgrade_free);
  * and nothing changed. */
 int upgrade_start(struct upgrade *u, const char *binary, uint64_t timeout_ns, upgrade_done_fn done, void *userdata,
                   char *why, size_t len);
+/* From ops->hold: 0, all is quiet and the upgrade goes on; -errno with why, it fails (the ops let
+ * go of the hold themselves). */
+void upgrade_held(struct upgrade *u, int r, const char *why);
 /* The request's client went away: the upgrade goes on, done is not called. */
 void upgrade_forget(struct upgrade *u, void *userdata);
 

@@ -1,7 +1,7 @@
 /* Live upgrade (vsockmux upgrade, SIGUSR2) against a real vsockmuxd: the new daemon takes the
  * control socket over and serves on it; and every way the new one can fail to take over (a
- * missing file, a crash at start, a signal, no answer in time, a refusal, VMs it cannot adopt yet)
- * leaves the old one serving with the CLI exiting 1 and saying why. The test is a child subreaper:
+ * missing file, a crash at start, a signal, no answer in time, a refusal) leaves the old one
+ * serving with the CLI exiting 1 and saying why. The test is a child subreaper:
  * the new daemon, orphaned when the old one exits, is ours to reap. */
 #include <errno.h>
 #include <setjmp.h>
@@ -111,13 +111,29 @@ static void test_binary_that_refuses_the_handover_is_rolled_back(void **state)
                        script(t, "refuses", body), NULL);
 }
 
-static void test_daemon_serving_a_vm_refuses_to_upgrade_and_serves_on(void **state)
+/* Its VM goes with it (tests/integration/test-upgrade-vms.c shows what the guest sees). */
+static void test_daemon_serving_a_vm_hands_it_over(void **state)
 {
         struct integ *t = *state;
+        struct integ_result res;
+        const char *pid_at;
+        int code = -1;
+        pid_t pid;
 
         integ_vm_with_sim(t, "demo");
-        expect_refused(t, "does not hand VMs over yet", NULL);
+        integ_cli(t, &res, NULL, "upgrade", NULL);
+        integ_assert_code(t, &res, 0);
+        pid_at = strstr(res.out, "serves as pid ");
+        assert_non_null(pid_at);
+        pid = (pid_t)atol(pid_at + strlen("serves as pid "));
+        integ_result_done(&res);
+        assert_int_equal(integ_reap(t, t->daemon, INTEG_WAIT_MS, &code), 0);
+        assert_int_equal(code, 0);
+        t->daemon = pid;
         integ_wait_bridge(t, "demo", "connected");
+        integ_cli(t, &res, NULL, "exec", "demo", "--", "sh", "-c", "exit 4", NULL);
+        integ_assert_code(t, &res, 4);
+        integ_result_done(&res);
 }
 
 /* The new vsockmuxd refuses a state schema newer than its own, naming both, and exits 1. */
@@ -403,7 +419,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_binary_killed_by_a_signal_at_start_is_rolled_back),
                 cmocka_unit_test(test_binary_not_ready_within_the_deadline_is_killed_and_rolled_back),
                 cmocka_unit_test(test_binary_that_refuses_the_handover_is_rolled_back),
-                cmocka_unit_test(test_daemon_serving_a_vm_refuses_to_upgrade_and_serves_on),
+                cmocka_unit_test(test_daemon_serving_a_vm_hands_it_over),
                 cmocka_unit_test(test_new_daemon_refuses_a_newer_state_schema),
                 cmocka_unit_test(test_second_upgrade_while_one_waits_is_refused),
                 cmocka_unit_test(test_sigterm_during_an_upgrade_stops_both),

@@ -1,0 +1,295 @@
+/* Live upgrade with VMs (issue 15, section 1) against real daemons and the real simulator: a
+ * process writes lines to a file endpoint through `vsockmux upgrade`, the new vsockmuxd taking
+ * its VM over live, and the guest never notices (one bridge connection, no stdio redial, every
+ * line exactly once, the exit code); an attached exec runs through it; a new binary that cannot
+ * take over (missing, exits at start, refuses) leaves the old daemon serving the VM with nothing
+ * lost; and a VM the hand-over cannot move refuses the upgrade by name. The test is a child
+ * subreaper: the new daemon, orphaned when the old one exits, is ours to reap. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+/* The VM "demo" with a simulator keeping --stats (its counts of bridge connections and redials). */
+static void vm_with_counted_sim(struct integ *t)
+{
+        char stats[INTEG_PATH_MAX], log[INTEG_PATH_MAX], hv[INTEG_PATH_MAX];
+        struct integ_result res;
+        char *argv[8];
+        unsigned n = 0;
+
+        snprintf(stats, sizeof(stats), "%s", integ_path(t, "sim.stats"));
+        snprintf(log, sizeof(log), "%s", integ_path(t, "sim-demo.log"));
+        snprintf(hv, sizeof(hv), "%s", integ_hvsock(t, "demo"));
+        integ_cli(t, &res, NULL, "vm", "add", "demo", "--hvsock", hv, NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        argv[n++] = (char *)t->cfg->sim;
+        argv[n++] = (char *)"--hvsock";
+        argv[n++] = hv;
+        argv[n++] = (char *)"--stats";
+        argv[n++] = stats;
+        if (t->cfg->upstream)
+                argv[n++] = (char *)"--fidelity=upstream";
+        else if (!t->cfg->resume)
+                argv[n++] = (char *)"--no-resume";
+        argv[n] = NULL;
+        integ_spawn(t, argv, NULL, log, log);
+        integ_wait_bridge(t, "demo", "connected");
+}
+
+static long sim_stat(struct integ *t, const char *name)
+{
+        char *all = integ_read_file(integ_path(t, "sim.stats"), NULL);
+        char key[64];
+        const char *at;
+        long v;
+
+        if (!all)
+                fail_msg("the simulator wrote no stats");
+        snprintf(key, sizeof(key), "%s ", name);
+        at = strstr(all, key);
+        if (!at)
+                fail_msg("no %s in the simulator's stats: %s", name, all);
+        v = atol(at + strlen(key));
+        free(all);
+        return v;
+}
+
+/* A writer that goes on until the test touches "stop", then says "end" and exits 7. */
+static long start_writer(struct integ *t, const char *out)
+{
+        char script[INTEG_PATH_MAX * 2], err[INTEG_PATH_MAX];
+        struct integ_result res;
+        char *end;
+        long pid;
+
+        snprintf(err, sizeof(err), "%s", integ_path(t, "writer.err"));
+        snprintf(script, sizeof(script),
+                 "i=0; while [ ! -e %s ]; do echo \"line $i\"; i=$((i+1)); sleep 0.005; done; echo end; exit 7",
+                 integ_path(t, "stop"));
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--stdout", out, "--stderr", err, "--", "sh", "-c",
+                  script, NULL);
+        integ_assert_code(t, &res, 0);
+        pid = strtol(res.out, &end, 10);
+        if (pid <= 0 || strcmp(end, "\n") != 0)
+                fail_msg("exec --detach printed '%s', not a pid", res.out);
+        integ_result_done(&res);
+        return pid;
+}
+
+/* How many lines the writer has written to out so far. */
+static long lines_so_far(const char *out)
+{
+        char *all = integ_read_file(out, NULL);
+        long n = 0;
+
+        for (const char *p = all; p && *p; p++)
+                n += *p == '\n';
+        free(all);
+        return n;
+}
+
+/* Waits until out holds `more` lines beyond what it holds now. */
+static void wait_more_lines(struct integ *t, const char *out, long more)
+{
+        char needle[32];
+
+        snprintf(needle, sizeof(needle), "line %ld\n", lines_so_far(out) + more);
+        if (!integ_wait_file_contains(out, needle, INTEG_WAIT_MS)) {
+                integ_dump_daemon_log(t);
+                fail_msg("the writer's output stopped before '%s'", needle);
+        }
+}
+
+/* Stops the writer, waits for its exit code, and checks every line arrived exactly once, in order,
+ * with the guest never reconnecting. */
+static void finish_writer(struct integ *t, long pid, const char *out)
+{
+        struct integ_result res;
+        char pid_s[16], want[32];
+        char *all, *line, *save = NULL;
+        long i = 0;
+
+        integ_touch(integ_path(t, "stop"));
+        snprintf(pid_s, sizeof(pid_s), "%ld", pid);
+        integ_cli(t, &res, NULL, "wait", "demo", pid_s, NULL);
+        integ_assert_code(t, &res, 7);
+        integ_result_done(&res);
+        all = integ_read_file(out, NULL);
+        assert_non_null(all);
+        for (line = strtok_r(all, "\n", &save); line; line = strtok_r(NULL, "\n", &save), i++) {
+                snprintf(want, sizeof(want), "line %ld", i);
+                if (strcmp(line, want) != 0) {
+                        if (strcmp(line, "end") == 0 && !strtok_r(NULL, "\n", &save))
+                                break;
+                        integ_dump_daemon_log(t);
+                        fail_msg("line %ld is '%s', not '%s' (lost or repeated output)", i, line, want);
+                }
+        }
+        assert_non_null(line); /* "end" came, last */
+        assert_true(i > 40);
+        free(all);
+        assert_int_equal(sim_stat(t, "bridge_connects"), 1);
+        assert_int_equal(sim_stat(t, "stdio_redials"), 0);
+}
+
+static pid_t upgrade_ok(struct integ *t)
+{
+        struct integ_result res;
+        const char *pid_at;
+        int code = -1;
+        pid_t pid;
+
+        integ_cli(t, &res, NULL, "upgrade", NULL);
+        integ_assert_code(t, &res, 0);
+        pid_at = strstr(res.out, "serves as pid ");
+        assert_non_null(pid_at);
+        pid = (pid_t)atol(pid_at + strlen("serves as pid "));
+        assert_true(pid > 0);
+        assert_int_not_equal(pid, t->daemon);
+        integ_result_done(&res);
+        assert_int_equal(integ_reap(t, t->daemon, INTEG_WAIT_MS, &code), 0);
+        assert_int_equal(code, 0);
+        t->daemon = pid;
+        return pid;
+}
+
+static void test_writer_goes_on_through_the_upgrade(void **state)
+{
+        struct integ *t = *state;
+        char out[INTEG_PATH_MAX];
+        long pid;
+
+        snprintf(out, sizeof(out), "%s", integ_path(t, "out"));
+        vm_with_counted_sim(t);
+        pid = start_writer(t, out);
+        wait_more_lines(t, out, 20);
+        upgrade_ok(t);
+        /* The new daemon relays what the guest writes now. */
+        wait_more_lines(t, out, 20);
+        /* And a second upgrade, from the daemon that took over. */
+        upgrade_ok(t);
+        wait_more_lines(t, out, 20);
+        finish_writer(t, pid, out);
+}
+
+/* The old daemon serves on after a failed upgrade, with the writer's output intact. */
+static void expect_rolled_back(struct integ *t, const char *needle, const char *binary)
+{
+        char out[INTEG_PATH_MAX];
+        struct integ_result res;
+        long pid;
+
+        snprintf(out, sizeof(out), "%s", integ_path(t, "out"));
+        vm_with_counted_sim(t);
+        pid = start_writer(t, out);
+        wait_more_lines(t, out, 20);
+        integ_cli(t, &res, NULL, "upgrade", "--binary", binary, NULL);
+        integ_assert_code(t, &res, 1);
+        integ_assert_one_line_error(res.err);
+        integ_assert_contains(res.err, needle);
+        integ_assert_contains(res.err, "serves on");
+        integ_result_done(&res);
+        if (!integ_alive(t, t->daemon))
+                fail_msg("the old daemon is gone");
+        wait_more_lines(t, out, 20);
+        finish_writer(t, pid, out);
+}
+
+static const char *script(struct integ *t, const char *name, const char *body)
+{
+        const char *path = integ_path(t, name);
+        FILE *f = fopen(path, "w");
+
+        assert_non_null(f);
+        fprintf(f, "#!/bin/sh\n%s\n", body);
+        assert_int_equal(fclose(f), 0);
+        assert_int_equal(chmod(path, 0755), 0);
+        return path;
+}
+
+static void test_missing_binary_leaves_the_vm_served(void **state)
+{
+        expect_rolled_back(*state, "cannot run /nonexistent/vsockmuxd", "/nonexistent/vsockmuxd");
+}
+
+/* This one got the VM's fds: the old daemon takes its VM back from what it sent. */
+static void test_binary_that_exits_at_start_gives_the_vm_back(void **state)
+{
+        struct integ *t = *state;
+
+        expect_rolled_back(t, "exited with status 1 before it was ready", script(t, "exits", "exit 1"));
+}
+
+static void test_binary_that_refuses_gives_the_vm_back(void **state)
+{
+        struct integ *t = *state;
+        char body[INTEG_PATH_MAX * 2];
+
+        snprintf(body, sizeof(body), "exec %s/tests/integration/handover-peer refuse 'not this state'",
+                 getenv("VSOCKMUX_BUILD_ROOT"));
+        expect_rolled_back(t, "refused the handover: not this state", script(t, "refuses", body));
+}
+
+/* The real daemon as the new binary, refusing after it received the VMs: their hvsock path is
+ * outside its --hvsock-root, so it cannot take them over, answers why and exits 1; the old daemon
+ * takes them back. */
+static void test_new_daemon_that_cannot_adopt_gives_the_vm_back(void **state)
+{
+        struct integ *t = *state;
+        char body[INTEG_PATH_MAX * 3];
+
+        snprintf(body, sizeof(body), "mkdir -p %s/other-root && exec %s \"$@\" --hvsock-root %s/other-root", t->dir,
+                 t->cfg->daemon, t->dir);
+        expect_rolled_back(t, "cannot take over VM demo", script(t, "elsewhere", body));
+}
+
+/* An attach socket is not handed over yet: refused by name before anything is held. */
+static void test_vm_the_hand_over_cannot_move_refuses_by_name(void **state)
+{
+        struct integ *t = *state;
+        struct integ_result res;
+        char path[INTEG_PATH_MAX];
+        long pid;
+
+        vm_with_counted_sim(t);
+        pid = integ_exec_detached(t, "demo", integ_alive_loop(t));
+        integ_attach_path(t, "demo", pid, path, sizeof(path));
+        integ_cli(t, &res, NULL, "upgrade", NULL);
+        integ_assert_code(t, &res, 1);
+        integ_assert_one_line_error(res.err);
+        integ_assert_contains(res.err, "in VM demo has an attach socket");
+        integ_assert_contains(res.err, "serves on");
+        integ_result_done(&res);
+        integ_wait_bridge(t, "demo", "connected");
+}
+
+int main(int argc, char **argv)
+{
+        struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_writer_goes_on_through_the_upgrade),
+                cmocka_unit_test(test_missing_binary_leaves_the_vm_served),
+                cmocka_unit_test(test_binary_that_exits_at_start_gives_the_vm_back),
+                cmocka_unit_test(test_binary_that_refuses_gives_the_vm_back),
+                cmocka_unit_test(test_new_daemon_that_cannot_adopt_gives_the_vm_back),
+                cmocka_unit_test(test_vm_the_hand_over_cannot_move_refuses_by_name),
+        };
+
+        if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
+                perror("prctl");
+                return 1;
+        }
+        return integ_run("integration-upgrade-vms", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
+}
