@@ -31,6 +31,8 @@
 #define CLI_EXEC_TIMEOUT_MAX_SEC 86400u
 #define CLI_EXEC_DEADLINE_MAX_MS (86400u * 1000u)
 #define CLI_COPY_CHUNK 65536u
+/* Re-dials of the control socket while waiting for an exit: one per live upgrade it lives through. */
+#define CLI_EXEC_MAX_REDIALS 16u
 /* Output packets on an attach socket: one stream byte plus conmon's 8 KiB of data; larger ones
  * are accepted too, up to this. */
 #define CLI_ATTACH_PACKET_MAX (65536u + 1u)
@@ -66,9 +68,11 @@ struct exec_ctx {
         struct cli *cli;
         char *vm;
         enum exec_phase phase;
-        uint32_t sid; /* the call in flight on cli->client */
-        uint32_t pid; /* once RUNNING */
-        int code;     /* once DONE */
+        uint32_t sid;      /* the call in flight on cli->client */
+        uint32_t pid;      /* once RUNNING */
+        char exec_id[128]; /* once RUNNING: what Wait names after a re-dial */
+        unsigned redials;  /* of the control socket while RUNNING (a live upgrade) */
+        int code;          /* once DONE */
         bool sig_proxy;
         bool terminal;      /* --tty: a console in the guest, ours in raw mode */
         bool winch_pending; /* our size changed while STARTING */
@@ -419,6 +423,7 @@ static int exec_on_started(struct exec_ctx *x, Vsockmux__V1__ExecResponse *resp)
         int r;
 
         x->pid = resp->pid;
+        snprintf(x->exec_id, sizeof(x->exec_id), "%s", resp->exec_id ? resp->exec_id : "");
         req.vm = x->vm;
         req.pid = x->pid;
         r = vsockmux_client_send(x->cli->client, VSOCKMUX_METHOD("Wait"), &req.base, 0, 0, &x->sid);
@@ -433,6 +438,36 @@ static int exec_on_started(struct exec_ctx *x, Vsockmux__V1__ExecResponse *resp)
         if (x->winch_pending)
                 exec_send_resize(x);
         return -1;
+}
+
+/* The control connection closed while Wait was in flight. A live upgrade does that: the old
+ * daemon goes once the new one serves on the same socket, and the process, its output sockets
+ * (ours, its endpoints) and its exit went along. So dial again and wait again, by exec id; a
+ * daemon that is really gone refuses the dial, and the exit is lost as before. */
+static int exec_redial(struct exec_ctx *x)
+{
+        Vsockmux__V1__WaitRequest req = VSOCKMUX__V1__WAIT_REQUEST__INIT;
+        struct vsockmux_client *c = NULL;
+        int r;
+
+        if (x->redials++ >= CLI_EXEC_MAX_REDIALS)
+                return -ECONNRESET;
+        r = vsockmux_client_connect(x->cli->socket, &c);
+        if (r < 0)
+                return r;
+        req.vm = x->vm;
+        req.pid = x->pid;
+        req.exec_id = x->exec_id;
+        r = vsockmux_client_send(c, VSOCKMUX_METHOD("Wait"), &req.base, 0, 0, &x->sid);
+        if (r < 0) {
+                vsockmux_client_free(c);
+                return r;
+        }
+        vsockmux_client_free(x->cli->client);
+        x->cli->client = c;
+        /* Kill and Resize dial again too, on their next use. */
+        x->side_client = vsockmux_client_free(x->side_client);
+        return 0;
 }
 
 /* The reply to the call in flight (Exec, then Wait). Returns an exit code to end with, or -1. */
@@ -450,6 +485,8 @@ static int exec_on_reply(struct exec_ctx *x)
                 cli_error(x->cli, "%s (%s)", st.message, vsockmux_code_to_string(st.code));
                 return CLI_EXIT_EXEC_FAILED;
         }
+        if ((r == -ECONNRESET || r == -EPIPE) && x->phase == EXEC_RUNNING && exec_redial(x) == 0)
+                return -1;
         if (r != VSOCKMUX_CLIENT_RESPONSE) {
                 vsockmux_message_free(m);
                 cli_describe_failure(x->cli, r < 0 ? r : -EBADMSG, &st, why, sizeof(why));

@@ -79,8 +79,8 @@ static long start_writer(struct integ *t, const char *out)
         snprintf(script, sizeof(script),
                  "i=0; while [ ! -e %s ]; do echo \"line $i\"; i=$((i+1)); sleep 0.005; done; echo end; exit 7",
                  integ_path(t, "stop"));
-        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--stdout", out, "--stderr", err, "--", "sh", "-c",
-                  script, NULL);
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--stdout", out, "--stderr", err, "--", "sh", "-c", script,
+                  NULL);
         integ_assert_code(t, &res, 0);
         pid = strtol(res.out, &end, 10);
         if (pid <= 0 || strcmp(end, "\n") != 0)
@@ -113,20 +113,13 @@ static void wait_more_lines(struct integ *t, const char *out, long more)
         }
 }
 
-/* Stops the writer, waits for its exit code, and checks every line arrived exactly once, in order,
- * with the guest never reconnecting. */
-static void finish_writer(struct integ *t, long pid, const char *out)
+/* Every line arrived exactly once, in order, "end" last, with the guest never reconnecting. */
+static void check_lines(struct integ *t, const char *out)
 {
-        struct integ_result res;
-        char pid_s[16], want[32];
         char *all, *line, *save = NULL;
+        char want[32];
         long i = 0;
 
-        integ_touch(integ_path(t, "stop"));
-        snprintf(pid_s, sizeof(pid_s), "%ld", pid);
-        integ_cli(t, &res, NULL, "wait", "demo", pid_s, NULL);
-        integ_assert_code(t, &res, 7);
-        integ_result_done(&res);
         all = integ_read_file(out, NULL);
         assert_non_null(all);
         for (line = strtok_r(all, "\n", &save); line; line = strtok_r(NULL, "\n", &save), i++) {
@@ -143,6 +136,20 @@ static void finish_writer(struct integ *t, long pid, const char *out)
         free(all);
         assert_int_equal(sim_stat(t, "bridge_connects"), 1);
         assert_int_equal(sim_stat(t, "stdio_redials"), 0);
+}
+
+/* Stops the writer, waits for its exit code and checks its output. */
+static void finish_writer(struct integ *t, long pid, const char *out)
+{
+        struct integ_result res;
+        char pid_s[16];
+
+        integ_touch(integ_path(t, "stop"));
+        snprintf(pid_s, sizeof(pid_s), "%ld", pid);
+        integ_cli(t, &res, NULL, "wait", "demo", pid_s, NULL);
+        integ_assert_code(t, &res, 7);
+        integ_result_done(&res);
+        check_lines(t, out);
 }
 
 static pid_t upgrade_ok(struct integ *t)
@@ -183,6 +190,37 @@ static void test_writer_goes_on_through_the_upgrade(void **state)
         upgrade_ok(t);
         wait_more_lines(t, out, 20);
         finish_writer(t, pid, out);
+}
+
+/* An attached `vsockmux exec` through the upgrade: its output sockets go with the VM, and the CLI
+ * dials the control socket again when the old daemon closes it, waiting again by exec id. */
+static void test_attached_exec_goes_on_through_the_upgrade(void **state)
+{
+        struct integ *t = *state;
+        char out[INTEG_PATH_MAX], err[INTEG_PATH_MAX], script[INTEG_PATH_MAX * 2];
+        char *args[] = { (char *)"exec", (char *)"demo", (char *)"--", (char *)"sh", (char *)"-c", script, NULL };
+        int code = -1;
+        pid_t cli;
+
+        snprintf(out, sizeof(out), "%s", integ_path(t, "out"));
+        snprintf(err, sizeof(err), "%s", integ_path(t, "cli.err"));
+        snprintf(script, sizeof(script),
+                 "i=0; while [ ! -e %s ]; do echo \"line $i\"; i=$((i+1)); sleep 0.005; done; echo end; exit 5",
+                 integ_path(t, "stop"));
+        vm_with_counted_sim(t);
+        cli = integ_spawn(t, integ_cli_argv(t, args), NULL, out, err);
+        wait_more_lines(t, out, 20);
+        upgrade_ok(t);
+        wait_more_lines(t, out, 20);
+        integ_touch(integ_path(t, "stop"));
+        assert_int_equal(integ_reap(t, cli, INTEG_WAIT_MS, &code), 0);
+        if (code != 5) {
+                char *e = integ_read_file(err, NULL);
+
+                integ_dump_daemon_log(t);
+                fail_msg("the attached exec ended with %d, not 5: %s", code, e ? e : "");
+        }
+        check_lines(t, out);
 }
 
 /* The old daemon serves on after a failed upgrade, with the writer's output intact. */
@@ -280,6 +318,7 @@ int main(int argc, char **argv)
 {
         struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_writer_goes_on_through_the_upgrade),
+                cmocka_unit_test(test_attached_exec_goes_on_through_the_upgrade),
                 cmocka_unit_test(test_missing_binary_leaves_the_vm_served),
                 cmocka_unit_test(test_binary_that_exits_at_start_gives_the_vm_back),
                 cmocka_unit_test(test_binary_that_refuses_gives_the_vm_back),
