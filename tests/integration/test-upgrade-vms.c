@@ -226,13 +226,21 @@ static void test_attached_exec_goes_on_through_the_upgrade(void **state)
 /* The old daemon serves on after a failed upgrade, with the writer's output intact. */
 static void expect_rolled_back(struct integ *t, const char *needle, const char *binary)
 {
-        char out[INTEG_PATH_MAX];
+        char out[INTEG_PATH_MAX], pid_s[16];
+        char *wait_args[] = { (char *)"wait", (char *)"demo", pid_s, NULL };
         struct integ_result res;
+        const char *wait_out;
+        int code = -1;
+        pid_t waiter;
         long pid;
 
         snprintf(out, sizeof(out), "%s", integ_path(t, "out"));
         vm_with_counted_sim(t);
         pid = start_writer(t, out);
+        snprintf(pid_s, sizeof(pid_s), "%ld", pid);
+        wait_out = integ_path(t, "wait.out");
+        /* A Wait in flight on the old daemon: a rollback keeps it waiting on the VM taken back. */
+        waiter = integ_spawn(t, integ_cli_argv(t, wait_args), NULL, wait_out, NULL);
         wait_more_lines(t, out, 20);
         integ_cli(t, &res, NULL, "upgrade", "--binary", binary, NULL);
         integ_assert_code(t, &res, 1);
@@ -244,6 +252,8 @@ static void expect_rolled_back(struct integ *t, const char *needle, const char *
                 fail_msg("the old daemon is gone");
         wait_more_lines(t, out, 20);
         finish_writer(t, pid, out);
+        assert_int_equal(integ_reap(t, waiter, INTEG_WAIT_MS, &code), 0);
+        assert_int_equal(code, 7);
 }
 
 static const char *script(struct integ *t, const char *name, const char *body)
