@@ -56,7 +56,7 @@ echo "vsockmuxd pid ${pids[0]}, socket $VSOCKMUX_SOCKET"
 
 step "2. add VM 'demo'; the guest simulator dials its bridge over hybrid vsock"
 run vsockmux vm add demo --hvsock "$work/demo.vsock"
-"$build/sim/vsockmux-sim" --hvsock "$work/demo.vsock" "${SIM_ARGS[@]}" --log-level error &
+"$build/sim/vsockmux-sim" --hvsock "$work/demo.vsock" --stats "$work/sim.stats" "${SIM_ARGS[@]}" --log-level error &
 pids+=($!)
 await "the guest's bridge connecting" sh -c 'vsockmux vm ls --json | grep -q "\"bridge\": \"connected\""'
 run vsockmux vm ls
@@ -95,6 +95,32 @@ if cat "$work/before.out" "$work/after.out" | awk '$2 != NR - 1 { bad = 1 } END 
   echo "lines 0-399 arrived exactly once and in order: no gap, no duplicate"
 else
   echo "demo: the output has a gap or a duplicate; see $work" >&2
+  trap - EXIT
+  exit 1
+fi
+
+step "6. upgrade the second vsockmuxd in the middle of a process's output: the VM goes with it live"
+pid=$(vsockmux --socket "$work/b.sock" exec demo --detach --stdout "$work/upgrade.out" -- \
+  sh -c 'i=0; while [ $i -lt 400 ]; do echo "line $i"; i=$((i+1)); sleep 0.005; done; exit 5')
+echo "process $pid writes 400 numbered lines to $work/upgrade.out"
+await "100 lines of output" sh -c "[ \$(wc -l <'$work/upgrade.out') -ge 100 ]"
+guest_before=$(grep -E '^(bridge_connects|stdio_redials) ' "$work/sim.stats")
+out=$(run vsockmux --socket "$work/b.sock" upgrade)
+echo "$out"
+pids+=("${out##* pid }")
+echo "lines delivered when the old daemon handed over: $(wc -l <"$work/upgrade.out")"
+set +e
+run vsockmux --socket "$work/b.sock" wait demo "$pid"
+code=$?
+set -e
+echo "exit code from the new daemon: $code"
+guest_after=$(grep -E '^(bridge_connects|stdio_redials) ' "$work/sim.stats")
+if [ "$code" = 5 ] && [ "$guest_before" = "$guest_after" ] &&
+  awk '$2 != NR - 1 { bad = 1 } END { exit bad || NR != 400 }' "$work/upgrade.out"; then
+  echo "lines 0-399 arrived exactly once and in order through the upgrade; the guest never
+  reconnected (its bridge connections and stdio redials: $(echo $guest_after))"
+else
+  echo "demo: the upgrade lost, repeated or reordered output (or the exit code); see $work" >&2
   trap - EXIT
   exit 1
 fi
