@@ -1055,8 +1055,18 @@ struct vmm_processes *vmm_processes_free(struct vmm_processes *t, const char *re
         list_for_each_safe(pos, tmp, &t->list) {
                 struct vmm_process *p = list_entry(pos, struct vmm_process, link);
 
-                /* Handed over live: the new daemon reports these exits, nobody hears of them here. */
+                /* Handed over live: the new daemon reports these exits, nobody hears of them here.
+                 * The waiters stay their callers' (a Wait call, cancelled when its connection
+                 * goes): unlinked, so freeing them later touches no freed process. */
                 if (t->handed_over) {
+                        struct list_head *wpos, *wtmp;
+
+                        list_for_each_safe(wpos, wtmp, &p->waiters) {
+                                struct vmm_waiter *w = list_entry(wpos, struct vmm_waiter, link);
+
+                                list_del(&w->link);
+                                w->process = NULL;
+                        }
                         process_free(p);
                         continue;
                 }
