@@ -74,7 +74,7 @@ def main():
         exits = tmp + "/exits"
         os.mkdir(exits)
         procs.append(subprocess.Popen([bins["vsockmuxd"], "--socket", sock, "--state-dir", tmp + "/state", "--hvsock-root",
-                                       tmp, "--exit-dir", exits, "--log-level", "warn"],
+                                       tmp, "--exit-dir", exits, "--log-level", os.environ.get("BENCH_DAEMON_LOG", "warn")],
                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                       stderr=open(tmp + "/vsockmuxd.log", "w"), close_fds=True))
         wait_for(lambda: os.path.exists(sock), 30, "vsockmuxd listening")
