@@ -2,9 +2,10 @@
  * process writes lines to a file endpoint through `vsockmux upgrade`, the new vsockmuxd taking
  * its VM over live, and the guest never notices (one bridge connection, no stdio redial, every
  * line exactly once, the exit code); an attached exec runs through it; a new binary that cannot
- * take over (missing, exits at start, refuses) leaves the old daemon serving the VM with nothing
- * lost; and a VM the hand-over cannot move refuses the upgrade by name. The test is a child
- * subreaper: the new daemon, orphaned when the old one exits, is ours to reap. */
+ * take over (missing, exits at start, not ready in time, refuses, cannot adopt) leaves the old
+ * daemon serving the VM with nothing lost and a `wait` in flight answered; and a VM the hand-over
+ * cannot move refuses the upgrade by name. The test is a child subreaper: the new daemon,
+ * orphaned when the old one exits, is ours to reap. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -224,7 +225,7 @@ static void test_attached_exec_goes_on_through_the_upgrade(void **state)
 }
 
 /* The old daemon serves on after a failed upgrade, with the writer's output intact. */
-static void expect_rolled_back(struct integ *t, const char *needle, const char *binary)
+static void expect_rolled_back_in(struct integ *t, const char *needle, const char *binary, const char *timeout)
 {
         char out[INTEG_PATH_MAX], pid_s[16];
         char *wait_args[] = { (char *)"wait", (char *)"demo", pid_s, NULL };
@@ -242,7 +243,7 @@ static void expect_rolled_back(struct integ *t, const char *needle, const char *
         /* A Wait in flight on the old daemon: a rollback keeps it waiting on the VM taken back. */
         waiter = integ_spawn(t, integ_cli_argv(t, wait_args), NULL, wait_out, NULL);
         wait_more_lines(t, out, 20);
-        integ_cli(t, &res, NULL, "upgrade", "--binary", binary, NULL);
+        integ_cli(t, &res, NULL, "upgrade", "--binary", binary, "--timeout", timeout, NULL);
         integ_assert_code(t, &res, 1);
         integ_assert_one_line_error(res.err);
         integ_assert_contains(res.err, needle);
@@ -254,6 +255,11 @@ static void expect_rolled_back(struct integ *t, const char *needle, const char *
         finish_writer(t, pid, out);
         assert_int_equal(integ_reap(t, waiter, INTEG_WAIT_MS, &code), 0);
         assert_int_equal(code, 7);
+}
+
+static void expect_rolled_back(struct integ *t, const char *needle, const char *binary)
+{
+        expect_rolled_back_in(t, needle, binary, "30");
 }
 
 static const char *script(struct integ *t, const char *name, const char *body)
@@ -279,6 +285,14 @@ static void test_binary_that_exits_at_start_gives_the_vm_back(void **state)
         struct integ *t = *state;
 
         expect_rolled_back(t, "exited with status 1 before it was ready", script(t, "exits", "exit 1"));
+}
+
+/* This one holds the handover unread until it is killed at the deadline. */
+static void test_binary_not_ready_in_time_gives_the_vm_back(void **state)
+{
+        struct integ *t = *state;
+
+        expect_rolled_back_in(t, "was not ready within 1000 ms", script(t, "hangs", "exec sleep 600"), "1");
 }
 
 static void test_binary_that_refuses_gives_the_vm_back(void **state)
@@ -331,6 +345,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_attached_exec_goes_on_through_the_upgrade),
                 cmocka_unit_test(test_missing_binary_leaves_the_vm_served),
                 cmocka_unit_test(test_binary_that_exits_at_start_gives_the_vm_back),
+                cmocka_unit_test(test_binary_not_ready_in_time_gives_the_vm_back),
                 cmocka_unit_test(test_binary_that_refuses_gives_the_vm_back),
                 cmocka_unit_test(test_new_daemon_that_cannot_adopt_gives_the_vm_back),
                 cmocka_unit_test(test_vm_the_hand_over_cannot_move_refuses_by_name),
