@@ -763,8 +763,11 @@ static int daemon_start(struct daemon *d, struct daemon_options *o)
                 log_info("vsockmuxd: watchdog every %" PRIu64 " ms", notify_watchdog_usec(d->notify) / 2000);
         if (o->handover_fd >= 0) {
                 r = upgrade_answer(o->handover_fd, 0, NULL);
+                if (r >= 0)
+                        r = upgrade_await_go(o->handover_fd);
+                /* Whatever the old daemon said or not, it no longer serves once it let us live. */
                 if (r < 0)
-                        log_errno(LOG_LEVEL_WARN, r, "vsockmuxd: cannot tell the old daemon we serve");
+                        log_errno(LOG_LEVEL_WARN, r, "vsockmuxd: the old daemon did not confirm the handover");
                 else
                         log_info("vsockmuxd: took over from the old daemon");
                 o->handover_fd = safe_close(o->handover_fd);

@@ -24,6 +24,8 @@ extern char **environ;
 
 #define UPGRADE_ANSWER_MAX 1024u
 #define UPGRADE_READY "ready"
+/* The old daemon's commit, after "ready": only then may the new one run its loop. */
+#define UPGRADE_GO "go"
 /* How long a new daemon that closed the socket may take to exit before it is killed. */
 #define UPGRADE_REAP_WAIT_MS 2000
 
@@ -294,7 +296,17 @@ static void answer_arrived(struct upgrade *u)
 
         r = handover_recv(u->sock, HANDOVER_MAGIC_ANSWER, &m, &version);
         if (r == 0 && m->hdr.len == strlen(UPGRADE_READY) && memcmp(m->payload, UPGRADE_READY, m->hdr.len) == 0) {
-                finish(u, 0, NULL);
+                /* The new daemon waits for this before it touches a guest connection: a deadline
+                 * that fired first killed it idle, so what we take back is still exact. */
+                r = handover_send(u->sock, HANDOVER_MAGIC_ANSWER, UPGRADE_GO, strlen(UPGRADE_GO), NULL, 0);
+                if (r >= 0) {
+                        finish(u, 0, NULL);
+                        return;
+                }
+                reap(u, how, sizeof(how));
+                snprintf(why, sizeof(why), "%s %s after it was ready, before it served; this daemon serves on",
+                         u->binary, how);
+                finish(u, -ECHILD, why);
                 return;
         }
         if (r == 0) {
@@ -611,4 +623,16 @@ int upgrade_answer(int fd, int r, const char *why)
         const char *text = r >= 0 ? UPGRADE_READY : why ? why : "refused";
 
         return handover_send(fd, HANDOVER_MAGIC_ANSWER, text, strlen(text), NULL, 0);
+}
+
+int upgrade_await_go(int fd)
+{
+        _cleanup_(handover_msg_freep) struct handover_msg *m = NULL;
+        int r = set_timeout(fd, SO_RCVTIMEO, UPGRADE_MAX_TIMEOUT_NS);
+
+        if (r >= 0)
+                r = handover_recv(fd, HANDOVER_MAGIC_ANSWER, &m, NULL);
+        if (r < 0)
+                return r;
+        return m->hdr.len == strlen(UPGRADE_GO) && memcmp(m->payload, UPGRADE_GO, m->hdr.len) == 0 ? 0 : -EBADMSG;
 }

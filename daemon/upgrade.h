@@ -80,3 +80,7 @@ int upgrade_self_path(char **ret);
 int upgrade_receive(int fd, Vsockmux__State__Handover **ret, int **ret_fds, size_t *ret_n_fds, char *why, size_t len);
 /* Answers the old daemon: "ready" (r == 0) or why it cannot take over. */
 int upgrade_answer(int fd, int r, const char *why);
+/* After "ready": waits (bounded by UPGRADE_MAX_TIMEOUT_NS) for the old daemon's "go", so a new
+ * daemon the old one's deadline kills meanwhile never touched a guest connection. 0: go; -errno:
+ * the old daemon closed the socket or went (it no longer serves either), or no word in time. */
+int upgrade_await_go(int fd);

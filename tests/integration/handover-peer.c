@@ -70,6 +70,7 @@ static int old(unsigned version, char **daemon_argv, int argc)
         else
                 printf("no answer: %s\n", strerror(-r));
         handover_msg_free(answer);
+        close(sv[0]); /* a new daemon that was ready serves on, no longer waiting for our "go" */
         if (waitpid(pid, &status, 0) < 0)
                 return 1;
         return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
