@@ -15,10 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <json-c/json.h>
 
 #include "harness.h"
 
@@ -318,6 +321,67 @@ static void test_new_daemon_that_cannot_adopt_gives_the_vm_back(void **state)
         expect_rolled_back(t, "cannot take over VM demo", script(t, "elsewhere", body));
 }
 
+/* An endpoint that does not drain keeps its VM from being held quiet (what the guest wrote before
+ * the hold must reach it first): the upgrade fails naming the VM once its --timeout passed,
+ * nothing was handed over, and every byte still arrives once. */
+static void test_vm_not_quiet_in_time_is_named_and_serves_on(void **state)
+{
+        struct integ *t = *state;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        char sock[INTEG_PATH_MAX], err[INTEG_PATH_MAX], pid_s[16], buf[65536];
+        struct integ_result res;
+        long pid, total = 0;
+        int lfd, cfd;
+        ssize_t n;
+
+        snprintf(sock, sizeof(sock), "%s", integ_path(t, "stalled.sock"));
+        snprintf(err, sizeof(err), "%s", integ_path(t, "writer.err"));
+        lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(lfd >= 0);
+        memcpy(sa.sun_path, sock, strlen(sock) + 1);
+        assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        assert_int_equal(listen(lfd, 1), 0);
+        vm_with_counted_sim(t);
+        /* Far more than the sockets on the way hold, so the guest's socket is never empty. */
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--stdout", sock, "--stderr", err, "--", "sh", "-c",
+                  "head -c 33554432 /dev/zero; exit 6", NULL);
+        integ_assert_code(t, &res, 0);
+        pid = strtol(res.out, NULL, 10);
+        integ_result_done(&res);
+        cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        assert_true(cfd >= 0);
+        /* Flowing (the guest dialled and the relay wrote to us), then we stop reading. */
+        for (int i = 0;; i++) {
+                struct json_object *all, *p = integ_ps_find(t, "demo", pid, &all);
+                int64_t got = integ_json_int(integ_json_get(p, "bytes"), "stdout");
+
+                json_object_put(all);
+                if (got >= 65536)
+                        break;
+                if (i > INTEG_WAIT_MS / 20)
+                        fail_msg("stdout never flowed (%lld bytes)", (long long)got);
+                integ_sleep_ms(20);
+        }
+        integ_cli(t, &res, NULL, "upgrade", "--timeout", "1", NULL);
+        integ_assert_code(t, &res, 1);
+        integ_assert_one_line_error(res.err);
+        integ_assert_contains(res.err, "VM demo was not quiet within 1000 ms");
+        integ_assert_contains(res.err, "serves on");
+        integ_result_done(&res);
+        while ((n = read(cfd, buf, sizeof(buf))) > 0)
+                total += n;
+        assert_int_equal(n, 0);
+        assert_int_equal(total, 33554432);
+        close(cfd);
+        close(lfd);
+        snprintf(pid_s, sizeof(pid_s), "%ld", pid);
+        integ_cli(t, &res, NULL, "wait", "demo", pid_s, NULL);
+        integ_assert_code(t, &res, 6);
+        integ_result_done(&res);
+        assert_int_equal(sim_stat(t, "bridge_connects"), 1);
+        assert_int_equal(sim_stat(t, "stdio_redials"), 0);
+}
+
 /* An attach socket is not handed over yet: refused by name before anything is held. */
 static void test_vm_the_hand_over_cannot_move_refuses_by_name(void **state)
 {
@@ -348,6 +412,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_binary_not_ready_in_time_gives_the_vm_back),
                 cmocka_unit_test(test_binary_that_refuses_gives_the_vm_back),
                 cmocka_unit_test(test_new_daemon_that_cannot_adopt_gives_the_vm_back),
+                cmocka_unit_test(test_vm_not_quiet_in_time_is_named_and_serves_on),
                 cmocka_unit_test(test_vm_the_hand_over_cannot_move_refuses_by_name),
         };
 
