@@ -47,6 +47,7 @@ enum {
         OPT_EVENTS_RING,
         OPT_VM_HELPER,
         OPT_LIMITS_FILE,
+        OPT_NO_RECORD,
 };
 
 struct daemon_signals {
@@ -142,6 +143,8 @@ static void usage(FILE *f)
                 "Usage: vsockmuxd [OPTIONS]\n"
                 "  --socket PATH        control socket (default $VSOCKMUX_SOCKET, else " DEFAULT_SOCKET ")\n"
                 "  --state-dir DIR      attach sockets and default state (default " DEFAULT_STATE_DIR ")\n"
+                "  --no-record          keep no record of the VMs in DIR/vms: a stop or a crash then loses\n"
+                "                       every process (by default a restart recovers them)\n"
                 "  --hvsock-root DIR    accept hybrid-vsock paths only inside DIR (no symlinks, no \"..\";\n"
                 "                       default: the --state-dir)\n"
                 "  --group NAME|GID     (root only) let this group use the control socket (mode 0660)\n"
@@ -255,6 +258,7 @@ static const struct option daemon_options_table[] = {
         { "log-level", required_argument, NULL, 'l' },
         { "log-file", required_argument, NULL, OPT_LOG_FILE },
         { "limits-file", required_argument, NULL, OPT_LIMITS_FILE },
+        { "no-record", no_argument, NULL, OPT_NO_RECORD },
         { "handover-fd", required_argument, NULL, OPT_HANDOVER_FD }, /* internal: daemon/upgrade.c */
         { "help", no_argument, NULL, 'h' },
         {},
@@ -302,6 +306,7 @@ static void options_init(struct daemon_options *o)
         vmm_config_default(&o->vcfg);
         relay_config_default(&o->rcfg);
         o->vcfg.state_dir = DEFAULT_STATE_DIR;
+        o->vcfg.record = true;
         if (!o->scfg.socket_path || !o->scfg.socket_path[0])
                 o->scfg.socket_path = DEFAULT_SOCKET;
 }
@@ -467,6 +472,7 @@ static int option_output(struct daemon_options *o, int c, const char *arg)
                 }
                 o->log_file = arg;
                 return 0;
+        case OPT_NO_RECORD: o->vcfg.record = false; return 0;
         case OPT_LIMITS_FILE:
                 if (arg[0] != '/') {
                         fprintf(stderr, "vsockmuxd: --limits-file must be an absolute path\n");
@@ -669,6 +675,34 @@ static int daemon_start_service(struct daemon *d, struct daemon_options *o)
         return 0;
 }
 
+/* Restart and crash recovery: the VMs a previous vsockmuxd recorded in --state-dir come back (a
+ * live upgrade's handover is authoritative instead). */
+static int daemon_recover(struct daemon *d, const struct daemon_options *o)
+{
+        int r;
+
+        if (o->handover_fd >= 0)
+                return 0;
+        r = vmm_recover(d->vmm);
+        if (r < 0)
+                return log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: cannot read the record in %s/vms", o->vcfg.state_dir);
+        return 0;
+}
+
+/* SIGTERM is a clean stop: every VM recorded with its final offsets, the guests left redialling,
+ * the waiters told that the processes go on (never "exit status lost"). Not after a hand-over:
+ * the new daemon owns the VMs and their records. */
+static void daemon_stop_recorded(struct daemon *d, bool ran)
+{
+        unsigned n;
+
+        if (!ran || !d->vmm || d->upgraded.new_pid > 0)
+                return;
+        n = vmm_stop_recorded(d->vmm, VMM_STOPPED_EXEC_MESSAGE);
+        if (n > 0)
+                log_info("vsockmuxd: %u VMs recorded; a restart recovers them", n);
+}
+
 static const struct metrics_http_ops daemon_metrics_ops = { .render = service_render_metrics };
 
 /* What a live upgrade hands over (upgrade-ops.c), started by Upgrade or SIGUSR2. */
@@ -750,6 +784,8 @@ static int daemon_start(struct daemon *d, struct daemon_options *o)
         if (r >= 0)
                 r = daemon_start_service(d, o);
         if (r >= 0)
+                r = daemon_recover(d, o);
+        if (r >= 0)
                 r = daemon_start_outputs(d, o);
         if (r >= 0)
                 r = daemon_adopt_vms(d, o);
@@ -825,6 +861,7 @@ static void daemon_stop(struct daemon *d, bool ran)
         d->upgrade = upgrade_free(d->upgrade);
         /* VMs first: their waiters still reach clients through the server. */
         d->metrics = metrics_http_free(d->metrics);
+        daemon_stop_recorded(d, ran);
         d->vmm = vmm_free(d->vmm);
         d->notify = notify_free(d->notify);
         d->service = service_free(d->service);

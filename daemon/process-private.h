@@ -19,6 +19,8 @@ struct vmm_processes {
         uint64_t stream_errors;
         uint64_t dropped_bytes;
         bool handed_over; /* a live upgrade took every process: freeing tells nobody anything */
+        bool stopped;     /* a recorded stop (vmm_processes_stop): the guest keeps them, a restart
+                           * recovers them; freeing tells nobody anything */
 };
 
 struct vmm_stream {
@@ -32,10 +34,12 @@ struct vmm_stream {
         struct relay_stream_counters counters; /* the last known, kept after the stream is gone */
         bool done;
         int error;
-        bool no_redial;       /* restored without the resume extension, not a container's init:
+        bool no_redial;         /* restored without the resume extension, not a container's init:
                                          * hcsshim's guest will not dial it again */
-        bool close_requested; /* stdin: CloseStdin; released once what was read is flushed */
-        uint64_t dropped;     /* read, never delivered: the stream failed */
+        bool close_requested;   /* stdin: CloseStdin; released once what was read is flushed */
+        uint64_t dropped;       /* read, never delivered: the stream failed */
+        uint64_t endpoint_base; /* a regular file sink: its length when opened (the record's) */
+        bool endpoint_is_file;
 };
 
 struct vmm_starter {
@@ -64,6 +68,10 @@ struct vmm_process {
         struct opener_creds log_creds;   /* whose rights rotate it (the exec's caller), with log_groups */
         gid_t *log_groups;
         bool log_has_creds;
+        struct opener_creds creds; /* whose rights opened the endpoints (the record's), with creds_groups */
+        gid_t *creds_groups;
+        bool has_creds;
+        bool recovering;          /* imported from the record: an endpoint that cannot be reopened is dropped */
         bool log_journald;        /* its output goes to the journal (log-journald.h) */
         bool log_journald_failed; /* said once: journald refused an entry */
         char *container_id;
@@ -105,6 +113,11 @@ static inline const struct vmm_context *process_ctx(const struct vmm_process *p)
 }
 
 /* process.c */
+/* The table's content changed (a process started, exited, went): the record (daemon/record.h)
+ * writes it; now: before the caller goes on (an exec's pid reaches its client only once durable). */
+void process_table_changed(struct vmm_processes *t, bool now);
+/* After a sink endpoint opened: whether it is a regular file, and its length now. */
+void process_stream_note_file(struct vmm_stream *s);
 uint64_t process_realtime_ns(void);
 int process_new(struct vmm_processes *t, const struct vmm_exec_params *params, struct vmm_process **ret);
 void process_free(struct vmm_process *p);

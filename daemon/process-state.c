@@ -52,6 +52,8 @@ static void export_streams(struct vmm_process *p, struct export_entry *e)
                 st->tx_endpoint = s->counters.tx_endpoint;
                 st->eof = s->done;
                 st->endpoint = s->endpoint ? s->endpoint : (char *)"";
+                st->endpoint_is_file = s->endpoint_is_file;
+                st->endpoint_base = s->endpoint_base;
                 e->stream_ptrs[o->n_streams++] = st;
         }
 }
@@ -91,6 +93,13 @@ static struct export_entry *export_process(struct vmm_process *p)
         o->log_path = p->log_path ? p->log_path : (char *)"";
         o->started_ns = p->started_ns;
         o->exited_ns = p->exited_ns;
+        if (p->has_creds) {
+                o->has_creds = true;
+                o->creds_uid = p->creds.uid;
+                o->creds_gid = p->creds.gid;
+                o->creds_groups = (uint32_t *)p->creds.groups;
+                o->n_creds_groups = p->creds.n_groups;
+        }
         export_streams(p, e);
         return e;
 }
@@ -210,7 +219,23 @@ static const char *import_log_path(const Vsockmux__State__Process *sp, const str
         return sp->log_path;
 }
 
-static int import_streams(struct vmm_process *p, const Vsockmux__State__Process *sp, struct vmm_error *err)
+/* A file sink of the record goes on at its length: that is what reached it (exactly once); the
+ * guest is told to resume there. The base keeps "length - base = delivered" for the next crash. */
+static void import_file_offset(struct vmm_stream *s, const Vsockmux__State__Stream *st, bool recovered)
+{
+        uint64_t len = s->endpoint_base; /* process_stream_note_file(): its length now */
+
+        if (!s->endpoint_is_file)
+                return;
+        if (recovered && st->endpoint_is_file && len >= st->endpoint_base) {
+                s->counters.tx_endpoint = len - st->endpoint_base;
+                s->counters.rx_guest = s->counters.tx_endpoint;
+        }
+        s->endpoint_base = len >= s->counters.tx_endpoint ? len - s->counters.tx_endpoint : 0;
+}
+
+static int import_streams(struct vmm_process *p, const Vsockmux__State__Process *sp, bool recovered,
+                          struct vmm_error *err)
 {
         for (size_t i = 0; i < sp->n_streams; i++) {
                 const Vsockmux__State__Stream *st = sp->streams[i];
@@ -225,6 +250,8 @@ static int import_streams(struct vmm_process *p, const Vsockmux__State__Process 
                         .tx_endpoint = st->tx_endpoint,
                 };
                 s->done = st->eof;
+                if (st->kind != VSOCKMUX__STATE__STREAM_KIND__STREAM_KIND_STDIN)
+                        import_file_offset(s, st, recovered);
                 r = ports_reserve(process_guest(p)->ports, st->port);
                 if (r < 0)
                         return vmm_error_set(err, r, "pid %u: cannot reserve port 0x%08x: %s", sp->pid, st->port,
@@ -277,6 +304,7 @@ static int import_process(struct vmm_processes *t, const Vsockmux__State__Proces
         p->state = VMM_PROCESS_RUNNING;
         p->started_ns = sp->started_ns;
         p->container_init = sp->container_init;
+        p->recovering = io && io->recovered;
         r = process_open_endpoints(p, &params, err);
         if (r < 0) {
                 process_free(p);
@@ -285,7 +313,7 @@ static int import_process(struct vmm_processes *t, const Vsockmux__State__Proces
         r = process_attach_open(p, ++t->exec_seq);
         if (r < 0)
                 log_warn("vm %s: process %u: no attach socket: %s", t->guest->vm_name, p->pid, strerror(-r));
-        r = import_streams(p, sp, err);
+        r = import_streams(p, sp, io && io->recovered, err);
         if (r < 0) {
                 process_free(p);
                 return r;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "daemon/endpoint.h"
@@ -104,8 +105,18 @@ void process_free(struct vmm_process *p)
         safe_close(p->log_fd);
         free(p->log_path);
         free(p->log_groups);
+        free(p->creds_groups);
         free(p->cwd);
         free(p);
+        process_table_changed(t, false);
+}
+
+void process_table_changed(struct vmm_processes *t, bool now)
+{
+        /* Handed over or stopped: the record is another daemon's, or stays as it was written. */
+        if (t->handed_over || t->stopped || !t->ops || !t->ops->on_changed)
+                return;
+        t->ops->on_changed(now, t->userdata);
 }
 
 /* Forgets the oldest reported exits beyond the configured number. */
@@ -238,6 +249,7 @@ void process_report(struct vmm_process *p)
         }
         vmm_context_emit(t->guest->ctx, VMM_EVENT_PROCESS_EXITED, t->guest->vm_name, p->container_id, p->pid, &p->exit,
                          p->exit.message);
+        process_table_changed(t, false);
         if (!t->guest->removing)
                 process_prune(t);
 }
@@ -336,6 +348,9 @@ void process_on_wait(const struct bridge_result *res, void *userdata)
 {
         struct vmm_process *p = userdata;
 
+        /* A recorded stop: the bridge failing its calls says nothing about the guest's process. */
+        if (p->table->stopped)
+                return;
         p->wait_outstanding = false;
         p->wait_call_id = 0;
         switch (res->status) {
@@ -422,6 +437,8 @@ static void process_on_exec(const struct bridge_result *res, void *userdata)
         log_info("vm %s: process %u started: %s", t->guest->vm_name, p->pid, p->argv[0]);
         vmm_context_emit(t->guest->ctx, VMM_EVENT_PROCESS_STARTED, t->guest->vm_name, p->container_id, p->pid, NULL,
                          p->argv[0]);
+        /* Durable before the client sees the pid: a crash after it never forgets the process. */
+        process_table_changed(t, true);
         process_started(p, 0, "");
         process_maybe_report(p);
 }
@@ -529,6 +546,8 @@ void vmm_processes_bridge_connected(struct vmm_processes *t)
         }
 }
 
+static int process_keep_creds(struct vmm_process *p, const struct opener_creds *creds);
+
 int process_open_endpoints(struct vmm_process *p, const struct vmm_exec_params *params, struct vmm_error *err)
 {
         char default_log[PATH_MAX];
@@ -563,13 +582,49 @@ int process_open_endpoints(struct vmm_process *p, const struct vmm_exec_params *
                         continue;
                 r = opener_open(process_ctx(p)->opener, params->creds, paths[k],
                                 k == VMM_STDIN ? ENDPOINT_SOURCE : ENDPOINT_SINK, &s->endpoint_fd, NULL);
+                if (r < 0 && p->recovering) {
+                        /* The rest of the VM still comes back: an attached client's sockets went
+                         * with it, a file may have been removed. */
+                        log_warn("vm %s: process %u: cannot reopen its %s endpoint %s after the restart: %s; its "
+                                 "output is kept for attach",
+                                 process_guest(p)->vm_name, p->pid, vmm_stream_names[k], paths[k], strerror(-r));
+                        continue;
+                }
                 if (r < 0) {
                         return vmm_error_set(err, r, "%s endpoint %s: %s", vmm_stream_names[k], paths[k], strerror(-r));
                 }
                 s->endpoint = strdup(paths[k]);
                 if (!s->endpoint)
                         return -ENOMEM;
+                process_stream_note_file(s);
         }
+        return process_keep_creds(p, params->creds);
+}
+
+void process_stream_note_file(struct vmm_stream *s)
+{
+        struct stat st;
+
+        /* A sink appended to: after a crash, its length less this is exactly what reached it. */
+        s->endpoint_is_file = s->kind != VMM_STDIN && fstat(s->endpoint_fd, &st) == 0 && S_ISREG(st.st_mode);
+        s->endpoint_base = s->endpoint_is_file ? (uint64_t)st.st_size : 0;
+}
+
+/* The record reopens the endpoints after a restart with the rights that opened them. */
+static int process_keep_creds(struct vmm_process *p, const struct opener_creds *creds)
+{
+        if (!creds || p->has_creds)
+                return 0;
+        p->creds = *creds;
+        p->creds.groups = NULL;
+        if (creds->n_groups > 0) {
+                p->creds_groups = calloc(creds->n_groups, sizeof(gid_t));
+                if (!p->creds_groups)
+                        return -ENOMEM;
+                memcpy(p->creds_groups, creds->groups, creds->n_groups * sizeof(gid_t));
+                p->creds.groups = p->creds_groups;
+        }
+        p->has_creds = true;
         return 0;
 }
 
@@ -1056,9 +1111,10 @@ struct vmm_processes *vmm_processes_free(struct vmm_processes *t, const char *re
                 struct vmm_process *p = list_entry(pos, struct vmm_process, link);
 
                 /* Handed over live: the new daemon reports these exits, nobody hears of them here.
-                 * The waiters stay their callers' (a Wait call, cancelled when its connection
-                 * goes): unlinked, so freeing them later touches no freed process. */
-                if (t->handed_over) {
+                 * Stopped: a restart recovers them from the record. The waiters stay their
+                 * callers' (a Wait call, cancelled when its connection goes): unlinked, so freeing
+                 * them later touches no freed process. */
+                if (t->handed_over || t->stopped) {
                         struct list_head *wpos, *wtmp;
 
                         list_for_each_safe(wpos, wtmp, &p->waiters) {
@@ -1084,6 +1140,26 @@ struct vmm_processes *vmm_processes_free(struct vmm_processes *t, const char *re
         }
         free(t);
         return NULL;
+}
+
+void vmm_processes_stop(struct vmm_processes *t, const char *message)
+{
+        struct list_head *pos;
+
+        list_for_each(pos, &t->list) {
+                struct vmm_process *p = list_entry(pos, struct vmm_process, link);
+
+                /* Without a pid the record cannot hold it: a restart would never find it. */
+                process_started(p, -ESHUTDOWN, message);
+                while (!list_empty(&p->waiters)) {
+                        struct vmm_waiter *w = list_entry(p->waiters.next, struct vmm_waiter, link);
+
+                        list_del(&w->link);
+                        w->fn(p, NULL, w->userdata);
+                        free(w);
+                }
+        }
+        t->stopped = true;
 }
 
 unsigned vmm_processes_count(const struct vmm_processes *t)

@@ -11,6 +11,10 @@ struct vmm_processes;
 struct vmm_processes_ops {
         /* A stream that a freeze (vmm_processes_freeze) stopped has flushed what it read. */
         void (*on_stream_frozen)(void *userdata);
+        /* The table changed as the record keeps it (a process started, exited, was forgotten).
+         * now: write it before returning (an exec's pid is answered once it is durable); else
+         * once per loop turn. */
+        void (*on_changed)(bool now, void *userdata);
 };
 
 int vmm_processes_new(const struct vmm_guest *guest, const struct vmm_processes_ops *ops, void *userdata,
@@ -47,6 +51,11 @@ unsigned vmm_processes_streams_open(const struct vmm_processes *t);
 /* Adds the table's numbers to c: processes, open streams, bytes (forgotten processes' too),
  * stream errors, dropped bytes. */
 void vmm_processes_add_counters(const struct vmm_processes *t, struct vmm_vm_counters *c);
+
+/* A recorded stop (SIGTERM): the processes go on in the guest and a restart recovers them from
+ * the record. Every waiter hears so (vmm_exit_fn with exit NULL), an exec still without a pid
+ * fails with message; from here on nothing is reported, and freeing the table tells nobody. */
+void vmm_processes_stop(struct vmm_processes *t, const char *message);
 
 /* ---- freeze, release, resume (for the VM's save, resume and stop) ---- */
 /* Freezes every stream: nothing more is read from the guest, what was read is flushed. Returns how

@@ -313,6 +313,11 @@ static void exit_watch_on_exit(struct vmm_process *p, const struct vmm_exit *exi
         struct exit_watch *w = userdata;
 
         w->waiter = NULL; /* the vmm frees its waiter after this call */
+        /* A recorded stop: the process goes on, the exit is not known here; a restart knows it. */
+        if (w->call && !exit) {
+                control_call_fail(w->call, CONTROL_CODE_UNAVAILABLE, "%s", VMM_STOPPED_MESSAGE);
+                w->call = NULL;
+        }
         if (w->call)
                 exit_watch_reply(w, exit);
         free(w);

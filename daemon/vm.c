@@ -9,9 +9,25 @@
 #include "daemon/vm-private.h"
 #include "util/log.h"
 
+/* Passed up to the manager for the record; a VM going away writes nothing more. */
+static void vm_on_processes_changed(bool now, void *userdata)
+{
+        struct vmm_vm *vm = userdata;
+
+        if (vm->state == VM_REMOVING || vm->state == VM_HANDED_OVER || !vm->ops->on_changed)
+                return;
+        vm->ops->on_changed(vm, now, vm->userdata);
+}
+
 static const struct vmm_processes_ops vm_processes_ops = {
         .on_stream_frozen = vm_on_stream_frozen,
+        .on_changed = vm_on_processes_changed,
 };
+
+void vmm_vm_stop(struct vmm_vm *vm, const char *message)
+{
+        vmm_processes_stop(vm->processes, message);
+}
 
 static void vm_on_bridge_state(struct bridge_host *h, enum bridge_conn_state old_state,
                                enum bridge_conn_state new_state, void *userdata)

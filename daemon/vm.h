@@ -11,6 +11,9 @@ struct vmm_vm_ops {
         void (*on_cap_hit)(enum vmm_cap cap, void *userdata);
         /* Stdio streams held daemon-wide; exact false allows an upper bound (cheap). */
         unsigned (*streams_held)(bool exact, void *userdata);
+        /* The VM's recorded content changed (daemon/record.h); now: make it durable before
+         * returning, else once per loop turn. */
+        void (*on_changed)(struct vmm_vm *vm, bool now, void *userdata);
 };
 
 /* A VM named name on t, its stdio ports starting above port_floor (0: none). -EPERM for an hvsock
@@ -27,6 +30,9 @@ int vmm_vm_fence_check(struct vmm_vm *vm, uint64_t generation, struct vmm_error 
 int vmm_vm_fence_own(struct vmm_vm *vm, uint64_t generation);
 /* Listens for the guest's bridge. */
 int vmm_vm_start_bridge(struct vmm_vm *vm);
+/* A recorded stop, before vmm_vm_free(): waiters hear that vsockmuxd stopped, execs without a pid
+ * fail with message, and freeing it then reports no exit: the guest keeps its processes. */
+void vmm_vm_stop(struct vmm_vm *vm, const char *message);
 /* Ends a save in progress, fails the bridge's calls, then ends every process (lost: reason). */
 struct vmm_vm *vmm_vm_free(struct vmm_vm *vm, const char *reason);
 

@@ -106,6 +106,9 @@ struct vmm_config {
          * daemon's rights: the administrator chose it); journald; neither: kept for attach. */
         const char *default_log_dir;
         bool default_log_journald;
+        /* Keep a record of every VM in <state_dir>/vms (daemon/record.h) for a restart or a crash
+         * to recover from; vsockmuxd's default, --no-record turns it off. */
+        bool record;
 };
 
 struct vmm;
@@ -171,6 +174,12 @@ struct vmm_process_info {
 };
 /* Called once the exit is reported: after the wait completed AND every output stream reached EOF
  * and was flushed to its endpoint (or the drain timeout passed), never the other way round. */
+/* exit NULL: vsockmuxd stopped (a recorded stop); the process goes on and a restart recovers it.
+ * What its waiters are answered (UNAVAILABLE); cli/cli.h's CLI_DAEMON_STOPPED matches its start. */
+#define VMM_STOPPED_MESSAGE "vsockmuxd stopped; its processes go on and a restart recovers them"
+/* An exec still without a pid at a recorded stop: nothing can find it again. */
+#define VMM_STOPPED_EXEC_MESSAGE "vsockmuxd stopped before the guest gave the exec's pid; its exit will not be known"
+
 typedef void (*vmm_exit_fn)(struct vmm_process *p, const struct vmm_exit *exit, void *userdata);
 
 /* ---- Daemon-wide numbers ---- */
@@ -223,6 +232,9 @@ struct vmm_restore_io {
         uint32_t pid;
         const char *path[_VMM_STREAM_KIND_MAX];
         const struct opener_creds *creds; /* as in vmm_exec_params */
+        /* The record's own endpoints after a restart (daemon/record.h): a regular file goes on at
+         * its length, so what reached it before a crash is exactly what the guest is told. */
+        bool recovered;
 };
 
 /* A live upgrade's fds, sent along with its Handover; the state's *_fd fields index them. */

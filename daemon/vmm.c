@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "daemon/attach.h"
+#include "daemon/record.h"
 #include "daemon/vmm.h"
 #include "util/list.h"
 #include "util/log.h"
@@ -33,6 +34,8 @@ struct vmm {
         uint64_t floor_seq;
         char *state_dir_real; /* the hvsock root when confined to the state directory */
         uint64_t cap_hits[_VMM_CAP_MAX];
+        struct vmm_record *record; /* NULL: no record (--no-record) */
+        bool stopped;              /* vmm_stop_recorded() ran: the records stay as written */
 };
 
 void vmm_config_default(struct vmm_config *c)
@@ -107,6 +110,11 @@ int vmm_new(struct relay *r, const struct vmm_config *cfg, vmm_event_fn ev, void
         }
         if (k >= 0)
                 k = opener_new(&m->ctx.opener);
+        if (k >= 0 && m->cfg.record) {
+                k = vmm_record_new(r, m->cfg.state_dir, &m->record);
+                if (k < 0)
+                        m->ctx.opener = opener_free(m->ctx.opener);
+        }
         if (k < 0) {
                 free(m->state_dir_real);
                 free(m->attach_dir);
@@ -182,6 +190,7 @@ static struct vmm_vm *manager_vm_free(struct vmm *m, struct vmm_vm *vm, const ch
         uint32_t floor = vmm_vm_port_floor(vm);
         struct relay_transport t = *vmm_vm_transport(vm);
 
+        vmm_record_forget(m->record, vm, false);
         vmm_vm_free(vm, reason);
         port_floor_remember(m, &t, floor);
         return NULL;
@@ -198,6 +207,7 @@ struct vmm *vmm_free(struct vmm *m)
                 manager_vm_free(m, vm, "daemon stopping");
         }
         free(m->floors);
+        m->record = vmm_record_free(m->record);
         m->ctx.opener = opener_free(m->ctx.opener);
         free(m->state_dir_real);
         free(m->attach_dir);
@@ -263,9 +273,22 @@ static unsigned manager_streams_held(bool exact, void *userdata)
         return n;
 }
 
+static void manager_on_vm_changed(struct vmm_vm *vm, bool now, void *userdata)
+{
+        struct vmm *m = userdata;
+
+        if (!m->record || m->stopped)
+                return;
+        if (now)
+                (void)vmm_record_write(m->record, vm);
+        else
+                vmm_record_mark(m->record, vm);
+}
+
 static const struct vmm_vm_ops manager_vm_ops = {
         .on_cap_hit = manager_on_cap_hit,
         .streams_held = manager_streams_held,
+        .on_changed = manager_on_vm_changed,
 };
 
 /* A VM not in the list yet: the name is free and valid, the cap not reached. */
@@ -297,6 +320,7 @@ static void manager_vm_publish(struct vmm *m, struct vmm_vm *vm)
         else
                 log_info("vm %s: added, vsock CID %u", vmm_vm_name(vm), t->cid);
         vmm_context_emit(&m->ctx, VMM_EVENT_VM_ADDED, vmm_vm_name(vm), NULL, 0, NULL, NULL);
+        manager_on_vm_changed(vm, false, m);
 }
 
 int vmm_vm_add(struct vmm *m, const char *name, const struct relay_transport *t, struct vmm_vm **ret)
@@ -337,6 +361,7 @@ int vmm_vm_remove(struct vmm *m, const char *name)
         if (!vm)
                 return -ENOENT;
         copy = strdup(vmm_vm_name(vm));
+        vmm_record_forget(m->record, vm, true);
         vmm_vm_unlink(vm);
         m->n_vms--;
         manager_vm_free(m, vm, "VM removed");
@@ -474,4 +499,45 @@ int vmm_take_back(struct vmm *m, const Vsockmux__State__Vm *sv, int *fds, size_t
                 vmm_vm_take_waiters(vm, old);
         manager_vm_free(m, old, "handed back");
         return r;
+}
+
+/* ---- the record: a recorded stop and the recovery at start ---- */
+
+unsigned vmm_stop_recorded(struct vmm *m, const char *message)
+{
+        unsigned n = 0;
+
+        if (!m->record)
+                return 0;
+        for (struct vmm_vm *vm = vmm_vm_next(m, NULL); vm; vm = vmm_vm_next(m, vm)) {
+                /* After the flush: the offsets are final. */
+                if (vmm_record_write(m->record, vm) < 0 || vmm_vm_is_saved(vm))
+                        continue;
+                vmm_vm_stop(vm, message);
+                n++;
+        }
+        m->stopped = true;
+        return n;
+}
+
+static int manager_recover_one(const struct vmm_record_entry *e, void *userdata, struct vmm_error *err)
+{
+        return vmm_restore(userdata, e->blob, e->len, NULL, NULL, e->io, e->n_io, NULL, err);
+}
+
+int vmm_recover(struct vmm *m)
+{
+        struct vmm_record_summary sum;
+        int r;
+
+        if (!m->record)
+                return 0;
+        r = vmm_record_recover(m->record, manager_recover_one, m, &sum);
+        if (r < 0)
+                return r;
+        if (sum.vms + sum.bad + sum.failed > 0)
+                log_info("vsockmuxd: recovered %u VMs with %u processes from %s/" VMM_RECORD_DIR
+                         " (%u exits found lost; %u records unreadable, %u refused)",
+                         sum.vms, sum.processes, m->cfg.state_dir, sum.lost, sum.bad, sum.failed);
+        return 0;
 }

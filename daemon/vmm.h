@@ -14,6 +14,15 @@ int vmm_new(struct relay *r, const struct vmm_config *cfg, vmm_event_fn ev, void
 unsigned vmm_quiesce(struct vmm *m);
 unsigned vmm_quiesce_pending(const struct vmm *m);
 
+/* A clean, recorded stop (SIGTERM), after vmm_quiesce(): every VM's record is written with its
+ * final offsets, waiters hear that vsockmuxd stopped (exit NULL) and execs without a pid fail with
+ * message; vmm_free() then reports no exit, the guests keep their processes and redial. Returns the
+ * VMs so recorded; 0 without a record. */
+unsigned vmm_stop_recorded(struct vmm *m, const char *message);
+/* At start: every VM of the record (daemon/record.h) is restored as from a save and waits for its
+ * guest to redial; one log line says what was found. */
+int vmm_recover(struct vmm *m);
+
 /* Removes every VM: their processes end as lost ("daemon stopping") and their waiters are told. */
 struct vmm *vmm_free(struct vmm *m);
 DEFINE_CLEANUP(struct vmm *, vmm_free);

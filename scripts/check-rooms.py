@@ -20,6 +20,7 @@ ROOMS = [
     ("service", 80, ["service.c", "service.h", "metrics.c", "metrics.h", "event-ring.c", "event-ring.h", "migrate.c",
                      "migrate.h"]),
     ("manager", 70, ["vmm.c", "vmm.h"]),
+    ("record", 65, ["record.c", "record.h"]),
     ("handover", 60, ["save.c", "restore.c", "save-restore.h"]),
     ("vm", 50, ["vm.c", "vm-state.c", "vm-fence.c", "vm-handover.c", "vm.h", "vm-private.h"]),
     ("container", 40, ["container.c", "container.h"]),

@@ -1,0 +1,49 @@
+/* daemon/record.h: the record room: one file per VM in <state-dir>/vms, written crash-safely whenever the VM's model changes, and read back at start so a restarted vsockmuxd recovers every VM (restart and crash recovery). */
+#pragma once
+
+#include "daemon/save-restore.h"
+#include "daemon/vm.h"
+#include "daemon/vmm-types.h"
+
+/* The record's directory under --state-dir. */
+#define VMM_RECORD_DIR "vms"
+/* Added to a record's next bridge call id at recovery: calls sent after its last write (a Kill, a
+ * Resize) must not share an id with the new daemon's. */
+#define VMM_RECORD_CALL_ID_MARGIN (UINT64_C(1) << 20)
+
+struct vmm_record;
+
+/* Makes <state_dir>/vms (0700) and drops temporary files a crash left there. */
+int vmm_record_new(struct relay *relay, const char *state_dir, struct vmm_record **ret);
+struct vmm_record *vmm_record_free(struct vmm_record *rec);
+DEFINE_CLEANUP(struct vmm_record *, vmm_record_free);
+
+/* vm changed: its record is written once at the end of this loop turn, however many changes. */
+void vmm_record_mark(struct vmm_record *rec, struct vmm_vm *vm);
+/* Writes vm's record now: its saved state (a save's blob) with what a save leaves out (each
+ * endpoint's file base, the exec's credentials). A saved VM's record is removed instead: its state
+ * is the destination's. */
+int vmm_record_write(struct vmm_record *rec, struct vmm_vm *vm);
+/* vm goes away: nothing more is written for it; remove: its file goes too (a removed VM). */
+void vmm_record_forget(struct vmm_record *rec, struct vmm_vm *vm, bool remove);
+/* Writes every marked VM now. */
+void vmm_record_flush(struct vmm_record *rec);
+
+/* One record found at start, ready for vmm_restore(): the blob and its endpoints (io). */
+struct vmm_record_entry {
+        const char *name;
+        const uint8_t *blob;
+        size_t len;
+        const struct vmm_restore_io *io;
+        size_t n_io;
+};
+typedef int (*vmm_record_recover_fn)(const struct vmm_record_entry *e, void *userdata, struct vmm_error *err);
+
+struct vmm_record_summary {
+        unsigned vms, processes, lost, bad, failed;
+};
+
+/* Hands every record to fn. A record that does not parse is moved aside (NAME.state.bad) and
+ * logged; one fn refuses is logged and left in place. */
+int vmm_record_recover(struct vmm_record *rec, vmm_record_recover_fn fn, void *userdata,
+                       struct vmm_record_summary *ret);
