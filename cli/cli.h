@@ -20,6 +20,11 @@
 #define CLI_EXIT_USAGE 2
 #define CLI_EXIT_EXEC_FAILED 125 /* exec: the process never ran (docker's convention) */
 #define CLI_EXIT_STATUS_LOST 255
+/* vsockmuxd stopped cleanly (SIGTERM) while we waited: the process goes on and `vsockmux wait`
+ * after its restart gives the exit code (sysexits.h's EX_TEMPFAIL). */
+#define CLI_EXIT_DAEMON_STOPPED 75
+/* How such an answer starts (UNAVAILABLE; daemon/vmm-types.h's VMM_STOPPED_MESSAGE). */
+#define CLI_DAEMON_STOPPED "vsockmuxd stopped"
 /* A guest's exit code outside 0-255 (256 from a guest that does not truncate, a negative one):
  * never 0, which a truncation to 8 bits could give; the CLI names the real code. */
 #define CLI_EXIT_CODE_UNFIT 255
@@ -81,6 +86,9 @@ int cli_call(struct cli *cli, const char *method, const ProtobufCMessage *req,
              const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret_resp);
 
 /* The same, with the request's deadline (ttrpc's timeout_nano; 0 = none). */
+/* The daemon answered that it stopped cleanly (CLI_DAEMON_STOPPED): exit with CLI_EXIT_DAEMON_STOPPED. */
+struct vsockmux_status;
+bool cli_daemon_stopped(int r, const struct vsockmux_status *st);
 int cli_call_deadline(struct cli *cli, const char *method, const ProtobufCMessage *req, int64_t timeout_ns,
                       const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret_resp);
 

@@ -489,6 +489,11 @@ static int exec_on_reply(struct exec_ctx *x)
                 return -1;
         if (r != VSOCKMUX_CLIENT_RESPONSE) {
                 vsockmux_message_free(m);
+                if (cli_daemon_stopped(r, &st)) {
+                        cli_error(x->cli, "%s; `vsockmux wait %s %u` after its restart gives the exit code", st.message,
+                                  x->vm, x->pid);
+                        return CLI_EXIT_DAEMON_STOPPED;
+                }
                 cli_describe_failure(x->cli, r < 0 ? r : -EBADMSG, &st, why, sizeof(why));
                 cli_error(x->cli, "%s; the process may still run, its exit status is unknown", why);
                 return CLI_EXIT_STATUS_LOST;

@@ -146,9 +146,16 @@ int cli_call_deadline(struct cli *cli, const char *method, const ProtobufCMessag
                 *ret_resp = m;
         if (r < 0) {
                 cli_describe_failure(cli, r, &st, why, sizeof(why));
-                return cli_error(cli, "%s", why);
+                (void)cli_error(cli, "%s", why);
+                return cli_daemon_stopped(r, &st) ? CLI_EXIT_DAEMON_STOPPED : CLI_EXIT_FAILURE;
         }
         return 0;
+}
+
+bool cli_daemon_stopped(int r, const struct vsockmux_status *st)
+{
+        return r == -EREMOTEIO && st && st->code == 14 /* UNAVAILABLE */ &&
+               strncmp(st->message, CLI_DAEMON_STOPPED, strlen(CLI_DAEMON_STOPPED)) == 0;
 }
 
 int cli_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *ret)
