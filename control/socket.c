@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "control/socket.h"
@@ -50,8 +51,13 @@ static int socket_addr(const char *path, struct sockaddr_un *ret_sa, socklen_t *
         return 0;
 }
 
-/* -EADDRINUSE when a server answers at path, 0 when nothing does (the file may then go). */
-static int probe_live(const struct sockaddr_un *sa, socklen_t salen)
+/* A daemon killed a moment ago still answers: its io_uring's pending accept holds the listener
+ * until the kernel's ring teardown, which runs after the process is gone (a restart right after a
+ * SIGKILL). A live server keeps answering; a dead one stops within this. */
+#define PROBE_DEAD_WAIT_NS (2 * 1000000000ll)
+#define PROBE_STEP_NS (20 * 1000000ll)
+
+static int probe_once(const struct sockaddr_un *sa, socklen_t salen)
 {
         _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 
@@ -60,6 +66,21 @@ static int probe_live(const struct sockaddr_un *sa, socklen_t salen)
         if (connect(fd, (const struct sockaddr *)sa, salen) == 0 || errno == EAGAIN)
                 return -EADDRINUSE;
         return 0;
+}
+
+/* -EADDRINUSE when a server answers at path, 0 when nothing does (the file may then go). */
+static int probe_live(const struct sockaddr_un *sa, socklen_t salen)
+{
+        const struct timespec step = { .tv_nsec = PROBE_STEP_NS };
+        int r = 0;
+
+        for (long long waited = 0; waited <= PROBE_DEAD_WAIT_NS; waited += PROBE_STEP_NS) {
+                r = probe_once(sa, salen);
+                if (r != -EADDRINUSE)
+                        return r;
+                (void)nanosleep(&step, NULL);
+        }
+        return r;
 }
 
 int control_socket_bind(int fd, const char *path, mode_t mode, gid_t group, struct stat *ret_st)
