@@ -136,6 +136,9 @@ void vmm_vm_release(struct vmm_vm *vm)
         vm_set_state(vm, VM_SAVED);
         /* The sockets are gone: the daemon that restores the state may take the transport. */
         vmm_vm_fence_drop(vm);
+        /* Saved: its record goes (the destination's now), before the blob can reach anyone. */
+        if (vm->ops->on_changed)
+                vm->ops->on_changed(vm, true, vm->userdata);
 }
 
 void vmm_vm_observe_save(struct vmm_vm *vm, uint64_t ns)
@@ -194,6 +197,8 @@ int vmm_vm_relisten(struct vmm_vm *vm, struct vmm_error *err)
         }
         vm_set_state(vm, VM_REATTACHING);
         vmm_processes_relisten(vm->processes);
+        if (vm->ops->on_changed)
+                vm->ops->on_changed(vm, false, vm->userdata);
         log_info("vm %s: resumed on this daemon; waiting for the guest to return", vm->name);
         return 0;
 }
