@@ -506,27 +506,28 @@ static size_t integ_daemon_wrapper(char *buf, size_t size, char **argv, size_t m
         return n;
 }
 
-int integ_new(const struct integ_config *cfg, struct integ **ret)
+/* Starts vsockmuxd on t's socket and state dir (append: add to its log, a restart) and waits until
+ * it accepts. */
+static unsigned integ_count_in_file(const char *path, const char *needle)
 {
-        return integ_new_args(cfg, NULL, ret);
+        char *s = integ_read_file(path, NULL);
+        unsigned n = 0;
+
+        for (const char *p = s; p && (p = strstr(p, needle)); p += strlen(needle))
+                n++;
+        free(s);
+        return n;
 }
 
-int integ_new_args(const struct integ_config *cfg, char *const extra[], struct integ **ret)
+static int integ_daemon_spawn(struct integ *t, char *const extra[], bool append)
 {
-        struct integ *t = calloc(1, sizeof(*t));
+        const struct integ_config *cfg = t->cfg;
+        /* A daemon killed a moment ago still accepts (its io_uring holds the listener until the
+         * kernel tears the ring down): a restarted one is ready once its own log says it listens. */
+        static const char listening[] = "vsockmuxd: listening on ";
+        unsigned listened = append ? integ_count_in_file(t->daemon_log, listening) : 0;
         int64_t deadline;
 
-        if (!t)
-                return -ENOMEM;
-        t->cfg = cfg;
-        snprintf(t->dir, sizeof(t->dir), "/tmp/vsockmux-integ.XXXXXX");
-        if (!mkdtemp(t->dir) || chmod(t->dir, 0755) < 0) {
-                free(t);
-                return -errno;
-        }
-        snprintf(t->sock, sizeof(t->sock), "%s/ctl.sock", t->dir);
-        snprintf(t->state_dir, sizeof(t->state_dir), "%s/state", t->dir);
-        snprintf(t->daemon_log, sizeof(t->daemon_log), "%s/vsockmuxd.log", t->dir);
         {
                 char wrapper[1024];
                 char *argv[INTEG_MAX_ARGS];
@@ -554,26 +555,66 @@ int integ_new_args(const struct integ_config *cfg, char *const extra[], struct i
                 for (size_t i = 0; extra && extra[i] && n + 1 < INTEG_MAX_ARGS; i++)
                         argv[n++] = extra[i];
                 argv[n] = NULL;
-                t->daemon = integ_spawn(t, argv, NULL, t->daemon_log, t->daemon_log);
+                if (append) {
+                        int fd = open(t->daemon_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+
+                        if (fd < 0)
+                                return -errno;
+                        t->daemon = integ_spawn_fds(t, argv, -1, fd, fd);
+                        close(fd);
+                } else
+                        t->daemon = integ_spawn(t, argv, NULL, t->daemon_log, t->daemon_log);
                 integ_untrack(t, t->daemon);
         }
         deadline = integ_now_ms() + INTEG_WAIT_MS;
         /* Ready means accepting: the socket file exists a moment before listen(). */
-        while (!integ_can_connect(t->sock)) {
+        while (!integ_can_connect(t->sock) || (append && integ_count_in_file(t->daemon_log, listening) <= listened)) {
                 int status;
 
                 if (waitpid(t->daemon, &status, WNOHANG) == t->daemon) {
                         t->daemon = 0;
                         integ_dump_daemon_log(t);
-                        integ_free(t);
                         return -ECHILD;
                 }
                 if (integ_now_ms() >= deadline) {
                         integ_dump_daemon_log(t);
-                        integ_free(t);
                         return -ETIMEDOUT;
                 }
                 integ_sleep_ms(10);
+        }
+        return 0;
+}
+
+int integ_daemon_restart(struct integ *t, char *const extra[])
+{
+        return integ_daemon_spawn(t, extra, true);
+}
+
+int integ_new(const struct integ_config *cfg, struct integ **ret)
+{
+        return integ_new_args(cfg, NULL, ret);
+}
+
+int integ_new_args(const struct integ_config *cfg, char *const extra[], struct integ **ret)
+{
+        struct integ *t = calloc(1, sizeof(*t));
+        int r;
+
+        if (!t)
+                return -ENOMEM;
+        t->cfg = cfg;
+        snprintf(t->dir, sizeof(t->dir), "/tmp/vsockmux-integ.XXXXXX");
+        if (!mkdtemp(t->dir) || chmod(t->dir, 0755) < 0) {
+                free(t);
+                return -errno;
+        }
+        snprintf(t->sock, sizeof(t->sock), "%s/ctl.sock", t->dir);
+        snprintf(t->state_dir, sizeof(t->state_dir), "%s/state", t->dir);
+        snprintf(t->daemon_log, sizeof(t->daemon_log), "%s/vsockmuxd.log", t->dir);
+        r = integ_daemon_spawn(t, extra, false);
+        if (r < 0) {
+                integ_free(t);
+                return r;
         }
         *ret = t;
         return 0;

@@ -59,6 +59,9 @@ int integ_teardown(void **state);
 int integ_new(const struct integ_config *cfg, struct integ **ret);
 /* The same with extra vsockmuxd options (NULL-terminated; NULL for none). */
 int integ_new_args(const struct integ_config *cfg, char *const extra[], struct integ **ret);
+/* Starts vsockmuxd again on t's socket and state dir (the last one is stopped or killed and
+ * reaped: t->daemon 0), its log appended; extra as for integ_new_args(). */
+int integ_daemon_restart(struct integ *t, char *const extra[]);
 /* Kills and reaps everything still running, removes the temp dir. Returns the daemon's exit code
  * after SIGTERM (or -1 if it had to be killed or was already gone). */
 int integ_free(struct integ *t);

@@ -1,0 +1,322 @@
+/* Restart and crash recovery against real daemons and a real vsockmux-sim: vsockmuxd keeps a record
+ * of every VM in <state-dir>/vms; a SIGTERM is a clean recorded stop (attached execs exit 75, the
+ * processes go on), a SIGKILL loses nothing a resume guest can replay, and a new vsockmuxd on the
+ * same state dir recovers every VM: file endpoints exactly once, exit codes right or reported
+ * lost, never 0. A record that does not parse is moved aside; --no-record keeps none. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <json-c/json.h>
+
+#include "harness.h"
+
+#define RESTART_LINES 20000u /* each half of a writer's output */
+#define RESTART_WRITERS 4u
+
+/* `seq 1 N`, then the gate, then `seq N+1 2N`, then exit code. With first, a gate before too
+ * (DIR/first): the output then flows only after every record write the execs made. */
+static const char *writer_script(struct integ *t, char *buf, size_t len, unsigned code, bool first)
+{
+        char gate[INTEG_PATH_MAX + 64] = "";
+
+        if (first)
+                snprintf(gate, sizeof(gate), "while [ -d %s ] && [ ! -e %s/first ]; do sleep 0.05; done; ", t->dir,
+                         t->dir);
+        snprintf(buf, len, "%sseq 1 %u; %s; seq %u %u; exit %u", gate, RESTART_LINES, integ_wait_go(t),
+                 RESTART_LINES + 1, 2 * RESTART_LINES, code);
+        return buf;
+}
+
+static long exec_to_file(struct integ *t, const char *vm, const char *out, const char *script)
+{
+        struct integ_result res;
+        char *end;
+        long pid;
+
+        integ_cli(t, &res, NULL, "exec", vm, "--detach", "--stdout", out, "--", "sh", "-c", script, NULL);
+        integ_assert_code(t, &res, 0);
+        pid = strtol(res.out, &end, 10);
+        if (pid <= 0 || strcmp(end, "\n") != 0)
+                fail_msg("exec --detach printed '%s', not a pid", res.out);
+        integ_result_done(&res);
+        return pid;
+}
+
+/* Every number 1..n once, in order: nothing lost, nothing twice. */
+static void assert_file_is_seq(struct integ *t, const char *path, unsigned n)
+{
+        size_t len, off = 0;
+        char *got = integ_read_file(path, &len);
+        char want[16];
+
+        assert_non_null(got);
+        for (unsigned i = 1; i <= n; i++) {
+                int w = snprintf(want, sizeof(want), "%u\n", i);
+
+                if (off + (size_t)w > len || memcmp(got + off, want, (size_t)w) != 0) {
+                        integ_dump_daemon_log(t);
+                        fail_msg("%s: line %u is not %u (%zu bytes, expected the sequence to %u)", path, i, i, len, n);
+                }
+                off += (size_t)w;
+        }
+        if (off != len)
+                fail_msg("%s: %zu bytes after line %u (duplicated output?)", path, len - off, n);
+        free(got);
+}
+
+/* `vsockmux wait VM PID`: its exit code (the process's), and its output in res. */
+static int wait_code(struct integ *t, const char *vm, long pid, struct integ_result *res)
+{
+        char pid_s[24];
+
+        snprintf(pid_s, sizeof(pid_s), "%ld", pid);
+        integ_cli(t, res, NULL, "wait", vm, pid_s, NULL);
+        return res->code;
+}
+
+static void expect_wait(struct integ *t, const char *vm, long pid, int code)
+{
+        struct integ_result res;
+
+        if (wait_code(t, vm, pid, &res) != code) {
+                integ_dump_daemon_log(t);
+                fail_msg("wait %s %ld: exit %d, expected %d\nstdout: '%s'\nstderr: '%s'", vm, pid, res.code, code,
+                         res.out, res.err);
+        }
+        integ_result_done(&res);
+}
+
+static void stop_daemon(struct integ *t, int sig)
+{
+        int code;
+
+        assert_int_equal(kill(t->daemon, sig), 0);
+        assert_int_equal(integ_reap(t, t->daemon, INTEG_WAIT_MS, &code), 0);
+        t->daemon = 0;
+        if (sig == SIGTERM && code != 0) {
+                integ_dump_daemon_log(t);
+                fail_msg("vsockmuxd exited %d on SIGTERM", code);
+        }
+}
+
+static void restart(struct integ *t, char *const extra[])
+{
+        assert_int_equal(integ_daemon_restart(t, extra), 0);
+}
+
+/* The number of processes `ps VM --json` shows running (their pids known). */
+static size_t running_count(struct integ *t, const char *vm)
+{
+        struct json_object *all = integ_cli_json(t, "ps", vm, "--json", NULL);
+        size_t n = 0;
+
+        for (size_t i = 0; i < json_object_array_length(all); i++) {
+                struct json_object *p = json_object_array_get_idx(all, i);
+
+                if (integ_json_int(p, "pid") > 0 && !strcmp(integ_json_str(p, "state"), "running"))
+                        n++;
+        }
+        json_object_put(all);
+        return n;
+}
+
+static void wait_running(struct integ *t, const char *vm, size_t n)
+{
+        for (int waited = 0; running_count(t, vm) < n; waited += 20) {
+                if (waited >= INTEG_WAIT_MS)
+                        fail_msg("fewer than %zu processes running in %s", n, vm);
+                integ_sleep_ms(20);
+        }
+}
+
+/* SIGTERM: the writer goes on while the daemon is down, the attached exec hears that vsockmuxd
+ * stopped (75, not "exit status lost"), and after the restart every line is in the file once
+ * and `wait` gives both real exit codes. */
+static void test_sigterm_and_restart_lose_nothing(void **state)
+{
+        struct integ *t = *state;
+        char out[INTEG_PATH_MAX], cli_err[INTEG_PATH_MAX], script[512], attached[512], needle[32];
+        char *args[] = { "exec", "demo", "--", "sh", "-c", attached, NULL };
+        struct integ_result res;
+        long pid, apid = 0;
+        pid_t cli;
+        int code;
+
+        integ_vm_with_sim(t, "demo");
+        snprintf(out, sizeof(out), "%s", integ_path(t, "out"));
+        snprintf(cli_err, sizeof(cli_err), "%s", integ_path(t, "attached.err"));
+        pid = exec_to_file(t, "demo", out, writer_script(t, script, sizeof(script), 7, false));
+        snprintf(needle, sizeof(needle), "\n%u\n", RESTART_LINES);
+        assert_true(integ_wait_file_contains(out, needle, INTEG_WAIT_MS));
+        snprintf(attached, sizeof(attached), "%s; exit 3", integ_wait_go(t));
+        cli = integ_spawn(t, integ_cli_argv(t, args), NULL, NULL, cli_err);
+        wait_running(t, "demo", 2);
+
+        stop_daemon(t, SIGTERM);
+        assert_int_equal(integ_reap(t, cli, INTEG_WAIT_MS, &code), 0);
+        {
+                char *err = integ_read_file(cli_err, NULL);
+
+                assert_non_null(err);
+                if (code != 75) {
+                        integ_dump_daemon_log(t);
+                        fail_msg("the attached exec exited %d, expected 75; stderr: '%s'", code, err);
+                }
+                integ_assert_contains(err, "vsockmuxd stopped");
+                assert_null(strstr(err, "exit status lost"));
+                if (sscanf(strstr(err, "vsockmux wait demo ") + strlen("vsockmux wait demo "), "%ld", &apid) != 1)
+                        fail_msg("no pid in '%s'", err);
+                free(err);
+        }
+        /* The rest is written while no vsockmuxd runs: the guest holds it for the redial. */
+        integ_touch(integ_path(t, "go"));
+        restart(t, NULL);
+        assert_true(integ_wait_file_contains(t->daemon_log, "recovered 1 VMs with 2 processes", INTEG_WAIT_MS));
+        expect_wait(t, "demo", pid, 7);
+        expect_wait(t, "demo", apid, 3);
+        assert_file_is_seq(t, out, 2 * RESTART_LINES);
+        integ_cli(t, &res, NULL, "vm", "ls", NULL);
+        integ_assert_code(t, &res, 0);
+        integ_assert_contains(res.out, "demo");
+        integ_result_done(&res);
+}
+
+/* SIGKILL while several writers stream to files: a new daemon resumes each exactly where its
+ * file ends, and a process that exited while no daemon ran is found with its code. */
+static void test_sigkill_under_load_and_restart_are_exactly_once(void **state)
+{
+        struct integ *t = *state;
+        char outs[RESTART_WRITERS][INTEG_PATH_MAX], script[512], quick[512], name[32];
+        long pids[RESTART_WRITERS], qpid;
+        const char *exited = integ_path(t, "quick.exited");
+
+        integ_vm_with_sim(t, "demo");
+        for (unsigned i = 0; i < RESTART_WRITERS; i++) {
+                snprintf(name, sizeof(name), "out%u", i);
+                snprintf(outs[i], sizeof(outs[i]), "%s", integ_path(t, name));
+                pids[i] = exec_to_file(t, "demo", outs[i], writer_script(t, script, sizeof(script), 10 + i, true));
+        }
+        snprintf(quick, sizeof(quick), "%s; touch %s; exit 9", integ_wait_go(t), exited);
+        qpid = integ_exec_detached(t, "demo", quick);
+        /* The record holds every process now, with nothing delivered yet: what reaches the files
+         * from here on is only in the files when the daemon dies. */
+        integ_touch(integ_path(t, "first"));
+        snprintf(name, sizeof(name), "\n%u\n", RESTART_LINES);
+        for (unsigned i = 0; i < RESTART_WRITERS; i++)
+                assert_true(integ_wait_file_contains(outs[i], name, INTEG_WAIT_MS));
+
+        stop_daemon(t, SIGKILL);
+        integ_touch(integ_path(t, "go"));
+        /* It exits while nobody listens; the new daemon's probe must find it. */
+        for (int waited = 0; access(exited, F_OK) < 0; waited += 20) {
+                if (waited >= INTEG_WAIT_MS)
+                        fail_msg("the quick process never ran to its end");
+                integ_sleep_ms(20);
+        }
+        restart(t, NULL);
+        assert_true(integ_wait_file_contains(t->daemon_log, "recovered 1 VMs", INTEG_WAIT_MS));
+        expect_wait(t, "demo", qpid, 9);
+        for (unsigned i = 0; i < RESTART_WRITERS; i++) {
+                expect_wait(t, "demo", pids[i], 10 + (int)i);
+                assert_file_is_seq(t, outs[i], 2 * RESTART_LINES);
+        }
+}
+
+/* The guest forgot the process while no daemon ran (a new guest): its exit is reported lost, never
+ * as 0. */
+static void test_exit_that_cannot_be_known_is_reported_lost(void **state)
+{
+        struct integ *t = *state;
+        struct integ_result res;
+        pid_t sim;
+        long pid;
+
+        sim = integ_vm_with_sim(t, "demo");
+        pid = integ_exec_detached(t, "demo", integ_alive_loop(t));
+        stop_daemon(t, SIGKILL);
+        integ_kill(t, sim, SIGKILL);
+        restart(t, NULL);
+        (void)integ_sim_start(t, "demo");
+        if (wait_code(t, "demo", pid, &res) != 255) {
+                integ_dump_daemon_log(t);
+                fail_msg("wait: exit %d, expected 255 (lost)\nstdout: '%s'\nstderr: '%s'", res.code, res.out, res.err);
+        }
+        integ_assert_contains(res.out, "lost");
+        integ_result_done(&res);
+}
+
+/* A record that does not parse is moved aside with a log line; the others still come back. */
+static void test_corrupt_record_is_moved_aside(void **state)
+{
+        struct integ *t = *state;
+        char bad[INTEG_PATH_MAX], aside[INTEG_PATH_MAX + 8];
+        struct stat st;
+        long pid;
+        int fd;
+
+        integ_vm_with_sim(t, "demo");
+        pid = integ_exec_detached(t, "demo", "exit 4");
+        expect_wait(t, "demo", pid, 4);
+        stop_daemon(t, SIGTERM);
+        snprintf(bad, sizeof(bad), "%s/vms/broken.state", t->state_dir);
+        snprintf(aside, sizeof(aside), "%s.bad", bad);
+        fd = open(bad, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, "not a record", 12), 12);
+        close(fd);
+        restart(t, NULL);
+        assert_true(integ_wait_file_contains(t->daemon_log, "does not parse", INTEG_WAIT_MS));
+        assert_true(integ_wait_file_contains(t->daemon_log, "moved aside", INTEG_WAIT_MS));
+        assert_int_equal(stat(bad, &st), -1);
+        assert_int_equal(stat(aside, &st), 0);
+        expect_wait(t, "demo", pid, 4);
+}
+
+/* --no-record: today's behaviour, nothing in the state dir and nothing after a restart. */
+static void test_no_record_keeps_nothing(void **state)
+{
+        struct integ *t = *state;
+        char *extra[] = { "--no-record", NULL };
+        char vms[INTEG_PATH_MAX + 8];
+        struct integ_result res;
+        struct stat st;
+
+        stop_daemon(t, SIGTERM);
+        /* The first daemon (with a record) made the directory: start clean. */
+        snprintf(vms, sizeof(vms), "%s/vms", t->state_dir);
+        (void)rmdir(vms);
+        restart(t, extra);
+        integ_vm_with_sim(t, "demo");
+        (void)integ_exec_detached(t, "demo", integ_alive_loop(t));
+        assert_int_equal(stat(vms, &st), -1);
+        stop_daemon(t, SIGTERM);
+        restart(t, extra);
+        integ_cli(t, &res, NULL, "ps", "demo", NULL);
+        integ_assert_code(t, &res, 1);
+        integ_assert_contains(res.err, "unknown VM");
+        integ_result_done(&res);
+}
+
+int main(int argc, char **argv)
+{
+        struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_sigterm_and_restart_lose_nothing),
+                cmocka_unit_test(test_sigkill_under_load_and_restart_are_exactly_once),
+                cmocka_unit_test(test_exit_that_cannot_be_known_is_reported_lost),
+                cmocka_unit_test(test_corrupt_record_is_moved_aside),
+                cmocka_unit_test(test_no_record_keeps_nothing),
+        };
+
+        return integ_run("integ-restart", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
+}
