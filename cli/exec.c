@@ -76,6 +76,7 @@ struct exec_ctx {
         bool sig_proxy;
         bool terminal;      /* --tty: a console in the guest, ours in raw mode */
         bool winch_pending; /* our size changed while STARTING */
+        int held_signal;    /* a signal to forward that came while STARTING; 0: none */
         struct cli_tty tty;
         struct cli_detach detach;
         bool detach_on;                      /* stdin is a terminal: look for the detach keys in it */
@@ -395,8 +396,14 @@ static int exec_on_signal(struct exec_ctx *x)
                         exec_send_resize(x);
                 return -1;
         }
-        /* Before the pid is known there is nothing to forward to, and the Exec may hang on a guest
-         * that never connects: the CLI ends, honestly. */
+        /* Before the pid is known there is nothing to forward to yet: the first signal is held
+         * and sent with the pid (the daemon answers an exec once its record is durable, which
+         * widens that window). A second one, or any without --sig-proxy, ends the CLI, honestly:
+         * the Exec may hang on a guest that never connects. */
+        if (x->sig_proxy && x->phase == EXEC_STARTING && !x->held_signal) {
+                x->held_signal = sig;
+                return -1;
+        }
         if (!x->sig_proxy || x->phase == EXEC_STARTING) {
                 cli_error(x->cli, "interrupted by SIG%s; the process may still run in the VM (see vsockmux ps)",
                           cli_signal_name(sig) ?: "?");
@@ -437,6 +444,9 @@ static int exec_on_started(struct exec_ctx *x, Vsockmux__V1__ExecResponse *resp)
                 return exec_leave_detached(x);
         if (x->winch_pending)
                 exec_send_resize(x);
+        if (x->held_signal)
+                exec_forward_signal(x, x->held_signal);
+        x->held_signal = 0;
         return -1;
 }
 
