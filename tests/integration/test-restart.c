@@ -308,6 +308,59 @@ static void test_no_record_keeps_nothing(void **state)
         integ_result_done(&res);
 }
 
+/* The number of processes `ps VM --json` lists, whatever their state. */
+static size_t process_count(struct integ *t, const char *vm)
+{
+        struct json_object *all = integ_cli_json(t, "ps", vm, "--json", NULL);
+        size_t n = json_object_array_length(all);
+
+        json_object_put(all);
+        return n;
+}
+
+/* An exec's pid is answered only once its record is durable: a ctrl-c before that is held and
+ * forwarded with the pid, never lost (and the CLI does not leave the process running). The guest
+ * connects only after the ctrl-c, so the exec is surely still starting when it comes. */
+static void test_ctrl_c_before_the_pid_is_held_and_forwarded(void **state)
+{
+        struct integ *t = *state;
+        char err[INTEG_PATH_MAX], script[512];
+        char *args[] = { "exec", "demo", "--", "sh", "-c", script, NULL };
+        struct json_object *all;
+        struct integ_result res;
+        pid_t cli;
+        int code;
+
+        integ_cli(t, &res, NULL, "vm", "add", "demo", "--hvsock", integ_hvsock(t, "demo"), NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        snprintf(err, sizeof(err), "%s", integ_path(t, "cli.err"));
+        snprintf(script, sizeof(script), "%s", integ_alive_loop(t));
+        cli = integ_spawn(t, integ_cli_argv(t, args), NULL, NULL, err);
+        for (int waited = 0; process_count(t, "demo") < 1; waited += 20) {
+                if (waited >= INTEG_WAIT_MS)
+                        fail_msg("the exec never reached the daemon");
+                integ_sleep_ms(20);
+        }
+        assert_int_equal(kill(cli, SIGINT), 0);
+        (void)integ_sim_start(t, "demo");
+        assert_int_equal(integ_reap(t, cli, INTEG_WAIT_MS, &code), 0);
+        {
+                char *text = integ_read_file(err, NULL);
+
+                assert_non_null(text);
+                if (strstr(text, "may still run"))
+                        fail_msg("the CLI gave up instead of forwarding the ctrl-c: '%s'", text);
+                free(text);
+        }
+        /* The process got it: SIGINT ended it (130, as a local ctrl-c would). */
+        assert_int_equal(code, 130);
+        all = integ_cli_json(t, "ps", "demo", "--json", NULL);
+        assert_int_equal(json_object_array_length(all), 1);
+        assert_string_not_equal(integ_json_str(json_object_array_get_idx(all, 0), "state"), "running");
+        json_object_put(all);
+}
+
 int main(int argc, char **argv)
 {
         struct CMUnitTest tests[] = {
@@ -316,6 +369,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_exit_that_cannot_be_known_is_reported_lost),
                 cmocka_unit_test(test_corrupt_record_is_moved_aside),
                 cmocka_unit_test(test_no_record_keeps_nothing),
+                cmocka_unit_test(test_ctrl_c_before_the_pid_is_held_and_forwarded),
         };
 
         return integ_run("integ-restart", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
