@@ -76,7 +76,7 @@ struct exec_ctx {
         bool sig_proxy;
         bool terminal;      /* --tty: a console in the guest, ours in raw mode */
         bool winch_pending; /* our size changed while STARTING */
-        int held_signal;    /* a signal to forward that came while STARTING; 0: none */
+        int held_signal;    /* a ctrl-c to forward that came while STARTING; 0: none */
         struct cli_tty tty;
         struct cli_detach detach;
         bool detach_on;                      /* stdin is a terminal: look for the detach keys in it */
@@ -396,11 +396,12 @@ static int exec_on_signal(struct exec_ctx *x)
                         exec_send_resize(x);
                 return -1;
         }
-        /* Before the pid is known there is nothing to forward to yet: the first signal is held
-         * and sent with the pid (the daemon answers an exec once its record is durable, which
-         * widens that window). A second one, or any without --sig-proxy, ends the CLI, honestly:
-         * the Exec may hang on a guest that never connects. */
-        if (x->sig_proxy && x->phase == EXEC_STARTING && !x->held_signal) {
+        /* Before the pid is known there is nothing to forward to yet: a first ctrl-c is held and
+         * sent with the pid (the daemon answers an exec once its record is durable, which widens
+         * that window). A second one, any other signal (a supervisor stopping the CLI) or any
+         * without --sig-proxy ends the CLI, honestly: the Exec may hang on a guest that never
+         * connects. */
+        if (x->sig_proxy && x->phase == EXEC_STARTING && sig == SIGINT && !x->held_signal) {
                 x->held_signal = sig;
                 return -1;
         }
