@@ -72,6 +72,7 @@ struct vmm_process {
         gid_t *creds_groups;
         bool has_creds;
         bool recovering;          /* imported from the record: an endpoint that cannot be reopened is dropped */
+        bool awaiting_durable;    /* has its pid; its starters hear it once the record holding it is written */
         bool log_journald;        /* its output goes to the journal (log-journald.h) */
         bool log_journald_failed; /* said once: journald refused an entry */
         char *container_id;
@@ -114,8 +115,9 @@ static inline const struct vmm_context *process_ctx(const struct vmm_process *p)
 
 /* process.c */
 /* The table's content changed (a process started, exited, went): the record (daemon/record.h)
- * writes it; now: before the caller goes on (an exec's pid reaches its client only once durable). */
-void process_table_changed(struct vmm_processes *t, bool now);
+ * writes it (now: before returning, else once this loop turn). true: a record is kept, and
+ * vmm_processes_durable() follows its write (an exec's pid reaches its client only then). */
+bool process_table_changed(struct vmm_processes *t, bool now);
 /* After a sink endpoint opened: whether it is a regular file, and its length now. */
 void process_stream_note_file(struct vmm_stream *s);
 uint64_t process_realtime_ns(void);

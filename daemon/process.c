@@ -111,12 +111,26 @@ void process_free(struct vmm_process *p)
         process_table_changed(t, false);
 }
 
-void process_table_changed(struct vmm_processes *t, bool now)
+bool process_table_changed(struct vmm_processes *t, bool now)
 {
         /* Handed over or stopped: the record is another daemon's, or stays as it was written. */
         if (t->handed_over || t->stopped || !t->ops || !t->ops->on_changed)
-                return;
-        t->ops->on_changed(now, t->userdata);
+                return false;
+        return t->ops->on_changed(now, t->userdata);
+}
+
+void vmm_processes_durable(struct vmm_processes *t)
+{
+        struct list_head *pos, *tmp;
+
+        list_for_each_safe(pos, tmp, &t->list) {
+                struct vmm_process *p = list_entry(pos, struct vmm_process, link);
+
+                if (!p->awaiting_durable)
+                        continue;
+                p->awaiting_durable = false;
+                process_started(p, 0, "");
+        }
 }
 
 /* Forgets the oldest reported exits beyond the configured number. */
@@ -437,9 +451,12 @@ static void process_on_exec(const struct bridge_result *res, void *userdata)
         log_info("vm %s: process %u started: %s", t->guest->vm_name, p->pid, p->argv[0]);
         vmm_context_emit(t->guest->ctx, VMM_EVENT_PROCESS_STARTED, t->guest->vm_name, p->container_id, p->pid, NULL,
                          p->argv[0]);
-        /* Durable before the client sees the pid: a crash after it never forgets the process. */
-        process_table_changed(t, true);
-        process_started(p, 0, "");
+        /* Durable before the client sees the pid: a crash after it never forgets the process. The
+         * record is written once this loop turn, for every exec answered in it (one fsync). */
+        if (process_table_changed(t, false))
+                p->awaiting_durable = true;
+        else
+                process_started(p, 0, "");
         process_maybe_report(p);
 }
 
@@ -1149,8 +1166,13 @@ void vmm_processes_stop(struct vmm_processes *t, const char *message)
         list_for_each(pos, &t->list) {
                 struct vmm_process *p = list_entry(pos, struct vmm_process, link);
 
-                /* Without a pid the record cannot hold it: a restart would never find it. */
-                process_started(p, -ESHUTDOWN, message);
+                /* Without a pid the record cannot hold it: a restart would never find it. One
+                 * waiting for its record write has it now (the stop wrote it). */
+                if (p->awaiting_durable) {
+                        p->awaiting_durable = false;
+                        process_started(p, 0, "");
+                } else
+                        process_started(p, -ESHUTDOWN, message);
                 while (!list_empty(&p->waiters)) {
                         struct vmm_waiter *w = list_entry(p->waiters.next, struct vmm_waiter, link);
 

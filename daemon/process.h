@@ -12,9 +12,9 @@ struct vmm_processes_ops {
         /* A stream that a freeze (vmm_processes_freeze) stopped has flushed what it read. */
         void (*on_stream_frozen)(void *userdata);
         /* The table changed as the record keeps it (a process started, exited, was forgotten).
-         * now: write it before returning (an exec's pid is answered once it is durable); else
-         * once per loop turn. */
-        void (*on_changed)(bool now, void *userdata);
+         * now: write it before returning; else once per loop turn. true: a record is kept and
+         * vmm_processes_durable() follows each write (an exec's pid is answered only then). */
+        bool (*on_changed)(bool now, void *userdata);
 };
 
 int vmm_processes_new(const struct vmm_guest *guest, const struct vmm_processes_ops *ops, void *userdata,
@@ -52,6 +52,8 @@ unsigned vmm_processes_streams_open(const struct vmm_processes *t);
  * stream errors, dropped bytes. */
 void vmm_processes_add_counters(const struct vmm_processes *t, struct vmm_vm_counters *c);
 
+/* The record holding the table was written: the execs waiting for it get their pid answered. */
+void vmm_processes_durable(struct vmm_processes *t);
 /* A recorded stop (SIGTERM): the processes go on in the guest and a restart recovers them from
  * the record. Every waiter hears so (vmm_exit_fn with exit NULL), an exec still without a pid
  * fails with message; from here on nothing is reported, and freeing the table tells nobody. */

@@ -202,6 +202,7 @@ int vmm_record_write(struct vmm_record *rec, struct vmm_vm *vm)
         if (vmm_vm_is_saved(vm)) {
                 if (unlink(path) < 0 && errno != ENOENT)
                         log_warn("vm %s: cannot remove its record %s: %m", vmm_vm_name(vm), path);
+                vmm_vm_record_written(vm);
                 return 0;
         }
         r = record_encode(vm, &blob, &len);
@@ -210,6 +211,8 @@ int vmm_record_write(struct vmm_record *rec, struct vmm_vm *vm)
         if (r < 0)
                 log_error("vm %s: cannot write its record %s: %s; a crash now would lose what changed", vmm_vm_name(vm),
                           path, strerror(-r));
+        /* Even when it failed (logged): an exec waiting for it must not hang. */
+        vmm_vm_record_written(vm);
         return r;
 }
 
@@ -339,12 +342,10 @@ static int record_recover_one(struct vmm_record *rec, const char *file, vmm_reco
                 r = record_io_build(msg->vm, &rio);
         if (r < 0)
                 return r;
-        r = fn(&(struct vmm_record_entry){ .name = msg->vm->name,
-                                           .blob = blob,
-                                           .len = blob_len,
-                                           .io = rio.io,
-                                           .n_io = rio.n },
-               userdata, &err);
+        r = fn(
+                &(struct vmm_record_entry){
+                        .name = msg->vm->name, .blob = blob, .len = blob_len, .io = rio.io, .n_io = rio.n },
+                userdata, &err);
         if (r < 0) {
                 log_error("vm %s: cannot recover it from %s: %s; the record is left in place", msg->vm->name, path,
                           err.message[0] ? err.message : strerror(-r));
@@ -357,8 +358,7 @@ static int record_recover_one(struct vmm_record *rec, const char *file, vmm_reco
         return 0;
 }
 
-int vmm_record_recover(struct vmm_record *rec, vmm_record_recover_fn fn, void *userdata,
-                       struct vmm_record_summary *ret)
+int vmm_record_recover(struct vmm_record *rec, vmm_record_recover_fn fn, void *userdata, struct vmm_record_summary *ret)
 {
         struct vmm_record_summary sum = { 0 };
         struct dirent **names = NULL;

@@ -10,13 +10,18 @@
 #include "util/log.h"
 
 /* Passed up to the manager for the record; a VM going away writes nothing more. */
-static void vm_on_processes_changed(bool now, void *userdata)
+static bool vm_on_processes_changed(bool now, void *userdata)
 {
         struct vmm_vm *vm = userdata;
 
         if (vm->state == VM_REMOVING || vm->state == VM_HANDED_OVER || !vm->ops->on_changed)
-                return;
-        vm->ops->on_changed(vm, now, vm->userdata);
+                return false;
+        return vm->ops->on_changed(vm, now, vm->userdata);
+}
+
+void vmm_vm_record_written(struct vmm_vm *vm)
+{
+        vmm_processes_durable(vm->processes);
 }
 
 static const struct vmm_processes_ops vm_processes_ops = {

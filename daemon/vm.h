@@ -12,8 +12,9 @@ struct vmm_vm_ops {
         /* Stdio streams held daemon-wide; exact false allows an upper bound (cheap). */
         unsigned (*streams_held)(bool exact, void *userdata);
         /* The VM's recorded content changed (daemon/record.h); now: make it durable before
-         * returning, else once per loop turn. */
-        void (*on_changed)(struct vmm_vm *vm, bool now, void *userdata);
+         * returning, else once per loop turn. true: a record is kept, and vmm_vm_record_written()
+         * follows each write. */
+        bool (*on_changed)(struct vmm_vm *vm, bool now, void *userdata);
 };
 
 /* A VM named name on t, its stdio ports starting above port_floor (0: none). -EPERM for an hvsock
@@ -30,6 +31,8 @@ int vmm_vm_fence_check(struct vmm_vm *vm, uint64_t generation, struct vmm_error 
 int vmm_vm_fence_own(struct vmm_vm *vm, uint64_t generation);
 /* Listens for the guest's bridge. */
 int vmm_vm_start_bridge(struct vmm_vm *vm);
+/* Its record was written (daemon/record.h): execs waiting for that get their pid answered. */
+void vmm_vm_record_written(struct vmm_vm *vm);
 /* A recorded stop, before vmm_vm_free(): waiters hear that vsockmuxd stopped, execs without a pid
  * fail with message, and freeing it then reports no exit: the guest keeps its processes. */
 void vmm_vm_stop(struct vmm_vm *vm, const char *message);

@@ -273,16 +273,17 @@ static unsigned manager_streams_held(bool exact, void *userdata)
         return n;
 }
 
-static void manager_on_vm_changed(struct vmm_vm *vm, bool now, void *userdata)
+static bool manager_on_vm_changed(struct vmm_vm *vm, bool now, void *userdata)
 {
         struct vmm *m = userdata;
 
         if (!m->record || m->stopped)
-                return;
+                return false;
         if (now)
                 (void)vmm_record_write(m->record, vm);
         else
                 vmm_record_mark(m->record, vm);
+        return true;
 }
 
 static const struct vmm_vm_ops manager_vm_ops = {
@@ -320,7 +321,7 @@ static void manager_vm_publish(struct vmm *m, struct vmm_vm *vm)
         else
                 log_info("vm %s: added, vsock CID %u", vmm_vm_name(vm), t->cid);
         vmm_context_emit(&m->ctx, VMM_EVENT_VM_ADDED, vmm_vm_name(vm), NULL, 0, NULL, NULL);
-        manager_on_vm_changed(vm, false, m);
+        (void)manager_on_vm_changed(vm, false, m);
 }
 
 int vmm_vm_add(struct vmm *m, const char *name, const struct relay_transport *t, struct vmm_vm **ret)
