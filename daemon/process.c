@@ -453,10 +453,11 @@ static void process_on_exec(const struct bridge_result *res, void *userdata)
                          p->argv[0]);
         /* Durable before the client sees the pid: a crash after it never forgets the process. The
          * record is written once this loop turn, for every exec answered in it (one fsync). */
-        if (process_table_changed(t, false))
-                p->awaiting_durable = true;
-        else
+        p->awaiting_durable = true; /* before: a write that cannot wait runs inside the call */
+        if (!process_table_changed(t, false) && p->awaiting_durable) {
+                p->awaiting_durable = false;
                 process_started(p, 0, "");
+        }
         process_maybe_report(p);
 }
 
