@@ -73,6 +73,7 @@ struct vmm_process {
         bool has_creds;
         bool recovering;          /* imported from the record: an endpoint that cannot be reopened is dropped */
         bool awaiting_durable;    /* has its pid; its starters hear it once the record holding it is written */
+        bool awaiting_written;    /* in a record being written (vmm_processes_encoded) */
         bool log_journald;        /* its output goes to the journal (log-journald.h) */
         bool log_journald_failed; /* said once: journald refused an entry */
         char *container_id;

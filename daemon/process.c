@@ -119,6 +119,20 @@ bool process_table_changed(struct vmm_processes *t, bool now)
         return t->ops->on_changed(now, t->userdata);
 }
 
+void vmm_processes_encoded(struct vmm_processes *t)
+{
+        struct list_head *pos;
+
+        list_for_each(pos, &t->list) {
+                struct vmm_process *p = list_entry(pos, struct vmm_process, link);
+
+                if (p->awaiting_durable) {
+                        p->awaiting_durable = false;
+                        p->awaiting_written = true;
+                }
+        }
+}
+
 void vmm_processes_durable(struct vmm_processes *t)
 {
         struct list_head *pos, *tmp;
@@ -126,9 +140,9 @@ void vmm_processes_durable(struct vmm_processes *t)
         list_for_each_safe(pos, tmp, &t->list) {
                 struct vmm_process *p = list_entry(pos, struct vmm_process, link);
 
-                if (!p->awaiting_durable)
+                if (!p->awaiting_written)
                         continue;
-                p->awaiting_durable = false;
+                p->awaiting_written = false;
                 process_started(p, 0, "");
         }
 }
@@ -1169,8 +1183,8 @@ void vmm_processes_stop(struct vmm_processes *t, const char *message)
 
                 /* Without a pid the record cannot hold it: a restart would never find it. One
                  * waiting for its record write has it now (the stop wrote it). */
-                if (p->awaiting_durable) {
-                        p->awaiting_durable = false;
+                if (p->awaiting_durable || p->awaiting_written) {
+                        p->awaiting_durable = p->awaiting_written = false;
                         process_started(p, 0, "");
                 } else
                         process_started(p, -ESHUTDOWN, message);

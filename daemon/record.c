@@ -1,8 +1,10 @@
-/* daemon/record.c: the record room: each VM's saved state in <state-dir>/vms/<name>.state, rewritten (temp file, fsync, rename, fsync of the directory) once per loop turn after a change, and read back into vmm_restore() at start. */
+/* daemon/record.c: the record room: each VM's saved state in <state-dir>/vms/<name>.state, encoded on the loop once per loop turn after a change and written by its own thread (temp file, fsync, rename, fsync of the directory), and read back into vmm_restore() at start. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,24 +15,195 @@
 #include "daemon/opener.h"
 #include "daemon/record.h"
 #include "daemon/savestate.h"
+#include "util/list.h"
 #include "util/log.h"
 
 /* What the stdin of an interactive exec names as its endpoint: attach clients, not a path. */
 #define RECORD_STDIN_FROM_ATTACH "(attach clients)"
 
+/* One file operation for the writer thread: write blob to path, or (blob NULL) remove path. */
+struct record_job {
+        struct list_head link;
+        struct record_entry *e; /* NULL: a removal, nobody waits for it */
+        char *path;
+        uint8_t *blob;
+        size_t len;
+        int r;
+};
+
+/* A VM the record writes, on the loop. At most one job per VM is in flight: changes meanwhile
+ * are encoded once it is done, so each write holds the newest state. */
+struct record_entry {
+        struct list_head link;
+        struct vmm_vm *vm; /* NULL: forgotten; freed once its job is done */
+        bool dirty;
+        bool in_flight;
+};
+
 struct vmm_record {
         struct relay *relay;
         char *dir;
-        struct relay_timer *timer; /* armed while a VM is marked: the end of this loop turn */
-        struct vmm_vm **dirty;
-        size_t n_dirty, cap_dirty;
+        struct relay_timer *timer; /* armed while a VM is marked: the next loop pass */
+        struct relay_timer *poll;  /* armed while jobs are in flight: collect the finished ones */
+        struct list_head entries;
+        unsigned in_flight;
+        /* The writer thread: fsync and rename off the loop. Under lock: */
+        pthread_t thread;
+        bool thread_started;
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        struct list_head todo, done;
+        bool busy, stopping;
 };
+
+/* How often the loop looks for finished writes while one is in flight (an exec's answer waits). */
+#define RECORD_POLL_NS (1000 * 1000ull)
 
 static int record_path(const struct vmm_record *rec, const char *name, const char *suffix, char *buf, size_t len)
 {
         if ((size_t)snprintf(buf, len, "%s/%s.state%s", rec->dir, name, suffix) >= len)
                 return -ENAMETOOLONG;
         return 0;
+}
+
+static void *record_worker(void *userdata)
+{
+        struct vmm_record *rec = userdata;
+
+        pthread_mutex_lock(&rec->lock);
+        for (;;) {
+                struct record_job *j;
+
+                while (list_empty(&rec->todo) && !rec->stopping)
+                        pthread_cond_wait(&rec->cond, &rec->lock);
+                if (list_empty(&rec->todo))
+                        break;
+                j = list_entry(rec->todo.next, struct record_job, link);
+                list_del(&j->link);
+                rec->busy = true;
+                pthread_mutex_unlock(&rec->lock);
+                if (j->blob)
+                        j->r = savestate_write_file(j->path, j->blob, j->len);
+                else
+                        j->r = unlink(j->path) < 0 && errno != ENOENT ? negative_errno() : 0;
+                pthread_mutex_lock(&rec->lock);
+                rec->busy = false;
+                list_add_tail(&rec->done, &j->link);
+                pthread_cond_broadcast(&rec->cond);
+        }
+        pthread_mutex_unlock(&rec->lock);
+        return NULL;
+}
+
+static struct record_job *record_job_free(struct record_job *j)
+{
+        if (j) {
+                free(j->path);
+                free(j->blob);
+                free(j);
+        }
+        return NULL;
+}
+
+static struct record_entry *record_entry_find(struct vmm_record *rec, const struct vmm_vm *vm)
+{
+        struct list_head *pos;
+
+        list_for_each(pos, &rec->entries) {
+                struct record_entry *e = list_entry(pos, struct record_entry, link);
+
+                if (e->vm == vm)
+                        return e;
+        }
+        return NULL;
+}
+
+static struct record_entry *record_entry_get(struct vmm_record *rec, struct vmm_vm *vm)
+{
+        struct record_entry *e = record_entry_find(rec, vm);
+
+        if (e)
+                return e;
+        e = calloc(1, sizeof(*e));
+        if (!e)
+                return NULL;
+        e->vm = vm;
+        list_add_tail(&rec->entries, &e->link);
+        return e;
+}
+
+static void record_entry_drop(struct record_entry *e)
+{
+        list_del(&e->link);
+        free(e);
+}
+
+static void record_enqueue(struct vmm_record *rec, struct record_job *j)
+{
+        pthread_mutex_lock(&rec->lock);
+        list_add_tail(&rec->todo, &j->link);
+        pthread_cond_signal(&rec->cond);
+        pthread_mutex_unlock(&rec->lock);
+        rec->in_flight++;
+        if (!relay_timer_is_armed(rec->poll))
+                (void)relay_timer_arm(rec->poll, RECORD_POLL_NS);
+}
+
+static void record_submit(struct vmm_record *rec, struct record_entry *e);
+
+/* Finished jobs: their VMs' waiting execs are answered; a VM changed meanwhile is written again. */
+static void record_collect(struct vmm_record *rec)
+{
+        struct list_head done, *pos, *tmp;
+
+        list_init(&done);
+        pthread_mutex_lock(&rec->lock);
+        list_for_each_safe(pos, tmp, &rec->done) {
+                list_del(pos);
+                list_add_tail(&done, pos);
+        }
+        pthread_mutex_unlock(&rec->lock);
+        list_for_each_safe(pos, tmp, &done) {
+                struct record_job *j = list_entry(pos, struct record_job, link);
+                struct record_entry *e = j->e;
+
+                list_del(&j->link);
+                rec->in_flight--;
+                if (j->r < 0)
+                        log_error("vsockmuxd: cannot %s the record %s: %s; a crash now would lose what changed",
+                                  j->blob ? "write" : "remove", j->path, strerror(-j->r));
+                record_job_free(j);
+                if (!e)
+                        continue;
+                e->in_flight = false;
+                if (!e->vm) {
+                        record_entry_drop(e);
+                        continue;
+                }
+                /* Even when it failed (logged): an exec waiting for it must not hang. */
+                vmm_vm_record_written(e->vm);
+                if (e->dirty)
+                        record_submit(rec, e);
+        }
+}
+
+static void record_on_poll(struct relay_timer *t, void *userdata)
+{
+        struct vmm_record *rec = userdata;
+
+        record_collect(rec);
+        if (rec->in_flight > 0)
+                (void)relay_timer_arm(rec->poll, RECORD_POLL_NS);
+}
+
+/* Waits until the writer has done everything queued (a stop, a save), then collects it. */
+static void record_drain(struct vmm_record *rec)
+{
+        pthread_mutex_lock(&rec->lock);
+        while (!list_empty(&rec->todo) || rec->busy)
+                pthread_cond_wait(&rec->cond, &rec->lock);
+        pthread_mutex_unlock(&rec->lock);
+        record_collect(rec);
 }
 
 static void record_on_timer(struct relay_timer *t, void *userdata)
@@ -55,11 +228,17 @@ static void record_drop_temporaries(const char *dir)
 int vmm_record_new(struct relay *relay, const char *state_dir, struct vmm_record **ret)
 {
         _cleanup_(vmm_record_freep) struct vmm_record *rec = calloc(1, sizeof(*rec));
+        sigset_t all, old;
         int r;
 
         if (!rec)
                 return -ENOMEM;
         rec->relay = relay;
+        list_init(&rec->entries);
+        list_init(&rec->todo);
+        list_init(&rec->done);
+        pthread_mutex_init(&rec->lock, NULL);
+        pthread_cond_init(&rec->cond, NULL);
         if (asprintf(&rec->dir, "%s/%s", state_dir, VMM_RECORD_DIR) < 0) {
                 rec->dir = NULL;
                 return -ENOMEM;
@@ -68,58 +247,62 @@ int vmm_record_new(struct relay *relay, const char *state_dir, struct vmm_record
         if (mkdir(rec->dir, 0700) < 0 && errno != EEXIST)
                 return negative_errno();
         r = relay_timer_new(relay, record_on_timer, rec, &rec->timer);
+        if (r >= 0)
+                r = relay_timer_new(relay, record_on_poll, rec, &rec->poll);
         if (r < 0)
                 return r;
         record_drop_temporaries(rec->dir);
+        /* Signals stay the loop's (signalfd). */
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        r = -pthread_create(&rec->thread, NULL, record_worker, rec);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (r < 0)
+                return r;
+        rec->thread_started = true;
         *ret = TAKE_PTR(rec);
         return 0;
 }
 
 struct vmm_record *vmm_record_free(struct vmm_record *rec)
 {
-        if (rec) {
-                relay_timer_free(rec->timer);
-                free(rec->dirty);
-                free(rec->dir);
-                free(rec);
+        struct list_head *pos, *tmp;
+
+        if (!rec)
+                return NULL;
+        if (rec->thread_started) {
+                /* What was queued is written before we go (the stop's records among it). */
+                pthread_mutex_lock(&rec->lock);
+                rec->stopping = true;
+                pthread_cond_broadcast(&rec->cond);
+                pthread_mutex_unlock(&rec->lock);
+                pthread_join(rec->thread, NULL);
+                record_collect(rec);
         }
+        list_for_each_safe(pos, tmp, &rec->entries)
+                record_entry_drop(list_entry(pos, struct record_entry, link));
+        relay_timer_free(rec->poll);
+        relay_timer_free(rec->timer);
+        pthread_cond_destroy(&rec->cond);
+        pthread_mutex_destroy(&rec->lock);
+        free(rec->dir);
+        free(rec);
         return NULL;
-}
-
-static bool record_is_dirty(const struct vmm_record *rec, const struct vmm_vm *vm)
-{
-        for (size_t i = 0; i < rec->n_dirty; i++)
-                if (rec->dirty[i] == vm)
-                        return true;
-        return false;
-}
-
-static void record_undirty(struct vmm_record *rec, const struct vmm_vm *vm)
-{
-        for (size_t i = 0; i < rec->n_dirty; i++)
-                if (rec->dirty[i] == vm) {
-                        rec->dirty[i] = rec->dirty[--rec->n_dirty];
-                        return;
-                }
 }
 
 void vmm_record_mark(struct vmm_record *rec, struct vmm_vm *vm)
 {
-        if (!rec || record_is_dirty(rec, vm))
-                return;
-        if (rec->n_dirty == rec->cap_dirty) {
-                size_t cap = rec->cap_dirty ? rec->cap_dirty * 2 : 8;
-                struct vmm_vm **d = reallocarray(rec->dirty, cap, sizeof(*d));
+        struct record_entry *e;
 
-                if (!d) {
-                        /* Out of memory: write it now rather than not at all. */
-                        (void)vmm_record_write(rec, vm);
-                        return;
-                }
-                rec->dirty = d;
-                rec->cap_dirty = cap;
+        if (!rec)
+                return;
+        e = record_entry_get(rec, vm);
+        if (!e) {
+                /* Out of memory: write it now rather than not at all. */
+                (void)vmm_record_write(rec, vm);
+                return;
         }
-        rec->dirty[rec->n_dirty++] = vm;
+        e->dirty = true;
         /* 0 ns: the next pass of the loop, after every change this turn made. */
         if (!relay_timer_is_armed(rec->timer) && relay_timer_arm(rec->timer, 0) < 0)
                 vmm_record_flush(rec);
@@ -127,11 +310,18 @@ void vmm_record_mark(struct vmm_record *rec, struct vmm_vm *vm)
 
 void vmm_record_flush(struct vmm_record *rec)
 {
+        struct list_head *pos, *tmp;
+
         if (!rec)
                 return;
         relay_timer_disarm(rec->timer);
-        while (rec->n_dirty > 0)
-                (void)vmm_record_write(rec, rec->dirty[rec->n_dirty - 1]);
+        list_for_each_safe(pos, tmp, &rec->entries) {
+                struct record_entry *e = list_entry(pos, struct record_entry, link);
+
+                /* One in flight is written again once it is done (record_collect). */
+                if (e->vm && e->dirty && !e->in_flight)
+                        record_submit(rec, e);
+        }
 }
 
 /* What a save refuses and a record must still keep consistent: an exec without a pid is not
@@ -170,6 +360,8 @@ static int record_encode(struct vmm_vm *vm, uint8_t **ret_blob, size_t *ret_len)
         r = vmm_vm_export(vm, &v);
         if (r < 0)
                 return r;
+        /* The snapshot: execs answered from here on wait for this write. */
+        vmm_vm_record_encoded(vm);
         keep = calloc(v.n_processes + 1, sizeof(*keep));
         if (!keep) {
                 vmm_vm_export_done(&v);
@@ -187,30 +379,75 @@ static int record_encode(struct vmm_vm *vm, uint8_t **ret_blob, size_t *ret_len)
         return r;
 }
 
-int vmm_record_write(struct vmm_record *rec, struct vmm_vm *vm)
+/* A job writing vm's newest state, or removing the file of a saved one (the destination's now). */
+static int record_job_new(struct vmm_record *rec, struct vmm_vm *vm, struct record_job **ret)
 {
-        _cleanup_free_ uint8_t *blob = NULL;
+        struct record_job *j = calloc(1, sizeof(*j));
         char path[PATH_MAX];
-        size_t len = 0;
         int r;
 
-        record_undirty(rec, vm);
+        if (!j)
+                return -ENOMEM;
         r = record_path(rec, vmm_vm_name(vm), "", path, sizeof(path));
-        if (r < 0)
+        if (r >= 0 && !(j->path = strdup(path)))
+                r = -ENOMEM;
+        if (r >= 0 && !vmm_vm_is_saved(vm))
+                r = record_encode(vm, &j->blob, &j->len);
+        else if (r >= 0)
+                vmm_vm_record_encoded(vm);
+        if (r < 0) {
+                record_job_free(j);
                 return r;
-        /* Saved: the destination serves it now; a restart here must not take it back. */
-        if (vmm_vm_is_saved(vm)) {
-                if (unlink(path) < 0 && errno != ENOENT)
-                        log_warn("vm %s: cannot remove its record %s: %m", vmm_vm_name(vm), path);
-                vmm_vm_record_written(vm);
-                return 0;
         }
-        r = record_encode(vm, &blob, &len);
-        if (r >= 0)
-                r = savestate_write_file(path, blob, len);
-        if (r < 0)
-                log_error("vm %s: cannot write its record %s: %s; a crash now would lose what changed", vmm_vm_name(vm),
-                          path, strerror(-r));
+        *ret = j;
+        return 0;
+}
+
+static void record_submit(struct vmm_record *rec, struct record_entry *e)
+{
+        struct record_job *j;
+        int r;
+
+        e->dirty = false;
+        r = record_job_new(rec, e->vm, &j);
+        if (r < 0) {
+                log_error("vm %s: cannot encode its record: %s; a crash now would lose what changed",
+                          vmm_vm_name(e->vm), strerror(-r));
+                vmm_vm_record_encoded(e->vm);
+                vmm_vm_record_written(e->vm);
+                return;
+        }
+        j->e = e;
+        e->in_flight = true;
+        record_enqueue(rec, j);
+}
+
+int vmm_record_write(struct vmm_record *rec, struct vmm_vm *vm)
+{
+        struct record_entry *e;
+        struct record_job *j;
+        int r;
+
+        /* In order: nothing queued for it may land after this (a collected job may queue the
+         * next write of its VM: drain that too). */
+        do
+                record_drain(rec);
+        while (rec->in_flight > 0);
+        e = record_entry_find(rec, vm);
+        if (e)
+                e->dirty = false;
+        r = record_job_new(rec, vm, &j);
+        if (r >= 0) {
+                if (j->blob)
+                        r = savestate_write_file(j->path, j->blob, j->len);
+                else
+                        r = unlink(j->path) < 0 && errno != ENOENT ? negative_errno() : 0;
+                if (r < 0)
+                        log_error("vm %s: cannot %s its record %s: %s; a crash now would lose what changed",
+                                  vmm_vm_name(vm), j->blob ? "write" : "remove", j->path, strerror(-r));
+                record_job_free(j);
+        } else
+                vmm_vm_record_encoded(vm);
         /* Even when it failed (logged): an exec waiting for it must not hang. */
         vmm_vm_record_written(vm);
         return r;
@@ -218,14 +455,30 @@ int vmm_record_write(struct vmm_record *rec, struct vmm_vm *vm)
 
 void vmm_record_forget(struct vmm_record *rec, struct vmm_vm *vm, bool remove)
 {
+        struct record_entry *e;
         char path[PATH_MAX];
 
         if (!rec)
                 return;
-        record_undirty(rec, vm);
-        if (remove && record_path(rec, vmm_vm_name(vm), "", path, sizeof(path)) >= 0 && unlink(path) < 0 &&
-            errno != ENOENT)
-                log_warn("vm %s: cannot remove its record %s: %m", vmm_vm_name(vm), path);
+        e = record_entry_find(rec, vm);
+        if (e) {
+                e->vm = NULL;
+                e->dirty = false;
+                if (!e->in_flight)
+                        record_entry_drop(e);
+        }
+        /* Through the writer: after any write of it still queued. */
+        if (remove && record_path(rec, vmm_vm_name(vm), "", path, sizeof(path)) >= 0) {
+                struct record_job *j = calloc(1, sizeof(*j));
+
+                if (j && (j->path = strdup(path))) {
+                        record_enqueue(rec, j);
+                        return;
+                }
+                record_job_free(j);
+                if (unlink(path) < 0 && errno != ENOENT)
+                        log_warn("vm %s: cannot remove its record %s: %m", vmm_vm_name(vm), path);
+        }
 }
 
 /* ---- recovery ---- */

@@ -19,6 +19,11 @@ static bool vm_on_processes_changed(bool now, void *userdata)
         return vm->ops->on_changed(vm, now, vm->userdata);
 }
 
+void vmm_vm_record_encoded(struct vmm_vm *vm)
+{
+        vmm_processes_encoded(vm->processes);
+}
+
 void vmm_vm_record_written(struct vmm_vm *vm)
 {
         vmm_processes_durable(vm->processes);

@@ -31,7 +31,9 @@ int vmm_vm_fence_check(struct vmm_vm *vm, uint64_t generation, struct vmm_error 
 int vmm_vm_fence_own(struct vmm_vm *vm, uint64_t generation);
 /* Listens for the guest's bridge. */
 int vmm_vm_start_bridge(struct vmm_vm *vm);
-/* Its record was written (daemon/record.h): execs waiting for that get their pid answered. */
+/* Its record took a snapshot (encoded), then that was written (daemon/record.h): the execs the
+ * snapshot holds get their pid answered. */
+void vmm_vm_record_encoded(struct vmm_vm *vm);
 void vmm_vm_record_written(struct vmm_vm *vm);
 /* A recorded stop, before vmm_vm_free(): waiters hear that vsockmuxd stopped, execs without a pid
  * fail with message, and freeing it then reports no exit: the guest keeps its processes. */
