@@ -289,14 +289,59 @@ unsigned vmm_vm_quiesce_pending(const struct vmm_vm *vm)
 
 /* ---- containers ---- */
 
+/* A container call in flight: once it is done, the VM's containers changed for the record. */
+struct vm_container_call {
+        struct vmm_vm *vm;
+        vmm_done_fn fn;
+        void *userdata;
+};
+
+static void vm_on_container_done(int error, const char *message, void *userdata)
+{
+        struct vm_container_call *c = userdata;
+        struct vmm_vm *vm = c->vm;
+        vmm_done_fn fn = c->fn;
+        void *fn_userdata = c->userdata;
+
+        free(c);
+        if (error == 0 && vm->state != VM_REMOVING && vm->state != VM_HANDED_OVER && vm->ops->on_changed)
+                (void)vm->ops->on_changed(vm, false, vm->userdata);
+        fn(error, message, fn_userdata);
+}
+
+static struct vm_container_call *vm_container_call_new(struct vmm_vm *vm, vmm_done_fn fn, void *userdata)
+{
+        struct vm_container_call *c = malloc(sizeof(*c));
+
+        if (c)
+                *c = (struct vm_container_call){ .vm = vm, .fn = fn, .userdata = userdata };
+        return c;
+}
+
 int vmm_container_create(struct vmm_vm *vm, const char *id, const char *config_json, vmm_done_fn fn, void *userdata)
 {
-        return vmm_containers_create(vm->containers, id, config_json, fn, userdata);
+        struct vm_container_call *c = vm_container_call_new(vm, fn, userdata);
+        int r;
+
+        if (!c)
+                return -ENOMEM;
+        r = vmm_containers_create(vm->containers, id, config_json, vm_on_container_done, c);
+        if (r < 0)
+                free(c);
+        return r;
 }
 
 int vmm_container_shutdown(struct vmm_vm *vm, const char *id, bool force, vmm_done_fn fn, void *userdata)
 {
-        return vmm_containers_shutdown(vm->containers, id, force, fn, userdata);
+        struct vm_container_call *c = vm_container_call_new(vm, fn, userdata);
+        int r;
+
+        if (!c)
+                return -ENOMEM;
+        r = vmm_containers_shutdown(vm->containers, id, force, vm_on_container_done, c);
+        if (r < 0)
+                free(c);
+        return r;
 }
 
 /* ---- processes ---- */
