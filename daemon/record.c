@@ -326,7 +326,9 @@ void vmm_record_flush(struct vmm_record *rec)
 
 /* What a save refuses and a record must still keep consistent: an exec without a pid is not
  * recorded (nothing could find it again), and a running process with no outstanding wait can never
- * learn its exit: recorded lost, never 0. */
+ * learn its exit: recorded lost, never 0. And a save's counts come after a flush, a record's need
+ * not: bytes read from the guest but still buffered die with a crashed daemon, so the record says
+ * it has only what reached the endpoint, and the guest resumes there (at least once, not lost). */
 static size_t record_filter(Vsockmux__State__Vm *v, Vsockmux__State__Process **keep)
 {
         size_t n = 0;
@@ -338,6 +340,9 @@ static size_t record_filter(Vsockmux__State__Vm *v, Vsockmux__State__Process **k
                         continue;
                 if (p->state == VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_RUNNING && p->wait_call_id == 0)
                         p->state = VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_LOST;
+                for (size_t k = 0; k < p->n_streams; k++)
+                        if (p->streams[k]->kind != VSOCKMUX__STATE__STREAM_KIND__STREAM_KIND_STDIN)
+                                p->streams[k]->rx_guest = p->streams[k]->tx_endpoint;
                 keep[n++] = p;
         }
         return n;
