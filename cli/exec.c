@@ -76,7 +76,8 @@ struct exec_ctx {
         bool sig_proxy;
         bool terminal;      /* --tty: a console in the guest, ours in raw mode */
         bool winch_pending; /* our size changed while STARTING */
-        int held_signal;    /* a ctrl-c to forward that came while STARTING; 0: none */
+        int held_signal;    /* a signal to forward that came while STARTING; 0: none */
+        bool output_seen;   /* the process wrote something: it runs, its pid is on its way */
         struct cli_tty tty;
         struct cli_detach detach;
         bool detach_on;                      /* stdin is a terminal: look for the detach keys in it */
@@ -229,6 +230,7 @@ static void pump_output(struct exec_ctx *x, unsigned i)
                 s->conn_fd = safe_close(s->conn_fd);
                 return;
         }
+        x->output_seen = true;
         if (!s->local_dead && write_all(i == STREAM_STDOUT ? STDOUT_FILENO : STDERR_FILENO, buf, (size_t)n) < 0)
                 /* Our reader left; keep draining so the daemon never stalls on us. */
                 s->local_dead = true;
@@ -396,12 +398,13 @@ static int exec_on_signal(struct exec_ctx *x)
                         exec_send_resize(x);
                 return -1;
         }
-        /* Before the pid is known there is nothing to forward to yet: a first ctrl-c is held and
-         * sent with the pid (the daemon answers an exec once its record is durable, which widens
-         * that window). A second one, any other signal (a supervisor stopping the CLI) or any
+        /* Before the pid is known there is nothing to forward to yet: a first ctrl-c, or any
+         * proxied signal once the process wrote output (it runs; the daemon answers an exec once
+         * its record is durable, which widens that window), is held and sent with the pid. A
+         * second one, another signal before any output (a supervisor stopping the CLI) or any
          * without --sig-proxy ends the CLI, honestly: the Exec may hang on a guest that never
          * connects. */
-        if (x->sig_proxy && x->phase == EXEC_STARTING && sig == SIGINT && !x->held_signal) {
+        if (x->sig_proxy && x->phase == EXEC_STARTING && (sig == SIGINT || x->output_seen) && !x->held_signal) {
                 x->held_signal = sig;
                 return -1;
         }
