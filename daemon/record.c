@@ -427,6 +427,16 @@ static void record_submit(struct vmm_record *rec, struct record_entry *e)
         record_enqueue(rec, j);
 }
 
+void vmm_record_sync(struct vmm_record *rec)
+{
+        if (!rec)
+                return;
+        /* A collected job may queue the next write of its VM: drain that too. */
+        do
+                record_drain(rec);
+        while (rec->in_flight > 0);
+}
+
 int vmm_record_write(struct vmm_record *rec, struct vmm_vm *vm)
 {
         struct record_entry *e;

@@ -28,6 +28,8 @@ int vmm_record_write(struct vmm_record *rec, struct vmm_vm *vm);
 void vmm_record_forget(struct vmm_record *rec, struct vmm_vm *vm, bool remove);
 /* Writes every marked VM now. */
 void vmm_record_flush(struct vmm_record *rec);
+/* Waits until every write queued or in flight is on disk, so none lands after this returns. */
+void vmm_record_sync(struct vmm_record *rec);
 
 /* One record found at start, ready for vmm_restore(): the blob and its endpoints (io). */
 struct vmm_record_entry {

@@ -267,6 +267,7 @@ static int upgrade_daemon_freeze(void *userdata, Vsockmux__State__Handover *h, s
                 return r;
         }
         h->control_socket_owned = owned;
+        vmm_records_pause(ho->vmm);
         for (size_t i = 0; i < ho->hold.n; i++) {
                 r = hand_over_vm(ho, &ho->hold.vms[i], h, fds, why, len);
                 if (r < 0)
@@ -318,6 +319,7 @@ static void upgrade_daemon_thaw(void *userdata, Vsockmux__State__Handover *h, st
         int r;
 
         take_back_vms(ho, h, fds);
+        vmm_records_resume(ho->vmm);
         /* Those not handed over yet (a freeze that failed half way) serve on as they were. */
         hold_release(ho);
         metrics_start_again(ho);

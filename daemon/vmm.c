@@ -36,6 +36,7 @@ struct vmm {
         uint64_t cap_hits[_VMM_CAP_MAX];
         struct vmm_record *record; /* NULL: no record (--no-record) */
         bool stopped;              /* vmm_stop_recorded() ran: the records stay as written */
+        bool records_paused;       /* a live upgrade moves the VMs: the new daemon writes their records */
 };
 
 void vmm_config_default(struct vmm_config *c)
@@ -277,7 +278,7 @@ static bool manager_on_vm_changed(struct vmm_vm *vm, bool now, void *userdata)
 {
         struct vmm *m = userdata;
 
-        if (!m->record || m->stopped)
+        if (!m->record || m->stopped || m->records_paused)
                 return false;
         if (now)
                 (void)vmm_record_write(m->record, vm);
@@ -478,6 +479,9 @@ int vmm_adopt(struct vmm *m, const Vsockmux__State__Vm *sv, int *fds, size_t n_f
                 return r;
         }
         manager_vm_publish(m, vm);
+        /* Its record is ours now: written once the loop runs (after the old daemon's last). */
+        if (m->record && !m->records_paused)
+                vmm_record_mark(m->record, vm);
         log_info("vm %s: taken over live with %u processes", sv->name, vmm_vm_process_count(vm));
         if (ret)
                 *ret = vm;
@@ -503,6 +507,21 @@ int vmm_take_back(struct vmm *m, const Vsockmux__State__Vm *sv, int *fds, size_t
 }
 
 /* ---- the record: a recorded stop and the recovery at start ---- */
+
+void vmm_records_pause(struct vmm *m)
+{
+        vmm_record_sync(m->record);
+        m->records_paused = true;
+}
+
+void vmm_records_resume(struct vmm *m)
+{
+        m->records_paused = false;
+        if (!m->record || m->stopped)
+                return;
+        for (struct vmm_vm *vm = vmm_vm_next(m, NULL); vm; vm = vmm_vm_next(m, vm))
+                vmm_record_mark(m->record, vm);
+}
 
 unsigned vmm_stop_recorded(struct vmm *m, const char *message)
 {

@@ -19,6 +19,10 @@ unsigned vmm_quiesce_pending(const struct vmm *m);
  * message; vmm_free() then reports no exit, the guests keep their processes and redial. Returns the
  * VMs so recorded; 0 without a record. */
 unsigned vmm_stop_recorded(struct vmm *m, const char *message);
+/* A live upgrade: every record write already queued lands now and none follows, so the new
+ * daemon's writes of the VMs it adopts are the last; resume (a rollback) marks every VM again. */
+void vmm_records_pause(struct vmm *m);
+void vmm_records_resume(struct vmm *m);
 /* At start: every VM of the record (daemon/record.h) is restored as from a save and waits for its
  * guest to redial; one log line says what was found. */
 int vmm_recover(struct vmm *m);

@@ -8,6 +8,7 @@
  * orphaned when the old one exits, is ours to reap. */
 #include <errno.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -117,8 +118,8 @@ static void wait_more_lines(struct integ *t, const char *out, long more)
         }
 }
 
-/* Every line arrived exactly once, in order, "end" last, with the guest never reconnecting. */
-static void check_lines(struct integ *t, const char *out)
+/* Every line arrived exactly once, in order, "end" last. */
+static void check_sequence(struct integ *t, const char *out)
 {
         char *all, *line, *save = NULL;
         char want[32];
@@ -138,6 +139,39 @@ static void check_lines(struct integ *t, const char *out)
         assert_non_null(line); /* "end" came, last */
         assert_true(i > 40);
         free(all);
+}
+
+/* Without the resume extension a redial replays what the guest still holds: every line at least
+ * once, in order, none missing, "end" last. */
+static void check_no_gap(struct integ *t, const char *out)
+{
+        char *all, *line, *save = NULL;
+        long next = 0;
+
+        all = integ_read_file(out, NULL);
+        assert_non_null(all);
+        for (line = strtok_r(all, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                long n;
+
+                if (strcmp(line, "end") == 0)
+                        break;
+                n = strtol(line + strlen("line "), NULL, 10);
+                if (strncmp(line, "line ", 5) != 0 || n > next) {
+                        integ_dump_daemon_log(t);
+                        fail_msg("'%s' where line %ld was due (lost output)", line, next);
+                }
+                if (n == next)
+                        next++;
+        }
+        assert_non_null(line);
+        assert_true(next > 40);
+        free(all);
+}
+
+/* And the guest never reconnected. */
+static void check_lines(struct integ *t, const char *out)
+{
+        check_sequence(t, out);
         assert_int_equal(sim_stat(t, "bridge_connects"), 1);
         assert_int_equal(sim_stat(t, "stdio_redials"), 0);
 }
@@ -175,6 +209,44 @@ static pid_t upgrade_ok(struct integ *t)
         assert_int_equal(code, 0);
         t->daemon = pid;
         return pid;
+}
+
+/* The new daemon keeps the record of the VMs it took over (the old one's writes all landed
+ * before): killed after the upgrade, a vsockmuxd restarted on the state dir recovers the VM and
+ * the writer's file goes on exactly once. */
+static void test_record_follows_the_upgrade(void **state)
+{
+        struct integ *t = *state;
+        char out[INTEG_PATH_MAX], pid_s[16];
+        struct integ_result res;
+        int code = -1;
+        long pid;
+
+        /* hcsshim's guest redials only a container init's stdio: an exec's output ends at the kill. */
+        if (t->cfg->upstream)
+                skip();
+
+        snprintf(out, sizeof(out), "%s", integ_path(t, "out"));
+        vm_with_counted_sim(t);
+        pid = start_writer(t, out);
+        wait_more_lines(t, out, 20);
+        upgrade_ok(t);
+        wait_more_lines(t, out, 20);
+        assert_int_equal(kill(t->daemon, SIGKILL), 0);
+        assert_int_equal(integ_reap(t, t->daemon, INTEG_WAIT_MS, &code), 0);
+        t->daemon = 0;
+        assert_int_equal(integ_daemon_restart(t, NULL), 0);
+        assert_true(integ_wait_file_contains(t->daemon_log, "recovered 1 VMs with 1 processes", INTEG_WAIT_MS));
+        wait_more_lines(t, out, 20);
+        integ_touch(integ_path(t, "stop"));
+        snprintf(pid_s, sizeof(pid_s), "%ld", pid);
+        integ_cli(t, &res, NULL, "wait", "demo", pid_s, NULL);
+        integ_assert_code(t, &res, 7);
+        integ_result_done(&res);
+        if (t->cfg->resume)
+                check_sequence(t, out);
+        else
+                check_no_gap(t, out);
 }
 
 static void test_writer_goes_on_through_the_upgrade(void **state)
@@ -407,6 +479,7 @@ int main(int argc, char **argv)
         struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_writer_goes_on_through_the_upgrade),
                 cmocka_unit_test(test_attached_exec_goes_on_through_the_upgrade),
+                cmocka_unit_test(test_record_follows_the_upgrade),
                 cmocka_unit_test(test_missing_binary_leaves_the_vm_served),
                 cmocka_unit_test(test_binary_that_exits_at_start_gives_the_vm_back),
                 cmocka_unit_test(test_binary_not_ready_in_time_gives_the_vm_back),
