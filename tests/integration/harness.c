@@ -788,6 +788,58 @@ long integ_exec_detached(struct integ *t, const char *vm, const char *script)
         return pid;
 }
 
+pid_t integ_vm_for_kills(struct integ *t, const char *vm)
+{
+        struct integ_result res;
+        pid_t sim = integ_vm_with_sim(t, vm);
+
+        if (!t->cfg->upstream)
+                return sim;
+        integ_cli(t, &res, NULL, "container", "create", vm, INTEG_KILL_CONTAINER, NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        return sim;
+}
+
+size_t integ_killable_args(const struct integ *t, char **args, size_t n)
+{
+        if (t->cfg->upstream) {
+                args[n++] = (char *)"--container";
+                args[n++] = (char *)INTEG_KILL_CONTAINER;
+        }
+        return n;
+}
+
+long integ_exec_killable(struct integ *t, const char *vm, const char *stdout_path, const char *script)
+{
+        char *args[16];
+        struct integ_result res;
+        size_t n = 0;
+        char *end;
+        long pid;
+
+        args[n++] = (char *)"exec";
+        args[n++] = (char *)vm;
+        n = integ_killable_args(t, args, n);
+        args[n++] = (char *)"--detach";
+        if (stdout_path) {
+                args[n++] = (char *)"--stdout";
+                args[n++] = (char *)stdout_path;
+        }
+        args[n++] = (char *)"--";
+        args[n++] = (char *)"sh";
+        args[n++] = (char *)"-c";
+        args[n++] = (char *)script;
+        args[n] = NULL;
+        integ_cliv(t, &res, NULL, args);
+        integ_assert_code(t, &res, 0);
+        pid = strtol(res.out, &end, 10);
+        if (pid <= 0 || strcmp(end, "\n") != 0)
+                fail_msg("exec --detach printed '%s', not a pid", res.out);
+        integ_result_done(&res);
+        return pid;
+}
+
 void integ_attach_path(struct integ *t, const char *vm, long pid, char *buf, size_t len)
 {
         struct integ_result res;

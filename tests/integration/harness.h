@@ -129,6 +129,17 @@ int64_t integ_json_int(struct json_object *o, const char *key);
 struct json_object *integ_ps_find(struct integ *t, const char *vm, long pid, struct json_object **ret_all);
 /* `exec VM --detach -- sh -c SCRIPT`; asserts it printed only the pid and returns it. */
 long integ_exec_detached(struct integ *t, const char *vm, const char *script);
+/* hcsshim's guest signals and resizes only processes inside a container (docs/hcsshim-guest.md).
+ * With --upstream, integ_vm_for_kills() also creates container INTEG_KILL_CONTAINER in the VM and
+ * integ_killable_args() puts an exec in it; with our guest neither adds anything. */
+#define INTEG_KILL_CONTAINER "c1"
+/* integ_vm_with_sim(), then the container with --upstream. Returns the simulator's pid. */
+pid_t integ_vm_for_kills(struct integ *t, const char *vm);
+/* Appends "--container", INTEG_KILL_CONTAINER to an exec's args at n with --upstream; the new n. */
+size_t integ_killable_args(const struct integ *t, char **args, size_t n);
+/* `exec VM [--container c1] --detach [--stdout PATH] -- sh -c SCRIPT` where a kill or a resize
+ * reaches the process (stdout_path may be NULL); asserts it printed only the pid and returns it. */
+long integ_exec_killable(struct integ *t, const char *vm, const char *stdout_path, const char *script);
 /* The process's attach socket, opened by `vsockmux attach --print-path` (sockets open on first use). */
 void integ_attach_path(struct integ *t, const char *vm, long pid, char *buf, size_t len);
 void integ_touch(const char *path);

@@ -392,54 +392,6 @@ static void test_ps_shows_pid_state_ports_and_byte_counts(void **state)
         integ_result_done(&res);
 }
 
-/* hcsshim's guest signals only processes inside a container (docs/hcsshim-guest.md): with it, the
- * processes these tests kill run in container c1, which this makes with the VM. */
-static void vm_for_kills(struct integ *t)
-{
-        struct integ_result res;
-
-        integ_vm_with_sim(t, "demo");
-        if (!t->cfg->upstream)
-                return;
-        integ_cli(t, &res, NULL, "container", "create", "demo", "c1", NULL);
-        integ_assert_code(t, &res, 0);
-        integ_result_done(&res);
-}
-
-/* exec --detach of `sh -c script` where a kill reaches it (see vm_for_kills); stdout_path may be NULL. */
-static long exec_killable(struct integ *t, const char *stdout_path, const char *script)
-{
-        char *args[16];
-        struct integ_result res;
-        size_t n = 0;
-        char *end;
-        long pid;
-
-        args[n++] = (char *)"exec";
-        args[n++] = (char *)"demo";
-        if (t->cfg->upstream) {
-                args[n++] = (char *)"--container";
-                args[n++] = (char *)"c1";
-        }
-        args[n++] = (char *)"--detach";
-        if (stdout_path) {
-                args[n++] = (char *)"--stdout";
-                args[n++] = (char *)stdout_path;
-        }
-        args[n++] = (char *)"--";
-        args[n++] = (char *)"sh";
-        args[n++] = (char *)"-c";
-        args[n++] = (char *)script;
-        args[n] = NULL;
-        integ_cliv(t, &res, NULL, args);
-        integ_assert_code(t, &res, 0);
-        pid = strtol(res.out, &end, 10);
-        if (pid <= 0 || strcmp(end, "\n") != 0)
-                fail_msg("exec --detach printed '%s', not a pid", res.out);
-        integ_result_done(&res);
-        return pid;
-}
-
 static void test_kill_default_is_sigterm_and_gone_pid_is_success(void **state)
 {
         struct integ *t = *state;
@@ -447,10 +399,10 @@ static void test_kill_default_is_sigterm_and_gone_pid_is_success(void **state)
         char script[512], out[INTEG_PATH_MAX], pid_s[32];
         long pid;
 
-        vm_for_kills(t);
+        integ_vm_for_kills(t, "demo");
         snprintf(out, sizeof(out), "%s", integ_path(t, "trap.out"));
         snprintf(script, sizeof(script), "trap 'echo got TERM; exit 7' TERM; echo ready; %s", integ_alive_loop(t));
-        pid = exec_killable(t, out, script);
+        pid = integ_exec_killable(t, "demo", out, script);
         /* The trap is set once "ready" is out. */
         assert_true(integ_wait_file_contains(out, "ready\n", INTEG_WAIT_MS));
         snprintf(pid_s, sizeof(pid_s), "%ld", pid);
@@ -477,7 +429,7 @@ static void test_kill_default_is_sigterm_and_gone_pid_is_success(void **state)
         integ_result_done(&res);
 
         /* An explicit signal by number. */
-        pid = exec_killable(t, NULL, integ_alive_loop(t));
+        pid = integ_exec_killable(t, "demo", NULL, integ_alive_loop(t));
         snprintf(pid_s, sizeof(pid_s), "%ld", pid);
         integ_cli(t, &res, NULL, "kill", "demo", pid_s, "--signal", "9", NULL);
         integ_assert_code(t, &res, 0);
@@ -521,13 +473,13 @@ static void test_attach_sees_output_of_running_process(void **state)
         long pid;
         pid_t attach;
 
-        vm_for_kills(t);
+        integ_vm_for_kills(t, "demo");
         /* "before" is backlog by the time attach connects; the ticker starts only after that. */
         snprintf(script, sizeof(script),
                  "echo before; %s; "
                  "i=0; while [ -d %s ]; do echo line $i; i=$((i+1)); sleep 0.1; done",
                  integ_wait_go(t), t->dir);
-        pid = exec_killable(t, NULL, script);
+        pid = integ_exec_killable(t, "demo", NULL, script);
         snprintf(pid_s, sizeof(pid_s), "%ld", pid);
 
         /* A stdin that stays open: this attach only follows output. */
@@ -568,13 +520,13 @@ static void test_attach_follows_output_that_also_goes_to_a_fifo(void **state)
         long pid;
         pid_t attach;
 
-        vm_for_kills(t);
+        integ_vm_for_kills(t, "demo");
         snprintf(fifo, sizeof(fifo), "%s", integ_path(t, "out.fifo"));
         assert_int_equal(mkfifo(fifo, 0600), 0);
         fd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
         assert_true(fd >= 0);
         snprintf(script, sizeof(script), "i=0; while [ -d %s ]; do echo line $i; i=$((i+1)); sleep 0.01; done", t->dir);
-        pid = exec_killable(t, fifo, script);
+        pid = integ_exec_killable(t, "demo", fifo, script);
         snprintf(pid_s, sizeof(pid_s), "%ld", pid);
 
         assert_int_equal(pipe2(in, O_CLOEXEC), 0);
@@ -650,8 +602,8 @@ static void test_attach_socket_opens_on_first_attach_only(void **state)
         long pid;
         int fd;
 
-        vm_for_kills(t);
-        pid = exec_killable(t, NULL, "echo kept; exec sleep 1000");
+        integ_vm_for_kills(t, "demo");
+        pid = integ_exec_killable(t, "demo", NULL, "echo kept; exec sleep 1000");
         /* Nobody attached yet: no socket, so an idle process costs no fd or inode for it. */
         p = integ_ps_find(t, "demo", pid, &all);
         assert_false(json_object_object_get_ex(p, "attach_socket", NULL));
