@@ -193,8 +193,10 @@ static void test_max_processes_refuses_exec_with_125_until_one_exits(void **stat
         char pid_s[16];
         long pid;
 
-        integ_vm_with_sim(t, "demo");
-        pid = integ_exec_detached(t, "demo", integ_alive_loop(t));
+        /* The one to kill runs where hcsshim's guest signals it (a container); the container
+         * itself takes no process slot. */
+        integ_vm_for_kills(t, "demo");
+        pid = integ_exec_killable(t, "demo", NULL, integ_alive_loop(t));
         integ_exec_detached(t, "demo", integ_alive_loop(t));
         integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--", "true", NULL);
         assert_refused(t, &res, 125, "--max-processes");
@@ -221,9 +223,9 @@ static void test_max_streams_refuses_exec_with_125_and_counts_stdin(void **state
         char pid_s[16];
         long pid;
 
-        integ_vm_with_sim(t, "demo");
+        integ_vm_for_kills(t, "demo");
         /* Two streams each (stdout, stderr): 4 of 5 held. */
-        pid = integ_exec_detached(t, "demo", integ_alive_loop(t));
+        pid = integ_exec_killable(t, "demo", NULL, integ_alive_loop(t));
         integ_exec_detached(t, "demo", integ_alive_loop(t));
         integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--", "true", NULL);
         assert_refused(t, &res, 125, "--max-streams");
