@@ -1,5 +1,7 @@
 /* daemon/console.c: the consoles of terminal processes (ResizeConsole); the console itself lives in the guest. */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "daemon/process-private.h"
@@ -7,13 +9,25 @@
 struct vmm_resize_op {
         vmm_done_fn fn;
         void *userdata;
+        uint32_t pid;
+        bool vm_level; /* aimed at a process outside any container */
 };
 
 static void vmm_on_resize(const struct bridge_result *res, void *userdata)
 {
         struct vmm_resize_op *op = userdata;
 
-        op->fn(res->error, res->message, op->userdata);
+        if (op->vm_level && res->hresult == BRIDGE_HR_SYSTEM_NOT_FOUND) {
+                char msg[192];
+
+                /* hcsshim's guest looks for the console only inside containers, as for a signal. */
+                snprintf(msg, sizeof(msg),
+                         "consoles resize only inside a container with hcsshim's guest; process %" PRIu32
+                         " runs outside any container (ResizeConsole answered 0x%08" PRIx32 ")",
+                         op->pid, (uint32_t)res->hresult);
+                op->fn(-EOPNOTSUPP, msg, op->userdata);
+        } else
+                op->fn(res->error, res->message, op->userdata);
         free(op);
 }
 
@@ -35,7 +49,7 @@ int vmm_processes_resize(struct vmm_processes *t, uint32_t pid, uint16_t height,
         op = calloc(1, sizeof(*op));
         if (!op)
                 return -ENOMEM;
-        *op = (struct vmm_resize_op){ .fn = fn, .userdata = userdata };
+        *op = (struct vmm_resize_op){ .fn = fn, .userdata = userdata, .pid = pid, .vm_level = !p->container_id[0] };
         r = bridge_host_resize(t->guest->bridge, p->container_id, pid, height, width, vmm_on_resize, op);
         if (r < 0)
                 free(op);
