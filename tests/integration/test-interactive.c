@@ -23,25 +23,48 @@
 
 #include "harness.h"
 
-/* Starts `vsockmux exec demo [opt] -- sh -c SCRIPT` attached, output to files; waits for "ready". */
-static pid_t spawn_attached(struct integ *t, const char *opt, const char *script, char *out, char *err)
+/* `vsockmux exec demo [--container c1] [opt] -- sh -c SCRIPT`, in the container with hcsshim's
+ * guest (integ_killable_args) when killable, for a signal or a resize to reach the process. */
+static char **exec_argv(struct integ *t, bool killable, const char *opt, const char *script)
 {
-        char *with_opt[] = { (char *)"exec", (char *)"demo", (char *)opt,    (char *)"--",
-                             (char *)"sh",   (char *)"-c",   (char *)script, NULL };
-        char *plain[] = {
-                (char *)"exec", (char *)"demo", (char *)"--", (char *)"sh", (char *)"-c", (char *)script, NULL
-        };
+        char *args[16];
+        size_t n = 0;
+
+        args[n++] = (char *)"exec";
+        args[n++] = (char *)"demo";
+        if (killable)
+                n = integ_killable_args(t, args, n);
+        if (opt)
+                args[n++] = (char *)opt;
+        args[n++] = (char *)"--";
+        args[n++] = (char *)"sh";
+        args[n++] = (char *)"-c";
+        args[n++] = (char *)script;
+        args[n] = NULL;
+        return integ_cli_argv(t, args);
+}
+
+/* Starts exec_argv()'s command attached, output to files; waits for "ready". */
+static pid_t spawn_attached_in(struct integ *t, bool killable, const char *opt, const char *script, char *out,
+                               char *err)
+{
         pid_t pid;
 
         snprintf(out, INTEG_PATH_MAX, "%s", integ_path(t, "cli.out"));
         snprintf(err, INTEG_PATH_MAX, "%s", integ_path(t, "cli.err"));
-        pid = integ_spawn(t, integ_cli_argv(t, opt ? with_opt : plain), NULL, out, err);
+        pid = integ_spawn(t, exec_argv(t, killable, opt, script), NULL, out, err);
         assert_true(pid > 0);
         if (!integ_wait_file_contains(out, "ready\n", INTEG_WAIT_MS)) {
                 integ_dump_daemon_log(t);
                 fail_msg("the process never said ready");
         }
         return pid;
+}
+
+/* The same where a forwarded signal reaches the process with either guest. */
+static pid_t spawn_attached(struct integ *t, const char *opt, const char *script, char *out, char *err)
+{
+        return spawn_attached_in(t, true, opt, script, out, err);
 }
 
 static void test_exec_forwards_signals_the_process_traps(void **state)
@@ -52,7 +75,7 @@ static void test_exec_forwards_signals_the_process_traps(void **state)
         pid_t cli;
         int code;
 
-        integ_vm_with_sim(t, "demo");
+        integ_vm_for_kills(t, "demo");
         /* Each trap fires once the loop's sleep ends; the process keeps running after USR1/HUP. */
         snprintf(script, sizeof(script),
                  "trap 'echo got USR1' USR1; trap 'echo got HUP' HUP; trap 'echo got INT; exit 9' INT; "
@@ -77,7 +100,9 @@ static void test_exec_forwards_signals_the_process_traps(void **state)
         free(text);
 }
 
-static void test_exec_ctrl_c_that_ends_the_process_exits_130(void **state)
+/* Outside any container our guest takes a forwarded signal. hcsshim's refuses it (its
+ * SignalProcess looks only inside containers): the CLI says so in one line and relays on. */
+static void test_exec_forwarded_signal_outside_a_container(void **state)
 {
         struct integ *t = *state;
         char out[INTEG_PATH_MAX], err[INTEG_PATH_MAX], script[512];
@@ -86,6 +111,35 @@ static void test_exec_ctrl_c_that_ends_the_process_exits_130(void **state)
         int code;
 
         integ_vm_with_sim(t, "demo");
+        snprintf(script, sizeof(script), "trap 'echo got USR1' USR1; echo ready; %s; echo done", integ_wait_go(t));
+        cli = spawn_attached_in(t, false, NULL, script, out, err);
+        assert_int_equal(kill(cli, SIGUSR1), 0);
+        if (t->cfg->upstream) {
+                assert_true(integ_wait_file_contains(err, "cannot forward SIGUSR1", INTEG_WAIT_MS));
+                text = integ_read_file(err, NULL);
+                integ_assert_one_line_error(text);
+                integ_assert_contains(text, "signals reach only processes inside a container with hcsshim's guest");
+                free(text);
+        } else
+                assert_true(integ_wait_file_contains(out, "got USR1\n", INTEG_WAIT_MS));
+        assert_true(integ_alive(t, cli));
+        integ_touch(integ_path(t, "go"));
+        assert_int_equal(integ_reap(t, cli, INTEG_WAIT_MS, &code), 0);
+        assert_int_equal(code, 0);
+        text = integ_read_file(out, NULL);
+        assert_string_equal(text, t->cfg->upstream ? "ready\ndone\n" : "ready\ngot USR1\ndone\n");
+        free(text);
+}
+
+static void test_exec_ctrl_c_that_ends_the_process_exits_130(void **state)
+{
+        struct integ *t = *state;
+        char out[INTEG_PATH_MAX], err[INTEG_PATH_MAX], script[512];
+        char *text;
+        pid_t cli;
+        int code;
+
+        integ_vm_for_kills(t, "demo");
         snprintf(script, sizeof(script), "echo ready; %s", integ_alive_loop(t));
         cli = spawn_attached(t, NULL, script, out, err);
         assert_int_equal(kill(cli, SIGINT), 0);
@@ -113,7 +167,7 @@ static void test_exec_sig_proxy_false_leaves_the_process_running(void **state)
         pid_t cli;
         int code;
 
-        integ_vm_with_sim(t, "demo");
+        integ_vm_for_kills(t, "demo");
         snprintf(script, sizeof(script), "trap 'echo got INT; exit 9' INT; echo ready; %s", integ_wait_go(t));
         cli = spawn_attached(t, "--sig-proxy=false", script, out, err);
         assert_int_equal(kill(cli, SIGINT), 0);
@@ -195,18 +249,13 @@ static void test_exec_tty_gives_a_terminal_that_follows_our_size(void **state)
         int master, slave, code;
         pid_t cli;
 
-        integ_vm_with_sim(t, "demo");
+        integ_vm_for_kills(t, "demo");
         master = open_terminal(30, 100, &slave);
         assert_int_equal(tcgetattr(slave, &before), 0);
         assert_true(before.c_lflag & ICANON);
         snprintf(script, sizeof(script),
                  "tty; stty size; echo ready; read line; stty size; echo \"got $line\" >&2; exit 4");
-        {
-                char *args[] = { (char *)"exec", (char *)"demo", (char *)"-t", (char *)"--",
-                                 (char *)"sh",   (char *)"-c",   script,       NULL };
-
-                cli = integ_spawn_fds(t, integ_cli_argv(t, args), slave, slave, slave);
-        }
+        cli = integ_spawn_fds(t, exec_argv(t, true, "-t", script), slave, slave, slave);
         terminal_read_until(t, master, screen, sizeof(screen), &len, "ready\r\n");
         /* A real console in the guest, the size of ours, and its line endings. */
         integ_assert_contains(screen, "/dev/pts/");
@@ -278,22 +327,25 @@ static void test_resize_a_detached_console_and_refuse_what_has_none(void **state
         struct integ_result res;
         long pid;
 
-        integ_vm_with_sim(t, "demo");
+        integ_vm_for_kills(t, "demo");
         snprintf(out, sizeof(out), "%s", integ_path(t, "console.out"));
         snprintf(script, sizeof(script), "stty size; echo ready; %s; stty size", integ_wait_go(t));
         {
-                char *args[] = { (char *)"exec",
-                                 (char *)"demo",
-                                 (char *)"--detach",
-                                 (char *)"--tty",
-                                 (char *)"--stdout",
-                                 out,
-                                 (char *)"--",
-                                 (char *)"sh",
-                                 (char *)"-c",
-                                 script,
-                                 NULL };
+                char *args[16];
+                size_t n = 0;
 
+                args[n++] = (char *)"exec";
+                args[n++] = (char *)"demo";
+                n = integ_killable_args(t, args, n);
+                args[n++] = (char *)"--detach";
+                args[n++] = (char *)"--tty";
+                args[n++] = (char *)"--stdout";
+                args[n++] = out;
+                args[n++] = (char *)"--";
+                args[n++] = (char *)"sh";
+                args[n++] = (char *)"-c";
+                args[n++] = script;
+                args[n] = NULL;
                 integ_cliv(t, &res, NULL, args);
                 integ_assert_code(t, &res, 0);
                 pid = strtol(res.out, NULL, 10);
@@ -323,6 +375,20 @@ static void test_resize_a_detached_console_and_refuse_what_has_none(void **state
         integ_assert_contains(res.err, "not running");
         integ_result_done(&res);
 
+        /* A console outside any container: hcsshim's ResizeConsole looks only inside one. */
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--tty", "--", "sh", "-c", integ_alive_loop(t), NULL);
+        integ_assert_code(t, &res, 0);
+        snprintf(pid_s, sizeof(pid_s), "%ld", strtol(res.out, NULL, 10));
+        integ_result_done(&res);
+        integ_cli(t, &res, NULL, "resize", "demo", pid_s, "12", "34", NULL);
+        if (t->cfg->upstream) {
+                integ_assert_code(t, &res, 1);
+                integ_assert_one_line_error(res.err);
+                integ_assert_contains(res.err, "consoles resize only inside a container with hcsshim's guest");
+        } else
+                integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+
         pid = integ_exec_detached(t, "demo", integ_alive_loop(t));
         snprintf(pid_s, sizeof(pid_s), "%ld", pid);
         integ_cli(t, &res, NULL, "resize", "demo", pid_s, "12", "34", NULL);
@@ -350,15 +416,10 @@ static void test_detach_keys_leave_the_process_running(void **state)
         long pid;
         pid_t cli;
 
-        integ_vm_with_sim(t, "demo");
+        integ_vm_for_kills(t, "demo");
         master = open_terminal(24, 80, &slave);
         snprintf(script, sizeof(script), "echo ready; %s", integ_alive_loop(t));
-        {
-                char *args[] = { (char *)"exec", (char *)"demo", (char *)"-t", (char *)"--",
-                                 (char *)"sh",   (char *)"-c",   script,       NULL };
-
-                cli = integ_spawn_fds(t, integ_cli_argv(t, args), slave, slave, slave);
-        }
+        cli = integ_spawn_fds(t, exec_argv(t, true, "-t", script), slave, slave, slave);
         terminal_read_until(t, master, screen, sizeof(screen), &len, "ready\r\n");
         /* podman's default, ctrl-p then ctrl-q. */
         assert_int_equal(write(master, "\020\021", 2), 2);
@@ -491,6 +552,7 @@ int main(int argc, char **argv)
 {
         struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_exec_forwards_signals_the_process_traps),
+                cmocka_unit_test(test_exec_forwarded_signal_outside_a_container),
                 cmocka_unit_test(test_exec_ctrl_c_that_ends_the_process_exits_130),
                 cmocka_unit_test(test_exec_sig_proxy_false_leaves_the_process_running),
                 cmocka_unit_test(test_exec_tty_gives_a_terminal_that_follows_our_size),
