@@ -382,7 +382,7 @@ static void exec_send_resize(struct exec_ctx *x)
         exec_side_call(x, "Resize", &req.base, &vsockmux__v1__resize_response__descriptor, "resize the console");
 }
 
-/* Returns an exit code to end with, or -1 to carry on. */
+/* Returns an exit code to end with, -1 to carry on, or -2 to poll again now (as exec_dispatch()). */
 static int exec_on_signal(struct exec_ctx *x)
 {
         struct signalfd_siginfo si;
@@ -392,9 +392,11 @@ static int exec_on_signal(struct exec_ctx *x)
                 return -1;
         sig = (int)si.ssi_signo;
         if (sig == SIGWINCH) {
-                if (x->phase == EXEC_STARTING)
+                if (x->phase == EXEC_STARTING) {
                         x->winch_pending = true;
-                else if (x->phase == EXEC_RUNNING)
+                        return -2; /* stdin, ready in the same poll, now waits for it */
+                }
+                if (x->phase == EXEC_RUNNING)
                         exec_send_resize(x);
                 return -1;
         }
@@ -569,10 +571,12 @@ static bool exec_poll_set(struct exec_ctx *x, struct pollfd *pfd, int *owner, un
                 pfd[n] = (struct pollfd){ .fd = x->sfd, .events = POLLIN };
                 owner[n++] = POLL_SIGNAL;
         }
+        /* A size change that waits for the pid goes to the console before the keys typed after
+         * it: a shell that reads a line and then asks its size must see the new one. */
         if (running && in->conn_fd >= 0 && x->in_len > 0) {
                 pfd[n] = (struct pollfd){ .fd = in->conn_fd, .events = POLLOUT };
                 owner[n++] = POLL_STDIN_WRITE;
-        } else if (running && in->conn_fd >= 0 && !x->stdin_eof && !x->detached) {
+        } else if (running && in->conn_fd >= 0 && !x->stdin_eof && !x->detached && !x->winch_pending) {
                 pfd[n] = (struct pollfd){ .fd = STDIN_FILENO, .events = POLLIN };
                 owner[n++] = POLL_STDIN_READ;
         }
