@@ -27,9 +27,15 @@ _printf_(2, 0) static void verror(const struct cli *cli, const char *fmt, va_lis
         vsnprintf(msg, sizeof(msg), fmt, ap);
         /* One line, and no terminal escapes smuggled in through a daemon message or a name. */
         cli_sanitize(msg);
-        if (cli && cli->command)
-                fprintf(stderr, "vsockmux: %s: %s\n", cli->command, msg);
-        else
+        if (cli && cli->command) {
+                size_t n = strlen(cli->command);
+                const char *m = msg;
+
+                /* The daemon names the method too ("kill: ..."): say it once. */
+                if (strncmp(m, cli->command, n) == 0 && m[n] == ':' && m[n + 1] == ' ')
+                        m += n + 2;
+                fprintf(stderr, "vsockmux: %s: %s\n", cli->command, m);
+        } else
                 fprintf(stderr, "vsockmux: %s\n", msg);
 }
 
