@@ -180,6 +180,23 @@ static int savestate_check_ports_unique(const Vsockmux__State__Vm *vm, char *err
         return 0;
 }
 
+/* Sorted, not pairwise: the record checks every VM it writes, and a VM may hold thousands. */
+static int savestate_check_pids_unique(const Vsockmux__State__Vm *vm, char *err, size_t errlen)
+{
+        _cleanup_free_ uint32_t *pids = NULL;
+
+        pids = malloc((vm->n_processes + 1) * sizeof(*pids));
+        if (!pids)
+                return -ENOMEM;
+        for (size_t i = 0; i < vm->n_processes; i++)
+                pids[i] = vm->processes[i]->pid;
+        qsort(pids, vm->n_processes, sizeof(*pids), cmp_u32);
+        for (size_t i = 1; i < vm->n_processes; i++)
+                if (pids[i] == pids[i - 1])
+                        return savestate_fail(err, errlen, "VM %s: pid %u twice", vm->name, pids[i]);
+        return 0;
+}
+
 static int savestate_check(const savestate_msg *s, char *err, size_t errlen)
 {
         const Vsockmux__State__Vm *vm = s->vm;
@@ -217,11 +234,10 @@ static int savestate_check(const savestate_msg *s, char *err, size_t errlen)
                 r = savestate_check_process(vm->processes[i], vm, err, errlen);
                 if (r < 0)
                         return r;
-                for (size_t j = 0; j < i; j++)
-                        if (vm->processes[j]->pid == vm->processes[i]->pid)
-                                return savestate_fail(err, errlen, "VM %s: pid %u twice", vm->name,
-                                                      vm->processes[i]->pid);
         }
+        r = savestate_check_pids_unique(vm, err, errlen);
+        if (r < 0)
+                return r;
         return savestate_check_ports_unique(vm, err, errlen);
 }
 

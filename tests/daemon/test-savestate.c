@@ -204,6 +204,15 @@ static void test_port_used_twice_is_refused(void **state)
         expect_refused(f, "used by two streams");
 }
 
+/* Far apart in the list, so a check of neighbours only would miss it. */
+static void test_pid_used_twice_is_refused(void **state)
+{
+        struct fixture *f = fixture_new(50);
+
+        f->p[47].pid = f->p[3].pid;
+        expect_refused(f, "pid 103 twice");
+}
+
 static void test_port_at_or_above_floor_is_refused(void **state)
 {
         struct fixture *f = fixture_new(2);
@@ -328,6 +337,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_unknown_schema_version_is_refused_by_name),
                 cmocka_unit_test(test_wait_id_not_below_next_id_is_refused),
                 cmocka_unit_test(test_port_used_twice_is_refused),
+                cmocka_unit_test(test_pid_used_twice_is_refused),
                 cmocka_unit_test(test_port_at_or_above_floor_is_refused),
                 cmocka_unit_test(test_bridge_port_is_refused_as_stream_port),
                 cmocka_unit_test(test_running_process_without_wait_is_refused),
