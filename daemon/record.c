@@ -4,10 +4,12 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,11 +42,21 @@ struct record_entry {
         bool in_flight;
 };
 
+/* The writer thread's "a job is done" reaches the loop as an eventfd the loop polls while jobs
+ * are in flight. A poll still armed when the record goes is cancelled and frees this at its
+ * completion, so it outlives the record. */
+struct record_waker {
+        struct relay_op op;
+        struct vmm_record *rec; /* NULL once the record is gone */
+        int fd;
+        bool armed;
+};
+
 struct vmm_record {
         struct relay *relay;
         char *dir;
         struct relay_timer *timer; /* armed while a VM is marked: the next loop pass */
-        struct relay_timer *poll;  /* armed while jobs are in flight: collect the finished ones */
+        struct record_waker *waker;
         struct list_head entries;
         unsigned in_flight;
         /* The writer thread: fsync and rename off the loop. Under lock: */
@@ -55,9 +67,6 @@ struct vmm_record {
         struct list_head todo, done;
         bool busy, stopping;
 };
-
-/* How often the loop looks for finished writes while one is in flight (an exec's answer waits). */
-#define RECORD_POLL_NS (1000 * 1000ull)
 
 static int record_path(const struct vmm_record *rec, const char *name, const char *suffix, char *buf, size_t len)
 {
@@ -90,6 +99,8 @@ static void *record_worker(void *userdata)
                 rec->busy = false;
                 list_add_tail(&rec->done, &j->link);
                 pthread_cond_broadcast(&rec->cond);
+                /* Cannot fail short of a counter at its maximum, which the loop's read resets. */
+                (void)eventfd_write(rec->waker->fd, 1);
         }
         pthread_mutex_unlock(&rec->lock);
         return NULL;
@@ -138,6 +149,69 @@ static void record_entry_drop(struct record_entry *e)
         free(e);
 }
 
+static void record_on_wake(struct relay *r, struct relay_op *op, int res, uint32_t cqe_flags);
+
+static struct record_waker *record_waker_free(struct record_waker *w)
+{
+        if (w) {
+                safe_close(w->fd);
+                free(w);
+        }
+        return NULL;
+}
+
+static int record_waker_new(struct vmm_record *rec, struct record_waker **ret)
+{
+        struct record_waker *w = calloc(1, sizeof(*w));
+
+        if (!w)
+                return -ENOMEM;
+        w->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (w->fd < 0) {
+                free(w);
+                return negative_errno();
+        }
+        w->op.fn = record_on_wake;
+        w->rec = rec;
+        *ret = w;
+        return 0;
+}
+
+static void record_waker_arm(struct vmm_record *rec)
+{
+        struct record_waker *w = rec->waker;
+        struct io_uring_sqe *sqe;
+
+        if (w->armed)
+                return;
+        sqe = relay_get_sqe(rec->relay);
+        if (!sqe) {
+                /* A broken ring: the loop is going down, and the stop collects what is done. */
+                log_error("vsockmuxd: cannot watch the record's writer: the ring is broken");
+                return;
+        }
+        io_uring_prep_poll_add(sqe, w->fd, POLLIN);
+        relay_sqe_set_op(sqe, &w->op);
+        w->armed = true;
+}
+
+/* The waker goes with its record: a poll in flight frees it at its (cancelled) completion. */
+static void record_waker_detach(struct vmm_record *rec)
+{
+        struct record_waker *w = TAKE_PTR(rec->waker);
+        struct io_uring_sqe *sqe;
+
+        if (!w)
+                return;
+        if (w->armed && (sqe = relay_get_sqe(rec->relay))) {
+                io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)&w->op);
+                relay_sqe_set_ignore(sqe);
+                w->rec = NULL;
+                return;
+        }
+        record_waker_free(w);
+}
+
 static void record_enqueue(struct vmm_record *rec, struct record_job *j)
 {
         pthread_mutex_lock(&rec->lock);
@@ -145,8 +219,7 @@ static void record_enqueue(struct vmm_record *rec, struct record_job *j)
         pthread_cond_signal(&rec->cond);
         pthread_mutex_unlock(&rec->lock);
         rec->in_flight++;
-        if (!relay_timer_is_armed(rec->poll))
-                (void)relay_timer_arm(rec->poll, RECORD_POLL_NS);
+        record_waker_arm(rec);
 }
 
 static void record_submit(struct vmm_record *rec, struct record_entry *e);
@@ -187,13 +260,20 @@ static void record_collect(struct vmm_record *rec)
         }
 }
 
-static void record_on_poll(struct relay_timer *t, void *userdata)
+static void record_on_wake(struct relay *r, struct relay_op *op, int res, uint32_t cqe_flags)
 {
-        struct vmm_record *rec = userdata;
+        struct record_waker *w = container_of(op, struct record_waker, op);
+        eventfd_t n;
 
-        record_collect(rec);
-        if (rec->in_flight > 0)
-                (void)relay_timer_arm(rec->poll, RECORD_POLL_NS);
+        w->armed = false;
+        if (!w->rec) {
+                record_waker_free(w);
+                return;
+        }
+        (void)eventfd_read(w->fd, &n);
+        record_collect(w->rec);
+        if (w->rec->in_flight > 0)
+                record_waker_arm(w->rec);
 }
 
 /* Waits until the writer has done everything queued (a stop, a save), then collects it. */
@@ -248,7 +328,7 @@ int vmm_record_new(struct relay *relay, const char *state_dir, struct vmm_record
                 return negative_errno();
         r = relay_timer_new(relay, record_on_timer, rec, &rec->timer);
         if (r >= 0)
-                r = relay_timer_new(relay, record_on_poll, rec, &rec->poll);
+                r = record_waker_new(rec, &rec->waker);
         if (r < 0)
                 return r;
         record_drop_temporaries(rec->dir);
@@ -281,7 +361,7 @@ struct vmm_record *vmm_record_free(struct vmm_record *rec)
         }
         list_for_each_safe(pos, tmp, &rec->entries)
                 record_entry_drop(list_entry(pos, struct record_entry, link));
-        relay_timer_free(rec->poll);
+        record_waker_detach(rec);
         relay_timer_free(rec->timer);
         pthread_cond_destroy(&rec->cond);
         pthread_mutex_destroy(&rec->lock);
