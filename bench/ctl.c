@@ -2,9 +2,10 @@
  * a thousand `vsockmux` CLI processes would take longer than what they set up). Owns nothing
  * beyond one run.
  *
- *   bench-ctl exec --socket S --vm NAME --jobs FILE [--parallel N] [--spec SPEC --ports FILE]
+ *   bench-ctl exec --socket S --vm NAME --jobs FILE [--parallel N] [--rate R] [--spec SPEC --ports FILE]
  *     One Exec --detach per job line "<stdin|-> <stdout|-> <stderr|-> ARGV...", N at a time (on N
- *     control connections); prints each job's pid, in job order. With --spec, after each reply it reads bench-guest's new --ports lines
+ *     control connections), with --rate no faster than R per second; prints each job's pid, in job
+ *     order, and the latency of the calls to stderr. With --spec, after each reply it reads bench-guest's new --ports lines
  *     ("<a> <b> <stdin port> <stdout port> <stderr port>") and links spec stream a's guest path to
  *     "<vm uds>_<stdin port>" and stream b's to "<vm uds>_<stdout port>" ('-': none), so
  *     bench-load's guest dials the daemon's real ports through its usual paths.
@@ -175,13 +176,43 @@ struct bench_ctl_conn {
         long job; /* in flight, or -1 */
 };
 
+static int cmp_double(const void *a, const void *b)
+{
+        double x = *(const double *)a, y = *(const double *)b;
+
+        return x < y ? -1 : x > y;
+}
+
+/* Sorts lat in place. */
+static void bench_ctl_print_latency(double *lat, long n)
+{
+        if (n == 0)
+                return;
+        qsort(lat, (size_t)n, sizeof(*lat), cmp_double);
+        fprintf(stderr, "bench-ctl: exec latency p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", lat[n / 2],
+                lat[(n * 99) / 100], lat[n - 1]);
+}
+
+/* With a rate, job i is not sent before t0 + i / rate: an offered load, not a closed loop. Returns
+ * the ms until the next job is due (0: now; -1: no rate). */
+static int bench_ctl_due_in(double t0, long job, unsigned long rate)
+{
+        double due;
+
+        if (rate == 0)
+                return -1;
+        due = t0 + (double)job * 1000.0 / (double)rate - bench_ctl_now_ms();
+        return due <= 0 ? 0 : (int)due + 1;
+}
+
 static int bench_ctl_exec(const char *sock, const char *vm, const char *jobs_path, const char *spec_path,
-                          const char *ports_path, unsigned parallel)
+                          const char *ports_path, unsigned parallel, unsigned long rate)
 {
         _cleanup_(bench_spec_freep) struct bench_spec *spec = NULL;
         _cleanup_free_ struct bench_ctl_conn *conns = NULL;
         _cleanup_free_ uint32_t *pids = NULL;
         _cleanup_free_ struct pollfd *pfds = NULL;
+        _cleanup_free_ double *sent = NULL, *lat = NULL;
         struct bench_ctl_links links = {};
         _cleanup_fclose_ FILE *jobs = NULL;
         char line[BENCH_CTL_LINE_MAX];
@@ -193,7 +224,9 @@ static int bench_ctl_exec(const char *sock, const char *vm, const char *jobs_pat
         conns = calloc(parallel, sizeof(*conns));
         pids = calloc(BENCH_CTL_JOBS_MAX, sizeof(*pids));
         pfds = calloc(parallel, sizeof(*pfds));
-        if (!jobs || !conns || !pids || !pfds)
+        sent = calloc(BENCH_CTL_JOBS_MAX, sizeof(*sent));
+        lat = calloc(BENCH_CTL_JOBS_MAX, sizeof(*lat));
+        if (!jobs || !conns || !pids || !pfds || !sent || !lat)
                 return jobs ? -ENOMEM : negative_errno();
         if (spec_path) {
                 r = bench_spec_load(spec_path, &spec);
@@ -211,12 +244,15 @@ static int bench_ctl_exec(const char *sock, const char *vm, const char *jobs_pat
                         goto out;
         }
         while (r >= 0) {
+                int wait_ms = -1, due;
                 unsigned busy = 0;
 
                 for (unsigned i = 0; i < parallel; i++) {
                         struct bench_ctl_conn *c = &conns[i];
 
-                        if (c->job < 0 && fgets(line, sizeof(line), jobs)) {
+                        if (c->job < 0 && (due = bench_ctl_due_in(t0, next, rate)) > 0)
+                                wait_ms = wait_ms < 0 || due < wait_ms ? due : wait_ms;
+                        else if (c->job < 0 && fgets(line, sizeof(line), jobs)) {
                                 Vsockmux__V1__ExecRequest req;
                                 char *words[3 + BENCH_CTL_ARGV_MAX];
 
@@ -230,15 +266,16 @@ static int bench_ctl_exec(const char *sock, const char *vm, const char *jobs_pat
                                                                  &c->stream_id);
                                 if (r < 0)
                                         goto out;
+                                sent[next] = bench_ctl_now_ms();
                                 c->job = next++;
                                 n_jobs = next;
                         }
                         if (c->job >= 0)
                                 pfds[busy++] = (struct pollfd){ .fd = vsockmux_client_fd(c->client), .events = POLLIN };
                 }
-                if (busy == 0)
+                if (busy == 0 && wait_ms < 0)
                         break;
-                if (poll(pfds, busy, -1) < 0) {
+                if (poll(pfds, busy, wait_ms) < 0) {
                         if (errno == EINTR)
                                 continue;
                         r = negative_errno();
@@ -260,6 +297,7 @@ static int bench_ctl_exec(const char *sock, const char *vm, const char *jobs_pat
                         if (r < 0)
                                 goto out;
                         pids[c->job] = ((Vsockmux__V1__ExecResponse *)resp)->pid;
+                        lat[done] = bench_ctl_now_ms() - sent[c->job];
                         c->job = -1;
                         done++;
                 }
@@ -277,6 +315,7 @@ static int bench_ctl_exec(const char *sock, const char *vm, const char *jobs_pat
                 goto out;
         }
         fprintf(stderr, "bench-ctl: %ld execs, %u links in %.0f ms\n", done, links.made, bench_ctl_now_ms() - t0);
+        bench_ctl_print_latency(lat, done);
         r = 0;
 out:
         for (unsigned i = 0; i < parallel; i++)
@@ -436,23 +475,17 @@ out:
 int main(int argc, char **argv)
 {
         static const struct option opts[] = {
-                { "socket", required_argument, NULL, 's' },
-                { "vm", required_argument, NULL, 'v' },
-                { "jobs", required_argument, NULL, 'j' },
-                { "spec", required_argument, NULL, 'S' },
-                { "ports", required_argument, NULL, 'p' },
-                { "from", required_argument, NULL, 'f' },
-                { "to", required_argument, NULL, 't' },
-                { "io", required_argument, NULL, 'i' },
-                { "probe-pid", required_argument, NULL, 'P' },
-                { "probe-sock", required_argument, NULL, 'k' },
-                { "probe-out", required_argument, NULL, 'o' },
-                { "parallel", required_argument, NULL, 'n' },
-                {},
+                { "socket", required_argument, NULL, 's' },    { "vm", required_argument, NULL, 'v' },
+                { "jobs", required_argument, NULL, 'j' },      { "spec", required_argument, NULL, 'S' },
+                { "ports", required_argument, NULL, 'p' },     { "from", required_argument, NULL, 'f' },
+                { "to", required_argument, NULL, 't' },        { "io", required_argument, NULL, 'i' },
+                { "probe-pid", required_argument, NULL, 'P' }, { "probe-sock", required_argument, NULL, 'k' },
+                { "probe-out", required_argument, NULL, 'o' }, { "parallel", required_argument, NULL, 'n' },
+                { "rate", required_argument, NULL, 'r' },      {},
         };
         const char *sock = NULL, *vm = NULL, *jobs = NULL, *spec = NULL, *ports = NULL, *from = NULL, *to = NULL,
                    *io = NULL, *probe_sock = NULL, *probe_out = NULL;
-        unsigned long probe_pid = 0, parallel = 1;
+        unsigned long probe_pid = 0, parallel = 1, rate = 0;
         int c, r;
 
         if (argc < 2)
@@ -472,12 +505,13 @@ int main(int argc, char **argv)
                 case 'k': probe_sock = optarg; break;
                 case 'o': probe_out = optarg; break;
                 case 'n': parallel = strtoul(optarg, NULL, 10); break;
+                case 'r': rate = strtoul(optarg, NULL, 10); break;
                 default: goto usage;
                 }
         }
         if (strcmp(argv[1], "exec") == 0 && sock && vm && jobs && !spec == !ports && parallel > 0 &&
             parallel <= BENCH_CTL_PARALLEL_MAX)
-                r = bench_ctl_exec(sock, vm, jobs, spec, ports, (unsigned)parallel);
+                r = bench_ctl_exec(sock, vm, jobs, spec, ports, (unsigned)parallel, rate);
         else if (strcmp(argv[1], "saverestore") == 0 && from && to && vm && io && probe_sock && probe_pid > 0 &&
                  probe_pid <= UINT32_MAX)
                 r = bench_ctl_saverestore(from, to, vm, io, (uint32_t)probe_pid, probe_sock, probe_out);
@@ -489,9 +523,9 @@ int main(int argc, char **argv)
         }
         return 0;
 usage:
-        fprintf(stderr,
-                "usage: bench-ctl exec --socket S --vm NAME --jobs FILE [--parallel N] [--spec SPEC --ports FILE]\n"
-                "       bench-ctl saverestore --from S1 --to S2 --vm NAME --io FILE --probe-pid PID\n"
-                "                             --probe-sock PATH [--probe-out FILE]\n");
+        fprintf(stderr, "usage: bench-ctl exec --socket S --vm NAME --jobs FILE [--parallel N] [--rate R] [--spec SPEC "
+                        "--ports FILE]\n"
+                        "       bench-ctl saverestore --from S1 --to S2 --vm NAME --io FILE --probe-pid PID\n"
+                        "                             --probe-sock PATH [--probe-out FILE]\n");
         return 2;
 }
