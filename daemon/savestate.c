@@ -52,13 +52,37 @@ static const uint32_t crc32c_table[256] = {
         0x79b737bau, 0x8bdcb4b9u, 0x988c474du, 0x6ae7c44eu, 0xbe2da0a5u, 0x4c4623a6u, 0x5f16d052u, 0xad7d5351u,
 };
 
-uint32_t savestate_crc32c(const uint8_t *buf, size_t len)
+static uint32_t crc32c_bytes(uint32_t crc, const uint8_t *buf, size_t len)
 {
-        uint32_t crc = 0xFFFFFFFFu;
-
         for (size_t i = 0; i < len; i++)
                 crc = (crc >> 8) ^ crc32c_table[(crc ^ buf[i]) & 0xFFu];
-        return ~crc;
+        return crc;
+}
+
+#if defined(__x86_64__)
+/* SSE 4.2's crc32 instruction is this very CRC, eight bytes a step: a record of 1,000 processes
+ * is 84 KB, checksummed at every write, and the table took 6% of the daemon at 1,000 execs/s. */
+__attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, const uint8_t *buf, size_t len)
+{
+        uint64_t c = crc;
+
+        for (; len >= 8; buf += 8, len -= 8) {
+                uint64_t v;
+
+                memcpy(&v, buf, sizeof(v));
+                c = __builtin_ia32_crc32di(c, v);
+        }
+        return crc32c_bytes((uint32_t)c, buf, len);
+}
+#endif
+
+uint32_t savestate_crc32c(const uint8_t *buf, size_t len)
+{
+#if defined(__x86_64__)
+        if (__builtin_cpu_supports("sse4.2"))
+                return ~crc32c_sse42(0xFFFFFFFFu, buf, len);
+#endif
+        return ~crc32c_bytes(0xFFFFFFFFu, buf, len);
 }
 
 static void put_le32(uint8_t *p, uint32_t v)

@@ -204,6 +204,32 @@ static void test_port_used_twice_is_refused(void **state)
         expect_refused(f, "used by two streams");
 }
 
+/* The bitwise definition, to hold the fast paths to: every length up to 70 at every alignment
+ * covers the 8-byte steps and the tail. */
+static uint32_t crc32c_reference(const uint8_t *buf, size_t len)
+{
+        uint32_t crc = 0xFFFFFFFFu;
+
+        for (size_t i = 0; i < len; i++) {
+                crc ^= buf[i];
+                for (int k = 0; k < 8; k++)
+                        crc = crc & 1 ? (crc >> 1) ^ 0x82F63B78u : crc >> 1;
+        }
+        return ~crc;
+}
+
+static void test_crc32c_is_castagnoli_at_every_length_and_alignment(void **state)
+{
+        uint8_t buf[80];
+
+        assert_int_equal(savestate_crc32c((const uint8_t *)"123456789", 9), 0xE3069283u);
+        for (size_t i = 0; i < sizeof(buf); i++)
+                buf[i] = (uint8_t)(i * 131u + 7u);
+        for (size_t off = 0; off < 8; off++)
+                for (size_t len = 0; len <= 70; len++)
+                        assert_int_equal(savestate_crc32c(buf + off, len), crc32c_reference(buf + off, len));
+}
+
 /* Far apart in the list, so a check of neighbours only would miss it. */
 static void test_pid_used_twice_is_refused(void **state)
 {
@@ -338,6 +364,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_wait_id_not_below_next_id_is_refused),
                 cmocka_unit_test(test_port_used_twice_is_refused),
                 cmocka_unit_test(test_pid_used_twice_is_refused),
+                cmocka_unit_test(test_crc32c_is_castagnoli_at_every_length_and_alignment),
                 cmocka_unit_test(test_port_at_or_above_floor_is_refused),
                 cmocka_unit_test(test_bridge_port_is_refused_as_stream_port),
                 cmocka_unit_test(test_running_process_without_wait_is_refused),
