@@ -8,7 +8,7 @@
 # production, so their inode churn does not hide the record's cost. Prints one line per run: wall
 # ms, exec latency (p50/p99, from bench-ctl), and the daemon's CPU ms over the calls, all threads
 # (/proc/PID/task/*/schedstat, nanoseconds).
-# Usage: bench/record-cost.sh BUILD_DIR [N=1000] [P=8] [R=3] [RATE=1000]
+# Usage: bench/record-cost.sh BUILD_DIR [N=1000] [P=8] [R=3] [RATE=1000]   (MAXP: --max-processes, 4096)
 set -eu
 B=$(cd "$1" && pwd); N=${2:-1000}; P=${3:-8}; R=${4:-3}; RATE=${5:-1000}
 cpu_ns() { cat /proc/"$1"/task/*/schedstat 2> /dev/null | awk '{s += $1} END {printf "%d", s}'; }
@@ -16,7 +16,7 @@ run() {
         local rate=$1; shift
         local D H; D=$(mktemp -d "${TMPDIR:-/tmp}/record-cost.XXXXXX"); H=$(mktemp -d "${SOCKDIR:-/dev/shm}/record-cost.XXXXXX")
         "$B/daemon/vsockmuxd" --socket "$D/ctl.sock" --state-dir "$D/state" --hvsock-root "$H" --log-level warn \
-                --max-processes 4096 "$@" > "$D/d.log" 2>&1 &
+                --max-processes ${MAXP:-4096} "$@" > "$D/d.log" 2>&1 &
         local DP=$!
         for _ in $(seq 500); do "$B/cli/vsockmux" --socket "$D/ctl.sock" vm ls > /dev/null 2>&1 && break; sleep 0.02; done
         "$B/cli/vsockmux" --socket "$D/ctl.sock" vm add bench --hvsock "$H/vm.sock"
