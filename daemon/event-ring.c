@@ -176,3 +176,93 @@ int event_ring_replay(const struct event_ring *r, uint64_t since_seq, uint64_t s
         }
         return 0;
 }
+
+int event_ring_export(const struct event_ring *r, Vsockmux__State__EventRing *ret)
+{
+        Vsockmux__State__EventRing out = VSOCKMUX__STATE__EVENT_RING__INIT;
+
+        out.events = calloc(r->count + 1, sizeof(*out.events));
+        if (!out.events)
+                return -ENOMEM;
+        for (unsigned i = 0; i < r->count; i++) {
+                const struct event_slot *sl = &r->slots[(r->head + i) % r->capacity];
+
+                /* One lost to memory is in dropped_last_seq already. */
+                if (sl->data)
+                        out.events[out.n_events++] = (ProtobufCBinaryData){ .len = sl->len, .data = sl->data };
+        }
+        out.last_seq = event_ring_last_seq(r);
+        out.dropped_last_seq = r->dropped_last_seq;
+        out.dropped_last_ns = r->dropped_last_ns;
+        *ret = out;
+        return 0;
+}
+
+void event_ring_export_done(Vsockmux__State__EventRing *ret)
+{
+        free(ret->events);
+        ret->events = NULL;
+        ret->n_events = 0;
+}
+
+/* Each event decodes, numbered after the one before and at most last_seq. */
+static int import_check(const Vsockmux__State__EventRing *in)
+{
+        uint64_t prev = 0;
+
+        if (in->dropped_last_seq > in->last_seq)
+                return -EBADMSG;
+        for (size_t i = 0; i < in->n_events; i++) {
+                Vsockmux__V1__Event *ev = vsockmux__v1__event__unpack(NULL, in->events[i].len, in->events[i].data);
+                uint64_t seq = ev ? ev->seq : 0;
+
+                vsockmux__v1__event__free_unpacked(ev, NULL);
+                if (!ev || in->events[i].len > EVENT_RING_MAX_EVENT_BYTES || seq <= prev || seq > in->last_seq)
+                        return -EBADMSG;
+                prev = seq;
+        }
+        return 0;
+}
+
+int event_ring_import(struct event_ring *r, const Vsockmux__State__EventRing *in)
+{
+        size_t first;
+        int k;
+
+        if (r->next_seq != 1)
+                return -EBUSY;
+        k = import_check(in);
+        if (k < 0)
+                return k;
+        /* A smaller ring here: the oldest go, counted as dropped. */
+        first = in->n_events > r->capacity ? in->n_events - r->capacity : 0;
+        r->dropped_last_seq = in->dropped_last_seq;
+        r->dropped_last_ns = in->dropped_last_ns;
+        r->next_seq = in->last_seq + 1;
+        for (size_t i = 0; i < in->n_events; i++) {
+                Vsockmux__V1__Event *ev = vsockmux__v1__event__unpack(NULL, in->events[i].len, in->events[i].data);
+                struct event_slot *sl;
+
+                if (!ev)
+                        return -ENOMEM;
+                if (i < first) {
+                        r->dropped_last_seq = ev->seq;
+                        r->dropped_last_ns = ev->timestamp_ns;
+                        vsockmux__v1__event__free_unpacked(ev, NULL);
+                        continue;
+                }
+                sl = &r->slots[r->count++];
+                *sl = (struct event_slot){ .seq = ev->seq, .timestamp_ns = ev->timestamp_ns };
+                vsockmux__v1__event__free_unpacked(ev, NULL);
+                sl->data = malloc(in->events[i].len ? in->events[i].len : 1);
+                if (sl->data) {
+                        memcpy(sl->data, in->events[i].data, in->events[i].len);
+                        sl->len = in->events[i].len;
+                } else {
+                        r->dropped_last_seq = sl->seq;
+                        r->dropped_last_ns = sl->timestamp_ns;
+                }
+        }
+        r->head = 0;
+        return 0;
+}

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "control.pb-c.h"
+#include "state.pb-c.h"
 #include "util/macro.h"
 
 #define EVENT_RING_DEFAULT_SIZE 1024u
@@ -36,6 +37,15 @@ typedef int (*event_ring_fn)(const Vsockmux__V1__Event *ev, void *userdata);
  * last event (another daemon's numbering: everything held is replayed). Returns 0 or fn's error. */
 int event_ring_replay(const struct event_ring *r, uint64_t since_seq, uint64_t since_ns, event_ring_fn fn,
                       void *userdata);
+
+/* A live upgrade hands the ring over. export: *ret borrows the ring's packed events (valid until
+ * the next add; free only ret->events with event_ring_export_done). import, into a ring that has
+ * numbered nothing yet: keeps the newest that fit, numbering goes on after in->last_seq. -EBADMSG
+ * for an event that does not decode or numbers out of order (nothing kept then), -EBUSY if this
+ * ring numbered an event already. */
+int event_ring_export(const struct event_ring *r, Vsockmux__State__EventRing *ret);
+void event_ring_export_done(Vsockmux__State__EventRing *ret);
+int event_ring_import(struct event_ring *r, const Vsockmux__State__EventRing *in);
 
 /* Fills *ret as a marker for the lost events first..last (inclusive), with why in its message
  * (buf holds the text and must outlive *ret). */

@@ -1,10 +1,11 @@
-/* fuzz/upgrade/handover-receive.c: what a new vsockmuxd reads from whoever started it with --handover-fd: any bytes through the framing, the Handover message and its checks (schema version, fd indices), accepted or refused with a reason, never leaking or overrunning. */
+/* fuzz/upgrade/handover-receive.c: what a new vsockmuxd reads from whoever started it with --handover-fd: any bytes through the framing, the Handover message and its checks (schema version, fd indices) and its ring of recent events into a fresh ring, accepted or refused with a reason, never leaking or overrunning. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "daemon/event-ring.h"
 #include "daemon/upgrade.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -26,6 +27,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         close(sv[0]);
         if (upgrade_receive(sv[1], &h, &fds, &n_fds, why, sizeof(why)) == 0) {
+                struct event_ring *ring = NULL;
+
+                if (h->events && event_ring_new(8, &ring) == 0) {
+                        (void)event_ring_import(ring, h->events);
+                        event_ring_free(ring);
+                }
                 for (size_t i = 0; i < n_fds; i++)
                         close(fds[i]);
                 free(fds);
