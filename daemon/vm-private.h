@@ -38,6 +38,7 @@ struct vmm_vm {
         struct relay_timer *window_timer; /* closes the resume window some time after the guest returned */
         struct vmm_vm_counters counters;  /* the VM's own cumulative ones; the rest are computed when asked */
         uint64_t restore_start_ns;        /* restored, guest not back yet: when the restore began */
+        bool bridge_adopting;             /* inside vm_adopt_bridge(): the guest did not connect anew */
         struct fence *fence;              /* our hold on the transport's lock (vm-fence.c) */
         uint64_t generation;              /* of the state we serve; a saved state carries it */
         struct {                          /* a live upgrade's hold (vm-handover.c) */

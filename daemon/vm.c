@@ -48,8 +48,11 @@ static void vm_on_bridge_state(struct bridge_host *h, enum bridge_conn_state old
                  bridge_conn_state_to_string(new_state));
         if (new_state == BRIDGE_CONN_CONNECTED) {
                 vm->guest.stdio_resume = bridge_host_stdio_resume(h);
-                vm->counters.bridge_connects++;
-                vmm_vm_emit(vm, VMM_EVENT_BRIDGE_CONNECTED, bridge_host_runtime_os(h));
+                /* A connection taken over live is the one the old daemon counted and announced. */
+                if (!vm->bridge_adopting) {
+                        vm->counters.bridge_connects++;
+                        vmm_vm_emit(vm, VMM_EVENT_BRIDGE_CONNECTED, bridge_host_runtime_os(h));
+                }
                 vm_reattach_bridge_connected(vm);
                 vmm_processes_bridge_connected(vm->processes);
         } else if (old_state == BRIDGE_CONN_CONNECTED)
@@ -152,9 +155,12 @@ int vmm_vm_start_bridge(struct vmm_vm *vm)
 int vm_adopt_bridge(struct vmm_vm *vm, struct bridge_host_handover *hv)
 {
         const struct vmm_config *cfg = vm->ctx->cfg;
-        int r = bridge_host_adopt(vm->ctx->relay, &vm->listen_transport, vm->name, &vm_bridge_ops, vm, hv,
-                                  &vm->guest.bridge);
+        int r;
 
+        vm->bridge_adopting = true;
+        r = bridge_host_adopt(vm->ctx->relay, &vm->listen_transport, vm->name, &vm_bridge_ops, vm, hv,
+                              &vm->guest.bridge);
+        vm->bridge_adopting = false;
         if (r >= 0)
                 r = bridge_host_set_max_frame(vm->guest.bridge, cfg->bridge_max_frame);
         if (r >= 0)

@@ -311,17 +311,21 @@ static int manager_vm_new(struct vmm *m, const char *name, const struct relay_tr
         return vmm_vm_new(&m->ctx, &manager_vm_ops, m, name, t, e ? e->floor : 0, ret);
 }
 
-static void manager_vm_publish(struct vmm *m, struct vmm_vm *vm)
+/* announce: a VM new to the daemon's users. One taken over live (or back, after a failed upgrade)
+ * was there all along: followers of `events` heard of it already, from this daemon or the last. */
+static void manager_vm_publish(struct vmm *m, struct vmm_vm *vm, bool announce)
 {
         const struct relay_transport *t = vmm_vm_transport(vm);
 
         vmm_vm_link(vm, &m->vms);
         m->n_vms++;
-        if (t->kind == RELAY_TRANSPORT_HVSOCK)
-                log_info("vm %s: added, hybrid vsock at %s", vmm_vm_name(vm), t->uds_path);
-        else
-                log_info("vm %s: added, vsock CID %u", vmm_vm_name(vm), t->cid);
-        vmm_context_emit(&m->ctx, VMM_EVENT_VM_ADDED, vmm_vm_name(vm), NULL, 0, NULL, NULL);
+        if (announce) {
+                if (t->kind == RELAY_TRANSPORT_HVSOCK)
+                        log_info("vm %s: added, hybrid vsock at %s", vmm_vm_name(vm), t->uds_path);
+                else
+                        log_info("vm %s: added, vsock CID %u", vmm_vm_name(vm), t->cid);
+                vmm_context_emit(&m->ctx, VMM_EVENT_VM_ADDED, vmm_vm_name(vm), NULL, 0, NULL, NULL);
+        }
         (void)manager_on_vm_changed(vm, false, m);
 }
 
@@ -349,7 +353,7 @@ int vmm_vm_add(struct vmm *m, const char *name, const struct relay_transport *t,
                 manager_vm_free(m, vm, "VM add failed");
                 return r;
         }
-        manager_vm_publish(m, vm);
+        manager_vm_publish(m, vm, true);
         if (ret)
                 *ret = vm;
         return 0;
@@ -447,7 +451,7 @@ int vmm_restore(struct vmm *m, const uint8_t *blob, size_t len, const char *name
                 manager_vm_free(m, vm, "VM set-up failed");
                 return r;
         }
-        manager_vm_publish(m, vm);
+        manager_vm_publish(m, vm, true);
         vmm_restore_summary(rs, &n_processes, &floor, &next_id);
         log_info("vm %s: restored %zu processes (port floor 0x%08x, next call id %llu); waiting for the guest", name,
                  n_processes, floor, (unsigned long long)next_id);
@@ -478,7 +482,7 @@ int vmm_adopt(struct vmm *m, const Vsockmux__State__Vm *sv, int *fds, size_t n_f
                 manager_vm_free(m, vm, "VM take-over failed");
                 return r;
         }
-        manager_vm_publish(m, vm);
+        manager_vm_publish(m, vm, false);
         /* Its record is ours now: written once the loop runs (after the old daemon's last). */
         if (m->record && !m->records_paused)
                 vmm_record_mark(m->record, vm);
