@@ -1,4 +1,5 @@
 /* cli/stats.c: `stats` and the `events` stream. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -166,6 +167,37 @@ static void print_event(Vsockmux__V1__Event *ev, bool json)
         fflush(stdout);
 }
 
+/* A live upgrade: the old daemon goes once the new one serves on the same socket, and the ring of
+ * recent events went along. So a connection that closes without a status is dialled again and the
+ * follow goes on from the last seq seen (or, before any, from when we began): nothing is lost and
+ * nothing repeats. A daemon that is really gone refuses the dial. */
+#define CLI_EVENTS_MAX_REDIALS 16u
+
+static int events_subscribe(struct cli *cli, const Vsockmux__V1__EventsRequest *req, uint32_t *ret_sid)
+{
+        return vsockmux_client_send(cli->client, VSOCKMUX_METHOD("Events"), &req->base, VSOCKMUX_FLAG_REMOTE_CLOSED, 0,
+                                    ret_sid);
+}
+
+static int events_redial(struct cli *cli, Vsockmux__V1__EventsRequest *req, uint64_t last_seq, uint64_t began_ns,
+                         uint32_t *ret_sid)
+{
+        struct vsockmux_client *c = NULL;
+        int r = vsockmux_client_connect(cli->socket, &c);
+
+        if (r < 0)
+                return r;
+        vsockmux_client_free(cli->client);
+        cli->client = c;
+        if (last_seq > 0) {
+                req->since_seq = last_seq;
+                req->since_timestamp_ns = 0;
+        } else if (!req->replay)
+                req->since_timestamp_ns = began_ns;
+        req->replay = true;
+        return events_subscribe(cli, req, ret_sid);
+}
+
 int cli_events(struct cli *cli, int argc, char **argv)
 {
         static const struct option options[] = { { "json", no_argument, NULL, 'j' },
@@ -176,19 +208,21 @@ int cli_events(struct cli *cli, int argc, char **argv)
         struct timespec now;
         char why[VSOCKMUX_STATUS_MESSAGE_MAX + 128];
         struct vsockmux_status st = {};
+        uint64_t last_seq = 0, began_ns;
+        unsigned redials = 0;
         bool json = false;
         uint32_t sid;
         int c, r;
 
+        clock_gettime(CLOCK_REALTIME, &now);
+        began_ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
         optind = 0;
         while ((c = getopt_long(argc, argv, ":", options, NULL)) >= 0) {
                 switch (c) {
                 case 'j': json = true; break;
                 case 'v': req.vm = optarg; break;
                 case 's':
-                        clock_gettime(CLOCK_REALTIME, &now);
-                        if (cli_since_parse(optarg, (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec,
-                                            &req.since_seq, &req.since_timestamp_ns) < 0)
+                        if (cli_since_parse(optarg, began_ns, &req.since_seq, &req.since_timestamp_ns) < 0)
                                 return cli_usage_error(cli, "--since takes a sequence number, an RFC 3339 time "
                                                             "(2026-12-03T17:00:00Z), @UNIX_SECONDS or a duration ago "
                                                             "(30s, 15m, 2h, 1d)");
@@ -202,18 +236,24 @@ int cli_events(struct cli *cli, int argc, char **argv)
         r = cli_connect(cli);
         if (r != 0)
                 return r;
-        r = vsockmux_client_send(cli->client, VSOCKMUX_METHOD("Events"), &req.base, VSOCKMUX_FLAG_REMOTE_CLOSED, 0,
-                                 &sid);
+        r = events_subscribe(cli, &req, &sid);
         for (;;) {
                 ProtobufCMessage *m = NULL;
 
                 if (r < 0)
                         break;
                 r = vsockmux_client_recv(cli->client, sid, &vsockmux__v1__event__descriptor, &m, &st);
+                if ((r == -ECONNRESET || r == -EPIPE) && redials < CLI_EVENTS_MAX_REDIALS) {
+                        redials++;
+                        r = events_redial(cli, &req, last_seq, began_ns, &sid);
+                        continue;
+                }
                 if (r != VSOCKMUX_CLIENT_DATA) {
                         vsockmux_message_free(m);
                         break;
                 }
+                if (((Vsockmux__V1__Event *)m)->seq > last_seq)
+                        last_seq = ((Vsockmux__V1__Event *)m)->seq;
                 print_event((Vsockmux__V1__Event *)m, json);
                 vsockmux_message_free(m);
                 if (ferror(stdout))

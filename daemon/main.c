@@ -672,6 +672,7 @@ static int daemon_start_service(struct daemon *d, struct daemon_options *o)
                         safe_close(o->scfg.adopted_fd);
                 return log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: cannot serve %s", o->scfg.socket_path);
         }
+        upgrade_daemon_adopt_events(&o->handover, d->service);
         return 0;
 }
 

@@ -1382,6 +1382,11 @@ void service_set_upgrade(struct service *s, struct upgrade *u)
         s->upgrade = u;
 }
 
+struct event_ring *service_events(struct service *s)
+{
+        return s->events;
+}
+
 int service_release_listener(struct service *s, int *ret_fd, bool *ret_owned)
 {
         return control_server_release_listener(s->server, ret_fd, ret_owned);

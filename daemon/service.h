@@ -43,6 +43,8 @@ int service_set_max_connections(struct service *s, unsigned max_connections);
 struct upgrade;
 void service_set_upgrade(struct service *s, struct upgrade *u);
 int service_release_listener(struct service *s, int *ret_fd, bool *ret_owned);
+/* The ring of recent events (NULL: none), which a live upgrade hands over. */
+struct event_ring *service_events(struct service *s);
 int service_listen_again(struct service *s, int fd);
 size_t service_tx_pending(const struct service *s);
 

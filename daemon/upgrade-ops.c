@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "daemon/event-ring.h"
 #include "daemon/handover-wire.h"
 #include "daemon/savestate.h"
 #include "daemon/upgrade-ops.h"
@@ -239,6 +240,25 @@ static int hand_over_vm(struct upgrade_daemon *ho, struct upgrade_daemon_vm *e, 
         return 0;
 }
 
+/* Followers of `events` dial the new daemon again and go on from their last seq there. */
+static int hand_over_events(struct upgrade_daemon *ho, Vsockmux__State__Handover *h)
+{
+        struct event_ring *ring = service_events(ho->service);
+        int r;
+
+        if (!ring)
+                return 0;
+        h->events = calloc(1, sizeof(*h->events));
+        if (!h->events)
+                return -ENOMEM;
+        r = event_ring_export(ring, h->events);
+        if (r < 0) {
+                free(h->events);
+                h->events = NULL;
+        }
+        return r;
+}
+
 static int upgrade_daemon_freeze(void *userdata, Vsockmux__State__Handover *h, struct upgrade_fds *fds, char *why,
                                  size_t len)
 {
@@ -267,6 +287,9 @@ static int upgrade_daemon_freeze(void *userdata, Vsockmux__State__Handover *h, s
                 return r;
         }
         h->control_socket_owned = owned;
+        r = hand_over_events(ho, h);
+        if (r < 0)
+                return snprintf(why, len, "out of memory; this daemon serves on"), r;
         vmm_records_pause(ho->vmm);
         for (size_t i = 0; i < ho->hold.n; i++) {
                 r = hand_over_vm(ho, &ho->hold.vms[i], h, fds, why, len);
@@ -290,6 +313,11 @@ static void upgrade_daemon_handover_done(void *userdata, Vsockmux__State__Handov
         free(h->vms);
         h->vms = NULL;
         h->n_vms = 0;
+        if (h->events) {
+                event_ring_export_done(h->events);
+                free(h->events);
+                h->events = NULL;
+        }
         hold_release(ho);
 }
 
@@ -423,6 +451,20 @@ int upgrade_daemon_adopt_vms(struct upgrade_received *rcv, struct vmm *m, char *
                         return snprintf(why, len, "cannot take over VM %s: %s", sv->name, err.message), r;
         }
         return 0;
+}
+
+void upgrade_daemon_adopt_events(const struct upgrade_received *rcv, struct service *s)
+{
+        struct event_ring *ring = service_events(s);
+        int r;
+
+        if (!rcv->h || !rcv->h->events || !ring)
+                return;
+        r = event_ring_import(ring, rcv->h->events);
+        if (r < 0)
+                log_errno(LOG_LEVEL_WARN, r,
+                          "vsockmuxd: cannot take over the old daemon's recent events; they number "
+                          "from 1 again");
 }
 
 void upgrade_received_done(struct upgrade_received *rcv)

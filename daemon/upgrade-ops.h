@@ -67,6 +67,10 @@ int upgrade_daemon_receive(int fd, struct upgrade_received *ret, int *ret_contro
 /* Takes over every VM of the Handover into m (vmm_adopt), before the new daemon says "ready".
  * -errno with why naming the VM: the old daemon then takes them back. */
 int upgrade_daemon_adopt_vms(struct upgrade_received *rcv, struct vmm *m, char *why, size_t len);
+/* The old daemon's ring of recent events, into the service's before anything is emitted here, so
+ * followers that dial again replay from their last seq. A failure is logged: numbering then
+ * starts again and a follower's replay says so. */
+void upgrade_daemon_adopt_events(const struct upgrade_received *rcv, struct service *s);
 /* Closes the fds nobody took and frees the message. */
 void upgrade_received_done(struct upgrade_received *rcv);
 

@@ -268,6 +268,82 @@ static void test_writer_goes_on_through_the_upgrade(void **state)
         finish_writer(t, pid, out);
 }
 
+/* How many events of kind name VM vm (one JSON object per line). */
+static unsigned count_events(const char *all, const char *kind, const char *vm)
+{
+        unsigned n = 0;
+
+        for (const char *line = all; line && *line;) {
+                const char *end = strchr(line, '\n');
+                char *copy = strndup(line, end ? (size_t)(end - line) : strlen(line));
+                struct json_object *ev = copy ? json_tokener_parse(copy) : NULL, *k, *v;
+
+                if (ev && json_object_object_get_ex(ev, "kind", &k) && json_object_object_get_ex(ev, "vm", &v) &&
+                    strcmp(json_object_get_string(k), kind) == 0 && strcmp(json_object_get_string(v), vm) == 0)
+                        n++;
+                json_object_put(ev);
+                free(copy);
+                line = end ? end + 1 : NULL;
+        }
+        return n;
+}
+
+/* Whether the events' seqs run 1, 2, 3, ... with none missing and none twice. */
+static bool seqs_consecutive(const char *all)
+{
+        int64_t want = 1;
+
+        for (const char *line = all; line && *line; want++) {
+                const char *end = strchr(line, '\n');
+                char *copy = strndup(line, end ? (size_t)(end - line) : strlen(line));
+                struct json_object *ev = copy ? json_tokener_parse(copy) : NULL, *seq;
+                bool ok = ev && json_object_object_get_ex(ev, "seq", &seq) && json_object_get_int64(seq) == want;
+
+                json_object_put(ev);
+                free(copy);
+                if (!ok)
+                        return false;
+                line = end ? end + 1 : NULL;
+        }
+        return true;
+}
+
+/* A follower of `vsockmux events` through the upgrade dials the new daemon and goes on from the
+ * last seq it saw (the ring went along): nothing missed, nothing twice, and a VM taken over live
+ * is not added a second time. */
+static void test_events_go_on_through_the_upgrade_without_a_second_vm_added(void **state)
+{
+        struct integ *t = *state;
+        char events[INTEG_PATH_MAX], hv[INTEG_PATH_MAX];
+        char *args[] = { "events", "--json", "--since", "0", NULL };
+        struct integ_result res;
+        char *all;
+        pid_t follower;
+
+        snprintf(events, sizeof(events), "%s", integ_path(t, "events.json"));
+        snprintf(hv, sizeof(hv), "%s", integ_hvsock(t, "marker"));
+        vm_with_counted_sim(t);
+        follower = integ_spawn(t, integ_cli_argv(t, args), NULL, events, NULL);
+        assert_true(integ_wait_file_contains(events, "bridge-connected", INTEG_WAIT_MS));
+        upgrade_ok(t);
+        integ_cli(t, &res, NULL, "vm", "add", "marker", "--hvsock", hv, NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        assert_true(integ_wait_file_contains(events, "\"marker\"", INTEG_WAIT_MS));
+        integ_kill(t, follower, SIGTERM);
+        all = integ_read_file(events, NULL);
+        assert_non_null(all);
+        if (count_events(all, "vm-added", "demo") != 1)
+                fail_msg("the follower heard 'demo' added %u times:\n%s", count_events(all, "vm-added", "demo"), all);
+        assert_int_equal(count_events(all, "vm-added", "marker"), 1);
+        if (count_events(all, "bridge-connected", "demo") != 1)
+                fail_msg("the guest connected once, the follower heard it %u times:\n%s",
+                         count_events(all, "bridge-connected", "demo"), all);
+        if (!seqs_consecutive(all))
+                fail_msg("the follower's events do not number 1, 2, 3, ...:\n%s", all);
+        free(all);
+}
+
 /* An attached `vsockmux exec` through the upgrade: its output sockets go with the VM, and the CLI
  * dials the control socket again when the old daemon closes it, waiting again by exec id. */
 static void test_attached_exec_goes_on_through_the_upgrade(void **state)
@@ -479,6 +555,7 @@ int main(int argc, char **argv)
         struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_writer_goes_on_through_the_upgrade),
                 cmocka_unit_test(test_attached_exec_goes_on_through_the_upgrade),
+                cmocka_unit_test(test_events_go_on_through_the_upgrade_without_a_second_vm_added),
                 cmocka_unit_test(test_record_follows_the_upgrade),
                 cmocka_unit_test(test_missing_binary_leaves_the_vm_served),
                 cmocka_unit_test(test_binary_that_exits_at_start_gives_the_vm_back),
