@@ -173,6 +173,9 @@ struct upgrade *upgrade_free(struct upgrade *u)
                 (void)kill(u->child, SIGKILL);
                 (void)waitpid(u->child, NULL, 0);
         }
+        /* What freeze put in the handover (the VMs' states, the events) is the ops' to free. */
+        if (u->state == UPGRADE_WAITING)
+                u->ops->handover_done(u->userdata, &u->handover);
         u->deadline = relay_timer_free(u->deadline);
         cancel_poll(u);
         safe_close(u->sock);
