@@ -46,6 +46,8 @@ struct bridge_conn {
         char *runtime_os;
         bool stdio_resume;
         bool offer_stdio_resume;
+        bool stdio_ack; /* agreed only with stdio_resume */
+        bool offer_stdio_ack;
 
         struct list_head watchers; /* struct watcher */
         size_t n_watchers;
@@ -311,6 +313,7 @@ static void lose_guest(struct bridge_conn *c, int error, bool notify_binding, bo
                 return;
         c->attached = false;
         c->stdio_resume = false;
+        c->stdio_ack = false;
         if (notify_binding && c->ops.disconnect)
                 c->ops.disconnect(c, error, c->userdata);
         old = c->state;
@@ -537,8 +540,14 @@ static void negotiate_done(const struct bridge_result *res, void *userdata)
         c->runtime_os = strdup(resp->negotiate.runtime_os_type ?: "windows");
         /* Agreed only if offered: a guest announcing it unasked gets the plain behaviour. */
         c->stdio_resume = c->offer_stdio_resume && resp->negotiate.stdio_resume;
+        /* Acks say where the guest may free its replay buffer, which only resume lets it use. */
+        c->stdio_ack = c->stdio_resume && c->offer_stdio_ack && resp->negotiate.stdio_ack;
         log_info("bridge %s: negotiated protocol 4 with a %s guest%s (connection %" PRIu64 ")", c->name,
-                 c->runtime_os ?: "?", c->stdio_resume ? ", stdio resume agreed" : "", c->generation);
+                 c->runtime_os ?: "?",
+                 c->stdio_ack      ? ", stdio resume and delivery acks agreed"
+                 : c->stdio_resume ? ", stdio resume agreed"
+                                   : "",
+                 c->generation);
         c->grace_deadline = BRIDGE_DEADLINE_NONE;
         set_state(c, BRIDGE_CONN_CONNECTED);
         if (c->state == BRIDGE_CONN_CONNECTED)
@@ -569,6 +578,7 @@ int bridge_conn_new(const char *name, const struct bridge_conn_ops *ops, void *u
         c->call_timeout_ns = BRIDGE_CONN_CALL_TIMEOUT_NS;
         c->grace_deadline = BRIDGE_DEADLINE_NONE;
         c->offer_stdio_resume = true;
+        c->offer_stdio_ack = true;
         bridge_held_init(&c->held);
         list_init(&c->watchers);
         *ret = c;
@@ -620,6 +630,7 @@ int bridge_conn_attach(struct bridge_conn *c)
                         .min_version = BRIDGE_PROTOCOL_VERSION,
                         .max_version = BRIDGE_PROTOCOL_VERSION,
                         .stdio_resume = c->offer_stdio_resume,
+                        .stdio_ack = c->offer_stdio_resume && c->offer_stdio_ack,
                 },
         };
         uint64_t id;
@@ -634,6 +645,7 @@ int bridge_conn_attach(struct bridge_conn *c)
         c->attached = true;
         c->generation++;
         c->stdio_resume = false;
+        c->stdio_ack = false;
         set_state(c, BRIDGE_CONN_NEGOTIATING);
         if (!c->attached)
                 return -ECONNRESET;
@@ -875,6 +887,16 @@ bool bridge_conn_stdio_resume(const struct bridge_conn *c)
 void bridge_conn_set_offer_stdio_resume(struct bridge_conn *c, bool offer)
 {
         c->offer_stdio_resume = offer;
+}
+
+bool bridge_conn_stdio_ack(const struct bridge_conn *c)
+{
+        return bridge_conn_stdio_resume(c) && c->stdio_ack;
+}
+
+void bridge_conn_set_offer_stdio_ack(struct bridge_conn *c, bool offer)
+{
+        c->offer_stdio_ack = offer;
 }
 
 uint64_t bridge_conn_generation(const struct bridge_conn *c)
@@ -1170,7 +1192,8 @@ void bridge_conn_hand_over(struct bridge_conn *c)
         c->state = BRIDGE_CONN_CLOSED;
 }
 
-int bridge_conn_adopt(struct bridge_conn *c, uint64_t generation, const char *runtime_os, bool stdio_resume)
+int bridge_conn_adopt(struct bridge_conn *c, uint64_t generation, const char *runtime_os, bool stdio_resume,
+                      bool stdio_ack)
 {
         char *os = NULL;
 
@@ -1187,6 +1210,7 @@ int bridge_conn_adopt(struct bridge_conn *c, uint64_t generation, const char *ru
         /* The same connection: waits adopted on it are not probed (their requests went out on it). */
         c->generation = generation ?: 1;
         c->stdio_resume = stdio_resume;
+        c->stdio_ack = stdio_resume && stdio_ack;
         c->grace_deadline = BRIDGE_DEADLINE_NONE;
         set_state(c, BRIDGE_CONN_CONNECTED);
         return 0;

@@ -129,6 +129,11 @@ bool bridge_conn_stdio_resume(const struct bridge_conn *c);
  * the next negotiation. A host whose stdio layer does not do the V4 byte-count handshake must
  * not offer it: an agreeing guest expects that handshake on every stdio connection. */
 void bridge_conn_set_offer_stdio_resume(struct bridge_conn *c, bool offer);
+/* Whether both sides agreed on delivery acks (BRIDGE_STDIO_ACK_FIELD) too; never without resume. */
+bool bridge_conn_stdio_ack(const struct bridge_conn *c);
+/* Whether our NegotiateProtocol offers acks along with resume (default: yes). A host whose stdio
+ * layer does not send them must not offer them: an agreeing guest frees nothing without them. */
+void bridge_conn_set_offer_stdio_ack(struct bridge_conn *c, bool offer);
 /* How many guest connections were attached so far. */
 uint64_t bridge_conn_generation(const struct bridge_conn *c);
 
@@ -204,4 +209,5 @@ void bridge_conn_hand_over(struct bridge_conn *c);
 /* The other side: c (new, WAITING) takes an attached, negotiated connection as it was, generation
  * and all, and is CONNECTED (reported) without a negotiation or a probe. -EINVAL unless WAITING
  * and never attached. */
-int bridge_conn_adopt(struct bridge_conn *c, uint64_t generation, const char *runtime_os, bool stdio_resume);
+int bridge_conn_adopt(struct bridge_conn *c, uint64_t generation, const char *runtime_os, bool stdio_resume,
+                      bool stdio_ack);

@@ -76,11 +76,17 @@ enum bridge_conn_state bridge_host_state(const struct bridge_host *h);
  * bytes received on stdout/stderr (we write it), the guest's of stdin bytes received (it writes
  * it; we replay from there). See test_agreed_resume_stdio_with_byte_count_handshake. */
 bool bridge_host_stdio_resume(const struct bridge_host *h);
+/* Delivery acks agreed too (never without resume): every stdout/stderr stream started while this
+ * holds must send the guest its delivered counts (relay_stream_set_ack), or its replay buffer
+ * never frees. */
+bool bridge_host_stdio_ack(const struct bridge_host *h);
 /* Lower-cased RuntimeOsType of the last negotiation, NULL before one. */
 const char *bridge_host_runtime_os(const struct bridge_host *h);
 /* See bridge_conn_set_offer_stdio_resume(): default on; turn it off before the guest connects
  * when the stdio owner does not implement the V4 byte-count handshake. */
 void bridge_host_set_offer_stdio_resume(struct bridge_host *h, bool offer);
+/* See bridge_conn_set_offer_stdio_ack(): default on, offered only with resume. */
+void bridge_host_set_offer_stdio_ack(struct bridge_host *h, bool offer);
 /* The state machine underneath, for queries (held counts, generation, outstanding calls). */
 struct bridge_conn *bridge_host_conn(struct bridge_host *h);
 
@@ -147,6 +153,7 @@ struct bridge_host_handover {
         size_t rx_len, tx_len;
         char *runtime_os;    /* as negotiated; NULL before a negotiation */
         bool stdio_resume;   /* V4 agreed on this connection */
+        bool stdio_ack;      /* delivery acks agreed on it too */
         uint64_t generation; /* the connection's number (probes skip calls sent on it) */
         uint64_t next_id;    /* the next call id */
 };

@@ -15,6 +15,10 @@
 #define BRIDGE_EXIT_CODE_SIGNALED UINT32_MAX
 /* Our extension (V4): offered at top level of the NegotiateProtocol request, accepted inside GuestDefinedCapabilities. */
 #define BRIDGE_STDIO_RESUME_FIELD "VsockmuxStdioResume"
+/* Our delivery acknowledgement, offered and accepted next to BRIDGE_STDIO_RESUME_FIELD and agreed only
+ * with it: on every stdout/stderr connection the host sends 8-byte little-endian counts of what
+ * reached the endpoint, and the guest frees its replay buffer up to them, not up to what was read. */
+#define BRIDGE_STDIO_ACK_FIELD "VsockmuxStdioAck"
 
 /* Limits on everything read from the other side. */
 #define BRIDGE_MAX_JSON_DEPTH 32
@@ -55,6 +59,7 @@ struct bridge_request {
         struct {
                 uint32_t min_version, max_version;
                 bool stdio_resume; /* host offers V4 resume */
+                bool stdio_ack;    /* host offers delivery acks (with stdio_resume) */
         } negotiate;
         struct {
                 const char *config; /* ContainerConfig: JSON text sent as a string */
@@ -87,6 +92,7 @@ struct bridge_response {
                 uint32_t version;
                 const char *runtime_os_type; /* decoded lower-cased, "" becomes "windows"; encode NULL = "Linux" */
                 bool stdio_resume;           /* guest announced BRIDGE_STDIO_RESUME_FIELD: true */
+                bool stdio_ack;              /* guest announced BRIDGE_STDIO_ACK_FIELD: true */
         } negotiate;
         struct {
                 uint32_t pid;

@@ -123,6 +123,9 @@ int bridge_request_encode(const struct bridge_request *r, char **ret_json, size_
                 if (r->negotiate.stdio_resume &&
                     (k = msg_json_add(o, BRIDGE_STDIO_RESUME_FIELD, json_object_new_boolean(1))) < 0)
                         return k;
+                if (r->negotiate.stdio_ack &&
+                    (k = msg_json_add(o, BRIDGE_STDIO_ACK_FIELD, json_object_new_boolean(1))) < 0)
+                        return k;
                 break;
         case BRIDGE_RPC_CREATE:
                 if ((k = msg_json_add_string(o, "ContainerConfig", r->create.config)) < 0)
@@ -402,7 +405,8 @@ static int request_body_decode(struct json_object *o, struct bridge_request *req
         case BRIDGE_RPC_NEGOTIATE_PROTOCOL:
                 if ((r = msg_json_get_u32(o, "MinimumVersion", &req->negotiate.min_version, reason)) < 0 ||
                     (r = msg_json_get_u32(o, "MaximumVersion", &req->negotiate.max_version, reason)) < 0 ||
-                    (r = msg_json_get_bool(o, BRIDGE_STDIO_RESUME_FIELD, &req->negotiate.stdio_resume, reason)) < 0)
+                    (r = msg_json_get_bool(o, BRIDGE_STDIO_RESUME_FIELD, &req->negotiate.stdio_resume, reason)) < 0 ||
+                    (r = msg_json_get_bool(o, BRIDGE_STDIO_ACK_FIELD, &req->negotiate.stdio_ack, reason)) < 0)
                         return r;
                 return 0;
         case BRIDGE_RPC_CREATE:

@@ -36,6 +36,8 @@ static struct json_object *capabilities_new(const struct bridge_response *r)
                 return NULL;
         if (r->negotiate.stdio_resume && msg_json_add(guest, BRIDGE_STDIO_RESUME_FIELD, json_object_new_boolean(1)) < 0)
                 return NULL;
+        if (r->negotiate.stdio_ack && msg_json_add(guest, BRIDGE_STDIO_ACK_FIELD, json_object_new_boolean(1)) < 0)
+                return NULL;
         return TAKE_PTR(caps);
 }
 
@@ -147,6 +149,8 @@ static int negotiate_decode(struct json_object *o, struct bridge_response *resp,
                 return -EBADMSG;
         }
         r = msg_json_get_bool(guest, BRIDGE_STDIO_RESUME_FIELD, &resp->negotiate.stdio_resume, reason);
+        if (r >= 0)
+                r = msg_json_get_bool(guest, BRIDGE_STDIO_ACK_FIELD, &resp->negotiate.stdio_ack, reason);
         return r < 0 ? r : 0;
 }
 

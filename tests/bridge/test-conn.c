@@ -271,6 +271,59 @@ static void test_negotiate_offers_resume_and_records_capabilities(void **state)
         harness_free(h);
 }
 
+/* Acks are offered with resume and agreed only with it: they free what only resume replays. */
+static void negotiate_ack(struct harness *h, bool resume, bool ack, bool *ret_offered)
+{
+        struct bridge_request req;
+        struct bridge_response resp = { .negotiate = { .version = 4, .stdio_resume = resume, .stdio_ack = ack } };
+        uint64_t id;
+
+        assert_int_equal(bridge_conn_attach(h->c), 0);
+        assert_int_equal(pop_request(h, &req, &id), BRIDGE_RPC_NEGOTIATE_PROTOCOL);
+        *ret_offered = req.negotiate.stdio_ack;
+        bridge_request_done(&req);
+        assert_true(reply(h, BRIDGE_RPC_NEGOTIATE_PROTOCOL, id, &resp) > 0);
+        assert_int_equal(bridge_conn_state(h->c), BRIDGE_CONN_CONNECTED);
+}
+
+static void test_ack_is_agreed_only_with_resume(void **state)
+{
+        struct harness *h = harness_new();
+        bool offered;
+
+        negotiate_ack(h, true, true, &offered);
+        assert_true(offered);
+        assert_true(bridge_conn_stdio_ack(h->c));
+        harness_free(h);
+
+        h = harness_new();
+        negotiate_ack(h, false, true, &offered); /* a guest announcing acks without resume */
+        assert_false(bridge_conn_stdio_resume(h->c));
+        assert_false(bridge_conn_stdio_ack(h->c));
+        harness_free(h);
+
+        h = harness_new();
+        negotiate_ack(h, true, false, &offered); /* vsockmux-sim --no-ack */
+        assert_true(bridge_conn_stdio_resume(h->c));
+        assert_false(bridge_conn_stdio_ack(h->c));
+        harness_free(h);
+
+        h = harness_new();
+        bridge_conn_set_offer_stdio_resume(h->c, false);
+        negotiate_ack(h, true, true, &offered);
+        assert_false(offered);
+        assert_false(bridge_conn_stdio_ack(h->c));
+        harness_free(h);
+
+        h = harness_new();
+        bridge_conn_set_offer_stdio_ack(h->c, false);
+        negotiate_ack(h, true, true, &offered);
+        assert_false(offered);
+        assert_true(bridge_conn_stdio_resume(h->c));
+        assert_false(bridge_conn_stdio_ack(h->c));
+        harness_free(h);
+}
+
 static void test_legacy_guest_gets_no_resume(void **state)
 {
         struct harness *h = harness_new();
@@ -1401,6 +1454,7 @@ int main(void)
                 cmocka_unit_test(test_wait_go_minus_one_is_signaled_not_lost),
                 cmocka_unit_test(test_negotiate_offers_resume_and_records_capabilities),
                 cmocka_unit_test(test_legacy_guest_gets_no_resume),
+                cmocka_unit_test(test_ack_is_agreed_only_with_resume),
                 cmocka_unit_test(test_resume_not_offered_is_not_agreed),
                 cmocka_unit_test(test_negotiate_wrong_version_drops_the_guest),
                 cmocka_unit_test(test_calls_need_a_negotiated_guest),

@@ -65,6 +65,36 @@ static void test_negotiate_request_roundtrip_with_resume_offer(void **state)
         assert_null(strstr(json, BRIDGE_STDIO_RESUME_FIELD));
 }
 
+static void test_negotiate_ack_offer_and_answer_roundtrip(void **state)
+{
+        struct bridge_request in = {
+                .type = BRIDGE_RPC_NEGOTIATE_PROTOCOL,
+                .negotiate = { .min_version = 4, .max_version = 4, .stdio_resume = true, .stdio_ack = true },
+        }, out = {};
+        struct bridge_response rin = { .negotiate = { .version = 4, .stdio_resume = true, .stdio_ack = true } },
+                               rout = {};
+        _cleanup_free_ char *json = NULL, *rjson = NULL;
+
+        request_roundtrip(&in, &out);
+        assert_true(out.negotiate.stdio_resume);
+        assert_true(out.negotiate.stdio_ack);
+        bridge_request_done(&out);
+        response_roundtrip(BRIDGE_RPC_NEGOTIATE_PROTOCOL, &rin, &rout);
+        assert_true(rout.negotiate.stdio_ack);
+        bridge_response_done(&rout);
+
+        /* Not offered, not answered: the field is absent, as an upstream guest or host expects. */
+        in.negotiate.stdio_ack = false;
+        assert_int_equal(bridge_request_encode(&in, &json, NULL), 0);
+        assert_null(strstr(json, BRIDGE_STDIO_ACK_FIELD));
+        rin.negotiate.stdio_ack = false;
+        assert_int_equal(bridge_response_encode(BRIDGE_RPC_NEGOTIATE_PROTOCOL, &rin, &rjson, NULL), 0);
+        assert_null(strstr(rjson, BRIDGE_STDIO_ACK_FIELD));
+        response_roundtrip(BRIDGE_RPC_NEGOTIATE_PROTOCOL, &rin, &rout);
+        assert_false(rout.negotiate.stdio_ack);
+        bridge_response_done(&rout);
+}
+
 static void test_create_request_carries_config_as_string(void **state)
 {
         struct bridge_request in = {
@@ -541,6 +571,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_negotiate_request_roundtrip_with_resume_offer),
+                cmocka_unit_test(test_negotiate_ack_offer_and_answer_roundtrip),
                 cmocka_unit_test(test_create_request_carries_config_as_string),
                 cmocka_unit_test(test_create_request_without_config_reads_as_empty),
                 cmocka_unit_test(test_execute_request_double_encodes_params_and_omits_zero_ports),
