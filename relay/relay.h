@@ -242,6 +242,15 @@ int relay_stream_new(struct relay *r, enum relay_stream_dir dir, int guest_fd, i
 int relay_stream_new_at(struct relay *r, enum relay_stream_dir dir, int guest_fd, int endpoint_fd,
                         const struct relay_stream_ops *ops, const struct relay_stream_counters *seed,
                         bool send_offset_header, void *userdata, struct relay_stream **ret);
+/* Delivery acks (the guest agreed to BRIDGE_STDIO_ACK_FIELD): a from-guest stream sends the guest,
+ * on its connection, 8-byte little-endian counts of the bytes that left the relay (taken by the
+ * endpoint, or dropped by a dead or discarding one), so the guest frees its replay buffer only
+ * up to what a crashed daemon can no longer lose. One goes out whenever the count grew by
+ * RELAY_STREAM_ACK_STEP, once nothing is held, and first on every new connection (after the resume
+ * header); one send at a time, the next carrying the newest count. A freeze waits for the send in
+ * flight. -EINVAL for a to-guest stream. */
+#define RELAY_STREAM_ACK_STEP (32u * 1024u)
+int relay_stream_set_ack(struct relay_stream *s, bool on);
 /* Names the stream in log lines (e.g. "vm1 pid 42 stdout port 1234"). */
 void relay_stream_set_label(struct relay_stream *s, const char *label);
 void relay_stream_get_counters(const struct relay_stream *s, struct relay_stream_counters *ret);

@@ -133,6 +133,17 @@ struct relay_stream {
         struct relay_splice sp;
         bool splice_dst;     /* the endpoint can take splices: a socket or a fifo */
         bool splice_refused; /* the kernel said no once: this stream stays on the ring */
+
+        /* from-guest, relay_stream_set_ack: what reached the endpoint, told back to the guest */
+        struct relay_op ack_op;
+        uint64_t ack_last;  /* the count in ack_buf: sent, or being sent */
+        uint8_t ack_buf[8]; /* little-endian, like the resume header */
+        uint8_t ack_off;    /* bytes of ack_buf sent; a frame is never cut short */
+        unsigned ack_gen;   /* guest_gen of the connection the armed send goes to */
+        bool ack_on;
+        bool ack_armed;  /* at most one send in flight */
+        bool ack_due;    /* a new connection hears the count even if it did not change */
+        bool ack_failed; /* the connection refused one: it is going away, try no more */
 };
 
 /* ---- state ---- */
@@ -380,6 +391,7 @@ static void q_push(struct relay_stream *s, unsigned bid, uint32_t len)
 /* ---- writing from the pool ---- */
 
 static void stream_check(struct relay_stream *s);
+static void ack_kick(struct relay_stream *s);
 
 static void deliver(struct relay_stream *s, size_t n)
 {
@@ -517,6 +529,104 @@ out:
         stream_unref(s);
 }
 
+/* ---- delivery acks ---- */
+
+/* Everything read that is no longer held reached the endpoint, or was dropped by a dead or
+ * discarding one: either way the guest never has to send it again. */
+static uint64_t ack_delivered(const struct relay_stream *s)
+{
+        return s->c.rx_guest - s->held_bytes - relay_splice_held(&s->sp);
+}
+
+static bool ack_wanted(const struct relay_stream *s)
+{
+        uint64_t d;
+
+        if (!s->ack_on || s->ack_armed || s->ack_failed || s->state != STREAM_RUNNING || s->guest_fd < 0 ||
+            s->hdr_state != HDR_NONE)
+                return false;
+        d = ack_delivered(s);
+        if (s->ack_due)
+                return true;
+        if (d == s->ack_last)
+                return false;
+        /* Nothing held: an idle stream's guest frees everything. */
+        return d - s->ack_last >= RELAY_STREAM_ACK_STEP || (s->held_bytes == 0 && relay_splice_held(&s->sp) == 0);
+}
+
+static int ack_submit(struct relay_stream *s)
+{
+        struct io_uring_sqe *sqe = relay_get_sqe(s->r);
+
+        if (!sqe)
+                return -EIO;
+        /* A socket send waits by poll in the kernel, never on an io-wq worker. */
+        io_uring_prep_send(sqe, s->guest_fd, s->ack_buf + s->ack_off, sizeof(s->ack_buf) - s->ack_off, MSG_NOSIGNAL);
+        relay_sqe_set_op(sqe, &s->ack_op);
+        s->ack_armed = true;
+        s->ack_gen = s->guest_gen;
+        s->ref++;
+        return 0;
+}
+
+/* Sends the newest count; counts that came while one was in flight are coalesced into it. */
+static void ack_kick(struct relay_stream *s)
+{
+        uint64_t d;
+
+        if (!ack_wanted(s))
+                return;
+        d = ack_delivered(s);
+        for (unsigned i = 0; i < 8; i++)
+                s->ack_buf[i] = (uint8_t)(d >> (8 * i));
+        s->ack_off = 0;
+        s->ack_last = d;
+        s->ack_due = false;
+        if (ack_submit(s) < 0)
+                s->ack_failed = true; /* the ring is broken: relay_run_once reports it */
+}
+
+static void on_ack(struct relay *r, struct relay_op *op, int res, uint32_t flags)
+{
+        struct relay_stream *s = container_of(op, struct relay_stream, ack_op);
+
+        s->ack_armed = false;
+        if (stream_is_freed(s))
+                goto out;
+        if (s->ack_gen != s->guest_gen) {
+                /* For a connection that was replaced: the new one hears the count afresh. */
+                s->ack_off = 0;
+        } else if (res > 0) {
+                s->ack_off += (uint8_t)res;
+                if (s->ack_off < sizeof(s->ack_buf) && ack_submit(s) < 0)
+                        s->ack_failed = true;
+        } else if (res == -EINTR || res == -EAGAIN) {
+                if (ack_submit(s) < 0)
+                        s->ack_failed = true;
+        } else {
+                /* The guest is going away (its read side reports it); acks end with this connection. */
+                s->ack_failed = true;
+        }
+        stream_check(s);
+out:
+        stream_unref(s);
+}
+
+static void ack_cancel(struct relay_stream *s)
+{
+        if (s->ack_armed)
+                (void)relay_cancel_op(s->r, &s->ack_op);
+}
+
+/* A new guest connection (or none): the next one hears the count from its first ack. */
+static void ack_new_guest(struct relay_stream *s)
+{
+        ack_cancel(s);
+        s->ack_off = 0;
+        s->ack_due = true;
+        s->ack_failed = false;
+}
+
 /* ---- ends and freezes ---- */
 
 static void stream_done(struct relay_stream *s, int error)
@@ -596,8 +706,11 @@ static void notify_frozen(struct relay_stream *s)
 /* Runs after every completion and deferred call: finishes freezes and EOFs once everything is flushed. */
 static void stream_check(struct relay_stream *s)
 {
-        bool quiet = s->rd == OP_IDLE && !s->wr_armed && s->hdr_state != HDR_ARMED && s->q_n == 0 &&
-                     !drain_pending(s) && s->path != PATH_SPLICE && !relay_splice_active(&s->sp);
+        bool quiet;
+
+        ack_kick(s);
+        quiet = s->rd == OP_IDLE && !s->wr_armed && s->hdr_state != HDR_ARMED && s->q_n == 0 && !drain_pending(s) &&
+                s->path != PATH_SPLICE && !relay_splice_active(&s->sp) && !s->ack_armed;
 
         if (stream_is_freezing(s) && quiet) {
                 notify_frozen(s);
@@ -682,6 +795,7 @@ static void splice_moved(struct relay_splice *sp, size_t rx, size_t tx)
         s->c.tx_endpoint += tx;
         s->r->bytes_relayed += tx;
         s->r->bytes_spliced += tx;
+        ack_kick(s);
 }
 
 /* Back to the ring; the deferred check re-arms the ring's reads or reports the end. */
@@ -1022,6 +1136,7 @@ int relay_stream_new_at(struct relay *r, enum relay_stream_dir dir, int guest_fd
                 .wr_op.fn = on_write,
                 .hdr_op.fn = on_header,
                 .hup_op.fn = on_hup,
+                .ack_op.fn = on_ack,
         };
         relay_buf_waiter_init(&s->buf_wait, on_buffers);
         /* Sockets take splices from a pipe of ours; a fifo takes them straight from the guest. */
@@ -1077,6 +1192,16 @@ int relay_stream_new(struct relay *r, enum relay_stream_dir dir, int guest_fd, i
 void relay_stream_set_label(struct relay_stream *s, const char *label)
 {
         snprintf(s->label, sizeof(s->label), "%s", label);
+}
+
+int relay_stream_set_ack(struct relay_stream *s, bool on)
+{
+        if (!guest_is_src(s))
+                return -EINVAL;
+        if (on && !s->ack_on)
+                s->ack_due = true;
+        s->ack_on = on;
+        return on ? stream_queue_check(s) : 0;
 }
 
 void relay_stream_get_counters(const struct relay_stream *s, struct relay_stream_counters *ret)
@@ -1164,6 +1289,7 @@ int relay_stream_replace_guest(struct relay_stream *s, int guest_fd, bool send_o
         s->guest_fd = guest_fd;
         s->guest_gen++;
         hup_cancel(s);
+        ack_new_guest(s);
         if (stream_is_done(s)) {
                 stream_step(s, STREAM_NEW_GUEST);
                 s->error = 0;
@@ -1189,6 +1315,7 @@ int relay_stream_detach_guest(struct relay_stream *s)
         s->guest_fd = relay_close_fd(s->r, s->guest_fd);
         s->guest_gen++;
         hup_cancel(s);
+        ack_new_guest(s);
         return 0;
 }
 
@@ -1200,7 +1327,8 @@ int relay_stream_release(struct relay_stream *s, int *ret_guest_fd, int *ret_end
         if (!stream_is_frozen(s))
                 return -EINVAL;
         relay_stream_get_held(s, &held, NULL);
-        if (held > 0 || !guest_replaceable(s) || s->wr_armed || s->rd != OP_IDLE)
+        /* A half-sent ack would leave the other process a connection cut inside a count. */
+        if (held > 0 || !guest_replaceable(s) || s->wr_armed || s->rd != OP_IDLE || s->ack_armed)
                 return -EBUSY;
         *ret_guest_fd = s->guest_fd;
         *ret_endpoint_fd = s->endpoint_fd;
@@ -1227,6 +1355,7 @@ struct relay_stream *relay_stream_free(struct relay_stream *s)
         if (s->hdr_state == HDR_ARMED)
                 (void)relay_cancel_op(s->r, &s->hdr_op);
         hup_cancel(s);
+        ack_cancel(s);
         /* In-flight requests hold their own file references until the cancels land. */
         s->guest_fd = relay_close_fd(s->r, s->guest_fd);
         s->endpoint_fd = relay_close_fd(s->r, s->endpoint_fd);
