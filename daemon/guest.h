@@ -13,6 +13,7 @@ struct vmm_guest {
          * fd (/proc/self/fd/N/name). */
         const struct relay_transport *listen_transport;
         bool stdio_resume; /* V4 agreed: every stdio connection starts with the byte count */
+        bool stdio_ack;    /* delivery acks agreed too: stdout/stderr tell the guest what was delivered */
         bool removing;
         bool saved; /* state handed out: no listeners or guest connections here */
 };

@@ -130,6 +130,14 @@ static const struct relay_stream_ops stream_ops = {
         .tap_wanted = stream_tap_wanted,
 };
 
+/* Each connection of an output stream follows the mode the guest's bridge agreed when it came:
+ * the guest frees its replay buffer by our acks only when it agreed to them. */
+static void stream_follow_ack(struct vmm_stream *s)
+{
+        if (s->stream && s->kind != VMM_STDIN)
+                (void)relay_stream_set_ack(s->stream, process_guest(s->process)->stdio_ack);
+}
+
 static void stream_on_accept(struct relay_listener *l, int fd, void *userdata)
 {
         struct vmm_stream *s = userdata;
@@ -180,6 +188,7 @@ static void stream_on_accept(struct relay_listener *l, int fd, void *userdata)
                 }
                 s->done = false;
                 s->error = 0;
+                stream_follow_ack(s);
                 return;
         }
         r = relay_stream_new_at(process_ctx(p)->relay,
@@ -193,6 +202,7 @@ static void stream_on_accept(struct relay_listener *l, int fd, void *userdata)
                 return;
         }
         s->endpoint_fd = -1; /* the stream owns it now */
+        stream_follow_ack(s);
 }
 
 int stream_listen(struct vmm_stream *s)
@@ -224,6 +234,7 @@ int stream_adopt(struct vmm_stream *s, int guest_fd)
         if (r < 0)
                 return r;
         s->endpoint_fd = -1; /* the stream owns it now */
+        stream_follow_ack(s);
         return 0;
 }
 

@@ -114,6 +114,7 @@ int vmm_vm_hand_over(struct vmm_vm *vm, Vsockmux__State__Vm *out, struct vmm_fds
         out->bridge_listener_fd = out->bridge_guest_fd = -1;
         out->bridge_generation = hv->generation;
         out->bridge_stdio_resume = hv->stdio_resume;
+        out->bridge_stdio_ack = hv->stdio_ack;
         out->bridge_next_id = hv->next_id;
         out->bridge_rx = (ProtobufCBinaryData){ .len = hv->rx_len, .data = hv->rx };
         out->bridge_tx = (ProtobufCBinaryData){ .len = hv->tx_len, .data = hv->tx };
@@ -155,12 +156,14 @@ int vmm_vm_adopt(struct vmm_vm *vm, const Vsockmux__State__Vm *sv, int *fds, siz
                 .tx_len = sv->bridge_tx.len,
                 .runtime_os = sv->runtime_os_type,
                 .stdio_resume = sv->bridge_stdio_resume,
+                .stdio_ack = sv->bridge_stdio_ack,
                 .generation = sv->bridge_generation,
                 .next_id = sv->bridge_next_id,
         };
         int r;
 
         vm->guest.stdio_resume = sv->stdio_resume;
+        vm->guest.stdio_ack = sv->stdio_resume && sv->stdio_ack;
         r = vmm_vm_fence_take(vm, err);
         if (r >= 0 && sv->port_floor > ports_floor(vm->guest.ports)) {
                 r = ports_raise_floor(vm->guest.ports, sv->port_floor);

@@ -228,6 +228,7 @@ int vmm_vm_export(struct vmm_vm *vm, Vsockmux__State__Vm *out)
         out->protocol_version = 4;
         out->runtime_os_type = (char *)(bridge_host_runtime_os(vm->guest.bridge) ?: "linux");
         out->stdio_resume = vm->guest.stdio_resume;
+        out->stdio_ack = vm->guest.stdio_ack;
         out->generation = vm->generation;
         r = vmm_containers_export(vm->containers, out);
         if (r >= 0)
@@ -280,6 +281,7 @@ int vmm_vm_import(struct vmm_vm *vm, const Vsockmux__State__Vm *sv, const struct
         int r;
 
         vm->guest.stdio_resume = sv->stdio_resume;
+        vm->guest.stdio_ack = sv->stdio_resume && sv->stdio_ack;
         /* Fencing, before anything listens: not while another daemon serves the transport, and
          * never a state older than one restored there since (a state from before generations, 0,
          * is not checked). */

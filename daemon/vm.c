@@ -48,6 +48,7 @@ static void vm_on_bridge_state(struct bridge_host *h, enum bridge_conn_state old
                  bridge_conn_state_to_string(new_state));
         if (new_state == BRIDGE_CONN_CONNECTED) {
                 vm->guest.stdio_resume = bridge_host_stdio_resume(h);
+                vm->guest.stdio_ack = bridge_host_stdio_ack(h);
                 /* A connection taken over live is the one the old daemon counted and announced. */
                 if (!vm->bridge_adopting) {
                         vm->counters.bridge_connects++;
