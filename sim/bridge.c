@@ -202,11 +202,13 @@ static bool bridge_negotiate(struct sim *s, const struct bridge_frame *f)
                 resp.activity_id = req.activity_id;
                 resp.negotiate.version = MIN(BRIDGE_PROTOCOL_VERSION, req.negotiate.max_version);
                 resp.negotiate.stdio_resume = s->opt.announce_resume;
+                resp.negotiate.stdio_ack = s->opt.announce_resume && s->opt.announce_ack;
                 pthread_mutex_lock(&s->lock);
                 s->resume_agreed = s->opt.announce_resume && req.negotiate.stdio_resume;
+                s->ack_agreed = s->resume_agreed && s->opt.announce_ack && req.negotiate.stdio_ack;
                 pthread_mutex_unlock(&s->lock);
-                log_info("bridge: negotiated protocol %u, stdio resume %s", resp.negotiate.version,
-                         s->opt.announce_resume && req.negotiate.stdio_resume ? "on" : "off");
+                log_info("bridge: negotiated protocol %u, stdio resume %s, delivery acks %s", resp.negotiate.version,
+                         s->resume_agreed ? "on" : "off", s->ack_agreed ? "on" : "off");
                 ok = true;
         }
         bridge_reply(s, f->header.type, f->header.id, &resp);
@@ -344,6 +346,8 @@ void sim_bridge_run(struct sim *s)
                 announced_wait = false;
                 sim_stat_add(s, SIM_STAT_BRIDGE_CONNECTS);
                 log_info("bridge: connected");
+                /* ack_agreed stays as the last negotiation left it: a stream must not free what
+                 * the host only read while a new host is still negotiating. */
                 pthread_mutex_lock(&s->lock);
                 s->resume_agreed = false;
                 pthread_mutex_unlock(&s->lock);

@@ -23,6 +23,8 @@ static void usage(FILE *f)
                    "  --hvsock PATH        hybrid vsock: dial the Unix socket PATH_<port>\n"
                    "  --cid CID            AF_VSOCK: dial CID (the host is 2)\n"
                    "  --no-resume          do not announce the VsockmuxStdioResume capability (legacy replay only)\n"
+                   "  --no-ack             do not announce VsockmuxStdioAck: with resume, free the replay window\n"
+                   "                       by what the host read, not by what it delivered\n"
                    "  --replay-bytes N     stdout/stderr replay window per stream (default 131072)\n"
                    "  --drop-after-ms N    drop every connection once, N ms after start (fault injection)\n"
                    "  --fidelity MODE      ours (default) or upstream: behave as hcsshim's guest where ours is\n"
@@ -58,11 +60,22 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *ret)
 
 static int parse_args(int argc, char **argv, struct sim_options *opt)
 {
-        enum { OPT_HVSOCK = 256, OPT_CID, OPT_NO_RESUME, OPT_REPLAY, OPT_DROP, OPT_LOG, OPT_FIDELITY, OPT_STATS };
+        enum {
+                OPT_HVSOCK = 256,
+                OPT_CID,
+                OPT_NO_RESUME,
+                OPT_NO_ACK,
+                OPT_REPLAY,
+                OPT_DROP,
+                OPT_LOG,
+                OPT_FIDELITY,
+                OPT_STATS
+        };
         static const struct option options[] = {
                 { "hvsock", required_argument, NULL, OPT_HVSOCK },
                 { "cid", required_argument, NULL, OPT_CID },
                 { "no-resume", no_argument, NULL, OPT_NO_RESUME },
+                { "no-ack", no_argument, NULL, OPT_NO_ACK },
                 { "replay-bytes", required_argument, NULL, OPT_REPLAY },
                 { "drop-after-ms", required_argument, NULL, OPT_DROP },
                 { "log-level", required_argument, NULL, OPT_LOG },
@@ -75,7 +88,9 @@ static int parse_args(int argc, char **argv, struct sim_options *opt)
         uint64_t v;
         int c;
 
-        *opt = (struct sim_options){ .announce_resume = true, .replay_bytes = SIM_DEFAULT_REPLAY_BYTES };
+        *opt = (struct sim_options){ .announce_resume = true,
+                                     .announce_ack = true,
+                                     .replay_bytes = SIM_DEFAULT_REPLAY_BYTES };
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
                 case OPT_HVSOCK: opt->hvsock_path = optarg; break;
@@ -88,6 +103,7 @@ static int parse_args(int argc, char **argv, struct sim_options *opt)
                         have_cid = true;
                         break;
                 case OPT_NO_RESUME: opt->announce_resume = false; break;
+                case OPT_NO_ACK: opt->announce_ack = false; break;
                 case OPT_REPLAY:
                         if (parse_u64(optarg, SIM_MAX_REPLAY_BYTES, &v) < 0 || v < SIM_MIN_REPLAY_BYTES) {
                                 fprintf(stderr, "vsockmux-sim: --replay-bytes must be between %u and %u\n",
@@ -127,9 +143,11 @@ static int parse_args(int argc, char **argv, struct sim_options *opt)
                 default: usage(stderr); return -EINVAL;
                 }
         }
-        /* hcsshim's guest knows nothing of our resume extension. */
+        /* hcsshim's guest knows nothing of our extensions; acks mean nothing without resume. */
         if (opt->fidelity == SIM_FIDELITY_UPSTREAM)
                 opt->announce_resume = false;
+        if (!opt->announce_resume)
+                opt->announce_ack = false;
         if (optind < argc || !!opt->hvsock_path == have_cid) {
                 fprintf(stderr, "vsockmux-sim: give exactly one of --hvsock PATH or --cid CID\n");
                 return -EINVAL;
@@ -219,11 +237,16 @@ int main(int argc, char **argv)
                 return EXIT_FAILURE;
         }
         if (opt.hvsock_path)
-                log_info("vsockmux-sim: guest agent up (hybrid vsock %s_<port>, resume %s, replay window %zu bytes)",
-                         opt.hvsock_path, opt.announce_resume ? "offered" : "off", opt.replay_bytes);
+                log_info("vsockmux-sim: guest agent up (hybrid vsock %s_<port>, resume %s, acks %s, replay window %zu "
+                         "bytes)",
+                         opt.hvsock_path, opt.announce_resume ? "offered" : "off", opt.announce_ack ? "offered" : "off",
+                         opt.replay_bytes);
         else
-                log_info("vsockmux-sim: guest agent up (AF_VSOCK cid %" PRIu32 ", resume %s, replay window %zu bytes)",
-                         opt.cid, opt.announce_resume ? "offered" : "off", opt.replay_bytes);
+                log_info("vsockmux-sim: guest agent up (AF_VSOCK cid %" PRIu32
+                         ", resume %s, acks %s, replay window %zu "
+                         "bytes)",
+                         opt.cid, opt.announce_resume ? "offered" : "off", opt.announce_ack ? "offered" : "off",
+                         opt.replay_bytes);
         clock_gettime(CLOCK_MONOTONIC, &start);
 
         while (!sim_stopping(&s)) {

@@ -95,6 +95,16 @@ static struct timespec sim_deadline(unsigned ms)
         return ts;
 }
 
+bool sim_ack_agreed(struct sim *s)
+{
+        bool agreed;
+
+        pthread_mutex_lock(&s->lock);
+        agreed = s->ack_agreed;
+        pthread_mutex_unlock(&s->lock);
+        return agreed;
+}
+
 bool sim_sleep(struct sim *s, unsigned ms)
 {
         struct timespec until = sim_deadline(ms);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <linux/sockios.h>
 
+#include "sim/ack.h"
 #include "util/log.h"
 
 #define STREAM_POLL_MS 100
@@ -19,6 +20,17 @@
 #define STREAM_IO_CHUNK (64u * 1024u)
 
 static const char *const stream_names[_SIM_STREAM_MAX] = { "stdin", "stdout", "stderr" };
+
+/* Where a stdout/stderr relay is, in our numbering of its bytes (the ring's offsets). */
+struct stream_out {
+        uint64_t sent;      /* on the current connection, from where its handshake put us */
+        uint64_t confirmed; /* the window may be freed below this */
+        uint64_t acked;     /* the most any host said reached the endpoint (delivery acks) */
+        int64_t lag;        /* ours minus the host's count: a resume that went on elsewhere than asked */
+        bool ack;           /* this connection came while acks were agreed: they free the window */
+        bool stale_logged;
+        struct sim_ack rx;
+};
 
 static void put_le64(uint8_t *p, uint64_t v)
 {
@@ -80,23 +92,63 @@ static int stream_read_count(struct sim_stream *st, struct sim_conn *c, uint64_t
         return 0;
 }
 
-/* Where a new connection starts: the host's count (resume) or the whole window (legacy, H6). */
-static int stream_output_handshake(struct sim_stream *st, struct sim_conn *c, bool first, uint64_t *sent,
-                                   uint64_t *confirmed)
+/* The host's count in our numbering, 0 when a lag puts it below our first byte. */
+static uint64_t stream_ours(const struct stream_out *o, uint64_t count)
+{
+        if (o->lag < 0 && count < (uint64_t) - (o->lag + 1) + 1)
+                return 0;
+        return count + (uint64_t)o->lag;
+}
+
+/* Where a resumed connection starts: the host's count, unless it asks for bytes it told us (by an
+ * ack) were delivered: a host that lost track (a crash after its record's write) would get them
+ * twice. Bytes below the window are gone; with acks that cannot happen, they keep the window. */
+static uint64_t stream_resume_from(struct sim_stream *st, const struct stream_out *o, uint64_t count)
 {
         struct sim_ring *ring = &st->ring;
-        uint64_t count;
+        uint64_t from = stream_ours(o, count);
+
+        if (from > ring->tail) {
+                log_error("pid %d %s: host claims %" PRIu64 " bytes but only %" PRIu64
+                          " were produced; resuming at the end",
+                          (int)st->pid, stream_names[st->kind], from, ring->tail);
+                return ring->tail;
+        }
+        if (from < o->acked) {
+                log_warn("pid %d %s: host resumes at byte %" PRIu64 " but said %" PRIu64
+                         " reached its endpoint; going on from there (nothing lost)",
+                         (int)st->pid, stream_names[st->kind], from, o->acked);
+                from = o->acked;
+        }
+        if (from < ring->head) {
+                log_error("pid %d %s: OUTPUT LOST: host has %" PRIu64 " bytes but the replay buffer starts at %" PRIu64
+                          "; %" PRIu64 " bytes are gone, resuming from the oldest held",
+                          (int)st->pid, stream_names[st->kind], from, ring->head, ring->head - from);
+                from = ring->head;
+        }
+        return from;
+}
+
+/* Where a new connection starts: the host's count (resume) or the whole window (legacy, H6). */
+static int stream_output_handshake(struct sim_stream *st, struct sim_conn *c, bool first, struct stream_out *o)
+{
+        struct sim_ring *ring = &st->ring;
+        uint64_t count, from;
         int r;
 
+        o->rx = (struct sim_ack){};
+        o->stale_logged = false;
+        /* The mode of the bridge connection this one came under: a host that agreed sends acks. */
+        o->ack = st->resume && sim_ack_agreed(st->s);
         if (!st->resume) {
                 /* Ours replays its whole window (H6); hcsshim's guest goes on with what it had
                  * not written yet, losing what died in the old connection's queues. */
                 if (first || !sim_upstream(st->s))
-                        *sent = ring->head;
+                        o->sent = ring->head;
                 if (!first && sim_upstream(st->s))
                         log_info("pid %d %s: going on at byte %" PRIu64 " with the %" PRIu64
                                  " bytes not written yet (no replay)",
-                                 (int)st->pid, stream_names[st->kind], *sent, ring->tail - *sent);
+                                 (int)st->pid, stream_names[st->kind], o->sent, ring->tail - o->sent);
                 else if (!first && ring->tail > ring->head)
                         log_info("pid %d %s: replaying the last %" PRIu64 " bytes (duplicates possible)", (int)st->pid,
                                  stream_names[st->kind], ring->tail - ring->head);
@@ -105,22 +157,37 @@ static int stream_output_handshake(struct sim_stream *st, struct sim_conn *c, bo
         r = stream_read_count(st, c, &count);
         if (r < 0)
                 return r;
-        if (count > ring->tail) {
-                log_error("pid %d %s: host claims %" PRIu64 " bytes but only %" PRIu64
-                          " were produced; resuming at the end",
-                          (int)st->pid, stream_names[st->kind], count, ring->tail);
-                count = ring->tail;
-        } else if (count < ring->head) {
-                log_error("pid %d %s: OUTPUT LOST: host has %" PRIu64 " bytes but the replay buffer starts at %" PRIu64
-                          "; %" PRIu64 " bytes are gone, resuming from the oldest held",
-                          (int)st->pid, stream_names[st->kind], count, ring->head, ring->head - count);
-                count = ring->head;
-        }
+        from = stream_resume_from(st, o, count);
         if (!first)
-                log_info("pid %d %s: resuming at byte %" PRIu64, (int)st->pid, stream_names[st->kind], count);
-        *sent = count;
-        *confirmed = MAX(*confirmed, count);
+                log_info("pid %d %s: resuming at byte %" PRIu64 "%s", (int)st->pid, stream_names[st->kind], from,
+                         o->ack ? " (delivery acks)" : "");
+        o->lag = (int64_t)(from - count);
+        o->sent = from;
+        /* The count says what the host read, not what it delivered: only acks free by it. */
+        if (!o->ack)
+                o->confirmed = MAX(o->confirmed, from);
         return 0;
+}
+
+/* The host's acks on this connection; false when it claims bytes we never sent. */
+static bool stream_take_acks(struct sim_stream *st, struct stream_out *o, const uint8_t *data, size_t len)
+{
+        uint64_t bad = 0;
+
+        if (!o->ack)
+                return true; /* not agreed when this connection came: nothing to read */
+        if (sim_ack_feed(&o->rx, data, len, o->lag, o->sent, &o->acked, &bad) < 0) {
+                log_error("pid %d %s: host acknowledged %" PRIu64 " bytes but only %" PRIu64
+                          " were sent; dropping the connection",
+                          (int)st->pid, stream_names[st->kind], bad, o->sent);
+                return false;
+        }
+        if (o->rx.stale > 0 && !o->stale_logged) {
+                log_warn("pid %d %s: host acknowledged less than before (ignored)", (int)st->pid,
+                         stream_names[st->kind]);
+                o->stale_logged = true;
+        }
+        return true;
 }
 
 /* What the host has certainly read: what was sent minus what still sits in the socket (an
@@ -134,6 +201,15 @@ static uint64_t stream_confirmed(int fd, uint64_t sent, uint64_t confirmed)
         if (queued < 0 || (uint64_t)queued >= sent)
                 return confirmed;
         return MAX(confirmed, sent - (uint64_t)queued);
+}
+
+/* What may leave the window: what the host delivered while acks are agreed, else what it read. */
+static void stream_confirm(struct sim_stream *st, struct stream_out *o, int fd)
+{
+        if (o->ack && sim_ack_agreed(st->s))
+                o->confirmed = MAX(o->confirmed, o->acked);
+        else
+                o->confirmed = stream_confirmed(fd, o->sent, o->confirmed);
 }
 
 static bool stream_errno_is_break(int err)
@@ -166,7 +242,7 @@ static void stream_output_run(struct sim_stream *st)
         struct sim *s = st->s;
         struct sim_ring *ring = &st->ring;
         struct sim_conn *c = TAKE_PTR(st->conn);
-        uint64_t sent = 0, confirmed = 0;
+        struct stream_out o = {};
         bool pipe_eof = false, shut = false, handshake = true, first = true;
 
         for (;;) {
@@ -185,7 +261,7 @@ static void stream_output_run(struct sim_stream *st)
                         shut = false;
                 }
                 if (handshake) {
-                        if (stream_output_handshake(st, c, first, &sent, &confirmed) < 0) {
+                        if (stream_output_handshake(st, c, first, &o) < 0) {
                                 c = sim_conn_close(s, c);
                                 continue;
                         }
@@ -193,15 +269,15 @@ static void stream_output_run(struct sim_stream *st)
                         first = false;
                 }
                 /* Clean close (H5): after the process's EOF and our last byte, half-close and wait for the host. */
-                if (pipe_eof && sent == ring->tail && !shut) {
+                if (pipe_eof && o.sent == ring->tail && !shut) {
                         shutdown(c->fd, SHUT_WR);
                         shut = true;
                 }
-                confirmed = stream_confirmed(c->fd, sent, confirmed);
-                room = sim_ring_room(ring, confirmed);
+                stream_confirm(st, &o, c->fd);
+                room = sim_ring_room(ring, o.confirmed);
 
                 p[0] = (struct pollfd){ .fd = pipe_eof || room == 0 ? -1 : st->pipe_fd, .events = POLLIN };
-                p[1] = (struct pollfd){ .fd = c->fd, .events = POLLIN | (sent < ring->tail && !shut ? POLLOUT : 0) };
+                p[1] = (struct pollfd){ .fd = c->fd, .events = POLLIN | (o.sent < ring->tail && !shut ? POLLOUT : 0) };
                 if (poll(p, 2, !pipe_eof && room == 0 ? STREAM_FULL_POLL_MS : STREAM_POLL_MS) < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -221,12 +297,15 @@ static void stream_output_run(struct sim_stream *st)
                                 pipe_eof = true;
                 }
                 if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
-                        uint8_t junk[256];
-                        ssize_t n = recv(c->fd, junk, sizeof(junk), MSG_DONTWAIT);
+                        uint8_t in[256];
+                        ssize_t n = recv(c->fd, in, sizeof(in), MSG_DONTWAIT);
 
                         if (n == 0 && shut && !sim_conn_dropped(s, c))
                                 break; /* the host closed after our EOF: drained */
-                        if (n == 0) {
+                        if (n > 0 && !stream_take_acks(st, &o, in, (size_t)n)) {
+                                broken = true;
+                                why = "a bad delivery ack";
+                        } else if (n == 0) {
                                 broken = true;
                                 why = "closed by host";
                         } else if (n < 0 && stream_errno_is_break(errno)) {
@@ -239,10 +318,10 @@ static void stream_output_run(struct sim_stream *st)
                         size_t len;
                         ssize_t n;
 
-                        sim_ring_peek(ring, sent, &data, &len);
+                        sim_ring_peek(ring, o.sent, &data, &len);
                         n = send(c->fd, data, MIN(len, STREAM_IO_CHUNK), MSG_DONTWAIT | MSG_NOSIGNAL);
                         if (n > 0)
-                                sent += (uint64_t)n;
+                                o.sent += (uint64_t)n;
                         else if (n < 0 && stream_errno_is_break(errno)) {
                                 broken = true;
                                 why = strerror(errno);

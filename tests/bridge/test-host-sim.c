@@ -255,6 +255,7 @@ struct slot {
         uint32_t port;
         int endpoint;   /* until the stream takes it */
         bool v4;        /* the V4 byte-count handshake was agreed */
+        bool ack;       /* delivery acks too: the guest frees its replay window by them */
         int pending_fd; /* V4 stdin, accepted but not yet relayed */
         struct relay_listener *l;
         struct relay_stream *s;
@@ -297,6 +298,8 @@ static void slot_on_accept(struct relay_listener *l, int fd, void *userdata)
         }
         assert_int_equal(relay_stream_new(sl->f->r, sl->dir, fd, sl->endpoint, &slot_ops, sl, &sl->s), 0);
         sl->endpoint = -1;
+        if (sl->ack)
+                assert_int_equal(relay_stream_set_ack(sl->s, true), 0);
 }
 
 /* V4 stdin: reads the guest's 8-byte count, then relays. */
@@ -324,7 +327,12 @@ static void slot_start_v4_stdin(struct fixture *f, struct slot *sl)
 static void slot_listen(struct fixture *f, struct slot *sl, enum relay_stream_dir dir, int endpoint)
 {
         *sl = (struct slot){
-                .f = f, .dir = dir, .endpoint = endpoint, .pending_fd = -1, .v4 = bridge_host_stdio_resume(f->h)
+                .f = f,
+                .dir = dir,
+                .endpoint = endpoint,
+                .pending_fd = -1,
+                .v4 = bridge_host_stdio_resume(f->h),
+                .ack = bridge_host_stdio_ack(f->h),
         };
         assert_int_equal(ports_alloc(f->ports, &sl->port), 0);
         assert_int_equal(relay_listen(f->r, &f->transport, sl->port, RELAY_LISTEN_ONCE, slot_on_accept, sl, &sl->l), 0);
@@ -360,6 +368,7 @@ static void test_negotiates_with_the_simulator(void **state)
         connect_sim(f, true);
         assert_string_equal(bridge_host_runtime_os(f->h), "linux");
         assert_true(bridge_host_stdio_resume(f->h));
+        assert_true(bridge_host_stdio_ack(f->h));
 }
 
 static void test_legacy_simulator_gets_no_resume(void **state)
@@ -368,6 +377,7 @@ static void test_legacy_simulator_gets_no_resume(void **state)
 
         connect_sim(f, false);
         assert_false(bridge_host_stdio_resume(f->h));
+        assert_false(bridge_host_stdio_ack(f->h));
 }
 
 static void run_echo(struct fixture *f);
@@ -899,6 +909,7 @@ static void test_hand_over_moves_the_live_connection_and_its_wait_answers_there(
         assert_true(hv.next_id > wait_id);
         assert_int_equal(hv.generation, gen);
         assert_true(hv.stdio_resume);
+        assert_true(hv.stdio_ack);
         assert_string_equal(hv.runtime_os, "linux");
         /* the old host tells nobody anything */
         f->h = bridge_host_free(f->h);
@@ -911,6 +922,7 @@ static void test_hand_over_moves_the_live_connection_and_its_wait_answers_there(
         bridge_host_handover_done(&hv);
         assert_int_equal(bridge_host_state(f->h), BRIDGE_CONN_CONNECTED);
         assert_true(bridge_host_stdio_resume(f->h));
+        assert_true(bridge_host_stdio_ack(f->h));
         assert_int_equal(bridge_host_preregister_wait(f->h, wait_id, "c1", pid, on_done, &w2), 0);
         let_go(f);
         RUN_UNTIL(f, w2.count == 1);
