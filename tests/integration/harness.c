@@ -63,13 +63,15 @@ static int integ_find(char *buf, const char *arg, const char *rel)
 int integ_config_parse(int argc, char **argv, struct integ_config *ret)
 {
         const char *daemon = NULL, *cli = NULL, *sim = NULL, *skip = NULL;
-        bool resume = false, upstream = false;
+        bool resume = false, upstream = false, no_ack = false;
 
         for (int i = 1; i < argc; i++) {
                 if (!strcmp(argv[i], "--resume"))
                         resume = true;
                 else if (!strcmp(argv[i], "--upstream"))
                         upstream = true;
+                else if (!strcmp(argv[i], "--no-ack"))
+                        no_ack = true;
                 else if (i + 1 < argc && !strcmp(argv[i], "--skip"))
                         skip = argv[++i];
                 else if (i + 1 < argc && !strcmp(argv[i], "--daemon"))
@@ -86,6 +88,7 @@ int integ_config_parse(int argc, char **argv, struct integ_config *ret)
                 return -ENOENT;
         ret->resume = resume && !upstream;
         ret->upstream = upstream;
+        ret->no_ack = no_ack;
         ret->skip = skip;
         return 0;
 }
@@ -390,9 +393,10 @@ pid_t integ_sim_start(struct integ *t, const char *name)
                 (char *)t->cfg->sim,
                 (char *)"--hvsock",
                 (char *)integ_hvsock(t, name),
-                t->cfg->upstream ? (char *)"--fidelity=upstream"
-                : t->cfg->resume ? NULL
-                                 : (char *)"--no-resume",
+                t->cfg->upstream  ? (char *)"--fidelity=upstream"
+                : !t->cfg->resume ? (char *)"--no-resume"
+                : t->cfg->no_ack  ? (char *)"--no-ack"
+                                  : NULL,
                 NULL,
         };
 
@@ -634,6 +638,9 @@ int integ_free(struct integ *t)
                 return -1;
         for (unsigned i = 0; i < INTEG_MAX_PROCS; i++)
                 if (t->procs[i] > 0) {
+                        /* One that leads a group of its own (setsid) takes its children along. */
+                        if (getpgid(t->procs[i]) == t->procs[i])
+                                (void)kill(-t->procs[i], SIGKILL);
                         (void)kill(t->procs[i], SIGKILL);
                         (void)waitpid(t->procs[i], NULL, 0);
                 }

@@ -24,6 +24,7 @@ struct integ_config {
         char sim[INTEG_PATH_MAX];
         bool resume;      /* false: the simulator runs with --no-resume (legacy stdio replay only) */
         bool upstream;    /* the simulator runs with --fidelity upstream: hcsshim's guest (implies no resume) */
+        bool no_ack;      /* the simulator runs with --no-ack: resume, but no delivery acks */
         const char *skip; /* set: the whole program skips (exit 77) saying this */
 };
 
@@ -48,7 +49,7 @@ struct integ_result {
         char *err;
 };
 
-/* Parses --daemon/--cli/--sim/--resume/--upstream/--skip, falling back to $VSOCKMUX_BUILD_ROOT. */
+/* Parses --daemon/--cli/--sim/--resume/--upstream/--no-ack/--skip, falling back to $VSOCKMUX_BUILD_ROOT. */
 int integ_config_parse(int argc, char **argv, struct integ_config *ret);
 
 /* cmocka setup/teardown: *state is the struct integ_config on entry, the struct integ after. */

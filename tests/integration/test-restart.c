@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -261,59 +262,207 @@ static void assert_has_every_number(struct integ *t, const char *path, unsigned 
         free(got);
 }
 
-/* SIGKILL while a fifo's reader is stopped and the stream backs up: whatever the dead daemon held
- * undelivered, the guest sends again from what the record says reached the fifo: at least once,
- * nothing lost (README: a fifo endpoint after a SIGKILL). */
-static void test_sigkill_with_bytes_buffered_loses_nothing_at_a_fifo(void **state)
+/* A fifo's reader in a process group of its own (setsid): stopping the group stops its cat too,
+ * so the fifo really backs up. It opens the fifo again after each writer is gone (the daemon's
+ * death). */
+static pid_t fifo_reader_start(struct integ *t, const char *fifo, const char *out)
 {
-        struct integ *t = *state;
-        char fifo[INTEG_PATH_MAX], out[INTEG_PATH_MAX], reader_sh[INTEG_PATH_MAX * 3], script[256];
-        char *reader_argv[] = { "/bin/sh", "-c", reader_sh, NULL };
-        const unsigned lines = 300000; /* ~2 MB: past the pipe, the relay's buffers and the guest's window */
+        char sh[INTEG_PATH_MAX * 3];
+        char *argv[] = { "/usr/bin/setsid", "/bin/sh", "-c", sh, NULL };
         pid_t reader;
-        long pid, other;
-        struct stat st;
 
-        /* Known bug, not a flake: the guest frees what the host read, not what it delivered, so
-         * bytes held in the relay die with the daemon once they exceed the guest's replay window
-         * (sim log: "OUTPUT LOST"). It fails about one run in three; delivery acks fix it. */
-        if (!getenv("VSOCKMUX_INTEG_KNOWN_BUGS")) {
-                fprintf(stderr, "SKIP: known bug: output held in the relay at a SIGKILL can be lost "
-                                "(set VSOCKMUX_INTEG_KNOWN_BUGS=1 to run it)\n");
-                skip();
+        snprintf(sh, sizeof(sh), "while [ -d %s ]; do cat %s >> %s; done", t->dir, fifo, out);
+        reader = integ_spawn(t, argv, NULL, NULL, NULL);
+        for (int waited = 0; getpgid(reader) != reader; waited += 10) {
+                if (waited >= INTEG_WAIT_MS)
+                        fail_msg("the fifo's reader never got a process group of its own");
+                integ_sleep_ms(10);
         }
+        return reader;
+}
+
+/* Pool buffers the relay holds (read from a guest, not delivered). */
+static int64_t relay_buffers_held(struct integ *t)
+{
+        struct json_object *st = integ_cli_json(t, "stats", "--json", NULL);
+        int64_t n = integ_json_int(integ_json_get(st, "buffer_pool"), "buffers_in_use");
+
+        json_object_put(st);
+        return n;
+}
+
+/* Restarts the (idle) daemon with every from-guest stream on the ring: a stalled endpoint then
+ * leaves bytes in the relay's buffers, not in the guest's socket. Only its environment has it. */
+static void restart_on_the_ring(struct integ *t)
+{
+        int r;
+
+        stop_daemon(t, SIGTERM);
+        setenv("VSOCKMUX_RELAY_SPLICE_MIN", "1048576", 1);
+        r = integ_daemon_restart(t, NULL);
+        unsetenv("VSOCKMUX_RELAY_SPLICE_MIN");
+        assert_int_equal(r, 0);
+}
+
+#define STALLED_LINES 300000u /* ~2 MB: past the fifo, the relay's buffers and the guest's window */
+
+/* Bytes wait in the fifo that its stopped reader does not take: the bulk is flowing and stalls. */
+static void expect_the_fifo_backs_up(const char *fifo)
+{
+        int fd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC), queued = 0;
+
+        assert_true(fd >= 0);
+        for (int waited = 0; ioctl(fd, FIONREAD, &queued) == 0 && queued == 0; waited += 10) {
+                if (waited >= INTEG_WAIT_MS)
+                        fail_msg("the fifo never backed up");
+                integ_sleep_ms(10);
+        }
+        assert_true(queued > 0);
+        close(fd);
+}
+
+/* SIGKILL while a fifo's reader is stopped and the stream backs up. Returns the exec's pid; the
+ * reader's group is still stopped and the new daemon not started. First waits until the relay
+ * holds `held` pool buffers (0: does not wait); with `record`, has the record written then. */
+static long kill_with_a_stalled_fifo(struct integ *t, const char *fifo, const char *out, int64_t held, bool record,
+                                     pid_t *ret_reader)
+{
+        char script[INTEG_PATH_MAX * 2];
+        struct stat st;
+        long pid, other;
+        pid_t reader;
+
         integ_vm_with_sim(t, "demo");
-        snprintf(fifo, sizeof(fifo), "%s", integ_path(t, "fifo"));
-        snprintf(out, sizeof(out), "%s", integ_path(t, "fifo.out"));
         assert_int_equal(mkfifo(fifo, 0600), 0);
-        /* A reader that opens the fifo again after each writer is gone (the daemon's death). */
-        snprintf(reader_sh, sizeof(reader_sh), "while [ -d %s ]; do cat %s >> %s; done", t->dir, fifo, out);
-        reader = integ_spawn(t, reader_argv, NULL, NULL, NULL);
-        snprintf(script, sizeof(script), "seq 1 %u; exit 6", lines);
+        reader = fifo_reader_start(t, fifo, out);
+        /* The bulk waits for the reader's stop: it would otherwise all pass before that. */
+        snprintf(script, sizeof(script), "seq 1 100; %s; seq 101 %u; exit 6", integ_wait_go(t), STALLED_LINES);
         pid = exec_to_file(t, "demo", fifo, script);
-        /* Some output is in: stop the reader so the relay fills up and holds bytes. */
+        /* Some output is in: stop the reader so the stream backs up. */
         for (int waited = 0; stat(out, &st) < 0 || st.st_size == 0; waited += 10) {
                 if (waited >= INTEG_WAIT_MS)
                         fail_msg("nothing reached the fifo");
                 integ_sleep_ms(10);
         }
-        assert_int_equal(kill(reader, SIGSTOP), 0);
-        /* A change writes the record while bytes are held: another exec. */
-        other = integ_exec_detached(t, "demo", "exit 0");
-        expect_wait(t, "demo", other, 0);
+        assert_int_equal(kill(-reader, SIGSTOP), 0);
+        integ_touch(integ_path(t, "go"));
+        expect_the_fifo_backs_up(fifo);
+        for (int waited = 0, now = 0; held > 0 && (now = (int)relay_buffers_held(t)) < held; waited += 50) {
+                if (waited >= INTEG_WAIT_MS)
+                        fail_msg("the relay holds %d pool buffers, not %d", now, (int)held);
+                integ_sleep_ms(50);
+        }
+        if (record) {
+                /* A change writes the record while bytes are held: another exec. */
+                other = integ_exec_detached(t, "demo", "exit 0");
+                expect_wait(t, "demo", other, 0);
+        }
         stop_daemon(t, SIGKILL);
-        assert_int_equal(kill(reader, SIGCONT), 0);
+        *ret_reader = reader;
+        return pid;
+}
+
+/* After the restart every line reached the fifo at least once and the exit code is right. */
+static void expect_every_line_at_the_fifo(struct integ *t, long pid, const char *out, pid_t reader)
+{
+        char last[32];
+
+        assert_int_equal(kill(-reader, SIGCONT), 0);
         restart(t, NULL);
         expect_wait(t, "demo", pid, 6);
         /* The exit is reported once the output drained into the fifo: the reader has it all once
          * the daemon closed its end. */
-        {
-                char last[32];
+        snprintf(last, sizeof(last), "\n%u\n", STALLED_LINES);
+        assert_true(integ_wait_file_contains(out, last, INTEG_WAIT_MS));
+        assert_has_every_number(t, out, STALLED_LINES);
+        (void)kill(-reader, SIGKILL);
+}
 
-                snprintf(last, sizeof(last), "\n%u\n", lines);
-                assert_true(integ_wait_file_contains(out, last, INTEG_WAIT_MS));
+/* SIGKILL while a fifo's reader is stopped: the guest kept what the record says reached the fifo
+ * and resumes there: at least once, nothing lost (README: a fifo endpoint after a SIGKILL). */
+static void test_sigkill_with_bytes_buffered_loses_nothing_at_a_fifo(void **state)
+{
+        struct integ *t = *state;
+        char fifo[INTEG_PATH_MAX], out[INTEG_PATH_MAX];
+        pid_t reader;
+        long pid;
+
+        snprintf(fifo, sizeof(fifo), "%s", integ_path(t, "fifo"));
+        snprintf(out, sizeof(out), "%s", integ_path(t, "fifo.out"));
+        pid = kill_with_a_stalled_fifo(t, fifo, out, 0, true, &reader);
+        expect_every_line_at_the_fifo(t, pid, out, reader);
+}
+
+/* The same with the stream on the ring, where the dead daemon held bytes it had read but not
+ * delivered: the guest freed only what our delivery acks said reached the fifo, so nothing is lost.
+ * (The acks also keep what the relay holds within the guest's 128 KiB window: a guest sends no more
+ * than that beyond the last count.) */
+static void test_sigkill_with_bytes_held_by_the_relay_loses_nothing_at_a_fifo(void **state)
+{
+        struct integ *t = *state;
+        char fifo[INTEG_PATH_MAX], out[INTEG_PATH_MAX];
+        pid_t reader;
+        long pid;
+
+        restart_on_the_ring(t);
+        snprintf(fifo, sizeof(fifo), "%s", integ_path(t, "fifo"));
+        snprintf(out, sizeof(out), "%s", integ_path(t, "fifo.out"));
+        pid = kill_with_a_stalled_fifo(t, fifo, out, 1, true, &reader);
+        expect_every_line_at_the_fifo(t, pid, out, reader);
+}
+
+/* The record was last written at the exec, long before what reached the fifo: the guest goes on
+ * from its last delivery ack, not from the record, so a fifo gets again only what came after that
+ * ack: at most 32 KiB, plus what the daemon was writing when it died (bounded by the fifo's
+ * capacity, its reader being stopped). */
+static void test_sigkill_after_an_old_record_repeats_only_the_unacked_tail_at_a_fifo(void **state)
+{
+        struct integ *t = *state;
+        char fifo[INTEG_PATH_MAX], out[INTEG_PATH_MAX];
+        size_t len = 0, lines = 0, fifo_cap;
+        pid_t reader;
+        long pid;
+        int fd;
+
+        restart_on_the_ring(t);
+        snprintf(fifo, sizeof(fifo), "%s", integ_path(t, "fifo"));
+        snprintf(out, sizeof(out), "%s", integ_path(t, "fifo.out"));
+        pid = kill_with_a_stalled_fifo(t, fifo, out, 1, false, &reader);
+        fd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        assert_true(fd >= 0);
+        fifo_cap = (size_t)fcntl(fd, F_GETPIPE_SZ);
+        close(fd);
+        expect_every_line_at_the_fifo(t, pid, out, reader);
+        free(integ_read_file(out, &len));
+        for (unsigned i = 1; i <= STALLED_LINES; i++)
+                lines += (size_t)snprintf(NULL, 0, "%u\n", i);
+        fprintf(stderr, "%zu bytes came twice\n", len - lines);
+        if (len > lines + 32 * 1024 + fifo_cap)
+                fail_msg("%zu bytes came twice: more than the 32 KiB between two acks and the fifo's %zu", len - lines,
+                         fifo_cap);
+}
+
+/* What the acks prevent (the simulator with --no-ack: resume, freeing its window by what the host
+ * read): the relay fills up to its 512 KiB cap, and with four 64 KiB buffers held (twice the
+ * guest's window) what lay beyond the window is gone; the guest says so. */
+static void test_sigkill_with_bytes_held_by_the_relay_without_acks_loses_output(void **state)
+{
+        struct integ *t = *state;
+        char fifo[INTEG_PATH_MAX], out[INTEG_PATH_MAX], sim_log[INTEG_PATH_MAX];
+        pid_t reader;
+
+        restart_on_the_ring(t);
+        snprintf(fifo, sizeof(fifo), "%s", integ_path(t, "fifo"));
+        snprintf(out, sizeof(out), "%s", integ_path(t, "fifo.out"));
+        snprintf(sim_log, sizeof(sim_log), "%s", integ_path(t, "sim-demo.log"));
+        (void)kill_with_a_stalled_fifo(t, fifo, out, 4, true, &reader);
+        assert_int_equal(kill(-reader, SIGCONT), 0);
+        restart(t, NULL);
+        if (!integ_wait_file_contains(sim_log, "OUTPUT LOST", INTEG_WAIT_MS)) {
+                integ_dump_daemon_log(t);
+                fail_msg("the guest without acks lost nothing: the test cannot tell acks from none");
         }
-        assert_has_every_number(t, out, lines);
+        (void)kill(-reader, SIGKILL);
 }
 
 /* The guest forgot the process while no daemon ran (a new guest): its exit is reported lost, never
@@ -506,11 +655,17 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_corrupt_record_is_moved_aside),
                 cmocka_unit_test(test_no_record_keeps_nothing),
         };
+        /* Our guest with resume but without delivery acks: what the acks are for. */
+        struct CMUnitTest no_ack[] = {
+                cmocka_unit_test(test_sigkill_with_bytes_held_by_the_relay_without_acks_loses_output),
+        };
         struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_sigterm_and_restart_lose_nothing),
                 cmocka_unit_test(test_sigkill_under_load_and_restart_are_exactly_once),
                 cmocka_unit_test(test_exit_that_cannot_be_known_is_reported_lost),
                 cmocka_unit_test(test_sigkill_with_bytes_buffered_loses_nothing_at_a_fifo),
+                cmocka_unit_test(test_sigkill_with_bytes_held_by_the_relay_loses_nothing_at_a_fifo),
+                cmocka_unit_test(test_sigkill_after_an_old_record_repeats_only_the_unacked_tail_at_a_fifo),
                 cmocka_unit_test(test_corrupt_record_is_moved_aside),
                 cmocka_unit_test(test_no_record_keeps_nothing),
                 cmocka_unit_test(test_ctrl_c_before_the_pid_is_held_and_forwarded),
@@ -522,5 +677,9 @@ int main(int argc, char **argv)
                 if (!strcmp(argv[i], "--upstream"))
                         return integ_run("integ-restart-upstream", upstream, sizeof(upstream) / sizeof(upstream[0]),
                                          argc, argv);
+        for (int i = 1; i < argc; i++)
+                if (!strcmp(argv[i], "--no-ack"))
+                        return integ_run("integ-restart-no-ack", no_ack, sizeof(no_ack) / sizeof(no_ack[0]), argc,
+                                         argv);
         return integ_run("integ-restart", tests, sizeof(tests) / sizeof(tests[0]), argc, argv);
 }
