@@ -32,6 +32,7 @@ struct relay {
         struct relay_config cfg;
         bool stop;
         bool broken;
+        bool fds_shared;          /* relay_set_fds_shared(): another process serves these sockets too */
         unsigned last_dispatched; /* completions the last turn handled: relay_free drains to 0 */
 
         /* provided-buffer pool, group 0 */

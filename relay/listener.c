@@ -85,7 +85,7 @@ static void listener_finish(struct relay_listener *l)
         r->n_listeners--;
         relay_timer_disarm(l->retry);
         if (l->kind == RELAY_TRANSPORT_HVSOCK) {
-                if (l->path_owned && unlink(l->path) < 0 && errno != ENOENT)
+                if (l->path_owned && !r->fds_shared && unlink(l->path) < 0 && errno != ENOENT)
                         log_warn("relay: removing %s failed: %m", l->path);
                 l->path_owned = false;
                 if (l->armed)

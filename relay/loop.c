@@ -268,8 +268,14 @@ int relay_close_fd(struct relay *r, int fd)
          * see an open socket, and bytes it sent in that window would go to a request nobody reads
          * (a guest's wait answer after a save, lost). shutdown() ends the socket itself, whoever
          * holds it, so the peer sees the close now. Not a socket: -ENOTSOCK, harmless. */
-        (void)shutdown(fd, SHUT_RDWR);
+        if (!r->fds_shared)
+                (void)shutdown(fd, SHUT_RDWR);
         return safe_close(fd);
+}
+
+void relay_set_fds_shared(struct relay *r, bool shared)
+{
+        r->fds_shared = shared;
 }
 
 int relay_defer(struct relay *r, void (*fn)(void *userdata), void *userdata)

@@ -80,6 +80,11 @@ void relay_sqe_set_op(struct io_uring_sqe *sqe, struct relay_op *op);
 /* An SQE whose completion is ignored (e.g. a cancel nobody waits for). */
 void relay_sqe_set_ignore(struct io_uring_sqe *sqe);
 
+/* A live upgrade's new daemon holds sockets the old one still serves until it commits: while
+ * shared, closing one never shuts it down (that would end it for both) and a listener that goes
+ * leaves its socket file (the other owner's listener still answers there). */
+void relay_set_fds_shared(struct relay *r, bool shared);
+
 /* Deferred call on the next loop iteration: breaks re-entrancy (callbacks that free their caller). */
 int relay_defer(struct relay *r, void (*fn)(void *userdata), void *userdata);
 

@@ -138,6 +138,82 @@ static void test_listener_release_keeps_the_socket_and_adopt_accepts_its_backlog
         rm_tmpdir(dir);
 }
 
+static ssize_t drop_data(struct relay_chan *c, const void *data, size_t len, void *userdata)
+{
+        return (ssize_t)len;
+}
+
+static void ignore_close(struct relay_chan *c, int error, void *userdata)
+{
+}
+
+static const struct relay_chan_ops drop_ops = { .on_data = drop_data, .on_close = ignore_close };
+
+/* A channel over one end of a socketpair whose fd another "process" (a dup) holds too, freed:
+ * whether the peer end then reads EOF. */
+static bool peer_sees_eof_after_free(struct relay *r)
+{
+        struct relay_chan *c = NULL;
+        char byte;
+        int sv[2], other;
+        ssize_t n;
+
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        other = dup(sv[0]);
+        assert_true(other >= 0);
+        assert_int_equal(relay_chan_new(r, sv[0], &drop_ops, NULL, NULL, &c), 0);
+        run_idle(r, 2);
+        relay_chan_free(c);
+        run_idle(r, 3);
+        /* The other owner still writes on it: its byte arrives unless the socket was shut down. */
+        (void)!write(other, "x", 1);
+        n = recv(sv[1], &byte, 1, MSG_DONTWAIT);
+        close(other);
+        close(sv[1]);
+        return n == 0;
+}
+
+/* A live upgrade's new daemon until it commits: what it adopted and lets go of stays the old
+ * daemon's, untouched (no shutdown, the listener's file stays and still answers); otherwise a
+ * close shuts the socket down for every holder, as a save needs. */
+static void test_shared_fds_are_left_to_their_other_owner(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        struct relay_transport t;
+        struct accepted a = {}, b = {};
+        struct relay_listener *l2 = NULL;
+        char dir[64], path[128];
+        int fd = -1, other, conn;
+
+        make_tmpdir(dir, sizeof(dir));
+        transport_in(dir, &t);
+        assert_int_equal(relay_new(NULL, &r), 0);
+        assert_int_equal(relay_listen(r, &t, 0x40000000, RELAY_LISTEN_MANY, on_accept, &a, &a.l), 0);
+        assert_int_equal(relay_transport_hvsock_path(&t, 0x40000000, path, sizeof(path)), 0);
+        assert_int_equal(relay_listener_release(a.l, &fd), 0);
+        a.l = NULL;
+        run_idle(r, 3);
+        other = dup(fd);
+        assert_true(other >= 0);
+
+        relay_set_fds_shared(r, true);
+        assert_int_equal(relay_listen_adopt(r, &t, 0x40000000, fd, RELAY_LISTEN_MANY, on_accept, &b, &l2), 0);
+        relay_listener_free(l2);
+        run_idle(r, 3);
+        assert_int_equal(access(path, F_OK), 0);
+        assert_int_equal(dial_status(path), 0);
+        conn = accept4(other, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        assert_true(conn >= 0);
+        close(conn);
+        assert_false(peer_sees_eof_after_free(r));
+
+        relay_set_fds_shared(r, false);
+        assert_true(peer_sees_eof_after_free(r));
+        close(other);
+        unlink(path);
+        rm_tmpdir(dir);
+}
+
 /* A listener freed in the turn it was made must not leave its queued accept naming an fd number
  * that the next listener reuses: the next listener's connections would vanish into it. */
 static void test_listener_freed_before_submit_does_not_steal_the_next_ones_connections(void **state)
@@ -316,6 +392,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_listener_many_accepts_again),
                 cmocka_unit_test(test_listener_release_keeps_the_socket_and_adopt_accepts_its_backlog),
                 cmocka_unit_test(test_listener_freed_before_submit_does_not_steal_the_next_ones_connections),
+                cmocka_unit_test(test_shared_fds_are_left_to_their_other_owner),
                 cmocka_unit_test(test_listener_cancelled_before_connection_removes_socket_and_refuses_dial),
                 cmocka_unit_test(test_listener_connection_to_unexpected_port_is_refused),
                 cmocka_unit_test(test_listener_replaces_stale_socket_file),
