@@ -604,8 +604,8 @@ static int daemon_take_over(struct daemon_options *o)
 
 /* A live upgrade: every VM the old daemon handed over is taken over before we say "ready". On a
  * failure the old daemon takes them back, so nothing it still needs may be touched: the adopted
- * sockets are shared with it, and freeing them the ordinary way would shut them down and unlink
- * their listeners' files. We answer and go without freeing anything. */
+ * sockets are shared with it. The half-built VM vmm_adopt() frees leaves them be (the relay's fds
+ * are shared until "go"); we answer and go without freeing anything else. */
 static int daemon_adopt_vms(struct daemon *d, struct daemon_options *o)
 {
         char why[UPGRADE_WHY_MAX];
@@ -780,6 +780,10 @@ static int daemon_start(struct daemon *d, struct daemon_options *o)
                 r = daemon_take_signals(d, o);
         if (r >= 0)
                 r = daemon_start_relay(d, o);
+        /* Until "go", every adopted socket is the old daemon's too: a take-over that fails half
+         * way must leave them as they were for its rollback (we answer and _exit then). */
+        if (r >= 0 && o->handover_fd >= 0)
+                relay_set_fds_shared(d->relay, true);
         if (r >= 0)
                 r = daemon_read_limits(d, o);
         if (r >= 0)
@@ -802,6 +806,7 @@ static int daemon_start(struct daemon *d, struct daemon_options *o)
                 r = upgrade_answer(o->handover_fd, 0, NULL);
                 if (r >= 0)
                         r = upgrade_await_go(o->handover_fd);
+                relay_set_fds_shared(d->relay, false);
                 /* Whatever the old daemon said or not, it no longer serves once it let us live. */
                 if (r < 0)
                         log_errno(LOG_LEVEL_WARN, r, "vsockmuxd: the old daemon did not confirm the handover");
