@@ -1,7 +1,5 @@
 /* daemon/console.c: the consoles of terminal processes (ResizeConsole); the console itself lives in the guest. */
 #include <errno.h>
-#include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 #include "daemon/process-private.h"
@@ -21,10 +19,8 @@ static void vmm_on_resize(const struct bridge_result *res, void *userdata)
                 char msg[192];
 
                 /* hcsshim's guest looks for the console only inside containers, as for a signal. */
-                snprintf(msg, sizeof(msg),
-                         "consoles resize only inside a container with hcsshim's guest; process %" PRIu32
-                         " runs outside any container (ResizeConsole answered 0x%08" PRIx32 ")",
-                         op->pid, (uint32_t)res->hresult);
+                process_vm_level_refusal(msg, sizeof(msg), "consoles resize only", op->pid, "ResizeConsole",
+                                         (uint32_t)res->hresult);
                 op->fn(-EOPNOTSUPP, msg, op->userdata);
         } else
                 op->fn(res->error, res->message, op->userdata);

@@ -140,6 +140,10 @@ int process_log_write(struct vmm_process *p, enum log_k8s_stream stream, const v
 int process_stdin_from_attach(struct vmm_process *p, bool stdin_once, struct vmm_error *err);
 void process_on_wait(const struct bridge_result *res, void *userdata);
 void process_set_exit(struct vmm_process *p, enum vmm_exit_kind kind, int code, const char *message);
+/* The one line for what hcsshim's guest refuses outside any container (it answers 0xc037010e):
+ * what ("signals reach") is what works only inside one, method the call it refused. */
+void process_vm_level_refusal(char *buf, size_t len, const char *what, uint32_t pid, const char *method,
+                              uint32_t hresult);
 void process_maybe_report(struct vmm_process *p);
 void process_report(struct vmm_process *p);
 

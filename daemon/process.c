@@ -1017,6 +1017,15 @@ static bool signal_can_kill(int sig)
 }
 
 /* The guest took the signal: remember it, to name the signal of an exit it reports without one. */
+void process_vm_level_refusal(char *buf, size_t len, const char *what, uint32_t pid, const char *method,
+                              uint32_t hresult)
+{
+        snprintf(buf, len,
+                 "%s inside a container with hcsshim's guest; process %" PRIu32
+                 " runs outside any container (%s answered 0x%08" PRIx32 ")",
+                 what, pid, method, hresult);
+}
+
 static void kill_delivered(struct vmm_kill_op *op)
 {
         struct vmm_process *p = vmm_processes_find(op->table, op->pid);
@@ -1045,10 +1054,8 @@ static void vmm_on_signal(const struct bridge_result *res, void *userdata)
                 char msg[192];
 
                 /* hcsshim's guest looks for the pid only inside containers; we cannot change that. */
-                snprintf(msg, sizeof(msg),
-                         "signals reach only processes inside a container with hcsshim's guest; process %" PRIu32
-                         " runs outside any container (SignalProcess answered 0x%08" PRIx32 ")",
-                         op->pid, (uint32_t)res->hresult);
+                process_vm_level_refusal(msg, sizeof(msg), "signals reach only processes", op->pid, "SignalProcess",
+                                         (uint32_t)res->hresult);
                 op->fn(-EOPNOTSUPP, msg, op->userdata);
         } else
                 op->fn(res->error, res->message, op->userdata);
