@@ -4,10 +4,12 @@
 The load generator must pass every byte through each relay variant (the real daemon path
 included), and must fail a relay that cross-wires two streams, and a daemon whose stdio ports
 are cross-wired: a checker that cannot fail would make every bench figure moot. The last part
-runs one small save/restore (B10/B11) and checks its output crossed exactly once.
+runs one small save/restore (B10/B11) and checks its output crossed exactly once, and B12's and
+B13's scripts (upgrade.py, restart.py with file and fifo endpoints) at 5 processes with their checks.
 """
 
 import os
+import subprocess
 import sys
 
 sys.dont_write_bytecode = True
@@ -41,6 +43,14 @@ class CrossWired(run.EpollRelay):
 
     def start(self, bins, spec_path, streams):
         return super().start(bins, swap_field(spec_path, 4, ".crossed"), streams)
+
+
+def bench_script(root, argv):
+    """B12's and B13's scripts at 5 processes: their own checks (every line, every exit code) pass."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    r = subprocess.run([sys.executable, os.path.join(here, argv[0]), "--build", root, "--processes", "5"] + argv[1:],
+                       capture_output=True, text=True, timeout=240)
+    return r.returncode == 0, "" if r.returncode == 0 else (r.stdout + r.stderr).strip()[-400:]
 
 
 def main():
@@ -83,6 +93,11 @@ def main():
         ok = all(r.get("ok") for r in runs)
         print("%-12s %-9s %s %s" % ("smoke-sr", "vsockmux", "ok" if ok else "FAIL", runs[0].get("error") or ""))
         bad += not ok
+        for name, argv in (("smoke-upg", ["upgrade.py"]), ("smoke-rst", ["restart.py", "--wait-teardown"]),
+                           ("smoke-rst-f", ["restart.py", "--wait-teardown", "--fifo"])):
+            ok, why = bench_script(root, argv)
+            print("%-12s %-9s %s %s" % (name, "vsockmux", "ok" if ok else "FAIL", why))
+            bad += not ok
     return 1 if bad else 0
 
 
