@@ -182,10 +182,22 @@ static void hvsock_on_accept(struct relay *r, struct relay_op *op, int res, uint
                 listener_unref(l);
 }
 
-static int hvsock_bind(const char *path, int *ret_fd)
+/* A socket file at path, from an owner that is gone: removed so the path can be bound. */
+static int hvsock_unlink_stale(const char *path)
+{
+        struct stat st;
+
+        if (lstat(path, &st) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (!S_ISSOCK(st.st_mode))
+                return -EADDRINUSE;
+        return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+static int hvsock_bind(const char *path, bool owns_path, int *ret_fd)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        struct stat st;
+        int k;
 
         if (strlen(path) >= sizeof(sa.sun_path))
                 return -ENAMETOOLONG;
@@ -199,7 +211,7 @@ static int hvsock_bind(const char *path, int *ret_fd)
                         return -errno;
                 if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
                         if (listen(fd, LISTENER_BACKLOG) < 0) {
-                                int k = -errno;
+                                k = -errno;
                                 unlink(path);
                                 return k;
                         }
@@ -208,21 +220,19 @@ static int hvsock_bind(const char *path, int *ret_fd)
                 }
                 if (errno != EADDRINUSE || attempt > 0)
                         return -errno;
-
-                /* Someone live answering on the path owns it; a dead socket file is ours to replace. */
-                probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-                if (probe < 0)
-                        return -errno;
-                if (connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno == EAGAIN)
-                        return -EADDRINUSE;
-                if (errno != ECONNREFUSED && errno != ENOENT)
-                        return -EADDRINUSE;
-                if (lstat(path, &st) == 0) {
-                        if (!S_ISSOCK(st.st_mode))
-                                return -EADDRINUSE;
-                        if (unlink(path) < 0 && errno != ENOENT)
+                if (!owns_path) {
+                        /* Someone live answering on the path owns it; a dead socket file is ours to replace. */
+                        probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+                        if (probe < 0)
                                 return -errno;
+                        if (connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno == EAGAIN)
+                                return -EADDRINUSE;
+                        if (errno != ECONNREFUSED && errno != ENOENT)
+                                return -EADDRINUSE;
                 }
+                k = hvsock_unlink_stale(path);
+                if (k < 0)
+                        return k;
         }
 }
 
@@ -245,7 +255,7 @@ static int listen_hvsock(struct relay_listener *l, const struct relay_transport 
         k = relay_transport_hvsock_path(t, l->port, l->path, sizeof(l->path));
         if (k < 0)
                 return k;
-        k = hvsock_bind(l->path, &l->fd);
+        k = hvsock_bind(l->path, t->owns_paths, &l->fd);
         if (k < 0)
                 return k;
         l->path_owned = true;

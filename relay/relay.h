@@ -114,6 +114,10 @@ struct relay_transport {
         enum relay_transport_kind kind;
         char uds_path[RELAY_UDS_PATH_MAX]; /* HVSOCK: the VM's vsock socket base path */
         uint32_t cid;                      /* VSOCK: the VM's CID */
+        /* HVSOCK: the caller holds a lock no live process serves these paths without, so a socket
+         * file found at a port's path is a dead owner's and is replaced without asking it: a
+         * SIGKILLed daemon's listeners still answer for a while as the kernel tears down its ring. */
+        bool owns_paths;
 };
 
 /* Writes "<uds>_<port>"; -ENAMETOOLONG when it does not fit buf or sun_path. */

@@ -335,6 +335,46 @@ static void test_listener_live_owner_gives_eaddrinuse(void **state)
         rm_tmpdir(dir);
 }
 
+/* A dead daemon's listener can still answer while the kernel tears its io_uring down. A caller
+ * that holds the VM's lock (owns_paths) knows no live process serves the path and takes it over;
+ * without it the answering socket counts as a live owner. */
+static void test_listener_owning_the_paths_replaces_a_socket_that_still_answers(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct relay_transport t;
+        struct accepted a = {}, b = {};
+        char dir[64], path[128];
+        int lingering, conn;
+
+        make_tmpdir(dir, sizeof(dir));
+        transport_in(dir, &t);
+        assert_int_equal(relay_new(NULL, &r), 0);
+        assert_int_equal(relay_transport_hvsock_path(&t, 10, path, sizeof(path)), 0);
+        assert_true(strlen(path) < sizeof(sa.sun_path));
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        lingering = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        assert_true(lingering >= 0);
+        assert_int_equal(bind(lingering, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        assert_int_equal(listen(lingering, 8), 0);
+
+        assert_int_equal(relay_listen(r, &t, 10, RELAY_LISTEN_ONCE, on_accept, &a, &a.l), -EADDRINUSE);
+        /* That refusal asked by connecting: its probe waits in the lingering backlog. */
+        conn = accept4(lingering, NULL, NULL, SOCK_CLOEXEC);
+        assert_true(conn >= 0);
+        close(conn);
+        t.owns_paths = true;
+        assert_int_equal(relay_listen(r, &t, 10, RELAY_LISTEN_ONCE, on_accept, &b, &b.l), 0);
+        /* A dial reaches the new listener, not the lingering one. */
+        assert_int_equal(dial_status(path), 0);
+        run_until_count(r, &b.count, 1);
+        conn = accept4(lingering, NULL, NULL, SOCK_CLOEXEC);
+        assert_int_equal(conn, -1);
+        b.l = relay_listener_free(b.l);
+        close(lingering);
+        rm_tmpdir(dir);
+}
+
 static void test_listener_path_longer_than_sun_path_is_refused(void **state)
 {
         _cleanup_(relay_freep) struct relay *r = NULL;
@@ -397,6 +437,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_listener_connection_to_unexpected_port_is_refused),
                 cmocka_unit_test(test_listener_replaces_stale_socket_file),
                 cmocka_unit_test(test_listener_live_owner_gives_eaddrinuse),
+                cmocka_unit_test(test_listener_owning_the_paths_replaces_a_socket_that_still_answers),
                 cmocka_unit_test(test_listener_path_longer_than_sun_path_is_refused),
                 cmocka_unit_test(test_listener_free_inside_accept_callback_is_safe),
                 cmocka_unit_test(test_listener_vsock_needs_a_guest_cid),
