@@ -44,12 +44,16 @@ int vmm_vm_fence_take(struct vmm_vm *vm, struct vmm_error *err)
                 return vmm_error_set(err, r, "cannot take the lock of %s: %s",
                                      vm_transport_name(vm, what, sizeof(what)),
                                      r == -EBADMSG ? "its lock file holds something else" : strerror(-r));
+        /* The lock goes with its holder's death: a socket file still at a port is a dead daemon's,
+         * even one whose listeners answer for a while after a SIGKILL. */
+        vm->listen_transport.owns_paths = true;
         return 0;
 }
 
 void vmm_vm_fence_drop(struct vmm_vm *vm)
 {
         vm->fence = fence_release(vm->fence);
+        vm->listen_transport.owns_paths = false;
 }
 
 uint64_t vmm_vm_fence_generation(const struct vmm_vm *vm)
