@@ -704,6 +704,7 @@ enum {
         OPT_TIMEOUT,
         OPT_DETACH_KEYS,
         OPT_STDIN_ONCE,
+        OPT_KEEP_STDERR,
         OPT_LOG_SIZE_MAX,
         OPT_LOG_MAX_FILES,
 };
@@ -775,6 +776,7 @@ static int exec_parse_option(struct cli *cli, int c, char **argv, Vsockmux__V1__
                 return 0;
         case 'i': req->interactive = true; return 0;
         case OPT_STDIN_ONCE: req->stdin_once = true; return 0;
+        case OPT_KEEP_STDERR: req->keep_stderr = true; return 0;
         case OPT_LOG_SIZE_MAX:
                 if (parse_size(optarg, &req->log_size_max) < 0)
                         return cli_usage_error(cli, "--log-size-max wants a size such as 10M (1 to 1T), got '%s'",
@@ -828,6 +830,7 @@ static int exec_parse(struct cli *cli, int argc, char **argv, Vsockmux__V1__Exec
                                                  { "tty", no_argument, NULL, 't' },
                                                  { "interactive", no_argument, NULL, 'i' },
                                                  { "stdin-once", no_argument, NULL, OPT_STDIN_ONCE },
+                                                 { "keep-stderr", no_argument, NULL, OPT_KEEP_STDERR },
                                                  { "log-size-max", required_argument, NULL, OPT_LOG_SIZE_MAX },
                                                  { "log-max-files", required_argument, NULL, OPT_LOG_MAX_FILES },
                                                  { "json", no_argument, NULL, 'j' },
@@ -871,6 +874,9 @@ static int exec_check(struct cli *cli, const Vsockmux__V1__ExecRequest *req, str
                 return cli_usage_error(cli, "--stderr cannot go with --tty: a terminal's stderr is its output");
         if (req->stdin_once && !req->interactive)
                 return cli_usage_error(cli, "--stdin-once applies to -i (stdin from attach clients)");
+        if (req->keep_stderr && (x->terminal || x->s[STREAM_STDERR].path || !req->detach))
+                return cli_usage_error(cli, "--keep-stderr keeps a detached exec's stderr without --stderr for "
+                                            "attach: not with --tty, --stderr or attached");
         if ((req->log_size_max || req->log_max_files) && !(req->log && !strncmp(req->log, "k8s-file:", 9)))
                 return cli_usage_error(cli, "--log-size-max and --log-max-files apply to --log k8s-file:PATH");
         if (req->interactive && x->s[STREAM_STDIN].path)

@@ -24,7 +24,8 @@ static const struct cli_command commands[] = {
           "                  [--stderr DST] [--detach] [--timeout SEC] [--json]\n"
           "                  [--tty|-t] [--sig-proxy[=true|false]] [--id ID] [--deadline-ms MS]\n"
           "                  [--detach-keys KEYS] [--log k8s-file:PATH|journald|passthrough]\n"
-          "                  [--log-size-max SIZE] [--log-max-files N] [-i|--interactive] [--stdin-once] -- ARGV...",
+          "                  [--log-size-max SIZE] [--log-max-files N] [-i|--interactive] [--stdin-once]\n"
+          "                  [--keep-stderr] -- ARGV...",
           "Starts ARGV in VM NAME. Attached (the default) it relays this terminal's stdio and exits\n"
           "with the process's code (128+N for signal N, 255 if lost, 125 if it never ran);\n"
           "--detach prints the pid and leaves stdio to the SRC/DST paths. Attached, it forwards\n"
@@ -37,7 +38,9 @@ static const struct cli_command commands[] = {
           "and a retry with its --id finds it. --log k8s-file:PATH (with --detach) writes stdout and\n"
           "stderr to PATH in kubelet's CRI log format instead of --stdout/--stderr; --log-size-max\n"
           "rotates it (PATH.1 ...), --log-max-files N keeping N files. -i with --detach: stdin is\n"
-          "what attach clients write (--stdin-once: until the last one leaves)." },
+          "what attach clients write (--stdin-once: until the last one leaves). A detached exec\n"
+          "given --stdout but no --stderr, -i or --log has no stderr (the guest gives it /dev/null)\n"
+          "unless --keep-stderr keeps it for attach." },
         { NULL, "resize", cli_resize, "resize NAME PID ROWS COLUMNS",
           "Resizes the console of process PID (started with --tty)." },
         { NULL, "close-stdin", cli_close_stdin, "close-stdin NAME PID|ID",

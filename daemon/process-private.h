@@ -98,6 +98,7 @@ struct vmm_process {
         int killed_by;             /* the last signal Kill delivered (guest said OK); 0 = none */
         uint64_t killed_at_ns;     /* when, on the relay's clock */
         bool terminal;             /* EmulateConsole: no stderr stream */
+        bool no_stderr;            /* no stderr port: a terminal, or nobody could read it */
         uint16_t console_height, console_width;
         uint64_t started_ns, exited_ns; /* CLOCK_REALTIME, for ps: pid known, exit known; 0: not (yet) */
 };

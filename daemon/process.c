@@ -177,6 +177,12 @@ static void process_forget_oldest(struct vmm_processes *t)
         }
 }
 
+/* The streams process_send_exec() gives a port. */
+static bool process_stream_wanted(const struct vmm_process *p, enum vmm_stream_kind k)
+{
+        return k == VMM_STDIN ? p->streams[k].endpoint != NULL : k == VMM_STDOUT || !p->no_stderr;
+}
+
 /* Streams that hold a listener or a relay stream now, and those a pending exec will open. */
 static unsigned process_streams_held(const struct vmm_process *p)
 {
@@ -185,7 +191,7 @@ static unsigned process_streams_held(const struct vmm_process *p)
         for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
                 const struct vmm_stream *s = &p->streams[k];
 
-                if (p->state == VMM_PROCESS_PENDING ? k != VMM_STDIN || s->endpoint : s->listener || s->stream)
+                if (p->state == VMM_PROCESS_PENDING ? process_stream_wanted(p, k) : s->listener || s->stream)
                         n++;
         }
         return n;
@@ -518,10 +524,11 @@ static int process_send_exec(struct vmm_process *p, struct vmm_error *err)
         for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
                 struct vmm_stream *s = &p->streams[k];
 
-                if (k == VMM_STDIN && !s->endpoint)
-                        continue;
-                /* A console has one output: the guest merges stderr into it (hcsshim's TtyRelay). */
-                if (k == VMM_STDERR && p->terminal)
+                /* A console has one output: the guest merges stderr into it (hcsshim's TtyRelay).
+                 * A stderr nobody could read gets no port rather than a late listener: the guest
+                 * dials every port the request names, at once, and fails the exec if one does
+                 * not accept (hcsshim's internal/guest/stdio.Connect). */
+                if (!process_stream_wanted(p, k))
                         continue;
                 r = ports_alloc(t->guest->ports, &s->port);
                 if (r < 0) {
@@ -691,6 +698,7 @@ int process_new(struct vmm_processes *t, const struct vmm_exec_params *params, s
         for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++)
                 stream_init(&p->streams[k], p, k);
         p->terminal = params->terminal;
+        p->no_stderr = !vmm_exec_wants_stderr(params);
         p->console_height = params->console_height;
         p->console_width = params->console_width;
         p->n_argv = params->n_argv;
@@ -785,6 +793,27 @@ int vmm_processes_exec_check(struct vmm_processes *t, const struct vmm_exec_para
         if (!params->console_height != !params->console_width)
                 return vmm_error_set(err, -EINVAL, "the console size needs both a height and a width");
         return 0;
+}
+
+static bool path_given(const char *path)
+{
+        return path && path[0];
+}
+
+bool vmm_exec_wants_stderr(const struct vmm_exec_params *params)
+{
+        if (params->terminal)
+                return false;
+        /* A log (given, or the daemon's default, which applies only without stdout and stderr
+         * paths) takes both outputs; attach clients of a process kept for them expect both. */
+        return path_given(params->stderr_path) || params->keep_stderr || params->log_journald ||
+               path_given(params->log_k8s_path) || !path_given(params->stdout_path) ||
+               (params->interactive && !path_given(params->stdin_path));
+}
+
+unsigned vmm_exec_streams(const struct vmm_exec_params *params)
+{
+        return 1 + (path_given(params->stdin_path) || params->interactive) + vmm_exec_wants_stderr(params);
 }
 
 bool vmm_processes_make_room(struct vmm_processes *t, unsigned max)

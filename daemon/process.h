@@ -32,6 +32,13 @@ struct vmm_process *vmm_processes_next(struct vmm_processes *t, struct vmm_proce
 int vmm_processes_exec_check(struct vmm_processes *t, const struct vmm_exec_params *params, struct vmm_error *err);
 /* Forgets the oldest reported exit when the table holds max processes or more; true when under max then. */
 bool vmm_processes_make_room(struct vmm_processes *t, unsigned max);
+/* Whether the process gets a stderr stream (a port the guest dials): one with an endpoint, a log, or
+ * an exec that keeps its stdout or stdin for attach clients (or asks with keep_stderr); not a
+ * terminal's. Else nobody could ever read it, and its listener would be the largest part of an
+ * idle process's cost. */
+bool vmm_exec_wants_stderr(const struct vmm_exec_params *params);
+/* The stdio streams such an exec holds, for max_streams. */
+unsigned vmm_exec_streams(const struct vmm_exec_params *params);
 /* See vmm_exec_start() in daemon/vm.h; the caps are the caller's. */
 int vmm_processes_exec(struct vmm_processes *t, const struct vmm_exec_params *params, vmm_started_fn fn, void *userdata,
                        struct vmm_starter **ret_starter, struct vmm_error *err);

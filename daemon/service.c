@@ -422,6 +422,7 @@ static int on_exec(struct control_call *call, const ProtobufCMessage *request, v
                 .exec_id = req->exec_id,
                 .interactive = req->interactive,
                 .stdin_once = req->stdin_once,
+                .keep_stderr = req->keep_stderr,
                 .log_size_max = req->log_size_max,
                 .log_max_files = req->log_max_files,
         };
@@ -440,6 +441,10 @@ static int on_exec(struct control_call *call, const ProtobufCMessage *request, v
         if (req->log_max_files > SERVICE_LOG_MAX_FILES)
                 return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "log_max_files is at most %u",
                                          SERVICE_LOG_MAX_FILES);
+        if (req->keep_stderr && (req->terminal || req->stderr_path[0]))
+                return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT,
+                                         "keep_stderr keeps a stderr without stderr_path: not with terminal or "
+                                         "stderr_path");
         if (req->stdin_once && !req->interactive)
                 return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT,
                                          "stdin_once applies to an interactive exec's stdin (attach clients)");

@@ -356,7 +356,7 @@ int vmm_container_shutdown(struct vmm_vm *vm, const char *id, bool force, vmm_do
 static int vm_check_caps(struct vmm_vm *vm, const struct vmm_exec_params *params, struct vmm_error *err)
 {
         const struct vmm_config *cfg = vm->ctx->cfg;
-        unsigned held, want = (params->stdin_path && params->stdin_path[0]) || params->interactive ? 3 : 2;
+        unsigned held, want = vmm_exec_streams(params);
 
         if (!vmm_processes_make_room(vm->processes, cfg->max_processes)) {
                 unsigned n = vmm_processes_count(vm->processes);

@@ -126,7 +126,8 @@ struct vmm_exec_params {
         const char *const *env;
         size_t n_env;
         const char *cwd;
-        /* Host endpoint paths; NULL or "": stdin absent, stdout/stderr kept for attach. */
+        /* Host endpoint paths; NULL or "": stdin absent, stdout kept for attach, stderr kept for
+         * attach when something else is (vmm_exec_wants_stderr()). */
         const char *stdin_path, *stdout_path, *stderr_path;
         uint64_t connect_timeout_ns; /* 0 = default */
         /* Whose rights open the endpoints (the control peer's); NULL: the daemon's own. */
@@ -145,6 +146,9 @@ struct vmm_exec_params {
         unsigned log_max_files;
         bool log_journald;    /* stdout and stderr as journal entries, no endpoints */
         bool log_passthrough; /* asked for "passthrough": the daemon's default log does not apply */
+        /* No stderr_path while stdout has one: stderr is still kept for attach (else the process
+         * gets none, see vmm_exec_wants_stderr()). */
+        bool keep_stderr;
 };
 
 /* Runs once: the pid is known (error 0), or the exec failed. */

@@ -83,8 +83,9 @@ def test_families_and_values(daemon, cli, sim):
         e.vm_with_sim("vm1")
         out = os.path.join(e.tmp, "out")
         # Detached: no stdin stream (an attached exec's stdin, unread by a process that exits, may
-        # end reset, an error this test does not want).
-        pid = e.cli("exec", "vm1", "--detach", "--stdout", out, "--", "sh", "-c",
+        # end reset, an error this test does not want). --keep-stderr: a stderr kept for attach
+        # counts what the guest sent on it (without it, --stdout alone would give no stderr).
+        pid = e.cli("exec", "vm1", "--detach", "--stdout", out, "--keep-stderr", "--", "sh", "-c",
                     "printf 0123456789; printf abc >&2").stdout.strip()
         e.cli("wait", "vm1", pid)
         # A cap hit: --max-vms 1 refuses a second VM.
