@@ -90,7 +90,10 @@ struct vmm_process {
         bool exit_reported;
         struct vmm_exit exit;
         struct list_head waiters;
+        /* From the exec when it keeps output or stdin for attach clients, else from the first
+         * Attach (an idle process with endpoints holds none), with the cap of when it started. */
         struct attach *attach;
+        unsigned attach_max_clients;
         struct relay_timer *timer; /* connect timeout while pending, drain timeout after exit */
         struct list_head starters; /* struct vmm_starter: told once the pid is known or the exec failed */
         bool in_exec;              /* ExecuteProcess outstanding: its callback holds a pointer */

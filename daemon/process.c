@@ -177,6 +177,11 @@ static void process_forget_oldest(struct vmm_processes *t)
         }
 }
 
+static bool path_given(const char *path)
+{
+        return path && path[0];
+}
+
 /* The streams process_send_exec() gives a port. */
 static bool process_stream_wanted(const struct vmm_process *p, enum vmm_stream_kind k)
 {
@@ -487,7 +492,7 @@ int process_attach_open(struct vmm_process *p, unsigned seq)
         struct attach_config cfg = {
                 .backlog = ctx->cfg->attach_backlog,
                 .client_max_tx = ctx->cfg->attach_client_max_tx,
-                .max_clients = ctx->cfg->attach_max_clients,
+                .max_clients = p->attach_max_clients,
         };
         char path[RELAY_UDS_PATH_MAX], name[VMM_NAME_MAX + 32];
 
@@ -500,7 +505,24 @@ int process_attach_open(struct vmm_process *p, unsigned seq)
 
 int vmm_process_attach_listen(struct vmm_process *p)
 {
-        return p->attach ? attach_listen(p->attach) : -ENOENT;
+        if (!p->attach) {
+                int r = process_attach_open(p, ++p->table->exec_seq);
+
+                if (r < 0)
+                        return r;
+                if (p->exit_reported)
+                        attach_end(p->attach);
+        }
+        return attach_listen(p->attach);
+}
+
+/* Output without an endpoint goes to the attach backlog, and -i's stdin comes from attach clients:
+ * such a process needs its attach state from the start. Any other gets it on its first Attach,
+ * so an idle process with endpoints holds none (B7). */
+static bool process_keeps_for_attach(const struct vmm_process *p, const struct vmm_exec_params *params)
+{
+        return !p->streams[VMM_STDOUT].endpoint || (!p->no_stderr && !p->streams[VMM_STDERR].endpoint) ||
+               (params->interactive && !path_given(params->stdin_path));
 }
 
 /* Ports, listeners, then the request: the guest dials as soon as it reads it. */
@@ -699,6 +721,7 @@ int process_new(struct vmm_processes *t, const struct vmm_exec_params *params, s
                 stream_init(&p->streams[k], p, k);
         p->terminal = params->terminal;
         p->no_stderr = !vmm_exec_wants_stderr(params);
+        p->attach_max_clients = process_ctx(p)->cfg->attach_max_clients; /* the cap when it started */
         p->console_height = params->console_height;
         p->console_width = params->console_width;
         p->n_argv = params->n_argv;
@@ -795,11 +818,6 @@ int vmm_processes_exec_check(struct vmm_processes *t, const struct vmm_exec_para
         return 0;
 }
 
-static bool path_given(const char *path)
-{
-        return path && path[0];
-}
-
 bool vmm_exec_wants_stderr(const struct vmm_exec_params *params)
 {
         if (params->terminal)
@@ -840,7 +858,7 @@ int vmm_processes_exec(struct vmm_processes *t, const struct vmm_exec_params *pa
         r = process_open_endpoints(p, params, err);
         if (r < 0)
                 goto fail;
-        r = process_attach_open(p, ++t->exec_seq);
+        r = process_keeps_for_attach(p, params) ? process_attach_open(p, ++t->exec_seq) : 0;
         if (r < 0)
                 log_warn("vm %s: no attach socket for this exec: %s", t->guest->vm_name, strerror(-r));
         if (params->interactive && !(params->stdin_path && params->stdin_path[0])) {

@@ -132,14 +132,15 @@ static void attach_expect(struct integ *t, long pid, int stream, const char *tex
 }
 
 /* --stdout only: the exec names no stderr port (the guest gives the process /dev/null), no
- * listener or port file exists for one, and the process runs and exits as before. */
+ * listener or port file exists for one, and the process runs and exits as before; attach works. */
 static void test_stdout_endpoint_only_has_no_stderr(void **state)
 {
         struct integ *t = *state;
         uint32_t files[MAX_PORT_FILES];
-        char out[INTEG_PATH_MAX], *got;
+        char out[INTEG_PATH_MAX], path[INTEG_PATH_MAX], *got;
         size_t n_files, len;
         long pid;
+        int fd;
 
         snprintf(out, sizeof(out), "%s", integ_path(t, "a.out"));
         integ_vm_with_sim(t, "demo");
@@ -154,7 +155,18 @@ static void test_stdout_endpoint_only_has_no_stderr(void **state)
                 assert_int_equal(files[0], port_of(t, pid, "stdout"));
         if (t->cfg->resume)
                 assert_int_equal(n_files, 1);
+        /* Its attach state comes with the first Attach; a client then sees the exit as the end. */
+        integ_attach_path(t, "demo", pid, path, sizeof(path));
+        fd = integ_connect_unix(path, SOCK_SEQPACKET);
         stop_and_wait(t, pid);
+        {
+                struct pollfd pfd = { .fd = fd, .events = POLLIN };
+                char buf[64];
+
+                assert_int_equal(poll(&pfd, 1, INTEG_WAIT_MS), 1);
+                assert_int_equal(recv(fd, buf, sizeof(buf), 0), 0);
+        }
+        close(fd);
         got = integ_read_file(out, &len);
         assert_string_equal(got, "out\n"); /* stderr went nowhere, not into stdout */
         free(got);
