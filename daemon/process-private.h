@@ -28,17 +28,18 @@ struct vmm_stream {
         enum vmm_stream_kind kind;
         uint32_t port;   /* 0 = the process has no such stream */
         int endpoint_fd; /* until the guest connects and the stream takes it */
-        char *endpoint;  /* the path the client named; NULL = kept for attach */
+        int error;
+        char *endpoint; /* the path the client named; NULL = kept for attach */
         struct relay_listener *listener;
         struct relay_stream *stream;
         struct relay_stream_counters counters; /* the last known, kept after the stream is gone */
+        uint64_t dropped;                      /* read, never delivered: the stream failed */
+        uint64_t endpoint_base;                /* a regular file sink: its length when opened (the record's) */
+        /* The flags last, together: three streams per process, so no padding between them. */
         bool done;
-        int error;
-        bool no_redial;         /* restored without the resume extension, not a container's init:
-                                         * hcsshim's guest will not dial it again */
-        bool close_requested;   /* stdin: CloseStdin; released once what was read is flushed */
-        uint64_t dropped;       /* read, never delivered: the stream failed */
-        uint64_t endpoint_base; /* a regular file sink: its length when opened (the record's) */
+        bool no_redial;       /* restored without the resume extension, not a container's init:
+                               * hcsshim's guest will not dial it again */
+        bool close_requested; /* stdin: CloseStdin; released once what was read is flushed */
         bool endpoint_is_file;
 };
 
