@@ -774,12 +774,14 @@ static int daemon_start(struct daemon *d, struct daemon_options *o)
 {
         int r = daemon_adopt_socket(o);
 
-        if (r >= 0)
-                r = daemon_take_over(o);
+        /* The loop first: a live upgrade starts us before the old daemon holds its guests quiet,
+         * so what we set up before the handover arrives is not part of their stall. */
         if (r >= 0)
                 r = daemon_take_signals(d, o);
         if (r >= 0)
                 r = daemon_start_relay(d, o);
+        if (r >= 0)
+                r = daemon_take_over(o);
         /* Until "go", every adopted socket is the old daemon's too: a take-over that fails half
          * way must leave them as they were for its rollback (we answer and _exit then). */
         if (r >= 0 && o->handover_fd >= 0)
