@@ -1,6 +1,6 @@
-/* daemon/upgrade.c: live upgrade: the old daemon freezes what it hands over, spawns the new binary
- * with a socketpair on fd 3, sends the Handover with its fds, and waits on the loop for "ready";
- * a missing binary, a crash at start, a refusal or no answer within the deadline thaws it. */
+/* daemon/upgrade.c: live upgrade: the old daemon spawns the new binary with a socketpair on fd 3,
+ * then holds and freezes what it hands over, sends the Handover with its fds, and waits on the loop
+ * for "ready"; a missing binary, a crash at start, a refusal or no answer within the deadline thaws it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
@@ -169,7 +169,7 @@ struct upgrade *upgrade_free(struct upgrade *u)
         /* A daemon stopped mid-hold: the holds must not call back into a freed upgrade. */
         if (u->state == UPGRADE_HOLDING)
                 u->ops->unhold(u->userdata, NULL, 0);
-        if (u->state == UPGRADE_WAITING && u->child > 0) {
+        if ((u->state == UPGRADE_WAITING || u->state == UPGRADE_HOLDING) && u->child > 0) {
                 (void)kill(u->child, SIGKILL);
                 (void)waitpid(u->child, NULL, 0);
         }
@@ -186,6 +186,17 @@ struct upgrade *upgrade_free(struct upgrade *u)
         free(u->binary);
         free(u);
         return NULL;
+}
+
+/* A new daemon that will get nothing: it has touched no guest connection. */
+static void end_child(struct upgrade *u)
+{
+        if (u->child > 0) {
+                (void)kill(u->child, SIGKILL);
+                (void)waitpid(u->child, NULL, 0);
+                u->child = 0;
+        }
+        u->sock = safe_close(u->sock);
 }
 
 /* Waits a little for a child that closed its end, then kills it; describes how it ended. */
@@ -273,6 +284,7 @@ static void timer_fired(struct relay_timer *t, void *userdata)
 
                 what[0] = '\0';
                 u->state = UPGRADE_IDLE;
+                end_child(u);
                 u->ops->unhold(u->userdata, what, sizeof(what));
                 u->done = NULL;
                 snprintf(why, sizeof(why),
@@ -427,22 +439,17 @@ static int send_handover(struct upgrade *u)
         return handover_send(u->sock, HANDOVER_MAGIC_STATE, buf, len, u->fds.fds, u->fds.n);
 }
 
-/* Everything held quiet: freezes, spawns and sends. 0: WAITING for the answer (done follows); or
- * -errno with why, all thawed. done is left to the caller then. */
-static int hand_over(struct upgrade *u, char *why, size_t len)
+/* The new daemon starts before anything is held, so its exec, loader and io_uring set-up are not
+ * part of the guests' stall: it waits on fd 3 for the handover. Sets u->sock and u->child, or
+ * -errno with why and neither. */
+static int start_child(struct upgrade *u, char *why, size_t len)
 {
         _cleanup_close_ int child_end = -1;
-        uint64_t timeout_ns = u->timeout_ns;
         int sv[2], r;
 
-        r = u->ops->freeze(u->userdata, &u->handover, &u->fds, why, len);
-        if (r < 0)
-                goto thaw; /* what was frozen before it failed goes back */
-        /* Everything below either reaches the WAITING state or thaws before it returns. */
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
                 r = negative_errno();
-                snprintf(why, len, "socketpair: %s", strerror(-r));
-                goto thaw;
+                return snprintf(why, len, "socketpair: %s", strerror(-r)), r;
         }
         u->sock = sv[0];
         /* Away from fd 3, so dup2 onto it clears close-on-exec. */
@@ -451,21 +458,28 @@ static int hand_over(struct upgrade *u, char *why, size_t len)
         if (child_end < 0) {
                 r = negative_errno();
                 snprintf(why, len, "fcntl: %s", strerror(-r));
-                goto thaw;
-        }
-        r = set_timeout(u->sock, SO_SNDTIMEO, timeout_ns);
-        if (r >= 0)
-                r = set_timeout(u->sock, SO_RCVTIMEO, 2ull * 1000000000ull);
-        if (r < 0) {
+        } else if ((r = set_timeout(u->sock, SO_SNDTIMEO, u->timeout_ns)) < 0 ||
+                   (r = set_timeout(u->sock, SO_RCVTIMEO, 2ull * 1000000000ull)) < 0)
                 snprintf(why, len, "setsockopt: %s", strerror(-r));
-                goto thaw;
-        }
-        r = spawn(u, child_end, &u->child);
-        if (r < 0) {
+        else if ((r = spawn(u, child_end, &u->child)) < 0)
                 snprintf(why, len, "cannot run %s: %s; this daemon serves on", u->binary, strerror(-r));
-                goto thaw;
-        }
-        child_end = safe_close(child_end);
+        if (r < 0)
+                u->sock = safe_close(u->sock);
+        return r;
+}
+
+/* Everything held quiet: freezes and sends to the new daemon started before. 0: WAITING for the
+ * answer (done follows); or -errno with why, all thawed and the new daemon gone. done is left to
+ * the caller then. */
+static int hand_over(struct upgrade *u, char *why, size_t len)
+{
+        uint64_t timeout_ns = u->timeout_ns;
+        int r;
+
+        r = u->ops->freeze(u->userdata, &u->handover, &u->fds, why, len);
+        if (r < 0)
+                goto thaw; /* what was frozen before it failed goes back */
+        /* Everything below either reaches the WAITING state or thaws before it returns. */
         u->state = UPGRADE_WAITING;
         r = send_handover(u);
         if (r >= 0)
@@ -494,7 +508,7 @@ static int hand_over(struct upgrade *u, char *why, size_t len)
         }
         return 0;
 thaw:
-        u->sock = safe_close(u->sock);
+        end_child(u);
         u->ops->thaw(u->userdata, &u->handover, &u->fds);
         u->ops->handover_done(u->userdata, &u->handover);
         fds_clear(&u->fds);
@@ -531,6 +545,11 @@ int upgrade_start(struct upgrade *u, const char *binary, uint64_t timeout_ns, up
         u->handover.control_listener_fd = -1;
         u->done = done;
         u->done_userdata = userdata;
+        r = start_child(u, why, len);
+        if (r < 0) {
+                u->done = NULL;
+                return r;
+        }
         r = u->ops->hold ? u->ops->hold(u->userdata, u, why, len) : 1;
         if (r == 0) {
                 /* upgrade_held() goes on from here, or the deadline unholds. */
@@ -543,6 +562,7 @@ int upgrade_start(struct upgrade *u, const char *binary, uint64_t timeout_ns, up
                 snprintf(why, len, "cannot arm the upgrade's deadline: %s; this daemon serves on", strerror(-r));
         }
         if (r < 0) {
+                end_child(u);
                 u->done = NULL;
                 return r;
         }
@@ -564,8 +584,10 @@ void upgrade_held(struct upgrade *u, int r, const char *why)
         u->state = UPGRADE_IDLE;
         if (r >= 0)
                 r = hand_over(u, buf, sizeof(buf));
-        else
+        else {
+                end_child(u);
                 snprintf(buf, sizeof(buf), "%s; this daemon serves on", why ? why : strerror(-r));
+        }
         if (r < 0) {
                 u->done = NULL;
                 if (done)
@@ -590,7 +612,8 @@ int upgrade_receive(int fd, Vsockmux__State__Handover **ret, int **ret_fds, size
         uint32_t version = 0;
         int r;
 
-        r = set_timeout(fd, SO_RCVTIMEO, UPGRADE_DEFAULT_TIMEOUT_NS);
+        /* Started before the old daemon held its VMs quiet: the hold may take its whole deadline. */
+        r = set_timeout(fd, SO_RCVTIMEO, UPGRADE_MAX_TIMEOUT_NS);
         if (r < 0)
                 return snprintf(why, len, "setsockopt: %s", strerror(-r)), r;
         r = handover_recv(fd, HANDOVER_MAGIC_STATE, &m, &version);
