@@ -137,13 +137,16 @@ struct relay_stream {
         /* from-guest, relay_stream_set_ack: what reached the endpoint, told back to the guest */
         struct relay_op ack_op;
         uint64_t ack_last;  /* the count in ack_buf: sent, or being sent */
+        uint64_t ack_told;  /* the last count the guest was sent whole */
+        uint64_t ack_stall; /* with ack_stalled: what had been delivered when a count did not fit */
         uint8_t ack_buf[8]; /* little-endian, like the resume header */
         uint8_t ack_off;    /* bytes of ack_buf sent; a frame is never cut short */
         unsigned ack_gen;   /* guest_gen of the connection the armed send goes to */
         bool ack_on;
-        bool ack_armed;  /* at most one send in flight */
-        bool ack_due;    /* a new connection hears the count even if it did not change */
-        bool ack_failed; /* the connection refused one: it is going away, try no more */
+        bool ack_armed;   /* at most one send in flight */
+        bool ack_due;     /* a new connection hears the count even if it did not change */
+        bool ack_failed;  /* the connection refused one: it is going away, try no more */
+        bool ack_stalled; /* the guest reads no counts: the next try waits for more delivered */
 };
 
 /* ---- state ---- */
@@ -546,6 +549,8 @@ static bool ack_wanted(const struct relay_stream *s)
             s->hdr_state != HDR_NONE)
                 return false;
         d = ack_delivered(s);
+        if (s->ack_stalled && d == s->ack_stall)
+                return false;
         if (s->ack_due)
                 return true;
         if (d == s->ack_last)
@@ -560,8 +565,10 @@ static int ack_submit(struct relay_stream *s)
 
         if (!sqe)
                 return -EIO;
-        /* A socket send waits by poll in the kernel, never on an io-wq worker. */
-        io_uring_prep_send(sqe, s->guest_fd, s->ack_buf + s->ack_off, sizeof(s->ack_buf) - s->ack_off, MSG_NOSIGNAL);
+        /* A socket send waits by poll in the kernel, never on an io-wq worker. A new count does not
+         * wait at all: a guest that reads none must not hold a freeze or the stream's end on it. */
+        io_uring_prep_send(sqe, s->guest_fd, s->ack_buf + s->ack_off, sizeof(s->ack_buf) - s->ack_off,
+                           MSG_NOSIGNAL | (s->ack_off == 0 ? MSG_DONTWAIT : 0));
         relay_sqe_set_op(sqe, &s->ack_op);
         s->ack_armed = true;
         s->ack_gen = s->guest_gen;
@@ -600,6 +607,16 @@ static void on_ack(struct relay *r, struct relay_op *op, int res, uint32_t flags
                 s->ack_off += (uint8_t)res;
                 if (s->ack_off < sizeof(s->ack_buf) && ack_submit(s) < 0)
                         s->ack_failed = true;
+                else if (s->ack_off == sizeof(s->ack_buf)) {
+                        s->ack_told = s->ack_last;
+                        s->ack_stalled = false;
+                }
+        } else if (res == -EAGAIN && s->ack_off == 0) {
+                /* Its buffer is full of counts it did not read: this one is dropped (a later one
+                 * says more) and the next try waits until more reached the endpoint. */
+                s->ack_stall = s->ack_last;
+                s->ack_last = s->ack_told;
+                s->ack_stalled = true;
         } else if (res == -EINTR || res == -EAGAIN) {
                 if (ack_submit(s) < 0)
                         s->ack_failed = true;
@@ -625,6 +642,7 @@ static void ack_new_guest(struct relay_stream *s)
         s->ack_off = 0;
         s->ack_due = true;
         s->ack_failed = false;
+        s->ack_stalled = false;
 }
 
 /* ---- ends and freezes ---- */

@@ -123,8 +123,9 @@ static void turn(struct ack_st *t, struct guest *g, struct sink *k, uint64_t tot
         guest_read_acks(g, t->s);
 }
 
-/* A stream between the test's guest end g and a sink k over socketpairs; ring: never spliced. */
-static void open_stream_on(struct ack_st *t, struct guest *g, struct sink *k, bool ring)
+/* A stream between the test's guest end g and a sink k over socketpairs; ring: never spliced;
+ * sndbuf > 0: the relay's side of the guest connection sends into that little room. */
+static void open_stream_sized(struct ack_st *t, struct guest *g, struct sink *k, bool ring, int sndbuf)
 {
         struct relay_config cfg;
         int gs[2], es[2];
@@ -134,9 +135,16 @@ static void open_stream_on(struct ack_st *t, struct guest *g, struct sink *k, bo
         assert_int_equal(relay_new(&cfg, &t->r), 0);
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, gs), 0);
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, es), 0);
+        if (sndbuf > 0)
+                assert_int_equal(setsockopt(gs[1], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
         *g = (struct guest){ .fd = gs[0] };
         *k = (struct sink){ .fd = es[1] };
         assert_int_equal(relay_stream_new(t->r, RELAY_STREAM_FROM_GUEST, gs[1], es[0], &ack_ops, t, &t->s), 0);
+}
+
+static void open_stream_on(struct ack_st *t, struct guest *g, struct sink *k, bool ring)
+{
+        open_stream_sized(t, g, k, ring, 0);
 }
 
 static void open_stream(struct ack_st *t, struct guest *g, struct sink *k)
@@ -298,6 +306,50 @@ static void test_a_new_connection_hears_the_count_after_the_header(void **state)
         close_stream(&t, &g, &k);
 }
 
+/* A turn of a guest that never reads its counts (a hostile or broken one). */
+static void turn_deaf(struct ack_st *t, struct guest *g, struct sink *k, uint64_t total)
+{
+        guest_write(g, total);
+        assert_int_equal(relay_run_once(t->r, 1000 * 1000), 0);
+        sink_read(k);
+}
+
+/* A guest that agreed to acks but reads none fills its side with them. That must cost it its
+ * counts, not hold anyone else: the stream still freezes (a save, an upgrade) and still ends. */
+static void test_a_guest_that_reads_no_acks_holds_neither_a_freeze_nor_the_end(void **state)
+{
+        struct ack_st t = {};
+        struct guest g;
+        struct sink k;
+        uint64_t deadline;
+
+        /* Room for a handful of counts in flight: the rest find the relay's side full. */
+        open_stream_sized(&t, &g, &k, true, 4096);
+        assert_int_equal(relay_stream_set_ack(t.s, true), 0);
+        deadline = relay_now_ns(t.r) + TEST_WAIT_NS;
+        while (g.sent < ACK_TEST_BYTES) {
+                turn_deaf(&t, &g, &k, ACK_TEST_BYTES);
+                assert_true(relay_now_ns(t.r) < deadline);
+        }
+        assert_int_equal(relay_stream_freeze(t.s), 0);
+        while (!t.frozen) {
+                turn_deaf(&t, &g, &k, ACK_TEST_BYTES);
+                if (relay_now_ns(t.r) >= deadline)
+                        fail_msg("the freeze waited on counts the guest never read");
+        }
+        assert_int_equal(relay_stream_resume(t.s), 0);
+        assert_int_equal(shutdown(g.fd, SHUT_WR), 0);
+        while (!t.done) {
+                turn_deaf(&t, &g, &k, ACK_TEST_BYTES);
+                if (relay_now_ns(t.r) >= deadline)
+                        fail_msg("the stream's end waited on counts the guest never read");
+        }
+        assert_int_equal(t.error, 0);
+        sink_read(&k);
+        assert_int_equal(k.bytes, ACK_TEST_BYTES);
+        close_stream(&t, &g, &k);
+}
+
 static void test_set_ack_refuses_a_to_guest_stream(void **state)
 {
         struct ack_st t = {};
@@ -325,6 +377,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_no_ack_is_sent_unless_asked),
                 cmocka_unit_test(test_acks_stop_at_what_a_stalled_endpoint_took),
                 cmocka_unit_test(test_a_new_connection_hears_the_count_after_the_header),
+                cmocka_unit_test(test_a_guest_that_reads_no_acks_holds_neither_a_freeze_nor_the_end),
                 cmocka_unit_test(test_set_ack_refuses_a_to_guest_stream),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
