@@ -205,64 +205,62 @@ void event_ring_export_done(Vsockmux__State__EventRing *ret)
         ret->n_events = 0;
 }
 
-/* Each event decodes, numbered after the one before and at most last_seq. */
-static int import_check(const Vsockmux__State__EventRing *in)
+/* A refused import leaves the ring as it was: numbering nothing yet, holding nothing. */
+static int import_undo(struct event_ring *r, int error)
 {
-        uint64_t prev = 0;
+        for (unsigned i = 0; i < r->count; i++)
+                free(r->slots[i].data);
+        memset(r->slots, 0, r->count * sizeof(*r->slots));
+        r->count = r->head = 0;
+        r->dropped_last_seq = r->dropped_last_ns = 0;
+        return error;
+}
 
-        if (in->dropped_last_seq > in->last_seq)
-                return -EBADMSG;
-        for (size_t i = 0; i < in->n_events; i++) {
-                Vsockmux__V1__Event *ev = vsockmux__v1__event__unpack(NULL, in->events[i].len, in->events[i].data);
-                uint64_t seq = ev ? ev->seq : 0;
+/* Keeps one event at the next slot; a copy that cannot be made counts as dropped. */
+static void import_keep(struct event_ring *r, const ProtobufCBinaryData *data, uint64_t seq, uint64_t ns)
+{
+        struct event_slot *sl = &r->slots[r->count++];
 
-                vsockmux__v1__event__free_unpacked(ev, NULL);
-                if (!ev || in->events[i].len > EVENT_RING_MAX_EVENT_BYTES || seq <= prev || seq > in->last_seq)
-                        return -EBADMSG;
-                prev = seq;
+        *sl = (struct event_slot){ .seq = seq, .timestamp_ns = ns, .data = malloc(data->len ? data->len : 1) };
+        if (sl->data) {
+                memcpy(sl->data, data->data, data->len);
+                sl->len = data->len;
+        } else {
+                r->dropped_last_seq = seq;
+                r->dropped_last_ns = ns;
         }
-        return 0;
 }
 
 int event_ring_import(struct event_ring *r, const Vsockmux__State__EventRing *in)
 {
+        uint64_t prev = 0;
         size_t first;
-        int k;
 
         if (r->next_seq != 1)
                 return -EBUSY;
-        k = import_check(in);
-        if (k < 0)
-                return k;
+        if (in->dropped_last_seq > in->last_seq)
+                return -EBADMSG;
         /* A smaller ring here: the oldest go, counted as dropped. */
         first = in->n_events > r->capacity ? in->n_events - r->capacity : 0;
         r->dropped_last_seq = in->dropped_last_seq;
         r->dropped_last_ns = in->dropped_last_ns;
-        r->next_seq = in->last_seq + 1;
+        /* One pass: each event decodes, numbered after the one before and at most last_seq. */
         for (size_t i = 0; i < in->n_events; i++) {
                 Vsockmux__V1__Event *ev = vsockmux__v1__event__unpack(NULL, in->events[i].len, in->events[i].data);
-                struct event_slot *sl;
+                uint64_t seq = ev ? ev->seq : 0, ns = ev ? ev->timestamp_ns : 0;
 
-                if (!ev)
-                        return -ENOMEM;
-                if (i < first) {
-                        r->dropped_last_seq = ev->seq;
-                        r->dropped_last_ns = ev->timestamp_ns;
-                        vsockmux__v1__event__free_unpacked(ev, NULL);
-                        continue;
-                }
-                sl = &r->slots[r->count++];
-                *sl = (struct event_slot){ .seq = ev->seq, .timestamp_ns = ev->timestamp_ns };
                 vsockmux__v1__event__free_unpacked(ev, NULL);
-                sl->data = malloc(in->events[i].len ? in->events[i].len : 1);
-                if (sl->data) {
-                        memcpy(sl->data, in->events[i].data, in->events[i].len);
-                        sl->len = in->events[i].len;
-                } else {
-                        r->dropped_last_seq = sl->seq;
-                        r->dropped_last_ns = sl->timestamp_ns;
+                if (!ev || in->events[i].len > EVENT_RING_MAX_EVENT_BYTES || seq <= prev || seq > in->last_seq)
+                        return import_undo(r, -EBADMSG);
+                prev = seq;
+                if (i >= first)
+                        import_keep(r, &in->events[i], seq, ns);
+                else {
+                        r->dropped_last_seq = seq;
+                        r->dropped_last_ns = ns;
                 }
         }
         r->head = 0;
+        r->next_seq = in->last_seq + 1;
         return 0;
 }
