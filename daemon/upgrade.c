@@ -162,32 +162,6 @@ int upgrade_new(struct relay *r, char *const argv[], const struct upgrade_ops *o
         return 0;
 }
 
-struct upgrade *upgrade_free(struct upgrade *u)
-{
-        if (!u)
-                return NULL;
-        /* A daemon stopped mid-hold: the holds must not call back into a freed upgrade. */
-        if (u->state == UPGRADE_HOLDING)
-                u->ops->unhold(u->userdata, NULL, 0);
-        if ((u->state == UPGRADE_WAITING || u->state == UPGRADE_HOLDING) && u->child > 0) {
-                (void)kill(u->child, SIGKILL);
-                (void)waitpid(u->child, NULL, 0);
-        }
-        /* What freeze put in the handover (the VMs' states, the events) is the ops' to free. */
-        if (u->state == UPGRADE_WAITING)
-                u->ops->handover_done(u->userdata, &u->handover);
-        u->deadline = relay_timer_free(u->deadline);
-        cancel_poll(u);
-        safe_close(u->sock);
-        fds_clear(&u->fds);
-        for (size_t i = 1; u->argv && i < u->argc; i++)
-                free(u->argv[i]);
-        free(u->argv);
-        free(u->binary);
-        free(u);
-        return NULL;
-}
-
 /* A new daemon that will get nothing: it has touched no guest connection. */
 static void end_child(struct upgrade *u)
 {
@@ -197,6 +171,31 @@ static void end_child(struct upgrade *u)
                 u->child = 0;
         }
         u->sock = safe_close(u->sock);
+}
+
+struct upgrade *upgrade_free(struct upgrade *u)
+{
+        if (!u)
+                return NULL;
+        /* A daemon stopped mid-hold: the holds must not call back into a freed upgrade. */
+        if (u->state == UPGRADE_HOLDING)
+                u->ops->unhold(u->userdata, NULL, 0);
+        /* What freeze put in the handover (the VMs' states, the events) is the ops' to free. */
+        if (u->state == UPGRADE_WAITING)
+                u->ops->handover_done(u->userdata, &u->handover);
+        u->deadline = relay_timer_free(u->deadline);
+        cancel_poll(u);
+        /* A new daemon that serves already (handed over) is left alone. */
+        if (u->state == UPGRADE_WAITING || u->state == UPGRADE_HOLDING)
+                end_child(u);
+        safe_close(u->sock);
+        fds_clear(&u->fds);
+        for (size_t i = 1; u->argv && i < u->argc; i++)
+                free(u->argv[i]);
+        free(u->argv);
+        free(u->binary);
+        free(u);
+        return NULL;
 }
 
 /* Waits a little for a child that closed its end, then kills it; describes how it ended. */
@@ -251,16 +250,12 @@ static void finish(struct upgrade *u, int r, const char *why)
 
         relay_timer_disarm(u->deadline);
         cancel_poll(u);
-        u->sock = safe_close(u->sock);
         if (r < 0) {
-                if (u->child > 0) {
-                        (void)kill(u->child, SIGKILL);
-                        (void)waitpid(u->child, NULL, 0);
-                        u->child = 0;
-                }
+                end_child(u);
                 u->ops->thaw(u->userdata, &u->handover, &u->fds);
                 u->state = UPGRADE_IDLE;
         } else {
+                u->sock = safe_close(u->sock);
                 u->state = UPGRADE_HANDED_OVER;
         }
         u->ops->handover_done(u->userdata, &u->handover);
