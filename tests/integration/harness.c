@@ -779,20 +779,26 @@ struct json_object *integ_ps_find(struct integ *t, const char *vm, long pid, str
         return NULL;
 }
 
+long integ_detached_pid(struct integ *t, struct integ_result *res)
+{
+        char *end;
+        long pid;
+
+        integ_assert_code(t, res, 0);
+        pid = strtol(res->out, &end, 10);
+        if (pid <= 0 || strcmp(end, "\n") != 0)
+                fail_msg("exec --detach printed '%s', not a pid", res->out);
+        integ_result_done(res);
+        return pid;
+}
+
 /* exec --detach prints the pid and nothing else. */
 long integ_exec_detached(struct integ *t, const char *vm, const char *script)
 {
         struct integ_result res;
-        char *end;
-        long pid;
 
         integ_cli(t, &res, NULL, "exec", vm, "--detach", "--", "sh", "-c", script, NULL);
-        integ_assert_code(t, &res, 0);
-        pid = strtol(res.out, &end, 10);
-        if (pid <= 0 || strcmp(end, "\n") != 0)
-                fail_msg("exec --detach printed '%s', not a pid", res.out);
-        integ_result_done(&res);
-        return pid;
+        return integ_detached_pid(t, &res);
 }
 
 pid_t integ_vm_for_kills(struct integ *t, const char *vm)
@@ -822,8 +828,6 @@ long integ_exec_killable(struct integ *t, const char *vm, const char *stdout_pat
         char *args[16];
         struct integ_result res;
         size_t n = 0;
-        char *end;
-        long pid;
 
         args[n++] = (char *)"exec";
         args[n++] = (char *)vm;
@@ -839,12 +843,7 @@ long integ_exec_killable(struct integ *t, const char *vm, const char *stdout_pat
         args[n++] = (char *)script;
         args[n] = NULL;
         integ_cliv(t, &res, NULL, args);
-        integ_assert_code(t, &res, 0);
-        pid = strtol(res.out, &end, 10);
-        if (pid <= 0 || strcmp(end, "\n") != 0)
-                fail_msg("exec --detach printed '%s', not a pid", res.out);
-        integ_result_done(&res);
-        return pid;
+        return integ_detached_pid(t, &res);
 }
 
 void integ_attach_path(struct integ *t, const char *vm, long pid, char *buf, size_t len)

@@ -130,6 +130,8 @@ int64_t integ_json_int(struct json_object *o, const char *key);
 struct json_object *integ_ps_find(struct integ *t, const char *vm, long pid, struct json_object **ret_all);
 /* `exec VM --detach -- sh -c SCRIPT`; asserts it printed only the pid and returns it. */
 long integ_exec_detached(struct integ *t, const char *vm, const char *script);
+/* An `exec --detach` run that must have succeeded: the pid it printed (and nothing else); done with res. */
+long integ_detached_pid(struct integ *t, struct integ_result *res);
 /* hcsshim's guest signals and resizes only processes inside a container (docs/hcsshim-guest.md).
  * With --upstream, integ_vm_for_kills() also creates container INTEG_KILL_CONTAINER in the VM and
  * integ_killable_args() puts an exec in it; with our guest neither adds anything. */

@@ -42,16 +42,9 @@ static const char *writer_script(struct integ *t, char *buf, size_t len, unsigne
 static long exec_to_file(struct integ *t, const char *vm, const char *out, const char *script)
 {
         struct integ_result res;
-        char *end;
-        long pid;
 
         integ_cli(t, &res, NULL, "exec", vm, "--detach", "--stdout", out, "--", "sh", "-c", script, NULL);
-        integ_assert_code(t, &res, 0);
-        pid = strtol(res.out, &end, 10);
-        if (pid <= 0 || strcmp(end, "\n") != 0)
-                fail_msg("exec --detach printed '%s', not a pid", res.out);
-        integ_result_done(&res);
-        return pid;
+        return integ_detached_pid(t, &res);
 }
 
 /* Every number 1..n once, in order: nothing lost, nothing twice. */
