@@ -77,8 +77,6 @@ static long start_writer(struct integ *t, const char *out)
 {
         char script[INTEG_PATH_MAX * 2], err[INTEG_PATH_MAX];
         struct integ_result res;
-        char *end;
-        long pid;
 
         snprintf(err, sizeof(err), "%s", integ_path(t, "writer.err"));
         snprintf(script, sizeof(script),
@@ -86,12 +84,7 @@ static long start_writer(struct integ *t, const char *out)
                  integ_path(t, "stop"));
         integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--stdout", out, "--stderr", err, "--", "sh", "-c", script,
                   NULL);
-        integ_assert_code(t, &res, 0);
-        pid = strtol(res.out, &end, 10);
-        if (pid <= 0 || strcmp(end, "\n") != 0)
-                fail_msg("exec --detach printed '%s', not a pid", res.out);
-        integ_result_done(&res);
-        return pid;
+        return integ_detached_pid(t, &res);
 }
 
 /* How many lines the writer has written to out so far. */
@@ -268,22 +261,30 @@ static void test_writer_goes_on_through_the_upgrade(void **state)
         finish_writer(t, pid, out);
 }
 
+/* The event on the line at *line (NULL if it does not parse), and *line moves past it. */
+static struct json_object *next_event(const char **line)
+{
+        const char *end = strchr(*line, '\n');
+        char *copy = strndup(*line, end ? (size_t)(end - *line) : strlen(*line));
+        struct json_object *ev = copy ? json_tokener_parse(copy) : NULL;
+
+        free(copy);
+        *line = end ? end + 1 : *line + strlen(*line);
+        return ev;
+}
+
 /* How many events of kind name VM vm (one JSON object per line). */
 static unsigned count_events(const char *all, const char *kind, const char *vm)
 {
         unsigned n = 0;
 
-        for (const char *line = all; line && *line;) {
-                const char *end = strchr(line, '\n');
-                char *copy = strndup(line, end ? (size_t)(end - line) : strlen(line));
-                struct json_object *ev = copy ? json_tokener_parse(copy) : NULL, *k, *v;
+        for (const char *line = all; *line;) {
+                struct json_object *ev = next_event(&line), *k, *v;
 
                 if (ev && json_object_object_get_ex(ev, "kind", &k) && json_object_object_get_ex(ev, "vm", &v) &&
                     strcmp(json_object_get_string(k), kind) == 0 && strcmp(json_object_get_string(v), vm) == 0)
                         n++;
                 json_object_put(ev);
-                free(copy);
-                line = end ? end + 1 : NULL;
         }
         return n;
 }
@@ -293,17 +294,13 @@ static bool seqs_consecutive(const char *all)
 {
         int64_t want = 1;
 
-        for (const char *line = all; line && *line; want++) {
-                const char *end = strchr(line, '\n');
-                char *copy = strndup(line, end ? (size_t)(end - line) : strlen(line));
-                struct json_object *ev = copy ? json_tokener_parse(copy) : NULL, *seq;
+        for (const char *line = all; *line; want++) {
+                struct json_object *ev = next_event(&line), *seq;
                 bool ok = ev && json_object_object_get_ex(ev, "seq", &seq) && json_object_get_int64(seq) == want;
 
                 json_object_put(ev);
-                free(copy);
                 if (!ok)
                         return false;
-                line = end ? end + 1 : NULL;
         }
         return true;
 }
