@@ -38,7 +38,6 @@ static long exec_one(struct integ *t, const char *stdout_path, const char *extra
         char *args[16];
         struct integ_result res;
         size_t n = 0;
-        long pid;
 
         args[n++] = (char *)"exec";
         args[n++] = (char *)"demo";
@@ -55,11 +54,7 @@ static long exec_one(struct integ *t, const char *stdout_path, const char *extra
         args[n++] = (char *)script(t);
         args[n] = NULL;
         integ_cliv(t, &res, NULL, args);
-        integ_assert_code(t, &res, 0);
-        pid = strtol(res.out, NULL, 10);
-        assert_true(pid > 0);
-        integ_result_done(&res);
-        return pid;
+        return integ_detached_pid(t, &res);
 }
 
 static uint32_t port_of(struct integ *t, long pid, const char *stream)
