@@ -162,8 +162,7 @@ int vmm_vm_adopt(struct vmm_vm *vm, const Vsockmux__State__Vm *sv, int *fds, siz
         };
         int r;
 
-        vm->guest.stdio_resume = sv->stdio_resume;
-        vm->guest.stdio_ack = sv->stdio_resume && sv->stdio_ack;
+        vm_take_stdio_modes(vm, sv);
         r = vmm_vm_fence_take(vm, err);
         if (r >= 0 && sv->port_floor > ports_floor(vm->guest.ports)) {
                 r = ports_raise_floor(vm->guest.ports, sv->port_floor);

@@ -55,3 +55,5 @@ void vm_freeze_gone(struct vmm_vm *vm);
 void vm_on_stream_frozen(void *userdata);
 /* vm.c, for vm-handover.c: the bridge adopted from a live upgrade, configured as vmm_vm_start_bridge()'s. */
 int vm_adopt_bridge(struct vmm_vm *vm, struct bridge_host_handover *hv);
+/* The stdio extensions a saved or handed-over VM's guest agreed to (acks only with resume). */
+void vm_take_stdio_modes(struct vmm_vm *vm, const Vsockmux__State__Vm *sv);

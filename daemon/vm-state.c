@@ -275,13 +275,18 @@ static int vm_import_adopt(struct vmm_vm *vm, const Vsockmux__State__Vm *sv, str
         return vmm_processes_adopt(vm->processes, sv, err);
 }
 
+void vm_take_stdio_modes(struct vmm_vm *vm, const Vsockmux__State__Vm *sv)
+{
+        vm->guest.stdio_resume = sv->stdio_resume;
+        vm->guest.stdio_ack = sv->stdio_resume && sv->stdio_ack;
+}
+
 int vmm_vm_import(struct vmm_vm *vm, const Vsockmux__State__Vm *sv, const struct vmm_restore_io *io, size_t n_io,
                   uint64_t start_ns, struct vmm_error *err)
 {
         int r;
 
-        vm->guest.stdio_resume = sv->stdio_resume;
-        vm->guest.stdio_ack = sv->stdio_resume && sv->stdio_ack;
+        vm_take_stdio_modes(vm, sv);
         /* Fencing, before anything listens: not while another daemon serves the transport, and
          * never a state older than one restored there since (a state from before generations, 0,
          * is not checked). */
