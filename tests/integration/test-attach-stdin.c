@@ -28,7 +28,6 @@ static long exec_detached_with(struct integ *t, const char *opt1, const char *op
         char *args[10] = { (char *)"exec", (char *)"demo", (char *)"--detach" };
         struct integ_result res;
         size_t n = 3;
-        long pid;
 
         if (opt1)
                 args[n++] = (char *)opt1;
@@ -39,11 +38,7 @@ static long exec_detached_with(struct integ *t, const char *opt1, const char *op
         args[n++] = (char *)"-c";
         args[n++] = (char *)script;
         integ_cliv(t, &res, NULL, args);
-        integ_assert_code(t, &res, 0);
-        pid = strtol(res.out, NULL, 10);
-        assert_true(pid > 0);
-        integ_result_done(&res);
-        return pid;
+        return integ_detached_pid(t, &res);
 }
 
 /* Receives stdout packets ([2][bytes]) into acc until it holds needle; fails on EOF or the
@@ -240,7 +235,6 @@ static void test_interactive_refuses_a_stdin_path_and_stdin_once_needs_it(void *
 static long exec_cat_fifo(struct integ *t, char *fifo, char *out)
 {
         struct integ_result res;
-        long pid;
 
         snprintf(fifo, INTEG_PATH_MAX, "%s", integ_path(t, "stdin.fifo"));
         snprintf(out, INTEG_PATH_MAX, "%s", integ_path(t, "cat.out"));
@@ -260,11 +254,8 @@ static long exec_cat_fifo(struct integ *t, char *fifo, char *out)
                                  NULL };
 
                 integ_cliv(t, &res, NULL, args);
-                integ_assert_code(t, &res, 0);
-                pid = strtol(res.out, NULL, 10);
-                integ_result_done(&res);
         }
-        return pid;
+        return integ_detached_pid(t, &res);
 }
 
 static int open_writer(const char *fifo)
