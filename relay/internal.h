@@ -19,6 +19,11 @@ struct relay_defer_node {
 
 struct relay_vsock_port;
 
+/* Where *at() calls find a hybrid-vsock socket file: for daemon/paths.c's "/proc/self/fd/N/name"
+ * form, directory N and name, so they skip the walk through /proc; else AT_FDCWD and path. The
+ * name points into path. */
+void relay_hvsock_path_at(const char *path, int *ret_dirfd, const char **ret_name);
+
 /* A reader whose receive stopped on an empty pool. The pool calls fn once buffers can be picked
  * again, oldest waiter first, one waiter per buffer the kernel can pick; the waiter is off the
  * list by then. Embedded in its owner; the pool knows nothing else of it. */

@@ -74,10 +74,21 @@ static bool accept_error_is_transient(int err)
 
 static void vport_release(struct relay_vsock_port *vp);
 
+/* 0 or -errno; a file already gone is no error. */
+static int hvsock_unlink(const char *path)
+{
+        const char *name;
+        int dirfd;
+
+        relay_hvsock_path_at(path, &dirfd, &name);
+        return unlinkat(dirfd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
+}
+
 /* Stops listening for this registration: the socket file goes, the route entry goes. */
 static void listener_finish(struct relay_listener *l)
 {
         struct relay *r = l->r;
+        int k;
 
         if (l->done)
                 return;
@@ -85,8 +96,8 @@ static void listener_finish(struct relay_listener *l)
         r->n_listeners--;
         relay_timer_disarm(l->retry);
         if (l->kind == RELAY_TRANSPORT_HVSOCK) {
-                if (l->path_owned && !r->fds_shared && unlink(l->path) < 0 && errno != ENOENT)
-                        log_warn("relay: removing %s failed: %m", l->path);
+                if (l->path_owned && !r->fds_shared && (k = hvsock_unlink(l->path)) < 0)
+                        log_errno(LOG_LEVEL_WARN, k, "relay: removing %s failed", l->path);
                 l->path_owned = false;
                 if (l->armed)
                         (void)relay_cancel_op(r, &l->op);
@@ -182,58 +193,73 @@ static void hvsock_on_accept(struct relay *r, struct relay_op *op, int res, uint
                 listener_unref(l);
 }
 
-/* A socket file at path, from an owner that is gone: removed so the path can be bound. */
+/* A socket file at path, from an owner that is gone: removed so the path can be bound. Anything
+ * else there is not ours to remove. By the directory fd, so neither call walks /proc. */
 static int hvsock_unlink_stale(const char *path)
 {
+        const char *name;
         struct stat st;
+        int dirfd;
 
-        if (lstat(path, &st) < 0)
+        relay_hvsock_path_at(path, &dirfd, &name);
+        if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
                 return errno == ENOENT ? 0 : -errno;
         if (!S_ISSOCK(st.st_mode))
                 return -EADDRINUSE;
-        return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+        return unlinkat(dirfd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
 }
 
+/* Someone live answering on the path owns it; a dead socket file is ours to replace. */
+static int hvsock_probe_owner(const struct sockaddr_un *sa)
+{
+        _cleanup_close_ int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+        if (probe < 0)
+                return -errno;
+        if (connect(probe, (const struct sockaddr *)sa, sizeof(*sa)) == 0 || errno == EAGAIN)
+                return -EADDRINUSE;
+        return errno == ECONNREFUSED || errno == ENOENT ? 0 : -EADDRINUSE;
+}
+
+/* With owns_path (the caller holds the VM's lock) no live process can serve the path: a file there
+ * is a dead owner's and goes first, with no probe, so one bind suffices (the recovery's cost per
+ * port). Without it the bind comes first and only a refusal asks whether someone answers. */
 static int hvsock_bind(const char *path, bool owns_path, int *ret_fd)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_close_ int fd = -1;
         int k;
 
         if (strlen(path) >= sizeof(sa.sun_path))
                 return -ENAMETOOLONG;
         strcpy(sa.sun_path, path);
-
-        for (int attempt = 0;; attempt++) {
-                _cleanup_close_ int fd = -1, probe = -1;
-
-                fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-                if (fd < 0)
-                        return -errno;
-                if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-                        if (listen(fd, LISTENER_BACKLOG) < 0) {
-                                k = -errno;
-                                unlink(path);
-                                return k;
-                        }
-                        *ret_fd = TAKE_FD(fd);
-                        return 0;
-                }
-                if (errno != EADDRINUSE || attempt > 0)
-                        return -errno;
-                if (!owns_path) {
-                        /* Someone live answering on the path owns it; a dead socket file is ours to replace. */
-                        probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-                        if (probe < 0)
-                                return -errno;
-                        if (connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno == EAGAIN)
-                                return -EADDRINUSE;
-                        if (errno != ECONNREFUSED && errno != ENOENT)
-                                return -EADDRINUSE;
-                }
+        if (owns_path) {
                 k = hvsock_unlink_stale(path);
                 if (k < 0)
                         return k;
         }
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                if (errno != EADDRINUSE || owns_path)
+                        return -errno;
+                k = hvsock_probe_owner(&sa);
+                if (k >= 0)
+                        k = hvsock_unlink_stale(path);
+                if (k < 0)
+                        return k;
+                /* A socket whose bind failed is still unbound: it can try again. */
+                if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                        return -errno;
+        }
+        if (listen(fd, LISTENER_BACKLOG) < 0) {
+                k = -errno;
+                hvsock_unlink(path);
+                return k;
+        }
+        *ret_fd = TAKE_FD(fd);
+        return 0;
 }
 
 /* Arms the multishot accept on l->fd (any stream or seqpacket socket already listening). */
@@ -261,7 +287,7 @@ static int listen_hvsock(struct relay_listener *l, const struct relay_transport 
         l->path_owned = true;
         k = socket_arm(l);
         if (k < 0) {
-                unlink(l->path);
+                (void)hvsock_unlink(l->path);
                 l->path_owned = false;
         }
         return k;

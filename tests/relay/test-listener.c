@@ -375,6 +375,48 @@ static void test_listener_owning_the_paths_replaces_a_socket_that_still_answers(
         rm_tmpdir(dir);
 }
 
+/* The daemon's form, "/proc/self/fd/N/name" (daemon/paths.c): with the lock, a dead owner's socket
+ * file goes before the bind, a file of any other kind stays and refuses the port, and a freed
+ * listener's file goes. */
+static void test_listener_owning_the_paths_via_a_dir_fd_replaces_only_socket_files(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        _cleanup_close_ int dirfd = -1;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct relay_transport t = { .kind = RELAY_TRANSPORT_HVSOCK, .owns_paths = true };
+        struct relay_listener *refused = NULL;
+        struct accepted a = {};
+        char dir[64], real[128], plain[128];
+        int fd;
+
+        make_tmpdir(dir, sizeof(dir));
+        dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        assert_true(dirfd >= 0);
+        snprintf(t.uds_path, sizeof(t.uds_path), "/proc/self/fd/%d/vm.vsock", dirfd);
+        snprintf(real, sizeof(real), "%s/vm.vsock_12", dir);
+        snprintf(plain, sizeof(plain), "%s/vm.vsock_13", dir);
+        memcpy(sa.sun_path, real, strlen(real) + 1);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(fd >= 0);
+        assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        close(fd);
+        fd = open(plain, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        close(fd);
+
+        assert_int_equal(relay_new(NULL, &r), 0);
+        assert_int_equal(relay_listen(r, &t, 13, RELAY_LISTEN_ONCE, on_accept, &a, &refused), -EADDRINUSE);
+        assert_null(refused);
+        assert_int_equal(access(plain, F_OK), 0);
+        assert_int_equal(relay_listen(r, &t, 12, RELAY_LISTEN_MANY, on_accept, &a, &a.l), 0);
+        assert_int_equal(dial_status(real), 0);
+        run_until_count(r, &a.count, 1);
+        a.l = relay_listener_free(a.l);
+        assert_int_equal(access(real, F_OK), -1);
+        assert_int_equal(unlink(plain), 0);
+        rm_tmpdir(dir);
+}
+
 static void test_listener_path_longer_than_sun_path_is_refused(void **state)
 {
         _cleanup_(relay_freep) struct relay *r = NULL;
@@ -438,6 +480,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_listener_replaces_stale_socket_file),
                 cmocka_unit_test(test_listener_live_owner_gives_eaddrinuse),
                 cmocka_unit_test(test_listener_owning_the_paths_replaces_a_socket_that_still_answers),
+                cmocka_unit_test(test_listener_owning_the_paths_via_a_dir_fd_replaces_only_socket_files),
                 cmocka_unit_test(test_listener_path_longer_than_sun_path_is_refused),
                 cmocka_unit_test(test_listener_free_inside_accept_callback_is_safe),
                 cmocka_unit_test(test_listener_vsock_needs_a_guest_cid),
