@@ -12,7 +12,6 @@
 
 #include "bridge/codec.h"
 #include "bridge/held.h"
-#include "util/log.h"
 
 struct watcher {
         struct list_head link;
@@ -28,7 +27,6 @@ struct probe {
 };
 
 struct bridge_conn {
-        char name[BRIDGE_CONN_NAME_MAX];
         struct bridge_conn_ops ops;
         void *userdata;
 
@@ -78,6 +76,12 @@ static uint64_t conn_now(struct bridge_conn *c)
         return (uint64_t)ts.tv_sec * BRIDGE_NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
 }
 
+static void conn_tell(struct bridge_conn *c, struct bridge_event ev)
+{
+        if (c->ops.event)
+                c->ops.event(c, &ev, c->userdata);
+}
+
 static uint64_t deadline_after(struct bridge_conn *c, uint64_t ns)
 {
         uint64_t now = conn_now(c);
@@ -91,7 +95,6 @@ static void state_report(struct bridge_conn *c, enum bridge_conn_state old, enum
 {
         if (old == s || c->state != s)
                 return;
-        log_debug("bridge %s: %s -> %s", c->name, bridge_conn_state_to_string(old), bridge_conn_state_to_string(s));
         if (c->ops.state_changed)
                 c->ops.state_changed(c, old, s, c->userdata);
 }
@@ -111,30 +114,27 @@ static void held_discard_all(struct bridge_conn *c, const char *why)
         size_t n = bridge_held_clear(&c->held);
 
         if (n > 0)
-                log_warn("bridge %s: discarding %zu held message(s): %s", c->name, n, why);
+                conn_tell(c, (struct bridge_event){ .kind = BRIDGE_EVENT_HELD_DISCARDED, .count = n, .what = why });
 }
 
-/* Returns 0 when held or refused over a cap (logged: the message is lost), -ENOMEM. */
+/* Returns 0 when held or refused over a cap (told: the message is lost), -ENOMEM. */
 static int held_add(struct bridge_conn *c, uint32_t type, uint64_t id, const char *container_id, const char *payload,
                     size_t len)
 {
         int r = bridge_held_add(&c->held, type, id, container_id, payload, len);
 
         if (r == -ENOSPC) {
-                log_warn("bridge %s: resume window holds %zu message(s), %zu bytes already; dropping %s id %" PRIu64
-                         "%s%s",
-                         c->name, c->held.n, c->held.bytes, bridge_type_name(type) ?: "message", id,
-                         container_id ? " for container " : "", container_id ?: "");
+                conn_tell(c, (struct bridge_event){
+                                     .kind = BRIDGE_EVENT_HELD_REFUSED,
+                                     .count = c->held.n,
+                                     .bytes = c->held.bytes,
+                                     .what = bridge_type_name(type),
+                                     .id = id,
+                                     .container_id = container_id,
+                             });
                 return 0;
         }
-        if (r < 0)
-                return r;
-        if (container_id)
-                log_debug("bridge %s: holding a notification for container %s until it is watched", c->name,
-                          container_id);
-        else
-                log_debug("bridge %s: holding response id %" PRIu64 " until its wait is pre-registered", c->name, id);
-        return 0;
+        return r < 0 ? r : 0;
 }
 
 /* ---- watchers ---- */
@@ -342,8 +342,11 @@ static void lose_guest(struct bridge_conn *c, int error, bool notify_binding, bo
         kept = bridge_calls_count(c->calls);
         if (kept > 0 && c->grace_deadline == BRIDGE_DEADLINE_NONE) {
                 c->grace_deadline = deadline_after(c, c->reconnect_grace_ns);
-                log_info("bridge %s: keeping %zu waits for %" PRIu64 " ms while the guest reconnects", c->name, kept,
-                         c->reconnect_grace_ns / 1000000);
+                conn_tell(c, (struct bridge_event){
+                                     .kind = BRIDGE_EVENT_GRACE_STARTED,
+                                     .count = kept,
+                                     .ms = c->reconnect_grace_ns / 1000000,
+                             });
         }
         state_report(c, old, BRIDGE_CONN_WAITING);
 }
@@ -358,12 +361,14 @@ static void grace_expire(struct bridge_conn *c, uint64_t now_ns)
         c->grace_deadline = BRIDGE_DEADLINE_NONE;
         n = fail_calls(c, call_is_ours_to_fail);
         if (n > 0)
-                log_warn("bridge %s: the guest did not reconnect within %" PRIu64 " ms; %zu waits fail with \"bridge "
-                         "closed\"",
-                         c->name, c->reconnect_grace_ns / 1000000, n);
+                conn_tell(c, (struct bridge_event){
+                                     .kind = BRIDGE_EVENT_GRACE_EXPIRED,
+                                     .count = n,
+                                     .ms = c->reconnect_grace_ns / 1000000,
+                             });
 }
 
-/* Ends the guest connection for a protocol error: one clear log line, then a loss. */
+/* Ends the guest connection for a protocol error: one event saying why, then a loss. */
 static int kill_guest(struct bridge_conn *c, int error, const char *fmt, ...) _printf_(3, 4);
 static int kill_guest(struct bridge_conn *c, int error, const char *fmt, ...)
 {
@@ -373,8 +378,8 @@ static int kill_guest(struct bridge_conn *c, int error, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(why, sizeof(why), fmt, ap);
         va_end(ap);
-        log_error("bridge %s: dropping the guest connection: %s%s", c->name, why,
-                  c->migrating ? " (migrating: calls kept)" : "; outstanding calls fail with \"bridge closed\"");
+        conn_tell(c,
+                  (struct bridge_event){ .kind = BRIDGE_EVENT_GUEST_DROPPED, .what = why, .migrating = c->migrating });
         lose_guest(c, error, true, true);
         return error;
 }
@@ -467,11 +472,14 @@ static void probe_done(const struct bridge_result *res, void *userdata)
         switch (res->status) {
         case BRIDGE_STATUS_OK:
         case BRIDGE_STATUS_EXIT_LOST:
-                log_info("bridge %s: %s for pid %" PRIu32 " of %s (wait id %" PRIu64 "): %s", c->name,
-                         backing ? "backing wait" : "probe", target->pid, target->container_id ?: "?", target->id,
-                         res->status == BRIDGE_STATUS_EXIT_LOST ? "exit status lost"
-                         : backing                              ? "exited"
-                                                                : "exited while detached");
+                conn_tell(c, (struct bridge_event){
+                                     .kind = BRIDGE_EVENT_PROBE_DONE,
+                                     .backing = backing,
+                                     .pid = target->pid,
+                                     .container_id = target->container_id,
+                                     .id = target->id,
+                                     .error = res->status == BRIDGE_STATUS_EXIT_LOST ? -ECHILD : 0,
+                             });
                 out = *res;
                 out.probed = true;
                 out.response = NULL;
@@ -485,21 +493,28 @@ static void probe_done(const struct bridge_result *res, void *userdata)
                  * in the source daemon's queue) and would then never be answered: back it with one
                  * infinite wait per connection. Whichever answers first completes it, the other is
                  * swallowed. */
-                log_debug("bridge %s: probe: pid %" PRIu32 " still running", c->name, target->pid);
                 if (target->backing_generation == c->generation || c->state != BRIDGE_CONN_CONNECTED)
                         return;
                 r = send_probe(c, target, BRIDGE_WAIT_INFINITE);
                 if (r < 0)
-                        log_warn("bridge %s: cannot back the wait for pid %" PRIu32 ": %s", c->name, target->pid,
-                                 strerror(-r));
+                        conn_tell(c, (struct bridge_event){
+                                             .kind = BRIDGE_EVENT_BACKING_UNSENT,
+                                             .pid = target->pid,
+                                             .error = r,
+                                     });
                 return;
         case BRIDGE_STATUS_CLOSED:
                 /* The connection went; the next one probes again. */
                 return;
         default: break;
         }
-        log_warn("bridge %s: %s for pid %" PRIu32 " (wait id %" PRIu64 ") gave no answer (%s); still waiting", c->name,
-                 backing ? "backing wait" : "probe", target->pid, target->id, res->message);
+        conn_tell(c, (struct bridge_event){
+                             .kind = BRIDGE_EVENT_PROBE_NO_ANSWER,
+                             .backing = backing,
+                             .pid = target->pid,
+                             .id = target->id,
+                             .what = res->message,
+                     });
 }
 
 /* After each negotiation: every wait whose request went out on an earlier connection (or was
@@ -520,7 +535,11 @@ static void probe_waits(struct bridge_conn *c)
                         continue;
                 r = send_probe(c, call, BRIDGE_CONN_PROBE_TIMEOUT_MS);
                 if (r < 0)
-                        log_warn("bridge %s: cannot probe pid %" PRIu32 ": %s", c->name, call->pid, strerror(-r));
+                        conn_tell(c, (struct bridge_event){
+                                             .kind = BRIDGE_EVENT_PROBE_UNSENT,
+                                             .pid = call->pid,
+                                             .error = r,
+                                     });
         }
 }
 
@@ -542,12 +561,13 @@ static void negotiate_done(const struct bridge_result *res, void *userdata)
         c->stdio_resume = c->offer_stdio_resume && resp->negotiate.stdio_resume;
         /* Acks say where the guest may free its replay buffer, which only resume lets it use. */
         c->stdio_ack = c->stdio_resume && c->offer_stdio_ack && resp->negotiate.stdio_ack;
-        log_info("bridge %s: negotiated protocol 4 with a %s guest%s (connection %" PRIu64 ")", c->name,
-                 c->runtime_os ?: "?",
-                 c->stdio_ack      ? ", stdio resume and delivery acks agreed"
-                 : c->stdio_resume ? ", stdio resume agreed"
-                                   : "",
-                 c->generation);
+        conn_tell(c, (struct bridge_event){
+                             .kind = BRIDGE_EVENT_NEGOTIATED,
+                             .what = c->runtime_os,
+                             .stdio_resume = c->stdio_resume,
+                             .stdio_ack = c->stdio_ack,
+                             .id = c->generation,
+                     });
         c->grace_deadline = BRIDGE_DEADLINE_NONE;
         set_state(c, BRIDGE_CONN_CONNECTED);
         if (c->state == BRIDGE_CONN_CONNECTED)
@@ -556,7 +576,7 @@ static void negotiate_done(const struct bridge_result *res, void *userdata)
 
 /* ---- public ---- */
 
-int bridge_conn_new(const char *name, const struct bridge_conn_ops *ops, void *userdata, struct bridge_conn **ret)
+int bridge_conn_new(const struct bridge_conn_ops *ops, void *userdata, struct bridge_conn **ret)
 {
         struct bridge_conn *c;
         int r;
@@ -571,7 +591,6 @@ int bridge_conn_new(const char *name, const struct bridge_conn_ops *ops, void *u
                 free(c);
                 return r;
         }
-        snprintf(c->name, sizeof(c->name), "%s", name ?: "?");
         c->ops = *ops;
         c->userdata = userdata;
         c->state = BRIDGE_CONN_WAITING;
@@ -663,15 +682,8 @@ void bridge_conn_detach(struct bridge_conn *c, int error)
 {
         if (!c->attached)
                 return;
-        if (error == -ECANCELED)
-                log_info("bridge %s: guest connection released%s", c->name,
-                         c->migrating ? " (migrating: calls kept)" : "");
-        else if (error < 0)
-                log_warn("bridge %s: guest connection lost: %s%s", c->name, strerror(-error),
-                         c->migrating ? " (migrating: calls kept)" : "");
-        else
-                log_info("bridge %s: guest closed the bridge%s", c->name,
-                         c->migrating ? " (migrating: calls kept)" : "");
+        conn_tell(c, (struct bridge_event){
+                             .kind = BRIDGE_EVENT_GUEST_DETACHED, .error = error, .migrating = c->migrating });
         lose_guest(c, error, false, false);
 }
 
@@ -697,9 +709,12 @@ static int handle_notification(struct bridge_conn *c, const struct bridge_frame 
         if (!w)
                 /* Upstream kills the bridge here (bridge-protocol.md C4), so a second exit notification
                  * for one container takes every other container's calls down with it. A duplicate is
-                 * harmless: log it. */
-                log_warn("bridge %s: ignoring %s notification for unwatched container %s", c->name, n.type ?: "?",
-                         n.container_id);
+                 * harmless: tell it. */
+                conn_tell(c, (struct bridge_event){
+                                     .kind = BRIDGE_EVENT_UNWATCHED_NOTIFICATION,
+                                     .what = n.type,
+                                     .container_id = n.container_id,
+                             });
         deliver_notification(c, w, &n);
         return 0;
 }
@@ -720,10 +735,8 @@ static int handle_response(struct bridge_conn *c, const struct bridge_frame *f)
                                           bridge_type_name(f->header.type) ?: "?", id, reason);
                 return 0;
         }
-        if (bridge_calls_forget_zombie(c->calls, id)) {
-                log_debug("bridge %s: late reply for completed call %" PRIu64 " swallowed", c->name, id);
+        if (bridge_calls_forget_zombie(c->calls, id))
                 return 0;
-        }
         /* Only the base fields can be checked before the call is known. */
         {
                 _cleanup_(bridge_response_done) struct bridge_response resp = {};
@@ -820,7 +833,7 @@ void bridge_conn_set_migrating(struct bridge_conn *c, bool migrating)
         if (c->state == BRIDGE_CONN_CLOSED || c->migrating == migrating)
                 return;
         c->migrating = migrating;
-        log_info("bridge %s: migrating %s", c->name, migrating ? "on" : "off");
+        conn_tell(c, (struct bridge_event){ .kind = BRIDGE_EVENT_MIGRATING, .migrating = migrating });
         if (migrating) {
                 bridge_conn_begin_resume_window(c);
                 return;
@@ -843,7 +856,6 @@ void bridge_conn_begin_resume_window(struct bridge_conn *c)
         if (c->state == BRIDGE_CONN_CLOSED || c->resume_window)
                 return;
         c->resume_window = true;
-        log_debug("bridge %s: resume window open", c->name);
 }
 
 void bridge_conn_end_resume_window(struct bridge_conn *c)
@@ -1070,7 +1082,7 @@ static int preregister_wait(struct bridge_conn *c, uint64_t call_id, const char 
         if (h) {
                 const char *reason = "undecodable";
 
-                log_info("bridge %s: releasing held response id %" PRIu64 " to its adopted wait", c->name, call_id);
+                conn_tell(c, (struct bridge_event){ .kind = BRIDGE_EVENT_HELD_RELEASED, .id = call_id });
                 r = complete_from_payload(c, call, h->payload, h->len, &reason);
                 if (r < 0) {
                         /* It was a valid response once; only this call can tell it does not fit. */
@@ -1087,7 +1099,11 @@ static int preregister_wait(struct bridge_conn *c, uint64_t call_id, const char 
         if (probe && c->state == BRIDGE_CONN_CONNECTED) {
                 r = send_probe(c, call, BRIDGE_CONN_PROBE_TIMEOUT_MS);
                 if (r < 0)
-                        log_warn("bridge %s: cannot probe adopted pid %" PRIu32 ": %s", c->name, pid, strerror(-r));
+                        conn_tell(c, (struct bridge_event){
+                                             .kind = BRIDGE_EVENT_ADOPTED_PROBE_UNSENT,
+                                             .pid = pid,
+                                             .error = r,
+                                     });
         }
         return 0;
 }
@@ -1124,7 +1140,10 @@ int bridge_conn_watch_container(struct bridge_conn *c, const char *container_id,
                 int r = bridge_notification_decode(h->payload, h->len, &n, NULL);
 
                 if (r == 0) {
-                        log_info("bridge %s: releasing held notification for container %s", c->name, container_id);
+                        conn_tell(c, (struct bridge_event){
+                                             .kind = BRIDGE_EVENT_HELD_RELEASED,
+                                             .container_id = container_id,
+                                     });
                         deliver_notification(c, w, &n);
                         return 0;
                 }

@@ -27,7 +27,6 @@
 #define BRIDGE_CONN_MAX_HELD BRIDGE_HELD_MAX
 #define BRIDGE_CONN_MAX_HELD_BYTES BRIDGE_HELD_MAX_BYTES
 #define BRIDGE_CONN_MAX_WATCHERS 65536u
-#define BRIDGE_CONN_NAME_MAX 128u
 
 enum bridge_conn_state {
         BRIDGE_CONN_WAITING,     /* no guest connection: not yet, or the last one was lost while not migrating */
@@ -51,6 +50,47 @@ struct bridge_stdio_ports {
         uint32_t stdin_port, stdout_port, stderr_port;
 };
 
+/* What happened, for the owner's log (bridge/ logs nothing). Each names the fields it fills. */
+enum bridge_event_kind {
+        BRIDGE_EVENT_HELD_DISCARDED,  /* count held messages discarded; what: why */
+        BRIDGE_EVENT_HELD_REFUSED,    /* over the caps (count, bytes held): what (a type) id, container_id lost */
+        BRIDGE_EVENT_HELD_RELEASED,   /* to a call registered late: response id, or container_id's notification */
+        BRIDGE_EVENT_GRACE_STARTED,   /* count waits kept for ms while the guest reconnects */
+        BRIDGE_EVENT_GRACE_EXPIRED,   /* count waits failed: no guest within ms */
+        BRIDGE_EVENT_GUEST_DROPPED,   /* for a protocol error, what; migrating */
+        BRIDGE_EVENT_GUEST_DETACHED,  /* error: 0 EOF, -ECANCELED let go; migrating */
+        BRIDGE_EVENT_NEGOTIATED,      /* what: the runtime OS; stdio_resume, stdio_ack; id: the connection */
+        BRIDGE_EVENT_MIGRATING,       /* migrating: on or off */
+        BRIDGE_EVENT_PROBE_DONE,      /* probe or backing wait for pid of container_id (wait id): error -ECHILD lost */
+        BRIDGE_EVENT_PROBE_NO_ANSWER, /* probe or backing wait for pid (wait id): what, still waiting */
+        BRIDGE_EVENT_PROBE_UNSENT,    /* pid, error: a kept wait's probe */
+        BRIDGE_EVENT_ADOPTED_PROBE_UNSENT,   /* pid, error: a pre-registered wait's probe */
+        BRIDGE_EVENT_BACKING_UNSENT,         /* pid, error */
+        BRIDGE_EVENT_UNWATCHED_NOTIFICATION, /* what (its type) for container_id, ignored */
+        /* bridge/host.c's, on the relay */
+        BRIDGE_EVENT_TIMER_UNARMED,   /* error: deadlines wait for an answer or a loss */
+        BRIDGE_EVENT_FRAME_UNSENT,    /* a bytes-long request over the limit (the call fails -EMSGSIZE) */
+        BRIDGE_EVENT_FRAME_REFUSED,   /* a bytes-long frame from the guest over the limit: it is dropped */
+        BRIDGE_EVENT_LISTENER_FAILED, /* error: no guest can dial until a relisten */
+        BRIDGE_EVENT_ACCEPT_FAILED,   /* error: that guest connection is closed */
+        BRIDGE_EVENT_REPLACED,        /* a newer guest connection replaces the current one */
+        BRIDGE_EVENT_ATTACH_FAILED,   /* error: the new guest connection is closed */
+        BRIDGE_EVENT_RELEASED,        /* the bridge port let go; migrating */
+        BRIDGE_EVENT_RELISTENED,
+        _BRIDGE_EVENT_KIND_MAX,
+        _BRIDGE_EVENT_KIND_INVALID = -EINVAL,
+};
+
+struct bridge_event {
+        enum bridge_event_kind kind;
+        int error; /* -errno or 0 */
+        bool migrating, backing, stdio_resume, stdio_ack;
+        uint32_t pid;
+        uint64_t id, ms;
+        size_t count, bytes, limit;
+        const char *container_id, *what; /* or NULL; valid during the call only */
+};
+
 struct bridge_conn;
 
 struct bridge_conn_ops {
@@ -64,6 +104,8 @@ struct bridge_conn_ops {
         /* Every container notification as it is routed (held ones when released); `watched`
          * says whether a watcher took it. Optional. */
         void (*notification)(struct bridge_conn *c, const struct bridge_notification *n, bool watched, void *userdata);
+        /* Optional: one event for the owner's log; it must not call into c. */
+        void (*event)(struct bridge_conn *c, const struct bridge_event *ev, void *userdata);
         /* CLOCK_MONOTONIC nanoseconds; NULL uses clock_gettime(). */
         uint64_t (*now)(struct bridge_conn *c, void *userdata);
 };
@@ -72,8 +114,7 @@ struct bridge_conn_ops {
  * connection is closed or freed first. */
 typedef void (*bridge_notify_fn)(const struct bridge_notification *n, int error, void *userdata);
 
-/* name (a VM name) prefixes every log line. */
-int bridge_conn_new(const char *name, const struct bridge_conn_ops *ops, void *userdata, struct bridge_conn **ret);
+int bridge_conn_new(const struct bridge_conn_ops *ops, void *userdata, struct bridge_conn **ret);
 /* Closes (see below), then frees. Every callback has run when it returns. Don't call it from a
  * callback of the same connection. */
 struct bridge_conn *bridge_conn_free(struct bridge_conn *c);
@@ -89,7 +130,7 @@ int bridge_conn_attach(struct bridge_conn *c);
 void bridge_conn_detach(struct bridge_conn *c, int error);
 /* Bytes from the guest connection. Returns how many were consumed (whole frames; keep and
  * re-offer the rest with more), or -errno when the guest connection was dropped because of them
- * (already logged, ops.disconnect already called). */
+ * (told as BRIDGE_EVENT_GUEST_DROPPED, ops.disconnect already called). */
 ssize_t bridge_conn_recv(struct bridge_conn *c, const void *data, size_t len);
 /* The timeout of calls sent from now on (0 restores BRIDGE_CONN_CALL_TIMEOUT_NS); a finite wait
  * gets it on top of its own TimeoutInMs. -ERANGE above BRIDGE_CONN_CALL_TIMEOUT_MAX_NS. */
@@ -112,7 +153,7 @@ bool bridge_conn_is_migrating(const struct bridge_conn *c);
 /* In a resume window, responses with unknown ids and notifications for unwatched containers
  * are held (bounded) until their call is pre-registered or their container watched (V1). */
 void bridge_conn_begin_resume_window(struct bridge_conn *c);
-/* Closes the window; what is still held is discarded with a log line. */
+/* Closes the window; what is still held is discarded (BRIDGE_EVENT_HELD_DISCARDED). */
 void bridge_conn_end_resume_window(struct bridge_conn *c);
 bool bridge_conn_in_resume_window(const struct bridge_conn *c);
 size_t bridge_conn_held_count(const struct bridge_conn *c);

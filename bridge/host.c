@@ -1,17 +1,12 @@
 /* bridge/host.c: one VM's bridge on the relay loop: the 0x40000000 listener, the guest channel, the timeout timer. */
 #include "bridge/host.h"
 
-#include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "util/log.h"
 
 struct bridge_host {
         struct relay *relay;
         struct relay_transport transport;
-        char name[BRIDGE_CONN_NAME_MAX];
         struct bridge_host_ops ops;
         void *userdata;
 
@@ -33,6 +28,12 @@ struct bridge_host {
         unsigned depth;
         bool freed;
 };
+
+static void host_tell(struct bridge_host *h, struct bridge_event ev)
+{
+        if (h->ops.on_event)
+                h->ops.on_event(h, &ev, h->userdata);
+}
 
 static void host_destroy(struct bridge_host *h)
 {
@@ -72,7 +73,7 @@ static void host_rearm(struct bridge_host *h)
         r = relay_timer_arm(h->timer, d > now ? d - now : 0);
         if (r < 0) {
                 /* Deadlines are a safety net; a call without one still completes on answer or loss. */
-                log_error("bridge %s: cannot arm the call timer: %s", h->name, strerror(-r));
+                host_tell(h, (struct bridge_event){ .kind = BRIDGE_EVENT_TIMER_UNARMED, .error = r });
                 h->armed_deadline = BRIDGE_DEADLINE_NONE;
                 return;
         }
@@ -99,8 +100,8 @@ static int host_write(struct bridge_conn *c, const void *frame, size_t len, void
         if (!h->chan)
                 return -ENOTCONN;
         if (len > h->max_frame) {
-                log_warn("bridge %s: not sending a %zu-byte frame: over the %zu-byte bridge frame limit", h->name, len,
-                         h->max_frame);
+                host_tell(h, (struct bridge_event){
+                                     .kind = BRIDGE_EVENT_FRAME_UNSENT, .bytes = len, .limit = h->max_frame });
                 return -EMSGSIZE;
         }
         return relay_chan_send(h->chan, frame, len);
@@ -123,6 +124,11 @@ static void host_state_changed(struct bridge_conn *c, enum bridge_conn_state old
                 h->ops.on_state_change(h, old_state, new_state, h->userdata);
 }
 
+static void host_event(struct bridge_conn *c, const struct bridge_event *ev, void *userdata)
+{
+        host_tell(userdata, *ev);
+}
+
 static void host_notification(struct bridge_conn *c, const struct bridge_notification *n, bool watched, void *userdata)
 {
         struct bridge_host *h = userdata;
@@ -143,6 +149,7 @@ static const struct bridge_conn_ops host_conn_ops = {
         .disconnect = host_disconnect,
         .state_changed = host_state_changed,
         .notification = host_notification,
+        .event = host_event,
         .now = host_now,
 };
 
@@ -161,9 +168,11 @@ static int host_check_frames(struct bridge_host *h, const uint8_t *p, size_t len
 
                 bridge_header_decode(p + off, &hdr);
                 if (hdr.size > h->max_frame) {
-                        log_error("bridge %s: dropping the guest connection: a %" PRIu32 "-byte frame is over the "
-                                  "%zu-byte bridge frame limit",
-                                  h->name, hdr.size, h->max_frame);
+                        host_tell(h, (struct bridge_event){
+                                             .kind = BRIDGE_EVENT_FRAME_REFUSED,
+                                             .bytes = hdr.size,
+                                             .limit = h->max_frame,
+                                     });
                         return -EMSGSIZE;
                 }
                 if (hdr.size < BRIDGE_HEADER_SIZE)
@@ -219,13 +228,13 @@ static void host_on_accept(struct relay_listener *l, int fd, void *userdata)
 
         if (fd < 0) {
                 /* The VM keeps its state; a guest can no longer dial in until the daemon re-listens. */
-                log_error("bridge %s: bridge listener failed: %s", h->name, strerror(-fd));
+                host_tell(h, (struct bridge_event){ .kind = BRIDGE_EVENT_LISTENER_FAILED, .error = fd });
                 h->listener = relay_listener_free(h->listener);
                 return;
         }
         r = relay_chan_new(h->relay, fd, &host_chan_ops, &lim, h, &chan);
         if (r < 0) {
-                log_error("bridge %s: cannot take the guest connection: %s", h->name, strerror(-r));
+                host_tell(h, (struct bridge_event){ .kind = BRIDGE_EVENT_ACCEPT_FAILED, .error = r });
                 safe_close(fd);
                 return;
         }
@@ -233,7 +242,7 @@ static void host_on_accept(struct relay_listener *l, int fd, void *userdata)
         if (h->chan) {
                 struct relay_chan *old = TAKE_PTR(h->chan);
 
-                log_info("bridge %s: a newer guest connection replaces the current one", h->name);
+                host_tell(h, (struct bridge_event){ .kind = BRIDGE_EVENT_REPLACED });
                 relay_chan_free(old);
                 bridge_conn_detach(h->conn, -ECONNRESET);
         }
@@ -246,7 +255,7 @@ static void host_on_accept(struct relay_listener *l, int fd, void *userdata)
         h->chan = chan;
         r = bridge_conn_attach(h->conn);
         if (r < 0 && h->chan == chan) {
-                log_error("bridge %s: cannot start negotiation: %s", h->name, strerror(-r));
+                host_tell(h, (struct bridge_event){ .kind = BRIDGE_EVENT_ATTACH_FAILED, .error = r });
                 h->chan = relay_chan_free(h->chan);
         }
         host_rearm(h);
@@ -255,8 +264,8 @@ static void host_on_accept(struct relay_listener *l, int fd, void *userdata)
 
 /* ---- public ---- */
 
-int bridge_host_new(struct relay *r, const struct relay_transport *t, const char *name,
-                    const struct bridge_host_ops *ops, void *userdata, struct bridge_host **ret)
+int bridge_host_new(struct relay *r, const struct relay_transport *t, const struct bridge_host_ops *ops, void *userdata,
+                    struct bridge_host **ret)
 {
         struct bridge_host *h;
         int k;
@@ -268,13 +277,12 @@ int bridge_host_new(struct relay *r, const struct relay_transport *t, const char
                 return -ENOMEM;
         h->relay = r;
         h->transport = *t;
-        snprintf(h->name, sizeof(h->name), "%s", name ?: "?");
         if (ops)
                 h->ops = *ops;
         h->userdata = userdata;
         h->armed_deadline = BRIDGE_DEADLINE_NONE;
         h->max_frame = BRIDGE_MAX_FRAME;
-        k = bridge_conn_new(h->name, &host_conn_ops, h, &h->conn);
+        k = bridge_conn_new(&host_conn_ops, h, &h->conn);
         if (k < 0)
                 goto fail;
         k = relay_timer_new(r, host_on_timer, h, &h->timer);
@@ -310,8 +318,8 @@ void bridge_host_release(struct bridge_host *h)
 {
         if (!h->listener && !h->chan)
                 return;
-        log_info("bridge %s: releasing the bridge port%s", h->name,
-                 bridge_conn_is_migrating(h->conn) ? " (migrating: calls kept)" : "");
+        host_tell(h, (struct bridge_event){ .kind = BRIDGE_EVENT_RELEASED,
+                                            .migrating = bridge_conn_is_migrating(h->conn) });
         host_enter(h);
         h->listener = relay_listener_free(h->listener);
         if (h->chan) {
@@ -333,7 +341,7 @@ int bridge_host_relisten(struct bridge_host *h)
         r = relay_listen(h->relay, &h->transport, BRIDGE_HOST_PORT, RELAY_LISTEN_MANY, host_on_accept, h, &h->listener);
         if (r < 0)
                 return r;
-        log_info("bridge %s: listening for the guest again", h->name);
+        host_tell(h, (struct bridge_event){ .kind = BRIDGE_EVENT_RELISTENED });
         return 0;
 }
 
@@ -627,9 +635,8 @@ int bridge_host_hand_over(struct bridge_host *h, struct bridge_host_handover *re
         return 0;
 }
 
-int bridge_host_adopt(struct relay *r, const struct relay_transport *t, const char *name,
-                      const struct bridge_host_ops *ops, void *userdata, struct bridge_host_handover *hv,
-                      struct bridge_host **ret)
+int bridge_host_adopt(struct relay *r, const struct relay_transport *t, const struct bridge_host_ops *ops,
+                      void *userdata, struct bridge_host_handover *hv, struct bridge_host **ret)
 {
         struct relay_chan_limits lim = { .max_rx = BRIDGE_HOST_MAX_RX, .max_tx = BRIDGE_HOST_MAX_TX };
         struct bridge_host *h;
@@ -642,13 +649,12 @@ int bridge_host_adopt(struct relay *r, const struct relay_transport *t, const ch
                 return -ENOMEM;
         h->relay = r;
         h->transport = *t;
-        snprintf(h->name, sizeof(h->name), "%s", name ?: "?");
         if (ops)
                 h->ops = *ops;
         h->userdata = userdata;
         h->armed_deadline = BRIDGE_DEADLINE_NONE;
         h->max_frame = BRIDGE_MAX_FRAME;
-        k = bridge_conn_new(h->name, &host_conn_ops, h, &h->conn);
+        k = bridge_conn_new(&host_conn_ops, h, &h->conn);
         if (k >= 0)
                 k = bridge_conn_seed_next_id(h->conn, hv->next_id ?: 1);
         if (k >= 0)

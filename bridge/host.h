@@ -39,16 +39,19 @@ struct bridge_host_ops {
         /* Optional. Every container notification as routed (see bridge_conn_ops.notification). */
         void (*on_notification)(struct bridge_host *h, const struct bridge_notification *n, bool watched,
                                 void *userdata);
+        /* Optional. What happened, for the owner's log: the connection's events (bridge_conn_ops.event)
+         * and this binding's own. It must not call into h. */
+        void (*on_event)(struct bridge_host *h, const struct bridge_event *ev, void *userdata);
 };
 
 /*
  * Listens (RELAY_LISTEN_MANY) on BRIDGE_HOST_PORT of the VM's transport: the listening socket
  * exists when this returns. Every accepted guest connection is negotiated; a newer one replaces
- * the current one (which is then treated as lost). name prefixes log lines (a VM name). ops may
- * be NULL. Errors as relay_listen(), or -ENOMEM.
+ * the current one (which is then treated as lost). ops may be NULL. Errors as relay_listen(), or
+ * -ENOMEM.
  */
-int bridge_host_new(struct relay *r, const struct relay_transport *t, const char *name,
-                    const struct bridge_host_ops *ops, void *userdata, struct bridge_host **ret);
+int bridge_host_new(struct relay *r, const struct relay_transport *t, const struct bridge_host_ops *ops, void *userdata,
+                    struct bridge_host **ret);
 /*
  * Stops listening, drops the guest connection, and completes every outstanding call with
  * "bridge closed" and every watcher with -ENOTCONN: all those callbacks run BEFORE this returns,
@@ -99,7 +102,7 @@ void bridge_host_begin_resume_window(struct bridge_host *h);
 void bridge_host_end_resume_window(struct bridge_host *h);
 
 /* Caps frames both ways (header included), BRIDGE_HOST_MIN_FRAME..BRIDGE_MAX_FRAME, 0 = the hard
- * BRIDGE_MAX_FRAME; else -EINVAL. A bigger frame from the guest drops that guest connection (logged);
+ * BRIDGE_MAX_FRAME; else -EINVAL. A bigger frame from the guest drops that guest connection (told);
  * a call whose request would be bigger fails with -EMSGSIZE and the connection stays. Applies to
  * guest connections accepted after the call. */
 int bridge_host_set_max_frame(struct bridge_host *h, size_t max_frame);
@@ -174,6 +177,5 @@ int bridge_host_hand_over(struct bridge_host *h, struct bridge_host_handover *re
 /* The new daemon: a host as bridge_host_new() makes it, but on hv's listener and connection,
  * CONNECTED at once as hv says; the next call id is hv->next_id. Takes hv's fds (set to -1) on
  * success only. -EINVAL without a listener (this daemon always listens for a guest's redial). */
-int bridge_host_adopt(struct relay *r, const struct relay_transport *t, const char *name,
-                      const struct bridge_host_ops *ops, void *userdata, struct bridge_host_handover *hv,
-                      struct bridge_host **ret);
+int bridge_host_adopt(struct relay *r, const struct relay_transport *t, const struct bridge_host_ops *ops,
+                      void *userdata, struct bridge_host_handover *hv, struct bridge_host **ret);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "bridge/conn.h"
+#include "daemon/bridge-log.h"
 #include "daemon/paths.h"
 #include "daemon/vm-private.h"
 #include "util/log.h"
@@ -60,8 +61,16 @@ static void vm_on_bridge_state(struct bridge_host *h, enum bridge_conn_state old
                 vmm_vm_emit(vm, VMM_EVENT_BRIDGE_DISCONNECTED, bridge_conn_state_to_string(new_state));
 }
 
+static void vm_on_bridge_event(struct bridge_host *h, const struct bridge_event *ev, void *userdata)
+{
+        struct vmm_vm *vm = userdata;
+
+        bridge_log_event(vm->name, ev);
+}
+
 static const struct bridge_host_ops vm_bridge_ops = {
         .on_state_change = vm_on_bridge_state,
+        .on_event = vm_on_bridge_event,
 };
 
 static int vm_open_dir(struct vmm_vm *vm, const struct relay_transport *t)
@@ -144,7 +153,7 @@ int vmm_vm_new(const struct vmm_context *ctx, const struct vmm_vm_ops *ops, void
 int vmm_vm_start_bridge(struct vmm_vm *vm)
 {
         const struct vmm_config *cfg = vm->ctx->cfg;
-        int r = bridge_host_new(vm->ctx->relay, &vm->listen_transport, vm->name, &vm_bridge_ops, vm, &vm->guest.bridge);
+        int r = bridge_host_new(vm->ctx->relay, &vm->listen_transport, &vm_bridge_ops, vm, &vm->guest.bridge);
 
         if (r >= 0)
                 r = bridge_host_set_max_frame(vm->guest.bridge, cfg->bridge_max_frame);
@@ -159,8 +168,7 @@ int vm_adopt_bridge(struct vmm_vm *vm, struct bridge_host_handover *hv)
         int r;
 
         vm->bridge_adopting = true;
-        r = bridge_host_adopt(vm->ctx->relay, &vm->listen_transport, vm->name, &vm_bridge_ops, vm, hv,
-                              &vm->guest.bridge);
+        r = bridge_host_adopt(vm->ctx->relay, &vm->listen_transport, &vm_bridge_ops, vm, hv, &vm->guest.bridge);
         vm->bridge_adopting = false;
         if (r >= 0)
                 r = bridge_host_set_max_frame(vm->guest.bridge, cfg->bridge_max_frame);

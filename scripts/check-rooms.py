@@ -32,7 +32,8 @@ ROOMS = [
                   "exec-id.h", "exit-file.c", "exit-file.h", "log-k8s.c", "log-k8s.h", "log-journald.c", "log-journald.h", "endpoint.c", "endpoint.h",
                   "opener.c", "opener.h", "paths.c", "paths.h", "savestate.c", "savestate.h", "notify.c", "notify.h",
                   "fence.c", "fence.h", "upgrade.c", "upgrade.h", "handover-wire.c", "handover-wire.h",
-                  "metrics-addr.c", "metrics-addr.h", "vmhelper.c", "vmhelper.h", "conf-file.c", "conf-file.h"]),
+                  "metrics-addr.c", "metrics-addr.h", "vmhelper.c", "vmhelper.h", "conf-file.c", "conf-file.h",
+                  "bridge-log.c", "bridge-log.h"]),
 ]
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"daemon/([^"]+)"', re.M)

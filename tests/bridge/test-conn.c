@@ -26,6 +26,9 @@ struct harness {
         int state_changes;
         int notifications;
         int unwatched_notifications;
+        int events[_BRIDGE_EVENT_KIND_MAX];
+        struct bridge_event last_event; /* its strings copied into the two below */
+        char last_what[512], last_container[128];
         uint64_t now;
 };
 
@@ -107,6 +110,19 @@ static void h_notification(struct bridge_conn *c, const struct bridge_notificati
                 h->unwatched_notifications++;
 }
 
+static void h_event(struct bridge_conn *c, const struct bridge_event *ev, void *userdata)
+{
+        struct harness *h = userdata;
+
+        assert_true(ev->kind >= 0 && ev->kind < _BRIDGE_EVENT_KIND_MAX);
+        h->events[ev->kind]++;
+        h->last_event = *ev;
+        snprintf(h->last_what, sizeof(h->last_what), "%s", ev->what ?: "");
+        snprintf(h->last_container, sizeof(h->last_container), "%s", ev->container_id ?: "");
+        h->last_event.what = h->last_what;
+        h->last_event.container_id = h->last_container;
+}
+
 static uint64_t h_now(struct bridge_conn *c, void *userdata)
 {
         struct harness *h = userdata;
@@ -119,6 +135,7 @@ static const struct bridge_conn_ops harness_ops = {
         .disconnect = h_disconnect,
         .state_changed = h_state,
         .notification = h_notification,
+        .event = h_event,
         .now = h_now,
 };
 
@@ -128,7 +145,7 @@ static struct harness *harness_new(void)
 
         assert_non_null(h);
         h->now = 1000;
-        assert_int_equal(bridge_conn_new("test-vm", &harness_ops, h, &h->c), 0);
+        assert_int_equal(bridge_conn_new(&harness_ops, h, &h->c), 0);
         return h;
 }
 
@@ -638,6 +655,22 @@ static void test_request_from_guest_kills(void **state)
         harness_free(h);
 }
 
+/* bridge/ logs nothing: the owner hears why the guest was dropped, to log it. */
+static void test_a_dropped_guest_is_told_to_the_owner_with_the_reason(void **state)
+{
+        struct harness *h = harness_new();
+
+        connect_guest(h, false);
+        assert_true(feed_raw(h, BRIDGE_RPC_EXECUTE_PROCESS, 5, "{}") < 0);
+        assert_int_equal(h->events[BRIDGE_EVENT_GUEST_DROPPED], 1);
+        assert_int_equal(h->last_event.kind, BRIDGE_EVENT_GUEST_DROPPED);
+        assert_non_null(strstr(h->last_what, "the guest sent a request"));
+        assert_false(h->last_event.migrating);
+        /* Dropped by us, not detached by the binding: one event, not two. */
+        assert_int_equal(h->events[BRIDGE_EVENT_GUEST_DETACHED], 0);
+        harness_free(h);
+}
+
 static void test_undecodable_payload_kills_and_fails_calls_with_bridge_closed(void **state)
 {
         struct harness *h = harness_new();
@@ -976,6 +1009,25 @@ static void test_held_message_cap_is_enforced(void **state)
         harness_free(h);
 }
 
+static void test_held_messages_refused_and_discarded_are_told_with_their_counts(void **state)
+{
+        struct harness *h = harness_new();
+
+        bridge_conn_begin_resume_window(h->c);
+        connect_guest(h, false);
+        for (unsigned i = 0; i < BRIDGE_CONN_MAX_HELD + 2; i++)
+                assert_true(reply_result(h, BRIDGE_RPC_SIGNAL_PROCESS, 1000 + i, 0, NULL) > 0);
+        assert_int_equal(h->events[BRIDGE_EVENT_HELD_REFUSED], 2);
+        assert_int_equal(h->last_event.count, BRIDGE_CONN_MAX_HELD);
+        assert_int_equal(h->last_event.id, 1000 + BRIDGE_CONN_MAX_HELD + 1);
+        assert_string_equal(h->last_container, "");
+        bridge_conn_end_resume_window(h->c);
+        assert_int_equal(h->events[BRIDGE_EVENT_HELD_DISCARDED], 1);
+        assert_int_equal(h->last_event.count, BRIDGE_CONN_MAX_HELD);
+        assert_non_null(strstr(h->last_what, "resume window closed"));
+        harness_free(h);
+}
+
 static void test_held_bytes_cap_is_enforced(void **state)
 {
         struct harness *h = harness_new();
@@ -1134,6 +1186,26 @@ static void test_guest_not_back_within_the_grace_fails_waits_with_bridge_closed(
         assert_int_equal(w.last.status, BRIDGE_STATUS_CLOSED);
         assert_string_equal(w.message, "bridge closed");
         assert_int_equal(bridge_conn_next_deadline(h->c), BRIDGE_DEADLINE_NONE);
+        harness_free(h);
+}
+
+static void test_the_grace_is_told_when_it_starts_and_when_it_runs_out(void **state)
+{
+        struct harness *h = harness_new();
+        struct done w = {};
+
+        assert_int_equal(bridge_conn_set_reconnect_grace(h->c, GRACE_NS), 0);
+        connect_guest(h, false);
+        send_wait(h, 12, &w);
+        bridge_conn_detach(h->c, -ECONNRESET);
+        assert_int_equal(h->events[BRIDGE_EVENT_GUEST_DETACHED], 1);
+        assert_int_equal(h->events[BRIDGE_EVENT_GRACE_STARTED], 1);
+        assert_int_equal(h->last_event.count, 1);
+        assert_int_equal(h->last_event.ms, GRACE_NS / 1000000);
+        h->now += GRACE_NS;
+        bridge_conn_tick(h->c, h->now);
+        assert_int_equal(h->events[BRIDGE_EVENT_GRACE_EXPIRED], 1);
+        assert_int_equal(h->last_event.count, 1);
         harness_free(h);
 }
 
@@ -1467,6 +1539,7 @@ int main(void)
                 cmocka_unit_test(test_timeout_completes_call_once_and_late_reply_is_swallowed),
                 cmocka_unit_test(test_unknown_id_outside_resume_window_kills),
                 cmocka_unit_test(test_request_from_guest_kills),
+                cmocka_unit_test(test_a_dropped_guest_is_told_to_the_owner_with_the_reason),
                 cmocka_unit_test(test_undecodable_payload_kills_and_fails_calls_with_bridge_closed),
                 cmocka_unit_test(test_notification_of_unexpected_type_kills),
                 cmocka_unit_test(test_oversized_frame_drops_guest_but_not_the_vm),
@@ -1481,12 +1554,14 @@ int main(void)
                 cmocka_unit_test(test_held_notification_delivered_after_registration),
                 cmocka_unit_test(test_end_resume_window_discards_held_messages),
                 cmocka_unit_test(test_held_message_cap_is_enforced),
+                cmocka_unit_test(test_held_messages_refused_and_discarded_are_told_with_their_counts),
                 cmocka_unit_test(test_held_bytes_cap_is_enforced),
                 cmocka_unit_test(test_duplicate_notification_outside_window_is_ignored),
                 cmocka_unit_test(test_loss_outside_migration_fails_calls_and_keeps_watchers),
                 cmocka_unit_test(test_migration_ending_while_detached_fails_kept_calls),
                 cmocka_unit_test(test_lost_connection_keeps_waits_for_the_grace_and_probes_them_on_reconnect),
                 cmocka_unit_test(test_guest_not_back_within_the_grace_fails_waits_with_bridge_closed),
+                cmocka_unit_test(test_the_grace_is_told_when_it_starts_and_when_it_runs_out),
                 cmocka_unit_test(test_protocol_error_fails_waits_at_once_despite_the_grace),
                 cmocka_unit_test(test_grace_waits_through_a_migration_and_runs_again_after),
                 cmocka_unit_test(test_close_completes_calls_and_watchers_once),

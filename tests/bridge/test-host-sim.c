@@ -176,7 +176,7 @@ static int fixture_setup(void **state)
         snprintf(f->transport.uds_path, sizeof(f->transport.uds_path), "%s/vm.sock", f->dir);
         assert_int_equal(relay_new(NULL, &f->r), 0);
         assert_int_equal(ports_new(&f->ports), 0);
-        assert_int_equal(bridge_host_new(f->r, &f->transport, "sim-vm", &fixture_ops, f, &f->h), 0);
+        assert_int_equal(bridge_host_new(f->r, &f->transport, &fixture_ops, f, &f->h), 0);
         *state = f;
         return 0;
 }
@@ -621,7 +621,7 @@ static void test_early_response_and_notification_are_held_across_a_resume(void *
         f->h = bridge_host_free(f->h);
         assert_int_equal(src.count, 1);
         assert_int_equal(src.res.status, BRIDGE_STATUS_CLOSED);
-        assert_int_equal(bridge_host_new(f->r, &f->transport, "dest-vm", &fixture_ops, f, &f->h), 0);
+        assert_int_equal(bridge_host_new(f->r, &f->transport, &fixture_ops, f, &f->h), 0);
         bridge_host_set_migrating(f->h, true);
         RUN_UNTIL(f, bridge_host_state(f->h) == BRIDGE_CONN_CONNECTED);
         bridge_host_set_migrating(f->h, false);
@@ -837,7 +837,7 @@ static void test_release_lets_another_daemon_listen_and_relisten_resumes(void **
         close(a);
 
         /* The port is free for another daemon... */
-        assert_int_equal(bridge_host_new(f->r, &f->transport, "other", NULL, NULL, &other), 0);
+        assert_int_equal(bridge_host_new(f->r, &f->transport, NULL, NULL, &other), 0);
         /* (A loop turn first: a listener freed before its accept was submitted spoils the next
          * listener's accepts in this relay; reported.) */
         run_for(f, 10 * 1000000ull);
@@ -916,7 +916,7 @@ static void test_hand_over_moves_the_live_connection_and_its_wait_answers_there(
         run_for(f, 50 * 1000000ull);
         assert_int_equal(w.count, 0);
 
-        assert_int_equal(bridge_host_adopt(f->r, &f->transport, "sim-vm", &fixture_ops, f, &hv, &f->h), 0);
+        assert_int_equal(bridge_host_adopt(f->r, &f->transport, &fixture_ops, f, &hv, &f->h), 0);
         assert_int_equal(hv.listener_fd, -1);
         assert_int_equal(hv.guest_fd, -1);
         bridge_host_handover_done(&hv);
@@ -1014,7 +1014,7 @@ static void test_host_freed_from_its_own_callbacks(void **state)
         close(fd);
 
         /* From a timeout (inside the timer's callback). */
-        assert_int_equal(bridge_host_new(f->r, &f->transport, "again", &fixture_ops, f, &f->h), 0);
+        assert_int_equal(bridge_host_new(f->r, &f->transport, &fixture_ops, f, &f->h), 0);
         fd = raw_connect(f);
         assert_int_equal(bridge_host_set_call_timeout(f->h, 50 * 1000000ull), 0);
         assert_int_equal(bridge_host_signal(f->h, "c1", 1, 9, on_done_free_host, &t), 0);
