@@ -30,7 +30,7 @@ ROOMS = [
     ("types", 30, ["vmm-types.h", "context.h", "guest.h", "vmm-counters.c"]),
     ("leaf", 10, ["attach.c", "attach.h", "attach-input.c", "attach-input.h", "error.c", "error.h", "exec-id.c",
                   "exec-id.h", "exit-file.c", "exit-file.h", "log-k8s.c", "log-k8s.h", "log-journald.c", "log-journald.h", "endpoint.c", "endpoint.h",
-                  "opener.c", "opener.h", "paths.c", "paths.h", "savestate.c", "savestate.h", "notify.c", "notify.h",
+                  "opener.c", "opener.h", "paths.c", "paths.h", "savestate.c", "savestate.h", "journal.c", "journal.h", "notify.c", "notify.h",
                   "fence.c", "fence.h", "upgrade.c", "upgrade.h", "handover-wire.c", "handover-wire.h",
                   "metrics-addr.c", "metrics-addr.h", "vmhelper.c", "vmhelper.h", "conf-file.c", "conf-file.h",
                   "bridge-log.c", "bridge-log.h"]),

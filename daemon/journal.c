@@ -1,0 +1,259 @@
+/* daemon/journal.c: a record's journal: the framing of what changed in one VM since its snapshot, and its replay onto the decoded snapshot. */
+#include "daemon/journal.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+static const uint8_t journal_magic[8] = { 'v', 's', 'm', 'x', 'j', 'r', 'n', 'l' };
+#define JOURNAL_FORMAT_VERSION 1u
+
+static void put_le(uint8_t *p, uint64_t v, int bytes)
+{
+        for (int i = 0; i < bytes; i++)
+                p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le(const uint8_t *p, int bytes)
+{
+        uint64_t v = 0;
+
+        for (int i = bytes - 1; i >= 0; i--)
+                v = v << 8 | p[i];
+        return v;
+}
+
+static _printf_(3, 4) int journal_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (err && errlen) {
+                va_start(ap, fmt);
+                vsnprintf(err, errlen, fmt, ap);
+                va_end(ap);
+        }
+        return -EBADMSG;
+}
+
+void journal_buf_done(struct journal_buf *b)
+{
+        free(b->data);
+        *b = (struct journal_buf){ 0 };
+}
+
+void journal_header(uint64_t generation, uint8_t out[JOURNAL_HEADER_SIZE])
+{
+        memcpy(out, journal_magic, sizeof(journal_magic));
+        put_le(out + 8, JOURNAL_FORMAT_VERSION, 4);
+        put_le(out + 12, generation, 8);
+        put_le(out + 20, savestate_crc32c(out, 20), 4);
+}
+
+static bool journal_kind_known(Vsockmux__State__JournalKind k)
+{
+        return k == VSOCKMUX__STATE__JOURNAL_KIND__JOURNAL_KIND_PROCESS ||
+               k == VSOCKMUX__STATE__JOURNAL_KIND__JOURNAL_KIND_PROCESS_GONE ||
+               k == VSOCKMUX__STATE__JOURNAL_KIND__JOURNAL_KIND_VM;
+}
+
+int journal_buf_add(struct journal_buf *b, const journal_record *rec)
+{
+        size_t plen, need;
+
+        if (rec->schema_version != SAVESTATE_SCHEMA_VERSION || !journal_kind_known(rec->kind))
+                return -EINVAL;
+        plen = vsockmux__state__journal_record__get_packed_size(rec);
+        if (plen == 0 || plen > JOURNAL_MAX_RECORD)
+                return -EFBIG;
+        need = b->len + JOURNAL_FRAME_SIZE + plen;
+        if (need > b->cap) {
+                size_t cap = b->cap ? b->cap : 4096;
+                uint8_t *d;
+
+                while (cap < need)
+                        cap *= 2;
+                d = realloc(b->data, cap);
+                if (!d)
+                        return -ENOMEM;
+                b->data = d;
+                b->cap = cap;
+        }
+        vsockmux__state__journal_record__pack(rec, b->data + b->len + JOURNAL_FRAME_SIZE);
+        put_le(b->data + b->len, plen, 4);
+        put_le(b->data + b->len + 4, savestate_crc32c(b->data + b->len + JOURNAL_FRAME_SIZE, plen), 4);
+        b->len = need;
+        return 0;
+}
+
+/* ---- replay ---- */
+
+static ssize_t vm_find_pid(const Vsockmux__State__Vm *vm, uint32_t pid)
+{
+        for (size_t i = 0; i < vm->n_processes; i++)
+                if (vm->processes[i]->pid == pid)
+                        return (ssize_t)i;
+        return -1;
+}
+
+/* The record's process goes into the snapshot (taken from rec). */
+static int apply_process(savestate_msg *s, journal_record *rec, char *err, size_t errlen)
+{
+        Vsockmux__State__Vm *vm = s->vm;
+        Vsockmux__State__Process **ps;
+        ssize_t i;
+
+        if (!rec->process || rec->process->pid == 0)
+                return journal_fail(err, errlen, "journal: a process record without a pid");
+        i = vm_find_pid(vm, rec->process->pid);
+        if (i >= 0) {
+                vsockmux__state__process__free_unpacked(vm->processes[i], NULL);
+                vm->processes[i] = TAKE_PTR(rec->process);
+                return 0;
+        }
+        if (vm->n_processes >= SAVESTATE_MAX_PROCESSES)
+                return journal_fail(err, errlen, "journal: over %u processes", SAVESTATE_MAX_PROCESSES);
+        ps = realloc(vm->processes, (vm->n_processes + 1) * sizeof(*ps));
+        if (!ps)
+                return -ENOMEM;
+        vm->processes = ps;
+        vm->processes[vm->n_processes++] = TAKE_PTR(rec->process);
+        return 0;
+}
+
+static int apply_gone(savestate_msg *s, const journal_record *rec, char *err, size_t errlen)
+{
+        Vsockmux__State__Vm *vm = s->vm;
+        ssize_t i;
+
+        if (rec->gone_pid == 0)
+                return journal_fail(err, errlen, "journal: a forgotten process without a pid");
+        /* Not there: it was forgotten before any record held it. */
+        i = vm_find_pid(vm, rec->gone_pid);
+        if (i < 0)
+                return 0;
+        vsockmux__state__process__free_unpacked(vm->processes[i], NULL);
+        memmove(vm->processes + i, vm->processes + i + 1, (vm->n_processes - (size_t)i - 1) * sizeof(*vm->processes));
+        vm->n_processes--;
+        return 0;
+}
+
+/* The record's VM replaces the snapshot's, which keeps its processes: every other field, also
+ * those a newer field list adds, comes from the record. */
+static int apply_vm(savestate_msg *s, journal_record *rec, char *err, size_t errlen)
+{
+        Vsockmux__State__Vm *v = rec->vm;
+
+        if (!v || v->n_processes != 0)
+                return journal_fail(err, errlen, "journal: a VM record %s", v ? "with processes" : "without a VM");
+        if (!v->name || strcmp(v->name, s->vm->name) != 0)
+                return journal_fail(err, errlen, "journal: a record of VM '%.64s' in VM %s's journal",
+                                    v->name ? v->name : "", s->vm->name);
+        v->processes = TAKE_PTR(s->vm->processes);
+        v->n_processes = s->vm->n_processes;
+        s->vm->n_processes = 0;
+        vsockmux__state__vm__free_unpacked(s->vm, NULL);
+        s->vm = TAKE_PTR(rec->vm);
+        return 0;
+}
+
+static int journal_apply(savestate_msg *s, journal_record *rec, char *err, size_t errlen)
+{
+        if (rec->schema_version != SAVESTATE_SCHEMA_VERSION) {
+                if (err && errlen)
+                        snprintf(err, errlen, "journal record schema version %u unknown (this build reads %u)",
+                                 rec->schema_version, SAVESTATE_SCHEMA_VERSION);
+                return -EPROTONOSUPPORT;
+        }
+        switch (rec->kind) {
+        case VSOCKMUX__STATE__JOURNAL_KIND__JOURNAL_KIND_PROCESS: return apply_process(s, rec, err, errlen);
+        case VSOCKMUX__STATE__JOURNAL_KIND__JOURNAL_KIND_PROCESS_GONE: return apply_gone(s, rec, err, errlen);
+        case VSOCKMUX__STATE__JOURNAL_KIND__JOURNAL_KIND_VM: return apply_vm(s, rec, err, errlen);
+        default:
+                if (err && errlen)
+                        snprintf(err, errlen, "journal record kind %d unknown", (int)rec->kind);
+                return -EPROTONOSUPPORT;
+        }
+}
+
+static int journal_check_header(const savestate_msg *s, const uint8_t *buf, size_t len, uint64_t *ret_gen, char *err,
+                                size_t errlen)
+{
+        uint64_t gen;
+
+        /* Written whole before its rename: a short or wrong header is corruption, not a crash. */
+        if (len < JOURNAL_HEADER_SIZE || memcmp(buf, journal_magic, sizeof(journal_magic)) != 0)
+                return journal_fail(err, errlen, "not a vsockmux journal (%s)",
+                                    len < JOURNAL_HEADER_SIZE ? "short header" : "bad magic");
+        if (get_le(buf + 20, 4) != savestate_crc32c(buf, 20))
+                return journal_fail(err, errlen, "journal header checksum mismatch: corrupted");
+        if (get_le(buf + 8, 4) != JOURNAL_FORMAT_VERSION) {
+                if (err && errlen)
+                        snprintf(err, errlen, "journal format %u unknown (this build reads %u)",
+                                 (unsigned)get_le(buf + 8, 4), JOURNAL_FORMAT_VERSION);
+                return -EPROTONOSUPPORT;
+        }
+        gen = get_le(buf + 12, 8);
+        if (gen != s->journal_generation) {
+                if (err && errlen)
+                        snprintf(err, errlen, "journal of generation %llu, the snapshot's is %llu",
+                                 (unsigned long long)gen, (unsigned long long)s->journal_generation);
+                return -ESTALE;
+        }
+        *ret_gen = gen;
+        return 0;
+}
+
+/* The payload of the whole, checksummed record at off, or NULL: the tail from off is torn. */
+static const uint8_t *journal_frame(const uint8_t *buf, size_t len, size_t off, size_t *ret_plen)
+{
+        size_t plen;
+
+        if (len - off < JOURNAL_FRAME_SIZE)
+                return NULL;
+        plen = get_le(buf + off, 4);
+        if (plen == 0 || plen > JOURNAL_MAX_RECORD || plen > len - off - JOURNAL_FRAME_SIZE)
+                return NULL;
+        if (get_le(buf + off + 4, 4) != savestate_crc32c(buf + off + JOURNAL_FRAME_SIZE, plen))
+                return NULL;
+        *ret_plen = plen;
+        return buf + off + JOURNAL_FRAME_SIZE;
+}
+
+int journal_replay(savestate_msg *s, const uint8_t *buf, size_t len, struct journal_replay *ret, char *err,
+                   size_t errlen)
+{
+        struct journal_replay res = { 0 };
+        size_t off = JOURNAL_HEADER_SIZE;
+        int r;
+
+        r = journal_check_header(s, buf, len, &res.generation, err, errlen);
+        if (r < 0)
+                return r;
+        while (off < len) {
+                const uint8_t *payload;
+                journal_record *rec;
+                size_t plen;
+
+                payload = journal_frame(buf, len, off, &plen);
+                if (!payload) {
+                        res.torn = true;
+                        break;
+                }
+                rec = vsockmux__state__journal_record__unpack(NULL, plen, payload);
+                if (!rec)
+                        return journal_fail(err, errlen, "journal record %zu at byte %zu does not decode",
+                                            res.applied + 1, off);
+                r = journal_apply(s, rec, err, errlen);
+                vsockmux__state__journal_record__free_unpacked(rec, NULL);
+                if (r < 0)
+                        return r;
+                res.applied++;
+                off += JOURNAL_FRAME_SIZE + plen;
+        }
+        res.good_len = off;
+        *ret = res;
+        return 0;
+}
