@@ -120,10 +120,10 @@ static inline const struct vmm_context *process_ctx(const struct vmm_process *p)
 }
 
 /* process.c */
-/* The table's content changed (a process started, exited, went): the record (daemon/record.h)
- * writes it (now: before returning, else once this loop turn). true: a record is kept, and
+/* The process pid changed (it started, exited, went): the record (daemon/record.h) writes it
+ * (now: before returning, else once this loop turn). true: a record is kept, and
  * vmm_processes_durable() follows its write (an exec's pid reaches its client only then). */
-bool process_table_changed(struct vmm_processes *t, bool now);
+bool process_table_changed(struct vmm_processes *t, uint32_t pid, bool now);
 /* After a sink endpoint opened: whether it is a regular file, and its length now. */
 void process_stream_note_file(struct vmm_stream *s);
 uint64_t process_realtime_ns(void);

@@ -135,6 +135,26 @@ void vmm_processes_export_done(Vsockmux__State__Vm *out)
         out->n_processes = 0;
 }
 
+int vmm_processes_export_one(struct vmm_processes *t, uint32_t pid, Vsockmux__State__Process **ret)
+{
+        struct vmm_process *p = vmm_processes_find(t, pid);
+        struct export_entry *e;
+
+        if (!p)
+                return -ENOENT;
+        e = export_process(p);
+        if (!e)
+                return -ENOMEM;
+        *ret = &e->msg;
+        return 0;
+}
+
+void vmm_process_export_done(Vsockmux__State__Process *p)
+{
+        if (p)
+                free(container_of(p, struct export_entry, msg));
+}
+
 /* ---- in ---- */
 
 static const Vsockmux__State__Process *saved_process(const Vsockmux__State__Vm *vm, uint32_t pid)

@@ -107,16 +107,16 @@ void process_free(struct vmm_process *p)
         free(p->log_groups);
         free(p->creds_groups);
         free(p->cwd);
+        process_table_changed(t, p->pid, false);
         free(p);
-        process_table_changed(t, false);
 }
 
-bool process_table_changed(struct vmm_processes *t, bool now)
+bool process_table_changed(struct vmm_processes *t, uint32_t pid, bool now)
 {
         /* Handed over or stopped: the record is another daemon's, or stays as it was written. */
         if (t->handed_over || t->stopped || !t->ops || !t->ops->on_changed)
                 return false;
-        return t->ops->on_changed(now, t->userdata);
+        return t->ops->on_changed(pid, now, t->userdata);
 }
 
 void vmm_processes_encoded(struct vmm_processes *t)
@@ -288,7 +288,7 @@ void process_report(struct vmm_process *p)
         }
         vmm_context_emit(t->guest->ctx, VMM_EVENT_PROCESS_EXITED, t->guest->vm_name, p->container_id, p->pid, &p->exit,
                          p->exit.message);
-        process_table_changed(t, false);
+        process_table_changed(t, p->pid, false);
         if (!t->guest->removing)
                 process_prune(t);
 }
@@ -479,7 +479,7 @@ static void process_on_exec(const struct bridge_result *res, void *userdata)
         /* Durable before the client sees the pid: a crash after it never forgets the process. The
          * record is written once this loop turn, for every exec answered in it (one fsync). */
         p->awaiting_durable = true; /* before: a write that cannot wait runs inside the call */
-        if (!process_table_changed(t, false) && p->awaiting_durable) {
+        if (!process_table_changed(t, p->pid, false) && p->awaiting_durable) {
                 p->awaiting_durable = false;
                 process_started(p, 0, "");
         }

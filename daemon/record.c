@@ -1,4 +1,4 @@
-/* daemon/record.c: the record room: each VM's saved state in <state-dir>/vms/<name>.state, encoded on the loop once per loop turn after a change and written by its own thread (temp file, fsync, rename, fsync of the directory), and read back into vmm_restore() at start. */
+/* daemon/record.c: the record room: each VM's snapshot in <state-dir>/vms/<name>.state and a journal of what changed since in <name>.journal (daemon/journal.h), encoded on the loop once per loop turn after a change (only the processes that changed) and written by its own thread (appended with one fsync per batch; compacted into a new snapshot, temp file, fsync, rename, once it outgrows the last), and read back into vmm_restore() at start. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon/journal.h"
 #include "daemon/opener.h"
 #include "daemon/record.h"
 #include "daemon/savestate.h"
@@ -22,24 +23,44 @@
 
 /* What the stdin of an interactive exec names as its endpoint: attach clients, not a path. */
 #define RECORD_STDIN_FROM_ATTACH "(attach clients)"
+/* A journal grows to its snapshot's size, at least this, before the next write compacts it: the
+ * snapshot's cost is spread over as many bytes of journal, and a replay reads at most twice it. */
+#define RECORD_JOURNAL_MIN (64u << 10)
 
-/* One file operation for the writer thread: write blob to path, or (blob NULL) remove path. */
+enum record_job_kind {
+        RECORD_SNAPSHOT, /* the whole VM, then a new empty journal of its generation */
+        RECORD_APPEND,   /* framed journal records, one fsync */
+        RECORD_REMOVE,   /* both files go */
+};
+
+/* One file operation for the writer thread. */
 struct record_job {
         struct list_head link;
         struct record_entry *e; /* NULL: a removal, nobody waits for it */
-        char *path;
+        enum record_job_kind kind;
+        char *path, *jpath; /* <name>.state, <name>.journal */
         uint8_t *blob;
         size_t len;
+        uint64_t generation; /* RECORD_SNAPSHOT: the snapshot's and its journal's */
+        int fd;              /* the journal open for appending, the entry's, lent to the writer */
         int r;
 };
 
 /* A VM the record writes, on the loop. At most one job per VM is in flight: changes meanwhile
- * are encoded once it is done, so each write holds the newest state. */
+ * are encoded once it is done, so each write holds the newest state, and its fd is the job's. */
 struct record_entry {
         struct list_head link;
         struct vmm_vm *vm; /* NULL: forgotten; freed once its job is done */
         bool dirty;
         bool in_flight;
+        bool whole;     /* the next write is a snapshot: nothing on disk, or unknown changes */
+        uint32_t *pids; /* processes changed since the last write, with repeats */
+        size_t n_pids, cap_pids;
+        uint8_t *head; /* the VM record last appended, not appended again unchanged */
+        size_t head_len;
+        uint64_t generation; /* of the snapshot and journal on disk */
+        size_t snapshot_len, journal_len;
+        int fd; /* <name>.journal, -1: none open */
 };
 
 /* The writer thread's "a job is done" reaches the loop as an eventfd the loop polls while jobs
@@ -70,9 +91,76 @@ struct vmm_record {
 
 static int record_path(const struct vmm_record *rec, const char *name, const char *suffix, char *buf, size_t len)
 {
-        if ((size_t)snprintf(buf, len, "%s/%s.state%s", rec->dir, name, suffix) >= len)
+        if ((size_t)snprintf(buf, len, "%s/%s%s", rec->dir, name, suffix) >= len)
                 return -ENAMETOOLONG;
         return 0;
+}
+
+static int unlink_file(const char *path)
+{
+        return unlink(path) < 0 && errno != ENOENT ? negative_errno() : 0;
+}
+
+/* In this order: a crash between the two renames leaves the new snapshot with the older journal,
+ * which a snapshot of another generation ignores. */
+static int record_write_snapshot(struct record_job *j)
+{
+        uint8_t h[JOURNAL_HEADER_SIZE];
+        int r;
+
+        j->fd = safe_close(j->fd);
+        r = savestate_write_file(j->path, j->blob, j->len);
+        if (r < 0)
+                return r;
+        journal_header(j->generation, h);
+        r = savestate_write_file(j->jpath, h, sizeof(h));
+        if (r < 0)
+                return r;
+        j->fd = open(j->jpath, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+        return j->fd < 0 ? negative_errno() : 0;
+}
+
+/* A crash mid-write leaves a torn last record, which the replay stops before. */
+static int record_append(struct record_job *j)
+{
+        size_t off = 0;
+
+        while (off < j->len) {
+                ssize_t n = write(j->fd, j->blob + off, j->len - off);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return negative_errno();
+                off += (size_t)n;
+        }
+        return fdatasync(j->fd) < 0 ? negative_errno() : 0;
+}
+
+/* The snapshot first: a journal without one is dropped at the next start. */
+static int record_remove(struct record_job *j)
+{
+        int r;
+
+        j->fd = safe_close(j->fd);
+        r = unlink_file(j->path);
+        if (r >= 0)
+                r = unlink_file(j->jpath);
+        return r;
+}
+
+static int record_job_run(struct record_job *j)
+{
+        switch (j->kind) {
+        case RECORD_SNAPSHOT: return record_write_snapshot(j);
+        case RECORD_APPEND: return record_append(j);
+        default: return record_remove(j);
+        }
+}
+
+static const char *record_job_verb(const struct record_job *j)
+{
+        return j->kind == RECORD_SNAPSHOT ? "write" : j->kind == RECORD_APPEND ? "append to" : "remove";
 }
 
 static void *record_worker(void *userdata)
@@ -91,10 +179,7 @@ static void *record_worker(void *userdata)
                 list_del(&j->link);
                 rec->busy = true;
                 pthread_mutex_unlock(&rec->lock);
-                if (j->blob)
-                        j->r = savestate_write_file(j->path, j->blob, j->len);
-                else
-                        j->r = unlink(j->path) < 0 && errno != ENOENT ? negative_errno() : 0;
+                j->r = record_job_run(j);
                 pthread_mutex_lock(&rec->lock);
                 rec->busy = false;
                 list_add_tail(&rec->done, &j->link);
@@ -109,7 +194,9 @@ static void *record_worker(void *userdata)
 static struct record_job *record_job_free(struct record_job *j)
 {
         if (j) {
+                safe_close(j->fd);
                 free(j->path);
+                free(j->jpath);
                 free(j->blob);
                 free(j);
         }
@@ -139,6 +226,8 @@ static struct record_entry *record_entry_get(struct vmm_record *rec, struct vmm_
         if (!e)
                 return NULL;
         e->vm = vm;
+        e->whole = true;
+        e->fd = -1;
         list_add_tail(&rec->entries, &e->link);
         return e;
 }
@@ -146,7 +235,20 @@ static struct record_entry *record_entry_get(struct vmm_record *rec, struct vmm_
 static void record_entry_drop(struct record_entry *e)
 {
         list_del(&e->link);
+        safe_close(e->fd);
+        free(e->pids);
+        free(e->head);
         free(e);
+}
+
+/* The next write is a snapshot: what was marked is in it. */
+static void record_entry_reset(struct record_entry *e)
+{
+        e->whole = true;
+        e->n_pids = 0;
+        free(e->head);
+        e->head = NULL;
+        e->head_len = 0;
 }
 
 static void record_on_wake(struct relay *r, struct relay_op *op, int res, uint32_t cqe_flags);
@@ -224,6 +326,27 @@ static void record_enqueue(struct vmm_record *rec, struct record_job *j)
 
 static void record_submit(struct vmm_record *rec, struct record_entry *e);
 
+/* A job done: the entry takes its journal fd back and learns what is on disk now. */
+static void record_entry_done(struct record_entry *e, struct record_job *j)
+{
+        e->in_flight = false;
+        safe_close(e->fd);
+        e->fd = TAKE_FD(j->fd);
+        if (j->r < 0) {
+                /* What the journal holds is not known: the next write starts it again. */
+                record_entry_reset(e);
+                return;
+        }
+        if (j->kind == RECORD_SNAPSHOT) {
+                e->generation = j->generation;
+                e->snapshot_len = j->len;
+                e->journal_len = JOURNAL_HEADER_SIZE;
+        } else if (j->kind == RECORD_APPEND)
+                e->journal_len += j->len;
+        else
+                record_entry_reset(e);
+}
+
 /* Finished jobs: their VMs' waiting execs are answered; a VM changed meanwhile is written again. */
 static void record_collect(struct vmm_record *rec)
 {
@@ -244,11 +367,12 @@ static void record_collect(struct vmm_record *rec)
                 rec->in_flight--;
                 if (j->r < 0)
                         log_error("vsockmuxd: cannot %s the record %s: %s; a crash now would lose what changed",
-                                  j->blob ? "write" : "remove", j->path, strerror(-j->r));
+                                  record_job_verb(j), j->kind == RECORD_APPEND ? j->jpath : j->path, strerror(-j->r));
+                if (e)
+                        record_entry_done(e, j);
                 record_job_free(j);
                 if (!e)
                         continue;
-                e->in_flight = false;
                 if (!e->vm) {
                         record_entry_drop(e);
                         continue;
@@ -291,7 +415,20 @@ static void record_on_timer(struct relay_timer *t, void *userdata)
         vmm_record_flush(userdata);
 }
 
-/* A crash between the temp file's creation and its rename leaves it behind. */
+/* A journal whose snapshot is gone: a crash between a removal's two unlinks. */
+static bool record_orphan_journal(int dfd, const char *name)
+{
+        char state[NAME_MAX + 1];
+        size_t l = strlen(name);
+
+        if (l <= strlen(".journal") || strcmp(name + l - strlen(".journal"), ".journal") != 0)
+                return false;
+        if ((size_t)snprintf(state, sizeof(state), "%.*s.state", (int)(l - strlen(".journal")), name) >= sizeof(state))
+                return false;
+        return faccessat(dfd, state, F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT;
+}
+
+/* A crash between a temp file's creation and its rename leaves it behind. */
 static void record_drop_temporaries(const char *dir)
 {
         DIR *d = opendir(dir);
@@ -300,7 +437,8 @@ static void record_drop_temporaries(const char *dir)
         if (!d)
                 return;
         while ((de = readdir(d)))
-                if (strstr(de->d_name, ".state.tmp."))
+                if (strstr(de->d_name, ".state.tmp.") || strstr(de->d_name, ".journal.tmp.") ||
+                    record_orphan_journal(dirfd(d), de->d_name))
                         (void)unlinkat(dirfd(d), de->d_name, 0);
         closedir(d);
 }
@@ -370,7 +508,30 @@ struct vmm_record *vmm_record_free(struct vmm_record *rec)
         return NULL;
 }
 
-void vmm_record_mark(struct vmm_record *rec, struct vmm_vm *vm)
+static void record_arm(struct vmm_record *rec, struct record_entry *e)
+{
+        e->dirty = true;
+        /* 0 ns: the next pass of the loop, after every change this turn made. */
+        if (!relay_timer_is_armed(rec->timer) && relay_timer_arm(rec->timer, 0) < 0)
+                vmm_record_flush(rec);
+}
+
+static int record_entry_add_pid(struct record_entry *e, uint32_t pid)
+{
+        if (e->n_pids == e->cap_pids) {
+                size_t cap = e->cap_pids ? e->cap_pids * 2 : 16;
+                uint32_t *p = reallocarray(e->pids, cap, sizeof(*p));
+
+                if (!p)
+                        return -ENOMEM;
+                e->pids = p;
+                e->cap_pids = cap;
+        }
+        e->pids[e->n_pids++] = pid;
+        return 0;
+}
+
+void vmm_record_mark(struct vmm_record *rec, struct vmm_vm *vm, uint32_t pid)
 {
         struct record_entry *e;
 
@@ -382,10 +543,25 @@ void vmm_record_mark(struct vmm_record *rec, struct vmm_vm *vm)
                 (void)vmm_record_write(rec, vm);
                 return;
         }
-        e->dirty = true;
-        /* 0 ns: the next pass of the loop, after every change this turn made. */
-        if (!relay_timer_is_armed(rec->timer) && relay_timer_arm(rec->timer, 0) < 0)
-                vmm_record_flush(rec);
+        /* A snapshot holds every process anyway; out of memory, it is the way left. */
+        if (pid != 0 && !e->whole && record_entry_add_pid(e, pid) < 0)
+                record_entry_reset(e);
+        record_arm(rec, e);
+}
+
+void vmm_record_mark_all(struct vmm_record *rec, struct vmm_vm *vm)
+{
+        struct record_entry *e;
+
+        if (!rec)
+                return;
+        e = record_entry_get(rec, vm);
+        if (!e) {
+                (void)vmm_record_write(rec, vm);
+                return;
+        }
+        record_entry_reset(e);
+        record_arm(rec, e);
 }
 
 void vmm_record_flush(struct vmm_record *rec)
@@ -408,27 +584,43 @@ void vmm_record_flush(struct vmm_record *rec)
  * recorded (nothing could find it again), and a running process with no outstanding wait can never
  * learn its exit: recorded lost, never 0. And a save's counts come after a flush, a record's need
  * not: bytes read from the guest but still buffered die with a crashed daemon, so the record says
- * it has only what reached the endpoint, and the guest resumes there (at least once, not lost). */
+ * it has only what reached the endpoint, and the guest resumes there (at least once, not lost).
+ * false: p is not recorded. */
+static bool record_filter_process(Vsockmux__State__Process *p)
+{
+        if (p->pid == 0)
+                return false;
+        if (p->state == VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_RUNNING && p->wait_call_id == 0)
+                p->state = VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_LOST;
+        for (size_t k = 0; k < p->n_streams; k++)
+                if (p->streams[k]->kind != VSOCKMUX__STATE__STREAM_KIND__STREAM_KIND_STDIN)
+                        p->streams[k]->rx_guest = p->streams[k]->tx_endpoint;
+        return true;
+}
+
 static size_t record_filter(Vsockmux__State__Vm *v, Vsockmux__State__Process **keep)
 {
         size_t n = 0;
 
-        for (size_t i = 0; i < v->n_processes; i++) {
-                Vsockmux__State__Process *p = v->processes[i];
-
-                if (p->pid == 0)
-                        continue;
-                if (p->state == VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_RUNNING && p->wait_call_id == 0)
-                        p->state = VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_LOST;
-                for (size_t k = 0; k < p->n_streams; k++)
-                        if (p->streams[k]->kind != VSOCKMUX__STATE__STREAM_KIND__STREAM_KIND_STDIN)
-                                p->streams[k]->rx_guest = p->streams[k]->tx_endpoint;
-                keep[n++] = p;
-        }
+        for (size_t i = 0; i < v->n_processes; i++)
+                if (record_filter_process(v->processes[i]))
+                        keep[n++] = v->processes[i];
         return n;
 }
 
-static int record_encode(struct vmm_vm *vm, uint8_t **ret_blob, size_t *ret_len)
+/* Never one a journal on disk may hold: the wall clock's nanoseconds, past this VM's last. */
+static uint64_t record_generation(const struct record_entry *e)
+{
+        struct timespec ts;
+        uint64_t g;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        g = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        return e && g <= e->generation ? e->generation + 1 : g;
+}
+
+/* The snapshot: the whole VM, naming the generation of the journal that follows it. */
+static int record_encode(struct vmm_vm *vm, uint64_t generation, uint8_t **ret_blob, size_t *ret_len)
 {
         Vsockmux__State__SavedState s;
         Vsockmux__State__Process **all, **keep;
@@ -441,6 +633,7 @@ static int record_encode(struct vmm_vm *vm, uint8_t **ret_blob, size_t *ret_len)
         clock_gettime(CLOCK_REALTIME, &ts);
         s.schema_version = SAVESTATE_SCHEMA_VERSION;
         s.saved_at_unix_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        s.journal_generation = generation;
         s.vm = &v;
         r = vmm_vm_export(vm, &v);
         if (r < 0)
@@ -464,45 +657,161 @@ static int record_encode(struct vmm_vm *vm, uint8_t **ret_blob, size_t *ret_len)
         return r;
 }
 
-/* A job writing vm's newest state, or removing the file of a saved one (the destination's now). */
-static int record_job_new(struct vmm_record *rec, struct vmm_vm *vm, struct record_job **ret)
+/* The VM's own fields, unless the journal has them so already. */
+static int record_add_head(struct record_entry *e, struct vmm_vm *vm, struct journal_buf *b)
 {
+        journal_record jr = VSOCKMUX__STATE__JOURNAL_RECORD__INIT;
+        Vsockmux__State__Vm v;
+        size_t before = b->len;
+        uint8_t *head;
+        int r;
+
+        r = vmm_vm_export_head(vm, &v);
+        if (r < 0)
+                return r;
+        jr.schema_version = SAVESTATE_SCHEMA_VERSION;
+        jr.kind = VSOCKMUX__STATE__JOURNAL_KIND__JOURNAL_KIND_VM;
+        jr.vm = &v;
+        r = journal_buf_add(b, &jr);
+        vmm_vm_export_done(&v);
+        if (r < 0)
+                return r;
+        if (b->len - before == e->head_len && memcmp(b->data + before, e->head, e->head_len) == 0) {
+                b->len = before;
+                return 0;
+        }
+        head = malloc(b->len - before);
+        if (!head)
+                return -ENOMEM;
+        memcpy(head, b->data + before, b->len - before);
+        free(e->head);
+        e->head = head;
+        e->head_len = b->len - before;
+        return 0;
+}
+
+static int cmp_pid(const void *a, const void *b)
+{
+        uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+        return x < y ? -1 : x > y;
+}
+
+/* Process pid as it is now, or gone. */
+static int record_add_process(struct vmm_vm *vm, uint32_t pid, struct journal_buf *b)
+{
+        journal_record jr = VSOCKMUX__STATE__JOURNAL_RECORD__INIT;
+        Vsockmux__State__Process *p = NULL;
+        int r;
+
+        jr.schema_version = SAVESTATE_SCHEMA_VERSION;
+        r = vmm_vm_export_process(vm, pid, &p);
+        if (r == -ENOENT) {
+                jr.kind = VSOCKMUX__STATE__JOURNAL_KIND__JOURNAL_KIND_PROCESS_GONE;
+                jr.gone_pid = pid;
+                return journal_buf_add(b, &jr);
+        }
+        if (r < 0)
+                return r;
+        jr.kind = VSOCKMUX__STATE__JOURNAL_KIND__JOURNAL_KIND_PROCESS;
+        jr.process = p;
+        r = record_filter_process(p) ? journal_buf_add(b, &jr) : 0;
+        vmm_vm_export_process_done(p);
+        return r;
+}
+
+/* What changed since the last write, the VM's own fields first (a wait's call id is below the
+ * next one it names). */
+static int record_encode_changes(struct record_entry *e, struct vmm_vm *vm, struct journal_buf *b)
+{
+        int r;
+
+        r = record_add_head(e, vm, b);
+        /* Execs answered from here on wait for this write. */
+        vmm_vm_record_encoded(vm);
+        if (e->n_pids > 1)
+                qsort(e->pids, e->n_pids, sizeof(*e->pids), cmp_pid);
+        for (size_t i = 0; r >= 0 && i < e->n_pids; i++)
+                if (i == 0 || e->pids[i] != e->pids[i - 1])
+                        r = record_add_process(vm, e->pids[i], b);
+        e->n_pids = 0;
+        return r;
+}
+
+static bool record_entry_wants_snapshot(const struct record_entry *e)
+{
+        size_t bound = e->snapshot_len > RECORD_JOURNAL_MIN ? e->snapshot_len : RECORD_JOURNAL_MIN;
+
+        return e->whole || e->fd < 0 || e->journal_len > bound;
+}
+
+/* A job writing vm's newest state (e NULL or whole: a snapshot, else what changed), or removing
+ * the files of a saved one (the destination's now). *ret NULL: nothing changed. */
+static int record_job_new(struct vmm_record *rec, struct record_entry *e, struct vmm_vm *vm, bool whole,
+                          struct record_job **ret)
+{
+        _cleanup_(journal_buf_done) struct journal_buf b = { 0 };
         struct record_job *j = calloc(1, sizeof(*j));
-        char path[PATH_MAX];
+        char path[PATH_MAX], jpath[PATH_MAX];
         int r;
 
         if (!j)
                 return -ENOMEM;
-        r = record_path(rec, vmm_vm_name(vm), "", path, sizeof(path));
-        if (r >= 0 && !(j->path = strdup(path)))
+        j->fd = -1;
+        r = record_path(rec, vmm_vm_name(vm), ".state", path, sizeof(path));
+        if (r >= 0)
+                r = record_path(rec, vmm_vm_name(vm), ".journal", jpath, sizeof(jpath));
+        if (r >= 0 && (!(j->path = strdup(path)) || !(j->jpath = strdup(jpath))))
                 r = -ENOMEM;
-        if (r >= 0 && !vmm_vm_is_saved(vm))
-                r = record_encode(vm, &j->blob, &j->len);
-        else if (r >= 0)
+        if (r >= 0 && vmm_vm_is_saved(vm)) {
+                j->kind = RECORD_REMOVE;
                 vmm_vm_record_encoded(vm);
-        if (r < 0) {
-                record_job_free(j);
-                return r;
+        } else if (r >= 0 && whole) {
+                j->kind = RECORD_SNAPSHOT;
+                j->generation = record_generation(e);
+                r = record_encode(vm, j->generation, &j->blob, &j->len);
+        } else if (r >= 0) {
+                j->kind = RECORD_APPEND;
+                r = record_encode_changes(e, vm, &b);
+                j->blob = TAKE_PTR(b.data);
+                j->len = b.len;
         }
+        if (r < 0 || (j->kind == RECORD_APPEND && j->len == 0)) {
+                record_job_free(j);
+                j = NULL;
+        }
+        if (r < 0)
+                return r;
         *ret = j;
         return 0;
 }
 
 static void record_submit(struct vmm_record *rec, struct record_entry *e)
 {
+        bool whole = record_entry_wants_snapshot(e);
         struct record_job *j;
         int r;
 
         e->dirty = false;
-        r = record_job_new(rec, e->vm, &j);
+        if (whole)
+                record_entry_reset(e);
+        e->whole = false;
+        r = record_job_new(rec, e, e->vm, whole, &j);
         if (r < 0) {
                 log_error("vm %s: cannot encode its record: %s; a crash now would lose what changed",
                           vmm_vm_name(e->vm), strerror(-r));
+                record_entry_reset(e);
                 vmm_vm_record_encoded(e->vm);
                 vmm_vm_record_written(e->vm);
                 return;
         }
+        if (!j) {
+                /* Nothing to write: an exec waiting for it has it on disk already. */
+                vmm_vm_record_written(e->vm);
+                return;
+        }
         j->e = e;
+        j->fd = TAKE_FD(e->fd);
         e->in_flight = true;
         record_enqueue(rec, j);
 }
@@ -520,26 +829,27 @@ void vmm_record_sync(struct vmm_record *rec)
 int vmm_record_write(struct vmm_record *rec, struct vmm_vm *vm)
 {
         struct record_entry *e;
-        struct record_job *j;
+        struct record_job *j = NULL;
         int r;
 
-        /* In order: nothing queued for it may land after this (a collected job may queue the
-         * next write of its VM: drain that too). */
-        do
-                record_drain(rec);
-        while (rec->in_flight > 0);
+        /* In order: nothing queued for it may land after this. */
+        vmm_record_sync(rec);
         e = record_entry_find(rec, vm);
-        if (e)
+        if (e) {
                 e->dirty = false;
-        r = record_job_new(rec, vm, &j);
+                record_entry_reset(e);
+                e->whole = false;
+        }
+        r = record_job_new(rec, e, vm, true, &j);
         if (r >= 0) {
-                if (j->blob)
-                        r = savestate_write_file(j->path, j->blob, j->len);
-                else
-                        r = unlink(j->path) < 0 && errno != ENOENT ? negative_errno() : 0;
+                if (e)
+                        j->fd = TAKE_FD(e->fd);
+                r = j->r = record_job_run(j);
                 if (r < 0)
                         log_error("vm %s: cannot %s its record %s: %s; a crash now would lose what changed",
-                                  vmm_vm_name(vm), j->blob ? "write" : "remove", j->path, strerror(-r));
+                                  vmm_vm_name(vm), record_job_verb(j), j->path, strerror(-r));
+                if (e)
+                        record_entry_done(e, j);
                 record_job_free(j);
         } else
                 vmm_vm_record_encoded(vm);
@@ -551,7 +861,8 @@ int vmm_record_write(struct vmm_record *rec, struct vmm_vm *vm)
 void vmm_record_forget(struct vmm_record *rec, struct vmm_vm *vm, bool remove)
 {
         struct record_entry *e;
-        char path[PATH_MAX];
+        char path[PATH_MAX], jpath[PATH_MAX];
+        struct record_job *j;
 
         if (!rec)
                 return;
@@ -562,18 +873,24 @@ void vmm_record_forget(struct vmm_record *rec, struct vmm_vm *vm, bool remove)
                 if (!e->in_flight)
                         record_entry_drop(e);
         }
+        if (!remove || record_path(rec, vmm_vm_name(vm), ".state", path, sizeof(path)) < 0 ||
+            record_path(rec, vmm_vm_name(vm), ".journal", jpath, sizeof(jpath)) < 0)
+                return;
         /* Through the writer: after any write of it still queued. */
-        if (remove && record_path(rec, vmm_vm_name(vm), "", path, sizeof(path)) >= 0) {
-                struct record_job *j = calloc(1, sizeof(*j));
-
-                if (j && (j->path = strdup(path))) {
-                        record_enqueue(rec, j);
-                        return;
-                }
-                record_job_free(j);
-                if (unlink(path) < 0 && errno != ENOENT)
-                        log_warn("vm %s: cannot remove its record %s: %m", vmm_vm_name(vm), path);
+        j = calloc(1, sizeof(*j));
+        if (j) {
+                j->kind = RECORD_REMOVE;
+                j->fd = -1;
+                j->path = strdup(path);
+                j->jpath = strdup(jpath);
         }
+        if (j && j->path && j->jpath) {
+                record_enqueue(rec, j);
+                return;
+        }
+        record_job_free(j);
+        if (unlink_file(path) < 0 || unlink_file(jpath) < 0)
+                log_warn("vm %s: cannot remove its record %s: %m", vmm_vm_name(vm), path);
 }
 
 /* ---- recovery ---- */
@@ -630,10 +947,12 @@ static int record_io_build(const Vsockmux__State__Vm *v, struct record_io *rio)
         return 0;
 }
 
-/* Moves a record that cannot be read out of the way, so the next start does not trip on it. */
+/* Moves a record that cannot be read out of the way, so the next start does not trip on it: its
+ * snapshot (file) and its journal. */
 static void record_set_aside(const struct vmm_record *rec, const char *file, const char *why)
 {
         char from[PATH_MAX], to[PATH_MAX];
+        size_t l = strlen(file) - strlen(".state");
 
         if ((size_t)snprintf(from, sizeof(from), "%s/%s", rec->dir, file) >= sizeof(from) ||
             (size_t)snprintf(to, sizeof(to), "%s/%s.bad", rec->dir, file) >= sizeof(to))
@@ -643,6 +962,46 @@ static void record_set_aside(const struct vmm_record *rec, const char *file, con
         else
                 log_error("vsockmuxd: record %s does not parse (%s); moved aside to %s, its VM is not recovered", from,
                           why, to);
+        if ((size_t)snprintf(from, sizeof(from), "%s/%.*s.journal", rec->dir, (int)l, file) < sizeof(from) &&
+            (size_t)snprintf(to, sizeof(to), "%s.bad", from) < sizeof(to) && rename(from, to) < 0 && errno != ENOENT)
+                log_error("vsockmuxd: cannot move the journal %s aside: %m", from);
+}
+
+/* Applies <name>.journal, when there is one of the snapshot's generation: a VM an older daemon
+ * recorded has none. -EBADMSG or -EPROTONOSUPPORT with why: the record is set aside. */
+static int record_replay(struct vmm_record *rec, const char *file, savestate_msg *msg, char *why, size_t whylen)
+{
+        _cleanup_free_ uint8_t *buf = NULL;
+        struct journal_replay res;
+        char path[PATH_MAX];
+        size_t len = 0;
+        int r;
+
+        if ((size_t)snprintf(path, sizeof(path), "%s/%.*s.journal", rec->dir, (int)(strlen(file) - strlen(".state")),
+                             file) >= sizeof(path))
+                return -ENAMETOOLONG;
+        r = savestate_read_file(path, &buf, &len);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0) {
+                snprintf(why, whylen, "cannot read its journal: %s", strerror(-r));
+                return -EBADMSG;
+        }
+        r = journal_replay(msg, buf, len, &res, why, whylen);
+        if (r == -ESTALE) {
+                /* A crash between a compaction's two steps: the snapshot holds it all. */
+                log_info("vm %s: journal %s ignored: %s", msg->vm->name, path, why);
+                return 0;
+        }
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return r == -EPROTONOSUPPORT ? r : -EBADMSG;
+        if (res.torn)
+                log_warn("vm %s: journal %s ends in %zu bytes that frame no good record (a crash mid-write?): "
+                         "recovered up to the last good one, %zu records in",
+                         msg->vm->name, path, len - res.good_len, res.applied);
+        return 0;
 }
 
 /* Counts what the record holds and what is lost already: no wait means no exit to learn. */
@@ -655,37 +1014,62 @@ static void record_count(const Vsockmux__State__Vm *v, struct vmm_record_summary
         }
 }
 
-static int record_recover_one(struct vmm_record *rec, const char *file, vmm_record_recover_fn fn, void *userdata,
-                              struct vmm_record_summary *sum)
+/* The snapshot, with its journal applied. -EBADMSG or -EPROTONOSUPPORT with why: set it aside. */
+static int record_load(struct vmm_record *rec, const char *file, savestate_msg **ret, char *why, size_t whylen)
 {
         _cleanup_(savestate_msg_freep) savestate_msg *msg = NULL;
-        _cleanup_free_ uint8_t *buf = NULL, *blob = NULL;
-        char path[PATH_MAX], why[VMM_ERROR_MESSAGE_MAX] = "";
-        struct record_io rio = { 0 };
-        struct vmm_error err = { 0 };
-        size_t len = 0, blob_len = 0;
+        _cleanup_free_ uint8_t *buf = NULL;
+        char path[PATH_MAX];
+        size_t len = 0;
         int r;
 
         if ((size_t)snprintf(path, sizeof(path), "%s/%s", rec->dir, file) >= sizeof(path))
                 return -ENAMETOOLONG;
         r = savestate_read_file(path, &buf, &len);
         if (r < 0) {
-                snprintf(why, sizeof(why), "cannot read it: %s", strerror(-r));
-                record_set_aside(rec, file, why);
-                sum->bad++;
-                return 0;
+                snprintf(why, whylen, "cannot read it: %s", strerror(-r));
+                return -EBADMSG;
         }
-        r = savestate_decode(buf, len, &msg, why, sizeof(why));
+        r = savestate_decode(buf, len, &msg, why, whylen);
         if (r >= 0 && (strlen(file) != strlen(msg->vm->name) + strlen(".state") ||
                        strncmp(file, msg->vm->name, strlen(msg->vm->name)) != 0))
-                r = -EBADMSG, snprintf(why, sizeof(why), "it holds VM '%s', not the one its name says", msg->vm->name);
-        if (r < 0) {
+                r = -EBADMSG, snprintf(why, whylen, "it holds VM '%s', not the one its name says", msg->vm->name);
+        if (r >= 0)
+                r = record_replay(rec, file, msg, why, whylen);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(msg);
+        return 0;
+}
+
+static int record_recover_one(struct vmm_record *rec, const char *file, vmm_record_recover_fn fn, void *userdata,
+                              struct vmm_record_summary *sum)
+{
+        _cleanup_(savestate_msg_freep) savestate_msg *msg = NULL;
+        _cleanup_free_ uint8_t *blob = NULL;
+        char why[VMM_ERROR_MESSAGE_MAX] = "";
+        struct record_io rio = { 0 };
+        struct vmm_error err = { 0 };
+        size_t blob_len = 0;
+        int r;
+
+        r = record_load(rec, file, &msg, why, sizeof(why));
+        if (r == -EBADMSG || r == -EPROTONOSUPPORT) {
                 record_set_aside(rec, file, why);
                 sum->bad++;
                 return 0;
         }
+        if (r < 0)
+                return r;
         msg->vm->bridge_next_id += VMM_RECORD_CALL_ID_MARGIN;
+        msg->journal_generation = 0;
         r = savestate_encode(msg, &blob, &blob_len);
+        if (r == -EINVAL || r == -EFBIG) {
+                /* The checks the snapshot passed, its journal's changes did not. */
+                record_set_aside(rec, file, "its journal's changes leave a state that does not check");
+                sum->bad++;
+                return 0;
+        }
         if (r >= 0)
                 r = record_io_build(msg->vm, &rio);
         if (r < 0)
@@ -695,8 +1079,8 @@ static int record_recover_one(struct vmm_record *rec, const char *file, vmm_reco
                         .name = msg->vm->name, .blob = blob, .len = blob_len, .io = rio.io, .n_io = rio.n },
                 userdata, &err);
         if (r < 0) {
-                log_error("vm %s: cannot recover it from %s: %s; the record is left in place", msg->vm->name, path,
-                          err.message[0] ? err.message : strerror(-r));
+                log_error("vm %s: cannot recover it from %s/%s: %s; the record is left in place", msg->vm->name,
+                          rec->dir, file, err.message[0] ? err.message : strerror(-r));
                 sum->failed++;
         } else {
                 sum->vms++;

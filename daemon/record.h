@@ -1,4 +1,4 @@
-/* daemon/record.h: the record room: one file per VM in <state-dir>/vms, written crash-safely whenever the VM's model changes, and read back at start so a restarted vsockmuxd recovers every VM (restart and crash recovery). */
+/* daemon/record.h: the record room: per VM in <state-dir>/vms a snapshot (<name>.state, written crash-safely) and a journal of what changed since (<name>.journal, appended whenever the VM's model changes), read back at start so a restarted vsockmuxd recovers every VM (restart and crash recovery). */
 #pragma once
 
 #include "daemon/save-restore.h"
@@ -18,13 +18,16 @@ int vmm_record_new(struct relay *relay, const char *state_dir, struct vmm_record
 struct vmm_record *vmm_record_free(struct vmm_record *rec);
 DEFINE_CLEANUP(struct vmm_record *, vmm_record_free);
 
-/* vm changed: its record is written once at the end of this loop turn, however many changes. */
-void vmm_record_mark(struct vmm_record *rec, struct vmm_vm *vm);
-/* Writes vm's record now: its saved state (a save's blob) with what a save leaves out (each
- * endpoint's file base, the exec's credentials). A saved VM's record is removed instead: its state
- * is the destination's. */
+/* vm changed: process pid, or (0) the VM's own fields. Written once at the end of this loop turn,
+ * however many changes: appended to its journal, or a snapshot when the journal is long enough. */
+void vmm_record_mark(struct vmm_record *rec, struct vmm_vm *vm, uint32_t pid);
+/* vm changed in ways nobody marked (records were paused): its next write is a snapshot. */
+void vmm_record_mark_all(struct vmm_record *rec, struct vmm_vm *vm);
+/* Writes vm's record now, a snapshot: its saved state (a save's blob) with what a save leaves out
+ * (each endpoint's file base, the exec's credentials), and an empty journal. A saved VM's record
+ * is removed instead: its state is the destination's. */
 int vmm_record_write(struct vmm_record *rec, struct vmm_vm *vm);
-/* vm goes away: nothing more is written for it; remove: its file goes too (a removed VM). */
+/* vm goes away: nothing more is written for it; remove: its files go too (a removed VM). */
 void vmm_record_forget(struct vmm_record *rec, struct vmm_vm *vm, bool remove);
 /* Writes every marked VM now. */
 void vmm_record_flush(struct vmm_record *rec);
@@ -45,7 +48,8 @@ struct vmm_record_summary {
         unsigned vms, processes, lost, bad, failed;
 };
 
-/* Hands every record to fn. A record that does not parse is moved aside (NAME.state.bad) and
- * logged; one fn refuses is logged and left in place. */
+/* Hands every record to fn, its snapshot with its journal applied (a torn tail ends that, logged).
+ * A record that does not parse, or whose journal holds a record this build does not know, is moved
+ * aside (NAME.state.bad, NAME.journal.bad) and logged; one fn refuses is logged and left in place. */
 int vmm_record_recover(struct vmm_record *rec, vmm_record_recover_fn fn, void *userdata,
                        struct vmm_record_summary *ret);

@@ -138,7 +138,7 @@ void vmm_vm_release(struct vmm_vm *vm)
         vmm_vm_fence_drop(vm);
         /* Saved: its record goes (the destination's now), before the blob can reach anyone. */
         if (vm->ops->on_changed)
-                vm->ops->on_changed(vm, true, vm->userdata);
+                vm->ops->on_changed(vm, 0, true, vm->userdata);
 }
 
 void vmm_vm_observe_save(struct vmm_vm *vm, uint64_t ns)
@@ -198,7 +198,7 @@ int vmm_vm_relisten(struct vmm_vm *vm, struct vmm_error *err)
         vm_set_state(vm, VM_REATTACHING);
         vmm_processes_relisten(vm->processes);
         if (vm->ops->on_changed)
-                vm->ops->on_changed(vm, false, vm->userdata);
+                vm->ops->on_changed(vm, 0, false, vm->userdata);
         log_info("vm %s: resumed on this daemon; waiting for the guest to return", vm->name);
         return 0;
 }
@@ -206,6 +206,27 @@ int vmm_vm_relisten(struct vmm_vm *vm, struct vmm_error *err)
 /* ---- saved state ---- */
 
 int vmm_vm_export(struct vmm_vm *vm, Vsockmux__State__Vm *out)
+{
+        int r = vmm_vm_export_head(vm, out);
+
+        if (r >= 0)
+                r = vmm_processes_export(vm->processes, out);
+        if (r < 0)
+                vmm_vm_export_done(out);
+        return r;
+}
+
+int vmm_vm_export_process(struct vmm_vm *vm, uint32_t pid, Vsockmux__State__Process **ret)
+{
+        return vmm_processes_export_one(vm->processes, pid, ret);
+}
+
+void vmm_vm_export_process_done(Vsockmux__State__Process *p)
+{
+        vmm_process_export_done(p);
+}
+
+int vmm_vm_export_head(struct vmm_vm *vm, Vsockmux__State__Vm *out)
 {
         Vsockmux__State__Transport *t = calloc(1, sizeof(*t));
         int r;
@@ -231,8 +252,6 @@ int vmm_vm_export(struct vmm_vm *vm, Vsockmux__State__Vm *out)
         out->stdio_ack = vm->guest.stdio_ack;
         out->generation = vm->generation;
         r = vmm_containers_export(vm->containers, out);
-        if (r >= 0)
-                r = vmm_processes_export(vm->processes, out);
         if (r < 0)
                 vmm_vm_export_done(out);
         return r;

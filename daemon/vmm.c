@@ -274,7 +274,7 @@ static unsigned manager_streams_held(bool exact, void *userdata)
         return n;
 }
 
-static bool manager_on_vm_changed(struct vmm_vm *vm, bool now, void *userdata)
+static bool manager_on_vm_changed(struct vmm_vm *vm, uint32_t pid, bool now, void *userdata)
 {
         struct vmm *m = userdata;
 
@@ -283,7 +283,7 @@ static bool manager_on_vm_changed(struct vmm_vm *vm, bool now, void *userdata)
         if (now)
                 (void)vmm_record_write(m->record, vm);
         else
-                vmm_record_mark(m->record, vm);
+                vmm_record_mark(m->record, vm, pid);
         return true;
 }
 
@@ -326,7 +326,7 @@ static void manager_vm_publish(struct vmm *m, struct vmm_vm *vm, bool announce)
                         log_info("vm %s: added, vsock CID %u", vmm_vm_name(vm), t->cid);
                 vmm_context_emit(&m->ctx, VMM_EVENT_VM_ADDED, vmm_vm_name(vm), NULL, 0, NULL, NULL);
         }
-        (void)manager_on_vm_changed(vm, false, m);
+        (void)manager_on_vm_changed(vm, 0, false, m);
 }
 
 int vmm_vm_add(struct vmm *m, const char *name, const struct relay_transport *t, struct vmm_vm **ret)
@@ -483,9 +483,9 @@ int vmm_adopt(struct vmm *m, const Vsockmux__State__Vm *sv, int *fds, size_t n_f
                 return r;
         }
         manager_vm_publish(m, vm, false);
-        /* Its record is ours now: written once the loop runs (after the old daemon's last). */
+        /* Its record is ours now: written whole once the loop runs (after the old daemon's last). */
         if (m->record && !m->records_paused)
-                vmm_record_mark(m->record, vm);
+                vmm_record_mark_all(m->record, vm);
         log_info("vm %s: taken over live with %u processes", sv->name, vmm_vm_process_count(vm));
         if (ret)
                 *ret = vm;
@@ -523,8 +523,9 @@ void vmm_records_resume(struct vmm *m)
         m->records_paused = false;
         if (!m->record || m->stopped)
                 return;
+        /* Changes while paused were never marked: each record is written whole. */
         for (struct vmm_vm *vm = vmm_vm_next(m, NULL); vm; vm = vmm_vm_next(m, vm))
-                vmm_record_mark(m->record, vm);
+                vmm_record_mark_all(m->record, vm);
 }
 
 unsigned vmm_stop_recorded(struct vmm *m, const char *message)
