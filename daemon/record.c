@@ -25,7 +25,7 @@
 #define RECORD_STDIN_FROM_ATTACH "(attach clients)"
 /* A journal grows to its snapshot's size, at least this, before the next write compacts it: the
  * snapshot's cost is spread over as many bytes of journal, and a replay reads at most twice it. */
-#define RECORD_JOURNAL_MIN (64u << 10)
+#define RECORD_JOURNAL_MIN (16u << 10)
 
 enum record_job_kind {
         RECORD_SNAPSHOT, /* the whole VM, then a new empty journal of its generation */
