@@ -543,6 +543,92 @@ static size_t process_count(struct integ *t, const char *vm)
         return n;
 }
 
+#define CHURN_LOOPS 4u
+#define CHURN_EXECS 120u /* per loop: 480 processes, past journal compactions (16 KiB at least) */
+#define CHURN_KILL_AT 240u
+
+/* One client's exec churn: CHURN_EXECS execs one after the other, every other one exiting at
+ * once, the rest 2 s later; each whose pid came back (durable by then) goes to out as "pid code". */
+static pid_t churn_start(struct integ *t, unsigned loop, const char *out)
+{
+        char sh[INTEG_PATH_MAX * 4];
+        char *argv[] = { "/bin/sh", "-c", sh, NULL };
+
+        snprintf(sh, sizeof(sh),
+                 "i=0; while [ $i -lt %u ]; do c=$(( (%u * 31 + i) %% 90 + 1 )); s=\"exit $c\"; "
+                 "if [ $((i %% 2)) -eq 1 ]; then c=$((c + 100)); s=\"sleep 2; exit $c\"; fi; "
+                 "p=$(%s --socket %s exec demo --detach -- sh -c \"$s\" 2>/dev/null) && echo \"$p $c\" >> %s; "
+                 "i=$((i + 1)); done",
+                 CHURN_EXECS, loop, t->cfg->cli, t->sock, out);
+        return integ_spawn(t, argv, NULL, NULL, NULL);
+}
+
+static size_t count_lines(const char *path)
+{
+        size_t len, n = 0;
+        char *got = integ_read_file(path, &len);
+
+        for (size_t i = 0; got && i < len; i++)
+                n += got[i] == '\n';
+        free(got);
+        return n;
+}
+
+/* SIGKILL in the middle of exec churn, hundreds of processes in the VM and its journal compacted
+ * on the way: the new daemon knows every process whose pid a client got, with its exit code. */
+static void test_sigkill_mid_exec_churn_recovers_every_recorded_process(void **state)
+{
+        struct integ *t = *state;
+        char outs[CHURN_LOOPS][INTEG_PATH_MAX], name[32], journal[INTEG_PATH_MAX + 16], snapshot[INTEG_PATH_MAX + 16];
+        struct stat st;
+        pid_t loops[CHURN_LOOPS];
+        size_t total = 0;
+        int code;
+
+        integ_vm_with_sim(t, "demo");
+        for (unsigned l = 0; l < CHURN_LOOPS; l++) {
+                snprintf(name, sizeof(name), "churn%u", l);
+                snprintf(outs[l], sizeof(outs[l]), "%s", integ_path(t, name));
+                loops[l] = churn_start(t, l, outs[l]);
+        }
+        for (int waited = 0; total < CHURN_KILL_AT; waited += 20) {
+                if (waited >= INTEG_WAIT_MS)
+                        fail_msg("only %zu execs answered", total);
+                integ_sleep_ms(20);
+                total = 0;
+                for (unsigned l = 0; l < CHURN_LOOPS; l++)
+                        total += count_lines(outs[l]);
+        }
+        stop_daemon(t, SIGKILL);
+        /* A snapshot holding processes: the journal outgrew the first one (no process) on the way. */
+        snprintf(journal, sizeof(journal), "%s/vms/demo.journal", t->state_dir);
+        assert_int_equal(access(journal, F_OK), 0);
+        snprintf(snapshot, sizeof(snapshot), "%s/vms/demo.state", t->state_dir);
+        assert_int_equal(stat(snapshot, &st), 0);
+        assert_true(st.st_size > 4096);
+        /* With no daemon the rest of each loop fails fast. */
+        for (unsigned l = 0; l < CHURN_LOOPS; l++)
+                assert_int_equal(integ_reap(t, loops[l], INTEG_WAIT_MS, &code), 0);
+        restart(t, NULL);
+        assert_true(integ_wait_file_contains(t->daemon_log, "recovered 1 VMs", INTEG_WAIT_MS));
+        total = 0;
+        for (unsigned l = 0; l < CHURN_LOOPS; l++) {
+                size_t len;
+                char *got = integ_read_file(outs[l], &len), *save = NULL;
+
+                assert_non_null(got);
+                for (char *line = strtok_r(got, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                        long pid, c;
+
+                        assert_int_equal(sscanf(line, "%ld %ld", &pid, &c), 2);
+                        expect_wait(t, "demo", pid, (int)c);
+                        total++;
+                }
+                free(got);
+        }
+        assert_true(total >= CHURN_KILL_AT);
+}
+
 /* An exec's pid is answered only once its record is durable: a ctrl-c before that is held and
  * forwarded with the pid, never lost (and the CLI does not leave the process running). The guest
  * connects only after the ctrl-c, so the exec is surely still starting when it comes. */
@@ -655,6 +741,7 @@ int main(int argc, char **argv)
         struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_sigterm_and_restart_lose_nothing),
                 cmocka_unit_test(test_sigkill_under_load_and_restart_are_exactly_once),
+                cmocka_unit_test(test_sigkill_mid_exec_churn_recovers_every_recorded_process),
                 cmocka_unit_test(test_exit_that_cannot_be_known_is_reported_lost),
                 cmocka_unit_test(test_sigkill_with_bytes_buffered_loses_nothing_at_a_fifo),
                 cmocka_unit_test(test_sigkill_with_bytes_held_by_the_relay_loses_nothing_at_a_fifo),
