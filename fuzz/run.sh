@@ -2,7 +2,7 @@
 # fuzz/run.sh: builds the libFuzzer targets (clang, ASan+UBSan, every library instrumented) and
 # runs each for a given time, in parallel, at low priority.
 #
-#   fuzz/run.sh SECONDS [TARGET...]     targets: bridge control savestate vm-options metrics-addr cli-since (default: all)
+#   fuzz/run.sh SECONDS [TARGET...]     targets: bridge control savestate journal vm-options metrics-addr cli-since (default: all)
 #
 # The committed corpus fuzz/corpus/<target>/ seeds each run and is never written; new inputs go
 # to build-fuzz/corpus/<target>/. A crash leaves build-fuzz/crashes/<target>/crash-* and fails
@@ -15,7 +15,7 @@ build=${FUZZ_BUILD_DIR:-$root/build-fuzz}
 secs=${1:?usage: fuzz/run.sh SECONDS [TARGET...]}
 shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(bridge control libvsockmux savestate vm-options metrics-addr cli-since)
+[ ${#targets[@]} -gt 0 ] || targets=(bridge control libvsockmux savestate journal vm-options metrics-addr cli-since)
 
 if [ ! -f "$build/build.ninja" ]; then
 	CC=clang meson setup "$build" "$root" -Dfuzz=true -Dtests=false \
