@@ -7,7 +7,7 @@
 # the hybrid-vsock sockets are on tmpfs (SOCKDIR, /dev/shm by default), as under /run in
 # production, so their inode churn does not hide the record's cost. Prints one line per run: wall
 # ms, exec latency (p50/p99, from bench-ctl), and the daemon's CPU ms over the calls, all threads
-# (/proc/PID/task/*/schedstat, nanoseconds).
+# (/proc/PID/task/*/schedstat, nanoseconds), and the record's snapshot and journal sizes at the end.
 # Usage: bench/record-cost.sh BUILD_DIR [N=1000] [P=8] [R=3] [RATE=1000]   (MAXP: --max-processes, 4096)
 set -eu
 B=$(cd "$1" && pwd); N=${2:-1000}; P=${3:-8}; R=${4:-3}; RATE=${5:-1000}
@@ -34,7 +34,8 @@ run() {
         echo "${*:---record} rate=${rate:-max} execs=$(wc -l < "$D/pids") in_flight=$P wall_ms=$(((t1 - t0) / 1000000))" \
                 "$(sed -n 's/^bench-ctl: exec latency \(.*\)$/latency: \1/p' "$D/ctl.err" | tr -d ,)" \
                 "daemon_cpu_ms=$(((c1 - c0) / 1000000))" \
-                "record_bytes=$(stat -c %s "$D/state/vms/bench.state" 2> /dev/null || echo 0)"
+                "record_bytes=$(stat -c %s "$D/state/vms/bench.state" 2> /dev/null || echo 0)" \
+                "journal_bytes=$(stat -c %s "$D/state/vms/bench.journal" 2> /dev/null || echo 0)"
         kill "$GP"; kill -TERM "$DP"; wait "$DP" 2> /dev/null || true; rm -rf "$D" "$H"
 }
 for rate in 0 "$RATE"; do
