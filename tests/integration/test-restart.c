@@ -629,6 +629,44 @@ static void test_sigkill_mid_exec_churn_recovers_every_recorded_process(void **s
         assert_true(total >= CHURN_KILL_AT);
 }
 
+static bool record_file_exists(struct integ *t, const char *vm, const char *suffix)
+{
+        char path[INTEG_PATH_MAX + 64];
+
+        snprintf(path, sizeof(path), "%s/vms/%s.%s", t->state_dir, vm, suffix);
+        return access(path, F_OK) == 0;
+}
+
+/* A saved VM's record is the destination's: both files go before the blob reaches the client.
+ * A removed VM's go too, through the writer. */
+static void test_save_and_rm_remove_snapshot_and_journal(void **state)
+{
+        struct integ *t = *state;
+        struct integ_result res;
+
+        integ_vm_with_sim(t, "demo");
+        integ_vm_with_sim(t, "two");
+        expect_wait(t, "demo", integ_exec_detached(t, "demo", "exit 3"), 3);
+        expect_wait(t, "two", integ_exec_detached(t, "two", "exit 4"), 4);
+        assert_true(record_file_exists(t, "demo", "state"));
+        assert_true(record_file_exists(t, "demo", "journal"));
+        assert_true(record_file_exists(t, "two", "journal"));
+        integ_cli(t, &res, NULL, "save", "demo", "--out", integ_path(t, "demo.blob"), NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        assert_false(record_file_exists(t, "demo", "state"));
+        assert_false(record_file_exists(t, "demo", "journal"));
+        integ_cli(t, &res, NULL, "vm", "rm", "two", NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        for (int waited = 0; record_file_exists(t, "two", "state") || record_file_exists(t, "two", "journal");
+             waited += 20) {
+                if (waited >= INTEG_WAIT_MS)
+                        fail_msg("the removed VM's record is still there");
+                integ_sleep_ms(20);
+        }
+}
+
 /* An exec's pid is answered only once its record is durable: a ctrl-c before that is held and
  * forwarded with the pid, never lost (and the CLI does not leave the process running). The guest
  * connects only after the ctrl-c, so the exec is surely still starting when it comes. */
@@ -742,6 +780,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_sigterm_and_restart_lose_nothing),
                 cmocka_unit_test(test_sigkill_under_load_and_restart_are_exactly_once),
                 cmocka_unit_test(test_sigkill_mid_exec_churn_recovers_every_recorded_process),
+                cmocka_unit_test(test_save_and_rm_remove_snapshot_and_journal),
                 cmocka_unit_test(test_exit_that_cannot_be_known_is_reported_lost),
                 cmocka_unit_test(test_sigkill_with_bytes_buffered_loses_nothing_at_a_fifo),
                 cmocka_unit_test(test_sigkill_with_bytes_held_by_the_relay_loses_nothing_at_a_fifo),
