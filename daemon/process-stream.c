@@ -59,6 +59,9 @@ static void stream_on_done(struct relay_stream *rs, int error, void *userdata)
         }
         if (error < 0)
                 p->table->stream_errors++;
+        /* The journal writes only what changed: without this the record keeps the stream open, and
+         * a restart would wait out the drain for output that already ended. */
+        (void)process_table_changed(p->table, p->pid, false);
         /* A drop can look like EOF (Unix sockets say nothing else): a stream the guest redials keeps
          * its relay stream and listener until the exit is reported, so the redial goes on there. */
         if (!stream_keeps_listening(s) || p->exit_reported)
