@@ -243,7 +243,8 @@ struct relay_stream_ops {
         bool (*tap_wanted)(struct relay_stream *s, void *userdata);
 };
 
-/* Takes both fds on success; endpoint_fd may be -1 = discard, keeping counters and the tap. */
+/* Takes both fds on success; endpoint_fd may be -1: from the guest, discard, keeping counters and
+ * the tap; to the guest, an input that already ended (the guest hears the end, after the header). */
 int relay_stream_new(struct relay *r, enum relay_stream_dir dir, int guest_fd, int endpoint_fd,
                      const struct relay_stream_ops *ops, void *userdata, struct relay_stream **ret);
 /* The same with counters starting at *seed (NULL = zero) and, with send_offset_header, the V4
@@ -260,6 +261,16 @@ int relay_stream_new_at(struct relay *r, enum relay_stream_dir dir, int guest_fd
  * flight. -EINVAL for a to-guest stream. */
 #define RELAY_STREAM_ACK_STEP (32u * 1024u)
 int relay_stream_set_ack(struct relay_stream *s, bool on);
+/* The stdin end confirmation (the guest agreed to BRIDGE_STDIN_EOF_FIELD): a to-guest stream, at its
+ * end, half-closes as always, reports on_done, and keeps the connection until the guest sends its
+ * 8-byte little-endian received count (or closes, or fails), so the guest can tell the end from a
+ * host that went away. A freeze, a detach and a free do not wait for it. -EINVAL for a from-guest
+ * stream. */
+int relay_stream_set_eof_confirm(struct relay_stream *s, bool on);
+/* The counters relay_stream_new_at() was seeded with may trail the guest (a crash's record): a
+ * to-guest stream takes a guest count above them, before it sent anything, as sent (a file endpoint
+ * moves there). Call before the header can land: right after relay_stream_new_at(). */
+void relay_stream_set_seed_stale(struct relay_stream *s);
 /* Names the stream in log lines (e.g. "vm1 pid 42 stdout port 1234"). */
 void relay_stream_set_label(struct relay_stream *s, const char *label);
 void relay_stream_get_counters(const struct relay_stream *s, struct relay_stream_counters *ret);
@@ -275,7 +286,10 @@ int relay_stream_resume(struct relay_stream *s);
 /* Only on a frozen or done stream. send_offset_header: the V4 resume handshake comes first, an
  * 8-byte little-endian count: FROM_GUEST writes how many bytes we already received, so the guest
  * resumes there; TO_GUEST reads how many the guest received (bytes it lost cannot be sent again:
- * that is logged; a count above what was sent fails the stream with -EPROTO). */
+ * that is logged; a count above what was sent fails the stream with -EPROTO, unless nothing was
+ * sent since relay_stream_new_at's seed and relay_stream_set_seed_stale() said the seed may trail the
+ * guest: a record written before a crash). Over a regular file
+ * endpoint the file moves to right after the guest's count, so nothing is skipped or repeated. */
 int relay_stream_replace_guest(struct relay_stream *s, int guest_fd, bool send_offset_header);
 /* On a frozen or done stream: closes the guest connection (a save hands the port to another
  * daemon), keeping the endpoint, held bytes and counters for a later replace_guest. */

@@ -1,6 +1,7 @@
 /* relay/stream.c: one stdio stream: guest socket <-> host endpoint through pool buffers, with backpressure,
  * counters, freeze/resume and guest replacement. */
 #include <assert.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "relay/internal.h"
 #include "relay/splice.h"
@@ -147,7 +149,31 @@ struct relay_stream {
         bool ack_due;     /* a new connection hears the count even if it did not change */
         bool ack_failed;  /* the connection refused one: it is going away, try no more */
         bool ack_stalled; /* the guest reads no counts: the next try waits for more delivered */
+
+        /* to-guest, relay_stream_set_eof_confirm: after the half-close, the guest's received count */
+        struct relay_op cf_op;
+        uint8_t cf_buf[8];
+        uint8_t cf_off;
+        unsigned cf_gen; /* guest_gen of the connection the armed recv reads */
+        bool cf_on;
+        bool cf_armed;
+
+        /* to-guest over a regular file: the guest's count puts the file where it left off */
+        bool endpoint_seekable;
+        bool reposition; /* the header's count waits for the read in flight to land */
+        bool seeded;     /* nothing sent since the counters were seeded */
+        bool seed_stale; /* relay_stream_set_seed_stale: the seed may trail the guest's count */
+        uint64_t guest_count;
 };
+
+static uint64_t le64_get(const uint8_t *p)
+{
+        uint64_t v = 0;
+
+        for (unsigned i = 0; i < 8; i++)
+                v |= (uint64_t)p[i] << (8 * i);
+        return v;
+}
 
 /* ---- state ---- */
 
@@ -266,7 +292,7 @@ static bool drain_pending(const struct relay_stream *s)
 static bool rd_wanted(const struct relay_stream *s)
 {
         return (s->state == STREAM_RUNNING || drain_pending(s)) && s->rd == OP_IDLE && !s->src_eof &&
-               s->hdr_state == HDR_NONE && !relay_buf_waiter_waiting(&s->buf_wait) &&
+               s->hdr_state == HDR_NONE && !s->reposition && !relay_buf_waiter_waiting(&s->buf_wait) &&
                s->held_bytes < (size_t)s->r->cfg.stream_max_bufs * s->r->cfg.buf_size;
 }
 
@@ -424,8 +450,10 @@ static void count_delivered(struct relay_stream *s, size_t n)
 {
         if (guest_is_src(s))
                 s->c.tx_endpoint += n;
-        else
+        else {
                 s->c.tx_guest += n;
+                s->seeded = false;
+        }
         s->r->bytes_relayed += n;
 }
 
@@ -434,7 +462,7 @@ static int wr_kick(struct relay_stream *s)
         struct io_uring_sqe *sqe;
         unsigned n;
 
-        if (s->wr_armed || s->hdr_state != HDR_NONE || s->q_n == 0 || stream_is_freed(s))
+        if (s->wr_armed || s->hdr_state != HDR_NONE || s->reposition || s->q_n == 0 || stream_is_freed(s))
                 return 0;
         if (s->endpoint_dead) {
                 q_release_all(s);
@@ -645,6 +673,60 @@ static void ack_new_guest(struct relay_stream *s)
         s->ack_stalled = false;
 }
 
+/* ---- the guest's confirmation of stdin's end ---- */
+
+static int cf_arm(struct relay_stream *s)
+{
+        struct io_uring_sqe *sqe = relay_get_sqe(s->r);
+
+        if (!sqe)
+                return -EIO;
+        io_uring_prep_recv(sqe, s->guest_fd, s->cf_buf + s->cf_off, sizeof(s->cf_buf) - s->cf_off, 0);
+        relay_sqe_set_op(sqe, &s->cf_op);
+        s->cf_armed = true;
+        s->cf_gen = s->guest_gen;
+        s->ref++;
+        return 0;
+}
+
+static void cf_cancel(struct relay_stream *s)
+{
+        if (s->cf_armed)
+                (void)relay_cancel_op(s->r, &s->cf_op);
+}
+
+/* After the half-close the connection stays open for the guest's count: had we closed it, the
+ * guest could not tell stdin's end from a host that went away. It goes once the count came, or the
+ * guest closed or failed: a guest that never confirms holds an fd of a done stream, nothing more
+ * (a freeze, a save, an upgrade and the owner's free do not wait for it). */
+static void cf_start(struct relay_stream *s)
+{
+        s->cf_off = 0;
+        if (s->guest_fd >= 0 && cf_arm(s) < 0)
+                s->guest_fd = relay_close_fd(s->r, s->guest_fd); /* the ring is broken: relay_run_once says so */
+}
+
+static void on_confirm(struct relay *r, struct relay_op *op, int res, uint32_t flags)
+{
+        struct relay_stream *s = container_of(op, struct relay_stream, cf_op);
+
+        s->cf_armed = false;
+        if (stream_is_freed(s) || s->cf_gen != s->guest_gen || s->guest_fd < 0)
+                goto out;
+        if (res > 0)
+                s->cf_off += (uint8_t)res;
+        if ((res > 0 && s->cf_off < sizeof(s->cf_buf)) || res == -EINTR || res == -EAGAIN) {
+                if (cf_arm(s) >= 0)
+                        goto out;
+        } else if (res > 0 && le64_get(s->cf_buf) != s->c.tx_guest)
+                log_warn("relay: %s: the guest confirmed stdin's end at byte %llu of %llu sent", s->label,
+                         (unsigned long long)le64_get(s->cf_buf), (unsigned long long)s->c.tx_guest);
+        s->guest_fd = relay_close_fd(r, s->guest_fd);
+        s->guest_gen++;
+out:
+        stream_unref(s);
+}
+
 /* ---- ends and freezes ---- */
 
 static void stream_done(struct relay_stream *s, int error)
@@ -749,6 +831,8 @@ static void stream_check(struct relay_stream *s)
                 return;
         }
         stream_done(s, s->endpoint_error);
+        if (!guest_is_src(s) && s->cf_on && !stream_is_freed(s))
+                cf_start(s);
 }
 
 static void stream_check_deferred(void *userdata)
@@ -869,6 +953,8 @@ static int splice_kick(struct relay_stream *s)
 
 /* ---- completions ---- */
 
+static int input_reposition(struct relay_stream *s);
+
 static bool read_refused(int res)
 {
         return res == -EINVAL || res == -EOPNOTSUPP || res == -EBADFD || res == -ENOTSUP;
@@ -932,6 +1018,11 @@ static void on_read(struct relay *r, struct relay_op *op, int res, uint32_t flag
         } else
                 stream_src_failed(s, res);
 
+        if (s->rd == OP_IDLE && s->reposition && (k = input_reposition(s)) < 0) {
+                stream_fail(s, k);
+                stream_check(s);
+                goto out;
+        }
         if (s->rd == OP_IDLE) {
                 k = rd_arm(s);
                 if (k >= 0)
@@ -992,22 +1083,54 @@ static void hdr_prepare(struct relay_stream *s)
         s->hdr_state = HDR_PENDING;
 }
 
-/* stdin: the guest's count of what it received. Bytes sent before the reconnect that it never got
- * cannot be sent again (no stdin history is kept): say so rather than pretend. */
+/* A regular file's position follows rx_endpoint (plain reads at the file position): moving it by
+ * the guest's count less that puts the next read right after the guest's last byte, whatever was
+ * held, lost with a connection, or read by a daemon before a crash. */
+static int input_reposition(struct relay_stream *s)
+{
+        int64_t delta = (int64_t)(s->guest_count - s->c.rx_endpoint);
+
+        s->reposition = false;
+        if (delta != 0) {
+                if (lseek(s->endpoint_fd, (off_t)delta, SEEK_CUR) < 0)
+                        return -errno;
+                /* An end the old position had reached is not the end from the new one. */
+                if (delta < 0)
+                        s->src_eof = false;
+        }
+        q_release_all(s);
+        s->c.rx_endpoint = s->guest_count;
+        s->c.tx_guest = s->guest_count;
+        return 0;
+}
+
+/* stdin: the guest's count of what it received. A file endpoint goes on right after it. Otherwise
+ * bytes sent before the reconnect that it never got cannot be sent again (no stdin history is
+ * kept): say so rather than pretend. More than was sent is a lie, unless nothing was sent since
+ * our counters were seeded from a record the owner says may be stale: one written before a crash
+ * is older than the guest's count. */
 static int hdr_check_guest_count(struct relay_stream *s)
 {
-        uint64_t count = 0;
+        uint64_t count = le64_get(s->hdr);
 
-        for (unsigned i = 0; i < 8; i++)
-                count |= (uint64_t)s->hdr[i] << (8 * i);
-        if (count > s->c.tx_guest) {
+        if (count > s->c.tx_guest && !(s->seeded && s->seed_stale)) {
                 log_error("relay: %s: guest claims %llu stdin bytes, only %llu were sent", s->label,
                           (unsigned long long)count, (unsigned long long)s->c.tx_guest);
                 return -EPROTO;
         }
+        s->guest_count = count;
+        if (s->endpoint_seekable && s->endpoint_fd >= 0) {
+                s->reposition = true;
+                return s->rd == OP_IDLE ? input_reposition(s) : 0;
+        }
         if (count < s->c.tx_guest)
                 log_warn("relay: %s: %llu stdin bytes sent before the reconnect never reached the guest", s->label,
                          (unsigned long long)(s->c.tx_guest - count));
+        if (count > s->c.tx_guest) {
+                /* What the dead daemon read beyond its record reached the guest: count it as sent. */
+                s->c.rx_endpoint += count - s->c.tx_guest;
+                s->c.tx_guest = count;
+        }
         return 0;
 }
 
@@ -1104,6 +1227,13 @@ static int classify(int fd, enum stream_src *ret_src, enum stream_dst *ret_dst)
         return 0;
 }
 
+static bool fd_is_regular(int fd)
+{
+        struct stat st;
+
+        return fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+}
+
 static int fd_set_nonblock(int fd)
 {
         int fl = fcntl(fd, F_GETFL);
@@ -1125,8 +1255,6 @@ int relay_stream_new_at(struct relay *r, enum relay_stream_dir dir, int guest_fd
         int k;
 
         if (dir < 0 || dir >= _RELAY_STREAM_DIR_MAX || guest_fd < 0 || !ops)
-                return -EINVAL;
-        if (dir == RELAY_STREAM_TO_GUEST && endpoint_fd < 0)
                 return -EINVAL;
         k = classify(guest_fd, &gsrc, &gdst);
         if (k < 0)
@@ -1155,6 +1283,7 @@ int relay_stream_new_at(struct relay *r, enum relay_stream_dir dir, int guest_fd
                 .hdr_op.fn = on_header,
                 .hup_op.fn = on_hup,
                 .ack_op.fn = on_ack,
+                .cf_op.fn = on_confirm,
         };
         relay_buf_waiter_init(&s->buf_wait, on_buffers);
         /* Sockets take splices from a pipe of ours; a fifo takes them straight from the guest. */
@@ -1165,8 +1294,10 @@ int relay_stream_new_at(struct relay *r, enum relay_stream_dir dir, int guest_fd
                 s->splice_dst = false;
         relay_splice_init(&s->sp, r, &stream_splice_ops, esrc == SRC_READ_MSHOT, r->cfg.splice_min);
         snprintf(s->label, sizeof(s->label), "fd %d", guest_fd);
-        if (seed)
+        if (seed) {
                 s->c = *seed;
+                s->seeded = true;
+        }
         if (dir == RELAY_STREAM_FROM_GUEST) {
                 s->src = SRC_RECV_MSHOT;
                 s->dst = edst;
@@ -1178,6 +1309,9 @@ int relay_stream_new_at(struct relay *r, enum relay_stream_dir dir, int guest_fd
                 if (s->src == SRC_READ_MSHOT)
                         s->src = SRC_READ;
                 s->dst = DST_SEND;
+                s->endpoint_seekable = endpoint_fd >= 0 && fd_is_regular(endpoint_fd);
+                /* No endpoint: an input that ended before this connection; the guest hears the end. */
+                s->src_eof = endpoint_fd < 0;
         }
         s->q_cap = 2 * r->cfg.stream_max_bufs + 2; /* the worst case of q_push's packing */
         s->q = calloc(s->q_cap, sizeof(*s->q));
@@ -1197,6 +1331,8 @@ int relay_stream_new_at(struct relay *r, enum relay_stream_dir dir, int guest_fd
         /* Fails only with a broken ring, which relay_run_once reports. */
         (void)hup_arm(s);
         r->n_streams++;
+        if (!send_offset_header && s->src_eof)
+                (void)stream_queue_check(s); /* the end, at once */
         *ret = s;
         return 0;
 }
@@ -1210,6 +1346,19 @@ int relay_stream_new(struct relay *r, enum relay_stream_dir dir, int guest_fd, i
 void relay_stream_set_label(struct relay_stream *s, const char *label)
 {
         snprintf(s->label, sizeof(s->label), "%s", label);
+}
+
+void relay_stream_set_seed_stale(struct relay_stream *s)
+{
+        s->seed_stale = true;
+}
+
+int relay_stream_set_eof_confirm(struct relay_stream *s, bool on)
+{
+        if (guest_is_src(s))
+                return -EINVAL;
+        s->cf_on = on;
+        return 0;
 }
 
 int relay_stream_set_ack(struct relay_stream *s, bool on)
@@ -1303,6 +1452,7 @@ int relay_stream_replace_guest(struct relay_stream *s, int guest_fd, bool send_o
         if (s->endpoint_dead)
                 return -ESTALE;
 
+        cf_cancel(s);
         relay_close_fd(s->r, s->guest_fd);
         s->guest_fd = guest_fd;
         s->guest_gen++;
@@ -1330,6 +1480,7 @@ int relay_stream_detach_guest(struct relay_stream *s)
 {
         if (!guest_replaceable(s))
                 return -EBUSY;
+        cf_cancel(s);
         s->guest_fd = relay_close_fd(s->r, s->guest_fd);
         s->guest_gen++;
         hup_cancel(s);
@@ -1374,6 +1525,7 @@ struct relay_stream *relay_stream_free(struct relay_stream *s)
                 (void)relay_cancel_op(s->r, &s->hdr_op);
         hup_cancel(s);
         ack_cancel(s);
+        cf_cancel(s);
         /* In-flight requests hold their own file references until the cancels land. */
         s->guest_fd = relay_close_fd(s->r, s->guest_fd);
         s->endpoint_fd = relay_close_fd(s->r, s->endpoint_fd);
