@@ -46,6 +46,8 @@ struct bridge_conn {
         bool offer_stdio_resume;
         bool stdio_ack; /* agreed only with stdio_resume */
         bool offer_stdio_ack;
+        bool stdin_eof; /* agreed only with stdio_resume */
+        bool offer_stdin_eof;
 
         struct list_head watchers; /* struct watcher */
         size_t n_watchers;
@@ -314,6 +316,7 @@ static void lose_guest(struct bridge_conn *c, int error, bool notify_binding, bo
         c->attached = false;
         c->stdio_resume = false;
         c->stdio_ack = false;
+        c->stdin_eof = false;
         if (notify_binding && c->ops.disconnect)
                 c->ops.disconnect(c, error, c->userdata);
         old = c->state;
@@ -561,6 +564,8 @@ static void negotiate_done(const struct bridge_result *res, void *userdata)
         c->stdio_resume = c->offer_stdio_resume && resp->negotiate.stdio_resume;
         /* Acks say where the guest may free its replay buffer, which only resume lets it use. */
         c->stdio_ack = c->stdio_resume && c->offer_stdio_ack && resp->negotiate.stdio_ack;
+        /* The confirmation rides on a resumed stdin connection: without resume there is no redial. */
+        c->stdin_eof = c->stdio_resume && c->offer_stdin_eof && resp->negotiate.stdin_eof;
         conn_tell(c, (struct bridge_event){
                              .kind = BRIDGE_EVENT_NEGOTIATED,
                              .what = c->runtime_os,
@@ -598,6 +603,7 @@ int bridge_conn_new(const struct bridge_conn_ops *ops, void *userdata, struct br
         c->grace_deadline = BRIDGE_DEADLINE_NONE;
         c->offer_stdio_resume = true;
         c->offer_stdio_ack = true;
+        c->offer_stdin_eof = true;
         bridge_held_init(&c->held);
         list_init(&c->watchers);
         *ret = c;
@@ -650,6 +656,7 @@ int bridge_conn_attach(struct bridge_conn *c)
                         .max_version = BRIDGE_PROTOCOL_VERSION,
                         .stdio_resume = c->offer_stdio_resume,
                         .stdio_ack = c->offer_stdio_resume && c->offer_stdio_ack,
+                        .stdin_eof = c->offer_stdio_resume && c->offer_stdin_eof,
                 },
         };
         uint64_t id;
@@ -665,6 +672,7 @@ int bridge_conn_attach(struct bridge_conn *c)
         c->generation++;
         c->stdio_resume = false;
         c->stdio_ack = false;
+        c->stdin_eof = false;
         set_state(c, BRIDGE_CONN_NEGOTIATING);
         if (!c->attached)
                 return -ECONNRESET;
@@ -909,6 +917,16 @@ bool bridge_conn_stdio_ack(const struct bridge_conn *c)
 void bridge_conn_set_offer_stdio_ack(struct bridge_conn *c, bool offer)
 {
         c->offer_stdio_ack = offer;
+}
+
+bool bridge_conn_stdin_eof(const struct bridge_conn *c)
+{
+        return bridge_conn_stdio_resume(c) && c->stdin_eof;
+}
+
+void bridge_conn_set_offer_stdin_eof(struct bridge_conn *c, bool offer)
+{
+        c->offer_stdin_eof = offer;
 }
 
 uint64_t bridge_conn_generation(const struct bridge_conn *c)
@@ -1212,7 +1230,7 @@ void bridge_conn_hand_over(struct bridge_conn *c)
 }
 
 int bridge_conn_adopt(struct bridge_conn *c, uint64_t generation, const char *runtime_os, bool stdio_resume,
-                      bool stdio_ack)
+                      bool stdio_ack, bool stdin_eof)
 {
         char *os = NULL;
 
@@ -1230,6 +1248,7 @@ int bridge_conn_adopt(struct bridge_conn *c, uint64_t generation, const char *ru
         c->generation = generation ?: 1;
         c->stdio_resume = stdio_resume;
         c->stdio_ack = stdio_resume && stdio_ack;
+        c->stdin_eof = stdio_resume && stdin_eof;
         c->grace_deadline = BRIDGE_DEADLINE_NONE;
         set_state(c, BRIDGE_CONN_CONNECTED);
         return 0;

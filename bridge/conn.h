@@ -175,6 +175,12 @@ bool bridge_conn_stdio_ack(const struct bridge_conn *c);
 /* Whether our NegotiateProtocol offers acks along with resume (default: yes). A host whose stdio
  * layer does not send them must not offer them: an agreeing guest frees nothing without them. */
 void bridge_conn_set_offer_stdio_ack(struct bridge_conn *c, bool offer);
+/* Whether both sides agreed on the stdin end confirmation (BRIDGE_STDIN_EOF_FIELD); never without
+ * resume. */
+bool bridge_conn_stdin_eof(const struct bridge_conn *c);
+/* Whether our NegotiateProtocol offers it along with resume (default: yes). A host whose stdin
+ * streams do not wait for the guest's count must not offer it. */
+void bridge_conn_set_offer_stdin_eof(struct bridge_conn *c, bool offer);
 /* How many guest connections were attached so far. */
 uint64_t bridge_conn_generation(const struct bridge_conn *c);
 
@@ -251,4 +257,4 @@ void bridge_conn_hand_over(struct bridge_conn *c);
  * and all, and is CONNECTED (reported) without a negotiation or a probe. -EINVAL unless WAITING
  * and never attached. */
 int bridge_conn_adopt(struct bridge_conn *c, uint64_t generation, const char *runtime_os, bool stdio_resume,
-                      bool stdio_ack);
+                      bool stdio_ack, bool stdin_eof);

@@ -380,6 +380,11 @@ void bridge_host_set_offer_stdio_ack(struct bridge_host *h, bool offer)
         bridge_conn_set_offer_stdio_ack(h->conn, offer);
 }
 
+bool bridge_host_stdin_eof(const struct bridge_host *h)
+{
+        return bridge_conn_stdin_eof(h->conn);
+}
+
 struct bridge_conn *bridge_host_conn(struct bridge_host *h)
 {
         return h->conn;
@@ -625,6 +630,7 @@ int bridge_host_hand_over(struct bridge_host *h, struct bridge_host_handover *re
         }
         hv.stdio_resume = bridge_conn_stdio_resume(h->conn);
         hv.stdio_ack = bridge_conn_stdio_ack(h->conn);
+        hv.stdin_eof = bridge_conn_stdin_eof(h->conn);
         hv.generation = bridge_conn_generation(h->conn);
         hv.next_id = bridge_conn_next_id(h->conn);
         bridge_conn_hand_over(h->conn);
@@ -671,7 +677,8 @@ int bridge_host_adopt(struct relay *r, const struct relay_transport *t, const st
                 k = relay_chan_adopt(r, hv->guest_fd, &host_chan_ops, &lim, hv->rx, hv->rx_len, hv->tx, hv->tx_len, h,
                                      &h->chan);
                 if (k >= 0)
-                        k = bridge_conn_adopt(h->conn, hv->generation, hv->runtime_os, hv->stdio_resume, hv->stdio_ack);
+                        k = bridge_conn_adopt(h->conn, hv->generation, hv->runtime_os, hv->stdio_resume, hv->stdio_ack,
+                                              hv->stdin_eof);
                 if (k < 0) {
                         /* The listener is ours already: the caller keeps only the guest fd. */
                         if (h->chan)

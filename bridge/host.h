@@ -83,6 +83,10 @@ bool bridge_host_stdio_resume(const struct bridge_host *h);
  * holds must send the guest its delivered counts (relay_stream_set_ack), or its replay buffer
  * never frees. */
 bool bridge_host_stdio_ack(const struct bridge_host *h);
+/* The stdin end confirmation agreed too (never without resume): every stdin stream started while
+ * this holds keeps its connection after its end for the guest's count
+ * (relay_stream_set_eof_confirm), or the guest takes the host's close for a lost host. */
+bool bridge_host_stdin_eof(const struct bridge_host *h);
 /* Lower-cased RuntimeOsType of the last negotiation, NULL before one. */
 const char *bridge_host_runtime_os(const struct bridge_host *h);
 /* See bridge_conn_set_offer_stdio_resume(): default on; turn it off before the guest connects
@@ -157,6 +161,7 @@ struct bridge_host_handover {
         char *runtime_os;    /* as negotiated; NULL before a negotiation */
         bool stdio_resume;   /* V4 agreed on this connection */
         bool stdio_ack;      /* delivery acks agreed on it too */
+        bool stdin_eof;      /* the stdin end confirmation agreed on it too */
         uint64_t generation; /* the connection's number (probes skip calls sent on it) */
         uint64_t next_id;    /* the next call id */
 };

@@ -19,6 +19,11 @@
  * with it: on every stdout/stderr connection the host sends 8-byte little-endian counts of what
  * reached the endpoint, and the guest frees its replay buffer up to them, not up to what was read. */
 #define BRIDGE_STDIO_ACK_FIELD "VsockmuxStdioAck"
+/* Our stdin end confirmation, offered and accepted like BRIDGE_STDIO_ACK_FIELD and agreed only with
+ * resume: at stdin's end the host half-closes and keeps the connection until the guest writes its
+ * 8-byte little-endian received count; a guest whose write fails lost the host, not its input, and
+ * redials. Without it a guest cannot tell the end of stdin from a host that went away. */
+#define BRIDGE_STDIN_EOF_FIELD "VsockmuxStdinEof"
 
 /* Limits on everything read from the other side. */
 #define BRIDGE_MAX_JSON_DEPTH 32
@@ -60,6 +65,7 @@ struct bridge_request {
                 uint32_t min_version, max_version;
                 bool stdio_resume; /* host offers V4 resume */
                 bool stdio_ack;    /* host offers delivery acks (with stdio_resume) */
+                bool stdin_eof;    /* host offers the stdin end confirmation (with stdio_resume) */
         } negotiate;
         struct {
                 const char *config; /* ContainerConfig: JSON text sent as a string */
@@ -93,6 +99,7 @@ struct bridge_response {
                 const char *runtime_os_type; /* decoded lower-cased, "" becomes "windows"; encode NULL = "Linux" */
                 bool stdio_resume;           /* guest announced BRIDGE_STDIO_RESUME_FIELD: true */
                 bool stdio_ack;              /* guest announced BRIDGE_STDIO_ACK_FIELD: true */
+                bool stdin_eof;              /* guest announced BRIDGE_STDIN_EOF_FIELD: true */
         } negotiate;
         struct {
                 uint32_t pid;

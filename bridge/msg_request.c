@@ -126,6 +126,9 @@ int bridge_request_encode(const struct bridge_request *r, char **ret_json, size_
                 if (r->negotiate.stdio_ack &&
                     (k = msg_json_add(o, BRIDGE_STDIO_ACK_FIELD, json_object_new_boolean(1))) < 0)
                         return k;
+                if (r->negotiate.stdin_eof &&
+                    (k = msg_json_add(o, BRIDGE_STDIN_EOF_FIELD, json_object_new_boolean(1))) < 0)
+                        return k;
                 break;
         case BRIDGE_RPC_CREATE:
                 if ((k = msg_json_add_string(o, "ContainerConfig", r->create.config)) < 0)
@@ -406,7 +409,8 @@ static int request_body_decode(struct json_object *o, struct bridge_request *req
                 if ((r = msg_json_get_u32(o, "MinimumVersion", &req->negotiate.min_version, reason)) < 0 ||
                     (r = msg_json_get_u32(o, "MaximumVersion", &req->negotiate.max_version, reason)) < 0 ||
                     (r = msg_json_get_bool(o, BRIDGE_STDIO_RESUME_FIELD, &req->negotiate.stdio_resume, reason)) < 0 ||
-                    (r = msg_json_get_bool(o, BRIDGE_STDIO_ACK_FIELD, &req->negotiate.stdio_ack, reason)) < 0)
+                    (r = msg_json_get_bool(o, BRIDGE_STDIO_ACK_FIELD, &req->negotiate.stdio_ack, reason)) < 0 ||
+                    (r = msg_json_get_bool(o, BRIDGE_STDIN_EOF_FIELD, &req->negotiate.stdin_eof, reason)) < 0)
                         return r;
                 return 0;
         case BRIDGE_RPC_CREATE:

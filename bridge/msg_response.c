@@ -38,6 +38,8 @@ static struct json_object *capabilities_new(const struct bridge_response *r)
                 return NULL;
         if (r->negotiate.stdio_ack && msg_json_add(guest, BRIDGE_STDIO_ACK_FIELD, json_object_new_boolean(1)) < 0)
                 return NULL;
+        if (r->negotiate.stdin_eof && msg_json_add(guest, BRIDGE_STDIN_EOF_FIELD, json_object_new_boolean(1)) < 0)
+                return NULL;
         return TAKE_PTR(caps);
 }
 
@@ -151,6 +153,8 @@ static int negotiate_decode(struct json_object *o, struct bridge_response *resp,
         r = msg_json_get_bool(guest, BRIDGE_STDIO_RESUME_FIELD, &resp->negotiate.stdio_resume, reason);
         if (r >= 0)
                 r = msg_json_get_bool(guest, BRIDGE_STDIO_ACK_FIELD, &resp->negotiate.stdio_ack, reason);
+        if (r >= 0)
+                r = msg_json_get_bool(guest, BRIDGE_STDIN_EOF_FIELD, &resp->negotiate.stdin_eof, reason);
         return r < 0 ? r : 0;
 }
 

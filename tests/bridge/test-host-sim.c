@@ -256,6 +256,7 @@ struct slot {
         int endpoint;   /* until the stream takes it */
         bool v4;        /* the V4 byte-count handshake was agreed */
         bool ack;       /* delivery acks too: the guest frees its replay window by them */
+        bool stdin_eof; /* the stdin end confirmation too: the stdin stream keeps its fd for it */
         int pending_fd; /* V4 stdin, accepted but not yet relayed */
         struct relay_listener *l;
         struct relay_stream *s;
@@ -271,8 +272,10 @@ static void slot_on_done(struct relay_stream *s, int error, void *userdata)
         sl->done = true;
         sl->error = error;
         sl->done_seq = ++sl->f->seq;
-        /* Closing our end is what lets the guest finish its relay and report the exit (H5). */
-        sl->s = relay_stream_free(sl->s);
+        /* Closing our end is what lets the guest finish its relay and report the exit (H5). With
+         * the end confirmation the stdin stream closes it itself, once the guest's count came. */
+        if (!(sl->dir == RELAY_STREAM_TO_GUEST && sl->stdin_eof))
+                sl->s = relay_stream_free(sl->s);
 }
 
 static const struct relay_stream_ops slot_ops = {
@@ -320,6 +323,7 @@ static void slot_start_v4_stdin(struct fixture *f, struct slot *sl)
                 count = count << 8 | raw[i];
         assert_int_equal(count, 0);
         assert_int_equal(relay_stream_new(f->r, sl->dir, sl->pending_fd, sl->endpoint, &slot_ops, sl, &sl->s), 0);
+        assert_int_equal(relay_stream_set_eof_confirm(sl->s, sl->stdin_eof), 0);
         sl->pending_fd = -1;
         sl->endpoint = -1;
 }
@@ -333,6 +337,7 @@ static void slot_listen(struct fixture *f, struct slot *sl, enum relay_stream_di
                 .pending_fd = -1,
                 .v4 = bridge_host_stdio_resume(f->h),
                 .ack = bridge_host_stdio_ack(f->h),
+                .stdin_eof = bridge_host_stdin_eof(f->h),
         };
         assert_int_equal(ports_alloc(f->ports, &sl->port), 0);
         assert_int_equal(relay_listen(f->r, &f->transport, sl->port, RELAY_LISTEN_ONCE, slot_on_accept, sl, &sl->l), 0);
@@ -369,6 +374,7 @@ static void test_negotiates_with_the_simulator(void **state)
         assert_string_equal(bridge_host_runtime_os(f->h), "linux");
         assert_true(bridge_host_stdio_resume(f->h));
         assert_true(bridge_host_stdio_ack(f->h));
+        assert_true(bridge_host_stdin_eof(f->h));
 }
 
 static void test_legacy_simulator_gets_no_resume(void **state)
@@ -378,6 +384,7 @@ static void test_legacy_simulator_gets_no_resume(void **state)
         connect_sim(f, false);
         assert_false(bridge_host_stdio_resume(f->h));
         assert_false(bridge_host_stdio_ack(f->h));
+        assert_false(bridge_host_stdin_eof(f->h));
 }
 
 static void run_echo(struct fixture *f);
