@@ -203,12 +203,15 @@ static bool bridge_negotiate(struct sim *s, const struct bridge_frame *f)
                 resp.negotiate.version = MIN(BRIDGE_PROTOCOL_VERSION, req.negotiate.max_version);
                 resp.negotiate.stdio_resume = s->opt.announce_resume;
                 resp.negotiate.stdio_ack = s->opt.announce_resume && s->opt.announce_ack;
+                resp.negotiate.stdin_eof = s->opt.announce_resume && s->opt.announce_stdin_eof;
                 pthread_mutex_lock(&s->lock);
                 s->resume_agreed = s->opt.announce_resume && req.negotiate.stdio_resume;
                 s->ack_agreed = s->resume_agreed && s->opt.announce_ack && req.negotiate.stdio_ack;
+                s->stdin_eof_agreed = s->resume_agreed && s->opt.announce_stdin_eof && req.negotiate.stdin_eof;
                 pthread_mutex_unlock(&s->lock);
-                log_info("bridge: negotiated protocol %u, stdio resume %s, delivery acks %s", resp.negotiate.version,
-                         s->resume_agreed ? "on" : "off", s->ack_agreed ? "on" : "off");
+                log_info("bridge: negotiated protocol %u, stdio resume %s, delivery acks %s, stdin end confirmation %s",
+                         resp.negotiate.version, s->resume_agreed ? "on" : "off", s->ack_agreed ? "on" : "off",
+                         s->stdin_eof_agreed ? "on" : "off");
                 ok = true;
         }
         bridge_reply(s, f->header.type, f->header.id, &resp);

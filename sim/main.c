@@ -25,6 +25,8 @@ static void usage(FILE *f)
                    "  --no-resume          do not announce the VsockmuxStdioResume capability (legacy replay only)\n"
                    "  --no-ack             do not announce VsockmuxStdioAck: with resume, free the replay window\n"
                    "                       by what the host read, not by what it delivered\n"
+                   "  --no-stdin-eof       do not announce VsockmuxStdinEof: a closed stdin connection is stdin's\n"
+                   "                       end, also when the host went away (a daemon stop ends stdin early)\n"
                    "  --replay-bytes N     stdout/stderr replay window per stream (default 131072)\n"
                    "  --drop-after-ms N    drop every connection once, N ms after start (fault injection)\n"
                    "  --fidelity MODE      ours (default) or upstream: behave as hcsshim's guest where ours is\n"
@@ -65,6 +67,7 @@ static int parse_args(int argc, char **argv, struct sim_options *opt)
                 OPT_CID,
                 OPT_NO_RESUME,
                 OPT_NO_ACK,
+                OPT_NO_STDIN_EOF,
                 OPT_REPLAY,
                 OPT_DROP,
                 OPT_LOG,
@@ -76,6 +79,7 @@ static int parse_args(int argc, char **argv, struct sim_options *opt)
                 { "cid", required_argument, NULL, OPT_CID },
                 { "no-resume", no_argument, NULL, OPT_NO_RESUME },
                 { "no-ack", no_argument, NULL, OPT_NO_ACK },
+                { "no-stdin-eof", no_argument, NULL, OPT_NO_STDIN_EOF },
                 { "replay-bytes", required_argument, NULL, OPT_REPLAY },
                 { "drop-after-ms", required_argument, NULL, OPT_DROP },
                 { "log-level", required_argument, NULL, OPT_LOG },
@@ -90,6 +94,7 @@ static int parse_args(int argc, char **argv, struct sim_options *opt)
 
         *opt = (struct sim_options){ .announce_resume = true,
                                      .announce_ack = true,
+                                     .announce_stdin_eof = true,
                                      .replay_bytes = SIM_DEFAULT_REPLAY_BYTES };
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
@@ -104,6 +109,7 @@ static int parse_args(int argc, char **argv, struct sim_options *opt)
                         break;
                 case OPT_NO_RESUME: opt->announce_resume = false; break;
                 case OPT_NO_ACK: opt->announce_ack = false; break;
+                case OPT_NO_STDIN_EOF: opt->announce_stdin_eof = false; break;
                 case OPT_REPLAY:
                         if (parse_u64(optarg, SIM_MAX_REPLAY_BYTES, &v) < 0 || v < SIM_MIN_REPLAY_BYTES) {
                                 fprintf(stderr, "vsockmux-sim: --replay-bytes must be between %u and %u\n",
@@ -146,8 +152,10 @@ static int parse_args(int argc, char **argv, struct sim_options *opt)
         /* hcsshim's guest knows nothing of our extensions; acks mean nothing without resume. */
         if (opt->fidelity == SIM_FIDELITY_UPSTREAM)
                 opt->announce_resume = false;
-        if (!opt->announce_resume)
+        if (!opt->announce_resume) {
                 opt->announce_ack = false;
+                opt->announce_stdin_eof = false;
+        }
         if (optind < argc || !!opt->hvsock_path == have_cid) {
                 fprintf(stderr, "vsockmux-sim: give exactly one of --hvsock PATH or --cid CID\n");
                 return -EINVAL;

@@ -105,6 +105,16 @@ bool sim_ack_agreed(struct sim *s)
         return agreed;
 }
 
+bool sim_stdin_eof_agreed(struct sim *s)
+{
+        bool agreed;
+
+        pthread_mutex_lock(&s->lock);
+        agreed = s->stdin_eof_agreed;
+        pthread_mutex_unlock(&s->lock);
+        return agreed;
+}
+
 bool sim_sleep(struct sim *s, unsigned ms)
 {
         struct timespec until = sim_deadline(ms);

@@ -34,6 +34,7 @@ struct sim_options {
         uint32_t cid;            /* AF_VSOCK peer when hvsock_path is NULL */
         bool announce_resume;    /* false with --no-resume */
         bool announce_ack;       /* false with --no-ack; only ever agreed with resume */
+        bool announce_stdin_eof; /* false with --no-stdin-eof; only ever agreed with resume */
         size_t replay_bytes;
         unsigned drop_after_ms; /* 0 = never */
         enum sim_fidelity fidelity;
@@ -92,9 +93,10 @@ struct sim {
         unsigned n_processes;
         struct sim_container *containers;
         unsigned n_containers;
-        unsigned n_threads; /* request handlers and process reapers still running */
-        bool resume_agreed; /* on the current bridge connection */
-        bool ack_agreed;    /* delivery acks too (never without resume_agreed) */
+        unsigned n_threads;    /* request handlers and process reapers still running */
+        bool resume_agreed;    /* on the current bridge connection */
+        bool ack_agreed;       /* delivery acks too (never without resume_agreed) */
+        bool stdin_eof_agreed; /* the stdin end confirmation too (never without resume_agreed) */
         struct sim_waits waits;
 
         pthread_mutex_t write_lock; /* serializes frames on the bridge; guards the two below */
@@ -118,6 +120,8 @@ void sim_drop_stdio(struct sim *s);
 bool sim_sleep(struct sim *s, unsigned ms);
 /* Whether the current (or last) bridge connection agreed on delivery acks. */
 bool sim_ack_agreed(struct sim *s);
+/* Whether the current (or last) bridge connection agreed on the stdin end confirmation. */
+bool sim_stdin_eof_agreed(struct sim *s);
 
 /* dial.c: connects to the host on `port`; ret_conn is registered for the drop switch. */
 int sim_dial(struct sim *s, uint32_t port, struct sim_conn **ret_conn);

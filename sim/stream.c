@@ -47,13 +47,26 @@ static uint64_t get_le64(const uint8_t *p)
         return v;
 }
 
-/* Redials the stream's port every 100 ms until it connects; NULL once the sim stops. */
+static bool stream_input_closed(struct sim_stream *st)
+{
+        bool closed;
+
+        pthread_mutex_lock(&st->s->lock);
+        closed = st->input_closed;
+        pthread_mutex_unlock(&st->s->lock);
+        return closed;
+}
+
+/* Redials the stream's port every 100 ms until it connects; NULL once the sim stops, or for stdin
+ * once its process is gone (a host that knows stdin ended may never listen again). */
 static struct sim_conn *stream_redial(struct sim_stream *st)
 {
         for (;;) {
                 struct sim_conn *c = NULL;
 
                 if (sim_sleep(st->s, SIM_REDIAL_MS))
+                        return NULL;
+                if (st->kind == SIM_STREAM_STDIN && stream_input_closed(st))
                         return NULL;
                 if (sim_dial(st->s, st->port, &c) == 0) {
                         sim_stat_add(st->s, SIM_STAT_STDIO_REDIALS);
@@ -380,6 +393,27 @@ static int stream_write_pipe(struct sim_stream *st, const uint8_t *buf, size_t l
         return 0;
 }
 
+/* The host's close of a stdin connection (recv() == 0) is its half-close at stdin's end, or the
+ * host gone (a stopped daemon, a save). With VsockmuxStdinEof our count goes back: a half-closed
+ * host reads it, and a write to a host that closed both ways fails (EPIPE on AF_UNIX and on
+ * AF_VSOCK, whose peer's RCV_SHUTDOWN fails the send), so only then is the connection lost. */
+static bool stream_input_ended(struct sim_stream *st, struct sim_conn *c, bool confirm, uint64_t received)
+{
+        uint8_t raw[SIM_RESUME_COUNT_SIZE];
+        int r;
+
+        if (!confirm)
+                return true; /* hcsshim's guest and ours without the extension: it is the end */
+        put_le64(raw, received);
+        r = sim_write_all(c->fd, raw, sizeof(raw));
+        if (r < 0) {
+                log_info("pid %d stdin: the host closed without confirming stdin's end (%s): it went away",
+                         (int)st->pid, strerror(-r));
+                return false;
+        }
+        return true;
+}
+
 /* stdin: host → process. In resume mode each new connection starts with our count (V4). */
 static void stream_input_run(struct sim_stream *st)
 {
@@ -387,6 +421,8 @@ static void stream_input_run(struct sim_stream *st)
         _cleanup_free_ uint8_t *buf = malloc(STREAM_IO_CHUNK);
         uint64_t received = 0;
         bool handshake = st->resume;
+        /* Each connection follows the negotiation it came under. */
+        bool confirm = st->resume && sim_stdin_eof_agreed(s);
 
         while (buf) {
                 struct sim_conn *c;
@@ -412,6 +448,7 @@ static void stream_input_run(struct sim_stream *st)
                                 shutdown(c->fd, SHUT_RD);
                         pthread_mutex_unlock(&s->lock);
                         handshake = true;
+                        confirm = sim_stdin_eof_agreed(s);
                 }
                 if (handshake) {
                         uint8_t raw[SIM_RESUME_COUNT_SIZE];
@@ -438,7 +475,7 @@ static void stream_input_run(struct sim_stream *st)
                 pthread_mutex_unlock(&s->lock);
                 if (closed)
                         break;
-                if (n == 0 && !sim_conn_dropped(s, c))
+                if (n == 0 && !sim_conn_dropped(s, c) && stream_input_ended(st, c, confirm, received))
                         break; /* the host half-closed: stdin EOF */
 broken:
                 log_info("pid %d stdin: connection lost%s", (int)st->pid,
