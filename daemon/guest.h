@@ -14,6 +14,7 @@ struct vmm_guest {
         const struct relay_transport *listen_transport;
         bool stdio_resume; /* V4 agreed: every stdio connection starts with the byte count */
         bool stdio_ack;    /* delivery acks agreed too: stdout/stderr tell the guest what was delivered */
+        bool stdin_eof;    /* the stdin end confirmation agreed too: a stdin's end waits for the guest's count */
         bool removing;
         bool saved; /* state handed out: no listeners or guest connections here */
 };

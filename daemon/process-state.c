@@ -254,6 +254,29 @@ static void import_file_offset(struct vmm_stream *s, const Vsockmux__State__Stre
         s->endpoint_base = len >= s->counters.tx_endpoint ? len - s->counters.tx_endpoint : 0;
 }
 
+/* A stdin comes back with nothing held: a fresh endpoint has not been read. A file goes on right
+ * after what the guest had received by the saved counts; the relay then moves it to the guest's
+ * own count (its resume header), which a record written before a crash may trail. With the end
+ * confirmation, a stdin that had ended stays ended: no endpoint, and a guest that redials (its
+ * confirmation never reached the old daemon) hears the end again. */
+static void import_input(struct vmm_stream *s, const Vsockmux__State__Stream *st, bool recovered)
+{
+        const struct vmm_guest *g = process_guest(s->process);
+        uint64_t base = recovered && st->endpoint_is_file ? st->endpoint_base : s->endpoint_base;
+
+        s->counters.rx_endpoint = s->counters.tx_guest;
+        if (st->eof && g->stdin_eof) {
+                s->endpoint_fd = safe_close(s->endpoint_fd);
+                return;
+        }
+        if (!s->endpoint_is_file || s->endpoint_fd < 0)
+                return;
+        s->endpoint_base = base;
+        if (lseek(s->endpoint_fd, (off_t)(base + s->counters.tx_guest), SEEK_SET) < 0)
+                log_warn("vm %s: process %u: cannot move its stdin %s to byte %llu: %s", g->vm_name, s->process->pid,
+                         s->endpoint ?: "?", (unsigned long long)(base + s->counters.tx_guest), strerror(errno));
+}
+
 static int import_streams(struct vmm_process *p, const Vsockmux__State__Process *sp, bool recovered,
                           struct vmm_error *err)
 {
@@ -272,6 +295,8 @@ static int import_streams(struct vmm_process *p, const Vsockmux__State__Process 
                 s->done = st->eof;
                 if (st->kind != VSOCKMUX__STATE__STREAM_KIND__STREAM_KIND_STDIN)
                         import_file_offset(s, st, recovered);
+                else
+                        import_input(s, st, recovered);
                 r = ports_reserve(process_guest(p)->ports, st->port);
                 if (r < 0)
                         return vmm_error_set(err, r, "pid %u: cannot reserve port 0x%08x: %s", sp->pid, st->port,
@@ -374,7 +399,8 @@ static int adopt_process(struct vmm_process *p, const Vsockmux__State__Process *
         for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
                 struct vmm_stream *s = &p->streams[k];
 
-                if (s->port == 0 || s->done)
+                /* An ended stdin still listens with the end confirmation (import_input). */
+                if (s->port == 0 || (s->done && !(k == VMM_STDIN && g->stdin_eof)))
                         continue;
                 s->no_redial = k != VMM_STDIN && !stream_redial_expected(s);
                 r = stream_listen(s);

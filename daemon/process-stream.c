@@ -133,12 +133,16 @@ static const struct relay_stream_ops stream_ops = {
         .tap_wanted = stream_tap_wanted,
 };
 
-/* Each connection of an output stream follows the mode the guest's bridge agreed when it came:
- * the guest frees its replay buffer by our acks only when it agreed to them. */
+/* Each connection follows the mode the guest's bridge agreed when it came: the guest frees its
+ * replay buffer by our acks only when it agreed to them, and it confirms stdin's end only then. */
 static void stream_follow_ack(struct vmm_stream *s)
 {
-        if (s->stream && s->kind != VMM_STDIN)
+        if (!s->stream)
+                return;
+        if (s->kind != VMM_STDIN)
                 (void)relay_stream_set_ack(s->stream, process_guest(s->process)->stdio_ack);
+        else
+                (void)relay_stream_set_eof_confirm(s->stream, process_guest(s->process)->stdin_eof);
 }
 
 static void stream_on_accept(struct relay_listener *l, int fd, void *userdata)
@@ -205,6 +209,9 @@ static void stream_on_accept(struct relay_listener *l, int fd, void *userdata)
                 return;
         }
         s->endpoint_fd = -1; /* the stream owns it now */
+        /* A record trails what a crashed daemon sent: the guest's stdin count says where it is. */
+        if (s->kind == VMM_STDIN && p->recovering)
+                relay_stream_set_seed_stale(s->stream);
         stream_follow_ack(s);
 }
 

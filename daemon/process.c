@@ -665,10 +665,20 @@ int process_open_endpoints(struct vmm_process *p, const struct vmm_exec_params *
 void process_stream_note_file(struct vmm_stream *s)
 {
         struct stat st;
+        off_t pos;
 
-        /* A sink appended to: after a crash, its length less this is exactly what reached it. */
-        s->endpoint_is_file = s->kind != VMM_STDIN && fstat(s->endpoint_fd, &st) == 0 && S_ISREG(st.st_mode);
-        s->endpoint_base = s->endpoint_is_file ? (uint64_t)st.st_size : 0;
+        s->endpoint_is_file = fstat(s->endpoint_fd, &st) == 0 && S_ISREG(st.st_mode);
+        s->endpoint_base = 0;
+        if (!s->endpoint_is_file)
+                return;
+        if (s->kind != VMM_STDIN) {
+                /* A sink appended to: after a crash, its length less this is exactly what reached it. */
+                s->endpoint_base = (uint64_t)st.st_size;
+                return;
+        }
+        /* A source read from here on: this plus the guest's count is where it goes on. */
+        pos = lseek(s->endpoint_fd, 0, SEEK_CUR);
+        s->endpoint_base = pos > 0 ? (uint64_t)pos : 0;
 }
 
 /* The record reopens the endpoints after a restart with the rights that opened them. */

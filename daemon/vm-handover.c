@@ -115,6 +115,7 @@ int vmm_vm_hand_over(struct vmm_vm *vm, Vsockmux__State__Vm *out, struct vmm_fds
         out->bridge_generation = hv->generation;
         out->bridge_stdio_resume = hv->stdio_resume;
         out->bridge_stdio_ack = hv->stdio_ack;
+        out->bridge_stdin_eof = hv->stdin_eof;
         out->bridge_next_id = hv->next_id;
         out->bridge_rx = (ProtobufCBinaryData){ .len = hv->rx_len, .data = hv->rx };
         out->bridge_tx = (ProtobufCBinaryData){ .len = hv->tx_len, .data = hv->tx };
@@ -157,6 +158,7 @@ int vmm_vm_adopt(struct vmm_vm *vm, const Vsockmux__State__Vm *sv, int *fds, siz
                 .runtime_os = sv->runtime_os_type,
                 .stdio_resume = sv->bridge_stdio_resume,
                 .stdio_ack = sv->bridge_stdio_ack,
+                .stdin_eof = sv->bridge_stdin_eof,
                 .generation = sv->bridge_generation,
                 .next_id = sv->bridge_next_id,
         };

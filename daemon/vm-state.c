@@ -250,6 +250,7 @@ int vmm_vm_export_head(struct vmm_vm *vm, Vsockmux__State__Vm *out)
         out->runtime_os_type = (char *)(bridge_host_runtime_os(vm->guest.bridge) ?: "linux");
         out->stdio_resume = vm->guest.stdio_resume;
         out->stdio_ack = vm->guest.stdio_ack;
+        out->stdin_eof = vm->guest.stdin_eof;
         out->generation = vm->generation;
         r = vmm_containers_export(vm->containers, out);
         if (r < 0)
@@ -298,6 +299,7 @@ void vm_take_stdio_modes(struct vmm_vm *vm, const Vsockmux__State__Vm *sv)
 {
         vm->guest.stdio_resume = sv->stdio_resume;
         vm->guest.stdio_ack = sv->stdio_resume && sv->stdio_ack;
+        vm->guest.stdin_eof = sv->stdio_resume && sv->stdin_eof;
 }
 
 int vmm_vm_import(struct vmm_vm *vm, const Vsockmux__State__Vm *sv, const struct vmm_restore_io *io, size_t n_io,

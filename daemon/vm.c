@@ -50,6 +50,7 @@ static void vm_on_bridge_state(struct bridge_host *h, enum bridge_conn_state old
         if (new_state == BRIDGE_CONN_CONNECTED) {
                 vm->guest.stdio_resume = bridge_host_stdio_resume(h);
                 vm->guest.stdio_ack = bridge_host_stdio_ack(h);
+                vm->guest.stdin_eof = bridge_host_stdin_eof(h);
                 /* A connection taken over live is the one the old daemon counted and announced. */
                 if (!vm->bridge_adopting) {
                         vm->counters.bridge_connects++;
