@@ -63,7 +63,7 @@ static int integ_find(char *buf, const char *arg, const char *rel)
 int integ_config_parse(int argc, char **argv, struct integ_config *ret)
 {
         const char *daemon = NULL, *cli = NULL, *sim = NULL, *skip = NULL;
-        bool resume = false, upstream = false, no_ack = false;
+        bool resume = false, upstream = false, no_ack = false, no_stdin_eof = false;
 
         for (int i = 1; i < argc; i++) {
                 if (!strcmp(argv[i], "--resume"))
@@ -72,6 +72,8 @@ int integ_config_parse(int argc, char **argv, struct integ_config *ret)
                         upstream = true;
                 else if (!strcmp(argv[i], "--no-ack"))
                         no_ack = true;
+                else if (!strcmp(argv[i], "--no-stdin-eof"))
+                        no_stdin_eof = true;
                 else if (i + 1 < argc && !strcmp(argv[i], "--skip"))
                         skip = argv[++i];
                 else if (i + 1 < argc && !strcmp(argv[i], "--daemon"))
@@ -89,6 +91,7 @@ int integ_config_parse(int argc, char **argv, struct integ_config *ret)
         ret->resume = resume && !upstream;
         ret->upstream = upstream;
         ret->no_ack = no_ack;
+        ret->no_stdin_eof = no_stdin_eof;
         ret->skip = skip;
         return 0;
 }
@@ -393,10 +396,11 @@ pid_t integ_sim_start(struct integ *t, const char *name)
                 (char *)t->cfg->sim,
                 (char *)"--hvsock",
                 (char *)integ_hvsock(t, name),
-                t->cfg->upstream  ? (char *)"--fidelity=upstream"
-                : !t->cfg->resume ? (char *)"--no-resume"
-                : t->cfg->no_ack  ? (char *)"--no-ack"
-                                  : NULL,
+                t->cfg->upstream       ? (char *)"--fidelity=upstream"
+                : !t->cfg->resume      ? (char *)"--no-resume"
+                : t->cfg->no_ack       ? (char *)"--no-ack"
+                : t->cfg->no_stdin_eof ? (char *)"--no-stdin-eof"
+                                       : NULL,
                 NULL,
         };
 

@@ -22,10 +22,11 @@ struct integ_config {
         char daemon[INTEG_PATH_MAX];
         char cli[INTEG_PATH_MAX];
         char sim[INTEG_PATH_MAX];
-        bool resume;      /* false: the simulator runs with --no-resume (legacy stdio replay only) */
-        bool upstream;    /* the simulator runs with --fidelity upstream: hcsshim's guest (implies no resume) */
-        bool no_ack;      /* the simulator runs with --no-ack: resume, but no delivery acks */
-        const char *skip; /* set: the whole program skips (exit 77) saying this */
+        bool resume;       /* false: the simulator runs with --no-resume (legacy stdio replay only) */
+        bool upstream;     /* the simulator runs with --fidelity upstream: hcsshim's guest (implies no resume) */
+        bool no_ack;       /* the simulator runs with --no-ack: resume, but no delivery acks */
+        bool no_stdin_eof; /* the simulator runs with --no-stdin-eof: resume, but no stdin end confirmation */
+        const char *skip;  /* set: the whole program skips (exit 77) saying this */
 };
 
 struct integ {
@@ -49,7 +50,7 @@ struct integ_result {
         char *err;
 };
 
-/* Parses --daemon/--cli/--sim/--resume/--upstream/--no-ack/--skip, falling back to $VSOCKMUX_BUILD_ROOT. */
+/* Parses --daemon/--cli/--sim/--resume/--upstream/--no-ack/--no-stdin-eof/--skip, falling back to $VSOCKMUX_BUILD_ROOT. */
 int integ_config_parse(int argc, char **argv, struct integ_config *ret);
 
 /* cmocka setup/teardown: *state is the struct integ_config on entry, the struct integ after. */
