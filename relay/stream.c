@@ -99,7 +99,8 @@ struct relay_stream {
         enum stream_state state;
         struct relay_op rd_op, wr_op, hdr_op, hup_op;
         enum op_state rd;
-        bool wr_armed; /* writes are never cancelled but by relay_stream_free */
+        bool wr_armed;     /* writes are cancelled only by relay_stream_free and a file stdin's freeze */
+        bool wr_cancelled; /* a freeze cancelled the write in flight: its -ECANCELED is no error */
         /* stdin only: a poll for the guest hanging up while the endpoint is quiet */
         enum op_state hup;
         unsigned guest_gen, hup_gen; /* a hang-up seen on a replaced guest is stale */
@@ -457,6 +458,24 @@ static void count_delivered(struct relay_stream *s, size_t n)
         s->r->bytes_relayed += n;
 }
 
+/* A freezing stdin over a regular file does not wait for a guest that may not read (its process
+ * busy elsewhere): what it holds goes back to the file, which is read again from there. */
+static bool input_rewinds(const struct relay_stream *s)
+{
+        return !guest_is_src(s) && s->endpoint_seekable && stream_is_freezing(s);
+}
+
+static void input_rewind(struct relay_stream *s)
+{
+        if (!input_rewinds(s) || s->wr_armed || s->rd != OP_IDLE || s->held_bytes == 0)
+                return;
+        if (lseek(s->endpoint_fd, -(off_t)s->held_bytes, SEEK_CUR) < 0)
+                return; /* the freeze then waits for the guest, as for a fifo */
+        s->c.rx_endpoint -= s->held_bytes;
+        s->src_eof = false;
+        q_release_all(s);
+}
+
 static int wr_kick(struct relay_stream *s)
 {
         struct io_uring_sqe *sqe;
@@ -464,6 +483,8 @@ static int wr_kick(struct relay_stream *s)
 
         if (s->wr_armed || s->hdr_state != HDR_NONE || s->reposition || s->q_n == 0 || stream_is_freed(s))
                 return 0;
+        if (input_rewinds(s))
+                return 0; /* a freeze gives the held bytes back to the file instead */
         if (s->endpoint_dead) {
                 q_release_all(s);
                 return 0;
@@ -809,6 +830,7 @@ static void stream_check(struct relay_stream *s)
         bool quiet;
 
         ack_kick(s);
+        input_rewind(s);
         quiet = s->rd == OP_IDLE && !s->wr_armed && s->hdr_state != HDR_ARMED && s->q_n == 0 && !drain_pending(s) &&
                 s->path != PATH_SPLICE && !relay_splice_active(&s->sp) && !s->ack_armed;
 
@@ -1046,6 +1068,9 @@ static void on_write(struct relay *r, struct relay_op *op, int res, uint32_t fla
         s->wr_n = 0;
         if (stream_is_freed(s))
                 goto out;
+        if (s->wr_cancelled && res == -ECANCELED)
+                res = -EAGAIN; /* nothing went: the freeze gives the bytes back to the file */
+        s->wr_cancelled = false;
         if (res == 0)
                 res = -EPIPE;
         if (res > 0) {
@@ -1413,6 +1438,10 @@ int relay_stream_freeze(struct relay_stream *s)
         s->drain_to = s->c.rx_guest + drain_bytes(s);
         rd_cancel(s);
         hup_cancel(s);
+        if (input_rewinds(s) && s->wr_armed && !s->wr_cancelled) {
+                s->wr_cancelled = true;
+                (void)relay_cancel_op(s->r, &s->wr_op);
+        }
         relay_pool_unwait(&s->buf_wait);
         return stream_queue_check(s);
 }
