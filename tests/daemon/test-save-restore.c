@@ -37,8 +37,9 @@ struct fixture {
         struct relay *r;
         struct vmm *a, *b;
         pid_t sim;
-        bool upstream;  /* the simulator plays hcsshim's guest (--fidelity upstream) */
-        char stats[96]; /* the simulator's --stats file */
+        bool upstream;     /* the simulator plays hcsshim's guest (--fidelity upstream) */
+        bool no_stdin_eof; /* the simulator runs with --no-stdin-eof */
+        char stats[96];    /* the simulator's --stats file */
         struct test_endpoints *ep;
 };
 
@@ -69,9 +70,10 @@ static void sim_start(struct fixture *f, bool resume)
                          f->transport.uds_path,
                          "--stats",
                          f->stats,
-                         f->upstream ? "--fidelity=upstream"
-                         : resume    ? NULL
-                                     : "--no-resume",
+                         f->upstream       ? "--fidelity=upstream"
+                         : !resume         ? "--no-resume"
+                         : f->no_stdin_eof ? "--no-stdin-eof"
+                                           : NULL,
                          NULL };
 
         assert_int_equal(posix_spawn(&f->sim, argv[0], NULL, NULL, argv, environ), 0);
@@ -305,6 +307,97 @@ static void test_output_moves_exactly_once_across_save_and_restore(void **state)
         }
         test_endpoints_assert_spliced(f->ep, f->r);
         free(sv.blob);
+}
+
+/* stdin across a save and a restore: a reader mid-way through its --stdin file when the VM is
+ * saved here and restored on the other daemon, which opens the same file. */
+#define STDIN_BYTES (3u << 20) /* more than every buffer between the file and the process */
+#define STDIN_FIRST 1000000u   /* what the reader takes before it waits for "go" */
+
+static void write_input(const char *path)
+{
+        FILE *fp = fopen(path, "we");
+        uint64_t x = 0x2545f4914f6cdd1dull;
+
+        assert_non_null(fp);
+        for (size_t i = 0; i < STDIN_BYTES; i++) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                assert_int_not_equal(fputc((int)(x & 0xff), fp), EOF);
+        }
+        assert_int_equal(fclose(fp), 0);
+}
+
+/* Returns how many bytes reached the reader's copy, after checking they are the input's first. */
+static size_t stdin_across_save_and_restore(struct fixture *f)
+{
+        char in[128], copy[128], go[128], script[512];
+        const char *argv[] = { "sh", "-c", script };
+        struct vmm_exec_params params = { .argv = argv, .n_argv = 3, .stdin_path = in };
+        struct vmm_restore_io io = { .path = { in, NULL, NULL } };
+        struct started st = { 0 };
+        struct exited ex = { 0 };
+        struct vmm_error err = {};
+        struct vmm_vm *vm, *vb = NULL;
+        struct saved sv;
+        size_t la, lc;
+        uint64_t deadline = now_ns() + WAIT_NS;
+
+        snprintf(in, sizeof(in), "%s/in", f->dir);
+        snprintf(copy, sizeof(copy), "%s/copy", f->dir);
+        snprintf(go, sizeof(go), "%s/go", f->dir);
+        snprintf(script, sizeof(script),
+                 "{ dd bs=%u count=1 iflag=fullblock 2>/dev/null; while [ ! -e %s ]; do sleep 0.05; done; cat; } > %s; "
+                 "exit 7",
+                 STDIN_FIRST, go, copy);
+        write_input(in);
+        vm = add_vm_connected(f, true);
+        assert_int_equal(vmm_exec(vm, &params, on_started, &st, &err), 0);
+        run_until(f, &st.count, "the exec");
+        if (st.error)
+                fail_msg("exec failed: %s", st.message);
+        while (file_size(copy) < STDIN_FIRST) {
+                assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
+                if (now_ns() > deadline)
+                        fail_msg("the reader did not start");
+        }
+        sv = save_vm(f, vm);
+        run_for(f, 300ull * 1000000ull);
+        io.pid = st.pid;
+        if (vmm_restore(f->b, sv.blob, sv.len, NULL, NULL, &io, 1, &vb, &err) < 0)
+                fail_msg("restore failed: %s", err.message);
+        close(open(go, O_CREAT | O_WRONLY | O_CLOEXEC, 0644));
+        wait_exit(f, vb, st.pid, &ex);
+        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
+        assert_int_equal(ex.exit.code, 7);
+        {
+                _cleanup_free_ char *a = slurp(f, in, &la), *c = slurp(f, copy, &lc);
+
+                if (lc > la || memcmp(a, c, lc) != 0)
+                        fail_msg("the copy (%zu bytes) is not the input's first bytes", lc);
+        }
+        free(sv.blob);
+        return lc;
+}
+
+static void test_stdin_file_goes_on_exactly_across_save_and_restore(void **state)
+{
+        assert_int_equal(stdin_across_save_and_restore(*state), STDIN_BYTES);
+}
+
+/* The plain upstream case: without the stdin end confirmation the guest takes the source's close
+ * at the save for stdin's end, and the reader gets a short input. */
+static void test_upstream_case_stdin_ends_at_the_save_without_the_end_confirmation(void **state)
+{
+        struct fixture *f = *state;
+        size_t n;
+
+        f->no_stdin_eof = true;
+        n = stdin_across_save_and_restore(f);
+        fprintf(stderr, "without the stdin end confirmation: %zu of %u stdin bytes\n", n, STDIN_BYTES);
+        assert_true(n >= STDIN_FIRST);
+        assert_true(n < STDIN_BYTES);
 }
 
 static void test_legacy_guest_loses_nothing_and_may_duplicate(void **state)
@@ -1194,6 +1287,10 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_output_moves_exactly_once_across_save_and_restore, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_legacy_guest_loses_nothing_and_may_duplicate, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_stdin_file_goes_on_exactly_across_save_and_restore, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_upstream_case_stdin_ends_at_the_save_without_the_end_confirmation,
+                                                setup, teardown),
                 cmocka_unit_test_setup_teardown(test_terminal_and_k8s_log_survive_save_and_restore, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_exit_during_blackout_reaches_the_destination, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_upstream_exec_exit_during_blackout_is_lost_and_said_so, setup,
