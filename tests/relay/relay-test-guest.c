@@ -3,6 +3,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,37 @@ static void sleep_ms(unsigned ms)
                 ;
 }
 
+/* The stdin end confirmation (VsockmuxStdinEof) as a guest sees it: after the host's half-close,
+ * our received count, then the host closes both ways (POLLHUP). "closed" once it did, within 60 s. */
+static int recv_eof(const char *path, bool confirm)
+{
+        static uint8_t buf[CHUNK_MAX];
+        uint64_t total = 0;
+        uint8_t cnt[8];
+        struct pollfd p;
+        int fd = dial(path);
+        ssize_t n;
+
+        if (fd < 0)
+                return 3;
+        while ((n = read(fd, buf, sizeof(buf))) != 0) {
+                if (n < 0 && errno != EINTR)
+                        return 1;
+                if (n > 0)
+                        total += (uint64_t)n;
+        }
+        for (unsigned i = 0; i < 8; i++)
+                cnt[i] = (uint8_t)(total >> (8 * i));
+        if (confirm && write_all(fd, cnt, sizeof(cnt)) < 0)
+                return 4;
+        /* Only the hang-up can wake it: a half-closed socket stays writable. */
+        p = (struct pollfd){ .fd = fd, .events = 0 };
+        while (poll(&p, 1, 60000) < 0 && errno == EINTR)
+                ;
+        printf("%" PRIu64 " %s\n", total, p.revents & (POLLHUP | POLLERR) ? "closed" : "open");
+        return 0;
+}
+
 static int usage(void)
 {
         fprintf(stderr,
@@ -108,6 +140,8 @@ static int usage(void)
                 "bytes+hash\n"
                 "       relay-test-guest recv-hdr PATH HAVE               dial, write the 8-byte count HAVE, read to "
                 "EOF\n"
+                "       relay-test-guest recv-eof PATH confirm|silent     dial, read to EOF, send our count (confirm)\n"
+                "                                                         or not, print whether the host then closed\n"
                 "       relay-test-guest dial PATH                        exit 0 if the dial succeeds\n"
                 "       relay-test-guest sink [STALL_MS [MAX]]            read stdin to EOF, print bytes+hash\n"
                 "       relay-test-guest source BYTES SEED                write the stream to stdout\n"
@@ -181,6 +215,8 @@ int main(int argc, char **argv)
                         return 4;
                 return consume(fd, UINT64_MAX);
         }
+        if (strcmp(argv[1], "recv-eof") == 0 && argc >= 4)
+                return recv_eof(argv[2], strcmp(argv[3], "confirm") == 0);
         if (strcmp(argv[1], "dial") == 0 && argc >= 3) {
                 fd = dial(argv[2]);
                 if (fd < 0) {

@@ -283,6 +283,70 @@ static void test_stream_stdin_eof_half_closes_the_guest(void **state)
         rm_tmpdir(dir);
 }
 
+/* Runs the loop until the child has printed (or closed its output); fails past TEST_WAIT_NS. */
+static void guest_output_wait(struct relay *r, struct child *c)
+{
+        struct pollfd p = { .fd = c->out, .events = POLLIN };
+
+        for (uint64_t waited = 0; poll(&p, 1, 0) == 0; waited += 10 * 1000 * 1000) {
+                if (waited > TEST_WAIT_NS)
+                        fail_msg("the guest printed nothing");
+                assert_int_equal(relay_run_once(r, 10 * 1000 * 1000), 0);
+        }
+}
+
+/* The stdin end confirmation: on_done comes at the half-close, as without it, and the connection
+ * stays until the guest's count (confirm), closed by the stream itself; a guest that never
+ * confirms (silent) holds nothing but the fd of a done stream, which the owner's free closes. */
+static void stdin_eof_confirm(bool confirm)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        const uint64_t total = 300001;
+        struct st t = {};
+        struct dial d = { .st = &t, .dir = RELAY_STREAM_TO_GUEST, .ops = &st_ops };
+        struct child guest;
+        char dir[64], path[128], file[128], out[128], want[64];
+        int fd;
+
+        make_tmpdir(dir, sizeof(dir));
+        assert_int_equal(relay_new(NULL, &r), 0);
+        t.r = r;
+        snprintf(file, sizeof(file), "%s/stdin", dir);
+        fd = open(file, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(ftruncate(fd, (off_t)total), 0);
+        close(fd);
+        d.endpoint_fd = open(file, O_RDONLY | O_CLOEXEC);
+        assert_true(d.endpoint_fd >= 0);
+        listen_for(r, dir, 1009, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
+        spawn_guest((const char *[]){ "recv-eof", path, confirm ? "confirm" : "silent", NULL }, -1, -1, &guest);
+        run_until(r, &d.accepted);
+        assert_int_equal(relay_stream_set_eof_confirm(t.s, true), 0);
+        run_until(r, &t.done);
+        assert_int_equal(t.error, 0);
+        assert_int_equal(t.at_done.tx_guest, total);
+        /* The guest prints once the host closed: with its count, while the stream still lives. */
+        if (!confirm)
+                t.s = relay_stream_free(t.s);
+        guest_output_wait(r, &guest);
+        assert_int_equal(child_finish(&guest, out, sizeof(out)), 0);
+        snprintf(want, sizeof(want), "%" PRIu64 " closed\n", total);
+        assert_string_equal(out, want);
+        t.s = relay_stream_free(t.s);
+        relay_listener_free(d.l);
+        rm_tmpdir(dir);
+}
+
+static void test_stream_stdin_eof_confirmed_by_the_guest_then_closed(void **state)
+{
+        stdin_eof_confirm(true);
+}
+
+static void test_stream_stdin_eof_a_guest_that_never_confirms_holds_only_its_fd(void **state)
+{
+        stdin_eof_confirm(false);
+}
+
 /* stdin from a fifo opened by path, as daemon/endpoint.c opens one (non-blocking, then blocking):
  * its writer's close is the end, a half-close the guest sees. */
 static void test_stream_stdin_fifo_writer_close_half_closes_the_guest(void **state)
@@ -1446,6 +1510,8 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_stream_64mib_from_guest_arrives_intact_through_a_pipe),
                 cmocka_unit_test(test_stream_bulk_traffic_touches_only_a_few_pool_buffers),
                 cmocka_unit_test(test_stream_stdin_eof_half_closes_the_guest),
+                cmocka_unit_test(test_stream_stdin_eof_confirmed_by_the_guest_then_closed),
+                cmocka_unit_test(test_stream_stdin_eof_a_guest_that_never_confirms_holds_only_its_fd),
                 cmocka_unit_test(test_stream_stdin_fifo_writer_close_half_closes_the_guest),
                 cmocka_unit_test(test_stream_stdin_from_regular_file_reaches_guest),
                 cmocka_unit_test(test_stream_stalled_sink_holds_at_most_the_cap_and_loses_nothing),
