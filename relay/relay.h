@@ -294,11 +294,11 @@ int relay_stream_replace_guest(struct relay_stream *s, int guest_fd, bool send_o
 /* On a frozen or done stream: closes the guest connection (a save hands the port to another
  * daemon), keeping the endpoint, held bytes and counters for a later replace_guest. */
 int relay_stream_detach_guest(struct relay_stream *s);
-/* A live upgrade hands the stream to another process: on a frozen stream with nothing held (every
+/* A live upgrade hands the stream to another process: on a frozen or ended stream with nothing held (every
  * byte read was delivered), ends it without closing either fd and hands both back with the
  * counters, for relay_stream_new_at() there to go on exactly where this one stopped (bytes the
  * guest wrote since stay in its socket). Frees s. -EBUSY while anything is held or in flight on
- * a connection, -EINVAL unless frozen; s is untouched then. */
+ * a connection, -EINVAL unless frozen or ended; s is untouched then. */
 int relay_stream_release(struct relay_stream *s, int *ret_guest_fd, int *ret_endpoint_fd,
                          struct relay_stream_counters *ret_counters);
 /* Safe any time, also inside its own callbacks; no callback after. */

@@ -1522,12 +1522,15 @@ int relay_stream_release(struct relay_stream *s, int *ret_guest_fd, int *ret_end
 {
         size_t held = 0;
 
-        if (!stream_is_frozen(s))
+        /* An ended stream has nothing more to move, but its connection and endpoint go on there. */
+        if (!stream_is_frozen(s) && s->state != STREAM_DONE)
                 return -EINVAL;
         relay_stream_get_held(s, &held, NULL);
         /* A half-sent ack would leave the other process a connection cut inside a count. */
         if (held > 0 || !guest_replaceable(s) || s->wr_armed || s->rd != OP_IDLE || s->ack_armed)
                 return -EBUSY;
+        /* A count the guest sends now is the other process's to read. */
+        cf_cancel(s);
         *ret_guest_fd = s->guest_fd;
         *ret_endpoint_fd = s->endpoint_fd;
         *ret_counters = s->c;
