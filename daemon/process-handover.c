@@ -223,7 +223,11 @@ static int adopt_process_live(struct vmm_process *p, const Vsockmux__State__Proc
                 if ((int)st->kind < 1 || (int)st->kind > (int)_VMM_STREAM_KIND_MAX)
                         continue;
                 s = &p->streams[st->kind - 1];
-                if (s->port == 0 || s->done) {
+                /* An ended stdin goes on with the end confirmation: a guest whose count did not
+                 * come yet hears the end again (import_input left it no endpoint). */
+                if (s->done && s->kind == VMM_STDIN && g->stdin_eof && s->port != 0) {
+                        safe_close(vmm_fds_take(fds, n_fds, st->endpoint_fd));
+                } else if (s->port == 0 || s->done) {
                         /* Nothing goes on there: what was handed for it is closed. */
                         safe_close(vmm_fds_take(fds, n_fds, st->guest_fd));
                         safe_close(vmm_fds_take(fds, n_fds, st->endpoint_fd));
