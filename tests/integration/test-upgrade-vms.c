@@ -242,6 +242,75 @@ static void test_record_follows_the_upgrade(void **state)
                 check_no_gap(t, out);
 }
 
+/* A reader mid-way through a --stdin file, busy elsewhere while the upgrade holds the VM (what the
+ * relay held goes back to the file), then reading on from the new daemon: every byte once; a second
+ * process whose stdin had ended goes through the upgrade too. */
+#define STDIN_BYTES (3u << 20)
+#define STDIN_FIRST 1000000u
+
+static void test_stdin_reader_goes_on_through_the_upgrade(void **state)
+{
+        struct integ *t = *state;
+        char in[INTEG_PATH_MAX], copy[INTEG_PATH_MAX], script[1024], pid_s[16];
+        struct integ_result res;
+        struct stat st;
+        uint64_t x = 0x9e3779b97f4a7c15ull;
+        size_t la, lc;
+        char *a, *c;
+        FILE *f;
+        long pid, ended;
+
+        snprintf(in, sizeof(in), "%s", integ_path(t, "in"));
+        snprintf(copy, sizeof(copy), "%s", integ_path(t, "copy"));
+        f = fopen(in, "we");
+        assert_non_null(f);
+        for (size_t i = 0; i < STDIN_BYTES; i++) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                assert_int_not_equal(fputc((int)(x & 0xff), f), EOF);
+        }
+        assert_int_equal(fclose(f), 0);
+        vm_with_counted_sim(t);
+        snprintf(script, sizeof(script), "{ dd bs=%u count=1 iflag=fullblock 2>/dev/null; %s; cat; } > %s; exit 7",
+                 STDIN_FIRST, integ_wait_go(t), copy);
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--stdin", in, "--", "sh", "-c", script, NULL);
+        pid = integ_detached_pid(t, &res);
+        snprintf(script, sizeof(script), "cat; %s; exit 3", integ_wait_go(t));
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--stdin", "/dev/null", "--", "sh", "-c", script, NULL);
+        ended = integ_detached_pid(t, &res);
+        for (int waited = 0; stat(copy, &st) < 0 || (size_t)st.st_size < STDIN_FIRST; waited += 20) {
+                if (waited >= INTEG_WAIT_MS)
+                        fail_msg("the reader did not start");
+                integ_sleep_ms(20);
+        }
+        upgrade_ok(t);
+        integ_touch(integ_path(t, "go"));
+        snprintf(pid_s, sizeof(pid_s), "%ld", pid);
+        integ_cli(t, &res, NULL, "wait", "demo", pid_s, NULL);
+        integ_assert_code(t, &res, 7);
+        integ_result_done(&res);
+        snprintf(pid_s, sizeof(pid_s), "%ld", ended);
+        integ_cli(t, &res, NULL, "wait", "demo", pid_s, NULL);
+        /* hcsshim's guest forgets an exec's exit once a wait had it; never 0 either way. */
+        if (res.code != 3 && !(t->cfg->upstream && res.code == 255))
+                integ_assert_code(t, &res, 3);
+        integ_result_done(&res);
+        a = integ_read_file(in, &la);
+        c = integ_read_file(copy, &lc);
+        assert_non_null(a);
+        assert_non_null(c);
+        if (la != lc || memcmp(a, c, la) != 0) {
+                integ_dump_daemon_log(t);
+                fail_msg("the copy has %zu bytes, the input %zu (or they differ)", lc, la);
+        }
+        free(a);
+        free(c);
+        /* The guest never noticed: the same bridge connection, no stdio redial. */
+        assert_int_equal(sim_stat(t, "bridge_connects"), 1);
+        assert_int_equal(sim_stat(t, "stdio_redials"), 0);
+}
+
 static void test_writer_goes_on_through_the_upgrade(void **state)
 {
         struct integ *t = *state;
@@ -551,6 +620,7 @@ int main(int argc, char **argv)
 {
         struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_writer_goes_on_through_the_upgrade),
+                cmocka_unit_test(test_stdin_reader_goes_on_through_the_upgrade),
                 cmocka_unit_test(test_attached_exec_goes_on_through_the_upgrade),
                 cmocka_unit_test(test_events_go_on_through_the_upgrade_without_a_second_vm_added),
                 cmocka_unit_test(test_record_follows_the_upgrade),
