@@ -60,7 +60,7 @@ static void stream_on_done(struct relay_stream *rs, int error, void *userdata)
         if (error < 0)
                 p->table->stream_errors++;
         /* The journal writes only what changed: without this the record keeps the stream open, and
-         * a restart would wait out the drain for output that already ended. */
+         * a restart would wait out the drain for output that already ended (or reopen a stdin that had). */
         (void)process_table_changed(p->table, p->pid, false);
         /* A drop can look like EOF (Unix sockets say nothing else): a stream the guest redials keeps
          * its relay stream and listener until the exit is reported, so the redial goes on there. */
@@ -155,8 +155,9 @@ static void stream_on_accept(struct relay_listener *l, int fd, void *userdata)
 
         if (!stream_keeps_listening(s))
                 s->listener = relay_listener_free(s->listener);
-        if (fd >= 0 && s->close_requested) {
-                /* CloseStdin came before the guest dialled: it sees EOF at once. */
+        if (fd >= 0 && s->close_requested && !process_guest(p)->stdin_eof) {
+                /* CloseStdin came before the guest dialled: it sees EOF at once (with the end
+                 * confirmation the stream below has no endpoint: the end, confirmed). */
                 s->listener = relay_listener_free(s->listener);
                 (void)shutdown(fd, SHUT_RDWR);
                 safe_close(fd);

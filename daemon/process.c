@@ -1171,6 +1171,10 @@ int vmm_processes_close_stdin(struct vmm_processes *t, uint32_t pid, bool held)
         s->endpoint_fd = safe_close(s->endpoint_fd);
         if (!s->stream)
                 return 0; /* not dialled yet: stream_on_accept ends it */
+        /* With the end confirmation the end is a half-close the guest confirms, not a close it
+         * would take for a host that went away (and redial). */
+        if (t->guest->stdin_eof)
+                return relay_stream_end_input(s->stream);
         r = relay_stream_freeze(s->stream);
         if (r < 0) {
                 /* Frozen already (a stop is under way) or ended: nothing more will be read. */

@@ -271,6 +271,11 @@ int relay_stream_set_eof_confirm(struct relay_stream *s, bool on);
  * to-guest stream takes a guest count above them, before it sent anything, as sent (a file endpoint
  * moves there). Call before the header can land: right after relay_stream_new_at(). */
 void relay_stream_set_seed_stale(struct relay_stream *s);
+/* Ends a to-guest stream's input early (CloseStdin): no more reads; what was read still goes to
+ * the guest, then the endpoint is closed and the guest gets the end as at the endpoint's own end
+ * (the half-close, and with relay_stream_set_eof_confirm the wait for its count); an ended stream
+ * gives a redialling guest the end. -EINVAL for a from-guest stream. */
+int relay_stream_end_input(struct relay_stream *s);
 /* Names the stream in log lines (e.g. "vm1 pid 42 stdout port 1234"). */
 void relay_stream_set_label(struct relay_stream *s, const char *label);
 void relay_stream_get_counters(const struct relay_stream *s, struct relay_stream_counters *ret);

@@ -161,9 +161,10 @@ struct relay_stream {
 
         /* to-guest over a regular file: the guest's count puts the file where it left off */
         bool endpoint_seekable;
-        bool reposition; /* the header's count waits for the read in flight to land */
-        bool seeded;     /* nothing sent since the counters were seeded */
-        bool seed_stale; /* relay_stream_set_seed_stale: the seed may trail the guest's count */
+        bool reposition;  /* the header's count waits for the read in flight to land */
+        bool seeded;      /* nothing sent since the counters were seeded */
+        bool seed_stale;  /* relay_stream_set_seed_stale: the seed may trail the guest's count */
+        bool input_ended; /* relay_stream_end_input: the endpoint closes once what it gave is sent */
         uint64_t guest_count;
 };
 
@@ -845,6 +846,8 @@ static void stream_check(struct relay_stream *s)
                 stream_done(s, s->src_error);
                 return;
         }
+        if (!guest_is_src(s) && s->input_ended)
+                s->endpoint_fd = relay_close_fd(s->r, s->endpoint_fd);
         if (guest_is_src(s)) {
                 /* Everything the guest sent is at the endpoint: the guest socket has no more use. */
                 s->guest_fd = safe_close(s->guest_fd);
@@ -1384,6 +1387,20 @@ int relay_stream_set_eof_confirm(struct relay_stream *s, bool on)
                 return -EINVAL;
         s->cf_on = on;
         return 0;
+}
+
+int relay_stream_end_input(struct relay_stream *s)
+{
+        if (guest_is_src(s))
+                return -EINVAL;
+        if (s->input_ended)
+                return 0;
+        rd_cancel(s);
+        relay_pool_unwait(&s->buf_wait);
+        s->input_ended = true;
+        s->src_eof = true;
+        s->endpoint_seekable = false; /* what was read is what the guest gets */
+        return stream_queue_check(s);
 }
 
 int relay_stream_set_ack(struct relay_stream *s, bool on)
