@@ -159,6 +159,48 @@ static void test_sigterm_mid_stdin_file_and_restart_deliver_every_byte_once(void
         expect_every_byte_once(*state, SIGTERM);
 }
 
+/* A fifo stdin fed by a writer that keeps it open across the stop, read by a process that keeps
+ * reading: a SIGTERM's flush sends the guest what the relay held, the new daemon opens the fifo
+ * again, and nothing is lost or repeated. */
+static void test_sigterm_with_a_fifo_stdin_read_on_loses_nothing(void **state)
+{
+        struct integ *t = *state;
+        char in[INTEG_PATH_MAX], fifo[INTEG_PATH_MAX], copy[INTEG_PATH_MAX], chunk[INTEG_PATH_MAX];
+        char feed[2 * INTEG_PATH_MAX + 32], script[6 * INTEG_PATH_MAX];
+        char *argv[] = { "/bin/sh", "-c", feed, NULL };
+        struct integ_result res;
+        long pid;
+        int code;
+
+        snprintf(in, sizeof(in), "%s", integ_path(t, "in"));
+        snprintf(fifo, sizeof(fifo), "%s", integ_path(t, "fifo"));
+        snprintf(copy, sizeof(copy), "%s", integ_path(t, "copy"));
+        snprintf(chunk, sizeof(chunk), "%s", integ_path(t, "chunk"));
+        write_input(in);
+        assert_int_equal(mkfifo(fifo, 0600), 0);
+        integ_vm_with_sim(t, "demo");
+        /* 64 KiB every 20 ms: still reading when the daemon stops, and all through its flush. */
+        snprintf(script, sizeof(script),
+                 ": > %s; while dd bs=65536 count=1 iflag=fullblock of=%s 2>/dev/null && [ -s %s ]; do "
+                 "cat %s >> %s; sleep 0.02; done; exit 7",
+                 copy, chunk, chunk, chunk, copy);
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--stdin", fifo, "--", "sh", "-c", script, NULL);
+        pid = integ_detached_pid(t, &res);
+        /* Held open read-write too, as containerd holds its fifos: with no daemon reading, the
+         * writer blocks on a full fifo instead of dying of SIGPIPE (a fifo's own rule). */
+        snprintf(feed, sizeof(feed), "exec 3<>%s; cat %s >&3", fifo, in);
+        integ_spawn(t, argv, NULL, NULL, NULL);
+        wait_size(t, copy, FIRST_BYTES);
+        stop_daemon(t, SIGTERM);
+        assert_int_equal(integ_daemon_restart(t, NULL), 0);
+        code = wait_code(t, pid);
+        if (code != 7 || copied_prefix(t) != INPUT_BYTES) {
+                integ_dump_daemon_log(t);
+                fail_msg("after the SIGTERM: exit %d (expected 7), %zu of %u stdin bytes", code, copied_prefix(t),
+                         INPUT_BYTES);
+        }
+}
+
 /* The plain upstream case: the guest reads the stop as stdin's end. The process still ends (its
  * code, or with hcsshim's guest an exec's code it forgot: lost, never 0) with a short input. */
 static void expect_stdin_ended_early(struct integ *t, int sig)
@@ -193,6 +235,7 @@ int main(int argc, char **argv)
         struct CMUnitTest confirmed[] = {
                 cmocka_unit_test(test_sigkill_mid_stdin_file_and_restart_deliver_every_byte_once),
                 cmocka_unit_test(test_sigterm_mid_stdin_file_and_restart_deliver_every_byte_once),
+                cmocka_unit_test(test_sigterm_with_a_fifo_stdin_read_on_loses_nothing),
         };
         struct CMUnitTest plain[] = {
                 cmocka_unit_test(test_upstream_case_sigkill_ends_stdin_early),
