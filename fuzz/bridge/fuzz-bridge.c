@@ -43,20 +43,19 @@ static bool request_eq(const struct bridge_request *a, const struct bridge_reque
                (!a->activity_id || str_eq(a->activity_id, b->activity_id)) &&
                a->negotiate.min_version == b->negotiate.min_version &&
                a->negotiate.max_version == b->negotiate.max_version &&
-               a->negotiate.stdio_resume == b->negotiate.stdio_resume &&
-               a->negotiate.stdio_ack == b->negotiate.stdio_ack && a->negotiate.stdin_eof == b->negotiate.stdin_eof &&
-               str_eq(a->create.config, b->create.config) && a->exec.has_params == b->exec.has_params &&
-               strv_eq(pa->args, pa->n_args, pb->args, pb->n_args) && strv_eq(pa->env, pa->n_env, pb->env, pb->n_env) &&
-               str_eq(pa->command_line, pb->command_line) && str_eq(pa->working_dir, pb->working_dir) &&
-               pa->emulate_console == pb->emulate_console && pa->create_stdin == pb->create_stdin &&
-               pa->create_stdout == pb->create_stdout && pa->create_stderr == pb->create_stderr &&
-               pa->console_height == pb->console_height && pa->console_width == pb->console_width &&
-               a->exec.stdin_port == b->exec.stdin_port && a->exec.stdout_port == b->exec.stdout_port &&
-               a->exec.stderr_port == b->exec.stderr_port && a->wait.pid == b->wait.pid &&
-               a->wait.timeout_ms == b->wait.timeout_ms && a->signal.pid == b->signal.pid &&
-               a->signal.has_options == b->signal.has_options && a->signal.signal == b->signal.signal &&
-               a->resize.pid == b->resize.pid && a->resize.height == b->resize.height &&
-               a->resize.width == b->resize.width;
+               a->negotiate.stdio_resume == b->negotiate.stdio_resume && str_eq(a->create.config, b->create.config) &&
+               a->exec.has_params == b->exec.has_params && strv_eq(pa->args, pa->n_args, pb->args, pb->n_args) &&
+               strv_eq(pa->env, pa->n_env, pb->env, pb->n_env) && str_eq(pa->command_line, pb->command_line) &&
+               str_eq(pa->working_dir, pb->working_dir) && pa->emulate_console == pb->emulate_console &&
+               pa->create_stdin == pb->create_stdin && pa->create_stdout == pb->create_stdout &&
+               pa->create_stderr == pb->create_stderr && pa->console_height == pb->console_height &&
+               pa->console_width == pb->console_width && a->exec.stdin_port == b->exec.stdin_port &&
+               a->exec.stdout_port == b->exec.stdout_port && a->exec.stderr_port == b->exec.stderr_port &&
+               a->wait.pid == b->wait.pid && a->wait.timeout_ms == b->wait.timeout_ms &&
+               a->signal.pid == b->signal.pid && a->signal.has_options == b->signal.has_options &&
+               a->signal.signal == b->signal.signal && a->resize.pid == b->resize.pid &&
+               a->resize.height == b->resize.height && a->resize.width == b->resize.width &&
+               a->negotiate.stdio_ack == b->negotiate.stdio_ack && a->negotiate.stdin_eof == b->negotiate.stdin_eof;
 }
 
 /* Whatever decodes must encode and decode again to the same message: the two sides never disagree. */
