@@ -18,6 +18,7 @@
 #include "daemon/metrics-http.h"
 #include "daemon/upgrade-ops.h"
 #include "daemon/migrate.h"
+#include "daemon/relay-log.h"
 #include "daemon/notify.h"
 #include "daemon/service.h"
 #include "daemon/vmm.h"
@@ -542,6 +543,15 @@ static int daemon_take_signals(struct daemon *d, const struct daemon_options *o)
         return 0;
 }
 
+static void daemon_on_relay_event(struct relay *r, const struct relay_event *ev, void *userdata)
+{
+        relay_log_event(ev);
+}
+
+static const struct relay_ops daemon_relay_ops = {
+        .event = daemon_on_relay_event,
+};
+
 /* The loop, and the stream cap it can hold. */
 static int daemon_start_relay(struct daemon *d, struct daemon_options *o)
 {
@@ -549,6 +559,7 @@ static int daemon_start_relay(struct daemon *d, struct daemon_options *o)
 
         if (r < 0)
                 return log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: cannot start the io_uring loop");
+        relay_set_ops(d->relay, &daemon_relay_ops, d);
         /* Without --hvsock-root, hybrid-vsock paths stay inside the state directory. */
         o->vcfg.hvsock_in_state_dir = true;
         if (!o->vcfg.max_streams)
@@ -878,6 +889,12 @@ static void daemon_stop(struct daemon *d, bool ran)
         d->sig.fd = safe_close(d->sig.fd);
         if (ran)
                 log_info("vsockmuxd: stopped");
+        if (d->relay) {
+                struct relay_stats st;
+
+                relay_get_stats(d->relay, &st);
+                relay_log_leftovers(&st);
+        }
         d->relay = relay_free(d->relay);
 }
 

@@ -4,7 +4,6 @@
 #include <sys/socket.h>
 
 #include "relay/internal.h"
-#include "util/log.h"
 
 #define CHAN_IOV_MAX 64
 #define CHAN_RX_INITIAL 16384u

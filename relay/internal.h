@@ -37,7 +37,9 @@ struct relay {
         struct relay_config cfg;
         bool stop;
         bool broken;
-        bool fds_shared;          /* relay_set_fds_shared(): another process serves these sockets too */
+        bool fds_shared;             /* relay_set_fds_shared(): another process serves these sockets too */
+        const struct relay_ops *ops; /* relay_set_ops(), or NULL */
+        void *ops_userdata;
         unsigned last_dispatched; /* completions the last turn handled: relay_free drains to 0 */
 
         /* provided-buffer pool, group 0 */
@@ -133,6 +135,9 @@ int relay_pipe_get(struct relay *r, struct relay_pipe **ret);
 /* Returns NULL. A pipe that still holds bytes is closed, not lent again. */
 struct relay_pipe *relay_pipe_put(struct relay *r, struct relay_pipe *p, bool empty);
 void relay_pipes_done(struct relay *r);
+
+/* Tells the owner (relay_set_ops), if it listens. */
+void relay_emit(struct relay *r, const struct relay_event *ev);
 
 /* Ignores the completion of a cancel issued for op. */
 int relay_cancel_op(struct relay *r, struct relay_op *op);

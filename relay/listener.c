@@ -8,7 +8,6 @@
 #include <linux/vm_sockets.h>
 
 #include "relay/internal.h"
-#include "util/log.h"
 
 /* Transient accept failures (fd exhaustion, memory) are retried after this pause, not fatal. */
 #define LISTENER_RETRY_NS (50 * 1000 * 1000ull)
@@ -74,6 +73,16 @@ static bool accept_error_is_transient(int err)
 
 static void vport_release(struct relay_vsock_port *vp);
 
+/* Tells the owner about l: by its socket file or label, else (AF_VSOCK) by its port. */
+static void listener_tell(struct relay_listener *l, enum relay_event_kind kind, int error)
+{
+        struct relay_event ev = { .kind = kind, .error = error, .port = l->port };
+
+        if (l->kind == RELAY_TRANSPORT_HVSOCK)
+                ev.path = l->path;
+        relay_emit(l->r, &ev);
+}
+
 /* 0 or -errno; a file already gone is no error. */
 static int hvsock_unlink(const char *path)
 {
@@ -97,7 +106,7 @@ static void listener_finish(struct relay_listener *l)
         relay_timer_disarm(l->retry);
         if (l->kind == RELAY_TRANSPORT_HVSOCK) {
                 if (l->path_owned && !r->fds_shared && (k = hvsock_unlink(l->path)) < 0)
-                        log_errno(LOG_LEVEL_WARN, k, "relay: removing %s failed", l->path);
+                        listener_tell(l, RELAY_EVENT_UNLINK_FAILED, k);
                 l->path_owned = false;
                 if (l->armed)
                         (void)relay_cancel_op(r, &l->op);
@@ -129,10 +138,7 @@ static void listener_fail(struct relay_listener *l, int err)
 {
         if (l->done || l->freed)
                 return;
-        if (l->kind == RELAY_TRANSPORT_HVSOCK)
-                log_errno(LOG_LEVEL_WARN, err, "relay: listener on %s failed", l->path);
-        else
-                log_errno(LOG_LEVEL_WARN, err, "relay: listener on vsock port %u failed", l->port);
+        listener_tell(l, RELAY_EVENT_LISTENER_FAILED, err);
         listener_finish(l);
         l->ref++;
         l->fn(l, err, l->userdata);
@@ -177,7 +183,7 @@ static void hvsock_on_accept(struct relay *r, struct relay_op *op, int res, uint
                 listener_deliver(l, res);
         else if (res != -ECANCELED && !l->done && !l->freed) {
                 if (accept_error_is_transient(res)) {
-                        log_errno(LOG_LEVEL_WARN, res, "relay: accept on %s failed, retrying", l->path);
+                        listener_tell(l, RELAY_EVENT_ACCEPT_RETRY, res);
                         if (!more && l->retry)
                                 (void)relay_timer_arm(l->retry, LISTENER_RETRY_NS);
                 } else
@@ -351,6 +357,13 @@ static void vport_retry(struct relay_timer *t, void *userdata)
                 vport_fail_all(vp, k);
 }
 
+/* ev with the port filled in. */
+static void vport_tell(struct relay_vsock_port *vp, struct relay_event *ev)
+{
+        ev->port = vp->port;
+        relay_emit(vp->r, ev);
+}
+
 static void vport_on_connection(struct relay_vsock_port *vp, int fd)
 {
         struct sockaddr_vm peer = {};
@@ -358,12 +371,12 @@ static void vport_on_connection(struct relay_vsock_port *vp, int fd)
         void *reg;
 
         if (getpeername(fd, (struct sockaddr *)&peer, &len) < 0) {
-                log_warn("relay: vsock port %u: peer of fd %d unknown, closing: %m", vp->port, fd);
+                vport_tell(vp, &(struct relay_event){ .kind = RELAY_EVENT_PEER_UNKNOWN, .error = -errno, .fd = fd });
                 safe_close(fd);
                 return;
         }
         if (relay_vsock_route_decide(&vp->route, peer.svm_cid, &reg) < 0) {
-                log_warn("relay: vsock port %u: refusing connection from unexpected CID %u", vp->port, peer.svm_cid);
+                vport_tell(vp, &(struct relay_event){ .kind = RELAY_EVENT_CID_REFUSED, .cid = peer.svm_cid });
                 safe_close(fd);
                 return;
         }
@@ -383,7 +396,7 @@ static void vport_on_accept(struct relay *r, struct relay_op *op, int res, uint3
                         vport_on_connection(vp, res);
         } else if (res != -ECANCELED && !vp->dead) {
                 if (accept_error_is_transient(res)) {
-                        log_errno(LOG_LEVEL_WARN, res, "relay: vsock accept on port %u failed, retrying", vp->port);
+                        vport_tell(vp, &(struct relay_event){ .kind = RELAY_EVENT_ACCEPT_RETRY, .error = res });
                         if (!more)
                                 (void)relay_timer_arm(vp->retry, LISTENER_RETRY_NS);
                 } else

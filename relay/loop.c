@@ -7,7 +7,6 @@
 #include <time.h>
 
 #include "relay/internal.h"
-#include "util/log.h"
 
 void relay_config_default(struct relay_config *c)
 {
@@ -182,9 +181,6 @@ struct relay *relay_free(struct relay *r)
                 if (r->last_dispatched == 0 && list_empty(&r->defers))
                         break;
         }
-        if (r->n_streams || r->n_listeners || r->n_chans)
-                log_warn("relay: freed with %u streams, %u listeners, %u channels still open", r->n_streams,
-                         r->n_listeners, r->n_chans);
         while (!list_empty(&r->defers)) {
                 struct relay_defer_node *d = list_entry(r->defers.next, struct relay_defer_node, node);
                 list_del(&d->node);
@@ -213,6 +209,13 @@ unsigned relay_stream_capacity(struct relay *r)
         return r->capacity;
 }
 
+/* The ring is broken: every later call fails, so the owner hears why once. */
+static void ring_failed(struct relay *r, int error, const char *what)
+{
+        r->broken = true;
+        relay_emit(r, &(struct relay_event){ .kind = RELAY_EVENT_RING_FAILED, .error = error, .what = what });
+}
+
 struct io_uring_sqe *relay_get_sqe(struct relay *r)
 {
         struct io_uring_sqe *sqe;
@@ -225,8 +228,7 @@ struct io_uring_sqe *relay_get_sqe(struct relay *r)
         for (int tries = 0; tries < 3; tries++) {
                 int k = io_uring_submit(&r->ring);
                 if (k < 0 && k != -EAGAIN && k != -EBUSY && k != -EINTR) {
-                        log_errno(LOG_LEVEL_ERROR, k, "relay: submitting to a full ring failed");
-                        r->broken = true;
+                        ring_failed(r, k, "submitting to a full ring");
                         return NULL;
                 }
                 sqe = io_uring_get_sqe(&r->ring);
@@ -271,6 +273,18 @@ int relay_close_fd(struct relay *r, int fd)
         if (!r->fds_shared)
                 (void)shutdown(fd, SHUT_RDWR);
         return safe_close(fd);
+}
+
+void relay_set_ops(struct relay *r, const struct relay_ops *ops, void *userdata)
+{
+        r->ops = ops;
+        r->ops_userdata = userdata;
+}
+
+void relay_emit(struct relay *r, const struct relay_event *ev)
+{
+        if (r->ops && r->ops->event)
+                r->ops->event(r, ev, r->ops_userdata);
 }
 
 void relay_set_fds_shared(struct relay *r, bool shared)
@@ -376,8 +390,7 @@ int relay_run_once(struct relay *r, int64_t timeout_ns)
                 k = io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, &ts, NULL);
         }
         if (k < 0 && k != -ETIME && k != -EINTR && k != -EAGAIN && k != -EBUSY) {
-                log_errno(LOG_LEVEL_ERROR, k, "relay: io_uring_enter failed");
-                r->broken = true;
+                ring_failed(r, k, "io_uring_enter");
                 return k;
         }
 

@@ -57,6 +57,36 @@ int relay_new(const struct relay_config *c, struct relay **ret);
 struct relay *relay_free(struct relay *r);
 DEFINE_CLEANUP(struct relay *, relay_free);
 
+/* What happened that only a log wants to know: relay/ logs nothing, its owner writes the line.
+ * Each kind names the fields it fills; the rest are zero or NULL. */
+enum relay_event_kind {
+        RELAY_EVENT_RING_FAILED,     /* error, what (the ring call): the loop is broken, relay_run fails */
+        RELAY_EVENT_UNLINK_FAILED,   /* error, path: a listener that went left its socket file */
+        RELAY_EVENT_LISTENER_FAILED, /* error; path (a socket file or relay_listen_fd's label), else port
+                                      * (AF_VSOCK): its accept callback gets the error next */
+        RELAY_EVENT_ACCEPT_RETRY,    /* error; path, else port: a transient accept failure, retried */
+        RELAY_EVENT_PEER_UNKNOWN,    /* error, port, fd: an AF_VSOCK connection with no peer address, closed */
+        RELAY_EVENT_CID_REFUSED,     /* port, cid: an AF_VSOCK connection from a CID nobody listens for, closed */
+        _RELAY_EVENT_KIND_MAX,
+        _RELAY_EVENT_KIND_INVALID = -EINVAL,
+};
+
+struct relay_event {
+        enum relay_event_kind kind;
+        int error; /* -errno or 0 */
+        int fd;
+        uint32_t port, cid;
+        const char *path, *what; /* or NULL; valid during the call only */
+};
+
+struct relay_ops {
+        /* Optional. It must not free what raised the event (the listener, the stream). */
+        void (*event)(struct relay *r, const struct relay_event *ev, void *userdata);
+};
+/* The owner's ops, borrowed until relay_free or the next call (NULL: events are dropped). The
+ * objects still open at the end (relay_get_stats) are the owner's to report before relay_free. */
+void relay_set_ops(struct relay *r, const struct relay_ops *ops, void *userdata);
+
 /* Runs until relay_stop(); returns 0, or -errno on a fatal ring error. */
 int relay_run(struct relay *r);
 /* One iteration: submit, wait up to timeout_ns (-1 = forever, 0 = poll), dispatch completions,

@@ -33,7 +33,7 @@ ROOMS = [
                   "opener.c", "opener.h", "paths.c", "paths.h", "savestate.c", "savestate.h", "journal.c", "journal.h", "notify.c", "notify.h",
                   "fence.c", "fence.h", "upgrade.c", "upgrade.h", "handover-wire.c", "handover-wire.h",
                   "metrics-addr.c", "metrics-addr.h", "vmhelper.c", "vmhelper.h", "conf-file.c", "conf-file.h",
-                  "bridge-log.c", "bridge-log.h"]),
+                  "bridge-log.c", "bridge-log.h", "relay-log.c", "relay-log.h"]),
 ]
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"daemon/([^"]+)"', re.M)

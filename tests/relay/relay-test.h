@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <cmocka.h>
 
 #include "relay/relay.h"
@@ -40,4 +41,31 @@ static inline void run_idle(struct relay *r, int turns)
 {
         for (int i = 0; i < turns; i++)
                 assert_int_equal(relay_run_once(r, 1000 * 1000), 0);
+}
+
+/* What relay_set_ops() told the test: how many of each kind, and the last one of each (its
+ * strings copied, as they live only during the call). */
+struct events_seen {
+        unsigned count[_RELAY_EVENT_KIND_MAX];
+        struct relay_event last[_RELAY_EVENT_KIND_MAX];
+        char path[_RELAY_EVENT_KIND_MAX][128], what[_RELAY_EVENT_KIND_MAX][64];
+};
+
+static inline void events_on_event(struct relay *r, const struct relay_event *ev, void *userdata)
+{
+        struct events_seen *e = userdata;
+
+        assert_true(ev->kind >= 0 && ev->kind < _RELAY_EVENT_KIND_MAX);
+        e->count[ev->kind]++;
+        e->last[ev->kind] = *ev;
+        snprintf(e->path[ev->kind], sizeof(e->path[0]), "%s", ev->path ?: "");
+        snprintf(e->what[ev->kind], sizeof(e->what[0]), "%s", ev->what ?: "");
+}
+
+static inline void events_listen(struct relay *r, struct events_seen *e)
+{
+        static const struct relay_ops events_ops = { .event = events_on_event };
+
+        *e = (struct events_seen){};
+        relay_set_ops(r, &events_ops, e);
 }

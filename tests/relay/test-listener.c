@@ -1,4 +1,5 @@
 /* tests/relay/test-listener.c: hybrid-vsock listeners on the real loop, dialled by real child processes. */
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -464,6 +465,144 @@ static void test_listener_vsock_needs_a_guest_cid(void **state)
         assert_null(l);
 }
 
+static void assert_only_event(const struct events_seen *e, enum relay_event_kind kind, unsigned count)
+{
+        for (int k = 0; k < _RELAY_EVENT_KIND_MAX; k++)
+                assert_int_equal(e->count[k], k == (int)kind ? count : 0);
+}
+
+/* Something the listener did not make sits at its path when it goes: the file stays, and why. */
+static void test_listener_whose_socket_file_cannot_be_removed_tells_why(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        struct relay_transport t;
+        struct accepted a = {};
+        struct events_seen e;
+        char dir[64], path[128];
+
+        make_tmpdir(dir, sizeof(dir));
+        transport_in(dir, &t);
+        assert_int_equal(relay_new(NULL, &r), 0);
+        events_listen(r, &e);
+        assert_int_equal(relay_listen(r, &t, 1024, RELAY_LISTEN_MANY, on_accept, &a, &a.l), 0);
+        assert_int_equal(relay_transport_hvsock_path(&t, 1024, path, sizeof(path)), 0);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(mkdir(path, 0700), 0);
+        a.l = relay_listener_free(a.l);
+        assert_only_event(&e, RELAY_EVENT_UNLINK_FAILED, 1);
+        assert_int_equal(e.last[RELAY_EVENT_UNLINK_FAILED].error, -EISDIR);
+        assert_string_equal(e.path[RELAY_EVENT_UNLINK_FAILED], path);
+        assert_int_equal(access(path, F_OK), 0);
+        run_idle(r, 3);
+        rm_tmpdir(dir);
+}
+
+/* A socket that is not listening cannot accept (-EINVAL, not transient): the owner is told by the
+ * label, then its accept callback gets the error. */
+static void test_listener_that_cannot_accept_tells_its_label_and_error(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        struct accepted a = {};
+        struct events_seen e;
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        assert_true(fd >= 0);
+        assert_int_equal(relay_new(NULL, &r), 0);
+        events_listen(r, &e);
+        assert_int_equal(relay_listen_fd(r, fd, "control socket", RELAY_LISTEN_MANY, on_accept, &a, &a.l), 0);
+        run_until_count(r, &a.count, 1);
+        assert_int_equal(a.last_fd, -EINVAL);
+        assert_only_event(&e, RELAY_EVENT_LISTENER_FAILED, 1);
+        assert_int_equal(e.last[RELAY_EVENT_LISTENER_FAILED].error, -EINVAL);
+        assert_string_equal(e.path[RELAY_EVENT_LISTENER_FAILED], "control socket");
+        a.l = relay_listener_free(a.l);
+        run_idle(r, 3);
+}
+
+/* Holds every fd below a lowered RLIMIT_NOFILE but `spare` of them. An accept takes its limit
+ * when it is submitted, so one armed then finds no fd once the spares are taken. */
+struct fd_squeeze {
+        struct rlimit saved;
+        int fds[512];
+        unsigned n;
+};
+
+static void squeeze_fds(struct fd_squeeze *q, unsigned spare)
+{
+        struct rlimit low;
+        int fd;
+
+        assert_int_equal(getrlimit(RLIMIT_NOFILE, &q->saved), 0);
+        low = q->saved;
+        low.rlim_cur = 256;
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+        q->n = 0;
+        while ((fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0) {
+                assert_true(q->n < sizeof(q->fds) / sizeof(q->fds[0]));
+                q->fds[q->n++] = fd;
+        }
+        assert_int_equal(errno, EMFILE);
+        assert_true(q->n >= spare);
+        for (unsigned i = 0; i < spare; i++)
+                close(q->fds[--q->n]);
+}
+
+static int dial_unix(const char *path)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        assert_true(fd >= 0);
+        assert_true(strlen(path) < sizeof(sa.sun_path));
+        memcpy(sa.sun_path, path, strlen(path));
+        assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        return fd;
+}
+
+static void unsqueeze_fds(struct fd_squeeze *q)
+{
+        while (q->n > 0)
+                close(q->fds[--q->n]);
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &q->saved), 0);
+}
+
+/* Out of fds is transient: the owner hears of it by path, and the connection is taken later. */
+static void test_accept_out_of_fds_is_told_and_retried(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        struct relay_transport t;
+        struct accepted a = {};
+        struct events_seen e;
+        struct fd_squeeze q;
+        char dir[64], path[128];
+        int client;
+
+        make_tmpdir(dir, sizeof(dir));
+        transport_in(dir, &t);
+        assert_int_equal(relay_new(NULL, &r), 0);
+        events_listen(r, &e);
+        /* One fd for the listening socket, one for the client. */
+        squeeze_fds(&q, 2);
+        assert_int_equal(relay_listen(r, &t, 1024, RELAY_LISTEN_MANY, on_accept, &a, &a.l), 0);
+        assert_int_equal(relay_transport_hvsock_path(&t, 1024, path, sizeof(path)), 0);
+        client = dial_unix(path);
+        for (uint64_t deadline = relay_now_ns(r) + TEST_WAIT_NS; e.count[RELAY_EVENT_ACCEPT_RETRY] == 0;) {
+                assert_int_equal(relay_run_once(r, 10 * 1000 * 1000), 0);
+                assert_true(relay_now_ns(r) < deadline);
+        }
+        unsqueeze_fds(&q);
+        assert_int_equal(a.count, 0);
+        assert_int_equal(e.last[RELAY_EVENT_ACCEPT_RETRY].error, -EMFILE);
+        assert_string_equal(e.path[RELAY_EVENT_ACCEPT_RETRY], path);
+        run_until_count(r, &a.count, 1);
+        assert_true(a.last_fd >= 0);
+        assert_only_event(&e, RELAY_EVENT_ACCEPT_RETRY, e.count[RELAY_EVENT_ACCEPT_RETRY]);
+        close(client);
+        a.l = relay_listener_free(a.l);
+        run_idle(r, 3);
+        rm_tmpdir(dir);
+}
+
 int main(int argc, char **argv)
 {
         test_skip_without_io_uring();
@@ -484,6 +623,9 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_listener_path_longer_than_sun_path_is_refused),
                 cmocka_unit_test(test_listener_free_inside_accept_callback_is_safe),
                 cmocka_unit_test(test_listener_vsock_needs_a_guest_cid),
+                cmocka_unit_test(test_listener_whose_socket_file_cannot_be_removed_tells_why),
+                cmocka_unit_test(test_listener_that_cannot_accept_tells_its_label_and_error),
+                cmocka_unit_test(test_accept_out_of_fds_is_told_and_retried),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,5 @@
 /* tests/relay/test-loop.c: the loop's timers, deferred calls and generic ops on a real ring. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 
@@ -226,6 +227,102 @@ static void test_get_sqe_flushes_a_full_ring(void **state)
         }
 }
 
+/* The ring takes calls from the thread that made it only: its registered fd is that thread's
+ * (-EINVAL elsewhere), and IORING_SETUP_SINGLE_ISSUER refuses other submitters (-EEXIST). So a
+ * turn, or a flush of a full ring, from another thread is a real ring failure. */
+struct elsewhere {
+        struct relay *r;
+        unsigned sqes; /* 0: one turn; else take this many SQEs */
+        int k;
+        bool got_null;
+};
+
+static void *act_elsewhere(void *userdata)
+{
+        struct elsewhere *x = userdata;
+
+        if (x->sqes == 0) {
+                x->k = relay_run_once(x->r, 0);
+                return NULL;
+        }
+        for (unsigned i = 0; i < x->sqes && !x->got_null; i++) {
+                struct io_uring_sqe *sqe = relay_get_sqe(x->r);
+
+                if (!sqe)
+                        x->got_null = true;
+                else {
+                        io_uring_prep_nop(sqe);
+                        relay_sqe_set_ignore(sqe);
+                }
+        }
+        return NULL;
+}
+
+static void run_elsewhere(struct elsewhere *x)
+{
+        pthread_t th;
+
+        assert_int_equal(pthread_create(&th, NULL, act_elsewhere, x), 0);
+        assert_int_equal(pthread_join(th, NULL), 0);
+}
+
+static void test_ring_failure_is_told_with_the_call_and_error(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        struct events_seen e;
+        struct elsewhere x = {};
+        struct io_uring_sqe *sqe;
+
+        assert_int_equal(relay_new(NULL, &r), 0);
+        events_listen(r, &e);
+        /* Something to submit, so the other thread's enter has to claim the ring. */
+        sqe = relay_get_sqe(r);
+        assert_non_null(sqe);
+        io_uring_prep_nop(sqe);
+        relay_sqe_set_ignore(sqe);
+        x.r = r;
+        run_elsewhere(&x);
+        if (x.k == 0) {
+                printf("SKIP: this kernel's ring takes calls from any thread\n");
+                skip();
+        }
+        assert_true(x.k == -EINVAL || x.k == -EEXIST);
+        assert_int_equal(e.count[RELAY_EVENT_RING_FAILED], 1);
+        assert_int_equal(e.last[RELAY_EVENT_RING_FAILED].error, x.k);
+        assert_string_equal(e.what[RELAY_EVENT_RING_FAILED], "io_uring_enter");
+        /* Broken for good: later turns fail without telling again. */
+        assert_int_equal(relay_run_once(r, 0), -EIO);
+        assert_int_equal(e.count[RELAY_EVENT_RING_FAILED], 1);
+        for (int k = 0; k < _RELAY_EVENT_KIND_MAX; k++)
+                if (k != RELAY_EVENT_RING_FAILED)
+                        assert_int_equal(e.count[k], 0);
+}
+
+static void test_full_ring_that_cannot_flush_is_told(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        struct relay_config c;
+        struct events_seen e;
+        struct elsewhere x = { .sqes = 9 };
+
+        relay_config_default(&c);
+        c.ring_entries = 8;
+        assert_int_equal(relay_new(&c, &r), 0);
+        events_listen(r, &e);
+        x.r = r;
+        run_elsewhere(&x);
+        if (!x.got_null) {
+                printf("SKIP: this kernel's ring takes calls from any thread\n");
+                skip();
+        }
+        assert_int_equal(e.count[RELAY_EVENT_RING_FAILED], 1);
+        assert_true(e.last[RELAY_EVENT_RING_FAILED].error == -EINVAL ||
+                    e.last[RELAY_EVENT_RING_FAILED].error == -EEXIST);
+        assert_string_equal(e.what[RELAY_EVENT_RING_FAILED], "submitting to a full ring");
+        assert_null(relay_get_sqe(r));
+        assert_int_equal(e.count[RELAY_EVENT_RING_FAILED], 1);
+}
+
 static void test_run_once_with_timeout_returns_when_idle(void **state)
 {
         _cleanup_(relay_freep) struct relay *r = NULL;
@@ -295,6 +392,8 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_defer_runs_later_in_queue_order),
                 cmocka_unit_test(test_generic_op_completion_reaches_its_callback),
                 cmocka_unit_test(test_get_sqe_flushes_a_full_ring),
+                cmocka_unit_test(test_ring_failure_is_told_with_the_call_and_error),
+                cmocka_unit_test(test_full_ring_that_cannot_flush_is_told),
                 cmocka_unit_test(test_run_once_with_timeout_returns_when_idle),
                 cmocka_unit_test(test_run_returns_after_stop),
                 cmocka_unit_test(test_new_raises_nofile_and_reports_capacity),

@@ -61,11 +61,13 @@ static void test_vsock_connection_from_unexpected_cid_is_refused(void **state)
         struct relay_transport vm_b = { .kind = RELAY_TRANSPORT_VSOCK, .cid = 1001 };
         struct relay_listener *la = NULL, *lb = NULL;
         struct accepted a = {}, b = {};
+        struct events_seen e;
         struct sockaddr_vm to = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_LOCAL, .svm_port = VSOCK_TEST_PORT };
         char c;
         int fd;
 
         assert_int_equal(relay_new(NULL, &r), 0);
+        events_listen(r, &e);
         /* two VMs share the port number through one socket */
         assert_int_equal(relay_listen(r, &vm_a, VSOCK_TEST_PORT, RELAY_LISTEN_ONCE, on_accept, &a, &la), 0);
         assert_int_equal(relay_listen(r, &vm_b, VSOCK_TEST_PORT, RELAY_LISTEN_ONCE, on_accept, &b, &lb), 0);
@@ -79,6 +81,10 @@ static void test_vsock_connection_from_unexpected_cid_is_refused(void **state)
         close(fd);
         assert_int_equal(a.count, 0);
         assert_int_equal(b.count, 0);
+        /* ... and tells its owner which port refused which CID */
+        assert_int_equal(e.count[RELAY_EVENT_CID_REFUSED], 1);
+        assert_int_equal(e.last[RELAY_EVENT_CID_REFUSED].port, VSOCK_TEST_PORT);
+        assert_int_equal(e.last[RELAY_EVENT_CID_REFUSED].cid, VMADDR_CID_LOCAL);
         relay_listener_free(la);
         relay_listener_free(lb);
         run_idle(r, 3);
