@@ -2,6 +2,7 @@
  * docs and operators grep for. */
 #include "daemon/relay-log.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -40,18 +41,56 @@ static void describe_vsock(const struct relay_event *ev, char *buf, size_t len)
                 snprintf(buf, len, "vsock port %u: refusing connection from unexpected CID %u", ev->port, ev->cid);
 }
 
+static void describe_stream(const struct relay_event *ev, char *buf, size_t len)
+{
+        const char *label = ev->label ?: "?";
+
+        switch (ev->kind) {
+        case RELAY_EVENT_STREAM_NOMEM: snprintf(buf, len, "%s: out of memory holding a chunk", label); break;
+        case RELAY_EVENT_ENDPOINT_FAILED:
+                snprintf(buf, len, "%s: endpoint failed; dropping the rest of the guest's output", label);
+                break;
+        case RELAY_EVENT_RECV_BUDGET_REFUSED:
+                snprintf(buf, len, "kernel refuses a multishot recv byte budget; capping by cancel");
+                break;
+        case RELAY_EVENT_READ_MSHOT_REFUSED:
+                snprintf(buf, len, "%s: READ_MULTISHOT refused (%d); using plain reads", label, ev->error);
+                break;
+        case RELAY_EVENT_STDIN_OVERCLAIMED:
+                snprintf(buf, len, "%s: guest claims %" PRIu64 " stdin bytes, only %" PRIu64 " were sent", label,
+                         ev->bytes, ev->sent);
+                break;
+        case RELAY_EVENT_STDIN_LOST:
+                snprintf(buf, len, "%s: %" PRIu64 " stdin bytes sent before the reconnect never reached the guest",
+                         label, ev->bytes);
+                break;
+        default:
+                snprintf(buf, len, "%s: the guest confirmed stdin's end at byte %" PRIu64 " of %" PRIu64 " sent", label,
+                         ev->bytes, ev->sent);
+        }
+}
+
 typedef void (*describe_fn)(const struct relay_event *ev, char *buf, size_t len);
 
+/* with_error: the line ends with the error's text, as log_errno() wrote it. */
 static const struct {
         enum log_level level;
+        bool with_error;
         describe_fn describe;
 } relay_event_lines[_RELAY_EVENT_KIND_MAX] = {
-        [RELAY_EVENT_RING_FAILED] = { LOG_LEVEL_ERROR, describe_ring },
-        [RELAY_EVENT_UNLINK_FAILED] = { LOG_LEVEL_WARN, describe_listener },
-        [RELAY_EVENT_LISTENER_FAILED] = { LOG_LEVEL_WARN, describe_listener },
-        [RELAY_EVENT_ACCEPT_RETRY] = { LOG_LEVEL_WARN, describe_listener },
-        [RELAY_EVENT_PEER_UNKNOWN] = { LOG_LEVEL_WARN, describe_vsock },
-        [RELAY_EVENT_CID_REFUSED] = { LOG_LEVEL_WARN, describe_vsock },
+        [RELAY_EVENT_RING_FAILED] = { LOG_LEVEL_ERROR, true, describe_ring },
+        [RELAY_EVENT_UNLINK_FAILED] = { LOG_LEVEL_WARN, true, describe_listener },
+        [RELAY_EVENT_LISTENER_FAILED] = { LOG_LEVEL_WARN, true, describe_listener },
+        [RELAY_EVENT_ACCEPT_RETRY] = { LOG_LEVEL_WARN, true, describe_listener },
+        [RELAY_EVENT_PEER_UNKNOWN] = { LOG_LEVEL_WARN, true, describe_vsock },
+        [RELAY_EVENT_CID_REFUSED] = { LOG_LEVEL_WARN, false, describe_vsock },
+        [RELAY_EVENT_STREAM_NOMEM] = { LOG_LEVEL_ERROR, false, describe_stream },
+        [RELAY_EVENT_ENDPOINT_FAILED] = { LOG_LEVEL_WARN, true, describe_stream },
+        [RELAY_EVENT_RECV_BUDGET_REFUSED] = { LOG_LEVEL_DEBUG, false, describe_stream },
+        [RELAY_EVENT_READ_MSHOT_REFUSED] = { LOG_LEVEL_DEBUG, false, describe_stream },
+        [RELAY_EVENT_STDIN_OVERCLAIMED] = { LOG_LEVEL_ERROR, false, describe_stream },
+        [RELAY_EVENT_STDIN_LOST] = { LOG_LEVEL_WARN, false, describe_stream },
+        [RELAY_EVENT_STDIN_END_MISCOUNTED] = { LOG_LEVEL_WARN, false, describe_stream },
 };
 
 void relay_log_event(const struct relay_event *ev)
@@ -60,9 +99,10 @@ void relay_log_event(const struct relay_event *ev)
 
         if (ev->kind < 0 || ev->kind >= _RELAY_EVENT_KIND_MAX || !relay_event_lines[ev->kind].describe)
                 return;
+        if (relay_event_lines[ev->kind].level > log_get_level())
+                return;
         relay_event_lines[ev->kind].describe(ev, text, sizeof(text));
-        /* An error ends the line, as log_errno() wrote it. */
-        if (ev->error < 0)
+        if (relay_event_lines[ev->kind].with_error && ev->error < 0)
                 log_msg(relay_event_lines[ev->kind].level, "relay: %s: %s", text, strerror(-ev->error));
         else
                 log_msg(relay_event_lines[ev->kind].level, "relay: %s", text);

@@ -67,6 +67,14 @@ enum relay_event_kind {
         RELAY_EVENT_ACCEPT_RETRY,    /* error; path, else port: a transient accept failure, retried */
         RELAY_EVENT_PEER_UNKNOWN,    /* error, port, fd: an AF_VSOCK connection with no peer address, closed */
         RELAY_EVENT_CID_REFUSED,     /* port, cid: an AF_VSOCK connection from a CID nobody listens for, closed */
+        /* stream.c's; label: the stream's (relay_stream_set_label) */
+        RELAY_EVENT_STREAM_NOMEM,         /* label: no memory to hold a chunk; the stream fails -ENOMEM */
+        RELAY_EVENT_ENDPOINT_FAILED,      /* label, error: the rest of the guest's output is dropped */
+        RELAY_EVENT_RECV_BUDGET_REFUSED,  /* the kernel has no multishot recv byte budget: caps by cancel */
+        RELAY_EVENT_READ_MSHOT_REFUSED,   /* label, error: READ_MULTISHOT refused, plain reads */
+        RELAY_EVENT_STDIN_OVERCLAIMED,    /* label, bytes (the guest's count), sent: the stream fails -EPROTO */
+        RELAY_EVENT_STDIN_LOST,           /* label, bytes: sent before the reconnect, never received */
+        RELAY_EVENT_STDIN_END_MISCOUNTED, /* label, bytes (the guest's count at stdin's end), sent */
         _RELAY_EVENT_KIND_MAX,
         _RELAY_EVENT_KIND_INVALID = -EINVAL,
 };
@@ -76,7 +84,8 @@ struct relay_event {
         int error; /* -errno or 0 */
         int fd;
         uint32_t port, cid;
-        const char *path, *what; /* or NULL; valid during the call only */
+        uint64_t bytes, sent;
+        const char *path, *what, *label; /* or NULL; valid during the call only */
 };
 
 struct relay_ops {
@@ -306,7 +315,7 @@ void relay_stream_set_seed_stale(struct relay_stream *s);
  * (the half-close, and with relay_stream_set_eof_confirm the wait for its count); an ended stream
  * gives a redialling guest the end. -EINVAL for a from-guest stream. */
 int relay_stream_end_input(struct relay_stream *s);
-/* Names the stream in log lines (e.g. "vm1 pid 42 stdout port 1234"). */
+/* Names the stream in the events it raises (relay_event.label, e.g. "vm1 pid 42 stdout port 1234"). */
 void relay_stream_set_label(struct relay_stream *s, const char *label);
 void relay_stream_get_counters(const struct relay_stream *s, struct relay_stream_counters *ret);
 void relay_stream_seed_counters(struct relay_stream *s, const struct relay_stream_counters *c);

@@ -15,7 +15,6 @@
 
 #include "relay/internal.h"
 #include "relay/splice.h"
-#include "util/log.h"
 
 /* Gathered writes never take more pieces than this, whatever the cap. */
 #define STREAM_IOV_MAX 256u
@@ -235,6 +234,13 @@ static bool stream_is_freed(const struct relay_stream *s)
         return s->state == STREAM_FREED;
 }
 
+/* ev, named by the stream's label, to the owner of the relay. */
+static void stream_tell(struct relay_stream *s, struct relay_event *ev)
+{
+        ev->label = s->label;
+        relay_emit(s->r, ev);
+}
+
 static int src_fd(const struct relay_stream *s)
 {
         return s->dir == RELAY_STREAM_FROM_GUEST ? s->guest_fd : s->endpoint_fd;
@@ -402,7 +408,7 @@ static void q_push(struct relay_stream *s, unsigned bid, uint32_t len)
 
                 if (!q) {
                         /* Out of memory for 12-byte descriptors: the bytes are still delivered by copy. */
-                        log_error("relay: %s: out of memory holding a chunk", s->label);
+                        stream_tell(s, &(struct relay_event){ .kind = RELAY_EVENT_STREAM_NOMEM });
                         relay_pool_put(r, bid);
                         stream_fail(s, -ENOMEM);
                         return;
@@ -741,8 +747,9 @@ static void on_confirm(struct relay *r, struct relay_op *op, int res, uint32_t f
                 if (cf_arm(s) >= 0)
                         goto out;
         } else if (res > 0 && le64_get(s->cf_buf) != s->c.tx_guest)
-                log_warn("relay: %s: the guest confirmed stdin's end at byte %llu of %llu sent", s->label,
-                         (unsigned long long)le64_get(s->cf_buf), (unsigned long long)s->c.tx_guest);
+                stream_tell(s, &(struct relay_event){ .kind = RELAY_EVENT_STDIN_END_MISCOUNTED,
+                                                      .bytes = le64_get(s->cf_buf),
+                                                      .sent = s->c.tx_guest });
         s->guest_fd = relay_close_fd(r, s->guest_fd);
         s->guest_gen++;
 out:
@@ -802,8 +809,7 @@ static void stream_dst_failed(struct relay_stream *s, int error)
 static void stream_endpoint_failed(struct relay_stream *s, int error)
 {
         if (!s->endpoint_dead)
-                log_errno(LOG_LEVEL_WARN, error, "relay: %s: endpoint failed; dropping the rest of the guest's output",
-                          s->label);
+                stream_tell(s, &(struct relay_event){ .kind = RELAY_EVENT_ENDPOINT_FAILED, .error = error });
         s->endpoint_dead = true;
         s->endpoint_error = error;
         q_release_all(s);
@@ -1033,13 +1039,13 @@ static void on_read(struct relay *r, struct relay_op *op, int res, uint32_t flag
                 /* re-armed below when still wanted */
         } else if (s->rd_budget && !relay_recv_budget_known(r) && res == -EINVAL) {
                 relay_recv_budget_learnt(r, false);
-                log_debug("relay: kernel refuses a multishot recv byte budget; capping by cancel");
+                stream_tell(s, &(struct relay_event){ .kind = RELAY_EVENT_RECV_BUDGET_REFUSED });
         } else if (s->src == SRC_READ_MSHOT && read_refused(res)) {
                 /* The kernel has the opcode (relay_new probed it) but not for this file: this
                  * stream reads the plain way (a real error shows again there), the others are not
                  * concerned. */
                 s->src = SRC_READ;
-                log_debug("relay: %s: READ_MULTISHOT refused (%d); using plain reads", s->label, res);
+                stream_tell(s, &(struct relay_event){ .kind = RELAY_EVENT_READ_MSHOT_REFUSED, .error = res });
         } else
                 stream_src_failed(s, res);
 
@@ -1142,8 +1148,8 @@ static int hdr_check_guest_count(struct relay_stream *s)
         uint64_t count = le64_get(s->hdr);
 
         if (count > s->c.tx_guest && !(s->seeded && s->seed_stale)) {
-                log_error("relay: %s: guest claims %llu stdin bytes, only %llu were sent", s->label,
-                          (unsigned long long)count, (unsigned long long)s->c.tx_guest);
+                stream_tell(s, &(struct relay_event){
+                                       .kind = RELAY_EVENT_STDIN_OVERCLAIMED, .bytes = count, .sent = s->c.tx_guest });
                 return -EPROTO;
         }
         s->guest_count = count;
@@ -1152,8 +1158,7 @@ static int hdr_check_guest_count(struct relay_stream *s)
                 return s->rd == OP_IDLE ? input_reposition(s) : 0;
         }
         if (count < s->c.tx_guest)
-                log_warn("relay: %s: %llu stdin bytes sent before the reconnect never reached the guest", s->label,
-                         (unsigned long long)(s->c.tx_guest - count));
+                stream_tell(s, &(struct relay_event){ .kind = RELAY_EVENT_STDIN_LOST, .bytes = s->c.tx_guest - count });
         if (count > s->c.tx_guest) {
                 /* What the dead daemon read beyond its record reached the guest: count it as sent. */
                 s->c.rx_endpoint += count - s->c.tx_guest;

@@ -39,6 +39,21 @@ static const struct expect expects[] = {
           "warn relay: vsock port 1024: peer of fd 9 unknown, closing: Transport endpoint is not connected\n" },
         { { .kind = RELAY_EVENT_CID_REFUSED, .port = 1024, .cid = 7 },
           "warn relay: vsock port 1024: refusing connection from unexpected CID 7\n" },
+        { { .kind = RELAY_EVENT_STREAM_NOMEM, .label = "vm1 pid 42 stdout port 1234" },
+          "error relay: vm1 pid 42 stdout port 1234: out of memory holding a chunk\n" },
+        { { .kind = RELAY_EVENT_ENDPOINT_FAILED, .error = -EPIPE, .label = "vm1 pid 42 stdout port 1234" },
+          "warn relay: vm1 pid 42 stdout port 1234: endpoint failed; dropping the rest of the guest's output: Broken "
+          "pipe\n" },
+        { { .kind = RELAY_EVENT_RECV_BUDGET_REFUSED, .label = "fd 7" },
+          "debug relay: kernel refuses a multishot recv byte budget; capping by cancel\n" },
+        { { .kind = RELAY_EVENT_READ_MSHOT_REFUSED, .error = -EBADFD, .label = "fd 7" },
+          "debug relay: fd 7: READ_MULTISHOT refused (-77); using plain reads\n" },
+        { { .kind = RELAY_EVENT_STDIN_OVERCLAIMED, .bytes = 9000, .sent = 5000, .label = "vm1 pid 42 stdin" },
+          "error relay: vm1 pid 42 stdin: guest claims 9000 stdin bytes, only 5000 were sent\n" },
+        { { .kind = RELAY_EVENT_STDIN_LOST, .bytes = 1000, .label = "vm1 pid 42 stdin" },
+          "warn relay: vm1 pid 42 stdin: 1000 stdin bytes sent before the reconnect never reached the guest\n" },
+        { { .kind = RELAY_EVENT_STDIN_END_MISCOUNTED, .bytes = 300000, .sent = 300001, .label = "vm1 pid 42 stdin" },
+          "warn relay: vm1 pid 42 stdin: the guest confirmed stdin's end at byte 300000 of 300001 sent\n" },
 };
 
 /* What fn writes on fd 2, from after its timestamp ("" for nothing). */
@@ -87,6 +102,18 @@ static void test_every_relay_event_logs_the_line_relay_wrote_before(void **state
                         fail_msg("relay event %d has no expected line here", k);
 }
 
+/* The debug lines cost nothing below debug: no line at info. */
+static void test_debug_events_are_quiet_at_info(void **state)
+{
+        struct relay_event ev = { .kind = RELAY_EVENT_RECV_BUDGET_REFUSED };
+        char line[1024];
+
+        log_set_level(LOG_LEVEL_INFO);
+        logged(log_event, &ev, line, sizeof(line));
+        log_set_level(LOG_LEVEL_DEBUG);
+        assert_string_equal(line, "");
+}
+
 static void test_objects_left_open_at_the_end_are_warned_about_and_none_is_quiet(void **state)
 {
         struct relay_stats open = { .streams = 2, .listeners = 1 }, none = { .bytes_relayed = 5 };
@@ -102,6 +129,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_every_relay_event_logs_the_line_relay_wrote_before),
+                cmocka_unit_test(test_debug_events_are_quiet_at_info),
                 cmocka_unit_test(test_objects_left_open_at_the_end_are_warned_about_and_none_is_quiet),
         };
 

@@ -101,8 +101,9 @@ static void sleep_ms(unsigned ms)
 }
 
 /* The stdin end confirmation (VsockmuxStdinEof) as a guest sees it: after the host's half-close,
- * our received count, then the host closes both ways (POLLHUP). "closed" once it did, within 60 s. */
-static int recv_eof(const char *path, bool confirm)
+ * our received count (one short of it with `under`), then the host closes both ways (POLLHUP).
+ * "closed" once it did, within 60 s. */
+static int recv_eof(const char *path, bool confirm, bool under)
 {
         static uint8_t buf[CHUNK_MAX];
         uint64_t total = 0;
@@ -120,7 +121,7 @@ static int recv_eof(const char *path, bool confirm)
                         total += (uint64_t)n;
         }
         for (unsigned i = 0; i < 8; i++)
-                cnt[i] = (uint8_t)(total >> (8 * i));
+                cnt[i] = (uint8_t)((total - (under && total > 0)) >> (8 * i));
         if (confirm && write_all(fd, cnt, sizeof(cnt)) < 0)
                 return 4;
         /* Only the hang-up can wake it: a half-closed socket stays writable. */
@@ -140,7 +141,9 @@ static int usage(void)
                 "bytes+hash\n"
                 "       relay-test-guest recv-hdr PATH HAVE               dial, write the 8-byte count HAVE, read to "
                 "EOF\n"
-                "       relay-test-guest recv-eof PATH confirm|silent     dial, read to EOF, send our count (confirm)\n"
+                "       relay-test-guest recv-eof PATH confirm|short|silent  dial, read to EOF, send our count "
+                "(confirm)\n"
+                "                                                       or one less (short)\n"
                 "                                                         or not, print whether the host then closed\n"
                 "       relay-test-guest dial PATH                        exit 0 if the dial succeeds\n"
                 "       relay-test-guest sink [STALL_MS [MAX]]            read stdin to EOF, print bytes+hash\n"
@@ -216,7 +219,7 @@ int main(int argc, char **argv)
                 return consume(fd, UINT64_MAX);
         }
         if (strcmp(argv[1], "recv-eof") == 0 && argc >= 4)
-                return recv_eof(argv[2], strcmp(argv[3], "confirm") == 0);
+                return recv_eof(argv[2], strcmp(argv[3], "silent") != 0, strcmp(argv[3], "short") == 0);
         if (strcmp(argv[1], "dial") == 0 && argc >= 3) {
                 fd = dial(argv[2]);
                 if (fd < 0) {

@@ -48,7 +48,7 @@ static inline void run_idle(struct relay *r, int turns)
 struct events_seen {
         unsigned count[_RELAY_EVENT_KIND_MAX];
         struct relay_event last[_RELAY_EVENT_KIND_MAX];
-        char path[_RELAY_EVENT_KIND_MAX][128], what[_RELAY_EVENT_KIND_MAX][64];
+        char path[_RELAY_EVENT_KIND_MAX][128], what[_RELAY_EVENT_KIND_MAX][64], label[_RELAY_EVENT_KIND_MAX][64];
 };
 
 static inline void events_on_event(struct relay *r, const struct relay_event *ev, void *userdata)
@@ -60,6 +60,7 @@ static inline void events_on_event(struct relay *r, const struct relay_event *ev
         e->last[ev->kind] = *ev;
         snprintf(e->path[ev->kind], sizeof(e->path[0]), "%s", ev->path ?: "");
         snprintf(e->what[ev->kind], sizeof(e->what[0]), "%s", ev->what ?: "");
+        snprintf(e->label[ev->kind], sizeof(e->label[0]), "%s", ev->label ?: "");
 }
 
 static inline void events_listen(struct relay *r, struct events_seen *e)

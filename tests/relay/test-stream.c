@@ -297,9 +297,12 @@ static void guest_output_wait(struct relay *r, struct child *c)
 
 /* The stdin end confirmation: on_done comes at the half-close, as without it, and the connection
  * stays until the guest's count (confirm), closed by the stream itself; a guest that never
- * confirms (silent) holds nothing but the fd of a done stream, which the owner's free closes. */
-static void stdin_eof_confirm(bool confirm)
+ * confirms (silent) holds nothing but the fd of a done stream, which the owner's free closes. A
+ * count short of what was sent (short) is told to the owner, and the connection closes the same. */
+static void stdin_eof_confirm(const char *mode)
 {
+        bool confirm = strcmp(mode, "silent") != 0, under = strcmp(mode, "short") == 0;
+        struct events_seen e;
         _cleanup_(relay_freep) struct relay *r = NULL;
         const uint64_t total = 300001;
         struct st t = {};
@@ -310,6 +313,7 @@ static void stdin_eof_confirm(bool confirm)
 
         make_tmpdir(dir, sizeof(dir));
         assert_int_equal(relay_new(NULL, &r), 0);
+        events_listen(r, &e);
         t.r = r;
         snprintf(file, sizeof(file), "%s/stdin", dir);
         fd = open(file, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
@@ -319,7 +323,7 @@ static void stdin_eof_confirm(bool confirm)
         d.endpoint_fd = open(file, O_RDONLY | O_CLOEXEC);
         assert_true(d.endpoint_fd >= 0);
         listen_for(r, dir, 1009, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
-        spawn_guest((const char *[]){ "recv-eof", path, confirm ? "confirm" : "silent", NULL }, -1, -1, &guest);
+        spawn_guest((const char *[]){ "recv-eof", path, mode, NULL }, -1, -1, &guest);
         run_until(r, &d.accepted);
         assert_int_equal(relay_stream_set_eof_confirm(t.s, true), 0);
         run_until(r, &t.done);
@@ -332,6 +336,13 @@ static void stdin_eof_confirm(bool confirm)
         assert_int_equal(child_finish(&guest, out, sizeof(out)), 0);
         snprintf(want, sizeof(want), "%" PRIu64 " closed\n", total);
         assert_string_equal(out, want);
+        for (int k = 0; k < _RELAY_EVENT_KIND_MAX; k++)
+                assert_int_equal(e.count[k], under && k == RELAY_EVENT_STDIN_END_MISCOUNTED);
+        if (under) {
+                assert_int_equal(e.last[RELAY_EVENT_STDIN_END_MISCOUNTED].bytes, total - 1);
+                assert_int_equal(e.last[RELAY_EVENT_STDIN_END_MISCOUNTED].sent, total);
+                assert_int_equal(strncmp(e.label[RELAY_EVENT_STDIN_END_MISCOUNTED], "fd ", 3), 0);
+        }
         t.s = relay_stream_free(t.s);
         relay_listener_free(d.l);
         rm_tmpdir(dir);
@@ -339,12 +350,17 @@ static void stdin_eof_confirm(bool confirm)
 
 static void test_stream_stdin_eof_confirmed_by_the_guest_then_closed(void **state)
 {
-        stdin_eof_confirm(true);
+        stdin_eof_confirm("confirm");
 }
 
 static void test_stream_stdin_eof_a_guest_that_never_confirms_holds_only_its_fd(void **state)
 {
-        stdin_eof_confirm(false);
+        stdin_eof_confirm("silent");
+}
+
+static void test_stream_stdin_eof_confirmed_short_is_told_then_closed(void **state)
+{
+        stdin_eof_confirm("short");
 }
 
 /* stdin from a fifo opened by path, as daemon/endpoint.c opens one (non-blocking, then blocking):
@@ -732,6 +748,7 @@ static void test_stream_guest_killed_mid_stdout_delivers_everything_it_sent(void
 static void test_stream_endpoint_closing_early_ends_only_that_stream_with_epipe(void **state)
 {
         _cleanup_(relay_freep) struct relay *r = NULL;
+        struct events_seen e;
         struct st a = {}, b = {};
         struct dial da = { .st = &a, .dir = RELAY_STREAM_FROM_GUEST, .ops = &st_ops };
         struct dial db = { .st = &b, .dir = RELAY_STREAM_FROM_GUEST, .ops = &st_ops };
@@ -742,6 +759,7 @@ static void test_stream_endpoint_closing_early_ends_only_that_stream_with_epipe(
 
         make_tmpdir(dir, sizeof(dir));
         assert_int_equal(relay_new(NULL, &r), 0);
+        events_listen(r, &e);
         a.r = b.r = r;
         assert_int_equal(pipe2(p, O_CLOEXEC), 0);
         /* A's endpoint process reads 100000 bytes and exits */
@@ -759,6 +777,10 @@ static void test_stream_endpoint_closing_early_ends_only_that_stream_with_epipe(
         run_until(r, &a.done);
         assert_int_equal(a.error, -EPIPE);
         assert_int_equal(a.dones, 1);
+        /* told once, by the stream's label (unset: its guest fd) */
+        assert_int_equal(e.count[RELAY_EVENT_ENDPOINT_FAILED], 1);
+        assert_int_equal(e.last[RELAY_EVENT_ENDPOINT_FAILED].error, -EPIPE);
+        assert_int_equal(strncmp(e.label[RELAY_EVENT_ENDPOINT_FAILED], "fd ", 3), 0);
         assert_int_equal(a.at_done.rx_guest, 16777216);
         assert_true(a.at_done.tx_endpoint < 16777216);
         expect_output(&sink, 100000, guest_data_hash(4, 100000));
@@ -1044,22 +1066,26 @@ static void on_accept_stdin_resumed(struct relay_listener *l, int fd, void *user
         assert_int_equal(relay_stream_new_at(d->st->r, RELAY_STREAM_TO_GUEST, fd, d->endpoint_fd, &st_ops, &seed, true,
                                              d->st, &d->st->s),
                          0);
+        relay_stream_set_label(d->st->s, "stdin resume");
 }
 
-/* stdin after a restore: the guest says how much it has; the rest of the host's input follows. */
-static void stdin_resume(const char *guest_has, int want_error)
+/* stdin after a restore: the guest says how much it has; the rest of the host's input follows.
+ * want_event: what the owner is told of the guest's count (-1: nothing). */
+static void stdin_resume(const char *guest_has, int want_error, int want_event)
 {
         _cleanup_(relay_freep) struct relay *r = NULL;
         const uint64_t total = 400000;
         struct st t = {};
         struct stdin_resume d = { .st = &t };
         struct relay_transport tr = { .kind = RELAY_TRANSPORT_HVSOCK };
+        struct events_seen e;
         struct child guest, source;
         char dir[64], path[128], n[32];
         int p[2];
 
         make_tmpdir(dir, sizeof(dir));
         assert_int_equal(relay_new(NULL, &r), 0);
+        events_listen(r, &e);
         t.r = r;
         assert_int_equal(pipe2(p, O_CLOEXEC), 0);
         num(n, sizeof(n), total);
@@ -1072,6 +1098,13 @@ static void stdin_resume(const char *guest_has, int want_error)
         spawn_guest((const char *[]){ "recv-hdr", path, guest_has, NULL }, -1, -1, &guest);
         run_until(r, &t.done);
         assert_int_equal(t.error, want_error);
+        for (int k = 0; k < _RELAY_EVENT_KIND_MAX; k++)
+                assert_int_equal(e.count[k], k == want_event);
+        if (want_event >= 0) {
+                assert_string_equal(e.label[want_event], "stdin resume");
+                assert_int_equal(e.last[want_event].bytes, want_event == RELAY_EVENT_STDIN_LOST ? 1000 : 9000);
+                assert_int_equal(e.last[want_event].sent, want_event == RELAY_EVENT_STDIN_LOST ? 0 : 5000);
+        }
         if (want_error == 0) {
                 assert_int_equal(t.at_done.tx_guest, 5000 + total);
                 expect_output(&guest, total, guest_data_hash(14, total));
@@ -1090,12 +1123,18 @@ static void stdin_resume(const char *guest_has, int want_error)
 
 static void test_stream_stdin_resume_reads_the_guest_count_then_continues(void **state)
 {
-        stdin_resume("5000", 0);
+        stdin_resume("5000", 0, -1);
+}
+
+/* What the guest never got cannot be sent again: the owner is told how much, the rest follows. */
+static void test_stream_stdin_resume_short_of_what_was_sent_tells_the_loss_then_continues(void **state)
+{
+        stdin_resume("4000", 0, RELAY_EVENT_STDIN_LOST);
 }
 
 static void test_stream_stdin_resume_with_impossible_guest_count_fails(void **state)
 {
-        stdin_resume("9000", -EPROTO);
+        stdin_resume("9000", -EPROTO, RELAY_EVENT_STDIN_OVERCLAIMED);
 }
 
 static void test_stream_replace_guest_refused_while_running(void **state)
@@ -1519,6 +1558,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_stream_stdin_eof_half_closes_the_guest),
                 cmocka_unit_test(test_stream_stdin_eof_confirmed_by_the_guest_then_closed),
                 cmocka_unit_test(test_stream_stdin_eof_a_guest_that_never_confirms_holds_only_its_fd),
+                cmocka_unit_test(test_stream_stdin_eof_confirmed_short_is_told_then_closed),
                 cmocka_unit_test(test_stream_stdin_fifo_writer_close_half_closes_the_guest),
                 cmocka_unit_test(test_stream_stdin_from_regular_file_reaches_guest),
                 cmocka_unit_test(test_stream_stalled_sink_holds_at_most_the_cap_and_loses_nothing),
@@ -1535,6 +1575,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_stream_replace_guest_sends_offset_then_resumes_exactly_once),
                 cmocka_unit_test(test_stream_restored_with_seed_sends_offset_and_continues),
                 cmocka_unit_test(test_stream_stdin_resume_reads_the_guest_count_then_continues),
+                cmocka_unit_test(test_stream_stdin_resume_short_of_what_was_sent_tells_the_loss_then_continues),
                 cmocka_unit_test(test_stream_stdin_resume_with_impossible_guest_count_fails),
                 cmocka_unit_test(test_stream_replace_guest_refused_while_running),
                 cmocka_unit_test(test_stream_discard_endpoint_counts_and_taps),
