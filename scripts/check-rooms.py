@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Checks that daemon/ files include only their own room's headers and those of rooms below.
+"""Checks that daemon/ files include only their own room's headers and those of rooms below, and
+that the library rooms (bridge/, ports/, relay/) log nothing: they include no util/log.h and tell
+their owner through ops tables instead; a program kept there (relay-demo.c) may log.
 
 The rooms, top to bottom, are the ones docs/architecture.md draws; daemon/meson.build links
 them in the same order (an upward call fails the build there). Every daemon/ file must be listed
@@ -37,6 +39,26 @@ ROOMS = [
 ]
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"daemon/([^"]+)"', re.M)
+LOG_INCLUDE = re.compile(r'^\s*#\s*include\s+"util/log\.h"', re.M)
+QUIET_ROOMS = ["bridge", "ports", "relay"]
+PROGRAMS = {"relay/relay-demo.c"}
+
+
+def loud_library_files(root):
+    """Library-room files that include util/log.h (a room missing from root is skipped)."""
+    bad = []
+    for room in QUIET_ROOMS:
+        d = os.path.join(root, room)
+        if not os.path.isdir(d):
+            continue
+        for f in sorted(os.listdir(d)):
+            rel = f"{room}/{f}"
+            if not f.endswith((".c", ".h")) or rel in PROGRAMS:
+                continue
+            with open(os.path.join(d, f), encoding="utf-8") as fh:
+                if LOG_INCLUDE.search(fh.read()):
+                    bad.append(f"{rel}: includes util/log.h: a library room logs nothing (tell the owner)")
+    return bad
 
 
 def main():
@@ -67,6 +89,7 @@ def main():
                 bad.append(f"daemon/{f} ({room}): includes daemon/{inc}, private to the {iroom} room")
             elif irank > rank or (irank == rank and iroom != room):
                 bad.append(f"daemon/{f} ({room}): includes daemon/{inc} of the {iroom} room, not below it")
+    bad += loud_library_files(root)
     for b in bad:
         print(b)
     return 1 if bad else 0

@@ -1,6 +1,7 @@
 #!/bin/sh
 # tests/daemon/test-check-rooms.sh: scripts/check-rooms.py fails an upward include, a room's private
-# header used outside it and a daemon/ file in no room, on a copy of daemon/ it gets in a temporary tree.
+# header used outside it, a daemon/ file in no room and a library room that logs, on a copy of daemon/
+# and relay/ it gets in a temporary tree.
 set -eu
 src=$1
 tmp=$(mktemp -d)
@@ -9,8 +10,9 @@ check() {
         python3 "$src/scripts/check-rooms.py" "$tmp"
 }
 fresh() {
-        rm -rf "$tmp/daemon"
+        rm -rf "$tmp/daemon" "$tmp/relay"
         cp -r "$src/daemon" "$tmp/daemon"
+        cp -r "$src/relay" "$tmp/relay"
 }
 
 fresh
@@ -35,4 +37,13 @@ fresh
 printf 'int x;\n' > "$tmp/daemon/stray.c"
 out=$(check) && { echo "FAIL: a file in no room passed"; exit 1; }
 echo "$out" | grep -q "stray.c: in no room" || { echo "FAIL: unexpected report: $out"; exit 1; }
+
+fresh
+printf '#include "util/log.h"\n' >> "$tmp/relay/listener.c"
+out=$(check) && { echo "FAIL: relay/listener.c including util/log.h passed"; exit 1; }
+echo "$out" | grep -q "relay/listener.c: includes util/log.h" || { echo "FAIL: unexpected report: $out"; exit 1; }
+
+fresh
+printf '#include "util/log.h"\n' >> "$tmp/relay/relay-demo.c"
+check >/dev/null || { echo "FAIL: the demo program including util/log.h failed"; exit 1; }
 echo "ok"
