@@ -41,12 +41,51 @@ static int thread_setgroups(size_t n, const gid_t *groups)
         return syscall(SYS_setgroups, n, groups) < 0 ? negative_errno() : 0;
 }
 
+/* Beyond this a set of groups is not compared, only switched to. */
+#define OPENER_COMPARE_GROUPS_MAX 64u
+
+static bool group_in(gid_t g, const gid_t *groups, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if (groups[i] == g)
+                        return true;
+        return false;
+}
+
+/* The same set (either way: a repeated group must not hide a missing one). */
+static bool groups_are_own(const struct opener *o, const struct opener_creds *c)
+{
+        if (c->n_groups != (size_t)o->n_groups || c->n_groups > OPENER_COMPARE_GROUPS_MAX)
+                return false;
+        for (size_t i = 0; i < c->n_groups; i++)
+                if (!group_in(c->groups[i], o->groups, (size_t)o->n_groups) ||
+                    !group_in(o->groups[i], c->groups, c->n_groups))
+                        return false;
+        return true;
+}
+
+/* Whether an open as c changes the thread's rights. Not when they are the daemon's own (a recovery
+ * re-opens every endpoint, most often with them: 2 setgroups, 3 setfsgid and 4 setfsuid each), and
+ * never for a daemon that is not root: it opens as itself or not at all. */
+static bool opener_switch_needed(const struct opener *o, const struct opener_creds *c)
+{
+        if (!c || o->uid != 0)
+                return false;
+        return c->uid != o->uid || c->gid != o->gid || !groups_are_own(o, c);
+}
+
+/* Without a switch: a daemon that is not root lends its rights to its own uid or root only. */
+static int opener_may_open_as_self(const struct opener *o, const struct opener_creds *c)
+{
+        if (!c || o->uid == 0)
+                return 0;
+        return c->uid == o->uid || c->uid == 0 ? 0 : -EPERM;
+}
+
 static int opener_become(struct opener *o, const struct opener_creds *c)
 {
         int r;
 
-        if (o->uid != 0)
-                return c->uid == o->uid || c->uid == 0 ? 0 : -EPERM;
         if (c->n_groups > OPENER_MAX_GROUPS)
                 return -E2BIG;
         r = thread_setgroups(c->n_groups, c->groups);
@@ -91,15 +130,19 @@ static int opener_rotate_names(const char *path, unsigned keep)
         return 0;
 }
 
+/* On the opener thread, or without a switch on the caller's: its rights are the daemon's own too
+ * (only this thread ever changes its own). */
 static void opener_run(struct opener *o, struct opener_job *j)
 {
+        bool sw = opener_switch_needed(o, j->creds);
+
         j->fd = -1;
-        j->r = j->creds ? opener_become(o, j->creds) : 0;
+        j->r = sw ? opener_become(o, j->creds) : opener_may_open_as_self(o, j->creds);
         if (j->r >= 0 && j->rotate_keep > 0)
                 j->r = opener_rotate_names(j->path, j->rotate_keep);
         if (j->r >= 0)
                 j->r = endpoint_open(j->path, j->role, &j->fd, &j->kind);
-        if (j->creds)
+        if (sw)
                 opener_restore(o);
 }
 
@@ -191,14 +234,19 @@ static int opener_submit(struct opener *o, struct opener_job *jp, int *ret_fd, e
 {
         struct opener_job j = *jp;
 
-        pthread_mutex_lock(&o->lock);
-        while (o->job)
-                pthread_cond_wait(&o->cond, &o->lock);
-        o->job = &j;
-        pthread_cond_broadcast(&o->cond);
-        while (!j.done)
-                pthread_cond_wait(&o->cond, &o->lock);
-        pthread_mutex_unlock(&o->lock);
+        /* Rights that stay the same need no thread: the hand-over cost more than the open. */
+        if (!opener_switch_needed(o, j.creds))
+                opener_run(o, &j);
+        else {
+                pthread_mutex_lock(&o->lock);
+                while (o->job)
+                        pthread_cond_wait(&o->cond, &o->lock);
+                o->job = &j;
+                pthread_cond_broadcast(&o->cond);
+                while (!j.done)
+                        pthread_cond_wait(&o->cond, &o->lock);
+                pthread_mutex_unlock(&o->lock);
+        }
         if (j.r < 0)
                 return j.r;
         *ret_fd = j.fd;

@@ -28,8 +28,10 @@ DEFINE_CLEANUP(struct opener *, opener_free);
  * peer's for that one call only (setfsuid/setfsgid and the raw setgroups syscall change that
  * thread alone, never the loop thread). creds NULL: the daemon's own rights. A daemon without
  * CAP_SETUID cannot take another uid's rights: it opens as itself for its own uid or root, and
- * answers -EPERM for anyone else rather than lend them its rights. Every endpoint_open() is
- * non-blocking, so the caller waits only for the file system. */
+ * answers -EPERM for anyone else rather than lend them its rights. An open that changes no rights
+ * (creds NULL or the daemon's own, or a daemon that is not root) runs on the caller's thread, with
+ * the same rights and without the hand-over. Every endpoint_open() is non-blocking, so the caller
+ * waits only for the file system. */
 int opener_open(struct opener *o, const struct opener_creds *creds, const char *path, enum endpoint_role role,
                 int *ret_fd, enum endpoint_kind *ret_kind);
 /* A log's rotation, with those rights too: PATH becomes PATH.1 (PATH.1 PATH.2, and so on, keep - 1

@@ -140,6 +140,48 @@ static void test_daemon_rights_are_restored(void **state)
         assert_int_equal(geteuid(), 0);
 }
 
+/* The daemon's own rights, named: opened as the daemon (without a switch), so what it creates is
+ * root's, and a 0600 root file opens. */
+static void test_the_daemons_own_rights_named_open_as_the_daemon(void **state)
+{
+        struct fixture *f = *state;
+        gid_t groups[64];
+        int n = getgroups(64, groups);
+        char created[160];
+        _cleanup_close_ int fd = -1, s = -1;
+        struct stat st;
+
+        assert_true(n >= 0);
+        const struct opener_creds own = { .uid = geteuid(), .gid = getegid(), .groups = groups, .n_groups = (size_t)n };
+        snprintf(created, sizeof(created), "%s/own", f->dir);
+        assert_int_equal(opener_open(f->opener, &own, created, ENDPOINT_SINK, &fd, NULL), 0);
+        assert_int_equal(fstat(fd, &st), 0);
+        assert_int_equal(st.st_uid, geteuid());
+        assert_int_equal(st.st_gid, getegid());
+        assert_int_equal(opener_open(f->opener, &own, f->secret, ENDPOINT_SOURCE, &s, NULL), 0);
+}
+
+/* Root's uid with another gid is not the daemon's rights: the file it creates gets that gid, and
+ * the next one opened with the daemon's rights is the daemon's again. */
+static void test_root_with_another_gid_creates_with_that_gid(void **state)
+{
+        struct fixture *f = *state;
+        const struct opener_creds other_gid = { .uid = 0, .gid = 4242 };
+        char created[160], after[160];
+        _cleanup_close_ int fd = -1, fd2 = -1;
+        struct stat st;
+
+        snprintf(created, sizeof(created), "%s/gid", f->dir);
+        assert_int_equal(opener_open(f->opener, &other_gid, created, ENDPOINT_SINK, &fd, NULL), 0);
+        assert_int_equal(fstat(fd, &st), 0);
+        assert_int_equal(st.st_uid, 0);
+        assert_int_equal(st.st_gid, 4242);
+        snprintf(after, sizeof(after), "%s/after", f->dir);
+        assert_int_equal(opener_open(f->opener, NULL, after, ENDPOINT_SINK, &fd2, NULL), 0);
+        assert_int_equal(fstat(fd2, &st), 0);
+        assert_int_equal(st.st_gid, getegid());
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -150,6 +192,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_supplementary_groups_are_the_callers, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_other_uid_cannot_connect_to_a_0600_root_socket, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_daemon_rights_are_restored, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_the_daemons_own_rights_named_open_as_the_daemon, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_root_with_another_gid_creates_with_that_gid, setup, teardown),
         };
 
         if (geteuid() != 0) {
