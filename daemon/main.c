@@ -552,6 +552,26 @@ static const struct relay_ops daemon_relay_ops = {
         .event = daemon_on_relay_event,
 };
 
+/* The fd table a recovery grows into, made once while the process has one thread: the kernel grows
+ * it by doublings, and with a second thread (the endpoint opener) each one waits for an RCU grace
+ * period (expand_fdtable): B13's recovery of 1,000 processes spent 30-50 ms of its first 50-110 in
+ * six of them. 16384 fds cost the kernel 128 KiB; a table that must grow past them still can. */
+#define DAEMON_FD_TABLE_MIN 16384u
+
+static void daemon_grow_fd_table(unsigned max_streams)
+{
+        unsigned want = MIN(2u * (uint64_t)max_streams + 64u, DAEMON_FD_TABLE_MIN);
+        int fd = open("/dev/null", O_RDONLY | O_CLOEXEC), high;
+
+        if (fd < 0)
+                return;
+        /* Best effort: a lower RLIMIT_NOFILE refuses, and the table grows as before. */
+        high = fcntl(fd, F_DUPFD_CLOEXEC, (int)want - 1);
+        if (high >= 0)
+                close(high);
+        close(fd);
+}
+
 /* The loop, and the stream cap it can hold. */
 static int daemon_start_relay(struct daemon *d, struct daemon_options *o)
 {
@@ -568,6 +588,7 @@ static int daemon_start_relay(struct daemon *d, struct daemon_options *o)
                 log_warn("vsockmuxd: --max-streams %u is above what RLIMIT_NOFILE allows (%u streams): execs past "
                          "that fail for want of fds",
                          o->vcfg.max_streams, relay_stream_capacity(d->relay));
+        daemon_grow_fd_table(o->vcfg.max_streams);
         return 0;
 }
 
