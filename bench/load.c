@@ -31,7 +31,7 @@
 #define LOAD_EVENTS 256
 #define LOAD_PIDS_MAX 20000u
 
-enum load_mode { LOAD_THROUGHPUT, LOAD_ECHO, LOAD_STALL, LOAD_IDLE };
+enum load_mode { LOAD_THROUGHPUT, LOAD_ECHO, LOAD_STALL, LOAD_IDLE, LOAD_SCALE };
 
 struct load {
         struct bench_spec *spec;
@@ -44,6 +44,7 @@ struct load {
         unsigned burst;      /* writes per stream per wakeup, for fairness */
         unsigned roundtrips; /* echo: per pair */
         double seconds;      /* stall: measuring window */
+        unsigned active;     /* scale: streams [0, active) carry the measured bytes, the rest only the warm-up */
         pid_t *pids;
         unsigned npids;
         int *fd; /* per stream: the side this process owns */
@@ -62,8 +63,9 @@ struct load_guest_report {
 struct load_result {
         double seconds;
         uint64_t bytes, messages;
-        struct bench_proc_sample before, start, end;
-        uint64_t kernel_kb_before, kernel_kb_end;
+        struct bench_proc_sample before, idle, start, end;
+        uint64_t kernel_kb_before, kernel_kb_idle, kernel_kb_end;
+        unsigned fds_before, fds_idle; /* the first pid's open files */
         double p50_us, p99_us, max_us;
         uint64_t others_bytes;
         struct load_guest_report guest;
@@ -130,6 +132,12 @@ static int full_read(int fd, void *p, size_t n)
         return 0;
 }
 
+/* The streams that carry the measured bytes: [0, this). */
+static unsigned load_measured(const struct load *l)
+{
+        return l->mode == LOAD_SCALE ? l->active : l->spec->n;
+}
+
 /* ---- guest (child) ------------------------------------------------------------------- */
 
 /* The daemon-path variant reaches a port through a symlink its driver made from the spec's guest
@@ -165,11 +173,11 @@ static int guest_dial(struct load *l, unsigned i)
         }
 }
 
-/* Writes every stream up to `upto` bytes; the last phase (upto = warmup + bytes) then closes it. */
-static int guest_write_all(struct load *l, uint64_t *written, uint64_t upto)
+/* Writes streams [0, n) up to `upto` bytes; the last phase (upto = warmup + bytes) then closes them. */
+static int guest_write_all(struct load *l, uint64_t *written, uint64_t upto, unsigned n)
 {
         struct epoll_event ev[LOAD_EVENTS];
-        unsigned n = l->spec->n, left = n;
+        unsigned left = n;
         _cleanup_close_ int ep = -1;
         bool last = upto == l->warmup + l->bytes, timed = l->mode == LOAD_STALL && last;
 
@@ -304,7 +312,7 @@ static _Noreturn void guest_main(struct load *l)
         if (full_read(l->p2c[0], &c, 1) < 0)
                 _exit(2);
         if (l->mode != LOAD_ECHO)
-                r = guest_write_all(l, written, l->warmup);
+                r = guest_write_all(l, written, l->warmup, l->spec->n);
         if (r < 0)
                 goto report;
         if (full_read(l->p2c[0], &c, 1) < 0)
@@ -312,7 +320,7 @@ static _Noreturn void guest_main(struct load *l)
         if (l->mode == LOAD_ECHO)
                 r = guest_echo(l);
         else
-                r = guest_write_all(l, written, l->warmup + l->bytes);
+                r = guest_write_all(l, written, l->warmup + l->bytes, load_measured(l));
 report:
         rep.error = r;
         if (written) {
@@ -396,9 +404,8 @@ static int host_accept_all(struct load *l)
         return 0;
 }
 
-/* Reads every from_guest endpoint until each has its bytes (or the window ends, stall mode). */
-/* Reads every from_guest endpoint up to `upto` bytes (or until the window ends, stall mode). */
-static int host_read_all(struct load *l, struct load_result *res, double t0, uint64_t upto)
+/* Reads from_guest endpoints [0, nread) up to `upto` bytes (or until the window ends, stall mode). */
+static int host_read_all(struct load *l, struct load_result *res, double t0, uint64_t upto, unsigned nread)
 {
         struct epoll_event ev[LOAD_EVENTS];
         _cleanup_free_ uint8_t *buf = NULL;
@@ -410,7 +417,7 @@ static int host_read_all(struct load *l, struct load_result *res, double t0, uin
         ep = epoll_create1(EPOLL_CLOEXEC);
         if (!buf || ep < 0)
                 return fail(l, "setup: %m");
-        for (unsigned i = 0; i < l->spec->n; i++) {
+        for (unsigned i = 0; i < nread; i++) {
                 struct epoll_event e = { .events = EPOLLIN, .data.u32 = i };
 
                 if (timed && i == 0)
@@ -471,10 +478,10 @@ static int host_read_all(struct load *l, struct load_result *res, double t0, uin
         return 0;
 }
 
-/* After its last byte every socket stream must end with a clean EOF and nothing extra. */
-static int host_check_eof(struct load *l, unsigned first, unsigned step)
+/* After its last byte every socket stream below n must end with a clean EOF and nothing extra. */
+static int host_check_eof(struct load *l, unsigned first, unsigned step, unsigned n)
 {
-        for (unsigned i = first; i < l->spec->n; i += step) {
+        for (unsigned i = first; i < n; i += step) {
                 struct pollfd pfd = { .fd = l->fd[i], .events = POLLIN };
                 char c;
                 ssize_t r;
@@ -597,7 +604,8 @@ static void print_result(const struct load *l, const struct load_result *res, co
                "\"relay_cpu_s\":%.6f,\"relay_pids\":%u,\"rss_kb_before\":%llu,\"rss_kb_end\":%llu,"
                "\"kernel_kb_before\":%llu,\"kernel_kb_end\":%llu,\"tasks\":%u,\"iou_wrk\":%u,\"iou_sqp\":%u,"
                "\"p50_us\":%.2f,\"p99_us\":%.2f,\"max_us\":%.2f,\"others_bytes\":%llu,"
-               "\"stalled_absorbed\":%llu,\"guest_written\":%llu,\"error\":",
+               "\"stalled_absorbed\":%llu,\"guest_written\":%llu,\"active\":%u,\"rss_kb_idle\":%llu,"
+               "\"kernel_kb_idle\":%llu,\"fds_before\":%u,\"fds_idle\":%u,\"error\":",
                l->error ? "false" : "true", mode, l->spec->n, res->seconds, (unsigned long long)res->bytes,
                (unsigned long long)res->messages,
                /* A relay that exited and was reaped reads as zero: never report negative CPU. */
@@ -607,7 +615,8 @@ static void print_result(const struct load *l, const struct load_result *res, co
                res->end.iou_wrk, res->end.iou_sqp, res->p50_us, res->p99_us, res->max_us,
                (unsigned long long)res->others_bytes,
                (unsigned long long)(res->guest.written_first > l->warmup ? res->guest.written_first - l->warmup : 0),
-               (unsigned long long)res->guest.written_total);
+               (unsigned long long)res->guest.written_total, load_measured(l), (unsigned long long)res->idle.rss_kb,
+               (unsigned long long)res->kernel_kb_idle, res->fds_before, res->fds_idle);
         if (!l->error) {
                 printf("null}\n");
                 return;
@@ -619,6 +628,15 @@ static void print_result(const struct load *l, const struct load_result *res, co
                 else if ((unsigned char)*c >= 0x20)
                         putchar(*c);
         printf("\"}\n");
+}
+
+/* Scale: every stream is up and has carried its warm-up, none carries anything now. */
+static void host_sample_idle(struct load *l, struct load_result *res)
+{
+        usleep(500 * 1000); /* let deferred frees and RCU settle before looking, as idle mode does */
+        bench_proc_sample(l->pids, l->npids, &res->idle);
+        res->kernel_kb_idle = bench_kernel_kb();
+        res->fds_idle = l->npids ? bench_proc_fds(l->pids[0]) : 0;
 }
 
 static int host_run(struct load *l, struct load_result *res)
@@ -637,10 +655,12 @@ static int host_run(struct load *l, struct load_result *res)
         if (l->warmup > 0) {
                 struct load_result warm = {};
 
-                r = host_read_all(l, &warm, now_s(), l->warmup);
+                r = host_read_all(l, &warm, now_s(), l->warmup, l->spec->n);
                 if (r < 0)
                         return r;
         }
+        if (l->mode == LOAD_SCALE)
+                host_sample_idle(l, res);
         bench_proc_sample(l->pids, l->npids, &res->start);
         t0 = now_s();
         if (write(l->p2c[1], "g", 1) != 1)
@@ -653,9 +673,9 @@ static int host_run(struct load *l, struct load_result *res)
                         return r;
                 for (unsigned k = 0; k < l->spec->n / 2; k++)
                         l->fd[2 * k] = safe_close(l->fd[2 * k]); /* stdin EOF ends the guest's echo */
-                r = host_check_eof(l, 1, 2);
+                r = host_check_eof(l, 1, 2, l->spec->n);
         } else {
-                r = host_read_all(l, res, t0, l->warmup + l->bytes);
+                r = host_read_all(l, res, t0, l->warmup + l->bytes, load_measured(l));
                 res->seconds = now_s() - t0;
                 if (l->mode == LOAD_IDLE && r >= 0)
                         usleep(500 * 1000); /* let deferred frees and RCU settle before looking */
@@ -664,8 +684,8 @@ static int host_run(struct load *l, struct load_result *res)
                 res->messages = res->bytes / l->wsize;
                 if (r < 0)
                         return r;
-                if (l->mode == LOAD_THROUGHPUT)
-                        r = host_check_eof(l, 0, 1);
+                if (l->mode == LOAD_THROUGHPUT || l->mode == LOAD_SCALE)
+                        r = host_check_eof(l, 0, 1, load_measured(l));
         }
         if (r < 0)
                 return r;
@@ -706,19 +726,25 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *ret)
 
 static void usage(void)
 {
-        fprintf(stderr, "usage: bench-load --spec FILE --mode throughput|echo|stall|idle [--direct]\n"
+        fprintf(stderr, "usage: bench-load --spec FILE --mode throughput|echo|stall|idle|scale [--direct]\n"
                         "                  [--bytes N] [--warmup N] [--write-size N] [--burst N] [--roundtrips N] "
-                        "[--seconds S]\n");
+                        "[--seconds S] [--active N]\n");
 }
 
 int main(int argc, char **argv)
 {
         static const struct option opts[] = {
-                { "spec", required_argument, NULL, 's' },       { "mode", required_argument, NULL, 'm' },
-                { "direct", no_argument, NULL, 'd' },           { "bytes", required_argument, NULL, 'b' },
-                { "write-size", required_argument, NULL, 'w' }, { "burst", required_argument, NULL, 'u' },
-                { "roundtrips", required_argument, NULL, 'r' }, { "seconds", required_argument, NULL, 't' },
-                { "warmup", required_argument, NULL, 'W' },     {},
+                { "spec", required_argument, NULL, 's' },
+                { "mode", required_argument, NULL, 'm' },
+                { "direct", no_argument, NULL, 'd' },
+                { "bytes", required_argument, NULL, 'b' },
+                { "write-size", required_argument, NULL, 'w' },
+                { "burst", required_argument, NULL, 'u' },
+                { "roundtrips", required_argument, NULL, 'r' },
+                { "seconds", required_argument, NULL, 't' },
+                { "warmup", required_argument, NULL, 'W' },
+                { "active", required_argument, NULL, 'a' },
+                {},
         };
         struct load l = { .wsize = 65536,
                           .burst = 4,
@@ -762,6 +788,11 @@ int main(int argc, char **argv)
                                 goto bad;
                         l.roundtrips = (unsigned)v;
                         break;
+                case 'a':
+                        if (parse_u64(optarg, BENCH_SPEC_STREAMS_MAX, &v) < 0 || v == 0)
+                                goto bad;
+                        l.active = (unsigned)v;
+                        break;
                 case 't':
                         l.seconds = atof(optarg);
                         if (!(l.seconds > 0 && l.seconds <= LOAD_SECONDS_MAX))
@@ -780,6 +811,8 @@ int main(int argc, char **argv)
                 l.mode = LOAD_STALL;
         else if (strcmp(mode, "idle") == 0)
                 l.mode = LOAD_IDLE;
+        else if (strcmp(mode, "scale") == 0)
+                l.mode = LOAD_SCALE;
         else
                 goto bad;
         if (l.mode == LOAD_ECHO && l.wsize > LOAD_MSG_MAX)
@@ -795,6 +828,10 @@ int main(int argc, char **argv)
         r = bench_spec_load(spec_path, &l.spec);
         if (r < 0) {
                 fprintf(stderr, "bench-load: %s: %s\n", spec_path, strerror(-r));
+                return 2;
+        }
+        if (l.mode == LOAD_SCALE && (!l.active || l.active > l.spec->n)) {
+                fprintf(stderr, "bench-load: scale needs --active N, at most the spec's %u streams\n", l.spec->n);
                 return 2;
         }
         if (l.mode == LOAD_ECHO && l.spec->n % 2 != 0) {
@@ -822,6 +859,7 @@ int main(int argc, char **argv)
         }
         bench_proc_sample(l.pids, l.npids, &res.before);
         res.kernel_kb_before = bench_kernel_kb();
+        res.fds_before = l.npids ? bench_proc_fds(l.pids[0]) : 0;
 
         fflush(stdout);
         child = fork();

@@ -128,6 +128,24 @@ void bench_proc_sample(const pid_t *pids, unsigned n, struct bench_proc_sample *
         *ret = s;
 }
 
+unsigned bench_proc_fds(pid_t pid)
+{
+        char path[64];
+        struct dirent *e;
+        unsigned n = 0;
+        DIR *d;
+
+        snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+        d = opendir(path);
+        if (!d)
+                return 0;
+        while ((e = readdir(d)))
+                if (e->d_name[0] != '.')
+                        n++;
+        closedir(d);
+        return n;
+}
+
 uint64_t bench_kernel_kb(void)
 {
         char buf[8192];

@@ -14,6 +14,8 @@ struct bench_proc_sample {
 
 /* Each pid and its live children. A pid that has gone away counts as zero. */
 void bench_proc_sample(const pid_t *pids, unsigned n, struct bench_proc_sample *ret);
+/* Entries in /proc/PID/fd (0 if it has gone away). */
+unsigned bench_proc_fds(pid_t pid);
 /* Slab + kernel stack, system wide: where socket buffers and io_uring state live. */
 uint64_t bench_kernel_kb(void);
 double bench_ns_to_seconds(uint64_t ns);

@@ -10,9 +10,11 @@ generator, checks every byte of every stream and reads the relay's CPU from /pro
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import resource
 import shlex
 import shutil
 import signal
@@ -166,6 +168,7 @@ class RelayAlone(Variant):
 
 
 DAEMON_VM = "bench"
+DAEMON_DEFAULT_MAX_PROCESSES = 4096  # vsockmuxd --max-processes, per VM
 
 
 def wait_for(cond, timeout, what):
@@ -176,12 +179,13 @@ def wait_for(cond, timeout, what):
         time.sleep(0.005)
 
 
-def start_daemon(bins, tmp, sock, tag=""):
+def start_daemon(bins, tmp, sock, tag="", extra=()):
     """vsockmuxd on a private control socket and state dir, hybrid-vsock paths confined to tmp."""
     log = open(os.path.join(tmp, "vsockmuxd%s.log" % tag), "w")
     wrap = shlex.split(os.environ.get("BENCH_WRAP", ""))
     p = subprocess.Popen(wrap + [bins["vsockmuxd"], "--socket", sock, "--state-dir", os.path.join(tmp, "state" + tag),
-                                 "--hvsock-root", tmp, "--log-level", os.environ.get("BENCH_DAEMON_LOG", "warn")],
+                                 "--hvsock-root", tmp, "--log-level", os.environ.get("BENCH_DAEMON_LOG", "warn")]
+                         + list(extra),
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, close_fds=True)
     log.close()
     try:
@@ -238,7 +242,9 @@ class VsockmuxUnderTest(Variant):
         tmp = os.path.dirname(spec_path)
         sock = os.path.join(tmp, "ctl.sock")
         uds = streams[0]["guest"].rsplit("_", 1)[0]
-        daemon = start_daemon(bins, tmp, sock)
+        # B15 puts 10,000 processes in one VM, over the default per-VM cap.
+        extra = ["--max-processes", str(len(streams))] if len(streams) > DAEMON_DEFAULT_MAX_PROCESSES else []
+        daemon = start_daemon(bins, tmp, sock, extra=extra)
         procs = [daemon]
         try:
             cli(bins, sock, "vm", "add", DAEMON_VM, "--hvsock", uds)
@@ -347,6 +353,31 @@ def stop(procs):
 MIB = 1 << 20
 
 
+# relay/'s RELAY_FD_HEADROOM, its splice pool's 256 pipes (two fds each, kept out of the stream
+# capacity), and the daemon's own fds with room to spare.
+SCALE_FD_ROOM = 64 + 2 * 256 + 100
+
+
+def scale_nofile(processes):
+    """What B15's relays need: two fds per process (the guest's connection and the endpoint)."""
+    return 2 * processes + SCALE_FD_ROOM
+
+
+def scale_processes(want):
+    """B15's size: want if the hard open-file limit is (or may be raised to) enough, else the
+    most processes a daemon can hold a stdout stream for under it, in hundreds. Raising the hard
+    limit needs CAP_SYS_RESOURCE, which root in a container may lack."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard >= scale_nofile(want):
+        return want
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, scale_nofile(want)))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        return want
+    except (OSError, ValueError):
+        return min(want, (hard - SCALE_FD_ROOM) // 2 // 100 * 100)
+
+
 def scenarios(quick, socat_many=False, scale=1):
     """Sizes fit the 20,000 open-file limit and a 10-minute full run on 2 cores.
 
@@ -380,6 +411,7 @@ def scenarios(quick, socat_many=False, scale=1):
     per_stream_lines = (50 if q else 300) * scale
     one_lines = (30000 if q else 200000) * scale
     sr_n = 200 if q else 1000       # B10/B11: "1,000 processes"
+    scale_n = 2000 if q else scale_processes(10000)  # B15: all on one daemon, `many` of them streaming
     return [
         dict(id="B1", title="one stream, 64 KiB writes", variants=ALL, **bulk(1, big, big_warm)),
         dict(id="B2", title="%d streams, 64 KiB writes" % many, variants=group + (["socat"] if socat_many else []),
@@ -406,6 +438,18 @@ def scenarios(quick, socat_many=False, scale=1):
              **bulk(many, per_stream_bulk, 65536, "fifo")),
         dict(id="B9.3", title="B3 with fifo endpoints", variants=group,
              **lines(many, per_stream_lines, "fifo")),
+        # B15: `many` streams carry B2's bytes beside scale_n - many idle processes (each with its
+        # stdout connected, after a 64 KiB burst as in B7), and the same streams alone (B15a)
+        # interleaved with it. epoll-shared holds the same sockets and nothing per idle stream: its
+        # kernel growth is "the sockets themselves". At most 3 repetitions: each sets up 10,000
+        # processes anew (about a minute here), and the full run must stay under 12 minutes.
+        dict(id="B15a", title="B15's %d streams alone (no idle processes)" % many, group="B15", reps_max=3,
+             variants=["vsockmux", "epoll-shared"], **bulk(many, per_stream_bulk, 65536)),
+        dict(id="B15", title="%d processes on one daemon, %d of them streaming" % (scale_n, many), mode="scale",
+             streams=scale_n, active=many, kind="unix", group="B15", nofile=scale_nofile(scale_n), reps_max=3,
+             timeout=LOAD_TIMEOUT_S + scale_n // 50, variants=["vsockmux", "epoll-shared"], metric="MB/s",
+             extra="KiB/process", args=["--active", str(many), "--bytes", str(per_stream_bulk), "--warmup", "65536",
+                                        "--write-size", "65536"]),
         # One set of processes migrates A -> B -> A ... once per repetition (see measure_saverestore).
         dict(id="B10", title="save + restore, %d processes (daemon A -> B -> A ...)" % sr_n, mode="saverestore",
              processes=sr_n, variants=["vsockmux"], metric="save ms", extra="restore ms"),
@@ -636,7 +680,7 @@ def measure(bins, sc, variant, held=None):
         load.stdin.write(" ".join(str(p.pid) for p in variant.measured(procs)) + "\n")
         load.stdin.flush()
         try:
-            out, err = load.communicate(timeout=LOAD_TIMEOUT_S)
+            out, err = load.communicate(timeout=sc.get("timeout", LOAD_TIMEOUT_S))
         except subprocess.TimeoutExpired:
             load.kill()
             return dict(ok=False, error="bench-load timed out")
@@ -682,6 +726,16 @@ def figures(sc, r):
         return rss + kern, dict(rss=rss, kernel=kern, tasks=r["tasks"], iou_wrk=r["iou_wrk"],
                                 pool_mib=r["pool_bytes"] / MIB if "pool_bytes" in r else None,
                                 pool_rss_mib=pool_rss / 1024)
+    if mode == "scale":
+        # Per process, from the idle sample: every stream up, its burst carried, nothing flowing.
+        pool_rss = r.get("pool_rss_kb", 0)
+        rss = (r["rss_kb_idle"] - r["rss_kb_before"] - pool_rss) / n
+        kern = (r["kernel_kb_idle"] - r["kernel_kb_before"]) / n
+        cpu = r["relay_cpu_s"]
+        return r["bytes"] / r["seconds"] / 1e6, dict(
+            rss=rss, kernel=kern, fds=r["fds_idle"], fds_per=r["fds_idle"] / n,
+            setup_s=r["setup_ms"] / 1000 if "setup_ms" in r else None,
+            cpu_gb=cpu / (r["bytes"] / 1e9) if cpu >= 0 else None, processes=r.get("daemon_processes"))
     if mode == "saverestore":
         return r["save_ms"], r["restore_ms"]
     if mode == "blackout":
@@ -801,6 +855,17 @@ def targets_round2(summary):
     bo = m("B11", "vsockmux")
     t.append(("B11", "vsockmux blackout - (save + restore) ms", None if None in (bo, total) else bo - total, "<=",
               30.0))
+    # B15: the processes one daemon held, what each costs at that scale, and what the idle ones
+    # cost the streaming ones (MB/s against the same streams alone, B15a, in the same run).
+    t.append(("B15", "vsockmux processes on one daemon", m("B15", "vsockmux", "processes"), ">=", 10000))
+    v, k, sock = m("B15", "vsockmux", "rss"), m("B15", "vsockmux", "kernel"), m("B15", "epoll-shared", "kernel")
+    t.append(("B15", "vsockmux KiB/process in all", None if None in (v, k) else v + k, "report", None))
+    t.append(("B15", "vsockmux KiB/process over the sockets", None if None in (v, k, sock) else v + k - sock,
+              "report", None))
+    t.append(("B15", "vsockmux MB/s with the idle / without", ratio(m("B15", "vsockmux"), m("B15a", "vsockmux")),
+              "report", None))
+    t.append(("B15", "vsockmux daemon fds", m("B15", "vsockmux", "fds"), "report", None))
+    t.append(("B15", "vsockmux setup s", m("B15", "vsockmux", "setup_s"), "report", None))
     return t
 
 
@@ -836,6 +901,10 @@ def cell(s):
     return "%s [%s-%s]" % (fmt(s["median"]), fmt(s["min"]), fmt(s["max"]))
 
 
+def med_of(s, key):
+    return s[key]["median"] if s.get(key) else None
+
+
 def render(scs, summary, tgts, skipped):
     out = []
     for sc in scs:
@@ -860,10 +929,14 @@ def render(scs, summary, tgts, skipped):
                 if s.get("pool_mib"):
                     extra_s += ", pool %s MiB (%s resident, not in rss)" % (
                         fmt(s["pool_mib"]["median"]), fmt(s["pool_rss_mib"]["median"]))
+            elif sc["mode"] == "scale":
+                extra_s = "rss %s + kernel %s KiB/process, %s fds (%s per process), setup %s s, CPU-s/GB %s" % (
+                    fmt(med_of(s, "rss")), fmt(med_of(s, "kernel")), fmt(med_of(s, "fds")),
+                    fmt(med_of(s, "fds_per")), fmt(med_of(s, "setup_s")), fmt(med_of(s, "cpu_gb")))
             else:
                 extra_s = "%s %s" % (sc["extra"], cell(extra))
             out.append("    %-18s %-26s %-7s %s%s" % (
-                label, cell(s["primary"]), "x%.2f" % rel if rel is not None and sc["mode"] != "idle" else "",
+                label, cell(s["primary"]), "x%.2f" % rel if rel is not None and sc["mode"] not in ("idle", "scale") else "",
                 extra_s, "  (%d failed reps)" % s["failed"] if s.get("failed") else ""))
     out.append("")
     out.append("Targets (issue 7, then issue 18)")
@@ -973,12 +1046,33 @@ def machine():
     except OSError:
         pass
     return dict(host=platform.node(), kernel=platform.release(), cpu=cpu, cpus=os.cpu_count(),
-                nofile=__import__("resource").getrlimit(__import__("resource").RLIMIT_NOFILE))
+                nofile=resource.getrlimit(resource.RLIMIT_NOFILE))
 
 
 def scenarios_sharing(plan, sc):
     return [sc["id"]] + sorted({x["id"] for x, _, _ in plan if x.get("same_run") == sc["id"]} |
                                set(sc.get("shared_by", [])))
+
+
+@contextlib.contextmanager
+def open_file_limit(need):
+    """RLIMIT_NOFILE of at least need for what starts inside (the relays raise their soft limit to
+    the hard one): B15's relays hold two fds per process, over a 20,000 hard limit at 10,000. Root
+    may raise the hard limit (up to fs.nr_open); it is put back after. Yields None, or why not."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard >= need:
+        yield None
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, need))
+    except (OSError, ValueError) as e:
+        yield "needs RLIMIT_NOFILE >= %d, the hard limit is %d (%s; run as root or raise ulimit -Hn)" % (
+            need, hard, e)
+        return
+    try:
+        yield None
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def run_plan(bins, plan, reps, raw, held, tty):
@@ -1009,7 +1103,8 @@ def run_plan(bins, plan, reps, raw, held, tty):
                 if not r.get("ok"):
                     failures.append("%s %s rep %d: %s" % (sc["id"], vn, i + 1, r.get("error")))
             continue
-        r = measure(bins, sc, variant, held.get(key))
+        with open_file_limit(sc.get("nofile", 0)) as why:
+            r = dict(ok=False, error=why) if why else measure(bins, sc, variant, held.get(key))
         raw.setdefault(sc["id"], {}).setdefault(vn, []).append(r)
         if not r.get("ok"):
             failures.append("%s %s rep %d: %s" % (sc["id"], vn, rep + 1, r.get("error")))
@@ -1035,7 +1130,6 @@ def main():
     ap.add_argument("--out", default=RESULTS, help="results directory")
     args = ap.parse_args()
 
-    import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
@@ -1078,6 +1172,8 @@ def main():
                         continue
                     if sc["mode"] == "saverestore" and (rep > 0 or sr_missing):
                         continue  # one entry runs every repetition
+                    if rep >= sc.get("reps_max", args.reps):
+                        continue
                     plan.append((sc, rep, vn))
     if sr_missing:
         skipped_sr = "not built: " + ", ".join(sr_missing)
@@ -1110,6 +1206,9 @@ def main():
             s = dict(primary=summarize([f[0] for f in figs]), failed=len(runs) - len(good))
             if sc["mode"] == "idle":
                 for key in ("rss", "kernel", "tasks", "iou_wrk", "pool_mib", "pool_rss_mib"):
+                    s[key] = summarize([f[1][key] for f in figs])
+            elif sc["mode"] == "scale":
+                for key in ("rss", "kernel", "fds", "fds_per", "setup_s", "cpu_gb", "processes"):
                     s[key] = summarize([f[1][key] for f in figs])
             else:
                 s["extra"] = summarize([f[1] for f in figs])
