@@ -582,6 +582,7 @@ static int daemon_start_relay(struct daemon *d, struct daemon_options *o)
         relay_set_ops(d->relay, &daemon_relay_ops, d);
         /* Without --hvsock-root, hybrid-vsock paths stay inside the state directory. */
         o->vcfg.hvsock_in_state_dir = true;
+        o->vcfg.stream_capacity = relay_stream_capacity(d->relay);
         if (!o->vcfg.max_streams)
                 o->vcfg.max_streams = relay_stream_capacity(d->relay);
         else if (o->vcfg.max_streams > relay_stream_capacity(d->relay))

@@ -385,6 +385,13 @@ static int vm_check_caps(struct vmm_vm *vm, const struct vmm_exec_params *params
                 return 0;
         log_warn("vm %s: exec refused: %u streams held, limit %u", vm->name, held, cfg->max_streams);
         vm->ops->on_cap_hit(VMM_CAP_STREAMS, vm->userdata);
+        /* The default cap is what the fds allow: name the limit the operator must raise. */
+        if (cfg->stream_capacity && cfg->max_streams == cfg->stream_capacity)
+                return vmm_error_set(err, -EUSERS,
+                                     "vsockmuxd holds %u stdio streams, %u more would pass the %u its open-file limit "
+                                     "allows (two fds a stream; raise its RLIMIT_NOFILE hard limit, e.g. systemd "
+                                     "LimitNOFILE=)",
+                                     held, want, cfg->stream_capacity);
         return vmm_error_set(err, -EUSERS,
                              "vsockmuxd holds %u stdio streams, %u more would pass the limit of %u "
                              "(vsockmuxd --max-streams)",

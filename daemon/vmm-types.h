@@ -91,9 +91,10 @@ struct vmm_config {
         bool hvsock_in_state_dir; /* with hvsock_root NULL: confine them to state_dir (vsockmuxd's default) */
         const char *exit_dir;     /* conmon's --exit-dir: <exec-id> files with the exit status; NULL: none */
         unsigned max_vms;
-        unsigned max_processes;  /* per VM: at the cap an exec forgets the oldest reported exit first */
-        unsigned max_streams;    /* daemon-wide stdio streams held or about to be; 0 = no cap */
-        size_t bridge_max_frame; /* each VM's bridge frames, both ways; 0 = BRIDGE_MAX_FRAME */
+        unsigned max_processes;   /* per VM: at the cap an exec forgets the oldest reported exit first */
+        unsigned max_streams;     /* daemon-wide stdio streams held or about to be; 0 = no cap */
+        unsigned stream_capacity; /* what the open-file limit lets the relay hold (0: unknown), for the refusal */
+        size_t bridge_max_frame;  /* each VM's bridge frames, both ways; 0 = BRIDGE_MAX_FRAME */
         unsigned exited_keep;
         uint64_t drain_timeout_ns;
         uint64_t reconnect_grace_ns; /* see bridge_conn_set_reconnect_grace(); 0 = fail waits at once */

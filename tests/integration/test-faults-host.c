@@ -40,6 +40,11 @@
 #define FAULTS_NOFILE 64u             /* the daemon's RLIMIT_NOFILE in the fd exhaustion test */
 #define FAULTS_NOFILE_HOLDER_ROOM 16u /* stop adding holders when fewer fds than this are left */
 #define FAULTS_NOFILE_LEFT 2u         /* then fill with idle control connections down to this */
+/* The daemon's soft and hard RLIMIT_NOFILE in the stream cap test: the hard limit leaves relay/'s
+ * 64 fds of headroom and its 256 splice pipes (512 fds) and room for 4 streams of two fds. */
+#define FAULTS_CAP_SOFT_NOFILE 128u
+#define FAULTS_CAP_HARD_NOFILE (64u + 512u + 8u)
+#define FAULTS_CAP_STREAMS_MAX 16u
 #define FAULTS_LONG_LINES 200000u
 #define FAULTS_STOP_STREAMS 100u
 #define FAULTS_STOP_FAST_EVERY 25u /* every 25th of them writes as fast as it can */
@@ -282,8 +287,9 @@ static bool log_has_line(struct integ *t, ...)
 }
 
 /* Stops the test's daemon (it must exit 0) and starts a new one with the same socket, state dir
- * and log (appended), in this process's mount namespace, with RLIMIT_NOFILE = nofile if nonzero. */
-static void restart_daemon(struct integ *t, unsigned nofile)
+ * and log (appended), in this process's mount namespace, with RLIMIT_NOFILE soft and hard if
+ * hard is nonzero. */
+static void restart_daemon_nofile(struct integ *t, unsigned soft, unsigned hard)
 {
         char *argv[] = {
                 (char *)t->cfg->daemon,
@@ -310,9 +316,9 @@ static void restart_daemon(struct integ *t, unsigned nofile)
         pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) {
-                struct rlimit rl = { .rlim_cur = nofile, .rlim_max = nofile };
+                struct rlimit rl = { .rlim_cur = soft, .rlim_max = hard };
 
-                if ((nofile && setrlimit(RLIMIT_NOFILE, &rl) < 0) || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+                if ((hard && setrlimit(RLIMIT_NOFILE, &rl) < 0) || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
                         _exit(126);
                 execv(argv[0], argv);
                 _exit(127);
@@ -340,6 +346,12 @@ static void restart_daemon(struct integ *t, unsigned nofile)
                 integ_sleep_ms(10);
                 waited += 10;
         }
+}
+
+/* With RLIMIT_NOFILE = nofile if nonzero. */
+static void restart_daemon(struct integ *t, unsigned nofile)
+{
+        restart_daemon_nofile(t, nofile, nofile);
 }
 
 static unsigned count_fds(pid_t pid)
@@ -626,6 +638,91 @@ static void test_fd_exhaustion_fails_new_execs_clearly_and_keeps_streams_flowing
         assert_file_is_seq(path, FAULTS_SIDE_LINES);
 }
 
+/* The soft "Max open files" of /proc/PID/limits. */
+static unsigned soft_nofile(pid_t pid)
+{
+        char path[64], *limits, *line;
+        unsigned soft = 0;
+
+        snprintf(path, sizeof(path), "/proc/%d/limits", (int)pid);
+        limits = integ_read_file(path, NULL);
+        assert_non_null(limits);
+        line = strstr(limits, "Max open files");
+        assert_non_null(line);
+        assert_int_equal(sscanf(line, "Max open files %u", &soft), 1);
+        free(limits);
+        return soft;
+}
+
+/* The stream capacity the last daemon to start logged ("stream capacity N;"). */
+static unsigned logged_stream_capacity(struct integ *t)
+{
+        char *log = integ_read_file(t->daemon_log, NULL), *at = NULL;
+        unsigned cap = 0;
+
+        assert_non_null(log);
+        for (char *p = log; (p = strstr(p, "stream capacity ")); p++)
+                at = p;
+        assert_non_null(at);
+        assert_int_equal(sscanf(at, "stream capacity %u", &cap), 1);
+        free(log);
+        return cap;
+}
+
+static void test_open_file_limit_is_raised_to_hard_and_its_stream_cap_says_so(void **state)
+{
+        struct integ *t = *state;
+        char path[INTEG_PATH_MAX], script[512];
+        long holders[FAULTS_CAP_STREAMS_MAX], pid;
+        struct integ_result res;
+        unsigned cap;
+
+        if (getenv("VSOCKMUX_DAEMON_WRAPPER") && getenv("VSOCKMUX_DAEMON_WRAPPER")[0]) {
+                fprintf(stderr, "SKIP: RLIMIT_NOFILE %u leaves no room for the daemon wrapper\n",
+                        FAULTS_CAP_HARD_NOFILE);
+                skip();
+        }
+        restart_daemon_nofile(t, FAULTS_CAP_SOFT_NOFILE, FAULTS_CAP_HARD_NOFILE);
+        /* The soft limit was raised to the hard one at start, and the default cap follows from it. */
+        assert_int_equal(soft_nofile(t->daemon), FAULTS_CAP_HARD_NOFILE);
+        cap = logged_stream_capacity(t);
+        if (cap == 0 || cap > FAULTS_CAP_STREAMS_MAX)
+                fail_msg("stream capacity %u at RLIMIT_NOFILE %u, not 1-%u", cap, FAULTS_CAP_HARD_NOFILE,
+                         FAULTS_CAP_STREAMS_MAX);
+        integ_vm_with_sim(t, "demo");
+
+        /* Processes with a stdout and no stderr, one stream each, up to the cap. */
+        snprintf(script, sizeof(script), "echo up; while [ -d %s ] && [ ! -e %s/release ]; do sleep 0.05; done", t->dir,
+                 t->dir);
+        for (unsigned i = 0; i < cap; i++) {
+                char name[32];
+
+                snprintf(name, sizeof(name), "cap%u.out", i);
+                snprintf(path, sizeof(path), "%s", integ_path(t, name));
+                holders[i] = exec_detached(t, path, NULL, script);
+                assert_true(integ_wait_file_contains(path, "up\n", INTEG_WAIT_MS));
+        }
+
+        /* One more: refused, naming the limit to raise rather than an option nobody passed. */
+        snprintf(path, sizeof(path), "%s", integ_path(t, "refused.out"));
+        exec_try(t, path, NULL, "echo never", &res);
+        integ_assert_code(t, &res, 125);
+        integ_assert_one_line_error(res.err);
+        integ_assert_contains(res.err, "open-file limit");
+        integ_assert_contains(res.err, "RLIMIT_NOFILE");
+        integ_result_done(&res);
+        assert_daemon_serves(t);
+
+        /* Once they end, there is room again. */
+        integ_touch(integ_path(t, "release"));
+        for (unsigned i = 0; i < cap; i++)
+                assert_int_equal(wait_code(t, holders[i]), 0);
+        snprintf(path, sizeof(path), "%s", integ_path(t, "after.out"));
+        pid = exec_detached(t, path, NULL, "echo after");
+        assert_int_equal(wait_code(t, pid), 0);
+        assert_true(integ_wait_file_contains(path, "after\n", INTEG_WAIT_MS));
+}
+
 static void test_sigterm_with_100_active_streams_flushes_and_exits_0(void **state)
 {
         struct integ *t = *state;
@@ -726,6 +823,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_vanished_endpoint_fails_only_its_stream),
                 cmocka_unit_test(test_full_disk_fails_only_that_file_stream),
                 cmocka_unit_test(test_fd_exhaustion_fails_new_execs_clearly_and_keeps_streams_flowing),
+                cmocka_unit_test(test_open_file_limit_is_raised_to_hard_and_its_stream_cap_says_so),
                 cmocka_unit_test(test_sigterm_with_100_active_streams_flushes_and_exits_0),
         };
         /* integ_run's setup, with a teardown that also unmounts the tmpfs. */
