@@ -185,7 +185,7 @@ def start_daemon(bins, tmp, sock, tag="", extra=()):
     wrap = shlex.split(os.environ.get("BENCH_WRAP", ""))
     p = subprocess.Popen(wrap + [bins["vsockmuxd"], "--socket", sock, "--state-dir", os.path.join(tmp, "state" + tag),
                                  "--hvsock-root", tmp, "--log-level", os.environ.get("BENCH_DAEMON_LOG", "warn")]
-                         + list(extra),
+                         + list(extra) + shlex.split(os.environ.get("BENCH_DAEMON_ARGS", "")),  # e.g. "--no-record"
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, close_fds=True)
     log.close()
     try:
@@ -930,8 +930,9 @@ def render(scs, summary, tgts, skipped):
                     extra_s += ", pool %s MiB (%s resident, not in rss)" % (
                         fmt(s["pool_mib"]["median"]), fmt(s["pool_rss_mib"]["median"]))
             elif sc["mode"] == "scale":
+                fds = med_of(s, "fds")
                 extra_s = "rss %s + kernel %s KiB/process, %s fds (%s per process), setup %s s, CPU-s/GB %s" % (
-                    fmt(med_of(s, "rss")), fmt(med_of(s, "kernel")), fmt(med_of(s, "fds")),
+                    fmt(med_of(s, "rss")), fmt(med_of(s, "kernel")), "-" if fds is None else "%d" % fds,
                     fmt(med_of(s, "fds_per")), fmt(med_of(s, "setup_s")), fmt(med_of(s, "cpu_gb")))
             else:
                 extra_s = "%s %s" % (sc["extra"], cell(extra))
