@@ -3,6 +3,7 @@
 
 #include "daemon/attach.h"
 #include "daemon/log-k8s.h"
+#include "daemon/process-index.h"
 #include "daemon/process.h"
 #include "util/list.h"
 
@@ -11,6 +12,8 @@ struct vmm_processes {
         const struct vmm_processes_ops *ops;
         void *userdata;
         struct list_head list;
+        struct pid_index pids; /* the list's processes that have a pid */
+        uint64_t created;      /* processes made so far: each one's seq */
         unsigned n;
         unsigned n_exited;
         unsigned exec_seq; /* names attach sockets before the pid is known */
@@ -60,7 +63,9 @@ struct vmm_waiter {
 struct vmm_process {
         struct list_head link;
         struct vmm_processes *table;
-        uint32_t pid;
+        uint32_t pid; /* set with process_set_pid() only: the index follows it */
+        struct pid_node pid_node;
+        uint64_t seq; /* creation order in the table */
         char *exec_id;
         int log_fd;                      /* k8s-file log, -1: none */
         char *log_path;                  /* for ReopenLog */
@@ -124,6 +129,8 @@ static inline const struct vmm_context *process_ctx(const struct vmm_process *p)
  * (now: before returning, else once this loop turn). true: a record is kept, and
  * vmm_processes_durable() follows its write (an exec's pid reaches its client only then). */
 bool process_table_changed(struct vmm_processes *t, uint32_t pid, bool now);
+/* The pid the guest gave p (0: none yet), in the table's index too. */
+void process_set_pid(struct vmm_process *p, uint32_t pid);
 /* After a sink endpoint opened: whether it is a regular file, and its length now. */
 void process_stream_note_file(struct vmm_stream *s);
 uint64_t process_realtime_ns(void);

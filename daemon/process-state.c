@@ -345,7 +345,7 @@ static int import_process(struct vmm_processes *t, const Vsockmux__State__Proces
         r = process_new(t, &params, &p);
         if (r < 0)
                 return vmm_error_set(err, r, "pid %u: %s", sp->pid, strerror(-r));
-        p->pid = sp->pid;
+        process_set_pid(p, sp->pid);
         p->state = VMM_PROCESS_RUNNING;
         p->started_ns = sp->started_ns;
         p->container_init = sp->container_init;

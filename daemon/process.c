@@ -95,6 +95,8 @@ void process_free(struct vmm_process *p)
         if (p->exit_reported)
                 t->n_exited--;
         list_del(&p->link);
+        if (p->pid)
+                pid_index_del(&t->pids, &p->pid_node);
         t->n--;
         p->attach = attach_free(p->attach);
         p->timer = relay_timer_free(p->timer);
@@ -109,6 +111,15 @@ void process_free(struct vmm_process *p)
         free(p->cwd);
         process_table_changed(t, p->pid, false);
         free(p);
+}
+
+void process_set_pid(struct vmm_process *p, uint32_t pid)
+{
+        if (p->pid)
+                pid_index_del(&p->table->pids, &p->pid_node);
+        p->pid = pid;
+        if (pid)
+                pid_index_add(&p->table->pids, &p->pid_node, pid, p->seq);
 }
 
 bool process_table_changed(struct vmm_processes *t, uint32_t pid, bool now)
@@ -431,12 +442,11 @@ static int process_start_wait(struct vmm_process *p)
 /* A pid the guest hands out again replaces an old, reported entry. */
 static void process_forget_pid(struct vmm_processes *t, struct vmm_process *keep, uint32_t pid)
 {
-        struct list_head *pos, *tmp;
+        for (struct pid_node *e = pid_index_first(&t->pids, pid), *following; e; e = following) {
+                struct vmm_process *p = container_of(e, struct vmm_process, pid_node);
 
-        list_for_each_safe(pos, tmp, &t->list) {
-                struct vmm_process *p = list_entry(pos, struct vmm_process, link);
-
-                if (p != keep && p->pid == pid && p->exit_reported && list_empty(&p->waiters))
+                following = pid_index_next(e, pid);
+                if (p != keep && p->exit_reported && list_empty(&p->waiters))
                         process_free(p);
         }
 }
@@ -463,7 +473,7 @@ static void process_on_exec(const struct bridge_result *res, void *userdata)
                 process_fail(p, res->error, res->message);
                 return;
         }
-        p->pid = res->pid;
+        process_set_pid(p, res->pid);
         p->state = VMM_PROCESS_RUNNING;
         p->started_ns = process_realtime_ns();
         process_forget_pid(t, p, p->pid);
@@ -721,6 +731,7 @@ int process_new(struct vmm_processes *t, const struct vmm_exec_params *params, s
         if (!p)
                 return -ENOMEM;
         p->table = t;
+        p->seq = ++t->created;
         p->container_init = process_is_container_init(t, params->container_id);
         list_init(&p->waiters);
         list_init(&p->starters);
@@ -909,19 +920,13 @@ fail:
 
 struct vmm_process *vmm_processes_find(struct vmm_processes *t, uint32_t pid)
 {
-        struct vmm_process *found = NULL;
-        struct list_head *pos;
+        struct pid_node *e;
 
         if (pid == 0)
                 return NULL;
         /* The newest entry wins when a reported pid was reused. */
-        list_for_each(pos, &t->list) {
-                struct vmm_process *p = list_entry(pos, struct vmm_process, link);
-
-                if (p->pid == pid)
-                        found = p;
-        }
-        return found;
+        e = pid_index_newest(&t->pids, pid);
+        return e ? container_of(e, struct vmm_process, pid_node) : NULL;
 }
 
 struct vmm_process *vmm_processes_find_id(struct vmm_processes *t, const char *exec_id)
@@ -1197,6 +1202,7 @@ int vmm_processes_new(const struct vmm_guest *guest, const struct vmm_processes_
         t->ops = ops;
         t->userdata = userdata;
         list_init(&t->list);
+        pid_index_init(&t->pids);
         *ret = t;
         return 0;
 }
@@ -1238,6 +1244,7 @@ struct vmm_processes *vmm_processes_free(struct vmm_processes *t, const char *re
                 }
                 process_free(p);
         }
+        pid_index_done(&t->pids);
         free(t);
         return NULL;
 }

@@ -27,7 +27,7 @@ ROOMS = [
     ("vm", 50, ["vm.c", "vm-state.c", "vm-fence.c", "vm-handover.c", "vm.h", "vm-private.h"]),
     ("container", 40, ["container.c", "container.h"]),
     ("process", 40, ["process.c", "process-stream.c", "process-state.c", "process-input.c", "process-log.c",
-                     "console.c", "process-handover.c", "process.h",
+                     "console.c", "process-handover.c", "process-index.c", "process-index.h", "process.h",
                      "process-private.h"]),
     ("types", 30, ["vmm-types.h", "context.h", "guest.h", "vmm-counters.c"]),
     ("leaf", 10, ["attach.c", "attach.h", "attach-input.c", "attach-input.h", "error.c", "error.h", "exec-id.c",
