@@ -45,14 +45,23 @@ static void rut_on_done(struct relay_stream *s, int error, void *userdata)
 
 static const struct relay_stream_ops rut_stream_ops = { .on_done = rut_on_done };
 
+/* As vsockmuxd opens a fifo sink (daemon/endpoint.c): read-write, then blocking, so a full pipe
+ * makes the ring's write wait on the pipe rather than complete with -EAGAIN and be issued again
+ * at once. The row measures the relay the daemon runs, not another way of writing. */
 static int rut_open_endpoint(const struct bench_stream_spec *sp)
 {
-        int fd;
+        _cleanup_close_ int fd = -1;
+        int fl;
 
         if (sp->kind == BENCH_ENDPOINT_UNIX)
                 return bench_unix_connect(sp->endpoint_path);
-        fd = open(sp->endpoint_path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-        return fd < 0 ? negative_errno() : fd;
+        fd = open(sp->endpoint_path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+                return negative_errno();
+        return TAKE_FD(fd);
 }
 
 static void rut_on_accept(struct relay_listener *l, int fd, void *userdata)
