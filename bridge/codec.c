@@ -1,5 +1,6 @@
 /* bridge/codec.c: encoding and parsing of GCS frames (16-byte header, JSON payload). */
 #include "bridge/codec.h"
+#include "util/unaligned.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -59,48 +60,18 @@ bool bridge_type_is_known_request(uint32_t type)
         return bridge_type_class(type) == BRIDGE_CLASS_REQUEST && bridge_type_name(type);
 }
 
-static void put_le32(uint8_t *p, uint32_t v)
-{
-        for (int i = 0; i < 4; i++)
-                p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-        for (int i = 0; i < 8; i++)
-                p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-        uint32_t v = 0;
-
-        for (int i = 3; i >= 0; i--)
-                v = (v << 8) | p[i];
-        return v;
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-        uint64_t v = 0;
-
-        for (int i = 7; i >= 0; i--)
-                v = (v << 8) | p[i];
-        return v;
-}
-
 void bridge_header_encode(const struct bridge_header *h, uint8_t out[BRIDGE_HEADER_SIZE])
 {
-        put_le32(out, h->type);
-        put_le32(out + 4, h->size);
-        put_le64(out + 8, h->id);
+        unaligned_write_le32(out, h->type);
+        unaligned_write_le32(out + 4, h->size);
+        unaligned_write_le64(out + 8, h->id);
 }
 
 void bridge_header_decode(const uint8_t in[BRIDGE_HEADER_SIZE], struct bridge_header *ret)
 {
-        ret->type = get_le32(in);
-        ret->size = get_le32(in + 4);
-        ret->id = get_le64(in + 8);
+        ret->type = unaligned_read_le32(in);
+        ret->size = unaligned_read_le32(in + 4);
+        ret->id = unaligned_read_le64(in + 8);
 }
 
 int bridge_header_check(const struct bridge_header *h, const char **ret_reason)

@@ -6,26 +6,14 @@
 #include <sys/uio.h>
 
 #include "daemon/handover-wire.h"
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-        p[0] = (uint8_t)v;
-        p[1] = (uint8_t)(v >> 8);
-        p[2] = (uint8_t)(v >> 16);
-        p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
+#include "util/unaligned.h"
 
 void handover_header_encode(const struct handover_header *h, uint8_t out[HANDOVER_HEADER_SIZE])
 {
-        put_le32(out, h->magic);
-        put_le32(out + 4, h->version);
-        put_le32(out + 8, h->len);
-        put_le32(out + 12, h->n_fds);
+        unaligned_write_le32(out, h->magic);
+        unaligned_write_le32(out + 4, h->version);
+        unaligned_write_le32(out + 8, h->len);
+        unaligned_write_le32(out + 12, h->n_fds);
 }
 
 int handover_header_parse(const uint8_t *buf, size_t len, uint32_t magic, struct handover_header *ret)
@@ -34,10 +22,10 @@ int handover_header_parse(const uint8_t *buf, size_t len, uint32_t magic, struct
 
         if (len != HANDOVER_HEADER_SIZE)
                 return -EBADMSG;
-        h.magic = get_le32(buf);
-        h.version = get_le32(buf + 4);
-        h.len = get_le32(buf + 8);
-        h.n_fds = get_le32(buf + 12);
+        h.magic = unaligned_read_le32(buf);
+        h.version = unaligned_read_le32(buf + 4);
+        h.len = unaligned_read_le32(buf + 8);
+        h.n_fds = unaligned_read_le32(buf + 12);
         if (h.magic != magic)
                 return -EBADMSG;
         if (h.version != HANDOVER_WIRE_VERSION) {

@@ -1,5 +1,6 @@
 /* daemon/journal.c: a record's journal: the framing of what changed in one VM since its snapshot, and its replay onto the decoded snapshot. */
 #include "daemon/journal.h"
+#include "util/unaligned.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -10,21 +11,6 @@
 
 static const uint8_t journal_magic[8] = { 'v', 's', 'm', 'x', 'j', 'r', 'n', 'l' };
 #define JOURNAL_FORMAT_VERSION 1u
-
-static void put_le(uint8_t *p, uint64_t v, int bytes)
-{
-        for (int i = 0; i < bytes; i++)
-                p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, int bytes)
-{
-        uint64_t v = 0;
-
-        for (int i = bytes - 1; i >= 0; i--)
-                v = v << 8 | p[i];
-        return v;
-}
 
 static _printf_(3, 4) int journal_fail(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -47,9 +33,9 @@ void journal_buf_done(struct journal_buf *b)
 void journal_header(uint64_t generation, uint8_t out[JOURNAL_HEADER_SIZE])
 {
         memcpy(out, journal_magic, sizeof(journal_magic));
-        put_le(out + 8, JOURNAL_FORMAT_VERSION, 4);
-        put_le(out + 12, generation, 8);
-        put_le(out + 20, savestate_crc32c(out, 20), 4);
+        unaligned_write_le32(out + 8, JOURNAL_FORMAT_VERSION);
+        unaligned_write_le64(out + 12, generation);
+        unaligned_write_le32(out + 20, savestate_crc32c(out, 20));
 }
 
 static bool journal_kind_known(Vsockmux__State__JournalKind k)
@@ -82,8 +68,8 @@ int journal_buf_add(struct journal_buf *b, const journal_record *rec)
                 b->cap = cap;
         }
         vsockmux__state__journal_record__pack(rec, b->data + b->len + JOURNAL_FRAME_SIZE);
-        put_le(b->data + b->len, plen, 4);
-        put_le(b->data + b->len + 4, savestate_crc32c(b->data + b->len + JOURNAL_FRAME_SIZE, plen), 4);
+        unaligned_write_le32(b->data + b->len, plen);
+        unaligned_write_le32(b->data + b->len + 4, savestate_crc32c(b->data + b->len + JOURNAL_FRAME_SIZE, plen));
         b->len = need;
         return 0;
 }
@@ -187,15 +173,15 @@ static int journal_check_header(const savestate_msg *s, const uint8_t *buf, size
         if (len < JOURNAL_HEADER_SIZE || memcmp(buf, journal_magic, sizeof(journal_magic)) != 0)
                 return journal_fail(err, errlen, "not a vsockmux journal (%s)",
                                     len < JOURNAL_HEADER_SIZE ? "short header" : "bad magic");
-        if (get_le(buf + 20, 4) != savestate_crc32c(buf, 20))
+        if (unaligned_read_le32(buf + 20) != savestate_crc32c(buf, 20))
                 return journal_fail(err, errlen, "journal header checksum mismatch: corrupted");
-        if (get_le(buf + 8, 4) != JOURNAL_FORMAT_VERSION) {
+        if (unaligned_read_le32(buf + 8) != JOURNAL_FORMAT_VERSION) {
                 if (err && errlen)
                         snprintf(err, errlen, "journal format %u unknown (this build reads %u)",
-                                 (unsigned)get_le(buf + 8, 4), JOURNAL_FORMAT_VERSION);
+                                 (unsigned)unaligned_read_le32(buf + 8), JOURNAL_FORMAT_VERSION);
                 return -EPROTONOSUPPORT;
         }
-        gen = get_le(buf + 12, 8);
+        gen = unaligned_read_le64(buf + 12);
         if (gen != s->journal_generation) {
                 if (err && errlen)
                         snprintf(err, errlen, "journal of generation %llu, the snapshot's is %llu",
@@ -213,10 +199,10 @@ static const uint8_t *journal_frame(const uint8_t *buf, size_t len, size_t off, 
 
         if (len - off < JOURNAL_FRAME_SIZE)
                 return NULL;
-        plen = get_le(buf + off, 4);
+        plen = unaligned_read_le32(buf + off);
         if (plen == 0 || plen > JOURNAL_MAX_RECORD || plen > len - off - JOURNAL_FRAME_SIZE)
                 return NULL;
-        if (get_le(buf + off + 4, 4) != savestate_crc32c(buf + off + JOURNAL_FRAME_SIZE, plen))
+        if (unaligned_read_le32(buf + off + 4) != savestate_crc32c(buf + off + JOURNAL_FRAME_SIZE, plen))
                 return NULL;
         *ret_plen = plen;
         return buf + off + JOURNAL_FRAME_SIZE;

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "ports/ports.h"
+#include "util/unaligned.h"
 
 static const uint8_t savestate_magic[8] = { 'v', 's', 'o', 'c', 'k', 'm', 'u', 'x' };
 
@@ -83,17 +84,6 @@ uint32_t savestate_crc32c(const uint8_t *buf, size_t len)
                 return ~crc32c_sse42(0xFFFFFFFFu, buf, len);
 #endif
         return ~crc32c_bytes(0xFFFFFFFFu, buf, len);
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-        for (int i = 0; i < 4; i++)
-                p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 static _printf_(3, 4) int savestate_fail(char *err, size_t errlen, const char *fmt, ...)
@@ -284,10 +274,10 @@ int savestate_encode(const savestate_msg *s, uint8_t **ret_buf, size_t *ret_len)
                 return -ENOMEM;
         vsockmux__state__saved_state__pack(s, buf + SAVESTATE_HEADER_SIZE);
         memcpy(buf, savestate_magic, sizeof(savestate_magic));
-        put_le32(buf + 8, SAVESTATE_SCHEMA_VERSION);
-        put_le32(buf + 12, (uint32_t)plen);
-        put_le32(buf + 16, savestate_crc32c(buf + SAVESTATE_HEADER_SIZE, plen));
-        put_le32(buf + 20, 0);
+        unaligned_write_le32(buf + 8, SAVESTATE_SCHEMA_VERSION);
+        unaligned_write_le32(buf + 12, (uint32_t)plen);
+        unaligned_write_le32(buf + 16, savestate_crc32c(buf + SAVESTATE_HEADER_SIZE, plen));
+        unaligned_write_le32(buf + 20, 0);
         *ret_len = SAVESTATE_HEADER_SIZE + plen;
         *ret_buf = TAKE_PTR(buf);
         return 0;
@@ -304,18 +294,18 @@ int savestate_decode(const uint8_t *buf, size_t len, savestate_msg **ret, char *
                                       SAVESTATE_HEADER_SIZE);
         if (memcmp(buf, savestate_magic, sizeof(savestate_magic)) != 0)
                 return savestate_fail(err, errlen, "not a vsockmux saved state (bad magic)");
-        version = get_le32(buf + 8);
+        version = unaligned_read_le32(buf + 8);
         if (version != SAVESTATE_SCHEMA_VERSION) {
                 if (err && errlen)
                         snprintf(err, errlen, "saved state schema version %u unknown (this build reads %u)", version,
                                  SAVESTATE_SCHEMA_VERSION);
                 return -EPROTONOSUPPORT;
         }
-        plen = get_le32(buf + 12);
+        plen = unaligned_read_le32(buf + 12);
         if (plen > SAVESTATE_MAX_BLOB - SAVESTATE_HEADER_SIZE || plen != len - SAVESTATE_HEADER_SIZE)
                 return savestate_fail(err, errlen, "saved state length %u does not match %zu bytes read", plen,
                                       len - SAVESTATE_HEADER_SIZE);
-        if (get_le32(buf + 16) != savestate_crc32c(buf + SAVESTATE_HEADER_SIZE, plen))
+        if (unaligned_read_le32(buf + 16) != savestate_crc32c(buf + SAVESTATE_HEADER_SIZE, plen))
                 return savestate_fail(err, errlen, "saved state checksum mismatch: corrupted");
         s = vsockmux__state__saved_state__unpack(NULL, plen, buf + SAVESTATE_HEADER_SIZE);
         if (!s)

@@ -1,17 +1,9 @@
 /* sim/ack.c: the host's delivery acks (VsockmuxStdioAck) on a stdout/stderr connection. */
 #include "sim/ack.h"
+#include "util/unaligned.h"
 
 #include <errno.h>
 #include <stdbool.h>
-
-static uint64_t get_le64(const uint8_t *p)
-{
-        uint64_t v = 0;
-
-        for (int i = SIM_ACK_SIZE - 1; i >= 0; i--)
-                v = (v << 8) | p[i];
-        return v;
-}
 
 /* count + lag in our numbering; false when it falls below 0 (older than where we went on). */
 static bool ack_ours(uint64_t count, int64_t lag, uint64_t *ret)
@@ -35,7 +27,7 @@ int sim_ack_feed(struct sim_ack *a, const uint8_t *data, size_t len, int64_t lag
                 a->have = 0;
                 /* Equal is the count a new connection hears first; older is a host that knows
                  * less than an earlier one told us, which frees nothing. */
-                if (!ack_ours(get_le64(a->raw), lag, &ours) || ours < *acked) {
+                if (!ack_ours(unaligned_read_le64(a->raw), lag, &ours) || ours < *acked) {
                         a->stale++;
                         continue;
                 }

@@ -14,6 +14,7 @@
 
 #include "sim/ack.h"
 #include "util/log.h"
+#include "util/unaligned.h"
 
 #define STREAM_POLL_MS 100
 #define STREAM_FULL_POLL_MS 10 /* re-check what the host has taken while the window is full */
@@ -31,21 +32,6 @@ struct stream_out {
         bool stale_logged;
         struct sim_ack rx;
 };
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-        for (int i = 0; i < 8; i++)
-                p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-        uint64_t v = 0;
-
-        for (int i = 7; i >= 0; i--)
-                v = (v << 8) | p[i];
-        return v;
-}
 
 static bool stream_input_closed(struct sim_stream *st)
 {
@@ -101,7 +87,7 @@ static int stream_read_count(struct sim_stream *st, struct sim_conn *c, uint64_t
                 }
                 have += (size_t)n;
         }
-        *ret = get_le64(raw);
+        *ret = unaligned_read_le64(raw);
         return 0;
 }
 
@@ -404,7 +390,7 @@ static bool stream_input_ended(struct sim_stream *st, struct sim_conn *c, bool c
 
         if (!confirm)
                 return true; /* hcsshim's guest and ours without the extension: it is the end */
-        put_le64(raw, received);
+        unaligned_write_le64(raw, received);
         r = sim_write_all(c->fd, raw, sizeof(raw));
         if (r < 0) {
                 log_info("pid %d stdin: the host closed without confirming stdin's end (%s): it went away",
@@ -453,7 +439,7 @@ static void stream_input_run(struct sim_stream *st)
                 if (handshake) {
                         uint8_t raw[SIM_RESUME_COUNT_SIZE];
 
-                        put_le64(raw, received);
+                        unaligned_write_le64(raw, received);
                         handshake = false;
                         if (sim_write_all(c->fd, raw, sizeof(raw)) < 0)
                                 goto broken;

@@ -5,17 +5,9 @@
 #include <string.h>
 
 #include "sim/ack.h"
+#include "util/unaligned.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static uint64_t le64(const uint8_t *p)
-{
-        uint64_t v = 0;
-
-        for (int i = 7; i >= 0; i--)
-                v = (v << 8) | p[i];
-        return v;
-}
 
 /* The same input fed in one piece and in pieces whose lengths the input picks: the split never
  * changes the outcome, the count only goes forward and never past what was sent. */
@@ -29,8 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         if (size < 17)
                 return 0;
-        lag = (int64_t)le64(data);
-        sent = le64(data + 8);
+        lag = (int64_t)unaligned_read_le64(data);
+        sent = unaligned_read_le64(data + 8);
         step = (size_t)data[16] % 13 + 1;
         data += 17;
         size -= 17;

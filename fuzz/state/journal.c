@@ -5,6 +5,7 @@
 
 #include "daemon/journal.h"
 #include "ports/ports.h"
+#include "util/unaligned.h"
 
 #define FUZZ_GENERATION 7u
 
@@ -68,12 +69,6 @@ static void replay(const uint8_t *buf, size_t len)
         savestate_msg_free(s);
 }
 
-static void put_le32(uint8_t *p, uint32_t v)
-{
-        for (int i = 0; i < 4; i++)
-                p[i] = (uint8_t)(v >> (8 * i));
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
         uint8_t *buf;
@@ -90,8 +85,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         replay(buf, JOURNAL_HEADER_SIZE + size);
         /* One record's payload behind a good frame: the decoder and the apply. */
         if (size > 0) {
-                put_le32(buf + JOURNAL_HEADER_SIZE, (uint32_t)size);
-                put_le32(buf + JOURNAL_HEADER_SIZE + 4, savestate_crc32c(data, size));
+                unaligned_write_le32(buf + JOURNAL_HEADER_SIZE, (uint32_t)size);
+                unaligned_write_le32(buf + JOURNAL_HEADER_SIZE + 4, savestate_crc32c(data, size));
                 memcpy(buf + JOURNAL_HEADER_SIZE + JOURNAL_FRAME_SIZE, data, size);
                 replay(buf, JOURNAL_HEADER_SIZE + JOURNAL_FRAME_SIZE + size);
         }

@@ -88,21 +88,6 @@ void write_all(int fd, const void *buf, size_t len)
         assert_int_equal(send(fd, buf, len, MSG_NOSIGNAL), (ssize_t)len);
 }
 
-void put_le64(uint8_t *p, uint64_t v)
-{
-        for (int i = 0; i < 8; i++)
-                p[i] = (uint8_t)(v >> (8 * i));
-}
-
-uint64_t get_le64(const uint8_t *p)
-{
-        uint64_t v = 0;
-
-        for (int i = 7; i >= 0; i--)
-                v = (v << 8) | p[i];
-        return v;
-}
-
 uint64_t host_send(struct host *h, const struct bridge_request *req)
 {
         _cleanup_free_ uint8_t *buf = NULL;

@@ -8,6 +8,7 @@
 
 #include "bridge/codec.h"
 #include "bridge/msg.h"
+#include "util/unaligned.h"
 
 #define GUID_A "0123abcd-4567-89ef-abcd-0123456789ab"
 #define WAIT_MS (120 * 1000) /* generous: ASan on a loaded 2-core machine */
@@ -33,8 +34,6 @@ void read_exact(int fd, void *buf, size_t len);
 /* Everything until EOF, NUL-terminated. */
 size_t read_to_eof(int fd, char *buf, size_t cap);
 void write_all(int fd, const void *buf, size_t len);
-void put_le64(uint8_t *p, uint64_t v);
-uint64_t get_le64(const uint8_t *p);
 
 uint64_t host_send(struct host *h, const struct bridge_request *req);
 /* Reads one frame; returns the header and a malloc'd payload. */

@@ -161,10 +161,10 @@ static void run_drop_scenario(struct host *h, bool resume, char *second, size_t 
         out = host_accept(out_listener);
         if (resume) {
                 /* V4: each stdout connection starts with our count, each stdin one with the guest's. */
-                put_le64(count, 0);
+                unaligned_write_le64(count, 0);
                 write_all(out, count, sizeof(count));
                 read_exact(in, count, sizeof(count));
-                assert_int_equal(get_le64(count), 0);
+                assert_int_equal(unaligned_read_le64(count), 0);
         }
         read_exact(out, buf, 4);
         assert_memory_equal(buf, "one\n", 4);
@@ -176,14 +176,14 @@ static void run_drop_scenario(struct host *h, bool resume, char *second, size_t 
         if (resume) {
                 in = host_accept(in_listener);
                 read_exact(in, count, sizeof(count));
-                assert_int_equal(get_le64(count), 0);
+                assert_int_equal(unaligned_read_le64(count), 0);
                 write_all(in, "x\n", 2);
                 shutdown(in, SHUT_WR);
         }
         /* Legacy: stdin is not redialled, so `read` sees EOF and the script goes on. */
         out = host_accept(out_listener);
         if (resume) {
-                put_le64(count, 4);
+                unaligned_write_le64(count, 4);
                 write_all(out, count, sizeof(count));
         }
         read_to_eof(out, second, cap);
@@ -464,7 +464,7 @@ static void test_sim_resume_large_output_exactly_once_across_drop(void **state)
         snprintf(script, sizeof(script), "seq 1 %d", SEQ_LAST);
         pid = host_exec(h, script, false);
         out = host_accept(out_listener);
-        put_le64(count, 0);
+        unaligned_write_le64(count, 0);
         write_all(out, count, sizeof(count));
         /* Part of the output, then a transport reset while more is in flight and the pipe backs up. */
         read_exact(out, got, 100000);
@@ -474,7 +474,7 @@ static void test_sim_resume_large_output_exactly_once_across_drop(void **state)
         safe_close(out);
 
         out = host_accept(out_listener);
-        put_le64(count, have);
+        unaligned_write_le64(count, have);
         write_all(out, count, sizeof(count));
         have += read_to_eof(out, got + have, cap - have);
         safe_close(out);
@@ -502,10 +502,10 @@ static void test_sim_resume_stdin_reports_its_count_after_drop(void **state)
         pid = host_exec(h, "cat", true);
         in = host_accept(in_listener);
         out = host_accept(out_listener);
-        put_le64(count, 0);
+        unaligned_write_le64(count, 0);
         write_all(out, count, sizeof(count));
         read_exact(in, count, sizeof(count));
-        assert_int_equal(get_le64(count), 0);
+        assert_int_equal(unaligned_read_le64(count), 0);
         /* Once cat echoed "abc" the guest certainly received those 3 bytes. */
         write_all(in, "abc", 3);
         read_exact(out, buf, 3);
@@ -518,11 +518,11 @@ static void test_sim_resume_stdin_reports_its_count_after_drop(void **state)
         /* stdin: the guest says how much it has, so the host replays from there (V4). */
         in = host_accept(in_listener);
         read_exact(in, count, sizeof(count));
-        assert_int_equal(get_le64(count), 3);
+        assert_int_equal(unaligned_read_le64(count), 3);
         write_all(in, "def", 3);
         shutdown(in, SHUT_WR);
         out = host_accept(out_listener);
-        put_le64(count, 3);
+        unaligned_write_le64(count, 3);
         write_all(out, count, sizeof(count));
         read_to_eof(out, buf, sizeof(buf));
         assert_string_equal(buf, "def");

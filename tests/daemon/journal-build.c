@@ -8,6 +8,7 @@
 
 #include "ports/ports.h"
 #include "tests/daemon/journal-build.h"
+#include "util/unaligned.h"
 
 #define JB_NEXT_ID 100000u
 
@@ -114,12 +115,6 @@ void jb_add_vm(struct journal_buf *b, const char *name, uint64_t next_id)
         assert_int_equal(journal_buf_add(b, &r), 0);
 }
 
-static void put_le32(uint8_t *p, uint32_t v)
-{
-        for (int i = 0; i < 4; i++)
-                p[i] = (uint8_t)(v >> (8 * i));
-}
-
 void jb_add_unknown(struct journal_buf *b, int kind, uint32_t schema_version)
 {
         journal_record r = VSOCKMUX__STATE__JOURNAL_RECORD__INIT;
@@ -134,8 +129,8 @@ void jb_add_unknown(struct journal_buf *b, int kind, uint32_t schema_version)
         b->data = realloc(b->data, b->len + JOURNAL_FRAME_SIZE + plen);
         assert_non_null(b->data);
         vsockmux__state__journal_record__pack(&r, b->data + b->len + JOURNAL_FRAME_SIZE);
-        put_le32(b->data + b->len, (uint32_t)plen);
-        put_le32(b->data + b->len + 4, savestate_crc32c(b->data + b->len + JOURNAL_FRAME_SIZE, plen));
+        unaligned_write_le32(b->data + b->len, (uint32_t)plen);
+        unaligned_write_le32(b->data + b->len + 4, savestate_crc32c(b->data + b->len + JOURNAL_FRAME_SIZE, plen));
         b->len += JOURNAL_FRAME_SIZE + plen;
         b->cap = b->len;
 }

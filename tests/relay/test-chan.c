@@ -5,6 +5,7 @@
 
 #include "tests/relay/relay-test.h"
 #include "tests/io-uring-skip.h"
+#include "util/unaligned.h"
 
 #define FRAME_HDR 4
 #define ECHO_FRAMES 300
@@ -20,11 +21,6 @@ struct end {
         size_t got_len;
         unsigned frames;
 };
-
-static uint32_t get_le32(const uint8_t *p)
-{
-        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 static void on_close(struct relay_chan *c, int error, void *userdata)
 {
@@ -46,7 +42,7 @@ static ssize_t on_echo(struct relay_chan *c, const void *data, size_t len, void 
 
         if (len < FRAME_HDR)
                 return 0;
-        n = get_le32(p);
+        n = unaligned_read_le32(p);
         if (len < FRAME_HDR + (size_t)n)
                 return 0;
         iov[0] = (struct iovec){ (void *)p, FRAME_HDR };
@@ -64,7 +60,7 @@ static ssize_t on_collect(struct relay_chan *c, const void *data, size_t len, vo
 
         if (len < FRAME_HDR)
                 return 0;
-        n = get_le32(p);
+        n = unaligned_read_le32(p);
         if (len < FRAME_HDR + (size_t)n)
                 return 0;
         memcpy(e->got + e->got_len, p, FRAME_HDR + n);

@@ -9,6 +9,7 @@
 #include "tests/io-uring-skip.h"
 #include "tests/relay/relay-test.h"
 #include "util/macro.h"
+#include "util/unaligned.h"
 
 #define KIB 1024u
 #define ACK_TEST_BYTES (3u * 1024u * 1024u)
@@ -53,15 +54,6 @@ struct guest {
         bool eof;
 };
 
-static uint64_t le64(const uint8_t *p)
-{
-        uint64_t v = 0;
-
-        for (int i = 7; i >= 0; i--)
-                v = (v << 8) | p[i];
-        return v;
-}
-
 static void guest_write(struct guest *g, uint64_t total)
 {
         static uint8_t chunk[16 * KIB];
@@ -90,7 +82,7 @@ static void guest_read_acks(struct guest *g, struct relay_stream *s)
                         if (g->have < 8)
                                 continue;
                         g->have = 0;
-                        count = le64(g->raw);
+                        count = unaligned_read_le64(g->raw);
                         if (s) {
                                 relay_stream_get_counters(s, &c);
                                 assert_true(count <= c.tx_endpoint); /* never more than delivered */
@@ -291,7 +283,7 @@ static void test_a_new_connection_hears_the_count_after_the_header(void **state)
                         n = 0;
                 assert_true(n >= 0);
         }
-        assert_int_equal(le64(hdr), c.rx_guest);
+        assert_int_equal(unaligned_read_le64(hdr), c.rx_guest);
         for (uint64_t deadline = relay_now_ns(t.r) + TEST_WAIT_NS; g2.acks == 0;) {
                 assert_int_equal(relay_run_once(t.r, 1000 * 1000), 0);
                 guest_read_acks(&g2, t.s);
