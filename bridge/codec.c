@@ -1,9 +1,10 @@
 /* bridge/codec.c: encoding and parsing of GCS frames (16-byte header, JSON payload). */
 #include "bridge/codec.h"
-#include "util/unaligned.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#include "util/unaligned.h"
 
 static const struct {
         uint32_t type;

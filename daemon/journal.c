@@ -1,28 +1,16 @@
 /* daemon/journal.c: a record's journal: the framing of what changed in one VM since its snapshot, and its replay onto the decoded snapshot. */
 #include "daemon/journal.h"
-#include "util/unaligned.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
 
+#include "util/unaligned.h"
+
 static const uint8_t journal_magic[8] = { 'v', 's', 'm', 'x', 'j', 'r', 'n', 'l' };
 #define JOURNAL_FORMAT_VERSION 1u
-
-static _printf_(3, 4) int journal_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-        va_list ap;
-
-        if (err && errlen) {
-                va_start(ap, fmt);
-                vsnprintf(err, errlen, fmt, ap);
-                va_end(ap);
-        }
-        return -EBADMSG;
-}
 
 void journal_buf_done(struct journal_buf *b)
 {
@@ -92,7 +80,7 @@ static int apply_process(savestate_msg *s, journal_record *rec, char *err, size_
         ssize_t i;
 
         if (!rec->process || rec->process->pid == 0)
-                return journal_fail(err, errlen, "journal: a process record without a pid");
+                return savestate_fail(err, errlen, "journal: a process record without a pid");
         i = vm_find_pid(vm, rec->process->pid);
         if (i >= 0) {
                 vsockmux__state__process__free_unpacked(vm->processes[i], NULL);
@@ -100,7 +88,7 @@ static int apply_process(savestate_msg *s, journal_record *rec, char *err, size_
                 return 0;
         }
         if (vm->n_processes >= SAVESTATE_MAX_PROCESSES)
-                return journal_fail(err, errlen, "journal: over %u processes", SAVESTATE_MAX_PROCESSES);
+                return savestate_fail(err, errlen, "journal: over %u processes", SAVESTATE_MAX_PROCESSES);
         ps = realloc(vm->processes, (vm->n_processes + 1) * sizeof(*ps));
         if (!ps)
                 return -ENOMEM;
@@ -115,7 +103,7 @@ static int apply_gone(savestate_msg *s, const journal_record *rec, char *err, si
         ssize_t i;
 
         if (rec->gone_pid == 0)
-                return journal_fail(err, errlen, "journal: a forgotten process without a pid");
+                return savestate_fail(err, errlen, "journal: a forgotten process without a pid");
         /* Not there: it was forgotten before any record held it. */
         i = vm_find_pid(vm, rec->gone_pid);
         if (i < 0)
@@ -133,10 +121,10 @@ static int apply_vm(savestate_msg *s, journal_record *rec, char *err, size_t err
         Vsockmux__State__Vm *v = rec->vm;
 
         if (!v || v->n_processes != 0)
-                return journal_fail(err, errlen, "journal: a VM record %s", v ? "with processes" : "without a VM");
+                return savestate_fail(err, errlen, "journal: a VM record %s", v ? "with processes" : "without a VM");
         if (!v->name || strcmp(v->name, s->vm->name) != 0)
-                return journal_fail(err, errlen, "journal: a record of VM '%.64s' in VM %s's journal",
-                                    v->name ? v->name : "", s->vm->name);
+                return savestate_fail(err, errlen, "journal: a record of VM '%.64s' in VM %s's journal",
+                                      v->name ? v->name : "", s->vm->name);
         v->processes = TAKE_PTR(s->vm->processes);
         v->n_processes = s->vm->n_processes;
         s->vm->n_processes = 0;
@@ -171,10 +159,10 @@ static int journal_check_header(const savestate_msg *s, const uint8_t *buf, size
 
         /* Written whole before its rename: a short or wrong header is corruption, not a crash. */
         if (len < JOURNAL_HEADER_SIZE || memcmp(buf, journal_magic, sizeof(journal_magic)) != 0)
-                return journal_fail(err, errlen, "not a vsockmux journal (%s)",
-                                    len < JOURNAL_HEADER_SIZE ? "short header" : "bad magic");
+                return savestate_fail(err, errlen, "not a vsockmux journal (%s)",
+                                      len < JOURNAL_HEADER_SIZE ? "short header" : "bad magic");
         if (unaligned_read_le32(buf + 20) != savestate_crc32c(buf, 20))
-                return journal_fail(err, errlen, "journal header checksum mismatch: corrupted");
+                return savestate_fail(err, errlen, "journal header checksum mismatch: corrupted");
         if (unaligned_read_le32(buf + 8) != JOURNAL_FORMAT_VERSION) {
                 if (err && errlen)
                         snprintf(err, errlen, "journal format %u unknown (this build reads %u)",
@@ -230,8 +218,8 @@ int journal_replay(savestate_msg *s, const uint8_t *buf, size_t len, struct jour
                 }
                 rec = vsockmux__state__journal_record__unpack(NULL, plen, payload);
                 if (!rec)
-                        return journal_fail(err, errlen, "journal record %zu at byte %zu does not decode",
-                                            res.applied + 1, off);
+                        return savestate_fail(err, errlen, "journal record %zu at byte %zu does not decode",
+                                              res.applied + 1, off);
                 r = journal_apply(s, rec, err, errlen);
                 vsockmux__state__journal_record__free_unpacked(rec, NULL);
                 if (r < 0)

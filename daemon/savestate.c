@@ -86,7 +86,7 @@ uint32_t savestate_crc32c(const uint8_t *buf, size_t len)
         return ~crc32c_bytes(0xFFFFFFFFu, buf, len);
 }
 
-static _printf_(3, 4) int savestate_fail(char *err, size_t errlen, const char *fmt, ...)
+int savestate_fail(char *err, size_t errlen, const char *fmt, ...)
 {
         va_list ap;
 

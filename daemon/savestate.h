@@ -34,3 +34,5 @@ int savestate_write_file(const char *path, const uint8_t *buf, size_t len);
 int savestate_read_file(const char *path, uint8_t **ret_buf, size_t *ret_len);
 
 uint32_t savestate_crc32c(const uint8_t *buf, size_t len);
+/* Formats why a blob or journal was refused into err (if any) and returns -EBADMSG. */
+_printf_(3, 4) int savestate_fail(char *err, size_t errlen, const char *fmt, ...);

@@ -1,9 +1,10 @@
 /* sim/ack.c: the host's delivery acks (VsockmuxStdioAck) on a stdout/stderr connection. */
 #include "sim/ack.h"
-#include "util/unaligned.h"
 
 #include <errno.h>
 #include <stdbool.h>
+
+#include "util/unaligned.h"
 
 /* count + lag in our numbering; false when it falls below 0 (older than where we went on). */
 static bool ack_ours(uint64_t count, int64_t lag, uint64_t *ret)
