@@ -531,7 +531,8 @@ static int record_entry_add_pid(struct record_entry *e, uint32_t pid)
         return 0;
 }
 
-void vmm_record_mark(struct vmm_record *rec, struct vmm_vm *vm, uint32_t pid)
+/* whole: the next write is a snapshot. Otherwise only pid (0: the VM's own fields) is encoded. */
+static void record_mark(struct vmm_record *rec, struct vmm_vm *vm, uint32_t pid, bool whole)
 {
         struct record_entry *e;
 
@@ -544,24 +545,19 @@ void vmm_record_mark(struct vmm_record *rec, struct vmm_vm *vm, uint32_t pid)
                 return;
         }
         /* A snapshot holds every process anyway; out of memory, it is the way left. */
-        if (pid != 0 && !e->whole && record_entry_add_pid(e, pid) < 0)
+        if (whole || (pid != 0 && !e->whole && record_entry_add_pid(e, pid) < 0))
                 record_entry_reset(e);
         record_arm(rec, e);
 }
 
+void vmm_record_mark(struct vmm_record *rec, struct vmm_vm *vm, uint32_t pid)
+{
+        record_mark(rec, vm, pid, false);
+}
+
 void vmm_record_mark_all(struct vmm_record *rec, struct vmm_vm *vm)
 {
-        struct record_entry *e;
-
-        if (!rec)
-                return;
-        e = record_entry_get(rec, vm);
-        if (!e) {
-                (void)vmm_record_write(rec, vm);
-                return;
-        }
-        record_entry_reset(e);
-        record_arm(rec, e);
+        record_mark(rec, vm, 0, true);
 }
 
 void vmm_record_flush(struct vmm_record *rec)
