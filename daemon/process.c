@@ -628,12 +628,12 @@ int process_open_endpoints(struct vmm_process *p, const struct vmm_exec_params *
                 params = &with_default;
         const char *paths[_VMM_STREAM_KIND_MAX] = { params->stdin_path, params->stdout_path, params->stderr_path };
 
-        if ((params->log_journald || (params->log_k8s_path && params->log_k8s_path[0])) &&
+        if ((params->log_journald || path_given(params->log_k8s_path)) &&
             ((paths[VMM_STDOUT] && paths[VMM_STDOUT][0]) || (paths[VMM_STDERR] && paths[VMM_STDERR][0])))
                 return vmm_error_set(err, -EINVAL, "a %s log takes stdout and stderr: give no stdout or stderr path",
                                      params->log_journald ? "journald" : "k8s-file");
         p->log_journald = params->log_journald;
-        if (params->log_k8s_path && params->log_k8s_path[0]) {
+        if (path_given(params->log_k8s_path)) {
                 int r;
 
                 r = opener_open(process_ctx(p)->opener, params->creds, params->log_k8s_path, ENDPOINT_SINK, &p->log_fd,
@@ -832,7 +832,7 @@ int vmm_processes_exec_check(struct vmm_processes *t, const struct vmm_exec_para
         if (params->n_argv == 0 || params->n_argv > VMM_MAX_ARGV || params->n_env > VMM_MAX_ENV)
                 return vmm_error_set(err, -EINVAL, "argv must have 1 to %u entries and env at most %u", VMM_MAX_ARGV,
                                      VMM_MAX_ENV);
-        if (params->terminal && params->stderr_path && params->stderr_path[0])
+        if (params->terminal && path_given(params->stderr_path))
                 return vmm_error_set(err, -EINVAL, "a terminal has no stderr of its own: it merges into stdout");
         if (!params->console_height != !params->console_width)
                 return vmm_error_set(err, -EINVAL, "the console size needs both a height and a width");
@@ -882,7 +882,7 @@ int vmm_processes_exec(struct vmm_processes *t, const struct vmm_exec_params *pa
         r = process_keeps_for_attach(p, params) ? process_attach_open(p, ++t->exec_seq) : 0;
         if (r < 0)
                 log_warn("vm %s: no attach socket for this exec: %s", t->guest->vm_name, strerror(-r));
-        if (params->interactive && !(params->stdin_path && params->stdin_path[0])) {
+        if (params->interactive && !path_given(params->stdin_path)) {
                 r = process_stdin_from_attach(p, params->stdin_once, err);
                 if (r < 0)
                         goto fail;
