@@ -15,6 +15,7 @@
 
 #include "relay/internal.h"
 #include "relay/splice.h"
+#include "util/unaligned.h"
 
 /* Gathered writes never take more pieces than this, whatever the cap. */
 #define STREAM_IOV_MAX 256u
@@ -166,15 +167,6 @@ struct relay_stream {
         bool input_ended; /* relay_stream_end_input: the endpoint closes once what it gave is sent */
         uint64_t guest_count;
 };
-
-static uint64_t le64_get(const uint8_t *p)
-{
-        uint64_t v = 0;
-
-        for (unsigned i = 0; i < 8; i++)
-                v |= (uint64_t)p[i] << (8 * i);
-        return v;
-}
 
 /* ---- state ---- */
 
@@ -640,8 +632,7 @@ static void ack_kick(struct relay_stream *s)
         if (!ack_wanted(s))
                 return;
         d = ack_delivered(s);
-        for (unsigned i = 0; i < 8; i++)
-                s->ack_buf[i] = (uint8_t)(d >> (8 * i));
+        unaligned_write_le64(s->ack_buf, d);
         s->ack_off = 0;
         s->ack_last = d;
         s->ack_due = false;
@@ -746,9 +737,9 @@ static void on_confirm(struct relay *r, struct relay_op *op, int res, uint32_t f
         if ((res > 0 && s->cf_off < sizeof(s->cf_buf)) || res == -EINTR || res == -EAGAIN) {
                 if (cf_arm(s) >= 0)
                         goto out;
-        } else if (res > 0 && le64_get(s->cf_buf) != s->c.tx_guest)
+        } else if (res > 0 && unaligned_read_le64(s->cf_buf) != s->c.tx_guest)
                 stream_tell(s, &(struct relay_event){ .kind = RELAY_EVENT_STDIN_END_MISCOUNTED,
-                                                      .bytes = le64_get(s->cf_buf),
+                                                      .bytes = unaligned_read_le64(s->cf_buf),
                                                       .sent = s->c.tx_guest });
         s->guest_fd = relay_close_fd(r, s->guest_fd);
         s->guest_gen++;
@@ -1109,10 +1100,7 @@ static int hdr_kick(struct relay_stream *s);
  * many bytes we already have; on stdin the roles swap and the guest tells us. */
 static void hdr_prepare(struct relay_stream *s)
 {
-        uint64_t count = s->c.rx_guest;
-
-        for (unsigned i = 0; i < 8; i++)
-                s->hdr[i] = guest_is_src(s) ? (uint8_t)(count >> (8 * i)) : 0;
+        unaligned_write_le64(s->hdr, guest_is_src(s) ? s->c.rx_guest : 0);
         s->hdr_off = 0;
         s->hdr_state = HDR_PENDING;
 }
@@ -1145,7 +1133,7 @@ static int input_reposition(struct relay_stream *s)
  * is older than the guest's count. */
 static int hdr_check_guest_count(struct relay_stream *s)
 {
-        uint64_t count = le64_get(s->hdr);
+        uint64_t count = unaligned_read_le64(s->hdr);
 
         if (count > s->c.tx_guest && !(s->seeded && s->seed_stale)) {
                 stream_tell(s, &(struct relay_event){
