@@ -16,6 +16,7 @@ struct opener_job {
         const char *path;
         enum endpoint_role role;
         unsigned rotate_keep; /* > 0: rotate path (keeping this many files) before opening */
+        bool switch_needed;   /* opener_switch_needed(), asked once by opener_submit() */
         int r;
         int fd;
         enum endpoint_kind kind;
@@ -134,7 +135,7 @@ static int opener_rotate_names(const char *path, unsigned keep)
  * (only this thread ever changes its own). */
 static void opener_run(struct opener *o, struct opener_job *j)
 {
-        bool sw = opener_switch_needed(o, j->creds);
+        bool sw = j->switch_needed;
 
         j->fd = -1;
         j->r = sw ? opener_become(o, j->creds) : opener_may_open_as_self(o, j->creds);
@@ -234,8 +235,9 @@ static int opener_submit(struct opener *o, struct opener_job *jp, int *ret_fd, e
 {
         struct opener_job j = *jp;
 
+        j.switch_needed = opener_switch_needed(o, j.creds);
         /* Rights that stay the same need no thread: the hand-over cost more than the open. */
-        if (!opener_switch_needed(o, j.creds))
+        if (!j.switch_needed)
                 opener_run(o, &j);
         else {
                 pthread_mutex_lock(&o->lock);
