@@ -1,8 +1,10 @@
 /* relay/loop.c: the one io_uring ring, completion dispatch, deferred calls and daemon-wide stats. */
 #include <signal.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -47,6 +49,9 @@ static int config_check(const struct relay_config *c)
                 return -EINVAL;
         if (c->splice_pipes > RELAY_SPLICE_PIPES_MAX || c->splice_pipe_size > RELAY_SPLICE_PIPE_SIZE_MAX)
                 return -EINVAL;
+        if (c->batch_wait_us > RELAY_BATCH_WAIT_US_MAX || c->batch_busy_pct > 100 ||
+            c->batch_cqes > c->ring_entries * 4)
+                return -EINVAL;
         return 0;
 }
 
@@ -70,6 +75,41 @@ static void splice_config(struct relay_config *c)
                 c->splice_pipes = 0;
 }
 
+/* The kernel's IORING_FEAT_MIN_TIMEOUT (6.12); liburing 2.3 predates it. */
+#define RELAY_FEAT_MIN_TIMEOUT (1u << 15)
+
+static void env_unsigned(const char *name, unsigned max, unsigned *v)
+{
+        const char *e = getenv(name);
+        char *end;
+        unsigned long n;
+
+        if (!e || !*e)
+                return;
+        n = strtoul(e, &end, 10);
+        if (*end == '\0' && n <= max)
+                *v = (unsigned)n;
+}
+
+/* Fills in the batched wait's defaults; the environment knobs are for measuring. */
+static void batch_config(struct relay_config *c)
+{
+        unsigned us = UINT_MAX;
+
+        env_unsigned("VSOCKMUX_RELAY_BATCH_WAIT_US", RELAY_BATCH_WAIT_US_MAX, &us);
+        if (us == 0)
+                c->no_batch = true;
+        else if (us != UINT_MAX)
+                c->batch_wait_us = us;
+        env_unsigned("VSOCKMUX_RELAY_BATCH_BUSY_PCT", 100, &c->batch_busy_pct);
+        if (c->batch_wait_us == 0)
+                c->batch_wait_us = RELAY_BATCH_WAIT_US_DEFAULT;
+        if (c->batch_busy_pct == 0)
+                c->batch_busy_pct = RELAY_BATCH_BUSY_PCT_DEFAULT;
+        if (c->batch_cqes == 0)
+                c->batch_cqes = RELAY_BATCH_CQES_DEFAULT;
+}
+
 static unsigned raise_nofile(void)
 {
         struct rlimit rl;
@@ -87,6 +127,16 @@ static unsigned raise_nofile(void)
         if (rl.rlim_cur <= RELAY_FD_HEADROOM)
                 return 0;
         return (unsigned)((rl.rlim_cur - RELAY_FD_HEADROOM) / 2);
+}
+
+/* The calling thread's voluntary context switches: how often it blocked. */
+static uint64_t thread_nvcsw(void)
+{
+        struct rusage ru;
+
+        if (getrusage(RUSAGE_THREAD, &ru) < 0)
+                return 0;
+        return (uint64_t)ru.ru_nvcsw;
 }
 
 static int ring_init(struct relay *r)
@@ -114,7 +164,8 @@ static int ring_init(struct relay *r)
         if (k < 0)
                 return k;
         /* Saves an fget/fput per io_uring_enter; optional. */
-        (void)io_uring_register_ring_fd(&r->ring);
+        r->ring_fd_registered = io_uring_register_ring_fd(&r->ring) == 1;
+        r->batch_usable = !r->cfg.no_batch && (p.features & RELAY_FEAT_MIN_TIMEOUT);
         return 0;
 }
 
@@ -139,11 +190,13 @@ int relay_new(const struct relay_config *c, struct relay **ret)
         if (r->cfg.ring_bufs == 0)
                 r->cfg.ring_bufs = MIN(RELAY_RING_BUFS_DEFAULT, r->cfg.buf_count);
         splice_config(&r->cfg);
+        batch_config(&r->cfg);
         list_init(&r->defers);
         list_init(&r->buf_waiters);
         r->mshot_limit = -1;
         r->ring.ring_fd = -1;
         r->capacity = raise_nofile();
+        r->nvcsw_start = thread_nvcsw();
         /* Each pipe of the splice pool is two fds: one stream fewer per pipe. */
         r->capacity = r->capacity > r->cfg.splice_pipes ? r->capacity - r->cfg.splice_pipes : 0;
         /* A vanished pipe reader must end one stream with EPIPE, not kill the daemon. */
@@ -357,9 +410,111 @@ static unsigned dispatch(struct relay *r)
         return total;
 }
 
-int relay_run_once(struct relay *r, int64_t timeout_ns)
+static unsigned cqe_bucket(unsigned n)
+{
+        unsigned b = 0;
+
+        while (n && b < RELAY_STATS_CQE_BUCKETS - 1) {
+                n >>= 1;
+                b++;
+        }
+        return b;
+}
+
+static void count_turn(struct relay *r, unsigned n, bool waited)
+{
+        r->turns++;
+        r->turns_waited += waited;
+        r->cqes += n;
+        r->cqes_per_turn[cqe_bucket(n)]++;
+}
+
+/* Publishes the SQEs prepared since the last submit (liburing's own flush is internal) and
+ * returns how many the kernel has not consumed yet. */
+static unsigned sq_flush(struct io_uring *ring)
+{
+        struct io_uring_sq *sq = &ring->sq;
+        unsigned tail = sq->sqe_tail;
+
+        if (sq->sqe_head != tail) {
+                sq->sqe_head = tail;
+                io_uring_smp_store_release(sq->ktail, tail);
+        }
+        return tail - io_uring_smp_load_acquire(sq->khead);
+}
+
+/* A wait that lets a busy loop gather a batch: up to batch_cqes completions, or batch_wait_us
+ * once at least one is there. The kernel's min_wait needs a timeout beside it, else it ends the
+ * wait at min_wait even with nothing there (io_uring/wait.c): an idle loop gets a far one, and
+ * past min_wait any completion ends the wait as the plain one would. */
+#define RELAY_BATCH_FAR_NS (60ll * 1000000000ll)
+
+static int wait_batched(struct relay *r, int64_t wait)
+{
+        int64_t t = wait < 0 ? RELAY_BATCH_FAR_NS : wait;
+        struct __kernel_timespec ts = { .tv_sec = t / 1000000000, .tv_nsec = t % 1000000000 };
+        struct io_uring_getevents_arg arg = {
+                .ts = (uint64_t)(uintptr_t)&ts,
+                .pad = r->cfg.batch_wait_us, /* min_wait_usec: liburing 2.3 calls it pad */
+        };
+        unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
+        int fd = r->ring.ring_fd;
+
+        if (r->ring_fd_registered) {
+                flags |= IORING_ENTER_REGISTERED_RING;
+                fd = r->ring.enter_ring_fd;
+        }
+        r->turns_batched++;
+        /* The ext arg rides in the sigset pointer with IORING_ENTER_EXT_ARG. */
+        return io_uring_enter2(fd, sq_flush(&r->ring), r->cfg.batch_cqes, flags, (sigset_t *)&arg, sizeof(arg));
+}
+
+static int wait_plain(struct relay *r, int64_t wait)
 {
         struct io_uring_cqe *cqe;
+        struct __kernel_timespec ts = {
+                .tv_sec = wait / 1000000000,
+                .tv_nsec = wait % 1000000000,
+        };
+
+        if (wait < 0)
+                return io_uring_submit_and_wait(&r->ring, 1);
+        return io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, &ts, NULL);
+}
+
+/* The busy share: the part of the last window the loop spent outside its waits. Two clock reads
+ * per wait; a window ends at the first wait past RELAY_BATCH_WINDOW_NS. Batching lowers the share
+ * it is measured by (the loop idles through min_wait, and does less per message), so it stays on
+ * down to half the share that turned it on. */
+#define RELAY_BATCH_WINDOW_NS (1000ll * 1000ll)
+
+static void busy_window(struct relay *r, uint64_t now)
+{
+        uint64_t span = now - r->win_start_ns, busy;
+        unsigned pct = r->batching ? r->cfg.batch_busy_pct / 2 : r->cfg.batch_busy_pct;
+
+        if (span < RELAY_BATCH_WINDOW_NS)
+                return;
+        busy = span - MIN(r->win_wait_ns, span);
+        r->batching = r->batch_usable && busy * 100 >= span * pct;
+        r->win_start_ns = now;
+        r->win_wait_ns = 0;
+}
+
+static int wait_timed(struct relay *r, int64_t wait)
+{
+        uint64_t t0 = relay_now_ns(r), t1;
+        int k = r->batching ? wait_batched(r, wait) : wait_plain(r, wait);
+
+        t1 = relay_now_ns(r);
+        r->wait_ns += t1 - t0;
+        r->win_wait_ns += t1 - t0;
+        busy_window(r, t1);
+        return k;
+}
+
+int relay_run_once(struct relay *r, int64_t timeout_ns)
+{
         uint64_t next;
         int64_t wait = timeout_ns;
         int k;
@@ -380,21 +535,15 @@ int relay_run_once(struct relay *r, int64_t timeout_ns)
 
         if (wait == 0)
                 k = io_uring_submit_and_get_events(&r->ring);
-        else if (wait < 0)
-                k = io_uring_submit_and_wait(&r->ring, 1);
-        else {
-                struct __kernel_timespec ts = {
-                        .tv_sec = wait / 1000000000,
-                        .tv_nsec = wait % 1000000000,
-                };
-                k = io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, &ts, NULL);
-        }
+        else
+                k = wait_timed(r, wait);
         if (k < 0 && k != -ETIME && k != -EINTR && k != -EAGAIN && k != -EBUSY) {
                 ring_failed(r, k, "io_uring_enter");
                 return k;
         }
 
         r->last_dispatched = dispatch(r);
+        count_turn(r, r->last_dispatched, wait != 0);
         relay_pool_wake_waiters(r);
         relay_timers_run(r);
         run_deferred(r);
@@ -419,6 +568,8 @@ void relay_stop(struct relay *r)
 
 void relay_get_stats(struct relay *r, struct relay_stats *ret)
 {
+        uint64_t nvcsw = thread_nvcsw();
+
         *ret = (struct relay_stats){
                 .bytes_relayed = r->bytes_relayed,
                 .streams = r->n_streams,
@@ -431,5 +582,12 @@ void relay_get_stats(struct relay *r, struct relay_stats *ret)
                 .bytes_spliced = r->bytes_spliced,
                 .splice_pipes = r->pipes_made,
                 .splice_pipes_lent = r->pipes_lent,
+                .turns = r->turns,
+                .wait_ns = r->wait_ns,
+                .turns_waited = r->turns_waited,
+                .turns_batched = r->turns_batched,
+                .cqes = r->cqes,
         };
+        ret->sleeps = nvcsw > r->nvcsw_start ? nvcsw - r->nvcsw_start : 0;
+        memcpy(ret->cqes_per_turn, r->cqes_per_turn, sizeof(ret->cqes_per_turn));
 }

@@ -37,6 +37,19 @@ struct relay_config {
         unsigned splice_pipes;
         unsigned splice_pipe_size;
         bool no_splice;
+        /* The batched wait, so a busy loop wakes once per batch, not once per guest write (kernels
+         * with IORING_FEAT_MIN_TIMEOUT, 6.12; elsewhere the plain wait). While the loop was busy
+         * (not waiting) at least batch_busy_pct of the last millisecond, each wait asks the kernel
+         * for batch_cqes completions and returns batch_wait_us after it began once one is there
+         * (at once with batch_cqes). A quieter loop waits for one completion as before, so an idle
+         * or lightly loaded one (one stream's echo) answers without the delay. 0 picks each
+         * default; no_batch: the plain wait always. In the environment (for measuring),
+         * VSOCKMUX_RELAY_BATCH_WAIT_US=N sets batch_wait_us (0: off) and
+         * VSOCKMUX_RELAY_BATCH_BUSY_PCT=N batch_busy_pct, at relay_new(). */
+        unsigned batch_wait_us;
+        unsigned batch_busy_pct;
+        unsigned batch_cqes;
+        bool no_batch;
 };
 
 #define RELAY_POOL_BYTES_MAX (64u << 20)
@@ -48,6 +61,10 @@ struct relay_config {
 #define RELAY_SPLICE_PIPES_DEFAULT 256u
 #define RELAY_SPLICE_PIPES_MAX 1024u
 #define RELAY_SPLICE_PIPE_SIZE_MAX (1u << 20) /* fs.pipe-max-size's default */
+#define RELAY_BATCH_WAIT_US_DEFAULT 50u
+#define RELAY_BATCH_WAIT_US_MAX 10000u
+#define RELAY_BATCH_BUSY_PCT_DEFAULT 30u
+#define RELAY_BATCH_CQES_DEFAULT 64u
 
 void relay_config_default(struct relay_config *c);
 
@@ -352,6 +369,8 @@ const char *relay_stream_dir_to_string(enum relay_stream_dir d);
 
 /* ---- Daemon-wide numbers for `vsockmux stats` ----------------------------------------- */
 
+#define RELAY_STATS_CQE_BUCKETS 12 /* the last is 1,024 and up: a turn dispatches at most 1,024 */
+
 struct relay_stats {
         uint64_t bytes_relayed;
         unsigned streams;
@@ -364,5 +383,18 @@ struct relay_stats {
         uint64_t bytes_spliced;     /* of bytes_relayed, what went by splice(2) */
         unsigned splice_pipes;      /* made so far (at most splice_pipes of the config) */
         unsigned splice_pipes_lent; /* held by streams with bytes in flight */
+        /* What the loop's turns look like, so wake-ups per message can be read off: every
+         * relay_run_once() is a turn; turns_waited asked the kernel to block (nothing was ready);
+         * sleeps is how often the loop's thread blocked (its voluntary context switches since
+         * relay_new(), read here: a wait that found completions at once does not count);
+         * turns_batched waited with the batched wait of relay_config's batch_*; cqes_per_turn[0]
+         * counts turns with no completion, [i] turns with 2^(i-1) .. 2^i - 1. */
+        uint64_t turns;
+        uint64_t wait_ns; /* spent in io_uring_enter waits: the rest of the time the loop was busy */
+        uint64_t turns_waited;
+        uint64_t turns_batched;
+        uint64_t sleeps;
+        uint64_t cqes;
+        uint64_t cqes_per_turn[RELAY_STATS_CQE_BUCKETS];
 };
 void relay_get_stats(struct relay *r, struct relay_stats *ret);
