@@ -45,6 +45,22 @@ static void print_vm_stats(const Vsockmux__V1__VmStats *v, bool json)
                 cli_json_print(o);
 }
 
+static struct json_object *loop_json(const Vsockmux__V1__LoopStats *l)
+{
+        struct json_object *o = json_object_new_object(), *hist = json_object_new_array();
+
+        json_object_object_add(o, "turns", json_object_new_uint64(l->turns));
+        json_object_object_add(o, "wait_ns", json_object_new_uint64(l->wait_ns));
+        json_object_object_add(o, "turns_waited", json_object_new_uint64(l->turns_waited));
+        json_object_object_add(o, "turns_batched", json_object_new_uint64(l->turns_batched));
+        json_object_object_add(o, "sleeps", json_object_new_uint64(l->sleeps));
+        json_object_object_add(o, "cqes", json_object_new_uint64(l->cqes));
+        for (size_t i = 0; i < l->n_cqes_per_turn; i++)
+                json_object_array_add(hist, json_object_new_uint64(l->cqes_per_turn[i]));
+        json_object_object_add(o, "cqes_per_turn", hist);
+        return o;
+}
+
 int cli_stats(struct cli *cli, int argc, char **argv)
 {
         static const struct option options[] = { { "json", no_argument, NULL, 'j' },
@@ -97,6 +113,8 @@ int cli_stats(struct cli *cli, int argc, char **argv)
                 json_object_object_add(p, "buffers_total", json_object_new_uint64(pool->buffers_total));
                 json_object_object_add(p, "buffers_in_use", json_object_new_uint64(pool->buffers_in_use));
                 json_object_object_add(o, "buffer_pool", p);
+                if (s->loop)
+                        json_object_object_add(o, "loop", loop_json(s->loop));
                 cli_json_print(o);
         } else {
                 printf("vms:                 %u\n", s->vms);

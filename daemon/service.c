@@ -849,10 +849,20 @@ static int on_stats(struct control_call *call, const ProtobufCMessage *request, 
         size_t len;
         Vsockmux__V1__StatsResponse resp = VSOCKMUX__V1__STATS_RESPONSE__INIT;
         Vsockmux__V1__BufferPoolStats pool = VSOCKMUX__V1__BUFFER_POOL_STATS__INIT;
+        Vsockmux__V1__LoopStats loop = VSOCKMUX__V1__LOOP_STATS__INIT;
         struct relay_stats rs;
         struct vmm_stats vs;
 
         relay_get_stats(s->relay, &rs);
+        loop.turns = rs.turns;
+        loop.wait_ns = rs.wait_ns;
+        loop.turns_waited = rs.turns_waited;
+        loop.turns_batched = rs.turns_batched;
+        loop.sleeps = rs.sleeps;
+        loop.cqes = rs.cqes;
+        loop.n_cqes_per_turn = RELAY_STATS_CQE_BUCKETS;
+        loop.cqes_per_turn = rs.cqes_per_turn;
+        resp.loop = &loop;
         vmm_get_stats(s->vmm, &vs);
         resp.vms = vs.vms;
         resp.processes = vs.processes;
