@@ -94,6 +94,18 @@ static void rut_on_accept(struct relay_listener *l, int fd, void *userdata)
         guest = endpoint = -1; /* the stream owns both now */
 }
 
+/* The loop's turns, under the key `vsockmux stats --json` uses for them. */
+static void rut_write_loop(FILE *f, const struct relay_stats *st)
+{
+        fprintf(f,
+                "\"loop\":{\"turns\":%" PRIu64 ",\"wait_ns\":%" PRIu64 ",\"turns_waited\":%" PRIu64
+                ",\"turns_batched\":%" PRIu64 ",\"sleeps\":%" PRIu64 ",\"cqes\":%" PRIu64 ",\"cqes_per_turn\":[",
+                st->turns, st->wait_ns, st->turns_waited, st->turns_batched, st->sleeps, st->cqes);
+        for (unsigned i = 0; i < RELAY_STATS_CQE_BUCKETS; i++)
+                fprintf(f, "%s%" PRIu64, i ? "," : "", st->cqes_per_turn[i]);
+        fputs("]}", f);
+}
+
 static void rut_write_stats(struct relay_timer *t, void *userdata)
 {
         struct rut *rut = userdata;
@@ -107,9 +119,11 @@ static void rut_write_stats(struct relay_timer *t, void *userdata)
         if (f) {
                 fprintf(f,
                         "{\"bytes_relayed\":%" PRIu64 ",\"streams\":%u,\"listeners\":%u,\"pool_bufs_total\":%u,"
-                        "\"pool_bufs_in_use\":%u,\"pool_bytes\":%zu,\"failed\":%u}\n",
+                        "\"pool_bufs_in_use\":%u,\"pool_bytes\":%zu,\"failed\":%u,",
                         st.bytes_relayed, st.streams, st.listeners, st.pool_bufs_total, st.pool_bufs_in_use,
                         st.pool_bytes, rut->failed);
+                rut_write_loop(f, &st);
+                fputs("}\n", f);
                 if (fclose(f) == 0)
                         (void)rename(tmp, rut->stats_path);
         }

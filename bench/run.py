@@ -161,6 +161,8 @@ class RelayAlone(Variant):
         except (OSError, ValueError):
             return {}
         out = dict(pool_bytes=st["pool_bytes"], relay_failed=st["failed"])
+        if "loop" in st:
+            out["loop"] = st["loop"]
         rss = pool_rss_kb(procs[0].pid, st["pool_bytes"])
         if rss is not None:
             out["pool_rss_kb"] = rss
@@ -305,6 +307,8 @@ class VsockmuxUnderTest(Variant):
         pool = st.get("buffer_pool", {})
         pool_bytes = pool.get("buffer_size", 0) * pool.get("buffers_total", 0)
         out.update(pool_bytes=pool_bytes, daemon_streams=st.get("streams"), daemon_processes=st.get("processes"))
+        if "loop" in st:
+            out["loop"] = st["loop"]
         rss = pool_rss_kb(procs[0].pid, pool_bytes)
         if rss is not None:
             out["pool_rss_kb"] = rss
@@ -940,6 +944,8 @@ def render(scs, summary, tgts, skipped):
                     fmt(med_of(s, "fds_per")), fmt(med_of(s, "setup_s")), fmt(med_of(s, "cpu_gb")))
             else:
                 extra_s = "%s %s" % (sc["extra"], cell(extra))
+                if s.get("wake"):
+                    extra_s += "  wake/msg %s, CQEs/turn %s" % (fmt(med_of(s, "wake")), fmt(med_of(s, "cqes_turn")))
             out.append("    %-18s %-26s %-7s %s%s" % (
                 label, cell(s["primary"]), "x%.2f" % rel if rel is not None and sc["mode"] not in ("idle", "scale") else "",
                 extra_s, "  (%d failed reps)" % s["failed"] if s.get("failed") else ""))
@@ -1217,6 +1223,12 @@ def main():
                     s[key] = summarize([f[1][key] for f in figs])
             else:
                 s["extra"] = summarize([f[1] for f in figs])
+            loops = [r for r in good if r.get("loop") and r.get("messages")]
+            if loops:
+                # The relay loop's counters span the whole repetition (setup and warm-up too):
+                # per measured message they overstate a little, the same for both loops.
+                s["wake"] = summarize([r["loop"]["sleeps"] / r["messages"] for r in loops])
+                s["cqes_turn"] = summarize([r["loop"]["cqes"] / max(1, r["loop"]["turns"]) for r in loops])
             if len(good) < len(runs):
                 s["error"] = next(r.get("error") for r in runs if not r.get("ok"))
             summary.setdefault(sc["id"], {})[vn] = s
