@@ -706,7 +706,8 @@ static void test_stats_counts_vms_processes_and_bytes(void **state)
 {
         struct integ *t = *state;
         struct integ_result res;
-        struct json_object *s, *pool;
+        struct json_object *s, *pool, *loop, *hist;
+        int64_t sum = 0;
 
         integ_vm_with_sim(t, "demo");
         integ_cli(t, &res, NULL, "vm", "add", "other", "--hvsock", integ_hvsock(t, "other"), NULL);
@@ -727,6 +728,16 @@ static void test_stats_counts_vms_processes_and_bytes(void **state)
         assert_true(integ_json_int(pool, "buffer_size") > 0);
         assert_true(integ_json_int(pool, "buffers_total") > 0);
         assert_int_equal(integ_json_int(pool, "buffers_in_use"), 0);
+        /* The loop's turns: it woke for the exec, and every turn is in one histogram bucket. */
+        loop = integ_json_get(s, "loop");
+        assert_true(integ_json_int(loop, "turns") > 0);
+        assert_true(integ_json_int(loop, "cqes") > 0);
+        assert_true(integ_json_int(loop, "turns_waited") <= integ_json_int(loop, "turns"));
+        hist = integ_json_get(loop, "cqes_per_turn");
+        assert_true(json_object_array_length(hist) > 1);
+        for (size_t i = 0; i < json_object_array_length(hist); i++)
+                sum += json_object_get_int64(json_object_array_get_idx(hist, i));
+        assert_int_equal(sum, integ_json_int(loop, "turns"));
         json_object_put(s);
 
         integ_cli(t, &res, NULL, "stats", NULL);
