@@ -97,10 +97,10 @@ static void batch_config(struct relay_config *c)
         unsigned us = UINT_MAX;
 
         env_unsigned("VSOCKMUX_RELAY_BATCH_WAIT_US", RELAY_BATCH_WAIT_US_MAX, &us);
-        if (us == 0)
-                c->no_batch = true;
-        else if (us != UINT_MAX)
+        if (us != UINT_MAX) {
+                c->batch = us > 0;
                 c->batch_wait_us = us;
+        }
         env_unsigned("VSOCKMUX_RELAY_BATCH_BUSY_PCT", 100, &c->batch_busy_pct);
         if (c->batch_wait_us == 0)
                 c->batch_wait_us = RELAY_BATCH_WAIT_US_DEFAULT;
@@ -165,7 +165,7 @@ static int ring_init(struct relay *r)
                 return k;
         /* Saves an fget/fput per io_uring_enter; optional. */
         r->ring_fd_registered = io_uring_register_ring_fd(&r->ring) == 1;
-        r->batch_usable = !r->cfg.no_batch && (p.features & RELAY_FEAT_MIN_TIMEOUT);
+        r->batch_usable = r->cfg.batch && (p.features & RELAY_FEAT_MIN_TIMEOUT);
         return 0;
 }
 

@@ -38,18 +38,20 @@ struct relay_config {
         unsigned splice_pipe_size;
         bool no_splice;
         /* The batched wait, so a busy loop wakes once per batch, not once per guest write (kernels
-         * with IORING_FEAT_MIN_TIMEOUT, 6.12; elsewhere the plain wait). While the loop was busy
-         * (not waiting) at least batch_busy_pct of the last millisecond, each wait asks the kernel
-         * for batch_cqes completions and returns batch_wait_us after it began once one is there
-         * (at once with batch_cqes). A quieter loop waits for one completion as before, so an idle
-         * or lightly loaded one (one stream's echo) answers without the delay. 0 picks each
-         * default; no_batch: the plain wait always. In the environment (for measuring),
-         * VSOCKMUX_RELAY_BATCH_WAIT_US=N sets batch_wait_us (0: off) and
-         * VSOCKMUX_RELAY_BATCH_BUSY_PCT=N batch_busy_pct, at relay_new(). */
+         * with IORING_FEAT_MIN_TIMEOUT, 6.12; elsewhere the plain wait). With batch on, while the
+         * loop was busy (not waiting) at least batch_busy_pct of the last millisecond, each wait
+         * asks the kernel for batch_cqes completions and returns batch_wait_us after it began once
+         * one is there (at once with batch_cqes). A quieter loop waits for one completion as
+         * before, so an idle or lightly loaded one (one stream's echo) answers without the delay.
+         * 0 picks each default. Off by default: on the bench's B3 and B9.3 (bench/README.md,
+         * "Round 2, wake-ups") it cost the daemon 0.3-0.4 us per message and gained relay/ alone
+         * nothing measurable. In the environment (for measuring), VSOCKMUX_RELAY_BATCH_WAIT_US=N
+         * turns it on with batch_wait_us N (0: off) and VSOCKMUX_RELAY_BATCH_BUSY_PCT=N sets
+         * batch_busy_pct, at relay_new(). */
         unsigned batch_wait_us;
         unsigned batch_busy_pct;
         unsigned batch_cqes;
-        bool no_batch;
+        bool batch;
 };
 
 #define RELAY_POOL_BYTES_MAX (64u << 20)

@@ -446,6 +446,7 @@ static void test_batched_wait_returns_for_one_message_when_idle(void **state)
         _cleanup_(relay_freep) struct relay *r = NULL;
         _cleanup_(relay_timer_freep) struct relay_timer *watchdog = NULL;
         struct nop_op recv_op = { .op.fn = on_nop, .res = -1 };
+        struct relay_config c;
         struct relay_stats before, after;
         struct late_write w;
         struct fired f = {};
@@ -456,7 +457,9 @@ static void test_batched_wait_returns_for_one_message_when_idle(void **state)
 
         if (!kernel_has_min_wait())
                 skip();
-        assert_int_equal(relay_new(NULL, &r), 0);
+        relay_config_default(&c);
+        c.batch = true;
+        assert_int_equal(relay_new(&c, &r), 0);
         /* Busy: every wait returns at once with a nop, until the loop batches. */
         for (uint64_t deadline = relay_now_ns(r) + TEST_WAIT_NS;;) {
                 struct nop_op n = { .op.fn = on_nop, .res = -1 };
@@ -496,7 +499,7 @@ static void test_batched_wait_returns_for_one_message_when_idle(void **state)
         close(sv[1]);
 }
 
-static void test_no_batch_never_batches(void **state)
+static void test_batch_off_by_default_never_batches(void **state)
 {
         _cleanup_(relay_freep) struct relay *r = NULL;
         struct relay_config c;
@@ -504,7 +507,7 @@ static void test_no_batch_never_batches(void **state)
         uint64_t start;
 
         relay_config_default(&c);
-        c.no_batch = true;
+        assert_false(c.batch);
         assert_int_equal(relay_new(&c, &r), 0);
         start = relay_now_ns(r);
         /* As busy as the test above, for several windows. */
@@ -544,7 +547,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_config_out_of_bounds_is_refused),
                 cmocka_unit_test(test_stats_count_turns_and_cqes_per_turn),
                 cmocka_unit_test(test_batched_wait_returns_for_one_message_when_idle),
-                cmocka_unit_test(test_no_batch_never_batches),
+                cmocka_unit_test(test_batch_off_by_default_never_batches),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
