@@ -39,7 +39,7 @@ struct relay_config {
         bool no_splice;
         /* The batched wait, so a busy loop wakes once per batch, not once per guest write (kernels
          * with IORING_FEAT_MIN_TIMEOUT, 6.12; elsewhere the plain wait). With batch on, while the
-         * loop was busy (not waiting) at least batch_busy_pct of the last millisecond, each wait
+         * loop was outside its waits (see relay_stats.wait_ns) at least batch_busy_pct of the last millisecond, each wait
          * asks the kernel for batch_cqes completions and returns batch_wait_us after it began once
          * one is there (at once with batch_cqes). A quieter loop waits for one completion as
          * before, so an idle or lightly loaded one (one stream's echo) answers without the delay.
