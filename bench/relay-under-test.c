@@ -99,8 +99,8 @@ static void rut_write_loop(FILE *f, const struct relay_stats *st)
 {
         fprintf(f,
                 "\"loop\":{\"turns\":%" PRIu64 ",\"wait_ns\":%" PRIu64 ",\"turns_waited\":%" PRIu64
-                ",\"turns_batched\":%" PRIu64 ",\"sleeps\":%" PRIu64 ",\"cqes\":%" PRIu64 ",\"cqes_per_turn\":[",
-                st->turns, st->wait_ns, st->turns_waited, st->turns_batched, st->sleeps, st->cqes);
+                ",\"sleeps\":%" PRIu64 ",\"cqes\":%" PRIu64 ",\"cqes_per_turn\":[",
+                st->turns, st->wait_ns, st->turns_waited, st->sleeps, st->cqes);
         for (unsigned i = 0; i < RELAY_STATS_CQE_BUCKETS; i++)
                 fprintf(f, "%s%" PRIu64, i ? "," : "", st->cqes_per_turn[i]);
         fputs("]}", f);

@@ -52,7 +52,6 @@ static struct json_object *loop_json(const Vsockmux__V1__LoopStats *l)
         json_object_object_add(o, "turns", json_object_new_uint64(l->turns));
         json_object_object_add(o, "wait_ns", json_object_new_uint64(l->wait_ns));
         json_object_object_add(o, "turns_waited", json_object_new_uint64(l->turns_waited));
-        json_object_object_add(o, "turns_batched", json_object_new_uint64(l->turns_batched));
         json_object_object_add(o, "sleeps", json_object_new_uint64(l->sleeps));
         json_object_object_add(o, "cqes", json_object_new_uint64(l->cqes));
         for (size_t i = 0; i < l->n_cqes_per_turn; i++)

@@ -857,7 +857,6 @@ static int on_stats(struct control_call *call, const ProtobufCMessage *request, 
         loop.turns = rs.turns;
         loop.wait_ns = rs.wait_ns;
         loop.turns_waited = rs.turns_waited;
-        loop.turns_batched = rs.turns_batched;
         loop.sleeps = rs.sleeps;
         loop.cqes = rs.cqes;
         loop.n_cqes_per_turn = RELAY_STATS_CQE_BUCKETS;

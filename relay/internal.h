@@ -42,14 +42,10 @@ struct relay {
         void *ops_userdata;
         unsigned last_dispatched; /* completions the last turn handled: relay_free drains to 0 */
         /* relay_stats' turn counters */
-        uint64_t turns, turns_waited, turns_batched, cqes;
+        uint64_t turns, turns_waited, cqes;
         uint64_t cqes_per_turn[RELAY_STATS_CQE_BUCKETS];
-        uint64_t nvcsw_start;               /* the loop thread's voluntary switches at relay_new() */
-        bool ring_fd_registered;            /* io_uring_register_ring_fd() worked: enter by the registered index */
-        bool batch_usable;                  /* cfg asks for the batched wait and the kernel has min_wait */
-        bool batching;                      /* the last window was busy enough: waits are batched */
-        uint64_t wait_ns;                   /* relay_stats' */
-        uint64_t win_start_ns, win_wait_ns; /* the busy share's window (loop.c) */
+        uint64_t nvcsw_start; /* the loop thread's voluntary switches at relay_new() */
+        uint64_t wait_ns;     /* relay_stats' */
 
         /* provided-buffer pool, group 0 */
         struct io_uring_buf_ring *br;

@@ -1,6 +1,5 @@
 /* relay/loop.c: the one io_uring ring, completion dispatch, deferred calls and daemon-wide stats. */
 #include <signal.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -49,9 +48,6 @@ static int config_check(const struct relay_config *c)
                 return -EINVAL;
         if (c->splice_pipes > RELAY_SPLICE_PIPES_MAX || c->splice_pipe_size > RELAY_SPLICE_PIPE_SIZE_MAX)
                 return -EINVAL;
-        if (c->batch_wait_us > RELAY_BATCH_WAIT_US_MAX || c->batch_busy_pct > 100 ||
-            c->batch_cqes > c->ring_entries * 4)
-                return -EINVAL;
         return 0;
 }
 
@@ -73,41 +69,6 @@ static void splice_config(struct relay_config *c)
                 c->splice_pipes = RELAY_SPLICE_PIPES_DEFAULT;
         if (c->no_splice)
                 c->splice_pipes = 0;
-}
-
-/* The kernel's IORING_FEAT_MIN_TIMEOUT (6.12); liburing 2.3 predates it. */
-#define RELAY_FEAT_MIN_TIMEOUT (1u << 15)
-
-static void env_unsigned(const char *name, unsigned max, unsigned *v)
-{
-        const char *e = getenv(name);
-        char *end;
-        unsigned long n;
-
-        if (!e || !*e)
-                return;
-        n = strtoul(e, &end, 10);
-        if (*end == '\0' && n <= max)
-                *v = (unsigned)n;
-}
-
-/* Fills in the batched wait's defaults; the environment knobs are for measuring. */
-static void batch_config(struct relay_config *c)
-{
-        unsigned us = UINT_MAX;
-
-        env_unsigned("VSOCKMUX_RELAY_BATCH_WAIT_US", RELAY_BATCH_WAIT_US_MAX, &us);
-        if (us != UINT_MAX) {
-                c->batch = us > 0;
-                c->batch_wait_us = us;
-        }
-        env_unsigned("VSOCKMUX_RELAY_BATCH_BUSY_PCT", 100, &c->batch_busy_pct);
-        if (c->batch_wait_us == 0)
-                c->batch_wait_us = RELAY_BATCH_WAIT_US_DEFAULT;
-        if (c->batch_busy_pct == 0)
-                c->batch_busy_pct = RELAY_BATCH_BUSY_PCT_DEFAULT;
-        if (c->batch_cqes == 0)
-                c->batch_cqes = RELAY_BATCH_CQES_DEFAULT;
 }
 
 static unsigned raise_nofile(void)
@@ -164,8 +125,7 @@ static int ring_init(struct relay *r)
         if (k < 0)
                 return k;
         /* Saves an fget/fput per io_uring_enter; optional. */
-        r->ring_fd_registered = io_uring_register_ring_fd(&r->ring) == 1;
-        r->batch_usable = r->cfg.batch && (p.features & RELAY_FEAT_MIN_TIMEOUT);
+        (void)io_uring_register_ring_fd(&r->ring);
         return 0;
 }
 
@@ -190,7 +150,6 @@ int relay_new(const struct relay_config *c, struct relay **ret)
         if (r->cfg.ring_bufs == 0)
                 r->cfg.ring_bufs = MIN(RELAY_RING_BUFS_DEFAULT, r->cfg.buf_count);
         splice_config(&r->cfg);
-        batch_config(&r->cfg);
         list_init(&r->defers);
         list_init(&r->buf_waiters);
         r->mshot_limit = -1;
@@ -429,46 +388,6 @@ static void count_turn(struct relay *r, unsigned n, bool waited)
         r->cqes_per_turn[cqe_bucket(n)]++;
 }
 
-/* Publishes the SQEs prepared since the last submit (liburing's own flush is internal) and
- * returns how many the kernel has not consumed yet. */
-static unsigned sq_flush(struct io_uring *ring)
-{
-        struct io_uring_sq *sq = &ring->sq;
-        unsigned tail = sq->sqe_tail;
-
-        if (sq->sqe_head != tail) {
-                sq->sqe_head = tail;
-                io_uring_smp_store_release(sq->ktail, tail);
-        }
-        return tail - io_uring_smp_load_acquire(sq->khead);
-}
-
-/* A wait that lets a busy loop gather a batch: up to batch_cqes completions, or batch_wait_us
- * once at least one is there. The kernel's min_wait needs a timeout beside it, else it ends the
- * wait at min_wait even with nothing there (io_uring/wait.c): an idle loop gets a far one, and
- * past min_wait any completion ends the wait as the plain one would. */
-#define RELAY_BATCH_FAR_NS (60ll * 1000000000ll)
-
-static int wait_batched(struct relay *r, int64_t wait)
-{
-        int64_t t = wait < 0 ? RELAY_BATCH_FAR_NS : wait;
-        struct __kernel_timespec ts = { .tv_sec = t / 1000000000, .tv_nsec = t % 1000000000 };
-        struct io_uring_getevents_arg arg = {
-                .ts = (uint64_t)(uintptr_t)&ts,
-                .pad = r->cfg.batch_wait_us, /* min_wait_usec: liburing 2.3 calls it pad */
-        };
-        unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
-        int fd = r->ring.ring_fd;
-
-        if (r->ring_fd_registered) {
-                flags |= IORING_ENTER_REGISTERED_RING;
-                fd = r->ring.enter_ring_fd;
-        }
-        r->turns_batched++;
-        /* The ext arg rides in the sigset pointer with IORING_ENTER_EXT_ARG. */
-        return io_uring_enter2(fd, sq_flush(&r->ring), r->cfg.batch_cqes, flags, (sigset_t *)&arg, sizeof(arg));
-}
-
 static int wait_plain(struct relay *r, int64_t wait)
 {
         struct io_uring_cqe *cqe;
@@ -482,34 +401,13 @@ static int wait_plain(struct relay *r, int64_t wait)
         return io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, &ts, NULL);
 }
 
-/* The busy share: the part of the last window the loop spent outside its waits. Two clock reads
- * per wait; a window ends at the first wait past RELAY_BATCH_WINDOW_NS. Batching lowers the share
- * it is measured by (the loop idles through min_wait, and does less per message), so it stays on
- * down to half the share that turned it on. */
-#define RELAY_BATCH_WINDOW_NS (1000ll * 1000ll)
-
-static void busy_window(struct relay *r, uint64_t now)
-{
-        uint64_t span = now - r->win_start_ns, busy;
-        unsigned pct = r->batching ? r->cfg.batch_busy_pct / 2 : r->cfg.batch_busy_pct;
-
-        if (span < RELAY_BATCH_WINDOW_NS)
-                return;
-        busy = span - MIN(r->win_wait_ns, span);
-        r->batching = r->batch_usable && busy * 100 >= span * pct;
-        r->win_start_ns = now;
-        r->win_wait_ns = 0;
-}
-
 static int wait_timed(struct relay *r, int64_t wait)
 {
         uint64_t t0 = relay_now_ns(r), t1;
-        int k = r->batching ? wait_batched(r, wait) : wait_plain(r, wait);
+        int k = wait_plain(r, wait);
 
         t1 = relay_now_ns(r);
         r->wait_ns += t1 - t0;
-        r->win_wait_ns += t1 - t0;
-        busy_window(r, t1);
         return k;
 }
 
@@ -585,7 +483,6 @@ void relay_get_stats(struct relay *r, struct relay_stats *ret)
                 .turns = r->turns,
                 .wait_ns = r->wait_ns,
                 .turns_waited = r->turns_waited,
-                .turns_batched = r->turns_batched,
                 .cqes = r->cqes,
         };
         ret->sleeps = nvcsw > r->nvcsw_start ? nvcsw - r->nvcsw_start : 0;

@@ -37,21 +37,6 @@ struct relay_config {
         unsigned splice_pipes;
         unsigned splice_pipe_size;
         bool no_splice;
-        /* The batched wait, so a busy loop wakes once per batch, not once per guest write (kernels
-         * with IORING_FEAT_MIN_TIMEOUT, 6.12; elsewhere the plain wait). With batch on, while the
-         * loop was outside its waits (see relay_stats.wait_ns) at least batch_busy_pct of the last millisecond, each wait
-         * asks the kernel for batch_cqes completions and returns batch_wait_us after it began once
-         * one is there (at once with batch_cqes). A quieter loop waits for one completion as
-         * before, so an idle or lightly loaded one (one stream's echo) answers without the delay.
-         * 0 picks each default. Off by default: on the bench's B3 and B9.3 (bench/README.md,
-         * "Round 2, wake-ups") it cost the daemon 0.3-0.4 us per message and gained relay/ alone
-         * nothing measurable. In the environment (for measuring), VSOCKMUX_RELAY_BATCH_WAIT_US=N
-         * turns it on with batch_wait_us N (0: off) and VSOCKMUX_RELAY_BATCH_BUSY_PCT=N sets
-         * batch_busy_pct, at relay_new(). */
-        unsigned batch_wait_us;
-        unsigned batch_busy_pct;
-        unsigned batch_cqes;
-        bool batch;
 };
 
 #define RELAY_POOL_BYTES_MAX (64u << 20)
@@ -63,10 +48,6 @@ struct relay_config {
 #define RELAY_SPLICE_PIPES_DEFAULT 256u
 #define RELAY_SPLICE_PIPES_MAX 1024u
 #define RELAY_SPLICE_PIPE_SIZE_MAX (1u << 20) /* fs.pipe-max-size's default */
-#define RELAY_BATCH_WAIT_US_DEFAULT 50u
-#define RELAY_BATCH_WAIT_US_MAX 10000u
-#define RELAY_BATCH_BUSY_PCT_DEFAULT 30u
-#define RELAY_BATCH_CQES_DEFAULT 64u
 
 void relay_config_default(struct relay_config *c);
 
@@ -389,15 +370,13 @@ struct relay_stats {
          * relay_run_once() is a turn; turns_waited asked the kernel to block (nothing was ready);
          * sleeps is how often the loop's thread blocked (its voluntary context switches since
          * relay_new(), read here: a wait that found completions at once does not count);
-         * turns_batched waited with the batched wait of relay_config's batch_*; cqes_per_turn[0]
-         * counts turns with no completion, [i] turns with 2^(i-1) .. 2^i - 1. */
+         * cqes_per_turn[0] counts turns with no completion, [i] turns with 2^(i-1) .. 2^i - 1. */
         uint64_t turns;
         /* Spent in io_uring_enter waits. Not idle time: with DEFER_TASKRUN the kernel runs the
-         * receives and sends there (bench B6: 0.7-1.1 s of waits, 3 sleeps), so the batched wait's
-         * busy share, measured from it, reads low; sleeps is the idle count. */
+         * receives and sends there (bench B6: 0.7-1.1 s of waits, 3 sleeps); sleeps is the idle
+         * count. */
         uint64_t wait_ns;
         uint64_t turns_waited;
-        uint64_t turns_batched;
         uint64_t sleeps;
         uint64_t cqes;
         uint64_t cqes_per_turn[RELAY_STATS_CQE_BUCKETS];

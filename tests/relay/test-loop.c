@@ -2,8 +2,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "tests/relay/relay-test.h"
 #include "tests/io-uring-skip.h"
@@ -409,120 +407,6 @@ static void test_stats_count_turns_and_cqes_per_turn(void **state)
         for (int i = 0; i < RELAY_STATS_CQE_BUCKETS; i++)
                 if (i != 0 && i != 3)
                         assert_int_equal(st.cqes_per_turn[i], 0);
-        assert_int_equal(st.turns_batched, 0);
-}
-
-static bool kernel_has_min_wait(void)
-{
-        struct io_uring ring;
-        struct io_uring_params p = {};
-        bool has;
-
-        if (io_uring_queue_init_params(8, &ring, &p) < 0)
-                return false;
-        has = p.features & (1u << 15); /* IORING_FEAT_MIN_TIMEOUT */
-        io_uring_queue_exit(&ring);
-        return has;
-}
-
-struct late_write {
-        int fd;
-};
-
-static void *write_later(void *userdata)
-{
-        struct late_write *w = userdata;
-
-        usleep(20 * 1000); /* so the loop is asleep in its wait when the byte comes */
-        assert_int_equal(write(w->fd, "x", 1), 1);
-        return NULL;
-}
-
-/* A loop busy enough to batch its waits, gone idle, still answers one message in the turn it
- * arrives: the wait asked for many completions, but past min_wait one ends it. The watchdog timer
- * tells a wait that only its timeout ended (it would fire in that same turn). */
-static void test_batched_wait_returns_for_one_message_when_idle(void **state)
-{
-        _cleanup_(relay_freep) struct relay *r = NULL;
-        _cleanup_(relay_timer_freep) struct relay_timer *watchdog = NULL;
-        struct nop_op recv_op = { .op.fn = on_nop, .res = -1 };
-        struct relay_config c;
-        struct relay_stats before, after;
-        struct late_write w;
-        struct fired f = {};
-        struct io_uring_sqe *sqe;
-        pthread_t th;
-        char buf[8];
-        int sv[2];
-
-        if (!kernel_has_min_wait())
-                skip();
-        relay_config_default(&c);
-        c.batch = true;
-        assert_int_equal(relay_new(&c, &r), 0);
-        /* Busy: every wait returns at once with a nop, until the loop batches. */
-        for (uint64_t deadline = relay_now_ns(r) + TEST_WAIT_NS;;) {
-                struct nop_op n = { .op.fn = on_nop, .res = -1 };
-
-                relay_get_stats(r, &before);
-                if (before.turns_batched > 0)
-                        break;
-                sqe = relay_get_sqe(r);
-                assert_non_null(sqe);
-                io_uring_prep_nop(sqe);
-                relay_sqe_set_op(sqe, &n.op);
-                assert_int_equal(relay_run_once(r, 100 * MS), 0);
-                assert_true(n.flag);
-                assert_true(relay_now_ns(r) < deadline);
-        }
-        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-        f.r = r;
-        assert_int_equal(relay_timer_new(r, on_timer, &f, &watchdog), 0);
-        assert_int_equal(relay_timer_arm(watchdog, TEST_WAIT_NS / 4), 0);
-        sqe = relay_get_sqe(r);
-        assert_non_null(sqe);
-        io_uring_prep_recv(sqe, sv[0], buf, sizeof(buf), 0);
-        relay_sqe_set_op(sqe, &recv_op.op);
-        w.fd = sv[1];
-        relay_get_stats(r, &before);
-        assert_int_equal(pthread_create(&th, NULL, write_later, &w), 0);
-        assert_int_equal(relay_run_once(r, -1), 0);
-        assert_int_equal(pthread_join(th, NULL), 0);
-        relay_get_stats(r, &after);
-        assert_true(recv_op.flag);
-        assert_int_equal(recv_op.res, 1);
-        assert_true(relay_timer_is_armed(watchdog));
-        assert_int_equal(after.turns, before.turns + 1);
-        assert_int_equal(after.turns_batched, before.turns_batched + 1);
-        assert_int_equal(after.cqes_per_turn[1], before.cqes_per_turn[1] + 1);
-        close(sv[0]);
-        close(sv[1]);
-}
-
-static void test_batch_off_by_default_never_batches(void **state)
-{
-        _cleanup_(relay_freep) struct relay *r = NULL;
-        struct relay_config c;
-        struct relay_stats st;
-        uint64_t start;
-
-        relay_config_default(&c);
-        assert_false(c.batch);
-        assert_int_equal(relay_new(&c, &r), 0);
-        start = relay_now_ns(r);
-        /* As busy as the test above, for several windows. */
-        while (relay_now_ns(r) - start < 20 * MS) {
-                struct nop_op n = { .op.fn = on_nop, .res = -1 };
-                struct io_uring_sqe *sqe = relay_get_sqe(r);
-
-                assert_non_null(sqe);
-                io_uring_prep_nop(sqe);
-                relay_sqe_set_op(sqe, &n.op);
-                assert_int_equal(relay_run_once(r, 100 * MS), 0);
-        }
-        relay_get_stats(r, &st);
-        assert_true(st.turns_waited > 0);
-        assert_int_equal(st.turns_batched, 0);
 }
 
 int main(int argc, char **argv)
@@ -546,8 +430,6 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_new_raises_nofile_and_reports_capacity),
                 cmocka_unit_test(test_config_out_of_bounds_is_refused),
                 cmocka_unit_test(test_stats_count_turns_and_cqes_per_turn),
-                cmocka_unit_test(test_batched_wait_returns_for_one_message_when_idle),
-                cmocka_unit_test(test_batch_off_by_default_never_batches),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
