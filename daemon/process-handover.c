@@ -115,6 +115,7 @@ int vmm_processes_hand_over(struct vmm_processes *t, Vsockmux__State__Vm *out, s
                         if (q < 0 && r >= 0)
                                 r = q;
                 }
+                process_held_sync(p);
         }
         return r;
 }

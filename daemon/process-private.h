@@ -16,6 +16,7 @@ struct vmm_processes {
         uint64_t created;      /* processes made so far: each one's seq */
         unsigned n;
         unsigned n_exited;
+        unsigned streams_held; /* the sum of the processes' held: max_streams asks it per exec */
         unsigned exec_seq; /* names attach sockets before the pid is known */
         /* Cumulative, for the metrics: a forgotten process's bytes stay counted. */
         uint64_t bytes[_VMM_STREAM_KIND_MAX];
@@ -88,7 +89,8 @@ struct vmm_process {
         char **env;
         size_t n_env;
         char *cwd;
-        enum vmm_process_state state;
+        enum vmm_process_state state; /* set with process_set_state() only: held follows it */
+        uint8_t held;                 /* its part of the table's streams_held (process_held_sync) */
         struct vmm_stream streams[_VMM_STREAM_KIND_MAX];
         uint64_t wait_call_id;
         bool wait_outstanding;
@@ -131,6 +133,10 @@ static inline const struct vmm_context *process_ctx(const struct vmm_process *p)
 bool process_table_changed(struct vmm_processes *t, uint32_t pid, bool now);
 /* The pid the guest gave p (0: none yet), in the table's index too. */
 void process_set_pid(struct vmm_process *p, uint32_t pid);
+void process_set_state(struct vmm_process *p, enum vmm_process_state state);
+/* After p's state or a stream's listener or relay stream changed: the table's streams_held, which
+ * the exec caps read, follows (so that no exec walks every process to count them). */
+void process_held_sync(struct vmm_process *p);
 /* After a sink endpoint opened: whether it is a regular file, and its length now. */
 void process_stream_note_file(struct vmm_stream *s);
 uint64_t process_realtime_ns(void);

@@ -346,7 +346,7 @@ static int import_process(struct vmm_processes *t, const Vsockmux__State__Proces
         if (r < 0)
                 return vmm_error_set(err, r, "pid %u: %s", sp->pid, strerror(-r));
         process_set_pid(p, sp->pid);
-        p->state = VMM_PROCESS_RUNNING;
+        process_set_state(p, VMM_PROCESS_RUNNING);
         p->started_ns = sp->started_ns;
         p->container_init = sp->container_init;
         p->recovering = io && io->recovered;

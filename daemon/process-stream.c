@@ -30,6 +30,7 @@ void stream_release(struct vmm_stream *s)
         }
         s->listener = relay_listener_free(s->listener);
         s->endpoint_fd = safe_close(s->endpoint_fd);
+        process_held_sync(s->process);
 }
 
 /* Whether the guest dials this port again after a connection ended: every stream with the resume
@@ -153,19 +154,21 @@ static void stream_on_accept(struct relay_listener *l, int fd, void *userdata)
         bool resume = process_guest(p)->stdio_resume;
         int r;
 
-        if (!stream_keeps_listening(s))
+        if (!stream_keeps_listening(s) || fd < 0)
                 s->listener = relay_listener_free(s->listener);
+        /* Before stream_on_done(), which may report the exit and forget p. */
+        process_held_sync(p);
         if (fd >= 0 && s->close_requested && !process_guest(p)->stdin_eof) {
                 /* CloseStdin came before the guest dialled: it sees EOF at once (with the end
                  * confirmation the stream below has no endpoint: the end, confirmed). */
                 s->listener = relay_listener_free(s->listener);
+                process_held_sync(p);
                 (void)shutdown(fd, SHUT_RDWR);
                 safe_close(fd);
                 s->done = true;
                 return;
         }
         if (fd < 0) {
-                s->listener = relay_listener_free(s->listener);
                 log_warn("vm %s: %s listener on port 0x%08x failed: %s", process_guest(p)->vm_name,
                          vmm_stream_names[s->kind], s->port, strerror(-fd));
                 stream_on_done(NULL, fd, s);
@@ -210,6 +213,7 @@ static void stream_on_accept(struct relay_listener *l, int fd, void *userdata)
                 return;
         }
         s->endpoint_fd = -1; /* the stream owns it now */
+        process_held_sync(p);
         /* A record trails what a crashed daemon sent: the guest's stdin count says where it is. */
         if (s->kind == VMM_STDIN && p->recovering)
                 relay_stream_set_seed_stale(s->stream);
@@ -220,9 +224,12 @@ int stream_listen(struct vmm_stream *s)
 {
         const struct vmm_guest *g = process_guest(s->process);
 
-        return relay_listen(g->ctx->relay, g->listen_transport, s->port,
-                            stream_keeps_listening(s) ? RELAY_LISTEN_MANY : RELAY_LISTEN_ONCE, stream_on_accept, s,
-                            &s->listener);
+        int r = relay_listen(g->ctx->relay, g->listen_transport, s->port,
+                             stream_keeps_listening(s) ? RELAY_LISTEN_MANY : RELAY_LISTEN_ONCE, stream_on_accept, s,
+                             &s->listener);
+
+        process_held_sync(s->process);
+        return r;
 }
 
 bool stream_redial_expected(const struct vmm_stream *s)
@@ -245,6 +252,7 @@ int stream_adopt(struct vmm_stream *s, int guest_fd)
         if (r < 0)
                 return r;
         s->endpoint_fd = -1; /* the stream owns it now */
+        process_held_sync(p);
         stream_follow_ack(s);
         return 0;
 }
@@ -253,7 +261,10 @@ int stream_adopt_listener(struct vmm_stream *s, int fd)
 {
         const struct vmm_guest *g = process_guest(s->process);
 
-        return relay_listen_adopt(g->ctx->relay, g->listen_transport, s->port, fd,
-                                  g->stdio_resume ? RELAY_LISTEN_MANY : RELAY_LISTEN_ONCE, stream_on_accept, s,
-                                  &s->listener);
+        int r = relay_listen_adopt(g->ctx->relay, g->listen_transport, s->port, fd,
+                                   g->stdio_resume ? RELAY_LISTEN_MANY : RELAY_LISTEN_ONCE, stream_on_accept, s,
+                                   &s->listener);
+
+        process_held_sync(s->process);
+        return r;
 }

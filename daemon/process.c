@@ -94,6 +94,7 @@ void process_free(struct vmm_process *p)
         }
         if (p->exit_reported)
                 t->n_exited--;
+        t->streams_held -= p->held;
         list_del(&p->link);
         if (p->pid)
                 pid_index_del(&t->pids, &p->pid_node);
@@ -120,6 +121,12 @@ void process_set_pid(struct vmm_process *p, uint32_t pid)
         p->pid = pid;
         if (pid)
                 pid_index_add(&p->table->pids, &p->pid_node, pid, p->seq);
+}
+
+void process_set_state(struct vmm_process *p, enum vmm_process_state state)
+{
+        p->state = state;
+        process_held_sync(p);
 }
 
 bool process_table_changed(struct vmm_processes *t, uint32_t pid, bool now)
@@ -213,14 +220,27 @@ static unsigned process_streams_held(const struct vmm_process *p)
         return n;
 }
 
+void process_held_sync(struct vmm_process *p)
+{
+        unsigned n = process_streams_held(p);
+
+        p->table->streams_held = p->table->streams_held - p->held + n;
+        p->held = (uint8_t)n;
+}
+
 unsigned vmm_processes_streams_held(const struct vmm_processes *t)
 {
+        return t->streams_held;
+}
+
+int vmm_processes_check_counts(const struct vmm_processes *t)
+{
         struct list_head *pos;
-        unsigned n = 0;
+        unsigned held = 0;
 
         list_for_each(pos, &t->list)
-                n += process_streams_held(list_entry(pos, struct vmm_process, link));
-        return n;
+                held += process_streams_held(list_entry(pos, struct vmm_process, link));
+        return held == t->streams_held ? 0 : -EBADMSG;
 }
 
 unsigned vmm_processes_streams_open(const struct vmm_processes *t)
@@ -351,7 +371,7 @@ void process_set_exit(struct vmm_process *p, enum vmm_exit_kind kind, int code, 
         p->exit.kind = kind;
         p->exit.code = code;
         snprintf(p->exit.message, sizeof(p->exit.message), "%s", message ? message : "");
-        p->state = kind == VMM_EXIT_LOST ? VMM_PROCESS_LOST : VMM_PROCESS_EXITED;
+        process_set_state(p, kind == VMM_EXIT_LOST ? VMM_PROCESS_LOST : VMM_PROCESS_EXITED);
 }
 
 /* The guest said a signal killed p but not which: name the one Kill delivered just before, if any. */
@@ -474,7 +494,7 @@ static void process_on_exec(const struct bridge_result *res, void *userdata)
                 return;
         }
         process_set_pid(p, res->pid);
-        p->state = VMM_PROCESS_RUNNING;
+        process_set_state(p, VMM_PROCESS_RUNNING);
         p->started_ns = process_realtime_ns();
         process_forget_pid(t, p, p->pid);
         r = process_start_wait(p);
@@ -588,13 +608,14 @@ static int process_send_exec(struct vmm_process *p, struct vmm_error *err)
                 goto undo;
         }
         p->in_exec = true;
-        p->state = VMM_PROCESS_STARTING;
+        process_set_state(p, VMM_PROCESS_STARTING);
         relay_timer_disarm(p->timer);
         return 0;
 undo:
         /* Ports stay used: they are never handed out twice in a VM's life. */
         for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++)
                 p->streams[k].listener = relay_listener_free(p->streams[k].listener);
+        process_held_sync(p);
         return r;
 }
 
@@ -900,7 +921,7 @@ int vmm_processes_exec(struct vmm_processes *t, const struct vmm_exec_params *pa
                         *ret_starter = starter;
                 return 0;
         }
-        p->state = VMM_PROCESS_PENDING;
+        process_set_state(p, VMM_PROCESS_PENDING);
         r = relay_timer_arm(p->timer,
                             params->connect_timeout_ns ? params->connect_timeout_ns : VMM_DEFAULT_CONNECT_TIMEOUT_NS);
         if (r < 0) {
@@ -1336,6 +1357,7 @@ void vmm_processes_release(struct vmm_processes *t)
                         if (s->stream)
                                 (void)relay_stream_detach_guest(s->stream);
                 }
+                process_held_sync(p);
         }
 }
 

@@ -51,8 +51,11 @@ int vmm_processes_resize(struct vmm_processes *t, uint32_t pid, uint16_t height,
                          void *userdata);
 
 /* ---- numbers ---- */
-/* Stdio streams held (listeners, relay streams, a pending exec's), for max_streams. */
+/* Stdio streams held (listeners, relay streams, a pending exec's), for max_streams: kept as they
+ * change (process_held_sync), so asking costs nothing. */
 unsigned vmm_processes_streams_held(const struct vmm_processes *t);
+/* The kept counts against the same counted by walking every process: 0, or -EBADMSG. */
+int vmm_processes_check_counts(const struct vmm_processes *t);
 /* Relay streams open now. */
 unsigned vmm_processes_streams_open(const struct vmm_processes *t);
 /* Adds the table's numbers to c: processes, open streams, bytes (forgotten processes' too),

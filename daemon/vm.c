@@ -279,10 +279,9 @@ unsigned vmm_vm_streams_held(const struct vmm_vm *vm)
         return vmm_processes_streams_held(vm->processes);
 }
 
-unsigned vmm_vm_streams_held_bound(const struct vmm_vm *vm)
+int vmm_vm_check_counts(const struct vmm_vm *vm)
 {
-        /* No process holds more than one stream of each kind. */
-        return vmm_processes_count(vm->processes) * _VMM_STREAM_KIND_MAX;
+        return vmm_processes_check_counts(vm->processes);
 }
 
 unsigned vmm_vm_stream_count(const struct vmm_vm *vm)
@@ -377,10 +376,7 @@ static int vm_check_caps(struct vmm_vm *vm, const struct vmm_exec_params *params
         }
         if (!cfg->max_streams)
                 return 0;
-        /* Counting exactly walks every process: only when the cheap bound says it may matter. */
-        held = vm->ops->streams_held(false, vm->userdata);
-        if (held + want > cfg->max_streams)
-                held = vm->ops->streams_held(true, vm->userdata);
+        held = vm->ops->streams_held(vm->userdata);
         if (held + want <= cfg->max_streams)
                 return 0;
         log_warn("vm %s: exec refused: %u streams held, limit %u", vm->name, held, cfg->max_streams);

@@ -9,8 +9,8 @@
 /* Upward calls to the manager, which hands these in. */
 struct vmm_vm_ops {
         void (*on_cap_hit)(enum vmm_cap cap, void *userdata);
-        /* Stdio streams held daemon-wide; exact false allows an upper bound (cheap). */
-        unsigned (*streams_held)(bool exact, void *userdata);
+        /* Stdio streams held daemon-wide (each VM's count, kept as they change). */
+        unsigned (*streams_held)(void *userdata);
         /* The VM's recorded content changed (daemon/record.h): process pid, or (0) the VM's own
          * fields; now: make it durable before returning, else once per loop turn. true: a record
          * is kept, and vmm_vm_record_written() follows each write. */
@@ -56,9 +56,11 @@ bool vmm_vm_is_migrating(const struct vmm_vm *vm);
 bool vmm_vm_is_saved(const struct vmm_vm *vm);
 uint32_t vmm_vm_port_floor(const struct vmm_vm *vm);
 void vmm_vm_get_counters(struct vmm_vm *vm, struct vmm_vm_counters *ret);
-/* Stdio streams held (for max_streams), and an upper bound that costs nothing. */
+/* Stdio streams held (for max_streams): a count, not a walk. */
 unsigned vmm_vm_streams_held(const struct vmm_vm *vm);
-unsigned vmm_vm_streams_held_bound(const struct vmm_vm *vm);
+/* 0, or -EBADMSG when a count kept as the processes change (streams held, execs waiting for the
+ * record) differs from the same counted by walking every process; for the tests. */
+int vmm_vm_check_counts(const struct vmm_vm *vm);
 /* Relay streams open now. */
 unsigned vmm_vm_stream_count(const struct vmm_vm *vm);
 

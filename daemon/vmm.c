@@ -264,13 +264,13 @@ static void manager_on_cap_hit(enum vmm_cap cap, void *userdata)
         m->cap_hits[cap]++;
 }
 
-static unsigned manager_streams_held(bool exact, void *userdata)
+static unsigned manager_streams_held(void *userdata)
 {
         struct vmm *m = userdata;
         unsigned n = 0;
 
         for (struct vmm_vm *vm = vmm_vm_next(m, NULL); vm; vm = vmm_vm_next(m, vm))
-                n += exact ? vmm_vm_streams_held(vm) : vmm_vm_streams_held_bound(vm);
+                n += vmm_vm_streams_held(vm);
         return n;
 }
 
