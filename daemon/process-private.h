@@ -13,11 +13,15 @@ struct vmm_processes {
         void *userdata;
         struct list_head list;
         struct pid_index pids; /* the list's processes that have a pid */
-        uint64_t created;      /* processes made so far: each one's seq */
+        /* Execs answered once the record holds their pid: those waiting for the next snapshot
+         * (awaiting_durable) and those in one being written (awaiting_written), so that a record
+         * write visits only them, not every process. */
+        struct list_head durable_wait, written_wait;
+        uint64_t created; /* processes made so far: each one's seq */
         unsigned n;
         unsigned n_exited;
         unsigned streams_held; /* the sum of the processes' held: max_streams asks it per exec */
-        unsigned exec_seq; /* names attach sockets before the pid is known */
+        unsigned exec_seq;     /* names attach sockets before the pid is known */
         /* Cumulative, for the metrics: a forgotten process's bytes stay counted. */
         uint64_t bytes[_VMM_STREAM_KIND_MAX];
         uint64_t stream_errors;
@@ -78,11 +82,12 @@ struct vmm_process {
         struct opener_creds creds; /* whose rights opened the endpoints (the record's), with creds_groups */
         gid_t *creds_groups;
         bool has_creds;
-        bool recovering;          /* imported from the record: an endpoint that cannot be reopened is dropped */
-        bool awaiting_durable;    /* has its pid; its starters hear it once the record holding it is written */
-        bool awaiting_written;    /* in a record being written (vmm_processes_encoded) */
-        bool log_journald;        /* its output goes to the journal (log-journald.h) */
-        bool log_journald_failed; /* said once: journald refused an entry */
+        bool recovering;              /* imported from the record: an endpoint that cannot be reopened is dropped */
+        bool awaiting_durable;        /* has its pid; its starters hear it once the record holding it is written */
+        bool awaiting_written;        /* in a record being written (vmm_processes_encoded) */
+        struct list_head record_link; /* in the table's durable_wait or written_wait while one of the two */
+        bool log_journald;            /* its output goes to the journal (log-journald.h) */
+        bool log_journald_failed;     /* said once: journald refused an entry */
         char *container_id;
         char **argv;
         size_t n_argv;

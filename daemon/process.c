@@ -96,6 +96,7 @@ void process_free(struct vmm_process *p)
                 t->n_exited--;
         t->streams_held -= p->held;
         list_del(&p->link);
+        list_del(&p->record_link);
         if (p->pid)
                 pid_index_del(&t->pids, &p->pid_node);
         t->n--;
@@ -139,28 +140,30 @@ bool process_table_changed(struct vmm_processes *t, uint32_t pid, bool now)
 
 void vmm_processes_encoded(struct vmm_processes *t)
 {
-        struct list_head *pos;
+        while (!list_empty(&t->durable_wait)) {
+                struct vmm_process *p = list_entry(t->durable_wait.next, struct vmm_process, record_link);
 
-        list_for_each(pos, &t->list) {
-                struct vmm_process *p = list_entry(pos, struct vmm_process, link);
-
-                if (p->awaiting_durable) {
-                        p->awaiting_durable = false;
-                        p->awaiting_written = true;
-                }
+                list_del(&p->record_link);
+                p->awaiting_durable = false;
+                p->awaiting_written = true;
+                list_add_tail(&t->written_wait, &p->record_link);
         }
+}
+
+/* Off both lists, told or not. */
+static void process_record_unwait(struct vmm_process *p)
+{
+        p->awaiting_durable = p->awaiting_written = false;
+        list_del(&p->record_link);
 }
 
 void vmm_processes_durable(struct vmm_processes *t)
 {
-        struct list_head *pos, *tmp;
+        /* A starter may exec again (onto durable_wait) or forget processes: take one at a time. */
+        while (!list_empty(&t->written_wait)) {
+                struct vmm_process *p = list_entry(t->written_wait.next, struct vmm_process, record_link);
 
-        list_for_each_safe(pos, tmp, &t->list) {
-                struct vmm_process *p = list_entry(pos, struct vmm_process, link);
-
-                if (!p->awaiting_written)
-                        continue;
-                p->awaiting_written = false;
+                process_record_unwait(p);
                 process_started(p, 0, "");
         }
 }
@@ -236,11 +239,27 @@ unsigned vmm_processes_streams_held(const struct vmm_processes *t)
 int vmm_processes_check_counts(const struct vmm_processes *t)
 {
         struct list_head *pos;
-        unsigned held = 0;
+        unsigned held = 0, durable = 0, written = 0, on_durable = 0, on_written = 0, n = 0;
 
-        list_for_each(pos, &t->list)
-                held += process_streams_held(list_entry(pos, struct vmm_process, link));
-        return held == t->streams_held ? 0 : -EBADMSG;
+        list_for_each(pos, &t->list) {
+                const struct vmm_process *p = list_entry(pos, struct vmm_process, link);
+
+                held += process_streams_held(p);
+                durable += p->awaiting_durable;
+                written += p->awaiting_written;
+        }
+        /* Each list holds exactly the processes with its flag. */
+        list_for_each(pos, &t->durable_wait) {
+                on_durable += list_entry(pos, struct vmm_process, record_link)->awaiting_durable;
+                n++;
+        }
+        list_for_each(pos, &t->written_wait) {
+                on_written += list_entry(pos, struct vmm_process, record_link)->awaiting_written;
+                n++;
+        }
+        return held == t->streams_held && durable == on_durable && written == on_written && n == on_durable + on_written
+                       ? 0
+                       : -EBADMSG;
 }
 
 unsigned vmm_processes_streams_open(const struct vmm_processes *t)
@@ -508,9 +527,11 @@ static void process_on_exec(const struct bridge_result *res, void *userdata)
                          p->argv[0]);
         /* Durable before the client sees the pid: a crash after it never forgets the process. The
          * record is written once this loop turn, for every exec answered in it (one fsync). */
-        p->awaiting_durable = true; /* before: a write that cannot wait runs inside the call */
+        /* Before: a write that cannot wait runs inside the call. */
+        p->awaiting_durable = true;
+        list_add_tail(&t->durable_wait, &p->record_link);
         if (!process_table_changed(t, p->pid, false) && p->awaiting_durable) {
-                p->awaiting_durable = false;
+                process_record_unwait(p);
                 process_started(p, 0, "");
         }
         process_maybe_report(p);
@@ -756,6 +777,7 @@ int process_new(struct vmm_processes *t, const struct vmm_exec_params *params, s
         p->container_init = process_is_container_init(t, params->container_id);
         list_init(&p->waiters);
         list_init(&p->starters);
+        list_init(&p->record_link);
         p->log_fd = -1;
         list_add_tail(&t->list, &p->link);
         t->n++;
@@ -1223,6 +1245,8 @@ int vmm_processes_new(const struct vmm_guest *guest, const struct vmm_processes_
         t->ops = ops;
         t->userdata = userdata;
         list_init(&t->list);
+        list_init(&t->durable_wait);
+        list_init(&t->written_wait);
         pid_index_init(&t->pids);
         *ret = t;
         return 0;
@@ -1280,7 +1304,7 @@ void vmm_processes_stop(struct vmm_processes *t, const char *message)
                 /* Without a pid the record cannot hold it: a restart would never find it. One
                  * waiting for its record write has it now (the stop wrote it). */
                 if (p->awaiting_durable || p->awaiting_written) {
-                        p->awaiting_durable = p->awaiting_written = false;
+                        process_record_unwait(p);
                         process_started(p, 0, "");
                 } else
                         process_started(p, -ESHUTDOWN, message);
