@@ -1247,6 +1247,99 @@ static void test_exec_cancelled_before_it_reached_the_guest_is_gone(void **state
         assert_int_equal(st.count, 0);
 }
 
+/* ---- the counts kept as the processes change ---- */
+
+/* The streams held (for the exec caps) and the execs waiting for the record are counts kept where
+ * they change, not walks: after each step they must equal the same counted by walking. */
+static void assert_counts(struct vmm_vm *vm, const char *when)
+{
+        if (vmm_vm_check_counts(vm) < 0)
+                fail_msg("the kept counts differ from a walk %s (%u streams held)", when, vmm_vm_streams_held(vm));
+}
+
+static void exec_churn(struct fixture *f, struct vmm_vm *vm, const char *tag, int n)
+{
+        for (int i = 0; i < n; i++) {
+                char out[128], in[128], script[64];
+                const char *argv[] = { "sh", "-c", script };
+                struct vmm_exec_params params = { .argv = argv, .n_argv = 3 };
+                struct started st = { 0 };
+                struct vmm_error err = {};
+
+                snprintf(out, sizeof(out), "%s/%s-out-%d", f->dir, tag, i);
+                snprintf(in, sizeof(in), "%s/%s-in-%d", f->dir, tag, i);
+                /* Odd ones exit at once (some with stdin and stderr), even ones run on. */
+                snprintf(script, sizeof(script), i % 2 ? "cat; exit %d" : "sleep 600", i);
+                params.stdout_path = test_endpoint(f->ep, out);
+                if (i % 4 == 1) {
+                        close(open(in, O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+                        params.stdin_path = in;
+                        params.keep_stderr = true;
+                }
+                assert_int_equal(vmm_exec(vm, &params, on_started, &st, &err), 0);
+                assert_counts(vm, "with an exec outstanding");
+                run_until(f, &st.count, "the exec");
+                assert_int_equal(st.error, 0);
+                assert_counts(vm, "after an exec");
+        }
+}
+
+static void run_counting(struct fixture *f, struct vmm_vm *vm, uint64_t ns, const char *when)
+{
+        uint64_t end = now_ns() + ns;
+
+        while (now_ns() < end) {
+                assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
+                assert_counts(vm, when);
+        }
+}
+
+static void test_kept_counts_follow_a_churn_of_execs_exits_forgets_save_restore_and_recovery(void **state)
+{
+        struct fixture *f = *state;
+        struct vmm_config cfg;
+        struct vmm_vm *vm;
+        struct saved sv;
+
+        /* Few exits kept: the churn forgets processes too. Both daemons keep a record. */
+        vmm_free(f->a);
+        vmm_free(f->b);
+        vmm_config_default(&cfg);
+        cfg.record = true;
+        cfg.exited_keep = 2;
+        cfg.state_dir = f->state_a;
+        assert_int_equal(vmm_new(f->r, &cfg, NULL, NULL, &f->a), 0);
+        cfg.state_dir = f->state_b;
+        assert_int_equal(vmm_new(f->r, &cfg, NULL, NULL, &f->b), 0);
+        vm = add_vm_connected(f, true);
+        assert_counts(vm, "with no process");
+        exec_churn(f, vm, "a", 12);
+        run_counting(f, vm, 500ull * 1000000ull, "while processes exit and are forgotten");
+        assert_true(vmm_vm_process_count(vm) < 12);
+
+        sv = save_vm(f, vm);
+        assert_counts(vm, "after the save");
+        vm = restore_vm(f, &sv, 0, NULL);
+        free(sv.blob);
+        assert_counts(vm, "after the restore");
+        assert_int_equal(vmm_vm_remove(f->a, "demo"), 0);
+        run_counting(f, vm, 500ull * 1000000ull, "while the guest redials");
+        exec_churn(f, vm, "b", 6);
+        run_counting(f, vm, 300ull * 1000000ull, "after the restore's execs");
+
+        /* A recorded stop, then a new daemon recovers the VM from the record. */
+        vmm_stop_recorded(f->b, "test stop");
+        vmm_free(f->b);
+        assert_int_equal(vmm_new(f->r, &cfg, NULL, NULL, &f->b), 0);
+        assert_int_equal(vmm_recover(f->b), 0);
+        vm = vmm_vm_find(f->b, "demo");
+        assert_non_null(vm);
+        assert_counts(vm, "after the recovery");
+        run_counting(f, vm, 500ull * 1000000ull, "while the guest redials after the recovery");
+        exec_churn(f, vm, "c", 4);
+        assert_counts(vm, "after the recovery's execs");
+}
+
 static void test_hvsock_paths_outside_the_root_are_refused(void **state)
 {
         struct fixture *f = *state;
@@ -1314,6 +1407,9 @@ int main(void)
                                                 setup, teardown),
                 cmocka_unit_test_setup_teardown(test_thousand_processes_survive_save_and_restore, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_hvsock_paths_outside_the_root_are_refused, setup, teardown),
+                cmocka_unit_test_setup_teardown(
+                        test_kept_counts_follow_a_churn_of_execs_exits_forgets_save_restore_and_recovery, setup,
+                        teardown),
         };
 
         signal(SIGPIPE, SIG_IGN);
