@@ -120,15 +120,15 @@ int vmm_processes_hand_over(struct vmm_processes *t, Vsockmux__State__Vm *out, s
         return r;
 }
 
-static struct vmm_process *find_pid(struct vmm_processes *t, uint32_t pid)
+/* p's successor in t: the same exec id (unique in a table, and carried by the hand-over), not just
+ * the same pid, which a guest that reused it gives two entries. */
+static struct vmm_process *find_same(struct vmm_processes *t, const struct vmm_process *p)
 {
-        struct list_head *pos;
+        for (struct pid_node *e = pid_index_first(&t->pids, p->pid); e; e = pid_index_next(e, p->pid)) {
+                struct vmm_process *q = container_of(e, struct vmm_process, pid_node);
 
-        list_for_each(pos, &t->list) {
-                struct vmm_process *p = list_entry(pos, struct vmm_process, link);
-
-                if (p->pid == pid)
-                        return p;
+                if (strcmp(q->exec_id, p->exec_id) == 0)
+                        return q;
         }
         return NULL;
 }
@@ -139,7 +139,7 @@ void vmm_processes_take_waiters(struct vmm_processes *dst, struct vmm_processes 
 
         list_for_each(pos, &src->list) {
                 struct vmm_process *p = list_entry(pos, struct vmm_process, link);
-                struct vmm_process *q = find_pid(dst, p->pid);
+                struct vmm_process *q = p->pid ? find_same(dst, p) : NULL;
 
                 /* Not handed over (no pid yet is refused before): its waiters stay to hear it went. */
                 if (!q)

@@ -824,6 +824,76 @@ static void test_upstream_live_handover_moves_the_vm_and_the_guest_never_notices
 }
 
 /* A rollback before the hand-over: the VM serves on, nothing lost or repeated. */
+/* Holds vm, hands it out and returns the state as the wire carries it (the caller frees it). */
+static Vsockmux__State__Vm *hand_out(struct fixture *f, struct vmm_vm *vm, struct vmm_fds *fds)
+{
+        Vsockmux__State__Vm out, *in;
+        struct vmm_error err = {};
+        uint8_t *wire;
+        size_t len;
+        int held = 0;
+
+        assert_int_equal(vmm_vm_hold(vm, &hold_ops, &held, &err), 0);
+        run_until(f, &held, "the hold");
+        assert_int_equal(held, 1);
+        if (vmm_vm_hand_over(vm, &out, fds, &err) < 0)
+                fail_msg("hand over: %s", err.message);
+        len = vsockmux__state__vm__get_packed_size(&out);
+        wire = malloc(len + 1);
+        assert_non_null(wire);
+        vsockmux__state__vm__pack(&out, wire);
+        vmm_vm_export_done(&out);
+        in = vsockmux__state__vm__unpack(NULL, len, wire);
+        free(wire);
+        assert_non_null(in);
+        return in;
+}
+
+/* A pid the guest reused names two entries, one exited and one running: a hand-over handed back
+ * moves the running one's waiter to the running one, which alone can tell it its exit. */
+static void test_handed_back_waiter_stays_with_its_process_when_a_pid_was_reused(void **state)
+{
+        struct fixture *f = *state;
+        struct vmm_fds fds = { 0 }, back = { 0 };
+        struct vmm_error err = {};
+        struct exited first = { 0 }, ex = { 0 };
+        struct vmm_waiter *w = NULL;
+        struct vmm_vm *vm, *vb = NULL;
+        Vsockmux__State__Vm *in;
+        char out_a[128], out_b[128];
+        uint32_t a, b;
+
+        snprintf(out_a, sizeof(out_a), "%s/out-a", f->dir);
+        snprintf(out_b, sizeof(out_b), "%s/out-b", f->dir);
+        vm = add_vm_connected(f, true);
+        a = exec_ok(f, vm, "exit 3", out_a);
+        wait_exit(f, vm, a, &first);
+        assert_int_equal(first.exit.code, 3);
+        b = exec_ok(f, vm, "sleep 2; exit 7", out_b);
+        /* The guest hands b's pid to a's exited process too: as if its kernel had reused it. */
+        in = hand_out(f, vm, &fds);
+        assert_int_equal(in->n_processes, 2);
+        assert_int_equal(in->processes[0]->pid, a);
+        in->processes[0]->pid = b;
+        if (vmm_adopt(f->b, in, fds.fds, fds.n, &vb, &err) < 0)
+                fail_msg("adopt: %s", err.message);
+        vsockmux__state__vm__free_unpacked(in, NULL);
+        free(fds.fds);
+        assert_int_equal(vmm_vm_process_count(vb), 2);
+        /* The newest entry of the pid is the running one: the waiter is its. */
+        assert_int_equal(vmm_process_wait(vmm_process_find(vb, b), on_exit_seen, &ex, &w, &ex.exit), 0);
+        in = hand_out(f, vb, &back);
+        if (vmm_take_back(f->b, in, back.fds, back.n, &err) < 0)
+                fail_msg("take back: %s", err.message);
+        vsockmux__state__vm__free_unpacked(in, NULL);
+        free(back.fds);
+        assert_int_equal(ex.count, 0); /* not told the exited entry's exit */
+        run_until(f, &ex.count, "the exit");
+        assert_int_equal(ex.count, 1);
+        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
+        assert_int_equal(ex.exit.code, 7);
+}
+
 static void test_live_handover_unheld_serves_on(void **state)
 {
         struct fixture *f = *state;
@@ -1377,6 +1447,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_upstream_live_handover_moves_the_vm_and_the_guest_never_notices,
                                                 setup, teardown),
                 cmocka_unit_test_setup_teardown(test_live_handover_unheld_serves_on, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_handed_back_waiter_stays_with_its_process_when_a_pid_was_reused,
+                                                setup, teardown),
                 cmocka_unit_test_setup_teardown(test_output_moves_exactly_once_across_save_and_restore, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_legacy_guest_loses_nothing_and_may_duplicate, setup, teardown),
