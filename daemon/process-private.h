@@ -40,6 +40,7 @@ struct vmm_stream {
         char *endpoint; /* the path the client named; NULL = kept for attach */
         struct relay_listener *listener;
         struct relay_stream *stream;
+        struct stream_redial *redial;          /* a redial that came while the old connection drained */
         struct relay_stream_counters counters; /* the last known, kept after the stream is gone */
         uint64_t dropped;                      /* read, never delivered: the stream failed */
         uint64_t endpoint_base;                /* a regular file sink: its length when opened (the record's) */

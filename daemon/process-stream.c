@@ -1,5 +1,6 @@
 /* daemon/process-stream.c: a process's stdio streams: listening on their ports, pairing the guest's connection with the endpoint, EOF, freeze, redial and the taps (k8s-file log, attach). */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -22,8 +23,30 @@ void stream_init(struct vmm_stream *s, struct vmm_process *p, enum vmm_stream_ki
         s->endpoint_fd = -1;
 }
 
+/* hcsshim's guest redials at once and then writes what it held into the new connection, so a
+ * connection that comes while the old one still drains is kept, unread, until the old one ends:
+ * closing it would lose those bytes (the guest only sees a later write fail). */
+struct stream_redial {
+        int fd;
+        bool old_ended; /* the old connection's end was seen: the timer hands the kept one over */
+        struct relay_timer *timer;
+};
+
+static void stream_take_redial(struct vmm_stream *s, int fd);
+
+static struct stream_redial *redial_free(struct stream_redial *d)
+{
+        if (!d)
+                return NULL;
+        safe_close(d->fd);
+        relay_timer_free(d->timer);
+        free(d);
+        return NULL;
+}
+
 void stream_release(struct vmm_stream *s)
 {
+        s->redial = redial_free(s->redial);
         if (s->stream) {
                 relay_stream_get_counters(s->stream, &s->counters);
                 s->stream = relay_stream_free(s->stream);
@@ -45,6 +68,15 @@ static void stream_on_done(struct relay_stream *rs, int error, void *userdata)
 {
         struct vmm_stream *s = userdata;
         struct vmm_process *p = s->process;
+
+        /* The old connection ended and the guest already dialled again: not an end, and nothing
+         * read is lost (the relay keeps it for the new connection). The relay cannot take a new
+         * guest from inside this call, hence the timer. */
+        if (rs && s->redial && s->redial->fd >= 0) {
+                s->redial->old_ended = true;
+                if (relay_timer_arm(s->redial->timer, 0) >= 0)
+                        return;
+        }
 
         if (error < 0)
                 log_warn("vm %s: process %u: %s stream on port 0x%08x ended: %s", process_guest(p)->vm_name, p->pid,
@@ -146,6 +178,70 @@ static void stream_follow_ack(struct vmm_stream *s)
                 (void)relay_stream_set_eof_confirm(s->stream, process_guest(s->process)->stdin_eof);
 }
 
+static void redial_on_timer(struct relay_timer *t, void *userdata)
+{
+        struct vmm_stream *s = userdata;
+
+        stream_take_redial(s, TAKE_FD(s->redial->fd));
+}
+
+static void stream_park_redial(struct vmm_stream *s, int fd)
+{
+        struct vmm_process *p = s->process;
+
+        if (!s->redial) {
+                _cleanup_free_ struct stream_redial *d = calloc(1, sizeof(*d));
+                int r = d ? relay_timer_new(process_ctx(p)->relay, redial_on_timer, s, &d->timer) : -ENOMEM;
+
+                if (r < 0) {
+                        log_warn("vm %s: process %u: cannot keep the %s redial: %s", process_guest(p)->vm_name, p->pid,
+                                 vmm_stream_names[s->kind], strerror(-r));
+                        safe_close(fd);
+                        return;
+                }
+                d->fd = -1;
+                s->redial = TAKE_PTR(d);
+        }
+        log_debug("vm %s: process %u: %s redialled before the old connection ended; kept until it does",
+                  process_guest(p)->vm_name, p->pid, vmm_stream_names[s->kind]);
+        /* A newer connection: the guest gave up the one kept before. */
+        safe_close(s->redial->fd);
+        s->redial->fd = fd;
+        /* The old one ended but the relay was not yet done with it: try again shortly. */
+        if (s->redial->old_ended)
+                (void)relay_timer_arm(s->redial->timer, 1000 * 1000);
+}
+
+/* The guest redialled a stream we kept (across a save, or after a drop): carry on where it
+ * stopped. */
+static void stream_take_redial(struct vmm_stream *s, int fd)
+{
+        struct vmm_process *p = s->process;
+        int r;
+
+        r = relay_stream_replace_guest(s->stream, fd, process_guest(p)->stdio_resume);
+        if (r == -EBUSY) {
+                stream_park_redial(s, fd);
+                return;
+        }
+        s->redial = redial_free(s->redial);
+        if (r >= 0) {
+                int k = relay_stream_resume(s->stream);
+
+                if (k < 0 && k != -EINVAL) /* -EINVAL: it was not frozen */
+                        r = k;
+        }
+        if (r < 0) {
+                log_warn("vm %s: process %u: cannot resume %s: %s", process_guest(p)->vm_name, p->pid,
+                         vmm_stream_names[s->kind], strerror(-r));
+                stream_on_done(NULL, r, s);
+                return;
+        }
+        s->done = false;
+        s->error = 0;
+        stream_follow_ack(s);
+}
+
 static void stream_on_accept(struct relay_listener *l, int fd, void *userdata)
 {
         struct vmm_stream *s = userdata;
@@ -175,31 +271,7 @@ static void stream_on_accept(struct relay_listener *l, int fd, void *userdata)
                 return;
         }
         if (s->stream) {
-                /* The guest redialled a stream we kept (across a save, or after a drop): carry on
-                 * where it stopped. A stream still busy with the old connection has not seen it end
-                 * yet; the guest dials again in 100 ms. */
-                r = relay_stream_replace_guest(s->stream, fd, resume);
-                if (r == -EBUSY) {
-                        log_debug("vm %s: process %u: %s redialled before the old connection ended",
-                                  process_guest(p)->vm_name, p->pid, vmm_stream_names[s->kind]);
-                        safe_close(fd);
-                        return;
-                }
-                if (r >= 0) {
-                        int k = relay_stream_resume(s->stream);
-
-                        if (k < 0 && k != -EINVAL) /* -EINVAL: it was not frozen */
-                                r = k;
-                }
-                if (r < 0) {
-                        log_warn("vm %s: process %u: cannot resume %s: %s", process_guest(p)->vm_name, p->pid,
-                                 vmm_stream_names[s->kind], strerror(-r));
-                        stream_on_done(NULL, r, s);
-                        return;
-                }
-                s->done = false;
-                s->error = 0;
-                stream_follow_ack(s);
+                stream_take_redial(s, fd);
                 return;
         }
         r = relay_stream_new_at(process_ctx(p)->relay,
