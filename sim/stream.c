@@ -43,14 +43,18 @@ static bool stream_input_closed(struct sim_stream *st)
         return closed;
 }
 
-/* Redials the stream's port every 100 ms until it connects; NULL once the sim stops, or for stdin
- * once its process is gone (a host that knows stdin ended may never listen again). */
+/* Redials the stream's port at once and then every 100 ms until it connects, as hcsshim's guest
+ * does (internal/guest/stdio, redialWithBudget: the first attempt does not wait); NULL once the sim
+ * stops, or for stdin once its process is gone (a host that knows stdin ended may never listen
+ * again). */
 static struct sim_conn *stream_redial(struct sim_stream *st)
 {
-        for (;;) {
+        for (bool first = true;; first = false) {
                 struct sim_conn *c = NULL;
 
-                if (sim_sleep(st->s, SIM_REDIAL_MS))
+                if (!first && sim_sleep(st->s, SIM_REDIAL_MS))
+                        return NULL;
+                if (sim_stopping(st->s))
                         return NULL;
                 if (st->kind == SIM_STREAM_STDIN && stream_input_closed(st))
                         return NULL;
