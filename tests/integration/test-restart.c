@@ -47,6 +47,16 @@ static long exec_to_file(struct integ *t, const char *vm, const char *out, const
         return integ_detached_pid(t, &res);
 }
 
+/* The guest's side of a lost line: what its relay did with the connection. */
+static void dump_sim_log(struct integ *t)
+{
+        const char *path = integ_path(t, "sim-demo.log");
+        char *s = integ_read_file(path, NULL);
+
+        fprintf(stderr, "---- vsockmux-sim log (%s) ----\n%s---- end of log ----\n", path, s ? s : "(none)\n");
+        free(s);
+}
+
 /* Every number 1..n once, in order: nothing lost, nothing twice. */
 static void assert_file_is_seq(struct integ *t, const char *path, unsigned n)
 {
@@ -59,14 +69,17 @@ static void assert_file_is_seq(struct integ *t, const char *path, unsigned n)
                 int w = snprintf(want, sizeof(want), "%u\n", i);
 
                 if (off + (size_t)w > len || memcmp(got + off, want, (size_t)w) != 0) {
+                        /* fail_msg() does not return: the file goes first. */
+                        free(got);
                         integ_dump_daemon_log(t);
+                        dump_sim_log(t);
                         fail_msg("%s: line %u is not %u (%zu bytes, expected the sequence to %u)", path, i, i, len, n);
                 }
                 off += (size_t)w;
         }
+        free(got);
         if (off != len)
                 fail_msg("%s: %zu bytes after line %u (duplicated output?)", path, len - off, n);
-        free(got);
 }
 
 /* `vsockmux wait VM PID`: its exit code (the process's), and its output in res. */
