@@ -749,12 +749,13 @@ static void test_ctrl_c_before_the_pid_is_held_and_forwarded(void **state)
 }
 
 /* hcsshim's guest (--fidelity upstream) redials only a container's init: with its writer as the
- * init, stopped while it waits (nothing in flight), every line arrives once and its exit code
- * comes from the reconnect probe. Another exec in the container is not redialled and hcsshim's
- * guest may forget its exit: its code is right or lost, never 0. */
+ * init, stopped while it waits (nothing in flight: the guest saw the connection end first), every
+ * line arrives once and its exit code comes from the reconnect probe. Another exec in the
+ * container is not redialled and hcsshim's guest may forget its exit: its code is right or lost,
+ * never 0. */
 static void upstream_stop_and_restart(struct integ *t, int sig)
 {
-        char out[INTEG_PATH_MAX], script[512], needle[32], other[512];
+        char out[INTEG_PATH_MAX], script[512], needle[32], other[512], lost[64];
         struct integ_result res;
         long pid, opid;
         int code;
@@ -779,6 +780,15 @@ static void upstream_stop_and_restart(struct integ *t, int sig)
         assert_true(integ_wait_file_contains(out, needle, INTEG_WAIT_MS));
 
         stop_daemon(t, sig);
+        /* Nothing in flight is the guest's view: the go waits until the init's stdout has seen its
+         * connection end. A reaped vsockmuxd's sockets outlive it until the kernel tears its
+         * io_uring down (later under load); what the guest writes into them meanwhile dies with
+         * them, and hcsshim's guest goes on after it without a replay. */
+        snprintf(lost, sizeof(lost), "pid %ld stdout: connection lost", pid);
+        if (!integ_wait_file_contains(integ_path(t, "sim-demo.log"), lost, INTEG_WAIT_MS)) {
+                dump_sim_log(t);
+                fail_msg("the guest never saw the stopped daemon's stdout connection end");
+        }
         integ_touch(integ_path(t, "go"));
         restart(t, NULL);
         assert_true(integ_wait_file_contains(t->daemon_log, "recovered 1 VMs with 2 processes", INTEG_WAIT_MS));
