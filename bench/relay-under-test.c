@@ -118,10 +118,11 @@ static void rut_write_stats(struct relay_timer *t, void *userdata)
         f = fopen(tmp, "we");
         if (f) {
                 fprintf(f,
-                        "{\"bytes_relayed\":%" PRIu64 ",\"streams\":%u,\"listeners\":%u,\"pool_bufs_total\":%u,"
+                        "{\"bytes_relayed\":%" PRIu64 ",\"bytes_spliced\":%" PRIu64
+                        ",\"streams\":%u,\"listeners\":%u,\"pool_bufs_total\":%u,"
                         "\"pool_bufs_in_use\":%u,\"pool_bytes\":%zu,\"failed\":%u,",
-                        st.bytes_relayed, st.streams, st.listeners, st.pool_bufs_total, st.pool_bufs_in_use,
-                        st.pool_bytes, rut->failed);
+                        st.bytes_relayed, st.bytes_spliced, st.streams, st.listeners, st.pool_bufs_total,
+                        st.pool_bufs_in_use, st.pool_bytes, rut->failed);
                 rut_write_loop(f, &st);
                 fputs("}\n", f);
                 if (fclose(f) == 0)
@@ -155,12 +156,14 @@ int main(int argc, char **argv)
                         cfg.stream_max_bufs = (unsigned)strtoul(argv[i + 1], NULL, 0);
                 else if (strcmp(argv[i], "--ring-bufs") == 0)
                         cfg.ring_bufs = (unsigned)strtoul(argv[i + 1], NULL, 0);
+                else if (strcmp(argv[i], "--splice-pipe-size") == 0)
+                        cfg.splice_pipe_size = (unsigned)strtoul(argv[i + 1], NULL, 0);
                 else
                         path = NULL, i = argc;
         }
         if (!path) {
                 fprintf(stderr, "usage: relay-under-test --spec FILE [--stats FILE] [--buf-size N] [--buf-count N]"
-                                " [--stream-bufs N] [--ring-bufs N]\n");
+                                " [--stream-bufs N] [--ring-bufs N] [--splice-pipe-size N]\n");
                 return 2;
         }
         k = bench_spec_load(path, &spec);

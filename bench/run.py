@@ -161,6 +161,8 @@ class RelayAlone(Variant):
         except (OSError, ValueError):
             return {}
         out = dict(pool_bytes=st["pool_bytes"], relay_failed=st["failed"])
+        if st.get("bytes_relayed"):
+            out["spliced"] = st.get("bytes_spliced", 0) / st["bytes_relayed"]
         if "loop" in st:
             out["loop"] = st["loop"]
         rss = pool_rss_kb(procs[0].pid, st["pool_bytes"])
@@ -946,6 +948,8 @@ def render(scs, summary, tgts, skipped):
                 extra_s = "%s %s" % (sc["extra"], cell(extra))
                 if s.get("wake"):
                     extra_s += "  wake/msg %s, CQEs/turn %s" % (fmt(med_of(s, "wake")), fmt(med_of(s, "cqes_turn")))
+                if s.get("spliced") and med_of(s, "spliced") is not None:
+                    extra_s += ", spliced %.0f%%" % (100 * med_of(s, "spliced"))
             out.append("    %-18s %-26s %-7s %s%s" % (
                 label, cell(s["primary"]), "x%.2f" % rel if rel is not None and sc["mode"] not in ("idle", "scale") else "",
                 extra_s, "  (%d failed reps)" % s["failed"] if s.get("failed") else ""))
@@ -1229,6 +1233,9 @@ def main():
                 # per measured message they overstate a little, the same for both loops.
                 s["wake"] = summarize([r["loop"]["sleeps"] / r["messages"] for r in loops])
                 s["cqes_turn"] = summarize([r["loop"]["cqes"] / max(1, r["loop"]["turns"]) for r in loops])
+            spl = [r["spliced"] for r in good if "spliced" in r]
+            if spl:
+                s["spliced"] = summarize(spl)
             if len(good) < len(runs):
                 s["error"] = next(r.get("error") for r in runs if not r.get("ok"))
             summary.setdefault(sc["id"], {})[vn] = s
