@@ -135,10 +135,12 @@ struct relay_pipe {
         size_t size;
         struct relay_pipe *next;
 };
-/* -EBUSY when all cfg.splice_pipes are lent. */
+/* -EBUSY when every pipe the fds allow is lent. */
 int relay_pipe_get(struct relay *r, struct relay_pipe **ret);
 /* Returns NULL. A pipe that still holds bytes is closed, not lent again. */
 struct relay_pipe *relay_pipe_put(struct relay *r, struct relay_pipe *p, bool empty);
+/* A stream or listener came: free pipes over what the fds now allow are closed. */
+void relay_pipes_trim(struct relay *r);
 void relay_pipes_done(struct relay *r);
 
 /* Tells the owner (relay_set_ops), if it listens. */

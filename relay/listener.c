@@ -526,6 +526,7 @@ int relay_listen(struct relay *r, const struct relay_transport *t, uint32_t port
                 return k;
         }
         r->n_listeners++;
+        relay_pipes_trim(r);
         *ret = l;
         return 0;
 }
@@ -562,6 +563,7 @@ int relay_listen_fd(struct relay *r, int fd, const char *label, enum relay_liste
                 return k;
         }
         r->n_listeners++;
+        relay_pipes_trim(r);
         *ret = l;
         return 0;
 }
@@ -621,6 +623,7 @@ int relay_listen_adopt(struct relay *r, const struct relay_transport *t, uint32_
         }
         l->path_owned = true;
         r->n_listeners++;
+        relay_pipes_trim(r);
         *ret = l;
         return 0;
 }

@@ -46,7 +46,8 @@ static int config_check(const struct relay_config *c)
                 return -EINVAL;
         if (c->ring_bufs > c->buf_count)
                 return -EINVAL;
-        if (c->splice_pipes > RELAY_SPLICE_PIPES_MAX || c->splice_pipe_size > RELAY_SPLICE_PIPE_SIZE_MAX)
+        if (c->splice_pipes > RELAY_SPLICE_PIPES_MAX || c->splice_pipes_max > RELAY_SPLICE_PIPES_MAX ||
+            c->splice_pipe_size > RELAY_SPLICE_PIPE_SIZE_MAX)
                 return -EINVAL;
         return 0;
 }
@@ -67,8 +68,11 @@ static void splice_config(struct relay_config *c)
                 c->splice_min = c->buf_size;
         if (c->splice_pipes == 0)
                 c->splice_pipes = RELAY_SPLICE_PIPES_DEFAULT;
+        if (c->splice_pipes_max == 0)
+                c->splice_pipes_max = RELAY_SPLICE_PIPES_MAX;
+        c->splice_pipes_max = MAX(c->splice_pipes_max, c->splice_pipes);
         if (c->no_splice)
-                c->splice_pipes = 0;
+                c->splice_pipes = c->splice_pipes_max = 0;
 }
 
 static unsigned raise_nofile(void)

@@ -1,5 +1,8 @@
-/* relay/pipe-pool.c: the pipes the splice path borrows: made on first need up to cfg.splice_pipes,
- * lent to a stream only while it has bytes in one, kept empty on a free list between loans. */
+/* relay/pipe-pool.c: the pipes the splice path borrows: made on first need, lent to a stream only
+ * while it has bytes in one, kept empty on a free list between loans. cfg.splice_pipes of them
+ * have their fds kept back from the stream capacity; up to cfg.splice_pipes_max use the fds of
+ * stream slots nobody holds, so that many busy streams splice instead of copying, and give them
+ * back as streams come. */
 #include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -41,6 +44,30 @@ static struct relay_pipe *pipe_destroy(struct relay *r, struct relay_pipe *p)
         return NULL;
 }
 
+/* Stream slots kept free of borrowed pipes: an exec opens its endpoint before the relay counts
+ * its stream, so a burst of execs must find the fds it was promised. */
+#define PIPES_SLACK_SHIFT 3
+
+/* Each pipe is two fds, as a stream is: a pipe over the reserve takes one spare stream slot. */
+static unsigned pipes_allowed(const struct relay *r)
+{
+        unsigned used = r->n_streams + r->n_listeners, slack = r->capacity >> PIPES_SLACK_SHIFT;
+
+        if (r->capacity <= used + slack)
+                return r->cfg.splice_pipes;
+        return MIN(r->cfg.splice_pipes_max, r->cfg.splice_pipes + (r->capacity - used - slack));
+}
+
+void relay_pipes_trim(struct relay *r)
+{
+        while (r->pipes_free && r->pipes_made > pipes_allowed(r)) {
+                struct relay_pipe *p = r->pipes_free;
+
+                r->pipes_free = p->next;
+                pipe_destroy(r, p);
+        }
+}
+
 int relay_pipe_get(struct relay *r, struct relay_pipe **ret)
 {
         struct relay_pipe *p = r->pipes_free;
@@ -49,7 +76,7 @@ int relay_pipe_get(struct relay *r, struct relay_pipe **ret)
         if (p)
                 r->pipes_free = p->next;
         else {
-                if (r->pipes_made >= r->cfg.splice_pipes)
+                if (r->pipes_made >= pipes_allowed(r))
                         return -EBUSY;
                 k = pipe_make(r, &p);
                 if (k < 0)
@@ -67,8 +94,8 @@ struct relay_pipe *relay_pipe_put(struct relay *r, struct relay_pipe *p, bool em
                 return NULL;
         r->pipes_lent--;
         /* Bytes nobody will take (a dead endpoint, a freed stream) cannot be drained cheaply: the
-         * pipe goes, and the next loan makes a new one. */
-        if (!empty)
+         * pipe goes, and the next loan makes a new one. A borrowed pipe the streams now need goes too. */
+        if (!empty || r->pipes_made > pipes_allowed(r))
                 return pipe_destroy(r, p);
         p->next = r->pipes_free;
         r->pipes_free = p;

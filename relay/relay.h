@@ -30,11 +30,15 @@ struct relay_config {
         /* The splice path (splice.c) for a from-guest stream with a backlog: entered after a read of
          * at least splice_min bytes (0 = buf_size: a read that filled its buffer), kept while the
          * guest has that much waiting. splice_pipes: the pool it borrows pipes from (0 = default,
-         * each pipe two fds), splice_pipe_size: bytes per pipe (0 = the kernel's default). no_splice:
+         * each pipe two fds, kept back from the stream capacity). splice_pipes_max: the pool may grow
+         * to this many (0 = RELAY_SPLICE_PIPES_MAX, never below splice_pipes) on fds the streams
+         * leave spare, and shrinks again as streams come. splice_pipe_size: bytes per pipe (0 = the
+         * kernel's default). no_splice:
          * every byte goes through the ring. VSOCKMUX_RELAY_SPLICE_MIN=N in the environment sets
          * splice_min at relay_new() (tests force the path with 1). */
         unsigned splice_min;
         unsigned splice_pipes;
+        unsigned splice_pipes_max;
         unsigned splice_pipe_size;
         bool no_splice;
 };
@@ -364,7 +368,7 @@ struct relay_stats {
         size_t pool_bytes;         /* address space reserved for the pool (buf_size * buf_count) */
         size_t pool_buf_size;
         uint64_t bytes_spliced;     /* of bytes_relayed, what went by splice(2) */
-        unsigned splice_pipes;      /* made so far (at most splice_pipes of the config) */
+        unsigned splice_pipes;      /* open now (at most splice_pipes_max of the config) */
         unsigned splice_pipes_lent; /* held by streams with bytes in flight */
         /* What the loop's turns look like, so wake-ups per message can be read off: every
          * relay_run_once() is a turn; turns_waited asked the kernel to block (nothing was ready);

@@ -1352,6 +1352,7 @@ int relay_stream_new_at(struct relay *r, enum relay_stream_dir dir, int guest_fd
         /* Fails only with a broken ring, which relay_run_once reports. */
         (void)hup_arm(s);
         r->n_streams++;
+        relay_pipes_trim(r);
         if (!send_offset_header && s->src_eof)
                 (void)stream_queue_check(s); /* the end, at once */
         *ret = s;

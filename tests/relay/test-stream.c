@@ -1339,8 +1339,9 @@ static void test_stream_splice_into_a_fifo_needs_no_pipe(void **state)
         rm_tmpdir(dir);
 }
 
-/* More bulk streams than pipes: the ones that find none stay on the ring, nobody loses a byte. */
-static void test_stream_splice_pool_exhausted_falls_back_to_the_ring(void **state)
+/* Four bulk streams at once on a pool of `pipes` (reserved) up to `pipes_max` (on spare fds): every
+ * byte arrives once, in order; ret_peak: the most pipes the pool held at any time. */
+static void splice_four_bulk_streams(unsigned pipes, unsigned pipes_max, struct relay_stats *ret_st, unsigned *ret_peak)
 {
         _cleanup_(relay_freep) struct relay *r = NULL;
         enum { N = 4 };
@@ -1352,10 +1353,11 @@ static void test_stream_splice_pool_exhausted_falls_back_to_the_ring(void **stat
         struct child guest[N];
         struct sink k[N];
         char dir[64], path[128], n[32], sd[32];
-        unsigned done = 0;
+        unsigned done = 0, peak = 0;
 
         relay_config_default(&cfg);
-        cfg.splice_pipes = 1;
+        cfg.splice_pipes = pipes;
+        cfg.splice_pipes_max = pipes_max;
         make_tmpdir(dir, sizeof(dir));
         assert_int_equal(relay_new(&cfg, &r), 0);
         num(n, sizeof(n), total);
@@ -1371,7 +1373,8 @@ static void test_stream_splice_pool_exhausted_falls_back_to_the_ring(void **stat
                 assert_int_equal(relay_run_once(r, 10 * 1000 * 1000), 0);
                 assert_true(relay_now_ns(r) < deadline);
                 relay_get_stats(r, &st);
-                assert_true(st.splice_pipes <= 1);
+                assert_true(st.splice_pipes <= pipes_max);
+                peak = MAX(peak, st.splice_pipes);
                 done = 0;
                 for (unsigned i = 0; i < N; i++)
                         done += t[i].done;
@@ -1385,13 +1388,34 @@ static void test_stream_splice_pool_exhausted_falls_back_to_the_ring(void **stat
                 assert_int_equal(k[i].bytes, total);
                 assert_int_equal(k[i].hash, guest_data_hash(30 + i, total));
         }
-        relay_get_stats(r, &st);
-        assert_true(st.bytes_spliced > 0);
-        assert_true(st.bytes_spliced < st.bytes_relayed); /* some went by the ring */
-        relay_listener_free(d[0].l);
-        for (unsigned i = 1; i < N; i++)
+        relay_get_stats(r, ret_st);
+        for (unsigned i = 0; i < N; i++)
                 relay_listener_free(d[i].l);
         rm_tmpdir(dir);
+        *ret_peak = peak;
+}
+
+/* More bulk streams than pipes: the ones that find none stay on the ring, nobody loses a byte. */
+static void test_stream_splice_pool_exhausted_falls_back_to_the_ring(void **state)
+{
+        struct relay_stats st;
+        unsigned peak;
+
+        splice_four_bulk_streams(1, 1, &st, &peak);
+        assert_int_equal(peak, 1);
+        assert_true(st.bytes_spliced > 0);
+        assert_true(st.bytes_spliced < st.bytes_relayed); /* some went by the ring */
+}
+
+/* One pipe reserved, but fds to spare: the pool lends more than the reserve to the busy streams. */
+static void test_stream_splice_pool_grows_on_spare_fds(void **state)
+{
+        struct relay_stats st;
+        unsigned peak;
+
+        splice_four_bulk_streams(1, 4, &st, &peak);
+        assert_true(peak > 1);
+        assert_true(st.bytes_spliced > 0);
 }
 
 /* An endpoint socket that closes mid-splice: the stream keeps reading the guest and drops its
@@ -1585,6 +1609,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_stream_splice_gives_way_when_a_tap_is_wanted),
                 cmocka_unit_test(test_stream_splice_into_a_fifo_needs_no_pipe),
                 cmocka_unit_test(test_stream_splice_pool_exhausted_falls_back_to_the_ring),
+                cmocka_unit_test(test_stream_splice_pool_grows_on_spare_fds),
                 cmocka_unit_test(test_stream_splice_endpoint_closing_drops_and_counts),
                 cmocka_unit_test(test_stream_splice_stalled_sink_holds_at_most_the_cap),
         };
