@@ -64,15 +64,27 @@ int journal_buf_add(struct journal_buf *b, const journal_record *rec)
 
 /* ---- replay ---- */
 
-static ssize_t vm_find_pid(const Vsockmux__State__Vm *vm, uint32_t pid)
+/* The newest (last) entry of pid (without_id: of those without an exec id), for the records of an
+ * older daemon, which named a process by its pid and never held one twice. */
+static ssize_t vm_find_pid(const Vsockmux__State__Vm *vm, uint32_t pid, bool without_id)
 {
-        for (size_t i = 0; i < vm->n_processes; i++)
-                if (vm->processes[i]->pid == pid)
+        for (size_t i = vm->n_processes; i-- > 0;)
+                if (vm->processes[i]->pid == pid && (!without_id || !vm->processes[i]->exec_id[0]))
                         return (ssize_t)i;
         return -1;
 }
 
-/* The record's process goes into the snapshot (taken from rec). */
+static ssize_t vm_find_exec_id(const Vsockmux__State__Vm *vm, const char *exec_id)
+{
+        for (size_t i = 0; i < vm->n_processes; i++)
+                if (strcmp(vm->processes[i]->exec_id, exec_id) == 0)
+                        return (ssize_t)i;
+        return -1;
+}
+
+/* The record's process goes into the snapshot (taken from rec): it replaces the entry with its exec
+ * id (a pid the guest reused names an older entry too, which stays), or one of an older daemon
+ * without an exec id replaces the entry of its pid that has none. */
 static int apply_process(savestate_msg *s, journal_record *rec, char *err, size_t errlen)
 {
         Vsockmux__State__Vm *vm = s->vm;
@@ -81,7 +93,10 @@ static int apply_process(savestate_msg *s, journal_record *rec, char *err, size_
 
         if (!rec->process || rec->process->pid == 0)
                 return savestate_fail(err, errlen, "journal: a process record without a pid");
-        i = vm_find_pid(vm, rec->process->pid);
+        if (rec->process->exec_id[0])
+                i = vm_find_exec_id(vm, rec->process->exec_id);
+        else
+                i = vm_find_pid(vm, rec->process->pid, true);
         if (i >= 0) {
                 vsockmux__state__process__free_unpacked(vm->processes[i], NULL);
                 vm->processes[i] = TAKE_PTR(rec->process);
@@ -97,15 +112,20 @@ static int apply_process(savestate_msg *s, journal_record *rec, char *err, size_
         return 0;
 }
 
+/* The entry with gone_exec_id goes; a record of an older daemon names only gone_pid, and the
+ * newest entry of that pid goes, as it did there. */
 static int apply_gone(savestate_msg *s, const journal_record *rec, char *err, size_t errlen)
 {
         Vsockmux__State__Vm *vm = s->vm;
         ssize_t i;
 
-        if (rec->gone_pid == 0)
-                return savestate_fail(err, errlen, "journal: a forgotten process without a pid");
+        if (rec->gone_exec_id[0])
+                i = vm_find_exec_id(vm, rec->gone_exec_id);
+        else if (rec->gone_pid != 0)
+                i = vm_find_pid(vm, rec->gone_pid, false);
+        else
+                return savestate_fail(err, errlen, "journal: a forgotten process without an exec id or pid");
         /* Not there: it was forgotten before any record held it. */
-        i = vm_find_pid(vm, rec->gone_pid);
         if (i < 0)
                 return 0;
         vsockmux__state__process__free_unpacked(vm->processes[i], NULL);

@@ -194,20 +194,43 @@ static int savestate_check_ports_unique(const Vsockmux__State__Vm *vm, char *err
         return 0;
 }
 
-/* Sorted, not pairwise: the record checks every VM it writes, and a VM may hold thousands. */
-static int savestate_check_pids_unique(const Vsockmux__State__Vm *vm, char *err, size_t errlen)
+static int cmp_str(const void *a, const void *b)
+{
+        return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A process is named by its exec id (the journal's records, a recovery's endpoints), which the
+ * daemon gives every process: no two may share one. A pid the guest reused may name an exited
+ * entry beside a newer one, but two that have not exited cannot share it, and an older daemon's
+ * process without an exec id is named by its pid alone. Sorted, not pairwise: the record checks
+ * every VM it writes, and a VM may hold thousands. */
+static int savestate_check_ids_unique(const Vsockmux__State__Vm *vm, char *err, size_t errlen)
 {
         _cleanup_free_ uint32_t *pids = NULL;
+        _cleanup_free_ const char **ids = NULL;
+        size_t n_pids = 0, n_ids = 0;
 
         pids = malloc((vm->n_processes + 1) * sizeof(*pids));
-        if (!pids)
+        ids = malloc((vm->n_processes + 1) * sizeof(*ids));
+        if (!pids || !ids)
                 return -ENOMEM;
-        for (size_t i = 0; i < vm->n_processes; i++)
-                pids[i] = vm->processes[i]->pid;
-        qsort(pids, vm->n_processes, sizeof(*pids), cmp_u32);
-        for (size_t i = 1; i < vm->n_processes; i++)
+        for (size_t i = 0; i < vm->n_processes; i++) {
+                const Vsockmux__State__Process *p = vm->processes[i];
+
+                if (p->exec_id[0])
+                        ids[n_ids++] = p->exec_id;
+                if (!p->exec_id[0] || p->state == VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_RUNNING)
+                        pids[n_pids++] = p->pid;
+        }
+        qsort(ids, n_ids, sizeof(*ids), cmp_str);
+        for (size_t i = 1; i < n_ids; i++)
+                if (strcmp(ids[i], ids[i - 1]) == 0)
+                        return savestate_fail(err, errlen, "VM %s: exec id %s twice", vm->name, ids[i]);
+        qsort(pids, n_pids, sizeof(*pids), cmp_u32);
+        for (size_t i = 1; i < n_pids; i++)
                 if (pids[i] == pids[i - 1])
-                        return savestate_fail(err, errlen, "VM %s: pid %u twice", vm->name, pids[i]);
+                        return savestate_fail(err, errlen, "VM %s: pid %u twice among running processes", vm->name,
+                                              pids[i]);
         return 0;
 }
 
@@ -249,7 +272,7 @@ static int savestate_check(const savestate_msg *s, char *err, size_t errlen)
                 if (r < 0)
                         return r;
         }
-        r = savestate_check_pids_unique(vm, err, errlen);
+        r = savestate_check_ids_unique(vm, err, errlen);
         if (r < 0)
                 return r;
         return savestate_check_ports_unique(vm, err, errlen);

@@ -16,7 +16,7 @@ static void jb_process_init(Vsockmux__State__Process *p, struct jb_proc jp)
 {
         vsockmux__state__process__init(p);
         p->pid = jp.pid;
-        p->exec_id = "";
+        p->exec_id = jp.exec_id ? (char *)jp.exec_id : "";
         p->container_id = "";
         p->log_path = "";
         if (jp.exited) {
@@ -102,6 +102,17 @@ void jb_add_gone(struct journal_buf *b, uint32_t pid)
         assert_int_equal(journal_buf_add(b, &r), 0);
 }
 
+void jb_add_gone_id(struct journal_buf *b, const char *exec_id, uint32_t pid)
+{
+        journal_record r = VSOCKMUX__STATE__JOURNAL_RECORD__INIT;
+
+        r.schema_version = SAVESTATE_SCHEMA_VERSION;
+        r.kind = VSOCKMUX__STATE__JOURNAL_KIND__JOURNAL_KIND_PROCESS_GONE;
+        r.gone_exec_id = (char *)exec_id;
+        r.gone_pid = pid;
+        assert_int_equal(journal_buf_add(b, &r), 0);
+}
+
 void jb_add_vm(struct journal_buf *b, const char *name, uint64_t next_id)
 {
         journal_record r = VSOCKMUX__STATE__JOURNAL_RECORD__INIT;
@@ -151,6 +162,14 @@ const Vsockmux__State__Process *jb_find(const savestate_msg *s, uint32_t pid)
 {
         for (size_t i = 0; i < s->vm->n_processes; i++)
                 if (s->vm->processes[i]->pid == pid)
+                        return s->vm->processes[i];
+        return NULL;
+}
+
+const Vsockmux__State__Process *jb_find_id(const savestate_msg *s, const char *exec_id)
+{
+        for (size_t i = 0; i < s->vm->n_processes; i++)
+                if (strcmp(s->vm->processes[i]->exec_id, exec_id) == 0)
                         return s->vm->processes[i];
         return NULL;
 }

@@ -82,6 +82,79 @@ static void test_round_trip_applies_every_record_and_still_checks(void **state)
         journal_buf_done(&b);
 }
 
+/* A pid the guest reused: "old" exited with 3, "new" runs, both pid 100. */
+static const struct jb_proc reused[] = {
+        { .pid = 100, .exited = true, .code = 3, .exec_id = "old" },
+        { .pid = 100, .exec_id = "new" },
+};
+
+static savestate_msg *replay_reused(const struct journal_buf *b)
+{
+        savestate_msg *s = jb_snapshot_msg(reused, 2, 7);
+        struct journal_replay res;
+        char err[256] = "";
+        uint8_t *j;
+        size_t len;
+
+        jb_journal(7, b, &j, &len);
+        if (journal_replay(s, j, len, &res, err, sizeof(err)) < 0)
+                fail_msg("replay: %s", err);
+        assert_int_equal(res.applied, 2);
+        free(j);
+        return s;
+}
+
+/* A record names its process by exec id: the newer entry's exit replaces it alone, a third
+ * process of the pid is added, and the older one forgotten by its exec id leaves the rest. */
+static void test_reused_pid_records_name_each_entry_by_its_exec_id(void **state)
+{
+        struct journal_buf b = { 0 };
+        const Vsockmux__State__Process *p;
+        uint8_t *blob;
+        size_t blob_len;
+        savestate_msg *s;
+
+        jb_add_process(&b, (struct jb_proc){ .pid = 100, .exited = true, .code = 7, .exec_id = "new" });
+        jb_add_gone_id(&b, "old", 100);
+        s = replay_reused(&b);
+        assert_int_equal(s->vm->n_processes, 1);
+        assert_null(jb_find_id(s, "old"));
+        p = jb_find_id(s, "new");
+        assert_non_null(p);
+        assert_int_equal(p->exit_code, 7);
+        assert_int_equal(savestate_encode(s, &blob, &blob_len), 0);
+        free(blob);
+        savestate_msg_free(s);
+        journal_buf_done(&b);
+
+        /* Not the older entry's exit: that stays 3; and a newer record of the pid goes last. */
+        jb_add_process(&b, (struct jb_proc){ .pid = 100, .exited = true, .code = 9, .exec_id = "new" });
+        jb_add_process(&b, (struct jb_proc){ .pid = 100, .exec_id = "newest" });
+        s = replay_reused(&b);
+        assert_int_equal(s->vm->n_processes, 3);
+        assert_int_equal(jb_find_id(s, "old")->exit_code, 3);
+        assert_int_equal(jb_find_id(s, "new")->exit_code, 9);
+        assert_string_equal(s->vm->processes[2]->exec_id, "newest");
+        savestate_msg_free(s);
+        journal_buf_done(&b);
+}
+
+/* An older daemon's record names the pid alone (it never held one twice): the pid's newest entry
+ * goes, and one gone by an exec id nobody has changes nothing. */
+static void test_gone_pid_alone_forgets_the_newest_entry_of_the_pid(void **state)
+{
+        struct journal_buf b = { 0 };
+        savestate_msg *s;
+
+        jb_add_gone(&b, 100);
+        jb_add_gone_id(&b, "nobody", 100);
+        s = replay_reused(&b);
+        assert_int_equal(s->vm->n_processes, 1);
+        assert_non_null(jb_find_id(s, "old"));
+        savestate_msg_free(s);
+        journal_buf_done(&b);
+}
+
 static void test_empty_journal_changes_nothing(void **state)
 {
         struct journal_buf b = { 0 };
@@ -251,6 +324,8 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_round_trip_applies_every_record_and_still_checks),
                 cmocka_unit_test(test_empty_journal_changes_nothing),
+                cmocka_unit_test(test_reused_pid_records_name_each_entry_by_its_exec_id),
+                cmocka_unit_test(test_gone_pid_alone_forgets_the_newest_entry_of_the_pid),
                 cmocka_unit_test(test_torn_tail_at_every_byte_of_the_last_record_keeps_the_rest),
                 cmocka_unit_test(test_bit_flip_in_a_middle_record_ends_the_replay_before_it),
                 cmocka_unit_test(test_another_generation_is_ignored_whole),

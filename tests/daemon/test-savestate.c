@@ -239,6 +239,62 @@ static void test_pid_used_twice_is_refused(void **state)
         expect_refused(f, "pid 103 twice");
 }
 
+/* Each process its exec id, as today's daemon gives them: "e<index>" in ids. */
+static void name_processes(struct fixture *f, size_t n, char ids[][8])
+{
+        for (size_t i = 0; i < n; i++) {
+                snprintf(ids[i], 8, "e%zu", i);
+                f->p[i].exec_id = ids[i];
+        }
+}
+
+/* A pid the guest reused names an exited entry beside a running one: both are kept, each named by
+ * its exec id. Far apart, as above. */
+static void test_pid_of_an_exited_process_may_name_a_newer_one(void **state)
+{
+        struct fixture *f = fixture_new(50);
+        _cleanup_(savestate_msg_freep) savestate_msg *s = NULL;
+        _cleanup_free_ uint8_t *buf = NULL;
+        char ids[50][8], err[256];
+        size_t len;
+
+        name_processes(f, 50, ids);
+        f->p[3].state = VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_EXITED;
+        f->p[3].exit_code = 3;
+        f->p[3].wait_call_id = 0;
+        f->p[47].pid = f->p[3].pid;
+        encode_ok(f, &buf, &len);
+        assert_int_equal(savestate_decode(buf, len, &s, err, sizeof(err)), 0);
+        assert_int_equal(s->vm->processes[3]->pid, s->vm->processes[47]->pid);
+        assert_string_equal(s->vm->processes[3]->exec_id, "e3");
+        assert_string_equal(s->vm->processes[47]->exec_id, "e47");
+        free(f);
+}
+
+/* An older daemon's process has no exec id: nothing but its pid names it, which must stay unique. */
+static void test_pid_of_a_process_without_an_exec_id_is_not_reused(void **state)
+{
+        struct fixture *f = fixture_new(50);
+        char ids[50][8];
+
+        name_processes(f, 50, ids);
+        f->p[3].exec_id = "";
+        f->p[3].state = VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_EXITED;
+        f->p[3].wait_call_id = 0;
+        f->p[47].pid = f->p[3].pid;
+        expect_refused(f, "pid 103 twice");
+}
+
+static void test_exec_id_used_twice_is_refused(void **state)
+{
+        struct fixture *f = fixture_new(50);
+        char ids[50][8];
+
+        name_processes(f, 50, ids);
+        f->p[47].exec_id = ids[3];
+        expect_refused(f, "exec id e3 twice");
+}
+
 static void test_port_at_or_above_floor_is_refused(void **state)
 {
         struct fixture *f = fixture_new(2);
@@ -364,6 +420,9 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_wait_id_not_below_next_id_is_refused),
                 cmocka_unit_test(test_port_used_twice_is_refused),
                 cmocka_unit_test(test_pid_used_twice_is_refused),
+                cmocka_unit_test(test_pid_of_an_exited_process_may_name_a_newer_one),
+                cmocka_unit_test(test_pid_of_a_process_without_an_exec_id_is_not_reused),
+                cmocka_unit_test(test_exec_id_used_twice_is_refused),
                 cmocka_unit_test(test_crc32c_is_castagnoli_at_every_length_and_alignment),
                 cmocka_unit_test(test_port_at_or_above_floor_is_refused),
                 cmocka_unit_test(test_bridge_port_is_refused_as_stream_port),
