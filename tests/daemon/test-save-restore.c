@@ -894,6 +894,92 @@ static void test_handed_back_waiter_stays_with_its_process_when_a_pid_was_reused
         assert_int_equal(ex.exit.code, 7);
 }
 
+/* Moves vm (an exited process, "exit 3", and a running one) from a to b, giving the exited one the
+ * running one's pid on the way, as if the guest's kernel had reused it. Returns b's VM; *ret_id:
+ * the exited one's exec id, *ret_pid: the pid both entries have. */
+static struct vmm_vm *adopt_with_a_reused_pid(struct fixture *f, const char *running, char *ret_id, size_t id_len,
+                                              uint32_t *ret_pid)
+{
+        struct vmm_fds fds = { 0 };
+        struct vmm_error err = {};
+        struct vmm_process_info info;
+        struct exited first = { 0 };
+        struct vmm_vm *vm, *vb = NULL;
+        Vsockmux__State__Vm *in;
+        char out_a[128], out_b[128];
+        uint32_t a, b;
+
+        snprintf(out_a, sizeof(out_a), "%s/out-a", f->dir);
+        snprintf(out_b, sizeof(out_b), "%s/out-b", f->dir);
+        vm = add_vm_connected(f, true);
+        a = exec_ok(f, vm, "exit 3", out_a);
+        wait_exit(f, vm, a, &first);
+        assert_int_equal(first.exit.code, 3);
+        vmm_process_get_info(vmm_process_find(vm, a), &info);
+        snprintf(ret_id, id_len, "%s", info.exec_id);
+        b = exec_ok(f, vm, running, out_b);
+        in = hand_out(f, vm, &fds);
+        assert_int_equal(in->n_processes, 2);
+        assert_int_equal(in->processes[0]->pid, a);
+        in->processes[0]->pid = b;
+        if (vmm_adopt(f->b, in, fds.fds, fds.n, &vb, &err) < 0)
+                fail_msg("adopt: %s", err.message);
+        vsockmux__state__vm__free_unpacked(in, NULL);
+        free(fds.fds);
+        assert_int_equal(vmm_vm_process_count(vb), 2);
+        *ret_pid = b;
+        return vb;
+}
+
+/* The exited entry of a reused pid, found by its exec id, still has its own exit code. */
+static void assert_exited_entry_kept(struct vmm_vm *vm, const char *exec_id, uint32_t pid, int code)
+{
+        struct vmm_process *p = vmm_process_find_id(vm, exec_id);
+        struct vmm_process_info info;
+        struct exited ex = { 0 };
+        struct vmm_waiter *w = NULL;
+
+        assert_non_null(p);
+        vmm_process_get_info(p, &info);
+        assert_int_equal(info.pid, pid);
+        assert_int_equal(vmm_process_wait(p, on_exit_seen, &ex, &w, &ex.exit), 1);
+        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
+        assert_int_equal(ex.exit.code, code);
+}
+
+/* The saved state names a process by its exec id: a save of a VM whose guest reused a pid (one
+ * entry exited, one running) succeeds, and the restored VM holds both, each with its own exit. */
+static void test_save_and_restore_keep_both_entries_of_a_reused_pid(void **state)
+{
+        struct fixture *f = *state;
+        struct vmm_process_info info;
+        struct vmm_error err = {};
+        struct exited ex = { 0 };
+        struct vmm_vm *vb, *vr = NULL;
+        struct saved sv;
+        char id_a[128];
+        uint32_t pid;
+
+        vb = adopt_with_a_reused_pid(f, "sleep 1; exit 7", id_a, sizeof(id_a), &pid);
+        /* a's VM was handed over: its name and transport are free for the restore. */
+        assert_int_equal(vmm_vm_remove(f->a, "demo"), 0);
+        sv = save_vm(f, vb);
+        if (vmm_restore(f->a, sv.blob, sv.len, NULL, NULL, NULL, 0, &vr, &err) < 0)
+                fail_msg("restore: %s", err.message);
+        free(sv.blob);
+        assert_int_equal(vmm_vm_remove(f->b, "demo"), 0);
+        assert_int_equal(vmm_vm_process_count(vr), 2);
+        assert_exited_entry_kept(vr, id_a, pid, 3);
+        /* The pid finds the newest entry: the running one, which goes on to its own exit. */
+        vmm_process_get_info(vmm_process_find(vr, pid), &info);
+        assert_string_not_equal(info.exec_id, id_a);
+        assert_false(info.exit_known);
+        wait_exit(f, vr, pid, &ex);
+        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
+        assert_int_equal(ex.exit.code, 7);
+        assert_exited_entry_kept(vr, id_a, pid, 3);
+}
+
 static void test_live_handover_unheld_serves_on(void **state)
 {
         struct fixture *f = *state;
@@ -1447,6 +1533,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_upstream_live_handover_moves_the_vm_and_the_guest_never_notices,
                                                 setup, teardown),
                 cmocka_unit_test_setup_teardown(test_live_handover_unheld_serves_on, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_save_and_restore_keep_both_entries_of_a_reused_pid, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_handed_back_waiter_stays_with_its_process_when_a_pid_was_reused,
                                                 setup, teardown),
                 cmocka_unit_test_setup_teardown(test_output_moves_exactly_once_across_save_and_restore, setup,
