@@ -137,6 +137,8 @@ static inline const struct vmm_context *process_ctx(const struct vmm_process *p)
  * (now: before returning, else once this loop turn). true: a record is kept, and
  * vmm_processes_durable() follows its write (an exec's pid reaches its client only then). */
 bool process_table_changed(struct vmm_processes *t, uint32_t pid, bool now);
+/* Process pid with exec_id was forgotten (it is out of the table already). */
+void process_table_gone(struct vmm_processes *t, uint32_t pid, const char *exec_id);
 /* The pid the guest gave p (0: none yet), in the table's index too. */
 void process_set_pid(struct vmm_process *p, uint32_t pid);
 void process_set_state(struct vmm_process *p, enum vmm_process_state state);

@@ -135,34 +135,60 @@ void vmm_processes_export_done(Vsockmux__State__Vm *out)
         out->n_processes = 0;
 }
 
-int vmm_processes_export_one(struct vmm_processes *t, uint32_t pid, Vsockmux__State__Process **ret)
+static int cmp_seq(const void *a, const void *b)
 {
-        struct vmm_process *p = vmm_processes_find(t, pid);
-        struct export_entry *e;
+        uint64_t x = (*(struct vmm_process *const *)a)->seq, y = (*(struct vmm_process *const *)b)->seq;
 
-        if (!p)
-                return -ENOENT;
-        e = export_process(p);
-        if (!e)
-                return -ENOMEM;
-        *ret = &e->msg;
-        return 0;
+        return x < y ? -1 : x > y;
 }
 
-void vmm_process_export_done(Vsockmux__State__Process *p)
+int vmm_processes_export_pid(struct vmm_processes *t, uint32_t pid, Vsockmux__State__Vm *out)
 {
-        if (p)
-                free(container_of(p, struct export_entry, msg));
+        _cleanup_free_ struct vmm_process **ps = NULL;
+        size_t n = 0, k = 0;
+
+        for (struct pid_node *e = pid_index_first(&t->pids, pid); e; e = pid_index_next(e, pid))
+                n++;
+        ps = calloc(n + 1, sizeof(*ps));
+        out->processes = calloc(n + 1, sizeof(*out->processes));
+        out->n_processes = 0;
+        if (!ps || !out->processes) {
+                vmm_processes_export_done(out);
+                return -ENOMEM;
+        }
+        for (struct pid_node *e = pid_index_first(&t->pids, pid); e; e = pid_index_next(e, pid))
+                ps[k++] = container_of(e, struct vmm_process, pid_node);
+        /* Oldest first, as the table's list has them: a restore's newest of the pid is the last. */
+        qsort(ps, n, sizeof(*ps), cmp_seq);
+        for (size_t i = 0; i < n; i++) {
+                struct export_entry *e = export_process(ps[i]);
+
+                if (!e) {
+                        vmm_processes_export_done(out);
+                        return -ENOMEM;
+                }
+                out->processes[out->n_processes++] = &e->msg;
+        }
+        return 0;
 }
 
 /* ---- in ---- */
 
-static const Vsockmux__State__Process *saved_process(const Vsockmux__State__Vm *vm, uint32_t pid)
+/* The process io names: by exec id, or the newest (last) entry of its pid. */
+static const Vsockmux__State__Process *saved_process(const Vsockmux__State__Vm *vm, const struct vmm_restore_io *io)
 {
-        for (size_t i = 0; i < vm->n_processes; i++)
-                if (vm->processes[i]->pid == pid)
+        for (size_t i = vm->n_processes; i-- > 0;)
+                if (io->exec_id ? strcmp(vm->processes[i]->exec_id, io->exec_id) == 0
+                                : vm->processes[i]->pid == io->pid)
                         return vm->processes[i];
         return NULL;
+}
+
+static bool io_same_target(const struct vmm_restore_io *a, const struct vmm_restore_io *b)
+{
+        if (a->exec_id || b->exec_id)
+                return a->exec_id && b->exec_id && strcmp(a->exec_id, b->exec_id) == 0;
+        return a->pid == b->pid;
 }
 
 static const Vsockmux__State__Stream *saved_stream(const Vsockmux__State__Process *p, enum vmm_stream_kind k)
@@ -196,16 +222,20 @@ int vmm_processes_check_io(const Vsockmux__State__Vm *sv, const struct vmm_resto
                            struct vmm_error *err)
 {
         for (size_t i = 0; i < n_io; i++) {
-                const Vsockmux__State__Process *p = saved_process(sv, io[i].pid);
+                const Vsockmux__State__Process *p;
                 int r;
 
-                if (io[i].pid == 0)
+                if (io[i].pid == 0 && !io[i].exec_id)
                         continue; /* rights only, for the processes no entry names */
+                p = saved_process(sv, &io[i]);
+                if (!p && io[i].exec_id)
+                        return vmm_error_set(err, -ENOENT, "--io names exec %s, which the saved state does not hold",
+                                             io[i].exec_id);
                 if (!p)
                         return vmm_error_set(err, -ENOENT, "--io names pid %u, which the saved state does not hold",
                                              io[i].pid);
                 for (size_t j = 0; j < i; j++)
-                        if (io[j].pid == io[i].pid)
+                        if (io_same_target(&io[j], &io[i]))
                                 return vmm_error_set(err, -EINVAL, "--io names pid %u twice", io[i].pid);
                 r = check_io_one(p, &io[i], err);
                 if (r < 0)
@@ -214,18 +244,34 @@ int vmm_processes_check_io(const Vsockmux__State__Vm *sv, const struct vmm_resto
         return 0;
 }
 
-/* The entry naming pid, else the one with pid 0 (the client's rights for every other process). */
-static const struct vmm_restore_io *io_for(const struct vmm_restore_io *io, size_t n_io, uint32_t pid)
+/* Whether a later entry of sv has the pid of entry i: then i is not the newest of a reused pid. */
+static bool pid_reused_later(const Vsockmux__State__Vm *sv, size_t i)
 {
-        const struct vmm_restore_io *fallback = NULL;
+        for (size_t j = i + 1; j < sv->n_processes; j++)
+                if (sv->processes[j]->pid == sv->processes[i]->pid)
+                        return true;
+        return false;
+}
 
-        for (size_t i = 0; i < n_io; i++) {
-                if (io[i].pid == pid)
-                        return &io[i];
-                if (io[i].pid == 0)
-                        fallback = &io[i];
+/* The entry naming process i by its exec id, or by its pid when it is the pid's newest entry (as
+ * vmm_processes_check_io() matched it), else the one with pid 0 (the client's rights for every
+ * other process). */
+static const struct vmm_restore_io *io_for(const struct vmm_restore_io *io, size_t n_io, const Vsockmux__State__Vm *sv,
+                                           size_t i)
+{
+        const Vsockmux__State__Process *sp = sv->processes[i];
+        const struct vmm_restore_io *fallback = NULL, *by_pid = NULL;
+
+        for (size_t k = 0; k < n_io; k++) {
+                if (io[k].exec_id) {
+                        if (strcmp(io[k].exec_id, sp->exec_id) == 0)
+                                return &io[k];
+                } else if (io[k].pid == 0)
+                        fallback = &io[k];
+                else if (io[k].pid == sp->pid && !by_pid)
+                        by_pid = &io[k];
         }
-        return fallback;
+        return by_pid && !pid_reused_later(sv, i) ? by_pid : fallback;
 }
 
 /* A k8s-file log comes back at its saved path unless the client names stdout/stderr endpoints. */
@@ -374,7 +420,7 @@ int vmm_processes_import(struct vmm_processes *t, const Vsockmux__State__Vm *sv,
                          size_t n_io, struct vmm_error *err)
 {
         for (size_t i = 0; i < sv->n_processes; i++) {
-                int r = import_process(t, sv->processes[i], io_for(io, n_io, sv->processes[i]->pid), err);
+                int r = import_process(t, sv->processes[i], io_for(io, n_io, sv, i), err);
 
                 if (r < 0)
                         return r;

@@ -105,13 +105,14 @@ void process_free(struct vmm_process *p)
         strv_free(p->argv, p->n_argv);
         strv_free(p->env, p->n_env);
         free(p->container_id);
-        free(p->exec_id);
         safe_close(p->log_fd);
         free(p->log_path);
         free(p->log_groups);
         free(p->creds_groups);
         free(p->cwd);
-        process_table_changed(t, p->pid, false);
+        /* Out of the table first: a mark that cannot wait writes the whole VM at once. */
+        process_table_gone(t, p->pid, p->exec_id);
+        free(p->exec_id);
         free(p);
 }
 
@@ -130,12 +131,23 @@ void process_set_state(struct vmm_process *p, enum vmm_process_state state)
         process_held_sync(p);
 }
 
-bool process_table_changed(struct vmm_processes *t, uint32_t pid, bool now)
+static bool process_table_notify(struct vmm_processes *t, uint32_t pid, const char *gone_exec_id, bool now)
 {
         /* Handed over or stopped: the record is another daemon's, or stays as it was written. */
         if (t->handed_over || t->stopped || !t->ops || !t->ops->on_changed)
                 return false;
-        return t->ops->on_changed(pid, now, t->userdata);
+        return t->ops->on_changed(pid, gone_exec_id, now, t->userdata);
+}
+
+bool process_table_changed(struct vmm_processes *t, uint32_t pid, bool now)
+{
+        return process_table_notify(t, pid, NULL, now);
+}
+
+void process_table_gone(struct vmm_processes *t, uint32_t pid, const char *exec_id)
+{
+        /* An exec that never had a pid was never recorded: only the VM's fields may have changed. */
+        (void)process_table_notify(t, pid, pid ? exec_id : NULL, false);
 }
 
 void vmm_processes_encoded(struct vmm_processes *t)

@@ -11,10 +11,11 @@ struct vmm_processes;
 struct vmm_processes_ops {
         /* A stream that a freeze (vmm_processes_freeze) stopped has flushed what it read. */
         void (*on_stream_frozen)(void *userdata);
-        /* The process pid changed as the record keeps it (it started, exited, was forgotten).
+        /* The process pid changed as the record keeps it (it started, exited, was forgotten:
+         * gone_exec_id, its exec id, as a pid the guest reused may name another entry still).
          * now: write it before returning; else once per loop turn. true: a record is kept and
          * vmm_processes_durable() follows each write (an exec's pid is answered only then). */
-        bool (*on_changed)(uint32_t pid, bool now, void *userdata);
+        bool (*on_changed)(uint32_t pid, const char *gone_exec_id, bool now, void *userdata);
 };
 
 int vmm_processes_new(const struct vmm_guest *guest, const struct vmm_processes_ops *ops, void *userdata,
@@ -91,10 +92,10 @@ void vmm_processes_report_ready(struct vmm_processes *t);
  * vmm_processes_export_done() once encoded. */
 int vmm_processes_export(struct vmm_processes *t, Vsockmux__State__Vm *out);
 void vmm_processes_export_done(Vsockmux__State__Vm *out);
-/* Process pid as vmm_processes_export() has it (the record's journal): -ENOENT for none. Undo with
- * vmm_process_export_done(). */
-int vmm_processes_export_one(struct vmm_processes *t, uint32_t pid, Vsockmux__State__Process **ret);
-void vmm_process_export_done(Vsockmux__State__Process *p);
+/* Every entry of pid (a pid the guest reused has several), oldest first, into out->processes as
+ * vmm_processes_export() has them (the record's journal); none: n_processes 0. Undo with
+ * vmm_processes_export_done(). */
+int vmm_processes_export_pid(struct vmm_processes *t, uint32_t pid, Vsockmux__State__Vm *out);
 /* V3: endpoints that do not match the saved ports are refused before anything listens. */
 int vmm_processes_check_io(const Vsockmux__State__Vm *sv, const struct vmm_restore_io *io, size_t n_io,
                            struct vmm_error *err);

@@ -46,6 +46,11 @@ struct record_job {
         int r;
 };
 
+struct record_gone {
+        char *exec_id;
+        uint32_t pid;
+};
+
 /* A VM the record writes, on the loop. At most one job per VM is in flight: changes meanwhile
  * are encoded once it is done, so each write holds the newest state, and its fd is the job's. */
 struct record_entry {
@@ -56,6 +61,10 @@ struct record_entry {
         bool whole;     /* the next write is a snapshot: nothing on disk, or unknown changes */
         uint32_t *pids; /* processes changed since the last write, with repeats */
         size_t n_pids, cap_pids;
+        /* Processes forgotten since, by exec id: a pid the guest reused may name another entry
+         * still, so the journal names the one that went. */
+        struct record_gone *gone;
+        size_t n_gone, cap_gone;
         uint8_t *head; /* the VM record last appended, not appended again unchanged */
         size_t head_len;
         uint64_t generation; /* of the snapshot and journal on disk */
@@ -232,11 +241,20 @@ static struct record_entry *record_entry_get(struct vmm_record *rec, struct vmm_
         return e;
 }
 
+static void record_entry_clear_gone(struct record_entry *e)
+{
+        for (size_t i = 0; i < e->n_gone; i++)
+                free(e->gone[i].exec_id);
+        e->n_gone = 0;
+}
+
 static void record_entry_drop(struct record_entry *e)
 {
         list_del(&e->link);
         safe_close(e->fd);
         free(e->pids);
+        record_entry_clear_gone(e);
+        free(e->gone);
         free(e->head);
         free(e);
 }
@@ -246,6 +264,7 @@ static void record_entry_reset(struct record_entry *e)
 {
         e->whole = true;
         e->n_pids = 0;
+        record_entry_clear_gone(e);
         free(e->head);
         e->head = NULL;
         e->head_len = 0;
@@ -531,6 +550,26 @@ static int record_entry_add_pid(struct record_entry *e, uint32_t pid)
         return 0;
 }
 
+static int record_entry_add_gone(struct record_entry *e, uint32_t pid, const char *exec_id)
+{
+        char *s;
+
+        if (e->n_gone == e->cap_gone) {
+                size_t cap = e->cap_gone ? e->cap_gone * 2 : 8;
+                struct record_gone *g = reallocarray(e->gone, cap, sizeof(*g));
+
+                if (!g)
+                        return -ENOMEM;
+                e->gone = g;
+                e->cap_gone = cap;
+        }
+        s = strdup(exec_id);
+        if (!s)
+                return -ENOMEM;
+        e->gone[e->n_gone++] = (struct record_gone){ .exec_id = s, .pid = pid };
+        return 0;
+}
+
 /* whole: the next write is a snapshot. Otherwise only pid (0: the VM's own fields) is encoded. */
 static void record_mark(struct vmm_record *rec, struct vmm_vm *vm, uint32_t pid, bool whole)
 {
@@ -558,6 +597,22 @@ void vmm_record_mark(struct vmm_record *rec, struct vmm_vm *vm, uint32_t pid)
 void vmm_record_mark_all(struct vmm_record *rec, struct vmm_vm *vm)
 {
         record_mark(rec, vm, 0, true);
+}
+
+void vmm_record_mark_gone(struct vmm_record *rec, struct vmm_vm *vm, uint32_t pid, const char *exec_id)
+{
+        struct record_entry *e;
+
+        if (!rec)
+                return;
+        e = record_entry_get(rec, vm);
+        if (!e) {
+                (void)vmm_record_write(rec, vm);
+                return;
+        }
+        if (!e->whole && record_entry_add_gone(e, pid, exec_id) < 0)
+                record_entry_reset(e);
+        record_arm(rec, e);
 }
 
 void vmm_record_flush(struct vmm_record *rec)
@@ -693,26 +748,35 @@ static int cmp_pid(const void *a, const void *b)
         return x < y ? -1 : x > y;
 }
 
-/* Process pid as it is now, or gone. */
-static int record_add_process(struct vmm_vm *vm, uint32_t pid, struct journal_buf *b)
+/* Process exec_id is forgotten. gone_pid too, for a reader that knows only it. */
+static int record_add_gone(const char *exec_id, uint32_t pid, struct journal_buf *b)
 {
         journal_record jr = VSOCKMUX__STATE__JOURNAL_RECORD__INIT;
-        Vsockmux__State__Process *p = NULL;
+
+        jr.schema_version = SAVESTATE_SCHEMA_VERSION;
+        jr.kind = VSOCKMUX__STATE__JOURNAL_KIND__JOURNAL_KIND_PROCESS_GONE;
+        jr.gone_exec_id = (char *)exec_id;
+        jr.gone_pid = pid;
+        return journal_buf_add(b, &jr);
+}
+
+/* The processes of pid as they are now: every entry of a reused one, oldest first, so a replay
+ * appends them in the table's order. None: the gone list names what went. */
+static int record_add_pid(struct vmm_vm *vm, uint32_t pid, struct journal_buf *b)
+{
+        journal_record jr = VSOCKMUX__STATE__JOURNAL_RECORD__INIT;
+        Vsockmux__State__Vm v;
         int r;
 
         jr.schema_version = SAVESTATE_SCHEMA_VERSION;
-        r = vmm_vm_export_process(vm, pid, &p);
-        if (r == -ENOENT) {
-                jr.kind = VSOCKMUX__STATE__JOURNAL_KIND__JOURNAL_KIND_PROCESS_GONE;
-                jr.gone_pid = pid;
-                return journal_buf_add(b, &jr);
-        }
-        if (r < 0)
-                return r;
         jr.kind = VSOCKMUX__STATE__JOURNAL_KIND__JOURNAL_KIND_PROCESS;
-        jr.process = p;
-        r = record_filter_process(p) ? journal_buf_add(b, &jr) : 0;
-        vmm_vm_export_process_done(p);
+        r = vmm_vm_export_pid(vm, pid, &v);
+        for (size_t i = 0; r >= 0 && i < v.n_processes; i++) {
+                jr.process = v.processes[i];
+                if (record_filter_process(jr.process))
+                        r = journal_buf_add(b, &jr);
+        }
+        vmm_vm_export_done(&v);
         return r;
 }
 
@@ -725,11 +789,15 @@ static int record_encode_changes(struct record_entry *e, struct vmm_vm *vm, stru
         r = record_add_head(e, vm, b);
         /* Execs answered from here on wait for this write. */
         vmm_vm_record_encoded(vm);
+        /* The forgotten first: a new exec may have taken a forgotten one's exec id since. */
+        for (size_t i = 0; r >= 0 && i < e->n_gone; i++)
+                r = record_add_gone(e->gone[i].exec_id, e->gone[i].pid, b);
+        record_entry_clear_gone(e);
         if (e->n_pids > 1)
                 qsort(e->pids, e->n_pids, sizeof(*e->pids), cmp_pid);
         for (size_t i = 0; r >= 0 && i < e->n_pids; i++)
                 if (i == 0 || e->pids[i] != e->pids[i - 1])
-                        r = record_add_process(vm, e->pids[i], b);
+                        r = record_add_pid(vm, e->pids[i], b);
         e->n_pids = 0;
         return r;
 }
@@ -926,7 +994,10 @@ static int record_io_build(const Vsockmux__State__Vm *v, struct record_io *rio)
                 const Vsockmux__State__Process *p = v->processes[i];
                 struct vmm_restore_io *io = &rio->io[rio->n++];
 
-                *io = (struct vmm_restore_io){ .pid = p->pid, .recovered = true };
+                /* By exec id: a pid the guest reused names two entries. */
+                *io = (struct vmm_restore_io){ .pid = p->pid,
+                                               .exec_id = p->exec_id[0] ? p->exec_id : NULL,
+                                               .recovered = true };
                 for (size_t k = 0; k < p->n_streams; k++)
                         io->path[p->streams[k]->kind - 1] = record_endpoint(p->streams[k]);
                 /* Never the daemon's own rights for what a client opened with its own. */

@@ -21,6 +21,9 @@ DEFINE_CLEANUP(struct vmm_record *, vmm_record_free);
 /* vm changed: process pid, or (0) the VM's own fields. Written once at the end of this loop turn,
  * however many changes: appended to its journal, or a snapshot when the journal is long enough. */
 void vmm_record_mark(struct vmm_record *rec, struct vmm_vm *vm, uint32_t pid);
+/* vm's process pid with exec_id was forgotten: its journal names it by that, not by its pid, which the
+ * guest may have given a newer process of vm too. */
+void vmm_record_mark_gone(struct vmm_record *rec, struct vmm_vm *vm, uint32_t pid, const char *exec_id);
 /* vm changed in ways nobody marked (records were paused): its next write is a snapshot. */
 void vmm_record_mark_all(struct vmm_record *rec, struct vmm_vm *vm);
 /* Writes vm's record now, a snapshot: its saved state (a save's blob) with what a save leaves out

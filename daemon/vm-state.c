@@ -138,7 +138,7 @@ void vmm_vm_release(struct vmm_vm *vm)
         vmm_vm_fence_drop(vm);
         /* Saved: its record goes (the destination's now), before the blob can reach anyone. */
         if (vm->ops->on_changed)
-                vm->ops->on_changed(vm, 0, true, vm->userdata);
+                vm->ops->on_changed(vm, 0, NULL, true, vm->userdata);
 }
 
 void vmm_vm_observe_save(struct vmm_vm *vm, uint64_t ns)
@@ -198,7 +198,7 @@ int vmm_vm_relisten(struct vmm_vm *vm, struct vmm_error *err)
         vm_set_state(vm, VM_REATTACHING);
         vmm_processes_relisten(vm->processes);
         if (vm->ops->on_changed)
-                vm->ops->on_changed(vm, 0, false, vm->userdata);
+                vm->ops->on_changed(vm, 0, NULL, false, vm->userdata);
         log_info("vm %s: resumed on this daemon; waiting for the guest to return", vm->name);
         return 0;
 }
@@ -216,14 +216,10 @@ int vmm_vm_export(struct vmm_vm *vm, Vsockmux__State__Vm *out)
         return r;
 }
 
-int vmm_vm_export_process(struct vmm_vm *vm, uint32_t pid, Vsockmux__State__Process **ret)
+int vmm_vm_export_pid(struct vmm_vm *vm, uint32_t pid, Vsockmux__State__Vm *out)
 {
-        return vmm_processes_export_one(vm->processes, pid, ret);
-}
-
-void vmm_vm_export_process_done(Vsockmux__State__Process *p)
-{
-        vmm_process_export_done(p);
+        vsockmux__state__vm__init(out);
+        return vmm_processes_export_pid(vm->processes, pid, out);
 }
 
 int vmm_vm_export_head(struct vmm_vm *vm, Vsockmux__State__Vm *out)

@@ -11,13 +11,13 @@
 #include "util/log.h"
 
 /* Passed up to the manager for the record; a VM going away writes nothing more. */
-static bool vm_on_processes_changed(uint32_t pid, bool now, void *userdata)
+static bool vm_on_processes_changed(uint32_t pid, const char *gone_exec_id, bool now, void *userdata)
 {
         struct vmm_vm *vm = userdata;
 
         if (vm->state == VM_REMOVING || vm->state == VM_HANDED_OVER || !vm->ops->on_changed)
                 return false;
-        return vm->ops->on_changed(vm, pid, now, vm->userdata);
+        return vm->ops->on_changed(vm, pid, gone_exec_id, now, vm->userdata);
 }
 
 void vmm_vm_record_encoded(struct vmm_vm *vm)
@@ -320,7 +320,7 @@ static void vm_on_container_done(int error, const char *message, void *userdata)
 
         free(c);
         if (error == 0 && vm->state != VM_REMOVING && vm->state != VM_HANDED_OVER && vm->ops->on_changed)
-                (void)vm->ops->on_changed(vm, 0, false, vm->userdata);
+                (void)vm->ops->on_changed(vm, 0, NULL, false, vm->userdata);
         fn(error, message, fn_userdata);
 }
 

@@ -11,10 +11,11 @@ struct vmm_vm_ops {
         void (*on_cap_hit)(enum vmm_cap cap, void *userdata);
         /* Stdio streams held daemon-wide (each VM's count, kept as they change). */
         unsigned (*streams_held)(void *userdata);
-        /* The VM's recorded content changed (daemon/record.h): process pid, or (0) the VM's own
-         * fields; now: make it durable before returning, else once per loop turn. true: a record
-         * is kept, and vmm_vm_record_written() follows each write. */
-        bool (*on_changed)(struct vmm_vm *vm, uint32_t pid, bool now, void *userdata);
+        /* The VM's recorded content changed (daemon/record.h): process pid (gone_exec_id: that one
+         * of its entries was forgotten), or (0) the VM's own fields; now: make it durable before
+         * returning, else once per loop turn. true: a record is kept, and vmm_vm_record_written()
+         * follows each write. */
+        bool (*on_changed)(struct vmm_vm *vm, uint32_t pid, const char *gone_exec_id, bool now, void *userdata);
 };
 
 /* A VM named name on t, its stdio ports starting above port_floor (0: none). -EPERM for an hvsock
@@ -130,12 +131,11 @@ int vmm_vm_relisten(struct vmm_vm *vm, struct vmm_error *err);
  * process table. Strings stay the VM's; undo with vmm_vm_export_done() once encoded. */
 int vmm_vm_export(struct vmm_vm *vm, Vsockmux__State__Vm *out);
 void vmm_vm_export_done(Vsockmux__State__Vm *out);
-/* The record's journal: the VM's own fields as vmm_vm_export() has them, without its processes
- * (undo with vmm_vm_export_done()), and process pid alone (-ENOENT: none; undo with
- * vmm_vm_export_process_done()). */
+/* The record's journal: the VM's own fields as vmm_vm_export() has them, without its processes,
+ * and (export_pid) only the processes of pid, every entry of a reused one, oldest first, in an
+ * otherwise empty out. Undo either with vmm_vm_export_done(). */
 int vmm_vm_export_head(struct vmm_vm *vm, Vsockmux__State__Vm *out);
-int vmm_vm_export_process(struct vmm_vm *vm, uint32_t pid, Vsockmux__State__Process **ret);
-void vmm_vm_export_process_done(Vsockmux__State__Process *p);
+int vmm_vm_export_pid(struct vmm_vm *vm, uint32_t pid, Vsockmux__State__Vm *out);
 /* Builds a new VM's content from sv: the floor, the processes and their endpoints (io), then its
  * bridge, its containers and waits, listening on exactly the saved ports; then waits for the guest
  * (start_ns: when the restore began, for the metrics). */

@@ -235,6 +235,9 @@ typedef void (*vmm_save_fn)(int error, const char *message, const uint8_t *blob,
  * log), so nothing from a blob is ever opened with the daemon's own rights for a client. */
 struct vmm_restore_io {
         uint32_t pid;
+        /* Non-NULL: names the process by its exec id instead (the record's): a pid the guest reused
+         * names two. By pid alone: its newest entry. */
+        const char *exec_id;
         const char *path[_VMM_STREAM_KIND_MAX];
         const struct opener_creds *creds; /* as in vmm_exec_params */
         /* The record's own endpoints after a restart (daemon/record.h): a regular file goes on at

@@ -274,7 +274,7 @@ static unsigned manager_streams_held(void *userdata)
         return n;
 }
 
-static bool manager_on_vm_changed(struct vmm_vm *vm, uint32_t pid, bool now, void *userdata)
+static bool manager_on_vm_changed(struct vmm_vm *vm, uint32_t pid, const char *gone_exec_id, bool now, void *userdata)
 {
         struct vmm *m = userdata;
 
@@ -282,6 +282,8 @@ static bool manager_on_vm_changed(struct vmm_vm *vm, uint32_t pid, bool now, voi
                 return false;
         if (now)
                 (void)vmm_record_write(m->record, vm);
+        else if (gone_exec_id)
+                vmm_record_mark_gone(m->record, vm, pid, gone_exec_id);
         else
                 vmm_record_mark(m->record, vm, pid);
         return true;
@@ -326,7 +328,7 @@ static void manager_vm_publish(struct vmm *m, struct vmm_vm *vm, bool announce)
                         log_info("vm %s: added, vsock CID %u", vmm_vm_name(vm), t->cid);
                 vmm_context_emit(&m->ctx, VMM_EVENT_VM_ADDED, vmm_vm_name(vm), NULL, 0, NULL, NULL);
         }
-        (void)manager_on_vm_changed(vm, 0, false, m);
+        (void)manager_on_vm_changed(vm, 0, NULL, false, m);
 }
 
 int vmm_vm_add(struct vmm *m, const char *name, const struct relay_transport *t, struct vmm_vm **ret)

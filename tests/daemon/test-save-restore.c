@@ -980,6 +980,70 @@ static void test_save_and_restore_keep_both_entries_of_a_reused_pid(void **state
         assert_exited_entry_kept(vr, id_a, pid, 3);
 }
 
+/* A daemon that did not stop (as after a crash: the record stays as the loop last wrote it) and a
+ * new one that recovers from the record. */
+static struct vmm_vm *crash_and_recover(struct fixture *f, const struct vmm_config *cfg)
+{
+        struct vmm_vm *vm;
+
+        vmm_free(f->b);
+        assert_int_equal(vmm_new(f->r, cfg, NULL, NULL, &f->b), 0);
+        assert_int_equal(vmm_recover(f->b), 0);
+        vm = vmm_vm_find(f->b, "demo");
+        assert_non_null(vm);
+        return vm;
+}
+
+/* The record names a process by its exec id too: its snapshot holds both entries of a reused pid,
+ * its journal the running one's exit (a change of the pid, which has two entries) and then the
+ * exited one forgotten by its exec id, and each crash recovers exactly that. */
+static void test_record_recovers_the_entries_of_a_reused_pid(void **state)
+{
+        struct fixture *f = *state;
+        struct vmm_process_info info;
+        struct vmm_config cfg;
+        struct vmm_vm *vb;
+        char id_a[128], id_b[128];
+        uint32_t pid;
+
+        vmm_free(f->a);
+        vmm_free(f->b);
+        vmm_config_default(&cfg);
+        cfg.record = true;
+        cfg.state_dir = f->state_a;
+        assert_int_equal(vmm_new(f->r, &cfg, NULL, NULL, &f->a), 0);
+        cfg.state_dir = f->state_b;
+        assert_int_equal(vmm_new(f->r, &cfg, NULL, NULL, &f->b), 0);
+        vb = adopt_with_a_reused_pid(f, "sleep 1; exit 7", id_a, sizeof(id_a), &pid);
+        vmm_process_get_info(vmm_process_find(vb, pid), &info);
+        snprintf(id_b, sizeof(id_b), "%s", info.exec_id);
+        /* The snapshot is written on the next pass, with both running; the exit goes to its journal. */
+        run_for(f, 100ull * 1000000ull);
+        assert_false(info.exit_known);
+        assert_exited_entry_kept(vb, id_a, pid, 3);
+        {
+                struct exited ex = { 0 };
+
+                wait_exit(f, vb, pid, &ex);
+                assert_int_equal(ex.exit.code, 7);
+        }
+        run_for(f, 100ull * 1000000ull);
+
+        vb = crash_and_recover(f, &cfg);
+        assert_int_equal(vmm_vm_process_count(vb), 2);
+        assert_exited_entry_kept(vb, id_a, pid, 3);
+        assert_exited_entry_kept(vb, id_b, pid, 7);
+        /* The recovery's snapshot, then the older entry forgotten: the journal names it by exec id. */
+        run_for(f, 100ull * 1000000ull);
+        assert_int_equal(vmm_process_delete(vmm_process_find_id(vb, id_a)), 0);
+        run_for(f, 100ull * 1000000ull);
+
+        vb = crash_and_recover(f, &cfg);
+        assert_int_equal(vmm_vm_process_count(vb), 1);
+        assert_null(vmm_process_find_id(vb, id_a));
+        assert_exited_entry_kept(vb, id_b, pid, 7);
+}
+
 static void test_live_handover_unheld_serves_on(void **state)
 {
         struct fixture *f = *state;
@@ -1535,6 +1599,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_live_handover_unheld_serves_on, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_save_and_restore_keep_both_entries_of_a_reused_pid, setup,
                                                 teardown),
+                cmocka_unit_test_setup_teardown(test_record_recovers_the_entries_of_a_reused_pid, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_handed_back_waiter_stays_with_its_process_when_a_pid_was_reused,
                                                 setup, teardown),
                 cmocka_unit_test_setup_teardown(test_output_moves_exactly_once_across_save_and_restore, setup,
