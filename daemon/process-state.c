@@ -236,7 +236,9 @@ int vmm_processes_check_io(const Vsockmux__State__Vm *sv, const struct vmm_resto
                                              io[i].pid);
                 for (size_t j = 0; j < i; j++)
                         if (io_same_target(&io[j], &io[i]))
-                                return vmm_error_set(err, -EINVAL, "--io names pid %u twice", io[i].pid);
+                                return io[i].exec_id
+                                               ? vmm_error_set(err, -EINVAL, "--io names exec %s twice", io[i].exec_id)
+                                               : vmm_error_set(err, -EINVAL, "--io names pid %u twice", io[i].pid);
                 r = check_io_one(p, &io[i], err);
                 if (r < 0)
                         return r;

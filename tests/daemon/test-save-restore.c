@@ -948,23 +948,27 @@ static void assert_exited_entry_kept(struct vmm_vm *vm, const char *exec_id, uin
 }
 
 /* The saved state names a process by its exec id: a save of a VM whose guest reused a pid (one
- * entry exited, one running) succeeds, and the restored VM holds both, each with its own exit. */
+ * entry exited, one running) succeeds, and the restored VM holds both, each with its own exit. An
+ * endpoint the restore names by pid is the newest entry's (the exited one's stdout had ended). */
 static void test_save_and_restore_keep_both_entries_of_a_reused_pid(void **state)
 {
         struct fixture *f = *state;
         struct vmm_process_info info;
+        struct vmm_restore_io io = { 0 };
         struct vmm_error err = {};
         struct exited ex = { 0 };
         struct vmm_vm *vb, *vr = NULL;
         struct saved sv;
-        char id_a[128];
+        char id_a[128], out_c[128];
         uint32_t pid;
 
-        vb = adopt_with_a_reused_pid(f, "sleep 1; exit 7", id_a, sizeof(id_a), &pid);
+        snprintf(out_c, sizeof(out_c), "%s/out-c", f->dir);
+        vb = adopt_with_a_reused_pid(f, "sleep 1; echo late; exit 7", id_a, sizeof(id_a), &pid);
         /* a's VM was handed over: its name and transport are free for the restore. */
         assert_int_equal(vmm_vm_remove(f->a, "demo"), 0);
         sv = save_vm(f, vb);
-        if (vmm_restore(f->a, sv.blob, sv.len, NULL, NULL, NULL, 0, &vr, &err) < 0)
+        io = (struct vmm_restore_io){ .pid = pid, .path = { NULL, test_endpoint(f->ep, out_c), NULL } };
+        if (vmm_restore(f->a, sv.blob, sv.len, NULL, NULL, &io, 1, &vr, &err) < 0)
                 fail_msg("restore: %s", err.message);
         free(sv.blob);
         assert_int_equal(vmm_vm_remove(f->b, "demo"), 0);
@@ -978,6 +982,13 @@ static void test_save_and_restore_keep_both_entries_of_a_reused_pid(void **state
         assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
         assert_int_equal(ex.exit.code, 7);
         assert_exited_entry_kept(vr, id_a, pid, 3);
+        {
+                _cleanup_free_ char *got = NULL;
+                size_t len;
+
+                got = slurp(f, out_c, &len);
+                assert_string_equal(got, "late\n");
+        }
 }
 
 /* A daemon that did not stop (as after a crash: the record stays as the loop last wrote it) and a
