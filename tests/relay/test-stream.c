@@ -1,6 +1,9 @@
 /* tests/relay/test-stream.c: streams on the real loop between real guest processes and real endpoints. */
 #include <inttypes.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "tests/relay/guest-data.h"
 #include "tests/relay/guest-spawn.h"
@@ -1339,27 +1342,21 @@ static void test_stream_splice_into_a_fifo_needs_no_pipe(void **state)
         rm_tmpdir(dir);
 }
 
-/* Four bulk streams at once on a pool of `pipes` (reserved) up to `pipes_max` (on spare fds): every
- * byte arrives once, in order; ret_peak: the most pipes the pool held at any time. */
-static void splice_four_bulk_streams(unsigned pipes, unsigned pipes_max, struct relay_stats *ret_st, unsigned *ret_peak)
+/* Four bulk streams at once on r, in dir: every byte arrives once, in order; ret_peak: the most
+ * pipes the pool held at any time. */
+static void splice_four_bulk_streams_on(struct relay *r, const char *dir, struct relay_stats *ret_st,
+                                        unsigned *ret_peak)
 {
-        _cleanup_(relay_freep) struct relay *r = NULL;
         enum { N = 4 };
         const uint64_t total = 8 * MIB;
-        struct relay_config cfg;
         struct relay_stats st;
         struct st t[N] = {};
         struct dial d[N];
         struct child guest[N];
         struct sink k[N];
-        char dir[64], path[128], n[32], sd[32];
+        char path[128], n[32], sd[32];
         unsigned done = 0, peak = 0;
 
-        relay_config_default(&cfg);
-        cfg.splice_pipes = pipes;
-        cfg.splice_pipes_max = pipes_max;
-        make_tmpdir(dir, sizeof(dir));
-        assert_int_equal(relay_new(&cfg, &r), 0);
         num(n, sizeof(n), total);
         for (unsigned i = 0; i < N; i++) {
                 t[i].r = r;
@@ -1373,7 +1370,6 @@ static void splice_four_bulk_streams(unsigned pipes, unsigned pipes_max, struct 
                 assert_int_equal(relay_run_once(r, 10 * 1000 * 1000), 0);
                 assert_true(relay_now_ns(r) < deadline);
                 relay_get_stats(r, &st);
-                assert_true(st.splice_pipes <= pipes_max);
                 peak = MAX(peak, st.splice_pipes);
                 done = 0;
                 for (unsigned i = 0; i < N; i++)
@@ -1391,8 +1387,24 @@ static void splice_four_bulk_streams(unsigned pipes, unsigned pipes_max, struct 
         relay_get_stats(r, ret_st);
         for (unsigned i = 0; i < N; i++)
                 relay_listener_free(d[i].l);
-        rm_tmpdir(dir);
         *ret_peak = peak;
+}
+
+/* The same on a relay of its own whose pool reserves `pipes` and may grow to `pipes_max`. */
+static void splice_four_bulk_streams(unsigned pipes, unsigned pipes_max, struct relay_stats *ret_st, unsigned *ret_peak)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        struct relay_config cfg;
+        char dir[64];
+
+        relay_config_default(&cfg);
+        cfg.splice_pipes = pipes;
+        cfg.splice_pipes_max = pipes_max;
+        make_tmpdir(dir, sizeof(dir));
+        assert_int_equal(relay_new(&cfg, &r), 0);
+        splice_four_bulk_streams_on(r, dir, ret_st, ret_peak);
+        assert_true(*ret_peak <= pipes_max);
+        rm_tmpdir(dir);
 }
 
 /* More bulk streams than pipes: the ones that find none stay on the ring, nobody loses a byte. */
@@ -1416,6 +1428,59 @@ static void test_stream_splice_pool_grows_on_spare_fds(void **state)
         splice_four_bulk_streams(1, 4, &st, &peak);
         assert_true(peak > 1);
         assert_true(st.bytes_spliced > 0);
+}
+
+/* Pipes over the reserve live on fds the streams do not hold: as listeners take those, the pool
+ * closes its borrowed pipes. In a child: it lowers its open-file limit for good. */
+static void trim_child(void)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        /* 32 stream slots past the headroom and the one reserved pipe: 4 of them kept clear. */
+        const struct rlimit rl = { .rlim_cur = RELAY_FD_HEADROOM + 2 * (32 + 1),
+                                   .rlim_max = RELAY_FD_HEADROOM + 2 * (32 + 1) };
+        enum { L = 28 };
+        struct dial d[L] = {};
+        struct st t = {};
+        struct relay_config cfg;
+        struct relay_stats st;
+        char dir[64], path[128];
+        unsigned peak;
+
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+        relay_config_default(&cfg);
+        cfg.splice_pipes = 1;
+        cfg.splice_pipes_max = 8;
+        make_tmpdir(dir, sizeof(dir));
+        assert_int_equal(relay_new(&cfg, &r), 0);
+        assert_int_equal(relay_stream_capacity(r), 32);
+        splice_four_bulk_streams_on(r, dir, &st, &peak);
+        assert_true(peak > 1);
+        assert_int_equal(st.splice_pipes, peak); /* idle, kept for the next loan */
+        t.r = r;
+        for (unsigned i = 0; i < L; i++) {
+                d[i] = (struct dial){ .st = &t, .dir = RELAY_STREAM_FROM_GUEST, .ops = &st_ops };
+                listen_for(r, dir, 1200 + i, RELAY_LISTEN_ONCE, &d[i], path, sizeof(path));
+        }
+        relay_get_stats(r, &st);
+        assert_int_equal(st.splice_pipes, 1); /* 28 listeners + 4 kept clear: no spare slot */
+        for (unsigned i = 0; i < L; i++)
+                relay_listener_free(d[i].l);
+        rm_tmpdir(dir);
+        r = relay_free(r);
+        _exit(0);
+}
+
+static void test_stream_splice_pool_gives_borrowed_pipes_back_as_listeners_come(void **state)
+{
+        pid_t pid = fork();
+        int status;
+
+        assert_true(pid >= 0);
+        if (pid == 0)
+                trim_child(); /* an assertion failing there ends the child with a failure */
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
 }
 
 /* An endpoint socket that closes mid-splice: the stream keeps reading the guest and drops its
@@ -1610,6 +1675,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_stream_splice_into_a_fifo_needs_no_pipe),
                 cmocka_unit_test(test_stream_splice_pool_exhausted_falls_back_to_the_ring),
                 cmocka_unit_test(test_stream_splice_pool_grows_on_spare_fds),
+                cmocka_unit_test(test_stream_splice_pool_gives_borrowed_pipes_back_as_listeners_come),
                 cmocka_unit_test(test_stream_splice_endpoint_closing_drops_and_counts),
                 cmocka_unit_test(test_stream_splice_stalled_sink_holds_at_most_the_cap),
         };
