@@ -1,5 +1,6 @@
 /* relay/splice.c: one stream's bulk without copies: non-blocking splice(2) guest socket -> a pipe
- * lent by pipe-pool.c -> endpoint, or socket -> fifo endpoint in one move. Every splice is issued
+ * lent by pipe-pool.c -> endpoint, or, when the pool has none to lend, socket -> fifo endpoint in
+ * one move. Every splice is issued
  * from the loop once a poll said a side is ready, so nothing runs on io-wq workers (io_uring's own
  * splice opcode would punt to them: a worker per busy stream, and B7 allows none). */
 #include <fcntl.h>
@@ -81,7 +82,9 @@ static enum step step_direct(struct relay_splice *sp, struct moved *m)
         return STEP_MOVED; /* both ready by now: try again */
 }
 
-/* socket -> our pipe -> endpoint: what is in the pipe goes out before the next read. */
+/* socket -> our pipe -> endpoint: what is in the pipe goes out before the next read. A fifo
+ * endpoint takes this way too while the pool has a pipe: our pipe's room beside the fifo's means
+ * fewer, fuller splices and no poll to tell the sides apart (B9.1: 16 % less CPU than straight in). */
 static enum step step_piped(struct relay_splice *sp, struct moved *m)
 {
         ssize_t n;
@@ -109,7 +112,7 @@ static enum step step_piped(struct relay_splice *sp, struct moved *m)
         if (!sp->pipe) {
                 k = relay_pipe_get(sp->r, &sp->pipe);
                 if (k < 0)
-                        return STEP_NO_PIPE;
+                        return sp->direct ? step_direct(sp, m) : STEP_NO_PIPE;
         }
         n = splice(sp->src, NULL, sp->pipe->wfd, NULL, sp->pipe->size, SPLICE_FLAGS);
         if (n > 0) {
@@ -171,7 +174,7 @@ static void pump(struct relay_splice *sp)
         sp->ops->ref(sp);
         sp->state = RELAY_SPLICE_PUMPING;
         for (unsigned i = 0; i < SPLICE_TURN_STEPS && st == STEP_MOVED; i++)
-                st = sp->direct ? step_direct(sp, &m) : step_piped(sp, &m);
+                st = step_piped(sp, &m);
         /* Counters first: stopped() may report an end that must already see them. */
         if (m.rx > 0 || m.tx > 0)
                 sp->ops->moved(sp, m.rx, m.tx);

@@ -47,7 +47,7 @@ struct relay_splice {
         struct relay *r;
         const struct relay_splice_ops *ops;
         int src, dst;
-        bool direct; /* the endpoint is a fifo: one splice, no pipe of ours */
+        bool direct; /* the endpoint is a fifo: when the pool has no pipe, one splice straight in */
         size_t min;
         enum relay_splice_state state;
         bool poll_armed; /* the poll request (either kind) has not completed yet */
@@ -58,7 +58,7 @@ struct relay_splice {
         size_t in_pipe;
 };
 
-/* direct: dst is a pipe or fifo. min: readable bytes that keep the path after a quiet spell. */
+/* direct: dst is a pipe or fifo, which may take splices straight from src. min: readable bytes that keep the path after a quiet spell. */
 void relay_splice_init(struct relay_splice *sp, struct relay *r, const struct relay_splice_ops *ops, bool direct,
                        size_t min);
 /* Moves bytes now, from the loop (never io-wq); stopped() follows sooner or later. 0 or -errno

@@ -1306,38 +1306,104 @@ static void test_stream_splice_gives_way_when_a_tap_is_wanted(void **state)
         assert_true(ts.st.tap_bytes <= 32 * MIB - ts.delivered_at_switch);
 }
 
-/* A fifo endpoint takes the guest's bytes in one splice: no pipe of ours is ever made. */
-static void test_stream_splice_into_a_fifo_needs_no_pipe(void **state)
+/* 32 MiB from a guest into a fifo endpoint on r, in dir: every byte arrives once, in order. */
+static void splice_into_a_fifo(struct relay *r, const char *dir, uint32_t port, uint64_t seed)
 {
-        _cleanup_(relay_freep) struct relay *r = NULL;
-        const uint64_t total = 32 * MIB, seed = 22;
-        struct relay_stats st;
-        struct st t = {};
+        const uint64_t total = 32 * MIB;
+        struct st t = { .r = r };
         struct dial d = { .st = &t, .dir = RELAY_STREAM_FROM_GUEST, .ops = &st_ops };
         struct child guest, sink;
-        char dir[64], path[128], n[32], sd[32];
+        char path[128], n[32], sd[32];
         int p[2];
 
-        make_tmpdir(dir, sizeof(dir));
-        assert_int_equal(relay_new(NULL, &r), 0);
-        t.r = r;
         assert_int_equal(pipe2(p, O_CLOEXEC), 0);
         spawn_guest((const char *[]){ "sink", NULL }, p[0], -1, &sink);
         close(p[0]);
         d.endpoint_fd = p[1];
-        listen_for(r, dir, 1103, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
+        listen_for(r, dir, port, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
         num(n, sizeof(n), total);
         num(sd, sizeof(sd), seed);
         spawn_guest((const char *[]){ "send", path, n, sd, "65536", NULL }, -1, -1, &guest);
         run_until(r, &t.done);
         assert_int_equal(t.error, 0);
         assert_int_equal(t.at_done.tx_endpoint, total);
-        relay_get_stats(r, &st);
-        assert_true(st.bytes_spliced >= 16 * MIB);
-        assert_int_equal(st.splice_pipes, 0);
         assert_int_equal(child_finish(&guest, NULL, 0), 0);
         t.s = relay_stream_free(t.s);
         expect_output(&sink, total, guest_data_hash(seed, total));
+        relay_listener_free(d.l);
+}
+
+/* A fifo endpoint splices through a pipe of ours while the pool has one. */
+static void test_stream_splice_into_a_fifo_through_a_pipe(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        struct relay_stats st;
+        char dir[64];
+
+        make_tmpdir(dir, sizeof(dir));
+        assert_int_equal(relay_new(NULL, &r), 0);
+        splice_into_a_fifo(r, dir, 1103, 22);
+        relay_get_stats(r, &st);
+        assert_true(st.bytes_spliced >= 16 * MIB);
+        assert_true(st.splice_pipes >= 1);
+        assert_int_equal(st.splice_pipes_lent, 0);
+        rm_tmpdir(dir);
+}
+
+/* Every pipe lent (to a stream whose socket endpoint nobody reads): a fifo endpoint still splices,
+ * straight from the guest's socket, and copies nothing past its first reads. */
+static void test_stream_splice_into_a_fifo_straight_when_every_pipe_is_lent(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        const uint64_t stalled_total = 8 * MIB;
+        struct relay_config cfg;
+        struct relay_stats st = {}, before;
+        struct st t = {};
+        struct dial d = { .st = &t, .dir = RELAY_STREAM_FROM_GUEST, .ops = &st_ops };
+        struct child guest;
+        struct sink k = { .hash = GUEST_HASH_INIT };
+        char dir[64], path[128], n[32];
+        int sv[2];
+
+        relay_config_default(&cfg);
+        cfg.splice_min = 1;
+        cfg.splice_pipes = cfg.splice_pipes_max = 1;
+        make_tmpdir(dir, sizeof(dir));
+        assert_int_equal(relay_new(&cfg, &r), 0);
+        t.r = r;
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        d.endpoint_fd = sv[0];
+        listen_for(r, dir, 1104, RELAY_LISTEN_ONCE, &d, path, sizeof(path));
+        num(n, sizeof(n), stalled_total);
+        spawn_guest((const char *[]){ "send", path, n, "25", "65536", NULL }, -1, -1, &guest);
+        /* sv[1] is read until the relay splices (ring bytes would keep it off the path while they
+         * wait), then never: the stream's pipe holds what the full socket cannot take */
+        for (uint64_t deadline = relay_now_ns(r) + TEST_WAIT_NS; st.bytes_spliced == 0 || st.splice_pipes_lent == 0;) {
+                static char scratch[65536];
+                ssize_t got;
+
+                assert_int_equal(relay_run_once(r, 10 * 1000 * 1000), 0);
+                assert_true(relay_now_ns(r) < deadline);
+                relay_get_stats(r, &st);
+                while (st.bytes_spliced == 0 && (got = recv(sv[1], scratch, sizeof(scratch), MSG_DONTWAIT)) > 0) {
+                        k.bytes += (uint64_t)got;
+                        k.hash = guest_hash(k.hash, scratch, (size_t)got);
+                }
+        }
+        before = st;
+        splice_into_a_fifo(r, dir, 1105, 26);
+        relay_get_stats(r, &st);
+        assert_int_equal(st.splice_pipes, 1);
+        assert_int_equal(st.splice_pipes_lent, 1); /* the stalled stream's, all along */
+        assert_true(st.bytes_spliced - before.bytes_spliced >= 31 * MIB);
+        assert_int_equal(relay_chan_new(r, sv[1], &sink_ops, NULL, &k, &k.c), 0);
+        run_until(r, &t.done);
+        assert_int_equal(t.error, 0);
+        t.s = relay_stream_free(t.s);
+        run_until(r, &k.closed);
+        assert_int_equal(k.bytes, stalled_total);
+        assert_int_equal(k.hash, guest_data_hash(25, stalled_total));
+        assert_int_equal(child_finish(&guest, NULL, 0), 0);
         relay_listener_free(d.l);
         rm_tmpdir(dir);
 }
@@ -1672,7 +1738,8 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_stream_splice_bulk_to_a_socket_moves_by_splice_and_returns_its_pipe),
                 cmocka_unit_test(test_stream_splice_never_for_a_stream_tapped_for_good),
                 cmocka_unit_test(test_stream_splice_gives_way_when_a_tap_is_wanted),
-                cmocka_unit_test(test_stream_splice_into_a_fifo_needs_no_pipe),
+                cmocka_unit_test(test_stream_splice_into_a_fifo_through_a_pipe),
+                cmocka_unit_test(test_stream_splice_into_a_fifo_straight_when_every_pipe_is_lent),
                 cmocka_unit_test(test_stream_splice_pool_exhausted_falls_back_to_the_ring),
                 cmocka_unit_test(test_stream_splice_pool_grows_on_spare_fds),
                 cmocka_unit_test(test_stream_splice_pool_gives_borrowed_pipes_back_as_listeners_come),
