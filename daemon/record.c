@@ -570,19 +570,26 @@ static int record_entry_add_gone(struct record_entry *e, uint32_t pid, const cha
         return 0;
 }
 
-/* whole: the next write is a snapshot. Otherwise only pid (0: the VM's own fields) is encoded. */
-static void record_mark(struct vmm_record *rec, struct vmm_vm *vm, uint32_t pid, bool whole)
+/* vm's entry for a mark; NULL (rec NULL, or out of memory: then written now rather than not at all). */
+static struct record_entry *record_entry_to_mark(struct vmm_record *rec, struct vmm_vm *vm)
 {
         struct record_entry *e;
 
         if (!rec)
-                return;
+                return NULL;
         e = record_entry_get(rec, vm);
-        if (!e) {
-                /* Out of memory: write it now rather than not at all. */
+        if (!e)
                 (void)vmm_record_write(rec, vm);
+        return e;
+}
+
+/* whole: the next write is a snapshot. Otherwise only pid (0: the VM's own fields) is encoded. */
+static void record_mark(struct vmm_record *rec, struct vmm_vm *vm, uint32_t pid, bool whole)
+{
+        struct record_entry *e = record_entry_to_mark(rec, vm);
+
+        if (!e)
                 return;
-        }
         /* A snapshot holds every process anyway; out of memory, it is the way left. */
         if (whole || (pid != 0 && !e->whole && record_entry_add_pid(e, pid) < 0))
                 record_entry_reset(e);
@@ -601,15 +608,10 @@ void vmm_record_mark_all(struct vmm_record *rec, struct vmm_vm *vm)
 
 void vmm_record_mark_gone(struct vmm_record *rec, struct vmm_vm *vm, uint32_t pid, const char *exec_id)
 {
-        struct record_entry *e;
+        struct record_entry *e = record_entry_to_mark(rec, vm);
 
-        if (!rec)
+        if (!e)
                 return;
-        e = record_entry_get(rec, vm);
-        if (!e) {
-                (void)vmm_record_write(rec, vm);
-                return;
-        }
         if (!e->whole && record_entry_add_gone(e, pid, exec_id) < 0)
                 record_entry_reset(e);
         record_arm(rec, e);
