@@ -1333,6 +1333,21 @@ static void splice_into_a_fifo(struct relay *r, const char *dir, uint32_t port, 
         relay_listener_free(d.l);
 }
 
+/* A stream whose socket endpoint (its far end fd) was not read for a while: reading it now brings
+ * every byte of the guest's, once and in order, and the stream to its end. */
+static void stalled_resume_and_check(struct relay *r, struct st *t, struct sink *k, int fd, uint64_t total,
+                                     uint64_t seed, struct child *guest)
+{
+        assert_int_equal(relay_chan_new(r, fd, &sink_ops, NULL, k, &k->c), 0);
+        run_until(r, &t->done);
+        assert_int_equal(t->error, 0);
+        t->s = relay_stream_free(t->s);
+        run_until(r, &k->closed);
+        assert_int_equal(k->bytes, total);
+        assert_int_equal(k->hash, guest_data_hash(seed, total));
+        assert_int_equal(child_finish(guest, NULL, 0), 0);
+}
+
 /* A fifo endpoint splices through a pipe of ours while the pool has one. */
 static void test_stream_splice_into_a_fifo_through_a_pipe(void **state)
 {
@@ -1396,14 +1411,7 @@ static void test_stream_splice_into_a_fifo_straight_when_every_pipe_is_lent(void
         assert_int_equal(st.splice_pipes, 1);
         assert_int_equal(st.splice_pipes_lent, 1); /* the stalled stream's, all along */
         assert_true(st.bytes_spliced - before.bytes_spliced >= 31 * MIB);
-        assert_int_equal(relay_chan_new(r, sv[1], &sink_ops, NULL, &k, &k.c), 0);
-        run_until(r, &t.done);
-        assert_int_equal(t.error, 0);
-        t.s = relay_stream_free(t.s);
-        run_until(r, &k.closed);
-        assert_int_equal(k.bytes, stalled_total);
-        assert_int_equal(k.hash, guest_data_hash(25, stalled_total));
-        assert_int_equal(child_finish(&guest, NULL, 0), 0);
+        stalled_resume_and_check(r, &t, &k, sv[1], stalled_total, 25, &guest);
         relay_listener_free(d.l);
         rm_tmpdir(dir);
 }
@@ -1653,14 +1661,7 @@ static void test_stream_splice_stalled_sink_holds_at_most_the_cap(void **state)
                 max_held = MAX(max_held, b);
         }
         assert_true(max_held <= (size_t)cfg.stream_max_bufs * cfg.buf_size);
-        assert_int_equal(relay_chan_new(r, sv[1], &sink_ops, NULL, &k, &k.c), 0);
-        run_until(r, &t.done);
-        assert_int_equal(t.error, 0);
-        t.s = relay_stream_free(t.s);
-        run_until(r, &k.closed);
-        assert_int_equal(k.bytes, total);
-        assert_int_equal(k.hash, guest_data_hash(24, total));
-        assert_int_equal(child_finish(&guest, NULL, 0), 0);
+        stalled_resume_and_check(r, &t, &k, sv[1], total, 24, &guest);
         relay_listener_free(d.l);
         rm_tmpdir(dir);
 }
