@@ -337,7 +337,9 @@ int relay_stream_resume(struct relay_stream *s);
  * that is logged; a count above what was sent fails the stream with -EPROTO, unless nothing was
  * sent since relay_stream_new_at's seed and relay_stream_set_seed_stale() said the seed may trail the
  * guest: a record written before a crash). Over a regular file
- * endpoint the file moves to right after the guest's count, so nothing is skipped or repeated. */
+ * endpoint the file moves to right after the guest's count, so nothing is skipped or repeated.
+ * Takes guest_fd whatever it returns, except -EBUSY (the old connection is not frozen or done, or
+ * has an operation in flight): then nothing changed and guest_fd stays the caller's, to try again. */
 int relay_stream_replace_guest(struct relay_stream *s, int guest_fd, bool send_offset_header);
 /* On a frozen or done stream: closes the guest connection (a save hands the port to another
  * daemon), keeping the endpoint, held bytes and counters for a later replace_guest. */

@@ -1483,14 +1483,18 @@ int relay_stream_replace_guest(struct relay_stream *s, int guest_fd, bool send_o
 
         if (!guest_replaceable(s))
                 return -EBUSY;
+        /* Refused, the connection is closed here too: from the swap on it is the stream's either
+         * way, so only -EBUSY leaves it the caller's (relay.h). */
         k = classify(guest_fd, &src, &dst);
-        if (k < 0)
-                return k;
-        if (src != SRC_RECV_MSHOT)
-                return -ENOTSOCK;
+        if (k >= 0 && src != SRC_RECV_MSHOT)
+                k = -ENOTSOCK;
         /* An endpoint that failed can't be revived by a new guest. */
-        if (s->endpoint_dead)
-                return -ESTALE;
+        if (k >= 0 && s->endpoint_dead)
+                k = -ESTALE;
+        if (k < 0) {
+                safe_close(guest_fd);
+                return k;
+        }
 
         cf_cancel(s);
         relay_close_fd(s->r, s->guest_fd);

@@ -1,4 +1,5 @@
 /* tests/relay/test-stream.c: streams on the real loop between real guest processes and real endpoints. */
+#include <fcntl.h>
 #include <inttypes.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -1160,6 +1161,46 @@ static void test_stream_replace_guest_refused_while_running(void **state)
         close(e[1]);
 }
 
+static bool fd_is_open(int fd)
+{
+        return fcntl(fd, F_GETFD) >= 0;
+}
+
+/* A redial the stream refuses (not a socket; an endpoint that failed) is closed, not leaked: only
+ * -EBUSY leaves the fd the caller's. */
+static void test_stream_replace_guest_refused_closes_the_new_connection(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        struct st t = { .r = NULL };
+        int g[2], e[2], g2[2], p[2];
+
+        assert_int_equal(relay_new(NULL, &r), 0);
+        t.r = r;
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, g), 0);
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, e), 0);
+        assert_int_equal(relay_stream_new(r, RELAY_STREAM_FROM_GUEST, g[0], e[0], &st_ops, &t, &t.s), 0);
+        assert_int_equal(relay_stream_freeze(t.s), 0);
+        run_until(r, &t.frozen);
+
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        assert_int_equal(relay_stream_replace_guest(t.s, p[0], false), -ENOTSOCK);
+        assert_false(fd_is_open(p[0]));
+        close(p[1]);
+
+        /* The endpoint's reader goes: the next write fails it for good. */
+        assert_int_equal(relay_stream_resume(t.s), 0);
+        close(e[1]);
+        assert_int_equal(write(g[1], "x", 1), 1);
+        close(g[1]);
+        run_until(r, &t.done);
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, g2), 0);
+        assert_int_equal(relay_stream_replace_guest(t.s, g2[0], false), -ESTALE);
+        assert_false(fd_is_open(g2[0]));
+        close(g2[1]);
+        t.s = relay_stream_free(t.s);
+        run_idle(r, 3);
+}
+
 static void test_stream_discard_endpoint_counts_and_taps(void **state)
 {
         _cleanup_(relay_freep) struct relay *r = NULL;
@@ -1746,6 +1787,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_stream_splice_pool_gives_borrowed_pipes_back_as_listeners_come),
                 cmocka_unit_test(test_stream_splice_endpoint_closing_drops_and_counts),
                 cmocka_unit_test(test_stream_splice_stalled_sink_holds_at_most_the_cap),
+                cmocka_unit_test(test_stream_replace_guest_refused_closes_the_new_connection),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
