@@ -50,6 +50,8 @@ struct vmm_stream {
                                * hcsshim's guest will not dial it again */
         bool close_requested; /* stdin: CloseStdin; released once what was read is flushed */
         bool endpoint_is_file;
+        bool vm_frozen;   /* a VM's freeze (a save, a hold, a stop) holds it, until a thaw or release */
+        bool freeze_owed; /* that freeze counted it and waits for its on_stream_frozen */
 };
 
 struct vmm_starter {
@@ -181,6 +183,13 @@ int stream_listen(struct vmm_stream *s);
 bool stream_redial_expected(const struct vmm_stream *s);
 /* Releases the relay side of a stream, keeping its last counters for ps and save. */
 void stream_release(struct vmm_stream *s);
+/* A save hands the port on: no listener, no guest connection (a kept redial closed too), the relay
+ * stream kept frozen for a resume. */
+void stream_detach(struct vmm_stream *s);
+/* A VM's freeze of one stream: true if it counts, i.e. the table's ops->on_stream_frozen follows
+ * once it flushed; stream_thaw() undoes it. */
+bool stream_freeze(struct vmm_stream *s);
+void stream_thaw(struct vmm_stream *s);
 void stream_init(struct vmm_stream *s, struct vmm_process *p, enum vmm_stream_kind kind);
 /* A live upgrade's new daemon: the stream goes on over the guest's connection guest_fd (taken
  * on success only) from s->counters, into s->endpoint_fd; or accepts on the port's handed-over

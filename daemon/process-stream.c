@@ -56,6 +56,17 @@ void stream_release(struct vmm_stream *s)
         process_held_sync(s->process);
 }
 
+void stream_detach(struct vmm_stream *s)
+{
+        s->listener = relay_listener_free(s->listener);
+        /* Closed, the guest dials the port where it goes next (the destination). */
+        s->redial = redial_free(s->redial);
+        if (s->stream)
+                (void)relay_stream_detach_guest(s->stream);
+        /* The next connection resumes the stream (a save rolled back). */
+        s->vm_frozen = s->freeze_owed = false;
+}
+
 /* Whether the guest dials this port again after a connection ended: every stream with the resume
  * extension; without it, hcsshim's guest still redials a container init's stdout and stderr
  * (internal/guest/runtime/hcsv2), from the unwritten tail, so the port must stay open for it. */
@@ -143,10 +154,20 @@ static bool stream_tap_wanted(struct relay_stream *rs, void *userdata)
         return p->attach && attach_wants_output(p->attach, !s->endpoint);
 }
 
+static void stream_report_frozen(struct vmm_stream *s)
+{
+        struct vmm_processes *t = s->process->table;
+
+        if (!s->freeze_owed)
+                return;
+        s->freeze_owed = false;
+        if (t->ops && t->ops->on_stream_frozen)
+                t->ops->on_stream_frozen(t->userdata);
+}
+
 static void stream_on_frozen(struct relay_stream *rs, void *userdata)
 {
         struct vmm_stream *s = userdata;
-        struct vmm_processes *t = s->process->table;
 
         /* CloseStdin froze it: all that was read went to the guest, which now sees EOF. */
         if (s->close_requested) {
@@ -154,9 +175,38 @@ static void stream_on_frozen(struct relay_stream *rs, void *userdata)
                 s->done = true;
                 return;
         }
-        /* The VM froze it (a save or a stop): it counts them. */
-        if (t->ops && t->ops->on_stream_frozen)
-                t->ops->on_stream_frozen(t->userdata);
+        /* The guest dialled again while the freeze drained the connection it gave up: that one
+         * runs on to its end (its bytes come first), then stream_take_redial() takes the kept one
+         * and freezes it in turn, so the freeze also reads what the guest wrote into it. */
+        if (s->freeze_owed && stream_is_output(s->kind) && s->redial && s->redial->fd >= 0 &&
+            relay_stream_resume(rs) >= 0)
+                return;
+        /* The VM froze it (a save, a hold or a stop): it counts them. */
+        stream_report_frozen(s);
+}
+
+bool stream_freeze(struct vmm_stream *s)
+{
+        /* A stop's freeze skips what a save's holds already (relay_stream_freeze: -EALREADY). */
+        if (!s->stream || s->vm_frozen)
+                return false;
+        /* A redial is kept until the old connection ends (stream_park_redial): the guest gave that
+         * one up, so it ends; freezing only then, over the kept connection, loses neither's bytes. */
+        if (stream_is_output(s->kind) && s->redial && s->redial->fd >= 0) {
+                s->vm_frozen = s->freeze_owed = true;
+                return true;
+        }
+        if (relay_stream_freeze(s->stream) < 0)
+                return false;
+        s->vm_frozen = s->freeze_owed = true;
+        return true;
+}
+
+void stream_thaw(struct vmm_stream *s)
+{
+        s->vm_frozen = s->freeze_owed = false;
+        if (s->stream)
+                (void)relay_stream_resume(s->stream);
 }
 
 static const struct relay_stream_ops stream_ops = {
@@ -225,15 +275,24 @@ static void stream_take_redial(struct vmm_stream *s, int fd)
                 return;
         }
         s->redial = redial_free(s->redial);
-        if (r >= 0) {
+        if (r >= 0 && s->freeze_owed) {
+                /* A VM's freeze waits for this stream: it kept running (or resumed) for the old
+                 * connection to end. Frozen now, its drain reads what the guest wrote into this one. */
+                (void)relay_stream_resume(s->stream); /* -EINVAL: it ran */
+                r = relay_stream_freeze(s->stream);
+        } else if (r >= 0 && !s->vm_frozen) {
                 int k = relay_stream_resume(s->stream);
 
                 if (k < 0 && k != -EINVAL) /* -EINVAL: it was not frozen */
                         r = k;
         }
+        /* Else it came after a freeze had flushed the stream: it stays frozen, the connection's
+         * bytes wait in its socket for a thaw (or a hand-over, which passes the fd on). */
         if (r < 0) {
                 log_warn("vm %s: process %u: cannot resume %s: %s", process_guest(p)->vm_name, p->pid,
                          vmm_stream_names[s->kind], strerror(-r));
+                /* No flush will come: the freeze must not wait for one. */
+                stream_report_frozen(s);
                 stream_on_done(NULL, r, s);
                 return;
         }

@@ -1345,7 +1345,7 @@ unsigned vmm_processes_freeze(struct vmm_processes *t)
                 struct vmm_process *p = list_entry(pos, struct vmm_process, link);
 
                 for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++)
-                        if (p->streams[k].stream && relay_stream_freeze(p->streams[k].stream) == 0)
+                        if (stream_freeze(&p->streams[k]))
                                 n++;
         }
         return n;
@@ -1359,8 +1359,7 @@ void vmm_processes_thaw(struct vmm_processes *t)
                 struct vmm_process *p = list_entry(pos, struct vmm_process, link);
 
                 for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++)
-                        if (p->streams[k].stream)
-                                (void)relay_stream_resume(p->streams[k].stream);
+                        stream_thaw(&p->streams[k]);
                 process_maybe_report(p);
         }
 }
@@ -1386,13 +1385,8 @@ void vmm_processes_release(struct vmm_processes *t)
                 struct vmm_process *p = list_entry(pos, struct vmm_process, link);
 
                 relay_timer_disarm(p->timer);
-                for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
-                        struct vmm_stream *s = &p->streams[k];
-
-                        s->listener = relay_listener_free(s->listener);
-                        if (s->stream)
-                                (void)relay_stream_detach_guest(s->stream);
-                }
+                for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++)
+                        stream_detach(&p->streams[k]);
                 process_held_sync(p);
         }
 }
