@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -189,15 +190,16 @@ static uint32_t exec_ok(struct fixture *f, struct vmm_vm *vm, const char *script
         return exec_in(f, vm, NULL, script, out);
 }
 
-/* Numbered lines, slowly, until the stop file appears; then "end N" and a known exit code. */
-static uint32_t exec_writer(struct fixture *f, struct vmm_vm *vm, const char *out)
+/* Numbered lines, a pause after every burst of them, until the stop file appears; then "end N"
+ * and a known exit code. */
+static uint32_t exec_writer_bursts(struct fixture *f, struct vmm_vm *vm, const char *out, unsigned burst)
 {
         char script[512];
 
         snprintf(script, sizeof(script),
-                 "i=0; while [ ! -e %s ]; do echo line $i; i=$((i+1)); [ $((i %% 100)) -eq 0 ] && sleep 0.02; "
+                 "i=0; while [ ! -e %s ]; do echo line $i; i=$((i+1)); [ $((i %% %u)) -eq 0 ] && sleep 0.02; "
                  "done; echo end $i; exit %d",
-                 f->stop, WRITER_EXIT);
+                 f->stop, burst, WRITER_EXIT);
         if (f->upstream && !f->container_created) {
                 int done = 0;
 
@@ -207,6 +209,12 @@ static uint32_t exec_writer(struct fixture *f, struct vmm_vm *vm, const char *ou
                 f->container_created = true;
         }
         return exec_in(f, vm, f->upstream ? "c1" : NULL, script, out);
+}
+
+/* Slowly: 100 lines per burst. */
+static uint32_t exec_writer(struct fixture *f, struct vmm_vm *vm, const char *out)
+{
+        return exec_writer_bursts(f, vm, out, 100);
 }
 
 static size_t file_size(const char *path)
@@ -479,6 +487,143 @@ static void test_full_reset_after_restore_delivers_every_byte_once(void **state)
         assert_exactly_once(f, out_a, out_b);
 }
 
+static void sleep_ms(unsigned ms)
+{
+        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+        nanosleep(&ts, NULL);
+}
+
+/* hcsshim's guest (--upstream only: with the resume extension a redialled guest writes nothing
+ * before the host's count) drops stdout and redials at once, while the daemon's loop stands still:
+ * the old connection ends unread, and the guest writes into the new one, not accepted yet, what
+ * it had not sent and more of the writer's. Returns the writer's pid. */
+static uint32_t redial_unseen(struct fixture *f, struct vmm_vm *vm, const char *out)
+{
+        uint64_t deadline;
+        unsigned want;
+        uint32_t pid;
+
+        pid = exec_writer_bursts(f, vm, out, 2000);
+        wait_for_bytes(f, out, NULL, FLOW_BYTES);
+        sleep_ms(300);
+        want = sim_resumes(f, NULL) + 1;
+        assert_int_equal(kill(f->sim, SIGUSR2), 0);
+        for (deadline = now_ns() + WAIT_NS; sim_resumes(f, NULL) < want; sleep_ms(10))
+                if (now_ns() > deadline)
+                        fail_msg("timed out waiting for the guest's redial");
+        sleep_ms(100);
+        return pid;
+}
+
+static void skip_unless_upstream(const struct fixture *f)
+{
+        if (f->upstream)
+                return;
+        print_message("skipped: a guest with the resume extension waits for the daemon's count on a redial\n");
+        skip();
+}
+
+/* The daemon keeps such a redial until the old connection ends (6f71aa4); a save that comes
+ * meanwhile must read both, or what the guest wrote into the kept one dies with it (that guest
+ * never replays). The guest is paused for the save and the source VM removed after it, as a
+ * migration does. */
+static void test_redial_kept_at_a_save_loses_nothing(void **state)
+{
+        struct fixture *f = *state;
+        struct vmm_restore_io io = { 0 };
+        struct exited ex = { 0 };
+        struct saved sv = { 0 };
+        struct vmm_error err = {};
+        struct vmm_vm *vm, *vb = NULL;
+        char out_a[128], out_b[128];
+        size_t before;
+        int status;
+
+        skip_unless_upstream(f);
+        snprintf(out_a, sizeof(out_a), "%s/out-a", f->dir);
+        snprintf(out_b, sizeof(out_b), "%s/out-b", f->dir);
+        vm = add_vm_connected(f, f->a);
+        io.pid = redial_unseen(f, vm, out_a);
+        assert_int_equal(kill(f->sim, SIGSTOP), 0);
+        assert_int_equal(waitpid(f->sim, &status, WUNTRACED), f->sim);
+        assert_int_equal(vmm_save(vm, on_saved, &sv, &err), 0);
+        run_until(f, flag_set, &sv.count, "the save");
+        assert_int_equal(sv.error, 0);
+        assert_int_equal(vmm_vm_remove(f->a, "demo"), 0);
+        assert_int_equal(kill(f->sim, SIGCONT), 0);
+        before = file_size(out_a);
+        io.path[VMM_STDOUT] = test_endpoint(f->ep, out_b);
+        if (vmm_restore(f->b, sv.blob, sv.len, NULL, NULL, &io, 1, &vb, &err) < 0)
+                fail_msg("restore failed: %s", err.message);
+        free(sv.blob);
+        wait_for_bytes(f, out_a, out_b, before + FLOW_BYTES);
+        stop_writer(f);
+        wait_exit(f, vb, io.pid, &ex);
+        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
+        assert_int_equal(ex.exit.code, WRITER_EXIT);
+        assert_exactly_once(f, out_a, out_b);
+}
+
+static void on_held(struct vmm_vm *vm, void *userdata)
+{
+        *(int *)userdata = 1;
+}
+
+static void on_hold_gone(struct vmm_vm *vm, void *userdata)
+{
+        *(int *)userdata = -1;
+}
+
+static const struct vmm_vm_freeze_ops hold_ops = { .on_frozen = on_held, .on_gone = on_hold_gone };
+
+/* The same at a live upgrade, the guest running on: daemon a holds the VM and hands it out with
+ * its fds, then ends; daemon b takes it over. Every line once, in the one file. */
+static void test_redial_kept_at_a_hand_over_loses_nothing(void **state)
+{
+        struct fixture *f = *state;
+        _cleanup_free_ uint8_t *wire = NULL;
+        Vsockmux__State__Vm out, *in;
+        struct vmm_fds fds = { 0 };
+        struct vmm_error err = {};
+        struct exited ex = { 0 };
+        struct vmm_vm *vm, *vb = NULL;
+        char path[128];
+        size_t len, before;
+        uint32_t pid;
+        int held = 0;
+
+        skip_unless_upstream(f);
+        snprintf(path, sizeof(path), "%s/out", f->dir);
+        vm = add_vm_connected(f, f->a);
+        pid = redial_unseen(f, vm, path);
+        assert_int_equal(vmm_vm_hold(vm, &hold_ops, &held, &err), 0);
+        run_until(f, flag_set, &held, "the hold");
+        assert_int_equal(held, 1);
+        if (vmm_vm_hand_over(vm, &out, &fds, &err) < 0)
+                fail_msg("hand over: %s", err.message);
+        len = vsockmux__state__vm__get_packed_size(&out);
+        wire = malloc(len + 1);
+        assert_non_null(wire);
+        vsockmux__state__vm__pack(&out, wire);
+        vmm_vm_export_done(&out);
+        in = vsockmux__state__vm__unpack(NULL, len, wire);
+        assert_non_null(in);
+        /* The old daemon exits once the new one has it all. */
+        f->a = vmm_free(f->a);
+        before = file_size(path);
+        if (vmm_adopt(f->b, in, fds.fds, fds.n, &vb, &err) < 0)
+                fail_msg("adopt: %s", err.message);
+        vsockmux__state__vm__free_unpacked(in, NULL);
+        free(fds.fds);
+        wait_for_bytes(f, path, NULL, before + FLOW_BYTES);
+        stop_writer(f);
+        wait_exit(f, vb, pid, &ex);
+        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
+        assert_int_equal(ex.exit.code, WRITER_EXIT);
+        assert_exactly_once(f, path, NULL);
+}
+
 static void port_max(const struct vmm_process_info *i, uint32_t *max)
 {
         for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++)
@@ -580,6 +725,8 @@ int main(int argc, char **argv)
                 T(test_stdio_resets_after_restore_deliver_every_byte_once),
                 T(test_full_reset_twice_delivers_every_byte_once),
                 T(test_full_reset_after_restore_delivers_every_byte_once),
+                T(test_redial_kept_at_a_save_loses_nothing),
+                T(test_redial_kept_at_a_hand_over_loses_nothing),
                 T(test_readded_vm_never_hands_out_a_removed_vms_ports),
                 T(test_restore_below_a_remembered_floor_keeps_the_higher_one),
         };
