@@ -67,6 +67,7 @@ struct load_result {
         uint64_t kernel_kb_before, kernel_kb_idle, kernel_kb_end;
         unsigned fds_before, fds_idle; /* the first pid's open files */
         double p50_us, p99_us, max_us;
+        struct bench_proc_sample load_start, load_end; /* bench-load itself and its guest child */
         uint64_t others_bytes;
         struct load_guest_report guest;
 };
@@ -605,7 +606,7 @@ static void print_result(const struct load *l, const struct load_result *res, co
                "\"kernel_kb_before\":%llu,\"kernel_kb_end\":%llu,\"tasks\":%u,\"iou_wrk\":%u,\"iou_sqp\":%u,"
                "\"p50_us\":%.2f,\"p99_us\":%.2f,\"max_us\":%.2f,\"others_bytes\":%llu,"
                "\"stalled_absorbed\":%llu,\"guest_written\":%llu,\"active\":%u,\"rss_kb_idle\":%llu,"
-               "\"kernel_kb_idle\":%llu,\"fds_before\":%u,\"fds_idle\":%u,\"error\":",
+               "\"kernel_kb_idle\":%llu,\"fds_before\":%u,\"fds_idle\":%u,\"load_cpu_s\":%.6f,\"error\":",
                l->error ? "false" : "true", mode, l->spec->n, res->seconds, (unsigned long long)res->bytes,
                (unsigned long long)res->messages,
                /* A relay that exited and was reaped reads as zero: never report negative CPU. */
@@ -616,7 +617,10 @@ static void print_result(const struct load *l, const struct load_result *res, co
                (unsigned long long)res->others_bytes,
                (unsigned long long)(res->guest.written_first > l->warmup ? res->guest.written_first - l->warmup : 0),
                (unsigned long long)res->guest.written_total, load_measured(l), (unsigned long long)res->idle.rss_kb,
-               (unsigned long long)res->kernel_kb_idle, res->fds_before, res->fds_idle);
+               (unsigned long long)res->kernel_kb_idle, res->fds_before, res->fds_idle,
+               res->load_end.cpu_ns >= res->load_start.cpu_ns
+                       ? bench_ns_to_seconds(res->load_end.cpu_ns - res->load_start.cpu_ns)
+                       : -1.0);
         if (!l->error) {
                 printf("null}\n");
                 return;
@@ -641,6 +645,7 @@ static void host_sample_idle(struct load *l, struct load_result *res)
 
 static int host_run(struct load *l, struct load_result *res)
 {
+        pid_t self = getpid(); /* and the guest, our child: the load generator's own CPU */
         char c;
         double t0;
         int r;
@@ -662,6 +667,7 @@ static int host_run(struct load *l, struct load_result *res)
         if (l->mode == LOAD_SCALE)
                 host_sample_idle(l, res);
         bench_proc_sample(l->pids, l->npids, &res->start);
+        bench_proc_sample(&self, 1, &res->load_start);
         t0 = now_s();
         if (write(l->p2c[1], "g", 1) != 1)
                 return fail(l, "guest gone");
@@ -669,6 +675,7 @@ static int host_run(struct load *l, struct load_result *res)
                 r = host_echo(l, res);
                 res->seconds = now_s() - t0;
                 bench_proc_sample(l->pids, l->npids, &res->end);
+                bench_proc_sample(&self, 1, &res->load_end);
                 if (r < 0)
                         return r;
                 for (unsigned k = 0; k < l->spec->n / 2; k++)
@@ -680,6 +687,7 @@ static int host_run(struct load *l, struct load_result *res)
                 if (l->mode == LOAD_IDLE && r >= 0)
                         usleep(500 * 1000); /* let deferred frees and RCU settle before looking */
                 bench_proc_sample(l->pids, l->npids, &res->end);
+                bench_proc_sample(&self, 1, &res->load_end);
                 res->kernel_kb_end = bench_kernel_kb();
                 res->messages = res->bytes / l->wsize;
                 if (r < 0)
