@@ -429,6 +429,9 @@ def scenarios(quick, socat_many=False, scale=1):
              variants=ALL, metric="p50 us", extra="p99 us"),
         dict(id="B6", title="%d-stream closed-loop echo" % many, mode="echo", streams=many, kind="unix",
              args=["--write-size", "100", "--roundtrips", str(20 if q else 100)],
+             # Every process on one CPU: unpinned, where the three busy processes land on 2 CPUs
+             # (and other work's share of each) moved the ratio 0.5-2.5 x per repetition.
+             pin=os.environ.get("BENCH_B6_PIN", "one"),
              variants=group, metric="RT/s", extra="us/RT"),
         dict(id="B7", title="%d idle streams after a 64 KiB burst" % idle, mode="idle",
              streams=idle, kind="unix", args=["--bytes", "65536"],
@@ -654,7 +657,8 @@ class Held:
     def __init__(self, bins, sc, variant):
         self.tmp = tempfile.mkdtemp(prefix="vsockmux-bench-", dir=TMP_BASE)
         self.spec, self.streams = write_spec(self.tmp, sc)
-        self.procs = variant.start(bins, self.spec, self.streams)
+        with pinned(pin_sets(sc.get("pin"))[1]):
+            self.procs = variant.start(bins, self.spec, self.streams)
 
     def close(self):
         stop(self.procs)
@@ -665,20 +669,23 @@ def measure(bins, sc, variant, held=None):
     """One repetition: bench-load creates endpoints, we start the relay, it measures."""
     tmp = held.tmp if held else tempfile.mkdtemp(prefix="vsockmux-bench-", dir=TMP_BASE)
     procs = held.procs if held else []
+    pin = pin_sets(sc.get("pin"))
     try:
         spec, streams = (held.spec, held.streams) if held else write_spec(tmp, sc)
         argv = [bins["bench-load"], "--spec", spec, "--mode", sc["mode"]] + scaled(sc, variant.name)
         if variant.direct:
             argv.append("--direct")
-        load = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        with pinned(pin[0]):
+            load = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
         line = load.stdout.readline()
         if line.strip() != "ready":
             load.kill()
             return dict(ok=False, error="bench-load did not start: " + load.stderr.read().strip()[-300:])
         try:
             if not held:
-                procs = variant.start(bins, spec, streams)
+                with pinned(pin[1]):
+                    procs = variant.start(bins, spec, streams)
         except OSError as e:
             load.kill()
             load.wait()
@@ -707,6 +714,31 @@ def measure(bins, sc, variant, held=None):
         if not held:
             stop(procs)
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def pin_sets(how):
+    """Where a scenario's processes run: (bench-load with its guest child, the relay's processes),
+    None for unpinned. "one": all on the first allowed CPU; "split": load there, relay on the next."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if how == "one":
+        return {cpus[0]}, {cpus[0]}
+    if how == "split" and len(cpus) > 1:
+        return {cpus[0]}, {cpus[1]}
+    return None, None
+
+
+# Set on the driver around each start, so the children and their later threads inherit it.
+@contextlib.contextmanager
+def pinned(cpus):
+    if not cpus:
+        yield
+        return
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, old)
 
 
 def figures(sc, r):
@@ -948,6 +980,8 @@ def render(scs, summary, tgts, skipped):
                 extra_s = "%s %s" % (sc["extra"], cell(extra))
                 if s.get("wake"):
                     extra_s += "  wake/msg %s, CQEs/turn %s" % (fmt(med_of(s, "wake")), fmt(med_of(s, "cqes_turn")))
+                if s.get("load_us"):
+                    extra_s += "  load us/RT %s, busy %s" % (fmt(med_of(s, "load_us")), cell(s.get("busy")))
                 if s.get("spliced") and med_of(s, "spliced") is not None:
                     extra_s += ", spliced %.0f%%" % (100 * med_of(s, "spliced"))
             out.append("    %-18s %-26s %-7s %s%s" % (
@@ -1233,6 +1267,14 @@ def main():
                 # per measured message they overstate a little, the same for both loops.
                 s["wake"] = summarize([r["loop"]["sleeps"] / r["messages"] for r in loops])
                 s["cqes_turn"] = summarize([r["loop"]["cqes"] / max(1, r["loop"]["turns"]) for r in loops])
+            if sc["mode"] == "echo" and sc["streams"] > 1:
+                # The load generator's own CPU per round trip: on B6's one CPU it shares the
+                # round trip's cost with the relay, which bounds the ratios between relays.
+                timed = [r for r in good if r.get("load_cpu_s", -1) >= 0 and r.get("messages")]
+                s["load_us"] = summarize([r["load_cpu_s"] / r["messages"] * 1e6 for r in timed])
+                # What share of a CPU the loop's processes got in the window: pinned to one CPU,
+                # under 0.9 means other work took that CPU too and the RT/s is not the loop's.
+                s["busy"] = summarize([(r["load_cpu_s"] + max(0, r["relay_cpu_s"])) / r["seconds"] for r in timed])
             spl = [r["spliced"] for r in good if "spliced" in r]
             if spl:
                 s["spliced"] = summarize(spl)
