@@ -196,6 +196,9 @@ bool stream_freeze(struct vmm_stream *s)
                 s->vm_frozen = s->freeze_owed = true;
                 return true;
         }
+        /* One that ended is kept for the guest's redial (stream_keeps_listening): frozen too, so a
+         * redial during the freeze joins it frozen and its bytes wait in the socket, rather than
+         * resuming it while the freeze counts (and a hand-over passes its fd on). */
         if (relay_stream_freeze(s->stream) < 0)
                 return false;
         s->vm_frozen = s->freeze_owed = true;

@@ -328,7 +328,9 @@ void relay_stream_get_held(const struct relay_stream *s, size_t *ret_bytes, unsi
 /* Stops reading, flushes what was read, then on_frozen. A from-guest stream first reads what the
  * kernel held at the call (SIOCINQ; without it, until the socket is dry, at most one cap's worth):
  * bytes the guest wrote before a save are delivered, not lost with the connection. Bytes written
- * after the call stay in the socket. -EALREADY if frozen or freezing. */
+ * after the call stay in the socket. An ended stream (on_done reported) freezes as well, with
+ * nothing to drain: a new guest then finds it frozen, and resume ends it again if none came.
+ * -EALREADY if frozen or freezing. */
 int relay_stream_freeze(struct relay_stream *s);
 int relay_stream_resume(struct relay_stream *s);
 /* Only on a frozen or done stream. send_offset_header: the V4 resume handshake comes first, an

@@ -178,7 +178,10 @@ static enum stream_state stream_next(enum stream_state from, enum stream_event e
                        : from == STREAM_FREEZING ? STREAM_DONE_FREEZING
                        : from == STREAM_FROZEN   ? STREAM_DONE_FROZEN
                                                  : _STREAM_STATE_INVALID;
-        case STREAM_FREEZE: return from == STREAM_RUNNING ? STREAM_FREEZING : _STREAM_STATE_INVALID;
+        case STREAM_FREEZE:
+                return from == STREAM_RUNNING ? STREAM_FREEZING
+                       : from == STREAM_DONE  ? STREAM_DONE_FREEZING
+                                              : _STREAM_STATE_INVALID;
         case STREAM_QUIET:
                 return from == STREAM_FREEZING        ? STREAM_FROZEN
                        : from == STREAM_DONE_FREEZING ? STREAM_DONE_FROZEN
@@ -1442,7 +1445,9 @@ int relay_stream_freeze(struct relay_stream *s)
 {
         if (stream_is_freezing(s) || stream_is_frozen(s))
                 return -EALREADY;
-        if (s->state != STREAM_RUNNING)
+        /* An ended stream freezes too: a new guest that comes during the freeze then joins it
+         * frozen (its bytes wait in its socket), not running while its owner counts. */
+        if (s->state != STREAM_RUNNING && s->state != STREAM_DONE)
                 return -ESTALE;
         stream_step(s, STREAM_FREEZE);
         /* Counted now: bytes the cancelled receive still brings in count towards it. */

@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -1055,6 +1057,79 @@ static void test_record_recovers_the_entries_of_a_reused_pid(void **state)
         assert_exited_entry_kept(vb, id_b, pid, 7);
 }
 
+/* The guest's side of a redial over hybrid vsock: a connection to the port's listener. */
+static int guest_dial(struct fixture *f, uint32_t port)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        assert_true(fd >= 0);
+        assert_true((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s_%u", f->transport.uds_path, port) <
+                    sizeof(sa.sun_path));
+        assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        return fd;
+}
+
+/* hcsshim's guest redials a container init's stdout after a drop, and a drop can look like the
+ * end, so a stream that ended is kept for it. A redial that comes while a live upgrade holds the
+ * VM must not resume that stream: its bytes would move after the freeze, past the counts handed
+ * over, and what the old daemon had read but not delivered would die with it. It joins the
+ * freeze instead: its bytes wait in the socket for the new daemon, which delivers them once. */
+static void test_upstream_redial_of_an_ended_stream_during_a_hold_waits_for_the_new_daemon(void **state)
+{
+        struct fixture *f = *state;
+        struct vmm_process_info info;
+        Vsockmux__State__Vm out, *in;
+        struct vmm_fds fds = { 0 };
+        struct vmm_error err = {};
+        struct vmm_vm *vm, *vb = NULL;
+        _cleanup_free_ uint8_t *wire = NULL;
+        _cleanup_free_ char *got = NULL;
+        char path[128];
+        uint32_t pid;
+        size_t len;
+        int held = 0, fd;
+
+        f->upstream = true;
+        snprintf(path, sizeof(path), "%s/out", f->dir);
+        vm = add_vm_connected(f, false);
+        create_container(f, vm, "c1");
+        pid = exec_in(f, vm, "c1", "echo started; exec >&-; sleep 600", path);
+        wait_for_output(f, path, 8);
+        /* Its stdout ends; the daemon keeps the stream and its port for a redial. */
+        run_for(f, 300ull * 1000000ull);
+        vmm_process_get_info(vmm_process_find(vm, pid), &info);
+        assert_int_not_equal(info.ports[VMM_STDOUT], 0);
+        assert_int_equal(vmm_vm_hold(vm, &hold_ops, &held, &err), 0);
+        run_until(f, &held, "the hold");
+        assert_int_equal(held, 1);
+        /* Held, nothing moves: the redial is accepted, its bytes stay in its socket. */
+        fd = guest_dial(f, info.ports[VMM_STDOUT]);
+        assert_int_equal(write(fd, "late\n", 5), 5);
+        run_for(f, 300ull * 1000000ull);
+        got = slurp(f, path, &len);
+        assert_string_equal(got, "started\n");
+        if (vmm_vm_hand_over(vm, &out, &fds, &err) < 0)
+                fail_msg("hand over: %s", err.message);
+        len = vsockmux__state__vm__get_packed_size(&out);
+        wire = malloc(len + 1);
+        assert_non_null(wire);
+        vsockmux__state__vm__pack(&out, wire);
+        vmm_vm_export_done(&out);
+        in = vsockmux__state__vm__unpack(NULL, len, wire);
+        assert_non_null(in);
+        f->a = vmm_free(f->a);
+        if (vmm_adopt(f->b, in, fds.fds, fds.n, &vb, &err) < 0)
+                fail_msg("adopt: %s", err.message);
+        vsockmux__state__vm__free_unpacked(in, NULL);
+        free(fds.fds);
+        wait_for_output(f, path, 13);
+        free(got);
+        got = slurp(f, path, &len);
+        assert_string_equal(got, "started\nlate\n");
+        close(fd);
+}
+
 static void test_live_handover_unheld_serves_on(void **state)
 {
         struct fixture *f = *state;
@@ -1608,6 +1683,9 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_upstream_live_handover_moves_the_vm_and_the_guest_never_notices,
                                                 setup, teardown),
                 cmocka_unit_test_setup_teardown(test_live_handover_unheld_serves_on, setup, teardown),
+                cmocka_unit_test_setup_teardown(
+                        test_upstream_redial_of_an_ended_stream_during_a_hold_waits_for_the_new_daemon, setup,
+                        teardown),
                 cmocka_unit_test_setup_teardown(test_save_and_restore_keep_both_entries_of_a_reused_pid, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_record_recovers_the_entries_of_a_reused_pid, setup, teardown),

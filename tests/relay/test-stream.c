@@ -1161,6 +1161,55 @@ static void test_stream_replace_guest_refused_while_running(void **state)
         close(e[1]);
 }
 
+/* An ended stream freezes too, with nothing to drain: a new guest that comes while its owner
+ * holds the freeze (a save, a live upgrade's hold) joins it frozen, its bytes left in its socket
+ * until the resume, not relayed past the owner's counts. */
+static void test_stream_ended_freezes_and_a_new_guest_joins_it_frozen(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        struct relay_stream_counters c;
+        struct st t = { .r = NULL };
+        int g[2], e[2], g2[2];
+        char buf[16];
+
+        assert_int_equal(relay_new(NULL, &r), 0);
+        t.r = r;
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, g), 0);
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, e), 0);
+        assert_int_equal(relay_stream_new(r, RELAY_STREAM_FROM_GUEST, g[0], e[0], &st_ops, &t, &t.s), 0);
+        assert_int_equal(write(g[1], "ab", 2), 2);
+        close(g[1]);
+        run_until(r, &t.done);
+        assert_int_equal(t.error, 0);
+
+        assert_int_equal(relay_stream_freeze(t.s), 0);
+        assert_int_equal(relay_stream_freeze(t.s), -EALREADY);
+        run_until(r, &t.frozen);
+        assert_int_equal(t.frozen_calls, 1);
+        assert_int_equal(t.at_frozen.rx_guest, 2);
+
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, g2), 0);
+        assert_int_equal(relay_stream_replace_guest(t.s, g2[0], false), 0);
+        assert_int_equal(write(g2[1], "cd", 2), 2);
+        run_idle(r, 20);
+        relay_stream_get_counters(t.s, &c);
+        assert_int_equal(c.rx_guest, 2);
+        assert_int_equal(t.dones, 1);
+
+        assert_int_equal(relay_stream_resume(t.s), 0);
+        close(g2[1]);
+        t.done = false;
+        run_until(r, &t.done);
+        assert_int_equal(t.error, 0);
+        assert_int_equal(t.at_done.rx_guest, 4);
+        assert_int_equal(t.at_done.tx_endpoint, 4);
+        assert_int_equal(recv(e[1], buf, sizeof(buf), MSG_DONTWAIT), 4);
+        assert_memory_equal(buf, "abcd", 4);
+        t.s = relay_stream_free(t.s);
+        run_idle(r, 3);
+        close(e[1]);
+}
+
 static bool fd_is_open(int fd)
 {
         return fcntl(fd, F_GETFD) >= 0;
@@ -1775,6 +1824,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_stream_stdin_resume_short_of_what_was_sent_tells_the_loss_then_continues),
                 cmocka_unit_test(test_stream_stdin_resume_with_impossible_guest_count_fails),
                 cmocka_unit_test(test_stream_replace_guest_refused_while_running),
+                cmocka_unit_test(test_stream_ended_freezes_and_a_new_guest_joins_it_frozen),
                 cmocka_unit_test(test_stream_discard_endpoint_counts_and_taps),
                 cmocka_unit_test(test_stream_free_with_io_in_flight_is_safe),
                 cmocka_unit_test(test_stream_splice_bulk_to_a_socket_moves_by_splice_and_returns_its_pipe),
