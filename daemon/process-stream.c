@@ -169,8 +169,10 @@ static void stream_on_frozen(struct relay_stream *rs, void *userdata)
 {
         struct vmm_stream *s = userdata;
 
-        /* CloseStdin froze it: all that was read went to the guest, which now sees EOF. */
+        /* CloseStdin froze it, or came while a stop's freeze drained it: all that was read went
+         * to the guest, which now sees EOF. That freeze counts it first. */
         if (s->close_requested) {
+                stream_report_frozen(s);
                 stream_release(s);
                 s->done = true;
                 return;

@@ -1236,8 +1236,13 @@ int vmm_processes_close_stdin(struct vmm_processes *t, uint32_t pid, bool held)
         if (t->guest->stdin_eof)
                 return relay_stream_end_input(s->stream);
         r = relay_stream_freeze(s->stream);
+        /* A stop's freeze is draining it (a save's is refused above): stream_on_frozen() ends it
+         * once what was read reached the guest, and counts it for the stop. Released here, those
+         * bytes were lost and the stop waited out its flush for a stream that could never report. */
+        if (r == -EALREADY && s->freeze_owed)
+                return 0;
         if (r < 0) {
-                /* Frozen already (a stop is under way) or ended: nothing more will be read. */
+                /* Ended, or frozen and counted already: nothing more will be read. */
                 stream_release(s);
                 s->done = true;
         }

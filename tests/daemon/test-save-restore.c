@@ -1130,6 +1130,49 @@ static void test_upstream_redial_of_an_ended_stream_during_a_hold_waits_for_the_
         close(fd);
 }
 
+/* CloseStdin while a stop's flush (vmm_quiesce) drains the VM's streams: the VM is not frozen,
+ * so the call is taken, and the stdin it ends still counts for the flush, which finishes. The
+ * stream released at once never reported frozen: the stop waited out its flush, and what the
+ * drain had read for the guest was lost. Without the end confirmation, where CloseStdin freezes
+ * the stream. */
+static void test_close_stdin_during_a_stops_flush_lets_it_finish(void **state)
+{
+        struct fixture *f = *state;
+        const char *argv[] = { "sh", "-c", "head -n 1; sleep 600" };
+        struct vmm_exec_params params = { .argv = argv, .n_argv = 3 };
+        struct started st = { 0 };
+        struct vmm_error err = {};
+        uint64_t deadline = now_ns() + WAIT_NS;
+        char in[128], out[128];
+        struct vmm_vm *vm;
+        int wfd;
+
+        f->no_stdin_eof = true;
+        snprintf(in, sizeof(in), "%s/in", f->dir);
+        snprintf(out, sizeof(out), "%s/out", f->dir);
+        assert_int_equal(mkfifo(in, 0600), 0);
+        /* Held open for writing: the stdin never ends by itself. */
+        wfd = open(in, O_RDWR | O_CLOEXEC | O_NONBLOCK);
+        assert_true(wfd >= 0);
+        assert_int_equal(write(wfd, "hello\n", 6), 6);
+        params.stdin_path = in;
+        params.stdout_path = test_endpoint(f->ep, out);
+        vm = add_vm_connected(f, true);
+        assert_int_equal(vmm_exec(vm, &params, on_started, &st, &err), 0);
+        run_until(f, &st.count, "the exec");
+        if (st.error)
+                fail_msg("exec failed: %s", st.message);
+        wait_for_output(f, out, 6);
+        assert_true(vmm_quiesce(f->a) >= 2);
+        assert_int_equal(vmm_close_stdin(vm, st.pid), 0);
+        while (vmm_quiesce_pending(f->a) > 0) {
+                assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
+                if (now_ns() > deadline)
+                        fail_msg("the flush still waits for %u streams", vmm_quiesce_pending(f->a));
+        }
+        close(wfd);
+}
+
 static void test_live_handover_unheld_serves_on(void **state)
 {
         struct fixture *f = *state;
@@ -1683,6 +1726,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_upstream_live_handover_moves_the_vm_and_the_guest_never_notices,
                                                 setup, teardown),
                 cmocka_unit_test_setup_teardown(test_live_handover_unheld_serves_on, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_close_stdin_during_a_stops_flush_lets_it_finish, setup, teardown),
                 cmocka_unit_test_setup_teardown(
                         test_upstream_redial_of_an_ended_stream_during_a_hold_waits_for_the_new_daemon, setup,
                         teardown),
