@@ -1220,6 +1220,11 @@ int vmm_processes_close_stdin(struct vmm_processes *t, uint32_t pid, bool held)
         s = &p->streams[VMM_STDIN];
         if (s->port == 0 && !s->endpoint)
                 return -ENOTCONN;
+        /* Refused while a save or hold freezes the VM (control.proto), attach-fed or not: the
+         * pipe's write end is this daemon's, so a VM saved or handed over then would go on
+         * without that end, whatever the caller was told. */
+        if (held && p->attach && attach_has_input(p->attach))
+                return -EBUSY;
         /* Fed by attach clients: closing the pipe ends it after what they wrote, nothing lost. */
         if (p->attach && attach_close_input(p->attach))
                 return 0;

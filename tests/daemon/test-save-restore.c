@@ -1173,6 +1173,37 @@ static void test_close_stdin_during_a_stops_flush_lets_it_finish(void **state)
         close(wfd);
 }
 
+/* CloseStdin while a save freezes the VM is refused (FAILED_PRECONDITION in control.proto), for
+ * a stdin fed by attach clients too: it stays open, and the save answers. Taken, its close would
+ * have stayed with the source while the VM went on elsewhere. */
+static void test_close_stdin_during_a_save_is_refused_and_the_save_answers(void **state)
+{
+        struct fixture *f = *state;
+        const char *argv[] = { "sh", "-c", "sleep 600" };
+        struct vmm_exec_params params = { .argv = argv, .n_argv = 3, .interactive = true };
+        struct vmm_process_info info;
+        struct started st = { 0 };
+        struct saved sv = { 0 };
+        struct vmm_error err = {};
+        struct vmm_vm *vm;
+
+        vm = add_vm_connected(f, true);
+        assert_int_equal(vmm_exec(vm, &params, on_started, &st, &err), 0);
+        run_until(f, &st.count, "the exec");
+        if (st.error)
+                fail_msg("exec failed: %s", st.message);
+        vmm_process_get_info(vmm_process_find(vm, st.pid), &info);
+        assert_true(info.attach_stdin);
+        assert_int_equal(vmm_save(vm, on_saved, &sv, &err), 0);
+        assert_int_equal(vmm_close_stdin(vm, st.pid), -EBUSY);
+        run_until(f, &sv.count, "the save");
+        assert_int_equal(sv.error, 0);
+        assert_int_equal(vmm_resume(vm, &err), 0);
+        vmm_process_get_info(vmm_process_find(vm, st.pid), &info);
+        assert_true(info.attach_stdin);
+        free(sv.blob);
+}
+
 static void test_live_handover_unheld_serves_on(void **state)
 {
         struct fixture *f = *state;
@@ -1726,6 +1757,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_upstream_live_handover_moves_the_vm_and_the_guest_never_notices,
                                                 setup, teardown),
                 cmocka_unit_test_setup_teardown(test_live_handover_unheld_serves_on, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_close_stdin_during_a_save_is_refused_and_the_save_answers, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_close_stdin_during_a_stops_flush_lets_it_finish, setup, teardown),
                 cmocka_unit_test_setup_teardown(
                         test_upstream_redial_of_an_ended_stream_during_a_hold_waits_for_the_new_daemon, setup,
