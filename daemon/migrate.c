@@ -519,9 +519,9 @@ static int migrate_check_request(struct control_call *call, const Vsockmux__V1__
                                                  VMHELPER_STRING_MAX);
         for (size_t i = 0; i < req->n_io; i++)
                 if (!str_fits(req->io[i]->stdin_path) || !str_fits(req->io[i]->stdout_path) ||
-                    !str_fits(req->io[i]->stderr_path))
-                        return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "an io path is over %u bytes",
-                                                 VMHELPER_STRING_MAX);
+                    !str_fits(req->io[i]->stderr_path) || !str_fits(req->io[i]->exec_id))
+                        return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT,
+                                                 "an io path or exec id is over %u bytes", VMHELPER_STRING_MAX);
         return 1;
 }
 

@@ -201,6 +201,13 @@ static const Vsockmux__State__Stream *saved_stream(const Vsockmux__State__Proces
 
 static int check_io_one(const Vsockmux__State__Process *p, const struct vmm_restore_io *io, struct vmm_error *err)
 {
+        char who[EXEC_ID_MAX + 16];
+
+        /* The process as the client named it: an exec id may be a pid's older, exited entry. */
+        if (io->exec_id)
+                snprintf(who, sizeof(who), "exec %s", io->exec_id);
+        else
+                snprintf(who, sizeof(who), "pid %u", io->pid);
         for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
                 const Vsockmux__State__Stream *st;
 
@@ -208,12 +215,11 @@ static int check_io_one(const Vsockmux__State__Process *p, const struct vmm_rest
                         continue;
                 st = saved_stream(p, k);
                 if (!st)
-                        return vmm_error_set(err, -EINVAL, "pid %u had no %s stream when saved, but --io gives it one",
-                                             io->pid, vmm_stream_names[k]);
+                        return vmm_error_set(err, -EINVAL, "%s had no %s stream when saved, but --io gives it one", who,
+                                             vmm_stream_names[k]);
                 if (st->eof && k != VMM_STDIN)
-                        return vmm_error_set(err, -EINVAL,
-                                             "pid %u's %s had reached EOF when saved; nothing would reach %s", io->pid,
-                                             vmm_stream_names[k], io->path[k]);
+                        return vmm_error_set(err, -EINVAL, "%s's %s had reached EOF when saved; nothing would reach %s",
+                                             who, vmm_stream_names[k], io->path[k]);
         }
         return 0;
 }

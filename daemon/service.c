@@ -1210,13 +1210,27 @@ static int on_restore(struct control_call *call, const ProtobufCMessage *request
                 return -ENOMEM;
         creds = service_peer_creds(call);
         for (size_t i = 0; i < req->n_io; i++) {
-                if (req->io[i]->pid == 0)
-                        return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "--io names pid 0");
-                io[i].pid = req->io[i]->pid;
+                const Vsockmux__V1__RestoreIo *ri = req->io[i];
+
+                /* By exec id the pid is not looked at (as in Wait and Kill), so no refusal names
+                 * one the client set beside it. */
+                if (ri->exec_id && ri->exec_id[0]) {
+                        if (!exec_id_is_valid(ri->exec_id))
+                                return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT,
+                                                         "--io names exec id '%.*s', which is not one: 1-%u "
+                                                         "characters, runs of [A-Za-z0-9] joined by single '.', "
+                                                         "'_' or '-'",
+                                                         (int)EXEC_ID_MAX, ri->exec_id, EXEC_ID_MAX);
+                        io[i].exec_id = ri->exec_id;
+                } else if (ri->pid == 0)
+                        return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT,
+                                                 "an --io entry names neither a pid nor an exec id");
+                else
+                        io[i].pid = ri->pid;
                 io[i].creds = &creds;
-                io[i].path[VMM_STDIN] = req->io[i]->stdin_path;
-                io[i].path[VMM_STDOUT] = req->io[i]->stdout_path;
-                io[i].path[VMM_STDERR] = req->io[i]->stderr_path;
+                io[i].path[VMM_STDIN] = ri->stdin_path;
+                io[i].path[VMM_STDOUT] = ri->stdout_path;
+                io[i].path[VMM_STDERR] = ri->stderr_path;
         }
         /* The slot after the client's entries: its rights for every process they do not name. */
         io[req->n_io] = (struct vmm_restore_io){ .pid = 0, .creds = &creds };

@@ -14,7 +14,7 @@ static bool str_ok(const char *s, size_t max)
 static bool io_ok(const Vsockmux__V1__RestoreIo *io)
 {
         return io && str_ok(io->stdin_path, VMHELPER_STRING_MAX) && str_ok(io->stdout_path, VMHELPER_STRING_MAX) &&
-               str_ok(io->stderr_path, VMHELPER_STRING_MAX);
+               str_ok(io->stderr_path, VMHELPER_STRING_MAX) && str_ok(io->exec_id, VMHELPER_STRING_MAX);
 }
 
 static bool migrate_ok(const Vsockmux__Vmhelper__Migrate *m)

@@ -109,6 +109,41 @@ static void test_frame_with_an_unknown_field_at_any_depth_is_ebadmsg(void **stat
         assert_null(got);
 }
 
+/* A Migrate's io passes on to the destination's Restore as it is: an entry naming its process by
+ * exec id keeps it, and an exec id over the string limit is refused as a path is. */
+static void test_migrate_io_keeps_its_exec_id_within_the_limit(void **state)
+{
+        vmhelper_msg m = VSOCKMUX__VMHELPER__MESSAGE__INIT, *got = NULL;
+        Vsockmux__Vmhelper__Migrate q = VSOCKMUX__VMHELPER__MIGRATE__INIT;
+        Vsockmux__V1__RestoreIo io = VSOCKMUX__V1__RESTORE_IO__INIT, *ios[] = { &io };
+        char long_id[VMHELPER_STRING_MAX + 2];
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t len, used;
+
+        io.exec_id = (char *)"4242";
+        io.stdout_path = (char *)"/tmp/out-b";
+        q.vm = (char *)"demo";
+        q.io = ios;
+        q.n_io = 1;
+        m.body_case = VSOCKMUX__VMHELPER__MESSAGE__BODY_MIGRATE;
+        m.migrate = &q;
+        build(&m, &buf, &len);
+        assert_int_equal(vmhelper_frame_parse(buf, len, &got, &used), 1);
+        assert_int_equal(got->migrate->n_io, 1);
+        assert_string_equal(got->migrate->io[0]->exec_id, "4242");
+        assert_int_equal(got->migrate->io[0]->pid, 0);
+        assert_string_equal(got->migrate->io[0]->stdout_path, "/tmp/out-b");
+        got = vmhelper_msg_free(got);
+
+        memset(long_id, 'x', sizeof(long_id) - 1);
+        long_id[sizeof(long_id) - 1] = '\0';
+        io.exec_id = long_id;
+        free(buf);
+        build(&m, &buf, &len);
+        assert_int_equal(vmhelper_frame_parse(buf, len, &got, &used), -EBADMSG);
+        assert_null(got);
+}
+
 static int parse(const char *const *pairs, size_t n, struct vm_params *p, char *err, size_t errlen)
 {
         Vsockmux__V1__KeyValue kv[16], *ptrs[16];
@@ -189,6 +224,7 @@ int main(void)
                 cmocka_unit_test(test_frame_without_body_or_with_unknown_phase_is_ebadmsg),
                 cmocka_unit_test(test_frame_with_a_string_over_its_limit_is_ebadmsg),
                 cmocka_unit_test(test_frame_with_an_unknown_field_at_any_depth_is_ebadmsg),
+                cmocka_unit_test(test_migrate_io_keeps_its_exec_id_within_the_limit),
                 cmocka_unit_test(test_params_fill_the_options_they_name),
                 cmocka_unit_test(test_params_refusal_names_the_key),
                 cmocka_unit_test(test_default_migrate_uri_is_the_destination_host),
