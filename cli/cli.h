@@ -92,9 +92,11 @@ bool cli_daemon_stopped(int r, const struct vsockmux_status *st);
 int cli_call_deadline(struct cli *cli, const char *method, const ProtobufCMessage *req, int64_t timeout_ns,
                       const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **ret_resp);
 
-/* "PID:stdin=SRC,stdout=DST,stderr=DST" (absolute paths) into io, whose strings point into
- * *ret_copy (free it after the call). -EINVAL / -ENOMEM. At most CLI_MAX_IO per command. */
+/* "PID:stdin=SRC,stdout=DST,stderr=DST" (absolute paths), or "exec=ID:..." naming the process by
+ * its exec id (a pid the guest reused names an exited entry too), into io, whose strings point
+ * into *ret_copy (free it after the call). -EINVAL / -ENOMEM. At most CLI_MAX_IO per command. */
 #define CLI_MAX_IO 16384u
+#define CLI_IO_USAGE "--io wants PID:stdin=PATH,stdout=PATH,stderr=PATH or exec=ID:... with absolute paths"
 int cli_parse_restore_io(const char *arg, Vsockmux__V1__RestoreIo *io, char **ret_copy);
 
 /* Formats why a call failed in one phrase: the daemon's status or the transport error. */

@@ -540,10 +540,7 @@ static int add_io(struct cli *cli, struct migrate_args *a, const char *arg)
         if (n == CLI_MAX_IO)
                 return cli_usage_error(cli, "at most %u --io options", CLI_MAX_IO);
         if (cli_parse_restore_io(arg, &a->ios[n], &a->copies[n]) < 0)
-                return cli_usage_error(cli,
-                                       "--io wants PID:stdin=PATH,stdout=PATH,stderr=PATH with absolute paths, "
-                                       "got '%s'",
-                                       arg);
+                return cli_usage_error(cli, CLI_IO_USAGE ", got '%s'", arg);
         a->io_ptrs[n] = &a->ios[n];
         a->req.n_io = n + 1;
         return 0;

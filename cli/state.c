@@ -48,26 +48,36 @@ int cli_save(struct cli *cli, int argc, char **argv)
         return 0;
 }
 
-/* "PID:stdin=SRC,stdout=DST,stderr=DST" */
+/* "PID:stdin=SRC,stdout=DST,stderr=DST" or "exec=ID:..." */
 int cli_parse_restore_io(const char *arg, Vsockmux__V1__RestoreIo *io, char **ret_copy)
 {
-        char *copy = strdup(arg), *colon, *item, *save = NULL;
-        uint32_t pid;
+        char *copy = strdup(arg), *colon, *item, *save = NULL, *exec_id = NULL;
+        uint32_t pid = 0;
 
         if (!copy)
                 return -ENOMEM;
+        /* An exec id has no ':' (runs of [A-Za-z0-9] joined by '.', '_' or '-'), so the first one
+         * ends the target either way; it may be all digits, hence its own prefix. */
         colon = strchr(copy, ':');
         if (!colon) {
                 free(copy);
                 return -EINVAL;
         }
         *colon = '\0';
-        if (cli_parse_u32(copy, 1, UINT32_MAX, &pid) < 0) {
+        if (strncmp(copy, "exec=", 5) == 0) {
+                exec_id = copy + 5;
+                if (!exec_id[0]) {
+                        free(copy);
+                        return -EINVAL;
+                }
+        } else if (cli_parse_u32(copy, 1, UINT32_MAX, &pid) < 0) {
                 free(copy);
                 return -EINVAL;
         }
         vsockmux__v1__restore_io__init(io);
         io->pid = pid;
+        if (exec_id)
+                io->exec_id = exec_id;
         for (item = strtok_r(colon + 1, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
                 char *eq = strchr(item, '=');
 
@@ -133,10 +143,7 @@ int cli_restore(struct cli *cli, int argc, char **argv)
                         if (n_io == CLI_MAX_IO)
                                 return cli_usage_error(cli, "at most %u --io options", CLI_MAX_IO);
                         if (cli_parse_restore_io(optarg, &ios[n_io], &copies[n_io]) < 0)
-                                return cli_usage_error(cli,
-                                                       "--io wants PID:stdin=PATH,stdout=PATH,stderr=PATH "
-                                                       "with absolute paths, got '%s'",
-                                                       optarg);
+                                return cli_usage_error(cli, CLI_IO_USAGE ", got '%s'", optarg);
                         io_ptrs[n_io] = &ios[n_io];
                         n_io++;
                         break;

@@ -67,15 +67,17 @@ static const struct cli_command commands[] = {
           "Writes VM NAME's in-flight stdio state to FILE, for restore on another daemon." },
         { NULL, "restore", cli_restore,
           "restore [NAME] --in FILE [--hvsock UDS_PATH | --cid CID]\n"
-          "                  [--io PID:stdin=SRC,stdout=DST,stderr=DST]...",
-          "Takes over a VM from a state FILE written by save (--io re-points endpoints)." },
+          "                  [--io PID|exec=ID:stdin=SRC,stdout=DST,stderr=DST]...",
+          "Takes over a VM from a state FILE written by save (--io re-points endpoints: of a pid's\n"
+          "newest process, or of the one with exec id ID, which also reaches an exited one whose pid\n"
+          "the guest reused)." },
         { NULL, "resume", cli_resume, "resume NAME", "Lets a restored VM's relays run." },
         { NULL, "migrate", cli_migrate,
           "migrate NAME --to LIBVIRT_URI --dest-socket PATH [--domain DOMAIN] [--from LIBVIRT_URI]\n"
           "                  [--transport tcp|unix|tls] [--migrate-uri URI] [--bandwidth MIB/S] [--downtime MS]\n"
           "                  [--compression none|xbzrle|mt] [--xbzrle-cache BYTES] [--mt-level N] [--mt-threads N]\n"
           "                  [--mt-dthreads N] [--parallel N] [--auto-converge INIT,INC] [--persist] [--p2p|--direct]\n"
-          "                  [--dest-name NAME] [--dest-hvsock UDS_PATH|--dest-cid CID] [--io PID:...]...\n"
+          "                  [--dest-name NAME] [--dest-hvsock UDS_PATH|--dest-cid CID] [--io PID|exec=ID:...]...\n"
           "                  [--on-suspended CMD] [--on-resumed CMD] [--json]",
           "Asks the daemon to live-migrate VM NAME's libvirt DOMAIN (default NAME) to LIBVIRT_URI and hand\n"
           "its stdio to the daemon listening on --dest-socket; shows the progress, runs the hooks here." },

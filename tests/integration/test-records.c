@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -869,12 +870,195 @@ static void test_default_log_applies_to_execs_that_name_no_output(void **state)
         assert_true(integ_wait_file_contains(out, "y\n", 1));
 }
 
+/* A save of VM demo whose one process (exec id RESTORE_ID, all digits as an id may be) writes a line
+ * every 20 ms to out until go appears, then exits 5; and a second vsockmuxd, serving b.sock with
+ * the first's hvsock root, to restore it on. With hcsshim's guest the process is its container's
+ * init: it redials no other exec's stdio after a move. */
+#define RESTORE_ID "4242"
+
+struct moved {
+        char blob[INTEG_PATH_MAX], out[INTEG_PATH_MAX], sock[INTEG_PATH_MAX], log[INTEG_PATH_MAX];
+        pid_t daemon;
+        long pid;
+};
+
+/* The CLI against the second daemon. */
+static void cli_b(struct integ *t, const struct moved *m, struct integ_result *res, ...)
+{
+        char *argv[INTEG_MAX_ARGS] = { (char *)t->cfg->cli, (char *)"--socket", (char *)m->sock };
+        size_t n = 3;
+        va_list ap;
+        char *a;
+
+        va_start(ap, res);
+        while ((a = va_arg(ap, char *)) && n + 1 < INTEG_MAX_ARGS)
+                argv[n++] = a;
+        va_end(ap);
+        argv[n] = NULL;
+        integ_runv(t, res, NULL, argv);
+}
+
+static void save_and_start_second_daemon(struct integ *t, struct moved *m)
+{
+        char sdir[INTEG_PATH_MAX], script[512];
+        char *daemon[] = { (char *)t->cfg->daemon,
+                           (char *)"--socket",
+                           m->sock,
+                           (char *)"--state-dir",
+                           sdir,
+                           (char *)"--hvsock-root",
+                           t->dir,
+                           NULL };
+        char *args[16];
+        struct integ_result res;
+        size_t n = 0;
+        int code;
+
+        snprintf(m->blob, sizeof(m->blob), "%s", integ_path(t, "demo.state"));
+        snprintf(m->out, sizeof(m->out), "%s", integ_path(t, "out-a"));
+        snprintf(m->sock, sizeof(m->sock), "%s", integ_path(t, "b.sock"));
+        snprintf(m->log, sizeof(m->log), "%s", integ_path(t, "b.log"));
+        snprintf(sdir, sizeof(sdir), "%s", integ_path(t, "b-state"));
+        snprintf(script, sizeof(script), "i=0; while [ ! -e %s ]; do i=$((i+1)); echo $i; sleep 0.02; done; exit 5",
+                 integ_path(t, "go"));
+        integ_vm_with_sim(t, "demo");
+        args[n++] = (char *)"exec";
+        args[n++] = (char *)"demo";
+        if (t->cfg->upstream) {
+                integ_cli(t, &res, NULL, "container", "create", "demo", "c1", NULL);
+                integ_assert_code(t, &res, 0);
+                integ_result_done(&res);
+                args[n++] = (char *)"--container";
+                args[n++] = (char *)"c1";
+        }
+        args[n++] = (char *)"--detach";
+        args[n++] = (char *)"--id";
+        args[n++] = (char *)RESTORE_ID;
+        args[n++] = (char *)"--stdout";
+        args[n++] = m->out;
+        args[n++] = (char *)"--";
+        args[n++] = (char *)"sh";
+        args[n++] = (char *)"-c";
+        args[n++] = script;
+        args[n] = NULL;
+        integ_cliv(t, &res, NULL, args);
+        m->pid = integ_detached_pid(t, &res);
+        assert_true(integ_wait_file_contains(m->out, "3\n", INTEG_WAIT_MS));
+        integ_cli(t, &res, NULL, "save", "demo", "--out", m->blob, NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+
+        m->daemon = integ_spawn(t, daemon, NULL, m->log, m->log);
+        for (int tries = 0;; tries++) {
+                cli_b(t, m, &res, "vm", "ls", NULL);
+                code = res.code;
+                integ_result_done(&res);
+                if (code == 0)
+                        break;
+                if (tries > 200)
+                        fail_msg("the second vsockmuxd never served %s", m->sock);
+                integ_sleep_ms(25);
+        }
+}
+
+static void stop_second_daemon(struct integ *t, struct moved *m)
+{
+        int code;
+
+        assert_int_equal(kill(m->daemon, SIGTERM), 0);
+        assert_int_equal(integ_reap(t, m->daemon, INTEG_WAIT_MS, &code), 0);
+        assert_int_equal(code, 0);
+}
+
+/* restore --io exec=ID names the process by its exec id (a pid the guest reused would name an
+ * exited entry too): its output goes to the new endpoint, and it goes on to its exit there. */
+static void test_restore_io_by_exec_id_takes_the_new_endpoint(void **state)
+{
+        struct integ *t = *state;
+        char io[2 * INTEG_PATH_MAX], out_b[INTEG_PATH_MAX], pid_s[16];
+        struct integ_result res;
+        struct moved m;
+
+        save_and_start_second_daemon(t, &m);
+        snprintf(out_b, sizeof(out_b), "%s", integ_path(t, "out-b"));
+        snprintf(io, sizeof(io), "exec=%s:stdout=%s", RESTORE_ID, out_b);
+        cli_b(t, &m, &res, "restore", "--in", m.blob, "--io", io, NULL);
+        if (res.code != 0)
+                fail_msg("restore --io %s failed with %d: %s", io, res.code, res.err);
+        integ_assert_contains(res.out, "restored demo: 1 processes");
+        integ_result_done(&res);
+        /* Lines written after the restore reach the new file: the guest redialled to it. */
+        if (!integ_wait_file_contains(out_b, "\n", INTEG_WAIT_MS)) {
+                char *log = integ_read_file(m.log, NULL);
+
+                fail_msg("nothing reached %s; the second daemon's log:\n%s", out_b, log ? log : "(none)");
+        }
+        integ_touch(integ_path(t, "go"));
+        snprintf(pid_s, sizeof(pid_s), "%ld", m.pid);
+        cli_b(t, &m, &res, "wait", "demo", pid_s, NULL);
+        assert_int_equal(res.code, 5);
+        integ_result_done(&res);
+        stop_second_daemon(t, &m);
+}
+
+/* An exec id the saved state does not hold is refused by name, as an unknown pid is, and so is
+ * one that is no exec id at all; the daemon serves on, takes nothing over, and the source can
+ * still roll back. */
+static void test_restore_io_unknown_exec_id_is_refused_by_name(void **state)
+{
+        struct integ *t = *state;
+        char io[2 * INTEG_PATH_MAX], out_b[INTEG_PATH_MAX];
+        struct integ_result res;
+        struct moved m;
+
+        save_and_start_second_daemon(t, &m);
+        snprintf(out_b, sizeof(out_b), "%s", integ_path(t, "out-b"));
+        snprintf(io, sizeof(io), "exec=never-was:stdout=%s", out_b);
+        cli_b(t, &m, &res, "restore", "--in", m.blob, "--io", io, NULL);
+        assert_int_equal(res.code, 1);
+        integ_assert_one_line_error(res.err);
+        integ_assert_contains(res.err, "--io names exec never-was, which the saved state does not hold");
+        integ_assert_contains(res.err, "(INVALID_ARGUMENT)");
+        integ_result_done(&res);
+        /* Digits without the prefix are a pid, which the state does not hold either. */
+        snprintf(io, sizeof(io), "%s:stdout=%s", RESTORE_ID, out_b);
+        cli_b(t, &m, &res, "restore", "--in", m.blob, "--io", io, NULL);
+        if (m.pid != atol(RESTORE_ID)) {
+                assert_int_equal(res.code, 1);
+                integ_assert_contains(res.err, "--io names pid " RESTORE_ID ", which the saved state does not hold");
+        }
+        integ_result_done(&res);
+        snprintf(io, sizeof(io), "exec=a..b:stdout=%s", out_b);
+        cli_b(t, &m, &res, "restore", "--in", m.blob, "--io", io, NULL);
+        assert_int_equal(res.code, 1);
+        integ_assert_contains(res.err, "--io names exec id 'a..b', which is not one");
+        integ_assert_contains(res.err, "(INVALID_ARGUMENT)");
+        integ_result_done(&res);
+        /* No ID after the prefix is the CLI's usage error. */
+        cli_b(t, &m, &res, "restore", "--in", m.blob, "--io", "exec=:stdout=/dev/null", NULL);
+        assert_int_equal(res.code, 2);
+        integ_assert_contains(res.err, "exec=ID");
+        integ_result_done(&res);
+
+        cli_b(t, &m, &res, "vm", "ls", NULL);
+        assert_int_equal(res.code, 0);
+        assert_null(strstr(res.out, "demo"));
+        integ_result_done(&res);
+        assert_int_equal(access(out_b, F_OK), -1);
+        stop_second_daemon(t, &m);
+        integ_cli(t, &res, NULL, "resume", "demo", NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+}
+
 int main(int argc, char **argv)
 {
         struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_unknown_pid_or_id_is_not_found_for_every_method),
                 cmocka_unit_test(test_exec_id_repeated_returns_the_same_process_and_runs_it_once),
                 cmocka_unit_test(test_exec_without_id_gets_one_from_the_daemon),
+                cmocka_unit_test(test_restore_io_by_exec_id_takes_the_new_endpoint),
+                cmocka_unit_test(test_restore_io_unknown_exec_id_is_refused_by_name),
                 cmocka_unit_test(test_rm_forgets_only_an_exited_process),
                 cmocka_unit_test(test_exec_deadline_before_send_cancels_it_for_good),
                 cmocka_unit_test(test_k8s_file_log_holds_both_streams_with_partial_and_long_lines),

@@ -157,11 +157,13 @@ simpid=$(vm_with_sim demo)
 pids+=("$simpid")
 vsa events --vm demo --json >"$dir/events.jsonl" 2>"$dir/events.log" &
 pids+=($!)
-pid=$(vsa exec demo --detach --stdout "$dir/out-a" -- sh -c "$(writer demo "$dir/stop")") || fail "exec"
+# Named by an exec id on the destination's --io (all digits, as an id may be: exec= says it is one),
+# which the source daemon passes on to the destination's Restore.
+pid=$(vsa exec demo --detach --id 4242 --stdout "$dir/out-a" -- sh -c "$(writer demo "$dir/stop")") || fail "exec"
 wait_for "output on the source" size_at_least "$dir/out-a" 2000
 
 vsa migrate demo --from "$VM_TEST_SRC_URI" --to "$VM_TEST_DST_URI" --domain vmig-e2e --dest-socket "$dir/b.sock" \
-        --io "$pid:stdout=$dir/out-b" --on-suspended "kill -STOP $simpid" \
+        --io "exec=4242:stdout=$dir/out-b" --on-suspended "kill -STOP $simpid" \
         --on-resumed "kill -CONT $simpid" \
         --json >"$dir/migrate.jsonl" 2>"$dir/migrate.log"
 rc=$?
