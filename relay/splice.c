@@ -32,6 +32,9 @@ enum step {
 struct moved {
         size_t rx, tx;
         int error;
+        /* may_read, asked once per pump: nothing else runs until the pump returns, and the owner's
+         * answer walks its own state (cold in cache with many streams: 1.4 % of B2 asked per step). */
+        bool may_read;
 };
 
 static void pipe_drop(struct relay_splice *sp)
@@ -51,7 +54,7 @@ static enum step step_direct(struct relay_splice *sp, struct moved *m)
         struct pollfd p[2] = { { .fd = sp->src, .events = POLLIN }, { .fd = sp->dst, .events = POLLOUT } };
         ssize_t n;
 
-        if (!sp->ops->may_read(sp))
+        if (!m->may_read)
                 return STEP_NOT_READING;
         n = splice(sp->src, NULL, sp->dst, NULL, SPLICE_DIRECT_MAX, SPLICE_FLAGS);
         if (n > 0) {
@@ -107,7 +110,7 @@ static enum step step_piped(struct relay_splice *sp, struct moved *m)
                 pipe_drop(sp);
                 return STEP_DST_FAILED;
         }
-        if (!sp->ops->may_read(sp))
+        if (!m->may_read)
                 return STEP_NOT_READING;
         if (!sp->pipe) {
                 k = relay_pipe_get(sp->r, &sp->pipe);
@@ -173,6 +176,7 @@ static void pump(struct relay_splice *sp)
 
         sp->ops->ref(sp);
         sp->state = RELAY_SPLICE_PUMPING;
+        m.may_read = sp->ops->may_read(sp);
         for (unsigned i = 0; i < SPLICE_TURN_STEPS && st == STEP_MOVED; i++)
                 st = step_piped(sp, &m);
         /* Counters first: stopped() may report an end that must already see them. */

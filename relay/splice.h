@@ -22,7 +22,7 @@ enum relay_splice_stop {
 };
 
 struct relay_splice_ops {
-        /* Asked before every read from the source (a freeze, an attach client: no). */
+        /* Asked once before each run of reads from the source (a freeze, an attach client: no). */
         bool (*may_read)(struct relay_splice *sp);
         /* rx bytes read from the source, tx written to the endpoint. */
         void (*moved)(struct relay_splice *sp, size_t rx, size_t tx);
