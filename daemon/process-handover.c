@@ -228,8 +228,10 @@ static int adopt_process_live(struct vmm_process *p, const Vsockmux__State__Proc
                  * come yet hears the end again (import_input left it no endpoint). */
                 if (s->done && s->kind == VMM_STDIN && g->stdin_eof && s->port != 0) {
                         safe_close(vmm_fds_take(fds, n_fds, st->endpoint_fd));
-                } else if (s->port == 0 || s->done) {
-                        /* Nothing goes on there: what was handed for it is closed. */
+                } else if (s->port == 0 || (s->done && !stream_kept_for_redial(s))) {
+                        /* Nothing goes on there: what was handed for it is closed. One that ended
+                         * but waits for the guest's redial (hcsshim's, of a container init's
+                         * output) goes on below, listener and all, or the redial finds nothing. */
                         safe_close(vmm_fds_take(fds, n_fds, st->guest_fd));
                         safe_close(vmm_fds_take(fds, n_fds, st->endpoint_fd));
                         safe_close(vmm_fds_take(fds, n_fds, st->listener_fd));

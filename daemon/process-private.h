@@ -181,6 +181,9 @@ void process_report(struct vmm_process *p);
 int stream_listen(struct vmm_stream *s);
 /* After a restore: whether the guest will dial this stream again (see vmm_stream.no_redial). */
 bool stream_redial_expected(const struct vmm_stream *s);
+/* Ended, and kept with its listener and relay stream for the guest's redial (a drop can look
+ * like the end): a live hand-over passes it on as it is. */
+bool stream_kept_for_redial(const struct vmm_stream *s);
 /* Releases the relay side of a stream, keeping its last counters for ps and save. */
 void stream_release(struct vmm_stream *s);
 /* A save hands the port on: no listener, no guest connection (a kept redial closed too), the relay

@@ -377,6 +377,12 @@ bool stream_redial_expected(const struct vmm_stream *s)
         return process_guest(p)->stdio_resume || p->container_init;
 }
 
+bool stream_kept_for_redial(const struct vmm_stream *s)
+{
+        /* What stream_on_done() keeps; once the exit is reported nothing comes any more. */
+        return s->done && s->port != 0 && !s->process->exit_reported && stream_keeps_listening(s);
+}
+
 int stream_adopt(struct vmm_stream *s, int guest_fd)
 {
         struct vmm_process *p = s->process;
@@ -398,8 +404,8 @@ int stream_adopt_listener(struct vmm_stream *s, int fd)
         const struct vmm_guest *g = process_guest(s->process);
 
         int r = relay_listen_adopt(g->ctx->relay, g->listen_transport, s->port, fd,
-                                   g->stdio_resume ? RELAY_LISTEN_MANY : RELAY_LISTEN_ONCE, stream_on_accept, s,
-                                   &s->listener);
+                                   stream_keeps_listening(s) ? RELAY_LISTEN_MANY : RELAY_LISTEN_ONCE, stream_on_accept,
+                                   s, &s->listener);
 
         process_held_sync(s->process);
         return r;

@@ -1130,6 +1130,71 @@ static void test_upstream_redial_of_an_ended_stream_during_a_hold_waits_for_the_
         close(fd);
 }
 
+/* The same stream, handed over before the guest redialled: the new daemon keeps it as the old one
+ * did, its listener and its relay stream, so hcsshim's redial lands there and what the guest
+ * writes into it reaches the endpoint. It closed the listener of every stream exported as done:
+ * the redial found nothing and the output was lost. */
+static void test_upstream_redial_of_an_ended_stream_after_a_hand_over_reaches_the_new_daemon(void **state)
+{
+        struct fixture *f = *state;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct vmm_process_info info;
+        struct vmm_fds fds = { 0 };
+        struct vmm_error err = {};
+        struct vmm_vm *vm, *vb = NULL;
+        Vsockmux__State__Vm *in;
+        _cleanup_free_ char *got = NULL;
+        char path[128];
+        uint32_t pid;
+        size_t len;
+        int fd;
+
+        f->upstream = true;
+        snprintf(path, sizeof(path), "%s/out", f->dir);
+        vm = add_vm_connected(f, false);
+        create_container(f, vm, "c1");
+        pid = exec_in(f, vm, "c1", "echo started; exec >&-; sleep 600", path);
+        wait_for_output(f, path, 8);
+        /* Its stdout ends; the daemon keeps the stream and its port for a redial. */
+        run_for(f, 300ull * 1000000ull);
+        vmm_process_get_info(vmm_process_find(vm, pid), &info);
+        assert_int_not_equal(info.ports[VMM_STDOUT], 0);
+        in = hand_out(f, vm, &fds);
+        f->a = vmm_free(f->a);
+        if (vmm_adopt(f->b, in, fds.fds, fds.n, &vb, &err) < 0)
+                fail_msg("adopt: %s", err.message);
+        vsockmux__state__vm__free_unpacked(in, NULL);
+        free(fds.fds);
+        run_for(f, 100ull * 1000000ull);
+        /* Still running, its exit unreported: the port stays open for the redial. */
+        vmm_process_get_info(vmm_process_find(vb, pid), &info);
+        assert_int_not_equal(info.ports[VMM_STDOUT], 0);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(fd >= 0);
+        assert_true((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s_%u", f->transport.uds_path,
+                                     info.ports[VMM_STDOUT]) < sizeof(sa.sun_path));
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                fail_msg("the redial after the hand-over: %s", strerror(errno));
+        assert_int_equal(write(fd, "late\n", 5), 5);
+        wait_for_output(f, path, 13);
+        got = slurp(f, path, &len);
+        assert_string_equal(got, "started\nlate\n");
+        /* Dropped again, it is redialled again: the adopted port listens for every redial, as
+         * the old daemon's did, not for one. */
+        close(fd);
+        run_for(f, 100ull * 1000000ull);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(fd >= 0);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                fail_msg("the second redial after the hand-over: %s", strerror(errno));
+        assert_int_equal(write(fd, "later\n", 6), 6);
+        wait_for_output(f, path, 19);
+        free(got);
+        got = slurp(f, path, &len);
+        assert_string_equal(got, "started\nlate\nlater\n");
+        close(fd);
+}
+
 /* CloseStdin while a stop's flush (vmm_quiesce) drains the VM's streams: the VM is not frozen,
  * so the call is taken, and the stdin it ends still counts for the flush, which finishes. The
  * stream released at once never reported frozen: the stop waited out its flush, and what the
@@ -1762,6 +1827,9 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_close_stdin_during_a_stops_flush_lets_it_finish, setup, teardown),
                 cmocka_unit_test_setup_teardown(
                         test_upstream_redial_of_an_ended_stream_during_a_hold_waits_for_the_new_daemon, setup,
+                        teardown),
+                cmocka_unit_test_setup_teardown(
+                        test_upstream_redial_of_an_ended_stream_after_a_hand_over_reaches_the_new_daemon, setup,
                         teardown),
                 cmocka_unit_test_setup_teardown(test_save_and_restore_keep_both_entries_of_a_reused_pid, setup,
                                                 teardown),
