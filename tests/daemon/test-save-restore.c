@@ -1141,6 +1141,7 @@ static void test_upstream_redial_of_an_ended_stream_after_a_hand_over_reaches_th
         struct vmm_process_info info;
         struct vmm_fds fds = { 0 };
         struct vmm_error err = {};
+        struct exited ex = { 0 };
         struct vmm_vm *vm, *vb = NULL;
         Vsockmux__State__Vm *in;
         _cleanup_free_ char *got = NULL;
@@ -1153,7 +1154,7 @@ static void test_upstream_redial_of_an_ended_stream_after_a_hand_over_reaches_th
         snprintf(path, sizeof(path), "%s/out", f->dir);
         vm = add_vm_connected(f, false);
         create_container(f, vm, "c1");
-        pid = exec_in(f, vm, "c1", "echo started; exec >&-; sleep 600", path);
+        pid = exec_in(f, vm, "c1", "echo started; exec >&-; sleep 4; exit 7", path);
         wait_for_output(f, path, 8);
         /* Its stdout ends; the daemon keeps the stream and its port for a redial. */
         run_for(f, 300ull * 1000000ull);
@@ -1192,6 +1193,14 @@ static void test_upstream_redial_of_an_ended_stream_after_a_hand_over_reaches_th
         free(got);
         got = slurp(f, path, &len);
         assert_string_equal(got, "started\nlate\nlater\n");
+        close(fd);
+        /* The new daemon reports the exit, and only then lets the port go. */
+        wait_exit(f, vb, pid, &ex);
+        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
+        assert_int_equal(ex.exit.code, 7);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(fd >= 0);
+        assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), -1);
         close(fd);
 }
 
