@@ -73,6 +73,8 @@ struct relay {
         /* pipe-pool.c: empty pipes between loans */
         struct relay_pipe *pipes_free;
         unsigned pipes_made, pipes_lent;
+        struct relay_timer *pipes_idle;         /* closes borrowed pipes once none was lent for a while */
+        uint64_t pipes_loans, pipes_loans_seen; /* loans so far, and at the timer's arming */
         uint64_t bytes_spliced;
 
         unsigned n_streams, n_listeners, n_chans;

@@ -71,6 +71,8 @@ static void splice_config(struct relay_config *c)
         if (c->splice_pipes_max == 0)
                 c->splice_pipes_max = RELAY_SPLICE_PIPES_MAX;
         c->splice_pipes_max = MAX(c->splice_pipes_max, c->splice_pipes);
+        if (c->splice_pipes_idle_ms == 0)
+                c->splice_pipes_idle_ms = RELAY_SPLICE_PIPES_IDLE_MS_DEFAULT;
         if (c->no_splice)
                 c->splice_pipes = c->splice_pipes_max = 0;
 }

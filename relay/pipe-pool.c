@@ -68,6 +68,36 @@ void relay_pipes_trim(struct relay *r)
         }
 }
 
+static void pipes_on_idle(struct relay_timer *t, void *userdata);
+
+/* Borrowed pipes on the free list: close them once a whole period passed without a loan (bulk has
+ * moved on), so a burst does not leave up to splice_pipes_max empty pipes behind for good. */
+static void pipes_idle_arm(struct relay *r)
+{
+        if (r->pipes_made <= r->cfg.splice_pipes || !r->pipes_free)
+                return;
+        if (!r->pipes_idle && relay_timer_new(r, pipes_on_idle, r, &r->pipes_idle) < 0)
+                return; /* out of memory: they go as streams come */
+        if (relay_timer_is_armed(r->pipes_idle))
+                return;
+        r->pipes_loans_seen = r->pipes_loans;
+        (void)relay_timer_arm(r->pipes_idle, (uint64_t)r->cfg.splice_pipes_idle_ms * 1000 * 1000);
+}
+
+static void pipes_on_idle(struct relay_timer *t, void *userdata)
+{
+        struct relay *r = userdata;
+
+        if (r->pipes_loans == r->pipes_loans_seen)
+                while (r->pipes_free && r->pipes_made > r->cfg.splice_pipes) {
+                        struct relay_pipe *p = r->pipes_free;
+
+                        r->pipes_free = p->next;
+                        pipe_destroy(r, p);
+                }
+        pipes_idle_arm(r); /* still busy: look again a period later */
+}
+
 int relay_pipe_get(struct relay *r, struct relay_pipe **ret)
 {
         struct relay_pipe *p = r->pipes_free;
@@ -84,6 +114,7 @@ int relay_pipe_get(struct relay *r, struct relay_pipe **ret)
         }
         p->next = NULL;
         r->pipes_lent++;
+        r->pipes_loans++;
         *ret = p;
         return 0;
 }
@@ -99,11 +130,13 @@ struct relay_pipe *relay_pipe_put(struct relay *r, struct relay_pipe *p, bool em
                 return pipe_destroy(r, p);
         p->next = r->pipes_free;
         r->pipes_free = p;
+        pipes_idle_arm(r);
         return NULL;
 }
 
 void relay_pipes_done(struct relay *r)
 {
+        r->pipes_idle = relay_timer_free(r->pipes_idle);
         while (r->pipes_free) {
                 struct relay_pipe *p = r->pipes_free;
 

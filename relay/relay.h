@@ -32,13 +32,15 @@ struct relay_config {
          * guest has that much waiting. splice_pipes: the pool it borrows pipes from (0 = default,
          * each pipe two fds, kept back from the stream capacity). splice_pipes_max: the pool may grow
          * to this many (0 = RELAY_SPLICE_PIPES_MAX, never below splice_pipes) on fds the streams
-         * leave spare, and shrinks again as streams come. splice_pipe_size: bytes per pipe (0 = the
-         * kernel's default). no_splice:
+         * leave spare, and shrinks again as streams come, or once no pipe was lent for
+         * splice_pipes_idle_ms (0 = 1,000). splice_pipe_size: bytes per pipe (0 = the kernel's
+         * default). no_splice:
          * every byte goes through the ring. VSOCKMUX_RELAY_SPLICE_MIN=N in the environment sets
          * splice_min at relay_new() (tests force the path with 1). */
         unsigned splice_min;
         unsigned splice_pipes;
         unsigned splice_pipes_max;
+        unsigned splice_pipes_idle_ms;
         unsigned splice_pipe_size;
         bool no_splice;
 };
@@ -51,6 +53,7 @@ struct relay_config {
 #define RELAY_FD_HEADROOM 64u /* fds kept back from the stream capacity */
 #define RELAY_SPLICE_PIPES_DEFAULT 256u
 #define RELAY_SPLICE_PIPES_MAX 1024u
+#define RELAY_SPLICE_PIPES_IDLE_MS_DEFAULT 1000u
 #define RELAY_SPLICE_PIPE_SIZE_MAX (1u << 20) /* fs.pipe-max-size's default */
 
 void relay_config_default(struct relay_config *c);

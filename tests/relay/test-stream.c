@@ -1594,6 +1594,32 @@ static void test_stream_splice_pool_grows_on_spare_fds(void **state)
         assert_true(st.bytes_spliced > 0);
 }
 
+/* Borrowed pipes left empty after a burst are closed once a period passes without a loan. */
+static void test_stream_splice_pool_closes_idle_borrowed_pipes(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        struct relay_config cfg;
+        struct relay_stats st;
+        char dir[64];
+        unsigned peak;
+
+        relay_config_default(&cfg);
+        cfg.splice_pipes = 1;
+        cfg.splice_pipes_max = 4;
+        cfg.splice_pipes_idle_ms = 50;
+        make_tmpdir(dir, sizeof(dir));
+        assert_int_equal(relay_new(&cfg, &r), 0);
+        splice_four_bulk_streams_on(r, dir, &st, &peak);
+        assert_true(peak > 1);
+        for (uint64_t deadline = relay_now_ns(r) + TEST_WAIT_NS; st.splice_pipes > 1;) {
+                assert_int_equal(relay_run_once(r, 10 * 1000 * 1000), 0);
+                assert_true(relay_now_ns(r) < deadline);
+                relay_get_stats(r, &st);
+        }
+        assert_int_equal(st.splice_pipes, 1); /* the reserve stays */
+        rm_tmpdir(dir);
+}
+
 /* Pipes over the reserve live on fds the streams do not hold: as listeners take those, the pool
  * closes its borrowed pipes. In a child: it lowers its open-file limit for good. */
 static void trim_child(void)
@@ -1614,6 +1640,7 @@ static void trim_child(void)
         relay_config_default(&cfg);
         cfg.splice_pipes = 1;
         cfg.splice_pipes_max = 8;
+        cfg.splice_pipes_idle_ms = 600 * 1000; /* only the listeners close them here */
         make_tmpdir(dir, sizeof(dir));
         assert_int_equal(relay_new(&cfg, &r), 0);
         assert_int_equal(relay_stream_capacity(r), 32);
@@ -1835,6 +1862,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_stream_splice_pool_exhausted_falls_back_to_the_ring),
                 cmocka_unit_test(test_stream_splice_pool_grows_on_spare_fds),
                 cmocka_unit_test(test_stream_splice_pool_gives_borrowed_pipes_back_as_listeners_come),
+                cmocka_unit_test(test_stream_splice_pool_closes_idle_borrowed_pipes),
                 cmocka_unit_test(test_stream_splice_endpoint_closing_drops_and_counts),
                 cmocka_unit_test(test_stream_splice_stalled_sink_holds_at_most_the_cap),
                 cmocka_unit_test(test_stream_replace_guest_refused_closes_the_new_connection),
