@@ -195,6 +195,7 @@ void sim_handle_wait(struct sim *s, uint64_t id, const void *payload, size_t len
                 bridge_request_done(&r);
                 return;
         }
+        sim_stat_add(s, SIM_STAT_WAIT_RECEIVED);
         if (sim_fidelity_check_target(s, BRIDGE_RPC_WAIT_FOR_PROCESS, r.container_id, r.wait.pid, &refused) < 0) {
                 sim_wait_reply(s, id, r.activity_id, refused.hresult, refused.message, 0);
                 bridge_request_done(&r);

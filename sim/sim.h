@@ -52,6 +52,7 @@ enum sim_stat {
         SIM_STAT_REPLY_HELD,          /* ours: a reply kept while disconnected, for the next connection */
         SIM_STAT_BRIDGE_CONNECTS,     /* bridge connections made to the host (1 = it never reconnected) */
         SIM_STAT_STDIO_REDIALS,       /* stdio connections made again after one was lost */
+        SIM_STAT_WAIT_RECEIVED,       /* WaitForProcess requests read (and decoded) */
         _SIM_STAT_MAX,
         SIM_STAT_NONE = -1,
 };

@@ -17,6 +17,7 @@ static const char *const stat_names[_SIM_STAT_MAX] = {
         [SIM_STAT_REPLY_HELD] = "replies_held_for_next_connection",
         [SIM_STAT_BRIDGE_CONNECTS] = "bridge_connects",
         [SIM_STAT_STDIO_REDIALS] = "stdio_redials",
+        [SIM_STAT_WAIT_RECEIVED] = "waits_received",
 };
 
 /* Called with stats_lock held. A test reads whole files only: never a half-written one. */

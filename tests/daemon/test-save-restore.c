@@ -520,6 +520,13 @@ static void exit_during_blackout(struct fixture *f, const char *container, struc
                 create_container(f, vm, container);
         pid = exec_in(f, vm, container, script, out_a);
         wait_for_output(f, out_a, 8);
+        /* The exit must find the wait the daemon sent at the start: a save before the guest read it
+         * leaves the guest nothing to answer (or lose) at the exit. */
+        for (uint64_t deadline = now_ns() + WAIT_NS; sim_stat(f, "waits_received") < 1;) {
+                assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
+                if (now_ns() > deadline)
+                        fail_msg("the simulator never read the WaitForProcess");
+        }
         sv = save_vm(f, vm);
         assert_int_equal(write(gate, "\n", 1), 1);
         if (f->upstream)
