@@ -58,14 +58,20 @@ static unsigned pipes_allowed(const struct relay *r)
         return MIN(r->cfg.splice_pipes_max, r->cfg.splice_pipes + (r->capacity - used - slack));
 }
 
-void relay_pipes_trim(struct relay *r)
+/* Closes free pipes while more than keep are open; lent ones come back through relay_pipe_put. */
+static void pipes_close_free_over(struct relay *r, unsigned keep)
 {
-        while (r->pipes_free && r->pipes_made > pipes_allowed(r)) {
+        while (r->pipes_free && r->pipes_made > keep) {
                 struct relay_pipe *p = r->pipes_free;
 
                 r->pipes_free = p->next;
                 pipe_destroy(r, p);
         }
+}
+
+void relay_pipes_trim(struct relay *r)
+{
+        pipes_close_free_over(r, pipes_allowed(r));
 }
 
 static void pipes_on_idle(struct relay_timer *t, void *userdata);
@@ -89,12 +95,7 @@ static void pipes_on_idle(struct relay_timer *t, void *userdata)
         struct relay *r = userdata;
 
         if (r->pipes_loans == r->pipes_loans_seen)
-                while (r->pipes_free && r->pipes_made > r->cfg.splice_pipes) {
-                        struct relay_pipe *p = r->pipes_free;
-
-                        r->pipes_free = p->next;
-                        pipe_destroy(r, p);
-                }
+                pipes_close_free_over(r, r->cfg.splice_pipes);
         pipes_idle_arm(r); /* still busy: look again a period later */
 }
 
@@ -137,10 +138,5 @@ struct relay_pipe *relay_pipe_put(struct relay *r, struct relay_pipe *p, bool em
 void relay_pipes_done(struct relay *r)
 {
         r->pipes_idle = relay_timer_free(r->pipes_idle);
-        while (r->pipes_free) {
-                struct relay_pipe *p = r->pipes_free;
-
-                r->pipes_free = p->next;
-                pipe_destroy(r, p);
-        }
+        pipes_close_free_over(r, 0);
 }

@@ -1,8 +1,8 @@
 /* relay/splice.c: one stream's bulk without copies: non-blocking splice(2) guest socket -> a pipe
  * lent by pipe-pool.c -> endpoint, or, when the pool has none to lend, socket -> fifo endpoint in
- * one move. Every splice is issued
- * from the loop once a poll said a side is ready, so nothing runs on io-wq workers (io_uring's own
- * splice opcode would punt to them: a worker per busy stream, and B7 allows none). */
+ * one move. Every splice is issued from the loop once a poll said a side is ready, so nothing runs
+ * on io-wq workers (io_uring's own splice opcode would punt to them: a worker per busy stream, and
+ * B7 allows none). */
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/ioctl.h>

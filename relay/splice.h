@@ -58,7 +58,8 @@ struct relay_splice {
         size_t in_pipe;
 };
 
-/* direct: dst is a pipe or fifo, which may take splices straight from src. min: readable bytes that keep the path after a quiet spell. */
+/* direct: dst is a pipe or fifo, which may take splices straight from src. min: readable bytes that
+ * keep the path after a quiet spell. */
 void relay_splice_init(struct relay_splice *sp, struct relay *r, const struct relay_splice_ops *ops, bool direct,
                        size_t min);
 /* Moves bytes now, from the loop (never io-wq); stopped() follows sooner or later. 0 or -errno
