@@ -193,15 +193,11 @@ bool stream_freeze(struct vmm_stream *s)
         if (!s->stream || s->vm_frozen)
                 return false;
         /* A redial is kept until the old connection ends (stream_park_redial): the guest gave that
-         * one up, so it ends; freezing only then, over the kept connection, loses neither's bytes. */
-        if (stream_is_output(s->kind) && s->redial && s->redial->fd >= 0) {
-                s->vm_frozen = s->freeze_owed = true;
-                return true;
-        }
-        /* One that ended is kept for the guest's redial (stream_keeps_listening): frozen too, so a
+         * one up, so it ends; freezing only then, over the kept connection, loses neither's bytes.
+         * One that ended is kept for the guest's redial (stream_keeps_listening): frozen too, so a
          * redial during the freeze joins it frozen and its bytes wait in the socket, rather than
          * resuming it while the freeze counts (and a hand-over passes its fd on). */
-        if (relay_stream_freeze(s->stream) < 0)
+        if (!(stream_is_output(s->kind) && s->redial && s->redial->fd >= 0) && relay_stream_freeze(s->stream) < 0)
                 return false;
         s->vm_frozen = s->freeze_owed = true;
         return true;
