@@ -51,7 +51,8 @@ int cli_save(struct cli *cli, int argc, char **argv)
 /* "PID:stdin=SRC,stdout=DST,stderr=DST" or "exec=ID:..." */
 int cli_parse_restore_io(const char *arg, Vsockmux__V1__RestoreIo *io, char **ret_copy)
 {
-        char *copy = strdup(arg), *colon, *item, *save = NULL, *exec_id = NULL;
+        _cleanup_free_ char *copy = strdup(arg);
+        char *colon, *item, *save = NULL, *exec_id = NULL;
         uint32_t pid = 0;
 
         if (!copy)
@@ -59,21 +60,15 @@ int cli_parse_restore_io(const char *arg, Vsockmux__V1__RestoreIo *io, char **re
         /* An exec id has no ':' (runs of [A-Za-z0-9] joined by '.', '_' or '-'), so the first one
          * ends the target either way; it may be all digits, hence its own prefix. */
         colon = strchr(copy, ':');
-        if (!colon) {
-                free(copy);
+        if (!colon)
                 return -EINVAL;
-        }
         *colon = '\0';
         if (strncmp(copy, "exec=", 5) == 0) {
                 exec_id = copy + 5;
-                if (!exec_id[0]) {
-                        free(copy);
+                if (!exec_id[0])
                         return -EINVAL;
-                }
-        } else if (cli_parse_u32(copy, 1, UINT32_MAX, &pid) < 0) {
-                free(copy);
+        } else if (cli_parse_u32(copy, 1, UINT32_MAX, &pid) < 0)
                 return -EINVAL;
-        }
         vsockmux__v1__restore_io__init(io);
         io->pid = pid;
         if (exec_id)
@@ -81,10 +76,8 @@ int cli_parse_restore_io(const char *arg, Vsockmux__V1__RestoreIo *io, char **re
         for (item = strtok_r(colon + 1, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
                 char *eq = strchr(item, '=');
 
-                if (!eq || eq[1] != '/') {
-                        free(copy);
+                if (!eq || eq[1] != '/')
                         return -EINVAL;
-                }
                 *eq = '\0';
                 if (strcmp(item, "stdin") == 0)
                         io->stdin_path = eq + 1;
@@ -92,12 +85,10 @@ int cli_parse_restore_io(const char *arg, Vsockmux__V1__RestoreIo *io, char **re
                         io->stdout_path = eq + 1;
                 else if (strcmp(item, "stderr") == 0)
                         io->stderr_path = eq + 1;
-                else {
-                        free(copy);
+                else
                         return -EINVAL;
-                }
         }
-        *ret_copy = copy;
+        *ret_copy = TAKE_PTR(copy);
         return 0;
 }
 
