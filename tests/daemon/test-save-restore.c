@@ -858,51 +858,6 @@ static Vsockmux__State__Vm *hand_out(struct fixture *f, struct vmm_vm *vm, struc
         return in;
 }
 
-/* A pid the guest reused names two entries, one exited and one running: a hand-over handed back
- * moves the running one's waiter to the running one, which alone can tell it its exit. */
-static void test_handed_back_waiter_stays_with_its_process_when_a_pid_was_reused(void **state)
-{
-        struct fixture *f = *state;
-        struct vmm_fds fds = { 0 }, back = { 0 };
-        struct vmm_error err = {};
-        struct exited first = { 0 }, ex = { 0 };
-        struct vmm_waiter *w = NULL;
-        struct vmm_vm *vm, *vb = NULL;
-        Vsockmux__State__Vm *in;
-        char out_a[128], out_b[128];
-        uint32_t a, b;
-
-        snprintf(out_a, sizeof(out_a), "%s/out-a", f->dir);
-        snprintf(out_b, sizeof(out_b), "%s/out-b", f->dir);
-        vm = add_vm_connected(f, true);
-        a = exec_ok(f, vm, "exit 3", out_a);
-        wait_exit(f, vm, a, &first);
-        assert_int_equal(first.exit.code, 3);
-        b = exec_ok(f, vm, "sleep 2; exit 7", out_b);
-        /* The guest hands b's pid to a's exited process too: as if its kernel had reused it. */
-        in = hand_out(f, vm, &fds);
-        assert_int_equal(in->n_processes, 2);
-        assert_int_equal(in->processes[0]->pid, a);
-        in->processes[0]->pid = b;
-        if (vmm_adopt(f->b, in, fds.fds, fds.n, &vb, &err) < 0)
-                fail_msg("adopt: %s", err.message);
-        vsockmux__state__vm__free_unpacked(in, NULL);
-        free(fds.fds);
-        assert_int_equal(vmm_vm_process_count(vb), 2);
-        /* The newest entry of the pid is the running one: the waiter is its. */
-        assert_int_equal(vmm_process_wait(vmm_process_find(vb, b), on_exit_seen, &ex, &w, &ex.exit), 0);
-        in = hand_out(f, vb, &back);
-        if (vmm_take_back(f->b, in, back.fds, back.n, &err) < 0)
-                fail_msg("take back: %s", err.message);
-        vsockmux__state__vm__free_unpacked(in, NULL);
-        free(back.fds);
-        assert_int_equal(ex.count, 0); /* not told the exited entry's exit */
-        run_until(f, &ex.count, "the exit");
-        assert_int_equal(ex.count, 1);
-        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
-        assert_int_equal(ex.exit.code, 7);
-}
-
 /* Moves vm (an exited process, "exit 3", and a running one) from a to b, giving the exited one the
  * running one's pid on the way, as if the guest's kernel had reused it. Returns b's VM; *ret_id:
  * the exited one's exec id, *ret_pid: the pid both entries have. */
@@ -938,6 +893,36 @@ static struct vmm_vm *adopt_with_a_reused_pid(struct fixture *f, const char *run
         assert_int_equal(vmm_vm_process_count(vb), 2);
         *ret_pid = b;
         return vb;
+}
+
+/* A pid the guest reused names two entries, one exited and one running: a hand-over handed back
+ * moves the running one's waiter to the running one, which alone can tell it its exit. */
+static void test_handed_back_waiter_stays_with_its_process_when_a_pid_was_reused(void **state)
+{
+        struct fixture *f = *state;
+        struct vmm_fds back = { 0 };
+        struct vmm_error err = {};
+        struct exited ex = { 0 };
+        struct vmm_waiter *w = NULL;
+        struct vmm_vm *vb;
+        Vsockmux__State__Vm *in;
+        char id_a[128];
+        uint32_t b;
+
+        /* The guest hands the running one's pid to the exited process too. */
+        vb = adopt_with_a_reused_pid(f, "sleep 2; exit 7", id_a, sizeof(id_a), &b);
+        /* The newest entry of the pid is the running one: the waiter is its. */
+        assert_int_equal(vmm_process_wait(vmm_process_find(vb, b), on_exit_seen, &ex, &w, &ex.exit), 0);
+        in = hand_out(f, vb, &back);
+        if (vmm_take_back(f->b, in, back.fds, back.n, &err) < 0)
+                fail_msg("take back: %s", err.message);
+        vsockmux__state__vm__free_unpacked(in, NULL);
+        free(back.fds);
+        assert_int_equal(ex.count, 0); /* not told the exited entry's exit */
+        run_until(f, &ex.count, "the exit");
+        assert_int_equal(ex.count, 1);
+        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
+        assert_int_equal(ex.exit.code, 7);
 }
 
 /* The exited entry of a reused pid, found by its exec id, still has its own exit code. */

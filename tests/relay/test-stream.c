@@ -1423,6 +1423,18 @@ static void splice_into_a_fifo(struct relay *r, const char *dir, uint32_t port, 
         relay_listener_free(d.l);
 }
 
+/* Takes into k's tally what the far end fd of a socket endpoint has ready now, without waiting. */
+static void sink_read_ready(int fd, struct sink *k)
+{
+        static char scratch[65536];
+        ssize_t got;
+
+        while ((got = recv(fd, scratch, sizeof(scratch), MSG_DONTWAIT)) > 0) {
+                k->bytes += (uint64_t)got;
+                k->hash = guest_hash(k->hash, scratch, (size_t)got);
+        }
+}
+
 /* A stream whose socket endpoint (its far end fd) was not read for a while: reading it now brings
  * every byte of the guest's, once and in order, and the stream to its end. */
 static void stalled_resume_and_check(struct relay *r, struct st *t, struct sink *k, int fd, uint64_t total,
@@ -1484,16 +1496,11 @@ static void test_stream_splice_into_a_fifo_straight_when_every_pipe_is_lent(void
         /* sv[1] is read until the relay splices (ring bytes would keep it off the path while they
          * wait), then never: the stream's pipe holds what the full socket cannot take */
         for (uint64_t deadline = relay_now_ns(r) + TEST_WAIT_NS; st.bytes_spliced == 0 || st.splice_pipes_lent == 0;) {
-                static char scratch[65536];
-                ssize_t got;
-
                 assert_int_equal(relay_run_once(r, 10 * 1000 * 1000), 0);
                 assert_true(relay_now_ns(r) < deadline);
                 relay_get_stats(r, &st);
-                while (st.bytes_spliced == 0 && (got = recv(sv[1], scratch, sizeof(scratch), MSG_DONTWAIT)) > 0) {
-                        k.bytes += (uint64_t)got;
-                        k.hash = guest_hash(k.hash, scratch, (size_t)got);
-                }
+                if (st.bytes_spliced == 0)
+                        sink_read_ready(sv[1], &k);
         }
         before = st;
         splice_into_a_fifo(r, dir, 1105, 26);
@@ -1753,8 +1760,6 @@ static void test_stream_splice_stalled_sink_holds_at_most_the_cap(void **state)
         spawn_guest((const char *[]){ "send", path, n, "24", "65536", NULL }, -1, -1, &guest);
         /* sv[1] is read (into the sink's tally) until the relay splices, then not for a while */
         for (uint64_t deadline = relay_now_ns(r) + TEST_WAIT_NS; st.bytes_spliced == 0 || max_held == 0;) {
-                static char scratch[65536];
-                ssize_t got;
                 size_t b;
 
                 assert_int_equal(relay_run_once(r, 10 * 1000 * 1000), 0);
@@ -1764,10 +1769,8 @@ static void test_stream_splice_stalled_sink_holds_at_most_the_cap(void **state)
                         relay_stream_get_held(t.s, &b, NULL);
                         max_held = MAX(max_held, b);
                 }
-                while (st.bytes_spliced == 0 && (got = recv(sv[1], scratch, sizeof(scratch), MSG_DONTWAIT)) > 0) {
-                        k.bytes += (uint64_t)got;
-                        k.hash = guest_hash(k.hash, scratch, (size_t)got);
-                }
+                if (st.bytes_spliced == 0)
+                        sink_read_ready(sv[1], &k);
         }
         /* the endpoint is full and stays so for a while: the relay holds bytes, never too many */
         for (int i = 0; i < 50; i++) {
