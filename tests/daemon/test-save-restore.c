@@ -834,17 +834,14 @@ static void test_upstream_live_handover_moves_the_vm_and_the_guest_never_notices
 
 /* A rollback before the hand-over: the VM serves on, nothing lost or repeated. */
 /* Holds vm, hands it out and returns the state as the wire carries it (the caller frees it). */
-static Vsockmux__State__Vm *hand_out(struct fixture *f, struct vmm_vm *vm, struct vmm_fds *fds)
+/* Hands a held vm over, through the wire format as a live upgrade sends it. */
+static Vsockmux__State__Vm *hand_over_held(struct vmm_vm *vm, struct vmm_fds *fds)
 {
         Vsockmux__State__Vm out, *in;
         struct vmm_error err = {};
         uint8_t *wire;
         size_t len;
-        int held = 0;
 
-        assert_int_equal(vmm_vm_hold(vm, &hold_ops, &held, &err), 0);
-        run_until(f, &held, "the hold");
-        assert_int_equal(held, 1);
         if (vmm_vm_hand_over(vm, &out, fds, &err) < 0)
                 fail_msg("hand over: %s", err.message);
         len = vsockmux__state__vm__get_packed_size(&out);
@@ -856,6 +853,17 @@ static Vsockmux__State__Vm *hand_out(struct fixture *f, struct vmm_vm *vm, struc
         free(wire);
         assert_non_null(in);
         return in;
+}
+
+static Vsockmux__State__Vm *hand_out(struct fixture *f, struct vmm_vm *vm, struct vmm_fds *fds)
+{
+        struct vmm_error err = {};
+        int held = 0;
+
+        assert_int_equal(vmm_vm_hold(vm, &hold_ops, &held, &err), 0);
+        run_until(f, &held, "the hold");
+        assert_int_equal(held, 1);
+        return hand_over_held(vm, fds);
 }
 
 /* Moves vm (an exited process, "exit 3", and a running one) from a to b, giving the exited one the
@@ -1062,6 +1070,27 @@ static int guest_dial(struct fixture *f, uint32_t port)
         return fd;
 }
 
+/* hcsshim's guest (upstream) runs a container init that writes "started\n" into path, closes its
+ * stdout, then runs `then`; the daemon keeps the ended stream and its port for a redial. */
+static struct vmm_vm *init_whose_stdout_ended(struct fixture *f, const char *then, char *path, size_t path_len,
+                                              uint32_t *ret_pid, struct vmm_process_info *ret_info)
+{
+        char script[256];
+        struct vmm_vm *vm;
+
+        f->upstream = true;
+        snprintf(path, path_len, "%s/out", f->dir);
+        snprintf(script, sizeof(script), "echo started; exec >&-; %s", then);
+        vm = add_vm_connected(f, false);
+        create_container(f, vm, "c1");
+        *ret_pid = exec_in(f, vm, "c1", script, path);
+        wait_for_output(f, path, 8);
+        run_for(f, 300ull * 1000000ull);
+        vmm_process_get_info(vmm_process_find(vm, *ret_pid), ret_info);
+        assert_int_not_equal(ret_info->ports[VMM_STDOUT], 0);
+        return vm;
+}
+
 /* hcsshim's guest redials a container init's stdout after a drop, and a drop can look like the
  * end, so a stream that ended is kept for it. A redial that comes while a live upgrade holds the
  * VM must not resume that stream: its bytes would move after the freeze, past the counts handed
@@ -1071,27 +1100,17 @@ static void test_upstream_redial_of_an_ended_stream_during_a_hold_waits_for_the_
 {
         struct fixture *f = *state;
         struct vmm_process_info info;
-        Vsockmux__State__Vm out, *in;
+        Vsockmux__State__Vm *in;
         struct vmm_fds fds = { 0 };
         struct vmm_error err = {};
         struct vmm_vm *vm, *vb = NULL;
-        _cleanup_free_ uint8_t *wire = NULL;
         _cleanup_free_ char *got = NULL;
         char path[128];
         uint32_t pid;
         size_t len;
         int held = 0, fd;
 
-        f->upstream = true;
-        snprintf(path, sizeof(path), "%s/out", f->dir);
-        vm = add_vm_connected(f, false);
-        create_container(f, vm, "c1");
-        pid = exec_in(f, vm, "c1", "echo started; exec >&-; sleep 600", path);
-        wait_for_output(f, path, 8);
-        /* Its stdout ends; the daemon keeps the stream and its port for a redial. */
-        run_for(f, 300ull * 1000000ull);
-        vmm_process_get_info(vmm_process_find(vm, pid), &info);
-        assert_int_not_equal(info.ports[VMM_STDOUT], 0);
+        vm = init_whose_stdout_ended(f, "sleep 600", path, sizeof(path), &pid, &info);
         assert_int_equal(vmm_vm_hold(vm, &hold_ops, &held, &err), 0);
         run_until(f, &held, "the hold");
         assert_int_equal(held, 1);
@@ -1101,15 +1120,7 @@ static void test_upstream_redial_of_an_ended_stream_during_a_hold_waits_for_the_
         run_for(f, 300ull * 1000000ull);
         got = slurp(f, path, &len);
         assert_string_equal(got, "started\n");
-        if (vmm_vm_hand_over(vm, &out, &fds, &err) < 0)
-                fail_msg("hand over: %s", err.message);
-        len = vsockmux__state__vm__get_packed_size(&out);
-        wire = malloc(len + 1);
-        assert_non_null(wire);
-        vsockmux__state__vm__pack(&out, wire);
-        vmm_vm_export_done(&out);
-        in = vsockmux__state__vm__unpack(NULL, len, wire);
-        assert_non_null(in);
+        in = hand_over_held(vm, &fds);
         f->a = vmm_free(f->a);
         if (vmm_adopt(f->b, in, fds.fds, fds.n, &vb, &err) < 0)
                 fail_msg("adopt: %s", err.message);
@@ -1142,16 +1153,7 @@ static void test_upstream_redial_of_an_ended_stream_after_a_hand_over_reaches_th
         size_t len;
         int fd;
 
-        f->upstream = true;
-        snprintf(path, sizeof(path), "%s/out", f->dir);
-        vm = add_vm_connected(f, false);
-        create_container(f, vm, "c1");
-        pid = exec_in(f, vm, "c1", "echo started; exec >&-; sleep 4; exit 7", path);
-        wait_for_output(f, path, 8);
-        /* Its stdout ends; the daemon keeps the stream and its port for a redial. */
-        run_for(f, 300ull * 1000000ull);
-        vmm_process_get_info(vmm_process_find(vm, pid), &info);
-        assert_int_not_equal(info.ports[VMM_STDOUT], 0);
+        vm = init_whose_stdout_ended(f, "sleep 4; exit 7", path, sizeof(path), &pid, &info);
         in = hand_out(f, vm, &fds);
         f->a = vmm_free(f->a);
         if (vmm_adopt(f->b, in, fds.fds, fds.n, &vb, &err) < 0)
