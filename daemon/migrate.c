@@ -525,6 +525,27 @@ static int migrate_check_request(struct control_call *call, const Vsockmux__V1__
         return 1;
 }
 
+/* The destination's Restore checks --io against the saved state, but only once the source has
+ * paused and saved, and backing out from there races libvirt's completion: an entry that names
+ * no process of the VM now is refused here, before anything happens. (One the VM holds now may
+ * still be refused there, had it gone by the save.) */
+static int migrate_check_io(struct control_call *call, struct vmm_vm *vm, const Vsockmux__V1__MigrateRequest *req)
+{
+        for (size_t i = 0; i < req->n_io; i++) {
+                const Vsockmux__V1__RestoreIo *io = req->io[i];
+
+                if (io->exec_id && io->exec_id[0]) {
+                        if (!vmm_process_find_id(vm, io->exec_id))
+                                return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT,
+                                                         "--io names exec %s, which VM %s does not hold", io->exec_id,
+                                                         req->vm);
+                } else if (io->pid != 0 && !vmm_process_find(vm, io->pid))
+                        return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT,
+                                                 "--io names pid %u, which VM %s does not hold", io->pid, req->vm);
+        }
+        return 1;
+}
+
 static int migrate_abort(struct migrations *ms, struct control_call *call, const char *vm)
 {
         Vsockmux__V1__MigrateResponse resp = VSOCKMUX__V1__MIGRATE_RESPONSE__INIT;
@@ -560,6 +581,9 @@ int migrations_on_call(struct migrations *ms, struct control_call *call, const V
                 return control_call_fail(call, CONTROL_CODE_FAILED_PRECONDITION, "VM %s is migrating or saved already",
                                          req->vm);
         r = migrate_check_request(call, req);
+        if (r <= 0)
+                return r;
+        r = migrate_check_io(call, vm, req);
         if (r <= 0)
                 return r;
         r = migration_new(ms, req, &m);

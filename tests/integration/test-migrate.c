@@ -118,6 +118,46 @@ static void test_migrate_to_an_unreachable_destination_fails_rolled_back(void **
         expect_untouched(t, pid);
 }
 
+/* --io names its process by pid ("PID:") or by exec id; one the VM does not hold is refused by
+ * name before the helper starts (the destination's Restore would refuse it only after the source
+ * paused and saved). One it holds passes, and the migration fails where it would without --io. */
+static void test_migrate_io_naming_no_process_is_refused_by_name(void **state)
+{
+        struct integ *t = start(state, helper_path, NULL, NULL);
+        const char *nowhere = integ_path(t, "nobody-listens.sock");
+        const char *out = integ_path(t, "out-b");
+        char held[INTEG_PATH_MAX + 32], stray[INTEG_PATH_MAX + 32], want[64];
+        struct integ_result res;
+        long pid, nopid = 999999;
+
+        integ_vm_with_sim(t, "demo");
+        pid = integ_exec_detached(t, "demo", "while :; do echo x; sleep 0.1; done");
+        assert_int_not_equal(pid, nopid);
+        snprintf(held, sizeof(held), "%ld:stdout=%s", pid, out);
+        snprintf(stray, sizeof(stray), "%ld:stdout=%s", nopid, out);
+        snprintf(want, sizeof(want), "--io names pid %ld, which VM demo does not hold", nopid);
+        integ_cli(t, &res, NULL, "migrate", "demo", "--to", "qemu:///session", "--dest-socket", nowhere, "--io", held,
+                  "--io", stray, NULL);
+        integ_assert_code(t, &res, 2);
+        integ_assert_contains(res.err, want);
+        integ_result_done(&res);
+        integ_cli(t, &res, NULL, "migrate", "demo", "--to", "qemu:///session", "--dest-socket", nowhere, "--io",
+                  "exec=never-was:stdout=/dev/null", NULL);
+        integ_assert_code(t, &res, 2);
+        integ_assert_contains(res.err, "--io names exec never-was, which VM demo does not hold");
+        integ_result_done(&res);
+        if (access(out, F_OK) == 0)
+                fail_msg("a refused --io opened %s", out);
+        /* The held pid alone passes the check: the helper runs, and finds no destination. */
+        integ_cli(t, &res, NULL, "migrate", "demo", "--to", "qemu:///session", "--dest-socket", nowhere, "--io", held,
+                  NULL);
+        integ_assert_code(t, &res, 1);
+        integ_assert_contains(res.err, "cannot reach the destination vsockmuxd");
+        integ_assert_contains(res.err, "rolled back");
+        integ_result_done(&res);
+        expect_untouched(t, pid);
+}
+
 static void test_migrate_without_its_helper_program_fails_and_the_daemon_serves_on(void **state)
 {
         struct integ *t = start(state, "/nonexistent/vsockmux-vmhelper", NULL, NULL);
@@ -172,6 +212,8 @@ int main(int argc, char **argv)
                 cmocka_unit_test_setup_teardown(test_migrate_refuses_a_bad_option_by_name_and_changes_nothing,
                                                 mig_setup, mig_teardown),
                 cmocka_unit_test_setup_teardown(test_migrate_to_an_unreachable_destination_fails_rolled_back, mig_setup,
+                                                mig_teardown),
+                cmocka_unit_test_setup_teardown(test_migrate_io_naming_no_process_is_refused_by_name, mig_setup,
                                                 mig_teardown),
                 cmocka_unit_test_setup_teardown(test_migrate_without_its_helper_program_fails_and_the_daemon_serves_on,
                                                 mig_setup, mig_teardown),
