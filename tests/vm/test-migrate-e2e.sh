@@ -16,8 +16,10 @@
 # (SIGUSR1, the bridge too) is not repeated here: test-reconnect's full-reset tests cover it, the
 # bridge included, and nothing about it depends on libvirt.
 #   1. invalid options are refused with the converter's message before anything happens;
-#   2. a migration moves the domain and the relay state: zero bytes lost, the exit code arrives
-#      on the destination, the source keeps nothing, `vsockmux events` saw it;
+#   2. --io naming a pid the VM does not hold is refused by name before anything happens; then a
+#      migration moves the domain and the relay state: zero bytes lost for a writer named by exec
+#      id and one named by pid, the exit codes arrive on the destination, the source keeps
+#      nothing, `vsockmux events` saw it;
 #   3. an interrupted migration (SIGTERM during pre-copy) rolls back: the domain runs on at the
 #      source, the source daemon keeps relaying, the destination holds nothing;
 #   4. the helper killed (SIGKILL) mid-migration: the daemon serves on, a rollback helper aborts
@@ -160,10 +162,35 @@ pids+=($!)
 # Named by an exec id on the destination's --io (all digits, as an id may be: exec= says it is one),
 # which the source daemon passes on to the destination's Restore.
 pid=$(vsa exec demo --detach --id 4242 --stdout "$dir/out-a" -- sh -c "$(writer demo "$dir/stop")") || fail "exec"
+# And one named by its pid alone ("PID:"), the newest (only) entry of that pid.
+pidp=$(vsa exec demo --detach --stdout "$dir/outp-a" -- sh -c "$(writer demo "$dir/stop")") || fail "exec"
 wait_for "output on the source" size_at_least "$dir/out-a" 2000
+wait_for "output on the source" size_at_least "$dir/outp-a" 2000
+
+# A pid the VM does not hold: refused by name before the source pauses, nothing moved.
+nopid=999999
+if [ "$nopid" = "$pid" ] || [ "$nopid" = "$pidp" ]; then fail "the guest gave pid $nopid to a writer"; fi
+vsa migrate demo --from "$VM_TEST_SRC_URI" --to "$VM_TEST_DST_URI" --domain vmig-e2e --dest-socket "$dir/b.sock" \
+        --io "exec=4242:stdout=$dir/out-b" --io "$nopid:stdout=$dir/outp-b" --on-suspended "kill -STOP $simpid" \
+        --on-resumed "kill -CONT $simpid" --json >"$dir/nopid.jsonl" 2>"$dir/nopid.log"
+rc=$?
+cat "$dir/nopid.log"
+[ "$rc" -eq 2 ] || fail "--io naming pid $nopid exited $rc, not 2"
+grep -q "pid $nopid, which" "$dir/nopid.log" || fail "the refusal does not name pid $nopid"
+grep -q '"event":"saved"' "$dir/nopid.jsonl" && fail "the relay state was saved for a refused --io"
+virsh_src domjobinfo vmig-e2e | grep -q "Job type: *None" || fail "a refused migration started a libvirt job"
+[ "$(virsh_src domstate vmig-e2e)" = running ] || fail "the domain is not running on the source"
+virsh_dst domstate vmig-e2e >/dev/null 2>&1 && fail "the domain exists on the destination"
+bridge_is "$dir/a.sock" demo connected || fail "the VM left the connected state"
+has_vm "$dir/b.sock" demo && fail "the destination daemon got the VM"
+[ -e "$dir/out-b" ] || [ -e "$dir/outp-b" ] && fail "a refused migration opened a destination endpoint"
+for f in out-a outp-a; do
+        size=$(stat -c %s "$dir/$f")
+        wait_for "$f after the refusal" size_at_least "$dir/$f" $((size + 1))
+done
 
 vsa migrate demo --from "$VM_TEST_SRC_URI" --to "$VM_TEST_DST_URI" --domain vmig-e2e --dest-socket "$dir/b.sock" \
-        --io "exec=4242:stdout=$dir/out-b" --on-suspended "kill -STOP $simpid" \
+        --io "exec=4242:stdout=$dir/out-b" --io "$pidp:stdout=$dir/outp-b" --on-suspended "kill -STOP $simpid" \
         --on-resumed "kill -CONT $simpid" \
         --json >"$dir/migrate.jsonl" 2>"$dir/migrate.log"
 rc=$?
@@ -181,24 +208,32 @@ grep -q '"stdio_blackout_ms":[0-9]' "$dir/migrate.jsonl" || fail "the blackout w
 [ "$(virsh_dst domstate vmig-e2e)" = running ] || fail "the domain is not running on the destination"
 virsh_src domstate vmig-e2e >/dev/null 2>&1 && fail "the domain is still on the source"
 has_vm "$dir/a.sock" demo && fail "the source daemon still holds the VM"
-wait_for "output on the destination" size_at_least "$dir/out-b" 1
 # The second reset, after the guest's stdout resumed on the destination and bytes flowed there.
-resumed() { [ "$(grep -c 'stdout: resuming at byte' "$dir/sim-demo.log")" -ge "$1" ]; }
-wait_for "stdout resumed on the destination" resumed 1
-size=$(stat -c %s "$dir/out-b")
-wait_for "output after the resume" size_at_least "$dir/out-b" $((size + 2000))
+resumed() { [ "$(grep -c "pid $1 stdout: resuming at byte" "$dir/sim-demo.log")" -ge "$2" ]; }
+for p in "$pid" "$pidp"; do wait_for "pid $p's stdout resumed on the destination" resumed "$p" 1; done
+for f in out-b outp-b; do
+        wait_for "output on the destination" size_at_least "$dir/$f" 1
+        size=$(stat -c %s "$dir/$f")
+        wait_for "$f after the resume" size_at_least "$dir/$f" $((size + 2000))
+done
 kill -USR2 "$simpid"
-wait_for "stdout resumed after the second reset" resumed 2
-size=$(stat -c %s "$dir/out-b")
-wait_for "output after the second reset" size_at_least "$dir/out-b" $((size + 2000))
+for p in "$pid" "$pidp"; do wait_for "pid $p's stdout resumed after the second reset" resumed "$p" 2; done
+for f in out-b outp-b; do
+        size=$(stat -c %s "$dir/$f")
+        wait_for "$f after the second reset" size_at_least "$dir/$f" $((size + 2000))
+done
 touch "$dir/stop"
 # wait ends with the process's own exit code
-code=0; out=$(vsb wait demo "$pid") || code=$?
-[ "$code" = 7 ] || fail "wait on the destination exited $code, not the process's 7"
-[ "$out" = "exited 7" ] || fail "the exit came back as '$out'"
-cat "$dir/out-a" "$dir/out-b" >"$dir/out-all"
-check_lines "$dir/out-all" || fail "output lost or duplicated across the migration"
-echo "bytes: $(stat -c %s "$dir/out-a") on the source, $(stat -c %s "$dir/out-b") on the destination"
+for p in "$pid" "$pidp"; do
+        code=0; out=$(vsb wait demo "$p") || code=$?
+        [ "$code" = 7 ] || fail "wait on the destination for pid $p exited $code, not the process's 7"
+        [ "$out" = "exited 7" ] || fail "pid $p's exit came back as '$out'"
+done
+for f in out outp; do
+        cat "$dir/$f-a" "$dir/$f-b" >"$dir/$f-all"
+        check_lines "$dir/$f-all" || fail "$f: output lost or duplicated across the migration"
+        echo "$f bytes: $(stat -c %s "$dir/$f-a") on the source, $(stat -c %s "$dir/$f-b") on the destination"
+done
 for kind in migration-started migration-completed; do
         wait_for "a $kind event" grep -q "\"kind\":\"$kind\"" "$dir/events.jsonl"
 done
