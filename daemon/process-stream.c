@@ -187,6 +187,12 @@ static void stream_on_frozen(struct relay_stream *rs, void *userdata)
         stream_report_frozen(s);
 }
 
+/* CloseStdin froze it (without the end confirmation): stream_on_frozen() ends it once drained. */
+static bool stream_closing(const struct vmm_stream *s)
+{
+        return s->close_requested && !process_guest(s->process)->stdin_eof;
+}
+
 bool stream_freeze(struct vmm_stream *s)
 {
         /* A stop's freeze skips what a save's holds already (relay_stream_freeze: -EALREADY). */
@@ -197,7 +203,11 @@ bool stream_freeze(struct vmm_stream *s)
          * One that ended is kept for the guest's redial (stream_keeps_listening): frozen too, so a
          * redial during the freeze joins it frozen and its bytes wait in the socket, rather than
          * resuming it while the freeze counts (and a hand-over passes its fd on). */
-        if (!(stream_is_output(s->kind) && s->redial && s->redial->fd >= 0) && relay_stream_freeze(s->stream) < 0)
+        int r = stream_is_output(s->kind) && s->redial && s->redial->fd >= 0 ? 0 : relay_stream_freeze(s->stream);
+
+        /* CloseStdin's own freeze still drains it: this one takes it over and counts it once
+         * drained, never mid-drain. */
+        if (r < 0 && !(r == -EALREADY && stream_closing(s)))
                 return false;
         s->vm_frozen = s->freeze_owed = true;
         return true;
@@ -206,7 +216,8 @@ bool stream_freeze(struct vmm_stream *s)
 void stream_thaw(struct vmm_stream *s)
 {
         s->vm_frozen = s->freeze_owed = false;
-        if (s->stream)
+        /* A stdin CloseStdin froze stays so: its drain goes on to its end. */
+        if (s->stream && !stream_closing(s))
                 (void)relay_stream_resume(s->stream);
 }
 

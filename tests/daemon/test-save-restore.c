@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "daemon/savestate.h"
 #include "daemon/vmm.h"
 #include "ports/ports.h"
 #include "relay/relay.h"
@@ -1198,19 +1200,15 @@ static void test_upstream_redial_of_an_ended_stream_after_a_hand_over_reaches_th
         close(fd);
 }
 
-/* CloseStdin while a stop's flush (vmm_quiesce) drains the VM's streams: the VM is not frozen,
- * so the call is taken, and the stdin it ends still counts for the flush, which finishes. The
- * stream released at once never reported frozen: the stop waited out its flush, and what the
- * drain had read for the guest was lost. Without the end confirmation, where CloseStdin freezes
- * the stream. */
-static void test_close_stdin_during_a_stops_flush_lets_it_finish(void **state)
+/* An exec whose stdin is a fifo the test holds open for writing (*ret_wfd), so it never ends by
+ * itself, with "hello\n" through it and on to its stdout. Without the end confirmation, where
+ * CloseStdin freezes the stream. */
+static struct vmm_vm *exec_on_a_fifo_stdin(struct fixture *f, const char *script, uint32_t *ret_pid, int *ret_wfd)
 {
-        struct fixture *f = *state;
-        const char *argv[] = { "sh", "-c", "head -n 1; sleep 600" };
+        const char *argv[] = { "sh", "-c", script };
         struct vmm_exec_params params = { .argv = argv, .n_argv = 3 };
         struct started st = { 0 };
         struct vmm_error err = {};
-        uint64_t deadline = now_ns() + WAIT_NS;
         char in[128], out[128];
         struct vmm_vm *vm;
         int wfd;
@@ -1219,7 +1217,6 @@ static void test_close_stdin_during_a_stops_flush_lets_it_finish(void **state)
         snprintf(in, sizeof(in), "%s/in", f->dir);
         snprintf(out, sizeof(out), "%s/out", f->dir);
         assert_int_equal(mkfifo(in, 0600), 0);
-        /* Held open for writing: the stdin never ends by itself. */
         wfd = open(in, O_RDWR | O_CLOEXEC | O_NONBLOCK);
         assert_true(wfd >= 0);
         assert_int_equal(write(wfd, "hello\n", 6), 6);
@@ -1231,13 +1228,131 @@ static void test_close_stdin_during_a_stops_flush_lets_it_finish(void **state)
         if (st.error)
                 fail_msg("exec failed: %s", st.message);
         wait_for_output(f, out, 6);
+        *ret_pid = st.pid;
+        *ret_wfd = wfd;
+        return vm;
+}
+
+/* CloseStdin while a stop's flush (vmm_quiesce) drains the VM's streams: the VM is not frozen,
+ * so the call is taken, and the stdin it ends still counts for the flush, which finishes. The
+ * stream released at once never reported frozen: the stop waited out its flush, and what the
+ * drain had read for the guest was lost. */
+static void test_close_stdin_during_a_stops_flush_lets_it_finish(void **state)
+{
+        struct fixture *f = *state;
+        uint64_t deadline = now_ns() + WAIT_NS;
+        struct vmm_vm *vm;
+        uint32_t pid;
+        int wfd;
+
+        vm = exec_on_a_fifo_stdin(f, "head -n 1; sleep 600", &pid, &wfd);
         assert_true(vmm_quiesce(f->a) >= 2);
-        assert_int_equal(vmm_close_stdin(vm, st.pid), 0);
+        assert_int_equal(vmm_close_stdin(vm, pid), 0);
         while (vmm_quiesce_pending(f->a) > 0) {
                 assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
                 if (now_ns() > deadline)
                         fail_msg("the flush still waits for %u streams", vmm_quiesce_pending(f->a));
         }
+        close(wfd);
+}
+
+/* Writes into the fifo until the relay holds bytes it read from it that the stopped guest cannot
+ * take: the fifo is full, and what left it did not all reach the guest. */
+static void fill_until_held(struct fixture *f, struct vmm_vm *vm, uint32_t pid, int wfd)
+{
+        static const char chunk[4096];
+        uint64_t deadline = now_ns() + WAIT_NS, written = 6, last_tx = UINT64_MAX;
+
+        for (;;) {
+                struct vmm_process_info info;
+                ssize_t n, more = 0;
+                int inq = 0;
+
+                while ((n = write(wfd, chunk, sizeof(chunk))) > 0)
+                        more += n;
+                assert_int_equal(errno, EAGAIN);
+                written += (uint64_t)more;
+                assert_int_equal(ioctl(wfd, FIONREAD, &inq), 0);
+                vmm_process_get_info(vmm_process_find(vm, pid), &info);
+                if (more == 0 && info.bytes[VMM_STDIN] == last_tx && written - (uint64_t)inq > last_tx)
+                        return;
+                last_tx = info.bytes[VMM_STDIN];
+                assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
+                if (now_ns() > deadline)
+                        fail_msg("the relay holds nothing for the guest");
+        }
+}
+
+/* CloseStdin on a stdin whose drain cannot end while the guest is stopped (SIGSTOP): what the
+ * relay read from the fifo waits for the guest. The process exits 7 once its stdin ends. */
+static struct vmm_vm *close_stdin_stuck_draining(struct fixture *f, uint32_t *ret_pid, int *ret_wfd)
+{
+        struct vmm_vm *vm = exec_on_a_fifo_stdin(f, "head -n 1; cat >/dev/null; exit 7", ret_pid, ret_wfd);
+
+        assert_int_equal(kill(f->sim, SIGSTOP), 0);
+        fill_until_held(f, vm, *ret_pid, *ret_wfd);
+        assert_int_equal(vmm_close_stdin(vm, *ret_pid), 0);
+        return vm;
+}
+
+/* CloseStdin's own freeze still drains the stdin (a fifo: what it read waits for the guest, which
+ * reads nothing while stopped) when a save starts: the save takes that freeze over, answers once
+ * the drain is done, and records the stdin ended with all it read delivered. It left the stream
+ * out: the save answered at once with the counts of a stream mid-drain, still open, so the
+ * restored daemon would have fed the stdin CloseStdin had ended. */
+static void test_close_stdins_drain_in_flight_at_a_save_is_waited_for_and_counted(void **state)
+{
+        struct fixture *f = *state;
+        _cleanup_(savestate_msg_freep) savestate_msg *msg = NULL;
+        const Vsockmux__State__Stream *in = NULL;
+        struct saved sv = { 0 };
+        struct vmm_error err = {};
+        struct vmm_vm *vm;
+        char e[128];
+        uint32_t pid;
+        int wfd;
+
+        vm = close_stdin_stuck_draining(f, &pid, &wfd);
+        assert_int_equal(vmm_save(vm, on_saved, &sv, &err), 0);
+        for (int i = 0; i < 10; i++)
+                assert_int_equal(relay_run_once(f->r, 0), 0);
+        assert_int_equal(sv.count, 0);
+        assert_int_equal(kill(f->sim, SIGCONT), 0);
+        run_until(f, &sv.count, "the save");
+        assert_int_equal(sv.error, 0);
+        assert_int_equal(savestate_decode(sv.blob, sv.len, &msg, e, sizeof(e)), 0);
+        for (size_t i = 0; i < msg->vm->n_processes; i++)
+                for (size_t k = 0; msg->vm->processes[i]->pid == pid && k < msg->vm->processes[i]->n_streams; k++)
+                        if (msg->vm->processes[i]->streams[k]->kind == VSOCKMUX__STATE__STREAM_KIND__STREAM_KIND_STDIN)
+                                in = msg->vm->processes[i]->streams[k];
+        assert_non_null(in);
+        assert_true(in->eof);
+        assert_true(in->tx_guest > 6);
+        assert_int_equal(in->tx_guest, in->rx_endpoint);
+        close(wfd);
+        free(sv.blob);
+}
+
+/* A hold taken over CloseStdin's drain and given up before it ended (vmm_vm_unhold) leaves the
+ * stdin to that drain: the process still sees its stdin end and exits. The thaw resumed it, and
+ * the relay read the fifo on as if CloseStdin had never come. */
+static void test_hold_given_up_during_close_stdins_drain_still_ends_the_stdin(void **state)
+{
+        struct fixture *f = *state;
+        struct vmm_error err = {};
+        struct exited ex = { 0 };
+        struct vmm_vm *vm;
+        uint32_t pid;
+        int wfd, held = 0;
+
+        vm = close_stdin_stuck_draining(f, &pid, &wfd);
+        assert_int_equal(vmm_vm_hold(vm, &hold_ops, &held, &err), 0);
+        vmm_vm_unhold(vm);
+        assert_int_equal(held, 0);
+        assert_int_equal(kill(f->sim, SIGCONT), 0);
+        wait_exit(f, vm, pid, &ex);
+        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
+        assert_int_equal(ex.exit.code, 7);
         close(wfd);
 }
 
@@ -1828,6 +1943,10 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_close_stdin_during_a_save_is_refused_and_the_save_answers, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_close_stdin_during_a_stops_flush_lets_it_finish, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_close_stdins_drain_in_flight_at_a_save_is_waited_for_and_counted,
+                                                setup, teardown),
+                cmocka_unit_test_setup_teardown(test_hold_given_up_during_close_stdins_drain_still_ends_the_stdin,
+                                                setup, teardown),
                 cmocka_unit_test_setup_teardown(
                         test_upstream_redial_of_an_ended_stream_during_a_hold_waits_for_the_new_daemon, setup,
                         teardown),
