@@ -59,7 +59,8 @@ static int hand_over_stream(struct vmm_stream *s, Vsockmux__State__Stream *st, s
 {
         int gfd = -1, efd = -1, lfd = -1, r;
 
-        st->guest_fd = st->endpoint_fd = st->listener_fd = -1;
+        st->guest_fd = st->endpoint_fd = st->listener_fd = st->redial_fd = -1;
+        st->redial_fd_set = false;
         if (s->stream) {
                 r = relay_stream_release(s->stream, &gfd, &efd, &s->counters);
                 if (r < 0)
@@ -89,6 +90,13 @@ static int hand_over_stream(struct vmm_stream *s, Vsockmux__State__Stream *st, s
                 r = add_fd(fds, lfd, &st->listener_fd);
         else
                 safe_close(lfd);
+        /* A redial that came after the freeze, behind guest_fd's unread bytes (stream_take_redial). */
+        if (r >= 0) {
+                int rfd = stream_hand_over_redial(s);
+
+                r = add_fd(fds, rfd, &st->redial_fd);
+                st->redial_fd_set = r >= 0 && rfd >= 0;
+        }
         return r;
 }
 
@@ -166,11 +174,18 @@ void vmm_processes_take_waiters(struct vmm_processes *dst, struct vmm_processes 
 
 /* ---- in ---- */
 
+/* The kept redial's fd, -1 for none; an older daemon's hand-over has none (redial_fd_set false). */
+static int take_redial_fd(const Vsockmux__State__Stream *st, int *fds, size_t n_fds)
+{
+        return st->redial_fd_set ? vmm_fds_take(fds, n_fds, st->redial_fd) : -1;
+}
+
 static int adopt_stream(struct vmm_stream *s, const Vsockmux__State__Stream *st, int *fds, size_t n_fds)
 {
         int efd = vmm_fds_take(fds, n_fds, st->endpoint_fd);
         int gfd = vmm_fds_take(fds, n_fds, st->guest_fd);
         int lfd = vmm_fds_take(fds, n_fds, st->listener_fd);
+        int rfd = take_redial_fd(st, fds, n_fds);
         int r = 0;
 
         if (efd >= 0) {
@@ -182,6 +197,7 @@ static int adopt_stream(struct vmm_stream *s, const Vsockmux__State__Stream *st,
                         safe_close(efd);
                         safe_close(gfd);
                         safe_close(lfd);
+                        safe_close(rfd);
                         return -ENOMEM;
                 }
                 free(s->endpoint);
@@ -194,6 +210,11 @@ static int adopt_stream(struct vmm_stream *s, const Vsockmux__State__Stream *st,
                 if (r < 0)
                         safe_close(gfd);
         }
+        /* After the old connection: it drains to its end, then the redial goes on (stream_on_done). */
+        if (r >= 0 && rfd >= 0)
+                r = stream_adopt_redial(s, rfd);
+        else
+                safe_close(rfd);
         if (r >= 0 && lfd >= 0) {
                 r = stream_adopt_listener(s, lfd);
                 if (r < 0)
@@ -228,6 +249,7 @@ static int adopt_process_live(struct vmm_process *p, const Vsockmux__State__Proc
                  * come yet hears the end again (import_input left it no endpoint). */
                 if (s->done && s->kind == VMM_STDIN && g->stdin_eof && s->port != 0) {
                         safe_close(vmm_fds_take(fds, n_fds, st->endpoint_fd));
+                        safe_close(take_redial_fd(st, fds, n_fds));
                 } else if (s->port == 0 || (s->done && !stream_kept_for_redial(s))) {
                         /* Nothing goes on there: what was handed for it is closed. One that ended
                          * but waits for the guest's redial (hcsshim's, of a container init's
@@ -235,6 +257,7 @@ static int adopt_process_live(struct vmm_process *p, const Vsockmux__State__Proc
                         safe_close(vmm_fds_take(fds, n_fds, st->guest_fd));
                         safe_close(vmm_fds_take(fds, n_fds, st->endpoint_fd));
                         safe_close(vmm_fds_take(fds, n_fds, st->listener_fd));
+                        safe_close(take_redial_fd(st, fds, n_fds));
                         continue;
                 }
                 r = adopt_stream(s, st, fds, n_fds);

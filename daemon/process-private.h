@@ -199,3 +199,8 @@ void stream_init(struct vmm_stream *s, struct vmm_process *p, enum vmm_stream_ki
  * listening socket fd. */
 int stream_adopt(struct vmm_stream *s, int guest_fd);
 int stream_adopt_listener(struct vmm_stream *s, int fd);
+/* A redial kept, unread, behind a connection that has not ended (the guest redialled after the
+ * freeze): the old daemon hands its fd out (-1: none); the new one keeps it (takes fd, whatever it
+ * returns) until the adopted connection ends, then goes on over it. */
+int stream_hand_over_redial(struct vmm_stream *s);
+int stream_adopt_redial(struct vmm_stream *s, int fd);

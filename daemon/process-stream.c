@@ -281,6 +281,14 @@ static void stream_take_redial(struct vmm_stream *s, int fd)
         struct vmm_process *p = s->process;
         int r;
 
+        /* It came after a VM's freeze had drained the old connection, which did not end: what the
+         * guest wrote into that one since waits in its socket and would die with the swap. Kept,
+         * the old one goes first at a thaw (or on the daemon a live hand-over passes both to). */
+        if (s->vm_frozen && !s->freeze_owed && !s->done && stream_is_output(s->kind) &&
+            !(s->redial && s->redial->old_ended)) {
+                stream_park_redial(s, fd);
+                return;
+        }
         r = relay_stream_replace_guest(s->stream, fd, process_guest(p)->stdio_resume);
         if (r == -EBUSY) {
                 stream_park_redial(s, fd);
@@ -298,8 +306,9 @@ static void stream_take_redial(struct vmm_stream *s, int fd)
                 if (k < 0 && k != -EINVAL) /* -EINVAL: it was not frozen */
                         r = k;
         }
-        /* Else it came after a freeze had flushed the stream: it stays frozen, the connection's
-         * bytes wait in its socket for a thaw (or a hand-over, which passes the fd on). */
+        /* Else the old connection had ended before a freeze flushed the stream: it stays frozen,
+         * the connection's bytes wait in its socket for a thaw (or a hand-over, which passes the
+         * fd on). */
         if (r < 0) {
                 log_warn("vm %s: process %u: cannot resume %s: %s", process_guest(p)->vm_name, p->pid,
                          vmm_stream_names[s->kind], strerror(-r));
@@ -404,6 +413,27 @@ int stream_adopt(struct vmm_stream *s, int guest_fd)
         process_held_sync(p);
         stream_follow_ack(s);
         return 0;
+}
+
+int stream_hand_over_redial(struct vmm_stream *s)
+{
+        return s->redial ? TAKE_FD(s->redial->fd) : -1;
+}
+
+int stream_adopt_redial(struct vmm_stream *s, int fd)
+{
+        int r;
+
+        /* Kept as on the old daemon: the old connection runs to its end first (stream_on_done). */
+        if (s->stream) {
+                stream_park_redial(s, fd);
+                return 0;
+        }
+        /* No old connection came with it: the redial is the guest's one. */
+        r = stream_adopt(s, fd);
+        if (r < 0)
+                safe_close(fd);
+        return r;
 }
 
 int stream_adopt_listener(struct vmm_stream *s, int fd)
