@@ -624,6 +624,105 @@ static void test_redial_kept_at_a_hand_over_loses_nothing(void **state)
         assert_exactly_once(f, path, NULL);
 }
 
+/* How many connections to the socket whose path ends in suffix wait in its listener's backlog, not
+ * accepted yet: /proc/net/unix lists them with the listener's path (as bound: through
+ * /proc/self/fd/N/) and state 02 (SS_CONNECTING: no socket of ours yet). */
+static unsigned unix_backlog(const char *suffix)
+{
+        size_t sl = strlen(suffix);
+
+        FILE *fp = fopen("/proc/net/unix", "r");
+        char line[512];
+        unsigned n = 0;
+
+        assert_non_null(fp);
+        while (fgets(line, sizeof(line), fp)) {
+                char p[256] = "";
+                unsigned st = 0;
+                size_t pl;
+
+                if (sscanf(line, "%*s %*s %*s %*s %*s %x %*s %255s", &st, p) != 2 || st != 2)
+                        continue;
+                pl = strlen(p);
+                if (pl >= sl && strcmp(p + pl - sl, suffix) == 0)
+                        n++;
+        }
+        fclose(fp);
+        return n;
+}
+
+static bool backlog_empty(struct fixture *f, const void *arg)
+{
+        return unix_backlog(arg) == 0;
+}
+
+/* A redial that comes after the hold's freeze has finished: the guest writes on into the frozen
+ * connection (its bytes wait in the socket), then drops it and redials, and the old daemon
+ * accepts the redial before it hands the VM over. What waits in the old connection goes first,
+ * then the redial's: every line once, in the one file, on daemon b. */
+static void test_redial_after_a_hand_overs_freeze_loses_nothing(void **state)
+{
+        struct fixture *f = *state;
+        _cleanup_free_ uint8_t *wire = NULL;
+        Vsockmux__State__Vm out, *in;
+        struct vmm_process_info info;
+        struct vmm_fds fds = { 0 };
+        struct vmm_error err = {};
+        struct exited ex = { 0 };
+        struct vmm_vm *vm, *vb = NULL;
+        char path[128], port_path[160];
+        size_t len, before;
+        uint64_t deadline;
+        unsigned want;
+        uint32_t pid;
+        int held = 0;
+
+        skip_unless_upstream(f);
+        snprintf(path, sizeof(path), "%s/out", f->dir);
+        /* A name no other test's sockets have: /proc/net/unix lists every process's. */
+        snprintf(f->transport.uds_path, sizeof(f->transport.uds_path), "%s/held-%d.vsock", f->dir, (int)getpid());
+        vm = add_vm_connected(f, f->a);
+        pid = exec_writer_bursts(f, vm, path, 2000);
+        wait_for_bytes(f, path, NULL, FLOW_BYTES);
+        vmm_process_get_info(vmm_process_find(vm, pid), &info);
+        snprintf(port_path, sizeof(port_path), "%s_%u", strrchr(f->transport.uds_path, '/'), info.ports[VMM_STDOUT]);
+        assert_int_equal(unix_backlog(port_path), 0);
+        assert_int_equal(vmm_vm_hold(vm, &hold_ops, &held, &err), 0);
+        run_until(f, flag_set, &held, "the hold");
+        assert_int_equal(held, 1);
+        /* The writer goes on into the frozen connection: what it wrote waits in the socket. */
+        sleep_ms(300);
+        want = sim_resumes(f, NULL) + 1;
+        assert_int_equal(kill(f->sim, SIGUSR2), 0);
+        for (deadline = now_ns() + WAIT_NS; sim_resumes(f, NULL) < want; sleep_ms(10))
+                if (now_ns() > deadline)
+                        fail_msg("timed out waiting for the guest's redial");
+        /* The held daemon's loop runs on (an upgrade waits for its other VMs) and accepts it. */
+        assert_int_equal(unix_backlog(port_path), 1);
+        run_until(f, backlog_empty, port_path, "the redial accepted");
+        if (vmm_vm_hand_over(vm, &out, &fds, &err) < 0)
+                fail_msg("hand over: %s", err.message);
+        len = vsockmux__state__vm__get_packed_size(&out);
+        wire = malloc(len + 1);
+        assert_non_null(wire);
+        vsockmux__state__vm__pack(&out, wire);
+        vmm_vm_export_done(&out);
+        in = vsockmux__state__vm__unpack(NULL, len, wire);
+        assert_non_null(in);
+        f->a = vmm_free(f->a);
+        before = file_size(path);
+        if (vmm_adopt(f->b, in, fds.fds, fds.n, &vb, &err) < 0)
+                fail_msg("adopt: %s", err.message);
+        vsockmux__state__vm__free_unpacked(in, NULL);
+        free(fds.fds);
+        wait_for_bytes(f, path, NULL, before + FLOW_BYTES);
+        stop_writer(f);
+        wait_exit(f, vb, pid, &ex);
+        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
+        assert_int_equal(ex.exit.code, WRITER_EXIT);
+        assert_exactly_once(f, path, NULL);
+}
+
 static void port_max(const struct vmm_process_info *i, uint32_t *max)
 {
         for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++)
@@ -727,6 +826,7 @@ int main(int argc, char **argv)
                 T(test_full_reset_after_restore_delivers_every_byte_once),
                 T(test_redial_kept_at_a_save_loses_nothing),
                 T(test_redial_kept_at_a_hand_over_loses_nothing),
+                T(test_redial_after_a_hand_overs_freeze_loses_nothing),
                 T(test_readded_vm_never_hands_out_a_removed_vms_ports),
                 T(test_restore_below_a_remembered_floor_keeps_the_higher_one),
         };
