@@ -657,39 +657,30 @@ static bool backlog_empty(struct fixture *f, const void *arg)
 }
 
 /* A redial that comes after the hold's freeze has finished: the guest writes on into the frozen
- * connection (its bytes wait in the socket), then drops it and redials, and the old daemon
- * accepts the redial before it hands the VM over. What waits in the old connection goes first,
- * then the redial's: every line once, in the one file, on daemon b. */
-static void test_redial_after_a_hand_overs_freeze_loses_nothing(void **state)
+ * connection (its bytes wait in the socket), then drops it and redials, and the held daemon's
+ * loop, running on (an upgrade waits for its other VMs), accepts the redial. Returns the held VM;
+ * *ret_pid: the writer's. */
+static struct vmm_vm *redial_after_a_hold(struct fixture *f, const char *out, int *held, uint32_t *ret_pid)
 {
-        struct fixture *f = *state;
-        _cleanup_free_ uint8_t *wire = NULL;
-        Vsockmux__State__Vm out, *in;
         struct vmm_process_info info;
-        struct vmm_fds fds = { 0 };
         struct vmm_error err = {};
-        struct exited ex = { 0 };
-        struct vmm_vm *vm, *vb = NULL;
-        char path[128], port_path[160];
-        size_t len, before;
+        struct vmm_vm *vm;
+        char port_path[160];
         uint64_t deadline;
         unsigned want;
         uint32_t pid;
-        int held = 0;
 
-        skip_unless_upstream(f);
-        snprintf(path, sizeof(path), "%s/out", f->dir);
         /* A name no other test's sockets have: /proc/net/unix lists every process's. */
         snprintf(f->transport.uds_path, sizeof(f->transport.uds_path), "%s/held-%d.vsock", f->dir, (int)getpid());
         vm = add_vm_connected(f, f->a);
-        pid = exec_writer_bursts(f, vm, path, 2000);
-        wait_for_bytes(f, path, NULL, FLOW_BYTES);
+        pid = exec_writer_bursts(f, vm, out, 2000);
+        wait_for_bytes(f, out, NULL, FLOW_BYTES);
         vmm_process_get_info(vmm_process_find(vm, pid), &info);
         snprintf(port_path, sizeof(port_path), "%s_%u", strrchr(f->transport.uds_path, '/'), info.ports[VMM_STDOUT]);
         assert_int_equal(unix_backlog(port_path), 0);
-        assert_int_equal(vmm_vm_hold(vm, &hold_ops, &held, &err), 0);
-        run_until(f, flag_set, &held, "the hold");
-        assert_int_equal(held, 1);
+        assert_int_equal(vmm_vm_hold(vm, &hold_ops, held, &err), 0);
+        run_until(f, flag_set, held, "the hold");
+        assert_int_equal(*held, 1);
         /* The writer goes on into the frozen connection: what it wrote waits in the socket. */
         sleep_ms(300);
         want = sim_resumes(f, NULL) + 1;
@@ -697,9 +688,31 @@ static void test_redial_after_a_hand_overs_freeze_loses_nothing(void **state)
         for (deadline = now_ns() + WAIT_NS; sim_resumes(f, NULL) < want; sleep_ms(10))
                 if (now_ns() > deadline)
                         fail_msg("timed out waiting for the guest's redial");
-        /* The held daemon's loop runs on (an upgrade waits for its other VMs) and accepts it. */
         assert_int_equal(unix_backlog(port_path), 1);
         run_until(f, backlog_empty, port_path, "the redial accepted");
+        *ret_pid = pid;
+        return vm;
+}
+
+/* Then the VM is handed over: what waits in the old connection goes first, then the redial's;
+ * every line once, in the one file, on daemon b. */
+static void test_redial_after_a_hand_overs_freeze_loses_nothing(void **state)
+{
+        struct fixture *f = *state;
+        _cleanup_free_ uint8_t *wire = NULL;
+        Vsockmux__State__Vm out, *in;
+        struct vmm_fds fds = { 0 };
+        struct vmm_error err = {};
+        struct exited ex = { 0 };
+        struct vmm_vm *vm, *vb = NULL;
+        char path[128];
+        size_t len, before;
+        uint32_t pid;
+        int held = 0;
+
+        skip_unless_upstream(f);
+        snprintf(path, sizeof(path), "%s/out", f->dir);
+        vm = redial_after_a_hold(f, path, &held, &pid);
         if (vmm_vm_hand_over(vm, &out, &fds, &err) < 0)
                 fail_msg("hand over: %s", err.message);
         len = vsockmux__state__vm__get_packed_size(&out);
@@ -718,6 +731,30 @@ static void test_redial_after_a_hand_overs_freeze_loses_nothing(void **state)
         wait_for_bytes(f, path, NULL, before + FLOW_BYTES);
         stop_writer(f);
         wait_exit(f, vb, pid, &ex);
+        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
+        assert_int_equal(ex.exit.code, WRITER_EXIT);
+        assert_exactly_once(f, path, NULL);
+}
+
+/* Or the upgrade gives up and the VM serves on where it is: the same order at the thaw. */
+static void test_redial_after_a_holds_freeze_loses_nothing_when_it_is_released(void **state)
+{
+        struct fixture *f = *state;
+        struct exited ex = { 0 };
+        struct vmm_vm *vm;
+        char path[128];
+        size_t before;
+        uint32_t pid;
+        int held = 0;
+
+        skip_unless_upstream(f);
+        snprintf(path, sizeof(path), "%s/out", f->dir);
+        vm = redial_after_a_hold(f, path, &held, &pid);
+        vmm_vm_unhold(vm);
+        before = file_size(path);
+        wait_for_bytes(f, path, NULL, before + FLOW_BYTES);
+        stop_writer(f);
+        wait_exit(f, vm, pid, &ex);
         assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
         assert_int_equal(ex.exit.code, WRITER_EXIT);
         assert_exactly_once(f, path, NULL);
@@ -827,6 +864,7 @@ int main(int argc, char **argv)
                 T(test_redial_kept_at_a_save_loses_nothing),
                 T(test_redial_kept_at_a_hand_over_loses_nothing),
                 T(test_redial_after_a_hand_overs_freeze_loses_nothing),
+                T(test_redial_after_a_holds_freeze_loses_nothing_when_it_is_released),
                 T(test_readded_vm_never_hands_out_a_removed_vms_ports),
                 T(test_restore_below_a_remembered_floor_keeps_the_higher_one),
         };
