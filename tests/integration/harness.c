@@ -530,8 +530,10 @@ static unsigned integ_count_in_file(const char *path, const char *needle)
 static int integ_daemon_spawn(struct integ *t, char *const extra[], bool append)
 {
         const struct integ_config *cfg = t->cfg;
-        /* A daemon killed a moment ago still accepts (its io_uring holds the listener until the
-         * kernel tears the ring down): a restarted one is ready once its own log says it listens. */
+        /* Ready once its own log says it listens, which it says after every output is up: the
+         * control socket accepts earlier, before --metrics-listen is bound (an ASan CI run's first
+         * metrics request found no socket), and a daemon killed a moment ago still accepts (its
+         * io_uring holds the listener until the kernel tears the ring down). */
         static const char listening[] = "vsockmuxd: listening on ";
         unsigned listened = append ? integ_count_in_file(t->daemon_log, listening) : 0;
         int64_t deadline;
@@ -576,7 +578,7 @@ static int integ_daemon_spawn(struct integ *t, char *const extra[], bool append)
         }
         deadline = integ_now_ms() + INTEG_WAIT_MS;
         /* Ready means accepting: the socket file exists a moment before listen(). */
-        while (!integ_can_connect(t->sock) || (append && integ_count_in_file(t->daemon_log, listening) <= listened)) {
+        while (!integ_can_connect(t->sock) || integ_count_in_file(t->daemon_log, listening) <= listened) {
                 int status;
 
                 if (waitpid(t->daemon, &status, WNOHANG) == t->daemon) {
