@@ -1201,9 +1201,10 @@ static void test_upstream_redial_of_an_ended_stream_after_a_hand_over_reaches_th
 }
 
 /* An exec whose stdin is a fifo the test holds open for writing (*ret_wfd), so it never ends by
- * itself, with "hello\n" through it and on to its stdout. Without the end confirmation, where
- * CloseStdin freezes the stream. */
-static struct vmm_vm *exec_on_a_fifo_stdin(struct fixture *f, const char *script, uint32_t *ret_pid, int *ret_wfd)
+ * itself, with "hello\n" through it and on to its stdout. Without the end confirmation CloseStdin
+ * freezes the stream; with it (end_confirmed) it half-closes it. */
+static struct vmm_vm *exec_on_a_fifo_stdin(struct fixture *f, const char *script, bool end_confirmed, uint32_t *ret_pid,
+                                           int *ret_wfd)
 {
         const char *argv[] = { "sh", "-c", script };
         struct vmm_exec_params params = { .argv = argv, .n_argv = 3 };
@@ -1213,7 +1214,7 @@ static struct vmm_vm *exec_on_a_fifo_stdin(struct fixture *f, const char *script
         struct vmm_vm *vm;
         int wfd;
 
-        f->no_stdin_eof = true;
+        f->no_stdin_eof = !end_confirmed;
         snprintf(in, sizeof(in), "%s/in", f->dir);
         snprintf(out, sizeof(out), "%s/out", f->dir);
         assert_int_equal(mkfifo(in, 0600), 0);
@@ -1245,7 +1246,7 @@ static void test_close_stdin_during_a_stops_flush_lets_it_finish(void **state)
         uint32_t pid;
         int wfd;
 
-        vm = exec_on_a_fifo_stdin(f, "head -n 1; sleep 600", &pid, &wfd);
+        vm = exec_on_a_fifo_stdin(f, "head -n 1; sleep 600", false, &pid, &wfd);
         assert_true(vmm_quiesce(f->a) >= 2);
         assert_int_equal(vmm_close_stdin(vm, pid), 0);
         while (vmm_quiesce_pending(f->a) > 0) {
@@ -1257,8 +1258,9 @@ static void test_close_stdin_during_a_stops_flush_lets_it_finish(void **state)
 }
 
 /* Writes into the fifo until the relay holds bytes it read from it that the stopped guest cannot
- * take: the fifo is full, and what left it did not all reach the guest. */
-static void fill_until_held(struct fixture *f, struct vmm_vm *vm, uint32_t pid, int wfd)
+ * take: the fifo is full, and what left it did not all reach the guest. Returns how many bytes
+ * went into the fifo, "hello\n" too. */
+static uint64_t fill_until_held(struct fixture *f, struct vmm_vm *vm, uint32_t pid, int wfd)
 {
         static const char chunk[4096];
         uint64_t deadline = now_ns() + WAIT_NS, written = 6, last_tx = UINT64_MAX;
@@ -1275,7 +1277,7 @@ static void fill_until_held(struct fixture *f, struct vmm_vm *vm, uint32_t pid, 
                 assert_int_equal(ioctl(wfd, FIONREAD, &inq), 0);
                 vmm_process_get_info(vmm_process_find(vm, pid), &info);
                 if (more == 0 && info.bytes[VMM_STDIN] == last_tx && written - (uint64_t)inq > last_tx)
-                        return;
+                        return written;
                 last_tx = info.bytes[VMM_STDIN];
                 assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
                 if (now_ns() > deadline)
@@ -1284,15 +1286,54 @@ static void fill_until_held(struct fixture *f, struct vmm_vm *vm, uint32_t pid, 
 }
 
 /* CloseStdin on a stdin whose drain cannot end while the guest is stopped (SIGSTOP): what the
- * relay read from the fifo waits for the guest. The process exits 7 once its stdin ends. */
-static struct vmm_vm *close_stdin_stuck_draining(struct fixture *f, uint32_t *ret_pid, int *ret_wfd)
+ * relay read from the fifo waits for the guest. The process prints how many bytes came after the
+ * first line and exits 7 once its stdin ends. */
+static struct vmm_vm *close_stdin_stuck_draining(struct fixture *f, bool end_confirmed, uint32_t *ret_pid, int *ret_wfd,
+                                                 uint64_t *ret_written)
 {
-        struct vmm_vm *vm = exec_on_a_fifo_stdin(f, "head -n 1; cat >/dev/null; exit 7", ret_pid, ret_wfd);
+        struct vmm_vm *vm = exec_on_a_fifo_stdin(f, "head -n 1; wc -c; exit 7", end_confirmed, ret_pid, ret_wfd);
+        uint64_t written;
 
         assert_int_equal(kill(f->sim, SIGSTOP), 0);
-        fill_until_held(f, vm, *ret_pid, *ret_wfd);
+        written = fill_until_held(f, vm, *ret_pid, *ret_wfd);
+        if (ret_written)
+                *ret_written = written;
         assert_int_equal(vmm_close_stdin(vm, *ret_pid), 0);
         return vm;
+}
+
+/* What a save or a hand-over recorded for pid's stdin. */
+static const Vsockmux__State__Stream *saved_stdin(const Vsockmux__State__Vm *vm, uint32_t pid)
+{
+        const Vsockmux__State__Stream *in = NULL;
+
+        for (size_t i = 0; i < vm->n_processes; i++)
+                for (size_t k = 0; vm->processes[i]->pid == pid && k < vm->processes[i]->n_streams; k++)
+                        if (vm->processes[i]->streams[k]->kind == VSOCKMUX__STATE__STREAM_KIND__STREAM_KIND_STDIN)
+                                in = vm->processes[i]->streams[k];
+        assert_non_null(in);
+        return in;
+}
+
+/* The process of close_stdin_stuck_draining() read every byte the relay took from the fifo (what
+ * went in, less what is still there), once, after "hello\n", then saw its stdin end and exited. */
+static void assert_stdin_read_once_and_ended(struct fixture *f, struct vmm_vm *vm, uint32_t pid, int wfd,
+                                             uint64_t written, const char *out)
+{
+        _cleanup_free_ char *got = NULL;
+        struct exited ex = { 0 };
+        const char *count;
+        size_t len;
+        int inq = 0;
+
+        wait_exit(f, vm, pid, &ex);
+        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
+        assert_int_equal(ex.exit.code, 7);
+        assert_int_equal(ioctl(wfd, FIONREAD, &inq), 0);
+        got = slurp(f, out, &len);
+        count = strncmp(got, "hello\n", 6) == 0 ? got + 6 : got;
+        assert_int_equal(strtoull(count, NULL, 10), written - (uint64_t)inq - 6);
+        close(wfd);
 }
 
 /* CloseStdin's own freeze still drains the stdin (a fifo: what it read waits for the guest, which
@@ -1312,7 +1353,7 @@ static void test_close_stdins_drain_in_flight_at_a_save_is_waited_for_and_counte
         uint32_t pid;
         int wfd;
 
-        vm = close_stdin_stuck_draining(f, &pid, &wfd);
+        vm = close_stdin_stuck_draining(f, false, &pid, &wfd, NULL);
         assert_int_equal(vmm_save(vm, on_saved, &sv, &err), 0);
         for (int i = 0; i < 10; i++)
                 assert_int_equal(relay_run_once(f->r, 0), 0);
@@ -1321,15 +1362,49 @@ static void test_close_stdins_drain_in_flight_at_a_save_is_waited_for_and_counte
         run_until(f, &sv.count, "the save");
         assert_int_equal(sv.error, 0);
         assert_int_equal(savestate_decode(sv.blob, sv.len, &msg, e, sizeof(e)), 0);
-        for (size_t i = 0; i < msg->vm->n_processes; i++)
-                for (size_t k = 0; msg->vm->processes[i]->pid == pid && k < msg->vm->processes[i]->n_streams; k++)
-                        if (msg->vm->processes[i]->streams[k]->kind == VSOCKMUX__STATE__STREAM_KIND__STREAM_KIND_STDIN)
-                                in = msg->vm->processes[i]->streams[k];
-        assert_non_null(in);
+        in = saved_stdin(msg->vm, pid);
         assert_true(in->eof);
         assert_true(in->tx_guest > 6);
         assert_int_equal(in->tx_guest, in->rx_endpoint);
         close(wfd);
+        free(sv.blob);
+}
+
+/* With the end confirmation CloseStdin half-closes the stdin once the relay's bytes reached the
+ * guest, and a VM's freeze (a save, a hold) that comes while they wait for the stopped guest takes
+ * the stream with its end still to come: the guest saw neither the half-close nor could confirm.
+ * A save over such an end answers once the drain is done, and records the stdin ended with all it
+ * read delivered; the destination listens for the guest, which takes the source's close for a
+ * host gone away and redials, and gives it the end. */
+static void test_close_stdins_end_in_flight_at_a_save_reaches_the_process_after_restore(void **state)
+{
+        struct fixture *f = *state;
+        _cleanup_(savestate_msg_freep) savestate_msg *msg = NULL;
+        const Vsockmux__State__Stream *in;
+        struct saved sv = { 0 };
+        struct vmm_error err = {};
+        struct vmm_vm *vm, *vb;
+        char e[128], out_b[128];
+        uint64_t written;
+        uint32_t pid;
+        int wfd;
+
+        vm = close_stdin_stuck_draining(f, true, &pid, &wfd, &written);
+        assert_int_equal(vmm_save(vm, on_saved, &sv, &err), 0);
+        for (int i = 0; i < 10; i++)
+                assert_int_equal(relay_run_once(f->r, 0), 0);
+        assert_int_equal(sv.count, 0);
+        assert_int_equal(kill(f->sim, SIGCONT), 0);
+        run_until(f, &sv.count, "the save");
+        assert_int_equal(sv.error, 0);
+        assert_int_equal(savestate_decode(sv.blob, sv.len, &msg, e, sizeof(e)), 0);
+        in = saved_stdin(msg->vm, pid);
+        assert_true(in->eof);
+        assert_true(in->tx_guest > 6);
+        assert_int_equal(in->tx_guest, in->rx_endpoint);
+        snprintf(out_b, sizeof(out_b), "%s/out-b", f->dir);
+        vb = restore_vm(f, &sv, pid, out_b);
+        assert_stdin_read_once_and_ended(f, vb, pid, wfd, written, out_b);
         free(sv.blob);
 }
 
@@ -1345,7 +1420,7 @@ static void test_hold_given_up_during_close_stdins_drain_still_ends_the_stdin(vo
         uint32_t pid;
         int wfd, held = 0;
 
-        vm = close_stdin_stuck_draining(f, &pid, &wfd);
+        vm = close_stdin_stuck_draining(f, false, &pid, &wfd, NULL);
         assert_int_equal(vmm_vm_hold(vm, &hold_ops, &held, &err), 0);
         vmm_vm_unhold(vm);
         assert_int_equal(held, 0);
@@ -1947,6 +2022,8 @@ int main(void)
                                                 setup, teardown),
                 cmocka_unit_test_setup_teardown(test_hold_given_up_during_close_stdins_drain_still_ends_the_stdin,
                                                 setup, teardown),
+                cmocka_unit_test_setup_teardown(
+                        test_close_stdins_end_in_flight_at_a_save_reaches_the_process_after_restore, setup, teardown),
                 cmocka_unit_test_setup_teardown(
                         test_upstream_redial_of_an_ended_stream_during_a_hold_waits_for_the_new_daemon, setup,
                         teardown),
