@@ -173,7 +173,13 @@ static void stream_on_frozen(struct relay_stream *rs, void *userdata)
          * to the guest, which now sees EOF. That freeze counts it first. */
         if (s->close_requested) {
                 stream_report_frozen(s);
-                stream_release(s);
+                /* With the end confirmation CloseStdin half-closes instead (end_input), and a
+                 * VM's freeze (a save, a hold, a stop) caught it before the half-close: kept, as
+                 * an ended stdin is, a thaw half-closes it, a hand-over passes its connection on,
+                 * and its listener takes the guest's redial. Released, the guest took the close
+                 * for a host gone away and redialled a port nobody listened on: no end came. */
+                if (!process_guest(s->process)->stdin_eof)
+                        stream_release(s);
                 s->done = true;
                 return;
         }

@@ -1408,6 +1408,58 @@ static void test_close_stdins_end_in_flight_at_a_save_reaches_the_process_after_
         free(sv.blob);
 }
 
+/* A hold over such an end, held (the drain done) and given up: the thaw half-closes the stdin and
+ * the process sees its end. The hold's freeze released the stream: the guest took the close for a
+ * host gone away and redialled a port nobody listened on any more. */
+static void test_close_stdins_end_in_flight_at_a_hold_given_up_reaches_the_process(void **state)
+{
+        struct fixture *f = *state;
+        struct vmm_error err = {};
+        struct vmm_vm *vm;
+        uint64_t written;
+        char out[128];
+        uint32_t pid;
+        int wfd, held = 0;
+
+        vm = close_stdin_stuck_draining(f, true, &pid, &wfd, &written);
+        assert_int_equal(vmm_vm_hold(vm, &hold_ops, &held, &err), 0);
+        assert_int_equal(kill(f->sim, SIGCONT), 0);
+        run_until(f, &held, "the hold");
+        vmm_vm_unhold(vm);
+        snprintf(out, sizeof(out), "%s/out", f->dir);
+        assert_stdin_read_once_and_ended(f, vm, pid, wfd, written, out);
+}
+
+/* The same hold handed over: the new daemon takes the stdin's connection and half-closes it. The
+ * freeze had released it, and the new daemon got neither the connection nor the listener. */
+static void test_close_stdins_end_in_flight_at_a_hold_reaches_the_process_after_a_hand_over(void **state)
+{
+        struct fixture *f = *state;
+        struct vmm_fds fds = { 0 };
+        struct vmm_error err = {};
+        struct vmm_vm *vm, *vb = NULL;
+        Vsockmux__State__Vm *in;
+        uint64_t written;
+        char out[128];
+        uint32_t pid;
+        int wfd, held = 0;
+
+        vm = close_stdin_stuck_draining(f, true, &pid, &wfd, &written);
+        assert_int_equal(vmm_vm_hold(vm, &hold_ops, &held, &err), 0);
+        assert_int_equal(kill(f->sim, SIGCONT), 0);
+        run_until(f, &held, "the hold");
+        in = hand_over_held(vm, &fds);
+        assert_true(saved_stdin(in, pid)->eof);
+        assert_int_equal(saved_stdin(in, pid)->tx_guest, saved_stdin(in, pid)->rx_endpoint);
+        f->a = vmm_free(f->a);
+        if (vmm_adopt(f->b, in, fds.fds, fds.n, &vb, &err) < 0)
+                fail_msg("adopt: %s", err.message);
+        vsockmux__state__vm__free_unpacked(in, NULL);
+        free(fds.fds);
+        snprintf(out, sizeof(out), "%s/out", f->dir);
+        assert_stdin_read_once_and_ended(f, vb, pid, wfd, written, out);
+}
+
 /* A hold taken over CloseStdin's drain and given up before it ended (vmm_vm_unhold) leaves the
  * stdin to that drain: the process still sees its stdin end and exits. The thaw resumed it, and
  * the relay read the fifo on as if CloseStdin had never come. */
@@ -2024,6 +2076,11 @@ int main(void)
                                                 setup, teardown),
                 cmocka_unit_test_setup_teardown(
                         test_close_stdins_end_in_flight_at_a_save_reaches_the_process_after_restore, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_close_stdins_end_in_flight_at_a_hold_given_up_reaches_the_process,
+                                                setup, teardown),
+                cmocka_unit_test_setup_teardown(
+                        test_close_stdins_end_in_flight_at_a_hold_reaches_the_process_after_a_hand_over, setup,
+                        teardown),
                 cmocka_unit_test_setup_teardown(
                         test_upstream_redial_of_an_ended_stream_during_a_hold_waits_for_the_new_daemon, setup,
                         teardown),
