@@ -1408,6 +1408,31 @@ static void test_close_stdins_end_in_flight_at_a_save_reaches_the_process_after_
         free(sv.blob);
 }
 
+/* The same save rolled back (vmm_resume on the source): the source listens for the guest's redial
+ * again, for the ended stdin too. It skipped every ended stream, and the guest redialled a port
+ * nobody listened on: its stdin never ended. */
+static void test_close_stdins_end_in_flight_at_a_save_rolled_back_reaches_the_process(void **state)
+{
+        struct fixture *f = *state;
+        char out[128];
+        struct saved sv = { 0 };
+        struct vmm_error err = {};
+        struct vmm_vm *vm;
+        uint64_t written;
+        uint32_t pid;
+        int wfd;
+
+        vm = close_stdin_stuck_draining(f, true, &pid, &wfd, &written);
+        assert_int_equal(vmm_save(vm, on_saved, &sv, &err), 0);
+        assert_int_equal(kill(f->sim, SIGCONT), 0);
+        run_until(f, &sv.count, "the save");
+        assert_int_equal(sv.error, 0);
+        assert_int_equal(vmm_resume(vm, &err), 0);
+        snprintf(out, sizeof(out), "%s/out", f->dir);
+        assert_stdin_read_once_and_ended(f, vm, pid, wfd, written, out);
+        free(sv.blob);
+}
+
 /* A hold over such an end, held (the drain done) and given up: the thaw half-closes the stdin and
  * the process sees its end. The hold's freeze released the stream: the guest took the close for a
  * host gone away and redialled a port nobody listened on any more. */
@@ -2076,6 +2101,8 @@ int main(void)
                                                 setup, teardown),
                 cmocka_unit_test_setup_teardown(
                         test_close_stdins_end_in_flight_at_a_save_reaches_the_process_after_restore, setup, teardown),
+                cmocka_unit_test_setup_teardown(
+                        test_close_stdins_end_in_flight_at_a_save_rolled_back_reaches_the_process, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_close_stdins_end_in_flight_at_a_hold_given_up_reaches_the_process,
                                                 setup, teardown),
                 cmocka_unit_test_setup_teardown(
