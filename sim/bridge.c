@@ -366,6 +366,7 @@ void sim_bridge_run(struct sim *s)
                 pthread_mutex_lock(&s->write_lock);
                 s->bridge_fd = -1;
                 pthread_mutex_unlock(&s->write_lock);
+                sim_stat_add(s, SIM_STAT_BRIDGE_LOSSES);
                 sim_conn_close(s, c);
                 if (!sim_stopping(s))
                         sim_sleep(s, SIM_REDIAL_MS);

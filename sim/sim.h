@@ -53,6 +53,7 @@ enum sim_stat {
         SIM_STAT_BRIDGE_CONNECTS,     /* bridge connections made to the host (1 = it never reconnected) */
         SIM_STAT_STDIO_REDIALS,       /* stdio connections made again after one was lost */
         SIM_STAT_WAIT_RECEIVED,       /* WaitForProcess requests read (and decoded) */
+        SIM_STAT_BRIDGE_LOSSES,       /* bridge connections seen ended (a reply after it is lost or held) */
         _SIM_STAT_MAX,
         SIM_STAT_NONE = -1,
 };
