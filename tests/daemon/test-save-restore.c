@@ -1342,24 +1342,16 @@ static void assert_stdin_read_once_and_ended(struct fixture *f, struct vmm_vm *v
         close(wfd);
 }
 
-/* CloseStdin's own freeze still drains the stdin (a fifo: what it read waits for the guest, which
- * reads nothing while stopped) when a save starts: the save takes that freeze over, answers once
- * the drain is done, and records the stdin ended with all it read delivered. It left the stream
- * out: the save answered at once with the counts of a stream mid-drain, still open, so the
- * restored daemon would have fed the stdin CloseStdin had ended. */
-static void test_close_stdins_drain_in_flight_at_a_save_is_waited_for_and_counted(void **state)
+/* A save over CloseStdin's drain that waits for the stopped guest: it answers only once the guest
+ * took the relay's bytes, and records the stdin ended with all it read delivered. */
+static void save_over_a_stuck_close_stdin(struct fixture *f, struct vmm_vm *vm, uint32_t pid, struct saved *ret_sv)
 {
-        struct fixture *f = *state;
         _cleanup_(savestate_msg_freep) savestate_msg *msg = NULL;
-        const Vsockmux__State__Stream *in = NULL;
+        const Vsockmux__State__Stream *in;
         struct saved sv = { 0 };
         struct vmm_error err = {};
-        struct vmm_vm *vm;
         char e[128];
-        uint32_t pid;
-        int wfd;
 
-        vm = close_stdin_stuck_draining(f, false, &pid, &wfd, NULL);
         assert_int_equal(vmm_save(vm, on_saved, &sv, &err), 0);
         for (int i = 0; i < 10; i++)
                 assert_int_equal(relay_run_once(f->r, 0), 0);
@@ -1372,6 +1364,24 @@ static void test_close_stdins_drain_in_flight_at_a_save_is_waited_for_and_counte
         assert_true(in->eof);
         assert_true(in->tx_guest > 6);
         assert_int_equal(in->tx_guest, in->rx_endpoint);
+        *ret_sv = sv;
+}
+
+/* CloseStdin's own freeze still drains the stdin (a fifo: what it read waits for the guest, which
+ * reads nothing while stopped) when a save starts: the save takes that freeze over, answers once
+ * the drain is done, and records the stdin ended with all it read delivered. It left the stream
+ * out: the save answered at once with the counts of a stream mid-drain, still open, so the
+ * restored daemon would have fed the stdin CloseStdin had ended. */
+static void test_close_stdins_drain_in_flight_at_a_save_is_waited_for_and_counted(void **state)
+{
+        struct fixture *f = *state;
+        struct saved sv = { 0 };
+        struct vmm_vm *vm;
+        uint32_t pid;
+        int wfd;
+
+        vm = close_stdin_stuck_draining(f, false, &pid, &wfd, NULL);
+        save_over_a_stuck_close_stdin(f, vm, pid, &sv);
         close(wfd);
         free(sv.blob);
 }
@@ -1385,29 +1395,15 @@ static void test_close_stdins_drain_in_flight_at_a_save_is_waited_for_and_counte
 static void test_close_stdins_end_in_flight_at_a_save_reaches_the_process_after_restore(void **state)
 {
         struct fixture *f = *state;
-        _cleanup_(savestate_msg_freep) savestate_msg *msg = NULL;
-        const Vsockmux__State__Stream *in;
         struct saved sv = { 0 };
-        struct vmm_error err = {};
         struct vmm_vm *vm, *vb;
-        char e[128], out_b[128];
+        char out_b[128];
         uint64_t written;
         uint32_t pid;
         int wfd;
 
         vm = close_stdin_stuck_draining(f, true, &pid, &wfd, &written);
-        assert_int_equal(vmm_save(vm, on_saved, &sv, &err), 0);
-        for (int i = 0; i < 10; i++)
-                assert_int_equal(relay_run_once(f->r, 0), 0);
-        assert_int_equal(sv.count, 0);
-        assert_int_equal(kill(f->sim, SIGCONT), 0);
-        run_until(f, &sv.count, "the save");
-        assert_int_equal(sv.error, 0);
-        assert_int_equal(savestate_decode(sv.blob, sv.len, &msg, e, sizeof(e)), 0);
-        in = saved_stdin(msg->vm, pid);
-        assert_true(in->eof);
-        assert_true(in->tx_guest > 6);
-        assert_int_equal(in->tx_guest, in->rx_endpoint);
+        save_over_a_stuck_close_stdin(f, vm, pid, &sv);
         snprintf(out_b, sizeof(out_b), "%s/out-b", f->dir);
         vb = restore_vm(f, &sv, pid, out_b);
         assert_stdin_read_once_and_ended(f, vb, pid, wfd, written, out_b);
