@@ -186,6 +186,7 @@ bool stream_redial_expected(const struct vmm_stream *s);
 bool stream_kept_for_redial(const struct vmm_stream *s);
 /* Releases the relay side of a stream, keeping its last counters for ps and save. */
 void stream_release(struct vmm_stream *s);
+void stream_mark_closed(struct vmm_stream *s);
 /* A save hands the port on: no listener, no guest connection (a kept redial closed too), the relay
  * stream kept frozen for a resume. */
 void stream_detach(struct vmm_stream *s);

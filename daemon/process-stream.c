@@ -165,6 +165,14 @@ static void stream_report_frozen(struct vmm_stream *s)
                 t->ops->on_stream_frozen(t->userdata);
 }
 
+/* CloseStdin's end: the record must say so too, or a restart listens for that stdin and feeds it
+ * again. */
+void stream_mark_closed(struct vmm_stream *s)
+{
+        s->done = true;
+        (void)process_table_changed(s->process->table, s->process->pid, false);
+}
+
 static void stream_on_frozen(struct relay_stream *rs, void *userdata)
 {
         struct vmm_stream *s = userdata;
@@ -180,7 +188,7 @@ static void stream_on_frozen(struct relay_stream *rs, void *userdata)
                  * for a host gone away and redialled a port nobody listened on: no end came. */
                 if (!process_guest(s->process)->stdin_eof)
                         stream_release(s);
-                s->done = true;
+                stream_mark_closed(s);
                 return;
         }
         /* The guest dialled again while the freeze drained the connection it gave up: that one
@@ -347,7 +355,7 @@ static void stream_on_accept(struct relay_listener *l, int fd, void *userdata)
                 process_held_sync(p);
                 (void)shutdown(fd, SHUT_RDWR);
                 safe_close(fd);
-                s->done = true;
+                stream_mark_closed(s);
                 return;
         }
         if (fd < 0) {

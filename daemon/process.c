@@ -1249,7 +1249,7 @@ int vmm_processes_close_stdin(struct vmm_processes *t, uint32_t pid, bool held)
         if (r < 0) {
                 /* Ended, or frozen and counted already: nothing more will be read. */
                 stream_release(s);
-                s->done = true;
+                stream_mark_closed(s);
         }
         return 0;
 }

@@ -1065,17 +1065,36 @@ static void test_record_recovers_the_entries_of_a_reused_pid(void **state)
         assert_exited_entry_kept(vb, id_b, pid, 7);
 }
 
-/* The guest's side of a redial over hybrid vsock: a connection to the port's listener. */
-static int guest_dial(struct fixture *f, uint32_t port)
+/* The guest's side of a dial over hybrid vsock: a connection to the port's listener, or -errno. */
+static int port_connect(struct fixture *f, uint32_t port)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
         assert_true(fd >= 0);
         assert_true((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s_%u", f->transport.uds_path, port) <
                     sizeof(sa.sun_path));
-        assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                return -errno;
+        return TAKE_FD(fd);
+}
+
+/* The guest's side of a redial. */
+static int guest_dial(struct fixture *f, uint32_t port)
+{
+        int fd = port_connect(f, port);
+
+        assert_true(fd >= 0);
         return fd;
+}
+
+/* Whether anything listens on port. */
+static bool port_listened(struct fixture *f, uint32_t port)
+{
+        int fd = port_connect(f, port);
+
+        safe_close(fd);
+        return fd >= 0;
 }
 
 /* hcsshim's guest (upstream) runs a container init that writes "started\n" into path, closes its
@@ -1260,6 +1279,48 @@ static void test_close_stdin_during_a_stops_flush_lets_it_finish(void **state)
                 if (now_ns() > deadline)
                         fail_msg("the flush still waits for %u streams", vmm_quiesce_pending(f->a));
         }
+        close(wfd);
+}
+
+/* CloseStdin's end is in the record: a daemon that crashes after it and a new one that recovers
+ * the VM from the record do not listen for that stdin again (without the end confirmation the
+ * guest never redials it, and a stdin fed again after CloseStdin would be wrong). The record kept
+ * the stream open: the end set it done without telling the table. */
+static void test_close_stdins_end_is_recorded_and_survives_a_crash(void **state)
+{
+        struct fixture *f = *state;
+        uint64_t deadline = now_ns() + WAIT_NS;
+        struct vmm_process_info info;
+        struct vmm_config cfg;
+        struct vmm_vm *vm;
+        uint32_t pid;
+        int wfd;
+
+        vmm_free(f->a);
+        vmm_config_default(&cfg);
+        cfg.record = true;
+        cfg.state_dir = f->state_a;
+        assert_int_equal(vmm_new(f->r, &cfg, NULL, NULL, &f->a), 0);
+        vm = exec_on_a_fifo_stdin(f, "head -n 1; sleep 600", false, &pid, &wfd);
+        vmm_process_get_info(vmm_process_find(vm, pid), &info);
+        assert_true(port_listened(f, info.ports[VMM_STDIN]));
+        assert_int_equal(vmm_close_stdin(vm, pid), 0);
+        while (port_listened(f, info.ports[VMM_STDIN])) {
+                assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
+                if (now_ns() > deadline)
+                        fail_msg("CloseStdin never ended the stdin");
+        }
+        /* The record is written on the loop's next pass, by its writer thread. */
+        run_for(f, 100ull * 1000000ull);
+
+        vmm_free(f->a);
+        assert_int_equal(vmm_new(f->r, &cfg, NULL, NULL, &f->a), 0);
+        assert_int_equal(vmm_recover(f->a), 0);
+        vm = vmm_vm_find(f->a, "demo");
+        assert_non_null(vm);
+        assert_non_null(vmm_process_find(vm, pid));
+        assert_true(port_listened(f, info.ports[VMM_STDOUT]));
+        assert_false(port_listened(f, info.ports[VMM_STDIN]));
         close(wfd);
 }
 
@@ -2095,6 +2156,8 @@ int main(void)
                                                 setup, teardown),
                 cmocka_unit_test_setup_teardown(test_live_handover_unheld_serves_on, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_close_stdin_during_a_save_is_refused_and_the_save_answers, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_close_stdins_end_is_recorded_and_survives_a_crash, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_close_stdin_during_a_stops_flush_lets_it_finish, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_close_stdins_drain_in_flight_at_a_save_is_waited_for_and_counted,
