@@ -1496,23 +1496,35 @@ static void test_close_stdins_end_in_flight_at_a_save_rolled_back_reaches_the_pr
         free(sv.blob);
 }
 
+/* With the end confirmation: a hold taken over CloseStdin's end still held for the stopped guest,
+ * then the guest let go, until the hold is done. */
+static struct vmm_vm *hold_over_a_stuck_close_stdin(struct fixture *f, uint32_t *ret_pid, int *ret_wfd,
+                                                    uint64_t *ret_written)
+{
+        struct vmm_error err = {};
+        struct vmm_vm *vm;
+        int held = 0;
+
+        vm = close_stdin_stuck_draining(f, true, ret_pid, ret_wfd, ret_written);
+        assert_int_equal(vmm_vm_hold(vm, &hold_ops, &held, &err), 0);
+        assert_int_equal(kill(f->sim, SIGCONT), 0);
+        run_until(f, &held, "the hold");
+        return vm;
+}
+
 /* A hold over such an end, held (the drain done) and given up: the thaw half-closes the stdin and
  * the process sees its end. The hold's freeze released the stream: the guest took the close for a
  * host gone away and redialled a port nobody listened on any more. */
 static void test_close_stdins_end_in_flight_at_a_hold_given_up_reaches_the_process(void **state)
 {
         struct fixture *f = *state;
-        struct vmm_error err = {};
         struct vmm_vm *vm;
         uint64_t written;
         char out[128];
         uint32_t pid;
-        int wfd, held = 0;
+        int wfd;
 
-        vm = close_stdin_stuck_draining(f, true, &pid, &wfd, &written);
-        assert_int_equal(vmm_vm_hold(vm, &hold_ops, &held, &err), 0);
-        assert_int_equal(kill(f->sim, SIGCONT), 0);
-        run_until(f, &held, "the hold");
+        vm = hold_over_a_stuck_close_stdin(f, &pid, &wfd, &written);
         vmm_vm_unhold(vm);
         snprintf(out, sizeof(out), "%s/out", f->dir);
         assert_stdin_read_once_and_ended(f, vm, pid, wfd, written, out);
@@ -1530,12 +1542,9 @@ static void test_close_stdins_end_in_flight_at_a_hold_reaches_the_process_after_
         uint64_t written;
         char out[128];
         uint32_t pid;
-        int wfd, held = 0;
+        int wfd;
 
-        vm = close_stdin_stuck_draining(f, true, &pid, &wfd, &written);
-        assert_int_equal(vmm_vm_hold(vm, &hold_ops, &held, &err), 0);
-        assert_int_equal(kill(f->sim, SIGCONT), 0);
-        run_until(f, &held, "the hold");
+        vm = hold_over_a_stuck_close_stdin(f, &pid, &wfd, &written);
         in = hand_over_held(vm, &fds);
         assert_true(saved_stdin(in, pid)->eof);
         assert_int_equal(saved_stdin(in, pid)->tx_guest, saved_stdin(in, pid)->rx_endpoint);
