@@ -577,29 +577,18 @@ static void on_hold_gone(struct vmm_vm *vm, void *userdata)
 
 static const struct vmm_vm_freeze_ops hold_ops = { .on_frozen = on_held, .on_gone = on_hold_gone };
 
-/* The same at a live upgrade, the guest running on: daemon a holds the VM and hands it out with
- * its fds, then ends; daemon b takes it over. Every line once, in the one file. */
-static void test_redial_kept_at_a_hand_over_loses_nothing(void **state)
+/* Hands the held VM over to f->b through the wire, the old daemon gone, and lets the writer run
+ * on: every line of path arrives exactly once and the exit is the writer's. */
+static void hand_over_and_finish(struct fixture *f, struct vmm_vm *vm, const char *path, uint32_t pid)
 {
-        struct fixture *f = *state;
         _cleanup_free_ uint8_t *wire = NULL;
         Vsockmux__State__Vm out, *in;
         struct vmm_fds fds = { 0 };
         struct vmm_error err = {};
         struct exited ex = { 0 };
-        struct vmm_vm *vm, *vb = NULL;
-        char path[128];
+        struct vmm_vm *vb = NULL;
         size_t len, before;
-        uint32_t pid;
-        int held = 0;
 
-        skip_unless_upstream(f);
-        snprintf(path, sizeof(path), "%s/out", f->dir);
-        vm = add_vm_connected(f, f->a);
-        pid = redial_unseen(f, vm, path);
-        assert_int_equal(vmm_vm_hold(vm, &hold_ops, &held, &err), 0);
-        run_until(f, flag_set, &held, "the hold");
-        assert_int_equal(held, 1);
         if (vmm_vm_hand_over(vm, &out, &fds, &err) < 0)
                 fail_msg("hand over: %s", err.message);
         len = vsockmux__state__vm__get_packed_size(&out);
@@ -622,6 +611,27 @@ static void test_redial_kept_at_a_hand_over_loses_nothing(void **state)
         assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
         assert_int_equal(ex.exit.code, WRITER_EXIT);
         assert_exactly_once(f, path, NULL);
+}
+
+/* The same at a live upgrade, the guest running on: daemon a holds the VM and hands it out with
+ * its fds, then ends; daemon b takes it over. Every line once, in the one file. */
+static void test_redial_kept_at_a_hand_over_loses_nothing(void **state)
+{
+        struct fixture *f = *state;
+        struct vmm_error err = {};
+        struct vmm_vm *vm;
+        char path[128];
+        uint32_t pid;
+        int held = 0;
+
+        skip_unless_upstream(f);
+        snprintf(path, sizeof(path), "%s/out", f->dir);
+        vm = add_vm_connected(f, f->a);
+        pid = redial_unseen(f, vm, path);
+        assert_int_equal(vmm_vm_hold(vm, &hold_ops, &held, &err), 0);
+        run_until(f, flag_set, &held, "the hold");
+        assert_int_equal(held, 1);
+        hand_over_and_finish(f, vm, path, pid);
 }
 
 /* How many connections to the socket whose path ends in suffix wait in its listener's backlog, not
@@ -699,41 +709,15 @@ static struct vmm_vm *redial_after_a_hold(struct fixture *f, const char *out, in
 static void test_redial_after_a_hand_overs_freeze_loses_nothing(void **state)
 {
         struct fixture *f = *state;
-        _cleanup_free_ uint8_t *wire = NULL;
-        Vsockmux__State__Vm out, *in;
-        struct vmm_fds fds = { 0 };
-        struct vmm_error err = {};
-        struct exited ex = { 0 };
-        struct vmm_vm *vm, *vb = NULL;
+        struct vmm_vm *vm;
         char path[128];
-        size_t len, before;
         uint32_t pid;
         int held = 0;
 
         skip_unless_upstream(f);
         snprintf(path, sizeof(path), "%s/out", f->dir);
         vm = redial_after_a_hold(f, path, &held, &pid);
-        if (vmm_vm_hand_over(vm, &out, &fds, &err) < 0)
-                fail_msg("hand over: %s", err.message);
-        len = vsockmux__state__vm__get_packed_size(&out);
-        wire = malloc(len + 1);
-        assert_non_null(wire);
-        vsockmux__state__vm__pack(&out, wire);
-        vmm_vm_export_done(&out);
-        in = vsockmux__state__vm__unpack(NULL, len, wire);
-        assert_non_null(in);
-        f->a = vmm_free(f->a);
-        before = file_size(path);
-        if (vmm_adopt(f->b, in, fds.fds, fds.n, &vb, &err) < 0)
-                fail_msg("adopt: %s", err.message);
-        vsockmux__state__vm__free_unpacked(in, NULL);
-        free(fds.fds);
-        wait_for_bytes(f, path, NULL, before + FLOW_BYTES);
-        stop_writer(f);
-        wait_exit(f, vb, pid, &ex);
-        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
-        assert_int_equal(ex.exit.code, WRITER_EXIT);
-        assert_exactly_once(f, path, NULL);
+        hand_over_and_finish(f, vm, path, pid);
 }
 
 /* Or the upgrade gives up and the VM serves on where it is: the same order at the thaw. */
