@@ -97,14 +97,18 @@ struct relay_stream {
         enum stream_src src;
         enum stream_dst dst;
         enum stream_state state;
-        struct relay_op rd_op, wr_op, hdr_op, hup_op;
+        struct relay_op rd_op, wr_op, hdr_op, hup_op, end_op;
         enum op_state rd;
         bool wr_armed;     /* writes are cancelled only by relay_stream_free and a file stdin's freeze */
         bool wr_cancelled; /* a freeze cancelled the write in flight: its -ECANCELED is no error */
         /* stdin only: a poll for the guest hanging up while the endpoint is quiet */
         enum op_state hup;
         unsigned guest_gen, hup_gen; /* a hang-up seen on a replaced guest is stale */
-        bool rd_budget;              /* the armed recv carries a byte budget */
+        /* sockets: a poll for the source's end beside the multishot receive (end_watch_arm) */
+        enum op_state end_watch;
+        unsigned end_gen;
+        bool end_seen;  /* for this source: a new receive finds the end by itself */
+        bool rd_budget; /* the armed recv carries a byte budget */
 
         /* held chunks, oldest first; the first wr_n of them are in the write in flight */
         struct stream_chunk *q;
@@ -583,6 +587,70 @@ out:
         stream_unref(s);
 }
 
+/* ---- the source's end, watched beside its receive ---- */
+
+/* A multishot receive on AF_UNIX can miss the end that comes right behind the last bytes: the
+ * kernel (6.18 here) took the bytes, was told the socket is empty (unix sockets report what is
+ * left since 6.17) and waits for a wake-up the peer's close had already given, so the stream never
+ * ends (liburing issue 1549 is one form of it; bench B3 with splicing off lost one end in about
+ * fifteen runs). A poll of its own is woken by that close whatever the receive did; it then
+ * replaces the receive, and a new one reads what is left and the end. Armed at a source's first
+ * bytes: the fault needs bytes and the close together, and a stream that never spoke costs no
+ * poll (B7). The receive of a freeze's drain is not multishot and needs none. */
+static unsigned src_gen(const struct relay_stream *s)
+{
+        return guest_is_src(s) ? s->guest_gen : 0;
+}
+
+static bool end_watch_wanted(const struct relay_stream *s)
+{
+        return s->src == SRC_RECV_MSHOT && s->end_watch == OP_IDLE && !s->end_seen && s->state == STREAM_RUNNING &&
+               s->rd == OP_ARMED && !s->src_eof && src_fd(s) >= 0;
+}
+
+static int end_watch_arm(struct relay_stream *s)
+{
+        struct io_uring_sqe *sqe;
+
+        if (!end_watch_wanted(s))
+                return 0;
+        sqe = relay_get_sqe(s->r);
+        if (!sqe)
+                return -EIO;
+        io_uring_prep_poll_add(sqe, src_fd(s), POLLRDHUP);
+        relay_sqe_set_op(sqe, &s->end_op);
+        s->end_watch = OP_ARMED;
+        s->end_gen = src_gen(s);
+        s->ref++;
+        return 0;
+}
+
+static void end_watch_cancel(struct relay_stream *s)
+{
+        if (s->end_watch == OP_ARMED) {
+                s->end_watch = OP_CANCELLING;
+                (void)relay_cancel_op(s->r, &s->end_op);
+        }
+}
+
+static void on_src_end(struct relay *r, struct relay_op *op, int res, uint32_t flags)
+{
+        struct relay_stream *s = container_of(op, struct relay_stream, end_op);
+
+        s->end_watch = OP_IDLE;
+        if (stream_is_freed(s))
+                goto out;
+        if (res > 0 && s->end_gen == src_gen(s)) {
+                s->end_seen = true;
+                /* Its -ECANCELED re-arms a receive (on_read); one that ends by itself first needs none. */
+                if (s->rd == OP_ARMED && s->src == SRC_RECV_MSHOT)
+                        rd_cancel(s);
+        }
+        stream_check(s);
+out:
+        stream_unref(s);
+}
+
 /* ---- delivery acks ---- */
 
 /* Everything read that is no longer held reached the endpoint, or was dropped by a dead or
@@ -759,6 +827,7 @@ static void stream_done(struct relay_stream *s, int error)
         stream_step(s, STREAM_END);
         rd_cancel(s);
         hup_cancel(s);
+        end_watch_cancel(s);
         relay_pool_unwait(&s->buf_wait);
         relay_splice_abort(&s->sp);
         s->error = error;
@@ -1054,6 +1123,8 @@ static void on_read(struct relay *r, struct relay_op *op, int res, uint32_t flag
                         k = wr_kick(s);
         } else
                 k = wr_kick(s);
+        if (k >= 0 && res > 0)
+                k = end_watch_arm(s);
         if (k < 0)
                 stream_fail(s, k);
         stream_check(s);
@@ -1306,6 +1377,7 @@ int relay_stream_new_at(struct relay *r, enum relay_stream_dir dir, int guest_fd
                 .wr_op.fn = on_write,
                 .hdr_op.fn = on_header,
                 .hup_op.fn = on_hup,
+                .end_op.fn = on_src_end,
                 .ack_op.fn = on_ack,
                 .cf_op.fn = on_confirm,
         };
@@ -1454,6 +1526,7 @@ int relay_stream_freeze(struct relay_stream *s)
         s->drain_to = s->c.rx_guest + drain_bytes(s);
         rd_cancel(s);
         hup_cancel(s);
+        end_watch_cancel(s);
         if (input_rewinds(s) && s->wr_armed && !s->wr_cancelled) {
                 s->wr_cancelled = true;
                 (void)relay_cancel_op(s->r, &s->wr_op);
@@ -1506,6 +1579,7 @@ int relay_stream_replace_guest(struct relay_stream *s, int guest_fd, bool send_o
         s->guest_fd = guest_fd;
         s->guest_gen++;
         hup_cancel(s);
+        end_watch_cancel(s);
         ack_new_guest(s);
         if (stream_is_done(s)) {
                 stream_step(s, STREAM_NEW_GUEST);
@@ -1515,6 +1589,7 @@ int relay_stream_replace_guest(struct relay_stream *s, int guest_fd, bool send_o
         if (guest_is_src(s)) {
                 s->src_eof = false;
                 s->src_error = 0;
+                s->end_seen = false;
         }
         if (send_offset_header) {
                 hdr_prepare(s);
@@ -1533,6 +1608,7 @@ int relay_stream_detach_guest(struct relay_stream *s)
         s->guest_fd = relay_close_fd(s->r, s->guest_fd);
         s->guest_gen++;
         hup_cancel(s);
+        end_watch_cancel(s);
         ack_new_guest(s);
         return 0;
 }
@@ -1576,6 +1652,7 @@ struct relay_stream *relay_stream_free(struct relay_stream *s)
         if (s->hdr_state == HDR_ARMED)
                 (void)relay_cancel_op(s->r, &s->hdr_op);
         hup_cancel(s);
+        end_watch_cancel(s);
         ack_cancel(s);
         cf_cancel(s);
         /* In-flight requests hold their own file references until the cancels land. */
