@@ -17,6 +17,8 @@ enum relay_splice_stop {
         RELAY_SPLICE_DST_FAILED, /* the endpoint failed (error); what our pipe held is dropped */
         RELAY_SPLICE_NO_PIPE,    /* the pool lent every pipe: nothing was moved */
         RELAY_SPLICE_REFUSED,    /* the kernel cannot splice these files: nothing was moved */
+        RELAY_SPLICE_SMALL,      /* the source's backlog is in small segments: the ring reads them in
+                                  * fewer calls; all that was spliced was delivered */
         _RELAY_SPLICE_STOP_MAX,
         _RELAY_SPLICE_STOP_INVALID = -EINVAL,
 };
@@ -56,6 +58,7 @@ struct relay_splice {
         struct relay_op poll_op;
         struct relay_pipe *pipe;
         size_t in_pipe;
+        bool small; /* a read found the backlog in small segments: stop once our pipe is empty */
 };
 
 /* direct: dst is a pipe or fifo, which may take splices straight from src. min: readable bytes that

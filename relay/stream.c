@@ -138,8 +138,9 @@ struct relay_stream {
 
         enum stream_path path;
         struct relay_splice sp;
-        bool splice_dst;     /* the endpoint can take splices: a socket or a fifo */
-        bool splice_refused; /* the kernel said no once: this stream stays on the ring */
+        bool splice_dst;       /* the endpoint can take splices: a socket or a fifo */
+        bool splice_refused;   /* the kernel said no once: this stream stays on the ring */
+        uint64_t splice_after; /* rx_guest: a backlog of small segments keeps the ring until then */
 
         /* from-guest, relay_stream_set_ack: what reached the endpoint, told back to the guest */
         struct relay_op ack_op;
@@ -965,6 +966,11 @@ static int stream_queue_check(struct relay_stream *s)
 
 /* ---- the splice path (splice.c) ---- */
 
+/* What the ring carries after the splice path gave way to small segments before a full read may
+ * try it again: a stream of small writes that turns to bulk pays copies for this long (about a
+ * millisecond at B2's rate), one of 100-byte lines one probing splice per 4 MiB. */
+#define SPLICE_SMALL_RETRY_BYTES (4u * 1024u * 1024u)
+
 static bool tap_wanted(const struct relay_stream *s)
 {
         return s->ops->on_tap && (!s->ops->tap_wanted || s->ops->tap_wanted((struct relay_stream *)s, s->userdata));
@@ -1008,6 +1014,8 @@ static void splice_stopped(struct relay_splice *sp, enum relay_splice_stop why, 
                 stream_endpoint_failed(s, error);
         else if (why == RELAY_SPLICE_REFUSED)
                 s->splice_refused = true;
+        else if (why == RELAY_SPLICE_SMALL)
+                s->splice_after = s->c.rx_guest + SPLICE_SMALL_RETRY_BYTES;
         if (stream_queue_check(s) < 0)
                 stream_fail(s, -ENOMEM);
 }
@@ -1080,7 +1088,8 @@ static void on_read(struct relay *r, struct relay_op *op, int res, uint32_t flag
                         s->c.rx_endpoint += (uint64_t)res;
                 if (s->rd_budget && !relay_recv_budget_known(r))
                         relay_recv_budget_learnt(r, true);
-                if ((uint32_t)res >= r->cfg.splice_min && s->path == PATH_RING && splice_wanted(s)) {
+                if ((uint32_t)res >= r->cfg.splice_min && s->path == PATH_RING && s->c.rx_guest >= s->splice_after &&
+                    splice_wanted(s)) {
                         s->path = PATH_TO_SPLICE;
                         rd_cancel(s);
                 }

@@ -1578,6 +1578,49 @@ static void splice_four_bulk_streams(unsigned pipes, unsigned pipes_max, struct 
         rm_tmpdir(dir);
 }
 
+/* A backlog of 100-byte writes, in place before the relay reads: a pipe takes 16 segments, so a
+ * splice would move 1,600 bytes where a ring read takes a whole buffer of them. One probing splice
+ * finds that out and the stream goes back to the ring for the rest. 8 KiB buffers put the path's
+ * threshold (a full read) well under the backlog. */
+static void test_stream_splice_gives_way_to_a_backlog_of_small_segments(void **state)
+{
+        _cleanup_(relay_freep) struct relay *r = NULL;
+        const size_t seg = 100, total = 7800 * seg;
+        int sndbuf = 4 << 20, gs[2];
+        struct st t = { .tap_hash = GUEST_HASH_INIT };
+        struct relay_config cfg;
+        struct relay_stats st;
+        uint8_t buf[100];
+        struct sink k;
+
+        if (getenv("VSOCKMUX_RELAY_SPLICE_MIN"))
+                skip(); /* a forced threshold of 1 byte: no read is small beside it */
+        relay_config_default(&cfg);
+        cfg.buf_size = 8192;
+        assert_int_equal(relay_new(&cfg, &r), 0);
+        t.r = r;
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, gs), 0);
+        /* The backlog must fit the sender's buffer: each 100-byte write costs about 768 bytes of it. */
+        assert_int_equal(setsockopt(gs[0], SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof(sndbuf)), 0);
+        for (size_t off = 0; off < total; off += seg) {
+                guest_data_fill(31, off, buf, seg);
+                assert_int_equal(write(gs[0], buf, seg), (ssize_t)seg);
+        }
+        assert_int_equal(shutdown(gs[0], SHUT_WR), 0);
+        assert_int_equal(relay_stream_new(r, RELAY_STREAM_FROM_GUEST, gs[1], sink_open(r, &k), &st_ops, &t, &t.s), 0);
+        run_until(r, &t.done);
+        assert_int_equal(t.error, 0);
+        assert_int_equal(t.at_done.tx_endpoint, total);
+        relay_get_stats(r, &st);
+        assert_true(st.bytes_spliced > 0);         /* it did try the path once... */
+        assert_true(st.bytes_spliced <= 16 * seg); /* ...and left it after that splice */
+        t.s = relay_stream_free(t.s);
+        run_until(r, &k.closed);
+        assert_int_equal(k.bytes, total);
+        assert_int_equal(k.hash, guest_data_hash(31, total));
+        safe_close(gs[0]);
+}
+
 /* More bulk streams than pipes: the ones that find none stay on the ring, nobody loses a byte. */
 static void test_stream_splice_pool_exhausted_falls_back_to_the_ring(void **state)
 {
@@ -1923,6 +1966,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_stream_splice_gives_way_when_a_tap_is_wanted),
                 cmocka_unit_test(test_stream_splice_into_a_fifo_through_a_pipe),
                 cmocka_unit_test(test_stream_splice_into_a_fifo_straight_when_every_pipe_is_lent),
+                cmocka_unit_test(test_stream_splice_gives_way_to_a_backlog_of_small_segments),
                 cmocka_unit_test(test_stream_splice_pool_exhausted_falls_back_to_the_ring),
                 cmocka_unit_test(test_stream_splice_pool_grows_on_spare_fds),
                 cmocka_unit_test(test_stream_splice_pool_gives_borrowed_pipes_back_as_listeners_come),
