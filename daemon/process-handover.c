@@ -247,7 +247,7 @@ static int adopt_process_live(struct vmm_process *p, const Vsockmux__State__Proc
                 s = &p->streams[st->kind - 1];
                 /* An ended stdin goes on with the end confirmation: a guest whose count did not
                  * come yet hears the end again (import_input left it no endpoint). */
-                if (s->done && s->kind == VMM_STDIN && g->stdin_eof && s->port != 0) {
+                if (stream_awaits_stdin_end_redial(s)) {
                         safe_close(vmm_fds_take(fds, n_fds, st->endpoint_fd));
                         safe_close(take_redial_fd(st, fds, n_fds));
                 } else if (s->port == 0 || (s->done && !stream_kept_for_redial(s))) {

@@ -184,6 +184,10 @@ bool stream_redial_expected(const struct vmm_stream *s);
 /* Ended, and kept with its listener and relay stream for the guest's redial (a drop can look
  * like the end): a live hand-over passes it on as it is. */
 bool stream_kept_for_redial(const struct vmm_stream *s);
+/* An ended stdin with the end confirmation whose exit is not reported yet: when its connection
+ * went with a save or a hand-over, its port is listened on again (a restore, a rollback, a live
+ * upgrade), for a guest whose count had not come yet redials for the end. */
+bool stream_awaits_stdin_end_redial(const struct vmm_stream *s);
 /* Releases the relay side of a stream, keeping its last counters for ps and save. */
 void stream_release(struct vmm_stream *s);
 void stream_mark_closed(struct vmm_stream *s);

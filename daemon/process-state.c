@@ -453,8 +453,8 @@ static int adopt_process(struct vmm_process *p, const Vsockmux__State__Process *
         for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
                 struct vmm_stream *s = &p->streams[k];
 
-                /* An ended stdin still listens with the end confirmation (import_input). */
-                if (s->port == 0 || (s->done && !(k == VMM_STDIN && g->stdin_eof)))
+                /* An ended stdin may still listen (import_input left it no endpoint). */
+                if (s->port == 0 || (s->done && !stream_awaits_stdin_end_redial(s)))
                         continue;
                 s->no_redial = k != VMM_STDIN && !stream_redial_expected(s);
                 r = stream_listen(s);

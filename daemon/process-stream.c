@@ -413,6 +413,14 @@ bool stream_kept_for_redial(const struct vmm_stream *s)
         return s->done && s->port != 0 && !s->process->exit_reported && stream_keeps_listening(s);
 }
 
+bool stream_awaits_stdin_end_redial(const struct vmm_stream *s)
+{
+        /* Once the exit is reported nothing reads stdin: process_report() let its listener go, and
+         * a port listened on again then would stay so until the process is forgotten. */
+        return s->kind == VMM_STDIN && s->done && s->port != 0 && process_guest(s->process)->stdin_eof &&
+               !s->process->exit_reported;
+}
+
 int stream_adopt(struct vmm_stream *s, int guest_fd)
 {
         struct vmm_process *p = s->process;

@@ -1412,10 +1412,8 @@ void vmm_processes_relisten(struct vmm_processes *t)
                         struct vmm_stream *s = &p->streams[k];
                         int r;
 
-                        /* An ended stdin still listens with the end confirmation, as on a
-                         * restore (adopt_process): the save closed its connection, and a guest
-                         * whose count had not come yet redials for the end. */
-                        if (s->port == 0 || (s->done && !(k == VMM_STDIN && t->guest->stdin_eof && !p->exit_reported)))
+                        /* As on a restore (adopt_process): the save closed the connections. */
+                        if (s->port == 0 || (s->done && !stream_awaits_stdin_end_redial(s)))
                                 continue;
                         r = stream_listen(s);
                         if (r < 0)
