@@ -613,25 +613,44 @@ static void hand_over_and_finish(struct fixture *f, struct vmm_vm *vm, const cha
         assert_exactly_once(f, path, NULL);
 }
 
+/* Makes a VM on f->a whose writer's output goes to out, held (*held set by hold_ops) with a redial
+ * of the guest's in it; returns the VM, *ret_pid the writer's. */
+typedef struct vmm_vm *(*held_redial_fn)(struct fixture *f, const char *out, int *held, uint32_t *ret_pid);
+
+/* hcsshim's guest only (skip_unless_upstream): make's held VM is handed over to f->b and finishes
+ * there (hand_over_and_finish). */
+static void hand_over_a_held_redial(struct fixture *f, held_redial_fn make)
+{
+        struct vmm_vm *vm;
+        char path[128];
+        uint32_t pid;
+        int held = 0; /* hold_ops write it until the VM is gone */
+
+        skip_unless_upstream(f);
+        snprintf(path, sizeof(path), "%s/out", f->dir);
+        vm = make(f, path, &held, &pid);
+        hand_over_and_finish(f, vm, path, pid);
+}
+
+/* A held_redial_fn: the redial came before the hold (redial_unseen). */
+static struct vmm_vm *redial_unseen_then_hold(struct fixture *f, const char *out, int *held, uint32_t *ret_pid)
+{
+        struct vmm_error err = {};
+        struct vmm_vm *vm;
+
+        vm = add_vm_connected(f, f->a);
+        *ret_pid = redial_unseen(f, vm, out);
+        assert_int_equal(vmm_vm_hold(vm, &hold_ops, held, &err), 0);
+        run_until(f, flag_set, held, "the hold");
+        assert_int_equal(*held, 1);
+        return vm;
+}
+
 /* The same at a live upgrade, the guest running on: daemon a holds the VM and hands it out with
  * its fds, then ends; daemon b takes it over. Every line once, in the one file. */
 static void test_redial_kept_at_a_hand_over_loses_nothing(void **state)
 {
-        struct fixture *f = *state;
-        struct vmm_error err = {};
-        struct vmm_vm *vm;
-        char path[128];
-        uint32_t pid;
-        int held = 0;
-
-        skip_unless_upstream(f);
-        snprintf(path, sizeof(path), "%s/out", f->dir);
-        vm = add_vm_connected(f, f->a);
-        pid = redial_unseen(f, vm, path);
-        assert_int_equal(vmm_vm_hold(vm, &hold_ops, &held, &err), 0);
-        run_until(f, flag_set, &held, "the hold");
-        assert_int_equal(held, 1);
-        hand_over_and_finish(f, vm, path, pid);
+        hand_over_a_held_redial(*state, redial_unseen_then_hold);
 }
 
 /* How many connections to the socket whose path ends in suffix wait in its listener's backlog, not
@@ -666,10 +685,9 @@ static bool backlog_empty(struct fixture *f, const void *arg)
         return unix_backlog(arg) == 0;
 }
 
-/* A redial that comes after the hold's freeze has finished: the guest writes on into the frozen
- * connection (its bytes wait in the socket), then drops it and redials, and the held daemon's
- * loop, running on (an upgrade waits for its other VMs), accepts the redial. Returns the held VM;
- * *ret_pid: the writer's. */
+/* A held_redial_fn: a redial that comes after the hold's freeze has finished: the guest writes on
+ * into the frozen connection (its bytes wait in the socket), then drops it and redials, and the
+ * held daemon's loop, running on (an upgrade waits for its other VMs), accepts the redial. */
 static struct vmm_vm *redial_after_a_hold(struct fixture *f, const char *out, int *held, uint32_t *ret_pid)
 {
         struct vmm_process_info info;
@@ -708,16 +726,7 @@ static struct vmm_vm *redial_after_a_hold(struct fixture *f, const char *out, in
  * every line once, in the one file, on daemon b. */
 static void test_redial_after_a_hand_overs_freeze_loses_nothing(void **state)
 {
-        struct fixture *f = *state;
-        struct vmm_vm *vm;
-        char path[128];
-        uint32_t pid;
-        int held = 0;
-
-        skip_unless_upstream(f);
-        snprintf(path, sizeof(path), "%s/out", f->dir);
-        vm = redial_after_a_hold(f, path, &held, &pid);
-        hand_over_and_finish(f, vm, path, pid);
+        hand_over_a_held_redial(*state, redial_after_a_hold);
 }
 
 /* Or the upgrade gives up and the VM serves on where it is: the same order at the thaw. */
