@@ -21,8 +21,7 @@ extern char **environ;
 
 #define MIGRATE_BAR_WIDTH 30
 #define MIGRATE_PARAMS_MAX 32u
-#define MIGRATE_CODE_INVALID_ARGUMENT 3 /* google.rpc.Code: a bad option, nothing happened */
-#define MIGRATE_CODE_ABORTED 10         /* failed and rolled back */
+#define MIGRATE_CODE_ABORTED 10 /* google.rpc.Code: failed and rolled back */
 
 struct migrate_args {
         Vsockmux__V1__MigrateRequest req;
@@ -392,8 +391,9 @@ static int report_failure(struct migrate *mg, int r, const struct vsockmux_statu
 {
         char why[VSOCKMUX_STATUS_MESSAGE_MAX + 64];
 
-        if (r == -EREMOTEIO && st->code == MIGRATE_CODE_INVALID_ARGUMENT)
-                return cli_usage_error(mg->cli, "%s", st->message);
+        /* A refusal (INVALID_ARGUMENT: a value the daemon judges, an --io naming no process; nothing
+         * happened) is the daemon's error like any other, not a usage error: the command line
+         * parsed, and --help would not say what is wrong with it. */
         mg->rolled_back = mg->rolled_back || (r == -EREMOTEIO && st->code == MIGRATE_CODE_ABORTED);
         if (mg->rolled_back)
                 hook_resumed(mg, "source");

@@ -143,11 +143,22 @@ static int fake_ps(struct control_call *call, const ProtobufCMessage *request, v
         return 0;
 }
 
+static void fake_events_cancel(struct control_call *call, void *userdata)
+{
+        control_call_fail(call, CONTROL_CODE_CANCELLED, "client gone");
+}
+
+/* All events, or (migrate's, which names its VM) none until the client goes. */
 static int fake_events(struct control_call *call, const ProtobufCMessage *request, void *userdata)
 {
+        const Vsockmux__V1__EventsRequest *req = (const void *)request;
         Vsockmux__V1__Event ev = VSOCKMUX__V1__EVENT__INIT;
         Vsockmux__V1__ExitStatus es = VSOCKMUX__V1__EXIT_STATUS__INIT;
 
+        if (req->vm[0]) {
+                control_call_set_cancel(call, fake_events_cancel, NULL);
+                return 0;
+        }
         ev.timestamp_ns = UINT64_C(1700000000123000000);
         ev.kind = VSOCKMUX__V1__EVENT_KIND__EVENT_KIND_VM_ADDED;
         ev.vm = (char *)"alpha";
@@ -160,6 +171,19 @@ static int fake_events(struct control_call *call, const ProtobufCMessage *reques
         control_call_send(call, &ev.base);
         control_call_reply(call, NULL);
         return 0;
+}
+
+/* Refuses, as vsockmuxd does (daemon/migrate.c), an --io naming a pid the VM does not hold: 404. */
+static int fake_migrate(struct control_call *call, const ProtobufCMessage *request, void *userdata)
+{
+        const Vsockmux__V1__MigrateRequest *req = (const void *)request;
+
+        for (size_t i = 0; i < req->n_io; i++)
+                if (req->io[i]->pid == 404)
+                        return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT,
+                                                 "--io names pid 404, which VM %s does not hold", req->vm),
+                               0;
+        return control_call_fail(call, CONTROL_CODE_UNAVAILABLE, "the fake migrates nothing"), 0;
 }
 
 static int connect_path(const char *path, int type)
@@ -387,6 +411,7 @@ static const struct control_method fake_methods[] = {
         FAKE("Exec", exec_request, fake_exec),
         FAKE("Wait", wait_request, fake_wait),
         FAKE("Attach", attach_request, fake_attach),
+        FAKE("Migrate", migrate_request, fake_migrate),
         { CONTROL_SERVICE "/Events", &vsockmux__v1__events_request__descriptor, fake_events, true },
 };
 
@@ -835,6 +860,33 @@ static void test_usage_errors_exit_2_with_one_line(void **state)
         assert_int_equal(count_lines(res.err), 1);
 }
 
+/* The daemon refusing a request the command line asked for is its error alone, as for any other
+ * refusal (exit 1): no pointer to --help, which would say the command line was wrong. A command
+ * line the CLI cannot parse still gets it (exit 2). */
+static void test_a_daemon_refusal_is_no_usage_error(void **state)
+{
+        struct fixture *f = *state;
+        _cleanup_(run_done) struct run res = {};
+
+        run_cli(f, &res, NULL, "migrate", "vm1", "--to", "qemu:///system", "--dest-socket", "/run/b.sock", "--io",
+                "404:stdout=/dev/null", NULL);
+        assert_int_equal(exit_code(&res), 1);
+        assert_int_equal(count_lines(res.err), 1);
+        assert_non_null(strstr(res.err, "vsockmux: migrate: --io names pid 404, which VM vm1 does not hold"));
+        assert_non_null(strstr(res.err, "INVALID_ARGUMENT"));
+        assert_null(strstr(res.err, "--help"));
+
+        run_cli(f, &res, NULL, "migrate", "vm1", "--to", "qemu:///system", "--dest-socket", "/run/b.sock", "--io",
+                "404", NULL);
+        assert_int_equal(exit_code(&res), 2);
+        assert_int_equal(count_lines(res.err), 1);
+        assert_non_null(strstr(res.err, "(see vsockmux --help)"));
+        run_cli(f, &res, NULL, "migrate", "vm1", "--to", "qemu:///system", "--dest-socket", "/run/b.sock",
+                "--transport", "ftp", NULL);
+        assert_int_equal(exit_code(&res), 2);
+        assert_non_null(strstr(res.err, "(see vsockmux --help)"));
+}
+
 /* Every command `vsockmux --help` lists answers its own --help on stdout with exit 0, before it
  * connects (the socket here does not exist, so any call would fail with exit 1). */
 static void test_every_command_answers_help_without_calling_the_daemon(void **state)
@@ -930,6 +982,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test_setup_teardown(test_attach_splits_stdout_and_stderr_packets, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_attach_by_exec_id_names_the_id, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_usage_errors_exit_2_with_one_line, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_a_daemon_refusal_is_no_usage_error, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_every_command_answers_help_without_calling_the_daemon, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_help_is_an_option_only_where_getopt_sees_one, setup, teardown),

@@ -140,7 +140,9 @@ for bad in "--downtime 3000000|max_downtime_ms" "--auto-converge 300,5|auto_conv
         vsa migrate opts --from "$VM_TEST_SRC_URI" --to "$VM_TEST_DST_URI" --domain vmig-opts \
                 --dest-socket "$dir/b.sock" ${bad%%|*} 2>"$dir/err" >/dev/null
         rc=$?
-        [ "$rc" -eq 2 ] || fail "'${bad%%|*}' exited $rc, not 2"
+        # The daemon judges the values: its refusal (exit 1), not a usage error (2).
+        [ "$rc" -eq 1 ] || fail "'${bad%%|*}' exited $rc, not 1"
+        grep -q "see vsockmux --help" "$dir/err" && fail "'${bad%%|*}': the daemon's refusal points at --help"
         grep -q "${bad#*|}" "$dir/err" || fail "'${bad%%|*}' did not name ${bad#*|}: $(cat "$dir/err")"
 done
 cat "$dir/err"
@@ -175,7 +177,7 @@ vsa migrate demo --from "$VM_TEST_SRC_URI" --to "$VM_TEST_DST_URI" --domain vmig
         --on-resumed "kill -CONT $simpid" --json >"$dir/nopid.jsonl" 2>"$dir/nopid.log"
 rc=$?
 cat "$dir/nopid.log"
-[ "$rc" -eq 2 ] || fail "--io naming pid $nopid exited $rc, not 2"
+[ "$rc" -eq 1 ] || fail "--io naming pid $nopid exited $rc, not 1"
 grep -q "pid $nopid, which" "$dir/nopid.log" || fail "the refusal does not name pid $nopid"
 grep -q '"event":"saved"' "$dir/nopid.jsonl" && fail "the relay state was saved for a refused --io"
 virsh_src domjobinfo vmig-e2e | grep -q "Job type: *None" || fail "a refused migration started a libvirt job"
