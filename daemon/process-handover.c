@@ -90,12 +90,21 @@ static int hand_over_stream(struct vmm_stream *s, Vsockmux__State__Stream *st, s
                 r = add_fd(fds, lfd, &st->listener_fd);
         else
                 safe_close(lfd);
-        /* A redial that came after the freeze, behind guest_fd's unread bytes (stream_take_redial). */
+        /* Redials that came after the freeze, behind guest_fd's unread bytes (stream_take_redial),
+         * in the order they came; what is not handed out closes with the stream. */
         if (r >= 0) {
                 int rfd = stream_hand_over_redial(s);
 
                 r = add_fd(fds, rfd, &st->redial_fd);
                 st->redial_fd_set = r >= 0 && rfd >= 0;
+        }
+        st->n_later_redial_fds = 0;
+        while (r >= 0 && st->redial_fd_set && st->n_later_redial_fds < VMM_STREAM_REDIALS_MAX) {
+                int rfd = stream_hand_over_redial(s);
+
+                if (rfd < 0)
+                        break;
+                r = add_fd(fds, rfd, &st->later_redial_fds[st->n_later_redial_fds++]);
         }
         return r;
 }
@@ -180,6 +189,21 @@ static int take_redial_fd(const Vsockmux__State__Stream *st, int *fds, size_t n_
         return st->redial_fd_set ? vmm_fds_take(fds, n_fds, st->redial_fd) : -1;
 }
 
+/* The i-th redial kept behind that one, -1 for none: no more than a stream keeps. */
+static int take_later_redial_fd(const Vsockmux__State__Stream *st, size_t i, int *fds, size_t n_fds)
+{
+        if (!st->redial_fd_set || i >= st->n_later_redial_fds || i >= VMM_STREAM_REDIALS_MAX - 1)
+                return -1;
+        return vmm_fds_take(fds, n_fds, st->later_redial_fds[i]);
+}
+
+static void close_redial_fds(const Vsockmux__State__Stream *st, int *fds, size_t n_fds)
+{
+        safe_close(take_redial_fd(st, fds, n_fds));
+        for (size_t i = 0; i < st->n_later_redial_fds; i++)
+                safe_close(take_later_redial_fd(st, i, fds, n_fds));
+}
+
 static int adopt_stream(struct vmm_stream *s, const Vsockmux__State__Stream *st, int *fds, size_t n_fds)
 {
         int efd = vmm_fds_take(fds, n_fds, st->endpoint_fd);
@@ -210,11 +234,20 @@ static int adopt_stream(struct vmm_stream *s, const Vsockmux__State__Stream *st,
                 if (r < 0)
                         safe_close(gfd);
         }
-        /* After the old connection: it drains to its end, then the redial goes on (stream_on_done). */
+        /* After the old connection: it drains to its end, then each redial goes on in turn
+         * (stream_on_done). */
         if (r >= 0 && rfd >= 0)
                 r = stream_adopt_redial(s, rfd);
         else
                 safe_close(rfd);
+        for (size_t i = 0; i < st->n_later_redial_fds; i++) {
+                int later = take_later_redial_fd(st, i, fds, n_fds);
+
+                if (r >= 0 && later >= 0)
+                        r = stream_adopt_redial(s, later);
+                else
+                        safe_close(later);
+        }
         if (r >= 0 && lfd >= 0) {
                 r = stream_adopt_listener(s, lfd);
                 if (r < 0)
@@ -249,7 +282,7 @@ static int adopt_process_live(struct vmm_process *p, const Vsockmux__State__Proc
                  * come yet hears the end again (import_input left it no endpoint). */
                 if (stream_awaits_stdin_end_redial(s)) {
                         safe_close(vmm_fds_take(fds, n_fds, st->endpoint_fd));
-                        safe_close(take_redial_fd(st, fds, n_fds));
+                        close_redial_fds(st, fds, n_fds);
                 } else if (s->port == 0 || (s->done && !stream_kept_for_redial(s))) {
                         /* Nothing goes on there: what was handed for it is closed. One that ended
                          * but waits for the guest's redial (hcsshim's, of a container init's
@@ -257,7 +290,7 @@ static int adopt_process_live(struct vmm_process *p, const Vsockmux__State__Proc
                         safe_close(vmm_fds_take(fds, n_fds, st->guest_fd));
                         safe_close(vmm_fds_take(fds, n_fds, st->endpoint_fd));
                         safe_close(vmm_fds_take(fds, n_fds, st->listener_fd));
-                        safe_close(take_redial_fd(st, fds, n_fds));
+                        close_redial_fds(st, fds, n_fds);
                         continue;
                 }
                 r = adopt_stream(s, st, fds, n_fds);

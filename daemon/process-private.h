@@ -31,6 +31,11 @@ struct vmm_processes {
                            * recovers them; freeing tells nobody anything */
 };
 
+/* The most redials a stream keeps unread at once (struct stream_redial): hcsshim's guest dials
+ * again only after a write into its connection failed, so more than one needs a second drop while
+ * the old connection still drains; a newer one past these is closed. */
+#define VMM_STREAM_REDIALS_MAX 8u
+
 struct vmm_stream {
         struct vmm_process *process;
         enum vmm_stream_kind kind;
@@ -40,7 +45,7 @@ struct vmm_stream {
         char *endpoint; /* the path the client named; NULL = kept for attach */
         struct relay_listener *listener;
         struct relay_stream *stream;
-        struct stream_redial *redial;          /* a redial that came while the old connection drained */
+        struct stream_redial *redial;          /* redials that came while the old connection drained */
         struct relay_stream_counters counters; /* the last known, kept after the stream is gone */
         uint64_t dropped;                      /* read, never delivered: the stream failed */
         uint64_t endpoint_base;                /* a regular file sink: its length when opened (the record's) */
@@ -204,8 +209,9 @@ void stream_init(struct vmm_stream *s, struct vmm_process *p, enum vmm_stream_ki
  * listening socket fd. */
 int stream_adopt(struct vmm_stream *s, int guest_fd);
 int stream_adopt_listener(struct vmm_stream *s, int fd);
-/* A redial kept, unread, behind a connection that has not ended (the guest redialled after the
- * freeze): the old daemon hands its fd out (-1: none); the new one keeps it (takes fd, whatever it
- * returns) until the adopted connection ends, then goes on over it. */
+/* Redials kept, unread, behind a connection that has not ended (the guest redialled after the
+ * freeze): the old daemon hands their fds out, the oldest first, one a call (-1: none left); the
+ * new one keeps each (takes fd, whatever it returns) behind those before it, and goes on over each
+ * in turn once the connection before it ended. */
 int stream_hand_over_redial(struct vmm_stream *s);
 int stream_adopt_redial(struct vmm_stream *s, int fd);

@@ -27,6 +27,7 @@ struct export_entry {
         Vsockmux__State__Process msg;
         Vsockmux__State__Stream streams[_VMM_STREAM_KIND_MAX];
         Vsockmux__State__Stream *stream_ptrs[_VMM_STREAM_KIND_MAX];
+        int32_t later_redial_fds[_VMM_STREAM_KIND_MAX][VMM_STREAM_REDIALS_MAX]; /* a live hand-over's */
         char *argv[];
 };
 
@@ -54,6 +55,7 @@ static void export_streams(struct vmm_process *p, struct export_entry *e)
                 st->endpoint = s->endpoint ? s->endpoint : (char *)"";
                 st->endpoint_is_file = s->endpoint_is_file;
                 st->endpoint_base = s->endpoint_base;
+                st->later_redial_fds = e->later_redial_fds[o->n_streams];
                 e->stream_ptrs[o->n_streams++] = st;
         }
 }

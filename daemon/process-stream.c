@@ -25,23 +25,51 @@ void stream_init(struct vmm_stream *s, struct vmm_process *p, enum vmm_stream_ki
 
 /* hcsshim's guest redials at once and then writes what it held into the new connection, so a
  * connection that comes while the old one still drains is kept, unread, until the old one ends:
- * closing it would lose those bytes (the guest only sees a later write fail). */
+ * closing it would lose those bytes (the guest only sees a later write fail). It dials again only
+ * once a write into its connection failed, having closed that one (internal/guest/transport/
+ * reconnect.go, redial()), and what it wrote into it before is written as far as it knows (an
+ * older guest never sends it again; a newer one replays only its last 128 KiB): so a redial that
+ * comes while another is kept is kept behind it, and each goes on in turn, oldest first, once the
+ * one before ended. Never empty: freed with its last connection. */
 struct stream_redial {
-        int fd;
-        bool old_ended; /* the old connection's end was seen: the timer hands the kept one over */
+        int fds[VMM_STREAM_REDIALS_MAX]; /* oldest first */
+        unsigned n;
+        bool old_ended; /* the old connection's end was seen: the timer hands fds[0] over */
         struct relay_timer *timer;
 };
 
 static void stream_take_redial(struct vmm_stream *s, int fd);
+static void stream_went_on(struct vmm_stream *s, int r);
 
 static struct stream_redial *redial_free(struct stream_redial *d)
 {
         if (!d)
                 return NULL;
-        safe_close(d->fd);
+        for (unsigned i = 0; i < d->n; i++)
+                safe_close(d->fds[i]);
         relay_timer_free(d->timer);
         free(d);
         return NULL;
+}
+
+static bool stream_has_redial(const struct vmm_stream *s)
+{
+        return s->redial && s->redial->n > 0;
+}
+
+/* The oldest kept connection, out of the queue (which goes once empty). */
+static int stream_pop_redial(struct vmm_stream *s)
+{
+        struct stream_redial *d = s->redial;
+        int fd = d->fds[0];
+
+        d->n--;
+        memmove(d->fds, d->fds + 1, d->n * sizeof(d->fds[0]));
+        /* The connection it goes on over now has not ended. */
+        d->old_ended = false;
+        if (d->n == 0)
+                s->redial = redial_free(d);
+        return fd;
 }
 
 void stream_release(struct vmm_stream *s)
@@ -83,7 +111,7 @@ static void stream_on_done(struct relay_stream *rs, int error, void *userdata)
         /* The old connection ended and the guest already dialled again: not an end, and nothing
          * read is lost (the relay keeps it for the new connection). The relay cannot take a new
          * guest from inside this call, hence the timer. */
-        if (rs && s->redial && s->redial->fd >= 0) {
+        if (rs && stream_has_redial(s)) {
                 s->redial->old_ended = true;
                 if (relay_timer_arm(s->redial->timer, 0) >= 0)
                         return;
@@ -194,8 +222,7 @@ static void stream_on_frozen(struct relay_stream *rs, void *userdata)
         /* The guest dialled again while the freeze drained the connection it gave up: that one
          * runs on to its end (its bytes come first), then stream_take_redial() takes the kept one
          * and freezes it in turn, so the freeze also reads what the guest wrote into it. */
-        if (s->freeze_owed && stream_is_output(s->kind) && s->redial && s->redial->fd >= 0 &&
-            relay_stream_resume(rs) >= 0)
+        if (s->freeze_owed && stream_is_output(s->kind) && stream_has_redial(s) && relay_stream_resume(rs) >= 0)
                 return;
         /* The VM froze it (a save, a hold or a stop): it counts them. */
         stream_report_frozen(s);
@@ -217,7 +244,7 @@ bool stream_freeze(struct vmm_stream *s)
          * One that ended is kept for the guest's redial (stream_keeps_listening): frozen too, so a
          * redial during the freeze joins it frozen and its bytes wait in the socket, rather than
          * resuming it while the freeze counts (and a hand-over passes its fd on). */
-        int r = stream_is_output(s->kind) && s->redial && s->redial->fd >= 0 ? 0 : relay_stream_freeze(s->stream);
+        int r = stream_is_output(s->kind) && stream_has_redial(s) ? 0 : relay_stream_freeze(s->stream);
 
         /* CloseStdin's own freeze still drains it: this one takes it over and counts it once
          * drained, never mid-drain. */
@@ -254,11 +281,19 @@ static void stream_follow_ack(struct vmm_stream *s)
                 (void)relay_stream_set_eof_confirm(s->stream, process_guest(s->process)->stdin_eof);
 }
 
+/* The old connection ended: the oldest kept one takes its place. */
 static void redial_on_timer(struct relay_timer *t, void *userdata)
 {
         struct vmm_stream *s = userdata;
+        int r = relay_stream_replace_guest(s->stream, s->redial->fds[0], process_guest(s->process)->stdio_resume);
 
-        stream_take_redial(s, TAKE_FD(s->redial->fd));
+        /* The relay was not yet done with the old one: try again shortly. */
+        if (r == -EBUSY) {
+                (void)relay_timer_arm(s->redial->timer, 1000 * 1000);
+                return;
+        }
+        (void)stream_pop_redial(s); /* replace_guest took it */
+        stream_went_on(s, r);
 }
 
 static void stream_park_redial(struct vmm_stream *s, int fd)
@@ -267,6 +302,7 @@ static void stream_park_redial(struct vmm_stream *s, int fd)
 
         if (!s->redial) {
                 _cleanup_free_ struct stream_redial *d = calloc(1, sizeof(*d));
+
                 int r = d ? relay_timer_new(process_ctx(p)->relay, redial_on_timer, s, &d->timer) : -ENOMEM;
 
                 if (r < 0) {
@@ -275,40 +311,49 @@ static void stream_park_redial(struct vmm_stream *s, int fd)
                         safe_close(fd);
                         return;
                 }
-                d->fd = -1;
                 s->redial = TAKE_PTR(d);
+        }
+        if (s->redial->n == VMM_STREAM_REDIALS_MAX) {
+                /* The guest redials only after a failed write: this many during one drain is no
+                 * guest's, and each kept one holds an fd. */
+                log_warn("vm %s: process %u: %s redialled with %u connections kept unread already; closing the newest",
+                         process_guest(p)->vm_name, p->pid, vmm_stream_names[s->kind], VMM_STREAM_REDIALS_MAX);
+                safe_close(fd);
+                return;
         }
         log_debug("vm %s: process %u: %s redialled before the old connection ended; kept until it does",
                   process_guest(p)->vm_name, p->pid, vmm_stream_names[s->kind]);
-        /* A newer connection: the guest gave up the one kept before. */
-        safe_close(s->redial->fd);
-        s->redial->fd = fd;
-        /* The old one ended but the relay was not yet done with it: try again shortly. */
-        if (s->redial->old_ended)
-                (void)relay_timer_arm(s->redial->timer, 1000 * 1000);
+        s->redial->fds[s->redial->n++] = fd;
 }
 
 /* The guest redialled a stream we kept (across a save, or after a drop): carry on where it
  * stopped. */
 static void stream_take_redial(struct vmm_stream *s, int fd)
 {
-        struct vmm_process *p = s->process;
         int r;
 
-        /* It came after a VM's freeze had drained the old connection, which did not end: what the
-         * guest wrote into that one since waits in its socket and would die with the swap. Kept,
-         * the old one goes first at a thaw (or on the daemon a live hand-over passes both to). */
-        if (s->vm_frozen && !s->freeze_owed && !s->done && stream_is_output(s->kind) &&
-            !(s->redial && s->redial->old_ended)) {
+        /* Connections kept before it go first. Or it came after a VM's freeze had drained the old
+         * connection, which did not end: what the guest wrote into that one since waits in its
+         * socket and would die with the swap. Kept, the old one goes first at a thaw (or on the
+         * daemon a live hand-over passes them all to). */
+        if (stream_has_redial(s) || (s->vm_frozen && !s->freeze_owed && !s->done && stream_is_output(s->kind))) {
                 stream_park_redial(s, fd);
                 return;
         }
-        r = relay_stream_replace_guest(s->stream, fd, process_guest(p)->stdio_resume);
+        r = relay_stream_replace_guest(s->stream, fd, process_guest(s->process)->stdio_resume);
         if (r == -EBUSY) {
                 stream_park_redial(s, fd);
                 return;
         }
-        s->redial = redial_free(s->redial);
+        stream_went_on(s, r);
+}
+
+/* replace_guest answered r (not -EBUSY): the stream goes on over its new connection, as the
+ * VM's freeze wants it. */
+static void stream_went_on(struct vmm_stream *s, int r)
+{
+        struct vmm_process *p = s->process;
+
         if (r >= 0 && s->freeze_owed) {
                 /* A VM's freeze waits for this stream: it kept running (or resumed) for the old
                  * connection to end. Frozen now, its drain reads what the guest wrote into this one. */
@@ -439,7 +484,7 @@ int stream_adopt(struct vmm_stream *s, int guest_fd)
 
 int stream_hand_over_redial(struct vmm_stream *s)
 {
-        return s->redial ? TAKE_FD(s->redial->fd) : -1;
+        return stream_has_redial(s) ? stream_pop_redial(s) : -1;
 }
 
 int stream_adopt_redial(struct vmm_stream *s, int fd)

@@ -685,10 +685,10 @@ static bool backlog_empty(struct fixture *f, const void *arg)
         return unix_backlog(arg) == 0;
 }
 
-/* A held_redial_fn: a redial that comes after the hold's freeze has finished: the guest writes on
- * into the frozen connection (its bytes wait in the socket), then drops it and redials, and the
- * held daemon's loop, running on (an upgrade waits for its other VMs), accepts the redial. */
-static struct vmm_vm *redial_after_a_hold(struct fixture *f, const char *out, int *held, uint32_t *ret_pid)
+/* Redials that come after the hold's freeze has finished: the guest writes on into the frozen
+ * connection (its bytes wait in the socket), then drops it and redials, n times, and the held
+ * daemon's loop, running on (an upgrade waits for its other VMs), accepts each redial. */
+static struct vmm_vm *redials_after_a_hold(struct fixture *f, const char *out, int *held, uint32_t *ret_pid, unsigned n)
 {
         struct vmm_process_info info;
         struct vmm_error err = {};
@@ -709,17 +709,34 @@ static struct vmm_vm *redial_after_a_hold(struct fixture *f, const char *out, in
         assert_int_equal(vmm_vm_hold(vm, &hold_ops, held, &err), 0);
         run_until(f, flag_set, held, "the hold");
         assert_int_equal(*held, 1);
-        /* The writer goes on into the frozen connection: what it wrote waits in the socket. */
-        sleep_ms(300);
-        want = sim_resumes(f, NULL) + 1;
-        assert_int_equal(kill(f->sim, SIGUSR2), 0);
-        for (deadline = now_ns() + WAIT_NS; sim_resumes(f, NULL) < want; sleep_ms(10))
-                if (now_ns() > deadline)
-                        fail_msg("timed out waiting for the guest's redial");
-        assert_int_equal(unix_backlog(port_path), 1);
-        run_until(f, backlog_empty, port_path, "the redial accepted");
+        for (unsigned i = 0; i < n; i++) {
+                /* The writer goes on into the frozen connection (or the last redial, kept unread):
+                 * what it wrote waits in the socket. */
+                sleep_ms(300);
+                want = sim_resumes(f, NULL) + 1;
+                assert_int_equal(kill(f->sim, SIGUSR2), 0);
+                for (deadline = now_ns() + WAIT_NS; sim_resumes(f, NULL) < want; sleep_ms(10))
+                        if (now_ns() > deadline)
+                                fail_msg("timed out waiting for the guest's redial");
+                assert_int_equal(unix_backlog(port_path), 1);
+                run_until(f, backlog_empty, port_path, "the redial accepted");
+        }
         *ret_pid = pid;
         return vm;
+}
+
+/* A held_redial_fn: one redial after the hold's freeze. */
+static struct vmm_vm *redial_after_a_hold(struct fixture *f, const char *out, int *held, uint32_t *ret_pid)
+{
+        return redials_after_a_hold(f, out, held, ret_pid, 1);
+}
+
+/* A held_redial_fn: two, the second while the first is kept: hcsshim's guest dials again only
+ * once a write into the first failed (internal/guest/transport/reconnect.go), and what it had
+ * written into it before is written for good as far as it knows. */
+static struct vmm_vm *two_redials_after_a_hold(struct fixture *f, const char *out, int *held, uint32_t *ret_pid)
+{
+        return redials_after_a_hold(f, out, held, ret_pid, 2);
 }
 
 /* Then the VM is handed over: what waits in the old connection goes first, then the redial's;
@@ -729,10 +746,15 @@ static void test_redial_after_a_hand_overs_freeze_loses_nothing(void **state)
         hand_over_a_held_redial(*state, redial_after_a_hold);
 }
 
-/* Or the upgrade gives up and the VM serves on where it is: the same order at the thaw. */
-static void test_redial_after_a_holds_freeze_loses_nothing_when_it_is_released(void **state)
+/* Every kept redial goes on the new daemon too, each after the one before it ended. */
+static void test_two_redials_after_a_hand_overs_freeze_lose_nothing(void **state)
 {
-        struct fixture *f = *state;
+        hand_over_a_held_redial(*state, two_redials_after_a_hold);
+}
+
+/* Or the upgrade gives up and the VM serves on where it is: the same order at the thaw. */
+static void release_a_held_redial(struct fixture *f, held_redial_fn make)
+{
         struct exited ex = { 0 };
         struct vmm_vm *vm;
         char path[128];
@@ -742,7 +764,7 @@ static void test_redial_after_a_holds_freeze_loses_nothing_when_it_is_released(v
 
         skip_unless_upstream(f);
         snprintf(path, sizeof(path), "%s/out", f->dir);
-        vm = redial_after_a_hold(f, path, &held, &pid);
+        vm = make(f, path, &held, &pid);
         vmm_vm_unhold(vm);
         before = file_size(path);
         wait_for_bytes(f, path, NULL, before + FLOW_BYTES);
@@ -751,6 +773,17 @@ static void test_redial_after_a_holds_freeze_loses_nothing_when_it_is_released(v
         assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
         assert_int_equal(ex.exit.code, WRITER_EXIT);
         assert_exactly_once(f, path, NULL);
+}
+
+static void test_redial_after_a_holds_freeze_loses_nothing_when_it_is_released(void **state)
+{
+        release_a_held_redial(*state, redial_after_a_hold);
+}
+
+/* Each kept redial in turn, in the order the guest dialled them. */
+static void test_two_redials_after_a_holds_freeze_lose_nothing_when_it_is_released(void **state)
+{
+        release_a_held_redial(*state, two_redials_after_a_hold);
 }
 
 static void port_max(const struct vmm_process_info *i, uint32_t *max)
@@ -858,6 +891,8 @@ int main(int argc, char **argv)
                 T(test_redial_kept_at_a_hand_over_loses_nothing),
                 T(test_redial_after_a_hand_overs_freeze_loses_nothing),
                 T(test_redial_after_a_holds_freeze_loses_nothing_when_it_is_released),
+                T(test_two_redials_after_a_hand_overs_freeze_lose_nothing),
+                T(test_two_redials_after_a_holds_freeze_lose_nothing_when_it_is_released),
                 T(test_readded_vm_never_hands_out_a_removed_vms_ports),
                 T(test_restore_below_a_remembered_floor_keeps_the_higher_one),
         };
