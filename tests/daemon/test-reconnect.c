@@ -494,24 +494,32 @@ static void sleep_ms(unsigned ms)
         nanosleep(&ts, NULL);
 }
 
-/* hcsshim's guest (--upstream only: with the resume extension a redialled guest writes nothing
- * before the host's count) drops stdout and redials at once, while the daemon's loop stands still:
- * the old connection ends unread, and the guest writes into the new one, not accepted yet, what
- * it had not sent and more of the writer's. Returns the writer's pid. */
-static uint32_t redial_unseen(struct fixture *f, struct vmm_vm *vm, const char *out)
+/* After the writer had a while to write into the stream's connection, the guest drops its stdio
+ * connections (SIGUSR2) and redials; returns once its log says it redialled. */
+static void drop_after_a_while_and_wait_for_the_redial(struct fixture *f)
 {
-        uint64_t deadline;
         unsigned want;
-        uint32_t pid;
+        uint64_t deadline;
 
-        pid = exec_writer_bursts(f, vm, out, 2000);
-        wait_for_bytes(f, out, NULL, FLOW_BYTES);
         sleep_ms(300);
         want = sim_resumes(f, NULL) + 1;
         assert_int_equal(kill(f->sim, SIGUSR2), 0);
         for (deadline = now_ns() + WAIT_NS; sim_resumes(f, NULL) < want; sleep_ms(10))
                 if (now_ns() > deadline)
                         fail_msg("timed out waiting for the guest's redial");
+}
+
+/* hcsshim's guest (--upstream only: with the resume extension a redialled guest writes nothing
+ * before the host's count) drops stdout and redials at once, while the daemon's loop stands still:
+ * the old connection ends unread, and the guest writes into the new one, not accepted yet, what
+ * it had not sent and more of the writer's. Returns the writer's pid. */
+static uint32_t redial_unseen(struct fixture *f, struct vmm_vm *vm, const char *out)
+{
+        uint32_t pid;
+
+        pid = exec_writer_bursts(f, vm, out, 2000);
+        wait_for_bytes(f, out, NULL, FLOW_BYTES);
+        drop_after_a_while_and_wait_for_the_redial(f);
         sleep_ms(100);
         return pid;
 }
@@ -694,8 +702,6 @@ static struct vmm_vm *redials_after_a_hold(struct fixture *f, const char *out, i
         struct vmm_error err = {};
         struct vmm_vm *vm;
         char port_path[160];
-        uint64_t deadline;
-        unsigned want;
         uint32_t pid;
 
         /* A name no other test's sockets have: /proc/net/unix lists every process's. */
@@ -712,12 +718,7 @@ static struct vmm_vm *redials_after_a_hold(struct fixture *f, const char *out, i
         for (unsigned i = 0; i < n; i++) {
                 /* The writer goes on into the frozen connection (or the last redial, kept unread):
                  * what it wrote waits in the socket. */
-                sleep_ms(300);
-                want = sim_resumes(f, NULL) + 1;
-                assert_int_equal(kill(f->sim, SIGUSR2), 0);
-                for (deadline = now_ns() + WAIT_NS; sim_resumes(f, NULL) < want; sleep_ms(10))
-                        if (now_ns() > deadline)
-                                fail_msg("timed out waiting for the guest's redial");
+                drop_after_a_while_and_wait_for_the_redial(f);
                 assert_int_equal(unix_backlog(port_path), 1);
                 run_until(f, backlog_empty, port_path, "the redial accepted");
         }
