@@ -176,21 +176,185 @@ int vmm_processes_export_pid(struct vmm_processes *t, uint32_t pid, Vsockmux__St
 
 /* ---- in ---- */
 
-/* The process io names: by exec id, or the newest (last) entry of its pid. */
-static const Vsockmux__State__Process *saved_process(const Vsockmux__State__Vm *vm, const struct vmm_restore_io *io)
+/* Who names whom between the client's io entries and the saved processes, sorted once: a scan of
+ * every process per entry, and of every entry per process, made a restore of 1,000 processes
+ * O(n^2) (24M of its 55M instructions). Each array holds indices, sorted by key and then by index,
+ * so a key's run is in the order of the scans it replaces. */
+struct io_index {
+        const Vsockmux__State__Vm *sv;
+        const struct vmm_restore_io *io;
+        size_t *proc_by_pid, *proc_by_exec;
+        size_t *io_by_pid, *io_by_exec; /* entries naming a pid (without an exec id); an exec id */
+        size_t n_io_pid, n_io_exec;
+        const struct vmm_restore_io *fallback; /* the last entry with neither: the client's rights */
+};
+
+#define IO_INDEX_NONE SIZE_MAX
+
+static int cmp_index(size_t a, size_t b)
 {
-        for (size_t i = vm->n_processes; i-- > 0;)
-                if (io->exec_id ? strcmp(vm->processes[i]->exec_id, io->exec_id) == 0
-                                : vm->processes[i]->pid == io->pid)
-                        return vm->processes[i];
-        return NULL;
+        return a < b ? -1 : a > b;
 }
 
-static bool io_same_target(const struct vmm_restore_io *a, const struct vmm_restore_io *b)
+static int cmp_u32_key(uint32_t a, uint32_t b)
 {
-        if (a->exec_id || b->exec_id)
-                return a->exec_id && b->exec_id && strcmp(a->exec_id, b->exec_id) == 0;
-        return a->pid == b->pid;
+        return a < b ? -1 : a > b;
+}
+
+static int cmp_proc_pid(const void *a, const void *b, void *userdata)
+{
+        const struct io_index *x = userdata;
+        size_t i = *(const size_t *)a, j = *(const size_t *)b;
+
+        return cmp_u32_key(x->sv->processes[i]->pid, x->sv->processes[j]->pid) ?: cmp_index(i, j);
+}
+
+static int cmp_proc_exec(const void *a, const void *b, void *userdata)
+{
+        const struct io_index *x = userdata;
+        size_t i = *(const size_t *)a, j = *(const size_t *)b;
+
+        return strcmp(x->sv->processes[i]->exec_id, x->sv->processes[j]->exec_id) ?: cmp_index(i, j);
+}
+
+static int cmp_io_pid(const void *a, const void *b, void *userdata)
+{
+        const struct io_index *x = userdata;
+        size_t i = *(const size_t *)a, j = *(const size_t *)b;
+
+        return cmp_u32_key(x->io[i].pid, x->io[j].pid) ?: cmp_index(i, j);
+}
+
+static int cmp_io_exec(const void *a, const void *b, void *userdata)
+{
+        const struct io_index *x = userdata;
+        size_t i = *(const size_t *)a, j = *(const size_t *)b;
+
+        return strcmp(x->io[i].exec_id, x->io[j].exec_id) ?: cmp_index(i, j);
+}
+
+static void io_index_done(struct io_index *x)
+{
+        free(x->proc_by_pid);
+        free(x->proc_by_exec);
+        free(x->io_by_pid);
+        free(x->io_by_exec);
+        *x = (struct io_index){ 0 };
+}
+
+static int io_index_build(const Vsockmux__State__Vm *sv, const struct vmm_restore_io *io, size_t n_io,
+                          struct io_index *ret)
+{
+        size_t n = sv->n_processes;
+        struct io_index x = { .sv = sv, .io = io };
+
+        x.proc_by_pid = calloc(n + 1, sizeof(size_t));
+        x.proc_by_exec = calloc(n + 1, sizeof(size_t));
+        x.io_by_pid = calloc(n_io + 1, sizeof(size_t));
+        x.io_by_exec = calloc(n_io + 1, sizeof(size_t));
+        if (!x.proc_by_pid || !x.proc_by_exec || !x.io_by_pid || !x.io_by_exec) {
+                io_index_done(&x);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++)
+                x.proc_by_pid[i] = x.proc_by_exec[i] = i;
+        for (size_t k = 0; k < n_io; k++) {
+                if (io[k].exec_id)
+                        x.io_by_exec[x.n_io_exec++] = k;
+                else if (io[k].pid != 0)
+                        x.io_by_pid[x.n_io_pid++] = k;
+                else
+                        x.fallback = &io[k];
+        }
+        qsort_r(x.proc_by_pid, n, sizeof(size_t), cmp_proc_pid, &x);
+        qsort_r(x.proc_by_exec, n, sizeof(size_t), cmp_proc_exec, &x);
+        qsort_r(x.io_by_pid, x.n_io_pid, sizeof(size_t), cmp_io_pid, &x);
+        qsort_r(x.io_by_exec, x.n_io_exec, sizeof(size_t), cmp_io_exec, &x);
+        *ret = x;
+        return 0;
+}
+
+/* The first position in v[0..n) whose entry's key is not below key (above it, with after). */
+static size_t io_index_bound(const struct io_index *x, const size_t *v, size_t n,
+                             int (*cmp)(const struct io_index *x, size_t i, const void *key), const void *key,
+                             bool after)
+{
+        size_t lo = 0, hi = n;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                int c = cmp(x, v[mid], key);
+
+                if (c < 0 || (after && c == 0))
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
+}
+
+static int key_proc_pid(const struct io_index *x, size_t i, const void *key)
+{
+        return cmp_u32_key(x->sv->processes[i]->pid, *(const uint32_t *)key);
+}
+
+static int key_proc_exec(const struct io_index *x, size_t i, const void *key)
+{
+        return strcmp(x->sv->processes[i]->exec_id, key);
+}
+
+static int key_io_pid(const struct io_index *x, size_t i, const void *key)
+{
+        return cmp_u32_key(x->io[i].pid, *(const uint32_t *)key);
+}
+
+static int key_io_exec(const struct io_index *x, size_t i, const void *key)
+{
+        return strcmp(x->io[i].exec_id, key);
+}
+
+/* The last index of key's run in v (the highest), or IO_INDEX_NONE. */
+static size_t io_index_last(const struct io_index *x, const size_t *v, size_t n,
+                            int (*cmp)(const struct io_index *x, size_t i, const void *key), const void *key)
+{
+        size_t hi = io_index_bound(x, v, n, cmp, key, true);
+
+        return hi > 0 && cmp(x, v[hi - 1], key) == 0 ? v[hi - 1] : IO_INDEX_NONE;
+}
+
+/* The first index of key's run in v (the lowest), or IO_INDEX_NONE. */
+static size_t io_index_first(const struct io_index *x, const size_t *v, size_t n,
+                             int (*cmp)(const struct io_index *x, size_t i, const void *key), const void *key)
+{
+        size_t lo = io_index_bound(x, v, n, cmp, key, false);
+
+        return lo < n && cmp(x, v[lo], key) == 0 ? v[lo] : IO_INDEX_NONE;
+}
+
+/* The saved process with this pid that comes last (the pid's newest), or IO_INDEX_NONE. */
+static size_t io_index_newest_of_pid(const struct io_index *x, uint32_t pid)
+{
+        return io_index_last(x, x->proc_by_pid, x->sv->n_processes, key_proc_pid, &pid);
+}
+
+/* The process io names: by exec id (its last entry), or the newest (last) entry of its pid. */
+static const Vsockmux__State__Process *saved_process(const struct io_index *x, const struct vmm_restore_io *io)
+{
+        size_t i = io->exec_id ? io_index_last(x, x->proc_by_exec, x->sv->n_processes, key_proc_exec, io->exec_id)
+                               : io_index_newest_of_pid(x, io->pid);
+
+        return i == IO_INDEX_NONE ? NULL : x->sv->processes[i];
+}
+
+/* Whether an earlier entry names the same target as entry k (the same exec id, or the same pid
+ * without one). */
+static bool io_named_before(const struct io_index *x, size_t k)
+{
+        const struct vmm_restore_io *io = &x->io[k];
+        size_t first = io->exec_id ? io_index_first(x, x->io_by_exec, x->n_io_exec, key_io_exec, io->exec_id)
+                                   : io_index_first(x, x->io_by_pid, x->n_io_pid, key_io_pid, &io->pid);
+
+        return first != k;
 }
 
 static const Vsockmux__State__Stream *saved_stream(const Vsockmux__State__Process *p, enum vmm_stream_kind k)
@@ -201,15 +365,21 @@ static const Vsockmux__State__Stream *saved_stream(const Vsockmux__State__Proces
         return NULL;
 }
 
+/* The process as the client named it: an exec id may be a pid's older, exited entry. Formatted
+ * only for a refusal: it ran for every entry of every restore. */
+static const char *io_who(const struct vmm_restore_io *io, char *buf, size_t size)
+{
+        if (io->exec_id)
+                snprintf(buf, size, "exec %s", io->exec_id);
+        else
+                snprintf(buf, size, "pid %u", io->pid);
+        return buf;
+}
+
 static int check_io_one(const Vsockmux__State__Process *p, const struct vmm_restore_io *io, struct vmm_error *err)
 {
         char who[EXEC_ID_MAX + 16];
 
-        /* The process as the client named it: an exec id may be a pid's older, exited entry. */
-        if (io->exec_id)
-                snprintf(who, sizeof(who), "exec %s", io->exec_id);
-        else
-                snprintf(who, sizeof(who), "pid %u", io->pid);
         for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
                 const Vsockmux__State__Stream *st;
 
@@ -217,11 +387,11 @@ static int check_io_one(const Vsockmux__State__Process *p, const struct vmm_rest
                         continue;
                 st = saved_stream(p, k);
                 if (!st)
-                        return vmm_error_set(err, -EINVAL, "%s had no %s stream when saved, but --io gives it one", who,
-                                             vmm_stream_names[k]);
+                        return vmm_error_set(err, -EINVAL, "%s had no %s stream when saved, but --io gives it one",
+                                             io_who(io, who, sizeof(who)), vmm_stream_names[k]);
                 if (st->eof && k != VMM_STDIN)
                         return vmm_error_set(err, -EINVAL, "%s's %s had reached EOF when saved; nothing would reach %s",
-                                             who, vmm_stream_names[k], io->path[k]);
+                                             io_who(io, who, sizeof(who)), vmm_stream_names[k], io->path[k]);
         }
         return 0;
 }
@@ -229,59 +399,46 @@ static int check_io_one(const Vsockmux__State__Process *p, const struct vmm_rest
 int vmm_processes_check_io(const Vsockmux__State__Vm *sv, const struct vmm_restore_io *io, size_t n_io,
                            struct vmm_error *err)
 {
-        for (size_t i = 0; i < n_io; i++) {
+        struct io_index x;
+        int r;
+
+        r = io_index_build(sv, io, n_io, &x);
+        if (r < 0)
+                return vmm_error_set(err, r, "%s", strerror(-r));
+        for (size_t i = 0; i < n_io && r >= 0; i++) {
                 const Vsockmux__State__Process *p;
-                int r;
 
                 if (io[i].pid == 0 && !io[i].exec_id)
                         continue; /* rights only, for the processes no entry names */
-                p = saved_process(sv, &io[i]);
+                p = saved_process(&x, &io[i]);
                 if (!p && io[i].exec_id)
-                        return vmm_error_set(err, -ENOENT, "--io names exec %s, which the saved state does not hold",
-                                             io[i].exec_id);
-                if (!p)
-                        return vmm_error_set(err, -ENOENT, "--io names pid %u, which the saved state does not hold",
-                                             io[i].pid);
-                for (size_t j = 0; j < i; j++)
-                        if (io_same_target(&io[j], &io[i]))
-                                return io[i].exec_id
-                                               ? vmm_error_set(err, -EINVAL, "--io names exec %s twice", io[i].exec_id)
-                                               : vmm_error_set(err, -EINVAL, "--io names pid %u twice", io[i].pid);
-                r = check_io_one(p, &io[i], err);
-                if (r < 0)
-                        return r;
+                        r = vmm_error_set(err, -ENOENT, "--io names exec %s, which the saved state does not hold",
+                                          io[i].exec_id);
+                else if (!p)
+                        r = vmm_error_set(err, -ENOENT, "--io names pid %u, which the saved state does not hold",
+                                          io[i].pid);
+                else if (io_named_before(&x, i))
+                        r = io[i].exec_id ? vmm_error_set(err, -EINVAL, "--io names exec %s twice", io[i].exec_id)
+                                          : vmm_error_set(err, -EINVAL, "--io names pid %u twice", io[i].pid);
+                else
+                        r = check_io_one(p, &io[i], err);
         }
-        return 0;
-}
-
-/* Whether a later entry of sv has the pid of entry i: then i is not the newest of a reused pid. */
-static bool pid_reused_later(const Vsockmux__State__Vm *sv, size_t i)
-{
-        for (size_t j = i + 1; j < sv->n_processes; j++)
-                if (sv->processes[j]->pid == sv->processes[i]->pid)
-                        return true;
-        return false;
+        io_index_done(&x);
+        return r;
 }
 
 /* The entry naming process i by its exec id, or by its pid when it is the pid's newest entry (as
  * vmm_processes_check_io() matched it), else the one with pid 0 (the client's rights for every
  * other process). */
-static const struct vmm_restore_io *io_for(const struct vmm_restore_io *io, size_t n_io, const Vsockmux__State__Vm *sv,
-                                           size_t i)
+static const struct vmm_restore_io *io_for(const struct io_index *x, size_t i)
 {
-        const Vsockmux__State__Process *sp = sv->processes[i];
-        const struct vmm_restore_io *fallback = NULL, *by_pid = NULL;
+        const Vsockmux__State__Process *sp = x->sv->processes[i];
+        size_t k = io_index_first(x, x->io_by_exec, x->n_io_exec, key_io_exec, sp->exec_id);
 
-        for (size_t k = 0; k < n_io; k++) {
-                if (io[k].exec_id) {
-                        if (strcmp(io[k].exec_id, sp->exec_id) == 0)
-                                return &io[k];
-                } else if (io[k].pid == 0)
-                        fallback = &io[k];
-                else if (io[k].pid == sp->pid && !by_pid)
-                        by_pid = &io[k];
-        }
-        return by_pid && !pid_reused_later(sv, i) ? by_pid : fallback;
+        if (k != IO_INDEX_NONE)
+                return &x->io[k];
+        k = io_index_first(x, x->io_by_pid, x->n_io_pid, key_io_pid, &sp->pid);
+        return k != IO_INDEX_NONE && io_index_newest_of_pid(x, sp->pid) == i ? &x->io[k] : x->fallback;
 }
 
 /* A k8s-file log comes back at its saved path unless the client names stdout/stderr endpoints. */
@@ -429,13 +586,16 @@ static int import_process(struct vmm_processes *t, const Vsockmux__State__Proces
 int vmm_processes_import(struct vmm_processes *t, const Vsockmux__State__Vm *sv, const struct vmm_restore_io *io,
                          size_t n_io, struct vmm_error *err)
 {
-        for (size_t i = 0; i < sv->n_processes; i++) {
-                int r = import_process(t, sv->processes[i], io_for(io, n_io, sv, i), err);
+        struct io_index x;
+        int r;
 
-                if (r < 0)
-                        return r;
-        }
-        return 0;
+        r = io_index_build(sv, io, n_io, &x);
+        if (r < 0)
+                return vmm_error_set(err, r, "%s", strerror(-r));
+        for (size_t i = 0; i < sv->n_processes && r >= 0; i++)
+                r = import_process(t, sv->processes[i], io_for(&x, i), err);
+        io_index_done(&x);
+        return r;
 }
 
 static int adopt_process(struct vmm_process *p, const Vsockmux__State__Process *sp, struct vmm_error *err)

@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "daemon/exec-id.h"
 #include "daemon/savestate.h"
 #include "daemon/vmm.h"
 #include "ports/ports.h"
@@ -1837,8 +1838,9 @@ static void test_resume_on_the_source_rolls_back_a_save(void **state)
 static void test_restore_refuses_endpoints_that_do_not_match_before_listening(void **state)
 {
         struct fixture *f = *state;
-        char out_a[128], path[160];
-        struct vmm_restore_io io = { 0 };
+        char out_a[128], path[160], exec_id[EXEC_ID_MAX + 1], want[EXEC_ID_MAX + 64];
+        struct vmm_restore_io io = { 0 }, two[2];
+        struct vmm_process_info pi;
         struct vmm_vm *vm, *vb = NULL;
         struct saved sv;
         struct vmm_error err = {};
@@ -1859,6 +1861,28 @@ static void test_restore_refuses_endpoints_that_do_not_match_before_listening(vo
         io.pid = pid + 100000;
         io.path[VMM_STDIN] = NULL;
         assert_int_equal(vmm_restore(f->b, sv.blob, sv.len, NULL, NULL, &io, 1, &vb, &err), -ENOENT);
+        /* The same pid twice, and the same exec id twice; a pid beside its own exec id is not a
+         * repeat (each names the process its own way). */
+        vmm_process_get_info(vmm_process_find(vm, pid), &pi);
+        snprintf(exec_id, sizeof(exec_id), "%s", pi.exec_id);
+        two[0] = (struct vmm_restore_io){ .pid = pid };
+        two[1] = (struct vmm_restore_io){ .pid = pid };
+        assert_int_equal(vmm_restore(f->b, sv.blob, sv.len, NULL, NULL, two, 2, &vb, &err), -EINVAL);
+        snprintf(want, sizeof(want), "--io names pid %u twice", pid);
+        assert_string_equal(err.message, want);
+        two[0] = (struct vmm_restore_io){ .exec_id = exec_id };
+        two[1] = (struct vmm_restore_io){ .exec_id = exec_id };
+        assert_int_equal(vmm_restore(f->b, sv.blob, sv.len, NULL, NULL, two, 2, &vb, &err), -EINVAL);
+        snprintf(want, sizeof(want), "--io names exec %s twice", exec_id);
+        assert_string_equal(err.message, want);
+        /* Checked in order: the pid the state lacks, ahead of the repeat after it. */
+        two[1] = (struct vmm_restore_io){ .pid = pid + 100000 };
+        assert_int_equal(vmm_restore(f->b, sv.blob, sv.len, NULL, NULL, two, 2, &vb, &err), -ENOENT);
+        two[0] = (struct vmm_restore_io){ .pid = pid, .path[VMM_STDIN] = out_a };
+        two[1] = (struct vmm_restore_io){ .exec_id = exec_id, .path[VMM_STDIN] = out_a };
+        assert_int_equal(vmm_restore(f->b, sv.blob, sv.len, NULL, NULL, two, 2, &vb, &err), -EINVAL);
+        assert_non_null(strstr(err.message, "pid "));
+        assert_non_null(strstr(err.message, "no stdin stream"));
         /* Nothing listens: neither the bridge nor any stdio port. */
         assert_null(vmm_vm_find(f->b, "demo"));
         snprintf(path, sizeof(path), "%s_%u", f->transport.uds_path, PORTS_BRIDGE);
