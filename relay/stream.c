@@ -287,6 +287,29 @@ static bool guest_is_src(const struct relay_stream *s)
         return s->dir == RELAY_STREAM_FROM_GUEST;
 }
 
+/* A poll of the stream's own: the slot is armed and holds a reference until it completes. */
+static int poll_arm(struct relay_stream *s, int fd, unsigned events, struct relay_op *op, enum op_state *slot)
+{
+        struct io_uring_sqe *sqe = relay_get_sqe(s->r);
+
+        if (!sqe)
+                return -EIO;
+        io_uring_prep_poll_add(sqe, fd, events);
+        relay_sqe_set_op(sqe, op);
+        *slot = OP_ARMED;
+        s->ref++;
+        return 0;
+}
+
+/* The completion without F_MORE still comes, and puts the slot back to idle. */
+static void op_cancel(struct relay_stream *s, struct relay_op *op, enum op_state *slot)
+{
+        if (*slot == OP_ARMED) {
+                *slot = OP_CANCELLING;
+                (void)relay_cancel_op(s->r, op);
+        }
+}
+
 /* ---- reading into the pool ---- */
 
 /* A freeze still has bytes to read that the guest wrote before it: they are delivered, not left in
@@ -376,10 +399,7 @@ static int rd_arm(struct relay_stream *s)
 
 static void rd_cancel(struct relay_stream *s)
 {
-        if (s->rd == OP_ARMED) {
-                s->rd = OP_CANCELLING;
-                (void)relay_cancel_op(s->r, &s->rd_op);
-        }
+        op_cancel(s, &s->rd_op, &s->rd);
         relay_splice_reading_stopped(&s->sp);
 }
 
@@ -544,28 +564,16 @@ static bool hup_wanted(const struct relay_stream *s)
  * quiet endpoint that could be never, and the guest's fd would be held for nothing. */
 static int hup_arm(struct relay_stream *s)
 {
-        struct io_uring_sqe *sqe;
-
         if (!hup_wanted(s))
                 return 0;
-        sqe = relay_get_sqe(s->r);
-        if (!sqe)
-                return -EIO;
-        /* POLLHUP is reported whatever the mask: the peer closed both directions. */
-        io_uring_prep_poll_add(sqe, s->guest_fd, POLLHUP);
-        relay_sqe_set_op(sqe, &s->hup_op);
-        s->hup = OP_ARMED;
         s->hup_gen = s->guest_gen;
-        s->ref++;
-        return 0;
+        /* POLLHUP is reported whatever the mask: the peer closed both directions. */
+        return poll_arm(s, s->guest_fd, POLLHUP, &s->hup_op, &s->hup);
 }
 
 static void hup_cancel(struct relay_stream *s)
 {
-        if (s->hup == OP_ARMED) {
-                s->hup = OP_CANCELLING;
-                (void)relay_cancel_op(s->r, &s->hup_op);
-        }
+        op_cancel(s, &s->hup_op, &s->hup);
 }
 
 static void stream_dst_failed(struct relay_stream *s, int error);
@@ -611,27 +619,15 @@ static bool end_watch_wanted(const struct relay_stream *s)
 
 static int end_watch_arm(struct relay_stream *s)
 {
-        struct io_uring_sqe *sqe;
-
         if (!end_watch_wanted(s))
                 return 0;
-        sqe = relay_get_sqe(s->r);
-        if (!sqe)
-                return -EIO;
-        io_uring_prep_poll_add(sqe, src_fd(s), POLLRDHUP);
-        relay_sqe_set_op(sqe, &s->end_op);
-        s->end_watch = OP_ARMED;
         s->end_gen = src_gen(s);
-        s->ref++;
-        return 0;
+        return poll_arm(s, src_fd(s), POLLRDHUP, &s->end_op, &s->end_watch);
 }
 
 static void end_watch_cancel(struct relay_stream *s)
 {
-        if (s->end_watch == OP_ARMED) {
-                s->end_watch = OP_CANCELLING;
-                (void)relay_cancel_op(s->r, &s->end_op);
-        }
+        op_cancel(s, &s->end_op, &s->end_watch);
 }
 
 static void on_src_end(struct relay *r, struct relay_op *op, int res, uint32_t flags)
