@@ -302,7 +302,6 @@ static void stream_park_redial(struct vmm_stream *s, int fd)
 
         if (!s->redial) {
                 _cleanup_free_ struct stream_redial *d = calloc(1, sizeof(*d));
-
                 int r = d ? relay_timer_new(process_ctx(p)->relay, redial_on_timer, s, &d->timer) : -ENOMEM;
 
                 if (r < 0) {
