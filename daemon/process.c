@@ -162,6 +162,11 @@ void vmm_processes_encoded(struct vmm_processes *t)
         }
 }
 
+bool vmm_processes_awaiting_record(const struct vmm_processes *t)
+{
+        return !list_empty(&t->durable_wait);
+}
+
 /* Off both lists, told or not. */
 static void process_record_unwait(struct vmm_process *p)
 {

@@ -66,6 +66,8 @@ void vmm_processes_add_counters(const struct vmm_processes *t, struct vmm_vm_cou
 /* The record took a snapshot of the table (encoded), then that snapshot was written (durable):
  * the execs it holds get their pid answered; those that started in between wait for the next. */
 void vmm_processes_encoded(struct vmm_processes *t);
+/* An exec waits for the next record write to hear its pid. */
+bool vmm_processes_awaiting_record(const struct vmm_processes *t);
 void vmm_processes_durable(struct vmm_processes *t);
 /* A recorded stop (SIGTERM): the processes go on in the guest and a restart recovers them from
  * the record. Every waiter hears so (vmm_exit_fn with exit NULL), an exec still without a pid

@@ -1,4 +1,4 @@
-/* daemon/record.c: the record room: each VM's snapshot in <state-dir>/vms/<name>.state and a journal of what changed since in <name>.journal (daemon/journal.h), encoded on the loop once per loop turn after a change (only the processes that changed) and written by its own thread (appended with one fsync per batch; compacted into a new snapshot, temp file, fsync, rename, once it outgrows the last), and read back into vmm_restore() at start. */
+/* daemon/record.c: the record room: each VM's snapshot in <state-dir>/vms/<name>.state and a journal of what changed since in <name>.journal (daemon/journal.h), encoded on the loop once per loop turn after a change (only the processes that changed; while changes keep coming and no exec waits, once per burst gap) and written by its own thread (appended with one fsync per batch; compacted into a new snapshot, temp file, fsync, rename, once it outgrows the last), and read back into vmm_restore() at start. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -58,8 +58,9 @@ struct record_entry {
         struct vmm_vm *vm; /* NULL: forgotten; freed once its job is done */
         bool dirty;
         bool in_flight;
-        bool whole;     /* the next write is a snapshot: nothing on disk, or unknown changes */
-        uint32_t *pids; /* processes changed since the last write, with repeats */
+        bool whole;            /* the next write is a snapshot: nothing on disk, or unknown changes */
+        uint64_t submitted_ns; /* the last write's queueing, 0: none yet */
+        uint32_t *pids;        /* processes changed since the last write, with repeats */
         size_t n_pids, cap_pids;
         /* Processes forgotten since, by exec id: a pid the guest reused may name another entry
          * still, so the journal names the one that went. */
@@ -85,7 +86,11 @@ struct record_waker {
 struct vmm_record {
         struct relay *relay;
         char *dir;
-        struct relay_timer *timer; /* armed while a VM is marked: the next loop pass */
+        /* See VMM_RECORD_BURST_GAP_NS: without it B3's end (1,000 streams ending within 70 ms)
+         * made 350 writes, one per round trip through the writer, each waking it and the loop. */
+        uint64_t burst_gap_ns;
+        struct relay_timer *timer; /* armed while a VM is marked: its next write's time */
+        uint64_t timer_at;         /* when it fires (CLOCK_MONOTONIC ns), while armed */
         struct record_waker *waker;
         struct list_head entries;
         unsigned in_flight;
@@ -344,6 +349,7 @@ static void record_enqueue(struct vmm_record *rec, struct record_job *j)
 }
 
 static void record_submit(struct vmm_record *rec, struct record_entry *e);
+static void record_write_when_due(struct vmm_record *rec, struct record_entry *e, bool now);
 
 /* A job done: the entry takes its journal fd back and learns what is on disk now. */
 static void record_entry_done(struct record_entry *e, struct record_job *j)
@@ -366,8 +372,9 @@ static void record_entry_done(struct record_entry *e, struct record_job *j)
                 record_entry_reset(e);
 }
 
-/* Finished jobs: their VMs' waiting execs are answered; a VM changed meanwhile is written again. */
-static void record_collect(struct vmm_record *rec)
+/* Finished jobs: their VMs' waiting execs are answered; a VM changed meanwhile is written again,
+ * at once with now (a stop, a sync), else when due. */
+static void record_collect(struct vmm_record *rec, bool now)
 {
         struct list_head done, *pos, *tmp;
 
@@ -399,7 +406,7 @@ static void record_collect(struct vmm_record *rec)
                 /* Even when it failed (logged): an exec waiting for it must not hang. */
                 vmm_vm_record_written(e->vm);
                 if (e->dirty)
-                        record_submit(rec, e);
+                        record_write_when_due(rec, e, now);
         }
 }
 
@@ -414,7 +421,7 @@ static void record_on_wake(struct relay *r, struct relay_op *op, int res, uint32
                 return;
         }
         (void)eventfd_read(w->fd, &n);
-        record_collect(w->rec);
+        record_collect(w->rec, false);
         if (w->rec->in_flight > 0)
                 record_waker_arm(w->rec);
 }
@@ -426,12 +433,54 @@ static void record_drain(struct vmm_record *rec)
         while (!list_empty(&rec->todo) || rec->busy)
                 pthread_cond_wait(&rec->cond, &rec->lock);
         pthread_mutex_unlock(&rec->lock);
-        record_collect(rec);
+        record_collect(rec, true);
 }
 
+/* When e may be written next: now for an exec waiting for its pid or after a quiet spell, else a
+ * gap after the last write. */
+static uint64_t record_entry_due_ns(const struct vmm_record *rec, const struct record_entry *e, uint64_t now)
+{
+        if (e->submitted_ns == 0 || now - e->submitted_ns >= rec->burst_gap_ns || vmm_vm_record_awaited(e->vm))
+                return now;
+        return e->submitted_ns + rec->burst_gap_ns;
+}
+
+/* The timer fires at the soonest marked VM's due time; at now it is the next loop pass, after every
+ * change this turn made. */
+static void record_timer_at(struct vmm_record *rec, uint64_t at, uint64_t now)
+{
+        if (relay_timer_is_armed(rec->timer) && rec->timer_at <= at)
+                return;
+        if (relay_timer_arm(rec->timer, at > now ? at - now : 0) < 0) {
+                vmm_record_flush(rec);
+                return;
+        }
+        rec->timer_at = at;
+}
+
+static void record_write_when_due(struct vmm_record *rec, struct record_entry *e, bool now)
+{
+        uint64_t t = relay_now_ns(rec->relay);
+        uint64_t due = now ? t : record_entry_due_ns(rec, e, t);
+
+        if (due <= t)
+                record_submit(rec, e);
+        else
+                record_timer_at(rec, due, t);
+}
+
+/* The VMs that are due are written; the timer waits for the next one. */
 static void record_on_timer(struct relay_timer *t, void *userdata)
 {
-        vmm_record_flush(userdata);
+        struct vmm_record *rec = userdata;
+        struct list_head *pos, *tmp;
+
+        list_for_each_safe(pos, tmp, &rec->entries) {
+                struct record_entry *e = list_entry(pos, struct record_entry, link);
+
+                if (e->vm && e->dirty && !e->in_flight)
+                        record_write_when_due(rec, e, false);
+        }
 }
 
 /* A journal whose snapshot is gone: a crash between a removal's two unlinks. */
@@ -462,7 +511,7 @@ static void record_drop_temporaries(const char *dir)
         closedir(d);
 }
 
-int vmm_record_new(struct relay *relay, const char *state_dir, struct vmm_record **ret)
+int vmm_record_new(struct relay *relay, const char *state_dir, uint64_t burst_gap_ns, struct vmm_record **ret)
 {
         _cleanup_(vmm_record_freep) struct vmm_record *rec = calloc(1, sizeof(*rec));
         sigset_t all, old;
@@ -471,6 +520,7 @@ int vmm_record_new(struct relay *relay, const char *state_dir, struct vmm_record
         if (!rec)
                 return -ENOMEM;
         rec->relay = relay;
+        rec->burst_gap_ns = burst_gap_ns;
         list_init(&rec->entries);
         list_init(&rec->todo);
         list_init(&rec->done);
@@ -514,7 +564,7 @@ struct vmm_record *vmm_record_free(struct vmm_record *rec)
                 pthread_cond_broadcast(&rec->cond);
                 pthread_mutex_unlock(&rec->lock);
                 pthread_join(rec->thread, NULL);
-                record_collect(rec);
+                record_collect(rec, true);
         }
         list_for_each_safe(pos, tmp, &rec->entries)
                 record_entry_drop(list_entry(pos, struct record_entry, link));
@@ -529,10 +579,12 @@ struct vmm_record *vmm_record_free(struct vmm_record *rec)
 
 static void record_arm(struct vmm_record *rec, struct record_entry *e)
 {
+        uint64_t now = relay_now_ns(rec->relay);
+
         e->dirty = true;
-        /* 0 ns: the next pass of the loop, after every change this turn made. */
-        if (!relay_timer_is_armed(rec->timer) && relay_timer_arm(rec->timer, 0) < 0)
-                vmm_record_flush(rec);
+        /* One in flight is written again once it is done (record_collect). */
+        if (!e->in_flight)
+                record_timer_at(rec, record_entry_due_ns(rec, e, now), now);
 }
 
 static int record_entry_add_pid(struct record_entry *e, uint32_t pid)
@@ -859,6 +911,7 @@ static void record_submit(struct vmm_record *rec, struct record_entry *e)
         int r;
 
         e->dirty = false;
+        e->submitted_ns = relay_now_ns(rec->relay);
         if (whole)
                 record_entry_reset(e);
         e->whole = false;

@@ -14,12 +14,18 @@
 struct vmm_record;
 
 /* Makes <state_dir>/vms (0700) and drops temporary files a crash left there. */
-int vmm_record_new(struct relay *relay, const char *state_dir, struct vmm_record **ret);
+/* A VM whose changes keep coming while nobody waits for them (1,000 streams ending together) is
+ * written at most once per burst_gap_ns: one write per gap rather than one per round trip through
+ * the writer. An exec waiting for its pid, or a change after a quiet spell, is written in the next
+ * loop pass. What waits meanwhile is at most that much younger than the disk. */
+#define VMM_RECORD_BURST_GAP_NS (5ull * 1000 * 1000)
+int vmm_record_new(struct relay *relay, const char *state_dir, uint64_t burst_gap_ns, struct vmm_record **ret);
 struct vmm_record *vmm_record_free(struct vmm_record *rec);
 DEFINE_CLEANUP(struct vmm_record *, vmm_record_free);
 
 /* vm changed: process pid, or (0) the VM's own fields. Written once at the end of this loop turn,
- * however many changes: appended to its journal, or a snapshot when the journal is long enough. */
+ * however many changes (within a burst, once the gap since the last write has passed): appended
+ * to its journal, or a snapshot when the journal is long enough. */
 void vmm_record_mark(struct vmm_record *rec, struct vmm_vm *vm, uint32_t pid);
 /* vm's process pid with exec_id was forgotten: its journal names it by that, not by its pid, which the
  * guest may have given a newer process of vm too. */

@@ -30,6 +30,11 @@ void vmm_vm_record_written(struct vmm_vm *vm)
         vmm_processes_durable(vm->processes);
 }
 
+bool vmm_vm_record_awaited(const struct vmm_vm *vm)
+{
+        return vmm_processes_awaiting_record(vm->processes);
+}
+
 static const struct vmm_processes_ops vm_processes_ops = {
         .on_stream_frozen = vm_on_stream_frozen,
         .on_changed = vm_on_processes_changed,

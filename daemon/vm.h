@@ -36,6 +36,8 @@ int vmm_vm_start_bridge(struct vmm_vm *vm);
  * snapshot holds get their pid answered. */
 void vmm_vm_record_encoded(struct vmm_vm *vm);
 void vmm_vm_record_written(struct vmm_vm *vm);
+/* An exec of vm waits for its next record write (its pid is answered only then). */
+bool vmm_vm_record_awaited(const struct vmm_vm *vm);
 /* A recorded stop, before vmm_vm_free(): waiters hear that vsockmuxd stopped, execs without a pid
  * fail with message, and freeing it then reports no exit: the guest keeps its processes. */
 void vmm_vm_stop(struct vmm_vm *vm, const char *message);

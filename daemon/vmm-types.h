@@ -110,6 +110,9 @@ struct vmm_config {
         /* Keep a record of every VM in <state_dir>/vms (daemon/record.h) for a restart or a crash
          * to recover from; vsockmuxd's default, --no-record turns it off. */
         bool record;
+        /* How long a record write may wait while a VM's changes keep coming and no exec waits for
+         * it (daemon/record.h); 0: every change is written in the next loop pass. */
+        uint64_t record_burst_gap_ns;
 };
 
 struct vmm;

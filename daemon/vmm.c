@@ -51,6 +51,7 @@ void vmm_config_default(struct vmm_config *c)
                 .attach_backlog = ATTACH_DEFAULT_BACKLOG,
                 .attach_client_max_tx = ATTACH_DEFAULT_CLIENT_TX,
                 .attach_max_clients = ATTACH_DEFAULT_MAX_CLIENTS,
+                .record_burst_gap_ns = VMM_RECORD_BURST_GAP_NS,
         };
 }
 
@@ -112,7 +113,7 @@ int vmm_new(struct relay *r, const struct vmm_config *cfg, vmm_event_fn ev, void
         if (k >= 0)
                 k = opener_new(&m->ctx.opener);
         if (k >= 0 && m->cfg.record) {
-                k = vmm_record_new(r, m->cfg.state_dir, &m->record);
+                k = vmm_record_new(r, m->cfg.state_dir, m->cfg.record_burst_gap_ns, &m->record);
                 if (k < 0)
                         m->ctx.opener = opener_free(m->ctx.opener);
         }

@@ -77,7 +77,7 @@ static void recover(struct fixture *f)
 {
         struct vmm_record *rec = NULL;
 
-        assert_int_equal(vmm_record_new(f->r, f->dir, &rec), 0);
+        assert_int_equal(vmm_record_new(f->r, f->dir, VMM_RECORD_BURST_GAP_NS, &rec), 0);
         assert_int_equal(vmm_record_recover(rec, on_recover, f, &f->sum), 0);
         vmm_record_free(rec);
 }

@@ -21,6 +21,8 @@
 #include <cmocka.h>
 
 #include "daemon/exec-id.h"
+#include "daemon/journal.h"
+#include "daemon/record.h"
 #include "daemon/savestate.h"
 #include "daemon/vmm.h"
 #include "ports/ports.h"
@@ -2179,10 +2181,119 @@ static void test_hvsock_paths_outside_the_root_are_refused(void **state)
         vmm_free(m);
 }
 
+/* ---- the record while a VM's changes keep coming (daemon/record.c) ---- */
+
+/* Daemon a again, keeping a record, with gap_ns between the writes of a burst. */
+static void restart_a_recording(struct fixture *f, uint64_t gap_ns)
+{
+        struct vmm_config cfg;
+
+        vmm_free(f->a);
+        vmm_config_default(&cfg);
+        cfg.state_dir = f->state_a;
+        cfg.record = true;
+        cfg.record_burst_gap_ns = gap_ns;
+        assert_int_equal(vmm_new(f->r, &cfg, NULL, NULL, &f->a), 0);
+}
+
+/* Process pid as a restart would read daemon a's record of VM demo: snapshot, then journal. */
+static Vsockmux__State__ProcessState recorded_state(struct fixture *f, uint32_t pid)
+{
+        _cleanup_(savestate_msg_freep) savestate_msg *s = NULL;
+        char path[192], why[256];
+        struct journal_replay jr;
+        uint8_t *buf;
+        size_t len;
+
+        snprintf(path, sizeof(path), "%s/%s/demo.state", f->state_a, VMM_RECORD_DIR);
+        assert_int_equal(savestate_read_file(path, &buf, &len), 0);
+        assert_int_equal(savestate_decode(buf, len, &s, why, sizeof(why)), 0);
+        free(buf);
+        snprintf(path, sizeof(path), "%s/%s/demo.journal", f->state_a, VMM_RECORD_DIR);
+        if (savestate_read_file(path, &buf, &len) == 0) {
+                assert_int_equal(journal_replay(s, buf, len, &jr, why, sizeof(why)), 0);
+                free(buf);
+        }
+        for (size_t i = 0; i < s->vm->n_processes; i++)
+                if (s->vm->processes[i]->pid == pid)
+                        return s->vm->processes[i]->state;
+        return VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_UNSPECIFIED;
+}
+
+/* A process of daemon a that exits once the test says so; its exec's write is done when this returns. */
+static uint32_t exec_until_told(struct fixture *f, struct vmm_vm *vm, const char *stop, const char *name)
+{
+        char script[256], out[128];
+
+        snprintf(script, sizeof(script), "while [ ! -e %s ]; do sleep 0.01; done; echo done", stop);
+        snprintf(out, sizeof(out), "%s/%s", f->dir, name);
+        return exec_ok(f, vm, script, out);
+}
+
+static void exit_now(struct fixture *f, struct vmm_vm *vm, uint32_t pid, const char *stop)
+{
+        struct exited ex = { 0 };
+        int fd = open(stop, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+
+        assert_true(fd >= 0);
+        close(fd);
+        wait_exit(f, vm, pid, &ex);
+        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
+        assert_int_equal(ex.exit.code, 0);
+}
+
+/* Right after a write only an exec, whose pid waits for it, is written at once: an exit then waits
+ * for the gap (an hour here, so the loop turns in between cannot reach it), and the next exec's
+ * write carries it. Fails without the gap: the exit is on disk at once. */
+static void test_record_within_a_burst_writes_only_what_an_exec_waits_for(void **state)
+{
+        struct fixture *f = *state;
+        char stop[128], out[128];
+        uint32_t first, second;
+        struct vmm_vm *vm;
+
+        snprintf(stop, sizeof(stop), "%s/stop", f->dir);
+        restart_a_recording(f, 3600ull * 1000000000ull);
+        vm = add_vm_connected(f, true);
+        first = exec_until_told(f, vm, stop, "one.out");
+        exit_now(f, vm, first, stop);
+        run_for(f, 200ull * 1000000ull);
+        assert_int_equal(recorded_state(f, first), VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_RUNNING);
+        snprintf(out, sizeof(out), "%s/two.out", f->dir);
+        second = exec_ok(f, vm, "echo two", out);
+        assert_int_equal(recorded_state(f, first), VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_EXITED);
+        assert_int_not_equal(recorded_state(f, second), VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_UNSPECIFIED);
+}
+
+/* What waited is written once the gap has passed, with nothing else happening. (It passes without
+ * the gap too: it guards the deferred write against being dropped.) */
+static void test_record_writes_what_waited_once_the_gap_passed(void **state)
+{
+        struct fixture *f = *state;
+        uint64_t deadline = now_ns() + WAIT_NS;
+        char stop[128];
+        struct vmm_vm *vm;
+        uint32_t pid;
+
+        snprintf(stop, sizeof(stop), "%s/stop", f->dir);
+        restart_a_recording(f, VMM_RECORD_BURST_GAP_NS);
+        vm = add_vm_connected(f, true);
+        pid = exec_until_told(f, vm, stop, "one.out");
+        exit_now(f, vm, pid, stop);
+        while (recorded_state(f, pid) != VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_EXITED) {
+                assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
+                if (now_ns() > deadline)
+                        fail_msg("the exit never reached the record");
+        }
+}
+
 int main(void)
 {
         test_skip_without_io_uring();
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_record_within_a_burst_writes_only_what_an_exec_waits_for, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_record_writes_what_waited_once_the_gap_passed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_live_handover_moves_the_vm_and_the_guest_never_notices, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_upstream_live_handover_moves_the_vm_and_the_guest_never_notices,
