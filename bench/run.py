@@ -309,6 +309,8 @@ class VsockmuxUnderTest(Variant):
         pool = st.get("buffer_pool", {})
         pool_bytes = pool.get("buffer_size", 0) * pool.get("buffers_total", 0)
         out.update(pool_bytes=pool_bytes, daemon_streams=st.get("streams"), daemon_processes=st.get("processes"))
+        if st.get("bytes_relayed"):
+            out["spliced"] = st.get("bytes_spliced", 0) / st["bytes_relayed"]
         if "loop" in st:
             out["loop"] = st["loop"]
         rss = pool_rss_kb(procs[0].pid, pool_bytes)

@@ -106,6 +106,7 @@ int cli_stats(struct cli *cli, int argc, char **argv)
                 json_object_object_add(o, "processes", json_object_new_int64(s->processes));
                 json_object_object_add(o, "streams", json_object_new_int64(s->streams));
                 json_object_object_add(o, "bytes_relayed", json_object_new_uint64(s->bytes_relayed));
+                json_object_object_add(o, "bytes_spliced", json_object_new_uint64(s->bytes_spliced));
                 json_object_object_add(o, "memory_in_use", json_object_new_uint64(s->memory_in_use));
                 json_object_object_add(o, "control_connections", json_object_new_int64(s->control_connections));
                 json_object_object_add(p, "buffer_size", json_object_new_uint64(pool->buffer_size));
@@ -119,7 +120,8 @@ int cli_stats(struct cli *cli, int argc, char **argv)
                 printf("vms:                 %u\n", s->vms);
                 printf("processes:           %u\n", s->processes);
                 printf("streams:             %u\n", s->streams);
-                printf("bytes relayed:       %llu\n", (unsigned long long)s->bytes_relayed);
+                printf("bytes relayed:       %llu (spliced: %llu)\n", (unsigned long long)s->bytes_relayed,
+                       (unsigned long long)s->bytes_spliced);
                 printf("memory in use:       %llu bytes\n", (unsigned long long)s->memory_in_use);
                 printf("buffer pool:         %llu of %llu buffers in use, %llu bytes each\n",
                        (unsigned long long)pool->buffers_in_use, (unsigned long long)pool->buffers_total,

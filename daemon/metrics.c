@@ -154,6 +154,9 @@ static void daemon_metrics(FILE *f, struct vmm *m, struct relay *r, const struct
         fprintf(f, "vsockmux_vms %u\n", vs.vms);
         family(f, "vsockmux_bytes_relayed_total", "counter", "Bytes relayed by every stream, both ways.");
         fprintf(f, "vsockmux_bytes_relayed_total %" PRIu64 "\n", rs.bytes_relayed);
+        family(f, "vsockmux_bytes_spliced_total", "counter",
+               "Of the bytes relayed, those splice(2) moved without a copy through the buffer pool.");
+        fprintf(f, "vsockmux_bytes_spliced_total %" PRIu64 "\n", rs.bytes_spliced);
         family(f, "vsockmux_buffer_pool_buffers_in_use", "gauge",
                "Pool buffers holding data read and not yet delivered.");
         fprintf(f, "vsockmux_buffer_pool_buffers_in_use %u\n", rs.pool_bufs_in_use);

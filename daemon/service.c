@@ -867,6 +867,7 @@ static int on_stats(struct control_call *call, const ProtobufCMessage *request, 
         resp.processes = vs.processes;
         resp.streams = rs.streams;
         resp.bytes_relayed = rs.bytes_relayed;
+        resp.bytes_spliced = rs.bytes_spliced;
         resp.memory_in_use = rss_bytes();
         pool.buffers_total = rs.pool_bufs_total;
         pool.buffers_in_use = rs.pool_bufs_in_use;

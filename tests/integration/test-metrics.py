@@ -49,6 +49,7 @@ def sample(families, family, **labels):
 EXPECTED = {
     "vsockmux_vms": "gauge",
     "vsockmux_bytes_relayed": "counter",
+    "vsockmux_bytes_spliced": "counter",
     "vsockmux_buffer_pool_buffers_in_use": "gauge",
     "vsockmux_buffer_pool_buffers_touched": "gauge",
     "vsockmux_buffer_pool_buffers_max": "gauge",
