@@ -1068,6 +1068,62 @@ static void test_record_recovers_the_entries_of_a_reused_pid(void **state)
         assert_exited_entry_kept(vb, id_b, pid, 7);
 }
 
+/* A Restore as the control server has it: handled among a turn's completions (a NOP's here). */
+struct restore_in_a_completion {
+        struct relay_op op;
+        struct fixture *f;
+        struct saved *sv;
+        int done;
+};
+
+static void restore_on_completion(struct relay *r, struct relay_op *op, int res, uint32_t cqe_flags)
+{
+        struct restore_in_a_completion *c = container_of(op, struct restore_in_a_completion, op);
+
+        (void)restore_vm(c->f, c->sv, 0, NULL);
+        c->done = 1;
+}
+
+/* The restore's reply leaves before its record's snapshot is encoded: the reply is only queued
+ * until the next turn's submit, and the snapshot (the whole VM) waits for that turn. It was
+ * encoded in the restore's own turn, a quarter of the call's work ahead of the reply. */
+static void test_restores_record_snapshot_waits_for_the_turn_its_reply_leaves_in(void **state)
+{
+        struct fixture *f = *state;
+        struct restore_in_a_completion c = { .op.fn = restore_on_completion, .f = f };
+        struct vmm_config cfg;
+        struct io_uring_sqe *sqe;
+        char snapshot[160];
+        uint64_t deadline;
+        struct saved sv;
+
+        vmm_free(f->b);
+        vmm_config_default(&cfg);
+        cfg.record = true;
+        cfg.state_dir = f->state_b;
+        assert_int_equal(vmm_new(f->r, &cfg, NULL, NULL, &f->b), 0);
+        snprintf(snapshot, sizeof(snapshot), "%s/" VMM_RECORD_DIR "/demo.state", f->state_b);
+        sv = save_vm(f, add_vm_connected(f, true));
+        c.sv = &sv;
+        sqe = relay_get_sqe(f->r);
+        assert_non_null(sqe);
+        io_uring_prep_nop(sqe);
+        relay_sqe_set_op(sqe, &c.op);
+        run_until(f, &c.done, "the restore");
+        /* Every write the restore's turn queued has landed: no snapshot among them. */
+        vmm_records_pause(f->b);
+        assert_int_equal(access(snapshot, F_OK), -1);
+        /* And it comes a turn later (resumed, the VM is marked whole again). */
+        vmm_records_resume(f->b);
+        deadline = now_ns() + WAIT_NS;
+        while (access(snapshot, F_OK) < 0) {
+                assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
+                if (now_ns() > deadline)
+                        fail_msg("the restored VM's record was never written");
+        }
+        free(sv.blob);
+}
+
 /* The guest's side of a dial over hybrid vsock: a connection to the port's listener, or -errno. */
 static int port_connect(struct fixture *f, uint32_t port)
 {
@@ -2326,6 +2382,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_save_and_restore_keep_both_entries_of_a_reused_pid, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_record_recovers_the_entries_of_a_reused_pid, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_restores_record_snapshot_waits_for_the_turn_its_reply_leaves_in,
+                                                setup, teardown),
                 cmocka_unit_test_setup_teardown(test_handed_back_waiter_stays_with_its_process_when_a_pid_was_reused,
                                                 setup, teardown),
                 cmocka_unit_test_setup_teardown(test_output_moves_exactly_once_across_save_and_restore, setup,
