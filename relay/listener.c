@@ -227,9 +227,9 @@ static int hvsock_probe_owner(const struct sockaddr_un *sa)
         return errno == ECONNREFUSED || errno == ENOENT ? 0 : -EADDRINUSE;
 }
 
-/* With owns_path (the caller holds the VM's lock) no live process can serve the path: a file there
- * is a dead owner's and goes first, with no probe, so one bind suffices (the recovery's cost per
- * port). Without it the bind comes first and only a refusal asks whether someone answers. */
+/* The bind comes first: a free path (a restore's 1,000 ports) costs nothing more. Only a refusal
+ * asks whether someone answers, and with owns_path (the caller holds the VM's lock) no live process
+ * can serve the path: a socket file there is a dead owner's and goes with no probe. */
 static int hvsock_bind(const char *path, bool owns_path, int *ret_fd)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -239,18 +239,13 @@ static int hvsock_bind(const char *path, bool owns_path, int *ret_fd)
         if (strlen(path) >= sizeof(sa.sun_path))
                 return -ENAMETOOLONG;
         strcpy(sa.sun_path, path);
-        if (owns_path) {
-                k = hvsock_unlink_stale(path);
-                if (k < 0)
-                        return k;
-        }
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return -errno;
         if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-                if (errno != EADDRINUSE || owns_path)
+                if (errno != EADDRINUSE)
                         return -errno;
-                k = hvsock_probe_owner(&sa);
+                k = owns_path ? 0 : hvsock_probe_owner(&sa);
                 if (k >= 0)
                         k = hvsock_unlink_stale(path);
                 if (k < 0)
