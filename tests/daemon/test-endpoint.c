@@ -161,6 +161,23 @@ static void test_symlink_is_refused(void **state)
         assert_int_equal(endpoint_open(path, ENDPOINT_SOURCE, &fd, NULL), -ELOOP);
 }
 
+/* A sink is created without a look first: what is there already is still judged, and a symlink
+ * to nothing is neither followed nor its target created. */
+static void test_sink_that_exists_is_judged_before_it_is_opened(void **state)
+{
+        struct dir *d = *state;
+        char path[128], target[128];
+        int fd = -1;
+
+        snprintf(path, sizeof(path), "%s/dangling", d->path);
+        snprintf(target, sizeof(target), "%s/target", d->path);
+        assert_int_equal(symlink(target, path), 0);
+        assert_int_equal(endpoint_open(path, ENDPOINT_SINK, &fd, NULL), -ELOOP);
+        assert_int_equal(access(target, F_OK), -1);
+        assert_int_equal(endpoint_open(d->path, ENDPOINT_SINK, &fd, NULL), -EINVAL);
+        assert_int_equal(fd, -1);
+}
+
 static void test_relative_path_and_missing_source_are_refused(void **state)
 {
         struct dir *d = *state;
@@ -184,6 +201,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_socket_endpoint_is_connected, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_dead_socket_is_refused, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_symlink_is_refused, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_sink_that_exists_is_judged_before_it_is_opened, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_relative_path_and_missing_source_are_refused, setup, teardown),
         };
 
