@@ -178,112 +178,117 @@ int vmm_processes_export_pid(struct vmm_processes *t, uint32_t pid, Vsockmux__St
 
 /* Who names whom between the client's io entries and the saved processes, sorted once: a scan of
  * every process per entry, and of every entry per process, made a restore of 1,000 processes
- * O(n^2) (24M of its 55M instructions). Each array holds indices, sorted by key and then by index,
- * so a key's run is in the order of the scans it replaces. */
+ * O(n^2) (24M of its 55M instructions). Each view holds indices, sorted by their key and then by
+ * index, so a key's run is in the order of the scans it replaces. */
+union io_key {
+        uint32_t pid;
+        const char *exec_id;
+};
+
+struct io_view {
+        size_t *v;
+        size_t n;
+        union io_key *keys; /* by a saved process's or an entry's index */
+        bool by_pid;        /* else by exec id */
+};
+
 struct io_index {
         const Vsockmux__State__Vm *sv;
         const struct vmm_restore_io *io;
-        size_t *proc_by_pid, *proc_by_exec;
-        size_t *io_by_pid, *io_by_exec; /* entries naming a pid (without an exec id); an exec id */
-        size_t n_io_pid, n_io_exec;
+        struct io_view proc_by_pid, proc_by_exec;
+        struct io_view io_by_pid, io_by_exec;  /* entries naming a pid (without an exec id); an exec id */
         const struct vmm_restore_io *fallback; /* the last entry with neither: the client's rights */
 };
 
 #define IO_INDEX_NONE SIZE_MAX
 
-static int cmp_index(size_t a, size_t b)
+/* Index i's key in w against key. */
+static int io_view_cmp(const struct io_view *w, size_t i, const union io_key *key)
 {
-        return a < b ? -1 : a > b;
+        const union io_key *k = &w->keys[i];
+
+        if (w->by_pid)
+                return k->pid < key->pid ? -1 : k->pid > key->pid;
+        return strcmp(k->exec_id, key->exec_id);
 }
 
-static int cmp_u32_key(uint32_t a, uint32_t b)
+static int io_sort_cmp(const void *a, const void *b, void *view)
 {
-        return a < b ? -1 : a > b;
-}
-
-static int cmp_proc_pid(const void *a, const void *b, void *userdata)
-{
-        const struct io_index *x = userdata;
+        const struct io_view *w = view;
         size_t i = *(const size_t *)a, j = *(const size_t *)b;
 
-        return cmp_u32_key(x->sv->processes[i]->pid, x->sv->processes[j]->pid) ?: cmp_index(i, j);
+        return io_view_cmp(w, i, &w->keys[j]) ?: (i < j ? -1 : i > j);
 }
 
-static int cmp_proc_exec(const void *a, const void *b, void *userdata)
+/* Set up in place even when out of memory, so io_view_free() frees what was had. */
+static int io_view_init(struct io_view *w, size_t cap, bool by_pid)
 {
-        const struct io_index *x = userdata;
-        size_t i = *(const size_t *)a, j = *(const size_t *)b;
-
-        return strcmp(x->sv->processes[i]->exec_id, x->sv->processes[j]->exec_id) ?: cmp_index(i, j);
+        *w = (struct io_view){ .v = calloc(cap + 1, sizeof(size_t)),
+                               .keys = calloc(cap + 1, sizeof(union io_key)),
+                               .by_pid = by_pid };
+        return w->v && w->keys ? 0 : -ENOMEM;
 }
 
-static int cmp_io_pid(const void *a, const void *b, void *userdata)
+static void io_view_add(struct io_view *w, size_t i, union io_key key)
 {
-        const struct io_index *x = userdata;
-        size_t i = *(const size_t *)a, j = *(const size_t *)b;
-
-        return cmp_u32_key(x->io[i].pid, x->io[j].pid) ?: cmp_index(i, j);
+        w->keys[i] = key;
+        w->v[w->n++] = i;
 }
 
-static int cmp_io_exec(const void *a, const void *b, void *userdata)
+static void io_view_free(struct io_view *w)
 {
-        const struct io_index *x = userdata;
-        size_t i = *(const size_t *)a, j = *(const size_t *)b;
-
-        return strcmp(x->io[i].exec_id, x->io[j].exec_id) ?: cmp_index(i, j);
+        free(w->v);
+        free(w->keys);
 }
 
 static void io_index_done(struct io_index *x)
 {
-        free(x->proc_by_pid);
-        free(x->proc_by_exec);
-        free(x->io_by_pid);
-        free(x->io_by_exec);
+        io_view_free(&x->proc_by_pid);
+        io_view_free(&x->proc_by_exec);
+        io_view_free(&x->io_by_pid);
+        io_view_free(&x->io_by_exec);
         *x = (struct io_index){ 0 };
 }
 
 static int io_index_build(const Vsockmux__State__Vm *sv, const struct vmm_restore_io *io, size_t n_io,
                           struct io_index *ret)
 {
-        size_t n = sv->n_processes;
         struct io_index x = { .sv = sv, .io = io };
 
-        x.proc_by_pid = calloc(n + 1, sizeof(size_t));
-        x.proc_by_exec = calloc(n + 1, sizeof(size_t));
-        x.io_by_pid = calloc(n_io + 1, sizeof(size_t));
-        x.io_by_exec = calloc(n_io + 1, sizeof(size_t));
-        if (!x.proc_by_pid || !x.proc_by_exec || !x.io_by_pid || !x.io_by_exec) {
+        if (io_view_init(&x.proc_by_pid, sv->n_processes, true) < 0 ||
+            io_view_init(&x.proc_by_exec, sv->n_processes, false) < 0 || io_view_init(&x.io_by_pid, n_io, true) < 0 ||
+            io_view_init(&x.io_by_exec, n_io, false) < 0) {
                 io_index_done(&x);
                 return -ENOMEM;
         }
-        for (size_t i = 0; i < n; i++)
-                x.proc_by_pid[i] = x.proc_by_exec[i] = i;
+        for (size_t i = 0; i < sv->n_processes; i++) {
+                io_view_add(&x.proc_by_pid, i, (union io_key){ .pid = sv->processes[i]->pid });
+                io_view_add(&x.proc_by_exec, i, (union io_key){ .exec_id = sv->processes[i]->exec_id });
+        }
         for (size_t k = 0; k < n_io; k++) {
                 if (io[k].exec_id)
-                        x.io_by_exec[x.n_io_exec++] = k;
+                        io_view_add(&x.io_by_exec, k, (union io_key){ .exec_id = io[k].exec_id });
                 else if (io[k].pid != 0)
-                        x.io_by_pid[x.n_io_pid++] = k;
+                        io_view_add(&x.io_by_pid, k, (union io_key){ .pid = io[k].pid });
                 else
                         x.fallback = &io[k];
         }
-        qsort_r(x.proc_by_pid, n, sizeof(size_t), cmp_proc_pid, &x);
-        qsort_r(x.proc_by_exec, n, sizeof(size_t), cmp_proc_exec, &x);
-        qsort_r(x.io_by_pid, x.n_io_pid, sizeof(size_t), cmp_io_pid, &x);
-        qsort_r(x.io_by_exec, x.n_io_exec, sizeof(size_t), cmp_io_exec, &x);
+        qsort_r(x.proc_by_pid.v, x.proc_by_pid.n, sizeof(size_t), io_sort_cmp, &x.proc_by_pid);
+        qsort_r(x.proc_by_exec.v, x.proc_by_exec.n, sizeof(size_t), io_sort_cmp, &x.proc_by_exec);
+        qsort_r(x.io_by_pid.v, x.io_by_pid.n, sizeof(size_t), io_sort_cmp, &x.io_by_pid);
+        qsort_r(x.io_by_exec.v, x.io_by_exec.n, sizeof(size_t), io_sort_cmp, &x.io_by_exec);
         *ret = x;
         return 0;
 }
 
-/* The first position in v[0..n) whose entry's key is not below key (above it, with after). */
-static size_t io_index_bound(const struct io_index *x, const size_t *v, size_t n,
-                             int (*cmp)(const struct io_index *x, size_t i, const void *key), const void *key,
-                             bool after)
+/* The first position in w whose key is not below key (above it, with after). */
+static size_t io_view_bound(const struct io_view *w, const union io_key *key, bool after)
 {
-        size_t lo = 0, hi = n;
+        size_t lo = 0, hi = w->n;
 
         while (lo < hi) {
                 size_t mid = lo + (hi - lo) / 2;
-                int c = cmp(x, v[mid], key);
+                int c = io_view_cmp(w, w->v[mid], key);
 
                 if (c < 0 || (after && c == 0))
                         lo = mid + 1;
@@ -293,54 +298,32 @@ static size_t io_index_bound(const struct io_index *x, const size_t *v, size_t n
         return lo;
 }
 
-static int key_proc_pid(const struct io_index *x, size_t i, const void *key)
+/* The last index of key's run in w (the highest), or IO_INDEX_NONE. */
+static size_t io_view_last(const struct io_view *w, union io_key key)
 {
-        return cmp_u32_key(x->sv->processes[i]->pid, *(const uint32_t *)key);
+        size_t hi = io_view_bound(w, &key, true);
+
+        return hi > 0 && io_view_cmp(w, w->v[hi - 1], &key) == 0 ? w->v[hi - 1] : IO_INDEX_NONE;
 }
 
-static int key_proc_exec(const struct io_index *x, size_t i, const void *key)
+/* The first index of key's run in w (the lowest), or IO_INDEX_NONE. */
+static size_t io_view_first(const struct io_view *w, union io_key key)
 {
-        return strcmp(x->sv->processes[i]->exec_id, key);
-}
+        size_t lo = io_view_bound(w, &key, false);
 
-static int key_io_pid(const struct io_index *x, size_t i, const void *key)
-{
-        return cmp_u32_key(x->io[i].pid, *(const uint32_t *)key);
-}
-
-static int key_io_exec(const struct io_index *x, size_t i, const void *key)
-{
-        return strcmp(x->io[i].exec_id, key);
-}
-
-/* The last index of key's run in v (the highest), or IO_INDEX_NONE. */
-static size_t io_index_last(const struct io_index *x, const size_t *v, size_t n,
-                            int (*cmp)(const struct io_index *x, size_t i, const void *key), const void *key)
-{
-        size_t hi = io_index_bound(x, v, n, cmp, key, true);
-
-        return hi > 0 && cmp(x, v[hi - 1], key) == 0 ? v[hi - 1] : IO_INDEX_NONE;
-}
-
-/* The first index of key's run in v (the lowest), or IO_INDEX_NONE. */
-static size_t io_index_first(const struct io_index *x, const size_t *v, size_t n,
-                             int (*cmp)(const struct io_index *x, size_t i, const void *key), const void *key)
-{
-        size_t lo = io_index_bound(x, v, n, cmp, key, false);
-
-        return lo < n && cmp(x, v[lo], key) == 0 ? v[lo] : IO_INDEX_NONE;
+        return lo < w->n && io_view_cmp(w, w->v[lo], &key) == 0 ? w->v[lo] : IO_INDEX_NONE;
 }
 
 /* The saved process with this pid that comes last (the pid's newest), or IO_INDEX_NONE. */
 static size_t io_index_newest_of_pid(const struct io_index *x, uint32_t pid)
 {
-        return io_index_last(x, x->proc_by_pid, x->sv->n_processes, key_proc_pid, &pid);
+        return io_view_last(&x->proc_by_pid, (union io_key){ .pid = pid });
 }
 
 /* The process io names: by exec id (its last entry), or the newest (last) entry of its pid. */
 static const Vsockmux__State__Process *saved_process(const struct io_index *x, const struct vmm_restore_io *io)
 {
-        size_t i = io->exec_id ? io_index_last(x, x->proc_by_exec, x->sv->n_processes, key_proc_exec, io->exec_id)
+        size_t i = io->exec_id ? io_view_last(&x->proc_by_exec, (union io_key){ .exec_id = io->exec_id })
                                : io_index_newest_of_pid(x, io->pid);
 
         return i == IO_INDEX_NONE ? NULL : x->sv->processes[i];
@@ -351,8 +334,8 @@ static const Vsockmux__State__Process *saved_process(const struct io_index *x, c
 static bool io_named_before(const struct io_index *x, size_t k)
 {
         const struct vmm_restore_io *io = &x->io[k];
-        size_t first = io->exec_id ? io_index_first(x, x->io_by_exec, x->n_io_exec, key_io_exec, io->exec_id)
-                                   : io_index_first(x, x->io_by_pid, x->n_io_pid, key_io_pid, &io->pid);
+        size_t first = io->exec_id ? io_view_first(&x->io_by_exec, (union io_key){ .exec_id = io->exec_id })
+                                   : io_view_first(&x->io_by_pid, (union io_key){ .pid = io->pid });
 
         return first != k;
 }
@@ -433,11 +416,11 @@ int vmm_processes_check_io(const Vsockmux__State__Vm *sv, const struct vmm_resto
 static const struct vmm_restore_io *io_for(const struct io_index *x, size_t i)
 {
         const Vsockmux__State__Process *sp = x->sv->processes[i];
-        size_t k = io_index_first(x, x->io_by_exec, x->n_io_exec, key_io_exec, sp->exec_id);
+        size_t k = io_view_first(&x->io_by_exec, (union io_key){ .exec_id = sp->exec_id });
 
         if (k != IO_INDEX_NONE)
                 return &x->io[k];
-        k = io_index_first(x, x->io_by_pid, x->n_io_pid, key_io_pid, &sp->pid);
+        k = io_view_first(&x->io_by_pid, (union io_key){ .pid = sp->pid });
         return k != IO_INDEX_NONE && io_index_newest_of_pid(x, sp->pid) == i ? &x->io[k] : x->fallback;
 }
 
