@@ -379,9 +379,24 @@ static int check_io_one(const Vsockmux__State__Process *p, const struct vmm_rest
         return 0;
 }
 
-int vmm_processes_check_io(const Vsockmux__State__Vm *sv, const struct vmm_restore_io *io, size_t n_io,
-                           struct vmm_error *err)
+/* The entry naming process i by its exec id, or by its pid when it is the pid's newest entry (as
+ * vmm_processes_check_io() matched it), else the one with pid 0 (the client's rights for every
+ * other process). */
+static const struct vmm_restore_io *io_for(const struct io_index *x, size_t i)
 {
+        const Vsockmux__State__Process *sp = x->sv->processes[i];
+        size_t k = io_view_first(&x->io_by_exec, (union io_key){ .exec_id = sp->exec_id });
+
+        if (k != IO_INDEX_NONE)
+                return &x->io[k];
+        k = io_view_first(&x->io_by_pid, (union io_key){ .pid = sp->pid });
+        return k != IO_INDEX_NONE && io_index_newest_of_pid(x, sp->pid) == i ? &x->io[k] : x->fallback;
+}
+
+int vmm_processes_check_io(const Vsockmux__State__Vm *sv, const struct vmm_restore_io *io, size_t n_io,
+                           const struct vmm_restore_io ***ret_io_of, struct vmm_error *err)
+{
+        _cleanup_free_ const struct vmm_restore_io **io_of = NULL;
         struct io_index x;
         int r;
 
@@ -406,22 +421,18 @@ int vmm_processes_check_io(const Vsockmux__State__Vm *sv, const struct vmm_resto
                 else
                         r = check_io_one(p, &io[i], err);
         }
+        /* Matched here for the import too: the index is built once per restore. */
+        if (r >= 0) {
+                io_of = calloc(sv->n_processes + 1, sizeof(*io_of));
+                if (!io_of)
+                        r = vmm_error_set(err, -ENOMEM, "%s", strerror(ENOMEM));
+                for (size_t i = 0; io_of && i < sv->n_processes; i++)
+                        io_of[i] = io_for(&x, i);
+        }
         io_index_done(&x);
+        if (r >= 0)
+                *ret_io_of = TAKE_PTR(io_of);
         return r;
-}
-
-/* The entry naming process i by its exec id, or by its pid when it is the pid's newest entry (as
- * vmm_processes_check_io() matched it), else the one with pid 0 (the client's rights for every
- * other process). */
-static const struct vmm_restore_io *io_for(const struct io_index *x, size_t i)
-{
-        const Vsockmux__State__Process *sp = x->sv->processes[i];
-        size_t k = io_view_first(&x->io_by_exec, (union io_key){ .exec_id = sp->exec_id });
-
-        if (k != IO_INDEX_NONE)
-                return &x->io[k];
-        k = io_view_first(&x->io_by_pid, (union io_key){ .pid = sp->pid });
-        return k != IO_INDEX_NONE && io_index_newest_of_pid(x, sp->pid) == i ? &x->io[k] : x->fallback;
 }
 
 /* A k8s-file log comes back at its saved path unless the client names stdout/stderr endpoints. */
@@ -566,18 +577,13 @@ static int import_process(struct vmm_processes *t, const Vsockmux__State__Proces
         return 0;
 }
 
-int vmm_processes_import(struct vmm_processes *t, const Vsockmux__State__Vm *sv, const struct vmm_restore_io *io,
-                         size_t n_io, struct vmm_error *err)
+int vmm_processes_import(struct vmm_processes *t, const Vsockmux__State__Vm *sv,
+                         const struct vmm_restore_io *const *io_of, struct vmm_error *err)
 {
-        struct io_index x;
-        int r;
+        int r = 0;
 
-        r = io_index_build(sv, io, n_io, &x);
-        if (r < 0)
-                return vmm_error_set(err, r, "%s", strerror(-r));
         for (size_t i = 0; i < sv->n_processes && r >= 0; i++)
-                r = import_process(t, sv->processes[i], io_for(&x, i), err);
-        io_index_done(&x);
+                r = import_process(t, sv->processes[i], io_of ? io_of[i] : NULL, err);
         return r;
 }
 

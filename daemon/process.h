@@ -98,12 +98,15 @@ void vmm_processes_export_done(Vsockmux__State__Vm *out);
  * vmm_processes_export() has them (the record's journal); none: n_processes 0. Undo with
  * vmm_processes_export_done(). */
 int vmm_processes_export_pid(struct vmm_processes *t, uint32_t pid, Vsockmux__State__Vm *out);
-/* V3: endpoints that do not match the saved ports are refused before anything listens. */
+/* V3: endpoints that do not match the saved ports are refused before anything listens. Then
+ * *ret_io_of: each saved process's entry, in sv's order (NULL: none names it and there are no
+ * rights for the rest), for vmm_processes_import(); the caller frees the array. */
 int vmm_processes_check_io(const Vsockmux__State__Vm *sv, const struct vmm_restore_io *io, size_t n_io,
-                           struct vmm_error *err);
-/* Rebuilds the saved processes, their endpoints and port reservations; nothing listens yet. */
-int vmm_processes_import(struct vmm_processes *t, const Vsockmux__State__Vm *sv, const struct vmm_restore_io *io,
-                         size_t n_io, struct vmm_error *err);
+                           const struct vmm_restore_io ***ret_io_of, struct vmm_error *err);
+/* Rebuilds the saved processes, their endpoints and port reservations; nothing listens yet. io_of
+ * as vmm_processes_check_io() matched it, or NULL: no entries. */
+int vmm_processes_import(struct vmm_processes *t, const Vsockmux__State__Vm *sv,
+                         const struct vmm_restore_io *const *io_of, struct vmm_error *err);
 /* Pre-registers the outstanding waits and listens on every unfinished stream (the bridge exists). */
 int vmm_processes_adopt(struct vmm_processes *t, const Vsockmux__State__Vm *sv, struct vmm_error *err);
 

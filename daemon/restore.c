@@ -15,12 +15,14 @@ struct vmm_restore {
         struct relay_transport transport;
         const struct vmm_restore_io *io;
         size_t n_io;
+        const struct vmm_restore_io **io_of; /* the check's match of io to the saved processes */
 };
 
 struct vmm_restore *vmm_restore_free(struct vmm_restore *rs)
 {
         if (rs) {
                 savestate_msg_free(rs->msg);
+                free(rs->io_of);
                 free(rs);
         }
         return NULL;
@@ -71,14 +73,19 @@ const struct relay_transport *vmm_restore_transport(const struct vmm_restore *rs
         return &rs->transport;
 }
 
-int vmm_restore_check(const struct vmm_restore *rs, struct vmm_error *err)
+int vmm_restore_check(struct vmm_restore *rs, struct vmm_error *err)
 {
-        return vmm_processes_check_io(rs->msg->vm, rs->io, rs->n_io, err);
+        free(rs->io_of);
+        rs->io_of = NULL;
+        return vmm_processes_check_io(rs->msg->vm, rs->io, rs->n_io, &rs->io_of, err);
 }
 
 int vmm_restore_apply(struct vmm_restore *rs, struct vmm_vm *vm, uint64_t start_ns, struct vmm_error *err)
 {
-        return vmm_vm_import(vm, rs->msg->vm, rs->io, rs->n_io, start_ns, err);
+        /* Unchecked, no entry would reach its process. */
+        if (!rs->io_of)
+                return vmm_error_set(err, -EINVAL, "a restore applied before its check");
+        return vmm_vm_import(vm, rs->msg->vm, rs->io_of, start_ns, err);
 }
 
 void vmm_restore_summary(const struct vmm_restore *rs, size_t *ret_processes, uint32_t *ret_floor,

@@ -22,9 +22,10 @@ int vmm_restore_open(const uint8_t *blob, size_t len, const char *name, const st
                      const struct vmm_restore_io *io, size_t n_io, struct vmm_restore **ret, struct vmm_error *err);
 const char *vmm_restore_name(const struct vmm_restore *rs);
 const struct relay_transport *vmm_restore_transport(const struct vmm_restore *rs);
-/* V3: endpoints that do not match the saved ports are refused before anything listens. */
-int vmm_restore_check(const struct vmm_restore *rs, struct vmm_error *err);
-/* Fills a new VM, not yet published, from the blob (see vmm_vm_import()). */
+/* V3: endpoints that do not match the saved ports are refused before anything listens; what
+ * matched is kept for vmm_restore_apply(). */
+int vmm_restore_check(struct vmm_restore *rs, struct vmm_error *err);
+/* Fills a new VM, not yet published, from the blob (see vmm_vm_import()), after the check. */
 int vmm_restore_apply(struct vmm_restore *rs, struct vmm_vm *vm, uint64_t start_ns, struct vmm_error *err);
 /* For the log line: the saved process count, port floor and next call id. */
 void vmm_restore_summary(const struct vmm_restore *rs, size_t *ret_processes, uint32_t *ret_floor,

@@ -172,7 +172,7 @@ int vmm_vm_adopt(struct vmm_vm *vm, const Vsockmux__State__Vm *sv, int *fds, siz
                         vmm_error_set(err, r, "cannot raise the port floor to 0x%08x", sv->port_floor);
         }
         if (r >= 0)
-                r = vmm_processes_import(vm->processes, sv, NULL, 0, err);
+                r = vmm_processes_import(vm->processes, sv, NULL, err);
         if (r >= 0) {
                 r = vm_adopt_bridge(vm, &hv);
                 if (r < 0)

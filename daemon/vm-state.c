@@ -263,15 +263,15 @@ void vmm_vm_export_done(Vsockmux__State__Vm *out)
 }
 
 /* Everything that can fail for a reason the caller can fix happens before the bridge listens. */
-static int vm_import_build(struct vmm_vm *vm, const Vsockmux__State__Vm *sv, const struct vmm_restore_io *io,
-                           size_t n_io, struct vmm_error *err)
+static int vm_import_build(struct vmm_vm *vm, const Vsockmux__State__Vm *sv, const struct vmm_restore_io *const *io_of,
+                           struct vmm_error *err)
 {
         /* The floor may already be higher: a VM removed from this transport handed out more. */
         int r = sv->port_floor > ports_floor(vm->guest.ports) ? ports_raise_floor(vm->guest.ports, sv->port_floor) : 0;
 
         if (r < 0)
                 return vmm_error_set(err, r, "cannot raise the port floor to 0x%08x", sv->port_floor);
-        return vmm_processes_import(vm->processes, sv, io, n_io, err);
+        return vmm_processes_import(vm->processes, sv, io_of, err);
 }
 
 /* Pre-registers the waits and listens: from here on the guest may come back at any moment. */
@@ -298,7 +298,7 @@ void vm_take_stdio_modes(struct vmm_vm *vm, const Vsockmux__State__Vm *sv)
         vm->guest.stdin_eof = sv->stdio_resume && sv->stdin_eof;
 }
 
-int vmm_vm_import(struct vmm_vm *vm, const Vsockmux__State__Vm *sv, const struct vmm_restore_io *io, size_t n_io,
+int vmm_vm_import(struct vmm_vm *vm, const Vsockmux__State__Vm *sv, const struct vmm_restore_io *const *io_of,
                   uint64_t start_ns, struct vmm_error *err)
 {
         int r;
@@ -311,7 +311,7 @@ int vmm_vm_import(struct vmm_vm *vm, const Vsockmux__State__Vm *sv, const struct
         if (r >= 0 && sv->generation)
                 r = vmm_vm_fence_check(vm, sv->generation, err);
         if (r >= 0)
-                r = vm_import_build(vm, sv, io, n_io, err);
+                r = vm_import_build(vm, sv, io_of, err);
         if (r >= 0) {
                 r = vmm_vm_start_bridge(vm);
                 if (r < 0)

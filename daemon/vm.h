@@ -138,10 +138,10 @@ void vmm_vm_export_done(Vsockmux__State__Vm *out);
  * otherwise empty out. Undo either with vmm_vm_export_done(). */
 int vmm_vm_export_head(struct vmm_vm *vm, Vsockmux__State__Vm *out);
 int vmm_vm_export_pid(struct vmm_vm *vm, uint32_t pid, Vsockmux__State__Vm *out);
-/* Builds a new VM's content from sv: the floor, the processes and their endpoints (io), then its
- * bridge, its containers and waits, listening on exactly the saved ports; then waits for the guest
- * (start_ns: when the restore began, for the metrics). */
-int vmm_vm_import(struct vmm_vm *vm, const Vsockmux__State__Vm *sv, const struct vmm_restore_io *io, size_t n_io,
+/* Builds a new VM's content from sv: the floor, the processes and their endpoints (io_of, from
+ * vmm_processes_check_io()), then its bridge, its containers and waits, listening on exactly the
+ * saved ports; then waits for the guest (start_ns: when the restore began, for the metrics). */
+int vmm_vm_import(struct vmm_vm *vm, const Vsockmux__State__Vm *sv, const struct vmm_restore_io *const *io_of,
                   uint64_t start_ns, struct vmm_error *err);
 
 /* ---- a live upgrade (vm-handover.c): the VM goes to the new daemon with its connections ---- */
