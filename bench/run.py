@@ -978,6 +978,8 @@ def render(scs, summary, tgts, skipped):
                 extra_s = "rss %s + kernel %s KiB/process, %s fds (%s per process), setup %s s, CPU-s/GB %s" % (
                     fmt(med_of(s, "rss")), fmt(med_of(s, "kernel")), "-" if fds is None else "%d" % fds,
                     fmt(med_of(s, "fds_per")), fmt(med_of(s, "setup_s")), fmt(med_of(s, "cpu_gb")))
+                if s.get("spliced") and med_of(s, "spliced") is not None:
+                    extra_s += ", spliced %.0f%%" % (100 * med_of(s, "spliced"))
             else:
                 extra_s = "%s %s" % (sc["extra"], cell(extra))
                 if s.get("wake"):
