@@ -1,5 +1,6 @@
 /* sim/bridge.c: the simulator's side of the bridge: the send queue, negotiation, and dispatching each request. */
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -33,19 +34,82 @@ static bool frame_is_reply(const struct sim_frame *f)
         return bridge_type_class(h.type) == BRIDGE_CLASS_RESPONSE;
 }
 
+/* hcsshim's guest after its bridge connection ended, read at microsoft/hcsshim 7c9ff7f4 (v0.15.0-rc.4
+ * and 4 commits). The redial came with a4051da (#2698), first tagged v0.15.0-rc.2; v0.14.1 and every
+ * release before have none: cmd/gcs/main.go there (v0.14.1 lines 393-398) ends the agent once
+ * ListenAndServe returns, and its VM stops at the first loss (below), which the simulator does not
+ * play: nothing of a save or a reconnect can work with that guest.
+ * - cmd/gcs/main.go 475 and 521-549: the agent redials 100 ms after ListenAndServe returns, and every
+ *   100 ms after a failed dial, for ever, no backoff and no limit (internal/guest/transport/vsock.go
+ *   25-47 retries a dial that timed out 10 times, 100 ms apart, within one attempt); sim_bridge_run.
+ * - internal/guest/bridge/bridge.go 303-325: each connection starts unnegotiated; the Host (its
+ *   containers, processes and their stdio connections) lives on untouched; 220-256: container
+ *   notifications made while no connection is up are queued and sent on the next one.
+ * - bridge_v2.go 337-390: a pending WaitForProcess stays blocked on its process; its reply goes into
+ *   b.responseChan as it is then (bridge.go 435), so after a redial it is written on the new
+ *   connection with the old request's id (ours and upstream alike, here).
+ * - But a reply made after the connection ended and before the next one went up goes into the old,
+ *   unbuffered channel, whose writer is still running (bridge.go 449-476): its write into the closed
+ *   connection fails and it sends on responseErrChan, closed by ListenAndServe's defers (475): the
+ *   agent panics "send on closed channel". A writer that fails while the connection is up ends
+ *   ListenAndServe, whose defers close requestErrChan before bridgeIn, so the reader woken by that
+ *   close panics the same way (410). The agent is init's child (init/init.c 1023-1024: init returns
+ *   its status, the kernel panics with panic=-1) and the VM has StopOnReset (internal/uvm/
+ *   create_lcow.go 374): the VM stops, every process with it. bridge_panic_locked() plays that.
+ *   --no-bridge-panic loses the reply and lives on instead: kinder, for tests of a lost reply. */
+static void bridge_panic_locked(struct sim *s, const struct sim_frame *f, const char *what)
+{
+        struct bridge_header h = {};
+
+        if (s->panicked)
+                return;
+        s->panicked = true;
+        if (f->len >= BRIDGE_HEADER_SIZE)
+                bridge_header_decode(f->buf, &h);
+        log_error("bridge: %s (type %#x id %llu) after the connection ended: hcsshim's guest panics here (send on "
+                  "closed channel) and its VM stops; so does this one (--no-bridge-panic to lose it instead)",
+                  what, h.type, (unsigned long long)h.id);
+        sim_stat_add(s, SIM_STAT_BRIDGE_PANICS);
+        /* main() takes it at once (every thread blocks it) and stops everything; sim_request_stop()
+         * needs s->lock, which a caller of sim_bridge_queue() may hold. */
+        kill(getpid(), SIGTERM);
+}
+
+bool sim_bridge_panicked(struct sim *s)
+{
+        bool r;
+
+        pthread_mutex_lock(&s->write_lock);
+        r = s->panicked;
+        pthread_mutex_unlock(&s->write_lock);
+        return r;
+}
+
+static void frame_free(struct sim_frame *f)
+{
+        free(f->buf);
+        free(f);
+}
+
 /* Called with write_lock held. A frame that fails to go out stays queued for the next connection;
- * with --fidelity upstream it is lost with the connection, as hcsshim's guest's writer gives up. */
+ * with --fidelity upstream the agent panics (above), or with --no-bridge-panic the frame is lost
+ * with the connection. */
 static void bridge_flush_locked(struct sim *s)
 {
         struct sim_frame_queue *q = s->pending;
 
-        while (q && q->head && s->bridge_fd >= 0) {
+        while (q && q->head && s->bridge_fd >= 0 && !s->panicked) {
                 struct sim_frame *f = q->head;
                 bool sent = sim_write_all(s->bridge_fd, f->buf, f->len) >= 0;
 
                 if (!sent && !sim_upstream(s)) {
                         if (frame_is_reply(f))
                                 sim_stat_add(s, SIM_STAT_REPLY_HELD);
+                        return;
+                }
+                if (!sent && !s->opt.no_bridge_panic) {
+                        bridge_panic_locked(
+                                s, f, frame_is_reply(f) ? "a reply failed to go out" : "a frame failed to go out");
                         return;
                 }
                 if (sent)
@@ -76,7 +140,16 @@ static void bridge_queue_locked(struct sim *s, uint8_t *buf, size_t len, enum si
                 return;
         }
         *f = (struct sim_frame){ .buf = buf, .len = len, .stat = stat };
+        if (s->panicked) {
+                frame_free(f);
+                return;
+        }
         if (s->bridge_fd < 0 && frame_is_reply(f)) {
+                if (sim_upstream(s) && !s->opt.no_bridge_panic) {
+                        bridge_panic_locked(s, f, "a reply made");
+                        frame_free(f);
+                        return;
+                }
                 if (sim_upstream(s)) {
                         log_info("bridge: a reply lost with its connection (hcsshim's guest does not resend it)");
                         sim_stat_add(s, SIM_STAT_REPLY_LOST);
@@ -329,11 +402,12 @@ static void bridge_serve(struct sim *s, struct sim_conn *c)
         }
 }
 
+/* The redial and its 100 ms are hcsshim's (bridge_panic_locked() says where). */
 void sim_bridge_run(struct sim *s)
 {
         bool announced_wait = false;
 
-        while (!sim_stopping(s)) {
+        while (!sim_stopping(s) && !sim_bridge_panicked(s)) {
                 struct sim_conn *c = NULL;
                 int r;
 

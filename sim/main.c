@@ -34,12 +34,16 @@ static void usage(FILE *f)
                    "                       signal, no signals outside containers, no resume extension, stdio\n"
                    "                       redialled only for a container's init and only its unwritten tail,\n"
                    "                       the process deleted before the wait's reply, which may come\n"
-                   "                       before its stdout reached EOF, no resend of a reply lost with\n"
-                   "                       its connection)\n"
+                   "                       before its stdout reached EOF, and a reply made after the bridge\n"
+                   "                       connection ended ends the agent, exit status 2, as hcsshim's\n"
+                   "                       guest panics there and its VM stops)\n"
+                   "  --no-bridge-panic    with --fidelity upstream: lose such a reply (never resent) and\n"
+                   "                       live on, kinder than hcsshim's guest\n"
                    "  --stats PATH         keep counts of wait answers sent (exit code, not found, timed out),\n"
                    "                       replies lost with their connection or held for the next one, and\n"
-                   "                       waits answered before stdout's EOF, bridge connections made and\n"
-                   "                       stdio connections redialled, in PATH, rewritten at each change\n"
+                   "                       waits answered before stdout's EOF, bridge connections made, lost\n"
+                   "                       and panicked over, and stdio connections redialled, in PATH,\n"
+                   "                       rewritten at each change\n"
                    "  --log-level LEVEL    error, warn, info (default) or debug\n"
                    "  -h, --help           this text\n\n"
                    "Signals: SIGUSR1 drops every connection at once (like a vsock transport reset);\n"
@@ -72,6 +76,7 @@ static int parse_args(int argc, char **argv, struct sim_options *opt)
                 OPT_DROP,
                 OPT_LOG,
                 OPT_FIDELITY,
+                OPT_NO_BRIDGE_PANIC,
                 OPT_STATS
         };
         static const struct option options[] = {
@@ -84,6 +89,7 @@ static int parse_args(int argc, char **argv, struct sim_options *opt)
                 { "drop-after-ms", required_argument, NULL, OPT_DROP },
                 { "log-level", required_argument, NULL, OPT_LOG },
                 { "fidelity", required_argument, NULL, OPT_FIDELITY },
+                { "no-bridge-panic", no_argument, NULL, OPT_NO_BRIDGE_PANIC },
                 { "stats", required_argument, NULL, OPT_STATS },
                 { "help", no_argument, NULL, 'h' },
                 {},
@@ -131,6 +137,7 @@ static int parse_args(int argc, char **argv, struct sim_options *opt)
                                 return -EINVAL;
                         }
                         break;
+                case OPT_NO_BRIDGE_PANIC: opt->no_bridge_panic = true; break;
                 case OPT_STATS:
                         if (strlen(optarg) >= 4096) {
                                 fprintf(stderr, "vsockmux-sim: --stats: path too long\n");
@@ -212,7 +219,7 @@ int main(int argc, char **argv)
         sigset_t mask;
         pthread_t bridge;
         struct timespec start;
-        bool dropped_once = false;
+        bool dropped_once = false, panicked;
         int r;
 
         r = parse_args(argc, argv, &opt);
@@ -265,6 +272,8 @@ int main(int argc, char **argv)
                         sim_drop_all(&s);
                 else if (sig == SIGUSR2)
                         sim_drop_stdio(&s);
+                else if (sig == SIGTERM && sim_bridge_panicked(&s))
+                        break; /* said by the bridge */
                 else if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP) {
                         log_info("vsockmux-sim: signal %d, exiting", sig);
                         break;
@@ -280,7 +289,13 @@ int main(int argc, char **argv)
         }
         sim_request_stop(&s);
         pthread_join(bridge, NULL);
+        panicked = sim_bridge_panicked(&s);
         sim_done(&s);
+        if (panicked) {
+                /* Go's status for a panic: hcsshim's agent ends so, and its VM with it. */
+                log_error("vsockmux-sim: stopped as hcsshim's guest does when its bridge panics");
+                return 2;
+        }
         log_info("vsockmux-sim: stopped");
         return EXIT_SUCCESS;
 }

@@ -38,6 +38,7 @@ struct sim_options {
         size_t replay_bytes;
         unsigned drop_after_ms; /* 0 = never */
         enum sim_fidelity fidelity;
+        bool no_bridge_panic;   /* --no-bridge-panic: upstream loses such a reply and lives on (bridge.c) */
         const char *stats_path; /* --stats: counts rewritten at each change (stats.c); NULL = none */
 };
 
@@ -54,6 +55,7 @@ enum sim_stat {
         SIM_STAT_STDIO_REDIALS,       /* stdio connections made again after one was lost */
         SIM_STAT_WAIT_RECEIVED,       /* WaitForProcess requests read (and decoded) */
         SIM_STAT_BRIDGE_LOSSES,       /* bridge connections seen ended (a reply after it is lost or held) */
+        SIM_STAT_BRIDGE_PANICS,       /* upstream: the guest agent died as hcsshim's bridge panics (bridge.c) */
         _SIM_STAT_MAX,
         SIM_STAT_NONE = -1,
 };
@@ -104,6 +106,7 @@ struct sim {
         pthread_mutex_t write_lock; /* serializes frames on the bridge; guards the two below */
         int bridge_fd;              /* -1 while disconnected */
         struct sim_frame_queue *pending;
+        bool panicked; /* upstream: the agent is dead (bridge.c); nothing more goes out or is dialled */
 
         pthread_mutex_t stats_lock; /* guards stats (stats.c) */
         uint64_t stats[_SIM_STAT_MAX];
@@ -143,6 +146,8 @@ void sim_bridge_queue(struct sim *s, uint8_t *buf, size_t len);
 void sim_bridge_queue_counted(struct sim *s, uint8_t *buf, size_t len, enum sim_stat stat);
 void sim_bridge_flush(struct sim *s);
 void sim_bridge_free_pending(struct sim *s);
+/* Whether the agent died as hcsshim's bridge panics (upstream, bridge.c): main stops it, exit status 2. */
+bool sim_bridge_panicked(struct sim *s);
 
 /* handlers.c: one request, run on its own thread; replies through sim_bridge_send(). */
 struct sim_request {

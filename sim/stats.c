@@ -19,6 +19,7 @@ static const char *const stat_names[_SIM_STAT_MAX] = {
         [SIM_STAT_STDIO_REDIALS] = "stdio_redials",
         [SIM_STAT_WAIT_RECEIVED] = "waits_received",
         [SIM_STAT_BRIDGE_LOSSES] = "bridge_losses",
+        [SIM_STAT_BRIDGE_PANICS] = "bridge_panics",
 };
 
 /* Called with stats_lock held. A test reads whole files only: never a half-written one. */

@@ -19,6 +19,7 @@
 struct host {
         char dir[64];
         char base[80];
+        char stats[80]; /* the simulator's --stats file, for the setups that give it */
         int bridge_listener;
         int bridge;
         pid_t sim;
@@ -54,5 +55,10 @@ void host_expect_notification(struct host *h, const char *cid, const char *type)
 /* cmocka setup/teardown: a sim dialled in on h->bridge (*state is the struct host). */
 int host_start_resume(void **state);
 int host_start_legacy(void **state);
-/* Closes the bridge, SIGTERMs the sim and checks it exited 0. */
+/* hcsshim's guest (--fidelity upstream, --stats h->stats), and the same with --no-bridge-panic. */
+int host_start_upstream(void **state);
+int host_start_upstream_no_panic(void **state);
+/* One count from h->stats (sim/stats.c), 0 before the simulator wrote one. */
+unsigned long long host_sim_stat(struct host *h, const char *name);
+/* Closes the bridge, SIGTERMs the sim and checks it exited 0 (unless the test reaped it: h->sim 0). */
 int host_stop(void **state);

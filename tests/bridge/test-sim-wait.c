@@ -5,10 +5,13 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "sim/sim.h"
@@ -265,6 +268,101 @@ static void test_sim_stops_cleanly_with_waits_pending(void **state)
         /* host_stop: SIGTERM with the waits pending is still a clean exit (and frees them, under ASan). */
 }
 
+/* hcsshim's guest after its bridge connection ended (sim/bridge.c, bridge_panic_locked, says where):
+ * a VM-level process, an infinite wait for it read, the connection gone and no host listening, then
+ * the exit, let go through a fifo only then. Returns the fifo, which the caller keeps open until the
+ * end: a fifo with no one holding it drops what was written before the process opened it. */
+static int exit_while_disconnected(struct host *h, uint64_t *ret_wait_id, uint32_t *ret_pid)
+{
+        char gate_path[128], script[256];
+        struct bridge_request wait = { .type = BRIDGE_RPC_WAIT_FOR_PROCESS,
+                                       .container_id = BRIDGE_NULL_GUID,
+                                       .wait = { .timeout_ms = BRIDGE_WAIT_INFINITE } };
+        struct bridge_request probe = { .type = BRIDGE_RPC_WAIT_FOR_PROCESS, .container_id = BRIDGE_NULL_GUID };
+        struct bridge_response resp = {};
+        char sock[128];
+        int gate;
+
+        snprintf(gate_path, sizeof(gate_path), "%s/gate", h->dir);
+        assert_int_equal(mkfifo(gate_path, 0600), 0);
+        gate = open(gate_path, O_RDWR | O_CLOEXEC);
+        assert_true(gate >= 0);
+        snprintf(script, sizeof(script), "read x < %s; exit 5", gate_path);
+        host_negotiate(h, false, NULL);
+        *ret_pid = host_exec_quiet(h, BRIDGE_NULL_GUID, script);
+        wait.wait.pid = probe.wait.pid = *ret_pid;
+        *ret_wait_id = host_send(h, &wait);
+        /* Waits are taken in order: the probe's answer says the wait before it was read. */
+        host_response(h, probe.type, host_send(h, &probe), &resp);
+        assert_int_equal(resp.result, BRIDGE_HR_TIMEOUT);
+        bridge_response_done(&resp);
+
+        /* No host: the redials fail until the test listens again. The listener goes first, or a
+         * redial could wait in its backlog and take the reply. */
+        h->bridge_listener = safe_close(h->bridge_listener);
+        snprintf(sock, sizeof(sock), "%s_%u", h->base, PORT_BRIDGE);
+        assert_int_equal(unlink(sock), 0);
+        h->bridge = safe_close(h->bridge);
+        assert_int_equal(write(gate, "\n", 1), 1);
+        return gate;
+}
+
+/* The wait's reply is made while no connection is up: hcsshim's guest panics (send on closed
+ * channel) and its VM stops; the simulator ends with Go's status 2 and never dials again. */
+static void test_sim_upstream_reply_made_while_disconnected_ends_the_guest(void **state)
+{
+        struct host *h = *state;
+        uint64_t wait_id;
+        uint32_t pid;
+        int status = 0;
+        pid_t r = 0;
+        _cleanup_close_ int gate = exit_while_disconnected(h, &wait_id, &pid);
+
+        for (unsigned ms = 0; r == 0 && ms < WAIT_MS; ms += 10) {
+                r = waitpid(h->sim, &status, WNOHANG);
+                if (r == 0)
+                        usleep(10 * 1000);
+        }
+        if (r != h->sim)
+                fail_msg("the simulator lives on after a reply made with no bridge connection");
+        h->sim = 0;
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 2);
+        assert_int_equal(host_sim_stat(h, "bridge_panics"), 1);
+        assert_int_equal(host_sim_stat(h, "replies_lost"), 0);
+        assert_int_equal(host_sim_stat(h, "bridge_connects"), 1);
+}
+
+/* --no-bridge-panic, the kinder extension: the reply is lost, never sent on the next connection,
+ * and the exec'd process is gone with it (deleted before its wait's reply). */
+static void test_sim_upstream_no_bridge_panic_loses_the_reply_and_redials(void **state)
+{
+        struct host *h = *state;
+        struct bridge_request wait = { .type = BRIDGE_RPC_WAIT_FOR_PROCESS,
+                                       .container_id = BRIDGE_NULL_GUID,
+                                       .wait = { .timeout_ms = BRIDGE_WAIT_INFINITE } };
+        struct bridge_response resp = {};
+        uint64_t wait_id;
+        uint32_t pid;
+        _cleanup_close_ int gate = exit_while_disconnected(h, &wait_id, &pid);
+
+        for (unsigned ms = 0; host_sim_stat(h, "replies_lost") < 1; ms += 10) {
+                if (ms >= WAIT_MS)
+                        fail_msg("the simulator never lost the wait's reply");
+                usleep(10 * 1000);
+        }
+        h->bridge_listener = host_listen(h, PORT_BRIDGE);
+        h->bridge = host_accept(h->bridge_listener);
+        host_negotiate(h, false, NULL);
+        /* The first frame answers the new wait (host_response checks its id): the old one is gone. */
+        wait.wait.pid = pid;
+        host_response(h, wait.type, host_send(h, &wait), &resp);
+        assert_int_equal(resp.result, BRIDGE_HR_NOT_FOUND);
+        bridge_response_done(&resp);
+        assert_int_equal(host_sim_stat(h, "bridge_panics"), 0);
+        assert_int_equal(host_sim_stat(h, "replies_lost"), 1);
+}
+
 int main(int argc, char **argv)
 {
         const struct CMUnitTest tests[] = {
@@ -283,6 +381,10 @@ int main(int argc, char **argv)
                                                 host_start_resume, host_stop),
                 cmocka_unit_test_setup_teardown(test_sim_stops_cleanly_with_waits_pending, host_start_resume,
                                                 host_stop),
+                cmocka_unit_test_setup_teardown(test_sim_upstream_reply_made_while_disconnected_ends_the_guest,
+                                                host_start_upstream, host_stop),
+                cmocka_unit_test_setup_teardown(test_sim_upstream_no_bridge_panic_loses_the_reply_and_redials,
+                                                host_start_upstream_no_panic, host_stop),
         };
         int r = host_find_sim(argc, argv);
 

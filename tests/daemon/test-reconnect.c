@@ -53,6 +53,7 @@ struct fixture {
         struct relay *r;
         struct vmm *a, *b;
         pid_t sim;
+        bool no_panic; /* upstream: --no-bridge-panic, a reply made with no bridge up is lost */
         struct test_endpoints *ep;
         /* hcsshim's guest: the writer runs as a container's init, the one process whose stdio it
          * redials, and the guest is paused for a save, as a migration's last phase pauses the VM. */
@@ -88,8 +89,12 @@ static bool bridge_connected(struct fixture *f, const void *arg)
 /* The simulator's log is how the test sees a redialled stream resume. */
 static void sim_start(struct fixture *f)
 {
-        char *argv[] = { (char *)sim_path(), "--hvsock", f->transport.uds_path,
-                         f->upstream ? (char *)"--fidelity=upstream" : NULL, NULL };
+        char *argv[] = { (char *)sim_path(),
+                         "--hvsock",
+                         f->transport.uds_path,
+                         f->upstream ? (char *)"--fidelity=upstream" : NULL,
+                         f->upstream && f->no_panic ? (char *)"--no-bridge-panic" : NULL,
+                         NULL };
         posix_spawn_file_actions_t fa;
 
         assert_int_equal(posix_spawn_file_actions_init(&fa), 0);
@@ -319,10 +324,14 @@ static void wait_exit(struct fixture *f, struct vmm_vm *vm, uint32_t pid, struct
         test_endpoints_settle(f->ep);
 }
 
-static void stop_writer(struct fixture *f)
+/* Once vm's guest is connected: an exit while no bridge connection is up makes hcsshim's guest
+ * panic at the wait's answer, and its VM stops (sim/bridge.c). */
+static void stop_writer(struct fixture *f, struct vmm_vm *vm)
 {
-        int fd = open(f->stop, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        int fd;
 
+        run_until(f, bridge_connected, vm, "the guest's bridge before the writer's exit");
+        fd = open(f->stop, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
         assert_true(fd >= 0);
         close(fd);
 }
@@ -381,7 +390,7 @@ static void test_stdio_reset_twice_delivers_every_byte_once(void **state)
         /* The second reset hits a stream the guest had already redialled once. */
         reset_and_wait_for_flow(f, SIGUSR2, out, NULL);
         reset_and_wait_for_flow(f, SIGUSR2, out, NULL);
-        stop_writer(f);
+        stop_writer(f, vm);
         wait_exit(f, vm, pid, &ex);
         assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
         assert_int_equal(ex.exit.code, WRITER_EXIT);
@@ -397,13 +406,17 @@ static void test_full_reset_twice_delivers_every_byte_once(void **state)
         uint32_t pid;
 
         snprintf(out, sizeof(out), "%s/out", f->dir);
+        /* The second reset may come within the probe after the first reconnect (TimeoutInMs 50):
+         * hcsshim's guest panics at its answer with no bridge up, and its VM stops (sim/bridge.c).
+         * What is tested is the output and exit of a guest that lives on. */
+        f->no_panic = true;
         vm = add_vm_connected(f, f->a);
         pid = exec_writer(f, vm, out);
         wait_for_bytes(f, out, NULL, FLOW_BYTES);
         /* The bridge drops too: the outstanding wait must still bring the exit code. */
         reset_and_wait_for_flow(f, SIGUSR1, out, NULL);
         reset_and_wait_for_flow(f, SIGUSR1, out, NULL);
-        stop_writer(f);
+        stop_writer(f, vm);
         wait_exit(f, vm, pid, &ex);
         assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
         assert_int_equal(ex.exit.code, WRITER_EXIT);
@@ -460,7 +473,7 @@ static void test_stdio_resets_after_restore_deliver_every_byte_once(void **state
         vb = move_writer(f, out_a, out_b, &pid);
         reset_and_wait_for_flow(f, SIGUSR2, out_a, out_b);
         reset_and_wait_for_flow(f, SIGUSR2, out_a, out_b);
-        stop_writer(f);
+        stop_writer(f, vb);
         wait_exit(f, vb, pid, &ex);
         assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
         assert_int_equal(ex.exit.code, WRITER_EXIT);
@@ -478,9 +491,13 @@ static void test_full_reset_after_restore_delivers_every_byte_once(void **state)
 
         snprintf(out_a, sizeof(out_a), "%s/out-a", f->dir);
         snprintf(out_b, sizeof(out_b), "%s/out-b", f->dir);
+        /* The reset may come within the destination's probe (TimeoutInMs 50): hcsshim's guest
+         * panics at its answer with no bridge up, and its VM stops (sim/bridge.c). What is tested
+         * is the output of a guest that lives on. */
+        f->no_panic = true;
         vb = move_writer(f, out_a, out_b, &pid);
         reset_and_wait_for_flow(f, SIGUSR1, out_a, out_b);
-        stop_writer(f);
+        stop_writer(f, vb);
         wait_exit(f, vb, pid, &ex);
         assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
         assert_int_equal(ex.exit.code, WRITER_EXIT);
@@ -566,7 +583,7 @@ static void test_redial_kept_at_a_save_loses_nothing(void **state)
                 fail_msg("restore failed: %s", err.message);
         free(sv.blob);
         wait_for_bytes(f, out_a, out_b, before + FLOW_BYTES);
-        stop_writer(f);
+        stop_writer(f, vb);
         wait_exit(f, vb, io.pid, &ex);
         assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
         assert_int_equal(ex.exit.code, WRITER_EXIT);
@@ -614,7 +631,7 @@ static void hand_over_and_finish(struct fixture *f, struct vmm_vm *vm, const cha
         vsockmux__state__vm__free_unpacked(in, NULL);
         free(fds.fds);
         wait_for_bytes(f, path, NULL, before + FLOW_BYTES);
-        stop_writer(f);
+        stop_writer(f, vb);
         wait_exit(f, vb, pid, &ex);
         assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
         assert_int_equal(ex.exit.code, WRITER_EXIT);
@@ -769,7 +786,7 @@ static void release_a_held_redial(struct fixture *f, held_redial_fn make)
         vmm_vm_unhold(vm);
         before = file_size(path);
         wait_for_bytes(f, path, NULL, before + FLOW_BYTES);
-        stop_writer(f);
+        stop_writer(f, vm);
         wait_exit(f, vm, pid, &ex);
         assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
         assert_int_equal(ex.exit.code, WRITER_EXIT);
@@ -848,6 +865,11 @@ static void test_restore_below_a_remembered_floor_keeps_the_higher_one(void **st
 
         snprintf(out, sizeof(out), "%s/out", f->dir);
         snprintf(out2, sizeof(out2), "%s/out2", f->dir);
+        /* The removal comes while the resumed source's probe (TimeoutInMs 50) is pending in the
+         * guest, and may close the second process's stdout before its echo (SIGPIPE, an exit):
+         * hcsshim's guest panics at either answer with no bridge up, and its VM stops
+         * (sim/bridge.c). What is tested here is the port floor, so the guest lives on. */
+        f->no_panic = true;
         vm = add_vm_connected(f, f->a);
         pid = exec_ok(f, vm, "echo up; sleep 600", out);
         wait_for_bytes(f, out, NULL, 3);

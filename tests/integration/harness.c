@@ -401,6 +401,7 @@ pid_t integ_sim_start(struct integ *t, const char *name)
                 : t->cfg->no_ack       ? (char *)"--no-ack"
                 : t->cfg->no_stdin_eof ? (char *)"--no-stdin-eof"
                                        : NULL,
+                t->cfg->upstream && t->no_bridge_panic ? (char *)"--no-bridge-panic" : NULL,
                 NULL,
         };
 

@@ -36,6 +36,9 @@ struct integ {
         char state_dir[INTEG_NAME_MAX];
         char daemon_log[INTEG_NAME_MAX];
         pid_t daemon;
+        /* With --upstream: the simulator runs with --no-bridge-panic, losing a reply made while no
+         * bridge connection is up where hcsshim's guest panics and its VM stops (sim/bridge.c). */
+        bool no_bridge_panic;
         pid_t procs[INTEG_MAX_PROCS]; /* everything else we spawned and have not reaped */
         unsigned seq;
         char paths[INTEG_PATH_SLOTS][INTEG_PATH_MAX];

@@ -760,6 +760,10 @@ static void upstream_stop_and_restart(struct integ *t, int sig)
         long pid, opid;
         int code;
 
+        /* The exits come while no daemon holds the bridge, each with the wait vsockmuxd left in the
+         * guest: hcsshim's guest panics at the first answer and its VM stops (sim/bridge.c). What
+         * is tested is the daemon's side of a guest that lives on. */
+        t->no_bridge_panic = true;
         integ_vm_with_sim(t, "demo");
         integ_cli(t, &res, NULL, "container", "create", "demo", "c1", NULL);
         integ_assert_code(t, &res, 0);

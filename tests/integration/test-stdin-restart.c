@@ -209,6 +209,10 @@ static void expect_stdin_ended_early(struct integ *t, int sig)
         int code;
         size_t n;
 
+        /* The stdin's end comes with no daemon up, and the process's exit with it: hcsshim's guest
+         * panics at the answer to the wait vsockmuxd left and its VM stops (sim/bridge.c). What is
+         * tested is the input a guest that lives on gave the process. */
+        t->no_bridge_panic = true;
         stop_mid_stdin_and_restart(t, sig, &pid);
         code = wait_code(t, pid);
         n = copied_prefix(t);
