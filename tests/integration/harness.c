@@ -333,6 +333,42 @@ void integ_runv(struct integ *t, struct integ_result *res, const char *in, char 
         unlink(err);
 }
 
+void integ_run_prefixed(struct integ *t, struct integ_result *res, char *const prefix[], va_list ap)
+{
+        char *argv[INTEG_MAX_ARGS];
+        size_t n = 0;
+
+        for (; prefix[n]; n++) {
+                if (n + 1 >= INTEG_MAX_ARGS)
+                        fail_msg("harness: too many arguments");
+                argv[n] = prefix[n];
+        }
+        for (char *a; (a = va_arg(ap, char *));) {
+                if (n + 1 >= INTEG_MAX_ARGS)
+                        fail_msg("harness: too many arguments");
+                argv[n++] = a;
+        }
+        argv[n] = NULL;
+        integ_runv(t, res, NULL, argv);
+}
+
+void integ_cli_as_nobody(struct integ *t, struct integ_result *res, const char *sock, ...)
+{
+        char *const prefix[] = { (char *)INTEG_SETPRIV,
+                                 (char *)"--reuid=" INTEG_NOBODY,
+                                 (char *)"--regid=" INTEG_NOBODY,
+                                 (char *)"--clear-groups",
+                                 (char *)t->cfg->cli,
+                                 (char *)"--socket",
+                                 (char *)(sock ? sock : t->sock),
+                                 NULL };
+        va_list ap;
+
+        va_start(ap, sock);
+        integ_run_prefixed(t, res, prefix, ap);
+        va_end(ap);
+}
+
 void integ_cliv(struct integ *t, struct integ_result *res, const char *in, char *const args[])
 {
         integ_runv(t, res, in, integ_cli_argv(t, (char **)args));

@@ -1,6 +1,7 @@
 /* tests/integration/harness.h: struct integ owns one test's temp dir, its vsockmuxd and every process it spawns (sims, CLIs). */
 #pragma once
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -12,6 +13,8 @@ struct json_object;
 #define INTEG_WAIT_MS 60000
 #define INTEG_MAX_PROCS 32
 #define INTEG_MAX_ARGS 64
+#define INTEG_NOBODY "65534"
+#define INTEG_SETPRIV "/usr/bin/setpriv" /* util-linux */
 #define INTEG_PATH_SLOTS 16
 #define INTEG_PATH_MAX 256
 #define INTEG_DIR_MAX 64 /* /tmp/vsockmux-integ.XXXXXX */
@@ -91,6 +94,12 @@ void integ_cli(struct integ *t, struct integ_result *res, const char *in, ...) _
 void integ_cliv(struct integ *t, struct integ_result *res, const char *in, char *const args[]);
 /* Runs any program the same way (argv[0] is a path). */
 void integ_runv(struct integ *t, struct integ_result *res, const char *in, char *const argv[]);
+/* integ_runv() of prefix (NULL-terminated, prefix[0] a path) and then the NULL-terminated
+ * arguments in ap, stdin /dev/null: for a test's own variadic wrapper (another socket, another uid). */
+void integ_run_prefixed(struct integ *t, struct integ_result *res, char *const prefix[], va_list ap);
+/* `vsockmux --socket SOCK ARGS...` (NULL-terminated) as uid/gid INTEG_NOBODY with no supplementary
+ * groups, through INTEG_SETPRIV; sock NULL is t's daemon. Stdin /dev/null. */
+void integ_cli_as_nobody(struct integ *t, struct integ_result *res, const char *sock, ...) __attribute__((sentinel));
 /* The CLI's argv for integ_spawn: storage in t, valid until the next call. */
 char **integ_cli_argv(struct integ *t, char **args);
 void integ_result_done(struct integ_result *res);

@@ -17,9 +17,6 @@
 
 #include "harness.h"
 
-#define NOBODY "65534"
-#define SETPRIV "/usr/bin/setpriv"
-
 static char helper_path[INTEG_PATH_MAX];
 
 /* Each test starts its own daemon, with the options it needs. */
@@ -183,25 +180,12 @@ static void test_migrate_by_a_group_member_is_permission_denied(void **state)
         struct integ *t;
         struct integ_result res;
 
-        if (geteuid() != 0 || access(SETPRIV, X_OK) != 0)
+        if (geteuid() != 0 || access(INTEG_SETPRIV, X_OK) != 0)
                 skip();
-        t = start(state, helper_path, "--group", NOBODY);
+        t = start(state, helper_path, "--group", INTEG_NOBODY);
         integ_vm_with_sim(t, "demo");
-        char *argv[] = { (char *)SETPRIV,
-                         (char *)"--reuid=" NOBODY,
-                         (char *)"--regid=" NOBODY,
-                         (char *)"--clear-groups",
-                         (char *)t->cfg->cli,
-                         (char *)"--socket",
-                         t->sock,
-                         (char *)"migrate",
-                         (char *)"demo",
-                         (char *)"--to",
-                         (char *)"qemu:///system",
-                         (char *)"--dest-socket",
-                         (char *)integ_path(t, "b.sock"),
-                         NULL };
-        integ_runv(t, &res, NULL, argv);
+        integ_cli_as_nobody(t, &res, NULL, "migrate", "demo", "--to", "qemu:///system", "--dest-socket",
+                            integ_path(t, "b.sock"), NULL);
         integ_assert_code(t, &res, 1);
         integ_assert_contains(res.err, "only root and the daemon's owner may call it (PERMISSION_DENIED)");
         integ_result_done(&res);

@@ -16,8 +16,6 @@
 
 #include "harness.h"
 
-#define NOBODY "65534"
-#define SETPRIV "/usr/bin/setpriv"
 #define SECRET "root only\n"
 #define ARRAY_N(x) (sizeof(x) / sizeof((x)[0]))
 
@@ -49,37 +47,15 @@ static int priv_teardown(void **state)
 
 static struct integ *priv_start(struct priv *p, const char *opt)
 {
-        char *extra[] = { (char *)opt, (char *)NOBODY, NULL };
+        char *extra[] = { (char *)opt, (char *)INTEG_NOBODY, NULL };
         int r = integ_new_args(p->cfg, extra, &p->t);
 
         if (r < 0)
-                fail_msg("cannot start vsockmuxd %s %s: %s", opt, NOBODY, strerror(-r));
+                fail_msg("cannot start vsockmuxd %s %s: %s", opt, INTEG_NOBODY, strerror(-r));
         snprintf(p->nobody_dir, sizeof(p->nobody_dir), "%s", integ_path(p->t, "nobody"));
         assert_int_equal(mkdir(p->nobody_dir, 0755), 0);
         assert_int_equal(chown(p->nobody_dir, 65534, 65534), 0);
         return p->t;
-}
-
-/* The CLI as uid/gid 65534 with no supplementary groups. */
-static void cli_as_nobody(struct integ *t, struct integ_result *res, ...)
-{
-        char *argv[INTEG_MAX_ARGS] = { (char *)SETPRIV,
-                                       (char *)"--reuid=" NOBODY,
-                                       (char *)"--regid=" NOBODY,
-                                       (char *)"--clear-groups",
-                                       (char *)t->cfg->cli,
-                                       (char *)"--socket",
-                                       t->sock };
-        size_t n = 7;
-        va_list ap;
-        char *a;
-
-        va_start(ap, res);
-        while ((a = va_arg(ap, char *)) && n + 1 < INTEG_MAX_ARGS)
-                argv[n++] = a;
-        va_end(ap);
-        argv[n] = NULL;
-        integ_runv(t, res, NULL, argv);
 }
 
 static void write_root_file(const char *path, mode_t mode)
@@ -115,27 +91,30 @@ static void test_endpoints_open_with_the_callers_rights(void **state)
         write_root_file(rootlog, 0644);
 
         /* A 0600 root file and /etc/shadow are not readable through the daemon. */
-        cli_as_nobody(t, &res, "exec", "demo", "--detach", "--stdin", secret, "--stdout", out, "--", "cat", NULL);
+        integ_cli_as_nobody(t, &res, NULL, "exec", "demo", "--detach", "--stdin", secret, "--stdout", out, "--", "cat",
+                            NULL);
         assert_refused_naming(&res, secret);
         integ_result_done(&res);
-        cli_as_nobody(t, &res, "exec", "demo", "--detach", "--stdin", "/etc/shadow", "--stdout", out, "--", "cat",
-                      NULL);
+        integ_cli_as_nobody(t, &res, NULL, "exec", "demo", "--detach", "--stdin", "/etc/shadow", "--stdout", out, "--",
+                            "cat", NULL);
         assert_refused_naming(&res, "/etc/shadow");
         integ_result_done(&res);
         /* A root-owned file is not appended to, and nothing is created where the caller cannot write. */
-        cli_as_nobody(t, &res, "exec", "demo", "--detach", "--stdout", rootlog, "--", "echo", "owned", NULL);
+        integ_cli_as_nobody(t, &res, NULL, "exec", "demo", "--detach", "--stdout", rootlog, "--", "echo", "owned",
+                            NULL);
         assert_refused_naming(&res, rootlog);
         integ_result_done(&res);
         s = integ_read_file(rootlog, NULL);
         assert_string_equal(s, SECRET);
         free(s);
-        cli_as_nobody(t, &res, "exec", "demo", "--detach", "--stdout", integ_path(t, "new.log"), "--", "true", NULL);
+        integ_cli_as_nobody(t, &res, NULL, "exec", "demo", "--detach", "--stdout", integ_path(t, "new.log"), "--",
+                            "true", NULL);
         assert_refused_naming(&res, "new.log");
         integ_result_done(&res);
         assert_int_equal(access(integ_path(t, "new.log"), F_OK), -1);
 
         /* What the caller may reach works: its own directory, a file it created. */
-        cli_as_nobody(t, &res, "exec", "demo", "--stdout", out, "--", "echo", "mine", NULL);
+        integ_cli_as_nobody(t, &res, NULL, "exec", "demo", "--stdout", out, "--", "echo", "mine", NULL);
         integ_assert_code(t, &res, 0);
         integ_result_done(&res);
         s = integ_read_file(out, NULL);
@@ -175,18 +154,18 @@ static void test_read_group_may_list_and_wait_but_not_act(void **state)
         assert_int_equal(st.st_mode & 07777, 0660);
         assert_int_equal(st.st_gid, 65534);
 
-        cli_as_nobody(t, &res, "vm", "ls", NULL);
+        integ_cli_as_nobody(t, &res, NULL, "vm", "ls", NULL);
         integ_assert_code(t, &res, 0);
         integ_assert_contains(res.out, "demo");
         integ_result_done(&res);
-        cli_as_nobody(t, &res, "ps", "demo", NULL);
+        integ_cli_as_nobody(t, &res, NULL, "ps", "demo", NULL);
         integ_assert_code(t, &res, 0);
         integ_result_done(&res);
-        cli_as_nobody(t, &res, "stats", NULL);
+        integ_cli_as_nobody(t, &res, NULL, "stats", NULL);
         integ_assert_code(t, &res, 0);
         integ_result_done(&res);
         /* Wait passes the gate: the answer is about the pid, not about permission. */
-        cli_as_nobody(t, &res, "wait", "demo", "4242", NULL);
+        integ_cli_as_nobody(t, &res, NULL, "wait", "demo", "4242", NULL);
         assert_int_not_equal(res.code, 0);
         assert_null(strstr(res.err, "ermission"));
         integ_result_done(&res);
@@ -194,7 +173,8 @@ static void test_read_group_may_list_and_wait_but_not_act(void **state)
         for (size_t i = 0; i < ARRAY_N(refused); i++) {
                 char name[64];
 
-                cli_as_nobody(t, &res, refused[i][1], refused[i][2], refused[i][3], refused[i][4], refused[i][5], NULL);
+                integ_cli_as_nobody(t, &res, NULL, refused[i][1], refused[i][2], refused[i][3], refused[i][4],
+                                    refused[i][5], NULL);
                 snprintf(name, sizeof(name), "/%s ", refused[i][0]);
                 assert_int_not_equal(res.code, 0);
                 integ_assert_contains(res.err, "permission denied");
@@ -224,7 +204,7 @@ static void test_restore_endpoints_open_with_the_callers_rights(void **state)
                            (char *)"--hvsock-root",
                            t->dir,
                            (char *)"--group",
-                           (char *)NOBODY,
+                           (char *)INTEG_NOBODY,
                            NULL };
         struct integ_result res = { 0 };
         pid_t dpid;
@@ -259,21 +239,7 @@ static void test_restore_endpoints_open_with_the_callers_rights(void **state)
         }
         snprintf(io, sizeof(io), "%ld:stdout=%s", pid, rootlog);
         {
-                char *argv[] = { (char *)SETPRIV,
-                                 (char *)"--reuid=" NOBODY,
-                                 (char *)"--regid=" NOBODY,
-                                 (char *)"--clear-groups",
-                                 (char *)t->cfg->cli,
-                                 (char *)"--socket",
-                                 sock,
-                                 (char *)"restore",
-                                 (char *)"--in",
-                                 blob,
-                                 (char *)"--io",
-                                 io,
-                                 NULL };
-
-                integ_runv(t, &res, NULL, argv);
+                integ_cli_as_nobody(t, &res, sock, "restore", "--in", blob, "--io", io, NULL);
                 assert_refused_naming(&res, rootlog);
                 integ_result_done(&res);
         }
@@ -411,12 +377,12 @@ static void test_group_member_may_not_upgrade(void **state)
         fprintf(f, "#!/bin/sh\ntouch %s\n", marker);
         assert_int_equal(fclose(f), 0);
         assert_int_equal(chmod(script, 0755), 0);
-        cli_as_nobody(t, &res, "upgrade", "--binary", script, NULL);
+        integ_cli_as_nobody(t, &res, NULL, "upgrade", "--binary", script, NULL);
         assert_int_equal(res.code, 1);
         integ_assert_contains(res.err, "PERMISSION_DENIED");
         integ_result_done(&res);
         assert_int_equal(access(marker, F_OK), -1);
-        cli_as_nobody(t, &res, "vm", "ls", NULL);
+        integ_cli_as_nobody(t, &res, NULL, "vm", "ls", NULL);
         integ_assert_code(t, &res, 0);
         integ_result_done(&res);
 }
@@ -438,8 +404,8 @@ int main(int argc, char **argv)
                 fprintf(stderr, "SKIP: needs root to run the CLI as uid 65534\n");
                 return 77;
         }
-        if (access(SETPRIV, X_OK) < 0) {
-                fprintf(stderr, "SKIP: " SETPRIV " (util-linux) is missing\n");
+        if (access(INTEG_SETPRIV, X_OK) < 0) {
+                fprintf(stderr, "SKIP: " INTEG_SETPRIV " (util-linux) is missing\n");
                 return 77;
         }
         return integ_run("integration-privilege", tests, ARRAY_N(tests), argc, argv);

@@ -885,17 +885,12 @@ struct moved {
 /* The CLI against the second daemon. */
 static void cli_b(struct integ *t, const struct moved *m, struct integ_result *res, ...)
 {
-        char *argv[INTEG_MAX_ARGS] = { (char *)t->cfg->cli, (char *)"--socket", (char *)m->sock };
-        size_t n = 3;
+        char *const prefix[] = { (char *)t->cfg->cli, (char *)"--socket", (char *)m->sock, NULL };
         va_list ap;
-        char *a;
 
         va_start(ap, res);
-        while ((a = va_arg(ap, char *)) && n + 1 < INTEG_MAX_ARGS)
-                argv[n++] = a;
+        integ_run_prefixed(t, res, prefix, ap);
         va_end(ap);
-        argv[n] = NULL;
-        integ_runv(t, res, NULL, argv);
 }
 
 static void save_and_start_second_daemon(struct integ *t, struct moved *m)
