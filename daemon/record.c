@@ -18,6 +18,7 @@
 #include "daemon/opener.h"
 #include "daemon/record.h"
 #include "daemon/savestate.h"
+#include "util/array.h"
 #include "util/list.h"
 #include "util/log.h"
 
@@ -603,15 +604,8 @@ static void record_arm(struct vmm_record *rec, struct record_entry *e)
 
 static int record_entry_add_pid(struct record_entry *e, uint32_t pid)
 {
-        if (e->n_pids == e->cap_pids) {
-                size_t cap = e->cap_pids ? e->cap_pids * 2 : 16;
-                uint32_t *p = reallocarray(e->pids, cap, sizeof(*p));
-
-                if (!p)
-                        return -ENOMEM;
-                e->pids = p;
-                e->cap_pids = cap;
-        }
+        if (ARRAY_RESERVE_ONE(e->pids, e->n_pids, e->cap_pids, 16) < 0)
+                return -ENOMEM;
         e->pids[e->n_pids++] = pid;
         return 0;
 }
@@ -620,15 +614,8 @@ static int record_entry_add_gone(struct record_entry *e, uint32_t pid, const cha
 {
         char *s;
 
-        if (e->n_gone == e->cap_gone) {
-                size_t cap = e->cap_gone ? e->cap_gone * 2 : 8;
-                struct record_gone *g = reallocarray(e->gone, cap, sizeof(*g));
-
-                if (!g)
-                        return -ENOMEM;
-                e->gone = g;
-                e->cap_gone = cap;
-        }
+        if (ARRAY_RESERVE_ONE(e->gone, e->n_gone, e->cap_gone, 8) < 0)
+                return -ENOMEM;
         s = strdup(exec_id);
         if (!s)
                 return -ENOMEM;
