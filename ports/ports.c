@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/array.h"
+
 struct ports {
         uint32_t next;
         /* Sorted, so a restore of thousands of ports checks duplicates by bisection. */
@@ -86,15 +88,8 @@ int ports_reserve(struct ports *p, uint32_t port)
         i = ports_bisect(p, port);
         if (i < p->n_reserved && p->reserved[i] == port)
                 return -EEXIST;
-        if (p->n_reserved == p->cap_reserved) {
-                size_t cap = p->cap_reserved ? p->cap_reserved * 2 : 16;
-                uint32_t *n = realloc(p->reserved, cap * sizeof(*n));
-
-                if (!n)
-                        return -ENOMEM;
-                p->reserved = n;
-                p->cap_reserved = cap;
-        }
+        if (ARRAY_RESERVE_ONE(p->reserved, p->n_reserved, p->cap_reserved, 16) < 0)
+                return -ENOMEM;
         memmove(p->reserved + i + 1, p->reserved + i, (p->n_reserved - i) * sizeof(*p->reserved));
         p->reserved[i] = port;
         p->n_reserved++;

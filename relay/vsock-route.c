@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "relay/vsock-route.h"
+#include "util/array.h"
 
 static struct relay_vsock_route_entry *route_find(const struct relay_vsock_route *rt, uint32_t cid)
 {
@@ -21,14 +22,8 @@ int relay_vsock_route_add(struct relay_vsock_route *rt, uint32_t cid, void *reg)
                 return -EADDRINUSE;
         if (rt->n >= RELAY_VSOCK_ROUTE_MAX)
                 return -ENOSPC;
-        if (rt->n == rt->cap) {
-                size_t cap = rt->cap ? rt->cap * 2 : 4;
-                struct relay_vsock_route_entry *e = realloc(rt->entries, cap * sizeof(*e));
-                if (!e)
-                        return -ENOMEM;
-                rt->entries = e;
-                rt->cap = cap;
-        }
+        if (ARRAY_RESERVE_ONE(rt->entries, rt->n, rt->cap, 4) < 0)
+                return -ENOMEM;
         rt->entries[rt->n++] = (struct relay_vsock_route_entry){ .cid = cid, .reg = reg };
         return 0;
 }

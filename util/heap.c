@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
+#include "util/array.h"
+
 #define HEAP_MIN_CAP 16u
 
 static bool node_less(const struct heap_node *a, const struct heap_node *b)
@@ -54,15 +56,8 @@ static void sift_down(struct heap *h, size_t i)
 
 int heap_push(struct heap *h, struct heap_node *n)
 {
-        if (h->len == h->cap) {
-                size_t cap = h->cap ? h->cap * 2 : HEAP_MIN_CAP;
-                struct heap_node **v = realloc(h->v, cap * sizeof(*v));
-
-                if (!v)
-                        return -ENOMEM;
-                h->v = v;
-                h->cap = cap;
-        }
+        if (ARRAY_RESERVE_ONE(h->v, h->len, h->cap, HEAP_MIN_CAP) < 0)
+                return -ENOMEM;
         node_set(h, h->len++, n);
         sift_up(h, n->index);
         return 0;
