@@ -1,4 +1,5 @@
 /* relay/loop.c: the one io_uring ring, completion dispatch, deferred calls and daemon-wide stats. */
+#include <assert.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,6 +192,11 @@ struct relay *relay_free(struct relay *r)
 {
         if (!r)
                 return NULL;
+        /* A batch its owner never ended still closes what it took. */
+        if (r->close_batch > 0) {
+                r->close_batch = 1;
+                relay_close_batch_end(r);
+        }
         /* Give objects the owner already freed the chance to see their cancel completions: turn
          * until a short wait brings nothing more (bounded, so a stuck op cannot hang the exit). */
         for (int i = 0; i < RELAY_FREE_DRAIN_TURNS && !r->broken; i++) {
@@ -210,6 +216,7 @@ struct relay *relay_free(struct relay *r)
         /* Exiting the ring completes whatever is still in flight before the pool goes away. */
         io_uring_queue_exit(&r->ring);
         relay_pool_done(r);
+        free(r->closing);
         free(r);
         return NULL;
 }
@@ -278,19 +285,65 @@ int relay_cancel_op(struct relay *r, struct relay_op *op)
         return 0;
 }
 
-int relay_close_fd(struct relay *r, int fd)
+static int grow_closing(struct relay *r)
 {
-        if (fd < 0)
-                return -1;
-        if (io_uring_sq_ready(&r->ring) > 0)
-                (void)io_uring_submit(&r->ring);
+        size_t cap = r->closing_cap ? 2 * r->closing_cap : 64;
+        struct relay_closing *c = reallocarray(r->closing, cap, sizeof(*c));
+
+        if (!c)
+                return -ENOMEM;
+        r->closing = c;
+        r->closing_cap = cap;
+        return 0;
+}
+
+/* The close itself: what queued SQEs name was submitted before (relay_close_fd's rule). */
+static void close_submitted(int fd, bool shut)
+{
         /* A cancelled request keeps the file until its cancel lands; meanwhile the peer would still
          * see an open socket, and bytes it sent in that window would go to a request nobody reads
          * (a guest's wait answer after a save, lost). shutdown() ends the socket itself, whoever
          * holds it, so the peer sees the close now. Not a socket: -ENOTSOCK, harmless. */
-        if (!r->fds_shared)
+        if (shut)
                 (void)shutdown(fd, SHUT_RDWR);
-        return safe_close(fd);
+        safe_close(fd);
+}
+
+int relay_close_fd(struct relay *r, int fd)
+{
+        bool shut = !r->fds_shared;
+
+        if (fd < 0)
+                return -1;
+        if (r->close_batch > 0) {
+                /* Kept open, so no new fd takes its number before the batch's one submit. */
+                if (r->closing_n < r->closing_cap || grow_closing(r) >= 0) {
+                        r->closing[r->closing_n++] = (struct relay_closing){ .fd = fd, .shut = shut };
+                        return -1;
+                }
+        }
+        if (io_uring_sq_ready(&r->ring) > 0)
+                (void)io_uring_submit(&r->ring);
+        close_submitted(fd, shut);
+        return -1;
+}
+
+void relay_close_batch_begin(struct relay *r)
+{
+        r->close_batch++;
+}
+
+void relay_close_batch_end(struct relay *r)
+{
+        assert(r->close_batch > 0);
+        if (--r->close_batch > 0 || r->closing_n == 0)
+                return;
+        if (io_uring_sq_ready(&r->ring) > 0)
+                (void)io_uring_submit(&r->ring);
+        /* In the order they were closed, each as relay_close_fd() alone would have. */
+        for (size_t i = 0; i < r->closing_n; i++)
+                close_submitted(r->closing[i].fd, r->closing[i].shut);
+        r->closing_n = 0;
 }
 
 void relay_set_ops(struct relay *r, const struct relay_ops *ops, void *userdata)
