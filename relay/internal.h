@@ -165,3 +165,6 @@ int relay_cancel_op(struct relay *r, struct relay_op *op);
  * shut down first, so its peer sees the close at once. During a batch (relay.h) the fd stays
  * open, its number held, until the batch's end does all this. Returns -1. */
 int relay_close_fd(struct relay *r, int fd);
+/* relay_close_fd() for a socket no peer can reach any more (a listener whose socket file is
+ * gone): no shutdown, which would tell nobody. */
+int relay_close_unreachable_fd(struct relay *r, int fd);

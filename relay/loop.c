@@ -309,10 +309,8 @@ static void close_submitted(int fd, bool shut)
         safe_close(fd);
 }
 
-int relay_close_fd(struct relay *r, int fd)
+static int close_fd(struct relay *r, int fd, bool shut)
 {
-        bool shut = !r->fds_shared;
-
         if (fd < 0)
                 return -1;
         if (r->close_batch > 0) {
@@ -326,6 +324,16 @@ int relay_close_fd(struct relay *r, int fd)
                 (void)io_uring_submit(&r->ring);
         close_submitted(fd, shut);
         return -1;
+}
+
+int relay_close_fd(struct relay *r, int fd)
+{
+        return close_fd(r, fd, !r->fds_shared);
+}
+
+int relay_close_unreachable_fd(struct relay *r, int fd)
+{
+        return close_fd(r, fd, false);
 }
 
 void relay_close_batch_begin(struct relay *r)
