@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "tests/bridge/sim-host.h"
+#include "tests/sim-stats.h"
 #include "util/macro.h"
 
 static char sim_path[4096];
@@ -294,17 +295,7 @@ int host_start_upstream_no_panic(void **state)
 
 unsigned long long host_sim_stat(struct host *h, const char *name)
 {
-        FILE *fp = fopen(h->stats, "re");
-        char key[64];
-        unsigned long long v, found = 0;
-
-        if (!fp)
-                return 0;
-        while (fscanf(fp, "%63s %llu", key, &v) == 2)
-                if (strcmp(key, name) == 0)
-                        found = v;
-        fclose(fp);
-        return found;
+        return sim_stats_get(h->stats, name);
 }
 
 int host_stop(void **state)

@@ -30,6 +30,7 @@
 #include "tests/daemon/fifo-endpoint.h"
 #include "tests/daemon/vmm-test.h"
 #include "tests/io-uring-skip.h"
+#include "tests/sim-stats.h"
 
 extern char **environ;
 
@@ -91,17 +92,7 @@ static void sim_start(struct fixture *f, bool resume)
 /* One count from the simulator's --stats file (sim/stats.c), 0 before it wrote one. */
 static unsigned long long sim_stat(struct fixture *f, const char *name)
 {
-        FILE *fp = fopen(f->stats, "re");
-        char key[64];
-        unsigned long long v, found = 0;
-
-        if (!fp)
-                return 0;
-        while (fscanf(fp, "%63s %llu", key, &v) == 2)
-                if (strcmp(key, name) == 0)
-                        found = v;
-        fclose(fp);
-        return found;
+        return sim_stats_get(f->stats, name);
 }
 
 static int setup(void **state)
