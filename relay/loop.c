@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "relay/internal.h"
+#include "util/array.h"
 
 void relay_config_default(struct relay_config *c)
 {
@@ -285,18 +286,6 @@ int relay_cancel_op(struct relay *r, struct relay_op *op)
         return 0;
 }
 
-static int grow_closing(struct relay *r)
-{
-        size_t cap = r->closing_cap ? 2 * r->closing_cap : 64;
-        struct relay_closing *c = reallocarray(r->closing, cap, sizeof(*c));
-
-        if (!c)
-                return -ENOMEM;
-        r->closing = c;
-        r->closing_cap = cap;
-        return 0;
-}
-
 /* The close itself: what queued SQEs name was submitted before (relay_close_fd's rule). */
 static void close_submitted(int fd, bool shut)
 {
@@ -315,7 +304,7 @@ static int close_fd(struct relay *r, int fd, bool shut)
                 return -1;
         if (r->close_batch > 0) {
                 /* Kept open, so no new fd takes its number before the batch's one submit. */
-                if (r->closing_n < r->closing_cap || grow_closing(r) >= 0) {
+                if (ARRAY_RESERVE_ONE(r->closing, r->closing_n, r->closing_cap, 64) >= 0) {
                         r->closing[r->closing_n++] = (struct relay_closing){ .fd = fd, .shut = shut };
                         return -1;
                 }
