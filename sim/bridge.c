@@ -402,6 +402,38 @@ static void bridge_serve(struct sim *s, struct sim_conn *c)
         }
 }
 
+/* Called with write_lock held, the connection just ended. With --fidelity upstream a reply still
+ * queued for it (made before the end, not written yet: a process that exited as the host went) had
+ * gone into that connection's channel, whose writer fails: the agent panics as at a reply made
+ * after the end (bridge_panic_locked()), or with --no-bridge-panic it is lost with the connection.
+ * A container's exit notification waits for the next connection, as pendingNotifications does. */
+static void bridge_connection_ended_locked(struct sim *s)
+{
+        struct sim_frame_queue *q = s->pending;
+        struct sim_frame **pp;
+
+        if (!q || !sim_upstream(s))
+                return;
+        for (pp = &q->head; *pp;) {
+                struct sim_frame *f = *pp;
+
+                if (!frame_is_reply(f)) {
+                        pp = &f->next;
+                        continue;
+                }
+                if (!s->opt.no_bridge_panic) {
+                        bridge_panic_locked(s, f, "a reply queued");
+                        return;
+                }
+                log_info("bridge: a reply lost with its connection (hcsshim's guest does not resend it)");
+                sim_stat_add(s, SIM_STAT_REPLY_LOST);
+                *pp = f->next;
+                q->n--;
+                frame_free(f);
+        }
+        q->tail = pp;
+}
+
 /* The redial and its 100 ms are hcsshim's (bridge_panic_locked() says where). */
 void sim_bridge_run(struct sim *s)
 {
@@ -439,6 +471,7 @@ void sim_bridge_run(struct sim *s)
 
                 pthread_mutex_lock(&s->write_lock);
                 s->bridge_fd = -1;
+                bridge_connection_ended_locked(s);
                 pthread_mutex_unlock(&s->write_lock);
                 sim_stat_add(s, SIM_STAT_BRIDGE_LOSSES);
                 sim_conn_close(s, c);
