@@ -40,6 +40,7 @@ struct bridge_conn {
         uint64_t call_timeout_ns;
         uint64_t reconnect_grace_ns; /* 0: a lost connection fails every call at once (upstream) */
         uint64_t grace_deadline;     /* kept waits fail then unless a guest negotiated again */
+        unsigned bounded_probes;     /* sent with TimeoutInMs, not answered yet */
 
         char *runtime_os;
         bool stdio_resume;
@@ -457,6 +458,8 @@ static int send_probe(struct bridge_conn *c, struct bridge_call *target, uint32_
         }
         if (backing)
                 target->backing_generation = c->generation;
+        else
+                c->bounded_probes++;
         return 0;
 }
 
@@ -469,6 +472,8 @@ static void probe_done(const struct bridge_result *res, void *userdata)
         struct bridge_result out;
         int r;
 
+        if (!backing && c->bounded_probes > 0)
+                c->bounded_probes--;
         free(p);
         if (!target)
                 return; /* its own reply came first */
@@ -947,6 +952,11 @@ int bridge_conn_seed_next_id(struct bridge_conn *c, uint64_t next)
 size_t bridge_conn_outstanding(const struct bridge_conn *c)
 {
         return bridge_calls_count(c->calls);
+}
+
+unsigned bridge_conn_unanswered_probes(const struct bridge_conn *c)
+{
+        return c->bounded_probes;
 }
 
 static bool container_id_ok(const char *cid)

@@ -188,6 +188,10 @@ uint64_t bridge_conn_next_id(const struct bridge_conn *c);
 /* Only raises (-ERANGE for lower), so pre-registered ids stay below new ones (F3). */
 int bridge_conn_seed_next_id(struct bridge_conn *c, uint64_t next);
 size_t bridge_conn_outstanding(const struct bridge_conn *c);
+/* Reconnect probes (WaitForProcess with TimeoutInMs BRIDGE_CONN_PROBE_TIMEOUT_MS) the guest has
+ * not answered yet. It answers each on a timer, and hcsshim's guest panics, stopping its VM, if no
+ * bridge connection is up by then (docs/hcsshim-guest.md): let go of the connection after them. */
+unsigned bridge_conn_unanswered_probes(const struct bridge_conn *c);
 
 /*
  * Calls. Each needs CONNECTED (-ENOTCONN otherwise). On 0, fn runs exactly once later with the

@@ -465,6 +465,11 @@ size_t bridge_host_max_frame(const struct bridge_host *h)
         return h->max_frame;
 }
 
+unsigned bridge_host_unanswered_probes(const struct bridge_host *h)
+{
+        return bridge_conn_unanswered_probes(h->conn);
+}
+
 int bridge_host_exec(struct bridge_host *h, const char *container_id, const struct bridge_process_params *params,
                      const struct bridge_stdio_ports *ports, bridge_call_fn cb, void *userdata)
 {

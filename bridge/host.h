@@ -111,6 +111,8 @@ void bridge_host_end_resume_window(struct bridge_host *h);
  * guest connections accepted after the call. */
 int bridge_host_set_max_frame(struct bridge_host *h, size_t max_frame);
 size_t bridge_host_max_frame(const struct bridge_host *h);
+/* See bridge_conn_unanswered_probes(). */
+unsigned bridge_host_unanswered_probes(const struct bridge_host *h);
 
 /* See bridge_conn_set_call_timeout(): default 5 minutes (bridge-protocol.md B4). */
 int bridge_host_set_call_timeout(struct bridge_host *h, uint64_t timeout_ns);

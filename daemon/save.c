@@ -12,13 +12,20 @@
 
 /* A stalled endpoint could hold a freeze for ever; past this the save fails and nothing changes. */
 #define VMM_SAVE_FREEZE_TIMEOUT_NS (10ull * 1000000000ull)
+/* hcsshim's guest answers a reconnect probe on a 50 ms timer and panics, stopping its VM, if its
+ * bridge connection is gone by then (docs/hcsshim-guest.md): a save right after a reconnect lets go
+ * of the connection once those are answered, looking every poll, at most the wait after the freeze.
+ * Ours keeps an answer for the next connection: its saves do not wait. */
+#define VMM_SAVE_PROBE_WAIT_NS (500ull * 1000000ull)
+#define VMM_SAVE_PROBE_POLL_NS (2ull * 1000000ull)
 
 struct save_op {
         struct vmm_vm *vm; /* NULL: the VM went away while save_finish() was queued */
         vmm_save_fn fn;
         void *userdata;
         uint64_t start_ns;
-        struct relay_timer *timer;
+        uint64_t frozen_ns;        /* finishing: when the freeze was done */
+        struct relay_timer *timer; /* the freeze's timeout; once finishing, the probes' poll */
         bool finishing;
 };
 
@@ -78,6 +85,9 @@ static void save_finish(void *userdata)
                 save_op_free(op);
                 return;
         }
+        if (vmm_vm_probes_unanswered(vm) && relay_now_ns(vmm_vm_relay(vm)) - op->frozen_ns < VMM_SAVE_PROBE_WAIT_NS &&
+            relay_timer_arm(op->timer, VMM_SAVE_PROBE_POLL_NS) >= 0)
+                return;
         r = save_encode(vm, &blob, &len);
         if (r < 0) {
                 snprintf(msg, sizeof(msg), "cannot encode the saved state: %s", strerror(-r));
@@ -100,6 +110,7 @@ static void save_on_frozen(struct vmm_vm *vm, void *userdata)
         if (op->finishing)
                 return;
         op->finishing = true;
+        op->frozen_ns = relay_now_ns(vmm_vm_relay(vm));
         relay_timer_disarm(op->timer);
         if (relay_defer(vmm_vm_relay(vm), save_finish, op) < 0)
                 save_fail(op, -ENOMEM, "cannot schedule the save");
@@ -111,7 +122,7 @@ static void save_on_gone(struct vmm_vm *vm, void *userdata)
 
         op->fn(-ESHUTDOWN, "the VM was removed during the save", NULL, 0, 0, op->userdata);
         if (op->finishing) {
-                /* save_finish() is queued with op: it frees it. */
+                /* save_finish() is queued with op, or its probes' poll armed: it frees it. */
                 op->vm = NULL;
                 return;
         }
@@ -125,7 +136,13 @@ static const struct vmm_vm_freeze_ops save_freeze_ops = {
 
 static void save_on_timeout(struct relay_timer *t, void *userdata)
 {
-        save_fail(userdata, -ETIMEDOUT, "a stream could not flush to its endpoint in time (stalled endpoint?)");
+        struct save_op *op = userdata;
+
+        if (op->finishing) {
+                save_finish(op);
+                return;
+        }
+        save_fail(op, -ETIMEDOUT, "a stream could not flush to its endpoint in time (stalled endpoint?)");
 }
 
 static int save_check(struct vmm_vm *vm, struct vmm_error *err)
@@ -174,6 +191,7 @@ int vmm_save(struct vmm_vm *vm, vmm_save_fn fn, void *userdata, struct vmm_error
         r = vmm_vm_freeze(vm, &save_freeze_ops, op, &pending);
         if (r >= 0 && pending == 0) {
                 op->finishing = true;
+                op->frozen_ns = op->start_ns;
                 r = relay_defer(relay, save_finish, op);
         } else if (r >= 0)
                 r = relay_timer_arm(op->timer, VMM_SAVE_FREEZE_TIMEOUT_NS);

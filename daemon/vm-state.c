@@ -86,6 +86,11 @@ int vmm_vm_freeze(struct vmm_vm *vm, const struct vmm_vm_freeze_ops *ops, void *
         return 0;
 }
 
+bool vmm_vm_probes_unanswered(const struct vmm_vm *vm)
+{
+        return !vm->guest.stdio_resume && bridge_host_unanswered_probes(vm->guest.bridge) > 0;
+}
+
 bool vmm_vm_is_frozen(const struct vmm_vm *vm)
 {
         return vm->state == VM_FROZEN;

@@ -121,6 +121,9 @@ struct vmm_vm_freeze_ops {
  * is 0 already). -EBUSY while another freeze holds the VM. */
 int vmm_vm_freeze(struct vmm_vm *vm, const struct vmm_vm_freeze_ops *ops, void *userdata, unsigned *ret_pending);
 bool vmm_vm_is_frozen(const struct vmm_vm *vm);
+/* A guest without the resume extension (hcsshim's) has reconnect probes to answer
+ * (bridge_host_unanswered_probes()): it would panic at an answer made after its connection went. */
+bool vmm_vm_probes_unanswered(const struct vmm_vm *vm);
 /* Drops the hold and resumes the streams (a failed save). */
 void vmm_vm_thaw(struct vmm_vm *vm);
 /* Drops the hold and lets go of everything another daemon needs: the bridge port, every stdio port

@@ -599,6 +599,46 @@ static void test_upstream_init_exit_during_blackout_comes_from_the_probe(void **
         assert_int_equal(sim_stat(f, "wait_exited_sent"), 1);
 }
 
+/* hcsshim's guest answers a reconnect probe (TimeoutInMs 50) on a timer and panics, stopping its VM,
+ * if its bridge connection is gone by then (sim/bridge.c, docs/hcsshim-guest.md): a save right after
+ * the guest reconnected lets go of the connection only once the probe is answered, and the guest
+ * lives on. Fails without the wait: the simulator ends with status 2. */
+static void test_upstream_save_right_after_a_reconnect_waits_for_its_probe(void **state)
+{
+        struct fixture *f = *state;
+        uint64_t deadline;
+        char out[128];
+        struct vmm_vm *vm;
+        int status;
+
+        f->upstream = true;
+        snprintf(out, sizeof(out), "%s/out", f->dir);
+        vm = add_vm_connected(f, false);
+        (void)exec_ok(f, vm, "sleep 600", out); /* its wait is probed when the guest comes back */
+        assert_int_equal(kill(f->sim, SIGUSR1), 0);
+        deadline = now_ns() + WAIT_NS;
+        while (vmm_vm_bridge_state(vm) == BRIDGE_CONN_CONNECTED) {
+                assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
+                if (now_ns() > deadline)
+                        fail_msg("the simulator's reset never reached the bridge");
+        }
+        while (vmm_vm_bridge_state(vm) != BRIDGE_CONN_CONNECTED) {
+                assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
+                if (now_ns() > deadline)
+                        fail_msg("the simulator never reconnected");
+        }
+        {
+                struct saved sv = save_vm(f, vm);
+
+                free(sv.blob);
+        }
+        /* Past the probe's 50 ms: had the save let go too soon, the guest would be gone by now. */
+        run_for(f, 300ull * 1000000ull);
+        assert_int_equal(waitpid(f->sim, &status, WNOHANG), 0);
+        assert_int_equal(sim_stat(f, "bridge_panics"), 0);
+        assert_int_equal(sim_stat(f, "wait_timeout_sent"), 1);
+}
+
 struct exit_with_size {
         struct exited ex;
         const char *path;
@@ -2343,6 +2383,8 @@ int main(void)
 {
         test_skip_without_io_uring();
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_upstream_save_right_after_a_reconnect_waits_for_its_probe, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_record_within_a_burst_writes_only_what_an_exec_waits_for, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_record_writes_what_waited_once_the_gap_passed, setup, teardown),
