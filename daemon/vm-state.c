@@ -135,15 +135,9 @@ void vmm_vm_thaw(struct vmm_vm *vm)
 
 void vmm_vm_release(struct vmm_vm *vm)
 {
-        struct relay *relay = vm->ctx->relay;
-
         vm_freeze_drop(vm);
-        /* Every stream's listener and connection, then the bridge's, go at once: one submit for
-         * their cancels, not one per socket. The batch ends before the fence goes. */
-        relay_close_batch_begin(relay);
         vmm_processes_release(vm->processes);
         bridge_host_release(vm->guest.bridge);
-        relay_close_batch_end(relay);
         vm_set_state(vm, VM_SAVED);
         /* The sockets are gone: the daemon that restores the state may take the transport. */
         vmm_vm_fence_drop(vm);

@@ -32,12 +32,6 @@ struct relay_buf_waiter {
         void (*fn)(struct relay_buf_waiter *w);
 };
 
-/* A close relay_close_batch_end() makes (relay_close_fd during a batch). */
-struct relay_closing {
-        int fd;
-        bool shut; /* shut down first: not shared when relay_close_fd() was called */
-};
-
 struct relay {
         struct io_uring ring;
         struct relay_config cfg;
@@ -68,10 +62,6 @@ struct relay {
         struct relay_features features; /* what relay_new()'s probe found */
 
         struct list_head defers; /* struct relay_defer_node, in queue order */
-
-        unsigned close_batch;          /* relay_close_batch_begin() depth */
-        struct relay_closing *closing; /* what the batch closes at its end, in call order */
-        size_t closing_n, closing_cap;
 
         struct relay_timer **heap;
         unsigned heap_n, heap_cap;
@@ -162,9 +152,5 @@ void relay_emit(struct relay *r, const struct relay_event *ev);
 int relay_cancel_op(struct relay *r, struct relay_op *op);
 /* Closes an fd that queued SQEs may name: they are submitted first, so each takes its own
  * reference to the file and a new fd reusing the number is never mistaken for it. A socket is
- * shut down first, so its peer sees the close at once. During a batch (relay.h) the fd stays
- * open, its number held, until the batch's end does all this. Returns -1. */
+ * shut down first, so its peer sees the close at once. Returns -1. */
 int relay_close_fd(struct relay *r, int fd);
-/* relay_close_fd() for a socket no peer can reach any more (a listener whose socket file is
- * gone): no shutdown, which would tell nobody. */
-int relay_close_unreachable_fd(struct relay *r, int fd);

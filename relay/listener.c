@@ -105,25 +105,13 @@ static void listener_finish(struct relay_listener *l)
         r->n_listeners--;
         relay_timer_disarm(l->retry);
         if (l->kind == RELAY_TRANSPORT_HVSOCK) {
-                bool unlinked = false;
-
-                if (l->path_owned && !r->fds_shared) {
-                        k = hvsock_unlink(l->path);
-                        if (k < 0)
-                                listener_tell(l, RELAY_EVENT_UNLINK_FAILED, k);
-                        unlinked = k >= 0;
-                }
+                if (l->path_owned && !r->fds_shared && (k = hvsock_unlink(l->path)) < 0)
+                        listener_tell(l, RELAY_EVENT_UNLINK_FAILED, k);
                 l->path_owned = false;
                 if (l->armed)
                         (void)relay_cancel_op(r, &l->op);
-                /* The in-flight accept keeps the socket alive until its cancel completes. With its
-                 * file gone no dial reaches it, and what it holds unaccepted (a dial that found
-                 * the file before) is reset when it goes, shut down or not: a listener has no peer
-                 * of its own for a shutdown to tell. */
-                if (unlinked)
-                        l->fd = relay_close_unreachable_fd(r, l->fd);
-                else
-                        l->fd = relay_close_fd(r, l->fd);
+                /* The in-flight accept keeps the socket alive until its cancel completes. */
+                l->fd = relay_close_fd(r, l->fd);
         } else if (l->vport) {
                 (void)relay_vsock_route_remove(&l->vport->route, l->cid);
                 if (l->vport->route.n == 0)

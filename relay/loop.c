@@ -1,5 +1,4 @@
 /* relay/loop.c: the one io_uring ring, completion dispatch, deferred calls and daemon-wide stats. */
-#include <assert.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +8,6 @@
 #include <time.h>
 
 #include "relay/internal.h"
-#include "util/array.h"
 
 void relay_config_default(struct relay_config *c)
 {
@@ -193,11 +191,6 @@ struct relay *relay_free(struct relay *r)
 {
         if (!r)
                 return NULL;
-        /* A batch its owner never ended still closes what it took. */
-        if (r->close_batch > 0) {
-                r->close_batch = 1;
-                relay_close_batch_end(r);
-        }
         /* Give objects the owner already freed the chance to see their cancel completions: turn
          * until a short wait brings nothing more (bounded, so a stuck op cannot hang the exit). */
         for (int i = 0; i < RELAY_FREE_DRAIN_TURNS && !r->broken; i++) {
@@ -217,7 +210,6 @@ struct relay *relay_free(struct relay *r)
         /* Exiting the ring completes whatever is still in flight before the pool goes away. */
         io_uring_queue_exit(&r->ring);
         relay_pool_done(r);
-        free(r->closing);
         free(r);
         return NULL;
 }
@@ -286,61 +278,19 @@ int relay_cancel_op(struct relay *r, struct relay_op *op)
         return 0;
 }
 
-/* The close itself: what queued SQEs name was submitted before (relay_close_fd's rule). */
-static void close_submitted(int fd, bool shut)
+int relay_close_fd(struct relay *r, int fd)
 {
+        if (fd < 0)
+                return -1;
+        if (io_uring_sq_ready(&r->ring) > 0)
+                (void)io_uring_submit(&r->ring);
         /* A cancelled request keeps the file until its cancel lands; meanwhile the peer would still
          * see an open socket, and bytes it sent in that window would go to a request nobody reads
          * (a guest's wait answer after a save, lost). shutdown() ends the socket itself, whoever
          * holds it, so the peer sees the close now. Not a socket: -ENOTSOCK, harmless. */
-        if (shut)
+        if (!r->fds_shared)
                 (void)shutdown(fd, SHUT_RDWR);
-        safe_close(fd);
-}
-
-static int close_fd(struct relay *r, int fd, bool shut)
-{
-        if (fd < 0)
-                return -1;
-        if (r->close_batch > 0) {
-                /* Kept open, so no new fd takes its number before the batch's one submit. */
-                if (ARRAY_RESERVE_ONE(r->closing, r->closing_n, r->closing_cap, 64) >= 0) {
-                        r->closing[r->closing_n++] = (struct relay_closing){ .fd = fd, .shut = shut };
-                        return -1;
-                }
-        }
-        if (io_uring_sq_ready(&r->ring) > 0)
-                (void)io_uring_submit(&r->ring);
-        close_submitted(fd, shut);
-        return -1;
-}
-
-int relay_close_fd(struct relay *r, int fd)
-{
-        return close_fd(r, fd, !r->fds_shared);
-}
-
-int relay_close_unreachable_fd(struct relay *r, int fd)
-{
-        return close_fd(r, fd, false);
-}
-
-void relay_close_batch_begin(struct relay *r)
-{
-        r->close_batch++;
-}
-
-void relay_close_batch_end(struct relay *r)
-{
-        assert(r->close_batch > 0);
-        if (--r->close_batch > 0 || r->closing_n == 0)
-                return;
-        if (io_uring_sq_ready(&r->ring) > 0)
-                (void)io_uring_submit(&r->ring);
-        /* In the order they were closed, each as relay_close_fd() alone would have. */
-        for (size_t i = 0; i < r->closing_n; i++)
-                close_submitted(r->closing[i].fd, r->closing[i].shut);
-        r->closing_n = 0;
+        return safe_close(fd);
 }
 
 void relay_set_ops(struct relay *r, const struct relay_ops *ops, void *userdata)

@@ -131,14 +131,6 @@ void relay_sqe_set_ignore(struct io_uring_sqe *sqe);
  * leaves its socket file (the other owner's listener still answers there). */
 void relay_set_fds_shared(struct relay *r, bool shared);
 
-/* Many closes at once (a save lets go of every stream and listener): between begin and end, each
- * fd the relay closes stays open, so its number is not reused, and end submits the queued SQEs
- * once, then shuts down and closes each in order, as a close alone does after a submit of its own
- * (one io_uring_enter for the lot instead of one per fd). So the peers see the closes when end
- * returns, before the caller goes on. Nests: the outermost end closes. */
-void relay_close_batch_begin(struct relay *r);
-void relay_close_batch_end(struct relay *r);
-
 /* Deferred call on the next loop iteration: breaks re-entrancy (callbacks that free their caller). */
 int relay_defer(struct relay *r, void (*fn)(void *userdata), void *userdata);
 

@@ -1,6 +1,4 @@
 /* tests/relay/test-chan.c: message channels over real socketpairs on the real loop. */
-#include <errno.h>
-#include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -230,59 +228,6 @@ static void test_chan_abort_reports_error_later_and_once(void **state)
         close(sv[1]);
 }
 
-/* What a closing peer reads now, without waiting: 0 at its end, -EAGAIN while it is open. */
-static ssize_t read_now(int fd)
-{
-        char buf[8];
-        ssize_t n;
-
-        while ((n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
-                ;
-        return n < 0 ? -errno : 0;
-}
-
-/* Inside a close batch (a save letting go of every socket) a channel's fd stays open, so its
- * number is not reused while the cancels naming its requests are queued; the batch's end closes
- * every one, and each peer sees its end as the end returns, as after a close of its own. */
-static void test_chans_ended_in_a_close_batch_keep_their_fds_until_its_end(void **state)
-{
-        _cleanup_(relay_freep) struct relay *r = NULL;
-        struct end e[2] = {};
-        int sv[2][2], other;
-
-        assert_int_equal(relay_new(NULL, &r), 0);
-        for (int i = 0; i < 2; i++) {
-                assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv[i]), 0);
-                assert_int_equal(relay_chan_new(r, sv[i][0], &stuck_ops, NULL, &e[i], &e[i].c), 0);
-        }
-        run_idle(r, 2);
-        relay_close_batch_begin(r);
-        relay_close_batch_begin(r); /* nested: only the outermost end closes */
-        for (int i = 0; i < 2; i++)
-                relay_chan_abort(e[i].c, -EIO);
-        relay_close_batch_end(r);
-        for (int i = 0; i < 2; i++) {
-                assert_true(fcntl(sv[i][0], F_GETFD) >= 0);
-                assert_int_equal(read_now(sv[i][1]), -EAGAIN);
-        }
-        other = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        assert_true(other >= 0);
-        assert_true(other != sv[0][0] && other != sv[1][0]);
-        relay_close_batch_end(r);
-        for (int i = 0; i < 2; i++) {
-                assert_int_equal(fcntl(sv[i][0], F_GETFD), -1);
-                assert_int_equal(errno, EBADF);
-                assert_int_equal(read_now(sv[i][1]), 0);
-        }
-        for (int i = 0; i < 2; i++) {
-                run_until(r, &e[i].closed);
-                assert_int_equal(e[i].closes, 1);
-                assert_int_equal(e[i].close_error, -EIO);
-                close(sv[i][1]);
-        }
-        close(other);
-}
-
 static void test_chan_free_stops_callbacks(void **state)
 {
         _cleanup_(relay_freep) struct relay *r = NULL;
@@ -500,7 +445,6 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_chan_free_inside_on_data_is_safe),
                 cmocka_unit_test(test_chan_released_mid_frame_and_adopted_loses_and_repeats_nothing),
                 cmocka_unit_test(test_chan_unhold_delivers_what_was_kept_and_goes_on),
-                cmocka_unit_test(test_chans_ended_in_a_close_batch_keep_their_fds_until_its_end),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
