@@ -19,6 +19,7 @@
 #include "daemon/handover-wire.h"
 #include "daemon/savestate.h"
 #include "daemon/upgrade.h"
+#include "util/array.h"
 
 extern char **environ;
 
@@ -68,16 +69,9 @@ int upgrade_fds_add(struct upgrade_fds *f, int fd, int32_t *ret_index)
                 safe_close(fd);
                 return -E2BIG;
         }
-        if (f->n == f->cap) {
-                size_t cap = f->cap ? 2 * f->cap : 16;
-                int *p = realloc(f->fds, cap * sizeof(*p));
-
-                if (!p) {
-                        safe_close(fd);
-                        return -ENOMEM;
-                }
-                f->fds = p;
-                f->cap = cap;
+        if (ARRAY_RESERVE_ONE(f->fds, f->n, f->cap, 16) < 0) {
+                safe_close(fd);
+                return -ENOMEM;
         }
         f->fds[f->n] = fd;
         *ret_index = (int32_t)f->n++;
