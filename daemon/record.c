@@ -34,6 +34,14 @@ enum record_job_kind {
         RECORD_REMOVE,   /* both files go */
 };
 
+/* A snapshot marked this turn waits one turn for the reply of the call that marked it
+ * (record_on_timer()): marked, then waited once; a flush or the pass that writes it ends that. */
+enum record_snapshot_wait {
+        SNAPSHOT_NONE,
+        SNAPSHOT_MARKED,
+        SNAPSHOT_WAITED,
+};
+
 /* One file operation for the writer thread. */
 struct record_job {
         struct list_head link;
@@ -92,8 +100,7 @@ struct vmm_record {
         uint64_t burst_gap_ns;
         struct relay_timer *timer; /* armed while a VM is marked: its next write's time */
         uint64_t timer_at;         /* when it fires (CLOCK_MONOTONIC ns), while armed */
-        /* A snapshot is marked: the timer's first pass waits one more turn (record_on_timer). */
-        bool snapshot_waits, snapshot_waited;
+        enum record_snapshot_wait snapshot_wait;
         struct record_waker *waker;
         struct list_head entries;
         unsigned in_flight;
@@ -483,12 +490,12 @@ static void record_on_timer(struct relay_timer *t, void *userdata)
         struct vmm_record *rec = userdata;
         struct list_head *pos, *tmp;
 
-        if (rec->snapshot_waits && !rec->snapshot_waited && relay_timer_arm(t, 1) >= 0) {
-                rec->snapshot_waited = true;
+        if (rec->snapshot_wait == SNAPSHOT_MARKED && relay_timer_arm(t, 1) >= 0) {
+                rec->snapshot_wait = SNAPSHOT_WAITED;
                 rec->timer_at = relay_now_ns(rec->relay) + 1;
                 return;
         }
-        rec->snapshot_waits = rec->snapshot_waited = false;
+        rec->snapshot_wait = SNAPSHOT_NONE;
         list_for_each_safe(pos, tmp, &rec->entries) {
                 struct record_entry *e = list_entry(pos, struct record_entry, link);
 
@@ -596,7 +603,8 @@ static void record_arm(struct vmm_record *rec, struct record_entry *e)
         uint64_t now = relay_now_ns(rec->relay);
 
         e->dirty = true;
-        rec->snapshot_waits |= e->whole;
+        if (e->whole && rec->snapshot_wait == SNAPSHOT_NONE)
+                rec->snapshot_wait = SNAPSHOT_MARKED;
         /* One in flight is written again once it is done (record_collect). */
         if (!e->in_flight)
                 record_timer_at(rec, record_entry_due_ns(rec, e, now), now);
@@ -677,7 +685,7 @@ void vmm_record_flush(struct vmm_record *rec)
         if (!rec)
                 return;
         relay_timer_disarm(rec->timer);
-        rec->snapshot_waits = rec->snapshot_waited = false;
+        rec->snapshot_wait = SNAPSHOT_NONE;
         list_for_each_safe(pos, tmp, &rec->entries) {
                 struct record_entry *e = list_entry(pos, struct record_entry, link);
 
