@@ -91,6 +91,14 @@ static void frame_free(struct sim_frame *f)
         free(f);
 }
 
+/* With --fidelity upstream and --no-bridge-panic: f, a reply, goes with the connection it was for. */
+static void reply_lost_locked(struct sim *s, struct sim_frame *f)
+{
+        log_info("bridge: a reply lost with its connection (hcsshim's guest does not resend it)");
+        sim_stat_add(s, SIM_STAT_REPLY_LOST);
+        frame_free(f);
+}
+
 /* Called with write_lock held. A frame that fails to go out stays queued for the next connection;
  * with --fidelity upstream the agent panics (above), or with --no-bridge-panic the frame is lost
  * with the connection. */
@@ -151,10 +159,7 @@ static void bridge_queue_locked(struct sim *s, uint8_t *buf, size_t len, enum si
                         return;
                 }
                 if (sim_upstream(s)) {
-                        log_info("bridge: a reply lost with its connection (hcsshim's guest does not resend it)");
-                        sim_stat_add(s, SIM_STAT_REPLY_LOST);
-                        free(buf);
-                        free(f);
+                        reply_lost_locked(s, f);
                         return;
                 }
                 sim_stat_add(s, SIM_STAT_REPLY_HELD);
@@ -425,11 +430,9 @@ static void bridge_connection_ended_locked(struct sim *s)
                         bridge_panic_locked(s, f, "a reply queued");
                         return;
                 }
-                log_info("bridge: a reply lost with its connection (hcsshim's guest does not resend it)");
-                sim_stat_add(s, SIM_STAT_REPLY_LOST);
                 *pp = f->next;
                 q->n--;
-                frame_free(f);
+                reply_lost_locked(s, f);
         }
         q->tail = pp;
 }
