@@ -140,18 +140,26 @@ static int teardown(void **state)
         return 0;
 }
 
+/* Runs the loop until vm's bridge is connected (or, with connected false, is not); fails the test
+ * past WAIT_NS. */
+static void run_until_bridge(struct fixture *f, struct vmm_vm *vm, bool connected, const char *what)
+{
+        uint64_t deadline = now_ns() + WAIT_NS;
+
+        while ((vmm_vm_bridge_state(vm) == BRIDGE_CONN_CONNECTED) != connected) {
+                assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
+                if (now_ns() > deadline)
+                        fail_msg("timed out waiting for %s", what);
+        }
+}
+
 static struct vmm_vm *add_vm_connected(struct fixture *f, bool resume)
 {
         struct vmm_vm *vm;
-        uint64_t deadline = now_ns() + WAIT_NS;
 
         assert_int_equal(vmm_vm_add(f->a, "demo", &f->transport, &vm), 0);
         sim_start(f, resume);
-        while (vmm_vm_bridge_state(vm) != BRIDGE_CONN_CONNECTED) {
-                assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
-                if (now_ns() > deadline)
-                        fail_msg("the simulator's bridge did not connect");
-        }
+        run_until_bridge(f, vm, true, "the simulator's bridge");
         return vm;
 }
 
@@ -606,7 +614,6 @@ static void test_upstream_init_exit_during_blackout_comes_from_the_probe(void **
 static void test_upstream_save_right_after_a_reconnect_waits_for_its_probe(void **state)
 {
         struct fixture *f = *state;
-        uint64_t deadline;
         char out[128];
         struct vmm_vm *vm;
         int status;
@@ -616,17 +623,8 @@ static void test_upstream_save_right_after_a_reconnect_waits_for_its_probe(void 
         vm = add_vm_connected(f, false);
         (void)exec_ok(f, vm, "sleep 600", out); /* its wait is probed when the guest comes back */
         assert_int_equal(kill(f->sim, SIGUSR1), 0);
-        deadline = now_ns() + WAIT_NS;
-        while (vmm_vm_bridge_state(vm) == BRIDGE_CONN_CONNECTED) {
-                assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
-                if (now_ns() > deadline)
-                        fail_msg("the simulator's reset never reached the bridge");
-        }
-        while (vmm_vm_bridge_state(vm) != BRIDGE_CONN_CONNECTED) {
-                assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
-                if (now_ns() > deadline)
-                        fail_msg("the simulator never reconnected");
-        }
+        run_until_bridge(f, vm, false, "the simulator's reset to reach the bridge");
+        run_until_bridge(f, vm, true, "the simulator's reconnect");
         {
                 struct saved sv = save_vm(f, vm);
 
@@ -1755,15 +1753,7 @@ static void test_new_exec_after_restore_never_reuses_a_port(void **state)
         /* The exec id travels with the process: a client's retry still finds it. */
         assert_ptr_equal(vmm_process_find_id(vb, exec_id), vmm_process_find(vb, pid));
         /* The guest's bridge must be back before a new exec can go out. */
-        {
-                uint64_t deadline = now_ns() + WAIT_NS;
-
-                while (vmm_vm_bridge_state(vb) != BRIDGE_CONN_CONNECTED) {
-                        assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
-                        if (now_ns() > deadline)
-                                fail_msg("the guest did not come back");
-                }
-        }
+        run_until_bridge(f, vb, true, "the guest to come back");
         pid2 = exec_ok(f, vb, "echo new; exit 0", out_n);
         vmm_process_get_info(vmm_process_find(vb, pid2), &after);
         for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
@@ -1878,11 +1868,7 @@ static void test_terminal_and_k8s_log_survive_save_and_restore(void **state)
         vmm_process_get_info(vmm_process_find(vb, st.pid), &info);
         assert_true(info.terminal);
         /* ResizeConsole goes over the guest's bridge: once it is back. */
-        for (uint64_t deadline = now_ns() + WAIT_NS; vmm_vm_bridge_state(vb) != BRIDGE_CONN_CONNECTED;) {
-                assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
-                if (now_ns() > deadline)
-                        fail_msg("the guest did not come back");
-        }
+        run_until_bridge(f, vb, true, "the guest to come back");
         assert_int_equal(vmm_resize(vb, st.pid, 30, 100, on_resized, &resized), 0);
         /* The process must outlive the resize: a console that is gone cannot be resized. */
         run_until(f, &resized, "the resize");
