@@ -29,6 +29,9 @@
 #define DEFAULT_SOCKET "/run/vsockmux/vsockmux.sock"
 #define DEFAULT_STATE_DIR "/run/vsockmux"
 #define DAEMON_STOP_FLUSH_NS (5ull * 1000000000ull)
+/* --fdstore: how long a stop waits for its VMs to be quiet before it stops the plain way (within
+ * the unit's TimeoutStopSec=30s, with the plain stop's flush after it). */
+#define DAEMON_STORE_HOLD_NS (10ull * 1000000000ull)
 
 enum {
         OPT_MAX_VMS = 0x100,
@@ -49,6 +52,7 @@ enum {
         OPT_VM_HELPER,
         OPT_LIMITS_FILE,
         OPT_NO_RECORD,
+        OPT_FDSTORE,
 };
 
 struct daemon_signals {
@@ -60,6 +64,7 @@ struct daemon_signals {
         struct daemon_notify *notify;
         const char *log_file;              /* --log-file, reopened on SIGHUP; NULL: stderr as given */
         struct upgrade *upgrade;           /* SIGUSR2 starts a live upgrade to our own binary */
+        bool fdstore;                      /* --fdstore: a stop hands over to systemd's fd store */
         struct daemon_limits_file *limits; /* --limits-file, re-read on SIGHUP */
 };
 
@@ -94,6 +99,36 @@ static void signals_upgrade_done(int r, pid_t pid, const char *binary, const cha
                 log_info("vsockmuxd: SIGUSR2: %s (pid %d) took over", binary, (int)pid);
 }
 
+static void signals_store_done(int r, pid_t pid, const char *binary, const char *why, void *userdata)
+{
+        struct daemon_signals *s = userdata;
+
+        (void)pid;
+        (void)binary;
+        if (r >= 0) {
+                log_info("vsockmuxd: every connection waits in systemd's fd store for the next vsockmuxd");
+                return;
+        }
+        log_warn("vsockmuxd: cannot leave the connections in systemd's fd store: %s; stopping the plain way", why);
+        relay_stop(s->relay);
+}
+
+/* --fdstore: a stop hands everything over, as to a new daemon, into systemd's fd store; a
+ * restart takes it back and no guest sees a connection close. false: stop the plain way. */
+static bool signals_stop_stored(struct daemon_signals *s)
+{
+        char why[UPGRADE_WHY_MAX];
+
+        if (!s->fdstore || !s->upgrade)
+                return false;
+        if (upgrade_store(s->upgrade, DAEMON_STORE_HOLD_NS, signals_store_done, s, why, sizeof(why)) < 0) {
+                log_warn("vsockmuxd: cannot leave the connections in systemd's fd store: %s; stopping the plain way",
+                         why);
+                return false;
+        }
+        return true;
+}
+
 /* SIGUSR2: a live upgrade to the executable we were started from, as it is on disk now. */
 static void signals_upgrade(struct daemon_signals *s)
 {
@@ -116,7 +151,8 @@ static void signals_on_read(struct relay *r, struct relay_op *op, int res, uint3
                 log_info("vsockmuxd: %s received, stopping", strsignal((int)s->info.ssi_signo));
                 s->stopping = true;
                 (void)notify_stopping(s->notify);
-                relay_stop(r);
+                if (!signals_stop_stored(s))
+                        relay_stop(r);
                 return;
         } else if (res < 0 && res != -EINTR && res != -EAGAIN)
                 log_error("vsockmuxd: reading signals failed: %s", strerror(-res));
@@ -144,6 +180,9 @@ static void usage(FILE *f)
                 "Usage: vsockmuxd [OPTIONS]\n"
                 "  --socket PATH        control socket (default $VSOCKMUX_SOCKET, else " DEFAULT_SOCKET ")\n"
                 "  --state-dir DIR      attach sockets and default state (default " DEFAULT_STATE_DIR ")\n"
+                "  --fdstore            on a stop, leave every connection to systemd's fd store (the unit\n"
+                "                       needs FileDescriptorStoreMax=1): a restart takes them back, and\n"
+                "                       no guest sees its bridge or stdio connections close\n"
                 "  --no-record          keep no record of the VMs in DIR/vms: a stop or a crash then loses\n"
                 "                       every process (by default a restart recovers them)\n"
                 "  --hvsock-root DIR    accept hybrid-vsock paths only inside DIR (no symlinks, no \"..\";\n"
@@ -260,6 +299,7 @@ static const struct option daemon_options_table[] = {
         { "log-file", required_argument, NULL, OPT_LOG_FILE },
         { "limits-file", required_argument, NULL, OPT_LIMITS_FILE },
         { "no-record", no_argument, NULL, OPT_NO_RECORD },
+        { "fdstore", no_argument, NULL, OPT_FDSTORE },
         { "handover-fd", required_argument, NULL, OPT_HANDOVER_FD }, /* internal: daemon/upgrade.c */
         { "help", no_argument, NULL, 'h' },
         {},
@@ -276,6 +316,8 @@ struct daemon_options {
         struct metrics_addr metrics_addr;
         bool metrics_on;
         int handover_fd;                  /* --handover-fd: a live upgrade hands us its sockets; -1: none */
+        bool handover_stored;             /* handover_fd came from systemd's fd store: no old daemon */
+        bool fdstore;                     /* --fdstore */
         struct upgrade_received handover; /* its VMs, kept until the vmm can adopt them */
         char **argv;                      /* what a live upgrade starts the new daemon with */
 };
@@ -474,6 +516,7 @@ static int option_output(struct daemon_options *o, int c, const char *arg)
                 o->log_file = arg;
                 return 0;
         case OPT_NO_RECORD: o->vcfg.record = false; return 0;
+        case OPT_FDSTORE: o->fdstore = true; return 0;
         case OPT_LIMITS_FILE:
                 if (arg[0] != '/') {
                         fprintf(stderr, "vsockmuxd: --limits-file must be an absolute path\n");
@@ -593,21 +636,46 @@ static int daemon_start_relay(struct daemon *d, struct daemon_options *o)
         return 0;
 }
 
-/* A control socket systemd handed over (vsockmuxd.socket) is served instead of binding one. */
+/* A control socket systemd handed over (vsockmuxd.socket) is served instead of binding one; a
+ * handover a stop left in systemd's fd store (--fdstore) is taken over as a live upgrade's. */
 static int daemon_adopt_socket(struct daemon_options *o)
 {
         const char *why;
-        int activated = notify_listen_fd(&o->scfg.adopted_fd, &why);
+        int control = -1, stored = -1;
+        int r = notify_listen_fds(&control, &stored, &why);
 
-        if (activated < 0) {
+        if (r < 0) {
                 if (why)
                         log_error("vsockmuxd: socket activation: %s", why);
                 else
-                        log_errno(LOG_LEVEL_ERROR, activated, "vsockmuxd: socket activation");
-                return activated;
+                        log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: socket activation");
+                return r;
         }
-        o->scfg.adopt_fd = activated > 0;
+        o->scfg.adopt_fd = control >= 0;
+        o->scfg.adopted_fd = control;
+        if (stored >= 0 && o->handover_fd >= 0) {
+                log_warn("vsockmuxd: a live upgrade's handover comes first: the one in systemd's fd store is "
+                         "dropped");
+                safe_close(stored);
+                (void)notify_fdstore_remove();
+        } else if (stored >= 0) {
+                o->handover_fd = stored;
+                o->handover_stored = true;
+        }
         return 0;
+}
+
+/* A handover from systemd's fd store that cannot be taken: its connections close (the guests
+ * redial) and the VMs come back from the record, as after a plain restart. */
+static void daemon_drop_stored(struct daemon_options *o, int r, const char *why)
+{
+        if (r == -EPIPE)
+                log_info("vsockmuxd: systemd's fd store held no handover: recovering from the record");
+        else
+                log_warn("vsockmuxd: cannot take over from systemd's fd store: %s; recovering from the record", why);
+        o->handover_fd = safe_close(o->handover_fd);
+        o->handover_stored = false;
+        upgrade_received_done(&o->handover);
 }
 
 /* A live upgrade: the old daemon hands us its sockets (it serves on if we refuse). */
@@ -619,7 +687,15 @@ static int daemon_take_over(struct daemon_options *o)
 
         if (o->handover_fd < 0)
                 return 0;
-        r = upgrade_daemon_receive(o->handover_fd, &o->handover, &control_fd, &old_pid, why, sizeof(why));
+        r = upgrade_daemon_receive(o->handover_fd, o->handover_stored, &o->handover, &control_fd, &old_pid, why,
+                                   sizeof(why));
+        /* Read (or unreadable): the store must not hand it to a later start again. */
+        if (o->handover_stored)
+                (void)notify_fdstore_remove();
+        if (r < 0 && o->handover_stored) {
+                daemon_drop_stored(o, r, why);
+                return 0;
+        }
         if (r < 0) {
                 log_error("vsockmuxd: cannot take over: %s", why);
                 (void)upgrade_answer(o->handover_fd, r, why);
@@ -649,7 +725,9 @@ static int daemon_adopt_vms(struct daemon *d, struct daemon_options *o)
         r = upgrade_daemon_adopt_vms(&o->handover, d->vmm, why, sizeof(why));
         if (r < 0) {
                 log_error("vsockmuxd: cannot take over: %s", why);
-                (void)upgrade_answer(o->handover_fd, r, why);
+                /* From the store nobody takes them back: the next start recovers from the record. */
+                if (!o->handover_stored)
+                        (void)upgrade_answer(o->handover_fd, r, why);
                 _exit(1);
         }
         upgrade_received_done(&o->handover);
@@ -730,7 +808,7 @@ static void daemon_stop_recorded(struct daemon *d, bool ran)
 {
         unsigned n;
 
-        if (!ran || !d->vmm || d->upgraded.new_pid > 0)
+        if (!ran || !d->vmm || d->upgraded.new_pid > 0 || d->upgraded.stored)
                 return;
         n = vmm_stop_recorded(d->vmm, VMM_STOPPED_EXEC_MESSAGE);
         if (n > 0)
@@ -761,6 +839,7 @@ static int daemon_start_upgrade(struct daemon *d, const struct daemon_options *o
                 return log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: live upgrade");
         service_set_upgrade(d->service, d->upgrade);
         d->sig.upgrade = d->upgrade;
+        d->sig.fdstore = o->fdstore;
         return 0;
 }
 
@@ -817,7 +896,7 @@ static int daemon_start(struct daemon *d, struct daemon_options *o)
                 r = daemon_take_over(o);
         /* Until "go", every adopted socket is the old daemon's too: a take-over that fails half
          * way must leave them as they were for its rollback (we answer and _exit then). */
-        if (r >= 0 && o->handover_fd >= 0)
+        if (r >= 0 && o->handover_fd >= 0 && !o->handover_stored)
                 relay_set_fds_shared(d->relay, true);
         if (r >= 0)
                 r = daemon_read_limits(d, o);
@@ -837,7 +916,10 @@ static int daemon_start(struct daemon *d, struct daemon_options *o)
                 log_errno(LOG_LEVEL_WARN, r, "vsockmuxd: cannot tell systemd we are ready");
         if (notify_watchdog_usec(d->notify))
                 log_info("vsockmuxd: watchdog every %" PRIu64 " ms", notify_watchdog_usec(d->notify) / 2000);
-        if (o->handover_fd >= 0) {
+        if (o->handover_fd >= 0 && o->handover_stored) {
+                log_info("vsockmuxd: took over from systemd's fd store");
+                o->handover_fd = safe_close(o->handover_fd);
+        } else if (o->handover_fd >= 0) {
                 r = upgrade_answer(o->handover_fd, 0, NULL);
                 if (r >= 0)
                         r = upgrade_await_go(o->handover_fd);
@@ -888,7 +970,7 @@ static int daemon_run(struct daemon *d)
                 return log_errno(LOG_LEVEL_ERROR, r, "vsockmuxd: the loop failed");
         if (d->upgraded.new_pid > 0)
                 daemon_flush_replies(d);
-        else
+        else if (!d->upgraded.stored)
                 daemon_flush(d);
         return 0;
 }

@@ -1,4 +1,4 @@
-/* daemon/notify.c: sd_notify (READY, STATUS, RELOADING, STOPPING, WATCHDOG) and sd_listen_fds for vsockmuxd, through libsystemd. */
+/* daemon/notify.c: sd_notify (READY, STATUS, RELOADING, STOPPING, WATCHDOG, FDSTORE) and sd_listen_fds for vsockmuxd, through libsystemd. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -27,17 +27,32 @@ static void names_free(char **names)
         free(names);
 }
 
-static int notify_pick(int n, char **names, int *ret_fd, const char **ret_why)
+static bool is_store_name(char **names, int i)
 {
-        int pick = -1;
+        return names && names[i] && strcmp(names[i], NOTIFY_STORE_FD_NAME) == 0;
+}
 
-        for (int i = 0; i < n; i++)
+/* The control socket among what was passed besides a stored handover: -1 (none) or its index. */
+static int notify_pick(int n, char **names, int *ret_pick, const char **ret_why)
+{
+        int pick = -1, others = 0, other = -1;
+
+        for (int i = 0; i < n; i++) {
+                if (is_store_name(names, i))
+                        continue;
+                others++;
+                other = i;
                 if (names && names[i] && strcmp(names[i], NOTIFY_CONTROL_FD_NAME) == 0)
                         pick = i;
+        }
+        if (others == 0) {
+                *ret_pick = -1;
+                return 0;
+        }
         /* One unnamed socket (systemd says "unknown" without FileDescriptorName=) is the control
          * socket; one named otherwise is a unit mistake worth refusing. */
-        if (pick < 0 && n == 1 && (!names || !names[0] || strcmp(names[0], "unknown") == 0))
-                pick = 0;
+        if (pick < 0 && others == 1 && (!names || !names[other] || strcmp(names[other], "unknown") == 0))
+                pick = other;
         if (pick < 0) {
                 *ret_why = "no socket passed is named \"" NOTIFY_CONTROL_FD_NAME "\" (FileDescriptorName=)";
                 return -EINVAL;
@@ -46,38 +61,68 @@ static int notify_pick(int n, char **names, int *ret_fd, const char **ret_why)
                 *ret_why = "the passed control socket is not a listening Unix stream socket";
                 return -EINVAL;
         }
-        *ret_fd = SD_LISTEN_FDS_START + pick;
+        *ret_pick = pick;
         return 0;
 }
 
-int notify_listen_fd(int *ret_fd, const char **ret_why)
+static int take_fd(int fd, int *ret_fd)
+{
+        if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+                int r = -errno;
+
+                close(fd);
+                return r;
+        }
+        *ret_fd = fd;
+        return 0;
+}
+
+int notify_listen_fds(int *ret_control_fd, int *ret_store_fd, const char **ret_why)
 {
         char **names = NULL;
-        int n, fd = -1, r;
+        int n, pick = -1, store = -1, r;
 
         *ret_why = NULL;
+        *ret_control_fd = *ret_store_fd = -1;
         /* unset_environment: the variables describe this pid only; children must not see them. */
         n = sd_listen_fds_with_names(1, &names);
         if (n <= 0) {
                 names_free(names);
                 return n;
         }
-        r = notify_pick(n, names, &fd, ret_why);
+        for (int i = 0; i < n; i++)
+                if (is_store_name(names, i))
+                        store = i;
+        r = notify_pick(n, names, &pick, ret_why);
         names_free(names);
         for (int i = 0; i < n; i++)
-                if (SD_LISTEN_FDS_START + i != fd)
+                if (r < 0 || (i != pick && i != store))
                         close(SD_LISTEN_FDS_START + i);
-        if (r < 0) {
-                safe_close(fd);
+        if (r < 0)
                 return r;
+        if (pick >= 0) {
+                r = take_fd(SD_LISTEN_FDS_START + pick, ret_control_fd);
+                if (r < 0) {
+                        if (store >= 0)
+                                close(SD_LISTEN_FDS_START + store);
+                        return r;
+                }
         }
-        if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
-                r = -errno;
-                close(fd);
-                return r;
+        if (store >= 0) {
+                r = take_fd(SD_LISTEN_FDS_START + store, ret_store_fd);
+                if (r < 0) {
+                        *ret_control_fd = safe_close(*ret_control_fd);
+                        return r;
+                }
         }
-        *ret_fd = fd;
-        return 1;
+        return 0;
+}
+
+int notify_fdstore_remove(void)
+{
+        int r = sd_notify(0, "FDSTOREREMOVE=1\nFDNAME=" NOTIFY_STORE_FD_NAME);
+
+        return r < 0 ? r : 0;
 }
 
 static int notify_send_status(struct daemon_notify *n, const char *prefix)
@@ -183,6 +228,25 @@ int notify_mainpid(struct daemon_notify *n, pid_t pid)
                 return 0;
         relay_timer_disarm(n->timer);
         r = sd_notifyf(0, "MAINPID=%d\nSTATUS=handed over to pid %d", (int)pid, (int)pid);
+        return r < 0 ? r : 0;
+}
+
+int notify_fdstore(struct daemon_notify *n, int fd, const char *name)
+{
+        char msg[128];
+        int r;
+
+        if (!n || !n->enabled) {
+                safe_close(fd);
+                return -ENOTCONN;
+        }
+        /* FDPOLL=0: the socket's other end is closed by then, and systemd would drop a socket it
+         * sees hung up, with every connection riding in it. */
+        snprintf(msg, sizeof(msg), "FDSTORE=1\nFDPOLL=0\nFDNAME=%s", name);
+        r = sd_pid_notify_with_fds(0, 0, msg, &fd, 1);
+        safe_close(fd);
+        if (r == 0)
+                return -ENOTCONN;
         return r < 0 ? r : 0;
 }
 

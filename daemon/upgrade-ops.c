@@ -362,11 +362,27 @@ static void upgrade_daemon_thaw(void *userdata, Vsockmux__State__Handover *h, st
         fds->fds[i] = -1;
 }
 
+static int upgrade_daemon_store(void *userdata, int fd, char *why, size_t len)
+{
+        struct upgrade_daemon *ho = userdata;
+        int r = notify_fdstore(ho->notify, fd, NOTIFY_STORE_FD_NAME);
+
+        if (r < 0)
+                snprintf(why, len, "systemd did not take the handover socket: %s",
+                         r == -ENOTCONN ? "no NOTIFY_SOCKET" : strerror(-r));
+        return r;
+}
+
 static void upgrade_daemon_handed_over(void *userdata, pid_t pid)
 {
         struct upgrade_daemon *ho = userdata;
         int r;
 
+        if (pid == 0) {
+                ho->stored = true;
+                relay_stop(ho->relay);
+                return;
+        }
         ho->new_pid = pid;
         r = notify_mainpid(ho->notify, pid);
         if (r < 0)
@@ -380,6 +396,7 @@ const struct upgrade_ops upgrade_daemon_ops = {
         .freeze = upgrade_daemon_freeze,
         .handover_done = upgrade_daemon_handover_done,
         .thaw = upgrade_daemon_thaw,
+        .store = upgrade_daemon_store,
         .handed_over = upgrade_daemon_handed_over,
 };
 
@@ -417,13 +434,16 @@ static int check_vms(const Vsockmux__State__Handover *h, char *why, size_t len)
         return 0;
 }
 
-int upgrade_daemon_receive(int fd, struct upgrade_received *ret, int *ret_control_fd, pid_t *ret_old_pid, char *why,
-                           size_t len)
+int upgrade_daemon_receive(int fd, bool stored, struct upgrade_received *ret, int *ret_control_fd, pid_t *ret_old_pid,
+                           char *why, size_t len)
 {
         struct upgrade_received rcv = {};
         int r;
 
-        r = upgrade_receive(fd, &rcv.h, &rcv.fds, &rcv.n_fds, why, len);
+        /* A live upgrade starts us before the old daemon holds its VMs quiet, and the hold may take
+         * its whole deadline; a stored handover was written whole before we started. */
+        r = upgrade_receive(fd, stored ? UPGRADE_STORE_IO_TIMEOUT_NS : UPGRADE_MAX_TIMEOUT_NS, &rcv.h, &rcv.fds,
+                            &rcv.n_fds, why, len);
         if (r < 0)
                 return r;
         r = check_vms(rcv.h, why, len);

@@ -34,6 +34,7 @@ struct upgrade_daemon {
         struct vmm *vmm;
         struct daemon_notify *notify;
         pid_t new_pid; /* > 0 once handed over: the loop has been stopped for it */
+        bool stored;   /* handed to systemd's fd store for the next daemon: the loop has been stopped */
         struct {
                 struct upgrade *u;             /* non-NULL while holding for it */
                 struct upgrade_daemon_vm *vms; /* every VM there was when the hold began */
@@ -59,11 +60,12 @@ extern const struct upgrade_ops upgrade_daemon_ops;
 int upgrade_daemon_adopt_control(const Vsockmux__State__Handover *h, int *fds, size_t n_fds, int *ret_control_fd,
                                  char *why, size_t len);
 
-/* The new daemon at start: reads the Handover from fd into *ret (its VMs adopted later, once the
- * vmm exists: upgrade_daemon_adopt_vms) and takes out the control listener into *ret_control_fd
- * (-1: none passed); or -errno with why, for the caller to answer the old daemon with. */
-int upgrade_daemon_receive(int fd, struct upgrade_received *ret, int *ret_control_fd, pid_t *ret_old_pid, char *why,
-                           size_t len);
+/* The new daemon at start: reads the Handover from fd (stored: the socket a stop left in
+ * systemd's fd store) into *ret (its VMs adopted later, once the vmm exists:
+ * upgrade_daemon_adopt_vms) and takes out the control listener into *ret_control_fd (-1: none
+ * passed); or -errno with why, for the caller to answer the old daemon with. */
+int upgrade_daemon_receive(int fd, bool stored, struct upgrade_received *ret, int *ret_control_fd, pid_t *ret_old_pid,
+                           char *why, size_t len);
 /* Takes over every VM of the Handover into m (vmm_adopt), before the new daemon says "ready".
  * -errno with why naming the VM: the old daemon then takes them back. */
 int upgrade_daemon_adopt_vms(struct upgrade_received *rcv, struct vmm *m, char *why, size_t len);

@@ -54,6 +54,7 @@ struct upgrade {
         char *binary;
         pid_t child;
         int sock;
+        int store_fd;              /* upgrade_store(): the handover socket's other end, for ops->store; else -1 */
         struct upgrade_poll *poll; /* the armed poll on sock, NULL when none */
         struct relay_timer *deadline;
         uint64_t timeout_ns;
@@ -128,6 +129,7 @@ int upgrade_new(struct relay *r, char *const argv[], const struct upgrade_ops *o
         u->ops = ops;
         u->userdata = userdata;
         u->sock = -1;
+        u->store_fd = -1;
         u->argv = calloc(UPGRADE_MAX_ARGS + 3, sizeof(char *));
         if (!u->argv)
                 return -ENOMEM;
@@ -165,6 +167,7 @@ static void end_child(struct upgrade *u)
                 u->child = 0;
         }
         u->sock = safe_close(u->sock);
+        u->store_fd = safe_close(u->store_fd);
 }
 
 struct upgrade *upgrade_free(struct upgrade *u)
@@ -183,6 +186,7 @@ struct upgrade *upgrade_free(struct upgrade *u)
         if (u->state == UPGRADE_WAITING || u->state == UPGRADE_HOLDING)
                 end_child(u);
         safe_close(u->sock);
+        safe_close(u->store_fd);
         fds_clear(&u->fds);
         for (size_t i = 1; u->argv && i < u->argc; i++)
                 free(u->argv[i]);
@@ -457,6 +461,35 @@ static int start_child(struct upgrade *u, char *why, size_t len)
         return r;
 }
 
+/* A failure the caller reports itself: everything thaws, done is not called. */
+static void finish_quietly(struct upgrade *u, int r, const char *why)
+{
+        upgrade_done_fn done = u->done;
+
+        u->done = NULL;
+        finish(u, r, why);
+        u->done = done;
+}
+
+/* upgrade_store(), once the handover was sent (r < 0: it was not): nobody reads it until the
+ * next daemon starts, so our end closes now and the reader finds an end behind the message. */
+static int hand_to_store(struct upgrade *u, int r, char *why, size_t len)
+{
+        u->sock = safe_close(u->sock);
+        if (r < 0)
+                snprintf(why, len,
+                         "the handover (%zu fds) did not fit its socket (%s; a larger one needs CAP_NET_ADMIN)",
+                         u->fds.n, strerror(-r));
+        else
+                r = u->ops->store(u->userdata, TAKE_FD(u->store_fd), why, len);
+        if (r < 0) {
+                finish_quietly(u, r, why);
+                return r;
+        }
+        finish(u, 0, NULL);
+        return 0;
+}
+
 /* Everything held quiet: freezes and sends to the new daemon started before. 0: WAITING for the
  * answer (done follows); or -errno with why, all thawed and the new daemon gone. done is left to
  * the caller then. */
@@ -471,6 +504,8 @@ static int hand_over(struct upgrade *u, char *why, size_t len)
         /* Everything below either reaches the WAITING state or thaws before it returns. */
         u->state = UPGRADE_WAITING;
         r = send_handover(u);
+        if (u->store_fd >= 0)
+                return hand_to_store(u, r, why, len);
         if (r >= 0)
                 r = arm_poll(u);
         if (r >= 0)
@@ -486,13 +521,7 @@ static int hand_over(struct upgrade *u, char *why, size_t len)
                 } else
                         snprintf(why, len, "cannot hand over to %s (%s): it %s; this daemon serves on", u->binary,
                                  strerror(-r), how);
-                {
-                        upgrade_done_fn done = u->done;
-
-                        u->done = NULL;
-                        finish(u, r, why);
-                        u->done = done;
-                }
+                finish_quietly(u, r, why);
                 return r;
         }
         return 0;
@@ -501,6 +530,43 @@ thaw:
         u->ops->thaw(u->userdata, &u->handover, &u->fds);
         u->ops->handover_done(u->userdata, &u->handover);
         fds_clear(&u->fds);
+        return r;
+}
+
+static void prepare(struct upgrade *u, uint64_t timeout_ns, upgrade_done_fn done, void *userdata)
+{
+        u->timeout_ns = timeout_ns ? MIN(timeout_ns, UPGRADE_MAX_TIMEOUT_NS) : UPGRADE_DEFAULT_TIMEOUT_NS;
+        vsockmux__state__handover__init(&u->handover);
+        u->handover.schema_version = SAVESTATE_SCHEMA_VERSION;
+        u->handover.old_pid = (uint32_t)getpid();
+        u->handover.control_listener_fd = -1;
+        u->done = done;
+        u->done_userdata = userdata;
+}
+
+/* Once the taker is there (a new daemon, or the store): holds the VMs quiet, then hands over. */
+static int hold_and_hand_over(struct upgrade *u, char *why, size_t len)
+{
+        int r = u->ops->hold ? u->ops->hold(u->userdata, u, why, len) : 1;
+
+        if (r == 0) {
+                /* upgrade_held() goes on from here, or the deadline unholds. */
+                u->state = UPGRADE_HOLDING;
+                r = relay_timer_arm(u->deadline, u->timeout_ns);
+                if (r >= 0)
+                        return 0;
+                u->state = UPGRADE_IDLE;
+                u->ops->unhold(u->userdata, NULL, 0);
+                snprintf(why, len, "cannot arm the upgrade's deadline: %s; this daemon serves on", strerror(-r));
+        }
+        if (r < 0) {
+                end_child(u);
+                u->done = NULL;
+                return r;
+        }
+        r = hand_over(u, why, len);
+        if (r < 0)
+                u->done = NULL;
         return r;
 }
 
@@ -525,40 +591,56 @@ int upgrade_start(struct upgrade *u, const char *binary, uint64_t timeout_ns, up
                 r = negative_errno();
                 return snprintf(why, len, "cannot run %s: %s; this daemon serves on", u->binary, strerror(-r)), r;
         }
-        timeout_ns = timeout_ns ? MIN(timeout_ns, UPGRADE_MAX_TIMEOUT_NS) : UPGRADE_DEFAULT_TIMEOUT_NS;
-        u->timeout_ns = timeout_ns;
-
-        vsockmux__state__handover__init(&u->handover);
-        u->handover.schema_version = SAVESTATE_SCHEMA_VERSION;
-        u->handover.old_pid = (uint32_t)getpid();
-        u->handover.control_listener_fd = -1;
-        u->done = done;
-        u->done_userdata = userdata;
+        prepare(u, timeout_ns, done, userdata);
         r = start_child(u, why, len);
         if (r < 0) {
                 u->done = NULL;
                 return r;
         }
-        r = u->ops->hold ? u->ops->hold(u->userdata, u, why, len) : 1;
-        if (r == 0) {
-                /* upgrade_held() goes on from here, or the deadline unholds. */
-                u->state = UPGRADE_HOLDING;
-                r = relay_timer_arm(u->deadline, timeout_ns);
-                if (r >= 0)
-                        return 0;
-                u->state = UPGRADE_IDLE;
-                u->ops->unhold(u->userdata, NULL, 0);
-                snprintf(why, len, "cannot arm the upgrade's deadline: %s; this daemon serves on", strerror(-r));
+        return hold_and_hand_over(u, why, len);
+}
+
+/* The socket the handover waits in: it must take all of it at once, fds included, with nobody
+ * reading; a send that finds it full gives up after UPGRADE_STORE_IO_TIMEOUT_NS. */
+static int open_store(struct upgrade *u, char *why, size_t len)
+{
+        int sv[2], size = (int)(2 * HANDOVER_MAX_PAYLOAD), r;
+
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+                r = negative_errno();
+                return snprintf(why, len, "socketpair: %s", strerror(-r)), r;
         }
+        u->sock = sv[0];
+        u->store_fd = sv[1];
+        /* Over net.core.wmem_max only with CAP_NET_ADMIN; without it a large handover fails to
+         * fit, and the stop goes on the plain way. */
+        if (setsockopt(u->sock, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)) < 0)
+                (void)setsockopt(u->sock, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+        r = set_timeout(u->sock, SO_SNDTIMEO, UPGRADE_STORE_IO_TIMEOUT_NS);
         if (r < 0) {
+                snprintf(why, len, "setsockopt: %s", strerror(-r));
                 end_child(u);
+        }
+        return r;
+}
+
+int upgrade_store(struct upgrade *u, uint64_t timeout_ns, upgrade_done_fn done, void *userdata, char *why, size_t len)
+{
+        int r;
+
+        if (u->state != UPGRADE_IDLE)
+                return snprintf(why, len, "an upgrade is under way"), -EALREADY;
+        free(u->binary);
+        u->binary = strdup("the next vsockmuxd");
+        if (!u->binary)
+                return snprintf(why, len, "out of memory"), -ENOMEM;
+        prepare(u, timeout_ns, done, userdata);
+        r = open_store(u, why, len);
+        if (r < 0) {
                 u->done = NULL;
                 return r;
         }
-        r = hand_over(u, why, len);
-        if (r < 0)
-                u->done = NULL;
-        return r;
+        return hold_and_hand_over(u, why, len);
 }
 
 void upgrade_held(struct upgrade *u, int r, const char *why)
@@ -594,15 +676,15 @@ void upgrade_forget(struct upgrade *u, void *userdata)
 
 /* ---- the new daemon's side ---- */
 
-int upgrade_receive(int fd, Vsockmux__State__Handover **ret, int **ret_fds, size_t *ret_n_fds, char *why, size_t len)
+int upgrade_receive(int fd, uint64_t timeout_ns, Vsockmux__State__Handover **ret, int **ret_fds, size_t *ret_n_fds,
+                    char *why, size_t len)
 {
         _cleanup_(handover_msg_freep) struct handover_msg *m = NULL;
         Vsockmux__State__Handover *h;
         uint32_t version = 0;
         int r;
 
-        /* Started before the old daemon held its VMs quiet: the hold may take its whole deadline. */
-        r = set_timeout(fd, SO_RCVTIMEO, UPGRADE_MAX_TIMEOUT_NS);
+        r = set_timeout(fd, SO_RCVTIMEO, timeout_ns);
         if (r < 0)
                 return snprintf(why, len, "setsockopt: %s", strerror(-r)), r;
         r = handover_recv(fd, HANDOVER_MAGIC_STATE, &m, &version);

@@ -17,6 +17,8 @@
 /* The option the old daemon adds to the new one's command line: the handover socket's fd. */
 #define UPGRADE_HANDOVER_OPTION "--handover-fd"
 #define UPGRADE_HANDOVER_FD 3
+/* How long a stop's handover may wait for the socket's buffer, and the next daemon for it. */
+#define UPGRADE_STORE_IO_TIMEOUT_NS (2ull * 1000000000ull)
 
 /* The fds a handover carries; a Handover's *_fd fields are indices into it. */
 struct upgrade_fds {
@@ -44,7 +46,10 @@ struct upgrade_ops {
         /* The new daemon did not take over: serve on exactly as before the freeze, taking back
          * from fds what it needs (an fd taken is set to -1). */
         void (*thaw)(void *userdata, Vsockmux__State__Handover *h, struct upgrade_fds *fds);
-        /* The new daemon (pid) serves: this one goes. */
+        /* upgrade_store(): passes fd (taken, also on failure), the socket the handover waits in, to
+         * whoever keeps it for the next daemon. Returns 0, or -errno with why (thaw follows). */
+        int (*store)(void *userdata, int fd, char *why, size_t len);
+        /* The new daemon (pid; 0 after upgrade_store()) serves, or will: this one goes. */
         void (*handed_over)(void *userdata, pid_t pid);
 };
 
@@ -64,6 +69,12 @@ DEFINE_CLEANUP(struct upgrade *, upgrade_free);
  * and nothing changed. */
 int upgrade_start(struct upgrade *u, const char *binary, uint64_t timeout_ns, upgrade_done_fn done, void *userdata,
                   char *why, size_t len);
+/* A stop that keeps every guest connection: the handover upgrade_start() would send a new
+ * daemon waits instead in a socket that ops->store passes on (systemd's fd store), for the next
+ * vsockmuxd to take over from (upgrade_receive()). The same hold, freeze and rollback; done
+ * follows exactly once (pid 0 on success), possibly before this returns 0. -errno with why:
+ * nothing changed. */
+int upgrade_store(struct upgrade *u, uint64_t timeout_ns, upgrade_done_fn done, void *userdata, char *why, size_t len);
 /* From ops->hold: 0, all is quiet and the upgrade goes on; -errno with why, it fails (the ops let
  * go of the hold themselves). */
 void upgrade_held(struct upgrade *u, int r, const char *why);
@@ -75,9 +86,11 @@ int upgrade_self_path(char **ret);
 
 /* ---- the new daemon's side ---- */
 
-/* Reads the handover from fd (blocking, bounded). Returns 0 with the message and its fds, or
- * -EPROTONOSUPPORT / -EBADMSG / -errno with why. */
-int upgrade_receive(int fd, Vsockmux__State__Handover **ret, int **ret_fds, size_t *ret_n_fds, char *why, size_t len);
+/* Reads the handover from fd (blocking, at most timeout_ns per read). Returns 0 with the message
+ * and its fds, or -EPIPE (the peer closed before a whole one: none was left), -EPROTONOSUPPORT,
+ * -EBADMSG or -errno, with why. */
+int upgrade_receive(int fd, uint64_t timeout_ns, Vsockmux__State__Handover **ret, int **ret_fds, size_t *ret_n_fds,
+                    char *why, size_t len);
 /* Answers the old daemon: "ready" (r == 0) or why it cannot take over. */
 int upgrade_answer(int fd, int r, const char *why);
 /* After "ready": waits (bounded by UPGRADE_MAX_TIMEOUT_NS) for the old daemon's "go", so a new

@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 return 0;
         }
         close(sv[0]);
-        if (upgrade_receive(sv[1], &h, &fds, &n_fds, why, sizeof(why)) == 0) {
+        if (upgrade_receive(sv[1], 1000000000ull, &h, &fds, &n_fds, why, sizeof(why)) == 0) {
                 struct event_ring *ring = NULL;
 
                 if (h->events && event_ring_new(8, &ring) == 0) {
