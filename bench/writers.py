@@ -160,11 +160,19 @@ class Writers:
     def daemon_log(self, k):
         return "%s/vsockmuxd-%d.log" % (self.tmp, k)
 
-    def start_daemon(self, wrap=()):
-        """A vsockmuxd with the same arguments each time (wrap: perf, strace), its log vsockmuxd-K.log."""
+    def start_daemon(self, wrap=(), env=None, stored_fd=None):
+        """A vsockmuxd with the same arguments each time (wrap: perf, strace), its log vsockmuxd-K.log.
+        stored_fd: what a stop left in systemd's fd store, passed as systemd passes it (fd 3,
+        LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID: the shell's pid, which exec keeps)."""
         self.daemons += 1
-        p = subprocess.Popen(list(wrap) + self.daemon_argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=open(self.daemon_log(self.daemons), "w"), close_fds=True)
+        argv, fds = list(wrap) + self.daemon_argv, ()
+        if stored_fd is not None:
+            argv = ["/bin/sh", "-c", 'exec 3<&%d %d<&-; LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=vsockmux-handover '
+                    'exec "$@"' % (stored_fd, stored_fd), "sh"] + argv
+            fds = (stored_fd,)
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=open(self.daemon_log(self.daemons), "w"), close_fds=True, pass_fds=fds,
+                             env=env)
         self.procs.append(p)
         return p
 
@@ -182,9 +190,9 @@ class Writers:
             raise OSError("the fifo reader did not start")
         return fifos
 
-    def start(self):
+    def start(self, env=None):
         """Daemon, VM, simulator, writers; returns once every writer's first line arrived."""
-        d = self.start_daemon()
+        d = self.start_daemon(env=env)
         wait_for(lambda: os.path.exists(self.sock) or d.poll() is not None, 30, "vsockmuxd listening")
         cli(self.bins, self.sock, "vm", "add", self.vm, "--hvsock", self.uds)
         self.procs.append(subprocess.Popen([self.bins["vsockmux-sim"], "--hvsock", self.uds, "--stats",
