@@ -119,7 +119,7 @@ static bool signals_stop_stored(struct daemon_signals *s)
 {
         char why[UPGRADE_WHY_MAX];
 
-        if (!s->fdstore || !s->upgrade)
+        if (!s->fdstore || !s->upgrade || !notify_enabled(s->notify))
                 return false;
         if (upgrade_store(s->upgrade, DAEMON_STORE_HOLD_NS, signals_store_done, s, why, sizeof(why)) < 0) {
                 log_warn("vsockmuxd: cannot leave the connections in systemd's fd store: %s; stopping the plain way",
@@ -914,6 +914,9 @@ static int daemon_start(struct daemon *d, struct daemon_options *o)
         r = notify_ready(d->notify);
         if (r < 0)
                 log_errno(LOG_LEVEL_WARN, r, "vsockmuxd: cannot tell systemd we are ready");
+        if (o->fdstore && !notify_enabled(d->notify))
+                log_warn("vsockmuxd: --fdstore without NOTIFY_SOCKET (not started by systemd): a stop closes every "
+                         "connection");
         if (notify_watchdog_usec(d->notify))
                 log_info("vsockmuxd: watchdog every %" PRIu64 " ms", notify_watchdog_usec(d->notify) / 2000);
         if (o->handover_fd >= 0 && o->handover_stored) {

@@ -250,6 +250,11 @@ int notify_fdstore(struct daemon_notify *n, int fd, const char *name)
         return r < 0 ? r : 0;
 }
 
+bool notify_enabled(const struct daemon_notify *n)
+{
+        return n && n->enabled;
+}
+
 uint64_t notify_watchdog_usec(const struct daemon_notify *n)
 {
         return n->watchdog_usec;

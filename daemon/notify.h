@@ -1,6 +1,7 @@
 /* daemon/notify.h: struct daemon_notify owns the conversation with systemd (sd_notify, the watchdog timer) and finds what it passed (the socket-activated control socket, a stop's stored handover); borrows the relay. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -51,5 +52,7 @@ int notify_mainpid(struct daemon_notify *n, pid_t pid);
  * copy for the next start of the unit (FileDescriptorStoreMax= must allow it). -ENOTCONN without
  * NOTIFY_SOCKET. */
 int notify_fdstore(struct daemon_notify *n, int fd, const char *name);
+/* NOTIFY_SOCKET is set: systemd (or its stand-in) listens. */
+bool notify_enabled(const struct daemon_notify *n);
 /* The watchdog period, 0 when systemd asked for none. */
 uint64_t notify_watchdog_usec(const struct daemon_notify *n);
