@@ -12,12 +12,6 @@
 
 /* A stalled endpoint could hold a freeze for ever; past this the save fails and nothing changes. */
 #define VMM_SAVE_FREEZE_TIMEOUT_NS (10ull * 1000000000ull)
-/* hcsshim's guest answers a reconnect probe on a 50 ms timer and panics, stopping its VM, if its
- * bridge connection is gone by then (docs/hcsshim-guest.md): a save right after a reconnect lets go
- * of the connection once those are answered, looking every poll, at most the wait after the freeze.
- * Ours keeps an answer for the next connection: its saves do not wait. */
-#define VMM_SAVE_PROBE_WAIT_NS (500ull * 1000000ull)
-#define VMM_SAVE_PROBE_POLL_NS (2ull * 1000000ull)
 
 struct save_op {
         struct vmm_vm *vm; /* NULL: the VM went away while save_finish() was queued */
@@ -85,8 +79,8 @@ static void save_finish(void *userdata)
                 save_op_free(op);
                 return;
         }
-        if (vmm_vm_probes_unanswered(vm) && relay_now_ns(vmm_vm_relay(vm)) - op->frozen_ns < VMM_SAVE_PROBE_WAIT_NS &&
-            relay_timer_arm(op->timer, VMM_SAVE_PROBE_POLL_NS) >= 0)
+        /* A save right after a reconnect: the guest's probes first (vmm_vm_probes_wait()). */
+        if (vmm_vm_probes_wait(vm, op->frozen_ns, op->timer))
                 return;
         r = save_encode(vm, &blob, &len);
         if (r < 0) {

@@ -156,15 +156,31 @@ static int on_vm_add(struct control_call *call, const ProtobufCMessage *request,
         return control_call_reply(call, &resp.base);
 }
 
+static void on_vm_removed(int error, const char *message, void *userdata)
+{
+        struct control_call *call = userdata;
+        Vsockmux__V1__VmRemoveResponse resp = VSOCKMUX__V1__VM_REMOVE_RESPONSE__INIT;
+
+        if (error < 0)
+                control_call_fail(call, control_code_from_errno(error), "%s", message);
+        else
+                control_call_reply(call, &resp.base);
+}
+
+/* Answered once the VM is gone: after hcsshim's guest answered its reconnect probes, which it
+ * would panic at with no connection up (vmm_vm_remove_when_answered()). */
 static int on_vm_remove(struct control_call *call, const ProtobufCMessage *request, void *userdata)
 {
         REQ(Vsockmux__V1__VmRemoveRequest, request);
         struct service *s = userdata;
-        Vsockmux__V1__VmRemoveResponse resp = VSOCKMUX__V1__VM_REMOVE_RESPONSE__INIT;
+        int r;
 
-        if (vmm_vm_remove(s->vmm, req->name) < 0)
+        r = vmm_vm_remove_when_answered(s->vmm, req->name, on_vm_removed, call);
+        if (r == -ENOENT)
                 return control_call_fail(call, CONTROL_CODE_NOT_FOUND, "unknown VM '%s'", req->name);
-        return control_call_reply(call, &resp.base);
+        if (r < 0)
+                return control_call_fail_errno(call, r, "cannot remove the VM");
+        return 0;
 }
 
 static Vsockmux__V1__BridgeState bridge_state_to_proto(const struct vmm_vm *vm)

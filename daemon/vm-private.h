@@ -35,6 +35,7 @@ struct vmm_vm {
                 unsigned pending;
         } freeze;
         unsigned quiesce_pending;         /* streams a stop froze, still flushing */
+        uint64_t quiesce_ns;              /* when a stop froze them (0: none): its wait for the probes */
         struct relay_timer *window_timer; /* closes the resume window some time after the guest returned */
         struct vmm_vm_counters counters;  /* the VM's own cumulative ones; the rest are computed when asked */
         uint64_t restore_start_ns;        /* restored, guest not back yet: when the restore began */

@@ -86,9 +86,16 @@ int vmm_vm_freeze(struct vmm_vm *vm, const struct vmm_vm_freeze_ops *ops, void *
         return 0;
 }
 
-bool vmm_vm_probes_unanswered(const struct vmm_vm *vm)
+bool vmm_vm_probes_wait(const struct vmm_vm *vm, uint64_t since_ns, struct relay_timer *poll)
 {
-        return !vm->guest.stdio_resume && bridge_host_unanswered_probes(vm->guest.bridge) > 0;
+        /* An answer comes only over a connection that is up. */
+        if (vm->guest.stdio_resume || !vm->guest.bridge || bridge_host_unanswered_probes(vm->guest.bridge) == 0 ||
+            bridge_host_state(vm->guest.bridge) != BRIDGE_CONN_CONNECTED)
+                return false;
+        if (relay_now_ns(vm->ctx->relay) - since_ns >= VMM_PROBE_WAIT_NS)
+                return false;
+        /* Without the poll a late answer would hold nothing up: let go now rather than never. */
+        return !poll || relay_timer_arm(poll, VMM_PROBE_POLL_NS) >= 0;
 }
 
 bool vmm_vm_is_frozen(const struct vmm_vm *vm)

@@ -299,12 +299,14 @@ unsigned vmm_vm_quiesce(struct vmm_vm *vm)
         unsigned n = vmm_processes_freeze(vm->processes);
 
         vm->quiesce_pending += n;
-        return n;
+        vm->quiesce_ns = relay_now_ns(vm->ctx->relay);
+        return vmm_vm_quiesce_pending(vm);
 }
 
 unsigned vmm_vm_quiesce_pending(const struct vmm_vm *vm)
 {
-        return vm->quiesce_pending;
+        /* The stop's loop turns the relay meanwhile: the answers come in through it. */
+        return vm->quiesce_pending + (vm->quiesce_ns && vmm_vm_probes_wait(vm, vm->quiesce_ns, NULL) ? 1 : 0);
 }
 
 /* ---- containers ---- */

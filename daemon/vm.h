@@ -67,7 +67,9 @@ int vmm_vm_check_counts(const struct vmm_vm *vm);
 /* Relay streams open now. */
 unsigned vmm_vm_stream_count(const struct vmm_vm *vm);
 
-/* Stopping: freezes every stream so what was read reaches its endpoint; returns how many. */
+/* Stopping: freezes every stream so what was read reaches its endpoint; returns how many are
+ * pending: those streams, and one while the guest has reconnect probes to answer (at most
+ * VMM_PROBE_WAIT_NS after the quiesce, vmm_vm_probes_wait()). */
 unsigned vmm_vm_quiesce(struct vmm_vm *vm);
 unsigned vmm_vm_quiesce_pending(const struct vmm_vm *vm);
 
@@ -121,9 +123,14 @@ struct vmm_vm_freeze_ops {
  * is 0 already). -EBUSY while another freeze holds the VM. */
 int vmm_vm_freeze(struct vmm_vm *vm, const struct vmm_vm_freeze_ops *ops, void *userdata, unsigned *ret_pending);
 bool vmm_vm_is_frozen(const struct vmm_vm *vm);
-/* A guest without the resume extension (hcsshim's) has reconnect probes to answer
- * (bridge_host_unanswered_probes()): it would panic at an answer made after its connection went. */
-bool vmm_vm_probes_unanswered(const struct vmm_vm *vm);
+/* hcsshim's guest answers a reconnect probe (bridge_host_unanswered_probes()) on a 50 ms timer and
+ * panics, stopping its VM, if its bridge connection is gone by then (docs/hcsshim-guest.md): whoever
+ * lets go of the connection (a save, a stop, a removal) waits for those answers, at most
+ * VMM_PROBE_WAIT_NS after since_ns, looking every VMM_PROBE_POLL_NS. Ours keeps an answer for its
+ * next connection: nothing waits for it. true: wait on; poll (when given) is armed to look again. */
+#define VMM_PROBE_WAIT_NS (500ull * 1000000ull)
+#define VMM_PROBE_POLL_NS (2ull * 1000000ull)
+bool vmm_vm_probes_wait(const struct vmm_vm *vm, uint64_t since_ns, struct relay_timer *poll);
 /* Drops the hold and resumes the streams (a failed save). */
 void vmm_vm_thaw(struct vmm_vm *vm);
 /* Drops the hold and lets go of everything another daemon needs: the bridge port, every stdio port

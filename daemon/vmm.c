@@ -23,12 +23,24 @@ struct vmm_port_floor {
         uint64_t seq; /* when last raised: the smallest goes first when full */
 };
 
+/* A removal waiting for the guest's reconnect probes (vmm_vm_remove_when_answered()). */
+struct vmm_removal {
+        struct list_head link; /* in the manager's removals */
+        struct vmm *m;
+        struct vmm_vm *vm;
+        vmm_done_fn fn;
+        void *userdata;
+        uint64_t start_ns;
+        struct relay_timer *poll;
+};
+
 struct vmm {
         struct vmm_context ctx; /* lent to every VM and process */
         struct vmm_config cfg;
         char *attach_dir;
         struct list_head vms;
         unsigned n_vms;
+        struct list_head removals;     /* struct vmm_removal, waiting for their guest's probes */
         struct vmm_port_floor *floors; /* one per transport a removed VM used */
         unsigned n_floors;
         uint64_t floor_seq;
@@ -139,6 +151,7 @@ int vmm_new(struct relay *r, const struct vmm_config *cfg, vmm_event_fn ev, void
         m->ctx.event_fn = ev;
         m->ctx.event_userdata = userdata;
         list_init(&m->vms);
+        list_init(&m->removals);
         *ret = TAKE_PTR(m);
         return 0;
 }
@@ -198,12 +211,15 @@ static struct vmm_vm *manager_vm_free(struct vmm *m, struct vmm_vm *vm, const ch
         return NULL;
 }
 
+static void removals_finish_all(struct vmm *m);
+
 struct vmm *vmm_free(struct vmm *m)
 {
         struct vmm_vm *vm;
 
         if (!m)
                 return NULL;
+        removals_finish_all(m);
         while ((vm = vmm_vm_list_next(&m->vms, NULL))) {
                 vmm_vm_unlink(vm);
                 manager_vm_free(m, vm, "daemon stopping");
@@ -362,6 +378,23 @@ int vmm_vm_add(struct vmm *m, const char *name, const struct relay_transport *t,
         return 0;
 }
 
+/* Every removal waiting on vm ends with error (message); after vm is freed it is only compared. */
+static void removals_complete(struct vmm *m, const struct vmm_vm *vm, int error, const char *message)
+{
+        struct list_head *pos, *tmp;
+
+        list_for_each_safe(pos, tmp, &m->removals) {
+                struct vmm_removal *rm = list_entry(pos, struct vmm_removal, link);
+
+                if (rm->vm != vm)
+                        continue;
+                list_del(&rm->link);
+                relay_timer_free(rm->poll);
+                rm->fn(error, message, rm->userdata);
+                free(rm);
+        }
+}
+
 int vmm_vm_remove(struct vmm *m, const char *name)
 {
         struct vmm_vm *vm = vmm_vm_find(m, name);
@@ -374,8 +407,67 @@ int vmm_vm_remove(struct vmm *m, const char *name)
         vmm_vm_unlink(vm);
         m->n_vms--;
         manager_vm_free(m, vm, "VM removed");
-        log_info("vm %s: removed", name);
+        log_info("vm %s: removed", copy ? copy : "?");
         vmm_context_emit(&m->ctx, VMM_EVENT_VM_REMOVED, copy ? copy : "", NULL, 0, NULL, NULL);
+        removals_complete(m, vm, 0, "");
+        return 0;
+}
+
+/* The wait is over (answered, or VMM_PROBE_WAIT_NS passed, or the daemon stops): remove. */
+static void removal_finish(struct vmm_removal *rm)
+{
+        struct vmm *m = rm->m;
+        struct vmm_vm *vm = rm->vm;
+        _cleanup_free_ char *name = NULL;
+
+        if (vmm_vm_is_handed_over(vm)) {
+                /* Its record and its guest are the new daemon's now. */
+                removals_complete(m, vm, -EAGAIN,
+                                  "the VM was handed over to a new vsockmuxd during its removal; remove it there");
+                return;
+        }
+        name = strdup(vmm_vm_name(vm));
+        if (!name || vmm_vm_remove(m, name) < 0)
+                removals_complete(m, vm, -ENOMEM, strerror(ENOMEM));
+}
+
+static void removal_on_poll(struct relay_timer *t, void *userdata)
+{
+        struct vmm_removal *rm = userdata;
+
+        if (!vmm_vm_probes_wait(rm->vm, rm->start_ns, rm->poll))
+                removal_finish(rm);
+}
+
+static void removals_finish_all(struct vmm *m)
+{
+        while (!list_empty(&m->removals))
+                removal_finish(list_entry(m->removals.next, struct vmm_removal, link));
+}
+
+int vmm_vm_remove_when_answered(struct vmm *m, const char *name, vmm_done_fn fn, void *userdata)
+{
+        struct vmm_vm *vm = vmm_vm_find(m, name);
+        struct relay *relay = m->ctx.relay;
+        struct vmm_removal *rm;
+        int r;
+
+        if (!vm)
+                return -ENOENT;
+        rm = calloc(1, sizeof(*rm));
+        if (!rm)
+                return -ENOMEM;
+        *rm = (struct vmm_removal){ .m = m, .vm = vm, .fn = fn, .userdata = userdata, .start_ns = relay_now_ns(relay) };
+        r = relay_timer_new(relay, removal_on_poll, rm, &rm->poll);
+        if (r < 0) {
+                free(rm);
+                return r;
+        }
+        list_add_tail(&m->removals, &rm->link);
+        if (!vmm_vm_probes_wait(vm, rm->start_ns, rm->poll))
+                removal_finish(rm);
+        else
+                log_info("vm %s: removing once the guest answered its reconnect probes", vmm_vm_name(vm));
         return 0;
 }
 
@@ -535,6 +627,8 @@ unsigned vmm_stop_recorded(struct vmm *m, const char *message)
 {
         unsigned n = 0;
 
+        /* After the flush, which waited for their guests' probes: removed, not recorded. */
+        removals_finish_all(m);
         if (!m->record)
                 return 0;
         for (struct vmm_vm *vm = vmm_vm_next(m, NULL); vm; vm = vmm_vm_next(m, vm)) {

@@ -10,7 +10,9 @@ void vmm_config_default(struct vmm_config *c);
 
 int vmm_new(struct relay *r, const struct vmm_config *cfg, vmm_event_fn ev, void *userdata, struct vmm **ret);
 /* Stopping: freezes every stream so what was read reaches its endpoint. Returns how many streams
- * are still flushing; run the loop until vmm_quiesce_pending() is 0 (or a deadline), then free. */
+ * are still flushing, and the VMs whose guest has reconnect probes to answer before its bridge
+ * connection may close (vmm_vm_probes_wait()); run the loop until vmm_quiesce_pending() is 0 (or a
+ * deadline), then free. */
 unsigned vmm_quiesce(struct vmm *m);
 unsigned vmm_quiesce_pending(const struct vmm *m);
 
@@ -46,6 +48,12 @@ struct relay *vmm_relay(struct vmm *m);
  * holds the transport's lock (daemon/fence.h: logged with its pid), or relay_listen()'s errors. */
 int vmm_vm_add(struct vmm *m, const char *name, const struct relay_transport *t, struct vmm_vm **ret);
 int vmm_vm_remove(struct vmm *m, const char *name);
+/* The control API's removal: vmm_vm_remove() once the guest answered its reconnect probes
+ * (vmm_vm_probes_wait(): at most VMM_PROBE_WAIT_NS; at once, inside the call, when there are none,
+ * as always for our guest), then fn (error 0). Meanwhile the VM is listed and serves as before; a
+ * removal otherwise (vmm_vm_remove(), a stop) completes it too, and a VM handed over to a new
+ * daemon meanwhile is left to that daemon (-EAGAIN). -ENOENT for an unknown name (fn does not run). */
+int vmm_vm_remove_when_answered(struct vmm *m, const char *name, vmm_done_fn fn, void *userdata);
 struct vmm_vm *vmm_vm_find(struct vmm *m, const char *name);
 /* Iteration in insertion order; NULL ends it. */
 struct vmm_vm *vmm_vm_next(struct vmm *m, struct vmm_vm *prev);

@@ -607,6 +607,33 @@ static void test_upstream_init_exit_during_blackout_comes_from_the_probe(void **
         assert_int_equal(sim_stat(f, "wait_exited_sent"), 1);
 }
 
+/* After the guest's bridge dropped (SIGUSR1) and came back: its kept wait was probed. */
+static struct vmm_vm *vm_reconnected(struct fixture *f, bool upstream)
+{
+        char out[128];
+        struct vmm_vm *vm;
+
+        f->upstream = upstream;
+        snprintf(out, sizeof(out), "%s/out", f->dir);
+        vm = add_vm_connected(f, !upstream);
+        (void)exec_ok(f, vm, "sleep 600", out); /* its wait is probed when the guest comes back */
+        assert_int_equal(kill(f->sim, SIGUSR1), 0);
+        run_until_bridge(f, vm, false, "the simulator's reset to reach the bridge");
+        run_until_bridge(f, vm, true, "the simulator's reconnect");
+        return vm;
+}
+
+/* Past the probe's 50 ms: had the daemon let go of the bridge too soon, the guest would be gone. */
+static void assert_upstream_guest_lives_on(struct fixture *f)
+{
+        int status;
+
+        run_for(f, 300ull * 1000000ull);
+        assert_int_equal(waitpid(f->sim, &status, WNOHANG), 0);
+        assert_int_equal(sim_stat(f, "bridge_panics"), 0);
+        assert_int_equal(sim_stat(f, "wait_timeout_sent"), 1);
+}
+
 /* hcsshim's guest answers a reconnect probe (TimeoutInMs 50) on a timer and panics, stopping its VM,
  * if its bridge connection is gone by then (sim/bridge.c, docs/hcsshim-guest.md): a save right after
  * the guest reconnected lets go of the connection only once the probe is answered, and the guest
@@ -614,27 +641,82 @@ static void test_upstream_init_exit_during_blackout_comes_from_the_probe(void **
 static void test_upstream_save_right_after_a_reconnect_waits_for_its_probe(void **state)
 {
         struct fixture *f = *state;
-        char out[128];
-        struct vmm_vm *vm;
-        int status;
+        struct saved sv = save_vm(f, vm_reconnected(f, true));
 
-        f->upstream = true;
-        snprintf(out, sizeof(out), "%s/out", f->dir);
-        vm = add_vm_connected(f, false);
-        (void)exec_ok(f, vm, "sleep 600", out); /* its wait is probed when the guest comes back */
-        assert_int_equal(kill(f->sim, SIGUSR1), 0);
-        run_until_bridge(f, vm, false, "the simulator's reset to reach the bridge");
-        run_until_bridge(f, vm, true, "the simulator's reconnect");
-        {
-                struct saved sv = save_vm(f, vm);
+        free(sv.blob);
+        assert_upstream_guest_lives_on(f);
+}
 
-                free(sv.blob);
+/* The same for a SIGTERM right after the reconnect, as vsockmuxd stops (daemon_flush(): quiesce,
+ * the loop until nothing is pending, then the recorded stop and the VMs go): the bridge connection
+ * closes once the probe is answered. Fails without the wait: the simulator panics. */
+static void test_upstream_stop_right_after_a_reconnect_waits_for_its_probe(void **state)
+{
+        struct fixture *f = *state;
+        uint64_t deadline = now_ns() + WAIT_NS;
+        struct vmm_config cfg;
+
+        /* vsockmuxd's default: a record, so the stop is the recorded one. */
+        f->a = vmm_free(f->a);
+        vmm_config_default(&cfg);
+        cfg.state_dir = f->state_a;
+        cfg.record = true;
+        assert_int_equal(vmm_new(f->r, &cfg, NULL, NULL, &f->a), 0);
+        (void)vm_reconnected(f, true);
+        (void)vmm_quiesce(f->a);
+        while (vmm_quiesce_pending(f->a) > 0) {
+                assert_int_equal(relay_run_once(f->r, STEP_NS), 0);
+                if (now_ns() > deadline)
+                        fail_msg("the stop's flush never ended");
         }
-        /* Past the probe's 50 ms: had the save let go too soon, the guest would be gone by now. */
-        run_for(f, 300ull * 1000000ull);
-        assert_int_equal(waitpid(f->sim, &status, WNOHANG), 0);
-        assert_int_equal(sim_stat(f, "bridge_panics"), 0);
-        assert_int_equal(sim_stat(f, "wait_timeout_sent"), 1);
+        assert_int_equal(vmm_stop_recorded(f->a, "vsockmuxd stopped"), 1);
+        f->a = vmm_free(f->a);
+        assert_upstream_guest_lives_on(f);
+}
+
+struct removed {
+        int count, error;
+};
+
+static void on_removed(int error, const char *message, void *userdata)
+{
+        struct removed *rm = userdata;
+
+        rm->count++;
+        rm->error = error;
+}
+
+/* The same for the control API's removal right after the reconnect: the VM goes once the probe
+ * is answered, and so does its bridge connection. Fails without the wait: the simulator panics. */
+static void test_upstream_removal_right_after_a_reconnect_waits_for_its_probe(void **state)
+{
+        struct fixture *f = *state;
+        struct removed rm = { 0 };
+
+        (void)vm_reconnected(f, true);
+        assert_int_equal(vmm_vm_remove_when_answered(f->a, "demo", on_removed, &rm), 0);
+        run_until(f, &rm.count, "the removal");
+        assert_int_equal(rm.count, 1);
+        assert_int_equal(rm.error, 0);
+        assert_null(vmm_vm_find(f->a, "demo"));
+        assert_upstream_guest_lives_on(f);
+}
+
+/* Our guest keeps an answer for its next connection: a removal right after a reconnect is done at
+ * once, its probe unanswered. */
+static void test_removal_of_a_resume_guest_is_done_at_once(void **state)
+{
+        struct fixture *f = *state;
+        struct removed rm = { 0 };
+        struct vmm_vm *vm = vm_reconnected(f, false);
+
+        assert_int_equal(bridge_host_unanswered_probes(vmm_vm_bridge(vm)), 1);
+        assert_int_equal(vmm_vm_remove_when_answered(f->a, "demo", on_removed, &rm), 0);
+        assert_int_equal(rm.count, 1);
+        assert_int_equal(rm.error, 0);
+        assert_null(vmm_vm_find(f->a, "demo"));
+        assert_int_equal(vmm_vm_remove_when_answered(f->a, "demo", on_removed, &rm), -ENOENT);
+        assert_int_equal(rm.count, 1);
 }
 
 struct exit_with_size {
@@ -2371,6 +2453,11 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_upstream_save_right_after_a_reconnect_waits_for_its_probe, setup,
                                                 teardown),
+                cmocka_unit_test_setup_teardown(test_upstream_stop_right_after_a_reconnect_waits_for_its_probe, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_upstream_removal_right_after_a_reconnect_waits_for_its_probe,
+                                                setup, teardown),
+                cmocka_unit_test_setup_teardown(test_removal_of_a_resume_guest_is_done_at_once, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_record_within_a_burst_writes_only_what_an_exec_waits_for, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_record_writes_what_waited_once_the_gap_passed, setup, teardown),
