@@ -702,6 +702,36 @@ static void test_upstream_removal_right_after_a_reconnect_waits_for_its_probe(vo
         assert_upstream_guest_lives_on(f);
 }
 
+/* A stop while removals wait for the guest's probe (the VM still listed; the flush counts the
+ * probe): the stop removes the VM instead of recording it, and each removal is answered. Without
+ * the flush's loop turn the bridge closes before the answer: the guest loses it (--no-bridge-panic). */
+static void test_removals_waiting_when_the_daemon_stops_are_done_by_the_stop(void **state)
+{
+        struct fixture *f = *state;
+        struct removed one = { 0 }, two = { 0 };
+        struct vmm_config cfg;
+
+        f->a = vmm_free(f->a);
+        vmm_config_default(&cfg);
+        cfg.state_dir = f->state_a;
+        cfg.record = true;
+        assert_int_equal(vmm_new(f->r, &cfg, NULL, NULL, &f->a), 0);
+        f->no_panic = true;
+        (void)vm_reconnected(f, true);
+        assert_int_equal(vmm_vm_remove_when_answered(f->a, "demo", on_removed, &one), 0);
+        assert_int_equal(vmm_vm_remove_when_answered(f->a, "demo", on_removed, &two), 0);
+        assert_int_equal(one.count + two.count, 0);
+        assert_non_null(vmm_vm_find(f->a, "demo"));
+        assert_int_equal(vmm_quiesce(f->a), 1); /* the probe */
+        assert_int_equal(vmm_stop_recorded(f->a, "vsockmuxd stopped"), 0);
+        assert_int_equal(one.count, 1);
+        assert_int_equal(one.error, 0);
+        assert_int_equal(two.count, 1);
+        assert_int_equal(two.error, 0);
+        assert_null(vmm_vm_find(f->a, "demo"));
+        f->a = vmm_free(f->a);
+}
+
 /* Our guest keeps an answer for its next connection: a removal right after a reconnect is done at
  * once, its probe unanswered. */
 static void test_removal_of_a_resume_guest_is_done_at_once(void **state)
@@ -2458,6 +2488,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_upstream_removal_right_after_a_reconnect_waits_for_its_probe,
                                                 setup, teardown),
                 cmocka_unit_test_setup_teardown(test_removal_of_a_resume_guest_is_done_at_once, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_removals_waiting_when_the_daemon_stops_are_done_by_the_stop, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_record_within_a_burst_writes_only_what_an_exec_waits_for, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_record_writes_what_waited_once_the_gap_passed, setup, teardown),
