@@ -1,6 +1,7 @@
 /* daemon/process-handover.c: the process room's part of a live upgrade: its live streams' fds out (the old daemon) and in (the new one), with nothing redialled or renegotiated. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "daemon/process-private.h"
@@ -8,22 +9,24 @@
 
 /* ---- out ---- */
 
+static bool has_log(const struct vmm_process *p)
+{
+        return p->log_fd >= 0 || p->log_journald;
+}
+
 static int check_one(const struct vmm_process *p, struct vmm_error *err)
 {
         const char *vm = process_guest(p)->vm_name;
 
         if (p->state == VMM_PROCESS_PENDING || p->in_exec)
                 return vmm_error_set(err, -EBUSY, "an exec is starting in VM %s; retry when it has a pid", vm);
-        if (p->attach &&
-            (attach_is_listening(p->attach) || attach_backlog_bytes(p->attach) > 0 || attach_has_input(p->attach)))
+        /* A logged process's backlog copies what its log holds (its output has no endpoint): it
+         * stays behind, and the new daemon's attach replays from the upgrade on. */
+        if (p->attach && (attach_is_listening(p->attach) || (attach_backlog_bytes(p->attach) > 0 && !has_log(p)) ||
+                          attach_has_input(p->attach)))
                 return vmm_error_set(err, -EBUSY,
                                      "process %u in VM %s has an attach socket, backlog or stdin, which a live "
                                      "upgrade does not hand over yet",
-                                     p->pid, vm);
-        if (p->log_fd >= 0 || p->log_journald)
-                return vmm_error_set(err, -EBUSY,
-                                     "process %u in VM %s logs to a k8s-file log or journald, which a live upgrade "
-                                     "does not hand over yet",
                                      p->pid, vm);
         return 0;
 }
@@ -109,6 +112,24 @@ static int hand_over_stream(struct vmm_stream *s, Vsockmux__State__Stream *st, s
         return r;
 }
 
+/* The log, out: the writer's file as open as it was, and what it goes on with. The old daemon
+ * writes no more to it. */
+static int hand_over_log(struct vmm_process *p, Vsockmux__State__Process *o, struct vmm_fds *fds)
+{
+        int r;
+
+        o->log_journald = p->log_journald;
+        o->log_fd = -1;
+        o->log_fd_set = false;
+        if (p->log_fd < 0)
+                return 0;
+        o->log_size_max = p->log_size_max;
+        o->log_max_files = p->log_max_files;
+        r = vmm_fds_add(fds, TAKE_FD(p->log_fd), &o->log_fd);
+        o->log_fd_set = r >= 0;
+        return r;
+}
+
 int vmm_processes_hand_over(struct vmm_processes *t, Vsockmux__State__Vm *out, struct vmm_fds *fds)
 {
         struct list_head *pos;
@@ -120,11 +141,11 @@ int vmm_processes_hand_over(struct vmm_processes *t, Vsockmux__State__Vm *out, s
         list_for_each(pos, &t->list) {
                 struct vmm_process *p = list_entry(pos, struct vmm_process, link);
                 Vsockmux__State__Process *o = out->processes[i++];
+                int q;
 
                 relay_timer_disarm(p->timer);
                 for (int k = 0; k < _VMM_STREAM_KIND_MAX; k++) {
                         Vsockmux__State__Stream *st = exported_stream(o, k);
-                        int q;
 
                         if (!st)
                                 continue;
@@ -132,6 +153,9 @@ int vmm_processes_hand_over(struct vmm_processes *t, Vsockmux__State__Vm *out, s
                         if (q < 0 && r >= 0)
                                 r = q;
                 }
+                q = hand_over_log(p, o, fds);
+                if (q < 0 && r >= 0)
+                        r = q;
                 process_held_sync(p);
         }
         return r;
@@ -257,6 +281,40 @@ static int adopt_stream(struct vmm_stream *s, const Vsockmux__State__Stream *st,
         return r;
 }
 
+/* The log, in: the fd as the old daemon left it, at its cap, rotated with the rights of the exec's
+ * caller (the saved creds, which opened its endpoints too; kept for the record as well). */
+static int adopt_log(struct vmm_process *p, const Vsockmux__State__Process *sp, int *fds, size_t n_fds)
+{
+        struct opener_creds creds = {
+                .uid = sp->creds_uid,
+                .gid = sp->creds_gid,
+                .groups = (const gid_t *)sp->creds_groups,
+                .n_groups = sp->n_creds_groups,
+        };
+        struct vmm_exec_params params = {
+                .creds = sp->has_creds ? &creds : NULL,
+                .log_size_max = sp->log_size_max,
+                .log_max_files = sp->log_max_files,
+        };
+        int fd = sp->log_fd_set ? vmm_fds_take(fds, n_fds, sp->log_fd) : -1;
+        int r = process_keep_creds(p, params.creds);
+
+        if (r < 0 || fd < 0) {
+                safe_close(fd);
+                return r;
+        }
+        free(p->log_path);
+        p->log_path = strdup(sp->log_path);
+        if (!p->log_path) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        safe_close(p->log_fd);
+        p->log_fd = fd;
+        /* Its size from the file itself: what the old daemon wrote, whole records (O_APPEND). */
+        return process_log_setup(p, &params);
+}
+
 static int adopt_process_live(struct vmm_process *p, const Vsockmux__State__Process *sp, int *fds, size_t n_fds,
                               struct vmm_error *err)
 {
@@ -271,6 +329,10 @@ static int adopt_process_live(struct vmm_process *p, const Vsockmux__State__Proc
                 p->wait_call_id = sp->wait_call_id;
                 p->wait_outstanding = true;
         }
+        r = adopt_log(p, sp, fds, n_fds);
+        if (r < 0)
+                return vmm_error_set(err, r, "pid %u: cannot take over its k8s-file log %s: %s", p->pid, sp->log_path,
+                                     strerror(-r));
         for (size_t i = 0; i < sp->n_streams; i++) {
                 const Vsockmux__State__Stream *st = sp->streams[i];
                 struct vmm_stream *s;

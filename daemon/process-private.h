@@ -161,6 +161,8 @@ int process_open_endpoints(struct vmm_process *p, const struct vmm_exec_params *
 int process_attach_open(struct vmm_process *p, unsigned seq);
 /* process-log.c: the k8s-file log's size and rotation (after its fd is open), and one write. */
 int process_log_setup(struct vmm_process *p, const struct vmm_exec_params *params);
+/* Keeps creds (NULL: none) as the rights that opened its endpoints, unless it has some already. */
+int process_keep_creds(struct vmm_process *p, const struct opener_creds *creds);
 /* The daemon's --default-log for an exec that names no log and no stdout/stderr endpoint: true
  * with *ret the params to use (their log path in buf), false to keep params as they are. */
 bool process_log_default(const struct vmm_process *p, const struct vmm_exec_params *params, struct vmm_exec_params *ret,

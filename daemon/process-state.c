@@ -539,7 +539,11 @@ static int import_process(struct vmm_processes *t, const Vsockmux__State__Proces
                 .terminal = sp->terminal,
                 .console_height = (uint16_t)sp->console_height,
                 .console_width = (uint16_t)sp->console_width,
-                .log_k8s_path = import_log_path(sp, io),
+                /* A live hand-over brings its log open (adopt_log), not reopened by path nor
+                 * given the default one; a save has neither field. */
+                .log_k8s_path = sp->log_fd_set ? NULL : import_log_path(sp, io),
+                .log_passthrough = sp->log_fd_set,
+                .log_journald = sp->log_journald,
         };
         static const char *const unknown_argv[] = { "?" };
         struct vmm_process *p;

@@ -676,8 +676,6 @@ void vmm_processes_bridge_connected(struct vmm_processes *t)
         }
 }
 
-static int process_keep_creds(struct vmm_process *p, const struct opener_creds *creds);
-
 int process_open_endpoints(struct vmm_process *p, const struct vmm_exec_params *params, struct vmm_error *err)
 {
         char default_log[PATH_MAX];
@@ -751,7 +749,7 @@ void process_stream_note_file(struct vmm_stream *s)
 }
 
 /* The record reopens the endpoints after a restart with the rights that opened them. */
-static int process_keep_creds(struct vmm_process *p, const struct opener_creds *creds)
+int process_keep_creds(struct vmm_process *p, const struct opener_creds *creds)
 {
         if (!creds || p->has_creds)
                 return 0;

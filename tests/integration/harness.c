@@ -913,3 +913,98 @@ void integ_touch(const char *path)
         assert_true(fd >= 0);
         close(fd);
 }
+
+/* ---- the CRI log format (see harness.h) ---- */
+
+static bool digits(const char *s, int n)
+{
+        for (int i = 0; i < n; i++)
+                if (s[i] < '0' || s[i] > '9')
+                        return false;
+        return true;
+}
+
+/* YYYY-MM-DDTHH:MM:SS[.fraction](Z|+hh:mm|-hh:mm); returns its length or 0. */
+static size_t rfc3339_len(const char *s)
+{
+        size_t n = 19;
+
+        if (!digits(s, 4) || s[4] != '-' || !digits(s + 5, 2) || s[7] != '-' || !digits(s + 8, 2) || s[10] != 'T' ||
+            !digits(s + 11, 2) || s[13] != ':' || !digits(s + 14, 2) || s[16] != ':' || !digits(s + 17, 2))
+                return 0;
+        if (s[n] == '.') {
+                size_t f = 0;
+
+                while (s[n + 1 + f] >= '0' && s[n + 1 + f] <= '9')
+                        f++;
+                if (f == 0 || f > 9)
+                        return 0;
+                n += 1 + f;
+        }
+        if (s[n] == 'Z')
+                return n + 1;
+        if ((s[n] == '+' || s[n] == '-') && digits(s + n + 1, 2) && s[n + 3] == ':' && digits(s + n + 4, 2))
+                return n + 6;
+        return 0;
+}
+
+static void cri_log_append(struct integ_cri_log *l, int k, const char *p, size_t n)
+{
+        l->text[k] = realloc(l->text[k], l->len[k] + n + 1);
+        assert_non_null(l->text[k]);
+        memcpy(l->text[k] + l->len[k], p, n);
+        l->len[k] += n;
+        l->text[k][l->len[k]] = '\0';
+}
+
+void integ_cri_log_parse_text(const char *buf, size_t len, struct integ_cri_log *ret)
+{
+        const char *p = buf, *end = buf + len;
+
+        *ret = (struct integ_cri_log){ 0 };
+        for (int k = 0; k < 2; k++)
+                cri_log_append(ret, k, "", 0);
+        while (p < end) {
+                const char *nl = memchr(p, '\n', (size_t)(end - p)), *tag, *content;
+                size_t ts = rfc3339_len(p);
+                int k = 0;
+
+                if (!nl)
+                        fail_msg("the log ends inside a record: '%.*s'", (int)(end - p), p);
+                if (ts == 0 || p[ts] != ' ')
+                        fail_msg("no RFC 3339 timestamp at the start of '%.*s'", (int)(nl - p), p);
+                if (strncmp(p + ts + 1, "stdout ", 7) == 0)
+                        k = 0;
+                else if (strncmp(p + ts + 1, "stderr ", 7) == 0)
+                        k = 1;
+                else
+                        fail_msg("no stream in '%.*s'", (int)(nl - p), p);
+                tag = p + ts + 8;
+                content = memchr(tag, ' ', (size_t)(nl - tag));
+                if (!content || (tag[0] != 'F' && tag[0] != 'P') || (tag + 1 != content && tag[1] != ':'))
+                        fail_msg("no F or P tag in '%.*s'", (int)(nl - p), p);
+                content++;
+                cri_log_append(ret, k, content, (size_t)(nl - content));
+                if (tag[0] == 'F')
+                        cri_log_append(ret, k, "\n", 1);
+                else
+                        ret->partial[k]++;
+                p = nl + 1;
+        }
+}
+
+void integ_cri_log_parse(const char *path, struct integ_cri_log *ret)
+{
+        size_t len;
+        char *buf = integ_read_file(path, &len);
+
+        assert_non_null(buf);
+        integ_cri_log_parse_text(buf, len, ret);
+        free(buf);
+}
+
+void integ_cri_log_done(struct integ_cri_log *l)
+{
+        free(l->text[0]);
+        free(l->text[1]);
+}

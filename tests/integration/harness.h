@@ -121,6 +121,19 @@ bool integ_wait_file_contains(const char *path, const char *needle, int timeout_
 /* Prints the daemon's log to stderr (for failures). */
 void integ_dump_daemon_log(struct integ *t);
 
+/* A k8s-file log, read by the CRI log format's definition (kubelet's parseCRILog), not from our
+ * writer: "<RFC3339Nano timestamp> <stdout|stderr> <tags> <content>\n", tags ':'-separated with F
+ * (the line is full: kubelet adds the newline back) or P (partial: the content continues in the
+ * next record of that stream) first. Fails the test on any line that is not a record. */
+struct integ_cri_log {
+        char *text[2]; /* stdout, stderr as kubelet would give them back */
+        size_t len[2];
+        unsigned partial[2]; /* P records seen */
+};
+void integ_cri_log_parse(const char *path, struct integ_cri_log *ret);
+void integ_cri_log_parse_text(const char *buf, size_t len, struct integ_cri_log *ret);
+void integ_cri_log_done(struct integ_cri_log *l);
+
 /* A raw client: connects a Unix socket of `type` (SOCK_STREAM, SOCK_SEQPACKET) to path, or fails
  * the test. Receives and sends time out after INTEG_WAIT_MS, so a peer that hangs fails the test. */
 int integ_connect_unix(const char *path, int type);

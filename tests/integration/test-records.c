@@ -329,111 +329,12 @@ static void test_exit_file_appears_whole_and_after_the_output(void **state)
         integ_result_done(&res);
 }
 
-/* ---- the CRI log format, read from its definition (kubelet's parseCRILog), not from our writer:
- * "<RFC3339Nano timestamp> <stdout|stderr> <tags> <content>\n", tags ':'-separated with F (the
- * line is full: kubelet adds the newline back) or P (partial: the content continues in the next
- * record of that stream) first. */
-
-static bool digits(const char *s, int n)
-{
-        for (int i = 0; i < n; i++)
-                if (s[i] < '0' || s[i] > '9')
-                        return false;
-        return true;
-}
-
-/* YYYY-MM-DDTHH:MM:SS[.fraction](Z|+hh:mm|-hh:mm); returns its length or 0. */
-static size_t rfc3339_len(const char *s)
-{
-        size_t n = 19;
-
-        if (!digits(s, 4) || s[4] != '-' || !digits(s + 5, 2) || s[7] != '-' || !digits(s + 8, 2) || s[10] != 'T' ||
-            !digits(s + 11, 2) || s[13] != ':' || !digits(s + 14, 2) || s[16] != ':' || !digits(s + 17, 2))
-                return 0;
-        if (s[n] == '.') {
-                size_t f = 0;
-
-                while (s[n + 1 + f] >= '0' && s[n + 1 + f] <= '9')
-                        f++;
-                if (f == 0 || f > 9)
-                        return 0;
-                n += 1 + f;
-        }
-        if (s[n] == 'Z')
-                return n + 1;
-        if ((s[n] == '+' || s[n] == '-') && digits(s + n + 1, 2) && s[n + 3] == ':' && digits(s + n + 4, 2))
-                return n + 6;
-        return 0;
-}
-
-struct cri_log {
-        char *text[2]; /* stdout, stderr as kubelet would give them back */
-        size_t len[2];
-        unsigned partial[2]; /* P records seen */
-};
-
-static void cri_log_append(struct cri_log *l, int k, const char *p, size_t n)
-{
-        l->text[k] = realloc(l->text[k], l->len[k] + n + 1);
-        assert_non_null(l->text[k]);
-        memcpy(l->text[k] + l->len[k], p, n);
-        l->len[k] += n;
-        l->text[k][l->len[k]] = '\0';
-}
-
-/* Fails the test on any line that is not a record. */
-static void cri_log_parse(const char *path, struct cri_log *ret)
-{
-        size_t len;
-        char *buf = integ_read_file(path, &len), *p = buf, *end;
-
-        assert_non_null(buf);
-        end = buf + len;
-        *ret = (struct cri_log){ 0 };
-        for (int k = 0; k < 2; k++)
-                cri_log_append(ret, k, "", 0);
-        while (p < end) {
-                char *nl = memchr(p, '\n', (size_t)(end - p)), *tag, *content;
-                size_t ts = rfc3339_len(p);
-                int k = 0;
-
-                if (!nl)
-                        fail_msg("the log ends inside a record: '%s'", p);
-                if (ts == 0 || p[ts] != ' ')
-                        fail_msg("no RFC 3339 timestamp at the start of '%.*s'", (int)(nl - p), p);
-                if (strncmp(p + ts + 1, "stdout ", 7) == 0)
-                        k = 0;
-                else if (strncmp(p + ts + 1, "stderr ", 7) == 0)
-                        k = 1;
-                else
-                        fail_msg("no stream in '%.*s'", (int)(nl - p), p);
-                tag = p + ts + 8;
-                content = memchr(tag, ' ', (size_t)(nl - tag));
-                if (!content || (tag[0] != 'F' && tag[0] != 'P') || (tag + 1 != content && tag[1] != ':'))
-                        fail_msg("no F or P tag in '%.*s'", (int)(nl - p), p);
-                content++;
-                cri_log_append(ret, k, content, (size_t)(nl - content));
-                if (tag[0] == 'F')
-                        cri_log_append(ret, k, "\n", 1);
-                else
-                        ret->partial[k]++;
-                p = nl + 1;
-        }
-        free(buf);
-}
-
-static void cri_log_done(struct cri_log *l)
-{
-        free(l->text[0]);
-        free(l->text[1]);
-}
-
 static void test_k8s_file_log_holds_both_streams_with_partial_and_long_lines(void **state)
 {
         struct integ *t = *state;
         struct integ_result res;
         char log[INTEG_PATH_MAX], spec[INTEG_PATH_MAX + 16], want[70000 + 64];
-        struct cri_log l;
+        struct integ_cri_log l;
 
         integ_vm_with_sim(t, "demo");
         snprintf(log, sizeof(log), "%s", integ_path(t, "c1.log"));
@@ -450,7 +351,7 @@ static void test_k8s_file_log_holds_both_streams_with_partial_and_long_lines(voi
         integ_assert_code(t, &res, 0);
         integ_result_done(&res);
 
-        cri_log_parse(log, &l);
+        integ_cri_log_parse(log, &l);
         memset(want, 0, sizeof(want));
         strcpy(want, "out1\npartial\n");
         memset(want + strlen(want), 'x', 70000);
@@ -459,7 +360,7 @@ static void test_k8s_file_log_holds_both_streams_with_partial_and_long_lines(voi
         assert_string_equal(l.text[1], "err1\nerr2\n");
         /* "tail" at least is partial; the long line too unless it came in one piece. */
         assert_true(l.partial[0] >= 1);
-        cri_log_done(&l);
+        integ_cri_log_done(&l);
 
         /* The log replaces the endpoints, and a bad spec is refused naming the forms. */
         integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--log", spec, "--stdout", log, "--", "true", NULL);
@@ -478,7 +379,7 @@ static void test_log_reopen_after_a_rename_writes_to_the_new_file(void **state)
         struct integ *t = *state;
         struct integ_result res;
         char log[INTEG_PATH_MAX], old[INTEG_PATH_MAX + 4], spec[INTEG_PATH_MAX + 16], script[512];
-        struct cri_log l;
+        struct integ_cri_log l;
 
         integ_vm_with_sim(t, "demo");
         snprintf(log, sizeof(log), "%s", integ_path(t, "rot.log"));
@@ -499,12 +400,12 @@ static void test_log_reopen_after_a_rename_writes_to_the_new_file(void **state)
         integ_assert_code(t, &res, 0);
         integ_result_done(&res);
 
-        cri_log_parse(old, &l);
+        integ_cri_log_parse(old, &l);
         assert_string_equal(l.text[0], "before\n");
-        cri_log_done(&l);
-        cri_log_parse(log, &l);
+        integ_cri_log_done(&l);
+        integ_cri_log_parse(log, &l);
         assert_string_equal(l.text[0], "after\n");
-        cri_log_done(&l);
+        integ_cri_log_done(&l);
 
         /* A process without a k8s-file log says so. */
         integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--id", "plain", "--", "true", NULL);
@@ -559,7 +460,7 @@ static void test_log_size_max_rotates_between_records_and_loses_nothing(void **s
         struct integ_result res;
         char log[INTEG_PATH_MAX], spec[INTEG_PATH_MAX + 16], script[4 * INTEG_PATH_MAX + 512], joined[INTEG_PATH_MAX];
         char count_path[INTEG_PATH_MAX], want[65536] = "", *count, *old;
-        struct cri_log l;
+        struct integ_cri_log l;
         unsigned files;
         long lines;
 
@@ -590,10 +491,10 @@ static void test_log_size_max_rotates_between_records_and_loses_nothing(void **s
                 snprintf(want + strlen(want), sizeof(want) - strlen(want), "err line %ld\n", i);
         files = concat_rotated(log, joined, sizeof(joined), t);
         assert_true(files >= 2);
-        cri_log_parse(joined, &l);
+        integ_cri_log_parse(joined, &l);
         assert_string_equal(l.text[0], "start-end\n");
         assert_string_equal(l.text[1], want);
-        cri_log_done(&l);
+        integ_cri_log_done(&l);
         /* The rotation fell inside the stdout line: its start is in an older file. */
         old = integ_read_file(log, NULL);
         assert_null(strstr(old, "stdout P start-"));
@@ -607,7 +508,7 @@ static void test_log_max_files_keeps_that_many(void **state)
         struct integ *t = *state;
         struct integ_result res;
         char log[INTEG_PATH_MAX], spec[INTEG_PATH_MAX + 16], name[INTEG_PATH_MAX + 16], joined[INTEG_PATH_MAX];
-        struct cri_log l;
+        struct integ_cri_log l;
         const char *last;
         long first;
 
@@ -625,7 +526,7 @@ static void test_log_max_files_keeps_that_many(void **state)
         snprintf(name, sizeof(name), "%s.2", log);
         assert_int_equal(access(name, F_OK), -1);
         assert_int_equal(concat_rotated(log, joined, sizeof(joined), t), 2);
-        cri_log_parse(joined, &l);
+        integ_cri_log_parse(joined, &l);
         /* What is left is a contiguous tail ending at the last line. */
         assert_int_equal(strncmp(l.text[0], "line ", 5), 0);
         first = strtol(l.text[0] + 5, NULL, 10);
@@ -640,7 +541,7 @@ static void test_log_max_files_keeps_that_many(void **state)
         }
         last = l.text[0] + strlen(l.text[0]) - strlen("line 299\n");
         assert_string_equal(last, "line 299\n");
-        cri_log_done(&l);
+        integ_cri_log_done(&l);
         /* Without a k8s-file log the options mean nothing: refused. */
         integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--log-size-max", "1K", "--", "true", NULL);
         integ_assert_code(t, &res, 2);
@@ -830,7 +731,7 @@ static void test_default_log_applies_to_execs_that_name_no_output(void **state)
         struct integ *t = e->t;
         char path[128], out[INTEG_PATH_MAX];
         struct integ_result res;
-        struct cri_log l;
+        struct integ_cri_log l;
 
         integ_vm_with_sim(t, "demo");
         snprintf(out, sizeof(out), "%s", integ_path(t, "d3.out"));
@@ -858,10 +759,10 @@ static void test_default_log_applies_to_execs_that_name_no_output(void **state)
                 integ_result_done(&res);
         }
         snprintf(path, sizeof(path), "%s/d1.log", e->dir);
-        cri_log_parse(path, &l);
+        integ_cri_log_parse(path, &l);
         assert_string_equal(l.text[0], "hi\n");
         assert_string_equal(l.text[1], "ho\n");
-        cri_log_done(&l);
+        integ_cri_log_done(&l);
         for (int i = 2; i <= 4; i++) {
                 snprintf(path, sizeof(path), "%s/d%d.log", e->dir, i);
                 if (access(path, F_OK) == 0)

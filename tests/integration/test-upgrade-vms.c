@@ -111,15 +111,13 @@ static void wait_more_lines(struct integ *t, const char *out, long more)
         }
 }
 
-/* Every line arrived exactly once, in order, "end" last. */
-static void check_sequence(struct integ *t, const char *out)
+/* Every line arrived exactly once, in order, "end" last: in text (changed). */
+static void check_sequence_in(struct integ *t, char *all)
 {
-        char *all, *line, *save = NULL;
+        char *line, *save = NULL;
         char want[32];
         long i = 0;
 
-        all = integ_read_file(out, NULL);
-        assert_non_null(all);
         for (line = strtok_r(all, "\n", &save); line; line = strtok_r(NULL, "\n", &save), i++) {
                 snprintf(want, sizeof(want), "line %ld", i);
                 if (strcmp(line, want) != 0) {
@@ -131,6 +129,15 @@ static void check_sequence(struct integ *t, const char *out)
         }
         assert_non_null(line); /* "end" came, last */
         assert_true(i > 40);
+}
+
+/* And in the file out. */
+static void check_sequence(struct integ *t, const char *out)
+{
+        char *all = integ_read_file(out, NULL);
+
+        assert_non_null(all);
+        check_sequence_in(t, all);
         free(all);
 }
 
@@ -328,6 +335,118 @@ static void test_writer_goes_on_through_the_upgrade(void **state)
         upgrade_ok(t);
         wait_more_lines(t, out, 20);
         finish_writer(t, pid, out);
+}
+
+/* A k8s-file log as one reader follows it, PATH.n-1 ... PATH.1, PATH (oldest first), NUL-terminated;
+ * while the writer runs a file may move away under us (rotation), and is left out then. Fails when
+ * a file holds more than cap bytes: rotation falls between records, each far smaller than cap. */
+static char *read_rotated(const char *log, size_t cap, size_t *ret_len)
+{
+        char name[INTEG_PATH_MAX + 16];
+        char *all = calloc(1, 1);
+        size_t len = 0;
+        unsigned n = 1;
+
+        assert_non_null(all);
+        for (;; n++) {
+                snprintf(name, sizeof(name), "%s.%u", log, n);
+                if (access(name, F_OK) < 0)
+                        break;
+        }
+        for (unsigned i = n; i >= 1; i--) {
+                size_t l;
+                char *text;
+
+                if (i == 1)
+                        snprintf(name, sizeof(name), "%s", log);
+                else
+                        snprintf(name, sizeof(name), "%s.%u", log, i - 1);
+                text = integ_read_file(name, &l);
+                if (!text)
+                        continue;
+                if (l > cap)
+                        fail_msg("%s holds %zu bytes, over its --log-size-max %zu", name, l, cap);
+                all = realloc(all, len + l + 1);
+                assert_non_null(all);
+                memcpy(all + len, text, l + 1);
+                len += l;
+                free(text);
+        }
+        *ret_len = len;
+        return all;
+}
+
+#define LOG_CAP 2048 /* --log-size-max 2K */
+
+/* Waits until the log holds a record of `more` lines beyond the records it holds now. */
+static void wait_logged(struct integ *t, const char *log, long more)
+{
+        size_t len;
+        char *all = read_rotated(log, LOG_CAP, &len);
+        char needle[48];
+        long n = 0;
+
+        for (size_t i = 0; i < len; i++)
+                n += all[i] == '\n';
+        free(all);
+        snprintf(needle, sizeof(needle), " stdout F line %ld\n", n + more);
+        for (int waited = 0;; waited += 20) {
+                bool found;
+
+                all = read_rotated(log, LOG_CAP, &len);
+                found = strstr(all, needle) != NULL;
+                free(all);
+                if (found)
+                        return;
+                if (waited >= INTEG_WAIT_MS) {
+                        integ_dump_daemon_log(t);
+                        fail_msg("the log stopped before '%s'", needle);
+                }
+                integ_sleep_ms(20);
+        }
+}
+
+/* A k8s-file log (as every Kubernetes pod's) through two upgrades: its fd goes along as open as it
+ * was, with its cap, file count and size, so every line is in the log exactly once, in order, as
+ * valid CRI records, and no file passes the cap across a hand-over (more than a file's worth comes
+ * after each). Its attach backlog (the output has no endpoint) does not refuse the upgrade. */
+static void test_k8s_file_log_goes_on_through_the_upgrade(void **state)
+{
+        struct integ *t = *state;
+        char log[INTEG_PATH_MAX], spec[INTEG_PATH_MAX + 16], script[INTEG_PATH_MAX * 2], pid_s[16];
+        struct integ_cri_log l;
+        struct integ_result res;
+        size_t len;
+        char *all;
+        long pid;
+
+        snprintf(log, sizeof(log), "%s", integ_path(t, "c.log"));
+        snprintf(spec, sizeof(spec), "k8s-file:%s", log);
+        snprintf(script, sizeof(script),
+                 "i=0; while [ ! -e %s ]; do echo \"line $i\"; i=$((i+1)); sleep 0.005; done; echo end; exit 7",
+                 integ_path(t, "stop"));
+        vm_with_counted_sim(t);
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--log", spec, "--log-size-max", "2K", "--log-max-files",
+                  "1000", "--", "sh", "-c", script, NULL);
+        pid = integ_detached_pid(t, &res);
+        wait_logged(t, log, 20);
+        upgrade_ok(t);
+        wait_logged(t, log, LOG_CAP / 40);
+        upgrade_ok(t);
+        wait_logged(t, log, LOG_CAP / 40);
+        integ_touch(integ_path(t, "stop"));
+        snprintf(pid_s, sizeof(pid_s), "%ld", pid);
+        integ_cli(t, &res, NULL, "wait", "demo", pid_s, NULL);
+        integ_assert_code(t, &res, 7);
+        integ_result_done(&res);
+        all = read_rotated(log, LOG_CAP, &len);
+        integ_cri_log_parse_text(all, len, &l);
+        free(all);
+        check_sequence_in(t, l.text[0]);
+        assert_string_equal(l.text[1], "");
+        integ_cri_log_done(&l);
+        assert_int_equal(sim_stat(t, "bridge_connects"), 1);
+        assert_int_equal(sim_stat(t, "stdio_redials"), 0);
 }
 
 /* The event on the line at *line (NULL if it does not parse), and *line moves past it. */
@@ -620,6 +739,7 @@ int main(int argc, char **argv)
 {
         struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_writer_goes_on_through_the_upgrade),
+                cmocka_unit_test(test_k8s_file_log_goes_on_through_the_upgrade),
                 cmocka_unit_test(test_stdin_reader_goes_on_through_the_upgrade),
                 cmocka_unit_test(test_attached_exec_goes_on_through_the_upgrade),
                 cmocka_unit_test(test_events_go_on_through_the_upgrade_without_a_second_vm_added),
