@@ -1008,3 +1008,107 @@ void integ_cri_log_done(struct integ_cri_log *l)
         free(l->text[0]);
         free(l->text[1]);
 }
+
+/* ---- a journal of our own (see harness.h) ---- */
+
+int integ_journal_setup(void **state)
+{
+        struct integ_journal *j = calloc(1, sizeof(*j));
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        char script[128], env[256];
+        FILE *f;
+        int r;
+
+        if (!j)
+                return -1;
+        if (geteuid() != 0 || access("/usr/bin/unshare", X_OK) < 0) {
+                free(j);
+                *state = NULL;
+                return 0; /* the test skips, saying why */
+        }
+        snprintf(j->dir, sizeof(j->dir), "/tmp/vsockmux-journal.XXXXXX");
+        if (!mkdtemp(j->dir))
+                return -1;
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/socket", j->dir);
+        j->sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (j->sock < 0 || bind(j->sock, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+                return -1;
+        snprintf(script, sizeof(script), "%s/wrap.sh", j->dir);
+        f = fopen(script, "w");
+        if (!f)
+                return -1;
+        fprintf(f,
+                "#!/bin/sh\nmount -t tmpfs vsockmux-test /run && mkdir -p /run/systemd/journal && "
+                "mount --bind %s /run/systemd/journal || exit 99\nexec \"$@\"\n",
+                j->dir);
+        fclose(f);
+        if (chmod(script, 0700) < 0)
+                return -1;
+        snprintf(env, sizeof(env), "/usr/bin/unshare -m --propagation private %s", script);
+        setenv("VSOCKMUX_DAEMON_WRAPPER", env, 1);
+        r = integ_new(*state, &j->t);
+        unsetenv("VSOCKMUX_DAEMON_WRAPPER");
+        if (r < 0)
+                return -1;
+        *state = j;
+        return 0;
+}
+
+int integ_journal_teardown(void **state)
+{
+        struct integ_journal *j = *state;
+        char cmd[128];
+        int code;
+
+        if (!j)
+                return 0;
+        code = integ_free(j->t);
+        if (j->sock >= 0)
+                close(j->sock);
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", j->dir);
+        if (system(cmd) != 0)
+                fprintf(stderr, "could not remove %s\n", j->dir);
+        free(j);
+        return code == 0 ? 0 : -1;
+}
+
+void integ_journal_collect(int sock, struct integ_journal_entries *ret)
+{
+        char buf[65536];
+
+        for (;;) {
+                ssize_t n = recv(sock, buf, sizeof(buf) - 1, 0);
+
+                if (n < 0 && errno == EAGAIN)
+                        return;
+                assert_true(n > 0);
+                if (ret->n == ret->cap) {
+                        ret->cap = ret->cap ? ret->cap * 2 : 64;
+                        ret->e = realloc(ret->e, ret->cap * sizeof(*ret->e));
+                        assert_non_null(ret->e);
+                }
+                buf[n] = '\0';
+                ret->e[ret->n] = strdup(buf);
+                assert_non_null(ret->e[ret->n++]);
+        }
+}
+
+const char *integ_journal_find(const struct integ_journal_entries *j, const char *message)
+{
+        char want[256];
+
+        snprintf(want, sizeof(want), "MESSAGE=%s\n", message);
+        for (unsigned i = 0; i < j->n; i++)
+                if (strncmp(j->e[i], want, strlen(want)) == 0)
+                        return j->e[i];
+        fail_msg("no journal entry with MESSAGE=%s among %u", message, j->n);
+        return NULL;
+}
+
+void integ_journal_entries_done(struct integ_journal_entries *j)
+{
+        for (unsigned i = 0; i < j->n; i++)
+                free(j->e[i]);
+        free(j->e);
+        *j = (struct integ_journal_entries){ .n = 0 };
+}

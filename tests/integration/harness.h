@@ -134,6 +134,30 @@ void integ_cri_log_parse(const char *path, struct integ_cri_log *ret);
 void integ_cri_log_parse_text(const char *buf, size_t len, struct integ_cri_log *ret);
 void integ_cri_log_done(struct integ_cri_log *l);
 
+/* --log journald against a journal socket of our own: the daemon runs in a private mount
+ * namespace whose /run/systemd/journal is the fixture's directory, so libsystemd's
+ * sd_journal_sendv reaches our datagram socket and nobody else's journal. A cmocka setup and
+ * teardown: *state is the fixture, or NULL when it cannot be had (not root, no unshare: skip). A
+ * new daemon started by the one under test (an upgrade) is in that namespace too. */
+struct integ_journal {
+        struct integ *t;
+        char dir[64];
+        int sock;
+};
+int integ_journal_setup(void **state);
+int integ_journal_teardown(void **state);
+/* Entries as sent (the native protocol: one datagram, "KEY=VALUE\n" fields). */
+struct integ_journal_entries {
+        char **e;
+        unsigned n, cap;
+};
+/* Appends every entry queued so far. The daemon sends a process's entries before it reports the
+ * exit, so after Wait they are all queued. */
+void integ_journal_collect(int sock, struct integ_journal_entries *ret);
+/* The entry whose MESSAGE is message (sd_journal_sendv keeps our field order: MESSAGE first). */
+const char *integ_journal_find(const struct integ_journal_entries *j, const char *message);
+void integ_journal_entries_done(struct integ_journal_entries *j);
+
 /* A raw client: connects a Unix socket of `type` (SOCK_STREAM, SOCK_SEQPACKET) to path, or fails
  * the test. Receives and sends time out after INTEG_WAIT_MS, so a peer that hangs fails the test. */
 int integ_connect_unix(const char *path, int type);

@@ -549,120 +549,10 @@ static void test_log_max_files_keeps_that_many(void **state)
         integ_result_done(&res);
 }
 
-/* --log journald against a journal socket of our own: the daemon runs in a private mount
- * namespace whose /run/systemd/journal is this test's directory, so libsystemd's
- * sd_journal_sendv reaches our datagram socket and nobody else's journal. */
-struct journal_fixture {
-        struct integ *t;
-        char dir[64];
-        char wrapper[128];
-        int sock;
-};
-
-static int journal_setup(void **state)
-{
-        struct journal_fixture *j = calloc(1, sizeof(*j));
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        char script[128], env[256];
-        FILE *f;
-        int r;
-
-        if (!j)
-                return -1;
-        if (geteuid() != 0 || access("/usr/bin/unshare", X_OK) < 0) {
-                free(j);
-                *state = NULL;
-                return 0; /* the test skips, saying why */
-        }
-        snprintf(j->dir, sizeof(j->dir), "/tmp/vsockmux-journal.XXXXXX");
-        if (!mkdtemp(j->dir))
-                return -1;
-        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/socket", j->dir);
-        j->sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (j->sock < 0 || bind(j->sock, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-                return -1;
-        snprintf(script, sizeof(script), "%s/wrap.sh", j->dir);
-        f = fopen(script, "w");
-        if (!f)
-                return -1;
-        fprintf(f,
-                "#!/bin/sh\nmount -t tmpfs vsockmux-test /run && mkdir -p /run/systemd/journal && "
-                "mount --bind %s /run/systemd/journal || exit 99\nexec \"$@\"\n",
-                j->dir);
-        fclose(f);
-        if (chmod(script, 0700) < 0)
-                return -1;
-        snprintf(env, sizeof(env), "/usr/bin/unshare -m --propagation private %s", script);
-        setenv("VSOCKMUX_DAEMON_WRAPPER", env, 1);
-        r = integ_new(*state, &j->t);
-        unsetenv("VSOCKMUX_DAEMON_WRAPPER");
-        if (r < 0)
-                return -1;
-        *state = j;
-        return 0;
-}
-
-static int journal_teardown(void **state)
-{
-        struct journal_fixture *j = *state;
-        char cmd[128];
-        int code;
-
-        if (!j)
-                return 0;
-        code = integ_free(j->t);
-        if (j->sock >= 0)
-                close(j->sock);
-        snprintf(cmd, sizeof(cmd), "rm -rf %s", j->dir);
-        if (system(cmd) != 0)
-                fprintf(stderr, "could not remove %s\n", j->dir);
-        free(j);
-        return code == 0 ? 0 : -1;
-}
-
-#define JOURNAL_MAX_ENTRIES 64
-
-struct journal_entries {
-        char *e[JOURNAL_MAX_ENTRIES];
-        unsigned n;
-};
-
-/* Every entry sent so far (the native protocol: one datagram, "KEY=VALUE\n" fields). The daemon
- * sends them before it reports the exit, so after Wait they are all queued here. */
-static void journal_collect(int sock, struct journal_entries *ret)
-{
-        char buf[65536];
-
-        for (;;) {
-                ssize_t n = recv(sock, buf, sizeof(buf) - 1, 0);
-
-                if (n < 0 && errno == EAGAIN)
-                        return;
-                assert_true(n > 0);
-                assert_true(ret->n < JOURNAL_MAX_ENTRIES);
-                buf[n] = '\0';
-                ret->e[ret->n] = strdup(buf);
-                assert_non_null(ret->e[ret->n++]);
-        }
-}
-
-/* The entry whose MESSAGE is message (sd_journal_sendv keeps our field order: MESSAGE first). */
-static const char *journal_find(const struct journal_entries *j, const char *message)
-{
-        char want[256];
-
-        snprintf(want, sizeof(want), "MESSAGE=%s\n", message);
-        for (unsigned i = 0; i < j->n; i++)
-                if (strncmp(j->e[i], want, strlen(want)) == 0)
-                        return j->e[i];
-        fail_msg("no journal entry with MESSAGE=%s among %u", message, j->n);
-        return NULL;
-}
-
 static void test_log_journald_writes_conmons_fields(void **state)
 {
-        struct journal_fixture *j = *state;
-        struct journal_entries all = { .n = 0 };
+        struct integ_journal *j = *state;
+        struct integ_journal_entries all = { .n = 0 };
         struct integ_result res;
         const char *e;
 
@@ -679,22 +569,21 @@ static void test_log_journald_writes_conmons_fields(void **state)
         integ_assert_code(j->t, &res, 0);
         integ_result_done(&res);
 
-        journal_collect(j->sock, &all);
-        e = journal_find(&all, "out1");
+        integ_journal_collect(j->sock, &all);
+        e = integ_journal_find(&all, "out1");
         integ_assert_contains(e, "\nPRIORITY=6\n");
         integ_assert_contains(e, "\nCONTAINER_ID_FULL=journal-logged-exec\n");
         integ_assert_contains(e, "\nCONTAINER_ID=journal-logg\n");
         integ_assert_contains(e, "\nCONTAINER_NAME=journal-logged-exec\n");
         integ_assert_contains(e, "\nVSOCKMUX_STREAM=stdout\n");
         assert_null(strstr(e, "CONTAINER_PARTIAL_MESSAGE"));
-        e = journal_find(&all, "err1");
+        e = integ_journal_find(&all, "err1");
         integ_assert_contains(e, "\nPRIORITY=3\n");
         integ_assert_contains(e, "\nVSOCKMUX_STREAM=stderr\n");
-        e = journal_find(&all, "part");
+        e = integ_journal_find(&all, "part");
         integ_assert_contains(e, "\nCONTAINER_PARTIAL_MESSAGE=true\n");
         assert_int_equal(all.n, 3);
-        for (unsigned i = 0; i < all.n; i++)
-                free(all.e[i]);
+        integ_journal_entries_done(&all);
         /* Endpoints and a journald log exclude each other. */
         integ_cli(j->t, &res, NULL, "exec", "demo", "--detach", "--log", "journald", "--stdout", "/dev/null", "--",
                   "true", NULL);
@@ -961,8 +850,8 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_log_reopen_after_a_rename_writes_to_the_new_file),
                 cmocka_unit_test(test_log_size_max_rotates_between_records_and_loses_nothing),
                 cmocka_unit_test(test_log_max_files_keeps_that_many),
-                cmocka_unit_test_setup_teardown(test_log_journald_writes_conmons_fields, journal_setup,
-                                                journal_teardown),
+                cmocka_unit_test_setup_teardown(test_log_journald_writes_conmons_fields, integ_journal_setup,
+                                                integ_journal_teardown),
                 cmocka_unit_test_setup_teardown(test_default_log_applies_to_execs_that_name_no_output,
                                                 default_log_setup, exit_teardown),
                 cmocka_unit_test_setup_teardown(test_exit_file_appears_whole_and_after_the_output, exit_setup,

@@ -1,10 +1,11 @@
 /* Live upgrade with VMs (issue 15, section 1) against real daemons and the real simulator: a
  * process writes lines to a file endpoint through `vsockmux upgrade`, the new vsockmuxd taking
  * its VM over live, and the guest never notices (one bridge connection, no stdio redial, every
- * line exactly once, the exit code); an attached exec runs through it; a new binary that cannot
- * take over (missing, exits at start, not ready in time, refuses, cannot adopt) leaves the old
- * daemon serving the VM with nothing lost and a `wait` in flight answered; and a VM the hand-over
- * cannot move refuses the upgrade by name. The test is a child subreaper: the new daemon,
+ * line exactly once, the exit code); so do one writing to a k8s-file log and one logging to
+ * journald; an attached exec runs through it; a new binary that cannot take over (missing, exits
+ * at start, not ready in time, refuses, cannot adopt) leaves the old daemon serving the VM with
+ * nothing lost and a `wait` in flight answered; and a VM the hand-over cannot move refuses the
+ * upgrade by name. The test is a child subreaper: the new daemon,
  * orphaned when the old one exits, is ours to reap. */
 #include <errno.h>
 #include <setjmp.h>
@@ -111,8 +112,9 @@ static void wait_more_lines(struct integ *t, const char *out, long more)
         }
 }
 
-/* Every line arrived exactly once, in order, "end" last: in text (changed). */
-static void check_sequence_in(struct integ *t, char *all)
+/* Every line arrived exactly once, in order, "end" last: in text (changed). Returns how many lines
+ * came before "end". */
+static long check_sequence_in(struct integ *t, char *all)
 {
         char *line, *save = NULL;
         char want[32];
@@ -128,7 +130,7 @@ static void check_sequence_in(struct integ *t, char *all)
                 }
         }
         assert_non_null(line); /* "end" came, last */
-        assert_true(i > 40);
+        return i;
 }
 
 /* And in the file out. */
@@ -137,7 +139,7 @@ static void check_sequence(struct integ *t, const char *out)
         char *all = integ_read_file(out, NULL);
 
         assert_non_null(all);
-        check_sequence_in(t, all);
+        assert_true(check_sequence_in(t, all) > 40);
         free(all);
 }
 
@@ -442,9 +444,93 @@ static void test_k8s_file_log_goes_on_through_the_upgrade(void **state)
         all = read_rotated(log, LOG_CAP, &len);
         integ_cri_log_parse_text(all, len, &l);
         free(all);
-        check_sequence_in(t, l.text[0]);
+        assert_true(check_sequence_in(t, l.text[0]) > 40);
         assert_string_equal(l.text[1], "");
         integ_cri_log_done(&l);
+        assert_int_equal(sim_stat(t, "bridge_connects"), 1);
+        assert_int_equal(sim_stat(t, "stdio_redials"), 0);
+}
+
+/* Collects the journal's entries into all until one says MESSAGE=line n. */
+static void wait_journal(struct integ *t, struct integ_journal *j, struct integ_journal_entries *all, long n)
+{
+        char want[48];
+
+        snprintf(want, sizeof(want), "MESSAGE=line %ld\n", n);
+        for (int waited = 0;; waited += 20) {
+                integ_journal_collect(j->sock, all);
+                for (unsigned i = 0; i < all->n; i++)
+                        if (strncmp(all->e[i], want, strlen(want)) == 0)
+                                return;
+                if (waited >= INTEG_WAIT_MS) {
+                        integ_dump_daemon_log(t);
+                        fail_msg("no journal entry '%s' among %u", want, all->n);
+                }
+                integ_sleep_ms(20);
+        }
+}
+
+/* A process logging to journald through two upgrades: the new daemons write its entries with the
+ * same fields (conmon's, named by its exec id, and the VM's), every line exactly once, in order.
+ * The writer pauses at each upgrade: journald's socket queues only max_dgram_qlen (10) entries, and
+ * the test reads them only between CLI calls. */
+static void test_journald_log_goes_on_through_the_upgrade(void **state)
+{
+        struct integ_journal *j = *state;
+        struct integ_journal_entries all = { .n = 0 };
+        char script[INTEG_PATH_MAX * 3], *text = NULL;
+        struct integ_result res;
+        size_t len = 0;
+        struct integ *t;
+
+        if (!j) {
+                print_message("skipped: needs root and /usr/bin/unshare for a private journal socket\n");
+                skip();
+        }
+        t = j->t;
+        snprintf(script, sizeof(script),
+                 "i=0; for go in %s %s end; do for k in 1 2 3 4 5; do echo \"line $i\"; i=$((i+1)); done; "
+                 "[ $go = end ] && break; until [ -e $go ]; do sleep 0.01; done; done; echo end; exit 7",
+                 integ_path(t, "go1"), integ_path(t, "go2"));
+        vm_with_counted_sim(t);
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--id", "journal-upgrade", "--log", "journald", "--", "sh",
+                  "-c", script, NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        wait_journal(t, j, &all, 4);
+        upgrade_ok(t);
+        integ_touch(integ_path(t, "go1"));
+        wait_journal(t, j, &all, 9);
+        upgrade_ok(t);
+        integ_touch(integ_path(t, "go2"));
+        integ_cli(t, &res, NULL, "wait", "demo", "journal-upgrade", NULL);
+        integ_assert_code(t, &res, 7);
+        integ_result_done(&res);
+        integ_journal_collect(j->sock, &all);
+        /* The lines as a reader joins them (a partial entry continues in the next). */
+        for (unsigned i = 0; i < all.n; i++) {
+                const char *e = all.e[i], *nl = strchr(e, '\n');
+
+                assert_non_null(nl);
+                assert_int_equal(strncmp(e, "MESSAGE=", 8), 0);
+                integ_assert_contains(e, "\nCONTAINER_ID_FULL=journal-upgrade\n");
+                integ_assert_contains(e, "\nCONTAINER_ID=journal-upgr\n");
+                integ_assert_contains(e, "\nCONTAINER_NAME=journal-upgrade\n");
+                integ_assert_contains(e, "\nVSOCKMUX_VM=demo\n");
+                integ_assert_contains(e, "\nVSOCKMUX_STREAM=stdout\n");
+                integ_assert_contains(e, "\nPRIORITY=6\n");
+                text = realloc(text, len + (size_t)(nl - e) + 2);
+                assert_non_null(text);
+                memcpy(text + len, e + 8, (size_t)(nl - e) - 8);
+                len += (size_t)(nl - e) - 8;
+                if (!strstr(e, "\nCONTAINER_PARTIAL_MESSAGE=true\n"))
+                        text[len++] = '\n';
+                text[len] = '\0';
+        }
+        assert_non_null(text);
+        assert_int_equal(check_sequence_in(t, text), 15);
+        free(text);
+        integ_journal_entries_done(&all);
         assert_int_equal(sim_stat(t, "bridge_connects"), 1);
         assert_int_equal(sim_stat(t, "stdio_redials"), 0);
 }
@@ -740,6 +826,8 @@ int main(int argc, char **argv)
         struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_writer_goes_on_through_the_upgrade),
                 cmocka_unit_test(test_k8s_file_log_goes_on_through_the_upgrade),
+                cmocka_unit_test_setup_teardown(test_journald_log_goes_on_through_the_upgrade, integ_journal_setup,
+                                                integ_journal_teardown),
                 cmocka_unit_test(test_stdin_reader_goes_on_through_the_upgrade),
                 cmocka_unit_test(test_attached_exec_goes_on_through_the_upgrade),
                 cmocka_unit_test(test_events_go_on_through_the_upgrade_without_a_second_vm_added),
