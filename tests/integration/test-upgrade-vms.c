@@ -727,6 +727,46 @@ static void test_binary_that_refuses_gives_the_vm_back(void **state)
         expect_rolled_back(t, "refused the handover: not this state", script(t, "refuses", body));
 }
 
+/* A rollback takes a k8s-file log back too: the old daemon writes on into the fd it sent, at its
+ * cap, every line once. */
+static void test_refused_upgrade_gives_the_k8s_file_log_back(void **state)
+{
+        struct integ *t = *state;
+        char log[INTEG_PATH_MAX], spec[INTEG_PATH_MAX + 16], writer[INTEG_PATH_MAX * 2], body[INTEG_PATH_MAX * 2];
+        struct integ_cri_log l;
+        struct integ_result res;
+        size_t len;
+        char *all;
+
+        snprintf(log, sizeof(log), "%s", integ_path(t, "c.log"));
+        snprintf(spec, sizeof(spec), "k8s-file:%s", log);
+        snprintf(writer, sizeof(writer),
+                 "i=0; while [ ! -e %s ]; do echo \"line $i\"; i=$((i+1)); sleep 0.005; done; echo end; exit 7",
+                 integ_path(t, "stop"));
+        snprintf(body, sizeof(body), "exec %s/tests/integration/handover-peer refuse 'not this state'",
+                 getenv("VSOCKMUX_BUILD_ROOT"));
+        vm_with_counted_sim(t);
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--id", "logged", "--log", spec, "--log-size-max", "2K",
+                  "--log-max-files", "1000", "--", "sh", "-c", writer, NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        wait_logged(t, log, 20);
+        integ_cli(t, &res, NULL, "upgrade", "--binary", script(t, "refuses", body), NULL);
+        integ_assert_code(t, &res, 1);
+        integ_assert_contains(res.err, "refused the handover: not this state");
+        integ_result_done(&res);
+        wait_logged(t, log, LOG_CAP / 40);
+        integ_touch(integ_path(t, "stop"));
+        integ_cli(t, &res, NULL, "wait", "demo", "logged", NULL);
+        integ_assert_code(t, &res, 7);
+        integ_result_done(&res);
+        all = read_rotated(log, LOG_CAP, &len);
+        integ_cri_log_parse_text(all, len, &l);
+        free(all);
+        assert_true(check_sequence_in(t, l.text[0]) > 40);
+        integ_cri_log_done(&l);
+}
+
 /* The real daemon as the new binary, refusing after it received the VMs: their hvsock path is
  * outside its --hvsock-root, so it cannot take them over, answers why and exits 1; the old daemon
  * takes them back. */
@@ -836,6 +876,7 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_binary_that_exits_at_start_gives_the_vm_back),
                 cmocka_unit_test(test_binary_not_ready_in_time_gives_the_vm_back),
                 cmocka_unit_test(test_binary_that_refuses_gives_the_vm_back),
+                cmocka_unit_test(test_refused_upgrade_gives_the_k8s_file_log_back),
                 cmocka_unit_test(test_new_daemon_that_cannot_adopt_gives_the_vm_back),
                 cmocka_unit_test(test_vm_not_quiet_in_time_is_named_and_serves_on),
                 cmocka_unit_test(test_vm_the_hand_over_cannot_move_refuses_by_name),
