@@ -4,6 +4,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Bounds on a k8s-file log's cap and file count, for an exec and for a saved state alike (a save
+ * must pass the checks its restore makes): the CLI's, a terabyte and a thousand files. */
+#define LOG_K8S_MAX_SIZE (UINT64_C(1) << 40)
+#define LOG_K8S_MAX_FILES 1000u
+
 enum log_k8s_stream {
         LOG_K8S_STDOUT,
         LOG_K8S_STDERR,

@@ -93,6 +93,12 @@ static struct export_entry *export_process(struct vmm_process *p)
         o->console_height = p->console_height;
         o->console_width = p->console_width;
         o->log_path = p->log_path ? p->log_path : (char *)"";
+        /* A restart or a restore reopens log_path: at its cap and file count, as the exec asked. */
+        if (p->log_path) {
+                o->log_size_max = p->log_size_max;
+                o->log_max_files = p->log_max_files;
+        }
+        o->log_journald = p->log_journald;
         o->started_ns = p->started_ns;
         o->exited_ns = p->exited_ns;
         if (p->has_creds) {
@@ -435,13 +441,17 @@ int vmm_processes_check_io(const Vsockmux__State__Vm *sv, const struct vmm_resto
         return r;
 }
 
+/* The restoring client named stdout or stderr endpoints: they replace the saved log. */
+static bool import_io_names_output(const struct vmm_restore_io *io)
+{
+        return io &&
+               ((io->path[VMM_STDOUT] && io->path[VMM_STDOUT][0]) || (io->path[VMM_STDERR] && io->path[VMM_STDERR][0]));
+}
+
 /* A k8s-file log comes back at its saved path unless the client names stdout/stderr endpoints. */
 static const char *import_log_path(const Vsockmux__State__Process *sp, const struct vmm_restore_io *io)
 {
-        if (!sp->log_path[0])
-                return NULL;
-        if (io &&
-            ((io->path[VMM_STDOUT] && io->path[VMM_STDOUT][0]) || (io->path[VMM_STDERR] && io->path[VMM_STDERR][0])))
+        if (!sp->log_path[0] || import_io_names_output(io))
                 return NULL;
         return sp->log_path;
 }
@@ -542,8 +552,11 @@ static int import_process(struct vmm_processes *t, const Vsockmux__State__Proces
                 /* A live hand-over brings its log open (adopt_log), not reopened by path nor
                  * given the default one; a save has neither field. */
                 .log_k8s_path = sp->log_fd_set ? NULL : import_log_path(sp, io),
+                .log_size_max = sp->log_size_max,
+                .log_max_files = sp->log_max_files,
                 .log_passthrough = sp->log_fd_set,
-                .log_journald = sp->log_journald,
+                /* Without it the daemon's default log would take its output (or nothing would). */
+                .log_journald = sp->log_journald && !import_io_names_output(io),
         };
         static const char *const unknown_argv[] = { "?" };
         struct vmm_process *p;

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "daemon/log-k8s.h"
 #include "ports/ports.h"
 #include "util/unaligned.h"
 
@@ -143,6 +144,18 @@ static int savestate_check_process(const Vsockmux__State__Process *p, const Vsoc
                 return savestate_fail(err, errlen, "process %u: log path not absolute or too long", p->pid);
         if (p->console_height > UINT16_MAX || p->console_width > UINT16_MAX)
                 return savestate_fail(err, errlen, "process %u: console over 65535 x 65535", p->pid);
+        /* The log's cap and file count as an exec may ask them (LOG_K8S_MAX_*), and only with the
+         * k8s-file log they rotate; a live upgrade's fd never comes in a save or a record. */
+        if (p->log_size_max > LOG_K8S_MAX_SIZE || p->log_max_files > LOG_K8S_MAX_FILES)
+                return savestate_fail(err, errlen, "process %u: log cap %llu bytes or %u files over %llu or %u", p->pid,
+                                      (unsigned long long)p->log_size_max, p->log_max_files,
+                                      (unsigned long long)LOG_K8S_MAX_SIZE, LOG_K8S_MAX_FILES);
+        if ((p->log_size_max || p->log_max_files) && !p->log_path[0])
+                return savestate_fail(err, errlen, "process %u: a log cap without a k8s-file log", p->pid);
+        if (p->log_journald && p->log_path[0])
+                return savestate_fail(err, errlen, "process %u: logs both to journald and to a k8s-file log", p->pid);
+        if (p->log_fd_set)
+                return savestate_fail(err, errlen, "process %u: a live upgrade's log fd in a saved state", p->pid);
         if (p->exit_signal < 0 || p->exit_signal > 64 || !str_ok(p->exit_message, SAVESTATE_MAX_ID))
                 return savestate_fail(err, errlen, "process %u: bad exit signal or message", p->pid);
         if (p->state == VSOCKMUX__STATE__PROCESS_STATE__PROCESS_STATE_RUNNING && p->wait_call_id == 0)

@@ -9,6 +9,7 @@
 #include "control.pb-c.h"
 #include "daemon/event-ring.h"
 #include "daemon/exec-id.h"
+#include "daemon/log-k8s.h"
 #include "daemon/metrics.h"
 #include "daemon/migrate.h"
 #include "daemon/service.h"
@@ -414,9 +415,6 @@ static struct opener_creds service_peer_creds(const struct control_call *call)
         return c;
 }
 
-/* Rotated k8s-file logs kept per process, the current one included. */
-#define SERVICE_LOG_MAX_FILES 1000u
-
 static int on_exec(struct control_call *call, const ProtobufCMessage *request, void *userdata)
 {
         REQ(Vsockmux__V1__ExecRequest, request);
@@ -454,9 +452,12 @@ static int on_exec(struct control_call *call, const ProtobufCMessage *request, v
         if (req->interactive && req->stdin_path[0])
                 return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT,
                                          "interactive takes stdin from attach clients: give no stdin_path with it");
-        if (req->log_max_files > SERVICE_LOG_MAX_FILES)
+        if (req->log_max_files > LOG_K8S_MAX_FILES)
                 return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "log_max_files is at most %u",
-                                         SERVICE_LOG_MAX_FILES);
+                                         LOG_K8S_MAX_FILES);
+        if (req->log_size_max > LOG_K8S_MAX_SIZE)
+                return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT, "log_size_max is at most %llu bytes",
+                                         (unsigned long long)LOG_K8S_MAX_SIZE);
         if (req->keep_stderr && (req->terminal || req->stderr_path[0]))
                 return control_call_fail(call, CONTROL_CODE_INVALID_ARGUMENT,
                                          "keep_stderr keeps a stderr without stderr_path: not with terminal or "

@@ -1997,6 +1997,93 @@ static void test_terminal_and_k8s_log_survive_save_and_restore(void **state)
         free(sv.blob);
 }
 
+/* A k8s-file log's cap and file count go with a save: the destination reopens it at its path and
+ * rotates it as the source did (no file over the cap, the file count kept), not unbounded. */
+static void test_k8s_log_keeps_its_cap_through_save_and_restore(void **state)
+{
+        struct fixture *f = *state;
+        char log[128], go[128], name[160], script[384];
+        const char *argv[] = { "sh", "-c", script };
+        struct vmm_exec_params params = {
+                .argv = argv,
+                .n_argv = 3,
+                .log_k8s_path = log,
+                .log_size_max = 1024,
+                .log_max_files = 3,
+        };
+        struct started st = { 0 };
+        struct exited ex = { 0 };
+        struct vmm_vm *vm, *vb;
+        struct saved sv;
+        struct vmm_error err = {};
+
+        snprintf(log, sizeof(log), "%s/c.log", f->dir);
+        snprintf(go, sizeof(go), "%s/go", f->dir);
+        /* Some 50 bytes a record: five files' worth after the move. */
+        snprintf(script, sizeof(script),
+                 "echo before; while [ ! -e %s ]; do sleep 0.05; done; i=0; while [ $i -lt 100 ]; do echo line $i; "
+                 "i=$((i+1)); done",
+                 go);
+        vm = add_vm_connected(f, true);
+        assert_int_equal(vmm_exec(vm, &params, on_started, &st, &err), 0);
+        run_until(f, &st.count, "the exec");
+        assert_int_equal(st.error, 0);
+        wait_for_output(f, log, 1);
+        sv = save_vm(f, vm);
+        vb = restore_vm(f, &sv, st.pid, NULL);
+        assert_int_equal(fclose(fopen(go, "w")), 0);
+        wait_exit(f, vb, st.pid, &ex);
+        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
+        for (int i = 0; i < 3; i++) {
+                if (i == 0)
+                        snprintf(name, sizeof(name), "%s", log);
+                else
+                        snprintf(name, sizeof(name), "%s.%d", log, i);
+                if (access(name, F_OK) < 0)
+                        fail_msg("%s is missing: the log did not rotate after the restore", name);
+                if (file_size(name) > 1024)
+                        fail_msg("%s holds %zu bytes, over its cap 1024", name, file_size(name));
+        }
+        snprintf(name, sizeof(name), "%s.3", log);
+        assert_int_equal(access(name, F_OK), -1);
+        free(sv.blob);
+}
+
+/* A process logging to journald keeps it through a save (the destination's own output flag), unless
+ * the restoring client names its stdout: that endpoint then takes the output, as it takes a
+ * k8s-file log's. Nothing is written before the move, so no test entry reaches a real journal. */
+static void test_restore_io_stdout_takes_a_journald_process_output(void **state)
+{
+        struct fixture *f = *state;
+        char out[128], go[128], script[256];
+        const char *argv[] = { "sh", "-c", script };
+        struct vmm_exec_params params = { .argv = argv, .n_argv = 3, .log_journald = true };
+        struct started st = { 0 };
+        struct exited ex = { 0 };
+        struct vmm_vm *vm, *vb;
+        struct saved sv;
+        struct vmm_error err = {};
+        char *text;
+        size_t len;
+
+        snprintf(out, sizeof(out), "%s/out", f->dir);
+        snprintf(go, sizeof(go), "%s/go", f->dir);
+        snprintf(script, sizeof(script), "while [ ! -e %s ]; do sleep 0.05; done; echo after", go);
+        vm = add_vm_connected(f, true);
+        assert_int_equal(vmm_exec(vm, &params, on_started, &st, &err), 0);
+        run_until(f, &st.count, "the exec");
+        assert_int_equal(st.error, 0);
+        sv = save_vm(f, vm);
+        vb = restore_vm(f, &sv, st.pid, out);
+        assert_int_equal(fclose(fopen(go, "w")), 0);
+        wait_exit(f, vb, st.pid, &ex);
+        assert_int_equal(ex.exit.kind, VMM_EXIT_EXITED);
+        text = slurp(f, out, &len);
+        assert_string_equal(text, "after\n");
+        free(text);
+        free(sv.blob);
+}
+
 static void test_resume_on_the_source_rolls_back_a_save(void **state)
 {
         struct fixture *f = *state;
@@ -2537,6 +2624,9 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_upstream_case_stdin_ends_at_the_save_without_the_end_confirmation,
                                                 setup, teardown),
                 cmocka_unit_test_setup_teardown(test_terminal_and_k8s_log_survive_save_and_restore, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_k8s_log_keeps_its_cap_through_save_and_restore, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_restore_io_stdout_takes_a_journald_process_output, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_exit_during_blackout_reaches_the_destination, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_upstream_exec_exit_during_blackout_is_lost_and_said_so, setup,
                                                 teardown),

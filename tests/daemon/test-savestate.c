@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "daemon/log-k8s.h"
 #include "daemon/savestate.h"
 #include "ports/ports.h"
 
@@ -335,6 +336,71 @@ static void test_relative_hvsock_path_is_refused(void **state)
         expect_refused(f, "not absolute");
 }
 
+/* A log's cap and file count as the exec allows them, on a k8s-file log, round-trip. */
+static void test_log_cap_and_journald_round_trip(void **state)
+{
+        struct fixture *f = fixture_new(2);
+        _cleanup_(savestate_msg_freep) savestate_msg *s = NULL;
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t len;
+        char err[256];
+
+        f->p[0].log_path = "/var/log/c.log";
+        f->p[0].log_size_max = LOG_K8S_MAX_SIZE;
+        f->p[0].log_max_files = LOG_K8S_MAX_FILES;
+        f->p[1].log_journald = true;
+        encode_ok(f, &buf, &len);
+        assert_int_equal(savestate_decode(buf, len, &s, err, sizeof(err)), 0);
+        assert_int_equal(s->vm->processes[0]->log_size_max, LOG_K8S_MAX_SIZE);
+        assert_int_equal(s->vm->processes[0]->log_max_files, LOG_K8S_MAX_FILES);
+        assert_false(s->vm->processes[0]->log_journald);
+        assert_true(s->vm->processes[1]->log_journald);
+        free(f);
+}
+
+/* What no exec could ask for, and a live upgrade's fd index, are refused by name. */
+static void test_log_cap_out_of_bounds_is_refused(void **state)
+{
+        struct fixture *f = fixture_new(1);
+
+        f->p[0].log_path = "/var/log/c.log";
+        f->p[0].log_max_files = LOG_K8S_MAX_FILES + 1;
+        expect_refused(f, "process 100: log cap 0 bytes or 1001 files over");
+        f = fixture_new(1);
+        f->p[0].log_path = "/var/log/c.log";
+        f->p[0].log_size_max = LOG_K8S_MAX_SIZE + 1;
+        expect_refused(f, "log cap 1099511627777 bytes");
+}
+
+static void test_log_cap_without_a_k8s_file_log_is_refused(void **state)
+{
+        struct fixture *f = fixture_new(1);
+
+        f->p[0].log_size_max = 2048;
+        expect_refused(f, "a log cap without a k8s-file log");
+        f = fixture_new(1);
+        f->p[0].log_max_files = 3;
+        expect_refused(f, "a log cap without a k8s-file log");
+}
+
+static void test_journald_with_a_k8s_file_log_is_refused(void **state)
+{
+        struct fixture *f = fixture_new(1);
+
+        f->p[0].log_path = "/var/log/c.log";
+        f->p[0].log_journald = true;
+        expect_refused(f, "both to journald and to a k8s-file log");
+}
+
+static void test_live_log_fd_in_a_save_is_refused(void **state)
+{
+        struct fixture *f = fixture_new(1);
+
+        f->p[0].log_path = "/var/log/c.log";
+        f->p[0].log_fd_set = true;
+        expect_refused(f, "a live upgrade's log fd");
+}
+
 static void test_thousand_processes_stay_under_a_kib_each(void **state)
 {
         struct fixture *f = fixture_new(1000);
@@ -429,6 +495,11 @@ int main(int argc, char **argv)
                 cmocka_unit_test(test_running_process_without_wait_is_refused),
                 cmocka_unit_test(test_delivered_more_than_received_is_refused),
                 cmocka_unit_test(test_relative_hvsock_path_is_refused),
+                cmocka_unit_test(test_log_cap_and_journald_round_trip),
+                cmocka_unit_test(test_log_cap_out_of_bounds_is_refused),
+                cmocka_unit_test(test_log_cap_without_a_k8s_file_log_is_refused),
+                cmocka_unit_test(test_journald_with_a_k8s_file_log_is_refused),
+                cmocka_unit_test(test_live_log_fd_in_a_save_is_refused),
                 cmocka_unit_test(test_thousand_processes_stay_under_a_kib_each),
                 cmocka_unit_test(test_file_write_is_atomic_and_reads_back),
         };
