@@ -1009,6 +1009,42 @@ void integ_cri_log_done(struct integ_cri_log *l)
         free(l->text[1]);
 }
 
+char *integ_read_rotated(const char *log, size_t cap, size_t *ret_len)
+{
+        char name[INTEG_PATH_MAX + 16];
+        char *all = calloc(1, 1);
+        size_t len = 0;
+        unsigned n = 1;
+
+        assert_non_null(all);
+        for (;; n++) {
+                snprintf(name, sizeof(name), "%s.%u", log, n);
+                if (access(name, F_OK) < 0)
+                        break;
+        }
+        for (unsigned i = n; i >= 1; i--) {
+                size_t l;
+                char *text;
+
+                if (i == 1)
+                        snprintf(name, sizeof(name), "%s", log);
+                else
+                        snprintf(name, sizeof(name), "%s.%u", log, i - 1);
+                text = integ_read_file(name, &l);
+                if (!text)
+                        continue;
+                if (l > cap)
+                        fail_msg("%s holds %zu bytes, over its --log-size-max %zu", name, l, cap);
+                all = realloc(all, len + l + 1);
+                assert_non_null(all);
+                memcpy(all + len, text, l + 1);
+                len += l;
+                free(text);
+        }
+        *ret_len = len;
+        return all;
+}
+
 /* ---- a journal of our own (see harness.h) ---- */
 
 int integ_journal_setup(void **state)
@@ -1070,6 +1106,20 @@ int integ_journal_teardown(void **state)
                 fprintf(stderr, "could not remove %s\n", j->dir);
         free(j);
         return code == 0 ? 0 : -1;
+}
+
+/* The fixture's daemon once more (a restart): in a namespace of its own, the fixture's socket its
+ * journal's. */
+int integ_journal_restart(struct integ_journal *j, char *const extra[])
+{
+        char env[256];
+        int r;
+
+        snprintf(env, sizeof(env), "/usr/bin/unshare -m --propagation private %s/wrap.sh", j->dir);
+        setenv("VSOCKMUX_DAEMON_WRAPPER", env, 1);
+        r = integ_daemon_restart(j->t, extra);
+        unsetenv("VSOCKMUX_DAEMON_WRAPPER");
+        return r;
 }
 
 void integ_journal_collect(int sock, struct integ_journal_entries *ret)

@@ -133,6 +133,10 @@ struct integ_cri_log {
 void integ_cri_log_parse(const char *path, struct integ_cri_log *ret);
 void integ_cri_log_parse_text(const char *buf, size_t len, struct integ_cri_log *ret);
 void integ_cri_log_done(struct integ_cri_log *l);
+/* A k8s-file log as one reader follows it, PATH.n-1 ... PATH.1, PATH (oldest first), NUL-terminated;
+ * while the writer runs a file may move away under us (rotation), and is left out then. Fails when
+ * a file holds more than cap bytes: rotation falls between records, each far smaller than cap. */
+char *integ_read_rotated(const char *log, size_t cap, size_t *ret_len);
 
 /* --log journald against a journal socket of our own: the daemon runs in a private mount
  * namespace whose /run/systemd/journal is the fixture's directory, so libsystemd's
@@ -146,6 +150,8 @@ struct integ_journal {
 };
 int integ_journal_setup(void **state);
 int integ_journal_teardown(void **state);
+/* integ_daemon_restart() for the fixture's daemon: the new one in a journal namespace as well. */
+int integ_journal_restart(struct integ_journal *j, char *const extra[]);
 /* Entries as sent (the native protocol: one datagram, "KEY=VALUE\n" fields). */
 struct integ_journal_entries {
         char **e;

@@ -199,6 +199,179 @@ static void test_sigterm_and_restart_lose_nothing(void **state)
         integ_result_done(&res);
 }
 
+/* "line 0" ... "line N-1" then "end", each once and in order, in text (changed). Returns N. */
+static long check_lines_once(struct integ *t, char *text)
+{
+        char *line, *save = NULL;
+        char want[32];
+        long i = 0;
+
+        for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save), i++) {
+                snprintf(want, sizeof(want), "line %ld", i);
+                if (strcmp(line, want) == 0)
+                        continue;
+                if (strcmp(line, "end") == 0 && !strtok_r(NULL, "\n", &save))
+                        return i;
+                integ_dump_daemon_log(t);
+                fail_msg("line %ld is '%s', not '%s' (lost or repeated output)", i, line, want);
+        }
+        integ_dump_daemon_log(t);
+        fail_msg("no 'end' after %ld lines", i);
+        return -1;
+}
+
+#define LOG_CAP 2048 /* --log-size-max 2K: some 40 records a file */
+
+/* Waits until the rotated log holds a record "line N" for N `more` beyond the records it holds now. */
+static void wait_logged(struct integ *t, const char *log, long more)
+{
+        char needle[48];
+        size_t len;
+        char *all = integ_read_rotated(log, LOG_CAP, &len);
+        long n = 0;
+
+        for (size_t i = 0; i < len; i++)
+                n += all[i] == '\n';
+        free(all);
+        snprintf(needle, sizeof(needle), " stdout F line %ld\n", n + more);
+        for (int waited = 0;; waited += 20) {
+                bool found;
+
+                all = integ_read_rotated(log, LOG_CAP, &len);
+                found = strstr(all, needle) != NULL;
+                free(all);
+                if (found)
+                        return;
+                if (waited >= INTEG_WAIT_MS) {
+                        integ_dump_daemon_log(t);
+                        fail_msg("the log stopped before '%s'", needle);
+                }
+                integ_sleep_ms(20);
+        }
+}
+
+/* A k8s-file log with a cap across a SIGTERM and a restart: the record keeps its cap and file count,
+ * so the new daemon rotates at the cap as the old one did (no file over it, with several files'
+ * worth after the restart), and every line is in the files once, in order. */
+static void test_sigterm_and_restart_keep_the_k8s_file_logs_cap(void **state)
+{
+        struct integ *t = *state;
+        char log[INTEG_PATH_MAX], spec[INTEG_PATH_MAX + 16], script[INTEG_PATH_MAX * 2];
+        struct integ_cri_log l;
+        size_t len;
+        char *all;
+        long pid;
+
+        snprintf(log, sizeof(log), "%s", integ_path(t, "c.log"));
+        snprintf(spec, sizeof(spec), "k8s-file:%s", log);
+        snprintf(script, sizeof(script),
+                 "i=0; while [ ! -e %s ]; do echo \"line $i\"; i=$((i+1)); sleep 0.005; done; echo end; exit 7",
+                 integ_path(t, "stop"));
+        integ_vm_with_sim(t, "demo");
+        {
+                struct integ_result res;
+
+                integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--log", spec, "--log-size-max", "2K",
+                          "--log-max-files", "1000", "--", "sh", "-c", script, NULL);
+                pid = integ_detached_pid(t, &res);
+        }
+        wait_logged(t, log, LOG_CAP / 40 * 2);
+        stop_daemon(t, SIGTERM);
+        restart(t, NULL);
+        assert_true(integ_wait_file_contains(t->daemon_log, "recovered 1 VMs with 1 processes", INTEG_WAIT_MS));
+        wait_logged(t, log, LOG_CAP / 40 * 3);
+        integ_touch(integ_path(t, "stop"));
+        expect_wait(t, "demo", pid, 7);
+        all = integ_read_rotated(log, LOG_CAP, &len);
+        integ_cri_log_parse_text(all, len, &l);
+        free(all);
+        assert_true(check_lines_once(t, l.text[0]) > LOG_CAP / 40 * 5);
+        assert_string_equal(l.text[1], "");
+        integ_cri_log_done(&l);
+}
+
+/* Collects the journal's entries into all until one says MESSAGE=line n. */
+static void wait_journal(struct integ *t, struct integ_journal *j, struct integ_journal_entries *all, long n)
+{
+        char want[48];
+
+        snprintf(want, sizeof(want), "MESSAGE=line %ld\n", n);
+        for (int waited = 0;; waited += 20) {
+                integ_journal_collect(j->sock, all);
+                for (unsigned i = 0; i < all->n; i++)
+                        if (strncmp(all->e[i], want, strlen(want)) == 0)
+                                return;
+                if (waited >= INTEG_WAIT_MS) {
+                        integ_dump_daemon_log(t);
+                        fail_msg("no journal entry '%s' among %u", want, all->n);
+                }
+                integ_sleep_ms(20);
+        }
+}
+
+/* A process logging to journald across a SIGTERM and a restart: the record says so, and the new
+ * daemon writes its entries with the same fields (its exec id, container id and VM), every line
+ * once, in order. The writer waits for the restart before its second half: journald's socket
+ * queues only max_dgram_qlen (10) entries, which the test reads between CLI calls. */
+static void test_sigterm_and_restart_keep_a_journald_log(void **state)
+{
+        struct integ_journal *j = *state;
+        struct integ_journal_entries all = { .n = 0 };
+        char script[INTEG_PATH_MAX * 2], *text = NULL;
+        struct integ_result res;
+        size_t len = 0;
+        struct integ *t;
+
+        if (!j) {
+                print_message("skipped: needs root and /usr/bin/unshare for a private journal socket\n");
+                skip();
+        }
+        t = j->t;
+        snprintf(script, sizeof(script),
+                 "for i in 0 1 2 3 4; do echo \"line $i\"; done; until [ -e %s ]; do sleep 0.01; done; "
+                 "for i in 5 6 7 8 9; do echo \"line $i\"; done; echo end; exit 7",
+                 integ_path(t, "go"));
+        integ_vm_with_sim(t, "demo");
+        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--id", "journal-restart", "--log", "journald", "--", "sh",
+                  "-c", script, NULL);
+        integ_assert_code(t, &res, 0);
+        integ_result_done(&res);
+        wait_journal(t, j, &all, 4);
+        stop_daemon(t, SIGTERM);
+        assert_int_equal(integ_journal_restart(j, NULL), 0);
+        assert_true(integ_wait_file_contains(t->daemon_log, "recovered 1 VMs with 1 processes", INTEG_WAIT_MS));
+        integ_touch(integ_path(t, "go"));
+        integ_cli(t, &res, NULL, "wait", "demo", "journal-restart", NULL);
+        integ_assert_code(t, &res, 7);
+        integ_result_done(&res);
+        integ_journal_collect(j->sock, &all);
+        for (unsigned i = 0; i < all.n; i++) {
+                const char *e = all.e[i], *nl = strchr(e, '\n');
+
+                assert_non_null(nl);
+                assert_int_equal(strncmp(e, "MESSAGE=", 8), 0);
+                integ_assert_contains(e, "\nCONTAINER_ID_FULL=journal-restart\n");
+                integ_assert_contains(e, "\nCONTAINER_NAME=journal-restart\n");
+                integ_assert_contains(e, "\nVSOCKMUX_VM=demo\n");
+                integ_assert_contains(e, "\nVSOCKMUX_STREAM=stdout\n");
+                /* Whole lines each: the writer's echoes are far below an entry's size. */
+                assert_null(strstr(e, "\nCONTAINER_PARTIAL_MESSAGE=true\n"));
+                text = realloc(text, len + (size_t)(nl - e) + 1);
+                assert_non_null(text);
+                memcpy(text + len, e + 8, (size_t)(nl - e) - 8);
+                len += (size_t)(nl - e) - 8;
+                text[len++] = '\n';
+                text[len] = '\0';
+        }
+        if (!text) {
+                integ_dump_daemon_log(t);
+                fail_msg("no journal entries");
+        }
+        assert_int_equal(check_lines_once(t, text), 10);
+        free(text);
+        integ_journal_entries_done(&all);
+}
+
 /* SIGKILL while several writers stream to files: a new daemon resumes each exactly where its
  * file ends, and a process that exited while no daemon ran is found with its code. */
 static void test_sigkill_under_load_and_restart_are_exactly_once(void **state)
@@ -830,6 +1003,9 @@ int main(int argc, char **argv)
         };
         struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_sigterm_and_restart_lose_nothing),
+                cmocka_unit_test(test_sigterm_and_restart_keep_the_k8s_file_logs_cap),
+                cmocka_unit_test_setup_teardown(test_sigterm_and_restart_keep_a_journald_log, integ_journal_setup,
+                                                integ_journal_teardown),
                 cmocka_unit_test(test_sigkill_under_load_and_restart_are_exactly_once),
                 cmocka_unit_test(test_sigkill_mid_exec_churn_recovers_every_recorded_process),
                 cmocka_unit_test(test_save_and_rm_remove_snapshot_and_journal),

@@ -339,52 +339,13 @@ static void test_writer_goes_on_through_the_upgrade(void **state)
         finish_writer(t, pid, out);
 }
 
-/* A k8s-file log as one reader follows it, PATH.n-1 ... PATH.1, PATH (oldest first), NUL-terminated;
- * while the writer runs a file may move away under us (rotation), and is left out then. Fails when
- * a file holds more than cap bytes: rotation falls between records, each far smaller than cap. */
-static char *read_rotated(const char *log, size_t cap, size_t *ret_len)
-{
-        char name[INTEG_PATH_MAX + 16];
-        char *all = calloc(1, 1);
-        size_t len = 0;
-        unsigned n = 1;
-
-        assert_non_null(all);
-        for (;; n++) {
-                snprintf(name, sizeof(name), "%s.%u", log, n);
-                if (access(name, F_OK) < 0)
-                        break;
-        }
-        for (unsigned i = n; i >= 1; i--) {
-                size_t l;
-                char *text;
-
-                if (i == 1)
-                        snprintf(name, sizeof(name), "%s", log);
-                else
-                        snprintf(name, sizeof(name), "%s.%u", log, i - 1);
-                text = integ_read_file(name, &l);
-                if (!text)
-                        continue;
-                if (l > cap)
-                        fail_msg("%s holds %zu bytes, over its --log-size-max %zu", name, l, cap);
-                all = realloc(all, len + l + 1);
-                assert_non_null(all);
-                memcpy(all + len, text, l + 1);
-                len += l;
-                free(text);
-        }
-        *ret_len = len;
-        return all;
-}
-
 #define LOG_CAP 2048 /* --log-size-max 2K */
 
 /* Waits until the log holds a record of `more` lines beyond the records it holds now. */
 static void wait_logged(struct integ *t, const char *log, long more)
 {
         size_t len;
-        char *all = read_rotated(log, LOG_CAP, &len);
+        char *all = integ_read_rotated(log, LOG_CAP, &len);
         char needle[48];
         long n = 0;
 
@@ -395,7 +356,7 @@ static void wait_logged(struct integ *t, const char *log, long more)
         for (int waited = 0;; waited += 20) {
                 bool found;
 
-                all = read_rotated(log, LOG_CAP, &len);
+                all = integ_read_rotated(log, LOG_CAP, &len);
                 found = strstr(all, needle) != NULL;
                 free(all);
                 if (found)
@@ -441,7 +402,7 @@ static void test_k8s_file_log_goes_on_through_the_upgrade(void **state)
         integ_cli(t, &res, NULL, "wait", "demo", pid_s, NULL);
         integ_assert_code(t, &res, 7);
         integ_result_done(&res);
-        all = read_rotated(log, LOG_CAP, &len);
+        all = integ_read_rotated(log, LOG_CAP, &len);
         integ_cri_log_parse_text(all, len, &l);
         free(all);
         assert_true(check_sequence_in(t, l.text[0]) > 40);
@@ -760,7 +721,7 @@ static void test_refused_upgrade_gives_the_k8s_file_log_back(void **state)
         integ_cli(t, &res, NULL, "wait", "demo", "logged", NULL);
         integ_assert_code(t, &res, 7);
         integ_result_done(&res);
-        all = read_rotated(log, LOG_CAP, &len);
+        all = integ_read_rotated(log, LOG_CAP, &len);
         integ_cri_log_parse_text(all, len, &l);
         free(all);
         assert_true(check_sequence_in(t, l.text[0]) > 40);
