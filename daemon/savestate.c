@@ -120,8 +120,8 @@ static int savestate_check_stream(const Vsockmux__State__Stream *st, uint32_t fl
         return 0;
 }
 
-static int savestate_check_process(const Vsockmux__State__Process *p, const Vsockmux__State__Vm *vm, char *err,
-                                   size_t errlen)
+static int savestate_check_process(const Vsockmux__State__Process *p, const Vsockmux__State__Vm *vm, bool live,
+                                   char *err, size_t errlen)
 {
         size_t argv_bytes = 0;
 
@@ -154,7 +154,7 @@ static int savestate_check_process(const Vsockmux__State__Process *p, const Vsoc
                 return savestate_fail(err, errlen, "process %u: a log cap without a k8s-file log", p->pid);
         if (p->log_journald && p->log_path[0])
                 return savestate_fail(err, errlen, "process %u: logs both to journald and to a k8s-file log", p->pid);
-        if (p->log_fd_set)
+        if (p->log_fd_set && !live)
                 return savestate_fail(err, errlen, "process %u: a live upgrade's log fd in a saved state", p->pid);
         if (p->exit_signal < 0 || p->exit_signal > 64 || !str_ok(p->exit_message, SAVESTATE_MAX_ID))
                 return savestate_fail(err, errlen, "process %u: bad exit signal or message", p->pid);
@@ -247,7 +247,7 @@ static int savestate_check_ids_unique(const Vsockmux__State__Vm *vm, char *err, 
         return 0;
 }
 
-static int savestate_check(const savestate_msg *s, char *err, size_t errlen)
+static int savestate_check(const savestate_msg *s, bool live, char *err, size_t errlen)
 {
         const Vsockmux__State__Vm *vm = s->vm;
         const Vsockmux__State__Transport *t;
@@ -281,7 +281,7 @@ static int savestate_check(const savestate_msg *s, char *err, size_t errlen)
         for (size_t i = 0; i < vm->n_processes; i++) {
                 if (!vm->processes[i])
                         return savestate_fail(err, errlen, "VM %s: missing process", vm->name);
-                r = savestate_check_process(vm->processes[i], vm, err, errlen);
+                r = savestate_check_process(vm->processes[i], vm, live, err, errlen);
                 if (r < 0)
                         return r;
         }
@@ -289,6 +289,11 @@ static int savestate_check(const savestate_msg *s, char *err, size_t errlen)
         if (r < 0)
                 return r;
         return savestate_check_ports_unique(vm, err, errlen);
+}
+
+int savestate_check_handed(const savestate_msg *s, char *err, size_t errlen)
+{
+        return savestate_check(s, true, err, errlen);
 }
 
 int savestate_encode(const savestate_msg *s, uint8_t **ret_buf, size_t *ret_len)
@@ -299,7 +304,7 @@ int savestate_encode(const savestate_msg *s, uint8_t **ret_buf, size_t *ret_len)
 
         if (s->schema_version != SAVESTATE_SCHEMA_VERSION)
                 return -EINVAL;
-        r = savestate_check(s, NULL, 0);
+        r = savestate_check(s, false, NULL, 0);
         if (r < 0)
                 return r == -EBADMSG ? -EINVAL : r;
         plen = vsockmux__state__saved_state__get_packed_size(s);
@@ -349,7 +354,7 @@ int savestate_decode(const uint8_t *buf, size_t len, savestate_msg **ret, char *
         if (s->schema_version != version)
                 return savestate_fail(err, errlen, "saved state header says version %u, payload %u", version,
                                       s->schema_version);
-        r = savestate_check(s, err, errlen);
+        r = savestate_check(s, false, err, errlen);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(s);

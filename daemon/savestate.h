@@ -1,6 +1,7 @@
 /* daemon/savestate.h: the saved-state blob: framing, checksum, version and sanity checks; the caller owns every buffer and message. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,10 @@ int savestate_encode(const savestate_msg *s, uint8_t **ret_buf, size_t *ret_len)
 /* Reads a blob from outside. Every failure is -EBADMSG (corrupt or hostile) or -EPROTONOSUPPORT
  * (a schema version this build does not know), with a one-line reason in err. */
 int savestate_decode(const uint8_t *buf, size_t len, savestate_msg **ret, char *err, size_t errlen);
+
+/* A live upgrade's VM (Handover.vms, never framed): the checks a decoded blob passes, its live
+ * fields (fd indices) allowed. -EBADMSG with a one-line reason in err. */
+int savestate_check_handed(const savestate_msg *s, char *err, size_t errlen);
 
 savestate_msg *savestate_msg_free(savestate_msg *s);
 DEFINE_CLEANUP(savestate_msg *, savestate_msg_free);

@@ -421,6 +421,9 @@ int upgrade_daemon_adopt_control(const Vsockmux__State__Handover *h, int *fds, s
 /* Before anything is adopted: a VM this build cannot take is refused with nothing touched. */
 static int check_vms(const Vsockmux__State__Handover *h, char *why, size_t len)
 {
+        char err[UPGRADE_WHY_MAX / 2];
+        int r;
+
         for (size_t i = 0; i < h->n_vms; i++) {
                 const Vsockmux__State__SavedState *ss = h->vms[i];
 
@@ -430,6 +433,11 @@ static int check_vms(const Vsockmux__State__Handover *h, char *why, size_t len)
                         return snprintf(why, len, "VM %s: state schema version %u, this vsockmuxd reads 1 to %u",
                                         ss->vm->name, ss->schema_version, SAVESTATE_SCHEMA_VERSION),
                                -EPROTONOSUPPORT;
+                /* What a restore would refuse in a blob is refused here too: the handover may have
+                 * waited in systemd's fd store, and another build wrote it. */
+                r = savestate_check_handed(ss, err, sizeof(err));
+                if (r < 0)
+                        return snprintf(why, len, "the handover's VM %zu: %s", i, err), r;
         }
         return 0;
 }
