@@ -90,8 +90,9 @@ int notify_listen_fds(int *ret_control_fd, int *ret_store_fd, const char **ret_w
                 names_free(names);
                 return n;
         }
+        /* systemd passes its store newest first: a second one (a store of more than one) is older. */
         for (int i = 0; i < n; i++)
-                if (is_store_name(names, i))
+                if (is_store_name(names, i) && store < 0)
                         store = i;
         r = notify_pick(n, names, &pick, ret_why);
         names_free(names);

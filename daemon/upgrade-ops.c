@@ -336,7 +336,7 @@ static void take_back_vms(struct upgrade_daemon *ho, Vsockmux__State__Handover *
                         log_error("vsockmuxd: upgrade rollback: VM %s is lost: %s", sv->name ? sv->name : "?",
                                   err.message);
                 else
-                        log_info("vm %s: upgrade rolled back: serving on", sv->name);
+                        log_info("vm %s: not handed over after all: serving on", sv->name);
         }
 }
 
