@@ -2,7 +2,7 @@
 """vsockmuxd under systemd's protocol, with this test playing systemd: it owns NOTIFY_SOCKET (a
 datagram socket that receives READY=1, STATUS=, WATCHDOG=1, RELOADING=1, STOPPING=1) and binds
 the control socket itself, handing it over as fd 3 through LISTEN_FDS, LISTEN_PID and
-LISTEN_FDNAMES, as vsockmuxd.socket does.
+LISTEN_FDNAMES, as vsockmuxd.socket does (systemd_mock.py: PID 1 is not systemd here).
 
 Usage: test-systemd.py DAEMON CLI SIM. Every wait is bounded (60 s) and nothing asserts how fast
 anything happens."""
@@ -13,97 +13,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import traceback
 
-WAIT_S = 60
-
-
-class Daemon:
-    def __init__(self, daemon, tmp, listen_sock=None, fdnames="control", watchdog_usec=None, args=(),
-                 watchdog_pid=False):
-        self.tmp = tmp
-        self.notify_path = os.path.join(tmp, "notify")
-        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.notify.bind(self.notify_path)
-        self.notify.settimeout(WAIT_S)
-        self.log = os.path.join(tmp, "daemon.log")
-        self.messages = []
-        env = dict(os.environ)
-        env["NOTIFY_SOCKET"] = self.notify_path
-        if watchdog_usec:
-            env["WATCHDOG_USEC"] = str(watchdog_usec)
-        argv = [daemon, "--state-dir", os.path.join(tmp, "state"), "--hvsock-root", tmp, "--log-file", self.log] + list(args)
-        pid = os.fork()
-        if pid == 0:
-            try:
-                if listen_sock is not None:
-                    if listen_sock.fileno() != 3:
-                        os.dup2(listen_sock.fileno(), 3)
-                    os.set_inheritable(3, True)
-                    env["LISTEN_FDS"] = "1"
-                    env["LISTEN_PID"] = str(os.getpid())
-                    if fdnames is not None:
-                        env["LISTEN_FDNAMES"] = fdnames
-                if watchdog_pid:
-                    env["WATCHDOG_PID"] = str(os.getpid())
-                os.execve(argv[0], argv, env)
-            finally:
-                os._exit(127)
-        self.pid = pid
-
-    def expect(self, pred, what):
-        """Reads notifications until one satisfies pred; fails after WAIT_S."""
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            try:
-                data = self.notify.recv(4096).decode()
-            except socket.timeout:
-                break
-            fields = dict(line.split("=", 1) for line in data.split("\n") if "=" in line)
-            self.messages.append(fields)
-            if pred(fields):
-                return fields
-        raise AssertionError("no notification with %s; got %r\nlog:\n%s" % (what, self.messages[-10:], self.read_log()))
-
-    def read_log(self):
-        try:
-            with open(self.log) as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def wait(self):
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.pid = None
-                return os.waitstatus_to_exitcode(status)
-            time.sleep(0.05)
-        raise AssertionError("vsockmuxd did not exit\n" + self.read_log())
-
-    def kill(self):
-        if self.pid:
-            os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
-            self.pid = None
-        self.notify.close()
-
-
-def cli(cli_path, sock, *args, check=True):
-    r = subprocess.run([cli_path, "--socket", sock] + list(args), capture_output=True, text=True, timeout=WAIT_S)
-    if check and r.returncode != 0:
-        raise AssertionError("vsockmux %s: exit %d: %s" % (" ".join(args), r.returncode, r.stderr))
-    return r
-
-
-def listening_socket(path):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.bind(path)
-    os.chmod(path, 0o600)
-    s.listen(64)
-    return s
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from systemd_mock import Daemon, cli, listening_socket  # noqa: E402
 
 
 def test_activated(daemon, cli_path, sim, tmp):
@@ -180,7 +93,6 @@ def test_bad_fds(daemon, cli_path, sim, tmp):
         assert not os.path.exists(os.path.join(tmp, "x.sock"))
     finally:
         d.kill()
-    os.unlink(os.path.join(tmp, "notify"))
     b = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     b.bind(os.path.join(tmp, "b.sock"))
     d = Daemon(daemon, tmp, b, args=["--socket", os.path.join(tmp, "x.sock")])
@@ -195,21 +107,8 @@ def test_bad_fds(daemon, cli_path, sim, tmp):
 
 def recv_from(d, pred, what):
     """Like Daemon.expect, with the sender's pid (SO_PASSCRED): returns (fields, pid)."""
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        try:
-            data, anc, _, _ = d.notify.recvmsg(4096, socket.CMSG_SPACE(12))
-        except socket.timeout:
-            break
-        pid = None
-        for level, kind, payload in anc:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
-                pid = int.from_bytes(payload[0:4], sys.byteorder)
-        fields = dict(line.split("=", 1) for line in data.decode().split("\n") if "=" in line)
-        d.messages.append(fields)
-        if pred(fields):
-            return fields, pid
-    raise AssertionError("no notification with %s; got %r\nlog:\n%s" % (what, d.messages[-10:], d.read_log()))
+    fields, pid, _ = d.expect_from(pred, what)
+    return fields, pid
 
 
 def test_upgrade(daemon, cli_path, sim, tmp):
@@ -223,7 +122,6 @@ def test_upgrade(daemon, cli_path, sim, tmp):
     lsock = listening_socket(sock)
     ino = os.stat(sock).st_ino
     d = Daemon(daemon, tmp, lsock, watchdog_usec=200000, args=["--socket", sock], watchdog_pid=True)
-    d.notify.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
     lsock.close()
     new = None
     try:
