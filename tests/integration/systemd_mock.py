@@ -39,6 +39,11 @@ def hung_up(fd):
     return any(ev & (select.POLLHUP | select.POLLERR) for _, ev in p.poll(0))
 
 
+def fdname_valid(name):
+    """systemd's fdname_is_valid(): at most 255 printable ASCII characters, no ':'."""
+    return len(name) <= 255 and all(" " <= c < "\x7f" and c != ":" for c in name)
+
+
 class Manager:
     """The service manager's notification socket and fd store, across the starts of one service
     (one unit: a restart keeps the store, as `systemctl restart` does)."""
@@ -53,7 +58,7 @@ class Manager:
         self.main_pid = None
         self.messages = []   # every notification's fields, in order
         self.received = []   # (fields, sender pid, number of fds) for each
-        self.store = []      # [name, fd] in the order stored
+        self.store = []      # [name, fd, polled], the newest first
         self.dropped = []    # (name or None, why) for each fd not stored
 
     def _drop(self, fds, name, why):
@@ -89,7 +94,9 @@ class Manager:
         self.messages.append(fields)
         self.received.append((fields, pid, len(fds)))
         main = self.main_pid is None or pid == self.main_pid
-        name = fields.get("FDNAME", "stored")
+        name = fields.get("FDNAME")
+        if name is None or not fdname_valid(name):
+            name = "stored"  # systemd: "Passed FDNAME= name is invalid, ignoring."
         if fds and not main:
             self._drop(fds, name, "from pid %r, not the main pid %r (NotifyAccess=main)" % (pid, self.main_pid))
         elif fds and fields.get("FDSTORE") != "1":
@@ -99,7 +106,8 @@ class Manager:
                 if len(self.store) >= self.fdstore_max:
                     self._drop([fd], name, "over FileDescriptorStoreMax=%d" % self.fdstore_max)
                 else:
-                    self.store.append([name, fd, fields.get("FDPOLL") != "0"])
+                    # LIST_PREPEND: the newest first, in the store and as passed.
+                    self.store.insert(0, [name, fd, fields.get("FDPOLL") != "0"])
         if main and fields.get("FDSTOREREMOVE") == "1" and "FDNAME" in fields:
             for entry in [e for e in self.store if e[0] == fields["FDNAME"]]:
                 self.store.remove(entry)
@@ -124,6 +132,12 @@ class Manager:
         while self.recv(time.monotonic()) is not None:
             pass
 
+    def flush(self):
+        """What `systemctl stop` does to the store (the service goes inactive): every fd closed."""
+        for entry in self.store:
+            os.close(entry[1])
+        self.store = []
+
     def stored(self, name):
         self._poll_store()
         return [e[1] for e in self.store if e[0] == name]
@@ -131,7 +145,7 @@ class Manager:
     def put(self, fd, name):
         """An fd in the store as if an earlier start had left it there (a copy: the caller keeps
         its own)."""
-        self.store.append([name, os.dup(fd), False])
+        self.store.insert(0, [name, os.dup(fd), False])
 
     def passed_fds(self, listen=()):
         """What a start passes: the unit's sockets (fd, name), then the fd store, as systemd's
@@ -140,9 +154,7 @@ class Manager:
         return list(listen) + [(e[1], e[0]) for e in self.store]
 
     def close(self):
-        for entry in self.store:
-            os.close(entry[1])
-        self.store = []
+        self.flush()
         if self.notify.fileno() < 0:
             return
         self.notify.close()

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -342,6 +343,87 @@ def test_store_fails_stops_plain_way(paths, tmp):
         scene.close()
 
 
+def test_attached_exec_rides_through(paths, tmp):
+    """An attached `vsockmux exec -i` across the restart through the store, with hcsshim's guest:
+    its control connection and the process's stdio are handed over too, so the CLI never sees
+    the stop; what it feeds while no daemon runs and after reaches the process once, in order,
+    and it exits with the process's code."""
+    scene = Scene(paths, tmp)
+    try:
+        a = scene.start("--fdstore")
+        scene.add_vm()
+        with open(os.path.join(tmp, "cli.err"), "w") as err:
+            p = subprocess.Popen([scene.cli_path, "--socket", scene.sock, "exec", "-i", "demo", "--", "sh", "-c",
+                                  "cat; exit 6"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+        got = bytearray()
+        reader = threading.Thread(target=read_all, args=(p.stdout, got))
+        reader.start()
+        try:
+            p.stdin.write(b"before\n")
+            p.stdin.flush()
+            scene.until(lambda: bytes(got) == b"before\n", "the process's echo of the first line")
+            scene.stop(a)
+            p.stdin.write(b"during\n")
+            p.stdin.flush()
+            b = scene.start("--fdstore")
+            expect_removed(scene, b)
+            assert p.poll() is None, "the attached CLI ended at the restart: %r\n%s" % (p.returncode, scene.logs())
+            p.stdin.write(b"after\n")
+            p.stdin.close()
+            code = p.wait(WAIT_S)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            reader.join(WAIT_S)
+            p.stdout.close()
+        with open(os.path.join(tmp, "cli.err")) as f:
+            cli_err = f.read()
+        assert code == 6, "the attached exec exited %d: %s\n%s" % (code, cli_err, scene.logs())
+        assert bytes(got) == b"before\nduring\nafter\n", (bytes(got), cli_err)
+        st = scene.sim_stats()
+        assert st.get("bridge_panics") == 0 and st.get("bridge_connects") == 1 and st.get("stdio_redials") == 0, st
+        scene.stop(b)
+    finally:
+        scene.close()
+
+
+def read_all(f, into):
+    while True:
+        chunk = f.read1(65536)
+        if not chunk:
+            return
+        into.extend(chunk)
+
+
+def test_systemctl_stop_empties_store(paths, tmp):
+    """`systemctl stop` after a stored stop closes what the store held (every connection with
+    it): the next start gets nothing and recovers from the record written before the hold. With
+    our guest (it redials and resends what was not delivered) the exit code is right and every
+    byte reaches the file once."""
+    scene = Scene(paths, tmp, upstream=False)
+    try:
+        a = scene.start("--fdstore")
+        scene.add_vm()
+        pid, out = scene.writer(7)
+        scene.stop(a)
+        assert len(scene.manager.stored(STORE_NAME)) == 1, (scene.manager.received, scene.manager.store)
+        open(os.path.join(scene.tmp, "go"), "w").close()
+        scene.until(lambda: os.path.exists(os.path.join(scene.tmp, "exited")), "the writer's end")
+        scene.manager.flush()
+        b = scene.start("--fdstore")
+        assert b.passed_names == [], b.passed_names
+        scene.until(lambda: "recovered 1 VMs" in b.read_log(), "the recovery from the record")
+        r = scene.cli("wait", "demo", str(pid), check=False)
+        assert r.returncode == 7, (r.returncode, r.stdout, r.stderr, scene.logs())
+        scene.until(lambda: file_has(out, "\n%d\n" % (2 * LINES)), "the writer's second half")
+        assert_seq(out, 2 * LINES, scene)
+        assert scene.sim_stats().get("bridge_connects") == 2, scene.sim_stats()
+        scene.stop(b)
+    finally:
+        scene.close()
+
+
 def test_socket_activated_with_fdstore(paths, tmp):
     """A socket-activated unit: the control socket ("control") and the stored handover pass
     together (LISTEN_FDS=2, LISTEN_FDNAMES=control:vsockmux-handover); B serves the same socket
@@ -374,7 +456,8 @@ def main():
     only = os.environ.get("VSOCKMUX_TEST_ONLY")
     failed = 0
     for test in (test_fdstore_restart_keeps_upstream_guest, test_plain_restart_panics_upstream_guest,
-                 test_empty_stored_socket, test_refused_stored_socket, test_store_fails_stops_plain_way,
+                 test_attached_exec_rides_through, test_empty_stored_socket, test_refused_stored_socket,
+                 test_store_fails_stops_plain_way, test_systemctl_stop_empties_store,
                  test_socket_activated_with_fdstore):
         if only and only not in test.__name__:
             continue
