@@ -396,6 +396,26 @@ def read_all(f, into):
         into.extend(chunk)
 
 
+def test_fdstore_without_systemd(paths, tmp):
+    """--fdstore with no NOTIFY_SOCKET (not started by systemd) says so at start, and its stop is
+    the plain one at once: nothing held, frozen or handed over; the record has the VM."""
+    daemon, cli_path, sim = paths
+    os.environ.pop("NOTIFY_SOCKET", None)
+    env = daemon_env.DaemonEnv(daemon, cli_path, sim, "vsockmux-fdstore-nosd.", ["--fdstore"])
+    try:
+        env.until(lambda: file_has(env.log, "--fdstore without NOTIFY_SOCKET"), "the warning at start")
+        env.vm_with_sim("demo")
+        env.daemon.send_signal(signal.SIGTERM)
+        code = env.daemon.wait(WAIT_S)
+        with open(env.log) as f:
+            log = f.read()
+        assert code == 0, log
+        assert "handed over live" not in log and "migrating on" not in log, log
+        assert "1 VMs recorded" in log, log
+    finally:
+        env.close()
+
+
 def test_systemctl_stop_empties_store(paths, tmp):
     """`systemctl stop` after a stored stop closes what the store held (every connection with
     it): the next start gets nothing and recovers from the record written before the hold. With
@@ -457,7 +477,7 @@ def main():
     failed = 0
     for test in (test_fdstore_restart_keeps_upstream_guest, test_plain_restart_panics_upstream_guest,
                  test_attached_exec_rides_through, test_empty_stored_socket, test_refused_stored_socket,
-                 test_store_fails_stops_plain_way, test_systemctl_stop_empties_store,
+                 test_store_fails_stops_plain_way, test_fdstore_without_systemd, test_systemctl_stop_empties_store,
                  test_socket_activated_with_fdstore):
         if only and only not in test.__name__:
             continue
