@@ -3,7 +3,10 @@
  *   handover-peer refuse REASON            as the "new binary" (fd 3): reads the handover, answers REASON
  *   handover-peer old VERSION DAEMON ARGS  as an "old daemon": sends a Handover claiming state schema
  *                                          VERSION to DAEMON ARGS --handover-fd 3, prints its answer,
- *                                          exits with DAEMON's exit status */
+ *                                          exits with DAEMON's exit status
+ *   handover-peer stored VERSION           as a stop into systemd's fd store (--fdstore): writes a
+ *                                          Handover claiming VERSION into fd 3 and exits, reading
+ *                                          no answer */
 #include <errno.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -32,14 +35,25 @@ static int refuse(const char *reason)
         return r < 0 ? 1 : 0;
 }
 
-static int old(unsigned version, char **daemon_argv, int argc)
+/* A Handover with nothing in it but the schema it claims. */
+static int send_claim(int fd, unsigned version)
 {
         Vsockmux__State__Handover h = VSOCKMUX__STATE__HANDOVER__INIT;
+        uint8_t buf[64];
+        size_t len;
+
+        h.schema_version = version;
+        h.old_pid = (uint32_t)getpid();
+        h.control_listener_fd = -1;
+        len = vsockmux__state__handover__pack(&h, buf);
+        return handover_send(fd, HANDOVER_MAGIC_STATE, buf, len, NULL, 0);
+}
+
+static int old(unsigned version, char **daemon_argv, int argc)
+{
         char **argv = calloc((size_t)argc + 3, sizeof(char *));
         posix_spawn_file_actions_t fa;
         struct handover_msg *answer = NULL;
-        uint8_t buf[64];
-        size_t len;
         int sv[2], status, r;
         pid_t pid;
 
@@ -58,11 +72,7 @@ static int old(unsigned version, char **daemon_argv, int argc)
                 return 1;
         }
         close(sv[1]);
-        h.schema_version = version;
-        h.old_pid = (uint32_t)getpid();
-        h.control_listener_fd = -1;
-        len = vsockmux__state__handover__pack(&h, buf);
-        r = handover_send(sv[0], HANDOVER_MAGIC_STATE, buf, len, NULL, 0);
+        r = send_claim(sv[0], version);
         if (r >= 0)
                 r = handover_recv(sv[0], HANDOVER_MAGIC_ANSWER, &answer, NULL);
         if (r >= 0)
@@ -82,6 +92,8 @@ int main(int argc, char **argv)
                 return refuse(argv[2]);
         if (argc >= 4 && strcmp(argv[1], "old") == 0)
                 return old((unsigned)strtoul(argv[2], NULL, 10), argv + 3, argc - 3);
-        fprintf(stderr, "usage: handover-peer refuse REASON | old VERSION DAEMON ARGS...\n");
+        if (argc == 3 && strcmp(argv[1], "stored") == 0)
+                return send_claim(3, (unsigned)strtoul(argv[2], NULL, 10)) < 0 ? 1 : 0;
+        fprintf(stderr, "usage: handover-peer refuse REASON | old VERSION DAEMON ARGS... | stored VERSION\n");
         return 2;
 }

@@ -9,7 +9,7 @@ connection is up panics it and its VM stops. A process that exits while no daemo
 (the answer to the wait vsockmuxd left in the guest): through the fd store the connection stays up
 and the guest lives on; a plain restart (the negative control) kills it.
 
-Usage: test-fdstore.py DAEMON CLI SIM. Every wait is bounded (60 s) and nothing asserts how fast
+Usage: test-fdstore.py DAEMON CLI SIM HANDOVER_PEER (tests/integration/handover-peer.c). Every wait is bounded (60 s) and nothing asserts how fast
 anything happens."""
 import json
 import os
@@ -37,7 +37,7 @@ class Scene:
     by the simulator and the files its writer uses."""
 
     def __init__(self, paths, tmp, upstream=True, activated=False):
-        self.daemon_path, self.cli_path, self.sim_path = paths
+        self.daemon_path, self.cli_path, self.sim_path = paths[:3]
         self.tmp = tmp
         self.manager = Manager(tmp)
         self.sock = os.path.join(tmp, "ctl.sock")
@@ -270,9 +270,9 @@ def test_plain_restart_panics_upstream_guest(paths, tmp):
 
 
 def stored_handover_unreadable(paths, tmp, content):
-    """A stored handover B cannot take (content written into a socketpair whose writer then
-    closed) over a state dir that records a VM and its process from a plain stop: B logs why,
-    recovers from the record, serves, and sends FDSTOREREMOVE=1."""
+    """A stored handover B cannot take (content(fd) writes it into a socketpair whose writer
+    then closes) over a state dir that records a VM and its process from a plain stop: B logs
+    why, recovers from the record, serves, and sends FDSTOREREMOVE=1."""
     scene = Scene(paths, tmp, upstream=False)
     try:
         a = scene.start()
@@ -280,8 +280,7 @@ def stored_handover_unreadable(paths, tmp, content):
         pid, _ = scene.writer(5)
         scene.stop(a)
         s, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        if content:
-            peer.sendall(content)
+        content(peer)
         peer.close()
         scene.manager.put(s.fileno(), STORE_NAME)
         s.close()
@@ -305,14 +304,25 @@ def stored_handover_unreadable(paths, tmp, content):
 
 
 def test_empty_stored_socket(paths, tmp):
-    log = stored_handover_unreadable(paths, tmp, b"")
+    log = stored_handover_unreadable(paths, tmp, lambda peer: None)
     assert "fd store held no handover" in log, log
 
 
 def test_refused_stored_socket(paths, tmp):
     """Bytes that are no handover: refused, with the reason logged; the rest as for an empty one."""
-    log = stored_handover_unreadable(paths, tmp, b"not a handover, just bytes\n" * 64)
+    log = stored_handover_unreadable(paths, tmp, lambda peer: peer.sendall(b"not a handover, just bytes\n" * 64))
     assert "cannot take over from systemd's fd store" in log, log
+
+
+def test_newer_schema_stored_socket(paths, tmp):
+    """A handover a newer vsockmuxd stored (a downgrade through `systemctl restart`; handover-peer
+    writes one claiming schema 99): refused for its schema, the rest as for an empty one."""
+    def newer(peer):
+        r = subprocess.run(["sh", "-c", 'exec "$0" stored 99 3>&%d' % peer.fileno(), paths[3]],
+                           pass_fds=(peer.fileno(),), capture_output=True, text=True, timeout=WAIT_S)
+        assert r.returncode == 0, (r.returncode, r.stderr)
+    log = stored_handover_unreadable(paths, tmp, newer)
+    assert "cannot take over from systemd's fd store" in log and "state schema version 99" in log, log
 
 
 def test_store_fails_stops_plain_way(paths, tmp):
@@ -399,7 +409,7 @@ def read_all(f, into):
 def test_fdstore_without_systemd(paths, tmp):
     """--fdstore with no NOTIFY_SOCKET (not started by systemd) says so at start, and its stop is
     the plain one at once: nothing held, frozen or handed over; the record has the VM."""
-    daemon, cli_path, sim = paths
+    daemon, cli_path, sim = paths[:3]
     os.environ.pop("NOTIFY_SOCKET", None)
     env = daemon_env.DaemonEnv(daemon, cli_path, sim, "vsockmux-fdstore-nosd.", ["--fdstore"])
     try:
@@ -469,7 +479,7 @@ def test_socket_activated_with_fdstore(paths, tmp):
 
 
 def main():
-    if len(sys.argv) != 4:
+    if len(sys.argv) != 5:
         print(__doc__, file=sys.stderr)
         return 2
     paths = sys.argv[1:]
@@ -477,6 +487,7 @@ def main():
     failed = 0
     for test in (test_fdstore_restart_keeps_upstream_guest, test_plain_restart_panics_upstream_guest,
                  test_attached_exec_rides_through, test_empty_stored_socket, test_refused_stored_socket,
+                 test_newer_schema_stored_socket,
                  test_store_fails_stops_plain_way, test_fdstore_without_systemd, test_systemctl_stop_empties_store,
                  test_socket_activated_with_fdstore):
         if only and only not in test.__name__:
