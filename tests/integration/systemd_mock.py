@@ -81,7 +81,9 @@ class Manager:
             return None
         self.notify.settimeout(max(deadline - time.monotonic(), 0.001))
         try:
-            data, anc, _, _ = self.notify.recvmsg(4096, socket.CMSG_SPACE(12) + socket.CMSG_SPACE(4 * MAX_FDS))
+            # MSG_CMSG_CLOEXEC, as systemd reads them: a start gets a stored fd only as passed.
+            data, anc, _, _ = self.notify.recvmsg(4096, socket.CMSG_SPACE(12) + socket.CMSG_SPACE(4 * MAX_FDS),
+                                                  socket.MSG_CMSG_CLOEXEC)
         except socket.timeout:
             return None
         pid, fds = None, []

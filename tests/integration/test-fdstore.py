@@ -56,6 +56,7 @@ class Scene:
         whatever the fd store holds."""
         self.starts += 1
         listen = [(self.lsock, "control")] if self.lsock else []
+        self.passed_inodes = [os.fstat(fd).st_ino for fd in self.manager.stored(STORE_NAME)]
         d = Daemon(self.daemon_path, self.tmp, manager=self.manager, listen=listen, state_dir=self.state,
                    log=os.path.join(self.tmp, "daemon-%d.log" % self.starts), args=["--socket", self.sock] + list(args))
         self.daemons.append(d)
@@ -167,6 +168,19 @@ def expect_removed(scene, b, n=1):
     rm = removes()
     assert len(rm) == n and rm[-1][0].get("FDNAME") == STORE_NAME and rm[-1][1] == b.pid, rm
     assert scene.manager.stored(STORE_NAME) == [], scene.manager.store
+    # Read, B keeps no copy of the stored socket either: nothing holds it open any more.
+    scene.until(lambda: not holds_socket(b.pid, scene.passed_inodes), "B closing the stored socket")
+
+
+def holds_socket(pid, inodes):
+    want = set("socket:[%d]" % i for i in inodes)
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)) in want:
+                return True
+        except OSError:
+            pass
+    return False
 
 
 def answered(scene):
