@@ -118,14 +118,23 @@ class Manager:
             self.main_pid = int(fields["MAINPID"])
         return fields, pid, fds
 
-    def expect_from(self, pred, what, detail=lambda: ""):
+    def expect_from(self, pred, what, detail=lambda: "", exited=lambda: None):
         """Reads notifications until one satisfies pred; returns (fields, sender pid, fds received
-        with it); fails after WAIT_S."""
+        with it); fails after WAIT_S, or once exited() says the sender is gone (its exit code)
+        with nothing more queued."""
         deadline = time.monotonic() + WAIT_S
         while True:
-            got = self.recv(deadline)
+            now = time.monotonic()
+            got = self.recv(min(deadline, now + 0.25))
             if got is None:
-                raise AssertionError("no notification with %s; got %r\n%s" % (what, self.messages[-10:], detail()))
+                code = exited()
+                if code is not None and self.recv(time.monotonic()) is None:
+                    raise AssertionError("no notification with %s: vsockmuxd exited %d; got %r\n%s"
+                                         % (what, code, self.messages[-10:], detail()))
+                if time.monotonic() >= deadline:
+                    raise AssertionError("no notification with %s; got %r\n%s"
+                                         % (what, self.messages[-10:], detail()))
+                continue
             if pred(got[0]):
                 return got
 
@@ -206,6 +215,7 @@ class Daemon:
             finally:
                 os._exit(127)
         self.pid = pid
+        self.status = None
         self.manager.main_pid = pid
 
     def read_log(self):
@@ -217,19 +227,34 @@ class Daemon:
 
     def expect_from(self, pred, what):
         """Reads notifications until one satisfies pred: (fields, sender pid, fds it carried)."""
-        return self.manager.expect_from(pred, what, lambda: "log:\n" + self.read_log())
+        return self.manager.expect_from(pred, what, lambda: "log:\n" + self.read_log(), self.exited)
+
+    def exited(self):
+        """The exit code once the process ended (reaping it), else None; None also once reaped
+        by wait() (a live upgrade's messages then come from the new daemon)."""
+        if not self.pid:
+            return None
+        pid, status = os.waitpid(self.pid, os.WNOHANG)
+        if not pid:
+            return None
+        self.pid = None
+        self.status = os.waitstatus_to_exitcode(status)
+        return self.status
 
     def expect(self, pred, what):
         """Reads notifications until one satisfies pred; fails after WAIT_S."""
         return self.expect_from(pred, what)[0]
 
     def wait(self):
+        if not self.pid and self.status is not None:
+            return self.status
         deadline = time.monotonic() + WAIT_S
         while time.monotonic() < deadline:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid:
                 self.pid = None
-                return os.waitstatus_to_exitcode(status)
+                self.status = os.waitstatus_to_exitcode(status)
+                return self.status
             time.sleep(0.05)
         raise AssertionError("vsockmuxd did not exit\n" + self.read_log())
 
