@@ -267,6 +267,54 @@ def test_fdstore_restart_keeps_upstream_guest(paths, tmp):
         scene.close()
 
 
+def k8s_lines(path):
+    """The lines a k8s-file log holds ("TIME STREAM P|F TEXT"; a P's text goes on in the next)."""
+    lines, part = [], ""
+    with open(path) as f:
+        for rec in f.read().splitlines():
+            _, _, tag, text = rec.split(" ", 3)
+            part += text
+            if tag == "F":
+                lines.append(part)
+                part = ""
+    return lines
+
+
+def test_k8s_log_through_store(paths, tmp):
+    """A process logging to a k8s-file log (d0da3f2: its fd rides with the handover) across the
+    restart through the store, exiting while no daemon runs: its log holds every line once, in
+    order, and hcsshim's guest lives on."""
+    scene = Scene(paths, tmp)
+    try:
+        a = scene.start("--fdstore")
+        scene.add_vm()
+        log = os.path.join(tmp, "c1.log")
+        go, marker = os.path.join(tmp, "go"), os.path.join(tmp, "exited")
+        script = ("seq 1 %d; while [ ! -e %s ]; do sleep 0.05; done; seq %d %d; touch %s; exit 7"
+                  % (LINES, go, LINES + 1, 2 * LINES, marker))
+        r = scene.cli("exec", "demo", "--detach", "--log", "k8s-file:" + log, "--", "sh", "-c", script)
+        pid = int(r.stdout.split()[0])
+        scene.until(lambda: file_has(log, " %d\n" % LINES), "the first half in the log")
+        scene.stop(a)
+        assert len(scene.manager.stored(STORE_NAME)) == 1, (scene.manager.received, scene.manager.store)
+        open(go, "w").close()
+        scene.until(lambda: os.path.exists(marker), "the writer's end")
+        scene.until(lambda: answered(scene), "the guest's answer to the wait")
+        b = scene.start("--fdstore")
+        expect_removed(scene, b)
+        r = scene.cli("wait", "demo", str(pid), check=False)
+        assert r.returncode == 7, (r.returncode, r.stdout, r.stderr, scene.logs())
+        scene.until(lambda: file_has(log, " %d\n" % (2 * LINES)), "the second half in the log")
+        got = k8s_lines(log)
+        assert got == [str(i) for i in range(1, 2 * LINES + 1)], (len(got), got[:3], got[-3:], scene.logs())
+        st = scene.sim_stats()
+        assert st.get("bridge_panics") == 0 and st.get("bridge_connects") == 1, st
+        assert scene.sim.poll() is None, "the guest stopped\n" + scene.logs()
+        scene.stop(b)
+    finally:
+        scene.close()
+
+
 def test_plain_restart_panics_upstream_guest(paths, tmp):
     """The negative control: the same without --fdstore. The plain stop closes the bridge, the
     exit's reply is made with no connection up, and hcsshim's guest panics (exit status 2): what
@@ -500,10 +548,10 @@ def main():
     only = os.environ.get("VSOCKMUX_TEST_ONLY")
     failed = 0
     for test in (test_fdstore_restart_keeps_upstream_guest, test_plain_restart_panics_upstream_guest,
-                 test_attached_exec_rides_through, test_empty_stored_socket, test_refused_stored_socket,
-                 test_newer_schema_stored_socket,
-                 test_store_fails_stops_plain_way, test_fdstore_without_systemd, test_systemctl_stop_empties_store,
-                 test_socket_activated_with_fdstore):
+                 test_attached_exec_rides_through, test_k8s_log_through_store, test_empty_stored_socket,
+                 test_refused_stored_socket, test_newer_schema_stored_socket,
+                 test_store_fails_stops_plain_way, test_fdstore_without_systemd,
+                 test_systemctl_stop_empties_store, test_socket_activated_with_fdstore):
         if only and only not in test.__name__:
             continue
         tmp = tempfile.mkdtemp(prefix="vsockmux-fdstore.")
