@@ -1143,6 +1143,24 @@ void integ_journal_collect(int sock, struct integ_journal_entries *ret)
         }
 }
 
+void integ_journal_wait(struct integ_journal *j, struct integ_journal_entries *all, long n)
+{
+        char want[48];
+
+        snprintf(want, sizeof(want), "MESSAGE=line %ld\n", n);
+        for (int waited = 0;; waited += 20) {
+                integ_journal_collect(j->sock, all);
+                for (unsigned i = 0; i < all->n; i++)
+                        if (strncmp(all->e[i], want, strlen(want)) == 0)
+                                return;
+                if (waited >= INTEG_WAIT_MS) {
+                        integ_dump_daemon_log(j->t);
+                        fail_msg("no journal entry '%s' among %u", want, all->n);
+                }
+                integ_sleep_ms(20);
+        }
+}
+
 const char *integ_journal_find(const struct integ_journal_entries *j, const char *message)
 {
         char want[256];

@@ -163,6 +163,9 @@ void integ_journal_collect(int sock, struct integ_journal_entries *ret);
 /* The entry whose MESSAGE is message (sd_journal_sendv keeps our field order: MESSAGE first). */
 const char *integ_journal_find(const struct integ_journal_entries *j, const char *message);
 void integ_journal_entries_done(struct integ_journal_entries *j);
+/* Collects into all until an entry says MESSAGE=line n, or fails the test after INTEG_WAIT_MS
+ * with the daemon's log. */
+void integ_journal_wait(struct integ_journal *j, struct integ_journal_entries *all, long n);
 
 /* A raw client: connects a Unix socket of `type` (SOCK_STREAM, SOCK_SEQPACKET) to path, or fails
  * the test. Receives and sends time out after INTEG_WAIT_MS, so a peer that hangs fails the test. */

@@ -290,25 +290,6 @@ static void test_sigterm_and_restart_keep_the_k8s_file_logs_cap(void **state)
         integ_cri_log_done(&l);
 }
 
-/* Collects the journal's entries into all until one says MESSAGE=line n. */
-static void wait_journal(struct integ *t, struct integ_journal *j, struct integ_journal_entries *all, long n)
-{
-        char want[48];
-
-        snprintf(want, sizeof(want), "MESSAGE=line %ld\n", n);
-        for (int waited = 0;; waited += 20) {
-                integ_journal_collect(j->sock, all);
-                for (unsigned i = 0; i < all->n; i++)
-                        if (strncmp(all->e[i], want, strlen(want)) == 0)
-                                return;
-                if (waited >= INTEG_WAIT_MS) {
-                        integ_dump_daemon_log(t);
-                        fail_msg("no journal entry '%s' among %u", want, all->n);
-                }
-                integ_sleep_ms(20);
-        }
-}
-
 /* A process logging to journald across a SIGTERM and a restart: the record says so, and the new
  * daemon writes its entries with the same fields (its exec id, container id and VM), every line
  * once, in order. The writer waits for the restart before its second half: journald's socket
@@ -336,7 +317,7 @@ static void test_sigterm_and_restart_keep_a_journald_log(void **state)
                   "-c", script, NULL);
         integ_assert_code(t, &res, 0);
         integ_result_done(&res);
-        wait_journal(t, j, &all, 4);
+        integ_journal_wait(j, &all, 4);
         stop_daemon(t, SIGTERM);
         assert_int_equal(integ_journal_restart(j, NULL), 0);
         assert_true(integ_wait_file_contains(t->daemon_log, "recovered 1 VMs with 1 processes", INTEG_WAIT_MS));

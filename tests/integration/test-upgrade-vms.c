@@ -412,25 +412,6 @@ static void test_k8s_file_log_goes_on_through_the_upgrade(void **state)
         assert_int_equal(sim_stat(t, "stdio_redials"), 0);
 }
 
-/* Collects the journal's entries into all until one says MESSAGE=line n. */
-static void wait_journal(struct integ *t, struct integ_journal *j, struct integ_journal_entries *all, long n)
-{
-        char want[48];
-
-        snprintf(want, sizeof(want), "MESSAGE=line %ld\n", n);
-        for (int waited = 0;; waited += 20) {
-                integ_journal_collect(j->sock, all);
-                for (unsigned i = 0; i < all->n; i++)
-                        if (strncmp(all->e[i], want, strlen(want)) == 0)
-                                return;
-                if (waited >= INTEG_WAIT_MS) {
-                        integ_dump_daemon_log(t);
-                        fail_msg("no journal entry '%s' among %u", want, all->n);
-                }
-                integ_sleep_ms(20);
-        }
-}
-
 /* A process logging to journald through two upgrades: the new daemons write its entries with the
  * same fields (conmon's, named by its exec id, and the VM's), every line exactly once, in order.
  * The writer pauses at each upgrade: journald's socket queues only max_dgram_qlen (10) entries, and
@@ -458,10 +439,10 @@ static void test_journald_log_goes_on_through_the_upgrade(void **state)
                   "-c", script, NULL);
         integ_assert_code(t, &res, 0);
         integ_result_done(&res);
-        wait_journal(t, j, &all, 4);
+        integ_journal_wait(j, &all, 4);
         upgrade_ok(t);
         integ_touch(integ_path(t, "go1"));
-        wait_journal(t, j, &all, 9);
+        integ_journal_wait(j, &all, 9);
         upgrade_ok(t);
         integ_touch(integ_path(t, "go2"));
         integ_cli(t, &res, NULL, "wait", "demo", "journal-upgrade", NULL);
