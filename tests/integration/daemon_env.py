@@ -87,3 +87,35 @@ def run_tests(doc, tests):
             print("FAIL", test.__name__)
             traceback.print_exc()
     return 1 if failed else 0
+
+
+def run_tests_in_tmp(doc, nargs, tests, prefix, paths_as_list=False):
+    """The main of a test file whose tests each take argv's nargs paths (one list with
+    paths_as_list) and a fresh temporary directory (kept with VSOCKMUX_INTEG_KEEP;
+    VSOCKMUX_TEST_ONLY runs only the tests whose name has it): says ok or FAIL (with the traceback)
+    for each, and returns the exit code."""
+    if len(sys.argv) != nargs + 1:
+        print(doc, file=sys.stderr)
+        return 2
+    paths = sys.argv[1:]
+    only = os.environ.get("VSOCKMUX_TEST_ONLY")
+    keep = os.environ.get("VSOCKMUX_INTEG_KEEP")
+    failed = 0
+    for test in tests:
+        if only and only not in test.__name__:
+            continue
+        tmp = tempfile.mkdtemp(prefix=prefix)
+        try:
+            if paths_as_list:
+                test(paths, tmp)
+            else:
+                test(*paths, tmp)
+            print("ok", test.__name__, flush=True)
+        except Exception:
+            failed += 1
+            print("FAIL", test.__name__, "(kept %s)" % tmp if keep else "", flush=True)
+            traceback.print_exc()
+        finally:
+            if not keep:
+                shutil.rmtree(tmp, ignore_errors=True)
+    return 1 if failed else 0

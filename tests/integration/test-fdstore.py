@@ -13,15 +13,12 @@ Usage: test-fdstore.py DAEMON CLI SIM HANDOVER_PEER (tests/integration/handover-
 anything happens."""
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import daemon_env  # noqa: E402
@@ -387,6 +384,20 @@ def test_newer_schema_stored_socket(paths, tmp):
     assert "cannot take over from systemd's fd store" in log and "state schema version 99" in log, log
 
 
+def start_recovering(scene, pid, out):
+    """A start with nothing in the store: the record brings the VM back, our guest redials, and the
+    writer's exit (7) and every line arrive once."""
+    b = scene.start("--fdstore")
+    assert b.passed_names == [], b.passed_names
+    scene.until(lambda: "recovered 1 VMs" in b.read_log(), "the recovery from the record")
+    r = scene.cli("wait", "demo", str(pid), check=False)
+    assert r.returncode == 7, (r.returncode, r.stdout, r.stderr, scene.logs())
+    scene.until(lambda: file_has(out, "\n%d\n" % (2 * LINES)), "the writer's second half")
+    assert_seq(out, 2 * LINES, scene)
+    assert scene.sim_stats().get("bridge_connects") == 2, scene.sim_stats()
+    scene.stop(b)
+
+
 def test_store_fails_stops_plain_way(paths, tmp):
     """The notification socket is gone by the stop (the manager went away): the FDSTORE=1 send
     fails, the held VMs are taken back and the stop is the plain one, with a warning; the next
@@ -402,15 +413,7 @@ def test_store_fails_stops_plain_way(paths, tmp):
         assert "stopping the plain way" in a.read_log(), scene.logs()
         scene.manager = Manager(tmp)
         open(os.path.join(scene.tmp, "go"), "w").close()
-        b = scene.start("--fdstore")
-        assert b.passed_names == [], b.passed_names
-        scene.until(lambda: "recovered 1 VMs" in b.read_log(), "the recovery from the record")
-        r = scene.cli("wait", "demo", str(pid), check=False)
-        assert r.returncode == 7, (r.returncode, r.stdout, r.stderr, scene.logs())
-        scene.until(lambda: file_has(out, "\n%d\n" % (2 * LINES)), "the writer's second half")
-        assert_seq(out, 2 * LINES, scene)
-        assert scene.sim_stats().get("bridge_connects") == 2, scene.sim_stats()
-        scene.stop(b)
+        start_recovering(scene, pid, out)
     finally:
         scene.close()
 
@@ -503,15 +506,7 @@ def test_systemctl_stop_empties_store(paths, tmp):
         open(os.path.join(scene.tmp, "go"), "w").close()
         scene.until(lambda: os.path.exists(os.path.join(scene.tmp, "exited")), "the writer's end")
         scene.manager.flush()
-        b = scene.start("--fdstore")
-        assert b.passed_names == [], b.passed_names
-        scene.until(lambda: "recovered 1 VMs" in b.read_log(), "the recovery from the record")
-        r = scene.cli("wait", "demo", str(pid), check=False)
-        assert r.returncode == 7, (r.returncode, r.stdout, r.stderr, scene.logs())
-        scene.until(lambda: file_has(out, "\n%d\n" % (2 * LINES)), "the writer's second half")
-        assert_seq(out, 2 * LINES, scene)
-        assert scene.sim_stats().get("bridge_connects") == 2, scene.sim_stats()
-        scene.stop(b)
+        start_recovering(scene, pid, out)
     finally:
         scene.close()
 
@@ -541,31 +536,13 @@ def test_socket_activated_with_fdstore(paths, tmp):
 
 
 def main():
-    if len(sys.argv) != 5:
-        print(__doc__, file=sys.stderr)
-        return 2
-    paths = sys.argv[1:]
-    only = os.environ.get("VSOCKMUX_TEST_ONLY")
-    failed = 0
-    for test in (test_fdstore_restart_keeps_upstream_guest, test_plain_restart_panics_upstream_guest,
-                 test_attached_exec_rides_through, test_k8s_log_through_store, test_empty_stored_socket,
-                 test_refused_stored_socket, test_newer_schema_stored_socket,
-                 test_store_fails_stops_plain_way, test_fdstore_without_systemd,
-                 test_systemctl_stop_empties_store, test_socket_activated_with_fdstore):
-        if only and only not in test.__name__:
-            continue
-        tmp = tempfile.mkdtemp(prefix="vsockmux-fdstore.")
-        try:
-            test(paths, tmp)
-            print("ok", test.__name__, flush=True)
-        except Exception:
-            failed += 1
-            print("FAIL", test.__name__, "(kept %s)" % tmp if os.environ.get("VSOCKMUX_INTEG_KEEP") else "", flush=True)
-            traceback.print_exc()
-        finally:
-            if not os.environ.get("VSOCKMUX_INTEG_KEEP"):
-                shutil.rmtree(tmp, ignore_errors=True)
-    return 1 if failed else 0
+    return daemon_env.run_tests_in_tmp(
+        __doc__, 4,
+        (test_fdstore_restart_keeps_upstream_guest, test_plain_restart_panics_upstream_guest,
+         test_attached_exec_rides_through, test_k8s_log_through_store, test_empty_stored_socket,
+         test_refused_stored_socket, test_newer_schema_stored_socket, test_store_fails_stops_plain_way,
+         test_fdstore_without_systemd, test_systemctl_stop_empties_store, test_socket_activated_with_fdstore),
+        "vsockmux-fdstore.", paths_as_list=True)
 
 
 if __name__ == "__main__":

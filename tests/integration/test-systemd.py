@@ -7,15 +7,13 @@ LISTEN_FDNAMES, as vsockmuxd.socket does (systemd_mock.py: PID 1 is not systemd 
 Usage: test-systemd.py DAEMON CLI SIM. Every wait is bounded (60 s) and nothing asserts how fast
 anything happens."""
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import daemon_env  # noqa: E402
 from systemd_mock import Daemon, cli, listening_socket  # noqa: E402
 
 
@@ -153,24 +151,8 @@ def test_upgrade(daemon, cli_path, sim, tmp):
 
 
 def main():
-    if len(sys.argv) != 4:
-        print(__doc__, file=sys.stderr)
-        return 2
-    daemon, cli_path, sim = sys.argv[1:]
-    failed = 0
-    for test in (test_activated, test_not_activated, test_bad_fds, test_upgrade):
-        tmp = tempfile.mkdtemp(prefix="vsockmux-systemd.")
-        try:
-            test(daemon, cli_path, sim, tmp)
-            print("ok", test.__name__)
-        except Exception:
-            failed += 1
-            print("FAIL", test.__name__)
-            traceback.print_exc()
-        finally:
-            if not os.environ.get("VSOCKMUX_INTEG_KEEP"):
-                shutil.rmtree(tmp, ignore_errors=True)
-    return 1 if failed else 0
+    return daemon_env.run_tests_in_tmp(__doc__, 3, (test_activated, test_not_activated, test_bad_fds, test_upgrade),
+                                       "vsockmux-systemd.")
 
 
 if __name__ == "__main__":
