@@ -277,6 +277,20 @@ static void assert_lines_exact(const char *buf, size_t len, int n)
         assert_int_equal((size_t)(p - buf), len);
 }
 
+/* A vmm over dir that keeps a record, as vsockmuxd's default, in place of old (freed). */
+static struct vmm *recording_vmm(struct fixture *f, struct vmm *old, const char *dir)
+{
+        struct vmm_config cfg;
+        struct vmm *m = NULL;
+
+        vmm_free(old);
+        vmm_config_default(&cfg);
+        cfg.state_dir = dir;
+        cfg.record = true;
+        assert_int_equal(vmm_new(f->r, &cfg, NULL, NULL, &m), 0);
+        return m;
+}
+
 static void test_output_moves_exactly_once_across_save_and_restore(void **state)
 {
         struct fixture *f = *state;
@@ -654,14 +668,9 @@ static void test_upstream_stop_right_after_a_reconnect_waits_for_its_probe(void 
 {
         struct fixture *f = *state;
         uint64_t deadline = now_ns() + WAIT_NS;
-        struct vmm_config cfg;
 
         /* vsockmuxd's default: a record, so the stop is the recorded one. */
-        f->a = vmm_free(f->a);
-        vmm_config_default(&cfg);
-        cfg.state_dir = f->state_a;
-        cfg.record = true;
-        assert_int_equal(vmm_new(f->r, &cfg, NULL, NULL, &f->a), 0);
+        f->a = recording_vmm(f, f->a, f->state_a);
         (void)vm_reconnected(f, true);
         (void)vmm_quiesce(f->a);
         while (vmm_quiesce_pending(f->a) > 0) {
@@ -709,13 +718,8 @@ static void test_removals_waiting_when_the_daemon_stops_are_done_by_the_stop(voi
 {
         struct fixture *f = *state;
         struct removed one = { 0 }, two = { 0 };
-        struct vmm_config cfg;
 
-        f->a = vmm_free(f->a);
-        vmm_config_default(&cfg);
-        cfg.state_dir = f->state_a;
-        cfg.record = true;
-        assert_int_equal(vmm_new(f->r, &cfg, NULL, NULL, &f->a), 0);
+        f->a = recording_vmm(f, f->a, f->state_a);
         f->no_panic = true;
         (void)vm_reconnected(f, true);
         assert_int_equal(vmm_vm_remove_when_answered(f->a, "demo", on_removed, &one), 0);
@@ -1237,17 +1241,12 @@ static void test_restores_record_snapshot_waits_for_the_turn_its_reply_leaves_in
 {
         struct fixture *f = *state;
         struct restore_in_a_completion c = { .op.fn = restore_on_completion, .f = f };
-        struct vmm_config cfg;
         struct io_uring_sqe *sqe;
         char snapshot[160];
         uint64_t deadline;
         struct saved sv;
 
-        vmm_free(f->b);
-        vmm_config_default(&cfg);
-        cfg.record = true;
-        cfg.state_dir = f->state_b;
-        assert_int_equal(vmm_new(f->r, &cfg, NULL, NULL, &f->b), 0);
+        f->b = recording_vmm(f, f->b, f->state_b);
         snprintf(snapshot, sizeof(snapshot), "%s/" VMM_RECORD_DIR "/demo.state", f->state_b);
         sv = save_vm(f, add_vm_connected(f, true));
         c.sv = &sv;
@@ -1496,16 +1495,11 @@ static void test_close_stdins_end_is_recorded_and_survives_a_crash(void **state)
         struct fixture *f = *state;
         uint64_t deadline = now_ns() + WAIT_NS;
         struct vmm_process_info info;
-        struct vmm_config cfg;
         struct vmm_vm *vm;
         uint32_t pid;
         int wfd;
 
-        vmm_free(f->a);
-        vmm_config_default(&cfg);
-        cfg.record = true;
-        cfg.state_dir = f->state_a;
-        assert_int_equal(vmm_new(f->r, &cfg, NULL, NULL, &f->a), 0);
+        f->a = recording_vmm(f, f->a, f->state_a);
         vm = exec_on_a_fifo_stdin(f, "head -n 1; sleep 600", false, &pid, &wfd);
         vmm_process_get_info(vmm_process_find(vm, pid), &info);
         assert_true(port_listened(f, info.ports[VMM_STDIN]));
@@ -1518,8 +1512,7 @@ static void test_close_stdins_end_is_recorded_and_survives_a_crash(void **state)
         /* The record is written on the loop's next pass, by its writer thread. */
         run_for(f, 100ull * 1000000ull);
 
-        vmm_free(f->a);
-        assert_int_equal(vmm_new(f->r, &cfg, NULL, NULL, &f->a), 0);
+        f->a = recording_vmm(f, f->a, f->state_a);
         assert_int_equal(vmm_recover(f->a), 0);
         vm = vmm_vm_find(f->a, "demo");
         assert_non_null(vm);
