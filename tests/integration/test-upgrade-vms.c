@@ -369,6 +369,50 @@ static void wait_logged(struct integ *t, const char *log, long more)
         }
 }
 
+/* The writer of the k8s-file log tests: a line every 5 ms into log (capped at LOG_CAP, files
+ * kept) until the "stop" file, then "end" and exit 7; started with id (or none: its pid names it),
+ * returns once 20 lines are in. */
+static void start_logged_writer(struct integ *t, const char *log, const char *id, char *ret_who, size_t who_len)
+{
+        char spec[INTEG_PATH_MAX + 16], script[INTEG_PATH_MAX * 2];
+        struct integ_result res;
+
+        snprintf(spec, sizeof(spec), "k8s-file:%s", log);
+        snprintf(script, sizeof(script),
+                 "i=0; while [ ! -e %s ]; do echo \"line $i\"; i=$((i+1)); sleep 0.005; done; echo end; exit 7",
+                 integ_path(t, "stop"));
+        if (id) {
+                integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--id", id, "--log", spec, "--log-size-max", "2K",
+                          "--log-max-files", "1000", "--", "sh", "-c", script, NULL);
+                integ_assert_code(t, &res, 0);
+                integ_result_done(&res);
+                snprintf(ret_who, who_len, "%s", id);
+        } else {
+                integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--log", spec, "--log-size-max", "2K",
+                          "--log-max-files", "1000", "--", "sh", "-c", script, NULL);
+                snprintf(ret_who, who_len, "%ld", integ_detached_pid(t, &res));
+        }
+        wait_logged(t, log, 20);
+}
+
+/* Stops that writer: its exit is 7, and every line is in the log's files exactly once, in order
+ * (more than 40 of them), as CRI records parsed into *ret. */
+static void finish_logged_writer(struct integ *t, const char *log, const char *who, struct integ_cri_log *ret)
+{
+        struct integ_result res;
+        size_t len;
+        char *all;
+
+        integ_touch(integ_path(t, "stop"));
+        integ_cli(t, &res, NULL, "wait", "demo", who, NULL);
+        integ_assert_code(t, &res, 7);
+        integ_result_done(&res);
+        all = integ_read_rotated(log, LOG_CAP, &len);
+        integ_cri_log_parse_text(all, len, ret);
+        free(all);
+        assert_true(check_sequence_in(t, ret->text[0]) > 40);
+}
+
 /* A k8s-file log (as every Kubernetes pod's) through two upgrades: its fd goes along as open as it
  * was, with its cap, file count and size, so every line is in the log exactly once, in order, as
  * valid CRI records, and no file passes the cap across a hand-over (more than a file's worth comes
@@ -376,36 +420,17 @@ static void wait_logged(struct integ *t, const char *log, long more)
 static void test_k8s_file_log_goes_on_through_the_upgrade(void **state)
 {
         struct integ *t = *state;
-        char log[INTEG_PATH_MAX], spec[INTEG_PATH_MAX + 16], script[INTEG_PATH_MAX * 2], pid_s[16];
+        char log[INTEG_PATH_MAX], who[32];
         struct integ_cri_log l;
-        struct integ_result res;
-        size_t len;
-        char *all;
-        long pid;
 
         snprintf(log, sizeof(log), "%s", integ_path(t, "c.log"));
-        snprintf(spec, sizeof(spec), "k8s-file:%s", log);
-        snprintf(script, sizeof(script),
-                 "i=0; while [ ! -e %s ]; do echo \"line $i\"; i=$((i+1)); sleep 0.005; done; echo end; exit 7",
-                 integ_path(t, "stop"));
         vm_with_counted_sim(t);
-        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--log", spec, "--log-size-max", "2K", "--log-max-files",
-                  "1000", "--", "sh", "-c", script, NULL);
-        pid = integ_detached_pid(t, &res);
-        wait_logged(t, log, 20);
+        start_logged_writer(t, log, NULL, who, sizeof(who));
         upgrade_ok(t);
         wait_logged(t, log, LOG_CAP / 40);
         upgrade_ok(t);
         wait_logged(t, log, LOG_CAP / 40);
-        integ_touch(integ_path(t, "stop"));
-        snprintf(pid_s, sizeof(pid_s), "%ld", pid);
-        integ_cli(t, &res, NULL, "wait", "demo", pid_s, NULL);
-        integ_assert_code(t, &res, 7);
-        integ_result_done(&res);
-        all = integ_read_rotated(log, LOG_CAP, &len);
-        integ_cri_log_parse_text(all, len, &l);
-        free(all);
-        assert_true(check_sequence_in(t, l.text[0]) > 40);
+        finish_logged_writer(t, log, who, &l);
         assert_string_equal(l.text[1], "");
         integ_cri_log_done(&l);
         assert_int_equal(sim_stat(t, "bridge_connects"), 1);
@@ -674,38 +699,21 @@ static void test_binary_that_refuses_gives_the_vm_back(void **state)
 static void test_refused_upgrade_gives_the_k8s_file_log_back(void **state)
 {
         struct integ *t = *state;
-        char log[INTEG_PATH_MAX], spec[INTEG_PATH_MAX + 16], writer[INTEG_PATH_MAX * 2], body[INTEG_PATH_MAX * 2];
+        char log[INTEG_PATH_MAX], body[INTEG_PATH_MAX * 2], who[32];
         struct integ_cri_log l;
         struct integ_result res;
-        size_t len;
-        char *all;
 
         snprintf(log, sizeof(log), "%s", integ_path(t, "c.log"));
-        snprintf(spec, sizeof(spec), "k8s-file:%s", log);
-        snprintf(writer, sizeof(writer),
-                 "i=0; while [ ! -e %s ]; do echo \"line $i\"; i=$((i+1)); sleep 0.005; done; echo end; exit 7",
-                 integ_path(t, "stop"));
         snprintf(body, sizeof(body), "exec %s/tests/integration/handover-peer refuse 'not this state'",
                  getenv("VSOCKMUX_BUILD_ROOT"));
         vm_with_counted_sim(t);
-        integ_cli(t, &res, NULL, "exec", "demo", "--detach", "--id", "logged", "--log", spec, "--log-size-max", "2K",
-                  "--log-max-files", "1000", "--", "sh", "-c", writer, NULL);
-        integ_assert_code(t, &res, 0);
-        integ_result_done(&res);
-        wait_logged(t, log, 20);
+        start_logged_writer(t, log, "logged", who, sizeof(who));
         integ_cli(t, &res, NULL, "upgrade", "--binary", script(t, "refuses", body), NULL);
         integ_assert_code(t, &res, 1);
         integ_assert_contains(res.err, "refused the handover: not this state");
         integ_result_done(&res);
         wait_logged(t, log, LOG_CAP / 40);
-        integ_touch(integ_path(t, "stop"));
-        integ_cli(t, &res, NULL, "wait", "demo", "logged", NULL);
-        integ_assert_code(t, &res, 7);
-        integ_result_done(&res);
-        all = integ_read_rotated(log, LOG_CAP, &len);
-        integ_cri_log_parse_text(all, len, &l);
-        free(all);
-        assert_true(check_sequence_in(t, l.text[0]) > 40);
+        finish_logged_writer(t, log, "logged", &l);
         integ_cri_log_done(&l);
 }
 
