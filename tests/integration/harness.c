@@ -1045,6 +1045,33 @@ char *integ_read_rotated(const char *log, size_t cap, size_t *ret_len)
         return all;
 }
 
+void integ_wait_logged(struct integ *t, const char *path, size_t cap, long more)
+{
+        char needle[48];
+        size_t len;
+        char *all = integ_read_rotated(path, cap, &len);
+        long n = 0;
+
+        for (size_t i = 0; i < len; i++)
+                n += all[i] == '\n';
+        free(all);
+        snprintf(needle, sizeof(needle), " stdout F line %ld\n", n + more);
+        for (int waited = 0;; waited += 20) {
+                bool found;
+
+                all = integ_read_rotated(path, cap, &len);
+                found = strstr(all, needle) != NULL;
+                free(all);
+                if (found)
+                        return;
+                if (waited >= INTEG_WAIT_MS) {
+                        integ_dump_daemon_log(t);
+                        fail_msg("the log stopped before '%s'", needle);
+                }
+                integ_sleep_ms(20);
+        }
+}
+
 /* ---- a journal of our own (see harness.h) ---- */
 
 int integ_journal_setup(void **state)

@@ -137,6 +137,9 @@ void integ_cri_log_done(struct integ_cri_log *l);
  * while the writer runs a file may move away under us (rotation), and is left out then. Fails when
  * a file holds more than cap bytes: rotation falls between records, each far smaller than cap. */
 char *integ_read_rotated(const char *log, size_t cap, size_t *ret_len);
+/* Waits until the log at path (rotated at cap: path.1, path.2, ...) holds the record "line N" for
+ * N `more` beyond the records it holds now, or fails the test after INTEG_WAIT_MS. */
+void integ_wait_logged(struct integ *t, const char *path, size_t cap, long more);
 
 /* --log journald against a journal socket of our own: the daemon runs in a private mount
  * namespace whose /run/systemd/journal is the fixture's directory, so libsystemd's

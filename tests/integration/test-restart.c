@@ -222,34 +222,6 @@ static long check_lines_once(struct integ *t, char *text)
 
 #define LOG_CAP 2048 /* --log-size-max 2K: some 40 records a file */
 
-/* Waits until the rotated log holds a record "line N" for N `more` beyond the records it holds now. */
-static void wait_logged(struct integ *t, const char *log, long more)
-{
-        char needle[48];
-        size_t len;
-        char *all = integ_read_rotated(log, LOG_CAP, &len);
-        long n = 0;
-
-        for (size_t i = 0; i < len; i++)
-                n += all[i] == '\n';
-        free(all);
-        snprintf(needle, sizeof(needle), " stdout F line %ld\n", n + more);
-        for (int waited = 0;; waited += 20) {
-                bool found;
-
-                all = integ_read_rotated(log, LOG_CAP, &len);
-                found = strstr(all, needle) != NULL;
-                free(all);
-                if (found)
-                        return;
-                if (waited >= INTEG_WAIT_MS) {
-                        integ_dump_daemon_log(t);
-                        fail_msg("the log stopped before '%s'", needle);
-                }
-                integ_sleep_ms(20);
-        }
-}
-
 /* A k8s-file log with a cap across a SIGTERM and a restart: the record keeps its cap and file count,
  * so the new daemon rotates at the cap as the old one did (no file over it, with several files'
  * worth after the restart), and every line is in the files once, in order. */
@@ -275,11 +247,11 @@ static void test_sigterm_and_restart_keep_the_k8s_file_logs_cap(void **state)
                           "--log-max-files", "1000", "--", "sh", "-c", script, NULL);
                 pid = integ_detached_pid(t, &res);
         }
-        wait_logged(t, log, LOG_CAP / 40 * 2);
+        integ_wait_logged(t, log, LOG_CAP, LOG_CAP / 40 * 2);
         stop_daemon(t, SIGTERM);
         restart(t, NULL);
         assert_true(integ_wait_file_contains(t->daemon_log, "recovered 1 VMs with 1 processes", INTEG_WAIT_MS));
-        wait_logged(t, log, LOG_CAP / 40 * 3);
+        integ_wait_logged(t, log, LOG_CAP, LOG_CAP / 40 * 3);
         integ_touch(integ_path(t, "stop"));
         expect_wait(t, "demo", pid, 7);
         all = integ_read_rotated(log, LOG_CAP, &len);

@@ -341,34 +341,6 @@ static void test_writer_goes_on_through_the_upgrade(void **state)
 
 #define LOG_CAP 2048 /* --log-size-max 2K */
 
-/* Waits until the log holds a record of `more` lines beyond the records it holds now. */
-static void wait_logged(struct integ *t, const char *log, long more)
-{
-        size_t len;
-        char *all = integ_read_rotated(log, LOG_CAP, &len);
-        char needle[48];
-        long n = 0;
-
-        for (size_t i = 0; i < len; i++)
-                n += all[i] == '\n';
-        free(all);
-        snprintf(needle, sizeof(needle), " stdout F line %ld\n", n + more);
-        for (int waited = 0;; waited += 20) {
-                bool found;
-
-                all = integ_read_rotated(log, LOG_CAP, &len);
-                found = strstr(all, needle) != NULL;
-                free(all);
-                if (found)
-                        return;
-                if (waited >= INTEG_WAIT_MS) {
-                        integ_dump_daemon_log(t);
-                        fail_msg("the log stopped before '%s'", needle);
-                }
-                integ_sleep_ms(20);
-        }
-}
-
 /* The writer of the k8s-file log tests: a line every 5 ms into log (capped at LOG_CAP, files
  * kept) until the "stop" file, then "end" and exit 7; started with id (or none: its pid names it),
  * returns once 20 lines are in. */
@@ -392,7 +364,7 @@ static void start_logged_writer(struct integ *t, const char *log, const char *id
                           "--log-max-files", "1000", "--", "sh", "-c", script, NULL);
                 snprintf(ret_who, who_len, "%ld", integ_detached_pid(t, &res));
         }
-        wait_logged(t, log, 20);
+        integ_wait_logged(t, log, LOG_CAP, 20);
 }
 
 /* Stops that writer: its exit is 7, and every line is in the log's files exactly once, in order
@@ -427,9 +399,9 @@ static void test_k8s_file_log_goes_on_through_the_upgrade(void **state)
         vm_with_counted_sim(t);
         start_logged_writer(t, log, NULL, who, sizeof(who));
         upgrade_ok(t);
-        wait_logged(t, log, LOG_CAP / 40);
+        integ_wait_logged(t, log, LOG_CAP, LOG_CAP / 40);
         upgrade_ok(t);
-        wait_logged(t, log, LOG_CAP / 40);
+        integ_wait_logged(t, log, LOG_CAP, LOG_CAP / 40);
         finish_logged_writer(t, log, who, &l);
         assert_string_equal(l.text[1], "");
         integ_cri_log_done(&l);
@@ -712,7 +684,7 @@ static void test_refused_upgrade_gives_the_k8s_file_log_back(void **state)
         integ_assert_code(t, &res, 1);
         integ_assert_contains(res.err, "refused the handover: not this state");
         integ_result_done(&res);
-        wait_logged(t, log, LOG_CAP / 40);
+        integ_wait_logged(t, log, LOG_CAP, LOG_CAP / 40);
         finish_logged_writer(t, log, "logged", &l);
         integ_cri_log_done(&l);
 }
