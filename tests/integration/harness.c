@@ -1188,6 +1188,40 @@ void integ_journal_wait(struct integ_journal *j, struct integ_journal_entries *a
         }
 }
 
+char *integ_journal_stdout_text(struct integ *t, const struct integ_journal_entries *all, const char *exec_id,
+                                const char *vm)
+{
+        char id[320], name[320], vm_field[96];
+        char *text = NULL;
+        size_t len = 0;
+
+        snprintf(id, sizeof(id), "\nCONTAINER_ID_FULL=%s\n", exec_id);
+        snprintf(name, sizeof(name), "\nCONTAINER_NAME=%s\n", exec_id);
+        snprintf(vm_field, sizeof(vm_field), "\nVSOCKMUX_VM=%s\n", vm);
+        for (unsigned i = 0; i < all->n; i++) {
+                const char *e = all->e[i], *nl = strchr(e, '\n');
+
+                assert_non_null(nl);
+                assert_int_equal(strncmp(e, "MESSAGE=", 8), 0);
+                integ_assert_contains(e, id);
+                integ_assert_contains(e, name);
+                integ_assert_contains(e, vm_field);
+                integ_assert_contains(e, "\nVSOCKMUX_STREAM=stdout\n");
+                text = realloc(text, len + (size_t)(nl - e) + 2);
+                assert_non_null(text);
+                memcpy(text + len, e + 8, (size_t)(nl - e) - 8);
+                len += (size_t)(nl - e) - 8;
+                if (!strstr(e, "\nCONTAINER_PARTIAL_MESSAGE=true\n"))
+                        text[len++] = '\n';
+                text[len] = '\0';
+        }
+        if (!text) {
+                integ_dump_daemon_log(t);
+                fail_msg("no journal entries");
+        }
+        return text;
+}
+
 const char *integ_journal_find(const struct integ_journal_entries *j, const char *message)
 {
         char want[256];

@@ -169,6 +169,11 @@ void integ_journal_entries_done(struct integ_journal_entries *j);
 /* Collects into all until an entry says MESSAGE=line n, or fails the test after INTEG_WAIT_MS
  * with the daemon's log. */
 void integ_journal_wait(struct integ_journal *j, struct integ_journal_entries *all, long n);
+/* A process's stdout entries joined as a reader joins them (a partial entry goes on in the next),
+ * each checked to be MESSAGE first and to name the exec (CONTAINER_ID_FULL, CONTAINER_NAME), the
+ * VM (VSOCKMUX_VM) and the stream; fails the test when there are none. Free it. */
+char *integ_journal_stdout_text(struct integ *t, const struct integ_journal_entries *all, const char *exec_id,
+                                const char *vm);
 
 /* A raw client: connects a Unix socket of `type` (SOCK_STREAM, SOCK_SEQPACKET) to path, or fails
  * the test. Receives and sends time out after INTEG_WAIT_MS, so a peer that hangs fails the test. */
