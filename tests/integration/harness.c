@@ -1170,6 +1170,17 @@ void integ_journal_collect(int sock, struct integ_journal_entries *ret)
         }
 }
 
+struct integ_journal *integ_journal_or_skip(void **state)
+{
+        struct integ_journal *j = *state;
+
+        if (!j) {
+                print_message("skipped: needs root and /usr/bin/unshare for a private journal socket\n");
+                skip();
+        }
+        return j;
+}
+
 void integ_journal_wait(struct integ_journal *j, struct integ_journal_entries *all, long n)
 {
         char want[48];

@@ -152,6 +152,8 @@ struct integ_journal {
         int sock;
 };
 int integ_journal_setup(void **state);
+/* The fixture of a test's *state, or the test is skipped (not root, no unshare), saying why. */
+struct integ_journal *integ_journal_or_skip(void **state);
 int integ_journal_teardown(void **state);
 /* integ_daemon_restart() for the fixture's daemon: the new one in a journal namespace as well. */
 int integ_journal_restart(struct integ_journal *j, char *const extra[]);

@@ -551,15 +551,11 @@ static void test_log_max_files_keeps_that_many(void **state)
 
 static void test_log_journald_writes_conmons_fields(void **state)
 {
-        struct integ_journal *j = *state;
+        struct integ_journal *j = integ_journal_or_skip(state);
         struct integ_journal_entries all = { .n = 0 };
         struct integ_result res;
         const char *e;
 
-        if (!j) {
-                print_message("skipped: needs root and /usr/bin/unshare for a private journal socket\n");
-                skip();
-        }
         integ_vm_with_sim(j->t, "demo");
         integ_cli(j->t, &res, NULL, "exec", "demo", "--detach", "--id", "journal-logged-exec", "--log", "journald",
                   "--", "sh", "-c", "echo out1; echo err1 >&2; printf part", NULL);

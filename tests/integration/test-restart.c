@@ -268,16 +268,12 @@ static void test_sigterm_and_restart_keep_the_k8s_file_logs_cap(void **state)
  * queues only max_dgram_qlen (10) entries, which the test reads between CLI calls. */
 static void test_sigterm_and_restart_keep_a_journald_log(void **state)
 {
-        struct integ_journal *j = *state;
+        struct integ_journal *j = integ_journal_or_skip(state);
         struct integ_journal_entries all = { .n = 0 };
         char script[INTEG_PATH_MAX * 2], *text = NULL;
         struct integ_result res;
         struct integ *t;
 
-        if (!j) {
-                print_message("skipped: needs root and /usr/bin/unshare for a private journal socket\n");
-                skip();
-        }
         t = j->t;
         snprintf(script, sizeof(script),
                  "for i in 0 1 2 3 4; do echo \"line $i\"; done; until [ -e %s ]; do sleep 0.01; done; "

@@ -415,16 +415,12 @@ static void test_k8s_file_log_goes_on_through_the_upgrade(void **state)
  * the test reads them only between CLI calls. */
 static void test_journald_log_goes_on_through_the_upgrade(void **state)
 {
-        struct integ_journal *j = *state;
+        struct integ_journal *j = integ_journal_or_skip(state);
         struct integ_journal_entries all = { .n = 0 };
         char script[INTEG_PATH_MAX * 3], *text = NULL;
         struct integ_result res;
         struct integ *t;
 
-        if (!j) {
-                print_message("skipped: needs root and /usr/bin/unshare for a private journal socket\n");
-                skip();
-        }
         t = j->t;
         snprintf(script, sizeof(script),
                  "i=0; for go in %s %s end; do for k in 1 2 3 4 5; do echo \"line $i\"; i=$((i+1)); done; "
