@@ -118,7 +118,8 @@ guest_after=$(grep -E '^(bridge_connects|stdio_redials) ' "$work/sim.stats")
 if [ "$code" = 5 ] && [ "$guest_before" = "$guest_after" ] &&
   awk '$2 != NR - 1 { bad = 1 } END { exit bad || NR != 400 }' "$work/upgrade.out"; then
   echo "lines 0-399 arrived exactly once and in order through the upgrade; the guest never
-  reconnected (its bridge connections and stdio redials: $(echo $guest_after))"
+  reconnected (its counts, the same before and after the upgrade, are the earlier move's:
+  $(echo $guest_after))"
 else
   echo "demo: the upgrade lost, repeated or reordered output (or the exit code); see $work" >&2
   trap - EXIT

@@ -14,6 +14,18 @@ import traceback
 WAIT_S = 60
 
 
+
+def until(pred, what, diagnose):
+    """pred()'s first true value, polled every 50 ms for WAIT_S; else fails with what and
+    diagnose()'s text (the logs)."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("waited in vain for %s\n%s" % (what, diagnose()))
+
 class DaemonEnv:
     def __init__(self, daemon, cli, sim, prefix, args=(), before=None):
         """args: extra vsockmuxd options; "{tmp}" in one stands for the temp dir. before(tmp), if
@@ -32,13 +44,7 @@ class DaemonEnv:
         self.until(lambda: os.path.exists(self.sock), "the control socket")
 
     def until(self, pred, what):
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            v = pred()
-            if v:
-                return v
-            time.sleep(0.05)
-        raise AssertionError("waited in vain for %s\n%s" % (what, open(self.log).read()))
+        return until(pred, what, lambda: open(self.log).read())
 
     def cli(self, *args, check=True):
         r = subprocess.run([self.cli_path, "--socket", self.sock] + list(args), capture_output=True, text=True,

@@ -18,7 +18,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import daemon_env  # noqa: E402
@@ -75,13 +74,7 @@ class Scene:
         return out
 
     def until(self, pred, what):
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            v = pred()
-            if v:
-                return v
-            time.sleep(0.05)
-        raise AssertionError("waited in vain for %s\n%s" % (what, self.logs()))
+        return daemon_env.until(pred, what, self.logs)
 
     def bridge(self):
         vms = json.loads(self.cli("vm", "ls", "--json").stdout)
