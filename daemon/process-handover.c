@@ -112,19 +112,16 @@ static int hand_over_stream(struct vmm_stream *s, Vsockmux__State__Stream *st, s
         return r;
 }
 
-/* The log, out: the writer's file as open as it was, and what it goes on with. The old daemon
- * writes no more to it. */
+/* The log, out: the writer's file as open as it was; what it goes on with (its cap, file count,
+ * journald) is in the export already (export_process). The old daemon writes no more to it. */
 static int hand_over_log(struct vmm_process *p, Vsockmux__State__Process *o, struct vmm_fds *fds)
 {
         int r;
 
-        o->log_journald = p->log_journald;
         o->log_fd = -1;
         o->log_fd_set = false;
         if (p->log_fd < 0)
                 return 0;
-        o->log_size_max = p->log_size_max;
-        o->log_max_files = p->log_max_files;
         r = vmm_fds_add(fds, TAKE_FD(p->log_fd), &o->log_fd);
         o->log_fd_set = r >= 0;
         return r;
