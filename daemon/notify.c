@@ -232,9 +232,8 @@ int notify_mainpid(struct daemon_notify *n, pid_t pid)
         return r < 0 ? r : 0;
 }
 
-int notify_fdstore(struct daemon_notify *n, int fd, const char *name)
+int notify_fdstore(struct daemon_notify *n, int fd)
 {
-        char msg[128];
         int r;
 
         if (!n || !n->enabled) {
@@ -243,8 +242,7 @@ int notify_fdstore(struct daemon_notify *n, int fd, const char *name)
         }
         /* FDPOLL=0: the socket's other end is closed by then, and systemd would drop a socket it
          * sees hung up, with every connection riding in it. */
-        snprintf(msg, sizeof(msg), "FDSTORE=1\nFDPOLL=0\nFDNAME=%s", name);
-        r = sd_pid_notify_with_fds(0, 0, msg, &fd, 1);
+        r = sd_pid_notify_with_fds(0, 0, "FDSTORE=1\nFDPOLL=0\nFDNAME=" NOTIFY_STORE_FD_NAME, &fd, 1);
         safe_close(fd);
         if (r == 0)
                 return -ENOTCONN;

@@ -48,10 +48,10 @@ int notify_stopping(struct daemon_notify *n);
 /* A live upgrade handed over to pid: MAINPID= (the unit needs NotifyAccess=all for the new
  * daemon's own messages before systemd switched to it). */
 int notify_mainpid(struct daemon_notify *n, pid_t pid);
-/* FDSTORE=1 (FDPOLL=0, FDNAME=name) with fd, which is taken and closed here: systemd keeps its
- * copy for the next start of the unit (FileDescriptorStoreMax= must allow it). -ENOTCONN without
- * NOTIFY_SOCKET. */
-int notify_fdstore(struct daemon_notify *n, int fd, const char *name);
+/* FDSTORE=1 (FDPOLL=0, FDNAME=NOTIFY_STORE_FD_NAME) with fd, which is taken and closed here:
+ * systemd keeps its copy for the next start of the unit (FileDescriptorStoreMax= must allow it).
+ * -ENOTCONN without NOTIFY_SOCKET. */
+int notify_fdstore(struct daemon_notify *n, int fd);
 /* NOTIFY_SOCKET is set: systemd (or its stand-in) listens. */
 bool notify_enabled(const struct daemon_notify *n);
 /* The watchdog period, 0 when systemd asked for none. */

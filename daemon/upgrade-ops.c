@@ -365,7 +365,7 @@ static void upgrade_daemon_thaw(void *userdata, Vsockmux__State__Handover *h, st
 static int upgrade_daemon_store(void *userdata, int fd, char *why, size_t len)
 {
         struct upgrade_daemon *ho = userdata;
-        int r = notify_fdstore(ho->notify, fd, NOTIFY_STORE_FD_NAME);
+        int r = notify_fdstore(ho->notify, fd);
 
         if (r < 0)
                 snprintf(why, len, "systemd did not take the handover socket: %s",

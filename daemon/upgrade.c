@@ -476,10 +476,11 @@ static void finish_quietly(struct upgrade *u, int r, const char *why)
 static int hand_to_store(struct upgrade *u, int r, char *why, size_t len)
 {
         u->sock = safe_close(u->sock);
-        if (r < 0)
-                snprintf(why, len,
-                         "the handover (%zu fds) did not fit its socket (%s; a larger one needs CAP_NET_ADMIN)",
-                         u->fds.n, strerror(-r));
+        if (r == -EAGAIN)
+                snprintf(why, len, "the handover (%zu fds) did not fit its socket (a larger one needs CAP_NET_ADMIN)",
+                         u->fds.n);
+        else if (r < 0)
+                snprintf(why, len, "cannot write the handover (%zu fds) into its socket: %s", u->fds.n, strerror(-r));
         else
                 r = u->ops->store(u->userdata, TAKE_FD(u->store_fd), why, len);
         if (r < 0) {
